@@ -1,0 +1,115 @@
+"""Loading EnCodec weights: official checkpoints and the embedded model.
+
+Official weights go through encodec's own mechanism (``torch.hub`` cache, with a
+download when online); ``--checkpoint PATH`` loads a local file in the official
+format (a plain state dict, read with ``weights_only=True``). The embedded model's
+weights ship inside this package as safetensors beside their ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from steerlab.errors import ModelLoadError
+from steerlab.model import LoadOptions
+
+from .codec import EMBEDDED, OFFICIAL_24KHZ, OFFICIAL_48KHZ, CodecConfig, build_codec
+from .model import EncodecAudioModel
+
+OFFICIAL = {
+    "encodec_24khz": (OFFICIAL_24KHZ, "encodec_24khz-d7cc33bc.th"),
+    "encodec_48khz": (OFFICIAL_48KHZ, "encodec_48khz-7e698e3e.th"),
+}
+ROOT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"
+EMBEDDED_NAME = "tiny_encodec_24khz"
+EMBEDDED_DIR = Path(__file__).parent / "weights" / EMBEDDED_NAME
+OFFLINE_ENV = ("STEERLAB_OFFLINE", "HF_HUB_OFFLINE")
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and "best_state" in state:  # encodec training checkpoints
+        state = state["best_state"]
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"checkpoint {path} is not a state dict")
+    return state
+
+
+def _load_into(codec: torch.nn.Module, state: dict, source: str) -> None:
+    try:
+        codec.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise ModelLoadError(f"weights in {source} do not fit this architecture: {first}") from None
+
+
+def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:
+    cfg, filename = OFFICIAL[name]
+    codec = build_codec(cfg)
+    if options.checkpoint is not None:
+        _load_into(codec, _read_state_dict(Path(options.checkpoint)), str(options.checkpoint))
+        return EncodecAudioModel(name, cfg, codec)
+    cached = hub_checkpoint_dir() / filename
+    if cached.is_file():
+        _load_into(codec, _read_state_dict(cached), str(cached))
+        return EncodecAudioModel(name, cfg, codec)
+    missing = (
+        f"pretrained weights for {name} are not available offline: expected {filename} in "
+        f"{hub_checkpoint_dir()}; download it from {ROOT_URL}{filename} there, or pass --checkpoint PATH"
+    )
+    if any(os.environ.get(var) for var in OFFLINE_ENV):
+        raise ModelLoadError(missing)
+    try:
+        state = torch.hub.load_state_dict_from_url(ROOT_URL + filename, map_location="cpu", check_hash=True)
+    except Exception:
+        raise ModelLoadError(missing) from None
+    _load_into(codec, state, ROOT_URL + filename)
+    return EncodecAudioModel(name, cfg, codec)
+
+
+def load_artifact(folder: Path, name: str | None = None) -> EncodecAudioModel:
+    """A codec saved by ``steerlab train codec`` (``config.json`` + ``model.safetensors``)."""
+    from safetensors.torch import load_file
+
+    config_path, weights = folder / "config.json", folder / "model.safetensors"
+    if not config_path.is_file() or not weights.is_file():
+        raise ModelLoadError(f"{folder} is not a steerlab codec folder (needs config.json and model.safetensors)")
+    meta = json.loads(config_path.read_text())
+    if meta.get("format") != "steerlab-codec" or meta.get("version") != 1:
+        raise ModelLoadError(
+            f"{config_path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r} "
+            "(this steerlab reads steerlab-codec version 1)"
+        )
+    cfg = CodecConfig.from_json(meta["codec"])
+    codec = build_codec(cfg)
+    _load_into(codec, load_file(str(weights)), str(weights))
+    model = EncodecAudioModel(name or meta.get("name", EMBEDDED_NAME), cfg, codec)
+    model.training_record = meta
+    return model
+
+
+def load_embedded(options: LoadOptions) -> EncodecAudioModel:
+    if options.checkpoint is not None:
+        return load_artifact(Path(options.checkpoint), EMBEDDED_NAME)
+    if not (EMBEDDED_DIR / "model.safetensors").is_file():
+        raise ModelLoadError(f"embedded weights missing from the installation: {EMBEDDED_DIR}; reinstall steerlab")
+    return load_artifact(EMBEDDED_DIR, EMBEDDED_NAME)
+
+
+def random_codec(name: str, cfg: CodecConfig = EMBEDDED, seed: int = 0) -> EncodecAudioModel:
+    """The architecture at random initialisation (baselines and benchmarks)."""
+    torch.manual_seed(seed)
+    return EncodecAudioModel(name, cfg)

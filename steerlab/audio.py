@@ -1,0 +1,410 @@
+"""Audio input and output for ``steerlab intervene`` and the Python API.
+
+Everything a model sees enters through here: files are probed, read, mixed or
+duplicated to the model's channel count and resampled to its rate; arrays handed
+in from Python get the same checks. Long files are streamed in overlapping chunks
+whose concatenation equals reading the whole file, and processed chunks are
+crossfaded back together with :func:`overlap_add`. Outputs are written as 32-bit
+float WAV through :func:`steerlab.artifacts.atomic_path`, so a failed run never
+leaves a half-written file.
+
+Shape convention: every array is ``[channels, samples]`` float32 (soundfile's own
+``[samples, channels]`` layout never leaves this module). Problems a user can fix
+raise :class:`AudioError` or :class:`OutputError` with one-line messages.
+
+torch and torchaudio are imported inside the functions that resample, so importing
+this module (and ``steerlab --help``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Union
+
+import numpy as np
+import soundfile as sf
+
+from steerlab.artifacts import atomic_path
+from steerlab.errors import AudioError, OutputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
+
+# torchaudio.functional.resample defaults, restated so the chunk reader can size
+# the source context the windowed-sinc kernel reaches into.
+_LOWPASS_FILTER_WIDTH = 6
+_ROLLOFF = 0.99
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`probe` learns from a file's header, without reading samples."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    duration_s: float
+    format: str  # libsndfile's major format name: "WAV", "FLAC", "OGG", "MP3", ...
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`load` did to a file's audio to fit the requested rate and channels.
+
+    Channel changes happen one way only: several channels are averaged to mono
+    ("mixed"), and mono is copied to every target channel ("duplicated"); a
+    mismatch such as 3 -> 2 does both.
+    """
+
+    source_rate: int
+    source_channels: int
+    target_rate: int
+    target_channels: int
+
+    @property
+    def resampled(self) -> bool:
+        return self.source_rate != self.target_rate
+
+    @property
+    def mixed(self) -> bool:
+        return self.source_channels > 1 and self.source_channels != self.target_channels
+
+    @property
+    def duplicated(self) -> bool:
+        return self.target_channels > 1 and self.source_channels != self.target_channels
+
+    def describe(self) -> str:
+        """One line such as ``"resampled 44100 Hz -> 24000 Hz, mixed 2 channels -> 1"``."""
+        steps = []
+        if self.resampled:
+            steps.append(f"resampled {self.source_rate} Hz -> {self.target_rate} Hz")
+        if self.mixed:
+            steps.append(f"mixed {self.source_channels} channels -> 1")
+        if self.duplicated:
+            steps.append(f"duplicated 1 channel -> {self.target_channels}")
+        if not steps:
+            unit = "channel" if self.target_channels == 1 else "channels"
+            return f"no conversion ({self.target_rate} Hz, {self.target_channels} {unit})"
+        return ", ".join(steps)
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain data for provenance records: the fields, the flags and the description."""
+        return {
+            **asdict(self),
+            "resampled": self.resampled,
+            "mixed": self.mixed,
+            "duplicated": self.duplicated,
+            "description": self.describe(),
+        }
+
+
+def _reason(exc: BaseException) -> str:
+    """The useful part of an exception, on one line and without a trailing period."""
+    if isinstance(exc, sf.LibsndfileError):
+        text = exc.error_string
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split()).rstrip(".")
+
+
+def _check_rate_channels(sample_rate: int, channels: int) -> None:
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    if int(channels) != channels or channels < 1:
+        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+
+
+def probe(path: PathLike) -> AudioInfo:
+    """Read a file's header: rate, channels, length and format.
+
+    Raises :class:`AudioError` if the file is missing, is a directory, cannot be
+    decoded, or holds no samples.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(f"audio file not found: {p}")
+    if p.is_dir():
+        raise AudioError(f"audio path {p} is a directory; pass an audio file (WAV, FLAC, OGG, MP3)")
+    try:
+        info = sf.info(str(p))
+    except (sf.SoundFileError, OSError) as exc:
+        raise AudioError(
+            f"cannot read audio {p}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
+        ) from exc
+    if info.frames <= 0:
+        raise AudioError(f"audio file {p} is empty (0 samples)")
+    return AudioInfo(
+        path=p,
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        frames=int(info.frames),
+        duration_s=info.frames / info.samplerate,
+        format=str(info.format),
+    )
+
+
+def resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
+    """Samples at ``target_rate`` that ``frames`` samples at ``source_rate`` become (as in :func:`load`)."""
+    g = math.gcd(source_rate, target_rate)
+    return -(-frames * (target_rate // g) // (source_rate // g))
+
+
+def _check_finite(x: np.ndarray, path: Path, where: str = "") -> None:
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise AudioError(
+            f"audio file {path} contains {bad} NaN or infinite samples{where}; "
+            "clean the file (replace or remove the non-finite samples) and retry"
+        )
+
+
+def _mix(x: np.ndarray, target_channels: int) -> np.ndarray:
+    """[C, T] -> [1, T] by averaging, when the channel counts differ and C > 1."""
+    if x.shape[0] > 1 and x.shape[0] != target_channels:
+        # float64 accumulation then one rounding: the float32 mean is correctly rounded.
+        return x.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
+    return x
+
+
+def _duplicate(x: np.ndarray, target_channels: int) -> np.ndarray:
+    """[1, T] -> [target_channels, T] by copying; other shapes pass through."""
+    if x.shape[0] == 1 and target_channels > 1:
+        return np.repeat(x, target_channels, axis=0)
+    return x
+
+
+def _resample(x: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
+    """[C, T] float32 at ``source_rate`` -> [C, T'] float32 at ``target_rate``."""
+    if source_rate == target_rate:
+        return x
+    import torch
+    import torchaudio.functional as AF
+
+    with torch.no_grad():
+        y = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), source_rate, target_rate)
+    return y.numpy().astype(np.float32, copy=False)
+
+
+def _convert(x: np.ndarray, source_rate: int, target_rate: int, channels: int) -> np.ndarray:
+    """Mix, resample, duplicate, in that order: resampling runs on as few channels as possible."""
+    return _duplicate(_resample(_mix(x, channels), source_rate, target_rate), channels)
+
+
+def load(path: PathLike, sample_rate: int, channels: int) -> tuple[np.ndarray, Conversion]:
+    """Read a whole file as float32 ``[channels, samples]`` at ``sample_rate``.
+
+    Channels are averaged to mono when the file has more than one and the counts
+    differ; mono is then copied to every requested channel. Resampling uses
+    ``torchaudio.functional.resample`` with its defaults (Hann-windowed sinc, 6 zero
+    crossings, rolloff 0.99): a well-kept, tested band-limited implementation that
+    runs on the same tensors the models use, rather than a hand-written filter.
+    The output has ``resampled_length(frames, file_rate, sample_rate)`` samples.
+
+    Raises :class:`AudioError` for missing, unreadable or empty files and for
+    files holding NaN or infinite samples.
+    """
+    _check_rate_channels(sample_rate, channels)
+    info = probe(path)
+    try:
+        data = sf.read(str(info.path), dtype="float32", always_2d=True)[0]  # [T, C]
+    except (sf.SoundFileError, OSError) as exc:
+        raise AudioError(
+            f"cannot read audio {info.path}: {_reason(exc)}; "
+            f"supported formats: {', '.join(SUPPORTED_FORMATS)}"
+        ) from exc
+    if data.shape[0] == 0:
+        raise AudioError(f"audio file {info.path} is empty (0 samples)")
+    _check_finite(data, info.path)
+    x = np.ascontiguousarray(data.T)  # [C, T]
+    conv = Conversion(info.sample_rate, info.channels, int(sample_rate), int(channels))
+    return _convert(x, info.sample_rate, int(sample_rate), int(channels)), conv
+
+
+def validate_array(x: object, name: str = "audio") -> np.ndarray:
+    """Check audio passed from Python and return it as float32 ``[channels, samples]``.
+
+    Accepts anything ``numpy.asarray`` understands (including CPU torch tensors).
+    A 1-D array is taken as mono and becomes ``[1, samples]``. Raises
+    :class:`AudioError` for other ranks, an apparent ``[samples, channels]``
+    layout, integer samples, empty arrays and NaN or infinite values.
+    """
+    expected = "expected shape [channels, samples] (or [samples] for mono)"
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise AudioError(f"{name} is not an array ({_reason(exc)}); {expected}") from exc
+    if a.dtype.kind != "f":
+        hint = " (integer PCM: divide by 32768 for int16)" if a.dtype.kind in "iu" else ""
+        raise AudioError(f"{name} has dtype {a.dtype}; expected floating-point samples in [-1, 1]{hint}, {expected}")
+    if a.ndim == 1:
+        a = a[None, :]
+    elif a.ndim != 2:
+        raise AudioError(f"{name} has shape {tuple(a.shape)}; {expected}")
+    if a.size == 0:
+        raise AudioError(f"{name} is empty (shape {tuple(a.shape)}); {expected} with at least one sample")
+    if a.shape[0] > a.shape[1]:
+        raise AudioError(
+            f"{name} has shape {tuple(a.shape)}, which looks like [samples, channels]; "
+            f"{expected}: transpose it"
+        )
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise AudioError(f"{name} contains {bad} NaN or infinite samples; expected finite values, shape [channels, samples]")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def iter_chunks(
+    path: PathLike,
+    sample_rate: int,
+    channels: int,
+    chunk_s: float,
+    overlap_s: float,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Stream a file as overlapping chunks, converted exactly like :func:`load`.
+
+    Yields ``(start, chunk)`` where ``start`` is the chunk's first sample at
+    ``sample_rate`` and ``chunk`` is float32 ``[channels, n]``. Chunks hold
+    ``round(chunk_s * sample_rate)`` samples (the last may be shorter), consecutive
+    chunks share ``round(overlap_s * sample_rate)`` samples, and together they
+    cover ``resampled_length(frames, file_rate, sample_rate)`` samples.
+
+    Memory stays bounded: each chunk seeks and reads only its own source range
+    plus some context. Resampling a cut-out piece would see zeros past its edges
+    and differ from the whole-file result there, so every read starts on the
+    resampler's period (``file_rate / gcd`` source samples, where input and output
+    samples line up) and extends past both ends by more than the sinc kernel's
+    reach; after trimming, each chunk equals the matching slice of ``load()`` up
+    to float rounding. With coprime-ish rates (gcd 1) the period, and so the extra
+    context, is one second of audio.
+    """
+    _check_rate_channels(sample_rate, channels)
+    chunk = round(chunk_s * sample_rate)
+    overlap = round(overlap_s * sample_rate)
+    if chunk < 1:
+        raise ValueError(f"chunk_s must give at least one sample at {sample_rate} Hz, got {chunk_s!r}")
+    if not 0 <= overlap < chunk:
+        raise ValueError(f"overlap_s must be >= 0 and shorter than chunk_s, got {overlap_s!r} with chunk_s {chunk_s!r}")
+    info = probe(path)
+    src, dst = info.sample_rate, int(sample_rate)
+    g = math.gcd(src, dst)
+    period_src, period_dst = src // g, dst // g
+    if src == dst:
+        margin = 0
+    else:
+        width = math.ceil(_LOWPASS_FILTER_WIDTH * period_src / (min(period_src, period_dst) * _ROLLOFF))
+        margin = math.ceil(width / period_src) + 1  # in periods
+    total = resampled_length(info.frames, src, dst)
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            start = 0
+            while True:
+                end = min(start + chunk, total)
+                first = max(0, start // period_dst - margin)  # in periods
+                last = -(-end // period_dst) + margin
+                s, e = first * period_src, min(info.frames, last * period_src)
+                f.seek(s)
+                data = f.read(e - s, dtype="float32", always_2d=True)  # [T, C]
+                if data.shape[0] == 0:
+                    raise AudioError(f"audio file {info.path} ended early, at {s} of {info.frames} samples")
+                _check_finite(data, info.path, f" between {s / src:.2f} s and {e / src:.2f} s")
+                y = _convert(np.ascontiguousarray(data.T), src, dst, channels)
+                base = first * period_dst  # target index of y[:, 0]
+                piece = y[:, start - base : end - base]
+                if piece.shape[1] != end - start:
+                    raise AudioError(f"audio file {info.path} ended early, at {s + data.shape[0]} of {info.frames} samples")
+                yield start, np.ascontiguousarray(piece)
+                if end >= total:
+                    return
+                start += chunk - overlap
+    except (sf.SoundFileError, OSError) as exc:
+        raise AudioError(
+            f"cannot read audio {info.path}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
+        ) from exc
+
+
+def overlap_add(pieces: list[tuple[int, np.ndarray]], total: int, overlap: int) -> np.ndarray:
+    """Join ``(start, [C, n])`` pieces into one float32 ``[C, total]`` signal.
+
+    Where pieces overlap they are crossfaded linearly over ``overlap`` samples:
+    each piece fades in over its first ``overlap`` samples (unless it starts at 0)
+    and out over its last ``overlap`` (unless it reaches ``total``). The result is
+    normalised by the summed weights, so identical pieces reproduce the signal
+    exactly and uneven overlaps still give a weighted average. Raises
+    ``ValueError`` for pieces outside ``[0, total)``, mismatched channel counts or
+    samples no piece covers.
+    """
+    if total < 1:
+        raise ValueError(f"total must be positive, got {total}")
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    if not pieces:
+        raise ValueError("overlap_add needs at least one piece")
+    n_channels = np.asarray(pieces[0][1]).shape[0]
+    acc = np.zeros((n_channels, total), dtype=np.float64)
+    weight = np.zeros(total, dtype=np.float64)
+    # Ramps stay strictly inside (0, 1) so a lone piece's edge never divides by zero.
+    ramp_in = np.arange(1, overlap + 1, dtype=np.float64) / (overlap + 1)
+    for start, x in pieces:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[0] != n_channels:
+            raise ValueError(f"piece at {start} has shape {x.shape}; expected [{n_channels}, samples]")
+        n = x.shape[1]
+        if start < 0 or start + n > total:
+            raise ValueError(f"piece [{start}, {start + n}) lies outside [0, {total})")
+        w = np.ones(n, dtype=np.float64)
+        k = min(overlap, n)
+        if start > 0 and k:
+            w[:k] = np.minimum(w[:k], ramp_in[:k])
+        if start + n < total and k:
+            w[n - k :] = np.minimum(w[n - k :], ramp_in[:k][::-1])
+        acc[:, start : start + n] += w * x
+        weight[start : start + n] += w
+    gaps = np.flatnonzero(weight == 0)
+    if gaps.size:
+        raise ValueError(f"no piece covers sample {gaps[0]} (of {gaps.size} uncovered samples)")
+    return (acc / weight).astype(np.float32)
+
+
+def check_writable_dir(path: PathLike) -> Path:
+    """Create ``path`` (with parents) if needed and prove it writable with a temp file.
+
+    Raises :class:`OutputError` with a one-line message otherwise.
+    """
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p, prefix=".steerlab-write-check.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise OutputError(f"cannot write to directory {p}: {_reason(exc)}; choose a writable output directory") from exc
+    return p
+
+
+def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write float32 ``[channels, samples]`` audio as 32-bit float WAV, atomically.
+
+    Float samples are stored as they are (no clipping or dithering), so reading
+    the file back gives the same array bit for bit. The parent directory must
+    exist; if it does not or cannot be written, :class:`OutputError` is raised
+    and no file is left behind.
+    """
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    x = validate_array(audio)
+    p = Path(path)
+    try:
+        with atomic_path(p) as tmp:
+            # The temp name's suffix may not be .wav, so the format is given explicitly.
+            sf.write(str(tmp), x.T, int(sample_rate), format="WAV", subtype="FLOAT")
+    except (sf.SoundFileError, OSError) as exc:
+        raise OutputError(f"cannot write {p}: {_reason(exc)}; choose a writable output directory") from exc
+    return p

@@ -1,0 +1,43 @@
+"""Signal-level metrics shared by training, evaluation and scoring.
+
+Plain torch functions over ``[..., samples]`` tensors; no model code here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-8
+MRSTFT_FFTS: tuple[int, ...] = (256, 512, 1024, 2048)
+
+
+def si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Scale-invariant signal-to-distortion ratio in dB, per item (last axis is time)."""
+    ref = reference - reference.mean(-1, keepdim=True)
+    est = estimate - estimate.mean(-1, keepdim=True)
+    scale = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + EPS)
+    target = scale * ref
+    noise = est - target
+    return 10 * torch.log10((target.pow(2).sum(-1) + EPS) / (noise.pow(2).sum(-1) + EPS))
+
+
+def stft_magnitude(x: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """Magnitude STFT of ``[..., samples]`` with a Hann window and hop n_fft/4."""
+    flat = x.reshape(-1, x.shape[-1])
+    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    spec = torch.stft(flat, n_fft, hop_length=n_fft // 4, window=window, return_complex=True, center=True)
+    return spec.abs().reshape(*x.shape[:-1], spec.shape[-2], spec.shape[-1])
+
+
+def multires_stft_distance(
+    estimate: torch.Tensor, reference: torch.Tensor, ffts: tuple[int, ...] = MRSTFT_FFTS
+) -> torch.Tensor:
+    """Multi-resolution STFT distance per item: mean over resolutions of
+    spectral convergence plus mean absolute log10-magnitude difference."""
+    total = torch.zeros(estimate.shape[:-1], dtype=estimate.dtype, device=estimate.device)
+    for n_fft in ffts:
+        e, r = stft_magnitude(estimate, n_fft), stft_magnitude(reference, n_fft)
+        sc = (e - r).pow(2).sum((-2, -1)).sqrt() / (r.pow(2).sum((-2, -1)).sqrt() + EPS)
+        log_mag = (torch.log10(e + 1e-5) - torch.log10(r + 1e-5)).abs().mean((-2, -1))
+        total = total + sc + log_mag
+    return total / len(ffts)

@@ -1,0 +1,144 @@
+"""What steerlab needs to know about a model: the :class:`AudioModel` interface,
+its layers (:class:`LayerInfo`) and the options a loader takes.
+
+An ``AudioModel`` is a ``torch.nn.Module`` whose ``forward(wave, path=...)`` maps a
+batch of audio ``[batch, channels, samples]`` to its decode ``[batch, channels,
+samples]`` (or to logits for a model without a decoder). Plugins subclass it;
+the core never imports model-specific code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from steerlab.errors import SteerlabError
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """Options every model loader receives."""
+
+    checkpoint: Path | None = None
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One hook point: a module whose output ``[batch, channels, frames]`` can be patched.
+
+    ``hop`` is the cumulative stride in input samples; ``receptive_field`` the span
+    of input samples one frame depends on through convolutions (``recurrent``
+    marks layers after an LSTM, whose true context is unbounded to the left).
+    """
+
+    name: str
+    kind: str
+    module_path: str
+    channels: int
+    stride: int
+    hop: int
+    sample_rate: int
+    receptive_field: int
+    kernel_size: int | None = None
+    recurrent: bool = False
+    side: str = "encoder"
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def nyquist_hz(self) -> float:
+        return self.frame_rate / 2
+
+    @property
+    def receptive_field_ms(self) -> float:
+        return 1000.0 * self.receptive_field / self.sample_rate
+
+    def frames_for(self, n_samples: int) -> int:
+        """Frames this layer has for an input of ``n_samples`` (padded to whole frames)."""
+        return math.ceil(n_samples / self.hop)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "side": self.side,
+            "channels": self.channels,
+            "stride": self.stride,
+            "kernel_size": self.kernel_size,
+            "hop_samples": self.hop,
+            "frame_rate_hz": self.frame_rate,
+            "receptive_field_samples": self.receptive_field,
+            "receptive_field_ms": self.receptive_field_ms,
+            "recurrent": self.recurrent,
+            "nyquist_hz": self.nyquist_hz,
+        }
+
+
+class AudioModel(torch.nn.Module):
+    """Base class of steerable audio models.
+
+    Subclasses set the class attributes and implement :meth:`forward`. ``paths``
+    lists the decode paths ``forward`` accepts (``"continuous"``, ``"quantized"``);
+    ``hop`` is the frame size every input is zero-padded to a multiple of.
+    ``causal`` models batch inputs of different lengths exactly by right-padding;
+    non-causal ones append ``right_context`` zero samples first (same result
+    batched or not). ``ragged_batching=False`` (models whose normalisation spans
+    the whole time axis) makes the tracer batch only equal-length inputs.
+    """
+
+    name: str = "unnamed"
+    family: str = "generic"
+    sample_rate: int = 24_000
+    channels: int = 1
+    hop: int = 1
+    causal: bool = True
+    right_context: int = 0
+    ragged_batching: bool = True
+    paths: tuple[str, ...] = ("continuous",)
+    default_path: str = "continuous"
+    has_decoder: bool = True
+    config: dict[str, Any] = {}
+
+    def check_path(self, path: str) -> str:
+        if path not in self.paths:
+            raise SteerlabError(f"model {self.name!r} has no decode path {path!r}; valid paths: {', '.join(self.paths)}")
+        return path
+
+    def padded_length(self, n_samples: int) -> int:
+        return math.ceil(n_samples / self.hop) * self.hop + self.right_context
+
+    def weights_hash(self) -> str:
+        """sha256 over parameter and buffer names, shapes and bytes (stable across saves)."""
+        cached = getattr(self, "_weights_hash", None)
+        if cached:
+            return cached
+        h = hashlib.sha256()
+        for key, tensor in sorted(self.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(key.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        self._weights_hash = h.hexdigest()
+        return self._weights_hash
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "causal": self.causal,
+            "paths": list(self.paths),
+            "default_path": self.default_path,
+            "weights_sha256": self.weights_hash(),
+            "config": self.config,
+        }

@@ -1,0 +1,150 @@
+"""The one place steerlab touches nnsight: batched, patched forward passes.
+
+:func:`run` takes plain tensors and callables and returns plain tensors. Each
+:class:`TraceItem` becomes one ``tracer.invoke`` of a single traced forward pass;
+:class:`AudioNNsight` implements nnsight's batching for audio by right-padding
+every invoke's waveform with zeros to the longest one (each input is already
+padded to a whole number of frames). For causal models this leaves every item's
+output within its own length unchanged, so batched and unbatched results agree;
+models whose normalisation spans the whole time axis (``ragged_batching=False``)
+are batched only with inputs of the same length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from nnsight import NNsight
+
+from steerlab.model import AudioModel, LayerInfo
+
+# edit(activation [1, channels, frames], valid_frames) -> patched activation (same shape)
+Edit = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+class AudioNNsight(NNsight):
+    """nnsight wrapper whose invokes are waveforms ``[1, channels, samples]``."""
+
+    def _batch_size(self, *inputs, **kwargs) -> int:
+        return int(inputs[0].shape[0]) if inputs else 0
+
+    def _batch(self, invokes: list[tuple], fn) -> tuple:
+        if not invokes:
+            return tuple(), {}
+        waves = [args[0] for args, _ in invokes]
+        longest = max(w.shape[-1] for w in waves)
+        padded = [F.pad(w, (0, longest - w.shape[-1])) for w in waves]
+        return (torch.cat(padded, 0),), dict(invokes[0][1])
+
+
+@dataclass
+class TraceItem:
+    """One input of a batched pass; ``wave`` is ``[channels, samples]`` at the model's rate."""
+
+    wave: torch.Tensor
+    layer: Optional[LayerInfo] = None
+    edit: Optional[Edit] = None
+    save_activation: bool = False
+
+
+@dataclass
+class TraceResult:
+    output: torch.Tensor  # [channels, samples] (decode) or [classes] for models without a decoder
+    activation: Optional[torch.Tensor] = None  # unpatched layer output [channels, frames]
+    patched_activation: Optional[torch.Tensor] = None
+    codes: Optional[torch.Tensor] = None  # [n_q, frames] on the quantized path
+    extra: dict = field(default_factory=dict)
+
+
+_ENVOYS: dict[int, AudioNNsight] = {}
+
+
+def envoy_for(model: AudioModel) -> AudioNNsight:
+    """The (cached) nnsight wrapper of ``model``."""
+    key = id(model)
+    if key not in _ENVOYS or _ENVOYS[key]._module is not model:
+        _ENVOYS[key] = AudioNNsight(model)
+    return _ENVOYS[key]
+
+
+def resolve(envoy: AudioNNsight, module_path: str):
+    """The envoy at a dotted path of attribute names and integer indices."""
+    node = envoy
+    for part in module_path.split("."):
+        node = node[int(part)] if part.isdigit() else getattr(node, part)
+    return node
+
+
+def _pad_to_frames(model: AudioModel, wave: torch.Tensor) -> torch.Tensor:
+    return F.pad(wave, (0, model.padded_length(wave.shape[-1]) - wave.shape[-1]))
+
+
+def _groups(model: AudioModel, items: list[TraceItem], max_batch: int) -> list[list[int]]:
+    """Indices of items that share one forward pass."""
+    if model.ragged_batching:
+        order = sorted(range(len(items)), key=lambda i: items[i].wave.shape[-1])
+        return [order[i : i + max_batch] for i in range(0, len(order), max_batch)]
+    by_len: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        by_len.setdefault(item.wave.shape[-1], []).append(i)
+    return [g[i : i + max_batch] for g in by_len.values() for i in range(0, len(g), max_batch)]
+
+
+@torch.no_grad()
+def run(
+    model: AudioModel,
+    items: list[TraceItem],
+    path: str | None = None,
+    n_q: int | None = None,
+    save_codes: bool = False,
+    max_batch: int = 16,
+) -> list[TraceResult]:
+    """Run ``items`` through ``model`` in batched traced passes, applying each item's edit."""
+    path = model.check_path(path or model.default_path)
+    envoy = envoy_for(model)
+    kwargs = {"path": path} if model.has_decoder else {}
+    if n_q is not None:
+        kwargs["n_q"] = n_q
+    want_codes = save_codes and path == "quantized"
+    results: list[Optional[TraceResult]] = [None] * len(items)
+    for group in _groups(model, items, max_batch):
+        scales = [model.input_scale(items[i].wave) for i in group]
+        inputs = [_pad_to_frames(model, items[i].wave / s)[None] for i, s in zip(group, scales)]
+        saved: list[dict] = []
+        with envoy.trace(**kwargs) as tracer:
+            for i, x in zip(group, inputs):
+                item = items[i]
+                slot: dict = {}
+                with tracer.invoke(x):
+                    codes_first = want_codes and item.layer is not None and item.layer.side in ("decoder",)
+                    if codes_first or (want_codes and item.layer is not None and item.layer.name == "quantized"):
+                        slot["codes"] = envoy.codes.output.save()
+                    if item.layer is not None:
+                        target = resolve(envoy, item.layer.module_path)
+                        act = target.output
+                        if item.save_activation:
+                            slot["act"] = act.clone().save()
+                        if item.edit is not None:
+                            n_frames = item.layer.frames_for(item.wave.shape[-1])
+                            patched = item.edit(act, n_frames)
+                            target.output = patched
+                            slot["patched"] = patched.save()
+                    if want_codes and "codes" not in slot:
+                        slot["codes"] = envoy.codes.output.save()
+                    slot["out"] = envoy.output.save()
+                saved.append(slot)
+        for i, s, slot in zip(group, scales, saved):
+            n = items[i].wave.shape[-1]
+            layer = items[i].layer
+            frames = layer.frames_for(n) if layer is not None else 0
+            out = slot["out"][0]
+            results[i] = TraceResult(
+                output=(out[..., :n] * s) if model.has_decoder else out,
+                activation=slot["act"][0, :, :frames] if "act" in slot else None,
+                patched_activation=slot["patched"][0, :, :frames] if "patched" in slot else None,
+                codes=slot["codes"][0][:, : -(-n // model.hop)] if "codes" in slot else None,
+            )
+    return results  # type: ignore[return-value]

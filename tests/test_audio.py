@@ -1,0 +1,327 @@
+"""Tests for steerlab.audio: reading, converting, chunking, stitching and writing audio.
+
+Every fixture file is synthesised into tmp_path with soundfile; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from steerlab.audio import (
+    AudioInfo,
+    Conversion,
+    check_writable_dir,
+    iter_chunks,
+    load,
+    overlap_add,
+    probe,
+    resampled_length,
+    validate_array,
+    write_wav,
+)
+from steerlab.errors import AudioError, OutputError
+
+
+def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    """[T] float32 sine."""
+    t = np.arange(round(sr * seconds)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def band_limited(sr: int, seconds: float, channels: int, seed: int = 0) -> np.ndarray:
+    """[C, T] float32 sum of sines well below both 24 kHz's and 44.1 kHz's Nyquist."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(sr * seconds)) / sr
+    out = np.zeros((channels, t.size))
+    for c in range(channels):
+        for f in rng.uniform(50, 9000, size=12):
+            out[c] += 0.05 * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+    return out.astype(np.float32)
+
+
+def peak_hz(x: np.ndarray, sr: int) -> tuple[float, float]:
+    """(frequency of the largest rFFT bin, bin width) for [T] x."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spec)) * sr / x.size, sr / x.size
+
+
+def write_float_wav(path: Path, x: np.ndarray, sr: int) -> Path:
+    """Write [C, T] with soundfile directly (bypassing write_wav's checks)."""
+    sf.write(str(path), np.asarray(x).T, sr, format="WAV", subtype="FLOAT")
+    return path
+
+
+# --- probe and errors ------------------------------------------------------------------
+
+
+def test_probe_reports_header(tmp_path: Path) -> None:
+    p = write_float_wav(tmp_path / "a.wav", band_limited(44100, 0.5, 2), 44100)
+    info = probe(p)
+    assert info == AudioInfo(path=p, sample_rate=44100, channels=2, frames=22050, duration_s=0.5, format="WAV")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.wav"
+    with pytest.raises(AudioError) as e:
+        load(missing, 24000, 1)
+    assert str(e.value) == f"audio file not found: {missing}"
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AudioError) as e:
+        probe(tmp_path)
+    assert "is a directory" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_corrupt_file_single_line(tmp_path: Path) -> None:
+    p = tmp_path / "corrupt.wav"
+    p.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(AudioError) as e:
+        load(p, 24000, 1)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"cannot read audio {p}: ")
+    assert msg.endswith("; supported formats: WAV, FLAC, OGG, MP3")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    p = tmp_path / "empty.wav"
+    sf.write(str(p), np.zeros((0, 1), dtype=np.float32), 24000, subtype="FLOAT")
+    assert sf.info(str(p)).frames == 0
+    for call in (lambda: probe(p), lambda: load(p, 24000, 1), lambda: list(iter_chunks(p, 24000, 1, 1.0, 0.1))):
+        with pytest.raises(AudioError) as e:
+            call()
+        assert str(e.value) == f"audio file {p} is empty (0 samples)"
+
+
+def test_nan_file(tmp_path: Path) -> None:
+    x = sine(440, 24000, 0.5)[None, :].copy()
+    x[0, [10, 200, 3000]] = np.nan
+    x[0, [7, 9]] = [np.inf, -np.inf]
+    p = write_float_wav(tmp_path / "nan.wav", x, 24000)
+    with pytest.raises(AudioError) as e:
+        load(p, 24000, 1)
+    msg = str(e.value)
+    assert str(p) in msg and "5 NaN or infinite samples" in msg and "clean the file" in msg
+    assert "\n" not in msg
+    with pytest.raises(AudioError, match="NaN"):
+        list(iter_chunks(p, 16000, 1, 0.2, 0.05))
+
+
+# --- formats ---------------------------------------------------------------------------
+
+
+def test_float_wav_round_trip_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((2, 5000)) * 0.7).astype(np.float32)  # includes |x| > 1: float WAV must not clip
+    p = write_wav(tmp_path / "out.wav", x, 24000)
+    info = sf.info(str(p))
+    assert (info.format, info.subtype, info.samplerate, info.channels) == ("WAV", "FLOAT", 24000, 2)
+    back, conv = load(p, 24000, 2)
+    assert back.dtype == np.float32 and back.shape == (2, 5000)
+    assert np.array_equal(back, x)
+    assert conv.describe() == "no conversion (24000 Hz, 2 channels)"
+    assert [q.name for q in tmp_path.iterdir()] == ["out.wav"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("fmt,subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")])
+def test_compressed_formats_readable(tmp_path: Path, fmt: str, subtype: str) -> None:
+    sr = 44100
+    x = sine(1000, sr, 1.0)
+    p = tmp_path / f"tone.{fmt.lower()}"
+    try:
+        sf.write(str(p), x, sr, format=fmt, subtype=subtype)
+    except sf.SoundFileError as exc:  # a libsndfile built without this encoder
+        pytest.fail(f"this libsndfile ({sf.__libsndfile_version__}) cannot write {fmt}, so it cannot be tested: {exc}")
+    info = probe(p)
+    assert (info.format, info.sample_rate, info.channels) == (fmt, sr, 1)
+    y, conv = load(p, sr, 1)
+    assert y.shape == (1, info.frames)
+    assert conv.describe() == "no conversion (44100 Hz, 1 channel)"
+    if fmt == "FLAC":  # lossless apart from 16-bit quantisation
+        assert info.frames == x.size
+        assert np.max(np.abs(y[0] - x)) <= 1 / 32768
+    else:  # lossy codecs add encoder delay/padding: check the tone itself
+        assert abs(info.frames - x.size) < 4096
+        mid = y[0, sr // 10 : -sr // 10]
+        f, bin_hz = peak_hz(mid, sr)
+        assert abs(f - 1000) <= bin_hz
+        amp = np.sqrt(2 * np.mean(mid.astype(np.float64) ** 2))
+        assert abs(amp - 0.5) < 0.05
+
+
+# --- conversion ------------------------------------------------------------------------
+
+
+def test_resample_keeps_frequency_and_amplitude(tmp_path: Path) -> None:
+    p = write_float_wav(tmp_path / "tone.wav", sine(1000, 44100, 1.0)[None, :], 44100)
+    y, conv = load(p, 24000, 1)
+    assert y.shape == (1, 24000) and y.dtype == np.float32
+    assert conv == Conversion(44100, 1, 24000, 1) and conv.resampled and not conv.mixed
+    assert conv.describe() == "resampled 44100 Hz -> 24000 Hz"
+    f, bin_hz = peak_hz(y[0], 24000)
+    assert bin_hz == 1.0 and abs(f - 1000) <= bin_hz
+    mid = y[0, 2400:-2400].astype(np.float64)  # away from the zero-padded edges
+    amp = np.sqrt(2 * np.mean(mid**2))
+    assert abs(amp / 0.5 - 1) < 0.01
+
+
+def test_stereo_to_mono_is_exact_average(tmp_path: Path) -> None:
+    x = band_limited(24000, 0.3, 2, seed=3)
+    p = write_float_wav(tmp_path / "st.wav", x, 24000)
+    y, conv = load(p, 24000, 1)
+    expected = ((x[0].astype(np.float64) + x[1]) / 2).astype(np.float32)[None, :]
+    assert np.array_equal(y, expected)
+    assert conv.mixed and not conv.duplicated and not conv.resampled
+    assert conv.describe() == "mixed 2 channels -> 1"
+
+
+def test_mono_to_stereo_duplicates(tmp_path: Path) -> None:
+    x = band_limited(24000, 0.3, 1, seed=4)
+    p = write_float_wav(tmp_path / "mono.wav", x, 24000)
+    y, conv = load(p, 24000, 2)
+    assert y.shape == (2, x.shape[1])
+    assert np.array_equal(y[0], x[0]) and np.array_equal(y[1], x[0])
+    assert conv.describe() == "duplicated 1 channel -> 2"
+
+
+def test_three_channels_to_two_averages_then_duplicates(tmp_path: Path) -> None:
+    x = band_limited(24000, 0.2, 3, seed=5)
+    p = write_float_wav(tmp_path / "three.wav", x, 24000)
+    y, conv = load(p, 48000, 2)
+    assert conv.describe() == "resampled 24000 Hz -> 48000 Hz, mixed 3 channels -> 1, duplicated 1 channel -> 2"
+    assert y.shape == (2, 2 * x.shape[1]) and np.array_equal(y[0], y[1])
+    assert conv.to_dict()["description"] == conv.describe()
+
+
+def test_validate_array() -> None:
+    one_d = validate_array(np.zeros(10, dtype=np.float64))
+    assert one_d.shape == (1, 10) and one_d.dtype == np.float32
+    assert validate_array(np.ones((2, 8))).shape == (2, 8)
+    cases = {
+        "shape (2, 3, 4)": np.zeros((2, 3, 4)),
+        "empty": np.zeros((1, 0)),
+        "looks like [samples, channels]": np.zeros((100, 2)),
+        "dtype int16": np.zeros((1, 10), dtype=np.int16),
+        "2 NaN or infinite": np.array([[0.0, np.nan, np.inf, 1.0]]),
+    }
+    for needle, bad in cases.items():
+        with pytest.raises(AudioError) as e:
+            validate_array(bad, name="input")
+        assert needle in str(e.value) and "[channels, samples]" in str(e.value) and str(e.value).startswith("input")
+
+
+# --- chunking and stitching ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "src_sr,dst_sr,channels,kind",
+    [
+        (44100, 24000, 1, "band_limited"),  # stereo file mixed to mono, 147:80 resampling
+        (44100, 24000, 1, "noise"),  # alignment makes even broadband content match
+        (48000, 24000, 2, "band_limited"),
+        (24000, 24000, 1, "band_limited"),  # no resampling: plain slicing
+    ],
+)
+def test_chunks_match_load(tmp_path: Path, src_sr: int, dst_sr: int, channels: int, kind: str) -> None:
+    if kind == "noise":
+        x = (np.random.default_rng(6).standard_normal((2, src_sr * 10)) * 0.2).astype(np.float32)
+    else:
+        x = band_limited(src_sr, 10.0, 2, seed=7)
+    p = write_float_wav(tmp_path / "long.wav", x, src_sr)
+    whole, _ = load(p, dst_sr, channels)
+    total = resampled_length(x.shape[1], src_sr, dst_sr)
+    assert whole.shape == (channels, total)
+
+    chunk_s, overlap_s = 1.3, 0.25
+    chunk, overlap = round(chunk_s * dst_sr), round(overlap_s * dst_sr)
+    chunks = list(iter_chunks(p, dst_sr, channels, chunk_s, overlap_s))
+    starts = [s for s, _ in chunks]
+    assert starts == list(range(0, starts[-1] + 1, chunk - overlap))
+    assert all(c.shape == (channels, chunk) for _, c in chunks[:-1])
+    assert chunks[-1][0] + chunks[-1][1].shape[1] == total  # the chunks cover the whole file
+
+    # Non-overlapping parts, concatenated, against the whole-file conversion.
+    parts = [c[:, : chunk - overlap] for _, c in chunks[:-1]] + [chunks[-1][1]]
+    joined = np.concatenate(parts, axis=1)
+    err = float(np.max(np.abs(joined - whole)))
+    assert joined.shape == whole.shape
+    assert err < 1e-5, f"chunked conversion differs from load() by {err}"
+    worst = max(float(np.max(np.abs(c - whole[:, s : s + c.shape[1]]))) for s, c in chunks)
+    assert worst < 1e-5, f"a chunk differs from its slice of load() by {worst}"
+
+    stitched = overlap_add(chunks, total, overlap)
+    assert float(np.max(np.abs(stitched - whole))) < 1e-6 + err
+
+
+def test_overlap_add_reproduces_unmodified_signal() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 1000)).astype(np.float32)
+    hop, size, overlap = 150, 200, 50
+    pieces = [(s, x[:, s : s + size]) for s in range(0, 1000 - overlap, hop)]
+    assert pieces[-1][0] + pieces[-1][1].shape[1] == 1000
+    y = overlap_add(pieces, 1000, overlap)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert float(np.max(np.abs(y - x))) < 1e-6
+
+
+def test_overlap_add_crossfades_linearly() -> None:
+    a = (0, np.ones((1, 10), dtype=np.float32))
+    b = (6, np.zeros((1, 10), dtype=np.float32))
+    y = overlap_add([a, b], 16, overlap=4)
+    np.testing.assert_allclose(y[0, :6], 1.0, atol=0)
+    np.testing.assert_allclose(y[0, 6:10], [0.8, 0.6, 0.4, 0.2], atol=1e-7)
+    np.testing.assert_allclose(y[0, 10:], 0.0, atol=0)
+    with pytest.raises(ValueError, match="no piece covers sample 10"):
+        overlap_add([(0, np.ones((1, 10)))], 12, overlap=2)
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def test_unwritable_output_raises_and_leaves_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file, not a directory")
+    target = blocker / "out.wav"  # tests run as root, so chmod cannot make a directory unwritable
+    x = sine(440, 24000, 0.1)[None, :]
+    with pytest.raises(OutputError) as e:
+        write_wav(target, x, 24000)
+    msg = str(e.value)
+    assert msg.startswith(f"cannot write {target}: ") and msg.endswith("; choose a writable output directory")
+    assert "\n" not in msg
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["blocker"]
+    assert blocker.read_text() == "a regular file, not a directory"
+
+    missing_parent = tmp_path / "no" / "such" / "out.wav"
+    with pytest.raises(OutputError, match="choose a writable output directory"):
+        write_wav(missing_parent, x, 24000)
+    assert not (tmp_path / "no").exists()
+
+
+def test_write_wav_refuses_bad_audio_before_touching_disk(tmp_path: Path) -> None:
+    with pytest.raises(AudioError, match="NaN"):
+        write_wav(tmp_path / "bad.wav", np.array([[0.0, np.nan]], dtype=np.float32), 24000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_writable_dir(tmp_path: Path) -> None:
+    made = check_writable_dir(tmp_path / "a" / "b")
+    assert made.is_dir() and list(made.iterdir()) == []
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for bad in (blocker, blocker / "sub"):
+        with pytest.raises(OutputError) as e:
+            check_writable_dir(bad)
+        assert str(e.value).startswith(f"cannot write to directory {bad}: ") and "\n" not in str(e.value)
+
+
+def test_import_does_not_load_torch() -> None:
+    code = "import sys, steerlab.audio; print('torch' in sys.modules, 'torchaudio' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
