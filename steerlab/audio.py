@@ -39,6 +39,10 @@ SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
 # the source context the windowed-sinc kernel reaches into.
 _LOWPASS_FILTER_WIDTH = 6
 _ROLLOFF = 0.99
+# torchaudio builds a [new/gcd, 2 * width + orig/gcd] float64 kernel (plus temporaries of that
+# size); for rates with a tiny gcd (44101 -> 24000) that is gigabytes, and the process is killed
+# instead of failing. Common rates (8k, 16k, 22.05k, 32k, 44.1k, 48k, 96k) stay far below this.
+_MAX_KERNEL_ELEMENTS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -181,6 +185,27 @@ def _duplicate(x: np.ndarray, target_channels: int) -> np.ndarray:
     return x
 
 
+def _kernel_width(source_rate: int, target_rate: int) -> int:
+    """Source samples (in gcd-reduced units) the sinc kernel reaches on each side."""
+    g = math.gcd(source_rate, target_rate)
+    src, dst = source_rate // g, target_rate // g
+    return math.ceil(_LOWPASS_FILTER_WIDTH * src / (min(src, dst) * _ROLLOFF))
+
+
+def _check_ratio(path: Path, source_rate: int, target_rate: int) -> None:
+    """Refuse rate pairs whose resampling filter would not fit in memory."""
+    if source_rate == target_rate:
+        return
+    g = math.gcd(source_rate, target_rate)
+    size = (target_rate // g) * (2 * _kernel_width(source_rate, target_rate) + source_rate // g)
+    if size > _MAX_KERNEL_ELEMENTS:
+        raise AudioError(
+            f"cannot resample {path} from {source_rate} Hz to {target_rate} Hz: the rates share only a "
+            f"factor of {g}, which needs a {size:,}-coefficient filter; convert the file to a standard "
+            "rate (e.g. 44100 or 48000 Hz) first"
+        )
+
+
 def _resample(x: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     """[C, T] float32 at ``source_rate`` -> [C, T'] float32 at ``target_rate``."""
     if source_rate == target_rate:
@@ -213,6 +238,7 @@ def load(path: PathLike, sample_rate: int, channels: int) -> tuple[np.ndarray, C
     """
     _check_rate_channels(sample_rate, channels)
     info = probe(path)
+    _check_ratio(info.path, info.sample_rate, int(sample_rate))
     try:
         data = sf.read(str(info.path), dtype="float32", always_2d=True)[0]  # [T, C]
     except (sf.SoundFileError, OSError) as exc:
@@ -255,10 +281,14 @@ def validate_array(x: object, name: str = "audio") -> np.ndarray:
             f"{name} has shape {tuple(a.shape)}, which looks like [samples, channels]; "
             f"{expected}: transpose it"
         )
-    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    out = np.ascontiguousarray(a, dtype=np.float32)  # checked after the cast: 1e300 becomes inf
+    bad = int(out.size - np.count_nonzero(np.isfinite(out)))
     if bad:
-        raise AudioError(f"{name} contains {bad} NaN or infinite samples; expected finite values, shape [channels, samples]")
-    return np.ascontiguousarray(a, dtype=np.float32)
+        raise AudioError(
+            f"{name} contains {bad} NaN or infinite samples (as float32); "
+            "expected finite values, shape [channels, samples]"
+        )
+    return out
 
 
 def iter_chunks(
@@ -282,8 +312,8 @@ def iter_chunks(
     resampler's period (``file_rate / gcd`` source samples, where input and output
     samples line up) and extends past both ends by more than the sinc kernel's
     reach; after trimming, each chunk equals the matching slice of ``load()`` up
-    to float rounding. With coprime-ish rates (gcd 1) the period, and so the extra
-    context, is one second of audio.
+    to float rounding. The period is short for common rates (147 samples for
+    44100 -> 24000) and grows as the rates share smaller factors.
     """
     _check_rate_channels(sample_rate, channels)
     chunk = round(chunk_s * sample_rate)
@@ -294,13 +324,11 @@ def iter_chunks(
         raise ValueError(f"overlap_s must be >= 0 and shorter than chunk_s, got {overlap_s!r} with chunk_s {chunk_s!r}")
     info = probe(path)
     src, dst = info.sample_rate, int(sample_rate)
+    _check_ratio(info.path, src, dst)
     g = math.gcd(src, dst)
     period_src, period_dst = src // g, dst // g
-    if src == dst:
-        margin = 0
-    else:
-        width = math.ceil(_LOWPASS_FILTER_WIDTH * period_src / (min(period_src, period_dst) * _ROLLOFF))
-        margin = math.ceil(width / period_src) + 1  # in periods
+    # Context on each side, in periods: more than the kernel's reach (0 when not resampling).
+    margin = 0 if src == dst else math.ceil(_kernel_width(src, dst) / period_src) + 1
     total = resampled_length(info.frames, src, dst)
     try:
         with sf.SoundFile(str(info.path)) as f:
@@ -319,7 +347,8 @@ def iter_chunks(
                 base = first * period_dst  # target index of y[:, 0]
                 piece = y[:, start - base : end - base]
                 if piece.shape[1] != end - start:
-                    raise AudioError(f"audio file {info.path} ended early, at {s + data.shape[0]} of {info.frames} samples")
+                    got = s + data.shape[0]
+                    raise AudioError(f"audio file {info.path} ended early, at {got} of {info.frames} samples")
                 yield start, np.ascontiguousarray(piece)
                 if end >= total:
                     return

@@ -33,11 +33,15 @@ def multires_stft_distance(
     estimate: torch.Tensor, reference: torch.Tensor, ffts: tuple[int, ...] = MRSTFT_FFTS
 ) -> torch.Tensor:
     """Multi-resolution STFT distance per item: mean over resolutions of
-    spectral convergence plus mean absolute log10-magnitude difference."""
+    spectral convergence plus mean absolute log10-magnitude difference.
+
+    Spectral convergence is normalised by the larger of the two spectra's norms,
+    so it stays in [0, 2] even against a silent reference."""
     total = torch.zeros(estimate.shape[:-1], dtype=estimate.dtype, device=estimate.device)
     for n_fft in ffts:
         e, r = stft_magnitude(estimate, n_fft), stft_magnitude(reference, n_fft)
-        sc = (e - r).pow(2).sum((-2, -1)).sqrt() / (r.pow(2).sum((-2, -1)).sqrt() + EPS)
+        norm = torch.maximum(r.pow(2).sum((-2, -1)), e.pow(2).sum((-2, -1))).sqrt()
+        sc = (e - r).pow(2).sum((-2, -1)).sqrt() / (norm + EPS)
         log_mag = (torch.log10(e + 1e-5) - torch.log10(r + 1e-5)).abs().mean((-2, -1))
         total = total + sc + log_mag
     return total / len(ffts)

@@ -91,21 +91,24 @@ def reset() -> None:
     FAILURES.clear()
 
 
-def call_each(hook_name: str, registry: Registry, **kwargs: Any) -> None:
+def call_each(hook_name: str, registry: Registry | None = None, **kwargs: Any) -> None:
     """Call ``hook_name`` on every plugin separately, recording which plugin added what.
 
-    A plugin whose hook raises is recorded in :data:`FAILURES` (for registration
-    hooks) and the others still run.
+    A plugin whose hook raises is recorded in :data:`FAILURES` and the others still run.
     """
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
+    if registry is not None:
+        kwargs["registry"] = registry
     for impl in reversed(hook.get_hookimpls()):
-        registry.current_plugin = impl.plugin_name
+        if registry is not None:
+            registry.current_plugin = impl.plugin_name
         try:
-            impl.function(**{k: v for k, v in {"registry": registry, **kwargs}.items() if k in impl.argnames})
+            impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
         except Exception as exc:
             FAILURES.append(PluginFailure(impl.plugin_name, hook_name, _error_line(exc)))
-    registry.current_plugin = "<direct>"
+    if registry is not None:
+        registry.current_plugin = "<direct>"
 
 
 def _registry(key: str, factory: Callable[[], Registry], hook_name: str) -> Registry:

@@ -5,6 +5,7 @@ Every fixture file is synthesised into tmp_path with soundfile; nothing is downl
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -260,6 +261,25 @@ def test_chunks_match_load(tmp_path: Path, src_sr: int, dst_sr: int, channels: i
     assert float(np.max(np.abs(stitched - whole))) < 1e-6 + err
 
 
+@pytest.mark.parametrize("fmt,subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("MP3", "MPEG_LAYER_III")])
+def test_chunks_seek_accurately_in_compressed_formats(tmp_path: Path, fmt: str, subtype: str) -> None:
+    p = tmp_path / f"long.{fmt.lower()}"
+    sf.write(str(p), band_limited(44100, 4.0, 2, seed=9).T, 44100, format=fmt, subtype=subtype)
+    whole, _ = load(p, 24000, 1)
+    chunks = list(iter_chunks(p, 24000, 1, 0.7, 0.1))
+    assert chunks[-1][0] + chunks[-1][1].shape[1] == whole.shape[1]
+    worst = max(float(np.max(np.abs(c - whole[:, s : s + c.shape[1]]))) for s, c in chunks)
+    assert worst < 1e-5, f"{fmt}: a chunk differs from its slice of load() by {worst}"
+
+
+def test_unusable_rate_ratio_is_refused(tmp_path: Path) -> None:
+    p = write_float_wav(tmp_path / "odd.wav", sine(440, 44101, 0.1)[None, :], 44101)
+    for call in (lambda: load(p, 24000, 1), lambda: next(iter_chunks(p, 24000, 1, 1.0, 0.1))):
+        with pytest.raises(AudioError) as e:  # refused up front instead of a multi-GB filter
+            call()
+        assert "from 44101 Hz to 24000 Hz" in str(e.value) and "convert the file to a standard rate" in str(e.value)
+
+
 def test_overlap_add_reproduces_unmodified_signal() -> None:
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 1000)).astype(np.float32)
@@ -323,5 +343,7 @@ def test_check_writable_dir(tmp_path: Path) -> None:
 
 def test_import_does_not_load_torch() -> None:
     code = "import sys, steerlab.audio; print('torch' in sys.modules, 'torchaudio' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["False", "False"]

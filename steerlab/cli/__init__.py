@@ -1,0 +1,66 @@
+"""The ``steerlab`` command line: a click group, one module per command group.
+
+Heavy libraries (torch, nnsight, encodec) are imported inside command bodies so
+``steerlab --help`` stays fast. Library errors (:class:`SteerlabError`) become a
+one-line ``Error: ...`` message and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from steerlab import __version__
+from steerlab.errors import SteerlabError
+
+from steerlab.cli.options import CONTEXT
+
+
+class SteerlabGroup(click.Group):
+    """A group that turns steerlab's domain errors into one-line CLI errors."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SteerlabError as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=SteerlabGroup, context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version")
+def cli() -> None:
+    """steerlab: steer the internal variables of neural audio models and measure what changes."""
+
+
+@cli.group(cls=SteerlabGroup, context_settings=CONTEXT)
+def train() -> None:
+    """Train the models steerlab ships (plugins add their recipes here)."""
+
+
+@cli.group(name="eval", cls=SteerlabGroup, context_settings=CONTEXT)
+def eval_() -> None:
+    """Evaluate trained models (plugins add their evaluations here)."""
+
+
+def _load_commands() -> None:
+    from steerlab.cli import info, intervene, synth
+
+    for module in (info, intervene, synth):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    from steerlab import plugins
+
+    plugins.call_each("steerlab_register_commands", cli=cli)
+
+
+def main() -> None:
+    import warnings
+
+    # encodec builds its layers with torch's deprecated weight_norm; not the user's concern
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.nn\.utils\.weight_norm")
+    _load_commands()
+    cli(prog_name="steerlab")

@@ -1,0 +1,83 @@
+"""Commands that describe what is installed: models, layers, plugins, interventions."""
+
+from __future__ import annotations
+
+import click
+
+from steerlab.cli.options import CONTEXT, echo_json
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def models(as_json: bool) -> None:
+    """List the registered models (the default is marked)."""
+    from steerlab import plugins
+
+    reg = plugins.models()
+    rows = [{"name": s.name, "default": s.default, "plugin": reg.owners[s.name], "description": s.description} for s in reg]
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        click.echo(f"{r['name']}{' (default)' if r['default'] else ''}  [{r['plugin']}]  {r['description']}")
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
+@click.option("--checkpoint", type=click.Path(dir_okay=True), default=None, help="Local weights for the model.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def layers(model_name: str | None, checkpoint: str | None, as_json: bool) -> None:
+    """Print every layer of a model: kind, channels, stride, hop, frame rate, receptive field, Nyquist."""
+    from steerlab import api
+
+    model = api.load_model(model_name, checkpoint)
+    reg = api.layers(model)
+    rows = [layer.to_json() for layer in reg]
+    if as_json:
+        return echo_json({"model": model.name, "layers": rows, "aliases": reg.aliases})
+    click.echo(f"model {model.name} ({model.sample_rate} Hz, {model.channels} ch); aliases: "
+               + ", ".join(f"{a} -> {t}" for a, t in reg.aliases.items()))
+    header = f"{'name':<22}{'kind':<10}{'ch':>5}{'stride':>7}{'hop':>6}{'rate Hz':>10}{'RF smp':>8}{'RF ms':>8}{'Nyq Hz':>9}"
+    click.echo(header)
+    for r in rows:
+        rf_ms = f"{r['receptive_field_ms']:.2f}" + ("+" if r["recurrent"] else "")
+        click.echo(
+            f"{r['name']:<22}{r['kind']:<10}{r['channels']:>5}{r['stride']:>7}{r['hop_samples']:>6}"
+            f"{r['frame_rate_hz']:>10.1f}{r['receptive_field_samples']:>8}{rf_ms:>8}{r['nyquist_hz']:>9.1f}"
+        )
+    if any(r["recurrent"] for r in rows):
+        click.echo("+ after an LSTM: the context to the left is unbounded; RF counts convolutions only")
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def interventions(as_json: bool) -> None:
+    """List the intervention types with their formulas."""
+    from steerlab import plugins
+
+    reg = plugins.interventions()
+    rows = [{"name": t.name, "formula": t.formula, "value": t.value_kind, "description": t.description,
+             "plugin": reg.owners[t.name]} for t in reg]
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        click.echo(f"{r['name']:<10} {r['formula']:<40} {r['description']}  [{r['plugin']}]")
+
+
+@click.command(name="plugins", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_cmd(as_json: bool) -> None:
+    """List plugins, what each registered, and plugins that failed (with their error)."""
+    from steerlab import plugins
+
+    rows = plugins.summary()
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        if r["error"]:
+            click.echo(f"{r['name']}: FAILED {r['error']}")
+            continue
+        parts = [f"{k}: {', '.join(r[k])}" for k in ("models", "interventions", "scorers") if r[k]]
+        click.echo(f"{r['name']}{' (built-in)' if r['builtin'] else ''}: {'; '.join(parts) or 'hooks ' + ', '.join(r['hooks'])}")
+
+
+COMMANDS = (models, layers, interventions, plugins_cmd)

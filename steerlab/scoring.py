@@ -1,0 +1,303 @@
+"""Spectral scoring of a steering intervention.
+
+Step 4 of the partial-steerability protocol (see SCIENCE.md): the PATCHED decode
+is always compared with the BASELINE decode of the same input, never with the raw
+input, so that the codec's own reconstruction error cancels out and only the
+intervention's effect is measured.
+
+Everything here is numpy (float64 internally) except ``mrstft``, which reuses
+:func:`steerlab.metrics.multires_stft_distance`. Audio is ``[samples]`` or
+``[channels, samples]``; multichannel audio is reduced by averaging the power
+spectra of the channels (inter-channel phase is ignored).
+
+Spectra are Welch-style averages: Hann window of ``n_fft`` samples, hop
+``n_fft // 4``, the signal zero-padded at both ends so that every sample gets the
+same total window weight (a change at the very edge of a clip still counts, and a
+clip shorter than ``n_fft`` is simply zero-padded). Power is one-sided and scaled
+so that the bins sum exactly to the signal's mean square: a sinusoid of amplitude
+``a`` has a band energy of ``a**2 / 2``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from steerlab.errors import AudioError, SteerlabError
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Options of :func:`score`; recorded with every result.
+
+    band_hz: FULL width in Hz of the band centred on each target frequency: a bin
+        at frequency ``b`` is in the band of ``f`` when ``|b - f| <= band_hz / 2``.
+        The bin nearest to ``f`` is always included, however narrow the band.
+    n_fft: window length of the averaged power spectrum (Hann, hop n_fft // 4); a
+        multiple of 4 so the hop is exact.
+    floor_db: power floor in dB (re 1.0 full scale, per bin) under which spectra
+        count as silence; keeps every log finite.
+    """
+
+    band_hz: float = 50.0
+    n_fft: int = 4096
+    floor_db: float = -120.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.band_hz) and self.band_hz > 0):
+            raise ValueError(f"band_hz must be a finite number > 0 (Hz), got {self.band_hz!r}")
+        if isinstance(self.n_fft, bool) or not isinstance(self.n_fft, int) or self.n_fft < 16 or self.n_fft % 4:
+            raise ValueError(f"n_fft must be an integer >= 16 and a multiple of 4, got {self.n_fft!r}")
+        if not (math.isfinite(self.floor_db) and -300.0 <= self.floor_db < 0.0):
+            raise ValueError(f"floor_db must be in [-300, 0) dB, got {self.floor_db!r}")
+
+    @property
+    def floor_power(self) -> float:
+        return 10.0 ** (self.floor_db / 10.0)
+
+
+def as_audio(x: Any, name: str = "audio") -> np.ndarray:
+    """Return ``x`` as a float64 ``[channels, samples]`` array, or raise AudioError.
+
+    Accepts ``[samples]`` or ``[channels, samples]`` numpy arrays, lists or CPU torch tensors.
+    """
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise AudioError(f"{name} must be [samples] or [channels, samples], got shape {tuple(a.shape)}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise AudioError(f"{name} is empty (shape {tuple(a.shape)})")
+    if not np.isfinite(a).all():
+        raise AudioError(f"{name} holds non-finite samples (NaN or inf)")
+    return a
+
+
+def as_audio_pair(baseline: Any, patched: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Both decodes as ``[channels, samples]`` float64 arrays of the same shape."""
+    b, p = as_audio(baseline, "baseline"), as_audio(patched, "patched")
+    if b.shape != p.shape:
+        raise AudioError(
+            f"baseline and patched decodes differ in shape: {tuple(b.shape)} vs {tuple(p.shape)} "
+            "([channels, samples]); score the decodes of the same input"
+        )
+    return b, p
+
+
+def check_targets(target_hz: Sequence[float], sr: float) -> tuple[float, ...]:
+    """Validate target frequencies: each must lie strictly inside (0, sr/2)."""
+    if not (math.isfinite(sr) and sr > 0):
+        raise SteerlabError(f"sample rate must be a finite number > 0 Hz, got {sr!r}")
+    out = []
+    for f in target_hz:
+        f = float(f)
+        if not (math.isfinite(f) and 0.0 < f < sr / 2):
+            raise SteerlabError(
+                f"target frequency {f!r} Hz is outside the valid range (0, {sr / 2:g}) Hz "
+                f"(strictly between 0 and the Nyquist frequency of sr={sr:g})"
+            )
+        out.append(f)
+    return tuple(out)
+
+
+def _frame_starts(n_samples: int, n_fft: int) -> tuple[int, int]:
+    """(left padding, number of frames) so every sample lies under all four hop-shifted windows."""
+    hop = n_fft // 4
+    left = n_fft - hop
+    return left, (n_samples - 1 + left) // hop + 1
+
+
+def power_spectrogram(x: np.ndarray, n_fft: int) -> np.ndarray:
+    """One-sided power of Hann-windowed frames (hop n_fft // 4), averaged over channels.
+
+    x: ``[channels, samples]`` float64. Returns ``[frames, n_fft // 2 + 1]``, scaled so that
+    the bins of one frame sum to its window-weighted mean square, ``sum((x*w)**2) / sum(w**2)``.
+    """
+    hop = n_fft // 4
+    left, n_frames = _frame_starts(x.shape[1], n_fft)
+    right = (n_frames - 1) * hop + n_fft - left - x.shape[1]
+    padded = np.pad(x, ((0, 0), (left, right)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]
+    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann, as torch.hann_window
+    spec = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2
+    spec /= n_fft * np.sum(window**2)
+    spec[..., 1:-1] *= 2.0  # one-sided: fold in the mirrored negative frequencies (not DC, not Nyquist)
+    return spec.mean(axis=0)
+
+
+def power_spectrum(x: np.ndarray, n_fft: int) -> np.ndarray:
+    """Welch-averaged one-sided power spectrum ``[n_fft // 2 + 1]`` of ``[channels, samples]``.
+
+    The squared periodic Hann window sums to a constant over hops of n_fft / 4, so with
+    the padding of :func:`power_spectrogram` every sample carries the same weight and,
+    by Parseval, the bins sum exactly to the mean square of ``x`` (mean over channels).
+    """
+    hop = n_fft // 4
+    frames = power_spectrogram(x, n_fft)
+    return frames.sum(axis=0) * hop / x.shape[1]
+
+
+def band_mask(freqs: np.ndarray, f: float, band_hz: float) -> np.ndarray:
+    """Boolean ``[bins]``: bins within ``f ± band_hz/2``, always including the bin nearest ``f``."""
+    mask = np.abs(freqs - f) <= band_hz / 2
+    mask[np.argmin(np.abs(freqs - f))] = True
+    return mask
+
+
+def _db(p: np.ndarray | float, floor: float) -> np.ndarray:
+    return 10.0 * np.log10(np.maximum(p, floor))
+
+
+def log_spectral_distance(pa: np.ndarray, pb: np.ndarray, floor: float, mask: np.ndarray | None = None) -> float:
+    """RMS over bins of the dB difference of two power spectra, in dB.
+
+    Bins where both spectra are at or below ``floor`` are silence in both and are
+    excluded; the others are floored, so a bin silent in one spectrum counts as
+    the distance from the floor. No bins left: 0.
+    """
+    keep = (pa > floor) | (pb > floor)
+    if mask is not None:
+        keep &= mask
+    if not keep.any():
+        return 0.0
+    diff = _db(pa[keep], floor) - _db(pb[keep], floor)
+    return float(np.sqrt(np.mean(diff**2)))
+
+
+def _share(p: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of the total of ``p`` inside ``mask``; 0 for an all-zero spectrum."""
+    total = float(p.sum())
+    return float(p[mask].sum() / total) if total > 0 else 0.0
+
+
+def _ratio_db(num: float, den: float, floor: float) -> float:
+    return float(_db(num, floor) - _db(den, floor))
+
+
+def spectral_shape(p: np.ndarray, freqs: np.ndarray, floor: float) -> tuple[float, float, float]:
+    """(centroid Hz, spread Hz, flatness in [0, 1]) of a power spectrum.
+
+    A silent spectrum (total power at or below ``floor``) has all three equal to 0.
+    Flatness is the geometric over the arithmetic mean of the floored power.
+    """
+    total = float(p.sum())
+    if total <= floor:
+        return 0.0, 0.0, 0.0
+    centroid = float((freqs * p).sum() / total)
+    spread = float(np.sqrt(((freqs - centroid) ** 2 * p).sum() / total))
+    pf = np.maximum(p, floor)
+    flatness = float(np.exp(np.mean(np.log(pf))) / np.mean(pf))
+    return centroid, spread, flatness
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x**2)))
+
+
+def mrstft(baseline: np.ndarray, patched: np.ndarray) -> float:
+    """Multi-resolution STFT distance of patched from baseline, mean over channels.
+
+    Clips shorter than the largest resolution are zero-padded to it first, because
+    torch.stft's centred (reflect) padding needs more samples than half a window.
+    """
+    import torch
+
+    from steerlab.metrics import MRSTFT_FFTS, multires_stft_distance
+
+    min_samples = max(MRSTFT_FFTS)
+    if baseline.shape[1] < min_samples:
+        width = ((0, 0), (0, min_samples - baseline.shape[1]))
+        baseline, patched = np.pad(baseline, width), np.pad(patched, width)
+
+    d = multires_stft_distance(torch.from_numpy(patched), torch.from_numpy(baseline))
+    return float(d.mean())
+
+
+def _target_scores(
+    f: float, freqs: np.ndarray, pb: np.ndarray, pp: np.ndarray, pc: np.ndarray, config: ScoreConfig
+) -> dict[str, float]:
+    mask = band_mask(freqs, f, config.band_hz)
+    floor = config.floor_power
+    eb, ep = float(pb[mask].sum()), float(pp[mask].sum())
+    return {
+        "target_hz": f,
+        "band_lo_hz": float(freqs[mask].min()),
+        "band_hi_hz": float(freqs[mask].max()),
+        "baseline_band_energy": eb,
+        "patched_band_energy": ep,
+        "gain_db": _ratio_db(ep, eb, floor),
+        "concentration": _share(pc, mask),
+        "offband_lsd_db": log_spectral_distance(pp, pb, floor, ~mask),
+    }
+
+
+def score(
+    baseline: Any,
+    patched: Any,
+    sr: float,
+    target_hz: Sequence[float] = (),
+    config: ScoreConfig = ScoreConfig(),
+) -> dict[str, Any]:
+    """Score how ``patched`` differs from ``baseline`` (two decodes of the same input).
+
+    baseline, patched: ``[samples]`` or ``[channels, samples]``, same shape, at ``sr`` Hz.
+    target_hz: frequencies the intervention aims at, each strictly inside (0, sr/2).
+
+    Returns a JSON-serialisable dict; every number is finite, silence included:
+      sr, n_channels, n_samples, config: what was scored and how.
+      targets: one dict per target frequency f, in order:
+        target_hz; band_lo_hz, band_hi_hz: centres of the lowest and highest bins of the band;
+        baseline_band_energy, patched_band_energy: summed power in the band (mean-square
+          units: a sinusoid of amplitude a gives a**2/2);
+        gain_db: 10*log10(patched / baseline band energy), both floored at floor_db;
+        concentration: share in [0, 1] of the power spectrum of the change (patched - baseline)
+          inside the band; 0 when nothing changed;
+        offband_lsd_db: log-spectral distance between patched and baseline outside this band.
+      concentration: share of the change's power inside the union of all target bands.
+      offband_lsd_db: log-spectral distance outside the union of all bands (= lsd_db without targets).
+      lsd_db: log-spectral distance over all bins: RMS over bins of the dB difference, in dB.
+      mrstft: metrics.multires_stft_distance(patched, baseline), mean over channels.
+      centroid_shift_hz, bandwidth_shift_hz, flatness_shift: spectral centroid, spread
+        (power-weighted standard deviation of frequency) and flatness (geometric / arithmetic
+        mean) of patched minus those of baseline; a silent spectrum has all three 0.
+      change_rms, baseline_rms: time-domain RMS of patched - baseline and of baseline.
+      snr_change_db: 20*log10(baseline_rms / change_rms), both floored at floor_db; high means
+        a small change.
+    """
+    targets = check_targets(target_hz, sr)
+    b, p = as_audio_pair(baseline, patched)
+    change = p - b
+    pb, pp, pc = (power_spectrum(x, config.n_fft) for x in (b, p, change))
+    freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / sr)
+    floor = config.floor_power
+
+    per_target = [_target_scores(f, freqs, pb, pp, pc, config) for f in targets]
+    union = np.zeros(freqs.shape, dtype=bool)
+    for f in targets:
+        union |= band_mask(freqs, f, config.band_hz)
+
+    cb, sb, fb = spectral_shape(pb, freqs, floor)
+    cp, sp, fp = spectral_shape(pp, freqs, floor)
+    change_rms, baseline_rms = _rms(change), _rms(b)
+    amp_floor = 10.0 ** (config.floor_db / 20.0)
+    return {
+        "sr": float(sr),
+        "n_channels": int(b.shape[0]),
+        "n_samples": int(b.shape[1]),
+        "config": asdict(config),
+        "targets": per_target,
+        "concentration": _share(pc, union),
+        "offband_lsd_db": log_spectral_distance(pp, pb, floor, ~union),
+        "lsd_db": log_spectral_distance(pp, pb, floor),
+        "mrstft": mrstft(b, p),
+        "centroid_shift_hz": cp - cb,
+        "flatness_shift": fp - fb,
+        "bandwidth_shift_hz": sp - sb,
+        "change_rms": change_rms,
+        "baseline_rms": baseline_rms,
+        "snr_change_db": float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))),
+    }

@@ -1,0 +1,39 @@
+"""Shared fixtures: the embedded model, a random-weights codec, synthetic audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    from steerlab import api
+
+    return api.load_model()
+
+
+@pytest.fixture(scope="session")
+def random_24k():
+    """The official 24 kHz architecture at random initialisation (no download)."""
+    from steerlab import plugins
+    from steerlab_encodec.codec import OFFICIAL_24KHZ
+    from steerlab_encodec.loaders import random_codec
+
+    model = random_codec("encodec_24khz", OFFICIAL_24KHZ, seed=1)
+    model.layer_registry = plugins.layers_for(model)
+    return model
+
+
+def chord(seconds: float = 1.0, sr: int = 24_000, seed: int = 0) -> np.ndarray:
+    from steerlab.synth import ClipSpec, synthesize
+
+    return synthesize(ClipSpec("chord", seed, sr, seconds))[None]
+
+
+@pytest.fixture
+def clip():
+    return chord()
