@@ -113,6 +113,11 @@ class AudioModel(torch.nn.Module):
             raise SteerlabError(f"model {self.name!r} has no decode path {path!r}; valid paths: {', '.join(self.paths)}")
         return path
 
+    def input_scale(self, wave: torch.Tensor) -> float:
+        """Divisor applied to ``wave [channels, samples]`` before encoding (and multiplied back
+        onto the decode); 1.0 unless the model normalises its input level."""
+        return 1.0
+
     def padded_length(self, n_samples: int) -> int:
         return math.ceil(n_samples / self.hop) * self.hop + self.right_context
 

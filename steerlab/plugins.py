@@ -100,7 +100,9 @@ def call_each(hook_name: str, registry: Registry | None = None, **kwargs: Any) -
     hook = getattr(pm.hook, hook_name)
     if registry is not None:
         kwargs["registry"] = registry
-    for impl in reversed(hook.get_hookimpls()):
+    # Registration order (built-ins first), not pluggy's LIFO call order: a newcomer that
+    # reuses a built-in name is the one blamed, and the built-in's other entries survive.
+    for impl in hook.get_hookimpls():
         if registry is not None:
             registry.current_plugin = impl.plugin_name
         try:
@@ -135,7 +137,7 @@ def layers_for(model: Any) -> LayerRegistry:
     """Ask every plugin for the layers of a loaded model."""
     reg = LayerRegistry(getattr(model, "name", ""))
     pm = get_plugin_manager()
-    for impl in reversed(pm.hook.steerlab_register_layers.get_hookimpls()):
+    for impl in pm.hook.steerlab_register_layers.get_hookimpls():  # built-ins first: others may alias their layers
         reg.current_plugin = impl.plugin_name
         try:
             impl.function(**{k: v for k, v in {"model": model, "registry": reg}.items() if k in impl.argnames})
@@ -162,10 +164,15 @@ def summary() -> list[dict[str, Any]]:
     regs = {"models": models(), "interventions": interventions(), "scorers": scorers()}
     rows = []
     for name, plugin in pm.list_name_plugin():
+        if plugin is None:  # pluggy keeps a blocked name with no plugin
+            rows.append({"name": name, "module": None, "builtin": name in DEFAULT_PLUGINS, "blocked": True,
+                         "hooks": [], "models": [], "interventions": [], "scorers": [], "error": None})
+            continue
         row: dict[str, Any] = {
             "name": name,
             "module": getattr(plugin, "__name__", repr(plugin)),
             "builtin": name in DEFAULT_PLUGINS,
+            "blocked": False,
             "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
         }
         for key, reg in regs.items():
@@ -174,6 +181,6 @@ def summary() -> list[dict[str, Any]]:
         rows.append(row)
     for failure in FAILURES:
         rows.append({"name": failure.plugin, "module": failure.plugin, "builtin": failure.plugin in DEFAULT_PLUGINS,
-                     "hooks": [], "models": [], "interventions": [], "scorers": [],
+                     "blocked": False, "hooks": [], "models": [], "interventions": [], "scorers": [],
                      "error": f"{failure.stage}: {failure.error}"})
     return rows

@@ -6,7 +6,7 @@ anything is written, and each input's folder is built under a temporary name
 and renamed into place at the end, so a failure never leaves partial outputs.
 
 Inputs longer than ``chunk_s`` stream through the model in overlapping chunks
-(crossfaded over ``overlap_s``) and are written as they go, so memory stays
+(the overlap warms the model up; see :class:`_StreamWriter`) and are written as they go, so memory stays
 bounded for hour-long files. For those, the per-target band energies (and so
 ``gain_db``) are summed exactly over chunks, the other metrics are length-weighted
 means of the per-chunk values, the figure shows the first chunk, and a relative
@@ -73,7 +73,13 @@ def _combine_scores(chunks: list[tuple[int, dict]]) -> dict:
 
 
 class _StreamWriter:
-    """Crossfades overlapping chunks and writes finished samples as they come."""
+    """Joins overlapping chunks and writes finished samples as they come.
+
+    A chunk's first samples come from a model that has not yet seen the audio
+    before them (cold convolution padding and LSTM state), so the overlap is
+    used as warm-up: the previous chunk's output is kept through the first
+    three quarters of the overlap and the last quarter is a linear crossfade.
+    """
 
     def __init__(self, path: Path, sample_rate: int, channels: int, overlap: int) -> None:
         import soundfile as sf
@@ -85,7 +91,8 @@ class _StreamWriter:
     def add(self, piece: np.ndarray, last: bool) -> None:
         if self.tail is not None:
             k = min(self.tail.shape[-1], piece.shape[-1])
-            ramp = np.linspace(0.0, 1.0, k + 2, dtype=np.float32)[1:-1]
+            fade = max(1, k // 4)
+            ramp = np.concatenate([np.zeros(k - fade), np.linspace(0.0, 1.0, fade + 2)[1:-1]]).astype(np.float32)
             piece = piece.copy()
             piece[:, :k] = self.tail[:, :k] * (1 - ramp) + piece[:, :k] * ramp
         keep = 0 if last else min(self.overlap, piece.shape[-1])
@@ -111,7 +118,12 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
                   chunk_s: float, overlap_s: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     from dataclasses import replace
 
-    overlap = round(overlap_s * model.sample_rate)
+    # Chunks start on the model's frame grid: a strided encoder is not shift-invariant,
+    # so a chunk starting mid-frame would be encoded differently from the whole file.
+    hop = model.hop
+    chunk = max(2 * hop, round(chunk_s * model.sample_rate / hop) * hop)
+    overlap = min(chunk - hop, max(hop, round(overlap_s * model.sample_rate / hop) * hop))
+    chunk_s, overlap_s = chunk / model.sample_rate, overlap / model.sample_rate
     writers = {k: _StreamWriter(work / f"{k}.wav", model.sample_rate, model.channels, overlap) for k in ("baseline", "patched")}
     chunk_scores: list[tuple[int, dict]] = []
     first_pair = None

@@ -105,7 +105,7 @@ def test_causal_patch_leaves_earlier_samples_unchanged(random_24k, layer_name):
     wave = chord(1.0, seed=5)
     layer = api.layers(random_24k).get(layer_name)
     start = 0.5
-    spec = api.InterventionSpec(layer.name, channel_direction(1, layer), "add", Strength(2.0), Span(start))
+    spec = api.InterventionSpec(layer.name, channel_direction(1, layer), "add", Strength(50.0), Span(start))
     base, patched, _, _ = api.run_pairs(random_24k, [wave], spec)
     t0 = int(np.floor(start * layer.frame_rate)) * layer.hop  # first patched frame, in samples
     # the decoder emits whole latent frames: a latent frame that contains t0 may

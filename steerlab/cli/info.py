@@ -76,6 +76,9 @@ def plugins_cmd(as_json: bool) -> None:
         if r["error"]:
             click.echo(f"{r['name']}: FAILED {r['error']}")
             continue
+        if r["blocked"]:
+            click.echo(f"{r['name']}: blocked by STEERLAB_BLOCK_PLUGINS")
+            continue
         parts = [f"{k}: {', '.join(r[k])}" for k in ("models", "interventions", "scorers") if r[k]]
         click.echo(f"{r['name']}{' (built-in)' if r['builtin'] else ''}: {'; '.join(parts) or 'hooks ' + ', '.join(r['hooks'])}")
 
