@@ -15,12 +15,25 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def normal_permissions(path: Path, directory: bool = False) -> None:
+    """Give a ``tempfile``-made file (0600) or folder (0700) the mode a plain ``open``/``mkdir``
+    would (0666/0777 minus the umask): results are renamed into place and must not stay private."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
     os.close(fd)
+    normal_permissions(Path(tmp))
     try:
         yield Path(tmp)
         os.replace(tmp, path)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from steerlab import api, audio
-from steerlab.artifacts import atomic_write_json
+from steerlab.artifacts import atomic_write_json, normal_permissions
 from steerlab.errors import InterventionError, SteerlabError
 from steerlab.model import AudioModel
 
@@ -189,6 +189,7 @@ def intervene_files(
             progress(p.name)
         work = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=out))
         try:
+            normal_permissions(work, directory=True)
             if i in loaded:
                 wave, conversion = loaded.pop(i)
                 res = api.intervene(model, [wave], spec, target_hz, scorers, names=[stem])[0]

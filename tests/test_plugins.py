@@ -77,6 +77,25 @@ def _register_inline(*pairs):
     return pm
 
 
+# -- the built-ins --------------------------------------------------------------------------------
+
+
+def test_builtins_load_without_failures_and_add_their_commands(fresh, monkeypatch):
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    cli = _cli()
+    assert plugins.FAILURES == []
+    rows = plugins.summary()
+    assert [r["name"] for r in rows] == list(plugins.DEFAULT_PLUGINS)
+    assert all(r["builtin"] and r["error"] is None and not r["blocked"] for r in rows)
+    # steerlab_encodec adds its recipes to the core's ``train`` and ``eval`` groups
+    assert sorted(cli.commands["train"].commands) == ["codec"]
+    assert sorted(cli.commands["eval"].commands) == ["codec"]
+    result = CliRunner().invoke(cli, ["train", "codec", "--help"])
+    assert result.exit_code == 0 and "--steps" in result.output
+    result = CliRunner().invoke(cli, ["eval", "codec", "--help"])
+    assert result.exit_code == 0 and "--clips" in result.output
+
+
 # -- duplicates ---------------------------------------------------------------------------------
 
 

@@ -38,7 +38,8 @@ def steerlab_register_layers(model, registry):
 
 @hookimpl
 def steerlab_register_commands(cli):
-    from .commands import eval_codec, train_group
+    from .commands import eval_codec, train_codec
 
-    cli.add_command(train_group)
-    cli.add_command(eval_codec)
+    # the core owns the ``train`` and ``eval`` groups; plugins add their recipes to them
+    cli.commands["train"].add_command(train_codec)
+    cli.commands["eval"].add_command(eval_codec)

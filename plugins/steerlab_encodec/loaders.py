@@ -40,7 +40,8 @@ def _read_state_dict(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelLoadError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]  # an empty file gives EOFError('')
+        raise ModelLoadError(f"cannot read checkpoint {path}: {reason}") from None
     if isinstance(state, dict) and "best_state" in state:  # encodec training checkpoints
         state = state["best_state"]
     if not isinstance(state, dict):
@@ -52,8 +53,11 @@ def _load_into(codec: torch.nn.Module, state: dict, source: str) -> None:
     try:
         codec.load_state_dict(state)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise ModelLoadError(f"weights in {source} do not fit this architecture: {first}") from None
+        # torch's first line only says "Error(s) in loading state_dict for X:"; the next one says what
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        detail = detail if len(detail) <= 200 else detail[:197] + "..."
+        raise ModelLoadError(f"weights in {source} do not fit this architecture: {detail}") from None
 
 
 def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:

@@ -1,0 +1,276 @@
+"""Bad input to ``steerlab intervene``: one ``Error: ...`` line, a non-zero exit,
+no traceback, and nothing written to the output directory. Silence is not an error."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+SR = 24_000
+N = 6_000  # 0.25 s
+
+
+@pytest.fixture(scope="module")
+def cli():
+    from steerlab import cli as cli_module
+
+    cli_module._load_commands()
+    return cli_module.cli
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """Good and bad inputs in tmp_path/in; outputs go to tmp_path/out."""
+    d = tmp_path / "in"
+    d.mkdir()
+    t = np.arange(N) / SR
+    sf.write(d / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR, subtype="FLOAT")
+    sf.write(d / "silent.wav", np.zeros(N, np.float32), SR, subtype="FLOAT")
+    sf.write(d / "empty.wav", np.zeros((0, 1), np.float32), SR, subtype="FLOAT")
+    nan = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    nan[[10, 5000]] = np.nan
+    sf.write(d / "nan.wav", nan, SR, subtype="FLOAT")
+    (d / "corrupt.wav").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    np.save(d / "width5.npy", np.ones(5))
+    np.save(d / "width12.npy", np.arange(1.0, 13.0))
+    (d / "a_file").write_text("not a directory")
+    return d
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else b"<dir>") for p in root.rglob("*")}
+
+
+def _intervene(cli, args, out):
+    return CliRunner().invoke(cli, ["intervene", *map(str, args), "-o", str(out)])
+
+
+def _assert_one_error(output: str, *fragments: str) -> str:
+    assert "Traceback" not in output
+    lines = output.splitlines()
+    errors = [line for line in lines if line.startswith("Error: ")]
+    assert len(errors) == 1, output
+    assert lines[-1] == errors[0], f"the error must be the last and only message line:\n{output}"
+    for fragment in fragments:
+        assert fragment in errors[0]
+    return errors[0]
+
+
+def _assert_clean_failure(result, before, tmp_path, out, *fragments) -> str:
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a ClickException, not an escaped error
+    line = _assert_one_error(result.output, *fragments)
+    assert not out.exists() or list(out.iterdir()) == [], sorted(os.listdir(out))
+    after = _snapshot(tmp_path)
+    after.pop(str(out.relative_to(tmp_path)), None)
+    assert after == before, "files appeared or changed outside the output directory"
+    return line
+
+
+CASES = {
+    "missing-file": (["in/nope.wav", "-l", "first_conv", "-c", "0"], ["audio file not found:", "nope.wav"]),
+    "corrupt-audio": (["in/corrupt.wav", "-l", "first_conv", "-c", "0"], ["cannot read audio", "corrupt.wav", "WAV"]),
+    "empty-wav": (["in/empty.wav", "-l", "first_conv", "-c", "0"], ["empty.wav is empty (0 samples)"]),
+    "nan-samples": (["in/nan.wav", "-l", "first_conv", "-c", "0"], ["nan.wav contains 2 NaN or infinite samples"]),
+    "bad-one-of-two": (["in/tone.wav", "in/nan.wav", "-l", "first_conv", "-c", "0"], ["nan.wav contains 2 NaN"]),
+    "direction-width": (
+        ["in/tone.wav", "-l", "first_conv", "-d", "in/width5.npy"],
+        ["direction has 5 entries", "'encoder.0.conv' has 12 channels", "width 12"],
+    ),
+    "channel-range": (["in/tone.wav", "-l", "first_conv", "-c", "12"], ["--channel 12 is out of range", "(0..11)"]),
+    "unknown-model": (
+        ["in/tone.wav", "-m", "tiny_encodec_24kh", "-l", "first_conv", "-c", "0"],
+        ["unknown model 'tiny_encodec_24kh'", "Did you mean 'tiny_encodec_24khz'?",
+         "Valid models: encodec_24khz, encodec_48khz, tiny_encodec_24khz"],
+    ),
+    "unknown-layer": (
+        ["in/tone.wav", "-l", "encoder.3.cnv", "-c", "0"],
+        ["unknown layer 'encoder.3.cnv'", "Did you mean 'encoder.3.conv'?", "first_conv", "latent"],
+    ),
+    "alpha-nan": (["in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "nan"], ["--alpha must be a finite number, got nan"]),
+    "alpha-inf": (["in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "inf"], ["--alpha must be a finite number, got inf"]),
+    "alpha-minus-inf": (["in/tone.wav", "-l", "first_conv", "-c", "0", "-a", "-inf"], ["got -inf"]),
+    "start-after-end": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "0.2", "--end", "0.1"],
+        ["--end (0.1 s) must be after --start (0.2 s)"],
+    ),
+    "start-past-input": (["in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "3"], ["past the end of every input"]),
+    "target-above-nyquist": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "-t", "13000"],
+        ["--target-hz 13000.0 is outside (0, 12000) Hz"],
+    ),
+    "unknown-intervention": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "-i", "ablat"],
+        ["unknown intervention 'ablat'", "Did you mean 'ablate'?", "Valid interventions: ablate, add, clamp, scale"],
+    ),
+    "channel-and-direction": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "-d", "in/width12.npy"],
+        ["give exactly one of --direction FILE or --channel K"],
+    ),
+    "neither-channel-nor-direction": (["in/tone.wav", "-l", "first_conv"], ["give exactly one of --direction FILE or --channel K"]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_and_writes_nothing(cli, inputs, tmp_path, monkeypatch, case):
+    args, fragments = CASES[case]
+    monkeypatch.chdir(tmp_path)
+    before = _snapshot(tmp_path)
+    out = tmp_path / "out"
+    result = _intervene(cli, args, out)
+    _assert_clean_failure(result, before, tmp_path, out, *fragments)
+
+
+def test_unwritable_output_directory(cli, inputs, tmp_path):
+    before = _snapshot(tmp_path)
+    out = inputs / "a_file" / "results"  # beneath a regular file: no chmod needed, works as root
+    result = _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], out)
+    _assert_clean_failure(result, before, tmp_path, out, "cannot write to directory", "a_file/results",
+                          "choose a writable output directory")
+    assert (inputs / "a_file").read_text() == "not a directory"
+
+
+def test_scorer_failing_mid_run_leaves_no_partial_folder(cli, inputs, tmp_path):
+    """The per-input folder is built under a hidden temporary name; a failure must remove it."""
+    from steerlab import plugins
+    from steerlab.hookspecs import hookimpl
+    from steerlab.registry import ScorerSpec
+
+    def explode(baseline, patched, sample_rate, target_hz):
+        raise ZeroDivisionError("scorer bug")
+
+    class Broken:
+        @hookimpl
+        def steerlab_register_scorers(self, registry):
+            registry.add(ScorerSpec("exploding", explode))
+
+    plugins.reset()
+    pm = plugins.get_plugin_manager()
+    broken = Broken()
+    pm.register(broken, name="broken_scorer")
+    plugins._registries.clear()
+    try:
+        before = _snapshot(tmp_path)
+        out = tmp_path / "out"
+        result = _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], out)
+        _assert_clean_failure(result, before, tmp_path, out,
+                              "plugin 'broken_scorer' failed in scorer 'exploding': ZeroDivisionError: scorer bug")
+        assert out.is_dir() and list(out.iterdir()) == []  # the hidden .tone.* work folder is gone too
+    finally:
+        pm.unregister(broken)
+        plugins.reset()
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"non-finite number {constant} in scores.json")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def _numbers(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield obj
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["-a", "0"], ["-a", "1.0"], ["--strength-mode", "absolute", "-a", "0.5", "-t", "440", "-t", "3000"]],
+    ids=["alpha0", "relative", "absolute-with-targets"],
+)
+def test_silence_runs_and_every_score_is_finite(cli, inputs, tmp_path, extra):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["intervene", str(inputs / "silent.wav"), "-l", "first_conv", "-c", "0", *extra, "-o", str(out)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "Error" not in result.output
+    assert sorted(os.listdir(out)) == ["silent"]
+    folder = out / "silent"
+    assert sorted(os.listdir(folder)) == ["baseline.wav", "patched.wav", "scores.json", "spectrogram.png"]
+    doc = _strict_json((folder / "scores.json").read_text())
+    numbers = list(_numbers(doc))
+    assert len(numbers) > 20 and all(math.isfinite(x) for x in numbers)
+    spectral = doc["scores"]["spectral"]
+    assert spectral["n_samples"] == N and doc["input"]["duration_s"] == pytest.approx(0.25)
+    baseline, _ = sf.read(folder / "baseline.wav", dtype="float32")
+    patched, _ = sf.read(folder / "patched.wav", dtype="float32")
+    assert baseline.shape == patched.shape == (N,)
+    assert np.isfinite(baseline).all() and np.isfinite(patched).all()
+    change = float(np.sqrt(np.mean((patched.astype(np.float64) - baseline) ** 2)))
+    assert spectral["change_rms"] == pytest.approx(change, rel=1e-4, abs=1e-12)
+    if extra == ["-a", "0"]:
+        assert change == 0.0 and spectral["lsd_db"] == 0.0
+    else:
+        assert change > 0.0
+    if "-t" in extra:
+        assert [t["target_hz"] for t in spectral["targets"]] == [440.0, 3000.0]
+    # results are renamed out of private temp files/folders: they must get ordinary permissions
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == dict.fromkeys(
+        ["baseline.wav", "patched.wav", "scores.json", "spectrogram.png"], 0o666 & ~umask
+    )
+
+
+# -- through a real process: nothing but the one line reaches the terminal -----------------------
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "STEERLAB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["in/nope.wav", "-l", "first_conv", "-c", "0"], "Error: audio file not found: in/nope.wav"),
+        (["in/tone.wav", "-m", "tiny_encodec_24kh", "-l", "first_conv", "-c", "0"],
+         "Error: unknown model 'tiny_encodec_24kh'. Did you mean 'tiny_encodec_24khz'?"),
+        (["in/nan.wav", "-l", "first_conv", "-c", "0"], "Error: audio file in/nan.wav contains 2 NaN or infinite samples"),
+    ],
+    ids=["missing-file", "unknown-model", "nan-samples"],
+)
+def test_subprocess_prints_one_error_line_and_no_traceback(inputs, tmp_path, args, expected):
+    before = _snapshot(tmp_path)
+    proc = _run([sys.executable, "-m", "steerlab", "intervene", *args, "-o", "out"], tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stdout == ""
+    line = _assert_one_error(proc.stderr)
+    assert line.startswith(expected), line
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.iterdir()) == []
+    after = _snapshot(tmp_path)
+    after.pop("out", None)
+    assert after == before
+
+
+def test_console_script_reports_bad_alpha(inputs, tmp_path):
+    exe = shutil.which("steerlab") or str(Path(sys.executable).with_name("steerlab"))
+    if not Path(exe).exists():
+        pytest.skip("the steerlab console script is not installed in this environment")
+    proc = _run([exe, "intervene", "in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "inf", "-o", "out"], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr == "Error: --alpha must be a finite number, got inf\n"
+    assert not (tmp_path / "out").exists()
