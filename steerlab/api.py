@@ -100,6 +100,8 @@ def _make_edit(kind, direction_t, value_kind: str, strength: Strength, span: Spa
     """The edit run inside the trace on one item's activation ``[1, channels, frames]``."""
     import torch
 
+    owner = plugins.interventions().owners.get(kind.name, "unknown")
+
     def edit(act: torch.Tensor, n_frames: int) -> torch.Tensor:
         a = act[0]
         valid = a[:, :n_frames]
@@ -113,7 +115,7 @@ def _make_edit(kind, direction_t, value_kind: str, strength: Strength, span: Spa
         d = direction_t.to(a.dtype)
         info.update(value=value, layer_rms_norm=float(valid.pow(2).sum(0).mean().sqrt()) if n_frames else 0.0,
                     span_frames=list(span.frames(layer, n_frames)))
-        return kind.apply(a, d, value, weight)[None]
+        return plugins.guarded(owner, f"intervention {kind.name!r}", kind.apply, a, d, value, weight)[None]
 
     return edit
 
@@ -137,9 +139,9 @@ def run_pairs(model: AudioModel, waves: Sequence[np.ndarray], spec: Intervention
     for w, info in zip(waves, infos):
         edit = _make_edit(kind, direction, kind.value_kind, spec.strength, spec.span, layer, info)
         items.append(tracing.TraceItem(torch.from_numpy(np.ascontiguousarray(w)).float(), layer, edit))
-    owner = plugins.interventions().owners[spec.kind]
+    owner = plugins.models().owners.get(model.name, f"model {model.name}")
     results = plugins.guarded(
-        owner, f"intervention {spec.kind!r}", tracing.run, model, items, path, spec.n_q, path == "quantized", max_batch
+        owner, f"the forward pass of {model.name!r}", tracing.run, model, items, path, spec.n_q, path == "quantized", max_batch
     )
     n = len(waves)
     base, patched = results[:n], results[n:]

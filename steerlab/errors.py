@@ -11,6 +11,12 @@ class SteerlabError(Exception):
     """Base of every error steerlab reports to a user."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class AudioError(SteerlabError):
     """Audio that cannot be read, is empty, or holds non-finite samples."""
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from steerlab.errors import DirectionError, InterventionError
+from steerlab.errors import DirectionError, InterventionError, first_line
 from steerlab.model import LayerInfo
 
 STRENGTH_MODES = ("relative", "absolute")
@@ -137,7 +137,7 @@ def load_direction(path: Path, key: str | None = None) -> Direction:
     except KeyError:
         raise DirectionError(f"{path} has no tensor {key!r}") from None
     except Exception as exc:
-        raise DirectionError(f"cannot read direction {path}: {str(exc).splitlines()[0]}") from None
+        raise DirectionError(f"cannot read direction {path}: {first_line(exc)}") from None
     vec = np.asarray(vec, dtype=np.float64).squeeze()
     if vec.ndim != 1:
         raise DirectionError(f"direction in {path} has shape {vec.shape}; expected a vector [channels]")

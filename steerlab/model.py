@@ -123,17 +123,13 @@ class AudioModel(torch.nn.Module):
 
     def weights_hash(self) -> str:
         """sha256 over parameter and buffer names, shapes and bytes (stable across saves)."""
-        cached = getattr(self, "_weights_hash", None)
-        if cached:
-            return cached
         h = hashlib.sha256()
         for key, tensor in sorted(self.state_dict().items()):
             t = tensor.detach().cpu().contiguous()
             h.update(key.encode())
             h.update(str(tuple(t.shape)).encode())
             h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-        self._weights_hash = h.hexdigest()
-        return self._weights_hash
+        return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -78,7 +78,14 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm.register(ep.load(), name=ep.name)
         except Exception as exc:
             FAILURES.append(PluginFailure(ep.name, "import", _error_line(exc)))
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        # a hook implementation with no matching spec (a misspelled hook): drop that plugin
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        pm.unregister(exc.plugin)
+        FAILURES.append(PluginFailure(name, "check_pending", _error_line(exc)))
+        pm.check_pending()
     _pm = pm
     return pm
 

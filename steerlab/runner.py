@@ -175,7 +175,6 @@ def intervene_files(
     spec.direction.check_fits(layer)
     if all(spec.span.start_s >= info.duration_s for info in infos):
         raise InterventionError(f"--start {spec.span.start_s} s is past the end of every input")
-    out = audio.check_writable_dir(out_dir)
     loaded: dict[int, tuple[np.ndarray, Any]] = {}
     for i, (p, info) in enumerate(zip(paths, infos)):
         if info.duration_s <= chunk_s:
@@ -183,6 +182,7 @@ def intervene_files(
     for f in target_hz:
         if not (math.isfinite(f) and 0 < f < model.sample_rate / 2):
             raise SteerlabError(f"--target-hz {f} is outside (0, {model.sample_rate / 2:g}) Hz for {model.name}")
+    out = audio.check_writable_dir(out_dir)
     results = []
     for i, (p, info, stem) in enumerate(zip(paths, infos, _unique_stems(paths))):
         if progress:

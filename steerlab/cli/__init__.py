@@ -12,7 +12,7 @@ import sys
 import click
 
 from steerlab import __version__
-from steerlab.errors import SteerlabError
+from steerlab.errors import SteerlabError, first_line
 
 from steerlab.cli.options import CONTEXT
 
@@ -24,7 +24,7 @@ class SteerlabGroup(click.Group):
         try:
             return super().invoke(ctx)
         except SteerlabError as exc:
-            raise click.ClickException(str(exc).splitlines()[0]) from None
+            raise click.ClickException(first_line(exc)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
