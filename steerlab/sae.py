@@ -1,0 +1,481 @@
+"""Sparse autoencoders: the dictionaries behind features and archetypes.
+
+One SAE code serves both kinds of dictionary. *Features* are learned over
+response vectors ``r_t`` (a layer's activation at frame ``t``); *archetypes*
+over generators ``g_t = r_{t+1} - r_t`` (recurring motions in activation
+space; unrelated to the "archetypal SAE" of the SAE literature). The kind is
+provenance recorded by :mod:`steerlab.dictionary`; training is identical.
+
+Two variants:
+
+- ``topk`` (default, after Gao et al. 2024): keep the ``k`` largest
+  pre-activations of each vector, ReLU them, zero the rest. Latents that have
+  not fired for ``dead_steps`` training steps get an auxiliary loss (AuxK):
+  the top ``aux_k`` of their pre-activations must reconstruct the residual the
+  live latents leave, so dead latents receive gradient towards useful
+  directions.
+- ``relu``: ReLU codes with an L1 penalty. Latents that have not fired for
+  ``dead_steps`` steps are resampled (Bricken et al. 2023) in the first half of
+  training: pointed at the residual of a poorly reconstructed input.
+
+Decoder rows are kept at unit norm (the gradient's radial part is removed
+before each step and the rows are renormalised after it), so a code's value is
+the length of its contribution and the L1 penalty cannot be dodged by shrinking
+codes against growing decoder rows.
+
+Normalisation. Before training, one streaming pass over the data computes its
+statistics (:class:`DataStats`). The SAE then works on
+``z = (x - c) / s`` with ``c`` the data mean when ``center`` (else 0) and
+``s = sqrt(E||x - c||^2 / width)`` when ``normalize`` (else 1): after it, the
+*mean squared norm* of the SAE input is exactly ``width`` (RMS norm
+``sqrt(width)``, SAELens' "expected_average_only_in" convention). ``s`` is one
+scalar, so directions are not distorted: see :attr:`SparseAutoencoder.directions`.
+
+Determinism: all randomness (initialisation, shuffling, resampling) comes from
+one ``torch.Generator`` seeded with ``config.seed``; with the same data and the
+same number of threads, CPU training gives bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Iterable, Iterator, Union
+
+import numpy as np
+import torch
+
+from steerlab.errors import SteerlabError
+
+ARCHITECTURES = ("topk", "relu")
+
+#: a whole data set ``[n, width]``, or a factory returning an iterable of ``[b, width]`` blocks per call
+Data = Union[torch.Tensor, np.ndarray, Callable[[], Iterable[Any]]]
+
+
+class SAEDataError(SteerlabError):
+    """Training or evaluation data that is empty, non-finite or of the wrong shape."""
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Hyperparameters of one SAE. ``width``: input dimension; ``size``: number of latents.
+
+    ``k`` is used by ``topk`` and ``l1`` by ``relu`` (both are recorded either way).
+    ``dead_steps``: a latent that has not fired for this many training steps is dead
+    (0 turns dead-latent handling off). ``aux_k`` (default ``min(width // 2, size)``)
+    and ``aux_coef`` shape the TopK auxiliary loss. The loss is the squared
+    reconstruction error summed over the normalised dimensions, averaged over the
+    batch, plus ``l1 * sum(codes)`` (relu) or ``aux_coef * AuxK`` (topk).
+    """
+
+    width: int
+    size: int
+    kind_of_sae: str = "topk"
+    k: int = 16
+    l1: float = 1.0
+    lr: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 256
+    seed: int = 0
+    center: bool = True
+    normalize: bool = True
+    dead_steps: int = 200
+    aux_k: int | None = None
+    aux_coef: float = 1 / 32
+
+    def __post_init__(self) -> None:
+        if self.kind_of_sae not in ARCHITECTURES:
+            raise ValueError(f"kind_of_sae must be one of {', '.join(ARCHITECTURES)}; got {self.kind_of_sae!r}")
+        for name in ("width", "size", "k", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+        if not _is_int(self.seed):
+            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+        if not _is_int(self.dead_steps) or self.dead_steps < 0:
+            raise ValueError(f"dead_steps must be an integer >= 0 (0: no dead-latent handling);"
+                             f" got {self.dead_steps!r}")
+        if self.k > self.size:
+            raise ValueError(f"k ({self.k}) must be <= size ({self.size})")
+        if self.aux_k is not None and (not _is_int(self.aux_k) or not 1 <= self.aux_k <= self.size):
+            raise ValueError(f"aux_k must be None or an integer in [1, size={self.size}]; got {self.aux_k!r}")
+        for name, low_open in (("lr", True), ("l1", False), ("aux_coef", False)):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or value < 0 or (low_open and value == 0):
+                raise ValueError(f"{name} must be a finite number {'>' if low_open else '>='} 0; got {value!r}")
+        for name in ("center", "normalize"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+
+    @property
+    def effective_aux_k(self) -> int:
+        return self.aux_k if self.aux_k is not None else max(1, min(self.width // 2, self.size))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SAEConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SAE config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+@dataclass
+class DataStats:
+    """What one streaming pass measured about the training data (before any normalisation).
+
+    ``mean [width]`` (float64); ``std_norm = sqrt(sum_i var_i)`` with ``var_i`` the
+    population variance of dimension ``i``, i.e. the RMS distance of a vector from
+    the mean; ``gamma = ||mean|| / std_norm``: how far the data sits from the origin
+    relative to its spread (large gamma: an uncentred SAE spends capacity on the
+    offset). ``gamma`` is None when the data has no spread. ``sha256`` hashes the
+    data as float32, little-endian, row-major: independent of how it was batched.
+    """
+
+    n: int
+    mean: torch.Tensor
+    mean_norm: float
+    std_norm: float
+    gamma: float | None
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_vectors": self.n, "mean_norm": self.mean_norm, "std_norm": self.std_norm,
+                "gamma": self.gamma, "data_sha256": self.sha256}
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, DataStats) and self.to_json() == other.to_json()
+                and torch.equal(self.mean, other.mean))
+
+
+class SparseAutoencoder(torch.nn.Module):
+    """An SAE that reads and writes activations in their original space.
+
+    Parameters (normalised space): ``W_enc [width, size]``, ``b_enc [size]``,
+    ``W_dec [size, width]`` (unit rows), ``b_dec [width]``; buffers ``center [width]``
+    and the scalar ``scale`` (see the module docstring). For raw ``x [n, width]``::
+
+        z     = (x - center) / scale
+        codes = act((z - b_dec) @ W_enc + b_enc)              # [n, size]
+        x_hat = center + scale * (codes @ W_dec + b_dec)       # [n, width]
+    """
+
+    def __init__(self, config: SAEConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = config
+        g = generator if generator is not None else torch.Generator().manual_seed(config.seed)
+        w = torch.randn(config.size, config.width, generator=g)
+        w = w / w.norm(dim=1, keepdim=True)
+        self.W_dec = torch.nn.Parameter(w)
+        self.W_enc = torch.nn.Parameter(w.T.clone())  # tied initialisation, then trained freely
+        self.b_enc = torch.nn.Parameter(torch.zeros(config.size))
+        self.b_dec = torch.nn.Parameter(torch.zeros(config.width))
+        self.register_buffer("center", torch.zeros(config.width))
+        self.register_buffer("scale", torch.ones(()))
+        self.stats: DataStats | None = None
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw ``x [n, width]`` -> the SAE's input space ``z [n, width]``."""
+        return (torch.as_tensor(x, dtype=self.W_dec.dtype) - self.center) / self.scale
+
+    def pre_activations(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised ``z [n, width]`` -> pre-activations ``[n, size]``."""
+        return (z - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        if self.config.kind_of_sae == "relu":
+            return torch.relu(pre)
+        top = torch.topk(pre, self.config.k, dim=-1)
+        return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw activations ``[n, width]`` -> codes ``[n, size]`` (non-negative)."""
+        return self.activate(self.pre_activations(self.normalise(x)))
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``[n, size]`` -> reconstruction in the original space ``[n, width]``."""
+        return (codes @ self.W_dec + self.b_dec) * self.scale + self.center
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = self.encode(x)
+        return self.decode(codes), codes
+
+    @property
+    def directions(self) -> torch.Tensor:
+        """Unit directions ``[size, width]`` in the ORIGINAL activation space.
+
+        ``x_hat = center + scale * b_dec + sum_j codes_j * (scale * W_dec[j])``: latent ``j``
+        moves a raw activation along ``W_dec[j]`` by ``codes_j * scale``. ``scale`` is a
+        positive scalar and ``center`` only an offset, so the raw-space direction of
+        latent ``j`` is ``W_dec[j] / ||W_dec[j]||`` (already unit norm after training).
+        """
+        w = self.W_dec.detach()
+        return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
+        """Squared L2 error ``||x - x_hat||^2`` per vector ``[n]``, in the original space."""
+        x = torch.as_tensor(x, dtype=self.W_dec.dtype)
+        recon, _ = self(x)
+        return ((x - recon) ** 2).sum(-1)
+
+
+class _Source:
+    """Uniform access to an in-memory array or a factory of streamed blocks."""
+
+    def __init__(self, data: Data, width: int):
+        self.width = width
+        if isinstance(data, (torch.Tensor, np.ndarray)):
+            self.array: torch.Tensor | None = self._check(data, "data")
+            if len(self.array) == 0:
+                raise SAEDataError("no training vectors (data has 0 rows)")
+            self.factory = None
+        elif callable(data):
+            self.array, self.factory = None, data
+        else:
+            raise SAEDataError(f"data must be a [n, {width}] tensor or array, or a callable returning batches;"
+                               f" got {type(data).__name__}")
+
+    def _check(self, block: Any, what: str) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(block) if not isinstance(block, torch.Tensor) else block)
+        if t.ndim != 2 or t.shape[1] != self.width:
+            raise SAEDataError(f"{what} must have shape [n, {self.width}]; got {list(t.shape)}")
+        return t.detach().to("cpu", torch.float32).contiguous()
+
+    def blocks(self, chunk: int = 65_536) -> Iterator[torch.Tensor]:
+        """The data in its stored order, as float32 blocks ``[b, width]``."""
+        if self.array is not None:
+            for i in range(0, len(self.array), chunk):
+                yield self.array[i:i + chunk]
+        else:
+            for j, block in enumerate(self.factory()):
+                yield self._check(block, f"batch {j}")
+
+    def batches(self, batch_size: int, g: torch.Generator) -> Iterator[torch.Tensor]:
+        """One epoch of training batches: a seeded shuffle of the whole array, or of each
+        streamed block (then re-cut to ``batch_size``, carrying the remainder over)."""
+        if self.array is not None:
+            perm = torch.randperm(len(self.array), generator=g)
+            for i in range(0, len(perm), batch_size):
+                yield self.array[perm[i:i + batch_size]]
+            return
+        rest = torch.empty(0, self.width)
+        for block in self.blocks():
+            buf = torch.cat([rest, block[torch.randperm(len(block), generator=g)]])
+            full = len(buf) - len(buf) % batch_size
+            for i in range(0, full, batch_size):
+                yield buf[i:i + batch_size]
+            rest = buf[full:]
+        if len(rest):
+            yield rest
+
+
+def data_stats(data: Data, width: int) -> DataStats:
+    """One streaming pass: mean, spread, gamma and hash (see :class:`DataStats`)."""
+    return _stats(_Source(data, width))
+
+
+def _stats(source: _Source) -> DataStats:
+    h = hashlib.sha256()
+    n, shift = 0, None
+    s1 = torch.zeros(source.width, dtype=torch.float64)
+    s2 = torch.zeros(source.width, dtype=torch.float64)
+    for block in source.blocks():
+        if not torch.isfinite(block).all():
+            raise SAEDataError("training data holds NaN or infinite values")
+        h.update(block.numpy().astype("<f4", copy=False).tobytes())
+        b = block.double()
+        if len(b) == 0:
+            continue
+        if shift is None:  # shifted sums: stable variance even when |mean| >> std
+            shift = b[0].clone()
+        d = b - shift
+        s1 += d.sum(0)
+        s2 += (d * d).sum(0)
+        n += len(b)
+    if n == 0:
+        raise SAEDataError("no training vectors (every batch was empty)")
+    mean_shifted = s1 / n
+    var = (s2 / n - mean_shifted**2).clamp_min(0.0)
+    mean = shift + mean_shifted
+    mean_norm, std_norm = float(mean.norm()), float(var.sum().sqrt())
+    gamma = mean_norm / std_norm if std_norm > 0 else None
+    return DataStats(n, mean, mean_norm, std_norm, gamma, h.hexdigest())
+
+
+def _scale_for(stats: DataStats, config: SAEConfig) -> float:
+    if not config.normalize:
+        return 1.0
+    offset = 0.0 if config.center else stats.mean_norm  # E||x - c||^2 = sum var + ||mean - c||^2
+    s = math.sqrt((stats.std_norm**2 + offset**2) / config.width)
+    return s if s > 0 else 1.0  # all vectors equal the centre: nothing to rescale
+
+
+@torch.no_grad()
+def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict[str, Any]:
+    """Measure an SAE on data (one pass, original space).
+
+    ``explained_variance = 1 - SSE / SST`` with ``SSE = sum ||x - x_hat||^2`` and
+    ``SST = sum ||x - mean(x)||^2`` (None when SST is 0); ``l0``: mean number of
+    non-zero codes per vector; ``dead_fraction``: share of latents that never fired
+    (code > 0) on any vector of the pass.
+    """
+    source = _Source(data, sae.config.width)
+    n, sse, l0 = 0, 0.0, 0.0
+    fired = torch.zeros(sae.config.size, dtype=torch.bool)
+    shift, s1, s_sq = None, torch.zeros(sae.config.width, dtype=torch.float64), 0.0
+    for block in source.blocks():
+        for i in range(0, len(block), batch_size):
+            x = block[i:i + batch_size]
+            recon, codes = sae(x)
+            sse += float(((x.double() - recon.double()) ** 2).sum())
+            active = codes > 0
+            l0 += float(active.sum())
+            fired |= active.any(0)
+            if shift is None:
+                shift = x[0].double().clone()
+            d = x.double() - shift
+            s1 += d.sum(0)
+            s_sq += float((d * d).sum())
+            n += len(x)
+    if n == 0:
+        raise SAEDataError("no vectors to evaluate on")
+    sst = s_sq - float((s1 * s1).sum()) / n
+    return {"explained_variance": 1.0 - sse / sst if sst > 0 else None, "l0": l0 / n,
+            "dead_fraction": 1.0 - float(fired.float().mean()), "n_vectors": n}
+
+
+def train_sae(data: Data, config: SAEConfig,
+              progress: Callable[[int, int, float], None] | None = None) -> tuple[SparseAutoencoder, dict[str, Any]]:
+    """Train an SAE on ``data`` and measure it.
+
+    ``data``: a tensor or array ``[n, width]`` (shuffled each epoch with the seeded
+    generator), or a callable returning an iterable of ``[b, width]`` blocks; it is
+    called once for the statistics pass, once per epoch and once for the final
+    evaluation, and must yield the same data each time (each block is shuffled,
+    then re-cut into ``batch_size`` batches). ``progress(epoch, epochs, mean_loss)``
+    is called after each epoch.
+
+    Returns the SAE (with ``.stats`` set) and metrics: ``explained_variance``,
+    ``l0``, ``dead_fraction`` (from :func:`evaluate` with the final weights, one pass
+    over the data), ``final_loss`` / ``final_recon_loss`` (mean over the last epoch,
+    normalised space), ``steps``, ``epochs``, ``seconds``, ``n_vectors``, ``gamma``
+    (see :class:`DataStats`) and ``resampled`` (relu: latents resampled in total).
+    """
+    t0 = time.perf_counter()
+    source = _Source(data, config.width)
+    stats = _stats(source)
+    g = torch.Generator().manual_seed(config.seed)
+    sae = SparseAutoencoder(config, generator=g)
+    center = stats.mean if config.center else torch.zeros(config.width, dtype=torch.float64)
+    scale = _scale_for(stats, config)
+    with torch.no_grad():
+        sae.center.copy_(center.float())
+        sae.scale.fill_(scale)
+        sae.b_dec.copy_(((stats.mean - center) / scale).float())  # start at the data mean
+    sae.stats = stats
+    opt = torch.optim.Adam(sae.parameters(), lr=config.lr)
+    since_fired = torch.zeros(config.size, dtype=torch.long)
+    step, resampled, total_steps = 0, 0, None
+    loss_sum = recon_sum = 0.0
+    for epoch in range(config.epochs):
+        loss_sum = recon_sum = 0.0
+        epoch_steps = 0
+        for batch in source.batches(config.batch_size, g):
+            z = (batch - sae.center) / sae.scale
+            pre = sae.pre_activations(z)
+            codes = sae.activate(pre)
+            z_hat = codes @ sae.W_dec + sae.b_dec
+            recon = ((z_hat - z) ** 2).sum(-1).mean()
+            with torch.no_grad():
+                since_fired += 1
+                since_fired[(codes > 0).any(0)] = 0
+                dead = since_fired >= config.dead_steps if config.dead_steps else None
+            loss = recon
+            if config.kind_of_sae == "relu":
+                loss = loss + config.l1 * codes.sum(-1).mean()
+            elif dead is not None and config.aux_coef > 0 and bool(dead.any()):
+                loss = loss + config.aux_coef * _aux_loss(sae, pre, (z - z_hat).detach(), dead,
+                                                          config.effective_aux_k)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                w, grad = sae.W_dec, sae.W_dec.grad
+                grad -= (grad * w).sum(1, keepdim=True) * w  # keep the step tangent to the unit sphere
+            opt.step()
+            with torch.no_grad():
+                sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            step += 1
+            epoch_steps += 1
+            loss_sum += float(loss.detach())
+            recon_sum += float(recon.detach())
+            if (config.kind_of_sae == "relu" and dead is not None and step % config.dead_steps == 0
+                    and _may_resample(step, total_steps, config.epochs) and bool(dead.any())):
+                resampled += _resample(sae, opt, dead, (z - z_hat).detach(), g)
+                since_fired[dead] = 0
+        if epoch_steps == 0:
+            raise SAEDataError("an epoch yielded no training batches")
+        total_steps = epoch_steps * config.epochs
+        if progress:
+            progress(epoch + 1, config.epochs, loss_sum / epoch_steps)
+    sae.eval()
+    metrics = evaluate(sae, data if source.array is None else source.array)
+    metrics.update({"final_loss": loss_sum / epoch_steps, "final_recon_loss": recon_sum / epoch_steps,
+                    "steps": step, "epochs": config.epochs, "gamma": stats.gamma, "resampled": resampled,
+                    "seconds": time.perf_counter() - t0})
+    return sae, metrics
+
+
+def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor,
+              aux_k: int) -> torch.Tensor:
+    """AuxK: the top ``aux_k`` dead pre-activations of each vector must reconstruct the residual
+    ``[b, width]`` left by the live code. Raw (un-ReLU'd) values are used so latents whose
+    pre-activations went negative still get a gradient back towards the data."""
+    k = min(aux_k, int(dead.sum()))
+    masked = pre.masked_fill(~dead, float("-inf"))
+    top = torch.topk(masked, k, dim=-1)
+    aux_codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
+    return ((aux_codes @ sae.W_dec - residual) ** 2).sum(-1).mean()
+
+
+def _may_resample(step: int, total_steps: int | None, epochs: int) -> bool:
+    """Resample only in the first half of training, so the final dead fraction measures the
+    trained model. A stream's length is known after its first epoch; until then, the first
+    epoch counts as the first half when there are at least two."""
+    return step <= total_steps / 2 if total_steps is not None else epochs >= 2
+
+
+@torch.no_grad()
+def _resample(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: torch.Tensor, residual: torch.Tensor,
+              g: torch.Generator) -> int:
+    """Point dead latents at the residuals of poorly reconstructed inputs of this batch
+    (drawn with probability proportional to squared error) and reset their optimiser state."""
+    idx = dead.nonzero().squeeze(1)
+    err = (residual**2).sum(-1)
+    if float(err.sum()) <= 0:
+        return 0
+    picks = torch.multinomial(err, len(idx), replacement=len(idx) > int((err > 0).sum()), generator=g)
+    new = residual[picks]
+    new = new / new.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    alive = ~dead
+    enc_norm = float(sae.W_enc[:, alive].norm(dim=0).mean()) if bool(alive.any()) else 1.0
+    sae.W_dec[idx] = new
+    sae.W_enc[:, idx] = new.T * (0.2 * enc_norm)
+    sae.b_enc[idx] = 0.0
+    for p, sl in ((sae.W_dec, (idx,)), (sae.W_enc, (slice(None), idx)), (sae.b_enc, (idx,))):
+        state = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key][sl] = 0.0
+    return len(idx)

@@ -1,0 +1,633 @@
+"""Matched stimulus pairs for the partial-steerability batch test.
+
+Step 1 of the protocol in SCIENCE.md: every stimulus is a mixture of partials
+rendered twice from one seed, once without and once with the target partial
+``f``, so the pair differs by exactly one sinusoid. A :class:`StimulusSpec` is the
+whole recipe (family, target, density, f0, seed, amplitudes, phases, noise, fades);
+:func:`render` turns it into the pair, :func:`design` builds the cross product the
+batch test runs over, and :func:`write_set` writes WAV pairs plus ``manifest.csv``
+from which :func:`read_manifest` rebuilds the specs.
+
+Families (``density`` counts mixture partials, never the target):
+
+- ``tone``: empty mixture (density 0), so the pair is silence vs a pure tone.
+- ``harmonic``: harmonics ``1..density`` of ``f0``; the target is an added partial.
+- ``chord``: notes of a chord shape on root ``f0``, each a harmonic tone; the
+  ``density`` partials are dealt over the notes (root first). Partials of
+  different notes may nearly coincide, as in any tempered chord.
+- ``inharmonic``: ``density`` log-uniform random frequencies in
+  ``[band_low_hz, band_high_hz]``, at least ``min_separation_hz`` apart.
+
+Every mixture partial stays at least ``min_separation_hz`` away from the target, so
+the target's band holds no context energy; a combination that cannot satisfy this
+(or puts a harmonic at or above Nyquist) is *infeasible* and :func:`design` skips
+it with a counted reason.
+
+Noise (``snr_db``): white Gaussian, the same realisation in both signals, scaled so
+``10 log10(P_mixture / P_noise)`` equals ``snr_db`` exactly, where ``P_mixture`` is the
+mean power of the without-target mixture (for ``tone``, whose mixture is empty,
+the target's power). Both signals of a pair share one scale factor, chosen so
+neither peaks above 0.9; it is recorded.
+
+numpy only: importing this module (and ``steerlab stimuli --help``) stays cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from steerlab.errors import OutputError, SteerlabError
+
+FAMILIES: tuple[str, ...] = ("tone", "harmonic", "chord", "inharmonic")
+PHASES: tuple[str, ...] = ("random", "zero")
+# Amplitude rules for mixture partials, relative to the target's ``amplitude``:
+# match: equal to it; rolloff: times f_ref / f (f_ref the note's f0, or the lowest
+# inharmonic partial), i.e. 1/k for harmonic k; random: -12..0 dB, drawn from the seed.
+CONTEXT_RULES: tuple[str, ...] = ("match", "rolloff", "random")
+CHORDS: dict[str, tuple[int, ...]] = {
+    "major": (0, 4, 7),
+    "minor": (0, 3, 7),
+    "major7": (0, 4, 7, 11),
+    "minor7": (0, 3, 7, 10),
+    "sus4": (0, 5, 7),
+}
+# Bumped whenever rendering changes, so keys never name two different audios.
+STIMULUS_VERSION = 1
+PEAK = 0.9
+# Scaling aims a hair under PEAK so float32 rounding of the sum cannot cross it.
+_PEAK_SAFE = PEAK * (1 - 2.0**-20)
+_RANDOM_DB = 12.0
+_MAX_DRAWS = 10_000
+
+ContextAmplitude = Union[float, str]
+
+
+class StimulusError(SteerlabError, ValueError):
+    """An invalid stimulus spec or design input (also a ValueError, as configs raise)."""
+
+
+class Infeasible(StimulusError):
+    """A valid spec whose mixture cannot be built (collision, Nyquist); ``reason`` is its category."""
+
+    def __init__(self, reason: str, detail: str):
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+def _choice(kind: str, value: object, allowed: Iterable[str]) -> None:
+    allowed = list(allowed)
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise StimulusError(f"unknown {kind} {value!r}.{hint} Valid values: {', '.join(allowed)}")
+
+
+def _finite(name: str, value: object, *, positive: bool = False, nonneg: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise StimulusError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise StimulusError(f"{name} must be a finite number, got {v}")
+    if positive and v <= 0:
+        raise StimulusError(f"{name} must be > 0, got {v:g}")
+    if nonneg and v < 0:
+        raise StimulusError(f"{name} must be >= 0, got {v:g}")
+    return v
+
+
+def _integer(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise StimulusError(f"{name} must be an integer, got {value!r}")
+    if int(value) < minimum:
+        raise StimulusError(f"{name} must be >= {minimum}, got {int(value)}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class StimulusSpec:
+    """One matched pair; the spec alone regenerates both signals bit for bit.
+
+    ``f0`` (and ``chord``) are required for harmonic and chord and must be None
+    otherwise; ``band_*`` is used by inharmonic only. Numbers are normalised to
+    plain ``int``/``float`` so equal specs have equal :meth:`key`.
+    """
+
+    family: str
+    target_hz: float
+    density: int = 0
+    f0: Optional[float] = None
+    chord: Optional[str] = None
+    seed: int = 0
+    sample_rate: int = 24_000
+    duration_s: float = 1.0
+    amplitude: float = 0.1
+    context_amplitude: ContextAmplitude = "match"
+    phase: str = "random"
+    snr_db: Optional[float] = None
+    fade_ms: float = 10.0
+    min_separation_hz: float = 30.0
+    band_low_hz: float = 50.0
+    band_high_hz: float = 8000.0
+
+    def __post_init__(self) -> None:
+        put = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen)
+        _choice("family", self.family, FAMILIES)
+        _choice("phase", self.phase, PHASES)
+        put("sample_rate", _integer("sample_rate", self.sample_rate, 1))
+        put("seed", _integer("seed", self.seed, 0))
+        put("density", _integer("density", self.density, 0))
+        nyquist = self.sample_rate / 2
+        target = _finite("target_hz", self.target_hz, positive=True)
+        if target >= nyquist:
+            raise StimulusError(
+                f"target_hz {target:g} is not below the Nyquist frequency {nyquist:g} Hz "
+                f"(sample_rate {self.sample_rate})"
+            )
+        put("target_hz", target)
+        for name in ("duration_s", "amplitude", "min_separation_hz", "band_low_hz", "band_high_hz"):
+            put(name, _finite(name, getattr(self, name), positive=True))
+        put("fade_ms", _finite("fade_ms", self.fade_ms, nonneg=True))
+        if 2 * self.fade_ms / 1000 > self.duration_s:
+            raise StimulusError(f"fade_ms {self.fade_ms:g} is too long: fade in and out must fit in {self.duration_s:g} s")
+        if round(self.duration_s * self.sample_rate) < 1:
+            raise StimulusError(f"duration_s {self.duration_s:g} gives no samples at {self.sample_rate} Hz")
+        if self.snr_db is not None:
+            put("snr_db", _finite("snr_db", self.snr_db))
+        ca = self.context_amplitude
+        if isinstance(ca, str):
+            _choice("context_amplitude rule", ca, CONTEXT_RULES)
+        else:
+            put("context_amplitude", _finite("context_amplitude", ca, positive=True))
+        if self.family in ("harmonic", "chord"):
+            if self.f0 is None:
+                raise StimulusError(f"family {self.family!r} needs f0 (the fundamental or chord root, Hz)")
+            put("f0", _finite("f0", self.f0, positive=True))
+        elif self.f0 is not None:
+            raise StimulusError(f"f0 is only used by harmonic and chord; leave it None for {self.family!r}")
+        if self.family == "chord":
+            put("chord", "major" if self.chord is None else self.chord)
+            _choice("chord", self.chord, CHORDS)
+        elif self.chord is not None:
+            raise StimulusError(f"chord is only used by family 'chord'; leave it None for {self.family!r}")
+        if self.family == "tone" and self.density != 0:
+            raise Infeasible("tone takes density 0", f"got density {self.density} (a tone pair is silence vs the target)")
+        if self.family != "tone" and self.density == 0:
+            raise Infeasible("density 0 is only for tone", f"family {self.family!r} needs density >= 1")
+        if self.family == "inharmonic":
+            if self.band_low_hz >= self.band_high_hz:
+                raise StimulusError(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}")
+            if self.band_high_hz >= nyquist:
+                raise StimulusError(
+                    f"band_high_hz {self.band_high_hz:g} is not below the Nyquist frequency {nyquist:g} Hz "
+                    f"(sample_rate {self.sample_rate}); lower the band"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "StimulusSpec":
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StimulusSpec":
+        unknown = sorted(set(d) - set(SPEC_FIELDS))
+        if unknown:
+            raise StimulusError(f"unknown stimulus field(s) {', '.join(unknown)}; valid: {', '.join(SPEC_FIELDS)}")
+        return cls(**d)
+
+    def key(self) -> str:
+        """16 hex digits of sha256 over the sorted JSON of the spec and STIMULUS_VERSION."""
+        blob = json.dumps({**self.to_dict(), "stimulus_version": STIMULUS_VERSION}, sort_keys=True,
+                          separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StimulusSpec))
+
+
+@dataclass(frozen=True)
+class Partials:
+    """The mixture's sinusoids (unscaled amplitudes) and the target's phase."""
+
+    freqs_hz: tuple[float, ...]
+    amplitudes: tuple[float, ...]
+    phases: tuple[float, ...]
+    target_phase: float
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered pair and its parts. ``without``/``with_`` are float32 ``[samples]``;
+    ``mixture``, ``target`` and ``noise`` are the unscaled float64 parts (fades applied),
+    so ``without ~= scale * (mixture + noise)`` and ``with_ - without ~= scale * target``."""
+
+    spec: StimulusSpec
+    without: np.ndarray
+    with_: np.ndarray
+    mixture: np.ndarray
+    target: np.ndarray
+    noise: np.ndarray
+    partials: Partials
+    scale: float
+
+    @property
+    def noise_rms(self) -> float:
+        return float(np.sqrt(np.mean(self.noise**2)))
+
+
+def _streams(spec: StimulusSpec) -> list[np.random.Generator]:
+    """Independent generators for frequencies, amplitudes, phases and noise: changing
+    the SNR never moves a partial, and vice versa."""
+    ss = np.random.SeedSequence([spec.seed, FAMILIES.index(spec.family), STIMULUS_VERSION])
+    return [np.random.default_rng(s) for s in ss.spawn(4)]
+
+
+def _too_close(spec: StimulusSpec, freqs: Sequence[float]) -> None:
+    for f in freqs:
+        if abs(f - spec.target_hz) < spec.min_separation_hz:
+            raise Infeasible(
+                "target within min_separation_hz of a mixture partial",
+                f"{spec.family} partial {f:g} Hz is {abs(f - spec.target_hz):.3g} Hz from target "
+                f"{spec.target_hz:g} Hz (min_separation_hz {spec.min_separation_hz:g})",
+            )
+
+
+def _below_nyquist(spec: StimulusSpec, freqs: Sequence[float]) -> None:
+    nyquist = spec.sample_rate / 2
+    if freqs and max(freqs) >= nyquist:
+        raise Infeasible(
+            "mixture partial at or above Nyquist",
+            f"{spec.family} partial {max(freqs):g} Hz >= {nyquist:g} Hz (f0 {spec.f0}, density {spec.density})",
+        )
+
+
+def _mixture_freqs(spec: StimulusSpec, rng: np.random.Generator) -> tuple[list[float], list[float]]:
+    """(frequencies, reference frequency per partial for the rolloff rule)."""
+    if spec.family == "tone":
+        return [], []
+    if spec.family == "harmonic":
+        freqs = [k * spec.f0 for k in range(1, spec.density + 1)]
+        return freqs, [spec.f0] * len(freqs)
+    if spec.family == "chord":
+        shape = CHORDS[spec.chord]
+        per_note, extra = divmod(spec.density, len(shape))
+        freqs, refs = [], []
+        for i, semitones in enumerate(shape):
+            root = spec.f0 * 2.0 ** (semitones / 12)
+            for k in range(1, per_note + (i < extra) + 1):
+                freqs.append(k * root)
+                refs.append(root)
+        return freqs, refs
+    # inharmonic: rejection sampling keeps partials apart from the target and each other
+    lo, hi = math.log(spec.band_low_hz), math.log(spec.band_high_hz)
+    freqs: list[float] = []
+    for _ in range(_MAX_DRAWS):
+        if len(freqs) == spec.density:
+            break
+        f = float(np.exp(rng.uniform(lo, hi)))
+        if all(abs(f - g) >= spec.min_separation_hz for g in (*freqs, spec.target_hz)):
+            freqs.append(f)
+    if len(freqs) < spec.density:
+        raise Infeasible(
+            "band too crowded for density",
+            f"placed {len(freqs)} of {spec.density} partials {spec.min_separation_hz:g} Hz apart in "
+            f"{spec.band_low_hz:g}-{spec.band_high_hz:g} Hz",
+        )
+    return freqs, [min(freqs)] * len(freqs)
+
+
+def partials(spec: StimulusSpec) -> Partials:
+    """The mixture's frequencies, amplitudes and phases for ``spec`` (cheap: no audio).
+
+    Raises :class:`Infeasible` when the mixture cannot keep its partials below
+    Nyquist and ``min_separation_hz`` away from the target.
+    """
+    freq_rng, amp_rng, phase_rng, _ = _streams(spec)
+    freqs, refs = _mixture_freqs(spec, freq_rng)
+    _below_nyquist(spec, freqs)
+    _too_close(spec, freqs)
+    ca = spec.context_amplitude
+    if ca == "match":
+        amps = [spec.amplitude] * len(freqs)
+    elif ca == "rolloff":
+        amps = [spec.amplitude * r / f for f, r in zip(freqs, refs)]
+    elif ca == "random":
+        amps = [spec.amplitude * 10 ** (-_RANDOM_DB * u / 20) for u in amp_rng.uniform(0, 1, len(freqs))]
+    else:
+        amps = [float(ca)] * len(freqs)
+    if spec.phase == "random":
+        target_phase = float(phase_rng.uniform(0, 2 * np.pi))
+        phases = [float(p) for p in phase_rng.uniform(0, 2 * np.pi, len(freqs))]
+    else:
+        target_phase, phases = 0.0, [0.0] * len(freqs)
+    return Partials(tuple(float(f) for f in freqs), tuple(float(a) for a in amps), tuple(phases), target_phase)
+
+
+def fade(n: int, sample_rate: int, fade_ms: float) -> np.ndarray:
+    """Raised-cosine fade in and out over ``fade_ms`` each: float64 ``[n]``, 1 in between."""
+    w = np.ones(n)
+    m = min(int(round(fade_ms * sample_rate / 1000)), n // 2)
+    if m > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(m) / m)  # starts at exactly 0
+        w[:m] = ramp
+        w[n - m :] = ramp[::-1]
+    return w
+
+
+def render_parts(spec: StimulusSpec) -> Rendered:
+    """Render ``spec`` and keep the parts; see :class:`Rendered`."""
+    p = partials(spec)
+    _, _, _, noise_rng = _streams(spec)
+    sr = spec.sample_rate
+    n = int(round(spec.duration_s * sr))
+    t = np.arange(n) / sr
+    env = fade(n, sr, spec.fade_ms)
+    mixture = np.zeros(n)
+    for f, a, ph in zip(p.freqs_hz, p.amplitudes, p.phases):
+        mixture += a * np.sin(2 * np.pi * f * t + ph)
+    mixture *= env
+    target = spec.amplitude * np.sin(2 * np.pi * spec.target_hz * t + p.target_phase) * env
+    noise = np.zeros(n)
+    if spec.snr_db is not None:
+        reference = mixture if spec.family != "tone" else target
+        noise = noise_rng.standard_normal(n) * env
+        # normalise the realised noise power, so the SNR is exact rather than expected
+        noise *= math.sqrt(np.mean(reference**2) / 10 ** (spec.snr_db / 10) / np.mean(noise**2))
+    without64 = mixture + noise
+    peak = max(float(np.max(np.abs(without64))), float(np.max(np.abs(without64 + target))))
+    scale = 1.0 if peak <= _PEAK_SAFE else _PEAK_SAFE / peak
+    without = (scale * without64).astype(np.float32)
+    # with = without + target in float32: the difference is the target to within rounding
+    with_ = without + (scale * target).astype(np.float32)
+    return Rendered(spec, without, with_, mixture, target, noise, p, scale)
+
+
+def render(spec: StimulusSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The matched pair ``(without, with)``: float32 mono ``[samples]``, same mixture and noise."""
+    r = render_parts(spec)
+    return r.without, r.with_
+
+
+def log_grid(f_min: float, f_max: float, n: int) -> list[float]:
+    """``n`` log-spaced frequencies from ``f_min`` to ``f_max`` inclusive (rounded to 0.01 Hz)."""
+    f_min = _finite("f_min", f_min, positive=True)
+    f_max = _finite("f_max", f_max, positive=True)
+    n = _integer("n", n, 1)
+    if n > 1 and f_max <= f_min:
+        raise StimulusError(f"grid needs f_min < f_max, got {f_min:g} and {f_max:g}")
+    if n == 1:
+        return [round(f_min, 2)]
+    return [round(float(f), 2) for f in np.geomspace(f_min, f_max, n)]
+
+
+class Design(list):
+    """The specs of a design (a plain list of :class:`StimulusSpec`) plus ``skipped``:
+    a reason -> count mapping of infeasible combinations left out."""
+
+    def __init__(self, specs: Iterable[StimulusSpec] = (), skipped: Optional[dict[str, int]] = None):
+        super().__init__(specs)
+        self.skipped: dict[str, int] = dict(skipped or {})
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+
+def design(
+    families: Sequence[str],
+    targets: Sequence[float],
+    densities: Sequence[int],
+    f0s: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    snrs: Sequence[Optional[float]] = (None,),
+    **common: Any,
+) -> Design:
+    """Cross product of families x targets x densities x f0s x seeds x snrs.
+
+    ``tone`` takes density 0 and no f0 (one spec per target, seed and SNR);
+    ``inharmonic`` takes no f0. ``common`` holds the remaining StimulusSpec fields
+    (sample_rate, duration_s, amplitude, context_amplitude, phase, fade_ms,
+    min_separation_hz, band_low_hz, band_high_hz, chord). Infeasible combinations
+    are skipped and counted in ``Design.skipped``; bad inputs (unknown family, a
+    target at or above Nyquist, ...) raise :class:`StimulusError`, as does a design
+    in which every combination is infeasible.
+    """
+    unknown = sorted(set(common) - set(SPEC_FIELDS))
+    fixed = {"family", "target_hz", "density", "f0", "seed", "snr_db"} & set(common)
+    if unknown or fixed:
+        raise StimulusError(f"design() got unexpected field(s) {', '.join(unknown + sorted(fixed))}")
+    for name, values in (("families", families), ("targets", targets), ("seeds", seeds), ("snrs", snrs)):
+        if not len(values):
+            raise StimulusError(f"design needs at least one of {name}")
+    for family in families:
+        _choice("family", family, FAMILIES)
+    if any(f != "tone" for f in families) and not len(densities):
+        raise StimulusError("design needs at least one density for harmonic, chord or inharmonic")
+    if any(f in ("harmonic", "chord") for f in families) and not len(f0s):
+        raise StimulusError("harmonic and chord need at least one f0")
+    for d in densities:
+        _integer("density", d, 0)
+    for f0 in f0s:
+        _finite("f0", f0, positive=True)
+    chord = common.pop("chord", None)
+    out = Design()
+    seen: set[StimulusSpec] = set()
+    # Validate the inputs every combination shares (raises for a bad target, SNR or option).
+    for target in targets:
+        for snr in snrs:
+            StimulusSpec("tone", target, snr_db=snr, seed=seeds[0], **common)
+    for family in dict.fromkeys(families):
+        fam_densities = (0,) if family == "tone" else densities
+        fam_f0s = f0s if family in ("harmonic", "chord") else (None,)
+        extra = {"chord": chord} if family == "chord" else {}
+        for target in targets:
+            for density in fam_densities:
+                for f0 in fam_f0s:
+                    for seed in seeds:
+                        for snr in snrs:
+                            try:
+                                spec = StimulusSpec(family, target, density, f0, seed=seed, snr_db=snr,
+                                                    **extra, **common)
+                                partials(spec)
+                            except Infeasible as exc:
+                                out.skipped[exc.reason] = out.skipped.get(exc.reason, 0) + 1
+                                continue
+                            if spec not in seen:
+                                seen.add(spec)
+                                out.append(spec)
+    if not out:
+        reasons = "; ".join(f"{r} ({c})" for r, c in out.skipped.items())
+        raise StimulusError(f"no feasible stimuli: all {out.n_skipped} combinations were skipped: {reasons}")
+    return out
+
+
+# ---- manifest ----------------------------------------------------------------------------------
+
+EXTRA_COLUMNS: tuple[str, ...] = (
+    "without_file", "with_file", "scale", "target_phase",
+    "partials_hz", "partial_amplitudes", "partial_phases", "noise_rms",
+)
+MANIFEST_COLUMNS: tuple[str, ...] = ("key", *SPEC_FIELDS, *EXTRA_COLUMNS, "stimulus_version")
+MANIFEST_NAME = "manifest.csv"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # shortest exact round trip
+    return str(value)
+
+
+def _floats(values: Iterable[float]) -> str:
+    return ";".join(repr(float(v)) for v in values)
+
+
+def file_names(spec: StimulusSpec) -> tuple[str, str]:
+    k = spec.key()
+    return f"{k}_without.wav", f"{k}_with.wav"
+
+
+def manifest_row(r: Rendered) -> dict[str, str]:
+    spec = r.spec
+    without_file, with_file = file_names(spec)
+    row = {"key": spec.key(), **{k: _cell(v) for k, v in spec.to_dict().items()}}
+    row.update(
+        without_file=without_file,
+        with_file=with_file,
+        scale=_cell(r.scale),
+        target_phase=_cell(r.partials.target_phase),
+        partials_hz=_floats(r.partials.freqs_hz),
+        partial_amplitudes=_floats(r.partials.amplitudes),
+        partial_phases=_floats(r.partials.phases),
+        noise_rms=_cell(r.noise_rms),
+        stimulus_version=str(STIMULUS_VERSION),
+    )
+    return row
+
+
+def write_float_wav(path: Path, x: np.ndarray, sample_rate: int) -> Path:
+    """Write mono float32 ``[samples]`` as a 32-bit float WAV (RIFF, fmt, fact, data), atomically.
+
+    Written by hand because libsndfile (and so :func:`steerlab.audio.write_wav`) adds a
+    PEAK chunk holding the current time, which would make identical audio differ in
+    bytes; soundfile reads these files back bit for bit.
+    """
+    import struct
+
+    from steerlab.artifacts import atomic_path
+
+    data = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    n = len(data) // 4
+    fmt = struct.pack("<HHIIHH", 3, 1, sample_rate, 4 * sample_rate, 4, 32)  # IEEE float, mono
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, n)
+    body += b"data" + struct.pack("<I", len(data)) + data
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return Path(path)
+
+
+def write_set(
+    specs: Iterable[StimulusSpec],
+    out_dir: Union[str, Path],
+    progress: Optional[Callable[[StimulusSpec], None]] = None,
+) -> Path:
+    """Write ``<key>_without.wav``/``<key>_with.wav`` per spec and ``manifest.csv``; return the manifest path.
+
+    Every file is written atomically, the manifest last, so a manifest only ever
+    lists files that exist. Duplicate specs are written once. Rendering is a pure
+    function of the spec, so writing the same specs twice gives identical bytes.
+    """
+    from steerlab.audio import check_writable_dir
+
+    out = check_writable_dir(out_dir)
+    try:
+        return _write_set(specs, out, progress)
+    except OSError as exc:
+        reason = " ".join((exc.strerror or str(exc)).split())
+        raise OutputError(f"cannot write stimuli to {out}: {reason}; choose a writable output directory") from exc
+
+
+def _write_set(
+    specs: Iterable[StimulusSpec], out: Path, progress: Optional[Callable[[StimulusSpec], None]]
+) -> Path:
+    from steerlab.artifacts import atomic_path
+
+    rows: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        key = spec.key()
+        if key not in rows:
+            r = render_parts(spec)
+            without_file, with_file = file_names(spec)
+            write_float_wav(out / without_file, r.without, spec.sample_rate)
+            write_float_wav(out / with_file, r.with_, spec.sample_rate)
+            rows[key] = manifest_row(r)
+        if progress is not None:
+            progress(spec)
+    path = out / MANIFEST_NAME
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows.values())
+    return path
+
+
+def _parse_field(name: str, text: str) -> Any:
+    if name in ("family", "phase"):
+        return text
+    if name in ("density", "seed", "sample_rate"):
+        return int(text)
+    if name in ("f0", "chord", "snr_db"):
+        return None if text == "" else (text if name == "chord" else float(text))
+    if name == "context_amplitude":
+        return text if text in CONTEXT_RULES else float(text)
+    return float(text)
+
+
+def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
+    """Rebuild the specs of a ``manifest.csv`` (or a folder holding one), in row order.
+
+    Raises :class:`StimulusError` for a missing file, an unknown stimulus version, a
+    malformed row, or a row whose recorded key differs from its spec's key.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST_NAME
+    if not p.is_file():
+        raise StimulusError(f"stimulus manifest not found: {p}")
+    specs = []
+    with open(p, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("key", *SPEC_FIELDS, "stimulus_version") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise StimulusError(f"{p} is not a stimulus manifest: missing column(s) {', '.join(missing)}")
+        for i, row in enumerate(reader, start=2):
+            if row["stimulus_version"] != str(STIMULUS_VERSION):
+                raise StimulusError(
+                    f"{p} line {i}: stimulus version {row['stimulus_version']!r} is not supported "
+                    f"(this steerlab renders version {STIMULUS_VERSION}); regenerate the set"
+                )
+            try:
+                spec = StimulusSpec(**{name: _parse_field(name, row[name]) for name in SPEC_FIELDS})
+            except (ValueError, TypeError) as exc:
+                raise StimulusError(f"{p} line {i}: bad row: {exc}") from None
+            if spec.key() != row["key"]:
+                raise StimulusError(f"{p} line {i}: key {row['key']} does not match its fields (key {spec.key()})")
+            specs.append(spec)
+    return specs
