@@ -74,6 +74,7 @@ class Dictionary:
     stats: DataStats | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
+    data_manifest: dict[str, Any] | None = None  # what the corpus held (steerlab.capture.Manifest), if known
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -111,7 +112,8 @@ class Dictionary:
             "sae": cfg.to_dict(),
             "normalization": {"center": cfg.center, "normalize": cfg.normalize, "scale": float(self.sae.scale),
                               "stats": stats, "gamma_definition": GAMMA_DEFINITION},
-            "data": {"description": self.data_description, "sha256": self.data_hash},
+            "data": {"description": self.data_description, "sha256": self.data_hash,
+                     **({"manifest": _json_safe(self.data_manifest)} if self.data_manifest is not None else {})},
             "metrics": _json_safe(self.metrics),
             "versions": self.versions,
         }
@@ -238,7 +240,8 @@ def load(folder: str | Path) -> Dictionary:
     try:
         return Dictionary(sae=sae, model=model, layer=layer, kind=kind, weights_hash=doc.get("weights_hash"),
                           data_description=data.get("description", ""), data_hash=data.get("sha256"),
-                          stats=stats, metrics=doc.get("metrics", {}), versions=doc.get("versions", {}))
+                          stats=stats, metrics=doc.get("metrics", {}), versions=doc.get("versions", {}),
+                          data_manifest=data.get("manifest"))
     except ValueError as exc:
         raise DictionaryError(f"{cfg_path} is damaged: {exc}") from exc
 

@@ -8,6 +8,10 @@ padded to a whole number of frames). For causal models this leaves every item's
 output within its own length unchanged, so batched and unbatched results agree;
 models whose normalisation spans the whole time axis (``ragged_batching=False``)
 are batched only with inputs of the same length.
+
+:func:`capture` is the read-only counterpart: it saves the unpatched outputs of
+several layers for a list of waveforms, one batched pass per group of inputs,
+and stops the model right after the last requested layer.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from nnsight import NNsight
 
+from steerlab.errors import SteerlabError
 from steerlab.model import AudioModel, LayerInfo
 
 # edit(activation [1, channels, frames], valid_frames) -> patched activation (same shape)
@@ -148,3 +153,80 @@ def run(
                 codes=slot["codes"][0][:, : -(-n // model.hop)] if "codes" in slot else None,
             )
     return results  # type: ignore[return-value]
+
+
+def _forward_order(model: AudioModel, layers: list[LayerInfo]) -> list[LayerInfo]:
+    """``layers`` without duplicates, in the model's forward order.
+
+    nnsight refuses to read a module's output once the model has run past it
+    (``OutOfOrderError``), so the saves must be requested in the order the
+    forward pass reaches them: the order of ``api.layers(model)``.
+    """
+    from steerlab import api
+
+    names = api.layers(model).names()
+    unique = list({layer.name: layer for layer in layers}.values())
+    unknown = [layer.name for layer in unique if layer.name not in names]
+    if unknown:
+        raise SteerlabError(f"cannot capture {', '.join(unknown)}: not in the layer table of {model.name!r}")
+    return sorted(unique, key=lambda layer: names.index(layer.name))
+
+
+def _capture_path(model: AudioModel, layers: list[LayerInfo], path: str | None) -> str:
+    """The decode path that reaches every layer: a layer named after a path (``quantized``)
+    exists only on that path."""
+    if path is not None:
+        return model.check_path(path)
+    on_path = {layer.name for layer in layers if layer.name in model.paths and layer.name != model.default_path}
+    if len(on_path) > 1:
+        raise SteerlabError(f"layers {', '.join(sorted(on_path))} lie on different decode paths;"
+                            " capture them separately")
+    return on_path.pop() if on_path else model.default_path
+
+
+@torch.no_grad()
+def capture(
+    model: AudioModel,
+    waves: list[torch.Tensor],
+    layers: list[LayerInfo],
+    max_batch: int = 16,
+    path: str | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """Unpatched outputs of ``layers`` for each wave, in batched traced passes.
+
+    ``waves``: float tensors ``[channels, samples]`` at the model's rate. Returns, per
+    wave, ``{layer.name: float32 [channels, frames]}`` trimmed to the wave's own
+    ``layer.frames_for(samples)`` frames (padding frames of the batch are dropped) and
+    copied out of the batch to the CPU, so holding one item does not keep the batch alive.
+    Inputs are grouped and zero-padded exactly as in :func:`run` (so a capture equals
+    the activation :func:`run` sees), every layer is read in the same pass, and the
+    model stops after the last requested layer (the decoder is skipped when only
+    encoder layers are asked for). ``path`` defaults to the one that reaches every
+    layer.
+    """
+    ordered = _forward_order(model, list(layers))
+    if not ordered or not waves:
+        return [{} for _ in waves]
+    path = _capture_path(model, ordered, path)
+    envoy = envoy_for(model)
+    kwargs = {"path": path} if model.has_decoder else {}
+    items = [TraceItem(w) for w in waves]
+    device = next(model.parameters(), torch.empty(0)).device
+    results: list[dict[str, torch.Tensor]] = [{} for _ in waves]
+    for group in _groups(model, items, max_batch):
+        inputs = [_pad_to_frames(model, waves[i] / model.input_scale(waves[i])) for i in group]
+        longest = max(x.shape[-1] for x in inputs)
+        batch = torch.stack([F.pad(x, (0, longest - x.shape[-1])) for x in inputs]).to(device)
+        saved: dict[str, torch.Tensor] = {}
+        with envoy.trace(batch, **kwargs) as tracer:
+            for layer in ordered:
+                # a copy: later modules may write into their input in place
+                saved[layer.name] = resolve(envoy, layer.module_path).output.clone().save()
+            tracer.stop()
+        for row, i in enumerate(group):
+            n = waves[i].shape[-1]
+            results[i] = {
+                layer.name: saved[layer.name][row, :, : layer.frames_for(n)].float().cpu().clone()
+                for layer in ordered
+            }
+    return results

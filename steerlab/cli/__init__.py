@@ -47,9 +47,9 @@ def eval_() -> None:
 
 
 def _load_commands() -> None:
-    from steerlab.cli import info, intervene, stimuli, synth
+    from steerlab.cli import arch, info, intervene, learn, stimuli, synth
 
-    for module in (info, intervene, stimuli, synth):
+    for module in (arch, info, intervene, learn, stimuli, synth):
         for command in module.COMMANDS:
             cli.add_command(command)
     from steerlab import plugins

@@ -1,0 +1,440 @@
+"""Corpora and activation streams: the data that features and archetypes are learned from.
+
+A :class:`Corpus` turns ``--data`` specs into clips ``(clip_id, wave [channels, samples])``
+at a model's rate, lazily, one clip at a time:
+
+- a folder (searched recursively) or a single file of audio (``.wav .flac .ogg .mp3``,
+  any rate and channel count, converted by :func:`steerlab.audio.load`); files longer
+  than ``chunk_seconds`` are read in consecutive chunks (:func:`steerlab.audio.iter_chunks`,
+  no overlap) and each chunk is its own clip;
+- ``synth:N``: N clips of the synthetic music corpus (:mod:`steerlab.synth`);
+- reference sets: ``noise:N`` (white Gaussian noise, RMS 0.1), ``flat:N`` (constant
+  signals at levels uniform in [-0.9, 0.9]) and ``sines:N`` (pure sines of amplitude 0.5,
+  log-spaced from 50 to 8000 Hz, capped at 0.45 of the sample rate).
+
+Unreadable files are skipped and recorded in the :class:`Manifest`; a corpus that yields
+no vectors at all is a :class:`CorpusError`.
+
+:func:`stream_vectors` runs clips through the model a few at a time
+(:func:`steerlab.tracing.capture`) and yields float32 blocks ``[b, channels]``: response
+vectors ``r_t`` (``mode="features"``) or generators ``g_t = r_{t+1} - r_t``
+(``mode="archetypes"``), computed only between adjacent frames of one clip. Chunks of a
+long file are clips, so the one pair spanning each chunk boundary is dropped (one
+generator per ``chunk_seconds`` of audio) rather than stitched across a boundary where
+the model restarted from silence. Only a few clips' activations and one block of vectors
+are ever held, so memory does not grow with the corpus.
+
+:func:`write_shards` stores a stream as safetensors shards plus ``manifest.json``;
+:class:`ShardReader` reads them back as the block factory :func:`steerlab.sae.train_sae`
+takes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Union
+
+import numpy as np
+
+from steerlab.errors import AudioError, OutputError, SteerlabError, first_line
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+MODES = ("features", "archetypes")
+REFERENCE_KINDS = ("synth", "noise", "flat", "sines")
+SHARD_FORMAT, SHARD_VERSION, SHARD_MANIFEST = "steerlab-shards", 1, "manifest.json"
+NOISE_RMS, SINE_AMPLITUDE, SINE_LOW_HZ, SINE_HIGH_HZ = 0.1, 0.5, 50.0, 8000.0
+
+Clip = tuple[str, Any]  # (clip_id, wave [channels, samples]: numpy array or torch tensor)
+
+
+class CorpusError(SteerlabError):
+    """A ``--data`` spec that names nothing, or a corpus with no usable audio."""
+
+
+@dataclass
+class Manifest:
+    """What one pass over a corpus read and produced."""
+
+    sources: list[str] = field(default_factory=list)
+    files_seen: int = 0
+    files_used: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+    clips: int = 0  # clips (and chunks of long files) run through the model
+    seconds: float = 0.0  # audio in those clips, at the model's rate
+    vectors: int = 0
+
+    def skip(self, path: Path | str, reason: str) -> None:
+        self.skipped.append({"path": str(path), "reason": reason})
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "files_skipped": len(self.skipped)}
+
+
+def _seed_for(seed: int, index: int) -> int:
+    """An independent seed for the ``index``-th source, so ``synth:4 synth:4`` are different clips."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def _channels(mono: np.ndarray, channels: int) -> np.ndarray:
+    return np.repeat(mono[None].astype(np.float32), channels, axis=0)
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """``kind:N``: N generated clips of ``seconds`` each (``kind`` in :data:`REFERENCE_KINDS`)."""
+
+    kind: str
+    n: int
+
+    @property
+    def spec(self) -> str:
+        return f"{self.kind}:{self.n}"
+
+    def estimate_seconds(self, clip_seconds: float) -> float:
+        return self.n * clip_seconds
+
+    def clips(self, sample_rate: int, channels: int, seed: int, clip_seconds: float, chunk_seconds: float,
+              manifest: Manifest) -> Iterator[Clip]:
+        n = int(round(clip_seconds * sample_rate))
+        t = np.arange(n) / sample_rate
+        rng = np.random.default_rng(seed)
+        if self.kind == "synth":
+            from steerlab.synth import corpus, synthesize
+
+            for i, spec in enumerate(corpus(self.n, seed, sample_rate, clip_seconds)):
+                yield f"synth:{i}:{spec.kind}:{spec.seed}", _channels(synthesize(spec), channels)
+        elif self.kind == "noise":
+            for i in range(self.n):
+                yield f"noise:{i}", _channels(NOISE_RMS * rng.standard_normal(n), channels)
+        elif self.kind == "flat":
+            for i in range(self.n):
+                level = float(rng.uniform(-0.9, 0.9))
+                yield f"flat:{i}:{level:.4f}", _channels(np.full(n, level), channels)
+        else:
+            high = min(SINE_HIGH_HZ, 0.45 * sample_rate)
+            for i, f in enumerate(np.geomspace(SINE_LOW_HZ, high, self.n)):
+                yield f"sines:{i}:{f:.1f}Hz", _channels(SINE_AMPLITUDE * np.sin(2 * np.pi * f * t), channels)
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A folder of audio files (recursive, sorted) or one audio file."""
+
+    path: Path
+
+    @property
+    def spec(self) -> str:
+        return str(self.path)
+
+    def files(self) -> list[Path]:
+        if self.path.is_dir():
+            return sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        return [self.path]
+
+    def estimate_seconds(self, clip_seconds: float) -> float:
+        from steerlab import audio
+
+        total = 0.0
+        for p in self.files():
+            try:
+                total += audio.probe(p).duration_s
+            except AudioError:
+                pass
+        return total
+
+    def clips(self, sample_rate: int, channels: int, seed: int, clip_seconds: float, chunk_seconds: float,
+              manifest: Manifest) -> Iterator[Clip]:
+        import soundfile as sf
+
+        from steerlab import audio
+
+        for p in self.files():
+            manifest.files_seen += 1
+            name = str(p.relative_to(self.path)) if self.path.is_dir() else p.name
+            chunks = 0
+            try:
+                info = audio.probe(p)
+                if info.duration_s <= chunk_seconds:
+                    wave, _ = audio.load(p, sample_rate, channels)
+                    chunks = 1
+                    yield name, wave
+                else:
+                    for start, wave in audio.iter_chunks(p, sample_rate, channels, chunk_seconds, 0.0):
+                        chunks += 1
+                        yield f"{name}@{start}", wave
+            except (AudioError, sf.SoundFileError, OSError, ValueError, RuntimeError) as exc:
+                # a corpus scan meets odd files; one bad file must not end a long capture
+                reason = first_line(exc) + (f" (after {chunks} chunks had been used)" if chunks else "")
+                manifest.skip(p, reason)
+                continue
+            manifest.files_used += 1
+
+
+Source = Union[SyntheticSource, FileSource]
+_KIND_N = re.compile(r"^([a-z_]+):(\S+)$")
+
+
+def parse_source(spec: str) -> Source:
+    """A ``--data`` spec as a source; an existing path wins over the ``kind:N`` forms."""
+    p = Path(spec).expanduser()
+    if p.exists():
+        if not p.is_dir() and p.suffix.lower() not in AUDIO_SUFFIXES:
+            raise CorpusError(f"--data {spec}: not a folder or an audio file ({', '.join(AUDIO_SUFFIXES)})")
+        return FileSource(p)
+    m = _KIND_N.match(spec)
+    if m and m.group(1) in REFERENCE_KINDS:
+        try:
+            n = int(m.group(2))
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise CorpusError(f"--data {spec}: N must be a whole number >= 1 (e.g. {m.group(1)}:100)")
+        return SyntheticSource(m.group(1), n)
+    import difflib
+
+    close = difflib.get_close_matches(m.group(1), REFERENCE_KINDS, n=1) if m else []
+    hint = f" Did you mean {close[0]}:{m.group(2)}?" if close and m else ""
+    raise CorpusError(f"--data {spec}: no such file or folder, and not one of "
+                      f"{', '.join(k + ':N' for k in REFERENCE_KINDS)}.{hint}")
+
+
+class Corpus:
+    """Clips from several sources, at one sample rate and channel count, yielded lazily.
+
+    Iterating starts a new pass (and a new :attr:`manifest`); every pass yields the same
+    clips in the same order. ``seed`` makes the generated sources reproducible.
+    """
+
+    def __init__(self, specs: Iterable[str | Source], sample_rate: int, channels: int, seed: int = 0,
+                 clip_seconds: float = 1.0, chunk_seconds: float = 10.0) -> None:
+        self.sources: list[Source] = [parse_source(s) if isinstance(s, str) else s for s in specs]
+        if not self.sources:
+            raise CorpusError("no --data given; pass a folder of audio, an audio file, or synth:N, noise:N, flat:N,"
+                              " sines:N")
+        if not (clip_seconds > 0 and math.isfinite(clip_seconds)):
+            raise CorpusError(f"clip length must be a positive number of seconds, got {clip_seconds!r}")
+        if not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
+            raise CorpusError(f"chunk length must be a positive number of seconds, got {chunk_seconds!r}")
+        self.sample_rate, self.channels, self.seed = int(sample_rate), int(channels), int(seed)
+        self.clip_seconds, self.chunk_seconds = float(clip_seconds), float(chunk_seconds)
+        self.manifest = self.new_manifest()
+
+    @classmethod
+    def for_model(cls, model: Any, specs: Iterable[str | Source], **kwargs: Any) -> "Corpus":
+        return cls(specs, model.sample_rate, model.channels, **kwargs)
+
+    def new_manifest(self) -> Manifest:
+        return Manifest(sources=[s.spec for s in self.sources])
+
+    def describe(self) -> str:
+        return (f"{', '.join(s.spec for s in self.sources)} (seed {self.seed}, generated clips "
+                f"{self.clip_seconds:g} s, files chunked at {self.chunk_seconds:g} s)")
+
+    def estimate_seconds(self) -> float:
+        """Audio the corpus holds, from file headers (cheap; unreadable files count 0)."""
+        return sum(s.estimate_seconds(self.clip_seconds) for s in self.sources)
+
+    def clips(self, manifest: Manifest | None = None) -> Iterator[Clip]:
+        """One pass: ``(clip_id, float32 [channels, samples])``; file counts go to ``manifest``."""
+        manifest = manifest if manifest is not None else self.new_manifest()
+        self.manifest = manifest
+        for i, source in enumerate(self.sources):
+            yield from source.clips(self.sample_rate, self.channels, _seed_for(self.seed, i), self.clip_seconds,
+                                    self.chunk_seconds, manifest)
+
+    def __iter__(self) -> Iterator[Clip]:
+        return self.clips()
+
+
+def _rows(act: Any, mode: str) -> Any:
+    """``[channels, frames]`` -> response vectors ``[frames, channels]`` or generators ``[frames - 1, channels]``."""
+    if mode == "features":
+        return act.T
+    return (act[:, 1:] - act[:, :-1]).T
+
+
+def stream_vectors(
+    model: Any,
+    corpus: Iterable[Clip],
+    layer: Any,
+    mode: str = "features",
+    subsample: float | None = None,
+    seed: int = 0,
+    batch_clips: int = 8,
+    batch_seconds: float = 60.0,
+    block_vectors: int = 65_536,
+    max_batch: int = 16,
+    manifest: Manifest | None = None,
+) -> Iterator[Any]:
+    """Float32 blocks ``[b, channels]`` of response vectors or generators of ``layer``.
+
+    ``corpus``: a :class:`Corpus` or any iterable of ``(clip_id, wave [channels, samples])``
+    at the model's rate. Clips are captured ``batch_clips`` at a time (fewer when they
+    add up to ``batch_seconds``), and vectors are yielded in blocks of at least
+    ``block_vectors`` rows (the last one may be smaller), in corpus order, frames in time
+    order. ``subsample`` keeps each vector with that probability, drawn from a generator
+    seeded with ``seed`` at the start of every call, so repeated calls yield the same
+    data (as :func:`steerlab.sae.train_sae` requires of a factory). Counts go to
+    ``manifest`` (the corpus's own when it is a :class:`Corpus` and none is given).
+    Raises :class:`CorpusError` at the end of a pass that produced no vectors.
+    """
+    import torch
+
+    from steerlab import api, tracing
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if subsample is not None and not (isinstance(subsample, (int, float)) and 0 < subsample <= 1):
+        raise CorpusError(f"--subsample must be a fraction in (0, 1], got {subsample!r}")
+    for name, value in (("batch_clips", batch_clips), ("block_vectors", block_vectors), ("max_batch", max_batch)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+    info = api.layers(model).get(layer) if isinstance(layer, str) else layer
+    is_corpus = isinstance(corpus, Corpus)
+    if manifest is None:
+        manifest = corpus.new_manifest() if is_corpus else Manifest()
+    clips = corpus.clips(manifest) if is_corpus else iter(corpus)
+    gen = torch.Generator().manual_seed(int(seed))
+    limit = batch_seconds * model.sample_rate
+    pending: list[Any] = []
+    blocks: list[Any] = []
+    buffered = 0
+
+    def run_batch() -> Iterator[Any]:
+        nonlocal buffered
+        acts = tracing.capture(model, pending, [info], max_batch)
+        pending.clear()
+        for act in acts:
+            rows = _rows(act[info.name], mode)
+            if subsample is not None and subsample < 1:
+                rows = rows[torch.rand(len(rows), generator=gen) < subsample]
+            if len(rows):
+                blocks.append(rows.contiguous())
+                buffered += len(rows)
+            if buffered >= block_vectors:
+                yield flush()
+
+    def flush() -> Any:
+        nonlocal buffered
+        block = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
+        blocks.clear()
+        manifest.vectors += buffered
+        buffered = 0
+        return block
+
+    for clip_id, wave in clips:
+        w = torch.as_tensor(np.asarray(wave) if not isinstance(wave, torch.Tensor) else wave).float()
+        if w.ndim != 2 or w.shape[0] != model.channels or w.shape[1] == 0:
+            raise CorpusError(f"clip {clip_id}: expected a wave [channels={model.channels}, samples], "
+                              f"got shape {list(w.shape)}")
+        pending.append(w)
+        manifest.clips += 1
+        manifest.seconds += w.shape[1] / model.sample_rate
+        if len(pending) >= batch_clips or sum(p.shape[1] for p in pending) >= limit:
+            yield from run_batch()
+    if pending:
+        yield from run_batch()
+    if buffered:
+        yield flush()
+    if manifest.vectors == 0:
+        raise CorpusError(_empty_message(manifest, info.name, mode, subsample))
+
+
+def _empty_message(manifest: Manifest, layer: str, mode: str, subsample: float | None) -> str:
+    where = ", ".join(manifest.sources) or "the corpus"
+    if manifest.clips == 0:
+        skipped = ""
+        if manifest.skipped:
+            first = manifest.skipped[0]
+            skipped = f", {len(manifest.skipped)} skipped (first: {first['path']}: {first['reason']})"
+        return f"no usable audio in {where}: {manifest.files_seen} audio files seen{skipped}"
+    why = "clips shorter than two frames" if mode == "archetypes" else "clips with no frames"
+    if subsample is not None and subsample < 1:
+        why += f" or --subsample {subsample:g} too small"
+    return f"{manifest.clips} clips from {where} gave no {mode} vectors at {layer} ({why})"
+
+
+def write_shards(vectors: Iterable[Any], folder: str | Path, shard_vectors: int = 262_144,
+                 manifest: Manifest | None = None, meta: dict[str, Any] | None = None) -> "ShardReader":
+    """Write a stream of ``[b, width]`` blocks as ``shard-00000.safetensors``, ... (tensor
+    ``vectors``, float32, ``shard_vectors`` rows each but the last) and ``manifest.json``
+    (format, version, width, counts, the corpus ``manifest`` and ``meta``), written last,
+    so a folder with a manifest is complete. ``folder`` must be new or empty."""
+    import torch
+
+    from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
+
+    if not isinstance(shard_vectors, int) or shard_vectors < 1:
+        raise ValueError(f"shard_vectors must be an integer >= 1; got {shard_vectors!r}")
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create shard folder {folder}: {exc.strerror}") from exc
+    if any(folder.iterdir()):
+        raise OutputError(f"shard folder {folder} is not empty")
+    shards: list[dict[str, Any]] = []
+    width: int | None = None
+    rest: list[Any] = []
+    held = 0
+
+    def write(block: Any) -> None:
+        name = f"shard-{len(shards):05d}.safetensors"
+        atomic_save_safetensors({"vectors": block.contiguous()}, folder / name)
+        shards.append({"file": name, "n_vectors": int(len(block))})
+
+    for block in vectors:
+        block = torch.as_tensor(block).float()
+        if block.ndim != 2 or (width is not None and block.shape[1] != width):
+            raise ValueError(f"shard input blocks must be [b, {width or 'width'}]; got {list(block.shape)}")
+        width = int(block.shape[1])
+        rest.append(block)
+        held += len(block)
+        while held >= shard_vectors:
+            buf = torch.cat(rest)
+            write(buf[:shard_vectors])
+            rest, held = [buf[shard_vectors:]], held - shard_vectors
+    if held:
+        write(torch.cat(rest))
+    if not shards:
+        raise CorpusError(f"no vectors to write to {folder}")
+    atomic_write_json({"format": SHARD_FORMAT, "version": SHARD_VERSION, "width": width,
+                       "n_vectors": sum(s["n_vectors"] for s in shards), "shards": shards,
+                       "manifest": manifest.to_json() if manifest is not None else None, "meta": meta or {}},
+                      folder / SHARD_MANIFEST)
+    return ShardReader(folder)
+
+
+class ShardReader:
+    """A shard folder as a block factory: ``reader()`` iterates float32 ``[b, width]`` shards,
+    one in memory at a time, in written order (pass ``reader`` itself to ``train_sae``)."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        path = self.folder / SHARD_MANIFEST
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorpusError(f"{self.folder} is not a readable shard folder: {first_line(exc)}") from exc
+        if not isinstance(doc, dict) or doc.get("format") != SHARD_FORMAT or doc.get("version") != SHARD_VERSION:
+            raise CorpusError(f"{self.folder} is not a {SHARD_FORMAT} v{SHARD_VERSION} folder")
+        missing = [s["file"] for s in doc["shards"] if not (self.folder / s["file"]).is_file()]
+        if missing:
+            raise CorpusError(f"{self.folder} is missing shards: {', '.join(missing)}")
+        self.doc = doc
+        self.width: int = doc["width"]
+        self.n_vectors: int = doc["n_vectors"]
+
+    @property
+    def manifest(self) -> dict[str, Any] | None:
+        return self.doc.get("manifest")
+
+    def __call__(self) -> Iterator[Any]:
+        from safetensors.torch import load_file
+
+        for shard in self.doc["shards"]:
+            yield load_file(str(self.folder / shard["file"]))["vectors"]

@@ -1,0 +1,139 @@
+"""``steerlab learn features|archetypes``: train a dictionary of one layer from a corpus.
+
+A thin layer over :func:`steerlab.learning.learn_dictionary`: capture the layer over
+``--data`` (folders, files, ``synth:N``, ``noise:N``, ``flat:N``, ``sines:N``), train a
+sparse autoencoder and save it as a dictionary folder. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from steerlab.cli import SteerlabGroup
+from steerlab.cli.options import CONTEXT, echo_json
+
+
+def _options(fn: Callable) -> Callable:
+    """The options both subcommands share (applied bottom-up, so listed in reverse)."""
+    options = [
+        click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model)."),
+        click.option("--checkpoint", type=click.Path(), default=None, help="Local weights for the model."),
+        click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`)."),
+        click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
+                     help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable)."),
+        click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
+                     help="Dictionary folder to write."),
+        click.option("--overwrite", is_flag=True, help="Replace an existing dictionary folder."),
+        click.option("--size", type=int, default=128, help="Number of latents."),
+        click.option("--k", "k", type=int, default=8, help="Active latents per vector (topk)."),
+        click.option("--variant", type=click.Choice(["topk", "relu"]), default="topk", help="SAE variant."),
+        click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu)."),
+        click.option("--lr", type=float, default=1e-3, help="Adam learning rate."),
+        click.option("--epochs", type=int, default=10, help="Passes over the data."),
+        click.option("--batch-size", type=int, default=256, help="Vectors per training step."),
+        click.option("--seed", type=int, default=0, help="Seed of the SAE, generated clips and subsampling."),
+        click.option("--subsample", type=float, default=None, help="Keep this fraction of vectors (seeded)."),
+        click.option("--no-center", is_flag=True, help="Do not subtract the data mean."),
+        click.option("--no-normalize", is_flag=True, help="Do not rescale to mean squared norm = width."),
+        click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...)."),
+        click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks."),
+        click.option("--stream", type=click.Choice(["auto", "shards", "recompute"]), default="auto",
+                     help="shards: capture once to temporary shards; recompute: re-run the model every epoch."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder for temporary shards [default: the system temp folder]."),
+        click.option("--cache-gb", type=float, default=2.0, help="Largest shard set --stream auto writes."),
+        click.option("--export", type=click.Choice(["saelens"]), default=None,
+                     help="Also write OUTPUT/saelens in SAELens' layout (cfg.json)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    """Fail before the (long) capture and training, not after."""
+    import os
+
+    from steerlab.errors import OutputError
+
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {output}: {parent} is not an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {output}: {parent} is not writable")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output} already exists; pass --overwrite to replace it")
+
+
+def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, size, k, variant, l1, lr, epochs,
+           batch_size, seed, subsample, no_center, no_normalize, clip_seconds, chunk_seconds, stream, cache_dir,
+           cache_gb, export, as_json) -> None:
+    from steerlab import api, dictionary
+    from steerlab.capture import Corpus
+    from steerlab.learning import learn_dictionary
+
+    out = Path(output)
+    _check_output(out, overwrite)
+    model = api.load_model(model_name, checkpoint)
+    api.layers(model).get(layer)  # an unknown layer fails before the corpus is read
+    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds)
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    def epoch_done(epoch: int, total: int, loss: float) -> None:
+        say(f"epoch {epoch}/{total}: loss {loss:.4g}")
+
+    d = learn_dictionary(model, layer, kind, corpus, size=size, k=k, variant=variant, l1=l1, lr=lr, epochs=epochs,
+                         batch_size=batch_size, seed=seed, center=not no_center, normalize=not no_normalize,
+                         subsample=subsample, stream=stream, cache_dir=cache_dir,
+                         budget_bytes=int(cache_gb * 2**30), progress=say, epoch_progress=epoch_done)
+    dictionary.save(d, out, overwrite=overwrite)
+    exported = None
+    if export == "saelens":
+        exported = dictionary.export_saelens(d, out / "saelens", overwrite=True)
+    m = d.metrics
+    summary: dict[str, Any] = {"output": str(out), "saelens": str(exported) if exported else None,
+                               "model": d.model, "layer": d.layer, "kind": d.kind, "width": d.config.width,
+                               "size": d.config.size, "metrics": m, "data": d.data_manifest}
+    if as_json:
+        return echo_json(dictionary._json_safe(summary))
+    man = d.data_manifest or {}
+    ev = m.get("explained_variance")
+    click.echo(f"wrote {out}: {d.kind} dictionary of {d.model} {d.layer}, {d.config.size} latents over "
+               f"{m.get('n_vectors')} vectors from {man.get('clips')} clips ({man.get('seconds', 0):.1f} s, "
+               f"{man.get('files_skipped', 0)} files skipped); explained variance "
+               f"{'n/a' if ev is None else f'{ev:.3f}'}, L0 {m.get('l0', float('nan')):.2f}, "
+               f"dead {m.get('dead_fraction', float('nan')):.1%}")
+    if exported:
+        click.echo(f"wrote {exported} (SAELens layout)")
+
+
+@click.group(cls=SteerlabGroup, context_settings=CONTEXT)
+def learn() -> None:
+    """Learn dictionaries of a layer: features (over r_t) or archetypes (over g_t = r_{t+1} - r_t).
+
+    Archetypes are recurring motions of the activation trajectory; they are not the
+    "archetypal SAE" of the SAE literature.
+    """
+
+
+@learn.command(context_settings=CONTEXT)
+@_options
+def features(**kwargs: Any) -> None:
+    """Train an SAE over the response vectors r_t (frames) of a layer."""
+    _learn("feature", **kwargs)
+
+
+@learn.command(context_settings=CONTEXT)
+@_options
+def archetypes(**kwargs: Any) -> None:
+    """Train an SAE over the generators g_t = r_{t+1} - r_t, taken within each clip only."""
+    _learn("archetype", **kwargs)
+
+
+COMMANDS = (learn,)

@@ -1,0 +1,152 @@
+"""Learn a dictionary (features or archetypes) of one layer from a corpus: what
+``steerlab learn`` does, callable from Python.
+
+:func:`steerlab.sae.train_sae` reads its data ``epochs + 2`` times (statistics, each
+epoch, final evaluation), and every read must yield the same vectors. Two ways to
+provide them (``stream``):
+
+- ``"shards"``: capture once into safetensors shards in a temporary folder
+  (:func:`steerlab.capture.write_shards`), train from the shards, delete them. One
+  forward pass over the corpus; disk use is the size of the vectors.
+- ``"recompute"``: a factory that re-runs the capture on every read. No disk, but
+  ``epochs + 2`` forward passes.
+- ``"auto"`` (default): shards when the estimated vectors (audio length from file
+  headers x frame rate x channels x 4 bytes x subsample) fit ``budget_bytes`` and the
+  cache folder has twice that free; otherwise recompute. Small layers and subsampled
+  corpora shard; a first-layer capture of hours of audio recomputes instead of filling
+  the disk.
+
+Either way the model runs a few clips at a time and only one block of vectors is in
+memory, so the corpus size is bounded by time, never by memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from steerlab.capture import Corpus, Manifest, stream_vectors, write_shards
+from steerlab.errors import SteerlabError
+
+STREAMS = ("auto", "shards", "recompute")
+KIND_MODES = {"feature": "features", "archetype": "archetypes"}
+DEFAULT_BUDGET_BYTES = 2 * 2**30
+_SHARD_FLOATS = 2**24  # 64 MiB of float32 per shard: one shard in memory at a time
+
+
+def estimate_bytes(corpus: Corpus, layer: Any, subsample: float | None = None) -> int:
+    """Bytes of float32 vectors a capture of ``layer`` over ``corpus`` will produce (about)."""
+    frames = corpus.estimate_seconds() * layer.frame_rate * (subsample or 1.0)
+    return int(frames * layer.channels * 4)
+
+
+def _reporting(blocks, manifest: Manifest, progress: Callable[[str], None] | None, every_s: float = 2.0):
+    """Pass blocks through, telling ``progress`` how far the capture has got (at most every ``every_s``)."""
+    last = time.monotonic()
+    for block in blocks:
+        yield block
+        if progress and time.monotonic() - last >= every_s:
+            last = time.monotonic()
+            progress(f"captured {manifest.clips} clips ({manifest.seconds:.0f} s), {manifest.vectors} vectors")
+
+
+def learn_dictionary(
+    model: Any,
+    layer: str,
+    kind: str,
+    corpus: Corpus,
+    *,
+    size: int = 128,
+    k: int = 8,
+    variant: str = "topk",
+    l1: float = 1.0,
+    lr: float = 1e-3,
+    epochs: int = 10,
+    batch_size: int = 256,
+    seed: int = 0,
+    center: bool = True,
+    normalize: bool = True,
+    subsample: float | None = None,
+    stream: str = "auto",
+    cache_dir: str | Path | None = None,
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    max_batch: int = 16,
+    progress: Callable[[str], None] | None = None,
+    epoch_progress: Callable[[int, int, float], None] | None = None,
+):
+    """Capture ``layer`` over ``corpus``, train an SAE and return a
+    :class:`steerlab.dictionary.Dictionary` (not yet saved) with its provenance:
+    model name and weights hash, canonical layer name, kind, data description, the
+    corpus manifest (under ``data_manifest``, with the capture options) and metrics."""
+    from steerlab import api
+    from steerlab.dictionary import Dictionary
+    from steerlab.sae import SAEConfig, train_sae
+
+    if kind not in KIND_MODES:
+        raise SteerlabError(f"kind must be one of {', '.join(KIND_MODES)}; got {kind!r}")
+    if stream not in STREAMS:
+        raise SteerlabError(f"stream must be one of {', '.join(STREAMS)}; got {stream!r}")
+    if subsample is not None and not 0 < subsample <= 1:
+        raise SteerlabError(f"--subsample must be a fraction in (0, 1], got {subsample!r}")
+    mode = KIND_MODES[kind]
+    info = api.layers(model).get(layer)
+    try:
+        config = SAEConfig(width=info.channels, size=size, kind_of_sae=variant, k=k, l1=l1, lr=lr, epochs=epochs,
+                           batch_size=batch_size, seed=seed, center=center, normalize=normalize)
+    except ValueError as exc:
+        raise SteerlabError(f"invalid SAE options: {exc}") from None
+    estimate = estimate_bytes(corpus, info, subsample)
+    cache = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir())
+    if stream == "auto":
+        try:
+            free = shutil.disk_usage(cache).free
+        except OSError:
+            free = 0
+        stream = "shards" if estimate <= budget_bytes and 2 * estimate <= free else "recompute"
+    if progress:
+        progress(f"{mode} of {model.name} {info.name} ({info.channels} channels, {info.frame_rate:g} frames/s) from "
+                 f"{corpus.describe()}; about {estimate / 2**20:.1f} MiB of vectors, {stream}")
+
+    def vectors(manifest: Manifest):
+        blocks = stream_vectors(model, corpus, info, mode, subsample, seed, max_batch=max_batch, manifest=manifest)
+        return _reporting(blocks, manifest, progress)
+
+    work = None
+    try:
+        if stream == "shards":
+            try:
+                work = Path(tempfile.mkdtemp(prefix="steerlab-vectors-", dir=cache))
+            except OSError as exc:
+                raise SteerlabError(f"cannot create a shard folder in {cache}: {exc.strerror}") from None
+            manifest = corpus.new_manifest()
+            data = write_shards(vectors(manifest), work / "shards", max(1024, _SHARD_FLOATS // info.channels),
+                                manifest=manifest)
+            if progress:
+                progress(f"captured {manifest.clips} clips ({manifest.seconds:.1f} s), {manifest.vectors} vectors "
+                         f"in {len(data.doc['shards'])} shards")
+        else:
+            passes: list[Manifest] = []
+
+            def data():
+                passes.append(corpus.new_manifest())
+                return vectors(passes[-1])
+
+        sae, metrics = train_sae(data, config, progress=epoch_progress)
+        if stream == "recompute":
+            manifest = passes[-1]
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+    description = (f"{kind}s of {model.name} {info.name} over "
+                   f"{'response vectors r_t' if kind == 'feature' else 'generators g_t = r_(t+1) - r_t'}; "
+                   f"data {corpus.describe()}" + (f"; subsample {subsample:g}" if subsample else ""))
+    capture_options = {"mode": mode, "layer": info.name, "subsample": subsample, "seed": seed, "stream": stream,
+                       "clip_seconds": corpus.clip_seconds, "chunk_seconds": corpus.chunk_seconds,
+                       "estimated_bytes": estimate, "input_sample_rate": corpus.sample_rate,
+                       "input_channels": corpus.channels}
+    return Dictionary(sae=sae, model=model.name, layer=info.name, kind=kind, weights_hash=model.weights_hash(),
+                      data_description=description, metrics=metrics,
+                      data_manifest={**manifest.to_json(), "capture": capture_options})
