@@ -36,12 +36,17 @@ def default_model_name() -> str:
     return defaults[0]
 
 
-def load_model(name: str | None = None, checkpoint: str | Path | None = None, **extra: Any) -> AudioModel:
-    """Load a registered model (the embedded default when ``name`` is None)."""
+def load_model(
+    name: str | None = None, checkpoint: str | Path | None = None, random_init: bool = False, **extra: Any
+) -> AudioModel:
+    """Load a registered model (the embedded default when ``name`` is None).
+
+    ``random_init=True`` asks for the architecture with random weights (layer
+    tables and architecture predictions need no weights)."""
     name = name or default_model_name()
     spec = plugins.models().get(name)
     owner = plugins.models().owners[name]
-    options = LoadOptions(checkpoint=Path(checkpoint) if checkpoint else None, extra=extra)
+    options = LoadOptions(checkpoint=Path(checkpoint) if checkpoint else None, random_init=random_init, extra=extra)
     model = plugins.guarded(owner, f"loading model {name!r}", spec.loader, options)
     model.eval()
     model.layer_registry = plugins.layers_for(model)

@@ -418,13 +418,27 @@ def check_writable_dir(path: PathLike) -> Path:
     return p
 
 
+def _float_wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
+    """A 32-bit IEEE-float WAV file (RIFF: fmt, fact, data) of ``x [channels, samples]``."""
+    import struct
+
+    channels, frames = x.shape
+    data = np.ascontiguousarray(x.T, dtype="<f4").tobytes()  # interleaved frames
+    fmt = struct.pack("<HHIIHH", 3, channels, sample_rate, 4 * channels * sample_rate, 4 * channels, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, frames)
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     """Write float32 ``[channels, samples]`` audio as 32-bit float WAV, atomically.
 
     Float samples are stored as they are (no clipping or dithering), so reading
-    the file back gives the same array bit for bit. The parent directory must
-    exist; if it does not or cannot be written, :class:`OutputError` is raised
-    and no file is left behind.
+    the file back gives the same array bit for bit. The RIFF chunks (fmt, fact,
+    data) are written here rather than by libsndfile, which adds a PEAK chunk
+    holding the current time: identical audio gives identical bytes. The parent
+    directory must exist; if it does not or cannot be written,
+    :class:`OutputError` is raised and no file is left behind.
     """
     if int(sample_rate) != sample_rate or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
@@ -432,8 +446,7 @@ def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     p = Path(path)
     try:
         with atomic_path(p) as tmp:
-            # The temp name's suffix may not be .wav, so the format is given explicitly.
-            sf.write(str(tmp), x.T, int(sample_rate), format="WAV", subtype="FLOAT")
-    except (sf.SoundFileError, OSError) as exc:
+            tmp.write_bytes(_float_wav_bytes(x, int(sample_rate)))
+    except OSError as exc:
         raise OutputError(f"cannot write {p}: {_reason(exc)}; choose a writable output directory") from exc
     return p

@@ -26,6 +26,9 @@ class LoadOptions:
 
     checkpoint: Path | None = None
     device: str = "cpu"
+    # build the architecture with seeded random weights: enough for layer tables and
+    # architecture predictions, and for timing; no weights file is needed
+    random_init: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -522,24 +522,10 @@ def manifest_row(r: Rendered) -> dict[str, str]:
 
 
 def write_float_wav(path: Path, x: np.ndarray, sample_rate: int) -> Path:
-    """Write mono float32 ``[samples]`` as a 32-bit float WAV (RIFF, fmt, fact, data), atomically.
+    """Write mono float32 ``[samples]`` as a byte-reproducible 32-bit float WAV, atomically."""
+    from steerlab.audio import write_wav
 
-    Written by hand because libsndfile (and so :func:`steerlab.audio.write_wav`) adds a
-    PEAK chunk holding the current time, which would make identical audio differ in
-    bytes; soundfile reads these files back bit for bit.
-    """
-    import struct
-
-    from steerlab.artifacts import atomic_path
-
-    data = np.ascontiguousarray(x, dtype="<f4").tobytes()
-    n = len(data) // 4
-    fmt = struct.pack("<HHIIHH", 3, 1, sample_rate, 4 * sample_rate, 4, 32)  # IEEE float, mono
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, n)
-    body += b"data" + struct.pack("<I", len(data)) + data
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
-    return Path(path)
+    return write_wav(path, np.asarray(x, dtype=np.float32)[None], sample_rate)
 
 
 def write_set(

@@ -347,3 +347,14 @@ def test_import_does_not_load_torch() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_write_wav_is_byte_reproducible_and_exact_for_stereo(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 1001)).astype(np.float32)
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    write_wav(a, x, 44_100)
+    write_wav(b, x, 44_100)
+    assert a.read_bytes() == b.read_bytes()
+    back, sr = sf.read(a, dtype="float32", always_2d=True)
+    assert sr == 44_100 and np.array_equal(back.T, x)

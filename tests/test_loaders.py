@@ -223,3 +223,22 @@ def test_receptive_field_matches_the_gradient_support(embedded, name):
     assert int(support[-1] - support[0] + 1) == layer.receptive_field
     assert len(support) == layer.receptive_field  # no holes in the span
     assert int(support[-1]) == (frame + 1) * layer.hop - 1  # causal: nothing past the frame's own hop
+
+
+def test_layers_of_official_models_offline_with_random_init(monkeypatch, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from steerlab.cli import _load_commands, cli
+
+    monkeypatch.setenv("STEERLAB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    _load_commands()
+    res = CliRunner().invoke(cli, ["layers", "--model", "encodec_48khz", "--random-init", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    latent = [r for r in doc["layers"] if r["name"] == "latent"][0]
+    assert latent["hop_samples"] == 320 and latent["frame_rate_hz"] == 150.0 and latent["channels"] == 128
+    first = doc["layers"][0]
+    assert first["channels"] == 32 and first["kernel_size"] == 7 and first["nyquist_hz"] == 24_000.0

@@ -62,6 +62,8 @@ def _load_into(codec: torch.nn.Module, state: dict, source: str) -> None:
 
 def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:
     cfg, filename = OFFICIAL[name]
+    if options.random_init:
+        return random_codec(name, cfg)
     codec = build_codec(cfg)
     if options.checkpoint is not None:
         _load_into(codec, _read_state_dict(Path(options.checkpoint)), str(options.checkpoint))
@@ -72,7 +74,8 @@ def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:
         return EncodecAudioModel(name, cfg, codec)
     missing = (
         f"pretrained weights for {name} are not available offline: expected {filename} in "
-        f"{hub_checkpoint_dir()}; download it from {ROOT_URL}{filename} there, or pass --checkpoint PATH"
+        f"{hub_checkpoint_dir()}; download it from {ROOT_URL}{filename} there, or pass --checkpoint PATH "
+        "(--random-init is enough for `steerlab layers` and `steerlab arch`)"
     )
     if any(os.environ.get(var) for var in OFFLINE_ENV):
         raise ModelLoadError(missing)
@@ -106,6 +109,8 @@ def load_artifact(folder: Path, name: str | None = None) -> EncodecAudioModel:
 
 
 def load_embedded(options: LoadOptions) -> EncodecAudioModel:
+    if options.random_init:
+        return random_codec(EMBEDDED_NAME, EMBEDDED)
     if options.checkpoint is not None:
         return load_artifact(Path(options.checkpoint), EMBEDDED_NAME)
     if not (EMBEDDED_DIR / "model.safetensors").is_file():

@@ -48,6 +48,7 @@ def _table(report) -> None:
 @click.command(context_settings=CONTEXT)
 @click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
 @click.option("--checkpoint", type=click.Path(dir_okay=True), default=None, help="Local weights for the model.")
+@click.option("--random-init", is_flag=True, help="Architecture only, random weights (no weights file needed).")
 @click.option("-t", "--targets-hz", "targets", multiple=True, type=float,
               help="Target partial in Hz (repeatable).  [default: 8 log-spaced from 100 to 4000, as steerlab stimuli]")
 @click.option("-d", "--density", "densities", multiple=True, type=int, default=(1, 2, 4, 8, 16),
@@ -61,7 +62,7 @@ def _table(report) -> None:
 @click.option("--min-separation-hz", type=float, default=30.0,
               help="Least distance of mixture partials from the target.")
 @click.option("--json", "as_json", is_flag=True, help="Everything, machine-readable.")
-def arch(model_name: str | None, checkpoint: str | None, targets: tuple[float, ...], densities: tuple[int, ...],
+def arch(model_name: str | None, checkpoint: str | None, random_init: bool, targets: tuple[float, ...], densities: tuple[int, ...],
          family: str, f0: float | None, chord: str, band: tuple[float, float], min_separation_hz: float,
          as_json: bool) -> None:
     """Predict from strides and kernels alone which partials can survive to each layer.
@@ -77,7 +78,7 @@ def arch(model_name: str | None, checkpoint: str | None, targets: tuple[float, .
     from steerlab.stimuli import log_grid
 
     mixture = Mixture(family, f0, chord, band[0], band[1], min_separation_hz)
-    model = api.load_model(model_name, checkpoint)
+    model = api.load_model(model_name, checkpoint, random_init=random_init)
     report = predict(list(api.layers(model)), targets or log_grid(*DEFAULT_GRID), densities, mixture, model.name)
     if as_json:
         return echo_json(report.to_json())

@@ -24,12 +24,13 @@ def models(as_json: bool) -> None:
 @click.command(context_settings=CONTEXT)
 @click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
 @click.option("--checkpoint", type=click.Path(dir_okay=True), default=None, help="Local weights for the model.")
+@click.option("--random-init", is_flag=True, help="Architecture only, random weights (no weights file needed).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def layers(model_name: str | None, checkpoint: str | None, as_json: bool) -> None:
+def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as_json: bool) -> None:
     """Print every layer of a model: kind, channels, stride, hop, frame rate, receptive field, Nyquist."""
     from steerlab import api
 
-    model = api.load_model(model_name, checkpoint)
+    model = api.load_model(model_name, checkpoint, random_init=random_init)
     reg = api.layers(model)
     rows = [layer.to_json() for layer in reg]
     if as_json:
