@@ -40,7 +40,7 @@ def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n
 @click.command(name="codec", context_settings=CONTEXT)
 @click.option("-m", "--model", "model_name", default=None, help="Model to evaluate (default: the embedded model).")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Local weights.")
-@click.option("--clips", type=int, default=64, help="Held-out synthetic clips (1 s each).")
+@click.option("--clips", type=int, default=70, help="Held-out synthetic clips (1 s each, all kinds in turn).")
 @click.option("--seed", type=int, default=12_345, help="Seed of the held-out clips (training used 0 and 10000).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def eval_codec(model_name, checkpoint, clips, seed, as_json) -> None:
@@ -54,5 +54,8 @@ def eval_codec(model_name, checkpoint, clips, seed, as_json) -> None:
     rows = evaluate_model(model, clips, seed)
     if as_json:
         return echo_json(rows)
-    for name, res in rows.items():
-        click.echo(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in res.items()))
+    for name, paths in rows.items():
+        for path, res in paths.items():
+            kinds = ", ".join(f"{k} {v:.1f}" for k, v in res["si_sdr_median_by_kind"].items())
+            click.echo(f"{name} [{path}]: SI-SDR median {res['si_sdr_median']:.2f} dB (mean {res['si_sdr_mean']:.2f}), "
+                       f"MR-STFT {res['mrstft_mean']:.3f}; median by kind: {kinds}")
