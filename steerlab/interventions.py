@@ -37,11 +37,6 @@ class InterventionType(Protocol):
         ...
 
 
-def component(act: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    """Projection coefficient of each frame on the unit direction: ``[frames]``."""
-    return torch.einsum("cf,c->f", act, direction)
-
-
 @dataclass(frozen=True)
 class Span:
     """A time span in seconds (``end=None``: to the end) with fades in frames."""

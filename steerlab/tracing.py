@@ -16,7 +16,7 @@ and stops the model right after the last requested layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -61,7 +61,6 @@ class TraceResult:
     activation: Optional[torch.Tensor] = None  # unpatched layer output [channels, frames]
     patched_activation: Optional[torch.Tensor] = None
     codes: Optional[torch.Tensor] = None  # [n_q, frames] on the quantized path
-    extra: dict = field(default_factory=dict)
 
 
 _ENVOYS: dict[int, AudioNNsight] = {}
