@@ -15,7 +15,6 @@ strength is resolved per chunk; ``scores.json`` says so.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile

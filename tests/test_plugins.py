@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pluggy
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
