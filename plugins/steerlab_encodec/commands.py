@@ -57,5 +57,6 @@ def eval_codec(model_name, checkpoint, clips, seed, as_json) -> None:
     for name, paths in rows.items():
         for path, res in paths.items():
             kinds = ", ".join(f"{k} {v:.1f}" for k, v in res["si_sdr_median_by_kind"].items())
-            click.echo(f"{name} [{path}]: SI-SDR median {res['si_sdr_median']:.2f} dB (mean {res['si_sdr_mean']:.2f}), "
+            click.echo(f"{name} [{path}]: SI-SDR median {res['si_sdr_median']:.2f} dB "
+                       f"(95% CI {res['si_sdr_median_ci95'][0]:.2f} to {res['si_sdr_median_ci95'][1]:.2f}; mean {res['si_sdr_mean']:.2f}), "
                        f"MR-STFT {res['mrstft_mean']:.3f}; median by kind: {kinds}")

@@ -9,6 +9,8 @@ means something different from fidelity on tones.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -19,17 +21,33 @@ from .model import EncodecAudioModel
 
 
 @torch.no_grad()
+def clip_metrics(decode: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor, batch: int = 16):
+    """Per-clip SI-SDR (dB) and MR-STFT distance of ``decode(x)`` against ``x [clips, channels, samples]``."""
+    sdr: list[float] = []
+    dist: list[float] = []
+    for i in range(0, len(clips), batch):
+        x = clips[i : i + batch]
+        y = decode(x)
+        sdr += metrics.si_sdr(y, x).mean(1).tolist()
+        dist += metrics.multires_stft_distance(y, x).mean(1).tolist()
+    return sdr, dist
+
+
+def median_ci(values: list[float], seed: int = 0, n_boot: int = 2000) -> list[float]:
+    """Percentile bootstrap 95% interval of the median."""
+    v = np.asarray(values)
+    idx = np.random.default_rng(seed).integers(0, len(v), (n_boot, len(v)))
+    return [float(q) for q in np.percentile(np.median(v[idx], axis=1), [2.5, 97.5])]
+
+
+@torch.no_grad()
 def _scores(model: EncodecAudioModel, clips: torch.Tensor, kinds: list[str]) -> dict:
     out: dict = {}
     for path in ("continuous", "quantized"):
-        sdr, dist = [], []
-        for i in range(0, len(clips), 16):
-            x = clips[i : i + 16]
-            y = model(x, path=path)
-            sdr += metrics.si_sdr(y, x).mean(1).tolist()
-            dist += metrics.multires_stft_distance(y, x).mean(1).tolist()
+        sdr, dist = clip_metrics(lambda x: model(x, path=path), clips)
         out[path] = {
             "si_sdr_median": float(np.median(sdr)),
+            "si_sdr_median_ci95": median_ci(sdr),
             "si_sdr_mean": float(np.mean(sdr)),
             "mrstft_mean": float(np.mean(dist)),
             "si_sdr_median_by_kind": {k: float(np.median([s for s, kk in zip(sdr, kinds) if kk == k])) for k in synth.KINDS},

@@ -87,18 +87,15 @@ def forward_paths(model: torch.nn.Module, x: torch.Tensor, quantized: bool, n_q:
     return y, penalty
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, clips: torch.Tensor, batch: int = 16) -> dict[str, float]:
     """SI-SDR (dB) and MR-STFT distance of both decode paths on ``clips``, medians and means."""
+    from .evaluation import clip_metrics
+
     was_training = model.training
     model.eval()
-    out: dict[str, list[float]] = {k: [] for k in ("si_sdr_cont", "mrstft_cont", "si_sdr_quant", "mrstft_quant")}
-    for i in range(0, len(clips), batch):
-        x = clips[i : i + batch]
-        for path, quant in (("cont", False), ("quant", True)):
-            y, _ = forward_paths(model, x, quant)
-            out[f"si_sdr_{path}"] += metrics.si_sdr(y, x).mean(1).tolist()
-            out[f"mrstft_{path}"] += metrics.multires_stft_distance(y, x).mean(1).tolist()
+    out: dict[str, list[float]] = {}
+    for path, quant in (("cont", False), ("quant", True)):
+        out[f"si_sdr_{path}"], out[f"mrstft_{path}"] = clip_metrics(lambda x: forward_paths(model, x, quant)[0], clips, batch)
     model.train(was_training)
     res = {f"{k}_mean": float(np.mean(v)) for k, v in out.items()}
     res.update({f"{k}_median": float(np.median(v)) for k, v in out.items()})
@@ -153,7 +150,7 @@ def train_codec(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         step += 1
         if step % train_cfg.val_every == 0 or step == train_cfg.steps:
             ev = evaluate(model, val)
