@@ -3,18 +3,27 @@
 The core owns the contract and the shared pieces (time spans as frame weights,
 directions, strengths); every intervention type is a plugin. An
 :class:`InterventionType` maps one item's activation ``[channels, frames]`` to a
-patched one, given a unit direction ``d [channels]``, a value (the strength) and
-per-frame weights ``w [frames]`` in [0, 1] (1 inside the span, ramps for fades,
-0 outside). Types are pure torch arithmetic, so their formulas can be tested
-against plain computations.
+patched one, given a unit direction ``d [channels]`` (or None for types that do
+not need one), a value (the strength), per-frame weights ``w [frames]`` in [0, 1]
+(1 inside the span, ramps for fades, 0 outside) and the state its optional
+``prepare`` step computed once per run. ``apply`` is pure torch arithmetic, so
+every formula can be tested against a plain computation; whatever needs the model
+(a source audio's activations, a reference mean, an SAE) happens in ``prepare``.
+
+The helpers below (:func:`needs_direction`, :func:`prepare`, :func:`apply`, ...) are
+how the core calls a type: they read the optional members with defaults, so a type
+written against the first contract (``apply(act, direction, value, weight)``, no
+``prepare``) keeps working unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -23,18 +32,195 @@ from steerlab.errors import DirectionError, InterventionError, first_line
 from steerlab.model import LayerInfo
 
 STRENGTH_MODES = ("relative", "absolute")
+VALUE_KINDS = ("strength", "motion", "factor", "none")
 
 
 @runtime_checkable
 class InterventionType(Protocol):
+    """The contract of an intervention type.
+
+    Required members:
+
+    - ``name``, ``formula`` (one line, in the notation of ``docs/interventions.md``),
+      ``description``;
+    - ``value_kind``: how the CLI's ``--alpha`` becomes the value ``v``: ``"strength"``
+      (``alpha``, times the layer's RMS activation norm on that input in relative
+      mode), ``"motion"`` (``alpha``, times the RMS norm of the layer's generators
+      ``r_{t+1} - r_t`` on that input in relative mode), ``"factor"`` (``alpha`` as given)
+      or ``"none"`` (unused, ``v = 0``);
+    - ``apply(act, direction, value, weight, state) -> Tensor``: ``act [channels, frames]``
+      (one item, padding frames included, where ``weight`` is 0), ``direction [channels]``
+      (unit unless ``--no-normalize-direction``; None when the run has none), ``value`` a
+      float, ``weight [frames]``, ``state`` what ``prepare`` returned (None for types
+      without it). Must not modify ``act`` in place. A four-argument
+      ``apply(act, direction, value, weight)`` is accepted from types without ``prepare``.
+
+    Optional members (read with these defaults when absent):
+
+    - ``needs_direction: bool = True``. False: the type runs without a direction
+      (``direction`` is None) and, when one is given, uses it as its docs say (patch and
+      mean-ablate then act on the component along ``d`` only).
+    - ``prepare(model, layer, direction, options[, context]) -> state``: called once per
+      run, before any traced pass and before any output is written, with the loaded model,
+      the :class:`~steerlab.model.LayerInfo`, the direction tensor (or None) and the run's
+      options mapping; a ``context`` parameter, if declared, receives a
+      :class:`RunContext` (decode path, ``n_q``, batch size), so activations read on
+      the decoder side come from the same path as the run's. It may run the model
+      (``steerlab.tracing.capture`` / ``run``) to obtain activations. Raise a :class:`~steerlab.errors.SteerlabError` subclass for bad
+      options. If the state has ``to_json()``, its JSON-safe result is recorded under
+      ``prepared`` in every ``scores.json``.
+    - ``check(state, n_frames, span_frames)``: called per input before the traced pass,
+      with the input's frame count at the layer and the span as frames ``[first, last)``;
+      raise :class:`~steerlab.errors.InterventionError` to refuse an input (e.g. a patch
+      source shorter than the span).
+    - ``options_help: Mapping[str, str]``: the option names the type accepts, with a line
+      each; other names are refused. Absent: the type accepts no options.
+    - ``value_kind_for(options) -> str``: when the value's meaning depends on an option
+      (``feature-clamp``'s ``mode``).
+    - ``chunkable: bool = True``. False: the patch of a frame depends on frames before it
+      or on absolute time (``archetype``'s running sum, ``patch``'s alignment), so a long
+      input must go through the model in one pass; ``steerlab intervene`` refuses to
+      split it into chunks.
+    """
+
     name: str
     formula: str
     description: str
-    value_kind: str  # "strength" (scaled in relative mode), "factor" (used as given) or "none"
+    value_kind: str
 
-    def apply(self, act: torch.Tensor, direction: torch.Tensor, value: float, weight: torch.Tensor) -> torch.Tensor:
-        """``act [channels, frames]``, unit ``direction [channels]``, ``weight [frames]`` -> patched act."""
+    def apply(self, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
+              state: Any = None) -> torch.Tensor:
+        """``act [channels, frames]``, ``direction [channels]`` or None, ``weight [frames]`` -> patched act."""
         ...
+
+
+def needs_direction(kind: Any) -> bool:
+    return bool(getattr(kind, "needs_direction", True))
+
+
+def is_chunkable(kind: Any) -> bool:
+    return bool(getattr(kind, "chunkable", True))
+
+
+def options_help(kind: Any) -> dict[str, str]:
+    return dict(getattr(kind, "options_help", None) or {})
+
+
+def value_kind(kind: Any, options: Mapping[str, Any]) -> str:
+    chooser = getattr(kind, "value_kind_for", None)
+    out = chooser(options) if chooser is not None else kind.value_kind
+    if out not in VALUE_KINDS:
+        raise InterventionError(f"intervention {kind.name!r} has value kind {out!r}; expected one of {VALUE_KINDS}")
+    return out
+
+
+def check_options(kind: Any, options: Mapping[str, Any]) -> None:
+    """Refuse option names the type does not take, listing the ones it does."""
+    import difflib
+
+    valid = options_help(kind)
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), list(valid), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            listed = ", ".join(sorted(valid)) or "none"
+            raise InterventionError(f"intervention {kind.name!r} takes no option {key!r}.{hint} "
+                                    f"Its options: {listed} (see `steerlab interventions`)")
+
+
+def _takes_state(fn: Any) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is p.VAR_POSITIONAL for p in params) or any(p.name == "state" for p in params):
+        return True
+    return len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 5
+
+
+def apply(kind: Any, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
+          state: Any = None) -> torch.Tensor:
+    """Call ``kind.apply`` with or without ``state`` (types of the first contract take four arguments)."""
+    if _takes_state(kind.apply):
+        return kind.apply(act, direction, value, weight, state)
+    if state is not None:
+        raise InterventionError(f"intervention {kind.name!r} has a prepare step but its apply takes no state")
+    return kind.apply(act, direction, value, weight)
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON-safe description of an option value: paths as strings, arrays as shape + sha256,
+    objects with ``to_json()`` through it, non-finite floats as None."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        arr = np.ascontiguousarray(arr)
+        return {"array_shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):
+        return json_safe(to_json())
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """How the run that a ``prepare`` step serves will call the model."""
+
+    path: str
+    n_q: int | None = None
+    max_batch: int = 16
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What :func:`prepare` computed for one run: the type's state and its JSON summary."""
+
+    kind: str
+    state: Any = None
+    summary: dict[str, Any] | None = None
+    value_kind: str = "strength"
+
+    def __post_init__(self) -> None:
+        if self.value_kind not in VALUE_KINDS:
+            raise InterventionError(f"value kind must be one of {VALUE_KINDS}, got {self.value_kind!r}")
+
+
+def prepare(kind: Any, model: Any, layer: LayerInfo, direction: torch.Tensor | None,
+            options: Mapping[str, Any], context: RunContext | None = None) -> Prepared:
+    """Check the options, run the type's ``prepare`` (if any) and summarise its state."""
+    check_options(kind, options)
+    vk = value_kind(kind, options)
+    fn = getattr(kind, "prepare", None)
+    if fn is None:
+        return Prepared(kind.name, None, None, vk)
+    try:
+        wants_context = "context" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        wants_context = False
+    if wants_context:
+        state = fn(model, layer, direction, options, context=context or RunContext(model.default_path))
+    else:
+        state = fn(model, layer, direction, options)
+    summary = None
+    if state is not None:
+        to_json = getattr(state, "to_json", None)
+        summary = json_safe(to_json()) if callable(to_json) else {"state": type(state).__name__}
+    return Prepared(kind.name, state, summary, vk)
+
+
+def check_item(kind: Any, prepared: Prepared, n_frames: int, span_frames: tuple[int, int]) -> None:
+    fn = getattr(kind, "check", None)
+    if fn is not None:
+        fn(prepared.state, n_frames, span_frames)
 
 
 @dataclass(frozen=True)
@@ -148,6 +334,13 @@ def rms_norm(act: torch.Tensor) -> float:
     return float(act.pow(2).sum(0).mean().sqrt())
 
 
+def rms_step_norm(act: torch.Tensor) -> float:
+    """RMS norm of the generators ``g_t = a_{t+1} - a_t``: ``sqrt(mean_t |g_t|^2)`` (0 below two frames)."""
+    if act.shape[-1] < 2:
+        return 0.0
+    return float((act[:, 1:] - act[:, :-1]).pow(2).sum(0).mean().sqrt())
+
+
 @dataclass(frozen=True)
 class Strength:
     """``alpha`` absolute, or relative to the layer's RMS activation norm on that input."""
@@ -161,5 +354,10 @@ class Strength:
         if self.mode not in STRENGTH_MODES:
             raise InterventionError(f"strength mode must be one of {STRENGTH_MODES}, got {self.mode!r}")
 
-    def resolve(self, act: torch.Tensor) -> float:
-        return self.alpha * rms_norm(act) if self.mode == "relative" else self.alpha
+    def resolve(self, act: torch.Tensor, kind: str = "strength") -> float:
+        """The value ``v`` for an item's valid activation ``[channels, frames]`` and a value kind."""
+        if kind == "none":
+            return 0.0
+        if kind == "factor" or self.mode == "absolute":
+            return self.alpha
+        return self.alpha * (rms_step_norm(act) if kind == "motion" else rms_norm(act))

@@ -1,16 +1,21 @@
 """File-level interventions: what ``steerlab intervene`` does, callable from Python.
 
 For each input, ``OUTDIR/<stem>/`` receives ``baseline.wav``, ``patched.wav``,
-``scores.json`` and ``spectrogram.png``. All inputs are read and checked before
-anything is written, and each input's folder is built under a temporary name
-and renamed into place at the end, so a failure never leaves partial outputs.
+``scores.json`` and ``spectrogram.png``; for a model without a decoder, only
+``scores.json`` (class probabilities and logits) and ``probabilities.png``. All
+inputs are read and checked, and the intervention type's ``prepare`` step runs
+once, before anything is written; each input's folder is built under a temporary
+name and renamed into place at the end, so a failure never leaves partial outputs.
 
 Inputs longer than ``chunk_s`` stream through the model in overlapping chunks
 (the overlap warms the model up; see :class:`_StreamWriter`) and are written as they go, so memory stays
 bounded for hour-long files. For those, the per-target band energies (and so
 ``gain_db``) are summed exactly over chunks, the other metrics are length-weighted
 means of the per-chunk values, the figure shows the first chunk, and a relative
-strength is resolved per chunk; ``scores.json`` says so.
+strength is resolved per chunk; ``scores.json`` says so. Types whose patch depends
+on earlier frames or absolute time (``chunkable = False``: archetype, patch) and
+models without a decoder take each input whole: a longer input is refused with
+the ``chunk_s`` it needs.
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ def _chunk_span(span, t0: float, duration: float):
 
 
 def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, target_hz, scorers, work: Path,
-                  chunk_s: float, overlap_s: float) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+                  chunk_s: float, overlap_s: float, prepared=None) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     from dataclasses import replace
 
     # Chunks start on the model's frame grid: a strided encoder is not shift-invariant,
@@ -134,7 +139,7 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
             start, x = pending
             pending = next(chunks, None)
             shifted = replace(spec, span=_chunk_span(spec.span, start / model.sample_rate, x.shape[-1] / model.sample_rate))
-            res = api.intervene(model, [x], shifted, target_hz, scorers)[0]
+            res = api.intervene(model, [x], shifted, target_hz, scorers, prepared=prepared)[0]
             record = record or res.record
             new = x.shape[-1] if not chunk_scores else x.shape[-1] - overlap
             chunk_scores.append((max(new, 1), res.scores))
@@ -150,6 +155,32 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
     return scores, first_pair[0], first_pair[1], record
 
 
+def class_figure(scores: dict[str, Any], path: Path, title: str = "") -> None:
+    """A bar chart of class probabilities before and after the patch (PNG, written atomically)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from steerlab.artifacts import atomic_path
+
+    rows = scores["classes"]
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(max(4.0, 0.5 * len(rows) + 2.0), 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.bar(x - 0.2, [r["baseline_prob"] for r in rows], 0.4, label="baseline")
+    ax.bar(x + 0.2, [r["patched_prob"] for r in rows], 0.4, label="patched")
+    ax.set_xticks(x, [r["class"] for r in rows], rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("probability")
+    ax.legend()
+    ax.set_title(title + (f"\nKL {scores['kl_divergence']:.3g} nats" if title else ""))
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        fig.clear()
+
+
 def intervene_files(
     model: AudioModel,
     paths: Sequence[str | Path],
@@ -163,7 +194,9 @@ def intervene_files(
     notify: Callable[[str], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Patch each audio file and write its outputs; returns each input's ``scores.json`` content."""
+    from steerlab import plugins
     from steerlab.figures import spectrogram_figure
+    from steerlab.interventions import is_chunkable
 
     if not paths:
         raise SteerlabError("no audio inputs given")
@@ -171,16 +204,26 @@ def intervene_files(
     infos = [audio.probe(p) for p in paths]
     # Fail before writing anything: check layer, direction, options and outputs first.
     layer = api.layers(model).get(spec.layer)
-    spec.direction.check_fits(layer)
+    kind = plugins.interventions().get(spec.kind)
+    if spec.direction is not None:
+        spec.direction.check_fits(layer)
     if all(spec.span.start_s >= info.duration_s for info in infos):
         raise InterventionError(f"--start {spec.span.start_s} s is past the end of every input")
+    whole = not model.has_decoder or not is_chunkable(kind)
+    for p, info in zip(paths, infos):
+        if whole and info.duration_s > chunk_s:
+            why = (f"{model.name} has no decoder and classifies each input whole" if not model.has_decoder
+                   else f"intervention {kind.name!r} depends on earlier frames or absolute time")
+            raise InterventionError(f"{p.name} is {info.duration_s:.1f} s, longer than --chunk-s {chunk_s:g}, but {why};"
+                                    f" raise --chunk-s to at least {math.ceil(info.duration_s)} or shorten the input")
     loaded: dict[int, tuple[np.ndarray, Any]] = {}
     for i, (p, info) in enumerate(zip(paths, infos)):
         if info.duration_s <= chunk_s:
             loaded[i] = audio.load(p, model.sample_rate, model.channels)
-    for f in target_hz:
-        if not (math.isfinite(f) and 0 < f < model.sample_rate / 2):
-            raise SteerlabError(f"--target-hz {f} is outside (0, {model.sample_rate / 2:g}) Hz for {model.name}")
+    api.check_targets(model, target_hz)
+    prepared = api.prepare(model, spec)
+    api.check_inputs(model, spec, prepared, [loaded[i][0].shape[-1] for i in sorted(loaded)],
+                     [paths[i].name for i in sorted(loaded)])
     out = audio.check_writable_dir(out_dir)
     results = []
     for i, (p, info, stem) in enumerate(zip(paths, infos, _unique_stems(paths))):
@@ -189,20 +232,25 @@ def intervene_files(
         work = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=out))
         try:
             normal_permissions(work, directory=True)
+            title = f"{model.name} {spec.layer} {spec.kind} alpha={spec.strength.alpha}"
             if i in loaded:
                 wave, conversion = loaded.pop(i)
-                res = api.intervene(model, [wave], spec, target_hz, scorers, names=[stem])[0]
-                audio.write_wav(work / "baseline.wav", res.baseline, model.sample_rate)
-                audio.write_wav(work / "patched.wav", res.patched, model.sample_rate)
+                res = api.intervene(model, [wave], spec, target_hz, scorers, names=[stem], prepared=prepared)[0]
                 scores, base, patched, record = res.scores, res.baseline, res.patched, res.record
                 conv = conversion.describe()
+                if model.has_decoder:
+                    audio.write_wav(work / "baseline.wav", res.baseline, model.sample_rate)
+                    audio.write_wav(work / "patched.wav", res.patched, model.sample_rate)
             else:
-                scores, base, patched, record = _process_long(model, p, spec, target_hz, scorers, work, chunk_s, overlap_s)
+                scores, base, patched, record = _process_long(model, p, spec, target_hz, scorers, work, chunk_s,
+                                                              overlap_s, prepared)
                 conv = "streamed in chunks"
             if notify and conv and conv != "no conversion":
                 notify(f"{p.name}: {conv}")
-            spectrogram_figure(base, patched, model.sample_rate, work / "spectrogram.png", target_hz,
-                               title=f"{model.name} {spec.layer} {spec.kind} alpha={spec.strength.alpha}")
+            if model.has_decoder:
+                spectrogram_figure(base, patched, model.sample_rate, work / "spectrogram.png", target_hz, title=title)
+            else:
+                class_figure(scores["classification"], work / "probabilities.png", title=title)
             doc = {"input": {"path": str(p.resolve()), "sample_rate": info.sample_rate, "channels": info.channels,
                              "duration_s": info.duration_s, "conversion": conv},
                    **record, "scores": scores}

@@ -1,8 +1,11 @@
-"""Built-in plugin: the basic intervention types (add, ablate, scale, clamp).
+"""Built-in plugin: the intervention catalogue.
 
-Pure tensor arithmetic (no import of torch here, so listing plugins stays fast).
-Notation: ``a_t`` the activation at frame t, ``d`` the unit direction,
-``c_t = <a_t, d>`` its component along d, ``w_t`` the span weight, ``v`` the value.
+Pure tensor arithmetic in ``apply`` (torch is not imported at module level, so
+listing plugins stays fast); what needs the model happens in ``prepare``
+(:mod:`.learned`: feature-clamp, archetype; :mod:`.replace`: patch, mean-ablate).
+Notation (``docs/interventions.md``): ``a_t`` the activation at frame t, ``d`` the
+unit direction, ``c_t = <a_t, d>`` its component along d, ``w_t`` the span weight,
+``v`` the value.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from steerlab.hookspecs import hookimpl
+from steerlab_interventions.learned import Archetype, FeatureClamp
+from steerlab_interventions.replace import MeanAblate, Patch
 
 
 @dataclass(frozen=True)
@@ -19,7 +24,7 @@ class Add:
     description: str = "add the direction with strength v"
     value_kind: str = "strength"
 
-    def apply(self, act, direction, value, weight):
+    def apply(self, act, direction, value, weight, state=None):
         return act + value * direction[:, None] * weight[None, :]
 
 
@@ -30,7 +35,7 @@ class Ablate:
     description: str = "project the direction out (strength unused)"
     value_kind: str = "none"
 
-    def apply(self, act, direction, value, weight):
+    def apply(self, act, direction, value, weight, state=None):
         return act - direction[:, None] * (weight * (direction @ act))[None, :]
 
 
@@ -41,7 +46,7 @@ class Scale:
     description: str = "multiply the component along the direction by v"
     value_kind: str = "factor"
 
-    def apply(self, act, direction, value, weight):
+    def apply(self, act, direction, value, weight, state=None):
         return act + direction[:, None] * (weight * (value - 1.0) * (direction @ act))[None, :]
 
 
@@ -52,11 +57,11 @@ class Clamp:
     description: str = "set the component along the direction to v"
     value_kind: str = "strength"
 
-    def apply(self, act, direction, value, weight):
+    def apply(self, act, direction, value, weight, state=None):
         return act + direction[:, None] * (weight * (value - direction @ act))[None, :]
 
 
 @hookimpl
 def steerlab_register_interventions(registry):
-    for kind in (Add(), Ablate(), Scale(), Clamp()):
+    for kind in (Add(), Ablate(), Scale(), Clamp(), FeatureClamp(), Archetype(), Patch(), MeanAblate()):
         registry.add(kind)

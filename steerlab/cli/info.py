@@ -52,16 +52,23 @@ def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as
 @click.command(context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def interventions(as_json: bool) -> None:
-    """List the intervention types with their formulas."""
+    """List the intervention types with their formulas, value kinds and options (docs/interventions.md)."""
     from steerlab import plugins
+    from steerlab.interventions import is_chunkable, needs_direction, options_help
 
     reg = plugins.interventions()
     rows = [{"name": t.name, "formula": t.formula, "value": t.value_kind, "description": t.description,
-             "plugin": reg.owners[t.name]} for t in reg]
+             "needs_direction": needs_direction(t), "options": options_help(t), "chunkable": is_chunkable(t),
+             "prepare": callable(getattr(t, "prepare", None)), "plugin": reg.owners[t.name]} for t in reg]
     if as_json:
         return echo_json(rows)
     for r in rows:
-        click.echo(f"{r['name']:<10} {r['formula']:<40} {r['description']}  [{r['plugin']}]")
+        direction = "" if r["needs_direction"] else "; direction optional"
+        click.echo(f"{r['name']}  (value: {r['value']}{direction})  [{r['plugin']}]")
+        click.echo(f"    {r['formula']}")
+        click.echo(f"    {r['description']}")
+        for key, text in r["options"].items():
+            click.echo(f"    option {key}: {text}")
 
 
 @click.command(name="plugins", context_settings=CONTEXT)

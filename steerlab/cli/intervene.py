@@ -1,9 +1,16 @@
-"""``steerlab intervene``: patch a layer along a direction, decode, score, write."""
+"""``steerlab intervene``: patch a layer along a direction, decode, score, write.
+
+The direction comes from a file (``--direction``), a channel (``--channel``) or a
+learned dictionary (``--feature DICT:ID``, ``--archetype DICT:ID``); types that
+need more than a direction get their options from ``--source`` (patch),
+``--reference`` (mean-ablate), ``--feature`` (feature-clamp) and ``--opt KEY VALUE``.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -15,6 +22,30 @@ def _direction(value: str) -> tuple[Path, str | None]:
     return Path(path), key or None
 
 
+def _option_value(text: str) -> Any:
+    """``--opt`` values: whole numbers and decimals as numbers, the rest as text."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _summary_line(doc: dict) -> str:
+    name = Path(doc["input"]["path"]).name
+    if "classification" in doc["scores"]:
+        c = doc["scores"]["classification"]
+        b, a = c["top_before"], c["top_after"]
+        return (f"{name}: top class {b['class']} ({b['prob']:.2f}) -> {a['class']} ({a['prob']:.2f}); "
+                f"KL {c['kl_divergence']:.3g} nats; spectral scores do not apply (no decoder)")
+    s = doc["scores"].get("spectral", {})
+    line = f"{name}: lsd {s.get('lsd_db', float('nan')):.2f} dB"
+    for t in s.get("targets", []):
+        line += f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {t['concentration']:.2f}"
+    return line
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("audio_files", metavar="AUDIO...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded tiny_encodec_24khz).")
@@ -22,10 +53,23 @@ def _direction(value: str) -> tuple[Path, str | None]:
 @click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`).")
 @click.option("-d", "--direction", "direction_file", default=None, metavar="FILE[:KEY]", help="Direction from .npy or .safetensors.")
 @click.option("-c", "--channel", type=int, default=None, help="Use the unit vector on channel K as the direction.")
+@click.option("--feature", "feature", default=None, metavar="DICT:ID",
+              help="Feature ID of a feature dictionary (steerlab learn features): its decoder direction; "
+                   "with -i feature-clamp, the feature to clamp.")
+@click.option("--archetype", "archetype", default=None, metavar="DICT:ID",
+              help="Archetype ID of an archetype dictionary (steerlab learn archetypes); implies -i archetype.")
+@click.option("--source", "source", default=None, type=click.Path(dir_okay=False),
+              help="Source audio whose activations replace the input's (-i patch).")
+@click.option("--reference", "reference", multiple=True, metavar="SPEC",
+              help="Reference set for -i mean-ablate: folder, audio file, synth:N, noise:N, flat:N, sines:N (repeatable).")
+@click.option("--opt", "opts", multiple=True, nargs=2, metavar="KEY VALUE",
+              help="Option of the intervention type (repeatable; see `steerlab interventions`).")
 @click.option("-a", "--alpha", type=float, default=1.0, help="Strength: added amount, scale factor or clamp value.")
 @click.option("--strength-mode", type=click.Choice(["relative", "absolute"]), default="relative",
-              help="relative: alpha times the layer's RMS activation norm on that input.")
-@click.option("-i", "--intervention", "kind", default="add", help="Intervention type (see `steerlab interventions`).")
+              help="relative: alpha times the layer's RMS activation norm on that input "
+                   "(for -i archetype, the RMS norm of its steps r_{t+1} - r_t).")
+@click.option("-i", "--intervention", "kind", default=None,
+              help="Intervention type (see `steerlab interventions`) [default: add; archetype with --archetype].")
 @click.option("--start", "start_s", type=float, default=0.0, help="Span start in seconds.")
 @click.option("--end", "end_s", type=float, default=None, help="Span end in seconds (default: end of input).")
 @click.option("--fade-in", type=int, default=0, help="Fade-in length in frames of the layer.")
@@ -38,35 +82,62 @@ def _direction(value: str) -> tuple[Path, str | None]:
 @click.option("--chunk-s", type=float, default=60.0, help="Inputs longer than this stream in chunks.")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
-def intervene(audio_files, model_name, checkpoint, layer, direction_file, channel, alpha, strength_mode, kind,
-              start_s, end_s, fade_in, fade_out, decode_path, n_q, target_hz, no_normalize_direction, chunk_s,
-              out_dir, as_json) -> None:
+def intervene(audio_files, model_name, checkpoint, layer, direction_file, channel, feature, archetype, source,
+              reference, opts, alpha, strength_mode, kind, start_s, end_s, fade_in, fade_out, decode_path, n_q,
+              target_hz, no_normalize_direction, chunk_s, out_dir, as_json) -> None:
     """Patch LAYER along a direction on each AUDIO file, decode, and score the change.
 
-    Writes OUTDIR/<stem>/baseline.wav, patched.wav, scores.json and spectrogram.png.
-    The patched decode is always compared with the baseline decode of the same input.
+    Writes OUTDIR/<stem>/baseline.wav, patched.wav, scores.json and spectrogram.png
+    (for a model without a decoder: scores.json with class probabilities, and
+    probabilities.png). The patched output is always compared with the baseline
+    output of the same input.
     """
     from steerlab import api, plugins
     from steerlab.errors import InterventionError, SteerlabError
-    from steerlab.interventions import Span, Strength, channel_direction, load_direction
+    from steerlab.interventions import Span, Strength, channel_direction, load_direction, needs_direction
     from steerlab.runner import intervene_files
 
-    if (direction_file is None) == (channel is None):
-        raise SteerlabError("give exactly one of --direction FILE or --channel K")
+    if kind is None:
+        kind = "archetype" if archetype is not None else "add"
+    intervention = plugins.interventions().get(kind)
+    given = [name for name, value in (("--direction", direction_file), ("--channel", channel),
+                                      ("--feature", feature), ("--archetype", archetype)) if value is not None]
+    if len(given) > 1 or (not given and needs_direction(intervention)):
+        raise SteerlabError("give exactly one of --direction FILE or --channel K (or --feature/--archetype DICT:ID)"
+                            + (f"; got {' and '.join(given)}" if given else f"; {kind} needs a direction"))
+    if kind == "feature-clamp" and feature is None:
+        raise SteerlabError("-i feature-clamp needs the feature to clamp: give --feature DICT:ID"
+                            + (f" instead of {given[0]}" if given else ""))
+    if source is not None and kind != "patch":
+        raise SteerlabError(f"--source is the source audio of -i patch, not of -i {kind}; add -i patch or drop --source")
+    if reference and kind != "mean-ablate":
+        raise SteerlabError(f"--reference is the reference set of -i mean-ablate, not of -i {kind}; "
+                            "add -i mean-ablate or drop --reference")
     if not math.isfinite(alpha):
         raise InterventionError(f"--alpha must be a finite number, got {alpha}")
-    plugins.interventions().get(kind)
+    options: dict[str, Any] = {key: _option_value(value) for key, value in opts}
     span = Span(start_s, end_s, fade_in, fade_out)
     strength = Strength(alpha, strength_mode)
     model = api.load_model(model_name, checkpoint)
     layer_info = api.layers(model).get(layer)
+    direction = None
     if channel is not None:
         direction = channel_direction(channel, layer_info)
-    else:
+    elif direction_file is not None:
         direction = load_direction(*_direction(direction_file))
-    direction.check_fits(layer_info)
+    elif feature is not None or archetype is not None:
+        learned_kind = "feature" if feature is not None else "archetype"
+        ref, j, direction = api.learned_direction(feature or archetype, model, layer_info.name, learned_kind)
+        if kind == "feature-clamp":
+            options.update(dictionary=ref, feature=j)
+    if direction is not None:
+        direction.check_fits(layer_info)
+    if source is not None:
+        options["source"] = source
+    if reference:
+        options["reference"] = list(reference)
     spec = api.InterventionSpec(layer_info.name, direction, kind, strength, span, decode_path, n_q,
-                                not no_normalize_direction)
+                                not no_normalize_direction, options)
     with click.progressbar(length=len(audio_files), label="intervene", file=click.get_text_stream("stderr"),
                            show_eta=True) as bar:
         def step(name: str) -> None:
@@ -78,11 +149,7 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     if as_json:
         return echo_json(docs)
     for doc in docs:
-        s = doc["scores"].get("spectral", {})
-        line = f"{Path(doc['input']['path']).name}: lsd {s.get('lsd_db', float('nan')):.2f} dB"
-        for t in s.get("targets", []):
-            line += f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {t['concentration']:.2f}"
-        click.echo(line)
+        click.echo(_summary_line(doc))
     click.echo(f"wrote {len(docs)} result folder(s) under {out_dir}")
 
 
