@@ -47,11 +47,12 @@ def eval_() -> None:
 
 
 def _load_commands() -> None:
-    from steerlab.cli import arch, info, intervene, learn, stimuli, synth
+    from steerlab.cli import analyze, arch, info, intervene, learn, stimuli, synth
 
-    for module in (arch, info, intervene, learn, stimuli, synth):
+    for module in (analyze, arch, info, intervene, learn, stimuli, synth):
         for command in module.COMMANDS:
             cli.add_command(command)
+    cli.add_command(__import__("steerlab.cli.partials", fromlist=["partials"]).partials)
     from steerlab import plugins
 
     plugins.call_each("steerlab_register_commands", cli=cli)

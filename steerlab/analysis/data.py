@@ -1,0 +1,156 @@
+"""The data an analysis measures: bounded captures of a layer with their origin.
+
+:func:`capture` runs a corpus through a model (a few clips per traced pass, via
+:func:`steerlab.tracing.capture`) and keeps a seeded random subset of at most
+``max_vectors`` frames, each with its clip index and frame index, so the waveform
+fragments behind a vector can be found again (:func:`fragments_for`, a second pass
+over the corpus that runs no model). Features keep response vectors ``r_t``;
+archetypes keep generators ``g_t = r_{t+1} - r_t`` (within one clip only) and their
+starting vectors ``r_t``. Memory is bounded whatever the corpus size: frames are kept
+with a probability that is halved, and the kept set thinned, whenever more than twice
+``max_vectors`` would be held.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from steerlab.capture import Corpus, CorpusError, Manifest
+
+MODES = {"feature": "features", "archetype": "archetypes"}
+
+
+@dataclass
+class Captured:
+    """Vectors of one layer and where each came from."""
+
+    vectors: np.ndarray  # [n, width] float32: r_t (features) or g_t (archetypes)
+    starts: np.ndarray  # [n, width] float32: r_t (the starting vector; equals vectors for features)
+    clip: np.ndarray  # [n] clip index in corpus order
+    frame: np.ndarray  # [n] frame index t within the clip
+    description: str
+    manifest: dict[str, Any] = field(default_factory=dict)
+    seen: int = 0  # vectors produced before subsampling
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the kept vectors and starting vectors (float32, little-endian, row-major)."""
+        h = hashlib.sha256()
+        for a in (self.vectors, self.starts):
+            h.update(np.ascontiguousarray(a, dtype="<f4").tobytes())
+        return h.hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"description": self.description, "sha256": self.sha256, "n_vectors": int(len(self.vectors)),
+                "vectors_seen": int(self.seen), "manifest": self.manifest}
+
+
+def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int, seed: int = 0,
+            batch_clips: int = 8, max_batch: int = 16) -> Captured:
+    """Capture ``layer`` over ``corpus``, keeping at most ``max_vectors`` (see the module docstring)."""
+    import torch
+
+    from steerlab import tracing
+
+    if kind not in MODES:
+        raise ValueError(f"kind must be one of {', '.join(MODES)}; got {kind!r}")
+    rng = np.random.default_rng(seed)
+    try:
+        expected = corpus.estimate_seconds() * layer.frame_rate
+    except Exception:  # an estimate only sets the first keep probability; the thinning bounds memory anyway
+        expected = 0.0
+    p = min(1.0, 1.5 * max_vectors / expected) if expected > 0 else 1.0
+    held: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    n_held, seen = 0, 0
+    manifest = corpus.new_manifest()
+    pending: list[tuple[int, Any]] = []
+
+    def run() -> None:
+        nonlocal n_held, seen, p, held
+        acts = tracing.capture(model, [w for _, w in pending], [layer], max_batch)
+        for (ci, _), act in zip(pending, acts):
+            r = act[layer.name].T.numpy().astype(np.float32)  # [frames, channels]
+            if kind == "feature":
+                vec, start = r, r
+            else:
+                vec, start = r[1:] - r[:-1], r[:-1]
+            seen += len(vec)
+            keep = np.flatnonzero(rng.random(len(vec)) < p)
+            if len(keep):
+                held.append((vec[keep], start[keep], np.full(len(keep), ci, np.int64), keep.astype(np.int64)))
+                n_held += len(keep)
+            while n_held > 2 * max_vectors:  # too many: halve the rate and thin what is held to match
+                p /= 2
+                thinned = []
+                for part in held:
+                    m = rng.random(len(part[0])) < 0.5
+                    thinned.append(tuple(a[m] for a in part))
+                held = thinned
+                n_held = sum(len(part[0]) for part in held)
+        pending.clear()
+
+    for ci, (clip_id, wave) in enumerate(corpus.clips(manifest)):
+        w = torch.as_tensor(np.asarray(wave) if not isinstance(wave, torch.Tensor) else wave).float()
+        if w.ndim != 2 or w.shape[0] != model.channels or w.shape[1] == 0:
+            raise CorpusError(f"clip {clip_id}: expected a wave [channels={model.channels}, samples], "
+                              f"got shape {list(w.shape)}")
+        manifest.clips += 1
+        manifest.seconds += w.shape[1] / model.sample_rate
+        pending.append((ci, w))
+        if len(pending) >= batch_clips:
+            run()
+    if pending:
+        run()
+    if n_held == 0:
+        where = ", ".join(manifest.sources)
+        if manifest.clips == 0:
+            raise CorpusError(f"no usable audio in {where}: {manifest.files_seen} audio files seen, "
+                              f"{len(manifest.skipped)} skipped")
+        raise CorpusError(f"{manifest.clips} clips from {where} gave no {MODES[kind]} vectors at {layer.name}"
+                          " (clips too short)")
+    parts = [np.concatenate([part[i] for part in held]) for i in range(4)]
+    if len(parts[0]) > max_vectors:
+        pick = np.sort(rng.choice(len(parts[0]), max_vectors, replace=False))
+        parts = [a[pick] for a in parts]
+    manifest.vectors = int(len(parts[0]))
+    return Captured(parts[0], parts[1], parts[2], parts[3], corpus.describe(), manifest.to_json(), seen)
+
+
+def fragments_for(corpus: Corpus, layer: Any, kind: str, where: dict[str, tuple[np.ndarray, np.ndarray]],
+                  length: int) -> dict[str, np.ndarray]:
+    """Waveform fragments ``[n, length]`` (first channel) for named lists of (clip, frame)
+    pairs, in one pass over the corpus. A frame ``t`` is centred on ``t * hop + hop / 2``;
+    an archetype's transition from ``t`` to ``t + 1`` on ``(t + 1) * hop``."""
+    from steerlab.analysis.spectra import fragment
+
+    wanted: dict[int, list[tuple[str, int, int]]] = {}
+    for name, (clips, frames) in where.items():
+        for row, (c, t) in enumerate(zip(clips, frames)):
+            wanted.setdefault(int(c), []).append((name, row, int(t)))
+    out = {name: np.zeros((len(clips), length)) for name, (clips, _) in where.items()}
+    if not wanted:
+        return out
+    last = max(wanted)
+    for ci, (_, wave) in enumerate(corpus.clips(Manifest())):
+        if ci in wanted:
+            mono = np.asarray(wave, dtype=np.float64)[0]
+            for name, row, t in wanted[ci]:
+                centre = (t + 1) * layer.hop if kind == "archetype" else t * layer.hop + layer.hop // 2
+                out[name][row] = fragment(mono, centre, length)
+        if ci >= last:
+            break
+    return out
+
+
+def activations(model: Any, layer: Any, waves: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Activations ``[frames, channels]`` of ``layer`` for mono ``waves`` at the model's rate."""
+    import torch
+
+    from steerlab import tracing
+
+    ws = [torch.as_tensor(np.repeat(np.asarray(w, dtype=np.float32)[None], model.channels, axis=0)) for w in waves]
+    return [a[layer.name].T.numpy().astype(np.float64) for a in tracing.capture(model, ws, [layer])]

@@ -1,0 +1,127 @@
+"""Options of ``steerlab analyze``: one frozen dataclass that validates itself.
+
+Every threshold is here, and the whole object is written into ``report.json``, so a
+report says exactly what was measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+#: the analyses of issue 3 section 4, in report order (letters a..j)
+ANALYSES = ("coverage", "reconstruction", "usage", "redundancy", "stability", "data", "weights", "locality",
+            "fragments", "trajectories")
+LETTERS = dict(zip(ANALYSES, "abcdefghij"))
+BY_LETTER = {v: k for k, v in LETTERS.items()}
+
+
+def resolve_names(names: Any) -> tuple[str, ...]:
+    """Analysis names or letters (``"a"``, ``"coverage"``) as names in report order."""
+    out = set()
+    for n in names:
+        n = str(n).strip().lower()
+        if n in BY_LETTER:
+            out.add(BY_LETTER[n])
+        elif n in ANALYSES:
+            out.add(n)
+        else:
+            close = difflib.get_close_matches(n, ANALYSES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown analysis {n!r}.{hint} Valid: {', '.join(ANALYSES)} or letters a-j")
+    return tuple(a for a in ANALYSES if a in out)
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What ``steerlab analyze`` measures and with which thresholds.
+
+    ``max_vectors``: vectors kept from each capture (seeded random subset);
+    ``coverage_threshold``: cosine a vector's nearest direction must reach (a);
+    ``active_rel``: a direction is *strongly active* in a vector when its code is at least
+    this fraction of the vector's largest code (c, d, e, f, g, i);
+    ``usage_floor``: usage share above which a direction counts as used;
+    ``top_n``: the most used directions compared (b, d, e, f, h);
+    ``seeds``: SAE seeds retrained for stability (e); the first also trains f and g;
+    ``epochs``: epochs of those retrainings (None: the dictionary's own);
+    ``reference_clips``: clips of ``noise:N`` and ``flat:N`` (f);
+    ``random_draws``: draws averaged for every random baseline;
+    ``dl_vectors``: vectors the classical dictionary-learning baseline is fitted on (b);
+    ``redundancy_threshold``: |cosine| above which two directions count as a redundant pair (d);
+    ``fragment_latents`` / ``fragments_per_latent`` / ``fragment_samples`` (None: auto,
+    ``max(256, 4 x span)``) / ``band_hz`` (None: 3 x fs / fragment length) (i);
+    ``trajectory_frames`` / ``sine_hz`` (j); ``test_share`` (h); ``seed``: subsampling,
+    random baselines and the regression split; ``only``: analyses to run.
+    """
+
+    max_vectors: int = 100_000
+    coverage_threshold: float = 0.7
+    active_rel: float = 0.5
+    usage_floor: float = 0.01
+    top_n: int = 20
+    seeds: tuple[int, ...] = (1, 2, 3)
+    epochs: int | None = None
+    reference_clips: int = 8
+    random_draws: int = 5
+    dl_vectors: int = 10_000
+    redundancy_threshold: float = 0.5
+    fragment_latents: int = 2
+    fragments_per_latent: int = 16
+    fragment_samples: int | None = None
+    band_hz: float | None = None
+    trajectory_frames: int = 200
+    sine_hz: float = 440.0
+    test_share: float = 0.25
+    seed: int = 0
+    only: tuple[str, ...] = ANALYSES
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        ints = ("max_vectors", "top_n", "reference_clips", "random_draws", "dl_vectors", "fragment_latents",
+                "fragments_per_latent", "trajectory_frames")
+        for name in ints:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+        for name in ("epochs", "fragment_samples"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1; got {v!r}")
+        for name, lo, hi in (("coverage_threshold", -1.0, 1.0), ("active_rel", 0.0, 1.0), ("usage_floor", 0.0, 1.0),
+                             ("redundancy_threshold", 0.0, 1.0), ("test_share", 0.0, 1.0)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {v!r}")
+        if not 0 < self.test_share < 1:
+            raise ValueError(f"test_share must be strictly between 0 and 1; got {self.test_share!r}")
+        for name in ("band_hz", "sine_hz"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+                raise ValueError(f"{name} must be a positive number; got {v!r}")
+        if not isinstance(self.seeds, tuple) or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                        for s in self.seeds):
+            raise ValueError(f"seeds must be a tuple of integers; got {self.seeds!r}")
+        if "stability" in self.only and len(set(self.seeds)) < 3:
+            raise ValueError(f"seed stability needs at least three distinct seeds; got {list(self.seeds)}")
+        if not self.seeds and any(a in self.only for a in ("data", "weights")):
+            raise ValueError("the data and weights analyses retrain with the first of seeds; give at least one")
+        object.__setattr__(self, "only", resolve_names(self.only))
+        if not self.only:
+            raise ValueError(f"no analyses selected; choose from {', '.join(ANALYSES)}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+
+    @classmethod
+    def quick_preset(cls, **overrides: Any) -> "AnalysisOptions":
+        """A small, fast run (a smoke test of the whole report, not a measurement to quote)."""
+        base = dict(max_vectors=6000, epochs=2, reference_clips=2, random_draws=2, dl_vectors=1500,
+                    fragments_per_latent=8, trajectory_frames=120, quick=True)
+        return cls(**{**base, **overrides})
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["seeds"], d["only"] = list(self.seeds), list(self.only)
+        return d

@@ -1,0 +1,134 @@
+"""Write an analysis report folder: ``report.json``, ``report.html`` and ``figures/*.png``.
+
+The HTML is self-contained (figures embedded as base64 PNG), so it can be mailed or
+archived alone. Beside every figure it shows our headline, post 1's corresponding
+statement, the analysis's table and its provenance (seeds, dictionary config hash,
+model weights hash, data description and hash, versions). The folder is written into
+a temporary folder beside the target and renamed into place.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPORT_FILE, HTML_FILE = "report.json", "report.html"
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain JSON: numpy to Python, non-finite floats to null, keys starting with '_' dropped."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, dict)):
+        text = json.dumps(v)
+        return text if len(text) <= 160 else text[:157] + "..."
+    return str(v)
+
+
+def _table(obj: Any) -> str:
+    """A small HTML table of a summary dict or a list of row dicts."""
+    if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
+        cols = list(dict.fromkeys(k for v in obj.values() for k in v))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ["", *cols])
+        rows = "".join("<tr><th>" + html.escape(str(name)) + "</th>" +
+                       "".join(f"<td>{html.escape(_fmt(v.get(c, '')))}</td>" for c in cols) + "</tr>"
+                       for name, v in obj.items())
+        return f"<table><tr>{head}</tr>{rows}</table>"
+    if isinstance(obj, dict):
+        return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+                                   for k, v in obj.items()) + "</table>"
+    if isinstance(obj, list) and obj and isinstance(obj[0], dict):
+        shown = obj[:25]
+        cols = list(dict.fromkeys(k for r in shown for k in r))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+                       for r in shown)
+        more = f"<p class=note>{len(obj) - len(shown)} more rows in report.json</p>" if len(obj) > len(shown) else ""
+        return f"<table><tr>{head}</tr>{rows}</table>{more}"
+    return ""
+
+
+_STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}
+.source{background:#f4f4f4;border-left:4px solid #888;padding:.4em .8em}.ours{border-left:4px solid #2a7;padding:.4em .8em}
+.prov{font-size:11px;color:#555}.note{font-size:12px;color:#555}img{max-width:100%}section{margin-bottom:2.5em}"""
+
+
+def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
+    d, m, data = doc["dictionary"], doc["model"], doc["data"]
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>steerlab analysis: {html.escape(d['kind'])} "
+             f"dictionary of {html.escape(m['name'])} {html.escape(d['layer'])}</title><style>{_STYLE}</style></head>"
+             "<body>",
+             f"<h1>Analysis of a {html.escape(d['kind'])} dictionary: {html.escape(m['name'])} "
+             f"{html.escape(d['layer'])}</h1>",
+             "<p class=note>Archetypes are SAE directions over generators g_t = r_(t+1) - r_t (recurring motions of "
+             "the activation trajectory); they are unrelated to the 'archetypal SAE' of the SAE literature. Post 1 "
+             "is the source document (seeds/002_7ca0d68a1f069fae.txt); its numbers are for its models and FMA "
+             "small and are quoted, never reused.</p>",
+             _table({"dictionary": d["path"], "kind": d["kind"], "size x width": f"{d['size']} x {d['width']}",
+                     "k": d["k"], "dictionary config sha256": d["config_sha256"], "model": m["name"],
+                     "model weights hash": m["weights_hash"], "data": data["description"],
+                     "data sha256": data["sha256"], "vectors": f"{data['n_vectors']} kept of {data['vectors_seen']}",
+                     "quick run": doc["options"]["quick"], "versions": doc["versions"]}),
+             "<h3>Options</h3>", _table(doc["options"])]
+    for key, a in doc["analyses"].items():
+        parts.append(f"<section id={key}><h2>{a['letter']}. {html.escape(a['title'])}</h2>")
+        if a["status"] != "ran":
+            parts.append(f"<p class=note><b>Skipped:</b> {html.escape(a['reason'])}</p>")
+            parts.append(f"<p class=source>{html.escape(a['source'])}</p></section>")
+            continue
+        parts.append(f"<p class=ours><b>Ours:</b> {html.escape(a['headline'])}</p>")
+        parts.append(f"<p class=source><b>Post 1:</b> {html.escape(a['source'])}</p>")
+        png = base64.b64encode(figures[a["figure"]]).decode("ascii")
+        parts.append(f"<img alt='{html.escape(a['title'])}' src='data:image/png;base64,{png}'>")
+        p = a["provenance"]
+        parts.append(f"<p class=prov>seeds {html.escape(json.dumps(p['seeds']))}; dictionary config sha256 "
+                     f"{p['dictionary_config_sha256']}; model weights {p['model_weights_hash']}; data "
+                     f"{html.escape(str(p['data']['description']))} (sha256 {html.escape(json.dumps(p['data']['sha256']))}); "
+                     f"versions {html.escape(json.dumps(p['versions']))}</p>")
+        parts.append(_table(a["summary"]))
+        if isinstance(a.get("table"), (list, dict)) and not (isinstance(a["table"], dict) and "curves" in a["table"]):
+            parts.append(_table(a["table"]))
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(doc: dict[str, Any], figures: dict[str, bytes], folder: str | Path, overwrite: bool = False) -> Path:
+    """Write the report folder atomically; return its path."""
+    from steerlab.artifacts import normal_permissions
+    from steerlab.dictionary import _atomic_folder
+
+    folder = Path(folder)
+    doc = jsonable(doc)
+    with _atomic_folder(folder, overwrite, REPORT_FILE) as work:
+        (work / "figures").mkdir()
+        normal_permissions(work / "figures", directory=True)
+        for name, png in figures.items():
+            (work / name).write_bytes(png)
+            normal_permissions(work / name)
+        (work / HTML_FILE).write_text(render_html(doc, figures))
+        (work / REPORT_FILE).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        for p in (work / HTML_FILE, work / REPORT_FILE):
+            normal_permissions(p)
+    return folder

@@ -1,0 +1,111 @@
+"""``steerlab analyze DICT --data ... -o REPORT``: post 1's measurements on a dictionary.
+
+A thin layer over :func:`steerlab.analysis.analyze` and
+:func:`steerlab.analysis.write_report`. Progress goes to stderr; the report folder
+holds ``report.json``, a self-contained ``report.html`` and ``figures/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from steerlab.cli.options import CONTEXT, echo_json
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("dictionary_path", metavar="DICT", type=click.Path(file_okay=False))
+@click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
+              help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N "
+                   "(repeatable).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Report folder to write.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
+@click.option("-m", "--model", "model_name", default=None, help="Model (default: the dictionary's).")
+@click.option("--checkpoint", type=click.Path(), default=None, help="Local weights for the model.")
+@click.option("--allow-weights-mismatch", is_flag=True,
+              help="Analyse even if the model's weights differ from those the dictionary was learned on.")
+@click.option("--quick", is_flag=True, help="Small, fast run (fewer vectors, epochs, clips, draws).")
+@click.option("--only", default=None, help="Comma-separated analyses to run (names or letters a-j).")
+@click.option("--skip", default=None, help="Comma-separated analyses to leave out.")
+@click.option("--max-vectors", type=int, default=None, help="Vectors kept per capture [100000; quick 6000].")
+@click.option("--threshold", "coverage_threshold", type=float, default=0.7, help="Coverage cosine threshold (a).")
+@click.option("--active-rel", type=float, default=0.5,
+              help="Strongly active: code >= this x the vector's largest code (c-g, i).")
+@click.option("--usage-floor", type=float, default=0.01, help="Usage share above which a direction counts as used.")
+@click.option("--top-n", type=int, default=20, help="Most used directions compared (b, d, e, f, h).")
+@click.option("--seeds", default="1,2,3", help="SAE seeds retrained for stability (e); the first also for f, g.")
+@click.option("--epochs", type=int, default=None, help="Epochs of retrained SAEs [the dictionary's; quick 2].")
+@click.option("--reference-clips", type=int, default=None, help="Clips of noise:N and flat:N (f) [8; quick 2].")
+@click.option("--random-draws", type=int, default=None, help="Draws per random baseline [5; quick 2].")
+@click.option("--fragments", "fragments_per_latent", type=int, default=None, help="Fragments per direction (i).")
+@click.option("--fragment-samples", type=int, default=None, help="Fragment length in samples (i) [auto].")
+@click.option("--band-hz", type=float, default=None, help="Half-width of the 'near the peak' band (i) [3 fs/length].")
+@click.option("--trajectory-frames", type=int, default=None, help="Frames per trajectory (j) [200; quick 120].")
+@click.option("--seed", type=int, default=0, help="Seed of subsampling, baselines, splits and generated clips.")
+@click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
+@click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite: bool, model_name: str | None,
+            checkpoint: str | None, allow_weights_mismatch: bool, quick: bool, only: str | None, skip: str | None,
+            seeds: str, seed: int, clip_seconds: float, chunk_seconds: float, as_json: bool, **numbers: Any) -> None:
+    """Measure a features or archetypes dictionary as post 1 does (analyses a-j) and write a report.
+
+    Archetypes are SAE directions over generators g_t = r_{t+1} - r_t, not the
+    "archetypal SAE" of the SAE literature.
+    """
+    from steerlab import api, dictionary
+    from steerlab.analysis import ANALYSES, AnalysisOptions, analyze as run_analysis, write_report
+    from steerlab.analysis.options import resolve_names
+    from steerlab.capture import Corpus
+    from steerlab.cli.learn import _check_output
+    from steerlab.errors import SteerlabError
+
+    out = Path(output)
+    _check_output(out, overwrite)
+    d = dictionary.load(dictionary_path)
+    kwargs: dict[str, Any] = {k: v for k, v in numbers.items() if v is not None}
+    try:
+        selected = resolve_names(only.split(",")) if only else ANALYSES
+        if skip:
+            dropped = set(resolve_names(skip.split(",")))
+            selected = tuple(a for a in selected if a not in dropped)
+        kwargs.update(seeds=_ints(seeds), seed=seed, only=selected)
+        options = AnalysisOptions.quick_preset(**kwargs) if quick else AnalysisOptions(**kwargs)
+    except ValueError as exc:
+        raise SteerlabError(f"invalid analysis options: {exc}") from None
+    name = model_name or d.model
+
+    def load():
+        return api.load_model(name, checkpoint)
+
+    model = load()
+    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds)
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    doc, figures = run_analysis(d, model, corpus, options, dictionary_path=dictionary_path, load=load,
+                                allow_weights_mismatch=allow_weights_mismatch, progress=say)
+    write_report(doc, figures, out, overwrite=overwrite)
+    ran = {k: a["headline"] for k, a in doc["analyses"].items() if a["status"] == "ran"}
+    if as_json:
+        from steerlab.analysis.report import jsonable
+
+        return echo_json(jsonable({"output": str(out), "analyses": ran,
+                                   "skipped": {k: a["reason"] for k, a in doc["analyses"].items()
+                                               if a["status"] != "ran"}}))
+    for key, text in ran.items():
+        click.echo(f"{key}: {text}")
+    click.echo(f"wrote {out / 'report.html'} and {out / 'report.json'}")
+
+
+COMMANDS = (analyze,)
