@@ -180,7 +180,7 @@ def resolve_dictionary(spec: "str | Path | DictionaryRef", model: AudioModel) ->
             raise dictionary.DictionaryError(
                 f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`")
         d = dictionary.load(folder)
-        ref = DictionaryRef(str(spec), folder, d, file_sha256(folder / dictionary.CONFIG_FILE))
+        ref = DictionaryRef(str(spec), folder.resolve(), d, file_sha256(folder / dictionary.CONFIG_FILE))
     d = ref.dictionary
     if d.model != model.name:
         raise dictionary.DictionaryError(

@@ -245,7 +245,7 @@ def intervene_files(
                 scores, base, patched, record = _process_long(model, p, spec, target_hz, scorers, work, chunk_s,
                                                               overlap_s, prepared)
                 conv = "streamed in chunks"
-            if notify and conv and conv != "no conversion":
+            if notify and conv and not conv.startswith("no conversion"):
                 notify(f"{p.name}: {conv}")
             if model.has_decoder:
                 spectrogram_figure(base, patched, model.sample_rate, work / "spectrogram.png", target_hz, title=title)
