@@ -26,6 +26,7 @@ from steerlab.registry import InterventionRegistry, LayerRegistry, ModelRegistry
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "steerlab_encodec",
     "steerlab_filterbank",
+    "steerlab_samplecnn",
     "steerlab_interventions",
     "steerlab_scorers",
 )
