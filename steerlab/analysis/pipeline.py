@@ -55,13 +55,17 @@ def _sha256_file(path: Path) -> str | None:
     return file_sha256(path) if path.is_file() else None
 
 
+def check_model_name(d: Any, name: str) -> None:
+    """:class:`AnalysisError` when the dictionary was learned on another model than ``name``."""
+    if d.model != name:
+        raise AnalysisError(f"the dictionary was learned on model {d.model!r}, not {name!r}; pass --model {d.model}")
+
+
 def check_fits(d: Any, model: Any, allow_weights_mismatch: bool = False) -> Any:
     """The dictionary's layer in ``model``; :class:`AnalysisError` when they do not belong together."""
     from steerlab import api
 
-    if d.model != model.name:
-        raise AnalysisError(f"the dictionary was learned on model {d.model!r}, not {model.name!r}; "
-                            f"pass --model {d.model}")
+    check_model_name(d, model.name)
     info = api.layers(model).get(d.layer)
     if info.channels != d.config.width:
         raise AnalysisError(f"the dictionary has width {d.config.width} but {model.name} {info.name} has "

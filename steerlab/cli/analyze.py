@@ -65,6 +65,7 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     from steerlab import api, dictionary
     from steerlab.analysis import ANALYSES, AnalysisOptions, analyze as run_analysis, write_report
     from steerlab.analysis.options import resolve_names
+    from steerlab.analysis.pipeline import check_model_name
     from steerlab.capture import Corpus
     from steerlab.cli.learn import _check_output
     from steerlab.errors import SteerlabError
@@ -83,6 +84,7 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     except ValueError as exc:
         raise SteerlabError(f"invalid analysis options: {exc}") from None
     name = model_name or d.model
+    check_model_name(d, name)  # before loading: a wrong model fails fast, whatever its loader needs
 
     def load():
         return api.load_model(name, checkpoint)
