@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -72,3 +75,101 @@ def test_builtin_arithmetic(name):
     assert torch.allclose(new_c, target, atol=1e-5)
     # orthogonal complement untouched
     assert torch.allclose(out - torch.outer(d, new_c), act - torch.outer(d, c), atol=1e-5)
+
+
+# -- the contract: optional members, old-style types, value kinds --------------------------------
+
+
+class _OldStyle:
+    """A type written against the first contract: four-argument apply, no optional members."""
+
+    name = "old_style"
+    formula = "a_t <- a_t + w_t * v * d"
+    description = "old"
+    value_kind = "strength"
+
+    def apply(self, act, direction, value, weight):
+        return act + value * direction[:, None] * weight[None, :]
+
+
+class _WithPrepare:
+    name = "with_prepare"
+    formula = "a_t <- a_t + w_t * s"
+    description = "adds a vector computed in prepare"
+    value_kind = "none"
+    needs_direction = False
+    options_help = {"offset": "a number"}
+
+    def prepare(self, model, layer, direction, options, context=None):
+        self.seen_context = context
+        return _Offset(float(options["offset"]))
+
+    def apply(self, act, direction, value, weight, state):
+        return act + state.offset * weight[None, :]
+
+
+@dataclass(frozen=True)
+class _Offset:
+    offset: float
+
+    def to_json(self):
+        return {"offset": self.offset, "bad": float("nan"), "path": Path("/x")}
+
+
+def test_old_style_types_keep_working_and_optional_members_default():
+    from steerlab import interventions as iv
+
+    act, d, w = torch.ones(3, 4), torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.5, 0.0])
+    out = iv.apply(_OldStyle(), act, d, 2.0, w)
+    assert torch.equal(out[0], torch.tensor([1.0, 3.0, 2.0, 1.0])) and torch.equal(out[1:], act[1:])
+    assert iv.needs_direction(_OldStyle()) and iv.is_chunkable(_OldStyle()) and iv.options_help(_OldStyle()) == {}
+    prepared = iv.prepare(_OldStyle(), None, LAYER, d, {})
+    assert prepared.state is None and prepared.summary is None and prepared.value_kind == "strength"
+    with pytest.raises(InterventionError, match="has a prepare step but its apply takes no state"):
+        iv.apply(_OldStyle(), act, d, 2.0, w, state=object())
+
+
+def test_prepare_passes_context_and_records_a_json_safe_summary():
+    from steerlab import interventions as iv
+
+    kind = _WithPrepare()
+    model = type("M", (), {"default_path": "continuous"})()
+    prepared = iv.prepare(kind, model, LAYER, None, {"offset": 0.5}, iv.RunContext("quantized", 4))
+    assert kind.seen_context == iv.RunContext("quantized", 4)
+    assert prepared.summary == {"offset": 0.5, "bad": None, "path": "/x"}
+    out = iv.apply(kind, torch.zeros(2, 3), None, 0.0, torch.tensor([0.0, 1.0, 0.5]), prepared.state)
+    assert torch.equal(out, torch.tensor([[0.0, 0.5, 0.25]] * 2))
+    with pytest.raises(InterventionError, match="takes no option 'ofset'. Did you mean 'offset'"):
+        iv.prepare(kind, model, LAYER, None, {"ofset": 1})
+
+
+def test_strength_resolves_per_value_kind():
+    act = torch.tensor([[0.0, 3.0, 3.0], [0.0, 4.0, 0.0]])  # frame norms 0, 5, 3; step norms 5, 4
+    s = Strength(2.0)
+    assert s.resolve(act, "strength") == pytest.approx(2 * np.sqrt((0 + 25 + 9) / 3))
+    assert s.resolve(act, "motion") == pytest.approx(2 * np.sqrt((25 + 16) / 2))
+    assert s.resolve(act, "factor") == 2.0 and s.resolve(act, "none") == 0.0
+    assert Strength(2.0, "absolute").resolve(act, "motion") == 2.0
+    assert Strength(1.0).resolve(act[:, :1], "motion") == 0.0  # one frame: no steps
+
+
+def test_intervention_spec_validates_and_freezes_options():
+    from steerlab.api import InterventionSpec
+    from steerlab.errors import DirectionError
+    from steerlab.interventions import json_safe
+
+    opts = {"source": Path("a.wav"), "n": 3}
+    spec = InterventionSpec("l", None, "patch", options=opts)
+    opts["n"] = 4
+    assert spec.options["n"] == 3  # a copy, not the caller's dict
+    with pytest.raises(TypeError):
+        spec.options["n"] = 5
+    assert json_safe(dict(spec.options)) == {"source": "a.wav", "n": 3}
+    arr = json_safe(np.zeros((2, 3), np.float32))
+    assert arr["array_shape"] == [2, 3] and len(arr["sha256"]) == 64
+    with pytest.raises(DirectionError, match="Direction or None"):
+        InterventionSpec("l", np.ones(3), "add")
+    with pytest.raises(InterventionError, match="--n-q must be a whole number"):
+        InterventionSpec("l", None, "add", n_q=0)
+    with pytest.raises(InterventionError, match="strength must be a steerlab Strength"):
+        InterventionSpec("l", None, "add", strength=1.0)
