@@ -124,6 +124,16 @@ class AudioModel(torch.nn.Module):
     def padded_length(self, n_samples: int) -> int:
         return math.ceil(n_samples / self.hop) * self.hop + self.right_context
 
+    def layer_calls(self, layer: LayerInfo) -> int:
+        """How many times ``layer``'s module runs in one forward pass; tracing patches every
+        call. 1 unless ``forward`` loops over it (a generative model: once per generated frame)."""
+        return 1
+
+    def output_length(self, n_samples: int) -> int:
+        """Samples of the decode that belong to an input of ``n_samples`` (the decode is trimmed
+        to them): the input length, unless the model generates audio of a length of its own."""
+        return n_samples
+
     def weights_hash(self) -> str:
         """sha256 over parameter and buffer names, shapes and bytes (stable across saves)."""
         h = hashlib.sha256()

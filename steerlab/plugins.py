@@ -27,6 +27,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "steerlab_encodec",
     "steerlab_filterbank",
     "steerlab_samplecnn",
+    "steerlab_tokenlm",
     "steerlab_interventions",
     "steerlab_scorers",
 )

@@ -7,7 +7,9 @@ every invoke's waveform with zeros to the longest one (each input is already
 padded to a whole number of frames). For causal models this leaves every item's
 output within its own length unchanged, so batched and unbatched results agree;
 models whose normalisation spans the whole time axis (``ragged_batching=False``)
-are batched only with inputs of the same length.
+are batched only with inputs of the same length. A layer whose module runs
+several times in one forward (``AudioModel.layer_calls``, e.g. once per generated
+frame) is edited on every call, not only on nnsight's default first call.
 
 :func:`capture` is the read-only counterpart: it saves the unpatched outputs of
 several layers for a list of waveforms, one batched pass per group of inputs,
@@ -97,6 +99,18 @@ def _groups(model: AudioModel, items: list[TraceItem], max_batch: int) -> list[l
     return [g[i : i + max_batch] for g in by_len.values() for i in range(0, len(g), max_batch)]
 
 
+def _patch_call(target, item: TraceItem, n_frames: int, slot: dict, first: bool) -> None:
+    """Read (and edit) one call of ``target``'s output inside an invoke; saves come from the first call."""
+    act = target.output
+    if item.save_activation and first:
+        slot["act"] = act.clone().save()
+    if item.edit is not None:
+        patched = item.edit(act, n_frames)
+        target.output = patched
+        if first:
+            slot["patched"] = patched.save()
+
+
 @torch.no_grad()
 def run(
     model: AudioModel,
@@ -128,14 +142,16 @@ def run(
                         slot["codes"] = envoy.codes.output.save()
                     if item.layer is not None:
                         target = resolve(envoy, item.layer.module_path)
-                        act = target.output
-                        if item.save_activation:
-                            slot["act"] = act.clone().save()
-                        if item.edit is not None:
-                            n_frames = item.layer.frames_for(item.wave.shape[-1])
-                            patched = item.edit(act, n_frames)
-                            target.output = patched
-                            slot["patched"] = patched.save()
+                        n_frames = item.layer.frames_for(item.wave.shape[-1])
+                        calls = model.layer_calls(item.layer)
+                        if calls == 1:
+                            _patch_call(target, item, n_frames, slot, first=True)
+                        else:
+                            # nnsight binds a module's first call by default; a module run several
+                            # times per forward (a generation loop) is patched on each of its calls,
+                            # each pass of this loop binding the next one
+                            for step in tracer.iter[:calls]:
+                                _patch_call(target, item, n_frames, slot, first=step == 0)
                     if want_codes and "codes" not in slot:
                         slot["codes"] = envoy.codes.output.save()
                     slot["out"] = envoy.output.save()
@@ -146,7 +162,7 @@ def run(
             frames = layer.frames_for(n) if layer is not None else 0
             out = slot["out"][0]
             results[i] = TraceResult(
-                output=(out[..., :n] * s) if model.has_decoder else out,
+                output=(out[..., : model.output_length(n)] * s) if model.has_decoder else out,
                 activation=slot["act"][0, :, :frames] if "act" in slot else None,
                 patched_activation=slot["patched"][0, :, :frames] if "patched" in slot else None,
                 codes=slot["codes"][0][:, : -(-n // model.hop)] if "codes" in slot else None,

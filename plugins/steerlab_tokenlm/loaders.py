@@ -1,0 +1,103 @@
+"""Loading the token transformer: the shipped checkpoint, a run folder, or random weights.
+
+A weights folder (what ``steerlab train tokenlm`` exports) holds ``config.json``
+(format ``steerlab-tokenlm`` version 1: architecture, default sampling settings,
+training record, and the weights hash of the codec whose tokens it was trained
+on) and ``model.safetensors`` (the transformer only; the codec is loaded from
+its own plugin). Tokens mean nothing under another codec, so a checkpoint whose
+codec hash differs from the installed codec's is refused unless the loader is
+given ``allow_codec_mismatch=True``, which downgrades the refusal to a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import torch
+
+from steerlab.errors import ModelLoadError
+from steerlab.model import AudioModel, LoadOptions
+
+from .model import Sampling, TokenLMAudioModel
+from .transformer import TokenLMConfig, TokenTransformer
+
+NAME = "tokenlm_24khz"
+FORMAT = "steerlab-tokenlm"
+VERSION = 1
+WEIGHTS_DIR = Path(__file__).parent / "weights" / NAME
+RETRAIN = (
+    "OMP_NUM_THREADS=1 steerlab train tokenlm -o runs/tokenlm_24khz && "
+    f"cp runs/tokenlm_24khz/{{model.safetensors,config.json,curve.jsonl}} {WEIGHTS_DIR}/"
+)
+
+
+def load_codec(extra: dict) -> AudioModel:
+    """The embedded codec (or a codec run folder given as ``codec_checkpoint``)."""
+    from steerlab_encodec.loaders import load_embedded
+
+    path = extra.get("codec_checkpoint")
+    return load_embedded(LoadOptions(checkpoint=Path(path) if path else None)).eval()
+
+
+def read_config(folder: Path) -> dict:
+    config_path, weights = folder / "config.json", folder / "model.safetensors"
+    if not config_path.is_file() or not weights.is_file():
+        raise ModelLoadError(f"{folder} is not a steerlab tokenlm folder (needs config.json and model.safetensors)")
+    meta = json.loads(config_path.read_text())
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ModelLoadError(
+            f"{config_path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r} "
+            f"(this steerlab reads {FORMAT} version {VERSION})"
+        )
+    return meta
+
+
+def check_codec(meta: dict, codec: AudioModel, source: Path, allow_mismatch: bool) -> None:
+    trained = meta.get("codec", {}).get("weights_sha256")
+    current = codec.weights_hash()
+    if trained == current:
+        return
+    message = (
+        f"{source} was trained on tokens of codec weights {str(trained)[:12]} but the installed "
+        f"{codec.name} is {current[:12]}; retrain it: {RETRAIN}"
+    )
+    if not allow_mismatch:
+        raise ModelLoadError(message)
+    warnings.warn(message, stacklevel=3)
+
+
+def load_folder(folder: Path, options: LoadOptions) -> TokenLMAudioModel:
+    from safetensors.torch import load_file
+
+    meta = read_config(folder)
+    codec = load_codec(options.extra)
+    check_codec(meta, codec, folder, bool(options.extra.get("allow_codec_mismatch", False)))
+    cfg = TokenLMConfig.from_json(meta["transformer"])
+    transformer = TokenTransformer(cfg)
+    try:
+        transformer.load_state_dict(load_file(str(folder / "model.safetensors")))
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ModelLoadError(f"weights in {folder} do not fit their config: {lines[1] if len(lines) > 1 else lines[0]}") from None
+    sampling = Sampling.from_options(Sampling(**meta.get("sampling", {})), options.extra)
+    return TokenLMAudioModel(NAME, transformer.eval(), codec, sampling, meta)
+
+
+def random_tokenlm(options: LoadOptions = LoadOptions(), cfg: TokenLMConfig = TokenLMConfig(), seed: int = 0) -> TokenLMAudioModel:
+    """The architecture at seeded random initialisation, over the installed codec."""
+    codec = load_codec(options.extra)
+    torch.manual_seed(seed)
+    transformer = TokenTransformer(cfg).eval()
+    sampling = Sampling.from_options(Sampling(), options.extra)
+    return TokenLMAudioModel(NAME, transformer, codec, sampling, {"random_init": True, "seed": seed})
+
+
+def load_tokenlm(options: LoadOptions) -> TokenLMAudioModel:
+    if options.random_init:
+        return random_tokenlm(options)
+    folder = Path(options.checkpoint) if options.checkpoint is not None else WEIGHTS_DIR
+    if options.checkpoint is None and not (WEIGHTS_DIR / "model.safetensors").is_file():
+        raise ModelLoadError(f"tokenlm weights missing from the installation: {WEIGHTS_DIR}; train them: {RETRAIN}")
+    return load_folder(folder, options)
