@@ -293,3 +293,12 @@ def test_analyze_errors_are_one_line(cli, archetypes, tmp_path, args, message):
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], res.output
     assert not (tmp_path / "R").exists()
+
+
+def test_locality_subsampling_keeps_every_class_populated():
+    starts, labels, rng = clustered_starts(n=4000, classes=4)
+    labels = labels.copy()
+    labels[:3] = 5  # a rare fifth archetype: 3 transitions of 4000
+    loc = dynamics.locality(starts, one_hot(labels, 6), top_n=5, seed=0, max_vectors=500)
+    assert loc["n_vectors"] <= 500 and all(t["n"] >= 1 for t in loc["dispersion"])
+    assert all(np.isfinite(t["radius"]) for t in loc["dispersion"])

@@ -49,11 +49,12 @@ def locality(starts: np.ndarray, codes: np.ndarray, top_n: int = 20, test_share:
     rng = np.random.default_rng(seed)
     labels, moving = top_labels(codes)
     starts = np.asarray(starts, dtype=np.float64)
-    counts = np.bincount(labels[moving], minlength=np.shape(codes)[1])
+    pool = np.flatnonzero(moving)
+    if len(pool) > max_vectors:  # subsample before choosing classes, so every class keeps its transitions
+        pool = np.sort(rng.choice(pool, max_vectors, replace=False))
+    counts = np.bincount(labels[pool], minlength=np.shape(codes)[1])
     classes = [int(c) for c in np.argsort(-counts, kind="stable")[:top_n] if counts[c] > 0]
-    keep = np.flatnonzero(moving & np.isin(labels, classes))
-    if len(keep) > max_vectors:
-        keep = np.sort(rng.choice(keep, max_vectors, replace=False))
+    keep = pool[np.isin(labels[pool], classes)]
     x, y = starts[keep], labels[keep]
     out: dict[str, Any] = {"classes": classes, "n_classes": len(classes), "n_vectors": int(len(keep)),
                            "test_share": test_share, "chance_uniform": 1.0 / len(classes) if classes else None}
