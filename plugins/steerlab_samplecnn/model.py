@@ -123,6 +123,11 @@ class SampleCNN(AudioModel):
     def labels(self) -> tuple[str, ...]:
         return self.cfg.labels
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """What ``steerlab intervene`` names the classes by in its class-probability scores."""
+        return self.cfg.labels
+
     def features(self, wave: torch.Tensor) -> torch.Tensor:
         """Last block output ``[batch, channels, frames]`` of ``wave [batch, 1, samples]``."""
         # padding here too (the tracer already pads) keeps direct and traced calls identical
