@@ -168,6 +168,8 @@ def run(
                 patched_activation=slot["patched"][0, :, :frames] if "patched" in slot else None,
                 codes=slot["codes"][0][:, : -(-n // model.hop)] if "codes" in slot else None,
             )
+        del saved, tracer
+        gc.collect()  # see capture(): nnsight's cycles would keep each batch alive
     return results  # type: ignore[return-value]
 
 
