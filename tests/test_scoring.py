@@ -185,12 +185,47 @@ def test_tone_out_of_silence_is_finite_and_clamped_at_the_floor():
 def test_bins_silent_in_one_decode_count_from_the_floor():
     # White noise of variance s2 has a one-sided power of 2 * s2 / n_fft per bin; against a
     # silent baseline every bin differs by that level above the floor (Welch averaging of
-    # 4 s leaves about 0.6 dB of scatter per bin, hence the tolerance).
-    config, s2 = ScoreConfig(), 0.01
+    # 4 s leaves about 0.6 dB of scatter per bin, hence the tolerance). With the default
+    # dynamic range the silent side is floored 60 dB below the noise's peak bin instead.
+    config, s2 = ScoreConfig(range_db=None), 0.01
     noise = math.sqrt(s2) * np.random.default_rng(5).standard_normal(4 * SR)
     result = score(np.zeros_like(noise), noise, SR, config=config)
     level = 10 * math.log10(2 * s2 / config.n_fft) - config.floor_db
     assert result["lsd_db"] == pytest.approx(level, abs=1.0)
+    ranged = score(np.zeros_like(noise), noise, SR)["lsd_db"]
+    assert 55.0 < ranged < 60.0  # each bin's distance to a floor 60 dB under the largest bin
+
+
+def _partials(freqs, amps, seconds=2.0, sr=SR):
+    t = np.arange(int(seconds * sr)) / sr
+    fade = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.02)  # 20 ms ramps, as the stimuli have
+    return fade * sum(a * np.sin(2 * np.pi * f * t + 0.3 * i) for i, (f, a) in enumerate(zip(freqs, amps)))
+
+
+@pytest.mark.parametrize("others", [(), (310.0,), (310.0, 1270.0, 2950.0)])
+def test_an_ideal_added_partial_has_no_offband_distance(others):
+    # The ideal intervention: patched = the same mixture with the target partial added.
+    # Nothing changed off the target, so the off-band distance must be near 0 (before the
+    # dynamic range, baseline-only bins and guard, this scored 8 to 20 dB).
+    without = _partials(others, [0.2] * len(others)) if others else np.zeros(2 * SR)
+    target = _partials([880.0], [0.2])
+    t = score(without, without + target, SR, (880.0,))["targets"][0]
+    assert t["gain_db"] > 20.0 and t["concentration"] > 0.99
+    assert t["offband_lsd_db"] < 0.3
+
+
+def test_offband_distance_sees_damage_and_concentration_sees_spill():
+    others = _partials((310.0, 1270.0, 2950.0), [0.2] * 3)
+    target = _partials([880.0], [0.2])
+    # the patch also halves the 310 Hz partial: damage to what the baseline held
+    damaged = others + target - 0.5 * _partials([310.0], [0.2])
+    t = score(others, damaged, SR, (880.0,))["targets"][0]
+    assert t["offband_lsd_db"] > 1.0
+    # broadband spill (more energy than the partial's) into bins the baseline leaves
+    # silent: whatever the off-band distance makes of it, the concentration catches it
+    noise = 0.3 * np.random.default_rng(1).standard_normal(2 * SR)
+    spilled = score(others, others + target + noise, SR, (880.0,))["targets"][0]
+    assert spilled["concentration"] < 0.5
 
 
 def test_narrow_band_keeps_the_nearest_bin():
