@@ -1,0 +1,86 @@
+"""``steerlab partials``: are partials steerable? The batch test with its controls."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import click
+
+from steerlab.cli.options import CONTEXT, echo_json
+
+
+def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
+
+
+@click.command(context_settings=CONTEXT)
+@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
+@click.option("-l", "--layers", "layers", multiple=True,
+              help="Layer(s) to sweep (repeatable or comma-separated).  [default: one per encoder frame rate; "
+                   "--quick: an early layer and the bottleneck]")
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML file with [grid] [stimuli] [thresholds] [scoring] [controls] [run] (see docs/partials.md).")
+@click.option("--quick", is_flag=True, help="A small grid (about half a minute on two cores).")
+@click.option("-D", "--dictionary", "dictionaries", multiple=True, type=click.Path(file_okay=False),
+              help="SAE feature dictionary for one swept layer (repeatable); enables the 'sae' method there.")
+@click.option("--seed", type=int, default=None, help="Run seed (null directions, probe frames, bootstrap).  [default: 0]")
+@click.option("--min-gain-db", type=float, default=None, help="Threshold: gain adding.  [default: 6]")
+@click.option("--min-loss-db", type=float, default=None, help="Threshold: loss removing.  [default: 6]")
+@click.option("--min-concentration", type=float, default=None, help="Threshold: share of the change in band.  [default: 0.5]")
+@click.option("--max-offband-db", type=float, default=None, help="Threshold: off-band log-spectral distance.  [default: 1]")
+@click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=True),
+              help="Run folder (rerun with the same arguments to resume).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict summary as JSON.")
+def partials(model_name, layers, config_file, quick, dictionaries, seed, min_gain_db, min_loss_db,
+             min_concentration, max_offband_db, min_share, out_dir, as_json) -> None:
+    """Batch test: can single partials be created and deleted by steering each layer?
+
+    Learns directions (difference of means, SAE feature, probe, and a norm-matched
+    random null) on training stimuli, patches held-out ones (add to without-target,
+    subtract/ablate from with-target) over strengths and decode paths, scores the
+    change at the target, and writes results.jsonl, summary.csv, figures/ and
+    report.html to OUTPUT, with the positive-control model and the null beside
+    every verdict. Killed runs resume when rerun with the same arguments.
+    """
+    import sys
+
+    from steerlab import partials as p
+
+    thresholds = {k: v for k, v in dict(min_gain_db=min_gain_db, min_loss_db=min_loss_db,
+                                        min_concentration=min_concentration, max_offband_db=max_offband_db,
+                                        min_share=min_share).items() if v is not None}
+    overrides = {"thresholds": thresholds,
+                 "grid": {"layers": _layers(layers)} if layers else {},
+                 "run": {k: v for k, v in (("model", model_name), ("seed", seed)) if v is not None}}
+    cfg = p.build(config_file, quick, overrides)
+
+    @contextmanager
+    def bar(label: str, length: int):
+        with click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True, show_pos=True) as b:
+            yield b.update
+
+    outcome, out = p.run(cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True))
+    ctrl = out["controls"]
+    if as_json:
+        return echo_json({"folder": str(outcome.folder), "config_hash": outcome.config_hash,
+                          "rows": len(outcome.rows), "written": outcome.written, "controls": ctrl,
+                          "agreement": out["agreement"],
+                          "verdicts": [v.flat() for v in out["verdicts"]]})
+    vs = out["verdicts"]
+    for plan in outcome.plans:
+        for method in dict.fromkeys(v.method for v in vs):
+            for path in plan.paths:
+                sel = [v for v in vs if v.model == plan.model.name and v.method == method and v.path == path]
+                if sel:
+                    click.echo(f"{plan.model.name:<20} {path:<11} {method:<10} steerable "
+                               f"{sum(v.steerable for v in sel)}/{len(sel)}")
+    click.echo(f"null steerable {ctrl['null_steerable']}/{ctrl['null_total']} ({'ok' if ctrl['null_ok'] else 'FAIL'}); "
+               f"positive control {ctrl['positive_steerable']}/{ctrl['positive_total']} "
+               f"({'ok' if ctrl['positive_ok'] else outcome.control_status.get('positive')}); "
+               f"oracle {ctrl['oracle_steerable']}/{ctrl['oracle_total']}")
+    click.echo(f"wrote {outcome.written} new rows ({len(outcome.rows)} in all) and the report to "
+               f"{outcome.folder / 'report.html'}")
+
+
+COMMANDS = (partials,)

@@ -1,0 +1,278 @@
+"""Work items of ``steerlab partials``: the grid expanded into independent, serialisable units.
+
+A :class:`WorkItem` names everything one patched decode needs (stimulus spec and
+which signal of the pair, model, layer, direction, intervention, strength, decode
+path) and carries the run's configuration hash, so a distributed engine could run
+any item anywhere given the directions file; :meth:`WorkItem.key` identifies its
+row in ``results.jsonl``. A :class:`Unit` is one (model, layer, family, target,
+density): the place directions are learned (on training seeds) and verdicts are
+given (on held-out seeds).
+
+Ordering is deterministic and items are cut into batches (:func:`batches`) from
+that order alone, so a resumed run recomputes a half-written batch with exactly
+the same companions as the uninterrupted run and gets the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from steerlab.errors import SteerlabError
+from steerlab.model import AudioModel, LayerInfo
+from steerlab.partials.config import ConfigError, PartialsConfig, digest
+from steerlab.stimuli import Infeasible, StimulusError, StimulusSpec, partials
+
+ROLES = ("without", "with")
+# add creates the partial on without-target stimuli; subtract and ablate delete it from with-target ones
+OPS = ("add", "subtract", "ablate")
+OP_ROLE = {"add": "without", "subtract": "with", "ablate": "with"}
+MAIN, POSITIVE = "main", "positive_control"
+
+
+def default_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """One layer per frame rate up to the bottleneck: the last encoder-side layer at each
+    hop (layers named after a decode path, such as ``quantized``, are left out)."""
+    chosen: dict[int, LayerInfo] = {}
+    for layer in layers:
+        if layer.side in ("encoder", "latent") and layer.name not in ("quantized",):
+            chosen[layer.hop] = layer
+    return list(chosen.values()) or [list(layers)[-1]]
+
+
+def quick_layers(layers: Sequence[LayerInfo]) -> list[LayerInfo]:
+    """An early layer and the deepest one of :func:`default_layers`: the two ends of the prediction."""
+    d = default_layers(layers)
+    return [d[1], d[-1]] if len(d) > 2 else d
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Where directions are learned and verdicts given (before method and path)."""
+
+    model: str
+    role: str
+    layer: str
+    family: str
+    target_hz: float
+    density: int
+
+    def label(self) -> str:
+        return f"{self.model} {self.layer} {self.family} {self.target_hz:g} Hz d={self.density}"
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One patched decode: see the module docstring. ``strength`` is relative to the
+    layer's RMS activation norm on that input (0 for ablate, which has none)."""
+
+    config_hash: str
+    model: str
+    layer: str
+    stimulus: StimulusSpec
+    role: str
+    method: str
+    direction_id: str
+    op: str
+    strength: float
+    path: str
+    n_q: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+        if self.op not in OPS:
+            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+        if OP_ROLE[self.op] != self.role:
+            raise ValueError(f"op {self.op!r} applies to {OP_ROLE[self.op]!r} stimuli, not {self.role!r}")
+        if not (math.isfinite(self.strength) and self.strength >= 0) or (self.op == "ablate") != (self.strength == 0):
+            raise ValueError(f"strength must be > 0 for add/subtract and 0 for ablate, got {self.strength!r} ({self.op})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["stimulus"] = self.stimulus.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WorkItem":
+        return cls(**{**d, "stimulus": StimulusSpec.from_dict(d["stimulus"])})
+
+    def key(self) -> str:
+        return digest(self.to_dict())
+
+    @property
+    def batch_group(self) -> tuple[str, str, str]:
+        return (self.model, self.path, self.layer)
+
+
+@dataclass
+class ModelPlan:
+    """The grid of one model: its layers, paths, stimuli per unit and skipped combinations."""
+
+    model: AudioModel
+    role: str
+    layers: list[LayerInfo]
+    paths: list[str]
+    targets_hz: tuple[float, ...]
+    densities: tuple[int, ...]
+    train: dict[Unit, list[StimulusSpec]] = field(default_factory=dict)
+    test: dict[Unit, list[StimulusSpec]] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    methods: tuple[str, ...] = ()
+
+    def paths_for(self, layer: LayerInfo) -> list[str]:
+        """A layer named after a decode path exists only on that path."""
+        if layer.name in self.model.paths:
+            return [p for p in self.paths if p == layer.name]
+        return list(self.paths)
+
+    def capture_path(self, layer: LayerInfo, path: str) -> str:
+        """The path whose activations the directions for ``path`` are learned on: decoder
+        activations differ by path; encoder ones do not, so one direction serves both."""
+        if layer.name in self.model.paths:
+            return layer.name
+        return path if layer.side == "decoder" else self.model.default_path
+
+
+def _check_targets(model: AudioModel, targets: Sequence[float], what: str) -> None:
+    nyq = model.sample_rate / 2
+    for f in targets:
+        if f >= nyq:
+            raise ConfigError(f"{what} {f:g} Hz is at or above the Nyquist frequency of {model.name} "
+                              f"({nyq:g} Hz); choose targets below {nyq:g} Hz")
+
+
+def _snap_to_bands(model: AudioModel, targets: Sequence[float]) -> tuple[float, ...]:
+    """Targets moved to the nearest declared band centre (models that declare ``centres_hz``)."""
+    centres = getattr(model, "centres_hz", None)
+    if centres is None:
+        return tuple(targets)
+    import numpy as np
+
+    c = np.asarray(centres.detach().cpu() if hasattr(centres, "detach") else centres, dtype=float)
+    return tuple(dict.fromkeys(round(float(c[np.argmin(np.abs(np.log(c / f)))]), 4) for f in targets))
+
+
+def _specs(cfg: PartialsConfig, model: AudioModel, family: str, target: float, density: int,
+           seeds: range) -> tuple[list[StimulusSpec], dict[str, int]]:
+    """The feasible specs of one unit (as :func:`steerlab.stimuli.design` would build them)."""
+    common = cfg.stimuli.common(model.sample_rate)
+    f0 = cfg.grid.f0_hz if family in ("harmonic", "chord") else None
+    chord = cfg.grid.chord if family == "chord" else None
+    specs, skipped = [], {}
+    for seed in seeds:
+        try:
+            spec = StimulusSpec(family, target, density, f0, chord, seed=seed, snr_db=cfg.stimuli.snr_db, **common)
+            partials(spec)
+        except Infeasible as exc:
+            skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
+            continue
+        except StimulusError as exc:
+            raise ConfigError(f"stimuli for {model.name}: {exc}") from None
+        specs.append(spec)
+    return specs, skipped
+
+
+def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: Sequence[str],
+               targets: Sequence[float], densities: Sequence[int]) -> ModelPlan:
+    """Resolve layers and paths and render the train/test splits of every unit (specs only)."""
+    from steerlab import api
+
+    reg = api.layers(model)
+    all_layers = list(reg)
+    layers = [reg.get(n) for n in layer_names] if layer_names else default_layers(all_layers)
+    if len({layer.name for layer in layers}) != len(layers):
+        raise ConfigError(f"layers listed twice for {model.name}: {[layer.name for layer in layers]}")
+    _check_targets(model, targets, "target")
+    if cfg.stimuli.band_high_hz >= model.sample_rate / 2:
+        raise ConfigError(f"stimuli.band_high_hz {cfg.stimuli.band_high_hz:g} Hz is at or above the Nyquist "
+                          f"frequency of {model.name} ({model.sample_rate / 2:g} Hz)")
+    if role == MAIN and cfg.grid.paths:
+        bad = [p for p in cfg.grid.paths if p not in model.paths]
+        if bad:
+            raise ConfigError(f"model {model.name} has no decode path {bad[0]!r}; valid paths: {', '.join(model.paths)}")
+        paths = list(cfg.grid.paths)
+    else:
+        paths = [p for p in (cfg.grid.paths or model.paths) if p in model.paths] or [model.default_path]
+    methods = cfg.grid.methods if role == MAIN else cfg.controls.positive_methods
+    plan = ModelPlan(model, role, layers, paths, tuple(targets), tuple(densities), methods=tuple(methods))
+    for layer in layers:
+        if not plan.paths_for(layer):
+            raise ConfigError(f"layer {layer.name!r} exists only on path {layer.name!r}, which this run excludes "
+                              f"(paths: {', '.join(paths)})")
+    n_train, n_test = cfg.stimuli.train_seeds, cfg.stimuli.test_seeds
+    for family in cfg.grid.families:
+        for target in targets:
+            for density in ((0,) if family == "tone" else densities):
+                train, s1 = _specs(cfg, model, family, target, density, range(n_train))
+                test, s2 = _specs(cfg, model, family, target, density, range(n_train, n_train + n_test))
+                for reason, count in (*s1.items(), *s2.items()):
+                    plan.skipped[reason] = plan.skipped.get(reason, 0) + count
+                if not train or not test:
+                    continue
+                for layer in layers:
+                    unit = Unit(model.name, role, layer.name, family, float(target), int(density))
+                    plan.train[unit], plan.test[unit] = train, test
+    if not plan.test:
+        reasons = "; ".join(f"{r} ({c})" for r, c in plan.skipped.items()) or "none"
+        raise ConfigError(f"no feasible stimuli for {model.name}: every combination was skipped ({reasons})")
+    return plan
+
+
+def control_targets(cfg: PartialsConfig, model: AudioModel) -> tuple[float, ...]:
+    targets = cfg.controls.positive_targets_hz or _snap_to_bands(model, cfg.grid.targets_hz)
+    _check_targets(model, targets, "positive-control target")
+    return tuple(targets)
+
+
+@dataclass(frozen=True)
+class DirectionRef:
+    """Which direction: a unit, a method and the path its activations were captured on."""
+
+    unit: Unit
+    method: str
+    capture_path: str
+
+    def id(self) -> str:
+        return digest({**dataclasses.asdict(self.unit), "method": self.method, "capture_path": self.capture_path})
+
+
+def work_items(plan: ModelPlan, cfg: PartialsConfig, config_hash: str,
+               available: dict[DirectionRef, Any]) -> list[WorkItem]:
+    """Every patched decode of ``plan`` whose direction is ``available``, in run order."""
+    out: list[WorkItem] = []
+    layer_index = {layer.name: i for i, layer in enumerate(plan.layers)}
+    units = sorted(plan.test, key=lambda u: (layer_index[u.layer], u.family, u.target_hz, u.density))
+    for path in plan.paths:
+        for unit in units:
+            layer = plan.layers[layer_index[unit.layer]]
+            if path not in plan.paths_for(layer):
+                continue
+            for method in plan.methods:
+                ref = DirectionRef(unit, method, plan.capture_path(layer, path))
+                if ref not in available:
+                    continue
+                for spec in plan.test[unit]:
+                    settings = [("add", s) for s in cfg.grid.strengths]
+                    settings += [("subtract", s) for s in cfg.grid.strengths] + [("ablate", 0.0)]
+                    for op, strength in settings:
+                        out.append(WorkItem(config_hash, plan.model.name, layer.name, spec, OP_ROLE[op], method,
+                                            ref.id(), op, strength, path, cfg.grid.n_q))
+    return out
+
+
+def batches(items: Sequence[WorkItem], max_batch: int) -> list[list[WorkItem]]:
+    """Consecutive runs of at most ``max_batch`` items sharing model, path and layer."""
+    out: list[list[WorkItem]] = []
+    for item in items:
+        if out and len(out[-1]) < max_batch and out[-1][0].batch_group == item.batch_group:
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
+
+
+class PlanError(SteerlabError):
+    """A run folder or grid that cannot be executed as asked."""

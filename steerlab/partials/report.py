@@ -1,0 +1,353 @@
+"""Outputs of a finished partials run: ``summary.csv``, ``figures/`` and ``report.html``.
+
+The report is one self-contained HTML file (figures and audio inlined as base64) that
+puts, beside every verdict table, the two controls (the positive-control model and
+the random null) and, per layer, the architecture's prediction (:mod:`steerlab.arch`)
+with its rank agreement with the measured verdicts. Everything is regenerated from
+``results.jsonl`` and ``run.json``, so changing only thresholds needs no new passes.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from steerlab.artifacts import atomic_path
+from steerlab.partials.config import PartialsConfig
+from steerlab.partials.verdicts import Verdict, control_summary
+
+SUMMARY, REPORT = "summary.csv", "report.html"
+
+
+# ---- architecture prediction ------------------------------------------------------------------
+
+def predictions(plans: list, cfg: PartialsConfig) -> dict[tuple, Any]:
+    """(model, layer, family, target, density) -> :class:`steerlab.arch.Prediction`."""
+    from steerlab import api
+    from steerlab.arch import Mixture, predict
+
+    out: dict[tuple, Any] = {}
+    s = cfg.stimuli
+    for plan in plans:
+        all_layers = list(api.layers(plan.model))  # the whole path, so path Nyquist is right
+        for family in cfg.grid.families:
+            mix = Mixture(family, cfg.grid.f0_hz if family in ("harmonic", "chord") else None, cfg.grid.chord,
+                          s.band_low_hz, s.band_high_hz, s.min_separation_hz)
+            rep = predict(all_layers, plan.targets_hz, plan.densities, mix, plan.model.name)
+            for layer in plan.layers:
+                for f in plan.targets_hz:
+                    for d in rep.densities:
+                        out[(plan.model.name, layer.name, family, float(f), int(d))] = rep.get(layer.name, f, d)
+    return out
+
+
+def agreement(vs: list[Verdict], preds: dict[tuple, Any]) -> list[dict[str, Any]]:
+    """Spearman agreement of predicted score with measured pass share (and of predicted
+    survival with the verdict), per model, family, method and path."""
+    from steerlab.arch import rank_agreement
+
+    groups: dict[tuple, list[Verdict]] = {}
+    for v in vs:
+        groups.setdefault((v.model, v.family, v.method, v.path), []).append(v)
+    out = []
+    for (model, family, method, path), g in groups.items():
+        ps = [preds.get((v.model, v.layer, v.family, v.target_hz, v.density)) for v in g]
+        score = [p.score if p is not None else None for p in ps]
+        surv = [p.survives_path if p is not None else None for p in ps]
+        out.append({"model": model, "family": family, "method": method, "path": path, "n": len(g),
+                    "rho_score_share": rank_agreement(score, [v.pass_share for v in g]),
+                    "rho_survives_steerable": rank_agreement(surv, [float(v.steerable) for v in g]),
+                    "predicted_survive": sum(bool(s) for s in surv), "measured_steerable": sum(v.steerable for v in g)})
+    return out
+
+
+# ---- summary.csv --------------------------------------------------------------------------------
+
+def write_summary(path: Path, vs: list[Verdict], preds: dict, cfg: PartialsConfig, config_hash: str,
+                  weights: dict[str, str]) -> None:
+    thresholds = {f"threshold_{k}": v for k, v in cfg.thresholds.__dict__.items()}
+    rows = []
+    for v in vs:
+        p = preds.get((v.model, v.layer, v.family, v.target_hz, v.density))
+        rows.append({**v.flat(), "weights_sha256": weights.get(v.model),
+                     "predicted_score": None if p is None else p.score,
+                     "predicted_survives": None if p is None else p.survives_path,
+                     "aliased_to_hz": None if p is None else p.aliased_to,
+                     **thresholds, "bootstrap": cfg.run.bootstrap, "seed": cfg.run.seed, "config_hash": config_hash})
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["config_hash"], lineterminator="\n")
+            w.writeheader()
+            w.writerows(rows)
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+def _figure(**kw: Any):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(layout="constrained", **kw)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    fig.clear()
+    return path
+
+
+def heatmaps(vs: list[Verdict], folder: Path, model: str, path: str, layers: list[str]) -> list[Path]:
+    """Per metric: panels methods x densities, each layer (rows) x target (columns)."""
+    sel = [v for v in vs if v.model == model and v.path == path]
+    if not sel:
+        return []
+    methods = list(dict.fromkeys(v.method for v in sel))
+    dens = sorted({v.density for v in sel})
+    targets = sorted({v.target_hz for v in sel})
+    layers = [l for l in layers if any(v.layer == l for v in sel)]
+    metrics = [("share", "pass share (verdict: ✓ steerable)", lambda v: v.pass_share, (0, 1), "viridis"),
+               ("gain", "median gain adding (dB)", lambda v: v.gain_db[0], (-12, 24), "RdBu_r"),
+               ("concentration", "median concentration adding", lambda v: v.concentration_add[0], (0, 1), "magma")]
+    out = []
+    for name, title, get, (lo, hi), cmap in metrics:
+        fig = _figure(figsize=(2.4 * len(dens) + 1.5, 1.1 + (0.45 * len(layers) + 0.9) * len(methods)))
+        axes = np.atleast_2d(fig.subplots(len(methods), len(dens), squeeze=False))
+        im = None
+        for i, m in enumerate(methods):
+            for j, d in enumerate(dens):
+                grid = np.full((len(layers), len(targets)), np.nan)
+                mark = np.zeros_like(grid, dtype=bool)
+                for v in sel:
+                    if v.method == m and v.density == d and v.layer in layers:
+                        a, b = layers.index(v.layer), targets.index(v.target_hz)
+                        grid[a, b], mark[a, b] = get(v), v.steerable
+                ax = axes[i, j]
+                im = ax.imshow(grid, vmin=lo, vmax=hi, cmap=cmap, aspect="auto", origin="upper")
+                for a in range(len(layers)):
+                    for b in range(len(targets)):
+                        if mark[a, b]:
+                            ax.text(b, a, "✓", ha="center", va="center", color="white", fontsize=10)
+                ax.set_xticks(range(len(targets)), [f"{t:g}" for t in targets], fontsize=7)
+                ax.set_yticks(range(len(layers)), layers if j == 0 else [""] * len(layers), fontsize=7)
+                ax.set_title(f"{m}, density {d}", fontsize=8)
+                if i == len(methods) - 1:
+                    ax.set_xlabel("target Hz", fontsize=7)
+        fig.colorbar(im, ax=axes, shrink=0.8)
+        fig.suptitle(f"{model}, {path} path: {title}", fontsize=9)
+        out.append(_save(fig, folder / f"heatmap_{model}_{path}_{name}.png"))
+    return out
+
+
+def dose_response(rows: list[dict], folder: Path, model: str, path: str, layers: list[str],
+                  thresholds: Any) -> Optional[Path]:
+    """Median gain (add) and loss (subtract) against strength, one panel per layer, one line per method."""
+    sel = [r for r in rows if r["model"] == model and r["path"] == path and r["op"] in ("add", "subtract")]
+    if not sel:
+        return None
+    layers = [l for l in layers if any(r["layer"] == l for r in sel)]
+    fig = _figure(figsize=(3.2 * len(layers), 3.0))
+    axes = np.atleast_1d(fig.subplots(1, len(layers), squeeze=False)[0])
+    for ax, layer in zip(axes, layers):
+        for m in dict.fromkeys(r["method"] for r in sel):
+            for op, style, sign in (("add", "-", 1.0), ("subtract", "--", -1.0)):
+                pts = {}
+                for r in sel:
+                    if r["layer"] == layer and r["method"] == m and r["op"] == op:
+                        pts.setdefault(r["strength"], []).append(sign * r["gain_db"])
+                if pts:
+                    xs = sorted(pts)
+                    ax.plot(xs, [float(np.median(pts[x])) for x in xs], style, marker="o", ms=3,
+                            label=f"{m} {'gain' if op == 'add' else 'loss'}")
+        ax.axhline(thresholds.min_gain_db, color="grey", lw=0.8, ls=":")
+        ax.set_xscale("log")
+        ax.set_title(layer, fontsize=8)
+        ax.set_xlabel("strength (× layer RMS norm)", fontsize=7)
+        ax.set_ylabel("median dB at target", fontsize=7)
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"{model}, {path} path: dose-response (solid: gain adding; dashed: loss subtracting)", fontsize=9)
+    return _save(fig, folder / f"dose_{model}_{path}.png")
+
+
+# ---- report.html --------------------------------------------------------------------------------
+
+def _b64_png(path: Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def _b64_wav(path: Path) -> str:
+    """16-bit PCM for the page (the float WAV on disk stays exact): a third of the size."""
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float32")
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x, -1, 1), sr, format="WAV", subtype="PCM_16")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _fmt(x: Any, nd: int = 2) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+
+def _controls_box(ctrl: dict, status: dict, orc: list[dict]) -> str:
+    pos = status.get("positive")
+    if pos == "run":
+        ok = ctrl["positive_ok"]
+        by = ", ".join(f"{m} {a}/{b}" for m, (a, b) in ctrl["positive_by_method"].items())
+        ptxt = (f"<b class={'ok' if ok else 'bad'}>{'PASS' if ok else 'FAIL'}</b> positive control "
+                f"{html.escape(str(status['positive_model']))} ({html.escape(status['positive_layer'])}): "
+                f"difference of means steerable in {ctrl['positive_steerable']}/{ctrl['positive_total']} "
+                f"in-band units (all methods: {by})")
+    else:
+        ptxt = f"<b class=bad>UNCHECKED</b> positive control: {html.escape(str(pos))}"
+    nok = ctrl["null_ok"]
+    per = ", ".join(f"{m} {a}/{b}" for m, (a, b) in ctrl["null_by_model"].items())
+    ntxt = (f"<b class={'ok' if nok else 'bad'}>{'PASS' if nok else 'FAIL'}</b> null (norm-matched random "
+            f"direction) steerable in {ctrl['null_steerable']}/{ctrl['null_total']} units ({per}); must be 0")
+    n_ok = sum(o["steerable"] for o in orc)
+    off = float(np.median([o["median_offband_db"] for o in orc])) if orc else math.nan
+    otxt = (f"<b class={'ok' if n_ok == len(orc) else 'bad'}>{'PASS' if n_ok == len(orc) else 'FAIL'}</b> oracle "
+            f"(the exact partial added to / removed from the waveform, same scorer): passes in {n_ok}/{len(orc)} "
+            f"stimulus units; median off-band distance {_fmt(off)} dB. Where the oracle fails, no direction can pass.")
+    return f"<div class=controls>{ptxt}<br>{ntxt}<br>{otxt}</div>"
+
+
+def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_html: str) -> str:
+    sel = [v for v in vs if v.model == model and v.path == path]
+    methods = [m for m in dict.fromkeys(v.method for v in sel) if m != "random"] + ["random"]
+    cells: dict[tuple, dict[str, Verdict]] = {}
+    for v in sel:
+        cells.setdefault((v.layer, v.family, v.target_hz, v.density), {})[v.method] = v
+    head = "".join(f"<th>{html.escape(m if m != 'random' else 'null (random)')}</th>" for m in methods)
+    body = []
+    for (layer, family, f, d), by in cells.items():
+        p = preds.get((model, layer, family, f, d))
+        pred = "–" if p is None else f"{'survives' if p.survives_path else 'no'} ({_fmt(p.score)})"
+        tds = []
+        for m in methods:
+            v = by.get(m)
+            if v is None:
+                tds.append("<td>–</td>")
+                continue
+            cls = "yes" if v.steerable else "no"
+            tip = (f"gain {_fmt(v.gain_db[0], 1)} dB [{_fmt(v.gain_db[1], 1)}, {_fmt(v.gain_db[2], 1)}], "
+                   f"loss {_fmt(v.loss_db[0], 1)} dB, conc {_fmt(v.concentration_add[0])}, "
+                   f"off-band {_fmt(v.offband_add_db[0])} dB; best add {v.best_add_strength}, remove {v.best_remove}")
+            tds.append(f"<td class={cls} title='{html.escape(tip)}'>{'✓' if v.steerable else '✗'} "
+                       f"{v.pass_share:.2f}<br><small>{_fmt(v.gain_db[0], 1)}/{_fmt(v.loss_db[0], 1)} dB, "
+                       f"c {_fmt(v.concentration_add[0])}</small></td>")
+        body.append(f"<tr><td>{html.escape(layer)}</td><td>{family}</td><td>{f:g}</td><td>{d}</td>"
+                    f"<td>{pred}</td>{''.join(tds)}</tr>")
+    return (f"<div class=pair><table><tr><th>layer</th><th>family</th><th>target Hz</th><th>density</th>"
+            f"<th>predicted (score)</th>{head}</tr>{''.join(body)}</table>{ctrl_html}</div>")
+
+
+CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;font-size:14px}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:center}
+td.yes{background:#d9f2d9}td.no{background:#fbe3e3}.ok{color:#070}.bad{color:#b00}
+.controls{border:2px solid #888;padding:6px;margin:6px 0;background:#f7f7f7;max-width:420px}
+.pair{display:flex;gap:1em;align-items:flex-start}img{max-width:100%}code{background:#eee}"""
+
+
+def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdict], preds: dict,
+                 agree: list[dict], figures: list[Path], run_doc: dict) -> dict[str, Any]:
+    """Write report.html; returns the controls summary (with the oracle's counts)."""
+    from steerlab.partials.verdicts import oracle
+
+    ctrl = control_summary(vs)
+    status = outcome.control_status
+    orc = oracle(outcome.plans, cfg.thresholds, {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft})
+    ctrl["oracle_steerable"], ctrl["oracle_total"] = sum(o["steerable"] for o in orc), len(orc)
+    cbox = _controls_box(ctrl, status, orc)
+    t = cfg.thresholds
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>steerlab partials</title><style>{CSS}</style>"
+             "</head><body><h1>Are partials steerable? — steerlab partials</h1>"]
+    models = "".join(f"<li>{html.escape(p.model.name)} ({p.role}): weights sha256 <code>"
+                     f"{run_doc['weights_sha256'][p.model.name][:16]}</code>, layers "
+                     f"{', '.join(layer.name for layer in p.layers)}; paths {', '.join(p.paths)}; targets "
+                     f"{', '.join(f'{x:g}' for x in p.targets_hz)} Hz; densities {', '.join(map(str, p.densities))}"
+                     f"{'; skipped stimuli ' + html.escape(str(p.skipped)) if p.skipped else ''}</li>"
+                     for p in outcome.plans)
+    vers = ", ".join(f"{k} {v}" for k, v in run_doc["versions"].items())
+    parts.append(f"<p>config hash <code>{outcome.config_hash}</code>; seed {cfg.run.seed}; "
+                 f"{'quick grid; ' if run_doc.get('quick') else ''}{len(outcome.rows)} rows; versions: {vers}</p>"
+                 f"<ul>{models}</ul>")
+    parts.append(f"<h2>Rule</h2><p>Steerable when one add strength gains ≥ {t.min_gain_db:g} dB in the "
+                 f"{cfg.scoring.band_hz:g} Hz band at the target and one removal (subtract or ablate) loses ≥ "
+                 f"{t.min_loss_db:g} dB, each with concentration ≥ {t.min_concentration:g} and off-band "
+                 f"log-spectral distance ≤ {t.max_offband_db:g} dB, on ≥ {t.min_share:.0%} of held-out stimuli "
+                 f"({cfg.stimuli.test_seeds} per unit; directions learned on {cfg.stimuli.train_seeds} others). "
+                 "Cells: ✓/✗, pass share, median gain/loss (dB), median concentration adding; hover for CIs. "
+                 "A verdict is trusted only when both controls pass.</p>")
+    parts.append("<h2>Controls</h2>" + cbox)
+    for plan in outcome.plans:
+        for path in plan.paths:
+            parts.append(f"<h2>{html.escape(plan.model.name)} — {path} path ({plan.role})</h2>")
+            parts.append(_verdict_table(vs, preds, plan.model.name, path, cbox))
+    parts.append("<h2>Prediction from the architecture vs measurement</h2><p>Predicted score and survival "
+                 "from <code>steerlab arch</code> (strides, kernels, Nyquist, aliasing, main lobe against "
+                 "partial spacing) ranked against measured pass share and verdict (Spearman; – when undefined, "
+                 "e.g. one side constant).</p><table><tr><th>model</th><th>family</th><th>method</th><th>path</th>"
+                 "<th>units</th><th>predicted survive</th><th>measured steerable</th><th>ρ(score, share)</th>"
+                 "<th>ρ(survives, steerable)</th></tr>")
+    for a in agree:
+        parts.append(f"<tr><td>{a['model']}</td><td>{a['family']}</td><td>{a['method']}</td><td>{a['path']}</td>"
+                     f"<td>{a['n']}</td><td>{a['predicted_survive']}</td><td>{a['measured_steerable']}</td>"
+                     f"<td>{_fmt(a['rho_score_share'])}</td><td>{_fmt(a['rho_survives_steerable'])}</td></tr>")
+    parts.append("</table><h2>Figures</h2>")
+    for fig in figures:
+        parts.append(f"<p><img alt='{fig.name}' src='data:image/png;base64,{_b64_png(fig)}'></p>")
+    parts.append("<h2>Listen: baseline vs patched decodes</h2><table><tr><th>model</th><th>layer</th><th>target</th>"
+                 "<th>method</th><th>intervention</th><th>baseline</th><th>patched</th></tr>")
+    for ex in outcome.examples:
+        b = folder / "examples" / f"{ex['key']}_baseline.wav"
+        p = folder / "examples" / f"{ex['key']}_patched.wav"
+        if not (b.is_file() and p.is_file()):
+            continue
+        op = "ablate" if ex["op"] == "ablate" else f"add {ex['strength']:g}"
+        parts.append(f"<tr><td>{ex['model']}</td><td>{ex['layer']}</td><td>{ex['target_hz']:g} Hz d={ex['density']}"
+                     f"</td><td>{ex['method']}</td><td>{op} ({ex['path']})</td>"
+                     f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(b)}'></audio></td>"
+                     f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(p)}'></audio></td></tr>")
+    parts.append("</table></body></html>")
+    out = folder / REPORT
+    with atomic_path(out) as tmp:
+        tmp.write_text("".join(parts))
+    return ctrl
+
+
+def write_outputs(outcome: Any, cfg: PartialsConfig) -> dict[str, Any]:
+    """summary.csv, figures and report.html for a finished run; returns the controls and agreement."""
+    import json
+
+    from steerlab.partials.verdicts import verdicts
+
+    folder = outcome.folder
+    run_doc = json.loads((folder / "run.json").read_text())
+    vs = verdicts(outcome.rows, cfg.thresholds, cfg.run.bootstrap, cfg.run.seed)
+    preds = predictions(outcome.plans, cfg)
+    agree = agreement(vs, preds)
+    write_summary(folder / SUMMARY, vs, preds, cfg, outcome.config_hash, run_doc["weights_sha256"])
+    figdir = folder / "figures"
+    figdir.mkdir(exist_ok=True)
+    figures: list[Path] = []
+    for plan in outcome.plans:
+        names = [layer.name for layer in plan.layers]
+        for path in plan.paths:
+            figures += heatmaps(vs, figdir, plan.model.name, path, names)
+            d = dose_response(outcome.rows, figdir, plan.model.name, path, names, cfg.thresholds)
+            if d is not None:
+                figures.append(d)
+    ctrl = write_report(folder, outcome, cfg, vs, preds, agree, figures, run_doc)
+    return {"verdicts": vs, "controls": ctrl, "agreement": agree}

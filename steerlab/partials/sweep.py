@@ -1,0 +1,157 @@
+"""Executing work items: batched patched passes, scores, rows (SCIENCE.md steps 3 and 4).
+
+Each batch of :func:`steerlab.partials.plan.batches` (items of one model, path and
+layer) is one call of :func:`steerlab.tracing.run`: every item is an invoke with its
+own edit, so several (stimulus, strength, direction) items share one forward pass.
+The patched decode is scored against the unpatched decode of the same signal on
+the same path (:func:`steerlab.scoring.score`); on the quantized path the share of
+quantizer codes that changed is recorded too.
+
+Edits use the registered intervention types: ``add`` with ``+v`` (add) or ``-v``
+(subtract), ``v = strength * RMS norm of the item's own activation at the layer``,
+and ``ablate`` (project the direction out). Padding frames of the batch get weight 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from steerlab.partials.plan import ModelPlan, WorkItem, batches
+
+ProgressFn = Callable[[int], None]
+
+
+def _wave(model: Any, spec: Any, role: str):
+    import torch
+
+    from steerlab.stimuli import render
+
+    without, with_ = render(spec)
+    return torch.from_numpy(without if role == "without" else with_)[None].repeat(model.channels, 1)
+
+
+def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: Optional[int]
+              ) -> dict[tuple[str, str, str], tuple[np.ndarray, Any]]:
+    """Unpatched decode (and codes) of every signal ``items`` use, per path, keyed by
+    (path, stimulus key, role). Computed for all items of the plan in plan order, so the
+    batches (and hence the float rounding) never depend on what a resumed run still lacks."""
+    from steerlab import tracing
+
+    model = plan.model
+    out: dict[tuple[str, str, str], tuple[np.ndarray, Any]] = {}
+    for path in plan.paths:
+        signals: dict[tuple[str, str], tuple[Any, str]] = {}
+        for it in items:
+            if it.path == path:
+                signals.setdefault((it.stimulus.key(), it.role), (it.stimulus, it.role))
+        if not signals:
+            continue
+        trace_items = [tracing.TraceItem(_wave(model, spec, role)) for spec, role in signals.values()]
+        results = tracing.run(model, trace_items, path, n_q, path == "quantized", max_batch)
+        for key, r in zip(signals, results):
+            out[(path, *key)] = (r.output.numpy().astype(np.float64), r.codes)
+    return out
+
+
+def _edit(op: str, strength: float, unit_dir, layer, info: dict):
+    """The edit one invoke applies to its activation ``[1, channels, frames]``."""
+    from steerlab import plugins
+    from steerlab.interventions import Span, rms_norm
+
+    kind = plugins.interventions().get("ablate" if op == "ablate" else "add")
+
+    def edit(act, n_frames: int):
+        a = act[0]
+        norm = rms_norm(a[:, :n_frames])
+        value = 0.0 if op == "ablate" else (strength if op == "add" else -strength) * norm
+        weight = Span().weights(layer, n_frames, a.shape[-1]).to(a.dtype)
+        info.update(value=value, layer_rms_norm=norm)
+        return kind.apply(a, unit_dir.to(a.dtype), value, weight)[None]
+
+    return edit
+
+
+def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.ndarray],
+              base: dict, max_batch: int) -> list[tuple[np.ndarray, Any, dict]]:
+    """Patched decodes of one batch: ``(decode [channels, samples], codes, info)`` per item."""
+    import torch
+
+    from steerlab import api, tracing
+
+    model = plan.model
+    layer = api.layers(model).get(batch[0].layer)
+    infos: list[dict] = [{} for _ in batch]
+    trace_items = []
+    for it, info in zip(batch, infos):
+        v = vectors[it.direction_id]
+        unit = torch.from_numpy(v / np.linalg.norm(v)).float()
+        trace_items.append(tracing.TraceItem(_wave(model, it.stimulus, it.role), layer,
+                                             _edit(it.op, it.strength, unit, layer, info)))
+    path = batch[0].path
+    results = tracing.run(model, trace_items, path, batch[0].n_q, path == "quantized", max_batch)
+    return [(r.output.numpy().astype(np.float64), r.codes, info) for r, info in zip(results, infos)]
+
+
+def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, info: dict, base: dict,
+             direction: dict, context: dict) -> dict[str, Any]:
+    from steerlab import api
+    from steerlab.scoring import ScoreConfig, score
+
+    model = plan.model
+    layer = api.layers(model).get(it.layer)
+    b, b_codes = base[(it.path, it.stimulus.key(), it.role)]
+    s = score(b, patched, model.sample_rate, [it.stimulus.target_hz], ScoreConfig(**context["scoring"]))
+    t = s["targets"][0]
+    changed = None
+    if codes is not None and b_codes is not None:
+        changed = float((codes != b_codes).float().mean())
+    return {
+        "key": it.key(), "config_hash": it.config_hash, "model": it.model, "model_role": plan.role,
+        "weights_sha256": context["weights"][it.model], "layer": it.layer, "layer_side": layer.side,
+        "layer_frame_rate_hz": layer.frame_rate, "layer_nyquist_hz": layer.nyquist_hz,
+        "family": it.stimulus.family, "target_hz": it.stimulus.target_hz, "density": it.stimulus.density,
+        "seed": it.stimulus.seed, "stimulus_key": it.stimulus.key(), "stimulus": it.stimulus.to_dict(),
+        "role": it.role, "method": it.method, "direction_id": it.direction_id,
+        "direction_source": direction.get("source"), "direction_norm": direction.get("norm"),
+        "op": it.op, "strength": it.strength, "strength_mode": "relative",
+        "value": info.get("value"), "layer_rms_norm": info.get("layer_rms_norm"),
+        "path": it.path, "n_q": it.n_q,
+        "gain_db": t["gain_db"], "concentration": t["concentration"], "offband_lsd_db": t["offband_lsd_db"],
+        "baseline_band_energy": t["baseline_band_energy"], "patched_band_energy": t["patched_band_energy"],
+        "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"], "codes_changed_share": changed,
+        "scoring": s["config"], "run_seed": context["seed"], "versions": context["versions"],
+    }
+
+
+def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.ndarray], provenance: dict,
+            store: Any, context: dict, max_batch: int, examples: set[str], examples_dir: Path,
+            progress: Optional[ProgressFn] = None) -> int:
+    """Run every batch with a missing row; return the number of rows written."""
+    from steerlab.audio import write_wav
+
+    todo = [batch for batch in batches(items, max_batch) if any(not store.done(it.key()) for it in batch)]
+    if not todo:
+        return 0
+    base = baselines(plan, items, max_batch, items[0].n_q)
+    written = 0
+    for batch in todo:
+        outs = run_batch(plan, batch, vectors, base, max_batch)
+        rows = []
+        for it, (patched, codes, info) in zip(batch, outs):
+            key = it.key()
+            if store.done(key):
+                continue
+            rows.append(make_row(plan, it, patched, codes, info, base, provenance[it.direction_id], context))
+            if key in examples:
+                sr = plan.model.sample_rate
+                b = base[(it.path, it.stimulus.key(), it.role)][0]
+                write_wav(examples_dir / f"{key}_baseline.wav", b.astype(np.float32), sr)
+                write_wav(examples_dir / f"{key}_patched.wav", patched.astype(np.float32), sr)
+        store.append(rows)  # after the example audio: a row on disk means its files are there
+        written += len(rows)
+        if progress is not None:
+            progress(len(rows))
+    return written
