@@ -56,8 +56,10 @@ def steerlab_register_interventions(registry: "InterventionRegistry") -> None:
     """Register intervention types.
 
     Called once. Call ``registry.add(intervention)`` with an object satisfying
-    :class:`steerlab.interventions.InterventionType` (``name``, ``formula``,
-    ``description`` and ``apply(act, direction, value, weight) -> Tensor``).
+    :class:`steerlab.interventions.InterventionType`: ``name``, ``formula``,
+    ``description``, ``value_kind`` and ``apply(act, direction, value, weight, state)
+    -> Tensor``, plus the optional members that protocol documents (``prepare``,
+    ``needs_direction``, ``check``, ``options_help``, ...); see docs/interventions.md.
     """
 
 

@@ -92,7 +92,7 @@ CASES = {
     "unknown-model": (
         ["in/tone.wav", "-m", "tiny_encodec_24kh", "-l", "first_conv", "-c", "0"],
         ["unknown model 'tiny_encodec_24kh'", "Did you mean 'tiny_encodec_24khz'?",
-         "Valid models: encodec_24khz, encodec_48khz, tiny_encodec_24khz"],
+         "Valid models: encodec_24khz, encodec_48khz, filterbank_24khz, samplecnn_24khz, tiny_encodec_24khz, tokenlm_24khz"],
     ),
     "unknown-layer": (
         ["in/tone.wav", "-l", "encoder.3.cnv", "-c", "0"],
@@ -112,7 +112,7 @@ CASES = {
     ),
     "unknown-intervention": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "-i", "ablat"],
-        ["unknown intervention 'ablat'", "Did you mean 'ablate'?", "Valid interventions: ablate, add, clamp, scale"],
+        ["unknown intervention 'ablat'", "Did you mean 'ablate'?", "Valid interventions: ablate, add, archetype, clamp, feature-clamp, mean-ablate, patch, scale"],
     ),
     "channel-and-direction": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "-d", "in/width12.npy"],

@@ -21,7 +21,7 @@ from steerlab import hookspecs, plugins
 from steerlab.hookspecs import hookimpl
 
 TESTS = Path(__file__).parent
-BUILTIN_INTERVENTIONS = {"add", "ablate", "scale", "clamp"}
+BUILTIN_INTERVENTIONS = {"add", "ablate", "scale", "clamp", "feature-clamp", "archetype", "patch", "mean-ablate"}
 
 
 @pytest.fixture
@@ -87,8 +87,8 @@ def test_builtins_load_without_failures_and_add_their_commands(fresh, monkeypatc
     assert [r["name"] for r in rows] == list(plugins.DEFAULT_PLUGINS)
     assert all(r["builtin"] and r["error"] is None and not r["blocked"] for r in rows)
     # steerlab_encodec adds its recipes to the core's ``train`` and ``eval`` groups
-    assert sorted(cli.commands["train"].commands) == ["codec"]
-    assert sorted(cli.commands["eval"].commands) == ["codec"]
+    assert sorted(cli.commands["train"].commands) == ["codec", "samplecnn", "tokenlm"]
+    assert sorted(cli.commands["eval"].commands) == ["codec", "samplecnn"]
     result = CliRunner().invoke(cli, ["train", "codec", "--help"])
     assert result.exit_code == 0 and "--steps" in result.output
     result = CliRunner().invoke(cli, ["eval", "codec", "--help"])
