@@ -5,7 +5,7 @@ swept and judged), :mod:`~steerlab.partials.plan` (work items), :mod:`~steerlab.
 (learned candidate directions and the null), :mod:`~steerlab.partials.sweep` (batched
 patched passes and scores), :mod:`~steerlab.partials.store` (resumable results),
 :mod:`~steerlab.partials.verdicts` and :mod:`~steerlab.partials.report`;
-:mod:`~steerlab.partials.run` ties them together. Importing this package is cheap:
+:mod:`~steerlab.partials.runner` ties them together. Importing this package is cheap:
 torch, nnsight and scikit-learn load inside the functions that need them.
 """
 
@@ -19,7 +19,7 @@ def run(cfg: PartialsConfig, out_dir, quick: bool = False, dictionaries=(), **kw
     """Run or resume the batch test into ``out_dir`` and write its report; returns
     ``(RunOutcome, {"verdicts", "controls", "agreement"})``."""
     from steerlab.partials.report import write_outputs
-    from steerlab.partials.run import run_partials
+    from steerlab.partials.runner import run_partials
 
     outcome = run_partials(cfg, out_dir, quick, dictionaries, **kwargs)
     return outcome, write_outputs(outcome, cfg)

@@ -1,0 +1,205 @@
+"""steerlab partials end to end on a tiny grid: controls, outputs, bad input, resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+TINY = """
+[grid]
+layers = ["encoder.5.elu", "latent"]
+targets_hz = [600.0]
+densities = [2]
+strengths = [0.3, 1.0]
+methods = ["diffmeans", "probe", "random"]
+[stimuli]
+duration_s = 0.25
+train_seeds = 2
+test_seeds = 3
+[controls]
+positive_densities = [1]
+[run]
+max_batch = 8
+probe_frames = 32
+examples = 1
+bootstrap = 200
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from steerlab import partials
+
+    d = tmp_path_factory.mktemp("partials")
+    (d / "tiny.toml").write_text(TINY)
+    cfg = partials.build(d / "tiny.toml")
+    outcome, out = partials.run(cfg, d / "run")
+    return cfg, outcome, out
+
+
+def test_outputs_and_provenance(tiny_run):
+    cfg, outcome, out = tiny_run
+    folder = outcome.folder
+    for name in ("run.json", "results.jsonl", "summary.csv", "report.html", "directions.safetensors"):
+        assert (folder / name).is_file(), name
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == len({r["key"] for r in rows}) == len(outcome.rows)
+    r = rows[0]
+    for field in ("config_hash", "weights_sha256", "versions", "stimulus", "strength", "path", "method", "op",
+                  "gain_db", "concentration", "offband_lsd_db", "run_seed"):
+        assert field in r
+    quantized = [r for r in rows if r["path"] == "quantized"]
+    assert quantized and all(0.0 <= r["codes_changed_share"] <= 1.0 for r in quantized)
+    assert {r["model"] for r in rows} == {"tiny_encodec_24khz", "filterbank_24khz"}
+    # 2 layers x 3 methods x 2 paths x 3 held-out x (2 add + 2 subtract + ablate), plus the control
+    main = [r for r in rows if r["model_role"] == "main"]
+    assert len(main) == 2 * 3 * 2 * 3 * 5
+    html = (folder / "report.html").read_text()
+    assert "positive control" in html and "null (random)" in html and "ρ(score, share)" in html
+    assert html.count("data:image/png;base64,") >= 4 and "data:audio/wav;base64," in html
+    summary = (folder / "summary.csv").read_text().splitlines()
+    assert "threshold_min_gain_db" in summary[0] and len(summary) == 1 + len(out["verdicts"])
+
+
+def test_null_is_never_steerable_on_any_model(tiny_run):
+    _, _, out = tiny_run
+    null = [v for v in out["verdicts"] if v.method == "random"]
+    assert {v.model for v in null} == {"tiny_encodec_24khz", "filterbank_24khz"}
+    assert not any(v.steerable for v in null)
+
+
+def test_positive_control_steers_in_band_partials(tiny_run):
+    """What the filterbank does by construction, measured: adding the learned direction puts
+    a concentrated gain at the target, ablating it deletes the partial, on every held-out stimulus."""
+    cfg, _, out = tiny_run
+    t = cfg.thresholds
+    pos = [v for v in out["verdicts"] if v.model_role == "positive_control" and v.method == "diffmeans"]
+    assert pos
+    for v in pos:
+        assert v.gain_db[0] >= t.min_gain_db and v.concentration_add[0] >= t.min_concentration
+        assert v.loss_db[0] >= t.min_loss_db and v.concentration_remove[0] >= t.min_concentration
+
+
+@pytest.mark.xfail(strict=True, reason="scoring.offband_lsd_db counts near-silent bins: even the ideal edit "
+                   "(the oracle) scores 10-20 dB off-band on clean stimuli, above the 1 dB threshold; "
+                   "needs a scorer fix in steerlab/scoring.py, not a threshold change")
+def test_positive_control_is_found_steerable(tiny_run):
+    _, _, out = tiny_run
+    assert out["controls"]["positive_ok"]
+
+
+def test_cli_resume_completes_nothing_new(tiny_run, tmp_path):
+    from steerlab import cli as cli_module
+
+    cli_module._load_commands()
+    cfg, outcome, _ = tiny_run
+    cfg_file = outcome.folder.parent / "tiny.toml"
+    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(cfg_file), "-o", str(outcome.folder)])
+    assert res.exit_code == 0, res.output
+    assert f"wrote 0 new rows ({len(outcome.rows)} in all)" in res.output
+    # thresholds only change verdicts: same folder, same rows, new summary
+    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(cfg_file), "--min-gain-db", "3",
+                                              "-o", str(outcome.folder)])
+    assert res.exit_code == 0 and "wrote 0 new rows" in res.output
+    assert "3.0" in (outcome.folder / "summary.csv").read_text().splitlines()[1]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--layers", "encoder.99.conv"], "unknown layer 'encoder.99.conv'"),
+    (["--model", "tiny_encodec"], "unknown model"),
+    (["-c", "{toml_nyquist}"], "above the Nyquist frequency"),
+    (["-c", "{toml_badkey}"], "Valid keys:"),
+    (["-c", "missing.toml"], "config file not found"),
+    (["--min-share", "2"], "min_share must be <= 1"),
+])
+def test_bad_input_one_line_no_output(tmp_path, args, fragment):
+    from steerlab import cli as cli_module
+
+    cli_module._load_commands()
+    (tmp_path / "nyq.toml").write_text("[grid]\ntargets_hz = [13000.0]\n")
+    (tmp_path / "bad.toml").write_text("[run]\nseeds = 3\n")
+    args = [a.format(toml_nyquist=tmp_path / "nyq.toml", toml_badkey=tmp_path / "bad.toml") for a in args]
+    out = tmp_path / "out"
+    res = CliRunner().invoke(cli_module.cli, ["partials", "--quick", *args, "-o", str(out)])
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], res.output
+    assert not out.exists()
+
+
+def test_folder_of_another_configuration_is_refused(tiny_run):
+    from steerlab import cli as cli_module
+
+    cli_module._load_commands()
+    _, outcome, _ = tiny_run
+    before = (outcome.folder / "results.jsonl").read_bytes()
+    res = CliRunner().invoke(cli_module.cli, ["partials", "--quick", "-o", str(outcome.folder)])
+    assert res.exit_code == 1 and "another configuration" in res.output
+    assert (outcome.folder / "results.jsonl").read_bytes() == before
+
+
+RESUME = """
+[grid]
+layers = ["encoder.8.elu"]
+targets_hz = [500.0]
+densities = [1, 3]
+strengths = [0.5]
+methods = ["diffmeans", "random"]
+paths = ["continuous"]
+[stimuli]
+duration_s = 0.2
+train_seeds = 2
+test_seeds = 3
+[controls]
+positive_model = ""
+[run]
+max_batch = 3
+probe_frames = 16
+examples = 0
+bootstrap = 100
+"""
+
+
+def _cmd(cfg: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "steerlab", "partials", "-c", str(cfg), "-o", str(out)]
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+
+
+def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
+    cfg = tmp_path / "r.toml"
+    cfg.write_text(RESUME)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(_cmd(cfg, ref), env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(_cmd(cfg, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = killed / "results.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if results.is_file() and results.stat().st_size > 0:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    n_before = len(results.read_bytes().split(b"\n")) - 1
+    assert 0 < n_before < len(_rows(ref))
+    with open(results, "ab") as f:  # and a torn line, as a kill inside write() leaves
+        f.write(b'{"key": "abc", "conf')
+    done = subprocess.run(_cmd(cfg, killed), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    a, b = _rows(ref), _rows(killed)
+    assert len(b) == len({r["key"] for r in b}) == len(a)
+    by_key = {r["key"]: r for r in a}
+    for r in b:
+        assert r == by_key[r["key"]]

@@ -1,0 +1,219 @@
+"""steerlab partials, pieces without a model: config, resumable store, verdict rule, directions."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from steerlab.partials import config as C
+from steerlab.partials.plan import PlanError, WorkItem
+from steerlab.partials.store import ResultStore
+from steerlab.partials.verdicts import Thresholds, verdict
+from steerlab.stimuli import StimulusSpec
+
+
+# ---- config ---------------------------------------------------------------------------------------
+
+def test_unknown_key_lists_valid_keys(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[thresholds]\nmin_gain = 3\n")
+    with pytest.raises(C.ConfigError) as e:
+        C.build(f)
+    msg = str(e.value)
+    assert "min_gain" in msg and "min_gain_db" in msg and "max_offband_db" in msg and "\n" not in msg
+
+
+def test_unknown_table_lists_tables(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[grids]\nlayers = ['x']\n")
+    with pytest.raises(C.ConfigError, match=r"unknown table \[grids\].*Did you mean 'grid'.*Valid tables"):
+        C.build(f)
+
+
+def test_layering_and_types(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[grid]\ntargets_hz = [440, 880]\nstrengths = [1.0, 0.5]\n[thresholds]\nmin_share = 0.6\n")
+    cfg = C.build(f, quick=True, overrides={"thresholds": {"min_gain_db": 3.0}})
+    assert cfg.grid.targets_hz == (440.0, 880.0)
+    assert cfg.grid.strengths == (0.5, 1.0)  # sorted
+    assert cfg.grid.densities == C.QUICK["grid"]["densities"]  # quick preset kept under the file
+    assert (cfg.thresholds.min_share, cfg.thresholds.min_gain_db) == (0.6, 3.0)
+
+
+@pytest.mark.parametrize("section,key,value,fragment", [
+    ("thresholds", "min_share", 1.5, "min_share must be <= 1"),
+    ("thresholds", "min_concentration", -0.1, "min_concentration must be >= 0"),
+    ("grid", "targets_hz", [], "must not be empty"),
+    ("grid", "methods", ["diffmean"], "Did you mean 'diffmeans'"),
+    ("grid", "paths", ["quantised"], "unknown grid.paths"),
+    ("stimuli", "test_seeds", 0, "test_seeds must be an integer >= 1"),
+    ("scoring", "n_fft", 1001, "n_fft must be"),
+])
+def test_bad_values(section, key, value, fragment):
+    with pytest.raises(C.ConfigError, match=fragment):
+        C.PartialsConfig().merged({section: {key: value}})
+
+
+def test_null_always_runs():
+    cfg = C.PartialsConfig().merged({"grid": {"methods": ["diffmeans"]}, "controls": {"positive_methods": ["probe"]}})
+    assert cfg.grid.methods == ("diffmeans", "random")
+    assert cfg.controls.positive_methods == ("probe", "random")
+
+
+def test_measurement_hash_ignores_thresholds():
+    a, b = C.PartialsConfig(), C.PartialsConfig().merged({"thresholds": {"min_gain_db": 3.0}})
+    assert C.digest(a.measurement_dict()) == C.digest(b.measurement_dict())
+    c = C.PartialsConfig().merged({"grid": {"strengths": [0.5]}})
+    assert C.digest(a.measurement_dict()) != C.digest(c.measurement_dict())
+
+
+# ---- work items -----------------------------------------------------------------------------------
+
+def _item(**kw):
+    spec = StimulusSpec("inharmonic", 440.0, 2, seed=1, duration_s=0.25)
+    base = dict(config_hash="h", model="m", layer="l", stimulus=spec, role="without", method="diffmeans",
+                direction_id="d", op="add", strength=0.5, path="continuous")
+    return WorkItem(**{**base, **kw})
+
+
+def test_work_item_roundtrip_and_key():
+    it = _item()
+    again = WorkItem.from_dict(json.loads(json.dumps(it.to_dict())))
+    assert again == it and again.key() == it.key()
+    assert _item(strength=1.0).key() != it.key()
+    assert _item(config_hash="other").key() != it.key()
+
+
+@pytest.mark.parametrize("kw", [dict(op="ablate", role="with", strength=0.5), dict(op="add", role="with"),
+                                dict(op="subtract", role="with", strength=0.0)])
+def test_work_item_validates(kw):
+    with pytest.raises(ValueError):
+        _item(**kw)
+
+
+# ---- store ----------------------------------------------------------------------------------------
+
+def _rows(n, h="h"):
+    return [{"key": f"k{i}", "config_hash": h, "x": i} for i in range(n)]
+
+
+def test_store_cuts_torn_tail_and_never_duplicates(tmp_path):
+    s = ResultStore(tmp_path, "h").open()
+    s.append(_rows(3))
+    with open(s.path, "ab") as f:
+        f.write(b'{"key": "k3", "config_h')  # a write killed half way
+    s2 = ResultStore(tmp_path, "h").open()
+    assert sorted(s2.rows) == ["k0", "k1", "k2"] and s2.repaired > 0
+    s2.append(_rows(5))  # k0..k2 again: only k3, k4 are new
+    lines = s2.path.read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["k0", "k1", "k2", "k3", "k4"]
+
+
+def test_store_complete_json_without_newline_is_torn(tmp_path):
+    s = ResultStore(tmp_path, "h").open()
+    s.append(_rows(1))
+    with open(s.path, "ab") as f:
+        f.write(json.dumps(_rows(2)[1]).encode())
+    assert sorted(ResultStore(tmp_path, "h").open().rows) == ["k0"]
+
+
+def test_store_refuses_other_config_and_damage(tmp_path):
+    s = ResultStore(tmp_path, "h").open()
+    s.append(_rows(2))
+    with pytest.raises(PlanError, match="another configuration"):
+        ResultStore(tmp_path, "other").open()
+    s.path.write_text('{"key": "k0", "config_hash": "h"}\nnot json\n{"key": "k2", "config_hash": "h"}\n')
+    with pytest.raises(PlanError, match="line 2 is damaged"):
+        ResultStore(tmp_path, "h").open()
+
+
+# ---- verdict rule ---------------------------------------------------------------------------------
+
+def _group(add, rem, seeds=5):
+    """Rows of one group: add[s] / rem[name] give (gain, conc, offband) per seed (or one for all)."""
+    rows = []
+    for seed in range(seeds):
+        for s, v in add.items():
+            g, c, o = v[seed] if isinstance(v, list) else v
+            rows.append(dict(op="add", strength=s, seed=seed, gain_db=g, concentration=c, offband_lsd_db=o))
+        for name, v in rem.items():
+            g, c, o = v[seed] if isinstance(v, list) else v
+            op, s = ("ablate", 0.0) if name == "ablate" else ("subtract", float(name))
+            rows.append(dict(op=op, strength=s, seed=seed, gain_db=g, concentration=c, offband_lsd_db=o))
+    for r in rows:
+        r.update(model="m", model_role="main", layer="l", family="inharmonic", target_hz=440.0, density=1,
+                 method="diffmeans", path="continuous", codes_changed_share=None, layer_frame_rate_hz=75.0)
+    return rows
+
+
+T = Thresholds()
+GOOD_ADD, GOOD_REM = (10.0, 0.9, 0.5), (-10.0, 0.9, 0.5)
+
+
+def test_steerable_when_all_criteria_hold():
+    v = verdict(_group({0.5: GOOD_ADD}, {"ablate": GOOD_REM}), T, 200, 0)
+    assert v.steerable and v.pass_share == 1.0 and v.best_add_strength == 0.5 and v.best_remove == "ablate"
+    assert v.gain_db[0] == 10.0 and v.gain_db[1] <= 10.0 <= v.gain_db[2]
+
+
+@pytest.mark.parametrize("add,rem", [
+    ((5.9, 0.9, 0.5), GOOD_REM),      # gain just short
+    (GOOD_ADD, (-5.0, 0.9, 0.5)),     # loss short
+    ((10.0, 0.4, 0.5), GOOD_REM),     # not concentrated
+    (GOOD_ADD, (-10.0, 0.9, 1.5)),    # off-band damage removing
+])
+def test_each_criterion_can_fail(add, rem):
+    assert not verdict(_group({0.5: add}, {"ablate": rem}), T, 200, 0).steerable
+
+
+def test_share_threshold_and_shared_setting():
+    bad = (0.0, 0.0, 9.0)
+    four_of_five = [GOOD_ADD] * 4 + [bad]
+    three_of_five = [GOOD_ADD] * 3 + [bad] * 2
+    assert verdict(_group({1.0: four_of_five}, {"ablate": GOOD_REM}), T, 200, 0).steerable
+    assert not verdict(_group({1.0: three_of_five}, {"ablate": GOOD_REM}), T, 200, 0).steerable
+    # each stimulus passes at *some* strength, but no single strength works on 80%: not steerable
+    a = [GOOD_ADD, GOOD_ADD, bad, bad, bad]
+    b = [bad, bad, GOOD_ADD, GOOD_ADD, GOOD_ADD]
+    v = verdict(_group({0.5: a, 1.0: b}, {"ablate": GOOD_REM}), T, 200, 0)
+    assert not v.steerable and v.pass_share == 0.6 and v.best_add_strength == 1.0
+
+
+# ---- directions -----------------------------------------------------------------------------------
+
+def _planted(seed=0, n=6, frames=200, width=8, axis=3):
+    rng = np.random.default_rng(seed)
+    without = [rng.standard_normal((frames, width)) for _ in range(n)]
+    with_ = [w + 2.0 * np.eye(width)[axis] for w in without]
+    return without, with_
+
+
+def test_diffmeans_probe_random_recover_planted_axis():
+    from steerlab.partials.directions import learn
+
+    without, with_ = _planted()
+    out = learn({"u": 1}, without, with_, ("diffmeans", "probe", "random", "sae"), 0, 64, None, ["a"])
+    dm, pr, rnd = (out[m].vector / np.linalg.norm(out[m].vector) for m in ("diffmeans", "probe", "random"))
+    assert dm[3] > 0.99 and pr[3] > 0.9
+    assert abs(rnd[3]) < 0.9 and np.isclose(np.linalg.norm(out["random"].vector), np.linalg.norm(out["diffmeans"].vector))
+    assert isinstance(out["sae"], str) and "dictionary" in out["sae"]
+
+
+def test_sae_feature_picks_the_separating_latent():
+    import torch
+
+    from steerlab.partials.directions import sae_feature
+    from steerlab.sae import SAEConfig, SparseAutoencoder
+
+    without, with_ = _planted(width=8, axis=5)
+    sae = SparseAutoencoder(SAEConfig(width=8, size=16, kind_of_sae="relu"))
+    with torch.no_grad():  # latent j reads and writes axis j (and its negative for j >= 8)
+        eye = torch.eye(8)
+        sae.W_dec.copy_(torch.cat([eye, -eye]))
+        sae.W_enc.copy_(torch.cat([eye, -eye]).T)
+    d = SimpleNamespace(sae=sae, directions=sae.directions, layer="l", data_hash="x")
+    vec, info = sae_feature(without, with_, d)
+    assert info["feature"] == 5 and vec[5] > 0.99
