@@ -166,9 +166,10 @@ class DictionaryRef:
 
 
 def resolve_dictionary(spec: "str | Path | DictionaryRef", model: AudioModel) -> DictionaryRef:
-    """A dictionary for ``model`` from ``spec``: today a folder written by ``steerlab learn``
-    (names of dictionaries shipped with a model will resolve here too). The dictionary
-    must have been learned on this model: same name and same weights hash."""
+    """A dictionary for ``model`` from ``spec``: a folder written by ``steerlab learn``, or
+    the name of a dictionary shipped with the model's weights (``model.shipped_dictionaries()``,
+    listed by ``steerlab dictionaries``). The dictionary must have been learned on this
+    model: same name and same weights hash."""
     from steerlab import dictionary
     from steerlab.artifacts import file_sha256
 
@@ -176,9 +177,13 @@ def resolve_dictionary(spec: "str | Path | DictionaryRef", model: AudioModel) ->
         ref = spec
     else:
         folder = Path(spec).expanduser()
+        shipped = model.shipped_dictionaries()
+        if not folder.is_dir() and str(spec) in shipped:
+            folder = shipped[str(spec)]
         if not folder.is_dir():
+            names = f" or one shipped with {model.name}: {', '.join(shipped)}" if shipped else ""
             raise dictionary.DictionaryError(
-                f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`")
+                f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`{names}")
         d = dictionary.load(folder)
         ref = DictionaryRef(str(spec), folder.resolve(), d, file_sha256(folder / dictionary.CONFIG_FILE))
     d = ref.dictionary

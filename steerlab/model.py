@@ -110,6 +110,15 @@ class AudioModel(torch.nn.Module):
     default_path: str = "continuous"
     has_decoder: bool = True
     config: dict[str, Any] = {}
+    # a folder of dictionaries (``steerlab learn`` format) learned on these very weights,
+    # one subfolder per dictionary, usable by name: ``--feature first_conv-features:3``
+    dictionaries_dir: Path | None = None
+
+    def shipped_dictionaries(self) -> dict[str, Path]:
+        """Dictionaries that ship with this model's weights, by name."""
+        if self.dictionaries_dir is None or not Path(self.dictionaries_dir).is_dir():
+            return {}
+        return {p.name: p for p in sorted(Path(self.dictionaries_dir).iterdir()) if (p / "config.json").is_file()}
 
     def check_path(self, path: str) -> str:
         if path not in self.paths:

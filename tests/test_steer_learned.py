@@ -225,3 +225,36 @@ def test_a_dictionary_without_weights_hash_is_refused(embedded, dicts, tmp_path)
     folder = _variant(dicts["feature"], tmp_path / "nohash", weights_hash=None)
     with pytest.raises(SteerlabError, match="has no weights hash but tiny_encodec_24khz has weights .*re-learn it"):
         api.resolve_dictionary(folder, embedded)
+
+
+# --- dictionaries shipped with the embedded model -------------------------------------------
+
+SHIPPED = {"first_conv-features": ("encoder.0.conv", "feature"), "first_conv-archetypes": ("encoder.0.conv", "archetype"),
+           "latent-features": ("latent", "feature"), "latent-archetypes": ("latent", "archetype")}
+
+
+def test_shipped_dictionaries_were_learned_on_the_shipped_weights(embedded):
+    shipped = embedded.shipped_dictionaries()
+    assert set(shipped) == set(SHIPPED)
+    for name, (layer, kind) in SHIPPED.items():
+        d = dictionary.load(shipped[name])
+        assert (d.model, d.weights_hash) == (embedded.name, embedded.weights_hash()), name
+        assert (d.layer, d.kind) == (layer, kind)
+        assert d.metrics["explained_variance"] > 0.9
+
+
+def test_a_shipped_dictionary_resolves_by_name_and_gives_its_decoder_direction(embedded):
+    ref, j, direction = api.learned_direction("latent-features:5", embedded, "latent", "feature")
+    assert ref.path == embedded.shipped_dictionaries()["latent-features"].resolve() and j == 5
+    column = ref.dictionary.sae.directions[5].double().numpy()
+    np.testing.assert_allclose(direction.vector / direction.norm, column / np.linalg.norm(column), atol=1e-6)
+    with pytest.raises(SteerlabError, match="one shipped with tiny_encodec_24khz: first_conv-archetypes"):
+        api.resolve_dictionary("latent-feature", embedded)
+
+
+def test_dictionaries_command_lists_the_shipped_set():
+    result = CliRunner().invoke(_cli(), ["dictionaries", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert {n: (r["layer"], r["kind"]) for n, r in rows.items()} == SHIPPED
+    assert rows["latent-archetypes"]["size"] == 128 and rows["first_conv-features"]["width"] == 12

@@ -27,6 +27,8 @@ OFFICIAL = {
 ROOT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"
 EMBEDDED_NAME = "tiny_encodec_24khz"
 EMBEDDED_DIR = Path(__file__).parent / "weights" / EMBEDDED_NAME
+# dictionaries learned on the shipped weights (first conv and latent, features and archetypes)
+EMBEDDED_DICTIONARIES = Path(__file__).parent / "dictionaries"
 OFFLINE_ENV = ("STEERLAB_OFFLINE", "HF_HUB_OFFLINE")
 
 
@@ -115,7 +117,9 @@ def load_embedded(options: LoadOptions) -> EncodecAudioModel:
         return load_artifact(Path(options.checkpoint), EMBEDDED_NAME)
     if not (EMBEDDED_DIR / "model.safetensors").is_file():
         raise ModelLoadError(f"embedded weights missing from the installation: {EMBEDDED_DIR}; reinstall steerlab")
-    return load_artifact(EMBEDDED_DIR, EMBEDDED_NAME)
+    model = load_artifact(EMBEDDED_DIR, EMBEDDED_NAME)
+    model.dictionaries_dir = EMBEDDED_DICTIONARIES
+    return model
 
 
 def random_codec(name: str, cfg: CodecConfig = EMBEDDED, seed: int = 0) -> EncodecAudioModel:

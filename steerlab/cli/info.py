@@ -91,4 +91,32 @@ def plugins_cmd(as_json: bool) -> None:
         click.echo(f"{r['name']}{' (built-in)' if r['builtin'] else ''}: {'; '.join(parts) or 'hooks ' + ', '.join(r['hooks'])}")
 
 
-COMMANDS = (models, layers, interventions, plugins_cmd)
+@click.command(context_settings=CONTEXT)
+@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def dictionaries(model_name: str | None, as_json: bool) -> None:
+    """List the dictionaries shipped with a model's weights (usable by name in --feature/--archetype)."""
+    import json as _json
+
+    from steerlab import api
+
+    model = api.load_model(model_name)
+    rows = []
+    for name, folder in model.shipped_dictionaries().items():
+        cfg = _json.loads((folder / "config.json").read_text())
+        metrics = cfg.get("metrics") or {}
+        rows.append({"name": name, "path": str(folder), "layer": cfg["layer"], "kind": cfg["kind"],
+                     "size": cfg["size"], "k": cfg["k"], "width": cfg["width"],
+                     "explained_variance": metrics.get("explained_variance"),
+                     "dead_fraction": metrics.get("dead_fraction"), "data": cfg["data"]["description"]})
+    if as_json:
+        return echo_json(rows)
+    if not rows:
+        click.echo(f"{model.name} ships no dictionaries; learn one with `steerlab learn`")
+    for r in rows:
+        ev = r["explained_variance"]
+        click.echo(f"{r['name']}: {r['kind']} dictionary of {r['size']} latents (k {r['k']}) at {r['layer']} "
+                   f"(width {r['width']}), explained variance {ev:.3f}, learned on {r['data']}")
+
+
+COMMANDS = (models, layers, interventions, plugins_cmd, dictionaries)
