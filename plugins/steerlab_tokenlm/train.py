@@ -211,7 +211,7 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         step += 1
         if step % tc.val_every == 0 or step == tc.steps:
             ev = evaluate(model, val)
