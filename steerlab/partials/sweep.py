@@ -14,6 +14,7 @@ and ``ablate`` (project the direction out). Padding frames of the batch get weig
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -24,12 +25,18 @@ from steerlab.partials.plan import ModelPlan, WorkItem, batches
 ProgressFn = Callable[[int], None]
 
 
+@lru_cache(maxsize=256)
+def _pair(spec: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Rendering is a pure function of the spec; one pair serves its many items."""
+    from steerlab.stimuli import render
+
+    return render(spec)
+
+
 def _wave(model: Any, spec: Any, role: str):
     import torch
 
-    from steerlab.stimuli import render
-
-    without, with_ = render(spec)
+    without, with_ = _pair(spec)
     return torch.from_numpy(without if role == "without" else with_)[None].repeat(model.channels, 1)
 
 
