@@ -251,5 +251,5 @@ def capture(
         # activations alive until the cyclic collector happens to run; on long
         # captures that let resident memory climb past 2 GB (issue 3 benchmark)
         del saved, tracer, batch
-        gc.collect()
+        gc.collect(1)
     return results
