@@ -74,8 +74,11 @@ def _summary_line(doc: dict) -> str:
 @click.option("--end", "end_s", type=float, default=None, help="Span end in seconds (default: end of input).")
 @click.option("--fade-in", type=int, default=0, help="Fade-in length in frames of the layer.")
 @click.option("--fade-out", type=int, default=0, help="Fade-out length in frames of the layer.")
-@click.option("-p", "--path", "decode_path", type=click.Choice(["continuous", "quantized"]), default=None,
-              help="Decode path [default: continuous, the quantizer bypassed].")
+@click.option("-p", "--path", "decode_path", default=None,
+              help="Decode path: continuous or quantized for codecs, or one the model lists "
+                   "[default: the model's own; continuous (quantizer bypassed) for codecs].")
+@click.option("--model-option", "model_opts", multiple=True, nargs=2, metavar="KEY VALUE",
+              help="Option of the model's loader (repeatable), e.g. tokenlm_24khz sampling: n_frames, seed.")
 @click.option("--n-q", type=int, default=None, help="Codebooks on the quantized path [default: all].")
 @click.option("-t", "--target-hz", type=float, multiple=True, help="Target frequency to score (repeatable).")
 @click.option("--no-normalize-direction", is_flag=True, help="Use the direction's own norm instead of a unit vector.")
@@ -83,7 +86,7 @@ def _summary_line(doc: dict) -> str:
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def intervene(audio_files, model_name, checkpoint, layer, direction_file, channel, feature, archetype, source,
-              reference, opts, alpha, strength_mode, kind, start_s, end_s, fade_in, fade_out, decode_path, n_q,
+              reference, opts, alpha, strength_mode, kind, start_s, end_s, fade_in, fade_out, decode_path, model_opts, n_q,
               target_hz, no_normalize_direction, chunk_s, out_dir, as_json) -> None:
     """Patch LAYER along a direction on each AUDIO file, decode, and score the change.
 
@@ -118,7 +121,9 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     options: dict[str, Any] = {key: _option_value(value) for key, value in opts}
     span = Span(start_s, end_s, fade_in, fade_out)
     strength = Strength(alpha, strength_mode)
-    model = api.load_model(model_name, checkpoint)
+    model = api.load_model(model_name, checkpoint, **dict(model_opts))
+    if decode_path is not None:
+        model.check_path(decode_path)
     layer_info = api.layers(model).get(layer)
     direction = None
     if channel is not None:
