@@ -31,6 +31,13 @@ class LoadOptions:
     random_init: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def check_extra(self, model: str, valid: tuple[str, ...] = ()) -> None:
+        """Refuse loader options ``model`` does not take (a misspelt option must not be ignored)."""
+        unknown = sorted(set(self.extra) - set(valid))
+        if unknown:
+            takes = f"it takes: {', '.join(valid)}" if valid else "it takes none"
+            raise SteerlabError(f"model {model!r} has no option {', '.join(map(repr, unknown))}; {takes}")
+
 
 @dataclass(frozen=True)
 class LayerInfo:

@@ -94,6 +94,14 @@ CASES = {
         ["unknown model 'tiny_encodec_24kh'", "Did you mean 'tiny_encodec_24khz'?",
          "Valid models: encodec_24khz, encodec_48khz, filterbank_24khz, samplecnn_24khz, tiny_encodec_24khz, tokenlm_24khz"],
     ),
+    "unknown-model-option": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "--model-option", "n_frame", "5"],
+        ["model 'tiny_encodec_24khz' has no option 'n_frame'; it takes none"],
+    ),
+    "unknown-path": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "-p", "continous"],
+        ["no decode path 'continous'", "valid paths: continuous, quantized"],
+    ),
     "unknown-layer": (
         ["in/tone.wav", "-l", "encoder.3.cnv", "-c", "0"],
         ["unknown layer 'encoder.3.cnv'", "Did you mean 'encoder.3.conv'?", "first_conv", "latent"],

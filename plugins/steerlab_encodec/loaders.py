@@ -63,6 +63,7 @@ def _load_into(codec: torch.nn.Module, state: dict, source: str) -> None:
 
 
 def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:
+    options.check_extra(name)
     cfg, filename = OFFICIAL[name]
     if options.random_init:
         return random_codec(name, cfg)
@@ -111,6 +112,7 @@ def load_artifact(folder: Path, name: str | None = None) -> EncodecAudioModel:
 
 
 def load_embedded(options: LoadOptions) -> EncodecAudioModel:
+    options.check_extra(EMBEDDED_NAME)
     if options.random_init:
         return random_codec(EMBEDDED_NAME, EMBEDDED)
     if options.checkpoint is not None:

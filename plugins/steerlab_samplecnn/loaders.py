@@ -63,6 +63,7 @@ def random_samplecnn(name: str = SHIPPED_NAME, cfg: SampleCNNConfig = DEFAULT_CO
 
 
 def load_shipped(options: LoadOptions) -> SampleCNN:
+    options.check_extra(SHIPPED_NAME)
     if options.random_init:
         return random_samplecnn()
     if options.checkpoint is not None:

@@ -95,6 +95,7 @@ def random_tokenlm(options: LoadOptions = LoadOptions(), cfg: TokenLMConfig = To
 
 
 def load_tokenlm(options: LoadOptions) -> TokenLMAudioModel:
+    options.check_extra(NAME, ("n_frames", "temperature", "top_k", "seed", "codec_checkpoint", "allow_codec_mismatch"))
     if options.random_init:
         return random_tokenlm(options)
     folder = Path(options.checkpoint) if options.checkpoint is not None else WEIGHTS_DIR
