@@ -169,7 +169,7 @@ def run(
                 codes=slot["codes"][0][:, : -(-n // model.hop)] if "codes" in slot else None,
             )
         del saved, tracer
-        gc.collect()  # see capture(): nnsight's cycles would keep each batch alive
+        gc.collect(1)  # see capture(): nnsight's cycles would keep each batch alive
     return results  # type: ignore[return-value]
 
 
