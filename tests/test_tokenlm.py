@@ -279,3 +279,33 @@ def test_capture_reads_the_prompt_pass(tlm):
         _, cache = tlm.transformer.run_with_cache(prompt)
     assert got.shape == (tlm.cfg.d_model, 30)
     assert torch.allclose(got, cache["blocks.1.hook_mlp_out"][0], atol=1e-5)
+
+
+def test_sae_feature_learned_on_the_residual_stream_steers_the_continuation(tmp_path, tlm):
+    # the flow end to end: learn features on the transformer's residual stream, then
+    # patch along one of them and compare with adding the same unit vector by hand
+    from steerlab import dictionary
+    from steerlab.capture import Corpus
+    from steerlab.learning import learn_dictionary
+
+    corpus = Corpus.for_model(tlm, ["synth:2"], clip_seconds=0.5)
+    d = learn_dictionary(tlm, "blocks.1.resid_post", "feature", corpus, size=8, k=2, epochs=1, stream="recompute")
+    folder = dictionary.save(d, tmp_path / "resid")
+    ref, j, direction = api.learned_direction(f"{folder}:3", tlm, "blocks.1.resid_post", "feature")
+    assert (ref.dictionary.model, j) == ("tokenlm_24khz", 3)
+    wave = chord(0.4, seed=4)
+    layer = api.layers(tlm).get("blocks.1.resid_post")
+    spec = api.InterventionSpec(layer.name, direction, "add", Strength(3.0, "absolute"))
+    base, patched, _, _ = api.run_pairs(tlm, [wave], spec)
+    unit = torch.from_numpy(direction.vector / direction.norm).float()
+
+    prompt = math.ceil(wave.shape[-1] / 320)
+
+    def add(out):  # the span (the whole input) covers the prompt positions only
+        out = out.clone()
+        out[:, :, :prompt] += 3.0 * unit[None, :, None]
+        return out
+
+    expected = _forward_with_hook(tlm, wave, tlm.transformer.blocks[1].hook_resid_post, add)
+    assert np.abs(patched[0] - expected).max() < 1e-5
+    assert np.abs(patched[0] - base[0]).max() > 1e-2
