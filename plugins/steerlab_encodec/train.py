@@ -14,7 +14,6 @@ latent and half the continuous one, so both decode paths are trained.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -26,6 +25,7 @@ import torch
 
 from steerlab import metrics, synth
 from steerlab.artifacts import atomic_write_json, atomic_save_safetensors
+from steerlab.schedules import cosine_lr
 
 from .codec import CodecConfig, build_codec
 
@@ -142,8 +142,7 @@ def train_codec(
             - train_cfg.si_sdr_weight * metrics.si_sdr(y, x).clamp(max=40).mean()
             + penalty
         )
-        progress = step / train_cfg.steps
-        lr = train_cfg.min_lr + 0.5 * (train_cfg.lr - train_cfg.min_lr) * (1 + math.cos(math.pi * progress))
+        lr = cosine_lr(step, train_cfg.steps, train_cfg.lr, train_cfg.min_lr)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()

@@ -12,7 +12,6 @@ into the same folder resumes from the checkpoint.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from steerlab.artifacts import atomic_path, atomic_save_safetensors, atomic_write_json, versions
+from steerlab.schedules import cosine_lr
 
 from . import task
 from .model import SampleCNN, SampleCNNConfig
@@ -76,10 +76,6 @@ def evaluate(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor, batch
     }
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * step / cfg.steps))
-
-
 def _clean_curve(curve: Path, step: int) -> None:
     """Drop rows written after the checkpoint being resumed (a crash between the two writes)."""
     if not curve.exists():
@@ -123,7 +119,7 @@ def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path,
         gain = rng.uniform(cfg.gain_low, cfg.gain_high, (len(x), 1, 1)) * rng.choice([-1.0, 1.0], (len(x), 1, 1))
         x = x * torch.from_numpy(gain.astype(np.float32))
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # nothing random in the model today; keeps resume exact if added
-        lr = _lr(cfg, step)
+        lr = cosine_lr(step, cfg.steps, cfg.lr, cfg.min_lr)
         for group in opt.param_groups:
             group["lr"] = lr
         loss = F.cross_entropy(model(x), y)

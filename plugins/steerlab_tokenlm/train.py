@@ -24,11 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 import torch.nn.functional as F
 
 from steerlab import synth
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
 from steerlab.errors import SteerlabError
+from steerlab.schedules import cosine_lr
 
 from .loaders import FORMAT, NAME, VERSION
 from .model import Sampling
@@ -203,8 +205,7 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
         x = train[torch.from_numpy(rng.integers(0, len(train), tc.batch_size))]
         logits = model(x[:, :, :-1])
         loss = F.cross_entropy(logits.reshape(-1, cfg.bins), x[:, :, 1:].transpose(1, 2).reshape(-1))
-        lr = tc.lr * (step + 1) / tc.warmup if step < tc.warmup else (
-            tc.min_lr + 0.5 * (tc.lr - tc.min_lr) * (1 + math.cos(math.pi * (step - tc.warmup) / max(1, tc.steps - tc.warmup))))
+        lr = cosine_lr(step, tc.steps, tc.lr, tc.min_lr, tc.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
