@@ -23,6 +23,14 @@ the target's band holds no context energy; a combination that cannot satisfy thi
 (or puts a harmonic at or above Nyquist) is *infeasible* and :func:`design` skips
 it with a counted reason.
 
+Margins (``margin_s``): silence of this many seconds before and after the sound in both
+signals of the pair (fades and noise stay within the sound). A model whose filters are
+longer than its fades spreads the sound's response beyond it; without margins that response
+is cut off at the clip's edges, and an edit of it leaves a step there: a broadband click
+that no ideal edit of the partial would make (measured on the positive control,
+docs/partials.md). ``steerlab partials`` sets the margin from the tested layers'
+receptive fields.
+
 Noise (``snr_db``): white Gaussian, the same realisation in both signals, scaled so
 ``10 log10(P_mixture / P_noise)`` equals ``snr_db`` exactly, where ``P_mixture`` is the
 mean power of the without-target mixture (for ``tone``, whose mixture is empty,
@@ -138,6 +146,7 @@ class StimulusSpec:
     min_separation_hz: float = 30.0
     band_low_hz: float = 50.0
     band_high_hz: float = 8000.0
+    margin_s: float = 0.0
 
     def __post_init__(self) -> None:
         put = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen)
@@ -157,6 +166,7 @@ class StimulusSpec:
         for name in ("duration_s", "amplitude", "min_separation_hz", "band_low_hz", "band_high_hz"):
             put(name, _finite(name, getattr(self, name), positive=True))
         put("fade_ms", _finite("fade_ms", self.fade_ms, nonneg=True))
+        put("margin_s", _finite("margin_s", self.margin_s, nonneg=True))
         if 2 * self.fade_ms / 1000 > self.duration_s:
             raise StimulusError(f"fade_ms {self.fade_ms:g} is too long: fade in and out must fit in {self.duration_s:g} s")
         if round(self.duration_s * self.sample_rate) < 1:
@@ -210,9 +220,14 @@ class StimulusSpec:
         return cls(**d)
 
     def key(self) -> str:
-        """16 hex digits of sha256 over the sorted JSON of the spec and STIMULUS_VERSION."""
-        blob = json.dumps({**self.to_dict(), "stimulus_version": STIMULUS_VERSION}, sort_keys=True,
-                          separators=(",", ":"))
+        """16 hex digits of sha256 over the sorted JSON of the spec and STIMULUS_VERSION.
+
+        ``margin_s`` (added after version 1) enters only when it is not 0, so the specs
+        and results of earlier runs keep their keys: a zero margin renders the same audio."""
+        d = self.to_dict()
+        if d["margin_s"] == 0.0:
+            del d["margin_s"]
+        blob = json.dumps({**d, "stimulus_version": STIMULUS_VERSION}, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -233,7 +248,8 @@ class Partials:
 class Rendered:
     """A rendered pair and its parts. ``without``/``with_`` are float32 ``[samples]``;
     ``mixture``, ``target`` and ``noise`` are the unscaled float64 parts (fades applied),
-    so ``without ~= scale * (mixture + noise)`` and ``with_ - without ~= scale * target``."""
+    so ``without ~= scale * (mixture + noise)`` and ``with_ - without ~= scale * target``;
+    all of them include the silent margins."""
 
     spec: StimulusSpec
     without: np.ndarray
@@ -373,6 +389,9 @@ def render_parts(spec: StimulusSpec) -> Rendered:
     without = (scale * without64).astype(np.float32)
     # with = without + target in float32: the difference is the target to within rounding
     with_ = without + (scale * target).astype(np.float32)
+    m = int(round(spec.margin_s * sr))
+    if m:
+        without, with_, mixture, target, noise = (np.pad(x, (m, m)) for x in (without, with_, mixture, target, noise))
     return Rendered(spec, without, with_, mixture, target, noise, p, scale)
 
 
@@ -600,7 +619,10 @@ def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
     specs = []
     with open(p, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("key", *SPEC_FIELDS, "stimulus_version") if c not in (reader.fieldnames or [])]
+        # margin_s came after the first manifests: a manifest without the column has none
+        optional = {"margin_s"}
+        missing = [c for c in ("key", *SPEC_FIELDS, "stimulus_version")
+                   if c not in (reader.fieldnames or []) and c not in optional]
         if missing:
             raise StimulusError(f"{p} is not a stimulus manifest: missing column(s) {', '.join(missing)}")
         for i, row in enumerate(reader, start=2):
@@ -610,7 +632,7 @@ def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
                     f"(this steerlab renders version {STIMULUS_VERSION}); regenerate the set"
                 )
             try:
-                spec = StimulusSpec(**{name: _parse_field(name, row[name]) for name in SPEC_FIELDS})
+                spec = StimulusSpec(**{name: _parse_field(name, row[name]) for name in SPEC_FIELDS if name in row})
             except (ValueError, TypeError) as exc:
                 raise StimulusError(f"{p} line {i}: bad row: {exc}") from None
             if spec.key() != row["key"]:

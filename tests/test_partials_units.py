@@ -217,3 +217,38 @@ def test_sae_feature_picks_the_separating_latent():
     d = SimpleNamespace(sae=sae, directions=sae.directions, layer="l", data_hash="x")
     vec, info = sae_feature(without, with_, d)
     assert info["feature"] == 5 and vec[5] > 0.99
+
+
+def test_margin_option_validates():
+    assert C.PartialsConfig().stimuli.margin_s == "auto"
+    assert C.PartialsConfig().merged({"stimuli": {"margin_s": 0}}).stimuli.margin_s == 0.0
+    with pytest.raises(C.ConfigError, match="margin_s must be >= 0"):
+        C.PartialsConfig().merged({"stimuli": {"margin_s": -0.5}})
+    with pytest.raises(C.ConfigError, match='margin_s must be a number of seconds >= 0 or "auto"'):
+        C.PartialsConfig().merged({"stimuli": {"margin_s": "wide"}})
+
+
+def test_auto_margin_covers_the_receptive_field():
+    from steerlab.partials.plan import margin_for
+
+    layers = [SimpleNamespace(receptive_field=rf) for rf in (7, 2718, 120)]
+    cfg = C.PartialsConfig()
+    causal = SimpleNamespace(causal=True, sample_rate=24_000)
+    centred = SimpleNamespace(causal=False, sample_rate=24_000)
+    assert margin_for(cfg, causal, layers) == 2718 / 24_000  # responds up to R after the sound
+    assert margin_for(cfg, centred, layers) == 1359 / 24_000  # R / 2 either side
+    assert margin_for(cfg.merged({"stimuli": {"margin_s": 0.05}}), causal, layers) == 0.05
+
+
+def test_positive_control_keeps_context_partials_out_of_the_target_band():
+    from steerlab.partials.plan import MAIN, POSITIVE, band_reach_hz, separation_for
+
+    centres = np.geomspace(100.0, 8000.0, 64)
+    bank = SimpleNamespace(centres_hz=centres)
+    k = int(np.argmin(np.abs(np.log(centres / 1223.0))))
+    assert band_reach_hz(bank, 1223.0) == pytest.approx(centres[k + 1] - centres[k])
+    assert band_reach_hz(SimpleNamespace(), 1223.0) is None
+    cfg = C.PartialsConfig()
+    assert separation_for(cfg, bank, POSITIVE, 1223.0) == pytest.approx(centres[k + 1] - centres[k])
+    assert separation_for(cfg, bank, MAIN, 1223.0) == cfg.stimuli.min_separation_hz
+    assert separation_for(cfg, bank, POSITIVE, 101.0) == cfg.stimuli.min_separation_hz  # 7 Hz reach < 30 Hz

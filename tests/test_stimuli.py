@@ -293,3 +293,36 @@ def test_cli_bad_input_is_one_line(cli, tmp_path, args, fragment):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
     assert not out.exists()
+
+
+def test_margins_are_silence_around_the_unchanged_sound():
+    plain = st.render_parts(_spec("inharmonic", seed=2, snr_db=20.0))
+    framed = st.render_parts(_spec("inharmonic", seed=2, snr_db=20.0, margin_s=0.1))
+    m = int(0.1 * SR)
+    assert framed.without.size == plain.without.size + 2 * m
+    for a, b in ((framed.without, plain.without), (framed.with_, plain.with_), (framed.target, plain.target),
+                 (framed.noise, plain.noise), (framed.mixture, plain.mixture)):
+        np.testing.assert_array_equal(a[m:-m], b)
+        assert not a[:m].any() and not a[-m:].any()
+    assert framed.scale == plain.scale
+
+
+def test_margin_enters_the_key_only_when_set(tmp_path):
+    spec = _spec("chord", seed=1)
+    assert _spec("chord", seed=1, margin_s=0.0).key() == spec.key()  # earlier results keep their keys
+    framed = _spec("chord", seed=1, margin_s=0.25)
+    assert framed.key() != spec.key()
+    with pytest.raises(st.StimulusError, match="margin_s must be >= 0"):
+        _spec("chord", margin_s=-0.1)
+    st.write_set([spec, framed], tmp_path / "set")
+    assert st.read_manifest(tmp_path / "set") == [spec, framed]
+    # a manifest written before margins existed has no margin_s column: its sounds have none
+    manifest = tmp_path / "set" / st.MANIFEST_NAME
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    cols = [c for c in rows[0] if c != "margin_s"]
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerow(rows[0])
+    assert st.read_manifest(manifest) == [spec]

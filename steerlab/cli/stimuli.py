@@ -50,6 +50,8 @@ def _context(text: str) -> float | str:
               help="Per-partial mixture amplitude: a number, or a rule (match, rolloff, random).")
 @click.option("--phase", default="random", help="Phase policy: random or zero.")
 @click.option("--fade-ms", type=float, default=10.0, help="Raised-cosine fade in and out.")
+@click.option("--margin-s", type=float, default=0.0, show_default=True,
+              help="Seconds of silence before and after each sound (both signals).")
 @click.option("--min-separation-hz", type=float, default=30.0, help="Least distance of mixture partials from the target.")
 @click.option("--band", type=(float, float), default=(50.0, 8000.0), metavar="LO HI",
               help="Frequency band of inharmonic partials in Hz.")
@@ -57,7 +59,7 @@ def _context(text: str) -> float | str:
 def stimuli(output_dir: str, families: tuple[str, ...], targets: tuple[float, ...],
             grid: tuple[float, float, int] | None, densities: tuple[int, ...], f0s: tuple[float, ...], chord: str,
             seeds: int, duration: float, snrs: tuple[str, ...], sample_rate: int, amplitude: float,
-            context_amplitude: str, phase: str, fade_ms: float, min_separation_hz: float,
+            context_amplitude: str, phase: str, fade_ms: float, margin_s: float, min_separation_hz: float,
             band: tuple[float, float], as_json: bool) -> None:
     """Write matched stimulus pairs (without / with a target partial) and manifest.csv to a folder.
 
@@ -75,7 +77,7 @@ def stimuli(output_dir: str, families: tuple[str, ...], targets: tuple[float, ..
         families, target_list, densities, f0s, range(seeds),
         snrs=[_snr(s) for s in snrs], chord=chord, sample_rate=sample_rate, duration_s=duration,
         amplitude=amplitude, context_amplitude=_context(context_amplitude), phase=phase, fade_ms=fade_ms,
-        min_separation_hz=min_separation_hz, band_low_hz=band[0], band_high_hz=band[1],
+        margin_s=margin_s, min_separation_hz=min_separation_hz, band_low_hz=band[0], band_high_hz=band[1],
     )
     with click.progressbar(length=len(specs), label="stimuli", file=click.get_text_stream("stderr"),
                            show_eta=True) as bar:

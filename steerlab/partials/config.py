@@ -123,7 +123,11 @@ class GridConfig:
 @dataclass(frozen=True)
 class StimuliConfig:
     """How the matched pairs are rendered (see :class:`steerlab.stimuli.StimulusSpec`) and split:
-    seeds ``0..train_seeds-1`` learn directions, the next ``test_seeds`` are held out."""
+    seeds ``0..train_seeds-1`` learn directions, the next ``test_seeds`` are held out.
+
+    ``margin_s``: silence before and after each sound, in seconds, or ``"auto"``: per model,
+    the largest receptive field among its tested layers (see :func:`steerlab.partials.plan.margin_for`).
+    """
 
     duration_s: float = 0.5
     amplitude: float = 0.1
@@ -134,6 +138,7 @@ class StimuliConfig:
     band_low_hz: float = 50.0
     band_high_hz: float = 8000.0
     snr_db: Optional[float] = None
+    margin_s: Any = "auto"
     train_seeds: int = 4
     test_seeds: int = 5
 
@@ -153,6 +158,10 @@ class StimuliConfig:
             raise ConfigError(f"stimuli.band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}")
         if self.snr_db is not None:
             _put(self, "snr_db", _num("stimuli.snr_db", self.snr_db))
+        if self.margin_s != "auto":
+            if isinstance(self.margin_s, str):
+                raise ConfigError(f"stimuli.margin_s must be a number of seconds >= 0 or \"auto\", got {self.margin_s!r}")
+            _put(self, "margin_s", _num("stimuli.margin_s", self.margin_s, lo=0))
         _put(self, "train_seeds", _int("stimuli.train_seeds", self.train_seeds, 1))
         _put(self, "test_seeds", _int("stimuli.test_seeds", self.test_seeds, 1))
 

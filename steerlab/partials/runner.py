@@ -128,6 +128,7 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
         "config": cfg.measurement_dict(), "weights": weights, "quick": quick,
         "layers": {p.model.name: [layer.name for layer in p.layers] for p in plans},
         "control_targets": {p.model.name: list(p.targets_hz) for p in plans},
+        "margins_s": {p.model.name: p.margin_s for p in plans},
         "dictionaries": {k: [d.data_hash, d.config.to_dict()] for k, d in sorted(dicts.items())},
     }
     context = {"weights": weights, "seed": cfg.run.seed, "versions": versions(),
@@ -255,7 +256,7 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
         "config": cfg.to_dict(), "weights_sha256": context["weights"], "versions": context["versions"],
         "models": [{"role": p.role, **p.model.describe(), "layers": [layer.to_json() for layer in p.layers],
                     "paths": p.paths, "targets_hz": list(p.targets_hz), "densities": list(p.densities),
-                    "skipped_stimuli": p.skipped} for p in plans],
+                    "margin_s": p.margin_s, "skipped_stimuli": p.skipped} for p in plans],
         "dictionaries": {k: str(v) for k, v in zip([d.layer for d in dicts.values()], dictionaries)},
         "controls": status,
     }

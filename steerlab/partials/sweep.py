@@ -9,7 +9,8 @@ quantizer codes that changed is recorded too.
 
 Edits use the registered intervention types: ``add`` with ``+v`` (add) or ``-v``
 (subtract), ``v = strength * RMS norm of the item's own activation at the layer``,
-and ``ablate`` (project the direction out). Padding frames of the batch get weight 0.
+and ``ablate`` (project the direction out); where in time, see :func:`edit_span`.
+Padding frames of the batch get weight 0.
 """
 
 from __future__ import annotations
@@ -63,10 +64,24 @@ def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: O
     return out
 
 
-def _edit(op: str, strength: float, unit_dir, layer, info: dict):
+def edit_span(op: str, spec: Any, layer: Any):
+    """Where an edit acts. Adding and subtracting act on the sound's own span (the margins
+    excluded), with fades as long as the stimulus's, so an added partial has the envelope
+    of the ideal edit instead of starting and stopping at the clip's edges; ablation, which
+    only removes what is there, acts on every frame, the layer's response in the margins
+    included."""
+    from steerlab.interventions import Span
+
+    if op == "ablate":
+        return Span()
+    fade = int(round(spec.fade_ms / 1000 * layer.frame_rate))
+    return Span(spec.margin_s, spec.margin_s + spec.duration_s, fade, fade)
+
+
+def _edit(op: str, strength: float, unit_dir, layer, span, info: dict):
     """The edit one invoke applies to its activation ``[1, channels, frames]``."""
     from steerlab import plugins
-    from steerlab.interventions import Span, rms_norm
+    from steerlab.interventions import rms_norm
 
     kind = plugins.interventions().get("ablate" if op == "ablate" else "add")
 
@@ -74,8 +89,9 @@ def _edit(op: str, strength: float, unit_dir, layer, info: dict):
         a = act[0]
         norm = rms_norm(a[:, :n_frames])
         value = 0.0 if op == "ablate" else (strength if op == "add" else -strength) * norm
-        weight = Span().weights(layer, n_frames, a.shape[-1]).to(a.dtype)
-        info.update(value=value, layer_rms_norm=norm)
+        weight = span.weights(layer, n_frames, a.shape[-1]).to(a.dtype)
+        info.update(value=value, layer_rms_norm=norm, edit_frames=list(span.frames(layer, n_frames)),
+                    edit_fade_frames=span.fade_in)
         return kind.apply(a, unit_dir.to(a.dtype), value, weight)[None]
 
     return edit
@@ -96,7 +112,8 @@ def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.
         v = vectors[it.direction_id]
         unit = torch.from_numpy(v / np.linalg.norm(v)).float()
         trace_items.append(tracing.TraceItem(_wave(model, it.stimulus, it.role), layer,
-                                             _edit(it.op, it.strength, unit, layer, info)))
+                                             _edit(it.op, it.strength, unit, layer,
+                                                   edit_span(it.op, it.stimulus, layer), info)))
     path = batch[0].path
     results = tracing.run(model, trace_items, path, batch[0].n_q, path == "quantized", max_batch)
     return [(r.output.numpy().astype(np.float64), r.codes, info) for r, info in zip(results, infos)]
@@ -125,6 +142,7 @@ def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, inf
         "direction_source": direction.get("source"), "direction_norm": direction.get("norm"),
         "op": it.op, "strength": it.strength, "strength_mode": "relative",
         "value": info.get("value"), "layer_rms_norm": info.get("layer_rms_norm"),
+        "edit_frames": info.get("edit_frames"), "edit_fade_frames": info.get("edit_fade_frames"),
         "path": it.path, "n_q": it.n_q,
         "gain_db": t["gain_db"], "concentration": t["concentration"], "offband_lsd_db": t["offband_lsd_db"],
         "baseline_band_energy": t["baseline_band_energy"], "patched_band_energy": t["patched_band_energy"],
