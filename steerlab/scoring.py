@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -149,22 +150,46 @@ def _frame_starts(n_samples: int, n_fft: int) -> tuple[int, int]:
     return left, (n_samples - 1 + left) // hop + 1
 
 
+@lru_cache(maxsize=8)
+def _hann(n_fft: int) -> tuple[np.ndarray, float]:
+    """Periodic Hann window (as torch.hann_window) and the scale ``n_fft * sum(w**2)``."""
+    window = np.hanning(n_fft + 1)[:-1]
+    window.setflags(write=False)
+    return window, float(n_fft * np.sum(window**2))
+
+
+def stft(x: np.ndarray, n_fft: int) -> np.ndarray:
+    """Complex one-sided spectra of the Hann-windowed frames of :func:`power_spectrogram`,
+    ``[channels, frames, n_fft // 2 + 1]``, unscaled. Linear in ``x``: the STFT of a change
+    ``p - b`` is ``stft(p) - stft(b)``, which lets a caller scoring many patched decodes
+    against one baseline transform only the patched ones."""
+    hop = n_fft // 4
+    left, n_frames = _frame_starts(x.shape[1], n_fft)
+    right = (n_frames - 1) * hop + n_fft - left - x.shape[1]
+    padded = np.pad(x, ((0, 0), (left, right)))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]
+    return np.fft.rfft(frames * _hann(n_fft)[0], axis=-1)
+
+
+def _power_from_stft(spec: np.ndarray, n_fft: int) -> np.ndarray:
+    """``[frames, bins]`` power of :func:`stft` frames, scaled and averaged over channels."""
+    power = spec.real**2 + spec.imag**2
+    power /= _hann(n_fft)[1]
+    power[..., 1:-1] *= 2.0  # one-sided: fold in the mirrored negative frequencies (not DC, not Nyquist)
+    return power.mean(axis=0)
+
+
 def power_spectrogram(x: np.ndarray, n_fft: int) -> np.ndarray:
     """One-sided power of Hann-windowed frames (hop n_fft // 4), averaged over channels.
 
     x: ``[channels, samples]`` float64. Returns ``[frames, n_fft // 2 + 1]``, scaled so that
     the bins of one frame sum to its window-weighted mean square, ``sum((x*w)**2) / sum(w**2)``.
     """
-    hop = n_fft // 4
-    left, n_frames = _frame_starts(x.shape[1], n_fft)
-    right = (n_frames - 1) * hop + n_fft - left - x.shape[1]
-    padded = np.pad(x, ((0, 0), (left, right)))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=1)[:, ::hop]
-    window = np.hanning(n_fft + 1)[:-1]  # periodic Hann, as torch.hann_window
-    spec = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2
-    spec /= n_fft * np.sum(window**2)
-    spec[..., 1:-1] *= 2.0  # one-sided: fold in the mirrored negative frequencies (not DC, not Nyquist)
-    return spec.mean(axis=0)
+    return _power_from_stft(stft(x, n_fft), n_fft)
+
+
+def _welch(frames_power: np.ndarray, n_fft: int, n_samples: int) -> np.ndarray:
+    return frames_power.sum(axis=0) * (n_fft // 4) / n_samples
 
 
 def power_spectrum(x: np.ndarray, n_fft: int) -> np.ndarray:
@@ -174,9 +199,7 @@ def power_spectrum(x: np.ndarray, n_fft: int) -> np.ndarray:
     the padding of :func:`power_spectrogram` every sample carries the same weight and,
     by Parseval, the bins sum exactly to the mean square of ``x`` (mean over channels).
     """
-    hop = n_fft // 4
-    frames = power_spectrogram(x, n_fft)
-    return frames.sum(axis=0) * hop / x.shape[1]
+    return _welch(power_spectrogram(x, n_fft), n_fft, x.shape[1])
 
 
 def band_mask(freqs: np.ndarray, f: float, band_hz: float) -> np.ndarray:
@@ -280,6 +303,8 @@ def score(
     sr: float,
     target_hz: Sequence[float] = (),
     config: ScoreConfig = ScoreConfig(),
+    multires: bool = True,
+    baseline_stft: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Score how ``patched`` differs from ``baseline`` (two decodes of the same input).
 
@@ -302,18 +327,27 @@ def score(
       offband_lsd_db: the same outside the union of all bands widened by guard_hz.
       lsd_db: log-spectral distance over all bins: RMS over bins of the dB difference, in dB,
         over the bins within range_db of the louder spectrum's peak.
-      mrstft: metrics.multires_stft_distance(patched, baseline), mean over channels.
+      mrstft: metrics.multires_stft_distance(patched, baseline), mean over channels; None when
+        ``multires`` is False (it is two thirds of the scoring time, and the batch test does not
+        use it).
       centroid_shift_hz, bandwidth_shift_hz, flatness_shift: spectral centroid, spread
         (power-weighted standard deviation of frequency) and flatness (geometric / arithmetic
         mean) of patched minus those of baseline; a silent spectrum has all three 0.
       change_rms, baseline_rms: time-domain RMS of patched - baseline and of baseline.
       snr_change_db: 20*log10(baseline_rms / change_rms), both floored at floor_db; high means
         a small change.
+
+    ``baseline_stft``: ``stft(baseline, config.n_fft)`` of the float64 ``[channels, samples]``
+    baseline, when the caller scores many patched decodes against one baseline and keeps it
+    (the batch test does); the change's spectra are then ``stft(patched) - baseline_stft``.
     """
     targets = check_targets(target_hz, sr)
     b, p = as_audio_pair(baseline, patched)
     change = p - b
-    pb, pp, pc = (power_spectrum(x, config.n_fft) for x in (b, p, change))
+    n_fft, n = config.n_fft, b.shape[1]
+    sb = stft(b, n_fft) if baseline_stft is None else baseline_stft
+    sp = stft(p, n_fft)
+    pb, pp, pc = (_welch(_power_from_stft(x, n_fft), n_fft, n) for x in (sb, sp, sp - sb))
     freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / sr)
     floor = config.floor_power
 
@@ -337,7 +371,7 @@ def score(
         "concentration": _share(pc, union),
         "offband_lsd_db": offband_distance(pp, pb, ~guarded, config),
         "lsd_db": log_spectral_distance(pp, pb, config.distance_floor(pp, pb)),
-        "mrstft": mrstft(b, p),
+        "mrstft": mrstft(b, p) if multires else None,
         "centroid_shift_hz": cp - cb,
         "flatness_shift": fp - fb,
         "bandwidth_shift_hz": sp - sb,

@@ -224,11 +224,16 @@ class StimulusSpec:
 
         ``margin_s`` (added after version 1) enters only when it is not 0, so the specs
         and results of earlier runs keep their keys: a zero margin renders the same audio."""
+        cached = self.__dict__.get("_key")  # frozen: computed once (a batch test asks thousands of times)
+        if cached is not None:
+            return cached
         d = self.to_dict()
         if d["margin_s"] == 0.0:
             del d["margin_s"]
         blob = json.dumps({**d, "stimulus_version": STIMULUS_VERSION}, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        object.__setattr__(self, "_key", key)
+        return key
 
 
 SPEC_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(StimulusSpec))

@@ -1,10 +1,11 @@
 """The one place steerlab touches nnsight: batched, patched forward passes.
 
-:func:`run` takes plain tensors and callables and returns plain tensors. Each
-:class:`TraceItem` becomes one ``tracer.invoke`` of a single traced forward pass;
-:class:`AudioNNsight` implements nnsight's batching for audio by right-padding
-every invoke's waveform with zeros to the longest one (each input is already
-padded to a whole number of frames). For causal models this leaves every item's
+:func:`run` takes plain tensors and callables and returns plain tensors. Items are
+batched by right-padding every waveform with zeros to the longest one (each input
+is already padded to a whole number of frames) and run as one traced forward pass,
+each item's edit applied to its own row of the layer's output (:class:`AudioNNsight`
+batches several ``tracer.invoke`` waveforms the same way, for callers who trace
+themselves). For causal models this leaves every item's
 output within its own length unchanged, so batched and unbatched results agree;
 models whose normalisation spans the whole time axis (``ragged_batching=False``)
 are batched only with inputs of the same length. A layer whose module runs
@@ -100,16 +101,35 @@ def _groups(model: AudioModel, items: list[TraceItem], max_batch: int) -> list[l
     return [g[i : i + max_batch] for g in by_len.values() for i in range(0, len(g), max_batch)]
 
 
-def _patch_call(target, item: TraceItem, n_frames: int, slot: dict, first: bool) -> None:
-    """Read (and edit) one call of ``target``'s output inside an invoke; saves come from the first call."""
+def _layer_groups(model: AudioModel, items: list[TraceItem], group: list[int]) -> list[list[int]]:
+    """``group`` split so that a pass edits at most one layer whose module runs several times
+    (its calls are walked with ``tracer.iter``, which cannot interleave with other layers)."""
+    multi = {i: items[i].layer.name for i in group
+             if items[i].layer is not None and model.layer_calls(items[i].layer) > 1}
+    if len(set(multi.values())) <= 1:
+        return [group]
+    parts: dict[Optional[str], list[int]] = {}
+    for i in group:
+        parts.setdefault(multi.get(i), []).append(i)
+    return list(parts.values())
+
+
+def _edit_rows(target, rows: list[tuple[int, TraceItem, int]], slot: dict, name: str, first: bool) -> None:
+    """Read ``target``'s output for the whole batch and apply each row's edit to its own row;
+    the unpatched and patched batch are saved from the first call."""
     act = target.output
-    if item.save_activation and first:
-        slot["act"] = act.clone().save()
-    if item.edit is not None:
-        patched = item.edit(act, n_frames)
-        target.output = patched
-        if first:
-            slot["patched"] = patched.save()
+    if first and any(item.save_activation for _, item, _ in rows):
+        slot[("act", name)] = act.clone().save()
+    edited = [r for r in rows if r[1].edit is not None]
+    if not edited:
+        return
+    new = list(act.split(1))
+    for row, item, n_frames in edited:
+        new[row] = item.edit(act[row : row + 1], n_frames)
+    patched = torch.cat(new, 0)
+    target.output = patched
+    if first:
+        slot[("patched", name)] = patched.save()
 
 
 @torch.no_grad()
@@ -121,7 +141,12 @@ def run(
     save_codes: bool = False,
     max_batch: int = 16,
 ) -> list[TraceResult]:
-    """Run ``items`` through ``model`` in batched traced passes, applying each item's edit."""
+    """Run ``items`` through ``model`` in batched traced passes, applying each item's edit.
+
+    Each pass is ONE nnsight invoke holding the whole batch: an invoke per item cost about a
+    millisecond each of tracing machinery (measured: 13% of a bare forward at 16 items per
+    pass), so the edits are applied row by row inside a single intervention per layer.
+    """
     path = model.check_path(path or model.default_path)
     envoy = envoy_for(model)
     kwargs = {"path": path} if model.has_decoder else {}
@@ -129,46 +154,54 @@ def run(
         kwargs["n_q"] = n_q
     want_codes = save_codes and path == "quantized"
     results: list[Optional[TraceResult]] = [None] * len(items)
-    for group in _groups(model, items, max_batch):
+    groups = [part for g in _groups(model, items, max_batch) for part in _layer_groups(model, items, g)]
+    for group in groups:
         scales = [model.input_scale(items[i].wave) for i in group]
-        inputs = [_pad_to_frames(model, items[i].wave / s)[None] for i, s in zip(group, scales)]
-        saved: list[dict] = []
-        with envoy.trace(**kwargs) as tracer:
-            for i, x in zip(group, inputs):
-                item = items[i]
-                slot: dict = {}
-                with tracer.invoke(x):
-                    codes_first = want_codes and item.layer is not None and item.layer.side in ("decoder",)
-                    if codes_first or (want_codes and item.layer is not None and item.layer.name == "quantized"):
-                        slot["codes"] = envoy.codes.output.save()
-                    if item.layer is not None:
-                        target = resolve(envoy, item.layer.module_path)
-                        n_frames = item.layer.frames_for(item.wave.shape[-1])
-                        calls = model.layer_calls(item.layer)
-                        if calls == 1:
-                            _patch_call(target, item, n_frames, slot, first=True)
-                        else:
-                            # nnsight binds a module's first call by default; a module run several
-                            # times per forward (a generation loop) is patched on each of its calls,
-                            # each pass of this loop binding the next one
-                            for step in tracer.iter[:calls]:
-                                _patch_call(target, item, n_frames, slot, first=step == 0)
-                    if want_codes and "codes" not in slot:
-                        slot["codes"] = envoy.codes.output.save()
-                    slot["out"] = envoy.output.save()
-                saved.append(slot)
-        for i, s, slot in zip(group, scales, saved):
+        inputs = [_pad_to_frames(model, items[i].wave / s) for i, s in zip(group, scales)]
+        longest = max(x.shape[-1] for x in inputs)
+        batch = torch.stack([F.pad(x, (0, longest - x.shape[-1])) for x in inputs])
+        layers = list({items[i].layer.name: items[i].layer for i in group if items[i].layer is not None}.values())
+        if len(layers) > 1:  # several layers in one pass: reach them in forward order
+            layers = _forward_order(model, layers)
+        rows = {layer.name: [(r, items[i], items[i].layer.frames_for(items[i].wave.shape[-1]))
+                             for r, i in enumerate(group)
+                             if items[i].layer is not None and items[i].layer.name == layer.name]
+                for layer in layers}
+        # the codes come out of the quantizer: after encoder-side layers, before the rest
+        codes_at = next((k for k, layer in enumerate(layers) if layer.name == "quantized" or layer.side == "decoder"),
+                        len(layers))
+        slot: dict = {}
+        with envoy.trace(batch, **kwargs) as tracer:
+            for k, layer in enumerate(layers + [None]):
+                if want_codes and k == codes_at:
+                    slot["codes"] = envoy.codes.output.save()
+                if layer is None:
+                    break
+                target = resolve(envoy, layer.module_path)
+                calls = model.layer_calls(layer)
+                if calls == 1:
+                    _edit_rows(target, rows[layer.name], slot, layer.name, first=True)
+                else:
+                    # nnsight binds a module's first call by default; a module run several
+                    # times per forward (a generation loop) is patched on each of its calls,
+                    # each pass of this loop binding the next one
+                    for step in tracer.iter[:calls]:
+                        _edit_rows(target, rows[layer.name], slot, layer.name, first=step == 0)
+            slot["out"] = envoy.output.save()
+        for row, (i, s) in enumerate(zip(group, scales)):
             n = items[i].wave.shape[-1]
             layer = items[i].layer
             frames = layer.frames_for(n) if layer is not None else 0
-            out = slot["out"][0]
+            act = slot.get(("act", layer.name)) if layer is not None and items[i].save_activation else None
+            patched = slot.get(("patched", layer.name)) if layer is not None and items[i].edit is not None else None
+            out = slot["out"][row]
             results[i] = TraceResult(
-                output=(out[..., : model.output_length(n)] * s) if model.has_decoder else out,
-                activation=slot["act"][0, :, :frames] if "act" in slot else None,
-                patched_activation=slot["patched"][0, :, :frames] if "patched" in slot else None,
-                codes=slot["codes"][0][:, : -(-n // model.hop)] if "codes" in slot else None,
+                output=(out[..., : model.output_length(n)] * s).clone() if model.has_decoder else out.clone(),
+                activation=act[row, :, :frames].clone() if act is not None else None,
+                patched_activation=patched[row, :, :frames].clone() if patched is not None else None,
+                codes=slot["codes"][row][:, : -(-n // model.hop)].clone() if "codes" in slot else None,
             )
-        del saved, tracer
+        del slot, tracer, batch
         gc.collect(1)  # see capture(): nnsight's cycles would keep each batch alive
     return results  # type: ignore[return-value]
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -164,6 +165,63 @@ def test_folder_of_another_configuration_is_refused(tiny_run):
     res = CliRunner().invoke(cli_module.cli, ["partials", "--quick", "-o", str(outcome.folder)])
     assert res.exit_code == 1 and "another configuration" in res.output
     assert (outcome.folder / "results.jsonl").read_bytes() == before
+
+
+SAE = """
+[grid]
+layers = ["latent"]
+targets_hz = [600.0]
+densities = [2]
+strengths = [1.0]
+methods = ["diffmeans", "sae", "random"]
+paths = ["continuous"]
+[stimuli]
+duration_s = 0.2
+train_seeds = 2
+test_seeds = 2
+[controls]
+positive_model = ""
+[run]
+probe_frames = 16
+examples = 0
+bootstrap = 100
+"""
+
+
+def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
+    """The 'sae' method with the feature dictionary shipped for the embedded codec's latent,
+    given by name: the feature that best separates with from without is steered like every
+    other direction, and its provenance names the dictionary and the feature."""
+    from steerlab import cli as cli_module
+    from steerlab.api import load_model, resolve_dictionary
+
+    cli_module._load_commands()
+    (tmp_path / "sae.toml").write_text(SAE)
+    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(tmp_path / "sae.toml"),
+                                              "--dictionary", "latent-features", "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    rows = _rows(tmp_path / "run")
+    sae = [r for r in rows if r["method"] == "sae"]
+    assert len(sae) == 2 * 3 and {r["op"] for r in sae} == {"add", "subtract", "ablate"}
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["dictionaries"] == {"latent": "latent-features"}
+    d = resolve_dictionary("latent-features", load_model("tiny_encodec_24khz")).dictionary
+    from steerlab.partials.runner import _load_directions
+
+    vectors, prov, _ = _load_directions(tmp_path / "run", rows[0]["config_hash"])
+    p = prov[sae[0]["direction_id"]]
+    assert p["source"] == "sae" and p["dictionary_data_hash"] == d.data_hash
+    # the chosen feature's decoder direction (signed towards "with"), nothing else
+    unit = vectors[sae[0]["direction_id"]] / np.linalg.norm(vectors[sae[0]["direction_id"]])
+    feature = d.directions[p["feature"]].double().numpy()
+    assert abs(abs(unit @ feature) / np.linalg.norm(feature) - 1.0) < 1e-6
+    assert all(abs(r["gain_db"]) < 200 for r in sae)  # measured, finite
+    # an archetype dictionary, or a name nothing ships, is refused in one line
+    for bad, fragment in (("latent-archetypes", "archetype dictionary"), ("no-such", "not found")):
+        res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(tmp_path / "sae.toml"), "--dictionary", bad,
+                                                  "-o", str(tmp_path / "bad")])
+        assert res.exit_code == 1 and fragment in res.output and len(res.output.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()
 
 
 RESUME = """

@@ -277,3 +277,17 @@ def test_bad_audio_raises_audio_error(bad):
 def test_config_validates_itself(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ScoreConfig(**kwargs)
+
+
+def test_a_kept_baseline_stft_gives_the_same_scores_and_multires_is_optional():
+    """The batch test transforms each baseline once and skips the MR-STFT distance; neither
+    may change a number it records."""
+    from steerlab.scoring import as_audio, stft
+
+    base = harmonic(220.0, 6, 0.6) + pink_noise(0.6, 3, rms=0.02)
+    patched = base + tone(1000.0, 0.05, 0.6)
+    full = score(base, patched, SR, [1000.0])
+    quick = score(base, patched, SR, [1000.0], multires=False,
+                  baseline_stft=stft(as_audio(base), ScoreConfig().n_fft))
+    assert quick.pop("mrstft") is None and full.pop("mrstft") > 0
+    assert json.dumps(quick, sort_keys=True) == json.dumps(full, sort_keys=True)

@@ -21,8 +21,9 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="TOML file with [grid] [stimuli] [thresholds] [scoring] [controls] [run] (see docs/partials.md).")
 @click.option("--quick", is_flag=True, help="A small grid (about half a minute on two cores).")
-@click.option("-D", "--dictionary", "dictionaries", multiple=True, type=click.Path(file_okay=False),
-              help="SAE feature dictionary for one swept layer (repeatable); enables the 'sae' method there.")
+@click.option("-D", "--dictionary", "dictionaries", multiple=True,
+              help="SAE feature dictionary for one swept layer: a folder from `steerlab learn` or the name of "
+                   "one shipped with the model (`steerlab dictionaries`); repeatable; enables the 'sae' method there.")
 @click.option("--seed", type=int, default=None, help="Run seed (null directions, probe frames, bootstrap).  [default: 0]")
 @click.option("--min-gain-db", type=float, default=None, help="Threshold: gain adding.  [default: 6]")
 @click.option("--min-loss-db", type=float, default=None, help="Threshold: loss removing.  [default: 6]")

@@ -100,7 +100,11 @@ class WorkItem:
         return cls(**{**d, "stimulus": StimulusSpec.from_dict(d["stimulus"])})
 
     def key(self) -> str:
-        return digest(self.to_dict())
+        cached = self.__dict__.get("_key")  # frozen: computed once per item
+        if cached is None:
+            cached = digest(self.to_dict())
+            object.__setattr__(self, "_key", cached)
+        return cached
 
     @property
     def batch_group(self) -> tuple[str, str, str]:

@@ -73,22 +73,23 @@ def _check_folder(folder: Path, config_hash: str) -> None:
                             f"this run {config_hash}); use a new output folder or the same arguments")
 
 
-def _load_dictionaries(paths: Sequence[str | Path], model: Any, layer_names: set[str]) -> dict[str, Any]:
-    from steerlab import dictionary
+def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set[str]) -> dict[str, Any]:
+    """Feature dictionaries by layer, from folders or names of dictionaries shipped with the
+    model (``steerlab dictionaries``); each must be learned on this model and these weights."""
+    from steerlab import api
+    from steerlab.dictionary import DictionaryError
 
     out: dict[str, Any] = {}
-    for p in paths:
-        d = dictionary.load(p)
-        if d.model != model.name:
-            raise PlanError(f"dictionary {p} was trained on model {d.model!r}, not {model.name!r}")
+    for spec in specs:
+        try:
+            d = api.resolve_dictionary(spec, model).dictionary
+        except DictionaryError as exc:
+            raise PlanError(str(exc)) from None
         if d.kind != "feature":
-            raise PlanError(f"dictionary {p} is an {d.kind} dictionary; steering needs a feature dictionary")
+            raise PlanError(f"dictionary {spec} is an {d.kind} dictionary; steering needs a feature dictionary")
         if d.layer not in layer_names:
-            raise PlanError(f"dictionary {p} is for layer {d.layer!r}, which this run does not sweep "
+            raise PlanError(f"dictionary {spec} is for layer {d.layer!r}, which this run does not sweep "
                             f"(layers: {', '.join(sorted(layer_names))})")
-        if d.weights_hash and d.weights_hash != model.weights_hash():
-            raise PlanError(f"dictionary {p} was trained on other weights of {model.name} "
-                            f"({d.weights_hash[:12]}, now {model.weights_hash()[:12]}); retrain it")
         if d.layer in out:
             raise PlanError(f"two dictionaries given for layer {d.layer!r}")
         out[d.layer] = d

@@ -119,15 +119,39 @@ def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.
     return [(r.output.numpy().astype(np.float64), r.codes, info) for r, info in zip(results, infos)]
 
 
+class _BaselineSpectra:
+    """STFTs of the baselines, the few most recent kept: an item's settings follow each other
+    (work_items orders them so), so each baseline is transformed about once, and scoring an
+    item transforms only its patched decode (:func:`steerlab.scoring.score`)."""
+
+    def __init__(self, base: dict, n_fft: int, keep: int = 32) -> None:
+        from collections import OrderedDict
+
+        self.base, self.n_fft, self.keep = base, n_fft, keep
+        self.cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+
+    def get(self, key: tuple) -> np.ndarray:
+        from steerlab.scoring import as_audio, stft
+
+        if key in self.cache:
+            self.cache.move_to_end(key)
+        else:
+            self.cache[key] = stft(as_audio(self.base[key][0], "baseline"), self.n_fft)
+            if len(self.cache) > self.keep:
+                self.cache.popitem(last=False)
+        return self.cache[key]
+
+
 def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, info: dict, base: dict,
-             direction: dict, context: dict) -> dict[str, Any]:
+             direction: dict, context: dict, baseline_stft: Optional[np.ndarray] = None) -> dict[str, Any]:
     from steerlab import api
     from steerlab.scoring import ScoreConfig, score
 
     model = plan.model
     layer = api.layers(model).get(it.layer)
     b, b_codes = base[(it.path, it.stimulus.key(), it.role)]
-    s = score(b, patched, model.sample_rate, [it.stimulus.target_hz], ScoreConfig(**context["scoring"]))
+    s = score(b, patched, model.sample_rate, [it.stimulus.target_hz], ScoreConfig(**context["scoring"]),
+              multires=False, baseline_stft=baseline_stft)
     t = s["targets"][0]
     changed = None
     if codes is not None and b_codes is not None:
@@ -161,6 +185,7 @@ def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.nd
     if not todo:
         return 0
     base = baselines(plan, items, max_batch, items[0].n_q)
+    spectra = _BaselineSpectra(base, context["scoring"]["n_fft"])
     written = 0
     for batch in todo:
         outs = run_batch(plan, batch, vectors, base, max_batch)
@@ -169,7 +194,8 @@ def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.nd
             key = it.key()
             if store.done(key):
                 continue
-            rows.append(make_row(plan, it, patched, codes, info, base, provenance[it.direction_id], context))
+            rows.append(make_row(plan, it, patched, codes, info, base, provenance[it.direction_id], context,
+                                 spectra.get((it.path, it.stimulus.key(), it.role))))
             if key in examples:
                 sr = plan.model.sample_rate
                 b = base[(it.path, it.stimulus.key(), it.role)][0]

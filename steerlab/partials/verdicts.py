@@ -177,8 +177,8 @@ def oracle(plans: list, t: Thresholds, scoring: dict) -> list[dict[str, Any]]:
             offband = []
             for spec in specs:
                 without, with_ = render(spec)
-                a = score(without, with_, spec.sample_rate, [spec.target_hz], ScoreConfig(**scoring))["targets"][0]
-                r = score(with_, without, spec.sample_rate, [spec.target_hz], ScoreConfig(**scoring))["targets"][0]
+                a = score(without, with_, spec.sample_rate, [spec.target_hz], ScoreConfig(**scoring), multires=False)["targets"][0]
+                r = score(with_, without, spec.sample_rate, [spec.target_hz], ScoreConfig(**scoring), multires=False)["targets"][0]
                 ok += _passes_add(a, t) and _passes_remove(r, t)
                 offband.append(a["offband_lsd_db"])
             seen[key] = {"model": unit.model, "family": unit.family, "target_hz": unit.target_hz,
