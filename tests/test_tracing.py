@@ -115,3 +115,20 @@ def test_causal_patch_leaves_earlier_samples_unchanged(random_24k, layer_name):
     assert unchanged > 0.4 * random_24k.sample_rate
     assert diff[:unchanged].max() == 0.0
     assert diff[t0:].max() > 1e-4
+
+
+def test_several_invokes_batch_like_one_pass(embedded):
+    """AudioNNsight batches several ``tracer.invoke`` waveforms of different lengths (for callers
+    who trace themselves); each invoke's output equals ``tracing.run`` on that waveform."""
+    waves = [torch.from_numpy(chord(s, seed=i))[None] for i, s in enumerate((0.3, 0.5))]
+    envoy = tracing.envoy_for(embedded)
+    padded = [tracing._pad_to_frames(embedded, w) for w in waves]
+    outs = []
+    with torch.no_grad(), envoy.trace(path="continuous") as tracer:
+        for x in padded:
+            with tracer.invoke(x):
+                outs.append(envoy.output.save())
+    ref = tracing.run(embedded, [tracing.TraceItem(w[0]) for w in waves])
+    for w, out, r in zip(waves, outs, ref):
+        n = w.shape[-1]
+        np.testing.assert_allclose(out[0, :, :n].numpy(), r.output.numpy(), atol=1e-6)

@@ -276,7 +276,8 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
     models = "".join(f"<li>{html.escape(p.model.name)} ({p.role}): weights sha256 <code>"
                      f"{run_doc['weights_sha256'][p.model.name][:16]}</code>, layers "
                      f"{', '.join(layer.name for layer in p.layers)}; paths {', '.join(p.paths)}; targets "
-                     f"{', '.join(f'{x:g}' for x in p.targets_hz)} Hz; densities {', '.join(map(str, p.densities))}"
+                     f"{', '.join(f'{x:g}' for x in p.targets_hz)} Hz; densities {', '.join(map(str, p.densities))}; "
+                     f"sounds in {p.margin_s * 1000:.0f} ms of silent margin either side"
                      f"{'; skipped stimuli ' + html.escape(str(p.skipped)) if p.skipped else ''}</li>"
                      for p in outcome.plans)
     vers = ", ".join(f"{k} {v}" for k, v in run_doc["versions"].items())
