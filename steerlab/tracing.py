@@ -102,15 +102,19 @@ def _groups(model: AudioModel, items: list[TraceItem], max_batch: int) -> list[l
 
 
 def _layer_groups(model: AudioModel, items: list[TraceItem], group: list[int]) -> list[list[int]]:
-    """``group`` split so that a pass edits at most one layer whose module runs several times
-    (its calls are walked with ``tracer.iter``, which cannot interleave with other layers)."""
+    """``group`` split so that a pass that edits a layer whose module runs several times edits
+    no other layer (its calls are walked with ``tracer.iter``, which cannot interleave with
+    other layers): one part per such layer, one for the single-call layers, one for items
+    without a layer."""
     multi = {i: items[i].layer.name for i in group
              if items[i].layer is not None and model.layer_calls(items[i].layer) > 1}
-    if len(set(multi.values())) <= 1:
+    edited = {items[i].layer.name for i in group if items[i].layer is not None}
+    if not multi or len(edited) == 1:
         return [group]
     parts: dict[Optional[str], list[int]] = {}
     for i in group:
-        parts.setdefault(multi.get(i), []).append(i)
+        key = multi.get(i, "" if items[i].layer is not None else None)  # "": the single-call layers
+        parts.setdefault(key, []).append(i)
     return list(parts.values())
 
 
@@ -196,7 +200,8 @@ def run(
             patched = slot.get(("patched", layer.name)) if layer is not None and items[i].edit is not None else None
             out = slot["out"][row]
             results[i] = TraceResult(
-                output=(out[..., : model.output_length(n)] * s).clone() if model.has_decoder else out.clone(),
+                # (copies: one item's result must not keep the whole batch alive)
+                output=out[..., : model.output_length(n)] * s if model.has_decoder else out.clone(),
                 activation=act[row, :, :frames].clone() if act is not None else None,
                 patched_activation=patched[row, :, :frames].clone() if patched is not None else None,
                 codes=slot["codes"][row][:, : -(-n // model.hop)].clone() if "codes" in slot else None,

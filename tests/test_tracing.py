@@ -132,3 +132,14 @@ def test_several_invokes_batch_like_one_pass(embedded):
     for w, out, r in zip(waves, outs, ref):
         n = w.shape[-1]
         np.testing.assert_allclose(out[0, :, :n].numpy(), r.output.numpy(), atol=1e-6)
+
+
+def test_a_multi_call_layer_gets_passes_of_its_own():
+    from types import SimpleNamespace
+
+    multi, single = SimpleNamespace(name="step"), SimpleNamespace(name="conv")
+    model = SimpleNamespace(layer_calls=lambda layer: 4 if layer.name == "step" else 1)
+    items = [tracing.TraceItem(torch.zeros(1, 8), layer) for layer in (None, multi, single, multi, single, None)]
+    assert tracing._layer_groups(model, items, list(range(6))) == [[0, 5], [1, 3], [2, 4]]
+    assert tracing._layer_groups(model, items, [0, 1, 3]) == [[0, 1, 3]]  # one multi-call layer alone
+    assert tracing._layer_groups(model, items, [0, 2, 4]) == [[0, 2, 4]]  # no multi-call layer

@@ -149,14 +149,23 @@ def _check_targets(model: AudioModel, targets: Sequence[float], what: str) -> No
                               f"({nyq:g} Hz); choose targets below {nyq:g} Hz")
 
 
-def _snap_to_bands(model: AudioModel, targets: Sequence[float]) -> tuple[float, ...]:
-    """Targets moved to the nearest declared band centre (models that declare ``centres_hz``)."""
+def _centres(model: AudioModel):
+    """The band centres a model declares (``centres_hz``, a tensor or array) as sorted float64, or None."""
     centres = getattr(model, "centres_hz", None)
     if centres is None:
+        return None
+    import numpy as np
+
+    return np.sort(np.asarray(centres.detach().cpu() if hasattr(centres, "detach") else centres, dtype=float))
+
+
+def _snap_to_bands(model: AudioModel, targets: Sequence[float]) -> tuple[float, ...]:
+    """Targets moved to the nearest declared band centre (models that declare ``centres_hz``)."""
+    c = _centres(model)
+    if c is None:
         return tuple(targets)
     import numpy as np
 
-    c = np.asarray(centres.detach().cpu() if hasattr(centres, "detach") else centres, dtype=float)
     return tuple(dict.fromkeys(round(float(c[np.argmin(np.abs(np.log(c / f)))]), 4) for f in targets))
 
 
@@ -164,12 +173,11 @@ def band_reach_hz(model: AudioModel, target: float) -> Optional[float]:
     """For a model that declares ``centres_hz`` (a bank whose band at centre ``c`` reaches
     its neighbours' centres and is zero there), how far the band holding ``target`` reaches:
     the distance from its centre to the farther neighbouring centre. None for other models."""
-    centres = getattr(model, "centres_hz", None)
-    if centres is None:
+    c = _centres(model)
+    if c is None:
         return None
     import numpy as np
 
-    c = np.sort(np.asarray(centres.detach().cpu() if hasattr(centres, "detach") else centres, dtype=float))
     k = int(np.argmin(np.abs(np.log(c / target))))
     gaps = [c[k] - c[k - 1]] if k > 0 else []
     gaps += [c[k + 1] - c[k]] if k + 1 < len(c) else []
