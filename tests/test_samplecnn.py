@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from steerlab import api, tracing
-from steerlab.errors import ModelLoadError
+from steerlab.errors import ModelLoadError, SteerlabError
 from steerlab_samplecnn import task
 from steerlab_samplecnn.loaders import SHIPPED_DIR, load_artifact, random_samplecnn
 from steerlab_samplecnn.model import SampleCNN, SampleCNNConfig, layer_table, receptive_field_formula
@@ -220,7 +220,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert a.weights_hash() == b.weights_hash()
     step2 = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     assert step2["step"] == 4
-    with pytest.raises(ValueError, match="another architecture"):
+    with pytest.raises(SteerlabError, match="another architecture"):
         train_samplecnn(SampleCNNConfig(first_channels=8, block_channels=(4, 8)), TrainConfig(steps=5, **TINY),
                         tmp_path / "a", log=logs.append)
 

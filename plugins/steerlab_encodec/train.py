@@ -13,8 +13,6 @@ latent and half the continuous one, so both decode paths are trained.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import torch
 
 from steerlab import metrics, synth
 from steerlab.artifacts import atomic_write_json, atomic_save_safetensors
+from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
 from .codec import CodecConfig, build_codec
@@ -111,22 +110,16 @@ def train_codec(
     random.seed(train_cfg.seed)
     model = build_codec(codec_cfg).train()
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=(0.8, 0.99))
-    ckpt_path = out_dir / "checkpoint.pt"
-    step = 0
+    identity = {"architecture": codec_cfg.to_json()}
+    step = resumable.resume(out_dir, model, opt, identity, log)["step"]
     rng = np.random.default_rng(train_cfg.seed)
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
+    if step:
         rng = np.random.default_rng([train_cfg.seed, step])
         torch.manual_seed(train_cfg.seed + step)
-        log(f"resumed from step {step}")
     pool = _pool(codec_cfg, train_cfg.pool_clips, train_cfg.seed, 1.0)
     val = _pool(codec_cfg, train_cfg.val_clips, train_cfg.seed + 10_000, 1.0)
     crop = int(train_cfg.clip_seconds * codec_cfg.sample_rate)
     crop -= crop % codec_cfg.hop_length
-    curve = out_dir / "curve.jsonl"
     t0 = time.time()
     losses: list[float] = []
     while step < train_cfg.steps:
@@ -155,15 +148,11 @@ def train_codec(
             ev = evaluate(model, val)
             row = {"step": step, "lr": lr, "train_loss": float(np.mean(losses)), "seconds": time.time() - t0, **ev}
             losses = []
-            with open(curve, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            resumable.save(out_dir, model, opt, step, row, identity)
             log(
                 f"step {step}: loss {row['train_loss']:.4f} val SI-SDR cont {ev['si_sdr_cont_median']:.2f} dB "
                 f"quant {ev['si_sdr_quant_median']:.2f} dB"
             )
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
-            os.replace(tmp, ckpt_path)
             export(model.eval(), codec_cfg, train_cfg, out_dir, ev, step)
             model.train()
     return evaluate(model, val)

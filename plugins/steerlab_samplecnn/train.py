@@ -11,7 +11,6 @@ into the same folder resumes from the checkpoint.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steerlab.artifacts import atomic_path, atomic_save_safetensors, atomic_write_json, versions
+from steerlab.artifacts import atomic_save_safetensors, atomic_write_json, versions
+from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
 from . import task
@@ -76,15 +76,6 @@ def evaluate(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor, batch
     }
 
 
-def _clean_curve(curve: Path, step: int) -> None:
-    """Drop rows written after the checkpoint being resumed (a crash between the two writes)."""
-    if not curve.exists():
-        return
-    rows = [line for line in curve.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    with atomic_path(curve) as tmp:
-        tmp.write_text("".join(row + "\n" for row in rows))
-
-
 def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path, name: str = "samplecnn_24khz",
                     log: Callable[[str], None] = print) -> dict:
     """Train (or resume) into ``out_dir``; returns the last validation row."""
@@ -92,18 +83,8 @@ def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path,
     torch.manual_seed(cfg.seed)
     model = SampleCNN(name, model_cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ckpt_path, curve = out_dir / "checkpoint.pt", out_dir / "curve.jsonl"
-    step = 0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        saved = SampleCNNConfig.from_json(json.loads(state["model_config"]))
-        if saved != model_cfg:
-            raise ValueError(f"{ckpt_path} was trained with another architecture ({saved}); use a new output folder")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
-        _clean_curve(curve, step)
-        log(f"resumed from step {step}")
+    identity = {"architecture": model_cfg.to_json()}
+    step = resumable.resume(out_dir, model, opt, identity, log)["step"]
     val_x, val_y = task.render(
         task.held_out_specs(cfg.val_clips, cfg.seed + task.VAL_SEED_OFFSET, model_cfg.sample_rate, cfg.clip_seconds),
         model_cfg.labels,
@@ -134,12 +115,7 @@ def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path,
             row = {"step": step, "lr": lr, "train_loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2),
                    "val_accuracy": ev["accuracy"], "val_loss": ev["loss"], "val_accuracy_by_label": ev["accuracy_by_label"]}
             losses = []
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     "model_config": json.dumps(model_cfg.to_json())}
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(state, tmp)
-            with open(curve, "a") as f:
-                f.write(json.dumps(row) + "\n")
+            resumable.save(out_dir, model, opt, step, row, identity)
             export(model, model_cfg, cfg, out_dir, row, step, n_params)
             log(f"step {step}: train loss {row['train_loss']:.3f}, val loss {ev['loss']:.3f}, "
                 f"val accuracy {ev['accuracy']:.3f}")

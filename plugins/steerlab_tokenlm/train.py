@@ -15,9 +15,7 @@ continues from ``checkpoint.pt``; the artifact (``model.safetensors``,
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch.nn.functional as F
 from steerlab import synth
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
 from steerlab.errors import SteerlabError
+from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
 from .loaders import FORMAT, NAME, VERSION
@@ -175,17 +174,9 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
     other = [p for p in model.parameters() if p.dim() <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": other, "weight_decay": 0.0}],
                             lr=tc.lr, betas=(0.9, 0.98))
-    ckpt_path = out_dir / "checkpoint.pt"
-    step, best, best_row = 0, float("inf"), None
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True)
-        if state.get("codec_sha256") != codec_hash:
-            raise SteerlabError(f"{out_dir} was started with another codec; train into a new -o folder")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, best = int(state["step"]), float(state["best"])
-        best_row = json.loads(state["best_row"]) if state.get("best_row") else None
-        log(f"resumed from step {step}")
+    identity = {"architecture": cfg.to_json(), "codec weights": codec_hash}
+    state = resumable.resume(out_dir, model, opt, identity, log)
+    step, best, best_row = state["step"], state.get("best", float("inf")), state.get("best_row")
     rng = np.random.default_rng([tc.seed, step])
     torch.manual_seed(tc.seed + step)
     meta_base = {
@@ -198,7 +189,6 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
                      "validation: corpus(val_clips, seed + 10000, ...)", "threads": torch.get_num_threads()},
         "baselines": base,
     }
-    curve = out_dir / "curve.jsonl"
     t0 = time.time()
     losses: list[float] = []
     while step < tc.steps:
@@ -218,16 +208,11 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
             ev = evaluate(model, val)
             row = {"step": step, "lr": lr, "train_loss": float(np.mean(losses)), "seconds": time.time() - t0, **ev}
             losses = []
-            with open(curve, "a") as f:
-                f.write(json.dumps(row) + "\n")
             log(f"step {step}: train {row['train_loss']:.3f} val {ev['val_loss']:.3f} nats "
                 f"(ppl {ev['val_perplexity']:.1f}, acc {ev['val_accuracy']:.3f}); "
                 f"unigram ppl {base['unigram_perplexity']:.1f}")
             if ev["val_loss"] < best:
                 best, best_row = ev["val_loss"], row
                 export(model, {**meta_base, "step": step, "validation": row}, out_dir)
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best,
-                        "best_row": json.dumps(best_row), "codec_sha256": codec_hash}, tmp)
-            os.replace(tmp, ckpt_path)
+            resumable.save(out_dir, model, opt, step, row, identity, {"best": best, "best_row": best_row})
     return {"best": best_row, "baselines": base}
