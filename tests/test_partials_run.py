@@ -136,6 +136,7 @@ def test_cli_resume_completes_nothing_new(tiny_run, tmp_path):
 @pytest.mark.parametrize("args,fragment", [
     (["--layers", "encoder.99.conv"], "unknown layer 'encoder.99.conv'"),
     (["--model", "tiny_encodec"], "unknown model"),
+    (["--model", "samplecnn_24khz"], "samplecnn_24khz has no decoder"),
     (["-c", "{toml_nyquist}"], "above the Nyquist frequency"),
     (["-c", "{toml_badkey}"], "Valid keys:"),
     (["-c", "missing.toml"], "config file not found"),

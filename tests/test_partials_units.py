@@ -233,11 +233,13 @@ def test_auto_margin_covers_the_receptive_field():
 
     layers = [SimpleNamespace(receptive_field=rf) for rf in (7, 2718, 120)]
     cfg = C.PartialsConfig()
-    causal = SimpleNamespace(causal=True, sample_rate=24_000)
-    centred = SimpleNamespace(causal=False, sample_rate=24_000)
+    causal = SimpleNamespace(causal=True, sample_rate=24_000, output_length=lambda n: n)
+    centred = SimpleNamespace(causal=False, sample_rate=24_000, output_length=lambda n: n)
+    generator = SimpleNamespace(causal=True, sample_rate=24_000, output_length=lambda n: 24_000)
     assert margin_for(cfg, causal, layers) == 2718 / 24_000  # responds up to R after the sound
     assert margin_for(cfg, centred, layers) == 1359 / 24_000  # R / 2 either side
     assert margin_for(cfg.merged({"stimuli": {"margin_s": 0.05}}), causal, layers) == 0.05
+    assert margin_for(cfg, generator, layers) == 0.0  # a continuation is not the input's response
 
 
 def test_positive_control_keeps_context_partials_out_of_the_target_band():

@@ -196,10 +196,14 @@ def margin_for(cfg: PartialsConfig, model: AudioModel, layers: Sequence[LayerInf
     positive control (0.68 s filters, 0.25 s sounds, ablating the target's band): 1.5-4 dB
     off-band damage without margins, from the step the cut-off response leaves at the edge;
     0.0 dB with 0.1 s margins or more. For layers after an LSTM the conv-only receptive field
-    is a lower bound (see steerlab layers).
+    is a lower bound (see steerlab layers). A model whose decode is audio of its own length (a
+    generated continuation) gets no margin.
     """
     if cfg.stimuli.margin_s != "auto":
         return float(cfg.stimuli.margin_s)
+    if any(model.output_length(n) != n for n in (model.sample_rate, 3 * model.sample_rate)):
+        # a generated continuation (tokenlm_24khz) is not the input's response: no edge to cut it
+        return 0.0
     reach = max(layer.receptive_field for layer in layers)
     return (reach if model.causal else math.ceil(reach / 2)) / model.sample_rate
 
@@ -239,6 +243,9 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
     """Resolve layers and paths and render the train/test splits of every unit (specs only)."""
     from steerlab import api
 
+    if not model.has_decoder:
+        raise ConfigError(f"steerlab partials scores decoded audio, and {model.name} has no decoder (its output is "
+                          f"not a sound); choose a model that decodes audio (steerlab models)")
     reg = api.layers(model)
     all_layers = list(reg)
     layers = [reg.get(n) for n in layer_names] if layer_names else default_layers(all_layers)
