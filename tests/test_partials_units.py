@@ -254,3 +254,23 @@ def test_positive_control_keeps_context_partials_out_of_the_target_band():
     assert separation_for(cfg, bank, POSITIVE, 1223.0) == pytest.approx(centres[k + 1] - centres[k])
     assert separation_for(cfg, bank, MAIN, 1223.0) == cfg.stimuli.min_separation_hz
     assert separation_for(cfg, bank, POSITIVE, 101.0) == cfg.stimuli.min_separation_hz  # 7 Hz reach < 30 Hz
+
+
+def test_prediction_agreement_counts_and_graded_correlation():
+    from steerlab.partials.report import agreement
+    from steerlab.partials.verdicts import Verdict
+
+    def v(f, steerable, gain):
+        return Verdict("m", "main", "L", "inharmonic", f, 1, "diffmeans", "continuous", 5, steerable,
+                       1.0 if steerable else 0.0, 1.0, "ablate", 1.0, 1.0, (gain, gain, gain), (9.0,) * 3,
+                       (0.9,) * 3, (0.9,) * 3, (0.1,) * 3, (0.1,) * 3, None, 75.0)
+
+    vs = [v(100.0, False, 1.0), v(200.0, False, 2.0), v(300.0, False, 5.0), v(400.0, False, 9.0)]
+    pred = lambda score, surv: SimpleNamespace(score=score, survives_path=surv)  # noqa: E731
+    preds = {("m", "L", "inharmonic", f, 1): pred(s, s > 0.5) for f, s in ((100.0, 0.1), (200.0, 0.2),
+                                                                         (300.0, 0.6), (400.0, 0.9))}
+    (a,) = agreement(vs, preds)
+    # nothing passes: the share-based correlations are undefined, the graded one is not
+    assert a["rho_score_share"] is None and a["rho_survives_steerable"] is None
+    assert a["rho_score_gain"] == pytest.approx(1.0)
+    assert (a["agree"], a["compared"], a["survives_not_steerable"], a["steerable_not_predicted"]) == (2, 4, 2, 0)

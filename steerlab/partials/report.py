@@ -49,8 +49,10 @@ def predictions(plans: list, cfg: PartialsConfig) -> dict[tuple, Any]:
 
 
 def agreement(vs: list[Verdict], preds: dict[tuple, Any]) -> list[dict[str, Any]]:
-    """Spearman agreement of predicted score with measured pass share (and of predicted
-    survival with the verdict), per model, family, method and path."""
+    """Agreement of the architecture's prediction with the measurement, per model, family,
+    method and path: Spearman of predicted score with measured pass share and with the median
+    gain adding (graded, so still defined when no unit passes), of predicted survival with the
+    verdict, and the plain counts of units where prediction and verdict agree or not."""
     from steerlab.arch import rank_agreement
 
     groups: dict[tuple, list[Verdict]] = {}
@@ -61,10 +63,15 @@ def agreement(vs: list[Verdict], preds: dict[tuple, Any]) -> list[dict[str, Any]
         ps = [preds.get((v.model, v.layer, v.family, v.target_hz, v.density)) for v in g]
         score = [p.score if p is not None else None for p in ps]
         surv = [p.survives_path if p is not None else None for p in ps]
+        pairs = [(bool(s), v.steerable) for s, v in zip(surv, g) if s is not None]
         out.append({"model": model, "family": family, "method": method, "path": path, "n": len(g),
                     "rho_score_share": rank_agreement(score, [v.pass_share for v in g]),
                     "rho_survives_steerable": rank_agreement(surv, [float(v.steerable) for v in g]),
-                    "predicted_survive": sum(bool(s) for s in surv), "measured_steerable": sum(v.steerable for v in g)})
+                    "rho_score_gain": rank_agreement(score, [v.gain_db[0] for v in g]),
+                    "predicted_survive": sum(bool(s) for s in surv), "measured_steerable": sum(v.steerable for v in g),
+                    "agree": sum(p == m for p, m in pairs), "compared": len(pairs),
+                    "survives_not_steerable": sum(p and not m for p, m in pairs),
+                    "steerable_not_predicted": sum(m and not p for p, m in pairs)})
     return out
 
 
@@ -298,14 +305,23 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
             parts.append(_verdict_table(vs, preds, plan.model.name, path, cbox))
     parts.append("<h2>Prediction from the architecture vs measurement</h2><p>Predicted score and survival "
                  "from <code>steerlab arch</code> (strides, kernels, Nyquist, aliasing, main lobe against "
-                 "partial spacing) ranked against measured pass share and verdict (Spearman; – when undefined, "
-                 "e.g. one side constant).</p><table><tr><th>model</th><th>family</th><th>method</th><th>path</th>"
-                 "<th>units</th><th>predicted survive</th><th>measured steerable</th><th>ρ(score, share)</th>"
-                 "<th>ρ(survives, steerable)</th></tr>")
+                 "partial spacing) against the measurement: units where predicted survival and verdict agree "
+                 "(with the two kinds of disagreement), and Spearman rank correlations of the predicted score "
+                 "with the pass share and with the median gain adding (graded: defined even when no unit passes), "
+                 "and of predicted survival with the verdict (– when undefined, e.g. one side constant). "
+                 "The prediction says where a partial can survive, not that a given direction isolates it; the "
+                 "null's rows are the control, expected to disagree wherever the partial survives.</p>"
+                 "<table><tr><th>model</th><th>family</th><th>method</th><th>path</th>"
+                 "<th>units</th><th>predicted survive</th><th>measured steerable</th><th>agree</th>"
+                 "<th>survives, not steerable</th><th>steerable, not predicted</th><th>ρ(score, share)</th>"
+                 "<th>ρ(survives, steerable)</th><th>ρ(score, gain)</th></tr>")
     for a in agree:
         parts.append(f"<tr><td>{a['model']}</td><td>{a['family']}</td><td>{a['method']}</td><td>{a['path']}</td>"
                      f"<td>{a['n']}</td><td>{a['predicted_survive']}</td><td>{a['measured_steerable']}</td>"
-                     f"<td>{_fmt(a['rho_score_share'])}</td><td>{_fmt(a['rho_survives_steerable'])}</td></tr>")
+                     f"<td>{a['agree']}/{a['compared']}</td><td>{a['survives_not_steerable']}</td>"
+                     f"<td>{a['steerable_not_predicted']}</td>"
+                     f"<td>{_fmt(a['rho_score_share'])}</td><td>{_fmt(a['rho_survives_steerable'])}</td>"
+                     f"<td>{_fmt(a['rho_score_gain'])}</td></tr>")
     parts.append("</table><h2>Figures</h2>")
     for fig in figures:
         parts.append(f"<p><img alt='{fig.name}' src='data:image/png;base64,{_b64_png(fig)}'></p>")
