@@ -224,7 +224,7 @@ def _forward_order(model: AudioModel, layers: list[LayerInfo]) -> list[LayerInfo
     unique = list({layer.name: layer for layer in layers}.values())
     unknown = [layer.name for layer in unique if layer.name not in names]
     if unknown:
-        raise SteerlabError(f"cannot capture {', '.join(unknown)}: not in the layer table of {model.name!r}")
+        raise SteerlabError(f"layer(s) {', '.join(unknown)} not in the layer table of {model.name!r}; see steerlab layers")
     return sorted(unique, key=lambda layer: names.index(layer.name))
 
 
