@@ -19,20 +19,48 @@ from steerlab.cli.options import CONTEXT, echo_json
 @click.option("--val-every", type=int, default=250, help="Validate, checkpoint and export every N steps.")
 @click.option("--seed", type=int, default=0, help="Seed of data and initialisation.")
 @click.option("--n-filters", type=int, default=12, help="SEANet base width.")
+@click.option("--dimension", type=int, default=64, help="Latent dimension.")
+@click.option("--lstm", type=int, default=1, help="LSTM layers at the end of the encoder and start of the decoder.")
 @click.option("--threads", type=int, default=2, help="torch CPU threads.")
-def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n_filters, threads) -> None:
-    """Train the embedded codec on the synthetic corpus (resumable)."""
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True),
+              help="Audio file or folder (real music, rendered instruments), one source each (repeatable).")
+@click.option("--synth-share", type=float, default=None,
+              help="Share of batch items from the synthetic corpus.  [default: 1, or 1/(1+sources) with --data]")
+@click.option("--val-data", "val_data", multiple=True, type=click.Path(exists=True),
+              help="Held-out audio file or folder, validated as its own source (repeatable).")
+@click.option("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+@click.option("--amp", type=click.Choice(["none", "bf16"]), default="none",
+              help="bf16: encoder and decoder under bfloat16 autocast (quantizer and losses in float32).")
+@click.option("--time-budget-s", type=float, default=None,
+              help="Fit the schedule to this many seconds of training (step rate measured after 100 steps).")
+@click.option("--log-mag-weight", type=float, default=0.1, help="Weight of the log-magnitude spectral term.")
+@click.option("--spectral-weight", type=float, default=0.1, help="Weight of the multi-resolution spectral loss.")
+@click.option("--pool-clips", type=int, default=4000, help="Synthetic clips in the training pool.")
+@click.option("--export-dtype", type=click.Choice(["float32", "float16"]), default="float32",
+              help="Storage type of the exported model.safetensors (loading casts back to float32).")
+def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n_filters, dimension, lstm, threads,
+                data, synth_share, val_data, device, amp, time_budget_s, log_mag_weight, spectral_weight, pool_clips,
+                export_dtype) -> None:
+    """Train the embedded codec on the synthetic corpus and any --data sources (resumable)."""
     import dataclasses
 
     import torch
+
+    from steerlab.errors import SteerlabError
 
     from .codec import EMBEDDED
     from .train import TrainConfig, train_codec as run
 
     torch.set_num_threads(threads)
-    cfg = dataclasses.replace(EMBEDDED, n_filters=n_filters)
-    tc = TrainConfig(steps=steps, batch_size=batch_size, clip_seconds=clip_seconds, lr=lr, val_every=val_every,
-                     seed=seed, spectral_weight=0.1)
+    share = synth_share if synth_share is not None else 1.0 / (1 + len(data))
+    try:
+        cfg = dataclasses.replace(EMBEDDED, n_filters=n_filters, dimension=dimension, lstm=lstm)
+        tc = TrainConfig(steps=steps, batch_size=batch_size, clip_seconds=clip_seconds, lr=lr, val_every=val_every,
+                         seed=seed, spectral_weight=spectral_weight, log_mag_weight=log_mag_weight,
+                         data=tuple(data), synth_share=share, val_data=tuple(val_data), device=device, amp=amp,
+                         time_budget_s=time_budget_s, pool_clips=pool_clips, export_dtype=export_dtype)
+    except ValueError as exc:
+        raise SteerlabError(f"train codec: {exc}") from None
     result = run(cfg, tc, Path(out_dir), log=lambda m: click.echo(m, err=True))
     echo_json(result)
 

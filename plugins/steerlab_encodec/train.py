@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from steerlab import metrics, synth
+from steerlab import provenance
 from steerlab.artifacts import atomic_write_json, atomic_save_safetensors
 from steerlab import resumable
 from steerlab.schedules import cosine_lr
@@ -45,12 +46,40 @@ class TrainConfig:
     spectral_weight: float = 1.0
     si_sdr_weight: float = 0.0
     quantized_share: float = 0.5
+    # Audio files or folders of them (real music, rendered instruments): each is one source,
+    # mixed with the synthetic corpus; batch items draw the synthetic corpus with probability
+    # ``synth_share`` and each data source equally often otherwise.
+    data: tuple[str, ...] = ()
+    synth_share: float = 1.0
+    # Held-out audio files or folders, each validated separately (1 s windows, quiet ones skipped).
+    val_data: tuple[str, ...] = ()
+    val_windows: int = 48
+    device: str = "cpu"
+    amp: str = "none"  # "bf16": encoder and decoder under bfloat16 autocast; quantizer and losses in float32
+    # Wall-clock budget: after ``rate_probe_steps`` the step rate is measured and the total number of
+    # steps (and so the cosine schedule) is set to what fits; recorded as ``planned_steps``.
+    time_budget_s: float | None = None
+    rate_probe_steps: int = 100
+    export_dtype: str = "float32"  # "float16" halves the shipped file; loading casts back to float32
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.clip_seconds <= 0:
             raise ValueError("steps, batch_size and clip_seconds must be positive")
         if not 0.0 <= self.quantized_share <= 1.0:
             raise ValueError("quantized_share must be in [0, 1]")
+        if not 0.0 <= self.synth_share <= 1.0 or (not self.data and self.synth_share < 1.0):
+            raise ValueError("synth_share must be in [0, 1], and 1 when no data is given")
+        if self.amp not in ("none", "bf16"):
+            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+        if self.export_dtype not in ("float32", "float16"):
+            raise ValueError(f"export_dtype must be 'float32' or 'float16', got {self.export_dtype!r}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError("time_budget_s must be positive")
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d["data"], d["val_data"] = list(self.data), list(self.val_data)
+        return d
 
 
 def _pool(cfg: CodecConfig, n: int, seed: int, seconds: float) -> torch.Tensor:
@@ -68,9 +97,49 @@ def spectral_loss(y: torch.Tensor, x: torch.Tensor, log_weight: float) -> torch.
     return total / len(metrics.MRSTFT_FFTS)
 
 
-def forward_paths(model: torch.nn.Module, x: torch.Tensor, quantized: bool, n_q: int | None = None):
-    """Encode, optionally quantize, decode; trims to the input length. Returns (y, penalty)."""
-    z = model.encoder(x)
+class FileSource:
+    """Decoded audio files as one pool of random crops: a file is drawn in proportion to its number of
+    valid crop starts, then a start uniformly (so every sample of the source is equally likely)."""
+
+    def __init__(self, spec: str, sample_rate: int, channels: int, device: str) -> None:
+        from steerlab.audio import load
+        from steerlab.corpus import _expand
+
+        self.name = Path(spec).name
+        self.paths = _expand([spec])
+        self.files = [torch.from_numpy(load(p, sample_rate, channels)[0]).to(device) for p in self.paths]
+        self.seconds = sum(f.shape[-1] for f in self.files) / sample_rate
+
+    def crops(self, rng: np.random.Generator, n: int, crop: int) -> list[torch.Tensor]:
+        valid = np.array([max(0, f.shape[-1] - crop + 1) for f in self.files], dtype=float)
+        if valid.sum() == 0:
+            raise ValueError(f"no file of data source {self.name} is longer than a {crop}-sample crop")
+        which = rng.choice(len(self.files), size=n, p=valid / valid.sum())
+        return [self.files[i][:, s: s + crop] for i, s in ((i, int(rng.integers(0, valid[i]))) for i in which)]
+
+    def windows(self, count: int, length: int) -> torch.Tensor:
+        """Up to ``count`` non-overlapping windows spread evenly over the files, quiet ones (< -45 dBFS) skipped."""
+        candidates = [f[:, s: s + length] for f in self.files for s in range(0, f.shape[-1] - length + 1, length)]
+        loud = [w for w in candidates if 20 * torch.log10(w.float().pow(2).mean().sqrt() + 1e-12) > -45]
+        if not loud:
+            raise ValueError(f"validation source {self.name} has no 1 s window above -45 dBFS")
+        keep = np.linspace(0, len(loud) - 1, min(count, len(loud))).round().astype(int)
+        return torch.stack([loud[i] for i in sorted(set(keep.tolist()))])
+
+
+def _autocast(device: str, amp: str):
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def forward_paths(model: torch.nn.Module, x: torch.Tensor, quantized: bool, n_q: int | None = None,
+                  amp: str = "none"):
+    """Encode, optionally quantize, decode; trims to the input length. Returns (y, penalty).
+
+    With ``amp="bf16"`` the encoder and decoder run under bfloat16 autocast; the quantizer's
+    nearest-codeword search and the returned output stay in float32."""
+    with _autocast(str(x.device), amp):
+        z = model.encoder(x)
+    z = z.float()
     penalty = x.new_zeros(())
     if quantized:
         q = model.quantizer
@@ -82,11 +151,12 @@ def forward_paths(model: torch.nn.Module, x: torch.Tensor, quantized: bool, n_q:
         else:
             codes = q.encode(z, model.frame_rate, n_q * model.bits_per_codebook * model.frame_rate / 1000)
             z = q.decode(codes)
-    y = model.decoder(z)[..., : x.shape[-1]]
-    return y, penalty
+    with _autocast(str(x.device), amp):
+        y = model.decoder(z)[..., : x.shape[-1]]
+    return y.float(), penalty
 
 
-def evaluate(model: torch.nn.Module, clips: torch.Tensor, batch: int = 16) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, clips: torch.Tensor, batch: int = 16, amp: str = "none") -> dict[str, float]:
     """SI-SDR (dB) and MR-STFT distance of both decode paths on ``clips``, medians and means."""
     from .evaluation import clip_metrics
 
@@ -94,11 +164,42 @@ def evaluate(model: torch.nn.Module, clips: torch.Tensor, batch: int = 16) -> di
     model.eval()
     out: dict[str, list[float]] = {}
     for path, quant in (("cont", False), ("quant", True)):
-        out[f"si_sdr_{path}"], out[f"mrstft_{path}"] = clip_metrics(lambda x: forward_paths(model, x, quant)[0], clips, batch)
+        out[f"si_sdr_{path}"], out[f"mrstft_{path}"] = clip_metrics(
+            lambda x: forward_paths(model, x, quant, amp=amp)[0], clips, batch)
     model.train(was_training)
     res = {f"{k}_mean": float(np.mean(v)) for k, v in out.items()}
     res.update({f"{k}_median": float(np.median(v)) for k, v in out.items()})
     return res
+
+
+def _validate(model, val_sets: dict[str, torch.Tensor], amp: str) -> dict[str, float]:
+    """Synthetic validation under the historical keys, each held-out data source under ``key@source``."""
+    ev = evaluate(model, val_sets["synth"], amp=amp)
+    for name, clips in val_sets.items():
+        if name != "synth":
+            ev.update({f"{k}@{name}": v for k, v in evaluate(model, clips, amp=amp).items() if "median" in k})
+    return ev
+
+
+def _batch(train_cfg: TrainConfig, rng: np.random.Generator, pool: torch.Tensor, sources: list[FileSource],
+           crop: int) -> torch.Tensor:
+    """A batch of crops: each item from the synthetic pool with probability ``synth_share``, else from a
+    data source drawn uniformly; then one random gain per item (0.3 to 1.5)."""
+    n = train_cfg.batch_size
+    from_synth = rng.random(n) < train_cfg.synth_share if sources else np.ones(n, dtype=bool)
+    items: list[torch.Tensor] = []
+    k = int(from_synth.sum())
+    if k:
+        idx = rng.integers(0, len(pool), k)
+        starts = rng.integers(0, pool.shape[-1] - crop + 1, k)
+        items += [pool[i, :, s: s + crop] for i, s in zip(idx, starts)]
+    which = rng.integers(0, max(1, len(sources)), n - k)
+    for j in range(len(sources)):
+        m = int((which == j).sum())
+        if m:
+            items += sources[j].crops(rng, m, crop)
+    x = torch.stack(items)
+    return x * torch.from_numpy(rng.uniform(0.3, 1.5, (n, 1, 1)).astype(np.float32)).to(x.device)
 
 
 def train_codec(
@@ -106,36 +207,44 @@ def train_codec(
 ) -> dict[str, float]:
     """Train (or resume) a codec into ``out_dir``; returns the final validation metrics."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    device = train_cfg.device
     torch.manual_seed(train_cfg.seed)
     random.seed(train_cfg.seed)
-    model = build_codec(codec_cfg).train()
+    model = build_codec(codec_cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=(0.8, 0.99))
     identity = {"architecture": codec_cfg.to_json()}
-    step = resumable.resume(out_dir, model, opt, identity, log)["step"]
+    state = resumable.resume(out_dir, model, opt, identity, log)
+    step = state["step"]
+    planned = int(state.get("planned_steps", train_cfg.steps))
     rng = np.random.default_rng(train_cfg.seed)
     if step:
         rng = np.random.default_rng([train_cfg.seed, step])
         torch.manual_seed(train_cfg.seed + step)
-    pool = _pool(codec_cfg, train_cfg.pool_clips, train_cfg.seed, 1.0)
-    val = _pool(codec_cfg, train_cfg.val_clips, train_cfg.seed + 10_000, 1.0)
+    pool = _pool(codec_cfg, train_cfg.pool_clips, train_cfg.seed, 1.0).to(device)
+    sources = [FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, device) for d in train_cfg.data]
+    for src in sources:
+        log(f"data source {src.name}: {len(src.files)} files, {src.seconds / 60:.1f} min")
+    length = codec_cfg.sample_rate - codec_cfg.sample_rate % codec_cfg.hop_length
+    val_sets = {"synth": _pool(codec_cfg, train_cfg.val_clips, train_cfg.seed + 10_000, 1.0).to(device)}
+    for d in train_cfg.val_data:
+        val_sets[Path(d).name] = FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, device).windows(
+            train_cfg.val_windows, length)
     crop = int(train_cfg.clip_seconds * codec_cfg.sample_rate)
     crop -= crop % codec_cfg.hop_length
     t0 = time.time()
+    probe_at = step + train_cfg.rate_probe_steps if train_cfg.time_budget_s and not state.get("planned_steps") else None
     losses: list[float] = []
-    while step < train_cfg.steps:
-        idx = rng.integers(0, len(pool), train_cfg.batch_size)
-        starts = rng.integers(0, pool.shape[-1] - crop + 1, train_cfg.batch_size)
-        x = torch.stack([pool[i, :, s : s + crop] for i, s in zip(idx, starts)])
-        x = x * torch.from_numpy(rng.uniform(0.3, 1.5, (len(x), 1, 1)).astype(np.float32))
+    while step < planned:
+        x = _batch(train_cfg, rng, pool, sources, crop)
         quant = bool(rng.random() < train_cfg.quantized_share)
-        y, penalty = forward_paths(model, x, quant)
+        y, penalty = forward_paths(model, x, quant, amp=train_cfg.amp)
         loss = (
             train_cfg.wave_weight * (y - x).abs().mean()
             + train_cfg.spectral_weight * spectral_loss(y, x, train_cfg.log_mag_weight)
             - train_cfg.si_sdr_weight * metrics.si_sdr(y, x).clamp(max=40).mean()
             + penalty
         )
-        lr = cosine_lr(step, train_cfg.steps, train_cfg.lr, train_cfg.min_lr)
+        lr = cosine_lr(step, planned, train_cfg.lr, train_cfg.min_lr)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad()
@@ -144,31 +253,40 @@ def train_codec(
         opt.step()
         losses.append(float(loss.detach()))
         step += 1
-        if step % train_cfg.val_every == 0 or step == train_cfg.steps:
-            ev = evaluate(model, val)
+        if step == probe_at:
+            rate = train_cfg.rate_probe_steps / (time.time() - t0)
+            planned = min(train_cfg.steps, step + int(rate * (train_cfg.time_budget_s - (time.time() - t0))))
+            log(f"{rate:.1f} steps/s: {planned} steps fit the {train_cfg.time_budget_s:.0f} s budget")
+        if step % train_cfg.val_every == 0 or step == planned:
+            ev = _validate(model, val_sets, train_cfg.amp)
             row = {"step": step, "lr": lr, "train_loss": float(np.mean(losses)), "seconds": time.time() - t0, **ev}
             losses = []
-            resumable.save(out_dir, model, opt, step, row, identity)
+            resumable.save(out_dir, model, opt, step, row, identity, {"planned_steps": planned})
             log(
                 f"step {step}: loss {row['train_loss']:.4f} val SI-SDR cont {ev['si_sdr_cont_median']:.2f} dB "
                 f"quant {ev['si_sdr_quant_median']:.2f} dB"
+                + "".join(f"; {k.split('@')[1]} {v:.2f} dB" for k, v in ev.items() if k.startswith("si_sdr_cont_median@"))
             )
-            export(model.eval(), codec_cfg, train_cfg, out_dir, ev, step)
+            export(model.eval(), codec_cfg, train_cfg, out_dir, ev, step, planned)
             model.train()
-    return evaluate(model, val)
+    return _validate(model, val_sets, train_cfg.amp)
 
 
-def export(model, codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, ev: dict, step: int) -> None:
+def export(model, codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, ev: dict, step: int,
+           planned_steps: int | None = None) -> None:
     """Write ``model.safetensors`` and ``config.json`` (the shippable artifact)."""
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    dtype = getattr(torch, train_cfg.export_dtype)
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
     atomic_save_safetensors(state, out_dir / "model.safetensors")
     atomic_write_json(
         {
             "format": "steerlab-codec",
             "version": 1,
             "codec": codec_cfg.to_json(),
-            "training": {**train_cfg.__dict__, "step": step},
+            "training": {**train_cfg.to_json(), "step": step, "planned_steps": planned_steps or train_cfg.steps},
             "validation": ev,
+            "provenance": provenance.record(),
         },
         out_dir / "config.json",
     )
