@@ -62,3 +62,92 @@ def evaluate_model(model: EncodecAudioModel, clips: int = 70, seed: int = 12_345
     kinds = [s.kind for s in specs]
     random = random_codec(f"{model.name} (random init)", model.cfg)
     return {model.name: _scores(model, data, kinds), random.name: _scores(random, data, kinds)}
+
+
+# --- fidelity on the user's own audio and on pure tones (``steerlab eval codec --data/--tones``) ---
+
+# Octave bands (ISO 266 nominal centres, edges at centre / sqrt 2 and centre * sqrt 2).
+OCTAVE_CENTRES_HZ = (63, 125, 250, 500, 1000, 2000, 4000, 8000)
+# A band whose input energy is this far below the clip's loudest band is not measured there:
+# its error would be the codec's noise floor over next to nothing (null, with the reason).
+BAND_FLOOR_DB = -50.0
+DEFAULT_TONES_HZ = (50, 100, 200, 440, 700, 1000, 1500, 2000, 3000, 4000, 6000, 8000)
+
+
+def octave_energy_db(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Energy (dB, arbitrary reference) of ``x [samples]`` in each band of :data:`OCTAVE_CENTRES_HZ`,
+    from the power spectrum of the whole clip (Hann window); ``-inf`` for an empty band."""
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / sample_rate)
+    out = []
+    for fc in OCTAVE_CENTRES_HZ:
+        band = power[(freqs >= fc / np.sqrt(2)) & (freqs < fc * np.sqrt(2))].sum()
+        out.append(10 * np.log10(band) if band > 0 else -np.inf)
+    return np.array(out)
+
+
+def octave_errors(decoded: np.ndarray, reference: np.ndarray, sample_rate: int) -> list[float | None]:
+    """Per octave band, decoded minus reference energy in dB (``[samples]`` each); ``None`` where the
+    reference band lies more than :data:`BAND_FLOOR_DB` below the reference's loudest band or above Nyquist."""
+    e_ref, e_dec = octave_energy_db(reference, sample_rate), octave_energy_db(decoded, sample_rate)
+    top = np.max(e_ref[np.isfinite(e_ref)]) if np.isfinite(e_ref).any() else -np.inf
+    return [float(d - r) if np.isfinite(r) and r >= top + BAND_FLOOR_DB and fc * np.sqrt(2) <= sample_rate / 2
+            and np.isfinite(d) else None
+            for fc, r, d in zip(OCTAVE_CENTRES_HZ, e_ref, e_dec)]
+
+
+@torch.no_grad()
+def fidelity(model: EncodecAudioModel, clips: torch.Tensor) -> dict:
+    """Per decode path: SI-SDR (dB) median with its bootstrap 95% interval and mean, MR-STFT distance,
+    and the median octave-band energy error (dB) over the clips where the band is measured (with the
+    count), or ``None`` with the reason. ``clips``: ``[n, channels, samples]`` at the model's rate."""
+    out: dict = {}
+    for path in ("continuous", "quantized"):
+        decoded = torch.cat([model(clips[i: i + 16], path=path) for i in range(0, len(clips), 16)])
+        sdr = metrics.si_sdr(decoded, clips).mean(1).tolist()
+        dist = metrics.multires_stft_distance(decoded, clips).mean(1).tolist()
+        errors = [octave_errors(d.mean(0).numpy(), c.mean(0).numpy(), model.sample_rate) for d, c in zip(decoded, clips)]
+        bands = {}
+        for b, fc in enumerate(OCTAVE_CENTRES_HZ):
+            vals = [e[b] for e in errors if e[b] is not None]
+            bands[str(fc)] = ({"median_db": float(np.median(vals)), "clips": len(vals)} if vals else
+                              {"median_db": None, "clips": 0,
+                               "reason": f"no clip has energy within {-BAND_FLOOR_DB:.0f} dB of its loudest band here"})
+        out[path] = {"clips": len(sdr), "si_sdr_median": float(np.median(sdr)), "si_sdr_median_ci95": median_ci(sdr),
+                     "si_sdr_mean": float(np.mean(sdr)), "mrstft_mean": float(np.mean(dist)), "octave_error_db": bands}
+    return out
+
+
+def folder_windows(folder: str, model: EncodecAudioModel, windows: int, seconds: float = 1.0) -> tuple[torch.Tensor, list[dict]]:
+    """Up to ``windows`` non-overlapping windows of ``seconds`` spread evenly over the audio files under
+    ``folder`` (decoded at the model's rate and channels), windows below -45 dBFS skipped; also the
+    per-file record (path, SHA-256, decoded seconds). Raises :class:`SteerlabError` when none is usable."""
+    from steerlab.artifacts import file_sha256
+    from steerlab.audio import load
+    from steerlab.corpus import _expand
+    from steerlab.errors import SteerlabError
+
+    n = int(seconds * model.sample_rate)
+    n -= n % model.hop
+    files, cands = [], []
+    for path in _expand([folder]):
+        x = load(path, model.sample_rate, model.channels)[0]
+        files.append({"path": str(path), "sha256": file_sha256(path), "decoded_seconds": x.shape[-1] / model.sample_rate})
+        cands += [x[:, s: s + n] for s in range(0, x.shape[-1] - n + 1, n)]
+    loud = [w for w in cands if 10 * np.log10(np.mean(w.astype(np.float64) ** 2) + 1e-20) > -45]
+    if not loud:
+        raise SteerlabError(f"{folder}: no {seconds:g} s window of its audio is above -45 dBFS; nothing to evaluate")
+    keep = sorted(set(np.linspace(0, len(loud) - 1, min(windows, len(loud))).round().astype(int).tolist()))
+    return torch.from_numpy(np.stack([loud[i] for i in keep])), files
+
+
+@torch.no_grad()
+def tone_fidelity(model: EncodecAudioModel, freqs_hz=DEFAULT_TONES_HZ, amplitude: float = 0.5) -> dict[str, dict]:
+    """SI-SDR (dB) of each decode path on a 1 s pure tone at each frequency (10 ms raised-cosine fades)."""
+    n = model.sample_rate - model.sample_rate % model.hop
+    t = np.arange(n) / model.sample_rate
+    fade = np.minimum(1, np.minimum(t, t[::-1]) / 0.01)
+    tones = np.stack([amplitude * fade * np.sin(2 * np.pi * f * t) for f in freqs_hz]).astype(np.float32)
+    x = torch.from_numpy(tones)[:, None].repeat(1, model.channels, 1)
+    return {path: {str(f): float(v) for f, v in zip(freqs_hz, metrics.si_sdr(model(x, path=path), x).mean(1).tolist())}
+            for path in ("continuous", "quantized")}
