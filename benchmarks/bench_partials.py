@@ -43,7 +43,7 @@ def sweep_ratio(n_items: int, repeats: int) -> dict:
     from steerlab.partials.plan import batches, work_items
     from steerlab.partials.store import ResultStore
 
-    cfg = build(None, quick=True).merged({"controls": {"positive_model": ""}})
+    cfg = build(None, quick=True).merged({"controls": {"positive_models": []}})
     plans, dicts, context, h, _ = runner.prepare(cfg, quick=True)
     vectors, prov, _, refs = runner._learn_all(plans, cfg, dicts, runner._NullBar)
     plan = plans[0]

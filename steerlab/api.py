@@ -176,14 +176,7 @@ def resolve_dictionary(spec: "str | Path | DictionaryRef", model: AudioModel) ->
     if isinstance(spec, DictionaryRef):
         ref = spec
     else:
-        folder = Path(spec).expanduser()
-        shipped = model.shipped_dictionaries()
-        if not folder.is_dir() and str(spec) in shipped:
-            folder = shipped[str(spec)]
-        if not folder.is_dir():
-            names = f" or one shipped with {model.name}: {', '.join(shipped)}" if shipped else ""
-            raise dictionary.DictionaryError(
-                f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`{names}")
+        folder = dictionary.locate(spec, model.shipped_dictionaries(), model.name)  # the one name resolver
         d = dictionary.load(folder)
         ref = DictionaryRef(str(spec), folder.resolve(), d, file_sha256(folder / dictionary.CONFIG_FILE))
     d = ref.dictionary
@@ -360,13 +353,26 @@ def run_pairs(model: AudioModel, waves: Sequence[np.ndarray], spec: Intervention
     return [r.output.numpy() for r in base], [r.output.numpy() for r in patched], infos, codes_changed
 
 
-def score_all(baseline: np.ndarray, patched: np.ndarray, sr: int, target_hz: Sequence[float], names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the registered scorers (all, or ``names``) on one pair of decodes."""
+def output_scorers(model: AudioModel) -> list[str]:
+    """Names of the scorers of ``model``'s output: those whose ``output_kind`` is ``"audio"``
+    for a model with a decoder, or the model's own ``output_kind`` (none for class logits)."""
+    kind = "audio" if model.has_decoder else getattr(model, "output_kind", "")
+    return [s.name for s in plugins.scorers() if kind and getattr(s, "output_kind", "audio") == kind]
+
+
+def score_all(baseline: np.ndarray, patched: np.ndarray, sr: int, target_hz: Sequence[float], names: Sequence[str] | None = None,
+              model: AudioModel | None = None) -> dict[str, Any]:
+    """Run the registered scorers (``names``, or every scorer of audio decodes) on one pair of
+    outputs; a scorer whose function declares a ``model`` parameter receives ``model``."""
+    import inspect
+
     reg = plugins.scorers()
     out = {}
-    for name in names or reg.names():
+    for name in names or [s.name for s in reg if getattr(s, "output_kind", "audio") == "audio"]:
         scorer = reg.get(name)
-        out[name] = plugins.guarded(reg.owners[name], f"scorer {name!r}", scorer.fn, baseline, patched, sr, tuple(target_hz))
+        extra = {"model": model} if "model" in inspect.signature(scorer.fn).parameters else {}
+        out[name] = plugins.guarded(reg.owners[name], f"scorer {name!r}", scorer.fn, baseline, patched, sr,
+                                    tuple(target_hz), **extra)
     return out
 
 
@@ -413,7 +419,7 @@ def classification_scores(baseline: np.ndarray, patched: np.ndarray, names: Sequ
 
 
 def check_targets(model: AudioModel, target_hz: Sequence[float]) -> None:
-    if target_hz and not model.has_decoder:
+    if target_hz and not model.has_decoder and not output_scorers(model):
         raise SteerlabError(f"--target-hz does not apply to {model.name}: it has no decoder, so there is no "
                             "spectrum to score (its scores are class probabilities); drop --target-hz")
     for f in target_hz:
@@ -433,13 +439,16 @@ def intervene(
 ) -> list[ItemResult]:
     """Patch ``waves`` (arrays ``[channels, samples]`` at the model's rate) and score them.
 
-    A model without a decoder (``has_decoder = False``) is scored with
+    Decodes are checked with :func:`steerlab.scoring.output_check` (clipping, level jumps
+    against the baseline) into ``record["output_check"]``, whose ``flags`` list is empty
+    when nothing is wrong. A model without a decoder (``has_decoder = False``) is scored with
     :func:`classification_scores` under ``scores["classification"]``; its record says
     that spectral scores do not apply. ``prepared``: from :func:`prepare`, to reuse
     a type's prepared state across calls.
     """
     from steerlab import audio
     from steerlab.artifacts import versions
+    from steerlab.scoring import output_check
 
     arrays = [audio.validate_array(w, f"input {i}") for i, w in enumerate(waves)]
     for i, a in enumerate(arrays):
@@ -471,6 +480,10 @@ def intervene(
         }
         if model.has_decoder:
             scores = score_all(b, p, model.sample_rate, target_hz, scorers)
+            record["output_check"] = output_check(b, p, model.sample_rate)
+        elif output_scorers(model):  # an output space of its own (e.g. pitch salience) with its scorers
+            record["output"] = model.output_kind
+            scores = score_all(b, p, model.sample_rate, target_hz, scorers or output_scorers(model), model)
         else:
             record["output"] = "class logits"
             record["spectral_scores"] = NO_DECODER_NOTE

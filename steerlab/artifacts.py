@@ -63,13 +63,7 @@ def file_sha256(path: Path) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of steerlab and the libraries that decide its numbers."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Versions of steerlab and the libraries that decide its numbers (see :mod:`steerlab.provenance`)."""
+    from steerlab.provenance import versions as all_versions
 
-    out = {}
-    for name in ("steerlab", "torch", "torchaudio", "encodec", "nnsight", "numpy", "soundfile"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return all_versions()

@@ -31,7 +31,6 @@ takes.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -66,9 +65,24 @@ class Manifest:
     clips: int = 0  # clips (and chunks of long files) run through the model
     seconds: float = 0.0  # audio in those clips, at the model's rate
     vectors: int = 0
+    # the smallest and largest sample of those clips (None before the first): equal when the
+    # whole corpus is one constant (silence, DC), which holds nothing to learn at any layer
+    input_min: float | None = None
+    input_max: float | None = None
 
     def skip(self, path: Path | str, reason: str) -> None:
         self.skipped.append({"path": str(path), "reason": reason})
+
+    def saw(self, wave: Any) -> None:
+        """Fold one clip's sample range into :attr:`input_min` / :attr:`input_max`."""
+        low, high = float(wave.min()), float(wave.max())
+        self.input_min = low if self.input_min is None else min(self.input_min, low)
+        self.input_max = high if self.input_max is None else max(self.input_max, high)
+
+    @property
+    def constant(self) -> bool:
+        """Every sample of every clip seen has the same value."""
+        return self.input_min is not None and self.input_min == self.input_max
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "files_skipped": len(self.skipped)}
@@ -158,20 +172,50 @@ class FileSource:
             chunks = 0
             try:
                 info = audio.probe(p)
+                # a constant file (DC, silence) stays constant at any rate: resampling's edge and
+                # per-phase ripple is not data (issue 10), so its clips are its own level, exactly
+                levels = _constant_levels(p, channels) if info.sample_rate != sample_rate else None
                 if info.duration_s <= chunk_seconds:
                     wave, _ = audio.load(p, sample_rate, channels)
                     chunks = 1
-                    yield name, wave
+                    yield name, _level_or(wave, levels)
                 else:
                     for start, wave in audio.iter_chunks(p, sample_rate, channels, chunk_seconds, 0.0):
                         chunks += 1
-                        yield f"{name}@{start}", wave
+                        yield f"{name}@{start}", _level_or(wave, levels)
             except (AudioError, sf.SoundFileError, OSError, ValueError, RuntimeError) as exc:
                 # a corpus scan meets odd files; one bad file must not end a long capture
                 reason = first_line(exc) + (f" (after {chunks} chunks had been used)" if chunks else "")
                 manifest.skip(p, reason)
                 continue
             manifest.files_used += 1
+
+
+def _constant_levels(path: Path, channels: int) -> "np.ndarray | None":
+    """``[channels, 1]`` levels when every sample of the file, mixed to ``channels`` as
+    :func:`steerlab.audio.load` mixes, is one constant per channel; else None (also for a
+    file soundfile cannot stream: the load that follows reports it). Streams the file and
+    stops at the first block that varies, so a file with content costs one block."""
+    import soundfile as sf
+
+    first = None
+    try:
+        for block in sf.blocks(str(path), blocksize=1 << 16, dtype="float32", always_2d=True):
+            if block.shape[1] > 1 and block.shape[1] != channels:
+                block = block.mean(axis=1, keepdims=True)
+            if first is None and len(block):
+                first = block[0].copy()
+            if first is not None and (block != first).any():
+                return None
+    except (sf.SoundFileError, OSError, RuntimeError, ValueError):
+        return None
+    if first is None:
+        return None
+    return np.broadcast_to(first[:, None], (channels, 1)).astype(np.float32) if len(first) in (1, channels) else None
+
+
+def _level_or(wave: np.ndarray, levels: "np.ndarray | None") -> np.ndarray:
+    return wave if levels is None else np.ascontiguousarray(np.broadcast_to(levels, wave.shape), dtype=np.float32)
 
 
 Source = Union[SyntheticSource, FileSource]
@@ -231,8 +275,14 @@ class Corpus:
         return Manifest(sources=[s.spec for s in self.sources])
 
     def describe(self) -> str:
-        return (f"{', '.join(s.spec for s in self.sources)} (seed {self.seed}, generated clips "
-                f"{self.clip_seconds:g} s, files chunked at {self.chunk_seconds:g} s)")
+        """The sources and only the options that apply to them: a folder of real files is never
+        described as generated clips (file hashes are in the records' provenance)."""
+        parts = []
+        if any(isinstance(s, SyntheticSource) for s in self.sources):
+            parts.append(f"generated clips of {self.clip_seconds:g} s, seed {self.seed}")
+        if any(isinstance(s, FileSource) for s in self.sources):
+            parts.append(f"audio files, read in chunks of {self.chunk_seconds:g} s")
+        return f"{', '.join(s.spec for s in self.sources)} ({'; '.join(parts)})"
 
     def estimate_seconds(self) -> float:
         """Audio the corpus holds, from file headers (cheap; unreadable files count 0)."""
@@ -332,6 +382,7 @@ def stream_vectors(
             raise CorpusError(f"clip {clip_id}: expected a wave [channels={model.channels}, samples], "
                               f"got shape {list(w.shape)}")
         pending.append(w)
+        manifest.saw(w)
         manifest.clips += 1
         manifest.seconds += w.shape[1] / model.sample_rate
         if len(pending) >= batch_clips or sum(p.shape[1] for p in pending) >= limit:
@@ -409,19 +460,30 @@ def write_shards(vectors: Iterable[Any], folder: str | Path, shard_vectors: int 
     return ShardReader(folder)
 
 
+def _shard_schema() -> dict[str, Any]:
+    from steerlab import schema
+
+    return {"width": schema.integer(1), "n_vectors": schema.integer(1),
+            "shards": schema.array(schema.obj({"file": schema.filename(), "n_vectors": schema.integer(1)}), True),
+            "manifest": schema.nullable(schema.mapping()), "meta": schema.mapping()}
+
+
+_SHARD_SCHEMA = _shard_schema()
+
+
 class ShardReader:
     """A shard folder as a block factory: ``reader()`` iterates float32 ``[b, width]`` shards,
     one in memory at a time, in written order (pass ``reader`` itself to ``train_sae``)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        path = self.folder / SHARD_MANIFEST
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorpusError(f"{self.folder} is not a readable shard folder: {first_line(exc)}") from exc
-        if not isinstance(doc, dict) or doc.get("format") != SHARD_FORMAT or doc.get("version") != SHARD_VERSION:
-            raise CorpusError(f"{self.folder} is not a {SHARD_FORMAT} v{SHARD_VERSION} folder")
+        from steerlab import schema
+
+        doc = schema.read_json(self.folder / SHARD_MANIFEST, _SHARD_SCHEMA, CorpusError, format=SHARD_FORMAT,
+                               versions=(SHARD_VERSION,))
+        if sum(s["n_vectors"] for s in doc["shards"]) != doc["n_vectors"]:
+            raise CorpusError(f"{self.folder / SHARD_MANIFEST}: key 'n_vectors' ({doc['n_vectors']}) is not the sum "
+                              "of the shards' n_vectors")
         missing = [s["file"] for s in doc["shards"] if not (self.folder / s["file"]).is_file()]
         if missing:
             raise CorpusError(f"{self.folder} is missing shards: {', '.join(missing)}")

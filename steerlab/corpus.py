@@ -48,6 +48,7 @@ CHORD_QUALITIES = {"major": (0, 4, 7), "minor": (0, 3, 7), "diminished": (0, 3, 
 # GM percussion keys (channel 10): kick, snare, closed/open hi-hat, toms, crash, ride, clap.
 DRUM_KEYS = (36, 38, 42, 46, 45, 48, 49, 51, 39)
 SILENCE_DB = -60.0
+FLUSH_SAMPLES = 2048  # discarded after sounds_off, so no voice of the previous clip survives
 
 
 class CorpusBuildError(SteerlabError):
@@ -164,6 +165,10 @@ class Renderer:
         synth, chan = self._synth, 9 if spec.program is None else 0
         synth.notes_off()
         synth.sounds_off()
+        # sounds_off fades voices out over the next generated samples (up to 256 measured): without
+        # this discarded flush the previous clip's tail leaks into this one, and a clip is no longer
+        # a function of its spec alone
+        self._generate(FLUSH_SAMPLES)
         if spec.program is None:
             synth.program_select(chan, self._sfid, 128, 0, True)
         else:
@@ -312,6 +317,18 @@ def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed
     return doc
 
 
+def loud_windows(signals: list, count: int, length: int, floor_db: float = -45.0) -> list:
+    """Up to ``count`` windows of ``length`` samples spread evenly over the non-overlapping windows of
+    ``signals`` (arrays or tensors ``[channels, samples]``) whose RMS level is above ``floor_db`` dBFS:
+    held-out evaluation data that skips silent intros and gaps. Empty when no window is loud enough."""
+    cands = [x[:, s: s + length] for x in signals for s in range(0, x.shape[-1] - length + 1, length)]
+    loud = [w for w in cands if _level_db(np.asarray(w, dtype=np.float64)) > floor_db]
+    if not loud:
+        return []
+    keep = sorted(set(np.linspace(0, len(loud) - 1, min(count, len(loud))).round().astype(int).tolist()))
+    return [loud[i] for i in keep]
+
+
 def _expand(sources: list[str | Path]) -> list[Path]:
     from steerlab.audio import SUPPORTED_FORMATS
 
@@ -330,15 +347,48 @@ def _expand(sources: list[str | Path]) -> list[Path]:
     return paths
 
 
+def _manifest_schemas():
+    from steerlab import schema as S
+
+    note = S.obj({"pitch": S.integer(0, 127), "velocity": S.integer(0, 127), "onset_s": S.number(0),
+                  "duration_s": S.number(0)})
+    level = S.nullable(S.number())  # a clip of silence has no level in dB (written as null, never -Infinity)
+    common = {"format": S.one_of(FORMAT), "version": S.one_of(VERSION), "source": S.one_of("render", "clips"),
+              "seed": S.integer(), "count": S.integer(0), "seconds": S.number(above=0),
+              "sample_rate": S.integer(1), "provenance": S.mapping()}
+    render_clip = {"file": S.filename(), "sha256": S.sha256(), "kind": S.one_of(*RENDER_KINDS),
+                   "program": S.nullable(S.integer(0, 127)), "family": S.one_of(*GM_FAMILIES, "drums"),
+                   "gain": S.number(above=0), "level_db": level, "notes": S.array(note)}
+    long_clip = {"file": S.filename(), "sha256": S.sha256(), "source": S.string(nonempty=True),
+                 "source_sha256": S.sha256(), "offset_s": S.number(0), "level_db": level}
+    by_source = {
+        "render": {"kinds": S.array(S.one_of(*RENDER_KINDS), nonempty=True),
+                   "soundfont": S.obj({"path": S.string(), "sha256": S.sha256()}), "redraws": S.integer(0),
+                   "clips": S.array(S.obj(render_clip))},
+        "clips": {"requested": S.integer(0), "skipped_quiet": S.integer(0), "min_level_db": level,
+                  "files": S.array(S.obj({"path": S.string(), "sha256": S.sha256(),
+                                          "decoded_seconds": S.number(0)})),
+                  "clips": S.array(S.obj(long_clip))},
+    }
+    return common, by_source
+
+
 def read_manifest(folder: str | Path) -> dict:
-    """The ``manifest.json`` of a corpus folder, checked for format and version."""
+    """The ``manifest.json`` of a corpus folder, checked against its schema.
+
+    Every key the builders write is required with its type (per clip too: file name,
+    SHA-256, ground truth); keys of the other source's layout are not. Raises
+    :class:`CorpusBuildError` with one line naming the file and the dotted key
+    (``.../manifest.json: key 'clips[3].notes[0].pitch' must be ...``) for a missing,
+    unreadable or non-JSON file, another format or version, or any key that does not fit.
+    """
+    from steerlab import schema
+
     path = Path(folder) / "manifest.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CorpusBuildError(f"{path}: not a readable corpus manifest ({exc}); build one with steerlab corpus") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise CorpusBuildError(f"{path}: format must be {FORMAT} version {VERSION}")
-    if not isinstance(doc.get("clips"), list):
-        raise CorpusBuildError(f"{path}: key 'clips' must be a list")
+    common, by_source = _manifest_schemas()
+    doc = schema.read_json(path, common, CorpusBuildError, format=FORMAT, versions=(VERSION,),
+                           what="steerlab corpus manifest")
+    schema.check(doc, by_source[doc["source"]], path, CorpusBuildError)
+    if len(doc["clips"]) != doc["count"]:
+        raise CorpusBuildError(f"{path}: key 'clips' holds {len(doc['clips'])} clips but key 'count' says {doc['count']}")
     return doc

@@ -21,6 +21,7 @@ activations reproduces :meth:`SparseAutoencoder.forward`.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -28,14 +29,17 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 
 from steerlab.artifacts import file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
-from steerlab.errors import OutputError, SteerlabError
+from steerlab import schema
+from steerlab.errors import OutputError, SteerlabError, first_line
+from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
 from steerlab.sae import DataStats, SAEConfig, SparseAutoencoder
 
 FORMAT = "steerlab-dictionary"
@@ -184,34 +188,95 @@ def save(d: Dictionary, folder: str | Path, overwrite: bool = False) -> Path:
     return folder
 
 
-def load(folder: str | Path) -> Dictionary:
-    """Read a dictionary folder; raise :class:`DictionaryError` with a one-line reason if it can't."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+_STATS_SCHEMA = {
+    "n_vectors": schema.integer(1),
+    "mean_norm": schema.number(0),
+    "std_norm": schema.number(0),
+    "gamma": schema.nullable(schema.number(0)),
+    "data_sha256": schema.sha256(),
+}
+#: every key :func:`load` reads, with its type; nothing is defaulted (issue 10: a config without
+#: ``sae.k`` loaded with the dataclass's k = 16 while the file said 4)
+CONFIG_SCHEMA: dict[str, schema.Field] = {
+    "model": schema.string(nonempty=True),
+    "layer": schema.string(nonempty=True),
+    "kind": schema.one_of(*KINDS),
+    "weights_hash": schema.nullable(schema.string(nonempty=True)),
+    "architecture": schema.one_of("topk", "relu"),
+    "width": schema.integer(1),
+    "size": schema.integer(1),
+    "k": schema.nullable(schema.integer(1)),
+    "seed": schema.integer(),
+    "sae": schema.obj({f.name: _SAE_FIELDS[f.name] for f in dataclass_fields(SAEConfig)}),
+    "normalization": schema.obj({"center": schema.boolean(), "normalize": schema.boolean(),
+                                 "scale": schema.number(above=0),
+                                 "stats": schema.nullable(schema.obj(_STATS_SCHEMA))}),
+    "data": schema.obj({"description": schema.string(), "sha256": schema.nullable(schema.sha256()),
+                        "manifest": schema.optional(schema.mapping())}),
+    "weights": schema.obj({"file": schema.filename(), "sha256": schema.sha256()}),
+    "metrics": schema.mapping(),
+    "versions": schema.mapping(),
+}
 
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """``folder/config.json`` checked against :data:`CONFIG_SCHEMA` and for consistency
+    (the top-level summary must agree with the ``sae`` block); :class:`DictionaryError`
+    with one line naming the file and the key otherwise."""
     folder = Path(folder)
     cfg_path = folder / CONFIG_FILE
     if not cfg_path.is_file():
         raise DictionaryError(f"{folder} is not a steerlab dictionary: no {CONFIG_FILE}")
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DictionaryError(f"{cfg_path} is unreadable: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        found = doc.get("format") if isinstance(doc, dict) else None
-        raise DictionaryError(f"{folder} is not a steerlab dictionary (format {found!r}, expected {FORMAT!r})")
-    version = doc.get("version")
-    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
-        raise DictionaryError(f"{folder} has dictionary format version {version!r}; this steerlab reads version"
-                              f" {', '.join(map(str, SUPPORTED_VERSIONS))} (upgrade steerlab or re-train)")
+    doc = schema.read_json(cfg_path, CONFIG_SCHEMA, DictionaryError, format=FORMAT, versions=SUPPORTED_VERSIONS,
+                             what="steerlab dictionary")
+    sae, norm = doc["sae"], doc["normalization"]
+    topk = sae["kind_of_sae"] == "topk"
+    agree = [("width", doc["width"], "sae.width", sae["width"]), ("size", doc["size"], "sae.size", sae["size"]),
+             ("seed", doc["seed"], "sae.seed", sae["seed"]),
+             ("architecture", doc["architecture"], "sae.kind_of_sae", sae["kind_of_sae"]),
+             ("k", doc["k"], "sae.k", sae["k"] if topk else None),
+             ("normalization.center", norm["center"], "sae.center", sae["center"]),
+             ("normalization.normalize", norm["normalize"], "sae.normalize", sae["normalize"])]
+    for key, value, other, expected in agree:
+        if value != expected or type(value) is not type(expected):
+            raise DictionaryError(f"{cfg_path}: key {key!r} ({value!r}) disagrees with {other!r} ({expected!r})")
+    return doc
+
+
+def locate(spec: str | Path, shipped: Mapping[str, Path], model_name: str) -> Path:
+    """The folder of dictionary ``spec``: an existing folder, else the name of a dictionary
+    shipped with the model (``shipped``: name -> folder, as ``model.shipped_dictionaries()``).
+    The one resolver of dictionary names (``intervene --feature``, ``analyze``, ``partials``)."""
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        return folder
+    if str(spec) in shipped:
+        return Path(shipped[str(spec)])
+    names = f" or one shipped with {model_name}: {', '.join(shipped)}" if shipped else ""
+    close = difflib.get_close_matches(str(spec), list(shipped), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise DictionaryError(f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`"
+                          f"{names} ({spec} is not a steerlab dictionary folder).{hint}")
+
+
+def load(folder: str | Path) -> Dictionary:
+    """Read a dictionary folder; raise :class:`DictionaryError` with a one-line reason if it can't.
+
+    The config is checked by :func:`read_config`; the weights must match the sha256 it
+    records, hold every tensor with the shape the config implies, and be finite.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    doc = read_config(folder)
+    cfg_path = folder / CONFIG_FILE
     try:
         config = SAEConfig.from_dict(doc["sae"])
-        weights_name = doc["weights"]["file"]
-        expected_hash = doc["weights"]["sha256"]
-        norm, data = doc["normalization"], doc["data"]
-        model, layer, kind = doc["model"], doc["layer"], doc["kind"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DictionaryError(f"{cfg_path} is damaged: {type(exc).__name__}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise DictionaryError(f"{cfg_path}: key 'sae' is invalid: {first_line(exc)}") from None
+    weights_name, expected_hash = doc["weights"]["file"], doc["weights"]["sha256"]
+    norm, data = doc["normalization"], doc["data"]
     weights_path = folder / weights_name
     if not weights_path.is_file():
         raise DictionaryError(f"{folder} is missing its weights file {weights_name}")
@@ -225,25 +290,33 @@ def load(folder: str | Path) -> Dictionary:
     missing = [name for name in _TENSORS if name not in tensors]
     if missing:
         raise DictionaryError(f"{weights_path} lacks tensors: {', '.join(missing)}")
+    if norm["stats"] is not None and "data_mean" not in tensors:
+        raise DictionaryError(f"{cfg_path}: key 'normalization.stats' is set but {weights_path} lacks data_mean")
+    if "data_mean" in tensors and tuple(tensors["data_mean"].shape) != (config.width,):
+        raise DictionaryError(f"{weights_path}: data_mean has shape {list(tensors['data_mean'].shape)}, "
+                              f"not [{config.width}] (key 'sae.width')")
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise DictionaryError(f"{weights_path} holds NaN or infinite values in {', '.join(sorted(bad))}")
     sae = SparseAutoencoder(config)
     try:
         sae.load_state_dict({name: tensors[name] for name in _TENSORS})
     except RuntimeError as exc:
         raise DictionaryError(f"{weights_path} does not fit its config: {str(exc).splitlines()[0]}") from exc
+    if float(sae.scale) != float(norm["scale"]):
+        raise DictionaryError(f"{cfg_path}: key 'normalization.scale' ({norm['scale']!r}) differs from the "
+                              f"weights' scale ({float(sae.scale)!r})")
     sae.eval()
     stats = None
-    if norm.get("stats") is not None and "data_mean" in tensors:
+    if norm["stats"] is not None:
         s = norm["stats"]
         stats = DataStats(s["n_vectors"], tensors["data_mean"], s["mean_norm"], s["std_norm"], s["gamma"],
                           s["data_sha256"])
     sae.stats = stats
-    try:
-        return Dictionary(sae=sae, model=model, layer=layer, kind=kind, weights_hash=doc.get("weights_hash"),
-                          data_description=data.get("description", ""), data_hash=data.get("sha256"),
-                          stats=stats, metrics=doc.get("metrics", {}), versions=doc.get("versions", {}),
-                          data_manifest=data.get("manifest"))
-    except ValueError as exc:
-        raise DictionaryError(f"{cfg_path} is damaged: {exc}") from exc
+    return Dictionary(sae=sae, model=doc["model"], layer=doc["layer"], kind=doc["kind"],
+                      weights_hash=doc["weights_hash"], data_description=data["description"],
+                      data_hash=data["sha256"], stats=stats, metrics=doc["metrics"], versions=doc["versions"],
+                      data_manifest=data.get("manifest"))
 
 
 def saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from steerlab.errors import SteerlabError
 STREAMS = ("auto", "shards", "recompute")
 KIND_MODES = {"feature": "features", "archetype": "archetypes"}
 DEFAULT_BUDGET_BYTES = 2 * 2**30
+_WHAT = {"feature": "response vectors", "archetype": "generators"}
 _SHARD_FLOATS = 2**24  # 64 MiB of float32 per shard: one shard in memory at a time
 
 
@@ -51,6 +52,19 @@ def _reporting(blocks, manifest: Manifest, progress: Callable[[str], None] | Non
         if progress and time.monotonic() - last >= every_s:
             last = time.monotonic()
             progress(f"captured {manifest.clips} clips ({manifest.seconds:.0f} s), {manifest.vectors} vectors")
+
+
+def _refusing_constant(blocks, manifest: Manifest, where: str, data: str):
+    """Pass blocks through; at the end of the pass, refuse a corpus whose audio is one constant
+    (silence, DC): a layer's response to it may still move (a recurrent state settling) but
+    describes the model's transient, not the data (:class:`steerlab.sae.NoVarianceError`)."""
+    from steerlab.sae import NoVarianceError
+
+    yield from blocks
+    if manifest.constant:
+        raise NoVarianceError(f"the data has no variance at {where}: every sample of its {manifest.clips} clips from "
+                              f"{data} equals {manifest.input_min:g} (silence or a constant signal); nothing was "
+                              "written", None)
 
 
 def learn_dictionary(
@@ -80,10 +94,17 @@ def learn_dictionary(
     """Capture ``layer`` over ``corpus``, train an SAE and return a
     :class:`steerlab.dictionary.Dictionary` (not yet saved) with its provenance:
     model name and weights hash, canonical layer name, kind, data description, the
-    corpus manifest (under ``data_manifest``, with the capture options) and metrics."""
-    from steerlab import api
+    corpus manifest (under ``data_manifest``, with the capture options) and metrics.
+
+    Raises :class:`steerlab.capture.CorpusError` when the corpus yields no vectors and
+    :class:`steerlab.sae.NoVarianceError` when its vectors at ``layer`` are all equal
+    (silent files, a constant signal, one frame): such data would give a dictionary of
+    dead latents, so none is made."""
+    from steerlab import api, provenance
     from steerlab.dictionary import Dictionary
-    from steerlab.sae import SAEConfig, train_sae
+    from steerlab.sae import NoVarianceError, SAEConfig, require_variance, train_sae
+
+    started = time.time()
 
     if kind not in KIND_MODES:
         raise SteerlabError(f"kind must be one of {', '.join(KIND_MODES)}; got {kind!r}")
@@ -112,7 +133,8 @@ def learn_dictionary(
 
     def vectors(manifest: Manifest):
         blocks = stream_vectors(model, corpus, info, mode, subsample, seed, max_batch=max_batch, manifest=manifest)
-        return _reporting(blocks, manifest, progress)
+        return _refusing_constant(_reporting(blocks, manifest, progress), manifest, f"{model.name} {info.name}",
+                                  corpus.describe())
 
     work = None
     try:
@@ -134,7 +156,13 @@ def learn_dictionary(
                 passes.append(corpus.new_manifest())
                 return vectors(passes[-1])
 
-        sae, metrics = train_sae(data, config, progress=epoch_progress)
+        try:
+            sae, metrics = train_sae(data, config, progress=epoch_progress)
+        except NoVarianceError as exc:
+            if exc.stats is None:
+                raise
+            require_variance(exc.stats, info.channels, f"{model.name} {info.name}", _WHAT[kind], corpus.describe())
+            raise
         if stream == "recompute":
             manifest = passes[-1]
     finally:
@@ -149,4 +177,6 @@ def learn_dictionary(
                        "input_channels": corpus.channels}
     return Dictionary(sae=sae, model=model.name, layer=info.name, kind=kind, weights_hash=model.weights_hash(),
                       data_description=description, metrics=metrics,
-                      data_manifest={**manifest.to_json(), "capture": capture_options})
+                      data_manifest={**manifest.to_json(), "capture": capture_options,
+                                     "provenance": provenance.record(inputs=[src.spec for src in corpus.sources],
+                                                                     started=started)})

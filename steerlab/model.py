@@ -116,6 +116,10 @@ class AudioModel(torch.nn.Module):
     paths: tuple[str, ...] = ("continuous",)
     default_path: str = "continuous"
     has_decoder: bool = True
+    # what ``forward`` returns when ``has_decoder`` is False: "" for class logits, or the name
+    # of an output space (e.g. "pitch_salience") scored by the scorers registered for it
+    # (``ScorerSpec.output_kind``)
+    output_kind: str = ""
     config: dict[str, Any] = {}
     # a folder of dictionaries (``steerlab learn`` format) learned on these very weights,
     # one subfolder per dictionary, usable by name: ``--feature first_conv-features:3``
@@ -149,6 +153,12 @@ class AudioModel(torch.nn.Module):
         """Samples of the decode that belong to an input of ``n_samples`` (the decode is trimmed
         to them): the input length, unless the model generates audio of a length of its own."""
         return n_samples
+
+    def output_frames(self, n_samples: int) -> int | None:
+        """For a model without a decoder whose output has a time axis (last axis, e.g. a
+        salience ``[bins, frames]``): the output frames that belong to an input of
+        ``n_samples`` (the rest, from batch padding, is trimmed). None: no time axis (logits)."""
+        return None
 
     def weights_hash(self) -> str:
         """sha256 over parameter and buffer names, shapes and bytes (stable across saves)."""

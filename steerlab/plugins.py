@@ -26,8 +26,10 @@ from steerlab.registry import InterventionRegistry, LayerRegistry, ModelRegistry
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "steerlab_encodec",
     "steerlab_filterbank",
+    "steerlab_stft",
     "steerlab_samplecnn",
     "steerlab_tokenlm",
+    "steerlab_crepe",
     "steerlab_interventions",
     "steerlab_scorers",
 )

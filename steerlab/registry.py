@@ -37,6 +37,9 @@ class ScorerSpec:
     name: str
     fn: "Callable[[np.ndarray, np.ndarray, int, tuple[float, ...]], dict[str, Any]]"
     description: str = ""
+    # what the scorer reads: "audio" (decodes) or a model's ``output_kind``; a ``fn`` that
+    # declares a ``model`` parameter also receives the model
+    output_kind: str = "audio"
 
 
 @dataclass

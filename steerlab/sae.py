@@ -13,7 +13,18 @@ Two variants:
   not fired for ``dead_steps`` training steps get an auxiliary loss (AuxK):
   the top ``aux_k`` of their pre-activations must reconstruct the residual the
   live latents leave, so dead latents receive gradient towards useful
-  directions.
+  directions. Every ``split_every`` steps (in the first 80% of training), each
+  *rare* latent (fired on fewer than half the vectors an average latent fires
+  on, ``k / size``, since the last check) is paired with the most frequent
+  latent and the two split it: the frequent latent's decoder row ``m`` and the
+  top principal direction ``u`` of the residuals on the vectors it fired on
+  become ``normalise(m + u)`` and ``normalise(m - u)``. This is codebook
+  splitting as in vector quantisation (Linde, Buzo & Gray 1980): a latent that
+  fires too often is typically a merge of two true directions ``a`` and ``b``
+  (``m ~ a + b``, residuals ``~ +-(a - b)``), and its split gives back ``a`` and
+  ``b``, while a latent that hardly fires is capacity going to waste. On the
+  planted test (64 directions, 64 latents, k 3) it lifts recovery at cosine
+  0.95 from 0.83 to 1.00 (docs/analyze.md).
 - ``relu``: ReLU codes with an L1 penalty. Latents that have not fired for
   ``dead_steps`` steps are resampled (Bricken et al. 2023) in the first half of
   training: pointed at the residual of a poorly reconstructed input.
@@ -47,6 +58,7 @@ from typing import Any, Callable, Iterable, Iterator, Union
 import numpy as np
 import torch
 
+from steerlab import schema
 from steerlab.errors import SteerlabError
 
 ARCHITECTURES = ("topk", "relu")
@@ -59,6 +71,43 @@ class SAEDataError(SteerlabError):
     """Training or evaluation data that is empty, non-finite or of the wrong shape."""
 
 
+class NoVarianceError(SAEDataError):
+    """Training data whose vectors are all equal (to float32 round-off): nothing to learn,
+    every latent would be dead. ``stats`` holds what the statistics pass measured (None when
+    the refusal came from the audio itself, before any statistics)."""
+
+    def __init__(self, message: str, stats: "DataStats | None"):
+        super().__init__(message)
+        self.stats = stats
+
+
+#: spread below this fraction of the data's RMS norm is float32 round-off of one repeated
+#: vector (float32 resolves about 6e-8 relative; 1e-5 leaves room for the round-off a
+#: layer adds when it computes the same output at different positions), not variance
+NO_VARIANCE_RTOL = 1e-5
+
+
+def has_variance(stats: "DataStats") -> bool:
+    """Whether the vectors ``stats`` describes differ by more than round-off: their spread
+    ``std_norm`` exceeds :data:`NO_VARIANCE_RTOL` times their RMS norm ``sqrt(mean_norm^2 +
+    std_norm^2)``. One vector, silence, or a constant signal through a layer has none."""
+    rms = math.sqrt(stats.mean_norm**2 + stats.std_norm**2)
+    return stats.n > 1 and stats.std_norm > NO_VARIANCE_RTOL * rms
+
+
+def require_variance(data: "Data | DataStats", width: int, where: str, what: str, source: str) -> "DataStats":
+    """Statistics of ``data`` (``[n, width]`` or a block factory, or stats already measured);
+    :class:`NoVarianceError` naming ``where`` (model and layer), ``what`` (the kind of vectors)
+    and ``source`` (the corpus) when the vectors do not vary (:func:`has_variance`)."""
+    stats = data if isinstance(data, DataStats) else data_stats(data, width)
+    if not has_variance(stats):
+        raise NoVarianceError(
+            f"the data has no variance at {where}: its {stats.n} {what} from {source} are all equal (spread "
+            f"{stats.std_norm:.3g}, norm {stats.mean_norm:.3g}; silence, a constant or a single frame?); "
+            "nothing was written", stats)
+    return stats
+
+
 @dataclass(frozen=True)
 class SAEConfig:
     """Hyperparameters of one SAE. ``width``: input dimension; ``size``: number of latents.
@@ -66,7 +115,9 @@ class SAEConfig:
     ``k`` is used by ``topk`` and ``l1`` by ``relu`` (both are recorded either way).
     ``dead_steps``: a latent that has not fired for this many training steps is dead
     (0 turns dead-latent handling off). ``aux_k`` (default ``min(width // 2, size)``)
-    and ``aux_coef`` shape the TopK auxiliary loss. The loss is the squared
+    and ``aux_coef`` shape the TopK auxiliary loss. ``split_every``: steps between the
+    TopK checks for rare latents, which are split off the most frequent ones (module
+    docstring; 0 turns splitting off). The loss is the squared
     reconstruction error summed over the normalised dimensions, averaged over the
     batch, plus ``l1 * sum(codes)`` (relu) or ``aux_coef * AuxK`` (topk).
     """
@@ -85,6 +136,7 @@ class SAEConfig:
     dead_steps: int = 200
     aux_k: int | None = None
     aux_coef: float = 1 / 32
+    split_every: int = 50
 
     def __post_init__(self) -> None:
         if self.kind_of_sae not in ARCHITECTURES:
@@ -98,6 +150,8 @@ class SAEConfig:
         if not _is_int(self.dead_steps) or self.dead_steps < 0:
             raise ValueError(f"dead_steps must be an integer >= 0 (0: no dead-latent handling);"
                              f" got {self.dead_steps!r}")
+        if not _is_int(self.split_every) or self.split_every < 0:
+            raise ValueError(f"split_every must be an integer >= 0 (0: no splitting); got {self.split_every!r}")
         if self.k > self.size:
             raise ValueError(f"k ({self.k}) must be <= size ({self.size})")
         if self.aux_k is not None and (not _is_int(self.aux_k) or not 1 <= self.aux_k <= self.size):
@@ -124,7 +178,21 @@ class SAEConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown SAE config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**d)
+        # dictionaries trained before splitting existed do not record it: they were trained without
+        return cls(**{"split_every": 0, **d})
+
+
+#: the type of every :class:`SAEConfig` field as stored in a dictionary's ``config.json``
+#: (all required there: a missing key is an error, never the dataclass default)
+SAE_CONFIG_SCHEMA: dict[str, schema.Field] = {
+    "width": schema.integer(1), "size": schema.integer(1), "kind_of_sae": schema.one_of(*ARCHITECTURES),
+    "k": schema.integer(1), "l1": schema.number(0), "lr": schema.number(above=0), "epochs": schema.integer(1),
+    "batch_size": schema.integer(1), "seed": schema.integer(), "center": schema.boolean(),
+    "normalize": schema.boolean(), "dead_steps": schema.integer(0), "aux_k": schema.nullable(schema.integer(1)),
+    "aux_coef": schema.number(0),
+    # absent from dictionaries trained before rare-latent splitting (SAEConfig.from_dict: 0)
+    "split_every": schema.optional(schema.integer(0)),
+}
 
 
 def _is_int(v: object) -> bool:
@@ -357,7 +425,8 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
 
 
 def train_sae(data: Data, config: SAEConfig,
-              progress: Callable[[int, int, float], None] | None = None) -> tuple[SparseAutoencoder, dict[str, Any]]:
+              progress: Callable[[int, int, float], None] | None = None,
+              allow_no_variance: bool = False) -> tuple[SparseAutoencoder, dict[str, Any]]:
     """Train an SAE on ``data`` and measure it.
 
     ``data``: a tensor or array ``[n, width]`` (shuffled each epoch with the seeded
@@ -371,11 +440,21 @@ def train_sae(data: Data, config: SAEConfig,
     ``l0``, ``dead_fraction`` (from :func:`evaluate` with the final weights, one pass
     over the data), ``final_loss`` / ``final_recon_loss`` (mean over the last epoch,
     normalised space), ``steps``, ``epochs``, ``seconds``, ``n_vectors``, ``gamma``
-    (see :class:`DataStats`) and ``resampled`` (relu: latents resampled in total).
+    (see :class:`DataStats`), ``resampled`` (relu: latents resampled in total) and
+    ``split`` (topk: rare latents split off frequent ones in total).
+
+    Raises :class:`SAEDataError` for empty or non-finite data and :class:`NoVarianceError`
+    (before any training) when the vectors do not vary (:func:`has_variance`), unless
+    ``allow_no_variance`` (a deliberate reference, e.g. the analyses' flat signals: the
+    result is then a dictionary of dead latents, and the metrics say so).
     """
     t0 = time.perf_counter()
     source = _Source(data, config.width)
     stats = _stats(source)
+    if not allow_no_variance and not has_variance(stats):
+        raise NoVarianceError(f"the training data has no variance: its {stats.n} vectors are all equal (spread "
+                              f"{stats.std_norm:.3g} against a norm of {stats.mean_norm:.3g}); every latent would be "
+                              "dead", stats)
     g = torch.Generator().manual_seed(config.seed)
     sae = SparseAutoencoder(config, generator=g)
     center = stats.mean if config.center else torch.zeros(config.width, dtype=torch.float64)
@@ -387,7 +466,9 @@ def train_sae(data: Data, config: SAEConfig,
     sae.stats = stats
     opt = torch.optim.Adam(sae.parameters(), lr=config.lr)
     since_fired = torch.zeros(config.size, dtype=torch.long)
-    step, resampled, total_steps = 0, 0, None
+    step, resampled, split, total_steps = 0, 0, 0, None
+    fired = torch.zeros(config.size)  # vectors each latent fired on since the last split check
+    seen = 0
     loss_sum = recon_sum = 0.0
     for epoch in range(config.epochs):
         loss_sum = recon_sum = 0.0
@@ -400,7 +481,10 @@ def train_sae(data: Data, config: SAEConfig,
             recon = ((z_hat - z) ** 2).sum(-1).mean()
             with torch.no_grad():
                 since_fired += 1
-                since_fired[(codes > 0).any(0)] = 0
+                active = codes > 0
+                since_fired[active.any(0)] = 0
+                fired += active.sum(0)
+                seen += len(batch)
                 dead = since_fired >= config.dead_steps if config.dead_steps else None
             loss = recon
             if config.kind_of_sae == "relu":
@@ -424,6 +508,11 @@ def train_sae(data: Data, config: SAEConfig,
                     and _may_resample(step, total_steps, config.epochs) and bool(dead.any())):
                 resampled += _resample(sae, opt, dead, (z - z_hat).detach(), g)
                 since_fired[dead] = 0
+            if config.kind_of_sae == "topk" and config.split_every and step % config.split_every == 0:
+                if _may_resample(step, total_steps, config.epochs, SPLIT_UNTIL):
+                    split += _split_rare(sae, opt, fired / seen, codes.detach(), (z - z_hat).detach())
+                fired.zero_()
+                seen = 0
         if epoch_steps == 0:
             raise SAEDataError("an epoch yielded no training batches")
         total_steps = epoch_steps * config.epochs
@@ -432,7 +521,7 @@ def train_sae(data: Data, config: SAEConfig,
     sae.eval()
     metrics = evaluate(sae, data if source.array is None else source.array)
     metrics.update({"final_loss": loss_sum / epoch_steps, "final_recon_loss": recon_sum / epoch_steps,
-                    "steps": step, "epochs": config.epochs, "gamma": stats.gamma, "resampled": resampled,
+                    "steps": step, "epochs": config.epochs, "gamma": stats.gamma, "resampled": resampled, "split": split,
                     "seconds": time.perf_counter() - t0})
     return sae, metrics
 
@@ -449,11 +538,62 @@ def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, residual: torch.Tensor,
     return ((aux_codes @ sae.W_dec - residual) ** 2).sum(-1).mean()
 
 
-def _may_resample(step: int, total_steps: int | None, epochs: int) -> bool:
-    """Resample only in the first half of training, so the final dead fraction measures the
-    trained model. A stream's length is known after its first epoch; until then, the first
-    epoch counts as the first half when there are at least two."""
-    return step <= total_steps / 2 if total_steps is not None else epochs >= 2
+def _may_resample(step: int, total_steps: int | None, epochs: int, until: float = 0.5) -> bool:
+    """Resample only in the first ``until`` of training (half by default), so the final dead
+    fraction measures the trained model. A stream's length is known after its first epoch;
+    until then, the first epoch counts as early enough when there are at least two."""
+    return step <= total_steps * until if total_steps is not None else epochs >= 2
+
+
+#: rare-latent splitting runs in the first 80% of training: the last 20% lets split pairs settle
+SPLIT_UNTIL = 0.8
+#: a latent is rare when it fired on fewer than this fraction of the average rate ``k / size``
+RARE_FRACTION = 0.5
+
+
+@torch.no_grad()
+def _split_rare(sae: SparseAutoencoder, opt: torch.optim.Optimizer, rate: torch.Tensor, codes: torch.Tensor,
+                residual: torch.Tensor) -> int:
+    """Pair each rare latent (``rate [size]`` below ``RARE_FRACTION * k / size``) with the most
+    frequent latent not yet paired (rate above ``k / size``, firing on at least 2 vectors of this
+    batch: ``codes [b, size]``, ``residual [b, width]`` in the normalised space) and split that
+    latent's decoder row ``m`` along the top principal direction ``u`` of its residuals:
+    ``normalise(m + u)`` goes to the rare latent, ``normalise(m - u)`` to the frequent one; both
+    encoders become their decoder rows at the live latents' mean encoder norm, both take the
+    frequent latent's bias, and their optimiser state is reset (Linde, Buzo & Gray 1980, codebook
+    splitting). Returns how many rare latents were split off."""
+    cfg = sae.config
+    mean_rate = cfg.k / cfg.size
+    rare = (rate < RARE_FRACTION * mean_rate).nonzero().squeeze(1).tolist()
+    if not rare:
+        return 0
+    hits = (codes > 0).sum(0)
+    frequent = [j for j in torch.argsort(rate, descending=True).tolist() if rate[j] > mean_rate and hits[j] >= 2]
+    live = torch.ones(cfg.size, dtype=torch.bool)
+    live[rare] = False
+    enc_norm = float(sae.W_enc[:, live].norm(dim=0).mean()) if bool(live.any()) else 1.0
+    touched: list[int] = []
+    for r, f in zip(rare, frequent):
+        m = sae.W_dec[f].clone()
+        u = torch.linalg.svd(residual[codes[:, f] > 0], full_matrices=False).Vh[0]
+        u = u - (u @ m) * m  # the split happens in the plane of m and u
+        if float(u.norm()) < 1e-6:
+            continue
+        u = u / u.norm()
+        for j, sign in ((r, 1.0), (f, -1.0)):
+            w = (m + sign * u) / math.sqrt(2.0)  # unit: m and u are orthonormal
+            sae.W_dec[j] = w
+            sae.W_enc[:, j] = w * enc_norm
+            sae.b_enc[j] = sae.b_enc[f]
+        touched += [r, f]
+    if touched:
+        idx = torch.tensor(touched)
+        for p, sl in ((sae.W_dec, (idx,)), (sae.W_enc, (slice(None), idx)), (sae.b_enc, (idx,))):
+            state = opt.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key][sl] = 0.0
+    return len(touched) // 2
 
 
 @torch.no_grad()

@@ -278,6 +278,45 @@ def mrstft(baseline: np.ndarray, patched: np.ndarray) -> float:
     return float(d.mean())
 
 
+def min_samples_for_band(sr: float, band_hz: float) -> int:
+    """Samples a window needs to resolve a band ``band_hz`` wide at ``sr``: about ``sr / band_hz``
+    (the Rayleigh limit: a record of ``n`` samples separates frequencies ``sr / n`` apart)."""
+    return math.ceil(sr / band_hz)
+
+
+def resolution(n_samples: int, sr: float, config: ScoreConfig = ScoreConfig()) -> dict[str, Any]:
+    """What a clip of ``n_samples`` at ``sr`` can resolve, and why not when it cannot.
+
+    Band scores (per-target gain, band energies, concentration, off-band distances) need
+    ``min_samples_for_band(sr, band_hz)`` samples; the MR-STFT distance needs one full window
+    of its longest resolution (``max(MRSTFT_FFTS)`` samples). Below those, the scores are
+    ``None`` and ``reason`` says why: a number computed from a zero-padded clip too short to
+    separate the band from its neighbours would describe the window, not the audio.
+    """
+    from steerlab.metrics import MRSTFT_FFTS
+
+    need_band = min_samples_for_band(sr, config.band_hz)
+    need_mr = max(MRSTFT_FFTS)
+    bands = n_samples >= need_band
+    mr = n_samples >= need_mr
+    out: dict[str, Any] = {"n_samples": int(n_samples), "resolution_hz": float(sr / n_samples),
+                           "band_min_samples": need_band, "bands_resolved": bands,
+                           "mrstft_min_samples": need_mr, "mrstft_resolved": mr}
+    out["band_reason"] = None if bands else (
+        f"{n_samples} samples resolve only {sr / n_samples:.0f} Hz, wider than the {config.band_hz:g} Hz band; "
+        f"band scores need at least {need_band} samples ({1000 * need_band / sr:.1f} ms)")
+    out["mrstft_reason"] = None if mr else (
+        f"{n_samples} samples are shorter than the longest MR-STFT window ({need_mr} samples)")
+    return out
+
+
+def _unresolved_target(f: float, freqs: np.ndarray, config: ScoreConfig, reason: str) -> dict[str, Any]:
+    mask = band_mask(freqs, f, config.band_hz)
+    return {"target_hz": f, "band_lo_hz": float(freqs[mask].min()), "band_hi_hz": float(freqs[mask].max()),
+            "baseline_band_energy": None, "patched_band_energy": None, "gain_db": None, "concentration": None,
+            "offband_lsd_db": None, "unresolved": reason}
+
+
 def _target_scores(
     f: float, freqs: np.ndarray, pb: np.ndarray, pp: np.ndarray, pc: np.ndarray, config: ScoreConfig
 ) -> dict[str, float]:
@@ -311,8 +350,13 @@ def score(
     baseline, patched: ``[samples]`` or ``[channels, samples]``, same shape, at ``sr`` Hz.
     target_hz: frequencies the intervention aims at, each strictly inside (0, sr/2).
 
-    Returns a JSON-serialisable dict; every number is finite, silence included:
+    Returns a JSON-serialisable dict; every number is finite, silence included, and a
+    number the clip is too short to resolve is ``None`` (see :func:`resolution`):
       sr, n_channels, n_samples, config: what was scored and how.
+      resolution: :func:`resolution` of the clip; when ``bands_resolved`` is False every
+        band score below (per-target energies, gain_db, concentration, offband_lsd_db, and the
+        overall concentration and offband_lsd_db) is None and each target carries
+        ``unresolved`` with the reason; when ``mrstft_resolved`` is False, mrstft is None.
       targets: one dict per target frequency f, in order:
         target_hz; band_lo_hz, band_hi_hz: centres of the lowest and highest bins of the band;
         baseline_band_energy, patched_band_energy: summed power in the band (mean-square
@@ -351,7 +395,11 @@ def score(
     freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / sr)
     floor = config.floor_power
 
-    per_target = [_target_scores(f, freqs, pb, pp, pc, config) for f in targets]
+    res = resolution(n, sr, config)
+    if res["bands_resolved"]:
+        per_target = [_target_scores(f, freqs, pb, pp, pc, config) for f in targets]
+    else:
+        per_target = [_unresolved_target(f, freqs, config, res["band_reason"]) for f in targets]
     union = np.zeros(freqs.shape, dtype=bool)
     guarded = np.zeros(freqs.shape, dtype=bool)
     for f in targets:
@@ -367,11 +415,12 @@ def score(
         "n_channels": int(b.shape[0]),
         "n_samples": int(b.shape[1]),
         "config": asdict(config),
+        "resolution": res,
         "targets": per_target,
-        "concentration": _share(pc, union),
-        "offband_lsd_db": offband_distance(pp, pb, ~guarded, config),
+        "concentration": _share(pc, union) if res["bands_resolved"] else None,
+        "offband_lsd_db": offband_distance(pp, pb, ~guarded, config) if res["bands_resolved"] else None,
         "lsd_db": log_spectral_distance(pp, pb, config.distance_floor(pp, pb)),
-        "mrstft": mrstft(b, p) if multires else None,
+        "mrstft": mrstft(b, p) if multires and res["mrstft_resolved"] else None,
         "centroid_shift_hz": cp - cb,
         "flatness_shift": fp - fb,
         "bandwidth_shift_hz": sp - sb,
@@ -379,3 +428,56 @@ def score(
         "baseline_rms": baseline_rms,
         "snr_change_db": float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))),
     }
+
+
+# -- output checks: patched outputs that clip or explode -----------------------------------------
+
+FULL_SCALE = 1.0  # float audio beyond +-1 clips when written as PCM or played
+LEVEL_JUMP_DB = 20.0  # a patched window this much louder than the baseline's (x10 in amplitude) is flagged
+LEVEL_WINDOW_S = 0.05
+LEVEL_FLOOR_DB = -60.0  # window levels are floored here, so steering in near-silence is measured from it
+
+
+def output_check(baseline: Any, patched: Any, sr: float) -> dict[str, Any]:
+    """Does the patched decode clip, or jump in level against the baseline?
+
+    baseline, patched: ``[samples]`` or ``[channels, samples]`` at ``sr`` Hz.
+    Returns ``peak`` (max |patched|), ``clipped_samples`` (samples beyond ``FULL_SCALE``),
+    ``level_jump_db``: the largest rise, over consecutive ``LEVEL_WINDOW_S`` windows, of the
+    patched RMS level above the baseline's (dBFS, both floored at ``LEVEL_FLOOR_DB``), and
+    ``flags``: ``"clips"`` when any sample exceeds full scale, ``"level_jump"`` when the
+    jump exceeds ``LEVEL_JUMP_DB``; ``message`` says what in one line (None when no flag).
+    """
+    b, p = as_audio_pair(baseline, patched)
+    peak = float(np.abs(p).max())
+    clipped = int(np.count_nonzero(np.abs(p) > FULL_SCALE))
+    win = max(1, int(round(LEVEL_WINDOW_S * sr)))
+    n = -(-b.shape[1] // win) * win
+
+    def levels(x: np.ndarray) -> np.ndarray:
+        x = np.pad(x, ((0, 0), (0, n - x.shape[1])))
+        ms = (x.reshape(x.shape[0], -1, win) ** 2).mean(axis=(0, 2))
+        return 10 * np.log10(np.maximum(ms, 10 ** (LEVEL_FLOOR_DB / 10)))
+
+    jump = float((levels(p) - levels(b)).max())
+    return _check_doc(peak, clipped, jump)
+
+
+def _check_doc(peak: float, clipped: int, jump: float) -> dict[str, Any]:
+    flags = (["clips"] if clipped else []) + (["level_jump"] if jump > LEVEL_JUMP_DB else [])
+    parts = []
+    if clipped:
+        parts.append(f"the patched output clips ({clipped} samples beyond full scale, peak {peak:.2f})")
+    if jump > LEVEL_JUMP_DB:
+        parts.append(f"its level jumps {jump:.1f} dB above the baseline's (over {1000 * LEVEL_WINDOW_S:g} ms windows; "
+                     f"flagged above {LEVEL_JUMP_DB:g} dB)")
+    return {"peak": peak, "clipped_samples": clipped, "level_jump_db": jump, "full_scale": FULL_SCALE,
+            "level_jump_limit_db": LEVEL_JUMP_DB, "level_window_s": LEVEL_WINDOW_S, "flags": flags,
+            "message": "; ".join(parts) + "; lower --alpha or shorten the span" if parts else None}
+
+
+def merge_output_checks(checks: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One :func:`output_check` for a chunked input: the largest peak and jump, the clipped samples summed
+    (samples in chunk overlaps may count twice)."""
+    return _check_doc(max(c["peak"] for c in checks), sum(c["clipped_samples"] for c in checks),
+                      max(c["level_jump_db"] for c in checks))

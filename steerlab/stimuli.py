@@ -598,23 +598,43 @@ def _write_set(
     return path
 
 
-def _parse_field(name: str, text: str) -> Any:
-    if name in ("family", "phase"):
+_INT_COLUMNS = ("density", "seed", "sample_rate")
+_NULLABLE_COLUMNS = ("f0", "chord", "snr_db")
+
+
+def _parse_field(name: str, text: Optional[str]) -> Any:
+    """A manifest cell as the spec field's type; ``ValueError`` words what it must be."""
+    if text is None:
+        raise ValueError("is missing (the row has too few cells)")
+    if name in ("family", "phase") or (name == "chord" and text != ""):
         return text
-    if name in ("density", "seed", "sample_rate"):
+    if name in _NULLABLE_COLUMNS and text == "":
+        return None
+    if name == "context_amplitude" and text in CONTEXT_RULES:
+        return text
+    if name in _INT_COLUMNS:
+        if not text.strip().lstrip("-").isdigit():
+            raise ValueError(f"must be an integer, got {text[:40]!r}")
         return int(text)
-    if name in ("f0", "chord", "snr_db"):
-        return None if text == "" else (text if name == "chord" else float(text))
-    if name == "context_amplitude":
-        return text if text in CONTEXT_RULES else float(text)
-    return float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, got {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {text[:40]!r}")
+    return value
 
 
 def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
     """Rebuild the specs of a ``manifest.csv`` (or a folder holding one), in row order.
 
-    Raises :class:`StimulusError` for a missing file, an unknown stimulus version, a
-    malformed row, or a row whose recorded key differs from its spec's key.
+    Every row is checked column by column: a cell of the wrong type, a row the spec's own
+    validation refuses, an unknown stimulus version, or a recorded key that differs from its
+    spec's key raises :class:`StimulusError` with one line naming the file, the line and the
+    column (``manifest.csv line 3: column 'density' must be an integer, got 'x'``); so do a
+    missing file, a file that is not UTF-8 CSV, and missing columns. Nothing is defaulted
+    except ``margin_s``, which manifests written before it existed lack (then 0, as they
+    were rendered).
     """
     p = Path(path)
     if p.is_dir():
@@ -622,25 +642,42 @@ def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
     if not p.is_file():
         raise StimulusError(f"stimulus manifest not found: {p}")
     specs = []
-    with open(p, newline="") as f:
-        reader = csv.DictReader(f)
-        # margin_s came after the first manifests: a manifest without the column has none
-        optional = {"margin_s"}
-        missing = [c for c in ("key", *SPEC_FIELDS, "stimulus_version")
-                   if c not in (reader.fieldnames or []) and c not in optional]
-        if missing:
-            raise StimulusError(f"{p} is not a stimulus manifest: missing column(s) {', '.join(missing)}")
-        for i, row in enumerate(reader, start=2):
-            if row["stimulus_version"] != str(STIMULUS_VERSION):
-                raise StimulusError(
-                    f"{p} line {i}: stimulus version {row['stimulus_version']!r} is not supported "
-                    f"(this steerlab renders version {STIMULUS_VERSION}); regenerate the set"
-                )
-            try:
-                spec = StimulusSpec(**{name: _parse_field(name, row[name]) for name in SPEC_FIELDS if name in row})
-            except (ValueError, TypeError) as exc:
-                raise StimulusError(f"{p} line {i}: bad row: {exc}") from None
-            if spec.key() != row["key"]:
-                raise StimulusError(f"{p} line {i}: key {row['key']} does not match its fields (key {spec.key()})")
-            specs.append(spec)
+    try:
+        with open(p, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            optional = {"margin_s"}
+            missing = [c for c in ("key", *SPEC_FIELDS, "stimulus_version")
+                       if c not in (reader.fieldnames or []) and c not in optional]
+            if missing:
+                raise StimulusError(f"{p} is not a stimulus manifest: missing column(s) {', '.join(missing)}")
+            for row in reader:
+                i = reader.line_num
+                if None in row or None in row.values():
+                    n = len(reader.fieldnames or []) + len(row.get(None) or []) - sum(v is None for v in row.values())
+                    raise StimulusError(f"{p} line {i}: the row has {n} cells, the header {len(reader.fieldnames or [])}")
+                if row["stimulus_version"] != str(STIMULUS_VERSION):
+                    raise StimulusError(
+                        f"{p} line {i}: stimulus version {row['stimulus_version']!r} is not supported "
+                        f"(this steerlab renders version {STIMULUS_VERSION}); regenerate the set"
+                    )
+                fields = {}
+                for name in SPEC_FIELDS:
+                    if name in row:
+                        try:
+                            fields[name] = _parse_field(name, row[name])
+                        except ValueError as exc:
+                            raise StimulusError(f"{p} line {i}: column {name!r} {exc}") from None
+                try:
+                    spec = StimulusSpec(**fields)
+                except (ValueError, TypeError) as exc:  # StimulusError and Infeasible are ValueErrors
+                    raise StimulusError(f"{p} line {i}: bad row: {str(exc).strip().splitlines()[0]}") from None
+                if spec.key() != row["key"]:
+                    raise StimulusError(f"{p} line {i}: key {row['key']} does not match its fields (key {spec.key()})")
+                specs.append(spec)
+    except UnicodeDecodeError as exc:
+        raise StimulusError(f"{p} is not UTF-8 text (byte {exc.start}); not a stimulus manifest") from None
+    except csv.Error as exc:
+        raise StimulusError(f"{p} is not a readable CSV manifest: {exc}") from None
+    except OSError as exc:
+        raise StimulusError(f"cannot read {p}: {exc.strerror or type(exc).__name__}") from None
     return specs

@@ -201,7 +201,7 @@ def run(
             out = slot["out"][row]
             results[i] = TraceResult(
                 # (copies: one item's result must not keep the whole batch alive)
-                output=out[..., : model.output_length(n)] * s if model.has_decoder else out.clone(),
+                output=out[..., : model.output_length(n)] * s if model.has_decoder else _trim_output(model, out, n),
                 activation=act[row, :, :frames].clone() if act is not None else None,
                 patched_activation=patched[row, :, :frames].clone() if patched is not None else None,
                 codes=slot["codes"][row][:, : -(-n // model.hop)].clone() if "codes" in slot else None,
@@ -209,6 +209,13 @@ def run(
         del slot, tracer, batch
         gc.collect(1)  # see capture(): nnsight's cycles would keep each batch alive
     return results  # type: ignore[return-value]
+
+
+def _trim_output(model: AudioModel, out: torch.Tensor, n_samples: int) -> torch.Tensor:
+    """A copy of one item's output without a decoder: frame-wise outputs lose the frames of
+    the batch's padding (``AudioModel.output_frames``), logits stay whole."""
+    frames = model.output_frames(n_samples)
+    return out.clone() if frames is None else out[..., :frames].clone()
 
 
 def _forward_order(model: AudioModel, layers: list[LayerInfo]) -> list[LayerInfo]:

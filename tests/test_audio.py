@@ -16,6 +16,7 @@ import soundfile as sf
 
 from steerlab.audio import (
     AudioInfo,
+    scan,
     Conversion,
     check_writable_dir,
     iter_chunks,
@@ -64,7 +65,8 @@ def write_float_wav(path: Path, x: np.ndarray, sr: int) -> Path:
 def test_probe_reports_header(tmp_path: Path) -> None:
     p = write_float_wav(tmp_path / "a.wav", band_limited(44100, 0.5, 2), 44100)
     info = probe(p)
-    assert info == AudioInfo(path=p, sample_rate=44100, channels=2, frames=22050, duration_s=0.5, format="WAV")
+    assert info == AudioInfo(path=p, sample_rate=44100, channels=2, frames=22050, duration_s=0.5, format="WAV",
+                             header_frames=22050, decoded=False)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -358,3 +360,24 @@ def test_write_wav_is_byte_reproducible_and_exact_for_stereo(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     back, sr = sf.read(a, dtype="float32", always_2d=True)
     assert sr == 44_100 and np.array_equal(back.T, x)
+
+
+def test_streaming_scans_first_so_a_late_nan_fails_before_the_first_chunk(tmp_path) -> None:
+    """A NaN 9 s into a 10 s file: the up-front scan finds it, so no chunk is ever yielded
+    (before, 9 s of chunks had been processed when the read reached it)."""
+    x = np.zeros(10 * 8000, np.float32)
+    x[9 * 8000] = np.nan
+    p = tmp_path / "late_nan.wav"
+    sf.write(p, x, 8000, subtype="FLOAT")
+    chunks = iter_chunks(p, 8000, 1, 1.0, 0.0)
+    with pytest.raises(AudioError, match=r"NaN or infinite samples \(the first at 9.000 s\)"):
+        next(chunks)
+
+
+def test_scan_reports_decoded_and_header_counts(tmp_path) -> None:
+    p = tmp_path / "a.flac"
+    sf.write(p, np.zeros((1234, 2), np.float32), 16000)
+    info = scan(p)
+    assert (info.frames, info.header_frames, info.decoded) == (1234, 1234, True)
+    assert info.to_dict()["header_minus_decoded_frames"] == 0
+    assert probe(p).to_dict()["header_minus_decoded_frames"] is None  # a header alone proves nothing

@@ -92,7 +92,8 @@ CASES = {
     "unknown-model": (
         ["in/tone.wav", "-m", "tiny_encodec_24kh", "-l", "first_conv", "-c", "0"],
         ["unknown model 'tiny_encodec_24kh'", "Did you mean 'tiny_encodec_24khz'?",
-         "Valid models: encodec_24khz, encodec_48khz, filterbank_24khz, samplecnn_24khz, tiny_encodec_24khz, tokenlm_24khz"],
+         "Valid models: crepe_full_16khz, crepe_tiny_16khz, encodec_24khz, encodec_48khz, filterbank_24khz, "
+         "samplecnn_24khz, samplecnn_instruments_24khz, stft_24khz, tiny_encodec_24khz, tokenlm_24khz"],
     ),
     "unknown-model-option": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "--model-option", "n_frame", "5"],
@@ -282,3 +283,70 @@ def test_console_script_reports_bad_alpha(inputs, tmp_path):
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr == "Error: --alpha must be a finite number, got inf\n"
     assert not (tmp_path / "out").exists()
+
+
+# -- every command: an invalid option is one line and exit 1 (issue 10, item 8) ------------------
+
+SWEEP = {
+    "intervene-folder-as-audio": (["intervene", "{tmp}", "-l", "first_conv", "-c", "0", "-o", "{tmp}/o"],
+                                  "is a directory"),
+    "intervene-unknown-option": (["intervene", "{tone}", "--alpah", "1", "-o", "{tmp}/o"], "No such option"),
+    "intervene-bad-float": (["intervene", "{tone}", "-l", "first_conv", "-c", "0", "-a", "x", "-o", "{tmp}/o"],
+                            "is not a valid float"),
+    "learn-size-0": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--size", "0"],
+                     "size must be an integer >= 1"),
+    "learn-subsample": (["learn", "archetypes", "-l", "latent", "--data", "synth:1", "-o", "{tmp}/o",
+                         "--subsample", "2"], "--subsample must be a fraction"),
+    "learn-cache-gb": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o",
+                        "--cache-gb", "-1"], "--cache-gb must be"),
+    "learn-missing-layer": (["learn", "features", "--data", "synth:1", "-o", "{tmp}/o"], "Missing option"),
+    "learn-bad-variant": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o",
+                           "--variant", "l2"], "is not one of"),
+    "analyze-threshold": (["analyze", "first_conv-features", "--data", "synth:1", "-o", "{tmp}/o",
+                           "--threshold", "2"], "coverage_threshold must be"),
+    "analyze-unknown-name": (["analyze", "first_conv-featurs", "--data", "synth:1", "-o", "{tmp}/o"],
+                             "Did you mean 'first_conv-features'?"),
+    "synth-kind": (["synth", "{tmp}/x.wav", "--kind", "bogus"], "unknown clip kind"),
+    "stimuli-grid": (["stimuli", "-o", "{tmp}/o", "--grid", "100", "50", "3"], "f_min < f_max"),
+    "arch-target": (["arch", "-t", "-5"], "outside (0, 12000) Hz"),
+    "layers-model": (["layers", "-m", "bogus"], "unknown model 'bogus'"),
+    "dictionaries-model": (["dictionaries", "-m", "tiny_encodec"], "unknown model"),
+    "partials-layer": (["partials", "-o", "{tmp}/o", "--layers", "nope", "--quick"], "unknown layer 'nope'"),
+    "partials-config": (["partials", "-o", "{tmp}/o", "--config", "{tmp}/none.toml"], "config file not found"),
+    "train-codec-steps": (["train", "codec", "-o", "{tmp}/o", "--steps", "0"], "must be positive"),
+    "train-codec-lr": (["train", "codec", "-o", "{tmp}/o", "--lr", "-1"], "0 < min_lr <= lr"),
+    "train-codec-val-every": (["train", "codec", "-o", "{tmp}/o", "--val-every", "0"], "val_every must be"),
+    "train-samplecnn-steps": (["train", "samplecnn", "-o", "{tmp}/o", "--steps", "0"], "must be positive"),
+    "train-tokenlm-steps": (["train", "tokenlm", "-o", "{tmp}/o", "--steps", "0"], "steps must be positive"),
+    "eval-codec-clips": (["eval", "codec", "--clips", "0"], "--clips"),
+    "eval-samplecnn-clips": (["eval", "samplecnn", "--clips", "0"], "must be positive"),
+    "unknown-command": (["bogus"], "No such command 'bogus'"),
+    "unknown-root-option": (["--bogus"], "No such option '--bogus'"),
+}
+
+
+@pytest.mark.parametrize("case", list(SWEEP))
+def test_every_invalid_option_is_one_line_and_exit_1(cli, inputs, tmp_path, case):
+    args, fragment = SWEEP[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    args = [a.format(tmp=work, tone=inputs / "tone.wav") for a in args]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    line = _assert_one_error(result.output, fragment)
+    assert result.output.splitlines() == [line], result.output  # no usage block, no progress
+    assert list(work.iterdir()) == []
+
+
+def test_analyze_accepts_a_shipped_dictionary_name(cli, tmp_path):
+    out = tmp_path / "R"
+    res = CliRunner().invoke(cli, ["analyze", "first_conv-features", "--data", "synth:1", "-o", str(out), "--quick",
+                                   "--only", "a", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "report.json").read_text())
+    import steerlab_encodec
+
+    shipped = Path(steerlab_encodec.__file__).parent / "dictionaries" / "first_conv-features"
+    assert Path(doc["dictionary"]["path"]).resolve() == shipped.resolve()
+    assert doc["dictionary"]["layer"] == "encoder.0.conv" and doc["analyses"]["a_coverage"]["status"] == "ran"

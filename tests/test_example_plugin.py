@@ -160,8 +160,10 @@ def test_layers_learn_and_intervene_through_the_real_command(site, tmp_path):
     sf.write(wav, wave.T, SR, subtype="FLOAT")
     out = tmp_path / "out"
     channel, alpha = 8, 0.5  # the cosine of the band centred on 1062.5 Hz
+    # no fades: the hand-computed patch below adds the same amount to every frame
     docs = json.loads(_steerlab(site, "intervene", str(wav), "--model", "example_cosine_codec", "-l", "bottleneck",
-                                "-c", str(channel), "-a", str(alpha), "-t", "1000", "-o", str(out), "--json",
+                                "-c", str(channel), "-a", str(alpha), "-t", "1000", "--fade-in", "0", "--fade-out", "0",
+                                "-o", str(out), "--json",
                                 cwd=tmp_path).stdout)
     (doc,) = docs
     assert doc["model"]["name"] == "example_cosine_codec" and doc["layer"] == "analysis"

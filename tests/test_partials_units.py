@@ -63,6 +63,19 @@ def test_null_always_runs():
     assert cfg.controls.positive_methods == ("probe", "random")
 
 
+def test_controls_default_to_every_method_and_take_a_list_of_models():
+    cfg = C.PartialsConfig().merged({"grid": {"methods": ["diffmeans", "probe"]}})
+    # every method the run uses runs on the controls by default
+    assert cfg.controls.methods_for(cfg.grid.methods) == ("diffmeans", "probe", "random")
+    c = C.PartialsConfig().merged({"controls": {"positive_models": ["filterbank_24khz", "stft_24khz"],
+                                                "positive_layers": {"stft_24khz": "bins"}}}).controls
+    assert c.positive_models == ("filterbank_24khz", "stft_24khz") and c.layer_for("stft_24khz") == "bins"
+    assert c.layer_for("filterbank_24khz") is None
+    for bad, frag in (("filterbank_24khz", "must be a list"), (["a", "a"], "twice"), ([3], "model names")):
+        with pytest.raises(C.ConfigError, match=frag):
+            C.PartialsConfig().merged({"controls": {"positive_models": bad}})
+
+
 def test_measurement_hash_ignores_thresholds():
     a, b = C.PartialsConfig(), C.PartialsConfig().merged({"thresholds": {"min_gain_db": 3.0}})
     assert C.digest(a.measurement_dict()) == C.digest(b.measurement_dict())
@@ -96,8 +109,13 @@ def test_work_item_validates(kw):
 
 # ---- store ----------------------------------------------------------------------------------------
 
+ROW = {"model": "m", "layer": "l", "family": "tone", "target_hz": 440.0, "density": 0, "seed": 0, "role": "heldout",
+       "method": "diffmeans", "direction_id": "d", "op": "add", "strength": 1.0, "path": "continuous", "gain_db": 1.0,
+       "concentration": 0.5, "offband_lsd_db": 0.1, "codes_changed_share": None}  # what store.ROW_SCHEMA requires
+
+
 def _rows(n, h="h"):
-    return [{"key": f"k{i}", "config_hash": h, "x": i} for i in range(n)]
+    return [{**ROW, "key": f"k{i}", "config_hash": h, "x": i} for i in range(n)]
 
 
 def test_store_cuts_torn_tail_and_never_duplicates(tmp_path):
@@ -125,8 +143,12 @@ def test_store_refuses_other_config_and_damage(tmp_path):
     s.append(_rows(2))
     with pytest.raises(PlanError, match="another configuration"):
         ResultStore(tmp_path, "other").open()
-    s.path.write_text('{"key": "k0", "config_hash": "h"}\nnot json\n{"key": "k2", "config_hash": "h"}\n')
+    good = [json.dumps(r) for r in _rows(3)]
+    s.path.write_text(f"{good[0]}\nnot json\n{good[2]}\n")
     with pytest.raises(PlanError, match="line 2 is damaged"):
+        ResultStore(tmp_path, "h").open()
+    s.path.write_text(f"{good[0]}\n{json.dumps({**_rows(2)[1], 'gain_db': 'loud'})}\n")  # parses, wrong type
+    with pytest.raises(PlanError, match="line 2 is damaged \\(key 'gain_db' must be a finite number or null"):
         ResultStore(tmp_path, "h").open()
 
 
@@ -162,7 +184,9 @@ def test_steerable_when_all_criteria_hold():
 @pytest.mark.parametrize("add,rem", [
     ((5.9, 0.9, 0.5), GOOD_REM),      # gain just short
     (GOOD_ADD, (-5.0, 0.9, 0.5)),     # loss short
-    ((10.0, 0.4, 0.5), GOOD_REM),     # not concentrated
+    ((10.0, 0.4, 0.5), GOOD_REM),     # not concentrated adding
+    (GOOD_ADD, (-10.0, 0.4, 0.5)),    # not concentrated removing
+    ((10.0, 0.9, 1.5), GOOD_REM),     # off-band damage adding
     (GOOD_ADD, (-10.0, 0.9, 1.5)),    # off-band damage removing
 ])
 def test_each_criterion_can_fail(add, rem):
@@ -182,6 +206,61 @@ def test_share_threshold_and_shared_setting():
     assert not v.steerable and v.pass_share == 0.6 and v.best_add_strength == 1.0
 
 
+def test_removal_methods_get_separate_verdicts_and_the_verdicts_view_of_gain():
+    from steerlab.partials.verdicts import verdicts
+
+    bad = (-1.0, 0.9, 0.5)
+    rows = _group({0.5: [GOOD_ADD, GOOD_ADD, GOOD_ADD, GOOD_ADD, (30.0, 0.1, 0.5)]},
+                  {"ablate": GOOD_REM, "1.0": bad})
+    by = {v.removal: v for v in verdicts(rows, T, 100, 0)}
+    assert set(by) == {"ablate", "subtract"}
+    assert by["ablate"].steerable and by["ablate"].best_remove == "ablate"
+    assert not by["subtract"].steerable and by["subtract"].best_remove == "subtract 1"
+    # raw median gain 10 dB; the verdict's view counts the unconcentrated 30 dB stimulus as 0 dB
+    assert by["ablate"].gain_db[0] == 10.0 and by["ablate"].gain_passing_db == 10.0
+    rows = _group({0.5: [GOOD_ADD, GOOD_ADD, (30.0, 0.1, 0.5), (30.0, 0.1, 0.5), (30.0, 0.9, 3.0)]},
+                  {"ablate": GOOD_REM})
+    (v,) = verdicts(rows, T, 100, 0)
+    assert v.gain_db[0] == 30.0 and v.gain_passing_db == 0.0
+
+
+def _verdict(model="m", role="main", method="diffmeans", removal="ablate", steerable=True, f=440.0):
+    from steerlab.partials.verdicts import Verdict
+
+    return Verdict(model, role, "L", "inharmonic", f, 1, method, "continuous", removal, 4, steerable,
+                   1.0 if steerable else 0.0, 1.0, removal, 1.0, 1.0, *[(1.0, 1.0, 1.0)] * 6, None, 75.0)
+
+
+def test_a_method_whose_control_failed_is_not_validated_never_not_steerable():
+    from steerlab.partials.verdicts import label, validation
+
+    vs = [_verdict(steerable=False), _verdict(method="probe", steerable=False),
+          _verdict(method="sae", steerable=False), _verdict(method="random", steerable=False),
+          _verdict("fb", "positive_control", steerable=True), _verdict("fb", "positive_control", f=880.0),
+          _verdict("fb", "positive_control", method="probe", steerable=True),
+          _verdict("fb2", "positive_control", method="probe", steerable=False),
+          _verdict("fb2", "positive_control", steerable=True),
+          _verdict("fb", "positive_control", method="random", steerable=False)]
+    val = validation(vs)
+    assert val[("diffmeans", "ablate")]["status"] == "validated"
+    assert val[("probe", "ablate")]["status"] == "not validated"  # one control of two failed
+    assert val[("probe", "ablate")]["by_model"] == {"fb": [1, 1], "fb2": [0, 1]}
+    # judged per control too: fb vouches for the probe, fb2 does not
+    per = val[("probe", "ablate")]["by_control"]
+    assert {c: p["status"] for c, p in per.items()} == {"fb": "validated", "fb2": "not validated"}
+    assert val[("sae", "ablate")]["status"] == "unchecked"  # no control ran it
+    assert {c: p["status"] for c, p in val[("sae", "ablate")]["by_control"].items()} == {
+        "fb": "unchecked", "fb2": "unchecked"}
+    # a method one control ran and passed but another control did not run is not validated by
+    # both: unchecked, never validated
+    part = validation(vs + [_verdict("fb", "positive_control", method="sae", steerable=True)])[("sae", "ablate")]
+    assert part["status"] == "unchecked" and part["by_control"]["fb"]["status"] == "validated"
+    assert [label(v, val) for v in vs[:4]] == ["not steerable", "not validated", "unchecked", "null: not steerable"]
+    # a steerable null on a control invalidates every method
+    vs2 = vs + [_verdict("fb", "positive_control", method="random", steerable=True, f=880.0)]
+    assert validation(vs2)[("diffmeans", "ablate")]["status"] == "not validated"
+
+
 # ---- directions -----------------------------------------------------------------------------------
 
 def _planted(seed=0, n=6, frames=200, width=8, axis=3):
@@ -189,6 +268,31 @@ def _planted(seed=0, n=6, frames=200, width=8, axis=3):
     without = [rng.standard_normal((frames, width)) for _ in range(n)]
     with_ = [w + 2.0 * np.eye(width)[axis] for w in without]
     return without, with_
+
+
+def test_probe_ignores_noise_floor_channels_and_shared_context():
+    """Issue 11: a channel holding only a noise floor (std 1e-11) gave the old probe (coef / std)
+    norms of 1e7+ and a direction on that channel. The paired probe's weight vector lies on the
+    planted axis, with a norm of the layer's own scale, and nothing on a context channel that the
+    two signals of a pair share."""
+    from steerlab.partials.directions import probe
+
+    rng = np.random.default_rng(1)
+    without, with_ = [], []
+    for _ in range(4):
+        f = np.zeros((300, 6))
+        f[:, 0] = 1e-11 * rng.standard_normal(300)      # noise floor
+        f[:, 1] = 0.1 * (1 + 0.5 * rng.standard_normal())  # a context partial, different per stimulus
+        f[:, 2] = 0.05 * rng.standard_normal(300)       # a busy channel
+        w = f.copy()
+        w[:, 3] += 0.1 + 0.01 * rng.standard_normal(300)  # the target
+        w[:, 0] = 1e-11 * rng.standard_normal(300)
+        without.append(f)
+        with_.append(w)
+    vec, info = probe(without, with_, 128, 0)
+    u = vec / np.linalg.norm(vec)
+    assert u[3] > 0.99 and abs(u[0]) < 1e-3 and abs(u[1]) < 1e-3
+    assert np.linalg.norm(vec) < 1e4 and info["train_accuracy"] == 1.0
 
 
 def test_diffmeans_probe_random_recover_planted_axis():
@@ -217,6 +321,57 @@ def test_sae_feature_picks_the_separating_latent():
     d = SimpleNamespace(sae=sae, directions=sae.directions, layer="l", data_hash="x")
     vec, info = sae_feature(without, with_, d)
     assert info["feature"] == 5 and vec[5] > 0.99
+
+
+def test_sae_feature_is_the_brute_force_best_separating_feature():
+    """Against a brute-force choice: for every feature, its codes' standardised mean difference
+    computed one feature at a time; the method must pick the largest in magnitude, signed."""
+    import torch
+
+    from steerlab.partials.directions import sae_feature
+    from steerlab.sae import SAEConfig, SparseAutoencoder
+
+    rng = np.random.default_rng(3)
+    without = [rng.standard_normal((120, 8)) for _ in range(3)]
+    with_ = [w + rng.standard_normal(8) * 0.3 + np.r_[0, 0, 1.5, 0, 0, 0, 0, 0] for w in without]
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(width=8, size=24, kind_of_sae="relu"))
+    d = SimpleNamespace(sae=sae, directions=sae.directions, layer="l", data_hash="x")
+    vec, info = sae_feature(without, with_, d)
+    best, best_j = 0.0, None
+    for j in range(24):
+        with torch.no_grad():
+            c0 = np.concatenate([sae.encode(torch.from_numpy(w).float())[:, j].double().numpy() for w in without])
+            c1 = np.concatenate([sae.encode(torch.from_numpy(w).float())[:, j].double().numpy() for w in with_])
+        pooled = np.sqrt(0.5 * (c0.var() + c1.var()))
+        e = (c1.mean() - c0.mean()) / pooled if pooled > 0 else 0.0
+        if abs(e) > abs(best):
+            best, best_j = e, j
+    assert info["feature"] == best_j and info["effect_size"] == pytest.approx(best, rel=1e-6)
+    expected = np.sign(best) * sae.directions[best_j].double().numpy()
+    assert np.allclose(vec, expected)
+
+
+def test_calibrated_subtraction_measures_the_partial_in_template_units():
+    """projection_excess returns c where the item holds c times the training template along u
+    above the without-target level, whatever the layer's norm; subtracting strength 1 x c x
+    template brings the projection back to the level."""
+    import torch
+
+    from steerlab.partials.sweep import projection_excess
+
+    rng = np.random.default_rng(0)
+    u = torch.tensor([0.0, 0.6, 0.8])
+    tpl = torch.from_numpy(np.r_[np.zeros(5), np.linspace(0, 1, 5), np.ones(20), np.linspace(1, 0, 5)])
+    level = torch.full((35,), 0.3, dtype=torch.float64)
+    for c, loud in ((0.5, 1.0), (2.0, 50.0)):  # loud: other channels far louder (a dense mixture)
+        act = torch.from_numpy(rng.standard_normal((3, 35))) * 0.01
+        act[0] += loud
+        act += (u[:, None].double() * (level + c * tpl)[None]).double()
+        assert projection_excess(act, u, tpl, level) == pytest.approx(c, abs=0.02)
+        after = act - c * u[:, None].double() * tpl[None]
+        assert projection_excess(after, u, tpl, level) == pytest.approx(0.0, abs=0.02)
+    assert projection_excess(act, u, torch.zeros(35, dtype=torch.float64), level) == 0.0
 
 
 def test_margin_option_validates():
@@ -261,7 +416,7 @@ def test_prediction_agreement_counts_and_graded_correlation():
     from steerlab.partials.verdicts import Verdict
 
     def v(f, steerable, gain):
-        return Verdict("m", "main", "L", "inharmonic", f, 1, "diffmeans", "continuous", 5, steerable,
+        return Verdict("m", "main", "L", "inharmonic", f, 1, "diffmeans", "continuous", "ablate", 5, steerable,
                        1.0 if steerable else 0.0, 1.0, "ablate", 1.0, 1.0, (gain, gain, gain), (9.0,) * 3,
                        (0.9,) * 3, (0.9,) * 3, (0.1,) * 3, (0.1,) * 3, None, 75.0)
 

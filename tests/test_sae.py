@@ -101,6 +101,51 @@ def test_relu_recovers_planted_directions(relu, data):
     assert metrics["explained_variance"] > 0.8
 
 
+def planted_square(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The planted test of issue 11: 64 directions in 32 dims, 3 active per vector, learned by an
+    SAE of exactly 64 latents (no spare capacity: every latent must find its own direction)."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(64, WIDTH, generator=g)
+    d = d / d.norm(dim=1, keepdim=True)
+    idx = torch.stack([torch.randperm(64, generator=g)[:ACTIVE] for _ in range(8192)])
+    weights = torch.rand(8192, ACTIVE, generator=g) * 1.5 + 0.5
+    x = torch.zeros(8192, 64).scatter(1, idx, weights) @ d + 0.01 * torch.randn(8192, WIDTH, generator=g)
+    return x, d
+
+
+def test_default_recipe_recovers_95_percent_of_64_planted_directions():
+    """Every training setting at its default (lr 1e-3, batch 256, AuxK, rare-latent splitting
+    every 50 steps) but the problem's own size, k and a number of epochs giving ~1000 steps.
+    Data seeds 6-8 were not used while the recipe was chosen (seeds 0-5 were); docs/analyze.md
+    has the table. Without splitting the same training recovers about 0.82 (0.73-1.00 over
+    seeds 0-9), with it 0.997 (0.969-1.0)."""
+    shares = []
+    for seed in (6, 7, 8):
+        x, truth = planted_square(seed)
+        sae, metrics = train_sae(x, SAEConfig(width=WIDTH, size=64, k=ACTIVE, epochs=30))
+        shares.append(recovered(sae, truth))
+        assert metrics["split"] > 0  # the recipe did its work
+    print(f"default recipe, 64 planted / 64 latents: recovered {shares} (cos > 0.95)")
+    # measured: 1.000, 1.000, 0.969
+    assert min(shares) >= 0.95
+    # the bar can fail: the same training without splitting falls short of it on seed 6 (measured 0.83)
+    x, truth = planted_square(6)
+    sae, metrics = train_sae(x, SAEConfig(width=WIDTH, size=64, k=ACTIVE, epochs=30, split_every=0))
+    assert metrics["split"] == 0 and recovered(sae, truth) < 0.9
+
+
+def test_config_without_split_every_loads_as_trained_without_splitting():
+    """Dictionaries saved before rare-latent splitting existed lack the key; they were trained
+    without it, so that is what their config says (not the new default)."""
+    cfg = SAEConfig(width=4, size=8, k=2)
+    assert cfg.split_every == 50
+    old = {key: value for key, value in cfg.to_dict().items() if key != "split_every"}
+    assert SAEConfig.from_dict(old).split_every == 0
+    assert SAEConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="split_every must be an integer >= 0"):
+        SAEConfig(width=4, size=8, k=2, split_every=-1)
+
+
 def test_large_offset_is_removed_and_directions_are_in_original_space(topk):
     x, truth = planted(offset=50.0)  # the `topk` fixture's data, shifted by a vector of norm 50
     sae, metrics = train_sae(x, SAEConfig(kind_of_sae="topk", **TRAIN))
@@ -171,10 +216,13 @@ def test_gamma_on_data_with_known_mean_and_spread():
     assert stats.gamma == pytest.approx(5.0, rel=1e-5)
     _, metrics = train_sae(x, SAEConfig(width=16, size=16, k=2, epochs=1))
     assert metrics["gamma"] == stats.gamma
-    # no spread: gamma and explained variance are undefined, training still runs
-    flat = torch.ones(64, 16)
-    _, m = train_sae(flat, SAEConfig(width=16, size=8, k=2, epochs=1))
-    assert m["gamma"] is None and m["explained_variance"] is None
+    # no spread: gamma is undefined and there is nothing to learn (issue 10: a dictionary of
+    # dead latents was written); the refusal carries the measured statistics
+    from steerlab.sae import NoVarianceError
+
+    with pytest.raises(NoVarianceError, match="64 vectors are all equal") as info:
+        train_sae(torch.ones(64, 16), SAEConfig(width=16, size=8, k=2, epochs=1))
+    assert info.value.stats.gamma is None and info.value.stats.std_norm == 0.0
 
 
 def test_dead_fraction_counts_latents_that_never_fire(topk, data):

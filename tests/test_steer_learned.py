@@ -79,13 +79,17 @@ def test_feature_flag_adds_the_decoder_direction(embedded, dicts, tmp_path):
     wave = chord(0.3, seed=1)
     sf.write(wav, wave[0], SR, subtype="FLOAT")
     result = CliRunner().invoke(_cli(), ["intervene", str(wav), "-l", "first_conv", "--feature", f"{dicts['feature']}:3",
-                                         "-a", "0.4", "-o", str(tmp_path / "out")])
+                                         "-a", "0.4", "--fade-in", "0", "--fade-out", "0", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "in" / "scores.json").read_text())
     assert doc["intervention"] == "add" and doc["direction"]["source"] == "feature" and doc["direction"]["id"] == 3
     d = dictionary.load(dicts["feature"]).directions[3].double().numpy()
     layer = api.layers(embedded).get("first_conv")
-    v = doc["effective_value"]
+    # the expected strength from a plain forward hook's own RMS norm of the layer (sqrt(mean_t |a_t|^2)
+    # over the input's frames), never from the value the code recorded
+    act = _hooked_act(embedded, wave, layer)
+    v = 0.4 * float(act.pow(2).sum(0).mean().sqrt())
+    assert doc["effective_value"] == pytest.approx(v, rel=1e-5)
 
     def add(out):
         out = out.clone()
@@ -145,7 +149,7 @@ def test_archetype_flag_defaults_to_the_motion_intervention(embedded, dicts, tmp
     sf.write(wav, wave[0], SR, subtype="FLOAT")
     result = CliRunner().invoke(_cli(), ["intervene", str(wav), "-l", "encoder.0.conv", "--archetype",
                                          f"{dicts['archetype']}:2", "-a", "0.05", "--start", "0.1", "--end", "0.15",
-                                         "-o", str(tmp_path / "out")])
+                                         "--fade-in", "0", "--fade-out", "0", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "in" / "scores.json").read_text())
     assert doc["intervention"] == "archetype" and doc["value_kind"] == "motion"
@@ -153,11 +157,14 @@ def test_archetype_flag_defaults_to_the_motion_intervention(embedded, dicts, tmp
     layer = api.layers(embedded).get("first_conv")
     act = _hooked_act(embedded, wave, layer)
     steps = act[:, 1:] - act[:, :-1]
-    assert doc["layer_rms_step_norm"] == pytest.approx(float(steps.pow(2).sum(0).mean().sqrt()), rel=1e-4)
-    assert doc["effective_value"] == pytest.approx(0.05 * doc["layer_rms_step_norm"], rel=1e-6)
+    hook_step_rms = float(steps.pow(2).sum(0).mean().sqrt())  # measured by the plain hook, not recorded
+    assert doc["layer_rms_step_norm"] == pytest.approx(hook_step_rms, rel=1e-4)
+    v = 0.05 * hook_step_rms
+    assert doc["effective_value"] == pytest.approx(v, rel=1e-4)
     d = torch.from_numpy(dictionary.load(dicts["archetype"]).directions[2].double().numpy()).float()
-    first, last = doc["span_frames"]
-    v = doc["effective_value"]
+    # the span from its definition: floor(start * rate) to ceil(end * rate)
+    first, last = int(np.floor(0.1 * layer.frame_rate)), int(np.ceil(0.15 * layer.frame_rate))
+    assert doc["span_frames"] == [first, last]
 
     def motion(out):
         out = out.clone()

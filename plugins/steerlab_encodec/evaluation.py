@@ -124,21 +124,20 @@ def folder_windows(folder: str, model: EncodecAudioModel, windows: int, seconds:
     per-file record (path, SHA-256, decoded seconds). Raises :class:`SteerlabError` when none is usable."""
     from steerlab.artifacts import file_sha256
     from steerlab.audio import load
-    from steerlab.corpus import _expand
+    from steerlab.corpus import _expand, loud_windows
     from steerlab.errors import SteerlabError
 
     n = int(seconds * model.sample_rate)
     n -= n % model.hop
-    files, cands = [], []
+    files, signals = [], []
     for path in _expand([folder]):
         x = load(path, model.sample_rate, model.channels)[0]
         files.append({"path": str(path), "sha256": file_sha256(path), "decoded_seconds": x.shape[-1] / model.sample_rate})
-        cands += [x[:, s: s + n] for s in range(0, x.shape[-1] - n + 1, n)]
-    loud = [w for w in cands if 10 * np.log10(np.mean(w.astype(np.float64) ** 2) + 1e-20) > -45]
-    if not loud:
+        signals.append(x)
+    picked = loud_windows(signals, windows, n)
+    if not picked:
         raise SteerlabError(f"{folder}: no {seconds:g} s window of its audio is above -45 dBFS; nothing to evaluate")
-    keep = sorted(set(np.linspace(0, len(loud) - 1, min(windows, len(loud))).round().astype(int).tolist()))
-    return torch.from_numpy(np.stack([loud[i] for i in keep])), files
+    return torch.from_numpy(np.stack(picked)), files
 
 
 @torch.no_grad()

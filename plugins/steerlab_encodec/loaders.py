@@ -8,12 +8,12 @@ weights ship inside this package as safetensors beside their ``config.json``.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 
+from steerlab import schema
 from steerlab.errors import ModelLoadError
 from steerlab.model import LoadOptions
 
@@ -92,20 +92,14 @@ def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:
 
 def load_artifact(folder: Path, name: str | None = None) -> EncodecAudioModel:
     """A codec saved by ``steerlab train codec`` (``config.json`` + ``model.safetensors``)."""
-    from safetensors.torch import load_file
-
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     if not config_path.is_file() or not weights.is_file():
         raise ModelLoadError(f"{folder} is not a steerlab codec folder (needs config.json and model.safetensors)")
-    meta = json.loads(config_path.read_text())
-    if meta.get("format") != "steerlab-codec" or meta.get("version") != 1:
-        raise ModelLoadError(
-            f"{config_path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r} "
-            "(this steerlab reads steerlab-codec version 1)"
-        )
-    cfg = CodecConfig.from_json(meta["codec"])
+    meta = schema.read_json(config_path, {"codec": schema.mapping(), "name": schema.optional(schema.string(True))},
+                            ModelLoadError, format="steerlab-codec", versions=(1,))
+    cfg = schema.build(CodecConfig, meta["codec"], config_path, "codec", ModelLoadError, CodecConfig.from_json)
     codec = build_codec(cfg)
-    _load_into(codec, load_file(str(weights)), str(weights))
+    _load_into(codec, schema.read_tensors(weights, ModelLoadError), str(weights))
     model = EncodecAudioModel(name or meta.get("name", EMBEDDED_NAME), cfg, codec)
     model.training_record = meta
     return model

@@ -13,6 +13,8 @@ latent and half the continuous one, so both decode paths are trained.
 
 from __future__ import annotations
 
+import math
+
 import random
 import time
 from dataclasses import dataclass
@@ -75,6 +77,17 @@ class TrainConfig:
             raise ValueError(f"export_dtype must be 'float32' or 'float16', got {self.export_dtype!r}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError("time_budget_s must be positive")
+        # every other number a flag sets (issue 10: --lr -1 reached torch's optimiser as a traceback)
+        for name in ("pool_clips", "val_clips", "val_every", "val_windows", "rate_probe_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.lr) and math.isfinite(self.min_lr) and 0 < self.min_lr <= self.lr):
+            raise ValueError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}")
+        for name in ("log_mag_weight", "wave_weight", "spectral_weight", "si_sdr_weight"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+        if not math.isfinite(self.clip_seconds):
+            raise ValueError(f"clip_seconds must be finite, got {self.clip_seconds!r}")
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -118,13 +131,13 @@ class FileSource:
         return [self.files[i][:, s: s + crop] for i, s in ((i, int(rng.integers(0, valid[i]))) for i in which)]
 
     def windows(self, count: int, length: int) -> torch.Tensor:
-        """Up to ``count`` non-overlapping windows spread evenly over the files, quiet ones (< -45 dBFS) skipped."""
-        candidates = [f[:, s: s + length] for f in self.files for s in range(0, f.shape[-1] - length + 1, length)]
-        loud = [w for w in candidates if 20 * torch.log10(w.float().pow(2).mean().sqrt() + 1e-12) > -45]
-        if not loud:
+        """Up to ``count`` 1 s windows spread evenly over the files, quiet ones (< -45 dBFS) skipped."""
+        from steerlab.corpus import loud_windows
+
+        windows = loud_windows([f.cpu() for f in self.files], count, length)
+        if not windows:
             raise ValueError(f"validation source {self.name} has no 1 s window above -45 dBFS")
-        keep = np.linspace(0, len(loud) - 1, min(count, len(loud))).round().astype(int)
-        return torch.stack([loud[i] for i in sorted(set(keep.tolist()))])
+        return torch.stack(windows).to(self.files[0].device)
 
 
 def _autocast(device: str, amp: str):

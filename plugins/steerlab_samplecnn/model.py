@@ -100,6 +100,10 @@ class SampleCNN(AudioModel):
     paths = ("continuous",)
     default_path = "continuous"
     channels = 1
+    # set by the loader: the weights folder's config.json, and the instrument task's split
+    # (``instruments.InstrumentTask``) when the weights were trained on it (None: synthetic clip kinds)
+    training_record: dict | None = None
+    instrument_task = None
 
     def __init__(self, name: str, cfg: SampleCNNConfig) -> None:
         super().__init__()

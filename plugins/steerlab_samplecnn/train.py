@@ -7,6 +7,11 @@ Every ``val_every`` steps: accuracy and loss on a fixed validation set (a row of
 ``curve.jsonl``), a checkpoint (``checkpoint.pt``, model + optimizer + step) and
 the shippable artifact (``model.safetensors`` + ``config.json``). Running again
 into the same folder resumes from the checkpoint.
+
+Two tasks share the recipe (:class:`KindsData`, the default, and
+:class:`InstrumentData`); each makes one step's batch from ``(seed, step)`` alone and
+its validation set from a seed, and the instrument task's record (its split) joins
+the run's identity and ``config.json``.
 """
 
 from __future__ import annotations
@@ -14,17 +19,19 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from steerlab import provenance
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json, versions
 from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
 from . import task
+from .instruments import InstrumentTask, soundfont_record
 from .model import SampleCNN, SampleCNNConfig
 
 FORMAT = "steerlab-samplecnn"
@@ -56,6 +63,57 @@ class TrainConfig:
             raise ValueError(f"need 0 < gain_low <= gain_high, got {self.gain_low} and {self.gain_high}")
 
 
+class TaskData(Protocol):
+    """Where a training run's clips come from: ``batch`` gives waves ``[batch, 1, samples]``, targets
+    ``[batch]`` and a generator for augmentation, all a pure function of ``(seed, step)``."""
+
+    description: str
+
+    def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, np.random.Generator]: ...
+
+    def validation(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def record(self) -> dict | None: ...
+
+
+class KindsData:
+    """The clip kinds of :mod:`steerlab.synth` (``samplecnn_24khz``'s task)."""
+
+    description = "clip kind of steerlab.synth"
+
+    def __init__(self, labels: tuple[str, ...], sample_rate: int, seconds: float) -> None:
+        self.labels, self.sample_rate, self.seconds = labels, sample_rate, seconds
+
+    def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, np.random.Generator]:
+        specs, rng = task.step_specs(seed, step, batch_size, self.labels, self.sample_rate, self.seconds)
+        return (*task.render(specs, self.labels), rng)
+
+    def validation(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return task.render(task.held_out_specs(n, seed, self.sample_rate, self.seconds), self.labels)
+
+    def record(self) -> None:
+        return None  # a config.json without a task record is this task (format version 1 as first shipped)
+
+
+class InstrumentData:
+    """GM instrument families of rendered notes and chords (:mod:`.instruments`)."""
+
+    description = "General MIDI instrument family of rendered notes and chords (steerlab_samplecnn.instruments)"
+
+    def __init__(self, spec: InstrumentTask, sample_rate: int) -> None:
+        self.spec, self.sample_rate = spec, sample_rate
+
+    def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, np.random.Generator]:
+        x, y = self.spec.render(self.spec.training_specs(seed, step, batch_size), self.sample_rate)
+        return x, y, np.random.default_rng([seed, step, 1])
+
+    def validation(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.spec.render(self.spec.held_out_specs("validation", n, seed), self.sample_rate)
+
+    def record(self) -> dict:
+        return {**self.spec.to_json(), "data": soundfont_record()}
+
+
 @torch.no_grad()
 def evaluate(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor, batch: int = 32) -> dict:
     """Accuracy, mean cross-entropy and per-label accuracy of ``model`` (put in eval mode)."""
@@ -77,26 +135,27 @@ def evaluate(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor, batch
 
 
 def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path, name: str = "samplecnn_24khz",
-                    log: Callable[[str], None] = print) -> dict:
-    """Train (or resume) into ``out_dir``; returns the last validation row."""
+                    log: Callable[[str], None] = print, data: TaskData | None = None) -> dict:
+    """Train (or resume) into ``out_dir`` on ``data`` (default: the synthetic clip kinds); returns the
+    last validation row. Raises ``ValueError`` when the model's labels are not the task's."""
+    if data is None:
+        data = KindsData(model_cfg.labels, model_cfg.sample_rate, cfg.clip_seconds)
+    if isinstance(data, InstrumentData) and (data.spec.families != model_cfg.labels or data.spec.seconds != cfg.clip_seconds):
+        raise ValueError("the model's labels and clip length must be the instrument task's families and seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = SampleCNN(name, model_cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    identity = {"architecture": model_cfg.to_json()}
+    record = data.record()
+    identity = {"architecture": model_cfg.to_json(), **({"task": record} if record else {})}
     step = resumable.resume(out_dir, model, opt, identity, log)["step"]
-    val_x, val_y = task.render(
-        task.held_out_specs(cfg.val_clips, cfg.seed + task.VAL_SEED_OFFSET, model_cfg.sample_rate, cfg.clip_seconds),
-        model_cfg.labels,
-    )
+    val_x, val_y = data.validation(cfg.val_clips, cfg.seed + task.VAL_SEED_OFFSET)
     n_params = sum(p.numel() for p in model.parameters())
     t0 = time.time()
     losses: list[float] = []
     row: dict = {}
     while step < cfg.steps:
-        specs, rng = task.step_specs(cfg.seed, step, cfg.batch_size, model_cfg.labels, model_cfg.sample_rate,
-                                     cfg.clip_seconds)
-        x, y = task.render(specs, model_cfg.labels)
+        x, y, rng = data.batch(cfg.seed, step, cfg.batch_size)
         gain = rng.uniform(cfg.gain_low, cfg.gain_high, (len(x), 1, 1)) * rng.choice([-1.0, 1.0], (len(x), 1, 1))
         x = x * torch.from_numpy(gain.astype(np.float32))
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # nothing random in the model today; keeps resume exact if added
@@ -116,15 +175,16 @@ def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path,
                    "val_accuracy": ev["accuracy"], "val_loss": ev["loss"], "val_accuracy_by_label": ev["accuracy_by_label"]}
             losses = []
             resumable.save(out_dir, model, opt, step, row, identity)
-            export(model, model_cfg, cfg, out_dir, row, step, n_params)
+            export(model, model_cfg, cfg, out_dir, row, step, n_params, data.description, record)
             log(f"step {step}: train loss {row['train_loss']:.3f}, val loss {ev['loss']:.3f}, "
                 f"val accuracy {ev['accuracy']:.3f}")
     return row
 
 
 def export(model: SampleCNN, model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path, row: dict, step: int,
-           n_params: int) -> None:
-    """Write ``model.safetensors`` and ``config.json`` (the shippable artifact)."""
+           n_params: int, description: str = KindsData.description, task_record: dict | None = None) -> None:
+    """Write ``model.safetensors`` and ``config.json`` (the shippable artifact; ``task_record``, when
+    given, is the task's split and data provenance under the key ``task``)."""
     was_training = model.training
     model.eval()
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
@@ -138,9 +198,11 @@ def export(model: SampleCNN, model_cfg: SampleCNNConfig, cfg: TrainConfig, out_d
             "config_hash": model_cfg.config_hash(),
             "parameters": n_params,
             "weights_sha256": model.weights_hash(),
-            "training": {**asdict(cfg), "step": step, "task": "clip kind of steerlab.synth"},
+            "training": {**asdict(cfg), "step": step, "task": description},
+            **({"task": task_record} if task_record else {}),
             "validation": row,
             "versions": versions(),
+            "provenance": provenance.record(),
         },
         out_dir / "config.json",
     )

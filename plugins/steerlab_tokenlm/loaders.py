@@ -11,12 +11,12 @@ given ``allow_codec_mismatch=True``, which downgrades the refusal to a warning.
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
 import torch
 
+from steerlab import schema
 from steerlab.errors import ModelLoadError
 from steerlab.model import AudioModel, LoadOptions
 
@@ -41,17 +41,19 @@ def load_codec(extra: dict) -> AudioModel:
     return load_embedded(LoadOptions(checkpoint=Path(path) if path else None)).eval()
 
 
+# the sampling defaults the weights were trained and shipped with (every field of Sampling)
+SAMPLING_SCHEMA = schema.obj({"n_frames": schema.integer(1), "temperature": schema.number(0),
+                              "top_k": schema.integer(1), "seed": schema.integer()})
+
+
 def read_config(folder: Path) -> dict:
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     if not config_path.is_file() or not weights.is_file():
         raise ModelLoadError(f"{folder} is not a steerlab tokenlm folder (needs config.json and model.safetensors)")
-    meta = json.loads(config_path.read_text())
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise ModelLoadError(
-            f"{config_path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r} "
-            f"(this steerlab reads {FORMAT} version {VERSION})"
-        )
-    return meta
+    return schema.read_json(config_path, {"transformer": schema.mapping(),
+                                          "codec": schema.obj({"weights_sha256": schema.nullable(schema.string())}),
+                                          "sampling": SAMPLING_SCHEMA},
+                            ModelLoadError, format=FORMAT, versions=(VERSION,))
 
 
 def check_codec(meta: dict, codec: AudioModel, source: Path, allow_mismatch: bool) -> None:
@@ -69,19 +71,19 @@ def check_codec(meta: dict, codec: AudioModel, source: Path, allow_mismatch: boo
 
 
 def load_folder(folder: Path, options: LoadOptions) -> TokenLMAudioModel:
-    from safetensors.torch import load_file
-
     meta = read_config(folder)
     codec = load_codec(options.extra)
     check_codec(meta, codec, folder, bool(options.extra.get("allow_codec_mismatch", False)))
-    cfg = TokenLMConfig.from_json(meta["transformer"])
+    cfg = schema.build(TokenLMConfig, meta["transformer"], folder / "config.json", "transformer", ModelLoadError,
+                       TokenLMConfig.from_json)
     transformer = TokenTransformer(cfg)
     try:
-        transformer.load_state_dict(load_file(str(folder / "model.safetensors")))
+        transformer.load_state_dict(schema.read_tensors(folder / "model.safetensors", ModelLoadError))
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise ModelLoadError(f"weights in {folder} do not fit their config: {lines[1] if len(lines) > 1 else lines[0]}") from None
-    sampling = Sampling.from_options(Sampling(**meta.get("sampling", {})), options.extra)
+    sampling = Sampling.from_options(schema.build(Sampling, meta["sampling"], folder / "config.json", "sampling",
+                                                  ModelLoadError), options.extra)
     return TokenLMAudioModel(NAME, transformer.eval(), codec, sampling, meta)
 
 

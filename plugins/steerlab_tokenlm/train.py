@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from steerlab import synth
+from steerlab import provenance
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
 from steerlab.errors import SteerlabError
 from steerlab import resumable
@@ -84,20 +85,26 @@ def corpus_tokens(codec, n_clips: int, seed: int, seconds: float, n_q: int) -> t
 
 def _tokens(codec, codec_hash: str, cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, log) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and validation tokens, encoded once per run folder."""
-    from safetensors.torch import load_file
-
     path = out_dir / "tokens.safetensors"
     if path.is_file():
         from safetensors import safe_open
 
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
+        try:
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+        except Exception as exc:  # noqa: BLE001 - a torn file: one line naming it (issue 10)
+            raise SteerlabError(f"cannot read {path}: {str(exc).strip()[:160] or type(exc).__name__}; delete it to "
+                                "encode the tokens again") from None
         if meta.get("codec_sha256") != codec_hash:
             raise SteerlabError(
                 f"{out_dir} holds tokens of codec {meta.get('codec_sha256', '?')[:12]}, not of the installed "
                 f"codec {codec_hash[:12]}; train into a new -o folder"
             )
-        t = load_file(str(path))
+        from steerlab import schema
+
+        t = schema.read_tensors(path, SteerlabError)
+        if "train" not in t or "val" not in t or t["train"].dim() != 3 or t["val"].dim() != 3:
+            raise SteerlabError(f"{path} lacks 3-D tensors 'train' and 'val'; delete it to encode the tokens again")
         return t["train"].long(), t["val"].long()
     t0 = time.time()
     train = corpus_tokens(codec, tc.train_clips, tc.seed, tc.clip_seconds, cfg.n_q)
@@ -153,7 +160,7 @@ def evaluate(model: TokenTransformer, tokens: torch.Tensor, batch: int = 32) -> 
 
 def export(model: TokenTransformer, meta: dict, out_dir: Path) -> None:
     atomic_save_safetensors({k: v.detach().contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
-    atomic_write_json(meta, out_dir / "config.json")
+    atomic_write_json({**meta, "provenance": provenance.record()}, out_dir / "config.json")
 
 
 def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log=print) -> dict:

@@ -133,7 +133,9 @@ class _Run:
         if (key, seed) not in self._cache:
             cfg = dataclasses.replace(self.d.config, seed=seed, epochs=self.opts.epochs or self.d.config.epochs)
             self.say(f"training an SAE on {key} vectors ({len(vectors)}), seed {seed}, {cfg.epochs} epochs")
-            sae, metrics = train_sae(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), cfg)
+            # the analysis data was checked for variance; reference sets (flat:N) may have none by design
+            sae, metrics = train_sae(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), cfg,
+                                     allow_no_variance=True)
             self._cache[(key, seed)] = _Retrained(sae, metrics, vectors, self.opts.active_rel)
         return self._cache[(key, seed)]
 
@@ -471,13 +473,19 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
     ``load`` re-loads the model (needed for the weights analysis when the model cannot be
     deep-copied); ``dictionary_path`` is recorded and its ``config.json`` hashed.
     """
+    from steerlab import provenance
     from steerlab.artifacts import versions
 
+    started = time.time()
     say = progress or (lambda message: None)
     info = check_fits(d, model, allow_weights_mismatch)
     o = options
     say(f"capturing {d.kind} vectors of {model.name} {info.name} from {corpus.describe()} (at most {o.max_vectors})")
     cap = capture(model, info, corpus, d.kind, o.max_vectors, o.seed)
+    from steerlab.sae import require_variance  # degenerate data: one line now, not a failure mid-report
+
+    require_variance(cap.vectors, info.channels, f"{model.name} {info.name}",
+                     "response vectors" if d.kind == "feature" else "generators", corpus.describe())
     run = _Run(d, model, info, corpus, o, cap, load, say)
     run.versions = versions()
     run.dict_config_sha = (_sha256_file(Path(dictionary_path) / "config.json") if dictionary_path is not None else
@@ -520,5 +528,8 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
         "versions": run.versions,
         "decoder_offset_norm": float(np.linalg.norm(run.offset)),
         "analyses": analyses,
+        "provenance": provenance.record(
+            inputs=[s.spec for s in corpus.sources]
+            + ([Path(dictionary_path) / "config.json"] if dictionary_path is not None else []), started=started),
     }
     return doc, figures

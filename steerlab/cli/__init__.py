@@ -17,14 +17,40 @@ from steerlab.errors import SteerlabError, first_line
 from steerlab.cli.options import CONTEXT
 
 
+def _one_line(exc: click.UsageError) -> click.ClickException:
+    """A usage error (bad option value, unknown option, missing argument, a folder where a
+    file is wanted) as the same one-line ``Error: ...`` and exit status 1 as any other bad
+    input, instead of click's usage block and exit status 2."""
+    where = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
+    return click.ClickException(first_line(click.ClickException(exc.format_message())) + where)
+
+
+def _shows_help(exc: click.UsageError) -> bool:
+    """click >= 8.2 raises ``NoArgsIsHelpError`` to print a group's help when called bare."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
 class SteerlabGroup(click.Group):
-    """A group that turns steerlab's domain errors into one-line CLI errors."""
+    """A group that turns steerlab's domain errors and click's usage errors into one-line
+    CLI errors with exit status 1."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # the root's own options
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            if _shows_help(exc):
+                raise
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except SteerlabError as exc:
             raise click.ClickException(first_line(exc)) from None
+        except click.UsageError as exc:  # a subcommand's arguments (parsed inside this invoke)
+            if _shows_help(exc):
+                raise
+            raise _one_line(exc) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
@@ -47,9 +73,9 @@ def eval_() -> None:
 
 
 def _load_commands() -> None:
-    from steerlab.cli import analyze, arch, info, intervene, learn, stimuli, synth
+    from steerlab.cli import analyze, arch, corpus, info, intervene, learn, stimuli, synth
 
-    for module in (analyze, arch, info, intervene, learn, stimuli, synth):
+    for module in (analyze, arch, corpus, info, intervene, learn, stimuli, synth):
         for command in module.COMMANDS:
             cli.add_command(command)
     cli.add_command(__import__("steerlab.cli.partials", fromlist=["partials"]).partials)

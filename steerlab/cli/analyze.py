@@ -23,7 +23,7 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("dictionary_path", metavar="DICT", type=click.Path(file_okay=False))
+@click.argument("dictionary_path", metavar="DICT")
 @click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
               help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N "
                    "(repeatable).")
@@ -59,6 +59,9 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
             seeds: str, seed: int, clip_seconds: float, chunk_seconds: float, as_json: bool, **numbers: Any) -> None:
     """Measure a features or archetypes dictionary as post 1 does (analyses a-j) and write a report.
 
+    DICT: a dictionary folder written by `steerlab learn`, or the name of one shipped with
+    the model (`steerlab dictionaries`), as in `intervene --feature DICT:ID`.
+
     Archetypes are SAE directions over generators g_t = r_{t+1} - r_t, not the
     "archetypal SAE" of the SAE literature.
     """
@@ -72,6 +75,11 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
 
     out = Path(output)
     _check_output(out, overwrite)
+    shipped_model = None
+    if not Path(dictionary_path).expanduser().is_dir():  # a name: one shipped with -m (default: embedded)
+        shipped_model = api.load_model(model_name, checkpoint)
+        dictionary_path = str(dictionary.locate(dictionary_path, shipped_model.shipped_dictionaries(),
+                                                shipped_model.name))
     d = dictionary.load(dictionary_path)
     kwargs: dict[str, Any] = {k: v for k, v in numbers.items() if v is not None}
     try:
@@ -89,7 +97,7 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     def load():
         return api.load_model(name, checkpoint)
 
-    model = load()
+    model = shipped_model if shipped_model is not None and shipped_model.name == name else load()
     corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds)
 
     def say(message: str) -> None:

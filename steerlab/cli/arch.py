@@ -57,13 +57,13 @@ def _table(report) -> None:
 @click.option("--f0", type=float, default=None,
               help="Fundamental / chord root in Hz for harmonic and chord.  [default: 110]")
 @click.option("--chord", default="major", help="Chord shape for family chord.")
-@click.option("--band", type=(float, float), default=(50.0, 8000.0), metavar="LO HI",
-              help="Frequency band of inharmonic partials in Hz.")
+@click.option("--band", type=(float, float), default=None, metavar="LO HI",
+              help="Frequency band of inharmonic partials in Hz.  [default: 50 to 8000, or to 0.45 fs when lower]")
 @click.option("--min-separation-hz", type=float, default=30.0,
               help="Least distance of mixture partials from the target.")
 @click.option("--json", "as_json", is_flag=True, help="Everything, machine-readable.")
 def arch(model_name: str | None, checkpoint: str | None, random_init: bool, targets: tuple[float, ...], densities: tuple[int, ...],
-         family: str, f0: float | None, chord: str, band: tuple[float, float], min_separation_hz: float,
+         family: str, f0: float | None, chord: str, band: tuple[float, float] | None, min_separation_hz: float,
          as_json: bool) -> None:
     """Predict from strides and kernels alone which partials can survive to each layer.
 
@@ -77,8 +77,10 @@ def arch(model_name: str | None, checkpoint: str | None, random_init: bool, targ
     from steerlab.cli.stimuli import DEFAULT_GRID
     from steerlab.stimuli import log_grid
 
-    mixture = Mixture(family, f0, chord, band[0], band[1], min_separation_hz)
     model = api.load_model(model_name, checkpoint, random_init=random_init)
+    # the default band must stay below the model's Nyquist (8 kHz is Nyquist itself at 16 kHz)
+    band = band or (50.0, min(8000.0, 0.45 * model.sample_rate))
+    mixture = Mixture(family, f0, chord, band[0], band[1], min_separation_hz)
     report = predict(list(api.layers(model)), targets or log_grid(*DEFAULT_GRID), densities, mixture, model.name)
     if as_json:
         return echo_json(report.to_json())

@@ -96,14 +96,12 @@ def plugins_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def dictionaries(model_name: str | None, as_json: bool) -> None:
     """List the dictionaries shipped with a model's weights (usable by name in --feature/--archetype)."""
-    import json as _json
-
-    from steerlab import api
+    from steerlab import api, dictionary
 
     model = api.load_model(model_name)
     rows = []
     for name, folder in model.shipped_dictionaries().items():
-        cfg = _json.loads((folder / "config.json").read_text())
+        cfg = dictionary.read_config(folder)  # schema-checked: a damaged one is a one-line error
         metrics = cfg.get("metrics") or {}
         rows.append({"name": name, "path": str(folder), "layer": cfg["layer"], "kind": cfg["kind"],
                      "size": cfg["size"], "k": cfg["k"], "width": cfg["width"],
@@ -115,8 +113,9 @@ def dictionaries(model_name: str | None, as_json: bool) -> None:
         click.echo(f"{model.name} ships no dictionaries; learn one with `steerlab learn`")
     for r in rows:
         ev = r["explained_variance"]
+        ev_text = f"{ev:.3f}" if isinstance(ev, (int, float)) else "n/a"
         click.echo(f"{r['name']}: {r['kind']} dictionary of {r['size']} latents (k {r['k']}) at {r['layer']} "
-                   f"(width {r['width']}), explained variance {ev:.3f}, learned on {r['data']}")
+                   f"(width {r['width']}), explained variance {ev_text}, learned on {r['data']}")
 
 
 COMMANDS = (models, layers, interventions, plugins_cmd, dictionaries)

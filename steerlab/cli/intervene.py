@@ -39,10 +39,27 @@ def _summary_line(doc: dict) -> str:
         b, a = c["top_before"], c["top_after"]
         return (f"{name}: top class {b['class']} ({b['prob']:.2f}) -> {a['class']} ({a['prob']:.2f}); "
                 f"KL {c['kl_divergence']:.3g} nats; spectral scores do not apply (no decoder)")
+    if doc.get("output") and "spectral" not in doc["scores"]:  # an output space of its own (pitch salience)
+        s = next(iter(doc["scores"].values()), {})
+        line = f"{name}: {doc['output']}: rms change {s.get('rms_change', float('nan')):.3g}"
+        for t in s.get("targets", []):
+            conc = "n/a" if t.get("concentration") is None else f"{t['concentration']:.2f}"
+            line += (f"; {t['target_hz']:g} Hz not scored ({t.get('reason')})" if t.get("gain_db") is None
+                     else f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {conc}")
+        return line
     s = doc["scores"].get("spectral", {})
     line = f"{name}: lsd {s.get('lsd_db', float('nan')):.2f} dB"
     for t in s.get("targets", []):
-        line += f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {t['concentration']:.2f}"
+        if t.get("gain_db") is None:
+            line += f"; {t['target_hz']:g} Hz not scored ({t.get('unresolved') or 'not resolved'})"
+        else:
+            line += f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {t['concentration']:.2f}"
+    fidelity = (doc.get("fidelity") or {}).get("si_sdr_db")
+    if fidelity is not None:  # how well the model reproduces this input at all: context for every score
+        line += f"; model fidelity SI-SDR {fidelity:.1f} dB"
+    flags = (doc.get("output_check") or {}).get("flags")
+    if flags:
+        line += f"; WARNING: {', '.join(flags)} (see output_check in scores.json)"
     return line
 
 
@@ -72,8 +89,10 @@ def _summary_line(doc: dict) -> str:
               help="Intervention type (see `steerlab interventions`) [default: add; archetype with --archetype].")
 @click.option("--start", "start_s", type=float, default=0.0, help="Span start in seconds.")
 @click.option("--end", "end_s", type=float, default=None, help="Span end in seconds (default: end of input).")
-@click.option("--fade-in", type=int, default=0, help="Fade-in length in frames of the layer.")
-@click.option("--fade-out", type=int, default=0, help="Fade-out length in frames of the layer.")
+@click.option("--fade-in", type=int, default=None,
+              help="Fade-in length in frames of the layer [default: 10 ms at the layer's frame rate; 0: abrupt].")
+@click.option("--fade-out", type=int, default=None,
+              help="Fade-out length in frames of the layer [default: 10 ms at the layer's frame rate; 0: abrupt].")
 @click.option("-p", "--path", "decode_path", default=None,
               help="Decode path: continuous or quantized for codecs, or one the model lists "
                    "[default: the model's own; continuous (quantizer bypassed) for codecs].")
@@ -98,7 +117,7 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     from steerlab import api, plugins
     from steerlab.errors import InterventionError, SteerlabError
     from steerlab.interventions import Span, Strength, channel_direction, load_direction, needs_direction
-    from steerlab.runner import intervene_files
+    from steerlab.runner import default_fade_frames, intervene_files
 
     if kind is None:
         kind = "archetype" if archetype is not None else "add"
@@ -119,12 +138,15 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     if not math.isfinite(alpha):
         raise InterventionError(f"--alpha must be a finite number, got {alpha}")
     options: dict[str, Any] = {key: _option_value(value) for key, value in opts}
-    span = Span(start_s, end_s, fade_in, fade_out)
+    Span(start_s, end_s, fade_in or 0, fade_out or 0)  # checks the span before the model loads
     strength = Strength(alpha, strength_mode)
     model = api.load_model(model_name, checkpoint, **dict(model_opts))
     if decode_path is not None:
         model.check_path(decode_path)
     layer_info = api.layers(model).get(layer)
+    default_fade = default_fade_frames(layer_info)
+    span = Span(start_s, end_s, default_fade if fade_in is None else fade_in,
+                default_fade if fade_out is None else fade_out)
     direction = None
     if channel is not None:
         direction = channel_direction(channel, layer_info)

@@ -77,6 +77,10 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, si
     from steerlab.learning import learn_dictionary
 
     out = Path(output)
+    if not cache_gb >= 0 or cache_gb == float("inf"):
+        from steerlab.errors import SteerlabError
+
+        raise SteerlabError(f"--cache-gb must be a finite number >= 0, got {cache_gb}")
     _check_output(out, overwrite)
     model = api.load_model(model_name, checkpoint)
     api.layers(model).get(layer)  # an unknown layer fails before the corpus is read

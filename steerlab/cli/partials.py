@@ -69,17 +69,27 @@ def partials(model_name, layers, config_file, quick, dictionaries, seed, min_gai
                           "agreement": out["agreement"],
                           "verdicts": [v.flat() for v in out["verdicts"]]})
     vs = out["verdicts"]
+    val = ctrl["validation"]
     for plan in outcome.plans:
-        for method in dict.fromkeys(v.method for v in vs):
+        for method, removal in dict.fromkeys((v.method, v.removal) for v in vs):
             for path in plan.paths:
-                sel = [v for v in vs if v.model == plan.model.name and v.method == method and v.path == path]
+                sel = [v for v in vs if v.model == plan.model.name and v.method == method and v.path == path
+                       and v.removal == removal]
                 if sel:
-                    click.echo(f"{plan.model.name:<20} {path:<11} {method:<10} steerable "
-                               f"{sum(v.steerable for v in sel)}/{len(sel)}")
+                    st = val.get(f"{method}/{removal}", {}).get("status", "")
+                    tag = plan.role if plan.role != "main" else st
+                    click.echo(f"{plan.model.name:<20} {path:<11} {method:<10} {removal:<9} steerable "
+                               f"{sum(v.steerable for v in sel)}/{len(sel)}  [{tag}]")
     click.echo(f"null steerable {ctrl['null_steerable']}/{ctrl['null_total']} ({'ok' if ctrl['null_ok'] else 'FAIL'}); "
-               f"positive control {ctrl['positive_steerable']}/{ctrl['positive_total']} "
-               f"({'ok' if ctrl['positive_ok'] else outcome.control_status.get('positive')}); "
+               f"positive controls {ctrl['positive_steerable']}/{ctrl['positive_total']} learned-direction verdicts "
+               f"steerable ({'ok' if ctrl['positive_ok'] else outcome.control_status.get('positive')}); "
                f"oracle {ctrl['oracle_steerable']}/{ctrl['oracle_total']}")
+    bad = [k for k, v in val.items() if v["status"] in ("not validated", "unchecked")]
+    if bad:
+        click.echo("not validated or unchecked (their verdicts are not measurements): " + ", ".join(
+            f"{k} ({val[k]['status']}: " + "; ".join(f"{c} {p['status']} {p['steerable']}/{p['total']}"
+                                                    for c, p in val[k].get("by_control", {}).items()) + ")"
+            for k in bad))
     click.echo(f"wrote {outcome.written} new rows ({len(outcome.rows)} in all) and the report to "
                f"{outcome.folder / 'report.html'}")
 

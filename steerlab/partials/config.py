@@ -28,7 +28,7 @@ from steerlab.stimuli import CHORDS, CONTEXT_RULES, FAMILIES, PHASES
 METHODS: tuple[str, ...] = ("diffmeans", "sae", "probe", "random")
 # The null: a direction of the same norm as the difference of means, drawn at random.
 NULL_METHOD = "random"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: calibrated subtraction, separate removal verdicts, several controls
 
 
 class ConfigError(SteerlabError, ValueError):
@@ -92,6 +92,9 @@ class GridConfig:
     chord: str = "major"
     methods: tuple[str, ...] = METHODS
     strengths: tuple[float, ...] = (0.1, 0.3, 1.0)
+    # removal by subtraction, in units of the item's own projection excess along the direction
+    # (see steerlab.partials.sweep.projection_excess): 1.0 removes exactly what was measured
+    subtract_strengths: tuple[float, ...] = (0.5, 1.0, 2.0)
     paths: tuple[str, ...] = ()
     n_q: Optional[int] = None
 
@@ -115,6 +118,11 @@ class GridConfig:
         _put(self, "strengths", tuple(sorted(_num("grid.strengths", s, lo=0, lo_open=True) for s in strengths)))
         if len(set(self.strengths)) != len(self.strengths):
             raise ConfigError(f"grid.strengths lists a value twice: {list(self.strengths)}")
+        sub = _tuple("grid.subtract_strengths", self.subtract_strengths, allow_empty=False)
+        _put(self, "subtract_strengths", tuple(sorted(_num("grid.subtract_strengths", s, lo=0, lo_open=True)
+                                                      for s in sub)))
+        if len(set(self.subtract_strengths)) != len(self.subtract_strengths):
+            raise ConfigError(f"grid.subtract_strengths lists a value twice: {list(self.subtract_strengths)}")
         _put(self, "paths", _choices("grid.paths", _tuple("grid.paths", self.paths), ("continuous", "quantized")))
         if self.n_q is not None:
             _put(self, "n_q", _int("grid.n_q", self.n_q, 1))
@@ -205,32 +213,80 @@ class ScoringConfig:
             raise ConfigError(f"scoring.n_fft must be a multiple of 4, got {n}")
 
 
+# Positive-control models steerlab knows of; "auto" runs those of them that are registered.
+KNOWN_CONTROLS: tuple[str, ...] = ("filterbank_24khz", "stft_24khz")
+
+
 @dataclass(frozen=True)
 class ControlsConfig:
-    """The positive control: a model whose partials are steerable by construction, run
-    beside every measurement on ``positive_layer``. Empty ``positive_targets_hz``: the grid
-    targets, moved to the nearest band centre when the model declares ``centres_hz``;
-    empty ``positive_densities``: the grid densities. ``positive_model = ""`` switches the
-    control off (the report then says its verdicts are unchecked)."""
+    """The positive controls: models whose partials are steerable by construction, each run
+    beside every measurement on its control layer. ``positive_models``: a list of registered
+    model names, or ``"auto"``: those of :data:`KNOWN_CONTROLS` that are registered; ``[]``
+    switches the controls off (the report then marks every verdict unchecked).
+    ``positive_layers``: ``{model: layer}``; a model left out uses its only layer, else the
+    layer it declares as ``control_layer``. Empty ``positive_targets_hz``: the grid targets,
+    moved to the nearest band centre when the model declares ``centres_hz``; empty
+    ``positive_densities``: the grid densities. ``positive_methods``: ``"auto"`` (every
+    method of ``grid.methods``: a method is validated only where its control ran) or a list.
+    ``dictionary_*``: the recipe of the SAE dictionary each control learns for itself when the
+    run uses ``sae`` (see :func:`steerlab.partials.directions.control_dictionary`)."""
 
-    positive_model: str = "filterbank_24khz"
-    positive_layer: str = "bands"
+    positive_models: Any = "auto"
+    positive_layers: Any = ()
     positive_targets_hz: tuple[float, ...] = ()
     positive_densities: tuple[int, ...] = ()
-    # the control asks whether the standard steering vector finds what is there by
-    # construction; the null runs on every model regardless
-    positive_methods: tuple[str, ...] = ("diffmeans",)
+    positive_methods: Any = "auto"
+    # the SAE dictionary learned on each control when the run uses ``sae`` (a --dictionary):
+    # ``steerlab learn``'s defaults (TopK, 128 latents, k = 8, lr 1e-3, batch 256) on
+    # ``dictionary_clips`` 1 s clips of the synthetic corpus, about ``dictionary_vectors`` frames
+    # (seeded subsample), about ``dictionary_steps`` steps; seed = run seed
+    dictionary_size: int = 128
+    dictionary_k: int = 8
+    dictionary_clips: int = 64
+    dictionary_vectors: int = 16384
+    dictionary_steps: int = 3000
 
     def __post_init__(self) -> None:
-        methods = _choices("controls.positive_methods", _tuple("controls.positive_methods", self.positive_methods,
-                                                               allow_empty=False), METHODS)
-        _put(self, "positive_methods", methods if NULL_METHOD in methods else (*methods, NULL_METHOD))
-        if not isinstance(self.positive_model, str) or not isinstance(self.positive_layer, str):
-            raise ConfigError("controls.positive_model and controls.positive_layer must be strings")
+        for name in ("dictionary_size", "dictionary_k", "dictionary_clips", "dictionary_vectors", "dictionary_steps"):
+            _put(self, name, _int(f"controls.{name}", getattr(self, name), 1))
+        if self.dictionary_k > self.dictionary_size:
+            raise ConfigError(f"controls.dictionary_k ({self.dictionary_k}) must be <= controls.dictionary_size "
+                              f"({self.dictionary_size})")
+        if self.positive_models != "auto":
+            if isinstance(self.positive_models, str):
+                raise ConfigError(f'controls.positive_models must be a list of model names or "auto", '
+                                  f"got {self.positive_models!r}")
+            names = _tuple("controls.positive_models", self.positive_models)
+            if not all(isinstance(n, str) and n for n in names):
+                raise ConfigError(f"controls.positive_models must list model names, got {list(names)}")
+            if len(set(names)) != len(names):
+                raise ConfigError(f"controls.positive_models lists a model twice: {list(names)}")
+            _put(self, "positive_models", names)
+        layers = self.positive_layers
+        if isinstance(layers, Mapping):
+            layers = tuple(sorted(layers.items()))
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in layers):
+            raise ConfigError(f"controls.positive_layers must be a table of model = layer, got {self.positive_layers!r}")
+        _put(self, "positive_layers", tuple(tuple(p) for p in layers))
+        if self.positive_methods != "auto":
+            if isinstance(self.positive_methods, str):
+                raise ConfigError(f'controls.positive_methods must be a list or "auto", got {self.positive_methods!r}')
+            methods = _choices("controls.positive_methods", _tuple("controls.positive_methods",
+                                                                   self.positive_methods, allow_empty=False), METHODS)
+            _put(self, "positive_methods", methods if NULL_METHOD in methods else (*methods, NULL_METHOD))
         t = _tuple("controls.positive_targets_hz", self.positive_targets_hz)
         _put(self, "positive_targets_hz", tuple(_num("controls.positive_targets_hz", x, lo=0, lo_open=True) for x in t))
         d = _tuple("controls.positive_densities", self.positive_densities)
         _put(self, "positive_densities", tuple(_int("controls.positive_densities", x, 1) for x in d))
+
+    def layer_for(self, model: str) -> Optional[str]:
+        """The layer given for ``model`` in ``positive_layers``, or None."""
+        return dict(self.positive_layers).get(model)
+
+    def methods_for(self, grid_methods: tuple[str, ...]) -> tuple[str, ...]:
+        """The methods run on each control: ``"auto"`` means those of the grid."""
+        return tuple(grid_methods) if self.positive_methods == "auto" else tuple(self.positive_methods)
 
 
 @dataclass(frozen=True)
@@ -288,6 +344,9 @@ class PartialsConfig:
         d = self.to_dict()
         del d["thresholds"]
         d["run"] = {k: v for k, v in d["run"].items() if k not in ("bootstrap", "examples")}
+        # the control dictionaries' recipe changes numbers only where one is learned (a run using
+        # ``sae``); the runner adds it to the hash there (runner.prepare)
+        d["controls"] = {k: v for k, v in d["controls"].items() if not k.startswith("dictionary_")}
         return d
 
     def replace(self, section: str, **changes: Any) -> "PartialsConfig":

@@ -7,10 +7,43 @@ each training pair (:func:`steerlab.tracing.capture`), seen as frame vectors ``r
 - ``diffmeans``: mean over with-target clips of their time-mean ``r_t``, minus the
   same over without-target clips (the standard steering vector; pairs are matched,
   so it is also the mean of the per-pair differences).
-- ``probe``: a logistic regression (scikit-learn, L2, C = 1) separating with-target
-  from without-target frames, fitted on standardised channels on at most
-  ``probe_frames`` random frames per clip; the direction is the raw-space gradient
-  of its logit, ``coef / std``, pointing towards "with".
+- ``probe``: a linear probe fitted to the matched pairs as what they are: *conditional*
+  logistic regression, the standard model for 1:1 matched case-control data (Breslow & Day
+  1980, IARC Sci. Publ. 32, ch. 7; Hosmer & Lemeshow, Applied Logistic Regression, ch. 7),
+  which for pairs is a logistic regression without intercept on the within-pair differences
+  ``r_t(with) - r_t(without)`` of the same frame (labelled 1, their negatives 0). Scikit-learn,
+  L2, with C chosen by cross-validation (below), on at most ``probe_frames`` random frames per
+  pair from the sound's span (the
+  margins are silent in both signals), in the layer's own activation space divided by one
+  global scale (the differences' RMS per channel: an isotropic change of units that leaves the
+  geometry and the direction as they are, and gives the L2 penalty the same meaning on every
+  layer). The steering direction is the probe's **weight vector in that space** (the
+  literature's probe direction, e.g. Li et al. 2023, arXiv:2306.03341, in the residual stream
+  the probe was trained on), pointing towards "with". Conditioning on the pair removes
+  what the two signals share (the context partials) from the fit, as the difference of means
+  does; an unpaired probe on the pooled frames (measured, issue 11) puts weight on context
+  channels by sampling noise and as suppressors, 1.5-8.5 dB off-band on the positive control
+  whether its weights or its activation pattern (Haufe et al. 2014, NeuroImage 87:96-110) is
+  used. Standardising each channel first and mapping back with ``coef / std`` (the method
+  before issue 11) is not a direction of the layer at all: it amplifies the channels with
+  the least variance, on the positive control noise-floor bands with std 1e-11 to 1e-9,
+  giving norms of 1e7 to 5e9 and a cosine of 0.000 with the difference of means.
+
+  **Regularisation.** C (the inverse L2 strength) is chosen from :data:`PROBE_CS` by the
+  held-out log-loss over leave-one-pair-out folds of the training pairs (every frame of a pair,
+  and its negative, in the same fold: frames of one pair are not independent, so splitting them
+  would measure memorisation), with the *one-standard-error rule*: the smallest C whose mean
+  held-out log-loss is within one standard error (over folds) of the minimum (Hastie, Tibshirani
+  & Friedman, The Elements of Statistical Learning, 2nd ed., sec. 7.10; Breiman et al. 1984;
+  glmnet's ``lambda.1se``). Differences below that error are not resolved by the training
+  data, and where the held-out pairs are separable (the positive controls) the plain minimum
+  sits wherever the solver's tolerance puts the last digits of a log-loss near 0 (measured:
+  C = 3162 or 10000 at 304 Hz on filterbank_24khz as the tolerance went from 1e-8 to 1e-6).
+  The rule looks at the training pairs only, never at a verdict. With one training pair there is nothing to
+  hold out and C = 1 is used (recorded). The provenance records the chosen C, whether it lies
+  at an end of the grid and the whole cross-validation curve. (Before this rule C was fixed at
+  1; on the positive control that probe put up to 0.30 of its norm on the bands next to the
+  target's.)
 - ``sae``: the feature of a given dictionary whose mean code differs most between
   with and without frames in units of the pooled standard deviation; its decoder
   direction, signed so it points towards "with".
@@ -32,6 +65,8 @@ import numpy as np
 from steerlab.partials.config import digest
 
 _EPS = 1e-12
+# the probe's candidate C (inverse L2 strength, in the globally rescaled space): half decades, 1e-4 to 1e4
+PROBE_CS: tuple[float, ...] = tuple(float(10.0 ** (e / 2)) for e in range(-8, 9))
 
 
 @dataclass(frozen=True)
@@ -79,20 +114,101 @@ def _sample(frames: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> n
     return np.concatenate(out, 0)
 
 
-def probe(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: int, seed: int
-          ) -> tuple[np.ndarray, dict]:
+def _span_frames(frames: Sequence[np.ndarray], span: Optional[tuple[int, int]]) -> list[np.ndarray]:
+    if span is None:
+        return list(frames)
+    out = [f[span[0]:span[1]] for f in frames]
+    return out if all(len(f) for f in out) else list(frames)
+
+
+def _fit_probe(x: np.ndarray, y: np.ndarray, c: float, clf: Any = None) -> Any:
+    """L2 logistic regression without intercept at ``C = c``; ``clf``: a previous fit on the
+    same data to start from (warm start along the C path, as ``LogisticRegressionCV`` does)."""
     from sklearn.linear_model import LogisticRegression
 
+    if clf is None:
+        clf = LogisticRegression(C=c, fit_intercept=False, max_iter=10000, tol=1e-6, warm_start=True)
+    clf.set_params(C=c)
+    return clf.fit(x, y)
+
+
+def choose_c(diffs: Sequence[np.ndarray], cs: Sequence[float] = PROBE_CS) -> tuple[float, dict]:
+    """The probe's C by leave-one-pair-out cross-validated log-loss (module docstring).
+
+    ``diffs``: per training pair its frame differences ``[frames, channels]`` (already in the
+    probe's rescaled units). Returns ``(C, info)``: info holds ``cv_log_loss`` (mean held-out
+    log-loss per candidate, in ``cs`` order), ``cv_folds`` and ``c_at_grid_edge``. With fewer
+    than two pairs: ``(1.0, {"cv_folds": 0, ...})``."""
+    from sklearn.metrics import log_loss
+
+    cs = sorted(float(c) for c in cs)
+    if len(diffs) < 2:
+        return 1.0, {"cv_folds": 0, "cv_log_loss": None, "c_at_grid_edge": None,
+                     "c_rule": "one training pair: nothing to hold out, C = 1"}
+    losses = np.zeros((len(diffs), len(cs)))  # held-out log-loss per fold and candidate
+    for k in range(len(diffs)):
+        train = np.concatenate([d for i, d in enumerate(diffs) if i != k], 0)
+        test = diffs[k]
+        xt, yt = np.concatenate([train, -train], 0), np.r_[np.ones(len(train)), np.zeros(len(train))]
+        xv, yv = np.concatenate([test, -test], 0), np.r_[np.ones(len(test)), np.zeros(len(test))]
+        clf = None
+        for j, c in enumerate(cs):  # ascending: each fit starts from the previous, more regularised one
+            clf = _fit_probe(xt, yt, c, clf)
+            p = clf.predict_proba(xv)[:, 1]
+            losses[k, j] = log_loss(yv, p, labels=[0, 1])
+    mean = losses.mean(0)
+    best = int(np.argmin(mean))
+    se = float(losses[:, best].std(ddof=1) / np.sqrt(len(diffs)))
+    j = int(np.flatnonzero(mean <= mean[best] + se)[0])  # the most regularised C within one SE
+    return cs[j], {"cv_folds": len(diffs), "cv_log_loss": [float(v) for v in mean], "cv_cs": cs,
+                   "cv_min_c": cs[best], "cv_min_se": se, "c_at_grid_edge": j in (0, len(cs) - 1),
+                   "c_rule": "one-standard-error rule on leave-one-pair-out log-loss (ESL sec. 7.10)"}
+
+
+def probe(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: int, seed: int,
+          span: Optional[tuple[int, int]] = None, cs: Sequence[float] = PROBE_CS) -> tuple[np.ndarray, dict]:
+    """The conditional (paired) logistic probe's weight vector ``[channels]`` in the layer's
+    activation space (see the module docstring). ``without``/``with_``: per clip ``[frames,
+    channels]``, pair ``i`` = the two signals of stimulus ``i``; ``span``: frames ``[first, last)``
+    of the sound (None: all frames); ``cs``: candidate C values (:func:`choose_c`). Provenance:
+    ``train_accuracy`` (share of training pairs' frames where the with-target frame scores above
+    its without-target twin), frames, the chosen C and its cross-validation curve, scale.
+    A zero vector when the pairs do not differ at all (the caller records it as not learned)."""
     rng = np.random.default_rng(seed)
-    x0, x1 = _sample(without, n_frames, rng), _sample(with_, n_frames, rng)
-    x = np.concatenate([x0, x1], 0)
-    y = np.r_[np.zeros(len(x0)), np.ones(len(x1))]
-    mean, std = x.mean(0), x.std(0)
-    std = np.where(std > _EPS, std, 1.0)  # a dead channel gets weight 0 either way
-    clf = LogisticRegression(C=1.0, max_iter=2000)
-    clf.fit((x - mean) / std, y)
-    w = clf.coef_[0] / std
-    return w, {"train_accuracy": float(clf.score((x - mean) / std, y)), "frames": int(len(x)), "C": 1.0}
+    diffs = []
+    for f0, f1 in zip(_span_frames(without, span), _span_frames(with_, span)):
+        n = min(len(f0), len(f1))
+        idx = np.sort(rng.choice(n, size=min(n_frames, n), replace=False))
+        diffs.append(f1[idx] - f0[idx])
+    d = np.concatenate(diffs, 0)
+    scale = float(np.sqrt(np.mean(d**2)))  # RMS per channel of the differences: one number for all
+    info = {"frames": int(len(d)), "model": "conditional logistic regression on matched pairs", "scale": scale}
+    if not scale > _EPS:
+        return np.zeros(d.shape[1]), {**info, "C": None, "train_accuracy": None}
+    c, cv = choose_c([x / scale for x in diffs], cs)
+    x = np.concatenate([d, -d], 0) / scale
+    y = np.r_[np.ones(len(d)), np.zeros(len(d))]
+    w = _fit_probe(x, y, c).coef_[0] / scale  # the same direction as coef_: the change of units is isotropic
+    return w, {**info, "C": c, **cv, "train_accuracy": float(np.mean(d @ w > 0))}
+
+
+def template(vec: np.ndarray, without: Sequence[np.ndarray], with_: Sequence[np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The partial's measured time course along a direction: per frame ``t``, the mean over
+    training clips of ``r_t . u`` with the target minus without it (``template`` [frames]), and
+    the without-target level (``level`` [frames]); ``u = vec / |vec|``. Clips of a unit share
+    their length (same duration and margins); the shortest is used if not."""
+    u = vec / np.linalg.norm(vec)
+    n = min(len(f) for f in [*without, *with_])
+    p0 = np.mean([f[:n] @ u for f in without], axis=0)
+    p1 = np.mean([f[:n] @ u for f in with_], axis=0)
+    return p1 - p0, p0
+
+
+def projections(vec: np.ndarray, frames: Sequence[np.ndarray], span: Optional[tuple[int, int]]) -> float:
+    """Mean over clips of the mean over the sound's span of ``r_t . u``, ``u = vec / |vec|``."""
+    u = vec / np.linalg.norm(vec)
+    return float(np.mean([f.mean(0) @ u for f in _span_frames(frames, span)]))
 
 
 def sae_feature(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], dictionary: Any
@@ -113,9 +229,17 @@ def sae_feature(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], dict
 
 
 def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarray], methods: Sequence[str],
-          seed: int, probe_frames: int, dictionary: Optional[Any], train_keys: Sequence[str]
-          ) -> dict[str, Learned | str]:
-    """Every method's direction for one unit, or the reason it was not learned."""
+          seed: int, probe_frames: int, dictionary: Optional[Any], train_keys: Sequence[str],
+          span: Optional[tuple[int, int]] = None) -> dict[str, Learned | str]:
+    """Every method's direction for one unit, or the reason it was not learned (with each
+    direction's subtraction template and level in ``Learned.provenance["_template"]``,
+    ``["_level"]``, popped by the caller and stored as arrays).
+
+    ``without``/``with_``: per training clip ``[frames, channels]``; ``span``: the sound's
+    frames ``[first, last)`` in those clips (None: all). Each direction's provenance records
+    the mean projection of the unit direction on the sound's span of the training clips,
+    without and with the target (``projection_without_train``, ``projection_with_train``):
+    the without-target level that calibrated subtraction measures an item's excess from."""
     base = {"train_stimuli": list(train_keys), "layer_rms_norm_train": _rms_norm(without + with_)}
     out: dict[str, Learned | str] = {}
     dm = diff_of_means(without, with_)
@@ -125,7 +249,7 @@ def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarr
         if method == "diffmeans":
             vec = dm
         elif method == "probe":
-            vec, extra = probe(without, with_, probe_frames, seed + unit_seed)
+            vec, extra = probe(without, with_, probe_frames, seed + unit_seed, span)
         elif method == "sae":
             if dictionary is None:
                 out[method] = "no dictionary for this layer (pass --dictionary)"
@@ -145,11 +269,15 @@ def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarr
             out[method] = f"{method} direction is zero or not finite"
             continue
         rms = base["layer_rms_norm_train"]
+        tpl, lvl = template(vec, without, with_)
         out[method] = Learned(np.asarray(vec, dtype=np.float64), {
             "source": method, "norm": norm,
             "natural_strength": norm / rms if rms > _EPS else None,
             "cosine_to_diffmeans": float(vec @ dm / (norm * max(float(np.linalg.norm(dm)), _EPS))),
-            **extra, **base,
+            "projection_without_train": projections(vec, without, span),
+            "projection_with_train": projections(vec, with_, span),
+            "template_peak": float(np.max(np.abs(tpl))) if len(tpl) else 0.0,
+            **extra, **base, "_template": tpl, "_level": lvl,
         })
     return out
 
@@ -158,3 +286,35 @@ def vector_hash(vec: np.ndarray) -> str:
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(vec, dtype="<f8").tobytes()).hexdigest()[:16]
+
+
+def control_dictionary(model: Any, layer: Any, controls: Any, seed: int, max_batch: int) -> Any:
+    """An SAE feature dictionary learned on a positive-control model for the ``sae`` method there,
+    the way the measured model's dictionaries are learned: :func:`steerlab.learning.learn_dictionary`
+    (``steerlab learn``) on steerlab's synthetic music corpus (``synth:N``, ``N =
+    controls.dictionary_clips`` clips of 1 s, seed ``seed``), never on the run's stimuli.
+
+    TopK, ``controls.dictionary_size`` latents, ``dictionary_k`` active, ``steerlab learn``'s other
+    defaults (lr 1e-3, batch 256, centred and normalised), seed ``seed``; the layer's frames are
+    subsampled (seeded) to about ``dictionary_vectors`` vectors and trained for
+    ``ceil(dictionary_steps * 256 / vectors)`` epochs (about ``dictionary_steps`` steps), so the
+    budget is the same at 23 and at 24,000 frames per second. Returns the
+    :class:`steerlab.dictionary.Dictionary`; its ``data_manifest`` records the recipe."""
+    import math
+
+    from steerlab.capture import Corpus
+    from steerlab.learning import learn_dictionary
+
+    frames = controls.dictionary_clips * layer.frame_rate
+    subsample = min(1.0, controls.dictionary_vectors / frames)
+    vectors = max(1.0, frames * subsample)
+    epochs = max(1, math.ceil(controls.dictionary_steps * 256 / vectors))
+    corpus = Corpus([f"synth:{controls.dictionary_clips}"], model.sample_rate, model.channels, seed=seed)
+    d = learn_dictionary(model, layer.name, "feature", corpus, size=controls.dictionary_size, k=controls.dictionary_k,
+                         epochs=epochs, seed=seed, subsample=subsample if subsample < 1.0 else None,
+                         max_batch=max_batch)
+    d.data_manifest = {**(d.data_manifest or {}), "control_recipe": {
+        "clips": controls.dictionary_clips, "vectors": controls.dictionary_vectors,
+        "steps": controls.dictionary_steps, "size": controls.dictionary_size, "k": controls.dictionary_k,
+        "seed": seed}}
+    return d

@@ -262,7 +262,7 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
         paths = list(cfg.grid.paths)
     else:
         paths = [p for p in (cfg.grid.paths or model.paths) if p in model.paths] or [model.default_path]
-    methods = cfg.grid.methods if role == MAIN else cfg.controls.positive_methods
+    methods = cfg.grid.methods if role == MAIN else cfg.controls.methods_for(cfg.grid.methods)
     plan = ModelPlan(model, role, layers, paths, tuple(targets), tuple(densities), methods=tuple(methods))
     for layer in layers:
         if not plan.paths_for(layer):
@@ -287,6 +287,25 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
         reasons = "; ".join(f"{r} ({c})" for r, c in plan.skipped.items()) or "none"
         raise ConfigError(f"no feasible stimuli for {model.name}: every combination was skipped ({reasons})")
     return plan
+
+
+def control_layer(cfg: PartialsConfig, model: AudioModel) -> str:
+    """The layer a positive-control model is steered at: ``controls.positive_layers[model]``,
+    else its only layer, else the layer it declares as ``control_layer``."""
+    from steerlab import api
+
+    given = cfg.controls.layer_for(model.name)
+    if given:
+        return given
+    names = list(api.layers(model).items)
+    declared = getattr(model, "control_layer", None)
+    if len(names) == 1:
+        return names[0]
+    if isinstance(declared, str) and declared:
+        return declared
+    raise ConfigError(f"positive-control model {model.name} has {len(names)} layers and declares no control_layer; "
+                      f"name one in [controls] positive_layers = {{{model.name} = \"LAYER\"}} "
+                      f"(layers: {', '.join(names)})")
 
 
 def control_targets(cfg: PartialsConfig, model: AudioModel) -> tuple[float, ...]:
@@ -324,7 +343,7 @@ def work_items(plan: ModelPlan, cfg: PartialsConfig, config_hash: str,
                     continue
                 for spec in plan.test[unit]:
                     settings = [("add", s) for s in cfg.grid.strengths]
-                    settings += [("subtract", s) for s in cfg.grid.strengths] + [("ablate", 0.0)]
+                    settings += [("subtract", s) for s in cfg.grid.subtract_strengths] + [("ablate", 0.0)]
                     for op, strength in settings:
                         out.append(WorkItem(config_hash, plan.model.name, layer.name, spec, OP_ROLE[op], method,
                                             ref.id(), op, strength, path, cfg.grid.n_q))

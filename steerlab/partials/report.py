@@ -21,7 +21,7 @@ import numpy as np
 
 from steerlab.artifacts import atomic_path
 from steerlab.partials.config import PartialsConfig
-from steerlab.partials.verdicts import Verdict, control_summary
+from steerlab.partials.verdicts import Verdict, control_summary, label, validation
 
 SUMMARY, REPORT = "summary.csv", "report.html"
 
@@ -80,10 +80,18 @@ def agreement(vs: list[Verdict], preds: dict[tuple, Any]) -> list[dict[str, Any]
 def write_summary(path: Path, vs: list[Verdict], preds: dict, cfg: PartialsConfig, config_hash: str,
                   weights: dict[str, str]) -> None:
     thresholds = {f"threshold_{k}": v for k, v in cfg.thresholds.__dict__.items()}
+    val = validation(vs)
+    controls = sorted({v.model for v in vs if v.model_role == "positive_control"})
     rows = []
     for v in vs:
         p = preds.get((v.model, v.layer, v.family, v.target_hz, v.density))
-        rows.append({**v.flat(), "weights_sha256": weights.get(v.model),
+        st = val.get((v.method, v.removal), {})
+        per = st.get("by_control", {})
+        rows.append({**v.flat(), "verdict": label(v, val),
+                     "control_validation": st.get("status"), "control_validation_reason": st.get("reason"),
+                     # the same judged by each control alone: "validated", "not validated", "unchecked"
+                     **{f"control_validation_{c}": per.get(c, {}).get("status") for c in controls},
+                     "weights_sha256": weights.get(v.model),
                      "predicted_score": None if p is None else p.score,
                      "predicted_survives": None if p is None else p.survives_path,
                      "aliased_to_hz": None if p is None else p.aliased_to,
@@ -113,75 +121,105 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _heatmap(sel: list[Verdict], panels: list[tuple[str, Any]], layers: list[str], targets: list[float],
+             dens: list[int], title: str, get: Any, lim: tuple[float, float], cmap: str, path: Path) -> Path:
+    """One figure: panels (rows: ``panels`` as (label, predicate); columns: densities) of layer x target."""
+    fig = _figure(figsize=(2.4 * len(dens) + 1.5, 1.3 + (0.45 * len(layers) + 0.9) * len(panels)))
+    axes = np.atleast_2d(fig.subplots(len(panels), len(dens), squeeze=False))
+    im = None
+    for i, (name, keep) in enumerate(panels):
+        for j, d in enumerate(dens):
+            grid = np.full((len(layers), len(targets)), np.nan)
+            mark = np.zeros_like(grid, dtype=bool)
+            for v in sel:
+                if keep(v) and v.density == d and v.layer in layers:
+                    a, b = layers.index(v.layer), targets.index(v.target_hz)
+                    grid[a, b], mark[a, b] = get(v), v.steerable
+            ax = axes[i, j]
+            im = ax.imshow(grid, vmin=lim[0], vmax=lim[1], cmap=cmap, aspect="auto", origin="upper")
+            for a in range(len(layers)):
+                for b in range(len(targets)):
+                    if mark[a, b]:
+                        ax.text(b, a, "✓", ha="center", va="center", color="white", fontsize=10)
+            ax.set_xticks(range(len(targets)), [f"{t:g}" for t in targets], fontsize=7)
+            ax.set_yticks(range(len(layers)), layers if j == 0 else [""] * len(layers), fontsize=7)
+            ax.set_title(f"{name}, density {d}", fontsize=8)
+            if i == len(panels) - 1:
+                ax.set_xlabel("target Hz", fontsize=7)
+    fig.colorbar(im, ax=axes, shrink=0.8)
+    fig.suptitle(title, fontsize=9, wrap=True)
+    return _save(fig, path)
+
+
 def heatmaps(vs: list[Verdict], folder: Path, model: str, path: str, layers: list[str]) -> list[Path]:
-    """Per metric: panels methods x densities, each layer (rows) x target (columns)."""
+    """Panels (method [and removal]) x density, each layer (rows) x target (columns): the pass
+    share per removal method (✓ = steerable); the raw median gain adding beside the verdict's view
+    of it (the gain counted only where the add is concentrated and spares the off-band, else 0 dB),
+    and the median concentration. Gain panels are at the add strength of the best ablation recipe."""
     sel = [v for v in vs if v.model == model and v.path == path]
     if not sel:
         return []
     methods = list(dict.fromkeys(v.method for v in sel))
+    removals = list(dict.fromkeys(v.removal for v in sel))
     dens = sorted({v.density for v in sel})
     targets = sorted({v.target_hz for v in sel})
     layers = [l for l in layers if any(v.layer == l for v in sel)]
-    metrics = [("share", "pass share (verdict: ✓ steerable)", lambda v: v.pass_share, (0, 1), "viridis"),
-               ("gain", "median gain adding (dB)", lambda v: v.gain_db[0], (-12, 24), "RdBu_r"),
-               ("concentration", "median concentration adding", lambda v: v.concentration_add[0], (0, 1), "magma")]
-    out = []
-    for name, title, get, (lo, hi), cmap in metrics:
-        fig = _figure(figsize=(2.4 * len(dens) + 1.5, 1.1 + (0.45 * len(layers) + 0.9) * len(methods)))
-        axes = np.atleast_2d(fig.subplots(len(methods), len(dens), squeeze=False))
-        im = None
-        for i, m in enumerate(methods):
-            for j, d in enumerate(dens):
-                grid = np.full((len(layers), len(targets)), np.nan)
-                mark = np.zeros_like(grid, dtype=bool)
-                for v in sel:
-                    if v.method == m and v.density == d and v.layer in layers:
-                        a, b = layers.index(v.layer), targets.index(v.target_hz)
-                        grid[a, b], mark[a, b] = get(v), v.steerable
-                ax = axes[i, j]
-                im = ax.imshow(grid, vmin=lo, vmax=hi, cmap=cmap, aspect="auto", origin="upper")
-                for a in range(len(layers)):
-                    for b in range(len(targets)):
-                        if mark[a, b]:
-                            ax.text(b, a, "✓", ha="center", va="center", color="white", fontsize=10)
-                ax.set_xticks(range(len(targets)), [f"{t:g}" for t in targets], fontsize=7)
-                ax.set_yticks(range(len(layers)), layers if j == 0 else [""] * len(layers), fontsize=7)
-                ax.set_title(f"{m}, density {d}", fontsize=8)
-                if i == len(methods) - 1:
-                    ax.set_xlabel("target Hz", fontsize=7)
-        fig.colorbar(im, ax=axes, shrink=0.8)
-        fig.suptitle(f"{model}, {path} path: {title}", fontsize=9)
-        out.append(_save(fig, folder / f"heatmap_{model}_{path}_{name}.png"))
+    share_panels = [(f"{m}, {r}", (lambda v, m=m, r=r: v.method == m and v.removal == r))
+                    for m in methods for r in removals]
+    main_r = "ablate" if "ablate" in removals else removals[0]
+    add_panels = [(m, (lambda v, m=m: v.method == m and v.removal == main_r)) for m in methods]
+    head = f"{model}, {path} path"
+    out = [_heatmap(sel, share_panels, layers, targets, dens, f"{head}: pass share per removal method (✓ steerable)",
+                    lambda v: v.pass_share, (0, 1), "viridis", folder / f"heatmap_{model}_{path}_share.png"),
+           _heatmap(sel, add_panels, layers, targets, dens, f"{head}: median gain adding (dB), raw",
+                    lambda v: v.gain_db[0], (-12, 24), "RdBu_r", folder / f"heatmap_{model}_{path}_gain.png"),
+           _heatmap(sel, add_panels, layers, targets, dens,
+                    f"{head}: what the verdict sees: median gain adding where concentrated and off-band spared (dB)",
+                    lambda v: v.gain_passing_db, (-12, 24), "RdBu_r",
+                    folder / f"heatmap_{model}_{path}_gain_verdict.png"),
+           _heatmap(sel, add_panels, layers, targets, dens, f"{head}: median concentration adding",
+                    lambda v: v.concentration_add[0], (0, 1), "magma",
+                    folder / f"heatmap_{model}_{path}_concentration.png")]
     return out
 
 
 def dose_response(rows: list[dict], folder: Path, model: str, path: str, layers: list[str],
                   thresholds: Any) -> Optional[Path]:
-    """Median gain (add) and loss (subtract) against strength, one panel per layer, one line per method."""
+    """Per density (panel rows) and layer: median gain adding against strength (× the layer's RMS
+    norm), and beside it median loss subtracting against the calibrated strength (× the item's
+    measured projection excess), one line per method; the dotted lines are the thresholds."""
     sel = [r for r in rows if r["model"] == model and r["path"] == path and r["op"] in ("add", "subtract")]
     if not sel:
         return None
     layers = [l for l in layers if any(r["layer"] == l for r in sel)]
-    fig = _figure(figsize=(3.2 * len(layers), 3.0))
-    axes = np.atleast_1d(fig.subplots(1, len(layers), squeeze=False)[0])
-    for ax, layer in zip(axes, layers):
-        for m in dict.fromkeys(r["method"] for r in sel):
-            for op, style, sign in (("add", "-", 1.0), ("subtract", "--", -1.0)):
-                pts = {}
-                for r in sel:
-                    if r["layer"] == layer and r["method"] == m and r["op"] == op:
-                        pts.setdefault(r["strength"], []).append(sign * r["gain_db"])
-                if pts:
-                    xs = sorted(pts)
-                    ax.plot(xs, [float(np.median(pts[x])) for x in xs], style, marker="o", ms=3,
-                            label=f"{m} {'gain' if op == 'add' else 'loss'}")
-        ax.axhline(thresholds.min_gain_db, color="grey", lw=0.8, ls=":")
-        ax.set_xscale("log")
-        ax.set_title(layer, fontsize=8)
-        ax.set_xlabel("strength (× layer RMS norm)", fontsize=7)
-        ax.set_ylabel("median dB at target", fontsize=7)
-    axes[0].legend(fontsize=6)
-    fig.suptitle(f"{model}, {path} path: dose-response (solid: gain adding; dashed: loss subtracting)", fontsize=9)
+    dens = sorted({r["density"] for r in sel})
+    methods = list(dict.fromkeys(r["method"] for r in sel))
+    fig = _figure(figsize=(3.0 * 2 * len(layers) + 0.5, 2.4 * len(dens) + 0.8))
+    axes = np.atleast_2d(fig.subplots(len(dens), 2 * len(layers), squeeze=False))
+    acc: dict[tuple, list[float]] = {}
+    for r in sel:
+        sign = 1.0 if r["op"] == "add" else -1.0
+        acc.setdefault((r["density"], r["layer"], r["op"], r["method"], r["strength"]), []).append(sign * r["gain_db"])
+    for i, d in enumerate(dens):
+        for j, layer in enumerate(layers):
+            for k, (op, xlabel, thr) in enumerate((("add", "add: strength (× layer RMS norm)", thresholds.min_gain_db),
+                                                   ("subtract", "subtract: strength (× projection)",
+                                                    thresholds.min_loss_db))):
+                ax = axes[i, 2 * j + k]
+                for m in methods:
+                    xs = sorted(s for (dd, ll, oo, mm, s) in acc if (dd, ll, oo, mm) == (d, layer, op, m))
+                    if xs:
+                        ax.plot(xs, [float(np.median(acc[(d, layer, op, m, x)])) for x in xs], marker="o", ms=3,
+                                label=m)
+                ax.axhline(thr, color="grey", lw=0.8, ls=":")
+                ax.set_xscale("log")
+                ax.set_title(f"{layer}, d={d}: {'gain' if op == 'add' else 'loss'}", fontsize=8)
+                ax.set_xlabel(xlabel, fontsize=7)
+                ax.tick_params(labelsize=7)
+                if k == 0 and j == 0:
+                    ax.set_ylabel("median dB at target", fontsize=7)
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(f"{model}, {path} path: dose-response per density", fontsize=9)
     return _save(fig, folder / f"dose_{model}_{path}.png")
 
 
@@ -208,52 +246,82 @@ def _fmt(x: Any, nd: int = 2) -> str:
 
 
 def _controls_box(ctrl: dict, status: dict, orc: list[dict]) -> str:
-    pos = status.get("positive")
-    if pos == "run":
-        ok = ctrl["positive_ok"]
-        by = ", ".join(f"{m} {a}/{b}" for m, (a, b) in ctrl["positive_by_method"].items())
-        ptxt = (f"<b class={'ok' if ok else 'bad'}>{'PASS' if ok else 'FAIL'}</b> positive control "
-                f"{html.escape(str(status['positive_model']))} ({html.escape(status['positive_layer'])}): "
-                f"difference of means steerable in {ctrl['positive_steerable']}/{ctrl['positive_total']} "
-                f"in-band units (all methods: {by})")
-    else:
-        ptxt = f"<b class=bad>UNCHECKED</b> positive control: {html.escape(str(pos))}"
+    lines = []
+    for name, st in (status.get("models") or {}).items():
+        if st != "run":
+            lines.append(f"<b class=bad>NOT RUN</b> positive control {html.escape(name)}: {html.escape(st)}")
+            continue
+        by = ctrl["positive_by_model"].get(name, {})
+        ok = bool(by) and all(a == b for a, b in by.values())
+        cells = ", ".join(f"{html.escape(k)} {a}/{b}" for k, (a, b) in by.items())
+        lines.append(f"<b class={'ok' if ok else 'bad'}>{'PASS' if ok else 'FAIL'}</b> positive control "
+                     f"{html.escape(name)} ({html.escape(str(status['layers'].get(name)))}): steerable cells per "
+                     f"method/removal: {cells}")
+    if not lines:
+        lines.append(f"<b class=bad>UNCHECKED</b> positive control: {html.escape(str(status.get('positive')))}")
     nok = ctrl["null_ok"]
     per = ", ".join(f"{m} {a}/{b}" for m, (a, b) in ctrl["null_by_model"].items())
-    ntxt = (f"<b class={'ok' if nok else 'bad'}>{'PASS' if nok else 'FAIL'}</b> null (norm-matched random "
-            f"direction) steerable in {ctrl['null_steerable']}/{ctrl['null_total']} units ({per}); must be 0")
+    lines.append(f"<b class={'ok' if nok else 'bad'}>{'PASS' if nok else 'FAIL'}</b> null (norm-matched random "
+                 f"direction) steerable in {ctrl['null_steerable']}/{ctrl['null_total']} verdicts ({per}); must be 0")
     n_ok = sum(o["steerable"] for o in orc)
     off = float(np.median([o["median_offband_db"] for o in orc])) if orc else math.nan
-    otxt = (f"<b class={'ok' if n_ok == len(orc) else 'bad'}>{'PASS' if n_ok == len(orc) else 'FAIL'}</b> oracle "
-            f"(the exact partial added to / removed from the waveform, same scorer): passes in {n_ok}/{len(orc)} "
-            f"stimulus units; median off-band distance {_fmt(off)} dB. Where the oracle fails, no direction can pass.")
-    return f"<div class=controls>{ptxt}<br>{ntxt}<br>{otxt}</div>"
+    lines.append(f"<b class={'ok' if n_ok == len(orc) else 'bad'}>{'PASS' if n_ok == len(orc) else 'FAIL'}</b> oracle "
+                 f"(the exact partial added to / removed from the waveform, same scorer): passes in {n_ok}/{len(orc)} "
+                 f"stimulus units; median off-band distance {_fmt(off)} dB. Where the oracle fails, no direction can pass.")
+    def per_control(v: dict) -> str:
+        return "; ".join(f"{html.escape(c)}: {html.escape(p['status'])} ({p['steerable']}/{p['total']})"
+                         for c, p in v.get("by_control", {}).items())
+
+    vals = "".join(f"<li>{html.escape(k)}: <b class={'ok' if v['status'] == 'validated' else 'bad'}>"
+                   f"{html.escape(v['status'])}</b> ({html.escape(v['reason'])})<br><small>per control: "
+                   f"{per_control(v)}</small></li>"
+                   for k, v in ctrl["validation"].items() if v["status"] != "control")
+    lines.append(f"Validation per method/removal (a verdict of a method that is not validated is reported as "
+                 f"such, never as not steerable):<ul>{vals}</ul>")
+    return "<div class=controls>" + "<br>".join(lines) + "</div>"
 
 
-def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_html: str) -> str:
+def model_role(vs: list[Verdict], model: str) -> str:
+    return next((v.model_role for v in vs if v.model == model), "main")
+
+
+def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_html: str,
+                   val: Optional[dict] = None) -> str:
+    val = validation(vs) if val is None else val
     sel = [v for v in vs if v.model == model and v.path == path]
-    methods = [m for m in dict.fromkeys(v.method for v in sel) if m != "random"] + ["random"]
-    cells: dict[tuple, dict[str, Verdict]] = {}
+    cols = [c for c in dict.fromkeys((v.method, v.removal) for v in sel) if c[0] != "random"]
+    cols += [c for c in dict.fromkeys((v.method, v.removal) for v in sel) if c[0] == "random"]
+    cells: dict[tuple, dict[tuple, Verdict]] = {}
     for v in sel:
-        cells.setdefault((v.layer, v.family, v.target_hz, v.density), {})[v.method] = v
-    head = "".join(f"<th>{html.escape(m if m != 'random' else 'null (random)')}</th>" for m in methods)
+        cells.setdefault((v.layer, v.family, v.target_hz, v.density), {})[(v.method, v.removal)] = v
+    def status(m: str, r: str) -> str:
+        st = val.get((m, r), {})
+        per = "".join(f"<br>{html.escape(c)}: {html.escape(p['status'])}" for c, p in st.get("by_control", {}).items())
+        return f"<small>{html.escape(st.get('status', ''))}{per}</small>"
+
+    head = "".join(f"<th>{html.escape(m if m != 'random' else 'null (random)')}<br>add + {html.escape(r)}"
+                   f"<br>{status(m, r) if model_role(vs, model) == 'main' else ''}</th>" for m, r in cols)
     body = []
     for (layer, family, f, d), by in cells.items():
         p = preds.get((model, layer, family, f, d))
         pred = "–" if p is None else f"{'survives' if p.survives_path else 'no'} ({_fmt(p.score)})"
         tds = []
-        for m in methods:
-            v = by.get(m)
+        for c in cols:
+            v = by.get(c)
             if v is None:
                 tds.append("<td>–</td>")
                 continue
-            cls = "yes" if v.steerable else "no"
+            word = label(v, val)
+            cls = "yes" if v.steerable else ("no" if word in ("not steerable", "null: not steerable",
+                                                             "control: not steerable") else "unv")
             tip = (f"gain {_fmt(v.gain_db[0], 1)} dB [{_fmt(v.gain_db[1], 1)}, {_fmt(v.gain_db[2], 1)}], "
-                   f"loss {_fmt(v.loss_db[0], 1)} dB, conc {_fmt(v.concentration_add[0])}, "
-                   f"off-band {_fmt(v.offband_add_db[0])} dB; best add {v.best_add_strength}, remove {v.best_remove}")
+                   f"loss {_fmt(v.loss_db[0], 1)} dB, conc {_fmt(v.concentration_add[0])}/"
+                   f"{_fmt(v.concentration_remove[0])}, off-band {_fmt(v.offband_add_db[0])}/"
+                   f"{_fmt(v.offband_remove_db[0])} dB; best add {v.best_add_strength}, remove {v.best_remove}")
             tds.append(f"<td class={cls} title='{html.escape(tip)}'>{'✓' if v.steerable else '✗'} "
-                       f"{v.pass_share:.2f}<br><small>{_fmt(v.gain_db[0], 1)}/{_fmt(v.loss_db[0], 1)} dB, "
-                       f"c {_fmt(v.concentration_add[0])}</small></td>")
+                       f"{v.pass_share:.2f} <small>{html.escape(word)}</small><br><small>"
+                       f"{_fmt(v.gain_db[0], 1)}/{_fmt(v.loss_db[0], 1)} dB, c {_fmt(v.concentration_add[0])}"
+                       f"</small></td>")
         body.append(f"<tr><td>{html.escape(layer)}</td><td>{family}</td><td>{f:g}</td><td>{d}</td>"
                     f"<td>{pred}</td>{''.join(tds)}</tr>")
     return (f"<div class=pair><table><tr><th>layer</th><th>family</th><th>target Hz</th><th>density</th>"
@@ -262,7 +330,7 @@ def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_h
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;font-size:14px}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:center}
-td.yes{background:#d9f2d9}td.no{background:#fbe3e3}.ok{color:#070}.bad{color:#b00}
+td.yes{background:#d9f2d9}td.no{background:#fbe3e3}td.unv{background:#eee;color:#666}.ok{color:#070}.bad{color:#b00}
 .controls{border:2px solid #888;padding:6px;margin:6px 0;background:#f7f7f7;max-width:420px}
 .pair{display:flex;gap:1em;align-items:flex-start}img{max-width:100%}code{background:#eee}"""
 
@@ -277,6 +345,7 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
     orc = oracle(outcome.plans, cfg.thresholds, {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft})
     ctrl["oracle_steerable"], ctrl["oracle_total"] = sum(o["steerable"] for o in orc), len(orc)
     cbox = _controls_box(ctrl, status, orc)
+    val = validation(vs)
     t = cfg.thresholds
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>steerlab partials</title><style>{CSS}</style>"
              "</head><body><h1>Are partials steerable? — steerlab partials</h1>"]
@@ -296,13 +365,17 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
                  f"{t.min_loss_db:g} dB, each with concentration ≥ {t.min_concentration:g} and off-band "
                  f"log-spectral distance ≤ {t.max_offband_db:g} dB, on ≥ {t.min_share:.0%} of held-out stimuli "
                  f"({cfg.stimuli.test_seeds} per unit; directions learned on {cfg.stimuli.train_seeds} others). "
-                 "Cells: ✓/✗, pass share, median gain/loss (dB), median concentration adding; hover for CIs. "
-                 "A verdict is trusted only when both controls pass.</p>")
+                 "Removal is judged twice, by ablation and by calibrated subtraction (strength × the item's measured "
+                 "projection excess along the direction), each with its own verdict. "
+                 "Cells: ✓/✗, pass share, the verdict's name, median gain/loss (dB), median concentration adding; "
+                 "hover for CIs. A method's verdicts are called steerable or not steerable only where that method "
+                 "passed on every positive control (and the null failed there); otherwise they read "
+                 "<i>not validated</i> (a control failed) or <i>unchecked</i> (no control ran it).</p>")
     parts.append("<h2>Controls</h2>" + cbox)
     for plan in outcome.plans:
         for path in plan.paths:
             parts.append(f"<h2>{html.escape(plan.model.name)} — {path} path ({plan.role})</h2>")
-            parts.append(_verdict_table(vs, preds, plan.model.name, path, cbox))
+            parts.append(_verdict_table(vs, preds, plan.model.name, path, cbox, val))
     parts.append("<h2>Prediction from the architecture vs measurement</h2><p>Predicted score and survival "
                  "from <code>steerlab arch</code> (strides, kernels, Nyquist, aliasing, main lobe against "
                  "partial spacing) against the measurement: units where predicted survival and verdict agree "
@@ -324,7 +397,13 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
                      f"<td>{_fmt(a['rho_score_gain'])}</td></tr>")
     parts.append("</table><h2>Figures</h2>")
     for fig in figures:
-        parts.append(f"<p><img alt='{fig.name}' src='data:image/png;base64,{_b64_png(fig)}'></p>")
+        if fig.name.endswith("_gain.png") and fig.with_name(fig.name.replace("_gain.png", "_gain_verdict.png")) in figures:
+            twin = fig.with_name(fig.name.replace("_gain.png", "_gain_verdict.png"))
+            parts.append(f"<div class=pair><img style='max-width:49%' alt='{fig.name}' "
+                         f"src='data:image/png;base64,{_b64_png(fig)}'><img style='max-width:49%' alt='{twin.name}' "
+                         f"src='data:image/png;base64,{_b64_png(twin)}'></div>")
+        elif not fig.name.endswith("_gain_verdict.png"):
+            parts.append(f"<p><img alt='{fig.name}' src='data:image/png;base64,{_b64_png(fig)}'></p>")
     parts.append("<h2>Listen: baseline vs patched decodes</h2><table><tr><th>model</th><th>layer</th><th>target</th>"
                  "<th>method</th><th>intervention</th><th>baseline</th><th>patched</th></tr>")
     for ex in outcome.examples:
@@ -346,12 +425,13 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
 
 def write_outputs(outcome: Any, cfg: PartialsConfig) -> dict[str, Any]:
     """summary.csv, figures and report.html for a finished run; returns the controls and agreement."""
-    import json
-
+    from steerlab import schema
+    from steerlab.partials.runner import FORMAT, RUN_SCHEMA
     from steerlab.partials.verdicts import verdicts
 
     folder = outcome.folder
-    run_doc = json.loads((folder / "run.json").read_text())
+
+    run_doc = schema.read_json(folder / "run.json", RUN_SCHEMA, format=FORMAT, what="steerlab partials run")
     vs = verdicts(outcome.rows, cfg.thresholds, cfg.run.bootstrap, cfg.run.seed)
     preds = predictions(outcome.plans, cfg)
     agree = agreement(vs, preds)

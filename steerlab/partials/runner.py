@@ -12,6 +12,7 @@ Rerunning with the same arguments continues where a killed run stopped.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -26,6 +27,9 @@ from steerlab.partials.plan import (
 from steerlab.partials.store import ResultStore
 
 RUN_FILE, DIRECTIONS_FILE, FORMAT = "run.json", "directions.safetensors", "steerlab-partials"
+PROVENANCE_FILE = "provenance.json"
+# beside each direction ``id`` in directions.safetensors: its subtraction template and level [frames]
+TEMPLATE, LEVEL = "/template", "/level"
 # bar(label, length) -> context manager yielding update(n)
 BarFactory = Callable[[str, int], Any]
 
@@ -55,6 +59,16 @@ class _NullBar:
         return None
 
 
+def _run_schema() -> dict[str, Any]:
+    from steerlab import schema
+
+    return {"format_version": schema.integer(1), "config_hash": schema.string(nonempty=True),
+            "weights_sha256": schema.mapping(), "config": schema.mapping()}
+
+
+RUN_SCHEMA = _run_schema()  # the keys of run.json a resume and the report read
+
+
 def _check_folder(folder: Path, config_hash: str) -> None:
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output {folder} exists and is not a folder; choose a new folder name")
@@ -62,12 +76,9 @@ def _check_folder(folder: Path, config_hash: str) -> None:
         run_file = folder / RUN_FILE
         if not run_file.is_file():
             raise OutputError(f"{folder} is not empty and holds no {RUN_FILE}; choose an empty or new folder")
-        try:
-            doc = json.loads(run_file.read_text())
-        except ValueError:
-            raise PlanError(f"{run_file} is damaged; choose a new output folder") from None
-        if doc.get("format") != FORMAT:
-            raise PlanError(f"{folder} is not a steerlab partials run folder; choose another")
+        from steerlab import schema  # one schema check for every artifact read (issue 10)
+
+        doc = schema.read_json(run_file, RUN_SCHEMA, PlanError, format=FORMAT, what="steerlab partials run")
         if doc.get("config_hash") != config_hash:
             raise PlanError(f"{folder} holds a run of another configuration (hash {doc.get('config_hash')}, "
                             f"this run {config_hash}); use a new output folder or the same arguments")
@@ -96,6 +107,88 @@ def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set
     return out
 
 
+def control_plans(cfg: PartialsConfig, model: Any, plans: list[ModelPlan],
+                  notify: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Plan every positive control of ``cfg`` (appended to ``plans``); returns the controls'
+    status: per control model, ``"run"`` or why it did not run, and the layer it runs at."""
+    from steerlab import api, plugins
+    from steerlab.partials.config import KNOWN_CONTROLS
+    from steerlab.partials.plan import control_layer
+
+    registered = plugins.models().names()
+    wanted = cfg.controls.positive_models
+    auto = wanted == "auto"
+    names = [n for n in KNOWN_CONTROLS if n in registered] if auto else list(wanted)
+    status: dict[str, Any] = {"positive_models": names, "models": {}, "layers": {}}
+    if not names:
+        status["positive"] = ("switched off (controls.positive_models is empty): verdicts are unchecked" if not auto
+                              else "no positive-control model is registered: verdicts are unchecked")
+        return status
+    for name in names:
+        if name == model.name:
+            status["models"][name] = "the measured model is this positive control itself"
+        elif name not in registered:
+            status["models"][name] = f"not run: model {name!r} is not registered"
+            notify(f"warning: positive-control model {name!r} is not registered; its checks are missing from the report")
+        else:
+            control = api.load_model(name)
+            layer = control_layer(cfg, control)
+            plans.append(plan_model(cfg, control, POSITIVE, [layer], control_targets(cfg, control),
+                                    cfg.controls.positive_densities or cfg.grid.densities))
+            status["models"][name], status["layers"][name] = "run", layer
+    ran = [n for n, st in status["models"].items() if st == "run"]
+    status["positive"] = "run" if ran else "none ran: verdicts are unchecked"
+    return status
+
+
+CONTROL_DICTIONARIES = "control_dictionaries"
+
+
+def control_dictionary_recipe(cfg: PartialsConfig, plans: list[ModelPlan], dicts: dict) -> Optional[dict]:
+    """The recipe of the controls' own SAE dictionaries when this run needs them (``sae`` on the
+    measured model with a dictionary, and ``sae`` among the controls' methods), else None."""
+    if not dicts or not any(p.role == POSITIVE and "sae" in p.methods for p in plans):
+        return None
+    c = cfg.controls
+    return {"size": c.dictionary_size, "k": c.dictionary_k, "clips": c.dictionary_clips,
+            "vectors": c.dictionary_vectors, "steps": c.dictionary_steps, "seed": cfg.run.seed,
+            "kind_of_sae": "topk", "lr": 1e-3, "batch_size": 256,
+            "data": f"synth:{c.dictionary_clips} (1 s clips, seed {cfg.run.seed})"}
+
+
+def control_dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Path,
+                         notify: Callable[[str], None] = lambda s: None) -> dict[tuple[str, str], Any]:
+    """Learn (or load from ``folder/control_dictionaries/MODEL__LAYER``, where a run caches them)
+    each positive control's own SAE dictionary at its control layer
+    (:func:`steerlab.partials.directions.control_dictionary`); ``(model, layer) -> Dictionary``.
+    A cached one is used only if its recipe, layer and model weights are this run's."""
+    from steerlab import dictionary as dictionary_io
+    from steerlab.partials.directions import control_dictionary
+
+    out: dict[tuple[str, str], Any] = {}
+    for plan in plans:
+        if plan.role != POSITIVE or "sae" not in plan.methods:
+            continue
+        layer = plan.layers[0]
+        where = folder / CONTROL_DICTIONARIES / f"{plan.model.name}__{layer.name}"
+        c = cfg.controls
+        d = None
+        if (where / dictionary_io.CONFIG_FILE).is_file():
+            d = dictionary_io.load(where)
+            got = (d.data_manifest or {}).get("control_recipe")
+            want = {"clips": c.dictionary_clips, "vectors": c.dictionary_vectors, "steps": c.dictionary_steps,
+                    "size": c.dictionary_size, "k": c.dictionary_k, "seed": cfg.run.seed}
+            if (d.layer, d.weights_hash, got) != (layer.name, plan.model.weights_hash(), want):
+                raise PlanError(f"{where} holds a control dictionary of another recipe; use a new output folder")
+        if d is None:
+            notify(f"learning an SAE dictionary on positive control {plan.model.name} {layer.name}")
+            d = control_dictionary(plan.model, layer, c, cfg.run.seed, cfg.run.max_batch)
+            where.parent.mkdir(exist_ok=True)
+            dictionary_io.save(d, where)
+        out[(plan.model.name, layer.name)] = d
+    return out
+
+
 def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str | Path] = (),
             notify: Callable[[str], None] = lambda s: None) -> tuple[list[ModelPlan], dict[str, Any], dict, str, dict]:
     """Load models, resolve the grid and hash it; raises before anything is written."""
@@ -108,21 +201,10 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
     if not layer_names and quick:
         layer_names = [layer.name for layer in quick_layers(list(api.layers(model)))]
     plans = [plan_model(cfg, model, MAIN, layer_names, cfg.grid.targets_hz, cfg.grid.densities)]
-    dicts = _load_dictionaries(dictionaries, model, {layer.name for layer in plans[0].layers})
-    pos = cfg.controls.positive_model
-    status: dict[str, Any] = {"positive_model": pos or None, "positive_layer": cfg.controls.positive_layer}
-    if not pos:
-        status["positive"] = "switched off (controls.positive_model is empty): verdicts are unchecked"
-    elif pos == model.name:
-        status["positive"] = "the measured model is the positive control itself"
-    elif pos not in plugins.models().names():
-        status["positive"] = f"not run: model {pos!r} is not registered; verdicts are unchecked"
-        notify(f"warning: positive-control model {pos!r} is not registered; the report marks verdicts unchecked")
-    else:
-        control = api.load_model(pos)
-        plans.append(plan_model(cfg, control, POSITIVE, [cfg.controls.positive_layer], control_targets(cfg, control),
-                                cfg.controls.positive_densities or cfg.grid.densities))
-        status["positive"] = "run"
+    dicts = {(model.name, layer): d for layer, d in
+             _load_dictionaries(dictionaries, model, {layer.name for layer in plans[0].layers}).items()}
+    status = control_plans(cfg, model, plans, notify)
+    recipe = control_dictionary_recipe(cfg, plans, dicts)
     weights = {p.model.name: p.model.weights_hash() for p in plans}
     measured = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "stimulus_version": STIMULUS_VERSION,
@@ -130,8 +212,10 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
         "layers": {p.model.name: [layer.name for layer in p.layers] for p in plans},
         "control_targets": {p.model.name: list(p.targets_hz) for p in plans},
         "margins_s": {p.model.name: p.margin_s for p in plans},
-        "dictionaries": {k: [d.data_hash, d.config.to_dict()] for k, d in sorted(dicts.items())},
+        "dictionaries": {f"{m}:{layer}": [d.data_hash, d.config.to_dict()] for (m, layer), d in sorted(dicts.items())},
     }
+    if recipe is not None:  # only then: a run without sae keeps the hash it had before the recipe existed
+        measured["control_dictionary"] = recipe
     context = {"weights": weights, "seed": cfg.run.seed, "versions": versions(),
                "scoring": {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft}}
     return plans, dicts, context, digest(measured), status
@@ -140,6 +224,7 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
 def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[str, Any], bar: BarFactory
                ) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, str], dict[DirectionRef, str]]:
     from steerlab.partials.directions import capture_pairs, learn, vector_hash
+    from steerlab.partials.sweep import edit_span
 
     jobs = []
     for plan in plans:
@@ -156,9 +241,10 @@ def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[str, Any
         for plan, unit, layer, cpath in jobs:
             specs = plan.train[unit]
             without, with_ = capture_pairs(plan.model, layer, specs, cpath, cfg.run.max_batch)
-            dictionary = dicts.get(layer.name) if plan.role == MAIN else None
+            dictionary = dicts.get((plan.model.name, layer.name))
+            span = edit_span("add", specs[0], layer).frames(layer, len(without[0]))
             learned = learn({"unit": unit.__dict__, "capture_path": cpath}, without, with_, plan.methods,
-                            cfg.run.seed, cfg.run.probe_frames, dictionary, [s.key() for s in specs])
+                            cfg.run.seed, cfg.run.probe_frames, dictionary, [s.key() for s in specs], span)
             for method, result in learned.items():
                 ref = DirectionRef(unit, method, cpath)
                 rid = ref.id()
@@ -166,7 +252,9 @@ def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[str, Any
                     skipped[rid] = result
                     continue
                 vectors[rid] = result.vector
-                prov[rid] = {**result.provenance, "unit": unit.__dict__, "method": method, "capture_path": cpath,
+                extra = dict(result.provenance)
+                vectors[rid + TEMPLATE], vectors[rid + LEVEL] = extra.pop("_template"), extra.pop("_level")
+                prov[rid] = {**extra, "unit": unit.__dict__, "method": method, "capture_path": cpath,
                              "sha256_16": vector_hash(result.vector)}
                 refs[ref] = rid
             update(1)
@@ -185,17 +273,9 @@ def _save_directions(folder: Path, config_hash: str, vectors: dict, prov: dict, 
 
 
 def _load_directions(folder: Path, config_hash: str) -> Optional[tuple[dict, dict, dict]]:
-    path = folder / DIRECTIONS_FILE
-    if not path.is_file():
-        return None
-    from safetensors import safe_open
+    from steerlab.partials.store import read_directions  # schema-checked (issue 10)
 
-    with safe_open(str(path), "np") as f:
-        meta = f.metadata() or {}
-        if meta.get("config_hash") != config_hash:
-            return None
-        vectors = {k: f.get_tensor(k) for k in f.keys()}
-    return vectors, json.loads(meta["provenance"]), json.loads(meta["skipped"])
+    return read_directions(folder / DIRECTIONS_FILE, config_hash, (TEMPLATE, LEVEL))
 
 
 def _refs_from(plans: list[ModelPlan], prov: dict) -> dict[DirectionRef, str]:
@@ -241,9 +321,11 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
                  dictionaries: Sequence[str | Path] = (), bar: BarFactory = _NullBar,
                  notify: Callable[[str], None] = lambda s: None) -> RunOutcome:
     """Run (or resume) the batch test into ``out_dir``; see the module docstring."""
+    from steerlab import provenance
     from steerlab.artifacts import atomic_write_json
     from steerlab.partials import sweep
 
+    started = time.time()
     plans, dicts, context, config_hash, status = prepare(cfg, quick, dictionaries, notify)
     folder = Path(out_dir)
     _check_folder(folder, config_hash)
@@ -260,6 +342,8 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
                     "margin_s": p.margin_s, "skipped_stimuli": p.skipped} for p in plans],
         "dictionaries": {k: str(v) for k, v in zip([d.layer for d in dicts.values()], dictionaries)},
         "controls": status,
+        "control_dictionary": control_dictionary_recipe(cfg, plans, dicts),
+        "provenance": provenance.record(inputs=[Path(d) / "config.json" for d in dictionaries]),
     }
     if not (folder / RUN_FILE).is_file():
         atomic_write_json(run_doc, folder / RUN_FILE)
@@ -269,6 +353,8 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
         notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
     loaded = _load_directions(folder, config_hash)
     if loaded is None:
+        if control_dictionary_recipe(cfg, plans, dicts) is not None:
+            dicts = {**dicts, **control_dictionaries(cfg, plans, folder, notify)}
         vectors, prov, skipped, refs = _learn_all(plans, cfg, dicts, bar)
         _save_directions(folder, config_hash, vectors, prov, skipped)
     else:
@@ -291,4 +377,7 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
            "path": it.path, "role": plan.role} for k, (plan, it) in examples.items()]
     if len(store.rows) != len(keys):
         raise SteerlabError(f"{store.path} holds {len(store.rows)} rows but this run has {len(keys)} items")
+    # run.json describes the first invocation; this file the latest one (a resume), with its wall time
+    atomic_write_json(provenance.record(inputs=[Path(d) / "config.json" for d in dictionaries], started=started,
+                                        rows_written=written, rows_resumed=resumed), folder / PROVENANCE_FILE)
     return RunOutcome(folder, config_hash, rows, written, resumed, plans, prov, skipped, status, ex)

@@ -16,10 +16,22 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from steerlab import schema
 from steerlab.errors import OutputError
 from steerlab.partials.plan import PlanError
 
 RESULTS = "results.jsonl"
+
+_SCORE = schema.nullable(schema.number())  # null: a score the stimulus is too short to resolve
+# What the report and the verdicts read from a row (sweep.make_row writes more; extra keys pass).
+ROW_SCHEMA: schema.Schema = {
+    "key": schema.string(nonempty=True), "config_hash": schema.string(nonempty=True),
+    "model": schema.string(nonempty=True), "layer": schema.string(nonempty=True), "family": schema.string(),
+    "target_hz": schema.number(above=0), "density": schema.integer(0), "seed": schema.integer(),
+    "role": schema.string(), "method": schema.string(), "direction_id": schema.string(), "op": schema.string(),
+    "strength": schema.number(), "path": schema.string(), "gain_db": _SCORE, "concentration": _SCORE,
+    "offband_lsd_db": _SCORE, "codes_changed_share": schema.nullable(schema.number(0)),
+}
 
 
 class ResultStore:
@@ -39,10 +51,11 @@ class ResultStore:
         lines = data[:good_end].split(b"\n")[:-1] if good_end else []
         for i, line in enumerate(lines, start=1):
             try:
-                row = json.loads(line)
+                row = schema.check(schema.parse_json(line.decode("utf-8"), "", PlanError), ROW_SCHEMA, "", PlanError)
                 key, config_hash = row["key"], row["config_hash"]
-            except (ValueError, KeyError, TypeError):
-                raise PlanError(f"{self.path} line {i} is damaged; it is not a complete steerlab row "
+            except (UnicodeDecodeError, PlanError) as exc:
+                why = str(exc).lstrip(": ") if isinstance(exc, PlanError) else "not UTF-8"
+                raise PlanError(f"{self.path} line {i} is damaged ({why}); it is not a complete steerlab row "
                                 "(move the file away to start the run afresh)") from None
             if config_hash != self.config_hash:
                 raise PlanError(f"{self.path.parent} holds results of another configuration (hash {config_hash}, "
@@ -73,3 +86,53 @@ class ResultStore:
             raise OutputError(f"cannot append to {self.path}: {exc.strerror or exc}") from None
         for r in fresh:
             self.rows[r["key"]] = r
+
+
+_PROVENANCE_ENTRY: schema.Schema = {"unit": schema.mapping(), "method": schema.string(nonempty=True),
+                                    "capture_path": schema.string(), "sha256_16": schema.string(nonempty=True)}
+
+
+def read_directions(path: Path, config_hash: str, suffixes: tuple[str, ...] = ()) -> "tuple[dict, dict, dict] | None":
+    """The learned directions of a run folder (``directions.safetensors``), checked.
+
+    Returns ``(vectors, provenance, skipped)``, or None when the file is absent or belongs to
+    another configuration (then the directions are learned again). The metadata's
+    ``provenance`` must be a JSON object of ``{id: {unit, method, capture_path, sha256_16}}``
+    and ``skipped`` a JSON object; every id needs its vector (whose hash must be the recorded
+    ``sha256_16``) and one tensor per ``suffixes`` entry. Raises :class:`PlanError` with one
+    line naming the file and the key otherwise (a torn or edited file: delete it to relearn).
+    """
+    import numpy as np
+
+    from steerlab.partials.directions import vector_hash
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    hint = f"; delete {path.name} to learn the directions again"
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "np") as f:
+            meta = f.metadata() or {}
+            if meta.get("config_hash") != config_hash:
+                return None
+            vectors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a torn file
+        text = str(exc).strip().splitlines()
+        raise PlanError(f"cannot read {path}: {text[0][:160] if text else type(exc).__name__}{hint}") from None
+    docs = {}
+    for key in ("provenance", "skipped"):
+        if key not in meta:
+            raise PlanError(f"{path}: metadata key {key!r} is missing{hint}")
+        docs[key] = schema.check(schema.parse_json(meta[key], f"{path}: metadata key {key!r}", PlanError), {},
+                                 f"{path}: metadata key {key!r}", PlanError)
+    prov = docs["provenance"]
+    for rid, entry in prov.items():
+        schema.check(entry, _PROVENANCE_ENTRY, path, PlanError, prefix=f"provenance.{rid}.")
+        for name in (rid, *(rid + s for s in suffixes)):
+            if name not in vectors:
+                raise PlanError(f"{path}: tensor {name!r} of direction {rid} is missing{hint}")
+        if not np.isfinite(vectors[rid]).all() or vector_hash(vectors[rid]) != entry["sha256_16"]:
+            raise PlanError(f"{path}: tensor {rid!r} does not match key 'provenance.{rid}.sha256_16'{hint}")
+    return vectors, prov, docs["skipped"]

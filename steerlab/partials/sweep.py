@@ -7,9 +7,12 @@ The patched decode is scored against the unpatched decode of the same signal on
 the same path (:func:`steerlab.scoring.score`); on the quantized path the share of
 quantizer codes that changed is recorded too.
 
-Edits use the registered intervention types: ``add`` with ``+v`` (add) or ``-v``
-(subtract), ``v = strength * RMS norm of the item's own activation at the layer``,
-and ``ablate`` (project the direction out); where in time, see :func:`edit_span`.
+Edits use the registered intervention types: ``add`` with ``+v``, ``v = strength * RMS
+norm of the item's own activation at the layer``; subtraction, ``add`` with ``-v``,
+``v = strength * c`` where ``c`` is the item's measured projection excess along the
+direction (:func:`projection_excess`: strength 1 removes what is there, whatever the
+layer's norm or the density); and ``ablate`` (project the direction out). Where in
+time, see :func:`edit_span`.
 Padding frames of the batch get weight 0.
 """
 
@@ -78,8 +81,39 @@ def edit_span(op: str, spec: Any, layer: Any):
     return Span(spec.margin_s, spec.margin_s + spec.duration_s, fade, fade)
 
 
-def _edit(op: str, strength: float, unit_dir, layer, span, info: dict):
-    """The edit one invoke applies to its activation ``[1, channels, frames]``."""
+def projection_excess(act, unit_dir, template, level) -> float:
+    """How much of the partial an item holds along the direction, in units of the partial
+    measured on the training pairs: the least-squares amplitude ``c`` of the template ``T_t``
+    in ``p_t - b_t``, ``c = sum_t T_t (p_t - b_t) / sum_t T_t^2``, where ``p_t = a_t . u`` is the
+    item's projection at frame ``t`` on the unit direction, ``T_t`` the mean with-minus-without
+    projection of the training pairs and ``b_t`` their mean without-target projection
+    (:func:`steerlab.partials.directions.template`). ``act``: ``[channels, frames]``;
+    ``unit_dir``: ``[channels]``; ``template``, ``level``: ``[frames]`` tensors (cut or
+    zero-padded to the item). Subtracting ``c * T_t * u`` removes, in the least-squares sense,
+    what the item holds beyond the without-target level, with the partial's own time course at
+    the layer (its response outlasts the sound and rises and falls with the layer's filters): so
+    strength 1 is the measured amount on every layer and at every density, where a multiple of
+    the layer's RMS norm is not (the norm grows with the number of partials; issue 11). 0 when
+    the template is zero."""
+    n = act.shape[-1]
+    t = _fit(template.double(), n)
+    den = float((t * t).sum())
+    if den <= 0:
+        return 0.0
+    p = unit_dir.double() @ act.double()
+    return float((t * (p - _fit(level.double(), n))).sum() / den)
+
+
+def _fit(x, n: int):
+    import torch
+
+    return x[:n] if len(x) >= n else torch.cat([x, x.new_zeros(n - len(x))])
+
+
+def _edit(op: str, strength: float, unit_dir, layer, span, info: dict, template=None, level=None):
+    """The edit one invoke applies to its activation ``[1, channels, frames]``: add (``strength``
+    × the RMS norm on ``span``), ablate (every frame), or subtract (``strength`` × the item's
+    :func:`projection_excess` × the template, every frame)."""
     from steerlab import plugins
     from steerlab.interventions import rms_norm
 
@@ -88,18 +122,29 @@ def _edit(op: str, strength: float, unit_dir, layer, span, info: dict):
     def edit(act, n_frames: int):
         a = act[0]
         norm = rms_norm(a[:, :n_frames])
-        value = 0.0 if op == "ablate" else (strength if op == "add" else -strength) * norm
-        weight = span.weights(layer, n_frames, a.shape[-1]).to(a.dtype)
-        info.update(value=value, layer_rms_norm=norm, edit_frames=list(span.frames(layer, n_frames)),
-                    edit_fade_frames=span.fade_in)
+        excess = None
+        if op == "subtract":
+            excess = projection_excess(a[:, :n_frames], unit_dir, template, level)
+            value = -strength * excess
+            weight = _fit(template.to(a.dtype), n_frames)
+            weight = _fit(weight, a.shape[-1]) if a.shape[-1] > n_frames else weight[: a.shape[-1]]
+            frames, fade = [0, n_frames], None
+        else:
+            value = 0.0 if op == "ablate" else strength * norm
+            weight = span.weights(layer, n_frames, a.shape[-1]).to(a.dtype)
+            frames, fade = list(span.frames(layer, n_frames)), span.fade_in
+        info.update(value=value, layer_rms_norm=norm, edit_frames=frames, edit_fade_frames=fade,
+                    projection_excess=excess, strength_mode="projection" if op == "subtract" else "relative")
         return kind.apply(a, unit_dir.to(a.dtype), value, weight)[None]
 
     return edit
 
 
 def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.ndarray],
-              base: dict, max_batch: int) -> list[tuple[np.ndarray, Any, dict]]:
-    """Patched decodes of one batch: ``(decode [channels, samples], codes, info)`` per item."""
+              base: dict, max_batch: int, provenance: Optional[dict] = None) -> list[tuple[np.ndarray, Any, dict]]:
+    """Patched decodes of one batch. ``vectors`` holds each direction by id and, beside it, its
+    subtraction template and level (ids + ``runner.TEMPLATE`` / ``runner.LEVEL``); returns
+    ``(decode [channels, samples], codes, info)`` per item."""
     import torch
 
     from steerlab import api, tracing
@@ -111,9 +156,15 @@ def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.
     for it, info in zip(batch, infos):
         v = vectors[it.direction_id]
         unit = torch.from_numpy(v / np.linalg.norm(v)).float()
+        tpl = lvl = None
+        if it.op == "subtract":
+            from steerlab.partials.runner import LEVEL, TEMPLATE
+
+            tpl = torch.from_numpy(np.asarray(vectors[it.direction_id + TEMPLATE]))
+            lvl = torch.from_numpy(np.asarray(vectors[it.direction_id + LEVEL]))
         trace_items.append(tracing.TraceItem(_wave(model, it.stimulus, it.role), layer,
                                              _edit(it.op, it.strength, unit, layer,
-                                                   edit_span(it.op, it.stimulus, layer), info)))
+                                                   edit_span(it.op, it.stimulus, layer), info, tpl, lvl)))
     path = batch[0].path
     results = tracing.run(model, trace_items, path, batch[0].n_q, path == "quantized", max_batch)
     return [(r.output.numpy().astype(np.float64), r.codes, info) for r, info in zip(results, infos)]
@@ -164,8 +215,9 @@ def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, inf
         "seed": it.stimulus.seed, "stimulus_key": it.stimulus.key(), "stimulus": it.stimulus.to_dict(),
         "role": it.role, "method": it.method, "direction_id": it.direction_id,
         "direction_source": direction.get("source"), "direction_norm": direction.get("norm"),
-        "op": it.op, "strength": it.strength, "strength_mode": "relative",
+        "op": it.op, "strength": it.strength, "strength_mode": info.get("strength_mode", "relative"),
         "value": info.get("value"), "layer_rms_norm": info.get("layer_rms_norm"),
+        "projection_excess": info.get("projection_excess"),
         "edit_frames": info.get("edit_frames"), "edit_fade_frames": info.get("edit_fade_frames"),
         "path": it.path, "n_q": it.n_q,
         "gain_db": t["gain_db"], "concentration": t["concentration"], "offband_lsd_db": t["offband_lsd_db"],
@@ -188,7 +240,7 @@ def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.nd
     spectra = _BaselineSpectra(base, context["scoring"]["n_fft"])
     written = 0
     for batch in todo:
-        outs = run_batch(plan, batch, vectors, base, max_batch)
+        outs = run_batch(plan, batch, vectors, base, max_batch, provenance)
         rows = []
         for it, (patched, codes, info) in zip(batch, outs):
             key = it.key()

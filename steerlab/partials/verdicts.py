@@ -1,14 +1,22 @@
-"""Verdicts per (model, layer, family, target, density, method, path) (SCIENCE.md step 5).
+"""Verdicts per (model, layer, family, target, density, method, path, removal) (SCIENCE.md step 5).
 
 For a held-out pair, an *add* setting (a strength) passes when adding the direction
 to the without-target signal gains at least ``min_gain_db`` in the target band,
 with concentration at least ``min_concentration`` and off-band log-spectral
-distance at most ``max_offband_db``; a *removal* setting (subtract at a strength,
-or ablate) passes when the with-target signal loses at least ``min_loss_db``
-under the same two conditions. A pair passes a combination (add setting, removal
-setting) when it passes both. The unit is **steerable** when some combination,
-the same for every pair, passes on at least ``min_share`` of the held-out pairs:
-one steering recipe must work on most stimuli, not each stimulus its own strength.
+distance at most ``max_offband_db``; a *removal* setting passes when the
+with-target signal loses at least ``min_loss_db`` under the same two conditions.
+The two removal methods get separate verdicts (``removal``): ``ablate`` (project the
+direction out; one setting) and ``subtract`` (calibrated strengths, see
+:func:`steerlab.partials.sweep.projection_excess`). A pair passes a combination
+(add setting, removal setting) when it passes both. The unit is **steerable** by that
+removal method when some combination, the same for every pair, passes on at least
+``min_share`` of the held-out pairs: one steering recipe must work on most stimuli,
+not each stimulus its own strength.
+
+Whether a verdict can be trusted is decided by the positive controls
+(:func:`validation`): a method whose verdicts on a control are not all steerable, or
+a control whose null is steerable somewhere, leaves that method's verdicts "not
+validated", never "not steerable" (:func:`label`).
 The best combination (highest share; then smallest strengths) is reported, with
 medians over pairs of gain, loss, concentration and off-band distance at it and
 bootstrap 95% intervals of those medians (percentile method, seeded).
@@ -26,6 +34,7 @@ import numpy as np
 from steerlab.partials.config import Thresholds
 
 GROUP_KEYS = ("model", "model_role", "layer", "family", "target_hz", "density", "method", "path")
+REMOVALS = ("ablate", "subtract")
 
 
 def median_ci(values: Sequence[float], n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -47,6 +56,7 @@ class Verdict:
     density: int
     method: str
     path: str
+    removal: str
     n_heldout: int
     steerable: bool
     pass_share: float
@@ -62,6 +72,9 @@ class Verdict:
     offband_remove_db: tuple[float, float, float]
     codes_changed_share: Optional[float]
     layer_frame_rate_hz: float
+    # the verdict's view of adding: median over held-out pairs, at the best add strength, of the
+    # gain where the add passes concentration and off-band damage, 0 dB where it does not
+    gain_passing_db: float = math.nan
 
     def flat(self) -> dict[str, Any]:
         d = asdict(self)
@@ -92,16 +105,24 @@ def _removal_order(name: str) -> tuple[int, float]:
     return (0, 0.0) if name == "ablate" else (1, float(name.split()[1]))
 
 
-def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int) -> Verdict:
-    """The verdict of one group's rows (all ops and strengths, all held-out pairs)."""
+def _passes_add_shape(r: dict, t: Thresholds) -> bool:
+    return r["concentration"] >= t.min_concentration and r["offband_lsd_db"] <= t.max_offband_db
+
+
+def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Optional[str] = None) -> Verdict:
+    """The verdict of one group's rows (all held-out pairs; add rows and the removal rows of
+    ``removal``, ``"ablate"`` or ``"subtract"``; None: whichever removal setting is best).
+    Raises ValueError when the group has no add or no removal rows of that kind."""
     first = rows[0]
     add: dict[float, dict[int, dict]] = defaultdict(dict)
     rem: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in rows:
         if r["op"] == "add":
             add[r["strength"]][r["seed"]] = r
-        else:
+        elif removal is None or r["op"] == removal:
             rem[_removal_name(r)][r["seed"]] = r
+    if not add or not rem:
+        raise ValueError(f"no add rows or no {removal or 'removal'} rows in this group")
     seeds = sorted({r["seed"] for r in rows})
     best = (-1.0, None, None)
     for s in sorted(add):
@@ -120,7 +141,8 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int) -> Verdict:
     codes = [r["codes_changed_share"] for r in rows if r.get("codes_changed_share") is not None]
     return Verdict(
         first["model"], first["model_role"], first["layer"], first["family"], first["target_hz"], first["density"],
-        first["method"], first["path"], len(seeds), bool(share >= t.min_share), float(share), s_best, r_best,
+        first["method"], first["path"], removal or "best", len(seeds), bool(share >= t.min_share), float(share),
+        s_best, r_best,
         float(add_share), float(rem_share),
         median_ci([r["gain_db"] for r in a_rows], n_boot, rng),
         median_ci([-r["gain_db"] for r in r_rows], n_boot, rng),
@@ -129,34 +151,116 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int) -> Verdict:
         median_ci([r["offband_lsd_db"] for r in a_rows], n_boot, rng),
         median_ci([r["offband_lsd_db"] for r in r_rows], n_boot, rng),
         float(np.mean(codes)) if codes else None, first["layer_frame_rate_hz"],
+        float(np.median([r["gain_db"] if _passes_add_shape(r, t) else 0.0 for r in a_rows])) if a_rows else math.nan,
     )
 
 
 def verdicts(rows: list[dict], t: Thresholds, n_boot: int = 1000, seed: int = 0) -> list[Verdict]:
-    """Verdicts of every group in ``rows``, in the rows' order."""
+    """Verdicts of every group in ``rows`` (in the rows' order), one per removal method present."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in GROUP_KEYS), []).append(r)
-    return [verdict(g, t, n_boot, seed) for g in groups.values()]
+    out = []
+    for g in groups.values():
+        ops = {r["op"] for r in g}
+        out += [verdict(g, t, n_boot, seed, removal) for removal in REMOVALS if removal in ops and "add" in ops]
+    return out
+
+
+VALIDATED, NOT_VALIDATED, UNCHECKED, CONTROL = "validated", "not validated", "unchecked", "control"
 
 
 def control_summary(vs: list[Verdict]) -> dict[str, Any]:
-    """The two controls: the null must never be steerable; the positive control model's
-    learned directions (all methods but the null) should be."""
+    """The controls as counts: per positive-control model, method and removal method,
+    ``[steerable, total]`` of its verdicts; the null (random direction) per model, which
+    must be steerable nowhere; and :func:`validation`."""
     null = [v for v in vs if v.method == "random"]
-    pos = [v for v in vs if v.model_role == "positive_control" and v.method != "random"]
-    pos_dm = [v for v in pos if v.method == "diffmeans"]
-    out = {
+    pos = [v for v in vs if v.model_role == "positive_control"]
+    by: dict[str, dict[str, list[int]]] = {}
+    for v in pos:
+        if v.method == "random":
+            continue
+        cell = by.setdefault(v.model, {}).setdefault(f"{v.method}/{v.removal}", [0, 0])
+        cell[0] += v.steerable
+        cell[1] += 1
+    learned = [v for v in pos if v.method != "random"]
+    return {
         "null_total": len(null), "null_steerable": sum(v.steerable for v in null),
         "null_ok": bool(null) and not any(v.steerable for v in null),
-        "positive_total": len(pos_dm), "positive_steerable": sum(v.steerable for v in pos_dm),
-        "positive_ok": bool(pos_dm) and all(v.steerable for v in pos_dm),
-        "positive_by_method": {m: [sum(v.steerable for v in pos if v.method == m),
-                                   sum(1 for v in pos if v.method == m)] for m in sorted({v.method for v in pos})},
+        "positive_models": sorted({v.model for v in pos}),
+        "positive_total": len(learned), "positive_steerable": sum(v.steerable for v in learned),
+        "positive_ok": bool(learned) and all(v.steerable for v in learned),
+        "positive_by_model": by,
         "null_by_model": {m: [sum(v.steerable for v in null if v.model == m), sum(1 for v in null if v.model == m)]
                           for m in sorted({v.model for v in null})},
+        "validation": {f"{m}/{r}": st for (m, r), st in validation(vs).items()},
     }
+
+
+def validation(vs: list[Verdict]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (method, removal) of the measured models: whether the positive controls vouch for
+    its verdicts, judged **per control** and then over all of them.
+
+    Per control ``c`` (``by_control[c]``: ``status``, ``steerable``, ``total``): ``"validated"``
+    when ``c`` ran the method and every one of its verdicts there is steerable while the null is
+    steerable on none of ``c``'s cells; ``"not validated"`` when one of those verdicts is not
+    steerable or the null is steerable on ``c``; ``"unchecked"`` when ``c`` ran but not this method
+    (e.g. ``sae`` without a dictionary for it). Over all (``status``, ``reason``): ``"not
+    validated"`` if any control says so, else ``"unchecked"`` if any control (or, no control
+    having run, none) could not check it, else ``"validated"``: a method is validated only by
+    every control that ran. ``"control"`` for the null itself. ``by_model``: ``[steerable,
+    total]`` per control that ran the method."""
+    pos = [v for v in vs if v.model_role == "positive_control"]
+    controls = sorted({v.model for v in pos})
+    null_bad = {v.model for v in pos if v.method == "random" and v.steerable}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for m, r in dict.fromkeys((v.method, v.removal) for v in vs):
+        if m == "random":
+            out[(m, r)] = {"status": CONTROL, "reason": "the null: must be steerable nowhere", "by_model": {},
+                           "by_control": {}}
+            continue
+        mine = [v for v in pos if v.method == m and v.removal == r]
+        by = {c: [sum(v.steerable for v in mine if v.model == c), sum(1 for v in mine if v.model == c)]
+              for c in sorted({v.model for v in mine})}
+        per: dict[str, dict[str, Any]] = {}
+        for c in controls:
+            a, b = by.get(c, [0, 0])
+            if not b:
+                st = UNCHECKED
+            elif c in null_bad or a < b:
+                st = NOT_VALIDATED
+            else:
+                st = VALIDATED
+            per[c] = {"status": st, "steerable": a, "total": b, "null_steerable": c in null_bad}
+
+        def names(status: str) -> str:
+            return ", ".join(f"{c} {per[c]['steerable']}/{per[c]['total']}" + (" (null steerable)" if
+                                                                                per[c]["null_steerable"] else "")
+                             for c in controls if per[c]["status"] == status)
+
+        if not controls:
+            st, why = UNCHECKED, "no positive control ran"
+        elif any(p["status"] == NOT_VALIDATED for p in per.values()):
+            st, why = NOT_VALIDATED, "control failed: " + names(NOT_VALIDATED)
+        elif any(p["status"] == UNCHECKED for p in per.values()):
+            st, why = UNCHECKED, "not run on " + ", ".join(c for c in controls if per[c]["status"] == UNCHECKED)
+        else:
+            st, why = VALIDATED, "steerable on every cell of " + names(VALIDATED)
+        out[(m, r)] = {"status": st, "reason": why, "by_model": by, "by_control": per}
     return out
+
+
+def label(v: Verdict, val: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """What a verdict may be called: on a measured model, "steerable"/"not steerable" only when
+    its method's controls passed, else "not validated" or "unchecked"; the null and the
+    controls' own verdicts are named as such."""
+    word = "steerable" if v.steerable else "not steerable"
+    if v.model_role == "positive_control":
+        return f"control: {word}"
+    if v.method == "random":
+        return f"null: {word}"
+    st = val.get((v.method, v.removal), {}).get("status", UNCHECKED)
+    return word if st == VALIDATED else st
 
 
 def oracle(plans: list, t: Thresholds, scoring: dict) -> list[dict[str, Any]]:
