@@ -284,6 +284,25 @@ def _convert(x: np.ndarray, source_rate: int, target_rate: int, channels: int) -
     return _duplicate(_resample(_mix(x, channels), source_rate, target_rate), channels)
 
 
+def _read_decoded(path: Path) -> np.ndarray:
+    """Every sample that decodes, float32 ``[T, C]``, read block by block: never an array sized by the
+    header, whose frame count a damaged or truncated compressed file can overstate by billions."""
+    blocks = []
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                block = f.read(_SCAN_BLOCK, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                blocks.append(block)
+            channels = f.channels
+    except (sf.SoundFileError, OSError) as exc:
+        raise AudioError(
+            f"cannot read audio {path}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
+        ) from exc
+    return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+
+
 def load(path: PathLike, sample_rate: int, channels: int, info: AudioInfo | None = None
          ) -> tuple[np.ndarray, Conversion]:
     """Read a whole file as float32 ``[channels, samples]`` at ``sample_rate``.
@@ -304,13 +323,7 @@ def load(path: PathLike, sample_rate: int, channels: int, info: AudioInfo | None
     _check_rate_channels(sample_rate, channels)
     info = info if info is not None else probe(path)
     _check_ratio(info.path, info.sample_rate, int(sample_rate))
-    try:
-        data = sf.read(str(info.path), dtype="float32", always_2d=True)[0]  # [T, C]
-    except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(
-            f"cannot read audio {info.path}: {_reason(exc)}; "
-            f"supported formats: {', '.join(SUPPORTED_FORMATS)}"
-        ) from exc
+    data = _read_decoded(info.path)  # [T, C]
     if data.shape[0] == 0:
         raise AudioError(f"audio file {info.path} is empty (0 samples)")
     _check_finite(data, info.path)

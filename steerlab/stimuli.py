@@ -17,6 +17,16 @@ Families (``density`` counts mixture partials, never the target):
   different notes may nearly coincide, as in any tempered chord.
 - ``inharmonic``: ``density`` log-uniform random frequencies in
   ``[band_low_hz, band_high_hz]``, at least ``min_separation_hz`` apart.
+- ``instrument``: a rendered General MIDI mixture (:mod:`steerlab.corpus`: tinysoundfont and
+  the TimGM6mb SoundFont of the ``render`` extra) of ``density`` context notes, without and
+  with one more note, all of one program and velocity drawn from the seed. The target note is
+  the MIDI pitch nearest to ``target_hz``, and the spec's ``target_hz`` becomes that note's
+  fundamental (``440 * 2 ** ((p - 69) / 12)``); context pitches are drawn from the seed with
+  fundamentals in ``[band_low_hz, band_high_hz]``, no harmonic of theirs (below
+  ``band_high_hz``) within ``min_separation_hz`` of the target's fundamental. The pair is two
+  renders of one synthesizer (the same notes, and the target note in one of them): their
+  difference, the ideal edit, is the rendered note; ``partials_hz`` in the manifest lists the
+  context notes' nominal harmonics and the ``instrument`` column the MIDI ground truth.
 
 Every mixture partial stays at least ``min_separation_hz`` away from the target, so
 the target's band holds no context energy; a combination that cannot satisfy this
@@ -56,7 +66,7 @@ import numpy as np
 
 from steerlab.errors import OutputError, SteerlabError
 
-FAMILIES: tuple[str, ...] = ("tone", "harmonic", "chord", "inharmonic")
+FAMILIES: tuple[str, ...] = ("tone", "harmonic", "chord", "inharmonic", "instrument")
 PHASES: tuple[str, ...] = ("random", "zero")
 # Amplitude rules for mixture partials, relative to the target's ``amplitude``:
 # match: equal to it; rolloff: times f_ref / f (f_ref the note's f0, or the lowest
@@ -162,6 +172,11 @@ class StimulusSpec:
                 f"target_hz {target:g} is not below the Nyquist frequency {nyquist:g} Hz "
                 f"(sample_rate {self.sample_rate})"
             )
+        if self.family == "instrument":  # the nearest MIDI pitch's fundamental
+            target = midi_hz(nearest_midi(target))
+            if target >= nyquist:
+                raise StimulusError(f"the MIDI note nearest to target_hz ({target:g} Hz) is not below the Nyquist "
+                                    f"frequency {nyquist:g} Hz")
         put("target_hz", target)
         for name in ("duration_s", "amplitude", "min_separation_hz", "band_low_hz", "band_high_hz"):
             put(name, _finite(name, getattr(self, name), positive=True))
@@ -193,7 +208,7 @@ class StimulusSpec:
             raise Infeasible("tone takes density 0", f"got density {self.density} (a tone pair is silence vs the target)")
         if self.family != "tone" and self.density == 0:
             raise Infeasible("density 0 is only for tone", f"family {self.family!r} needs density >= 1")
-        if self.family == "inharmonic":
+        if self.family in ("inharmonic", "instrument"):
             if self.band_low_hz >= self.band_high_hz:
                 raise StimulusError(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}")
             if self.band_high_hz >= nyquist:
@@ -296,10 +311,74 @@ def _below_nyquist(spec: StimulusSpec, freqs: Sequence[float]) -> None:
         )
 
 
+def midi_hz(pitch: int) -> float:
+    """Fundamental (Hz) of MIDI key ``pitch`` in equal temperament, A4 (69) = 440 Hz."""
+    return 440.0 * 2.0 ** ((int(pitch) - 69) / 12.0)
+
+
+def nearest_midi(hz: float) -> int:
+    """The MIDI key whose fundamental is nearest to ``hz`` (in cents)."""
+    return int(round(69 + 12 * math.log2(float(hz) / 440.0)))
+
+
+MIDI_RANGE = (24, 96)  # context notes: C1 to C7
+
+
+@dataclass(frozen=True)
+class InstrumentScore:
+    """The MIDI ground truth of an ``instrument`` pair: one GM ``program`` and ``velocity``
+    for every note, the target's key and the context keys (all notes sound for the whole
+    ``duration_s``)."""
+
+    program: int
+    velocity: int
+    target_midi: int
+    context_midi: tuple[int, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+
+
+def _harmonics(f0: float, high: float) -> list[float]:
+    return [k * f0 for k in range(1, int(high // f0) + 1)] or [f0]
+
+
+def instrument_score(spec: StimulusSpec) -> InstrumentScore:
+    """The score of an ``instrument`` spec (cheap, no audio): program, velocity and context
+    pitches drawn from the seed. Raises :class:`Infeasible` when ``density`` context notes
+    cannot be placed (see the module docstring)."""
+    if spec.family != "instrument":
+        raise StimulusError(f"instrument_score needs family 'instrument', got {spec.family!r}")
+    from steerlab.corpus import PITCHED_FAMILIES
+
+    rng = _streams(spec)[0]
+    program = int(rng.choice(PITCHED_FAMILIES)) * 8 + int(rng.integers(0, 8))
+    velocity = int(rng.integers(60, 111))
+    target = nearest_midi(spec.target_hz)
+    high = min(spec.band_high_hz, spec.sample_rate / 2)
+    keys = [k for k in range(MIDI_RANGE[0], MIDI_RANGE[1] + 1)
+            if k != target and spec.band_low_hz <= midi_hz(k) <= high
+            and all(abs(h - spec.target_hz) >= spec.min_separation_hz for h in _harmonics(midi_hz(k), high))]
+    if len(keys) < spec.density:
+        raise Infeasible("band too crowded for density",
+                         f"{len(keys)} MIDI keys in {spec.band_low_hz:g}-{high:g} Hz keep their harmonics "
+                         f"{spec.min_separation_hz:g} Hz from the target; density {spec.density}")
+    context = tuple(sorted(int(k) for k in rng.choice(keys, size=spec.density, replace=False)))
+    return InstrumentScore(program, velocity, target, context)
+
+
 def _mixture_freqs(spec: StimulusSpec, rng: np.random.Generator) -> tuple[list[float], list[float]]:
     """(frequencies, reference frequency per partial for the rolloff rule)."""
     if spec.family == "tone":
         return [], []
+    if spec.family == "instrument":  # the context notes' nominal harmonics (the SoundFont renders them)
+        high = min(spec.band_high_hz, spec.sample_rate / 2)
+        freqs, refs = [], []
+        for k in instrument_score(spec).context_midi:
+            hs = [h for h in _harmonics(midi_hz(k), high) if h < high]
+            freqs += hs
+            refs += [midi_hz(k)] * len(hs)
+        return freqs, refs
     if spec.family == "harmonic":
         freqs = [k * spec.f0 for k in range(1, spec.density + 1)]
         return freqs, [spec.f0] * len(freqs)
@@ -339,6 +418,9 @@ def partials(spec: StimulusSpec) -> Partials:
     """
     freq_rng, amp_rng, phase_rng, _ = _streams(spec)
     freqs, refs = _mixture_freqs(spec, freq_rng)
+    if spec.family == "instrument":  # amplitudes and phases are the SoundFont's: recorded as 0
+        _below_nyquist(spec, freqs)
+        return Partials(tuple(float(f) for f in freqs), (0.0,) * len(freqs), (0.0,) * len(freqs), 0.0)
     _below_nyquist(spec, freqs)
     _too_close(spec, freqs)
     ca = spec.context_amplitude
@@ -369,6 +451,56 @@ def fade(n: int, sample_rate: int, fade_ms: float) -> np.ndarray:
     return w
 
 
+RENDER_HINT = "pip install 'steerlab[render]' (tinysoundfont and pretty_midi's TimGM6mb SoundFont)"
+
+
+def check_renderer() -> None:
+    """Raise a one-line :class:`StimulusError` unless the ``instrument`` family can render
+    (tinysoundfont importable and the default SoundFont present)."""
+    import importlib.util
+
+    from steerlab.corpus import CorpusBuildError, default_soundfont
+
+    if importlib.util.find_spec("tinysoundfont") is None:
+        raise StimulusError(f"the instrument family renders General MIDI notes and needs tinysoundfont: {RENDER_HINT}")
+    try:
+        default_soundfont()
+    except CorpusBuildError as exc:
+        raise StimulusError(f"the instrument family needs a SoundFont: {exc}") from None
+
+
+_RENDERERS: dict[int, Any] = {}
+
+
+def _render_notes(spec: StimulusSpec, score: InstrumentScore, keys: Sequence[int]) -> np.ndarray:
+    """``keys`` of ``score`` rendered together for ``duration_s``: float64 ``[samples]``."""
+    from steerlab.corpus import Note, RenderSpec, Renderer, default_soundfont
+
+    check_renderer()
+    r = _RENDERERS.get(spec.sample_rate)
+    if r is None:
+        r = _RENDERERS[spec.sample_rate] = Renderer(default_soundfont(), spec.sample_rate)
+    notes = tuple(Note(int(k), score.velocity, 0.0, spec.duration_s) for k in keys)
+    x = r.render(RenderSpec("chord", score.program, notes, spec.duration_s)).astype(np.float64)
+    n = int(round(spec.duration_s * spec.sample_rate))
+    return x[:n] if len(x) >= n else np.pad(x, (0, n - len(x)))
+
+
+def _instrument_parts(spec: StimulusSpec, env: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mixture, target) of an ``instrument`` spec, faded: the context notes rendered, and the
+    difference of the render with the target note and the render without it, both scaled so
+    the target's peak is ``amplitude``."""
+    score = instrument_score(spec)
+    without = _render_notes(spec, score, score.context_midi)
+    with_ = _render_notes(spec, score, (*score.context_midi, score.target_midi))
+    target = (with_ - without) * env
+    peak = float(np.max(np.abs(target)))
+    if peak <= 0:
+        raise StimulusError(f"the SoundFont rendered MIDI note {score.target_midi} of program {score.program} as silence")
+    g = spec.amplitude / peak
+    return without * env * g, target * g
+
+
 def render_parts(spec: StimulusSpec) -> Rendered:
     """Render ``spec`` and keep the parts; see :class:`Rendered`."""
     p = partials(spec)
@@ -377,11 +509,14 @@ def render_parts(spec: StimulusSpec) -> Rendered:
     n = int(round(spec.duration_s * sr))
     t = np.arange(n) / sr
     env = fade(n, sr, spec.fade_ms)
-    mixture = np.zeros(n)
-    for f, a, ph in zip(p.freqs_hz, p.amplitudes, p.phases):
-        mixture += a * np.sin(2 * np.pi * f * t + ph)
-    mixture *= env
-    target = spec.amplitude * np.sin(2 * np.pi * spec.target_hz * t + p.target_phase) * env
+    if spec.family == "instrument":
+        mixture, target = _instrument_parts(spec, env)
+    else:
+        mixture = np.zeros(n)
+        for f, a, ph in zip(p.freqs_hz, p.amplitudes, p.phases):
+            mixture += a * np.sin(2 * np.pi * f * t + ph)
+        mixture *= env
+        target = spec.amplitude * np.sin(2 * np.pi * spec.target_hz * t + p.target_phase) * env
     noise = np.zeros(n)
     if spec.snr_db is not None:
         reference = mixture if spec.family != "tone" else target
@@ -460,6 +595,8 @@ def design(
             raise StimulusError(f"design needs at least one of {name}")
     for family in families:
         _choice("family", family, FAMILIES)
+    if "instrument" in families:
+        check_renderer()  # before any file is written
     if any(f != "tone" for f in families) and not len(densities):
         raise StimulusError("design needs at least one density for harmonic, chord or inharmonic")
     if any(f in ("harmonic", "chord") for f in families) and not len(f0s):
@@ -505,6 +642,7 @@ def design(
 EXTRA_COLUMNS: tuple[str, ...] = (
     "without_file", "with_file", "scale", "target_phase",
     "partials_hz", "partial_amplitudes", "partial_phases", "noise_rms",
+    "instrument",  # instrument family: the MIDI ground truth (JSON of InstrumentScore), else empty
 )
 MANIFEST_COLUMNS: tuple[str, ...] = ("key", *SPEC_FIELDS, *EXTRA_COLUMNS, "stimulus_version")
 MANIFEST_NAME = "manifest.csv"
@@ -540,6 +678,7 @@ def manifest_row(r: Rendered) -> dict[str, str]:
         partial_amplitudes=_floats(r.partials.amplitudes),
         partial_phases=_floats(r.partials.phases),
         noise_rms=_cell(r.noise_rms),
+        instrument=instrument_score(spec).to_json() if spec.family == "instrument" else "",
         stimulus_version=str(STIMULUS_VERSION),
     )
     return row

@@ -429,3 +429,21 @@ def test_prediction_agreement_counts_and_graded_correlation():
     assert a["rho_score_share"] is None and a["rho_survives_steerable"] is None
     assert a["rho_score_gain"] == pytest.approx(1.0)
     assert (a["agree"], a["compared"], a["survives_not_steerable"], a["steerable_not_predicted"]) == (2, 4, 2, 0)
+
+
+def test_probe_c_is_chosen_by_cross_validation_on_training_pairs():
+    """Issue 11: the probe's C comes from leave-one-pair-out log-loss with the one-SE rule. With
+    pure-noise differences nothing generalises: the held-out loss is lowest (about ln 2) at the
+    most regularised C, which must be chosen; with a clean planted axis the held-out loss falls
+    with C and a C far above the smallest is chosen. One pair: nothing to hold out, C = 1."""
+    from steerlab.partials.directions import PROBE_CS, choose_c
+
+    rng = np.random.default_rng(0)
+    noise = [rng.standard_normal((40, 10)) for _ in range(4)]
+    c, info = choose_c(noise)
+    assert c == min(PROBE_CS) and info["cv_folds"] == 4
+    assert abs(info["cv_log_loss"][0] - np.log(2)) < 0.01 and info["cv_log_loss"][-1] > info["cv_log_loss"][0]
+    planted = [np.c_[1.0 + 0.1 * rng.standard_normal((40, 1)), 0.3 * rng.standard_normal((40, 9))] for _ in range(4)]
+    c2, info2 = choose_c(planted)
+    assert c2 >= 1.0 and info2["cv_log_loss"][list(PROBE_CS).index(c2)] < 0.1
+    assert choose_c(noise[:1])[0] == 1.0 and choose_c(noise[:1])[1]["cv_folds"] == 0

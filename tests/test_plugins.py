@@ -407,8 +407,9 @@ def test_out_of_tree_plugin_adds_a_model_end_to_end(toy, tmp_path):
     assert layers["layers"][0]["frame_rate_hz"] == 4000.0 and layers["aliases"] == {"bottleneck": "toy.enc"}
 
     out = tmp_path / "out"
+    # no fades: the hand-computed patch adds the same amount to every frame
     result = _invoke(["intervene", str(wav), "--model", "toy_codec", "-l", "bottleneck", "-c", "3",
-                      "-a", "0.5", "-o", str(out), "--json"])
+                      "-a", "0.5", "--fade-in", "0", "--fade-out", "0", "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     folder = out / "tone"
     assert sorted(p.name for p in out.iterdir()) == ["tone"]

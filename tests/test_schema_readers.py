@@ -393,3 +393,32 @@ def test_learn_refuses_a_constant_folder_at_another_rate(tmp_path):
     assert result.exit_code == 1, result.output
     assert "the data has no variance" in result.output and "equals 0.3" in result.output
     assert not (tmp_path / "dict").exists()
+
+
+# -- the batch test on degenerate configurations (item 5, downstream) --------------------------------
+
+DEGENERATE_GRIDS = {  # name: (TOML, what the one line says)
+    "one-target-above-nyquist": ('[grid]\nlayers = ["latent"]\ntargets_hz = [600.0, 13000.0]\n',
+                                 "13000 Hz is at or above the Nyquist frequency"),
+    "all-densities-infeasible": ('[grid]\nlayers = ["latent"]\ntargets_hz = [600.0]\ndensities = [400]\n'
+                                 '[controls]\npositive_models = []\n', "no feasible stimuli"),
+    "no-methods": ('[grid]\nmethods = []\n', "grid.methods must not be empty"),
+    "zero-strength": ('[grid]\nstrengths = [0.0]\n', "grid.strengths must be > 0"),
+    "clip-too-short-to-score": ('[stimuli]\nduration_s = 0.01\nfade_ms = 1\n', "stimuli.duration_s must be >= 0.05"),
+    "no-layers": ('[grid]\nlayers = []\n', "must not be empty"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEGENERATE_GRIDS))
+def test_partials_on_degenerate_configs_is_one_line_and_writes_nothing(tmp_path, name):
+    from click.testing import CliRunner
+
+    from steerlab import cli as cli_module
+
+    cli_module._load_commands()
+    text, words = DEGENERATE_GRIDS[name]
+    (tmp_path / "c.toml").write_text(text)
+    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(tmp_path / "c.toml"), "-o", str(tmp_path / "out")])
+    lines = [line for line in res.output.strip().splitlines() if line]
+    assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], res.output
+    assert not (tmp_path / "out").exists()

@@ -326,3 +326,75 @@ def test_margin_enters_the_key_only_when_set(tmp_path):
         w.writeheader()
         w.writerow(rows[0])
     assert st.read_manifest(manifest) == [spec]
+
+
+# ---- instrument family: rendered General MIDI pairs -------------------------------------------
+
+def _instrument(**kw):
+    pytest.importorskip("tinysoundfont")
+    base = dict(family="instrument", target_hz=300.0, density=3, seed=1, sample_rate=16000, duration_s=0.5,
+                margin_s=0.05, band_high_hz=7200.0)
+    return StimulusSpec(**{**base, **kw})
+
+
+def test_instrument_pair_differs_by_exactly_one_rendered_note():
+    spec = _instrument()
+    score = st.instrument_score(spec)
+    # the target is the nearest MIDI note (D4, 62) and the spec's target its fundamental
+    assert score.target_midi == 62 and spec.target_hz == pytest.approx(293.6648, abs=1e-4)
+    assert len(score.context_midi) == 3 and score.target_midi not in score.context_midi
+    r = st.render_parts(spec)
+    diff = r.with_.astype(np.float64) - r.without.astype(np.float64)
+    # the difference is the target note rendered alone (same program, velocity, fade, scale)
+    m, n = int(0.05 * 16000), int(0.5 * 16000)
+    alone = st._render_notes(spec, score, (score.target_midi,)) * st.fade(n, 16000, spec.fade_ms)
+    g = float(np.dot(diff[m:m + n], alone) / np.dot(alone, alone))
+    assert np.linalg.norm(diff[m:m + n] - g * alone) / np.linalg.norm(diff) < 1e-5
+    assert np.all(diff[:m] == 0) and np.all(diff[m + n:] == 0) and np.all(r.without[:m] == 0)
+    assert np.abs(diff).max() == pytest.approx(spec.amplitude, rel=1e-5)  # the note's peak is `amplitude`
+    # its spectrum's strongest peaks are harmonics of the note's fundamental
+    x = diff[m:m + n] * np.hanning(n)
+    mag = np.abs(np.fft.rfft(x, 8 * n))
+    freqs = np.fft.rfftfreq(8 * n, 1 / 16000)
+    peaks = [i for i in np.argsort(mag[1:-1])[::-1] + 1 if mag[i] >= mag[i - 1] and mag[i] >= mag[i + 1]][:3]
+    for i in peaks:
+        k = freqs[i] / spec.target_hz
+        assert abs(k - round(k)) * spec.target_hz < 3.0 and round(k) >= 1, (freqs[i], spec.target_hz)
+    # and the context (without) has its energy at the context notes, not the target's fundamental
+    assert st.partials(spec).freqs_hz[0] == pytest.approx(st.midi_hz(score.context_midi[0]))
+
+
+def test_instrument_pairs_are_deterministic_and_seeded():
+    a, b = st.render(_instrument()), st.render(_instrument())
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    c = st.render(_instrument(seed=2))
+    assert not np.array_equal(a[0], c[0])
+    assert st.instrument_score(_instrument()) != st.instrument_score(_instrument(seed=2))
+
+
+def test_instrument_context_keeps_its_harmonics_away_from_the_target():
+    for seed in range(6):
+        spec = _instrument(seed=seed, density=4, min_separation_hz=30.0)
+        assert all(abs(f - spec.target_hz) >= 30.0 for f in st.partials(spec).freqs_hz)
+    with pytest.raises(st.Infeasible, match="too crowded"):
+        st.partials(_instrument(density=40, min_separation_hz=200.0))
+
+
+def test_instrument_set_manifest_has_the_midi_ground_truth(tmp_path):
+    specs = st.design(["instrument"], [300.0], [2], [], [0, 1], sample_rate=16000, duration_s=0.3,
+                      band_high_hz=7200.0)
+    manifest = st.write_set(specs, tmp_path)
+    rows = list(csv.DictReader(open(manifest)))
+    truth = [json.loads(r["instrument"]) for r in rows]
+    assert [t["target_midi"] for t in truth] == [62, 62] and all(len(t["context_midi"]) == 2 for t in truth)
+    assert st.read_manifest(manifest) == list(specs)
+
+
+def test_instrument_without_the_render_extra_is_one_line(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "tinysoundfont" else real(n, *a))
+    with pytest.raises(st.StimulusError, match=r"steerlab\[render\]") as exc:
+        st.design(["instrument"], [300.0], [2], [], [0], sample_rate=16000, band_high_hz=7200.0)
+    assert "\n" not in str(exc.value)

@@ -15,6 +15,13 @@ on CREPE's 20-cent grid). With ``b``, ``p`` the baseline and patched salience:
 - ``concentration``: ``sum_band (p - b)^2 / sum_all (p - b)^2``, the share of the change's
   energy inside the band (null with a reason when nothing changed);
 - ``offband_rms_change`` / ``offband_max_abs_change``: the change in every other bin;
+- ``offband_db``: the salience counterpart of the audio scorer's off-band distance (damage
+  to what the baseline holds off the target): over the cells (bin, frame) farther than
+  ``GUARD_CENTS`` from the target where the baseline holds a pitch (salience >=
+  ``VOICING_THRESHOLD``), the RMS of ``10 log10(p / b)`` (salience as a power-like quantity,
+  as in ``gain_db``; ``p`` floored at ``FLOOR``); 0 when the baseline holds no pitch there.
+  Salience the patch creates where the baseline held none is what ``concentration``
+  measures, as in :mod:`steerlab.scoring`;
 - the decoded pitch track before and after: per frame, the salience-weighted mean of the
   bins within 4 of the peak bin, in cents on a log scale (Kim et al. 2018, section 2.1),
   as Hz; ``periodicity`` is the peak salience (the voicing confidence), ``voiced`` =
@@ -37,6 +44,10 @@ BAND_CENTS = 50.0
 VOICING_THRESHOLD = 0.5
 LOCAL_BINS = 4  # bins each side of the peak averaged by the pitch decoder
 FLOOR = 1e-6
+# Off-band cells lie farther than this from the target: the band (50 cents) plus a guard of
+# 50 cents, 4 standard deviations of the 25-cent Gaussian blur CREPE's training targets have
+# (Kim et al. 2018, section 2.2), so the skirt of the target's own salience stays out.
+GUARD_CENTS = 100.0
 
 
 def _cents(hz: np.ndarray | float) -> np.ndarray:
@@ -78,12 +89,14 @@ def _target(b: np.ndarray, p: np.ndarray, bins_hz: np.ndarray, f: float, tracks:
                   f"+-{BAND_CENTS:g} cents)")
         return {**row, "band_bins": [], "baseline_band_salience": None, "patched_band_salience": None,
                 "gain": None, "gain_db": None, "concentration": None, "offband_rms_change": None,
-                "offband_max_abs_change": None, "frames_at_target_before": None, "frames_at_target_after": None,
-                "reason": reason}
+                "offband_max_abs_change": None, "offband_db": None, "offband_cells": None,
+                "frames_at_target_before": None, "frames_at_target_after": None, "reason": reason}
     d = p - b
     bb, pb = float(b[band].max(0).mean()), float(p[band].max(0).mean())
     energy = float((d**2).sum())
     off = d[~band]
+    held = (np.abs(_cents(bins_hz) - _cents(f)) > GUARD_CENTS)[:, None] & (b >= VOICING_THRESHOLD)
+    ratio = np.log10(np.maximum(p[held], FLOOR) / b[held]) * 10.0
 
     def at_target(hz: np.ndarray, voiced: np.ndarray) -> int:
         ok = voiced & np.isfinite(hz)
@@ -100,6 +113,8 @@ def _target(b: np.ndarray, p: np.ndarray, bins_hz: np.ndarray, f: float, tracks:
         **({} if energy > 0 else {"reason": "the patch changed no salience value"}),
         "offband_rms_change": float(np.sqrt(np.mean(off**2))) if off.size else None,
         "offband_max_abs_change": float(np.abs(off).max()) if off.size else None,
+        "offband_db": float(np.sqrt(np.mean(ratio**2))) if ratio.size else 0.0,
+        "offband_cells": int(held.sum()),
         "frames_at_target_before": at_target(tracks["before"], tracks["voiced_before"]),
         "frames_at_target_after": at_target(tracks["after"], tracks["voiced_after"]),
     }

@@ -228,7 +228,9 @@ def train_codec(
     identity = {"architecture": codec_cfg.to_json()}
     state = resumable.resume(out_dir, model, opt, identity, log)
     step = state["step"]
-    planned = int(state.get("planned_steps", train_cfg.steps))
+    # a schedule fitted to a time budget is kept on resume; otherwise --steps decides (a larger value
+    # resumes and stretches the cosine schedule, as before)
+    planned = int(state["planned_steps"]) if train_cfg.time_budget_s and "planned_steps" in state else train_cfg.steps
     rng = np.random.default_rng(train_cfg.seed)
     if step:
         rng = np.random.default_rng([train_cfg.seed, step])

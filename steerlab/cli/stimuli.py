@@ -30,7 +30,8 @@ def _context(text: str) -> float | str:
 @click.command(context_settings=CONTEXT)
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False), help="Folder for WAVs and manifest.csv.")
 @click.option("-f", "--family", "families", multiple=True, default=("tone", "harmonic", "chord", "inharmonic"),
-              help="Stimulus family (repeatable): tone, harmonic, chord, inharmonic.")
+              help="Stimulus family (repeatable): tone, harmonic, chord, inharmonic, instrument (rendered "
+                   "General MIDI notes, the nearest MIDI note to each target; needs steerlab[render]).")
 @click.option("-t", "--targets-hz", "targets", multiple=True, type=float,
               help="Target partial in Hz (repeatable). Default: the --grid.")
 @click.option("-g", "--grid", type=(float, float, int), default=None, metavar="FMIN FMAX N",

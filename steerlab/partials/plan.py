@@ -147,6 +147,25 @@ def _check_targets(model: AudioModel, targets: Sequence[float], what: str) -> No
         if f >= nyq:
             raise ConfigError(f"{what} {f:g} Hz is at or above the Nyquist frequency of {model.name} "
                               f"({nyq:g} Hz); choose targets below {nyq:g} Hz")
+    bins = output_bins(model)
+    if bins is not None:
+        lo, hi = float(bins[0]), float(bins[-1])
+        for f in targets:
+            if not lo <= f <= hi:
+                raise ConfigError(f"{what} {f:g} Hz is outside the output bins of {model.name} ({lo:.1f} to "
+                                  f"{hi:.1f} Hz): its scorer cannot see it; choose targets inside that range")
+
+
+def output_bins(model: AudioModel):
+    """The centre frequencies (Hz, float64, increasing) of the output bins of a model whose
+    output is a spectrum-like map without a decoder (``output_bins_hz``, e.g. a pitch
+    salience), else None."""
+    if model.has_decoder or getattr(model, "output_bins_hz", None) is None:
+        return None
+    import numpy as np
+
+    b = model.output_bins_hz
+    return np.sort(np.asarray(b.detach().cpu() if hasattr(b, "detach") else b, dtype=float))
 
 
 def _centres(model: AudioModel):
@@ -243,9 +262,11 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
     """Resolve layers and paths and render the train/test splits of every unit (specs only)."""
     from steerlab import api
 
-    if not model.has_decoder:
-        raise ConfigError(f"steerlab partials scores decoded audio, and {model.name} has no decoder (its output is "
-                          f"not a sound); choose a model that decodes audio (steerlab models)")
+    if not model.has_decoder and not api.output_scorers(model):
+        raise ConfigError(f"steerlab partials scores a model's output, and {model.name} has no decoder (its output is "
+                          f"not a sound) and no scorer registered for its output kind "
+                          f"{getattr(model, 'output_kind', None)!r}; choose a model that decodes audio or whose plugin "
+                          f"registers an output scorer (steerlab models)")
     reg = api.layers(model)
     all_layers = list(reg)
     layers = [reg.get(n) for n in layer_names] if layer_names else default_layers(all_layers)
@@ -268,6 +289,13 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
         if not plan.paths_for(layer):
             raise ConfigError(f"layer {layer.name!r} exists only on path {layer.name!r}, which this run excludes "
                               f"(paths: {', '.join(paths)})")
+    if "instrument" in cfg.grid.families:
+        from steerlab.stimuli import check_renderer
+
+        try:
+            check_renderer()
+        except StimulusError as exc:
+            raise ConfigError(str(exc)) from None
     n_train, n_test = cfg.stimuli.train_seeds, cfg.stimuli.test_seeds
     plan.margin_s = margin = margin_for(cfg, model, layers)
     for family in cfg.grid.families:
@@ -280,8 +308,10 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
                     plan.skipped[reason] = plan.skipped.get(reason, 0) + count
                 if not train or not test:
                     continue
+                # the instrument family's target is the nearest MIDI note's fundamental
+                used = train[0].target_hz
                 for layer in layers:
-                    unit = Unit(model.name, role, layer.name, family, float(target), int(density))
+                    unit = Unit(model.name, role, layer.name, family, float(used), int(density))
                     plan.train[unit], plan.test[unit] = train, test
     if not plan.test:
         reasons = "; ".join(f"{r} ({c})" for r, c in plan.skipped.items()) or "none"

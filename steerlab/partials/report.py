@@ -40,9 +40,14 @@ def predictions(plans: list, cfg: PartialsConfig) -> dict[tuple, Any]:
         for family in cfg.grid.families:
             mix = Mixture(family, cfg.grid.f0_hz if family in ("harmonic", "chord") else None, cfg.grid.chord,
                           s.band_low_hz, s.band_high_hz, s.min_separation_hz)
-            rep = predict(all_layers, plan.targets_hz, plan.densities, mix, plan.model.name)
+            targets = plan.targets_hz
+            if family == "instrument":  # the nearest MIDI note's fundamental, as the stimuli have it
+                from steerlab.stimuli import midi_hz, nearest_midi
+
+                targets = tuple(dict.fromkeys(midi_hz(nearest_midi(f)) for f in targets))
+            rep = predict(all_layers, targets, plan.densities, mix, plan.model.name)
             for layer in plan.layers:
-                for f in plan.targets_hz:
+                for f in targets:
                     for d in rep.densities:
                         out[(plan.model.name, layer.name, family, float(f), int(d))] = rep.get(layer.name, f, d)
     return out
@@ -264,9 +269,10 @@ def _controls_box(ctrl: dict, status: dict, orc: list[dict]) -> str:
     lines.append(f"<b class={'ok' if nok else 'bad'}>{'PASS' if nok else 'FAIL'}</b> null (norm-matched random "
                  f"direction) steerable in {ctrl['null_steerable']}/{ctrl['null_total']} verdicts ({per}); must be 0")
     n_ok = sum(o["steerable"] for o in orc)
-    off = float(np.median([o["median_offband_db"] for o in orc])) if orc else math.nan
+    offs = [o["median_offband_db"] for o in orc if o["median_offband_db"] is not None]
+    off = float(np.median(offs)) if offs else math.nan
     lines.append(f"<b class={'ok' if n_ok == len(orc) else 'bad'}>{'PASS' if n_ok == len(orc) else 'FAIL'}</b> oracle "
-                 f"(the exact partial added to / removed from the waveform, same scorer): passes in {n_ok}/{len(orc)} "
+                 f"(the exact partial added to / removed from the waveform, scored in the model's output space by the same scorer): passes in {n_ok}/{len(orc)} "
                  f"stimulus units; median off-band distance {_fmt(off)} dB. Where the oracle fails, no direction can pass.")
     def per_control(v: dict) -> str:
         return "; ".join(f"{html.escape(c)}: {html.escape(p['status'])} ({p['steerable']}/{p['total']})"
@@ -342,8 +348,10 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
 
     ctrl = control_summary(vs)
     status = outcome.control_status
-    orc = oracle(outcome.plans, cfg.thresholds, {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft})
+    orc = oracle(outcome.plans, cfg.thresholds, {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft},
+                 cfg.run.max_batch)
     ctrl["oracle_steerable"], ctrl["oracle_total"] = sum(o["steerable"] for o in orc), len(orc)
+    ctrl["oracle_units"] = orc  # per (model, family, target, density): pass share and medians
     cbox = _controls_box(ctrl, status, orc)
     val = validation(vs)
     t = cfg.thresholds

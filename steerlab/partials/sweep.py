@@ -67,6 +67,18 @@ def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: O
     return out
 
 
+def outputs(model: Any, specs: Sequence[Any], max_batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The model's unpatched outputs (its default path) of the without- and with-target signals
+    of each spec: ``[(without, with)]``, each ``[...output shape]`` float64 (a salience
+    ``[bins, frames]`` for a pitch model). The oracle of a model whose output is not a sound."""
+    from steerlab import tracing
+
+    trace_items = [tracing.TraceItem(_wave(model, spec, role)) for spec in specs for role in ("without", "with")]
+    res = tracing.run(model, trace_items, model.default_path, None, False, max_batch)
+    outs = [r.output.numpy().astype(np.float64) for r in res]
+    return [(outs[2 * i], outs[2 * i + 1]) for i in range(len(specs))]
+
+
 def edit_span(op: str, spec: Any, layer: Any):
     """Where an edit acts. Adding and subtracting act on the sound's own span (the margins
     excluded), with fades as long as the stimulus's, so an added partial has the envelope
@@ -193,17 +205,49 @@ class _BaselineSpectra:
         return self.cache[key]
 
 
+def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_hz: float, scoring: dict,
+                 baseline_stft: Optional[np.ndarray] = None) -> dict[str, Any]:
+    """The scores a verdict reads, of one patched output against its baseline, in the model's
+    output space. A model with a decoder: :func:`steerlab.scoring.score` of the decodes
+    (``[channels, samples]``), off-band distance ``offband_lsd_db``. A model without one: the
+    first scorer its plugin registers for its ``output_kind`` (:func:`steerlab.api.output_scorers`;
+    for a pitch salience ``[bins, frames]``: gain at the target's bins in dB, concentration of
+    the salience change there, and the salience off-band distance ``offband_db``, see
+    docs/partials.md). Returns ``output_kind``, ``gain_db``, ``concentration``, ``offband_db``
+    (the value the off-band rule reads), ``offband_lsd_db`` (None off audio), ``baseline_band``,
+    ``patched_band``, ``lsd_db``, ``snr_change_db`` and ``scoring`` (the scorer's settings).
+    Raises ``SteerlabError`` (from the scorer) on outputs of the wrong shape."""
+    from steerlab import api
+
+    if model.has_decoder:
+        from steerlab.scoring import ScoreConfig, score
+
+        s = score(baseline, patched, model.sample_rate, [target_hz], ScoreConfig(**scoring), multires=False,
+                  baseline_stft=baseline_stft)
+        t = s["targets"][0]
+        return {"output_kind": "audio", "gain_db": t["gain_db"], "concentration": t["concentration"],
+                "offband_db": t["offband_lsd_db"], "offband_lsd_db": t["offband_lsd_db"],
+                "baseline_band": t["baseline_band_energy"], "patched_band": t["patched_band_energy"],
+                "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"], "scoring": s["config"]}
+    name = api.output_scorers(model)[0]
+    s = api.score_all(baseline, patched, model.sample_rate, [target_hz], [name], model)[name]
+    t = s["targets"][0]
+    return {"output_kind": getattr(model, "output_kind", None), "gain_db": t.get("gain_db"),
+            "concentration": t.get("concentration"), "offband_db": t.get("offband_db"), "offband_lsd_db": None,
+            "baseline_band": t.get("baseline_band_salience"), "patched_band": t.get("patched_band_salience"),
+            "lsd_db": None, "snr_change_db": None,
+            "scoring": {"scorer": name, "band_cents": t.get("band_cents"), "rms_change": s.get("rms_change"),
+                        "offband_cells": t.get("offband_cells"), **({"reason": t["reason"]} if "reason" in t else {})}}
+
+
 def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, info: dict, base: dict,
              direction: dict, context: dict, baseline_stft: Optional[np.ndarray] = None) -> dict[str, Any]:
     from steerlab import api
-    from steerlab.scoring import ScoreConfig, score
 
     model = plan.model
     layer = api.layers(model).get(it.layer)
     b, b_codes = base[(it.path, it.stimulus.key(), it.role)]
-    s = score(b, patched, model.sample_rate, [it.stimulus.target_hz], ScoreConfig(**context["scoring"]),
-              multires=False, baseline_stft=baseline_stft)
-    t = s["targets"][0]
+    t = score_output(model, b, patched, it.stimulus.target_hz, context["scoring"], baseline_stft)
     changed = None
     if codes is not None and b_codes is not None:
         changed = float((codes != b_codes).float().mean())
@@ -220,10 +264,12 @@ def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, inf
         "projection_excess": info.get("projection_excess"),
         "edit_frames": info.get("edit_frames"), "edit_fade_frames": info.get("edit_fade_frames"),
         "path": it.path, "n_q": it.n_q,
+        "output_kind": t["output_kind"],
         "gain_db": t["gain_db"], "concentration": t["concentration"], "offband_lsd_db": t["offband_lsd_db"],
-        "baseline_band_energy": t["baseline_band_energy"], "patched_band_energy": t["patched_band_energy"],
-        "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"], "codes_changed_share": changed,
-        "scoring": s["config"], "run_seed": context["seed"], "versions": context["versions"],
+        "offband_db": t["offband_db"],
+        "baseline_band_energy": t["baseline_band"], "patched_band_energy": t["patched_band"],
+        "lsd_db": t["lsd_db"], "snr_change_db": t["snr_change_db"], "codes_changed_share": changed,
+        "scoring": t["scoring"], "run_seed": context["seed"], "versions": context["versions"],
     }
 
 
@@ -237,7 +283,8 @@ def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.nd
     if not todo:
         return 0
     base = baselines(plan, items, max_batch, items[0].n_q)
-    spectra = _BaselineSpectra(base, context["scoring"]["n_fft"])
+    audio = plan.model.has_decoder
+    spectra = _BaselineSpectra(base, context["scoring"]["n_fft"]) if audio else None
     written = 0
     for batch in todo:
         outs = run_batch(plan, batch, vectors, base, max_batch, provenance)
@@ -247,12 +294,16 @@ def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.nd
             if store.done(key):
                 continue
             rows.append(make_row(plan, it, patched, codes, info, base, provenance[it.direction_id], context,
-                                 spectra.get((it.path, it.stimulus.key(), it.role))))
+                                 spectra.get((it.path, it.stimulus.key(), it.role)) if audio else None))
             if key in examples:
                 sr = plan.model.sample_rate
                 b = base[(it.path, it.stimulus.key(), it.role)][0]
-                write_wav(examples_dir / f"{key}_baseline.wav", b.astype(np.float32), sr)
-                write_wav(examples_dir / f"{key}_patched.wav", patched.astype(np.float32), sr)
+                if audio:
+                    write_wav(examples_dir / f"{key}_baseline.wav", b.astype(np.float32), sr)
+                    write_wav(examples_dir / f"{key}_patched.wav", patched.astype(np.float32), sr)
+                else:  # an output that is not a sound (a salience [bins, frames]): the arrays
+                    np.save(examples_dir / f"{key}_baseline.npy", b.astype(np.float32))
+                    np.save(examples_dir / f"{key}_patched.npy", patched.astype(np.float32))
         store.append(rows)  # after the example audio: a row on disk means its files are there
         written += len(rows)
         if progress is not None:

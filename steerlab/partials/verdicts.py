@@ -87,14 +87,26 @@ class Verdict:
         return out
 
 
+def offband(r: dict) -> Optional[float]:
+    """The off-band distance the rule reads: ``offband_db`` (the output space's own: the
+    log-spectral distance on audio, the salience off-band distance on a pitch salience), or
+    ``offband_lsd_db`` on rows written before ``offband_db`` existed."""
+    return r["offband_db"] if "offband_db" in r else r.get("offband_lsd_db")
+
+
+def _ok(x: Optional[float], lo: Optional[float] = None, hi: Optional[float] = None) -> bool:
+    """A null score (nothing to measure, e.g. a change of nothing) passes no criterion."""
+    return x is not None and (lo is None or x >= lo) and (hi is None or x <= hi)
+
+
 def _passes_add(r: dict, t: Thresholds) -> bool:
-    return (r["gain_db"] >= t.min_gain_db and r["concentration"] >= t.min_concentration
-            and r["offband_lsd_db"] <= t.max_offband_db)
+    return (_ok(r["gain_db"], t.min_gain_db) and _ok(r["concentration"], t.min_concentration)
+            and _ok(offband(r), hi=t.max_offband_db))
 
 
 def _passes_remove(r: dict, t: Thresholds) -> bool:
-    return (-r["gain_db"] >= t.min_loss_db and r["concentration"] >= t.min_concentration
-            and r["offband_lsd_db"] <= t.max_offband_db)
+    return (r["gain_db"] is not None and -r["gain_db"] >= t.min_loss_db
+            and _ok(r["concentration"], t.min_concentration) and _ok(offband(r), hi=t.max_offband_db))
 
 
 def _removal_name(r: dict) -> str:
@@ -106,7 +118,7 @@ def _removal_order(name: str) -> tuple[int, float]:
 
 
 def _passes_add_shape(r: dict, t: Thresholds) -> bool:
-    return r["concentration"] >= t.min_concentration and r["offband_lsd_db"] <= t.max_offband_db
+    return _ok(r["concentration"], t.min_concentration) and _ok(offband(r), hi=t.max_offband_db)
 
 
 def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Optional[str] = None) -> Verdict:
@@ -148,10 +160,11 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Op
         median_ci([-r["gain_db"] for r in r_rows], n_boot, rng),
         median_ci([r["concentration"] for r in a_rows], n_boot, rng),
         median_ci([r["concentration"] for r in r_rows], n_boot, rng),
-        median_ci([r["offband_lsd_db"] for r in a_rows], n_boot, rng),
-        median_ci([r["offband_lsd_db"] for r in r_rows], n_boot, rng),
+        median_ci([offband(r) for r in a_rows], n_boot, rng),
+        median_ci([offband(r) for r in r_rows], n_boot, rng),
         float(np.mean(codes)) if codes else None, first["layer_frame_rate_hz"],
-        float(np.median([r["gain_db"] if _passes_add_shape(r, t) else 0.0 for r in a_rows])) if a_rows else math.nan,
+        float(np.median([r["gain_db"] if _passes_add_shape(r, t) and r["gain_db"] is not None else 0.0
+                         for r in a_rows])) if a_rows else math.nan,
     )
 
 
@@ -263,29 +276,51 @@ def label(v: Verdict, val: dict[tuple[str, str], dict[str, Any]]) -> str:
     return word if st == VALIDATED else st
 
 
-def oracle(plans: list, t: Thresholds, scoring: dict) -> list[dict[str, Any]]:
+def oracle(plans: list, t: Thresholds, scoring: dict, max_batch: int = 16) -> list[dict[str, Any]]:
     """The ceiling of the rule: the *ideal* edit (exactly the target partial added to the
     without-target waveform, or removed from the with-target one) scored like every item.
     Where even it fails, no direction at any layer can pass, whatever the model: the rule
-    or the scorer, not the model, decides that verdict."""
-    from steerlab.scoring import ScoreConfig, score
-    from steerlab.stimuli import render
+    or the scorer, not the model, decides that verdict.
+
+    On a model with a decoder the ideal edit is scored on the waveforms themselves (the
+    perfect decode). On a model whose output is not a sound (a pitch salience) it is scored
+    through the same model: its unpatched outputs of the without- and with-target signals,
+    one against the other, by the same scorer as the items (:func:`steerlab.partials.sweep.score_output`).
+    Per (model, family, target, density): ``pass_share``, ``steerable``, the medians of the
+    off-band distance adding (``median_offband_db``) and of gain and concentration adding."""
+    from steerlab.partials.sweep import _pair, outputs, score_output
 
     seen: dict[tuple, dict[str, Any]] = {}
     for plan in plans:
+        model = plan.model
         for unit, specs in plan.test.items():
             key = (unit.model, unit.family, unit.target_hz, unit.density)
             if key in seen:
                 continue
-            ok = 0
-            offband = []
-            for spec in specs:
-                without, with_ = render(spec)
-                a = score(without, with_, spec.sample_rate, [spec.target_hz], ScoreConfig(**scoring), multires=False)["targets"][0]
-                r = score(with_, without, spec.sample_rate, [spec.target_hz], ScoreConfig(**scoring), multires=False)["targets"][0]
+            pairs = [_pair(spec) for spec in specs] if model.has_decoder else outputs(model, specs, max_batch)
+            ok, off, gain, conc = 0, [], [], []
+            for spec, (without, with_) in zip(specs, pairs):
+                score = _AudioAsModel(spec.sample_rate) if model.has_decoder else model
+                a = score_output(score, without, with_, spec.target_hz, scoring)
+                r = score_output(score, with_, without, spec.target_hz, scoring)
                 ok += _passes_add(a, t) and _passes_remove(r, t)
-                offband.append(a["offband_lsd_db"])
+                off.append(offband(a))
+                gain.append(a["gain_db"])
+                conc.append(a["concentration"])
+            med = (lambda v: float(np.median([x for x in v if x is not None])) if any(x is not None for x in v)
+                   else None)
             seen[key] = {"model": unit.model, "family": unit.family, "target_hz": unit.target_hz,
                          "density": unit.density, "pass_share": ok / len(specs),
-                         "steerable": ok / len(specs) >= t.min_share, "median_offband_db": float(np.median(offband))}
+                         "steerable": ok / len(specs) >= t.min_share, "median_offband_db": med(off),
+                         "median_gain_db": med(gain), "median_concentration": med(conc),
+                         "output_kind": "audio" if model.has_decoder else getattr(model, "output_kind", None)}
     return list(seen.values())
+
+
+class _AudioAsModel:
+    """The waveform itself as the output: what :func:`oracle` scores on decoding models."""
+
+    has_decoder = True
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
