@@ -496,7 +496,12 @@ class ShardReader:
         return self.doc.get("manifest")
 
     def __call__(self) -> Iterator[Any]:
-        from safetensors.torch import load_file
+        from steerlab.schema import read_tensors
 
         for shard in self.doc["shards"]:
-            yield load_file(str(self.folder / shard["file"]))["vectors"]
+            path = self.folder / shard["file"]
+            tensors = read_tensors(path, CorpusError)
+            vectors = tensors.get("vectors")
+            if vectors is None or vectors.ndim != 2 or vectors.shape[1] != self.width:
+                raise CorpusError(f"{path}: key 'vectors' must be a [n, {self.width}] tensor, as the manifest says")
+            yield vectors

@@ -22,7 +22,6 @@ Both are deterministic in ``seed`` (NumPy's ``default_rng`` seeded with
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -304,7 +303,8 @@ def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed
             name = f"clip-{len(clips):05d}.wav"
             write_wav(out / name, clip[None], sample_rate)
             clips.append({"file": name, "sha256": file_sha256(out / name), "source": str(path), "source_sha256": sha,
-                          "offset_s": offset / sample_rate, "level_db": _level_db(clip)})
+                          "offset_s": offset / sample_rate,
+                          "level_db": _level_db(clip) if np.any(clip) else None})  # digital silence: no level
         if log:
             log(f"{path}: {len(clips)} clips so far")
     doc = {"format": FORMAT, "version": VERSION, "source": "clips", "seed": seed, "count": len(clips),

@@ -193,6 +193,41 @@ def test_each_criterion_can_fail(add, rem):
     assert not verdict(_group({0.5: add}, {"ablate": rem}), T, 200, 0).steerable
 
 
+def test_salience_rows_use_their_own_offband_and_null_scores_pass_nothing():
+    """Rows of a model without a decoder carry ``offband_db`` (the salience off-band distance)
+    and ``offband_lsd_db = None``; the rule reads ``offband_db``, and a null score (a change of
+    nothing has no concentration) fails its criterion instead of raising."""
+    rows = _group({0.5: GOOD_ADD}, {"ablate": GOOD_REM})
+    for r in rows:
+        r.update(offband_lsd_db=None, offband_db=0.5)
+    assert verdict(rows, T, 200, 0).steerable
+    for r in rows:
+        r["offband_db"] = 1.5 if r["op"] == "add" else 0.5
+    assert not verdict(rows, T, 200, 0).steerable
+    rows = _group({0.5: (10.0, None, 0.5)}, {"ablate": GOOD_REM})
+    v = verdict(rows, T, 200, 0)
+    assert not v.steerable and v.add_share == 0.0
+    rows = _group({0.5: GOOD_ADD}, {"ablate": (None, None, None)})
+    assert not verdict(rows, T, 200, 0).steerable
+
+
+def test_scored_targets_are_a_notes_harmonics_on_audio_and_its_f0_on_a_salience():
+    from types import SimpleNamespace
+
+    from steerlab.partials.sweep import scored_targets
+    from steerlab.stimuli import StimulusSpec
+
+    note = StimulusSpec("instrument", 1200.0, 1, sample_rate=24000, band_high_hz=7200.0)
+    audio = SimpleNamespace(has_decoder=True, sample_rate=24000)
+    got = scored_targets(audio, note, {"band_hz": 50.0})
+    assert got[0] == pytest.approx(1174.659, abs=1e-3) and len(got) == 10  # 10 x 1174.66 < 12000 - 25
+    assert np.allclose(np.diff(got), got[0])
+    salience = SimpleNamespace(has_decoder=False, sample_rate=16000)
+    assert scored_targets(salience, note, {"band_hz": 50.0}) == [note.target_hz]
+    partial = StimulusSpec("inharmonic", 1200.0, 1, sample_rate=24000)
+    assert scored_targets(audio, partial, {"band_hz": 50.0}) == [1200.0]
+
+
 def test_share_threshold_and_shared_setting():
     bad = (0.0, 0.0, 9.0)
     four_of_five = [GOOD_ADD] * 4 + [bad]

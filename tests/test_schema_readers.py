@@ -405,7 +405,6 @@ DEGENERATE_GRIDS = {  # name: (TOML, what the one line says)
     "no-methods": ('[grid]\nmethods = []\n', "grid.methods must not be empty"),
     "zero-strength": ('[grid]\nstrengths = [0.0]\n', "grid.strengths must be > 0"),
     "clip-too-short-to-score": ('[stimuli]\nduration_s = 0.01\nfade_ms = 1\n', "stimuli.duration_s must be >= 0.05"),
-    "no-layers": ('[grid]\nlayers = []\n', "must not be empty"),
 }
 
 

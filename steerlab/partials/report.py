@@ -455,4 +455,67 @@ def write_outputs(outcome: Any, cfg: PartialsConfig) -> dict[str, Any]:
             if d is not None:
                 figures.append(d)
     ctrl = write_report(folder, outcome, cfg, vs, preds, agree, figures, run_doc)
+    from steerlab.artifacts import atomic_write_json
+
+    atomic_write_json({"format": "steerlab-partials-oracle", "config_hash": outcome.config_hash,
+                       "units": ctrl["oracle_units"]}, folder / ORACLE_FILE)
     return {"verdicts": vs, "controls": ctrl, "agreement": agree}
+
+
+ORACLE_FILE = "oracle.json"  # the oracle per (model, family, target, density), beside summary.csv
+
+
+def side_by_side(folders: list, method: str = "diffmeans") -> str:
+    """A markdown table putting finished ``steerlab partials`` runs side by side (issue 12:
+    the codec against CREPE): per model, layer, family, target and density, the architecture's
+    prediction (score, survives), the oracle's pass share, and the verdict of ``method`` by
+    ablation and by subtraction with its control validation and the median gain adding / loss
+    ablating, read from each folder's ``summary.csv`` and ``oracle.json``. Only the measured
+    models' rows (not the controls'). Raises ``OutputError`` for a folder without them."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from steerlab.errors import OutputError
+
+    lines = ["| model | layer (main lobe) | family | target Hz | density | predicted (score) | oracle | "
+             "ablate | subtract | validation | gain add dB | loss ablate dB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for folder in folders:
+        f = Path(folder)
+        if not (f / SUMMARY).is_file() or not (f / ORACLE_FILE).is_file():
+            raise OutputError(f"{f} holds no finished steerlab partials run ({SUMMARY}, {ORACLE_FILE})")
+        rows = [r for r in csv.DictReader(open(f / SUMMARY)) if r["model_role"] == "main" and r["method"] == method]
+        orc = {(o["model"], o["family"], round(float(o["target_hz"]), 4), int(o["density"])): o
+               for o in json.loads((f / ORACLE_FILE).read_text())["units"]}
+        run = json.loads((f / "run.json").read_text())
+        lobes = {}
+        for m in run["models"]:
+            for layer in m["layers"]:
+                rf = layer.get("receptive_field_samples")
+                lobes[(m["name"], layer["name"])] = f"{m['sample_rate'] / rf:.0f} Hz" if rf else "?"
+        cells: dict[tuple, dict] = {}
+        for r in rows:
+            k = (r["model"], r["layer"], r["family"], round(float(r["target_hz"]), 4), int(r["density"]), r["path"])
+            cells.setdefault(k, {})[r["removal"]] = r
+        for (model, layer, fam, t, d, path), by in cells.items():
+            a, sub = by.get("ablate", {}), by.get("subtract", {})
+            o = orc.get((model, fam, t, d))
+            surv = a.get("predicted_survives")
+            score = a.get("predicted_score")
+            pred = "–" if surv in (None, "") else f"{'survives' if surv == 'True' else 'no'} ({float(score):.2f})"
+            name = model + ("" if path == "continuous" else f" ({path})")
+            lines.append(
+                f"| {name} | {layer} ({lobes.get((model, layer), '?')}) | {fam} | {t:g} | {d} | {pred} | "
+                f"{'–' if o is None else format(o['pass_share'], '.2f')} | {a.get('verdict', '–')} "
+                f"({a.get('pass_share', '–')}) | {sub.get('verdict', '–')} ({sub.get('pass_share', '–')}) | "
+                f"{a.get('control_validation', '–')} | {_num(a.get('gain_db_median'))} | {_num(a.get('loss_db_median'))} |")
+    return "\n".join(lines)
+
+
+def _num(x: Any) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if not math.isfinite(v) else f"{v:.1f}"

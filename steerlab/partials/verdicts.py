@@ -157,7 +157,7 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Op
         s_best, r_best,
         float(add_share), float(rem_share),
         median_ci([r["gain_db"] for r in a_rows], n_boot, rng),
-        median_ci([-r["gain_db"] for r in r_rows], n_boot, rng),
+        median_ci([None if r["gain_db"] is None else -r["gain_db"] for r in r_rows], n_boot, rng),
         median_ci([r["concentration"] for r in a_rows], n_boot, rng),
         median_ci([r["concentration"] for r in r_rows], n_boot, rng),
         median_ci([offband(r) for r in a_rows], n_boot, rng),
@@ -288,7 +288,7 @@ def oracle(plans: list, t: Thresholds, scoring: dict, max_batch: int = 16) -> li
     one against the other, by the same scorer as the items (:func:`steerlab.partials.sweep.score_output`).
     Per (model, family, target, density): ``pass_share``, ``steerable``, the medians of the
     off-band distance adding (``median_offband_db``) and of gain and concentration adding."""
-    from steerlab.partials.sweep import _pair, outputs, score_output
+    from steerlab.partials.sweep import _pair, outputs, score_output, scored_targets
 
     seen: dict[tuple, dict[str, Any]] = {}
     for plan in plans:
@@ -301,8 +301,9 @@ def oracle(plans: list, t: Thresholds, scoring: dict, max_batch: int = 16) -> li
             ok, off, gain, conc = 0, [], [], []
             for spec, (without, with_) in zip(specs, pairs):
                 score = _AudioAsModel(spec.sample_rate) if model.has_decoder else model
-                a = score_output(score, without, with_, spec.target_hz, scoring)
-                r = score_output(score, with_, without, spec.target_hz, scoring)
+                targets = scored_targets(score, spec, scoring)
+                a = score_output(score, without, with_, targets, scoring)
+                r = score_output(score, with_, without, targets, scoring)
                 ok += _passes_add(a, t) and _passes_remove(r, t)
                 off.append(offband(a))
                 gain.append(a["gain_db"])
