@@ -269,3 +269,19 @@ def test_cli_learn_and_analyze_on_the_first_layer(music_dir, tmp_path):
     assert res.exit_code == 0, res.output
     analyses = json.loads((rep / "report.json").read_text())["analyses"]
     assert {"a_coverage", "c_usage"} <= set(analyses)
+
+
+def test_constant_windows_normalise_to_silence_not_to_rounding_noise():
+    import torch
+
+    from steerlab_crepe.model import normalize_windows
+
+    flat = torch.full((3, 1024), 0.3)
+    flat[1] = 0.0
+    flat[2] = -0.77
+    out = normalize_windows(flat)
+    assert float(out.abs().max()) == 0.0  # the reference's 1e-10 floor gives values near 600-1200 here
+    rng = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1024, generator=rng) * 1e-3 + 0.5  # real content on a DC offset: normalised as usual
+    y = normalize_windows(x)
+    assert torch.allclose(y.mean(-1), torch.zeros(2), atol=1e-4) and torch.allclose(y.std(-1), torch.ones(2), atol=1e-4)

@@ -98,3 +98,49 @@ def test_salience_targets_outside_the_bins_are_refused(tmp_path):
     with pytest.raises(partials.ConfigError, match="outside the output bins of crepe_tiny_16khz"):
         partials.run(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_family_option_and_a_missing_renderer_are_one_line_errors(tmp_path, monkeypatch):
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from steerlab import cli as cli_module
+
+    cli_module._load_commands()
+    main = cli_module.cli
+    r = CliRunner().invoke(main, ["partials", "-m", "crepe_tiny_16khz", "-f", "nope", "-o", str(tmp_path / "a")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "unknown grid.families 'nope'" in r.output
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "tinysoundfont" else real(n, *a))
+    (tmp_path / "c.toml").write_text(TOML)
+    r = CliRunner().invoke(main, ["partials", "-m", "crepe_tiny_16khz", "-f", "instrument", "-c",
+                                  str(tmp_path / "c.toml"), "-o", str(tmp_path / "b")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "steerlab[render]" in r.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_salience_offband_distance_counts_damage_to_held_pitches_only():
+    """``offband_db``: RMS of 10 log10(p / b) over cells farther than 100 cents from the target
+    where the baseline holds a pitch (salience >= 0.5); 0 where it holds none."""
+    import numpy as np
+
+    from steerlab_crepe.salience import GUARD_CENTS, score_salience
+
+    bins = 32.70 * 2.0 ** (np.arange(360) * 20 / 1200)
+    t = int(np.argmin(np.abs(bins - 300.0)))
+    b = np.full((360, 4), 0.01)
+    p = b.copy()
+    p[t - 2:t + 3] = 0.9  # a new peak at the target, nothing held off it
+    r = score_salience(b, p, bins, 15.625, 0.032, [bins[t]])["targets"][0]
+    assert r["offband_db"] == 0.0 and r["offband_cells"] == 0 and r["concentration"] > 0.99
+    c = t - 40  # a held pitch 800 cents below the target, halved by the patch
+    b[c] = p[c] = 0.8
+    p[c] = 0.4
+    r = score_salience(b, p, bins, 15.625, 0.032, [bins[t]])["targets"][0]
+    assert r["offband_cells"] == 4 and r["offband_db"] == pytest.approx(10 * np.log10(2), rel=1e-9)
+    # a held pitch within the guard (80 cents away) is not off-band
+    b2, p2 = np.full((360, 4), 0.01), np.full((360, 4), 0.01)
+    b2[t + 4] = 0.8
+    assert 4 * 20 < GUARD_CENTS
+    assert score_salience(b2, p2, bins, 15.625, 0.032, [bins[t]])["targets"][0]["offband_cells"] == 0

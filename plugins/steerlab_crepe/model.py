@@ -67,10 +67,20 @@ def bins_hz() -> np.ndarray:
 
 
 def normalize_windows(windows: torch.Tensor) -> torch.Tensor:
-    """Each window (last axis) to zero mean and unit standard deviation (unbiased, floored at
-    1e-10 so a silent window stays zero), as the reference implementation does."""
-    centred = windows - windows.mean(-1, keepdim=True)
-    return centred / centred.std(-1, keepdim=True).clamp_min(1e-10)
+    """Each window (last axis) to zero mean and unit standard deviation (unbiased), as the
+    reference implementation does, except for windows with nothing to normalise.
+
+    A window whose standard deviation is within float32 rounding of its mean (a silent or constant
+    window: its centred values are only the residue of rounding the mean, about 1e-7 of it) stays
+    zero. The reference floors the deviation at 1e-10 instead, which turns a constant window into a
+    constant near 600-1200 (the rounding residue times 1e10): measured on ``flat:2`` data, where it made
+    analysis f's flat rows meaningless. On windows with content both agree (``tests/test_crepe.py``)."""
+    mean = windows.mean(-1, keepdim=True)
+    centred = windows - mean
+    std = centred.std(-1, keepdim=True)
+    rounding = 16 * torch.finfo(windows.dtype).eps * mean.abs()
+    flat = std <= torch.maximum(rounding, torch.full_like(std, 1e-10))
+    return torch.where(flat, torch.zeros_like(centred), centred / std.clamp_min(1e-10))
 
 
 def _to_windows(x: torch.Tensor, frames_per_window: int) -> torch.Tensor:

@@ -22,7 +22,8 @@ def _mark(p) -> str:
 def _table(report) -> None:
     m = report.mixture
     ctx = {"inharmonic": f"band {m.band_low_hz:g}-{m.band_high_hz:g} Hz", "harmonic": f"f0 {m.f0} Hz",
-           "chord": f"{m.chord} on {m.f0} Hz", "tone": "no mixture"}[m.family]
+           "chord": f"{m.chord} on {m.f0} Hz", "tone": "no mixture",
+           "instrument": "rendered General MIDI notes (context: harmonics of the seed's notes)"}[m.family]
     click.echo(f"model {report.model} ({report.sample_rate} Hz); {m.family} mixture, {ctx}, "
                f"min separation {m.min_separation_hz:g} Hz; densities {' '.join(map(str, report.densities))}")
     click.echo("per target: alias (Hz) at the layer's rate, then per density: + survives as an oscillation, "
@@ -53,7 +54,7 @@ def _table(report) -> None:
               help="Target partial in Hz (repeatable).  [default: 8 log-spaced from 100 to 4000, as steerlab stimuli]")
 @click.option("-d", "--density", "densities", multiple=True, type=int, default=(1, 2, 4, 8, 16),
               help="Mixture partials, not counting the target (repeatable; tone always uses 0).")
-@click.option("-f", "--family", default="inharmonic", help="Mixture family: tone, harmonic, chord, inharmonic.")
+@click.option("-f", "--family", default="inharmonic", help="Mixture family: tone, harmonic, chord, inharmonic, instrument.")
 @click.option("--f0", type=float, default=None,
               help="Fundamental / chord root in Hz for harmonic and chord.  [default: 110]")
 @click.option("--chord", default="major", help="Chord shape for family chord.")

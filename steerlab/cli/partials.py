@@ -20,6 +20,9 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
                    "--quick: an early layer and the bottleneck]")
 @click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="TOML file with [grid] [stimuli] [thresholds] [scoring] [controls] [run] (see docs/partials.md).")
+@click.option("-f", "--family", "families", multiple=True,
+              help="Stimulus family to run (repeatable or comma-separated: tone, harmonic, chord, inharmonic, "
+                   "instrument); overrides [grid] families.")
 @click.option("--quick", is_flag=True, help="A small grid (about half a minute on two cores).")
 @click.option("-D", "--dictionary", "dictionaries", multiple=True,
               help="SAE feature dictionary for one swept layer: a folder from `steerlab learn` or the name of "
@@ -28,12 +31,13 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--min-gain-db", type=float, default=None, help="Threshold: gain adding.  [default: 6]")
 @click.option("--min-loss-db", type=float, default=None, help="Threshold: loss removing.  [default: 6]")
 @click.option("--min-concentration", type=float, default=None, help="Threshold: share of the change in band.  [default: 0.5]")
-@click.option("--max-offband-db", type=float, default=None, help="Threshold: off-band log-spectral distance.  [default: 1]")
+@click.option("--max-offband-db", type=float, default=None, help="Threshold: off-band log-spectral distance (on a pitch salience: the off-band "
+                   "log-salience distance, docs/partials.md).  [default: 1]")
 @click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=True),
               help="Run folder (rerun with the same arguments to resume).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict summary as JSON.")
-def partials(model_name, layers, config_file, quick, dictionaries, seed, min_gain_db, min_loss_db,
+def partials(model_name, layers, families, config_file, quick, dictionaries, seed, min_gain_db, min_loss_db,
              min_concentration, max_offband_db, min_share, out_dir, as_json) -> None:
     """Batch test: can single partials be created and deleted by steering each layer?
 
@@ -52,7 +56,8 @@ def partials(model_name, layers, config_file, quick, dictionaries, seed, min_gai
                                         min_concentration=min_concentration, max_offband_db=max_offband_db,
                                         min_share=min_share).items() if v is not None}
     overrides = {"thresholds": thresholds,
-                 "grid": {"layers": _layers(layers)} if layers else {},
+                 "grid": {**({"layers": _layers(layers)} if layers else {}),
+                          **({"families": _layers(families)} if families else {})},
                  "run": {k: v for k, v in (("model", model_name), ("seed", seed)) if v is not None}}
     cfg = p.build(config_file, quick, overrides)
 
