@@ -29,13 +29,15 @@ def normal_permissions(path: Path, directory: bool = False) -> None:
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success, with the mode a
+    plain ``open`` would give (0666 minus the umask), whatever the writer did to the temporary file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
     os.close(fd)
-    normal_permissions(Path(tmp))
     try:
         yield Path(tmp)
+        # after the writer, not before: some writers (safetensors) replace the file with a new 0600 one
+        normal_permissions(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

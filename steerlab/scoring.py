@@ -430,6 +430,91 @@ def score(
     }
 
 
+# -- a note's own support: scoring an edit whose ideal is a known sound (docs/partials.md) -------------
+
+def note_support(note: Any, config: ScoreConfig = ScoreConfig()) -> np.ndarray:
+    """The time-frequency support of a known sound (the ideal edit of an ``instrument`` pair: the
+    target note rendered alone): boolean ``[frames, n_fft // 2 + 1]``, True on the cells of
+    :func:`power_spectrogram` (``config.n_fft``) where the note's power is within ``config.range_db``
+    of its own loudest cell and above ``config.floor_db`` (``range_db`` None: above ``floor_db``
+    only). The threshold is the scorer's dynamic-range convention (``ScoreConfig.range_db``: a bin
+    more than range_db below the reference peak is silence), applied to the note: its support is
+    where it is not silence. note: ``[samples]`` or ``[channels, samples]``; raises AudioError on
+    empty or non-finite input. All False for a silent note."""
+    x = as_audio(note, "note")
+    power = power_spectrogram(x, config.n_fft)
+    floor = config.distance_floor(power)
+    return power > floor
+
+
+def score_note(
+    baseline: Any,
+    patched: Any,
+    sr: float,
+    support: np.ndarray,
+    config: ScoreConfig = ScoreConfig(),
+    baseline_stft: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Score ``patched`` against ``baseline`` where the ideal edit is a known sound whose
+    :func:`note_support` is ``support`` (the note-support rule of docs/partials.md).
+
+    baseline, patched: ``[samples]`` or ``[channels, samples]``, same shape, at ``sr`` Hz.
+    support: boolean ``[frames, n_fft // 2 + 1]`` of :func:`note_support` of a note with as many
+      samples as the decodes (raises AudioError when its frame count or bins differ).
+    baseline_stft: as in :func:`score`.
+
+    Cells are those of :func:`power_spectrogram`; the energy of a set of cells is their summed
+    power times ``hop / n_samples`` (all cells of a signal sum to its mean square, as the band
+    energies of :func:`score`). Returns a JSON-serialisable dict:
+      gain_db: 10 log10(patched / baseline energy inside the support), both floored at floor_db;
+      concentration: share of the change's (patched - baseline) power inside the support, 0 when
+        nothing changed;
+      offband_lsd_db: log-spectral distance (RMS over cells of the dB difference) over the cells
+        outside the support where the baseline is within range_db of its loudest cell (0 when there
+        are none);
+      baseline_support_energy, patched_support_energy (mean-square units), support_cells,
+      offband_cells (the cells the distance averaged), and, as :func:`score`, sr, n_channels,
+      n_samples, config, resolution, lsd_db (Welch-averaged, all bins), change_rms,
+      baseline_rms, snr_change_db. When the clip cannot resolve bands (:func:`resolution`) or the
+      support is empty, gain_db, concentration and offband_lsd_db are None and ``unresolved``
+      says why.
+    """
+    b, p = as_audio_pair(baseline, patched)
+    if not (math.isfinite(sr) and sr > 0):
+        raise SteerlabError(f"sample rate must be a finite number > 0 Hz, got {sr!r}")
+    n_fft, n = config.n_fft, b.shape[1]
+    sb = stft(b, n_fft) if baseline_stft is None else baseline_stft
+    sp = stft(p, n_fft)
+    support = np.asarray(support, dtype=bool)
+    if support.shape != sb.shape[1:]:
+        raise AudioError(f"note support has shape {tuple(support.shape)} but the decodes' spectra have "
+                         f"{tuple(sb.shape[1:])} ([frames, bins]); the note must have as many samples as the decodes")
+    tb, tp, tc = (_power_from_stft(x, n_fft) for x in (sb, sp, sp - sb))
+    scale = (n_fft // 4) / n
+    res = resolution(n, sr, config)
+    reason = res["band_reason"] if not res["bands_resolved"] else (
+        None if support.any() else "the note is silent: its support holds no cell")
+    eb, ep = float(tb[support].sum() * scale), float(tp[support].sum() * scale)
+    out: dict[str, Any] = {"gain_db": None, "concentration": None, "offband_lsd_db": None}
+    floor = config.distance_floor(tb)
+    held = ~support & (tb > floor)
+    if reason is None:
+        out = {"gain_db": _ratio_db(ep, eb, config.floor_power), "concentration": _share(tc, support),
+               "offband_lsd_db": log_spectral_distance(tp, tb, floor, held)}
+    pb, pp = _welch(tb, n_fft, n), _welch(tp, n_fft, n)
+    change_rms, baseline_rms = _rms(p - b), _rms(b)
+    amp_floor = 10.0 ** (config.floor_db / 20.0)
+    return {
+        "sr": float(sr), "n_channels": int(b.shape[0]), "n_samples": int(n), "config": asdict(config),
+        "resolution": res, **out, "unresolved": reason,
+        "baseline_support_energy": eb, "patched_support_energy": ep,
+        "support_cells": int(support.sum()), "offband_cells": int(held.sum()),
+        "lsd_db": log_spectral_distance(pp, pb, config.distance_floor(pp, pb)),
+        "change_rms": change_rms, "baseline_rms": baseline_rms,
+        "snr_change_db": float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))),
+    }
+
+
 # -- output checks: patched outputs that clip or explode -----------------------------------------
 
 FULL_SCALE = 1.0  # float audio beyond +-1 clips when written as PCM or played

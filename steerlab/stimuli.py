@@ -541,6 +541,15 @@ def render(spec: StimulusSpec) -> tuple[np.ndarray, np.ndarray]:
     return r.without, r.with_
 
 
+def ideal_edit(spec: StimulusSpec) -> np.ndarray:
+    """The ideal edit of ``spec``'s pair, float64 mono ``[samples]`` (margins included): the target
+    exactly as it enters ``with`` (``scale * target``; ``with - without`` equals it to float32
+    rounding). For ``instrument``, the target note rendered alone; the note-support rule of
+    docs/partials.md scores an instrument pair on its time-frequency support."""
+    r = render_parts(spec)
+    return r.scale * r.target
+
+
 def log_grid(f_min: float, f_max: float, n: int) -> list[float]:
     """``n`` log-spaced frequencies from ``f_min`` to ``f_max`` inclusive (rounded to 0.01 Hz)."""
     f_min = _finite("f_min", f_min, positive=True)

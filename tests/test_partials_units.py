@@ -211,21 +211,18 @@ def test_salience_rows_use_their_own_offband_and_null_scores_pass_nothing():
     assert not verdict(rows, T, 200, 0).steerable
 
 
-def test_scored_targets_are_a_notes_harmonics_on_audio_and_its_f0_on_a_salience():
+def test_a_note_is_scored_by_its_support_on_audio_and_at_its_f0_on_a_salience():
     from types import SimpleNamespace
 
-    from steerlab.partials.sweep import scored_targets
+    from steerlab.partials.sweep import scored_by_note
     from steerlab.stimuli import StimulusSpec
 
     note = StimulusSpec("instrument", 1200.0, 1, sample_rate=24000, band_high_hz=7200.0)
     audio = SimpleNamespace(has_decoder=True, sample_rate=24000)
-    got = scored_targets(audio, note, {"band_hz": 50.0})
-    assert got[0] == pytest.approx(1174.659, abs=1e-3) and len(got) == 10  # 10 x 1174.66 < 12000 - 25
-    assert np.allclose(np.diff(got), got[0])
     salience = SimpleNamespace(has_decoder=False, sample_rate=16000)
-    assert scored_targets(salience, note, {"band_hz": 50.0}) == [note.target_hz]
-    partial = StimulusSpec("inharmonic", 1200.0, 1, sample_rate=24000)
-    assert scored_targets(audio, partial, {"band_hz": 50.0}) == [1200.0]
+    assert scored_by_note(audio, note) and not scored_by_note(salience, note)
+    for family, density, f0 in (("tone", 0, None), ("harmonic", 1, 200.0), ("chord", 1, 200.0), ("inharmonic", 1, None)):
+        assert not scored_by_note(audio, StimulusSpec(family, 1100.0, density, f0=f0))
 
 
 def test_share_threshold_and_shared_setting():

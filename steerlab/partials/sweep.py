@@ -205,25 +205,42 @@ class _BaselineSpectra:
         return self.cache[key]
 
 
-def scored_targets(model: Any, spec: Any, scoring: dict) -> list[float]:
-    """The frequencies a verdict scores for ``spec``: its target partial, or, for the
-    ``instrument`` family on a model whose output is audio, the target *note*: every harmonic
-    ``k f0`` of its fundamental whose band (``scoring["band_hz"]`` wide) lies below Nyquist. A
-    note is its harmonic series (the ideal edit adds all of it: scored at ``f0`` alone, the
-    oracle's concentration was 0.09-0.27 on both audio controls); a pitch salience reports a
-    note at its fundamental, so there it is ``[f0]``."""
-    f0 = float(spec.target_hz)
-    if spec.family != "instrument" or not model.has_decoder:
-        return [f0]
-    top = model.sample_rate / 2 - scoring.get("band_hz", 50.0) / 2
-    return [k * f0 for k in range(1, int(top // f0) + 1) if k * f0 < top] or [f0]
+def scored_by_note(model: Any, spec: Any) -> bool:
+    """Whether ``spec`` is scored by the note-support rule on ``model`` (docs/partials.md): an
+    ``instrument`` pair on a model whose output is audio. A pitch salience reports a note at its
+    fundamental, so there (and for every sinusoid family) the target's band is scored."""
+    return spec.family == "instrument" and bool(model.has_decoder)
+
+
+@lru_cache(maxsize=256)
+def _support(spec: Any, n_fft: int) -> np.ndarray:
+    from steerlab.scoring import ScoreConfig, note_support
+    from steerlab.stimuli import ideal_edit
+
+    return note_support(ideal_edit(spec), ScoreConfig(n_fft=n_fft))
+
+
+def note_support_for(model: Any, spec: Any, scoring: dict) -> Optional[np.ndarray]:
+    """The note's time-frequency support (:func:`steerlab.scoring.note_support` of the ideal edit
+    :func:`steerlab.stimuli.ideal_edit`, bool ``[frames, bins]``, cached per spec) when
+    :func:`scored_by_note`, else None."""
+    if not scored_by_note(model, spec):
+        return None
+    if spec.sample_rate != model.sample_rate:
+        from steerlab.errors import SteerlabError
+
+        raise SteerlabError(f"stimulus at {spec.sample_rate} Hz scored on a model at {model.sample_rate} Hz")
+    return _support(spec, int(scoring.get("n_fft", 4096)))
 
 
 def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_hz: Any, scoring: dict,
-                 baseline_stft: Optional[np.ndarray] = None) -> dict[str, Any]:
+                 baseline_stft: Optional[np.ndarray] = None, support: Optional[np.ndarray] = None
+                 ) -> dict[str, Any]:
     """The scores a verdict reads, of one patched output against its baseline, in the model's
     output space. A model with a decoder: :func:`steerlab.scoring.score` of the decodes
-    (``[channels, samples]``), off-band distance ``offband_lsd_db``. A model without one: the
+    (``[channels, samples]``) at ``target_hz``, off-band distance ``offband_lsd_db``; or, when
+    ``support`` (a note's :func:`note_support_for`) is given, :func:`steerlab.scoring.score_note`
+    on that support (the note-support rule, docs/partials.md). A model without one: the
     first scorer its plugin registers for its ``output_kind`` (:func:`steerlab.api.output_scorers`;
     for a pitch salience ``[bins, frames]``: gain at the target's bins in dB, concentration of
     the salience change there, and the salience off-band distance ``offband_db``, see
@@ -234,27 +251,25 @@ def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_h
     from steerlab import api
 
     if model.has_decoder:
-        from steerlab.scoring import ScoreConfig, score
+        from steerlab.scoring import ScoreConfig, score, score_note
 
-        targets = [float(target_hz)] if np.ndim(target_hz) == 0 else [float(f) for f in target_hz]
         cfg = ScoreConfig(**scoring)
+        if support is not None:
+            s = score_note(baseline, patched, model.sample_rate, support, cfg, baseline_stft)
+            return {"output_kind": "audio", "gain_db": s["gain_db"], "concentration": s["concentration"],
+                    "offband_db": s["offband_lsd_db"], "offband_lsd_db": s["offband_lsd_db"],
+                    "baseline_band": s["baseline_support_energy"], "patched_band": s["patched_support_energy"],
+                    "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"],
+                    "scoring": {**s["config"], "rule": "note_support", "support_cells": s["support_cells"],
+                                "offband_cells": s["offband_cells"],
+                                **({"reason": s["unresolved"]} if s["unresolved"] else {})}}
+        targets = [float(target_hz)] if np.ndim(target_hz) == 0 else [float(f) for f in target_hz]
         s = score(baseline, patched, model.sample_rate, targets, cfg, multires=False, baseline_stft=baseline_stft)
         t = s["targets"][0]
-        if len(targets) == 1:
-            out = {"gain_db": t["gain_db"], "concentration": t["concentration"], "offband_db": t["offband_lsd_db"],
-                   "baseline_band": t["baseline_band_energy"], "patched_band": t["patched_band_energy"]}
-        else:  # a note: its harmonics' bands together (their union; off-band outside all of them)
-            from steerlab.scoring import _ratio_db
-
-            eb = sum(x["baseline_band_energy"] or 0.0 for x in s["targets"])
-            ep = sum(x["patched_band_energy"] or 0.0 for x in s["targets"])
-            resolved = s["concentration"] is not None
-            out = {"gain_db": _ratio_db(ep, eb, cfg.floor_power) if resolved else None,
-                   "concentration": s["concentration"], "offband_db": s["offband_lsd_db"],
-                   "baseline_band": eb, "patched_band": ep}
-        return {"output_kind": "audio", **out, "offband_lsd_db": out["offband_db"], "lsd_db": s["lsd_db"],
-                "snr_change_db": s["snr_change_db"], "scoring": {**s["config"], "targets_hz": len(targets)}
-                if len(targets) > 1 else s["config"]}
+        return {"output_kind": "audio", "gain_db": t["gain_db"], "concentration": t["concentration"],
+                "offband_db": t["offband_lsd_db"], "baseline_band": t["baseline_band_energy"],
+                "patched_band": t["patched_band_energy"], "offband_lsd_db": t["offband_lsd_db"],
+                "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"], "scoring": s["config"]}
     target_hz = float(target_hz) if np.ndim(target_hz) == 0 else float(target_hz[0])
     name = api.output_scorers(model)[0]
     s = api.score_all(baseline, patched, model.sample_rate, [target_hz], [name], model)[name]
@@ -274,8 +289,8 @@ def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, inf
     model = plan.model
     layer = api.layers(model).get(it.layer)
     b, b_codes = base[(it.path, it.stimulus.key(), it.role)]
-    t = score_output(model, b, patched, scored_targets(model, it.stimulus, context["scoring"]), context["scoring"],
-                     baseline_stft)
+    t = score_output(model, b, patched, it.stimulus.target_hz, context["scoring"], baseline_stft,
+                     note_support_for(model, it.stimulus, context["scoring"]))
     changed = None
     if codes is not None and b_codes is not None:
         changed = float((codes != b_codes).float().mean())
