@@ -129,8 +129,52 @@ class InterventionSpec:
             "direction": None if self.direction is None else {**self.direction.provenance, "norm": self.direction.norm},
             "normalize_direction": self.normalize_direction,
             "options": json_safe(dict(self.options)),
-            "prepared": prepared.summary if prepared is not None else None,
+            **_with_reason("prepared", prepared.summary if prepared is not None else None,
+                           "not prepared yet (api.prepare was not called)" if prepared is None else
+                           f"intervention {self.kind!r} has no prepare step: nothing computed before the run"),
+            **({} if self.span.end_s is not None else {"end_s_reason": "not given: the span runs to the end of the input"}),
         }
+
+
+def _with_reason(key: str, value: Any, reason: str) -> dict[str, Any]:
+    """``{key: value}``, plus ``{key}_reason`` when value is None: no null without a reason in a record."""
+    return {key: value} if value is not None else {key: None, f"{key}_reason": reason}
+
+
+def codebooks(model: AudioModel) -> int | None:
+    """How many codebooks ``model``'s quantizer holds (``model.n_q``, else ``model.cfg.n_q``); None
+    for a model without one."""
+    for owner in (model, getattr(model, "cfg", None)):
+        n = getattr(owner, "n_q", None)
+        if isinstance(n, int) and not isinstance(n, bool):
+            return n
+    return None
+
+
+def check_n_q(model: AudioModel, path: str, n_q: int | None) -> None:
+    """Refuse an ``n_q`` (codebooks to decode with) that ``model`` on ``path`` cannot use: one-line
+    InterventionError when the model has no codebooks, when ``path`` bypasses the quantizer of a
+    model that has a ``quantized`` path, or when ``n_q`` exceeds the model's codebooks."""
+    if n_q is None:
+        return
+    total = codebooks(model)
+    if total is None:
+        raise InterventionError(f"--n-q does not apply to {model.name}: it has no codebooks (no quantizer); drop --n-q")
+    if "quantized" in model.paths and path != "quantized":
+        raise InterventionError(f"--n-q {n_q} applies to the quantized path only, and the {path} path bypasses the "
+                                "quantizer; add -p quantized or drop --n-q")
+    if n_q > total:
+        raise InterventionError(f"--n-q {n_q} is out of range: {model.name} has {total} codebooks (1..{total})")
+
+
+def n_q_record(model: AudioModel, path: str, n_q: int | None) -> dict[str, Any]:
+    """``{"n_q": codebooks used}`` for a run's record, with ``n_q_reason`` when none are used."""
+    total = codebooks(model)
+    if "quantized" in model.paths and path != "quantized":
+        return _with_reason("n_q", None, f"the {path} path bypasses the quantizer: no codebooks are used")
+    if total is None:
+        return _with_reason("n_q", None, f"{model.name} has no codebooks (no quantizer)")
+    return {"n_q": total if n_q is None else n_q}
 
 
 @dataclass
@@ -255,6 +299,7 @@ def prepare(model: AudioModel, spec: InterventionSpec, max_batch: int = 16) -> P
     layer = layers(model).get(spec.layer)
     kind = plugins.interventions().get(spec.kind)
     path = model.check_path(spec.path or model.default_path)
+    check_n_q(model, path, spec.n_q)
     if spec.direction is None:
         if iv.needs_direction(kind):
             raise DirectionError(f"intervention {spec.kind!r} needs a direction: give --direction FILE, --channel K, "
@@ -468,13 +513,14 @@ def intervene(
         record = {
             "model": model.describe(),
             "path": path,
-            "n_q": spec.n_q,
+            **n_q_record(model, path, spec.n_q),
             **spec.to_json(layer, prepared),
             "effective_value": info.get("value"),
             "layer_rms_norm": info.get("layer_rms_norm"),
             "layer_rms_step_norm": info.get("layer_rms_step_norm"),
             "span_frames": info.get("span_frames"),
-            "codes_changed_share": cc,
+            **_with_reason("codes_changed_share", cc, f"the {path} path produces no codes (only a codec's "
+                           "quantized path does)"),
             "target_hz": list(target_hz),
             "versions": versions(),
         }

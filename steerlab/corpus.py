@@ -22,7 +22,6 @@ Both are deterministic in ``seed`` (NumPy's ``default_rng`` seeded with
 from __future__ import annotations
 
 import importlib.util
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -198,10 +197,12 @@ def _level_db(x: np.ndarray) -> float:
     return 20 * np.log10(rms) if rms > 0 else float("-inf")
 
 
-def _provenance(extra: dict) -> dict:
-    from steerlab.artifacts import versions
+def _provenance(inputs: list, started: float) -> dict:
+    """The one provenance record every steerlab writer embeds (:func:`steerlab.provenance.record`:
+    command line, input content hashes, versions, wall time, hardware), same key names."""
+    from steerlab import provenance
 
-    return {"command": sys.argv, "versions": versions(), "created_unix": time.time(), **extra}
+    return provenance.record(inputs=inputs, started=started)
 
 
 def _write_manifest(out_dir: Path, doc: dict) -> None:
@@ -223,6 +224,8 @@ def render_corpus(out_dir: str | Path, count: int, seed: int, *, kinds: tuple[st
     Raises :class:`CorpusBuildError` for bad options, a missing renderer or an unreadable SoundFont.
     """
     from steerlab.artifacts import file_sha256
+
+    started = time.time()
     from steerlab.audio import write_wav
 
     if count <= 0 or seconds <= 0.5 or sample_rate <= 0:
@@ -259,13 +262,14 @@ def render_corpus(out_dir: str | Path, count: int, seed: int, *, kinds: tuple[st
     doc = {"format": FORMAT, "version": VERSION, "source": "render", "seed": seed, "count": count,
            "seconds": seconds, "sample_rate": sample_rate, "kinds": list(kinds),
            "soundfont": {"path": str(sf2), "sha256": file_sha256(sf2)}, "redraws": redraws,
-           "provenance": _provenance({}), "clips": clips}
+           "provenance": _provenance([sf2], started), "clips": clips}
     _write_manifest(out, doc)
     return doc
 
 
 def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed: int, *, seconds: float = 3.0,
-                sample_rate: int = 24_000, min_level_db: float = -45.0, log=None) -> dict:
+                sample_rate: int = 24_000, min_level_db: float = -45.0, log=None,
+                skip_bad_files: bool = False) -> dict:
     """Cut ``count`` clips of ``seconds`` from the audio files ``sources`` into ``out_dir``; returns the manifest.
 
     Clips are spread over the files in proportion to their decoded length (at least one per file
@@ -273,15 +277,25 @@ def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed
     at ``sample_rate`` (:func:`steerlab.audio.load`). A clip below ``min_level_db`` dBFS RMS is
     skipped and counted (silent intros and gaps). Files: ``clip-{i:05d}.wav``.
 
-    Raises :class:`CorpusBuildError` when no source is usable, and the loader's
-    :class:`~steerlab.errors.SteerlabError` for unreadable files (checked before any clip is written).
+    Every file is checked before any clip is written (:func:`steerlab.capture.check_audio_files`):
+    an unreadable, empty or NaN file raises :class:`steerlab.capture.BadFilesError` (one line:
+    how many, the first) unless ``skip_bad_files``, which skips them and lists them under the
+    manifest's ``skipped_files`` (``{path, reason}``; their count in ``files_skipped``). Raises :class:`CorpusBuildError` when no source is usable.
     """
     from steerlab.artifacts import file_sha256
     from steerlab.audio import load, write_wav
+    from steerlab.capture import check_audio_files
 
+    started = time.time()
     if count <= 0 or seconds <= 0:
         raise CorpusBuildError(f"count and seconds must be positive (got count={count}, seconds={seconds})")
-    paths = _expand(sources)
+    paths, bad = check_audio_files(_expand(sources), skip_bad_files, "SOURCES")
+    if not paths:
+        raise CorpusBuildError(f"no usable audio file in {', '.join(map(str, sources))}: all {len(bad)} skipped")
+    if bad and log:
+        from steerlab.capture import bad_files_note
+
+        log(bad_files_note(bad, "SOURCES"))
     decoded = [(p, load(p, sample_rate, 1)[0][0]) for p in paths]  # every file decodes before any clip is cut
     n = int(round(seconds * sample_rate))
     usable = [(p, x) for p, x in decoded if len(x) >= n]
@@ -312,7 +326,7 @@ def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed
            "sample_rate": sample_rate,
            "files": [{"path": str(p), "sha256": file_sha256(p), "decoded_seconds": len(x) / sample_rate}
                      for p, x in decoded],
-           "provenance": _provenance({}), "clips": clips}
+           "files_skipped": len(bad), "skipped_files": bad, "provenance": _provenance(list(sources), started), "clips": clips}
     _write_manifest(out, doc)
     return doc
 
@@ -366,6 +380,8 @@ def _manifest_schemas():
                    "soundfont": S.obj({"path": S.string(), "sha256": S.sha256()}), "redraws": S.integer(0),
                    "clips": S.array(S.obj(render_clip))},
         "clips": {"requested": S.integer(0), "skipped_quiet": S.integer(0), "min_level_db": level,
+                  "files_skipped": S.optional(S.integer(0)),
+                  "skipped_files": S.optional(S.array(S.obj({"path": S.string(), "reason": S.string()}))),
                   "files": S.array(S.obj({"path": S.string(), "sha256": S.sha256(),
                                           "decoded_seconds": S.number(0)})),
                   "clips": S.array(S.obj(long_clip))},

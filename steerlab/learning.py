@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from steerlab.capture import Corpus, Manifest, stream_vectors, write_shards
+from steerlab.capture import Corpus, Manifest, refuse_constant, stream_vectors, write_shards
 from steerlab.errors import SteerlabError
 
 STREAMS = ("auto", "shards", "recompute")
@@ -56,15 +56,9 @@ def _reporting(blocks, manifest: Manifest, progress: Callable[[str], None] | Non
 
 def _refusing_constant(blocks, manifest: Manifest, where: str, data: str):
     """Pass blocks through; at the end of the pass, refuse a corpus whose audio is one constant
-    (silence, DC): a layer's response to it may still move (a recurrent state settling) but
-    describes the model's transient, not the data (:class:`steerlab.sae.NoVarianceError`)."""
-    from steerlab.sae import NoVarianceError
-
+    (:func:`steerlab.capture.refuse_constant`, the check every capture of user data shares)."""
     yield from blocks
-    if manifest.constant:
-        raise NoVarianceError(f"the data has no variance at {where}: every sample of its {manifest.clips} clips from "
-                              f"{data} equals {manifest.input_min:g} (silence or a constant signal); nothing was "
-                              "written", None)
+    refuse_constant(manifest, where, data)
 
 
 def learn_dictionary(
@@ -96,7 +90,9 @@ def learn_dictionary(
     model name and weights hash, canonical layer name, kind, data description, the
     corpus manifest (under ``data_manifest``, with the capture options) and metrics.
 
-    Raises :class:`steerlab.capture.CorpusError` when the corpus yields no vectors and
+    Raises :class:`steerlab.capture.BadFilesError` for unusable files under ``--data``
+    (before any capture; see :meth:`steerlab.capture.Corpus.check_files`),
+    :class:`steerlab.capture.CorpusError` when the corpus yields no vectors and
     :class:`steerlab.sae.NoVarianceError` when its vectors at ``layer`` are all equal
     (silent files, a constant signal, one frame): such data would give a dictionary of
     dead latents, so none is made."""
@@ -114,6 +110,7 @@ def learn_dictionary(
         raise SteerlabError(f"--subsample must be a fraction in (0, 1], got {subsample!r}")
     mode = KIND_MODES[kind]
     info = api.layers(model).get(layer)
+    corpus.check_files()  # bad files fail (or are skipped with --skip-bad-files) before any capture
     try:
         config = SAEConfig(width=info.channels, size=size, kind_of_sae=variant, k=k, l1=l1, lr=lr, epochs=epochs,
                            batch_size=batch_size, seed=seed, center=center, normalize=normalize)

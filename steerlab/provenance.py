@@ -66,6 +66,8 @@ def hardware() -> dict[str, Any]:
         out["torch_threads"] = torch.get_num_threads()
         cuda = torch.cuda.is_available()
         out["accelerator"] = torch.cuda.get_device_name(0) if cuda else None
+        if not cuda:
+            out["accelerator_reason"] = "torch sees no CUDA device: computed on the CPU"
     return out
 
 

@@ -97,9 +97,45 @@ def _combine_scores(chunks: list[tuple[int, dict]]) -> dict:
         targets.append(merged)
     if targets:
         out["targets"] = targets
+    # a reason goes with a null only: a chunk's reason for a number the others resolved is dropped, and
+    # a number no chunk resolved keeps the first reason given
+    for key in [k for k in out if k.endswith("_reason") and k[: -len("_reason")] in numeric]:
+        del out[key]
+    for key in numeric:
+        if out[key] is None:
+            out[f"{key}_reason"] = next((r[f"{key}_reason"] for _, r in chunks if r.get(f"{key}_reason")),
+                                        "no chunk resolved it")
+    if isinstance(first.get("resolution"), dict):
+        out["resolution"] = _combine_resolution([(n, r["resolution"]) for n, r in chunks], total)
     out["n_samples"] = total
     out["chunked"] = {"chunks": len(chunks), "note": "gain exact over chunks; other metrics length-weighted means"
                       " over the chunks that resolve them"}
+    return out
+
+
+def _combine_resolution(rows: list[tuple[int, dict]], total: int) -> dict:
+    """The :func:`steerlab.scoring.resolution` of a chunked input: each chunk was scored on its own
+    samples, so a number is resolved when some chunk resolved it (the combined value is over those
+    chunks) and the frequency resolution is that of the chunks, not of the whole input."""
+    first = rows[0][1]
+    out: dict[str, Any] = {"n_samples": total, "per_chunk": True, "chunks": len(rows),
+                           "chunk_n_samples": [int(r.get("n_samples", 0)) for _, r in rows],
+                           "resolution_hz": max(float(r["resolution_hz"]) for _, r in rows if "resolution_hz" in r)
+                           if any("resolution_hz" in r for _, r in rows) else None,
+                           "note": "each chunk is scored on its own samples (resolution_hz: the coarsest chunk's); "
+                                   "a score is resolved when at least one chunk resolves it, and is combined over "
+                                   "those chunks"}
+    if out["resolution_hz"] is None:
+        out["resolution_hz_reason"] = "the scorer reported no frequency resolution"
+    for what in ("band", "mrstft", "spectrum"):
+        flag = "bands_resolved" if what == "band" else f"{what}_resolved"
+        if flag not in first:
+            continue
+        have = sum(1 for _, r in rows if r.get(flag))
+        out[f"{what}_min_samples"] = first.get(f"{what}_min_samples")
+        out[flag] = have > 0
+        out[f"{what}_chunks_resolved"] = have
+        out[f"{what}_reason"] = None if have else next((r.get(f"{what}_reason") for _, r in rows), None)
     return out
 
 
@@ -249,6 +285,7 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
     checks: list[dict] = []
     first_pair = None
     record: dict = {}
+    norms: dict[str, list] = {"layer_rms_norm": [], "layer_rms_step_norm": []}
     fidelity = SiSdrAccumulator()
     chunks = audio.iter_chunks(path, model.sample_rate, model.channels, chunk_s, overlap_s, info=info)
     try:
@@ -260,6 +297,8 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
                                                          x.shape[-1] / model.sample_rate, pending is None))
             res = api.intervene(model, [x], shifted, target_hz, scorers, prepared=prepared)[0]
             record = record or res.record
+            for key in norms:
+                norms[key].append((x.shape[-1] if not chunk_scores else x.shape[-1] - overlap, res.record.get(key)))
             if "output_check" in res.record:
                 checks.append(res.record["output_check"])
             new = x.shape[-1] if not chunk_scores else x.shape[-1] - overlap
@@ -273,7 +312,13 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
         for w in writers.values():
             w.close()
     scores = {name: _combine_scores([(n, s[name]) for n, s in chunk_scores]) for name in chunk_scores[0][1]}
-    record = {**record, "chunk_s": chunk_s, "overlap_s": overlap_s, "chunks": len(chunk_scores),
+    # The record describes the whole run, never the first chunk's shifted span: the user's span and
+    # fades, and the span's frames over the whole input.
+    layer = api.layers(model).get(spec.layer)
+    total = sum(n for n, _ in chunk_scores)
+    record = {**record, **spec.to_json(layer, prepared),
+              "span_frames": list(spec.span.frames(layer, layer.frames_for(total))),
+              "chunk_s": chunk_s, "overlap_s": overlap_s, "chunks": len(chunk_scores),
               "spectrogram": "first chunk only"}
     if whole is not None:  # the record states the user's strength and the one value every chunk used
         record.update(alpha=spec.strength.alpha, strength_mode=spec.strength.mode, effective_value=whole["value"],
@@ -281,10 +326,41 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
                       strength_resolution=whole)
     else:
         record["strength_resolution"] = {"method": "not relative: the same value in every chunk"}
+        for key in ("layer_rms_norm", "layer_rms_step_norm"):  # over all chunks, not the first one's
+            have = [(n, v) for n, v in norms[key] if v is not None]
+            weight = sum(n for n, _ in have)
+            record[key] = math.sqrt(sum(n * v * v for n, v in have) / weight) if weight else None
+        record["layer_norms"] = ("root of the mean square over chunks of each chunk's norm, weighted by the "
+                                 "chunk's new samples (information: not used, the strength is not relative)")
     if checks:
         record["output_check"] = merge_output_checks(checks)
     record["fidelity"] = fidelity_record(fidelity, record.get("path"), "chunk by chunk, over each chunk's new samples")
     return scores, first_pair[0], first_pair[1], record
+
+
+def check_input_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Every input must name an existing file: checked on all of them, before any is decoded
+    (a mistyped second argument fails at once, not after the first file's minutes of decoding).
+    Raises AudioError naming the first bad path; a path that reads as a number says so (``-t 220 440``
+    makes 440 an input: -t takes one value and is repeated)."""
+    from steerlab.errors import AudioError
+
+    out = []
+    for p in map(Path, paths):
+        if not p.exists():
+            hint = ""
+            try:
+                float(str(p))
+                hint = (f" ({p} reads as a number: options take one value each, so repeat the option, "
+                        f"e.g. -t 220 -t {p})")
+            except ValueError:
+                pass
+            raise AudioError(f"audio file not found: {p}{hint}")
+        if not p.is_file():
+            raise AudioError(f"audio path {p} is {'a directory' if p.is_dir() else 'not a regular file'}; "
+                             "pass an audio file (WAV, FLAC, OGG, MP3)")
+        out.append(p)
+    return out
 
 
 def fidelity_record(acc: SiSdrAccumulator, path: str | None, how: str = "over the whole input") -> dict:
@@ -343,15 +419,20 @@ def intervene_files(
     if not paths:
         raise SteerlabError("no audio inputs given")
     started = time.time()
-    paths = [Path(p) for p in paths]
-    # Every input is decoded once before any model work: a file that cannot be used (unreadable,
-    # NaN, no samples) fails here, and lengths are the samples that decode, not the header's estimate.
-    infos = [audio.scan(p) for p in paths]
-    # Fail before writing anything: check layer, direction, options and outputs first.
+    # Cheap checks first, on every input and option, before any file is decoded: paths that exist,
+    # headers that read, then layer, type, direction, decode path and codebooks, targets.
+    paths = check_input_paths(paths)
+    for p in paths:
+        audio.probe(p)
     layer = api.layers(model).get(spec.layer)
     kind = plugins.interventions().get(spec.kind)
     if spec.direction is not None:
         spec.direction.check_fits(layer)
+    api.check_n_q(model, model.check_path(spec.path or model.default_path), spec.n_q)
+    api.check_targets(model, target_hz)
+    # Every input is decoded once before any model work: a file that cannot be used (unreadable,
+    # NaN, no samples) fails here, and lengths are the samples that decode, not the header's estimate.
+    infos = [audio.scan(p) for p in paths]
     if all(spec.span.start_s >= info.duration_s for info in infos):
         raise InterventionError(f"--start {spec.span.start_s} s is past the end of every input")
     whole = not model.has_decoder or not is_chunkable(kind)
@@ -395,8 +476,11 @@ def intervene_files(
             else:
                 scores, base, patched, record = _process_long(model, p, spec, target_hz, scorers, work, chunk_s,
                                                               overlap_s, prepared, info)
-                conv = "streamed in chunks"
-            if notify and conv and not conv.startswith("no conversion"):
+                # the same conversion as a short input's, done chunk by chunk (audio.iter_chunks)
+                conversion = audio.Conversion(info.sample_rate, info.channels, model.sample_rate, model.channels)
+                conv = (f"{conversion.describe()}; streamed in {record['chunks']} chunks of {record['chunk_s']:g} s "
+                        f"overlapping {record['overlap_s']:g} s")
+            if notify and conv and (not conv.startswith("no conversion") or "streamed" in conv):
                 notify(f"{p.name}: {conv}")
             if model.has_decoder:
                 spectrogram_figure(base, patched, model.sample_rate, work / "spectrogram.png", target_hz, title=title)

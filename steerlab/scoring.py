@@ -289,24 +289,35 @@ def resolution(n_samples: int, sr: float, config: ScoreConfig = ScoreConfig()) -
 
     Band scores (per-target gain, band energies, concentration, off-band distances) need
     ``min_samples_for_band(sr, band_hz)`` samples; the MR-STFT distance needs one full window
-    of its longest resolution (``max(MRSTFT_FFTS)`` samples). Below those, the scores are
-    ``None`` and ``reason`` says why: a number computed from a zero-padded clip too short to
-    separate the band from its neighbours would describe the window, not the audio.
+    of its longest resolution (``max(MRSTFT_FFTS)`` samples); the overall spectral numbers
+    (``lsd_db`` and the centroid, flatness and bandwidth shifts), computed bin by bin on the
+    averaged spectrum of ``config.n_fft`` bins, need one full window of ``n_fft`` samples
+    (a shorter clip is zero-padded to it, and its ``n_fft // 2 + 1`` bins then interpolate
+    fewer independent values than there are bins: a 1-sample clip has a flat spectrum whatever
+    it holds). Below those, the scores are ``None`` and the ``*_reason`` keys say why: a number
+    computed from a zero-padded clip too short to separate the band from its neighbours would
+    describe the window, not the audio.
     """
     from steerlab.metrics import MRSTFT_FFTS
 
     need_band = min_samples_for_band(sr, config.band_hz)
     need_mr = max(MRSTFT_FFTS)
+    need_spec = config.n_fft
     bands = n_samples >= need_band
     mr = n_samples >= need_mr
+    spec = n_samples >= need_spec
     out: dict[str, Any] = {"n_samples": int(n_samples), "resolution_hz": float(sr / n_samples),
                            "band_min_samples": need_band, "bands_resolved": bands,
-                           "mrstft_min_samples": need_mr, "mrstft_resolved": mr}
+                           "mrstft_min_samples": need_mr, "mrstft_resolved": mr,
+                           "spectrum_min_samples": need_spec, "spectrum_resolved": spec}
     out["band_reason"] = None if bands else (
         f"{n_samples} samples resolve only {sr / n_samples:.0f} Hz, wider than the {config.band_hz:g} Hz band; "
         f"band scores need at least {need_band} samples ({1000 * need_band / sr:.1f} ms)")
     out["mrstft_reason"] = None if mr else (
         f"{n_samples} samples are shorter than the longest MR-STFT window ({need_mr} samples)")
+    out["spectrum_reason"] = None if spec else (
+        f"{n_samples} samples are shorter than the {need_spec}-sample window of the averaged spectrum "
+        f"({1000 * need_spec / sr:.0f} ms): its bins would describe the zero padding, not the audio")
     return out
 
 
@@ -356,7 +367,11 @@ def score(
       resolution: :func:`resolution` of the clip; when ``bands_resolved`` is False every
         band score below (per-target energies, gain_db, concentration, offband_lsd_db, and the
         overall concentration and offband_lsd_db) is None and each target carries
-        ``unresolved`` with the reason; when ``mrstft_resolved`` is False, mrstft is None.
+        ``unresolved`` with the reason; when ``mrstft_resolved`` is False, mrstft is None; when
+        ``spectrum_resolved`` is False (fewer than ``n_fft`` samples), lsd_db and the three
+        shape shifts are None.
+      Every None number ``K`` of this top level has a sibling ``K_reason`` saying why (a number
+        present has none); a target's None numbers share its ``unresolved`` reason.
       targets: one dict per target frequency f, in order:
         target_hz; band_lo_hz, band_hi_hz: centres of the lowest and highest bins of the band;
         baseline_band_energy, patched_band_energy: summed power in the band (mean-square
@@ -367,13 +382,15 @@ def score(
         offband_lsd_db: log-spectral distance between patched and baseline outside this band
           and its guard (guard_hz either side), over the bins where the baseline is within
           range_db of its peak (0 when the baseline holds nothing off-band).
-      concentration: share of the change's power inside the union of all target bands.
-      offband_lsd_db: the same outside the union of all bands widened by guard_hz.
+      concentration: share of the change's power inside the union of all target bands; None
+        without targets (there is no band for the change to concentrate in).
+      offband_lsd_db: the same outside the union of all bands widened by guard_hz; None without
+        targets (it would be lsd_db again).
       lsd_db: log-spectral distance over all bins: RMS over bins of the dB difference, in dB,
         over the bins within range_db of the louder spectrum's peak.
       mrstft: metrics.multires_stft_distance(patched, baseline), mean over channels; None when
         ``multires`` is False (it is two thirds of the scoring time, and the batch test does not
-        use it).
+        use it) or the clip is shorter than its longest window.
       centroid_shift_hz, bandwidth_shift_hz, flatness_shift: spectral centroid, spread
         (power-weighted standard deviation of frequency) and flatness (geometric / arithmetic
         mean) of patched minus those of baseline; a silent spectrum has all three 0.
@@ -410,24 +427,35 @@ def score(
     cp, sp, fp = spectral_shape(pp, freqs, floor)
     change_rms, baseline_rms = _rms(change), _rms(b)
     amp_floor = 10.0 ** (config.floor_db / 20.0)
-    return {
+    # why each overall number cannot be given (None: it can)
+    no_band = (res["band_reason"] if not res["bands_resolved"] else
+               None if targets else "no target frequency given (-t): there is no band to measure against")
+    no_spec = res["spectrum_reason"]
+    no_mr = res["mrstft_reason"] or (None if multires else "not computed (multires=False)")
+    overall: dict[str, tuple[str | None, Any]] = {
+        "concentration": (no_band, lambda: _share(pc, union)),
+        "offband_lsd_db": (no_band, lambda: offband_distance(pp, pb, ~guarded, config)),
+        "lsd_db": (no_spec, lambda: log_spectral_distance(pp, pb, config.distance_floor(pp, pb))),
+        "mrstft": (no_mr, lambda: mrstft(b, p)),
+        "centroid_shift_hz": (no_spec, lambda: cp - cb),
+        "flatness_shift": (no_spec, lambda: fp - fb),
+        "bandwidth_shift_hz": (no_spec, lambda: sp - sb),
+    }
+    out: dict[str, Any] = {
         "sr": float(sr),
         "n_channels": int(b.shape[0]),
         "n_samples": int(b.shape[1]),
         "config": asdict(config),
         "resolution": res,
         "targets": per_target,
-        "concentration": _share(pc, union) if res["bands_resolved"] else None,
-        "offband_lsd_db": offband_distance(pp, pb, ~guarded, config) if res["bands_resolved"] else None,
-        "lsd_db": log_spectral_distance(pp, pb, config.distance_floor(pp, pb)),
-        "mrstft": mrstft(b, p) if multires and res["mrstft_resolved"] else None,
-        "centroid_shift_hz": cp - cb,
-        "flatness_shift": fp - fb,
-        "bandwidth_shift_hz": sp - sb,
-        "change_rms": change_rms,
-        "baseline_rms": baseline_rms,
-        "snr_change_db": float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))),
     }
+    for key, (reason, value) in overall.items():
+        out[key] = None if reason else value()
+        if reason:
+            out[f"{key}_reason"] = reason
+    out.update(change_rms=change_rms, baseline_rms=baseline_rms,
+               snr_change_db=float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))))
+    return out
 
 
 # -- a note's own support: scoring an edit whose ideal is a known sound (docs/partials.md) -------------
@@ -528,14 +556,20 @@ def output_check(baseline: Any, patched: Any, sr: float) -> dict[str, Any]:
 
     baseline, patched: ``[samples]`` or ``[channels, samples]`` at ``sr`` Hz.
     Returns ``peak`` (max |patched|), ``clipped_samples`` (samples beyond ``FULL_SCALE``),
+    ``baseline_peak`` and ``baseline_clipped_samples`` (the same of the unpatched decode: a model
+    that clips on its own is not the patch's doing), ``patch_clipped_samples`` (samples beyond
+    full scale in the patched decode but not in the baseline),
     ``level_jump_db``: the largest rise, over consecutive ``LEVEL_WINDOW_S`` windows, of the
     patched RMS level above the baseline's (dBFS, both floored at ``LEVEL_FLOOR_DB``), and
     ``flags``: ``"clips"`` when any sample exceeds full scale, ``"level_jump"`` when the
-    jump exceeds ``LEVEL_JUMP_DB``; ``message`` says what in one line (None when no flag).
+    jump exceeds ``LEVEL_JUMP_DB``, ``"baseline_clips"`` when the unpatched decode itself clips;
+    ``message`` says what in one line (None when no flag).
     """
     b, p = as_audio_pair(baseline, patched)
     peak = float(np.abs(p).max())
-    clipped = int(np.count_nonzero(np.abs(p) > FULL_SCALE))
+    over_p, over_b = np.abs(p) > FULL_SCALE, np.abs(b) > FULL_SCALE
+    clipped = int(np.count_nonzero(over_p))
+    base = (float(np.abs(b).max()), int(np.count_nonzero(over_b)), int(np.count_nonzero(over_p & ~over_b)))
     win = max(1, int(round(LEVEL_WINDOW_S * sr)))
     n = -(-b.shape[1] // win) * win
 
@@ -545,24 +579,38 @@ def output_check(baseline: Any, patched: Any, sr: float) -> dict[str, Any]:
         return 10 * np.log10(np.maximum(ms, 10 ** (LEVEL_FLOOR_DB / 10)))
 
     jump = float((levels(p) - levels(b)).max())
-    return _check_doc(peak, clipped, jump)
+    return _check_doc(peak, clipped, jump, *base)
 
 
-def _check_doc(peak: float, clipped: int, jump: float) -> dict[str, Any]:
-    flags = (["clips"] if clipped else []) + (["level_jump"] if jump > LEVEL_JUMP_DB else [])
+def _check_doc(peak: float, clipped: int, jump: float, baseline_peak: float, baseline_clipped: int,
+               patch_clipped: int) -> dict[str, Any]:
+    flags = ((["clips"] if clipped else []) + (["level_jump"] if jump > LEVEL_JUMP_DB else [])
+             + (["baseline_clips"] if baseline_clipped else []))
     parts = []
-    if clipped:
-        parts.append(f"the patched output clips ({clipped} samples beyond full scale, peak {peak:.2f})")
-    if jump > LEVEL_JUMP_DB:
-        parts.append(f"its level jumps {jump:.1f} dB above the baseline's (over {1000 * LEVEL_WINDOW_S:g} ms windows; "
-                     f"flagged above {LEVEL_JUMP_DB:g} dB)")
-    return {"peak": peak, "clipped_samples": clipped, "level_jump_db": jump, "full_scale": FULL_SCALE,
-            "level_jump_limit_db": LEVEL_JUMP_DB, "level_window_s": LEVEL_WINDOW_S, "flags": flags,
-            "message": "; ".join(parts) + "; lower --alpha or shorten the span" if parts else None}
+    if patch_clipped or jump > LEVEL_JUMP_DB:
+        if clipped:
+            parts.append(f"the patched output clips ({clipped} samples beyond full scale, {patch_clipped} of them "
+                         f"where the baseline does not; peak {peak:.2f})")
+        if jump > LEVEL_JUMP_DB:
+            parts.append(f"its level jumps {jump:.1f} dB above the baseline's (over {1000 * LEVEL_WINDOW_S:g} ms "
+                         f"windows; flagged above {LEVEL_JUMP_DB:g} dB)")
+        parts[-1] += "; lower --alpha or shorten the span"
+    elif clipped:
+        parts.append(f"the patched output clips ({clipped} samples beyond full scale, peak {peak:.2f}) only where "
+                     "the baseline does")
+    if baseline_clipped:
+        parts.append(f"the baseline (unpatched) decode itself clips ({baseline_clipped} samples beyond full scale, "
+                     f"peak {baseline_peak:.2f}): the model, not the patch; lower the input's level to avoid it")
+    return {"peak": peak, "clipped_samples": clipped, "patch_clipped_samples": patch_clipped,
+            "baseline_peak": baseline_peak, "baseline_clipped_samples": baseline_clipped, "level_jump_db": jump,
+            "full_scale": FULL_SCALE, "level_jump_limit_db": LEVEL_JUMP_DB, "level_window_s": LEVEL_WINDOW_S,
+            "flags": flags, "message": "; ".join(parts) if parts else None}
 
 
 def merge_output_checks(checks: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One :func:`output_check` for a chunked input: the largest peak and jump, the clipped samples summed
+    """One :func:`output_check` for a chunked input: the largest peaks and jump, the clipped samples summed
     (samples in chunk overlaps may count twice)."""
     return _check_doc(max(c["peak"] for c in checks), sum(c["clipped_samples"] for c in checks),
-                      max(c["level_jump_db"] for c in checks))
+                      max(c["level_jump_db"] for c in checks), max(c["baseline_peak"] for c in checks),
+                      sum(c["baseline_clipped_samples"] for c in checks),
+                      sum(c["patch_clipped_samples"] for c in checks))

@@ -251,6 +251,21 @@ def test_analyze_end_to_end_writes_every_analysis(cli, archetypes, tmp_path):
     assert len(images) == 10
     assert all(base64.b64decode(img.split("'")[0])[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert "96%" in page and "0.94" in page and "Skipped" not in page
+    # issue 10: every null in report.json carries its reason (options left to auto, layer kind, ...)
+    from steerlab.analysis.report import unexplained_nulls
+
+    assert unexplained_nulls(doc) == []
+    assert doc["data"]["manifest"]["input_min"] < 0 < doc["data"]["manifest"]["input_max"]
+    assert doc["options"]["band_hz"] is None and "auto" in doc["options"]["band_hz_reason"]
+    assert doc["analyses"]["i_fragments"]["summary"]["band_hz"] > 0
+
+
+def test_unexplained_nulls_finds_every_null_without_a_reason():
+    from steerlab.analysis.report import unexplained_nulls
+
+    doc = {"a": None, "b": None, "b_reason": "why", "c": {"x": None, "reason": "no data"},
+           "d": [1, None, {"y": None}], "e": {"z": None, "z_reason": ""}, "f_reason": None}
+    assert unexplained_nulls(doc) == ["a", "d[1]", "d[2].y", "e.z"]
 
 
 def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
@@ -265,6 +280,16 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
     assert status["a_coverage"] == status["c_usage"] == "ran" and status["b_reconstruction"] == "skipped"
     assert "by construction" in doc["analyses"]["h_locality"]["reason"]
     assert set(json.loads(res.stdout)["analyses"]) == {"a_coverage", "c_usage"}
+    # the plain summary lists every analysis, the ones not run with their reason (h included)
+    res = CliRunner().invoke(cli, ["analyze", str(feats), "--data", "synth:2", "-o", str(out), *QUICK,
+                                   "--only", "a,h", "--overwrite"])
+    assert res.exit_code == 0, res.output
+    lines = {line.split(":", 1)[0]: line for line in res.stdout.splitlines() if ":" in line}
+    keys = [f"{letter}_{name}" for letter, name in zip("abcdefghij", ANALYSES)]
+    assert all(k in lines for k in keys), res.stdout
+    assert "skipped:" not in lines["a_coverage"]
+    assert lines["h_locality"].startswith("h_locality: skipped: ") and "by construction" in lines["h_locality"]
+    assert lines["b_reconstruction"] == "b_reconstruction: skipped: not selected (--only / --skip)"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -28,6 +28,8 @@ from steerlab.cli.options import CONTEXT, echo_json
               help="Share of batch items from the synthetic corpus.  [default: 1, or 1/(1+sources) with --data]")
 @click.option("--val-data", "val_data", multiple=True, type=click.Path(exists=True),
               help="Held-out audio file or folder, validated as its own source (repeatable).")
+@click.option("--skip-bad-files", is_flag=True,
+              help="Skip unreadable, empty or NaN files under --data / --val-data instead of failing before training.")
 @click.option("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
 @click.option("--amp", type=click.Choice(["none", "bf16"]), default="none",
               help="bf16: encoder and decoder under bfloat16 autocast (quantizer and losses in float32).")
@@ -39,7 +41,7 @@ from steerlab.cli.options import CONTEXT, echo_json
 @click.option("--export-dtype", type=click.Choice(["float32", "float16"]), default="float32",
               help="Storage type of the exported model.safetensors (loading casts back to float32).")
 def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n_filters, dimension, lstm, threads,
-                data, synth_share, val_data, device, amp, time_budget_s, log_mag_weight, spectral_weight, pool_clips,
+                data, synth_share, val_data, skip_bad_files, device, amp, time_budget_s, log_mag_weight, spectral_weight, pool_clips,
                 export_dtype) -> None:
     """Train the embedded codec on the synthetic corpus and any --data sources (resumable)."""
     import dataclasses
@@ -58,7 +60,8 @@ def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n
         tc = TrainConfig(steps=steps, batch_size=batch_size, clip_seconds=clip_seconds, lr=lr, val_every=val_every,
                          seed=seed, spectral_weight=spectral_weight, log_mag_weight=log_mag_weight,
                          data=tuple(data), synth_share=share, val_data=tuple(val_data), device=device, amp=amp,
-                         time_budget_s=time_budget_s, pool_clips=pool_clips, export_dtype=export_dtype)
+                         time_budget_s=time_budget_s, pool_clips=pool_clips, export_dtype=export_dtype,
+                         skip_bad_files=skip_bad_files)
     except ValueError as exc:
         raise SteerlabError(f"train codec: {exc}") from None
     result = run(cfg, tc, Path(out_dir), log=lambda m: click.echo(m, err=True))
@@ -73,9 +76,11 @@ def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True),
               help="Also measure fidelity on your own audio: a file or folder (repeatable), 1 s windows.")
 @click.option("--windows", type=int, default=48, help="Windows per --data source (spread evenly, quiet ones skipped).")
+@click.option("--skip-bad-files", is_flag=True,
+              help="Skip unreadable, empty or NaN files under --data (listed in the result) instead of failing.")
 @click.option("--tones", is_flag=True, help="Also SI-SDR on 1 s pure tones from 50 Hz to 8 kHz.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def eval_codec(model_name, checkpoint, clips, seed, data, windows, tones, as_json) -> None:
+def eval_codec(model_name, checkpoint, clips, seed, data, windows, skip_bad_files, tones, as_json) -> None:
     """SI-SDR and MR-STFT distance on held-out synthetic music, both decode paths,
     beside the same architecture at random initialisation; with --data, SI-SDR and the
     energy error per octave band (63 Hz to 8 kHz) on your own audio too."""
@@ -87,14 +92,21 @@ def eval_codec(model_name, checkpoint, clips, seed, data, windows, tones, as_jso
 
     if clips < 1 or windows < 1:
         raise SteerlabError(f"--clips and --windows must be >= 1, got {clips} and {windows}")
+    from steerlab.capture import bad_files_note
+
     model = api.load_model(model_name, checkpoint)
+    # every --data file is checked (and decoded) before the synthetic evaluation: a bad file fails first
+    windowed = {folder: folder_windows(folder, model, windows, skip_bad_files=skip_bad_files) for folder in data}
+    for folder, (_, _, bad) in windowed.items():
+        if bad:
+            click.echo(bad_files_note(bad, f"--data {folder}"), err=True)
     rows = evaluate_model(model, clips, seed)
     if data:
         random = random_codec(f"{model.name} (random init)", model.cfg)
         rows["data"] = {}
-        for folder in data:
-            clips_t, files = folder_windows(folder, model, windows)
-            rows["data"][folder] = {"files": files, model.name: fidelity(model, clips_t), random.name: fidelity(random, clips_t)}
+        for folder, (clips_t, files, bad) in windowed.items():
+            rows["data"][folder] = {"files": files, "skipped_files": bad, model.name: fidelity(model, clips_t),
+                                    random.name: fidelity(random, clips_t)}
     if tones:
         rows["tones_si_sdr_db"] = tone_fidelity(model)
     if as_json:
@@ -109,7 +121,7 @@ def eval_codec(model_name, checkpoint, clips, seed, data, windows, tones, as_jso
                        f"MR-STFT {res['mrstft_mean']:.3f}; median by kind: {kinds}")
     for folder, per_model in rows.get("data", {}).items():
         for name, paths in per_model.items():
-            if name == "files":
+            if name in ("files", "skipped_files"):
                 continue
             for path, res in paths.items():
                 bands = ", ".join(f"{fc} {'n/a' if b['median_db'] is None else format(b['median_db'], '+.1f')}"

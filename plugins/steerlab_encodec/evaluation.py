@@ -118,26 +118,33 @@ def fidelity(model: EncodecAudioModel, clips: torch.Tensor) -> dict:
     return out
 
 
-def folder_windows(folder: str, model: EncodecAudioModel, windows: int, seconds: float = 1.0) -> tuple[torch.Tensor, list[dict]]:
+def folder_windows(folder: str, model: EncodecAudioModel, windows: int, seconds: float = 1.0,
+                   skip_bad_files: bool = False) -> tuple[torch.Tensor, list[dict], list[dict]]:
     """Up to ``windows`` non-overlapping windows of ``seconds`` spread evenly over the audio files under
     ``folder`` (decoded at the model's rate and channels), windows below -45 dBFS skipped; also the
-    per-file record (path, SHA-256, decoded seconds). Raises :class:`SteerlabError` when none is usable."""
+    per-file record (path, SHA-256, decoded seconds) and the skipped bad files (``{path, reason}``).
+
+    Every file is checked first (:func:`steerlab.capture.check_audio_files`): an unreadable, empty or
+    NaN file raises :class:`steerlab.capture.BadFilesError` (one line) unless ``skip_bad_files``.
+    Raises :class:`SteerlabError` when no window is usable."""
     from steerlab.artifacts import file_sha256
     from steerlab.audio import load
+    from steerlab.capture import check_audio_files
     from steerlab.corpus import _expand, loud_windows
     from steerlab.errors import SteerlabError
 
     n = int(seconds * model.sample_rate)
     n -= n % model.hop
+    paths, bad = check_audio_files(_expand([folder]), skip_bad_files, f"--data {folder}")
     files, signals = [], []
-    for path in _expand([folder]):
+    for path in paths:
         x = load(path, model.sample_rate, model.channels)[0]
         files.append({"path": str(path), "sha256": file_sha256(path), "decoded_seconds": x.shape[-1] / model.sample_rate})
         signals.append(x)
     picked = loud_windows(signals, windows, n)
     if not picked:
         raise SteerlabError(f"{folder}: no {seconds:g} s window of its audio is above -45 dBFS; nothing to evaluate")
-    return torch.from_numpy(np.stack(picked)), files
+    return torch.from_numpy(np.stack(picked)), files, bad
 
 
 @torch.no_grad()

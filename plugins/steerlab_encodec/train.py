@@ -56,6 +56,8 @@ class TrainConfig:
     # Held-out audio files or folders, each validated separately (1 s windows, quiet ones skipped).
     val_data: tuple[str, ...] = ()
     val_windows: int = 48
+    # unreadable, empty or NaN files under data / val_data: skipped (and logged) instead of failing
+    skip_bad_files: bool = False
     device: str = "cpu"
     amp: str = "none"  # "bf16": encoder and decoder under bfloat16 autocast; quantizer and losses in float32
     # Wall-clock budget: after ``rate_probe_steps`` the step rate is measured and the total number of
@@ -114,12 +116,19 @@ class FileSource:
     """Decoded audio files as one pool of random crops: a file is drawn in proportion to its number of
     valid crop starts, then a start uniformly (so every sample of the source is equally likely)."""
 
-    def __init__(self, spec: str, sample_rate: int, channels: int, device: str) -> None:
+    def __init__(self, spec: str, sample_rate: int, channels: int, device: str, skip_bad_files: bool = False,
+                 label: str = "--data") -> None:
+        """Every file is checked first (:func:`steerlab.capture.check_audio_files`): an unreadable,
+        empty or NaN file raises :class:`steerlab.capture.BadFilesError` (one line) unless
+        ``skip_bad_files``, which skips it (listed in :attr:`skipped`)."""
         from steerlab.audio import load
-        from steerlab.corpus import _expand
+        from steerlab.capture import check_audio_files
+        from steerlab.corpus import CorpusBuildError, _expand
 
         self.name = Path(spec).name
-        self.paths = _expand([spec])
+        self.paths, self.skipped = check_audio_files(_expand([spec]), skip_bad_files, f"{label} {spec}")
+        if not self.paths:
+            raise CorpusBuildError(f"{label} {spec}: no usable audio file (all {len(self.skipped)} skipped)")
         self.files = [torch.from_numpy(load(p, sample_rate, channels)[0]).to(device) for p in self.paths]
         self.seconds = sum(f.shape[-1] for f in self.files) / sample_rate
 
@@ -218,7 +227,20 @@ def _batch(train_cfg: TrainConfig, rng: np.random.Generator, pool: torch.Tensor,
 def train_codec(
     codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, log=print
 ) -> dict[str, float]:
-    """Train (or resume) a codec into ``out_dir``; returns the final validation metrics."""
+    """Train (or resume) a codec into ``out_dir``; returns the final validation metrics.
+
+    The ``data`` and ``val_data`` files are checked and decoded before anything is written: a bad
+    file is one :class:`steerlab.capture.BadFilesError` line and no run folder (unless
+    ``skip_bad_files``)."""
+    sources = [FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device, train_cfg.skip_bad_files)
+               for d in train_cfg.data]
+    length = codec_cfg.sample_rate - codec_cfg.sample_rate % codec_cfg.hop_length
+    val_data = {Path(d).name: FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device,
+                                         train_cfg.skip_bad_files, "--val-data").windows(train_cfg.val_windows, length)
+                for d in train_cfg.val_data}
+    for src in sources:
+        log(f"data source {src.name}: {len(src.files)} files, {src.seconds / 60:.1f} min"
+            + (f"; {len(src.skipped)} bad files skipped (first: {src.skipped[0]['reason']})" if src.skipped else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     device = train_cfg.device
     torch.manual_seed(train_cfg.seed)
@@ -236,14 +258,8 @@ def train_codec(
         rng = np.random.default_rng([train_cfg.seed, step])
         torch.manual_seed(train_cfg.seed + step)
     pool = _pool(codec_cfg, train_cfg.pool_clips, train_cfg.seed, 1.0).to(device)
-    sources = [FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, device) for d in train_cfg.data]
-    for src in sources:
-        log(f"data source {src.name}: {len(src.files)} files, {src.seconds / 60:.1f} min")
-    length = codec_cfg.sample_rate - codec_cfg.sample_rate % codec_cfg.hop_length
-    val_sets = {"synth": _pool(codec_cfg, train_cfg.val_clips, train_cfg.seed + 10_000, 1.0).to(device)}
-    for d in train_cfg.val_data:
-        val_sets[Path(d).name] = FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, device).windows(
-            train_cfg.val_windows, length)
+    val_sets = {"synth": _pool(codec_cfg, train_cfg.val_clips, train_cfg.seed + 10_000, 1.0).to(device),
+                **val_data}
     crop = int(train_cfg.clip_seconds * codec_cfg.sample_rate)
     crop -= crop % codec_cfg.hop_length
     t0 = time.time()

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from steerlab.capture import Corpus, CorpusError, Manifest
+from steerlab.capture import Corpus, CorpusError, Manifest, refuse_constant
 
 MODES = {"feature": "features", "archetype": "archetypes"}
 
@@ -50,8 +50,15 @@ class Captured:
 
 
 def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int, seed: int = 0,
-            batch_clips: int = 8, max_batch: int = 16) -> Captured:
-    """Capture ``layer`` over ``corpus``, keeping at most ``max_vectors`` (see the module docstring)."""
+            batch_clips: int = 8, max_batch: int = 16, user_data: bool = True) -> Captured:
+    """Capture ``layer`` over ``corpus``, keeping at most ``max_vectors`` (see the module docstring).
+
+    ``user_data`` (the analysed ``--data``): bad files are checked before the model runs
+    (:meth:`steerlab.capture.Corpus.check_files`) and audio that is one constant (silence,
+    DC) is refused after the pass (:func:`steerlab.capture.refuse_constant`, as ``learn``
+    refuses it); ``False`` for the reference sets an analysis generates itself
+    (``flat:N`` is constant by design). Raises :class:`steerlab.capture.CorpusError`
+    (no usable audio, no vectors, bad files) and :class:`steerlab.sae.NoVarianceError`."""
     import torch
 
     from steerlab import tracing
@@ -67,6 +74,8 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
     held: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     n_held, seen = 0, 0
     manifest = corpus.new_manifest()
+    if user_data:
+        corpus.check_files()
     pending: list[tuple[int, Any]] = []
 
     def run() -> None:
@@ -98,6 +107,7 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
         if w.ndim != 2 or w.shape[0] != model.channels or w.shape[1] == 0:
             raise CorpusError(f"clip {clip_id}: expected a wave [channels={model.channels}, samples], "
                               f"got shape {list(w.shape)}")
+        manifest.saw(w)
         manifest.clips += 1
         manifest.seconds += w.shape[1] / model.sample_rate
         pending.append((ci, w))
@@ -112,6 +122,8 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
                               f"{len(manifest.skipped)} skipped")
         raise CorpusError(f"{manifest.clips} clips from {where} gave no {MODES[kind]} vectors at {layer.name}"
                           " (clips too short)")
+    if user_data:
+        refuse_constant(manifest, f"{model.name} {layer.name}", corpus.describe())
     parts = [np.concatenate([part[i] for part in held]) for i in range(4)]
     if len(parts[0]) > max_vectors:
         pick = np.sort(rng.choice(len(parts[0]), max_vectors, replace=False))

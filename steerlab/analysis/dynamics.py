@@ -58,6 +58,8 @@ def locality(starts: np.ndarray, codes: np.ndarray, top_n: int = 20, test_share:
     x, y = starts[keep], labels[keep]
     out: dict[str, Any] = {"classes": classes, "n_classes": len(classes), "n_vectors": int(len(keep)),
                            "test_share": test_share, "chance_uniform": 1.0 / len(classes) if classes else None}
+    if not classes:
+        out["chance_uniform_reason"] = "no archetype is the strongest of any transition"
     if len(classes) < 2 or len(keep) < 10:
         out.update(accuracy=None, chance_majority=None, note="fewer than two archetypes or ten transitions")
     else:
@@ -79,6 +81,8 @@ def locality(starts: np.ndarray, codes: np.ndarray, top_n: int = 20, test_share:
     if table:
         ratios = [t["radius"] / t["random_radius"] for t in table if t["random_radius"] > 0]
         out["median_radius_ratio"] = float(np.median(ratios)) if ratios else None
+        if not ratios:
+            out["median_radius_ratio_reason"] = "every random radius is 0: the starting vectors do not spread"
         out["share_tighter_than_random"] = float(np.mean([t["radius"] < t["random_radius"] for t in table]))
     return out
 

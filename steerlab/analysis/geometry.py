@@ -58,6 +58,7 @@ def coverage(vectors: np.ndarray, directions: np.ndarray, threshold: float,
         "share_covered": float(covered.mean()),
         "mean_best_cosine": float(best.mean()),
         "mean_best_cosine_covered": float(best[covered].mean()) if covered.any() else None,
+        **({} if covered.any() else {"mean_best_cosine_covered_reason": f"no vector reaches cosine {threshold:g}"}),
         "directions_used": int(len(np.unique(idx))),
         "curve": {"thresholds": [float(t) for t in curve],
                   "share_covered": [float((best >= t).mean()) for t in curve]},
@@ -98,6 +99,7 @@ def usage_summary(u: np.ndarray, top_n: int, floor: float) -> dict[str, Any]:
         "top_n": int(min(top_n, len(s))),
         "top_n_share_of_activations": float(cum[min(top_n, len(s)) - 1]) if total > 0 else None,
         "n_for_90_percent": int(np.searchsorted(cum, 0.9) + 1) if total > 0 else None,
+        **({} if total > 0 else {"reason": "no direction is strongly active in any vector: no shares to take"}),
     }
 
 
@@ -147,6 +149,7 @@ def redundancy(directions: np.ndarray, threshold: float = 0.5) -> dict[str, Any]
         "n": int(len(c)),
         "mean_abs_offdiagonal": float(off.mean()) if off.size else None,
         "max_abs_offdiagonal": float(off.max()) if off.size else None,
+        **({} if off.size else {"reason": "fewer than two directions: no pair to compare"}),
         "pairs_above_threshold": int((np.triu(np.abs(c), 1) > threshold).sum()),
         "threshold": float(threshold),
         "matrix": c,
@@ -186,6 +189,7 @@ def stability(dicts: Sequence[np.ndarray], orders: Sequence[np.ndarray], top_n: 
         "pairs": pairs,
         "mean_top_vs_top": float(np.mean([p["top_vs_top"] for p in pairs])) if pairs else None,
         "mean_top_vs_all": float(np.mean([p["top_vs_all"] for p in pairs])) if pairs else None,
+        **({} if pairs else {"reason": "fewer than two dictionaries: no pair to match"}),
     }
 
 

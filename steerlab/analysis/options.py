@@ -122,6 +122,21 @@ class AnalysisOptions:
         return cls(**{**base, **overrides})
 
     def to_json(self) -> dict[str, Any]:
+        """The options as given; an option left to its automatic value is null with a sibling
+        ``NAME_reason`` saying how it is chosen and where the value used is recorded."""
         d = dataclasses.asdict(self)
         d["seeds"], d["only"] = list(self.seeds), list(self.only)
+        for name, reason in AUTO_REASONS.items():
+            if d[name] is None:
+                d[f"{name}_reason"] = reason
         return d
+
+
+#: why an option is null in ``report.json``: left to its automatic value
+AUTO_REASONS = {
+    "epochs": "not given: retrained SAEs use the dictionary's own epochs (dictionary.sae.epochs)",
+    "fragment_samples": "not given: auto, max(256, 4 x the layer's span in samples); the value used is "
+                        "analyses.i_fragments.summary.fragment_samples (when i ran)",
+    "band_hz": "not given: auto, 3 x sample rate / fragment length; the value used is "
+               "analyses.i_fragments.summary.band_hz (when i ran)",
+}

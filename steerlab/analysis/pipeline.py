@@ -282,6 +282,13 @@ def _stability(run: _Run) -> dict[str, Any]:
             "figure": plots.stability(st["pairs"], rand["mean_top_vs_top"]), "seeds": [run.d.config.seed, *o.seeds]}
 
 
+def _reasons(row: dict[str, Any], keys: tuple[str, ...], reason: str | None) -> None:
+    """``KEY_reason`` beside each of ``keys`` that is null in ``row``."""
+    for key in keys:
+        if row.get(key) is None and key in row:
+            row[f"{key}_reason"] = reason or "not measurable on this data"
+
+
 def _variant_summary(run: _Run, cap: Captured, rt: _Retrained) -> dict[str, Any]:
     o = run.opts
     s = geometry.usage_summary(rt.usage, run.top_n, o.usage_floor)
@@ -299,8 +306,12 @@ def _variant_summary(run: _Run, cap: Captured, rt: _Retrained) -> dict[str, Any]
            "pca_dims_for_90_percent_variance": dims90,
            "mean_vector_norm": float(np.linalg.norm(x, axis=1).mean()),
            "response_spread": spread}
+    _reasons(out, ("retrained_top_n_share_of_activations", "retrained_n_for_90_percent"), s.get("reason"))
+    _reasons(out, ("retrained_explained_variance",), "the vectors do not vary (total sum of squares 0)")
     if run.kind == "archetype":
         out["motion_over_spread"] = out["mean_vector_norm"] / spread if spread > 0 else None
+        if spread <= 0:
+            out["motion_over_spread_reason"] = "the starting vectors do not spread (spread 0): no ratio"
     out["_curve"] = s["sorted_usage"]
     return out
 
@@ -317,7 +328,8 @@ def _data(run: _Run) -> dict[str, Any]:
             corpus = Corpus([f"{name}:{o.reference_clips}"], run.corpus.sample_rate, run.corpus.channels,
                             seed=o.seed, clip_seconds=run.corpus.clip_seconds)
             run.say(f"capturing {name}:{o.reference_clips}")
-            cap = run.captures[name] = capture(run.model, run.info, corpus, run.kind, o.max_vectors, o.seed)
+            cap = run.captures[name] = capture(run.model, run.info, corpus, run.kind, o.max_vectors, o.seed,
+                                              user_data=False)
         key = "analysis data" if name == "real" else name
         rt = run.retrain(key, cap.vectors, o.seeds[0])
         row = _variant_summary(run, cap, rt)
@@ -328,6 +340,7 @@ def _data(run: _Run) -> dict[str, Any]:
                    baseline_n_for_90_percent=bs["n_for_90_percent"],
                    share_still=float((np.linalg.norm(cap.vectors, axis=1) <= 1e-6 * max(
                        float(np.linalg.norm(run.cap.vectors, axis=1).mean()), 1e-30)).mean()))
+        _reasons(row, ("baseline_top_n_share_of_activations", "baseline_n_for_90_percent"), bs.get("reason"))
         curves[f"{name} (dictionary)"] = bs["sorted_usage"]
         curves[f"{name} (retrained)"] = row.pop("_curve")
         align[name] = row["top1_alignment_with_baseline"]
@@ -416,6 +429,8 @@ def _fragments(run: _Run) -> dict[str, Any]:
                "per_fragment_median": rep["per_fragment_median"], "alignment_shifts": shifts.tolist()}
         if name.startswith("direction"):
             j = int(name.split()[1])
+            if cos[j] is None:
+                row["mean_cosine_of_top_vectors_reason"] = "the direction is active in no captured vector"
             row.update(direction=j, usage=float(run.usage[j]), mean_cosine_of_top_vectors=cos[j],
                        mean_cosine_of_random_vectors=float((unit[rand_rows] @ run.dirs[j]).mean()))
         table.append(row)
@@ -427,6 +442,9 @@ def _fragments(run: _Run) -> dict[str, Any]:
              f"{r['mean_spectrum']['effective_bandwidth_hz']:.0f} Hz, {r['mean_spectrum']['peak_share']:.0%} of energy "
              f"within {band:.0f} Hz of the peak, {r['mean_spectrum']['low_share']:.0%} below 1 kHz"
              for r in table if r["mean_spectrum"]["peak_hz"] is not None]
+    if not heads:  # say why, never an empty line
+        heads = [f"no spectrum to show: the {sum(r['n'] for r in table)} fragments cut "
+                 f"({', '.join(r['fragments_of'] for r in table) or 'none'}) hold no energy"]
     headline = "; ".join(heads) + f" (layer main lobe {lobe:.0f} Hz)"
     return {"summary": summary, "table": table, "headline": headline,
             "figure": plots.fragments(panels, sr, lobe)}
@@ -532,4 +550,21 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
             inputs=[s.spec for s in corpus.sources]
             + ([Path(dictionary_path) / "config.json"] if dictionary_path is not None else []), started=started),
     }
+    _explain_nulls(doc, d)
     return doc, figures
+
+
+def _explain_nulls(doc: dict[str, Any], d: Any) -> None:
+    """Give every structural null of the report its reason (``KEY_reason`` beside it)."""
+    dic, sae, layer = doc["dictionary"], doc["dictionary"]["sae"], doc["model"]["layer"]
+    reasons = ((dic, "path", "the dictionary was passed as an object, not read from a folder"),
+               (dic, "config_sha256", "the dictionary folder has no config.json to hash"),
+               (dic, "weights_hash_recorded", "the dictionary does not record the weights it was learned on"),
+               (dic, "data_sha256", "the dictionary does not record a hash of its training data"),
+               (sae, "aux_k", "not set: the TopK auxiliary loss used the default min(width // 2, size) = "
+                              f"{d.config.effective_aux_k}"),
+               (layer, "kernel_size", f"a {layer.get('kind')} layer has no single convolution kernel; its receptive "
+                                      "field is receptive_field_samples"))
+    for where, key, reason in reasons:
+        if key in where and where[key] is None:
+            where[f"{key}_reason"] = reason

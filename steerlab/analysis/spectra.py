@@ -79,7 +79,7 @@ def narrowband(power: np.ndarray, freqs: np.ndarray, band_hz: float, low_hz: flo
     df = float(freqs[1] - freqs[0])
     if total <= 0:
         return {"peak_hz": None, "fwhm_hz": None, "effective_bandwidth_hz": None, "peak_share": None,
-                "low_share": None}
+                "low_share": None, "reason": "the fragments hold no energy (silence): no spectrum to measure"}
     i = int(p.argmax())
     half = p[i] / 2
     lo = i

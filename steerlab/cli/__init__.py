@@ -17,6 +17,37 @@ from steerlab.errors import SteerlabError, first_line
 from steerlab.cli.options import CONTEXT
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) turned into what SIGINT raises, so every clean-up that runs on Ctrl-C
+    (temporary result folders removed, atomic writes abandoned) runs on ``kill`` too; the CLI then
+    prints one line and exits with 128 + the signal number (143 for SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    import signal
+
+    signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (SIGINT already raises
+    KeyboardInterrupt). A signal the parent ignored (``nohup``) stays ignored."""
+    import signal
+
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _raise_terminated)
+
+
 def _one_line(exc: click.UsageError) -> click.ClickException:
     """A usage error (bad option value, unknown option, missing argument, a folder where a
     file is wanted) as the same one-line ``Error: ...`` and exit status 1 as any other bad
@@ -51,6 +82,9 @@ class SteerlabGroup(click.Group):
             if _shows_help(exc):
                 raise
             raise _one_line(exc) from None
+        except Terminated as exc:  # before KeyboardInterrupt: it is one
+            click.echo(f"Terminated ({exc.name}).", err=True)
+            sys.exit(128 + exc.signum)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
@@ -89,5 +123,6 @@ def main() -> None:
 
     # encodec builds its layers with torch's deprecated weight_norm; not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.nn\.utils\.weight_norm")
+    install_signal_handlers()
     _load_commands()
     cli(prog_name="steerlab")

@@ -29,6 +29,8 @@ def _ints(text: str) -> tuple[int, ...]:
                    "(repeatable).")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Report folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
+@click.option("--skip-bad-files", is_flag=True,
+              help="Skip unreadable, empty or NaN files under --data (counted in the report) instead of failing.")
 @click.option("-m", "--model", "model_name", default=None, help="Model (default: the dictionary's).")
 @click.option("--checkpoint", type=click.Path(), default=None, help="Local weights for the model.")
 @click.option("--allow-weights-mismatch", is_flag=True,
@@ -54,7 +56,8 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
 @click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite: bool, model_name: str | None,
+def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite: bool, skip_bad_files: bool,
+            model_name: str | None,
             checkpoint: str | None, allow_weights_mismatch: bool, quick: bool, only: str | None, skip: str | None,
             seeds: str, seed: int, clip_seconds: float, chunk_seconds: float, as_json: bool, **numbers: Any) -> None:
     """Measure a features or archetypes dictionary as post 1 does (analyses a-j) and write a report.
@@ -70,7 +73,7 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     from steerlab.analysis.options import resolve_names
     from steerlab.analysis.pipeline import check_model_name
     from steerlab.capture import Corpus
-    from steerlab.cli.learn import _check_output
+    from steerlab.cli.learn import _check_output, report_bad_files
     from steerlab.errors import SteerlabError
 
     out = Path(output)
@@ -98,10 +101,13 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
         return api.load_model(name, checkpoint)
 
     model = shipped_model if shipped_model is not None and shipped_model.name == name else load()
-    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds)
+    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds,
+                              skip_bad_files=skip_bad_files)
 
     def say(message: str) -> None:
         click.echo(message, err=True)
+
+    report_bad_files(corpus, say)
 
     doc, figures = run_analysis(d, model, corpus, options, dictionary_path=dictionary_path, load=load,
                                 allow_weights_mismatch=allow_weights_mismatch, progress=say)
@@ -113,8 +119,8 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
         return echo_json(jsonable({"output": str(out), "analyses": ran,
                                    "skipped": {k: a["reason"] for k, a in doc["analyses"].items()
                                                if a["status"] != "ran"}}))
-    for key, text in ran.items():
-        click.echo(f"{key}: {text}")
+    for key, a in doc["analyses"].items():  # every analysis, run or not, so none is silently missing
+        click.echo(f"{key}: {a['headline'] if a['status'] == 'ran' else 'skipped: ' + a['reason']}")
     click.echo(f"wrote {out / 'report.html'} and {out / 'report.json'}")
 
 

@@ -42,13 +42,15 @@ def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, prog
 @click.option("--seconds", type=float, default=3.0, help="Length of every clip.")
 @click.option("-r", "--sample-rate", type=int, default=24_000, help="Sample rate in Hz (clips are mono).")
 @click.option("--min-level-db", type=float, default=-45.0, help="Skip clips quieter than this RMS level (dBFS).")
+@click.option("--skip-bad-files", is_flag=True,
+              help="Skip unreadable, empty or NaN files (listed in the manifest) instead of failing before any clip.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest's summary as JSON.")
-def clips(sources, output_dir, count, seed, seconds, sample_rate, min_level_db, as_json) -> None:
+def clips(sources, output_dir, count, seed, seconds, sample_rate, min_level_db, skip_bad_files, as_json) -> None:
     """Cut clips of SOURCES (audio files or folders: MP3, OGG, FLAC, WAV) for use as data."""
     from steerlab.corpus import clip_corpus
 
     doc = clip_corpus(list(sources), output_dir, count, seed, seconds=seconds, sample_rate=sample_rate,
-                      min_level_db=min_level_db, log=lambda m: click.echo(m, err=True))
+                      min_level_db=min_level_db, log=lambda m: click.echo(m, err=True), skip_bad_files=skip_bad_files)
     _summary(doc, output_dir, as_json)
 
 

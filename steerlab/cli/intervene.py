@@ -9,8 +9,9 @@ need more than a direction get their options from ``--source`` (patch),
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -48,19 +49,63 @@ def _summary_line(doc: dict) -> str:
                      else f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {conc}")
         return line
     s = doc["scores"].get("spectral", {})
-    line = f"{name}: lsd {s.get('lsd_db', float('nan')):.2f} dB"
+    parts = [] if s.get("lsd_db") is None else [f"lsd {s['lsd_db']:.2f} dB"]
     for t in s.get("targets", []):
         if t.get("gain_db") is None:
-            line += f"; {t['target_hz']:g} Hz not scored ({t.get('unresolved') or 'not resolved'})"
+            parts.append(f"{t['target_hz']:g} Hz not scored ({t.get('unresolved') or 'not resolved'})")
         else:
-            line += f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {t['concentration']:.2f}"
-    fidelity = (doc.get("fidelity") or {}).get("si_sdr_db")
-    if fidelity is not None:  # how well the model reproduces this input at all: context for every score
-        line += f"; model fidelity SI-SDR {fidelity:.1f} dB"
+            conc = "n/a" if t.get("concentration") is None else f"{t['concentration']:.2f}"
+            parts.append(f"{t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {conc}")
+    parts += _not_scored(s)
+    fidelity = doc.get("fidelity") or {}
+    if fidelity.get("si_sdr_db") is not None:  # how well the model reproduces this input at all: context for every score
+        parts.append(f"model fidelity SI-SDR {fidelity['si_sdr_db']:.1f} dB")
+    elif fidelity:
+        parts.append(f"fidelity not measured ({fidelity.get('reason') or 'no reason given'})")
+    line = f"{name}: " + "; ".join(parts)
     flags = (doc.get("output_check") or {}).get("flags")
     if flags:
         line += f"; WARNING: {', '.join(flags)} (see output_check in scores.json)"
     return line
+
+
+# the overall spectral numbers, as the summary line names them
+_SHORT_NAMES = {"lsd_db": "lsd", "concentration": "concentration", "offband_lsd_db": "off-band lsd",
+                "mrstft": "mrstft", "centroid_shift_hz": "centroid shift", "flatness_shift": "flatness shift",
+                "bandwidth_shift_hz": "bandwidth shift"}
+
+
+def _not_scored(scores: dict) -> list[str]:
+    """``"X, Y not scored (reason)"`` for every null top-level number of a scorer's dict, grouped by
+    reason (the scorer writes the reason beside it as ``X_reason``)."""
+    by_reason: dict[str, list[str]] = {}
+    for key, value in scores.items():
+        if value is None and not key.endswith("_reason"):
+            reason = scores.get(f"{key}_reason") or "no reason given"
+            by_reason.setdefault(reason, []).append(_SHORT_NAMES.get(key, key))
+    return [f"{', '.join(names)} not scored ({reason})" for reason, names in by_reason.items()]
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar on a terminal; elsewhere (a log, a pipe) one plain line per input,
+    ``intervene 1/2: NAME``, instead of the bar's bare labels."""
+    err = click.get_text_stream("stderr")
+    if not err.isatty():
+        done = [0]
+
+        def line(name: str) -> None:
+            done[0] += 1
+            click.echo(f"intervene {done[0]}/{total}: {name}", err=True)
+
+        yield line
+        return
+    with click.progressbar(length=total, label="intervene", file=err, show_eta=True) as bar:
+        def step(name: str) -> None:
+            bar.label = name
+            bar.update(1)
+
+        yield step
 
 
 @click.command(context_settings=CONTEXT)
@@ -117,8 +162,9 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     from steerlab import api, plugins
     from steerlab.errors import InterventionError, SteerlabError
     from steerlab.interventions import Span, Strength, channel_direction, load_direction, needs_direction
-    from steerlab.runner import default_fade_frames, intervene_files
+    from steerlab.runner import check_input_paths, default_fade_frames, intervene_files
 
+    check_input_paths(audio_files)  # every AUDIO argument, before the model loads or any file decodes
     if kind is None:
         kind = "archetype" if archetype is not None else "add"
     intervention = plugins.interventions().get(kind)
@@ -165,12 +211,7 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
         options["reference"] = list(reference)
     spec = api.InterventionSpec(layer_info.name, direction, kind, strength, span, decode_path, n_q,
                                 not no_normalize_direction, options)
-    with click.progressbar(length=len(audio_files), label="intervene", file=click.get_text_stream("stderr"),
-                           show_eta=True) as bar:
-        def step(name: str) -> None:
-            bar.label = name
-            bar.update(1)
-
+    with _progress(len(audio_files)) as step:
         docs = intervene_files(model, audio_files, spec, out_dir, target_hz, chunk_s=chunk_s, progress=step,
                                notify=lambda msg: click.echo(msg, err=True))
     if as_json:

@@ -27,6 +27,9 @@ def _options(fn: Callable) -> Callable:
         click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
                      help="Dictionary folder to write."),
         click.option("--overwrite", is_flag=True, help="Replace an existing dictionary folder."),
+        click.option("--skip-bad-files", is_flag=True,
+                     help="Skip unreadable, empty or NaN files under --data (counted in the manifest) instead of "
+                          "failing before any capture."),
         click.option("--size", type=int, default=128, help="Number of latents."),
         click.option("--k", "k", type=int, default=8, help="Active latents per vector (topk)."),
         click.option("--variant", type=click.Choice(["topk", "relu"]), default="topk", help="SAE variant."),
@@ -69,7 +72,17 @@ def _check_output(output: Path, overwrite: bool) -> None:
         raise OutputError(f"{output} already exists; pass --overwrite to replace it")
 
 
-def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, size, k, variant, l1, lr, epochs,
+def report_bad_files(corpus: Any, say: Callable[[str], None]) -> None:
+    """Check every --data file before any capture (one Error line when one is bad, unless
+    --skip-bad-files) and say on stderr what --skip-bad-files skips."""
+    from steerlab.capture import bad_files_note
+
+    bad = corpus.check_files()
+    if bad:
+        say(bad_files_note(bad))
+
+
+def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, skip_bad_files, size, k, variant, l1, lr, epochs,
            batch_size, seed, subsample, no_center, no_normalize, clip_seconds, chunk_seconds, stream, cache_dir,
            cache_gb, export, as_json) -> None:
     from steerlab import api, dictionary
@@ -84,10 +97,13 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, si
     _check_output(out, overwrite)
     model = api.load_model(model_name, checkpoint)
     api.layers(model).get(layer)  # an unknown layer fails before the corpus is read
-    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds)
+    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds,
+                              skip_bad_files=skip_bad_files)
 
     def say(message: str) -> None:
         click.echo(message, err=True)
+
+    report_bad_files(corpus, say)
 
     def epoch_done(epoch: int, total: int, loss: float) -> None:
         say(f"epoch {epoch}/{total}: loss {loss:.4g}")
