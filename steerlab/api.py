@@ -141,6 +141,21 @@ def _with_reason(key: str, value: Any, reason: str) -> dict[str, Any]:
     return {key: value} if value is not None else {key: None, f"{key}_reason": reason}
 
 
+def _model_record(model: AudioModel) -> dict[str, Any]:
+    """``model.describe()`` for a run's record, with a ``K_reason`` beside each unset (None) entry
+    of its configuration (e.g. EnCodec's ``segment``: the input is encoded in one piece)."""
+    doc = model.describe()
+    config = doc.get("config")
+    if isinstance(config, dict) and any(v is None for v in config.values()):
+        out: dict[str, Any] = {}
+        for key, value in config.items():
+            out[key] = value
+            if value is None:
+                out[f"{key}_reason"] = f"not set in {model.name}'s configuration (the model's own default applies)"
+        doc["config"] = out
+    return doc
+
+
 def codebooks(model: AudioModel) -> int | None:
     """How many codebooks ``model``'s quantizer holds (``model.n_q``, else ``model.cfg.n_q``); None
     for a model without one."""
@@ -511,7 +526,7 @@ def intervene(
     results = []
     for i, (b, p, info, cc) in enumerate(zip(base, patched, infos, codes_changed)):
         record = {
-            "model": model.describe(),
+            "model": _model_record(model),
             "path": path,
             **n_q_record(model, path, spec.n_q),
             **spec.to_json(layer, prepared),

@@ -205,6 +205,37 @@ def _provenance(inputs: list, started: float) -> dict:
     return provenance.record(inputs=inputs, started=started)
 
 
+class _Staged:
+    """Build a corpus folder under a temporary name beside ``out_dir`` and rename it into place only
+    when complete, so a failure or a kill leaves no half-written corpus. An existing non-empty
+    ``out_dir`` is refused (choose a new folder) rather than mixed with new clips."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.final = Path(out_dir)
+        if self.final.exists() and (not self.final.is_dir() or any(self.final.iterdir())):
+            raise CorpusBuildError(f"{self.final} already exists and is not empty; choose a new output folder")
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", dir=self.final.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import shutil
+
+        if exc_type is None:
+            from steerlab.artifacts import normal_permissions
+
+            normal_permissions(self.tmp, directory=True)
+            if self.final.exists():
+                self.final.rmdir()  # empty, checked above
+            self.tmp.rename(self.final)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def _write_manifest(out_dir: Path, doc: dict) -> None:
     from steerlab.artifacts import atomic_write_json
 
@@ -237,33 +268,32 @@ def render_corpus(out_dir: str | Path, count: int, seed: int, *, kinds: tuple[st
         raise CorpusBuildError(f"GM programs are 0-127, got {programs}")
     sf2 = Path(soundfont) if soundfont else default_soundfont()
     renderer = Renderer(sf2, sample_rate)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clips, redraws = [], 0
-    for i in range(count):
-        rng = np.random.default_rng([seed, i])
-        kind = kinds[i % len(kinds)]
-        for _ in range(8):
-            spec = draw_spec(rng, kind, seconds, programs)
-            audio = renderer.render(spec)
-            if _level_db(audio) > SILENCE_DB:
-                break
-            redraws += 1
-        else:
-            raise CorpusBuildError(f"clip {i} ({kind}) rendered silent in 8 draws; check the SoundFont {sf2}")
-        gain = min(1.0, peak / float(np.abs(audio).max()))
-        name = f"render-{i:05d}-{kind}.wav"
-        write_wav(out / name, (audio * gain)[None], sample_rate)
-        clips.append({"file": name, "sha256": file_sha256(out / name), "kind": kind, "program": spec.program,
-                      "family": spec.family, "gain": gain, "level_db": _level_db(audio * gain),
-                      "notes": [asdict(n) for n in spec.notes], **spec.detail})
-        if log and (i + 1) % 100 == 0:
-            log(f"rendered {i + 1}/{count}")
-    doc = {"format": FORMAT, "version": VERSION, "source": "render", "seed": seed, "count": count,
-           "seconds": seconds, "sample_rate": sample_rate, "kinds": list(kinds),
-           "soundfont": {"path": str(sf2), "sha256": file_sha256(sf2)}, "redraws": redraws,
-           "provenance": _provenance([sf2], started), "clips": clips}
-    _write_manifest(out, doc)
+    with _Staged(out_dir) as out:
+        clips, redraws = [], 0
+        for i in range(count):
+            rng = np.random.default_rng([seed, i])
+            kind = kinds[i % len(kinds)]
+            for _ in range(8):
+                spec = draw_spec(rng, kind, seconds, programs)
+                audio = renderer.render(spec)
+                if _level_db(audio) > SILENCE_DB:
+                    break
+                redraws += 1
+            else:
+                raise CorpusBuildError(f"clip {i} ({kind}) rendered silent in 8 draws; check the SoundFont {sf2}")
+            gain = min(1.0, peak / float(np.abs(audio).max()))
+            name = f"render-{i:05d}-{kind}.wav"
+            write_wav(out / name, (audio * gain)[None], sample_rate)
+            clips.append({"file": name, "sha256": file_sha256(out / name), "kind": kind, "program": spec.program,
+                          "family": spec.family, "gain": gain, "level_db": _level_db(audio * gain),
+                          "notes": [asdict(n) for n in spec.notes], **spec.detail})
+            if log and (i + 1) % 100 == 0:
+                log(f"rendered {i + 1}/{count}")
+        doc = {"format": FORMAT, "version": VERSION, "source": "render", "seed": seed, "count": count,
+               "seconds": seconds, "sample_rate": sample_rate, "kinds": list(kinds),
+               "soundfont": {"path": str(sf2), "sha256": file_sha256(sf2)}, "redraws": redraws,
+               "provenance": _provenance([sf2], started), "clips": clips}
+        _write_manifest(out, doc)
     return doc
 
 
@@ -303,31 +333,30 @@ def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed
         raise CorpusBuildError(f"no source is at least {seconds} s long: {', '.join(map(str, paths))}")
     lengths = np.array([len(x) for _, x in usable], dtype=float)
     quota = np.maximum(1, np.round(count * lengths / lengths.sum())).astype(int)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clips, skipped = [], 0
-    for fi, ((path, x), k) in enumerate(zip(usable, quota)):
-        rng = np.random.default_rng([seed, fi])
-        sha = file_sha256(path)
-        for offset in np.sort(rng.integers(0, len(x) - n + 1, 3 * k))[:: 3][:k]:
-            clip = x[offset: offset + n]
-            if _level_db(clip) < min_level_db:
-                skipped += 1
-                continue
-            name = f"clip-{len(clips):05d}.wav"
-            write_wav(out / name, clip[None], sample_rate)
-            clips.append({"file": name, "sha256": file_sha256(out / name), "source": str(path), "source_sha256": sha,
-                          "offset_s": offset / sample_rate,
-                          "level_db": _level_db(clip) if np.any(clip) else None})  # digital silence: no level
-        if log:
-            log(f"{path}: {len(clips)} clips so far")
-    doc = {"format": FORMAT, "version": VERSION, "source": "clips", "seed": seed, "count": len(clips),
-           "requested": count, "skipped_quiet": skipped, "min_level_db": min_level_db, "seconds": seconds,
-           "sample_rate": sample_rate,
-           "files": [{"path": str(p), "sha256": file_sha256(p), "decoded_seconds": len(x) / sample_rate}
-                     for p, x in decoded],
-           "files_skipped": len(bad), "skipped_files": bad, "provenance": _provenance(list(sources), started), "clips": clips}
-    _write_manifest(out, doc)
+    with _Staged(out_dir) as out:
+        clips, skipped = [], 0
+        for fi, ((path, x), k) in enumerate(zip(usable, quota)):
+            rng = np.random.default_rng([seed, fi])
+            sha = file_sha256(path)
+            for offset in np.sort(rng.integers(0, len(x) - n + 1, 3 * k))[:: 3][:k]:
+                clip = x[offset: offset + n]
+                if _level_db(clip) < min_level_db:
+                    skipped += 1
+                    continue
+                name = f"clip-{len(clips):05d}.wav"
+                write_wav(out / name, clip[None], sample_rate)
+                clips.append({"file": name, "sha256": file_sha256(out / name), "source": str(path), "source_sha256": sha,
+                              "offset_s": offset / sample_rate,
+                              "level_db": _level_db(clip) if np.any(clip) else None})  # digital silence: no level
+            if log:
+                log(f"{path}: {len(clips)} clips so far")
+        doc = {"format": FORMAT, "version": VERSION, "source": "clips", "seed": seed, "count": len(clips),
+               "requested": count, "skipped_quiet": skipped, "min_level_db": min_level_db, "seconds": seconds,
+               "sample_rate": sample_rate,
+               "files": [{"path": str(p), "sha256": file_sha256(p), "decoded_seconds": len(x) / sample_rate}
+                         for p, x in decoded],
+               "files_skipped": len(bad), "skipped_files": bad, "provenance": _provenance(list(sources), started), "clips": clips}
+        _write_manifest(out, doc)
     return doc
 
 

@@ -61,6 +61,8 @@ def hardware() -> dict[str, Any]:
     out: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
                            "python": platform.python_version(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
                            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if out["omp_num_threads"] is None:  # no null without a reason in a record
+        out["omp_num_threads_reason"] = "OMP_NUM_THREADS is not set: the libraries chose their thread counts"
     torch = sys.modules.get("torch")
     if torch is not None:
         out["torch_threads"] = torch.get_num_threads()

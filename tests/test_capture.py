@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from steerlab import api, dictionary, tracing
-from steerlab.capture import Corpus, CorpusError, Manifest, ShardReader, stream_vectors, write_shards
+from steerlab.capture import BadFilesError, Corpus, CorpusError, Manifest, ShardReader, stream_vectors, write_shards
 from tests.conftest import chord
 
 torch.set_num_threads(1)
@@ -96,10 +96,13 @@ def _folder(tmp_path):
     return d
 
 
-def test_unreadable_files_are_skipped_and_counted_and_long_files_chunked(embedded, tmp_path):
+def test_unreadable_files_fail_first_or_are_skipped_and_counted_and_long_files_chunked(embedded, tmp_path):
     d = _folder(tmp_path)
     layer = api.layers(embedded).get("encoder.6.conv")
-    corpus = Corpus.for_model(embedded, [str(d)], chunk_seconds=0.2)
+    with pytest.raises(BadFilesError, match=r"--data .*audio: 2 of 4 audio files cannot be used \(first: .*corrupt"
+                                            r".*--skip-bad-files"):
+        next(iter(Corpus.for_model(embedded, [str(d)], chunk_seconds=0.2)))  # before any clip is yielded
+    corpus = Corpus.for_model(embedded, [str(d)], chunk_seconds=0.2, skip_bad_files=True)
     ids = [cid for cid, _ in corpus]
     assert ids == ["long.wav@0", "long.wav@4800", "long.wav@9600", "sub/stereo.flac"]
     m = corpus.manifest
@@ -119,6 +122,8 @@ def test_empty_corpus_is_one_error(embedded, tmp_path):
     d.mkdir()
     (d / "corrupt.wav").write_bytes(b"RIFF garbage")
     with pytest.raises(CorpusError, match=r"no usable audio in .*1 audio files seen, 1 skipped"):
+        list(stream_vectors(embedded, Corpus.for_model(embedded, [str(d)], skip_bad_files=True), "first_conv"))
+    with pytest.raises(BadFilesError, match=r"1 of 1 audio files cannot be used"):
         list(stream_vectors(embedded, Corpus.for_model(embedded, [str(d)]), "first_conv"))
     with pytest.raises(CorpusError, match="no such file or folder.*Did you mean synth:3"):
         Corpus.for_model(embedded, ["synht:3"])

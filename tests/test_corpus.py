@@ -131,6 +131,22 @@ def test_corpus_refuses_unusable_sources(tmp_path):
         render_corpus(tmp_path / "r", 2, seed=0, kinds=("banjo",))
 
 
+def test_corpus_manifests_embed_the_one_provenance_record(tmp_path):
+    """Issue 10 (defect 11): a corpus manifest's provenance is steerlab.provenance.record,
+    with its key names (command_line, not command), hashed inputs, hardware and wall time."""
+    from steerlab import provenance
+
+    x = 0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * SR) / SR).astype(np.float32)
+    sf.write(tmp_path / "tone.wav", x, SR, subtype="FLOAT")
+    doc = clip_corpus([tmp_path / "tone.wav"], tmp_path / "out", 2, seed=0, seconds=0.5)
+    p = read_manifest(tmp_path / "out")["provenance"]
+    assert p == doc["provenance"] and set(provenance.record()) <= set(p) and "command" not in p
+    assert p["inputs"] == [provenance.file_entry(tmp_path / "tone.wav")]
+    assert p["inputs"][0]["sha256"] == doc["files"][0]["sha256"]
+    assert p["wall_time_s"] >= 0 and p["hardware"]["cpu_count"] >= 1 and p["versions"]["numpy"] == np.__version__
+    assert doc["files_skipped"] == 0 and doc["skipped_files"] == []
+
+
 def test_corpus_cli_errors_are_one_line(tmp_path):
     from click.testing import CliRunner
 
@@ -162,3 +178,28 @@ def test_codec_training_batches_mix_sources_and_validate_held_out_windows(tmp_pa
     mixed = _batch(TrainConfig(batch_size=400, data=("x",), synth_share=0.5), rng, pool, [src], 2400)
     from_file = float((mixed.abs().amax(dim=(1, 2)) > 0).float().mean())
     assert 0.4 < from_file < 0.6, from_file  # binomial(400, 0.5): 0.4 and 0.6 are four standard deviations out
+
+
+def test_a_corpus_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    import steerlab.corpus as corpus
+
+    t = np.arange(4 * SR) / SR
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), SR, subtype="FLOAT")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("someone's files")
+    with pytest.raises(CorpusBuildError, match="already exists and is not empty"):
+        clip_corpus([tmp_path / "tone.wav"], tmp_path / "full", 2, seed=0, seconds=0.5)
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["notes.txt"]
+    calls = {"n": 0}
+    real = corpus._level_db
+
+    def failing(x):  # the third clip fails mid-way, as a full disk or a kill would
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("No space left on device")
+        return real(x)
+
+    monkeypatch.setattr(corpus, "_level_db", failing)
+    with pytest.raises(OSError):
+        clip_corpus([tmp_path / "tone.wav"], tmp_path / "out", 4, seed=0, seconds=0.5)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

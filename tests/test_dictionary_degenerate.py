@@ -81,3 +81,41 @@ def test_analyze_on_degenerate_data_is_one_line(cli, tmp_path, case):
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert res.output.splitlines()[-1].startswith("Error: the data has no variance at tiny_encodec_24khz encoder.0.conv")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("dictionary, files, rate, args", [
+    ("latent-features", [(24_000, 0.0)] * 4, SR, ["--quick"]),  # the new user's silent folder (issue 10 defect 1)
+    ("latent-features", [(24_000, 0.5)], 44_100, ["--only", "coverage"]),  # DC, resampled on the way in
+    ("first_conv-features", [(12_000, -0.25), (3_000, -0.25)], SR, ["--only", "coverage"]),
+])
+def test_analyze_refuses_constant_audio_as_learn_does(cli, tmp_path, dictionary, files, rate, args):
+    """A recurrent layer's response to silence still moves (its state settles), so the
+    vectors alone pass; the corpus-level check learn uses refuses the audio itself."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, (n, value) in enumerate(files):
+        sf.write(data / f"c{i}.wav", np.full(n, value, np.float32), rate, subtype="FLOAT")
+    out = tmp_path / "R"
+    res = CliRunner().invoke(cli, ["analyze", dictionary, "--data", str(data), "-o", str(out), *args])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and res.output.splitlines()[-1] == errors[0]
+    assert (f"every sample of its {len(files)} clips from {data}" in errors[0]
+            and f"equals {files[0][1]:g} (silence or a constant signal); nothing was written" in errors[0])
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_one_constant_check_for_user_data_not_for_generated_references(embedded):
+    """analysis.data.capture calls the same refuse_constant as learn for --data, and leaves
+    the reference sets an analysis generates (flat:N is constant by design) alone."""
+    from steerlab import api
+    from steerlab.analysis.data import capture
+    from steerlab.capture import Corpus
+
+    layer = api.layers(embedded).get("latent")
+    flat = Corpus.for_model(embedded, ["flat:1"], clip_seconds=0.5)
+    assert len(capture(embedded, layer, flat, "feature", 500, user_data=False).vectors) > 0
+    with pytest.raises(NoVarianceError, match=r"every sample of its 1 clips from flat:1 .* equals -?0\.\d+ "):
+        capture(embedded, layer, flat, "feature", 500)
+    varied = Corpus.for_model(embedded, ["flat:2"], clip_seconds=0.5)  # two levels: the audio varies
+    assert len(capture(embedded, layer, varied, "feature", 500).vectors) > 0

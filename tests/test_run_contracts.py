@@ -207,3 +207,174 @@ def test_command_line_is_recorded_as_a_shell_would_take_it_back():
 
     line = provenance.command_line(["/venv/bin/steerlab", "intervene", "my clip.wav", "-a", "0.5"])
     assert line == "steerlab intervene 'my clip.wav' -a 0.5"
+
+
+def test_output_check_tells_the_models_own_clipping_from_the_patchs():
+    """The baseline decode itself can clip (a real MP3 gave 23 samples, peak 1.33): output_check
+    records it, and says the patch is not the cause when the patched decode clips only there."""
+    t = np.arange(SR) / SR
+    b = 0.5 * np.sin(2 * np.pi * 300 * t)
+    b[1000:1023] = 1.33  # 23 samples over full scale in the baseline
+    same = scoring.output_check(b, b, SR)
+    assert same["flags"] == ["clips", "baseline_clips"]
+    assert same["baseline_clipped_samples"] == same["clipped_samples"] == 23 and same["patch_clipped_samples"] == 0
+    assert same["baseline_peak"] == pytest.approx(1.33)
+    assert "the model, not the patch" in same["message"] and "lower --alpha" not in same["message"]
+    p = b.copy()
+    p[5000:5010] = 1.5  # 10 more, where the baseline does not clip
+    worse = scoring.output_check(b, p, SR)
+    assert worse["patch_clipped_samples"] == 10 and worse["clipped_samples"] == 33
+    assert "10 of them where the baseline does not" in worse["message"] and "lower --alpha" in worse["message"]
+    merged = scoring.merge_output_checks([same, worse])
+    assert merged["baseline_clipped_samples"] == 46 and merged["patch_clipped_samples"] == 10
+    assert merged["flags"] == ["clips", "baseline_clips"] and merged["peak"] == pytest.approx(1.5)
+    clean = scoring.output_check(0.5 * b / 1.33, 0.5 * b / 1.33, SR)
+    assert clean["flags"] == [] and clean["baseline_clipped_samples"] == 0 and clean["message"] is None
+
+
+# --- new-user defects 2-4: a streamed input's record is the whole run's -----------------------------
+
+
+def test_a_streamed_inputs_record_holds_the_runs_span_fades_and_conversion(embedded, tmp_path):
+    """44.1 kHz stereo, 5 s, streamed in 2 s chunks with a span (1.5 s to 3.5 s) that crosses chunk
+    boundaries: the record must equal the whole-input run's (span, fades, span frames over the whole
+    input, conversion), never the first chunk's (end_s null, span_frames cut at 2 s, fade_out 0)."""
+    t = np.arange(5 * 44_100) / 44_100
+    x = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 500 * t)], axis=1)
+    wav = tmp_path / "st.wav"
+    sf.write(wav, x.astype(np.float32), 44_100, subtype="FLOAT")
+    spec = _spec(embedded, span=Span(1.5, 3.5, 240, 120))
+    said: list[str] = []
+    whole = runner.intervene_files(embedded, [wav], spec, tmp_path / "w", [440.0], chunk_s=60.0)[0]
+    streamed = runner.intervene_files(embedded, [wav], spec, tmp_path / "s", [440.0], chunk_s=2.0,
+                                      notify=said.append)[0]
+    assert streamed["chunks"] == 4
+    for key in ("start_s", "end_s", "fade_in_frames", "fade_out_frames", "span_frames"):
+        assert streamed[key] == whole[key], key
+    assert streamed["end_s"] == 3.5 and streamed["fade_out_frames"] == 120
+    assert streamed["span_frames"] == [36_000, 84_000]  # first_conv runs at 24,000 frames/s
+    conv = streamed["input"]["conversion"]
+    assert whole["input"]["conversion"] == "resampled 44100 Hz -> 24000 Hz, mixed 2 channels -> 1"
+    assert conv.startswith(whole["input"]["conversion"] + "; streamed in 4 chunks of 2 s")
+    assert said == [f"st.wav: {conv}"]
+    s = streamed["scores"]["spectral"]
+    res = s["resolution"]
+    assert s["n_samples"] == res["n_samples"] == 5 * SR == whole["scores"]["spectral"]["n_samples"]
+    assert res["per_chunk"] and res["chunks"] == 4 and res["chunk_n_samples"] == [2 * SR] * 4
+    assert res["resolution_hz"] == pytest.approx(0.5) and res["bands_resolved"] and res["band_chunks_resolved"] == 4
+
+
+# --- new-user defects 6, 15: option ranges the model decides, and AUDIO paths, fail at once ---------
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["-p", "quantized", "--n-q", "99"], "--n-q 99 is out of range: tiny_encodec_24khz has 8 codebooks (1..8)"),
+    (["--n-q", "4"], "--n-q 4 applies to the quantized path only"),
+    (["-c", "999"], "--channel 999 is out of range for layer 'encoder.0.conv' (0..11)"),
+    (["-l", "nope"], "nope"),
+    (["-t", "13000"], "--target-hz 13000.0 is outside (0, 12000) Hz"),
+    (["-p", "nowhere"], "has no decode path 'nowhere'"),
+    (["--start", "9"], "--start 9.0 s is past the end of every input"),
+])
+def test_options_with_a_model_dependent_range_are_one_line_errors(tmp_path, extra, message):
+    wav = _loud_then_quiet(tmp_path / "a.wav", seconds=0.5)
+    args = ["intervene", str(wav), "-l", "first_conv", "-c", "3", "-o", str(tmp_path / "o")]
+    for flag in ("-l", "-c"):  # the case's own value replaces the default one
+        if flag in extra:
+            i = args.index(flag)
+            del args[i : i + 2]
+    result = _cli(args + extra)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+
+
+def test_every_audio_argument_is_checked_before_any_file_decodes(embedded, tmp_path, monkeypatch):
+    from steerlab import audio
+    from steerlab.errors import AudioError
+
+    good = _loud_then_quiet(tmp_path / "a.wav", seconds=0.5)
+    (tmp_path / "folder").mkdir()
+    decoded = []
+    real_scan = audio.scan
+    monkeypatch.setattr(audio, "scan", lambda p: decoded.append(p) or real_scan(p))
+    for bad, message in (("440", "audio file not found: 440 (440 reads as a number"), ("folder", "is a directory")):
+        with pytest.raises(AudioError, match=message.replace("(", r"\(")):
+            runner.intervene_files(embedded, [good, tmp_path / bad if bad == "folder" else bad], _spec(embedded),
+                                   tmp_path / "o")
+    assert decoded == [] and not (tmp_path / "o").exists()
+    # the CLI checks them before loading the model
+    monkeypatch.setattr(api, "load_model", lambda *a, **k: pytest.fail("the model loaded before the paths were checked"))
+    result = _cli(["intervene", str(good), "440", "-l", "first_conv", "-c", "3", "-t", "220", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "e.g. -t 220 -t 440" in result.output
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_input(tmp_path):
+    wavs = [_loud_then_quiet(tmp_path / f"{n}.wav", seconds=0.3) for n in ("a", "b")]
+    result = _cli(["intervene", *map(str, wavs), "-l", "first_conv", "-c", "3", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["intervene 1/2: a.wav", "intervene 2/2: b.wav"]
+
+
+# --- new-user defect 14: every file steerlab writes has normal permissions --------------------------
+
+
+def test_written_files_have_the_mode_a_plain_open_gives(embedded, tmp_path):
+    """tempfile makes 0600 files, and safetensors replaces the file it writes (directions.safetensors
+    came out 0600): every atomic write and every result folder gets 0666/0777 minus the umask."""
+    import os
+
+    import torch
+
+    from steerlab.artifacts import atomic_path, atomic_save_safetensors, atomic_write_json
+    from steerlab.partials.runner import _save_directions
+
+    old = os.umask(0o022)
+    try:
+        atomic_save_safetensors({"x": torch.zeros(3)}, tmp_path / "t.safetensors")
+        atomic_write_json({"a": 1}, tmp_path / "j.json")
+        with atomic_path(tmp_path / "p.bin") as tmp:
+            tmp.write_bytes(b"x")
+        (tmp_path / "run").mkdir()
+        _save_directions(tmp_path / "run", "0" * 16, {"d": np.zeros(3, np.float32)}, {}, {})
+        runner.intervene_files(embedded, [_loud_then_quiet(tmp_path / "a.wav", seconds=0.3)], _spec(embedded),
+                               tmp_path / "o")
+    finally:
+        os.umask(old)
+    files = [tmp_path / n for n in ("t.safetensors", "j.json", "p.bin")] + [tmp_path / "run" / "directions.safetensors"]
+    files += sorted((tmp_path / "o" / "a").iterdir())
+    assert len(files) == 8
+    for f in files:
+        assert oct(f.stat().st_mode & 0o777) == oct(0o644), f.name
+    assert oct((tmp_path / "o" / "a").stat().st_mode & 0o777) == oct(0o755)
+
+
+# --- new-user defect 7: SIGTERM cleans up exactly like SIGINT ---------------------------------------
+
+
+@pytest.mark.parametrize("sig,code,line", [("SIGTERM", 143, "Terminated (SIGTERM)."), ("SIGINT", 130, "Interrupted.")])
+def test_a_signal_mid_run_leaves_no_half_written_folder(tmp_path, sig, code, line):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    wavs = [_loud_then_quiet(tmp_path / f"{n}.wav", seconds=20.0) for n in ("a", "b")]
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "steerlab", "intervene", *map(str, wavs), "-l", "first_conv",
+                             "-c", "3", "--chunk-s", "2", "-o", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # until a result folder is being written
+            if any((d / "baseline.wav").exists() for d in out.glob(".a.*")):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before the signal: " + proc.stderr.read()
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert err.splitlines()[-1] == line and "Traceback" not in err
+    assert list(out.iterdir()) == []  # no hidden .a.XXXX folder, no a/

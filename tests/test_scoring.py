@@ -290,4 +290,5 @@ def test_a_kept_baseline_stft_gives_the_same_scores_and_multires_is_optional():
     quick = score(base, patched, SR, [1000.0], multires=False,
                   baseline_stft=stft(as_audio(base), ScoreConfig().n_fft))
     assert quick.pop("mrstft") is None and full.pop("mrstft") > 0
+    assert quick.pop("mrstft_reason") == "not computed (multires=False)" and "mrstft_reason" not in full
     assert json.dumps(quick, sort_keys=True) == json.dumps(full, sort_keys=True)

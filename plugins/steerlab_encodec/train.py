@@ -26,6 +26,7 @@ import torch
 from steerlab import metrics, synth
 from steerlab import provenance
 from steerlab.artifacts import atomic_write_json, atomic_save_safetensors
+from steerlab.corpus import CorpusBuildError
 from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
@@ -135,7 +136,8 @@ class FileSource:
     def crops(self, rng: np.random.Generator, n: int, crop: int) -> list[torch.Tensor]:
         valid = np.array([max(0, f.shape[-1] - crop + 1) for f in self.files], dtype=float)
         if valid.sum() == 0:
-            raise ValueError(f"no file of data source {self.name} is longer than a {crop}-sample crop")
+            raise CorpusBuildError(f"no file of data source {self.name} is longer than a {crop}-sample crop; "
+                                   "pass longer audio or a smaller --clip-seconds")
         which = rng.choice(len(self.files), size=n, p=valid / valid.sum())
         return [self.files[i][:, s: s + crop] for i, s in ((i, int(rng.integers(0, valid[i]))) for i in which)]
 
@@ -145,7 +147,8 @@ class FileSource:
 
         windows = loud_windows([f.cpu() for f in self.files], count, length)
         if not windows:
-            raise ValueError(f"validation source {self.name} has no 1 s window above -45 dBFS")
+            raise CorpusBuildError(f"validation source {self.name} has no 1 s window above -45 dBFS; "
+                                   "pass a --val-data folder holding music")
         return torch.stack(windows).to(self.files[0].device)
 
 

@@ -79,7 +79,7 @@ def report_bad_files(corpus: Any, say: Callable[[str], None]) -> None:
 
     bad = corpus.check_files()
     if bad:
-        say(bad_files_note(bad))
+        say(bad_files_note(bad, "--data " + ", ".join(s.spec for s in corpus.sources if hasattr(s, "files"))))
 
 
 def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, skip_bad_files, size, k, variant, l1, lr, epochs,

@@ -48,8 +48,6 @@ def partials(model_name, layers, families, config_file, quick, dictionaries, see
     report.html to OUTPUT, with the positive-control model and the null beside
     every verdict. Killed runs resume when rerun with the same arguments.
     """
-    import sys
-
     from steerlab import partials as p
 
     thresholds = {k: v for k, v in dict(min_gain_db=min_gain_db, min_loss_db=min_loss_db,
@@ -63,7 +61,9 @@ def partials(model_name, layers, families, config_file, quick, dictionaries, see
 
     @contextmanager
     def bar(label: str, length: int):
-        with click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True, show_pos=True) as b:
+        from steerlab.cli.options import progressbar
+
+        with progressbar(length, label, show_eta=True, show_pos=True) as b:  # plain lines off a terminal
             yield b.update
 
     outcome, out = p.run(cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True))

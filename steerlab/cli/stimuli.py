@@ -80,8 +80,9 @@ def stimuli(output_dir: str, families: tuple[str, ...], targets: tuple[float, ..
         amplitude=amplitude, context_amplitude=_context(context_amplitude), phase=phase, fade_ms=fade_ms,
         margin_s=margin_s, min_separation_hz=min_separation_hz, band_low_hz=band[0], band_high_hz=band[1],
     )
-    with click.progressbar(length=len(specs), label="stimuli", file=click.get_text_stream("stderr"),
-                           show_eta=True) as bar:
+    from steerlab.cli.options import progressbar
+
+    with progressbar(len(specs), "stimuli", show_eta=True) as bar:  # a plain line when stderr is not a terminal
         manifest = st.write_set(specs, output_dir, progress=lambda _spec: bar.update(1))
     if as_json:
         return echo_json({"output_dir": output_dir, "manifest": str(manifest), "pairs": len(specs),
