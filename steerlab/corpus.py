@@ -111,7 +111,10 @@ def draw_spec(rng: np.random.Generator, kind: str, seconds: float, programs: tup
     if kind not in RENDER_KINDS:
         raise CorpusBuildError(f"unknown render kind {kind!r}; choose from {', '.join(RENDER_KINDS)}")
     usable = max(0.2, seconds - 0.35)
-    vel = lambda: int(rng.integers(50, 120))  # noqa: E731 - a draw used in every branch
+
+    def vel() -> int:  # one velocity draw, used by every branch
+        return int(rng.integers(50, 120))
+
     if kind == "drums":
         step = float(rng.choice([0.125, 0.25]))
         onsets = np.arange(0.05, usable, step)
