@@ -252,3 +252,30 @@ def read_tensors(path: str | Path, error: type[SteerlabError] = ArtifactError, f
         if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise error(f"{path}: tensor {name!r} holds NaN or infinite values")
     return tensors
+
+
+# Keys that hold an explanation: a null under ``K`` is explained by a non-empty string under
+# ``K_reason`` or under one of these in the same object (and a null in one of them explains nothing).
+EXPLANATION_KEYS = ("reason", "unresolved", "note", "message")
+
+
+def unexplained_nulls(doc: Any, path: str = "") -> list[str]:
+    """Dotted paths of the nulls in a record (``scores.json``, ``report.json``, ...) that carry no
+    reason. The convention every writer follows: a number the input cannot resolve is ``null`` with
+    its reason beside it (``K_reason``, or the object's ``reason``/``unresolved``/``note``/``message``);
+    an explanation slot may itself be null. Every other null, and every null inside a list, is listed."""
+    out: list[str] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            here = f"{path}.{k}" if path else str(k)
+            if v is None:
+                why = [doc.get(f"{k}_reason")] + [doc.get(e) for e in EXPLANATION_KEYS]
+                slot = str(k).endswith("_reason") or k in EXPLANATION_KEYS
+                if not slot and not any(isinstance(w, str) and w for w in why):
+                    out.append(here)
+            else:
+                out += unexplained_nulls(v, here)
+    elif isinstance(doc, (list, tuple)):
+        for i, v in enumerate(doc):
+            out += [f"{path}[{i}]"] if v is None else unexplained_nulls(v, f"{path}[{i}]")
+    return out

@@ -252,7 +252,7 @@ def test_analyze_end_to_end_writes_every_analysis(cli, archetypes, tmp_path):
     assert all(base64.b64decode(img.split("'")[0])[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert "96%" in page and "0.94" in page and "Skipped" not in page
     # issue 10: every null in report.json carries its reason (options left to auto, layer kind, ...)
-    from steerlab.analysis.report import unexplained_nulls
+    from steerlab.schema import unexplained_nulls
 
     assert unexplained_nulls(doc) == []
     assert doc["data"]["manifest"]["input_min"] < 0 < doc["data"]["manifest"]["input_max"]
@@ -261,7 +261,7 @@ def test_analyze_end_to_end_writes_every_analysis(cli, archetypes, tmp_path):
 
 
 def test_unexplained_nulls_finds_every_null_without_a_reason():
-    from steerlab.analysis.report import unexplained_nulls
+    from steerlab.schema import unexplained_nulls
 
     doc = {"a": None, "b": None, "b_reason": "why", "c": {"x": None, "reason": "no data"},
            "d": [1, None, {"y": None}], "e": {"z": None, "z_reason": ""}, "f_reason": None}

@@ -13,39 +13,18 @@ import pytest
 import soundfile as sf
 
 from steerlab import api, runner
+from steerlab.schema import unexplained_nulls as nulls_without_reason
 from steerlab.interventions import Span, Strength, channel_direction
 
 SR = 24_000
-# keys that are themselves an explanation slot: null there means "nothing to explain"
-EXPLANATIONS = ("reason", "unresolved", "message")
-
-
-def nulls_without_reason(doc, where: str = "") -> list[str]:
-    """Paths of the nulls in ``doc`` that have no reason beside them."""
-    bad = []
-    if isinstance(doc, dict):
-        for key, value in doc.items():
-            here = f"{where}/{key}"
-            if value is None:
-                explained = (key.endswith("_reason") or key in EXPLANATIONS
-                             or isinstance(doc.get(f"{key}_reason"), str) and doc[f"{key}_reason"]
-                             or any(isinstance(doc.get(k), str) and doc[k] for k in ("reason", "unresolved")))
-                if not explained:
-                    bad.append(here)
-            else:
-                bad += nulls_without_reason(value, here)
-    elif isinstance(doc, list):
-        for i, value in enumerate(doc):
-            bad += nulls_without_reason(value, f"{where}[{i}]")
-    return bad
 
 
 def test_the_walker_finds_a_null_without_reason_and_accepts_one_with():
     """The check itself: it must fail on the defects reported (n_q, prepared, codes_changed_share)."""
-    assert nulls_without_reason({"n_q": None, "a": [{"prepared": None}], "b": {"x": 1}}) == ["/n_q", "/a[0]/prepared"]
+    assert nulls_without_reason({"n_q": None, "a": [{"prepared": None}], "b": {"x": 1}}) == ["n_q", "a[0].prepared"]
     assert nulls_without_reason({"n_q": None, "n_q_reason": "continuous path", "t": {"gain_db": None,
                                  "unresolved": "too short"}, "band_reason": None}) == []
-    assert nulls_without_reason({"n_q": None, "n_q_reason": ""}) == ["/n_q"]  # an empty reason is none
+    assert nulls_without_reason({"n_q": None, "n_q_reason": ""}) == ["n_q"]  # an empty reason is none
 
 
 def _write(path, x, sr=SR):

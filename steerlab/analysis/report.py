@@ -36,27 +36,6 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def unexplained_nulls(doc: Any, path: str = "") -> list[str]:
-    """Dotted paths of the nulls in ``doc`` that carry no reason: a null under key ``K`` is
-    explained by a non-empty string under ``K_reason``, ``reason`` or ``note`` in the same
-    object; a ``*_reason`` key may itself be null (nothing to explain). Every other null,
-    and every null inside a list, is reported."""
-    out: list[str] = []
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            here = f"{path}.{k}" if path else str(k)
-            if v is None:
-                why = [doc.get(f"{k}_reason"), doc.get("reason"), doc.get("note")]
-                if not str(k).endswith("_reason") and not any(isinstance(w, str) and w for w in why):
-                    out.append(here)
-            else:
-                out += unexplained_nulls(v, here)
-    elif isinstance(doc, (list, tuple)):
-        for i, v in enumerate(doc):
-            out += [f"{path}[{i}]"] if v is None else unexplained_nulls(v, f"{path}[{i}]")
-    return out
-
-
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
