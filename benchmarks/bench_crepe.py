@@ -16,11 +16,12 @@
 
 from __future__ import annotations
 
+from _common import bare_torch_peak_kb, best_of  # benchmarks/ is on sys.path when run as a script
+
 import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +55,6 @@ for block in stream_vectors(model, clips(), info, "features"):
 print("RESULT", n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
       "music" if files else "noise")
 """
-
-
-def best_of(fns, repeats: int) -> list[float]:
-    """Fastest of ``repeats`` timings of each function, interleaved."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t)
-    return [min(t) for t in times]
 
 
 def bench_forward(name: str, seconds: float, repeats: int) -> None:
@@ -109,15 +99,13 @@ def bench_forward(name: str, seconds: float, repeats: int) -> None:
 
 def bench_memory(minutes: float) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    bare = subprocess.run([sys.executable, "-c", "import resource, torch; "
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                          capture_output=True, text=True, check=True, env=env)
+    bare_kb = bare_torch_peak_kb("1")
     proc = subprocess.run([sys.executable, "-c", CHILD, str(minutes)], capture_output=True, text=True, check=True,
                           env=env)
     _, n, secs, kb, source = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1].split()
     print(f"capture of {minutes:g} min of {source} at crepe_tiny_16khz conv1 (128 channels, 2000 frames/s): "
           f"{int(n)} vectors in {float(secs):.0f} s, peak {int(kb) / 1024:.0f} MB "
-          f"(bare python + torch {int(bare.stdout) / 1024:.0f} MB; goal <= 2048 MB)")
+          f"(bare python + torch {bare_kb / 1024:.0f} MB; goal <= 2048 MB)")
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ Goals (issue 2): traced/bare <= 1.10; ``--help`` under 0.5 s.
 
 from __future__ import annotations
 
+from _common import best_of  # benchmarks/ is on sys.path when run as a script
+
 import argparse
 import statistics
 import subprocess
@@ -21,18 +23,6 @@ import time
 
 import numpy as np
 import torch
-
-
-def best_of(fns, repeats: int) -> list[float]:
-    """Fastest of ``repeats`` timings of each function, interleaved so that load
-    spikes on a shared machine hit every contender alike."""
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t)
-    return [min(t) for t in times]
 
 
 def bare(model, layer, waves, direction, alpha):

@@ -19,6 +19,8 @@ Prints ratios against bare baselines measured in the same run; never asserts.
 
 from __future__ import annotations
 
+from _common import bare_torch_peak_kb  # benchmarks/ is on sys.path when run as a script
+
 import argparse
 import os
 import subprocess
@@ -126,14 +128,12 @@ def bench_sae(n: int = 200_000, epochs: int = 2) -> None:
 
 def bench_memory(minutes: float) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    bare = subprocess.run([sys.executable, "-c", "import resource, torch; "
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                          capture_output=True, text=True, check=True, env=env)
+    bare_kb = bare_torch_peak_kb("1")
     proc = subprocess.run([sys.executable, "-c", CHILD, str(minutes)], capture_output=True, text=True, check=True,
                           env=env)
     _, n, secs, kb = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1].split()
     print(f"capture of {minutes:g} min of audio at first_conv: {int(n)} vectors in {float(secs):.0f} s, peak "
-          f"{int(kb) / 1024:.0f} MB (bare python + torch {int(bare.stdout) / 1024:.0f} MB; goal <= 2048 MB)")
+          f"{int(kb) / 1024:.0f} MB (bare python + torch {bare_kb / 1024:.0f} MB; goal <= 2048 MB)")
 
 
 def main() -> None:

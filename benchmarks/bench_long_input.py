@@ -10,6 +10,8 @@ linearly). Also the bare cost: a Python process that only imports torch.
 
 from __future__ import annotations
 
+from _common import bare_torch_peak_kb  # benchmarks/ is on sys.path when run as a script
+
 import argparse
 import subprocess
 import sys
@@ -36,9 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 4.0, 16.0])
     args = parser.parse_args()
-    bare = subprocess.run([sys.executable, "-c", "import resource, torch; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                          capture_output=True, text=True, check=True)
-    print(f"bare python + torch: {int(bare.stdout) / 1024:.0f} MB")
+    print(f"bare python + torch: {bare_torch_peak_kb() / 1024:.0f} MB")
     base = None
     with tempfile.TemporaryDirectory() as tmp:
         for minutes in args.minutes:

@@ -8,7 +8,6 @@ checked sample for sample against the decoded source file they were cut from.
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np

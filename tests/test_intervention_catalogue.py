@@ -5,7 +5,6 @@ manual forward hooks, their bad input, the listing, and models without a decoder
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,6 @@ import torch
 from click.testing import CliRunner
 
 from steerlab import api, plugins, runner
-from steerlab import interventions as iv
 from steerlab.errors import InterventionError
 from steerlab.hookspecs import hookimpl
 from steerlab.interventions import Span, Strength, channel_direction

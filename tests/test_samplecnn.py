@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from steerlab import api, tracing
 from steerlab.errors import ModelLoadError, SteerlabError
 from steerlab_samplecnn import task
 from steerlab_samplecnn.loaders import SHIPPED_DIR, load_artifact, random_samplecnn
-from steerlab_samplecnn.model import SampleCNN, SampleCNNConfig, layer_table, receptive_field_formula
+from steerlab_samplecnn.model import SampleCNN, SampleCNNConfig, receptive_field_formula
 from steerlab_samplecnn.train import TrainConfig, train_samplecnn
 from tests.conftest import chord
 

@@ -192,7 +192,7 @@ def control_dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Pa
 def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str | Path] = (),
             notify: Callable[[str], None] = lambda s: None) -> tuple[list[ModelPlan], dict[str, Any], dict, str, dict]:
     """Load models, resolve the grid and hash it; raises before anything is written."""
-    from steerlab import api, plugins
+    from steerlab import api
     from steerlab.artifacts import versions
     from steerlab.stimuli import STIMULUS_VERSION
 
