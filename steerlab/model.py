@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import ModelLoadError, SteerlabError
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,24 @@ class LoadOptions:
         if unknown:
             takes = f"it takes: {', '.join(valid)}" if valid else "it takes none"
             raise SteerlabError(f"model {model!r} has no option {', '.join(map(repr, unknown))}; {takes}")
+
+    def computed_config(self, model: str, cls: type, computed: str) -> Any:
+        """The frozen config dataclass ``cls`` of a model computed from its config alone (no weights
+        file): a checkpoint is refused, each loader option must name a field of ``cls``, and the
+        values go through ``cls``'s own checks. ``computed`` says what is computed, e.g. "its
+        filters are". Raises :class:`ModelLoadError` with one line."""
+        from dataclasses import fields
+
+        if self.checkpoint is not None:
+            raise ModelLoadError(f"{model} has no weights file: {computed} computed from its config; drop --checkpoint")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(self.extra) - set(valid))
+        if unknown:
+            raise ModelLoadError(f"{model} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(valid)}")
+        try:
+            return cls(**self.extra)
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{model}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,12 @@ energy off the target (concentration 0.8, off-band damage 1.3-3.6 dB at 1223 Hz)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from steerlab.errors import ModelLoadError
 from steerlab.model import AudioModel, LayerInfo, LoadOptions
 from steerlab.registry import LayerRegistry
 
@@ -89,19 +88,6 @@ class FilterbankConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "centres_hz": [round(float(c), 4) for c in self.centres()]}
-
-    @classmethod
-    def from_options(cls, extra: dict[str, Any]) -> "FilterbankConfig":
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(extra) - set(valid))
-        if unknown:
-            raise ModelLoadError(
-                f"{MODEL_NAME} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(valid)}"
-            )
-        try:
-            return cls(**extra)
-        except (TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{MODEL_NAME}: {exc}") from None
 
 
 def band_responses(cfg: FilterbankConfig, freqs: np.ndarray) -> np.ndarray:
@@ -222,11 +208,7 @@ def load(options: LoadOptions) -> FilterbankModel:
     """Build the model from its config (``options.extra`` overrides fields of
     :class:`FilterbankConfig`). There are no learned weights, so ``random_init`` gives
     the same filters; a checkpoint is refused."""
-    if options.checkpoint is not None:
-        raise ModelLoadError(
-            f"{MODEL_NAME} has no weights file: its filters are computed from its config; drop --checkpoint"
-        )
-    return FilterbankModel(FilterbankConfig.from_options(dict(options.extra))).to(options.device)
+    return FilterbankModel(options.computed_config(MODEL_NAME, FilterbankConfig, "its filters are")).to(options.device)
 
 
 def register_layers(model: FilterbankModel, registry: LayerRegistry) -> None:

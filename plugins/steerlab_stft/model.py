@@ -38,14 +38,13 @@ describes for its first (phase-vocoder) design.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steerlab.errors import ModelLoadError
 from steerlab.model import AudioModel, LayerInfo, LoadOptions
 from steerlab.registry import LayerRegistry
 
@@ -85,19 +84,6 @@ class StftConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "bin_hz": self.bin_hz, "window": "periodic hann"}
-
-    @classmethod
-    def from_options(cls, extra: dict[str, Any]) -> "StftConfig":
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(extra) - set(valid))
-        if unknown:
-            raise ModelLoadError(
-                f"{MODEL_NAME} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(valid)}"
-            )
-        try:
-            return cls(**extra)
-        except (TypeError, ValueError) as exc:
-            raise ModelLoadError(f"{MODEL_NAME}: {exc}") from None
 
 
 def hann(n: int) -> np.ndarray:
@@ -195,11 +181,7 @@ class StftModel(AudioModel):
 def load(options: LoadOptions) -> StftModel:
     """Build the model from its config (``options.extra`` overrides fields of :class:`StftConfig`).
     There are no learned weights, so ``random_init`` gives the same model; a checkpoint is refused."""
-    if options.checkpoint is not None:
-        raise ModelLoadError(
-            f"{MODEL_NAME} has no weights file: its transform is computed from its config; drop --checkpoint"
-        )
-    return StftModel(StftConfig.from_options(dict(options.extra))).to(options.device)
+    return StftModel(options.computed_config(MODEL_NAME, StftConfig, "its transform is")).to(options.device)
 
 
 def register_layers(model: StftModel, registry: LayerRegistry) -> None:
