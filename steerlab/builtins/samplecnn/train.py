@@ -98,7 +98,7 @@ class KindsData:
 class InstrumentData:
     """GM instrument families of rendered notes and chords (:mod:`.instruments`)."""
 
-    description = "General MIDI instrument family of rendered notes and chords (steerlab_samplecnn.instruments)"
+    description = "General MIDI instrument family of rendered notes and chords (steerlab.builtins.samplecnn.instruments)"
 
     def __init__(self, spec: InstrumentTask, sample_rate: int) -> None:
         self.spec, self.sample_rate = spec, sample_rate

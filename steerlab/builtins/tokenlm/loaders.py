@@ -35,7 +35,7 @@ RETRAIN = (
 
 def load_codec(extra: dict) -> AudioModel:
     """The embedded codec (or a codec run folder given as ``codec_checkpoint``)."""
-    from steerlab_encodec.loaders import load_embedded
+    from steerlab.builtins.encodec.loaders import load_embedded
 
     path = extra.get("codec_checkpoint")
     return load_embedded(LoadOptions(checkpoint=Path(path) if path else None)).eval()

@@ -4,7 +4,7 @@ The GPU machine has no nnsight or transformer-lens, so the script calls the trai
 directly with the settings of the GPU recipe (bf16 autocast, batch 32 of 1 s crops, the official
 latent dimension and LSTM depth, weights exported as float16).
 
-    python -m steerlab_encodec.gpu_train RUN N_FILTERS BUDGET_S --data DIR ... --val-data DIR ...
+    python -m steerlab.builtins.encodec.gpu_train RUN N_FILTERS BUDGET_S --data DIR ... --val-data DIR ...
 """
 
 from __future__ import annotations

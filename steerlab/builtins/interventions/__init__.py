@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from steerlab.hookspecs import hookimpl
-from steerlab_interventions.learned import Archetype, FeatureClamp
-from steerlab_interventions.replace import MeanAblate, Patch
+from steerlab.builtins.interventions.learned import Archetype, FeatureClamp
+from steerlab.builtins.interventions.replace import MeanAblate, Patch
 
 
 @dataclass(frozen=True)

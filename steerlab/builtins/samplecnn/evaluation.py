@@ -171,7 +171,7 @@ def evaluate_instruments(model: SampleCNN, clips: int = 260, seed: int = instrum
         "weights_sha256": model.weights_hash(),
         "config": model.config,
         "task": spec.to_json(),
-        "test_set": {"generator": "steerlab_samplecnn.instruments", "clips_per_split": clips, "seed": seed,
+        "test_set": {"generator": "steerlab.builtins.samplecnn.instruments", "clips_per_split": clips, "seed": seed,
                      "seconds": spec.seconds, "bootstrap_resamples": n_boot, **instruments.soundfont_record()},
         "soundfont_matches_training": _soundfont_matches(model),
         "chance": 1.0 / len(model.labels),
