@@ -53,8 +53,8 @@ def main() -> None:
     torch.set_num_threads(2)
     from steerlab import api, plugins
     from steerlab.interventions import Strength, channel_direction
-    from steerlab_encodec.codec import OFFICIAL_24KHZ
-    from steerlab_encodec.loaders import random_codec
+    from steerlab.builtins.encodec.codec import OFFICIAL_24KHZ
+    from steerlab.builtins.encodec.loaders import random_codec
 
     embedded = api.load_model()
     official = random_codec("encodec_24khz (random weights)", OFFICIAL_24KHZ)

@@ -1,6 +1,6 @@
 """The plugin manager: built-ins first, then installed entry points, then a check.
 
-Built-in plugins live in ``plugins/`` as ordinary packages and are loaded by
+Built-in plugins live in ``steerlab/builtins/`` as subpackages (``steerlab.builtins.encodec``, ...) and are loaded by
 import path from :data:`DEFAULT_PLUGINS`, through exactly the hooks a third-party
 plugin uses. Installed plugins come from the entry-point group ``steerlab``.
 ``STEERLAB_BLOCK_PLUGINS`` (comma-separated plugin names) keeps named plugins out.
@@ -24,14 +24,14 @@ from steerlab.errors import PluginError, SteerlabError
 from steerlab.registry import InterventionRegistry, LayerRegistry, ModelRegistry, Registry, ScorerRegistry
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "steerlab_encodec",
-    "steerlab_filterbank",
-    "steerlab_stft",
-    "steerlab_samplecnn",
-    "steerlab_tokenlm",
-    "steerlab_crepe",
-    "steerlab_interventions",
-    "steerlab_scorers",
+    "steerlab.builtins.encodec",
+    "steerlab.builtins.filterbank",
+    "steerlab.builtins.stft",
+    "steerlab.builtins.samplecnn",
+    "steerlab.builtins.tokenlm",
+    "steerlab.builtins.crepe",
+    "steerlab.builtins.interventions",
+    "steerlab.builtins.scorers",
 )
 ENTRY_POINT_GROUP = "steerlab"
 BLOCK_ENV = "STEERLAB_BLOCK_PLUGINS"

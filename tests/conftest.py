@@ -22,8 +22,8 @@ def embedded():
 def random_24k():
     """The official 24 kHz architecture at random initialisation (no download)."""
     from steerlab import plugins
-    from steerlab_encodec.codec import OFFICIAL_24KHZ
-    from steerlab_encodec.loaders import random_codec
+    from steerlab.builtins.encodec.codec import OFFICIAL_24KHZ
+    from steerlab.builtins.encodec.loaders import random_codec
 
     model = random_codec("encodec_24khz", OFFICIAL_24KHZ, seed=1)
     model.layer_registry = plugins.layers_for(model)

@@ -31,7 +31,7 @@ def _by_kind(sdr: list[float], kinds: list[str]) -> dict[str, float]:
 
 def test_readme_quantized_row_on_its_held_out_clips(embedded):
     """About 10 s on one core. Rounding in the README is to 0.01 dB (overall) and 0.1 dB (kinds)."""
-    from steerlab_encodec.evaluation import clip_metrics, median_ci
+    from steerlab.builtins.encodec.evaluation import clip_metrics, median_ci
 
     clips, kinds = _clips(embedded)
     with torch.no_grad():
@@ -54,8 +54,8 @@ def test_random_init_rows_are_far_below_the_trained_codec(embedded):
     70 of the 280 clips, so not to the README's decimals: every kind's median below -45 dB, the
     tonal kinds near -100 dB (an output uncorrelated with the input) and both paths alike (the
     trained codec's per-kind medians, all above -1 dB, are checked on all 280 clips elsewhere)."""
-    from steerlab_encodec.evaluation import clip_metrics, median_ci
-    from steerlab_encodec.loaders import random_codec
+    from steerlab.builtins.encodec.evaluation import clip_metrics, median_ci
+    from steerlab.builtins.encodec.loaders import random_codec
 
     clips, kinds = _clips(embedded, every=4)
     random = random_codec("random", embedded.cfg)  # what `steerlab eval codec` builds (seed 0)

@@ -58,7 +58,7 @@ def test_shipped_samplecnn_test_accuracy_is_the_documented_one():
 
     # random init (seed 0, what `steerlab eval samplecnn` builds): one class for every clip, so
     # exactly chance (1/7) on this balanced set, cross-entropy near log 7 = 1.946
-    from steerlab_samplecnn.loaders import random_samplecnn
+    from steerlab.builtins.samplecnn.loaders import random_samplecnn
 
     random = random_samplecnn("random", model.cfg, seed=0)
     r_logits = _logits(random, waves[::5])

@@ -16,7 +16,7 @@ from steerlab import api
 
 
 def test_shipped_tokenlm_on_its_test_clips():
-    from steerlab_tokenlm.train import corpus_tokens, evaluate
+    from steerlab.builtins.tokenlm.train import corpus_tokens, evaluate
 
     model = api.load_model("tokenlm_24khz")
     assert sum(p.numel() for p in model.transformer.parameters()) == pytest.approx(0.30e6, rel=0.05)

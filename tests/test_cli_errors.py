@@ -345,8 +345,8 @@ def test_analyze_accepts_a_shipped_dictionary_name(cli, tmp_path):
                                    "--only", "a", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "report.json").read_text())
-    import steerlab_encodec
+    import steerlab.builtins.encodec
 
-    shipped = Path(steerlab_encodec.__file__).parent / "dictionaries" / "first_conv-features"
+    shipped = Path(steerlab.builtins.encodec.__file__).parent / "dictionaries" / "first_conv-features"
     assert Path(doc["dictionary"]["path"]).resolve() == shipped.resolve()
     assert doc["dictionary"]["layer"] == "encoder.0.conv" and doc["analyses"]["a_coverage"]["status"] == "ran"

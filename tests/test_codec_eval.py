@@ -9,7 +9,7 @@ from steerlab import synth
 
 
 def test_embedded_codec_beats_random_init_on_held_out_clips(embedded):
-    from steerlab_encodec.evaluation import evaluate_model
+    from steerlab.builtins.encodec.evaluation import evaluate_model
 
     rows = evaluate_model(embedded, clips=7, seed=777)  # one clip of each kind
     trained, random = rows[embedded.name], rows[f"{embedded.name} (random init)"]
@@ -42,7 +42,7 @@ def test_readme_median_floor_on_its_held_out_clips(embedded):
     import numpy as np
     import torch
 
-    from steerlab_encodec.evaluation import clip_metrics, median_ci
+    from steerlab.builtins.encodec.evaluation import clip_metrics, median_ci
 
     specs = synth.corpus(280, 12_345, embedded.sample_rate, 1.0)
     length = embedded.sample_rate - embedded.sample_rate % embedded.hop
@@ -65,7 +65,7 @@ def test_low_tones_come_back_and_high_tones_are_lost(embedded):
     """README's known limit, measured with the code `steerlab eval codec --tones` uses: pure tones
     from 50 to 700 Hz at 19 to 34 dB SI-SDR (measured 27.5, 33.1, 32.0, 23.3, 19.3 dB at 50, 100,
     200, 440, 700 Hz), 1 kHz at 3.5 dB, and tones from 1.5 kHz up lost (below -20 dB)."""
-    from steerlab_encodec.evaluation import tone_fidelity
+    from steerlab.builtins.encodec.evaluation import tone_fidelity
 
     sdr = tone_fidelity(embedded, freqs_hz=(50, 100, 200, 440, 700, 1000, 1500, 3000, 6000))["continuous"]
     for f in ("50", "100", "200", "440", "700"):

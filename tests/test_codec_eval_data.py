@@ -15,7 +15,7 @@ needs_ogg = needs((FB / "frozen-mainzik-2p.ogg").is_file(), "Debian package fb-m
 
 
 def test_octave_errors_measure_gain_and_refuse_empty_bands():
-    from steerlab_encodec.evaluation import OCTAVE_CENTRES_HZ, octave_errors
+    from steerlab.builtins.encodec.evaluation import OCTAVE_CENTRES_HZ, octave_errors
 
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(SR)

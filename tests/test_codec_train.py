@@ -8,8 +8,8 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from steerlab_encodec.codec import EMBEDDED
-from steerlab_encodec.train import TrainConfig, train_codec
+from steerlab.builtins.encodec.codec import EMBEDDED
+from steerlab.builtins.encodec.train import TrainConfig, train_codec
 
 TINY = dataclasses.replace(EMBEDDED, n_filters=2, dimension=8, bins=16, lstm=0)
 

@@ -157,7 +157,7 @@ def test_corpus_cli_errors_are_one_line(tmp_path):
 
 
 def test_codec_training_batches_mix_sources_and_validate_held_out_windows(tmp_path):
-    from steerlab_encodec.train import FileSource, TrainConfig, _batch
+    from steerlab.builtins.encodec.train import FileSource, TrainConfig, _batch
 
     t = np.arange(3 * SR) / SR
     loud = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)

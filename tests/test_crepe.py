@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from steerlab import api, tracing
 from steerlab.errors import ModelLoadError, SteerlabError
 from steerlab.interventions import Strength, channel_direction
-from steerlab_crepe.loaders import load_weights
-from steerlab_crepe.model import WINDOW, Crepe, bins_hz, layer_table
-from steerlab_crepe.salience import decode_pitch, score_salience
+from steerlab.builtins.crepe.loaders import load_weights
+from steerlab.builtins.crepe.model import WINDOW, Crepe, bins_hz, layer_table
+from steerlab.builtins.crepe.salience import decode_pitch, score_salience
 
 MUSIC = Path("/usr/share/games/asc/music/frontiers.mp3")  # Debian asc-music (GPL-2+)
 RECEPTIVE_FIELDS = [516, 1022, 1024, 1024, 1024, 1024, 1024]
@@ -274,7 +274,7 @@ def test_cli_learn_and_analyze_on_the_first_layer(music_dir, tmp_path):
 def test_constant_windows_normalise_to_silence_not_to_rounding_noise():
     import torch
 
-    from steerlab_crepe.model import normalize_windows
+    from steerlab.builtins.crepe.model import normalize_windows
 
     flat = torch.full((3, 1024), 0.3)
     flat[1] = 0.0

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-pytest.importorskip("steerlab_crepe")
+pytest.importorskip("steerlab.builtins.crepe")
 
 TOML = """
 [grid]
@@ -125,7 +125,7 @@ def test_salience_offband_distance_counts_damage_to_held_pitches_only():
     where the baseline holds a pitch (salience >= 0.5); 0 where it holds none."""
     import numpy as np
 
-    from steerlab_crepe.salience import GUARD_CENTS, score_salience
+    from steerlab.builtins.crepe.salience import GUARD_CENTS, score_salience
 
     bins = 32.70 * 2.0 ** (np.arange(360) * 20 / 1200)
     t = int(np.argmin(np.abs(bins - 300.0)))

@@ -16,9 +16,9 @@ from steerlab.dictionary import CONFIG_SCHEMA, DictionaryError
 
 @pytest.fixture(scope="module")
 def shipped() -> Path:
-    import steerlab_encodec
+    import steerlab.builtins.encodec
 
-    return Path(steerlab_encodec.__file__).parent / "dictionaries" / "first_conv-features"
+    return Path(steerlab.builtins.encodec.__file__).parent / "dictionaries" / "first_conv-features"
 
 
 @pytest.fixture

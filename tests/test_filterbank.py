@@ -53,7 +53,7 @@ def _centre(model, hz: float) -> float:
 def test_layer_table_and_registration(fb):
     from steerlab import plugins
 
-    assert plugins.models().owners["filterbank_24khz"] == "steerlab_filterbank"
+    assert plugins.models().owners["filterbank_24khz"] == "steerlab.builtins.filterbank"
     reg = api.layers(fb)
     assert reg.names() == ["bands"]
     layer = reg.get("bands")
@@ -289,7 +289,7 @@ def test_ablation_damages_off_band_only_when_the_clip_cuts_the_response_off(fb, 
 
 
 def test_fft_size_is_the_smallest_5_smooth_length():
-    from steerlab_filterbank.model import fft_size
+    from steerlab.builtins.filterbank.model import fft_size
 
     def smooth(m):
         for p in (2, 3, 5):

@@ -131,9 +131,9 @@ def _paths(doc, prefix=()):
 
 @pytest.fixture(scope="module")
 def dict_folder(tmp_path_factory):
-    import steerlab_encodec
+    import steerlab.builtins.encodec
 
-    src = Path(steerlab_encodec.__file__).parent / "dictionaries" / "first_conv-features"
+    src = Path(steerlab.builtins.encodec.__file__).parent / "dictionaries" / "first_conv-features"
     folder = tmp_path_factory.mktemp("fuzzdict") / "dict"
     shutil.copytree(src, folder)
     return folder, json.loads((folder / "config.json").read_text())

@@ -64,7 +64,7 @@ def _plain_decode(sae, codes):
 
 @pytest.mark.parametrize("mode,value", [("set", 2.5), ("scale", 3.0), ("scale", 0.0)])
 def test_feature_clamp_arithmetic_and_only_feature_j_changes(mode, value):
-    from steerlab_interventions.learned import FeatureClampState
+    from steerlab.builtins.interventions.learned import FeatureClampState
 
     sae, data = _trained_sae()
     act = data[:10].T.clone()  # [channels 6, frames 10]
@@ -114,7 +114,7 @@ def test_archetype_adds_alpha_d_w_to_generators():
 
 @pytest.mark.parametrize("with_direction", [False, True])
 def test_patch_and_mean_ablate_arithmetic(with_direction):
-    from steerlab_interventions.replace import MeanState, PatchState
+    from steerlab.builtins.interventions.replace import MeanState, PatchState
 
     act, src, m = _rand(4, 10, seed=4), _rand(4, 12, seed=5), _rand(4, seed=6)
     d = _unit(4, seed=7) if with_direction else None
@@ -134,7 +134,7 @@ def test_patch_and_mean_ablate_arithmetic(with_direction):
 
 
 def test_patch_refuses_a_span_past_the_source_and_allows_one_inside():
-    from steerlab_interventions.replace import PatchState
+    from steerlab.builtins.interventions.replace import PatchState
 
     kind = plugins.interventions().get("patch")
     state = PatchState(torch.zeros(4, 6), {"source": "src.wav", "duration_s": 0.02})

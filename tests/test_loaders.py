@@ -20,7 +20,7 @@ PROBE = "decoder.model.15.conv.conv.bias"  # the last conv's bias: [1]
 @pytest.fixture(scope="module")
 def official_state(tmp_path_factory):
     """An official-format 24 kHz checkpoint with one parameter set to a known value."""
-    from steerlab_encodec.codec import OFFICIAL_24KHZ, build_codec
+    from steerlab.builtins.encodec.codec import OFFICIAL_24KHZ, build_codec
 
     torch.manual_seed(7)
     state = build_codec(OFFICIAL_24KHZ).state_dict()
@@ -33,8 +33,8 @@ def official_state(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fresh_hash():
-    from steerlab_encodec.codec import OFFICIAL_24KHZ
-    from steerlab_encodec.loaders import random_codec
+    from steerlab.builtins.encodec.codec import OFFICIAL_24KHZ
+    from steerlab.builtins.encodec.loaders import random_codec
 
     return random_codec("encodec_24khz", OFFICIAL_24KHZ, seed=0).weights_hash()
 
@@ -145,8 +145,8 @@ def test_missing_checkpoint_path(tmp_path, offline):
 
 
 def test_embedded_model_loads_offline_with_a_stable_hash(offline):
-    from steerlab_encodec.codec import EMBEDDED
-    from steerlab_encodec.loaders import random_codec
+    from steerlab.builtins.encodec.codec import EMBEDDED
+    from steerlab.builtins.encodec.loaders import random_codec
 
     first, second = api.load_model(), api.load_model("tiny_encodec_24khz")
     assert first is not second and first.name == second.name == "tiny_encodec_24khz"

@@ -86,7 +86,7 @@ def test_builtins_load_without_failures_and_add_their_commands(fresh, monkeypatc
     rows = plugins.summary()
     assert [r["name"] for r in rows] == list(plugins.DEFAULT_PLUGINS)
     assert all(r["builtin"] and r["error"] is None and not r["blocked"] for r in rows)
-    # steerlab_encodec adds its recipes to the core's ``train`` and ``eval`` groups
+    # steerlab.builtins.encodec adds its recipes to the core's ``train`` and ``eval`` groups
     assert sorted(cli.commands["train"].commands) == ["codec", "samplecnn", "tokenlm"]
     assert sorted(cli.commands["eval"].commands) == ["codec", "samplecnn"]
     result = CliRunner().invoke(cli, ["train", "codec", "--help"])
@@ -141,12 +141,12 @@ def test_clash_with_a_builtin_blames_the_newcomer_and_keeps_every_builtin(fresh)
     try:
         reg = plugins.interventions()
         assert {n: reg.owners[n] for n in BUILTIN_INTERVENTIONS} == dict.fromkeys(
-            BUILTIN_INTERVENTIONS, "steerlab_interventions"
+            BUILTIN_INTERVENTIONS, "steerlab.builtins.interventions"
         )
         assert type(reg.get("scale")).__name__ == "Scale"
         (failure,) = [f for f in plugins.FAILURES if f.stage == "steerlab_register_interventions"]
         assert failure.plugin == "clashing_plugin"
-        assert "'steerlab_interventions'" in failure.error and "'clashing_plugin'" in failure.error
+        assert "'steerlab.builtins.interventions'" in failure.error and "'clashing_plugin'" in failure.error
     finally:
         pm.unregister(clash)
         plugins.reset()
@@ -230,9 +230,9 @@ def test_failed_plugins_are_listed_with_their_error(fresh, monkeypatch):
     assert errors["broken_import"] == "import: ImportError: No module named 'steerlab_missing_dependency'"
     assert errors["raising_hook"] == "steerlab_register_scorers: RuntimeError: scorer table exploded"
     ok = {r["name"]: r for r in rows if not r["error"]}
-    assert "tiny_encodec_24khz" in ok["steerlab_encodec"]["models"]
-    assert ok["steerlab_scorers"]["scorers"] == ["spectral"]
-    assert set(ok["steerlab_interventions"]["interventions"]) == BUILTIN_INTERVENTIONS
+    assert "tiny_encodec_24khz" in ok["steerlab.builtins.encodec"]["models"]
+    assert ok["steerlab.builtins.scorers"]["scorers"] == ["spectral"]
+    assert set(ok["steerlab.builtins.interventions"]["interventions"]) == BUILTIN_INTERVENTIONS
 
     text = _invoke(["plugins"])
     assert "broken_import: FAILED import: ImportError" in text.output
@@ -243,18 +243,18 @@ def test_failed_plugins_are_listed_with_their_error(fresh, monkeypatch):
 
 
 def test_block_env_keeps_a_plugin_out(fresh, monkeypatch):
-    monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", " steerlab_scorers , raising_hook")
+    monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", " steerlab.builtins.scorers , raising_hook")
     monkeypatch.setattr(plugins, "entry_points", lambda group: [_FakeEntryPoint("raising_hook", lambda: _RaisingScorers())])
-    assert plugins.blocked() == {"steerlab_scorers", "raising_hook"}
+    assert plugins.blocked() == {"steerlab.builtins.scorers", "raising_hook"}
     assert "spectral" not in plugins.scorers()
-    assert plugins.scorers().names() == ["pitch_salience"]  # the one other built-in scorer (steerlab_crepe)
+    assert plugins.scorers().names() == ["pitch_salience"]  # the one other built-in scorer (steerlab.builtins.crepe)
     assert set(plugins.interventions().names()) == BUILTIN_INTERVENTIONS
     assert plugins.FAILURES == []  # the raising entry point was never loaded
     rows = {r["name"]: r for r in json.loads(_invoke(["plugins", "--json"]).stdout)}
-    assert rows["steerlab_scorers"]["blocked"] is True
-    assert rows["steerlab_scorers"]["scorers"] == [] and rows["steerlab_scorers"]["hooks"] == []
-    assert rows["steerlab_encodec"]["blocked"] is False
-    assert "steerlab_scorers: blocked" in _invoke(["plugins"]).output
+    assert rows["steerlab.builtins.scorers"]["blocked"] is True
+    assert rows["steerlab.builtins.scorers"]["scorers"] == [] and rows["steerlab.builtins.scorers"]["hooks"] == []
+    assert rows["steerlab.builtins.encodec"]["blocked"] is False
+    assert "steerlab.builtins.scorers: blocked" in _invoke(["plugins"]).output
     monkeypatch.delenv("STEERLAB_BLOCK_PLUGINS")
     plugins.reset()
     assert "spectral" in plugins.scorers()

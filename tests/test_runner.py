@@ -67,8 +67,8 @@ def test_long_input_streams_in_chunks(embedded, tmp_path):
 
 def test_48khz_stereo_runs_and_batches_equal_lengths(tmp_path):
     from steerlab import plugins, tracing
-    from steerlab_encodec.codec import OFFICIAL_48KHZ
-    from steerlab_encodec.loaders import random_codec
+    from steerlab.builtins.encodec.codec import OFFICIAL_48KHZ
+    from steerlab.builtins.encodec.loaders import random_codec
 
     model = random_codec("encodec_48khz", OFFICIAL_48KHZ)
     model.layer_registry = plugins.layers_for(model)

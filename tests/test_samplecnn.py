@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from steerlab import api, tracing
 from steerlab.errors import ModelLoadError, SteerlabError
-from steerlab_samplecnn import task
-from steerlab_samplecnn.loaders import SHIPPED_DIR, load_artifact, random_samplecnn
-from steerlab_samplecnn.model import SampleCNN, SampleCNNConfig, receptive_field_formula
-from steerlab_samplecnn.train import TrainConfig, train_samplecnn
+from steerlab.builtins.samplecnn import task
+from steerlab.builtins.samplecnn.loaders import SHIPPED_DIR, load_artifact, random_samplecnn
+from steerlab.builtins.samplecnn.model import SampleCNN, SampleCNNConfig, receptive_field_formula
+from steerlab.builtins.samplecnn.train import TrainConfig, train_samplecnn
 from tests.conftest import chord
 
 HOPS = [3, 9, 27, 81, 243, 729, 2187]
@@ -152,7 +152,7 @@ def test_shipped_checkpoint_loads_offline_with_its_recorded_hash(shipped, monkey
 
 
 def test_shipped_checkpoint_beats_chance_and_random_init_on_held_out_clips(shipped):
-    from steerlab_samplecnn.evaluation import evaluate_model
+    from steerlab.builtins.samplecnn.evaluation import evaluate_model
 
     res = evaluate_model(shipped, clips=140, seed=task.TEST_SEED + 1)
     assert res["chance"] == pytest.approx(1 / 7)

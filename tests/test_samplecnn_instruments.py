@@ -17,10 +17,10 @@ pytest.importorskip("tinysoundfont", reason="the instrument task renders through
 
 from steerlab import api, corpus  # noqa: E402
 from steerlab.errors import ModelLoadError  # noqa: E402
-from steerlab_samplecnn import instruments  # noqa: E402
-from steerlab_samplecnn.evaluation import bootstrap_interval, evaluate_instruments  # noqa: E402
-from steerlab_samplecnn.instruments import InstrumentTask  # noqa: E402
-from steerlab_samplecnn.loaders import (INSTRUMENTS_CONFIG, INSTRUMENTS_DIR, SHIPPED_DIR,  # noqa: E402
+from steerlab.builtins.samplecnn import instruments  # noqa: E402
+from steerlab.builtins.samplecnn.evaluation import bootstrap_interval, evaluate_instruments  # noqa: E402
+from steerlab.builtins.samplecnn.instruments import InstrumentTask  # noqa: E402
+from steerlab.builtins.samplecnn.loaders import (INSTRUMENTS_CONFIG, INSTRUMENTS_DIR, SHIPPED_DIR,  # noqa: E402
                                         load_artifact)
 
 

@@ -320,9 +320,9 @@ def _shipped(plugin: str, name: str, tmp_path: Path) -> Path:
     (None, KeyError, "key 'sampling' is missing"),
 ])
 def test_tokenlm_sampling_record_is_required(tmp_path, key, value, words):
-    from steerlab_tokenlm.loaders import read_config
+    from steerlab.builtins.tokenlm.loaders import read_config
 
-    folder = _shipped("steerlab_tokenlm", "tokenlm_24khz", tmp_path)
+    folder = _shipped("steerlab.builtins.tokenlm", "tokenlm_24khz", tmp_path)
     doc = json.loads((folder / "config.json").read_text())
     assert read_config(folder)["sampling"] == doc["sampling"]
     (folder / "config.json").write_text(json.dumps(_mutate(doc, ("sampling",) + ((key,) if key else ()), value)))
@@ -332,8 +332,8 @@ def test_tokenlm_sampling_record_is_required(tmp_path, key, value, words):
 
 
 @pytest.mark.parametrize("plugin, name, loader", [
-    ("steerlab_samplecnn", "samplecnn_24khz", "steerlab_samplecnn.loaders:load_artifact"),
-    ("steerlab_encodec", "tiny_encodec_24khz", "steerlab_encodec.loaders:load_artifact"),
+    ("steerlab.builtins.samplecnn", "samplecnn_24khz", "steerlab.builtins.samplecnn.loaders:load_artifact"),
+    ("steerlab.builtins.encodec", "tiny_encodec_24khz", "steerlab.builtins.encodec.loaders:load_artifact"),
 ])
 def test_torn_shipped_weights_are_one_line(tmp_path, plugin, name, loader):
     import importlib

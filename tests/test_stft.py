@@ -49,7 +49,7 @@ def test_layer_table_matches_the_transform(stft):
     from steerlab import plugins
     from steerlab.arch import main_lobe_hz
 
-    assert plugins.models().owners["stft_24khz"] == "steerlab_stft"
+    assert plugins.models().owners["stft_24khz"] == "steerlab.builtins.stft"
     reg = api.layers(stft)
     assert reg.names() == ["magnitude"]
     layer = reg.get("magnitude")

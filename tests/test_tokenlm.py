@@ -196,7 +196,7 @@ def test_context_limit_is_a_one_line_error(tlm):
 
 
 def test_shipped_checkpoint_beats_unigram_on_held_out_clips(shipped):
-    from steerlab_tokenlm.train import corpus_tokens, evaluate
+    from steerlab.builtins.tokenlm.train import corpus_tokens, evaluate
 
     assert shipped.record["codec"]["weights_sha256"] == shipped.codec.weights_hash()
     tokens = corpus_tokens(shipped.codec, 8, 20_001, 3.0, shipped.cfg.n_q)  # seeds unseen in training
@@ -213,7 +213,7 @@ def test_shipped_checkpoint_beats_unigram_on_held_out_clips(shipped):
 
 
 def test_codec_hash_mismatch_is_refused(tmp_path, shipped):
-    from steerlab_tokenlm.loaders import WEIGHTS_DIR
+    from steerlab.builtins.tokenlm.loaders import WEIGHTS_DIR
 
     folder = tmp_path / "stale"
     shutil.copytree(WEIGHTS_DIR, folder)

@@ -33,7 +33,7 @@ render "$W/render-val/v" 1000 60 &
 wait
 echo "rendered in $(( $(date +%s) - t0 )) s"
 train() {  # $1 name, $2 n_filters, $3 spectral and log-magnitude weight
-    python3 -m steerlab_encodec.gpu_train "$W/$1" "$2" "$BUDGET" --device "$DEVICE" ${EXTRA:-} \
+    python3 -m steerlab.builtins.encodec.gpu_train "$W/$1" "$2" "$BUDGET" --device "$DEVICE" ${EXTRA:-} \
         --spectral-weight "$3" --log-mag-weight "$3" \
         --data "$W/render" --data "$STAGE/music/train" \
         --val-data "$W/render-val" --val-data "$STAGE/music/val-drascula" --val-data "$STAGE/music/val-fb" \
