@@ -68,14 +68,14 @@ Definitions (all frequencies in Hz):
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from steerlab.errors import SteerlabError
+from steerlab import validation as check
+from steerlab.errors import ArchError
 from steerlab.model import LayerInfo
 from steerlab.stimuli import FAMILIES, Infeasible, StimulusSpec, partials
 
@@ -84,10 +84,6 @@ ALIASED_CREDIT = 0.5
 # The stimulus CLI's first fundamental; harmonic and chord mixtures need one.
 DEFAULT_F0 = 110.0
 _SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StimulusSpec)}
-
-
-class ArchError(SteerlabError, ValueError):
-    """Invalid input to the architecture prediction (targets, densities, layers)."""
 
 
 def alias_hz(f: float, rate: float) -> float:
@@ -114,21 +110,17 @@ class Mixture:
     min_separation_hz: float = _SPEC_DEFAULTS["min_separation_hz"]
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            close = difflib.get_close_matches(str(self.family), FAMILIES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ArchError(f"unknown mixture family {self.family!r}.{hint} Valid families: {', '.join(FAMILIES)}")
+        check.choice("family", self.family, FAMILIES, what="mixture family", error=ArchError)
         if self.family in ("harmonic", "chord"):
             if self.f0 is None:
                 object.__setattr__(self, "f0", DEFAULT_F0)
         elif self.f0 is not None:
-            raise ArchError(f"f0 is only used by harmonic and chord mixtures, not {self.family!r}")
+            raise ArchError(f"f0 is only used by harmonic and chord mixtures, not {self.family!r}", parameter="f0")
         for name in ("band_low_hz", "band_high_hz", "min_separation_hz", *(("f0",) if self.f0 is not None else ())):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ArchError(f"{name} must be a finite number > 0, got {v!r}")
+            check.positive(name, getattr(self, name), error=ArchError)
         if self.band_low_hz >= self.band_high_hz:
-            raise ArchError(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}")
+            raise ArchError(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}",
+                            parameter=("band_low_hz", "band_high_hz"))
 
     def spec(self, target_hz: float, density: int, sample_rate: int) -> StimulusSpec:
         """The stimulus spec this mixture stands for (validates it like the generator does)."""
@@ -291,20 +283,22 @@ def predict(
     """
     layers = list(layers)
     if not layers:
-        raise ArchError("no layers to predict for")
+        raise ArchError("no layers to predict for", parameter="layers")
     rates = {layer.sample_rate for layer in layers}
     if len(rates) != 1:
-        raise ArchError(f"layers disagree on the input sample rate: {sorted(rates)}")
+        raise ArchError(f"layers disagree on the input sample rate: {sorted(rates)}", parameter="layers")
     sr = rates.pop()
     targets = tuple(float(f) for f in targets_hz)
     if not targets:
-        raise ArchError("give at least one target frequency")
+        raise ArchError("give at least one target frequency", parameter="targets_hz")
     for f in targets:
         if not (math.isfinite(f) and 0 < f < sr / 2):
-            raise ArchError(f"target {f:g} Hz is outside (0, {sr / 2:g}) Hz for sample rate {sr}")
+            raise ArchError(f"target {f:g} Hz is outside (0, {sr / 2:g}) Hz for sample rate {sr}",
+                            parameter="targets_hz")
     dens = (0,) if mixture.family == "tone" else tuple(int(d) for d in densities)
     if mixture.family != "tone" and (not dens or any(d < 1 for d in dens)):
-        raise ArchError(f"densities must be integers >= 1 for {mixture.family!r} mixtures, got {list(dens)}")
+        raise ArchError(f"densities must be integers >= 1 for {mixture.family!r} mixtures, got {list(dens)}",
+                        parameter="densities")
     contexts = {(f, d): context(f, d, mixture, sr) for f in targets for d in dens}
     out, path_nyq = [], math.inf
     for layer in layers:

@@ -29,7 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from steerlab.artifacts import atomic_path
-from steerlab.errors import AudioError, OutputError
+from steerlab.errors import AudioError, ConfigError, OutputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -137,9 +137,9 @@ def _reason(exc: BaseException) -> str:
 
 def _check_rate_channels(sample_rate: int, channels: int) -> None:
     if int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}", parameter="sample_rate")
     if int(channels) != channels or channels < 1:
-        raise ValueError(f"channels must be a positive integer, got {channels!r}")
+        raise ConfigError(f"channels must be a positive integer, got {channels!r}", parameter="channels")
 
 
 def probe(path: PathLike) -> AudioInfo:
@@ -402,9 +402,12 @@ def iter_chunks(
     chunk = round(chunk_s * sample_rate)
     overlap = round(overlap_s * sample_rate)
     if chunk < 1:
-        raise ValueError(f"chunk_s must give at least one sample at {sample_rate} Hz, got {chunk_s!r}")
+        raise ConfigError(f"chunk_s must give at least one sample at {sample_rate} Hz, got {chunk_s!r}",
+                          parameter="chunk_s")
     if not 0 <= overlap < chunk:
-        raise ValueError(f"overlap_s must be >= 0 and shorter than chunk_s, got {overlap_s!r} with chunk_s {chunk_s!r}")
+        raise ConfigError(f"overlap_s must be >= 0 and shorter than chunk_s, got {overlap_s!r} with chunk_s "
+                          f"{chunk_s!r}",
+                          parameter=("overlap_s", "chunk_s"))
     if info is None or not info.decoded:
         info = scan(path)
     src, dst = info.sample_rate, int(sample_rate)
@@ -453,15 +456,15 @@ def overlap_add(pieces: list[tuple[int, np.ndarray]], total: int, overlap: int) 
     and out over its last ``overlap`` (unless it reaches ``total``). The result is
     normalised by the summed weights, so identical pieces reproduce the signal
     exactly and uneven overlaps still give a weighted average. Raises
-    ``ValueError`` for pieces outside ``[0, total)``, mismatched channel counts or
+    :class:`ConfigError` (a ``ValueError``) for pieces outside ``[0, total)``, mismatched channel counts or
     samples no piece covers.
     """
     if total < 1:
-        raise ValueError(f"total must be positive, got {total}")
+        raise ConfigError(f"total must be positive, got {total}", parameter="total")
     if overlap < 0:
-        raise ValueError(f"overlap must be >= 0, got {overlap}")
+        raise ConfigError(f"overlap must be >= 0, got {overlap}", parameter="overlap")
     if not pieces:
-        raise ValueError("overlap_add needs at least one piece")
+        raise ConfigError("overlap_add needs at least one piece", parameter="pieces")
     n_channels = np.asarray(pieces[0][1]).shape[0]
     acc = np.zeros((n_channels, total), dtype=np.float64)
     weight = np.zeros(total, dtype=np.float64)
@@ -470,10 +473,11 @@ def overlap_add(pieces: list[tuple[int, np.ndarray]], total: int, overlap: int) 
     for start, x in pieces:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] != n_channels:
-            raise ValueError(f"piece at {start} has shape {x.shape}; expected [{n_channels}, samples]")
+            raise ConfigError(f"piece at {start} has shape {x.shape}; expected [{n_channels}, samples]",
+                              parameter="pieces")
         n = x.shape[1]
         if start < 0 or start + n > total:
-            raise ValueError(f"piece [{start}, {start + n}) lies outside [0, {total})")
+            raise ConfigError(f"piece [{start}, {start + n}) lies outside [0, {total})", parameter="pieces")
         w = np.ones(n, dtype=np.float64)
         k = min(overlap, n)
         if start > 0 and k:
@@ -484,7 +488,7 @@ def overlap_add(pieces: list[tuple[int, np.ndarray]], total: int, overlap: int) 
         weight[start : start + n] += w
     gaps = np.flatnonzero(weight == 0)
     if gaps.size:
-        raise ValueError(f"no piece covers sample {gaps[0]} (of {gaps.size} uncovered samples)")
+        raise ConfigError(f"no piece covers sample {gaps[0]} (of {gaps.size} uncovered samples)", parameter="pieces")
     return (acc / weight).astype(np.float32)
 
 
@@ -527,7 +531,7 @@ def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     :class:`OutputError` is raised and no file is left behind.
     """
     if int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+        raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}", parameter="sample_rate")
     x = validate_array(audio)
     p = Path(path)
     try:

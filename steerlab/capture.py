@@ -45,7 +45,8 @@ from typing import Any, Iterable, Iterator, Union
 
 import numpy as np
 
-from steerlab.errors import AudioError, OutputError, SteerlabError, first_line
+from steerlab.errors import (AudioError, BadFilesError, ConfigError, CorpusError, OutputError, SteerlabError,
+                             first_line)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MODES = ("features", "archetypes")
@@ -54,14 +55,6 @@ SHARD_FORMAT, SHARD_VERSION, SHARD_MANIFEST = "steerlab-shards", 1, "manifest.js
 NOISE_RMS, SINE_AMPLITUDE, SINE_LOW_HZ, SINE_HIGH_HZ = 0.1, 0.5, 50.0, 8000.0
 
 Clip = tuple[str, Any]  # (clip_id, wave [channels, samples]: numpy array or torch tensor)
-
-
-class CorpusError(SteerlabError):
-    """A ``--data`` spec that names nothing, or a corpus with no usable audio."""
-
-
-class BadFilesError(CorpusError):
-    """Audio files under ``--data`` that cannot be used, met without ``--skip-bad-files``."""
 
 
 SKIP_BAD_FILES_FLAG = "--skip-bad-files"
@@ -314,10 +307,10 @@ def parse_source(spec: str) -> Source:
         if n < 1:
             raise CorpusError(f"--data {spec}: N must be a whole number >= 1 (e.g. {m.group(1)}:100)")
         return SyntheticSource(m.group(1), n)
-    import difflib
+    from steerlab.validation import nearest
 
-    close = difflib.get_close_matches(m.group(1), REFERENCE_KINDS, n=1) if m else []
-    hint = f" Did you mean {close[0]}:{m.group(2)}?" if close and m else ""
+    close = nearest(m.group(1), REFERENCE_KINDS) if m else None
+    hint = f" Did you mean {close}:{m.group(2)}?" if close and m else ""
     raise CorpusError(f"--data {spec}: no such file or folder, and not one of "
                       f"{', '.join(k + ':N' for k in REFERENCE_KINDS)}.{hint}")
 
@@ -397,6 +390,41 @@ class Corpus:
         return self.clips()
 
 
+def capture_activations(model: Any, waves: Iterable[Any], layer: Any, *, path: str | None = None,
+                        max_batch: int = 16) -> list[np.ndarray]:
+    """The unpatched activations of one layer of ``model`` for each wave: the public way to read a
+    layer (``steerlab.capture_activations``).
+
+    ``waves``: arrays (or CPU tensors) ``[channels, samples]`` (``[samples]`` for mono) at the
+    model's sample rate, with its channel count (load files with :func:`steerlab.audio.load`).
+    ``layer``: a name or alias from ``steerlab.layers(model)`` (or its ``LayerInfo``). ``path``:
+    the decode path (default: the one that reaches the layer). Inputs are batched
+    ``max_batch`` per traced pass, exactly as a patched run batches them, so a capture equals
+    the activation an intervention sees. Returns one float32 array ``[channels, frames]`` per
+    wave, ``frames = layer.frames_for(samples)``. Raises :class:`~steerlab.errors.AudioError`
+    for unusable audio, ``SteerlabError`` for a wrong channel count, an unknown layer or path.
+
+    Example::
+
+        acts = steerlab.capture_activations(model, [wave], "first_conv")
+        acts[0].shape   # (channels, frames)
+    """
+    import torch
+
+    from steerlab import audio, tracing
+    from steerlab.loading import layers
+
+    info = layers(model).get(layer) if isinstance(layer, str) else layer
+    arrays = [audio.validate_array(w, f"waves[{i}]") for i, w in enumerate(waves)]
+    for i, a in enumerate(arrays):
+        if a.shape[0] != model.channels:
+            raise SteerlabError(f"waves[{i}] has {a.shape[0]} channels but {model.name} takes {model.channels}; "
+                                "load files with steerlab.audio.load to convert", parameter="waves")
+    acts = tracing.capture(model, [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays], [info], max_batch,
+                           path)
+    return [a[info.name].numpy() for a in acts]
+
+
 def _rows(act: Any, mode: str) -> Any:
     """``[channels, frames]`` -> response vectors ``[frames, channels]`` or generators ``[frames - 1, channels]``."""
     if mode == "features":
@@ -431,16 +459,17 @@ def stream_vectors(
     """
     import torch
 
-    from steerlab import api, tracing
+    from steerlab import tracing
+    from steerlab.loading import layers
 
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {mode!r}", parameter="mode")
     if subsample is not None and not (isinstance(subsample, (int, float)) and 0 < subsample <= 1):
-        raise CorpusError(f"--subsample must be a fraction in (0, 1], got {subsample!r}")
+        raise CorpusError(f"subsample must be a fraction in (0, 1], got {subsample!r}", parameter="subsample")
     for name, value in (("batch_clips", batch_clips), ("block_vectors", block_vectors), ("max_batch", max_batch)):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    info = api.layers(model).get(layer) if isinstance(layer, str) else layer
+            raise ConfigError(f"{name} must be an integer >= 1; got {value!r}", parameter=name)
+    info = layers(model).get(layer) if isinstance(layer, str) else layer
     is_corpus = isinstance(corpus, Corpus)
     if manifest is None:
         manifest = corpus.new_manifest() if is_corpus else Manifest()
@@ -517,7 +546,7 @@ def write_shards(vectors: Iterable[Any], folder: str | Path, shard_vectors: int 
     from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
 
     if not isinstance(shard_vectors, int) or shard_vectors < 1:
-        raise ValueError(f"shard_vectors must be an integer >= 1; got {shard_vectors!r}")
+        raise ConfigError(f"shard_vectors must be an integer >= 1; got {shard_vectors!r}", parameter="shard_vectors")
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -538,7 +567,8 @@ def write_shards(vectors: Iterable[Any], folder: str | Path, shard_vectors: int 
     for block in vectors:
         block = torch.as_tensor(block).float()
         if block.ndim != 2 or (width is not None and block.shape[1] != width):
-            raise ValueError(f"shard input blocks must be [b, {width or 'width'}]; got {list(block.shape)}")
+            raise ConfigError(f"shard input blocks must be [b, {width or 'width'}]; got {list(block.shape)}",
+                              parameter="vectors")
         width = int(block.shape[1])
         rest.append(block)
         held += len(block)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from steerlab.errors import SteerlabError
+from steerlab.errors import CorpusBuildError
 
 FORMAT = "steerlab-corpus"
 VERSION = 1
@@ -47,10 +47,6 @@ CHORD_QUALITIES = {"major": (0, 4, 7), "minor": (0, 3, 7), "diminished": (0, 3, 
 DRUM_KEYS = (36, 38, 42, 46, 45, 48, 49, 51, 39)
 SILENCE_DB = -60.0
 FLUSH_SAMPLES = 2048  # discarded after sounds_off, so no voice of the previous clip survives
-
-
-class CorpusBuildError(SteerlabError):
-    """A corpus cannot be built from the given sources or options."""
 
 
 @dataclass(frozen=True)

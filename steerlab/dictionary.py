@@ -21,9 +21,7 @@ activations reproduces :meth:`SparseAutoencoder.forward`.
 
 from __future__ import annotations
 
-import difflib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -35,10 +33,10 @@ from typing import Any, Iterator, Mapping
 
 import torch
 
-from steerlab.artifacts import file_sha256, normal_permissions
+from steerlab.artifacts import clean_json, file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
-from steerlab import schema
-from steerlab.errors import OutputError, SteerlabError, first_line
+from steerlab import schema, validation as check
+from steerlab.errors import DictionaryError, OutputError, first_line
 from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
 from steerlab.sae import DataStats, SAEConfig, SparseAutoencoder
 
@@ -54,10 +52,6 @@ GAMMA_DEFINITION = ("gamma = ||mean|| / sqrt(sum_i var_i), over the training dat
                     "null when the data has no spread")
 KIND_NOTE = ("feature: SAE over response vectors r_t; archetype: SAE over generators g_t = r_{t+1} - r_t "
              "(not the 'archetypal SAE' of the SAE literature)")
-
-
-class DictionaryError(SteerlabError):
-    """A dictionary folder that cannot be read: not one, an unknown version, or damaged."""
 
 
 @dataclass
@@ -81,8 +75,7 @@ class Dictionary:
     data_manifest: dict[str, Any] | None = None  # what the corpus held (steerlab.capture.Manifest), if known
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        check.choice("kind", self.kind, KINDS, what="dictionary kind")
         if self.stats is None:
             self.stats = self.sae.stats
         if self.data_hash is None and self.stats is not None:
@@ -96,6 +89,15 @@ class Dictionary:
     def directions(self) -> torch.Tensor:
         """Unit directions ``[size, width]`` in the layer's activation space."""
         return self.sae.directions
+
+    @property
+    def decoder(self) -> torch.Tensor:
+        """The decoder matrix in the layer's activation space, float32 ``[size, width]``
+        (n_latents x channels): row ``j`` is what one unit of latent ``j``'s code adds to an
+        activation, so ``sae.decode(codes) = codes @ decoder + sae.decode(0)``. It is the
+        SAE's ``W_dec`` times its normalisation scale (the ``W_dec`` of :func:`export_saelens`);
+        its rows point along :attr:`directions`."""
+        return (self.sae.W_dec.detach().double() * float(self.sae.scale)).float()
 
     def to_json(self) -> dict[str, Any]:
         cfg = self.config
@@ -117,21 +119,10 @@ class Dictionary:
             "normalization": {"center": cfg.center, "normalize": cfg.normalize, "scale": float(self.sae.scale),
                               "stats": stats, "gamma_definition": GAMMA_DEFINITION},
             "data": {"description": self.data_description, "sha256": self.data_hash,
-                     **({"manifest": _json_safe(self.data_manifest)} if self.data_manifest is not None else {})},
-            "metrics": _json_safe(self.metrics),
+                     **({"manifest": clean_json(self.data_manifest)} if self.data_manifest is not None else {})},
+            "metrics": clean_json(self.metrics),
             "versions": self.versions,
         }
-
-
-def _json_safe(obj: Any) -> Any:
-    """JSON has no NaN or infinity: undefined numbers are written as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 @contextmanager
@@ -253,8 +244,7 @@ def locate(spec: str | Path, shipped: Mapping[str, Path], model_name: str) -> Pa
     if str(spec) in shipped:
         return Path(shipped[str(spec)])
     names = f" or one shipped with {model_name}: {', '.join(shipped)}" if shipped else ""
-    close = difflib.get_close_matches(str(spec), list(shipped), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = check.did_you_mean(str(spec), shipped)
     raise DictionaryError(f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`"
                           f"{names} ({spec} is not a steerlab dictionary folder).{hint}")
 
@@ -319,6 +309,25 @@ def load(folder: str | Path) -> Dictionary:
                       data_manifest=data.get("manifest"))
 
 
+def load_dictionary(name_or_path: str | Path, model: Any = None) -> Dictionary:
+    """A dictionary by folder (written by ``steerlab learn``) or by the name of one shipped
+    with a model's weights (``steerlab dictionaries``), through the same resolver as
+    ``intervene --feature``.
+
+    ``model``: an :class:`~steerlab.model.AudioModel` or a model name; the dictionary must
+    have been learned on it (same name and weights hash). None: a folder is read as it is,
+    a name is looked up among the default model's dictionaries. Raises
+    :class:`DictionaryError` (not found, damaged, or learned on another model).
+    """
+    from steerlab import api
+
+    if model is None and Path(name_or_path).expanduser().is_dir():
+        return load(Path(name_or_path).expanduser())
+    if model is None or isinstance(model, str):
+        model = api.load_model(model)
+    return api.resolve_dictionary(name_or_path, model).dictionary
+
+
 def saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     """Weights for SAELens' forward on RAW activations, normalisation folded in.
 
@@ -366,7 +375,7 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
                      "weights_hash": d.weights_hash, "data_sha256": d.data_hash,
                      "normalization_folded": {"center": cfg.center, "normalize": cfg.normalize,
                                               "scale": float(d.sae.scale)},
-                     "metrics": _json_safe(d.metrics)},
+                     "metrics": clean_json(d.metrics)},
     }
     if topk:
         doc["k"] = cfg.k

@@ -3,8 +3,9 @@
 :func:`spectrogram_figure` draws the baseline decode, the patched decode and their
 difference in dB, with the target frequencies marked, so one glance tells whether
 a change landed on the intended partial or smeared across the spectrum. It uses
-the same framing and power scaling as :mod:`steerlab.scoring`. matplotlib is
-imported inside the function (Agg canvas, no pyplot, no global backend switch),
+the same framing and power scaling as :mod:`steerlab.scoring`. :func:`class_figure`
+draws a classifier's class probabilities before and after a patch. matplotlib is
+imported inside the functions (Agg canvas, no pyplot, no global backend switch),
 so importing steerlab stays cheap.
 """
 
@@ -105,3 +106,28 @@ def spectrogram_figure(
             fig.savefig(tmp, format="png")
     finally:
         fig.clear()  # not registered with pyplot, so nothing else holds it once cleared
+
+
+def class_figure(scores: dict[str, Any], path: Path, title: str = "") -> None:
+    """A bar chart of class probabilities before and after the patch (PNG, written atomically);
+    ``scores``: :func:`steerlab.classifier.classification_scores`'s result."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = scores["classes"]
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(max(4.0, 0.5 * len(rows) + 2.0), 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.bar(x - 0.2, [r["baseline_prob"] for r in rows], 0.4, label="baseline")
+    ax.bar(x + 0.2, [r["patched_prob"] for r in rows], 0.4, label="patched")
+    ax.set_xticks(x, [r["class"] for r in rows], rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("probability")
+    ax.legend()
+    ax.set_title(title + (f"\nKL {scores['kl_divergence']:.3g} nats" if title else ""))
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        fig.clear()

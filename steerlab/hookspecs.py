@@ -9,6 +9,10 @@ against an older steerlab keeps working.
 Every ``steerlab_register_*`` hook receives a typed registry and calls its
 ``add(...)``; return values are ignored. A registry refuses a name that another
 plugin already registered, naming both plugins.
+
+``steerlab.plugins.PluginHost`` calls each implementation of a hook separately, in
+registration order (built-ins first), through pluggy; what happens when one raises is
+``steerlab.plugins.FAILURE_POLICY``'s entry for the hook, stated in each docstring below.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def steerlab_register_models(registry: "ModelRegistry") -> None:
     ``registry.add(ModelSpec(name=..., loader=..., description=...))``; the loader
     takes a :class:`steerlab.model.LoadOptions` and returns a
     :class:`steerlab.model.AudioModel`. Loading is lazy: nothing heavy may happen
-    in this hook.
+    in this hook. A failure is recorded (``steerlab plugins`` shows it) and the
+    other plugins still register.
     """
 
 
@@ -47,7 +52,8 @@ def steerlab_register_layers(model: "AudioModel", registry: "LayerRegistry") -> 
     only for models it understands (check ``model.family`` or the type). Call
     ``registry.add(LayerInfo(...))``. A layer's ``module_path`` is a dotted path of
     attribute names and integer indices into ``model``, whose output
-    ``[batch, channels, frames]`` is what gets patched.
+    ``[batch, channels, frames]`` is what gets patched. A failure fails the load
+    with a one-line ``PluginError`` naming the plugin.
     """
 
 
@@ -60,6 +66,7 @@ def steerlab_register_interventions(registry: "InterventionRegistry") -> None:
     ``description``, ``value_kind`` and ``apply(act, direction, value, weight, state)
     -> Tensor``, plus the optional members that protocol documents (``prepare``,
     ``needs_direction``, ``check``, ``options_help``, ...); see docs/interventions.md.
+    A failure is recorded and the other plugins still register.
     """
 
 
@@ -71,6 +78,7 @@ def steerlab_register_scorers(registry: "ScorerRegistry") -> None:
     where ``fn(baseline, patched, sample_rate, target_hz) -> dict`` compares a
     patched decode with the baseline decode of the same input
     (``[channels, samples]`` float arrays) and returns JSON-serialisable metrics.
+    A failure is recorded and the other plugins still register.
     """
 
 
@@ -80,5 +88,6 @@ def steerlab_register_commands(cli: "click.Group") -> None:
 
     Called once when the CLI starts. Use ``cli.add_command(...)`` or the
     ``@cli.command()`` decorator; import heavy libraries inside the command body so
-    ``steerlab --help`` stays fast.
+    ``steerlab --help`` stays fast. A failure is recorded and the other plugins'
+    commands are still added.
     """

@@ -11,9 +11,10 @@ every formula can be tested against a plain computation; whatever needs the mode
 (a source audio's activations, a reference mean, an SAE) happens in ``prepare``.
 
 The helpers below (:func:`needs_direction`, :func:`prepare`, :func:`apply`, ...) are
-how the core calls a type: they read the optional members with defaults, so a type
-written against the first contract (``apply(act, direction, value, weight)``, no
-``prepare``) keeps working unchanged.
+how the core calls a type: they read the optional members with their defaults, so a
+type defines only what it needs. :class:`Direction`, :class:`Span` and
+:class:`Strength` are public (``steerlab.Direction`` etc.): a direction can be built
+from any array, with its provenance recorded.
 """
 
 from __future__ import annotations
@@ -52,8 +53,7 @@ class InterventionType(Protocol):
       (one item, padding frames included, where ``weight`` is 0), ``direction [channels]``
       (unit unless ``--no-normalize-direction``; None when the run has none), ``value`` a
       float, ``weight [frames]``, ``state`` what ``prepare`` returned (None for types
-      without it). Must not modify ``act`` in place. A four-argument
-      ``apply(act, direction, value, weight)`` is accepted from types without ``prepare``.
+      without it). Must not modify ``act`` in place.
 
     Optional members (read with these defaults when absent):
 
@@ -95,18 +95,22 @@ class InterventionType(Protocol):
 
 
 def needs_direction(kind: Any) -> bool:
+    """Whether the type refuses to run without a direction (``needs_direction``, default True)."""
     return bool(getattr(kind, "needs_direction", True))
 
 
 def is_chunkable(kind: Any) -> bool:
+    """Whether a long input may be patched in chunks (``chunkable``, default True)."""
     return bool(getattr(kind, "chunkable", True))
 
 
 def options_help(kind: Any) -> dict[str, str]:
+    """The type's option names with a line of help each (``options_help``, default none)."""
     return dict(getattr(kind, "options_help", None) or {})
 
 
 def value_kind(kind: Any, options: Mapping[str, Any]) -> str:
+    """How the strength becomes the value for these options: one of :data:`VALUE_KINDS`."""
     chooser = getattr(kind, "value_kind_for", None)
     out = chooser(options) if chooser is not None else kind.value_kind
     if out not in VALUE_KINDS:
@@ -116,36 +120,22 @@ def value_kind(kind: Any, options: Mapping[str, Any]) -> str:
 
 def check_options(kind: Any, options: Mapping[str, Any]) -> None:
     """Refuse option names the type does not take, listing the ones it does."""
-    import difflib
+    from steerlab.validation import did_you_mean
 
     valid = options_help(kind)
     for key in options:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), list(valid), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(key), valid)
             listed = ", ".join(sorted(valid)) or "none"
             raise InterventionError(f"intervention {kind.name!r} takes no option {key!r}.{hint} "
                                     f"Its options: {listed} (see `steerlab interventions`)")
 
 
-def _takes_state(fn: Any) -> bool:
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return True
-    if any(p.kind is p.VAR_POSITIONAL for p in params) or any(p.name == "state" for p in params):
-        return True
-    return len([p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 5
-
-
 def apply(kind: Any, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
           state: Any = None) -> torch.Tensor:
-    """Call ``kind.apply`` with or without ``state`` (types of the first contract take four arguments)."""
-    if _takes_state(kind.apply):
-        return kind.apply(act, direction, value, weight, state)
-    if state is not None:
-        raise InterventionError(f"intervention {kind.name!r} has a prepare step but its apply takes no state")
-    return kind.apply(act, direction, value, weight)
+    """``kind.apply(act, direction, value, weight, state)``: the patched ``[channels, frames]``
+    (see :class:`InterventionType`); ``state`` is what :func:`prepare` returned."""
+    return kind.apply(act, direction, value, weight, state)
 
 
 def json_safe(value: Any) -> Any:
@@ -218,6 +208,7 @@ def prepare(kind: Any, model: Any, layer: LayerInfo, direction: torch.Tensor | N
 
 
 def check_item(kind: Any, prepared: Prepared, n_frames: int, span_frames: tuple[int, int]) -> None:
+    """The type's ``check`` on one input (``n_frames`` at the layer, the span as ``[first, last)``), if it has one."""
     fn = getattr(kind, "check", None)
     if fn is not None:
         fn(prepared.state, n_frames, span_frames)
@@ -234,9 +225,10 @@ class Span:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.start_s) or self.start_s < 0:
-            raise InterventionError(f"--start must be a finite time >= 0 s, got {self.start_s}")
+            raise InterventionError(f"start_s must be a finite time >= 0 s, got {self.start_s}", parameter="start_s")
         if self.end_s is not None and (not math.isfinite(self.end_s) or self.end_s <= self.start_s):
-            raise InterventionError(f"--end ({self.end_s} s) must be after --start ({self.start_s} s)")
+            raise InterventionError(f"end_s ({self.end_s} s) must be after start_s ({self.start_s} s)",
+                                    parameter=("end_s", "start_s"))
         if self.fade_in < 0 or self.fade_out < 0:
             raise InterventionError("fades are frame counts >= 0")
 
@@ -265,30 +257,59 @@ class Span:
 
 @dataclass(frozen=True)
 class Direction:
-    """A direction in a layer's activation space and where it came from."""
+    """A direction in a layer's activation space and where it came from.
+
+    ``vector``: ``[channels]``, any array-like (numpy, torch, list), kept as given: not
+    normalised, a float array keeps its dtype, anything else becomes float64. It must be
+    finite and non-zero (else :class:`~steerlab.errors.DirectionError`). ``provenance``:
+    a JSON-safe dict recorded in every result; left out, it says the caller gave the array
+    (``{"source": "array", ...}``) with the array's shape, dtype and sha256, so a result
+    still names exactly which vector it used.
+    """
 
     vector: np.ndarray  # [channels], as given (not normalised)
-    provenance: dict
+    provenance: dict | None = None
+
+    def __post_init__(self) -> None:
+        vec = self.vector
+        if isinstance(vec, torch.Tensor):
+            vec = vec.detach().cpu().numpy()
+        vec = np.asarray(vec)
+        if not np.issubdtype(vec.dtype, np.floating):
+            vec = vec.astype(np.float64)
+        if vec.ndim != 1:
+            raise DirectionError(f"a direction is a vector [channels]; got an array of shape {vec.shape}")
+        if not np.all(np.isfinite(vec)) or not np.any(vec):
+            raise DirectionError("a direction must be finite and non-zero")
+        object.__setattr__(self, "vector", vec)
+        if self.provenance is None:
+            object.__setattr__(self, "provenance", {"source": "array", "note": "given as an array by the caller",
+                                                    **json_safe(vec)})
 
     @property
     def norm(self) -> float:
+        """The vector's L2 norm, in the layer's activation units."""
         return float(np.linalg.norm(self.vector))
 
     def unit(self) -> torch.Tensor:
+        """The unit vector, float32 ``[channels]``."""
         return torch.from_numpy(self.vector / self.norm).float()
 
     def check_fits(self, layer: LayerInfo) -> None:
+        """Raise :class:`~steerlab.errors.DirectionError` unless the vector has ``layer.channels`` entries."""
         if self.vector.shape != (layer.channels,):
             raise DirectionError(
-                f"direction has {self.vector.shape[0] if self.vector.ndim == 1 else self.vector.shape} "
-                f"entries but layer {layer.name!r} has {layer.channels} channels; "
+                f"direction has {self.vector.shape[0]} entries but layer {layer.name!r} has {layer.channels} channels; "
                 f"use a direction of width {layer.channels} (see `steerlab layers`)"
             )
 
 
 def channel_direction(channel: int, layer: LayerInfo) -> Direction:
+    """The unit vector on ``channel`` of ``layer`` (``0 <= channel < layer.channels``, else
+    :class:`~steerlab.errors.DirectionError`)."""
     if not 0 <= channel < layer.channels:
-        raise DirectionError(f"--channel {channel} is out of range for layer {layer.name!r} (0..{layer.channels - 1})")
+        raise DirectionError(f"channel {channel} is out of range for layer {layer.name!r} (0..{layer.channels - 1})",
+                             parameter="channel")
     v = np.zeros(layer.channels)
     v[channel] = 1.0
     return Direction(v, {"source": "channel", "channel": channel})
@@ -350,7 +371,7 @@ class Strength:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.alpha):
-            raise InterventionError(f"--alpha must be a finite number, got {self.alpha}")
+            raise InterventionError(f"alpha must be a finite number, got {self.alpha}", parameter="alpha")
         if self.mode not in STRENGTH_MODES:
             raise InterventionError(f"strength mode must be one of {STRENGTH_MODES}, got {self.mode!r}")
 

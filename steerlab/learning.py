@@ -26,10 +26,15 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from steerlab import validation as check
 from steerlab.capture import Corpus, Manifest, refuse_constant, stream_vectors, write_shards
-from steerlab.errors import SteerlabError
+from steerlab.errors import ConfigError, NoVarianceError, OutputError
+
+if TYPE_CHECKING:
+    from steerlab.dictionary import Dictionary
+    from steerlab.sae import SAEConfig
 
 STREAMS = ("auto", "shards", "recompute")
 KIND_MODES = {"feature": "features", "archetype": "archetypes"}
@@ -66,17 +71,8 @@ def learn_dictionary(
     layer: str,
     kind: str,
     corpus: Corpus,
+    config: SAEConfig,
     *,
-    size: int = 128,
-    k: int = 8,
-    variant: str = "topk",
-    l1: float = 1.0,
-    lr: float = 1e-3,
-    epochs: int = 10,
-    batch_size: int = 256,
-    seed: int = 0,
-    center: bool = True,
-    normalize: bool = True,
     subsample: float | None = None,
     stream: str = "auto",
     cache_dir: str | Path | None = None,
@@ -84,38 +80,48 @@ def learn_dictionary(
     max_batch: int = 16,
     progress: Callable[[str], None] | None = None,
     epoch_progress: Callable[[int, int, float], None] | None = None,
-):
+) -> "Dictionary":
     """Capture ``layer`` over ``corpus``, train an SAE and return a
     :class:`steerlab.dictionary.Dictionary` (not yet saved) with its provenance:
     model name and weights hash, canonical layer name, kind, data description, the
     corpus manifest (under ``data_manifest``, with the capture options) and metrics.
 
-    Raises :class:`steerlab.capture.BadFilesError` for unusable files under ``--data``
-    (before any capture; see :meth:`steerlab.capture.Corpus.check_files`),
+    ``kind``: ``"feature"`` (over response vectors) or ``"archetype"`` (over generators).
+    ``config``: the SAE's hyperparameters; ``config.width`` must be the layer's channels
+    (``steerlab.api.layers(model).get(layer).channels``), and ``config.seed`` also seeds the
+    subsampling. ``subsample``: the fraction of frames kept, in ``(0, 1]`` (None: all);
+    ``stream``: how the vectors are fed to training (module docstring), ``cache_dir`` and
+    ``budget_bytes`` bound the shards; ``max_batch`` clips share one forward pass;
+    ``progress`` receives capture messages and ``epoch_progress(epoch, epochs, loss)`` runs
+    after each epoch.
+
+    Raises :class:`steerlab.errors.ConfigError` for an invalid ``kind``, ``stream``,
+    ``subsample`` or a ``config`` that does not fit the layer,
+    :class:`steerlab.capture.BadFilesError` for unusable files in the corpus (before any
+    capture; see :meth:`steerlab.capture.Corpus.check_files`),
     :class:`steerlab.capture.CorpusError` when the corpus yields no vectors and
     :class:`steerlab.sae.NoVarianceError` when its vectors at ``layer`` are all equal
     (silent files, a constant signal, one frame): such data would give a dictionary of
     dead latents, so none is made."""
     from steerlab import api, provenance
     from steerlab.dictionary import Dictionary
-    from steerlab.sae import NoVarianceError, SAEConfig, require_variance, train_sae
+    from steerlab.sae import SAEConfig, require_variance, train_sae
 
     started = time.time()
 
-    if kind not in KIND_MODES:
-        raise SteerlabError(f"kind must be one of {', '.join(KIND_MODES)}; got {kind!r}")
-    if stream not in STREAMS:
-        raise SteerlabError(f"stream must be one of {', '.join(STREAMS)}; got {stream!r}")
-    if subsample is not None and not 0 < subsample <= 1:
-        raise SteerlabError(f"--subsample must be a fraction in (0, 1], got {subsample!r}")
+    check.choice("kind", kind, KIND_MODES, what="dictionary kind")
+    check.choice("stream", stream, STREAMS)
+    if subsample is not None:
+        check.fraction("subsample", subsample)
+    if not isinstance(config, SAEConfig):
+        raise check.fail("config", "an SAEConfig", config)
     mode = KIND_MODES[kind]
     info = api.layers(model).get(layer)
     corpus.check_files()  # bad files fail (or are skipped with --skip-bad-files) before any capture
-    try:
-        config = SAEConfig(width=info.channels, size=size, kind_of_sae=variant, k=k, l1=l1, lr=lr, epochs=epochs,
-                           batch_size=batch_size, seed=seed, center=center, normalize=normalize)
-    except ValueError as exc:
-        raise SteerlabError(f"invalid SAE options: {exc}") from None
+    if config.width != info.channels:
+        raise ConfigError(f"config.width ({config.width}) must equal the channels of layer {info.name} of "
+                          f"{model.name} ({info.channels})", parameter="config")
+    seed = config.seed
     estimate = estimate_bytes(corpus, info, subsample)
     cache = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir())
     if stream == "auto":
@@ -139,7 +145,8 @@ def learn_dictionary(
             try:
                 work = Path(tempfile.mkdtemp(prefix="steerlab-vectors-", dir=cache))
             except OSError as exc:
-                raise SteerlabError(f"cannot create a shard folder in {cache}: {exc.strerror}") from None
+                raise OutputError(f"cannot create a shard folder in {cache}: {exc.strerror}",
+                                  parameter="cache_dir") from None
             manifest = corpus.new_manifest()
             data = write_shards(vectors(manifest), work / "shards", max(1024, _SHARD_FLOATS // info.channels),
                                 manifest=manifest)

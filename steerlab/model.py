@@ -13,11 +13,16 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from steerlab.errors import ModelLoadError, SteerlabError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from steerlab.registry import LayerRegistry
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,25 @@ class LayerInfo:
         }
 
 
+@dataclass(frozen=True)
+class TracedOutput:
+    """A submodule output, beyond the model's own output, that the tracer may read (read-only).
+
+    ``name``: the key results carry it under (``"codes"`` for a codec's code indices, which
+    ``codes_changed_share`` compares); ``module_path``: the module, as a dotted path of
+    attribute names and indices from the model (as :attr:`LayerInfo.module_path`); ``paths``:
+    the decode paths on which that module runs; ``before``: the name of the layer (in the
+    model's layer table) that the forward pass reaches first after the module, so the tracer
+    requests the read in forward order. The module's output is ``[batch, ..., frames]`` at the
+    model's ``hop``; each item keeps its own ``ceil(samples / hop)`` frames.
+    """
+
+    name: str
+    module_path: str
+    paths: tuple[str, ...]
+    before: str
+
+
 class AudioModel(torch.nn.Module):
     """Base class of steerable audio models.
 
@@ -142,6 +166,24 @@ class AudioModel(torch.nn.Module):
     # a folder of dictionaries (``steerlab learn`` format) learned on these very weights,
     # one subfolder per dictionary, usable by name: ``--feature first_conv-features:3``
     dictionaries_dir: Path | None = None
+    # codebooks of the model's quantizer (``--n-q`` is checked against it); None: no quantizer
+    n_q: int | None = None
+    # without a decoder: one name per logit, used in scores.json; None: ``class0``, ``class1``, ...
+    class_names: Sequence[str] | None = None
+    # as a positive control of ``steerlab partials`` with several layers: the layer it steers
+    control_layer: str | None = None
+    # set by ``steerlab.load_model``: the layers the plugins registered for this model
+    layer_registry: LayerRegistry | None = None
+    # Optional arrays, declared without a class value because a plugin may make them buffers
+    # (``register_buffer`` refuses a name the class already has); the core reads them with
+    # ``getattr(model, name, None)``.
+    # without a decoder, a spectrum-like output: the centre (Hz) of each output bin [bins]
+    output_bins_hz: torch.Tensor | np.ndarray
+    # a filterbank-like model: the centre (Hz) of each band of its steered layer [channels]
+    centres_hz: torch.Tensor | np.ndarray
+    # submodule outputs the tracer may read beside the output (``steerlab.tracing.run`` with
+    # ``save_traced=True``); the core reads no other submodule of a model than its layers' and these
+    traced_outputs: tuple[TracedOutput, ...] = ()
 
     def shipped_dictionaries(self) -> dict[str, Path]:
         """Dictionaries that ship with this model's weights, by name."""
@@ -179,9 +221,29 @@ class AudioModel(torch.nn.Module):
         return None
 
     def weights_hash(self) -> str:
-        """sha256 over parameter and buffer names, shapes and bytes (stable across saves)."""
+        """sha256 over parameter and buffer names, shapes and bytes (stable across saves).
+
+        Computed once and reused while the weights stay as they are: the cache is keyed on each
+        parameter's and buffer's identity, storage address, version counter (bumped by every
+        in-place write, ``load_state_dict`` included), shape and dtype, so any change of the
+        weights recomputes it. (A run records the hash with every item and chunk.)"""
+        state = self.state_dict(keep_vars=True)
+        try:
+            key: tuple | None = tuple((name, id(t), t.data_ptr(), t._version, tuple(t.shape), t.dtype)
+                                      for name, t in state.items())
+        except RuntimeError:  # inference-mode tensors keep no version counter: no cache
+            key = None
+        cached = self.__dict__.get("_weights_hash_cache")
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        digest = self._compute_weights_hash(state)
+        if key is not None:
+            self.__dict__["_weights_hash_cache"] = (key, digest)
+        return digest
+
+    def _compute_weights_hash(self, state: dict[str, torch.Tensor]) -> str:
         h = hashlib.sha256()
-        for key, tensor in sorted(self.state_dict().items()):
+        for key, tensor in sorted(state.items()):
             t = tensor.detach().cpu().contiguous()
             h.update(key.encode())
             h.update(str(tuple(t.shape)).encode())

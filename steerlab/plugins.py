@@ -1,21 +1,30 @@
-"""The plugin manager: built-ins first, then installed entry points, then a check.
+"""The plugin system: one :class:`PluginHost` holds the pluggy manager, the registries the
+hooks fill and the failures met on the way.
 
-Built-in plugins live in ``steerlab/builtins/`` as subpackages (``steerlab.builtins.encodec``, ...) and are loaded by
-import path from :data:`DEFAULT_PLUGINS`, through exactly the hooks a third-party
-plugin uses. Installed plugins come from the entry-point group ``steerlab``.
-``STEERLAB_BLOCK_PLUGINS`` (comma-separated plugin names) keeps named plugins out.
+A host loads built-ins first (``steerlab.builtins.<name>``, by import path from
+:data:`DEFAULT_PLUGINS`, through exactly the hooks a third-party plugin uses), then the
+installed entry points of the group ``steerlab``, then runs ``check_pending()`` so a
+misspelled hook fails at start-up. ``STEERLAB_BLOCK_PLUGINS`` (comma-separated plugin names)
+keeps named plugins out, except the :data:`ESSENTIAL_PLUGINS` the core's defaults need.
 
-A plugin that fails to import, or raises inside a registration hook, is recorded
-in :data:`FAILURES` (shown by ``steerlab plugins``) and the rest keep working.
+Every hook implementation is called through pluggy, one plugin at a time (so
+``pm.add_hookcall_monitoring`` sees each call, and one plugin's exception cannot stop the
+others), and what happens when it raises is :data:`FAILURE_POLICY`'s entry for the hook.
+
+The module-level functions (:func:`models`, :func:`interventions`, :func:`scorers`,
+:func:`layers_for`, :func:`summary`, ...) act on a default host built on first use;
+:func:`reset` drops it so the next call builds a fresh one.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Literal, TypeVar, cast
 
 import pluggy
 
@@ -33,12 +42,42 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "steerlab.builtins.interventions",
     "steerlab.builtins.scorers",
 )
+# Built-ins that STEERLAB_BLOCK_PLUGINS may not name, because the core's defaults need them:
+# ``interventions`` supplies ``add`` (the default intervention type, and the one every partials
+# sweep runs), ``scorers`` supplies ``spectral`` (scored on every decode), ``encodec`` supplies the
+# default model (every command run without --model, ``load_model()``, its shipped dictionaries).
+# Blocking one would break those defaults far from the cause; the other built-ins only add models.
+ESSENTIAL_PLUGINS: tuple[str, ...] = (
+    "steerlab.builtins.encodec",
+    "steerlab.builtins.interventions",
+    "steerlab.builtins.scorers",
+)
 ENTRY_POINT_GROUP = "steerlab"
 BLOCK_ENV = "STEERLAB_BLOCK_PLUGINS"
+
+R = TypeVar("R", bound=Registry[Any])
+Policy = Literal["record", "raise"]
+# What happens when a hook implementation raises (any Exception, a DuplicateNameError included):
+# - "record": the hooks called once per process to fill a registry or the command line. The
+#   failure is kept in ``PluginHost.failures`` (shown by ``steerlab plugins``), what the plugin
+#   added before raising stays, and the other plugins are still called: one broken plugin must
+#   not take steerlab down.
+# - "raise": the hooks called for one loaded model inside a user's command. The first failure
+#   becomes a one-line PluginError naming the plugin: a layer table missing one plugin's layers
+#   would be silently wrong.
+FAILURE_POLICY: dict[str, Policy] = {
+    "steerlab_register_models": "record",
+    "steerlab_register_interventions": "record",
+    "steerlab_register_scorers": "record",
+    "steerlab_register_commands": "record",
+    "steerlab_register_layers": "raise",
+}
 
 
 @dataclass(frozen=True)
 class PluginFailure:
+    """A plugin that failed at ``stage`` (``import``, ``check_pending`` or a hook's name)."""
+
     plugin: str
     stage: str
     error: str
@@ -47,117 +86,200 @@ class PluginFailure:
         return f"{self.plugin} ({self.stage}): {self.error}"
 
 
-FAILURES: list[PluginFailure] = []
-_pm: pluggy.PluginManager | None = None
-_registries: dict[str, Registry] = {}
-
-
 def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def blocked() -> set[str]:
+    """The plugin names ``STEERLAB_BLOCK_PLUGINS`` lists (blanks and spaces dropped)."""
     return {name.strip() for name in os.environ.get(BLOCK_ENV, "").split(",") if name.strip()}
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager, loaded on first use."""
-    global _pm
-    if _pm is not None:
-        return _pm
-    pm = pluggy.PluginManager("steerlab")
-    pm.add_hookspecs(hookspecs)
-    for name in blocked():
-        pm.set_blocked(name)
-    for path in DEFAULT_PLUGINS:
-        if pm.is_blocked(path):
-            continue
-        try:
-            pm.register(importlib.import_module(path), name=path)
-        except Exception as exc:  # a broken plugin must not take steerlab down
-            FAILURES.append(PluginFailure(path, "import", _error_line(exc)))
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
-            continue
-        try:
-            pm.register(ep.load(), name=ep.name)
-        except Exception as exc:
-            FAILURES.append(PluginFailure(ep.name, "import", _error_line(exc)))
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        # a hook implementation with no matching spec (a misspelled hook): drop that plugin
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        pm.unregister(exc.plugin)
-        FAILURES.append(PluginFailure(name, "check_pending", _error_line(exc)))
-        pm.check_pending()
-    _pm = pm
-    return pm
+def _essential_refusal(names: Sequence[str], builtins: Sequence[str], essential: Sequence[str]) -> PluginError:
+    listed = ", ".join(map(repr, names))
+    blockable = ", ".join(name for name in builtins if name not in essential) or "(none)"
+    return PluginError(
+        f"cannot block {listed} ({BLOCK_ENV}): an essential built-in plugin that steerlab's defaults need "
+        f"(the default model, the 'add' intervention, the 'spectral' scorer); built-ins that can be blocked: {blockable}"
+    )
 
 
-def reset() -> None:
-    """Forget the plugin manager and registries (tests, and after registering plugins)."""
-    global _pm
-    _pm = None
-    _registries.clear()
-    FAILURES.clear()
+class PluginHost:
+    """One plugin system: the pluggy manager, the registries its hooks fill, its failures.
 
-
-def call_each(hook_name: str, registry: Registry | None = None, **kwargs: Any) -> None:
-    """Call ``hook_name`` on every plugin separately, recording which plugin added what.
-
-    A plugin whose hook raises is recorded in :data:`FAILURES` and the others still run.
+    ``builtins``: module paths registered first, in order. ``blocked``: plugin names kept out
+    (None: read ``STEERLAB_BLOCK_PLUGINS`` when the manager is built); naming one of
+    ``essential`` raises :class:`PluginError` when it is built. ``entry_point_group``: the
+    group installed plugins are found in (None: none are). Nothing happens until the manager
+    or a registry is first asked for; two hosts share no state.
     """
-    pm = get_plugin_manager()
-    hook = getattr(pm.hook, hook_name)
-    if registry is not None:
-        kwargs["registry"] = registry
-    # Registration order (built-ins first), not pluggy's LIFO call order: a newcomer that
-    # reuses a built-in name is the one blamed, and the built-in's other entries survive.
-    for impl in hook.get_hookimpls():
+
+    def __init__(
+        self,
+        builtins: Sequence[str] = DEFAULT_PLUGINS,
+        blocked: Iterable[str] | None = None,
+        essential: Sequence[str] = ESSENTIAL_PLUGINS,
+        entry_point_group: str | None = ENTRY_POINT_GROUP,
+    ) -> None:
+        self.builtins = tuple(builtins)
+        self.essential = tuple(essential)
+        self.entry_point_group = entry_point_group
+        self._blocked = None if blocked is None else frozenset(blocked)
+        self.failures: list[PluginFailure] = []
+        self._pm: pluggy.PluginManager | None = None
+        self._registries: dict[str, Registry[Any]] = {}
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The pluggy manager, loaded on first use. Raises :class:`PluginError` when an essential
+        built-in is blocked."""
+        if self._pm is None:
+            self._pm = self._load()
+        return self._pm
+
+    def blocked_names(self) -> frozenset[str]:
+        return frozenset(blocked()) if self._blocked is None else self._blocked
+
+    def _load(self) -> pluggy.PluginManager:
+        names = self.blocked_names()
+        refused = [name for name in self.essential if name in names]
+        if refused:
+            raise _essential_refusal(refused, self.builtins, self.essential)
+        pm = pluggy.PluginManager("steerlab")
+        pm.add_hookspecs(hookspecs)
+        for name in sorted(names):
+            pm.set_blocked(name)
+        for path in self.builtins:
+            if not pm.is_blocked(path):
+                self._register_loaded(pm, path, functools.partial(importlib.import_module, path))
+        if self.entry_point_group is not None:
+            for ep in entry_points(group=self.entry_point_group):  # the module's name: tests fake it
+                if not (pm.is_blocked(ep.name) or pm.has_plugin(ep.name)):
+                    self._register_loaded(pm, ep.name, ep.load)
+        self._check_pending(pm)
+        return pm
+
+    def _register_loaded(self, pm: pluggy.PluginManager, name: str, load: Callable[[], object]) -> None:
+        try:
+            pm.register(load(), name=name)
+        except Exception as exc:  # a plugin that fails to import must not take steerlab down
+            self.failures.append(PluginFailure(name, "import", _error_line(exc)))
+
+    def _check_pending(self, pm: pluggy.PluginManager) -> None:
+        """Drop (and record) each plugin with a hook implementation that matches no hook: a
+        misspelled hook would otherwise never be called, silently."""
+        while True:
+            try:
+                pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = pm.get_name(exc.plugin) or repr(exc.plugin)
+                pm.unregister(exc.plugin)
+                self.failures.append(PluginFailure(name, "check_pending", _error_line(exc)))
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Add ``plugin`` to a loaded host (tests, notebooks), checked as at start-up; the
+        registries are rebuilt on their next use so they ask it too."""
+        self.pm.register(plugin, name=name)
+        self._check_pending(self.pm)
+        self.clear_registries()
+
+    def unregister(self, plugin: object) -> None:
+        """Remove ``plugin``; the registries are rebuilt without it on their next use."""
+        self.pm.unregister(plugin)
+        self.clear_registries()
+
+    def clear_registries(self) -> None:
+        self._registries.clear()
+
+    # -- calling hooks -----------------------------------------------------------------------------
+
+    def call_each(self, hook_name: str, registry: Registry[Any] | None = None, *, what: str | None = None,
+                  **kwargs: Any) -> None:
+        """Call ``hook_name`` on every plugin, one at a time, through pluggy, with ``kwargs`` (and
+        ``registry``, which records the calling plugin as the owner of what it adds).
+
+        Plugins are called in registration order (built-ins first), not pluggy's last-in-first-out
+        order: a newcomer that reuses a built-in's name is the one blamed, and a plugin may extend a
+        built-in's layer table. A failure follows :data:`FAILURE_POLICY`; ``what`` words the
+        PluginError of the "raise" policy (default: ``in <hook_name>``).
+        """
+        pm = self.pm
+        policy = FAILURE_POLICY[hook_name]
         if registry is not None:
-            registry.current_plugin = impl.plugin_name
-        try:
-            impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-        except Exception as exc:
-            FAILURES.append(PluginFailure(impl.plugin_name, hook_name, _error_line(exc)))
-    if registry is not None:
-        registry.current_plugin = "<direct>"
+            kwargs["registry"] = registry
+        impls = getattr(pm.hook, hook_name).get_hookimpls()
+        for impl in impls:
+            if registry is not None:
+                registry.current_plugin = impl.plugin_name
+            # a caller over this one implementation: isolated, yet seen by hook-call monitoring
+            only = pm.subset_hook_caller(hook_name, remove_plugins=[other.plugin for other in impls if other is not impl])
+            try:
+                only(**kwargs)
+            except Exception as exc:
+                if policy == "raise":
+                    raise PluginError(
+                        f"plugin {impl.plugin_name!r} failed {what or 'in ' + hook_name}: {_error_line(exc)}"
+                    ) from exc
+                self.failures.append(PluginFailure(impl.plugin_name, hook_name, _error_line(exc)))
+        if registry is not None:
+            registry.current_plugin = "<direct>"
 
+    def _registry(self, key: str, factory: Callable[[], R], hook_name: str) -> R:
+        if key not in self._registries:
+            reg = factory()
+            self.call_each(hook_name, reg)
+            self._registries[key] = reg
+        return cast(R, self._registries[key])
 
-def _registry(key: str, factory: Callable[[], Registry], hook_name: str) -> Registry:
-    if key not in _registries:
-        reg = factory()
-        call_each(hook_name, reg)
-        _registries[key] = reg
-    return _registries[key]
+    def models(self) -> ModelRegistry:
+        return self._registry("models", ModelRegistry, "steerlab_register_models")
 
+    def interventions(self) -> InterventionRegistry:
+        return self._registry("interventions", InterventionRegistry, "steerlab_register_interventions")
 
-def models() -> ModelRegistry:
-    return _registry("models", ModelRegistry, "steerlab_register_models")  # type: ignore[return-value]
+    def scorers(self) -> ScorerRegistry:
+        return self._registry("scorers", ScorerRegistry, "steerlab_register_scorers")
 
+    def layers_for(self, model: Any) -> LayerRegistry:
+        """Ask every plugin for the layers of a loaded model (never cached: models differ)."""
+        name = getattr(model, "name", "")
+        reg = LayerRegistry(name)
+        self.call_each("steerlab_register_layers", reg, what=f"listing the layers of {name!r}", model=model)
+        return reg
 
-def interventions() -> InterventionRegistry:
-    return _registry("interventions", InterventionRegistry, "steerlab_register_interventions")  # type: ignore[return-value]
+    # -- reporting ---------------------------------------------------------------------------------
 
-
-def scorers() -> ScorerRegistry:
-    return _registry("scorers", ScorerRegistry, "steerlab_register_scorers")  # type: ignore[return-value]
-
-
-def layers_for(model: Any) -> LayerRegistry:
-    """Ask every plugin for the layers of a loaded model."""
-    reg = LayerRegistry(getattr(model, "name", ""))
-    pm = get_plugin_manager()
-    for impl in pm.hook.steerlab_register_layers.get_hookimpls():  # built-ins first: others may alias their layers
-        reg.current_plugin = impl.plugin_name
-        try:
-            impl.function(**{k: v for k, v in {"model": model, "registry": reg}.items() if k in impl.argnames})
-        except Exception as exc:
-            raise PluginError(
-                f"plugin {impl.plugin_name!r} failed listing the layers of {model.name!r}: {_error_line(exc)}"
-            ) from exc
-    return reg
+    def summary(self) -> list[dict[str, Any]]:
+        """Each plugin with what it registered (models, interventions, scorers), blocked ones
+        and failed ones with their error."""
+        pm = self.pm
+        regs: dict[str, Registry[Any]] = {
+            "models": self.models(), "interventions": self.interventions(), "scorers": self.scorers()}
+        empty: dict[str, list[str]] = {"hooks": [], "models": [], "interventions": [], "scorers": []}
+        rows = []
+        for name, plugin in pm.list_name_plugin():
+            if plugin is None:  # pluggy keeps a blocked name with no plugin
+                rows.append({"name": name, "module": None, "builtin": name in self.builtins, "blocked": True,
+                             **empty, "error": None})
+                continue
+            row: dict[str, Any] = {
+                "name": name,
+                "module": getattr(plugin, "__name__", repr(plugin)),
+                "builtin": name in self.builtins,
+                "blocked": False,
+                "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
+            }
+            for key, reg in regs.items():
+                row[key] = [n for n, owner in reg.owners.items() if owner == name]
+            row["error"] = None
+            rows.append(row)
+        for failure in self.failures:
+            rows.append({"name": failure.plugin, "module": failure.plugin, "builtin": failure.plugin in self.builtins,
+                         "blocked": False, **empty, "error": f"{failure.stage}: {failure.error}"})
+        return rows
 
 
 def guarded(plugin: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -170,29 +292,61 @@ def guarded(plugin: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs
         raise PluginError(f"plugin {plugin!r} failed in {what}: {_error_line(exc)}") from exc
 
 
+# -- the default host, and thin accessors to it ---------------------------------------------------
+
+_default: PluginHost | None = None
+
+
+def host() -> PluginHost:
+    """The process's default host, built on first use."""
+    global _default
+    if _default is None:
+        _default = PluginHost()
+    return _default
+
+
+def reset() -> None:
+    """Drop the default host (its manager, registries and failures); the next call builds a new one
+    (tests, and after changing STEERLAB_BLOCK_PLUGINS or the installed plugins)."""
+    global _default
+    _default = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    return host().pm
+
+
+def failures() -> list[PluginFailure]:
+    return host().failures
+
+
+def register(plugin: object, name: str | None = None) -> None:
+    host().register(plugin, name)
+
+
+def unregister(plugin: object) -> None:
+    host().unregister(plugin)
+
+
+def call_each(hook_name: str, registry: Registry[Any] | None = None, **kwargs: Any) -> None:
+    host().call_each(hook_name, registry, **kwargs)
+
+
+def models() -> ModelRegistry:
+    return host().models()
+
+
+def interventions() -> InterventionRegistry:
+    return host().interventions()
+
+
+def scorers() -> ScorerRegistry:
+    return host().scorers()
+
+
+def layers_for(model: Any) -> LayerRegistry:
+    return host().layers_for(model)
+
+
 def summary() -> list[dict[str, Any]]:
-    """Each plugin with what it registered (models, interventions, scorers, commands)."""
-    pm = get_plugin_manager()
-    regs = {"models": models(), "interventions": interventions(), "scorers": scorers()}
-    rows = []
-    for name, plugin in pm.list_name_plugin():
-        if plugin is None:  # pluggy keeps a blocked name with no plugin
-            rows.append({"name": name, "module": None, "builtin": name in DEFAULT_PLUGINS, "blocked": True,
-                         "hooks": [], "models": [], "interventions": [], "scorers": [], "error": None})
-            continue
-        row: dict[str, Any] = {
-            "name": name,
-            "module": getattr(plugin, "__name__", repr(plugin)),
-            "builtin": name in DEFAULT_PLUGINS,
-            "blocked": False,
-            "hooks": sorted(h.name for h in pm.get_hookcallers(plugin) or []),
-        }
-        for key, reg in regs.items():
-            row[key] = [n for n, owner in reg.owners.items() if owner == name]
-        row["error"] = None
-        rows.append(row)
-    for failure in FAILURES:
-        rows.append({"name": failure.plugin, "module": failure.plugin, "builtin": failure.plugin in DEFAULT_PLUGINS,
-                     "blocked": False, "hooks": [], "models": [], "interventions": [], "scorers": [],
-                     "error": f"{failure.stage}: {failure.error}"})
-    return rows
+    return host().summary()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
-from steerlab.errors import SteerlabError, UnknownNameError
+from steerlab.errors import DuplicateNameError, SteerlabError, UnknownNameError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
     from steerlab.model import AudioModel, LayerInfo, LoadOptions
 
 T = TypeVar("T")
-
-
-class DuplicateNameError(SteerlabError):
-    """Two plugins registered the same name."""
 
 
 @dataclass(frozen=True)

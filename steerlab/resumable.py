@@ -28,15 +28,14 @@ is standard JSON.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 
 from steerlab import schema
-from steerlab.artifacts import atomic_path
-from steerlab.errors import SteerlabError, first_line
+from steerlab.artifacts import atomic_path, clean_json
+from steerlab.errors import RunFolderError, SteerlabError, first_line
 
 CHECKPOINT = "checkpoint.pt"
 CURVE = "curve.jsonl"
@@ -46,10 +45,6 @@ CHECKPOINT_SCHEMA: schema.Schema = {
     "model": schema.mapping(), "optimizer": schema.mapping(), "step": schema.integer(0),
     "row": schema.string(), "identity": schema.string(), "extra": schema.string(),
 }
-
-
-class RunFolderError(schema.ArtifactError):
-    """A training run folder whose checkpoint or curve cannot be used."""
 
 
 def _rows(curve: Path, torn_ok: bool = False) -> list[dict]:
@@ -83,17 +78,7 @@ def _rows(curve: Path, torn_ok: bool = False) -> list[dict]:
 
 
 def _dumps_row(row: dict) -> str:
-    return json.dumps(_finite_or_null(row), allow_nan=False)
-
-
-def _finite_or_null(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
+    return json.dumps(clean_json(row), allow_nan=False)
 
 
 def _write_rows(curve: Path, rows: list[dict]) -> None:

@@ -31,11 +31,15 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from steerlab import api, audio
+from steerlab import audio, engine
 from steerlab.artifacts import atomic_write_json, normal_permissions
 from steerlab.errors import InterventionError, SteerlabError
+from steerlab.loading import layers
 from steerlab.metrics import SiSdrAccumulator
 from steerlab.model import AudioModel
+from steerlab.outputs import check_targets
+from steerlab.running import intervene
+from steerlab.spec import InterventionSpec, check_n_q
 
 DEFAULT_CHUNK_S = 60.0
 DEFAULT_OVERLAP_S = 1.0
@@ -224,7 +228,7 @@ def _new_frames(layer, start: int, overlap: int, n_frames: int, first: bool) -> 
     return lo, n_frames
 
 
-def resolve_whole_strength(model: AudioModel, path: Path, info, spec: api.InterventionSpec, prepared,
+def resolve_whole_strength(model: AudioModel, path: Path, info, spec: InterventionSpec, prepared,
                            chunk: int, overlap: int) -> dict | None:
     """One relative strength for a whole chunked input, from a capture pass before the run.
 
@@ -240,7 +244,7 @@ def resolve_whole_strength(model: AudioModel, path: Path, info, spec: api.Interv
     kind = prepared.value_kind
     if spec.strength.mode != "relative" or kind not in ("strength", "motion"):
         return None
-    layer = api.layers(model).get(spec.layer)
+    layer = layers(model).get(spec.layer)
     run_path = model.check_path(spec.path or model.default_path)
     sq = steps = 0.0
     n = n_steps = chunks = 0
@@ -266,7 +270,7 @@ def resolve_whole_strength(model: AudioModel, path: Path, info, spec: api.Interv
             "frames": n, "steps": n_steps, "chunks": chunks}
 
 
-def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, target_hz, scorers, work: Path,
+def _process_long(model: AudioModel, path: Path, spec: InterventionSpec, target_hz, scorers, work: Path,
                   chunk_s: float, overlap_s: float, prepared=None, info=None
                   ) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     from dataclasses import replace
@@ -277,7 +281,7 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
     chunk, overlap = _chunk_grid(model, chunk_s, overlap_s)
     chunk_s, overlap_s = chunk / model.sample_rate, overlap / model.sample_rate
     if prepared is None:
-        prepared = api.prepare(model, spec)
+        prepared = engine.prepare(model, spec)
     whole = resolve_whole_strength(model, path, info, spec, prepared, chunk, overlap)
     run_spec = spec if whole is None else replace(spec, strength=Strength(whole["value"], "absolute"))
     writers = {k: _StreamWriter(work / f"{k}.wav", model.sample_rate, model.channels, overlap) for k in ("baseline", "patched")}
@@ -295,7 +299,7 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
             pending = next(chunks, None)
             shifted = replace(run_spec, span=_chunk_span(spec.span, start / model.sample_rate,
                                                          x.shape[-1] / model.sample_rate, pending is None))
-            res = api.intervene(model, [x], shifted, target_hz, scorers, prepared=prepared)[0]
+            res = intervene(model, [x], shifted, target_hz, scorers, prepared=prepared)[0]
             record = record or res.record
             for key in norms:
                 norms[key].append((x.shape[-1] if not chunk_scores else x.shape[-1] - overlap, res.record.get(key)))
@@ -314,7 +318,7 @@ def _process_long(model: AudioModel, path: Path, spec: api.InterventionSpec, tar
     scores = {name: _combine_scores([(n, s[name]) for n, s in chunk_scores]) for name in chunk_scores[0][1]}
     # The record describes the whole run, never the first chunk's shifted span: the user's span and
     # fades, and the span's frames over the whole input.
-    layer = api.layers(model).get(spec.layer)
+    layer = layers(model).get(spec.layer)
     total = sum(n for n, _ in chunk_scores)
     record = {**record, **spec.to_json(layer, prepared),
               "span_frames": list(spec.span.frames(layer, layer.frames_for(total))),
@@ -373,36 +377,10 @@ def fidelity_record(acc: SiSdrAccumulator, path: str | None, how: str = "over th
     return out
 
 
-def class_figure(scores: dict[str, Any], path: Path, title: str = "") -> None:
-    """A bar chart of class probabilities before and after the patch (PNG, written atomically)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from steerlab.artifacts import atomic_path
-
-    rows = scores["classes"]
-    x = np.arange(len(rows))
-    fig = Figure(figsize=(max(4.0, 0.5 * len(rows) + 2.0), 3.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.bar(x - 0.2, [r["baseline_prob"] for r in rows], 0.4, label="baseline")
-    ax.bar(x + 0.2, [r["patched_prob"] for r in rows], 0.4, label="patched")
-    ax.set_xticks(x, [r["class"] for r in rows], rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
-    ax.set_ylim(0.0, 1.0)
-    ax.set_ylabel("probability")
-    ax.legend()
-    ax.set_title(title + (f"\nKL {scores['kl_divergence']:.3g} nats" if title else ""))
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        fig.clear()
-
-
 def intervene_files(
     model: AudioModel,
     paths: Sequence[str | Path],
-    spec: api.InterventionSpec,
+    spec: InterventionSpec,
     out_dir: str | Path,
     target_hz: Sequence[float] = (),
     scorers: Sequence[str] | None = None,
@@ -413,7 +391,7 @@ def intervene_files(
 ) -> list[dict[str, Any]]:
     """Patch each audio file and write its outputs; returns each input's ``scores.json`` content."""
     from steerlab import plugins, provenance
-    from steerlab.figures import spectrogram_figure
+    from steerlab.figures import class_figure, spectrogram_figure
     from steerlab.interventions import is_chunkable
 
     if not paths:
@@ -424,12 +402,12 @@ def intervene_files(
     paths = check_input_paths(paths)
     for p in paths:
         audio.probe(p)
-    layer = api.layers(model).get(spec.layer)
+    layer = layers(model).get(spec.layer)
     kind = plugins.interventions().get(spec.kind)
     if spec.direction is not None:
         spec.direction.check_fits(layer)
-    api.check_n_q(model, model.check_path(spec.path or model.default_path), spec.n_q)
-    api.check_targets(model, target_hz)
+    check_n_q(model, model.check_path(spec.path or model.default_path), spec.n_q)
+    check_targets(model, target_hz)
     # Every input is decoded once before any model work: a file that cannot be used (unreadable,
     # NaN, no samples) fails here, and lengths are the samples that decode, not the header's estimate.
     infos = [audio.scan(p) for p in paths]
@@ -448,10 +426,11 @@ def intervene_files(
     for i, (p, info) in enumerate(zip(paths, infos)):
         if info.duration_s <= chunk_s:
             loaded[i] = audio.load(p, model.sample_rate, model.channels, info=info)
-    api.check_targets(model, target_hz)
-    prepared = api.prepare(model, spec)
-    api.check_inputs(model, spec, prepared, [loaded[i][0].shape[-1] for i in sorted(loaded)],
-                     [paths[i].name for i in sorted(loaded)])
+    check_targets(model, target_hz)
+    resolved = engine.resolve(model, spec)
+    engine.check_items(resolved, [loaded[i][0].shape[-1] for i in sorted(loaded)],
+                       [paths[i].name for i in sorted(loaded)])
+    prepared = resolved.prepared
     out = audio.check_writable_dir(out_dir)
     results = []
     for i, (p, info, stem) in enumerate(zip(paths, infos, _unique_stems(paths))):
@@ -463,7 +442,7 @@ def intervene_files(
             title = f"{model.name} {spec.layer} {spec.kind} alpha={spec.strength.alpha}"
             if i in loaded:
                 wave, conversion = loaded.pop(i)
-                res = api.intervene(model, [wave], spec, target_hz, scorers, names=[stem], prepared=prepared)[0]
+                res = intervene(model, [wave], spec, target_hz, scorers, names=[stem], prepared=prepared)[0]
                 scores, base, patched, record = res.scores, res.baseline, res.patched, res.record
                 if model.has_decoder:
                     acc = SiSdrAccumulator()

@@ -58,27 +58,13 @@ from typing import Any, Callable, Iterable, Iterator, Union
 import numpy as np
 import torch
 
-from steerlab import schema
-from steerlab.errors import SteerlabError
+from steerlab import schema, validation as check
+from steerlab.errors import ConfigError, NoVarianceError, SAEDataError
 
 ARCHITECTURES = ("topk", "relu")
 
 #: a whole data set ``[n, width]``, or a factory returning an iterable of ``[b, width]`` blocks per call
 Data = Union[torch.Tensor, np.ndarray, Callable[[], Iterable[Any]]]
-
-
-class SAEDataError(SteerlabError):
-    """Training or evaluation data that is empty, non-finite or of the wrong shape."""
-
-
-class NoVarianceError(SAEDataError):
-    """Training data whose vectors are all equal (to float32 round-off): nothing to learn,
-    every latent would be dead. ``stats`` holds what the statistics pass measured (None when
-    the refusal came from the audio itself, before any statistics)."""
-
-    def __init__(self, message: str, stats: "DataStats | None"):
-        super().__init__(message)
-        self.stats = stats
 
 
 #: spread below this fraction of the data's RMS norm is float32 round-off of one repeated
@@ -139,31 +125,21 @@ class SAEConfig:
     split_every: int = 50
 
     def __post_init__(self) -> None:
-        if self.kind_of_sae not in ARCHITECTURES:
-            raise ValueError(f"kind_of_sae must be one of {', '.join(ARCHITECTURES)}; got {self.kind_of_sae!r}")
+        # checked, not converted: the fields are written to config.json as given
+        check.choice("kind_of_sae", self.kind_of_sae, ARCHITECTURES, what="SAE architecture")
         for name in ("width", "size", "k", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        if not _is_int(self.seed):
-            raise ValueError(f"seed must be an integer; got {self.seed!r}")
-        if not _is_int(self.dead_steps) or self.dead_steps < 0:
-            raise ValueError(f"dead_steps must be an integer >= 0 (0: no dead-latent handling);"
-                             f" got {self.dead_steps!r}")
-        if not _is_int(self.split_every) or self.split_every < 0:
-            raise ValueError(f"split_every must be an integer >= 0 (0: no splitting); got {self.split_every!r}")
+            check.integer(name, getattr(self, name), low=1)
+        check.integer("seed", self.seed)
+        check.integer("dead_steps", self.dead_steps, low=0)  # 0: no dead-latent handling
+        check.integer("split_every", self.split_every, low=0)  # 0: no splitting
         if self.k > self.size:
-            raise ValueError(f"k ({self.k}) must be <= size ({self.size})")
-        if self.aux_k is not None and (not _is_int(self.aux_k) or not 1 <= self.aux_k <= self.size):
-            raise ValueError(f"aux_k must be None or an integer in [1, size={self.size}]; got {self.aux_k!r}")
-        for name, low_open in (("lr", True), ("l1", False), ("aux_coef", False)):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < 0 or (low_open and value == 0):
-                raise ValueError(f"{name} must be a finite number {'>' if low_open else '>='} 0; got {value!r}")
-        for name in ("center", "normalize"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+            raise ConfigError(f"k ({self.k}) must be <= size ({self.size})", parameter=("k", "size"))
+        check.integer_or_none("aux_k", self.aux_k, low=1, high=self.size)
+        check.positive("lr", self.lr)
+        check.non_negative("l1", self.l1)
+        check.non_negative("aux_coef", self.aux_coef)
+        check.boolean("center", self.center)
+        check.boolean("normalize", self.normalize)
 
     @property
     def effective_aux_k(self) -> int:
@@ -177,7 +153,8 @@ class SAEConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown SAE config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown SAE config keys: {', '.join(unknown)}.{check.did_you_mean(unknown[0], known)} "
+                              f"Known: {', '.join(sorted(known))}")
         # dictionaries trained before splitting existed do not record it: they were trained without
         return cls(**{"split_every": 0, **d})
 
@@ -193,10 +170,6 @@ SAE_CONFIG_SCHEMA: dict[str, schema.Field] = {
     # absent from dictionaries trained before rare-latent splitting (SAEConfig.from_dict: 0)
     "split_every": schema.optional(schema.integer(0)),
 }
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
 @dataclass
@@ -290,13 +263,6 @@ class SparseAutoencoder(torch.nn.Module):
         """
         w = self.W_dec.detach()
         return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-    @torch.no_grad()
-    def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
-        """Squared L2 error ``||x - x_hat||^2`` per vector ``[n]``, in the original space."""
-        x = torch.as_tensor(x, dtype=self.W_dec.dtype)
-        recon, _ = self(x)
-        return ((x - recon) ** 2).sum(-1)
 
 
 class _Source:

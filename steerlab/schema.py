@@ -25,11 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from steerlab.errors import SteerlabError
-
-
-class ArtifactError(SteerlabError):
-    """An artifact file that is missing, unreadable, or does not match its schema."""
+from steerlab.errors import ArtifactError, SteerlabError
+from steerlab.validation import is_integer as _is_int, is_number as _is_num
 
 
 @dataclass(frozen=True)
@@ -45,14 +42,6 @@ class Field:
 
 
 Schema = Mapping[str, Field]
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def integer(low: int | None = None, high: int | None = None) -> Field:
@@ -157,15 +146,17 @@ def _check_value(value: Any, f: Field, name: str, source: str | Path, error: typ
             _check_value(element, f.item, f"{name}[{i}]", source, error)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name} (JSON has none)")
-
-
 def parse_json(text: str, source: str | Path, error: type[SteerlabError] = ArtifactError) -> Any:
     """``json.loads`` that refuses ``NaN``/``Infinity`` and reports one line naming ``source``."""
+
+    def refuse_constant(name: str) -> Any:
+        raise error(f"{source} is not valid JSON: non-finite number {name} (JSON has none)")
+
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=refuse_constant)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        if isinstance(exc, SteerlabError):  # refuse_constant's own line (an error that is a ValueError)
+            raise
         reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise error(f"{source} is not valid JSON: {reason}") from None
 

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from steerlab import validation as check
 from steerlab.errors import AudioError, SteerlabError
 
 @dataclass(frozen=True)
@@ -67,16 +68,13 @@ class ScoreConfig:
     guard_hz: float = 100.0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.band_hz) and self.band_hz > 0):
-            raise ValueError(f"band_hz must be a finite number > 0 (Hz), got {self.band_hz!r}")
-        if isinstance(self.n_fft, bool) or not isinstance(self.n_fft, int) or self.n_fft < 16 or self.n_fft % 4:
-            raise ValueError(f"n_fft must be an integer >= 16 and a multiple of 4, got {self.n_fft!r}")
-        if not (math.isfinite(self.floor_db) and -300.0 <= self.floor_db < 0.0):
-            raise ValueError(f"floor_db must be in [-300, 0) dB, got {self.floor_db!r}")
-        if self.range_db is not None and not (math.isfinite(self.range_db) and self.range_db > 0):
-            raise ValueError(f"range_db must be a finite number > 0 dB or None, got {self.range_db!r}")
-        if not (math.isfinite(self.guard_hz) and self.guard_hz >= 0):
-            raise ValueError(f"guard_hz must be a finite number >= 0 Hz, got {self.guard_hz!r}")
+        # checked, not converted: scores record the config as given
+        check.positive("band_hz", self.band_hz, unit="Hz")
+        if not isinstance(self.n_fft, int) or check.integer("n_fft", self.n_fft, low=16) % 4:
+            raise check.fail("n_fft", "an integer >= 16 and a multiple of 4", self.n_fft)
+        check.number("floor_db", self.floor_db, low=-300, high=0, high_open=True, unit="dB")
+        check.number_or_none("range_db", self.range_db, low=0, low_open=True, unit="dB")
+        check.non_negative("guard_hz", self.guard_hz, unit="Hz")
 
     @property
     def floor_power(self) -> float:

@@ -54,8 +54,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import difflib
-import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -64,7 +62,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from steerlab.errors import OutputError, SteerlabError
+from steerlab import validation as check
+from steerlab.errors import CorpusBuildError, Infeasible, OutputError, StimulusError
 
 FAMILIES: tuple[str, ...] = ("tone", "harmonic", "chord", "inharmonic", "instrument")
 PHASES: tuple[str, ...] = ("random", "zero")
@@ -88,47 +87,6 @@ _RANDOM_DB = 12.0
 _MAX_DRAWS = 10_000
 
 ContextAmplitude = Union[float, str]
-
-
-class StimulusError(SteerlabError, ValueError):
-    """An invalid stimulus spec or design input (also a ValueError, as configs raise)."""
-
-
-class Infeasible(StimulusError):
-    """A valid spec whose mixture cannot be built (collision, Nyquist); ``reason`` is its category."""
-
-    def __init__(self, reason: str, detail: str):
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}")
-
-
-def _choice(kind: str, value: object, allowed: Iterable[str]) -> None:
-    allowed = list(allowed)
-    if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise StimulusError(f"unknown {kind} {value!r}.{hint} Valid values: {', '.join(allowed)}")
-
-
-def _finite(name: str, value: object, *, positive: bool = False, nonneg: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise StimulusError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise StimulusError(f"{name} must be a finite number, got {v}")
-    if positive and v <= 0:
-        raise StimulusError(f"{name} must be > 0, got {v:g}")
-    if nonneg and v < 0:
-        raise StimulusError(f"{name} must be >= 0, got {v:g}")
-    return v
-
-
-def _integer(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise StimulusError(f"{name} must be an integer, got {value!r}")
-    if int(value) < minimum:
-        raise StimulusError(f"{name} must be >= {minimum}, got {int(value)}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -160,62 +118,61 @@ class StimulusSpec:
 
     def __post_init__(self) -> None:
         put = lambda name, v: object.__setattr__(self, name, v)  # noqa: E731 (frozen)
-        _choice("family", self.family, FAMILIES)
-        _choice("phase", self.phase, PHASES)
-        put("sample_rate", _integer("sample_rate", self.sample_rate, 1))
-        put("seed", _integer("seed", self.seed, 0))
-        put("density", _integer("density", self.density, 0))
+        err = StimulusError
+        check.choice("family", self.family, FAMILIES, error=err)
+        check.choice("phase", self.phase, PHASES, error=err)
+        put("sample_rate", check.integer("sample_rate", self.sample_rate, low=1, error=err))
+        put("seed", check.integer("seed", self.seed, low=0, error=err))
+        put("density", check.integer("density", self.density, low=0, error=err))
         nyquist = self.sample_rate / 2
-        target = _finite("target_hz", self.target_hz, positive=True)
+        target = check.positive("target_hz", self.target_hz, error=err)
         if target >= nyquist:
-            raise StimulusError(
-                f"target_hz {target:g} is not below the Nyquist frequency {nyquist:g} Hz "
-                f"(sample_rate {self.sample_rate})"
-            )
+            raise err(f"target_hz {target:g} is not below the Nyquist frequency {nyquist:g} Hz "
+                      f"(sample_rate {self.sample_rate})", parameter="target_hz")
         if self.family == "instrument":  # the nearest MIDI pitch's fundamental
             target = midi_hz(nearest_midi(target))
             if target >= nyquist:
-                raise StimulusError(f"the MIDI note nearest to target_hz ({target:g} Hz) is not below the Nyquist "
-                                    f"frequency {nyquist:g} Hz")
+                raise err(f"the MIDI note nearest to target_hz ({target:g} Hz) is not below the Nyquist "
+                          f"frequency {nyquist:g} Hz", parameter="target_hz")
         put("target_hz", target)
         for name in ("duration_s", "amplitude", "min_separation_hz", "band_low_hz", "band_high_hz"):
-            put(name, _finite(name, getattr(self, name), positive=True))
-        put("fade_ms", _finite("fade_ms", self.fade_ms, nonneg=True))
-        put("margin_s", _finite("margin_s", self.margin_s, nonneg=True))
+            put(name, check.positive(name, getattr(self, name), error=err))
+        put("fade_ms", check.non_negative("fade_ms", self.fade_ms, error=err))
+        put("margin_s", check.non_negative("margin_s", self.margin_s, error=err))
         if 2 * self.fade_ms / 1000 > self.duration_s:
-            raise StimulusError(f"fade_ms {self.fade_ms:g} is too long: fade in and out must fit in {self.duration_s:g} s")
+            raise err(f"fade_ms {self.fade_ms:g} is too long: fade in and out must fit in {self.duration_s:g} s",
+                      parameter=("fade_ms", "duration_s"))
         if round(self.duration_s * self.sample_rate) < 1:
-            raise StimulusError(f"duration_s {self.duration_s:g} gives no samples at {self.sample_rate} Hz")
-        if self.snr_db is not None:
-            put("snr_db", _finite("snr_db", self.snr_db))
+            raise err(f"duration_s {self.duration_s:g} gives no samples at {self.sample_rate} Hz",
+                      parameter="duration_s")
+        put("snr_db", check.number_or_none("snr_db", self.snr_db, error=err))
         ca = self.context_amplitude
         if isinstance(ca, str):
-            _choice("context_amplitude rule", ca, CONTEXT_RULES)
+            check.choice("context_amplitude", ca, CONTEXT_RULES, what="context_amplitude rule", error=err)
         else:
-            put("context_amplitude", _finite("context_amplitude", ca, positive=True))
+            put("context_amplitude", check.positive("context_amplitude", ca, error=err))
         if self.family in ("harmonic", "chord"):
             if self.f0 is None:
-                raise StimulusError(f"family {self.family!r} needs f0 (the fundamental or chord root, Hz)")
-            put("f0", _finite("f0", self.f0, positive=True))
+                raise err(f"family {self.family!r} needs f0 (the fundamental or chord root, Hz)", parameter="f0")
+            put("f0", check.positive("f0", self.f0, error=err))
         elif self.f0 is not None:
-            raise StimulusError(f"f0 is only used by harmonic and chord; leave it None for {self.family!r}")
+            raise err(f"f0 is only used by harmonic and chord; leave it None for {self.family!r}", parameter="f0")
         if self.family == "chord":
             put("chord", "major" if self.chord is None else self.chord)
-            _choice("chord", self.chord, CHORDS)
+            check.choice("chord", self.chord, CHORDS, error=err)
         elif self.chord is not None:
-            raise StimulusError(f"chord is only used by family 'chord'; leave it None for {self.family!r}")
+            raise err(f"chord is only used by family 'chord'; leave it None for {self.family!r}", parameter="chord")
         if self.family == "tone" and self.density != 0:
             raise Infeasible("tone takes density 0", f"got density {self.density} (a tone pair is silence vs the target)")
         if self.family != "tone" and self.density == 0:
             raise Infeasible("density 0 is only for tone", f"family {self.family!r} needs density >= 1")
         if self.family in ("inharmonic", "instrument"):
             if self.band_low_hz >= self.band_high_hz:
-                raise StimulusError(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}")
+                raise err(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}",
+                          parameter=("band_low_hz", "band_high_hz"))
             if self.band_high_hz >= nyquist:
-                raise StimulusError(
-                    f"band_high_hz {self.band_high_hz:g} is not below the Nyquist frequency {nyquist:g} Hz "
-                    f"(sample_rate {self.sample_rate}); lower the band"
-                )
+                raise err(f"band_high_hz {self.band_high_hz:g} is not below the Nyquist frequency {nyquist:g} Hz "
+                          f"(sample_rate {self.sample_rate}); lower the band", parameter="band_high_hz")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -231,11 +188,13 @@ class StimulusSpec:
     def from_dict(cls, d: dict[str, Any]) -> "StimulusSpec":
         unknown = sorted(set(d) - set(SPEC_FIELDS))
         if unknown:
-            raise StimulusError(f"unknown stimulus field(s) {', '.join(unknown)}; valid: {', '.join(SPEC_FIELDS)}")
+            hint = check.did_you_mean(unknown[0], SPEC_FIELDS)
+            raise StimulusError(f"unknown stimulus field(s) {', '.join(unknown)}.{hint} Valid fields: {', '.join(SPEC_FIELDS)}")
         return cls(**d)
 
     def key(self) -> str:
-        """16 hex digits of sha256 over the sorted JSON of the spec and STIMULUS_VERSION.
+        """16 hex digits of sha256 over the canonical JSON of the spec and STIMULUS_VERSION
+        (:func:`steerlab.artifacts.config_hash`).
 
         ``margin_s`` (added after version 1) enters only when it is not 0, so the specs
         and results of earlier runs keep their keys: a zero margin renders the same audio."""
@@ -245,8 +204,9 @@ class StimulusSpec:
         d = self.to_dict()
         if d["margin_s"] == 0.0:
             del d["margin_s"]
-        blob = json.dumps({**d, "stimulus_version": STIMULUS_VERSION}, sort_keys=True, separators=(",", ":"))
-        key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        from steerlab.artifacts import config_hash
+
+        key = config_hash({**d, "stimulus_version": STIMULUS_VERSION})
         object.__setattr__(self, "_key", key)
         return key
 
@@ -459,7 +419,7 @@ def check_renderer() -> None:
     (tinysoundfont importable and the default SoundFont present)."""
     import importlib.util
 
-    from steerlab.corpus import CorpusBuildError, default_soundfont
+    from steerlab.corpus import default_soundfont
 
     if importlib.util.find_spec("tinysoundfont") is None:
         raise StimulusError(f"the instrument family renders General MIDI notes and needs tinysoundfont: {RENDER_HINT}")
@@ -552,11 +512,11 @@ def ideal_edit(spec: StimulusSpec) -> np.ndarray:
 
 def log_grid(f_min: float, f_max: float, n: int) -> list[float]:
     """``n`` log-spaced frequencies from ``f_min`` to ``f_max`` inclusive (rounded to 0.01 Hz)."""
-    f_min = _finite("f_min", f_min, positive=True)
-    f_max = _finite("f_max", f_max, positive=True)
-    n = _integer("n", n, 1)
+    f_min = check.positive("f_min", f_min, error=StimulusError)
+    f_max = check.positive("f_max", f_max, error=StimulusError)
+    n = check.integer("n", n, low=1, error=StimulusError)
     if n > 1 and f_max <= f_min:
-        raise StimulusError(f"grid needs f_min < f_max, got {f_min:g} and {f_max:g}")
+        raise StimulusError(f"grid needs f_min < f_max, got {f_min:g} and {f_max:g}", parameter=("f_min", "f_max"))
     if n == 1:
         return [round(f_min, 2)]
     return [round(float(f), 2) for f in np.geomspace(f_min, f_max, n)]
@@ -603,7 +563,7 @@ def design(
         if not len(values):
             raise StimulusError(f"design needs at least one of {name}")
     for family in families:
-        _choice("family", family, FAMILIES)
+        check.choice("family", family, FAMILIES, error=StimulusError)
     if "instrument" in families:
         check_renderer()  # before any file is written
     if any(f != "tone" for f in families) and not len(densities):
@@ -611,9 +571,9 @@ def design(
     if any(f in ("harmonic", "chord") for f in families) and not len(f0s):
         raise StimulusError("harmonic and chord need at least one f0")
     for d in densities:
-        _integer("density", d, 0)
+        check.integer("density", d, low=0, error=StimulusError)
     for f0 in f0s:
-        _finite("f0", f0, positive=True)
+        check.positive("f0", f0, error=StimulusError)
     chord = common.pop("chord", None)
     out = Design()
     seen: set[StimulusSpec] = set()
@@ -751,9 +711,10 @@ _NULLABLE_COLUMNS = ("f0", "chord", "snr_db")
 
 
 def _parse_field(name: str, text: Optional[str]) -> Any:
-    """A manifest cell as the spec field's type; ``ValueError`` words what it must be."""
+    """A manifest cell as the spec field's type; :class:`StimulusError` words what it must be
+    (the caller names the file, line and column)."""
     if text is None:
-        raise ValueError("is missing (the row has too few cells)")
+        raise StimulusError("is missing (the row has too few cells)")
     if name in ("family", "phase") or (name == "chord" and text != ""):
         return text
     if name in _NULLABLE_COLUMNS and text == "":
@@ -762,14 +723,14 @@ def _parse_field(name: str, text: Optional[str]) -> Any:
         return text
     if name in _INT_COLUMNS:
         if not text.strip().lstrip("-").isdigit():
-            raise ValueError(f"must be an integer, got {text[:40]!r}")
+            raise StimulusError(f"must be an integer, got {text[:40]!r}")
         return int(text)
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"must be a number, got {text[:40]!r}") from None
+        raise StimulusError(f"must be a number, got {text[:40]!r}") from None
     if not math.isfinite(value):
-        raise ValueError(f"must be a finite number, got {text[:40]!r}")
+        raise StimulusError(f"must be a finite number, got {text[:40]!r}")
     return value
 
 
@@ -813,7 +774,7 @@ def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
                     if name in row:
                         try:
                             fields[name] = _parse_field(name, row[name])
-                        except ValueError as exc:
+                        except StimulusError as exc:
                             raise StimulusError(f"{p} line {i}: column {name!r} {exc}") from None
                 try:
                     spec = StimulusSpec(**fields)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from steerlab import validation as check
+from steerlab.errors import ConfigError
+
 KINDS: tuple[str, ...] = ("tone", "harmonic", "chord", "melody", "noise_burst", "percussion", "mixture")
 
 
@@ -25,10 +28,9 @@ class ClipSpec:
     seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown clip kind {self.kind!r}; valid kinds: {', '.join(KINDS)}")
+        check.choice("kind", self.kind, KINDS, what="clip kind")
         if self.sample_rate <= 0 or self.seconds <= 0:
-            raise ValueError("sample_rate and seconds must be positive")
+            raise ConfigError("sample_rate and seconds must be positive", parameter=("sample_rate", "seconds"))
 
 
 def _envelope(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:

@@ -2,51 +2,44 @@
 
 :func:`run` takes plain tensors and callables and returns plain tensors. Items are
 batched by right-padding every waveform with zeros to the longest one (each input
-is already padded to a whole number of frames) and run as one traced forward pass,
-each item's edit applied to its own row of the layer's output (:class:`AudioNNsight`
-batches several ``tracer.invoke`` waveforms the same way, for callers who trace
-themselves). For causal models this leaves every item's
-output within its own length unchanged, so batched and unbatched results agree;
-models whose normalisation spans the whole time axis (``ragged_batching=False``)
-are batched only with inputs of the same length. A layer whose module runs
-several times in one forward (``AudioModel.layer_calls``, e.g. once per generated
-frame) is edited on every call, not only on nnsight's default first call.
+is already padded to a whole number of frames) and run as one traced forward pass
+(one nnsight invoke holding the whole batch), each item's edit applied to its own
+row of the layer's output. For causal models this leaves every item's output within
+its own length unchanged, so batched and unbatched results agree; models whose
+normalisation spans the whole time axis (``ragged_batching=False``) are batched only
+with inputs of the same length. A layer whose module runs several times in one
+forward (``AudioModel.layer_calls``, e.g. once per generated frame) is edited on every
+call, not only on nnsight's default first call. Inputs go to the model's device and
+results come back on the CPU.
 
 :func:`capture` is the read-only counterpart: it saves the unpatched outputs of
 several layers for a list of waveforms, one batched pass per group of inputs,
 and stops the model right after the last requested layer.
+
+The tracer names no model's modules: it reads the layers it is given
+(``LayerInfo.module_path``), the model's output, and the submodule outputs the model
+declares in ``AudioModel.traced_outputs``. nnsight refuses to read a module once the
+forward pass has run past it, so reads are requested in forward order, which the
+caller passes (``order``: the model's layer names in forward order, e.g.
+``steerlab.api.layers(model).names()``) whenever a pass reads more than one place.
 """
 
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
-from typing import Callable, Optional
+import itertools
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from nnsight import NNsight
 
 from steerlab.errors import SteerlabError
-from steerlab.model import AudioModel, LayerInfo
+from steerlab.model import AudioModel, LayerInfo, TracedOutput
 
 # edit(activation [1, channels, frames], valid_frames) -> patched activation (same shape)
 Edit = Callable[[torch.Tensor, int], torch.Tensor]
-
-
-class AudioNNsight(NNsight):
-    """nnsight wrapper whose invokes are waveforms ``[1, channels, samples]``."""
-
-    def _batch_size(self, *inputs, **kwargs) -> int:
-        return int(inputs[0].shape[0]) if inputs else 0
-
-    def _batch(self, invokes: list[tuple], fn) -> tuple:
-        if not invokes:
-            return tuple(), {}
-        waves = [args[0] for args, _ in invokes]
-        longest = max(w.shape[-1] for w in waves)
-        padded = [F.pad(w, (0, longest - w.shape[-1])) for w in waves]
-        return (torch.cat(padded, 0),), dict(invokes[0][1])
 
 
 @dataclass
@@ -54,36 +47,67 @@ class TraceItem:
     """One input of a batched pass; ``wave`` is ``[channels, samples]`` at the model's rate."""
 
     wave: torch.Tensor
-    layer: Optional[LayerInfo] = None
-    edit: Optional[Edit] = None
+    layer: LayerInfo | None = None
+    edit: Edit | None = None
     save_activation: bool = False
 
 
 @dataclass
 class TraceResult:
     output: torch.Tensor  # [channels, samples] (decode) or [classes] for models without a decoder
-    activation: Optional[torch.Tensor] = None  # unpatched layer output [channels, frames]
-    patched_activation: Optional[torch.Tensor] = None
-    codes: Optional[torch.Tensor] = None  # [n_q, frames] on the quantized path
+    activation: torch.Tensor | None = None  # unpatched layer output [channels, frames]
+    patched_activation: torch.Tensor | None = None
+    # the model's declared traced outputs read on this pass, by name: [..., frames]
+    traced: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-_ENVOYS: dict[int, AudioNNsight] = {}
+class _EnvoySlot:
+    """A model's nnsight wrapper, kept on the model itself.
+
+    A global table keyed by the model (even a ``WeakKeyDictionary``) would keep every traced
+    model alive: the wrapper refers to its model, so the table's value would hold its own key.
+    On the model the two form a cycle that the garbage collector frees with the model. A copy
+    of the model starts with an empty slot (a wrapper belongs to the model it wraps)."""
+
+    __slots__ = ("envoy",)
+
+    def __init__(self, envoy: NNsight | None = None) -> None:
+        self.envoy = envoy
+
+    def __copy__(self) -> _EnvoySlot:
+        return _EnvoySlot()
+
+    def __deepcopy__(self, memo: dict) -> _EnvoySlot:
+        return _EnvoySlot()
+
+    def __reduce__(self) -> tuple:
+        return (_EnvoySlot, ())
 
 
-def envoy_for(model: AudioModel) -> AudioNNsight:
-    """The (cached) nnsight wrapper of ``model``."""
-    key = id(model)
-    if key not in _ENVOYS or _ENVOYS[key]._module is not model:
-        _ENVOYS[key] = AudioNNsight(model)
-    return _ENVOYS[key]
+_ENVOY_ATTR = "_steerlab_envoy"
 
 
-def resolve(envoy: AudioNNsight, module_path: str):
+def envoy_for(model: AudioModel) -> NNsight:
+    """The (cached) nnsight wrapper of ``model``; the cache lives and dies with the model."""
+    slot = model.__dict__.get(_ENVOY_ATTR)
+    if slot is None or slot.envoy is None or slot.envoy._module is not model:
+        slot = _EnvoySlot(NNsight(model))
+        model.__dict__[_ENVOY_ATTR] = slot
+    return slot.envoy
+
+
+def resolve(envoy: NNsight, module_path: str):
     """The envoy at a dotted path of attribute names and integer indices."""
     node = envoy
     for part in module_path.split("."):
         node = node[int(part)] if part.isdigit() else getattr(node, part)
     return node
+
+
+def _device(model: AudioModel) -> torch.device:
+    """Where ``model``'s weights live (its first parameter or buffer; the CPU if it has none)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _pad_to_frames(model: AudioModel, wave: torch.Tensor) -> torch.Tensor:
@@ -111,11 +135,49 @@ def _layer_groups(model: AudioModel, items: list[TraceItem], group: list[int]) -
     edited = {items[i].layer.name for i in group if items[i].layer is not None}
     if not multi or len(edited) == 1:
         return [group]
-    parts: dict[Optional[str], list[int]] = {}
+    parts: dict[str | None, list[int]] = {}
     for i in group:
         key = multi.get(i, "" if items[i].layer is not None else None)  # "": the single-call layers
         parts.setdefault(key, []).append(i)
     return list(parts.values())
+
+
+def _batch(model: AudioModel, waves: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``[batch, channels, samples]`` on ``device``: each wave padded to whole frames, then all
+    right-padded with zeros to the longest."""
+    inputs = [_pad_to_frames(model, w) for w in waves]
+    longest = max(x.shape[-1] for x in inputs)
+    return torch.stack([F.pad(x, (0, longest - x.shape[-1])) for x in inputs]).to(device)
+
+
+def _forward_order(model: AudioModel, layers: list[LayerInfo], order: Sequence[str] | None,
+                   reads: Sequence[TracedOutput] = ()) -> list[LayerInfo]:
+    """``layers`` without duplicates, in the forward order ``order`` (the model's layer names).
+
+    ``order`` may be None when there is nothing to order: one layer and no traced output."""
+    unique = list({layer.name: layer for layer in layers}.values())
+    if len(unique) + (len(reads) if unique else 0) <= 1:
+        return unique
+    if order is None:
+        places = ", ".join([layer.name for layer in unique] + [t.name for t in reads])
+        raise SteerlabError(f"a pass over several places of {model.name!r} ({places}) needs their forward order: "
+                            "pass order=<the model's layer names in forward order>", parameter="order")
+    names = list(order)
+    unknown = [layer.name for layer in unique if layer.name not in names]
+    unknown += [t.before for t in reads if t.before not in names]
+    if unknown:
+        raise SteerlabError(f"layer(s) {', '.join(unknown)} not in the layer table of {model.name!r}; see steerlab layers")
+    return sorted(unique, key=lambda layer: names.index(layer.name))
+
+
+def _read_at(layers: list[LayerInfo], reads: Sequence[TracedOutput], order: Sequence[str] | None) -> list[int]:
+    """For each traced output, the index of the first of ``layers`` (in forward order) that the
+    forward pass reaches after it: its read is requested just before that layer's."""
+    if not layers:
+        return [0 for _ in reads]
+    names = list(order or ())
+    return [next((k for k, layer in enumerate(layers) if names.index(layer.name) >= names.index(t.before)),
+                 len(layers)) for t in reads]
 
 
 def _edit_rows(target, rows: list[tuple[int, TraceItem, int]], slot: dict, name: str, first: bool) -> None:
@@ -136,16 +198,28 @@ def _edit_rows(target, rows: list[tuple[int, TraceItem, int]], slot: dict, name:
         slot[("patched", name)] = patched.save()
 
 
+def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of ``t`` that holds only its own elements (not the batch it was sliced from)."""
+    return t.clone() if t.device.type == "cpu" else t.cpu()
+
+
 @torch.no_grad()
 def run(
     model: AudioModel,
     items: list[TraceItem],
     path: str | None = None,
     n_q: int | None = None,
-    save_codes: bool = False,
+    save_traced: bool = False,
     max_batch: int = 16,
+    order: Sequence[str] | None = None,
 ) -> list[TraceResult]:
     """Run ``items`` through ``model`` in batched traced passes, applying each item's edit.
+
+    ``save_traced``: also read the model's declared ``traced_outputs`` that run on ``path``
+    (into ``TraceResult.traced``). ``order``: the model's layer names in forward order, needed
+    when a pass reads more than one place (several layers, or a layer and a traced output);
+    a :class:`SteerlabError` says so when it is missing. Inputs are moved to the model's device;
+    results are CPU tensors.
 
     Each pass is ONE nnsight invoke holding the whole batch: an invoke per item cost about a
     millisecond each of tracing machinery (measured: 13% of a bare forward at 16 items per
@@ -156,29 +230,25 @@ def run(
     kwargs = {"path": path} if model.has_decoder else {}
     if n_q is not None:
         kwargs["n_q"] = n_q
-    want_codes = save_codes and path == "quantized"
-    results: list[Optional[TraceResult]] = [None] * len(items)
+    reads = [t for t in model.traced_outputs if path in t.paths] if save_traced else []
+    device = _device(model)
+    results: list[TraceResult | None] = [None] * len(items)
     groups = [part for g in _groups(model, items, max_batch) for part in _layer_groups(model, items, g)]
     for group in groups:
         scales = [model.input_scale(items[i].wave) for i in group]
-        inputs = [_pad_to_frames(model, items[i].wave / s) for i, s in zip(group, scales)]
-        longest = max(x.shape[-1] for x in inputs)
-        batch = torch.stack([F.pad(x, (0, longest - x.shape[-1])) for x in inputs])
-        layers = list({items[i].layer.name: items[i].layer for i in group if items[i].layer is not None}.values())
-        if len(layers) > 1:  # several layers in one pass: reach them in forward order
-            layers = _forward_order(model, layers)
+        batch = _batch(model, [items[i].wave / s for i, s in zip(group, scales)], device)
+        layers = _forward_order(model, [items[i].layer for i in group if items[i].layer is not None], order, reads)
         rows = {layer.name: [(r, items[i], items[i].layer.frames_for(items[i].wave.shape[-1]))
                              for r, i in enumerate(group)
                              if items[i].layer is not None and items[i].layer.name == layer.name]
                 for layer in layers}
-        # the codes come out of the quantizer: after encoder-side layers, before the rest
-        codes_at = next((k for k, layer in enumerate(layers) if layer.name == "quantized" or layer.side == "decoder"),
-                        len(layers))
+        read_at = _read_at(layers, reads, order)
         slot: dict = {}
         with envoy.trace(batch, **kwargs) as tracer:
             for k, layer in enumerate(layers + [None]):
-                if want_codes and k == codes_at:
-                    slot["codes"] = envoy.codes.output.save()
+                for t, at in zip(reads, read_at):
+                    if at == k:
+                        slot[("traced", t.name)] = resolve(envoy, t.module_path).output.save()
                 if layer is None:
                     break
                 target = resolve(envoy, layer.module_path)
@@ -201,10 +271,11 @@ def run(
             out = slot["out"][row]
             results[i] = TraceResult(
                 # (copies: one item's result must not keep the whole batch alive)
-                output=out[..., : model.output_length(n)] * s if model.has_decoder else _trim_output(model, out, n),
-                activation=act[row, :, :frames].clone() if act is not None else None,
-                patched_activation=patched[row, :, :frames].clone() if patched is not None else None,
-                codes=slot["codes"][row][:, : -(-n // model.hop)].clone() if "codes" in slot else None,
+                output=(out[..., : model.output_length(n)] * s).cpu() if model.has_decoder
+                else _trim_output(model, out, n),
+                activation=_cpu_copy(act[row, :, :frames]) if act is not None else None,
+                patched_activation=_cpu_copy(patched[row, :, :frames]) if patched is not None else None,
+                traced={t.name: _cpu_copy(slot[("traced", t.name)][row][..., : -(-n // model.hop)]) for t in reads},
             )
         del slot, tracer, batch
         gc.collect(1)  # see capture(): nnsight's cycles would keep each batch alive
@@ -215,29 +286,12 @@ def _trim_output(model: AudioModel, out: torch.Tensor, n_samples: int) -> torch.
     """A copy of one item's output without a decoder: frame-wise outputs lose the frames of
     the batch's padding (``AudioModel.output_frames``), logits stay whole."""
     frames = model.output_frames(n_samples)
-    return out.clone() if frames is None else out[..., :frames].clone()
-
-
-def _forward_order(model: AudioModel, layers: list[LayerInfo]) -> list[LayerInfo]:
-    """``layers`` without duplicates, in the model's forward order.
-
-    nnsight refuses to read a module's output once the model has run past it
-    (``OutOfOrderError``), so the saves must be requested in the order the
-    forward pass reaches them: the order of ``api.layers(model)``.
-    """
-    from steerlab import api
-
-    names = api.layers(model).names()
-    unique = list({layer.name: layer for layer in layers}.values())
-    unknown = [layer.name for layer in unique if layer.name not in names]
-    if unknown:
-        raise SteerlabError(f"layer(s) {', '.join(unknown)} not in the layer table of {model.name!r}; see steerlab layers")
-    return sorted(unique, key=lambda layer: names.index(layer.name))
+    return _cpu_copy(out) if frames is None else _cpu_copy(out[..., :frames])
 
 
 def _capture_path(model: AudioModel, layers: list[LayerInfo], path: str | None) -> str:
-    """The decode path that reaches every layer: a layer named after a path (``quantized``)
-    exists only on that path."""
+    """The decode path that reaches every layer: a layer named after a decode path exists only
+    on that path."""
     if path is not None:
         return model.check_path(path)
     on_path = {layer.name for layer in layers if layer.name in model.paths and layer.name != model.default_path}
@@ -254,6 +308,7 @@ def capture(
     layers: list[LayerInfo],
     max_batch: int = 16,
     path: str | None = None,
+    order: Sequence[str] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """Unpatched outputs of ``layers`` for each wave, in batched traced passes.
 
@@ -265,21 +320,20 @@ def capture(
     the activation :func:`run` sees), every layer is read in the same pass, and the
     model stops after the last requested layer (the decoder is skipped when only
     encoder layers are asked for). ``path`` defaults to the one that reaches every
-    layer.
+    layer. ``order`` (the model's layer names in forward order) is needed for more than
+    one layer.
     """
-    ordered = _forward_order(model, list(layers))
+    ordered = _forward_order(model, list(layers), order)
     if not ordered or not waves:
         return [{} for _ in waves]
     path = _capture_path(model, ordered, path)
     envoy = envoy_for(model)
     kwargs = {"path": path} if model.has_decoder else {}
     items = [TraceItem(w) for w in waves]
-    device = next(model.parameters(), torch.empty(0)).device
+    device = _device(model)
     results: list[dict[str, torch.Tensor]] = [{} for _ in waves]
     for group in _groups(model, items, max_batch):
-        inputs = [_pad_to_frames(model, waves[i] / model.input_scale(waves[i])) for i in group]
-        longest = max(x.shape[-1] for x in inputs)
-        batch = torch.stack([F.pad(x, (0, longest - x.shape[-1])) for x in inputs]).to(device)
+        batch = _batch(model, [waves[i] / model.input_scale(waves[i]) for i in group], device)
         saved: dict[str, torch.Tensor] = {}
         with envoy.trace(batch, **kwargs) as tracer:
             for layer in ordered:

@@ -181,7 +181,7 @@ def test_weight_variants_replace_only_the_first_conv_of_a_copy(embedded):
 
 
 def test_options_validate_themselves():
-    with pytest.raises(ValueError, match="at least three distinct seeds"):
+    with pytest.raises(ValueError, match=r"seeds must hold at least three distinct values .* got \[1, 1, 2\]"):
         AnalysisOptions(seeds=(1, 1, 2))
     with pytest.raises(ValueError, match="Did you mean 'locality'"):
         AnalysisOptions(only=("localty",))
@@ -197,8 +197,7 @@ def test_options_validate_themselves():
 def cli():
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    return cli_module.cli
+    return cli_module.get_cli()
 
 
 LEARN = ["-l", "first_conv", "--data", "synth:4", "--size", "32", "--k", "4", "--epochs", "1", "--subsample", "0.05",
@@ -296,7 +295,8 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
     (["{tmp}/nowhere", "--data", "synth:1"], "is not a steerlab dictionary"),
     (["{dict}", "--data", "{empty}"], "no usable audio in"),
     (["{dict}", "--data", "synth:1", "--model", "samplecnn_24khz"], "learned on model 'tiny_encodec_24khz'"),
-    (["{dict}", "--data", "synth:1", "--seeds", "1,2"], "at least three distinct seeds"),
+    (["{dict}", "--data", "synth:1", "--seeds", "1,2"],
+     "invalid analysis options: --seeds must hold at least three distinct values for seed stability (e), got [1, 2]"),
     (["{dict}", "--data", "synth:1", "--only", "locallity"], "Did you mean 'locality'"),
     (["{version}", "--data", "synth:1"], "format version 99"),
     (["{weights}", "--data", "synth:1"], "--allow-weights-mismatch"),

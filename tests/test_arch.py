@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from steerlab import api
-from steerlab.arch import ALIASED_CREDIT, ArchError, Mixture, alias_hz, context, main_lobe_hz, predict, rank_agreement
+from steerlab.arch import ALIASED_CREDIT, Mixture, alias_hz, context, main_lobe_hz, predict, rank_agreement
+from steerlab.errors import ArchError
 from steerlab.model import LayerInfo
 
 SR = 24_000
@@ -140,8 +141,7 @@ def test_rank_agreement():
 def cli():
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    return cli_module.cli
+    return cli_module.get_cli()
 
 
 def test_cli_json_has_a_row_per_layer(cli, embedded_layers):

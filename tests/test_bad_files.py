@@ -20,8 +20,7 @@ SR = 24_000
 def cli():
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    return cli_module.cli
+    return cli_module.get_cli()
 
 
 def _good(path, seed=0, seconds=1.5):

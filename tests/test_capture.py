@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from steerlab import api, dictionary, tracing
-from steerlab.capture import BadFilesError, Corpus, CorpusError, Manifest, ShardReader, stream_vectors, write_shards
+from steerlab.capture import Corpus, Manifest, ShardReader, stream_vectors, write_shards
+from steerlab.errors import BadFilesError, CorpusError
 from tests.conftest import chord
 
 torch.set_num_threads(1)
@@ -44,7 +45,7 @@ def test_capture_of_two_layers_equals_single_layers_and_a_torch_hook(embedded):
     reg = api.layers(embedded)
     layers = [reg.get("encoder.6.conv"), reg.get("first_conv")]  # out of forward order on purpose
     waves = [_wave(s, seed=i) for i, s in enumerate((0.3, 0.17, 0.25))]
-    both = tracing.capture(embedded, waves, layers)
+    both = tracing.capture(embedded, waves, layers, order=reg.names())
     for layer in layers:
         alone = tracing.capture(embedded, waves, [layer])
         for i, w in enumerate(waves):
@@ -162,11 +163,13 @@ def test_reference_sets_and_shards_round_trip(embedded, tmp_path):
 
 def test_shards_and_recompute_train_on_the_same_data(embedded, tmp_path):
     from steerlab.learning import learn_dictionary
+    from steerlab.sae import SAEConfig
 
     corpus = Corpus.for_model(embedded, ["synth:3"], clip_seconds=0.5)
-    kw = dict(size=16, k=2, epochs=1, batch_size=64, cache_dir=tmp_path)
-    a = learn_dictionary(embedded, "encoder.12.conv", "archetype", corpus, stream="shards", **kw)
-    b = learn_dictionary(embedded, "encoder.12.conv", "archetype", corpus, stream="recompute", **kw)
+    config = SAEConfig(width=192, size=16, k=2, epochs=1, batch_size=64)
+    a = learn_dictionary(embedded, "encoder.12.conv", "archetype", corpus, config, stream="shards", cache_dir=tmp_path)
+    b = learn_dictionary(embedded, "encoder.12.conv", "archetype", corpus, config, stream="recompute",
+                         cache_dir=tmp_path)
     assert a.data_hash == b.data_hash and a.stats.n == 3 * (38 - 1)
     assert torch.equal(a.sae.W_dec, b.sae.W_dec)
     assert a.data_manifest["capture"]["stream"] == "shards" and b.data_manifest["vectors"] == a.stats.n
@@ -177,8 +180,7 @@ def test_shards_and_recompute_train_on_the_same_data(embedded, tmp_path):
 def cli():
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    return cli_module.cli
+    return cli_module.get_cli()
 
 
 FAST = ["--size", "32", "--k", "4", "--epochs", "2", "--subsample", "0.05", "--batch-size", "512"]
@@ -209,7 +211,7 @@ def test_learn_features_and_archetypes(cli, tmp_path):
     (["--layer", "fist_conv", "--data", "synth:2"], "unknown layer 'fist_conv'. Did you mean 'first_conv'?"),
     (["--layer", "first_conv", "--data", "{empty}"], "no usable audio in"),
     (["--layer", "first_conv", "--data", "synth:2", "-o", "{tmp}/missing/D"], "is not an existing folder"),
-    (["--layer", "first_conv", "--data", "synth:2", "--k", "64"], "invalid SAE options: k (64) must be <= size"),
+    (["--layer", "first_conv", "--data", "synth:2", "--k", "64"], "--k (64) must be <= --size (32)"),
 ])
 def test_learn_errors_are_one_line(cli, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
@@ -221,3 +223,21 @@ def test_learn_errors_are_one_line(cli, tmp_path, args, message):
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], res.output
     assert not (tmp_path / "D").exists()
+
+
+def test_capture_activations_is_the_public_read_of_a_layer(embedded):
+    """``steerlab.capture_activations``: arrays in, one float32 ``[channels, frames]`` array per
+    wave out, equal to a plain torch hook on the layer; aliases and mono 1-D arrays accepted."""
+    import steerlab
+    from steerlab.errors import SteerlabError
+
+    layer = api.layers(embedded).get("first_conv")
+    waves = [_wave(0.2, seed=1).numpy(), _wave(0.13, seed=2).numpy()[0]]
+    acts = steerlab.capture_activations(embedded, waves, "first_conv")
+    for w, a in zip(waves, acts):
+        n = w.shape[-1]
+        assert isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape == (layer.channels, layer.frames_for(n))
+        ref = _hooked(embedded, torch.from_numpy(w.reshape(1, -1)), layer).numpy()
+        assert np.abs(a - ref).max() <= 1e-5 and np.abs(a).max() > 1e-3
+    with pytest.raises(SteerlabError, match="waves.0. has 2 channels but tiny_encodec_24khz takes 1"):
+        steerlab.capture_activations(embedded, [np.zeros((2, 2400), np.float32)], "first_conv")

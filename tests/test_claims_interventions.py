@@ -31,12 +31,11 @@ def test_frame_rates_fades_and_steps_per_second_of_span(embedded):
 def test_the_archetype_example_explodes_as_documented(tmp_path):
     from steerlab import cli
 
-    cli._load_commands()
     runner = CliRunner()
     wav = tmp_path / "chord.wav"
-    assert runner.invoke(cli.cli, ["synth", str(wav), "--kind", "chord", "--seed", "1", "--seconds", "2.5"]).exit_code == 0
-    res = runner.invoke(cli.cli, ["intervene", str(wav), "-l", "first_conv", "--archetype", "first_conv-archetypes:8",
-                                  "-a", "0.5", "--start", "1", "--end", "2", "-t", "440", "-o", str(tmp_path / "o")])
+    assert runner.invoke(cli.get_cli(), ["synth", str(wav), "--kind", "chord", "--seed", "1", "--seconds", "2.5"]).exit_code == 0
+    res = runner.invoke(cli.get_cli(), ["intervene", str(wav), "-l", "first_conv", "--archetype", "first_conv-archetypes:8",
+                                        "-a", "0.5", "--start", "1", "--end", "2", "-t", "440", "-o", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "o" / "chord" / "scores.json").read_text())
     assert doc["intervention"] == "archetype"

@@ -23,13 +23,12 @@ def _band_energy(x: np.ndarray, sr: int, lo: float, hi: float) -> float:
 def test_quickstart_feature_2_gains_8_db_at_440_hz_with_a_broad_change(tmp_path):
     from steerlab import cli
 
-    cli._load_commands()
     chord = tmp_path / "chord.wav"
     runner = CliRunner()
-    assert runner.invoke(cli.cli, ["synth", str(chord), "--kind", "chord", "--seed", "1"]).exit_code == 0
+    assert runner.invoke(cli.get_cli(), ["synth", str(chord), "--kind", "chord", "--seed", "1"]).exit_code == 0
     out = tmp_path / "quickstart-out"
-    res = runner.invoke(cli.cli, ["intervene", str(chord), "--layer", "first_conv", "--feature",
-                                  "first_conv-features:2", "--alpha", "0.5", "--target-hz", "440", "-o", str(out)])
+    res = runner.invoke(cli.get_cli(), ["intervene", str(chord), "--layer", "first_conv", "--feature",
+                                        "first_conv-features:2", "--alpha", "0.5", "--target-hz", "440", "-o", str(out)])
     assert res.exit_code == 0, res.output
     target = json.loads((out / "chord" / "scores.json").read_text())["scores"]["spectral"]["targets"][0]
     assert target["gain_db"] == pytest.approx(8.1, abs=0.3)

@@ -25,8 +25,7 @@ N = 6_000  # 0.25 s
 def cli():
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    return cli_module.cli
+    return cli_module.get_cli()
 
 
 @pytest.fixture
@@ -165,10 +164,8 @@ def test_scorer_failing_mid_run_leaves_no_partial_folder(cli, inputs, tmp_path):
             registry.add(ScorerSpec("exploding", explode))
 
     plugins.reset()
-    pm = plugins.get_plugin_manager()
     broken = Broken()
-    pm.register(broken, name="broken_scorer")
-    plugins._registries.clear()
+    plugins.register(broken, name="broken_scorer")
     try:
         before = _snapshot(tmp_path)
         out = tmp_path / "out"
@@ -177,7 +174,7 @@ def test_scorer_failing_mid_run_leaves_no_partial_folder(cli, inputs, tmp_path):
                               "plugin 'broken_scorer' failed in scorer 'exploding': ZeroDivisionError: scorer bug")
         assert out.is_dir() and list(out.iterdir()) == []  # the hidden .tone.* work folder is gone too
     finally:
-        pm.unregister(broken)
+        plugins.unregister(broken)
         plugins.reset()
 
 
@@ -294,16 +291,16 @@ SWEEP = {
     "intervene-bad-float": (["intervene", "{tone}", "-l", "first_conv", "-c", "0", "-a", "x", "-o", "{tmp}/o"],
                             "is not a valid float"),
     "learn-size-0": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--size", "0"],
-                     "size must be an integer >= 1"),
+                     "--size must be an integer >= 1, got 0"),
     "learn-subsample": (["learn", "archetypes", "-l", "latent", "--data", "synth:1", "-o", "{tmp}/o",
-                         "--subsample", "2"], "--subsample must be a fraction"),
+                         "--subsample", "2"], "--subsample must be a number in (0, 1], got 2.0"),
     "learn-cache-gb": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o",
                         "--cache-gb", "-1"], "--cache-gb must be"),
     "learn-missing-layer": (["learn", "features", "--data", "synth:1", "-o", "{tmp}/o"], "Missing option"),
     "learn-bad-variant": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o",
                            "--variant", "l2"], "is not one of"),
     "analyze-threshold": (["analyze", "first_conv-features", "--data", "synth:1", "-o", "{tmp}/o",
-                           "--threshold", "2"], "coverage_threshold must be"),
+                           "--threshold", "2"], "invalid analysis options: --threshold must be a number in [-1, 1], got 2.0"),
     "analyze-unknown-name": (["analyze", "first_conv-featurs", "--data", "synth:1", "-o", "{tmp}/o"],
                              "Did you mean 'first_conv-features'?"),
     "synth-kind": (["synth", "{tmp}/x.wav", "--kind", "bogus"], "unknown clip kind"),

@@ -35,11 +35,10 @@ def test_eval_codec_data_on_real_music_reports_bands_and_beats_random_init(tmp_p
 
     from steerlab import cli
 
-    cli._load_commands()
     (tmp_path / "music").mkdir()
     (tmp_path / "music" / "head.ogg").write_bytes((FB / "frozen-mainzik-2p.ogg").read_bytes()[:150_000])
-    res = CliRunner().invoke(cli.cli, ["eval", "codec", "--clips", "7", "--data", str(tmp_path / "music"),
-                                       "--windows", "6", "--tones", "--json"])
+    res = CliRunner().invoke(cli.get_cli(), ["eval", "codec", "--clips", "7", "--data", str(tmp_path / "music"),
+                                             "--windows", "6", "--tones", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     entry = doc["data"][str(tmp_path / "music")]
@@ -60,7 +59,6 @@ def test_eval_codec_data_refuses_a_folder_of_silence(tmp_path):
 
     from steerlab import cli
 
-    cli._load_commands()
     sf.write(tmp_path / "silent.wav", np.zeros(3 * SR, np.float32), SR)
-    res = CliRunner().invoke(cli.cli, ["eval", "codec", "--clips", "1", "--data", str(tmp_path)])
+    res = CliRunner().invoke(cli.get_cli(), ["eval", "codec", "--clips", "1", "--data", str(tmp_path)])
     assert res.exit_code == 1 and "no 1 s window" in res.output and res.output.count("\n") == 1

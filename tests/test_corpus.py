@@ -17,7 +17,8 @@ import torch
 
 from conftest import needs
 from steerlab import audio
-from steerlab.corpus import CorpusBuildError, clip_corpus, draw_spec, read_manifest, render_corpus
+from steerlab.corpus import clip_corpus, draw_spec, read_manifest, render_corpus
+from steerlab.errors import CorpusBuildError
 
 SR = 24_000
 ASC = Path("/usr/share/games/asc/music")
@@ -151,8 +152,7 @@ def test_corpus_cli_errors_are_one_line(tmp_path):
 
     from steerlab import cli
 
-    cli._load_commands()
-    res = CliRunner().invoke(cli.cli, ["corpus", "clips", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    res = CliRunner().invoke(cli.get_cli(), ["corpus", "clips", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
     assert res.exit_code == 1 and res.output.count("\n") == 1 and "does not exist" in res.output
 
 

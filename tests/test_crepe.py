@@ -28,8 +28,7 @@ RECEPTIVE_FIELDS = [516, 1022, 1024, 1024, 1024, 1024, 1024]
 def _cli(args: list[str]):
     from steerlab import cli
 
-    cli._load_commands()
-    return CliRunner().invoke(cli.cli, args, catch_exceptions=False)
+    return CliRunner().invoke(cli.get_cli(), args, catch_exceptions=False)
 
 
 def _music(seconds: float) -> tuple[np.ndarray, str]:

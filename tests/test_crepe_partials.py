@@ -107,8 +107,7 @@ def test_cli_family_option_and_a_missing_renderer_are_one_line_errors(tmp_path, 
 
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    main = cli_module.cli
+    main = cli_module.get_cli()
     r = CliRunner().invoke(main, ["partials", "-m", "crepe_tiny_16khz", "-f", "nope", "-o", str(tmp_path / "a")])
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "unknown grid.families 'nope'" in r.output
     real = importlib.util.find_spec

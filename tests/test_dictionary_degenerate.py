@@ -10,7 +10,8 @@ import soundfile as sf
 import torch
 from click.testing import CliRunner
 
-from steerlab.sae import NO_VARIANCE_RTOL, NoVarianceError, SAEConfig, train_sae
+from steerlab.errors import NoVarianceError
+from steerlab.sae import NO_VARIANCE_RTOL, SAEConfig, train_sae
 
 SR = 24_000
 
@@ -19,8 +20,7 @@ SR = 24_000
 def cli():
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    return cli_module.cli
+    return cli_module.get_cli()
 
 
 DEGENERATE = {  # name: list of (samples, value) files, all at the model's rate

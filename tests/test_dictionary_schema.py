@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from steerlab import dictionary, schema
-from steerlab.dictionary import CONFIG_SCHEMA, DictionaryError
+from steerlab.dictionary import CONFIG_SCHEMA
+from steerlab.errors import DictionaryError
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,7 @@ def _cli(args):
 
     from steerlab import cli
 
-    cli._load_commands()
-    return CliRunner().invoke(cli.cli, args)
+    return CliRunner().invoke(cli.get_cli(), args)
 
 
 def test_intervene_records_fidelity_whole_and_chunked(tmp_path, embedded):

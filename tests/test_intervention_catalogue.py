@@ -174,10 +174,11 @@ def _forward(model, wave, layer, fn=None):
 
 def test_patch_with_the_input_itself_is_the_identity(embedded):
     wave = chord(0.4, seed=8)
-    spec = api.InterventionSpec("encoder.3.conv", None, "patch", options={"source": wave})
+    spec = api.InterventionSpec(layer="encoder.3.conv", direction=None, kind="patch", options={"source": wave})
     base, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     assert np.abs(patched[0] - base[0]).max() < 1e-6
-    other = api.InterventionSpec("encoder.3.conv", None, "patch", options={"source": chord(0.4, seed=9)})
+    other = api.InterventionSpec(layer="encoder.3.conv", direction=None, kind="patch",
+                                 options={"source": chord(0.4, seed=9)})
     _, changed, _, _ = api.run_pairs(embedded, [wave], other)
     assert np.abs(changed[0] - base[0]).max() > 1e-3  # so the identity above is not vacuous
 
@@ -189,7 +190,8 @@ def test_patch_equals_a_manual_hook(embedded, tmp_path, channel):
     path = tmp_path / "source.wav"
     sf.write(path, source[0], SR, subtype="FLOAT")
     direction = channel_direction(channel, layer) if channel is not None else None
-    spec = api.InterventionSpec(layer.name, direction, "patch", span=Span(0.1, 0.3), options={"source": str(path)})
+    spec = api.InterventionSpec(layer=layer.name, direction=direction, kind="patch", span=Span(0.1, 0.3),
+                                options={"source": str(path)})
     res = api.intervene(embedded, [wave], spec)[0]
     _, src_act = _forward(embedded, source, layer)
     first, last = int(np.floor(0.1 * layer.frame_rate)), int(np.ceil(0.3 * layer.frame_rate))
@@ -221,7 +223,8 @@ def test_mean_ablate_of_a_constant_reference_equals_a_manual_hook(embedded, tmp_
     ref_dir.mkdir()
     sf.write(ref_dir / "flat.wav", np.full(n, level, np.float32), SR, subtype="FLOAT")
     wave = chord(0.4, seed=12)
-    spec = api.InterventionSpec(layer.name, None, "mean-ablate", span=Span(0.1, 0.25), options={"reference": str(ref_dir)})
+    spec = api.InterventionSpec(layer=layer.name, direction=None, kind="mean-ablate", span=Span(0.1, 0.25),
+                                options={"reference": str(ref_dir)})
     res = api.intervene(embedded, [wave], spec)[0]
     _, flat_act = _forward(embedded, np.full((1, n), level, np.float32), layer)
     mean = flat_act.double().mean(-1).float()
@@ -243,7 +246,8 @@ def test_mean_ablate_of_a_constant_reference_equals_a_manual_hook(embedded, tmp_
 
 def test_mean_ablate_accepts_generated_reference_sets(embedded):
     layer = api.layers(embedded).get("latent")
-    spec = api.InterventionSpec(layer.name, None, "mean-ablate", options={"reference": ["flat:2", "noise:1"],
+    spec = api.InterventionSpec(layer=layer.name, direction=None, kind="mean-ablate",
+                                options={"reference": ["flat:2", "noise:1"],
                                                                             "clip_seconds": 0.2})
     prepared = api.prepare(embedded, spec)
     frames = 3 * layer.frames_for(int(0.2 * SR))
@@ -257,8 +261,7 @@ def test_mean_ablate_accepts_generated_reference_sets(embedded):
 def test_listing_shows_every_type_with_formula_and_options():
     from steerlab import cli
 
-    cli._load_commands()
-    result = CliRunner().invoke(cli.cli, ["interventions", "--json"])
+    result = CliRunner().invoke(cli.get_cli(), ["interventions", "--json"])
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     catalogue = {"add", "ablate", "scale", "clamp", "feature-clamp", "archetype", "patch", "mean-ablate"}
@@ -268,25 +271,26 @@ def test_listing_shows_every_type_with_formula_and_options():
     assert set(rows["mean-ablate"]["options"]) == {"reference", "seed", "clip_seconds"}
     assert rows["archetype"]["value"] == "motion" and rows["archetype"]["chunkable"] is False
     assert rows["feature-clamp"]["prepare"] is True and rows["add"]["prepare"] is False
-    text = CliRunner().invoke(cli.cli, ["interventions"]).output
+    text = CliRunner().invoke(cli.get_cli(), ["interventions"]).output
     assert "r_t <- r_t + v * d * C_t" in text and "option source:" in text
 
 
 def test_unknown_option_and_missing_direction_are_refused(embedded):
     layer = api.layers(embedded).get("first_conv")
     with pytest.raises(InterventionError, match="takes no option 'sorce'. Did you mean 'source'"):
-        api.prepare(embedded, api.InterventionSpec(layer.name, None, "patch", options={"sorce": "x.wav"}))
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, kind="patch",
+                                                   options={"sorce": "x.wav"}))
     with pytest.raises(InterventionError, match="takes no option 'source'.*Its options: none"):
-        api.prepare(embedded, api.InterventionSpec(layer.name, channel_direction(0, layer), "add",
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), kind="add",
                                                    options={"source": "x.wav"}))
     from steerlab.errors import DirectionError
 
     with pytest.raises(DirectionError, match="'add' needs a direction"):
-        api.prepare(embedded, api.InterventionSpec(layer.name, None, "add"))
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, kind="add"))
     with pytest.raises(InterventionError, match="patch needs a source audio"):
-        api.prepare(embedded, api.InterventionSpec(layer.name, None, "patch"))
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, kind="patch"))
     with pytest.raises(InterventionError, match="options must be a mapping"):
-        api.InterventionSpec(layer.name, None, "patch", options=["source"])
+        api.InterventionSpec(layer=layer.name, direction=None, kind="patch", options=["source"])
 
 
 # -- bad input on the command line: one line, nothing written ------------------------------------
@@ -327,11 +331,10 @@ CLI_CASES = {
 def test_cli_bad_input_is_one_line_and_writes_nothing(files, monkeypatch, case):
     from steerlab import cli
 
-    cli._load_commands()
     args, fragment = CLI_CASES[case]
     monkeypatch.chdir(files)
     before = sorted(p.name for p in files.iterdir())
-    result = CliRunner().invoke(cli.cli, ["intervene", *args, "-o", "out"])
+    result = CliRunner().invoke(cli.get_cli(), ["intervene", *args, "-o", "out"])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
@@ -342,16 +345,15 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(files, monkeypatch, case):
 def test_patch_and_mean_ablate_through_the_cli(files, monkeypatch):
     from steerlab import cli
 
-    cli._load_commands()
     monkeypatch.chdir(files)
-    result = CliRunner().invoke(cli.cli, ["intervene", "tone.wav", "-l", "latent", "-i", "patch", "--source", "long.wav",
-                                          "-o", "out", "--json"])
+    result = CliRunner().invoke(cli.get_cli(), ["intervene", "tone.wav", "-l", "latent", "-i", "patch", "--source", "long.wav",
+                                                "-o", "out", "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout[result.stdout.index("["):])[0]
     assert doc["intervention"] == "patch" and doc["direction"] is None
     assert doc["prepared"]["source_frames"] == api.layers(api.load_model()).get("latent").frames_for(2 * SR)
-    result = CliRunner().invoke(cli.cli, ["intervene", "tone.wav", "-l", "latent", "-i", "mean-ablate", "--reference",
-                                          "flat:2", "--opt", "clip_seconds", "0.3", "-o", "out2"])
+    result = CliRunner().invoke(cli.get_cli(), ["intervene", "tone.wav", "-l", "latent", "-i", "mean-ablate", "--reference",
+                                                "flat:2", "--opt", "clip_seconds", "0.3", "-o", "out2"])
     assert result.exit_code == 0, result.output
     doc = json.loads((files / "out2" / "tone" / "scores.json").read_text())
     assert doc["options"] == {"reference": ["flat:2"], "clip_seconds": 0.3}
@@ -402,20 +404,19 @@ class _ClassifierPlugin:
 def classifier():
     plugins.reset()
     plugin = _ClassifierPlugin()
-    pm = plugins.get_plugin_manager()
-    pm.register(plugin, name="classifier_plugin")
-    plugins._registries.clear()
+    plugins.register(plugin, name="classifier_plugin")
     try:
         yield api.load_model("tiny_classifier")
     finally:
-        pm.unregister(plugin)
+        plugins.unregister(plugin)
         plugins.reset()
 
 
 def test_decoder_less_model_scores_class_probabilities(classifier):
     wave = chord(0.25, seed=13)
     layer = api.layers(classifier).get("conv")
-    spec = api.InterventionSpec("conv", channel_direction(2, layer), "add", Strength(1.5, "absolute"), Span(0.05))
+    spec = api.InterventionSpec(layer="conv", direction=channel_direction(2, layer), kind="add",
+                                strength=Strength(1.5, "absolute"), span=Span(0.05))
     res = api.intervene(classifier, [wave], spec)[0]
     with torch.no_grad():
         x = torch.from_numpy(wave)[None]
@@ -442,11 +443,10 @@ def test_decoder_less_model_scores_class_probabilities(classifier):
 def test_decoder_less_model_writes_scores_and_a_bar_chart_not_wavs(classifier, tmp_path):
     from steerlab import cli
 
-    cli._load_commands()
     wav = tmp_path / "tone.wav"
     sf.write(wav, chord(0.25, seed=14)[0], SR, subtype="FLOAT")
-    result = CliRunner().invoke(cli.cli, ["intervene", str(wav), "-m", "tiny_classifier", "-l", "conv", "-c", "1",
-                                          "-a", "2", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(cli.get_cli(), ["intervene", str(wav), "-m", "tiny_classifier", "-l", "conv", "-c", "1",
+                                                "-a", "2", "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "spectral scores do not apply (no decoder)" in result.output and "top class" in result.output
     folder = tmp_path / "out" / "tone"
@@ -456,6 +456,6 @@ def test_decoder_less_model_writes_scores_and_a_bar_chart_not_wavs(classifier, t
     assert doc["output"] == "class logits" and set(doc["scores"]) == {"classification"}
     assert len(doc["scores"]["classification"]["classes"]) == 3
     docs = runner.intervene_files(classifier, [wav], api.InterventionSpec(
-        "conv", None, "mean-ablate", options={"reference": "flat:1", "clip_seconds": 0.1}), tmp_path / "out2")
+        layer="conv", kind="mean-ablate", options={"reference": "flat:1", "clip_seconds": 0.1}), tmp_path / "out2")
     assert docs[0]["prepared"]["n_frames"] == api.layers(classifier).get("conv").frames_for(int(0.1 * SR))
     assert docs[0]["scores"]["classification"]["total_variation"] > 0

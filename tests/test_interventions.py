@@ -41,8 +41,9 @@ def test_span_frames_and_fades():
     assert np.allclose(w[7:9], [1 / 3, 2 / 3]) and np.allclose(w[12:15], [3 / 4, 2 / 4, 1 / 4])
     assert np.all(w[9:12] == 1)
     assert Span(0.5).weights(LAYER, 10, 20).sum() == 0  # starts past this item's frames
-    with pytest.raises(InterventionError, match="after --start"):
+    with pytest.raises(InterventionError, match=r"^end_s \(0.2 s\) must be after start_s \(0.3 s\)$") as info:
         Span(0.3, 0.2)
+    assert info.value.parameters == ("end_s", "start_s")
 
 
 def test_relative_strength_uses_rms_activation_norm():
@@ -77,18 +78,18 @@ def test_builtin_arithmetic(name):
     assert torch.allclose(out - torch.outer(d, new_c), act - torch.outer(d, c), atol=1e-5)
 
 
-# -- the contract: optional members, old-style types, value kinds --------------------------------
+# -- the contract: optional members, value kinds ---------------------------------------------------
 
 
-class _OldStyle:
-    """A type written against the first contract: four-argument apply, no optional members."""
+class _Minimal:
+    """A type with the required members only: no prepare, no optional members."""
 
-    name = "old_style"
+    name = "minimal"
     formula = "a_t <- a_t + w_t * v * d"
-    description = "old"
+    description = "minimal"
     value_kind = "strength"
 
-    def apply(self, act, direction, value, weight):
+    def apply(self, act, direction, value, weight, state=None):
         return act + value * direction[:, None] * weight[None, :]
 
 
@@ -116,17 +117,15 @@ class _Offset:
         return {"offset": self.offset, "bad": float("nan"), "path": Path("/x")}
 
 
-def test_old_style_types_keep_working_and_optional_members_default():
+def test_a_minimal_type_works_and_optional_members_default():
     from steerlab import interventions as iv
 
     act, d, w = torch.ones(3, 4), torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.5, 0.0])
-    out = iv.apply(_OldStyle(), act, d, 2.0, w)
-    assert torch.equal(out[0], torch.tensor([1.0, 3.0, 2.0, 1.0])) and torch.equal(out[1:], act[1:])
-    assert iv.needs_direction(_OldStyle()) and iv.is_chunkable(_OldStyle()) and iv.options_help(_OldStyle()) == {}
-    prepared = iv.prepare(_OldStyle(), None, LAYER, d, {})
+    prepared = iv.prepare(_Minimal(), None, LAYER, d, {})
     assert prepared.state is None and prepared.summary is None and prepared.value_kind == "strength"
-    with pytest.raises(InterventionError, match="has a prepare step but its apply takes no state"):
-        iv.apply(_OldStyle(), act, d, 2.0, w, state=object())
+    out = iv.apply(_Minimal(), act, d, 2.0, w, prepared.state)
+    assert torch.equal(out[0], torch.tensor([1.0, 3.0, 2.0, 1.0])) and torch.equal(out[1:], act[1:])
+    assert iv.needs_direction(_Minimal()) and iv.is_chunkable(_Minimal()) and iv.options_help(_Minimal()) == {}
 
 
 def test_prepare_passes_context_and_records_a_json_safe_summary():
@@ -159,7 +158,7 @@ def test_intervention_spec_validates_and_freezes_options():
     from steerlab.interventions import json_safe
 
     opts = {"source": Path("a.wav"), "n": 3}
-    spec = InterventionSpec("l", None, "patch", options=opts)
+    spec = InterventionSpec(layer="l", direction=None, kind="patch", options=opts)
     opts["n"] = 4
     assert spec.options["n"] == 3  # a copy, not the caller's dict
     with pytest.raises(TypeError):
@@ -168,8 +167,8 @@ def test_intervention_spec_validates_and_freezes_options():
     arr = json_safe(np.zeros((2, 3), np.float32))
     assert arr["array_shape"] == [2, 3] and len(arr["sha256"]) == 64
     with pytest.raises(DirectionError, match="Direction or None"):
-        InterventionSpec("l", np.ones(3), "add")
+        InterventionSpec(layer="l", direction=np.ones(3), kind="add")
     with pytest.raises(InterventionError, match="--n-q must be a whole number"):
-        InterventionSpec("l", None, "add", n_q=0)
+        InterventionSpec(layer="l", direction=None, kind="add", n_q=0)
     with pytest.raises(InterventionError, match="strength must be a steerlab Strength"):
-        InterventionSpec("l", None, "add", strength=1.0)
+        InterventionSpec(layer="l", direction=None, kind="add", strength=1.0)

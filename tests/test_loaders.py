@@ -90,8 +90,7 @@ def test_offline_without_weights_is_one_actionable_line(offline):
 def test_offline_without_weights_cli_error(offline):
     from steerlab import cli
 
-    cli._load_commands()
-    result = CliRunner().invoke(cli.cli, ["layers", "--model", "encodec_24khz"])
+    result = CliRunner().invoke(cli.get_cli(), ["layers", "--model", "encodec_24khz"])
     assert result.exit_code == 1
     assert isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
@@ -162,8 +161,7 @@ def test_embedded_model_loads_offline_with_a_stable_hash(offline):
 def layer_table():
     from steerlab import cli
 
-    cli._load_commands()
-    result = CliRunner().invoke(cli.cli, ["layers", "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(cli.get_cli(), ["layers", "--json"], catch_exceptions=False)
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     return doc, {r["name"]: r for r in doc["layers"]}
@@ -230,12 +228,11 @@ def test_layers_of_official_models_offline_with_random_init(monkeypatch, tmp_pat
 
     from click.testing import CliRunner
 
-    from steerlab.cli import _load_commands, cli
+    from steerlab.cli import get_cli
 
     monkeypatch.setenv("STEERLAB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    _load_commands()
-    res = CliRunner().invoke(cli, ["layers", "--model", "encodec_48khz", "--random-init", "--json"])
+    res = CliRunner().invoke(get_cli(), ["layers", "--model", "encodec_48khz", "--random-init", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
     latent = [r for r in doc["layers"] if r["name"] == "latent"][0]

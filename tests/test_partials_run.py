@@ -163,15 +163,14 @@ def test_margins_and_control_separation_are_recorded(tiny_run):
 def test_cli_resume_completes_nothing_new(tiny_run, tmp_path):
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
     cfg, outcome, _ = tiny_run
     cfg_file = outcome.folder.parent / "tiny.toml"
-    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(cfg_file), "-o", str(outcome.folder)])
+    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(cfg_file), "-o", str(outcome.folder)])
     assert res.exit_code == 0, res.output
     assert f"wrote 0 new rows ({len(outcome.rows)} in all)" in res.output
     # thresholds only change verdicts: same folder, same rows, new summary
-    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(cfg_file), "--min-gain-db", "3",
-                                              "-o", str(outcome.folder)])
+    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(cfg_file), "--min-gain-db", "3",
+                                                    "-o", str(outcome.folder)])
     assert res.exit_code == 0 and "wrote 0 new rows" in res.output
     assert "3.0" in (outcome.folder / "summary.csv").read_text().splitlines()[1]
 
@@ -183,17 +182,16 @@ def test_cli_resume_completes_nothing_new(tiny_run, tmp_path):
     (["-c", "{toml_nyquist}"], "above the Nyquist frequency"),
     (["-c", "{toml_badkey}"], "Valid keys:"),
     (["-c", "missing.toml"], "config file not found"),
-    (["--min-share", "2"], "min_share must be <= 1"),
+    (["--min-share", "2"], "thresholds.min_share must be a number in (0, 1], got 2.0"),
 ])
 def test_bad_input_one_line_no_output(tmp_path, args, fragment):
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
     (tmp_path / "nyq.toml").write_text("[grid]\ntargets_hz = [13000.0]\n")
     (tmp_path / "bad.toml").write_text("[run]\nseeds = 3\n")
     args = [a.format(toml_nyquist=tmp_path / "nyq.toml", toml_badkey=tmp_path / "bad.toml") for a in args]
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli_module.cli, ["partials", "--quick", *args, "-o", str(out)])
+    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "--quick", *args, "-o", str(out)])
     assert res.exit_code == 1, res.output
     lines = [line for line in res.output.strip().splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], res.output
@@ -203,10 +201,9 @@ def test_bad_input_one_line_no_output(tmp_path, args, fragment):
 def test_folder_of_another_configuration_is_refused(tiny_run):
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
     _, outcome, _ = tiny_run
     before = (outcome.folder / "results.jsonl").read_bytes()
-    res = CliRunner().invoke(cli_module.cli, ["partials", "--quick", "-o", str(outcome.folder)])
+    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "--quick", "-o", str(outcome.folder)])
     assert res.exit_code == 1 and "another configuration" in res.output
     assert (outcome.folder / "results.jsonl").read_bytes() == before
 
@@ -240,10 +237,9 @@ def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
     from steerlab import cli as cli_module
     from steerlab.api import load_model, resolve_dictionary
 
-    cli_module._load_commands()
     (tmp_path / "sae.toml").write_text(SAE)
-    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(tmp_path / "sae.toml"),
-                                              "--dictionary", "latent-features", "-o", str(tmp_path / "run")])
+    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(tmp_path / "sae.toml"),
+                                                    "--dictionary", "latent-features", "-o", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     rows = _rows(tmp_path / "run")
     sae = [r for r in rows if r["method"] == "sae"]
@@ -263,8 +259,8 @@ def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
     assert all(abs(r["gain_db"]) < 200 for r in sae)  # measured, finite
     # an archetype dictionary, or a name nothing ships, is refused in one line
     for bad, fragment in (("latent-archetypes", "archetype dictionary"), ("no-such", "not found")):
-        res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(tmp_path / "sae.toml"), "--dictionary", bad,
-                                                  "-o", str(tmp_path / "bad")])
+        res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(tmp_path / "sae.toml"), "--dictionary", bad,
+                                                        "-o", str(tmp_path / "bad")])
         assert res.exit_code == 1 and fragment in res.output and len(res.output.strip().splitlines()) == 1
         assert not (tmp_path / "bad").exists()
 

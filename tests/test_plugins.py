@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -35,8 +37,7 @@ def fresh():
 def _cli():
     from steerlab import cli
 
-    cli._load_commands()
-    return cli.cli
+    return cli.get_cli()
 
 
 def _invoke(args: list[str]):
@@ -53,7 +54,7 @@ class _Flip:
     description: str = "reflect the component along the direction"
     value_kind: str = "none"
 
-    def apply(self, act, direction, value, weight):
+    def apply(self, act, direction, value, weight, state=None):
         return act - 2 * direction[:, None] * (weight * (direction @ act))[None, :]
 
 
@@ -69,11 +70,8 @@ class _Registers:
 
 
 def _register_inline(*pairs):
-    pm = plugins.get_plugin_manager()
     for name, obj in pairs:
-        pm.register(obj, name=name)
-    plugins._registries.clear()
-    return pm
+        plugins.register(obj, name=name)
 
 
 # -- the built-ins --------------------------------------------------------------------------------
@@ -82,7 +80,7 @@ def _register_inline(*pairs):
 def test_builtins_load_without_failures_and_add_their_commands(fresh, monkeypatch):
     monkeypatch.setattr(plugins, "entry_points", lambda group: [])
     cli = _cli()
-    assert plugins.FAILURES == []
+    assert plugins.failures() == []
     rows = plugins.summary()
     assert [r["name"] for r in rows] == list(plugins.DEFAULT_PLUGINS)
     assert all(r["builtin"] and r["error"] is None and not r["blocked"] for r in rows)
@@ -115,11 +113,11 @@ def test_registry_add_names_both_plugins_on_duplicate():
 
 def test_duplicate_between_two_plugins_is_recorded_naming_both(fresh):
     a, b = _Registers("twin"), _Registers("twin")
-    pm = _register_inline(("dup_plugin_a", a), ("dup_plugin_b", b))
+    _register_inline(("dup_plugin_a", a), ("dup_plugin_b", b))
     try:
         reg = plugins.interventions()
-        failures = [f for f in plugins.FAILURES if f.stage == "steerlab_register_interventions"]
-        assert len(failures) == 1, plugins.FAILURES
+        failures = [f for f in plugins.failures() if f.stage == "steerlab_register_interventions"]
+        assert len(failures) == 1, plugins.failures()
         (failure,) = failures
         assert failure.error.startswith("DuplicateNameError: intervention 'twin' registered twice")
         assert "'dup_plugin_a'" in failure.error and "'dup_plugin_b'" in failure.error
@@ -129,26 +127,26 @@ def test_duplicate_between_two_plugins_is_recorded_naming_both(fresh):
         assert failure.plugin == "dup_plugin_b"
         assert BUILTIN_INTERVENTIONS <= set(reg.names())
     finally:
-        pm.unregister(a)
-        pm.unregister(b)
+        plugins.unregister(a)
+        plugins.unregister(b)
         plugins.reset()
 
 
 def test_clash_with_a_builtin_blames_the_newcomer_and_keeps_every_builtin(fresh):
     """A plugin reusing a built-in name must not knock out the built-in's other entries."""
     clash = _Registers("scale")
-    pm = _register_inline(("clashing_plugin", clash))
+    _register_inline(("clashing_plugin", clash))
     try:
         reg = plugins.interventions()
         assert {n: reg.owners[n] for n in BUILTIN_INTERVENTIONS} == dict.fromkeys(
             BUILTIN_INTERVENTIONS, "steerlab.builtins.interventions"
         )
         assert type(reg.get("scale")).__name__ == "Scale"
-        (failure,) = [f for f in plugins.FAILURES if f.stage == "steerlab_register_interventions"]
+        (failure,) = [f for f in plugins.failures() if f.stage == "steerlab_register_interventions"]
         assert failure.plugin == "clashing_plugin"
         assert "'steerlab.builtins.interventions'" in failure.error and "'clashing_plugin'" in failure.error
     finally:
-        pm.unregister(clash)
+        plugins.unregister(clash)
         plugins.reset()
 
 
@@ -165,14 +163,14 @@ def test_a_plugin_can_extend_a_builtin_layer_table(fresh, embedded):
     from steerlab import api
 
     extra = _AliasesEncodec()
-    pm = _register_inline(("alias_plugin", extra))
+    _register_inline(("alias_plugin", extra))
     try:
         reg = plugins.layers_for(embedded)
         assert reg.get("bottleneck") is reg.get("latent")
         assert reg.get("bottleneck").hop == 320
         assert api.layers(embedded).get("first_conv").name == "encoder.0.conv"
     finally:
-        pm.unregister(extra)
+        plugins.unregister(extra)
         plugins.reset()
 
 
@@ -185,7 +183,7 @@ def test_misspelled_hook_is_reported_at_startup_and_the_rest_works(fresh, monkey
     monkeypatch.setattr(plugins, "entry_points", lambda group: [_FakeEntryPoint("typo_plugin", lambda: Typo())])
     pm = plugins.get_plugin_manager()
     assert not pm.has_plugin("typo_plugin")
-    [failure] = [f for f in plugins.FAILURES if f.plugin == "typo_plugin"]
+    [failure] = [f for f in plugins.failures() if f.plugin == "typo_plugin"]
     assert failure.stage == "check_pending"
     assert "steerlab_register_modles" in failure.error and "\n" not in failure.error
     assert "tiny_encodec_24khz" in plugins.models()
@@ -243,21 +241,136 @@ def test_failed_plugins_are_listed_with_their_error(fresh, monkeypatch):
 
 
 def test_block_env_keeps_a_plugin_out(fresh, monkeypatch):
-    monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", " steerlab.builtins.scorers , raising_hook")
+    monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", " steerlab.builtins.crepe , raising_hook")
     monkeypatch.setattr(plugins, "entry_points", lambda group: [_FakeEntryPoint("raising_hook", lambda: _RaisingScorers())])
-    assert plugins.blocked() == {"steerlab.builtins.scorers", "raising_hook"}
-    assert "spectral" not in plugins.scorers()
-    assert plugins.scorers().names() == ["pitch_salience"]  # the one other built-in scorer (steerlab.builtins.crepe)
+    assert plugins.blocked() == {"steerlab.builtins.crepe", "raising_hook"}
+    assert "pitch_salience" not in plugins.scorers()
+    assert plugins.scorers().names() == ["spectral"]  # the one other built-in scorer (steerlab.builtins.scorers)
+    assert "crepe_tiny_16khz" not in plugins.models() and "tiny_encodec_24khz" in plugins.models()
     assert set(plugins.interventions().names()) == BUILTIN_INTERVENTIONS
-    assert plugins.FAILURES == []  # the raising entry point was never loaded
+    assert plugins.failures() == []  # the raising entry point was never loaded
     rows = {r["name"]: r for r in json.loads(_invoke(["plugins", "--json"]).stdout)}
-    assert rows["steerlab.builtins.scorers"]["blocked"] is True
-    assert rows["steerlab.builtins.scorers"]["scorers"] == [] and rows["steerlab.builtins.scorers"]["hooks"] == []
+    assert rows["steerlab.builtins.crepe"]["blocked"] is True
+    assert rows["steerlab.builtins.crepe"]["scorers"] == [] and rows["steerlab.builtins.crepe"]["hooks"] == []
     assert rows["steerlab.builtins.encodec"]["blocked"] is False
-    assert "steerlab.builtins.scorers: blocked" in _invoke(["plugins"]).output
+    assert "steerlab.builtins.crepe: blocked" in _invoke(["plugins"]).output
     monkeypatch.delenv("STEERLAB_BLOCK_PLUGINS")
     plugins.reset()
-    assert "spectral" in plugins.scorers()
+    assert "pitch_salience" in plugins.scorers()
+
+
+ESSENTIAL_REFUSAL = (
+    "cannot block 'steerlab.builtins.scorers' (STEERLAB_BLOCK_PLUGINS): an essential built-in plugin that "
+    "steerlab's defaults need (the default model, the 'add' intervention, the 'spectral' scorer); built-ins "
+    "that can be blocked: steerlab.builtins.filterbank, steerlab.builtins.stft, steerlab.builtins.samplecnn, "
+    "steerlab.builtins.tokenlm, steerlab.builtins.crepe"
+)
+
+
+def test_blocking_an_essential_plugin_is_refused_with_one_line(fresh, monkeypatch):
+    from steerlab.errors import PluginError
+
+    assert plugins.ESSENTIAL_PLUGINS == (
+        "steerlab.builtins.encodec", "steerlab.builtins.interventions", "steerlab.builtins.scorers")
+    assert set(plugins.ESSENTIAL_PLUGINS) <= set(plugins.DEFAULT_PLUGINS)
+    monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", "steerlab.builtins.tokenlm,steerlab.builtins.scorers")
+    for _ in range(2):  # refused every time, never half-loaded
+        with pytest.raises(PluginError) as info:
+            plugins.scorers()
+        assert str(info.value) == ESSENTIAL_REFUSAL
+    with pytest.raises(PluginError, match=r"^cannot block 'steerlab.builtins.encodec', 'steerlab.builtins.interventions' "):
+        plugins.PluginHost(blocked=["steerlab.builtins.interventions", "steerlab.builtins.encodec"]).models()
+    # the real command: one line on stderr, exit status 1, no traceback
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEERLAB_BLOCK_PLUGINS": "steerlab.builtins.scorers"}
+    steerlab = Path(sys.executable).parent / "steerlab"
+    result = subprocess.run([str(steerlab), "plugins"], check=False, env=env, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", f"Error: {ESSENTIAL_REFUSAL}\n")
+
+
+# -- the plugin system is an object -----------------------------------------------------------------
+
+
+def _commands_group():
+    import click
+
+    group = click.Group("steerlab")
+    group.add_command(click.Group("train"))
+    group.add_command(click.Group("eval"))
+    return group
+
+
+def test_hookcall_monitoring_sees_every_call_of_every_plugin(monkeypatch, embedded):
+    """Every hook implementation is called through pluggy, one plugin per call."""
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    host = plugins.PluginHost(blocked=())
+    extra = _Registers("twin")
+    host.register(extra, name="inline_plugin")
+    calls: list[tuple[str, list[str]]] = []
+    outcomes: list[str] = []
+    host.pm.add_hookcall_monitoring(
+        lambda name, impls, kwargs: calls.append((name, [impl.plugin_name for impl in impls])),
+        lambda outcome, name, impls, kwargs: outcomes.append(name),
+    )
+    host.models(), host.interventions(), host.scorers()
+    host.layers_for(embedded)
+    host.call_each("steerlab_register_commands", cli=_commands_group())
+    assert all(len(names) == 1 for _, names in calls)  # one plugin per call: isolated
+    seen: dict[str, list[str]] = {}
+    for name, [plugin] in calls:
+        seen.setdefault(name, []).append(plugin)
+    implementers = {name: [impl.plugin_name for impl in getattr(host.pm.hook, name).get_hookimpls()]
+                    for name in _hookspec_names()}
+    assert seen == implementers  # every implementation, in registration order, once
+    assert seen["steerlab_register_interventions"][-1] == "inline_plugin"
+    assert seen["steerlab_register_models"] == [
+        "steerlab.builtins.encodec", "steerlab.builtins.filterbank", "steerlab.builtins.stft",
+        "steerlab.builtins.samplecnn", "steerlab.builtins.tokenlm", "steerlab.builtins.crepe"]
+    assert len(outcomes) == len(calls) == sum(map(len, implementers.values()))
+    assert host.failures == [] and "twin" in host.interventions()
+
+
+def test_two_hosts_share_no_state(fresh, monkeypatch):
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    a = plugins.PluginHost(blocked=["steerlab.builtins.tokenlm"])
+    b = plugins.PluginHost(blocked=())
+    a.register(_Registers("twin"), name="dup_plugin_a")
+    a.register(_Registers("twin"), name="dup_plugin_b")
+    assert a.pm is not b.pm
+    assert "twin" in a.interventions() and "twin" not in b.interventions()
+    assert [(f.plugin, f.stage) for f in a.failures] == [("dup_plugin_b", "steerlab_register_interventions")]
+    assert b.failures == []
+    assert "tokenlm_24khz" not in a.models() and "tokenlm_24khz" in b.models()
+    assert a.interventions() is not b.interventions() and a.models() is not b.models()
+    # the default host is a third, independent one; resetting it leaves the others alone
+    assert "twin" not in plugins.interventions() and plugins.failures() == []
+    before = a.interventions()
+    plugins.reset()
+    assert a.interventions() is before and "twin" in before
+
+
+def test_every_hook_has_an_explicit_failure_policy(fresh, embedded, monkeypatch):
+    from steerlab.errors import PluginError
+
+    assert set(plugins.FAILURE_POLICY) == set(_hookspec_names())
+    assert plugins.FAILURE_POLICY["steerlab_register_layers"] == "raise"
+
+    class RaisingLayers:
+        @hookimpl
+        def steerlab_register_layers(self, model, registry):
+            raise RuntimeError("layer table exploded\nsecond line")
+
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [])
+    host = plugins.PluginHost(blocked=())
+    host.register(RaisingLayers(), name="raising_layers")
+    host.register(_RaisingScorers(), name="raising_scorers")
+    with pytest.raises(PluginError) as info:
+        host.layers_for(embedded)
+    assert str(info.value) == (
+        "plugin 'raising_layers' failed listing the layers of 'tiny_encodec_24khz': RuntimeError: layer table exploded")
+    # "record": the failure is kept, the other plugins' scorers are there
+    assert set(host.scorers().names()) == {"spectral", "pitch_salience"}
+    assert [f.line() for f in host.failures] == [
+        "raising_scorers (steerlab_register_scorers): RuntimeError: scorer table exploded"]
 
 
 # -- an out-of-tree plugin through a faked entry point -------------------------------------------
@@ -323,7 +436,7 @@ class Negate:
     description = "reflect the component along d"
     value_kind = "none"
 
-    def apply(self, act, direction, value, weight):
+    def apply(self, act, direction, value, weight, state=None):
         return act - 2 * direction[:, None] * (weight * (direction @ act))[None, :]
 
 
@@ -373,9 +486,6 @@ def toy(fresh, tmp_path, monkeypatch):
         else [],
     )
     yield
-    from steerlab.cli import cli
-
-    cli.commands.pop("toy-hello", None)
     sys.modules.pop("steerlab_toy_plugin", None)
 
 

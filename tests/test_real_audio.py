@@ -52,8 +52,7 @@ def _cli(args: list[str]):
 
     from steerlab import cli
 
-    cli._load_commands()
-    return CliRunner().invoke(cli.cli, args)
+    return CliRunner().invoke(cli.get_cli(), args)
 
 
 # --- the loader trusts what decodes ---------------------------------------------------------------
@@ -154,7 +153,8 @@ def test_an_unusable_file_fails_before_any_model_work(real_mp3, tmp_path, monkey
     monkeypatch.setattr(api, "intervene", lambda *a, **k: calls.append(1))
     monkeypatch.setattr(api, "prepare", lambda *a, **k: calls.append(1))
     info = api.layers(embedded).get("first_conv")
-    spec = api.InterventionSpec(info.name, channel_direction(0, info), "add", Strength(1.0), Span())
+    spec = api.InterventionSpec(layer=info.name, direction=channel_direction(0, info), kind="add",
+                                strength=Strength(1.0), span=Span())
     with pytest.raises(AudioError, match="NaN"):
         runner.intervene_files(embedded, [real_mp3, bad], spec, tmp_path / "out", chunk_s=4.0)
     assert calls == [] and not (tmp_path / "out").exists()

@@ -22,8 +22,7 @@ def _cli(args: list[str]):
 
     from steerlab import cli
 
-    cli._load_commands()
-    return CliRunner().invoke(cli.cli, args)
+    return CliRunner().invoke(cli.get_cli(), args)
 
 
 def _loud_then_quiet(path, seconds=2.5):
@@ -37,7 +36,8 @@ def _loud_then_quiet(path, seconds=2.5):
 
 def _spec(model, channel=3, alpha=0.5, mode="relative", span=Span()):
     info = api.layers(model).get("first_conv")
-    return api.InterventionSpec(info.name, channel_direction(channel, info), "add", Strength(alpha, mode), span)
+    return api.InterventionSpec(layer=info.name, direction=channel_direction(channel, info), kind="add",
+                                strength=Strength(alpha, mode), span=span)
 
 
 # --- item 2: one strength for the whole input -------------------------------------------------------

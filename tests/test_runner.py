@@ -15,7 +15,8 @@ from tests.conftest import chord
 
 def _spec(model, layer="first_conv", alpha=0.5, span=Span()):
     info = api.layers(model).get(layer)
-    return api.InterventionSpec(info.name, channel_direction(3, info), "add", Strength(alpha), span)
+    return api.InterventionSpec(layer=info.name, direction=channel_direction(3, info), kind="add",
+                                strength=Strength(alpha), span=span)
 
 
 def test_outputs_and_record(embedded, tmp_path):

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from steerlab import dictionary
-from steerlab.dictionary import Dictionary, DictionaryError
-from steerlab.errors import OutputError, SteerlabError
-from steerlab.sae import SAEConfig, SAEDataError, SparseAutoencoder, data_stats, evaluate, train_sae
+from steerlab.dictionary import Dictionary
+from steerlab.errors import DictionaryError, OutputError, SAEDataError, SteerlabError
+from steerlab.sae import SAEConfig, SparseAutoencoder, data_stats, evaluate, train_sae
 
 torch.set_num_threads(1)
 
@@ -66,7 +66,7 @@ def relu(data):
 
 
 def test_config_validates_with_allowed_values():
-    with pytest.raises(ValueError, match="one of topk, relu"):
+    with pytest.raises(ValueError, match="unknown SAE architecture 'gated'. Valid values: topk, relu"):
         SAEConfig(width=4, size=8, kind_of_sae="gated")
     with pytest.raises(ValueError, match=r"k \(9\) must be <= size \(8\)"):
         SAEConfig(width=4, size=8, k=9)
@@ -218,7 +218,7 @@ def test_gamma_on_data_with_known_mean_and_spread():
     assert metrics["gamma"] == stats.gamma
     # no spread: gamma is undefined and there is nothing to learn (issue 10: a dictionary of
     # dead latents was written); the refusal carries the measured statistics
-    from steerlab.sae import NoVarianceError
+    from steerlab.errors import NoVarianceError
 
     with pytest.raises(NoVarianceError, match="64 vectors are all equal") as info:
         train_sae(torch.ones(64, 16), SAEConfig(width=16, size=8, k=2, epochs=1))
@@ -298,7 +298,7 @@ def test_round_trip_is_bit_exact(topk, data, tmp_path):
     with pytest.raises(OutputError, match="not replacing"):
         dictionary.save(d, tmp_path / "other", overwrite=True)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
-    with pytest.raises(ValueError, match="one of feature, archetype"):
+    with pytest.raises(ValueError, match="unknown dictionary kind 'motion'. Valid values: feature, archetype"):
         Dictionary(sae=d.sae, model="m", layer="l", kind="motion")
 
 

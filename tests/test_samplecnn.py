@@ -28,8 +28,7 @@ RECEPTIVE_FIELDS = [3, 15, 51, 159, 483, 1455, 4371]
 def _cli(args: list[str]):
     from steerlab import cli
 
-    cli._load_commands()
-    return CliRunner().invoke(cli.cli, args, catch_exceptions=False)
+    return CliRunner().invoke(cli.get_cli(), args, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +67,8 @@ def test_shapes_of_logits_and_every_layer(random_model):
     wave = torch.from_numpy(chord(1.0))
     logits = random_model(wave[None].repeat(2, 1, 1))
     assert logits.shape == (2, 7)
-    acts = tracing.capture(random_model, [wave], list(api.layers(random_model)))[0]
+    acts = tracing.capture(random_model, [wave], list(api.layers(random_model)),
+                           order=api.layers(random_model).names())[0]
     for layer in api.layers(random_model):
         assert acts[layer.name].shape == (layer.channels, math.ceil(n / layer.hop))
     # the model pads to whole final frames itself: 24000 -> 11 * 2187 samples, 11 frames at block.6

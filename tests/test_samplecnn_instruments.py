@@ -27,8 +27,7 @@ from steerlab.builtins.samplecnn.loaders import (INSTRUMENTS_CONFIG, INSTRUMENTS
 def _cli(args: list[str]):
     from steerlab import cli
 
-    cli._load_commands()
-    return CliRunner().invoke(cli.cli, args, catch_exceptions=False)
+    return CliRunner().invoke(cli.get_cli(), args, catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

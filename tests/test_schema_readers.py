@@ -174,7 +174,8 @@ def _mutate(doc: dict, path: tuple, value=KeyError) -> dict:
     (("count",), 3, "key 'clips' holds 2 clips but key 'count' says 3"),
 ])
 def test_corpus_manifest_is_checked_against_its_schema(corpus_folder, tmp_path, path, value, words):
-    from steerlab.corpus import CorpusBuildError, read_manifest
+    from steerlab.corpus import read_manifest
+    from steerlab.errors import CorpusBuildError
 
     original = read_manifest(corpus_folder)
     assert original["count"] == 2 and len(original["clips"]) == 2
@@ -190,7 +191,8 @@ def test_corpus_manifest_is_checked_against_its_schema(corpus_folder, tmp_path, 
                                                                       "is not valid JSON"),
                                         (b"\xff\xfe", "is not UTF-8 text"), (None, "not found")])
 def test_corpus_manifest_unreadable_is_one_line(tmp_path, raw, words):
-    from steerlab.corpus import CorpusBuildError, read_manifest
+    from steerlab.corpus import read_manifest
+    from steerlab.errors import CorpusBuildError
 
     if raw is not None:
         (tmp_path / "manifest.json").write_bytes(raw)
@@ -282,7 +284,7 @@ def _directions(tmp_path: Path, meta_changes=None, drop=None, vector=None) -> Pa
     ({"vector": np.ones(4, np.float32)}, "does not match key 'provenance.d1.sha256_16'"),
 ])
 def test_partials_directions_are_checked(tmp_path, kwargs, words):
-    from steerlab.partials.plan import PlanError
+    from steerlab.errors import PlanError
     from steerlab.partials.store import read_directions
 
     path = _directions(tmp_path, **kwargs)
@@ -292,7 +294,7 @@ def test_partials_directions_are_checked(tmp_path, kwargs, words):
 
 
 def test_partials_directions_good_other_config_and_torn(tmp_path):
-    from steerlab.partials.plan import PlanError
+    from steerlab.errors import PlanError
     from steerlab.partials.store import read_directions
 
     path = _directions(tmp_path)
@@ -383,13 +385,12 @@ def test_learn_refuses_a_constant_folder_at_another_rate(tmp_path):
 
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
     data = tmp_path / "dc44"
     data.mkdir()
     for i in range(2):
         sf.write(data / f"c{i}.wav", np.full(44_100 // 2, 0.3, np.float32), 44_100, subtype="FLOAT")
-    result = CliRunner().invoke(cli_module.cli, ["learn", "features", "--layer", "first_conv", "--data", str(data),
-                                                 "-o", str(tmp_path / "dict")])
+    result = CliRunner().invoke(cli_module.get_cli(), ["learn", "features", "--layer", "first_conv", "--data", str(data),
+                                                       "-o", str(tmp_path / "dict")])
     assert result.exit_code == 1, result.output
     assert "the data has no variance" in result.output and "equals 0.3" in result.output
     assert not (tmp_path / "dict").exists()
@@ -403,8 +404,8 @@ DEGENERATE_GRIDS = {  # name: (TOML, what the one line says)
     "all-densities-infeasible": ('[grid]\nlayers = ["latent"]\ntargets_hz = [600.0]\ndensities = [400]\n'
                                  '[controls]\npositive_models = []\n', "no feasible stimuli"),
     "no-methods": ('[grid]\nmethods = []\n', "grid.methods must not be empty"),
-    "zero-strength": ('[grid]\nstrengths = [0.0]\n', "grid.strengths must be > 0"),
-    "clip-too-short-to-score": ('[stimuli]\nduration_s = 0.01\nfade_ms = 1\n', "stimuli.duration_s must be >= 0.05"),
+    "zero-strength": ('[grid]\nstrengths = [0.0]\n', "grid.strengths must be a finite number > 0, got 0.0"),
+    "clip-too-short-to-score": ('[stimuli]\nduration_s = 0.01\nfade_ms = 1\n', "stimuli.duration_s must be a finite number >= 0.05, got 0.01"),
 }
 
 
@@ -414,10 +415,9 @@ def test_partials_on_degenerate_configs_is_one_line_and_writes_nothing(tmp_path,
 
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
     text, words = DEGENERATE_GRIDS[name]
     (tmp_path / "c.toml").write_text(text)
-    res = CliRunner().invoke(cli_module.cli, ["partials", "-c", str(tmp_path / "c.toml"), "-o", str(tmp_path / "out")])
+    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(tmp_path / "c.toml"), "-o", str(tmp_path / "out")])
     lines = [line for line in res.output.strip().splitlines() if line]
     assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], res.output
     assert not (tmp_path / "out").exists()

@@ -20,6 +20,7 @@ from steerlab.capture import Corpus
 from steerlab.errors import SteerlabError
 from steerlab.interventions import Span, Strength
 from steerlab.learning import learn_dictionary
+from steerlab.sae import SAEConfig
 from tests.conftest import chord
 
 SR = 24_000
@@ -32,7 +33,8 @@ def dicts(tmp_path_factory, embedded):
     corpus = Corpus.for_model(embedded, ["synth:1"], clip_seconds=0.2)
     out = {}
     for kind in ("feature", "archetype"):
-        d = learn_dictionary(embedded, "first_conv", kind, corpus, size=16, k=4, epochs=2, stream="recompute")
+        config = SAEConfig(width=api.layers(embedded).get("first_conv").channels, size=16, k=4, epochs=2)
+        d = learn_dictionary(embedded, "first_conv", kind, corpus, config, stream="recompute")
         out[kind] = dictionary.save(d, root / kind)
     return out
 
@@ -40,8 +42,7 @@ def dicts(tmp_path_factory, embedded):
 def _cli():
     from steerlab import cli
 
-    cli._load_commands()
-    return cli.cli
+    return cli.get_cli()
 
 
 def _module(model, path):
@@ -107,7 +108,8 @@ def test_feature_clamp_end_to_end_equals_a_manual_hook(embedded, dicts, mode, al
     sae = api.resolve_dictionary(dicts["feature"], embedded).dictionary.sae
     with torch.no_grad():  # the most used feature on this input, so clamping it changes something
         j = int(sae.encode(_hooked_act(embedded, wave, layer).T).gt(0).sum(0).argmax())
-    spec = api.InterventionSpec(layer.name, None, "feature-clamp", Strength(alpha, "absolute"), Span(0.05, 0.2),
+    spec = api.InterventionSpec(layer=layer.name, direction=None, kind="feature-clamp",
+                                strength=Strength(alpha, "absolute"), span=Span(0.05, 0.2),
                                 options={"dictionary": str(dicts["feature"]), "feature": j, "mode": mode})
     res = api.intervene(embedded, [wave], spec)[0]
     first, last = int(np.floor(0.05 * layer.frame_rate)), int(np.ceil(0.2 * layer.frame_rate))
@@ -265,3 +267,22 @@ def test_dictionaries_command_lists_the_shipped_set():
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert {n: (r["layer"], r["kind"]) for n, r in rows.items()} == SHIPPED
     assert rows["latent-archetypes"]["size"] == 128 and rows["first_conv-features"]["width"] == 12
+
+
+def test_one_fit_check_serves_intervene_and_analyze(embedded, dicts, tmp_path):
+    """``analyze`` uses the same check as ``intervene`` (steerlab.learned.check_dictionary_fits),
+    with its policy: a dictionary that records no weights hash is refused there too (it was
+    accepted silently before), unless the caller allows a weights mismatch, and says how."""
+    from steerlab.analysis.pipeline import analyze
+    from steerlab.learned import check_dictionary_fits
+
+    nohash = dictionary.load(_variant(dicts["feature"], tmp_path / "nohash", weights_hash=None))
+    with pytest.raises(SteerlabError, match="has no weights hash but tiny_encodec_24khz has weights .*"
+                                            "or pass --allow-weights-mismatch"):
+        analyze(nohash, embedded, corpus=None, dictionary_path=tmp_path / "nohash")
+    assert check_dictionary_fits(nohash, embedded, allow_weights_mismatch=True).name == nohash.layer
+    wide = dictionary.load(_variant(dicts["feature"], tmp_path / "wide", layer="latent"))
+    for call in (lambda: check_dictionary_fits(wide, embedded),
+                 lambda: analyze(wide, embedded, corpus=None, allow_weights_mismatch=True)):
+        with pytest.raises(SteerlabError, match=r"has width \d+ but layer 'latent' has \d+ channels"):
+            call()

@@ -165,7 +165,7 @@ def test_a_plain_forward_hook_equals_the_traced_patch(stft):
     wave = _tones([220.0, 1_500.0], [0.2, 0.1], 0.5, seed=4)
     layer = api.layers(stft).get("magnitude")
     d = channel_direction(stft.bin_of(440.0), layer)
-    spec = api.InterventionSpec("magnitude", d, "add", Strength(0.5))
+    spec = api.InterventionSpec(layer="magnitude", direction=d, kind="add", strength=Strength(0.5))
     base, patched, _, _ = api.run_pairs(stft, [wave], spec)
 
     n_frames = layer.frames_for(wave.shape[-1])
@@ -200,7 +200,8 @@ def test_adding_a_bin_direction_creates_the_partial_and_ablating_it_deletes_it(s
     f = stft.bin_centre(k)
     layer = api.layers(stft).get("magnitude")
     context = _tones([f * 0.71, f * 1.37, f * 1.9], [0.2, 0.15, 0.1], 0.6, seed=k)
-    spec = api.InterventionSpec("magnitude", channel_direction(k, layer), "add", Strength(0.5))
+    spec = api.InterventionSpec(layer="magnitude", direction=channel_direction(k, layer), kind="add",
+                                strength=Strength(0.5))
     (res,) = api.intervene(stft, [context], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
     # measured: +22.2, +37.5, +54.5 dB at concentration 0.995 (150, 1000, 4000 Hz)
@@ -209,7 +210,7 @@ def test_adding_a_bin_direction_creates_the_partial_and_ablating_it_deletes_it(s
     with_ = context + _tones([f], [0.2], 0.6, seed=k + 1)
     lobe = np.zeros(layer.channels)
     lobe[[k - 1, k, k + 1]] = [0.5, 1.0, 0.5]
-    spec = api.InterventionSpec("magnitude", Direction(lobe, {"source": "main lobe"}), "ablate")
+    spec = api.InterventionSpec(layer="magnitude", direction=Direction(lobe, {"source": "main lobe"}), kind="ablate")
     (res,) = api.intervene(stft, [with_], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
     # measured: -19.8, -20.6, -20.7 dB at concentration 0.998
@@ -220,7 +221,7 @@ def test_a_random_direction_does_not_concentrate(stft):
     f = stft.bin_centre(stft.bin_of(440.0))
     layer = api.layers(stft).get("magnitude")
     direction = Direction(np.random.default_rng(11).standard_normal(layer.channels), {"source": "random", "seed": 11})
-    spec = api.InterventionSpec("magnitude", direction, "add", Strength(0.5))
+    spec = api.InterventionSpec(layer="magnitude", direction=direction, kind="add", strength=Strength(0.5))
     (res,) = api.intervene(stft, [_tones([200.0, 900.0], [0.2, 0.1], 0.6)], spec, target_hz=[f],
                            scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]

@@ -255,8 +255,7 @@ def test_read_manifest_refuses_tampered_rows(tmp_path):
 def cli():
     from steerlab import cli as cli_module
 
-    cli_module._load_commands()
-    return cli_module.cli
+    return cli_module.get_cli()
 
 
 def test_cli_writes_pairs_and_manifest(cli, tmp_path):
@@ -312,7 +311,7 @@ def test_margin_enters_the_key_only_when_set(tmp_path):
     assert _spec("chord", seed=1, margin_s=0.0).key() == spec.key()  # earlier results keep their keys
     framed = _spec("chord", seed=1, margin_s=0.25)
     assert framed.key() != spec.key()
-    with pytest.raises(st.StimulusError, match="margin_s must be >= 0"):
+    with pytest.raises(st.StimulusError, match="margin_s must be a finite number >= 0, got -0.1"):
         _spec("chord", margin_s=-0.1)
     st.write_set([spec, framed], tmp_path / "set")
     assert st.read_manifest(tmp_path / "set") == [spec, framed]

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from steerlab import api, tracing
+from steerlab.errors import SteerlabError
+from steerlab.model import AudioModel, TracedOutput
 from steerlab.interventions import Span, Strength, channel_direction
 from tests.conftest import chord
 
@@ -59,8 +61,8 @@ def test_patch_equals_plain_torch_hook(embedded, layer_name, kind):
     layer = api.layers(embedded).get(layer_name)
     channel = 2
     alpha = 0.7
-    spec = api.InterventionSpec(layer_name, channel_direction(channel, layer), kind, Strength(alpha, "absolute"),
-                                Span(0.1, 0.4))
+    spec = api.InterventionSpec(layer=layer_name, direction=channel_direction(channel, layer), kind=kind,
+                                strength=Strength(alpha, "absolute"), span=Span(0.1, 0.4))
     _, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     frames = layer.frames_for(wave.shape[-1])
     first, last = int(np.floor(0.1 * layer.frame_rate)), int(np.ceil(0.4 * layer.frame_rate))
@@ -88,15 +90,17 @@ def test_patch_equals_plain_torch_hook(embedded, layer_name, kind):
 def test_alpha_zero_equals_baseline_exactly(embedded):
     wave = chord(0.5, seed=4)
     layer = api.layers(embedded).get("encoder.3.conv")
-    spec = api.InterventionSpec(layer.name, channel_direction(0, layer), "add", Strength(0.0))
+    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), kind="add",
+                                strength=Strength(0.0))
     base, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     assert np.array_equal(base[0], patched[0])
 
 
 def test_quantized_path_depends_on_input(embedded):
     a, b = chord(0.5, seed=1), chord(0.5, seed=2)
-    res = tracing.run(embedded, [tracing.TraceItem(torch.from_numpy(x)) for x in (a, b)], path="quantized", save_codes=True)
-    assert not torch.equal(res[0].codes, res[1].codes)
+    res = tracing.run(embedded, [tracing.TraceItem(torch.from_numpy(x)) for x in (a, b)], path="quantized",
+                      save_traced=True)
+    assert not torch.equal(res[0].traced["codes"], res[1].traced["codes"])
     assert float((res[0].output - res[1].output).abs().max()) > 1e-3
 
 
@@ -105,7 +109,8 @@ def test_causal_patch_leaves_earlier_samples_unchanged(random_24k, layer_name):
     wave = chord(1.0, seed=5)
     layer = api.layers(random_24k).get(layer_name)
     start = 0.5
-    spec = api.InterventionSpec(layer.name, channel_direction(1, layer), "add", Strength(50.0), Span(start))
+    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(1, layer), kind="add",
+                                strength=Strength(50.0), span=Span(start))
     base, patched, _, _ = api.run_pairs(random_24k, [wave], spec)
     t0 = int(np.floor(start * layer.frame_rate)) * layer.hop  # first patched frame, in samples
     # the decoder emits whole latent frames: a latent frame that contains t0 may
@@ -117,23 +122,6 @@ def test_causal_patch_leaves_earlier_samples_unchanged(random_24k, layer_name):
     assert diff[t0:].max() > 1e-4
 
 
-def test_several_invokes_batch_like_one_pass(embedded):
-    """AudioNNsight batches several ``tracer.invoke`` waveforms of different lengths (for callers
-    who trace themselves); each invoke's output equals ``tracing.run`` on that waveform."""
-    waves = [torch.from_numpy(chord(s, seed=i))[None] for i, s in enumerate((0.3, 0.5))]
-    envoy = tracing.envoy_for(embedded)
-    padded = [tracing._pad_to_frames(embedded, w) for w in waves]
-    outs = []
-    with torch.no_grad(), envoy.trace(path="continuous") as tracer:
-        for x in padded:
-            with tracer.invoke(x):
-                outs.append(envoy.output.save())
-    ref = tracing.run(embedded, [tracing.TraceItem(w[0]) for w in waves])
-    for w, out, r in zip(waves, outs, ref):
-        n = w.shape[-1]
-        np.testing.assert_allclose(out[0, :, :n].numpy(), r.output.numpy(), atol=1e-6)
-
-
 def test_a_multi_call_layer_gets_passes_of_its_own():
     from types import SimpleNamespace
 
@@ -143,3 +131,99 @@ def test_a_multi_call_layer_gets_passes_of_its_own():
     assert tracing._layer_groups(model, items, list(range(6))) == [[0, 5], [1, 3], [2, 4]]
     assert tracing._layer_groups(model, items, [0, 1, 3]) == [[0, 1, 3]]  # one multi-call layer alone
     assert tracing._layer_groups(model, items, [0, 2, 4]) == [[0, 2, 4]]  # no multi-call layer
+
+
+# --- a model-agnostic tracer ------------------------------------------------------------------
+
+
+def test_the_tracer_names_no_model_module_and_imports_no_api():
+    """tracing.py reads only what it is given (layers, the output, declared traced outputs): no
+    submodule or path name of any model, no import of the API (no import cycle)."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    source = Path(tracing.__file__).read_text()
+    tree = ast.parse(source)
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in imported if m and m.startswith("steerlab")} == {"steerlab.errors", "steerlab.model"}
+    names = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert not names & {"codes", "quantized", "latent", "encoder", "decoder", "quantizer", "tokens"}
+    assert not [word for word in ("codes", "quantized", "encodec") if word in source.lower()]
+    loaded = subprocess.run([sys.executable, "-c", "import sys, steerlab.tracing; "
+                             "print(sorted(m for m in sys.modules if m.startswith('steerlab')))"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "steerlab.api" not in loaded and "steerlab.plugins" not in loaded
+
+
+class _Tap(AudioModel):
+    """a -> tap (declared traced output, continuous path only) -> b; records its input's device."""
+
+    name = "tap_model"
+    paths = ("continuous", "other")
+    traced_outputs = (TracedOutput("tapped", "tap", paths=("continuous",), before="b"),)
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(1, device=device))
+        self.a, self.tap, self.b = torch.nn.Identity(), torch.nn.Identity(), torch.nn.Identity()
+        self.seen: list[torch.device] = []
+
+    def forward(self, wave, path="continuous"):
+        self.seen.append(wave.device)
+        if wave.device.type == "meta":
+            return torch.zeros(wave.shape)  # a CPU output: only where the input went is tested
+        return self.b(self.tap(self.a(wave) * 2.0) + 1.0)
+
+
+def _tap_layers():
+    from steerlab.model import LayerInfo
+
+    return [LayerInfo(name, "identity", name, 1, 1, 1, 24_000, 1) for name in ("a", "b")]
+
+
+def test_a_declared_traced_output_is_read_in_the_order_the_caller_gives():
+    model = _Tap()
+    a, b = _tap_layers()
+    x = torch.arange(6.0)[None]
+
+    def plus(k):
+        return lambda act, n: act + k
+
+    items = [tracing.TraceItem(x, a, plus(1.0)), tracing.TraceItem(x, b, plus(10.0)), tracing.TraceItem(x)]
+    with pytest.raises(SteerlabError, match="needs their forward order: pass order="):
+        tracing.run(model, items, save_traced=True)
+    res = tracing.run(model, items, save_traced=True, order=["a", "b"])
+    # the tap sits between a and b: it sees a's edit, not b's
+    assert torch.equal(res[0].traced["tapped"], (x + 1.0) * 2.0) and torch.equal(res[0].output, (x + 1.0) * 2.0 + 1.0)
+    assert torch.equal(res[1].traced["tapped"], x * 2.0) and torch.equal(res[1].output, x * 2.0 + 1.0 + 10.0)
+    assert torch.equal(res[2].traced["tapped"], x * 2.0)
+    # read on its declared paths only, and only when asked
+    assert tracing.run(model, items, path="other", save_traced=True, order=["a", "b"])[2].traced == {}
+    assert tracing.run(model, [tracing.TraceItem(x)])[0].traced == {}
+
+
+def test_run_moves_inputs_to_the_models_device():
+    model = _Tap("meta")
+    res = tracing.run(model, [tracing.TraceItem(torch.ones(1, 10))])
+    assert model.seen == [torch.device("meta")] and res[0].output.device.type == "cpu"
+
+
+def test_the_envoy_cache_does_not_keep_a_deleted_model_alive():
+    import copy
+    import gc
+    import weakref
+
+    model = _Tap()
+    envoy = tracing.envoy_for(model)
+    assert tracing.envoy_for(model) is envoy
+    tracing.run(model, [tracing.TraceItem(torch.ones(1, 4))])
+    twin = copy.deepcopy(model)
+    assert tracing.envoy_for(twin) is not envoy and tracing.envoy_for(twin)._module is twin
+    alive = weakref.ref(model)
+    del model, envoy
+    gc.collect()
+    assert alive() is None

@@ -22,7 +22,8 @@ stability), :mod:`~steerlab.analysis.dynamics` (locality, trajectories),
 """
 
 from steerlab.analysis.options import ANALYSES, AnalysisOptions
-from steerlab.analysis.pipeline import AnalysisError, analyze
+from steerlab.analysis.pipeline import analyze
 from steerlab.analysis.report import write_report
+from steerlab.errors import AnalysisError
 
 __all__ = ["ANALYSES", "AnalysisError", "AnalysisOptions", "analyze", "write_report"]

@@ -19,7 +19,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from steerlab.capture import Corpus, CorpusError, Manifest, refuse_constant
+from steerlab import validation as check
+from steerlab.capture import Corpus, Manifest, refuse_constant
+from steerlab.errors import CorpusError
 
 MODES = {"feature": "features", "archetype": "archetypes"}
 
@@ -63,8 +65,7 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
 
     from steerlab import tracing
 
-    if kind not in MODES:
-        raise ValueError(f"kind must be one of {', '.join(MODES)}; got {kind!r}")
+    check.choice("kind", kind, MODES, what="capture kind")
     rng = np.random.default_rng(seed)
     try:
         expected = corpus.estimate_seconds() * layer.frame_rate

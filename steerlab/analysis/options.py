@@ -7,10 +7,11 @@ report says exactly what was measured.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from steerlab import validation as check
+from steerlab.errors import ConfigError
 
 #: the analyses of issue 3 section 4, in report order (letters a..j)
 ANALYSES = ("coverage", "reconstruction", "usage", "redundancy", "stability", "data", "weights", "locality",
@@ -29,9 +30,8 @@ def resolve_names(names: Any) -> tuple[str, ...]:
         elif n in ANALYSES:
             out.add(n)
         else:
-            close = difflib.get_close_matches(n, ANALYSES, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown analysis {n!r}.{hint} Valid: {', '.join(ANALYSES)} or letters a-j")
+            raise ConfigError(f"unknown analysis {n!r}.{check.did_you_mean(n, ANALYSES)} Valid values: "
+                              f"{', '.join(ANALYSES)} or letters a-j", parameter="only")
     return tuple(a for a in ANALYSES if a in out)
 
 
@@ -80,39 +80,31 @@ class AnalysisOptions:
     quick: bool = False
 
     def __post_init__(self) -> None:
+        # checked, not converted: report.json records the options as given
         ints = ("max_vectors", "top_n", "reference_clips", "random_draws", "dl_vectors", "fragment_latents",
                 "fragments_per_latent", "trajectory_frames")
         for name in ints:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+            check.integer(name, getattr(self, name), low=1)
         for name in ("epochs", "fragment_samples"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"{name} must be None or an integer >= 1; got {v!r}")
-        for name, lo, hi in (("coverage_threshold", -1.0, 1.0), ("active_rel", 0.0, 1.0), ("usage_floor", 0.0, 1.0),
-                             ("redundancy_threshold", 0.0, 1.0), ("test_share", 0.0, 1.0)):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {v!r}")
-        if not 0 < self.test_share < 1:
-            raise ValueError(f"test_share must be strictly between 0 and 1; got {self.test_share!r}")
+            check.integer_or_none(name, getattr(self, name), low=1)
+        check.number("coverage_threshold", self.coverage_threshold, low=-1, high=1)
+        for name in ("active_rel", "usage_floor", "redundancy_threshold"):
+            check.number(name, getattr(self, name), low=0, high=1)
+        check.number("test_share", self.test_share, low=0, high=1, low_open=True, high_open=True)
         for name in ("band_hz", "sine_hz"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
-                raise ValueError(f"{name} must be a positive number; got {v!r}")
-        if not isinstance(self.seeds, tuple) or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                        for s in self.seeds):
-            raise ValueError(f"seeds must be a tuple of integers; got {self.seeds!r}")
+            check.number_or_none(name, getattr(self, name), low=0, low_open=True)
+        if not isinstance(self.seeds, tuple) or not all(check.is_integer(s) for s in self.seeds):
+            raise check.fail("seeds", "a tuple of integers", self.seeds)
         if "stability" in self.only and len(set(self.seeds)) < 3:
-            raise ValueError(f"seed stability needs at least three distinct seeds; got {list(self.seeds)}")
+            raise ConfigError(f"seeds must hold at least three distinct values for seed stability (e), got "
+                              f"{list(self.seeds)}", parameter="seeds")
         if not self.seeds and any(a in self.only for a in ("data", "weights")):
-            raise ValueError("the data and weights analyses retrain with the first of seeds; give at least one")
+            raise ConfigError("the data and weights analyses retrain with the first of seeds; give at least one",
+                              parameter="seeds")
         object.__setattr__(self, "only", resolve_names(self.only))
         if not self.only:
-            raise ValueError(f"no analyses selected; choose from {', '.join(ANALYSES)}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed must be an integer; got {self.seed!r}")
+            raise ConfigError(f"no analyses selected; choose from {', '.join(ANALYSES)}", parameter="only")
+        check.integer("seed", self.seed)
 
     @classmethod
     def quick_preset(cls, **overrides: Any) -> "AnalysisOptions":

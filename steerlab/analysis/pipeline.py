@@ -1,6 +1,7 @@
 """Run the analyses of a dictionary over a corpus: what ``steerlab analyze`` does.
 
-:func:`analyze` checks that the dictionary fits the model, captures the dictionary's
+:func:`analyze` checks that the dictionary fits the model (the one check of every
+command, :func:`steerlab.learned.check_dictionary_fits`), captures the dictionary's
 layer over the corpus once (:func:`steerlab.analysis.data.capture`), encodes it with
 the dictionary's SAE, runs the selected analyses a-j and returns a report document
 (plain JSON-able data) plus one PNG per analysis; :mod:`steerlab.analysis.report`
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -30,7 +30,8 @@ from steerlab.analysis import dynamics, geometry, plots, spectra
 from steerlab.analysis.data import Captured, activations, capture, fragments_for
 from steerlab.analysis.options import ANALYSES, LETTERS, AnalysisOptions
 from steerlab.analysis.reference import POST1, TITLES
-from steerlab.errors import SteerlabError
+from steerlab.artifacts import config_hash
+from steerlab.learned import check_dictionary_fits
 
 REPORT_FORMAT, REPORT_VERSION = "steerlab-analysis-report", 1
 
@@ -45,36 +46,10 @@ NOT_APPLICABLE = {
 }
 
 
-class AnalysisError(SteerlabError):
-    """A dictionary that does not fit the model, or options that cannot be honoured."""
-
-
 def _sha256_file(path: Path) -> str | None:
     from steerlab.artifacts import file_sha256
 
     return file_sha256(path) if path.is_file() else None
-
-
-def check_model_name(d: Any, name: str) -> None:
-    """:class:`AnalysisError` when the dictionary was learned on another model than ``name``."""
-    if d.model != name:
-        raise AnalysisError(f"the dictionary was learned on model {d.model!r}, not {name!r}; pass --model {d.model}")
-
-
-def check_fits(d: Any, model: Any, allow_weights_mismatch: bool = False) -> Any:
-    """The dictionary's layer in ``model``; :class:`AnalysisError` when they do not belong together."""
-    from steerlab import api
-
-    check_model_name(d, model.name)
-    info = api.layers(model).get(d.layer)
-    if info.channels != d.config.width:
-        raise AnalysisError(f"the dictionary has width {d.config.width} but {model.name} {info.name} has "
-                            f"{info.channels} channels")
-    if d.weights_hash and d.weights_hash != model.weights_hash() and not allow_weights_mismatch:
-        raise AnalysisError(f"the dictionary was learned on other weights of {model.name} (weights hash "
-                            f"{d.weights_hash[:12]}, model has {model.weights_hash()[:12]}); re-learn it, load the "
-                            "matching --checkpoint, or pass --allow-weights-mismatch")
-    return info
 
 
 def encode(sae: Any, x: np.ndarray, chunk: int = 65_536) -> np.ndarray:
@@ -496,7 +471,8 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
 
     started = time.time()
     say = progress or (lambda message: None)
-    info = check_fits(d, model, allow_weights_mismatch)
+    info = check_dictionary_fits(d, model, allow_weights_mismatch=allow_weights_mismatch,
+                                 label=str(dictionary_path) if dictionary_path is not None else "")
     o = options
     say(f"capturing {d.kind} vectors of {model.name} {info.name} from {corpus.describe()} (at most {o.max_vectors})")
     cap = capture(model, info, corpus, d.kind, o.max_vectors, o.seed)
@@ -507,7 +483,7 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
     run = _Run(d, model, info, corpus, o, cap, load, say)
     run.versions = versions()
     run.dict_config_sha = (_sha256_file(Path(dictionary_path) / "config.json") if dictionary_path is not None else
-                           hashlib.sha256(json.dumps(d.to_json(), sort_keys=True).encode()).hexdigest())
+                           config_hash(d.to_json(), None, compact=False))
     analyses: dict[str, Any] = {}
     figures: dict[str, bytes] = {}
     for name in ANALYSES:

@@ -12,28 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from steerlab.artifacts import clean_json
 
 REPORT_FILE, HTML_FILE = "report.json", "report.html"
-
-
-def jsonable(obj: Any) -> Any:
-    """Plain JSON: numpy to Python, non-finite floats to null, keys starting with '_' dropped."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _fmt(v: Any) -> str:
@@ -120,7 +104,7 @@ def write_report(doc: dict[str, Any], figures: dict[str, bytes], folder: str | P
     from steerlab.dictionary import _atomic_folder
 
     folder = Path(folder)
-    doc = jsonable(doc)
+    doc = clean_json(doc, drop_private=True)
     with _atomic_folder(folder, overwrite, REPORT_FILE) as work:
         (work / "figures").mkdir()
         normal_permissions(work / "figures", directory=True)

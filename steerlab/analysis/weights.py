@@ -24,13 +24,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from steerlab.errors import SteerlabError
+from steerlab import validation as check
+from steerlab.errors import WeightsVariantError
 
 VARIANTS = ("trained", "random", "handcrafted")
-
-
-class WeightsVariantError(SteerlabError):
-    """A model whose first convolution cannot be found or replaced."""
 
 
 def first_conv(model: Any) -> tuple[Any, Any]:
@@ -88,8 +85,7 @@ def variant(model: Any, name: str, seed: int = 0, load: Callable[[], Any] | None
     record of what was done (filters before and after, module, weights hashes)."""
     import torch
 
-    if name not in VARIANTS:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}; got {name!r}")
+    check.choice("name", name, VARIANTS, what="weights variant")
     info, conv = first_conv(model)
     record: dict[str, Any] = {"variant": name, "layer": info.name, "module_path": info.module_path,
                               "weight_shape": list(conv.weight.shape), "original_weights_hash": model.weights_hash()}

@@ -1,8 +1,11 @@
 """The ``steerlab`` command line: a click group, one module per command group.
 
-Heavy libraries (torch, nnsight, encodec) are imported inside command bodies so
-``steerlab --help`` stays fast. Library errors (:class:`SteerlabError`) become a
-one-line ``Error: ...`` message and exit status 1, never a traceback.
+:func:`get_cli` builds the complete group (core commands, then what plugins register);
+:func:`main` is the console script. Options shared by several commands come from
+:mod:`steerlab.cli.options`. Heavy libraries (torch, nnsight, encodec) are imported inside
+command bodies so ``steerlab --help`` stays fast. Library errors (:class:`SteerlabError`)
+and usage errors become a one-line ``Error: ...`` message and exit status 1, never a
+traceback; SIGTERM and SIGHUP clean up as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import click
 from steerlab import __version__
 from steerlab.errors import SteerlabError, first_line
 
+from steerlab.cli.errors import leaf_command, render as render_error
 from steerlab.cli.options import CONTEXT
 
 
@@ -76,8 +80,8 @@ class SteerlabGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except SteerlabError as exc:
-            raise click.ClickException(first_line(exc)) from None
+        except SteerlabError as exc:  # named by the flags of the command that ran (steerlab.cli.errors)
+            raise click.ClickException(render_error(exc, leaf_command(self, ctx))) from None
         except click.UsageError as exc:  # a subcommand's arguments (parsed inside this invoke)
             if _shows_help(exc):
                 raise
@@ -90,32 +94,39 @@ class SteerlabGroup(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=SteerlabGroup, context_settings=CONTEXT)
-@click.version_option(__version__, "-V", "--version")
-def cli() -> None:
-    """steerlab: steer the internal variables of neural audio models and measure what changes."""
+def _root() -> SteerlabGroup:
+    """The ``steerlab`` group with its own ``train`` and ``eval`` groups, no commands yet."""
+
+    @click.group(cls=SteerlabGroup, context_settings=CONTEXT)
+    @click.version_option(__version__, "-V", "--version")
+    def cli() -> None:
+        """steerlab: steer the internal variables of neural audio models and measure what changes."""
+
+    @cli.group(cls=SteerlabGroup, context_settings=CONTEXT)
+    def train() -> None:
+        """Train the models steerlab ships (plugins add their recipes here)."""
+
+    @cli.group(name="eval", cls=SteerlabGroup, context_settings=CONTEXT)
+    def eval_() -> None:
+        """Evaluate trained models (plugins add their evaluations here)."""
+
+    return cli
 
 
-@cli.group(cls=SteerlabGroup, context_settings=CONTEXT)
-def train() -> None:
-    """Train the models steerlab ships (plugins add their recipes here)."""
+def get_cli() -> click.Group:
+    """The complete ``steerlab`` command group: every core command, and every command the
+    loaded plugins add through ``steerlab_register_commands`` (``train codec``, ``eval codec``,
+    ...). Each call builds a new group, so it reflects the plugins loaded at the time and a
+    caller's changes to it stay its own. Run it with ``group(args)`` or click's ``CliRunner``."""
+    from steerlab import plugins
+    from steerlab.cli import analyze, arch, corpus, info, intervene, learn, partials, stimuli, synth
 
-
-@cli.group(name="eval", cls=SteerlabGroup, context_settings=CONTEXT)
-def eval_() -> None:
-    """Evaluate trained models (plugins add their evaluations here)."""
-
-
-def _load_commands() -> None:
-    from steerlab.cli import analyze, arch, corpus, info, intervene, learn, stimuli, synth
-
-    for module in (analyze, arch, corpus, info, intervene, learn, stimuli, synth):
+    cli = _root()
+    for module in (analyze, arch, corpus, info, intervene, learn, partials, stimuli, synth):
         for command in module.COMMANDS:
             cli.add_command(command)
-    cli.add_command(__import__("steerlab.cli.partials", fromlist=["partials"]).partials)
-    from steerlab import plugins
-
     plugins.call_each("steerlab_register_commands", cli=cli)
+    return cli
 
 
 def main() -> None:
@@ -124,5 +135,9 @@ def main() -> None:
     # encodec builds its layers with torch's deprecated weight_norm; not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.nn\.utils\.weight_norm")
     install_signal_handlers()
-    _load_commands()
-    cli(prog_name="steerlab")
+    try:
+        group = get_cli()
+    except SteerlabError as exc:  # the plugins cannot load (an essential one blocked): one line, as for a command
+        click.echo(f"Error: {first_line(exc)}", err=True)
+        sys.exit(1)
+    group(prog_name="steerlab")

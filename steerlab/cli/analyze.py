@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -27,12 +27,12 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
               help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N "
                    "(repeatable).")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Report folder to write.")
+@output_option("Report folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
 @click.option("--skip-bad-files", is_flag=True,
               help="Skip unreadable, empty or NaN files under --data (counted in the report) instead of failing.")
-@click.option("-m", "--model", "model_name", default=None, help="Model (default: the dictionary's).")
-@click.option("--checkpoint", type=click.Path(), default=None, help="Local weights for the model.")
+@model_option("Model (default: the dictionary's).")
+@checkpoint_option()
 @click.option("--allow-weights-mismatch", is_flag=True,
               help="Analyse even if the model's weights differ from those the dictionary was learned on.")
 @click.option("--quick", is_flag=True, help="Small, fast run (fewer vectors, epochs, clips, draws).")
@@ -55,7 +55,7 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--seed", type=int, default=0, help="Seed of subsampling, baselines, splits and generated clips.")
 @click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
 @click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@json_option("Print a JSON summary.")
 def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite: bool, skip_bad_files: bool,
             model_name: str | None,
             checkpoint: str | None, allow_weights_mismatch: bool, quick: bool, only: str | None, skip: str | None,
@@ -71,10 +71,10 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     from steerlab import api, dictionary
     from steerlab.analysis import ANALYSES, AnalysisOptions, analyze as run_analysis, write_report
     from steerlab.analysis.options import resolve_names
-    from steerlab.analysis.pipeline import check_model_name
     from steerlab.capture import Corpus
     from steerlab.cli.learn import _check_output, report_bad_files
     from steerlab.errors import SteerlabError
+    from steerlab.learned import check_model_name
 
     out = Path(output)
     _check_output(out, overwrite)
@@ -92,10 +92,10 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
             selected = tuple(a for a in selected if a not in dropped)
         kwargs.update(seeds=_ints(seeds), seed=seed, only=selected)
         options = AnalysisOptions.quick_preset(**kwargs) if quick else AnalysisOptions(**kwargs)
-    except ValueError as exc:
-        raise SteerlabError(f"invalid analysis options: {exc}") from None
+    except ValueError as exc:  # ConfigError keeps its parameters: the message names their flags
+        raise SteerlabError(f"invalid analysis options: {exc}", parameter=getattr(exc, "parameters", None)) from None
     name = model_name or d.model
-    check_model_name(d, name)  # before loading: a wrong model fails fast, whatever its loader needs
+    check_model_name(d, name, dictionary_path)  # before loading: a wrong model fails fast, whatever its loader needs
 
     def load():
         return api.load_model(name, checkpoint)
@@ -114,11 +114,11 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     write_report(doc, figures, out, overwrite=overwrite)
     ran = {k: a["headline"] for k, a in doc["analyses"].items() if a["status"] == "ran"}
     if as_json:
-        from steerlab.analysis.report import jsonable
+        from steerlab.artifacts import clean_json
 
-        return echo_json(jsonable({"output": str(out), "analyses": ran,
-                                   "skipped": {k: a["reason"] for k, a in doc["analyses"].items()
-                                               if a["status"] != "ran"}}))
+        return echo_json(clean_json({"output": str(out), "analyses": ran,
+                                     "skipped": {k: a["reason"] for k, a in doc["analyses"].items()
+                                                 if a["status"] != "ran"}}, drop_private=True))
     for key, a in doc["analyses"].items():  # every analysis, run or not, so none is silently missing
         click.echo(f"{key}: {a['headline'] if a['status'] == 'ran' else 'skipped: ' + a['reason']}")
     click.echo(f"wrote {out / 'report.html'} and {out / 'report.json'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option
 
 
 def _hz(x: float) -> str:
@@ -47,8 +47,8 @@ def _table(report) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
-@click.option("--checkpoint", type=click.Path(dir_okay=True), default=None, help="Local weights for the model.")
+@model_option()
+@checkpoint_option()
 @click.option("--random-init", is_flag=True, help="Architecture only, random weights (no weights file needed).")
 @click.option("-t", "--targets-hz", "targets", multiple=True, type=float,
               help="Target partial in Hz (repeatable).  [default: 8 log-spaced from 100 to 4000, as steerlab stimuli]")
@@ -62,7 +62,7 @@ def _table(report) -> None:
               help="Frequency band of inharmonic partials in Hz.  [default: 50 to 8000, or to 0.45 fs when lower]")
 @click.option("--min-separation-hz", type=float, default=30.0,
               help="Least distance of mixture partials from the target.")
-@click.option("--json", "as_json", is_flag=True, help="Everything, machine-readable.")
+@json_option("Everything, machine-readable.")
 def arch(model_name: str | None, checkpoint: str | None, random_init: bool, targets: tuple[float, ...], densities: tuple[int, ...],
          family: str, f0: float | None, chord: str, band: tuple[float, float] | None, min_separation_hz: float,
          as_json: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, echo_json, json_option, output_option
 
 
 @click.group(context_settings=CONTEXT)
@@ -13,7 +13,7 @@ def corpus() -> None:
 
 
 @corpus.command(context_settings=CONTEXT)
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False), help="Folder for WAVs and manifest.json.")
+@output_option("Folder for WAVs and manifest.json.", dest="output_dir", aliases=("--output-dir",))
 @click.option("-n", "--count", type=int, default=200, help="Clips to render.")
 @click.option("-s", "--seed", type=int, default=0, help="Seed of the scores (clip i uses default_rng([seed, i])).")
 @click.option("-k", "--kind", "kinds", multiple=True, default=("note", "interval", "chord", "melody", "drums"),
@@ -24,7 +24,7 @@ def corpus() -> None:
               help="SoundFont (.sf2). Default: TimGM6mb.sf2 from the pretty_midi package.")
 @click.option("-p", "--program", "programs", multiple=True, type=int,
               help="Restrict pitched clips to these General MIDI programs, 0-127 (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest's summary as JSON.")
+@json_option("Print the manifest's summary as JSON.")
 def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, programs, as_json) -> None:
     """Render notes, intervals, chords, melodies and drums of GM instruments, with exact MIDI ground truth."""
     from steerlab.corpus import render_corpus
@@ -36,7 +36,7 @@ def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, prog
 
 @corpus.command(context_settings=CONTEXT)
 @click.argument("sources", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False), help="Folder for WAVs and manifest.json.")
+@output_option("Folder for WAVs and manifest.json.", dest="output_dir", aliases=("--output-dir",))
 @click.option("-n", "--count", type=int, default=100, help="Clips to cut, spread over the files by length.")
 @click.option("-s", "--seed", type=int, default=0, help="Seed of the offsets.")
 @click.option("--seconds", type=float, default=3.0, help="Length of every clip.")
@@ -44,7 +44,7 @@ def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, prog
 @click.option("--min-level-db", type=float, default=-45.0, help="Skip clips quieter than this RMS level (dBFS).")
 @click.option("--skip-bad-files", is_flag=True,
               help="Skip unreadable, empty or NaN files (listed in the manifest) instead of failing before any clip.")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest's summary as JSON.")
+@json_option("Print the manifest's summary as JSON.")
 def clips(sources, output_dir, count, seed, seconds, sample_rate, min_level_db, skip_bad_files, as_json) -> None:
     """Cut clips of SOURCES (audio files or folders: MP3, OGG, FLAC, WAV) for use as data."""
     from steerlab.corpus import clip_corpus

@@ -1,14 +1,14 @@
-"""Commands that describe what is installed: models, layers, plugins, interventions."""
+"""Commands that describe what is installed: models, layers, intervention types, plugins and shipped dictionaries."""
 
 from __future__ import annotations
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def models(as_json: bool) -> None:
     """List the registered models (the default is marked)."""
     from steerlab import plugins
@@ -22,10 +22,10 @@ def models(as_json: bool) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
-@click.option("--checkpoint", type=click.Path(dir_okay=True), default=None, help="Local weights for the model.")
+@model_option()
+@checkpoint_option()
 @click.option("--random-init", is_flag=True, help="Architecture only, random weights (no weights file needed).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as_json: bool) -> None:
     """Print every layer of a model: kind, channels, stride, hop, frame rate, receptive field, Nyquist."""
     from steerlab import api
@@ -50,7 +50,7 @@ def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def interventions(as_json: bool) -> None:
     """List the intervention types with their formulas, value kinds and options (docs/interventions.md)."""
     from steerlab import plugins
@@ -72,7 +72,7 @@ def interventions(as_json: bool) -> None:
 
 
 @click.command(name="plugins", context_settings=CONTEXT)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def plugins_cmd(as_json: bool) -> None:
     """List plugins, what each registered, and plugins that failed (with their error)."""
     from steerlab import plugins
@@ -92,8 +92,8 @@ def plugins_cmd(as_json: bool) -> None:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@model_option()
+@json_option()
 def dictionaries(model_name: str | None, as_json: bool) -> None:
     """List the dictionaries shipped with a model's weights (usable by name in --feature/--archetype)."""
     from steerlab import api, dictionary

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
 
 
 def _direction(value: str) -> tuple[Path, str | None]:
@@ -110,8 +110,8 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 
 @click.command(context_settings=CONTEXT)
 @click.argument("audio_files", metavar="AUDIO...", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded tiny_encodec_24khz).")
-@click.option("--checkpoint", type=click.Path(), default=None, help="Local weights for the model (official format for encodec_*).")
+@model_option()
+@checkpoint_option("Local weights for the model (official format for encodec_*).")
 @click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`).")
 @click.option("-d", "--direction", "direction_file", default=None, metavar="FILE[:KEY]", help="Direction from .npy or .safetensors.")
 @click.option("-c", "--channel", type=int, default=None, help="Use the unit vector on channel K as the direction.")
@@ -147,8 +147,8 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 @click.option("-t", "--target-hz", type=float, multiple=True, help="Target frequency to score (repeatable).")
 @click.option("--no-normalize-direction", is_flag=True, help="Use the direction's own norm instead of a unit vector.")
 @click.option("--chunk-s", type=float, default=60.0, help="Inputs longer than this stream in chunks.")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@output_option("Output directory.", dest="out_dir")
+@json_option("Print the scores as JSON.")
 def intervene(audio_files, model_name, checkpoint, layer, direction_file, channel, feature, archetype, source,
               reference, opts, alpha, strength_mode, kind, start_s, end_s, fade_in, fade_out, decode_path, model_opts, n_q,
               target_hz, no_normalize_direction, chunk_s, out_dir, as_json) -> None:
@@ -200,17 +200,19 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
         direction = load_direction(*_direction(direction_file))
     elif feature is not None or archetype is not None:
         learned_kind = "feature" if feature is not None else "archetype"
-        ref, j, direction = api.learned_direction(feature or archetype, model, layer_info.name, learned_kind)
+        learned = api.learned_direction(feature or archetype, model, layer_info.name, learned_kind)
+        direction = learned.direction
         if kind == "feature-clamp":
-            options.update(dictionary=ref, feature=j)
+            options.update(dictionary=learned.ref, feature=learned.latent)
     if direction is not None:
         direction.check_fits(layer_info)
     if source is not None:
         options["source"] = source
     if reference:
         options["reference"] = list(reference)
-    spec = api.InterventionSpec(layer_info.name, direction, kind, strength, span, decode_path, n_q,
-                                not no_normalize_direction, options)
+    spec = api.InterventionSpec(layer=layer_info.name, direction=direction, kind=kind, strength=strength, span=span,
+                                path=decode_path, n_q=n_q, normalize_direction=not no_normalize_direction,
+                                options=options)
     with _progress(len(audio_files)) as step:
         docs = intervene_files(model, audio_files, spec, out_dir, target_hz, chunk_s=chunk_s, progress=step,
                                notify=lambda msg: click.echo(msg, err=True))

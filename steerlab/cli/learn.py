@@ -13,19 +13,19 @@ from typing import Any, Callable
 import click
 
 from steerlab.cli import SteerlabGroup
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
 
 
 def _options(fn: Callable) -> Callable:
-    """The options both subcommands share (applied bottom-up, so listed in reverse)."""
+    """The options both subcommands share, in the order ``--help`` lists them (click collects
+    decorators bottom-up, so they are applied in reverse)."""
     options = [
-        click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model)."),
-        click.option("--checkpoint", type=click.Path(), default=None, help="Local weights for the model."),
+        model_option(),
+        checkpoint_option(),
         click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`)."),
         click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
                      help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable)."),
-        click.option("-o", "--output", "output", required=True, type=click.Path(file_okay=False),
-                     help="Dictionary folder to write."),
+        output_option("Dictionary folder to write."),
         click.option("--overwrite", is_flag=True, help="Replace an existing dictionary folder."),
         click.option("--skip-bad-files", is_flag=True,
                      help="Skip unreadable, empty or NaN files under --data (counted in the manifest) instead of "
@@ -50,7 +50,7 @@ def _options(fn: Callable) -> Callable:
         click.option("--cache-gb", type=float, default=2.0, help="Largest shard set --stream auto writes."),
         click.option("--export", type=click.Choice(["saelens"]), default=None,
                      help="Also write OUTPUT/saelens in SAELens' layout (cfg.json)."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        json_option("Print the result as JSON."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -88,6 +88,7 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, sk
     from steerlab import api, dictionary
     from steerlab.capture import Corpus
     from steerlab.learning import learn_dictionary
+    from steerlab.sae import SAEConfig
 
     out = Path(output)
     if not cache_gb >= 0 or cache_gb == float("inf"):
@@ -96,7 +97,7 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, sk
         raise SteerlabError(f"--cache-gb must be a finite number >= 0, got {cache_gb}")
     _check_output(out, overwrite)
     model = api.load_model(model_name, checkpoint)
-    api.layers(model).get(layer)  # an unknown layer fails before the corpus is read
+    info = api.layers(model).get(layer)  # an unknown layer fails before the corpus is read
     corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds,
                               skip_bad_files=skip_bad_files)
 
@@ -108,9 +109,9 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, sk
     def epoch_done(epoch: int, total: int, loss: float) -> None:
         say(f"epoch {epoch}/{total}: loss {loss:.4g}")
 
-    d = learn_dictionary(model, layer, kind, corpus, size=size, k=k, variant=variant, l1=l1, lr=lr, epochs=epochs,
-                         batch_size=batch_size, seed=seed, center=not no_center, normalize=not no_normalize,
-                         subsample=subsample, stream=stream, cache_dir=cache_dir,
+    config = SAEConfig(width=info.channels, size=size, k=k, kind_of_sae=variant, l1=l1, lr=lr, epochs=epochs,
+                       batch_size=batch_size, seed=seed, center=not no_center, normalize=not no_normalize)
+    d = learn_dictionary(model, layer, kind, corpus, config, subsample=subsample, stream=stream, cache_dir=cache_dir,
                          budget_bytes=int(cache_gb * 2**30), progress=say, epoch_progress=epoch_done)
     dictionary.save(d, out, overwrite=overwrite)
     exported = None
@@ -121,7 +122,9 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, sk
                                "model": d.model, "layer": d.layer, "kind": d.kind, "width": d.config.width,
                                "size": d.config.size, "metrics": m, "data": d.data_manifest}
     if as_json:
-        return echo_json(dictionary._json_safe(summary))
+        from steerlab.artifacts import clean_json
+
+        return echo_json(clean_json(summary))
     man = d.data_manifest or {}
     ev = m.get("explained_variance")
     click.echo(f"wrote {out}: {d.kind} dictionary of {d.model} {d.layer}, {d.config.size} latents over "

@@ -1,14 +1,62 @@
-"""Shared CLI helpers."""
+"""What every ``steerlab`` command shares: context settings, the options repeated across
+commands, JSON output and progress on stderr.
+
+The repeated options (``-m/--model``, ``--checkpoint``, ``--json``, ``-o/--output``) are made
+here, once, so a flag means the same thing, with the same spelling, type and parameter name,
+in every command; a command may only reword the help where its meaning is narrower (the
+model ``analyze`` defaults to, what ``--json`` prints). Each is a :class:`SharedOption`, which
+tests/test_cli_options.py checks for every command, plugin commands included.
+"""
 
 from __future__ import annotations
 
 import json
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MODEL_HELP = "Model name (default: the embedded model)."
+CHECKPOINT_HELP = "Local weights for the model."
+JSON_HELP = "Machine-readable output."
+
+
+class SharedOption(click.Option):
+    """An option made by one of this module's factories; ``shared`` names which one
+    (``"model"``, ``"checkpoint"``, ``"json"`` or ``"output"``)."""
+
+    def __init__(self, param_decls: Any = None, *, shared: str, **attrs: Any) -> None:
+        super().__init__(param_decls, **attrs)
+        self.shared = shared
+
+
+def model_option(help: str = MODEL_HELP, default: str | None = None) -> Callable[[F], F]:
+    """``-m/--model NAME`` into the parameter ``model_name``; None: the registry's default model."""
+    return click.option("-m", "--model", "model_name", cls=SharedOption, shared="model", default=default, help=help)
+
+
+def checkpoint_option(help: str = CHECKPOINT_HELP) -> Callable[[F], F]:
+    """``--checkpoint PATH`` (a file or a folder, as the model's loader takes it) into ``checkpoint``."""
+    return click.option("--checkpoint", cls=SharedOption, shared="checkpoint", type=click.Path(), default=None,
+                        help=help)
+
+
+def json_option(help: str = JSON_HELP) -> Callable[[F], F]:
+    """``--json`` into the flag ``as_json``: print JSON on stdout instead of text."""
+    return click.option("--json", "as_json", cls=SharedOption, shared="json", is_flag=True, help=help)
+
+
+def output_option(help: str, dest: str = "output", file_okay: bool = False,
+                  aliases: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """The required ``-o/--output PATH`` into the parameter ``dest``: a folder the command writes
+    (``file_okay=True`` lets the command give its own error for a file there). ``aliases``: older
+    spellings that keep working (``--output-dir``)."""
+    return click.option("-o", "--output", *aliases, dest, cls=SharedOption, shared="output", required=True,
+                        type=click.Path(file_okay=file_okay), help=help)
 
 
 def echo_json(obj: Any) -> None:

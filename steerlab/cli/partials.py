@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, echo_json, json_option, model_option, output_option
 
 
 def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -14,7 +14,7 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-m", "--model", "model_name", default=None, help="Model name (default: the embedded model).")
+@model_option()
 @click.option("-l", "--layers", "layers", multiple=True,
               help="Layer(s) to sweep (repeatable or comma-separated).  [default: one per encoder frame rate; "
                    "--quick: an early layer and the bottleneck]")
@@ -34,9 +34,8 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--max-offband-db", type=float, default=None, help="Threshold: off-band log-spectral distance (on a pitch salience: the off-band "
                    "log-salience distance, docs/partials.md).  [default: 1]")
 @click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=True),
-              help="Run folder (rerun with the same arguments to resume).")
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict summary as JSON.")
+@output_option("Run folder (rerun with the same arguments to resume).", dest="out_dir", file_okay=True)
+@json_option("Print the verdict summary as JSON.")
 def partials(model_name, layers, families, config_file, quick, dictionaries, seed, min_gain_db, min_loss_db,
              min_concentration, max_offband_db, min_share, out_dir, as_json) -> None:
     """Batch test: can single partials be created and deleted by steering each layer?

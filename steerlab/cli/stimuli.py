@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, echo_json, json_option, output_option
 
 DEFAULT_GRID = (100.0, 4000.0, 8)
 
@@ -28,7 +28,7 @@ def _context(text: str) -> float | str:
 
 
 @click.command(context_settings=CONTEXT)
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False), help="Folder for WAVs and manifest.csv.")
+@output_option("Folder for WAVs and manifest.csv.", dest="output_dir", aliases=("--output-dir",))
 @click.option("-f", "--family", "families", multiple=True, default=("tone", "harmonic", "chord", "inharmonic"),
               help="Stimulus family (repeatable): tone, harmonic, chord, inharmonic, instrument (rendered "
                    "General MIDI notes, the nearest MIDI note to each target; needs steerlab[render]).")
@@ -56,7 +56,7 @@ def _context(text: str) -> float | str:
 @click.option("--min-separation-hz", type=float, default=30.0, help="Least distance of mixture partials from the target.")
 @click.option("--band", type=(float, float), default=(50.0, 8000.0), metavar="LO HI",
               help="Frequency band of inharmonic partials in Hz.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of text.")
+@json_option("Print a JSON summary instead of text.")
 def stimuli(output_dir: str, families: tuple[str, ...], targets: tuple[float, ...],
             grid: tuple[float, float, int] | None, densities: tuple[int, ...], f0s: tuple[float, ...], chord: str,
             seeds: int, duration: float, snrs: tuple[str, ...], sample_rate: int, amplitude: float,

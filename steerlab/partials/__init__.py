@@ -9,8 +9,9 @@ patched passes and scores), :mod:`~steerlab.partials.store` (resumable results),
 torch, nnsight and scikit-learn load inside the functions that need them.
 """
 
-from steerlab.partials.config import ConfigError, PartialsConfig, build
-from steerlab.partials.plan import PlanError, WorkItem
+from steerlab.errors import ConfigError, PlanError
+from steerlab.partials.config import PartialsConfig, build
+from steerlab.partials.plan import WorkItem
 
 __all__ = ["ConfigError", "PartialsConfig", "PlanError", "WorkItem", "build", "run"]
 

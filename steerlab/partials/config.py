@@ -14,64 +14,18 @@ that changes only thresholds reuses every row of a run folder.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from steerlab.errors import SteerlabError
+from steerlab import validation as check
+from steerlab.errors import ConfigError
 from steerlab.stimuli import CHORDS, CONTEXT_RULES, FAMILIES, PHASES
 
 METHODS: tuple[str, ...] = ("diffmeans", "sae", "probe", "random")
 # The null: a direction of the same norm as the difference of means, drawn at random.
 NULL_METHOD = "random"
 FORMAT_VERSION = 2  # 2: calibrated subtraction, separate removal verdicts, several controls
-
-
-class ConfigError(SteerlabError, ValueError):
-    """An invalid ``steerlab partials`` configuration (also a ValueError, as configs raise)."""
-
-
-def _suggest(value: str, valid: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(value, list(valid), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def _num(where: str, v: Any, *, lo: float | None = None, lo_open: bool = False, hi: float | None = None) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ConfigError(f"{where} must be a finite number, got {v!r}")
-    v = float(v)
-    if lo is not None and (v <= lo if lo_open else v < lo):
-        raise ConfigError(f"{where} must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
-    if hi is not None and v > hi:
-        raise ConfigError(f"{where} must be <= {hi:g}, got {v:g}")
-    return v
-
-
-def _int(where: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ConfigError(f"{where} must be an integer >= {lo}, got {v!r}")
-    return int(v)
-
-
-def _tuple(where: str, v: Any, *, allow_empty: bool = True) -> tuple:
-    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
-        raise ConfigError(f"{where} must be a list, got {v!r}")
-    if not v and not allow_empty:
-        raise ConfigError(f"{where} must not be empty")
-    return tuple(v)
-
-
-def _choices(where: str, values: tuple, valid: tuple[str, ...]) -> tuple[str, ...]:
-    for v in values:
-        if v not in valid:
-            raise ConfigError(f"unknown {where} {v!r}.{_suggest(str(v), valid)} Valid: {', '.join(valid)}")
-    if len(set(values)) != len(values):
-        raise ConfigError(f"{where} lists a value twice: {list(values)}")
-    return tuple(values)
 
 
 def _put(obj: Any, name: str, value: Any) -> None:
@@ -99,33 +53,25 @@ class GridConfig:
     n_q: Optional[int] = None
 
     def __post_init__(self) -> None:
-        _put(self, "layers", tuple(str(x) for x in _tuple("grid.layers", self.layers)))
-        targets = _tuple("grid.targets_hz", self.targets_hz, allow_empty=False)
-        _put(self, "targets_hz", tuple(_num("grid.targets_hz", t, lo=0, lo_open=True) for t in targets))
-        if len(set(self.targets_hz)) != len(self.targets_hz):
-            raise ConfigError(f"grid.targets_hz lists a frequency twice: {list(self.targets_hz)}")
-        dens = _tuple("grid.densities", self.densities, allow_empty=False)
-        _put(self, "densities", tuple(_int("grid.densities", d, 1) for d in dens))
-        _put(self, "families", _choices("grid.families", _tuple("grid.families", self.families, allow_empty=False), FAMILIES))
-        _put(self, "f0_hz", _num("grid.f0_hz", self.f0_hz, lo=0, lo_open=True))
-        _choices("grid.chord", (self.chord,), tuple(CHORDS))
-        methods = _choices("grid.methods", _tuple("grid.methods", self.methods, allow_empty=False), METHODS)
+        _put(self, "layers", tuple(str(x) for x in check.sequence("grid.layers", self.layers)))
+        targets = check.sequence("grid.targets_hz", self.targets_hz, nonempty=True)
+        _put(self, "targets_hz", check.distinct("grid.targets_hz",
+                                                (check.positive("grid.targets_hz", t) for t in targets)))
+        dens = check.sequence("grid.densities", self.densities, nonempty=True)
+        _put(self, "densities", tuple(check.integer("grid.densities", d, low=1) for d in dens))
+        _put(self, "families", check.choices("grid.families", self.families, FAMILIES, nonempty=True))
+        _put(self, "f0_hz", check.positive("grid.f0_hz", self.f0_hz))
+        check.choice("grid.chord", self.chord, tuple(CHORDS))
+        methods = check.choices("grid.methods", self.methods, METHODS, nonempty=True)
         if NULL_METHOD not in methods:
             # the null is a control: a run without it has verdicts nobody should trust
             methods = (*methods, NULL_METHOD)
         _put(self, "methods", methods)
-        strengths = _tuple("grid.strengths", self.strengths, allow_empty=False)
-        _put(self, "strengths", tuple(sorted(_num("grid.strengths", s, lo=0, lo_open=True) for s in strengths)))
-        if len(set(self.strengths)) != len(self.strengths):
-            raise ConfigError(f"grid.strengths lists a value twice: {list(self.strengths)}")
-        sub = _tuple("grid.subtract_strengths", self.subtract_strengths, allow_empty=False)
-        _put(self, "subtract_strengths", tuple(sorted(_num("grid.subtract_strengths", s, lo=0, lo_open=True)
-                                                      for s in sub)))
-        if len(set(self.subtract_strengths)) != len(self.subtract_strengths):
-            raise ConfigError(f"grid.subtract_strengths lists a value twice: {list(self.subtract_strengths)}")
-        _put(self, "paths", _choices("grid.paths", _tuple("grid.paths", self.paths), ("continuous", "quantized")))
-        if self.n_q is not None:
-            _put(self, "n_q", _int("grid.n_q", self.n_q, 1))
+        for name in ("strengths", "subtract_strengths"):
+            values = check.sequence(f"grid.{name}", getattr(self, name), nonempty=True)
+            _put(self, name, check.distinct(f"grid.{name}", sorted(check.positive(f"grid.{name}", v) for v in values)))
+        _put(self, "paths", check.choices("grid.paths", self.paths, ("continuous", "quantized")))
+        _put(self, "n_q", check.integer_or_none("grid.n_q", self.n_q, low=1))
 
 
 @dataclass(frozen=True)
@@ -151,27 +97,27 @@ class StimuliConfig:
     test_seeds: int = 5
 
     def __post_init__(self) -> None:
-        _put(self, "duration_s", _num("stimuli.duration_s", self.duration_s, lo=0.05))
-        _put(self, "amplitude", _num("stimuli.amplitude", self.amplitude, lo=0, lo_open=True, hi=0.9))
+        _put(self, "duration_s", check.number("stimuli.duration_s", self.duration_s, low=0.05))
+        _put(self, "amplitude", check.number("stimuli.amplitude", self.amplitude, low=0, low_open=True, high=0.9))
         if isinstance(self.context_amplitude, str):
-            _choices("stimuli.context_amplitude rule", (self.context_amplitude,), CONTEXT_RULES)
+            check.choice("stimuli.context_amplitude", self.context_amplitude, CONTEXT_RULES,
+                         what="stimuli.context_amplitude rule")
         else:
-            _put(self, "context_amplitude", _num("stimuli.context_amplitude", self.context_amplitude, lo=0, lo_open=True))
-        _choices("stimuli.phase", (self.phase,), PHASES)
-        _put(self, "fade_ms", _num("stimuli.fade_ms", self.fade_ms, lo=0))
-        _put(self, "min_separation_hz", _num("stimuli.min_separation_hz", self.min_separation_hz, lo=0, lo_open=True))
-        _put(self, "band_low_hz", _num("stimuli.band_low_hz", self.band_low_hz, lo=0, lo_open=True))
-        _put(self, "band_high_hz", _num("stimuli.band_high_hz", self.band_high_hz, lo=0, lo_open=True))
+            _put(self, "context_amplitude", check.positive("stimuli.context_amplitude", self.context_amplitude))
+        check.choice("stimuli.phase", self.phase, PHASES)
+        _put(self, "fade_ms", check.non_negative("stimuli.fade_ms", self.fade_ms))
+        for name in ("min_separation_hz", "band_low_hz", "band_high_hz"):
+            _put(self, name, check.positive(f"stimuli.{name}", getattr(self, name)))
         if self.band_low_hz >= self.band_high_hz:
-            raise ConfigError(f"stimuli.band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}")
-        if self.snr_db is not None:
-            _put(self, "snr_db", _num("stimuli.snr_db", self.snr_db))
+            raise ConfigError(f"stimuli.band_low_hz {self.band_low_hz:g} must be below band_high_hz "
+                              f"{self.band_high_hz:g}", parameter=("stimuli.band_low_hz", "stimuli.band_high_hz"))
+        _put(self, "snr_db", check.number_or_none("stimuli.snr_db", self.snr_db))
         if self.margin_s != "auto":
             if isinstance(self.margin_s, str):
-                raise ConfigError(f"stimuli.margin_s must be a number of seconds >= 0 or \"auto\", got {self.margin_s!r}")
-            _put(self, "margin_s", _num("stimuli.margin_s", self.margin_s, lo=0))
-        _put(self, "train_seeds", _int("stimuli.train_seeds", self.train_seeds, 1))
-        _put(self, "test_seeds", _int("stimuli.test_seeds", self.test_seeds, 1))
+                raise check.fail("stimuli.margin_s", 'a number of seconds >= 0 or "auto"', self.margin_s)
+            _put(self, "margin_s", check.non_negative("stimuli.margin_s", self.margin_s))
+        _put(self, "train_seeds", check.integer("stimuli.train_seeds", self.train_seeds, low=1))
+        _put(self, "test_seeds", check.integer("stimuli.test_seeds", self.test_seeds, low=1))
 
     def common(self, sample_rate: int) -> dict[str, Any]:
         """The StimulusSpec fields shared by every stimulus of a model."""
@@ -192,11 +138,12 @@ class Thresholds:
     min_share: float = 0.8
 
     def __post_init__(self) -> None:
-        _put(self, "min_gain_db", _num("thresholds.min_gain_db", self.min_gain_db, lo=0, lo_open=True))
-        _put(self, "min_loss_db", _num("thresholds.min_loss_db", self.min_loss_db, lo=0, lo_open=True))
-        _put(self, "min_concentration", _num("thresholds.min_concentration", self.min_concentration, lo=0, hi=1))
-        _put(self, "max_offband_db", _num("thresholds.max_offband_db", self.max_offband_db, lo=0))
-        _put(self, "min_share", _num("thresholds.min_share", self.min_share, lo=0, lo_open=True, hi=1))
+        _put(self, "min_gain_db", check.positive("thresholds.min_gain_db", self.min_gain_db))
+        _put(self, "min_loss_db", check.positive("thresholds.min_loss_db", self.min_loss_db))
+        _put(self, "min_concentration", check.number("thresholds.min_concentration", self.min_concentration,
+                                                     low=0, high=1))
+        _put(self, "max_offband_db", check.non_negative("thresholds.max_offband_db", self.max_offband_db))
+        _put(self, "min_share", check.fraction("thresholds.min_share", self.min_share))
 
 
 @dataclass(frozen=True)
@@ -207,10 +154,9 @@ class ScoringConfig:
     n_fft: int = 4096
 
     def __post_init__(self) -> None:
-        _put(self, "band_hz", _num("scoring.band_hz", self.band_hz, lo=0, lo_open=True))
-        n = _int("scoring.n_fft", self.n_fft, 16)
-        if n % 4:
-            raise ConfigError(f"scoring.n_fft must be a multiple of 4, got {n}")
+        _put(self, "band_hz", check.positive("scoring.band_hz", self.band_hz))
+        if check.integer("scoring.n_fft", self.n_fft, low=16) % 4:
+            raise check.fail("scoring.n_fft", "a multiple of 4", self.n_fft)
 
 
 # Positive-control models steerlab knows of; "auto" runs those of them that are registered.
@@ -248,37 +194,34 @@ class ControlsConfig:
 
     def __post_init__(self) -> None:
         for name in ("dictionary_size", "dictionary_k", "dictionary_clips", "dictionary_vectors", "dictionary_steps"):
-            _put(self, name, _int(f"controls.{name}", getattr(self, name), 1))
+            _put(self, name, check.integer(f"controls.{name}", getattr(self, name), low=1))
         if self.dictionary_k > self.dictionary_size:
             raise ConfigError(f"controls.dictionary_k ({self.dictionary_k}) must be <= controls.dictionary_size "
-                              f"({self.dictionary_size})")
+                              f"({self.dictionary_size})",
+                              parameter=("controls.dictionary_k", "controls.dictionary_size"))
         if self.positive_models != "auto":
             if isinstance(self.positive_models, str):
-                raise ConfigError(f'controls.positive_models must be a list of model names or "auto", '
-                                  f"got {self.positive_models!r}")
-            names = _tuple("controls.positive_models", self.positive_models)
+                raise check.fail("controls.positive_models", 'a list of model names or "auto"', self.positive_models)
+            names = check.sequence("controls.positive_models", self.positive_models)
             if not all(isinstance(n, str) and n for n in names):
-                raise ConfigError(f"controls.positive_models must list model names, got {list(names)}")
-            if len(set(names)) != len(names):
-                raise ConfigError(f"controls.positive_models lists a model twice: {list(names)}")
-            _put(self, "positive_models", names)
+                raise check.fail("controls.positive_models", "a list of model names", list(names))
+            _put(self, "positive_models", check.distinct("controls.positive_models", names))
         layers = self.positive_layers
         if isinstance(layers, Mapping):
             layers = tuple(sorted(layers.items()))
         if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not all(
                 isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in layers):
-            raise ConfigError(f"controls.positive_layers must be a table of model = layer, got {self.positive_layers!r}")
+            raise check.fail("controls.positive_layers", "a table of model = layer", self.positive_layers)
         _put(self, "positive_layers", tuple(tuple(p) for p in layers))
         if self.positive_methods != "auto":
             if isinstance(self.positive_methods, str):
-                raise ConfigError(f'controls.positive_methods must be a list or "auto", got {self.positive_methods!r}')
-            methods = _choices("controls.positive_methods", _tuple("controls.positive_methods",
-                                                                   self.positive_methods, allow_empty=False), METHODS)
+                raise check.fail("controls.positive_methods", 'a list or "auto"', self.positive_methods)
+            methods = check.choices("controls.positive_methods", self.positive_methods, METHODS, nonempty=True)
             _put(self, "positive_methods", methods if NULL_METHOD in methods else (*methods, NULL_METHOD))
-        t = _tuple("controls.positive_targets_hz", self.positive_targets_hz)
-        _put(self, "positive_targets_hz", tuple(_num("controls.positive_targets_hz", x, lo=0, lo_open=True) for x in t))
-        d = _tuple("controls.positive_densities", self.positive_densities)
-        _put(self, "positive_densities", tuple(_int("controls.positive_densities", x, 1) for x in d))
+        t = check.sequence("controls.positive_targets_hz", self.positive_targets_hz)
+        _put(self, "positive_targets_hz", tuple(check.positive("controls.positive_targets_hz", x) for x in t))
+        d = check.sequence("controls.positive_densities", self.positive_densities)
+        _put(self, "positive_densities", tuple(check.integer("controls.positive_densities", x, low=1) for x in d))
 
     def layer_for(self, model: str) -> Optional[str]:
         """The layer given for ``model`` in ``positive_layers``, or None."""
@@ -304,12 +247,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.model is not None and not isinstance(self.model, str):
-            raise ConfigError(f"run.model must be a model name, got {self.model!r}")
-        _put(self, "seed", _int("run.seed", self.seed, 0))
-        _put(self, "max_batch", _int("run.max_batch", self.max_batch, 1))
-        _put(self, "probe_frames", _int("run.probe_frames", self.probe_frames, 8))
-        _put(self, "bootstrap", _int("run.bootstrap", self.bootstrap, 100))
-        _put(self, "examples", _int("run.examples", self.examples, 0))
+            raise check.fail("run.model", "a model name", self.model)
+        for name, low in (("seed", 0), ("max_batch", 1), ("probe_frames", 8), ("bootstrap", 100), ("examples", 0)):
+            _put(self, name, check.integer(f"run.{name}", getattr(self, name), low=low))
 
 
 SECTIONS: dict[str, type] = {
@@ -334,7 +274,7 @@ class PartialsConfig:
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"{name} must be a {cls.__name__}")
+                raise check.fail(name, f"a {cls.__name__}", getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
@@ -369,14 +309,14 @@ def check_keys(doc: Mapping[str, Any], where: str) -> None:
     """Unknown tables or keys: an error naming the valid ones (and the nearest match)."""
     for section, values in doc.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{where}: unknown table [{section}].{_suggest(section, tuple(SECTIONS))} "
+            raise ConfigError(f"{where}: unknown table [{section}].{check.did_you_mean(section, SECTIONS)} "
                               f"Valid tables: {', '.join(SECTIONS)}")
         if not isinstance(values, Mapping):
             raise ConfigError(f"{where}: [{section}] must be a table of keys")
         valid = tuple(f.name for f in dataclasses.fields(SECTIONS[section]))
         for key in values:
             if key not in valid:
-                raise ConfigError(f"{where}: unknown key {key!r} in [{section}].{_suggest(key, valid)} "
+                raise ConfigError(f"{where}: unknown key {key!r} in [{section}].{check.did_you_mean(key, valid)} "
                                   f"Valid keys: {', '.join(valid)}")
 
 
@@ -416,9 +356,3 @@ def build(config_file: str | Path | None = None, quick: bool = False,
     if overrides:
         cfg = cfg.merged({k: v for k, v in overrides.items() if v})
     return cfg
-
-
-def digest(obj: Any, n: int = 16) -> str:
-    """``n`` hex digits of sha256 over the canonical JSON of ``obj``."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()[:n]

@@ -62,7 +62,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from steerlab.partials.config import digest
+from steerlab import validation as check
+from steerlab.artifacts import config_hash
+from steerlab.partials.config import METHODS
 
 _EPS = 1e-12
 # the probe's candidate C (inverse L2 strength, in the globally rescaled space): half decades, 1e-4 to 1e4
@@ -243,7 +245,7 @@ def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarr
     base = {"train_stimuli": list(train_keys), "layer_rms_norm_train": _rms_norm(without + with_)}
     out: dict[str, Learned | str] = {}
     dm = diff_of_means(without, with_)
-    unit_seed = int(digest(unit_id, 8), 16)
+    unit_seed = int(config_hash(unit_id, 8), 16)
     for method in methods:
         extra: dict = {}
         if method == "diffmeans":
@@ -263,7 +265,7 @@ def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarr
             vec = g / np.linalg.norm(g) * target_norm
             extra = {"norm_matched_to": "diffmeans", "seed": [seed, unit_seed]}
         else:
-            raise ValueError(f"unknown method {method!r}")
+            raise check.unknown("methods", method, METHODS, what="method")
         norm = float(np.linalg.norm(vec))
         if not (np.all(np.isfinite(vec)) and norm > _EPS):
             out[method] = f"{method} direction is zero or not finite"
@@ -304,14 +306,16 @@ def control_dictionary(model: Any, layer: Any, controls: Any, seed: int, max_bat
 
     from steerlab.capture import Corpus
     from steerlab.learning import learn_dictionary
+    from steerlab.sae import SAEConfig
 
     frames = controls.dictionary_clips * layer.frame_rate
     subsample = min(1.0, controls.dictionary_vectors / frames)
     vectors = max(1.0, frames * subsample)
     epochs = max(1, math.ceil(controls.dictionary_steps * 256 / vectors))
     corpus = Corpus([f"synth:{controls.dictionary_clips}"], model.sample_rate, model.channels, seed=seed)
-    d = learn_dictionary(model, layer.name, "feature", corpus, size=controls.dictionary_size, k=controls.dictionary_k,
-                         epochs=epochs, seed=seed, subsample=subsample if subsample < 1.0 else None,
+    config = SAEConfig(width=layer.channels, size=controls.dictionary_size, k=controls.dictionary_k, epochs=epochs,
+                       seed=seed)
+    d = learn_dictionary(model, layer.name, "feature", corpus, config, subsample=subsample if subsample < 1.0 else None,
                          max_batch=max_batch)
     d.data_manifest = {**(d.data_manifest or {}), "control_recipe": {
         "clips": controls.dictionary_clips, "vectors": controls.dictionary_vectors,

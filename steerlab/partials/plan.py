@@ -20,10 +20,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from steerlab.errors import SteerlabError
+from steerlab import validation as check
+from steerlab.artifacts import config_hash
+from steerlab.errors import ConfigError, Infeasible, StimulusError
 from steerlab.model import AudioModel, LayerInfo
-from steerlab.partials.config import ConfigError, PartialsConfig, digest
-from steerlab.stimuli import Infeasible, StimulusError, StimulusSpec, partials
+from steerlab.partials.config import PartialsConfig
+from steerlab.stimuli import StimulusSpec, partials
 
 ROLES = ("without", "with")
 # add creates the partial on without-target stimuli; subtract and ablate delete it from with-target ones
@@ -81,14 +83,13 @@ class WorkItem:
     n_q: Optional[int] = None
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
-        if self.op not in OPS:
-            raise ValueError(f"op must be one of {OPS}, got {self.op!r}")
+        check.choice("role", self.role, ROLES)
+        check.choice("op", self.op, OPS)
         if OP_ROLE[self.op] != self.role:
-            raise ValueError(f"op {self.op!r} applies to {OP_ROLE[self.op]!r} stimuli, not {self.role!r}")
+            raise ConfigError(f"op {self.op!r} applies to {OP_ROLE[self.op]!r} stimuli, not {self.role!r}",
+                              parameter=("op", "role"))
         if not (math.isfinite(self.strength) and self.strength >= 0) or (self.op == "ablate") != (self.strength == 0):
-            raise ValueError(f"strength must be > 0 for add/subtract and 0 for ablate, got {self.strength!r} ({self.op})")
+            raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate ({self.op})", self.strength)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -102,7 +103,7 @@ class WorkItem:
     def key(self) -> str:
         cached = self.__dict__.get("_key")  # frozen: computed once per item
         if cached is None:
-            cached = digest(self.to_dict())
+            cached = config_hash(self.to_dict())
             object.__setattr__(self, "_key", cached)
         return cached
 
@@ -353,7 +354,7 @@ class DirectionRef:
     capture_path: str
 
     def id(self) -> str:
-        return digest({**dataclasses.asdict(self.unit), "method": self.method, "capture_path": self.capture_path})
+        return config_hash({**dataclasses.asdict(self.unit), "method": self.method, "capture_path": self.capture_path})
 
 
 def work_items(plan: ModelPlan, cfg: PartialsConfig, config_hash: str,
@@ -389,7 +390,3 @@ def batches(items: Sequence[WorkItem], max_batch: int) -> list[list[WorkItem]]:
         else:
             out.append([item])
     return out
-
-
-class PlanError(SteerlabError):
-    """A run folder or grid that cannot be executed as asked."""

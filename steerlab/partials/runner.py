@@ -19,10 +19,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from steerlab.errors import OutputError, SteerlabError
-from steerlab.partials.config import FORMAT_VERSION, METHODS, PartialsConfig, digest
+from steerlab.artifacts import config_hash
+from steerlab.errors import OutputError, PlanError, SteerlabError
+from steerlab.partials.config import FORMAT_VERSION, METHODS, PartialsConfig
 from steerlab.partials.plan import (
-    MAIN, POSITIVE, DirectionRef, ModelPlan, PlanError, control_targets, plan_model, quick_layers, work_items,
+    MAIN, POSITIVE, DirectionRef, ModelPlan, control_targets, plan_model, quick_layers, work_items,
 )
 from steerlab.partials.store import ResultStore
 
@@ -88,7 +89,7 @@ def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set
     """Feature dictionaries by layer, from folders or names of dictionaries shipped with the
     model (``steerlab dictionaries``); each must be learned on this model and these weights."""
     from steerlab import api
-    from steerlab.dictionary import DictionaryError
+    from steerlab.errors import DictionaryError
 
     out: dict[str, Any] = {}
     for spec in specs:
@@ -218,7 +219,7 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
         measured["control_dictionary"] = recipe
     context = {"weights": weights, "seed": cfg.run.seed, "versions": versions(),
                "scoring": {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft}}
-    return plans, dicts, context, digest(measured), status
+    return plans, dicts, context, config_hash(measured), status
 
 
 def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[str, Any], bar: BarFactory

@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 from steerlab import schema
 from steerlab.errors import OutputError
-from steerlab.partials.plan import PlanError
+from steerlab.errors import PlanError
 
 RESULTS = "results.jsonl"
 

@@ -1,8 +1,9 @@
 """Executing work items: batched patched passes, scores, rows (SCIENCE.md steps 3 and 4).
 
 Each batch of :func:`steerlab.partials.plan.batches` (items of one model, path and
-layer) is one call of :func:`steerlab.tracing.run`: every item is an invoke with its
-own edit, so several (stimulus, strength, direction) items share one forward pass.
+layer) is one run of the engine (:func:`steerlab.engine.run`): every item is patched on
+its own row with its own edit, so several (stimulus, strength, direction) items share one
+forward pass.
 The patched decode is scored against the unpatched decode of the same signal on
 the same path (:func:`steerlab.scoring.score`); on the quantized path the share of
 quantizer codes that changed is recorded too.
@@ -18,6 +19,7 @@ Padding frames of the batch get weight 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -49,7 +51,7 @@ def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: O
     """Unpatched decode (and codes) of every signal ``items`` use, per path, keyed by
     (path, stimulus key, role). Computed for all items of the plan in plan order, so the
     batches (and hence the float rounding) never depend on what a resumed run still lacks."""
-    from steerlab import tracing
+    from steerlab import engine
 
     model = plan.model
     out: dict[tuple[str, str, str], tuple[np.ndarray, Any]] = {}
@@ -60,10 +62,10 @@ def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: O
                 signals.setdefault((it.stimulus.key(), it.role), (it.stimulus, it.role))
         if not signals:
             continue
-        trace_items = [tracing.TraceItem(_wave(model, spec, role)) for spec, role in signals.values()]
-        results = tracing.run(model, trace_items, path, n_q, path == "quantized", max_batch)
+        results = engine.run(model, [engine.PassItem(_wave(model, spec, role)) for spec, role in signals.values()],
+                             path, n_q, max_batch)
         for key, r in zip(signals, results):
-            out[(path, *key)] = (r.output.numpy().astype(np.float64), r.codes)
+            out[(path, *key)] = (r.output.numpy().astype(np.float64), r.traced.get(engine.CODES))
     return out
 
 
@@ -71,10 +73,10 @@ def outputs(model: Any, specs: Sequence[Any], max_batch: int) -> list[tuple[np.n
     """The model's unpatched outputs (its default path) of the without- and with-target signals
     of each spec: ``[(without, with)]``, each ``[...output shape]`` float64 (a salience
     ``[bins, frames]`` for a pitch model). The oracle of a model whose output is not a sound."""
-    from steerlab import tracing
+    from steerlab import engine
 
-    trace_items = [tracing.TraceItem(_wave(model, spec, role)) for spec in specs for role in ("without", "with")]
-    res = tracing.run(model, trace_items, model.default_path, None, False, max_batch)
+    items = [engine.PassItem(_wave(model, spec, role)) for spec in specs for role in ("without", "with")]
+    res = engine.run(model, items, model.default_path, None, max_batch)
     outs = [r.output.numpy().astype(np.float64) for r in res]
     return [(outs[2 * i], outs[2 * i + 1]) for i in range(len(specs))]
 
@@ -122,64 +124,74 @@ def _fit(x, n: int):
     return x[:n] if len(x) >= n else torch.cat([x, x.new_zeros(n - len(x))])
 
 
-def _edit(op: str, strength: float, unit_dir, layer, span, info: dict, template=None, level=None):
-    """The edit one invoke applies to its activation ``[1, channels, frames]``: add (``strength``
-    × the RMS norm on ``span``), ablate (every frame), or subtract (``strength`` × the item's
-    :func:`projection_excess` × the template, every frame)."""
-    from steerlab import plugins
-    from steerlab.interventions import rms_norm
+@dataclass(frozen=True)
+class CalibratedSubtraction:
+    """The edit rule of ``subtract`` (an :data:`steerlab.engine.EditRule`): ``add`` with
+    ``v = -strength * c``, ``c`` the item's :func:`projection_excess` along the unit direction,
+    and weights the template ``T_t`` (cut or zero-padded to the item, 0 on padding frames), on
+    every frame. ``template``, ``level``: ``[frames]`` tensors."""
 
-    kind = plugins.interventions().get("ablate" if op == "ablate" else "add")
+    strength: float
+    template: Any
+    level: Any
 
-    def edit(act, n_frames: int):
-        a = act[0]
-        norm = rms_norm(a[:, :n_frames])
-        excess = None
-        if op == "subtract":
-            excess = projection_excess(a[:, :n_frames], unit_dir, template, level)
-            value = -strength * excess
-            weight = _fit(template.to(a.dtype), n_frames)
-            weight = _fit(weight, a.shape[-1]) if a.shape[-1] > n_frames else weight[: a.shape[-1]]
-            frames, fade = [0, n_frames], None
-        else:
-            value = 0.0 if op == "ablate" else strength * norm
-            weight = span.weights(layer, n_frames, a.shape[-1]).to(a.dtype)
-            frames, fade = list(span.frames(layer, n_frames)), span.fade_in
-        info.update(value=value, layer_rms_norm=norm, edit_frames=frames, edit_fade_frames=fade,
-                    projection_excess=excess, strength_mode="projection" if op == "subtract" else "relative")
-        return kind.apply(a, unit_dir.to(a.dtype), value, weight)[None]
+    def __call__(self, r: Any, act: Any, n_frames: int) -> tuple[float, Any, dict[str, Any]]:
+        from steerlab.interventions import rms_norm
 
-    return edit
+        excess = projection_excess(act[:, :n_frames], r.direction, self.template, self.level)
+        weight = _fit(self.template.to(act.dtype), n_frames)
+        weight = _fit(weight, act.shape[-1]) if act.shape[-1] > n_frames else weight[: act.shape[-1]]
+        return -self.strength * excess, weight, {"layer_rms_norm": rms_norm(act[:, :n_frames]),
+                                                 "projection_excess": excess, "span_frames": [0, n_frames],
+                                                 "fade_frames": None, "strength_mode": "projection"}
+
+
+def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray]):
+    """The engine's :class:`~steerlab.engine.Patch` of one work item: ``add`` (``strength`` x the
+    item's RMS norm at the layer, on :func:`edit_span`), ``ablate`` (every frame) or ``subtract``
+    (:class:`CalibratedSubtraction`) along the item's direction (unit norm). ``vectors`` holds
+    each direction by id and, beside it, its subtraction template and level (ids +
+    ``runner.TEMPLATE`` / ``runner.LEVEL``)."""
+    import torch
+
+    from steerlab import engine
+    from steerlab.interventions import Direction, Strength
+    from steerlab.loading import layers
+    from steerlab.spec import InterventionSpec
+
+    layer = layers(model).get(it.layer)
+    spec = InterventionSpec(layer=it.layer, direction=Direction(vectors[it.direction_id], {"id": it.direction_id}),
+                            kind="ablate" if it.op == "ablate" else "add", strength=Strength(it.strength),
+                            span=edit_span(it.op, it.stimulus, layer), path=it.path)
+    # (the grid's n_q goes to the pass, engine.run, on every path, as the grid says)
+    rule = None
+    if it.op == "subtract":
+        from steerlab.partials.runner import LEVEL, TEMPLATE
+
+        rule = CalibratedSubtraction(it.strength, torch.from_numpy(np.asarray(vectors[it.direction_id + TEMPLATE])),
+                                     torch.from_numpy(np.asarray(vectors[it.direction_id + LEVEL])))
+    return engine.Patch(engine.resolve(model, spec), rule)
 
 
 def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.ndarray],
               base: dict, max_batch: int, provenance: Optional[dict] = None) -> list[tuple[np.ndarray, Any, dict]]:
-    """Patched decodes of one batch. ``vectors`` holds each direction by id and, beside it, its
-    subtraction template and level (ids + ``runner.TEMPLATE`` / ``runner.LEVEL``); returns
-    ``(decode [channels, samples], codes, info)`` per item."""
-    import torch
-
-    from steerlab import api, tracing
+    """Patched decodes of one batch (:func:`patch_for` each item, one engine run); returns
+    ``(decode [channels, samples], codes, info)`` per item, ``info`` holding ``value``,
+    ``layer_rms_norm``, ``projection_excess``, ``edit_frames``, ``edit_fade_frames`` and
+    ``strength_mode``."""
+    from steerlab import engine
 
     model = plan.model
-    layer = api.layers(model).get(batch[0].layer)
-    infos: list[dict] = [{} for _ in batch]
-    trace_items = []
-    for it, info in zip(batch, infos):
-        v = vectors[it.direction_id]
-        unit = torch.from_numpy(v / np.linalg.norm(v)).float()
-        tpl = lvl = None
-        if it.op == "subtract":
-            from steerlab.partials.runner import LEVEL, TEMPLATE
-
-            tpl = torch.from_numpy(np.asarray(vectors[it.direction_id + TEMPLATE]))
-            lvl = torch.from_numpy(np.asarray(vectors[it.direction_id + LEVEL]))
-        trace_items.append(tracing.TraceItem(_wave(model, it.stimulus, it.role), layer,
-                                             _edit(it.op, it.strength, unit, layer,
-                                                   edit_span(it.op, it.stimulus, layer), info, tpl, lvl)))
-    path = batch[0].path
-    results = tracing.run(model, trace_items, path, batch[0].n_q, path == "quantized", max_batch)
-    return [(r.output.numpy().astype(np.float64), r.codes, info) for r, info in zip(results, infos)]
+    items = [engine.PassItem(_wave(model, it.stimulus, it.role), patch_for(model, it, vectors)) for it in batch]
+    results = engine.run(model, items, batch[0].path, batch[0].n_q, max_batch)
+    out = []
+    for r in results:
+        info = r.info
+        info = {"value": info["value"], "layer_rms_norm": info["layer_rms_norm"],
+                "projection_excess": info.get("projection_excess"), "edit_frames": info["span_frames"],
+                "edit_fade_frames": info["fade_frames"], "strength_mode": info["strength_mode"]}
+        out.append((r.output.numpy().astype(np.float64), r.traced.get(engine.CODES), info))
+    return out
 
 
 class _BaselineSpectra:
@@ -241,14 +253,14 @@ def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_h
     (``[channels, samples]``) at ``target_hz``, off-band distance ``offband_lsd_db``; or, when
     ``support`` (a note's :func:`note_support_for`) is given, :func:`steerlab.scoring.score_note`
     on that support (the note-support rule, docs/partials.md). A model without one: the
-    first scorer its plugin registers for its ``output_kind`` (:func:`steerlab.api.output_scorers`;
+    first scorer its plugin registers for its ``output_kind`` (:func:`steerlab.outputs.output_scorers`;
     for a pitch salience ``[bins, frames]``: gain at the target's bins in dB, concentration of
     the salience change there, and the salience off-band distance ``offband_db``, see
     docs/partials.md). Returns ``output_kind``, ``gain_db``, ``concentration``, ``offband_db``
     (the value the off-band rule reads), ``offband_lsd_db`` (None off audio), ``baseline_band``,
     ``patched_band``, ``lsd_db``, ``snr_change_db`` and ``scoring`` (the scorer's settings).
     Raises ``SteerlabError`` (from the scorer) on outputs of the wrong shape."""
-    from steerlab import api
+    from steerlab.outputs import output_scorers, score_all
 
     if model.has_decoder:
         from steerlab.scoring import ScoreConfig, score, score_note
@@ -271,8 +283,8 @@ def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_h
                 "patched_band": t["patched_band_energy"], "offband_lsd_db": t["offband_lsd_db"],
                 "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"], "scoring": s["config"]}
     target_hz = float(target_hz) if np.ndim(target_hz) == 0 else float(target_hz[0])
-    name = api.output_scorers(model)[0]
-    s = api.score_all(baseline, patched, model.sample_rate, [target_hz], [name], model)[name]
+    name = output_scorers(model)[0]
+    s = score_all(baseline, patched, model.sample_rate, [target_hz], [name], model)[name]
     t = s["targets"][0]
     return {"output_kind": getattr(model, "output_kind", None), "gain_db": t.get("gain_db"),
             "concentration": t.get("concentration"), "offband_db": t.get("offband_db"), "offband_lsd_db": None,
@@ -284,10 +296,10 @@ def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_h
 
 def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, info: dict, base: dict,
              direction: dict, context: dict, baseline_stft: Optional[np.ndarray] = None) -> dict[str, Any]:
-    from steerlab import api
+    from steerlab.loading import layers
 
     model = plan.model
-    layer = api.layers(model).get(it.layer)
+    layer = layers(model).get(it.layer)
     b, b_codes = base[(it.path, it.stimulus.key(), it.role)]
     t = score_output(model, b, patched, it.stimulus.target_hz, context["scoring"], baseline_stft,
                      note_support_for(model, it.stimulus, context["scoring"]))

@@ -31,6 +31,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from steerlab.errors import ConfigError
 from steerlab.partials.config import Thresholds
 
 GROUP_KEYS = ("model", "model_role", "layer", "family", "target_hz", "density", "method", "path")
@@ -134,7 +135,7 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Op
         elif removal is None or r["op"] == removal:
             rem[_removal_name(r)][r["seed"]] = r
     if not add or not rem:
-        raise ValueError(f"no add rows or no {removal or 'removal'} rows in this group")
+        raise ConfigError(f"no add rows or no {removal or 'removal'} rows in this group", parameter="rows")
     seeds = sorted({r["seed"] for r in rows})
     best = (-1.0, None, None)
     for s in sorted(add):

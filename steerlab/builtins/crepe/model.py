@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo
 from steerlab.registry import LayerRegistry
 
@@ -160,7 +161,7 @@ class Crepe(AudioModel):
     def __init__(self, name: str, capacity: str) -> None:
         super().__init__()
         if capacity not in WIDTHS:
-            raise ValueError(f"capacity must be one of {', '.join(WIDTHS)}, got {capacity!r}")
+            raise ConfigError(f"capacity must be one of {', '.join(WIDTHS)}, got {capacity!r}", parameter="capacity")
         self.name = name
         self.capacity = capacity
         widths = WIDTHS[capacity]

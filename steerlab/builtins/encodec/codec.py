@@ -8,12 +8,12 @@ next to every set of weights and hashed into every result.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+from steerlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,11 @@ class CodecConfig:
     def __post_init__(self) -> None:
         norms = ("weight_norm", "time_group_norm", "none")
         if self.norm not in norms:
-            raise ValueError(f"norm must be one of {norms}, got {self.norm!r}")
+            raise ConfigError(f"norm must be one of {norms}, got {self.norm!r}", parameter="norm")
         if self.sample_rate <= 0 or self.channels not in (1, 2):
-            raise ValueError("sample_rate must be positive and channels 1 or 2")
+            raise ConfigError("sample_rate must be positive and channels 1 or 2", parameter=("sample_rate", "channels"))
         if not self.ratios or any(r < 1 for r in self.ratios):
-            raise ValueError(f"ratios must be positive integers, got {self.ratios}")
+            raise ConfigError(f"ratios must be positive integers, got {self.ratios}", parameter="ratios")
 
     @property
     def hop_length(self) -> int:
@@ -71,7 +71,11 @@ class CodecConfig:
         return cls(**d)
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+        """16 hex digits of :func:`steerlab.artifacts.config_hash` of the config, in the form
+        checkpoints were first written with (``compact=False``), so recorded hashes still match."""
+        from steerlab.artifacts import config_hash
+
+        return config_hash(self.to_json(), compact=False)
 
 
 def build_codec(cfg: CodecConfig) -> torch.nn.Module:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
 
 
 @click.command(name="codec", context_settings=CONTEXT)
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Run folder: checkpoint.pt, curve.jsonl, model.safetensors, config.json. Rerun to resume.")
+@output_option("Run folder: checkpoint.pt, curve.jsonl, model.safetensors, config.json. Rerun to resume.",
+               dest="out_dir")
 @click.option("--steps", type=int, default=20_000, help="Total optimisation steps.")
 @click.option("--batch-size", type=int, default=8, help="Clips per step.")
 @click.option("--clip-seconds", type=float, default=0.5, help="Crop length of each clip.")
@@ -69,8 +69,8 @@ def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n
 
 
 @click.command(name="codec", context_settings=CONTEXT)
-@click.option("-m", "--model", "model_name", default=None, help="Model to evaluate (default: the embedded model).")
-@click.option("--checkpoint", type=click.Path(), default=None, help="Local weights.")
+@model_option("Model to evaluate (default: the embedded model).")
+@checkpoint_option()
 @click.option("--clips", type=int, default=70, help="Held-out synthetic clips (1 s each, all kinds in turn).")
 @click.option("--seed", type=int, default=12_345, help="Seed of the held-out clips (training used 0 and 10000).")
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True),
@@ -79,7 +79,7 @@ def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n
 @click.option("--skip-bad-files", is_flag=True,
               help="Skip unreadable, empty or NaN files under --data (listed in the result) instead of failing.")
 @click.option("--tones", is_flag=True, help="Also SI-SDR on 1 s pure tones from 50 Hz to 8 kHz.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def eval_codec(model_name, checkpoint, clips, seed, data, windows, skip_bad_files, tones, as_json) -> None:
     """SI-SDR and MR-STFT distance on held-out synthetic music, both decode paths,
     beside the same architecture at random initialisation; with --data, SI-SDR and the

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import torch
 
-from steerlab.model import AudioModel, LayerInfo
+from steerlab.model import AudioModel, LayerInfo, TracedOutput
 from steerlab.registry import LayerRegistry
 
 from .codec import CodecConfig, build_codec
@@ -25,6 +25,9 @@ class EncodecAudioModel(AudioModel):
     family = "encodec"
     paths = ("continuous", "quantized")
     default_path = "continuous"
+    # the quantizer's code indices [batch, n_q, frames], read on the quantized path, where the
+    # quantizer runs after the ``latent`` layer and before the ``quantized`` one
+    traced_outputs = (TracedOutput("codes", "codes", paths=("quantized",), before="quantized"),)
 
     def __init__(self, name: str, cfg: CodecConfig, codec: torch.nn.Module | None = None) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ import torch
 from steerlab import metrics, synth
 from steerlab import provenance
 from steerlab.artifacts import atomic_write_json, atomic_save_safetensors
-from steerlab.corpus import CorpusBuildError
+from steerlab.errors import ConfigError, CorpusBuildError
 from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
@@ -69,28 +69,30 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.clip_seconds <= 0:
-            raise ValueError("steps, batch_size and clip_seconds must be positive")
+            raise ConfigError("steps, batch_size and clip_seconds must be positive",
+                              parameter=("steps", "batch_size", "clip_seconds"))
         if not 0.0 <= self.quantized_share <= 1.0:
-            raise ValueError("quantized_share must be in [0, 1]")
+            raise ConfigError("quantized_share must be in [0, 1]", parameter="quantized_share")
         if not 0.0 <= self.synth_share <= 1.0 or (not self.data and self.synth_share < 1.0):
-            raise ValueError("synth_share must be in [0, 1], and 1 when no data is given")
+            raise ConfigError("synth_share must be in [0, 1], and 1 when no data is given", parameter="synth_share")
         if self.amp not in ("none", "bf16"):
-            raise ValueError(f"amp must be 'none' or 'bf16', got {self.amp!r}")
+            raise ConfigError(f"amp must be 'none' or 'bf16', got {self.amp!r}", parameter="amp")
         if self.export_dtype not in ("float32", "float16"):
-            raise ValueError(f"export_dtype must be 'float32' or 'float16', got {self.export_dtype!r}")
+            raise ConfigError(f"export_dtype must be 'float32' or 'float16', got {self.export_dtype!r}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ValueError("time_budget_s must be positive")
+            raise ConfigError("time_budget_s must be positive", parameter="time_budget_s")
         # every other number a flag sets (issue 10: --lr -1 reached torch's optimiser as a traceback)
         for name in ("pool_clips", "val_clips", "val_every", "val_windows", "rate_probe_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}", parameter=name)
         if not (math.isfinite(self.lr) and math.isfinite(self.min_lr) and 0 < self.min_lr <= self.lr):
-            raise ValueError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}")
+            raise ConfigError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}",
+                              parameter=("min_lr", "lr"))
         for name in ("log_mag_weight", "wave_weight", "spectral_weight", "si_sdr_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}", parameter=name)
         if not math.isfinite(self.clip_seconds):
-            raise ValueError(f"clip_seconds must be finite, got {self.clip_seconds!r}")
+            raise ConfigError(f"clip_seconds must be finite, got {self.clip_seconds!r}", parameter="clip_seconds")
 
     def to_json(self) -> dict:
         d = dict(self.__dict__)
@@ -124,7 +126,7 @@ class FileSource:
         ``skip_bad_files``, which skips it (listed in :attr:`skipped`)."""
         from steerlab.audio import load
         from steerlab.capture import check_audio_files
-        from steerlab.corpus import CorpusBuildError, _expand
+        from steerlab.corpus import _expand
 
         self.name = Path(spec).name
         self.paths, self.skipped = check_audio_files(_expand([spec]), skip_bad_files, f"{label} {spec}")
@@ -137,7 +139,7 @@ class FileSource:
         valid = np.array([max(0, f.shape[-1] - crop + 1) for f in self.files], dtype=float)
         if valid.sum() == 0:
             raise CorpusBuildError(f"no file of data source {self.name} is longer than a {crop}-sample crop; "
-                                   "pass longer audio or a smaller --clip-seconds")
+                                   "pass longer audio or a smaller clip_seconds", parameter="clip_seconds")
         which = rng.choice(len(self.files), size=n, p=valid / valid.sum())
         return [self.files[i][:, s: s + crop] for i, s in ((i, int(rng.integers(0, valid[i]))) for i in which)]
 
@@ -148,7 +150,7 @@ class FileSource:
         windows = loud_windows([f.cpu() for f in self.files], count, length)
         if not windows:
             raise CorpusBuildError(f"validation source {self.name} has no 1 s window above -45 dBFS; "
-                                   "pass a --val-data folder holding music")
+                                   "give val_data a folder holding music", parameter="val_data")
         return torch.stack(windows).to(self.files[0].device)
 
 

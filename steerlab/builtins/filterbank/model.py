@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo, LoadOptions
 from steerlab.registry import LayerRegistry
 
@@ -61,18 +62,18 @@ class FilterbankConfig:
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be > 0 Hz, got {self.sample_rate}")
+            raise ConfigError(f"sample_rate must be > 0 Hz, got {self.sample_rate}", parameter="sample_rate")
         if not (0 < self.f_min < self.f_max):
-            raise ValueError(f"need 0 < f_min < f_max, got f_min={self.f_min} and f_max={self.f_max}")
+            raise ConfigError(f"need 0 < f_min < f_max, got f_min={self.f_min} and f_max={self.f_max}")
         if self.n_bands < 2:
-            raise ValueError(f"n_bands must be >= 2, got {self.n_bands}")
+            raise ConfigError(f"n_bands must be >= 2, got {self.n_bands}", parameter="n_bands")
         if self.f_max * self.ratio >= self.sample_rate / 2:
-            raise ValueError(
+            raise ConfigError(
                 f"the top band reaches {self.f_max * self.ratio:.0f} Hz, above Nyquist "
                 f"({self.sample_rate / 2:g} Hz); lower f_max or raise n_bands"
             )
         if self.half_length < 1 or 2 * self.half_length + 1 > self.design_fft:
-            raise ValueError(f"half_length must be in [1, (design_fft - 1) / 2], got {self.half_length}")
+            raise ConfigError(f"half_length must be in [1, (design_fft - 1) / 2], got {self.half_length}")
 
     @property
     def ratio(self) -> float:

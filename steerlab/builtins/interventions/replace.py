@@ -141,7 +141,8 @@ class MeanAblate:
         import torch
 
         from steerlab import tracing
-        from steerlab.capture import Corpus, CorpusError
+        from steerlab.capture import Corpus
+        from steerlab.errors import CorpusError
 
         specs = options.get("reference")
         if specs is None or (isinstance(specs, (list, tuple)) and not specs):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
 
 
 # defaults that differ between the two tasks (--task); the others are shared
@@ -22,8 +22,8 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 
 @click.command(name="samplecnn", context_settings=CONTEXT)
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Run folder: checkpoint.pt, curve.jsonl, model.safetensors, config.json. Rerun to resume.")
+@output_option("Run folder: checkpoint.pt, curve.jsonl, model.safetensors, config.json. Rerun to resume.",
+               dest="out_dir")
 @click.option("--task", "task_name", type=click.Choice(sorted(TASK_DEFAULTS)), default="kinds", show_default=True,
               help="kinds: synthetic clip kinds (samplecnn_24khz); instruments: General MIDI family of rendered "
                    "notes and chords, held out by note and program (samplecnn_instruments_24khz).")
@@ -75,14 +75,14 @@ def train_samplecnn(out_dir, task_name, steps, batch_size, clip_seconds, lr, val
 
 
 @click.command(name="samplecnn", context_settings=CONTEXT)
-@click.option("-m", "--model", "model_name", default="samplecnn_24khz", help="Model to evaluate.")
-@click.option("--checkpoint", type=click.Path(), default=None, help="A run folder of `steerlab train samplecnn`.")
+@model_option("Model to evaluate.", default="samplecnn_24khz")
+@checkpoint_option("A run folder of `steerlab train samplecnn`.")
 @click.option("--clips", type=int, default=None,
               help="Held-out clips: synthetic kinds, all kinds in turn [700]; instruments, per held-out set [260].")
 @click.option("--seed", type=int, default=12_345, help="Seed of the held-out clips (training used its seed and seed+10000).")
 @click.option("--seconds", type=float, default=1.0, help="Length of each held-out clip (kinds; instruments use their training length).")
 @click.option("--threads", type=int, default=1, help="torch CPU threads.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def eval_samplecnn(model_name, checkpoint, clips, seed, seconds, threads, as_json) -> None:
     """Held-out test accuracy, beside chance and the same architecture at random initialisation
     (instrument models: per held-out set, with bootstrap 95% intervals)."""

@@ -23,6 +23,8 @@ import torch
 
 import numpy as np
 
+from steerlab.errors import ConfigError
+
 from . import instruments, task
 from .loaders import random_samplecnn
 from .model import SampleCNN
@@ -32,7 +34,7 @@ from .train import evaluate
 def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval of a binomial proportion (sound near 0 and 1, unlike the normal one)."""
     if n <= 0:
-        raise ValueError("need at least one clip")
+        raise ConfigError("need at least one clip")
     p = correct / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -92,7 +94,7 @@ def bootstrap_interval(correct: np.ndarray, n_boot: int = 2000, seed: int = 0, l
     ``(1 + level) / 2`` quantiles of the resampled means. Raises ``ValueError`` on an empty array."""
     correct = np.asarray(correct, dtype=np.float64)
     if correct.size == 0:
-        raise ValueError("need at least one clip")
+        raise ConfigError("need at least one clip")
     rng = np.random.default_rng(seed)
     means = correct[rng.integers(0, correct.size, (n_boot, correct.size))].mean(axis=1)
     return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))
@@ -136,9 +138,9 @@ def evaluate_instruments(model: SampleCNN, clips: int = 260, seed: int = instrum
     """
     spec = model.instrument_task
     if spec is None:
-        raise ValueError(f"{model.name} was not trained on the instrument task")
+        raise ConfigError(f"{model.name} was not trained on the instrument task")
     if clips <= 0:
-        raise ValueError(f"clips must be positive, got {clips}")
+        raise ConfigError(f"clips must be positive, got {clips}", parameter="clips")
     random_model = random_samplecnn(f"{model.name} (random init)", model.cfg, seed=0)
     training = (model.training_record or {}).get("training")
     coverage = training_coverage(spec, training) if training else None

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from steerlab import corpus
+from steerlab.errors import ConfigError
 
 TASK = "instruments"
 SPLITS = ("validation", "by_note", "by_instrument", "by_both")
@@ -77,15 +78,15 @@ class InstrumentTask:
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in corpus.GM_FAMILIES]
         if unknown or len(self.families) < 2 or len(set(self.families)) != len(self.families):
-            raise ValueError(f"families must be at least two distinct GM families ({', '.join(corpus.GM_FAMILIES)}), "
+            raise ConfigError(f"families must be at least two distinct GM families ({', '.join(corpus.GM_FAMILIES)}), "
                              f"got {list(self.families)}")
         if not 1 <= self.test_programs_per_family <= 7:
-            raise ValueError(f"test_programs_per_family must be 1..7, got {self.test_programs_per_family}")
+            raise ConfigError(f"test_programs_per_family must be 1..7, got {self.test_programs_per_family}")
         pcs = self.held_out_pitch_classes
         if not pcs or len(set(pcs)) != len(pcs) or any(not 0 <= p <= 11 for p in pcs) or len(pcs) > 8:
-            raise ValueError(f"held_out_pitch_classes must be 1..8 distinct integers 0..11, got {list(pcs)}")
+            raise ConfigError(f"held_out_pitch_classes must be 1..8 distinct integers 0..11, got {list(pcs)}")
         if self.seconds < 0.5:
-            raise ValueError(f"seconds must be at least 0.5, got {self.seconds}")
+            raise ConfigError(f"seconds must be at least 0.5, got {self.seconds}", parameter="seconds")
 
     # -- the split -------------------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ class InstrumentTask:
     def split_axes(self, split: str) -> tuple[dict[str, tuple[int, ...]], tuple[int, ...]]:
         """Programs (per family) and pitch classes of a held-out set or of ``"train"``."""
         if split not in ("train", *SPLITS):
-            raise ValueError(f"unknown split {split!r}; choose from train, {', '.join(SPLITS)}")
+            raise ConfigError(f"unknown split {split!r}; choose from train, {', '.join(SPLITS)}")
         programs = self.test_programs if split in ("by_instrument", "by_both") else self.train_programs
         pcs = self.held_out_pitch_classes if split in ("by_note", "by_both") else self.train_pitch_classes
         return programs, pcs
@@ -132,14 +133,15 @@ class InstrumentTask:
         """Inverse of :meth:`to_json`; raises ``ValueError`` when the recorded split is not the one its
         fields imply (a hand-edited or foreign record) or when it is not disjoint."""
         if d.get("name") != TASK:
-            raise ValueError(f"task name must be {TASK!r}, got {d.get('name')!r}")
+            raise ConfigError(f"task name must be {TASK!r}, got {d.get('name')!r}")
         fields = {k: d[k] for k in ("families", "test_programs_per_family", "held_out_pitch_classes", "split_seed",
                                     "seconds")}
         task = cls(**{**fields, "families": tuple(fields["families"]),
                       "held_out_pitch_classes": tuple(fields["held_out_pitch_classes"])})
         for key in ("train_programs", "test_programs", "train_pitch_classes"):
             if d.get(key) != task.to_json()[key]:
-                raise ValueError(f"{key} {d.get(key)} is not the split its seed and fields give ({task.to_json()[key]})")
+                raise ConfigError(f"{key} {d.get(key)} is not the split its seed and fields give "
+                                  f"({task.to_json()[key]})", parameter=key)
         return task
 
     # -- drawing clips ---------------------------------------------------------------------------
@@ -194,7 +196,7 @@ class InstrumentTask:
             audio = renderer.render(spec)
             peak = float(np.abs(audio).max())
             if not peak > 10 ** (corpus.SILENCE_DB / 20):
-                raise ValueError(f"program {spec.program} renders silent at keys {[n.pitch for n in spec.notes]}")
+                raise ConfigError(f"program {spec.program} renders silent at keys {[n.pitch for n in spec.notes]}")
             waves[i, 0] = audio * (PEAK / peak)
         return torch.from_numpy(waves), torch.tensor([index[s.family] for s in specs], dtype=torch.long)
 
@@ -210,7 +212,7 @@ def _shapes(program: int, kind: str, pitch_classes: tuple[int, ...]) -> list[tup
     out = [(name, root) for name, offsets in shapes.items() for root in range(low, high - offsets[-1] + 1)
            if all((root + o) % 12 in pitch_classes and root + o not in silent for o in offsets)]
     if not out:
-        raise ValueError(f"no {kind} of {family} fits pitch classes {list(pitch_classes)}")
+        raise ConfigError(f"no {kind} of {family} fits pitch classes {list(pitch_classes)}")
     return out
 
 

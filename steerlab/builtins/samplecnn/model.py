@@ -18,13 +18,12 @@ traced call see exactly the same samples.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
+from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo
 from steerlab.registry import LayerRegistry
 from steerlab.synth import KINDS
@@ -45,13 +44,13 @@ class SampleCNNConfig:
 
     def __post_init__(self) -> None:
         if self.sample_rate <= 0:
-            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+            raise ConfigError(f"sample_rate must be positive, got {self.sample_rate}", parameter="sample_rate")
         if self.first_channels <= 0 or not self.block_channels or any(c <= 0 for c in self.block_channels):
-            raise ValueError("first_channels and every block_channels entry must be positive, with at least one block")
+            raise ConfigError("first_channels and every block_channels entry must be positive, with at least one block")
         if len(self.labels) < 2 or len(set(self.labels)) != len(self.labels):
-            raise ValueError(f"labels must be at least two distinct names, got {self.labels}")
+            raise ConfigError(f"labels must be at least two distinct names, got {self.labels}", parameter="labels")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}", parameter="pooling")
 
     @property
     def hop(self) -> int:
@@ -76,7 +75,11 @@ class SampleCNNConfig:
         return cls(**d)
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+        """16 hex digits of :func:`steerlab.artifacts.config_hash` of the config, in the form
+        checkpoints were first written with (``compact=False``), so recorded hashes still match."""
+        from steerlab.artifacts import config_hash
+
+        return config_hash(self.to_json(), compact=False)
 
 
 def _block(c_in: int, c_out: int) -> torch.nn.Sequential:

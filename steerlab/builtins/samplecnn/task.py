@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from steerlab import synth
+from steerlab.errors import ConfigError
 
 VAL_SEED_OFFSET = 10_000
 TEST_SEED = 12_345
@@ -54,7 +55,7 @@ def render(specs: Sequence[synth.ClipSpec], labels: Sequence[str]) -> tuple[torc
     index = {name: i for i, name in enumerate(labels)}
     unknown = sorted({s.kind for s in specs} - set(index))
     if unknown:
-        raise ValueError(f"clip kinds {unknown} are not labels of this model ({', '.join(labels)})")
+        raise ConfigError(f"clip kinds {unknown} are not labels of this model ({', '.join(labels)})")
     waves = torch.from_numpy(np.stack([synth.synthesize(s) for s in specs]))[:, None]
     targets = torch.tensor([index[s.kind] for s in specs], dtype=torch.long)
     return waves, targets

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from steerlab import provenance
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json, versions
 from steerlab import resumable
+from steerlab.errors import ConfigError
 from steerlab.schedules import cosine_lr
 
 from . import task
@@ -54,13 +55,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.val_clips <= 0 or self.val_every <= 0:
-            raise ValueError("steps, batch_size, val_clips and val_every must be positive")
+            raise ConfigError("steps, batch_size, val_clips and val_every must be positive",
+                              parameter=("steps", "batch_size", "val_clips", "val_every"))
         if self.clip_seconds <= 0:
-            raise ValueError(f"clip_seconds must be positive, got {self.clip_seconds}")
+            raise ConfigError(f"clip_seconds must be positive, got {self.clip_seconds}", parameter="clip_seconds")
         if not 0 < self.min_lr <= self.lr:
-            raise ValueError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}")
+            raise ConfigError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}",
+                              parameter=("min_lr", "lr"))
         if not 0 < self.gain_low <= self.gain_high:
-            raise ValueError(f"need 0 < gain_low <= gain_high, got {self.gain_low} and {self.gain_high}")
+            raise ConfigError(f"need 0 < gain_low <= gain_high, got {self.gain_low} and {self.gain_high}")
 
 
 class TaskData(Protocol):
@@ -141,7 +144,7 @@ def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path,
     if data is None:
         data = KindsData(model_cfg.labels, model_cfg.sample_rate, cfg.clip_seconds)
     if isinstance(data, InstrumentData) and (data.spec.families != model_cfg.labels or data.spec.seconds != cfg.clip_seconds):
-        raise ValueError("the model's labels and clip length must be the instrument task's families and seconds")
+        raise ConfigError("the model's labels and clip length must be the instrument task's families and seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = SampleCNN(name, model_cfg).train()

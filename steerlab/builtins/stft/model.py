@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo, LoadOptions
 from steerlab.registry import LayerRegistry
 
@@ -66,11 +67,11 @@ class StftConfig:
         for name in ("sample_rate", "n_fft", "hop"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}", parameter=name)
         if self.n_fft < 16 or self.n_fft % 2:
-            raise ValueError(f"n_fft must be an even number >= 16, got {self.n_fft}")
+            raise ConfigError(f"n_fft must be an even number >= 16, got {self.n_fft}", parameter="n_fft")
         if self.hop > self.n_fft // 2 or (self.n_fft // 2) % self.hop:
-            raise ValueError(f"hop must divide n_fft / 2 = {self.n_fft // 2} (so the Hann frames overlap and "
+            raise ConfigError(f"hop must divide n_fft / 2 = {self.n_fft // 2} (so the Hann frames overlap and "
                              f"the right context is whole frames), got {self.hop}")
 
     @property

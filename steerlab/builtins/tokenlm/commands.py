@@ -6,13 +6,12 @@ from pathlib import Path
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json
+from steerlab.cli.options import CONTEXT, echo_json, output_option
 
 
 @click.command(name="tokenlm", context_settings=CONTEXT)
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Run folder: tokens.safetensors, checkpoint.pt, curve.jsonl, model.safetensors, config.json. "
-                   "Rerun to resume.")
+@output_option("Run folder: tokens.safetensors, checkpoint.pt, curve.jsonl, model.safetensors, config.json. "
+               "Rerun to resume.", dest="out_dir")
 @click.option("--steps", type=int, default=1200, help="Total optimisation steps.")
 @click.option("--batch-size", type=int, default=16, help="Token sequences per step.")
 @click.option("--lr", type=float, default=3e-3, help="Peak learning rate (warm-up, then cosine decay).")

@@ -108,6 +108,11 @@ class TokenLMAudioModel(AudioModel):
     def cfg(self):
         return self.transformer.cfg
 
+    @property
+    def n_q(self) -> int:
+        """Codebooks the transformer models (those of its codec it was trained on)."""
+        return self.cfg.n_q
+
     def layer_calls(self, layer: LayerInfo) -> int:
         # the transformer runs once per generated frame; every layer is inside it
         return self.sampling.n_frames
@@ -153,7 +158,8 @@ class TokenLMAudioModel(AudioModel):
         """Prompt ``wave [batch, channels, samples]`` -> continuation ``[batch, channels, n_frames * hop]``."""
         self.check_path(path)
         if n_q is not None and n_q != self.cfg.n_q:
-            raise SteerlabError(f"{self.name} models {self.cfg.n_q} codebooks; --n-q {n_q} does not apply")
+            raise SteerlabError(f"{self.name} models {self.cfg.n_q} codebooks; n_q {n_q} does not apply",
+                                parameter="n_q")
         prompt = self.encode(wave)
         seq = self.tokens(self.generate(prompt))
         return self.decode(seq)[..., prompt.shape[-1] * self.hop :]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from steerlab import synth
 from steerlab import provenance
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
-from steerlab.errors import SteerlabError
+from steerlab.errors import ConfigError, SteerlabError
 from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
@@ -54,9 +54,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "train_clips", "val_clips", "val_every"):
             if getattr(self, key) <= 0:
-                raise ValueError(f"{key} must be positive, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}", parameter=key)
         if not self.lr > 0 or not self.clip_seconds > 0:
-            raise ValueError("lr and clip_seconds must be positive")
+            raise ConfigError("lr and clip_seconds must be positive", parameter=("lr", "clip_seconds"))
 
     @property
     def val_seed(self) -> int:
@@ -169,7 +169,7 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
     if codec.cfg.bins != cfg.bins:
         raise SteerlabError(f"the codec has {codec.cfg.bins} codes per codebook but the config says {cfg.bins}")
     if cfg.n_q > codec.n_q:
-        raise SteerlabError(f"the codec has {codec.n_q} codebooks; --n-q {cfg.n_q} is too many")
+        raise SteerlabError(f"the codec has {codec.n_q} codebooks; n_q {cfg.n_q} is too many", parameter="n_q")
     codec_hash = codec.weights_hash()
     train, val = _tokens(codec, codec_hash, cfg, tc, out_dir, log)
     if train.shape[-1] > cfg.max_frames + 1:

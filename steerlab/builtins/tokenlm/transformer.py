@@ -27,6 +27,8 @@ from torch import nn
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.HookedRootModule import HookedRootModule
 
+from steerlab.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class TokenLMConfig:
@@ -43,9 +45,9 @@ class TokenLMConfig:
     def __post_init__(self) -> None:
         for key in ("n_q", "bins", "d_model", "n_layers", "n_heads", "d_mlp", "max_frames"):
             if int(getattr(self, key)) <= 0:
-                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)}")
+                raise ConfigError(f"{key} must be a positive integer, got {getattr(self, key)}", parameter=key)
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
+            raise ConfigError(f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -137,9 +139,9 @@ class TokenTransformer(HookedRootModule):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         b, n_q, t = tokens.shape
         if n_q != self.cfg.n_q:
-            raise ValueError(f"expected {self.cfg.n_q} codebooks, got {n_q}")
+            raise ConfigError(f"expected {self.cfg.n_q} codebooks, got {n_q}")
         if t > self.cfg.max_frames:
-            raise ValueError(f"{t} frames exceed the context of {self.cfg.max_frames}")
+            raise ConfigError(f"{t} frames exceed the context of {self.cfg.max_frames}")
         x = self.pos_embed.weight[:t][None]
         for k, table in enumerate(self.embed):
             x = x + table(tokens[:, k])

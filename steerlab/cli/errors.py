@@ -1,0 +1,57 @@
+"""A library error as the CLI prints it: its first line, with the Python parameters it names
+spelled as the flags of the command that ran.
+
+The library's messages name the parameter a Python caller passed (``chunk_s must be ...``);
+the error carries those names in ``.parameters`` (see :mod:`steerlab.errors`). On the command
+line the user typed a flag, so the message names the flag (``--chunk-s must be ...``). A
+parameter becomes a flag only when the command has an option that sets it: the option whose
+click name is the parameter (``--chunk-s`` is ``chunk_s``, ``--threshold`` is
+``coverage_threshold``), or the one :data:`ALIASES` names where the library and the command
+call the same value differently. Anything else (a key of a TOML config, a field of a file)
+is left as the library wrote it. Every occurrence of the name is replaced, so a library
+message uses a parameter's name only to mean the parameter (``seeds must hold three distinct
+values``, not ``... three distinct seeds``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import click
+
+from steerlab.errors import SteerlabError, first_line
+
+#: library parameter -> the click parameter name of the option that sets it, where they differ
+ALIASES: dict[str, str] = {
+    "kind_of_sae": "variant",
+}
+
+
+def flag_for(parameter: str, command: Optional[click.Command]) -> Optional[str]:
+    """The long flag (``--chunk-s``) of ``command``'s option that sets ``parameter``, or None."""
+    if command is None:
+        return None
+    name = ALIASES.get(parameter, parameter)
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name == name:
+            longs = [o for o in param.opts if o.startswith("--")]
+            return max(longs, key=len) if longs else max(param.opts, key=len)
+    return None
+
+
+def render(exc: SteerlabError, command: Optional[click.Command]) -> str:
+    """The first line of ``exc`` with each parameter it carries that ``command`` has a flag for
+    replaced by the flag (whole words only: ``k`` never touches ``kind``)."""
+    line = first_line(exc)
+    for parameter in getattr(exc, "parameters", ()):
+        flag = flag_for(parameter, command)
+        if flag is not None:
+            line = re.sub(rf"(?<![\w.\-]){re.escape(parameter)}(?![\w\-]|\.\w)", flag, line)
+    return line
+
+
+def leaf_command(group: click.Group, ctx: click.Context) -> Optional[click.Command]:
+    """The subcommand of ``group`` that ``ctx`` was invoking, or None."""
+    name = ctx.invoked_subcommand
+    return group.get_command(ctx, name) if name else None

@@ -1,0 +1,167 @@
+"""Dictionaries resolved for a model, and the learned directions they hold.
+
+:func:`resolve_dictionary` finds a dictionary (a folder, or the name of one shipped with
+the model's weights) and checks it belongs to the model; :func:`check_dictionary_fits` is
+THE check that a dictionary fits a model (and a layer and kind, when given), used by every
+command that reads a dictionary (``intervene --feature``, ``feature-clamp``, ``analyze``);
+:func:`learned_direction` gives a latent's decoder direction as a
+:class:`~steerlab.interventions.Direction`.
+
+The policy, one for all: the dictionary must have been learned on the same model (name) and
+the same weights (its recorded weights hash equals the model's; a dictionary that records no
+weights hash is refused too), its layer must be one of the model's (and the requested one),
+its kind the requested one, and its width that layer's channel count. Only ``analyze`` offers
+a way round the weights check (``allow_weights_mismatch``), and says so in its message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from steerlab.errors import DirectionError, SteerlabError
+from steerlab.interventions import Direction
+from steerlab.loading import layers
+from steerlab.model import AudioModel, LayerInfo
+
+if TYPE_CHECKING:
+    from steerlab.dictionary import Dictionary
+
+
+@dataclass(frozen=True)
+class DictionaryRef:
+    """A dictionary resolved for a model: where it came from and what it holds."""
+
+    spec: str
+    path: Path
+    dictionary: Dictionary
+    config_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.dictionary
+        return {"spec": self.spec, "path": str(self.path), "config_sha256": self.config_sha256, "kind": d.kind,
+                "model": d.model, "model_weights_hash": d.weights_hash, "layer": d.layer, "size": d.config.size}
+
+
+def _named(label: str) -> str:
+    return f"dictionary {label}" if label else "the dictionary"
+
+
+def check_model_name(d: Dictionary, name: str, label: str = "") -> None:
+    """The first part of :func:`check_dictionary_fits`, usable before a model is loaded:
+    :class:`~steerlab.dictionary.DictionaryError` when ``d`` was learned on another model than
+    ``name``. ``label``: how messages name the dictionary (its spec or folder)."""
+    from steerlab.dictionary import DictionaryError
+
+    if d.model != name:
+        raise DictionaryError(f"{_named(label)} was learned on model {d.model!r}, not {name!r}; "
+                              f"use -m {d.model} or a dictionary learned on {name} (`steerlab learn`)")
+
+
+def _check_belongs(d: Dictionary, model: AudioModel, label: str, allow_weights_mismatch: bool | None) -> None:
+    """The model-level part of :func:`check_dictionary_fits`: same model name, same weights."""
+    from steerlab.dictionary import DictionaryError
+
+    check_model_name(d, model.name, label)
+    ours = model.weights_hash()
+    if d.weights_hash != ours and not allow_weights_mismatch:
+        theirs = "no weights hash" if d.weights_hash is None else f"weights {d.weights_hash[:12]}"
+        escape = "" if allow_weights_mismatch is None else ", or pass --allow-weights-mismatch"
+        raise DictionaryError(
+            f"{_named(label)} has {theirs} but {model.name} has weights {ours[:12]}; re-learn it on these weights "
+            f"(`steerlab learn`) or load the weights it was learned on (--checkpoint){escape}")
+
+
+def check_dictionary_fits(dictionary: DictionaryRef | Dictionary, model: AudioModel,
+                          layer: LayerInfo | None = None, kind: str | None = None, *,
+                          allow_weights_mismatch: bool | None = None, label: str | None = None) -> LayerInfo:
+    """Check that a dictionary (a :class:`DictionaryRef` or a loaded ``Dictionary``) fits
+    ``model``, and ``layer`` and ``kind`` (``feature`` or ``archetype``) when given; return the
+    model's layer it describes.
+
+    Refused, with one line (:class:`~steerlab.dictionary.DictionaryError`), in this order: another
+    model; other weights or no recorded weights hash (unless ``allow_weights_mismatch`` is True;
+    False says in the message that it may be, None offers no way round); a layer the model does
+    not have or other than ``layer``; another kind; a width other than the layer's channels.
+    ``label``: how messages name the dictionary (default: the ref's spec)."""
+    from steerlab.dictionary import DictionaryError
+
+    ref = dictionary if isinstance(dictionary, DictionaryRef) else None
+    d = ref.dictionary if ref is not None else dictionary
+    label = label if label is not None else (ref.spec if ref is not None else "")
+    _check_belongs(d, model, label, allow_weights_mismatch)
+    try:
+        info: LayerInfo | None = layers(model).get(d.layer)
+    except SteerlabError:
+        info = None
+    if layer is not None and (info is None or info.name != layer.name):
+        raise DictionaryError(f"{_named(label)} describes layer {d.layer!r}, not {layer.name!r}; "
+                              f"use -l {d.layer} or a dictionary of {layer.name}")
+    if info is None:
+        raise DictionaryError(f"{_named(label)} describes layer {d.layer!r}, which {model.name} does not have; "
+                              "see `steerlab layers`")
+    if kind is not None and d.kind != kind:
+        flag = "--feature" if d.kind == "feature" else "--archetype"
+        raise DictionaryError(f"{_named(label)} holds {d.kind}s, not {kind}s; pass it as {flag} DICT:ID")
+    if d.config.width != info.channels:
+        raise DictionaryError(f"{_named(label)} has width {d.config.width} but layer {info.name!r} has "
+                              f"{info.channels} channels; it is damaged or from another model")
+    return info
+
+
+def resolve_dictionary(spec: str | Path | DictionaryRef, model: AudioModel) -> DictionaryRef:
+    """A dictionary for ``model`` from ``spec``: a folder written by ``steerlab learn``, or
+    the name of a dictionary shipped with the model's weights (``model.shipped_dictionaries()``,
+    listed by ``steerlab dictionaries``), checked to belong to ``model`` (same model, same
+    weights: the first checks of :func:`check_dictionary_fits`, which the caller then runs with
+    its layer and kind)."""
+    from steerlab import dictionary
+    from steerlab.artifacts import file_sha256
+
+    if isinstance(spec, DictionaryRef):
+        ref = spec
+    else:
+        folder = dictionary.locate(spec, model.shipped_dictionaries(), model.name)  # the one name resolver
+        d = dictionary.load(folder)
+        ref = DictionaryRef(str(spec), folder.resolve(), d, file_sha256(folder / dictionary.CONFIG_FILE))
+    _check_belongs(ref.dictionary, model, ref.spec, None)
+    return ref
+
+
+def parse_learned(value: str) -> tuple[str, int]:
+    """``DICT:ID`` -> ``(DICT, ID)``."""
+    spec, sep, index = str(value).rpartition(":")
+    try:
+        j = int(index)
+    except ValueError:
+        j = -1
+    if not sep or not spec or j < 0:
+        raise DirectionError(f"{value!r} is not DICT:ID; give a dictionary folder and a latent number, e.g. dicts/feat:3")
+    return spec, j
+
+
+class LearnedDirection(NamedTuple):
+    """A dictionary latent's decoder direction: the dictionary it came from, the latent's
+    number, and the direction (unpacks as ``ref, latent, direction``)."""
+
+    ref: DictionaryRef
+    latent: int
+    direction: Direction
+
+
+def learned_direction(value: str | tuple[str | Path | DictionaryRef, int], model: AudioModel, layer: str,
+                      kind: str = "feature") -> LearnedDirection:
+    """The decoder direction of latent ``ID`` of dictionary ``DICT`` (``"DICT:ID"`` or a pair),
+    in the layer's activation units (unit norm), checked against the model, layer and kind
+    (:func:`check_dictionary_fits`). Raises :class:`~steerlab.errors.DirectionError` for a
+    latent out of range."""
+    spec, j = parse_learned(value) if isinstance(value, str) else value
+    ref = resolve_dictionary(spec, model)
+    check_dictionary_fits(ref, model, layers(model).get(layer), kind)
+    size = ref.dictionary.config.size
+    if not 0 <= j < size:
+        raise DirectionError(f"{kind} {j} is out of range: dictionary {ref.spec} has {size} {kind}s (0..{size - 1})")
+    vec = ref.dictionary.directions[j].detach().double().numpy()
+    provenance = {"source": kind, "id": j, "dictionary": ref.to_json()}
+    return LearnedDirection(ref, j, Direction(vec, provenance))

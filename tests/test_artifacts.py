@@ -1,0 +1,55 @@
+"""The one JSON cleaner and the one config hash (steerlab.artifacts): what they write, and that the
+hashes already recorded in artifacts keep their values."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from steerlab.artifacts import canonical_json, clean_json, config_hash
+
+
+def test_clean_json_makes_plain_json():
+    doc = {"a": np.float32(0.5), "b": [np.int64(3), (1.0, math.inf)], 7: {"_work": 1, "x": np.array([[1, 2]])},
+           "nan": float("nan"), "np_nan": np.float64("nan"), "flag": np.bool_(True)}
+    out = clean_json(doc)
+    assert out == {"a": 0.5, "b": [3, [1.0, None]], "7": {"_work": 1, "x": [[1, 2]]}, "nan": None, "np_nan": None,
+                   "flag": True}
+    assert type(out["b"][0]) is int and type(out["flag"]) is bool
+    json.dumps(out, allow_nan=False)  # standard JSON
+    assert clean_json(doc, drop_private=True)["7"] == {"x": [[1, 2]]}
+
+
+def test_config_hash_is_the_canonical_json_digest_in_both_recorded_forms():
+    obj = {"b": [1, (2, 3)], "a": {"y": 0.1, "x": None}}
+    assert canonical_json(obj) == '{"a":{"x":null,"y":0.1},"b":[1,[2,3]]}'
+    assert canonical_json(obj, compact=False) == '{"a": {"x": null, "y": 0.1}, "b": [1, [2, 3]]}'
+    assert config_hash(obj) == "5cdd81a2f3124afb" and len(config_hash(obj, None)) == 64
+    assert config_hash(obj, 8) == config_hash(obj)[:8]
+
+
+def test_recorded_model_config_hashes_keep_their_values():
+    """Checkpoint folders record their config's hash (the spaced form): it must still match."""
+    from steerlab.builtins.encodec.codec import CodecConfig
+    from steerlab.builtins.samplecnn.model import SampleCNNConfig
+
+    assert CodecConfig().config_hash() == "dd1aa67fd4c7580d"
+    folder = Path(__file__).parents[1] / "steerlab" / "builtins" / "samplecnn" / "weights"
+    for name in ("samplecnn_24khz", "samplecnn_instruments_24khz"):
+        record = json.loads((folder / name / "config.json").read_text())
+        assert SampleCNNConfig.from_json(record["samplecnn"]).config_hash() == record["config_hash"]
+
+
+def test_stimulus_keys_keep_their_values():
+    """A key written before the one hash (tests/data/golden, partials --quick) is found again."""
+    import gzip
+
+    from steerlab.stimuli import StimulusSpec
+
+    golden = Path(__file__).parent / "data" / "golden" / "partials-quick-results.jsonl.gz"
+    with gzip.open(golden, "rt") as fh:
+        row = json.loads(fh.readline())
+    assert StimulusSpec.from_dict(row["stimulus"]).key() == row["stimulus_key"]
