@@ -64,7 +64,7 @@ def main() -> None:
     print(f"{'model':<34}{'input':>12}{'bare s':>9}{'traced':>9}{'ratio':>7}{'+score':>9}{'ratio':>7}")
     for model in (embedded, official):
         layer = api.layers(model).get("encoder.6.conv")
-        spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), kind="add",
+        spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), intervention="add",
                                     strength=Strength(1.0, "absolute"))
         d = spec.direction.unit()
         for seconds, batch in cases:

@@ -83,7 +83,7 @@ from steerlab.stimuli import FAMILIES, Infeasible, StimulusSpec, partials
 ALIASED_CREDIT = 0.5
 # The stimulus CLI's first fundamental; harmonic and chord mixtures need one.
 DEFAULT_F0 = 110.0
-_SPEC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StimulusSpec)}
+_SPEC_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(StimulusSpec)}
 
 
 def alias_hz(f: float, rate: float) -> float:

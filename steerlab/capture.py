@@ -1,6 +1,6 @@
 """Corpora and activation streams: the data that features and archetypes are learned from.
 
-A :class:`Corpus` turns ``--data`` specs into clips ``(clip_id, wave [channels, samples])``
+A :class:`Corpus` turns specs (the CLI's ``--data``) into clips ``(clip_id, wave [channels, samples])``
 at a model's rate, lazily, one clip at a time:
 
 - a folder (searched recursively) or a single file of audio (``.wav .flac .ogg .mp3``,
@@ -60,7 +60,7 @@ Clip = tuple[str, Any]  # (clip_id, wave [channels, samples]: numpy array or tor
 SKIP_BAD_FILES_FLAG = "--skip-bad-files"
 
 
-def check_audio_files(paths: Iterable[str | Path], skip_bad: bool = False, label: str = "--data"
+def check_audio_files(paths: Iterable[str | Path], skip_bad: bool = False, label: str = "specs"
                       ) -> tuple[list[Path], list[dict[str, str]]]:
     """Decode every file of ``paths`` once (:func:`steerlab.audio.scan`: header readable, at
     least one sample decodes, every sample finite) before any expensive work.
@@ -76,10 +76,10 @@ def check_audio_files(paths: Iterable[str | Path], skip_bad: bool = False, label
 
     from steerlab import audio
 
-    paths = [Path(p) for p in paths]
+    files = [Path(p) for p in paths]
     usable: list[Path] = []
     bad: list[dict[str, str]] = []
-    for p in paths:
+    for p in files:
         try:
             audio.scan(p)
         except (AudioError, sf.SoundFileError, OSError, ValueError, RuntimeError) as exc:
@@ -87,8 +87,9 @@ def check_audio_files(paths: Iterable[str | Path], skip_bad: bool = False, label
             continue
         usable.append(p)
     if bad and not skip_bad:
-        raise BadFilesError(f"{label}: {len(bad)} of {len(paths)} audio files cannot be used (first: "
-                            f"{bad[0]['reason']}); fix or remove them, or pass {SKIP_BAD_FILES_FLAG} to skip them")
+        raise BadFilesError(f"{label}: {len(bad)} of {len(files)} audio files cannot be used (first: "
+                            f"{bad[0]['reason']}); fix or remove them, or pass skip_bad_files to skip them",
+                            parameter=("specs", "skip_bad_files"))
     return usable, bad
 
 
@@ -253,8 +254,8 @@ class FileSource:
             except (AudioError, sf.SoundFileError, OSError, ValueError, RuntimeError) as exc:
                 reason = first_line(exc) + (f" (after {chunks} chunks had been used)" if chunks else "")
                 if not skip_bad:
-                    raise BadFilesError(f"--data {self.spec}: {reason}; fix or remove the file, or pass "
-                                        f"{SKIP_BAD_FILES_FLAG} to skip it") from None
+                    raise BadFilesError(f"specs {self.spec}: {reason}; fix or remove the file, or pass "
+                                        "skip_bad_files to skip it", parameter=("specs", "skip_bad_files")) from None
                 manifest.skip(p, reason)
                 continue
             manifest.files_used += 1
@@ -292,11 +293,12 @@ _KIND_N = re.compile(r"^([a-z_]+):(\S+)$")
 
 
 def parse_source(spec: str) -> Source:
-    """A ``--data`` spec as a source; an existing path wins over the ``kind:N`` forms."""
+    """A corpus spec (an item of :class:`Corpus`'s ``specs``) as a source; an existing path wins over the ``kind:N`` forms."""
     p = Path(spec).expanduser()
     if p.exists():
         if not p.is_dir() and p.suffix.lower() not in AUDIO_SUFFIXES:
-            raise CorpusError(f"--data {spec}: not a folder or an audio file ({', '.join(AUDIO_SUFFIXES)})")
+            raise CorpusError(f"specs {spec}: not a folder or an audio file ({', '.join(AUDIO_SUFFIXES)})",
+                              parameter="specs")
         return FileSource(p)
     m = _KIND_N.match(spec)
     if m and m.group(1) in REFERENCE_KINDS:
@@ -305,14 +307,14 @@ def parse_source(spec: str) -> Source:
         except ValueError:
             n = 0
         if n < 1:
-            raise CorpusError(f"--data {spec}: N must be a whole number >= 1 (e.g. {m.group(1)}:100)")
+            raise CorpusError(f"specs {spec}: N must be a whole number >= 1 (e.g. {m.group(1)}:100)", parameter="specs")
         return SyntheticSource(m.group(1), n)
     from steerlab.validation import nearest
 
     close = nearest(m.group(1), REFERENCE_KINDS) if m else None
     hint = f" Did you mean {close}:{m.group(2)}?" if close and m else ""
-    raise CorpusError(f"--data {spec}: no such file or folder, and not one of "
-                      f"{', '.join(k + ':N' for k in REFERENCE_KINDS)}.{hint}")
+    raise CorpusError(f"specs {spec}: no such file or folder, and not one of "
+                      f"{', '.join(k + ':N' for k in REFERENCE_KINDS)}.{hint}", parameter="specs")
 
 
 class Corpus:
@@ -328,8 +330,8 @@ class Corpus:
         self._bad: dict[str, str] | None = None  # path -> reason, once check_files has run
         self.sources: list[Source] = [parse_source(s) if isinstance(s, str) else s for s in specs]
         if not self.sources:
-            raise CorpusError("no --data given; pass a folder of audio, an audio file, or synth:N, noise:N, flat:N,"
-                              " sines:N")
+            raise CorpusError("specs is empty; give a folder of audio, an audio file, or synth:N, noise:N, flat:N,"
+                              " sines:N", parameter="specs")
         if not (clip_seconds > 0 and math.isfinite(clip_seconds)):
             raise CorpusError(f"clip length must be a positive number of seconds, got {clip_seconds!r}")
         if not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
@@ -367,7 +369,7 @@ class Corpus:
         corpus was not made with ``skip_bad_files=True``."""
         if self._bad is None:
             paths = [p for s in self.sources if isinstance(s, FileSource) for p in s.files()]
-            label = "--data " + ", ".join(s.spec for s in self.sources if isinstance(s, FileSource))
+            label = "specs " + ", ".join(s.spec for s in self.sources if isinstance(s, FileSource))
             _, bad = check_audio_files(paths, self.skip_bad_files, label)
             self._bad = {b["path"]: b["reason"] for b in bad}
         return [{"path": p, "reason": r} for p, r in self._bad.items()]
@@ -434,7 +436,7 @@ def _rows(act: Any, mode: str) -> Any:
 
 def stream_vectors(
     model: Any,
-    corpus: Iterable[Clip],
+    corpus: Corpus | Iterable[Clip],
     layer: Any,
     mode: str = "features",
     subsample: float | None = None,
@@ -470,10 +472,9 @@ def stream_vectors(
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1; got {value!r}", parameter=name)
     info = layers(model).get(layer) if isinstance(layer, str) else layer
-    is_corpus = isinstance(corpus, Corpus)
     if manifest is None:
-        manifest = corpus.new_manifest() if is_corpus else Manifest()
-    clips = corpus.clips(manifest) if is_corpus else iter(corpus)
+        manifest = corpus.new_manifest() if isinstance(corpus, Corpus) else Manifest()
+    clips = corpus.clips(manifest) if isinstance(corpus, Corpus) else iter(corpus)
     gen = torch.Generator().manual_seed(int(seed))
     limit = batch_seconds * model.sample_rate
     pending: list[Any] = []
@@ -518,7 +519,8 @@ def stream_vectors(
     if buffered:
         yield flush()
     if manifest.vectors == 0:
-        raise CorpusError(_empty_message(manifest, info.name, mode, subsample))
+        raise CorpusError(_empty_message(manifest, info.name, mode, subsample),
+                          parameter="subsample" if subsample is not None and subsample < 1 else None)
 
 
 def _empty_message(manifest: Manifest, layer: str, mode: str, subsample: float | None) -> str:
@@ -531,7 +533,7 @@ def _empty_message(manifest: Manifest, layer: str, mode: str, subsample: float |
         return f"no usable audio in {where}: {manifest.files_seen} audio files seen{skipped}"
     why = "clips shorter than two frames" if mode == "archetypes" else "clips with no frames"
     if subsample is not None and subsample < 1:
-        why += f" or --subsample {subsample:g} too small"
+        why += f" or subsample {subsample:g} too small"
     return f"{manifest.clips} clips from {where} gave no {mode} vectors at {layer} ({why})"
 
 

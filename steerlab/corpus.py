@@ -333,7 +333,8 @@ def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed
     lengths = np.array([len(x) for _, x in usable], dtype=float)
     quota = np.maximum(1, np.round(count * lengths / lengths.sum())).astype(int)
     with _Staged(out_dir) as out:
-        clips, skipped = [], 0
+        clips: list[dict] = []
+        skipped = 0
         for fi, ((path, x), k) in enumerate(zip(usable, quota)):
             rng = np.random.default_rng([seed, fi])
             sha = file_sha256(path)

@@ -2,12 +2,12 @@
 
 A dictionary is a folder::
 
-    config.json           format name and version, model, weights hash, layer, kind,
+    config.json           format name and version, model, weights hash, layer, target (key ``kind``),
                           width, size, k, normalisation statistics, data, metrics, versions
     weights.safetensors   W_enc [width, size], b_enc [size], W_dec [size, width], b_dec [width],
                           center [width], scale [], data_mean [width] (float64)
 
-``kind`` is ``"feature"`` (an SAE over response vectors ``r_t``) or ``"archetype"``
+The target (stored under the key ``kind``) is ``"feature"`` (an SAE over response vectors ``r_t``) or ``"archetype"``
 (an SAE over generators ``g_t = r_{t+1} - r_t``; not the "archetypal SAE" of the
 SAE literature). Folders are written into a temporary folder beside the target
 and renamed into place, so a crash never leaves half a dictionary; ``load``
@@ -37,21 +37,21 @@ from steerlab.artifacts import clean_json, file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
 from steerlab import schema, validation as check
 from steerlab.errors import DictionaryError, OutputError, first_line
-from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
+from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS, STORED_KEYS
 from steerlab.sae import DataStats, SAEConfig, SparseAutoencoder
 
 FORMAT = "steerlab-dictionary"
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
-KINDS = ("feature", "archetype")
+TARGETS = ("feature", "archetype")
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 _TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "center", "scale")
 
 GAMMA_DEFINITION = ("gamma = ||mean|| / sqrt(sum_i var_i), over the training data before normalisation; "
                     "null when the data has no spread")
-KIND_NOTE = ("feature: SAE over response vectors r_t; archetype: SAE over generators g_t = r_{t+1} - r_t "
-             "(not the 'archetypal SAE' of the SAE literature)")
+TARGET_NOTE = ("feature: SAE over response vectors r_t; archetype: SAE over generators g_t = r_{t+1} - r_t "
+               "(not the 'archetypal SAE' of the SAE literature)")
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Dictionary:
     sae: SparseAutoencoder
     model: str
     layer: str
-    kind: str = "feature"
+    target: str = "feature"
     weights_hash: str | None = None
     data_description: str = ""
     data_hash: str | None = None
@@ -75,7 +75,7 @@ class Dictionary:
     data_manifest: dict[str, Any] | None = None  # what the corpus held (steerlab.capture.Manifest), if known
 
     def __post_init__(self) -> None:
-        check.choice("kind", self.kind, KINDS, what="dictionary kind")
+        check.choice("target", self.target, TARGETS, what="dictionary target")
         if self.stats is None:
             self.stats = self.sae.stats
         if self.data_hash is None and self.stats is not None:
@@ -100,6 +100,8 @@ class Dictionary:
         return (self.sae.W_dec.detach().double() * float(self.sae.scale)).float()
 
     def to_json(self) -> dict[str, Any]:
+        """The ``config.json`` document. The format keeps its keys: the target is stored under
+        ``kind`` and the SAE's architecture under ``sae.kind_of_sae`` (and ``architecture``)."""
         cfg = self.config
         stats = self.stats.to_json() if self.stats is not None else None
         return {
@@ -108,12 +110,12 @@ class Dictionary:
             "model": self.model,
             "weights_hash": self.weights_hash,
             "layer": self.layer,
-            "kind": self.kind,
-            "kind_note": KIND_NOTE,
-            "architecture": cfg.kind_of_sae,
+            "kind": self.target,  # the format keeps its key: "kind" holds the target
+            "kind_note": TARGET_NOTE,
+            "architecture": cfg.architecture,
             "width": cfg.width,
             "size": cfg.size,
-            "k": cfg.k if cfg.kind_of_sae == "topk" else None,
+            "k": cfg.k if cfg.architecture == "topk" else None,
             "seed": cfg.seed,
             "sae": cfg.to_dict(),
             "normalization": {"center": cfg.center, "normalize": cfg.normalize, "scale": float(self.sae.scale),
@@ -191,14 +193,14 @@ _STATS_SCHEMA = {
 CONFIG_SCHEMA: dict[str, schema.Field] = {
     "model": schema.string(nonempty=True),
     "layer": schema.string(nonempty=True),
-    "kind": schema.one_of(*KINDS),
+    "kind": schema.one_of(*TARGETS),
     "weights_hash": schema.nullable(schema.string(nonempty=True)),
     "architecture": schema.one_of("topk", "relu"),
     "width": schema.integer(1),
     "size": schema.integer(1),
     "k": schema.nullable(schema.integer(1)),
     "seed": schema.integer(),
-    "sae": schema.obj({f.name: _SAE_FIELDS[f.name] for f in dataclass_fields(SAEConfig)}),
+    "sae": schema.obj({key: _SAE_FIELDS[key] for key in (STORED_KEYS.get(f.name, f.name) for f in dataclass_fields(SAEConfig))}),
     "normalization": schema.obj({"center": schema.boolean(), "normalize": schema.boolean(),
                                  "scale": schema.number(above=0),
                                  "stats": schema.nullable(schema.obj(_STATS_SCHEMA))}),
@@ -303,7 +305,7 @@ def load(folder: str | Path) -> Dictionary:
         stats = DataStats(s["n_vectors"], tensors["data_mean"], s["mean_norm"], s["std_norm"], s["gamma"],
                           s["data_sha256"])
     sae.stats = stats
-    return Dictionary(sae=sae, model=doc["model"], layer=doc["layer"], kind=doc["kind"],
+    return Dictionary(sae=sae, model=doc["model"], layer=doc["layer"], target=doc["kind"],
                       weights_hash=doc["weights_hash"], data_description=data["description"],
                       data_hash=data["sha256"], stats=stats, metrics=doc["metrics"], versions=doc["versions"],
                       data_manifest=data.get("manifest"))
@@ -355,7 +357,7 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
     from safetensors.torch import save_file
 
     cfg = d.config
-    topk = cfg.kind_of_sae == "topk"
+    topk = cfg.architecture == "topk"
     doc: dict[str, Any] = {
         "architecture": "topk" if topk else "standard",
         "d_in": cfg.width,
@@ -371,7 +373,7 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
         "finetuning_scaling_factor": False,
         "normalize_activations": "none",
         "reshape_activations": "none",
-        "steerlab": {"format": FORMAT, "version": VERSION, "kind": d.kind, "kind_note": KIND_NOTE,
+        "steerlab": {"format": FORMAT, "version": VERSION, "kind": d.target, "kind_note": TARGET_NOTE,
                      "weights_hash": d.weights_hash, "data_sha256": d.data_hash,
                      "normalization_folded": {"center": cfg.center, "normalize": cfg.normalize,
                                               "scale": float(d.sae.scale)},

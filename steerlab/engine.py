@@ -39,12 +39,12 @@ CODES = "codes"
 class ResolvedIntervention:
     """An :class:`InterventionSpec` resolved for one model, once: everything a patched pass
     looks up. ``direction``: ``[channels]`` float32 (unit unless ``normalize_direction`` is
-    False), or None; ``kind``: the registered intervention type; ``owner``: the plugin that
+    False), or None; ``intervention_type``: the registered intervention type; ``owner``: the plugin that
     registered it (named when it fails)."""
 
     spec: InterventionSpec
     layer: LayerInfo
-    kind: Any
+    intervention_type: Any
     owner: str
     path: str
     direction: torch.Tensor | None
@@ -69,23 +69,25 @@ def resolve(model: AudioModel, spec: InterventionSpec, max_batch: int = 16,
     from steerlab import interventions as iv
 
     layer = layers(model).get(spec.layer)
-    kind = plugins.interventions().get(spec.kind)
+    itype = plugins.interventions().get(spec.intervention)
     path = model.check_path(spec.path or model.default_path)
     check_n_q(model, path, spec.n_q)
     if spec.direction is None:
-        if iv.needs_direction(kind):
-            raise DirectionError(f"intervention {spec.kind!r} needs a direction: give --direction FILE, --channel K, "
-                                 "--feature DICT:ID or --archetype DICT:ID")
+        if iv.needs_direction(itype):
+            raise DirectionError(f"intervention {spec.intervention!r} needs a direction: pass a steerlab.Direction as "
+                                 "direction (channel_direction, learned_direction or Direction(array))",
+                                 parameter="direction")
     else:
         spec.direction.check_fits(layer)
     direction = _direction_tensor(spec)
-    owner = plugins.interventions().owners.get(kind.name, "unknown")
+    owner = plugins.interventions().owners.get(itype.name, "unknown")
     if prepared is None:
-        prepared = plugins.guarded(owner, f"preparing intervention {kind.name!r}", iv.prepare, kind, model, layer,
+        prepared = plugins.guarded(owner, f"preparing intervention {itype.name!r}", iv.prepare, itype, model, layer,
                                    direction, spec.options, iv.RunContext(path, spec.n_q, max_batch))
-    elif prepared.kind != spec.kind:
-        raise InterventionError(f"prepared state is for {prepared.kind!r}, not {spec.kind!r}; call api.prepare again")
-    return ResolvedIntervention(spec, layer, kind, owner, path, direction, prepared)
+    elif prepared.intervention != spec.intervention:
+        raise InterventionError(f"prepared state is for {prepared.intervention!r}, not {spec.intervention!r}; "
+                                "call api.prepare again", parameter="prepared")
+    return ResolvedIntervention(spec, layer, itype, owner, path, direction, prepared)
 
 
 def prepare(model: AudioModel, spec: InterventionSpec, max_batch: int = 16) -> Prepared:
@@ -107,8 +109,8 @@ def check_items(resolved: ResolvedIntervention, lengths: Sequence[int], names: S
     for i, n in enumerate(lengths):
         frames = r.layer.frames_for(int(n))
         try:
-            plugins.guarded(r.owner, f"checking intervention {r.kind.name!r}", iv.check_item, r.kind, r.prepared,
-                            frames, r.spec.span.frames(r.layer, frames))
+            plugins.guarded(r.owner, f"checking intervention {r.intervention_type.name!r}", iv.check_item,
+                            r.intervention_type, r.prepared, frames, r.spec.span.frames(r.layer, frames))
         except InterventionError as exc:
             name = names[i] if names else f"input {i}"
             raise InterventionError(f"{name}: {exc}") from None
@@ -129,13 +131,13 @@ EditRule = Callable[[ResolvedIntervention, "torch.Tensor", int], "tuple[float, t
 
 def spec_rule(r: ResolvedIntervention, act: torch.Tensor, n_frames: int) -> tuple[float, torch.Tensor, dict]:
     """The spec's own rule: ``v`` is its strength resolved on the input's valid frames (relative
-    to their RMS norm, or of their motion, per the type's value kind), ``w`` its span's weights
+    to their RMS norm, or of their motion, per the type's value scale), ``w`` its span's weights
     (0 on padding frames). Records the layer's RMS norms, the span's frames and its fade-in."""
     from steerlab.interventions import rms_norm, rms_step_norm
 
     spec = r.spec
     valid = act[:, :n_frames]
-    value = spec.strength.resolve(valid, r.prepared.value_kind)
+    value = spec.strength.resolve(valid, r.prepared.value_scale)
     weight = spec.span.weights(r.layer, n_frames, act.shape[-1])
     return value, weight, {"layer_rms_norm": rms_norm(valid), "layer_rms_step_norm": rms_step_norm(valid),
                            "span_frames": list(spec.span.frames(r.layer, n_frames)), "fade_frames": spec.span.fade_in,
@@ -164,7 +166,7 @@ def _edit(patch: Patch, info: dict[str, Any]) -> Callable:
         value, weight, record = rule(r, a, n_frames)
         d = r.direction.to(a.device, a.dtype) if r.direction is not None else None
         info.update(value=value, **record)
-        return plugins.guarded(r.owner, f"intervention {r.kind.name!r}", iv.apply, r.kind, a, d, value,
+        return plugins.guarded(r.owner, f"intervention {r.intervention_type.name!r}", iv.apply, r.intervention_type, a, d, value,
                                weight.to(a.device, a.dtype), r.prepared.state)[None]
 
     return edit

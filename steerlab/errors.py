@@ -89,12 +89,12 @@ class AudioError(SteerlabError):
 class UnknownNameError(SteerlabError, KeyError):
     """An unknown model, layer, intervention or scorer name."""
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str], parameter: Parameters = None):
+    def __init__(self, what: str, name: str, valid: Iterable[str], parameter: Parameters = None):
         from steerlab.validation import did_you_mean
 
         valid = sorted(valid)
-        self.kind, self.name, self.valid = kind, name, valid
-        super().__init__(f"unknown {kind} {name!r}.{did_you_mean(name, valid)} Valid {kind}s: "
+        self.what, self.name, self.valid = what, name, valid
+        super().__init__(f"unknown {what} {name!r}.{did_you_mean(name, valid)} Valid {what}s: "
                          f"{', '.join(valid) or '(none)'}", parameter=parameter)
 
     def __str__(self) -> str:  # KeyError would quote the message

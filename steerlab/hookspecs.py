@@ -63,7 +63,7 @@ def steerlab_register_interventions(registry: "InterventionRegistry") -> None:
 
     Called once. Call ``registry.add(intervention)`` with an object satisfying
     :class:`steerlab.interventions.InterventionType`: ``name``, ``formula``,
-    ``description``, ``value_kind`` and ``apply(act, direction, value, weight, state)
+    ``description``, ``value_scale`` and ``apply(act, direction, value, weight, state)
     -> Tensor``, plus the optional members that protocol documents (``prepare``,
     ``needs_direction``, ``check``, ``options_help``, ...); see docs/interventions.md.
     A failure is recorded and the other plugins still register.

@@ -33,7 +33,8 @@ from steerlab.errors import DirectionError, InterventionError, first_line
 from steerlab.model import LayerInfo
 
 STRENGTH_MODES = ("relative", "absolute")
-VALUE_KINDS = ("strength", "motion", "factor", "none")
+#: what the strength's ``alpha`` is scaled by to become the value ``v`` (a type's ``value_scale``)
+VALUE_SCALES = ("strength", "motion", "factor", "none")
 
 
 @runtime_checkable
@@ -44,7 +45,7 @@ class InterventionType(Protocol):
 
     - ``name``, ``formula`` (one line, in the notation of ``docs/interventions.md``),
       ``description``;
-    - ``value_kind``: how the CLI's ``--alpha`` becomes the value ``v``: ``"strength"``
+    - ``value_scale``: what the strength's ``alpha`` (the CLI's ``--alpha``) is scaled by to become the value ``v``: ``"strength"``
       (``alpha``, times the layer's RMS activation norm on that input in relative
       mode), ``"motion"`` (``alpha``, times the RMS norm of the layer's generators
       ``r_{t+1} - r_t`` on that input in relative mode), ``"factor"`` (``alpha`` as given)
@@ -75,7 +76,7 @@ class InterventionType(Protocol):
       source shorter than the span).
     - ``options_help: Mapping[str, str]``: the option names the type accepts, with a line
       each; other names are refused. Absent: the type accepts no options.
-    - ``value_kind_for(options) -> str``: when the value's meaning depends on an option
+    - ``value_scale_for(options) -> str``: when the value's meaning depends on an option
       (``feature-clamp``'s ``mode``).
     - ``chunkable: bool = True``. False: the patch of a frame depends on frames before it
       or on absolute time (``archetype``'s running sum, ``patch``'s alignment), so a long
@@ -86,7 +87,7 @@ class InterventionType(Protocol):
     name: str
     formula: str
     description: str
-    value_kind: str
+    value_scale: str
 
     def apply(self, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
               state: Any = None) -> torch.Tensor:
@@ -94,48 +95,48 @@ class InterventionType(Protocol):
         ...
 
 
-def needs_direction(kind: Any) -> bool:
+def needs_direction(itype: Any) -> bool:
     """Whether the type refuses to run without a direction (``needs_direction``, default True)."""
-    return bool(getattr(kind, "needs_direction", True))
+    return bool(getattr(itype, "needs_direction", True))
 
 
-def is_chunkable(kind: Any) -> bool:
+def is_chunkable(itype: Any) -> bool:
     """Whether a long input may be patched in chunks (``chunkable``, default True)."""
-    return bool(getattr(kind, "chunkable", True))
+    return bool(getattr(itype, "chunkable", True))
 
 
-def options_help(kind: Any) -> dict[str, str]:
+def options_help(itype: Any) -> dict[str, str]:
     """The type's option names with a line of help each (``options_help``, default none)."""
-    return dict(getattr(kind, "options_help", None) or {})
+    return dict(getattr(itype, "options_help", None) or {})
 
 
-def value_kind(kind: Any, options: Mapping[str, Any]) -> str:
-    """How the strength becomes the value for these options: one of :data:`VALUE_KINDS`."""
-    chooser = getattr(kind, "value_kind_for", None)
-    out = chooser(options) if chooser is not None else kind.value_kind
-    if out not in VALUE_KINDS:
-        raise InterventionError(f"intervention {kind.name!r} has value kind {out!r}; expected one of {VALUE_KINDS}")
+def value_scale(itype: Any, options: Mapping[str, Any]) -> str:
+    """How the strength becomes the value for these options: one of :data:`VALUE_SCALES`."""
+    chooser = getattr(itype, "value_scale_for", None)
+    out = chooser(options) if chooser is not None else itype.value_scale
+    if out not in VALUE_SCALES:
+        raise InterventionError(f"intervention {itype.name!r} has value scale {out!r}; expected one of {VALUE_SCALES}")
     return out
 
 
-def check_options(kind: Any, options: Mapping[str, Any]) -> None:
+def check_options(itype: Any, options: Mapping[str, Any]) -> None:
     """Refuse option names the type does not take, listing the ones it does."""
     from steerlab.validation import did_you_mean
 
-    valid = options_help(kind)
+    valid = options_help(itype)
     for key in options:
         if key not in valid:
             hint = did_you_mean(str(key), valid)
             listed = ", ".join(sorted(valid)) or "none"
-            raise InterventionError(f"intervention {kind.name!r} takes no option {key!r}.{hint} "
+            raise InterventionError(f"intervention {itype.name!r} takes no option {key!r}.{hint} "
                                     f"Its options: {listed} (see `steerlab interventions`)")
 
 
-def apply(kind: Any, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
+def apply(itype: Any, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
           state: Any = None) -> torch.Tensor:
-    """``kind.apply(act, direction, value, weight, state)``: the patched ``[channels, frames]``
+    """``itype.apply(act, direction, value, weight, state)``: the patched ``[channels, frames]``
     (see :class:`InterventionType`); ``state`` is what :func:`prepare` returned."""
-    return kind.apply(act, direction, value, weight, state)
+    return itype.apply(act, direction, value, weight, state)
 
 
 def json_safe(value: Any) -> Any:
@@ -174,24 +175,25 @@ class RunContext:
 class Prepared:
     """What :func:`prepare` computed for one run: the type's state and its JSON summary."""
 
-    kind: str
+    intervention: str
     state: Any = None
     summary: dict[str, Any] | None = None
-    value_kind: str = "strength"
+    value_scale: str = "strength"
 
     def __post_init__(self) -> None:
-        if self.value_kind not in VALUE_KINDS:
-            raise InterventionError(f"value kind must be one of {VALUE_KINDS}, got {self.value_kind!r}")
+        if self.value_scale not in VALUE_SCALES:
+            raise InterventionError(f"value_scale must be one of {VALUE_SCALES}, got {self.value_scale!r}",
+                                    parameter="value_scale")
 
 
-def prepare(kind: Any, model: Any, layer: LayerInfo, direction: torch.Tensor | None,
+def prepare(itype: Any, model: Any, layer: LayerInfo, direction: torch.Tensor | None,
             options: Mapping[str, Any], context: RunContext | None = None) -> Prepared:
     """Check the options, run the type's ``prepare`` (if any) and summarise its state."""
-    check_options(kind, options)
-    vk = value_kind(kind, options)
-    fn = getattr(kind, "prepare", None)
+    check_options(itype, options)
+    scale = value_scale(itype, options)
+    fn = getattr(itype, "prepare", None)
     if fn is None:
-        return Prepared(kind.name, None, None, vk)
+        return Prepared(itype.name, None, None, scale)
     try:
         wants_context = "context" in inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -204,12 +206,12 @@ def prepare(kind: Any, model: Any, layer: LayerInfo, direction: torch.Tensor | N
     if state is not None:
         to_json = getattr(state, "to_json", None)
         summary = json_safe(to_json()) if callable(to_json) else {"state": type(state).__name__}
-    return Prepared(kind.name, state, summary, vk)
+    return Prepared(itype.name, state, summary, scale)
 
 
-def check_item(kind: Any, prepared: Prepared, n_frames: int, span_frames: tuple[int, int]) -> None:
+def check_item(itype: Any, prepared: Prepared, n_frames: int, span_frames: tuple[int, int]) -> None:
     """The type's ``check`` on one input (``n_frames`` at the layer, the span as ``[first, last)``), if it has one."""
-    fn = getattr(kind, "check", None)
+    fn = getattr(itype, "check", None)
     if fn is not None:
         fn(prepared.state, n_frames, span_frames)
 
@@ -375,10 +377,11 @@ class Strength:
         if self.mode not in STRENGTH_MODES:
             raise InterventionError(f"strength mode must be one of {STRENGTH_MODES}, got {self.mode!r}")
 
-    def resolve(self, act: torch.Tensor, kind: str = "strength") -> float:
-        """The value ``v`` for an item's valid activation ``[channels, frames]`` and a value kind."""
-        if kind == "none":
+    def resolve(self, act: torch.Tensor, scale: str = "strength") -> float:
+        """The value ``v`` for an item's valid activation ``[channels, frames]`` and a value scale
+        (one of :data:`VALUE_SCALES`)."""
+        if scale == "none":
             return 0.0
-        if kind == "factor" or self.mode == "absolute":
+        if scale == "factor" or self.mode == "absolute":
             return self.alpha
-        return self.alpha * (rms_step_norm(act) if kind == "motion" else rms_norm(act))
+        return self.alpha * (rms_step_norm(act) if scale == "motion" else rms_norm(act))

@@ -2,7 +2,7 @@
 
 :func:`resolve_dictionary` finds a dictionary (a folder, or the name of one shipped with
 the model's weights) and checks it belongs to the model; :func:`check_dictionary_fits` is
-THE check that a dictionary fits a model (and a layer and kind, when given), used by every
+THE check that a dictionary fits a model (and a layer and target, when given), used by every
 command that reads a dictionary (``intervene --feature``, ``feature-clamp``, ``analyze``);
 :func:`learned_direction` gives a latent's decoder direction as a
 :class:`~steerlab.interventions.Direction`.
@@ -10,7 +10,7 @@ command that reads a dictionary (``intervene --feature``, ``feature-clamp``, ``a
 The policy, one for all: the dictionary must have been learned on the same model (name) and
 the same weights (its recorded weights hash equals the model's; a dictionary that records no
 weights hash is refused too), its layer must be one of the model's (and the requested one),
-its kind the requested one, and its width that layer's channel count. Only ``analyze`` offers
+its target (features or archetypes) the requested one, and its width that layer's channel count. Only ``analyze`` offers
 a way round the weights check (``allow_weights_mismatch``), and says so in its message.
 """
 
@@ -40,7 +40,7 @@ class DictionaryRef:
 
     def to_json(self) -> dict[str, Any]:
         d = self.dictionary
-        return {"spec": self.spec, "path": str(self.path), "config_sha256": self.config_sha256, "kind": d.kind,
+        return {"spec": self.spec, "path": str(self.path), "config_sha256": self.config_sha256, "kind": d.target,
                 "model": d.model, "model_weights_hash": d.weights_hash, "layer": d.layer, "size": d.config.size}
 
 
@@ -74,21 +74,21 @@ def _check_belongs(d: Dictionary, model: AudioModel, label: str, allow_weights_m
 
 
 def check_dictionary_fits(dictionary: DictionaryRef | Dictionary, model: AudioModel,
-                          layer: LayerInfo | None = None, kind: str | None = None, *,
+                          layer: LayerInfo | None = None, target: str | None = None, *,
                           allow_weights_mismatch: bool | None = None, label: str | None = None) -> LayerInfo:
     """Check that a dictionary (a :class:`DictionaryRef` or a loaded ``Dictionary``) fits
-    ``model``, and ``layer`` and ``kind`` (``feature`` or ``archetype``) when given; return the
+    ``model``, and ``layer`` and ``target`` (``feature`` or ``archetype``) when given; return the
     model's layer it describes.
 
     Refused, with one line (:class:`~steerlab.dictionary.DictionaryError`), in this order: another
     model; other weights or no recorded weights hash (unless ``allow_weights_mismatch`` is True;
     False says in the message that it may be, None offers no way round); a layer the model does
-    not have or other than ``layer``; another kind; a width other than the layer's channels.
+    not have or other than ``layer``; another target; a width other than the layer's channels.
     ``label``: how messages name the dictionary (default: the ref's spec)."""
     from steerlab.dictionary import DictionaryError
 
     ref = dictionary if isinstance(dictionary, DictionaryRef) else None
-    d = ref.dictionary if ref is not None else dictionary
+    d = dictionary.dictionary if isinstance(dictionary, DictionaryRef) else dictionary
     label = label if label is not None else (ref.spec if ref is not None else "")
     _check_belongs(d, model, label, allow_weights_mismatch)
     try:
@@ -101,9 +101,9 @@ def check_dictionary_fits(dictionary: DictionaryRef | Dictionary, model: AudioMo
     if info is None:
         raise DictionaryError(f"{_named(label)} describes layer {d.layer!r}, which {model.name} does not have; "
                               "see `steerlab layers`")
-    if kind is not None and d.kind != kind:
-        flag = "--feature" if d.kind == "feature" else "--archetype"
-        raise DictionaryError(f"{_named(label)} holds {d.kind}s, not {kind}s; pass it as {flag} DICT:ID")
+    if target is not None and d.target != target:
+        flag = "--feature" if d.target == "feature" else "--archetype"
+        raise DictionaryError(f"{_named(label)} holds {d.target}s, not {target}s; pass it as {flag} DICT:ID")
     if d.config.width != info.channels:
         raise DictionaryError(f"{_named(label)} has width {d.config.width} but layer {info.name!r} has "
                               f"{info.channels} channels; it is damaged or from another model")
@@ -115,7 +115,7 @@ def resolve_dictionary(spec: str | Path | DictionaryRef, model: AudioModel) -> D
     the name of a dictionary shipped with the model's weights (``model.shipped_dictionaries()``,
     listed by ``steerlab dictionaries``), checked to belong to ``model`` (same model, same
     weights: the first checks of :func:`check_dictionary_fits`, which the caller then runs with
-    its layer and kind)."""
+    its layer and target)."""
     from steerlab import dictionary
     from steerlab.artifacts import file_sha256
 
@@ -151,17 +151,17 @@ class LearnedDirection(NamedTuple):
 
 
 def learned_direction(value: str | tuple[str | Path | DictionaryRef, int], model: AudioModel, layer: str,
-                      kind: str = "feature") -> LearnedDirection:
+                      target: str = "feature") -> LearnedDirection:
     """The decoder direction of latent ``ID`` of dictionary ``DICT`` (``"DICT:ID"`` or a pair),
-    in the layer's activation units (unit norm), checked against the model, layer and kind
+    in the layer's activation units (unit norm), checked against the model, layer and target
     (:func:`check_dictionary_fits`). Raises :class:`~steerlab.errors.DirectionError` for a
     latent out of range."""
     spec, j = parse_learned(value) if isinstance(value, str) else value
     ref = resolve_dictionary(spec, model)
-    check_dictionary_fits(ref, model, layers(model).get(layer), kind)
+    check_dictionary_fits(ref, model, layers(model).get(layer), target)
     size = ref.dictionary.config.size
     if not 0 <= j < size:
-        raise DirectionError(f"{kind} {j} is out of range: dictionary {ref.spec} has {size} {kind}s (0..{size - 1})")
+        raise DirectionError(f"{target} {j} is out of range: dictionary {ref.spec} has {size} {target}s (0..{size - 1})")
     vec = ref.dictionary.directions[j].detach().double().numpy()
-    provenance = {"source": kind, "id": j, "dictionary": ref.to_json()}
+    provenance = {"source": target, "id": j, "dictionary": ref.to_json()}
     return LearnedDirection(ref, j, Direction(vec, provenance))

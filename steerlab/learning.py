@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from steerlab.sae import SAEConfig
 
 STREAMS = ("auto", "shards", "recompute")
-KIND_MODES = {"feature": "features", "archetype": "archetypes"}
+TARGET_MODES = {"feature": "features", "archetype": "archetypes"}
 DEFAULT_BUDGET_BYTES = 2 * 2**30
 _WHAT = {"feature": "response vectors", "archetype": "generators"}
 _SHARD_FLOATS = 2**24  # 64 MiB of float32 per shard: one shard in memory at a time
@@ -69,7 +69,7 @@ def _refusing_constant(blocks, manifest: Manifest, where: str, data: str):
 def learn_dictionary(
     model: Any,
     layer: str,
-    kind: str,
+    target: str,
     corpus: Corpus,
     config: SAEConfig,
     *,
@@ -83,10 +83,10 @@ def learn_dictionary(
 ) -> "Dictionary":
     """Capture ``layer`` over ``corpus``, train an SAE and return a
     :class:`steerlab.dictionary.Dictionary` (not yet saved) with its provenance:
-    model name and weights hash, canonical layer name, kind, data description, the
+    model name and weights hash, canonical layer name, target, data description, the
     corpus manifest (under ``data_manifest``, with the capture options) and metrics.
 
-    ``kind``: ``"feature"`` (over response vectors) or ``"archetype"`` (over generators).
+    ``target``: ``"feature"`` (over response vectors) or ``"archetype"`` (over generators).
     ``config``: the SAE's hyperparameters; ``config.width`` must be the layer's channels
     (``steerlab.api.layers(model).get(layer).channels``), and ``config.seed`` also seeds the
     subsampling. ``subsample``: the fraction of frames kept, in ``(0, 1]`` (None: all);
@@ -95,7 +95,7 @@ def learn_dictionary(
     ``progress`` receives capture messages and ``epoch_progress(epoch, epochs, loss)`` runs
     after each epoch.
 
-    Raises :class:`steerlab.errors.ConfigError` for an invalid ``kind``, ``stream``,
+    Raises :class:`steerlab.errors.ConfigError` for an invalid ``target``, ``stream``,
     ``subsample`` or a ``config`` that does not fit the layer,
     :class:`steerlab.capture.BadFilesError` for unusable files in the corpus (before any
     capture; see :meth:`steerlab.capture.Corpus.check_files`),
@@ -109,13 +109,13 @@ def learn_dictionary(
 
     started = time.time()
 
-    check.choice("kind", kind, KIND_MODES, what="dictionary kind")
+    check.choice("target", target, TARGET_MODES, what="dictionary target")
     check.choice("stream", stream, STREAMS)
     if subsample is not None:
         check.fraction("subsample", subsample)
     if not isinstance(config, SAEConfig):
         raise check.fail("config", "an SAEConfig", config)
-    mode = KIND_MODES[kind]
+    mode = TARGET_MODES[target]
     info = api.layers(model).get(layer)
     corpus.check_files()  # bad files fail (or are skipped with --skip-bad-files) before any capture
     if config.width != info.channels:
@@ -140,6 +140,7 @@ def learn_dictionary(
                                   corpus.describe())
 
     work = None
+    data: Callable[[], Any]  # a block factory (see steerlab.sae.Data)
     try:
         if stream == "shards":
             try:
@@ -156,30 +157,32 @@ def learn_dictionary(
         else:
             passes: list[Manifest] = []
 
-            def data():
+            def recompute():
                 passes.append(corpus.new_manifest())
                 return vectors(passes[-1])
+
+            data = recompute
 
         try:
             sae, metrics = train_sae(data, config, progress=epoch_progress)
         except NoVarianceError as exc:
             if exc.stats is None:
                 raise
-            require_variance(exc.stats, info.channels, f"{model.name} {info.name}", _WHAT[kind], corpus.describe())
+            require_variance(exc.stats, info.channels, f"{model.name} {info.name}", _WHAT[target], corpus.describe())
             raise
         if stream == "recompute":
             manifest = passes[-1]
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-    description = (f"{kind}s of {model.name} {info.name} over "
-                   f"{'response vectors r_t' if kind == 'feature' else 'generators g_t = r_(t+1) - r_t'}; "
+    description = (f"{target}s of {model.name} {info.name} over "
+                   f"{'response vectors r_t' if target == 'feature' else 'generators g_t = r_(t+1) - r_t'}; "
                    f"data {corpus.describe()}" + (f"; subsample {subsample:g}" if subsample else ""))
     capture_options = {"mode": mode, "layer": info.name, "subsample": subsample, "seed": seed, "stream": stream,
                        "clip_seconds": corpus.clip_seconds, "chunk_seconds": corpus.chunk_seconds,
                        "estimated_bytes": estimate, "input_sample_rate": corpus.sample_rate,
                        "input_channels": corpus.channels}
-    return Dictionary(sae=sae, model=model.name, layer=info.name, kind=kind, weights_hash=model.weights_hash(),
+    return Dictionary(sae=sae, model=model.name, layer=info.name, target=target, weights_hash=model.weights_hash(),
                       data_description=description, metrics=metrics,
                       data_manifest={**manifest.to_json(), "capture": capture_options,
                                      "provenance": provenance.record(inputs=[src.spec for src in corpus.sources],

@@ -5,6 +5,8 @@ Plain torch functions over ``[..., samples]`` tensors; no model code here.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
@@ -65,7 +67,10 @@ class SiSdrAccumulator:
         r, e = np.asarray(reference, np.float64).ravel(), np.asarray(estimate, np.float64).ravel()
         self.n += r.size
         self.s, self.e = self.s + r.sum(), self.e + e.sum()
-        self.ss, self.se, self.ee = self.ss + r @ r, self.se + r @ e, self.ee + e @ e
+        # cast: numpy's stubs type a 1-d @ 1-d product as an array; it is a float64 scalar
+        self.ss += cast(float, r @ r)
+        self.se += cast(float, r @ e)
+        self.ee += cast(float, e @ e)
 
     def result(self) -> float | None:
         """SI-SDR in dB, or ``None`` when the reference has no energy about its mean (nothing to compare)."""

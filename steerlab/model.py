@@ -51,7 +51,8 @@ class LoadOptions:
         from dataclasses import fields
 
         if self.checkpoint is not None:
-            raise ModelLoadError(f"{model} has no weights file: {computed} computed from its config; drop --checkpoint")
+            raise ModelLoadError(f"{model} has no weights file: {computed} computed from its config; drop checkpoint",
+                                 parameter="checkpoint")
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(self.extra) - set(valid))
         if unknown:

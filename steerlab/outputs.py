@@ -47,8 +47,10 @@ def check_targets(model: AudioModel, target_hz: Sequence[float]) -> None:
     """Refuse target frequencies ``model``'s output cannot be scored at: any, for a classifier;
     one outside ``(0, sample_rate / 2)`` Hz otherwise."""
     if target_hz and not model.has_decoder and not output_scorers(model):
-        raise SteerlabError(f"--target-hz does not apply to {model.name}: it has no decoder, so there is no "
-                            "spectrum to score (its scores are class probabilities); drop --target-hz")
+        raise SteerlabError(f"target_hz does not apply to {model.name}: it has no decoder, so there is no "
+                            "spectrum to score (its scores are class probabilities); drop target_hz",
+                            parameter="target_hz")
     for f in target_hz:
         if not (math.isfinite(f) and 0 < f < model.sample_rate / 2):
-            raise SteerlabError(f"--target-hz {f} is outside (0, {model.sample_rate / 2:g}) Hz for {model.name}")
+            raise SteerlabError(f"target_hz {f} is outside (0, {model.sample_rate / 2:g}) Hz for {model.name}",
+                                parameter="target_hz")

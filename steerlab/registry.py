@@ -40,9 +40,10 @@ class ScorerSpec:
 
 @dataclass
 class Registry(Generic[T]):
-    """Name -> item, with the registering plugin of each name."""
+    """Name -> item, with the registering plugin of each name; ``what`` names an item in
+    messages (``"intervention"``, ``"layer of model x"``)."""
 
-    kind: str
+    what: str
     items: dict[str, T] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)
     current_plugin: str = "<direct>"
@@ -50,10 +51,10 @@ class Registry(Generic[T]):
     def add(self, item: T, name: str | None = None) -> T:
         name = name or getattr(item, "name")
         if not isinstance(name, str) or not name:
-            raise SteerlabError(f"{self.kind} registered by {self.current_plugin} has no name")
+            raise SteerlabError(f"{self.what} registered by {self.current_plugin} has no name")
         if name in self.items:
             raise DuplicateNameError(
-                f"{self.kind} {name!r} registered twice: by plugin {self.owners[name]!r} "
+                f"{self.what} {name!r} registered twice: by plugin {self.owners[name]!r} "
                 f"and by plugin {self.current_plugin!r}; block one with STEERLAB_BLOCK_PLUGINS"
             )
         self.items[name] = item
@@ -64,7 +65,7 @@ class Registry(Generic[T]):
         try:
             return self.items[name]
         except KeyError:
-            raise UnknownNameError(self.kind, name, self.items) from None
+            raise UnknownNameError(self.what, name, self.items) from None
 
     def names(self) -> list[str]:
         return list(self.items)
@@ -87,6 +88,9 @@ class ModelRegistry(Registry["ModelSpec"]):
 class InterventionRegistry(Registry["InterventionType"]):
     def __init__(self) -> None:
         super().__init__("intervention")
+
+    def get(self, name: str) -> InterventionType:
+        return super().get(name)
 
 
 class ScorerRegistry(Registry["ScorerSpec"]):

@@ -56,7 +56,8 @@ def default_fade_frames(layer, fade_ms: float = DEFAULT_FADE_MS) -> int:
 
 
 def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    stems, seen = [], {}
+    stems: list[str] = []
+    seen: dict[str, int] = {}
     for p in paths:
         stem = p.stem
         seen[stem] = seen.get(stem, 0) + 1
@@ -201,7 +202,7 @@ def _chunk_grid(model: AudioModel, chunk_s: float, overlap_s: float) -> tuple[in
 
 
 def smallest_chunk_s(model: AudioModel, overlap_s: float) -> float:
-    """The smallest valid ``--chunk-s``: twice the overlap (rounded up to whole frames), so
+    """The smallest valid ``chunk_s``: twice the overlap (rounded up to whole frames), so
     each chunk advances by at least the overlap and a file of length L makes at most about
     ``2 L / chunk_s`` chunks (a chunk barely longer than the overlap would advance one hop
     at a time: 114 chunks for 2.5 s)."""
@@ -213,13 +214,14 @@ def smallest_chunk_s(model: AudioModel, overlap_s: float) -> float:
 def check_chunking(model: AudioModel, chunk_s: float, overlap_s: float) -> None:
     """Refuse a ``chunk_s`` that is not a number of seconds at least twice ``overlap_s``."""
     if not (isinstance(chunk_s, (int, float)) and math.isfinite(chunk_s) and chunk_s > 0):
-        raise InterventionError(f"--chunk-s must be a positive number of seconds, got {chunk_s!r}")
+        raise InterventionError(f"chunk_s must be a positive number of seconds, got {chunk_s!r}", parameter="chunk_s")
     if not (isinstance(overlap_s, (int, float)) and math.isfinite(overlap_s) and overlap_s >= 0):
         raise InterventionError(f"the chunk overlap must be a number of seconds >= 0, got {overlap_s!r}")
     smallest = smallest_chunk_s(model, overlap_s)
     if chunk_s < smallest - 1e-9:
-        raise InterventionError(f"--chunk-s {chunk_s:g} is too small: chunks overlap by {overlap_s:g} s (model "
-                                f"warm-up), so --chunk-s must be at least {smallest:g} s (twice the overlap)")
+        raise InterventionError(f"chunk_s {chunk_s:g} is too small: chunks overlap by {overlap_s:g} s (model "
+                                f"warm-up), so chunk_s must be at least {smallest:g} s (twice the overlap)",
+                                parameter="chunk_s")
 
 
 def _new_frames(layer, start: int, overlap: int, n_frames: int, first: bool) -> tuple[int, int]:
@@ -232,7 +234,7 @@ def resolve_whole_strength(model: AudioModel, path: Path, info, spec: Interventi
                            chunk: int, overlap: int) -> dict | None:
     """One relative strength for a whole chunked input, from a capture pass before the run.
 
-    For ``value_kind`` ``strength`` the value is ``alpha * sqrt(sum |a_t|^2 / N)`` and for
+    For the value scale ``strength`` the value is ``alpha * sqrt(sum |a_t|^2 / N)`` and for
     ``motion`` ``alpha * sqrt(sum |a_{t+1} - a_t|^2 / N')``, the sums running over every frame
     of the layer exactly once: each chunk contributes the frames past its overlap with the
     previous one (steps only between frames of one chunk). Returns None when nothing is
@@ -241,8 +243,8 @@ def resolve_whole_strength(model: AudioModel, path: Path, info, spec: Interventi
 
     from steerlab import tracing
 
-    kind = prepared.value_kind
-    if spec.strength.mode != "relative" or kind not in ("strength", "motion"):
+    scale = prepared.value_scale
+    if spec.strength.mode != "relative" or scale not in ("strength", "motion"):
         return None
     layer = layers(model).get(spec.layer)
     run_path = model.check_path(spec.path or model.default_path)
@@ -261,7 +263,7 @@ def resolve_whole_strength(model: AudioModel, path: Path, info, spec: Interventi
         chunks += 1
     rms = math.sqrt(sq / n) if n else 0.0
     step = math.sqrt(steps / n_steps) if n_steps else 0.0
-    value = spec.strength.alpha * (step if kind == "motion" else rms)
+    value = spec.strength.alpha * (step if scale == "motion" else rms)
     return {"value": value, "layer_rms_norm": rms, "layer_rms_step_norm": step,
             "method": "one pre-pass over all chunks before the run: the layer's activations captured on the run's "
                       "decode path, each frame counted once (a chunk's overlap with the previous one skipped), then "
@@ -315,6 +317,8 @@ def _process_long(model: AudioModel, path: Path, spec: InterventionSpec, target_
     finally:
         for w in writers.values():
             w.close()
+    if first_pair is None:  # never for a scanned file: it yields at least one chunk
+        raise SteerlabError(f"{path}: no audio chunk to run")
     scores = {name: _combine_scores([(n, s[name]) for n, s in chunk_scores]) for name in chunk_scores[0][1]}
     # The record describes the whole run, never the first chunk's shifted span: the user's span and
     # fades, and the span's frames over the whole input.
@@ -403,7 +407,7 @@ def intervene_files(
     for p in paths:
         audio.probe(p)
     layer = layers(model).get(spec.layer)
-    kind = plugins.interventions().get(spec.kind)
+    itype = plugins.interventions().get(spec.intervention)
     if spec.direction is not None:
         spec.direction.check_fits(layer)
     check_n_q(model, model.check_path(spec.path or model.default_path), spec.n_q)
@@ -412,14 +416,15 @@ def intervene_files(
     # NaN, no samples) fails here, and lengths are the samples that decode, not the header's estimate.
     infos = [audio.scan(p) for p in paths]
     if all(spec.span.start_s >= info.duration_s for info in infos):
-        raise InterventionError(f"--start {spec.span.start_s} s is past the end of every input")
-    whole = not model.has_decoder or not is_chunkable(kind)
+        raise InterventionError(f"start_s {spec.span.start_s} s is past the end of every input", parameter="start_s")
+    whole = not model.has_decoder or not is_chunkable(itype)
     for p, info in zip(paths, infos):
         if whole and info.duration_s > chunk_s:
             why = (f"{model.name} has no decoder and classifies each input whole" if not model.has_decoder
-                   else f"intervention {kind.name!r} depends on earlier frames or absolute time")
-            raise InterventionError(f"{p.name} is {info.duration_s:.1f} s, longer than --chunk-s {chunk_s:g}, but {why};"
-                                    f" raise --chunk-s to at least {math.ceil(info.duration_s)} or shorten the input")
+                   else f"intervention {itype.name!r} depends on earlier frames or absolute time")
+            raise InterventionError(f"{p.name} is {info.duration_s:.1f} s, longer than chunk_s {chunk_s:g}, but {why};"
+                                    f" raise chunk_s to at least {math.ceil(info.duration_s)} or shorten the input",
+                                    parameter="chunk_s")
     if not whole:
         check_chunking(model, chunk_s, overlap_s)
     loaded: dict[int, tuple[np.ndarray, Any]] = {}
@@ -439,7 +444,7 @@ def intervene_files(
         work = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=out))
         try:
             normal_permissions(work, directory=True)
-            title = f"{model.name} {spec.layer} {spec.kind} alpha={spec.strength.alpha}"
+            title = f"{model.name} {spec.layer} {spec.intervention} alpha={spec.strength.alpha}"
             if i in loaded:
                 wave, conversion = loaded.pop(i)
                 res = intervene(model, [wave], spec, target_hz, scorers, names=[stem], prepared=prepared)[0]

@@ -110,7 +110,7 @@ class SAEConfig:
 
     width: int
     size: int
-    kind_of_sae: str = "topk"
+    architecture: str = "topk"
     k: int = 16
     l1: float = 1.0
     lr: float = 1e-3
@@ -126,7 +126,7 @@ class SAEConfig:
 
     def __post_init__(self) -> None:
         # checked, not converted: the fields are written to config.json as given
-        check.choice("kind_of_sae", self.kind_of_sae, ARCHITECTURES, what="SAE architecture")
+        check.choice("architecture", self.architecture, ARCHITECTURES, what="SAE architecture")
         for name in ("width", "size", "k", "epochs", "batch_size"):
             check.integer(name, getattr(self, name), low=1)
         check.integer("seed", self.seed)
@@ -146,17 +146,28 @@ class SAEConfig:
         return self.aux_k if self.aux_k is not None else max(1, min(self.width // 2, self.size))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields in order, as the ``sae`` block of a dictionary's ``config.json`` stores them:
+        the format keeps its keys, so ``architecture`` is stored under ``kind_of_sae``
+        (:data:`STORED_KEYS`)."""
+        return {STORED_KEYS.get(name, name): value for name, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SAEConfig":
-        known = {f.name for f in fields(cls)}
+        """The config from a stored ``sae`` block (keys as :meth:`to_dict` writes them)."""
+        known = {STORED_KEYS.get(f.name, f.name) for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown SAE config keys: {', '.join(unknown)}.{check.did_you_mean(unknown[0], known)} "
                               f"Known: {', '.join(sorted(known))}")
+        by_field = {_FIELD_OF_KEY.get(key, key): value for key, value in d.items()}
         # dictionaries trained before splitting existed do not record it: they were trained without
-        return cls(**{"split_every": 0, **d})
+        return cls(**{"split_every": 0, **by_field})
+
+
+#: the key a :class:`SAEConfig` field is stored under in ``config.json`` where it differs from the
+#: field's name: the stored format predates the name (its key stays, the code says ``architecture``)
+STORED_KEYS: dict[str, str] = {"architecture": "kind_of_sae"}
+_FIELD_OF_KEY = {key: name for name, key in STORED_KEYS.items()}
 
 
 #: the type of every :class:`SAEConfig` field as stored in a dictionary's ``config.json``
@@ -212,6 +223,9 @@ class SparseAutoencoder(torch.nn.Module):
         x_hat = center + scale * (codes @ W_dec + b_dec)       # [n, width]
     """
 
+    center: torch.Tensor  # buffer [width], registered in __init__
+    scale: torch.Tensor  # buffer [] (scalar), registered in __init__
+
     def __init__(self, config: SAEConfig, generator: torch.Generator | None = None):
         super().__init__()
         self.config = config
@@ -235,7 +249,7 @@ class SparseAutoencoder(torch.nn.Module):
         return (z - self.b_dec) @ self.W_enc + self.b_enc
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        if self.config.kind_of_sae == "relu":
+        if self.config.architecture == "relu":
             return torch.relu(pre)
         top = torch.topk(pre, self.config.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
@@ -274,7 +288,7 @@ class _Source:
             self.array: torch.Tensor | None = self._check(data, "data")
             if len(self.array) == 0:
                 raise SAEDataError("no training vectors (data has 0 rows)")
-            self.factory = None
+            self.factory: Callable[[], Iterable[Any]] | None = None
         elif callable(data):
             self.array, self.factory = None, data
         else:
@@ -292,7 +306,7 @@ class _Source:
         if self.array is not None:
             for i in range(0, len(self.array), chunk):
                 yield self.array[i:i + chunk]
-        else:
+        elif self.factory is not None:  # exactly one of array and factory is set
             for j, block in enumerate(self.factory()):
                 yield self._check(block, f"batch {j}")
 
@@ -338,7 +352,7 @@ def _stats(source: _Source) -> DataStats:
         s1 += d.sum(0)
         s2 += (d * d).sum(0)
         n += len(b)
-    if n == 0:
+    if n == 0 or shift is None:  # shift is None exactly when n == 0
         raise SAEDataError("no training vectors (every batch was empty)")
     mean_shifted = s1 / n
     var = (s2 / n - mean_shifted**2).clamp_min(0.0)
@@ -453,7 +467,7 @@ def train_sae(data: Data, config: SAEConfig,
                 seen += len(batch)
                 dead = since_fired >= config.dead_steps if config.dead_steps else None
             loss = recon
-            if config.kind_of_sae == "relu":
+            if config.architecture == "relu":
                 loss = loss + config.l1 * codes.sum(-1).mean()
             elif dead is not None and config.aux_coef > 0 and bool(dead.any()):
                 loss = loss + config.aux_coef * _aux_loss(sae, pre, (z - z_hat).detach(), dead,
@@ -462,19 +476,20 @@ def train_sae(data: Data, config: SAEConfig,
             loss.backward()
             with torch.no_grad():
                 w, grad = sae.W_dec, sae.W_dec.grad
-                grad -= (grad * w).sum(1, keepdim=True) * w  # keep the step tangent to the unit sphere
+                if grad is not None:  # always set: W_dec is in every loss
+                    grad -= (grad * w).sum(1, keepdim=True) * w  # keep the step tangent to the unit sphere
             opt.step()
             with torch.no_grad():
-                sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+                sae.W_dec.div_(sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))  # = /=, typed
             step += 1
             epoch_steps += 1
             loss_sum += float(loss.detach())
             recon_sum += float(recon.detach())
-            if (config.kind_of_sae == "relu" and dead is not None and step % config.dead_steps == 0
+            if (config.architecture == "relu" and dead is not None and step % config.dead_steps == 0
                     and _may_resample(step, total_steps, config.epochs) and bool(dead.any())):
                 resampled += _resample(sae, opt, dead, (z - z_hat).detach(), g)
                 since_fired[dead] = 0
-            if config.kind_of_sae == "topk" and config.split_every and step % config.split_every == 0:
+            if config.architecture == "topk" and config.split_every and step % config.split_every == 0:
                 if _may_resample(step, total_steps, config.epochs, SPLIT_UNTIL):
                     split += _split_rare(sae, opt, fired / seen, codes.detach(), (z - z_hat).detach())
                 fired.zero_()

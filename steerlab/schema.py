@@ -228,6 +228,7 @@ def read_tensors(path: str | Path, error: type[SteerlabError] = ArtifactError, f
     if not path.is_file():
         raise error(f"{path} not found")
     try:
+        load_file: Callable[[str], dict[str, Any]]  # safetensors' numpy or torch reader
         if framework == "np":
             from safetensors.numpy import load_file
         else:

@@ -421,8 +421,8 @@ def score(
         union |= band_mask(freqs, f, config.band_hz)
         guarded |= band_mask(freqs, f, config.band_hz + 2 * config.guard_hz)
 
-    cb, sb, fb = spectral_shape(pb, freqs, floor)
-    cp, sp, fp = spectral_shape(pp, freqs, floor)
+    cb, spread_b, fb = spectral_shape(pb, freqs, floor)
+    cp, spread_p, fp = spectral_shape(pp, freqs, floor)
     change_rms, baseline_rms = _rms(change), _rms(b)
     amp_floor = 10.0 ** (config.floor_db / 20.0)
     # why each overall number cannot be given (None: it can)
@@ -437,7 +437,7 @@ def score(
         "mrstft": (no_mr, lambda: mrstft(b, p)),
         "centroid_shift_hz": (no_spec, lambda: cp - cb),
         "flatness_shift": (no_spec, lambda: fp - fb),
-        "bandwidth_shift_hz": (no_spec, lambda: sp - sb),
+        "bandwidth_shift_hz": (no_spec, lambda: spread_p - spread_b),
     }
     out: dict[str, Any] = {
         "sr": float(sr),

@@ -21,7 +21,7 @@ class InterventionSpec:
     """What to patch: a layer, a direction, an intervention type, a strength, a span and
     the type's own options. Keyword arguments only::
 
-        InterventionSpec(layer="first_conv", direction=channel_direction(3, info), kind="add",
+        InterventionSpec(layer="first_conv", direction=channel_direction(3, info), intervention="add",
                          strength=Strength(0.5), span=Span(0.1, 0.4))
 
     ``direction`` may be None (the default) for types that do not need one (``patch``,
@@ -35,7 +35,7 @@ class InterventionSpec:
 
     layer: str
     direction: Direction | None = None
-    kind: str = "add"
+    intervention: str = "add"
     strength: Strength = Strength(1.0, "relative")
     span: Span = Span()
     path: str | None = None
@@ -48,14 +48,15 @@ class InterventionSpec:
             raise InterventionError(f"layer must be a layer name, got {self.layer!r}")
         if self.direction is not None and not isinstance(self.direction, Direction):
             raise DirectionError(f"direction must be a steerlab Direction or None, got {type(self.direction).__name__}")
-        if not isinstance(self.kind, str) or not self.kind:
-            raise InterventionError(f"intervention type must be a name, got {self.kind!r}")
+        if not isinstance(self.intervention, str) or not self.intervention:
+            raise InterventionError(f"intervention must be a registered type's name, got {self.intervention!r}",
+                                    parameter="intervention")
         if not isinstance(self.strength, Strength):
             raise InterventionError(f"strength must be a steerlab Strength, got {type(self.strength).__name__}")
         if not isinstance(self.span, Span):
             raise InterventionError(f"span must be a steerlab Span, got {type(self.span).__name__}")
         if self.n_q is not None and (isinstance(self.n_q, bool) or not isinstance(self.n_q, int) or self.n_q < 1):
-            raise InterventionError(f"--n-q must be a whole number >= 1, got {self.n_q!r}")
+            raise InterventionError(f"n_q must be a whole number >= 1, got {self.n_q!r}", parameter="n_q")
         if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
             raise InterventionError("options must be a mapping with string keys")
         # a read-only copy: a spec is shared by every item and chunk of a run
@@ -69,20 +70,20 @@ class InterventionSpec:
         return {
             "layer": layer.name,
             "layer_info": layer.to_json(),
-            "intervention": self.kind,
+            "intervention": self.intervention,
             "alpha": self.strength.alpha,
             "strength_mode": self.strength.mode,
-            "value_kind": prepared.value_kind if prepared is not None else None,
+            "value_kind": prepared.value_scale if prepared is not None else None,
             "start_s": self.span.start_s,
             "end_s": self.span.end_s,
             "fade_in_frames": self.span.fade_in,
             "fade_out_frames": self.span.fade_out,
-            "direction": None if self.direction is None else {**self.direction.provenance, "norm": self.direction.norm},
+            "direction": None if self.direction is None else {**(self.direction.provenance or {}), "norm": self.direction.norm},
             "normalize_direction": self.normalize_direction,
             "options": json_safe(dict(self.options)),
             **with_reason("prepared", prepared.summary if prepared is not None else None,
                           "not prepared yet (api.prepare was not called)" if prepared is None else
-                          f"intervention {self.kind!r} has no prepare step: nothing computed before the run"),
+                          f"intervention {self.intervention!r} has no prepare step: nothing computed before the run"),
             **({} if self.span.end_s is not None else {"end_s_reason": "not given: the span runs to the end of the input"}),
         }
 
@@ -106,12 +107,14 @@ def check_n_q(model: AudioModel, path: str, n_q: int | None) -> None:
         return
     total = codebooks(model)
     if total is None:
-        raise InterventionError(f"--n-q does not apply to {model.name}: it has no codebooks (no quantizer); drop --n-q")
+        raise InterventionError(f"n_q does not apply to {model.name}: it has no codebooks (no quantizer); drop n_q",
+                                parameter="n_q")
     if "quantized" in model.paths and path != "quantized":
-        raise InterventionError(f"--n-q {n_q} applies to the quantized path only, and the {path} path bypasses the "
-                                "quantizer; add -p quantized or drop --n-q")
+        raise InterventionError(f"n_q {n_q} applies to the quantized path only, and the {path} path bypasses the "
+                                "quantizer; decode on the quantized path or drop n_q", parameter="n_q")
     if n_q > total:
-        raise InterventionError(f"--n-q {n_q} is out of range: {model.name} has {total} codebooks (1..{total})")
+        raise InterventionError(f"n_q {n_q} is out of range: {model.name} has {total} codebooks (1..{total})",
+                                parameter="n_q")
 
 
 def n_q_record(model: AudioModel, path: str, n_q: int | None) -> dict[str, Any]:

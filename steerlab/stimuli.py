@@ -58,12 +58,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
 from steerlab import validation as check
 from steerlab.errors import CorpusBuildError, Infeasible, OutputError, StimulusError
+
+_T = TypeVar("_T")
 
 FAMILIES: tuple[str, ...] = ("tone", "harmonic", "chord", "inharmonic", "instrument")
 PHASES: tuple[str, ...] = ("random", "zero")
@@ -327,6 +329,14 @@ def instrument_score(spec: StimulusSpec) -> InstrumentScore:
     return InstrumentScore(program, velocity, target, context)
 
 
+def _given(value: _T | None, name: str) -> _T:
+    """``value`` of a field the spec's own checks guarantee for its family (``f0`` for harmonic
+    and chord, ``chord`` for chord); a :class:`StimulusError` if that guarantee is ever broken."""
+    if value is None:
+        raise StimulusError(f"{name} is required for this family", parameter=name)
+    return value
+
+
 def _mixture_freqs(spec: StimulusSpec, rng: np.random.Generator) -> tuple[list[float], list[float]]:
     """(frequencies, reference frequency per partial for the rolloff rule)."""
     if spec.family == "tone":
@@ -340,21 +350,22 @@ def _mixture_freqs(spec: StimulusSpec, rng: np.random.Generator) -> tuple[list[f
             refs += [midi_hz(k)] * len(hs)
         return freqs, refs
     if spec.family == "harmonic":
-        freqs = [k * spec.f0 for k in range(1, spec.density + 1)]
-        return freqs, [spec.f0] * len(freqs)
+        f0 = _given(spec.f0, "f0")
+        freqs = [k * f0 for k in range(1, spec.density + 1)]
+        return freqs, [f0] * len(freqs)
     if spec.family == "chord":
-        shape = CHORDS[spec.chord]
+        shape = CHORDS[_given(spec.chord, "chord")]
         per_note, extra = divmod(spec.density, len(shape))
         freqs, refs = [], []
         for i, semitones in enumerate(shape):
-            root = spec.f0 * 2.0 ** (semitones / 12)
+            root = _given(spec.f0, "f0") * 2.0 ** (semitones / 12)
             for k in range(1, per_note + (i < extra) + 1):
                 freqs.append(k * root)
                 refs.append(root)
         return freqs, refs
     # inharmonic: rejection sampling keeps partials apart from the target and each other
     lo, hi = math.log(spec.band_low_hz), math.log(spec.band_high_hz)
-    freqs: list[float] = []
+    freqs = []
     for _ in range(_MAX_DRAWS):
         if len(freqs) == spec.density:
             break
@@ -572,8 +583,8 @@ def design(
         raise StimulusError("harmonic and chord need at least one f0")
     for d in densities:
         check.integer("density", d, low=0, error=StimulusError)
-    for f0 in f0s:
-        check.positive("f0", f0, error=StimulusError)
+    for root in f0s:
+        check.positive("f0", root, error=StimulusError)
     chord = common.pop("chord", None)
     out = Design()
     seen: set[StimulusSpec] = set()

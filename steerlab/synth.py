@@ -53,7 +53,7 @@ def _harmonic(rng: np.random.Generator, f0: float, n: int, sr: int) -> np.ndarra
     """A harmonic tone: partials k*f0 below Nyquist with random spectral tilt and jitter."""
     t = np.arange(n) / sr
     tilt = rng.uniform(0.5, 2.0)
-    n_partials = int(min(rng.integers(2, 20), (sr / 2 - 1) // f0))
+    n_partials = int(min(int(rng.integers(2, 20)), (sr / 2 - 1) // f0))
     out = np.zeros(n)
     for k in range(1, max(n_partials, 1) + 1):
         amp = k ** (-tilt) * rng.uniform(0.3, 1.0)

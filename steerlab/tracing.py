@@ -29,7 +29,7 @@ from __future__ import annotations
 import gc
 import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -130,9 +130,9 @@ def _layer_groups(model: AudioModel, items: list[TraceItem], group: list[int]) -
     no other layer (its calls are walked with ``tracer.iter``, which cannot interleave with
     other layers): one part per such layer, one for the single-call layers, one for items
     without a layer."""
-    multi = {i: items[i].layer.name for i in group
-             if items[i].layer is not None and model.layer_calls(items[i].layer) > 1}
-    edited = {items[i].layer.name for i in group if items[i].layer is not None}
+    placed = [(i, layer) for i, layer in ((i, items[i].layer) for i in group) if layer is not None]
+    multi = {i: layer.name for i, layer in placed if model.layer_calls(layer) > 1}
+    edited = {layer.name for _, layer in placed}
     if not multi or len(edited) == 1:
         return [group]
     parts: dict[str | None, list[int]] = {}
@@ -186,13 +186,13 @@ def _edit_rows(target, rows: list[tuple[int, TraceItem, int]], slot: dict, name:
     act = target.output
     if first and any(item.save_activation for _, item, _ in rows):
         slot[("act", name)] = act.clone().save()
-    edited = [r for r in rows if r[1].edit is not None]
+    edited = [(row, item.edit, n_frames) for row, item, n_frames in rows if item.edit is not None]
     if not edited:
         return
     new = list(act.split(1))
-    for row, item, n_frames in edited:
-        new[row] = item.edit(act[row : row + 1], n_frames)
-    patched = torch.cat(new, 0)
+    for row, edit, n_frames in edited:
+        new[row] = edit(act[row : row + 1], n_frames)
+    patched: Any = torch.cat(new, 0)  # an nnsight proxy inside the trace (it has .save())
     target.output = patched
     if first:
         slot[("patched", name)] = patched.save()
@@ -227,7 +227,7 @@ def run(
     """
     path = model.check_path(path or model.default_path)
     envoy = envoy_for(model)
-    kwargs = {"path": path} if model.has_decoder else {}
+    kwargs: dict[str, Any] = {"path": path} if model.has_decoder else {}
     if n_q is not None:
         kwargs["n_q"] = n_q
     reads = [t for t in model.traced_outputs if path in t.paths] if save_traced else []
@@ -237,10 +237,11 @@ def run(
     for group in groups:
         scales = [model.input_scale(items[i].wave) for i in group]
         batch = _batch(model, [items[i].wave / s for i, s in zip(group, scales)], device)
-        layers = _forward_order(model, [items[i].layer for i in group if items[i].layer is not None], order, reads)
-        rows = {layer.name: [(r, items[i], items[i].layer.frames_for(items[i].wave.shape[-1]))
-                             for r, i in enumerate(group)
-                             if items[i].layer is not None and items[i].layer.name == layer.name]
+        placed = [(r, item, at) for r, item, at in ((r, items[i], items[i].layer) for r, i in enumerate(group))
+                  if at is not None]
+        layers = _forward_order(model, [at for _, _, at in placed], order, reads)
+        rows = {layer.name: [(r, item, at.frames_for(item.wave.shape[-1])) for r, item, at in placed
+                             if at.name == layer.name]
                 for layer in layers}
         read_at = _read_at(layers, reads, order)
         slot: dict = {}
@@ -279,7 +280,7 @@ def run(
             )
         del slot, tracer, batch
         gc.collect(1)  # see capture(): nnsight's cycles would keep each batch alive
-    return results  # type: ignore[return-value]
+    return results  # type: ignore[return-value]  # no None left: the groups cover every item
 
 
 def _trim_output(model: AudioModel, out: torch.Tensor, n_samples: int) -> torch.Tensor:

@@ -106,17 +106,17 @@ def number_or_none(name: str, value: Any, *, low: Optional[float] = None, high: 
 
 def positive(name: str, value: Any, *, unit: str = "", error: ErrorType = ConfigError) -> float:
     """A finite number ``> 0``, as a ``float``."""
-    return cast(float, number(name, value, low=0, low_open=True, unit=unit, error=error))
+    return number(name, value, low=0, low_open=True, unit=unit, error=error)
 
 
 def non_negative(name: str, value: Any, *, unit: str = "", error: ErrorType = ConfigError) -> float:
     """A finite number ``>= 0``, as a ``float``."""
-    return cast(float, number(name, value, low=0, unit=unit, error=error))
+    return number(name, value, low=0, unit=unit, error=error)
 
 
 def fraction(name: str, value: Any, *, error: ErrorType = ConfigError) -> float:
     """A number in ``(0, 1]`` (a share of something that must not be empty), as a ``float``."""
-    return cast(float, number(name, value, low=0, high=1, low_open=True, error=error))
+    return number(name, value, low=0, high=1, low_open=True, error=error)
 
 
 def _integer(name: str, value: Any, low: Optional[int], high: Optional[int], none: bool,

@@ -100,8 +100,8 @@ def _folder(tmp_path):
 def test_unreadable_files_fail_first_or_are_skipped_and_counted_and_long_files_chunked(embedded, tmp_path):
     d = _folder(tmp_path)
     layer = api.layers(embedded).get("encoder.6.conv")
-    with pytest.raises(BadFilesError, match=r"--data .*audio: 2 of 4 audio files cannot be used \(first: .*corrupt"
-                                            r".*--skip-bad-files"):
+    with pytest.raises(BadFilesError, match=r"^specs .*audio: 2 of 4 audio files cannot be used \(first: .*corrupt"
+                                            r".*pass skip_bad_files to skip"):
         next(iter(Corpus.for_model(embedded, [str(d)], chunk_seconds=0.2)))  # before any clip is yielded
     corpus = Corpus.for_model(embedded, [str(d)], chunk_seconds=0.2, skip_bad_files=True)
     ids = [cid for cid, _ in corpus]

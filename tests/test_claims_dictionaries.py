@@ -24,7 +24,7 @@ def test_shipped_dictionary_explains_the_variance_the_readme_says(embedded, name
     d = dictionary.load(embedded.shipped_dictionaries()[name])
     layer = api.layers(embedded).get(d.layer)
     corpus = Corpus(["synth:24"], embedded.sample_rate, embedded.channels, seed=1)
-    mode = "features" if d.kind == "feature" else "archetypes"
+    mode = "features" if d.target == "feature" else "archetypes"
     x = torch.cat([torch.as_tensor(b) for b in stream_vectors(embedded, corpus, layer, mode)])
     measured = evaluate(d.sae, x)["explained_variance"]
     # measured on these held-out clips: 0.9998, 0.9935, 0.9406, 0.9556 (in README_EV's order)

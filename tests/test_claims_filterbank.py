@@ -98,7 +98,7 @@ def test_a_random_direction_spreads_its_change_over_the_bands(fb):
     conc = []
     for seed in range(5):
         direction = Direction(np.random.default_rng(seed).standard_normal(64), {"source": "random", "seed": seed})
-        spec = api.InterventionSpec(layer="bands", direction=direction, kind="add", strength=Strength(0.5))
+        spec = api.InterventionSpec(layer="bands", direction=direction, intervention="add", strength=Strength(0.5))
         (res,) = api.intervene(fb, [_context(fb, f)], spec, target_hz=[f], scorers=["spectral"])
         conc.append(res.scores["spectral"]["targets"][0]["concentration"])
     assert max(conc) < 0.05, conc

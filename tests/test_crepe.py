@@ -169,7 +169,7 @@ def test_batched_equals_unbatched_through_the_tracer(tiny, music):
 def test_plain_forward_hook_equals_the_traced_patch(tiny, music):
     wave = music[0][:, :32_000]
     layer = api.layers(tiny).get("first_conv")
-    spec = api.InterventionSpec(layer="first_conv", direction=channel_direction(5, layer), kind="add",
+    spec = api.InterventionSpec(layer="first_conv", direction=channel_direction(5, layer), intervention="add",
                                 strength=Strength(0.8))
     base, patched, infos, _ = api.run_pairs(tiny, [wave], spec)
     value = infos[0]["value"]

@@ -41,7 +41,7 @@ def test_a_swept_pass_and_a_single_intervene_patch_alike(embedded, op, strength)
     (swept, codes, info), = sweep.run_batch(plan, [it], {"d0": v}, {}, max_batch=16)
 
     wave = sweep._wave(embedded, it.stimulus, it.role).numpy()
-    spec = api.InterventionSpec(layer=LAYER, direction=Direction(v, {"source": "test"}), kind=op,
+    spec = api.InterventionSpec(layer=LAYER, direction=Direction(v, {"source": "test"}), intervention=op,
                                 strength=Strength(strength), span=sweep.edit_span(op, it.stimulus, layer))
     single = api.intervene(embedded, [wave], spec)[0]
     np.testing.assert_allclose(swept, single.patched, rtol=0, atol=1e-6)
@@ -77,7 +77,7 @@ class _Exploding:
     name = "explode"
     formula = "a_t <- boom"
     description = "raises inside apply"
-    value_kind = "strength"
+    value_scale = "strength"
 
     def apply(self, act, direction, value, weight, state=None):
         raise RuntimeError("kaboom")
@@ -97,7 +97,7 @@ def test_plugin_code_in_a_pass_runs_under_the_guard(embedded):
     plugins.register(plugin, name="exploding_plugin")
     try:
         layer = api.layers(embedded).get(LAYER)
-        spec = api.InterventionSpec(layer=LAYER, direction=channel_direction(0, layer), kind="explode")
+        spec = api.InterventionSpec(layer=LAYER, direction=channel_direction(0, layer), intervention="explode")
         r = engine.resolve(embedded, spec)
         assert r.owner == "exploding_plugin" and r.layer is layer and r.path == "continuous"
         with pytest.raises(PluginError, match="plugin 'exploding_plugin' failed in intervention 'explode': .*kaboom"):
@@ -150,7 +150,7 @@ def test_weights_are_hashed_once_per_run(monkeypatch, tmp_path):
 def test_intervention_spec_takes_keywords_only():
     with pytest.raises(TypeError):
         api.InterventionSpec("first_conv", None, "add")  # type: ignore[misc]
-    spec = api.InterventionSpec(layer="first_conv", kind="patch", options={"source": "a.wav"})
+    spec = api.InterventionSpec(layer="first_conv", intervention="patch", options={"source": "a.wav"})
     assert spec.direction is None and spec.strength == Strength(1.0) and spec.span == Span()
 
 

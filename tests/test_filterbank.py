@@ -85,7 +85,7 @@ def test_reconstructs_band_limited_signals(fb):
 def test_random_init_builds_the_same_filters_and_a_checkpoint_is_refused(fb, tmp_path):
     again = api.load_model("filterbank_24khz", random_init=True)
     assert again.weights_hash() == fb.weights_hash()
-    with pytest.raises(ModelLoadError, match="has no weights file.*drop --checkpoint"):
+    with pytest.raises(ModelLoadError, match="has no weights file.*drop checkpoint$"):
         api.load_model("filterbank_24khz", checkpoint=tmp_path / "w.safetensors")
     small = api.load_model("filterbank_24khz", n_bands=16, half_length=2_048)
     assert api.layers(small).get("bands").channels == 16
@@ -158,7 +158,7 @@ DOC_GAINS = {150.0: (21.8, -18.5), 440.0: (35.8, -24.1), 2_000.0: (46.3, -36.6),
 def test_adding_the_band_direction_creates_the_partial(fb, hz):
     f = _centre(fb, hz) if hz != 440.0 else hz  # 440 Hz itself lies 9 Hz above its band's centre
     layer = api.layers(fb).get("bands")
-    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(f), layer), kind="add",
+    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(f), layer), intervention="add",
                                 strength=Strength(0.5))
     wave = _context(fb, f)
     (res,) = api.intervene(fb, [wave], spec, target_hz=[f], scorers=["spectral"])
@@ -176,7 +176,7 @@ def test_ablating_the_band_direction_deletes_the_partial(fb, hz):
     f = _centre(fb, hz)
     layer = api.layers(fb).get("bands")
     wave = _context(fb, f) + _tones([f], [0.2], 0.5, seed=7)
-    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(f), layer), kind="ablate")
+    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(f), layer), intervention="ablate")
     (res,) = api.intervene(fb, [wave], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
     assert target["gain_db"] == pytest.approx(DOC_GAINS[hz][1], abs=0.5)
@@ -188,7 +188,7 @@ def test_a_random_direction_does_not_concentrate(fb):
     f = _centre(fb, 440.0)
     rng = np.random.default_rng(11)
     direction = Direction(rng.standard_normal(64), {"source": "random", "seed": 11})
-    spec = api.InterventionSpec(layer="bands", direction=direction, kind="add", strength=Strength(0.5))
+    spec = api.InterventionSpec(layer="bands", direction=direction, intervention="add", strength=Strength(0.5))
     (res,) = api.intervene(fb, [_context(fb, f)], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
     assert target["concentration"] < 0.2
@@ -199,7 +199,7 @@ def test_a_patch_changes_the_decode_only_inside_its_span(fb):
     """Hop 1 and a memoryless synthesis: frame t of ``bands`` is output sample t."""
     layer = api.layers(fb).get("bands")
     wave = _context(fb, 1_000.0, 0.4)
-    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(1_000.0), layer), kind="add",
+    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(1_000.0), layer), intervention="add",
                                 strength=Strength(0.2, "absolute"), span=Span(0.1, 0.2))
     base, patched, _, _ = api.run_pairs(fb, [wave], spec)
     diff = np.abs(patched[0] - base[0])[0]

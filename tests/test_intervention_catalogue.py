@@ -174,10 +174,10 @@ def _forward(model, wave, layer, fn=None):
 
 def test_patch_with_the_input_itself_is_the_identity(embedded):
     wave = chord(0.4, seed=8)
-    spec = api.InterventionSpec(layer="encoder.3.conv", direction=None, kind="patch", options={"source": wave})
+    spec = api.InterventionSpec(layer="encoder.3.conv", direction=None, intervention="patch", options={"source": wave})
     base, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     assert np.abs(patched[0] - base[0]).max() < 1e-6
-    other = api.InterventionSpec(layer="encoder.3.conv", direction=None, kind="patch",
+    other = api.InterventionSpec(layer="encoder.3.conv", direction=None, intervention="patch",
                                  options={"source": chord(0.4, seed=9)})
     _, changed, _, _ = api.run_pairs(embedded, [wave], other)
     assert np.abs(changed[0] - base[0]).max() > 1e-3  # so the identity above is not vacuous
@@ -190,7 +190,7 @@ def test_patch_equals_a_manual_hook(embedded, tmp_path, channel):
     path = tmp_path / "source.wav"
     sf.write(path, source[0], SR, subtype="FLOAT")
     direction = channel_direction(channel, layer) if channel is not None else None
-    spec = api.InterventionSpec(layer=layer.name, direction=direction, kind="patch", span=Span(0.1, 0.3),
+    spec = api.InterventionSpec(layer=layer.name, direction=direction, intervention="patch", span=Span(0.1, 0.3),
                                 options={"source": str(path)})
     res = api.intervene(embedded, [wave], spec)[0]
     _, src_act = _forward(embedded, source, layer)
@@ -223,7 +223,7 @@ def test_mean_ablate_of_a_constant_reference_equals_a_manual_hook(embedded, tmp_
     ref_dir.mkdir()
     sf.write(ref_dir / "flat.wav", np.full(n, level, np.float32), SR, subtype="FLOAT")
     wave = chord(0.4, seed=12)
-    spec = api.InterventionSpec(layer=layer.name, direction=None, kind="mean-ablate", span=Span(0.1, 0.25),
+    spec = api.InterventionSpec(layer=layer.name, direction=None, intervention="mean-ablate", span=Span(0.1, 0.25),
                                 options={"reference": str(ref_dir)})
     res = api.intervene(embedded, [wave], spec)[0]
     _, flat_act = _forward(embedded, np.full((1, n), level, np.float32), layer)
@@ -246,7 +246,7 @@ def test_mean_ablate_of_a_constant_reference_equals_a_manual_hook(embedded, tmp_
 
 def test_mean_ablate_accepts_generated_reference_sets(embedded):
     layer = api.layers(embedded).get("latent")
-    spec = api.InterventionSpec(layer=layer.name, direction=None, kind="mean-ablate",
+    spec = api.InterventionSpec(layer=layer.name, direction=None, intervention="mean-ablate",
                                 options={"reference": ["flat:2", "noise:1"],
                                                                             "clip_seconds": 0.2})
     prepared = api.prepare(embedded, spec)
@@ -278,19 +278,20 @@ def test_listing_shows_every_type_with_formula_and_options():
 def test_unknown_option_and_missing_direction_are_refused(embedded):
     layer = api.layers(embedded).get("first_conv")
     with pytest.raises(InterventionError, match="takes no option 'sorce'. Did you mean 'source'"):
-        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, kind="patch",
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, intervention="patch",
                                                    options={"sorce": "x.wav"}))
     with pytest.raises(InterventionError, match="takes no option 'source'.*Its options: none"):
-        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), kind="add",
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), intervention="add",
                                                    options={"source": "x.wav"}))
     from steerlab.errors import DirectionError
 
     with pytest.raises(DirectionError, match="'add' needs a direction"):
-        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, kind="add"))
-    with pytest.raises(InterventionError, match="patch needs a source audio"):
-        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, kind="patch"))
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, intervention="add"))
+    with pytest.raises(InterventionError, match="^patch needs the option source: an audio file") as caught:
+        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, intervention="patch"))
+    assert caught.value.parameters == ("source",)  # the CLI names its --source
     with pytest.raises(InterventionError, match="options must be a mapping"):
-        api.InterventionSpec(layer=layer.name, direction=None, kind="patch", options=["source"])
+        api.InterventionSpec(layer=layer.name, direction=None, intervention="patch", options=["source"])
 
 
 # -- bad input on the command line: one line, nothing written ------------------------------------
@@ -307,14 +308,14 @@ def files(tmp_path):
 
 
 CLI_CASES = {
-    "patch-without-source": (["tone.wav", "-l", "first_conv", "-i", "patch"], "patch needs a source audio: give --source FILE"),
+    "patch-without-source": (["tone.wav", "-l", "first_conv", "-i", "patch"], "patch needs the option --source: an audio file"),
     "source-without-patch": (["tone.wav", "-l", "first_conv", "-c", "0", "--source", "short.wav"],
                              "--source is the source audio of -i patch, not of -i add"),
     "source-shorter-than-span": (["tone.wav", "-l", "first_conv", "-i", "patch", "--source", "short.wav"],
                                  "tone.wav: the span reaches frame 12000 but the patch source"),
     "source-missing": (["tone.wav", "-l", "first_conv", "-i", "patch", "--source", "nope.wav"], "nope.wav"),
     "mean-ablate-without-reference": (["tone.wav", "-l", "first_conv", "-i", "mean-ablate"],
-                                      "mean-ablate needs a reference set: give --reference SPEC"),
+                                      "mean-ablate needs the option --reference: a folder"),
     "bad-reference": (["tone.wav", "-l", "first_conv", "-i", "mean-ablate", "--reference", "nosie:3"],
                       "Did you mean noise:3?"),
     "reference-without-mean-ablate": (["tone.wav", "-l", "first_conv", "-c", "0", "--reference", "flat:2"],
@@ -415,7 +416,7 @@ def classifier():
 def test_decoder_less_model_scores_class_probabilities(classifier):
     wave = chord(0.25, seed=13)
     layer = api.layers(classifier).get("conv")
-    spec = api.InterventionSpec(layer="conv", direction=channel_direction(2, layer), kind="add",
+    spec = api.InterventionSpec(layer="conv", direction=channel_direction(2, layer), intervention="add",
                                 strength=Strength(1.5, "absolute"), span=Span(0.05))
     res = api.intervene(classifier, [wave], spec)[0]
     with torch.no_grad():
@@ -436,7 +437,7 @@ def test_decoder_less_model_scores_class_probabilities(classifier):
     assert c["kl_divergence"] == pytest.approx(kl, rel=1e-4, abs=1e-7) and kl > 1e-4
     assert c["top_before"]["index"] == int(base.argmax()) and c["top_after"]["index"] == int(patched.argmax())
     assert "spectral" not in res.scores and "do not apply" in res.record["spectral_scores"]
-    with pytest.raises(Exception, match="--target-hz does not apply to tiny_classifier"):
+    with pytest.raises(Exception, match="^target_hz does not apply to tiny_classifier"):
         api.intervene(classifier, [wave], spec, target_hz=[440.0])
 
 
@@ -456,6 +457,6 @@ def test_decoder_less_model_writes_scores_and_a_bar_chart_not_wavs(classifier, t
     assert doc["output"] == "class logits" and set(doc["scores"]) == {"classification"}
     assert len(doc["scores"]["classification"]["classes"]) == 3
     docs = runner.intervene_files(classifier, [wav], api.InterventionSpec(
-        layer="conv", kind="mean-ablate", options={"reference": "flat:1", "clip_seconds": 0.1}), tmp_path / "out2")
+        layer="conv", intervention="mean-ablate", options={"reference": "flat:1", "clip_seconds": 0.1}), tmp_path / "out2")
     assert docs[0]["prepared"]["n_frames"] == api.layers(classifier).get("conv").frames_for(int(0.1 * SR))
     assert docs[0]["scores"]["classification"]["total_variation"] > 0

@@ -87,7 +87,7 @@ class _Minimal:
     name = "minimal"
     formula = "a_t <- a_t + w_t * v * d"
     description = "minimal"
-    value_kind = "strength"
+    value_scale = "strength"
 
     def apply(self, act, direction, value, weight, state=None):
         return act + value * direction[:, None] * weight[None, :]
@@ -97,7 +97,7 @@ class _WithPrepare:
     name = "with_prepare"
     formula = "a_t <- a_t + w_t * s"
     description = "adds a vector computed in prepare"
-    value_kind = "none"
+    value_scale = "none"
     needs_direction = False
     options_help = {"offset": "a number"}
 
@@ -122,7 +122,7 @@ def test_a_minimal_type_works_and_optional_members_default():
 
     act, d, w = torch.ones(3, 4), torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.5, 0.0])
     prepared = iv.prepare(_Minimal(), None, LAYER, d, {})
-    assert prepared.state is None and prepared.summary is None and prepared.value_kind == "strength"
+    assert prepared.state is None and prepared.summary is None and prepared.value_scale == "strength"
     out = iv.apply(_Minimal(), act, d, 2.0, w, prepared.state)
     assert torch.equal(out[0], torch.tensor([1.0, 3.0, 2.0, 1.0])) and torch.equal(out[1:], act[1:])
     assert iv.needs_direction(_Minimal()) and iv.is_chunkable(_Minimal()) and iv.options_help(_Minimal()) == {}
@@ -142,7 +142,7 @@ def test_prepare_passes_context_and_records_a_json_safe_summary():
         iv.prepare(kind, model, LAYER, None, {"ofset": 1})
 
 
-def test_strength_resolves_per_value_kind():
+def test_strength_resolves_per_value_scale():
     act = torch.tensor([[0.0, 3.0, 3.0], [0.0, 4.0, 0.0]])  # frame norms 0, 5, 3; step norms 5, 4
     s = Strength(2.0)
     assert s.resolve(act, "strength") == pytest.approx(2 * np.sqrt((0 + 25 + 9) / 3))
@@ -158,7 +158,7 @@ def test_intervention_spec_validates_and_freezes_options():
     from steerlab.interventions import json_safe
 
     opts = {"source": Path("a.wav"), "n": 3}
-    spec = InterventionSpec(layer="l", direction=None, kind="patch", options=opts)
+    spec = InterventionSpec(layer="l", direction=None, intervention="patch", options=opts)
     opts["n"] = 4
     assert spec.options["n"] == 3  # a copy, not the caller's dict
     with pytest.raises(TypeError):
@@ -167,8 +167,9 @@ def test_intervention_spec_validates_and_freezes_options():
     arr = json_safe(np.zeros((2, 3), np.float32))
     assert arr["array_shape"] == [2, 3] and len(arr["sha256"]) == 64
     with pytest.raises(DirectionError, match="Direction or None"):
-        InterventionSpec(layer="l", direction=np.ones(3), kind="add")
-    with pytest.raises(InterventionError, match="--n-q must be a whole number"):
-        InterventionSpec(layer="l", direction=None, kind="add", n_q=0)
+        InterventionSpec(layer="l", direction=np.ones(3), intervention="add")
+    with pytest.raises(InterventionError, match="^n_q must be a whole number") as caught:
+        InterventionSpec(layer="l", direction=None, intervention="add", n_q=0)
+    assert caught.value.parameters == ("n_q",)  # the CLI names it --n-q (tests/test_run_contracts.py)
     with pytest.raises(InterventionError, match="strength must be a steerlab Strength"):
-        InterventionSpec(layer="l", direction=None, kind="add", strength=1.0)
+        InterventionSpec(layer="l", direction=None, intervention="add", strength=1.0)

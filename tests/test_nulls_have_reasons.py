@@ -39,7 +39,7 @@ def _tone(seconds, f=300.0, sr=SR, channels=1):
 
 def _spec(model, path=None, n_q=None, span=Span(0.0, None, 240, 240)):
     info = api.layers(model).get("first_conv")
-    return api.InterventionSpec(layer=info.name, direction=channel_direction(3, info), kind="add",
+    return api.InterventionSpec(layer=info.name, direction=channel_direction(3, info), intervention="add",
                                 strength=Strength(0.5), span=span, path=path, n_q=n_q)
 
 

@@ -347,7 +347,7 @@ def test_sae_feature_picks_the_separating_latent():
     from steerlab.sae import SAEConfig, SparseAutoencoder
 
     without, with_ = _planted(width=8, axis=5)
-    sae = SparseAutoencoder(SAEConfig(width=8, size=16, kind_of_sae="relu"))
+    sae = SparseAutoencoder(SAEConfig(width=8, size=16, architecture="relu"))
     with torch.no_grad():  # latent j reads and writes axis j (and its negative for j >= 8)
         eye = torch.eye(8)
         sae.W_dec.copy_(torch.cat([eye, -eye]))
@@ -369,7 +369,7 @@ def test_sae_feature_is_the_brute_force_best_separating_feature():
     without = [rng.standard_normal((120, 8)) for _ in range(3)]
     with_ = [w + rng.standard_normal(8) * 0.3 + np.r_[0, 0, 1.5, 0, 0, 0, 0, 0] for w in without]
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(width=8, size=24, kind_of_sae="relu"))
+    sae = SparseAutoencoder(SAEConfig(width=8, size=24, architecture="relu"))
     d = SimpleNamespace(sae=sae, directions=sae.directions, layer="l", data_hash="x")
     vec, info = sae_feature(without, with_, d)
     best, best_j = 0.0, None

@@ -52,7 +52,7 @@ class _Flip:
     name: str = "twin"
     formula: str = "a_t <- a_t - 2 w_t c_t d"
     description: str = "reflect the component along the direction"
-    value_kind: str = "none"
+    value_scale: str = "none"
 
     def apply(self, act, direction, value, weight, state=None):
         return act - 2 * direction[:, None] * (weight * (direction @ act))[None, :]
@@ -434,7 +434,7 @@ class Negate:
     name = "toy_negate"
     formula = "a_t <- a_t - 2 w_t c_t d"
     description = "reflect the component along d"
-    value_kind = "none"
+    value_scale = "none"
 
     def apply(self, act, direction, value, weight, state=None):
         return act - 2 * direction[:, None] * (weight * (direction @ act))[None, :]

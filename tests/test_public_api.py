@@ -35,7 +35,7 @@ direction = steerlab.Direction(a_with.mean(axis=1) - a_without.mean(axis=1))
 print(direction.provenance["source"], direction.provenance["sha256"][:12])  # array, and which one
 
 # add it to the input without the 880 Hz partial, and measure what changed there
-spec = steerlab.InterventionSpec(layer="latent", direction=direction, kind="add", strength=steerlab.Strength(1.0))
+spec = steerlab.InterventionSpec(layer="latent", direction=direction, intervention="add", strength=steerlab.Strength(1.0))
 result = steerlab.intervene(model, [without_880], spec, target_hz=[880.0])[0]
 print(result.scores["spectral"]["targets"][0]["gain_db"])     # dB gained at 880 Hz
 
@@ -84,7 +84,7 @@ def test_the_example_intervention_creates_the_partial(example):
 
 def test_the_example_dictionary_decoder_is_the_decoder_in_activation_units(example):
     d = example["dictionary"]
-    assert (d.model, d.layer, d.kind) == ("tiny_encodec_24khz", "latent", "feature")
+    assert (d.model, d.layer, d.target) == ("tiny_encodec_24khz", "latent", "feature")
     decoder = d.decoder
     assert decoder.shape == (d.config.size, d.config.width) == (128, 64) and decoder.dtype == torch.float32
     # decode(codes) = codes @ decoder + decode(0), and the rows point along the unit directions

@@ -153,7 +153,7 @@ def test_an_unusable_file_fails_before_any_model_work(real_mp3, tmp_path, monkey
     monkeypatch.setattr(api, "intervene", lambda *a, **k: calls.append(1))
     monkeypatch.setattr(api, "prepare", lambda *a, **k: calls.append(1))
     info = api.layers(embedded).get("first_conv")
-    spec = api.InterventionSpec(layer=info.name, direction=channel_direction(0, info), kind="add",
+    spec = api.InterventionSpec(layer=info.name, direction=channel_direction(0, info), intervention="add",
                                 strength=Strength(1.0), span=Span())
     with pytest.raises(AudioError, match="NaN"):
         runner.intervene_files(embedded, [real_mp3, bad], spec, tmp_path / "out", chunk_s=4.0)

@@ -36,7 +36,7 @@ def _loud_then_quiet(path, seconds=2.5):
 
 def _spec(model, channel=3, alpha=0.5, mode="relative", span=Span()):
     info = api.layers(model).get("first_conv")
-    return api.InterventionSpec(layer=info.name, direction=channel_direction(channel, info), kind="add",
+    return api.InterventionSpec(layer=info.name, direction=channel_direction(channel, info), intervention="add",
                                 strength=Strength(alpha, mode), span=span)
 
 

@@ -15,7 +15,7 @@ from tests.conftest import chord
 
 def _spec(model, layer="first_conv", alpha=0.5, span=Span()):
     info = api.layers(model).get(layer)
-    return api.InterventionSpec(layer=info.name, direction=channel_direction(3, info), kind="add",
+    return api.InterventionSpec(layer=info.name, direction=channel_direction(3, info), intervention="add",
                                 strength=Strength(alpha), span=span)
 
 

@@ -57,17 +57,17 @@ def data():
 
 @pytest.fixture(scope="module")
 def topk(data):
-    return train_sae(data[0], SAEConfig(kind_of_sae="topk", **TRAIN))
+    return train_sae(data[0], SAEConfig(architecture="topk", **TRAIN))
 
 
 @pytest.fixture(scope="module")
 def relu(data):
-    return train_sae(data[0], SAEConfig(kind_of_sae="relu", **TRAIN))  # default l1
+    return train_sae(data[0], SAEConfig(architecture="relu", **TRAIN))  # default l1
 
 
 def test_config_validates_with_allowed_values():
     with pytest.raises(ValueError, match="unknown SAE architecture 'gated'. Valid values: topk, relu"):
-        SAEConfig(width=4, size=8, kind_of_sae="gated")
+        SAEConfig(width=4, size=8, architecture="gated")
     with pytest.raises(ValueError, match=r"k \(9\) must be <= size \(8\)"):
         SAEConfig(width=4, size=8, k=9)
     with pytest.raises(ValueError, match="lr must be a finite number > 0"):
@@ -148,7 +148,7 @@ def test_config_without_split_every_loads_as_trained_without_splitting():
 
 def test_large_offset_is_removed_and_directions_are_in_original_space(topk):
     x, truth = planted(offset=50.0)  # the `topk` fixture's data, shifted by a vector of norm 50
-    sae, metrics = train_sae(x, SAEConfig(kind_of_sae="topk", **TRAIN))
+    sae, metrics = train_sae(x, SAEConfig(architecture="topk", **TRAIN))
     assert metrics["gamma"] > 10  # the offset dominates the spread
     share = recovered(sae, truth)
     same = (sae.directions * topk[0].directions).sum(1)
@@ -175,13 +175,13 @@ def test_large_offset_is_removed_and_directions_are_in_original_space(topk):
 
 def test_training_is_deterministic_for_a_seed():
     x, _ = planted(n=2048, seed=2)
-    cfg = SAEConfig(kind_of_sae="topk", **{**TRAIN, "epochs": 3, "dead_steps": 5})
+    cfg = SAEConfig(architecture="topk", **{**TRAIN, "epochs": 3, "dead_steps": 5})
     a, b = train_sae(x, cfg)[0], train_sae(x, cfg)[0]
     for name, tensor in a.state_dict().items():
         assert torch.equal(tensor, b.state_dict()[name]), name
-    c = train_sae(x, SAEConfig(kind_of_sae="topk", **{**TRAIN, "epochs": 3, "seed": 1}))[0]
+    c = train_sae(x, SAEConfig(architecture="topk", **{**TRAIN, "epochs": 3, "seed": 1}))[0]
     assert not torch.equal(a.W_dec, c.W_dec)
-    relu_cfg = SAEConfig(kind_of_sae="relu", **{**TRAIN, "epochs": 2})
+    relu_cfg = SAEConfig(architecture="relu", **{**TRAIN, "epochs": 2})
     assert torch.equal(train_sae(x, relu_cfg)[0].W_enc, train_sae(x, relu_cfg)[0].W_enc)
 
 
@@ -191,7 +191,7 @@ def test_streamed_blocks_train_and_match_array_statistics():
     s_arr, s_stream = data_stats(x, WIDTH), data_stats(blocks, WIDTH)
     assert s_arr.sha256 == s_stream.sha256 and s_arr.n == s_stream.n == 3000
     assert torch.allclose(s_arr.mean, s_stream.mean, atol=1e-12)
-    cfg = SAEConfig(kind_of_sae="topk", **{**TRAIN, "epochs": 2})
+    cfg = SAEConfig(architecture="topk", **{**TRAIN, "epochs": 2})
     seen = []
     sae1, m1 = train_sae(blocks, cfg, progress=lambda e, n, loss: seen.append((e, n)))
     sae2, _ = train_sae(blocks, cfg)
@@ -250,7 +250,7 @@ def test_dead_latent_handling_engages():
     d = torch.randn(4, 8, generator=g)
     d = d / d.norm(dim=1, keepdim=True)
     x = d[torch.randint(0, 4, (2048,), generator=g)] * (1 + torch.rand(2048, 1, generator=g))
-    base = dict(width=8, size=32, kind_of_sae="relu", l1=1.0, epochs=30, lr=3e-3)
+    base = dict(width=8, size=32, architecture="relu", l1=1.0, epochs=30, lr=3e-3)
     _, off = train_sae(x, SAEConfig(**base, dead_steps=0))
     _, on = train_sae(x, SAEConfig(**base, dead_steps=20))
     print(f"relu dead fraction: no resampling {off['dead_fraction']:.3f}, resampling {on['dead_fraction']:.3f}"
@@ -266,14 +266,14 @@ def test_dead_latent_handling_engages():
     assert plain["final_loss"] == plain["final_recon_loss"]
 
 
-def _dictionary(result, kind="feature") -> Dictionary:
+def _dictionary(result, target="feature") -> Dictionary:
     sae, metrics = result
-    return Dictionary(sae=sae, model="encodec_24khz", layer="encoder.layers.3", kind=kind,
+    return Dictionary(sae=sae, model="encodec_24khz", layer="encoder.layers.3", target=target,
                       weights_hash="abc123", data_description="planted sparse directions", metrics=metrics)
 
 
 def test_round_trip_is_bit_exact(topk, data, tmp_path):
-    d = _dictionary(topk, kind="archetype")
+    d = _dictionary(topk, target="archetype")
     folder = dictionary.save(d, tmp_path / "dict")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "weights.safetensors"]
     doc = json.loads((folder / "config.json").read_text())
@@ -284,7 +284,7 @@ def test_round_trip_is_bit_exact(topk, data, tmp_path):
     back = dictionary.load(folder)
     for name, tensor in d.sae.state_dict().items():
         assert torch.equal(tensor, back.sae.state_dict()[name]), name
-    for attr in ("model", "layer", "kind", "weights_hash", "data_description", "data_hash", "metrics", "versions",
+    for attr in ("model", "layer", "target", "weights_hash", "data_description", "data_hash", "metrics", "versions",
                  "stats"):
         assert getattr(back, attr) == getattr(d, attr), attr
     assert back.config == d.config and back.sae.stats == d.stats
@@ -298,8 +298,8 @@ def test_round_trip_is_bit_exact(topk, data, tmp_path):
     with pytest.raises(OutputError, match="not replacing"):
         dictionary.save(d, tmp_path / "other", overwrite=True)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
-    with pytest.raises(ValueError, match="unknown dictionary kind 'motion'. Valid values: feature, archetype"):
-        Dictionary(sae=d.sae, model="m", layer="l", kind="motion")
+    with pytest.raises(ValueError, match="unknown dictionary target 'motion'. Valid values: feature, archetype"):
+        Dictionary(sae=d.sae, model="m", layer="l", target="motion")
 
 
 def test_unknown_version_and_damage_are_refused(topk, tmp_path):
@@ -340,7 +340,7 @@ def saelens_forward(cfg: dict, w: dict[str, torch.Tensor], x: torch.Tensor) -> t
 def test_saelens_export_reproduces_reconstruction(variant, topk, relu, data, tmp_path):
     if variant == "offset":  # centre and scale far from 0 and 1, so folding them matters
         x, _ = planted(n=2048, offset=50.0, seed=5)
-        result = train_sae(x, SAEConfig(kind_of_sae="topk", **{**TRAIN, "epochs": 2}))
+        result = train_sae(x, SAEConfig(architecture="topk", **{**TRAIN, "epochs": 2}))
     else:
         x, result = data[0], {"topk": topk, "relu": relu}[variant]
     from safetensors.torch import load_file
@@ -351,7 +351,7 @@ def test_saelens_export_reproduces_reconstruction(variant, topk, relu, data, tmp
     w = load_file(str(folder / "sae_weights.safetensors"))
     cfgs = d.config
     assert (cfg["d_in"], cfg["d_sae"]) == (cfgs.width, cfgs.size)
-    assert cfg["architecture"] == ("topk" if cfgs.kind_of_sae == "topk" else "standard")
+    assert cfg["architecture"] == ("topk" if cfgs.architecture == "topk" else "standard")
     assert cfg["normalize_activations"] == "none" and cfg["model_name"] == d.model and cfg["hook_name"] == d.layer
     shapes = {k: tuple(v.shape) for k, v in w.items()}
     assert shapes == {"W_enc": (cfgs.width, cfgs.size), "W_dec": (cfgs.size, cfgs.width),

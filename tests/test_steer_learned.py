@@ -32,10 +32,10 @@ def dicts(tmp_path_factory, embedded):
     root = tmp_path_factory.mktemp("dicts")
     corpus = Corpus.for_model(embedded, ["synth:1"], clip_seconds=0.2)
     out = {}
-    for kind in ("feature", "archetype"):
+    for target in ("feature", "archetype"):
         config = SAEConfig(width=api.layers(embedded).get("first_conv").channels, size=16, k=4, epochs=2)
-        d = learn_dictionary(embedded, "first_conv", kind, corpus, config, stream="recompute")
-        out[kind] = dictionary.save(d, root / kind)
+        d = learn_dictionary(embedded, "first_conv", target, corpus, config, stream="recompute")
+        out[target] = dictionary.save(d, root / target)
     return out
 
 
@@ -108,7 +108,7 @@ def test_feature_clamp_end_to_end_equals_a_manual_hook(embedded, dicts, mode, al
     sae = api.resolve_dictionary(dicts["feature"], embedded).dictionary.sae
     with torch.no_grad():  # the most used feature on this input, so clamping it changes something
         j = int(sae.encode(_hooked_act(embedded, wave, layer).T).gt(0).sum(0).argmax())
-    spec = api.InterventionSpec(layer=layer.name, direction=None, kind="feature-clamp",
+    spec = api.InterventionSpec(layer=layer.name, direction=None, intervention="feature-clamp",
                                 strength=Strength(alpha, "absolute"), span=Span(0.05, 0.2),
                                 options={"dictionary": str(dicts["feature"]), "feature": j, "mode": mode})
     res = api.intervene(embedded, [wave], spec)[0]
@@ -245,10 +245,10 @@ SHIPPED = {"first_conv-features": ("encoder.0.conv", "feature"), "first_conv-arc
 def test_shipped_dictionaries_were_learned_on_the_shipped_weights(embedded):
     shipped = embedded.shipped_dictionaries()
     assert set(shipped) == set(SHIPPED)
-    for name, (layer, kind) in SHIPPED.items():
+    for name, (layer, target) in SHIPPED.items():
         d = dictionary.load(shipped[name])
         assert (d.model, d.weights_hash) == (embedded.name, embedded.weights_hash()), name
-        assert (d.layer, d.kind) == (layer, kind)
+        assert (d.layer, d.target) == (layer, target)
         assert d.metrics["explained_variance"] > 0.9
 
 

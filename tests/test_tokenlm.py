@@ -112,7 +112,7 @@ def test_module_called_several_times_is_patched_on_every_call():
 
 def test_alpha_zero_patched_equals_baseline_bit_for_bit(tlm):
     layer = api.layers(tlm).get("blocks.0.resid_post")
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(3, layer), kind="add",
+    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(3, layer), intervention="add",
                                 strength=Strength(0.0))
     base, patched, _, _ = api.run_pairs(tlm, [chord(0.5, seed=1), chord(0.5, seed=2)], spec)
     assert base[0].shape == (1, N_FRAMES * 320)
@@ -124,7 +124,7 @@ def test_patch_equals_torch_hook_on_every_generation_step(tlm):
     wave = chord(0.6, seed=3)  # 45 prompt frames
     layer = api.layers(tlm).get("blocks.0.resid_post")
     alpha, channel, start, end = 4.0, 3, 0.2, 0.6
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(channel, layer), kind="add",
+    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(channel, layer), intervention="add",
                                 strength=Strength(alpha, "absolute"),
                                 span=Span(start, end))
     base, patched, _, _ = api.run_pairs(tlm, [wave], spec)
@@ -145,7 +145,7 @@ def test_patch_equals_torch_hook_on_every_generation_step(tlm):
 
 def test_same_seed_batched_equals_unbatched(tlm):
     layer = api.layers(tlm).get("blocks.1.attn_out")
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(5, layer), kind="add",
+    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(5, layer), intervention="add",
                                 strength=Strength(3.0))
     waves = [chord(0.5, seed=s) for s in (4, 5, 6)]
     base, patched, _, _ = api.run_pairs(tlm, waves, spec)  # one batch of six rows
@@ -300,7 +300,7 @@ def test_sae_feature_learned_on_the_residual_stream_steers_the_continuation(tmp_
     assert (ref.dictionary.model, j) == ("tokenlm_24khz", 3)
     wave = chord(0.4, seed=4)
     layer = api.layers(tlm).get("blocks.1.resid_post")
-    spec = api.InterventionSpec(layer=layer.name, direction=direction, kind="add", strength=Strength(3.0, "absolute"))
+    spec = api.InterventionSpec(layer=layer.name, direction=direction, intervention="add", strength=Strength(3.0, "absolute"))
     base, patched, _, _ = api.run_pairs(tlm, [wave], spec)
     unit = torch.from_numpy(direction.vector / direction.norm).float()
 

@@ -61,7 +61,7 @@ def test_patch_equals_plain_torch_hook(embedded, layer_name, kind):
     layer = api.layers(embedded).get(layer_name)
     channel = 2
     alpha = 0.7
-    spec = api.InterventionSpec(layer=layer_name, direction=channel_direction(channel, layer), kind=kind,
+    spec = api.InterventionSpec(layer=layer_name, direction=channel_direction(channel, layer), intervention=kind,
                                 strength=Strength(alpha, "absolute"), span=Span(0.1, 0.4))
     _, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     frames = layer.frames_for(wave.shape[-1])
@@ -90,7 +90,7 @@ def test_patch_equals_plain_torch_hook(embedded, layer_name, kind):
 def test_alpha_zero_equals_baseline_exactly(embedded):
     wave = chord(0.5, seed=4)
     layer = api.layers(embedded).get("encoder.3.conv")
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), kind="add",
+    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), intervention="add",
                                 strength=Strength(0.0))
     base, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     assert np.array_equal(base[0], patched[0])
@@ -109,7 +109,7 @@ def test_causal_patch_leaves_earlier_samples_unchanged(random_24k, layer_name):
     wave = chord(1.0, seed=5)
     layer = api.layers(random_24k).get(layer_name)
     start = 0.5
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(1, layer), kind="add",
+    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(1, layer), intervention="add",
                                 strength=Strength(50.0), span=Span(start))
     base, patched, _, _ = api.run_pairs(random_24k, [wave], spec)
     t0 = int(np.floor(start * layer.frame_rate)) * layer.hop  # first patched frame, in samples

@@ -120,7 +120,8 @@ def _command(*options: click.Option) -> click.Command:
 def test_the_cli_names_the_flag_of_each_parameter_the_command_has():
     cmd = _command(click.Option(["--chunk-s", "chunk_s"], type=float),
                    click.Option(["-s", "--start", "start_s"], type=float),
-                   click.Option(["--end", "end_s"]), click.Option(["--k"]), click.Option(["--variant"]))
+                   click.Option(["--end", "end_s"]), click.Option(["--k"]),
+                   click.Option(["--architecture", "--variant", "architecture"]), click.Option(["--data"]))
     exc = ConfigError("chunk_s 0.5 is too small, so chunk_s must be at least 2 s", parameter="chunk_s")
     assert render(exc, cmd) == "--chunk-s 0.5 is too small, so --chunk-s must be at least 2 s"
     exc = ConfigError("end_s (0.1 s) must be after start_s (0.2 s)", parameter=("end_s", "start_s"))
@@ -128,7 +129,8 @@ def test_the_cli_names_the_flag_of_each_parameter_the_command_has():
     # whole words only; an alias maps the library's name to the command's; no flag: left alone
     assert render(ConfigError("k (9) must be <= size (8); kind k", parameter=("k", "size")), cmd) == \
         "--k (9) must be <= size (8); kind --k"
-    assert render(ConfigError("unknown kind_of_sae 'l2'", parameter="kind_of_sae"), cmd) == "unknown --variant 'l2'"
+    assert render(ConfigError("unknown architecture 'l2'", parameter="architecture"), cmd) == "unknown --architecture 'l2'"
+    assert render(ConfigError("specs x: no such file", parameter="specs"), cmd) == "--data x: no such file"
     assert render(ConfigError("grid.chunk_s must be > 0", parameter="grid.chunk_s"), cmd) == "grid.chunk_s must be > 0"
     two_lines = ConfigError("chunk_s.x and chunk_s\nsecond line", parameter="chunk_s")
     assert render(two_lines, cmd) == "chunk_s.x and --chunk-s"

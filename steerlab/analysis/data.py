@@ -51,7 +51,7 @@ class Captured:
                 "vectors_seen": int(self.seen), "manifest": self.manifest}
 
 
-def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int, seed: int = 0,
+def capture(model: Any, layer: Any, corpus: Corpus, target: str, max_vectors: int, seed: int = 0,
             batch_clips: int = 8, max_batch: int = 16, user_data: bool = True) -> Captured:
     """Capture ``layer`` over ``corpus``, keeping at most ``max_vectors`` (see the module docstring).
 
@@ -65,14 +65,14 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
 
     from steerlab import tracing
 
-    check.choice("kind", kind, MODES, what="capture kind")
+    check.choice("target", target, MODES, what="dictionary target")
     rng = np.random.default_rng(seed)
     try:
         expected = corpus.estimate_seconds() * layer.frame_rate
     except Exception:  # an estimate only sets the first keep probability; the thinning bounds memory anyway
         expected = 0.0
     p = min(1.0, 1.5 * max_vectors / expected) if expected > 0 else 1.0
-    held: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    held: list[tuple[np.ndarray, ...]] = []  # (vectors, starts, clip indices, frame indices)
     n_held, seen = 0, 0
     manifest = corpus.new_manifest()
     if user_data:
@@ -84,7 +84,7 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
         acts = tracing.capture(model, [w for _, w in pending], [layer], max_batch)
         for (ci, _), act in zip(pending, acts):
             r = act[layer.name].T.numpy().astype(np.float32)  # [frames, channels]
-            if kind == "feature":
+            if target == "feature":
                 vec, start = r, r
             else:
                 vec, start = r[1:] - r[:-1], r[:-1]
@@ -95,7 +95,7 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
                 n_held += len(keep)
             while n_held > 2 * max_vectors:  # too many: halve the rate and thin what is held to match
                 p /= 2
-                thinned = []
+                thinned: list[tuple[np.ndarray, ...]] = []
                 for part in held:
                     m = rng.random(len(part[0])) < 0.5
                     thinned.append(tuple(a[m] for a in part))
@@ -121,7 +121,7 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
         if manifest.clips == 0:
             raise CorpusError(f"no usable audio in {where}: {manifest.files_seen} audio files seen, "
                               f"{len(manifest.skipped)} skipped")
-        raise CorpusError(f"{manifest.clips} clips from {where} gave no {MODES[kind]} vectors at {layer.name}"
+        raise CorpusError(f"{manifest.clips} clips from {where} gave no {MODES[target]} vectors at {layer.name}"
                           " (clips too short)")
     if user_data:
         refuse_constant(manifest, f"{model.name} {layer.name}", corpus.describe())
@@ -133,7 +133,7 @@ def capture(model: Any, layer: Any, corpus: Corpus, kind: str, max_vectors: int,
     return Captured(parts[0], parts[1], parts[2], parts[3], corpus.describe(), manifest.to_json(), seen)
 
 
-def fragments_for(corpus: Corpus, layer: Any, kind: str, where: dict[str, tuple[np.ndarray, np.ndarray]],
+def fragments_for(corpus: Corpus, layer: Any, target: str, where: dict[str, tuple[np.ndarray, np.ndarray]],
                   length: int) -> dict[str, np.ndarray]:
     """Waveform fragments ``[n, length]`` (first channel) for named lists of (clip, frame)
     pairs, in one pass over the corpus. A frame ``t`` is centred on ``t * hop + hop / 2``;
@@ -152,7 +152,7 @@ def fragments_for(corpus: Corpus, layer: Any, kind: str, where: dict[str, tuple[
         if ci in wanted:
             mono = np.asarray(wave, dtype=np.float64)[0]
             for name, row, t in wanted[ci]:
-                centre = (t + 1) * layer.hop if kind == "archetype" else t * layer.hop + layer.hop // 2
+                centre = (t + 1) * layer.hop if target == "archetype" else t * layer.hop + layer.hop // 2
                 out[name][row] = fragment(mono, centre, length)
         if ci >= last:
             break

@@ -35,7 +35,7 @@ from steerlab.learned import check_dictionary_fits
 
 REPORT_FORMAT, REPORT_VERSION = "steerlab-analysis-report", 1
 
-#: analyses that do not apply to a kind of dictionary, and why (said in the report)
+#: analyses that do not apply to a dictionary target (features or archetypes), and why (said in the report)
 NOT_APPLICABLE = {
     "feature": {
         "locality": ("locality asks whether a motion g_t = r_(t+1) - r_t can be predicted from where it starts (r_t); "
@@ -83,11 +83,14 @@ class _Retrained:
 class _Run:
     """State shared by the analyses of one report."""
 
+    versions: dict[str, str]  # set by the caller before any analysis runs
+    dict_config_sha: str | None  # likewise: the dictionary's config.json hash
+
     def __init__(self, d: Any, model: Any, info: Any, corpus: Any, opts: AnalysisOptions, cap: Captured,
                  load: Callable[[], Any] | None, progress: Callable[[str], None]):
         self.d, self.model, self.info, self.corpus, self.opts, self.cap = d, model, info, corpus, opts, cap
         self.load, self.say = load, progress
-        self.kind = d.kind
+        self.target = d.target
         self.dirs = d.directions.double().numpy()
         self.offset = offset_of(d.sae)
         self.codes = encode(d.sae, cap.vectors)
@@ -114,7 +117,7 @@ class _Run:
             self._cache[(key, seed)] = _Retrained(sae, metrics, vectors, self.opts.active_rel)
         return self._cache[(key, seed)]
 
-    def provenance(self, seeds: list[int] | None = None, data: dict[str, str] | None = None) -> dict[str, Any]:
+    def provenance(self, seeds: list[int] | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"seeds": seeds if seeds is not None else [self.opts.seed],
                 "dictionary_config_sha256": self.dict_config_sha, "model_weights_hash": self.model.weights_hash(),
                 "data": data or {"description": self.cap.description, "sha256": self.cap.sha256},
@@ -135,7 +138,7 @@ def _coverage(run: _Run) -> dict[str, Any]:
                                    "directions_used")}
     summary["random_share_covered"] = float(np.mean([r["share_covered"] for r in rand]))
     summary["random_mean_best_cosine"] = float(np.mean([r["mean_best_cosine"] for r in rand]))
-    what = "response vectors" if run.kind == "feature" else "generators"
+    what = "response vectors" if run.target == "feature" else "generators"
     headline = (f"{summary['share_covered']:.1%} of {what} have a nearest direction at cosine >= "
                 f"{o.coverage_threshold:g} (mean best cosine {summary['mean_best_cosine']:.2f}); "
                 f"{len(run.dirs)} random directions: {summary['random_share_covered']:.1%}, "
@@ -283,7 +286,7 @@ def _variant_summary(run: _Run, cap: Captured, rt: _Retrained) -> dict[str, Any]
            "response_spread": spread}
     _reasons(out, ("retrained_top_n_share_of_activations", "retrained_n_for_90_percent"), s.get("reason"))
     _reasons(out, ("retrained_explained_variance",), "the vectors do not vary (total sum of squares 0)")
-    if run.kind == "archetype":
+    if run.target == "archetype":
         out["motion_over_spread"] = out["mean_vector_norm"] / spread if spread > 0 else None
         if spread <= 0:
             out["motion_over_spread_reason"] = "the starting vectors do not spread (spread 0): no ratio"
@@ -303,7 +306,7 @@ def _data(run: _Run) -> dict[str, Any]:
             corpus = Corpus([f"{name}:{o.reference_clips}"], run.corpus.sample_rate, run.corpus.channels,
                             seed=o.seed, clip_seconds=run.corpus.clip_seconds)
             run.say(f"capturing {name}:{o.reference_clips}")
-            cap = run.captures[name] = capture(run.model, run.info, corpus, run.kind, o.max_vectors, o.seed,
+            cap = run.captures[name] = capture(run.model, run.info, corpus, run.target, o.max_vectors, o.seed,
                                               user_data=False)
         key = "analysis data" if name == "real" else name
         rt = run.retrain(key, cap.vectors, o.seeds[0])
@@ -342,7 +345,7 @@ def _weights(run: _Run) -> dict[str, Any]:
             cap = run.cap
         else:
             run.say(f"capturing the analysis data with {name} first-layer filters")
-            cap = capture(model, run.info, run.corpus, run.kind, o.max_vectors, o.seed)
+            cap = capture(model, run.info, run.corpus, run.target, o.max_vectors, o.seed)
         rt = run.retrain("analysis data" if name == "trained" else f"{name} weights", cap.vectors, o.seeds[0])
         row = _variant_summary(run, cap, rt)
         curves[f"{name} (retrained)"] = row.pop("_curve")
@@ -377,7 +380,7 @@ def _fragments(run: _Run) -> dict[str, Any]:
     from steerlab.arch import main_lobe_hz
 
     o, info = run.opts, run.info
-    span = info.receptive_field + (info.hop if run.kind == "archetype" else 0)
+    span = info.receptive_field + (info.hop if run.target == "archetype" else 0)
     length = o.fragment_samples or max(256, 4 * span)
     sr = info.sample_rate
     band = o.band_hz or 3.0 * sr / length
@@ -391,7 +394,7 @@ def _fragments(run: _Run) -> dict[str, Any]:
         cos[j] = float((unit[rows] @ run.dirs[j]).mean()) if len(rows) else None
     rand_rows = run.rng.choice(len(run.x), min(o.fragments_per_latent, len(run.x)), replace=False)
     where["random vectors"] = (run.cap.clip[rand_rows], run.cap.frame[rand_rows])
-    frags = fragments_for(run.corpus, info, run.kind, where, length)
+    frags = fragments_for(run.corpus, info, run.target, where, length)
     lobe = main_lobe_hz(info)
     max_lag = max(1, min(max(info.receptive_field, info.hop), length // 4))
     table, panels = [], []
@@ -474,12 +477,12 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
     info = check_dictionary_fits(d, model, allow_weights_mismatch=allow_weights_mismatch,
                                  label=str(dictionary_path) if dictionary_path is not None else "")
     o = options
-    say(f"capturing {d.kind} vectors of {model.name} {info.name} from {corpus.describe()} (at most {o.max_vectors})")
-    cap = capture(model, info, corpus, d.kind, o.max_vectors, o.seed)
+    say(f"capturing {d.target} vectors of {model.name} {info.name} from {corpus.describe()} (at most {o.max_vectors})")
+    cap = capture(model, info, corpus, d.target, o.max_vectors, o.seed)
     from steerlab.sae import require_variance  # degenerate data: one line now, not a failure mid-report
 
     require_variance(cap.vectors, info.channels, f"{model.name} {info.name}",
-                     "response vectors" if d.kind == "feature" else "generators", corpus.describe())
+                     "response vectors" if d.target == "feature" else "generators", corpus.describe())
     run = _Run(d, model, info, corpus, o, cap, load, say)
     run.versions = versions()
     run.dict_config_sha = (_sha256_file(Path(dictionary_path) / "config.json") if dictionary_path is not None else
@@ -489,7 +492,7 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
     for name in ANALYSES:
         key = f"{LETTERS[name]}_{name}"
         entry: dict[str, Any] = {"letter": LETTERS[name], "title": TITLES[name], "source": POST1[name]}
-        reason = NOT_APPLICABLE[d.kind].get(name)
+        reason = NOT_APPLICABLE[d.target].get(name)
         if name not in o.only:
             entry.update(status="skipped", reason="not selected (--only / --skip)")
         elif reason:
@@ -511,7 +514,8 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
     doc = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
-        "dictionary": {"path": str(dictionary_path) if dictionary_path is not None else None, "kind": d.kind,
+        # report.json keeps its keys: "kind" holds the dictionary's target, "sae" its stored config block
+        "dictionary": {"path": str(dictionary_path) if dictionary_path is not None else None, "kind": d.target,
                        "model": d.model, "layer": d.layer, "width": d.config.width, "size": d.config.size,
                        "k": d.config.k, "seed": d.config.seed, "config_sha256": run.dict_config_sha,
                        "weights_hash_recorded": d.weights_hash, "data_description": d.data_description,

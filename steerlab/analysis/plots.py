@@ -7,7 +7,7 @@ backend), as in :mod:`steerlab.figures`, so importing steerlab stays cheap.
 from __future__ import annotations
 
 import io
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def coverage(best: np.ndarray, curve: dict[str, Any], random_curve: dict[str, An
     return _png(fig)
 
 
-def reconstruction(ms: Sequence[int], curves: dict[str, Sequence[float]], top_n: int, example: dict[str, Any]) -> bytes:
+def reconstruction(ms: Sequence[int], curves: Mapping[str, Sequence[float]], top_n: int, example: dict[str, Any]) -> bytes:
     fig, ax = _figure(11, 3.8, cols=2)
     for name, ys in curves.items():
         ax[0, 0].semilogy(ms, np.maximum(np.asarray(ys, dtype=float), 1e-18), label=name,

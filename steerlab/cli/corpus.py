@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from steerlab.cli import SteerlabGroup
 from steerlab.cli.options import CONTEXT, echo_json, json_option, output_option
 
 
-@click.group(context_settings=CONTEXT)
+# a SteerlabGroup, so an error names the flags of the subcommand that ran (steerlab.cli.errors)
+@click.group(cls=SteerlabGroup, context_settings=CONTEXT)
 def corpus() -> None:
     """Build audio corpora: rendered General MIDI instruments, or clips of long real recordings."""
 

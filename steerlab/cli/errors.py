@@ -24,7 +24,7 @@ from steerlab.errors import SteerlabError, first_line
 
 #: library parameter -> the click parameter name of the option that sets it, where they differ
 ALIASES: dict[str, str] = {
-    "kind_of_sae": "variant",
+    "specs": "data",  # steerlab.capture.Corpus(specs) is --data
 }
 
 

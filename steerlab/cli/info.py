@@ -52,12 +52,13 @@ def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as
 @click.command(context_settings=CONTEXT)
 @json_option()
 def interventions(as_json: bool) -> None:
-    """List the intervention types with their formulas, value kinds and options (docs/interventions.md)."""
+    """List the intervention types with their formulas, value scales and options (docs/interventions.md)."""
     from steerlab import plugins
     from steerlab.interventions import is_chunkable, needs_direction, options_help
 
     reg = plugins.interventions()
-    rows = [{"name": t.name, "formula": t.formula, "value": t.value_kind, "description": t.description,
+    rows: list[dict]  # (mixed values: mypy would infer dict[str, object])
+    rows = [{"name": t.name, "formula": t.formula, "value": t.value_scale, "description": t.description,
              "needs_direction": needs_direction(t), "options": options_help(t), "chunkable": is_chunkable(t),
              "prepare": callable(getattr(t, "prepare", None)), "plugin": reg.owners[t.name]} for t in reg]
     if as_json:

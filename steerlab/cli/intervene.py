@@ -9,6 +9,7 @@ need more than a direction get their options from ``--source`` (patch),
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -41,7 +42,7 @@ def _summary_line(doc: dict) -> str:
         return (f"{name}: top class {b['class']} ({b['prob']:.2f}) -> {a['class']} ({a['prob']:.2f}); "
                 f"KL {c['kl_divergence']:.3g} nats; spectral scores do not apply (no decoder)")
     if doc.get("output") and "spectral" not in doc["scores"]:  # an output space of its own (pitch salience)
-        s = next(iter(doc["scores"].values()), {})
+        s: dict = next(iter(doc["scores"].values()), {})
         line = f"{name}: {doc['output']}: rms change {s.get('rms_change', float('nan')):.3g}"
         for t in s.get("targets", []):
             conc = "n/a" if t.get("concentration") is None else f"{t['concentration']:.2f}"
@@ -90,7 +91,7 @@ def _not_scored(scores: dict) -> list[str]:
 def _progress(total: int) -> Iterator[Callable[[str], None]]:
     """A progress bar on a terminal; elsewhere (a log, a pipe) one plain line per input,
     ``intervene 1/2: NAME``, instead of the bar's bare labels."""
-    err = click.get_text_stream("stderr")
+    err = sys.stderr  # (click.get_text_stream is deprecated since click 8.5)
     if not err.isatty():
         done = [0]
 
@@ -130,7 +131,7 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 @click.option("--strength-mode", type=click.Choice(["relative", "absolute"]), default="relative",
               help="relative: alpha times the layer's RMS activation norm on that input "
                    "(for -i archetype, the RMS norm of its steps r_{t+1} - r_t).")
-@click.option("-i", "--intervention", "kind", default=None,
+@click.option("-i", "--intervention", "intervention", default=None,
               help="Intervention type (see `steerlab interventions`) [default: add; archetype with --archetype].")
 @click.option("--start", "start_s", type=float, default=0.0, help="Span start in seconds.")
 @click.option("--end", "end_s", type=float, default=None, help="Span end in seconds (default: end of input).")
@@ -150,7 +151,7 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 @output_option("Output directory.", dest="out_dir")
 @json_option("Print the scores as JSON.")
 def intervene(audio_files, model_name, checkpoint, layer, direction_file, channel, feature, archetype, source,
-              reference, opts, alpha, strength_mode, kind, start_s, end_s, fade_in, fade_out, decode_path, model_opts, n_q,
+              reference, opts, alpha, strength_mode, intervention, start_s, end_s, fade_in, fade_out, decode_path, model_opts, n_q,
               target_hz, no_normalize_direction, chunk_s, out_dir, as_json) -> None:
     """Patch LAYER along a direction on each AUDIO file, decode, and score the change.
 
@@ -165,21 +166,22 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     from steerlab.runner import check_input_paths, default_fade_frames, intervene_files
 
     check_input_paths(audio_files)  # every AUDIO argument, before the model loads or any file decodes
-    if kind is None:
-        kind = "archetype" if archetype is not None else "add"
-    intervention = plugins.interventions().get(kind)
+    if intervention is None:
+        intervention = "archetype" if archetype is not None else "add"
+    itype = plugins.interventions().get(intervention)
     given = [name for name, value in (("--direction", direction_file), ("--channel", channel),
                                       ("--feature", feature), ("--archetype", archetype)) if value is not None]
-    if len(given) > 1 or (not given and needs_direction(intervention)):
+    if len(given) > 1 or (not given and needs_direction(itype)):
         raise SteerlabError("give exactly one of --direction FILE or --channel K (or --feature/--archetype DICT:ID)"
-                            + (f"; got {' and '.join(given)}" if given else f"; {kind} needs a direction"))
-    if kind == "feature-clamp" and feature is None:
+                            + (f"; got {' and '.join(given)}" if given else f"; {intervention} needs a direction"))
+    if intervention == "feature-clamp" and feature is None:
         raise SteerlabError("-i feature-clamp needs the feature to clamp: give --feature DICT:ID"
                             + (f" instead of {given[0]}" if given else ""))
-    if source is not None and kind != "patch":
-        raise SteerlabError(f"--source is the source audio of -i patch, not of -i {kind}; add -i patch or drop --source")
-    if reference and kind != "mean-ablate":
-        raise SteerlabError(f"--reference is the reference set of -i mean-ablate, not of -i {kind}; "
+    if source is not None and intervention != "patch":
+        raise SteerlabError(f"--source is the source audio of -i patch, not of -i {intervention}; "
+                            "add -i patch or drop --source")
+    if reference and intervention != "mean-ablate":
+        raise SteerlabError(f"--reference is the reference set of -i mean-ablate, not of -i {intervention}; "
                             "add -i mean-ablate or drop --reference")
     if not math.isfinite(alpha):
         raise InterventionError(f"--alpha must be a finite number, got {alpha}")
@@ -199,10 +201,10 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     elif direction_file is not None:
         direction = load_direction(*_direction(direction_file))
     elif feature is not None or archetype is not None:
-        learned_kind = "feature" if feature is not None else "archetype"
-        learned = api.learned_direction(feature or archetype, model, layer_info.name, learned_kind)
+        target = "feature" if feature is not None else "archetype"
+        learned = api.learned_direction(feature or archetype, model, layer_info.name, target)
         direction = learned.direction
-        if kind == "feature-clamp":
+        if intervention == "feature-clamp":
             options.update(dictionary=learned.ref, feature=learned.latent)
     if direction is not None:
         direction.check_fits(layer_info)
@@ -210,8 +212,8 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
         options["source"] = source
     if reference:
         options["reference"] = list(reference)
-    spec = api.InterventionSpec(layer=layer_info.name, direction=direction, kind=kind, strength=strength, span=span,
-                                path=decode_path, n_q=n_q, normalize_direction=not no_normalize_direction,
+    spec = api.InterventionSpec(layer=layer_info.name, direction=direction, intervention=intervention,
+                                strength=strength, span=span, path=decode_path, n_q=n_q, normalize_direction=not no_normalize_direction,
                                 options=options)
     with _progress(len(audio_files)) as step:
         docs = intervene_files(model, audio_files, spec, out_dir, target_hz, chunk_s=chunk_s, progress=step,

@@ -32,7 +32,8 @@ def _options(fn: Callable) -> Callable:
                           "failing before any capture."),
         click.option("--size", type=int, default=128, help="Number of latents."),
         click.option("--k", "k", type=int, default=8, help="Active latents per vector (topk)."),
-        click.option("--variant", type=click.Choice(["topk", "relu"]), default="topk", help="SAE variant."),
+        click.option("--architecture", "--variant", "architecture", type=click.Choice(["topk", "relu"]), default="topk",
+                     help="SAE architecture (--variant is a second name)."),
         click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu)."),
         click.option("--lr", type=float, default=1e-3, help="Adam learning rate."),
         click.option("--epochs", type=int, default=10, help="Passes over the data."),
@@ -82,8 +83,8 @@ def report_bad_files(corpus: Any, say: Callable[[str], None]) -> None:
         say(bad_files_note(bad, "--data " + ", ".join(s.spec for s in corpus.sources if hasattr(s, "files"))))
 
 
-def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, skip_bad_files, size, k, variant, l1, lr, epochs,
-           batch_size, seed, subsample, no_center, no_normalize, clip_seconds, chunk_seconds, stream, cache_dir,
+def _learn(target: str, model_name, checkpoint, layer, data, output, overwrite, skip_bad_files, size, k, architecture, l1,
+           lr, epochs, batch_size, seed, subsample, no_center, no_normalize, clip_seconds, chunk_seconds, stream, cache_dir,
            cache_gb, export, as_json) -> None:
     from steerlab import api, dictionary
     from steerlab.capture import Corpus
@@ -109,9 +110,9 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, sk
     def epoch_done(epoch: int, total: int, loss: float) -> None:
         say(f"epoch {epoch}/{total}: loss {loss:.4g}")
 
-    config = SAEConfig(width=info.channels, size=size, k=k, kind_of_sae=variant, l1=l1, lr=lr, epochs=epochs,
+    config = SAEConfig(width=info.channels, size=size, k=k, architecture=architecture, l1=l1, lr=lr, epochs=epochs,
                        batch_size=batch_size, seed=seed, center=not no_center, normalize=not no_normalize)
-    d = learn_dictionary(model, layer, kind, corpus, config, subsample=subsample, stream=stream, cache_dir=cache_dir,
+    d = learn_dictionary(model, layer, target, corpus, config, subsample=subsample, stream=stream, cache_dir=cache_dir,
                          budget_bytes=int(cache_gb * 2**30), progress=say, epoch_progress=epoch_done)
     dictionary.save(d, out, overwrite=overwrite)
     exported = None
@@ -119,7 +120,7 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, sk
         exported = dictionary.export_saelens(d, out / "saelens", overwrite=True)
     m = d.metrics
     summary: dict[str, Any] = {"output": str(out), "saelens": str(exported) if exported else None,
-                               "model": d.model, "layer": d.layer, "kind": d.kind, "width": d.config.width,
+                               "model": d.model, "layer": d.layer, "kind": d.target, "width": d.config.width,
                                "size": d.config.size, "metrics": m, "data": d.data_manifest}
     if as_json:
         from steerlab.artifacts import clean_json
@@ -127,7 +128,7 @@ def _learn(kind: str, model_name, checkpoint, layer, data, output, overwrite, sk
         return echo_json(clean_json(summary))
     man = d.data_manifest or {}
     ev = m.get("explained_variance")
-    click.echo(f"wrote {out}: {d.kind} dictionary of {d.model} {d.layer}, {d.config.size} latents over "
+    click.echo(f"wrote {out}: {d.target} dictionary of {d.model} {d.layer}, {d.config.size} latents over "
                f"{m.get('n_vectors')} vectors from {man.get('clips')} clips ({man.get('seconds', 0):.1f} s, "
                f"{man.get('files_skipped', 0)} files skipped); explained variance "
                f"{'n/a' if ev is None else f'{ev:.3f}'}, L0 {m.get('l0', float('nan')):.2f}, "

@@ -11,6 +11,7 @@ tests/test_cli_options.py checks for every command, plugin commands included.
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -79,7 +80,7 @@ class _PlainProgress:
 def progressbar(length: int, label: str, **options: Any) -> Iterator[Any]:
     """``click.progressbar`` on stderr when it is a terminal; otherwise (a log, a pipe) one plain
     line instead of the bar's bare labels."""
-    err = click.get_text_stream("stderr")
+    err = sys.stderr  # (click.get_text_stream is deprecated since click 8.5)
     if not err.isatty():
         yield _PlainProgress(label, length)
         return

@@ -242,7 +242,7 @@ def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarr
     the mean projection of the unit direction on the sound's span of the training clips,
     without and with the target (``projection_without_train``, ``projection_with_train``):
     the without-target level that calibrated subtraction measures an item's excess from."""
-    base = {"train_stimuli": list(train_keys), "layer_rms_norm_train": _rms_norm(without + with_)}
+    base: dict[str, Any] = {"train_stimuli": list(train_keys), "layer_rms_norm_train": _rms_norm([*without, *with_])}
     out: dict[str, Learned | str] = {}
     dm = diff_of_means(without, with_)
     unit_seed = int(config_hash(unit_id, 8), 16)

@@ -244,7 +244,8 @@ def _specs(cfg: PartialsConfig, model: AudioModel, family: str, target: float, d
     common = {**cfg.stimuli.common(model.sample_rate), "margin_s": margin_s, "min_separation_hz": min_separation_hz}
     f0 = cfg.grid.f0_hz if family in ("harmonic", "chord") else None
     chord = cfg.grid.chord if family == "chord" else None
-    specs, skipped = [], {}
+    specs: list[StimulusSpec] = []
+    skipped: dict[str, int] = {}
     for seed in seeds:
         try:
             spec = StimulusSpec(family, target, density, f0, chord, seed=seed, snr_db=cfg.stimuli.snr_db, **common)

@@ -298,8 +298,8 @@ def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_h
     cols = [c for c in dict.fromkeys((v.method, v.removal) for v in sel) if c[0] != "random"]
     cols += [c for c in dict.fromkeys((v.method, v.removal) for v in sel) if c[0] == "random"]
     cells: dict[tuple, dict[tuple, Verdict]] = {}
-    for v in sel:
-        cells.setdefault((v.layer, v.family, v.target_hz, v.density), {})[(v.method, v.removal)] = v
+    for s in sel:
+        cells.setdefault((s.layer, s.family, s.target_hz, s.density), {})[(s.method, s.removal)] = s
     def status(m: str, r: str) -> str:
         st = val.get((m, r), {})
         per = "".join(f"<br>{html.escape(c)}: {html.escape(p['status'])}" for c, p in st.get("by_control", {}).items())

@@ -97,8 +97,8 @@ def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set
             d = api.resolve_dictionary(spec, model).dictionary
         except DictionaryError as exc:
             raise PlanError(str(exc)) from None
-        if d.kind != "feature":
-            raise PlanError(f"dictionary {spec} is an {d.kind} dictionary; steering needs a feature dictionary")
+        if d.target != "feature":
+            raise PlanError(f"dictionary {spec} is an {d.target} dictionary; steering needs a feature dictionary")
         if d.layer not in layer_names:
             raise PlanError(f"dictionary {spec} is for layer {d.layer!r}, which this run does not sweep "
                             f"(layers: {', '.join(sorted(layer_names))})")
@@ -191,7 +191,8 @@ def control_dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Pa
 
 
 def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str | Path] = (),
-            notify: Callable[[str], None] = lambda s: None) -> tuple[list[ModelPlan], dict[str, Any], dict, str, dict]:
+            notify: Callable[[str], None] = lambda s: None
+            ) -> tuple[list[ModelPlan], dict[tuple[str, str], Any], dict, str, dict]:
     """Load models, resolve the grid and hash it; raises before anything is written."""
     from steerlab import api
     from steerlab.artifacts import versions
@@ -222,7 +223,7 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
     return plans, dicts, context, config_hash(measured), status
 
 
-def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[str, Any], bar: BarFactory
+def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[tuple[str, str], Any], bar: BarFactory
                ) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, str], dict[DirectionRef, str]]:
     from steerlab.partials.directions import capture_pairs, learn, vector_hash
     from steerlab.partials.sweep import edit_span
@@ -307,7 +308,7 @@ def _examples(plan: ModelPlan, items: list, n: int) -> list:
             units.append(u)
     order = sorted(units, key=lambda u: (units.index(u) % max(1, len(plan.layers)), units.index(u)))
     keep = set(order[:n])
-    first_seed = {}
+    first_seed: dict[tuple[str, float], tuple[int, int, str]] = {}
     for it in items:
         first_seed.setdefault((it.layer, it.stimulus.target_hz), (it.stimulus.density, it.stimulus.seed, it.path))
     for it in items:

@@ -64,8 +64,8 @@ def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: O
             continue
         results = engine.run(model, [engine.PassItem(_wave(model, spec, role)) for spec, role in signals.values()],
                              path, n_q, max_batch)
-        for key, r in zip(signals, results):
-            out[(path, *key)] = (r.output.numpy().astype(np.float64), r.traced.get(engine.CODES))
+        for (stimulus_key, role), r in zip(signals, results):
+            out[(path, stimulus_key, role)] = (r.output.numpy().astype(np.float64), r.traced.get(engine.CODES))
     return out
 
 
@@ -161,7 +161,7 @@ def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray]):
 
     layer = layers(model).get(it.layer)
     spec = InterventionSpec(layer=it.layer, direction=Direction(vectors[it.direction_id], {"id": it.direction_id}),
-                            kind="ablate" if it.op == "ablate" else "add", strength=Strength(it.strength),
+                            intervention="ablate" if it.op == "ablate" else "add", strength=Strength(it.strength),
                             span=edit_span(it.op, it.stimulus, layer), path=it.path)
     # (the grid's n_q goes to the pass, engine.run, on every path, as the grid says)
     rule = None
@@ -349,7 +349,7 @@ def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.nd
             if store.done(key):
                 continue
             rows.append(make_row(plan, it, patched, codes, info, base, provenance[it.direction_id], context,
-                                 spectra.get((it.path, it.stimulus.key(), it.role)) if audio else None))
+                                 spectra.get((it.path, it.stimulus.key(), it.role)) if spectra is not None else None))
             if key in examples:
                 sr = plan.model.sample_rate
                 b = base[(it.path, it.stimulus.key(), it.role)][0]

@@ -38,8 +38,9 @@ GROUP_KEYS = ("model", "model_role", "layer", "family", "target_hz", "density", 
 REMOVALS = ("ablate", "subtract")
 
 
-def median_ci(values: Sequence[float], n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
-    """Median and a percentile bootstrap 95% interval of the median; NaNs when empty."""
+def median_ci(values: Sequence[Optional[float]], n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
+    """Median and a percentile bootstrap 95% interval of the median of the finite ``values``
+    (None and non-finite ones left out); NaNs when none is left."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(x) == 0:
         return math.nan, math.nan, math.nan
@@ -137,7 +138,7 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Op
     if not add or not rem:
         raise ConfigError(f"no add rows or no {removal or 'removal'} rows in this group", parameter="rows")
     seeds = sorted({r["seed"] for r in rows})
-    best = (-1.0, None, None)
+    best: tuple[float, Optional[float], Optional[str]] = (-1.0, None, None)  # (share, strength, removal)
     for s in sorted(add):
         for name in sorted(rem, key=_removal_order):
             ok = [_passes_add(add[s][k], t) and _passes_remove(rem[name][k], t)
@@ -147,8 +148,8 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Op
                 best = (share, s, name)
     share, s_best, r_best = best
     rng = np.random.default_rng(seed)
-    a_rows = [add[s_best][k] for k in seeds if k in add[s_best]] if s_best is not None else []
-    r_rows = [rem[r_best][k] for k in seeds if k in rem[r_best]] if r_best is not None else []
+    a_rows: list[dict] = [add[s_best][k] for k in seeds if k in add[s_best]] if s_best is not None else []
+    r_rows: list[dict] = [rem[r_best][k] for k in seeds if k in rem[r_best]] if r_best is not None else []
     add_share = sum(_passes_add(r, t) for r in a_rows) / len(seeds)
     rem_share = sum(_passes_remove(r, t) for r in r_rows) / len(seeds)
     codes = [r["codes_changed_share"] for r in rows if r.get("codes_changed_share") is not None]

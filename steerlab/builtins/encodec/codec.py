@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from steerlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from encodec.model import EncodecModel
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,13 @@ class CodecConfig:
         return config_hash(self.to_json(), compact=False)
 
 
-def build_codec(cfg: CodecConfig) -> torch.nn.Module:
+def build_codec(cfg: CodecConfig) -> EncodecModel:
     """An untrained ``encodec.EncodecModel`` with the architecture of ``cfg``."""
     from encodec.model import EncodecModel
     from encodec.modules import SEANetDecoder, SEANetEncoder
     from encodec.quantization import ResidualVectorQuantizer
 
-    common = dict(
+    common: dict[str, Any] = dict(
         channels=cfg.channels,
         dimension=cfg.dimension,
         n_filters=cfg.n_filters,

@@ -48,22 +48,18 @@ def train_codec(out_dir, steps, batch_size, clip_seconds, lr, val_every, seed, n
 
     import torch
 
-    from steerlab.errors import SteerlabError
-
     from .codec import EMBEDDED
     from .train import TrainConfig, train_codec as run
 
     torch.set_num_threads(threads)
     share = synth_share if synth_share is not None else 1.0 / (1 + len(data))
-    try:
-        cfg = dataclasses.replace(EMBEDDED, n_filters=n_filters, dimension=dimension, lstm=lstm)
-        tc = TrainConfig(steps=steps, batch_size=batch_size, clip_seconds=clip_seconds, lr=lr, val_every=val_every,
-                         seed=seed, spectral_weight=spectral_weight, log_mag_weight=log_mag_weight,
-                         data=tuple(data), synth_share=share, val_data=tuple(val_data), device=device, amp=amp,
-                         time_budget_s=time_budget_s, pool_clips=pool_clips, export_dtype=export_dtype,
-                         skip_bad_files=skip_bad_files)
-    except ValueError as exc:
-        raise SteerlabError(f"train codec: {exc}") from None
+    # an invalid value raises ConfigError, which the CLI prints naming this command's flags
+    cfg = dataclasses.replace(EMBEDDED, n_filters=n_filters, dimension=dimension, lstm=lstm)
+    tc = TrainConfig(steps=steps, batch_size=batch_size, clip_seconds=clip_seconds, lr=lr, val_every=val_every,
+                     seed=seed, spectral_weight=spectral_weight, log_mag_weight=log_mag_weight,
+                     data=tuple(data), synth_share=share, val_data=tuple(val_data), device=device, amp=amp,
+                     time_budget_s=time_budget_s, pool_clips=pool_clips, export_dtype=export_dtype,
+                     skip_bad_files=skip_bad_files)
     result = run(cfg, tc, Path(out_dir), log=lambda m: click.echo(m, err=True))
     echo_json(result)
 
@@ -89,12 +85,15 @@ def eval_codec(model_name, checkpoint, clips, seed, data, windows, skip_bad_file
 
     from .evaluation import evaluate_model, fidelity, folder_windows, tone_fidelity
     from .loaders import random_codec
+    from .model import EncodecAudioModel
 
     if clips < 1 or windows < 1:
         raise SteerlabError(f"--clips and --windows must be >= 1, got {clips} and {windows}")
     from steerlab.capture import bad_files_note
 
     model = api.load_model(model_name, checkpoint)
+    if not isinstance(model, EncodecAudioModel):
+        raise SteerlabError(f"{model.name} is not an EnCodec model: this command evaluates codecs")
     # every --data file is checked (and decoded) before the synthetic evaluation: a bad file fails first
     windowed = {folder: folder_windows(folder, model, windows, skip_bad_files=skip_bad_files) for folder in data}
     for folder, (_, _, bad) in windowed.items():

@@ -109,7 +109,7 @@ def fidelity(model: EncodecAudioModel, clips: torch.Tensor) -> dict:
         errors = [octave_errors(d.mean(0).numpy(), c.mean(0).numpy(), model.sample_rate) for d, c in zip(decoded, clips)]
         bands = {}
         for b, fc in enumerate(OCTAVE_CENTRES_HZ):
-            vals = [e[b] for e in errors if e[b] is not None]
+            vals = [v for v in (e[b] for e in errors) if v is not None]
             bands[str(fc)] = ({"median_db": float(np.median(vals)), "clips": len(vals)} if vals else
                               {"median_db": None, "clips": 0,
                                "reason": f"no clip has energy within {-BAND_FLOOR_DB:.0f} dB of its loudest band here"})

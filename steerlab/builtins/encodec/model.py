@@ -13,12 +13,17 @@ clip is treated the same whether the clip is processed alone or in a batch.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
+
 import torch
 
 from steerlab.model import AudioModel, LayerInfo, TracedOutput
 from steerlab.registry import LayerRegistry
 
 from .codec import CodecConfig, build_codec
+
+if TYPE_CHECKING:
+    from encodec.model import EncodecModel
 
 
 class EncodecAudioModel(AudioModel):
@@ -28,8 +33,9 @@ class EncodecAudioModel(AudioModel):
     # the quantizer's code indices [batch, n_q, frames], read on the quantized path, where the
     # quantizer runs after the ``latent`` layer and before the ``quantized`` one
     traced_outputs = (TracedOutput("codes", "codes", paths=("quantized",), before="quantized"),)
+    training_record: dict[str, Any]  # the config.json of a codec loaded by ``load_artifact`` (only then set)
 
-    def __init__(self, name: str, cfg: CodecConfig, codec: torch.nn.Module | None = None) -> None:
+    def __init__(self, name: str, cfg: CodecConfig, codec: EncodecModel | None = None) -> None:
         super().__init__()
         codec = codec if codec is not None else build_codec(cfg)
         self.name = name
@@ -50,7 +56,7 @@ class EncodecAudioModel(AudioModel):
         self.eval()
 
     @property
-    def n_q(self) -> int:
+    def n_q(self) -> int:  # type: ignore[override]  # read-only here; the core only reads it
         return self.cfg.n_q
 
     def bandwidth_for(self, n_q: int | None) -> float:
@@ -75,7 +81,9 @@ class EncodecAudioModel(AudioModel):
         return self.decoder(z)[..., : wave.shape[-1]]
 
 
-def _conv_params(module: torch.nn.Module) -> tuple[torch.nn.Module, bool]:
+def _conv_params(module: torch.nn.Module) -> tuple[Any, bool]:
+    """The ``torch.nn.Conv1d`` (or ``ConvTranspose1d``) inside an encodec ``SConv1d`` (or
+    ``SConvTranspose1d``), and whether it is transposed."""
     inner = getattr(module, "conv", None) or getattr(module, "convtr", None)
     inner = getattr(inner, "conv", None) or getattr(inner, "convtr", None)
     return inner, hasattr(module, "convtr")
@@ -89,6 +97,7 @@ def register_seanet_layers(model: EncodecAudioModel, registry: LayerRegistry) ->
 
     def walk(side: str, seq: torch.nn.Sequential) -> None:
         nonlocal hop, rf, recurrent, channels
+        module: Any  # encodec's blocks, told apart by class name and read by their attribute names
         for i, module in enumerate(seq):
             kind_name = type(module).__name__
             stride, kernel = 1, None

@@ -19,6 +19,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
 from .codec import CodecConfig, build_codec
+
+if TYPE_CHECKING:
+    from encodec.model import EncodecModel
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ def _autocast(device: str, amp: str):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
 
 
-def forward_paths(model: torch.nn.Module, x: torch.Tensor, quantized: bool, n_q: int | None = None,
+def forward_paths(model: EncodecModel, x: torch.Tensor, quantized: bool, n_q: int | None = None,
                   amp: str = "none"):
     """Encode, optionally quantize, decode; trims to the input length. Returns (y, penalty).
 
@@ -183,7 +187,7 @@ def forward_paths(model: torch.nn.Module, x: torch.Tensor, quantized: bool, n_q:
     return y.float(), penalty
 
 
-def evaluate(model: torch.nn.Module, clips: torch.Tensor, batch: int = 16, amp: str = "none") -> dict[str, float]:
+def evaluate(model: EncodecModel, clips: torch.Tensor, batch: int = 16, amp: str = "none") -> dict[str, float]:
     """SI-SDR (dB) and MR-STFT distance of both decode paths on ``clips``, medians and means."""
     from .evaluation import clip_metrics
 
@@ -289,7 +293,7 @@ def train_codec(
         opt.step()
         losses.append(float(loss.detach()))
         step += 1
-        if step == probe_at:
+        if step == probe_at and train_cfg.time_budget_s:  # (probe_at is set only with a budget)
             rate = train_cfg.rate_probe_steps / (time.time() - t0)
             planned = min(train_cfg.steps, step + int(rate * (train_cfg.time_budget_s - (time.time() - t0))))
             log(f"{rate:.1f} steps/s: {planned} steps fit the {train_cfg.time_budget_s:.0f} s budget")

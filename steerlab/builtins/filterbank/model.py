@@ -115,6 +115,9 @@ def design_taps(cfg: FilterbankConfig) -> np.ndarray:
 class FilterbankAnalysis(torch.nn.Module):
     """``wave [batch, 1, samples]`` -> complex band signals ``[batch, n_bands, samples]`` (zero-phase)."""
 
+    taps_real: torch.Tensor  # buffer [n_bands, taps], registered in __init__
+    taps_imag: torch.Tensor  # buffer [n_bands, taps]
+
     def __init__(self, cfg: FilterbankConfig) -> None:
         super().__init__()
         self.half_length = cfg.half_length
@@ -163,6 +166,7 @@ class FilterbankModel(AudioModel):
     family = "filterbank"
     channels = 1
     hop = 1
+    centres_hz: torch.Tensor  # buffer [n_bands] (Hz, float64), registered in __init__
     causal = False
     paths = ("continuous",)
     default_path = "continuous"

@@ -22,7 +22,7 @@ class Add:
     name: str = "add"
     formula: str = "a_t <- a_t + w_t * v * d"
     description: str = "add the direction with strength v"
-    value_kind: str = "strength"
+    value_scale: str = "strength"
 
     def apply(self, act, direction, value, weight, state=None):
         return act + value * direction[:, None] * weight[None, :]
@@ -33,7 +33,7 @@ class Ablate:
     name: str = "ablate"
     formula: str = "a_t <- a_t - w_t * c_t * d"
     description: str = "project the direction out (strength unused)"
-    value_kind: str = "none"
+    value_scale: str = "none"
 
     def apply(self, act, direction, value, weight, state=None):
         return act - direction[:, None] * (weight * (direction @ act))[None, :]
@@ -44,7 +44,7 @@ class Scale:
     name: str = "scale"
     formula: str = "a_t <- a_t + w_t * (v - 1) * c_t * d"
     description: str = "multiply the component along the direction by v"
-    value_kind: str = "factor"
+    value_scale: str = "factor"
 
     def apply(self, act, direction, value, weight, state=None):
         return act + direction[:, None] * (weight * (value - 1.0) * (direction @ act))[None, :]
@@ -55,7 +55,7 @@ class Clamp:
     name: str = "clamp"
     formula: str = "a_t <- a_t + w_t * (v - c_t) * d"
     description: str = "set the component along the direction to v"
-    value_kind: str = "strength"
+    value_scale: str = "strength"
 
     def apply(self, act, direction, value, weight, state=None):
         return act + direction[:, None] * (weight * (value - direction @ act))[None, :]
@@ -63,5 +63,5 @@ class Clamp:
 
 @hookimpl
 def steerlab_register_interventions(registry):
-    for kind in (Add(), Ablate(), Scale(), Clamp(), FeatureClamp(), Archetype(), Patch(), MeanAblate()):
-        registry.add(kind)
+    for itype in (Add(), Ablate(), Scale(), Clamp(), FeatureClamp(), Archetype(), Patch(), MeanAblate()):
+        registry.add(itype)

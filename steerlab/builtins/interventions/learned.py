@@ -61,7 +61,7 @@ class FeatureClamp:
     formula: str = "a_t <- a_t + w_t * (z'_tj - z_tj) * s * W_dec[j];  z = E(a_t), z'_tj = v/(s|W_dec[j]|) or v*z_tj"
     description: str = ("set (mode=set) or scale (mode=scale) SAE feature j of each frame; only j's decoded "
                         "contribution changes, the reconstruction error is kept")
-    value_kind: str = "strength"
+    value_scale: str = "strength"
     needs_direction: bool = False
     options_help = MappingProxyType({
         "dictionary": "feature dictionary folder (steerlab learn features); the CLI's --feature DICT:ID sets it",
@@ -69,15 +69,15 @@ class FeatureClamp:
         "mode": "set (default: v in activation units, relative or absolute) or scale (v a factor on the code)",
     })
 
-    def value_kind_for(self, options):
+    def value_scale_for(self, options):
         return "factor" if options.get("mode", "set") == "scale" else "strength"
 
     def prepare(self, model, layer, direction, options):
         from steerlab import api
 
         if options.get("dictionary") is None or options.get("feature") is None:
-            raise InterventionError("feature-clamp needs a dictionary feature: give --feature DICT:ID "
-                                    "(in Python, options={'dictionary': DICT, 'feature': ID})")
+            raise InterventionError("feature-clamp needs the options dictionary (a feature dictionary) and feature "
+                                    "(a latent number)", parameter=("dictionary", "feature"))
         mode = options.get("mode", "set")
         if mode not in FEATURE_MODES:
             raise InterventionError(f"feature-clamp mode must be one of {', '.join(FEATURE_MODES)}, got {mode!r}")
@@ -119,7 +119,7 @@ class Archetype:
     formula: str = "r_t <- r_t + v * d * C_t,  C_t = sum_{u<t} w_u  (so g'_t = g_t + v w_t d)"
     description: str = ("motion: add v*d to the generators g_t = r_{t+1} - r_t on the span; the offset "
                         "accumulates and persists after it")
-    value_kind: str = "motion"
+    value_scale: str = "motion"
     chunkable: bool = False
 
     def apply(self, act, direction, value, weight, state=None):

@@ -50,7 +50,8 @@ def _source_wave(source: Any, model) -> tuple[Any, dict]:
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise InterventionError(f"patch source {str(source)!r} not found: give --source FILE (an audio file)")
+            raise InterventionError(f"{str(source)!r} not found: source must be an audio file or an array "
+                                    "[channels, samples]", parameter="source")
         wave, conversion = audio.load(path, model.sample_rate, model.channels)
         return wave, {"source": str(path.resolve()), "sha256": file_sha256(path),
                       "conversion": conversion.describe(), "duration_s": wave.shape[-1] / model.sample_rate}
@@ -73,7 +74,7 @@ class Patch:
     name: str = "patch"
     formula: str = "a_t <- a_t + w_t * (s_t - a_t)  [with d: a_t + w_t * <s_t - a_t, d> * d]"
     description: str = "replace activations on the span with a source audio's at the same layer (frame 0 to frame 0)"
-    value_kind: str = "none"
+    value_scale: str = "none"
     needs_direction: bool = False
     chunkable: bool = False
     options_help = MappingProxyType({
@@ -86,7 +87,8 @@ class Patch:
         from steerlab import tracing
 
         if options.get("source") is None:
-            raise InterventionError("patch needs a source audio: give --source FILE")
+            raise InterventionError("patch needs the option source: an audio file or an array [channels, samples] "
+                                    "whose activations replace the input's", parameter="source")
         wave, description = _source_wave(options["source"], model)
         item = tracing.TraceItem(torch.from_numpy(wave).float(), layer, save_activation=True)
         res = tracing.run(model, [item], context.path if context else None, context.n_q if context else None)[0]
@@ -98,7 +100,7 @@ class Patch:
             raise InterventionError(
                 f"the span reaches frame {last} but the patch source ({state.source['source']}) has only "
                 f"{state.frames} frames at this layer ({state.source['duration_s']:.3f} s); end the span earlier "
-                f"(--end) or use a source at least as long as the span")
+                f"(end_s) or use a source at least as long as the span", parameter="end_s")
 
     def apply(self, act, direction, value, weight, state):
         n = min(act.shape[-1], state.frames)
@@ -129,7 +131,7 @@ class MeanAblate:
     name: str = "mean-ablate"
     formula: str = "a_t <- a_t + w_t * (m - a_t),  m = mean over reference frames  [with d: along d only]"
     description: str = "replace activations on the span with their mean over a reference set"
-    value_kind: str = "none"
+    value_scale: str = "none"
     needs_direction: bool = False
     options_help = MappingProxyType({
         "reference": "reference set: a folder or audio file, synth:N, noise:N, flat:N or sines:N (or a list of them)",
@@ -146,8 +148,8 @@ class MeanAblate:
 
         specs = options.get("reference")
         if specs is None or (isinstance(specs, (list, tuple)) and not specs):
-            raise InterventionError("mean-ablate needs a reference set: give --reference SPEC "
-                                    "(a folder, an audio file, synth:N, noise:N, flat:N or sines:N)")
+            raise InterventionError("mean-ablate needs the option reference: a folder, an audio file, synth:N, "
+                                    "noise:N, flat:N or sines:N (or a list of them)", parameter="reference")
         specs = [specs] if isinstance(specs, (str, Path)) else list(specs)
         try:
             seed = int(options.get("seed", 0))
@@ -167,8 +169,11 @@ class MeanAblate:
             nonlocal total, frames
             items = [tracing.TraceItem(w, layer, save_activation=True) for w in pending]
             for res in tracing.run(model, items, path, n_q, max_batch=batch):
-                total += res.activation.double().sum(-1).cpu()
-                frames += int(res.activation.shape[-1])
+                act = res.activation
+                if act is None:  # never: every item asked for its activation
+                    raise InterventionError(f"the pass returned no activation of {layer.name}")
+                total += act.double().sum(-1).cpu()
+                frames += int(act.shape[-1])
             pending.clear()
 
         for _, wave in corpus.clips(manifest):

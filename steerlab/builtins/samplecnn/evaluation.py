@@ -109,7 +109,9 @@ def _correct(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor) -> tu
 def training_coverage(spec: instruments.InstrumentTask, training: dict) -> dict[str, set]:
     """Programs, pitch classes and (program, keys) pairs the training stream of ``training``
     (a config.json's ``training`` record) actually used, regenerated from its seed."""
-    programs, pitch_classes, sounds = set(), set(), set()
+    programs: set[int | None] = set()
+    pitch_classes: set[int] = set()
+    sounds: set[tuple[int | None, tuple[int, ...]]] = set()
     for s in spec.all_training_specs(training["seed"], training["step"], training["batch_size"]):
         programs.add(s.program)
         pitch_classes.update(n.pitch % 12 for n in s.notes)

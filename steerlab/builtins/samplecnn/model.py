@@ -19,6 +19,7 @@ traced call see exactly the same samples.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,9 @@ from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo
 from steerlab.registry import LayerRegistry
 from steerlab.synth import KINDS
+
+if TYPE_CHECKING:
+    from .instruments import InstrumentTask
 
 KERNEL = 3  # the "sample-level" filter length of every conv and pooling window
 POOLINGS = ("meanmax", "mean", "max")
@@ -106,7 +110,7 @@ class SampleCNN(AudioModel):
     # set by the loader: the weights folder's config.json, and the instrument task's split
     # (``instruments.InstrumentTask``) when the weights were trained on it (None: synthetic clip kinds)
     training_record: dict | None = None
-    instrument_task = None
+    instrument_task: InstrumentTask | None = None
 
     def __init__(self, name: str, cfg: SampleCNNConfig) -> None:
         super().__init__()
@@ -131,7 +135,7 @@ class SampleCNN(AudioModel):
         return self.cfg.labels
 
     @property
-    def class_names(self) -> tuple[str, ...]:
+    def class_names(self) -> tuple[str, ...]:  # type: ignore[override]  # read-only here; the core only reads it
         """What ``steerlab intervene`` names the classes by in its class-probability scores."""
         return self.cfg.labels
 

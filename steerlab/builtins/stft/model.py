@@ -98,6 +98,7 @@ class StftModel(AudioModel):
 
     family = "stft"
     channels = 1
+    window: torch.Tensor  # buffer [n_fft], registered in __init__
     causal = False
     paths = ("continuous",)
     default_path = "continuous"

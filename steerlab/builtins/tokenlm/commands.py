@@ -41,12 +41,10 @@ def train_tokenlm(out_dir, steps, batch_size, lr, val_every, train_clips, val_cl
     torch.set_num_threads(threads)
     codec = load_codec({"codec_checkpoint": codec_checkpoint})
     frames = math.ceil(clip_seconds * codec.sample_rate / codec.hop)
-    try:
-        cfg = TokenLMConfig(n_q=n_q, bins=codec.cfg.bins, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                            d_mlp=4 * d_model, max_frames=frames)
-        tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, val_every=val_every, train_clips=train_clips,
-                         val_clips=val_clips, clip_seconds=clip_seconds, seed=seed)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    # an invalid value raises ConfigError, which the CLI prints naming this command's flags
+    cfg = TokenLMConfig(n_q=n_q, bins=codec.cfg.bins, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                        d_mlp=4 * d_model, max_frames=frames)
+    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, val_every=val_every, train_clips=train_clips,
+                     val_clips=val_clips, clip_seconds=clip_seconds, seed=seed)
     result = run(cfg, tc, Path(out_dir), codec, log=lambda m: click.echo(m, err=True))
     echo_json(result)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -22,6 +23,9 @@ from steerlab.model import AudioModel, LoadOptions
 
 from .model import Sampling, TokenLMAudioModel
 from .transformer import TokenLMConfig, TokenTransformer
+
+if TYPE_CHECKING:
+    from steerlab.builtins.encodec.model import EncodecAudioModel
 
 NAME = "tokenlm_24khz"
 FORMAT = "steerlab-tokenlm"
@@ -33,7 +37,7 @@ RETRAIN = (
 )
 
 
-def load_codec(extra: dict) -> AudioModel:
+def load_codec(extra: dict) -> EncodecAudioModel:
     """The embedded codec (or a codec run folder given as ``codec_checkpoint``)."""
     from steerlab.builtins.encodec.loaders import load_embedded
 

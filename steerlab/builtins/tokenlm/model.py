@@ -17,7 +17,7 @@ through the logits.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from steerlab.model import AudioModel, LayerInfo
 from steerlab.registry import LayerRegistry
 
 from .transformer import TokenTransformer
+
+if TYPE_CHECKING:
+    from steerlab.builtins.encodec.model import EncodecAudioModel
 
 LAYER_KINDS = (("resid_pre", "hook_resid_pre"), ("attn_out", "hook_attn_out"), ("mlp_out", "hook_mlp_out"),
                ("resid_post", "hook_resid_post"))
@@ -88,7 +91,7 @@ class TokenLMAudioModel(AudioModel):
     # a right-padded prompt would be continued from its padding: batch equal lengths only
     ragged_batching = False
 
-    def __init__(self, name: str, transformer: TokenTransformer, codec: AudioModel, sampling: Sampling,
+    def __init__(self, name: str, transformer: TokenTransformer, codec: EncodecAudioModel, sampling: Sampling,
                  record: dict[str, Any]) -> None:
         super().__init__()
         self.name = name
@@ -109,7 +112,7 @@ class TokenLMAudioModel(AudioModel):
         return self.transformer.cfg
 
     @property
-    def n_q(self) -> int:
+    def n_q(self) -> int:  # type: ignore[override]  # read-only here; the core only reads it
         """Codebooks the transformer models (those of its codec it was trained on)."""
         return self.cfg.n_q
 

@@ -114,7 +114,7 @@ def _tokens(codec, codec_hash: str, cfg: TokenLMConfig, tc: TrainConfig, out_dir
     return train, val
 
 
-def baselines(train: torch.Tensor, val: torch.Tensor, bins: int) -> dict[str, float]:
+def baselines(train: torch.Tensor, val: torch.Tensor, bins: int) -> dict[str, float | list[float]]:
     """Unigram (add-one code frequencies of the training tokens) and copy-previous-frame
     scores on the held-out next-frame targets ``val[:, :, 1:]``."""
     n_q = train.shape[1]

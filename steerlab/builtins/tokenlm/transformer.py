@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Iterable, cast
 
 import torch
 import torch.nn.functional as F
@@ -132,8 +133,9 @@ class TokenTransformer(HookedRootModule):
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
         # residual branches scaled down with depth (GPT-2's scheme) so the stream starts near the embedding
-        for block in self.blocks:
-            for lin in (block.attn.out, block.mlp[2]):
+        # casts: torch's stubs type the items of a ModuleList and a Sequential as plain Modules
+        for block in cast("Iterable[Block]", self.blocks):
+            for lin in (block.attn.out, cast(nn.Linear, block.mlp[2])):
                 nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * self.cfg.n_layers))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
