@@ -201,16 +201,29 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Options of :func:`steerlab.scoring.score` (band full width and FFT size)."""
+    """Options of :func:`steerlab.scoring.score` (band full width and FFT size) and of the note-partials
+    rule that scores ``instrument`` pairs on audio (:class:`steerlab.scoring.NoteRule`: the ideal
+    binary mask's local criterion and the off-band guard's tolerance; docs/partials.md). The note
+    options change numbers only where an instrument pair is scored, so only a run with the
+    ``instrument`` family hashes them (:meth:`PartialsConfig.measurement_dict`)."""
 
     band_hz: float = 50.0
     n_fft: int = 4096
+    note_local_criterion_db: float = 0.0
+    note_tolerance_db: float = 1.0
 
     def __post_init__(self) -> None:
         _put(self, "band_hz", _num("scoring.band_hz", self.band_hz, lo=0, lo_open=True))
         n = _int("scoring.n_fft", self.n_fft, 16)
         if n % 4:
             raise ConfigError(f"scoring.n_fft must be a multiple of 4, got {n}")
+        _put(self, "note_local_criterion_db",
+             _num("scoring.note_local_criterion_db", self.note_local_criterion_db, lo=-60, hi=60))
+        _put(self, "note_tolerance_db", _num("scoring.note_tolerance_db", self.note_tolerance_db, lo=0, lo_open=True))
+
+    def options(self) -> dict[str, float]:
+        """What the scorers read (``sweep.score_output``'s ``scoring``)."""
+        return dataclasses.asdict(self)
 
 
 # Positive-control models steerlab knows of; "auto" runs those of them that are registered.
@@ -347,6 +360,8 @@ class PartialsConfig:
         # the control dictionaries' recipe changes numbers only where one is learned (a run using
         # ``sae``); the runner adds it to the hash there (runner.prepare)
         d["controls"] = {k: v for k, v in d["controls"].items() if not k.startswith("dictionary_")}
+        if "instrument" not in self.grid.families:  # the note rule scores nothing else
+            d["scoring"] = {k: v for k, v in d["scoring"].items() if not k.startswith("note_")}
         return d
 
     def replace(self, section: str, **changes: Any) -> "PartialsConfig":

@@ -348,7 +348,7 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
 
     ctrl = control_summary(vs)
     status = outcome.control_status
-    orc = oracle(outcome.plans, cfg.thresholds, {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft},
+    orc = oracle(outcome.plans, cfg.thresholds, cfg.scoring.options(),
                  cfg.run.max_batch)
     ctrl["oracle_steerable"], ctrl["oracle_total"] = sum(o["steerable"] for o in orc), len(orc)
     ctrl["oracle_units"] = orc  # per (model, family, target, density): pass share and medians
