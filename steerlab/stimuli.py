@@ -555,8 +555,8 @@ def render(spec: StimulusSpec) -> tuple[np.ndarray, np.ndarray]:
 def ideal_edit(spec: StimulusSpec) -> np.ndarray:
     """The ideal edit of ``spec``'s pair, float64 mono ``[samples]`` (margins included): the target
     exactly as it enters ``with`` (``scale * target``; ``with - without`` equals it to float32
-    rounding). For ``instrument``, the target note rendered alone; the note-support rule of
-    docs/partials.md scores an instrument pair on its time-frequency support."""
+    rounding). For ``instrument``, the target note rendered alone; the note-partials rule of
+    docs/partials.md scores an instrument pair on its partials (``steerlab.scoring.note_bands``)."""
     r = render_parts(spec)
     return r.scale * r.target
 

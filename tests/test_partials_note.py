@@ -16,7 +16,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from steerlab.scoring import NoteRule, ScoreConfig, band_mask, note_bands, score, score_note
+from steerlab.scoring import (
+    NoteRule,
+    ScoreConfig,
+    band_mask,
+    note_bands,
+    score,
+    score_note,
+)
 
 SR = 8000
 CFG = ScoreConfig(n_fft=1024)  # 7.8 Hz bins: the 50 Hz band is the peak's bin and 3 either side

@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,8 @@ def edits(spec: Any) -> dict[str, np.ndarray]:
 
     ideal = ideal_edit(spec)
     energy = float(np.sum(ideal**2))
-    sr, n = spec.sample_rate, int(round(spec.duration_s * spec.sample_rate))
-    m = int(round(spec.margin_s * sr))
+    sr, n = spec.sample_rate, round(spec.duration_s * spec.sample_rate)
+    m = round(spec.margin_s * sr)
     env = fade(n, sr, spec.fade_ms)
     out: dict[str, Any] = {"oracle": ideal}
     if spec.family == "instrument":
@@ -70,8 +71,8 @@ def edits(spec: Any) -> dict[str, np.ndarray]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def check(specs: Sequence[Any], thresholds: Thresholds = Thresholds(),
-          scoring: ScoringConfig = ScoringConfig()) -> list[dict[str, Any]]:
+def check(specs: Sequence[Any], thresholds: Thresholds | None = None,
+          scoring: ScoringConfig | None = None) -> list[dict[str, Any]]:
     """One row per (spec, edit): ``passes`` (adding passes; for the oracle, adding and removing),
     ``add`` and ``remove`` scores (:func:`steerlab.partials.sweep.score_output`) under the rule the
     batch test uses for the spec's family on audio (the note-partials rule for ``instrument``, the band
@@ -80,6 +81,7 @@ def check(specs: Sequence[Any], thresholds: Thresholds = Thresholds(),
     from steerlab.scoring import NoteRule, ScoreConfig, note_bands
     from steerlab.stimuli import render
 
+    thresholds, scoring = thresholds or Thresholds(), scoring or ScoringConfig()
     opts = scoring.options()
     rule = NoteRule(scoring.note_local_criterion_db, scoring.note_tolerance_db)
     rows = []
@@ -124,8 +126,8 @@ def summary(rows: list[dict[str, Any]], min_share: float = 0.8) -> dict[tuple[st
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of :func:`summary`."""
-    lines = ["| family | edit | pairs passing (rule of the family) | units >= 0.8 | max unit share "
-             "| note-partials rule (sinusoids) | agree |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [("| family | edit | pairs passing (rule of the family) | units >= 0.8 | max unit share "
+              "| note-partials rule (sinusoids) | agree |"), "| --- | --- | --- | --- | --- | --- | --- |"]
     for (fam, edit), s in summary(rows).items():
         note = f"{s['passing_note']}/{s['pairs']}" if fam != "instrument" else "–"
         agree = f"{s['agree']}/{s['pairs']}" if fam != "instrument" else "–"

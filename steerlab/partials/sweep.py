@@ -243,8 +243,8 @@ def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_h
     """The scores a verdict reads, of one patched output against its baseline, in the model's
     output space. A model with a decoder: :func:`steerlab.scoring.score` of the decodes
     (``[channels, samples]``) at ``target_hz``, off-band distance ``offband_lsd_db``; or, when
-    ``support`` (a note's :func:`note_support_for`) is given, :func:`steerlab.scoring.score_note`
-    on that support (the note-support rule, docs/partials.md). A model without one: the
+    ``note`` (a note's :func:`note_bands_for`) is given, :func:`steerlab.scoring.score_note` on its
+    bands (the note-partials rule, docs/partials.md). A model without one: the
     first scorer its plugin registers for its ``output_kind`` (:func:`steerlab.api.output_scorers`;
     for a pitch salience ``[bins, frames]``: gain at the target's bins in dB, concentration of
     the salience change there, and the salience off-band distance ``offband_db``, see
