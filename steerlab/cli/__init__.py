@@ -112,7 +112,8 @@ def _load_commands() -> None:
     for module in (analyze, arch, corpus, info, intervene, learn, stimuli, synth):
         for command in module.COMMANDS:
             cli.add_command(command)
-    cli.add_command(__import__("steerlab.cli.partials", fromlist=["partials"]).partials)
+    for command in __import__("steerlab.cli.partials", fromlist=["partials"]).COMMANDS:
+        cli.add_command(command)
     from steerlab import plugins
 
     plugins.call_each("steerlab_register_commands", cli=cli)
