@@ -191,7 +191,12 @@ def _column_order(cs: list[dict[str, Any]]) -> list[str]:
 
 
 def _rows(cs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    return list(dict.fromkeys((c["model"], c["layer"], c["path"]) for c in cs))
+    """(model, layer, path) in the runs' order: a model's layers together, each layer's paths together."""
+    first = {}
+    for key in ("model", "layer", "path"):
+        first[key] = {v: i for i, v in enumerate(dict.fromkeys(c[key] for c in cs))}
+    rows = dict.fromkeys((c["model"], c["layer"], c["path"]) for c in cs)
+    return sorted(rows, key=lambda r: (first["model"][r[0]], first["layer"][r[1]], first["path"][r[2]]))
 
 
 def _column_label(col: str) -> str:
