@@ -456,85 +456,162 @@ def score(
     return out
 
 
-# -- a note's own support: scoring an edit whose ideal is a known sound (docs/partials.md) -------------
+# -- a note's own partials: scoring an edit whose ideal is a known sound (docs/partials.md) -----------
 
-def note_support(note: Any, config: ScoreConfig = ScoreConfig()) -> np.ndarray:
-    """The time-frequency support of a known sound (the ideal edit of an ``instrument`` pair: the
-    target note rendered alone): boolean ``[frames, n_fft // 2 + 1]``, True on the cells of
-    :func:`power_spectrogram` (``config.n_fft``) where the note's power is within ``config.range_db``
-    of its own loudest cell and above ``config.floor_db`` (``range_db`` None: above ``floor_db``
-    only). The threshold is the scorer's dynamic-range convention (``ScoreConfig.range_db``: a bin
-    more than range_db below the reference peak is silence), applied to the note: its support is
-    where it is not silence. note: ``[samples]`` or ``[channels, samples]``; raises AudioError on
-    empty or non-finite input. All False for a silent note."""
-    x = as_audio(note, "note")
-    power = power_spectrogram(x, config.n_fft)
-    floor = config.distance_floor(power)
-    return power > floor
+@dataclass(frozen=True)
+class NoteRule:
+    """Options of :func:`note_bands` (the note-partials rule of docs/partials.md); recorded with every
+    row it scores.
+
+    local_criterion_db: a band of the note counts as *held by the note* when the note's energy there
+        exceeds the context's by this many dB: the local criterion of the ideal binary mask (Wang 2005,
+        "On ideal binary mask as the computational goal of auditory scene analysis"), whose standard
+        value 0 dB (the note is louder than everything else there) maximises the mask's SNR gain (Li &
+        Wang 2009, "On the optimality of ideal binary time-frequency masks").
+    tolerance_db: the off-band distance leaves out the bins where adding or removing the ideal note
+        itself could move the baseline by more than this many dB whatever its phase: the note's own
+        skirt (its noise, vibrato and leakage between its partials), which the band rule's guard_hz
+        leaves out for one partial. A note of power ``n`` on a bin holding ``c`` moves it by at most
+        ``20 log10(1 + sqrt(n / c))`` dB adding and ``-20 log10(1 - sqrt(n / c))`` removing, so the
+        guard is ``n > (1 - 10 ** (-tolerance_db / 20)) ** 2 c`` (-19.27 dB at 1 dB, the default of
+        ``max_offband_db``).
+    """
+
+    local_criterion_db: float = 0.0
+    tolerance_db: float = 1.0
+
+    def __post_init__(self) -> None:
+        check.number("local_criterion_db", self.local_criterion_db, low=-60.0, high=60.0)
+        check.positive("tolerance_db", self.tolerance_db, unit="dB")
+
+    @property
+    def guard_ratio(self) -> float:
+        """The note-to-context power ratio above which the ideal edit may move a bin by more than
+        ``tolerance_db``."""
+        return (1.0 - 10.0 ** (-self.tolerance_db / 20.0)) ** 2
+
+
+@dataclass(frozen=True)
+class NoteBands:
+    """Where a known note is, on the bins of :func:`power_spectrum` (``n_fft``), from the note alone
+    and the context it is added to (:func:`note_bands`). ``bands``, ``held`` and ``guard`` are
+    boolean ``[n_fft // 2 + 1]``."""
+
+    peaks_hz: tuple[float, ...]  # the note's partials: the centres of its bands
+    bands: np.ndarray  # the union of every partial's band (band_hz wide)
+    held: np.ndarray  # the union of the bands the note holds against the context (gain, concentration)
+    guard: np.ndarray  # bins the ideal edit may move by more than tolerance_db (left out off-band)
+    n_fft: int
+    band_hz: float
+    rule: NoteRule
+
+    def summary(self) -> dict[str, Any]:
+        """What a row records of the bands (JSON)."""
+        return {"rule": "note_partials", "note_partials": len(self.peaks_hz), "note_band_bins": int(self.bands.sum()),
+                "note_held_bins": int(self.held.sum()), "note_guard_bins": int(self.guard.sum()),
+                "note_local_criterion_db": self.rule.local_criterion_db, "note_tolerance_db": self.rule.tolerance_db}
+
+
+def spectral_peaks(p: np.ndarray, freqs: np.ndarray, band_hz: float, floor: float) -> np.ndarray:
+    """Indices of the bins of ``p`` that are the largest of every bin within ``band_hz / 2`` of them
+    (a peak resolved at the band's width: one per partial, not one per sidelobe) and above ``floor``."""
+    half = int(np.floor((band_hz / 2) / (freqs[1] - freqs[0]))) if len(freqs) > 1 else 0
+    padded = np.pad(p, half, constant_values=-np.inf)
+    local = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).max(axis=1)
+    return np.flatnonzero((p >= local) & (p > floor))
+
+
+def note_bands(note: Any, context: Any, sr: float, config: ScoreConfig = ScoreConfig(),
+               rule: NoteRule = NoteRule()) -> NoteBands:
+    """The bands of a known note (the ideal edit of an ``instrument`` pair: the target note rendered
+    alone) in the context it is added to (the pair's without-note signal), on the Welch-averaged
+    spectra of :func:`power_spectrum` (``config.n_fft``):
+
+    - its *partials*: the bins of the note's spectrum that are the largest within ``band_hz / 2``
+      (:func:`spectral_peaks`) and within ``range_db`` of its largest bin (the scorer's dynamic-range
+      convention: a bin farther below the peak is silence); each has the band rule's band
+      (:func:`band_mask`, ``band_hz``) around it. One sinusoid has one partial and the band rule's band.
+    - *held* bands: those where the note's energy exceeds the context's by ``rule.local_criterion_db``
+      (the ideal binary mask, at band resolution): where the note can be heard as itself. Gain and
+      concentration are measured there.
+    - *guard*: the bins where the note's power exceeds ``rule.guard_ratio`` times the context's (the
+      ideal edit may move them by more than ``tolerance_db``), left out of the off-band distance.
+
+    note, context: ``[samples]`` or ``[channels, samples]``, the same length, at ``sr`` Hz; raises
+    AudioError on empty, non-finite or mismatched input."""
+    n, c = as_audio(note, "note"), as_audio(context, "context")
+    if n.shape != c.shape:
+        raise AudioError(f"note and context differ in shape: {tuple(n.shape)} vs {tuple(c.shape)} ([channels, samples])")
+    if not (math.isfinite(sr) and sr > 0):
+        raise SteerlabError(f"sample rate must be a finite number > 0 Hz, got {sr!r}")
+    pn, pc = power_spectrum(n, config.n_fft), power_spectrum(c, config.n_fft)
+    freqs = np.fft.rfftfreq(config.n_fft, d=1.0 / sr)
+    peaks = spectral_peaks(pn, freqs, config.band_hz, config.distance_floor(pn))
+    bands = np.zeros(freqs.shape, dtype=bool)
+    held = np.zeros(freqs.shape, dtype=bool)
+    lc = 10.0 ** (rule.local_criterion_db / 10.0)
+    for k in peaks:
+        mask = band_mask(freqs, float(freqs[k]), config.band_hz)
+        bands |= mask
+        if pn[mask].sum() > lc * pc[mask].sum():
+            held |= mask
+    guard = pn > rule.guard_ratio * pc
+    for a in (bands, held, guard):
+        a.setflags(write=False)
+    return NoteBands(tuple(float(freqs[k]) for k in peaks), bands, held, guard, config.n_fft, config.band_hz, rule)
 
 
 def score_note(
     baseline: Any,
     patched: Any,
     sr: float,
-    support: np.ndarray,
+    note: NoteBands,
     config: ScoreConfig = ScoreConfig(),
     baseline_stft: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Score ``patched`` against ``baseline`` where the ideal edit is a known sound whose
-    :func:`note_support` is ``support`` (the note-support rule of docs/partials.md).
+    """Score ``patched`` against ``baseline`` where the ideal edit is a known note whose
+    :func:`note_bands` are ``note`` (the note-partials rule of docs/partials.md): the band rule of
+    :func:`score` applied to the note's own partials.
 
     baseline, patched: ``[samples]`` or ``[channels, samples]``, same shape, at ``sr`` Hz.
-    support: boolean ``[frames, n_fft // 2 + 1]`` of :func:`note_support` of a note with as many
-      samples as the decodes (raises AudioError when its frame count or bins differ).
+    note: :func:`note_bands` with the same ``n_fft`` (raises AudioError otherwise).
     baseline_stft: as in :func:`score`.
 
-    Cells are those of :func:`power_spectrogram`; the energy of a set of cells is their summed
-    power times ``hop / n_samples`` (all cells of a signal sum to its mean square, as the band
-    energies of :func:`score`). Returns a JSON-serialisable dict:
-      gain_db: 10 log10(patched / baseline energy inside the support), both floored at floor_db;
-      concentration: share of the change's (patched - baseline) power inside the support, 0 when
+    Returns a JSON-serialisable dict:
+      gain_db: 10 log10(patched / baseline energy in the held bands), both floored at floor_db;
+      concentration: share of the change's (patched - baseline) power in the held bands, 0 when
         nothing changed;
-      offband_lsd_db: log-spectral distance (RMS over cells of the dB difference) over the cells
-        outside the support where the baseline is within range_db of its loudest cell (0 when there
-        are none);
-      baseline_support_energy, patched_support_energy (mean-square units), support_cells,
-      offband_cells (the cells the distance averaged), and, as :func:`score`, sr, n_channels,
-      n_samples, config, resolution, lsd_db (Welch-averaged, all bins), change_rms,
-      baseline_rms, snr_change_db. When the clip cannot resolve bands (:func:`resolution`) or the
-      support is empty, gain_db, concentration and offband_lsd_db are None and ``unresolved``
-      says why.
+      offband_lsd_db: :func:`offband_distance` outside every band of the note and its guard (bins where
+        the baseline is within range_db of its peak);
+      baseline_band_energy, patched_band_energy (mean-square units), ``note``
+        (:meth:`NoteBands.summary`), and, as :func:`score`, sr, n_channels, n_samples, config,
+        resolution, lsd_db, change_rms, baseline_rms, snr_change_db. When the clip cannot resolve bands
+        (:func:`resolution`) or the note holds no band, gain_db, concentration and offband_lsd_db are
+        None and ``unresolved`` says why.
     """
     b, p = as_audio_pair(baseline, patched)
     if not (math.isfinite(sr) and sr > 0):
         raise SteerlabError(f"sample rate must be a finite number > 0 Hz, got {sr!r}")
     n_fft, n = config.n_fft, b.shape[1]
+    if note.n_fft != n_fft or note.bands.shape != (n_fft // 2 + 1,):
+        raise AudioError(f"note bands were measured with n_fft {note.n_fft}, the decodes are scored with {n_fft}")
     sb = stft(b, n_fft) if baseline_stft is None else baseline_stft
     sp = stft(p, n_fft)
-    support = np.asarray(support, dtype=bool)
-    if support.shape != sb.shape[1:]:
-        raise AudioError(f"note support has shape {tuple(support.shape)} but the decodes' spectra have "
-                         f"{tuple(sb.shape[1:])} ([frames, bins]); the note must have as many samples as the decodes")
-    tb, tp, tc = (_power_from_stft(x, n_fft) for x in (sb, sp, sp - sb))
-    scale = (n_fft // 4) / n
+    pb, pp, pc = (_welch(_power_from_stft(x, n_fft), n_fft, n) for x in (sb, sp, sp - sb))
     res = resolution(n, sr, config)
     reason = res["band_reason"] if not res["bands_resolved"] else (
-        None if support.any() else "the note is silent: its support holds no cell")
-    eb, ep = float(tb[support].sum() * scale), float(tp[support].sum() * scale)
+        None if note.held.any() else "the note holds none of its bands against the context")
+    eb, ep = float(pb[note.held].sum()), float(pp[note.held].sum())
     out: dict[str, Any] = {"gain_db": None, "concentration": None, "offband_lsd_db": None}
-    floor = config.distance_floor(tb)
-    held = ~support & (tb > floor)
     if reason is None:
-        out = {"gain_db": _ratio_db(ep, eb, config.floor_power), "concentration": _share(tc, support),
-               "offband_lsd_db": log_spectral_distance(tp, tb, floor, held)}
-    pb, pp = _welch(tb, n_fft, n), _welch(tp, n_fft, n)
+        out = {"gain_db": _ratio_db(ep, eb, config.floor_power), "concentration": _share(pc, note.held),
+               "offband_lsd_db": offband_distance(pp, pb, ~(note.bands | note.guard), config)}
     change_rms, baseline_rms = _rms(p - b), _rms(b)
     amp_floor = 10.0 ** (config.floor_db / 20.0)
     return {
         "sr": float(sr), "n_channels": int(b.shape[0]), "n_samples": int(n), "config": asdict(config),
         "resolution": res, **out, "unresolved": reason,
-        "baseline_support_energy": eb, "patched_support_energy": ep,
-        "support_cells": int(support.sum()), "offband_cells": int(held.sum()),
+        "baseline_band_energy": eb, "patched_band_energy": ep, "note": note.summary(),
         "lsd_db": log_spectral_distance(pp, pb, config.distance_floor(pp, pb)),
         "change_rms": change_rms, "baseline_rms": baseline_rms,
         "snr_change_db": float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))),

@@ -472,6 +472,17 @@ def _instrument_parts(spec: StimulusSpec, env: np.ndarray) -> tuple[np.ndarray, 
     return without * env * g, target * g
 
 
+def render_note(spec: StimulusSpec, program: int, key: int) -> np.ndarray:
+    """One MIDI ``key`` of GM ``program`` rendered alone at ``spec``'s velocity, duration and fades,
+    with its margins: float64 mono ``[samples]``, as :func:`ideal_edit` is for the target (unscaled;
+    all zeros where the SoundFont has no sample). For wrong-edit checks (``steerlab.partials.edits``)."""
+    score = dataclasses.replace(instrument_score(spec), program=int(program))
+    n = int(round(spec.duration_s * spec.sample_rate))
+    x = _render_notes(spec, score, (int(key),)) * fade(n, spec.sample_rate, spec.fade_ms)
+    m = int(round(spec.margin_s * spec.sample_rate))
+    return np.pad(x, (m, m))
+
+
 def render_parts(spec: StimulusSpec) -> Rendered:
     """Render ``spec`` and keep the parts; see :class:`Rendered`."""
     p = partials(spec)
@@ -515,8 +526,8 @@ def render(spec: StimulusSpec) -> tuple[np.ndarray, np.ndarray]:
 def ideal_edit(spec: StimulusSpec) -> np.ndarray:
     """The ideal edit of ``spec``'s pair, float64 mono ``[samples]`` (margins included): the target
     exactly as it enters ``with`` (``scale * target``; ``with - without`` equals it to float32
-    rounding). For ``instrument``, the target note rendered alone; the note-support rule of
-    docs/partials.md scores an instrument pair on its time-frequency support."""
+    rounding). For ``instrument``, the target note rendered alone; the note-partials rule of
+    docs/partials.md scores an instrument pair on its partials (``steerlab.scoring.note_bands``)."""
     r = render_parts(spec)
     return r.scale * r.target
 

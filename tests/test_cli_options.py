@@ -16,7 +16,7 @@ from steerlab.cli.options import SharedOption, checkpoint_option, json_option, m
 EXPECTED = {
     "analyze", "arch", "corpus", "corpus clips", "corpus render", "dictionaries", "eval", "eval codec",
     "eval samplecnn", "intervene", "interventions", "layers", "learn", "learn archetypes", "learn features",
-    "models", "partials", "plugins", "stimuli", "synth", "train", "train codec", "train samplecnn", "train tokenlm",
+    "models", "partials", "partials-compare", "plugins", "stimuli", "synth", "train", "train codec", "train samplecnn", "train tokenlm",
 }
 SHARED_FLAGS = {"-m": "model", "--model": "model", "--checkpoint": "checkpoint", "--json": "json",
                 "-o": "output", "--output": "output", "--output-dir": "output"}
@@ -134,9 +134,9 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
                "eval samplecnn"}
     assert seen["model"] == loaders | {"dictionaries", "partials"}
     assert seen["checkpoint"] == loaders
-    assert seen["output"] == {"intervene", "learn features", "learn archetypes", "analyze", "partials", "train codec",
+    assert seen["output"] == {"intervene", "learn features", "learn archetypes", "analyze", "partials", "partials-compare", "train codec",
                               "train samplecnn", "train tokenlm", "corpus clips", "corpus render", "stimuli"}
-    assert len(seen["json"]) == 16 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 17 and "synth" not in seen["json"]
 
 
 def test_the_check_catches_a_hand_written_shared_flag():

@@ -53,6 +53,8 @@ def test_layering_and_types(tmp_path):
     ("grid", "paths", ["quantised"], "unknown grid.paths"),
     ("stimuli", "test_seeds", 0, "test_seeds must be an integer >= 1"),
     ("scoring", "n_fft", 1001, "n_fft must be"),
+    ("scoring", "note_tolerance_db", 0.0, "note_tolerance_db must be a finite number > 0"),
+    ("scoring", "note_local_criterion_db", 100.0, r"note_local_criterion_db must be a number in \[-60, 60\]"),
 ])
 def test_bad_values(section, key, value, fragment):
     with pytest.raises(C.ConfigError, match=fragment):
@@ -83,6 +85,21 @@ def test_measurement_hash_ignores_thresholds():
     assert config_hash(a.measurement_dict()) == config_hash(b.measurement_dict())
     c = C.PartialsConfig().merged({"grid": {"strengths": [0.5]}})
     assert config_hash(a.measurement_dict()) != config_hash(c.measurement_dict())
+
+
+def test_note_rule_options_hash_only_with_the_instrument_family():
+    """The note-partials rule's options change which bins an instrument pair is scored on, so they are
+    hashed, but only in a run that scores instrument pairs: other runs keep their hash and rows."""
+    d = C.PartialsConfig().measurement_dict()
+    assert set(d["scoring"]) == {"band_hz", "n_fft"}
+    other = C.PartialsConfig().merged({"scoring": {"note_local_criterion_db": 3.0}})
+    assert config_hash(other.measurement_dict()) == config_hash(d)
+    inst = C.PartialsConfig().merged({"grid": {"families": ["instrument"]}})
+    assert inst.measurement_dict()["scoring"] == {"band_hz": 50.0, "n_fft": 4096, "note_local_criterion_db": 0.0,
+                                                   "note_tolerance_db": 1.0}
+    moved = inst.merged({"scoring": {"note_tolerance_db": 2.0}})
+    assert config_hash(moved.measurement_dict()) != config_hash(inst.measurement_dict())
+    assert inst.scoring.options()["note_tolerance_db"] == 1.0
 
 
 # ---- work items -----------------------------------------------------------------------------------

@@ -98,4 +98,30 @@ def partials(model_name, layers, families, config_file, quick, dictionaries, see
                f"{outcome.folder / 'report.html'}")
 
 
-COMMANDS = (partials,)
+@click.command("partials-compare", context_settings=CONTEXT)
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@output_option("Folder for side_by_side.png/.svg, report.md and report.json.", dest="out_dir")
+@json_option("Print report.json's cells as JSON.")
+def partials_compare(run_dirs, out_dir, as_json) -> None:
+    """Put finished `steerlab partials` runs side by side (e.g. the codec against CREPE).
+
+    Per model, layer, path and family: the share of units steerable per method and removal,
+    marked as each run's positive controls mark it (validated, not validated, unchecked), beside
+    the oracle and the architecture's prediction; a figure (PNG, SVG), report.md and report.json
+    (every number, the command line and the sha256 of every input file) in OUTPUT.
+    """
+    import sys
+
+    from steerlab.partials.compare import FIGURE, REPORT_JSON, REPORT_MD, compare
+
+    doc = compare(run_dirs, out_dir, argv=["steerlab", *sys.argv[1:]])
+    if as_json:
+        return echo_json({k: doc[k] for k in ("runs", "columns", "cells")})
+    for c in doc["cells"]:
+        share = f"{c['steerable']}/{c['units']}" if c["finding"] else "no finding"
+        click.echo(f"{c['model']:<20} {c['layer']:<15} {c['path']:<11} {c['family']:<11} {c['column']:<19} "
+                   f"{share:<10} [{c['status']}]")
+    click.echo(f"wrote {FIGURE}.png, {FIGURE}.svg, {REPORT_MD} and {REPORT_JSON} to {out_dir}")
+
+
+COMMANDS = (partials, partials_compare)

@@ -148,15 +148,28 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """Options of :func:`steerlab.scoring.score` (band full width and FFT size)."""
+    """Options of :func:`steerlab.scoring.score` (band full width and FFT size) and of the note-partials
+    rule that scores ``instrument`` pairs on audio (:class:`steerlab.scoring.NoteRule`: the ideal
+    binary mask's local criterion and the off-band guard's tolerance; docs/partials.md). The note
+    options change numbers only where an instrument pair is scored, so only a run with the
+    ``instrument`` family hashes them (:meth:`PartialsConfig.measurement_dict`)."""
 
     band_hz: float = 50.0
     n_fft: int = 4096
+    note_local_criterion_db: float = 0.0
+    note_tolerance_db: float = 1.0
 
     def __post_init__(self) -> None:
         _put(self, "band_hz", check.positive("scoring.band_hz", self.band_hz))
         if check.integer("scoring.n_fft", self.n_fft, low=16) % 4:
             raise check.fail("scoring.n_fft", "a multiple of 4", self.n_fft)
+        _put(self, "note_local_criterion_db",
+             check.number("scoring.note_local_criterion_db", self.note_local_criterion_db, low=-60, high=60))
+        _put(self, "note_tolerance_db", check.positive("scoring.note_tolerance_db", self.note_tolerance_db))
+
+    def options(self) -> dict[str, float]:
+        """What the scorers read (``sweep.score_output``'s ``scoring``)."""
+        return dataclasses.asdict(self)
 
 
 # Positive-control models steerlab knows of; "auto" runs those of them that are registered.
@@ -287,6 +300,8 @@ class PartialsConfig:
         # the control dictionaries' recipe changes numbers only where one is learned (a run using
         # ``sae``); the runner adds it to the hash there (runner.prepare)
         d["controls"] = {k: v for k, v in d["controls"].items() if not k.startswith("dictionary_")}
+        if "instrument" not in self.grid.families:  # the note rule scores nothing else
+            d["scoring"] = {k: v for k, v in d["scoring"].items() if not k.startswith("note_")}
         return d
 
     def replace(self, section: str, **changes: Any) -> "PartialsConfig":

@@ -100,6 +100,8 @@ def write_summary(path: Path, vs: list[Verdict], preds: dict, cfg: PartialsConfi
                      "predicted_score": None if p is None else p.score,
                      "predicted_survives": None if p is None else p.survives_path,
                      "aliased_to_hz": None if p is None else p.aliased_to,
+                     # the partial spacing the prediction compared with the layer's main lobe
+                     "predicted_spacing_hz": None if p is None else p.spacing_hz,
                      **thresholds, "bootstrap": cfg.run.bootstrap, "seed": cfg.run.seed, "config_hash": config_hash})
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
@@ -348,7 +350,7 @@ def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdi
 
     ctrl = control_summary(vs)
     status = outcome.control_status
-    orc = oracle(outcome.plans, cfg.thresholds, {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft},
+    orc = oracle(outcome.plans, cfg.thresholds, cfg.scoring.options(),
                  cfg.run.max_batch)
     ctrl["oracle_steerable"], ctrl["oracle_total"] = sum(o["steerable"] for o in orc), len(orc)
     ctrl["oracle_units"] = orc  # per (model, family, target, density): pass share and medians
@@ -507,10 +509,15 @@ def side_by_side(folders: list, method: str = "diffmeans") -> str:
             name = model + ("" if path == "continuous" else f" ({path})")
             lines.append(
                 f"| {name} | {layer} ({lobes.get((model, layer), '?')}) | {fam} | {t:g} | {d} | {pred} | "
-                f"{'–' if o is None else format(o['pass_share'], '.2f')} | {a.get('verdict', '–')} "
-                f"({a.get('pass_share', '–')}) | {sub.get('verdict', '–')} ({sub.get('pass_share', '–')}) | "
+                f"{'–' if o is None else format(o['pass_share'], '.2f')} | {_said(a)} | {_said(sub)} | "
                 f"{a.get('control_validation', '–')} | {_num(a.get('gain_db_median'))} | {_num(a.get('loss_db_median'))} |")
     return "\n".join(lines)
+
+
+def _said(r: dict) -> str:
+    """A summary row's verdict, with its pass share only where the controls let it be read."""
+    word = r.get("verdict", "–")
+    return word if word in ("not validated", "unchecked", "–") else f"{word} ({r.get('pass_share', '–')})"
 
 
 def _num(x: Any) -> str:

@@ -219,7 +219,7 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
     if recipe is not None:  # only then: a run without sae keeps the hash it had before the recipe existed
         measured["control_dictionary"] = recipe
     context = {"weights": weights, "seed": cfg.run.seed, "versions": versions(),
-               "scoring": {"band_hz": cfg.scoring.band_hz, "n_fft": cfg.scoring.n_fft}}
+               "scoring": cfg.scoring.options()}
     return plans, dicts, context, config_hash(measured), status
 
 

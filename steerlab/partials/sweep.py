@@ -218,41 +218,45 @@ class _BaselineSpectra:
 
 
 def scored_by_note(model: Any, spec: Any) -> bool:
-    """Whether ``spec`` is scored by the note-support rule on ``model`` (docs/partials.md): an
+    """Whether ``spec`` is scored by the note-partials rule on ``model`` (docs/partials.md): an
     ``instrument`` pair on a model whose output is audio. A pitch salience reports a note at its
     fundamental, so there (and for every sinusoid family) the target's band is scored."""
     return spec.family == "instrument" and bool(model.has_decoder)
 
 
 @lru_cache(maxsize=256)
-def _support(spec: Any, n_fft: int) -> np.ndarray:
-    from steerlab.scoring import ScoreConfig, note_support
-    from steerlab.stimuli import ideal_edit
+def _note_bands(spec: Any, band_hz: float, n_fft: int, local_criterion_db: float, tolerance_db: float) -> Any:
+    from steerlab.scoring import NoteRule, ScoreConfig, note_bands
+    from steerlab.stimuli import render_parts
 
-    return note_support(ideal_edit(spec), ScoreConfig(n_fft=n_fft))
+    r = render_parts(spec)
+    return note_bands(r.scale * r.target, r.without, spec.sample_rate, ScoreConfig(band_hz=band_hz, n_fft=n_fft),
+                      NoteRule(local_criterion_db, tolerance_db))
 
 
-def note_support_for(model: Any, spec: Any, scoring: dict) -> Optional[np.ndarray]:
-    """The note's time-frequency support (:func:`steerlab.scoring.note_support` of the ideal edit
-    :func:`steerlab.stimuli.ideal_edit`, bool ``[frames, bins]``, cached per spec) when
-    :func:`scored_by_note`, else None."""
+def note_bands_for(model: Any, spec: Any, scoring: dict) -> Optional[Any]:
+    """The note's bands (:func:`steerlab.scoring.note_bands` of the ideal edit, the target note
+    rendered alone, in the pair's without-note signal; cached per spec) when :func:`scored_by_note`,
+    else None. ``scoring``: ``band_hz``, ``n_fft`` and the note options of
+    :class:`steerlab.partials.config.ScoringConfig` (defaults where absent)."""
     if not scored_by_note(model, spec):
         return None
     if spec.sample_rate != model.sample_rate:
         from steerlab.errors import SteerlabError
 
         raise SteerlabError(f"stimulus at {spec.sample_rate} Hz scored on a model at {model.sample_rate} Hz")
-    return _support(spec, int(scoring.get("n_fft", 4096)))
+    return _note_bands(spec, float(scoring.get("band_hz", 50.0)), int(scoring.get("n_fft", 4096)),
+                       float(scoring.get("note_local_criterion_db", 0.0)), float(scoring.get("note_tolerance_db", 1.0)))
 
 
 def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_hz: Any, scoring: dict,
-                 baseline_stft: Optional[np.ndarray] = None, support: Optional[np.ndarray] = None
+                 baseline_stft: Optional[np.ndarray] = None, note: Optional[Any] = None
                  ) -> dict[str, Any]:
     """The scores a verdict reads, of one patched output against its baseline, in the model's
     output space. A model with a decoder: :func:`steerlab.scoring.score` of the decodes
     (``[channels, samples]``) at ``target_hz``, off-band distance ``offband_lsd_db``; or, when
-    ``support`` (a note's :func:`note_support_for`) is given, :func:`steerlab.scoring.score_note`
-    on that support (the note-support rule, docs/partials.md). A model without one: the
+    ``note`` (a note's :func:`note_bands_for`) is given, :func:`steerlab.scoring.score_note` on its
+    bands (the note-partials rule, docs/partials.md). A model without one: the
     first scorer its plugin registers for its ``output_kind`` (:func:`steerlab.outputs.output_scorers`;
     for a pitch salience ``[bins, frames]``: gain at the target's bins in dB, concentration of
     the salience change there, and the salience off-band distance ``offband_db``, see
@@ -265,15 +269,14 @@ def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_h
     if model.has_decoder:
         from steerlab.scoring import ScoreConfig, score, score_note
 
-        cfg = ScoreConfig(**scoring)
-        if support is not None:
-            s = score_note(baseline, patched, model.sample_rate, support, cfg, baseline_stft)
+        cfg = ScoreConfig(band_hz=scoring["band_hz"], n_fft=scoring["n_fft"])
+        if note is not None:
+            s = score_note(baseline, patched, model.sample_rate, note, cfg, baseline_stft)
             return {"output_kind": "audio", "gain_db": s["gain_db"], "concentration": s["concentration"],
                     "offband_db": s["offband_lsd_db"], "offband_lsd_db": s["offband_lsd_db"],
-                    "baseline_band": s["baseline_support_energy"], "patched_band": s["patched_support_energy"],
+                    "baseline_band": s["baseline_band_energy"], "patched_band": s["patched_band_energy"],
                     "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"],
-                    "scoring": {**s["config"], "rule": "note_support", "support_cells": s["support_cells"],
-                                "offband_cells": s["offband_cells"],
+                    "scoring": {**s["config"], **s["note"],
                                 **({"reason": s["unresolved"]} if s["unresolved"] else {})}}
         targets = [float(target_hz)] if np.ndim(target_hz) == 0 else [float(f) for f in target_hz]
         s = score(baseline, patched, model.sample_rate, targets, cfg, multires=False, baseline_stft=baseline_stft)
@@ -302,7 +305,7 @@ def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, inf
     layer = layers(model).get(it.layer)
     b, b_codes = base[(it.path, it.stimulus.key(), it.role)]
     t = score_output(model, b, patched, it.stimulus.target_hz, context["scoring"], baseline_stft,
-                     note_support_for(model, it.stimulus, context["scoring"]))
+                     note_bands_for(model, it.stimulus, context["scoring"]))
     changed = None
     if codes is not None and b_codes is not None:
         changed = float((codes != b_codes).float().mean())

@@ -290,7 +290,7 @@ def oracle(plans: list, t: Thresholds, scoring: dict, max_batch: int = 16) -> li
     one against the other, by the same scorer as the items (:func:`steerlab.partials.sweep.score_output`).
     Per (model, family, target, density): ``pass_share``, ``steerable``, the medians of the
     off-band distance adding (``median_offband_db``) and of gain and concentration adding."""
-    from steerlab.partials.sweep import _pair, note_support_for, outputs, score_output
+    from steerlab.partials.sweep import _pair, note_bands_for, outputs, score_output
 
     seen: dict[tuple, dict[str, Any]] = {}
     for plan in plans:
@@ -303,9 +303,9 @@ def oracle(plans: list, t: Thresholds, scoring: dict, max_batch: int = 16) -> li
             ok, off, gain, conc = 0, [], [], []
             for spec, (without, with_) in zip(specs, pairs):
                 score = _AudioAsModel(spec.sample_rate) if model.has_decoder else model
-                support = note_support_for(score, spec, scoring)  # a note on audio: its own support
-                a = score_output(score, without, with_, spec.target_hz, scoring, support=support)
-                r = score_output(score, with_, without, spec.target_hz, scoring, support=support)
+                note = note_bands_for(score, spec, scoring)  # a note on audio: its own partials
+                a = score_output(score, without, with_, spec.target_hz, scoring, note=note)
+                r = score_output(score, with_, without, spec.target_hz, scoring, note=note)
                 ok += _passes_add(a, t) and _passes_remove(r, t)
                 off.append(offband(a))
                 gain.append(a["gain_db"])
