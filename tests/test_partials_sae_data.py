@@ -2,8 +2,8 @@
 stimuli, with one set of SAE settings for the measured model and the controls
 (steerlab.partials.sae_data). Tests that fail if the recipe saw held-out stimuli, if control and
 main model were learned with different settings, or if the method picked another feature than
-its rule says; and the measured property that makes the recipe worth having: on a control the
-dictionary holds a feature for the partial."""
+its rule says; and the measured property that decides the outcome: on a control the recipe's
+dictionary holds no feature for the partial either."""
 
 from __future__ import annotations
 
@@ -133,14 +133,18 @@ def test_the_chosen_feature_is_the_rules(stim_run):
     assert checked == 4
 
 
-def test_control_dictionary_holds_the_partial(stim_run):
-    """Measured (docs/partials.md): on the filterbank control the stimulus dictionary has a feature
-    at cosine > 0.9 with the difference of means on every cell (0.48-0.72 on synth:64's)."""
+def test_control_stimulus_dictionary_has_no_single_partial_feature(stim_run):
+    """Measured (docs/partials.md), the reason the recipe does not validate the method: on the
+    filterbank control, where a partial at a band centre is one channel (a cosine of 1 available),
+    the stimulus dictionary's best-aligned feature stays below 0.9 with the difference of means
+    (0.85 on this grid, 0.62-0.74 on --quick): a dozen training stimuli give a few dozen distinct
+    spectra, and 128 latents encode whole clips rather than the partial they share."""
+    from steerlab.partials.runner import _load_directions
+
     cfg, outcome = stim_run
-    _, prov, _ = __import__("steerlab.partials.runner", fromlist=["x"])._load_directions(outcome.folder,
-                                                                                          outcome.config_hash)
+    _, prov, _ = _load_directions(outcome.folder, outcome.config_hash)
     sae = [p for p in prov.values() if p["method"] == "sae" and p["unit"]["model"] == "filterbank_24khz"]
-    assert len(sae) == 2 and all(p["best_aligned_cosine"] > 0.9 for p in sae)
+    assert len(sae) == 2 and all(0.5 < p["best_aligned_cosine"] < 0.9 for p in sae)
 
 
 def test_defaults_leave_the_hash_and_dictionary_flag_refused_with_stimuli(tmp_path):
