@@ -134,3 +134,36 @@ def test_a_context_partial_inside_the_band_entangles_ablation(fb):
     crowded, clear = concentrations(30.0), concentrations(reach)
     assert sorted(round(x, 2) for x in crowded)[:2] == [0.55, 0.56] and min(sorted(crowded)[2:]) > 0.99, crowded
     assert min(clear) > 0.99, clear
+
+
+def test_the_probe_steers_along_the_partial_on_the_control_where_its_weights_do_not():
+    """docs/partials.md, "The probe": on the control's own training pairs (1223 Hz, density 4,
+    the quick grid's stimuli and 128 probe frames per pair), the neighbouring bands differ between
+    the two signals near the target's onset and fade, not in the middle half of the sound, the logistic weights put over 0.3 of their
+    norm on each of them, and the activation pattern the probe is steered along puts under 0.02
+    there, at a cosine above 0.999 with the difference of means."""
+    from steerlab.partials import build
+    from steerlab.partials.directions import capture_pairs, diff_of_means, probe, probe_weights
+    from steerlab.partials.runner import prepare
+    from steerlab.partials.sweep import edit_span
+
+    cfg = build(None, True, {"grid": {"targets_hz": [1200.0], "densities": [4], "layers": ["latent"]},
+                             "controls": {"positive_models": ["filterbank_24khz"]}})
+    plans, *_ = prepare(cfg, True)
+    plan = next(p for p in plans if p.model.name == "filterbank_24khz")
+    ((unit, specs),) = plan.train.items()
+    layer = plan.layers[0]
+    without, with_ = capture_pairs(plan.model, layer, specs, plan.model.default_path, 8)
+    span = edit_span("add", specs[0], layer).frames(layer, len(without[0]))
+    dm = diff_of_means(without, with_)
+    k = int(np.argmax(dm))
+    assert abs(float(plan.model.centres_hz[k]) - unit.target_hz) < 0.01  # the target's band
+    quarter = (span[1] - span[0]) // 4
+    steady = np.concatenate([(b - a)[span[0] + quarter:span[1] - quarter] for a, b in zip(without, with_)])
+    assert np.abs(steady[:, [k - 1, k + 1]]).max() < 1e-3 * steady[:, k].mean()  # the middle half: nothing
+    w, _, _ = probe_weights(without, with_, 128, 0, span)
+    w = w / np.linalg.norm(w)
+    assert min(abs(w[k - 1]), abs(w[k + 1])) > 0.3
+    vec, _ = probe(without, with_, 128, 0, span)
+    u = vec / np.linalg.norm(vec)
+    assert max(abs(u[k - 1]), abs(u[k + 1])) < 0.02 and u @ dm / np.linalg.norm(dm) > 0.999

@@ -232,7 +232,7 @@ bootstrap = 100
 
 def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
     """The 'sae' method with the feature dictionary shipped for the embedded codec's latent,
-    given by name: the feature that best separates with from without is steered like every
+    given by name: the feature whose mean code changes most from without to with is steered like every
     other direction, and its provenance names the dictionary and the feature."""
     from steerlab import cli as cli_module
     from steerlab.api import load_model, resolve_dictionary

@@ -346,6 +346,39 @@ def test_probe_ignores_noise_floor_channels_and_shared_context():
     assert np.linalg.norm(vec) < 1e4 and info["train_accuracy"] == 1.0
 
 
+def test_probe_steers_along_its_activation_pattern_not_its_weights():
+    """Issue 11: a partial with fades, whose onset and fade also reach the two neighbouring
+    channels (as on filterbank_24khz, where the neighbours differ only during the target's 10 ms
+    fades). A max-margin-like logistic probe leans on the neighbours to classify the fading
+    frames, so its weights lie far from the partial (cosine with the pattern below 0.6); its
+    activation pattern (Haufe et al. 2014) is how the activations change with the probe's
+    score: on the target channel, neighbours at their mean share of the change (as in the
+    difference of means), nothing on shared context channels."""
+    from steerlab.partials.directions import diff_of_means, probe
+
+    rng = np.random.default_rng(2)
+    n, fade = 300, 30
+    env = np.ones(n)
+    env[:fade], env[-fade:] = np.linspace(0, 1, fade), np.linspace(1, 0, fade)
+    edge = np.r_[np.ones(fade), np.zeros(n - 2 * fade), np.ones(fade)]
+    without, with_ = [], []
+    for _ in range(4):
+        f = np.zeros((n, 7))
+        f[:, 0] = 0.2 * (1 + 0.3 * rng.standard_normal())      # a context partial, shared
+        f[:, 5] = 0.05 * np.abs(rng.standard_normal(n))       # a busy channel, shared
+        w = f.copy()
+        w[:, 3] += 0.1 * env + 1e-4 * rng.standard_normal(n)   # the target, with its fades
+        w[:, [2, 4]] += (0.02 * edge * (1 - env))[:, None]     # the neighbours: during the fades only
+        without.append(f)
+        with_.append(w)
+    vec, info = probe(without, with_, 300, 0)
+    u = vec / np.linalg.norm(vec)
+    dm = diff_of_means(without, with_)
+    assert info["weights_cosine_to_pattern"] < 0.6           # the weights are not the partial
+    assert u[3] > 0.999 and max(abs(u[2]), abs(u[4])) < 0.03 and abs(u[0]) < 1e-3 and abs(u[5]) < 1e-3
+    assert u @ dm / np.linalg.norm(dm) > 0.999
+
+
 def test_diffmeans_probe_random_recover_planted_axis():
     from steerlab.partials.directions import learn
 
@@ -374,9 +407,10 @@ def test_sae_feature_picks_the_separating_latent():
     assert info["feature"] == 5 and vec[5] > 0.99
 
 
-def test_sae_feature_is_the_brute_force_best_separating_feature():
-    """Against a brute-force choice: for every feature, its codes' standardised mean difference
-    computed one feature at a time; the method must pick the largest in magnitude, signed."""
+def test_sae_feature_is_the_brute_force_largest_mean_code_difference():
+    """Against a brute-force choice: for every feature, the mean of its codes on with-target
+    frames minus without, one feature at a time; the method must pick the largest in magnitude,
+    signed, and return that feature's decoder direction."""
     import torch
 
     from steerlab.partials.directions import sae_feature
@@ -394,13 +428,54 @@ def test_sae_feature_is_the_brute_force_best_separating_feature():
         with torch.no_grad():
             c0 = np.concatenate([sae.encode(torch.from_numpy(w).float())[:, j].double().numpy() for w in without])
             c1 = np.concatenate([sae.encode(torch.from_numpy(w).float())[:, j].double().numpy() for w in with_])
-        pooled = np.sqrt(0.5 * (c0.var() + c1.var()))
-        e = (c1.mean() - c0.mean()) / pooled if pooled > 0 else 0.0
-        if abs(e) > abs(best):
-            best, best_j = e, j
-    assert info["feature"] == best_j and info["effect_size"] == pytest.approx(best, rel=1e-6)
+        if abs(c1.mean() - c0.mean()) > abs(best):
+            best, best_j = c1.mean() - c0.mean(), j
+    assert info["feature"] == best_j and info["mean_code_difference"] == pytest.approx(best, rel=1e-6)
     expected = np.sign(best) * sae.directions[best_j].double().numpy()
     assert np.allclose(vec, expected)
+
+
+def test_sae_feature_carries_the_change_and_steers_along_its_decoder_column():
+    """Issue 11: the feature chosen is the one that carries the with-minus-without change, not
+    the most *detectable* one. Feature 0 reads the target channel and fires on every with-target
+    frame with a code raised by 1; feature 1 is a near-constant code (spread 1e-3) on a channel
+    the target nudges by 0.01, so its standardised mean difference (about 10) is far larger than
+    feature 0's (about 3) while it carries a hundredth of the change. The old rule (standardised
+    difference) chose feature 1; the method must choose feature 0 and return its *decoder*
+    row, which here differs from its encoder row (the encoder reads channels 0 and 2; the
+    decoder writes channel 0)."""
+    import torch
+
+    from steerlab.partials.directions import sae_feature
+    from steerlab.sae import SAEConfig, SparseAutoencoder
+
+    rng = np.random.default_rng(0)
+    without, with_ = [], []
+    for _ in range(3):
+        f = np.zeros((200, 4))
+        f[:, 0] = 0.5 * np.abs(rng.standard_normal(200))   # the target channel: a busy background
+        f[:, 1] = 1.0 + 1e-3 * rng.standard_normal(200)    # a steady, nearly noiseless channel
+        f[:, 3] = rng.standard_normal(200)
+        w = f.copy()
+        w[:, 0] += 1.0                                      # the partial
+        w[:, 1] += 0.01                                     # a small, very detectable side effect
+        without.append(f)
+        with_.append(w)
+    sae = SparseAutoencoder(SAEConfig(width=4, size=2, k=1, architecture="relu", center=False, normalize=False))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.5, 0.0], [0.0, 0.0]]))
+        sae.b_enc.zero_()
+        sae.W_dec.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]))
+        sae.b_dec.zero_()
+    d = SimpleNamespace(sae=sae, directions=sae.directions, layer="l", data_hash="x")
+    vec, info = sae_feature(without, with_, d)
+    c0 = np.concatenate(without)[:, 1]
+    c1 = np.concatenate(with_)[:, 1]
+    effect_1 = (c1.mean() - c0.mean()) / np.sqrt(0.5 * (c0.var() + c1.var()))
+    assert effect_1 > 2 * info["effect_size"]  # the old rule would have chosen feature 1
+    assert info["feature"] == 0 and np.allclose(vec, [1.0, 0.0, 0.0, 0.0])
+    assert info["mean_code_difference"] == pytest.approx(1.0, abs=1e-6)
+    assert info["best_aligned_feature"] == 0 and info["best_aligned_cosine"] > 0.99
 
 
 def test_calibrated_subtraction_measures_the_partial_in_template_units():

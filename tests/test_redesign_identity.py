@@ -1,6 +1,7 @@
 """Behaviour stays the same through the redesign (issue 14): the quickstart's outputs and every row of
 ``steerlab partials --quick`` equal what steerlab wrote before it (tests/data/golden, made at commit
-0714ab6 with the commands in meta.json).
+0714ab6 with the commands in meta.json; the partials rows remade where issue 11 changed a method on
+purpose, as meta.json's ``remade`` says).
 
 On the machine fingerprint recorded with the golden files (torch, numpy, CPU model and vector
 capability) the comparison is bitwise. Elsewhere a different BLAS/oneDNN kernel may round float32 sums

@@ -27,6 +27,10 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("-D", "--dictionary", "dictionaries", multiple=True,
               help="SAE feature dictionary for one swept layer: a folder from `steerlab learn` or the name of "
                    "one shipped with the model (`steerlab dictionaries`); repeatable; enables the 'sae' method there.")
+@click.option("--sae-data", "sae_data", type=click.Choice(["corpus", "stimuli"]), default=None,
+              help="Data the 'sae' method's dictionaries are learned on: 'corpus' (the --dictionary given; each "
+                   "control learns one on synth:N) or 'stimuli' (every model, main and controls, learns one per "
+                   "swept layer on the run's training stimuli, same settings).  [default: corpus]")
 @click.option("--seed", type=int, default=None, help="Run seed (null directions, probe frames, bootstrap).  [default: 0]")
 @click.option("--min-gain-db", type=float, default=None, help="Threshold: gain adding.  [default: 6]")
 @click.option("--min-loss-db", type=float, default=None, help="Threshold: loss removing.  [default: 6]")
@@ -36,7 +40,7 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
 @output_option("Run folder (rerun with the same arguments to resume).", dest="out_dir", file_okay=True)
 @json_option("Print the verdict summary as JSON.")
-def partials(model_name, layers, families, config_file, quick, dictionaries, seed, min_gain_db, min_loss_db,
+def partials(model_name, layers, families, config_file, quick, dictionaries, sae_data, seed, min_gain_db, min_loss_db,
              min_concentration, max_offband_db, min_share, out_dir, as_json) -> None:
     """Batch test: can single partials be created and deleted by steering each layer?
 
@@ -54,7 +58,8 @@ def partials(model_name, layers, families, config_file, quick, dictionaries, see
                                         min_share=min_share).items() if v is not None}
     overrides = {"thresholds": thresholds,
                  "grid": {**({"layers": _layers(layers)} if layers else {}),
-                          **({"families": _layers(families)} if families else {})},
+                          **({"families": _layers(families)} if families else {}),
+                          **({"sae_data": sae_data} if sae_data else {})},
                  "run": {k: v for k, v in (("model", model_name), ("seed", seed)) if v is not None}}
     cfg = p.build(config_file, quick, overrides)
 

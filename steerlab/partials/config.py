@@ -23,6 +23,12 @@ from steerlab.errors import ConfigError
 from steerlab.stimuli import CHORDS, CONTEXT_RULES, FAMILIES, PHASES
 
 METHODS: tuple[str, ...] = ("diffmeans", "sae", "probe", "random")
+# Where the ``sae`` method's dictionaries come from (``grid.sae_data``, ``--sae-data``):
+# "corpus": the measured model's ``--dictionary`` (learned on a corpus, e.g. the shipped ones on
+# synth:768) and, on each control, one learned on the synthetic corpus (synth:N);
+# "stimuli": every model (measured and controls alike) learns one per swept layer on the run's own
+# training stimuli, with the same settings (steerlab.partials.sae_data).
+SAE_DATA: tuple[str, ...] = ("corpus", "stimuli")
 # The null: a direction of the same norm as the difference of means, drawn at random.
 NULL_METHOD = "random"
 FORMAT_VERSION = 2  # 2: calibrated subtraction, separate removal verdicts, several controls
@@ -51,8 +57,10 @@ class GridConfig:
     subtract_strengths: tuple[float, ...] = (0.5, 1.0, 2.0)
     paths: tuple[str, ...] = ()
     n_q: Optional[int] = None
+    sae_data: str = "corpus"
 
     def __post_init__(self) -> None:
+        check.choice("grid.sae_data", self.sae_data, SAE_DATA)
         _put(self, "layers", tuple(str(x) for x in check.sequence("grid.layers", self.layers)))
         targets = check.sequence("grid.targets_hz", self.targets_hz, nonempty=True)
         _put(self, "targets_hz", check.distinct("grid.targets_hz",
@@ -302,6 +310,8 @@ class PartialsConfig:
         d["controls"] = {k: v for k, v in d["controls"].items() if not k.startswith("dictionary_")}
         if "instrument" not in self.grid.families:  # the note rule scores nothing else
             d["scoring"] = {k: v for k, v in d["scoring"].items() if not k.startswith("note_")}
+        if d["grid"]["sae_data"] == "corpus":  # the default before the key existed: hashes stay as they were
+            del d["grid"]["sae_data"]
         return d
 
     def replace(self, section: str, **changes: Any) -> "PartialsConfig":

@@ -17,14 +17,26 @@ each training pair (:func:`steerlab.tracing.capture`), seen as frame vectors ``r
   margins are silent in both signals), in the layer's own activation space divided by one
   global scale (the differences' RMS per channel: an isotropic change of units that leaves the
   geometry and the direction as they are, and gives the L2 penalty the same meaning on every
-  layer). The steering direction is the probe's **weight vector in that space** (the
-  literature's probe direction, e.g. Li et al. 2023, arXiv:2306.03341, in the residual stream
-  the probe was trained on), pointing towards "with". Conditioning on the pair removes
-  what the two signals share (the context partials) from the fit, as the difference of means
-  does; an unpaired probe on the pooled frames (measured, issue 11) puts weight on context
-  channels by sampling noise and as suppressors, 1.5-8.5 dB off-band on the positive control
-  whether its weights or its activation pattern (Haufe et al. 2014, NeuroImage 87:96-110) is
-  used. Standardising each channel first and mapping back with ``coef / std`` (the method
+  layer). The steering direction is the probe's **activation pattern** ``Cov(d) w / Var(w . d)``
+  over its training differences ``d`` (Haufe et al. 2014, NeuroImage 87:96-110: a linear
+  classifier's weights ``w`` are a *backward* model, a filter that extracts the label and
+  cancels whatever correlates with it; the pattern is the *forward* model, how the activations
+  change with the probe's score), pointing towards "with". Steering needs the forward model: the
+  logistic weights approach ``Sigma^-1 (mu1 - mu0)`` and their direction is less causal than the
+  mass-mean shift (Marks & Tegmark 2023, arXiv:2310.06824: mass-mean probe directions are
+  more causally implicated than logistic ones; Li et al. 2023, arXiv:2306.03341: steering along
+  the probe's weight direction does worse than along the mass-mean shift);
+  for a Gaussian class model the pattern of ``Sigma^-1 (mu1 - mu0)`` is ``mu1 - mu0`` itself.
+  Measured (issue 11, ``--quick``, filterbank_24khz at 1223 Hz): the weights put 0.37-0.39 of
+  their norm on the two neighbouring bands, which differ between the signals near the target's
+  own 10 ms fades (mean difference 0.0105 there against 0.050 on the target band; under 1e-4 in
+  the middle half of the sound): the classifier leans on the hardest frames, where the partial
+  is fading. The pattern puts 0.009 there (cosine 1.000 with the difference of means).
+  Conditioning on the pair removes what the two signals share (the context partials) from the
+  fit, as the difference of means does; an unpaired probe on the pooled frames (measured, issue
+  11) puts weight on context channels by sampling noise and as suppressors, 1.5-8.5 dB off-band
+  on the positive control whether its weights or its activation pattern (over the pooled
+  frames' covariance, which holds the context's variance) is used. Standardising each channel first and mapping back with ``coef / std`` (the method
   before issue 11) is not a direction of the layer at all: it amplifies the channels with
   the least variance, on the positive control noise-floor bands with std 1e-11 to 1e-9,
   giving norms of 1e7 to 5e9 and a cosine of 0.000 with the difference of means.
@@ -44,9 +56,19 @@ each training pair (:func:`steerlab.tracing.capture`), seen as frame vectors ``r
   at an end of the grid and the whole cross-validation curve. (Before this rule C was fixed at
   1; on the positive control that probe put up to 0.30 of its norm on the bands next to the
   target's.)
-- ``sae``: the feature of a given dictionary whose mean code differs most between
-  with and without frames in units of the pooled standard deviation; its decoder
-  direction, signed so it points towards "with".
+- ``sae``: the feature of a given dictionary whose mean code differs most between with and
+  without frames (the contrast in code space of Soo et al. 2025, arXiv:2501.09929, FGAA, top
+  1), steered along its **decoder** direction (its column of the reconstruction, in the layer's
+  raw space; not the encoder row, which is a filter), signed so it points towards "with". The
+  decoder rows have unit norm and the dictionary's scale is one scalar, so the mean code
+  difference ranks features by the norm of their share of the reconstructed with-minus-without
+  change. Before issue 11 the difference was divided by
+  the codes' pooled standard deviation, a measure of how *detectable* a feature is rather than
+  how much of the change it carries: on the controls' quick cells it chose the feature best
+  aligned with the difference of means on 1 of 8 cells, this rule on 6 of 8. The provenance
+  records the dictionary's best-aligned feature and its cosine: whether the dictionary holds a
+  feature for the partial at all (on the controls' dictionaries, learned on synthetic music: no;
+  cosine 0.28-0.72, docs/partials.md).
 - ``random``: the null: a Gaussian direction with the norm of ``diffmeans`` (seeded
   by the run seed and the unit). Interventions use unit directions scaled by the
   layer's norm, so every method adds the same amount; matching the norm keeps the
@@ -169,13 +191,27 @@ def choose_c(diffs: Sequence[np.ndarray], cs: Sequence[float] = PROBE_CS) -> tup
 
 def probe(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: int, seed: int,
           span: Optional[tuple[int, int]] = None, cs: Sequence[float] = PROBE_CS) -> tuple[np.ndarray, dict]:
-    """The conditional (paired) logistic probe's weight vector ``[channels]`` in the layer's
-    activation space (see the module docstring). ``without``/``with_``: per clip ``[frames,
-    channels]``, pair ``i`` = the two signals of stimulus ``i``; ``span``: frames ``[first, last)``
-    of the sound (None: all frames); ``cs``: candidate C values (:func:`choose_c`). Provenance:
-    ``train_accuracy`` (share of training pairs' frames where the with-target frame scores above
-    its without-target twin), frames, the chosen C and its cross-validation curve, scale.
-    A zero vector when the pairs do not differ at all (the caller records it as not learned)."""
+    """The conditional (paired) logistic probe's activation pattern ``[channels]`` in the layer's
+    activation space, its steering direction (see the module docstring). Arguments as
+    :func:`probe_weights`. Provenance: that of :func:`probe_weights`, the weights' norm and their
+    cosine with the pattern. A zero vector when the pairs do not differ at all (the caller records
+    it as not learned)."""
+    w, d, info = probe_weights(without, with_, n_frames, seed, span, cs)
+    pattern = activation_pattern(d, w)
+    return pattern, {**info, "steering_vector": "activation pattern Cov(d) w / Var(w.d) (Haufe et al. 2014)",
+                     "weights_norm": float(np.linalg.norm(w)), "weights_cosine_to_pattern": _cosine(w, pattern)}
+
+
+def probe_weights(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: int, seed: int,
+                  span: Optional[tuple[int, int]] = None, cs: Sequence[float] = PROBE_CS
+                  ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The conditional logistic probe itself: its weight vector ``w`` [channels] in raw units, the
+    frame differences ``d`` [frames, channels] it was fitted on, and its provenance.
+    ``without``/``with_``: per clip ``[frames, channels]``, pair ``i`` = the two signals of
+    stimulus ``i``; ``span``: frames ``[first, last)`` of the sound (None: all frames); ``cs``:
+    candidate C values (:func:`choose_c`). Provenance: ``train_accuracy`` (share of training
+    pairs' frames where the with-target frame scores above its without-target twin), frames, the
+    chosen C and its cross-validation curve, scale. ``w`` is zero when the pairs do not differ."""
     rng = np.random.default_rng(seed)
     diffs = []
     for f0, f1 in zip(_span_frames(without, span), _span_frames(with_, span)):
@@ -186,12 +222,28 @@ def probe(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: 
     scale = float(np.sqrt(np.mean(d**2)))  # RMS per channel of the differences: one number for all
     info = {"frames": int(len(d)), "model": "conditional logistic regression on matched pairs", "scale": scale}
     if not scale > _EPS:
-        return np.zeros(d.shape[1]), {**info, "C": None, "train_accuracy": None}
+        return np.zeros(d.shape[1]), d, {**info, "C": None, "train_accuracy": None}
     c, cv = choose_c([x / scale for x in diffs], cs)
     x = np.concatenate([d, -d], 0) / scale
     y = np.r_[np.ones(len(d)), np.zeros(len(d))]
     w = _fit_probe(x, y, c).coef_[0] / scale  # the same direction as coef_: the change of units is isotropic
-    return w, {**info, "C": c, **cv, "train_accuracy": float(np.mean(d @ w > 0))}
+    return w, d, {**info, "C": c, **cv, "train_accuracy": float(np.mean(d @ w > 0))}
+
+
+def activation_pattern(d: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The probe's activation pattern (forward model) ``Cov(d) w / Var(w . d)`` [channels]
+    (Haufe et al. 2014, NeuroImage 87:96-110) over the probe's training frames ``d``
+    [frames, channels] (within-pair differences; with their negatives they have mean zero, so
+    the covariance is ``d.T d / n``): the change of the activations that goes with one unit of
+    the probe's score, in the layer's raw units. Zero when the score does not vary."""
+    s = d @ w
+    var = float(np.mean(s**2))
+    return d.T @ s / len(d) / var if var > 0 else np.zeros(d.shape[1])
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b / (na * nb)) if na > _EPS and nb > _EPS else None
 
 
 def template(vec: np.ndarray, without: Sequence[np.ndarray], with_: Sequence[np.ndarray]
@@ -215,19 +267,38 @@ def projections(vec: np.ndarray, frames: Sequence[np.ndarray], span: Optional[tu
 
 def sae_feature(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], dictionary: Any
                 ) -> tuple[np.ndarray, dict]:
+    """The feature of ``dictionary`` whose mean code rises (or falls) most from without- to
+    with-target frames, and its decoder direction (unit, in the layer's raw space), signed
+    towards "with" (module docstring). ``without``/``with_``: per training clip ``[frames,
+    channels]``. Provenance: the feature, its mean code difference and codes, its standardised
+    mean difference (the rule before issue 11, recorded), its share of active frames, and the
+    dictionary's best-aligned feature with the difference of means (whether the dictionary holds
+    a feature for the partial at all)."""
     import torch
 
     sae = dictionary.sae
     with torch.no_grad():
         c0 = sae.encode(torch.from_numpy(np.concatenate(without, 0)).float()).double().numpy()
         c1 = sae.encode(torch.from_numpy(np.concatenate(with_, 0)).float()).double().numpy()
-    pooled = np.sqrt(0.5 * (c0.var(0) + c1.var(0)))
-    effect = (c1.mean(0) - c0.mean(0)) / np.maximum(pooled, _EPS)
-    j = int(np.argmax(np.abs(effect)))
-    sign = 1.0 if effect[j] >= 0 else -1.0
-    vec = sign * dictionary.directions[j].double().numpy()
-    return vec, {"feature": j, "effect_size": float(effect[j]), "size": int(c0.shape[1]),
-                 "dictionary_layer": dictionary.layer, "dictionary_data_hash": dictionary.data_hash}
+    diff = c1.mean(0) - c0.mean(0)  # the contrast in the SAE's code space (Soo et al. 2025)
+    j = int(np.argmax(np.abs(diff)))
+    sign = 1.0 if diff[j] >= 0 else -1.0
+    directions = dictionary.directions.double().numpy()
+    vec = sign * directions[j]
+    pooled = float(np.sqrt(0.5 * (c0[:, j].var() + c1[:, j].var())))
+    dm = diff_of_means(without, with_)
+    dm_norm = float(np.linalg.norm(dm))
+    aligned = directions @ dm / dm_norm if dm_norm > _EPS else np.zeros(len(directions))
+    best = int(np.argmax(np.abs(aligned)))
+    return vec, {"feature": j, "selection": "largest mean code difference, with minus without (Soo et al. 2025)",
+                 "mean_code_difference": float(diff[j]),
+                 "mean_code_without": float(c0[:, j].mean()), "mean_code_with": float(c1[:, j].mean()),
+                 "active_share_without": float(np.mean(c0[:, j] > 0)),
+                 "active_share_with": float(np.mean(c1[:, j] > 0)),
+                 "effect_size": float(diff[j] / pooled) if pooled > _EPS else None,
+                 "best_aligned_feature": best, "best_aligned_cosine": float(abs(aligned[best])),
+                 "size": int(c0.shape[1]), "dictionary_layer": dictionary.layer,
+                 "dictionary_data_hash": dictionary.data_hash}
 
 
 def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarray], methods: Sequence[str],

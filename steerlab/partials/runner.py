@@ -198,6 +198,11 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
     from steerlab.artifacts import versions
     from steerlab.stimuli import STIMULUS_VERSION
 
+    from steerlab.partials import sae_data
+
+    if sae_data.uses_stimuli(cfg) and dictionaries:
+        raise PlanError("--dictionary and --sae-data stimuli exclude each other: with stimuli every model learns "
+                        "its own dictionaries on the run's training stimuli; drop one of them")
     model = api.load_model(cfg.run.model)
     layer_names = list(cfg.grid.layers)
     if not layer_names and quick:
@@ -218,6 +223,9 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
     }
     if recipe is not None:  # only then: a run without sae keeps the hash it had before the recipe existed
         measured["control_dictionary"] = recipe
+    stim = sae_data.run_recipe(cfg, plans)
+    if stim is not None:
+        measured["stimulus_dictionary"] = stim
     context = {"weights": weights, "seed": cfg.run.seed, "versions": versions(),
                "scoring": cfg.scoring.options()}
     return plans, dicts, context, config_hash(measured), status
@@ -325,7 +333,7 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
     """Run (or resume) the batch test into ``out_dir``; see the module docstring."""
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json
-    from steerlab.partials import sweep
+    from steerlab.partials import sae_data, sweep
 
     started = time.time()
     plans, dicts, context, config_hash, status = prepare(cfg, quick, dictionaries, notify)
@@ -347,6 +355,8 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
         "control_dictionary": control_dictionary_recipe(cfg, plans, dicts),
         "provenance": provenance.record(inputs=[Path(d) / "config.json" for d in dictionaries]),
     }
+    if sae_data.run_recipe(cfg, plans) is not None:
+        run_doc["stimulus_dictionary"] = sae_data.run_recipe(cfg, plans)
     if not (folder / RUN_FILE).is_file():
         atomic_write_json(run_doc, folder / RUN_FILE)
     store = ResultStore(folder, config_hash).open()
@@ -357,6 +367,11 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
     if loaded is None:
         if control_dictionary_recipe(cfg, plans, dicts) is not None:
             dicts = {**dicts, **control_dictionaries(cfg, plans, folder, notify)}
+        if sae_data.run_recipe(cfg, plans) is not None:
+            dicts = {**dicts, **sae_data.dictionaries(cfg, plans, folder, notify)}
+            doc = json.loads((folder / RUN_FILE).read_text())
+            doc["stimulus_dictionaries"] = sae_data.describe(dicts)  # data hashes, SAE configs, frames
+            atomic_write_json(doc, folder / RUN_FILE)
         vectors, prov, skipped, refs = _learn_all(plans, cfg, dicts, bar)
         _save_directions(folder, config_hash, vectors, prov, skipped)
     else:
