@@ -28,7 +28,11 @@ def bare_torch_peak_kb(threads: str | None = None) -> int:
     """Peak resident memory (kB) of a Python process that only imports torch: the floor under
     every memory figure."""
     env = {**os.environ, "OMP_NUM_THREADS": threads} if threads else None
-    proc = subprocess.run([sys.executable, "-c", "import resource, torch; "
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-                          capture_output=True, text=True, check=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import resource, torch; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
     return int(proc.stdout)

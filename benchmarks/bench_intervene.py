@@ -13,8 +13,6 @@ Goals (issue 2): traced/bare <= 1.10; ``--help`` under 0.5 s.
 
 from __future__ import annotations
 
-from _common import best_of  # benchmarks/ is on sys.path when run as a script
-
 import argparse
 import statistics
 import subprocess
@@ -23,6 +21,7 @@ import time
 
 import numpy as np
 import torch
+from _common import best_of  # benchmarks/ is on sys.path when run as a script
 
 
 def bare(model, layer, waves, direction, alpha):
@@ -52,9 +51,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     from steerlab import api, plugins
-    from steerlab.interventions import Strength, channel_direction
     from steerlab.builtins.encodec.codec import OFFICIAL_24KHZ
     from steerlab.builtins.encodec.loaders import random_codec
+    from steerlab.interventions import Strength, channel_direction
 
     embedded = api.load_model()
     official = random_codec("encodec_24khz (random weights)", OFFICIAL_24KHZ)
@@ -64,18 +63,34 @@ def main() -> None:
     print(f"{'model':<34}{'input':>12}{'bare s':>9}{'traced':>9}{'ratio':>7}{'+score':>9}{'ratio':>7}")
     for model in (embedded, official):
         layer = api.layers(model).get("encoder.6.conv")
-        spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), intervention="add",
-                                    strength=Strength(1.0, "absolute"))
+        spec = api.InterventionSpec(
+            layer=layer.name,
+            direction=channel_direction(0, layer),
+            intervention="add",
+            strength=Strength(1.0, "absolute"),
+        )
         d = spec.direction.unit()
         for seconds, batch in cases:
             rng = np.random.default_rng(0)
-            waves = [(0.1 * rng.standard_normal((1, int(seconds * model.sample_rate)))).astype(np.float32) for _ in range(batch)]
+            waves = [
+                (0.1 * rng.standard_normal((1, int(seconds * model.sample_rate)))).astype(np.float32)
+                for _ in range(batch)
+            ]
             t_bare, t_traced, t_full = best_of(
-                [lambda: bare(model, layer, waves, d, 1.0), lambda: api.run_pairs(model, waves, spec, 2 * batch),
-                 lambda: api.intervene(model, waves, spec, (440.0,), max_batch=2 * batch)], repeats)
+                [
+                    # best_of calls these within this iteration: the loop variables are current
+                    lambda: bare(model, layer, waves, d, 1.0),  # noqa: B023
+                    lambda: api.run_pairs(model, waves, spec, 2 * batch),  # noqa: B023
+                    lambda: api.intervene(model, waves, spec, (440.0,), max_batch=2 * batch),  # noqa: B023
+                ],
+                repeats,
+            )
             label = f"{seconds:g} s x{batch}"
-            print(f"{model.name:<34}{label:>12}{t_bare:>9.3f}{t_traced:>9.3f}{t_traced / t_bare:>7.2f}"
-                  f"{t_full:>9.3f}{t_full / t_bare:>7.2f}", flush=True)
+            print(
+                f"{model.name:<34}{label:>12}{t_bare:>9.3f}{t_traced:>9.3f}{t_traced / t_bare:>7.2f}"
+                f"{t_full:>9.3f}{t_full / t_bare:>7.2f}",
+                flush=True,
+            )
     helps = []
     for _ in range(5):
         t = time.perf_counter()

@@ -19,8 +19,6 @@ Prints ratios against bare baselines measured in the same run; never asserts.
 
 from __future__ import annotations
 
-from _common import bare_torch_peak_kb  # benchmarks/ is on sys.path when run as a script
-
 import argparse
 import os
 import subprocess
@@ -29,6 +27,7 @@ import time
 
 import numpy as np
 import torch
+from _common import bare_torch_peak_kb  # benchmarks/ is on sys.path when run as a script
 
 CHILD = r"""
 import resource, sys, time
@@ -65,7 +64,7 @@ def bench_capture(seconds: float) -> None:
         n = 0
         with torch.no_grad():
             for i in range(0, len(waves), 8):
-                n += module(torch.from_numpy(np.stack(waves[i:i + 8]))).numel()
+                n += module(torch.from_numpy(np.stack(waves[i : i + 8]))).numel()
         return n
 
     def traced() -> int:
@@ -83,11 +82,13 @@ def bench_capture(seconds: float) -> None:
             best = min(best, time.perf_counter() - t)
         times[name] = best
     audio = len(waves) * 5
-    print(f"capture first_conv over {audio} s of audio (seconds of audio per second): bare first-conv module "
-          f"{audio / times['bare']:.0f}, bare whole-encoder forward {audio / times['encoder']:.0f}, stream_vectors "
-          f"{audio / times['capture']:.0f}; ratio capture / bare encoder forward "
-          f"{times['encoder'] / times['capture']:.2f} (goal >= 0.9); capture / bare first-conv module alone "
-          f"{times['bare'] / times['capture']:.2f}")
+    print(
+        f"capture first_conv over {audio} s of audio (seconds of audio per second): bare first-conv module "
+        f"{audio / times['bare']:.0f}, bare whole-encoder forward {audio / times['encoder']:.0f}, stream_vectors "
+        f"{audio / times['capture']:.0f}; ratio capture / bare encoder forward "
+        f"{times['encoder'] / times['capture']:.2f} (goal >= 0.9); capture / bare first-conv module alone "
+        f"{times['bare'] / times['capture']:.2f}"
+    )
 
 
 def bench_sae(n: int = 200_000, epochs: int = 2) -> None:
@@ -106,7 +107,7 @@ def bench_sae(n: int = 200_000, epochs: int = 2) -> None:
         for _ in range(epochs):
             perm = torch.randperm(n, generator=gen)
             for i in range(0, n, 256):
-                b = x[perm[i:i + 256]]
+                b = x[perm[i : i + 256]]
                 pre = (b - b_dec) @ w_enc + b_enc
                 top = torch.topk(pre, 8, dim=-1)
                 codes = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
@@ -121,19 +122,24 @@ def bench_sae(n: int = 200_000, epochs: int = 2) -> None:
     t = time.perf_counter()
     train_sae(x, cfg)
     ours = n * epochs / (time.perf_counter() - t)  # includes its statistics and evaluation passes
-    print(f"SAE training (width 32, 128 latents, k 8, {n} vectors x {epochs} epochs): reference loop {ref:.0f} "
-          f"vectors/s, train_sae {ours:.0f} vectors/s (statistics and evaluation passes included); ratio "
-          f"{ours / ref:.2f} (goal >= 1.0)")
+    print(
+        f"SAE training (width 32, 128 latents, k 8, {n} vectors x {epochs} epochs): reference loop {ref:.0f} "
+        f"vectors/s, train_sae {ours:.0f} vectors/s (statistics and evaluation passes included); ratio "
+        f"{ours / ref:.2f} (goal >= 1.0)"
+    )
 
 
 def bench_memory(minutes: float) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     bare_kb = bare_torch_peak_kb("1")
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(minutes)], capture_output=True, text=True, check=True,
-                          env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(minutes)], capture_output=True, text=True, check=True, env=env
+    )
     _, n, secs, kb = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1].split()
-    print(f"capture of {minutes:g} min of audio at first_conv: {int(n)} vectors in {float(secs):.0f} s, peak "
-          f"{int(kb) / 1024:.0f} MB (bare python + torch {bare_kb / 1024:.0f} MB; goal <= 2048 MB)")
+    print(
+        f"capture of {minutes:g} min of audio at first_conv: {int(n)} vectors in {float(secs):.0f} s, peak "
+        f"{int(kb) / 1024:.0f} MB (bare python + torch {bare_kb / 1024:.0f} MB; goal <= 2048 MB)"
+    )
 
 
 def main() -> None:

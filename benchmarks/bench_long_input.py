@@ -10,8 +10,6 @@ linearly). Also the bare cost: a Python process that only imports torch.
 
 from __future__ import annotations
 
-from _common import bare_torch_peak_kb  # benchmarks/ is on sys.path when run as a script
-
 import argparse
 import subprocess
 import sys
@@ -21,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from _common import bare_torch_peak_kb  # benchmarks/ is on sys.path when run as a script
 
-PEAK = "import resource, runpy, sys; sys.argv = ['steerlab'] + sys.argv[1:]; " \
-       "exec(\"try:\\n runpy.run_module('steerlab', run_name='__main__')\\nexcept SystemExit: pass\"); " \
-       "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+PEAK = (
+    "import resource, runpy, sys; sys.argv = ['steerlab'] + sys.argv[1:]; "
+    "exec(\"try:\\n runpy.run_module('steerlab', run_name='__main__')\\nexcept SystemExit: pass\"); "
+    "print('PEAK_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+)
 
 
 def peak_kb(args: list[str]) -> tuple[int, float]:
@@ -47,8 +48,22 @@ def main() -> None:
             with sf.SoundFile(str(path), "w", 24_000, 1, subtype="FLOAT") as f:
                 for _ in range(int(minutes * 60)):
                     f.write((0.1 * rng.standard_normal(24_000)).astype(np.float32))
-            kb, secs = peak_kb(["intervene", str(path), "--layer", "first_conv", "--channel", "0", "--alpha", "0.5",
-                                "--chunk-s", "30", "-o", str(Path(tmp) / f"out{minutes:g}")])
+            kb, secs = peak_kb(
+                [
+                    "intervene",
+                    str(path),
+                    "--layer",
+                    "first_conv",
+                    "--channel",
+                    "0",
+                    "--alpha",
+                    "0.5",
+                    "--chunk-s",
+                    "30",
+                    "-o",
+                    str(Path(tmp) / f"out{minutes:g}"),
+                ]
+            )
             base = base or kb
             print(f"{minutes:>5g} min input: peak {kb / 1024:.0f} MB (x{kb / base:.2f} of the shortest), {secs:.0f} s")
 

@@ -30,16 +30,19 @@ def time_quick() -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "steerlab", "partials", "--quick", "-o", str(Path(d) / "run")],
-                       check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        subprocess.run(
+            [sys.executable, "-m", "steerlab", "partials", "--quick", "-o", str(Path(d) / "run")],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def sweep_ratio(n_items: int, repeats: int) -> dict:
-    from steerlab.partials import build
-    from steerlab.partials import runner, sweep
+    from steerlab.partials import build, runner, sweep
     from steerlab.partials.plan import batches, work_items
     from steerlab.partials.store import ResultStore
 
@@ -55,8 +58,9 @@ def sweep_ratio(n_items: int, repeats: int) -> dict:
         with tempfile.TemporaryDirectory() as d:
             sweep.execute(plan, items, vectors, prov, ResultStore(Path(d), h).open(), context, mb, set(), Path(d))
 
-    groups = [(b[0].path, torch.stack([sweep._wave(model, it.stimulus, it.role) for it in b]))
-              for b in batches(items, mb)]
+    groups = [
+        (b[0].path, torch.stack([sweep._wave(model, it.stimulus, it.role) for it in b])) for b in batches(items, mb)
+    ]
 
     @torch.no_grad()
     def bare():
@@ -69,16 +73,25 @@ def sweep_ratio(n_items: int, repeats: int) -> dict:
             t = time.perf_counter()
             fn()
             acc.append(time.perf_counter() - t)
-    return {"items": len(items), "ours_s": min(t_ours), "bare_s": min(t_bare),
-            "ours_items_per_s": len(items) / min(t_ours), "bare_items_per_s": len(items) / min(t_bare),
-            "ratio": min(t_bare) / min(t_ours)}
+    return {
+        "items": len(items),
+        "ours_s": min(t_ours),
+        "bare_s": min(t_bare),
+        "ours_items_per_s": len(items) / min(t_ours),
+        "bare_items_per_s": len(items) / min(t_bare),
+        "ratio": min(t_bare) / min(t_ours),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--items", type=int, default=0,
-                    help="the first N items of the quick plan; 0 (default): all of them, the workload of a "
-                         "real run (baselines are shared by both layers, so a one-layer slice overstates them)")
+    ap.add_argument(
+        "--items",
+        type=int,
+        default=0,
+        help="the first N items of the quick plan; 0 (default): all of them, the workload of a "
+        "real run (baselines are shared by both layers, so a one-layer slice overstates them)",
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cli", action="store_true")
     args = ap.parse_args()
@@ -88,8 +101,10 @@ def main() -> None:
         wall, cpu = time_quick()
         print(f"steerlab partials --quick: wall {wall:.1f} s, cpu {cpu:.1f} s (goal: under 60 s)")
     r = sweep_ratio(args.items, args.repeats)
-    print(f"sweep of {r['items']} items: {r['ours_items_per_s']:.1f} items/s vs bare batched encode+decode "
-          f"{r['bare_items_per_s']:.1f} items/s: ratio {r['ratio']:.2f} (goal >= 0.8)")
+    print(
+        f"sweep of {r['items']} items: {r['ours_items_per_s']:.1f} items/s vs bare batched encode+decode "
+        f"{r['bare_items_per_s']:.1f} items/s: ratio {r['ratio']:.2f} (goal >= 0.8)"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,12 @@ def main() -> None:
                 x, d = planted(width, n_planted, active, seed)
                 sae, _ = train_sae(x, SAEConfig(width=width, size=size, k=active, epochs=30, split_every=split))
                 shares.append(float(((d @ sae.directions.T).max(1).values > 0.95).float().mean()))
-            print(f"| {label} | {split} | {sum(shares) / len(shares):.3f} | {min(shares):.3f} | "
-                  + " ".join(f"{s:.2f}" for s in shares) + " |", flush=True)
+            print(
+                f"| {label} | {split} | {sum(shares) / len(shares):.3f} | {min(shares):.3f} | "
+                + " ".join(f"{s:.2f}" for s in shares)
+                + " |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ class Mixture:
     """The context a target partial sits in; defaults match :class:`steerlab.stimuli.StimulusSpec`."""
 
     family: str = "inharmonic"
-    f0: Optional[float] = None
+    f0: float | None = None
     chord: str = "major"
     band_low_hz: float = _SPEC_DEFAULTS["band_low_hz"]
     band_high_hz: float = _SPEC_DEFAULTS["band_high_hz"]
@@ -119,15 +120,23 @@ class Mixture:
         for name in ("band_low_hz", "band_high_hz", "min_separation_hz", *(("f0",) if self.f0 is not None else ())):
             check.positive(name, getattr(self, name), error=ArchError)
         if self.band_low_hz >= self.band_high_hz:
-            raise ArchError(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}",
-                            parameter=("band_low_hz", "band_high_hz"))
+            raise ArchError(
+                f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}",
+                parameter=("band_low_hz", "band_high_hz"),
+            )
 
     def spec(self, target_hz: float, density: int, sample_rate: int) -> StimulusSpec:
         """The stimulus spec this mixture stands for (validates it like the generator does)."""
         return StimulusSpec(
-            self.family, target_hz, density, self.f0, self.chord if self.family == "chord" else None,
-            sample_rate=sample_rate, min_separation_hz=self.min_separation_hz,
-            band_low_hz=self.band_low_hz, band_high_hz=self.band_high_hz,
+            self.family,
+            target_hz,
+            density,
+            self.f0,
+            self.chord if self.family == "chord" else None,
+            sample_rate=sample_rate,
+            min_separation_hz=self.min_separation_hz,
+            band_low_hz=self.band_low_hz,
+            band_high_hz=self.band_high_hz,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -144,7 +153,7 @@ class Context:
     partials_hz: tuple[float, ...]
     spacing_hz: float
     exact: bool
-    infeasible: Optional[str] = None
+    infeasible: str | None = None
 
 
 def context(target_hz: float, density: int, mixture: Mixture, sample_rate: int) -> Context:
@@ -175,15 +184,15 @@ class Prediction:
     aliased_to: float
     below_nyquist: bool
     path_below_nyquist: bool
-    spacing_hz: Optional[float]
-    alias_separation_hz: Optional[float]
-    resolvable: Optional[bool]
-    collides: Optional[bool]
-    score: Optional[float]
-    survives: Optional[bool]
-    survives_path: Optional[bool]
+    spacing_hz: float | None
+    alias_separation_hz: float | None
+    resolvable: bool | None
+    collides: bool | None
+    score: float | None
+    survives: bool | None
+    survives_path: bool | None
     exact_context: bool
-    infeasible: Optional[str] = None
+    infeasible: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -221,7 +230,7 @@ class ArchReport:
     targets_hz: tuple[float, ...]
     densities: tuple[int, ...]
     layers: tuple[LayerPrediction, ...]
-    model: Optional[str] = None
+    model: str | None = None
     _index: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -260,12 +269,23 @@ def _predict_one(layer: LayerInfo, lobe: float, path_nyq: float, f: float, d: in
     score = (1.0 if below else ALIASED_CREDIT) * min(1.0, separation / lobe)
     survives = below and resolvable and not collides
     return Prediction(
-        f, d, a, below, path_below, _finite_or_none(ctx.spacing_hz), _finite_or_none(alias_sep),
-        resolvable, collides, score, survives, survives and path_below, ctx.exact,
+        f,
+        d,
+        a,
+        below,
+        path_below,
+        _finite_or_none(ctx.spacing_hz),
+        _finite_or_none(alias_sep),
+        resolvable,
+        collides,
+        score,
+        survives,
+        survives and path_below,
+        ctx.exact,
     )
 
 
-def _finite_or_none(x: float) -> Optional[float]:
+def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
@@ -274,7 +294,7 @@ def predict(
     targets_hz: Iterable[float],
     densities: Iterable[int] = (1, 2, 4, 8, 16),
     mixture: Mixture = Mixture(),
-    model: Optional[str] = None,
+    model: str | None = None,
 ) -> ArchReport:
     """Predict, for ``layers`` in forward order, which targets survive at which densities.
 
@@ -293,12 +313,14 @@ def predict(
         raise ArchError("give at least one target frequency", parameter="targets_hz")
     for f in targets:
         if not (math.isfinite(f) and 0 < f < sr / 2):
-            raise ArchError(f"target {f:g} Hz is outside (0, {sr / 2:g}) Hz for sample rate {sr}",
-                            parameter="targets_hz")
+            raise ArchError(
+                f"target {f:g} Hz is outside (0, {sr / 2:g}) Hz for sample rate {sr}", parameter="targets_hz"
+            )
     dens = (0,) if mixture.family == "tone" else tuple(int(d) for d in densities)
     if mixture.family != "tone" and (not dens or any(d < 1 for d in dens)):
-        raise ArchError(f"densities must be integers >= 1 for {mixture.family!r} mixtures, got {list(dens)}",
-                        parameter="densities")
+        raise ArchError(
+            f"densities must be integers >= 1 for {mixture.family!r} mixtures, got {list(dens)}", parameter="densities"
+        )
     contexts = {(f, d): context(f, d, mixture, sr) for f in targets for d in dens}
     out, path_nyq = [], math.inf
     for layer in layers:
@@ -317,7 +339,7 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return (np.bincount(inverse, weights=ranks) / np.bincount(inverse))[inverse]
 
 
-def rank_agreement(predicted: Sequence[Optional[float]], measured: Sequence[Optional[float]]) -> Optional[float]:
+def rank_agreement(predicted: Sequence[float | None], measured: Sequence[float | None]) -> float | None:
     """Spearman rank correlation of predictions and measured verdicts (booleans count as 0/1).
 
     Pairs where either value is None or NaN are dropped; returns None when the

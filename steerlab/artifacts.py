@@ -15,9 +15,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def _current_umask() -> int:
@@ -86,8 +87,11 @@ def clean_json(obj: Any, *, drop_private: bool = False) -> Any:
     import numpy as np
 
     if isinstance(obj, dict):
-        return {(k if isinstance(k, str) else str(k)): clean_json(v, drop_private=drop_private)
-                for k, v in obj.items() if not (drop_private and str(k).startswith("_"))}
+        return {
+            (k if isinstance(k, str) else str(k)): clean_json(v, drop_private=drop_private)
+            for k, v in obj.items()
+            if not (drop_private and str(k).startswith("_"))
+        }
     if isinstance(obj, (list, tuple)):
         return [clean_json(v, drop_private=drop_private) for v in obj]
     if isinstance(obj, np.ndarray):

@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Union
 
 import numpy as np
 import soundfile as sf
@@ -67,10 +68,17 @@ class AudioInfo:
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for provenance records; says how many samples the header over-declared."""
-        return {"path": str(self.path), "format": self.format, "sample_rate": self.sample_rate,
-                "channels": self.channels, "frames": self.frames, "duration_s": self.duration_s,
-                "header_frames": self.header_frames, "decoded": self.decoded,
-                "header_minus_decoded_frames": (self.header_frames - self.frames) if self.decoded else None}
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "frames": self.frames,
+            "duration_s": self.duration_s,
+            "header_frames": self.header_frames,
+            "decoded": self.decoded,
+            "header_minus_decoded_frames": (self.header_frames - self.frames) if self.decoded else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -207,13 +215,24 @@ def scan(path: PathLike) -> AudioInfo:
             f"cannot read audio {info.path}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
         ) from exc
     if bad:
-        raise AudioError(f"audio file {info.path} contains {bad} NaN or infinite samples (the first at "
-                         f"{first_bad:.3f} s); clean the file (replace or remove the non-finite samples) and retry")
+        raise AudioError(
+            f"audio file {info.path} contains {bad} NaN or infinite samples (the first at "
+            f"{first_bad:.3f} s); clean the file (replace or remove the non-finite samples) and retry"
+        )
     if n == 0:
-        raise AudioError(f"audio file {info.path} is empty: its header declares {info.header_frames} samples but "
-                         "none decode")
-    return AudioInfo(info.path, info.sample_rate, info.channels, n, n / info.sample_rate, info.format,
-                     info.header_frames, decoded=True)
+        raise AudioError(
+            f"audio file {info.path} is empty: its header declares {info.header_frames} samples but none decode"
+        )
+    return AudioInfo(
+        info.path,
+        info.sample_rate,
+        info.channels,
+        n,
+        n / info.sample_rate,
+        info.format,
+        info.header_frames,
+        decoded=True,
+    )
 
 
 def resampled_length(frames: int, source_rate: int, target_rate: int) -> int:
@@ -303,8 +322,9 @@ def _read_decoded(path: Path) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
 
 
-def load(path: PathLike, sample_rate: int, channels: int, info: AudioInfo | None = None
-         ) -> tuple[np.ndarray, Conversion]:
+def load(
+    path: PathLike, sample_rate: int, channels: int, info: AudioInfo | None = None
+) -> tuple[np.ndarray, Conversion]:
     """Read a whole file as float32 ``[channels, samples]`` at ``sample_rate``.
 
     Channels are averaged to mono when the file has more than one and the counts
@@ -356,8 +376,7 @@ def validate_array(x: object, name: str = "audio") -> np.ndarray:
         raise AudioError(f"{name} is empty (shape {tuple(a.shape)}); {expected} with at least one sample")
     if a.shape[0] > a.shape[1]:
         raise AudioError(
-            f"{name} has shape {tuple(a.shape)}, which looks like [samples, channels]; "
-            f"{expected}: transpose it"
+            f"{name} has shape {tuple(a.shape)}, which looks like [samples, channels]; {expected}: transpose it"
         )
     out = np.ascontiguousarray(a, dtype=np.float32)  # checked after the cast: 1e300 becomes inf
     bad = int(out.size - np.count_nonzero(np.isfinite(out)))
@@ -402,12 +421,14 @@ def iter_chunks(
     chunk = round(chunk_s * sample_rate)
     overlap = round(overlap_s * sample_rate)
     if chunk < 1:
-        raise ConfigError(f"chunk_s must give at least one sample at {sample_rate} Hz, got {chunk_s!r}",
-                          parameter="chunk_s")
+        raise ConfigError(
+            f"chunk_s must give at least one sample at {sample_rate} Hz, got {chunk_s!r}", parameter="chunk_s"
+        )
     if not 0 <= overlap < chunk:
-        raise ConfigError(f"overlap_s must be >= 0 and shorter than chunk_s, got {overlap_s!r} with chunk_s "
-                          f"{chunk_s!r}",
-                          parameter=("overlap_s", "chunk_s"))
+        raise ConfigError(
+            f"overlap_s must be >= 0 and shorter than chunk_s, got {overlap_s!r} with chunk_s {chunk_s!r}",
+            parameter=("overlap_s", "chunk_s"),
+        )
     if info is None or not info.decoded:
         info = scan(path)
     src, dst = info.sample_rate, int(sample_rate)
@@ -428,16 +449,20 @@ def iter_chunks(
                 f.seek(s)
                 data = f.read(e - s, dtype="float32", always_2d=True)  # [T, C]
                 if data.shape[0] == 0:
-                    raise AudioError(f"audio file {info.path} ended early, at {s} of the {info.frames} samples that "
-                                     "decoded when it was scanned; was it changed while being read?")
+                    raise AudioError(
+                        f"audio file {info.path} ended early, at {s} of the {info.frames} samples that "
+                        "decoded when it was scanned; was it changed while being read?"
+                    )
                 _check_finite(data, info.path, f" between {s / src:.2f} s and {e / src:.2f} s")
                 y = _convert(np.ascontiguousarray(data.T), src, dst, channels)
                 base = first * period_dst  # target index of y[:, 0]
                 piece = y[:, start - base : end - base]
                 if piece.shape[1] != end - start:
                     got = s + data.shape[0]
-                    raise AudioError(f"audio file {info.path} ended early, at {got} of the {info.frames} samples "
-                                     "that decoded when it was scanned; was it changed while being read?")
+                    raise AudioError(
+                        f"audio file {info.path} ended early, at {got} of the {info.frames} samples "
+                        "that decoded when it was scanned; was it changed while being read?"
+                    )
                 yield start, np.ascontiguousarray(piece)
                 if end >= total:
                     return
@@ -473,8 +498,9 @@ def overlap_add(pieces: list[tuple[int, np.ndarray]], total: int, overlap: int) 
     for start, x in pieces:
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[0] != n_channels:
-            raise ConfigError(f"piece at {start} has shape {x.shape}; expected [{n_channels}, samples]",
-                              parameter="pieces")
+            raise ConfigError(
+                f"piece at {start} has shape {x.shape}; expected [{n_channels}, samples]", parameter="pieces"
+            )
         n = x.shape[1]
         if start < 0 or start + n > total:
             raise ConfigError(f"piece [{start}, {start + n}) lies outside [0, {total})", parameter="pieces")

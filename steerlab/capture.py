@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Union
+from typing import Any
 
 import numpy as np
 
-from steerlab.errors import (AudioError, BadFilesError, ConfigError, CorpusError, OutputError, SteerlabError,
-                             first_line)
+from steerlab.errors import AudioError, BadFilesError, ConfigError, CorpusError, OutputError, SteerlabError, first_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MODES = ("features", "archetypes")
@@ -60,8 +60,9 @@ Clip = tuple[str, Any]  # (clip_id, wave [channels, samples]: numpy array or tor
 SKIP_BAD_FILES_FLAG = "--skip-bad-files"
 
 
-def check_audio_files(paths: Iterable[str | Path], skip_bad: bool = False, label: str = "specs"
-                      ) -> tuple[list[Path], list[dict[str, str]]]:
+def check_audio_files(
+    paths: Iterable[str | Path], skip_bad: bool = False, label: str = "specs"
+) -> tuple[list[Path], list[dict[str, str]]]:
     """Decode every file of ``paths`` once (:func:`steerlab.audio.scan`: header readable, at
     least one sample decodes, every sample finite) before any expensive work.
 
@@ -87,19 +88,23 @@ def check_audio_files(paths: Iterable[str | Path], skip_bad: bool = False, label
             continue
         usable.append(p)
     if bad and not skip_bad:
-        raise BadFilesError(f"{label}: {len(bad)} of {len(files)} audio files cannot be used (first: "
-                            f"{bad[0]['reason']}); fix or remove them, or pass skip_bad_files to skip them",
-                            parameter=("specs", "skip_bad_files"))
+        raise BadFilesError(
+            f"{label}: {len(bad)} of {len(files)} audio files cannot be used (first: "
+            f"{bad[0]['reason']}); fix or remove them, or pass skip_bad_files to skip them",
+            parameter=("specs", "skip_bad_files"),
+        )
     return usable, bad
 
 
 def bad_files_note(bad: list[dict[str, str]], label: str = "--data") -> str:
     """The stderr line a command prints when ``--skip-bad-files`` skipped ``bad`` (one line)."""
-    return (f"{label}: skipping {len(bad)} audio files that cannot be used ({SKIP_BAD_FILES_FLAG}; first: "
-            f"{bad[0]['reason']})")
+    return (
+        f"{label}: skipping {len(bad)} audio files that cannot be used ({SKIP_BAD_FILES_FLAG}; first: "
+        f"{bad[0]['reason']})"
+    )
 
 
-def refuse_constant(manifest: "Manifest", where: str, source: str) -> None:
+def refuse_constant(manifest: Manifest, where: str, source: str) -> None:
     """Raise :class:`steerlab.sae.NoVarianceError` when every sample of every clip of a pass
     (``manifest``, filled by :meth:`Manifest.saw`) is one value: silence or DC. A layer's
     response to such audio may still move (a recurrent state settling, padding at the
@@ -110,9 +115,12 @@ def refuse_constant(manifest: "Manifest", where: str, source: str) -> None:
     from steerlab.sae import NoVarianceError
 
     if manifest.constant:
-        raise NoVarianceError(f"the data has no variance at {where}: every sample of its {manifest.clips} clips from "
-                              f"{source} equals {manifest.input_min:g} (silence or a constant signal); nothing was "
-                              "written", None)
+        raise NoVarianceError(
+            f"the data has no variance at {where}: every sample of its {manifest.clips} clips from "
+            f"{source} equals {manifest.input_min:g} (silence or a constant signal); nothing was "
+            "written",
+            None,
+        )
 
 
 @dataclass
@@ -172,8 +180,9 @@ class SyntheticSource:
     def estimate_seconds(self, clip_seconds: float) -> float:
         return self.n * clip_seconds
 
-    def clips(self, sample_rate: int, channels: int, seed: int, clip_seconds: float, chunk_seconds: float,
-              manifest: Manifest) -> Iterator[Clip]:
+    def clips(
+        self, sample_rate: int, channels: int, seed: int, clip_seconds: float, chunk_seconds: float, manifest: Manifest
+    ) -> Iterator[Clip]:
         n = int(round(clip_seconds * sample_rate))
         t = np.arange(n) / sample_rate
         rng = np.random.default_rng(seed)
@@ -221,8 +230,17 @@ class FileSource:
                 pass
         return total
 
-    def clips(self, sample_rate: int, channels: int, seed: int, clip_seconds: float, chunk_seconds: float,
-              manifest: Manifest, bad: dict[str, str] | None = None, skip_bad: bool = False) -> Iterator[Clip]:
+    def clips(
+        self,
+        sample_rate: int,
+        channels: int,
+        seed: int,
+        clip_seconds: float,
+        chunk_seconds: float,
+        manifest: Manifest,
+        bad: dict[str, str] | None = None,
+        skip_bad: bool = False,
+    ) -> Iterator[Clip]:
         """Clips of the files in order. ``bad`` (path -> reason, from :func:`check_audio_files`)
         are skipped and recorded; a file that fails while it is read ends the pass with a
         :class:`BadFilesError` unless ``skip_bad``."""
@@ -254,14 +272,16 @@ class FileSource:
             except (AudioError, sf.SoundFileError, OSError, ValueError, RuntimeError) as exc:
                 reason = first_line(exc) + (f" (after {chunks} chunks had been used)" if chunks else "")
                 if not skip_bad:
-                    raise BadFilesError(f"specs {self.spec}: {reason}; fix or remove the file, or pass "
-                                        "skip_bad_files to skip it", parameter=("specs", "skip_bad_files")) from None
+                    raise BadFilesError(
+                        f"specs {self.spec}: {reason}; fix or remove the file, or pass skip_bad_files to skip it",
+                        parameter=("specs", "skip_bad_files"),
+                    ) from None
                 manifest.skip(p, reason)
                 continue
             manifest.files_used += 1
 
 
-def _constant_levels(path: Path, channels: int) -> "np.ndarray | None":
+def _constant_levels(path: Path, channels: int) -> np.ndarray | None:
     """``[channels, 1]`` levels when every sample of the file, mixed to ``channels`` as
     :func:`steerlab.audio.load` mixes, is one constant per channel; else None (also for a
     file soundfile cannot stream: the load that follows reports it). Streams the file and
@@ -284,11 +304,11 @@ def _constant_levels(path: Path, channels: int) -> "np.ndarray | None":
     return np.broadcast_to(first[:, None], (channels, 1)).astype(np.float32) if len(first) in (1, channels) else None
 
 
-def _level_or(wave: np.ndarray, levels: "np.ndarray | None") -> np.ndarray:
+def _level_or(wave: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
     return wave if levels is None else np.ascontiguousarray(np.broadcast_to(levels, wave.shape), dtype=np.float32)
 
 
-Source = Union[SyntheticSource, FileSource]
+Source = SyntheticSource | FileSource
 _KIND_N = re.compile(r"^([a-z_]+):(\S+)$")
 
 
@@ -297,8 +317,9 @@ def parse_source(spec: str) -> Source:
     p = Path(spec).expanduser()
     if p.exists():
         if not p.is_dir() and p.suffix.lower() not in AUDIO_SUFFIXES:
-            raise CorpusError(f"specs {spec}: not a folder or an audio file ({', '.join(AUDIO_SUFFIXES)})",
-                              parameter="specs")
+            raise CorpusError(
+                f"specs {spec}: not a folder or an audio file ({', '.join(AUDIO_SUFFIXES)})", parameter="specs"
+            )
         return FileSource(p)
     m = _KIND_N.match(spec)
     if m and m.group(1) in REFERENCE_KINDS:
@@ -313,8 +334,10 @@ def parse_source(spec: str) -> Source:
 
     close = nearest(m.group(1), REFERENCE_KINDS) if m else None
     hint = f" Did you mean {close}:{m.group(2)}?" if close and m else ""
-    raise CorpusError(f"specs {spec}: no such file or folder, and not one of "
-                      f"{', '.join(k + ':N' for k in REFERENCE_KINDS)}.{hint}", parameter="specs")
+    raise CorpusError(
+        f"specs {spec}: no such file or folder, and not one of {', '.join(k + ':N' for k in REFERENCE_KINDS)}.{hint}",
+        parameter="specs",
+    )
 
 
 class Corpus:
@@ -324,14 +347,24 @@ class Corpus:
     clips in the same order. ``seed`` makes the generated sources reproducible.
     """
 
-    def __init__(self, specs: Iterable[str | Source], sample_rate: int, channels: int, seed: int = 0,
-                 clip_seconds: float = 1.0, chunk_seconds: float = 10.0, skip_bad_files: bool = False) -> None:
+    def __init__(
+        self,
+        specs: Iterable[str | Source],
+        sample_rate: int,
+        channels: int,
+        seed: int = 0,
+        clip_seconds: float = 1.0,
+        chunk_seconds: float = 10.0,
+        skip_bad_files: bool = False,
+    ) -> None:
         self.skip_bad_files = bool(skip_bad_files)
         self._bad: dict[str, str] | None = None  # path -> reason, once check_files has run
         self.sources: list[Source] = [parse_source(s) if isinstance(s, str) else s for s in specs]
         if not self.sources:
-            raise CorpusError("specs is empty; give a folder of audio, an audio file, or synth:N, noise:N, flat:N,"
-                              " sines:N", parameter="specs")
+            raise CorpusError(
+                "specs is empty; give a folder of audio, an audio file, or synth:N, noise:N, flat:N, sines:N",
+                parameter="specs",
+            )
         if not (clip_seconds > 0 and math.isfinite(clip_seconds)):
             raise CorpusError(f"clip length must be a positive number of seconds, got {clip_seconds!r}")
         if not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
@@ -341,7 +374,7 @@ class Corpus:
         self.manifest = self.new_manifest()
 
     @classmethod
-    def for_model(cls, model: Any, specs: Iterable[str | Source], **kwargs: Any) -> "Corpus":
+    def for_model(cls, model: Any, specs: Iterable[str | Source], **kwargs: Any) -> Corpus:
         return cls(specs, model.sample_rate, model.channels, **kwargs)
 
     def new_manifest(self) -> Manifest:
@@ -381,8 +414,14 @@ class Corpus:
         self.manifest = manifest
         self.check_files()
         for i, source in enumerate(self.sources):
-            args = (self.sample_rate, self.channels, _seed_for(self.seed, i), self.clip_seconds, self.chunk_seconds,
-                    manifest)
+            args = (
+                self.sample_rate,
+                self.channels,
+                _seed_for(self.seed, i),
+                self.clip_seconds,
+                self.chunk_seconds,
+                manifest,
+            )
             if isinstance(source, FileSource):
                 yield from source.clips(*args, bad=self._bad, skip_bad=self.skip_bad_files)
             else:
@@ -392,8 +431,9 @@ class Corpus:
         return self.clips()
 
 
-def capture_activations(model: Any, waves: Iterable[Any], layer: Any, *, path: str | None = None,
-                        max_batch: int = 16) -> list[np.ndarray]:
+def capture_activations(
+    model: Any, waves: Iterable[Any], layer: Any, *, path: str | None = None, max_batch: int = 16
+) -> list[np.ndarray]:
     """The unpatched activations of one layer of ``model`` for each wave: the public way to read a
     layer (``steerlab.capture_activations``).
 
@@ -420,10 +460,12 @@ def capture_activations(model: Any, waves: Iterable[Any], layer: Any, *, path: s
     arrays = [audio.validate_array(w, f"waves[{i}]") for i, w in enumerate(waves)]
     for i, a in enumerate(arrays):
         if a.shape[0] != model.channels:
-            raise SteerlabError(f"waves[{i}] has {a.shape[0]} channels but {model.name} takes {model.channels}; "
-                                "load files with steerlab.audio.load to convert", parameter="waves")
-    acts = tracing.capture(model, [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays], [info], max_batch,
-                           path)
+            raise SteerlabError(
+                f"waves[{i}] has {a.shape[0]} channels but {model.name} takes {model.channels}; "
+                "load files with steerlab.audio.load to convert",
+                parameter="waves",
+            )
+    acts = tracing.capture(model, [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays], [info], max_batch, path)
     return [a[info.name].numpy() for a in acts]
 
 
@@ -506,8 +548,9 @@ def stream_vectors(
     for clip_id, wave in clips:
         w = torch.as_tensor(np.asarray(wave) if not isinstance(wave, torch.Tensor) else wave).float()
         if w.ndim != 2 or w.shape[0] != model.channels or w.shape[1] == 0:
-            raise CorpusError(f"clip {clip_id}: expected a wave [channels={model.channels}, samples], "
-                              f"got shape {list(w.shape)}")
+            raise CorpusError(
+                f"clip {clip_id}: expected a wave [channels={model.channels}, samples], got shape {list(w.shape)}"
+            )
         pending.append(w)
         manifest.saw(w)
         manifest.clips += 1
@@ -519,8 +562,10 @@ def stream_vectors(
     if buffered:
         yield flush()
     if manifest.vectors == 0:
-        raise CorpusError(_empty_message(manifest, info.name, mode, subsample),
-                          parameter="subsample" if subsample is not None and subsample < 1 else None)
+        raise CorpusError(
+            _empty_message(manifest, info.name, mode, subsample),
+            parameter="subsample" if subsample is not None and subsample < 1 else None,
+        )
 
 
 def _empty_message(manifest: Manifest, layer: str, mode: str, subsample: float | None) -> str:
@@ -537,8 +582,13 @@ def _empty_message(manifest: Manifest, layer: str, mode: str, subsample: float |
     return f"{manifest.clips} clips from {where} gave no {mode} vectors at {layer} ({why})"
 
 
-def write_shards(vectors: Iterable[Any], folder: str | Path, shard_vectors: int = 262_144,
-                 manifest: Manifest | None = None, meta: dict[str, Any] | None = None) -> "ShardReader":
+def write_shards(
+    vectors: Iterable[Any],
+    folder: str | Path,
+    shard_vectors: int = 262_144,
+    manifest: Manifest | None = None,
+    meta: dict[str, Any] | None = None,
+) -> ShardReader:
     """Write a stream of ``[b, width]`` blocks as ``shard-00000.safetensors``, ... (tensor
     ``vectors``, float32, ``shard_vectors`` rows each but the last) and ``manifest.json``
     (format, version, width, counts, the corpus ``manifest`` and ``meta``), written last,
@@ -569,8 +619,9 @@ def write_shards(vectors: Iterable[Any], folder: str | Path, shard_vectors: int 
     for block in vectors:
         block = torch.as_tensor(block).float()
         if block.ndim != 2 or (width is not None and block.shape[1] != width):
-            raise ConfigError(f"shard input blocks must be [b, {width or 'width'}]; got {list(block.shape)}",
-                              parameter="vectors")
+            raise ConfigError(
+                f"shard input blocks must be [b, {width or 'width'}]; got {list(block.shape)}", parameter="vectors"
+            )
         width = int(block.shape[1])
         rest.append(block)
         held += len(block)
@@ -582,19 +633,31 @@ def write_shards(vectors: Iterable[Any], folder: str | Path, shard_vectors: int 
         write(torch.cat(rest))
     if not shards:
         raise CorpusError(f"no vectors to write to {folder}")
-    atomic_write_json({"format": SHARD_FORMAT, "version": SHARD_VERSION, "width": width,
-                       "n_vectors": sum(s["n_vectors"] for s in shards), "shards": shards,
-                       "manifest": manifest.to_json() if manifest is not None else None, "meta": meta or {}},
-                      folder / SHARD_MANIFEST)
+    atomic_write_json(
+        {
+            "format": SHARD_FORMAT,
+            "version": SHARD_VERSION,
+            "width": width,
+            "n_vectors": sum(s["n_vectors"] for s in shards),
+            "shards": shards,
+            "manifest": manifest.to_json() if manifest is not None else None,
+            "meta": meta or {},
+        },
+        folder / SHARD_MANIFEST,
+    )
     return ShardReader(folder)
 
 
 def _shard_schema() -> dict[str, Any]:
     from steerlab import schema
 
-    return {"width": schema.integer(1), "n_vectors": schema.integer(1),
-            "shards": schema.array(schema.obj({"file": schema.filename(), "n_vectors": schema.integer(1)}), True),
-            "manifest": schema.nullable(schema.mapping()), "meta": schema.mapping()}
+    return {
+        "width": schema.integer(1),
+        "n_vectors": schema.integer(1),
+        "shards": schema.array(schema.obj({"file": schema.filename(), "n_vectors": schema.integer(1)}), True),
+        "manifest": schema.nullable(schema.mapping()),
+        "meta": schema.mapping(),
+    }
 
 
 _SHARD_SCHEMA = _shard_schema()
@@ -608,11 +671,14 @@ class ShardReader:
         self.folder = Path(folder)
         from steerlab import schema
 
-        doc = schema.read_json(self.folder / SHARD_MANIFEST, _SHARD_SCHEMA, CorpusError, format=SHARD_FORMAT,
-                               versions=(SHARD_VERSION,))
+        doc = schema.read_json(
+            self.folder / SHARD_MANIFEST, _SHARD_SCHEMA, CorpusError, format=SHARD_FORMAT, versions=(SHARD_VERSION,)
+        )
         if sum(s["n_vectors"] for s in doc["shards"]) != doc["n_vectors"]:
-            raise CorpusError(f"{self.folder / SHARD_MANIFEST}: key 'n_vectors' ({doc['n_vectors']}) is not the sum "
-                              "of the shards' n_vectors")
+            raise CorpusError(
+                f"{self.folder / SHARD_MANIFEST}: key 'n_vectors' ({doc['n_vectors']}) is not the sum "
+                "of the shards' n_vectors"
+            )
         missing = [s["file"] for s in doc["shards"] if not (self.folder / s["file"]).is_file()]
         if missing:
             raise CorpusError(f"{self.folder} is missing shards: {', '.join(missing)}")

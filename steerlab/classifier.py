@@ -7,7 +7,8 @@ logits ``[classes]``; :func:`classification_scores` compares the two distributio
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,9 @@ def class_names(model: AudioModel, n_classes: int) -> list[str]:
     return [f"class{i}" for i in range(n_classes)]
 
 
-def classification_scores(baseline: np.ndarray, patched: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
+def classification_scores(
+    baseline: np.ndarray, patched: np.ndarray, names: Sequence[str] | None = None
+) -> dict[str, Any]:
     """How a patch changed a classifier's output: logits ``[classes]`` before and after.
 
     Per class: baseline and patched probability (softmax) and logit, and their deltas;
@@ -43,9 +46,19 @@ def classification_scores(baseline: np.ndarray, patched: np.ndarray, names: Sequ
 
     lb, lp = log_softmax(b), log_softmax(p)
     pb, pp = np.exp(lb), np.exp(lp)
-    classes = [{"class": names[i], "index": i, "baseline_prob": float(pb[i]), "patched_prob": float(pp[i]),
-                "delta_prob": float(pp[i] - pb[i]), "baseline_logit": float(b[i]), "patched_logit": float(p[i]),
-                "delta_logit": float(p[i] - b[i])} for i in range(b.size)]
+    classes = [
+        {
+            "class": names[i],
+            "index": i,
+            "baseline_prob": float(pb[i]),
+            "patched_prob": float(pp[i]),
+            "delta_prob": float(pp[i] - pb[i]),
+            "baseline_logit": float(b[i]),
+            "patched_logit": float(p[i]),
+            "delta_logit": float(p[i] - b[i]),
+        }
+        for i in range(b.size)
+    ]
     tb, tp = int(np.argmax(b)), int(np.argmax(p))
     return {
         "classes": classes,

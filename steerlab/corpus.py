@@ -35,14 +35,37 @@ VERSION = 1
 RENDER_KINDS = ("note", "interval", "chord", "melody", "drums")
 # General MIDI level 1 families: programs 8k .. 8k+7 (0-based) belong to family k.
 GM_FAMILIES = (
-    "piano", "chromatic_percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
-    "reed", "pipe", "synth_lead", "synth_pad", "synth_effects", "ethnic", "percussive", "sound_effects",
+    "piano",
+    "chromatic_percussion",
+    "organ",
+    "guitar",
+    "bass",
+    "strings",
+    "ensemble",
+    "brass",
+    "reed",
+    "pipe",
+    "synth_lead",
+    "synth_pad",
+    "synth_effects",
+    "ethnic",
+    "percussive",
+    "sound_effects",
 )
 # Families with a definite pitch that sustains or decays like an instrument note
 # (synth effects, percussive and sound effects are left out of the pitched draws).
-PITCHED_FAMILIES = tuple(i for i, f in enumerate(GM_FAMILIES) if f not in ("synth_effects", "percussive", "sound_effects"))
-CHORD_QUALITIES = {"major": (0, 4, 7), "minor": (0, 3, 7), "diminished": (0, 3, 6), "augmented": (0, 4, 8),
-                   "dominant7": (0, 4, 7, 10), "major7": (0, 4, 7, 11), "minor7": (0, 3, 7, 10)}
+PITCHED_FAMILIES = tuple(
+    i for i, f in enumerate(GM_FAMILIES) if f not in ("synth_effects", "percussive", "sound_effects")
+)
+CHORD_QUALITIES = {
+    "major": (0, 4, 7),
+    "minor": (0, 3, 7),
+    "diminished": (0, 3, 6),
+    "augmented": (0, 4, 8),
+    "dominant7": (0, 4, 7, 10),
+    "major7": (0, 4, 7, 11),
+    "minor7": (0, 3, 7, 10),
+}
 # GM percussion keys (channel 10): kick, snare, closed/open hi-hat, toms, crash, ride, clap.
 DRUM_KEYS = (36, 38, 42, 46, 45, 48, 49, 51, 39)
 SILENCE_DB = -60.0
@@ -78,8 +101,10 @@ def default_soundfont() -> Path:
     """Path of TimGM6mb.sf2 inside the installed ``pretty_midi`` package (found without importing it)."""
     spec = importlib.util.find_spec("pretty_midi")
     if spec is None or not spec.submodule_search_locations:
-        raise CorpusBuildError("no SoundFont given and pretty_midi (which ships TimGM6mb.sf2) is not installed; "
-                               "install steerlab[render] or pass soundfont=PATH")
+        raise CorpusBuildError(
+            "no SoundFont given and pretty_midi (which ships TimGM6mb.sf2) is not installed; "
+            "install steerlab[render] or pass soundfont=PATH"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "TimGM6mb.sf2"
     if not path.is_file():
         raise CorpusBuildError(f"pretty_midi is installed but {path} is missing; pass soundfont=PATH")
@@ -99,7 +124,9 @@ def _root(rng: np.random.Generator, program: int, span: int) -> int:
     return int(rng.integers(low, max(low + 1, high - span)))
 
 
-def draw_spec(rng: np.random.Generator, kind: str, seconds: float, programs: tuple[int, ...] | None = None) -> RenderSpec:
+def draw_spec(
+    rng: np.random.Generator, kind: str, seconds: float, programs: tuple[int, ...] | None = None
+) -> RenderSpec:
     """Draw one clip's score: the ground truth a rendered clip is made from.
 
     Notes start at 0.05 s and end at least 0.3 s before the clip ends, so release tails fit.
@@ -147,8 +174,10 @@ class Renderer:
         try:
             import tinysoundfont
         except ImportError as exc:
-            raise CorpusBuildError("rendering needs tinysoundfont: pip install 'steerlab[render]' "
-                                   "(on Debian, PyAudio, which it requires, builds after apt-get install portaudio19-dev)") from exc
+            raise CorpusBuildError(
+                "rendering needs tinysoundfont: pip install 'steerlab[render]' "
+                "(on Debian, PyAudio, which it requires, builds after apt-get install portaudio19-dev)"
+            ) from exc
         self.sample_rate = int(sample_rate)
         self.soundfont = Path(soundfont)
         self._synth = tinysoundfont.Synth(samplerate=self.sample_rate)
@@ -170,8 +199,10 @@ class Renderer:
             synth.program_select(chan, self._sfid, 128, 0, True)
         else:
             synth.program_select(chan, self._sfid, 0, spec.program)
-        events = sorted([(n.onset_s, 1, n) for n in spec.notes] + [(n.onset_s + n.duration_s, 0, n) for n in spec.notes],
-                        key=lambda e: (e[0], e[1]))
+        events = sorted(
+            [(n.onset_s, 1, n) for n in spec.notes] + [(n.onset_s + n.duration_s, 0, n) for n in spec.notes],
+            key=lambda e: (e[0], e[1]),
+        )
         total = int(round(spec.seconds * self.sample_rate))
         out, cursor = [], 0
         for t, is_on, note in events:
@@ -241,9 +272,19 @@ def _write_manifest(out_dir: Path, doc: dict) -> None:
     atomic_write_json(doc, out_dir / "manifest.json")
 
 
-def render_corpus(out_dir: str | Path, count: int, seed: int, *, kinds: tuple[str, ...] = RENDER_KINDS,
-                  seconds: float = 2.0, sample_rate: int = 24_000, soundfont: str | Path | None = None,
-                  programs: tuple[int, ...] | None = None, peak: float = 0.9, log=None) -> dict:
+def render_corpus(
+    out_dir: str | Path,
+    count: int,
+    seed: int,
+    *,
+    kinds: tuple[str, ...] = RENDER_KINDS,
+    seconds: float = 2.0,
+    sample_rate: int = 24_000,
+    soundfont: str | Path | None = None,
+    programs: tuple[int, ...] | None = None,
+    peak: float = 0.9,
+    log=None,
+) -> dict:
     """Render ``count`` clips of General MIDI instruments into ``out_dir``; returns the manifest.
 
     Clip ``i`` is of kind ``kinds[i % len(kinds)]`` and drawn from ``default_rng([seed, i])``.
@@ -283,22 +324,51 @@ def render_corpus(out_dir: str | Path, count: int, seed: int, *, kinds: tuple[st
             gain = min(1.0, peak / float(np.abs(audio).max()))
             name = f"render-{i:05d}-{kind}.wav"
             write_wav(out / name, (audio * gain)[None], sample_rate)
-            clips.append({"file": name, "sha256": file_sha256(out / name), "kind": kind, "program": spec.program,
-                          "family": spec.family, "gain": gain, "level_db": _level_db(audio * gain),
-                          "notes": [asdict(n) for n in spec.notes], **spec.detail})
+            clips.append(
+                {
+                    "file": name,
+                    "sha256": file_sha256(out / name),
+                    "kind": kind,
+                    "program": spec.program,
+                    "family": spec.family,
+                    "gain": gain,
+                    "level_db": _level_db(audio * gain),
+                    "notes": [asdict(n) for n in spec.notes],
+                    **spec.detail,
+                }
+            )
             if log and (i + 1) % 100 == 0:
                 log(f"rendered {i + 1}/{count}")
-        doc = {"format": FORMAT, "version": VERSION, "source": "render", "seed": seed, "count": count,
-               "seconds": seconds, "sample_rate": sample_rate, "kinds": list(kinds),
-               "soundfont": {"path": str(sf2), "sha256": file_sha256(sf2)}, "redraws": redraws,
-               "provenance": _provenance([sf2], started), "clips": clips}
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": "render",
+            "seed": seed,
+            "count": count,
+            "seconds": seconds,
+            "sample_rate": sample_rate,
+            "kinds": list(kinds),
+            "soundfont": {"path": str(sf2), "sha256": file_sha256(sf2)},
+            "redraws": redraws,
+            "provenance": _provenance([sf2], started),
+            "clips": clips,
+        }
         _write_manifest(out, doc)
     return doc
 
 
-def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed: int, *, seconds: float = 3.0,
-                sample_rate: int = 24_000, min_level_db: float = -45.0, log=None,
-                skip_bad_files: bool = False) -> dict:
+def clip_corpus(
+    sources: list[str | Path],
+    out_dir: str | Path,
+    count: int,
+    seed: int,
+    *,
+    seconds: float = 3.0,
+    sample_rate: int = 24_000,
+    min_level_db: float = -45.0,
+    log=None,
+    skip_bad_files: bool = False,
+) -> dict:
     """Cut ``count`` clips of ``seconds`` from the audio files ``sources`` into ``out_dir``; returns the manifest.
 
     Clips are spread over the files in proportion to their decoded length (at least one per file
@@ -338,24 +408,44 @@ def clip_corpus(sources: list[str | Path], out_dir: str | Path, count: int, seed
         for fi, ((path, x), k) in enumerate(zip(usable, quota)):
             rng = np.random.default_rng([seed, fi])
             sha = file_sha256(path)
-            for offset in np.sort(rng.integers(0, len(x) - n + 1, 3 * k))[:: 3][:k]:
-                clip = x[offset: offset + n]
+            for offset in np.sort(rng.integers(0, len(x) - n + 1, 3 * k))[::3][:k]:
+                clip = x[offset : offset + n]
                 if _level_db(clip) < min_level_db:
                     skipped += 1
                     continue
                 name = f"clip-{len(clips):05d}.wav"
                 write_wav(out / name, clip[None], sample_rate)
-                clips.append({"file": name, "sha256": file_sha256(out / name), "source": str(path), "source_sha256": sha,
-                              "offset_s": offset / sample_rate,
-                              "level_db": _level_db(clip) if np.any(clip) else None})  # digital silence: no level
+                clips.append(
+                    {
+                        "file": name,
+                        "sha256": file_sha256(out / name),
+                        "source": str(path),
+                        "source_sha256": sha,
+                        "offset_s": offset / sample_rate,
+                        "level_db": _level_db(clip) if np.any(clip) else None,
+                    }
+                )  # digital silence: no level
             if log:
                 log(f"{path}: {len(clips)} clips so far")
-        doc = {"format": FORMAT, "version": VERSION, "source": "clips", "seed": seed, "count": len(clips),
-               "requested": count, "skipped_quiet": skipped, "min_level_db": min_level_db, "seconds": seconds,
-               "sample_rate": sample_rate,
-               "files": [{"path": str(p), "sha256": file_sha256(p), "decoded_seconds": len(x) / sample_rate}
-                         for p, x in decoded],
-               "files_skipped": len(bad), "skipped_files": bad, "provenance": _provenance(list(sources), started), "clips": clips}
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": "clips",
+            "seed": seed,
+            "count": len(clips),
+            "requested": count,
+            "skipped_quiet": skipped,
+            "min_level_db": min_level_db,
+            "seconds": seconds,
+            "sample_rate": sample_rate,
+            "files": [
+                {"path": str(p), "sha256": file_sha256(p), "decoded_seconds": len(x) / sample_rate} for p, x in decoded
+            ],
+            "files_skipped": len(bad),
+            "skipped_files": bad,
+            "provenance": _provenance(list(sources), started),
+            "clips": clips,
+        }
         _write_manifest(out, doc)
     return doc
 
@@ -364,7 +454,7 @@ def loud_windows(signals: list, count: int, length: int, floor_db: float = -45.0
     """Up to ``count`` windows of ``length`` samples spread evenly over the non-overlapping windows of
     ``signals`` (arrays or tensors ``[channels, samples]``) whose RMS level is above ``floor_db`` dBFS:
     held-out evaluation data that skips silent intros and gaps. Empty when no window is loud enough."""
-    cands = [x[:, s: s + length] for x in signals for s in range(0, x.shape[-1] - length + 1, length)]
+    cands = [x[:, s : s + length] for x in signals for s in range(0, x.shape[-1] - length + 1, length)]
     loud = [w for w in cands if _level_db(np.asarray(w, dtype=np.float64)) > floor_db]
     if not loud:
         return []
@@ -380,7 +470,9 @@ def _expand(sources: list[str | Path]) -> list[Path]:
     for src in sources:
         p = Path(src)
         if p.is_dir():
-            paths += sorted(q for q in p.rglob("*") if q.is_file() and not q.is_symlink() and q.suffix.lower() in suffixes)
+            paths += sorted(
+                q for q in p.rglob("*") if q.is_file() and not q.is_symlink() and q.suffix.lower() in suffixes
+            )
         elif p.is_file():
             paths.append(p)
         else:
@@ -393,27 +485,54 @@ def _expand(sources: list[str | Path]) -> list[Path]:
 def _manifest_schemas():
     from steerlab import schema as S
 
-    note = S.obj({"pitch": S.integer(0, 127), "velocity": S.integer(0, 127), "onset_s": S.number(0),
-                  "duration_s": S.number(0)})
+    note = S.obj(
+        {"pitch": S.integer(0, 127), "velocity": S.integer(0, 127), "onset_s": S.number(0), "duration_s": S.number(0)}
+    )
     level = S.nullable(S.number())  # a clip of silence has no level in dB (written as null, never -Infinity)
-    common = {"format": S.one_of(FORMAT), "version": S.one_of(VERSION), "source": S.one_of("render", "clips"),
-              "seed": S.integer(), "count": S.integer(0), "seconds": S.number(above=0),
-              "sample_rate": S.integer(1), "provenance": S.mapping()}
-    render_clip = {"file": S.filename(), "sha256": S.sha256(), "kind": S.one_of(*RENDER_KINDS),
-                   "program": S.nullable(S.integer(0, 127)), "family": S.one_of(*GM_FAMILIES, "drums"),
-                   "gain": S.number(above=0), "level_db": level, "notes": S.array(note)}
-    long_clip = {"file": S.filename(), "sha256": S.sha256(), "source": S.string(nonempty=True),
-                 "source_sha256": S.sha256(), "offset_s": S.number(0), "level_db": level}
+    common = {
+        "format": S.one_of(FORMAT),
+        "version": S.one_of(VERSION),
+        "source": S.one_of("render", "clips"),
+        "seed": S.integer(),
+        "count": S.integer(0),
+        "seconds": S.number(above=0),
+        "sample_rate": S.integer(1),
+        "provenance": S.mapping(),
+    }
+    render_clip = {
+        "file": S.filename(),
+        "sha256": S.sha256(),
+        "kind": S.one_of(*RENDER_KINDS),
+        "program": S.nullable(S.integer(0, 127)),
+        "family": S.one_of(*GM_FAMILIES, "drums"),
+        "gain": S.number(above=0),
+        "level_db": level,
+        "notes": S.array(note),
+    }
+    long_clip = {
+        "file": S.filename(),
+        "sha256": S.sha256(),
+        "source": S.string(nonempty=True),
+        "source_sha256": S.sha256(),
+        "offset_s": S.number(0),
+        "level_db": level,
+    }
     by_source = {
-        "render": {"kinds": S.array(S.one_of(*RENDER_KINDS), nonempty=True),
-                   "soundfont": S.obj({"path": S.string(), "sha256": S.sha256()}), "redraws": S.integer(0),
-                   "clips": S.array(S.obj(render_clip))},
-        "clips": {"requested": S.integer(0), "skipped_quiet": S.integer(0), "min_level_db": level,
-                  "files_skipped": S.optional(S.integer(0)),
-                  "skipped_files": S.optional(S.array(S.obj({"path": S.string(), "reason": S.string()}))),
-                  "files": S.array(S.obj({"path": S.string(), "sha256": S.sha256(),
-                                          "decoded_seconds": S.number(0)})),
-                  "clips": S.array(S.obj(long_clip))},
+        "render": {
+            "kinds": S.array(S.one_of(*RENDER_KINDS), nonempty=True),
+            "soundfont": S.obj({"path": S.string(), "sha256": S.sha256()}),
+            "redraws": S.integer(0),
+            "clips": S.array(S.obj(render_clip)),
+        },
+        "clips": {
+            "requested": S.integer(0),
+            "skipped_quiet": S.integer(0),
+            "min_level_db": level,
+            "files_skipped": S.optional(S.integer(0)),
+            "skipped_files": S.optional(S.array(S.obj({"path": S.string(), "reason": S.string()}))),
+            "files": S.array(S.obj({"path": S.string(), "sha256": S.sha256(), "decoded_seconds": S.number(0)})),
+            "clips": S.array(S.obj(long_clip)),
+        },
     }
     return common, by_source
 
@@ -431,9 +550,12 @@ def read_manifest(folder: str | Path) -> dict:
 
     path = Path(folder) / "manifest.json"
     common, by_source = _manifest_schemas()
-    doc = schema.read_json(path, common, CorpusBuildError, format=FORMAT, versions=(VERSION,),
-                           what="steerlab corpus manifest")
+    doc = schema.read_json(
+        path, common, CorpusBuildError, format=FORMAT, versions=(VERSION,), what="steerlab corpus manifest"
+    )
     schema.check(doc, by_source[doc["source"]], path, CorpusBuildError)
     if len(doc["clips"]) != doc["count"]:
-        raise CorpusBuildError(f"{path}: key 'clips' holds {len(doc['clips'])} clips but key 'count' says {doc['count']}")
+        raise CorpusBuildError(
+            f"{path}: key 'clips' holds {len(doc['clips'])} clips but key 'count' says {doc['count']}"
+        )
     return doc

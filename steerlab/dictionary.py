@@ -25,20 +25,22 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 
+from steerlab import schema
+from steerlab import validation as check
 from steerlab.artifacts import clean_json, file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
-from steerlab import schema, validation as check
 from steerlab.errors import DictionaryError, OutputError, first_line
-from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS, STORED_KEYS
-from steerlab.sae import DataStats, SAEConfig, SparseAutoencoder
+from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
+from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder
 
 FORMAT = "steerlab-dictionary"
 VERSION = 1
@@ -48,10 +50,14 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 _TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "center", "scale")
 
-GAMMA_DEFINITION = ("gamma = ||mean|| / sqrt(sum_i var_i), over the training data before normalisation; "
-                    "null when the data has no spread")
-TARGET_NOTE = ("feature: SAE over response vectors r_t; archetype: SAE over generators g_t = r_{t+1} - r_t "
-               "(not the 'archetypal SAE' of the SAE literature)")
+GAMMA_DEFINITION = (
+    "gamma = ||mean|| / sqrt(sum_i var_i), over the training data before normalisation; "
+    "null when the data has no spread"
+)
+TARGET_NOTE = (
+    "feature: SAE over response vectors r_t; archetype: SAE over generators g_t = r_{t+1} - r_t "
+    "(not the 'archetypal SAE' of the SAE literature)"
+)
 
 
 @dataclass
@@ -118,10 +124,18 @@ class Dictionary:
             "k": cfg.k if cfg.architecture == "topk" else None,
             "seed": cfg.seed,
             "sae": cfg.to_dict(),
-            "normalization": {"center": cfg.center, "normalize": cfg.normalize, "scale": float(self.sae.scale),
-                              "stats": stats, "gamma_definition": GAMMA_DEFINITION},
-            "data": {"description": self.data_description, "sha256": self.data_hash,
-                     **({"manifest": clean_json(self.data_manifest)} if self.data_manifest is not None else {})},
+            "normalization": {
+                "center": cfg.center,
+                "normalize": cfg.normalize,
+                "scale": float(self.sae.scale),
+                "stats": stats,
+                "gamma_definition": GAMMA_DEFINITION,
+            },
+            "data": {
+                "description": self.data_description,
+                "sha256": self.data_hash,
+                **({"manifest": clean_json(self.data_manifest)} if self.data_manifest is not None else {}),
+            },
             "metrics": clean_json(self.metrics),
             "versions": self.versions,
         }
@@ -200,12 +214,24 @@ CONFIG_SCHEMA: dict[str, schema.Field] = {
     "size": schema.integer(1),
     "k": schema.nullable(schema.integer(1)),
     "seed": schema.integer(),
-    "sae": schema.obj({key: _SAE_FIELDS[key] for key in (STORED_KEYS.get(f.name, f.name) for f in dataclass_fields(SAEConfig))}),
-    "normalization": schema.obj({"center": schema.boolean(), "normalize": schema.boolean(),
-                                 "scale": schema.number(above=0),
-                                 "stats": schema.nullable(schema.obj(_STATS_SCHEMA))}),
-    "data": schema.obj({"description": schema.string(), "sha256": schema.nullable(schema.sha256()),
-                        "manifest": schema.optional(schema.mapping())}),
+    "sae": schema.obj(
+        {key: _SAE_FIELDS[key] for key in (STORED_KEYS.get(f.name, f.name) for f in dataclass_fields(SAEConfig))}
+    ),
+    "normalization": schema.obj(
+        {
+            "center": schema.boolean(),
+            "normalize": schema.boolean(),
+            "scale": schema.number(above=0),
+            "stats": schema.nullable(schema.obj(_STATS_SCHEMA)),
+        }
+    ),
+    "data": schema.obj(
+        {
+            "description": schema.string(),
+            "sha256": schema.nullable(schema.sha256()),
+            "manifest": schema.optional(schema.mapping()),
+        }
+    ),
     "weights": schema.obj({"file": schema.filename(), "sha256": schema.sha256()}),
     "metrics": schema.mapping(),
     "versions": schema.mapping(),
@@ -220,16 +246,20 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     cfg_path = folder / CONFIG_FILE
     if not cfg_path.is_file():
         raise DictionaryError(f"{folder} is not a steerlab dictionary: no {CONFIG_FILE}")
-    doc = schema.read_json(cfg_path, CONFIG_SCHEMA, DictionaryError, format=FORMAT, versions=SUPPORTED_VERSIONS,
-                             what="steerlab dictionary")
+    doc = schema.read_json(
+        cfg_path, CONFIG_SCHEMA, DictionaryError, format=FORMAT, versions=SUPPORTED_VERSIONS, what="steerlab dictionary"
+    )
     sae, norm = doc["sae"], doc["normalization"]
     topk = sae["kind_of_sae"] == "topk"
-    agree = [("width", doc["width"], "sae.width", sae["width"]), ("size", doc["size"], "sae.size", sae["size"]),
-             ("seed", doc["seed"], "sae.seed", sae["seed"]),
-             ("architecture", doc["architecture"], "sae.kind_of_sae", sae["kind_of_sae"]),
-             ("k", doc["k"], "sae.k", sae["k"] if topk else None),
-             ("normalization.center", norm["center"], "sae.center", sae["center"]),
-             ("normalization.normalize", norm["normalize"], "sae.normalize", sae["normalize"])]
+    agree = [
+        ("width", doc["width"], "sae.width", sae["width"]),
+        ("size", doc["size"], "sae.size", sae["size"]),
+        ("seed", doc["seed"], "sae.seed", sae["seed"]),
+        ("architecture", doc["architecture"], "sae.kind_of_sae", sae["kind_of_sae"]),
+        ("k", doc["k"], "sae.k", sae["k"] if topk else None),
+        ("normalization.center", norm["center"], "sae.center", sae["center"]),
+        ("normalization.normalize", norm["normalize"], "sae.normalize", sae["normalize"]),
+    ]
     for key, value, other, expected in agree:
         if value != expected or type(value) is not type(expected):
             raise DictionaryError(f"{cfg_path}: key {key!r} ({value!r}) disagrees with {other!r} ({expected!r})")
@@ -247,8 +277,10 @@ def locate(spec: str | Path, shipped: Mapping[str, Path], model_name: str) -> Pa
         return Path(shipped[str(spec)])
     names = f" or one shipped with {model_name}: {', '.join(shipped)}" if shipped else ""
     hint = check.did_you_mean(str(spec), shipped)
-    raise DictionaryError(f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`"
-                          f"{names} ({spec} is not a steerlab dictionary folder).{hint}")
+    raise DictionaryError(
+        f"dictionary {str(spec)!r} not found: give a dictionary folder written by `steerlab learn`"
+        f"{names} ({spec} is not a steerlab dictionary folder).{hint}"
+    )
 
 
 def load(folder: str | Path) -> Dictionary:
@@ -273,8 +305,9 @@ def load(folder: str | Path) -> Dictionary:
     if not weights_path.is_file():
         raise DictionaryError(f"{folder} is missing its weights file {weights_name}")
     if file_sha256(weights_path) != expected_hash:
-        raise DictionaryError(f"{weights_path} does not match the sha256 recorded in {CONFIG_FILE}"
-                              " (damaged or replaced)")
+        raise DictionaryError(
+            f"{weights_path} does not match the sha256 recorded in {CONFIG_FILE} (damaged or replaced)"
+        )
     try:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
@@ -285,8 +318,10 @@ def load(folder: str | Path) -> Dictionary:
     if norm["stats"] is not None and "data_mean" not in tensors:
         raise DictionaryError(f"{cfg_path}: key 'normalization.stats' is set but {weights_path} lacks data_mean")
     if "data_mean" in tensors and tuple(tensors["data_mean"].shape) != (config.width,):
-        raise DictionaryError(f"{weights_path}: data_mean has shape {list(tensors['data_mean'].shape)}, "
-                              f"not [{config.width}] (key 'sae.width')")
+        raise DictionaryError(
+            f"{weights_path}: data_mean has shape {list(tensors['data_mean'].shape)}, "
+            f"not [{config.width}] (key 'sae.width')"
+        )
     bad = [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise DictionaryError(f"{weights_path} holds NaN or infinite values in {', '.join(sorted(bad))}")
@@ -296,19 +331,31 @@ def load(folder: str | Path) -> Dictionary:
     except RuntimeError as exc:
         raise DictionaryError(f"{weights_path} does not fit its config: {str(exc).splitlines()[0]}") from exc
     if float(sae.scale) != float(norm["scale"]):
-        raise DictionaryError(f"{cfg_path}: key 'normalization.scale' ({norm['scale']!r}) differs from the "
-                              f"weights' scale ({float(sae.scale)!r})")
+        raise DictionaryError(
+            f"{cfg_path}: key 'normalization.scale' ({norm['scale']!r}) differs from the "
+            f"weights' scale ({float(sae.scale)!r})"
+        )
     sae.eval()
     stats = None
     if norm["stats"] is not None:
         s = norm["stats"]
-        stats = DataStats(s["n_vectors"], tensors["data_mean"], s["mean_norm"], s["std_norm"], s["gamma"],
-                          s["data_sha256"])
+        stats = DataStats(
+            s["n_vectors"], tensors["data_mean"], s["mean_norm"], s["std_norm"], s["gamma"], s["data_sha256"]
+        )
     sae.stats = stats
-    return Dictionary(sae=sae, model=doc["model"], layer=doc["layer"], target=doc["kind"],
-                      weights_hash=doc["weights_hash"], data_description=data["description"],
-                      data_hash=data["sha256"], stats=stats, metrics=doc["metrics"], versions=doc["versions"],
-                      data_manifest=data.get("manifest"))
+    return Dictionary(
+        sae=sae,
+        model=doc["model"],
+        layer=doc["layer"],
+        target=doc["kind"],
+        weights_hash=doc["weights_hash"],
+        data_description=data["description"],
+        data_hash=data["sha256"],
+        stats=stats,
+        metrics=doc["metrics"],
+        versions=doc["versions"],
+        data_manifest=data.get("manifest"),
+    )
 
 
 def load_dictionary(name_or_path: str | Path, model: Any = None) -> Dictionary:
@@ -341,8 +388,12 @@ def saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     s = float(sae.scale)
     w_enc, w_dec = sae.W_enc.detach().double(), sae.W_dec.detach().double()
     b_dec = sae.center.double() + s * sae.b_dec.detach().double()
-    return {"W_enc": (w_enc / s).float().contiguous(), "W_dec": (w_dec * s).float().contiguous(),
-            "b_enc": sae.b_enc.detach().float().contiguous().clone(), "b_dec": b_dec.float().contiguous()}
+    return {
+        "W_enc": (w_enc / s).float().contiguous(),
+        "W_dec": (w_dec * s).float().contiguous(),
+        "b_enc": sae.b_enc.detach().float().contiguous().clone(),
+        "b_dec": b_dec.float().contiguous(),
+    }
 
 
 def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -> Path:
@@ -373,11 +424,16 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
         "finetuning_scaling_factor": False,
         "normalize_activations": "none",
         "reshape_activations": "none",
-        "steerlab": {"format": FORMAT, "version": VERSION, "kind": d.target, "kind_note": TARGET_NOTE,
-                     "weights_hash": d.weights_hash, "data_sha256": d.data_hash,
-                     "normalization_folded": {"center": cfg.center, "normalize": cfg.normalize,
-                                              "scale": float(d.sae.scale)},
-                     "metrics": clean_json(d.metrics)},
+        "steerlab": {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": d.target,
+            "kind_note": TARGET_NOTE,
+            "weights_hash": d.weights_hash,
+            "data_sha256": d.data_hash,
+            "normalization_folded": {"center": cfg.center, "normalize": cfg.normalize, "scale": float(d.sae.scale)},
+            "metrics": clean_json(d.metrics),
+        },
     }
     if topk:
         doc["k"] = cfg.k

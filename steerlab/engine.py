@@ -15,8 +15,9 @@ or swept (:mod:`steerlab.partials.sweep`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,8 +60,9 @@ def _direction_tensor(spec: InterventionSpec) -> torch.Tensor | None:
     return spec.direction.unit() if spec.normalize_direction else torch.from_numpy(spec.direction.vector).float()
 
 
-def resolve(model: AudioModel, spec: InterventionSpec, max_batch: int = 16,
-            prepared: Prepared | None = None) -> ResolvedIntervention:
+def resolve(
+    model: AudioModel, spec: InterventionSpec, max_batch: int = 16, prepared: Prepared | None = None
+) -> ResolvedIntervention:
     """Check ``spec`` against ``model`` and resolve it: layer, type, decode path and codebooks,
     direction (it must fit the layer; a type that needs one must have one), then the type's
     ``prepare`` step, run once under the plugin guard, unless ``prepared`` (from an earlier
@@ -74,19 +76,32 @@ def resolve(model: AudioModel, spec: InterventionSpec, max_batch: int = 16,
     check_n_q(model, path, spec.n_q)
     if spec.direction is None:
         if iv.needs_direction(itype):
-            raise DirectionError(f"intervention {spec.intervention!r} needs a direction: pass a steerlab.Direction as "
-                                 "direction (channel_direction, learned_direction or Direction(array))",
-                                 parameter="direction")
+            raise DirectionError(
+                f"intervention {spec.intervention!r} needs a direction: pass a steerlab.Direction as "
+                "direction (channel_direction, learned_direction or Direction(array))",
+                parameter="direction",
+            )
     else:
         spec.direction.check_fits(layer)
     direction = _direction_tensor(spec)
     owner = plugins.interventions().owners.get(itype.name, "unknown")
     if prepared is None:
-        prepared = plugins.guarded(owner, f"preparing intervention {itype.name!r}", iv.prepare, itype, model, layer,
-                                   direction, spec.options, iv.RunContext(path, spec.n_q, max_batch))
+        prepared = plugins.guarded(
+            owner,
+            f"preparing intervention {itype.name!r}",
+            iv.prepare,
+            itype,
+            model,
+            layer,
+            direction,
+            spec.options,
+            iv.RunContext(path, spec.n_q, max_batch),
+        )
     elif prepared.intervention != spec.intervention:
-        raise InterventionError(f"prepared state is for {prepared.intervention!r}, not {spec.intervention!r}; "
-                                "call api.prepare again", parameter="prepared")
+        raise InterventionError(
+            f"prepared state is for {prepared.intervention!r}, not {spec.intervention!r}; call api.prepare again",
+            parameter="prepared",
+        )
     return ResolvedIntervention(spec, layer, itype, owner, path, direction, prepared)
 
 
@@ -109,15 +124,27 @@ def check_items(resolved: ResolvedIntervention, lengths: Sequence[int], names: S
     for i, n in enumerate(lengths):
         frames = r.layer.frames_for(int(n))
         try:
-            plugins.guarded(r.owner, f"checking intervention {r.intervention_type.name!r}", iv.check_item,
-                            r.intervention_type, r.prepared, frames, r.spec.span.frames(r.layer, frames))
+            plugins.guarded(
+                r.owner,
+                f"checking intervention {r.intervention_type.name!r}",
+                iv.check_item,
+                r.intervention_type,
+                r.prepared,
+                frames,
+                r.spec.span.frames(r.layer, frames),
+            )
         except InterventionError as exc:
             name = names[i] if names else f"input {i}"
             raise InterventionError(f"{name}: {exc}") from None
 
 
-def check_inputs(model: AudioModel, spec: InterventionSpec, prepared: Prepared, lengths: Sequence[int],
-                 names: Sequence[str] | None = None) -> None:
+def check_inputs(
+    model: AudioModel,
+    spec: InterventionSpec,
+    prepared: Prepared,
+    lengths: Sequence[int],
+    names: Sequence[str] | None = None,
+) -> None:
     """:func:`check_items` for ``spec`` on ``model`` with an earlier :func:`prepare`'s state."""
     check_items(resolve(model, spec, prepared=prepared), lengths, names)
 
@@ -139,9 +166,17 @@ def spec_rule(r: ResolvedIntervention, act: torch.Tensor, n_frames: int) -> tupl
     valid = act[:, :n_frames]
     value = spec.strength.resolve(valid, r.prepared.value_scale)
     weight = spec.span.weights(r.layer, n_frames, act.shape[-1])
-    return value, weight, {"layer_rms_norm": rms_norm(valid), "layer_rms_step_norm": rms_step_norm(valid),
-                           "span_frames": list(spec.span.frames(r.layer, n_frames)), "fade_frames": spec.span.fade_in,
-                           "strength_mode": spec.strength.mode}
+    return (
+        value,
+        weight,
+        {
+            "layer_rms_norm": rms_norm(valid),
+            "layer_rms_step_norm": rms_step_norm(valid),
+            "span_frames": list(spec.span.frames(r.layer, n_frames)),
+            "fade_frames": spec.span.fade_in,
+            "strength_mode": spec.strength.mode,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -166,8 +201,17 @@ def _edit(patch: Patch, info: dict[str, Any]) -> Callable:
         value, weight, record = rule(r, a, n_frames)
         d = r.direction.to(a.device, a.dtype) if r.direction is not None else None
         info.update(value=value, **record)
-        return plugins.guarded(r.owner, f"intervention {r.intervention_type.name!r}", iv.apply, r.intervention_type, a, d, value,
-                               weight.to(a.device, a.dtype), r.prepared.state)[None]
+        return plugins.guarded(
+            r.owner,
+            f"intervention {r.intervention_type.name!r}",
+            iv.apply,
+            r.intervention_type,
+            a,
+            d,
+            value,
+            weight.to(a.device, a.dtype),
+            r.prepared.state,
+        )[None]
 
     return edit
 
@@ -194,8 +238,9 @@ class PassResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def run(model: AudioModel, items: Sequence[PassItem], path: str, n_q: int | None = None,
-        max_batch: int = 16) -> list[PassResult]:
+def run(
+    model: AudioModel, items: Sequence[PassItem], path: str, n_q: int | None = None, max_batch: int = 16
+) -> list[PassResult]:
     """Run ``items`` through ``model`` on decode ``path`` in batched traced passes
     (:func:`steerlab.tracing.run`: inputs of one pass share it, each patched on its own row),
     under the model plugin's guard, reading the model's traced outputs on that path. Every
@@ -206,12 +251,25 @@ def run(model: AudioModel, items: Sequence[PassItem], path: str, n_q: int | None
     if wrong:
         raise InterventionError(f"patches resolved for path(s) {', '.join(sorted(wrong))} run on the {path} path")
     infos: list[dict[str, Any]] = [{} for _ in items]
-    trace_items = [tracing.TraceItem(it.wave) if it.patch is None else
-                   tracing.TraceItem(it.wave, it.patch.intervention.layer, _edit(it.patch, info))
-                   for it, info in zip(items, infos)]
+    trace_items = [
+        tracing.TraceItem(it.wave)
+        if it.patch is None
+        else tracing.TraceItem(it.wave, it.patch.intervention.layer, _edit(it.patch, info))
+        for it, info in zip(items, infos)
+    ]
     owner = plugins.models().owners.get(model.name, f"model {model.name}")
-    results = plugins.guarded(owner, f"the forward pass of {model.name!r}", tracing.run, model, trace_items, path,
-                              n_q, save_traced=True, max_batch=max_batch, order=layers(model).names())
+    results = plugins.guarded(
+        owner,
+        f"the forward pass of {model.name!r}",
+        tracing.run,
+        model,
+        trace_items,
+        path,
+        n_q,
+        save_traced=True,
+        max_batch=max_batch,
+        order=layers(model).names(),
+    )
     return [PassResult(r.output, r.traced, info) for r, info in zip(results, infos)]
 
 
@@ -221,8 +279,9 @@ def _wave(w: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(w)).float()
 
 
-def pairs(model: AudioModel, resolved: ResolvedIntervention, waves: Sequence[np.ndarray], max_batch: int = 16
-          ) -> tuple[list[np.ndarray], list[np.ndarray], list[dict], list[float | None]]:
+def pairs(
+    model: AudioModel, resolved: ResolvedIntervention, waves: Sequence[np.ndarray], max_batch: int = 16
+) -> tuple[list[np.ndarray], list[np.ndarray], list[dict], list[float | None]]:
     """Baseline and patched outputs of each wave with one resolved intervention, in one batched
     run (baselines first, then the patched inputs); see :func:`run_pairs`."""
     check_items(resolved, [w.shape[-1] for w in waves])
@@ -231,14 +290,25 @@ def pairs(model: AudioModel, resolved: ResolvedIntervention, waves: Sequence[np.
     results = run(model, items, resolved.path, resolved.spec.n_q, max_batch)
     n = len(waves)
     base, patched = results[:n], results[n:]
-    codes_changed = [float((b.traced[CODES] != p.traced[CODES]).float().mean())
-                     if CODES in b.traced and CODES in p.traced else None for b, p in zip(base, patched)]
-    return [r.output.numpy() for r in base], [r.output.numpy() for r in patched], [r.info for r in patched], \
-        codes_changed
+    codes_changed = [
+        float((b.traced[CODES] != p.traced[CODES]).float().mean()) if CODES in b.traced and CODES in p.traced else None
+        for b, p in zip(base, patched)
+    ]
+    return (
+        [r.output.numpy() for r in base],
+        [r.output.numpy() for r in patched],
+        [r.info for r in patched],
+        codes_changed,
+    )
 
 
-def run_pairs(model: AudioModel, waves: Sequence[np.ndarray], spec: InterventionSpec, max_batch: int = 16,
-              prepared: Prepared | None = None):
+def run_pairs(
+    model: AudioModel,
+    waves: Sequence[np.ndarray],
+    spec: InterventionSpec,
+    max_batch: int = 16,
+    prepared: Prepared | None = None,
+):
     """Baseline and patched outputs of each wave (one batched trace); returns
     ``(baselines, patcheds, infos, codes_changed)`` lists. Outputs are decodes
     ``[channels, samples]``, or logits ``[classes]`` for a model without a decoder; an info

@@ -28,13 +28,14 @@ subclass) for every invalid value.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from steerlab.sae import DataStats
 
 #: one parameter name, or several (an error about how two values relate names both)
-Parameters = Union[str, Sequence[str], None]
+Parameters = str | Sequence[str] | None
 
 
 class SteerlabError(Exception):
@@ -46,8 +47,9 @@ class SteerlabError(Exception):
 
     def __init__(self, *args: Any, parameter: Parameters = None) -> None:
         super().__init__(*args)
-        self.parameters: tuple[str, ...] = ((parameter,) if isinstance(parameter, str)
-                                            else tuple(parameter) if parameter else ())
+        self.parameters: tuple[str, ...] = (
+            (parameter,) if isinstance(parameter, str) else tuple(parameter) if parameter else ()
+        )
 
     @property
     def parameter(self) -> str | None:
@@ -94,8 +96,10 @@ class UnknownNameError(SteerlabError, KeyError):
 
         valid = sorted(valid)
         self.what, self.name, self.valid = what, name, valid
-        super().__init__(f"unknown {what} {name!r}.{did_you_mean(name, valid)} Valid {what}s: "
-                         f"{', '.join(valid) or '(none)'}", parameter=parameter)
+        super().__init__(
+            f"unknown {what} {name!r}.{did_you_mean(name, valid)} Valid {what}s: {', '.join(valid) or '(none)'}",
+            parameter=parameter,
+        )
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
@@ -170,6 +174,6 @@ class NoVarianceError(SAEDataError):
     every latent would be dead. ``stats`` holds what the statistics pass measured (None when
     the refusal came from the audio itself, before any statistics)."""
 
-    def __init__(self, message: str, stats: "DataStats | None"):
+    def __init__(self, message: str, stats: DataStats | None):
         super().__init__(message)
         self.stats = stats

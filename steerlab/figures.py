@@ -11,8 +11,9 @@ so importing steerlab stays cheap.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,9 @@ def class_figure(scores: dict[str, Any], path: Path, title: str = "") -> None:
     ax = fig.subplots()
     ax.bar(x - 0.2, [r["baseline_prob"] for r in rows], 0.4, label="baseline")
     ax.bar(x + 0.2, [r["patched_prob"] for r in rows], 0.4, label="patched")
-    ax.set_xticks(x, [r["class"] for r in rows], rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center")
+    ax.set_xticks(
+        x, [r["class"] for r in rows], rotation=45 if len(rows) > 6 else 0, ha="right" if len(rows) > 6 else "center"
+    )
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("probability")
     ax.legend()

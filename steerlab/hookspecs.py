@@ -32,7 +32,7 @@ hookimpl = pluggy.HookimplMarker("steerlab")
 
 
 @hookspec
-def steerlab_register_models(registry: "ModelRegistry") -> None:
+def steerlab_register_models(registry: ModelRegistry) -> None:
     """Register model loaders.
 
     Called once, when the registries are first built. Call
@@ -45,7 +45,7 @@ def steerlab_register_models(registry: "ModelRegistry") -> None:
 
 
 @hookspec
-def steerlab_register_layers(model: "AudioModel", registry: "LayerRegistry") -> None:
+def steerlab_register_layers(model: AudioModel, registry: LayerRegistry) -> None:
     """Register the hook points (layers) of a loaded model.
 
     Called every time a model is loaded, for every plugin; a plugin adds layers
@@ -58,7 +58,7 @@ def steerlab_register_layers(model: "AudioModel", registry: "LayerRegistry") -> 
 
 
 @hookspec
-def steerlab_register_interventions(registry: "InterventionRegistry") -> None:
+def steerlab_register_interventions(registry: InterventionRegistry) -> None:
     """Register intervention types.
 
     Called once. Call ``registry.add(intervention)`` with an object satisfying
@@ -71,7 +71,7 @@ def steerlab_register_interventions(registry: "InterventionRegistry") -> None:
 
 
 @hookspec
-def steerlab_register_scorers(registry: "ScorerRegistry") -> None:
+def steerlab_register_scorers(registry: ScorerRegistry) -> None:
     """Register scorers.
 
     Called once. Call ``registry.add(ScorerSpec(name=..., fn=..., description=...))``
@@ -83,7 +83,7 @@ def steerlab_register_scorers(registry: "ScorerRegistry") -> None:
 
 
 @hookspec
-def steerlab_register_commands(cli: "click.Group") -> None:
+def steerlab_register_commands(cli: click.Group) -> None:
     """Add commands to the ``steerlab`` command line.
 
     Called once when the CLI starts. Use ``cli.add_command(...)`` or the

@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -89,8 +90,9 @@ class InterventionType(Protocol):
     description: str
     value_scale: str
 
-    def apply(self, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
-              state: Any = None) -> torch.Tensor:
+    def apply(
+        self, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor, state: Any = None
+    ) -> torch.Tensor:
         """``act [channels, frames]``, ``direction [channels]`` or None, ``weight [frames]`` -> patched act."""
         ...
 
@@ -128,12 +130,15 @@ def check_options(itype: Any, options: Mapping[str, Any]) -> None:
         if key not in valid:
             hint = did_you_mean(str(key), valid)
             listed = ", ".join(sorted(valid)) or "none"
-            raise InterventionError(f"intervention {itype.name!r} takes no option {key!r}.{hint} "
-                                    f"Its options: {listed} (see `steerlab interventions`)")
+            raise InterventionError(
+                f"intervention {itype.name!r} takes no option {key!r}.{hint} "
+                f"Its options: {listed} (see `steerlab interventions`)"
+            )
 
 
-def apply(itype: Any, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor,
-          state: Any = None) -> torch.Tensor:
+def apply(
+    itype: Any, act: torch.Tensor, direction: torch.Tensor | None, value: float, weight: torch.Tensor, state: Any = None
+) -> torch.Tensor:
     """``itype.apply(act, direction, value, weight, state)``: the patched ``[channels, frames]``
     (see :class:`InterventionType`); ``state`` is what :func:`prepare` returned."""
     return itype.apply(act, direction, value, weight, state)
@@ -151,7 +156,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (np.ndarray, torch.Tensor)):
         arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
         arr = np.ascontiguousarray(arr)
-        return {"array_shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": hashlib.sha256(arr.tobytes()).hexdigest()}
+        return {
+            "array_shape": list(arr.shape),
+            "dtype": str(arr.dtype),
+            "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+        }
     if isinstance(value, Mapping):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -182,12 +191,19 @@ class Prepared:
 
     def __post_init__(self) -> None:
         if self.value_scale not in VALUE_SCALES:
-            raise InterventionError(f"value_scale must be one of {VALUE_SCALES}, got {self.value_scale!r}",
-                                    parameter="value_scale")
+            raise InterventionError(
+                f"value_scale must be one of {VALUE_SCALES}, got {self.value_scale!r}", parameter="value_scale"
+            )
 
 
-def prepare(itype: Any, model: Any, layer: LayerInfo, direction: torch.Tensor | None,
-            options: Mapping[str, Any], context: RunContext | None = None) -> Prepared:
+def prepare(
+    itype: Any,
+    model: Any,
+    layer: LayerInfo,
+    direction: torch.Tensor | None,
+    options: Mapping[str, Any],
+    context: RunContext | None = None,
+) -> Prepared:
     """Check the options, run the type's ``prepare`` (if any) and summarise its state."""
     check_options(itype, options)
     scale = value_scale(itype, options)
@@ -229,8 +245,9 @@ class Span:
         if not math.isfinite(self.start_s) or self.start_s < 0:
             raise InterventionError(f"start_s must be a finite time >= 0 s, got {self.start_s}", parameter="start_s")
         if self.end_s is not None and (not math.isfinite(self.end_s) or self.end_s <= self.start_s):
-            raise InterventionError(f"end_s ({self.end_s} s) must be after start_s ({self.start_s} s)",
-                                    parameter=("end_s", "start_s"))
+            raise InterventionError(
+                f"end_s ({self.end_s} s) must be after start_s ({self.start_s} s)", parameter=("end_s", "start_s")
+            )
         if self.fade_in < 0 or self.fade_out < 0:
             raise InterventionError("fades are frame counts >= 0")
 
@@ -285,8 +302,9 @@ class Direction:
             raise DirectionError("a direction must be finite and non-zero")
         object.__setattr__(self, "vector", vec)
         if self.provenance is None:
-            object.__setattr__(self, "provenance", {"source": "array", "note": "given as an array by the caller",
-                                                    **json_safe(vec)})
+            object.__setattr__(
+                self, "provenance", {"source": "array", "note": "given as an array by the caller", **json_safe(vec)}
+            )
 
     @property
     def norm(self) -> float:
@@ -310,8 +328,9 @@ def channel_direction(channel: int, layer: LayerInfo) -> Direction:
     """The unit vector on ``channel`` of ``layer`` (``0 <= channel < layer.channels``, else
     :class:`~steerlab.errors.DirectionError`)."""
     if not 0 <= channel < layer.channels:
-        raise DirectionError(f"channel {channel} is out of range for layer {layer.name!r} (0..{layer.channels - 1})",
-                             parameter="channel")
+        raise DirectionError(
+            f"channel {channel} is out of range for layer {layer.name!r} (0..{layer.channels - 1})", parameter="channel"
+        )
     v = np.zeros(layer.channels)
     v[channel] = 1.0
     return Direction(v, {"source": "channel", "channel": channel})

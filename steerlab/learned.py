@@ -40,8 +40,16 @@ class DictionaryRef:
 
     def to_json(self) -> dict[str, Any]:
         d = self.dictionary
-        return {"spec": self.spec, "path": str(self.path), "config_sha256": self.config_sha256, "kind": d.target,
-                "model": d.model, "model_weights_hash": d.weights_hash, "layer": d.layer, "size": d.config.size}
+        return {
+            "spec": self.spec,
+            "path": str(self.path),
+            "config_sha256": self.config_sha256,
+            "kind": d.target,
+            "model": d.model,
+            "model_weights_hash": d.weights_hash,
+            "layer": d.layer,
+            "size": d.config.size,
+        }
 
 
 def _named(label: str) -> str:
@@ -55,8 +63,10 @@ def check_model_name(d: Dictionary, name: str, label: str = "") -> None:
     from steerlab.dictionary import DictionaryError
 
     if d.model != name:
-        raise DictionaryError(f"{_named(label)} was learned on model {d.model!r}, not {name!r}; "
-                              f"use -m {d.model} or a dictionary learned on {name} (`steerlab learn`)")
+        raise DictionaryError(
+            f"{_named(label)} was learned on model {d.model!r}, not {name!r}; "
+            f"use -m {d.model} or a dictionary learned on {name} (`steerlab learn`)"
+        )
 
 
 def _check_belongs(d: Dictionary, model: AudioModel, label: str, allow_weights_mismatch: bool | None) -> None:
@@ -70,12 +80,19 @@ def _check_belongs(d: Dictionary, model: AudioModel, label: str, allow_weights_m
         escape = "" if allow_weights_mismatch is None else ", or pass --allow-weights-mismatch"
         raise DictionaryError(
             f"{_named(label)} has {theirs} but {model.name} has weights {ours[:12]}; re-learn it on these weights "
-            f"(`steerlab learn`) or load the weights it was learned on (--checkpoint){escape}")
+            f"(`steerlab learn`) or load the weights it was learned on (--checkpoint){escape}"
+        )
 
 
-def check_dictionary_fits(dictionary: DictionaryRef | Dictionary, model: AudioModel,
-                          layer: LayerInfo | None = None, target: str | None = None, *,
-                          allow_weights_mismatch: bool | None = None, label: str | None = None) -> LayerInfo:
+def check_dictionary_fits(
+    dictionary: DictionaryRef | Dictionary,
+    model: AudioModel,
+    layer: LayerInfo | None = None,
+    target: str | None = None,
+    *,
+    allow_weights_mismatch: bool | None = None,
+    label: str | None = None,
+) -> LayerInfo:
     """Check that a dictionary (a :class:`DictionaryRef` or a loaded ``Dictionary``) fits
     ``model``, and ``layer`` and ``target`` (``feature`` or ``archetype``) when given; return the
     model's layer it describes.
@@ -96,17 +113,22 @@ def check_dictionary_fits(dictionary: DictionaryRef | Dictionary, model: AudioMo
     except SteerlabError:
         info = None
     if layer is not None and (info is None or info.name != layer.name):
-        raise DictionaryError(f"{_named(label)} describes layer {d.layer!r}, not {layer.name!r}; "
-                              f"use -l {d.layer} or a dictionary of {layer.name}")
+        raise DictionaryError(
+            f"{_named(label)} describes layer {d.layer!r}, not {layer.name!r}; "
+            f"use -l {d.layer} or a dictionary of {layer.name}"
+        )
     if info is None:
-        raise DictionaryError(f"{_named(label)} describes layer {d.layer!r}, which {model.name} does not have; "
-                              "see `steerlab layers`")
+        raise DictionaryError(
+            f"{_named(label)} describes layer {d.layer!r}, which {model.name} does not have; see `steerlab layers`"
+        )
     if target is not None and d.target != target:
         flag = "--feature" if d.target == "feature" else "--archetype"
         raise DictionaryError(f"{_named(label)} holds {d.target}s, not {target}s; pass it as {flag} DICT:ID")
     if d.config.width != info.channels:
-        raise DictionaryError(f"{_named(label)} has width {d.config.width} but layer {info.name!r} has "
-                              f"{info.channels} channels; it is damaged or from another model")
+        raise DictionaryError(
+            f"{_named(label)} has width {d.config.width} but layer {info.name!r} has "
+            f"{info.channels} channels; it is damaged or from another model"
+        )
     return info
 
 
@@ -137,7 +159,9 @@ def parse_learned(value: str) -> tuple[str, int]:
     except ValueError:
         j = -1
     if not sep or not spec or j < 0:
-        raise DirectionError(f"{value!r} is not DICT:ID; give a dictionary folder and a latent number, e.g. dicts/feat:3")
+        raise DirectionError(
+            f"{value!r} is not DICT:ID; give a dictionary folder and a latent number, e.g. dicts/feat:3"
+        )
     return spec, j
 
 
@@ -150,8 +174,9 @@ class LearnedDirection(NamedTuple):
     direction: Direction
 
 
-def learned_direction(value: str | tuple[str | Path | DictionaryRef, int], model: AudioModel, layer: str,
-                      target: str = "feature") -> LearnedDirection:
+def learned_direction(
+    value: str | tuple[str | Path | DictionaryRef, int], model: AudioModel, layer: str, target: str = "feature"
+) -> LearnedDirection:
     """The decoder direction of latent ``ID`` of dictionary ``DICT`` (``"DICT:ID"`` or a pair),
     in the layer's activation units (unit norm), checked against the model, layer and target
     (:func:`check_dictionary_fits`). Raises :class:`~steerlab.errors.DirectionError` for a
@@ -161,7 +186,9 @@ def learned_direction(value: str | tuple[str | Path | DictionaryRef, int], model
     check_dictionary_fits(ref, model, layers(model).get(layer), target)
     size = ref.dictionary.config.size
     if not 0 <= j < size:
-        raise DirectionError(f"{target} {j} is out of range: dictionary {ref.spec} has {size} {target}s (0..{size - 1})")
+        raise DirectionError(
+            f"{target} {j} is out of range: dictionary {ref.spec} has {size} {target}s (0..{size - 1})"
+        )
     vec = ref.dictionary.directions[j].detach().double().numpy()
     provenance = {"source": target, "id": j, "dictionary": ref.to_json()}
     return LearnedDirection(ref, j, Direction(vec, provenance))

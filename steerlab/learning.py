@@ -25,8 +25,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from steerlab import validation as check
 from steerlab.capture import Corpus, Manifest, refuse_constant, stream_vectors, write_shards
@@ -80,7 +81,7 @@ def learn_dictionary(
     max_batch: int = 16,
     progress: Callable[[str], None] | None = None,
     epoch_progress: Callable[[int, int, float], None] | None = None,
-) -> "Dictionary":
+) -> Dictionary:
     """Capture ``layer`` over ``corpus``, train an SAE and return a
     :class:`steerlab.dictionary.Dictionary` (not yet saved) with its provenance:
     model name and weights hash, canonical layer name, target, data description, the
@@ -119,8 +120,11 @@ def learn_dictionary(
     info = api.layers(model).get(layer)
     corpus.check_files()  # bad files fail (or are skipped with --skip-bad-files) before any capture
     if config.width != info.channels:
-        raise ConfigError(f"config.width ({config.width}) must equal the channels of layer {info.name} of "
-                          f"{model.name} ({info.channels})", parameter="config")
+        raise ConfigError(
+            f"config.width ({config.width}) must equal the channels of layer {info.name} of "
+            f"{model.name} ({info.channels})",
+            parameter="config",
+        )
     seed = config.seed
     estimate = estimate_bytes(corpus, info, subsample)
     cache = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir())
@@ -131,13 +135,16 @@ def learn_dictionary(
             free = 0
         stream = "shards" if estimate <= budget_bytes and 2 * estimate <= free else "recompute"
     if progress:
-        progress(f"{mode} of {model.name} {info.name} ({info.channels} channels, {info.frame_rate:g} frames/s) from "
-                 f"{corpus.describe()}; about {estimate / 2**20:.1f} MiB of vectors, {stream}")
+        progress(
+            f"{mode} of {model.name} {info.name} ({info.channels} channels, {info.frame_rate:g} frames/s) from "
+            f"{corpus.describe()}; about {estimate / 2**20:.1f} MiB of vectors, {stream}"
+        )
 
     def vectors(manifest: Manifest):
         blocks = stream_vectors(model, corpus, info, mode, subsample, seed, max_batch=max_batch, manifest=manifest)
-        return _refusing_constant(_reporting(blocks, manifest, progress), manifest, f"{model.name} {info.name}",
-                                  corpus.describe())
+        return _refusing_constant(
+            _reporting(blocks, manifest, progress), manifest, f"{model.name} {info.name}", corpus.describe()
+        )
 
     work = None
     data: Callable[[], Any]  # a block factory (see steerlab.sae.Data)
@@ -146,14 +153,18 @@ def learn_dictionary(
             try:
                 work = Path(tempfile.mkdtemp(prefix="steerlab-vectors-", dir=cache))
             except OSError as exc:
-                raise OutputError(f"cannot create a shard folder in {cache}: {exc.strerror}",
-                                  parameter="cache_dir") from None
+                raise OutputError(
+                    f"cannot create a shard folder in {cache}: {exc.strerror}", parameter="cache_dir"
+                ) from None
             manifest = corpus.new_manifest()
-            data = write_shards(vectors(manifest), work / "shards", max(1024, _SHARD_FLOATS // info.channels),
-                                manifest=manifest)
+            data = write_shards(
+                vectors(manifest), work / "shards", max(1024, _SHARD_FLOATS // info.channels), manifest=manifest
+            )
             if progress:
-                progress(f"captured {manifest.clips} clips ({manifest.seconds:.1f} s), {manifest.vectors} vectors "
-                         f"in {len(data.doc['shards'])} shards")
+                progress(
+                    f"captured {manifest.clips} clips ({manifest.seconds:.1f} s), {manifest.vectors} vectors "
+                    f"in {len(data.doc['shards'])} shards"
+                )
         else:
             passes: list[Manifest] = []
 
@@ -175,15 +186,34 @@ def learn_dictionary(
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-    description = (f"{target}s of {model.name} {info.name} over "
-                   f"{'response vectors r_t' if target == 'feature' else 'generators g_t = r_(t+1) - r_t'}; "
-                   f"data {corpus.describe()}" + (f"; subsample {subsample:g}" if subsample else ""))
-    capture_options = {"mode": mode, "layer": info.name, "subsample": subsample, "seed": seed, "stream": stream,
-                       "clip_seconds": corpus.clip_seconds, "chunk_seconds": corpus.chunk_seconds,
-                       "estimated_bytes": estimate, "input_sample_rate": corpus.sample_rate,
-                       "input_channels": corpus.channels}
-    return Dictionary(sae=sae, model=model.name, layer=info.name, target=target, weights_hash=model.weights_hash(),
-                      data_description=description, metrics=metrics,
-                      data_manifest={**manifest.to_json(), "capture": capture_options,
-                                     "provenance": provenance.record(inputs=[src.spec for src in corpus.sources],
-                                                                     started=started)})
+    description = (
+        f"{target}s of {model.name} {info.name} over "
+        f"{'response vectors r_t' if target == 'feature' else 'generators g_t = r_(t+1) - r_t'}; "
+        f"data {corpus.describe()}" + (f"; subsample {subsample:g}" if subsample else "")
+    )
+    capture_options = {
+        "mode": mode,
+        "layer": info.name,
+        "subsample": subsample,
+        "seed": seed,
+        "stream": stream,
+        "clip_seconds": corpus.clip_seconds,
+        "chunk_seconds": corpus.chunk_seconds,
+        "estimated_bytes": estimate,
+        "input_sample_rate": corpus.sample_rate,
+        "input_channels": corpus.channels,
+    }
+    return Dictionary(
+        sae=sae,
+        model=model.name,
+        layer=info.name,
+        target=target,
+        weights_hash=model.weights_hash(),
+        data_description=description,
+        metrics=metrics,
+        data_manifest={
+            **manifest.to_json(),
+            "capture": capture_options,
+            "provenance": provenance.record(inputs=[src.spec for src in corpus.sources], started=started),
+        },
+    )

@@ -21,7 +21,9 @@ def default_model_name() -> str:
     reg = plugins.models()
     defaults = [spec.name for spec in reg if spec.default]
     if not defaults:
-        raise SteerlabError(f"no default model is registered; name the model to load (one of: {', '.join(reg.names())})")
+        raise SteerlabError(
+            f"no default model is registered; name the model to load (one of: {', '.join(reg.names())})"
+        )
     return defaults[0]
 
 

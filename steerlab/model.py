@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -51,12 +52,16 @@ class LoadOptions:
         from dataclasses import fields
 
         if self.checkpoint is not None:
-            raise ModelLoadError(f"{model} has no weights file: {computed} computed from its config; drop checkpoint",
-                                 parameter="checkpoint")
+            raise ModelLoadError(
+                f"{model} has no weights file: {computed} computed from its config; drop checkpoint",
+                parameter="checkpoint",
+            )
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(self.extra) - set(valid))
         if unknown:
-            raise ModelLoadError(f"{model} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(valid)}")
+            raise ModelLoadError(
+                f"{model} has no option {', '.join(map(repr, unknown))}; valid options: {', '.join(valid)}"
+            )
         try:
             return cls(**self.extra)
         except (TypeError, ValueError) as exc:
@@ -194,7 +199,9 @@ class AudioModel(torch.nn.Module):
 
     def check_path(self, path: str) -> str:
         if path not in self.paths:
-            raise SteerlabError(f"model {self.name!r} has no decode path {path!r}; valid paths: {', '.join(self.paths)}")
+            raise SteerlabError(
+                f"model {self.name!r} has no decode path {path!r}; valid paths: {', '.join(self.paths)}"
+            )
         return path
 
     def input_scale(self, wave: torch.Tensor) -> float:
@@ -230,8 +237,9 @@ class AudioModel(torch.nn.Module):
         weights recomputes it. (A run records the hash with every item and chunk.)"""
         state = self.state_dict(keep_vars=True)
         try:
-            key: tuple | None = tuple((name, id(t), t.data_ptr(), t._version, tuple(t.shape), t.dtype)
-                                      for name, t in state.items())
+            key: tuple | None = tuple(
+                (name, id(t), t.data_ptr(), t._version, tuple(t.shape), t.dtype) for name, t in state.items()
+            )
         except RuntimeError:  # inference-mode tensors keep no version counter: no cache
             key = None
         cached = self.__dict__.get("_weights_hash_cache")

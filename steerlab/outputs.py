@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +29,14 @@ def output_scorers(model: AudioModel) -> list[str]:
     return [s.name for s in plugins.scorers() if kind and getattr(s, "output_kind", "audio") == kind]
 
 
-def score_all(baseline: np.ndarray, patched: np.ndarray, sr: int, target_hz: Sequence[float],
-              names: Sequence[str] | None = None, model: AudioModel | None = None) -> dict[str, Any]:
+def score_all(
+    baseline: np.ndarray,
+    patched: np.ndarray,
+    sr: int,
+    target_hz: Sequence[float],
+    names: Sequence[str] | None = None,
+    model: AudioModel | None = None,
+) -> dict[str, Any]:
     """Run the registered scorers (``names``, or every scorer of audio decodes) on one pair of
     outputs, each under the plugin guard; a scorer whose function declares a ``model``
     parameter receives ``model``. Returns ``{scorer name: its scores}``."""
@@ -38,8 +45,9 @@ def score_all(baseline: np.ndarray, patched: np.ndarray, sr: int, target_hz: Seq
     for name in names or [s.name for s in reg if getattr(s, "output_kind", "audio") == "audio"]:
         scorer = reg.get(name)
         extra = {"model": model} if "model" in inspect.signature(scorer.fn).parameters else {}
-        out[name] = plugins.guarded(reg.owners[name], f"scorer {name!r}", scorer.fn, baseline, patched, sr,
-                                    tuple(target_hz), **extra)
+        out[name] = plugins.guarded(
+            reg.owners[name], f"scorer {name!r}", scorer.fn, baseline, patched, sr, tuple(target_hz), **extra
+        )
     return out
 
 
@@ -47,10 +55,13 @@ def check_targets(model: AudioModel, target_hz: Sequence[float]) -> None:
     """Refuse target frequencies ``model``'s output cannot be scored at: any, for a classifier;
     one outside ``(0, sample_rate / 2)`` Hz otherwise."""
     if target_hz and not model.has_decoder and not output_scorers(model):
-        raise SteerlabError(f"target_hz does not apply to {model.name}: it has no decoder, so there is no "
-                            "spectrum to score (its scores are class probabilities); drop target_hz",
-                            parameter="target_hz")
+        raise SteerlabError(
+            f"target_hz does not apply to {model.name}: it has no decoder, so there is no "
+            "spectrum to score (its scores are class probabilities); drop target_hz",
+            parameter="target_hz",
+        )
     for f in target_hz:
         if not (math.isfinite(f) and 0 < f < model.sample_rate / 2):
-            raise SteerlabError(f"target_hz {f} is outside (0, {model.sample_rate / 2:g}) Hz for {model.name}",
-                                parameter="target_hz")
+            raise SteerlabError(
+                f"target_hz {f} is outside (0, {model.sample_rate / 2:g}) Hz for {model.name}", parameter="target_hz"
+            )

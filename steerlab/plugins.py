@@ -196,8 +196,9 @@ class PluginHost:
 
     # -- calling hooks -----------------------------------------------------------------------------
 
-    def call_each(self, hook_name: str, registry: Registry[Any] | None = None, *, what: str | None = None,
-                  **kwargs: Any) -> None:
+    def call_each(
+        self, hook_name: str, registry: Registry[Any] | None = None, *, what: str | None = None, **kwargs: Any
+    ) -> None:
         """Call ``hook_name`` on every plugin, one at a time, through pluggy, with ``kwargs`` (and
         ``registry``, which records the calling plugin as the owner of what it adds).
 
@@ -215,7 +216,9 @@ class PluginHost:
             if registry is not None:
                 registry.current_plugin = impl.plugin_name
             # a caller over this one implementation: isolated, yet seen by hook-call monitoring
-            only = pm.subset_hook_caller(hook_name, remove_plugins=[other.plugin for other in impls if other is not impl])
+            only = pm.subset_hook_caller(
+                hook_name, remove_plugins=[other.plugin for other in impls if other is not impl]
+            )
             try:
                 only(**kwargs)
             except Exception as exc:
@@ -257,13 +260,24 @@ class PluginHost:
         and failed ones with their error."""
         pm = self.pm
         regs: dict[str, Registry[Any]] = {
-            "models": self.models(), "interventions": self.interventions(), "scorers": self.scorers()}
+            "models": self.models(),
+            "interventions": self.interventions(),
+            "scorers": self.scorers(),
+        }
         empty: dict[str, list[str]] = {"hooks": [], "models": [], "interventions": [], "scorers": []}
         rows = []
         for name, plugin in pm.list_name_plugin():
             if plugin is None:  # pluggy keeps a blocked name with no plugin
-                rows.append({"name": name, "module": None, "builtin": name in self.builtins, "blocked": True,
-                             **empty, "error": None})
+                rows.append(
+                    {
+                        "name": name,
+                        "module": None,
+                        "builtin": name in self.builtins,
+                        "blocked": True,
+                        **empty,
+                        "error": None,
+                    }
+                )
                 continue
             row: dict[str, Any] = {
                 "name": name,
@@ -277,8 +291,16 @@ class PluginHost:
             row["error"] = None
             rows.append(row)
         for failure in self.failures:
-            rows.append({"name": failure.plugin, "module": failure.plugin, "builtin": failure.plugin in self.builtins,
-                         "blocked": False, **empty, "error": f"{failure.stage}: {failure.error}"})
+            rows.append(
+                {
+                    "name": failure.plugin,
+                    "module": failure.plugin,
+                    "builtin": failure.plugin in self.builtins,
+                    "blocked": False,
+                    **empty,
+                    "error": f"{failure.stage}: {failure.error}",
+                }
+            )
         return rows
 
 

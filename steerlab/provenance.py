@@ -17,12 +17,26 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 # Every library whose code computes or decodes a number steerlab reports.
-LIBRARIES = ("steerlab", "torch", "torchaudio", "encodec", "nnsight", "numpy", "scipy", "scikit-learn",
-             "soundfile", "safetensors", "transformer-lens", "matplotlib", "pluggy")
+LIBRARIES = (
+    "steerlab",
+    "torch",
+    "torchaudio",
+    "encodec",
+    "nnsight",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "soundfile",
+    "safetensors",
+    "transformer-lens",
+    "matplotlib",
+    "pluggy",
+)
 
 
 def versions() -> dict[str, str]:
@@ -58,9 +72,14 @@ def _cpu_model() -> str:
 def hardware() -> dict[str, Any]:
     """The machine: OS, CPU model and count, torch's thread count and accelerator (when torch
     is already imported; this never imports it)."""
-    out: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                           "python": platform.python_version(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-                           "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    out: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
     if out["omp_num_threads"] is None:  # no null without a reason in a record
         out["omp_num_threads_reason"] = "OMP_NUM_THREADS is not set: the libraries chose their thread counts"
     torch = sys.modules.get("torch")
@@ -107,8 +126,9 @@ def command_line(argv: list[str] | None = None) -> str:
     return shlex.join(args)
 
 
-def record(inputs: Iterable[Any] = (), started: float | None = None, argv: list[str] | None = None,
-           **extra: Any) -> dict[str, Any]:
+def record(
+    inputs: Iterable[Any] = (), started: float | None = None, argv: list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
     """The provenance block every writer embeds.
 
     inputs: files, folders or data specs the result was computed from (hashed, see

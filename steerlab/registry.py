@@ -6,8 +6,9 @@ a message naming both plugins, and ``steerlab plugins`` can say who registered w
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from steerlab.errors import DuplicateNameError, SteerlabError, UnknownNameError
 
@@ -23,7 +24,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    loader: "Callable[[LoadOptions], AudioModel]"
+    loader: Callable[[LoadOptions], AudioModel]
     description: str = ""
     default: bool = False
 
@@ -31,7 +32,7 @@ class ModelSpec:
 @dataclass(frozen=True)
 class ScorerSpec:
     name: str
-    fn: "Callable[[np.ndarray, np.ndarray, int, tuple[float, ...]], dict[str, Any]]"
+    fn: Callable[[np.ndarray, np.ndarray, int, tuple[float, ...]], dict[str, Any]]
     description: str = ""
     # what the scorer reads: "audio" (decodes) or a model's ``output_kind``; a ``fn`` that
     # declares a ``model`` parameter also receives the model
@@ -49,7 +50,7 @@ class Registry(Generic[T]):
     current_plugin: str = "<direct>"
 
     def add(self, item: T, name: str | None = None) -> T:
-        name = name or getattr(item, "name")
+        name = name or item.name
         if not isinstance(name, str) or not name:
             raise SteerlabError(f"{self.what} registered by {self.current_plugin} has no name")
         if name in self.items:
@@ -112,7 +113,7 @@ class LayerRegistry(Registry["LayerInfo"]):
             raise DuplicateNameError(f"layer alias {alias!r} registered twice (last by {self.current_plugin!r})")
         self.aliases[alias] = target
 
-    def get(self, name: str) -> "LayerInfo":
+    def get(self, name: str) -> LayerInfo:
         name = self.aliases.get(name, name)
         if name in self.items:
             return self.items[name]

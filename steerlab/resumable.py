@@ -28,8 +28,9 @@ is standard JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -42,8 +43,12 @@ CURVE = "curve.jsonl"
 
 ROW_SCHEMA: schema.Schema = {"step": schema.integer(0)}
 CHECKPOINT_SCHEMA: schema.Schema = {
-    "model": schema.mapping(), "optimizer": schema.mapping(), "step": schema.integer(0),
-    "row": schema.string(), "identity": schema.string(), "extra": schema.string(),
+    "model": schema.mapping(),
+    "optimizer": schema.mapping(),
+    "step": schema.integer(0),
+    "row": schema.string(),
+    "identity": schema.string(),
+    "extra": schema.string(),
 }
 
 
@@ -94,19 +99,26 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a torn or foreign file
-        raise RunFolderError(f"cannot read checkpoint {path}: {type(exc).__name__}: {first_line(exc)[:160]} "
-                             "(train into a new -o folder, or delete it to start afresh)") from None
+        raise RunFolderError(
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {first_line(exc)[:160]} "
+            "(train into a new -o folder, or delete it to start afresh)"
+        ) from None
     schema.check(state, CHECKPOINT_SCHEMA, path, RunFolderError)
     out = dict(state)
-    out["identity"] = schema.check(schema.parse_json(state["identity"], f"{path}: key 'identity'", RunFolderError),
-                                   {}, f"{path}: key 'identity'", RunFolderError)
+    out["identity"] = schema.check(
+        schema.parse_json(state["identity"], f"{path}: key 'identity'", RunFolderError),
+        {},
+        f"{path}: key 'identity'",
+        RunFolderError,
+    )
     out["row"] = None
     if state["row"]:
         row = schema.parse_json(state["row"], f"{path}: key 'row'", RunFolderError)
         schema.check(row, ROW_SCHEMA, path, RunFolderError, prefix="row.")
         if row["step"] != state["step"]:
-            raise RunFolderError(f"{path}: key 'row.step' must be the checkpoint's step {state['step']}, "
-                                 f"got {row['step']}")
+            raise RunFolderError(
+                f"{path}: key 'row.step' must be the checkpoint's step {state['step']}, got {row['step']}"
+            )
         out["row"] = row
     try:  # internal state (a best loss may be Infinity): JSON's constants are accepted here
         extra = json.loads(state["extra"])
@@ -116,8 +128,13 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return out
 
 
-def resume(out_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, identity: dict[str, Any],
-           log: Callable[[str], None] = print) -> dict[str, Any]:
+def resume(
+    out_dir: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    identity: dict[str, Any],
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Load ``out_dir``'s checkpoint into ``model`` and ``opt`` when there is one.
 
     Returns the checkpoint's ``extra`` state plus ``step`` (0 and nothing else for a fresh
@@ -132,8 +149,10 @@ def resume(out_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, id
     saved = state["identity"]
     for key, value in identity.items():
         if saved.get(key) != value:
-            raise SteerlabError(f"{out_dir} was started with another {key} ({_short(saved.get(key))}, now "
-                                f"{_short(value)}); train into a new -o folder")
+            raise SteerlabError(
+                f"{out_dir} was started with another {key} ({_short(saved.get(key))}, now "
+                f"{_short(value)}); train into a new -o folder"
+            )
     for name, target in (("model", model), ("optimizer", opt)):
         try:
             target.load_state_dict(state[name])
@@ -151,14 +170,27 @@ def resume(out_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, id
     return {**state["extra"], "step": step}
 
 
-def save(out_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, row: dict,
-         identity: dict[str, Any], extra: Optional[dict[str, Any]] = None) -> None:
+def save(
+    out_dir: Path,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    step: int,
+    row: dict,
+    identity: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write the checkpoint at ``step`` (atomically), then append ``row`` (a JSON object whose
     ``step`` is ``step``; non-finite numbers become null) to the curve.
     ``extra``: JSON-serialisable state a resume needs back (e.g. the best validation so far)."""
     row = json.loads(_dumps_row(row))  # non-finite numbers as null: the curve is standard JSON
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "row": json.dumps(row),
-             "identity": json.dumps(identity), "extra": json.dumps(extra or {})}
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "row": json.dumps(row),
+        "identity": json.dumps(identity),
+        "extra": json.dumps(extra or {}),
+    }
     with atomic_path(out_dir / CHECKPOINT) as tmp:
         torch.save(state, tmp)
     with open(out_dir / CURVE, "a") as f:

@@ -26,8 +26,9 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,9 @@ def _combine_scores(chunks: list[tuple[int, dict]]) -> dict:
         return float(sum(n * v for n, v in have) / weight) if weight else None
 
     numeric = {k for _, r in chunks for k, v in r.items() if isinstance(v, float)}
-    out = {k: v for k, v in first.items() if k not in numeric and (not isinstance(v, (int, float)) or isinstance(v, bool))}
+    out = {
+        k: v for k, v in first.items() if k not in numeric and (not isinstance(v, (int, float)) or isinstance(v, bool))
+    }
     for key in numeric:
         out[key] = mean(key, chunks)
     targets = []
@@ -91,8 +94,9 @@ def _combine_scores(chunks: list[tuple[int, dict]]) -> dict:
             b = sum(n * r["baseline_band_energy"] for n, r in rows) / weight
             p = sum(n * r["patched_band_energy"] for n, r in rows) / weight
             floor = 1e-12
-            merged.update(baseline_band_energy=b, patched_band_energy=p,
-                          gain_db=10 * math.log10(max(p, floor) / max(b, floor)))
+            merged.update(
+                baseline_band_energy=b, patched_band_energy=p, gain_db=10 * math.log10(max(p, floor) / max(b, floor))
+            )
             for key in ("concentration", "offband_lsd_db"):
                 merged[key] = mean(key, rows)
             if len(rows) < len(chunks):
@@ -108,13 +112,16 @@ def _combine_scores(chunks: list[tuple[int, dict]]) -> dict:
         del out[key]
     for key in numeric:
         if out[key] is None:
-            out[f"{key}_reason"] = next((r[f"{key}_reason"] for _, r in chunks if r.get(f"{key}_reason")),
-                                        "no chunk resolved it")
+            out[f"{key}_reason"] = next(
+                (r[f"{key}_reason"] for _, r in chunks if r.get(f"{key}_reason")), "no chunk resolved it"
+            )
     if isinstance(first.get("resolution"), dict):
         out["resolution"] = _combine_resolution([(n, r["resolution"]) for n, r in chunks], total)
     out["n_samples"] = total
-    out["chunked"] = {"chunks": len(chunks), "note": "gain exact over chunks; other metrics length-weighted means"
-                      " over the chunks that resolve them"}
+    out["chunked"] = {
+        "chunks": len(chunks),
+        "note": "gain exact over chunks; other metrics length-weighted means over the chunks that resolve them",
+    }
     return out
 
 
@@ -123,13 +130,18 @@ def _combine_resolution(rows: list[tuple[int, dict]], total: int) -> dict:
     samples, so a number is resolved when some chunk resolved it (the combined value is over those
     chunks) and the frequency resolution is that of the chunks, not of the whole input."""
     first = rows[0][1]
-    out: dict[str, Any] = {"n_samples": total, "per_chunk": True, "chunks": len(rows),
-                           "chunk_n_samples": [int(r.get("n_samples", 0)) for _, r in rows],
-                           "resolution_hz": max(float(r["resolution_hz"]) for _, r in rows if "resolution_hz" in r)
-                           if any("resolution_hz" in r for _, r in rows) else None,
-                           "note": "each chunk is scored on its own samples (resolution_hz: the coarsest chunk's); "
-                                   "a score is resolved when at least one chunk resolves it, and is combined over "
-                                   "those chunks"}
+    out: dict[str, Any] = {
+        "n_samples": total,
+        "per_chunk": True,
+        "chunks": len(rows),
+        "chunk_n_samples": [int(r.get("n_samples", 0)) for _, r in rows],
+        "resolution_hz": max(float(r["resolution_hz"]) for _, r in rows if "resolution_hz" in r)
+        if any("resolution_hz" in r for _, r in rows)
+        else None,
+        "note": "each chunk is scored on its own samples (resolution_hz: the coarsest chunk's); "
+        "a score is resolved when at least one chunk resolves it, and is combined over "
+        "those chunks",
+    }
     if out["resolution_hz"] is None:
         out["resolution_hz_reason"] = "the scorer reported no frequency resolution"
     for what in ("band", "mrstft", "spectrum"):
@@ -156,7 +168,9 @@ class _StreamWriter:
     def __init__(self, path: Path, sample_rate: int, channels: int, overlap: int) -> None:
         import soundfile as sf
 
-        self.file = sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=channels, format="WAV", subtype="FLOAT")
+        self.file = sf.SoundFile(
+            str(path), "w", samplerate=sample_rate, channels=channels, format="WAV", subtype="FLOAT"
+        )
         self.overlap = overlap
         self.tail: np.ndarray | None = None
 
@@ -188,8 +202,9 @@ def _chunk_span(span, t0: float, duration: float, last: bool = False):
     if (end is not None and end <= 0) or start >= duration:
         return Span(duration, None)
     ends_here = last if end is None else end <= duration
-    return Span(start, end if ends_here else None, span.fade_in if span.start_s >= t0 else 0,
-                span.fade_out if ends_here else 0)
+    return Span(
+        start, end if ends_here else None, span.fade_in if span.start_s >= t0 else 0, span.fade_out if ends_here else 0
+    )
 
 
 def _chunk_grid(model: AudioModel, chunk_s: float, overlap_s: float) -> tuple[int, int]:
@@ -219,9 +234,11 @@ def check_chunking(model: AudioModel, chunk_s: float, overlap_s: float) -> None:
         raise InterventionError(f"the chunk overlap must be a number of seconds >= 0, got {overlap_s!r}")
     smallest = smallest_chunk_s(model, overlap_s)
     if chunk_s < smallest - 1e-9:
-        raise InterventionError(f"chunk_s {chunk_s:g} is too small: chunks overlap by {overlap_s:g} s (model "
-                                f"warm-up), so chunk_s must be at least {smallest:g} s (twice the overlap)",
-                                parameter="chunk_s")
+        raise InterventionError(
+            f"chunk_s {chunk_s:g} is too small: chunks overlap by {overlap_s:g} s (model "
+            f"warm-up), so chunk_s must be at least {smallest:g} s (twice the overlap)",
+            parameter="chunk_s",
+        )
 
 
 def _new_frames(layer, start: int, overlap: int, n_frames: int, first: bool) -> tuple[int, int]:
@@ -230,8 +247,9 @@ def _new_frames(layer, start: int, overlap: int, n_frames: int, first: bool) -> 
     return lo, n_frames
 
 
-def resolve_whole_strength(model: AudioModel, path: Path, info, spec: InterventionSpec, prepared,
-                           chunk: int, overlap: int) -> dict | None:
+def resolve_whole_strength(
+    model: AudioModel, path: Path, info, spec: InterventionSpec, prepared, chunk: int, overlap: int
+) -> dict | None:
     """One relative strength for a whole chunked input, from a capture pass before the run.
 
     For the value scale ``strength`` the value is ``alpha * sqrt(sum |a_t|^2 / N)`` and for
@@ -250,31 +268,47 @@ def resolve_whole_strength(model: AudioModel, path: Path, info, spec: Interventi
     run_path = model.check_path(spec.path or model.default_path)
     sq = steps = 0.0
     n = n_steps = chunks = 0
-    for start, x in audio.iter_chunks(path, model.sample_rate, model.channels, chunk / model.sample_rate,
-                                      overlap / model.sample_rate, info=info):
+    for start, x in audio.iter_chunks(
+        path, model.sample_rate, model.channels, chunk / model.sample_rate, overlap / model.sample_rate, info=info
+    ):
         act = tracing.capture(model, [torch.from_numpy(x)], [layer], path=run_path)[0][layer.name].double()
         lo, hi = _new_frames(layer, start, overlap, act.shape[-1], chunks == 0)
         part = act[:, lo:hi]
         sq += float(part.pow(2).sum())
         n += part.shape[-1]
-        seg = act[:, max(lo - 1, 0):hi]
+        seg = act[:, max(lo - 1, 0) : hi]
         steps += float((seg[:, 1:] - seg[:, :-1]).pow(2).sum()) if seg.shape[-1] > 1 else 0.0
         n_steps += max(seg.shape[-1] - 1, 0)
         chunks += 1
     rms = math.sqrt(sq / n) if n else 0.0
     step = math.sqrt(steps / n_steps) if n_steps else 0.0
     value = spec.strength.alpha * (step if scale == "motion" else rms)
-    return {"value": value, "layer_rms_norm": rms, "layer_rms_step_norm": step,
-            "method": "one pre-pass over all chunks before the run: the layer's activations captured on the run's "
-                      "decode path, each frame counted once (a chunk's overlap with the previous one skipped), then "
-                      "alpha times the RMS norm over all frames (motion: over all steps); every chunk is patched with "
-                      "this one value",
-            "frames": n, "steps": n_steps, "chunks": chunks}
+    return {
+        "value": value,
+        "layer_rms_norm": rms,
+        "layer_rms_step_norm": step,
+        "method": "one pre-pass over all chunks before the run: the layer's activations captured on the run's "
+        "decode path, each frame counted once (a chunk's overlap with the previous one skipped), then "
+        "alpha times the RMS norm over all frames (motion: over all steps); every chunk is patched with "
+        "this one value",
+        "frames": n,
+        "steps": n_steps,
+        "chunks": chunks,
+    }
 
 
-def _process_long(model: AudioModel, path: Path, spec: InterventionSpec, target_hz, scorers, work: Path,
-                  chunk_s: float, overlap_s: float, prepared=None, info=None
-                  ) -> tuple[dict, np.ndarray, np.ndarray, dict]:
+def _process_long(
+    model: AudioModel,
+    path: Path,
+    spec: InterventionSpec,
+    target_hz,
+    scorers,
+    work: Path,
+    chunk_s: float,
+    overlap_s: float,
+    prepared=None,
+    info=None,
+) -> tuple[dict, np.ndarray, np.ndarray, dict]:
     from dataclasses import replace
 
     from steerlab.interventions import Strength
@@ -286,7 +320,9 @@ def _process_long(model: AudioModel, path: Path, spec: InterventionSpec, target_
         prepared = engine.prepare(model, spec)
     whole = resolve_whole_strength(model, path, info, spec, prepared, chunk, overlap)
     run_spec = spec if whole is None else replace(spec, strength=Strength(whole["value"], "absolute"))
-    writers = {k: _StreamWriter(work / f"{k}.wav", model.sample_rate, model.channels, overlap) for k in ("baseline", "patched")}
+    writers = {
+        k: _StreamWriter(work / f"{k}.wav", model.sample_rate, model.channels, overlap) for k in ("baseline", "patched")
+    }
     chunk_scores: list[tuple[int, dict]] = []
     checks: list[dict] = []
     first_pair = None
@@ -299,8 +335,12 @@ def _process_long(model: AudioModel, path: Path, spec: InterventionSpec, target_
         while pending is not None:
             start, x = pending
             pending = next(chunks, None)
-            shifted = replace(run_spec, span=_chunk_span(spec.span, start / model.sample_rate,
-                                                         x.shape[-1] / model.sample_rate, pending is None))
+            shifted = replace(
+                run_spec,
+                span=_chunk_span(
+                    spec.span, start / model.sample_rate, x.shape[-1] / model.sample_rate, pending is None
+                ),
+            )
             res = intervene(model, [x], shifted, target_hz, scorers, prepared=prepared)[0]
             record = record or res.record
             for key in norms:
@@ -308,7 +348,7 @@ def _process_long(model: AudioModel, path: Path, spec: InterventionSpec, target_
             if "output_check" in res.record:
                 checks.append(res.record["output_check"])
             new = x.shape[-1] if not chunk_scores else x.shape[-1] - overlap
-            fidelity.add(x[..., x.shape[-1] - new:], res.baseline[..., x.shape[-1] - new:])
+            fidelity.add(x[..., x.shape[-1] - new :], res.baseline[..., x.shape[-1] - new :])
             chunk_scores.append((max(new, 1), res.scores))
             if first_pair is None:
                 first_pair = (res.baseline, res.patched)
@@ -324,22 +364,34 @@ def _process_long(model: AudioModel, path: Path, spec: InterventionSpec, target_
     # fades, and the span's frames over the whole input.
     layer = layers(model).get(spec.layer)
     total = sum(n for n, _ in chunk_scores)
-    record = {**record, **spec.to_json(layer, prepared),
-              "span_frames": list(spec.span.frames(layer, layer.frames_for(total))),
-              "chunk_s": chunk_s, "overlap_s": overlap_s, "chunks": len(chunk_scores),
-              "spectrogram": "first chunk only"}
+    record = {
+        **record,
+        **spec.to_json(layer, prepared),
+        "span_frames": list(spec.span.frames(layer, layer.frames_for(total))),
+        "chunk_s": chunk_s,
+        "overlap_s": overlap_s,
+        "chunks": len(chunk_scores),
+        "spectrogram": "first chunk only",
+    }
     if whole is not None:  # the record states the user's strength and the one value every chunk used
-        record.update(alpha=spec.strength.alpha, strength_mode=spec.strength.mode, effective_value=whole["value"],
-                      layer_rms_norm=whole["layer_rms_norm"], layer_rms_step_norm=whole["layer_rms_step_norm"],
-                      strength_resolution=whole)
+        record.update(
+            alpha=spec.strength.alpha,
+            strength_mode=spec.strength.mode,
+            effective_value=whole["value"],
+            layer_rms_norm=whole["layer_rms_norm"],
+            layer_rms_step_norm=whole["layer_rms_step_norm"],
+            strength_resolution=whole,
+        )
     else:
         record["strength_resolution"] = {"method": "not relative: the same value in every chunk"}
         for key in ("layer_rms_norm", "layer_rms_step_norm"):  # over all chunks, not the first one's
             have = [(n, v) for n, v in norms[key] if v is not None]
             weight = sum(n for n, _ in have)
             record[key] = math.sqrt(sum(n * v * v for n, v in have) / weight) if weight else None
-        record["layer_norms"] = ("root of the mean square over chunks of each chunk's norm, weighted by the "
-                                 "chunk's new samples (information: not used, the strength is not relative)")
+        record["layer_norms"] = (
+            "root of the mean square over chunks of each chunk's norm, weighted by the "
+            "chunk's new samples (information: not used, the strength is not relative)"
+        )
     if checks:
         record["output_check"] = merge_output_checks(checks)
     record["fidelity"] = fidelity_record(fidelity, record.get("path"), "chunk by chunk, over each chunk's new samples")
@@ -359,14 +411,17 @@ def check_input_paths(paths: Sequence[str | Path]) -> list[Path]:
             hint = ""
             try:
                 float(str(p))
-                hint = (f" ({p} reads as a number: options take one value each, so repeat the option, "
-                        f"e.g. -t 220 -t {p})")
+                hint = (
+                    f" ({p} reads as a number: options take one value each, so repeat the option, e.g. -t 220 -t {p})"
+                )
             except ValueError:
                 pass
             raise AudioError(f"audio file not found: {p}{hint}")
         if not p.is_file():
-            raise AudioError(f"audio path {p} is {'a directory' if p.is_dir() else 'not a regular file'}; "
-                             "pass an audio file (WAV, FLAC, OGG, MP3)")
+            raise AudioError(
+                f"audio path {p} is {'a directory' if p.is_dir() else 'not a regular file'}; "
+                "pass an audio file (WAV, FLAC, OGG, MP3)"
+            )
         out.append(p)
     return out
 
@@ -374,8 +429,12 @@ def check_input_paths(paths: Sequence[str | Path]) -> list[Path]:
 def fidelity_record(acc: SiSdrAccumulator, path: str | None, how: str = "over the whole input") -> dict:
     """The model's fidelity on the input it patched: SI-SDR of the unpatched decode against the input."""
     value = acc.result()
-    out: dict = {"si_sdr_db": value, "reference": "the input, at the model's rate and channels",
-                 "estimate": f"the baseline (unpatched) decode through the {path} path", "computed": how}
+    out: dict = {
+        "si_sdr_db": value,
+        "reference": "the input, at the model's rate and channels",
+        "estimate": f"the baseline (unpatched) decode through the {path} path",
+        "computed": how,
+    }
     if value is None:
         out["reason"] = "the input has no energy about its mean: SI-SDR is undefined"
     return out
@@ -420,11 +479,16 @@ def intervene_files(
     whole = not model.has_decoder or not is_chunkable(itype)
     for p, info in zip(paths, infos):
         if whole and info.duration_s > chunk_s:
-            why = (f"{model.name} has no decoder and classifies each input whole" if not model.has_decoder
-                   else f"intervention {itype.name!r} depends on earlier frames or absolute time")
-            raise InterventionError(f"{p.name} is {info.duration_s:.1f} s, longer than chunk_s {chunk_s:g}, but {why};"
-                                    f" raise chunk_s to at least {math.ceil(info.duration_s)} or shorten the input",
-                                    parameter="chunk_s")
+            why = (
+                f"{model.name} has no decoder and classifies each input whole"
+                if not model.has_decoder
+                else f"intervention {itype.name!r} depends on earlier frames or absolute time"
+            )
+            raise InterventionError(
+                f"{p.name} is {info.duration_s:.1f} s, longer than chunk_s {chunk_s:g}, but {why};"
+                f" raise chunk_s to at least {math.ceil(info.duration_s)} or shorten the input",
+                parameter="chunk_s",
+            )
     if not whole:
         check_chunking(model, chunk_s, overlap_s)
     loaded: dict[int, tuple[np.ndarray, Any]] = {}
@@ -433,8 +497,9 @@ def intervene_files(
             loaded[i] = audio.load(p, model.sample_rate, model.channels, info=info)
     check_targets(model, target_hz)
     resolved = engine.resolve(model, spec)
-    engine.check_items(resolved, [loaded[i][0].shape[-1] for i in sorted(loaded)],
-                       [paths[i].name for i in sorted(loaded)])
+    engine.check_items(
+        resolved, [loaded[i][0].shape[-1] for i in sorted(loaded)], [paths[i].name for i in sorted(loaded)]
+    )
     prepared = resolved.prepared
     out = audio.check_writable_dir(out_dir)
     results = []
@@ -458,12 +523,15 @@ def intervene_files(
                     audio.write_wav(work / "baseline.wav", res.baseline, model.sample_rate)
                     audio.write_wav(work / "patched.wav", res.patched, model.sample_rate)
             else:
-                scores, base, patched, record = _process_long(model, p, spec, target_hz, scorers, work, chunk_s,
-                                                              overlap_s, prepared, info)
+                scores, base, patched, record = _process_long(
+                    model, p, spec, target_hz, scorers, work, chunk_s, overlap_s, prepared, info
+                )
                 # the same conversion as a short input's, done chunk by chunk (audio.iter_chunks)
                 conversion = audio.Conversion(info.sample_rate, info.channels, model.sample_rate, model.channels)
-                conv = (f"{conversion.describe()}; streamed in {record['chunks']} chunks of {record['chunk_s']:g} s "
-                        f"overlapping {record['overlap_s']:g} s")
+                conv = (
+                    f"{conversion.describe()}; streamed in {record['chunks']} chunks of {record['chunk_s']:g} s "
+                    f"overlapping {record['overlap_s']:g} s"
+                )
             if notify and conv and (not conv.startswith("no conversion") or "streamed" in conv):
                 notify(f"{p.name}: {conv}")
             if model.has_decoder:
@@ -476,9 +544,12 @@ def intervene_files(
             check = record.get("output_check")
             if notify and check and check["flags"]:
                 notify(f"warning: {p.name}: {check['message']}")
-            doc = {"input": {**info.to_dict(), "path": str(p.resolve()), "conversion": conv},
-                   **record, "scores": scores,
-                   "provenance": provenance.record(inputs=[p], started=started)}
+            doc = {
+                "input": {**info.to_dict(), "path": str(p.resolve()), "conversion": conv},
+                **record,
+                "scores": scores,
+                "provenance": provenance.record(inputs=[p], started=started),
+            }
             atomic_write_json(doc, work / "scores.json")
             final = out / stem
             if final.exists():

@@ -8,8 +8,9 @@ scores (:mod:`steerlab.outputs`, or :mod:`steerlab.classifier` for a model witho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -96,8 +97,9 @@ def intervene(
             "layer_rms_norm": info.get("layer_rms_norm"),
             "layer_rms_step_norm": info.get("layer_rms_step_norm"),
             "span_frames": info.get("span_frames"),
-            **with_reason("codes_changed_share", cc, f"the {path} path produces no codes (only a codec's "
-                          "quantized path does)"),
+            **with_reason(
+                "codes_changed_share", cc, f"the {path} path produces no codes (only a codec's quantized path does)"
+            ),
             "target_hz": list(target_hz),
             "versions": versions(),
         }

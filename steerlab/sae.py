@@ -52,19 +52,21 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Iterable, Iterator, Union
+from typing import Any
 
 import numpy as np
 import torch
 
-from steerlab import schema, validation as check
+from steerlab import schema
+from steerlab import validation as check
 from steerlab.errors import ConfigError, NoVarianceError, SAEDataError
 
 ARCHITECTURES = ("topk", "relu")
 
 #: a whole data set ``[n, width]``, or a factory returning an iterable of ``[b, width]`` blocks per call
-Data = Union[torch.Tensor, np.ndarray, Callable[[], Iterable[Any]]]
+Data = torch.Tensor | np.ndarray | Callable[[], Iterable[Any]]
 
 
 #: spread below this fraction of the data's RMS norm is float32 round-off of one repeated
@@ -73,7 +75,7 @@ Data = Union[torch.Tensor, np.ndarray, Callable[[], Iterable[Any]]]
 NO_VARIANCE_RTOL = 1e-5
 
 
-def has_variance(stats: "DataStats") -> bool:
+def has_variance(stats: DataStats) -> bool:
     """Whether the vectors ``stats`` describes differ by more than round-off: their spread
     ``std_norm`` exceeds :data:`NO_VARIANCE_RTOL` times their RMS norm ``sqrt(mean_norm^2 +
     std_norm^2)``. One vector, silence, or a constant signal through a layer has none."""
@@ -81,7 +83,7 @@ def has_variance(stats: "DataStats") -> bool:
     return stats.n > 1 and stats.std_norm > NO_VARIANCE_RTOL * rms
 
 
-def require_variance(data: "Data | DataStats", width: int, where: str, what: str, source: str) -> "DataStats":
+def require_variance(data: Data | DataStats, width: int, where: str, what: str, source: str) -> DataStats:
     """Statistics of ``data`` (``[n, width]`` or a block factory, or stats already measured);
     :class:`NoVarianceError` naming ``where`` (model and layer), ``what`` (the kind of vectors)
     and ``source`` (the corpus) when the vectors do not vary (:func:`has_variance`)."""
@@ -90,7 +92,9 @@ def require_variance(data: "Data | DataStats", width: int, where: str, what: str
         raise NoVarianceError(
             f"the data has no variance at {where}: its {stats.n} {what} from {source} are all equal (spread "
             f"{stats.std_norm:.3g}, norm {stats.mean_norm:.3g}; silence, a constant or a single frame?); "
-            "nothing was written", stats)
+            "nothing was written",
+            stats,
+        )
     return stats
 
 
@@ -152,13 +156,15 @@ class SAEConfig:
         return {STORED_KEYS.get(name, name): value for name, value in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SAEConfig":
+    def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
         """The config from a stored ``sae`` block (keys as :meth:`to_dict` writes them)."""
         known = {STORED_KEYS.get(f.name, f.name) for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"unknown SAE config keys: {', '.join(unknown)}.{check.did_you_mean(unknown[0], known)} "
-                              f"Known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown SAE config keys: {', '.join(unknown)}.{check.did_you_mean(unknown[0], known)} "
+                f"Known: {', '.join(sorted(known))}"
+            )
         by_field = {_FIELD_OF_KEY.get(key, key): value for key, value in d.items()}
         # dictionaries trained before splitting existed do not record it: they were trained without
         return cls(**{"split_every": 0, **by_field})
@@ -173,10 +179,19 @@ _FIELD_OF_KEY = {key: name for name, key in STORED_KEYS.items()}
 #: the type of every :class:`SAEConfig` field as stored in a dictionary's ``config.json``
 #: (all required there: a missing key is an error, never the dataclass default)
 SAE_CONFIG_SCHEMA: dict[str, schema.Field] = {
-    "width": schema.integer(1), "size": schema.integer(1), "kind_of_sae": schema.one_of(*ARCHITECTURES),
-    "k": schema.integer(1), "l1": schema.number(0), "lr": schema.number(above=0), "epochs": schema.integer(1),
-    "batch_size": schema.integer(1), "seed": schema.integer(), "center": schema.boolean(),
-    "normalize": schema.boolean(), "dead_steps": schema.integer(0), "aux_k": schema.nullable(schema.integer(1)),
+    "width": schema.integer(1),
+    "size": schema.integer(1),
+    "kind_of_sae": schema.one_of(*ARCHITECTURES),
+    "k": schema.integer(1),
+    "l1": schema.number(0),
+    "lr": schema.number(above=0),
+    "epochs": schema.integer(1),
+    "batch_size": schema.integer(1),
+    "seed": schema.integer(),
+    "center": schema.boolean(),
+    "normalize": schema.boolean(),
+    "dead_steps": schema.integer(0),
+    "aux_k": schema.nullable(schema.integer(1)),
     "aux_coef": schema.number(0),
     # absent from dictionaries trained before rare-latent splitting (SAEConfig.from_dict: 0)
     "split_every": schema.optional(schema.integer(0)),
@@ -203,12 +218,16 @@ class DataStats:
     sha256: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"n_vectors": self.n, "mean_norm": self.mean_norm, "std_norm": self.std_norm,
-                "gamma": self.gamma, "data_sha256": self.sha256}
+        return {
+            "n_vectors": self.n,
+            "mean_norm": self.mean_norm,
+            "std_norm": self.std_norm,
+            "gamma": self.gamma,
+            "data_sha256": self.sha256,
+        }
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, DataStats) and self.to_json() == other.to_json()
-                and torch.equal(self.mean, other.mean))
+        return isinstance(other, DataStats) and self.to_json() == other.to_json() and torch.equal(self.mean, other.mean)
 
 
 class SparseAutoencoder(torch.nn.Module):
@@ -292,8 +311,10 @@ class _Source:
         elif callable(data):
             self.array, self.factory = None, data
         else:
-            raise SAEDataError(f"data must be a [n, {width}] tensor or array, or a callable returning batches;"
-                               f" got {type(data).__name__}")
+            raise SAEDataError(
+                f"data must be a [n, {width}] tensor or array, or a callable returning batches;"
+                f" got {type(data).__name__}"
+            )
 
     def _check(self, block: Any, what: str) -> torch.Tensor:
         t = torch.as_tensor(np.asarray(block) if not isinstance(block, torch.Tensor) else block)
@@ -305,7 +326,7 @@ class _Source:
         """The data in its stored order, as float32 blocks ``[b, width]``."""
         if self.array is not None:
             for i in range(0, len(self.array), chunk):
-                yield self.array[i:i + chunk]
+                yield self.array[i : i + chunk]
         elif self.factory is not None:  # exactly one of array and factory is set
             for j, block in enumerate(self.factory()):
                 yield self._check(block, f"batch {j}")
@@ -316,14 +337,14 @@ class _Source:
         if self.array is not None:
             perm = torch.randperm(len(self.array), generator=g)
             for i in range(0, len(perm), batch_size):
-                yield self.array[perm[i:i + batch_size]]
+                yield self.array[perm[i : i + batch_size]]
             return
         rest = torch.empty(0, self.width)
         for block in self.blocks():
             buf = torch.cat([rest, block[torch.randperm(len(block), generator=g)]])
             full = len(buf) - len(buf) % batch_size
             for i in range(0, full, batch_size):
-                yield buf[i:i + batch_size]
+                yield buf[i : i + batch_size]
             rest = buf[full:]
         if len(rest):
             yield rest
@@ -385,7 +406,7 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
     shift, s1, s_sq = None, torch.zeros(sae.config.width, dtype=torch.float64), 0.0
     for block in source.blocks():
         for i in range(0, len(block), batch_size):
-            x = block[i:i + batch_size]
+            x = block[i : i + batch_size]
             recon, codes = sae(x)
             sse += float(((x.double() - recon.double()) ** 2).sum())
             active = codes > 0
@@ -400,13 +421,20 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
     if n == 0:
         raise SAEDataError("no vectors to evaluate on")
     sst = s_sq - float((s1 * s1).sum()) / n
-    return {"explained_variance": 1.0 - sse / sst if sst > 0 else None, "l0": l0 / n,
-            "dead_fraction": 1.0 - float(fired.float().mean()), "n_vectors": n}
+    return {
+        "explained_variance": 1.0 - sse / sst if sst > 0 else None,
+        "l0": l0 / n,
+        "dead_fraction": 1.0 - float(fired.float().mean()),
+        "n_vectors": n,
+    }
 
 
-def train_sae(data: Data, config: SAEConfig,
-              progress: Callable[[int, int, float], None] | None = None,
-              allow_no_variance: bool = False) -> tuple[SparseAutoencoder, dict[str, Any]]:
+def train_sae(
+    data: Data,
+    config: SAEConfig,
+    progress: Callable[[int, int, float], None] | None = None,
+    allow_no_variance: bool = False,
+) -> tuple[SparseAutoencoder, dict[str, Any]]:
     """Train an SAE on ``data`` and measure it.
 
     ``data``: a tensor or array ``[n, width]`` (shuffled each epoch with the seeded
@@ -432,9 +460,12 @@ def train_sae(data: Data, config: SAEConfig,
     source = _Source(data, config.width)
     stats = _stats(source)
     if not allow_no_variance and not has_variance(stats):
-        raise NoVarianceError(f"the training data has no variance: its {stats.n} vectors are all equal (spread "
-                              f"{stats.std_norm:.3g} against a norm of {stats.mean_norm:.3g}); every latent would be "
-                              "dead", stats)
+        raise NoVarianceError(
+            f"the training data has no variance: its {stats.n} vectors are all equal (spread "
+            f"{stats.std_norm:.3g} against a norm of {stats.mean_norm:.3g}); every latent would be "
+            "dead",
+            stats,
+        )
     g = torch.Generator().manual_seed(config.seed)
     sae = SparseAutoencoder(config, generator=g)
     center = stats.mean if config.center else torch.zeros(config.width, dtype=torch.float64)
@@ -470,8 +501,7 @@ def train_sae(data: Data, config: SAEConfig,
             if config.architecture == "relu":
                 loss = loss + config.l1 * codes.sum(-1).mean()
             elif dead is not None and config.aux_coef > 0 and bool(dead.any()):
-                loss = loss + config.aux_coef * _aux_loss(sae, pre, (z - z_hat).detach(), dead,
-                                                          config.effective_aux_k)
+                loss = loss + config.aux_coef * _aux_loss(sae, pre, (z - z_hat).detach(), dead, config.effective_aux_k)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():
@@ -485,8 +515,13 @@ def train_sae(data: Data, config: SAEConfig,
             epoch_steps += 1
             loss_sum += float(loss.detach())
             recon_sum += float(recon.detach())
-            if (config.architecture == "relu" and dead is not None and step % config.dead_steps == 0
-                    and _may_resample(step, total_steps, config.epochs) and bool(dead.any())):
+            if (
+                config.architecture == "relu"
+                and dead is not None
+                and step % config.dead_steps == 0
+                and _may_resample(step, total_steps, config.epochs)
+                and bool(dead.any())
+            ):
                 resampled += _resample(sae, opt, dead, (z - z_hat).detach(), g)
                 since_fired[dead] = 0
             if config.architecture == "topk" and config.split_every and step % config.split_every == 0:
@@ -501,14 +536,24 @@ def train_sae(data: Data, config: SAEConfig,
             progress(epoch + 1, config.epochs, loss_sum / epoch_steps)
     sae.eval()
     metrics = evaluate(sae, data if source.array is None else source.array)
-    metrics.update({"final_loss": loss_sum / epoch_steps, "final_recon_loss": recon_sum / epoch_steps,
-                    "steps": step, "epochs": config.epochs, "gamma": stats.gamma, "resampled": resampled, "split": split,
-                    "seconds": time.perf_counter() - t0})
+    metrics.update(
+        {
+            "final_loss": loss_sum / epoch_steps,
+            "final_recon_loss": recon_sum / epoch_steps,
+            "steps": step,
+            "epochs": config.epochs,
+            "gamma": stats.gamma,
+            "resampled": resampled,
+            "split": split,
+            "seconds": time.perf_counter() - t0,
+        }
+    )
     return sae, metrics
 
 
-def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor,
-              aux_k: int) -> torch.Tensor:
+def _aux_loss(
+    sae: SparseAutoencoder, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor, aux_k: int
+) -> torch.Tensor:
     """AuxK: the top ``aux_k`` dead pre-activations of each vector must reconstruct the residual
     ``[b, width]`` left by the live code. Raw (un-ReLU'd) values are used so latents whose
     pre-activations went negative still get a gradient back towards the data."""
@@ -533,8 +578,9 @@ RARE_FRACTION = 0.5
 
 
 @torch.no_grad()
-def _split_rare(sae: SparseAutoencoder, opt: torch.optim.Optimizer, rate: torch.Tensor, codes: torch.Tensor,
-                residual: torch.Tensor) -> int:
+def _split_rare(
+    sae: SparseAutoencoder, opt: torch.optim.Optimizer, rate: torch.Tensor, codes: torch.Tensor, residual: torch.Tensor
+) -> int:
     """Pair each rare latent (``rate [size]`` below ``RARE_FRACTION * k / size``) with the most
     frequent latent not yet paired (rate above ``k / size``, firing on at least 2 vectors of this
     batch: ``codes [b, size]``, ``residual [b, width]`` in the normalised space) and split that
@@ -578,8 +624,9 @@ def _split_rare(sae: SparseAutoencoder, opt: torch.optim.Optimizer, rate: torch.
 
 
 @torch.no_grad()
-def _resample(sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: torch.Tensor, residual: torch.Tensor,
-              g: torch.Generator) -> int:
+def _resample(
+    sae: SparseAutoencoder, opt: torch.optim.Optimizer, dead: torch.Tensor, residual: torch.Tensor, g: torch.Generator
+) -> int:
     """Point dead latents at the residuals of poorly reconstructed inputs of this batch
     (drawn with probability proportional to squared error) and reset their optimiser state."""
     idx = dead.nonzero().squeeze(1)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from steerlab.errors import ArtifactError, SteerlabError
-from steerlab.validation import is_integer as _is_int, is_number as _is_num
+from steerlab.validation import is_integer as _is_int
+from steerlab.validation import is_number as _is_num
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,8 @@ class Field:
     test: Callable[[Any], bool]
     required: bool = True
     nullable: bool = False
-    schema: "Mapping[str, Field] | None" = None  # nested object: its keys are checked too
-    item: "Field | None" = None  # array: every element is checked
+    schema: Mapping[str, Field] | None = None  # nested object: its keys are checked too
+    item: Field | None = None  # array: every element is checked
 
 
 Schema = Mapping[str, Field]
@@ -52,14 +54,16 @@ def integer(low: int | None = None, high: int | None = None) -> Field:
 
 def number(low: float | None = None, above: float | None = None) -> Field:
     """A finite number ``>= low`` or ``> above``."""
-    words = "a finite number" + (f" >= {low:g}" if low is not None else "") + (f" > {above:g}" if above is not None
-                                                                              else "")
+    words = (
+        "a finite number" + (f" >= {low:g}" if low is not None else "") + (f" > {above:g}" if above is not None else "")
+    )
     return Field(words, lambda v: _is_num(v) and (low is None or v >= low) and (above is None or v > above))
 
 
 def string(nonempty: bool = False) -> Field:
-    return Field("a non-empty string" if nonempty else "a string",
-                 lambda v: isinstance(v, str) and (bool(v) or not nonempty))
+    return Field(
+        "a non-empty string" if nonempty else "a string", lambda v: isinstance(v, str) and (bool(v) or not nonempty)
+    )
 
 
 def boolean() -> Field:
@@ -67,22 +71,24 @@ def boolean() -> Field:
 
 
 def one_of(*values: Any) -> Field:
-    return Field(f"one of {', '.join(map(repr, values))}", lambda v: any(v == x and type(v) is type(x)
-                                                                        for x in values))
+    return Field(f"one of {', '.join(map(repr, values))}", lambda v: any(v == x and type(v) is type(x) for x in values))
 
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def sha256() -> Field:
-    return Field("a sha256 hex digest (64 lowercase hex digits)", lambda v: isinstance(v, str) and bool(_HEX64.match(v)))
+    return Field(
+        "a sha256 hex digest (64 lowercase hex digits)", lambda v: isinstance(v, str) and bool(_HEX64.match(v))
+    )
 
 
 def filename() -> Field:
     """A plain file name inside the artifact's folder (no path separators, not '.' or '..')."""
-    return Field("a plain file name in the same folder",
-                 lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v
-                 and "\0" not in v)
+    return Field(
+        "a plain file name in the same folder",
+        lambda v: isinstance(v, str) and v not in ("", ".", "..") and "/" not in v and "\\" not in v and "\0" not in v,
+    )
 
 
 def mapping() -> Field:
@@ -96,8 +102,11 @@ def obj(schema: Schema) -> Field:
 
 
 def array(item: Field | None = None, nonempty: bool = False) -> Field:
-    return Field("a non-empty list" if nonempty else "a list",
-                 lambda v: isinstance(v, list) and (bool(v) or not nonempty), item=item)
+    return Field(
+        "a non-empty list" if nonempty else "a list",
+        lambda v: isinstance(v, list) and (bool(v) or not nonempty),
+        item=item,
+    )
 
 
 def optional(f: Field) -> Field:
@@ -113,8 +122,9 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check(doc: Any, schema: Schema, source: str | Path, error: type[SteerlabError] = ArtifactError,
-          prefix: str = "") -> Any:
+def check(
+    doc: Any, schema: Schema, source: str | Path, error: type[SteerlabError] = ArtifactError, prefix: str = ""
+) -> Any:
     """Check ``doc`` (a parsed JSON object) against ``schema``; return ``doc`` unchanged.
 
     Raises ``error`` with one line ``"{source}: key 'a.b' is missing"`` or
@@ -161,8 +171,14 @@ def parse_json(text: str, source: str | Path, error: type[SteerlabError] = Artif
         raise error(f"{source} is not valid JSON: {reason}") from None
 
 
-def read_json(path: str | Path, schema: Schema, error: type[SteerlabError] = ArtifactError,
-              format: str | None = None, versions: tuple[int, ...] = (), what: str | None = None) -> dict[str, Any]:
+def read_json(
+    path: str | Path,
+    schema: Schema,
+    error: type[SteerlabError] = ArtifactError,
+    format: str | None = None,
+    versions: tuple[int, ...] = (),
+    what: str | None = None,
+) -> dict[str, Any]:
     """Read the JSON object in ``path`` and check it against ``schema``.
 
     With ``format``, the object's ``"format"`` must equal it; with ``versions``, its
@@ -187,13 +203,21 @@ def read_json(path: str | Path, schema: Schema, error: type[SteerlabError] = Art
     if format is not None and doc.get("format") != format:
         raise error(f"{path} is not a {what or format} file (format {_show(doc.get('format'))}, expected {format!r})")
     if versions and (not _is_int(doc.get("version")) or doc["version"] not in versions):
-        raise error(f"{path} has {what or format or 'format'} format version {_show(doc.get('version'))}; this steerlab reads "
-                    f"version {', '.join(map(str, versions))} (upgrade steerlab or write it again)")
+        raise error(
+            f"{path} has {what or format or 'format'} format version {_show(doc.get('version'))}; this steerlab reads "
+            f"version {', '.join(map(str, versions))} (upgrade steerlab or write it again)"
+        )
     return check(doc, schema, path, error)
 
 
-def build(cls: type, doc: Any, source: str | Path, key: str, error: type[SteerlabError] = ArtifactError,
-          convert: Callable[[dict], Any] | None = None) -> Any:
+def build(
+    cls: type,
+    doc: Any,
+    source: str | Path,
+    key: str,
+    error: type[SteerlabError] = ArtifactError,
+    convert: Callable[[dict], Any] | None = None,
+) -> Any:
     """A frozen-dataclass config (``cls``) from the object at ``key`` of ``source``.
 
     Every field must be present (the dataclass's defaults are for new runs, never for filling

@@ -21,14 +21,16 @@ so that the bins sum exactly to the signal's mean square: a sinusoid of amplitud
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from steerlab import validation as check
 from steerlab.errors import AudioError, SteerlabError
+
 
 @dataclass(frozen=True)
 class ScoreConfig:
@@ -304,26 +306,51 @@ def resolution(n_samples: int, sr: float, config: ScoreConfig = ScoreConfig()) -
     bands = n_samples >= need_band
     mr = n_samples >= need_mr
     spec = n_samples >= need_spec
-    out: dict[str, Any] = {"n_samples": int(n_samples), "resolution_hz": float(sr / n_samples),
-                           "band_min_samples": need_band, "bands_resolved": bands,
-                           "mrstft_min_samples": need_mr, "mrstft_resolved": mr,
-                           "spectrum_min_samples": need_spec, "spectrum_resolved": spec}
-    out["band_reason"] = None if bands else (
-        f"{n_samples} samples resolve only {sr / n_samples:.0f} Hz, wider than the {config.band_hz:g} Hz band; "
-        f"band scores need at least {need_band} samples ({1000 * need_band / sr:.1f} ms)")
-    out["mrstft_reason"] = None if mr else (
-        f"{n_samples} samples are shorter than the longest MR-STFT window ({need_mr} samples)")
-    out["spectrum_reason"] = None if spec else (
-        f"{n_samples} samples are shorter than the {need_spec}-sample window of the averaged spectrum "
-        f"({1000 * need_spec / sr:.0f} ms): its bins would describe the zero padding, not the audio")
+    out: dict[str, Any] = {
+        "n_samples": int(n_samples),
+        "resolution_hz": float(sr / n_samples),
+        "band_min_samples": need_band,
+        "bands_resolved": bands,
+        "mrstft_min_samples": need_mr,
+        "mrstft_resolved": mr,
+        "spectrum_min_samples": need_spec,
+        "spectrum_resolved": spec,
+    }
+    out["band_reason"] = (
+        None
+        if bands
+        else (
+            f"{n_samples} samples resolve only {sr / n_samples:.0f} Hz, wider than the {config.band_hz:g} Hz band; "
+            f"band scores need at least {need_band} samples ({1000 * need_band / sr:.1f} ms)"
+        )
+    )
+    out["mrstft_reason"] = (
+        None if mr else (f"{n_samples} samples are shorter than the longest MR-STFT window ({need_mr} samples)")
+    )
+    out["spectrum_reason"] = (
+        None
+        if spec
+        else (
+            f"{n_samples} samples are shorter than the {need_spec}-sample window of the averaged spectrum "
+            f"({1000 * need_spec / sr:.0f} ms): its bins would describe the zero padding, not the audio"
+        )
+    )
     return out
 
 
 def _unresolved_target(f: float, freqs: np.ndarray, config: ScoreConfig, reason: str) -> dict[str, Any]:
     mask = band_mask(freqs, f, config.band_hz)
-    return {"target_hz": f, "band_lo_hz": float(freqs[mask].min()), "band_hi_hz": float(freqs[mask].max()),
-            "baseline_band_energy": None, "patched_band_energy": None, "gain_db": None, "concentration": None,
-            "offband_lsd_db": None, "unresolved": reason}
+    return {
+        "target_hz": f,
+        "band_lo_hz": float(freqs[mask].min()),
+        "band_hi_hz": float(freqs[mask].max()),
+        "baseline_band_energy": None,
+        "patched_band_energy": None,
+        "gain_db": None,
+        "concentration": None,
+        "offband_lsd_db": None,
+        "unresolved": reason,
+    }
 
 
 def _target_scores(
@@ -426,8 +453,13 @@ def score(
     change_rms, baseline_rms = _rms(change), _rms(b)
     amp_floor = 10.0 ** (config.floor_db / 20.0)
     # why each overall number cannot be given (None: it can)
-    no_band = (res["band_reason"] if not res["bands_resolved"] else
-               None if targets else "no target frequency given (-t): there is no band to measure against")
+    no_band = (
+        res["band_reason"]
+        if not res["bands_resolved"]
+        else None
+        if targets
+        else "no target frequency given (-t): there is no band to measure against"
+    )
     no_spec = res["spectrum_reason"]
     no_mr = res["mrstft_reason"] or (None if multires else "not computed (multires=False)")
     overall: dict[str, tuple[str | None, Any]] = {
@@ -451,12 +483,16 @@ def score(
         out[key] = None if reason else value()
         if reason:
             out[f"{key}_reason"] = reason
-    out.update(change_rms=change_rms, baseline_rms=baseline_rms,
-               snr_change_db=float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))))
+    out.update(
+        change_rms=change_rms,
+        baseline_rms=baseline_rms,
+        snr_change_db=float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))),
+    )
     return out
 
 
 # -- a note's own partials: scoring an edit whose ideal is a known sound (docs/partials.md) -----------
+
 
 @dataclass(frozen=True)
 class NoteRule:
@@ -507,9 +543,15 @@ class NoteBands:
 
     def summary(self) -> dict[str, Any]:
         """What a row records of the bands (JSON)."""
-        return {"rule": "note_partials", "note_partials": len(self.peaks_hz), "note_band_bins": int(self.bands.sum()),
-                "note_held_bins": int(self.held.sum()), "note_guard_bins": int(self.guard.sum()),
-                "note_local_criterion_db": self.rule.local_criterion_db, "note_tolerance_db": self.rule.tolerance_db}
+        return {
+            "rule": "note_partials",
+            "note_partials": len(self.peaks_hz),
+            "note_band_bins": int(self.bands.sum()),
+            "note_held_bins": int(self.held.sum()),
+            "note_guard_bins": int(self.guard.sum()),
+            "note_local_criterion_db": self.rule.local_criterion_db,
+            "note_tolerance_db": self.rule.tolerance_db,
+        }
 
 
 def spectral_peaks(p: np.ndarray, freqs: np.ndarray, band_hz: float, floor: float) -> np.ndarray:
@@ -521,8 +563,9 @@ def spectral_peaks(p: np.ndarray, freqs: np.ndarray, band_hz: float, floor: floa
     return np.flatnonzero((p >= local) & (p > floor))
 
 
-def note_bands(note: Any, context: Any, sr: float, config: ScoreConfig = ScoreConfig(),
-               rule: NoteRule = NoteRule()) -> NoteBands:
+def note_bands(
+    note: Any, context: Any, sr: float, config: ScoreConfig = ScoreConfig(), rule: NoteRule = NoteRule()
+) -> NoteBands:
     """The bands of a known note (the ideal edit of an ``instrument`` pair: the target note rendered
     alone) in the context it is added to (the pair's without-note signal), on the Welch-averaged
     spectra of :func:`power_spectrum` (``config.n_fft``):
@@ -541,7 +584,9 @@ def note_bands(note: Any, context: Any, sr: float, config: ScoreConfig = ScoreCo
     AudioError on empty, non-finite or mismatched input."""
     n, c = as_audio(note, "note"), as_audio(context, "context")
     if n.shape != c.shape:
-        raise AudioError(f"note and context differ in shape: {tuple(n.shape)} vs {tuple(c.shape)} ([channels, samples])")
+        raise AudioError(
+            f"note and context differ in shape: {tuple(n.shape)} vs {tuple(c.shape)} ([channels, samples])"
+        )
     if not (math.isfinite(sr) and sr > 0):
         raise SteerlabError(f"sample rate must be a finite number > 0 Hz, got {sr!r}")
     pn, pc = power_spectrum(n, config.n_fft), power_spectrum(c, config.n_fft)
@@ -599,21 +644,35 @@ def score_note(
     sp = stft(p, n_fft)
     pb, pp, pc = (_welch(_power_from_stft(x, n_fft), n_fft, n) for x in (sb, sp, sp - sb))
     res = resolution(n, sr, config)
-    reason = res["band_reason"] if not res["bands_resolved"] else (
-        None if note.held.any() else "the note holds none of its bands against the context")
+    reason = (
+        res["band_reason"]
+        if not res["bands_resolved"]
+        else (None if note.held.any() else "the note holds none of its bands against the context")
+    )
     eb, ep = float(pb[note.held].sum()), float(pp[note.held].sum())
     out: dict[str, Any] = {"gain_db": None, "concentration": None, "offband_lsd_db": None}
     if reason is None:
-        out = {"gain_db": _ratio_db(ep, eb, config.floor_power), "concentration": _share(pc, note.held),
-               "offband_lsd_db": offband_distance(pp, pb, ~(note.bands | note.guard), config)}
+        out = {
+            "gain_db": _ratio_db(ep, eb, config.floor_power),
+            "concentration": _share(pc, note.held),
+            "offband_lsd_db": offband_distance(pp, pb, ~(note.bands | note.guard), config),
+        }
     change_rms, baseline_rms = _rms(p - b), _rms(b)
     amp_floor = 10.0 ** (config.floor_db / 20.0)
     return {
-        "sr": float(sr), "n_channels": int(b.shape[0]), "n_samples": int(n), "config": asdict(config),
-        "resolution": res, **out, "unresolved": reason,
-        "baseline_band_energy": eb, "patched_band_energy": ep, "note": note.summary(),
+        "sr": float(sr),
+        "n_channels": int(b.shape[0]),
+        "n_samples": int(n),
+        "config": asdict(config),
+        "resolution": res,
+        **out,
+        "unresolved": reason,
+        "baseline_band_energy": eb,
+        "patched_band_energy": ep,
+        "note": note.summary(),
         "lsd_db": log_spectral_distance(pp, pb, config.distance_floor(pp, pb)),
-        "change_rms": change_rms, "baseline_rms": baseline_rms,
+        "change_rms": change_rms,
+        "baseline_rms": baseline_rms,
         "snr_change_db": float(20.0 * np.log10(max(baseline_rms, amp_floor) / max(change_rms, amp_floor))),
     }
 
@@ -657,35 +716,60 @@ def output_check(baseline: Any, patched: Any, sr: float) -> dict[str, Any]:
     return _check_doc(peak, clipped, jump, *base)
 
 
-def _check_doc(peak: float, clipped: int, jump: float, baseline_peak: float, baseline_clipped: int,
-               patch_clipped: int) -> dict[str, Any]:
-    flags = ((["clips"] if clipped else []) + (["level_jump"] if jump > LEVEL_JUMP_DB else [])
-             + (["baseline_clips"] if baseline_clipped else []))
+def _check_doc(
+    peak: float, clipped: int, jump: float, baseline_peak: float, baseline_clipped: int, patch_clipped: int
+) -> dict[str, Any]:
+    flags = (
+        (["clips"] if clipped else [])
+        + (["level_jump"] if jump > LEVEL_JUMP_DB else [])
+        + (["baseline_clips"] if baseline_clipped else [])
+    )
     parts = []
     if patch_clipped or jump > LEVEL_JUMP_DB:
         if clipped:
-            parts.append(f"the patched output clips ({clipped} samples beyond full scale, {patch_clipped} of them "
-                         f"where the baseline does not; peak {peak:.2f})")
+            parts.append(
+                f"the patched output clips ({clipped} samples beyond full scale, {patch_clipped} of them "
+                f"where the baseline does not; peak {peak:.2f})"
+            )
         if jump > LEVEL_JUMP_DB:
-            parts.append(f"its level jumps {jump:.1f} dB above the baseline's (over {1000 * LEVEL_WINDOW_S:g} ms "
-                         f"windows; flagged above {LEVEL_JUMP_DB:g} dB)")
+            parts.append(
+                f"its level jumps {jump:.1f} dB above the baseline's (over {1000 * LEVEL_WINDOW_S:g} ms "
+                f"windows; flagged above {LEVEL_JUMP_DB:g} dB)"
+            )
         parts[-1] += "; lower --alpha or shorten the span"
     elif clipped:
-        parts.append(f"the patched output clips ({clipped} samples beyond full scale, peak {peak:.2f}) only where "
-                     "the baseline does")
+        parts.append(
+            f"the patched output clips ({clipped} samples beyond full scale, peak {peak:.2f}) only where "
+            "the baseline does"
+        )
     if baseline_clipped:
-        parts.append(f"the baseline (unpatched) decode itself clips ({baseline_clipped} samples beyond full scale, "
-                     f"peak {baseline_peak:.2f}): the model, not the patch; lower the input's level to avoid it")
-    return {"peak": peak, "clipped_samples": clipped, "patch_clipped_samples": patch_clipped,
-            "baseline_peak": baseline_peak, "baseline_clipped_samples": baseline_clipped, "level_jump_db": jump,
-            "full_scale": FULL_SCALE, "level_jump_limit_db": LEVEL_JUMP_DB, "level_window_s": LEVEL_WINDOW_S,
-            "flags": flags, "message": "; ".join(parts) if parts else None}
+        parts.append(
+            f"the baseline (unpatched) decode itself clips ({baseline_clipped} samples beyond full scale, "
+            f"peak {baseline_peak:.2f}): the model, not the patch; lower the input's level to avoid it"
+        )
+    return {
+        "peak": peak,
+        "clipped_samples": clipped,
+        "patch_clipped_samples": patch_clipped,
+        "baseline_peak": baseline_peak,
+        "baseline_clipped_samples": baseline_clipped,
+        "level_jump_db": jump,
+        "full_scale": FULL_SCALE,
+        "level_jump_limit_db": LEVEL_JUMP_DB,
+        "level_window_s": LEVEL_WINDOW_S,
+        "flags": flags,
+        "message": "; ".join(parts) if parts else None,
+    }
 
 
 def merge_output_checks(checks: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One :func:`output_check` for a chunked input: the largest peaks and jump, the clipped samples summed
     (samples in chunk overlaps may count twice)."""
-    return _check_doc(max(c["peak"] for c in checks), sum(c["clipped_samples"] for c in checks),
-                      max(c["level_jump_db"] for c in checks), max(c["baseline_peak"] for c in checks),
-                      sum(c["baseline_clipped_samples"] for c in checks),
-                      sum(c["patch_clipped_samples"] for c in checks))
+    return _check_doc(
+        max(c["peak"] for c in checks),
+        sum(c["clipped_samples"] for c in checks),
+        max(c["level_jump_db"] for c in checks),
+        max(c["baseline_peak"] for c in checks),
+        sum(c["baseline_clipped_samples"] for c in checks),
+        sum(c["patch_clipped_samples"] for c in checks),
+    )

@@ -7,9 +7,10 @@ its intervention type, its prepared state) is :func:`steerlab.engine.resolve`'s 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from steerlab.errors import DirectionError, InterventionError
 from steerlab.interventions import Direction, Prepared, Span, Strength
@@ -49,8 +50,9 @@ class InterventionSpec:
         if self.direction is not None and not isinstance(self.direction, Direction):
             raise DirectionError(f"direction must be a steerlab Direction or None, got {type(self.direction).__name__}")
         if not isinstance(self.intervention, str) or not self.intervention:
-            raise InterventionError(f"intervention must be a registered type's name, got {self.intervention!r}",
-                                    parameter="intervention")
+            raise InterventionError(
+                f"intervention must be a registered type's name, got {self.intervention!r}", parameter="intervention"
+            )
         if not isinstance(self.strength, Strength):
             raise InterventionError(f"strength must be a steerlab Strength, got {type(self.strength).__name__}")
         if not isinstance(self.span, Span):
@@ -78,13 +80,23 @@ class InterventionSpec:
             "end_s": self.span.end_s,
             "fade_in_frames": self.span.fade_in,
             "fade_out_frames": self.span.fade_out,
-            "direction": None if self.direction is None else {**(self.direction.provenance or {}), "norm": self.direction.norm},
+            "direction": None
+            if self.direction is None
+            else {**(self.direction.provenance or {}), "norm": self.direction.norm},
             "normalize_direction": self.normalize_direction,
             "options": json_safe(dict(self.options)),
-            **with_reason("prepared", prepared.summary if prepared is not None else None,
-                          "not prepared yet (api.prepare was not called)" if prepared is None else
-                          f"intervention {self.intervention!r} has no prepare step: nothing computed before the run"),
-            **({} if self.span.end_s is not None else {"end_s_reason": "not given: the span runs to the end of the input"}),
+            **with_reason(
+                "prepared",
+                prepared.summary if prepared is not None else None,
+                "not prepared yet (api.prepare was not called)"
+                if prepared is None
+                else f"intervention {self.intervention!r} has no prepare step: nothing computed before the run",
+            ),
+            **(
+                {}
+                if self.span.end_s is not None
+                else {"end_s_reason": "not given: the span runs to the end of the input"}
+            ),
         }
 
 
@@ -107,14 +119,19 @@ def check_n_q(model: AudioModel, path: str, n_q: int | None) -> None:
         return
     total = codebooks(model)
     if total is None:
-        raise InterventionError(f"n_q does not apply to {model.name}: it has no codebooks (no quantizer); drop n_q",
-                                parameter="n_q")
+        raise InterventionError(
+            f"n_q does not apply to {model.name}: it has no codebooks (no quantizer); drop n_q", parameter="n_q"
+        )
     if "quantized" in model.paths and path != "quantized":
-        raise InterventionError(f"n_q {n_q} applies to the quantized path only, and the {path} path bypasses the "
-                                "quantizer; decode on the quantized path or drop n_q", parameter="n_q")
+        raise InterventionError(
+            f"n_q {n_q} applies to the quantized path only, and the {path} path bypasses the "
+            "quantizer; decode on the quantized path or drop n_q",
+            parameter="n_q",
+        )
     if n_q > total:
-        raise InterventionError(f"n_q {n_q} is out of range: {model.name} has {total} codebooks (1..{total})",
-                                parameter="n_q")
+        raise InterventionError(
+            f"n_q {n_q} is out of range: {model.name} has {total} codebooks (1..{total})", parameter="n_q"
+        )
 
 
 def n_q_record(model: AudioModel, path: str, n_q: int | None) -> dict[str, Any]:

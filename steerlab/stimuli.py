@@ -56,9 +56,10 @@ import csv
 import dataclasses
 import json
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -88,7 +89,7 @@ _PEAK_SAFE = PEAK * (1 - 2.0**-20)
 _RANDOM_DB = 12.0
 _MAX_DRAWS = 10_000
 
-ContextAmplitude = Union[float, str]
+ContextAmplitude = float | str
 
 
 @dataclass(frozen=True)
@@ -103,15 +104,15 @@ class StimulusSpec:
     family: str
     target_hz: float
     density: int = 0
-    f0: Optional[float] = None
-    chord: Optional[str] = None
+    f0: float | None = None
+    chord: str | None = None
     seed: int = 0
     sample_rate: int = 24_000
     duration_s: float = 1.0
     amplitude: float = 0.1
     context_amplitude: ContextAmplitude = "match"
     phase: str = "random"
-    snr_db: Optional[float] = None
+    snr_db: float | None = None
     fade_ms: float = 10.0
     min_separation_hz: float = 30.0
     band_low_hz: float = 50.0
@@ -129,24 +130,33 @@ class StimulusSpec:
         nyquist = self.sample_rate / 2
         target = check.positive("target_hz", self.target_hz, error=err)
         if target >= nyquist:
-            raise err(f"target_hz {target:g} is not below the Nyquist frequency {nyquist:g} Hz "
-                      f"(sample_rate {self.sample_rate})", parameter="target_hz")
+            raise err(
+                f"target_hz {target:g} is not below the Nyquist frequency {nyquist:g} Hz "
+                f"(sample_rate {self.sample_rate})",
+                parameter="target_hz",
+            )
         if self.family == "instrument":  # the nearest MIDI pitch's fundamental
             target = midi_hz(nearest_midi(target))
             if target >= nyquist:
-                raise err(f"the MIDI note nearest to target_hz ({target:g} Hz) is not below the Nyquist "
-                          f"frequency {nyquist:g} Hz", parameter="target_hz")
+                raise err(
+                    f"the MIDI note nearest to target_hz ({target:g} Hz) is not below the Nyquist "
+                    f"frequency {nyquist:g} Hz",
+                    parameter="target_hz",
+                )
         put("target_hz", target)
         for name in ("duration_s", "amplitude", "min_separation_hz", "band_low_hz", "band_high_hz"):
             put(name, check.positive(name, getattr(self, name), error=err))
         put("fade_ms", check.non_negative("fade_ms", self.fade_ms, error=err))
         put("margin_s", check.non_negative("margin_s", self.margin_s, error=err))
         if 2 * self.fade_ms / 1000 > self.duration_s:
-            raise err(f"fade_ms {self.fade_ms:g} is too long: fade in and out must fit in {self.duration_s:g} s",
-                      parameter=("fade_ms", "duration_s"))
+            raise err(
+                f"fade_ms {self.fade_ms:g} is too long: fade in and out must fit in {self.duration_s:g} s",
+                parameter=("fade_ms", "duration_s"),
+            )
         if round(self.duration_s * self.sample_rate) < 1:
-            raise err(f"duration_s {self.duration_s:g} gives no samples at {self.sample_rate} Hz",
-                      parameter="duration_s")
+            raise err(
+                f"duration_s {self.duration_s:g} gives no samples at {self.sample_rate} Hz", parameter="duration_s"
+            )
         put("snr_db", check.number_or_none("snr_db", self.snr_db, error=err))
         ca = self.context_amplitude
         if isinstance(ca, str):
@@ -165,16 +175,23 @@ class StimulusSpec:
         elif self.chord is not None:
             raise err(f"chord is only used by family 'chord'; leave it None for {self.family!r}", parameter="chord")
         if self.family == "tone" and self.density != 0:
-            raise Infeasible("tone takes density 0", f"got density {self.density} (a tone pair is silence vs the target)")
+            raise Infeasible(
+                "tone takes density 0", f"got density {self.density} (a tone pair is silence vs the target)"
+            )
         if self.family != "tone" and self.density == 0:
             raise Infeasible("density 0 is only for tone", f"family {self.family!r} needs density >= 1")
         if self.family in ("inharmonic", "instrument"):
             if self.band_low_hz >= self.band_high_hz:
-                raise err(f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}",
-                          parameter=("band_low_hz", "band_high_hz"))
+                raise err(
+                    f"band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}",
+                    parameter=("band_low_hz", "band_high_hz"),
+                )
             if self.band_high_hz >= nyquist:
-                raise err(f"band_high_hz {self.band_high_hz:g} is not below the Nyquist frequency {nyquist:g} Hz "
-                          f"(sample_rate {self.sample_rate}); lower the band", parameter="band_high_hz")
+                raise err(
+                    f"band_high_hz {self.band_high_hz:g} is not below the Nyquist frequency {nyquist:g} Hz "
+                    f"(sample_rate {self.sample_rate}); lower the band",
+                    parameter="band_high_hz",
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -183,15 +200,17 @@ class StimulusSpec:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "StimulusSpec":
+    def from_json(cls, text: str) -> StimulusSpec:
         return cls.from_dict(json.loads(text))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "StimulusSpec":
+    def from_dict(cls, d: dict[str, Any]) -> StimulusSpec:
         unknown = sorted(set(d) - set(SPEC_FIELDS))
         if unknown:
             hint = check.did_you_mean(unknown[0], SPEC_FIELDS)
-            raise StimulusError(f"unknown stimulus field(s) {', '.join(unknown)}.{hint} Valid fields: {', '.join(SPEC_FIELDS)}")
+            raise StimulusError(
+                f"unknown stimulus field(s) {', '.join(unknown)}.{hint} Valid fields: {', '.join(SPEC_FIELDS)}"
+            )
         return cls(**d)
 
     def key(self) -> str:
@@ -318,13 +337,19 @@ def instrument_score(spec: StimulusSpec) -> InstrumentScore:
     velocity = int(rng.integers(60, 111))
     target = nearest_midi(spec.target_hz)
     high = min(spec.band_high_hz, spec.sample_rate / 2)
-    keys = [k for k in range(MIDI_RANGE[0], MIDI_RANGE[1] + 1)
-            if k != target and spec.band_low_hz <= midi_hz(k) <= high
-            and all(abs(h - spec.target_hz) >= spec.min_separation_hz for h in _harmonics(midi_hz(k), high))]
+    keys = [
+        k
+        for k in range(MIDI_RANGE[0], MIDI_RANGE[1] + 1)
+        if k != target
+        and spec.band_low_hz <= midi_hz(k) <= high
+        and all(abs(h - spec.target_hz) >= spec.min_separation_hz for h in _harmonics(midi_hz(k), high))
+    ]
     if len(keys) < spec.density:
-        raise Infeasible("band too crowded for density",
-                         f"{len(keys)} MIDI keys in {spec.band_low_hz:g}-{high:g} Hz keep their harmonics "
-                         f"{spec.min_separation_hz:g} Hz from the target; density {spec.density}")
+        raise Infeasible(
+            "band too crowded for density",
+            f"{len(keys)} MIDI keys in {spec.band_low_hz:g}-{high:g} Hz keep their harmonics "
+            f"{spec.min_separation_hz:g} Hz from the target; density {spec.density}",
+        )
     context = tuple(sorted(int(k) for k in rng.choice(keys, size=spec.density, replace=False)))
     return InstrumentScore(program, velocity, target, context)
 
@@ -445,7 +470,7 @@ _RENDERERS: dict[int, Any] = {}
 
 def _render_notes(spec: StimulusSpec, score: InstrumentScore, keys: Sequence[int]) -> np.ndarray:
     """``keys`` of ``score`` rendered together for ``duration_s``: float64 ``[samples]``."""
-    from steerlab.corpus import Note, RenderSpec, Renderer, default_soundfont
+    from steerlab.corpus import Note, Renderer, RenderSpec, default_soundfont
 
     check_renderer()
     r = _RENDERERS.get(spec.sample_rate)
@@ -467,7 +492,9 @@ def _instrument_parts(spec: StimulusSpec, env: np.ndarray) -> tuple[np.ndarray, 
     target = (with_ - without) * env
     peak = float(np.max(np.abs(target)))
     if peak <= 0:
-        raise StimulusError(f"the SoundFont rendered MIDI note {score.target_midi} of program {score.program} as silence")
+        raise StimulusError(
+            f"the SoundFont rendered MIDI note {score.target_midi} of program {score.program} as silence"
+        )
     g = spec.amplitude / peak
     return without * env * g, target * g
 
@@ -548,7 +575,7 @@ class Design(list):
     """The specs of a design (a plain list of :class:`StimulusSpec`) plus ``skipped``:
     a reason -> count mapping of infeasible combinations left out."""
 
-    def __init__(self, specs: Iterable[StimulusSpec] = (), skipped: Optional[dict[str, int]] = None):
+    def __init__(self, specs: Iterable[StimulusSpec] = (), skipped: dict[str, int] | None = None):
         super().__init__(specs)
         self.skipped: dict[str, int] = dict(skipped or {})
 
@@ -564,7 +591,7 @@ def design(
     f0s: Sequence[float],
     seeds: Sequence[int],
     *,
-    snrs: Sequence[Optional[float]] = (None,),
+    snrs: Sequence[float | None] = (None,),
     **common: Any,
 ) -> Design:
     """Cross product of families x targets x densities x f0s x seeds x snrs.
@@ -613,8 +640,9 @@ def design(
                     for seed in seeds:
                         for snr in snrs:
                             try:
-                                spec = StimulusSpec(family, target, density, f0, seed=seed, snr_db=snr,
-                                                    **extra, **common)
+                                spec = StimulusSpec(
+                                    family, target, density, f0, seed=seed, snr_db=snr, **extra, **common
+                                )
                                 partials(spec)
                             except Infeasible as exc:
                                 out.skipped[exc.reason] = out.skipped.get(exc.reason, 0) + 1
@@ -631,8 +659,14 @@ def design(
 # ---- manifest ----------------------------------------------------------------------------------
 
 EXTRA_COLUMNS: tuple[str, ...] = (
-    "without_file", "with_file", "scale", "target_phase",
-    "partials_hz", "partial_amplitudes", "partial_phases", "noise_rms",
+    "without_file",
+    "with_file",
+    "scale",
+    "target_phase",
+    "partials_hz",
+    "partial_amplitudes",
+    "partial_phases",
+    "noise_rms",
     "instrument",  # instrument family: the MIDI ground truth (JSON of InstrumentScore), else empty
 )
 MANIFEST_COLUMNS: tuple[str, ...] = ("key", *SPEC_FIELDS, *EXTRA_COLUMNS, "stimulus_version")
@@ -684,8 +718,8 @@ def write_float_wav(path: Path, x: np.ndarray, sample_rate: int) -> Path:
 
 def write_set(
     specs: Iterable[StimulusSpec],
-    out_dir: Union[str, Path],
-    progress: Optional[Callable[[StimulusSpec], None]] = None,
+    out_dir: str | Path,
+    progress: Callable[[StimulusSpec], None] | None = None,
 ) -> Path:
     """Write ``<key>_without.wav``/``<key>_with.wav`` per spec and ``manifest.csv``; return the manifest path.
 
@@ -703,9 +737,7 @@ def write_set(
         raise OutputError(f"cannot write stimuli to {out}: {reason}; choose a writable output directory") from exc
 
 
-def _write_set(
-    specs: Iterable[StimulusSpec], out: Path, progress: Optional[Callable[[StimulusSpec], None]]
-) -> Path:
+def _write_set(specs: Iterable[StimulusSpec], out: Path, progress: Callable[[StimulusSpec], None] | None) -> Path:
     from steerlab.artifacts import atomic_path
 
     rows: dict[str, dict[str, str]] = {}
@@ -732,7 +764,7 @@ _INT_COLUMNS = ("density", "seed", "sample_rate")
 _NULLABLE_COLUMNS = ("f0", "chord", "snr_db")
 
 
-def _parse_field(name: str, text: Optional[str]) -> Any:
+def _parse_field(name: str, text: str | None) -> Any:
     """A manifest cell as the spec field's type; :class:`StimulusError` words what it must be
     (the caller names the file, line and column)."""
     if text is None:
@@ -756,7 +788,7 @@ def _parse_field(name: str, text: Optional[str]) -> Any:
     return value
 
 
-def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
+def read_manifest(path: str | Path) -> list[StimulusSpec]:
     """Rebuild the specs of a ``manifest.csv`` (or a folder holding one), in row order.
 
     Every row is checked column by column: a cell of the wrong type, a row the spec's own
@@ -777,15 +809,20 @@ def read_manifest(path: Union[str, Path]) -> list[StimulusSpec]:
         with open(p, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             optional = {"margin_s"}
-            missing = [c for c in ("key", *SPEC_FIELDS, "stimulus_version")
-                       if c not in (reader.fieldnames or []) and c not in optional]
+            missing = [
+                c
+                for c in ("key", *SPEC_FIELDS, "stimulus_version")
+                if c not in (reader.fieldnames or []) and c not in optional
+            ]
             if missing:
                 raise StimulusError(f"{p} is not a stimulus manifest: missing column(s) {', '.join(missing)}")
             for row in reader:
                 i = reader.line_num
                 if None in row or None in row.values():
                     n = len(reader.fieldnames or []) + len(row.get(None) or []) - sum(v is None for v in row.values())
-                    raise StimulusError(f"{p} line {i}: the row has {n} cells, the header {len(reader.fieldnames or [])}")
+                    raise StimulusError(
+                        f"{p} line {i}: the row has {n} cells, the header {len(reader.fieldnames or [])}"
+                    )
                 if row["stimulus_version"] != str(STIMULUS_VERSION):
                     raise StimulusError(
                         f"{p} line {i}: stimulus version {row['stimulus_version']!r} is not supported "

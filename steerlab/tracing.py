@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import gc
 import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -150,8 +151,9 @@ def _batch(model: AudioModel, waves: list[torch.Tensor], device: torch.device) -
     return torch.stack([F.pad(x, (0, longest - x.shape[-1])) for x in inputs]).to(device)
 
 
-def _forward_order(model: AudioModel, layers: list[LayerInfo], order: Sequence[str] | None,
-                   reads: Sequence[TracedOutput] = ()) -> list[LayerInfo]:
+def _forward_order(
+    model: AudioModel, layers: list[LayerInfo], order: Sequence[str] | None, reads: Sequence[TracedOutput] = ()
+) -> list[LayerInfo]:
     """``layers`` without duplicates, in the forward order ``order`` (the model's layer names).
 
     ``order`` may be None when there is nothing to order: one layer and no traced output."""
@@ -160,13 +162,18 @@ def _forward_order(model: AudioModel, layers: list[LayerInfo], order: Sequence[s
         return unique
     if order is None:
         places = ", ".join([layer.name for layer in unique] + [t.name for t in reads])
-        raise SteerlabError(f"a pass over several places of {model.name!r} ({places}) needs their forward order: "
-                            "pass order=<the model's layer names in forward order>", parameter="order")
+        raise SteerlabError(
+            f"a pass over several places of {model.name!r} ({places}) needs their forward order: "
+            "pass order=<the model's layer names in forward order>",
+            parameter="order",
+        )
     names = list(order)
     unknown = [layer.name for layer in unique if layer.name not in names]
     unknown += [t.before for t in reads if t.before not in names]
     if unknown:
-        raise SteerlabError(f"layer(s) {', '.join(unknown)} not in the layer table of {model.name!r}; see steerlab layers")
+        raise SteerlabError(
+            f"layer(s) {', '.join(unknown)} not in the layer table of {model.name!r}; see steerlab layers"
+        )
     return sorted(unique, key=lambda layer: names.index(layer.name))
 
 
@@ -176,8 +183,10 @@ def _read_at(layers: list[LayerInfo], reads: Sequence[TracedOutput], order: Sequ
     if not layers:
         return [0 for _ in reads]
     names = list(order or ())
-    return [next((k for k, layer in enumerate(layers) if names.index(layer.name) >= names.index(t.before)),
-                 len(layers)) for t in reads]
+    return [
+        next((k for k, layer in enumerate(layers) if names.index(layer.name) >= names.index(t.before)), len(layers))
+        for t in reads
+    ]
 
 
 def _edit_rows(target, rows: list[tuple[int, TraceItem, int]], slot: dict, name: str, first: bool) -> None:
@@ -237,12 +246,18 @@ def run(
     for group in groups:
         scales = [model.input_scale(items[i].wave) for i in group]
         batch = _batch(model, [items[i].wave / s for i, s in zip(group, scales)], device)
-        placed = [(r, item, at) for r, item, at in ((r, items[i], items[i].layer) for r, i in enumerate(group))
-                  if at is not None]
+        placed = [
+            (r, item, at)
+            for r, item, at in ((r, items[i], items[i].layer) for r, i in enumerate(group))
+            if at is not None
+        ]
         layers = _forward_order(model, [at for _, _, at in placed], order, reads)
-        rows = {layer.name: [(r, item, at.frames_for(item.wave.shape[-1])) for r, item, at in placed
-                             if at.name == layer.name]
-                for layer in layers}
+        rows = {
+            layer.name: [
+                (r, item, at.frames_for(item.wave.shape[-1])) for r, item, at in placed if at.name == layer.name
+            ]
+            for layer in layers
+        }
         read_at = _read_at(layers, reads, order)
         slot: dict = {}
         with envoy.trace(batch, **kwargs) as tracer:
@@ -272,7 +287,8 @@ def run(
             out = slot["out"][row]
             results[i] = TraceResult(
                 # (copies: one item's result must not keep the whole batch alive)
-                output=(out[..., : model.output_length(n)] * s).cpu() if model.has_decoder
+                output=(out[..., : model.output_length(n)] * s).cpu()
+                if model.has_decoder
                 else _trim_output(model, out, n),
                 activation=_cpu_copy(act[row, :, :frames]) if act is not None else None,
                 patched_activation=_cpu_copy(patched[row, :, :frames]) if patched is not None else None,
@@ -297,8 +313,9 @@ def _capture_path(model: AudioModel, layers: list[LayerInfo], path: str | None) 
         return model.check_path(path)
     on_path = {layer.name for layer in layers if layer.name in model.paths and layer.name != model.default_path}
     if len(on_path) > 1:
-        raise SteerlabError(f"layers {', '.join(sorted(on_path))} lie on different decode paths;"
-                            " capture them separately")
+        raise SteerlabError(
+            f"layers {', '.join(sorted(on_path))} lie on different decode paths; capture them separately"
+        )
     return on_path.pop() if on_path else model.default_path
 
 
@@ -344,8 +361,7 @@ def capture(
         for row, i in enumerate(group):
             n = waves[i].shape[-1]
             results[i] = {
-                layer.name: saved[layer.name][row, :, : layer.frames_for(n)].float().cpu().clone()
-                for layer in ordered
+                layer.name: saved[layer.name][row, :, : layer.frames_for(n)].float().cpu().clone() for layer in ordered
             }
         # nnsight's trace objects form reference cycles that keep the batch's
         # activations alive until the cyclic collector happens to run; on long

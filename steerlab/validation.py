@@ -18,14 +18,15 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from typing import Any, Collection, Iterable, Mapping, Optional, cast
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, cast
 
 from steerlab.errors import ConfigError
 
 ErrorType = type[ConfigError]
 
 
-def nearest(name: str, valid: Iterable[str]) -> Optional[str]:
+def nearest(name: str, valid: Iterable[str]) -> str | None:
     """The entry of ``valid`` closest to ``name`` (difflib's ratio >= 0.6), or None."""
     close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
     return close[0] if close else None
@@ -62,7 +63,7 @@ def fail(name: str, expected: str, value: Any, error: ErrorType = ConfigError) -
     return error(f"{name} must be {expected}, got {show(value)}", parameter=name)
 
 
-def _bounds(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> str:
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
         return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     if low is not None:
@@ -72,16 +73,26 @@ def _bounds(low: Optional[float], high: Optional[float], low_open: bool, high_op
     return ""
 
 
-def _within(v: float, low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> bool:
-    return ((low is None or (v > low if low_open else v >= low))
-            and (high is None or (v < high if high_open else v <= high)))
+def _within(v: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+    return (low is None or (v > low if low_open else v >= low)) and (
+        high is None or (v < high if high_open else v <= high)
+    )
 
 
-def _number(name: str, value: Any, low: Optional[float], high: Optional[float], low_open: bool, high_open: bool,
-            unit: str, none: bool, error: ErrorType) -> Optional[float]:
+def _number(
+    name: str,
+    value: Any,
+    low: float | None,
+    high: float | None,
+    low_open: bool,
+    high_open: bool,
+    unit: str,
+    none: bool,
+    error: ErrorType,
+) -> float | None:
     if none and value is None:
         return None
-    words = ("a number" if low is not None and high is not None else "a finite number")
+    words = "a number" if low is not None and high is not None else "a finite number"
     words = ("None or " if none else "") + words + _bounds(low, high, low_open, high_open)
     if unit:
         words += f" ({unit})"
@@ -90,16 +101,33 @@ def _number(name: str, value: Any, low: Optional[float], high: Optional[float], 
     return float(value)
 
 
-def number(name: str, value: Any, *, low: Optional[float] = None, high: Optional[float] = None,
-           low_open: bool = False, high_open: bool = False, unit: str = "", error: ErrorType = ConfigError) -> float:
+def number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    unit: str = "",
+    error: ErrorType = ConfigError,
+) -> float:
     """A finite number in the given bounds (``low_open``/``high_open``: the bound itself is
     excluded), as a ``float``. ``unit`` is named in the message (``"Hz"``, ``"s"``)."""
     return cast(float, _number(name, value, low, high, low_open, high_open, unit, False, error))
 
 
-def number_or_none(name: str, value: Any, *, low: Optional[float] = None, high: Optional[float] = None,
-                   low_open: bool = False, high_open: bool = False, unit: str = "",
-                   error: ErrorType = ConfigError) -> Optional[float]:
+def number_or_none(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    unit: str = "",
+    error: ErrorType = ConfigError,
+) -> float | None:
     """``None`` or a number that passes :func:`number` with the same bounds."""
     return _number(name, value, low, high, low_open, high_open, unit, True, error)
 
@@ -119,8 +147,7 @@ def fraction(name: str, value: Any, *, error: ErrorType = ConfigError) -> float:
     return number(name, value, low=0, high=1, low_open=True, error=error)
 
 
-def _integer(name: str, value: Any, low: Optional[int], high: Optional[int], none: bool,
-             error: ErrorType) -> Optional[int]:
+def _integer(name: str, value: Any, low: int | None, high: int | None, none: bool, error: ErrorType) -> int | None:
     if none and value is None:
         return None
     if not is_integer(value) or not _within(int(value), low, high, False, False):
@@ -128,14 +155,16 @@ def _integer(name: str, value: Any, low: Optional[int], high: Optional[int], non
     return int(value)
 
 
-def integer(name: str, value: Any, *, low: Optional[int] = None, high: Optional[int] = None,
-            error: ErrorType = ConfigError) -> int:
+def integer(
+    name: str, value: Any, *, low: int | None = None, high: int | None = None, error: ErrorType = ConfigError
+) -> int:
     """An integer in ``[low, high]``, as an ``int``."""
     return cast(int, _integer(name, value, low, high, False, error))
 
 
-def integer_or_none(name: str, value: Any, *, low: Optional[int] = None, high: Optional[int] = None,
-                    error: ErrorType = ConfigError) -> Optional[int]:
+def integer_or_none(
+    name: str, value: Any, *, low: int | None = None, high: int | None = None, error: ErrorType = ConfigError
+) -> int | None:
     """``None`` or an integer that passes :func:`integer` with the same bounds."""
     return _integer(name, value, low, high, True, error)
 
@@ -147,17 +176,21 @@ def boolean(name: str, value: Any, *, error: ErrorType = ConfigError) -> bool:
     return value
 
 
-def unknown(name: str, value: Any, valid: Collection[Any], *, what: Optional[str] = None,
-            error: ErrorType = ConfigError) -> ConfigError:
+def unknown(
+    name: str, value: Any, valid: Collection[Any], *, what: str | None = None, error: ErrorType = ConfigError
+) -> ConfigError:
     """The error ``unknown WHAT 'x'. Did you mean 'y'? Valid values: ...`` (to raise), with
     ``WHAT`` defaulting to the parameter's name."""
     listed = ", ".join(map(str, valid))
-    return error(f"unknown {what or name} {value!r}.{did_you_mean(str(value), map(str, valid))} "
-                 f"Valid values: {listed}", parameter=name)
+    return error(
+        f"unknown {what or name} {value!r}.{did_you_mean(str(value), map(str, valid))} Valid values: {listed}",
+        parameter=name,
+    )
 
 
-def choice(name: str, value: Any, valid: Collection[Any], *, what: Optional[str] = None,
-           error: ErrorType = ConfigError) -> Any:
+def choice(
+    name: str, value: Any, valid: Collection[Any], *, what: str | None = None, error: ErrorType = ConfigError
+) -> Any:
     """One of ``valid``; else the error of :func:`unknown`."""
     if value not in valid:
         raise unknown(name, value, valid, what=what, error=error)
@@ -181,8 +214,9 @@ def distinct(name: str, values: Iterable[Any], *, error: ErrorType = ConfigError
     return values
 
 
-def choices(name: str, value: Any, valid: Collection[Any], *, nonempty: bool = False,
-            error: ErrorType = ConfigError) -> tuple:
+def choices(
+    name: str, value: Any, valid: Collection[Any], *, nonempty: bool = False, error: ErrorType = ConfigError
+) -> tuple:
     """A list of distinct entries of ``valid`` (see :func:`choice`), as a tuple."""
     values = sequence(name, value, nonempty=nonempty, error=error)
     for v in values:

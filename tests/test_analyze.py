@@ -200,10 +200,35 @@ def cli():
     return cli_module.get_cli()
 
 
-LEARN = ["-l", "first_conv", "--data", "synth:4", "--size", "32", "--k", "4", "--epochs", "1", "--subsample", "0.05",
-         "--batch-size", "512"]
-QUICK = ["--quick", "--max-vectors", "3000", "--epochs", "1", "--top-n", "8", "--trajectory-frames", "60",
-         "--fragments", "4"]
+LEARN = [
+    "-l",
+    "first_conv",
+    "--data",
+    "synth:4",
+    "--size",
+    "32",
+    "--k",
+    "4",
+    "--epochs",
+    "1",
+    "--subsample",
+    "0.05",
+    "--batch-size",
+    "512",
+]
+QUICK = [
+    "--quick",
+    "--max-vectors",
+    "3000",
+    "--epochs",
+    "1",
+    "--top-n",
+    "8",
+    "--trajectory-frames",
+    "60",
+    "--fragments",
+    "4",
+]
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +287,15 @@ def test_analyze_end_to_end_writes_every_analysis(cli, archetypes, tmp_path):
 def test_unexplained_nulls_finds_every_null_without_a_reason():
     from steerlab.schema import unexplained_nulls
 
-    doc = {"a": None, "b": None, "b_reason": "why", "c": {"x": None, "reason": "no data"},
-           "d": [1, None, {"y": None}], "e": {"z": None, "z_reason": ""}, "f_reason": None}
+    doc = {
+        "a": None,
+        "b": None,
+        "b_reason": "why",
+        "c": {"x": None, "reason": "no data"},
+        "d": [1, None, {"y": None}],
+        "e": {"z": None, "z_reason": ""},
+        "f_reason": None,
+    }
     assert unexplained_nulls(doc) == ["a", "d[1]", "d[2].y", "e.z"]
 
 
@@ -271,8 +303,9 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
     feats = tmp_path / "F"
     assert CliRunner().invoke(cli, ["learn", "features", *LEARN, "-o", str(feats)]).exit_code == 0
     out = tmp_path / "R"
-    res = CliRunner().invoke(cli, ["analyze", str(feats), "--data", "synth:2", "-o", str(out), *QUICK,
-                                   "--only", "a,c,h", "--json"])
+    res = CliRunner().invoke(
+        cli, ["analyze", str(feats), "--data", "synth:2", "-o", str(out), *QUICK, "--only", "a,c,h", "--json"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "report.json").read_text())
     status = {k: a["status"] for k, a in doc["analyses"].items()}
@@ -280,8 +313,9 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
     assert "by construction" in doc["analyses"]["h_locality"]["reason"]
     assert set(json.loads(res.stdout)["analyses"]) == {"a_coverage", "c_usage"}
     # the plain summary lists every analysis, the ones not run with their reason (h included)
-    res = CliRunner().invoke(cli, ["analyze", str(feats), "--data", "synth:2", "-o", str(out), *QUICK,
-                                   "--only", "a,h", "--overwrite"])
+    res = CliRunner().invoke(
+        cli, ["analyze", str(feats), "--data", "synth:2", "-o", str(out), *QUICK, "--only", "a,h", "--overwrite"]
+    )
     assert res.exit_code == 0, res.output
     lines = {line.split(":", 1)[0]: line for line in res.stdout.splitlines() if ":" in line}
     keys = [f"{letter}_{name}" for letter, name in zip("abcdefghij", ANALYSES)]
@@ -291,16 +325,21 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
     assert lines["b_reconstruction"] == "b_reconstruction: skipped: not selected (--only / --skip)"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["{tmp}/nowhere", "--data", "synth:1"], "is not a steerlab dictionary"),
-    (["{dict}", "--data", "{empty}"], "no usable audio in"),
-    (["{dict}", "--data", "synth:1", "--model", "samplecnn_24khz"], "learned on model 'tiny_encodec_24khz'"),
-    (["{dict}", "--data", "synth:1", "--seeds", "1,2"],
-     "invalid analysis options: --seeds must hold at least three distinct values for seed stability (e), got [1, 2]"),
-    (["{dict}", "--data", "synth:1", "--only", "locallity"], "Did you mean 'locality'"),
-    (["{version}", "--data", "synth:1"], "format version 99"),
-    (["{weights}", "--data", "synth:1"], "--allow-weights-mismatch"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{tmp}/nowhere", "--data", "synth:1"], "is not a steerlab dictionary"),
+        (["{dict}", "--data", "{empty}"], "no usable audio in"),
+        (["{dict}", "--data", "synth:1", "--model", "samplecnn_24khz"], "learned on model 'tiny_encodec_24khz'"),
+        (
+            ["{dict}", "--data", "synth:1", "--seeds", "1,2"],
+            "invalid analysis options: --seeds must hold at least three distinct values for seed stability (e), got [1, 2]",
+        ),
+        (["{dict}", "--data", "synth:1", "--only", "locallity"], "Did you mean 'locality'"),
+        (["{version}", "--data", "synth:1"], "format version 99"),
+        (["{weights}", "--data", "synth:1"], "--allow-weights-mismatch"),
+    ],
+)
 def test_analyze_errors_are_one_line(cli, archetypes, tmp_path, args, message):
     import shutil
 
@@ -310,8 +349,13 @@ def test_analyze_errors_are_one_line(cli, archetypes, tmp_path, args, message):
         cfg = json.loads((tmp_path / name / "config.json").read_text())
         cfg[key] = value
         (tmp_path / name / "config.json").write_text(json.dumps(cfg))
-    subs = dict(tmp=tmp_path, dict=archetypes, empty=tmp_path / "empty", version=tmp_path / "version",
-                weights=tmp_path / "weights")
+    subs = dict(
+        tmp=tmp_path,
+        dict=archetypes,
+        empty=tmp_path / "empty",
+        version=tmp_path / "version",
+        weights=tmp_path / "weights",
+    )
     args = [a.format(**subs) for a in args]
     res = CliRunner().invoke(cli, ["analyze", *args, "-o", str(tmp_path / "R"), "--quick"])
     assert res.exit_code != 0 and "Traceback" not in res.output

@@ -163,11 +163,14 @@ def test_cli_table(cli, embedded_layers):
     assert sum(line.split()[0] in names for line in lines if line) == len(embedded_layers)
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["-m", "no_such_model"], "unknown model 'no_such_model'"),
-    (["-t", "20000"], "outside (0, 12000) Hz"),
-    (["-f", "harmonik"], "Did you mean 'harmonic'"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["-m", "no_such_model"], "unknown model 'no_such_model'"),
+        (["-t", "20000"], "outside (0, 12000) Hz"),
+        (["-f", "harmonik"], "Did you mean 'harmonic'"),
+    ],
+)
 def test_cli_errors_are_one_line(cli, args, fragment):
     result = CliRunner().invoke(cli, ["arch", *args])
     assert result.exit_code == 1

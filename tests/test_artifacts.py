@@ -13,11 +13,23 @@ from steerlab.artifacts import canonical_json, clean_json, config_hash
 
 
 def test_clean_json_makes_plain_json():
-    doc = {"a": np.float32(0.5), "b": [np.int64(3), (1.0, math.inf)], 7: {"_work": 1, "x": np.array([[1, 2]])},
-           "nan": float("nan"), "np_nan": np.float64("nan"), "flag": np.bool_(True)}
+    doc = {
+        "a": np.float32(0.5),
+        "b": [np.int64(3), (1.0, math.inf)],
+        7: {"_work": 1, "x": np.array([[1, 2]])},
+        "nan": float("nan"),
+        "np_nan": np.float64("nan"),
+        "flag": np.bool_(True),
+    }
     out = clean_json(doc)
-    assert out == {"a": 0.5, "b": [3, [1.0, None]], "7": {"_work": 1, "x": [[1, 2]]}, "nan": None, "np_nan": None,
-                   "flag": True}
+    assert out == {
+        "a": 0.5,
+        "b": [3, [1.0, None]],
+        "7": {"_work": 1, "x": [[1, 2]]},
+        "nan": None,
+        "np_nan": None,
+        "flag": True,
+    }
     assert type(out["b"][0]) is int and type(out["flag"]) is bool
     json.dumps(out, allow_nan=False)  # standard JSON
     assert clean_json(doc, drop_private=True)["7"] == {"x": [[1, 2]]}

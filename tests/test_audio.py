@@ -16,7 +16,6 @@ import soundfile as sf
 
 from steerlab.audio import (
     AudioInfo,
-    scan,
     Conversion,
     check_writable_dir,
     iter_chunks,
@@ -24,6 +23,7 @@ from steerlab.audio import (
     overlap_add,
     probe,
     resampled_length,
+    scan,
     validate_array,
     write_wav,
 )
@@ -65,8 +65,16 @@ def write_float_wav(path: Path, x: np.ndarray, sr: int) -> Path:
 def test_probe_reports_header(tmp_path: Path) -> None:
     p = write_float_wav(tmp_path / "a.wav", band_limited(44100, 0.5, 2), 44100)
     info = probe(p)
-    assert info == AudioInfo(path=p, sample_rate=44100, channels=2, frames=22050, duration_s=0.5, format="WAV",
-                             header_frames=22050, decoded=False)
+    assert info == AudioInfo(
+        path=p,
+        sample_rate=44100,
+        channels=2,
+        frames=22050,
+        duration_s=0.5,
+        format="WAV",
+        header_frames=22050,
+        decoded=False,
+    )
 
 
 def test_missing_file(tmp_path: Path) -> None:

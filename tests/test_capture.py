@@ -100,8 +100,11 @@ def _folder(tmp_path):
 def test_unreadable_files_fail_first_or_are_skipped_and_counted_and_long_files_chunked(embedded, tmp_path):
     d = _folder(tmp_path)
     layer = api.layers(embedded).get("encoder.6.conv")
-    with pytest.raises(BadFilesError, match=r"^specs .*audio: 2 of 4 audio files cannot be used \(first: .*corrupt"
-                                            r".*pass skip_bad_files to skip"):
+    with pytest.raises(
+        BadFilesError,
+        match=r"^specs .*audio: 2 of 4 audio files cannot be used \(first: .*corrupt"
+        r".*pass skip_bad_files to skip",
+    ):
         next(iter(Corpus.for_model(embedded, [str(d)], chunk_seconds=0.2)))  # before any clip is yielded
     corpus = Corpus.for_model(embedded, [str(d)], chunk_seconds=0.2, skip_bad_files=True)
     ids = [cid for cid, _ in corpus]
@@ -168,8 +171,9 @@ def test_shards_and_recompute_train_on_the_same_data(embedded, tmp_path):
     corpus = Corpus.for_model(embedded, ["synth:3"], clip_seconds=0.5)
     config = SAEConfig(width=192, size=16, k=2, epochs=1, batch_size=64)
     a = learn_dictionary(embedded, "encoder.12.conv", "archetype", corpus, config, stream="shards", cache_dir=tmp_path)
-    b = learn_dictionary(embedded, "encoder.12.conv", "archetype", corpus, config, stream="recompute",
-                         cache_dir=tmp_path)
+    b = learn_dictionary(
+        embedded, "encoder.12.conv", "archetype", corpus, config, stream="recompute", cache_dir=tmp_path
+    )
     assert a.data_hash == b.data_hash and a.stats.n == 3 * (38 - 1)
     assert torch.equal(a.sae.W_dec, b.sae.W_dec)
     assert a.data_manifest["capture"]["stream"] == "shards" and b.data_manifest["vectors"] == a.stats.n
@@ -188,31 +192,68 @@ FAST = ["--size", "32", "--k", "4", "--epochs", "2", "--subsample", "0.05", "--b
 
 def test_learn_features_and_archetypes(cli, tmp_path):
     out = tmp_path / "D"
-    res = CliRunner().invoke(cli, ["learn", "features", "--layer", "first_conv", "--data", "synth:6", *FAST,
-                                   "-o", str(out), "--export", "saelens"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "learn",
+            "features",
+            "--layer",
+            "first_conv",
+            "--data",
+            "synth:6",
+            *FAST,
+            "-o",
+            str(out),
+            "--export",
+            "saelens",
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "config.json").read_text())
     assert (doc["model"], doc["layer"], doc["kind"], doc["width"], doc["size"]) == (
-        "tiny_encodec_24khz", "encoder.0.conv", "feature", 12, 32)
+        "tiny_encodec_24khz",
+        "encoder.0.conv",
+        "feature",
+        12,
+        32,
+    )
     assert doc["weights_hash"] and {"explained_variance", "l0", "dead_fraction", "n_vectors"} <= set(doc["metrics"])
     assert doc["data"]["manifest"]["clips"] == 6 and doc["data"]["manifest"]["capture"]["subsample"] == 0.05
     assert "synth:6" in doc["data"]["description"]
     assert dictionary.load(out).data_manifest == doc["data"]["manifest"]
     assert json.loads((out / "saelens" / "cfg.json").read_text())["d_in"] == 12
     arch = tmp_path / "A"
-    res = CliRunner().invoke(cli, ["learn", "archetypes", "-l", "first_conv", "--data", "synth:6", *FAST,
-                                   "-o", str(arch), "--json", "--stream", "recompute"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "learn",
+            "archetypes",
+            "-l",
+            "first_conv",
+            "--data",
+            "synth:6",
+            *FAST,
+            "-o",
+            str(arch),
+            "--json",
+            "--stream",
+            "recompute",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((arch / "config.json").read_text())["kind"] == "archetype"
     assert json.loads(res.stdout)["data"]["capture"]["mode"] == "archetypes"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--layer", "fist_conv", "--data", "synth:2"], "unknown layer 'fist_conv'. Did you mean 'first_conv'?"),
-    (["--layer", "first_conv", "--data", "{empty}"], "no usable audio in"),
-    (["--layer", "first_conv", "--data", "synth:2", "-o", "{tmp}/missing/D"], "is not an existing folder"),
-    (["--layer", "first_conv", "--data", "synth:2", "--k", "64"], "--k (64) must be <= --size (32)"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layer", "fist_conv", "--data", "synth:2"], "unknown layer 'fist_conv'. Did you mean 'first_conv'?"),
+        (["--layer", "first_conv", "--data", "{empty}"], "no usable audio in"),
+        (["--layer", "first_conv", "--data", "synth:2", "-o", "{tmp}/missing/D"], "is not an existing folder"),
+        (["--layer", "first_conv", "--data", "synth:2", "--k", "64"], "--k (64) must be <= --size (32)"),
+    ],
+)
 def test_learn_errors_are_one_line(cli, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
     args = [a.format(empty=tmp_path / "empty", tmp=tmp_path) for a in args]

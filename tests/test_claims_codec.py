@@ -13,9 +13,21 @@ import torch
 from steerlab import synth
 
 # README's quantized row (8 codebooks): median [95% CI], mean, MR-STFT distance, per-kind medians
-QUANTIZED = {"median": 5.28, "ci": (4.41, 5.86), "mean": 3.35, "mrstft": 1.278,
-             "by_kind": {"tone": 17.7, "harmonic": 9.1, "chord": 6.3, "melody": 7.0, "noise_burst": -0.8,
-                         "percussion": 4.0, "mixture": 5.4}}
+QUANTIZED = {
+    "median": 5.28,
+    "ci": (4.41, 5.86),
+    "mean": 3.35,
+    "mrstft": 1.278,
+    "by_kind": {
+        "tone": 17.7,
+        "harmonic": 9.1,
+        "chord": 6.3,
+        "melody": 7.0,
+        "noise_burst": -0.8,
+        "percussion": 4.0,
+        "mixture": 5.4,
+    },
+}
 
 
 def _clips(model, every: int = 1):
@@ -62,7 +74,7 @@ def test_random_init_rows_are_far_below_the_trained_codec(embedded):
     rows = {}
     with torch.no_grad():
         for path in ("continuous", "quantized"):
-            rows[path] = clip_metrics(lambda x: random(x, path=path), clips)[0]
+            rows[path] = clip_metrics(lambda x, path=path: random(x, path=path), clips)[0]
     for path, sdr in rows.items():
         by_kind = _by_kind(sdr, kinds)
         assert max(by_kind.values()) < -45.0, (path, by_kind)

@@ -13,8 +13,12 @@ from steerlab.capture import Corpus, stream_vectors
 from steerlab.sae import evaluate
 
 # README's figures (rounded to three decimals there)
-README_EV = {"first_conv-features": 1.000, "first_conv-archetypes": 0.997, "latent-features": 0.949,
-             "latent-archetypes": 0.959}
+README_EV = {
+    "first_conv-features": 1.000,
+    "first_conv-archetypes": 0.997,
+    "latent-features": 0.949,
+    "latent-archetypes": 0.959,
+}
 
 
 @pytest.mark.parametrize("name", sorted(README_EV))
@@ -33,6 +37,7 @@ def test_shipped_dictionary_explains_the_variance_the_readme_says(embedded, name
     # are explained far worse
     shuffled = dictionary.load(embedded.shipped_dictionaries()[name]).sae
     with torch.no_grad():
-        shuffled.W_dec.copy_(shuffled.W_dec[torch.randperm(shuffled.config.size,
-                                                          generator=torch.Generator().manual_seed(0))])
+        shuffled.W_dec.copy_(
+            shuffled.W_dec[torch.randperm(shuffled.config.size, generator=torch.Generator().manual_seed(0))]
+        )
     assert evaluate(shuffled, x)["explained_variance"] < measured - 0.2

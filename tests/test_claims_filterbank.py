@@ -30,8 +30,14 @@ def _response(taps: np.ndarray, half_length: int) -> tuple[np.ndarray, np.ndarra
 
 
 # docs/filterbank.md, "Layer table": band -> (centre, spacing, -3 dB width, leakage at next centre)
-DOC_BANDS = {0: (100.0, 7.0, 5.2, -32), 10: (200.5, 14.0, 10.2, -44), 21: (430.9, 30.0, 21.8, -58),
-             33: (992.8, 69.1, 50.3, -72), 49: (3021.2, 210.3, 153.0, -91), 63: (8000.0, 556.9, 405.2, -108)}
+DOC_BANDS = {
+    0: (100.0, 7.0, 5.2, -32),
+    10: (200.5, 14.0, 10.2, -44),
+    21: (430.9, 30.0, 21.8, -58),
+    33: (992.8, 69.1, 50.3, -72),
+    49: (3021.2, 210.3, 153.0, -91),
+    63: (8000.0, 556.9, 405.2, -108),
+}
 
 
 @pytest.mark.parametrize("band", sorted(DOC_BANDS))
@@ -147,8 +153,14 @@ def test_the_probe_steers_along_the_partial_on_the_control_where_its_weights_do_
     from steerlab.partials.runner import prepare
     from steerlab.partials.sweep import edit_span
 
-    cfg = build(None, True, {"grid": {"targets_hz": [1200.0], "densities": [4], "layers": ["latent"]},
-                             "controls": {"positive_models": ["filterbank_24khz"]}})
+    cfg = build(
+        None,
+        True,
+        {
+            "grid": {"targets_hz": [1200.0], "densities": [4], "layers": ["latent"]},
+            "controls": {"positive_models": ["filterbank_24khz"]},
+        },
+    )
     plans, *_ = prepare(cfg, True)
     plan = next(p for p in plans if p.model.name == "filterbank_24khz")
     ((unit, specs),) = plan.train.items()
@@ -159,7 +171,7 @@ def test_the_probe_steers_along_the_partial_on_the_control_where_its_weights_do_
     k = int(np.argmax(dm))
     assert abs(float(plan.model.centres_hz[k]) - unit.target_hz) < 0.01  # the target's band
     quarter = (span[1] - span[0]) // 4
-    steady = np.concatenate([(b - a)[span[0] + quarter:span[1] - quarter] for a, b in zip(without, with_)])
+    steady = np.concatenate([(b - a)[span[0] + quarter : span[1] - quarter] for a, b in zip(without, with_)])
     assert np.abs(steady[:, [k - 1, k + 1]]).max() < 1e-3 * steady[:, k].mean()  # the middle half: nothing
     w, _, _ = probe_weights(without, with_, 128, 0, span)
     w = w / np.linalg.norm(w)

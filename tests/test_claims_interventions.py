@@ -20,8 +20,10 @@ def test_frame_rates_fades_and_steps_per_second_of_span(embedded):
     from steerlab.runner import default_fade_frames
 
     layers = api.layers(embedded)
-    rates = {name: layers.get(name).frame_rate for name in
-             ("first_conv", "encoder.3.conv", "encoder.6.conv", "encoder.9.conv", "encoder.12.conv", "latent")}
+    rates = {
+        name: layers.get(name).frame_rate
+        for name in ("first_conv", "encoder.3.conv", "encoder.6.conv", "encoder.9.conv", "encoder.12.conv", "latent")
+    }
     # "A 1 s span selects 24,000 steps at the first conv, 12,000 at a 12 kHz layer, 3,000 at 3 kHz,
     # 600 at 600 Hz and 75 at the latent"
     assert sorted(set(rates.values()), reverse=True) == [24_000, 12_000, 3_000, 600, 75]
@@ -33,9 +35,33 @@ def test_the_archetype_example_explodes_as_documented(tmp_path):
 
     runner = CliRunner()
     wav = tmp_path / "chord.wav"
-    assert runner.invoke(cli.get_cli(), ["synth", str(wav), "--kind", "chord", "--seed", "1", "--seconds", "2.5"]).exit_code == 0
-    res = runner.invoke(cli.get_cli(), ["intervene", str(wav), "-l", "first_conv", "--archetype", "first_conv-archetypes:8",
-                                        "-a", "0.5", "--start", "1", "--end", "2", "-t", "440", "-o", str(tmp_path / "o")])
+    assert (
+        runner.invoke(
+            cli.get_cli(), ["synth", str(wav), "--kind", "chord", "--seed", "1", "--seconds", "2.5"]
+        ).exit_code
+        == 0
+    )
+    res = runner.invoke(
+        cli.get_cli(),
+        [
+            "intervene",
+            str(wav),
+            "-l",
+            "first_conv",
+            "--archetype",
+            "first_conv-archetypes:8",
+            "-a",
+            "0.5",
+            "--start",
+            "1",
+            "--end",
+            "2",
+            "-t",
+            "440",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads((tmp_path / "o" / "chord" / "scores.json").read_text())
     assert doc["intervention"] == "archetype"

@@ -27,8 +27,23 @@ def test_quickstart_feature_2_gains_8_db_at_440_hz_with_a_broad_change(tmp_path)
     runner = CliRunner()
     assert runner.invoke(cli.get_cli(), ["synth", str(chord), "--kind", "chord", "--seed", "1"]).exit_code == 0
     out = tmp_path / "quickstart-out"
-    res = runner.invoke(cli.get_cli(), ["intervene", str(chord), "--layer", "first_conv", "--feature",
-                                        "first_conv-features:2", "--alpha", "0.5", "--target-hz", "440", "-o", str(out)])
+    res = runner.invoke(
+        cli.get_cli(),
+        [
+            "intervene",
+            str(chord),
+            "--layer",
+            "first_conv",
+            "--feature",
+            "first_conv-features:2",
+            "--alpha",
+            "0.5",
+            "--target-hz",
+            "440",
+            "-o",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     target = json.loads((out / "chord" / "scores.json").read_text())["scores"]["spectral"]["targets"][0]
     assert target["gain_db"] == pytest.approx(8.1, abs=0.3)

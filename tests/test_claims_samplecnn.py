@@ -15,8 +15,15 @@ from steerlab import api, synth
 
 KINDS = ("tone", "harmonic", "chord", "melody", "noise_burst", "percussion", "mixture")
 # docs/samplecnn.md, "Measured test accuracy"
-DOC_BY_KIND = {"tone": 0.99, "harmonic": 0.93, "chord": 0.99, "melody": 1.00, "noise_burst": 1.00,
-               "percussion": 1.00, "mixture": 0.96}
+DOC_BY_KIND = {
+    "tone": 0.99,
+    "harmonic": 0.93,
+    "chord": 0.99,
+    "melody": 1.00,
+    "noise_burst": 1.00,
+    "percussion": 1.00,
+    "mixture": 0.96,
+}
 
 
 def _clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +34,7 @@ def _clips(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def _logits(model, waves: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(waves[i: i + 64]) for i in range(0, len(waves), 64)])
+    return torch.cat([model(waves[i : i + 64]) for i in range(0, len(waves), 64)])
 
 
 def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

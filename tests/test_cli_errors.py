@@ -90,9 +90,12 @@ CASES = {
     "channel-range": (["in/tone.wav", "-l", "first_conv", "-c", "12"], ["--channel 12 is out of range", "(0..11)"]),
     "unknown-model": (
         ["in/tone.wav", "-m", "tiny_encodec_24kh", "-l", "first_conv", "-c", "0"],
-        ["unknown model 'tiny_encodec_24kh'", "Did you mean 'tiny_encodec_24khz'?",
-         "Valid models: crepe_full_16khz, crepe_tiny_16khz, encodec_24khz, encodec_48khz, filterbank_24khz, "
-         "samplecnn_24khz, samplecnn_instruments_24khz, stft_24khz, tiny_encodec_24khz, tokenlm_24khz"],
+        [
+            "unknown model 'tiny_encodec_24kh'",
+            "Did you mean 'tiny_encodec_24khz'?",
+            "Valid models: crepe_full_16khz, crepe_tiny_16khz, encodec_24khz, encodec_48khz, filterbank_24khz, "
+            "samplecnn_24khz, samplecnn_instruments_24khz, stft_24khz, tiny_encodec_24khz, tokenlm_24khz",
+        ],
     ),
     "unknown-model-option": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "--model-option", "n_frame", "5"],
@@ -106,27 +109,43 @@ CASES = {
         ["in/tone.wav", "-l", "encoder.3.cnv", "-c", "0"],
         ["unknown layer 'encoder.3.cnv'", "Did you mean 'encoder.3.conv'?", "first_conv", "latent"],
     ),
-    "alpha-nan": (["in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "nan"], ["--alpha must be a finite number, got nan"]),
-    "alpha-inf": (["in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "inf"], ["--alpha must be a finite number, got inf"]),
+    "alpha-nan": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "nan"],
+        ["--alpha must be a finite number, got nan"],
+    ),
+    "alpha-inf": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "inf"],
+        ["--alpha must be a finite number, got inf"],
+    ),
     "alpha-minus-inf": (["in/tone.wav", "-l", "first_conv", "-c", "0", "-a", "-inf"], ["got -inf"]),
     "start-after-end": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "0.2", "--end", "0.1"],
         ["--end (0.1 s) must be after --start (0.2 s)"],
     ),
-    "start-past-input": (["in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "3"], ["past the end of every input"]),
+    "start-past-input": (
+        ["in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "3"],
+        ["past the end of every input"],
+    ),
     "target-above-nyquist": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "-t", "13000"],
         ["--target-hz 13000.0 is outside (0, 12000) Hz"],
     ),
     "unknown-intervention": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "-i", "ablat"],
-        ["unknown intervention 'ablat'", "Did you mean 'ablate'?", "Valid interventions: ablate, add, archetype, clamp, feature-clamp, mean-ablate, patch, scale"],
+        [
+            "unknown intervention 'ablat'",
+            "Did you mean 'ablate'?",
+            "Valid interventions: ablate, add, archetype, clamp, feature-clamp, mean-ablate, patch, scale",
+        ],
     ),
     "channel-and-direction": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "-d", "in/width12.npy"],
         ["give exactly one of --direction FILE or --channel K"],
     ),
-    "neither-channel-nor-direction": (["in/tone.wav", "-l", "first_conv"], ["give exactly one of --direction FILE or --channel K"]),
+    "neither-channel-nor-direction": (
+        ["in/tone.wav", "-l", "first_conv"],
+        ["give exactly one of --direction FILE or --channel K"],
+    ),
 }
 
 
@@ -144,8 +163,15 @@ def test_unwritable_output_directory(cli, inputs, tmp_path):
     before = _snapshot(tmp_path)
     out = inputs / "a_file" / "results"  # beneath a regular file: no chmod needed, works as root
     result = _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], out)
-    _assert_clean_failure(result, before, tmp_path, out, "cannot write to directory", "a_file/results",
-                          "choose a writable output directory")
+    _assert_clean_failure(
+        result,
+        before,
+        tmp_path,
+        out,
+        "cannot write to directory",
+        "a_file/results",
+        "choose a writable output directory",
+    )
     assert (inputs / "a_file").read_text() == "not a directory"
 
 
@@ -170,8 +196,13 @@ def test_scorer_failing_mid_run_leaves_no_partial_folder(cli, inputs, tmp_path):
         before = _snapshot(tmp_path)
         out = tmp_path / "out"
         result = _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], out)
-        _assert_clean_failure(result, before, tmp_path, out,
-                              "plugin 'broken_scorer' failed in scorer 'exploding': ZeroDivisionError: scorer bug")
+        _assert_clean_failure(
+            result,
+            before,
+            tmp_path,
+            out,
+            "plugin 'broken_scorer' failed in scorer 'exploding': ZeroDivisionError: scorer bug",
+        )
         assert out.is_dir() and list(out.iterdir()) == []  # the hidden .tone.* work folder is gone too
     finally:
         plugins.unregister(broken)
@@ -204,7 +235,8 @@ def _numbers(obj):
 def test_silence_runs_and_every_score_is_finite(cli, inputs, tmp_path, extra):
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        cli, ["intervene", str(inputs / "silent.wav"), "-l", "first_conv", "-c", "0", *extra, "-o", str(out)],
+        cli,
+        ["intervene", str(inputs / "silent.wav"), "-l", "first_conv", "-c", "0", *extra, "-o", str(out)],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -250,9 +282,14 @@ def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     "args, expected",
     [
         (["in/nope.wav", "-l", "first_conv", "-c", "0"], "Error: audio file not found: in/nope.wav"),
-        (["in/tone.wav", "-m", "tiny_encodec_24kh", "-l", "first_conv", "-c", "0"],
-         "Error: unknown model 'tiny_encodec_24kh'. Did you mean 'tiny_encodec_24khz'?"),
-        (["in/nan.wav", "-l", "first_conv", "-c", "0"], "Error: audio file in/nan.wav contains 2 NaN or infinite samples"),
+        (
+            ["in/tone.wav", "-m", "tiny_encodec_24kh", "-l", "first_conv", "-c", "0"],
+            "Error: unknown model 'tiny_encodec_24kh'. Did you mean 'tiny_encodec_24khz'?",
+        ),
+        (
+            ["in/nan.wav", "-l", "first_conv", "-c", "0"],
+            "Error: audio file in/nan.wav contains 2 NaN or infinite samples",
+        ),
     ],
     ids=["missing-file", "unknown-model", "nan-samples"],
 )
@@ -275,7 +312,9 @@ def test_console_script_reports_bad_alpha(inputs, tmp_path):
     exe = shutil.which("steerlab") or str(Path(sys.executable).with_name("steerlab"))
     if not Path(exe).exists():
         pytest.skip("the steerlab console script is not installed in this environment")
-    proc = _run([exe, "intervene", "in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "inf", "-o", "out"], tmp_path)
+    proc = _run(
+        [exe, "intervene", "in/tone.wav", "-l", "first_conv", "-c", "0", "--alpha", "inf", "-o", "out"], tmp_path
+    )
     assert proc.returncode == 1
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr == "Error: --alpha must be a finite number, got inf\n"
@@ -285,26 +324,44 @@ def test_console_script_reports_bad_alpha(inputs, tmp_path):
 # -- every command: an invalid option is one line and exit 1 (issue 10, item 8) ------------------
 
 SWEEP = {
-    "intervene-folder-as-audio": (["intervene", "{tmp}", "-l", "first_conv", "-c", "0", "-o", "{tmp}/o"],
-                                  "is a directory"),
+    "intervene-folder-as-audio": (
+        ["intervene", "{tmp}", "-l", "first_conv", "-c", "0", "-o", "{tmp}/o"],
+        "is a directory",
+    ),
     "intervene-unknown-option": (["intervene", "{tone}", "--alpah", "1", "-o", "{tmp}/o"], "No such option"),
-    "intervene-bad-float": (["intervene", "{tone}", "-l", "first_conv", "-c", "0", "-a", "x", "-o", "{tmp}/o"],
-                            "is not a valid float"),
-    "learn-size-0": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--size", "0"],
-                     "--size must be an integer >= 1, got 0"),
-    "learn-subsample": (["learn", "archetypes", "-l", "latent", "--data", "synth:1", "-o", "{tmp}/o",
-                         "--subsample", "2"], "--subsample must be a number in (0, 1], got 2.0"),
-    "learn-cache-gb": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o",
-                        "--cache-gb", "-1"], "--cache-gb must be"),
+    "intervene-bad-float": (
+        ["intervene", "{tone}", "-l", "first_conv", "-c", "0", "-a", "x", "-o", "{tmp}/o"],
+        "is not a valid float",
+    ),
+    "learn-size-0": (
+        ["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--size", "0"],
+        "--size must be an integer >= 1, got 0",
+    ),
+    "learn-subsample": (
+        ["learn", "archetypes", "-l", "latent", "--data", "synth:1", "-o", "{tmp}/o", "--subsample", "2"],
+        "--subsample must be a number in (0, 1], got 2.0",
+    ),
+    "learn-cache-gb": (
+        ["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--cache-gb", "-1"],
+        "--cache-gb must be",
+    ),
     "learn-missing-layer": (["learn", "features", "--data", "synth:1", "-o", "{tmp}/o"], "Missing option"),
-    "learn-bad-variant": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o",
-                           "--variant", "l2"], "is not one of"),
-    "learn-bad-architecture": (["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o",
-                                "--architecture", "l2"], "Invalid value for '--architecture' / '--variant'"),
-    "analyze-threshold": (["analyze", "first_conv-features", "--data", "synth:1", "-o", "{tmp}/o",
-                           "--threshold", "2"], "invalid analysis options: --threshold must be a number in [-1, 1], got 2.0"),
-    "analyze-unknown-name": (["analyze", "first_conv-featurs", "--data", "synth:1", "-o", "{tmp}/o"],
-                             "Did you mean 'first_conv-features'?"),
+    "learn-bad-variant": (
+        ["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--variant", "l2"],
+        "is not one of",
+    ),
+    "learn-bad-architecture": (
+        ["learn", "features", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--architecture", "l2"],
+        "Invalid value for '--architecture' / '--variant'",
+    ),
+    "analyze-threshold": (
+        ["analyze", "first_conv-features", "--data", "synth:1", "-o", "{tmp}/o", "--threshold", "2"],
+        "invalid analysis options: --threshold must be a number in [-1, 1], got 2.0",
+    ),
+    "analyze-unknown-name": (
+        ["analyze", "first_conv-featurs", "--data", "synth:1", "-o", "{tmp}/o"],
+        "Did you mean 'first_conv-features'?",
+    ),
     "synth-kind": (["synth", "{tmp}/x.wav", "--kind", "bogus"], "unknown clip kind"),
     "stimuli-grid": (["stimuli", "-o", "{tmp}/o", "--grid", "100", "50", "3"], "f_min < f_max"),
     "arch-target": (["arch", "-t", "-5"], "outside (0, 12000) Hz"),
@@ -314,10 +371,14 @@ SWEEP = {
     "partials-config": (["partials", "-o", "{tmp}/o", "--config", "{tmp}/none.toml"], "config file not found"),
     "train-codec-steps": (["train", "codec", "-o", "{tmp}/o", "--steps", "0"], "must be positive"),
     # a plugin's command names its own flags too (the same rendering as the core's commands)
-    "train-codec-lr": (["train", "codec", "-o", "{tmp}/o", "--lr", "-1"],
-                       "need 0 < min_lr <= --lr, got min_lr 0.0001 and --lr -1.0"),
-    "train-codec-val-every": (["train", "codec", "-o", "{tmp}/o", "--val-every", "0"],
-                              "--val-every must be an integer >= 1, got 0"),
+    "train-codec-lr": (
+        ["train", "codec", "-o", "{tmp}/o", "--lr", "-1"],
+        "need 0 < min_lr <= --lr, got min_lr 0.0001 and --lr -1.0",
+    ),
+    "train-codec-val-every": (
+        ["train", "codec", "-o", "{tmp}/o", "--val-every", "0"],
+        "--val-every must be an integer >= 1, got 0",
+    ),
     "train-samplecnn-steps": (["train", "samplecnn", "-o", "{tmp}/o", "--steps", "0"], "must be positive"),
     "train-tokenlm-steps": (["train", "tokenlm", "-o", "{tmp}/o", "--steps", "0"], "steps must be positive"),
     "eval-codec-clips": (["eval", "codec", "--clips", "0"], "--clips"),
@@ -343,8 +404,9 @@ def test_every_invalid_option_is_one_line_and_exit_1(cli, inputs, tmp_path, case
 
 def test_analyze_accepts_a_shipped_dictionary_name(cli, tmp_path):
     out = tmp_path / "R"
-    res = CliRunner().invoke(cli, ["analyze", "first_conv-features", "--data", "synth:1", "-o", str(out), "--quick",
-                                   "--only", "a", "--json"])
+    res = CliRunner().invoke(
+        cli, ["analyze", "first_conv-features", "--data", "synth:1", "-o", str(out), "--quick", "--only", "a", "--json"]
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads((out / "report.json").read_text())
     import steerlab.builtins.encodec

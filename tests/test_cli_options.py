@@ -14,12 +14,41 @@ from steerlab.cli.options import SharedOption, checkpoint_option, json_option, m
 
 # every command of a plain install: the core's, then the built-in plugins' (train/eval recipes)
 EXPECTED = {
-    "analyze", "arch", "corpus", "corpus clips", "corpus render", "dictionaries", "eval", "eval codec",
-    "eval samplecnn", "intervene", "interventions", "layers", "learn", "learn archetypes", "learn features",
-    "models", "partials", "partials-compare", "plugins", "stimuli", "synth", "train", "train codec", "train samplecnn", "train tokenlm",
+    "analyze",
+    "arch",
+    "corpus",
+    "corpus clips",
+    "corpus render",
+    "dictionaries",
+    "eval",
+    "eval codec",
+    "eval samplecnn",
+    "intervene",
+    "interventions",
+    "layers",
+    "learn",
+    "learn archetypes",
+    "learn features",
+    "models",
+    "partials",
+    "partials-compare",
+    "plugins",
+    "stimuli",
+    "synth",
+    "train",
+    "train codec",
+    "train samplecnn",
+    "train tokenlm",
 }
-SHARED_FLAGS = {"-m": "model", "--model": "model", "--checkpoint": "checkpoint", "--json": "json",
-                "-o": "output", "--output": "output", "--output-dir": "output"}
+SHARED_FLAGS = {
+    "-m": "model",
+    "--model": "model",
+    "--checkpoint": "checkpoint",
+    "--json": "json",
+    "-o": "output",
+    "--output": "output",
+    "--output-dir": "output",
+}
 OUTPUT_NAMES = {"output", "out_dir", "output_dir"}  # the parameter names commands read -o into
 
 
@@ -40,8 +69,14 @@ def _interface(option: click.Option, shared: str) -> tuple:
     common = (option.is_flag, option.multiple, option.nargs, option.required, option.count)
     if shared == "output":
         return (tuple(option.opts[:2]), option.name in OUTPUT_NAMES, type(option.type).__name__, *common)
-    return (tuple(option.opts), tuple(option.secondary_opts), option.name, _path_type(option.type), *common,
-            None if shared == "model" else option.default)
+    return (
+        tuple(option.opts),
+        tuple(option.secondary_opts),
+        option.name,
+        _path_type(option.type),
+        *common,
+        None if shared == "model" else option.default,
+    )
 
 
 def _made_by(factory) -> click.Option:
@@ -61,8 +96,15 @@ REFERENCE = {
 
 
 def test_the_shared_options_are_spelled_as_documented():
-    model, checkpoint, as_json, output = (_made_by(f) for f in (model_option(), checkpoint_option(), json_option(),
-                                                                output_option("a folder", aliases=("--output-dir",))))
+    model, checkpoint, as_json, output = (
+        _made_by(f)
+        for f in (
+            model_option(),
+            checkpoint_option(),
+            json_option(),
+            output_option("a folder", aliases=("--output-dir",)),
+        )
+    )
     assert (model.opts, model.name, model.default) == (["-m", "--model"], "model_name", None)
     assert (checkpoint.opts, checkpoint.name, checkpoint.default) == (["--checkpoint"], "checkpoint", None)
     assert (as_json.opts, as_json.name, as_json.is_flag) == (["--json"], "as_json", True)
@@ -130,17 +172,38 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         for param in command.params:
             if isinstance(param, SharedOption):
                 seen.setdefault(param.shared, set()).add(" ".join(path))
-    loaders = {"intervene", "learn features", "learn archetypes", "layers", "analyze", "arch", "eval codec",
-               "eval samplecnn"}
+    loaders = {
+        "intervene",
+        "learn features",
+        "learn archetypes",
+        "layers",
+        "analyze",
+        "arch",
+        "eval codec",
+        "eval samplecnn",
+    }
     assert seen["model"] == loaders | {"dictionaries", "partials"}
     assert seen["checkpoint"] == loaders
-    assert seen["output"] == {"intervene", "learn features", "learn archetypes", "analyze", "partials", "partials-compare", "train codec",
-                              "train samplecnn", "train tokenlm", "corpus clips", "corpus render", "stimuli"}
+    assert seen["output"] == {
+        "intervene",
+        "learn features",
+        "learn archetypes",
+        "analyze",
+        "partials",
+        "partials-compare",
+        "train codec",
+        "train samplecnn",
+        "train tokenlm",
+        "corpus clips",
+        "corpus render",
+        "stimuli",
+    }
     assert len(seen["json"]) == 17 and "synth" not in seen["json"]
 
 
 def test_the_check_catches_a_hand_written_shared_flag():
     """The checker itself: a command spelling --json or -o by hand, or with another meaning, is reported."""
+
     @click.group()
     def root() -> None:
         pass

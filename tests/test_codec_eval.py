@@ -54,8 +54,15 @@ def test_readme_median_floor_on_its_held_out_clips(embedded):
     assert lo > 5.0 and hi == pytest.approx(6.62, abs=0.01)
     assert float(np.mean(dist)) == pytest.approx(1.239, abs=0.001)  # the README's MR-STFT distance
     # the README's per-kind columns (medians over the 40 clips of each kind) and mean
-    readme_by_kind = {"tone": 21.9, "harmonic": 9.8, "chord": 7.6, "melody": 8.2, "noise_burst": -0.7,
-                      "percussion": 4.7, "mixture": 6.3}
+    readme_by_kind = {
+        "tone": 21.9,
+        "harmonic": 9.8,
+        "chord": 7.6,
+        "melody": 8.2,
+        "noise_burst": -0.7,
+        "percussion": 4.7,
+        "mixture": 6.3,
+    }
     for kind, value in readme_by_kind.items():
         assert float(np.median([s for s, sp in zip(sdr, specs) if sp.kind == kind])) == pytest.approx(value, abs=0.05)
     assert float(np.mean(sdr)) == pytest.approx(4.88, abs=0.01)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from conftest import needs
 
 SR = 24_000
@@ -37,8 +36,10 @@ def test_eval_codec_data_on_real_music_reports_bands_and_beats_random_init(tmp_p
 
     (tmp_path / "music").mkdir()
     (tmp_path / "music" / "head.ogg").write_bytes((FB / "frozen-mainzik-2p.ogg").read_bytes()[:150_000])
-    res = CliRunner().invoke(cli.get_cli(), ["eval", "codec", "--clips", "7", "--data", str(tmp_path / "music"),
-                                             "--windows", "6", "--tones", "--json"])
+    res = CliRunner().invoke(
+        cli.get_cli(),
+        ["eval", "codec", "--clips", "7", "--data", str(tmp_path / "music"), "--windows", "6", "--tones", "--json"],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     entry = doc["data"][str(tmp_path / "music")]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import needs
+
 from steerlab import audio
 from steerlab.corpus import clip_corpus, draw_spec, read_manifest, render_corpus
 from steerlab.errors import CorpusBuildError
@@ -23,7 +23,9 @@ from steerlab.errors import CorpusBuildError
 SR = 24_000
 ASC = Path("/usr/share/games/asc/music")
 FB = Path("/usr/share/games/frozen-bubble/snd")
-HAS_RENDER = importlib.util.find_spec("tinysoundfont") is not None and importlib.util.find_spec("pretty_midi") is not None
+HAS_RENDER = (
+    importlib.util.find_spec("tinysoundfont") is not None and importlib.util.find_spec("pretty_midi") is not None
+)
 needs_render = needs(HAS_RENDER, "the render extra is not installed (pip install -e '.[render]')")
 needs_mp3 = needs((ASC / "machine_wars.mp3").is_file(), "Debian package asc-music is not installed")
 needs_ogg = needs((FB / "introzik.ogg").is_file(), "Debian package fb-music-high is not installed")
@@ -32,7 +34,7 @@ needs_ogg = needs((FB / "introzik.ogg").is_file(), "Debian package fb-music-high
 def _harmonic_f0(x: np.ndarray, around_hz: float) -> float:
     """f0 (Hz) within six semitones of ``around_hz`` whose first five harmonics hold the most
     magnitude (10-cent grid; a long Hann window over the sustained middle of the clip)."""
-    seg = x[len(x) // 8: len(x) // 2]
+    seg = x[len(x) // 8 : len(x) // 2]
     spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg)), 8 * len(seg)))
     freqs = np.fft.rfftfreq(8 * len(seg), 1 / SR)
     grid = around_hz * 2 ** (np.arange(-60, 61) / 120)
@@ -63,7 +65,7 @@ def test_rendered_drum_onsets_are_where_the_energy_rises(tmp_path):
 
     def rises(t: float) -> bool:  # energy 20 ms after t at least twice that of the 20 ms before
         i = int(round(t * SR))
-        return float(np.mean(d[i: i + w] ** 2)) > 2 * float(np.mean(d[max(0, i - w): i] ** 2))
+        return float(np.mean(d[i : i + w] ** 2)) > 2 * float(np.mean(d[max(0, i - w) : i] ** 2))
 
     onsets = [n["onset_s"] for n in clip["notes"]]
     between = [t + clip["step_s"] / 2 for t in onsets[:-1]]
@@ -106,7 +108,7 @@ def test_clips_of_a_real_mp3_are_its_decoded_samples(tmp_path):
     for clip in doc["clips"]:
         x, _ = sf.read(tmp_path / "out" / clip["file"], dtype="float32")
         start = round(clip["offset_s"] * SR)
-        np.testing.assert_allclose(x, decoded[start: start + len(x)], atol=1e-7)
+        np.testing.assert_allclose(x, decoded[start : start + len(x)], atol=1e-7)
         assert clip["level_db"] >= doc["min_level_db"]
 
 

@@ -15,11 +15,11 @@ import torch
 from click.testing import CliRunner
 
 from steerlab import api, tracing
-from steerlab.errors import ModelLoadError, SteerlabError
-from steerlab.interventions import Strength, channel_direction
 from steerlab.builtins.crepe.loaders import load_weights
 from steerlab.builtins.crepe.model import WINDOW, Crepe, bins_hz, layer_table
 from steerlab.builtins.crepe.salience import decode_pitch, score_salience
+from steerlab.errors import ModelLoadError, SteerlabError
+from steerlab.interventions import Strength, channel_direction
 
 MUSIC = Path("/usr/share/games/asc/music/frontiers.mp3")  # Debian asc-music (GPL-2+)
 RECEPTIVE_FIELDS = [516, 1022, 1024, 1024, 1024, 1024, 1024]
@@ -40,7 +40,7 @@ def _music(seconds: float) -> tuple[np.ndarray, str]:
     if MUSIC.is_file():
         wave, _ = audio.load(MUSIC, 16_000, 1)
         start = 30 * 16_000
-        return wave[:, start:start + int(seconds * 16_000)].astype(np.float32), "asc-music frontiers.mp3"
+        return wave[:, start : start + int(seconds * 16_000)].astype(np.float32), "asc-music frontiers.mp3"
     return synthesize(ClipSpec("melody", 3, 16_000, seconds))[None].astype(np.float32), "synthetic melody"
 
 
@@ -169,8 +169,9 @@ def test_batched_equals_unbatched_through_the_tracer(tiny, music):
 def test_plain_forward_hook_equals_the_traced_patch(tiny, music):
     wave = music[0][:, :32_000]
     layer = api.layers(tiny).get("first_conv")
-    spec = api.InterventionSpec(layer="first_conv", direction=channel_direction(5, layer), intervention="add",
-                                strength=Strength(0.8))
+    spec = api.InterventionSpec(
+        layer="first_conv", direction=channel_direction(5, layer), intervention="add", strength=Strength(0.8)
+    )
     base, patched, infos, _ = api.run_pairs(tiny, [wave], spec)
     value = infos[0]["value"]
     d = torch.zeros(layer.channels)
@@ -241,8 +242,26 @@ def test_cli_layers_and_arch(tiny):
 
 
 def test_cli_intervene_scores_pitch_salience(music_dir, tmp_path):
-    res = _cli(["intervene", str(music_dir / "clip.wav"), "-m", "crepe_tiny_16khz", "-l", "conv1", "-c", "3",
-                "-a", "1.0", "-t", "440", "-t", "30", "-o", str(tmp_path / "out")])
+    res = _cli(
+        [
+            "intervene",
+            str(music_dir / "clip.wav"),
+            "-m",
+            "crepe_tiny_16khz",
+            "-l",
+            "conv1",
+            "-c",
+            "3",
+            "-a",
+            "1.0",
+            "-t",
+            "440",
+            "-t",
+            "30",
+            "-o",
+            str(tmp_path / "out"),
+        ]
+    )
     assert res.exit_code == 0, res.output
     folder = tmp_path / "out" / "clip"
     doc = json.loads((folder / "scores.json").read_text())
@@ -258,8 +277,28 @@ def test_cli_intervene_scores_pitch_salience(music_dir, tmp_path):
 
 def test_cli_learn_and_analyze_on_the_first_layer(music_dir, tmp_path):
     out = tmp_path / "dict"
-    res = _cli(["learn", "features", "-m", "crepe_tiny_16khz", "-l", "first_conv", "--data", str(music_dir),
-                "--size", "32", "--k", "4", "--epochs", "1", "--subsample", "0.2", "-o", str(out)])
+    res = _cli(
+        [
+            "learn",
+            "features",
+            "-m",
+            "crepe_tiny_16khz",
+            "-l",
+            "first_conv",
+            "--data",
+            str(music_dir),
+            "--size",
+            "32",
+            "--k",
+            "4",
+            "--epochs",
+            "1",
+            "--subsample",
+            "0.2",
+            "-o",
+            str(out),
+        ]
+    )
     assert res.exit_code == 0, res.output
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"] == "crepe_tiny_16khz" and cfg["layer"] == "conv1"

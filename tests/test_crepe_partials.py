@@ -58,12 +58,14 @@ def test_partials_runs_on_a_salience_model_with_controls_and_the_oracle(crepe_ru
     assert {r["output_kind"] for r in crepe} == {"pitch_salience"}
     assert {r["output_kind"] for r in control} == {"audio"}
     # scored in salience space: every row has a gain, and an off-band distance in dB
-    assert all(r["gain_db"] is not None and r["offband_db"] is not None and r["offband_lsd_db"] is None
-               for r in crepe)
+    assert all(r["gain_db"] is not None and r["offband_db"] is not None and r["offband_lsd_db"] is None for r in crepe)
     # the null is steerable nowhere; the control's difference of means passes on the mixture
     assert not any(v.steerable for v in out["verdicts"] if v.method == "random")
-    fb = [v for v in out["verdicts"] if v.model == "filterbank_24khz" and v.family == "inharmonic"
-          and v.method == "diffmeans"]
+    fb = [
+        v
+        for v in out["verdicts"]
+        if v.model == "filterbank_24khz" and v.family == "inharmonic" and v.method == "diffmeans"
+    ]
     assert fb and all(v.steerable for v in fb)
     # validation is per method, from the audio control, and names it
     val = out["controls"]["validation"]
@@ -92,8 +94,11 @@ def test_partials_runs_on_a_salience_model_with_controls_and_the_oracle(crepe_ru
 def test_salience_targets_outside_the_bins_are_refused(tmp_path):
     from steerlab import partials
 
-    (tmp_path / "c.toml").write_text(TOML.replace("targets_hz = [300.0]", "targets_hz = [3000.0]")
-                                     .replace("[run]", '[run]\nmodel = "crepe_tiny_16khz"'))
+    (tmp_path / "c.toml").write_text(
+        TOML.replace("targets_hz = [300.0]", "targets_hz = [3000.0]").replace(
+            "[run]", '[run]\nmodel = "crepe_tiny_16khz"'
+        )
+    )
     cfg = partials.build(tmp_path / "c.toml")
     with pytest.raises(partials.ConfigError, match="outside the output bins of crepe_tiny_16khz"):
         partials.run(cfg, tmp_path / "run")
@@ -113,8 +118,20 @@ def test_cli_family_option_and_a_missing_renderer_are_one_line_errors(tmp_path, 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "tinysoundfont" else real(n, *a))
     (tmp_path / "c.toml").write_text(TOML)
-    r = CliRunner().invoke(main, ["partials", "-m", "crepe_tiny_16khz", "-f", "instrument", "-c",
-                                  str(tmp_path / "c.toml"), "-o", str(tmp_path / "b")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "partials",
+            "-m",
+            "crepe_tiny_16khz",
+            "-f",
+            "instrument",
+            "-c",
+            str(tmp_path / "c.toml"),
+            "-o",
+            str(tmp_path / "b"),
+        ],
+    )
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "steerlab[render]" in r.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -130,7 +147,7 @@ def test_salience_offband_distance_counts_damage_to_held_pitches_only():
     t = int(np.argmin(np.abs(bins - 300.0)))
     b = np.full((360, 4), 0.01)
     p = b.copy()
-    p[t - 2:t + 3] = 0.9  # a new peak at the target, nothing held off it
+    p[t - 2 : t + 3] = 0.9  # a new peak at the target, nothing held off it
     r = score_salience(b, p, bins, 15.625, 0.032, [bins[t]])["targets"][0]
     assert r["offband_db"] == 0.0 and r["offband_cells"] == 0 and r["concentration"] > 0.99
     c = t - 40  # a held pitch 800 cents below the target, halved by the patch

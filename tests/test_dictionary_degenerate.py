@@ -38,14 +38,17 @@ def _write(folder, files):
     return folder
 
 
-@pytest.mark.parametrize("kind, layer", [("features", "first_conv"), ("features", "latent"),
-                                         ("archetypes", "first_conv")])
+@pytest.mark.parametrize(
+    "kind, layer", [("features", "first_conv"), ("features", "latent"), ("archetypes", "first_conv")]
+)
 @pytest.mark.parametrize("case", list(DEGENERATE))
 def test_learn_refuses_data_without_variance(cli, tmp_path, case, kind, layer):
     data = _write(tmp_path / "data", DEGENERATE[case])
     out = tmp_path / "dict"
-    res = CliRunner().invoke(cli, ["learn", kind, "-l", layer, "--data", str(data), "-o", str(out), "--size", "8",
-                                   "--k", "2", "--epochs", "1"])
+    res = CliRunner().invoke(
+        cli,
+        ["learn", kind, "-l", layer, "--data", str(data), "-o", str(out), "--size", "8", "--k", "2", "--epochs", "1"],
+    )
     assert res.exit_code == 1, res.output
     lines = [line for line in res.output.splitlines() if line.startswith("Error")]
     assert len(lines) == 1 and res.output.splitlines()[-1] == lines[0] and "Traceback" not in res.output
@@ -79,15 +82,20 @@ def test_analyze_on_degenerate_data_is_one_line(cli, tmp_path, case):
     out = tmp_path / "R"
     res = CliRunner().invoke(cli, ["analyze", "first_conv-features", "--data", str(data), "-o", str(out), "--quick"])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
-    assert res.output.splitlines()[-1].startswith("Error: the data has no variance at tiny_encodec_24khz encoder.0.conv")
+    assert res.output.splitlines()[-1].startswith(
+        "Error: the data has no variance at tiny_encodec_24khz encoder.0.conv"
+    )
     assert not out.exists()
 
 
-@pytest.mark.parametrize("dictionary, files, rate, args", [
-    ("latent-features", [(24_000, 0.0)] * 4, SR, ["--quick"]),  # the new user's silent folder (issue 10 defect 1)
-    ("latent-features", [(24_000, 0.5)], 44_100, ["--only", "coverage"]),  # DC, resampled on the way in
-    ("first_conv-features", [(12_000, -0.25), (3_000, -0.25)], SR, ["--only", "coverage"]),
-])
+@pytest.mark.parametrize(
+    "dictionary, files, rate, args",
+    [
+        ("latent-features", [(24_000, 0.0)] * 4, SR, ["--quick"]),  # the new user's silent folder (issue 10 defect 1)
+        ("latent-features", [(24_000, 0.5)], 44_100, ["--only", "coverage"]),  # DC, resampled on the way in
+        ("first_conv-features", [(12_000, -0.25), (3_000, -0.25)], SR, ["--only", "coverage"]),
+    ],
+)
 def test_analyze_refuses_constant_audio_as_learn_does(cli, tmp_path, dictionary, files, rate, args):
     """A recurrent layer's response to silence still moves (its state settles), so the
     vectors alone pass; the corpus-level check learn uses refuses the audio itself."""
@@ -100,8 +108,10 @@ def test_analyze_refuses_constant_audio_as_learn_does(cli, tmp_path, dictionary,
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     errors = [line for line in res.output.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and res.output.splitlines()[-1] == errors[0]
-    assert (f"every sample of its {len(files)} clips from {data}" in errors[0]
-            and f"equals {files[0][1]:g} (silence or a constant signal); nothing was written" in errors[0])
+    assert (
+        f"every sample of its {len(files)} clips from {data}" in errors[0]
+        and f"equals {files[0][1]:g} (silence or a constant signal); nothing was written" in errors[0]
+    )
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 

@@ -36,7 +36,9 @@ def _required_paths(sch, prefix=""):
 
 
 REQUIRED = [p for p in _required_paths(CONFIG_SCHEMA) if not p.startswith("normalization.stats.")] + [
-    "normalization.stats.gamma", "normalization.stats.n_vectors"]
+    "normalization.stats.gamma",
+    "normalization.stats.n_vectors",
+]
 
 
 def _edit(folder: Path, path: str, value=None, delete=False) -> None:
@@ -76,11 +78,27 @@ def test_every_missing_key_is_named(folder, path):
     _fails(folder, f"key {path!r} is missing")
 
 
-WRONG_TYPES = [("sae.k", "4"), ("sae.k", 4.5), ("sae.k", True), ("sae.k", 0), ("sae.lr", -1.0), ("sae.center", 1),
-               ("sae.aux_k", "x"), ("width", None), ("size", [64]), ("kind", "motion"), ("model", ""),
-               ("normalization.scale", 0), ("normalization.stats.gamma", "big"), ("normalization.stats", 3),
-               ("weights.file", "../../etc/passwd"), ("weights.sha256", "abc"), ("data.sha256", 12),
-               ("metrics", []), ("sae", "topk")]
+WRONG_TYPES = [
+    ("sae.k", "4"),
+    ("sae.k", 4.5),
+    ("sae.k", True),
+    ("sae.k", 0),
+    ("sae.lr", -1.0),
+    ("sae.center", 1),
+    ("sae.aux_k", "x"),
+    ("width", None),
+    ("size", [64]),
+    ("kind", "motion"),
+    ("model", ""),
+    ("normalization.scale", 0),
+    ("normalization.stats.gamma", "big"),
+    ("normalization.stats", 3),
+    ("weights.file", "../../etc/passwd"),
+    ("weights.sha256", "abc"),
+    ("data.sha256", 12),
+    ("metrics", []),
+    ("sae", "topk"),
+]
 
 
 @pytest.mark.parametrize("path, value", WRONG_TYPES, ids=[f"{p}={v!r}" for p, v in WRONG_TYPES])
@@ -89,9 +107,15 @@ def test_a_wrong_type_or_range_is_named(folder, path, value):
     _fails(folder, f"key {path!r} must be")
 
 
-@pytest.mark.parametrize("path, value, other", [("k", 5, "sae.k"), ("width", 13, "sae.width"),
-                                                ("architecture", "relu", "sae.kind_of_sae"),
-                                                ("normalization.center", False, "sae.center")])
+@pytest.mark.parametrize(
+    "path, value, other",
+    [
+        ("k", 5, "sae.k"),
+        ("width", 13, "sae.width"),
+        ("architecture", "relu", "sae.kind_of_sae"),
+        ("normalization.center", False, "sae.center"),
+    ],
+)
 def test_the_summary_must_agree_with_the_sae_block(folder, path, value, other):
     _edit(folder, path, value)
     _fails(folder, f"key {path!r}", f"disagrees with {other!r}")
@@ -118,14 +142,21 @@ def test_scale_and_non_finite_json(folder):
 def test_schema_vocabulary_words_its_errors(tmp_path):
     sch = {"a": schema.integer(1), "b": schema.optional(schema.obj({"c": schema.nullable(schema.number(0))}))}
     assert schema.check({"a": 1, "b": {"c": None}}, sch, "f.json") == {"a": 1, "b": {"c": None}}
-    for doc, message in [({}, "f.json: key 'a' is missing"), ({"a": 0}, "key 'a' must be an integer >= 1, got 0"),
-                         ({"a": 1, "b": {"c": -1}}, "key 'b.c' must be a finite number >= 0 or null, got -1"),
-                         ({"a": 1, "b": {}}, "key 'b.c' is missing")]:
+    for doc, message in [
+        ({}, "f.json: key 'a' is missing"),
+        ({"a": 0}, "key 'a' must be an integer >= 1, got 0"),
+        ({"a": 1, "b": {"c": -1}}, "key 'b.c' must be a finite number >= 0 or null, got -1"),
+        ({"a": 1, "b": {}}, "key 'b.c' is missing"),
+    ]:
         with pytest.raises(schema.ArtifactError, match=message.replace(".", r"\.")):
             schema.check(doc, sch, "f.json")
     path = tmp_path / "x.json"
-    for text, message in [(b"\xff\xfe", "not UTF-8"), (b"[1]", "top level must be an object"),
-                          (b'{"format": "y"}', "is not a x file"), (b'{"format": "x", "version": 2}', "version 2")]:
+    for text, message in [
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[1]", "top level must be an object"),
+        (b'{"format": "y"}', "is not a x file"),
+        (b'{"format": "x", "version": 2}', "version 2"),
+    ]:
         path.write_bytes(text)
         with pytest.raises(schema.ArtifactError, match=message):
             schema.read_json(path, sch, format="x", versions=(1,))

@@ -25,8 +25,18 @@ LAYER = "encoder.6.conv"
 
 def _sweep_item(model, op: str, strength: float) -> WorkItem:
     stim = StimulusSpec("inharmonic", 440.0, 2, seed=1, duration_s=0.25, sample_rate=model.sample_rate)
-    return WorkItem(config_hash="h", model=model.name, layer=LAYER, stimulus=stim, role=OP_ROLE[op], method="diffmeans",
-                    direction_id="d0", op=op, strength=strength, path="continuous")
+    return WorkItem(
+        config_hash="h",
+        model=model.name,
+        layer=LAYER,
+        stimulus=stim,
+        role=OP_ROLE[op],
+        method="diffmeans",
+        direction_id="d0",
+        op=op,
+        strength=strength,
+        path="continuous",
+    )
 
 
 @pytest.mark.parametrize("op, strength", [("add", 0.5), ("ablate", 0.0)])
@@ -38,11 +48,16 @@ def test_a_swept_pass_and_a_single_intervene_patch_alike(embedded, op, strength)
     v = np.random.default_rng(0).standard_normal(layer.channels)
     it = _sweep_item(embedded, op, strength)
     plan = ModelPlan(embedded, "subject", [layer], ["continuous"], (440.0,), (2,))
-    (swept, codes, info), = sweep.run_batch(plan, [it], {"d0": v}, {}, max_batch=16)
+    ((swept, codes, info),) = sweep.run_batch(plan, [it], {"d0": v}, {}, max_batch=16)
 
     wave = sweep._wave(embedded, it.stimulus, it.role).numpy()
-    spec = api.InterventionSpec(layer=LAYER, direction=Direction(v, {"source": "test"}), intervention=op,
-                                strength=Strength(strength), span=sweep.edit_span(op, it.stimulus, layer))
+    spec = api.InterventionSpec(
+        layer=LAYER,
+        direction=Direction(v, {"source": "test"}),
+        intervention=op,
+        strength=Strength(strength),
+        span=sweep.edit_span(op, it.stimulus, layer),
+    )
     single = api.intervene(embedded, [wave], spec)[0]
     np.testing.assert_allclose(swept, single.patched, rtol=0, atol=1e-6)
     assert info["value"] == single.record["effective_value"]
@@ -134,7 +149,7 @@ def test_weights_are_hashed_once_per_run(monkeypatch, tmp_path):
     wav = tmp_path / "long.wav"
     sf.write(wav, chord(1.0, seed=5)[0], model.sample_rate, subtype="FLOAT")
     model.__dict__.pop("_weights_hash_cache")
-    doc, = runner.intervene_files(model, [wav], spec, tmp_path / "out", chunk_s=0.25, overlap_s=0.05)
+    (doc,) = runner.intervene_files(model, [wav], spec, tmp_path / "out", chunk_s=0.25, overlap_s=0.05)
     assert doc["chunks"] >= 4 and len(calls) == 2 and doc["model"]["weights_sha256"] in hashes
     param = next(model.parameters())
     saved = param.detach().clone()

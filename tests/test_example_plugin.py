@@ -46,8 +46,12 @@ def _build_wheel(src: Path, out: Path) -> Path:
     ``pip wheel`` must not download it."""
     meta = out / "meta"
     meta.mkdir()
-    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "egg_info",
-                    "--egg-base", str(meta)], cwd=src, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", "from setuptools import setup; setup()", "-q", "egg_info", "--egg-base", str(meta)],
+        cwd=src,
+        check=True,
+        capture_output=True,
+    )
     (egg,) = meta.glob("*.egg-info")
     info = (egg / "PKG-INFO").read_text()
     requires = [line for line in (egg / "requires.txt").read_text().splitlines() if line.strip()]
@@ -59,8 +63,12 @@ def _build_wheel(src: Path, out: Path) -> Path:
         for pkg in (egg / "top_level.txt").read_text().split()
         for p in sorted((src / pkg).rglob("*.py"))
     }
-    files[f"{dist_info}/METADATA"] = (info.rstrip("\n") + "\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode()
-    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: steerlab-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist_info}/METADATA"] = (
+        info.rstrip("\n") + "\n" + "".join(f"Requires-Dist: {r}\n" for r in requires)
+    ).encode()
+    files[f"{dist_info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: steerlab-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
     files[f"{dist_info}/entry_points.txt"] = (egg / "entry_points.txt").read_bytes()
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
@@ -83,9 +91,24 @@ def site(tmp_path_factory) -> Path:
     shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
     wheel = _build_wheel(src, work)
     target = work / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-build-isolation",
-                    "--disable-pip-version-check", "--quiet", "--target", str(target), str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--quiet",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return target
 
 
@@ -145,12 +168,39 @@ def test_layers_learn_and_intervene_through_the_real_command(site, tmp_path):
     assert layers["aliases"] == {"bottleneck": "analysis"}
 
     dictionary = tmp_path / "dict"
-    learned = json.loads(_steerlab(site, "learn", "features", "--model", "example_cosine_codec", "-l", "bottleneck",
-                                   "--data", "synth:2", "--clip-seconds", "0.5", "--size", "16", "--k", "4",
-                                   "--epochs", "2", "--batch-size", "64", "-o", str(dictionary), "--json",
-                                   cwd=tmp_path).stdout)
+    learned = json.loads(
+        _steerlab(
+            site,
+            "learn",
+            "features",
+            "--model",
+            "example_cosine_codec",
+            "-l",
+            "bottleneck",
+            "--data",
+            "synth:2",
+            "--clip-seconds",
+            "0.5",
+            "--size",
+            "16",
+            "--k",
+            "4",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "64",
+            "-o",
+            str(dictionary),
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
     assert (learned["model"], learned["layer"], learned["width"], learned["size"]) == (
-        "example_cosine_codec", "analysis", 128, 16)
+        "example_cosine_codec",
+        "analysis",
+        128,
+        16,
+    )
     assert learned["metrics"]["n_vectors"] == 2 * 250  # two 0.5 s clips at 500 frames per second
     assert (dictionary / "config.json").is_file() and list(dictionary.glob("*.safetensors"))
 
@@ -161,10 +211,31 @@ def test_layers_learn_and_intervene_through_the_real_command(site, tmp_path):
     out = tmp_path / "out"
     channel, alpha = 8, 0.5  # the cosine of the band centred on 1062.5 Hz
     # no fades: the hand-computed patch below adds the same amount to every frame
-    docs = json.loads(_steerlab(site, "intervene", str(wav), "--model", "example_cosine_codec", "-l", "bottleneck",
-                                "-c", str(channel), "-a", str(alpha), "-t", "1000", "--fade-in", "0", "--fade-out", "0",
-                                "-o", str(out), "--json",
-                                cwd=tmp_path).stdout)
+    docs = json.loads(
+        _steerlab(
+            site,
+            "intervene",
+            str(wav),
+            "--model",
+            "example_cosine_codec",
+            "-l",
+            "bottleneck",
+            "-c",
+            str(channel),
+            "-a",
+            str(alpha),
+            "-t",
+            "1000",
+            "--fade-in",
+            "0",
+            "--fade-out",
+            "0",
+            "-o",
+            str(out),
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
     (doc,) = docs
     assert doc["model"]["name"] == "example_cosine_codec" and doc["layer"] == "analysis"
     patched, sr = sf.read(out / "tones" / "patched.wav", dtype="float32", always_2d=True)

@@ -42,8 +42,22 @@ def test_intervene_records_fidelity_whole_and_chunked(tmp_path, embedded):
     sf.write(tmp_path / "tone.wav", x, SR, subtype="FLOAT")
     docs = {}
     for chunk in ("60", "2"):
-        res = _cli(["intervene", str(tmp_path / "tone.wav"), "-l", "first_conv", "-c", "3", "-a", "0.2",
-                    "--chunk-s", chunk, "-o", str(tmp_path / f"o{chunk}")])
+        res = _cli(
+            [
+                "intervene",
+                str(tmp_path / "tone.wav"),
+                "-l",
+                "first_conv",
+                "-c",
+                "3",
+                "-a",
+                "0.2",
+                "--chunk-s",
+                chunk,
+                "-o",
+                str(tmp_path / f"o{chunk}"),
+            ]
+        )
         assert res.exit_code == 0, res.output
         docs[chunk] = json.loads((tmp_path / f"o{chunk}" / "tone" / "scores.json").read_text())
         assert "model fidelity SI-SDR" in res.stdout

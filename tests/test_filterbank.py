@@ -158,8 +158,9 @@ DOC_GAINS = {150.0: (21.8, -18.5), 440.0: (35.8, -24.1), 2_000.0: (46.3, -36.6),
 def test_adding_the_band_direction_creates_the_partial(fb, hz):
     f = _centre(fb, hz) if hz != 440.0 else hz  # 440 Hz itself lies 9 Hz above its band's centre
     layer = api.layers(fb).get("bands")
-    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(f), layer), intervention="add",
-                                strength=Strength(0.5))
+    spec = api.InterventionSpec(
+        layer="bands", direction=channel_direction(fb.band_of(f), layer), intervention="add", strength=Strength(0.5)
+    )
     wave = _context(fb, f)
     (res,) = api.intervene(fb, [wave], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
@@ -199,8 +200,13 @@ def test_a_patch_changes_the_decode_only_inside_its_span(fb):
     """Hop 1 and a memoryless synthesis: frame t of ``bands`` is output sample t."""
     layer = api.layers(fb).get("bands")
     wave = _context(fb, 1_000.0, 0.4)
-    spec = api.InterventionSpec(layer="bands", direction=channel_direction(fb.band_of(1_000.0), layer), intervention="add",
-                                strength=Strength(0.2, "absolute"), span=Span(0.1, 0.2))
+    spec = api.InterventionSpec(
+        layer="bands",
+        direction=channel_direction(fb.band_of(1_000.0), layer),
+        intervention="add",
+        strength=Strength(0.2, "absolute"),
+        span=Span(0.1, 0.2),
+    )
     base, patched, _, _ = api.run_pairs(fb, [wave], spec)
     diff = np.abs(patched[0] - base[0])[0]
     assert diff[:2_400].max() == 0.0 and diff[4_800:].max() == 0.0
@@ -227,8 +233,9 @@ def test_adding_to_a_band_adds_exactly_a_carrier_at_its_centre_despite_leaking_n
     from steerlab.stimuli import StimulusSpec, render
 
     k = fb.band_of(1223.0)
-    spec = StimulusSpec("inharmonic", float(fb.cfg.centres()[k]), 4, seed=4, duration_s=0.25, margin_s=0.35,
-                        min_separation_hz=88.1)
+    spec = StimulusSpec(
+        "inharmonic", float(fb.cfg.centres()[k]), 4, seed=4, duration_s=0.25, margin_s=0.35, min_separation_hz=88.1
+    )
     without, _ = render(spec)
     with torch.no_grad():
         leak = fb.encoder(torch.from_numpy(without)[None, None])[0, k].abs().max().item()
@@ -276,8 +283,7 @@ def test_ablation_damages_off_band_only_when_the_clip_cuts_the_response_off(fb, 
     k = fb.band_of(300.0)
     worst = 0.0
     for seed in range(3, 6):
-        spec = StimulusSpec("inharmonic", float(fb.cfg.centres()[k]), 1, seed=seed, duration_s=0.25,
-                            margin_s=margin_s)
+        spec = StimulusSpec("inharmonic", float(fb.cfg.centres()[k]), 1, seed=seed, duration_s=0.25, margin_s=margin_s)
         _, with_ = render(spec)
 
         def ablate(a):

@@ -17,15 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import needs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import needs
 from steerlab.errors import SteerlabError
 
 SR = 24_000
-FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                         HealthCheck.too_slow])
+FAST = settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 REAL_MUSIC = Path("/usr/share/games/asc/music")  # Debian's asc-music: produced stereo MP3s
 
 
@@ -44,8 +45,12 @@ def written_seeds(tmp_path_factory) -> dict[str, bytes]:
     t = np.arange(SR // 2) / SR
     wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     out: dict[str, bytes] = {}
-    for fmt, subtype, suffix in (("WAV", "PCM_16", ".wav"), ("FLAC", "PCM_16", ".flac"), ("OGG", "VORBIS", ".ogg"),
-                                 ("MP3", "MPEG_LAYER_III", ".mp3")):
+    for fmt, subtype, suffix in (
+        ("WAV", "PCM_16", ".wav"),
+        ("FLAC", "PCM_16", ".flac"),
+        ("OGG", "VORBIS", ".ogg"),
+        ("MP3", "MPEG_LAYER_III", ".mp3"),
+    ):
         path = folder / f"tone{suffix}"
         sf.write(path, wave, SR, format=fmt, subtype=subtype)
         out[path.name] = path.read_bytes()
@@ -115,10 +120,14 @@ def test_audio_loader_on_truncated_and_corrupted_real_files(tmp_path, real_seeds
 # -- the dictionary loader ------------------------------------------------------------------------
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-    max_leaves=6)
+    max_leaves=6,
+)
 OUT_OF_RANGE = st.sampled_from([0, -1, -0.5, 10**9, 1e308, "", "../x", [], {}, True])
 
 
@@ -166,7 +175,9 @@ def test_dictionary_loader_on_mutated_configs(dict_folder, data):
     except Exception as exc:  # noqa: BLE001
         _one_line(exc)
     else:  # accepted: then nothing was defaulted; the loaded SAE is exactly what the file says
-        loaded = d.config.to_dict()  # (a key the format made optional, e.g. one added in a later release, may be absent)
+        loaded = (
+            d.config.to_dict()
+        )  # (a key the format made optional, e.g. one added in a later release, may be absent)
         assert {k: loaded[k] for k in doc["sae"]} == doc["sae"] and d.layer == doc["layer"] and d.model == doc["model"]
         assert all(k in doc["sae"] for k, f in dictionary.CONFIG_SCHEMA["sae"].schema.items() if f.required)
         assert d.config.k == (doc["k"] if doc["sae"]["kind_of_sae"] == "topk" else d.config.k)
@@ -175,6 +186,7 @@ def test_dictionary_loader_on_mutated_configs(dict_folder, data):
 
 
 # -- the batch test's TOML config -----------------------------------------------------------------
+
 
 def _toml_value(v) -> str:
     if isinstance(v, bool):
@@ -194,10 +206,14 @@ def _section_keys():
     return {name: [f.name for f in __import__("dataclasses").fields(cls)] for name, cls in config.SECTIONS.items()}
 
 
-SCALARS = st.booleans() | st.integers(-10**6, 10**6) | st.floats() | st.text(max_size=10)
-TOML_VALUES = SCALARS | st.lists(st.booleans() | st.integers(-100, 30_000) | st.floats(-10, 30_000)
-                                 | st.sampled_from(["continuous", "quantized", "diffmeans", "random", "tone"]),
-                                 max_size=4)
+SCALARS = st.booleans() | st.integers(-(10**6), 10**6) | st.floats() | st.text(max_size=10)
+TOML_VALUES = SCALARS | st.lists(
+    st.booleans()
+    | st.integers(-100, 30_000)
+    | st.floats(-10, 30_000)
+    | st.sampled_from(["continuous", "quantized", "diffmeans", "random", "tone"]),
+    max_size=4,
+)
 
 
 @FAST
@@ -227,6 +243,7 @@ def test_partials_config_parser_on_generated_toml(tmp_path, data):
 
 # -- corpus manifests and training run folders (checkpoint.pt, curve.jsonl) ------------------------
 
+
 def _all_paths(doc, prefix=()):
     """Every key and list index in a JSON document, depth first."""
     items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
@@ -246,8 +263,11 @@ def _mutate_json(doc, data, paths):
             except (KeyError, IndexError, TypeError):
                 node = None
                 break
-        if not isinstance(node, (dict, list)) or (isinstance(node, dict) and path[-1] not in node) \
-                or (isinstance(node, list) and not (isinstance(path[-1], int) and path[-1] < len(node))):
+        if (
+            not isinstance(node, (dict, list))
+            or (isinstance(node, dict) and path[-1] not in node)
+            or (isinstance(node, list) and not (isinstance(path[-1], int) and path[-1] < len(node)))
+        ):
             continue
         op = data.draw(st.sampled_from(["remove", "retype", "range"]), label="op")
         if op == "remove":
@@ -296,8 +316,15 @@ def run_state(tmp_path_factory):
     net = torch.nn.Linear(3, 2)
     opt = torch.optim.Adam(net.parameters(), lr=0.1)
     for step in (1, 2):
-        resumable.save(folder, net, opt, step, {"step": step, "loss": 1.0 / step, "val": {"a": 0.5}},
-                       {"architecture": {"width": 3}}, {"best": 0.5, "best_row": {"step": step}})
+        resumable.save(
+            folder,
+            net,
+            opt,
+            step,
+            {"step": step, "loss": 1.0 / step, "val": {"a": 0.5}},
+            {"architecture": {"width": 3}},
+            {"best": 0.5, "best_row": {"step": step}},
+        )
     state = torch.load(folder / resumable.CHECKPOINT, weights_only=True)
     return state, (folder / resumable.CURVE).read_text()
 
@@ -336,13 +363,22 @@ def test_resumable_reader_on_mutated_checkpoints_and_curves(tmp_path, run_state,
     net = torch.nn.Linear(3, 2)
     before = (tmp_path / resumable.CHECKPOINT).read_bytes()
     try:
-        got = resumable.resume(tmp_path, net, torch.optim.Adam(net.parameters(), lr=0.1),
-                               {"architecture": {"width": 3}}, log=lambda m: None)
+        got = resumable.resume(
+            tmp_path,
+            net,
+            torch.optim.Adam(net.parameters(), lr=0.1),
+            {"architecture": {"width": 3}},
+            log=lambda m: None,
+        )
     except Exception as exc:  # noqa: BLE001
         _one_line(exc)
     else:  # accepted: the step and state are the checkpoint's, and the curve ends at its row
-        assert got["step"] == state["step"] and {k: v for k, v in got.items() if k != "step"} == json.loads(state["extra"])
+        assert got["step"] == state["step"] and {k: v for k, v in got.items() if k != "step"} == json.loads(
+            state["extra"]
+        )
         rows = [json.loads(line) for line in (tmp_path / resumable.CURVE).read_text().splitlines() if line.strip()]
-        assert all(r["step"] < got["step"] for r in rows[:-1]) and (not state["row"] or rows[-1] == json.loads(state["row"]))
+        assert all(r["step"] < got["step"] for r in rows[:-1]) and (
+            not state["row"] or rows[-1] == json.loads(state["row"])
+        )
     assert (tmp_path / resumable.CHECKPOINT).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [resumable.CHECKPOINT, resumable.CURVE]

@@ -177,8 +177,9 @@ def test_patch_with_the_input_itself_is_the_identity(embedded):
     spec = api.InterventionSpec(layer="encoder.3.conv", direction=None, intervention="patch", options={"source": wave})
     base, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     assert np.abs(patched[0] - base[0]).max() < 1e-6
-    other = api.InterventionSpec(layer="encoder.3.conv", direction=None, intervention="patch",
-                                 options={"source": chord(0.4, seed=9)})
+    other = api.InterventionSpec(
+        layer="encoder.3.conv", direction=None, intervention="patch", options={"source": chord(0.4, seed=9)}
+    )
     _, changed, _, _ = api.run_pairs(embedded, [wave], other)
     assert np.abs(changed[0] - base[0]).max() > 1e-3  # so the identity above is not vacuous
 
@@ -190,8 +191,9 @@ def test_patch_equals_a_manual_hook(embedded, tmp_path, channel):
     path = tmp_path / "source.wav"
     sf.write(path, source[0], SR, subtype="FLOAT")
     direction = channel_direction(channel, layer) if channel is not None else None
-    spec = api.InterventionSpec(layer=layer.name, direction=direction, intervention="patch", span=Span(0.1, 0.3),
-                                options={"source": str(path)})
+    spec = api.InterventionSpec(
+        layer=layer.name, direction=direction, intervention="patch", span=Span(0.1, 0.3), options={"source": str(path)}
+    )
     res = api.intervene(embedded, [wave], spec)[0]
     _, src_act = _forward(embedded, source, layer)
     first, last = int(np.floor(0.1 * layer.frame_rate)), int(np.ceil(0.3 * layer.frame_rate))
@@ -213,7 +215,8 @@ def test_patch_equals_a_manual_hook(embedded, tmp_path, channel):
     assert prepared["sha256"] == file_sha256(path) and prepared["source"] == str(path.resolve())
     assert prepared["source_frames"] == layer.frames_for(source.shape[-1])
     assert res.record["options"] == {"source": str(path)} and res.record["direction"] == (
-        None if channel is None else {"source": "channel", "channel": 1, "norm": 1.0})
+        None if channel is None else {"source": "channel", "channel": 1, "norm": 1.0}
+    )
 
 
 def test_mean_ablate_of_a_constant_reference_equals_a_manual_hook(embedded, tmp_path):
@@ -223,8 +226,13 @@ def test_mean_ablate_of_a_constant_reference_equals_a_manual_hook(embedded, tmp_
     ref_dir.mkdir()
     sf.write(ref_dir / "flat.wav", np.full(n, level, np.float32), SR, subtype="FLOAT")
     wave = chord(0.4, seed=12)
-    spec = api.InterventionSpec(layer=layer.name, direction=None, intervention="mean-ablate", span=Span(0.1, 0.25),
-                                options={"reference": str(ref_dir)})
+    spec = api.InterventionSpec(
+        layer=layer.name,
+        direction=None,
+        intervention="mean-ablate",
+        span=Span(0.1, 0.25),
+        options={"reference": str(ref_dir)},
+    )
     res = api.intervene(embedded, [wave], spec)[0]
     _, flat_act = _forward(embedded, np.full((1, n), level, np.float32), layer)
     mean = flat_act.double().mean(-1).float()
@@ -246,9 +254,12 @@ def test_mean_ablate_of_a_constant_reference_equals_a_manual_hook(embedded, tmp_
 
 def test_mean_ablate_accepts_generated_reference_sets(embedded):
     layer = api.layers(embedded).get("latent")
-    spec = api.InterventionSpec(layer=layer.name, direction=None, intervention="mean-ablate",
-                                options={"reference": ["flat:2", "noise:1"],
-                                                                            "clip_seconds": 0.2})
+    spec = api.InterventionSpec(
+        layer=layer.name,
+        direction=None,
+        intervention="mean-ablate",
+        options={"reference": ["flat:2", "noise:1"], "clip_seconds": 0.2},
+    )
     prepared = api.prepare(embedded, spec)
     frames = 3 * layer.frames_for(int(0.2 * SR))
     assert prepared.summary["n_frames"] == frames and prepared.summary["manifest"]["clips"] == 3
@@ -278,11 +289,17 @@ def test_listing_shows_every_type_with_formula_and_options():
 def test_unknown_option_and_missing_direction_are_refused(embedded):
     layer = api.layers(embedded).get("first_conv")
     with pytest.raises(InterventionError, match="takes no option 'sorce'. Did you mean 'source'"):
-        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=None, intervention="patch",
-                                                   options={"sorce": "x.wav"}))
+        api.prepare(
+            embedded,
+            api.InterventionSpec(layer=layer.name, direction=None, intervention="patch", options={"sorce": "x.wav"}),
+        )
     with pytest.raises(InterventionError, match="takes no option 'source'.*Its options: none"):
-        api.prepare(embedded, api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), intervention="add",
-                                                   options={"source": "x.wav"}))
+        api.prepare(
+            embedded,
+            api.InterventionSpec(
+                layer=layer.name, direction=channel_direction(0, layer), intervention="add", options={"source": "x.wav"}
+            ),
+        )
     from steerlab.errors import DirectionError
 
     with pytest.raises(DirectionError, match="'add' needs a direction"):
@@ -308,22 +325,39 @@ def files(tmp_path):
 
 
 CLI_CASES = {
-    "patch-without-source": (["tone.wav", "-l", "first_conv", "-i", "patch"], "patch needs the option --source: an audio file"),
-    "source-without-patch": (["tone.wav", "-l", "first_conv", "-c", "0", "--source", "short.wav"],
-                             "--source is the source audio of -i patch, not of -i add"),
-    "source-shorter-than-span": (["tone.wav", "-l", "first_conv", "-i", "patch", "--source", "short.wav"],
-                                 "tone.wav: the span reaches frame 12000 but the patch source"),
+    "patch-without-source": (
+        ["tone.wav", "-l", "first_conv", "-i", "patch"],
+        "patch needs the option --source: an audio file",
+    ),
+    "source-without-patch": (
+        ["tone.wav", "-l", "first_conv", "-c", "0", "--source", "short.wav"],
+        "--source is the source audio of -i patch, not of -i add",
+    ),
+    "source-shorter-than-span": (
+        ["tone.wav", "-l", "first_conv", "-i", "patch", "--source", "short.wav"],
+        "tone.wav: the span reaches frame 12000 but the patch source",
+    ),
     "source-missing": (["tone.wav", "-l", "first_conv", "-i", "patch", "--source", "nope.wav"], "nope.wav"),
-    "mean-ablate-without-reference": (["tone.wav", "-l", "first_conv", "-i", "mean-ablate"],
-                                      "mean-ablate needs the option --reference: a folder"),
-    "bad-reference": (["tone.wav", "-l", "first_conv", "-i", "mean-ablate", "--reference", "nosie:3"],
-                      "Did you mean noise:3?"),
-    "reference-without-mean-ablate": (["tone.wav", "-l", "first_conv", "-c", "0", "--reference", "flat:2"],
-                                      "--reference is the reference set of -i mean-ablate"),
-    "unknown-opt": (["tone.wav", "-l", "first_conv", "-i", "mean-ablate", "--reference", "flat:1", "--opt", "sed", "3"],
-                    "takes no option 'sed'. Did you mean 'seed'?"),
-    "archetype-long-input-in-chunks": (["long.wav", "-l", "first_conv", "-c", "0", "-i", "archetype", "--chunk-s", "1"],
-                                       "raise --chunk-s to at least 2"),
+    "mean-ablate-without-reference": (
+        ["tone.wav", "-l", "first_conv", "-i", "mean-ablate"],
+        "mean-ablate needs the option --reference: a folder",
+    ),
+    "bad-reference": (
+        ["tone.wav", "-l", "first_conv", "-i", "mean-ablate", "--reference", "nosie:3"],
+        "Did you mean noise:3?",
+    ),
+    "reference-without-mean-ablate": (
+        ["tone.wav", "-l", "first_conv", "-c", "0", "--reference", "flat:2"],
+        "--reference is the reference set of -i mean-ablate",
+    ),
+    "unknown-opt": (
+        ["tone.wav", "-l", "first_conv", "-i", "mean-ablate", "--reference", "flat:1", "--opt", "sed", "3"],
+        "takes no option 'sed'. Did you mean 'seed'?",
+    ),
+    "archetype-long-input-in-chunks": (
+        ["long.wav", "-l", "first_conv", "-c", "0", "-i", "archetype", "--chunk-s", "1"],
+        "raise --chunk-s to at least 2",
+    ),
     "add-needs-direction": (["tone.wav", "-l", "first_conv"], "give exactly one of --direction FILE or --channel K"),
 }
 
@@ -347,14 +381,32 @@ def test_patch_and_mean_ablate_through_the_cli(files, monkeypatch):
     from steerlab import cli
 
     monkeypatch.chdir(files)
-    result = CliRunner().invoke(cli.get_cli(), ["intervene", "tone.wav", "-l", "latent", "-i", "patch", "--source", "long.wav",
-                                                "-o", "out", "--json"])
+    result = CliRunner().invoke(
+        cli.get_cli(),
+        ["intervene", "tone.wav", "-l", "latent", "-i", "patch", "--source", "long.wav", "-o", "out", "--json"],
+    )
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout[result.stdout.index("["):])[0]
+    doc = json.loads(result.stdout[result.stdout.index("[") :])[0]
     assert doc["intervention"] == "patch" and doc["direction"] is None
     assert doc["prepared"]["source_frames"] == api.layers(api.load_model()).get("latent").frames_for(2 * SR)
-    result = CliRunner().invoke(cli.get_cli(), ["intervene", "tone.wav", "-l", "latent", "-i", "mean-ablate", "--reference",
-                                                "flat:2", "--opt", "clip_seconds", "0.3", "-o", "out2"])
+    result = CliRunner().invoke(
+        cli.get_cli(),
+        [
+            "intervene",
+            "tone.wav",
+            "-l",
+            "latent",
+            "-i",
+            "mean-ablate",
+            "--reference",
+            "flat:2",
+            "--opt",
+            "clip_seconds",
+            "0.3",
+            "-o",
+            "out2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((files / "out2" / "tone" / "scores.json").read_text())
     assert doc["options"] == {"reference": ["flat:2"], "clip_seconds": 0.3}
@@ -416,8 +468,13 @@ def classifier():
 def test_decoder_less_model_scores_class_probabilities(classifier):
     wave = chord(0.25, seed=13)
     layer = api.layers(classifier).get("conv")
-    spec = api.InterventionSpec(layer="conv", direction=channel_direction(2, layer), intervention="add",
-                                strength=Strength(1.5, "absolute"), span=Span(0.05))
+    spec = api.InterventionSpec(
+        layer="conv",
+        direction=channel_direction(2, layer),
+        intervention="add",
+        strength=Strength(1.5, "absolute"),
+        span=Span(0.05),
+    )
     res = api.intervene(classifier, [wave], spec)[0]
     with torch.no_grad():
         x = torch.from_numpy(wave)[None]
@@ -446,8 +503,23 @@ def test_decoder_less_model_writes_scores_and_a_bar_chart_not_wavs(classifier, t
 
     wav = tmp_path / "tone.wav"
     sf.write(wav, chord(0.25, seed=14)[0], SR, subtype="FLOAT")
-    result = CliRunner().invoke(cli.get_cli(), ["intervene", str(wav), "-m", "tiny_classifier", "-l", "conv", "-c", "1",
-                                                "-a", "2", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli.get_cli(),
+        [
+            "intervene",
+            str(wav),
+            "-m",
+            "tiny_classifier",
+            "-l",
+            "conv",
+            "-c",
+            "1",
+            "-a",
+            "2",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "spectral scores do not apply (no decoder)" in result.output and "top class" in result.output
     folder = tmp_path / "out" / "tone"
@@ -456,7 +528,13 @@ def test_decoder_less_model_writes_scores_and_a_bar_chart_not_wavs(classifier, t
     doc = json.loads((folder / "scores.json").read_text())
     assert doc["output"] == "class logits" and set(doc["scores"]) == {"classification"}
     assert len(doc["scores"]["classification"]["classes"]) == 3
-    docs = runner.intervene_files(classifier, [wav], api.InterventionSpec(
-        layer="conv", intervention="mean-ablate", options={"reference": "flat:1", "clip_seconds": 0.1}), tmp_path / "out2")
+    docs = runner.intervene_files(
+        classifier,
+        [wav],
+        api.InterventionSpec(
+            layer="conv", intervention="mean-ablate", options={"reference": "flat:1", "clip_seconds": 0.1}
+        ),
+        tmp_path / "out2",
+    )
     assert docs[0]["prepared"]["n_frames"] == api.layers(classifier).get("conv").frames_for(int(0.1 * SR))
     assert docs[0]["scores"]["classification"]["total_variation"] > 0

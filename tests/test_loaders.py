@@ -201,7 +201,9 @@ def test_layer_table_matches_the_official_architecture(embedded, random_24k):
     assert api.layers(embedded).get("first_conv").channels == 12
 
 
-@pytest.mark.parametrize("name", ["encoder.0.conv", "encoder.3.conv", "encoder.6.conv", "encoder.9.conv", "encoder.12.conv"])
+@pytest.mark.parametrize(
+    "name", ["encoder.0.conv", "encoder.3.conv", "encoder.6.conv", "encoder.9.conv", "encoder.12.conv"]
+)
 def test_receptive_field_matches_the_gradient_support(embedded, name):
     """Input samples one middle frame depends on, measured by autograd, equal the table's RF."""
     layer = api.layers(embedded).get(name)

@@ -95,19 +95,23 @@ def test_kind_names_only_layer_and_clip_kinds():
     assert used == set(KIND_ALLOWED), set(KIND_ALLOWED) - used
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("def f(kind): pass", "parameter kind"),
-    ("def f(*, kind=None): pass", "parameter kind"),
-    ("from dataclasses import dataclass\n@dataclass(frozen=True)\nclass C:\n    kind: str", "dataclass field kind"),
-    ("def f(config):\n    return config.kind_of_sae", "attribute .kind_of_sae"),
-    ("class T:\n    value_kind: str = 'none'", "field value_kind"),
-    ("def value_kind(t): pass", "function value_kind"),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("def f(kind): pass", "parameter kind"),
+        ("def f(*, kind=None): pass", "parameter kind"),
+        ("from dataclasses import dataclass\n@dataclass(frozen=True)\nclass C:\n    kind: str", "dataclass field kind"),
+        ("def f(config):\n    return config.kind_of_sae", "attribute .kind_of_sae"),
+        ("class T:\n    value_kind: str = 'none'", "field value_kind"),
+        ("def value_kind(t): pass", "function value_kind"),
+    ],
+)
 def test_the_scan_catches_each_kind_of_misnaming(tmp_path, source, expected):
     (tmp_path / "mod.py").write_text(source)
     bad, _ = violations(tmp_path)
     assert bad and all(line.startswith("mod.py:") for line in bad) and bad[0].endswith(expected), bad
     # an allowed owner is not reported, a string key never is
-    (tmp_path / "mod.py").write_text("X = {'kind': 1, 'kind_of_sae': 'topk', 'value_kind': 'none'}\n"
-                                     "class NotADataclass:\n    kind: str\n")
+    (tmp_path / "mod.py").write_text(
+        "X = {'kind': 1, 'kind_of_sae': 'topk', 'value_kind': 'none'}\nclass NotADataclass:\n    kind: str\n"
+    )
     assert violations(tmp_path)[0] == []

@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 
 from steerlab import api, runner
-from steerlab.schema import unexplained_nulls as nulls_without_reason
 from steerlab.interventions import Span, Strength, channel_direction
+from steerlab.schema import unexplained_nulls as nulls_without_reason
 
 SR = 24_000
 
@@ -22,8 +22,17 @@ SR = 24_000
 def test_the_walker_finds_a_null_without_reason_and_accepts_one_with():
     """The check itself: it must fail on the defects reported (n_q, prepared, codes_changed_share)."""
     assert nulls_without_reason({"n_q": None, "a": [{"prepared": None}], "b": {"x": 1}}) == ["n_q", "a[0].prepared"]
-    assert nulls_without_reason({"n_q": None, "n_q_reason": "continuous path", "t": {"gain_db": None,
-                                 "unresolved": "too short"}, "band_reason": None}) == []
+    assert (
+        nulls_without_reason(
+            {
+                "n_q": None,
+                "n_q_reason": "continuous path",
+                "t": {"gain_db": None, "unresolved": "too short"},
+                "band_reason": None,
+            }
+        )
+        == []
+    )
     assert nulls_without_reason({"n_q": None, "n_q_reason": ""}) == ["n_q"]  # an empty reason is none
 
 
@@ -39,8 +48,15 @@ def _tone(seconds, f=300.0, sr=SR, channels=1):
 
 def _spec(model, path=None, n_q=None, span=Span(0.0, None, 240, 240)):
     info = api.layers(model).get("first_conv")
-    return api.InterventionSpec(layer=info.name, direction=channel_direction(3, info), intervention="add",
-                                strength=Strength(0.5), span=span, path=path, n_q=n_q)
+    return api.InterventionSpec(
+        layer=info.name,
+        direction=channel_direction(3, info),
+        intervention="add",
+        strength=Strength(0.5),
+        span=span,
+        path=path,
+        n_q=n_q,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +72,9 @@ def runs(tmp_path_factory):
     out["one_sample"] = runner.intervene_files(model, [one_sample], _spec(model), tmp / "b", [440.0])[0]
     out["no_target"] = runner.intervene_files(model, [one_s], _spec(model), tmp / "c")[0]
     out["quantized"] = runner.intervene_files(model, [one_s], _spec(model, "quantized"), tmp / "d", [440.0])[0]
-    out["streamed"] = runner.intervene_files(model, [long], _spec(model, span=Span(1.5, 3.5, 240, 240)), tmp / "e",
-                                             [440.0], chunk_s=2.0)[0]
+    out["streamed"] = runner.intervene_files(
+        model, [long], _spec(model, span=Span(1.5, 3.5, 240, 240)), tmp / "e", [440.0], chunk_s=2.0
+    )[0]
     # what was written is what was returned
     assert json.loads((tmp / "e" / "long" / "scores.json").read_text())["span_frames"] == out["streamed"]["span_frames"]
     return out
@@ -77,8 +94,15 @@ def test_the_runs_do_hold_the_nulls_the_walker_must_explain(runs):
     assert quant["n_q"] == 8 and 0.0 <= quant["codes_changed_share"] <= 1.0  # all 8 codebooks of the embedded codec
     assert "n_q_reason" not in quant and "codes_changed_share_reason" not in quant
     s1 = one["scores"]["spectral"]
-    for key in ("lsd_db", "centroid_shift_hz", "flatness_shift", "bandwidth_shift_hz", "mrstft", "concentration",
-                "offband_lsd_db"):
+    for key in (
+        "lsd_db",
+        "centroid_shift_hz",
+        "flatness_shift",
+        "bandwidth_shift_hz",
+        "mrstft",
+        "concentration",
+        "offband_lsd_db",
+    ):
         assert s1[key] is None and s1[f"{key}_reason"], key
     assert one["fidelity"]["si_sdr_db"] is None and one["fidelity"]["reason"]
     sn = none["scores"]["spectral"]
@@ -93,8 +117,12 @@ def test_the_summary_line_names_every_null_score_with_its_reason(runs):
 
     one = _summary_line(runs["one_sample"])
     s = runs["one_sample"]["scores"]["spectral"]
-    for name, key in (("lsd", "lsd_db"), ("centroid shift", "centroid_shift_hz"), ("mrstft", "mrstft"),
-                      ("concentration", "concentration")):
+    for name, key in (
+        ("lsd", "lsd_db"),
+        ("centroid shift", "centroid_shift_hz"),
+        ("mrstft", "mrstft"),
+        ("concentration", "concentration"),
+    ):
         assert name in one and s[f"{key}_reason"] in one, name
     assert "lsd 0" not in one and "440 Hz not scored" in one  # no number from a 1-sample spectrum
     assert f"fidelity not measured ({runs['one_sample']['fidelity']['reason']})" in one

@@ -66,9 +66,16 @@ def _recount(folder):
         k = (r["model"], r["path"], r["layer"], r["family"], f"{r['method']}/{r['removal']}")
         a, n, st = cells.get(k, (0, 0, set()))
         cells[k] = (a + (r["steerable"] == "True"), n + 1, st | {r["control_validation"]})
-        units = {(float(x["target_hz"]), int(x["density"])): x for x in _summary(folder)
-                 if x["model"] == r["model"] and x["layer"] == r["layer"] and x["path"] == r["path"]
-                 and x["family"] == r["family"] and x["method"] == r["method"] and x["removal"] == r["removal"]}
+        units = {
+            (float(x["target_hz"]), int(x["density"])): x
+            for x in _summary(folder)
+            if x["model"] == r["model"]
+            and x["layer"] == r["layer"]
+            and x["path"] == r["path"]
+            and x["family"] == r["family"]
+            and x["method"] == r["method"]
+            and x["removal"] == r["removal"]
+        }
         kp = (*k[:4], "predicted")
         cells[kp] = (sum(x["predicted_survives"] == "True" for x in units.values()), len(units), {"architecture"})
     oracle = json.loads((folder / "oracle.json").read_text())["units"]

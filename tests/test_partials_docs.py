@@ -49,11 +49,16 @@ def test_docs_reduced_run_counts_are_measured(tmp_path):
     got = {}
     for (model, path, method, removal), (a, b) in measured.items():
         role = next(v.model_role for v in out["verdicts"] if v.model == model)
-        st = ("control" if role == "positive_control" else
-              "null" if method == "random" else val[f"{method}/{removal}"]["status"])
+        st = (
+            "control"
+            if role == "positive_control"
+            else "null"
+            if method == "random"
+            else val[f"{method}/{removal}"]["status"]
+        )
         got[(model, path, method, removal)] = (f"{a}/{b}", st)
     assert got == documented
     # and the run says which control failed a method that is not validated
-    for k, v in val.items():
+    for v in val.values():
         if v["status"] == "not validated":
             assert any(p["status"] == "not validated" for p in v["by_control"].values())

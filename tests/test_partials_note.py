@@ -101,8 +101,15 @@ def test_one_partial_is_the_band_rule():
         assert a["gain_db"] == pytest.approx(t["gain_db"], abs=1e-9)
         assert a["concentration"] == pytest.approx(t["concentration"], abs=1e-9)
     got = summary(check(grid("inharmonic", (300.0, 1200.0), (1, 4), range(3, 7))))
-    for edit, passing in (("oracle", 16), ("+15 Hz", 16), ("+40 Hz", 0), ("+100 Hz", 0), ("fifth", 0),
-                          ("noise", 0), ("half", 16)):
+    for edit, passing in (
+        ("oracle", 16),
+        ("+15 Hz", 16),
+        ("+40 Hz", 0),
+        ("+100 Hz", 0),
+        ("fifth", 0),
+        ("noise", 0),
+        ("half", 16),
+    ):
         s = got[("inharmonic", edit)]
         assert (s["passing"], s["passing_note"], s["agree"], s["pairs"]) == (passing, passing, 16, 16), edit
 
@@ -117,8 +124,16 @@ def test_oracle_passes_and_wrong_edits_fail_on_instrument_pairs():
 
     rows = check(grid("instrument", (300.0, 1200.0), (1, 4), range(3, 7)))
     got = summary(rows)
-    measured = {"oracle": 15, "semitone": 0, "fifth": 2, "octave": 5, "other_program": 5,
-                "other_program_fifth": 3, "noise": 0, "half": 13}
+    measured = {
+        "oracle": 15,
+        "semitone": 0,
+        "fifth": 2,
+        "octave": 5,
+        "other_program": 5,
+        "other_program_fifth": 3,
+        "noise": 0,
+        "half": 13,
+    }
     assert {e: got[("instrument", e)]["passing"] for e in measured} == measured
     assert got[("instrument", "oracle")]["units_steerable"] == 3
     for e in ("semitone", "fifth", "octave", "other_program", "other_program_fifth", "noise"):
@@ -143,15 +158,27 @@ def test_sinusoid_rows_keep_the_band_rule_bitwise():
     assert note_bands_for(audio, spec, {"band_hz": 50.0, "n_fft": 4096}) is None
     without, with_ = render(spec)
     patched = without + 0.5 * (with_ - without) + 1e-3 * np.sin(np.arange(len(without)) * 0.37)
-    got = score_output(audio, without, patched, spec.target_hz, {"band_hz": 50.0, "n_fft": 4096},
-                       note=note_bands_for(audio, spec, {"band_hz": 50.0, "n_fft": 4096}))
+    got = score_output(
+        audio,
+        without,
+        patched,
+        spec.target_hz,
+        {"band_hz": 50.0, "n_fft": 4096},
+        note=note_bands_for(audio, spec, {"band_hz": 50.0, "n_fft": 4096}),
+    )
     ref = score(without, patched, 24000, [1200.0], ScoreConfig(band_hz=50.0, n_fft=4096), multires=False)
     t = ref["targets"][0]
     assert got["scoring"] == ref["config"] and "rule" not in got["scoring"]
-    for k, v in (("gain_db", t["gain_db"]), ("concentration", t["concentration"]),
-                 ("offband_db", t["offband_lsd_db"]), ("offband_lsd_db", t["offband_lsd_db"]),
-                 ("baseline_band", t["baseline_band_energy"]), ("patched_band", t["patched_band_energy"]),
-                 ("lsd_db", ref["lsd_db"]), ("snr_change_db", ref["snr_change_db"])):
+    for k, v in (
+        ("gain_db", t["gain_db"]),
+        ("concentration", t["concentration"]),
+        ("offband_db", t["offband_lsd_db"]),
+        ("offband_lsd_db", t["offband_lsd_db"]),
+        ("baseline_band", t["baseline_band_energy"]),
+        ("patched_band", t["patched_band_energy"]),
+        ("lsd_db", ref["lsd_db"]),
+        ("snr_change_db", ref["snr_change_db"]),
+    ):
         assert got[k] == v and type(got[k]) is type(v), k
     salience = SimpleNamespace(has_decoder=False, sample_rate=16000)
     note = StimulusSpec("instrument", 300.0, 1, sample_rate=16000, band_high_hz=7200.0)
@@ -168,14 +195,15 @@ def test_oracle_on_an_instrument_pair_through_a_control():
     from steerlab.stimuli import StimulusSpec, render
 
     model = api.load_model("filterbank_24khz")
-    spec = StimulusSpec("instrument", 1200.0, 1, seed=102, sample_rate=24000, duration_s=0.25,
-                        band_high_hz=7200.0, margin_s=0.1)
+    spec = StimulusSpec(
+        "instrument", 1200.0, 1, seed=102, sample_rate=24000, duration_s=0.25, band_high_hz=7200.0, margin_s=0.1
+    )
     scoring = {"band_hz": 50.0, "n_fft": 4096}
     note = note_bands_for(model, spec, scoring)
     without, with_ = render(spec)
     wave = SimpleNamespace(has_decoder=True, sample_rate=24000)
     w_add = score_output(wave, without, with_, spec.target_hz, scoring, note=note)
-    (b, p), = outputs(model, [spec], 4)
+    ((b, p),) = outputs(model, [spec], 4)
     add = score_output(model, b, p, spec.target_hz, scoring, note=note)
     rem = score_output(model, p, b, spec.target_hz, scoring, note=note)
     assert add["scoring"]["rule"] == "note_partials" and add["scoring"]["note_held_bins"] == int(note.held.sum())

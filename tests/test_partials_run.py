@@ -56,8 +56,20 @@ def test_outputs_and_provenance(tiny_run):
     rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
     assert len(rows) == len({r["key"] for r in rows}) == len(outcome.rows)
     r = rows[0]
-    for field in ("config_hash", "weights_sha256", "versions", "stimulus", "strength", "path", "method", "op",
-                  "gain_db", "concentration", "offband_lsd_db", "run_seed"):
+    for field in (
+        "config_hash",
+        "weights_sha256",
+        "versions",
+        "stimulus",
+        "strength",
+        "path",
+        "method",
+        "op",
+        "gain_db",
+        "concentration",
+        "offband_lsd_db",
+        "run_seed",
+    ):
         assert field in r
     quantized = [r for r in rows if r["path"] == "quantized"]
     assert quantized and all(0.0 <= r["codes_changed_share"] <= 1.0 for r in quantized)
@@ -81,8 +93,9 @@ def test_outputs_and_provenance(tiny_run):
         if r["model"] == "tiny_encodec_24khz" and r["method"] != "random":
             st = val[f"{r['method']}/{r['removal']}"]["status"]
             assert r["control_validation"] == st
-            assert r["verdict"] == (("steerable" if r["steerable"] == "True" else "not steerable")
-                                    if st == "validated" else st)
+            assert r["verdict"] == (
+                ("steerable" if r["steerable"] == "True" else "not steerable") if st == "validated" else st
+            )
 
 
 def test_null_is_never_steerable_on_any_model(tiny_run):
@@ -100,14 +113,18 @@ def test_positive_control_steers_on_every_held_out_stimulus(tiny_run):
     cfg, outcome, out = tiny_run
     t = cfg.thresholds
     pos = [v for v in out["verdicts"] if v.model_role == "positive_control" and v.method != "random"]
-    assert {(v.method, v.removal) for v in pos} == {(m, r) for m in ("diffmeans", "probe")
-                                                    for r in ("ablate", "subtract")}
+    assert {(v.method, v.removal) for v in pos} == {
+        (m, r) for m in ("diffmeans", "probe") for r in ("ablate", "subtract")
+    }
     rows = [r for r in outcome.rows if r["model_role"] == "positive_control"]
     for v in pos:
         mine = [r for r in rows if (r["method"], r["target_hz"], r["density"]) == (v.method, v.target_hz, v.density)]
         adds = [r for r in mine if r["op"] == "add" and r["strength"] == v.best_add_strength]
-        rem = [r for r in mine if r["op"] == v.removal and
-               (v.removal == "ablate" or f"subtract {r['strength']:g}" == v.best_remove)]
+        rem = [
+            r
+            for r in mine
+            if r["op"] == v.removal and (v.removal == "ablate" or f"subtract {r['strength']:g}" == v.best_remove)
+        ]
         assert len(adds) == len(rem) == v.n_heldout == cfg.stimuli.test_seeds
         for a in adds:
             assert a["gain_db"] >= t.min_gain_db and a["concentration"] >= t.min_concentration
@@ -125,7 +142,8 @@ def test_positive_control_is_found_steerable(tiny_run):
     assert pos and all(v.steerable and v.pass_share >= cfg.thresholds.min_share for v in pos)
     val = out["controls"]["validation"]
     assert {k: v["status"] for k, v in val.items() if not k.startswith("random")} == {
-        f"{m}/{r}": "validated" for m in ("diffmeans", "probe") for r in ("ablate", "subtract")}
+        f"{m}/{r}": "validated" for m in ("diffmeans", "probe") for r in ("ablate", "subtract")
+    }
 
 
 def test_oracle_passes_on_every_unit(tiny_run):
@@ -169,21 +187,25 @@ def test_cli_resume_completes_nothing_new(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"wrote 0 new rows ({len(outcome.rows)} in all)" in res.output
     # thresholds only change verdicts: same folder, same rows, new summary
-    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(cfg_file), "--min-gain-db", "3",
-                                                    "-o", str(outcome.folder)])
+    res = CliRunner().invoke(
+        cli_module.get_cli(), ["partials", "-c", str(cfg_file), "--min-gain-db", "3", "-o", str(outcome.folder)]
+    )
     assert res.exit_code == 0 and "wrote 0 new rows" in res.output
     assert "3.0" in (outcome.folder / "summary.csv").read_text().splitlines()[1]
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--layers", "encoder.99.conv"], "unknown layer 'encoder.99.conv'"),
-    (["--model", "tiny_encodec"], "unknown model"),
-    (["--model", "samplecnn_24khz"], "samplecnn_24khz has no decoder"),
-    (["-c", "{toml_nyquist}"], "above the Nyquist frequency"),
-    (["-c", "{toml_badkey}"], "Valid keys:"),
-    (["-c", "missing.toml"], "config file not found"),
-    (["--min-share", "2"], "thresholds.min_share must be a number in (0, 1], got 2.0"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--layers", "encoder.99.conv"], "unknown layer 'encoder.99.conv'"),
+        (["--model", "tiny_encodec"], "unknown model"),
+        (["--model", "samplecnn_24khz"], "samplecnn_24khz has no decoder"),
+        (["-c", "{toml_nyquist}"], "above the Nyquist frequency"),
+        (["-c", "{toml_badkey}"], "Valid keys:"),
+        (["-c", "missing.toml"], "config file not found"),
+        (["--min-share", "2"], "thresholds.min_share must be a number in (0, 1], got 2.0"),
+    ],
+)
 def test_bad_input_one_line_no_output(tmp_path, args, fragment):
     from steerlab import cli as cli_module
 
@@ -238,8 +260,10 @@ def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
     from steerlab.api import load_model, resolve_dictionary
 
     (tmp_path / "sae.toml").write_text(SAE)
-    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(tmp_path / "sae.toml"),
-                                                    "--dictionary", "latent-features", "-o", str(tmp_path / "run")])
+    res = CliRunner().invoke(
+        cli_module.get_cli(),
+        ["partials", "-c", str(tmp_path / "sae.toml"), "--dictionary", "latent-features", "-o", str(tmp_path / "run")],
+    )
     assert res.exit_code == 0, res.output
     rows = _rows(tmp_path / "run")
     sae = [r for r in rows if r["method"] == "sae"]
@@ -259,8 +283,10 @@ def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
     assert all(abs(r["gain_db"]) < 200 for r in sae)  # measured, finite
     # an archetype dictionary, or a name nothing ships, is refused in one line
     for bad, fragment in (("latent-archetypes", "archetype dictionary"), ("no-such", "not found")):
-        res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(tmp_path / "sae.toml"), "--dictionary", bad,
-                                                        "-o", str(tmp_path / "bad")])
+        res = CliRunner().invoke(
+            cli_module.get_cli(),
+            ["partials", "-c", str(tmp_path / "sae.toml"), "--dictionary", bad, "-o", str(tmp_path / "bad")],
+        )
         assert res.exit_code == 1 and fragment in res.output and len(res.output.strip().splitlines()) == 1
         assert not (tmp_path / "bad").exists()
 

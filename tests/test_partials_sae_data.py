@@ -75,8 +75,12 @@ def test_held_out_stimuli_do_not_change_the_dictionary_data():
     model = api.load_model("tiny_encodec_24khz")
     hashes = []
     for n_test in (1, 3):
-        cfg = partials.build(overrides={"grid": {"layers": ("latent",), "targets_hz": (300.0,), "densities": (1,)},
-                                        "stimuli": {"duration_s": 0.25, "train_seeds": 2, "test_seeds": n_test}})
+        cfg = partials.build(
+            overrides={
+                "grid": {"layers": ("latent",), "targets_hz": (300.0,), "densities": (1,)},
+                "stimuli": {"duration_s": 0.25, "train_seeds": 2, "test_seeds": n_test},
+            }
+        )
         plan = plan_model(cfg, model, MAIN, ["latent"], cfg.grid.targets_hz, cfg.grid.densities)
         x, _ = stimulus_frames(plan, plan.layers[0], training_specs(plan, "latent"), 16384, 0, 16)
         hashes.append(hashlib.sha256(x.tobytes()).hexdigest())
@@ -92,14 +96,21 @@ def test_same_sae_settings_for_main_model_and_controls(stim_run, tmp_path):
     for d in _dicts(outcome.folder).values():
         c = d.config.to_dict()
         assert d.data_manifest["stimulus_recipe"] == r
-        assert (c["size"], c["k"], c["seed"], c["kind_of_sae"], c["lr"], c["batch_size"]) == \
-            (r["size"], r["k"], r["seed"], "topk", r["lr"], r["batch_size"])
+        assert (c["size"], c["k"], c["seed"], c["kind_of_sae"], c["lr"], c["batch_size"]) == (
+            r["size"],
+            r["k"],
+            r["seed"],
+            "topk",
+            r["lr"],
+            r["batch_size"],
+        )
         configs.append({k: v for k, v in c.items() if k not in ("width", "epochs")})
     assert configs[0] == configs[1]
     run = json.loads((outcome.folder / "run.json").read_text())
     assert run["stimulus_dictionary"] == r
-    assert {k: v["data_sha256"] for k, v in run["stimulus_dictionaries"].items()} == \
-        {f"{d.model}:{d.layer}": d.data_hash for d in _dicts(outcome.folder).values()}
+    assert {k: v["data_sha256"] for k, v in run["stimulus_dictionaries"].items()} == {
+        f"{d.model}:{d.layer}": d.data_hash for d in _dicts(outcome.folder).values()
+    }
 
 
 def test_the_chosen_feature_is_the_rules(stim_run):
@@ -152,11 +163,14 @@ def test_defaults_leave_the_hash_and_dictionary_flag_refused_with_stimuli(tmp_pa
     from steerlab.cli import get_cli
 
     assert "sae_data" not in partials.build().measurement_dict()["grid"]
-    assert partials.build(overrides={"grid": {"sae_data": "stimuli"}}).measurement_dict()["grid"]["sae_data"] == "stimuli"
+    assert (
+        partials.build(overrides={"grid": {"sae_data": "stimuli"}}).measurement_dict()["grid"]["sae_data"] == "stimuli"
+    )
     cli = get_cli()
     (tmp_path / "s.toml").write_text(STIM)
-    res = CliRunner().invoke(cli, ["partials", "-c", str(tmp_path / "s.toml"), "-D", "latent-features",
-                                              "-o", str(tmp_path / "bad")])
+    res = CliRunner().invoke(
+        cli, ["partials", "-c", str(tmp_path / "s.toml"), "-D", "latent-features", "-o", str(tmp_path / "bad")]
+    )
     assert res.exit_code == 1 and "exclude each other" in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     res = CliRunner().invoke(cli, ["partials", "--sae-data", "nope", "-o", str(tmp_path / "bad")])

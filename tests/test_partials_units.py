@@ -16,8 +16,8 @@ from steerlab.partials.store import ResultStore
 from steerlab.partials.verdicts import Thresholds, verdict
 from steerlab.stimuli import StimulusSpec
 
-
 # ---- config ---------------------------------------------------------------------------------------
+
 
 def test_unknown_key_lists_valid_keys(tmp_path):
     f = tmp_path / "c.toml"
@@ -45,17 +45,20 @@ def test_layering_and_types(tmp_path):
     assert (cfg.thresholds.min_share, cfg.thresholds.min_gain_db) == (0.6, 3.0)
 
 
-@pytest.mark.parametrize("section,key,value,fragment", [
-    ("thresholds", "min_share", 1.5, r"thresholds.min_share must be a number in \(0, 1\], got 1.5"),
-    ("thresholds", "min_concentration", -0.1, r"min_concentration must be a number in \[0, 1\], got -0.1"),
-    ("grid", "targets_hz", [], "must not be empty"),
-    ("grid", "methods", ["diffmean"], "Did you mean 'diffmeans'"),
-    ("grid", "paths", ["quantised"], "unknown grid.paths"),
-    ("stimuli", "test_seeds", 0, "test_seeds must be an integer >= 1"),
-    ("scoring", "n_fft", 1001, "n_fft must be"),
-    ("scoring", "note_tolerance_db", 0.0, "note_tolerance_db must be a finite number > 0"),
-    ("scoring", "note_local_criterion_db", 100.0, r"note_local_criterion_db must be a number in \[-60, 60\]"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,fragment",
+    [
+        ("thresholds", "min_share", 1.5, r"thresholds.min_share must be a number in \(0, 1\], got 1.5"),
+        ("thresholds", "min_concentration", -0.1, r"min_concentration must be a number in \[0, 1\], got -0.1"),
+        ("grid", "targets_hz", [], "must not be empty"),
+        ("grid", "methods", ["diffmean"], "Did you mean 'diffmeans'"),
+        ("grid", "paths", ["quantised"], "unknown grid.paths"),
+        ("stimuli", "test_seeds", 0, "test_seeds must be an integer >= 1"),
+        ("scoring", "n_fft", 1001, "n_fft must be"),
+        ("scoring", "note_tolerance_db", 0.0, "note_tolerance_db must be a finite number > 0"),
+        ("scoring", "note_local_criterion_db", 100.0, r"note_local_criterion_db must be a number in \[-60, 60\]"),
+    ],
+)
 def test_bad_values(section, key, value, fragment):
     with pytest.raises(C.ConfigError, match=fragment):
         C.PartialsConfig().merged({section: {key: value}})
@@ -71,8 +74,18 @@ def test_controls_default_to_every_method_and_take_a_list_of_models():
     cfg = C.PartialsConfig().merged({"grid": {"methods": ["diffmeans", "probe"]}})
     # every method the run uses runs on the controls by default
     assert cfg.controls.methods_for(cfg.grid.methods) == ("diffmeans", "probe", "random")
-    c = C.PartialsConfig().merged({"controls": {"positive_models": ["filterbank_24khz", "stft_24khz"],
-                                                "positive_layers": {"stft_24khz": "bins"}}}).controls
+    c = (
+        C.PartialsConfig()
+        .merged(
+            {
+                "controls": {
+                    "positive_models": ["filterbank_24khz", "stft_24khz"],
+                    "positive_layers": {"stft_24khz": "bins"},
+                }
+            }
+        )
+        .controls
+    )
     assert c.positive_models == ("filterbank_24khz", "stft_24khz") and c.layer_for("stft_24khz") == "bins"
     assert c.layer_for("filterbank_24khz") is None
     for bad, frag in (("filterbank_24khz", "must be a list"), (["a", "a"], "twice"), ([3], "model names")):
@@ -95,8 +108,12 @@ def test_note_rule_options_hash_only_with_the_instrument_family():
     other = C.PartialsConfig().merged({"scoring": {"note_local_criterion_db": 3.0}})
     assert config_hash(other.measurement_dict()) == config_hash(d)
     inst = C.PartialsConfig().merged({"grid": {"families": ["instrument"]}})
-    assert inst.measurement_dict()["scoring"] == {"band_hz": 50.0, "n_fft": 4096, "note_local_criterion_db": 0.0,
-                                                   "note_tolerance_db": 1.0}
+    assert inst.measurement_dict()["scoring"] == {
+        "band_hz": 50.0,
+        "n_fft": 4096,
+        "note_local_criterion_db": 0.0,
+        "note_tolerance_db": 1.0,
+    }
     moved = inst.merged({"scoring": {"note_tolerance_db": 2.0}})
     assert config_hash(moved.measurement_dict()) != config_hash(inst.measurement_dict())
     assert inst.scoring.options()["note_tolerance_db"] == 1.0
@@ -104,10 +121,21 @@ def test_note_rule_options_hash_only_with_the_instrument_family():
 
 # ---- work items -----------------------------------------------------------------------------------
 
+
 def _item(**kw):
     spec = StimulusSpec("inharmonic", 440.0, 2, seed=1, duration_s=0.25)
-    base = dict(config_hash="h", model="m", layer="l", stimulus=spec, role="without", method="diffmeans",
-                direction_id="d", op="add", strength=0.5, path="continuous")
+    base = dict(
+        config_hash="h",
+        model="m",
+        layer="l",
+        stimulus=spec,
+        role="without",
+        method="diffmeans",
+        direction_id="d",
+        op="add",
+        strength=0.5,
+        path="continuous",
+    )
     return WorkItem(**{**base, **kw})
 
 
@@ -119,8 +147,14 @@ def test_work_item_roundtrip_and_key():
     assert _item(config_hash="other").key() != it.key()
 
 
-@pytest.mark.parametrize("kw", [dict(op="ablate", role="with", strength=0.5), dict(op="add", role="with"),
-                                dict(op="subtract", role="with", strength=0.0)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(op="ablate", role="with", strength=0.5),
+        dict(op="add", role="with"),
+        dict(op="subtract", role="with", strength=0.0),
+    ],
+)
 def test_work_item_validates(kw):
     with pytest.raises(ValueError):
         _item(**kw)
@@ -128,9 +162,24 @@ def test_work_item_validates(kw):
 
 # ---- store ----------------------------------------------------------------------------------------
 
-ROW = {"model": "m", "layer": "l", "family": "tone", "target_hz": 440.0, "density": 0, "seed": 0, "role": "heldout",
-       "method": "diffmeans", "direction_id": "d", "op": "add", "strength": 1.0, "path": "continuous", "gain_db": 1.0,
-       "concentration": 0.5, "offband_lsd_db": 0.1, "codes_changed_share": None}  # what store.ROW_SCHEMA requires
+ROW = {
+    "model": "m",
+    "layer": "l",
+    "family": "tone",
+    "target_hz": 440.0,
+    "density": 0,
+    "seed": 0,
+    "role": "heldout",
+    "method": "diffmeans",
+    "direction_id": "d",
+    "op": "add",
+    "strength": 1.0,
+    "path": "continuous",
+    "gain_db": 1.0,
+    "concentration": 0.5,
+    "offband_lsd_db": 0.1,
+    "codes_changed_share": None,
+}  # what store.ROW_SCHEMA requires
 
 
 def _rows(n, h="h"):
@@ -173,6 +222,7 @@ def test_store_refuses_other_config_and_damage(tmp_path):
 
 # ---- verdict rule ---------------------------------------------------------------------------------
 
+
 def _group(add, rem, seeds=5):
     """Rows of one group: add[s] / rem[name] give (gain, conc, offband) per seed (or one for all)."""
     rows = []
@@ -185,8 +235,18 @@ def _group(add, rem, seeds=5):
             op, s = ("ablate", 0.0) if name == "ablate" else ("subtract", float(name))
             rows.append(dict(op=op, strength=s, seed=seed, gain_db=g, concentration=c, offband_lsd_db=o))
     for r in rows:
-        r.update(model="m", model_role="main", layer="l", family="inharmonic", target_hz=440.0, density=1,
-                 method="diffmeans", path="continuous", codes_changed_share=None, layer_frame_rate_hz=75.0)
+        r.update(
+            model="m",
+            model_role="main",
+            layer="l",
+            family="inharmonic",
+            target_hz=440.0,
+            density=1,
+            method="diffmeans",
+            path="continuous",
+            codes_changed_share=None,
+            layer_frame_rate_hz=75.0,
+        )
     return rows
 
 
@@ -200,14 +260,17 @@ def test_steerable_when_all_criteria_hold():
     assert v.gain_db[0] == 10.0 and v.gain_db[1] <= 10.0 <= v.gain_db[2]
 
 
-@pytest.mark.parametrize("add,rem", [
-    ((5.9, 0.9, 0.5), GOOD_REM),      # gain just short
-    (GOOD_ADD, (-5.0, 0.9, 0.5)),     # loss short
-    ((10.0, 0.4, 0.5), GOOD_REM),     # not concentrated adding
-    (GOOD_ADD, (-10.0, 0.4, 0.5)),    # not concentrated removing
-    ((10.0, 0.9, 1.5), GOOD_REM),     # off-band damage adding
-    (GOOD_ADD, (-10.0, 0.9, 1.5)),    # off-band damage removing
-])
+@pytest.mark.parametrize(
+    "add,rem",
+    [
+        ((5.9, 0.9, 0.5), GOOD_REM),  # gain just short
+        (GOOD_ADD, (-5.0, 0.9, 0.5)),  # loss short
+        ((10.0, 0.4, 0.5), GOOD_REM),  # not concentrated adding
+        (GOOD_ADD, (-10.0, 0.4, 0.5)),  # not concentrated removing
+        ((10.0, 0.9, 1.5), GOOD_REM),  # off-band damage adding
+        (GOOD_ADD, (-10.0, 0.9, 1.5)),  # off-band damage removing
+    ],
+)
 def test_each_criterion_can_fail(add, rem):
     assert not verdict(_group({0.5: add}, {"ablate": rem}), T, 200, 0).steerable
 
@@ -240,7 +303,12 @@ def test_a_note_is_scored_by_its_support_on_audio_and_at_its_f0_on_a_salience():
     audio = SimpleNamespace(has_decoder=True, sample_rate=24000)
     salience = SimpleNamespace(has_decoder=False, sample_rate=16000)
     assert scored_by_note(audio, note) and not scored_by_note(salience, note)
-    for family, density, f0 in (("tone", 0, None), ("harmonic", 1, 200.0), ("chord", 1, 200.0), ("inharmonic", 1, None)):
+    for family, density, f0 in (
+        ("tone", 0, None),
+        ("harmonic", 1, 200.0),
+        ("chord", 1, 200.0),
+        ("inharmonic", 1, None),
+    ):
         assert not scored_by_note(audio, StimulusSpec(family, 1100.0, density, f0=f0))
 
 
@@ -261,16 +329,16 @@ def test_removal_methods_get_separate_verdicts_and_the_verdicts_view_of_gain():
     from steerlab.partials.verdicts import verdicts
 
     bad = (-1.0, 0.9, 0.5)
-    rows = _group({0.5: [GOOD_ADD, GOOD_ADD, GOOD_ADD, GOOD_ADD, (30.0, 0.1, 0.5)]},
-                  {"ablate": GOOD_REM, "1.0": bad})
+    rows = _group({0.5: [GOOD_ADD, GOOD_ADD, GOOD_ADD, GOOD_ADD, (30.0, 0.1, 0.5)]}, {"ablate": GOOD_REM, "1.0": bad})
     by = {v.removal: v for v in verdicts(rows, T, 100, 0)}
     assert set(by) == {"ablate", "subtract"}
     assert by["ablate"].steerable and by["ablate"].best_remove == "ablate"
     assert not by["subtract"].steerable and by["subtract"].best_remove == "subtract 1"
     # raw median gain 10 dB; the verdict's view counts the unconcentrated 30 dB stimulus as 0 dB
     assert by["ablate"].gain_db[0] == 10.0 and by["ablate"].gain_passing_db == 10.0
-    rows = _group({0.5: [GOOD_ADD, GOOD_ADD, (30.0, 0.1, 0.5), (30.0, 0.1, 0.5), (30.0, 0.9, 3.0)]},
-                  {"ablate": GOOD_REM})
+    rows = _group(
+        {0.5: [GOOD_ADD, GOOD_ADD, (30.0, 0.1, 0.5), (30.0, 0.1, 0.5), (30.0, 0.9, 3.0)]}, {"ablate": GOOD_REM}
+    )
     (v,) = verdicts(rows, T, 100, 0)
     assert v.gain_db[0] == 30.0 and v.gain_passing_db == 0.0
 
@@ -278,20 +346,44 @@ def test_removal_methods_get_separate_verdicts_and_the_verdicts_view_of_gain():
 def _verdict(model="m", role="main", method="diffmeans", removal="ablate", steerable=True, f=440.0):
     from steerlab.partials.verdicts import Verdict
 
-    return Verdict(model, role, "L", "inharmonic", f, 1, method, "continuous", removal, 4, steerable,
-                   1.0 if steerable else 0.0, 1.0, removal, 1.0, 1.0, *[(1.0, 1.0, 1.0)] * 6, None, 75.0)
+    return Verdict(
+        model,
+        role,
+        "L",
+        "inharmonic",
+        f,
+        1,
+        method,
+        "continuous",
+        removal,
+        4,
+        steerable,
+        1.0 if steerable else 0.0,
+        1.0,
+        removal,
+        1.0,
+        1.0,
+        *[(1.0, 1.0, 1.0)] * 6,
+        None,
+        75.0,
+    )
 
 
 def test_a_method_whose_control_failed_is_not_validated_never_not_steerable():
     from steerlab.partials.verdicts import label, validation
 
-    vs = [_verdict(steerable=False), _verdict(method="probe", steerable=False),
-          _verdict(method="sae", steerable=False), _verdict(method="random", steerable=False),
-          _verdict("fb", "positive_control", steerable=True), _verdict("fb", "positive_control", f=880.0),
-          _verdict("fb", "positive_control", method="probe", steerable=True),
-          _verdict("fb2", "positive_control", method="probe", steerable=False),
-          _verdict("fb2", "positive_control", steerable=True),
-          _verdict("fb", "positive_control", method="random", steerable=False)]
+    vs = [
+        _verdict(steerable=False),
+        _verdict(method="probe", steerable=False),
+        _verdict(method="sae", steerable=False),
+        _verdict(method="random", steerable=False),
+        _verdict("fb", "positive_control", steerable=True),
+        _verdict("fb", "positive_control", f=880.0),
+        _verdict("fb", "positive_control", method="probe", steerable=True),
+        _verdict("fb2", "positive_control", method="probe", steerable=False),
+        _verdict("fb2", "positive_control", steerable=True),
+        _verdict("fb", "positive_control", method="random", steerable=False),
+    ]
     val = validation(vs)
     assert val[("diffmeans", "ablate")]["status"] == "validated"
     assert val[("probe", "ablate")]["status"] == "not validated"  # one control of two failed
@@ -301,7 +393,9 @@ def test_a_method_whose_control_failed_is_not_validated_never_not_steerable():
     assert {c: p["status"] for c, p in per.items()} == {"fb": "validated", "fb2": "not validated"}
     assert val[("sae", "ablate")]["status"] == "unchecked"  # no control ran it
     assert {c: p["status"] for c, p in val[("sae", "ablate")]["by_control"].items()} == {
-        "fb": "unchecked", "fb2": "unchecked"}
+        "fb": "unchecked",
+        "fb2": "unchecked",
+    }
     # a method one control ran and passed but another control did not run is not validated by
     # both: unchecked, never validated
     part = validation(vs + [_verdict("fb", "positive_control", method="sae", steerable=True)])[("sae", "ablate")]
@@ -313,6 +407,7 @@ def test_a_method_whose_control_failed_is_not_validated_never_not_steerable():
 
 
 # ---- directions -----------------------------------------------------------------------------------
+
 
 def _planted(seed=0, n=6, frames=200, width=8, axis=3):
     rng = np.random.default_rng(seed)
@@ -332,9 +427,9 @@ def test_probe_ignores_noise_floor_channels_and_shared_context():
     without, with_ = [], []
     for _ in range(4):
         f = np.zeros((300, 6))
-        f[:, 0] = 1e-11 * rng.standard_normal(300)      # noise floor
+        f[:, 0] = 1e-11 * rng.standard_normal(300)  # noise floor
         f[:, 1] = 0.1 * (1 + 0.5 * rng.standard_normal())  # a context partial, different per stimulus
-        f[:, 2] = 0.05 * rng.standard_normal(300)       # a busy channel
+        f[:, 2] = 0.05 * rng.standard_normal(300)  # a busy channel
         w = f.copy()
         w[:, 3] += 0.1 + 0.01 * rng.standard_normal(300)  # the target
         w[:, 0] = 1e-11 * rng.standard_normal(300)
@@ -364,17 +459,17 @@ def test_probe_steers_along_its_activation_pattern_not_its_weights():
     without, with_ = [], []
     for _ in range(4):
         f = np.zeros((n, 7))
-        f[:, 0] = 0.2 * (1 + 0.3 * rng.standard_normal())      # a context partial, shared
-        f[:, 5] = 0.05 * np.abs(rng.standard_normal(n))       # a busy channel, shared
+        f[:, 0] = 0.2 * (1 + 0.3 * rng.standard_normal())  # a context partial, shared
+        f[:, 5] = 0.05 * np.abs(rng.standard_normal(n))  # a busy channel, shared
         w = f.copy()
-        w[:, 3] += 0.1 * env + 1e-4 * rng.standard_normal(n)   # the target, with its fades
-        w[:, [2, 4]] += (0.02 * edge * (1 - env))[:, None]     # the neighbours: during the fades only
+        w[:, 3] += 0.1 * env + 1e-4 * rng.standard_normal(n)  # the target, with its fades
+        w[:, [2, 4]] += (0.02 * edge * (1 - env))[:, None]  # the neighbours: during the fades only
         without.append(f)
         with_.append(w)
     vec, info = probe(without, with_, 300, 0)
     u = vec / np.linalg.norm(vec)
     dm = diff_of_means(without, with_)
-    assert info["weights_cosine_to_pattern"] < 0.6           # the weights are not the partial
+    assert info["weights_cosine_to_pattern"] < 0.6  # the weights are not the partial
     assert u[3] > 0.999 and max(abs(u[2]), abs(u[4])) < 0.03 and abs(u[0]) < 1e-3 and abs(u[5]) < 1e-3
     assert u @ dm / np.linalg.norm(dm) > 0.999
 
@@ -386,7 +481,9 @@ def test_diffmeans_probe_random_recover_planted_axis():
     out = learn({"u": 1}, without, with_, ("diffmeans", "probe", "random", "sae"), 0, 64, None, ["a"])
     dm, pr, rnd = (out[m].vector / np.linalg.norm(out[m].vector) for m in ("diffmeans", "probe", "random"))
     assert dm[3] > 0.99 and pr[3] > 0.9
-    assert abs(rnd[3]) < 0.9 and np.isclose(np.linalg.norm(out["random"].vector), np.linalg.norm(out["diffmeans"].vector))
+    assert abs(rnd[3]) < 0.9 and np.isclose(
+        np.linalg.norm(out["random"].vector), np.linalg.norm(out["diffmeans"].vector)
+    )
     assert isinstance(out["sae"], str) and "dictionary" in out["sae"]
 
 
@@ -453,12 +550,12 @@ def test_sae_feature_carries_the_change_and_steers_along_its_decoder_column():
     without, with_ = [], []
     for _ in range(3):
         f = np.zeros((200, 4))
-        f[:, 0] = 0.5 * np.abs(rng.standard_normal(200))   # the target channel: a busy background
-        f[:, 1] = 1.0 + 1e-3 * rng.standard_normal(200)    # a steady, nearly noiseless channel
+        f[:, 0] = 0.5 * np.abs(rng.standard_normal(200))  # the target channel: a busy background
+        f[:, 1] = 1.0 + 1e-3 * rng.standard_normal(200)  # a steady, nearly noiseless channel
         f[:, 3] = rng.standard_normal(200)
         w = f.copy()
-        w[:, 0] += 1.0                                      # the partial
-        w[:, 1] += 0.01                                     # a small, very detectable side effect
+        w[:, 0] += 1.0  # the partial
+        w[:, 1] += 0.01  # a small, very detectable side effect
         without.append(f)
         with_.append(w)
     sae = SparseAutoencoder(SAEConfig(width=4, size=2, k=1, architecture="relu", center=False, normalize=False))
@@ -542,14 +639,39 @@ def test_prediction_agreement_counts_and_graded_correlation():
     from steerlab.partials.verdicts import Verdict
 
     def v(f, steerable, gain):
-        return Verdict("m", "main", "L", "inharmonic", f, 1, "diffmeans", "continuous", "ablate", 5, steerable,
-                       1.0 if steerable else 0.0, 1.0, "ablate", 1.0, 1.0, (gain, gain, gain), (9.0,) * 3,
-                       (0.9,) * 3, (0.9,) * 3, (0.1,) * 3, (0.1,) * 3, None, 75.0)
+        return Verdict(
+            "m",
+            "main",
+            "L",
+            "inharmonic",
+            f,
+            1,
+            "diffmeans",
+            "continuous",
+            "ablate",
+            5,
+            steerable,
+            1.0 if steerable else 0.0,
+            1.0,
+            "ablate",
+            1.0,
+            1.0,
+            (gain, gain, gain),
+            (9.0,) * 3,
+            (0.9,) * 3,
+            (0.9,) * 3,
+            (0.1,) * 3,
+            (0.1,) * 3,
+            None,
+            75.0,
+        )
 
     vs = [v(100.0, False, 1.0), v(200.0, False, 2.0), v(300.0, False, 5.0), v(400.0, False, 9.0)]
     pred = lambda score, surv: SimpleNamespace(score=score, survives_path=surv)  # noqa: E731
-    preds = {("m", "L", "inharmonic", f, 1): pred(s, s > 0.5) for f, s in ((100.0, 0.1), (200.0, 0.2),
-                                                                         (300.0, 0.6), (400.0, 0.9))}
+    preds = {
+        ("m", "L", "inharmonic", f, 1): pred(s, s > 0.5)
+        for f, s in ((100.0, 0.1), (200.0, 0.2), (300.0, 0.6), (400.0, 0.9))
+    }
     (a,) = agreement(vs, preds)
     # nothing passes: the share-based correlations are undefined, the graded one is not
     assert a["rho_score_share"] is None and a["rho_survives_steerable"] is None

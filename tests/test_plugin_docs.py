@@ -118,12 +118,16 @@ def test_a_hook_missing_from_the_guide_is_reported(real):
 
 def test_a_changed_signature_is_reported(real):
     guide, specs, tests = real
-    renamed = guide.replace('def steerlab_register_commands(cli: "click.Group")', 'def steerlab_register_commands(group: "click.Group")')
+    renamed = guide.replace(
+        'def steerlab_register_commands(cli: "click.Group")', 'def steerlab_register_commands(group: "click.Group")'
+    )
     assert renamed != guide
     [problem] = problems(renamed, specs, tests)
     assert problem.startswith("documented signature of steerlab_register_commands is (group:")
-    untyped = guide.replace('def steerlab_register_models(registry: "ModelRegistry") -> None:',
-                            "def steerlab_register_models(registry) -> None:")
+    untyped = guide.replace(
+        'def steerlab_register_models(registry: "ModelRegistry") -> None:',
+        "def steerlab_register_models(registry) -> None:",
+    )
     assert untyped != guide
     assert problems(untyped, specs, tests)[0].startswith("documented signature of steerlab_register_models")
     # same signature object, different text (quotes): still not a copy of the source
@@ -136,7 +140,9 @@ def test_a_changed_signature_is_reported(real):
 
 def test_a_hook_without_a_test_and_a_stale_entry_are_reported(real):
     guide, specs, tests = real
-    without = {name: text.replace("def steerlab_register_layers(", "def other_function(") for name, text in tests.items()}
+    without = {
+        name: text.replace("def steerlab_register_layers(", "def other_function(") for name, text in tests.items()
+    }
     assert problems(guide, specs, without) == [
         "hook steerlab_register_layers has no test: no tests/test_*.py implements it"
     ]
@@ -222,9 +228,14 @@ class _ModelReads(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
-        if (isinstance(node.func, ast.Name) and node.func.id in self.ACCESSORS and len(node.args) >= 2
-                and self._is_model(node.args[0])
-                and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+        if (
+            isinstance(node.func, ast.Name)
+            and node.func.id in self.ACCESSORS
+            and len(node.args) >= 2
+            and self._is_model(node.args[0])
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+        ):
             self.reads.append((node.lineno, ast.unparse(node.args[0]), node.args[1].value))
         self.generic_visit(node)
 
@@ -243,7 +254,9 @@ def contract_problems(guide: str, class_source: str, core_sources: dict[str, str
     """Everything wrong with the guide's AudioModel block and the core's reads (empty: all good)."""
     blocks = CONTRACT_BLOCK.findall(guide)
     if len(blocks) != 1:
-        return [f"docs/plugins.md needs exactly one ```python class AudioModel(torch.nn.Module): block, has {len(blocks)}"]
+        return [
+            f"docs/plugins.md needs exactly one ```python class AudioModel(torch.nn.Module): block, has {len(blocks)}"
+        ]
     block = blocks[0]
     declared = contract_members(class_source)
     documented = contract_members(block)
@@ -266,8 +279,11 @@ def contract_problems(guide: str, class_source: str, core_sources: dict[str, str
 
 
 def _core_sources() -> dict[str, str]:
-    return {p.relative_to(ROOT).as_posix(): p.read_text() for p in sorted(CORE.rglob("*.py"))
-            if "builtins" not in p.relative_to(CORE).parts}
+    return {
+        p.relative_to(ROOT).as_posix(): p.read_text()
+        for p in sorted(CORE.rglob("*.py"))
+        if "builtins" not in p.relative_to(CORE).parts
+    }
 
 
 def _audiomodel_source() -> str:
@@ -279,11 +295,31 @@ def test_the_audiomodel_contract_is_documented_and_covers_every_read_of_the_core
     assert "steerlab/api.py" in sources and not any(p.startswith("steerlab/builtins/") for p in sources)
     declared = contract_members(_audiomodel_source())
     # the contract was found at all, and so were the core's reads (the scan is not blind)
-    assert {"output_length", "class_names", "dictionaries_dir", "layer_registry", "output_kind",
-            "traced_outputs", "n_q", "sample_rate", "weights_hash"} <= set(declared)
+    assert {
+        "output_length",
+        "class_names",
+        "dictionaries_dir",
+        "layer_registry",
+        "output_kind",
+        "traced_outputs",
+        "n_q",
+        "sample_rate",
+        "weights_hash",
+    } <= set(declared)
     read = {attr for _, _, _, attr in core_model_reads(sources)}
-    assert {"output_length", "class_names", "layer_registry", "output_kind", "traced_outputs", "n_q",
-            "hop", "has_decoder", "output_bins_hz", "centres_hz", "control_layer"} <= read
+    assert {
+        "output_length",
+        "class_names",
+        "layer_registry",
+        "output_kind",
+        "traced_outputs",
+        "n_q",
+        "hop",
+        "has_decoder",
+        "output_bins_hz",
+        "centres_hz",
+        "control_layer",
+    } <= read
     assert contract_problems(GUIDE.read_text(), _audiomodel_source(), sources) == []
 
 
@@ -300,39 +336,54 @@ def test_an_undocumented_member_is_reported(contract):
     line = "    def output_length(self, n_samples: int) -> int: ...\n"
     assert guide.count(line) == 1
     assert contract_problems(guide.replace(line, ""), source, core) == [
-        ("AudioModel.output_length is missing from docs/plugins.md (declared as "
-         "`def output_length(self, n_samples: int) -> int`)")
+        (
+            "AudioModel.output_length is missing from docs/plugins.md (declared as "
+            "`def output_length(self, n_samples: int) -> int`)"
+        )
     ]
     # a member added to the class and not to the guide
-    added = source.replace("    def describe(self)", "    def frames_per_second(self) -> float:\n        return 1.0\n\n"
-                                                     "    def describe(self)")
+    added = source.replace(
+        "    def describe(self)",
+        "    def frames_per_second(self) -> float:\n        return 1.0\n\n    def describe(self)",
+    )
     assert contract_problems(guide, added, core) == [
-        ("AudioModel.frames_per_second is missing from docs/plugins.md (declared as "
-         "`def frames_per_second(self) -> float`)")
+        (
+            "AudioModel.frames_per_second is missing from docs/plugins.md (declared as "
+            "`def frames_per_second(self) -> float`)"
+        )
     ]
 
 
 def test_a_changed_or_uncommented_or_stale_member_is_reported(contract):
     guide, source, core = contract
-    retyped = guide.replace("    class_names: Sequence[str] | None = None\n", "    class_names: list[str] | None = None\n")
+    retyped = guide.replace(
+        "    class_names: Sequence[str] | None = None\n", "    class_names: list[str] | None = None\n"
+    )
     assert retyped != guide
     assert contract_problems(retyped, source, core) == [
-        ("documented AudioModel.class_names is `class_names: list[str] | None = None`, "
-         "steerlab/model.py has `class_names: Sequence[str] | None = None`")
+        (
+            "documented AudioModel.class_names is `class_names: list[str] | None = None`, "
+            "steerlab/model.py has `class_names: Sequence[str] | None = None`"
+        )
     ]
-    renamed = guide.replace("def layer_calls(self, layer: LayerInfo) -> int: ...",
-                            "def layer_calls(self, info: LayerInfo) -> int: ...")
+    renamed = guide.replace(
+        "def layer_calls(self, layer: LayerInfo) -> int: ...", "def layer_calls(self, info: LayerInfo) -> int: ..."
+    )
     assert renamed != guide
     assert contract_problems(renamed, source, core) == [
-        ("documented AudioModel.layer_calls is `def layer_calls(self, info: LayerInfo) -> int`, "
-         "steerlab/model.py has `def layer_calls(self, layer: LayerInfo) -> int`")
+        (
+            "documented AudioModel.layer_calls is `def layer_calls(self, info: LayerInfo) -> int`, "
+            "steerlab/model.py has `def layer_calls(self, layer: LayerInfo) -> int`"
+        )
     ]
     uncommented = guide.replace("    # the path used when a run names none\n", "")
     assert contract_problems(uncommented, source, core) == [
         "AudioModel.default_path has no comment above it in docs/plugins.md saying what it is"
     ]
-    stale = guide.replace("    # codebooks of the model's quantizer",
-                          "    # gone\n    sample_width: int = 2\n    # codebooks of the model's quantizer")
+    stale = guide.replace(
+        "    # codebooks of the model's quantizer",
+        "    # gone\n    sample_width: int = 2\n    # codebooks of the model's quantizer",
+    )
     assert contract_problems(stale, source, core) == [
         "docs/plugins.md documents AudioModel.sample_width, which steerlab/model.py does not declare"
     ]
@@ -340,7 +391,7 @@ def test_a_changed_or_uncommented_or_stale_member_is_reported(contract):
 
 def test_a_core_read_of_an_undeclared_member_is_reported(contract):
     guide, source, core = contract
-    extra = textwrap.dedent('''
+    extra = textwrap.dedent("""
         def f(model, plan, m: "AudioModel", net: torch.nn.Module):
             shipped_model = plan.model
             a = model.latent_dim + getattr(model, "codebook_size", 0) + plan.model.frame_rate
@@ -349,7 +400,7 @@ def test_a_core_read_of_an_undeclared_member_is_reported(contract):
 
         def g(model: torch.nn.Module):
             return model.not_an_audio_model
-    ''')
+    """)
     assert contract_problems(guide, source, {**core, "steerlab/extra.py": extra}) == [
         "steerlab/extra.py:4 reads model.latent_dim, which AudioModel does not declare",
         "steerlab/extra.py:4 reads model.codebook_size, which AudioModel does not declare",

@@ -242,7 +242,9 @@ def test_failed_plugins_are_listed_with_their_error(fresh, monkeypatch):
 
 def test_block_env_keeps_a_plugin_out(fresh, monkeypatch):
     monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", " steerlab.builtins.crepe , raising_hook")
-    monkeypatch.setattr(plugins, "entry_points", lambda group: [_FakeEntryPoint("raising_hook", lambda: _RaisingScorers())])
+    monkeypatch.setattr(
+        plugins, "entry_points", lambda group: [_FakeEntryPoint("raising_hook", lambda: _RaisingScorers())]
+    )
     assert plugins.blocked() == {"steerlab.builtins.crepe", "raising_hook"}
     assert "pitch_salience" not in plugins.scorers()
     assert plugins.scorers().names() == ["spectral"]  # the one other built-in scorer (steerlab.builtins.scorers)
@@ -271,19 +273,26 @@ def test_blocking_an_essential_plugin_is_refused_with_one_line(fresh, monkeypatc
     from steerlab.errors import PluginError
 
     assert plugins.ESSENTIAL_PLUGINS == (
-        "steerlab.builtins.encodec", "steerlab.builtins.interventions", "steerlab.builtins.scorers")
+        "steerlab.builtins.encodec",
+        "steerlab.builtins.interventions",
+        "steerlab.builtins.scorers",
+    )
     assert set(plugins.ESSENTIAL_PLUGINS) <= set(plugins.DEFAULT_PLUGINS)
     monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", "steerlab.builtins.tokenlm,steerlab.builtins.scorers")
     for _ in range(2):  # refused every time, never half-loaded
         with pytest.raises(PluginError) as info:
             plugins.scorers()
         assert str(info.value) == ESSENTIAL_REFUSAL
-    with pytest.raises(PluginError, match=r"^cannot block 'steerlab.builtins.encodec', 'steerlab.builtins.interventions' "):
+    with pytest.raises(
+        PluginError, match=r"^cannot block 'steerlab.builtins.encodec', 'steerlab.builtins.interventions' "
+    ):
         plugins.PluginHost(blocked=["steerlab.builtins.interventions", "steerlab.builtins.encodec"]).models()
     # the real command: one line on stderr, exit status 1, no traceback
     env = {**os.environ, "OMP_NUM_THREADS": "1", "STEERLAB_BLOCK_PLUGINS": "steerlab.builtins.scorers"}
     steerlab = Path(sys.executable).parent / "steerlab"
-    result = subprocess.run([str(steerlab), "plugins"], check=False, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(steerlab), "plugins"], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
     assert (result.returncode, result.stdout, result.stderr) == (1, "", f"Error: {ESSENTIAL_REFUSAL}\n")
 
 
@@ -318,13 +327,19 @@ def test_hookcall_monitoring_sees_every_call_of_every_plugin(monkeypatch, embedd
     seen: dict[str, list[str]] = {}
     for name, [plugin] in calls:
         seen.setdefault(name, []).append(plugin)
-    implementers = {name: [impl.plugin_name for impl in getattr(host.pm.hook, name).get_hookimpls()]
-                    for name in _hookspec_names()}
+    implementers = {
+        name: [impl.plugin_name for impl in getattr(host.pm.hook, name).get_hookimpls()] for name in _hookspec_names()
+    }
     assert seen == implementers  # every implementation, in registration order, once
     assert seen["steerlab_register_interventions"][-1] == "inline_plugin"
     assert seen["steerlab_register_models"] == [
-        "steerlab.builtins.encodec", "steerlab.builtins.filterbank", "steerlab.builtins.stft",
-        "steerlab.builtins.samplecnn", "steerlab.builtins.tokenlm", "steerlab.builtins.crepe"]
+        "steerlab.builtins.encodec",
+        "steerlab.builtins.filterbank",
+        "steerlab.builtins.stft",
+        "steerlab.builtins.samplecnn",
+        "steerlab.builtins.tokenlm",
+        "steerlab.builtins.crepe",
+    ]
     assert len(outcomes) == len(calls) == sum(map(len, implementers.values()))
     assert host.failures == [] and "twin" in host.interventions()
 
@@ -366,11 +381,13 @@ def test_every_hook_has_an_explicit_failure_policy(fresh, embedded, monkeypatch)
     with pytest.raises(PluginError) as info:
         host.layers_for(embedded)
     assert str(info.value) == (
-        "plugin 'raising_layers' failed listing the layers of 'tiny_encodec_24khz': RuntimeError: layer table exploded")
+        "plugin 'raising_layers' failed listing the layers of 'tiny_encodec_24khz': RuntimeError: layer table exploded"
+    )
     # "record": the failure is kept, the other plugins' scorers are there
     assert set(host.scorers().names()) == {"spectral", "pitch_salience"}
     assert [f.line() for f in host.failures] == [
-        "raising_scorers (steerlab_register_scorers): RuntimeError: scorer table exploded"]
+        "raising_scorers (steerlab_register_scorers): RuntimeError: scorer table exploded"
+    ]
 
 
 # -- an out-of-tree plugin through a faked entry point -------------------------------------------
@@ -481,9 +498,11 @@ def toy(fresh, tmp_path, monkeypatch):
     monkeypatch.setattr(
         plugins,
         "entry_points",
-        lambda group: [_FakeEntryPoint("steerlab_toy", lambda: importlib.import_module("steerlab_toy_plugin"))]
-        if group == plugins.ENTRY_POINT_GROUP
-        else [],
+        lambda group: (
+            [_FakeEntryPoint("steerlab_toy", lambda: importlib.import_module("steerlab_toy_plugin"))]
+            if group == plugins.ENTRY_POINT_GROUP
+            else []
+        ),
     )
     yield
     sys.modules.pop("steerlab_toy_plugin", None)
@@ -510,16 +529,39 @@ def test_out_of_tree_plugin_adds_a_model_end_to_end(toy, tmp_path):
     sf.write(wav, wave.T, sr, subtype="FLOAT")
 
     models = json.loads(_invoke(["models", "--json"]).stdout)
-    assert {"name": "toy_codec", "default": False, "plugin": "steerlab_toy",
-            "description": "a two-layer conv codec from an out-of-tree plugin"} in models
+    assert {
+        "name": "toy_codec",
+        "default": False,
+        "plugin": "steerlab_toy",
+        "description": "a two-layer conv codec from an out-of-tree plugin",
+    } in models
     layers = json.loads(_invoke(["layers", "--model", "toy_codec", "--json"]).stdout)
     assert [r["name"] for r in layers["layers"]] == ["toy.enc"]
     assert layers["layers"][0]["frame_rate_hz"] == 4000.0 and layers["aliases"] == {"bottleneck": "toy.enc"}
 
     out = tmp_path / "out"
     # no fades: the hand-computed patch adds the same amount to every frame
-    result = _invoke(["intervene", str(wav), "--model", "toy_codec", "-l", "bottleneck", "-c", "3",
-                      "-a", "0.5", "--fade-in", "0", "--fade-out", "0", "-o", str(out), "--json"])
+    result = _invoke(
+        [
+            "intervene",
+            str(wav),
+            "--model",
+            "toy_codec",
+            "-l",
+            "bottleneck",
+            "-c",
+            "3",
+            "-a",
+            "0.5",
+            "--fade-in",
+            "0",
+            "--fade-out",
+            "0",
+            "-o",
+            str(out),
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     folder = out / "tone"
     assert sorted(p.name for p in out.iterdir()) == ["tone"]
@@ -542,13 +584,43 @@ def test_out_of_tree_plugin_adds_a_model_end_to_end(toy, tmp_path):
     assert doc["scores"]["toy_rms"]["sample_rate"] == sr
     assert doc["scores"]["spectral"]["change_rms"] == pytest.approx(change, rel=1e-4)
 
-    zero = _invoke(["intervene", str(wav), "--model", "toy_codec", "-l", "toy.enc", "-c", "3",
-                    "-a", "0", "-o", str(tmp_path / "zero"), "--json"])
+    zero = _invoke(
+        [
+            "intervene",
+            str(wav),
+            "--model",
+            "toy_codec",
+            "-l",
+            "toy.enc",
+            "-c",
+            "3",
+            "-a",
+            "0",
+            "-o",
+            str(tmp_path / "zero"),
+            "--json",
+        ]
+    )
     assert zero.exit_code == 0, zero.output
     assert json.loads(zero.stdout)[0]["scores"]["toy_rms"]["change_rms"] == 0.0
 
-    negate = _invoke(["intervene", str(wav), "--model", "toy_codec", "-l", "toy.enc", "-c", "0",
-                      "-i", "toy_negate", "-o", str(tmp_path / "neg"), "--json"])
+    negate = _invoke(
+        [
+            "intervene",
+            str(wav),
+            "--model",
+            "toy_codec",
+            "-l",
+            "toy.enc",
+            "-c",
+            "0",
+            "-i",
+            "toy_negate",
+            "-o",
+            str(tmp_path / "neg"),
+            "--json",
+        ]
+    )
     assert negate.exit_code == 0, negate.output
     assert json.loads(negate.stdout)[0]["intervention"] == "toy_negate"
     assert json.loads(negate.stdout)[0]["scores"]["toy_rms"]["change_rms"] > 1e-3
@@ -559,7 +631,11 @@ def test_out_of_tree_plugin_adds_a_model_end_to_end(toy, tmp_path):
     rows = {r["name"]: r for r in json.loads(_invoke(["plugins", "--json"]).stdout)}
     toy_row = rows["steerlab_toy"]
     assert toy_row["builtin"] is False and toy_row["error"] is None
-    assert (toy_row["models"], toy_row["interventions"], toy_row["scorers"]) == (["toy_codec"], ["toy_negate"], ["toy_rms"])
+    assert (toy_row["models"], toy_row["interventions"], toy_row["scorers"]) == (
+        ["toy_codec"],
+        ["toy_negate"],
+        ["toy_rms"],
+    )
     assert set(module.CALLS) == set(_hookspec_names())
 
 
@@ -567,11 +643,7 @@ def test_out_of_tree_plugin_adds_a_model_end_to_end(toy, tmp_path):
 
 
 def _hookspec_names() -> list[str]:
-    return [
-        name
-        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-        if hasattr(fn, "steerlab_spec")
-    ]
+    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "steerlab_spec")]
 
 
 def test_every_hook_is_documented_typed_and_tested():

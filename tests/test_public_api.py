@@ -16,7 +16,7 @@ from steerlab.errors import DictionaryError, DirectionError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-EXAMPLE = '''\
+EXAMPLE = """\
 import numpy as np
 import steerlab
 
@@ -42,7 +42,7 @@ print(result.scores["spectral"]["targets"][0]["gain_db"])     # dB gained at 880
 # a dictionary shipped with the model, and its decoder matrix
 dictionary = steerlab.load_dictionary("latent-features")
 print(dictionary.layer, tuple(dictionary.decoder.shape))      # latent (n_latents, channels)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,13 @@ def test_the_example_direction_records_the_array_it_was_given(example):
     direction, a_with, a_without = example["direction"], example["a_with"], example["a_without"]
     expected = a_with.mean(axis=1) - a_without.mean(axis=1)
     assert np.array_equal(direction.vector, expected) and direction.vector.dtype == np.float32
-    assert direction.provenance == {"source": "array", "note": "given as an array by the caller",
-                                    "array_shape": [64], "dtype": "float32",
-                                    "sha256": hashlib.sha256(expected.tobytes()).hexdigest()}
+    assert direction.provenance == {
+        "source": "array",
+        "note": "given as an array by the caller",
+        "array_shape": [64],
+        "dtype": "float32",
+        "sha256": hashlib.sha256(expected.tobytes()).hexdigest(),
+    }
     recorded = example["result"].record["direction"]  # what every result (and scores.json) keeps
     assert recorded["sha256"] == direction.provenance["sha256"] and recorded["norm"] == pytest.approx(direction.norm)
 
@@ -124,8 +128,15 @@ def test_direction_takes_numpy_torch_and_lists_and_keeps_a_given_provenance():
     assert other.provenance["sha256"] != steerlab.Direction(np.ones(3)).provenance["sha256"]
 
 
-@pytest.mark.parametrize("bad, words", [(np.zeros(4), "finite and non-zero"), ([1.0, float("nan")], "finite"),
-                                         (np.ones((2, 3)), "shape (2, 3)"), (5.0, "shape ()")])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (np.zeros(4), "finite and non-zero"),
+        ([1.0, float("nan")], "finite"),
+        (np.ones((2, 3)), "shape (2, 3)"),
+        (5.0, "shape ()"),
+    ],
+)
 def test_direction_refuses_what_is_not_a_direction(bad, words):
     with pytest.raises(DirectionError, match=words.replace("(", r"\(").replace(")", r"\)")):
         steerlab.Direction(bad)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import needs
+
 from steerlab import audio, runner
 from steerlab.errors import AudioError
 
@@ -26,10 +26,14 @@ ASC = Path("/usr/share/games/asc/music")
 RROOTAGE = Path("/usr/share/games/rrootage/sounds")
 MP3S = sorted(ASC.glob("*.mp3"))
 OGGS = sorted(RROOTAGE.glob("stg_*.ogg"))
-needs_mp3 = needs(bool(MP3S), "Debian package asc-music is not installed "
-                               "(apt-get install -y asc-music): no real MP3s to test with")
-needs_ogg = needs(bool(OGGS), "Debian package rrootage-data is not installed "
-                               "(apt-get install -y rrootage-data): no real Ogg Vorbis music to test with")
+needs_mp3 = needs(
+    bool(MP3S), "Debian package asc-music is not installed (apt-get install -y asc-music): no real MP3s to test with"
+)
+needs_ogg = needs(
+    bool(OGGS),
+    "Debian package rrootage-data is not installed "
+    "(apt-get install -y rrootage-data): no real Ogg Vorbis music to test with",
+)
 
 
 def _cut(src: Path, n_bytes: int, dst: Path) -> Path:
@@ -84,7 +88,7 @@ def test_a_whole_real_mp3_streams_to_its_decoded_end():
     assert sum(p.shape[1] for _, p in pieces) == total
     whole, _ = audio.load(path, 24_000, 1)
     assert whole.shape[1] == total
-    np.testing.assert_allclose(pieces[-1][1], whole[:, pieces[-1][0]:], atol=1e-5)
+    np.testing.assert_allclose(pieces[-1][1], whole[:, pieces[-1][0] :], atol=1e-5)
 
 
 @needs_ogg
@@ -106,8 +110,24 @@ def test_a_cut_real_mp3_declares_more_than_it_decodes(real_mp3):
 @needs_mp3
 def test_intervene_streams_a_real_mp3_in_chunks_to_the_end(real_mp3, tmp_path):
     out = tmp_path / "out"
-    result = _cli(["intervene", str(real_mp3), "-l", "first_conv", "-c", "0", "-a", "2", "-t", "440",
-                   "--chunk-s", "4", "-o", str(out)])
+    result = _cli(
+        [
+            "intervene",
+            str(real_mp3),
+            "-l",
+            "first_conv",
+            "-c",
+            "0",
+            "-a",
+            "2",
+            "-t",
+            "440",
+            "--chunk-s",
+            "4",
+            "-o",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((out / real_mp3.stem / "scores.json").read_text())
     info = audio.scan(real_mp3)
@@ -126,8 +146,24 @@ def test_intervene_on_real_ogg_whole_and_chunked_agree(real_ogg, tmp_path):
     docs = {}
     for c in ("60", "3"):
         out = tmp_path / f"o{c}"
-        result = _cli(["intervene", str(real_ogg), "-l", "first_conv", "-c", "3", "-a", "0.5", "-t", "440",
-                       "--chunk-s", c, "-o", str(out)])
+        result = _cli(
+            [
+                "intervene",
+                str(real_ogg),
+                "-l",
+                "first_conv",
+                "-c",
+                "3",
+                "-a",
+                "0.5",
+                "-t",
+                "440",
+                "--chunk-s",
+                c,
+                "-o",
+                str(out),
+            ]
+        )
         assert result.exit_code == 0, result.output
         docs[c] = json.loads((out / real_ogg.stem / "scores.json").read_text())
     # one relative strength for the whole input, whatever the chunk size
@@ -153,8 +189,9 @@ def test_an_unusable_file_fails_before_any_model_work(real_mp3, tmp_path, monkey
     monkeypatch.setattr(api, "intervene", lambda *a, **k: calls.append(1))
     monkeypatch.setattr(api, "prepare", lambda *a, **k: calls.append(1))
     info = api.layers(embedded).get("first_conv")
-    spec = api.InterventionSpec(layer=info.name, direction=channel_direction(0, info), intervention="add",
-                                strength=Strength(1.0), span=Span())
+    spec = api.InterventionSpec(
+        layer=info.name, direction=channel_direction(0, info), intervention="add", strength=Strength(1.0), span=Span()
+    )
     with pytest.raises(AudioError, match="NaN"):
         runner.intervene_files(embedded, [real_mp3, bad], spec, tmp_path / "out", chunk_s=4.0)
     assert calls == [] and not (tmp_path / "out").exists()
@@ -171,8 +208,26 @@ def test_learn_and_analyze_on_a_folder_of_real_mp3_and_ogg(tmp_path):
     mp3 = _cut(ASC / "time_to_strike.mp3", 40_000, data / "time_to_strike_head.mp3")
     ogg = _cut(RROOTAGE / "stg_a.ogg", 40_000, data / "stg_a_head.ogg")
     d = tmp_path / "dict"
-    result = _cli(["learn", "features", "-l", "first_conv", "--data", str(data), "--size", "16", "--k", "2",
-                   "--epochs", "1", "--chunk-seconds", "2", "-o", str(d)])
+    result = _cli(
+        [
+            "learn",
+            "features",
+            "-l",
+            "first_conv",
+            "--data",
+            str(data),
+            "--size",
+            "16",
+            "--k",
+            "2",
+            "--epochs",
+            "1",
+            "--chunk-seconds",
+            "2",
+            "-o",
+            str(d),
+        ]
+    )
     assert result.exit_code == 0, result.output
     cfg = json.loads((d / "config.json").read_text())
     manifest = cfg["data"]["manifest"]

@@ -28,11 +28,25 @@ VOLATILE_SCORE_KEYS = ("provenance", "versions")
 
 
 def _fingerprint() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
         else platform.processor()
-    return {"torch": torch.__version__, "numpy": np.__version__, "cpu": cpu,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "machine": platform.machine()}
+    )
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "machine": platform.machine(),
+    }
 
 
 BITWISE = _fingerprint() == json.loads((GOLDEN / "meta.json").read_text())["fingerprint"]
@@ -60,8 +74,21 @@ def _steerlab(*args: str, cwd: Path) -> None:
 
 def test_quickstart_outputs_unchanged(tmp_path):
     _steerlab("synth", "chord.wav", "--kind", "chord", "--seed", "1", cwd=tmp_path)
-    _steerlab("intervene", "chord.wav", "--layer", "first_conv", "--feature", "first_conv-features:2",
-              "--alpha", "0.5", "--target-hz", "440", "-o", "quickstart-out", cwd=tmp_path)
+    _steerlab(
+        "intervene",
+        "chord.wav",
+        "--layer",
+        "first_conv",
+        "--feature",
+        "first_conv-features:2",
+        "--alpha",
+        "0.5",
+        "--target-hz",
+        "440",
+        "-o",
+        "quickstart-out",
+        cwd=tmp_path,
+    )
     out = tmp_path / "quickstart-out" / "chord"
     golden = np.load(GOLDEN / "quickstart-waves.npz")
     for name in ("baseline", "patched"):
@@ -87,5 +114,6 @@ def test_partials_quick_rows_unchanged(tmp_path):
     for row in (*rows.values(), *golden.values()):
         row.pop("versions")  # package versions, not behaviour: the fingerprint above covers them
     differences = [d for key in golden for d in _same(rows[key], golden[key], key)]
-    assert differences == [], f"{len(differences)} differences ({'bitwise' if BITWISE else 'float 1e-5'}): " \
-                              f"{differences[:5]}"
+    assert differences == [], (
+        f"{len(differences)} differences ({'bitwise' if BITWISE else 'float 1e-5'}): {differences[:5]}"
+    )

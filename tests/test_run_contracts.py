@@ -36,8 +36,13 @@ def _loud_then_quiet(path, seconds=2.5):
 
 def _spec(model, channel=3, alpha=0.5, mode="relative", span=Span()):
     info = api.layers(model).get("first_conv")
-    return api.InterventionSpec(layer=info.name, direction=channel_direction(channel, info), intervention="add",
-                                strength=Strength(alpha, mode), span=span)
+    return api.InterventionSpec(
+        layer=info.name,
+        direction=channel_direction(channel, info),
+        intervention="add",
+        strength=Strength(alpha, mode),
+        span=span,
+    )
 
 
 # --- item 2: one strength for the whole input -------------------------------------------------------
@@ -68,8 +73,9 @@ def test_relative_strength_is_resolved_once_whatever_the_chunk_size(embedded, tm
 
 def test_absolute_strength_records_that_nothing_was_resolved(embedded, tmp_path):
     wav = _loud_then_quiet(tmp_path / "lq.wav")
-    doc = runner.intervene_files(embedded, [wav], _spec(embedded, alpha=0.2, mode="absolute"), tmp_path / "o",
-                                 chunk_s=2.0)[0]
+    doc = runner.intervene_files(
+        embedded, [wav], _spec(embedded, alpha=0.2, mode="absolute"), tmp_path / "o", chunk_s=2.0
+    )[0]
     assert doc["effective_value"] == 0.2 and doc["strength_resolution"]["method"].startswith("not relative")
 
 
@@ -79,7 +85,9 @@ def test_absolute_strength_records_that_nothing_was_resolved(embedded, tmp_path)
 def test_chunk_s_at_or_below_twice_the_overlap_is_one_line_error(tmp_path):
     wav = _loud_then_quiet(tmp_path / "a.wav", seconds=1.1)
     for chunk in ("1", "1.5", "0.5"):
-        result = _cli(["intervene", str(wav), "-l", "first_conv", "-c", "3", "--chunk-s", chunk, "-o", str(tmp_path / "o")])
+        result = _cli(
+            ["intervene", str(wav), "-l", "first_conv", "-c", "3", "--chunk-s", chunk, "-o", str(tmp_path / "o")]
+        )
         assert result.exit_code == 1 and "Traceback" not in result.output
         assert "--chunk-s must be at least 2 s" in result.output.strip().splitlines()[-1]
         assert not (tmp_path / "o").exists()
@@ -124,11 +132,41 @@ def test_one_sample_clip_gets_null_gain_and_the_summary_says_so(tmp_path):
 
 
 def test_chunk_merge_leaves_out_unresolved_chunks():
-    rows = [(1000, {"x": 1.0, "targets": [{"target_hz": 440.0, "gain_db": 3.0, "baseline_band_energy": 1.0,
-                                           "patched_band_energy": 2.0, "concentration": 0.5, "offband_lsd_db": 0.2}]}),
-            (10, {"x": None, "targets": [{"target_hz": 440.0, "gain_db": None, "baseline_band_energy": None,
-                                         "patched_band_energy": None, "concentration": None, "offband_lsd_db": None,
-                                         "unresolved": "short"}]})]
+    rows = [
+        (
+            1000,
+            {
+                "x": 1.0,
+                "targets": [
+                    {
+                        "target_hz": 440.0,
+                        "gain_db": 3.0,
+                        "baseline_band_energy": 1.0,
+                        "patched_band_energy": 2.0,
+                        "concentration": 0.5,
+                        "offband_lsd_db": 0.2,
+                    }
+                ],
+            },
+        ),
+        (
+            10,
+            {
+                "x": None,
+                "targets": [
+                    {
+                        "target_hz": 440.0,
+                        "gain_db": None,
+                        "baseline_band_energy": None,
+                        "patched_band_energy": None,
+                        "concentration": None,
+                        "offband_lsd_db": None,
+                        "unresolved": "short",
+                    }
+                ],
+            },
+        ),
+    ]
     out = runner._combine_scores(rows)
     t = out["targets"][0]
     assert t["gain_db"] == pytest.approx(10 * np.log10(2.0)) and t["chunks_left_out"] == 1
@@ -150,8 +188,25 @@ def test_an_ideal_edit_from_intervene_passes_the_off_band_rule(tmp_path):
     sf.write(wav, synthesize(ClipSpec("chord", seed=1, seconds=1.0)).astype(np.float32), SR, subtype="FLOAT")
     off = {}
     for name, extra in (("default", []), ("abrupt", ["--fade-in", "0", "--fade-out", "0"])):
-        result = _cli(["intervene", str(wav), "-m", "filterbank_24khz", "-l", "bands", "-c", "21", "-a", "0.5",
-                       "-t", "430.9", *extra, "-o", str(tmp_path / name)])
+        result = _cli(
+            [
+                "intervene",
+                str(wav),
+                "-m",
+                "filterbank_24khz",
+                "-l",
+                "bands",
+                "-c",
+                "21",
+                "-a",
+                "0.5",
+                "-t",
+                "430.9",
+                *extra,
+                "-o",
+                str(tmp_path / name),
+            ]
+        )
         assert result.exit_code == 0, result.output
         doc = json.loads((tmp_path / name / "chord" / "scores.json").read_text())
         off[name] = doc["scores"]["spectral"]["targets"][0]["offband_lsd_db"]
@@ -183,8 +238,24 @@ def test_an_exploding_archetype_warns_and_flags(tmp_path):
 
     wav = tmp_path / "chord.wav"
     sf.write(wav, synthesize(ClipSpec("chord", seed=1, seconds=2.5)).astype(np.float32), SR, subtype="FLOAT")
-    result = _cli(["intervene", str(wav), "-l", "first_conv", "--archetype", "first_conv-archetypes:8", "-a", "0.5",
-                   "--start", "1.0", "--end", "2.0", "-o", str(tmp_path / "o")])
+    result = _cli(
+        [
+            "intervene",
+            str(wav),
+            "-l",
+            "first_conv",
+            "--archetype",
+            "first_conv-archetypes:8",
+            "-a",
+            "0.5",
+            "--start",
+            "1.0",
+            "--end",
+            "2.0",
+            "-o",
+            str(tmp_path / "o"),
+        ]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "o" / "chord" / "scores.json").read_text())
     assert "clips" in doc["output_check"]["flags"] and doc["output_check"]["peak"] > 1.0
@@ -196,8 +267,13 @@ def test_scores_json_holds_the_provenance(embedded, tmp_path):
     result = _cli(["intervene", str(wav), "-l", "first_conv", "-c", "3", "-o", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     prov = json.loads((tmp_path / "o" / "lq" / "scores.json").read_text())["provenance"]
-    assert prov["inputs"] == [{"path": str(wav.resolve()), "bytes": wav.stat().st_size,
-                               "sha256": hashlib.sha256(wav.read_bytes()).hexdigest()}]
+    assert prov["inputs"] == [
+        {
+            "path": str(wav.resolve()),
+            "bytes": wav.stat().st_size,
+            "sha256": hashlib.sha256(wav.read_bytes()).hexdigest(),
+        }
+    ]
     assert {"torch", "numpy", "scipy", "scikit-learn", "soundfile", "libsndfile"} <= set(prov["versions"])
     assert prov["wall_time_s"] > 0 and prov["hardware"]["cpu_count"] >= 1
 
@@ -246,8 +322,9 @@ def test_a_streamed_inputs_record_holds_the_runs_span_fades_and_conversion(embed
     spec = _spec(embedded, span=Span(1.5, 3.5, 240, 120))
     said: list[str] = []
     whole = runner.intervene_files(embedded, [wav], spec, tmp_path / "w", [440.0], chunk_s=60.0)[0]
-    streamed = runner.intervene_files(embedded, [wav], spec, tmp_path / "s", [440.0], chunk_s=2.0,
-                                      notify=said.append)[0]
+    streamed = runner.intervene_files(embedded, [wav], spec, tmp_path / "s", [440.0], chunk_s=2.0, notify=said.append)[
+        0
+    ]
     assert streamed["chunks"] == 4
     for key in ("start_s", "end_s", "fade_in_frames", "fade_out_frames", "span_frames"):
         assert streamed[key] == whole[key], key
@@ -267,15 +344,18 @@ def test_a_streamed_inputs_record_holds_the_runs_span_fades_and_conversion(embed
 # --- new-user defects 6, 15: option ranges the model decides, and AUDIO paths, fail at once ---------
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["-p", "quantized", "--n-q", "99"], "--n-q 99 is out of range: tiny_encodec_24khz has 8 codebooks (1..8)"),
-    (["--n-q", "4"], "--n-q 4 applies to the quantized path only"),
-    (["-c", "999"], "--channel 999 is out of range for layer 'encoder.0.conv' (0..11)"),
-    (["-l", "nope"], "nope"),
-    (["-t", "13000"], "--target-hz 13000.0 is outside (0, 12000) Hz"),
-    (["-p", "nowhere"], "has no decode path 'nowhere'"),
-    (["--start", "9"], "--start 9.0 s is past the end of every input"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["-p", "quantized", "--n-q", "99"], "--n-q 99 is out of range: tiny_encodec_24khz has 8 codebooks (1..8)"),
+        (["--n-q", "4"], "--n-q 4 applies to the quantized path only"),
+        (["-c", "999"], "--channel 999 is out of range for layer 'encoder.0.conv' (0..11)"),
+        (["-l", "nope"], "nope"),
+        (["-t", "13000"], "--target-hz 13000.0 is outside (0, 12000) Hz"),
+        (["-p", "nowhere"], "has no decode path 'nowhere'"),
+        (["--start", "9"], "--start 9.0 s is past the end of every input"),
+    ],
+)
 def test_options_with_a_model_dependent_range_are_one_line_errors(tmp_path, extra, message):
     wav = _loud_then_quiet(tmp_path / "a.wav", seconds=0.5)
     args = ["intervene", str(wav), "-l", "first_conv", "-c", "3", "-o", str(tmp_path / "o")]
@@ -299,12 +379,17 @@ def test_every_audio_argument_is_checked_before_any_file_decodes(embedded, tmp_p
     monkeypatch.setattr(audio, "scan", lambda p: decoded.append(p) or real_scan(p))
     for bad, message in (("440", "audio file not found: 440 (440 reads as a number"), ("folder", "is a directory")):
         with pytest.raises(AudioError, match=message.replace("(", r"\(")):
-            runner.intervene_files(embedded, [good, tmp_path / bad if bad == "folder" else bad], _spec(embedded),
-                                   tmp_path / "o")
+            runner.intervene_files(
+                embedded, [good, tmp_path / bad if bad == "folder" else bad], _spec(embedded), tmp_path / "o"
+            )
     assert decoded == [] and not (tmp_path / "o").exists()
     # the CLI checks them before loading the model
-    monkeypatch.setattr(api, "load_model", lambda *a, **k: pytest.fail("the model loaded before the paths were checked"))
-    result = _cli(["intervene", str(good), "440", "-l", "first_conv", "-c", "3", "-t", "220", "-o", str(tmp_path / "o")])
+    monkeypatch.setattr(
+        api, "load_model", lambda *a, **k: pytest.fail("the model loaded before the paths were checked")
+    )
+    result = _cli(
+        ["intervene", str(good), "440", "-l", "first_conv", "-c", "3", "-t", "220", "-o", str(tmp_path / "o")]
+    )
     assert result.exit_code == 1 and "e.g. -t 220 -t 440" in result.output
 
 
@@ -336,8 +421,9 @@ def test_written_files_have_the_mode_a_plain_open_gives(embedded, tmp_path):
             tmp.write_bytes(b"x")
         (tmp_path / "run").mkdir()
         _save_directions(tmp_path / "run", "0" * 16, {"d": np.zeros(3, np.float32)}, {}, {})
-        runner.intervene_files(embedded, [_loud_then_quiet(tmp_path / "a.wav", seconds=0.3)], _spec(embedded),
-                               tmp_path / "o")
+        runner.intervene_files(
+            embedded, [_loud_then_quiet(tmp_path / "a.wav", seconds=0.3)], _spec(embedded), tmp_path / "o"
+        )
     finally:
         os.umask(old)
     files = [tmp_path / n for n in ("t.safetensors", "j.json", "p.bin")] + [tmp_path / "run" / "directions.safetensors"]
@@ -361,9 +447,27 @@ def test_a_signal_mid_run_leaves_no_half_written_folder(tmp_path, sig, code, lin
 
     wavs = [_loud_then_quiet(tmp_path / f"{n}.wav", seconds=20.0) for n in ("a", "b")]
     out = tmp_path / "o"
-    proc = subprocess.Popen([sys.executable, "-m", "steerlab", "intervene", *map(str, wavs), "-l", "first_conv",
-                             "-c", "3", "--chunk-s", "2", "-o", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "steerlab",
+            "intervene",
+            *map(str, wavs),
+            "-l",
+            "first_conv",
+            "-c",
+            "3",
+            "--chunk-s",
+            "2",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:  # until a result folder is being written

@@ -15,8 +15,9 @@ from tests.conftest import chord
 
 def _spec(model, layer="first_conv", alpha=0.5, span=Span()):
     info = api.layers(model).get(layer)
-    return api.InterventionSpec(layer=info.name, direction=channel_direction(3, info), intervention="add",
-                                strength=Strength(alpha), span=span)
+    return api.InterventionSpec(
+        layer=info.name, direction=channel_direction(3, info), intervention="add", strength=Strength(alpha), span=span
+    )
 
 
 def test_outputs_and_record(embedded, tmp_path):
@@ -45,7 +46,9 @@ def test_long_input_streams_in_chunks(embedded, tmp_path):
     sf.write(wav, x, 24_000, subtype="FLOAT")
     spec = _spec(embedded, span=Span(1.5, 2.5))
     whole = runner.intervene_files(embedded, [wav], spec, tmp_path / "whole", [440.0], chunk_s=60.0)[0]
-    chunked = runner.intervene_files(embedded, [wav], spec, tmp_path / "chunked", [440.0], chunk_s=1.0, overlap_s=0.25)[0]
+    chunked = runner.intervene_files(embedded, [wav], spec, tmp_path / "chunked", [440.0], chunk_s=1.0, overlap_s=0.25)[
+        0
+    ]
     # 1 s chunks, overlap rounded to 19 frames of 320 samples: starts every 17920 samples
     assert chunked["scores"]["spectral"]["chunked"]["chunks"] == 6
     for name in ("baseline.wav", "patched.wav"):

@@ -83,8 +83,10 @@ def test_config_validates_with_allowed_values():
 def test_topk_recovers_planted_directions(topk, data):
     sae, metrics = topk
     share = recovered(sae, data[1])
-    print(f"topk: {share:.3f} of planted directions recovered (cos > 0.95), min best cosine"
-          f" {float(best_cosines(sae, data[1]).min()):.3f}; metrics {metrics}")
+    print(
+        f"topk: {share:.3f} of planted directions recovered (cos > 0.95), min best cosine"
+        f" {float(best_cosines(sae, data[1]).min()):.3f}; metrics {metrics}"
+    )
     # measured: 1.000 (min best cosine 0.999), explained variance 0.971, L0 3.0, dead fraction 0.25
     assert share >= 0.9
     assert metrics["l0"] == pytest.approx(ACTIVE) and metrics["explained_variance"] > 0.9
@@ -93,8 +95,10 @@ def test_topk_recovers_planted_directions(topk, data):
 def test_relu_recovers_planted_directions(relu, data):
     sae, metrics = relu
     share = recovered(sae, data[1])
-    print(f"relu: {share:.3f} of planted directions recovered (cos > 0.95), min best cosine"
-          f" {float(best_cosines(sae, data[1]).min()):.3f}; metrics {metrics}")
+    print(
+        f"relu: {share:.3f} of planted directions recovered (cos > 0.95), min best cosine"
+        f" {float(best_cosines(sae, data[1]).min()):.3f}; metrics {metrics}"
+    )
     # measured: 1.000 (min best cosine 0.991), explained variance 0.934, L0 4.95 (L1 shrinks codes,
     # so it is less sparse and reconstructs worse than TopK at the true k)
     assert share >= 0.9
@@ -152,8 +156,10 @@ def test_large_offset_is_removed_and_directions_are_in_original_space(topk):
     assert metrics["gamma"] > 10  # the offset dominates the spread
     share = recovered(sae, truth)
     same = (sae.directions * topk[0].directions).sum(1)
-    print(f"offset 50: gamma {metrics['gamma']:.2f}, {share:.3f} recovered, EV {metrics['explained_variance']:.3f},"
-          f" min cosine to the no-offset run's latents {float(same.min()):.7f}")
+    print(
+        f"offset 50: gamma {metrics['gamma']:.2f}, {share:.3f} recovered, EV {metrics['explained_variance']:.3f},"
+        f" min cosine to the no-offset run's latents {float(same.min()):.7f}"
+    )
     # measured: gamma 22.24, 1.000 recovered, every latent within cosine 0.9999999 of the no-offset run
     assert share >= 0.9 and metrics["explained_variance"] > 0.9
     assert float(same.min()) > 0.999  # centring removes the offset: training sees the same data
@@ -187,7 +193,7 @@ def test_training_is_deterministic_for_a_seed():
 
 def test_streamed_blocks_train_and_match_array_statistics():
     x, _ = planted(n=3000, seed=3)
-    blocks = lambda: (x[i:i + 700].numpy() for i in range(0, len(x), 700))  # noqa: E731
+    blocks = lambda: (x[i : i + 700].numpy() for i in range(0, len(x), 700))  # noqa: E731
     s_arr, s_stream = data_stats(x, WIDTH), data_stats(blocks, WIDTH)
     assert s_arr.sha256 == s_stream.sha256 and s_arr.n == s_stream.n == 3000
     assert torch.allclose(s_arr.mean, s_stream.mean, atol=1e-12)
@@ -253,8 +259,10 @@ def test_dead_latent_handling_engages():
     base = dict(width=8, size=32, architecture="relu", l1=1.0, epochs=30, lr=3e-3)
     _, off = train_sae(x, SAEConfig(**base, dead_steps=0))
     _, on = train_sae(x, SAEConfig(**base, dead_steps=20))
-    print(f"relu dead fraction: no resampling {off['dead_fraction']:.3f}, resampling {on['dead_fraction']:.3f}"
-          f" ({on['resampled']} resampled)")
+    print(
+        f"relu dead fraction: no resampling {off['dead_fraction']:.3f}, resampling {on['dead_fraction']:.3f}"
+        f" ({on['resampled']} resampled)"
+    )
     # measured: 0.281 -> 0.094 (7 resampled)
     assert off["resampled"] == 0 and on["resampled"] > 0
     assert on["dead_fraction"] < off["dead_fraction"]
@@ -268,8 +276,15 @@ def test_dead_latent_handling_engages():
 
 def _dictionary(result, target="feature") -> Dictionary:
     sae, metrics = result
-    return Dictionary(sae=sae, model="encodec_24khz", layer="encoder.layers.3", target=target,
-                      weights_hash="abc123", data_description="planted sparse directions", metrics=metrics)
+    return Dictionary(
+        sae=sae,
+        model="encodec_24khz",
+        layer="encoder.layers.3",
+        target=target,
+        weights_hash="abc123",
+        data_description="planted sparse directions",
+        metrics=metrics,
+    )
 
 
 def test_round_trip_is_bit_exact(topk, data, tmp_path):
@@ -278,14 +293,37 @@ def test_round_trip_is_bit_exact(topk, data, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "weights.safetensors"]
     doc = json.loads((folder / "config.json").read_text())
     assert doc["format"] == "steerlab-dictionary" and doc["version"] == 1
-    assert {"model", "weights_hash", "layer", "kind", "width", "size", "k", "normalization", "data", "metrics",
-            "sae", "seed", "versions", "weights"} <= set(doc)
+    assert {
+        "model",
+        "weights_hash",
+        "layer",
+        "kind",
+        "width",
+        "size",
+        "k",
+        "normalization",
+        "data",
+        "metrics",
+        "sae",
+        "seed",
+        "versions",
+        "weights",
+    } <= set(doc)
     assert doc["normalization"]["stats"]["gamma"] == d.stats.gamma and doc["data"]["sha256"] == d.stats.sha256
     back = dictionary.load(folder)
     for name, tensor in d.sae.state_dict().items():
         assert torch.equal(tensor, back.sae.state_dict()[name]), name
-    for attr in ("model", "layer", "target", "weights_hash", "data_description", "data_hash", "metrics", "versions",
-                 "stats"):
+    for attr in (
+        "model",
+        "layer",
+        "target",
+        "weights_hash",
+        "data_description",
+        "data_hash",
+        "metrics",
+        "versions",
+        "stats",
+    ):
         assert getattr(back, attr) == getattr(d, attr), attr
     assert back.config == d.config and back.sae.stats == d.stats
     x = data[0][:256]
@@ -354,8 +392,12 @@ def test_saelens_export_reproduces_reconstruction(variant, topk, relu, data, tmp
     assert cfg["architecture"] == ("topk" if cfgs.architecture == "topk" else "standard")
     assert cfg["normalize_activations"] == "none" and cfg["model_name"] == d.model and cfg["hook_name"] == d.layer
     shapes = {k: tuple(v.shape) for k, v in w.items()}
-    assert shapes == {"W_enc": (cfgs.width, cfgs.size), "W_dec": (cfgs.size, cfgs.width),
-                      "b_enc": (cfgs.size,), "b_dec": (cfgs.width,)}
+    assert shapes == {
+        "W_enc": (cfgs.width, cfgs.size),
+        "W_dec": (cfgs.size, cfgs.width),
+        "b_enc": (cfgs.size,),
+        "b_dec": (cfgs.width,),
+    }
     x = x[:1024]
     with torch.no_grad():
         ours = d.sae(x)[0]

@@ -14,11 +14,11 @@ import torch
 from click.testing import CliRunner
 
 from steerlab import api, tracing
-from steerlab.errors import ModelLoadError, SteerlabError
 from steerlab.builtins.samplecnn import task
 from steerlab.builtins.samplecnn.loaders import SHIPPED_DIR, load_artifact, random_samplecnn
 from steerlab.builtins.samplecnn.model import SampleCNN, SampleCNNConfig, receptive_field_formula
 from steerlab.builtins.samplecnn.train import TrainConfig, train_samplecnn
+from steerlab.errors import ModelLoadError, SteerlabError
 from tests.conftest import chord
 
 HOPS = [3, 9, 27, 81, 243, 729, 2187]
@@ -67,8 +67,9 @@ def test_shapes_of_logits_and_every_layer(random_model):
     wave = torch.from_numpy(chord(1.0))
     logits = random_model(wave[None].repeat(2, 1, 1))
     assert logits.shape == (2, 7)
-    acts = tracing.capture(random_model, [wave], list(api.layers(random_model)),
-                           order=api.layers(random_model).names())[0]
+    acts = tracing.capture(
+        random_model, [wave], list(api.layers(random_model)), order=api.layers(random_model).names()
+    )[0]
     for layer in api.layers(random_model):
         assert acts[layer.name].shape == (layer.channels, math.ceil(n / layer.hop))
     # the model pads to whole final frames itself: 24000 -> 11 * 2187 samples, 11 frames at block.6
@@ -194,8 +195,22 @@ TINY = dict(batch_size=4, clip_seconds=0.25, val_clips=7, val_every=1, lr=1e-3, 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
     run = tmp_path / "run"
-    args = ["train", "samplecnn", "-o", str(run), "--batch-size", "4", "--clip-seconds", "0.25", "--val-clips", "7",
-            "--val-every", "1", "--channels", "4,4,8"]
+    args = [
+        "train",
+        "samplecnn",
+        "-o",
+        str(run),
+        "--batch-size",
+        "4",
+        "--clip-seconds",
+        "0.25",
+        "--val-clips",
+        "7",
+        "--val-every",
+        "1",
+        "--channels",
+        "4,4,8",
+    ]
     first = _cli(args + ["--steps", "2"])
     assert first.exit_code == 0, first.output
     assert json.loads((run / "config.json").read_text())["training"]["step"] == 2
@@ -220,8 +235,12 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     step2 = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
     assert step2["step"] == 4
     with pytest.raises(SteerlabError, match="another architecture"):
-        train_samplecnn(SampleCNNConfig(first_channels=8, block_channels=(4, 8)), TrainConfig(steps=5, **TINY),
-                        tmp_path / "a", log=logs.append)
+        train_samplecnn(
+            SampleCNNConfig(first_channels=8, block_channels=(4, 8)),
+            TrainConfig(steps=5, **TINY),
+            tmp_path / "a",
+            log=logs.append,
+        )
 
 
 # -- the generic commands on a decoder-less model ---------------------------------------------------
@@ -243,9 +262,31 @@ def test_layers_and_arch_commands():
 
 def test_learn_features_on_a_samplecnn_layer(tmp_path):
     out = tmp_path / "dict"
-    result = _cli(["learn", "features", "-m", "samplecnn_24khz", "-l", "block.3", "--data", "synth:3",
-                   "--clip-seconds", "0.5", "--size", "16", "--k", "2", "--epochs", "2", "--batch-size", "32",
-                   "-o", str(out), "--json"])
+    result = _cli(
+        [
+            "learn",
+            "features",
+            "-m",
+            "samplecnn_24khz",
+            "-l",
+            "block.3",
+            "--data",
+            "synth:3",
+            "--clip-seconds",
+            "0.5",
+            "--size",
+            "16",
+            "--k",
+            "2",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "-o",
+            str(out),
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["model"] == "samplecnn_24khz" and summary["layer"] == "block.3"
@@ -254,8 +295,21 @@ def test_learn_features_on_a_samplecnn_layer(tmp_path):
     assert summary["metrics"]["n_vectors"] == 3 * 149
     assert (out / "config.json").is_file()
     report_dir = tmp_path / "report"
-    result = _cli(["analyze", str(out), "--data", "synth:2", "--clip-seconds", "0.5", "--quick", "--only", "a,c",
-                   "-o", str(report_dir)])
+    result = _cli(
+        [
+            "analyze",
+            str(out),
+            "--data",
+            "synth:2",
+            "--clip-seconds",
+            "0.5",
+            "--quick",
+            "--only",
+            "a,c",
+            "-o",
+            str(report_dir),
+        ]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((report_dir / "report.json").read_text())
     assert report["model"]["name"] == "samplecnn_24khz" and report["model"]["layer"]["hop_samples"] == 81
@@ -269,8 +323,22 @@ def test_intervene_reports_class_probability_changes_without_wavs(tmp_path, ship
     wav = tmp_path / "chord.wav"
     sf.write(wav, chord()[0], 24_000, subtype="FLOAT")
     out = tmp_path / "out"
-    result = _cli(["intervene", str(wav), "-m", "samplecnn_24khz", "--layer", "first_conv", "--channel", "0",
-                   "--alpha", "1", "-o", str(out)])
+    result = _cli(
+        [
+            "intervene",
+            str(wav),
+            "-m",
+            "samplecnn_24khz",
+            "--layer",
+            "first_conv",
+            "--channel",
+            "0",
+            "--alpha",
+            "1",
+            "-o",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert not list(out.rglob("*.wav")), "a model without a decoder writes no audio"
     scores = json.loads((out / "chord" / "scores.json").read_text())
@@ -282,6 +350,20 @@ def test_intervene_reports_class_probability_changes_without_wavs(tmp_path, ship
     assert cls["top_before"]["class"] == "chord"  # the shipped model gets this clip right
     assert sum(c["patched_prob"] for c in cls["classes"]) == pytest.approx(1.0, abs=1e-5)
     assert cls["kl_divergence"] > 0 and max(abs(c["delta_logit"]) for c in cls["classes"]) > 1e-3
-    refused = _cli(["intervene", str(wav), "-m", "samplecnn_24khz", "-l", "first_conv", "-c", "0",
-                    "--target-hz", "440", "-o", str(tmp_path / "out2")])
+    refused = _cli(
+        [
+            "intervene",
+            str(wav),
+            "-m",
+            "samplecnn_24khz",
+            "-l",
+            "first_conv",
+            "-c",
+            "0",
+            "--target-hz",
+            "440",
+            "-o",
+            str(tmp_path / "out2"),
+        ]
+    )
     assert refused.exit_code == 1 and "no decoder" in refused.output

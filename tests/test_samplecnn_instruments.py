@@ -16,12 +16,11 @@ from click.testing import CliRunner
 pytest.importorskip("tinysoundfont", reason="the instrument task renders through steerlab[render]")
 
 from steerlab import api, corpus  # noqa: E402
-from steerlab.errors import ModelLoadError  # noqa: E402
 from steerlab.builtins.samplecnn import instruments  # noqa: E402
 from steerlab.builtins.samplecnn.evaluation import bootstrap_interval, evaluate_instruments  # noqa: E402
 from steerlab.builtins.samplecnn.instruments import InstrumentTask  # noqa: E402
-from steerlab.builtins.samplecnn.loaders import (INSTRUMENTS_CONFIG, INSTRUMENTS_DIR, SHIPPED_DIR,  # noqa: E402
-                                        load_artifact)
+from steerlab.builtins.samplecnn.loaders import INSTRUMENTS_CONFIG, INSTRUMENTS_DIR, SHIPPED_DIR, load_artifact  # noqa: E402
+from steerlab.errors import ModelLoadError  # noqa: E402
 
 
 def _cli(args: list[str]):
@@ -92,11 +91,18 @@ def test_a_clip_is_a_function_of_its_spec_alone_and_silent_keys_are_never_drawn(
     for program, keys in instruments.SILENT_KEYS.items():
         for key in keys:
             high = instruments._key_range(corpus.GM_FAMILIES[program // 8])[1]
-            levels = [np.abs(renderer.render(corpus.RenderSpec("note", program, (corpus.Note(k, 100, 0.05, 0.4),),
-                                                                0.5))).max() for k in (key - 1, key, min(key + 1, high))]
+            levels = [
+                np.abs(
+                    renderer.render(corpus.RenderSpec("note", program, (corpus.Note(k, 100, 0.05, 0.4),), 0.5))
+                ).max()
+                for k in (key - 1, key, min(key + 1, high))
+            ]
             assert levels[1] < 1e-3 and min(levels[0], levels[2] if key < high else 1) > 1e-3, (program, key, levels)
-            assert all(key not in [root + o for o in instruments.CHORD_SHAPES.get(shape, (0,))]
-                       for kind in instruments.KINDS for shape, root in instruments._shapes(program, kind, tuple(range(12))))
+            assert all(
+                key not in [root + o for o in instruments.CHORD_SHAPES.get(shape, (0,))]
+                for kind in instruments.KINDS
+                for shape, root in instruments._shapes(program, kind, tuple(range(12)))
+            )
 
 
 def test_task_options_are_validated():
@@ -206,8 +212,26 @@ def test_eval_command_on_the_instrument_model():
 
 def test_train_command_on_the_instrument_task_resumes_and_records_its_split(tmp_path):
     run = tmp_path / "run"
-    args = ["train", "samplecnn", "--task", "instruments", "-o", str(run), "--batch-size", "4", "--clip-seconds",
-            "0.5", "--val-clips", "13", "--val-every", "1", "--channels", "4,4,8", "--first-channels", "4"]
+    args = [
+        "train",
+        "samplecnn",
+        "--task",
+        "instruments",
+        "-o",
+        str(run),
+        "--batch-size",
+        "4",
+        "--clip-seconds",
+        "0.5",
+        "--val-clips",
+        "13",
+        "--val-every",
+        "1",
+        "--channels",
+        "4,4,8",
+        "--first-channels",
+        "4",
+    ]
     first = _cli(args + ["--steps", "1"])
     assert first.exit_code == 0, first.output
     model = api.load_model("samplecnn_instruments_24khz", str(run))

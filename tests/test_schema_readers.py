@@ -36,6 +36,7 @@ def _one_line(exc: pytest.ExceptionInfo, *parts: str) -> str:
 
 # -- training run folders ---------------------------------------------------------------------------
 
+
 def _net(seed: int = 0, width: int = 3):
     torch.manual_seed(seed)
     net = torch.nn.Linear(width, 2)
@@ -61,22 +62,25 @@ def _rewrite_checkpoint(folder: Path, **changes) -> None:
     torch.save(state, path)
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"step": KeyError}, "key 'step' is missing"),
-    ({"row": KeyError}, "key 'row' is missing"),
-    ({"identity": KeyError}, "key 'identity' is missing"),
-    ({"extra": KeyError}, "key 'extra' is missing"),
-    ({"optimizer": KeyError}, "key 'optimizer' is missing"),
-    ({"step": "2"}, "key 'step' must be an integer >= 0"),
-    ({"step": -1}, "key 'step' must be an integer >= 0"),
-    ({"model": [1, 2]}, "key 'model' must be an object"),
-    ({"identity": "{not json"}, "key 'identity' is not valid JSON"),
-    ({"identity": "[1]"}, "key 'identity': its top level must be an object"),
-    ({"row": json.dumps({"loss": 1.0})}, "key 'row.step' is missing"),
-    ({"row": json.dumps({"step": 7})}, "key 'row.step' must be the checkpoint's step 2, got 7"),
-    ({"row": '{"step": NaN}'}, "key 'row' is not valid JSON"),
-    ({"extra": "[]"}, "key 'extra': its top level must be an object"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"step": KeyError}, "key 'step' is missing"),
+        ({"row": KeyError}, "key 'row' is missing"),
+        ({"identity": KeyError}, "key 'identity' is missing"),
+        ({"extra": KeyError}, "key 'extra' is missing"),
+        ({"optimizer": KeyError}, "key 'optimizer' is missing"),
+        ({"step": "2"}, "key 'step' must be an integer >= 0"),
+        ({"step": -1}, "key 'step' must be an integer >= 0"),
+        ({"model": [1, 2]}, "key 'model' must be an object"),
+        ({"identity": "{not json"}, "key 'identity' is not valid JSON"),
+        ({"identity": "[1]"}, "key 'identity': its top level must be an object"),
+        ({"row": json.dumps({"loss": 1.0})}, "key 'row.step' is missing"),
+        ({"row": json.dumps({"step": 7})}, "key 'row.step' must be the checkpoint's step 2, got 7"),
+        ({"row": '{"step": NaN}'}, "key 'row' is not valid JSON"),
+        ({"extra": "[]"}, "key 'extra': its top level must be an object"),
+    ],
+)
 def test_a_damaged_checkpoint_is_one_line_naming_the_key(run_folder, changes, words):
     _rewrite_checkpoint(run_folder, **changes)
     with pytest.raises(resumable.RunFolderError) as exc:
@@ -99,13 +103,16 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_one_line(run_folder):
     _one_line(exc, "key 'model' does not fit this run", "size mismatch")
 
 
-@pytest.mark.parametrize("line, words", [
-    ("not json", "line 2 is not valid JSON"),
-    ('{"loss": 1.0}', "line 2: key 'step' is missing"),
-    ('{"step": "1"}', "line 2: key 'step' must be an integer >= 0"),
-    ('[1, 2]', "line 2: its top level must be an object"),
-    ('{"step": 1, "loss": Infinity}', "line 2 is not valid JSON: non-finite number Infinity"),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("not json", "line 2 is not valid JSON"),
+        ('{"loss": 1.0}', "line 2: key 'step' is missing"),
+        ('{"step": "1"}', "line 2: key 'step' must be an integer >= 0"),
+        ("[1, 2]", "line 2: its top level must be an object"),
+        ('{"step": 1, "loss": Infinity}', "line 2 is not valid JSON: non-finite number Infinity"),
+    ],
+)
 def test_a_damaged_curve_line_is_one_line_naming_the_file_and_line(run_folder, line, words):
     curve = run_folder / resumable.CURVE
     first, second = curve.read_text().splitlines()
@@ -129,8 +136,7 @@ def test_a_torn_last_curve_line_is_restored_from_the_checkpoint(run_folder):
 
 def test_non_finite_numbers_in_a_row_are_written_as_null_and_read_back(tmp_path):
     net, opt = _net()
-    resumable.save(tmp_path, net, opt, 1, {"step": 1, "loss": math.nan, "v": [math.inf, 1.0]}, ID,
-                   {"best": math.inf})
+    resumable.save(tmp_path, net, opt, 1, {"step": 1, "loss": math.nan, "v": [math.inf, 1.0]}, ID, {"best": math.inf})
     line = (tmp_path / resumable.CURVE).read_text()
     assert json.loads(line) == {"step": 1, "loss": None, "v": [None, 1.0]} and "NaN" not in line
     assert resumable.resume(tmp_path, *_net(1), ID, log=lambda m: None) == {"step": 1, "best": math.inf}
@@ -138,6 +144,7 @@ def test_non_finite_numbers_in_a_row_are_written_as_null_and_read_back(tmp_path)
 
 
 # -- corpus manifests -------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def corpus_folder(tmp_path_factory):
@@ -162,17 +169,20 @@ def _mutate(doc: dict, path: tuple, value=KeyError) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("path, value, words", [
-    (("clips", 0, "sha256"), KeyError, "key 'clips[0].sha256' is missing"),
-    (("clips", 1, "offset_s"), -1.0, "key 'clips[1].offset_s' must be a finite number >= 0"),
-    (("clips", 0, "file"), "../x.wav", "key 'clips[0].file' must be a plain file name"),
-    (("sample_rate",), "24000", "key 'sample_rate' must be an integer >= 1"),
-    (("files",), KeyError, "key 'files' is missing"),
-    (("source",), "rendered", "key 'source' must be one of 'render', 'clips'"),
-    (("version",), 2, "format version 2"),
-    (("format",), "steerlab-dictionary", "is not a steerlab corpus manifest file"),
-    (("count",), 3, "key 'clips' holds 2 clips but key 'count' says 3"),
-])
+@pytest.mark.parametrize(
+    "path, value, words",
+    [
+        (("clips", 0, "sha256"), KeyError, "key 'clips[0].sha256' is missing"),
+        (("clips", 1, "offset_s"), -1.0, "key 'clips[1].offset_s' must be a finite number >= 0"),
+        (("clips", 0, "file"), "../x.wav", "key 'clips[0].file' must be a plain file name"),
+        (("sample_rate",), "24000", "key 'sample_rate' must be an integer >= 1"),
+        (("files",), KeyError, "key 'files' is missing"),
+        (("source",), "rendered", "key 'source' must be one of 'render', 'clips'"),
+        (("version",), 2, "format version 2"),
+        (("format",), "steerlab-dictionary", "is not a steerlab corpus manifest file"),
+        (("count",), 3, "key 'clips' holds 2 clips but key 'count' says 3"),
+    ],
+)
 def test_corpus_manifest_is_checked_against_its_schema(corpus_folder, tmp_path, path, value, words):
     from steerlab.corpus import read_manifest
     from steerlab.errors import CorpusBuildError
@@ -187,9 +197,15 @@ def test_corpus_manifest_is_checked_against_its_schema(corpus_folder, tmp_path, 
     _one_line(exc, str(folder / "manifest.json"), words)
 
 
-@pytest.mark.parametrize("raw, words", [(b"", "is not valid JSON"), (b'{"format": "steerlab-corpus", "version": 1,',
-                                                                      "is not valid JSON"),
-                                        (b"\xff\xfe", "is not UTF-8 text"), (None, "not found")])
+@pytest.mark.parametrize(
+    "raw, words",
+    [
+        (b"", "is not valid JSON"),
+        (b'{"format": "steerlab-corpus", "version": 1,', "is not valid JSON"),
+        (b"\xff\xfe", "is not UTF-8 text"),
+        (None, "not found"),
+    ],
+)
 def test_corpus_manifest_unreadable_is_one_line(tmp_path, raw, words):
     from steerlab.corpus import read_manifest
     from steerlab.errors import CorpusBuildError
@@ -203,22 +219,28 @@ def test_corpus_manifest_unreadable_is_one_line(tmp_path, raw, words):
 
 # -- the stimuli manifest ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def stimuli_manifest(tmp_path_factory):
     from steerlab import stimuli as st
 
-    specs = [st.StimulusSpec("tone", 440.0, 0, seed=1, duration_s=0.1),
-             st.StimulusSpec("inharmonic", 600.0, 2, seed=2, duration_s=0.1)]
+    specs = [
+        st.StimulusSpec("tone", 440.0, 0, seed=1, duration_s=0.1),
+        st.StimulusSpec("inharmonic", 600.0, 2, seed=2, duration_s=0.1),
+    ]
     return st.write_set(specs, tmp_path_factory.mktemp("stim")), specs
 
 
-@pytest.mark.parametrize("column, cell, words", [
-    ("density", "two", "line 3: column 'density' must be an integer, got 'two'"),
-    ("target_hz", "nan", "line 3: column 'target_hz' must be a finite number"),
-    ("amplitude", "loud", "line 3: column 'amplitude' must be a number, got 'loud'"),
-    ("target_hz", "13000", "line 3: bad row: target_hz 13000 is not below the Nyquist"),
-    ("family", "chord", "line 3: bad row: family 'chord' needs f0"),
-])
+@pytest.mark.parametrize(
+    "column, cell, words",
+    [
+        ("density", "two", "line 3: column 'density' must be an integer, got 'two'"),
+        ("target_hz", "nan", "line 3: column 'target_hz' must be a finite number"),
+        ("amplitude", "loud", "line 3: column 'amplitude' must be a number, got 'loud'"),
+        ("target_hz", "13000", "line 3: bad row: target_hz 13000 is not below the Nyquist"),
+        ("family", "chord", "line 3: bad row: family 'chord' needs f0"),
+    ],
+)
 def test_stimuli_manifest_names_line_and_column(stimuli_manifest, tmp_path, column, cell, words):
     from steerlab import stimuli as st
 
@@ -234,14 +256,23 @@ def test_stimuli_manifest_names_line_and_column(stimuli_manifest, tmp_path, colu
     _one_line(exc, str(bad), words)
 
 
-@pytest.mark.parametrize("mangle, words", [
-    (lambda text: text.encode()[:-1] + b"\xff\n", "is not UTF-8 text"),
-    (lambda text: (text + '"' + "x" * 200_000 + '"\n').encode(), "is not a readable CSV manifest"),
-    (lambda text: "\n".join(text.splitlines()[:2] + [text.splitlines()[2][:30]]).encode() + b"\n",
-     "line 3: the row has"),
-    (lambda text: "\n".join([text.splitlines()[0], text.splitlines()[1] + ",extra", *text.splitlines()[2:]]).encode(),
-     "line 2: the row has"),
-])
+@pytest.mark.parametrize(
+    "mangle, words",
+    [
+        (lambda text: text.encode()[:-1] + b"\xff\n", "is not UTF-8 text"),
+        (lambda text: (text + '"' + "x" * 200_000 + '"\n').encode(), "is not a readable CSV manifest"),
+        (
+            lambda text: "\n".join(text.splitlines()[:2] + [text.splitlines()[2][:30]]).encode() + b"\n",
+            "line 3: the row has",
+        ),
+        (
+            lambda text: "\n".join(
+                [text.splitlines()[0], text.splitlines()[1] + ",extra", *text.splitlines()[2:]]
+            ).encode(),
+            "line 2: the row has",
+        ),
+    ],
+)
 def test_stimuli_manifest_damaged_file_is_one_line(stimuli_manifest, tmp_path, mangle, words):
     from steerlab import stimuli as st
 
@@ -256,6 +287,7 @@ def test_stimuli_manifest_damaged_file_is_one_line(stimuli_manifest, tmp_path, m
 
 # -- a partials run's learned directions ------------------------------------------------------------
 
+
 def _directions(tmp_path: Path, meta_changes=None, drop=None, vector=None) -> Path:
     from safetensors.numpy import save_file
 
@@ -263,8 +295,14 @@ def _directions(tmp_path: Path, meta_changes=None, drop=None, vector=None) -> Pa
 
     v = np.arange(4, dtype=np.float32) + 1
     tensors = {"d1": v, "d1/template": np.zeros(3, np.float32), "d1/level": np.ones(3, np.float32)}
-    prov = {"d1": {"unit": {"layer": "latent"}, "method": "diffmeans", "capture_path": "continuous",
-                   "sha256_16": vector_hash(v)}}
+    prov = {
+        "d1": {
+            "unit": {"layer": "latent"},
+            "method": "diffmeans",
+            "capture_path": "continuous",
+            "sha256_16": vector_hash(v),
+        }
+    }
     meta = {"format": "steerlab-partials", "config_hash": "h", "provenance": json.dumps(prov), "skipped": "{}"}
     meta.update(meta_changes or {})
     if drop:
@@ -276,13 +314,19 @@ def _directions(tmp_path: Path, meta_changes=None, drop=None, vector=None) -> Pa
     return path
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"meta_changes": {"provenance": None}}, "metadata key 'provenance' is missing"),
-    ({"meta_changes": {"skipped": "[1"}}, "metadata key 'skipped' is not valid JSON"),
-    ({"meta_changes": {"provenance": json.dumps({"d1": {"method": "diffmeans"}})}}, "key 'provenance.d1.unit' is missing"),
-    ({"drop": "d1/level"}, "tensor 'd1/level' of direction d1 is missing"),
-    ({"vector": np.ones(4, np.float32)}, "does not match key 'provenance.d1.sha256_16'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"meta_changes": {"provenance": None}}, "metadata key 'provenance' is missing"),
+        ({"meta_changes": {"skipped": "[1"}}, "metadata key 'skipped' is not valid JSON"),
+        (
+            {"meta_changes": {"provenance": json.dumps({"d1": {"method": "diffmeans"}})}},
+            "key 'provenance.d1.unit' is missing",
+        ),
+        ({"drop": "d1/level"}, "tensor 'd1/level' of direction d1 is missing"),
+        ({"vector": np.ones(4, np.float32)}, "does not match key 'provenance.d1.sha256_16'"),
+    ],
+)
 def test_partials_directions_are_checked(tmp_path, kwargs, words):
     from steerlab.errors import PlanError
     from steerlab.partials.store import read_directions
@@ -309,6 +353,7 @@ def test_partials_directions_good_other_config_and_torn(tmp_path):
 
 # -- shipped weights folders of the plugins ---------------------------------------------------------
 
+
 def _shipped(plugin: str, name: str, tmp_path: Path) -> Path:
     import importlib
 
@@ -316,11 +361,14 @@ def _shipped(plugin: str, name: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(src, tmp_path / name))
 
 
-@pytest.mark.parametrize("key, value, words", [
-    ("top_k", KeyError, "key 'sampling.top_k' is missing"),
-    ("temperature", "hot", "key 'sampling.temperature' must be a finite number >= 0"),
-    (None, KeyError, "key 'sampling' is missing"),
-])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("top_k", KeyError, "key 'sampling.top_k' is missing"),
+        ("temperature", "hot", "key 'sampling.temperature' must be a finite number >= 0"),
+        (None, KeyError, "key 'sampling' is missing"),
+    ],
+)
 def test_tokenlm_sampling_record_is_required(tmp_path, key, value, words):
     from steerlab.builtins.tokenlm.loaders import read_config
 
@@ -333,10 +381,13 @@ def test_tokenlm_sampling_record_is_required(tmp_path, key, value, words):
     _one_line(exc, str(folder / "config.json"), words)
 
 
-@pytest.mark.parametrize("plugin, name, loader", [
-    ("steerlab.builtins.samplecnn", "samplecnn_24khz", "steerlab.builtins.samplecnn.loaders:load_artifact"),
-    ("steerlab.builtins.encodec", "tiny_encodec_24khz", "steerlab.builtins.encodec.loaders:load_artifact"),
-])
+@pytest.mark.parametrize(
+    "plugin, name, loader",
+    [
+        ("steerlab.builtins.samplecnn", "samplecnn_24khz", "steerlab.builtins.samplecnn.loaders:load_artifact"),
+        ("steerlab.builtins.encodec", "tiny_encodec_24khz", "steerlab.builtins.encodec.loaders:load_artifact"),
+    ],
+)
 def test_torn_shipped_weights_are_one_line(tmp_path, plugin, name, loader):
     import importlib
 
@@ -361,6 +412,7 @@ def test_read_tensors_refuses_non_finite_weights(tmp_path):
 
 # -- a constant file at another sample rate is still constant (item 5) -------------------------------
 
+
 @pytest.mark.parametrize("rate, channels_in", [(44_100, 1), (8_000, 2), (48_000, 1)])
 def test_a_constant_file_at_another_rate_gives_constant_clips(tmp_path, rate, channels_in):
     from steerlab.capture import Corpus
@@ -369,8 +421,12 @@ def test_a_constant_file_at_another_rate_gives_constant_clips(tmp_path, rate, ch
     x = np.tile(np.array(levels, np.float32), (rate // 2, 1))
     sf.write(tmp_path / "dc.wav", x, rate, subtype="FLOAT")
     t = np.arange(rate // 2) / rate
-    sf.write(tmp_path / "tone.wav", np.repeat((0.3 * np.sin(2 * np.pi * 440 * t))[:, None], channels_in, 1)
-             .astype(np.float32), rate, subtype="FLOAT")
+    sf.write(
+        tmp_path / "tone.wav",
+        np.repeat((0.3 * np.sin(2 * np.pi * 440 * t))[:, None], channels_in, 1).astype(np.float32),
+        rate,
+        subtype="FLOAT",
+    )
     clips = dict(Corpus([str(tmp_path)], 24_000, 1, seed=0))
     dc, tone = clips["dc.wav"], clips["tone.wav"]
     # resampled without the fix, the DC file's clip ripples by up to 0.2 at its edges
@@ -389,8 +445,10 @@ def test_learn_refuses_a_constant_folder_at_another_rate(tmp_path):
     data.mkdir()
     for i in range(2):
         sf.write(data / f"c{i}.wav", np.full(44_100 // 2, 0.3, np.float32), 44_100, subtype="FLOAT")
-    result = CliRunner().invoke(cli_module.get_cli(), ["learn", "features", "--layer", "first_conv", "--data", str(data),
-                                                       "-o", str(tmp_path / "dict")])
+    result = CliRunner().invoke(
+        cli_module.get_cli(),
+        ["learn", "features", "--layer", "first_conv", "--data", str(data), "-o", str(tmp_path / "dict")],
+    )
     assert result.exit_code == 1, result.output
     assert "the data has no variance" in result.output and "equals 0.3" in result.output
     assert not (tmp_path / "dict").exists()
@@ -399,13 +457,20 @@ def test_learn_refuses_a_constant_folder_at_another_rate(tmp_path):
 # -- the batch test on degenerate configurations (item 5, downstream) --------------------------------
 
 DEGENERATE_GRIDS = {  # name: (TOML, what the one line says)
-    "one-target-above-nyquist": ('[grid]\nlayers = ["latent"]\ntargets_hz = [600.0, 13000.0]\n',
-                                 "13000 Hz is at or above the Nyquist frequency"),
-    "all-densities-infeasible": ('[grid]\nlayers = ["latent"]\ntargets_hz = [600.0]\ndensities = [400]\n'
-                                 '[controls]\npositive_models = []\n', "no feasible stimuli"),
-    "no-methods": ('[grid]\nmethods = []\n', "grid.methods must not be empty"),
-    "zero-strength": ('[grid]\nstrengths = [0.0]\n', "grid.strengths must be a finite number > 0, got 0.0"),
-    "clip-too-short-to-score": ('[stimuli]\nduration_s = 0.01\nfade_ms = 1\n', "stimuli.duration_s must be a finite number >= 0.05, got 0.01"),
+    "one-target-above-nyquist": (
+        '[grid]\nlayers = ["latent"]\ntargets_hz = [600.0, 13000.0]\n',
+        "13000 Hz is at or above the Nyquist frequency",
+    ),
+    "all-densities-infeasible": (
+        '[grid]\nlayers = ["latent"]\ntargets_hz = [600.0]\ndensities = [400]\n[controls]\npositive_models = []\n',
+        "no feasible stimuli",
+    ),
+    "no-methods": ("[grid]\nmethods = []\n", "grid.methods must not be empty"),
+    "zero-strength": ("[grid]\nstrengths = [0.0]\n", "grid.strengths must be a finite number > 0, got 0.0"),
+    "clip-too-short-to-score": (
+        "[stimuli]\nduration_s = 0.01\nfade_ms = 1\n",
+        "stimuli.duration_s must be a finite number >= 0.05, got 0.01",
+    ),
 }
 
 
@@ -417,7 +482,9 @@ def test_partials_on_degenerate_configs_is_one_line_and_writes_nothing(tmp_path,
 
     text, words = DEGENERATE_GRIDS[name]
     (tmp_path / "c.toml").write_text(text)
-    res = CliRunner().invoke(cli_module.get_cli(), ["partials", "-c", str(tmp_path / "c.toml"), "-o", str(tmp_path / "out")])
+    res = CliRunner().invoke(
+        cli_module.get_cli(), ["partials", "-c", str(tmp_path / "c.toml"), "-o", str(tmp_path / "out")]
+    )
     lines = [line for line in res.output.strip().splitlines() if line]
     assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], res.output
     assert not (tmp_path / "out").exists()

@@ -167,8 +167,18 @@ def test_silence_gives_finite_neutral_scores():
         assert target["gain_db"] == 0.0
         assert target["concentration"] == 0.0
         assert target["offband_lsd_db"] == 0.0
-    for key in ("lsd_db", "offband_lsd_db", "mrstft", "centroid_shift_hz", "flatness_shift",
-                "bandwidth_shift_hz", "change_rms", "baseline_rms", "snr_change_db", "concentration"):
+    for key in (
+        "lsd_db",
+        "offband_lsd_db",
+        "mrstft",
+        "centroid_shift_hz",
+        "flatness_shift",
+        "bandwidth_shift_hz",
+        "change_rms",
+        "baseline_rms",
+        "snr_change_db",
+        "concentration",
+    ):
         assert result[key] == 0.0, key
 
 
@@ -287,8 +297,7 @@ def test_a_kept_baseline_stft_gives_the_same_scores_and_multires_is_optional():
     base = harmonic(220.0, 6, 0.6) + pink_noise(0.6, 3, rms=0.02)
     patched = base + tone(1000.0, 0.05, 0.6)
     full = score(base, patched, SR, [1000.0])
-    quick = score(base, patched, SR, [1000.0], multires=False,
-                  baseline_stft=stft(as_audio(base), ScoreConfig().n_fft))
+    quick = score(base, patched, SR, [1000.0], multires=False, baseline_stft=stft(as_audio(base), ScoreConfig().n_fft))
     assert quick.pop("mrstft") is None and full.pop("mrstft") > 0
     assert quick.pop("mrstft_reason") == "not computed (multires=False)" and "mrstft_reason" not in full
     assert json.dumps(quick, sort_keys=True) == json.dumps(full, sort_keys=True)

@@ -79,8 +79,25 @@ def test_feature_flag_adds_the_decoder_direction(embedded, dicts, tmp_path):
     wav = tmp_path / "in.wav"
     wave = chord(0.3, seed=1)
     sf.write(wav, wave[0], SR, subtype="FLOAT")
-    result = CliRunner().invoke(_cli(), ["intervene", str(wav), "-l", "first_conv", "--feature", f"{dicts['feature']}:3",
-                                         "-a", "0.4", "--fade-in", "0", "--fade-out", "0", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "intervene",
+            str(wav),
+            "-l",
+            "first_conv",
+            "--feature",
+            f"{dicts['feature']}:3",
+            "-a",
+            "0.4",
+            "--fade-in",
+            "0",
+            "--fade-out",
+            "0",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "in" / "scores.json").read_text())
     assert doc["intervention"] == "add" and doc["direction"]["source"] == "feature" and doc["direction"]["id"] == 3
@@ -108,9 +125,14 @@ def test_feature_clamp_end_to_end_equals_a_manual_hook(embedded, dicts, mode, al
     sae = api.resolve_dictionary(dicts["feature"], embedded).dictionary.sae
     with torch.no_grad():  # the most used feature on this input, so clamping it changes something
         j = int(sae.encode(_hooked_act(embedded, wave, layer).T).gt(0).sum(0).argmax())
-    spec = api.InterventionSpec(layer=layer.name, direction=None, intervention="feature-clamp",
-                                strength=Strength(alpha, "absolute"), span=Span(0.05, 0.2),
-                                options={"dictionary": str(dicts["feature"]), "feature": j, "mode": mode})
+    spec = api.InterventionSpec(
+        layer=layer.name,
+        direction=None,
+        intervention="feature-clamp",
+        strength=Strength(alpha, "absolute"),
+        span=Span(0.05, 0.2),
+        options={"dictionary": str(dicts["feature"]), "feature": j, "mode": mode},
+    )
     res = api.intervene(embedded, [wave], spec)[0]
     first, last = int(np.floor(0.05 * layer.frame_rate)), int(np.ceil(0.2 * layer.frame_rate))
 
@@ -149,9 +171,29 @@ def test_archetype_flag_defaults_to_the_motion_intervention(embedded, dicts, tmp
     wav = tmp_path / "in.wav"
     wave = chord(0.3, seed=3)
     sf.write(wav, wave[0], SR, subtype="FLOAT")
-    result = CliRunner().invoke(_cli(), ["intervene", str(wav), "-l", "encoder.0.conv", "--archetype",
-                                         f"{dicts['archetype']}:2", "-a", "0.05", "--start", "0.1", "--end", "0.15",
-                                         "--fade-in", "0", "--fade-out", "0", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        _cli(),
+        [
+            "intervene",
+            str(wav),
+            "-l",
+            "encoder.0.conv",
+            "--archetype",
+            f"{dicts['archetype']}:2",
+            "-a",
+            "0.05",
+            "--start",
+            "0.1",
+            "--end",
+            "0.15",
+            "--fade-in",
+            "0",
+            "--fade-out",
+            "0",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads((tmp_path / "out" / "in" / "scores.json").read_text())
     assert doc["intervention"] == "archetype" and doc["value_kind"] == "motion"
@@ -197,32 +239,50 @@ def bad_dicts(dicts, tmp_path):
 
 
 MISMATCHES = {
-    "model": (["--feature", "{model}:0"], "was learned on model 'encodec_24khz', not 'tiny_encodec_24khz'; use -m encodec_24khz"),
+    "model": (
+        ["--feature", "{model}:0"],
+        "was learned on model 'encodec_24khz', not 'tiny_encodec_24khz'; use -m encodec_24khz",
+    ),
     "weights": (["--feature", "{weights}:0"], "has weights abababababab but tiny_encodec_24khz has weights"),
-    "layer": (["--feature", "{layer}:0"], "describes layer 'encoder.3.conv', not 'encoder.0.conv'; use -l encoder.3.conv"),
+    "layer": (
+        ["--feature", "{layer}:0"],
+        "describes layer 'encoder.3.conv', not 'encoder.0.conv'; use -l encoder.3.conv",
+    ),
     "kind-feature": (["--feature", "{archetype}:0"], "holds archetypes, not features; pass it as --archetype DICT:ID"),
     "kind-archetype": (["--archetype", "{feature}:0"], "holds features, not archetypes; pass it as --feature DICT:ID"),
     "range": (["--feature", "{feature}:16"], "feature 16 is out of range: dictionary"),
     "missing": (["--feature", "{missing}:1"], "not found: give a dictionary folder written by `steerlab learn`"),
     "not-dict-id": (["--feature", "{feature}"], "is not DICT:ID"),
-    "feature-and-channel": (["--feature", "{feature}:1", "-c", "0"], "give exactly one of --direction FILE or --channel K"),
-    "clamp-with-channel": (["-i", "feature-clamp", "-c", "0"], "-i feature-clamp needs the feature to clamp: give --feature"),
+    "feature-and-channel": (
+        ["--feature", "{feature}:1", "-c", "0"],
+        "give exactly one of --direction FILE or --channel K",
+    ),
+    "clamp-with-channel": (
+        ["-i", "feature-clamp", "-c", "0"],
+        "-i feature-clamp needs the feature to clamp: give --feature",
+    ),
     "clamp-with-archetype": (["-i", "feature-clamp", "--archetype", "{archetype}:1"], "needs the feature to clamp"),
-    "clamp-bad-mode": (["-i", "feature-clamp", "--feature", "{feature}:1", "--opt", "mode", "squash"],
-                       "feature-clamp mode must be one of set, scale"),
+    "clamp-bad-mode": (
+        ["-i", "feature-clamp", "--feature", "{feature}:1", "--opt", "mode", "squash"],
+        "feature-clamp mode must be one of set, scale",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(MISMATCHES))
 def test_dictionary_mismatch_is_one_line_and_writes_nothing(dicts, bad_dicts, tmp_path, case):
     args, fragment = MISMATCHES[case]
-    names = {**{k: str(v) for k, v in dicts.items()}, **{k: str(v) for k, v in bad_dicts.items()},
-             "missing": str(tmp_path / "missing")}
+    names = {
+        **{k: str(v) for k, v in dicts.items()},
+        **{k: str(v) for k, v in bad_dicts.items()},
+        "missing": str(tmp_path / "missing"),
+    }
     wav = tmp_path / "in.wav"
     sf.write(wav, chord(0.2, seed=4)[0], SR, subtype="FLOAT")
     out = tmp_path / "out"
-    result = CliRunner().invoke(_cli(), ["intervene", str(wav), "-l", "first_conv",
-                                         *[a.format(**names) for a in args], "-o", str(out)])
+    result = CliRunner().invoke(
+        _cli(), ["intervene", str(wav), "-l", "first_conv", *[a.format(**names) for a in args], "-o", str(out)]
+    )
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
@@ -238,8 +298,12 @@ def test_a_dictionary_without_weights_hash_is_refused(embedded, dicts, tmp_path)
 
 # --- dictionaries shipped with the embedded model -------------------------------------------
 
-SHIPPED = {"first_conv-features": ("encoder.0.conv", "feature"), "first_conv-archetypes": ("encoder.0.conv", "archetype"),
-           "latent-features": ("latent", "feature"), "latent-archetypes": ("latent", "archetype")}
+SHIPPED = {
+    "first_conv-features": ("encoder.0.conv", "feature"),
+    "first_conv-archetypes": ("encoder.0.conv", "archetype"),
+    "latent-features": ("latent", "feature"),
+    "latent-archetypes": ("latent", "archetype"),
+}
 
 
 def test_shipped_dictionaries_were_learned_on_the_shipped_weights(embedded):
@@ -277,12 +341,15 @@ def test_one_fit_check_serves_intervene_and_analyze(embedded, dicts, tmp_path):
     from steerlab.learned import check_dictionary_fits
 
     nohash = dictionary.load(_variant(dicts["feature"], tmp_path / "nohash", weights_hash=None))
-    with pytest.raises(SteerlabError, match="has no weights hash but tiny_encodec_24khz has weights .*"
-                                            "or pass --allow-weights-mismatch"):
+    with pytest.raises(
+        SteerlabError, match="has no weights hash but tiny_encodec_24khz has weights .*or pass --allow-weights-mismatch"
+    ):
         analyze(nohash, embedded, corpus=None, dictionary_path=tmp_path / "nohash")
     assert check_dictionary_fits(nohash, embedded, allow_weights_mismatch=True).name == nohash.layer
     wide = dictionary.load(_variant(dicts["feature"], tmp_path / "wide", layer="latent"))
-    for call in (lambda: check_dictionary_fits(wide, embedded),
-                 lambda: analyze(wide, embedded, corpus=None, allow_weights_mismatch=True)):
+    for call in (
+        lambda: check_dictionary_fits(wide, embedded),
+        lambda: analyze(wide, embedded, corpus=None, allow_weights_mismatch=True),
+    ):
         with pytest.raises(SteerlabError, match=r"has width \d+ but layer 'latent' has \d+ channels"):
             call()

@@ -54,7 +54,12 @@ def test_layer_table_matches_the_transform(stft):
     assert reg.names() == ["magnitude"]
     layer = reg.get("magnitude")
     assert (layer.channels, layer.stride, layer.hop, layer.kernel_size, layer.receptive_field) == (
-        2049, 1024, 1024, 4096, 4096)
+        2049,
+        1024,
+        1024,
+        4096,
+        4096,
+    )
     assert layer.frame_rate == pytest.approx(23.4375) and layer.nyquist_hz == pytest.approx(11.71875)
     assert layer.receptive_field_ms == pytest.approx(170.667, abs=1e-3)
     assert stft.right_context == 2048 and not stft.causal and stft.hop == 1024
@@ -123,8 +128,7 @@ def test_a_partial_reads_its_amplitude_on_its_main_lobe(stft):
     k = stft.bin_of(1000.0)
     f = stft.bin_centre(k)
     layer = api.layers(stft).get("magnitude")
-    res = tracing.run(stft, [tracing.TraceItem(torch.from_numpy(_tones([f], [0.3], 1.0)), layer,
-                                               save_activation=True)])
+    res = tracing.run(stft, [tracing.TraceItem(torch.from_numpy(_tones([f], [0.3], 1.0)), layer, save_activation=True)])
     act = res[0].activation[:, 4:-4].numpy()  # frames whose window lies inside the tone
     np.testing.assert_allclose(act[k], 0.3, rtol=1e-4)
     np.testing.assert_allclose(act[[k - 1, k + 1]], 0.15, rtol=1e-4)  # the Hann main lobe
@@ -200,8 +204,9 @@ def test_adding_a_bin_direction_creates_the_partial_and_ablating_it_deletes_it(s
     f = stft.bin_centre(k)
     layer = api.layers(stft).get("magnitude")
     context = _tones([f * 0.71, f * 1.37, f * 1.9], [0.2, 0.15, 0.1], 0.6, seed=k)
-    spec = api.InterventionSpec(layer="magnitude", direction=channel_direction(k, layer), intervention="add",
-                                strength=Strength(0.5))
+    spec = api.InterventionSpec(
+        layer="magnitude", direction=channel_direction(k, layer), intervention="add", strength=Strength(0.5)
+    )
     (res,) = api.intervene(stft, [context], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
     # measured: +22.2, +37.5, +54.5 dB at concentration 0.995 (150, 1000, 4000 Hz)
@@ -210,7 +215,9 @@ def test_adding_a_bin_direction_creates_the_partial_and_ablating_it_deletes_it(s
     with_ = context + _tones([f], [0.2], 0.6, seed=k + 1)
     lobe = np.zeros(layer.channels)
     lobe[[k - 1, k, k + 1]] = [0.5, 1.0, 0.5]
-    spec = api.InterventionSpec(layer="magnitude", direction=Direction(lobe, {"source": "main lobe"}), intervention="ablate")
+    spec = api.InterventionSpec(
+        layer="magnitude", direction=Direction(lobe, {"source": "main lobe"}), intervention="ablate"
+    )
     (res,) = api.intervene(stft, [with_], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
     # measured: -19.8, -20.6, -20.7 dB at concentration 0.998
@@ -222,8 +229,7 @@ def test_a_random_direction_does_not_concentrate(stft):
     layer = api.layers(stft).get("magnitude")
     direction = Direction(np.random.default_rng(11).standard_normal(layer.channels), {"source": "random", "seed": 11})
     spec = api.InterventionSpec(layer="magnitude", direction=direction, intervention="add", strength=Strength(0.5))
-    (res,) = api.intervene(stft, [_tones([200.0, 900.0], [0.2, 0.1], 0.6)], spec, target_hz=[f],
-                           scorers=["spectral"])
+    (res,) = api.intervene(stft, [_tones([200.0, 900.0], [0.2, 0.1], 0.6)], spec, target_hz=[f], scorers=["spectral"])
     target = res.scores["spectral"]["targets"][0]
     assert target["concentration"] < 0.05
     assert res.scores["spectral"]["change_rms"] > 0.01  # it did change the sound, just not at f

@@ -55,7 +55,7 @@ def test_difference_is_exactly_the_target(family):
     m = round(spec.fade_ms * SR / 1000)
     env = np.ones(n)
     env[:m] = 0.5 - 0.5 * np.cos(np.pi * np.arange(m) / m)
-    env[n - m:] = env[:m][::-1]
+    env[n - m :] = env[:m][::-1]
     expected = r.scale * spec.amplitude * np.sin(2 * np.pi * spec.target_hz * t + r.partials.target_phase) * env
     diff = with_.astype(np.float64) - without.astype(np.float64)
     assert np.max(np.abs(diff - expected)) <= 1e-7  # float32 rounding only
@@ -68,8 +68,16 @@ def test_difference_is_exactly_the_target(family):
 
 @pytest.mark.parametrize(
     "family,density",
-    [("harmonic", 1), ("harmonic", 16), ("chord", 1), ("chord", 4), ("inharmonic", 1), ("inharmonic", 2),
-     ("inharmonic", 8), ("inharmonic", 16)],
+    [
+        ("harmonic", 1),
+        ("harmonic", 16),
+        ("chord", 1),
+        ("chord", 4),
+        ("inharmonic", 1),
+        ("inharmonic", 2),
+        ("inharmonic", 8),
+        ("inharmonic", 16),
+    ],
 )
 def test_mixture_has_exactly_density_partials(family, density):
     spec = _spec(family, density=density, seed=5)
@@ -211,8 +219,16 @@ def test_design_cross_product_and_skips():
 
 
 def _design():
-    return st.design(["tone", "harmonic", "chord", "inharmonic"], [440.0, 1850.0], [1, 4], [100.0], range(2),
-                     snrs=[None, 10.0], duration_s=0.1, context_amplitude="random")
+    return st.design(
+        ["tone", "harmonic", "chord", "inharmonic"],
+        [440.0, 1850.0],
+        [1, 4],
+        [100.0],
+        range(2),
+        snrs=[None, 10.0],
+        duration_s=0.1,
+        context_amplitude="random",
+    )
 
 
 def test_write_set_manifest_round_trip_and_reproducible(tmp_path):
@@ -260,16 +276,56 @@ def cli():
 
 def test_cli_writes_pairs_and_manifest(cli, tmp_path):
     out = tmp_path / "stim"
-    args = ["stimuli", "-o", str(out), "-f", "tone", "-f", "inharmonic", "-t", "440", "-t", "1000",
-            "-d", "1", "-d", "2", "-s", "1", "--duration", "0.1", "--json"]
+    args = [
+        "stimuli",
+        "-o",
+        str(out),
+        "-f",
+        "tone",
+        "-f",
+        "inharmonic",
+        "-t",
+        "440",
+        "-t",
+        "1000",
+        "-d",
+        "1",
+        "-d",
+        "2",
+        "-s",
+        "1",
+        "--duration",
+        "0.1",
+        "--json",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["pairs"] == 2 + 4 and summary["skipped"] == {}
     assert len(list(out.glob("*_without.wav"))) == len(list(out.glob("*_with.wav"))) == 6
     assert len(st.read_manifest(out)) == 6
-    grid = CliRunner().invoke(cli, ["stimuli", "-o", str(tmp_path / "g"), "-f", "tone", "--grid", "200", "800", "3",
-                                    "-s", "2", "--duration", "0.05", "--snr-db", "none", "--snr-db", "20"])
+    grid = CliRunner().invoke(
+        cli,
+        [
+            "stimuli",
+            "-o",
+            str(tmp_path / "g"),
+            "-f",
+            "tone",
+            "--grid",
+            "200",
+            "800",
+            "3",
+            "-s",
+            "2",
+            "--duration",
+            "0.05",
+            "--snr-db",
+            "none",
+            "--snr-db",
+            "20",
+        ],
+    )
     assert grid.exit_code == 0, grid.output
     assert "wrote 12 pairs (24 WAV files)" in grid.stdout
 
@@ -299,8 +355,13 @@ def test_margins_are_silence_around_the_unchanged_sound():
     framed = st.render_parts(_spec("inharmonic", seed=2, snr_db=20.0, margin_s=0.1))
     m = int(0.1 * SR)
     assert framed.without.size == plain.without.size + 2 * m
-    for a, b in ((framed.without, plain.without), (framed.with_, plain.with_), (framed.target, plain.target),
-                 (framed.noise, plain.noise), (framed.mixture, plain.mixture)):
+    for a, b in (
+        (framed.without, plain.without),
+        (framed.with_, plain.with_),
+        (framed.target, plain.target),
+        (framed.noise, plain.noise),
+        (framed.mixture, plain.mixture),
+    ):
         np.testing.assert_array_equal(a[m:-m], b)
         assert not a[:m].any() and not a[-m:].any()
     assert framed.scale == plain.scale
@@ -329,10 +390,19 @@ def test_margin_enters_the_key_only_when_set(tmp_path):
 
 # ---- instrument family: rendered General MIDI pairs -------------------------------------------
 
+
 def _instrument(**kw):
     pytest.importorskip("tinysoundfont")
-    base = dict(family="instrument", target_hz=300.0, density=3, seed=1, sample_rate=16000, duration_s=0.5,
-                margin_s=0.05, band_high_hz=7200.0)
+    base = dict(
+        family="instrument",
+        target_hz=300.0,
+        density=3,
+        seed=1,
+        sample_rate=16000,
+        duration_s=0.5,
+        margin_s=0.05,
+        band_high_hz=7200.0,
+    )
     return StimulusSpec(**{**base, **kw})
 
 
@@ -347,12 +417,12 @@ def test_instrument_pair_differs_by_exactly_one_rendered_note():
     # the difference is the target note rendered alone (same program, velocity, fade, scale)
     m, n = int(0.05 * 16000), int(0.5 * 16000)
     alone = st._render_notes(spec, score, (score.target_midi,)) * st.fade(n, 16000, spec.fade_ms)
-    g = float(np.dot(diff[m:m + n], alone) / np.dot(alone, alone))
-    assert np.linalg.norm(diff[m:m + n] - g * alone) / np.linalg.norm(diff) < 1e-5
-    assert np.all(diff[:m] == 0) and np.all(diff[m + n:] == 0) and np.all(r.without[:m] == 0)
+    g = float(np.dot(diff[m : m + n], alone) / np.dot(alone, alone))
+    assert np.linalg.norm(diff[m : m + n] - g * alone) / np.linalg.norm(diff) < 1e-5
+    assert np.all(diff[:m] == 0) and np.all(diff[m + n :] == 0) and np.all(r.without[:m] == 0)
     assert np.abs(diff).max() == pytest.approx(spec.amplitude, rel=1e-5)  # the note's peak is `amplitude`
     # its spectrum's strongest peaks are harmonics of the note's fundamental
-    x = diff[m:m + n] * np.hanning(n)
+    x = diff[m : m + n] * np.hanning(n)
     mag = np.abs(np.fft.rfft(x, 8 * n))
     freqs = np.fft.rfftfreq(8 * n, 1 / 16000)
     peaks = [i for i in np.argsort(mag[1:-1])[::-1] + 1 if mag[i] >= mag[i - 1] and mag[i] >= mag[i + 1]][:3]
@@ -380,8 +450,7 @@ def test_instrument_context_keeps_its_harmonics_away_from_the_target():
 
 
 def test_instrument_set_manifest_has_the_midi_ground_truth(tmp_path):
-    specs = st.design(["instrument"], [300.0], [2], [], [0, 1], sample_rate=16000, duration_s=0.3,
-                      band_high_hz=7200.0)
+    specs = st.design(["instrument"], [300.0], [2], [], [0, 1], sample_rate=16000, duration_s=0.3, band_high_hz=7200.0)
     manifest = st.write_set(specs, tmp_path)
     rows = list(csv.DictReader(open(manifest)))
     truth = [json.loads(r["instrument"]) for r in rows]

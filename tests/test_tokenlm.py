@@ -112,8 +112,9 @@ def test_module_called_several_times_is_patched_on_every_call():
 
 def test_alpha_zero_patched_equals_baseline_bit_for_bit(tlm):
     layer = api.layers(tlm).get("blocks.0.resid_post")
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(3, layer), intervention="add",
-                                strength=Strength(0.0))
+    spec = api.InterventionSpec(
+        layer=layer.name, direction=channel_direction(3, layer), intervention="add", strength=Strength(0.0)
+    )
     base, patched, _, _ = api.run_pairs(tlm, [chord(0.5, seed=1), chord(0.5, seed=2)], spec)
     assert base[0].shape == (1, N_FRAMES * 320)
     assert all(np.array_equal(b, p) for b, p in zip(base, patched))
@@ -124,9 +125,13 @@ def test_patch_equals_torch_hook_on_every_generation_step(tlm):
     wave = chord(0.6, seed=3)  # 45 prompt frames
     layer = api.layers(tlm).get("blocks.0.resid_post")
     alpha, channel, start, end = 4.0, 3, 0.2, 0.6
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(channel, layer), intervention="add",
-                                strength=Strength(alpha, "absolute"),
-                                span=Span(start, end))
+    spec = api.InterventionSpec(
+        layer=layer.name,
+        direction=channel_direction(channel, layer),
+        intervention="add",
+        strength=Strength(alpha, "absolute"),
+        span=Span(start, end),
+    )
     base, patched, _, _ = api.run_pairs(tlm, [wave], spec)
     first, last = math.floor(start * 75), math.ceil(end * 75)
 
@@ -145,8 +150,9 @@ def test_patch_equals_torch_hook_on_every_generation_step(tlm):
 
 def test_same_seed_batched_equals_unbatched(tlm):
     layer = api.layers(tlm).get("blocks.1.attn_out")
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(5, layer), intervention="add",
-                                strength=Strength(3.0))
+    spec = api.InterventionSpec(
+        layer=layer.name, direction=channel_direction(5, layer), intervention="add", strength=Strength(3.0)
+    )
     waves = [chord(0.5, seed=s) for s in (4, 5, 6)]
     base, patched, _, _ = api.run_pairs(tlm, waves, spec)  # one batch of six rows
     for i, w in enumerate(waves):
@@ -177,7 +183,9 @@ def test_transformer_lens_hook_equals_manual_computation(tlm):
     tokens = torch.randint(0, tf.cfg.bins, (2, tf.cfg.n_q, 20), generator=torch.Generator().manual_seed(0))
     v = torch.randn(tf.cfg.d_model, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        hooked = tf.run_with_hooks(tokens, fwd_hooks=[("blocks.0.hook_resid_post", lambda act, hook: act + v[None, :, None])])
+        hooked = tf.run_with_hooks(
+            tokens, fwd_hooks=[("blocks.0.hook_resid_post", lambda act, hook: act + v[None, :, None])]
+        )
         # the same forward by hand: embeddings, block 0, add v at every position, the rest
         x = tf.pos_embed.weight[:20][None] + sum(tf.embed[k](tokens[:, k]) for k in range(tf.cfg.n_q))
         x = tf.blocks[0](x) + v
@@ -191,8 +199,9 @@ def test_transformer_lens_hook_equals_manual_computation(tlm):
 
 
 def test_context_limit_is_a_one_line_error(tlm):
-    spec = api.InterventionSpec(layer="blocks.0.resid_pre",
-                                direction=channel_direction(0, api.layers(tlm).get("blocks.0.resid_pre")))
+    spec = api.InterventionSpec(
+        layer="blocks.0.resid_pre", direction=channel_direction(0, api.layers(tlm).get("blocks.0.resid_pre"))
+    )
     with pytest.raises(SteerlabError) as info:
         api.run_pairs(tlm, [chord(3.0, seed=1)], spec)
     msg = str(info.value)
@@ -234,8 +243,24 @@ def test_codec_hash_mismatch_is_refused(tmp_path, shipped):
 def test_train_command_writes_curve_and_resumes(tmp_path):
     from steerlab import cli
 
-    args = ["train", "tokenlm", "-o", str(tmp_path / "run"), "--train-clips", "4", "--val-clips", "2",
-            "--clip-seconds", "0.5", "--d-model", "32", "--n-layers", "2", "--val-every", "2"]
+    args = [
+        "train",
+        "tokenlm",
+        "-o",
+        str(tmp_path / "run"),
+        "--train-clips",
+        "4",
+        "--val-clips",
+        "2",
+        "--clip-seconds",
+        "0.5",
+        "--d-model",
+        "32",
+        "--n-layers",
+        "2",
+        "--val-every",
+        "2",
+    ]
     first = CliRunner().invoke(cli.get_cli(), args + ["--steps", "2"])
     assert first.exit_code == 0, first.output
     second = CliRunner().invoke(cli.get_cli(), args + ["--steps", "4"])
@@ -253,8 +278,23 @@ def test_cli_intervene_end_to_end(tmp_path, shipped):
 
     prompt = tmp_path / "prompt.wav"
     sf.write(prompt, chord(1.0, seed=11)[0], 24_000, subtype="FLOAT")
-    result = CliRunner().invoke(cli.get_cli(), ["intervene", str(prompt), "-m", "tokenlm_24khz", "--layer",
-                                                "blocks.0.resid_post", "--channel", "3", "--alpha", "2", "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        cli.get_cli(),
+        [
+            "intervene",
+            str(prompt),
+            "-m",
+            "tokenlm_24khz",
+            "--layer",
+            "blocks.0.resid_post",
+            "--channel",
+            "3",
+            "--alpha",
+            "2",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     folder = tmp_path / "out" / "prompt"
     base, sr = sf.read(folder / "baseline.wav")
@@ -293,14 +333,17 @@ def test_sae_feature_learned_on_the_residual_stream_steers_the_continuation(tmp_
 
     corpus = Corpus.for_model(tlm, ["synth:2"], clip_seconds=0.5)
     width = api.layers(tlm).get("blocks.1.resid_post").channels
-    d = learn_dictionary(tlm, "blocks.1.resid_post", "feature", corpus, SAEConfig(width=width, size=8, k=2, epochs=1),
-                         stream="recompute")
+    d = learn_dictionary(
+        tlm, "blocks.1.resid_post", "feature", corpus, SAEConfig(width=width, size=8, k=2, epochs=1), stream="recompute"
+    )
     folder = dictionary.save(d, tmp_path / "resid")
     ref, j, direction = api.learned_direction(f"{folder}:3", tlm, "blocks.1.resid_post", "feature")
     assert (ref.dictionary.model, j) == ("tokenlm_24khz", 3)
     wave = chord(0.4, seed=4)
     layer = api.layers(tlm).get("blocks.1.resid_post")
-    spec = api.InterventionSpec(layer=layer.name, direction=direction, intervention="add", strength=Strength(3.0, "absolute"))
+    spec = api.InterventionSpec(
+        layer=layer.name, direction=direction, intervention="add", strength=Strength(3.0, "absolute")
+    )
     base, patched, _, _ = api.run_pairs(tlm, [wave], spec)
     unit = torch.from_numpy(direction.vector / direction.norm).float()
 

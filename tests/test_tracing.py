@@ -9,8 +9,8 @@ import torch
 
 from steerlab import api, tracing
 from steerlab.errors import SteerlabError
-from steerlab.model import AudioModel, TracedOutput
 from steerlab.interventions import Span, Strength, channel_direction
+from steerlab.model import AudioModel, TracedOutput
 from tests.conftest import chord
 
 
@@ -61,8 +61,13 @@ def test_patch_equals_plain_torch_hook(embedded, layer_name, kind):
     layer = api.layers(embedded).get(layer_name)
     channel = 2
     alpha = 0.7
-    spec = api.InterventionSpec(layer=layer_name, direction=channel_direction(channel, layer), intervention=kind,
-                                strength=Strength(alpha, "absolute"), span=Span(0.1, 0.4))
+    spec = api.InterventionSpec(
+        layer=layer_name,
+        direction=channel_direction(channel, layer),
+        intervention=kind,
+        strength=Strength(alpha, "absolute"),
+        span=Span(0.1, 0.4),
+    )
     _, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     frames = layer.frames_for(wave.shape[-1])
     first, last = int(np.floor(0.1 * layer.frame_rate)), int(np.ceil(0.4 * layer.frame_rate))
@@ -90,16 +95,18 @@ def test_patch_equals_plain_torch_hook(embedded, layer_name, kind):
 def test_alpha_zero_equals_baseline_exactly(embedded):
     wave = chord(0.5, seed=4)
     layer = api.layers(embedded).get("encoder.3.conv")
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(0, layer), intervention="add",
-                                strength=Strength(0.0))
+    spec = api.InterventionSpec(
+        layer=layer.name, direction=channel_direction(0, layer), intervention="add", strength=Strength(0.0)
+    )
     base, patched, _, _ = api.run_pairs(embedded, [wave], spec)
     assert np.array_equal(base[0], patched[0])
 
 
 def test_quantized_path_depends_on_input(embedded):
     a, b = chord(0.5, seed=1), chord(0.5, seed=2)
-    res = tracing.run(embedded, [tracing.TraceItem(torch.from_numpy(x)) for x in (a, b)], path="quantized",
-                      save_traced=True)
+    res = tracing.run(
+        embedded, [tracing.TraceItem(torch.from_numpy(x)) for x in (a, b)], path="quantized", save_traced=True
+    )
     assert not torch.equal(res[0].traced["codes"], res[1].traced["codes"])
     assert float((res[0].output - res[1].output).abs().max()) > 1e-3
 
@@ -109,8 +116,13 @@ def test_causal_patch_leaves_earlier_samples_unchanged(random_24k, layer_name):
     wave = chord(1.0, seed=5)
     layer = api.layers(random_24k).get(layer_name)
     start = 0.5
-    spec = api.InterventionSpec(layer=layer.name, direction=channel_direction(1, layer), intervention="add",
-                                strength=Strength(50.0), span=Span(start))
+    spec = api.InterventionSpec(
+        layer=layer.name,
+        direction=channel_direction(1, layer),
+        intervention="add",
+        strength=Strength(50.0),
+        span=Span(start),
+    )
     base, patched, _, _ = api.run_pairs(random_24k, [wave], spec)
     t0 = int(np.floor(start * layer.frame_rate)) * layer.hop  # first patched frame, in samples
     # the decoder emits whole latent frames: a latent frame that contains t0 may
@@ -153,9 +165,16 @@ def test_the_tracer_names_no_model_module_and_imports_no_api():
     names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     assert not names & {"codes", "quantized", "latent", "encoder", "decoder", "quantizer", "tokens"}
     assert not [word for word in ("codes", "quantized", "encodec") if word in source.lower()]
-    loaded = subprocess.run([sys.executable, "-c", "import sys, steerlab.tracing; "
-                             "print(sorted(m for m in sys.modules if m.startswith('steerlab')))"],
-                            capture_output=True, text=True, check=True).stdout
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, steerlab.tracing; print(sorted(m for m in sys.modules if m.startswith('steerlab')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "steerlab.api" not in loaded and "steerlab.plugins" not in loaded
 
 

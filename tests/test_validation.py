@@ -102,10 +102,16 @@ def test_library_configs_raise_the_hierarchy_naming_their_parameter():
         (lambda: SAEConfig(width=4, size=8, k=2, lr=0), ("lr",), "lr must be a finite number > 0, got 0"),
         (lambda: SAEConfig(width=4, size=8, k=9), ("k", "size"), "k (9) must be <= size (8)"),
         (lambda: AnalysisOptions(top_n=0), ("top_n",), "top_n must be an integer >= 1, got 0"),
-        (lambda: StimulusSpec("tone", 440.0, amplitude=-1.0), ("amplitude",),
-         "amplitude must be a finite number > 0, got -1.0"),
-        (lambda: PartialsConfig().merged({"run": {"seed": -1}}), ("run.seed",),
-         "run.seed must be an integer >= 0, got -1"),
+        (
+            lambda: StimulusSpec("tone", 440.0, amplitude=-1.0),
+            ("amplitude",),
+            "amplitude must be a finite number > 0, got -1.0",
+        ),
+        (
+            lambda: PartialsConfig().merged({"run": {"seed": -1}}),
+            ("run.seed",),
+            "run.seed must be an integer >= 0, got -1",
+        ),
     ]
     for make, parameters, message in cases:
         with pytest.raises(ConfigError) as info:
@@ -118,18 +124,26 @@ def _command(*options: click.Option) -> click.Command:
 
 
 def test_the_cli_names_the_flag_of_each_parameter_the_command_has():
-    cmd = _command(click.Option(["--chunk-s", "chunk_s"], type=float),
-                   click.Option(["-s", "--start", "start_s"], type=float),
-                   click.Option(["--end", "end_s"]), click.Option(["--k"]),
-                   click.Option(["--architecture", "--variant", "architecture"]), click.Option(["--data"]))
+    cmd = _command(
+        click.Option(["--chunk-s", "chunk_s"], type=float),
+        click.Option(["-s", "--start", "start_s"], type=float),
+        click.Option(["--end", "end_s"]),
+        click.Option(["--k"]),
+        click.Option(["--architecture", "--variant", "architecture"]),
+        click.Option(["--data"]),
+    )
     exc = ConfigError("chunk_s 0.5 is too small, so chunk_s must be at least 2 s", parameter="chunk_s")
     assert render(exc, cmd) == "--chunk-s 0.5 is too small, so --chunk-s must be at least 2 s"
     exc = ConfigError("end_s (0.1 s) must be after start_s (0.2 s)", parameter=("end_s", "start_s"))
     assert render(exc, cmd) == "--end (0.1 s) must be after --start (0.2 s)"
     # whole words only; an alias maps the library's name to the command's; no flag: left alone
-    assert render(ConfigError("k (9) must be <= size (8); kind k", parameter=("k", "size")), cmd) == \
-        "--k (9) must be <= size (8); kind --k"
-    assert render(ConfigError("unknown architecture 'l2'", parameter="architecture"), cmd) == "unknown --architecture 'l2'"
+    assert (
+        render(ConfigError("k (9) must be <= size (8); kind k", parameter=("k", "size")), cmd)
+        == "--k (9) must be <= size (8); kind --k"
+    )
+    assert (
+        render(ConfigError("unknown architecture 'l2'", parameter="architecture"), cmd) == "unknown --architecture 'l2'"
+    )
     assert render(ConfigError("specs x: no such file", parameter="specs"), cmd) == "--data x: no such file"
     assert render(ConfigError("grid.chunk_s must be > 0", parameter="grid.chunk_s"), cmd) == "grid.chunk_s must be > 0"
     two_lines = ConfigError("chunk_s.x and chunk_s\nsecond line", parameter="chunk_s")
@@ -143,8 +157,23 @@ def test_the_cli_prints_a_library_error_with_the_commands_flags(tmp_path):
 
     from steerlab import cli as cli_module
 
-    result = CliRunner().invoke(cli_module.get_cli(), ["learn", "features", "-l", "first_conv", "--data", "synth:1",
-                                                       "-o", str(tmp_path / "d"), "--size", "8", "--k", "9"])
+    result = CliRunner().invoke(
+        cli_module.get_cli(),
+        [
+            "learn",
+            "features",
+            "-l",
+            "first_conv",
+            "--data",
+            "synth:1",
+            "-o",
+            str(tmp_path / "d"),
+            "--size",
+            "8",
+            "--k",
+            "9",
+        ],
+    )
     assert result.exit_code == 1 and result.output == "Error: --k (9) must be <= --size (8)\n"
 
 
@@ -163,8 +192,11 @@ def _library_modules() -> list[str]:
 
 def _exception_classes(module: ModuleType) -> list[str]:
     """Exception subclasses ``module`` defines itself (not those it imports)."""
-    return [f"{module.__name__}.{obj.__name__}" for obj in vars(module).values()
-            if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module.__name__]
+    return [
+        f"{module.__name__}.{obj.__name__}"
+        for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module.__name__
+    ]
 
 
 def _bare_value_errors(path: Path) -> list[str]:
@@ -182,8 +214,9 @@ def test_every_exception_class_of_the_library_is_defined_in_errors():
     modules = _library_modules()
     assert {"steerlab.errors", "steerlab.validation", "steerlab.cli.errors"} <= set(modules)
     assert sum(name.startswith("steerlab.builtins.") for name in modules) >= 20  # the built-ins are scanned too
-    outside = [c for name in modules if name != "steerlab.errors"
-               for c in _exception_classes(importlib.import_module(name))]
+    outside = [
+        c for name in modules if name != "steerlab.errors" for c in _exception_classes(importlib.import_module(name))
+    ]
     assert outside == []
     own = _exception_classes(errors)
     assert len(own) >= 20 and all(issubclass(getattr(errors, c.split(".")[-1]), SteerlabError) for c in own)
@@ -195,16 +228,23 @@ def test_no_library_module_raises_a_bare_value_error():
 
 def test_the_meta_checks_find_what_they_forbid(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("def f(x):\n    if x:\n        raise ValueError('x')\n    raise ValueError\n"
-                   "def g():\n    raise ConfigError('fine')\n")
+    bad.write_text(
+        "def f(x):\n    if x:\n        raise ValueError('x')\n    raise ValueError\n"
+        "def g():\n    raise ConfigError('fine')\n"
+    )
     assert _bare_value_errors(bad) == ["bad.py:3", "bad.py:4"]
     module = ModuleType("fake")
-    exec("from steerlab.errors import ConfigError\nclass Oops(ConfigError):\n    pass\nclass Fine:\n    pass\n",
-         module.__dict__)
+    exec(
+        "from steerlab.errors import ConfigError\nclass Oops(ConfigError):\n    pass\nclass Fine:\n    pass\n",
+        module.__dict__,
+    )
     assert _exception_classes(module) == ["fake.Oops"]
 
 
 def test_no_module_suggests_names_with_its_own_difflib():
-    users = [str(p.relative_to(ROOT.parent)) for p in sorted(ROOT.rglob("*.py"))
-             if "get_close_matches" in p.read_text() and p.name != "validation.py"]
+    users = [
+        str(p.relative_to(ROOT.parent))
+        for p in sorted(ROOT.rglob("*.py"))
+        if "get_close_matches" in p.read_text() and p.name != "validation.py"
+    ]
     assert users == []

@@ -14,8 +14,9 @@ with a probability that is halved, and the kept set thinned, whenever more than 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -47,12 +48,26 @@ class Captured:
         return h.hexdigest()
 
     def to_json(self) -> dict[str, Any]:
-        return {"description": self.description, "sha256": self.sha256, "n_vectors": int(len(self.vectors)),
-                "vectors_seen": int(self.seen), "manifest": self.manifest}
+        return {
+            "description": self.description,
+            "sha256": self.sha256,
+            "n_vectors": int(len(self.vectors)),
+            "vectors_seen": int(self.seen),
+            "manifest": self.manifest,
+        }
 
 
-def capture(model: Any, layer: Any, corpus: Corpus, target: str, max_vectors: int, seed: int = 0,
-            batch_clips: int = 8, max_batch: int = 16, user_data: bool = True) -> Captured:
+def capture(
+    model: Any,
+    layer: Any,
+    corpus: Corpus,
+    target: str,
+    max_vectors: int,
+    seed: int = 0,
+    batch_clips: int = 8,
+    max_batch: int = 16,
+    user_data: bool = True,
+) -> Captured:
     """Capture ``layer`` over ``corpus``, keeping at most ``max_vectors`` (see the module docstring).
 
     ``user_data`` (the analysed ``--data``): bad files are checked before the model runs
@@ -106,8 +121,9 @@ def capture(model: Any, layer: Any, corpus: Corpus, target: str, max_vectors: in
     for ci, (clip_id, wave) in enumerate(corpus.clips(manifest)):
         w = torch.as_tensor(np.asarray(wave) if not isinstance(wave, torch.Tensor) else wave).float()
         if w.ndim != 2 or w.shape[0] != model.channels or w.shape[1] == 0:
-            raise CorpusError(f"clip {clip_id}: expected a wave [channels={model.channels}, samples], "
-                              f"got shape {list(w.shape)}")
+            raise CorpusError(
+                f"clip {clip_id}: expected a wave [channels={model.channels}, samples], got shape {list(w.shape)}"
+            )
         manifest.saw(w)
         manifest.clips += 1
         manifest.seconds += w.shape[1] / model.sample_rate
@@ -119,10 +135,12 @@ def capture(model: Any, layer: Any, corpus: Corpus, target: str, max_vectors: in
     if n_held == 0:
         where = ", ".join(manifest.sources)
         if manifest.clips == 0:
-            raise CorpusError(f"no usable audio in {where}: {manifest.files_seen} audio files seen, "
-                              f"{len(manifest.skipped)} skipped")
-        raise CorpusError(f"{manifest.clips} clips from {where} gave no {MODES[target]} vectors at {layer.name}"
-                          " (clips too short)")
+            raise CorpusError(
+                f"no usable audio in {where}: {manifest.files_seen} audio files seen, {len(manifest.skipped)} skipped"
+            )
+        raise CorpusError(
+            f"{manifest.clips} clips from {where} gave no {MODES[target]} vectors at {layer.name} (clips too short)"
+        )
     if user_data:
         refuse_constant(manifest, f"{model.name} {layer.name}", corpus.describe())
     parts = [np.concatenate([part[i] for part in held]) for i in range(4)]
@@ -133,8 +151,9 @@ def capture(model: Any, layer: Any, corpus: Corpus, target: str, max_vectors: in
     return Captured(parts[0], parts[1], parts[2], parts[3], corpus.describe(), manifest.to_json(), seen)
 
 
-def fragments_for(corpus: Corpus, layer: Any, target: str, where: dict[str, tuple[np.ndarray, np.ndarray]],
-                  length: int) -> dict[str, np.ndarray]:
+def fragments_for(
+    corpus: Corpus, layer: Any, target: str, where: dict[str, tuple[np.ndarray, np.ndarray]], length: int
+) -> dict[str, np.ndarray]:
     """Waveform fragments ``[n, length]`` (first channel) for named lists of (clip, frame)
     pairs, in one pass over the corpus. A frame ``t`` is centred on ``t * hop + hop / 2``;
     an archetype's transition from ``t`` to ``t + 1`` on ``(t + 1) * hop``."""

@@ -15,7 +15,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,15 @@ def dispersion_radius(points: np.ndarray) -> float:
     return float(np.linalg.norm(p - p.mean(axis=0), axis=1).mean())
 
 
-def locality(starts: np.ndarray, codes: np.ndarray, top_n: int = 20, test_share: float = 0.25, seed: int = 0,
-             random_draws: int = 5, max_vectors: int = 20_000) -> dict[str, Any]:
+def locality(
+    starts: np.ndarray,
+    codes: np.ndarray,
+    top_n: int = 20,
+    test_share: float = 0.25,
+    seed: int = 0,
+    random_draws: int = 5,
+    max_vectors: int = 20_000,
+) -> dict[str, Any]:
     """Predict each transition's top archetype from its starting vector (see the module docstring).
 
     ``starts [n, width]``: ``r_t``; ``codes [n, size]``: the codes of ``g_t``. Returns
@@ -56,8 +64,13 @@ def locality(starts: np.ndarray, codes: np.ndarray, top_n: int = 20, test_share:
     classes = [int(c) for c in np.argsort(-counts, kind="stable")[:top_n] if counts[c] > 0]
     keep = pool[np.isin(labels[pool], classes)]
     x, y = starts[keep], labels[keep]
-    out: dict[str, Any] = {"classes": classes, "n_classes": len(classes), "n_vectors": int(len(keep)),
-                           "test_share": test_share, "chance_uniform": 1.0 / len(classes) if classes else None}
+    out: dict[str, Any] = {
+        "classes": classes,
+        "n_classes": len(classes),
+        "n_vectors": int(len(keep)),
+        "test_share": test_share,
+        "chance_uniform": 1.0 / len(classes) if classes else None,
+    }
     if not classes:
         out["chance_uniform_reason"] = "no archetype is the strongest of any transition"
     if len(classes) < 2 or len(keep) < 10:
@@ -69,14 +82,23 @@ def locality(starts: np.ndarray, codes: np.ndarray, top_n: int = 20, test_share:
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
         clf.fit(xtr, ytr)
         majority = np.bincount(ytr).argmax()
-        out.update(accuracy=float((clf.predict(xte) == yte).mean()),
-                   chance_majority=float((yte == majority).mean()), n_test=int(len(yte)))
+        out.update(
+            accuracy=float((clf.predict(xte) == yte).mean()),
+            chance_majority=float((yte == majority).mean()),
+            n_test=int(len(yte)),
+        )
     table = []
     for c in classes:
         pts = x[y == c]
         rand = [dispersion_radius(x[rng.choice(len(x), len(pts), replace=False)]) for _ in range(random_draws)]
-        table.append({"archetype": c, "n": int(len(pts)), "radius": dispersion_radius(pts),
-                      "random_radius": float(np.mean(rand))})
+        table.append(
+            {
+                "archetype": c,
+                "n": int(len(pts)),
+                "radius": dispersion_radius(pts),
+                "random_radius": float(np.mean(rand)),
+            }
+        )
     out["dispersion"] = table
     if table:
         ratios = [t["radius"] / t["random_radius"] for t in table if t["random_radius"] > 0]
@@ -91,7 +113,7 @@ def smoothness(trajectory: np.ndarray) -> float:
     """Mean cosine between successive steps of ``trajectory [frames, width]``."""
     g = np.diff(np.asarray(trajectory, dtype=np.float64), axis=0)
     u = unit_rows(g)
-    moving = (np.linalg.norm(g, axis=1) > 0)
+    moving = np.linalg.norm(g, axis=1) > 0
     both = moving[:-1] & moving[1:]
     if not both.any():
         return float("nan")

@@ -17,8 +17,9 @@ a planted answer. Vectors are rows ``[n, width]``; directions are unit rows
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,12 @@ def best_cosines(vectors: np.ndarray, directions: np.ndarray) -> tuple[np.ndarra
     return cos[np.arange(len(cos)), idx], idx
 
 
-def coverage(vectors: np.ndarray, directions: np.ndarray, threshold: float,
-             curve: Sequence[float] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2))) -> dict[str, Any]:
+def coverage(
+    vectors: np.ndarray,
+    directions: np.ndarray,
+    threshold: float,
+    curve: Sequence[float] = tuple(np.round(np.linspace(0.0, 1.0, 21), 2)),
+) -> dict[str, Any]:
     """Share of vectors whose nearest direction has cosine >= ``threshold``, the mean best
     cosine (over all vectors, and over the covered ones), and the share covered at each
     threshold of ``curve``."""
@@ -60,8 +65,7 @@ def coverage(vectors: np.ndarray, directions: np.ndarray, threshold: float,
         "mean_best_cosine_covered": float(best[covered].mean()) if covered.any() else None,
         **({} if covered.any() else {"mean_best_cosine_covered_reason": f"no vector reaches cosine {threshold:g}"}),
         "directions_used": int(len(np.unique(idx))),
-        "curve": {"thresholds": [float(t) for t in curve],
-                  "share_covered": [float((best >= t).mean()) for t in curve]},
+        "curve": {"thresholds": [float(t) for t in curve], "share_covered": [float((best >= t).mean()) for t in curve]},
         "best_cosines": best,
     }
 
@@ -167,8 +171,9 @@ def matched_cosines(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return c[rows, cols], cols
 
 
-def stability(dicts: Sequence[np.ndarray], orders: Sequence[np.ndarray], top_n: int,
-              labels: Sequence[str] | None = None) -> dict[str, Any]:
+def stability(
+    dicts: Sequence[np.ndarray], orders: Sequence[np.ndarray], top_n: int, labels: Sequence[str] | None = None
+) -> dict[str, Any]:
     """Pairwise Hungarian stability of several dictionaries of the same layer.
 
     ``dicts``: directions ``[size, width]`` each; ``orders``: their usage orders. For each
@@ -182,8 +187,7 @@ def stability(dicts: Sequence[np.ndarray], orders: Sequence[np.ndarray], top_n: 
         ti, tj = dicts[i][orders[i][:top_n]], dicts[j][orders[j][:top_n]]
         tt, _ = matched_cosines(ti, tj)
         ta, _ = matched_cosines(ti, dicts[j])
-        pairs.append({"a": labels[i], "b": labels[j], "top_vs_top": float(tt.mean()),
-                      "top_vs_all": float(ta.mean())})
+        pairs.append({"a": labels[i], "b": labels[j], "top_vs_top": float(tt.mean()), "top_vs_all": float(ta.mean())})
     return {
         "top_n": int(top_n),
         "pairs": pairs,

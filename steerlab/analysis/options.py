@@ -14,8 +14,18 @@ from steerlab import validation as check
 from steerlab.errors import ConfigError
 
 #: the analyses of issue 3 section 4, in report order (letters a..j)
-ANALYSES = ("coverage", "reconstruction", "usage", "redundancy", "stability", "data", "weights", "locality",
-            "fragments", "trajectories")
+ANALYSES = (
+    "coverage",
+    "reconstruction",
+    "usage",
+    "redundancy",
+    "stability",
+    "data",
+    "weights",
+    "locality",
+    "fragments",
+    "trajectories",
+)
 LETTERS = dict(zip(ANALYSES, "abcdefghij"))
 BY_LETTER = {v: k for k, v in LETTERS.items()}
 
@@ -30,8 +40,11 @@ def resolve_names(names: Any) -> tuple[str, ...]:
         elif n in ANALYSES:
             out.add(n)
         else:
-            raise ConfigError(f"unknown analysis {n!r}.{check.did_you_mean(n, ANALYSES)} Valid values: "
-                              f"{', '.join(ANALYSES)} or letters a-j", parameter="only")
+            raise ConfigError(
+                f"unknown analysis {n!r}.{check.did_you_mean(n, ANALYSES)} Valid values: "
+                f"{', '.join(ANALYSES)} or letters a-j",
+                parameter="only",
+            )
     return tuple(a for a in ANALYSES if a in out)
 
 
@@ -81,8 +94,16 @@ class AnalysisOptions:
 
     def __post_init__(self) -> None:
         # checked, not converted: report.json records the options as given
-        ints = ("max_vectors", "top_n", "reference_clips", "random_draws", "dl_vectors", "fragment_latents",
-                "fragments_per_latent", "trajectory_frames")
+        ints = (
+            "max_vectors",
+            "top_n",
+            "reference_clips",
+            "random_draws",
+            "dl_vectors",
+            "fragment_latents",
+            "fragments_per_latent",
+            "trajectory_frames",
+        )
         for name in ints:
             check.integer(name, getattr(self, name), low=1)
         for name in ("epochs", "fragment_samples"):
@@ -96,21 +117,32 @@ class AnalysisOptions:
         if not isinstance(self.seeds, tuple) or not all(check.is_integer(s) for s in self.seeds):
             raise check.fail("seeds", "a tuple of integers", self.seeds)
         if "stability" in self.only and len(set(self.seeds)) < 3:
-            raise ConfigError(f"seeds must hold at least three distinct values for seed stability (e), got "
-                              f"{list(self.seeds)}", parameter="seeds")
+            raise ConfigError(
+                f"seeds must hold at least three distinct values for seed stability (e), got {list(self.seeds)}",
+                parameter="seeds",
+            )
         if not self.seeds and any(a in self.only for a in ("data", "weights")):
-            raise ConfigError("the data and weights analyses retrain with the first of seeds; give at least one",
-                              parameter="seeds")
+            raise ConfigError(
+                "the data and weights analyses retrain with the first of seeds; give at least one", parameter="seeds"
+            )
         object.__setattr__(self, "only", resolve_names(self.only))
         if not self.only:
             raise ConfigError(f"no analyses selected; choose from {', '.join(ANALYSES)}", parameter="only")
         check.integer("seed", self.seed)
 
     @classmethod
-    def quick_preset(cls, **overrides: Any) -> "AnalysisOptions":
+    def quick_preset(cls, **overrides: Any) -> AnalysisOptions:
         """A small, fast run (a smoke test of the whole report, not a measurement to quote)."""
-        base = dict(max_vectors=6000, epochs=2, reference_clips=2, random_draws=2, dl_vectors=1500,
-                    fragments_per_latent=8, trajectory_frames=120, quick=True)
+        base = dict(
+            max_vectors=6000,
+            epochs=2,
+            reference_clips=2,
+            random_draws=2,
+            dl_vectors=1500,
+            fragments_per_latent=8,
+            trajectory_frames=120,
+            quick=True,
+        )
         return cls(**{**base, **overrides})
 
     def to_json(self) -> dict[str, Any]:
@@ -128,7 +160,7 @@ class AnalysisOptions:
 AUTO_REASONS = {
     "epochs": "not given: retrained SAEs use the dictionary's own epochs (dictionary.sae.epochs)",
     "fragment_samples": "not given: auto, max(256, 4 x the layer's span in samples); the value used is "
-                        "analyses.i_fragments.summary.fragment_samples (when i ran)",
+    "analyses.i_fragments.summary.fragment_samples (when i ran)",
     "band_hz": "not given: auto, 3 x sample rate / fragment length; the value used is "
-               "analyses.i_fragments.summary.band_hz (when i ran)",
+    "analyses.i_fragments.summary.band_hz (when i ran)",
 }

@@ -21,8 +21,9 @@ import dataclasses
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,9 +39,11 @@ REPORT_FORMAT, REPORT_VERSION = "steerlab-analysis-report", 1
 #: analyses that do not apply to a dictionary target (features or archetypes), and why (said in the report)
 NOT_APPLICABLE = {
     "feature": {
-        "locality": ("locality asks whether a motion g_t = r_(t+1) - r_t can be predicted from where it starts (r_t); "
-                     "a feature is a direction of r_t itself, so predicting it from r_t holds by construction (the "
-                     "SAE encoder is such a predictor) and would measure nothing. Run it on an archetype dictionary."),
+        "locality": (
+            "locality asks whether a motion g_t = r_(t+1) - r_t can be predicted from where it starts (r_t); "
+            "a feature is a direction of r_t itself, so predicting it from r_t holds by construction (the "
+            "SAE encoder is such a predictor) and would measure nothing. Run it on an archetype dictionary."
+        ),
     },
     "archetype": {},
 }
@@ -57,8 +60,16 @@ def encode(sae: Any, x: np.ndarray, chunk: int = 65_536) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return np.concatenate([sae.encode(torch.from_numpy(np.ascontiguousarray(x[i:i + chunk]))).numpy()
-                               for i in range(0, max(len(x), 1), chunk)]) if len(x) else np.zeros((0, sae.config.size))
+        return (
+            np.concatenate(
+                [
+                    sae.encode(torch.from_numpy(np.ascontiguousarray(x[i : i + chunk]))).numpy()
+                    for i in range(0, max(len(x), 1), chunk)
+                ]
+            )
+            if len(x)
+            else np.zeros((0, sae.config.size))
+        )
 
 
 def offset_of(sae: Any) -> np.ndarray:
@@ -86,8 +97,17 @@ class _Run:
     versions: dict[str, str]  # set by the caller before any analysis runs
     dict_config_sha: str | None  # likewise: the dictionary's config.json hash
 
-    def __init__(self, d: Any, model: Any, info: Any, corpus: Any, opts: AnalysisOptions, cap: Captured,
-                 load: Callable[[], Any] | None, progress: Callable[[str], None]):
+    def __init__(
+        self,
+        d: Any,
+        model: Any,
+        info: Any,
+        corpus: Any,
+        opts: AnalysisOptions,
+        cap: Captured,
+        load: Callable[[], Any] | None,
+        progress: Callable[[str], None],
+    ):
         self.d, self.model, self.info, self.corpus, self.opts, self.cap = d, model, info, corpus, opts, cap
         self.load, self.say = load, progress
         self.target = d.target
@@ -112,16 +132,20 @@ class _Run:
             cfg = dataclasses.replace(self.d.config, seed=seed, epochs=self.opts.epochs or self.d.config.epochs)
             self.say(f"training an SAE on {key} vectors ({len(vectors)}), seed {seed}, {cfg.epochs} epochs")
             # the analysis data was checked for variance; reference sets (flat:N) may have none by design
-            sae, metrics = train_sae(torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), cfg,
-                                     allow_no_variance=True)
+            sae, metrics = train_sae(
+                torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), cfg, allow_no_variance=True
+            )
             self._cache[(key, seed)] = _Retrained(sae, metrics, vectors, self.opts.active_rel)
         return self._cache[(key, seed)]
 
     def provenance(self, seeds: list[int] | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"seeds": seeds if seeds is not None else [self.opts.seed],
-                "dictionary_config_sha256": self.dict_config_sha, "model_weights_hash": self.model.weights_hash(),
-                "data": data or {"description": self.cap.description, "sha256": self.cap.sha256},
-                "versions": self.versions}
+        return {
+            "seeds": seeds if seeds is not None else [self.opts.seed],
+            "dictionary_config_sha256": self.dict_config_sha,
+            "model_weights_hash": self.model.weights_hash(),
+            "data": data or {"description": self.cap.description, "sha256": self.cap.sha256},
+            "versions": self.versions,
+        }
 
 
 # ----------------------------------------------------------------------------------------------------------- a-j
@@ -130,22 +154,36 @@ class _Run:
 def _coverage(run: _Run) -> dict[str, Any]:
     o = run.opts
     cov = geometry.coverage(run.x, run.dirs, o.coverage_threshold)
-    rand = [geometry.coverage(run.x, geometry.random_directions(len(run.dirs), run.x.shape[1], run.rng),
-                              o.coverage_threshold) for _ in range(o.random_draws)]
-    rand_curve = {"thresholds": cov["curve"]["thresholds"],
-                  "share_covered": list(np.mean([r["curve"]["share_covered"] for r in rand], axis=0))}
-    summary = {k: cov[k] for k in ("threshold", "share_covered", "mean_best_cosine", "mean_best_cosine_covered",
-                                   "directions_used")}
+    rand = [
+        geometry.coverage(
+            run.x, geometry.random_directions(len(run.dirs), run.x.shape[1], run.rng), o.coverage_threshold
+        )
+        for _ in range(o.random_draws)
+    ]
+    rand_curve = {
+        "thresholds": cov["curve"]["thresholds"],
+        "share_covered": list(np.mean([r["curve"]["share_covered"] for r in rand], axis=0)),
+    }
+    summary = {
+        k: cov[k]
+        for k in ("threshold", "share_covered", "mean_best_cosine", "mean_best_cosine_covered", "directions_used")
+    }
     summary["random_share_covered"] = float(np.mean([r["share_covered"] for r in rand]))
     summary["random_mean_best_cosine"] = float(np.mean([r["mean_best_cosine"] for r in rand]))
     what = "response vectors" if run.target == "feature" else "generators"
-    headline = (f"{summary['share_covered']:.1%} of {what} have a nearest direction at cosine >= "
-                f"{o.coverage_threshold:g} (mean best cosine {summary['mean_best_cosine']:.2f}); "
-                f"{len(run.dirs)} random directions: {summary['random_share_covered']:.1%}, "
-                f"mean {summary['random_mean_best_cosine']:.2f}")
+    headline = (
+        f"{summary['share_covered']:.1%} of {what} have a nearest direction at cosine >= "
+        f"{o.coverage_threshold:g} (mean best cosine {summary['mean_best_cosine']:.2f}); "
+        f"{len(run.dirs)} random directions: {summary['random_share_covered']:.1%}, "
+        f"mean {summary['random_mean_best_cosine']:.2f}"
+    )
     fig = plots.coverage(cov["best_cosines"], cov["curve"], rand_curve, o.coverage_threshold)
-    return {"summary": summary, "table": {"curve": cov["curve"], "random_curve": rand_curve}, "headline": headline,
-            "figure": fig}
+    return {
+        "summary": summary,
+        "table": {"curve": cov["curve"], "random_curve": rand_curve},
+        "headline": headline,
+        "figure": fig,
+    }
 
 
 def _dictionary_learning_atoms(run: _Run) -> np.ndarray:
@@ -156,8 +194,15 @@ def _dictionary_learning_atoms(run: _Run) -> np.ndarray:
     n = min(o.dl_vectors, len(run.x))
     sample = run.x[np.sort(run.rng.choice(len(run.x), n, replace=False))]
     k = min(cfg.k, run.x.shape[1])
-    dl = MiniBatchDictionaryLearning(n_components=cfg.size, alpha=0.1, batch_size=256, max_iter=20 if o.quick else 100,
-                                     transform_algorithm="omp", transform_n_nonzero_coefs=k, random_state=o.seed)
+    dl = MiniBatchDictionaryLearning(
+        n_components=cfg.size,
+        alpha=0.1,
+        batch_size=256,
+        max_iter=20 if o.quick else 100,
+        transform_algorithm="omp",
+        transform_n_nonzero_coefs=k,
+        random_state=o.seed,
+    )
     dl.fit(sample)
     codes = np.abs(dl.transform(sample))
     order = geometry.usage_order(codes, o.active_rel)
@@ -168,9 +213,12 @@ def _reconstruction(run: _Run) -> dict[str, Any]:
     o = run.opts
     width, size = run.x.shape[1], len(run.dirs)
     ms = geometry.m_grid(size, width)
-    curves: dict[str, list[float]] = {"dictionary (most used first)": geometry.error_curve(run.x, run.dirs[run.order], ms)}
-    draws = [geometry.error_curve(run.x, geometry.random_directions(size, width, run.rng), ms)
-             for _ in range(o.random_draws)]
+    curves: dict[str, list[float]] = {
+        "dictionary (most used first)": geometry.error_curve(run.x, run.dirs[run.order], ms)
+    }
+    draws = [
+        geometry.error_curve(run.x, geometry.random_directions(size, width, run.rng), ms) for _ in range(o.random_draws)
+    ]
     curves["random directions"] = list(np.mean(draws, axis=0))
     curves["dictionary learning (scikit-learn)"] = geometry.error_curve(run.x, _dictionary_learning_atoms(run), ms)
     _, _, vt = np.linalg.svd(run.x, full_matrices=False)
@@ -178,62 +226,101 @@ def _reconstruction(run: _Run) -> dict[str, Any]:
     at = {m: ms.index(m) for m in sorted({max(1, width // 2), run.top_n, min(width, size), size}) if m in ms}
     summary = {name: {f"m={m}": ys[i] for m, i in at.items()} for name, ys in curves.items()}
     # with fewer channels than top_n every method is exact at m = top_n; the m needed to reach an error says more
-    reach = {name: {f"error<={tol:g}": next((m for m, y in zip(ms, ys) if y <= tol), None)
-                    for tol in (1e-1, 1e-2, 1e-6)} for name, ys in curves.items()}
+    reach = {
+        name: {f"error<={tol:g}": next((m for m, y in zip(ms, ys) if y <= tol), None) for tol in (1e-1, 1e-2, 1e-6)}
+        for name, ys in curves.items()
+    }
     # one vector of median norm and its least-squares reconstruction from the 4 most used directions (Figure 7b)
     norms = np.linalg.norm(run.x, axis=1)
     row = run.x[int(np.argsort(norms)[len(norms) // 2])]
     basis = run.dirs[run.order[:4]]
     coef, *_ = np.linalg.lstsq(basis.T, row, rcond=None)
-    example = {"m": int(len(basis)), "original": row.tolist(), "reconstruction": (basis.T @ coef).tolist(),
-               "relative_error": float(((row - basis.T @ coef) ** 2).sum() / max((row ** 2).sum(), 1e-300))}
-    d, r, dl = (summary[n].get(f"m={run.top_n}") for n in ("dictionary (most used first)", "random directions",
-                                                          "dictionary learning (scikit-learn)"))
+    example = {
+        "m": int(len(basis)),
+        "original": row.tolist(),
+        "reconstruction": (basis.T @ coef).tolist(),
+        "relative_error": float(((row - basis.T @ coef) ** 2).sum() / max((row**2).sum(), 1e-300)),
+    }
+    d, r, dl = (
+        summary[n].get(f"m={run.top_n}")
+        for n in ("dictionary (most used first)", "random directions", "dictionary learning (scikit-learn)")
+    )
     full = summary["dictionary (most used first)"].get(f"m={size}")
-    headline = (f"relative squared error with the {run.top_n} most used directions {d:.3g}; {run.top_n} random "
-                f"directions {r:.3g}; {run.top_n} dictionary-learning atoms {dl:.3g}; all {size}: {full:.3g}"
-                f" (the layer has {width} channels, so any {width} independent directions reconstruct exactly); "
-                "directions needed for error <= 0.01: " +
-                ", ".join(f"{n.split(' (')[0]} {r['error<=0.01']}" for n, r in reach.items()))
+    headline = (
+        f"relative squared error with the {run.top_n} most used directions {d:.3g}; {run.top_n} random "
+        f"directions {r:.3g}; {run.top_n} dictionary-learning atoms {dl:.3g}; all {size}: {full:.3g}"
+        f" (the layer has {width} channels, so any {width} independent directions reconstruct exactly); "
+        "directions needed for error <= 0.01: "
+        + ", ".join(f"{n.split(' (')[0]} {r['error<=0.01']}" for n, r in reach.items())
+    )
     fig = plots.reconstruction(ms, curves, run.top_n, example)
-    return {"summary": {"error_definition": "sum ||x - P_m x||^2 / sum ||x||^2, P_m the orthogonal projection onto "
-                                            "the span of the first m directions, x relative to the decoder offset",
-                        "at": summary, "m_to_reach": reach, "example": example},
-            "table": {"m": ms, "curves": curves}, "headline": headline, "figure": fig}
+    return {
+        "summary": {
+            "error_definition": "sum ||x - P_m x||^2 / sum ||x||^2, P_m the orthogonal projection onto "
+            "the span of the first m directions, x relative to the decoder offset",
+            "at": summary,
+            "m_to_reach": reach,
+            "example": example,
+        },
+        "table": {"m": ms, "curves": curves},
+        "headline": headline,
+        "figure": fig,
+    }
 
 
 def _usage(run: _Run) -> dict[str, Any]:
     o = run.opts
     s = geometry.usage_summary(run.usage, run.top_n, o.usage_floor)
     s["active_rel"] = o.active_rel
-    s["definition"] = (f"direction j is strongly active in a vector when its code > 0 and >= {o.active_rel:g} x "
-                       "the vector's largest code")
+    s["definition"] = (
+        f"direction j is strongly active in a vector when its code > 0 and >= {o.active_rel:g} x "
+        "the vector's largest code"
+    )
     s["share_with_no_active_direction"] = float((run.codes.max(axis=1) <= 0).mean())
     table = [{"rank": i + 1, "direction": int(j), "usage": float(run.usage[j])} for i, j in enumerate(run.order)]
-    headline = (f"{s['n_used_above_floor']} of {len(run.dirs)} directions are strongly active in >= "
-                f"{o.usage_floor:.0%} of vectors; the {s['top_n']} most used carry "
-                f"{s['top_n_share_of_activations']:.1%} of strong activations; {s['n_for_90_percent']} carry 90%")
-    fig = plots.usage({"dictionary": s["sorted_usage"]}, run.top_n, "share of vectors in which each direction is "
-                      "strongly active (sorted)")
-    return {"summary": {k: v for k, v in s.items() if k != "sorted_usage"}, "table": table, "headline": headline,
-            "figure": fig}
+    headline = (
+        f"{s['n_used_above_floor']} of {len(run.dirs)} directions are strongly active in >= "
+        f"{o.usage_floor:.0%} of vectors; the {s['top_n']} most used carry "
+        f"{s['top_n_share_of_activations']:.1%} of strong activations; {s['n_for_90_percent']} carry 90%"
+    )
+    fig = plots.usage(
+        {"dictionary": s["sorted_usage"]},
+        run.top_n,
+        "share of vectors in which each direction is strongly active (sorted)",
+    )
+    return {
+        "summary": {k: v for k, v in s.items() if k != "sorted_usage"},
+        "table": table,
+        "headline": headline,
+        "figure": fig,
+    }
 
 
 def _redundancy(run: _Run) -> dict[str, Any]:
     o = run.opts
-    ids = [int(j) for j in run.order[:run.top_n]]
+    ids = [int(j) for j in run.order[: run.top_n]]
     red = geometry.redundancy(run.dirs[ids], o.redundancy_threshold)
-    rand = [geometry.redundancy(geometry.random_directions(len(ids), run.dirs.shape[1], run.rng),
-                                o.redundancy_threshold)["mean_abs_offdiagonal"] for _ in range(o.random_draws)]
+    rand = [
+        geometry.redundancy(geometry.random_directions(len(ids), run.dirs.shape[1], run.rng), o.redundancy_threshold)[
+            "mean_abs_offdiagonal"
+        ]
+        for _ in range(o.random_draws)
+    ]
     summary = {k: v for k, v in red.items() if k != "matrix"}
     summary["random_mean_abs_offdiagonal"] = float(np.mean(rand))
-    headline = (f"top {len(ids)}: mean |cosine| off the diagonal {summary['mean_abs_offdiagonal']:.2f} (random "
-                f"directions in {run.dirs.shape[1]} dims: {summary['random_mean_abs_offdiagonal']:.2f}), max "
-                f"{summary['max_abs_offdiagonal']:.2f}, {summary['pairs_above_threshold']} pairs above "
-                f"{o.redundancy_threshold:g}")
+    headline = (
+        f"top {len(ids)}: mean |cosine| off the diagonal {summary['mean_abs_offdiagonal']:.2f} (random "
+        f"directions in {run.dirs.shape[1]} dims: {summary['random_mean_abs_offdiagonal']:.2f}), max "
+        f"{summary['max_abs_offdiagonal']:.2f}, {summary['pairs_above_threshold']} pairs above "
+        f"{o.redundancy_threshold:g}"
+    )
     fig = plots.redundancy(red["matrix"], ids, {i: run.dirs[i] for i in ids[:2]})
-    return {"summary": summary, "table": {"directions": ids, "cosine": red["matrix"].tolist()}, "headline": headline,
-            "figure": fig}
+    return {
+        "summary": summary,
+        "table": {"directions": ids, "cosine": red["matrix"].tolist()},
+        "headline": headline,
+        "figure": fig,
+    }
 
 
 def _stability(run: _Run) -> dict[str, Any]:
@@ -245,19 +332,31 @@ def _stability(run: _Run) -> dict[str, Any]:
     st = geometry.stability(dicts, orders, run.top_n, labels)
     retrained_only = geometry.stability(dicts[1:], orders[1:], run.top_n, labels[1:])
     width, size = run.dirs.shape[1], len(run.dirs)
-    rand = geometry.stability([geometry.random_directions(size, width, run.rng) for _ in range(3)],
-                              [np.arange(size)] * 3, run.top_n)
-    summary = {"top_n": run.top_n, "seeds": list(o.seeds), "mean_top_vs_top": st["mean_top_vs_top"],
-               "mean_top_vs_all": st["mean_top_vs_all"],
-               "retrained_only_mean_top_vs_top": retrained_only["mean_top_vs_top"],
-               "random_mean_top_vs_top": rand["mean_top_vs_top"],
-               "retrain_epochs": o.epochs or run.d.config.epochs,
-               "explained_variance": {lab: r.metrics.get("explained_variance") for lab, r in zip(labels[1:], runs)}}
-    headline = (f"mean Hungarian-matched cosine of the top {run.top_n} over {len(st['pairs'])} pairs of seeds: "
-                f"{st['mean_top_vs_top']:.2f} (top vs all: {st['mean_top_vs_all']:.2f}; random directions: "
-                f"{rand['mean_top_vs_top']:.2f})")
-    return {"summary": summary, "table": st["pairs"], "headline": headline,
-            "figure": plots.stability(st["pairs"], rand["mean_top_vs_top"]), "seeds": [run.d.config.seed, *o.seeds]}
+    rand = geometry.stability(
+        [geometry.random_directions(size, width, run.rng) for _ in range(3)], [np.arange(size)] * 3, run.top_n
+    )
+    summary = {
+        "top_n": run.top_n,
+        "seeds": list(o.seeds),
+        "mean_top_vs_top": st["mean_top_vs_top"],
+        "mean_top_vs_all": st["mean_top_vs_all"],
+        "retrained_only_mean_top_vs_top": retrained_only["mean_top_vs_top"],
+        "random_mean_top_vs_top": rand["mean_top_vs_top"],
+        "retrain_epochs": o.epochs or run.d.config.epochs,
+        "explained_variance": {lab: r.metrics.get("explained_variance") for lab, r in zip(labels[1:], runs)},
+    }
+    headline = (
+        f"mean Hungarian-matched cosine of the top {run.top_n} over {len(st['pairs'])} pairs of seeds: "
+        f"{st['mean_top_vs_top']:.2f} (top vs all: {st['mean_top_vs_all']:.2f}; random directions: "
+        f"{rand['mean_top_vs_top']:.2f})"
+    )
+    return {
+        "summary": summary,
+        "table": st["pairs"],
+        "headline": headline,
+        "figure": plots.stability(st["pairs"], rand["mean_top_vs_top"]),
+        "seeds": [run.d.config.seed, *o.seeds],
+    }
 
 
 def _reasons(row: dict[str, Any], keys: tuple[str, ...], reason: str | None) -> None:
@@ -275,15 +374,18 @@ def _variant_summary(run: _Run, cap: Captured, rt: _Retrained) -> dict[str, Any]
     dims90 = int(np.searchsorted(np.cumsum(sv) / sv.sum(), 0.9) + 1) if sv.sum() > 0 else 0
     starts = cap.starts.astype(np.float64)
     spread = float(np.sqrt(((starts - starts.mean(axis=0)) ** 2).sum(axis=1).mean()))
-    out = {"n_vectors": int(len(x)), "data_sha256": cap.sha256,
-           "retrained_n_used_above_floor": s["n_used_above_floor"],
-           "retrained_top_n_share_of_activations": s["top_n_share_of_activations"],
-           "retrained_n_for_90_percent": s["n_for_90_percent"],
-           "retrained_explained_variance": rt.metrics.get("explained_variance"),
-           "top1_alignment_with_baseline": geometry.top1_alignment(rt.directions, rt.order, run.dirs, run.top_n),
-           "pca_dims_for_90_percent_variance": dims90,
-           "mean_vector_norm": float(np.linalg.norm(x, axis=1).mean()),
-           "response_spread": spread}
+    out = {
+        "n_vectors": int(len(x)),
+        "data_sha256": cap.sha256,
+        "retrained_n_used_above_floor": s["n_used_above_floor"],
+        "retrained_top_n_share_of_activations": s["top_n_share_of_activations"],
+        "retrained_n_for_90_percent": s["n_for_90_percent"],
+        "retrained_explained_variance": rt.metrics.get("explained_variance"),
+        "top1_alignment_with_baseline": geometry.top1_alignment(rt.directions, rt.order, run.dirs, run.top_n),
+        "pca_dims_for_90_percent_variance": dims90,
+        "mean_vector_norm": float(np.linalg.norm(x, axis=1).mean()),
+        "response_spread": spread,
+    }
     _reasons(out, ("retrained_top_n_share_of_activations", "retrained_n_for_90_percent"), s.get("reason"))
     _reasons(out, ("retrained_explained_variance",), "the vectors do not vary (total sum of squares 0)")
     if run.target == "archetype":
@@ -303,34 +405,54 @@ def _data(run: _Run) -> dict[str, Any]:
         if name == "real":
             cap = run.cap
         else:
-            corpus = Corpus([f"{name}:{o.reference_clips}"], run.corpus.sample_rate, run.corpus.channels,
-                            seed=o.seed, clip_seconds=run.corpus.clip_seconds)
+            corpus = Corpus(
+                [f"{name}:{o.reference_clips}"],
+                run.corpus.sample_rate,
+                run.corpus.channels,
+                seed=o.seed,
+                clip_seconds=run.corpus.clip_seconds,
+            )
             run.say(f"capturing {name}:{o.reference_clips}")
-            cap = run.captures[name] = capture(run.model, run.info, corpus, run.target, o.max_vectors, o.seed,
-                                              user_data=False)
+            cap = run.captures[name] = capture(
+                run.model, run.info, corpus, run.target, o.max_vectors, o.seed, user_data=False
+            )
         key = "analysis data" if name == "real" else name
         rt = run.retrain(key, cap.vectors, o.seeds[0])
         row = _variant_summary(run, cap, rt)
         base_codes = encode(run.d.sae, cap.vectors)
         bs = geometry.usage_summary(geometry.usage(base_codes, o.active_rel), run.top_n, o.usage_floor)
-        row.update(description=cap.description, baseline_n_used_above_floor=bs["n_used_above_floor"],
-                   baseline_top_n_share_of_activations=bs["top_n_share_of_activations"],
-                   baseline_n_for_90_percent=bs["n_for_90_percent"],
-                   share_still=float((np.linalg.norm(cap.vectors, axis=1) <= 1e-6 * max(
-                       float(np.linalg.norm(run.cap.vectors, axis=1).mean()), 1e-30)).mean()))
+        row.update(
+            description=cap.description,
+            baseline_n_used_above_floor=bs["n_used_above_floor"],
+            baseline_top_n_share_of_activations=bs["top_n_share_of_activations"],
+            baseline_n_for_90_percent=bs["n_for_90_percent"],
+            share_still=float(
+                (
+                    np.linalg.norm(cap.vectors, axis=1)
+                    <= 1e-6 * max(float(np.linalg.norm(run.cap.vectors, axis=1).mean()), 1e-30)
+                ).mean()
+            ),
+        )
         _reasons(row, ("baseline_top_n_share_of_activations", "baseline_n_for_90_percent"), bs.get("reason"))
         curves[f"{name} (dictionary)"] = bs["sorted_usage"]
         curves[f"{name} (retrained)"] = row.pop("_curve")
         align[name] = row["top1_alignment_with_baseline"]
         table[name] = row
-    headline = ("top-1 cosine of each data set's retrained top directions with the dictionary: " +
-                ", ".join(f"{n} {v:.2f}" for n, v in align.items()) + "; directions used (dictionary, >= "
-                f"{o.usage_floor:.0%}): " + ", ".join(f"{n} {t['baseline_n_used_above_floor']}" for n, t in table.items()))
+    headline = (
+        "top-1 cosine of each data set's retrained top directions with the dictionary: "
+        + ", ".join(f"{n} {v:.2f}" for n, v in align.items())
+        + "; directions used (dictionary, >= "
+        f"{o.usage_floor:.0%}): " + ", ".join(f"{n} {t['baseline_n_used_above_floor']}" for n, t in table.items())
+    )
     fig = plots.dependence(curves, align, run.top_n, "data dependence")
-    return {"summary": {"top1_alignment": align, "retrain_seed": o.seeds[0]}, "table": table, "headline": headline,
-            "figure": fig, "seeds": [o.seeds[0], o.seed],
-            "data": {n: {"description": run.captures[n].description, "sha256": run.captures[n].sha256}
-                     for n in table}}
+    return {
+        "summary": {"top1_alignment": align, "retrain_seed": o.seeds[0]},
+        "table": table,
+        "headline": headline,
+        "figure": fig,
+        "seeds": [o.seeds[0], o.seed],
+        "data": {n: {"description": run.captures[n].description, "sha256": run.captures[n].sha256} for n in table},
+    }
 
 
 def _weights(run: _Run) -> dict[str, Any]:
@@ -352,15 +474,23 @@ def _weights(run: _Run) -> dict[str, Any]:
         align[name] = row["top1_alignment_with_baseline"]
         row["weights_hash"] = record["weights_hash"]
         table[name] = row
-    headline = ("retrained on each first layer: directions used (>= " f"{o.usage_floor:.0%}): " +
-                ", ".join(f"{n} {t['retrained_n_used_above_floor']}" for n, t in table.items()) +
-                "; 90% of strong activations in " + ", ".join(f"{n} {t['retrained_n_for_90_percent']}"
-                                                             for n, t in table.items()) +
-                "; data dims for 90% variance " + ", ".join(f"{n} {t['pca_dims_for_90_percent_variance']}"
-                                                            for n, t in table.items()))
+    headline = (
+        "retrained on each first layer: directions used (>= "
+        f"{o.usage_floor:.0%}): "
+        + ", ".join(f"{n} {t['retrained_n_used_above_floor']}" for n, t in table.items())
+        + "; 90% of strong activations in "
+        + ", ".join(f"{n} {t['retrained_n_for_90_percent']}" for n, t in table.items())
+        + "; data dims for 90% variance "
+        + ", ".join(f"{n} {t['pca_dims_for_90_percent_variance']}" for n, t in table.items())
+    )
     fig = plots.dependence(curves, align, run.top_n, "weights dependence")
-    return {"summary": {"top1_alignment": align, "retrain_seed": o.seeds[0], "variants": records}, "table": table,
-            "headline": headline, "figure": fig, "seeds": [o.seeds[0], o.seed]}
+    return {
+        "summary": {"top1_alignment": align, "retrain_seed": o.seeds[0], "variants": records},
+        "table": table,
+        "headline": headline,
+        "figure": fig,
+        "seeds": [o.seeds[0], o.seed],
+    }
 
 
 def _locality(run: _Run) -> dict[str, Any]:
@@ -368,10 +498,13 @@ def _locality(run: _Run) -> dict[str, Any]:
     loc = dynamics.locality(run.cap.starts, run.codes, run.top_n, o.test_share, o.seed, o.random_draws)
     table = loc.pop("dispersion")
     acc = loc.get("accuracy")
-    headline = (f"held-out accuracy {acc:.1%} over {loc['n_classes']} archetypes (chance {loc['chance_uniform']:.1%}, "
-                f"majority {loc['chance_majority']:.1%}); median radius / random radius "
-                f"{loc.get('median_radius_ratio', float('nan')):.2f}" if acc is not None else
-                f"not measurable: {loc.get('note')}")
+    headline = (
+        f"held-out accuracy {acc:.1%} over {loc['n_classes']} archetypes (chance {loc['chance_uniform']:.1%}, "
+        f"majority {loc['chance_majority']:.1%}); median radius / random radius "
+        f"{loc.get('median_radius_ratio', float('nan')):.2f}"
+        if acc is not None
+        else f"not measurable: {loc.get('note')}"
+    )
     fig = plots.locality(table, acc, loc.get("chance_uniform"), loc.get("chance_majority"))
     return {"summary": loc, "table": table, "headline": headline, "figure": fig}
 
@@ -384,11 +517,11 @@ def _fragments(run: _Run) -> dict[str, Any]:
     length = o.fragment_samples or max(256, 4 * span)
     sr = info.sample_rate
     band = o.band_hz or 3.0 * sr / length
-    latents = [int(j) for j in run.order[:o.fragment_latents]]
+    latents = [int(j) for j in run.order[: o.fragment_latents]]
     where, cos = {}, {}
     unit = geometry.unit_rows(run.x)
     for j in latents:
-        rows = np.argsort(-run.codes[:, j], kind="stable")[:o.fragments_per_latent]
+        rows = np.argsort(-run.codes[:, j], kind="stable")[: o.fragments_per_latent]
         rows = rows[run.codes[rows, j] > 0]
         where[f"direction {j}"] = (run.cap.clip[rows], run.cap.frame[rows])
         cos[j] = float((unit[rows] @ run.dirs[j]).mean()) if len(rows) else None
@@ -403,29 +536,48 @@ def _fragments(run: _Run) -> dict[str, Any]:
             continue
         aligned, shifts = spectra.align(f, max_lag)
         rep = spectra.spectrum_report(aligned, sr, band)
-        row = {"fragments_of": name, "n": rep["n_fragments"], "mean_spectrum": rep["mean_spectrum"],
-               "per_fragment_median": rep["per_fragment_median"], "alignment_shifts": shifts.tolist()}
+        row = {
+            "fragments_of": name,
+            "n": rep["n_fragments"],
+            "mean_spectrum": rep["mean_spectrum"],
+            "per_fragment_median": rep["per_fragment_median"],
+            "alignment_shifts": shifts.tolist(),
+        }
         if name.startswith("direction"):
             j = int(name.split()[1])
             if cos[j] is None:
                 row["mean_cosine_of_top_vectors_reason"] = "the direction is active in no captured vector"
-            row.update(direction=j, usage=float(run.usage[j]), mean_cosine_of_top_vectors=cos[j],
-                       mean_cosine_of_random_vectors=float((unit[rand_rows] @ run.dirs[j]).mean()))
+            row.update(
+                direction=j,
+                usage=float(run.usage[j]),
+                mean_cosine_of_top_vectors=cos[j],
+                mean_cosine_of_random_vectors=float((unit[rand_rows] @ run.dirs[j]).mean()),
+            )
         table.append(row)
         panels.append({"label": name, "fragments": aligned, "power": rep["_power"], "freqs": rep["_freqs"]})
-    summary = {"fragment_samples": length, "fragment_ms": 1000 * length / sr, "band_hz": band,
-               "layer_main_lobe_hz": lobe, "fragment_resolution_hz": sr / length, "max_alignment_lag": max_lag,
-               "centring": "frame t at t*hop + hop/2; transition t -> t+1 at (t+1)*hop"}
-    heads = [f"{r['fragments_of']}: mean-spectrum peak {r['mean_spectrum']['peak_hz']:.0f} Hz, effective bandwidth "
-             f"{r['mean_spectrum']['effective_bandwidth_hz']:.0f} Hz, {r['mean_spectrum']['peak_share']:.0%} of energy "
-             f"within {band:.0f} Hz of the peak, {r['mean_spectrum']['low_share']:.0%} below 1 kHz"
-             for r in table if r["mean_spectrum"]["peak_hz"] is not None]
+    summary = {
+        "fragment_samples": length,
+        "fragment_ms": 1000 * length / sr,
+        "band_hz": band,
+        "layer_main_lobe_hz": lobe,
+        "fragment_resolution_hz": sr / length,
+        "max_alignment_lag": max_lag,
+        "centring": "frame t at t*hop + hop/2; transition t -> t+1 at (t+1)*hop",
+    }
+    heads = [
+        f"{r['fragments_of']}: mean-spectrum peak {r['mean_spectrum']['peak_hz']:.0f} Hz, effective bandwidth "
+        f"{r['mean_spectrum']['effective_bandwidth_hz']:.0f} Hz, {r['mean_spectrum']['peak_share']:.0%} of energy "
+        f"within {band:.0f} Hz of the peak, {r['mean_spectrum']['low_share']:.0%} below 1 kHz"
+        for r in table
+        if r["mean_spectrum"]["peak_hz"] is not None
+    ]
     if not heads:  # say why, never an empty line
-        heads = [f"no spectrum to show: the {sum(r['n'] for r in table)} fragments cut "
-                 f"({', '.join(r['fragments_of'] for r in table) or 'none'}) hold no energy"]
+        heads = [
+            f"no spectrum to show: the {sum(r['n'] for r in table)} fragments cut "
+            f"({', '.join(r['fragments_of'] for r in table) or 'none'}) hold no energy"
+        ]
     headline = "; ".join(heads) + f" (layer main lobe {lobe:.0f} Hz)"
-    return {"summary": summary, "table": table, "headline": headline,
-            "figure": plots.fragments(panels, sr, lobe)}
+    return {"summary": summary, "table": table, "headline": headline, "figure": plots.fragments(panels, sr, lobe)}
 
 
 def _trajectories(run: _Run) -> dict[str, Any]:
@@ -438,32 +590,62 @@ def _trajectories(run: _Run) -> dict[str, Any]:
     t = np.arange(n) / sr
     rng = np.random.default_rng(o.seed)
     music = synthesize(ClipSpec("chord", o.seed, sr, n / sr))[:n]
-    waves = {f"sine {o.sine_hz:g} Hz": 0.5 * np.sin(2 * np.pi * o.sine_hz * t),
-             "music-like (synth chord)": music, "white noise (RMS 0.1)": 0.1 * rng.standard_normal(n)}
+    waves = {
+        f"sine {o.sine_hz:g} Hz": 0.5 * np.sin(2 * np.pi * o.sine_hz * t),
+        "music-like (synth chord)": music,
+        "white noise (RMS 0.1)": 0.1 * rng.standard_normal(n),
+    }
     acts = activations(run.model, info, waves.values())
-    trajs = {name: a[warm:warm + o.trajectory_frames] for name, a in zip(waves, acts)}
+    trajs = {name: a[warm : warm + o.trajectory_frames] for name, a in zip(waves, acts)}
     proj, ratios = dynamics.project_trajectories(list(trajs.values()))
-    table = {name: {"frames": int(len(tr)), "smoothness": dynamics.smoothness(tr),
-                    "step_over_spread": dynamics.step_over_spread(tr)} for name, tr in trajs.items()}
+    table = {
+        name: {
+            "frames": int(len(tr)),
+            "smoothness": dynamics.smoothness(tr),
+            "step_over_spread": dynamics.step_over_spread(tr),
+        }
+        for name, tr in trajs.items()
+    }
     headline = "smoothness (mean cosine of successive steps): " + ", ".join(
-        f"{n} {v['smoothness']:.2f}" for n, v in table.items())
+        f"{n} {v['smoothness']:.2f}" for n, v in table.items()
+    )
     fig = plots.trajectories(dict(zip(trajs, proj)), list(ratios))
-    return {"summary": {"pca_explained_variance": [float(r) for r in ratios], "warmup_frames_skipped": warm},
-            "table": table, "headline": headline, "figure": fig,
-            "data": {"description": f"generated: {', '.join(waves)}; {o.trajectory_frames} frames each, seed {o.seed}",
-                     "sha256": hashlib.sha256(b"".join(np.asarray(w, "<f4").tobytes()
-                                                       for w in waves.values())).hexdigest()}}
+    return {
+        "summary": {"pca_explained_variance": [float(r) for r in ratios], "warmup_frames_skipped": warm},
+        "table": table,
+        "headline": headline,
+        "figure": fig,
+        "data": {
+            "description": f"generated: {', '.join(waves)}; {o.trajectory_frames} frames each, seed {o.seed}",
+            "sha256": hashlib.sha256(b"".join(np.asarray(w, "<f4").tobytes() for w in waves.values())).hexdigest(),
+        },
+    }
 
 
-RUNNERS = {"coverage": _coverage, "reconstruction": _reconstruction, "usage": _usage, "redundancy": _redundancy,
-           "stability": _stability, "data": _data, "weights": _weights, "locality": _locality,
-           "fragments": _fragments, "trajectories": _trajectories}
+RUNNERS = {
+    "coverage": _coverage,
+    "reconstruction": _reconstruction,
+    "usage": _usage,
+    "redundancy": _redundancy,
+    "stability": _stability,
+    "data": _data,
+    "weights": _weights,
+    "locality": _locality,
+    "fragments": _fragments,
+    "trajectories": _trajectories,
+}
 
 
-def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = AnalysisOptions(),
-            dictionary_path: str | Path | None = None, load: Callable[[], Any] | None = None,
-            allow_weights_mismatch: bool = False,
-            progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+def analyze(
+    d: Any,
+    model: Any,
+    corpus: Any,
+    options: AnalysisOptions = AnalysisOptions(),
+    dictionary_path: str | Path | None = None,
+    load: Callable[[], Any] | None = None,
+    allow_weights_mismatch: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Run the selected analyses; return the report document and the PNGs (``{file name: bytes}``).
 
     ``load`` re-loads the model (needed for the weights analysis when the model cannot be
@@ -474,19 +656,31 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
 
     started = time.time()
     say = progress or (lambda message: None)
-    info = check_dictionary_fits(d, model, allow_weights_mismatch=allow_weights_mismatch,
-                                 label=str(dictionary_path) if dictionary_path is not None else "")
+    info = check_dictionary_fits(
+        d,
+        model,
+        allow_weights_mismatch=allow_weights_mismatch,
+        label=str(dictionary_path) if dictionary_path is not None else "",
+    )
     o = options
     say(f"capturing {d.target} vectors of {model.name} {info.name} from {corpus.describe()} (at most {o.max_vectors})")
     cap = capture(model, info, corpus, d.target, o.max_vectors, o.seed)
     from steerlab.sae import require_variance  # degenerate data: one line now, not a failure mid-report
 
-    require_variance(cap.vectors, info.channels, f"{model.name} {info.name}",
-                     "response vectors" if d.target == "feature" else "generators", corpus.describe())
+    require_variance(
+        cap.vectors,
+        info.channels,
+        f"{model.name} {info.name}",
+        "response vectors" if d.target == "feature" else "generators",
+        corpus.describe(),
+    )
     run = _Run(d, model, info, corpus, o, cap, load, say)
     run.versions = versions()
-    run.dict_config_sha = (_sha256_file(Path(dictionary_path) / "config.json") if dictionary_path is not None else
-                           config_hash(d.to_json(), None, compact=False))
+    run.dict_config_sha = (
+        _sha256_file(Path(dictionary_path) / "config.json")
+        if dictionary_path is not None
+        else config_hash(d.to_json(), None, compact=False)
+    )
     analyses: dict[str, Any] = {}
     figures: dict[str, bytes] = {}
     for name in ANALYSES:
@@ -505,21 +699,45 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
             figures[fig_name] = out.pop("figure")
             seeds = out.pop("seeds", None)
             data = out.pop("data", None)
-            prov_data = data if data and "sha256" in data else (
-                {"description": "; ".join(f"{n}: {v['description']}" for n, v in data.items()),
-                 "sha256": {n: v["sha256"] for n, v in data.items()}} if data else None)
-            entry.update(status="ran", **out, figure=fig_name, seconds=time.perf_counter() - t0,
-                         provenance=run.provenance(seeds, prov_data))
+            prov_data = (
+                data
+                if data and "sha256" in data
+                else (
+                    {
+                        "description": "; ".join(f"{n}: {v['description']}" for n, v in data.items()),
+                        "sha256": {n: v["sha256"] for n, v in data.items()},
+                    }
+                    if data
+                    else None
+                )
+            )
+            entry.update(
+                status="ran",
+                **out,
+                figure=fig_name,
+                seconds=time.perf_counter() - t0,
+                provenance=run.provenance(seeds, prov_data),
+            )
         analyses[key] = entry
     doc = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         # report.json keeps its keys: "kind" holds the dictionary's target, "sae" its stored config block
-        "dictionary": {"path": str(dictionary_path) if dictionary_path is not None else None, "kind": d.target,
-                       "model": d.model, "layer": d.layer, "width": d.config.width, "size": d.config.size,
-                       "k": d.config.k, "seed": d.config.seed, "config_sha256": run.dict_config_sha,
-                       "weights_hash_recorded": d.weights_hash, "data_description": d.data_description,
-                       "data_sha256": d.data_hash, "sae": d.config.to_dict()},
+        "dictionary": {
+            "path": str(dictionary_path) if dictionary_path is not None else None,
+            "kind": d.target,
+            "model": d.model,
+            "layer": d.layer,
+            "width": d.config.width,
+            "size": d.config.size,
+            "k": d.config.k,
+            "seed": d.config.seed,
+            "config_sha256": run.dict_config_sha,
+            "weights_hash_recorded": d.weights_hash,
+            "data_description": d.data_description,
+            "data_sha256": d.data_hash,
+            "sae": d.config.to_dict(),
+        },
         "model": {"name": model.name, "weights_hash": model.weights_hash(), "layer": info.to_json()},
         "data": {**cap.to_json(), "specs": [s.spec for s in corpus.sources]},
         "options": o.to_json(),
@@ -528,7 +746,9 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
         "analyses": analyses,
         "provenance": provenance.record(
             inputs=[s.spec for s in corpus.sources]
-            + ([Path(dictionary_path) / "config.json"] if dictionary_path is not None else []), started=started),
+            + ([Path(dictionary_path) / "config.json"] if dictionary_path is not None else []),
+            started=started,
+        ),
     }
     _explain_nulls(doc, d)
     return doc, figures
@@ -537,14 +757,23 @@ def analyze(d: Any, model: Any, corpus: Any, options: AnalysisOptions = Analysis
 def _explain_nulls(doc: dict[str, Any], d: Any) -> None:
     """Give every structural null of the report its reason (``KEY_reason`` beside it)."""
     dic, sae, layer = doc["dictionary"], doc["dictionary"]["sae"], doc["model"]["layer"]
-    reasons = ((dic, "path", "the dictionary was passed as an object, not read from a folder"),
-               (dic, "config_sha256", "the dictionary folder has no config.json to hash"),
-               (dic, "weights_hash_recorded", "the dictionary does not record the weights it was learned on"),
-               (dic, "data_sha256", "the dictionary does not record a hash of its training data"),
-               (sae, "aux_k", "not set: the TopK auxiliary loss used the default min(width // 2, size) = "
-                              f"{d.config.effective_aux_k}"),
-               (layer, "kernel_size", f"a {layer.get('kind')} layer has no single convolution kernel; its receptive "
-                                      "field is receptive_field_samples"))
+    reasons = (
+        (dic, "path", "the dictionary was passed as an object, not read from a folder"),
+        (dic, "config_sha256", "the dictionary folder has no config.json to hash"),
+        (dic, "weights_hash_recorded", "the dictionary does not record the weights it was learned on"),
+        (dic, "data_sha256", "the dictionary does not record a hash of its training data"),
+        (
+            sae,
+            "aux_k",
+            f"not set: the TopK auxiliary loss used the default min(width // 2, size) = {d.config.effective_aux_k}",
+        ),
+        (
+            layer,
+            "kernel_size",
+            f"a {layer.get('kind')} layer has no single convolution kernel; its receptive "
+            "field is receptive_field_samples",
+        ),
+    )
     for where, key, reason in reasons:
         if key in where and where[key] is None:
             where[f"{key}_reason"] = reason

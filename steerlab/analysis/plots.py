@@ -7,7 +7,8 @@ backend), as in :mod:`steerlab.figures`, so importing steerlab stays cheap.
 from __future__ import annotations
 
 import io
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,22 +39,33 @@ def coverage(best: np.ndarray, curve: dict[str, Any], random_curve: dict[str, An
     ax[0, 0].set(xlabel="cosine with the nearest direction", ylabel="vectors", title="best cosine per vector")
     ax[0, 0].legend()
     ax[0, 1].plot(curve["thresholds"], curve["share_covered"], "o-", label="dictionary")
-    ax[0, 1].plot(random_curve["thresholds"], random_curve["share_covered"], "s--", color="gray",
-                  label="random directions (same number)")
+    ax[0, 1].plot(
+        random_curve["thresholds"],
+        random_curve["share_covered"],
+        "s--",
+        color="gray",
+        label="random directions (same number)",
+    )
     ax[0, 1].axvline(threshold, color="k", ls="--")
     ax[0, 1].set(xlabel="cosine threshold", ylabel="share of vectors covered", title="coverage vs threshold")
     ax[0, 1].legend()
     return _png(fig)
 
 
-def reconstruction(ms: Sequence[int], curves: Mapping[str, Sequence[float]], top_n: int, example: dict[str, Any]) -> bytes:
+def reconstruction(
+    ms: Sequence[int], curves: Mapping[str, Sequence[float]], top_n: int, example: dict[str, Any]
+) -> bytes:
     fig, ax = _figure(11, 3.8, cols=2)
     for name, ys in curves.items():
-        ax[0, 0].semilogy(ms, np.maximum(np.asarray(ys, dtype=float), 1e-18), label=name,
-                          ls="--" if "random" in name else "-")
+        ax[0, 0].semilogy(
+            ms, np.maximum(np.asarray(ys, dtype=float), 1e-18), label=name, ls="--" if "random" in name else "-"
+        )
     ax[0, 0].axvline(top_n, color="k", ls=":", label=f"m = {top_n}")
-    ax[0, 0].set(xlabel="directions used (m, most used first)", ylabel="relative squared error",
-                 title="(a) reconstruction error vs number of directions")
+    ax[0, 0].set(
+        xlabel="directions used (m, most used first)",
+        ylabel="relative squared error",
+        title="(a) reconstruction error vs number of directions",
+    )
     ax[0, 0].legend(fontsize=8)
     x = np.arange(len(example["original"]))
     ax[0, 1].bar(x - 0.2, example["original"], 0.4, label="original")
@@ -94,14 +106,16 @@ def stability(pairs: Sequence[dict[str, Any]], random_mean: float) -> bytes:
     ax[0, 0].bar(x + 0.2, [p["top_vs_all"] for p in pairs], 0.4, label="top-N vs all")
     ax[0, 0].axhline(random_mean, color="gray", ls="--", label="random directions")
     ax[0, 0].set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
-    ax[0, 0].set(ylabel="mean matched cosine", ylim=(min(0, random_mean - 0.1), 1.05),
-                 title="Hungarian-matched cosine between seeds")
+    ax[0, 0].set(
+        ylabel="mean matched cosine",
+        ylim=(min(0, random_mean - 0.1), 1.05),
+        title="Hungarian-matched cosine between seeds",
+    )
     ax[0, 0].legend(fontsize=8)
     return _png(fig)
 
 
-def dependence(curves: dict[str, Sequence[float]], alignment: dict[str, float | None], top_n: int,
-               title: str) -> bytes:
+def dependence(curves: dict[str, Sequence[float]], alignment: dict[str, float | None], top_n: int, title: str) -> bytes:
     fig, ax = _figure(11, 3.8, cols=2)
     for name, ys in curves.items():
         ax[0, 0].plot(np.arange(1, len(ys) + 1), ys, marker=".", label=name, ls="--" if "retrained" in name else "-")
@@ -114,8 +128,9 @@ def dependence(curves: dict[str, Sequence[float]], alignment: dict[str, float | 
     return _png(fig)
 
 
-def locality(table: Sequence[dict[str, Any]], accuracy: float | None, chance: float | None,
-             majority: float | None) -> bytes:
+def locality(
+    table: Sequence[dict[str, Any]], accuracy: float | None, chance: float | None, majority: float | None
+) -> bytes:
     fig, ax = _figure(11, 3.8, cols=2)
     names = ["logistic regression", "chance (1/classes)", "chance (majority)"]
     ax[0, 0].bar(names, [v or 0 for v in (accuracy, chance, majority)], color=["tab:blue", "gray", "silver"])
@@ -146,9 +161,16 @@ def fragments(panels: Sequence[dict[str, Any]], sample_rate: float, main_lobe_hz
         mean_db = 10 * np.log10(np.maximum(power.mean(axis=0), 1e-12))
         row[1].plot(freqs, mean_db, color="k", lw=1.6, label="mean spectrum")
         peak = freqs[int(power.mean(axis=0).argmax())]
-        row[1].axvspan(max(peak - main_lobe_hz / 2, 0), peak + main_lobe_hz / 2, color="tab:green", alpha=0.15,
-                       label=f"layer main lobe fs/N = {main_lobe_hz:.0f} Hz")
-        row[1].set(xlabel="frequency (Hz)", ylabel="dB", title=f"{p['label']}: spectra", ylim=(mean_db.max() - 60, None))
+        row[1].axvspan(
+            max(peak - main_lobe_hz / 2, 0),
+            peak + main_lobe_hz / 2,
+            color="tab:green",
+            alpha=0.15,
+            label=f"layer main lobe fs/N = {main_lobe_hz:.0f} Hz",
+        )
+        row[1].set(
+            xlabel="frequency (Hz)", ylabel="dB", title=f"{p['label']}: spectra", ylim=(mean_db.max() - 60, None)
+        )
         row[1].legend(fontsize=7)
     return _png(fig)
 

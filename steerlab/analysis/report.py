@@ -34,19 +34,28 @@ def _table(obj: Any) -> str:
     if isinstance(obj, dict) and obj and all(isinstance(v, dict) for v in obj.values()):
         cols = list(dict.fromkeys(k for v in obj.values() for k in v))
         head = "".join(f"<th>{html.escape(c)}</th>" for c in ["", *cols])
-        rows = "".join("<tr><th>" + html.escape(str(name)) + "</th>" +
-                       "".join(f"<td>{html.escape(_fmt(v.get(c, '')))}</td>" for c in cols) + "</tr>"
-                       for name, v in obj.items())
+        rows = "".join(
+            "<tr><th>"
+            + html.escape(str(name))
+            + "</th>"
+            + "".join(f"<td>{html.escape(_fmt(v.get(c, '')))}</td>" for c in cols)
+            + "</tr>"
+            for name, v in obj.items()
+        )
         return f"<table><tr>{head}</tr>{rows}</table>"
     if isinstance(obj, dict):
-        return "<table>" + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
-                                   for k, v in obj.items()) + "</table>"
+        return (
+            "<table>"
+            + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in obj.items())
+            + "</table>"
+        )
     if isinstance(obj, list) and obj and isinstance(obj[0], dict):
         shown = obj[:25]
         cols = list(dict.fromkeys(k for r in shown for k in r))
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                       for r in shown)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in shown
+        )
         more = f"<p class=note>{len(obj) - len(shown)} more rows in report.json</p>" if len(obj) > len(shown) else ""
         return f"<table><tr>{head}</tr>{rows}</table>{more}"
     return ""
@@ -60,21 +69,35 @@ table{border-collapse:collapse;margin:.5em 0;font-size:12px}td,th{border:1px sol
 
 def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
     d, m, data = doc["dictionary"], doc["model"], doc["data"]
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>steerlab analysis: {html.escape(d['kind'])} "
-             f"dictionary of {html.escape(m['name'])} {html.escape(d['layer'])}</title><style>{_STYLE}</style></head>"
-             "<body>",
-             f"<h1>Analysis of a {html.escape(d['kind'])} dictionary: {html.escape(m['name'])} "
-             f"{html.escape(d['layer'])}</h1>",
-             "<p class=note>Archetypes are SAE directions over generators g_t = r_(t+1) - r_t (recurring motions of "
-             "the activation trajectory); they are unrelated to the 'archetypal SAE' of the SAE literature. Post 1 "
-             "is the source document (seeds/002_7ca0d68a1f069fae.txt); its numbers are for its models and FMA "
-             "small and are quoted, never reused.</p>",
-             _table({"dictionary": d["path"], "kind": d["kind"], "size x width": f"{d['size']} x {d['width']}",
-                     "k": d["k"], "dictionary config sha256": d["config_sha256"], "model": m["name"],
-                     "model weights hash": m["weights_hash"], "data": data["description"],
-                     "data sha256": data["sha256"], "vectors": f"{data['n_vectors']} kept of {data['vectors_seen']}",
-                     "quick run": doc["options"]["quick"], "versions": doc["versions"]}),
-             "<h3>Options</h3>", _table(doc["options"])]
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>steerlab analysis: {html.escape(d['kind'])} "
+        f"dictionary of {html.escape(m['name'])} {html.escape(d['layer'])}</title><style>{_STYLE}</style></head>"
+        "<body>",
+        f"<h1>Analysis of a {html.escape(d['kind'])} dictionary: {html.escape(m['name'])} "
+        f"{html.escape(d['layer'])}</h1>",
+        "<p class=note>Archetypes are SAE directions over generators g_t = r_(t+1) - r_t (recurring motions of "
+        "the activation trajectory); they are unrelated to the 'archetypal SAE' of the SAE literature. Post 1 "
+        "is the source document (seeds/002_7ca0d68a1f069fae.txt); its numbers are for its models and FMA "
+        "small and are quoted, never reused.</p>",
+        _table(
+            {
+                "dictionary": d["path"],
+                "kind": d["kind"],
+                "size x width": f"{d['size']} x {d['width']}",
+                "k": d["k"],
+                "dictionary config sha256": d["config_sha256"],
+                "model": m["name"],
+                "model weights hash": m["weights_hash"],
+                "data": data["description"],
+                "data sha256": data["sha256"],
+                "vectors": f"{data['n_vectors']} kept of {data['vectors_seen']}",
+                "quick run": doc["options"]["quick"],
+                "versions": doc["versions"],
+            }
+        ),
+        "<h3>Options</h3>",
+        _table(doc["options"]),
+    ]
     for key, a in doc["analyses"].items():
         parts.append(f"<section id={key}><h2>{a['letter']}. {html.escape(a['title'])}</h2>")
         if a["status"] != "ran":
@@ -86,10 +109,12 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
         png = base64.b64encode(figures[a["figure"]]).decode("ascii")
         parts.append(f"<img alt='{html.escape(a['title'])}' src='data:image/png;base64,{png}'>")
         p = a["provenance"]
-        parts.append(f"<p class=prov>seeds {html.escape(json.dumps(p['seeds']))}; dictionary config sha256 "
-                     f"{p['dictionary_config_sha256']}; model weights {p['model_weights_hash']}; data "
-                     f"{html.escape(str(p['data']['description']))} (sha256 {html.escape(json.dumps(p['data']['sha256']))}); "
-                     f"versions {html.escape(json.dumps(p['versions']))}</p>")
+        parts.append(
+            f"<p class=prov>seeds {html.escape(json.dumps(p['seeds']))}; dictionary config sha256 "
+            f"{p['dictionary_config_sha256']}; model weights {p['model_weights_hash']}; data "
+            f"{html.escape(str(p['data']['description']))} (sha256 {html.escape(json.dumps(p['data']['sha256']))}); "
+            f"versions {html.escape(json.dumps(p['versions']))}</p>"
+        )
         parts.append(_table(a["summary"]))
         if isinstance(a.get("table"), (list, dict)) and not (isinstance(a["table"], dict) and "curves" in a["table"]):
             parts.append(_table(a["table"]))

@@ -39,7 +39,7 @@ def fragment(wave: np.ndarray, centre: int, length: int) -> np.ndarray:
     out = np.zeros(length, dtype=np.float64)
     lo, hi = max(start, 0), min(start + length, len(wave))
     if hi > lo:
-        out[lo - start:hi - start] = wave[lo:hi]
+        out[lo - start : hi - start] = wave[lo:hi]
     return out
 
 
@@ -78,8 +78,14 @@ def narrowband(power: np.ndarray, freqs: np.ndarray, band_hz: float, low_hz: flo
     total = p.sum()
     df = float(freqs[1] - freqs[0])
     if total <= 0:
-        return {"peak_hz": None, "fwhm_hz": None, "effective_bandwidth_hz": None, "peak_share": None,
-                "low_share": None, "reason": "the fragments hold no energy (silence): no spectrum to measure"}
+        return {
+            "peak_hz": None,
+            "fwhm_hz": None,
+            "effective_bandwidth_hz": None,
+            "peak_share": None,
+            "low_share": None,
+            "reason": "the fragments hold no energy (silence): no spectrum to measure",
+        }
     i = int(p.argmax())
     half = p[i] / 2
     lo = i
@@ -105,8 +111,10 @@ def spectrum_report(fragments: np.ndarray, sample_rate: float, band_hz: float) -
     keys = ("fwhm_hz", "effective_bandwidth_hz", "peak_share", "low_share")
     return {
         "mean_spectrum": narrowband(p.mean(axis=0), freqs, band_hz),
-        "per_fragment_median": {k: float(np.median([m[k] for m in per if m[k] is not None]))
-                                if any(m[k] is not None for m in per) else None for k in keys},
+        "per_fragment_median": {
+            k: float(np.median([m[k] for m in per if m[k] is not None])) if any(m[k] is not None for m in per) else None
+            for k in keys
+        },
         "band_hz": float(band_hz),
         "n_fragments": int(len(p)),
         "_power": p,

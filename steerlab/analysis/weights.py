@@ -20,7 +20,8 @@ computes is unchanged), so the plain ``weight`` can be written.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,9 @@ def _copy(model: Any, load: Callable[[], Any] | None) -> Any:
             raise WeightsVariantError(f"model {model.name!r} cannot be copied and no loader was given") from None
         twin = load()
         if twin.weights_hash() != model.weights_hash():
-            raise WeightsVariantError(f"re-loading {model.name!r} gave different weights than the analysed model")
+            raise WeightsVariantError(
+                f"re-loading {model.name!r} gave different weights than the analysed model"
+            ) from None
     twin.eval()
     return twin
 
@@ -87,15 +90,22 @@ def variant(model: Any, name: str, seed: int = 0, load: Callable[[], Any] | None
 
     check.choice("name", name, VARIANTS, what="weights variant")
     info, conv = first_conv(model)
-    record: dict[str, Any] = {"variant": name, "layer": info.name, "module_path": info.module_path,
-                              "weight_shape": list(conv.weight.shape), "original_weights_hash": model.weights_hash()}
+    record: dict[str, Any] = {
+        "variant": name,
+        "layer": info.name,
+        "module_path": info.module_path,
+        "weight_shape": list(conv.weight.shape),
+        "original_weights_hash": model.weights_hash(),
+    }
     if name == "trained":
         record.update(how="unchanged", weights_hash=record["original_weights_hash"])
         return model, record
     twin = _copy(model, load)
     _, tconv = first_conv(twin)
-    for remove in (lambda m: torch.nn.utils.remove_weight_norm(m),
-                   lambda m: torch.nn.utils.parametrize.remove_parametrizations(m, "weight")):
+    for remove in (
+        lambda m: torch.nn.utils.remove_weight_norm(m),
+        lambda m: torch.nn.utils.parametrize.remove_parametrizations(m, "weight"),
+    ):
         try:
             remove(tconv)
         except (ValueError, AttributeError, RuntimeError):
@@ -112,9 +122,14 @@ def variant(model: Any, name: str, seed: int = 0, load: Callable[[], Any] | None
             f = torch.as_tensor(handcrafted_filters(*shape), dtype=tconv.weight.dtype)
             norms = trained.flatten(1).norm(dim=1).view(-1, *([1] * (len(shape) - 1)))
             tconv.weight.copy_(f * norms)
-            how = ("handcrafted zero-mean patterns (alternating, period 4, period 3, second-difference spike), "
-                   "scaled to the trained filters' norms; trained bias kept")
-    record.update(how=how + "; applied to a copy of the model after removing weight normalisation",
-                  filters=tconv.weight.detach().squeeze(1).tolist(), trained_filters=trained.squeeze(1).tolist(),
-                  weights_hash=twin.weights_hash())
+            how = (
+                "handcrafted zero-mean patterns (alternating, period 4, period 3, second-difference spike), "
+                "scaled to the trained filters' norms; trained bias kept"
+            )
+    record.update(
+        how=how + "; applied to a copy of the model after removing weight normalisation",
+        filters=tconv.weight.detach().squeeze(1).tolist(),
+        trained_filters=trained.squeeze(1).tolist(),
+        weights_hash=twin.weights_hash(),
+    )
     return twin, record

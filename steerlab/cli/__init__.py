@@ -15,10 +15,10 @@ import sys
 import click
 
 from steerlab import __version__
-from steerlab.errors import SteerlabError, first_line
-
-from steerlab.cli.errors import leaf_command, render as render_error
+from steerlab.cli.errors import leaf_command
+from steerlab.cli.errors import render as render_error
 from steerlab.cli.options import CONTEXT
+from steerlab.errors import SteerlabError, first_line
 
 
 class Terminated(KeyboardInterrupt):

@@ -24,24 +24,36 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @click.command(context_settings=CONTEXT)
 @click.argument("dictionary_path", metavar="DICT")
-@click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
-              help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N "
-                   "(repeatable).")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    metavar="SPEC",
+    help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N (repeatable).",
+)
 @output_option("Report folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
-@click.option("--skip-bad-files", is_flag=True,
-              help="Skip unreadable, empty or NaN files under --data (counted in the report) instead of failing.")
+@click.option(
+    "--skip-bad-files",
+    is_flag=True,
+    help="Skip unreadable, empty or NaN files under --data (counted in the report) instead of failing.",
+)
 @model_option("Model (default: the dictionary's).")
 @checkpoint_option()
-@click.option("--allow-weights-mismatch", is_flag=True,
-              help="Analyse even if the model's weights differ from those the dictionary was learned on.")
+@click.option(
+    "--allow-weights-mismatch",
+    is_flag=True,
+    help="Analyse even if the model's weights differ from those the dictionary was learned on.",
+)
 @click.option("--quick", is_flag=True, help="Small, fast run (fewer vectors, epochs, clips, draws).")
 @click.option("--only", default=None, help="Comma-separated analyses to run (names or letters a-j).")
 @click.option("--skip", default=None, help="Comma-separated analyses to leave out.")
 @click.option("--max-vectors", type=int, default=None, help="Vectors kept per capture [100000; quick 6000].")
 @click.option("--threshold", "coverage_threshold", type=float, default=0.7, help="Coverage cosine threshold (a).")
-@click.option("--active-rel", type=float, default=0.5,
-              help="Strongly active: code >= this x the vector's largest code (c-g, i).")
+@click.option(
+    "--active-rel", type=float, default=0.5, help="Strongly active: code >= this x the vector's largest code (c-g, i)."
+)
 @click.option("--usage-floor", type=float, default=0.01, help="Usage share above which a direction counts as used.")
 @click.option("--top-n", type=int, default=20, help="Most used directions compared (b, d, e, f, h).")
 @click.option("--seeds", default="1,2,3", help="SAE seeds retrained for stability (e); the first also for f, g.")
@@ -56,10 +68,25 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
 @click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
 @json_option("Print a JSON summary.")
-def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite: bool, skip_bad_files: bool,
-            model_name: str | None,
-            checkpoint: str | None, allow_weights_mismatch: bool, quick: bool, only: str | None, skip: str | None,
-            seeds: str, seed: int, clip_seconds: float, chunk_seconds: float, as_json: bool, **numbers: Any) -> None:
+def analyze(
+    dictionary_path: str,
+    data: tuple[str, ...],
+    output: str,
+    overwrite: bool,
+    skip_bad_files: bool,
+    model_name: str | None,
+    checkpoint: str | None,
+    allow_weights_mismatch: bool,
+    quick: bool,
+    only: str | None,
+    skip: str | None,
+    seeds: str,
+    seed: int,
+    clip_seconds: float,
+    chunk_seconds: float,
+    as_json: bool,
+    **numbers: Any,
+) -> None:
     """Measure a features or archetypes dictionary as post 1 does (analyses a-j) and write a report.
 
     DICT: a dictionary folder written by `steerlab learn`, or the name of one shipped with
@@ -69,7 +96,8 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     "archetypal SAE" of the SAE literature.
     """
     from steerlab import api, dictionary
-    from steerlab.analysis import ANALYSES, AnalysisOptions, analyze as run_analysis, write_report
+    from steerlab.analysis import ANALYSES, AnalysisOptions, write_report
+    from steerlab.analysis import analyze as run_analysis
     from steerlab.analysis.options import resolve_names
     from steerlab.capture import Corpus
     from steerlab.cli.learn import _check_output, report_bad_files
@@ -81,8 +109,9 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
     shipped_model = None
     if not Path(dictionary_path).expanduser().is_dir():  # a name: one shipped with -m (default: embedded)
         shipped_model = api.load_model(model_name, checkpoint)
-        dictionary_path = str(dictionary.locate(dictionary_path, shipped_model.shipped_dictionaries(),
-                                                shipped_model.name))
+        dictionary_path = str(
+            dictionary.locate(dictionary_path, shipped_model.shipped_dictionaries(), shipped_model.name)
+        )
     d = dictionary.load(dictionary_path)
     kwargs: dict[str, Any] = {k: v for k, v in numbers.items() if v is not None}
     try:
@@ -101,24 +130,40 @@ def analyze(dictionary_path: str, data: tuple[str, ...], output: str, overwrite:
         return api.load_model(name, checkpoint)
 
     model = shipped_model if shipped_model is not None and shipped_model.name == name else load()
-    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds,
-                              skip_bad_files=skip_bad_files)
+    corpus = Corpus.for_model(
+        model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds, skip_bad_files=skip_bad_files
+    )
 
     def say(message: str) -> None:
         click.echo(message, err=True)
 
     report_bad_files(corpus, say)
 
-    doc, figures = run_analysis(d, model, corpus, options, dictionary_path=dictionary_path, load=load,
-                                allow_weights_mismatch=allow_weights_mismatch, progress=say)
+    doc, figures = run_analysis(
+        d,
+        model,
+        corpus,
+        options,
+        dictionary_path=dictionary_path,
+        load=load,
+        allow_weights_mismatch=allow_weights_mismatch,
+        progress=say,
+    )
     write_report(doc, figures, out, overwrite=overwrite)
     ran = {k: a["headline"] for k, a in doc["analyses"].items() if a["status"] == "ran"}
     if as_json:
         from steerlab.artifacts import clean_json
 
-        return echo_json(clean_json({"output": str(out), "analyses": ran,
-                                     "skipped": {k: a["reason"] for k, a in doc["analyses"].items()
-                                                 if a["status"] != "ran"}}, drop_private=True))
+        return echo_json(
+            clean_json(
+                {
+                    "output": str(out),
+                    "analyses": ran,
+                    "skipped": {k: a["reason"] for k, a in doc["analyses"].items() if a["status"] != "ran"},
+                },
+                drop_private=True,
+            )
+        )
     for key, a in doc["analyses"].items():  # every analysis, run or not, so none is silently missing
         click.echo(f"{key}: {a['headline'] if a['status'] == 'ran' else 'skipped: ' + a['reason']}")
     click.echo(f"wrote {out / 'report.html'} and {out / 'report.json'}")

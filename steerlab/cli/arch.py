@@ -21,14 +21,22 @@ def _mark(p) -> str:
 
 def _table(report) -> None:
     m = report.mixture
-    ctx = {"inharmonic": f"band {m.band_low_hz:g}-{m.band_high_hz:g} Hz", "harmonic": f"f0 {m.f0} Hz",
-           "chord": f"{m.chord} on {m.f0} Hz", "tone": "no mixture",
-           "instrument": "rendered General MIDI notes (context: harmonics of the seed's notes)"}[m.family]
-    click.echo(f"model {report.model} ({report.sample_rate} Hz); {m.family} mixture, {ctx}, "
-               f"min separation {m.min_separation_hz:g} Hz; densities {' '.join(map(str, report.densities))}")
-    click.echo("per target: alias (Hz) at the layer's rate, then per density: + survives as an oscillation, "
-               "r the layer could hold it but it was above an earlier Nyquist (re-synthesised, not carried), "
-               "- does not, x infeasible stimulus")
+    ctx = {
+        "inharmonic": f"band {m.band_low_hz:g}-{m.band_high_hz:g} Hz",
+        "harmonic": f"f0 {m.f0} Hz",
+        "chord": f"{m.chord} on {m.f0} Hz",
+        "tone": "no mixture",
+        "instrument": "rendered General MIDI notes (context: harmonics of the seed's notes)",
+    }[m.family]
+    click.echo(
+        f"model {report.model} ({report.sample_rate} Hz); {m.family} mixture, {ctx}, "
+        f"min separation {m.min_separation_hz:g} Hz; densities {' '.join(map(str, report.densities))}"
+    )
+    click.echo(
+        "per target: alias (Hz) at the layer's rate, then per density: + survives as an oscillation, "
+        "r the layer could hold it but it was above an earlier Nyquist (re-synthesised, not carried), "
+        "- does not, x infeasible stimulus"
+    )
     width = max(8 + 1 + len(report.densities), 10)
     head = f"{'layer':<22}{'rate Hz':>9}{'Nyq Hz':>9}{'lobe Hz':>10} "
     click.echo(head + "".join(f"{_hz(f) + ' Hz':>{width + 1}}" for f in report.targets_hz))
@@ -37,35 +45,69 @@ def _table(report) -> None:
         lobe = _hz(lp.main_lobe_hz) + ("*" if lp.main_lobe_upper_bound else " ")
         row = f"{lp.layer.name:<22}{_hz(lp.layer.frame_rate):>9}{_hz(lp.layer.nyquist_hz):>9}{lobe:>10} "
         for i in range(len(report.targets_hz)):
-            preds = lp.predictions[i * n_d:(i + 1) * n_d]
+            preds = lp.predictions[i * n_d : (i + 1) * n_d]
             cell = f"{_hz(preds[0].aliased_to):>8} " + "".join(_mark(p) for p in preds)
             row += f"{cell:>{width + 1}}"
         click.echo(row)
     if any(lp.main_lobe_upper_bound for lp in report.layers):
-        click.echo("* after an LSTM: context unbounded; the conv-only receptive field bounds the filter length "
-                   "from below, so the lobe is an upper bound")
+        click.echo(
+            "* after an LSTM: context unbounded; the conv-only receptive field bounds the filter length "
+            "from below, so the lobe is an upper bound"
+        )
 
 
 @click.command(context_settings=CONTEXT)
 @model_option()
 @checkpoint_option()
 @click.option("--random-init", is_flag=True, help="Architecture only, random weights (no weights file needed).")
-@click.option("-t", "--targets-hz", "targets", multiple=True, type=float,
-              help="Target partial in Hz (repeatable).  [default: 8 log-spaced from 100 to 4000, as steerlab stimuli]")
-@click.option("-d", "--density", "densities", multiple=True, type=int, default=(1, 2, 4, 8, 16),
-              help="Mixture partials, not counting the target (repeatable; tone always uses 0).")
-@click.option("-f", "--family", default="inharmonic", help="Mixture family: tone, harmonic, chord, inharmonic, instrument.")
-@click.option("--f0", type=float, default=None,
-              help="Fundamental / chord root in Hz for harmonic and chord.  [default: 110]")
+@click.option(
+    "-t",
+    "--targets-hz",
+    "targets",
+    multiple=True,
+    type=float,
+    help="Target partial in Hz (repeatable).  [default: 8 log-spaced from 100 to 4000, as steerlab stimuli]",
+)
+@click.option(
+    "-d",
+    "--density",
+    "densities",
+    multiple=True,
+    type=int,
+    default=(1, 2, 4, 8, 16),
+    help="Mixture partials, not counting the target (repeatable; tone always uses 0).",
+)
+@click.option(
+    "-f", "--family", default="inharmonic", help="Mixture family: tone, harmonic, chord, inharmonic, instrument."
+)
+@click.option(
+    "--f0", type=float, default=None, help="Fundamental / chord root in Hz for harmonic and chord.  [default: 110]"
+)
 @click.option("--chord", default="major", help="Chord shape for family chord.")
-@click.option("--band", type=(float, float), default=None, metavar="LO HI",
-              help="Frequency band of inharmonic partials in Hz.  [default: 50 to 8000, or to 0.45 fs when lower]")
-@click.option("--min-separation-hz", type=float, default=30.0,
-              help="Least distance of mixture partials from the target.")
+@click.option(
+    "--band",
+    type=(float, float),
+    default=None,
+    metavar="LO HI",
+    help="Frequency band of inharmonic partials in Hz.  [default: 50 to 8000, or to 0.45 fs when lower]",
+)
+@click.option(
+    "--min-separation-hz", type=float, default=30.0, help="Least distance of mixture partials from the target."
+)
 @json_option("Everything, machine-readable.")
-def arch(model_name: str | None, checkpoint: str | None, random_init: bool, targets: tuple[float, ...], densities: tuple[int, ...],
-         family: str, f0: float | None, chord: str, band: tuple[float, float] | None, min_separation_hz: float,
-         as_json: bool) -> None:
+def arch(
+    model_name: str | None,
+    checkpoint: str | None,
+    random_init: bool,
+    targets: tuple[float, ...],
+    densities: tuple[int, ...],
+    family: str,
+    f0: float | None,
+    chord: str,
+    band: tuple[float, float] | None,
+    min_separation_hz: float,
+    as_json: bool,
+) -> None:
     """Predict from strides and kernels alone which partials can survive to each layer.
 
     Per layer: frame rate, Nyquist, the main-lobe width fs/N of a filter as long as

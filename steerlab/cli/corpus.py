@@ -18,21 +18,46 @@ def corpus() -> None:
 @output_option("Folder for WAVs and manifest.json.", dest="output_dir", aliases=("--output-dir",))
 @click.option("-n", "--count", type=int, default=200, help="Clips to render.")
 @click.option("-s", "--seed", type=int, default=0, help="Seed of the scores (clip i uses default_rng([seed, i])).")
-@click.option("-k", "--kind", "kinds", multiple=True, default=("note", "interval", "chord", "melody", "drums"),
-              help="Clip kind (repeatable): note, interval, chord, melody, drums; clip i is kinds[i % len].")
+@click.option(
+    "-k",
+    "--kind",
+    "kinds",
+    multiple=True,
+    default=("note", "interval", "chord", "melody", "drums"),
+    help="Clip kind (repeatable): note, interval, chord, melody, drums; clip i is kinds[i % len].",
+)
 @click.option("--seconds", type=float, default=2.0, help="Length of every clip.")
 @click.option("-r", "--sample-rate", type=int, default=24_000, help="Sample rate in Hz.")
-@click.option("--soundfont", type=click.Path(dir_okay=False), default=None,
-              help="SoundFont (.sf2). Default: TimGM6mb.sf2 from the pretty_midi package.")
-@click.option("-p", "--program", "programs", multiple=True, type=int,
-              help="Restrict pitched clips to these General MIDI programs, 0-127 (repeatable).")
+@click.option(
+    "--soundfont",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SoundFont (.sf2). Default: TimGM6mb.sf2 from the pretty_midi package.",
+)
+@click.option(
+    "-p",
+    "--program",
+    "programs",
+    multiple=True,
+    type=int,
+    help="Restrict pitched clips to these General MIDI programs, 0-127 (repeatable).",
+)
 @json_option("Print the manifest's summary as JSON.")
 def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, programs, as_json) -> None:
     """Render notes, intervals, chords, melodies and drums of GM instruments, with exact MIDI ground truth."""
     from steerlab.corpus import render_corpus
 
-    doc = render_corpus(output_dir, count, seed, kinds=tuple(kinds), seconds=seconds, sample_rate=sample_rate,
-                        soundfont=soundfont, programs=tuple(programs) or None, log=lambda m: click.echo(m, err=True))
+    doc = render_corpus(
+        output_dir,
+        count,
+        seed,
+        kinds=tuple(kinds),
+        seconds=seconds,
+        sample_rate=sample_rate,
+        soundfont=soundfont,
+        programs=tuple(programs) or None,
+        log=lambda m: click.echo(m, err=True),
+    )
     _summary(doc, output_dir, as_json)
 
 
@@ -44,15 +69,27 @@ def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, prog
 @click.option("--seconds", type=float, default=3.0, help="Length of every clip.")
 @click.option("-r", "--sample-rate", type=int, default=24_000, help="Sample rate in Hz (clips are mono).")
 @click.option("--min-level-db", type=float, default=-45.0, help="Skip clips quieter than this RMS level (dBFS).")
-@click.option("--skip-bad-files", is_flag=True,
-              help="Skip unreadable, empty or NaN files (listed in the manifest) instead of failing before any clip.")
+@click.option(
+    "--skip-bad-files",
+    is_flag=True,
+    help="Skip unreadable, empty or NaN files (listed in the manifest) instead of failing before any clip.",
+)
 @json_option("Print the manifest's summary as JSON.")
 def clips(sources, output_dir, count, seed, seconds, sample_rate, min_level_db, skip_bad_files, as_json) -> None:
     """Cut clips of SOURCES (audio files or folders: MP3, OGG, FLAC, WAV) for use as data."""
     from steerlab.corpus import clip_corpus
 
-    doc = clip_corpus(list(sources), output_dir, count, seed, seconds=seconds, sample_rate=sample_rate,
-                      min_level_db=min_level_db, log=lambda m: click.echo(m, err=True), skip_bad_files=skip_bad_files)
+    doc = clip_corpus(
+        list(sources),
+        output_dir,
+        count,
+        seed,
+        seconds=seconds,
+        sample_rate=sample_rate,
+        min_level_db=min_level_db,
+        log=lambda m: click.echo(m, err=True),
+        skip_bad_files=skip_bad_files,
+    )
     _summary(doc, output_dir, as_json)
 
 

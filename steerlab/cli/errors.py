@@ -16,7 +16,6 @@ values``, not ``... three distinct seeds``).
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 import click
 
@@ -28,7 +27,7 @@ ALIASES: dict[str, str] = {
 }
 
 
-def flag_for(parameter: str, command: Optional[click.Command]) -> Optional[str]:
+def flag_for(parameter: str, command: click.Command | None) -> str | None:
     """The long flag (``--chunk-s``) of ``command``'s option that sets ``parameter``, or None."""
     if command is None:
         return None
@@ -40,7 +39,7 @@ def flag_for(parameter: str, command: Optional[click.Command]) -> Optional[str]:
     return None
 
 
-def render(exc: SteerlabError, command: Optional[click.Command]) -> str:
+def render(exc: SteerlabError, command: click.Command | None) -> str:
     """The first line of ``exc`` with each parameter it carries that ``command`` has a flag for
     replaced by the flag (whole words only: ``k`` never touches ``kind``)."""
     line = first_line(exc)
@@ -51,7 +50,7 @@ def render(exc: SteerlabError, command: Optional[click.Command]) -> str:
     return line
 
 
-def leaf_command(group: click.Group, ctx: click.Context) -> Optional[click.Command]:
+def leaf_command(group: click.Group, ctx: click.Context) -> click.Command | None:
     """The subcommand of ``group`` that ``ctx`` was invoking, or None."""
     name = ctx.invoked_subcommand
     return group.get_command(ctx, name) if name else None

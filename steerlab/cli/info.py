@@ -14,7 +14,9 @@ def models(as_json: bool) -> None:
     from steerlab import plugins
 
     reg = plugins.models()
-    rows = [{"name": s.name, "default": s.default, "plugin": reg.owners[s.name], "description": s.description} for s in reg]
+    rows = [
+        {"name": s.name, "default": s.default, "plugin": reg.owners[s.name], "description": s.description} for s in reg
+    ]
     if as_json:
         return echo_json(rows)
     for r in rows:
@@ -35,9 +37,13 @@ def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as
     rows = [layer.to_json() for layer in reg]
     if as_json:
         return echo_json({"model": model.name, "layers": rows, "aliases": reg.aliases})
-    click.echo(f"model {model.name} ({model.sample_rate} Hz, {model.channels} ch); aliases: "
-               + ", ".join(f"{a} -> {t}" for a, t in reg.aliases.items()))
-    header = f"{'name':<22}{'kind':<10}{'ch':>5}{'stride':>7}{'hop':>6}{'rate Hz':>10}{'RF smp':>8}{'RF ms':>8}{'Nyq Hz':>9}"
+    click.echo(
+        f"model {model.name} ({model.sample_rate} Hz, {model.channels} ch); aliases: "
+        + ", ".join(f"{a} -> {t}" for a, t in reg.aliases.items())
+    )
+    header = (
+        f"{'name':<22}{'kind':<10}{'ch':>5}{'stride':>7}{'hop':>6}{'rate Hz':>10}{'RF smp':>8}{'RF ms':>8}{'Nyq Hz':>9}"
+    )
     click.echo(header)
     for r in rows:
         rf_ms = f"{r['receptive_field_ms']:.2f}" + ("+" if r["recurrent"] else "")
@@ -58,9 +64,20 @@ def interventions(as_json: bool) -> None:
 
     reg = plugins.interventions()
     rows: list[dict]  # (mixed values: mypy would infer dict[str, object])
-    rows = [{"name": t.name, "formula": t.formula, "value": t.value_scale, "description": t.description,
-             "needs_direction": needs_direction(t), "options": options_help(t), "chunkable": is_chunkable(t),
-             "prepare": callable(getattr(t, "prepare", None)), "plugin": reg.owners[t.name]} for t in reg]
+    rows = [
+        {
+            "name": t.name,
+            "formula": t.formula,
+            "value": t.value_scale,
+            "description": t.description,
+            "needs_direction": needs_direction(t),
+            "options": options_help(t),
+            "chunkable": is_chunkable(t),
+            "prepare": callable(getattr(t, "prepare", None)),
+            "plugin": reg.owners[t.name],
+        }
+        for t in reg
+    ]
     if as_json:
         return echo_json(rows)
     for r in rows:
@@ -89,7 +106,9 @@ def plugins_cmd(as_json: bool) -> None:
             click.echo(f"{r['name']}: blocked by STEERLAB_BLOCK_PLUGINS")
             continue
         parts = [f"{k}: {', '.join(r[k])}" for k in ("models", "interventions", "scorers") if r[k]]
-        click.echo(f"{r['name']}{' (built-in)' if r['builtin'] else ''}: {'; '.join(parts) or 'hooks ' + ', '.join(r['hooks'])}")
+        click.echo(
+            f"{r['name']}{' (built-in)' if r['builtin'] else ''}: {'; '.join(parts) or 'hooks ' + ', '.join(r['hooks'])}"
+        )
 
 
 @click.command(context_settings=CONTEXT)
@@ -104,10 +123,20 @@ def dictionaries(model_name: str | None, as_json: bool) -> None:
     for name, folder in model.shipped_dictionaries().items():
         cfg = dictionary.read_config(folder)  # schema-checked: a damaged one is a one-line error
         metrics = cfg.get("metrics") or {}
-        rows.append({"name": name, "path": str(folder), "layer": cfg["layer"], "kind": cfg["kind"],
-                     "size": cfg["size"], "k": cfg["k"], "width": cfg["width"],
-                     "explained_variance": metrics.get("explained_variance"),
-                     "dead_fraction": metrics.get("dead_fraction"), "data": cfg["data"]["description"]})
+        rows.append(
+            {
+                "name": name,
+                "path": str(folder),
+                "layer": cfg["layer"],
+                "kind": cfg["kind"],
+                "size": cfg["size"],
+                "k": cfg["k"],
+                "width": cfg["width"],
+                "explained_variance": metrics.get("explained_variance"),
+                "dead_fraction": metrics.get("dead_fraction"),
+                "data": cfg["data"]["description"],
+            }
+        )
     if as_json:
         return echo_json(rows)
     if not rows:
@@ -115,8 +144,10 @@ def dictionaries(model_name: str | None, as_json: bool) -> None:
     for r in rows:
         ev = r["explained_variance"]
         ev_text = f"{ev:.3f}" if isinstance(ev, (int, float)) else "n/a"
-        click.echo(f"{r['name']}: {r['kind']} dictionary of {r['size']} latents (k {r['k']}) at {r['layer']} "
-                   f"(width {r['width']}), explained variance {ev_text}, learned on {r['data']}")
+        click.echo(
+            f"{r['name']}: {r['kind']} dictionary of {r['size']} latents (k {r['k']}) at {r['layer']} "
+            f"(width {r['width']}), explained variance {ev_text}, learned on {r['data']}"
+        )
 
 
 COMMANDS = (models, layers, interventions, plugins_cmd, dictionaries)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -39,15 +40,20 @@ def _summary_line(doc: dict) -> str:
     if "classification" in doc["scores"]:
         c = doc["scores"]["classification"]
         b, a = c["top_before"], c["top_after"]
-        return (f"{name}: top class {b['class']} ({b['prob']:.2f}) -> {a['class']} ({a['prob']:.2f}); "
-                f"KL {c['kl_divergence']:.3g} nats; spectral scores do not apply (no decoder)")
+        return (
+            f"{name}: top class {b['class']} ({b['prob']:.2f}) -> {a['class']} ({a['prob']:.2f}); "
+            f"KL {c['kl_divergence']:.3g} nats; spectral scores do not apply (no decoder)"
+        )
     if doc.get("output") and "spectral" not in doc["scores"]:  # an output space of its own (pitch salience)
         s: dict = next(iter(doc["scores"].values()), {})
         line = f"{name}: {doc['output']}: rms change {s.get('rms_change', float('nan')):.3g}"
         for t in s.get("targets", []):
             conc = "n/a" if t.get("concentration") is None else f"{t['concentration']:.2f}"
-            line += (f"; {t['target_hz']:g} Hz not scored ({t.get('reason')})" if t.get("gain_db") is None
-                     else f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {conc}")
+            line += (
+                f"; {t['target_hz']:g} Hz not scored ({t.get('reason')})"
+                if t.get("gain_db") is None
+                else f"; {t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {conc}"
+            )
         return line
     s = doc["scores"].get("spectral", {})
     parts = [] if s.get("lsd_db") is None else [f"lsd {s['lsd_db']:.2f} dB"]
@@ -59,7 +65,9 @@ def _summary_line(doc: dict) -> str:
             parts.append(f"{t['target_hz']:g} Hz gain {t['gain_db']:+.2f} dB conc {conc}")
     parts += _not_scored(s)
     fidelity = doc.get("fidelity") or {}
-    if fidelity.get("si_sdr_db") is not None:  # how well the model reproduces this input at all: context for every score
+    if (
+        fidelity.get("si_sdr_db") is not None
+    ):  # how well the model reproduces this input at all: context for every score
         parts.append(f"model fidelity SI-SDR {fidelity['si_sdr_db']:.1f} dB")
     elif fidelity:
         parts.append(f"fidelity not measured ({fidelity.get('reason') or 'no reason given'})")
@@ -71,9 +79,15 @@ def _summary_line(doc: dict) -> str:
 
 
 # the overall spectral numbers, as the summary line names them
-_SHORT_NAMES = {"lsd_db": "lsd", "concentration": "concentration", "offband_lsd_db": "off-band lsd",
-                "mrstft": "mrstft", "centroid_shift_hz": "centroid shift", "flatness_shift": "flatness shift",
-                "bandwidth_shift_hz": "bandwidth shift"}
+_SHORT_NAMES = {
+    "lsd_db": "lsd",
+    "concentration": "concentration",
+    "offband_lsd_db": "off-band lsd",
+    "mrstft": "mrstft",
+    "centroid_shift_hz": "centroid shift",
+    "flatness_shift": "flatness shift",
+    "bandwidth_shift_hz": "bandwidth shift",
+}
 
 
 def _not_scored(scores: dict) -> list[str]:
@@ -102,6 +116,7 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
         yield line
         return
     with click.progressbar(length=total, label="intervene", file=err, show_eta=True) as bar:
+
         def step(name: str) -> None:
             bar.label = name
             bar.update(1)
@@ -114,45 +129,131 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 @model_option()
 @checkpoint_option("Local weights for the model (official format for encodec_*).")
 @click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`).")
-@click.option("-d", "--direction", "direction_file", default=None, metavar="FILE[:KEY]", help="Direction from .npy or .safetensors.")
+@click.option(
+    "-d",
+    "--direction",
+    "direction_file",
+    default=None,
+    metavar="FILE[:KEY]",
+    help="Direction from .npy or .safetensors.",
+)
 @click.option("-c", "--channel", type=int, default=None, help="Use the unit vector on channel K as the direction.")
-@click.option("--feature", "feature", default=None, metavar="DICT:ID",
-              help="Feature ID of a feature dictionary (steerlab learn features): its decoder direction; "
-                   "with -i feature-clamp, the feature to clamp.")
-@click.option("--archetype", "archetype", default=None, metavar="DICT:ID",
-              help="Archetype ID of an archetype dictionary (steerlab learn archetypes); implies -i archetype.")
-@click.option("--source", "source", default=None, type=click.Path(dir_okay=False),
-              help="Source audio whose activations replace the input's (-i patch).")
-@click.option("--reference", "reference", multiple=True, metavar="SPEC",
-              help="Reference set for -i mean-ablate: folder, audio file, synth:N, noise:N, flat:N, sines:N (repeatable).")
-@click.option("--opt", "opts", multiple=True, nargs=2, metavar="KEY VALUE",
-              help="Option of the intervention type (repeatable; see `steerlab interventions`).")
+@click.option(
+    "--feature",
+    "feature",
+    default=None,
+    metavar="DICT:ID",
+    help="Feature ID of a feature dictionary (steerlab learn features): its decoder direction; "
+    "with -i feature-clamp, the feature to clamp.",
+)
+@click.option(
+    "--archetype",
+    "archetype",
+    default=None,
+    metavar="DICT:ID",
+    help="Archetype ID of an archetype dictionary (steerlab learn archetypes); implies -i archetype.",
+)
+@click.option(
+    "--source",
+    "source",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Source audio whose activations replace the input's (-i patch).",
+)
+@click.option(
+    "--reference",
+    "reference",
+    multiple=True,
+    metavar="SPEC",
+    help="Reference set for -i mean-ablate: folder, audio file, synth:N, noise:N, flat:N, sines:N (repeatable).",
+)
+@click.option(
+    "--opt",
+    "opts",
+    multiple=True,
+    nargs=2,
+    metavar="KEY VALUE",
+    help="Option of the intervention type (repeatable; see `steerlab interventions`).",
+)
 @click.option("-a", "--alpha", type=float, default=1.0, help="Strength: added amount, scale factor or clamp value.")
-@click.option("--strength-mode", type=click.Choice(["relative", "absolute"]), default="relative",
-              help="relative: alpha times the layer's RMS activation norm on that input "
-                   "(for -i archetype, the RMS norm of its steps r_{t+1} - r_t).")
-@click.option("-i", "--intervention", "intervention", default=None,
-              help="Intervention type (see `steerlab interventions`) [default: add; archetype with --archetype].")
+@click.option(
+    "--strength-mode",
+    type=click.Choice(["relative", "absolute"]),
+    default="relative",
+    help="relative: alpha times the layer's RMS activation norm on that input "
+    "(for -i archetype, the RMS norm of its steps r_{t+1} - r_t).",
+)
+@click.option(
+    "-i",
+    "--intervention",
+    "intervention",
+    default=None,
+    help="Intervention type (see `steerlab interventions`) [default: add; archetype with --archetype].",
+)
 @click.option("--start", "start_s", type=float, default=0.0, help="Span start in seconds.")
 @click.option("--end", "end_s", type=float, default=None, help="Span end in seconds (default: end of input).")
-@click.option("--fade-in", type=int, default=None,
-              help="Fade-in length in frames of the layer [default: 10 ms at the layer's frame rate; 0: abrupt].")
-@click.option("--fade-out", type=int, default=None,
-              help="Fade-out length in frames of the layer [default: 10 ms at the layer's frame rate; 0: abrupt].")
-@click.option("-p", "--path", "decode_path", default=None,
-              help="Decode path: continuous or quantized for codecs, or one the model lists "
-                   "[default: the model's own; continuous (quantizer bypassed) for codecs].")
-@click.option("--model-option", "model_opts", multiple=True, nargs=2, metavar="KEY VALUE",
-              help="Option of the model's loader (repeatable), e.g. tokenlm_24khz sampling: n_frames, seed.")
+@click.option(
+    "--fade-in",
+    type=int,
+    default=None,
+    help="Fade-in length in frames of the layer [default: 10 ms at the layer's frame rate; 0: abrupt].",
+)
+@click.option(
+    "--fade-out",
+    type=int,
+    default=None,
+    help="Fade-out length in frames of the layer [default: 10 ms at the layer's frame rate; 0: abrupt].",
+)
+@click.option(
+    "-p",
+    "--path",
+    "decode_path",
+    default=None,
+    help="Decode path: continuous or quantized for codecs, or one the model lists "
+    "[default: the model's own; continuous (quantizer bypassed) for codecs].",
+)
+@click.option(
+    "--model-option",
+    "model_opts",
+    multiple=True,
+    nargs=2,
+    metavar="KEY VALUE",
+    help="Option of the model's loader (repeatable), e.g. tokenlm_24khz sampling: n_frames, seed.",
+)
 @click.option("--n-q", type=int, default=None, help="Codebooks on the quantized path [default: all].")
 @click.option("-t", "--target-hz", type=float, multiple=True, help="Target frequency to score (repeatable).")
 @click.option("--no-normalize-direction", is_flag=True, help="Use the direction's own norm instead of a unit vector.")
 @click.option("--chunk-s", type=float, default=60.0, help="Inputs longer than this stream in chunks.")
 @output_option("Output directory.", dest="out_dir")
 @json_option("Print the scores as JSON.")
-def intervene(audio_files, model_name, checkpoint, layer, direction_file, channel, feature, archetype, source,
-              reference, opts, alpha, strength_mode, intervention, start_s, end_s, fade_in, fade_out, decode_path, model_opts, n_q,
-              target_hz, no_normalize_direction, chunk_s, out_dir, as_json) -> None:
+def intervene(
+    audio_files,
+    model_name,
+    checkpoint,
+    layer,
+    direction_file,
+    channel,
+    feature,
+    archetype,
+    source,
+    reference,
+    opts,
+    alpha,
+    strength_mode,
+    intervention,
+    start_s,
+    end_s,
+    fade_in,
+    fade_out,
+    decode_path,
+    model_opts,
+    n_q,
+    target_hz,
+    no_normalize_direction,
+    chunk_s,
+    out_dir,
+    as_json,
+) -> None:
     """Patch LAYER along a direction on each AUDIO file, decode, and score the change.
 
     Writes OUTDIR/<stem>/baseline.wav, patched.wav, scores.json and spectrogram.png
@@ -169,20 +270,35 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
     if intervention is None:
         intervention = "archetype" if archetype is not None else "add"
     itype = plugins.interventions().get(intervention)
-    given = [name for name, value in (("--direction", direction_file), ("--channel", channel),
-                                      ("--feature", feature), ("--archetype", archetype)) if value is not None]
+    given = [
+        name
+        for name, value in (
+            ("--direction", direction_file),
+            ("--channel", channel),
+            ("--feature", feature),
+            ("--archetype", archetype),
+        )
+        if value is not None
+    ]
     if len(given) > 1 or (not given and needs_direction(itype)):
-        raise SteerlabError("give exactly one of --direction FILE or --channel K (or --feature/--archetype DICT:ID)"
-                            + (f"; got {' and '.join(given)}" if given else f"; {intervention} needs a direction"))
+        raise SteerlabError(
+            "give exactly one of --direction FILE or --channel K (or --feature/--archetype DICT:ID)"
+            + (f"; got {' and '.join(given)}" if given else f"; {intervention} needs a direction")
+        )
     if intervention == "feature-clamp" and feature is None:
-        raise SteerlabError("-i feature-clamp needs the feature to clamp: give --feature DICT:ID"
-                            + (f" instead of {given[0]}" if given else ""))
+        raise SteerlabError(
+            "-i feature-clamp needs the feature to clamp: give --feature DICT:ID"
+            + (f" instead of {given[0]}" if given else "")
+        )
     if source is not None and intervention != "patch":
-        raise SteerlabError(f"--source is the source audio of -i patch, not of -i {intervention}; "
-                            "add -i patch or drop --source")
+        raise SteerlabError(
+            f"--source is the source audio of -i patch, not of -i {intervention}; add -i patch or drop --source"
+        )
     if reference and intervention != "mean-ablate":
-        raise SteerlabError(f"--reference is the reference set of -i mean-ablate, not of -i {intervention}; "
-                            "add -i mean-ablate or drop --reference")
+        raise SteerlabError(
+            f"--reference is the reference set of -i mean-ablate, not of -i {intervention}; "
+            "add -i mean-ablate or drop --reference"
+        )
     if not math.isfinite(alpha):
         raise InterventionError(f"--alpha must be a finite number, got {alpha}")
     options: dict[str, Any] = {key: _option_value(value) for key, value in opts}
@@ -193,8 +309,9 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
         model.check_path(decode_path)
     layer_info = api.layers(model).get(layer)
     default_fade = default_fade_frames(layer_info)
-    span = Span(start_s, end_s, default_fade if fade_in is None else fade_in,
-                default_fade if fade_out is None else fade_out)
+    span = Span(
+        start_s, end_s, default_fade if fade_in is None else fade_in, default_fade if fade_out is None else fade_out
+    )
     direction = None
     if channel is not None:
         direction = channel_direction(channel, layer_info)
@@ -212,12 +329,28 @@ def intervene(audio_files, model_name, checkpoint, layer, direction_file, channe
         options["source"] = source
     if reference:
         options["reference"] = list(reference)
-    spec = api.InterventionSpec(layer=layer_info.name, direction=direction, intervention=intervention,
-                                strength=strength, span=span, path=decode_path, n_q=n_q, normalize_direction=not no_normalize_direction,
-                                options=options)
+    spec = api.InterventionSpec(
+        layer=layer_info.name,
+        direction=direction,
+        intervention=intervention,
+        strength=strength,
+        span=span,
+        path=decode_path,
+        n_q=n_q,
+        normalize_direction=not no_normalize_direction,
+        options=options,
+    )
     with _progress(len(audio_files)) as step:
-        docs = intervene_files(model, audio_files, spec, out_dir, target_hz, chunk_s=chunk_s, progress=step,
-                               notify=lambda msg: click.echo(msg, err=True))
+        docs = intervene_files(
+            model,
+            audio_files,
+            spec,
+            out_dir,
+            target_hz,
+            chunk_s=chunk_s,
+            progress=step,
+            notify=lambda msg: click.echo(msg, err=True),
+        )
     if as_json:
         return echo_json(docs)
     for doc in docs:

@@ -7,8 +7,9 @@ sparse autoencoder and save it as a dictionary folder. Progress goes to stderr.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -23,17 +24,32 @@ def _options(fn: Callable) -> Callable:
         model_option(),
         checkpoint_option(),
         click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`)."),
-        click.option("--data", "data", multiple=True, required=True, metavar="SPEC",
-                     help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable)."),
+        click.option(
+            "--data",
+            "data",
+            multiple=True,
+            required=True,
+            metavar="SPEC",
+            help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable).",
+        ),
         output_option("Dictionary folder to write."),
         click.option("--overwrite", is_flag=True, help="Replace an existing dictionary folder."),
-        click.option("--skip-bad-files", is_flag=True,
-                     help="Skip unreadable, empty or NaN files under --data (counted in the manifest) instead of "
-                          "failing before any capture."),
+        click.option(
+            "--skip-bad-files",
+            is_flag=True,
+            help="Skip unreadable, empty or NaN files under --data (counted in the manifest) instead of "
+            "failing before any capture.",
+        ),
         click.option("--size", type=int, default=128, help="Number of latents."),
         click.option("--k", "k", type=int, default=8, help="Active latents per vector (topk)."),
-        click.option("--architecture", "--variant", "architecture", type=click.Choice(["topk", "relu"]), default="topk",
-                     help="SAE architecture (--variant is a second name)."),
+        click.option(
+            "--architecture",
+            "--variant",
+            "architecture",
+            type=click.Choice(["topk", "relu"]),
+            default="topk",
+            help="SAE architecture (--variant is a second name).",
+        ),
         click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu)."),
         click.option("--lr", type=float, default=1e-3, help="Adam learning rate."),
         click.option("--epochs", type=int, default=10, help="Passes over the data."),
@@ -44,13 +60,25 @@ def _options(fn: Callable) -> Callable:
         click.option("--no-normalize", is_flag=True, help="Do not rescale to mean squared norm = width."),
         click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...)."),
         click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks."),
-        click.option("--stream", type=click.Choice(["auto", "shards", "recompute"]), default="auto",
-                     help="shards: capture once to temporary shards; recompute: re-run the model every epoch."),
-        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder for temporary shards [default: the system temp folder]."),
+        click.option(
+            "--stream",
+            type=click.Choice(["auto", "shards", "recompute"]),
+            default="auto",
+            help="shards: capture once to temporary shards; recompute: re-run the model every epoch.",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder for temporary shards [default: the system temp folder].",
+        ),
         click.option("--cache-gb", type=float, default=2.0, help="Largest shard set --stream auto writes."),
-        click.option("--export", type=click.Choice(["saelens"]), default=None,
-                     help="Also write OUTPUT/saelens in SAELens' layout (cfg.json)."),
+        click.option(
+            "--export",
+            type=click.Choice(["saelens"]),
+            default=None,
+            help="Also write OUTPUT/saelens in SAELens' layout (cfg.json).",
+        ),
         json_option("Print the result as JSON."),
     ]
     for option in reversed(options):
@@ -83,9 +111,34 @@ def report_bad_files(corpus: Any, say: Callable[[str], None]) -> None:
         say(bad_files_note(bad, "--data " + ", ".join(s.spec for s in corpus.sources if hasattr(s, "files"))))
 
 
-def _learn(target: str, model_name, checkpoint, layer, data, output, overwrite, skip_bad_files, size, k, architecture, l1,
-           lr, epochs, batch_size, seed, subsample, no_center, no_normalize, clip_seconds, chunk_seconds, stream, cache_dir,
-           cache_gb, export, as_json) -> None:
+def _learn(
+    target: str,
+    model_name,
+    checkpoint,
+    layer,
+    data,
+    output,
+    overwrite,
+    skip_bad_files,
+    size,
+    k,
+    architecture,
+    l1,
+    lr,
+    epochs,
+    batch_size,
+    seed,
+    subsample,
+    no_center,
+    no_normalize,
+    clip_seconds,
+    chunk_seconds,
+    stream,
+    cache_dir,
+    cache_gb,
+    export,
+    as_json,
+) -> None:
     from steerlab import api, dictionary
     from steerlab.capture import Corpus
     from steerlab.learning import learn_dictionary
@@ -99,8 +152,9 @@ def _learn(target: str, model_name, checkpoint, layer, data, output, overwrite, 
     _check_output(out, overwrite)
     model = api.load_model(model_name, checkpoint)
     info = api.layers(model).get(layer)  # an unknown layer fails before the corpus is read
-    corpus = Corpus.for_model(model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds,
-                              skip_bad_files=skip_bad_files)
+    corpus = Corpus.for_model(
+        model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds, skip_bad_files=skip_bad_files
+    )
 
     def say(message: str) -> None:
         click.echo(message, err=True)
@@ -110,29 +164,61 @@ def _learn(target: str, model_name, checkpoint, layer, data, output, overwrite, 
     def epoch_done(epoch: int, total: int, loss: float) -> None:
         say(f"epoch {epoch}/{total}: loss {loss:.4g}")
 
-    config = SAEConfig(width=info.channels, size=size, k=k, architecture=architecture, l1=l1, lr=lr, epochs=epochs,
-                       batch_size=batch_size, seed=seed, center=not no_center, normalize=not no_normalize)
-    d = learn_dictionary(model, layer, target, corpus, config, subsample=subsample, stream=stream, cache_dir=cache_dir,
-                         budget_bytes=int(cache_gb * 2**30), progress=say, epoch_progress=epoch_done)
+    config = SAEConfig(
+        width=info.channels,
+        size=size,
+        k=k,
+        architecture=architecture,
+        l1=l1,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        center=not no_center,
+        normalize=not no_normalize,
+    )
+    d = learn_dictionary(
+        model,
+        layer,
+        target,
+        corpus,
+        config,
+        subsample=subsample,
+        stream=stream,
+        cache_dir=cache_dir,
+        budget_bytes=int(cache_gb * 2**30),
+        progress=say,
+        epoch_progress=epoch_done,
+    )
     dictionary.save(d, out, overwrite=overwrite)
     exported = None
     if export == "saelens":
         exported = dictionary.export_saelens(d, out / "saelens", overwrite=True)
     m = d.metrics
-    summary: dict[str, Any] = {"output": str(out), "saelens": str(exported) if exported else None,
-                               "model": d.model, "layer": d.layer, "kind": d.target, "width": d.config.width,
-                               "size": d.config.size, "metrics": m, "data": d.data_manifest}
+    summary: dict[str, Any] = {
+        "output": str(out),
+        "saelens": str(exported) if exported else None,
+        "model": d.model,
+        "layer": d.layer,
+        "kind": d.target,
+        "width": d.config.width,
+        "size": d.config.size,
+        "metrics": m,
+        "data": d.data_manifest,
+    }
     if as_json:
         from steerlab.artifacts import clean_json
 
         return echo_json(clean_json(summary))
     man = d.data_manifest or {}
     ev = m.get("explained_variance")
-    click.echo(f"wrote {out}: {d.target} dictionary of {d.model} {d.layer}, {d.config.size} latents over "
-               f"{m.get('n_vectors')} vectors from {man.get('clips')} clips ({man.get('seconds', 0):.1f} s, "
-               f"{man.get('files_skipped', 0)} files skipped); explained variance "
-               f"{'n/a' if ev is None else f'{ev:.3f}'}, L0 {m.get('l0', float('nan')):.2f}, "
-               f"dead {m.get('dead_fraction', float('nan')):.1%}")
+    click.echo(
+        f"wrote {out}: {d.target} dictionary of {d.model} {d.layer}, {d.config.size} latents over "
+        f"{m.get('n_vectors')} vectors from {man.get('clips')} clips ({man.get('seconds', 0):.1f} s, "
+        f"{man.get('files_skipped', 0)} files skipped); explained variance "
+        f"{'n/a' if ev is None else f'{ev:.3f}'}, L0 {m.get('l0', float('nan')):.2f}, "
+        f"dead {m.get('dead_fraction', float('nan')):.1%}"
+    )
     if exported:
         click.echo(f"wrote {exported} (SAELens layout)")
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -42,8 +43,9 @@ def model_option(help: str = MODEL_HELP, default: str | None = None) -> Callable
 
 def checkpoint_option(help: str = CHECKPOINT_HELP) -> Callable[[F], F]:
     """``--checkpoint PATH`` (a file or a folder, as the model's loader takes it) into ``checkpoint``."""
-    return click.option("--checkpoint", cls=SharedOption, shared="checkpoint", type=click.Path(), default=None,
-                        help=help)
+    return click.option(
+        "--checkpoint", cls=SharedOption, shared="checkpoint", type=click.Path(), default=None, help=help
+    )
 
 
 def json_option(help: str = JSON_HELP) -> Callable[[F], F]:
@@ -51,13 +53,23 @@ def json_option(help: str = JSON_HELP) -> Callable[[F], F]:
     return click.option("--json", "as_json", cls=SharedOption, shared="json", is_flag=True, help=help)
 
 
-def output_option(help: str, dest: str = "output", file_okay: bool = False,
-                  aliases: tuple[str, ...] = ()) -> Callable[[F], F]:
+def output_option(
+    help: str, dest: str = "output", file_okay: bool = False, aliases: tuple[str, ...] = ()
+) -> Callable[[F], F]:
     """The required ``-o/--output PATH`` into the parameter ``dest``: a folder the command writes
     (``file_okay=True`` lets the command give its own error for a file there). ``aliases``: older
     spellings that keep working (``--output-dir``)."""
-    return click.option("-o", "--output", *aliases, dest, cls=SharedOption, shared="output", required=True,
-                        type=click.Path(file_okay=file_okay), help=help)
+    return click.option(
+        "-o",
+        "--output",
+        *aliases,
+        dest,
+        cls=SharedOption,
+        shared="output",
+        required=True,
+        type=click.Path(file_okay=file_okay),
+        help=help,
+    )
 
 
 def echo_json(obj: Any) -> None:

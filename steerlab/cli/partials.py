@@ -15,33 +15,83 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 
 @click.command(context_settings=CONTEXT)
 @model_option()
-@click.option("-l", "--layers", "layers", multiple=True,
-              help="Layer(s) to sweep (repeatable or comma-separated).  [default: one per encoder frame rate; "
-                   "--quick: an early layer and the bottleneck]")
-@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), default=None,
-              help="TOML file with [grid] [stimuli] [thresholds] [scoring] [controls] [run] (see docs/partials.md).")
-@click.option("-f", "--family", "families", multiple=True,
-              help="Stimulus family to run (repeatable or comma-separated: tone, harmonic, chord, inharmonic, "
-                   "instrument); overrides [grid] families.")
+@click.option(
+    "-l",
+    "--layers",
+    "layers",
+    multiple=True,
+    help="Layer(s) to sweep (repeatable or comma-separated).  [default: one per encoder frame rate; "
+    "--quick: an early layer and the bottleneck]",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file with [grid] [stimuli] [thresholds] [scoring] [controls] [run] (see docs/partials.md).",
+)
+@click.option(
+    "-f",
+    "--family",
+    "families",
+    multiple=True,
+    help="Stimulus family to run (repeatable or comma-separated: tone, harmonic, chord, inharmonic, "
+    "instrument); overrides [grid] families.",
+)
 @click.option("--quick", is_flag=True, help="A small grid (about half a minute on two cores).")
-@click.option("-D", "--dictionary", "dictionaries", multiple=True,
-              help="SAE feature dictionary for one swept layer: a folder from `steerlab learn` or the name of "
-                   "one shipped with the model (`steerlab dictionaries`); repeatable; enables the 'sae' method there.")
-@click.option("--sae-data", "sae_data", type=click.Choice(["corpus", "stimuli"]), default=None,
-              help="Data the 'sae' method's dictionaries are learned on: 'corpus' (the --dictionary given; each "
-                   "control learns one on synth:N) or 'stimuli' (every model, main and controls, learns one per "
-                   "swept layer on the run's training stimuli, same settings).  [default: corpus]")
-@click.option("--seed", type=int, default=None, help="Run seed (null directions, probe frames, bootstrap).  [default: 0]")
+@click.option(
+    "-D",
+    "--dictionary",
+    "dictionaries",
+    multiple=True,
+    help="SAE feature dictionary for one swept layer: a folder from `steerlab learn` or the name of "
+    "one shipped with the model (`steerlab dictionaries`); repeatable; enables the 'sae' method there.",
+)
+@click.option(
+    "--sae-data",
+    "sae_data",
+    type=click.Choice(["corpus", "stimuli"]),
+    default=None,
+    help="Data the 'sae' method's dictionaries are learned on: 'corpus' (the --dictionary given; each "
+    "control learns one on synth:N) or 'stimuli' (every model, main and controls, learns one per "
+    "swept layer on the run's training stimuli, same settings).  [default: corpus]",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Run seed (null directions, probe frames, bootstrap).  [default: 0]"
+)
 @click.option("--min-gain-db", type=float, default=None, help="Threshold: gain adding.  [default: 6]")
 @click.option("--min-loss-db", type=float, default=None, help="Threshold: loss removing.  [default: 6]")
-@click.option("--min-concentration", type=float, default=None, help="Threshold: share of the change in band.  [default: 0.5]")
-@click.option("--max-offband-db", type=float, default=None, help="Threshold: off-band log-spectral distance (on a pitch salience: the off-band "
-                   "log-salience distance, docs/partials.md).  [default: 1]")
+@click.option(
+    "--min-concentration", type=float, default=None, help="Threshold: share of the change in band.  [default: 0.5]"
+)
+@click.option(
+    "--max-offband-db",
+    type=float,
+    default=None,
+    help="Threshold: off-band log-spectral distance (on a pitch salience: the off-band "
+    "log-salience distance, docs/partials.md).  [default: 1]",
+)
 @click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
 @output_option("Run folder (rerun with the same arguments to resume).", dest="out_dir", file_okay=True)
 @json_option("Print the verdict summary as JSON.")
-def partials(model_name, layers, families, config_file, quick, dictionaries, sae_data, seed, min_gain_db, min_loss_db,
-             min_concentration, max_offband_db, min_share, out_dir, as_json) -> None:
+def partials(
+    model_name,
+    layers,
+    families,
+    config_file,
+    quick,
+    dictionaries,
+    sae_data,
+    seed,
+    min_gain_db,
+    min_loss_db,
+    min_concentration,
+    max_offband_db,
+    min_share,
+    out_dir,
+    as_json,
+) -> None:
     """Batch test: can single partials be created and deleted by steering each layer?
 
     Learns directions (difference of means, SAE feature, probe, and a norm-matched
@@ -53,14 +103,26 @@ def partials(model_name, layers, families, config_file, quick, dictionaries, sae
     """
     from steerlab import partials as p
 
-    thresholds = {k: v for k, v in dict(min_gain_db=min_gain_db, min_loss_db=min_loss_db,
-                                        min_concentration=min_concentration, max_offband_db=max_offband_db,
-                                        min_share=min_share).items() if v is not None}
-    overrides = {"thresholds": thresholds,
-                 "grid": {**({"layers": _layers(layers)} if layers else {}),
-                          **({"families": _layers(families)} if families else {}),
-                          **({"sae_data": sae_data} if sae_data else {})},
-                 "run": {k: v for k, v in (("model", model_name), ("seed", seed)) if v is not None}}
+    thresholds = {
+        k: v
+        for k, v in dict(
+            min_gain_db=min_gain_db,
+            min_loss_db=min_loss_db,
+            min_concentration=min_concentration,
+            max_offband_db=max_offband_db,
+            min_share=min_share,
+        ).items()
+        if v is not None
+    }
+    overrides = {
+        "thresholds": thresholds,
+        "grid": {
+            **({"layers": _layers(layers)} if layers else {}),
+            **({"families": _layers(families)} if families else {}),
+            **({"sae_data": sae_data} if sae_data else {}),
+        },
+        "run": {k: v for k, v in (("model", model_name), ("seed", seed)) if v is not None},
+    }
     cfg = p.build(config_file, quick, overrides)
 
     @contextmanager
@@ -73,34 +135,57 @@ def partials(model_name, layers, families, config_file, quick, dictionaries, sae
     outcome, out = p.run(cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True))
     ctrl = out["controls"]
     if as_json:
-        return echo_json({"folder": str(outcome.folder), "config_hash": outcome.config_hash,
-                          "rows": len(outcome.rows), "written": outcome.written, "controls": ctrl,
-                          "agreement": out["agreement"],
-                          "verdicts": [v.flat() for v in out["verdicts"]]})
+        return echo_json(
+            {
+                "folder": str(outcome.folder),
+                "config_hash": outcome.config_hash,
+                "rows": len(outcome.rows),
+                "written": outcome.written,
+                "controls": ctrl,
+                "agreement": out["agreement"],
+                "verdicts": [v.flat() for v in out["verdicts"]],
+            }
+        )
     vs = out["verdicts"]
     val = ctrl["validation"]
     for plan in outcome.plans:
         for method, removal in dict.fromkeys((v.method, v.removal) for v in vs):
             for path in plan.paths:
-                sel = [v for v in vs if v.model == plan.model.name and v.method == method and v.path == path
-                       and v.removal == removal]
+                sel = [
+                    v
+                    for v in vs
+                    if v.model == plan.model.name and v.method == method and v.path == path and v.removal == removal
+                ]
                 if sel:
                     st = val.get(f"{method}/{removal}", {}).get("status", "")
                     tag = plan.role if plan.role != "main" else st
-                    click.echo(f"{plan.model.name:<20} {path:<11} {method:<10} {removal:<9} steerable "
-                               f"{sum(v.steerable for v in sel)}/{len(sel)}  [{tag}]")
-    click.echo(f"null steerable {ctrl['null_steerable']}/{ctrl['null_total']} ({'ok' if ctrl['null_ok'] else 'FAIL'}); "
-               f"positive controls {ctrl['positive_steerable']}/{ctrl['positive_total']} learned-direction verdicts "
-               f"steerable ({'ok' if ctrl['positive_ok'] else outcome.control_status.get('positive')}); "
-               f"oracle {ctrl['oracle_steerable']}/{ctrl['oracle_total']}")
+                    click.echo(
+                        f"{plan.model.name:<20} {path:<11} {method:<10} {removal:<9} steerable "
+                        f"{sum(v.steerable for v in sel)}/{len(sel)}  [{tag}]"
+                    )
+    click.echo(
+        f"null steerable {ctrl['null_steerable']}/{ctrl['null_total']} ({'ok' if ctrl['null_ok'] else 'FAIL'}); "
+        f"positive controls {ctrl['positive_steerable']}/{ctrl['positive_total']} learned-direction verdicts "
+        f"steerable ({'ok' if ctrl['positive_ok'] else outcome.control_status.get('positive')}); "
+        f"oracle {ctrl['oracle_steerable']}/{ctrl['oracle_total']}"
+    )
     bad = [k for k, v in val.items() if v["status"] in ("not validated", "unchecked")]
     if bad:
-        click.echo("not validated or unchecked (their verdicts are not measurements): " + ", ".join(
-            f"{k} ({val[k]['status']}: " + "; ".join(f"{c} {p['status']} {p['steerable']}/{p['total']}"
-                                                    for c, p in val[k].get("by_control", {}).items()) + ")"
-            for k in bad))
-    click.echo(f"wrote {outcome.written} new rows ({len(outcome.rows)} in all) and the report to "
-               f"{outcome.folder / 'report.html'}")
+        click.echo(
+            "not validated or unchecked (their verdicts are not measurements): "
+            + ", ".join(
+                f"{k} ({val[k]['status']}: "
+                + "; ".join(
+                    f"{c} {p['status']} {p['steerable']}/{p['total']}" for c, p in val[k].get("by_control", {}).items()
+                )
+                + ")"
+                for k in bad
+            )
+        )
+    click.echo(
+        f"wrote {outcome.written} new rows ({len(outcome.rows)} in all) and the report to "
+        f"{outcome.folder / 'report.html'}"
+    )
 
 
 @click.command("partials-compare", context_settings=CONTEXT)
@@ -124,8 +209,10 @@ def partials_compare(run_dirs, out_dir, as_json) -> None:
         return echo_json({k: doc[k] for k in ("runs", "columns", "cells")})
     for c in doc["cells"]:
         share = f"{c['steerable']}/{c['units']}" if c["finding"] else "no finding"
-        click.echo(f"{c['model']:<20} {c['layer']:<15} {c['path']:<11} {c['family']:<11} {c['column']:<19} "
-                   f"{share:<10} [{c['status']}]")
+        click.echo(
+            f"{c['model']:<20} {c['layer']:<15} {c['path']:<11} {c['family']:<11} {c['column']:<19} "
+            f"{share:<10} [{c['status']}]"
+        )
     click.echo(f"wrote {FIGURE}.png, {FIGURE}.svg, {REPORT_MD} and {REPORT_JSON} to {out_dir}")
 
 

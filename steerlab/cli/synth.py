@@ -9,7 +9,9 @@ from steerlab.cli.options import CONTEXT
 
 @click.command(context_settings=CONTEXT)
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("-k", "--kind", default="chord", help="tone, harmonic, chord, melody, noise_burst, percussion or mixture.")
+@click.option(
+    "-k", "--kind", default="chord", help="tone, harmonic, chord, melody, noise_burst, percussion or mixture."
+)
 @click.option("-s", "--seed", type=int, default=0, help="Seed (the clip is a pure function of kind and seed).")
 @click.option("--seconds", type=float, default=2.0, help="Duration.")
 @click.option("--sample-rate", type=int, default=24_000, help="Sample rate in Hz.")

@@ -40,8 +40,13 @@ NULL = "random"
 PREDICTED, ORACLE_KIND = "predicted", "oracle"
 # how a cell may be read; only these are findings (the rest say why they are not)
 FINDINGS = ("validated", "control", "ideal edit", "architecture")
-FAMILY_NAMES = {"inharmonic": "sinusoids (inharmonic)", "harmonic": "sinusoids (harmonic)", "tone": "sinusoid (tone)",
-                "chord": "sinusoids (chord)", "instrument": "rendered instruments"}
+FAMILY_NAMES = {
+    "inharmonic": "sinusoids (inharmonic)",
+    "harmonic": "sinusoids (harmonic)",
+    "tone": "sinusoid (tone)",
+    "chord": "sinusoids (chord)",
+    "instrument": "rendered instruments",
+}
 
 
 @dataclass(frozen=True)
@@ -58,8 +63,10 @@ class Run:
         f = Path(folder)
         missing = [n for n in (SUMMARY, ORACLE, RUN) if not (f / n).is_file()]
         if missing:
-            raise OutputError(f"{f} holds no finished steerlab partials run (missing {', '.join(missing)}); "
-                              "give folders written by `steerlab partials`")
+            raise OutputError(
+                f"{f} holds no finished steerlab partials run (missing {', '.join(missing)}); "
+                "give folders written by `steerlab partials`"
+            )
         with open(f / SUMMARY, newline="") as fh:
             rows = list(csv.DictReader(fh))
         return cls(f, json.loads((f / RUN).read_text()), rows, json.loads((f / ORACLE).read_text())["units"])
@@ -71,8 +78,11 @@ class Run:
             for layer in m["layers"]:
                 rf = layer.get("receptive_field_samples") or layer.get("receptive_field")
                 out[(m["name"], layer["name"])] = {
-                    "main_lobe_hz": m["sample_rate"] / rf if rf else None, "nyquist_hz": layer.get("nyquist_hz"),
-                    "sample_rate": m["sample_rate"], "receptive_field_samples": rf}
+                    "main_lobe_hz": m["sample_rate"] / rf if rf else None,
+                    "nyquist_hz": layer.get("nyquist_hz"),
+                    "sample_rate": m["sample_rate"],
+                    "receptive_field_samples": rf,
+                }
         return out
 
     def inputs(self) -> list[dict[str, Any]]:
@@ -96,8 +106,10 @@ def _float(x: Any) -> float | None:
 
 def _status(values: set[str], where: str) -> str:
     if len(values) != 1:
-        raise OutputError(f"{where}: the run's summary.csv marks one method with several validations "
-                          f"({sorted(values)}); rewrite it by rerunning `steerlab partials` on that folder")
+        raise OutputError(
+            f"{where}: the run's summary.csv marks one method with several validations "
+            f"({sorted(values)}); rewrite it by rerunning `steerlab partials` on that folder"
+        )
     return values.pop()
 
 
@@ -120,11 +132,19 @@ def cells(runs: Sequence[Run]) -> list[dict[str, Any]]:
         for (model, path, layer, family), rows in groups.items():
             key = (model, path, layer, family)
             if key in seen:
-                raise OutputError(f"{model} {layer} ({path}), family {family}, is in two runs: {seen[key]} and "
-                                  f"{run.folder}; give each cell once")
+                raise OutputError(
+                    f"{model} {layer} ({path}), family {family}, is in two runs: {seen[key]} and "
+                    f"{run.folder}; give each cell once"
+                )
             seen[key] = run.folder
-            base = {"model": model, "path": path, "layer": layer, "family": family, "run": str(run.folder),
-                    **{k: lay.get((model, layer), {}).get(k) for k in ("main_lobe_hz", "nyquist_hz")}}
+            base = {
+                "model": model,
+                "path": path,
+                "layer": layer,
+                "family": family,
+                "run": str(run.folder),
+                **{k: lay.get((model, layer), {}).get(k) for k in ("main_lobe_hz", "nyquist_hz")},
+            }
             out += _verdict_cells(base, rows) + [_predicted_cell(base, rows), _oracle_cell(base, run, rows)]
     return out
 
@@ -142,12 +162,31 @@ def _verdict_cells(base: dict[str, Any], rows: list[dict[str, str]]) -> list[dic
         where = f"{base['run']}: {base['model']} {base['layer']} {method}/{removal}"
         status = _status({r["control_validation"] for r in rs}, where)
         k = sum(_bool(r["steerable"]) is True for r in rs)
-        out.append({**base, "column": f"{method}/{removal}", "method": method, "removal": removal,
-                    "kind": "null" if method == NULL else "verdict", "status": status,
-                    "status_reason": rs[0]["control_validation_reason"], "steerable": k, "units": len(rs),
-                    "share": k / len(rs), "finding": status in FINDINGS,
-                    "per_unit": [{"target_hz": _unit(r)[0], "density": _unit(r)[1], "steerable": _bool(r["steerable"]),
-                                  "pass_share": _float(r["pass_share"]), "verdict": r["verdict"]} for r in rs]})
+        out.append(
+            {
+                **base,
+                "column": f"{method}/{removal}",
+                "method": method,
+                "removal": removal,
+                "kind": "null" if method == NULL else "verdict",
+                "status": status,
+                "status_reason": rs[0]["control_validation_reason"],
+                "steerable": k,
+                "units": len(rs),
+                "share": k / len(rs),
+                "finding": status in FINDINGS,
+                "per_unit": [
+                    {
+                        "target_hz": _unit(r)[0],
+                        "density": _unit(r)[1],
+                        "steerable": _bool(r["steerable"]),
+                        "pass_share": _float(r["pass_share"]),
+                        "verdict": r["verdict"],
+                    }
+                    for r in rs
+                ],
+            }
+        )
     return out
 
 
@@ -155,32 +194,72 @@ def _predicted_cell(base: dict[str, Any], rows: list[dict[str, str]]) -> dict[st
     units: dict[tuple[float, int], dict[str, str]] = {}
     for r in rows:
         units.setdefault(_unit(r), r)
-    per = [{"target_hz": t, "density": d, "survives": _bool(r["predicted_survives"]),
-            "score": _float(r["predicted_score"]), "spacing_hz": _float(r.get("predicted_spacing_hz")),
-            "aliased_to_hz": _float(r["aliased_to_hz"])} for (t, d), r in units.items()]
+    per = [
+        {
+            "target_hz": t,
+            "density": d,
+            "survives": _bool(r["predicted_survives"]),
+            "score": _float(r["predicted_score"]),
+            "spacing_hz": _float(r.get("predicted_spacing_hz")),
+            "aliased_to_hz": _float(r["aliased_to_hz"]),
+        }
+        for (t, d), r in units.items()
+    ]
     k = sum(p["survives"] is True for p in per)
     scores = [p["score"] for p in per if p["score"] is not None]
-    return {**base, "column": PREDICTED, "method": PREDICTED, "removal": None, "kind": PREDICTED,
-            "status": "architecture", "status_reason": "steerlab arch: main lobe against partial spacing, Nyquist, "
-            "aliasing", "steerable": k, "units": len(per), "share": k / len(per), "finding": True,
-            "mean_score": sum(scores) / len(scores) if scores else None, "per_unit": per}
+    return {
+        **base,
+        "column": PREDICTED,
+        "method": PREDICTED,
+        "removal": None,
+        "kind": PREDICTED,
+        "status": "architecture",
+        "status_reason": "steerlab arch: main lobe against partial spacing, Nyquist, aliasing",
+        "steerable": k,
+        "units": len(per),
+        "share": k / len(per),
+        "finding": True,
+        "mean_score": sum(scores) / len(scores) if scores else None,
+        "per_unit": per,
+    }
 
 
 def _oracle_cell(base: dict[str, Any], run: Run, rows: list[dict[str, str]]) -> dict[str, Any]:
     wanted = {_unit(r) for r in rows}
-    per = [{"target_hz": round(float(o["target_hz"]), 4), "density": int(o["density"]), "steerable": o["steerable"],
-            "pass_share": o["pass_share"], "median_gain_db": o.get("median_gain_db"),
-            "median_concentration": o.get("median_concentration")}
-           for o in run.oracle if o["model"] == base["model"] and o["family"] == base["family"]
-           and (round(float(o["target_hz"]), 4), int(o["density"])) in wanted]
+    per = [
+        {
+            "target_hz": round(float(o["target_hz"]), 4),
+            "density": int(o["density"]),
+            "steerable": o["steerable"],
+            "pass_share": o["pass_share"],
+            "median_gain_db": o.get("median_gain_db"),
+            "median_concentration": o.get("median_concentration"),
+        }
+        for o in run.oracle
+        if o["model"] == base["model"]
+        and o["family"] == base["family"]
+        and (round(float(o["target_hz"]), 4), int(o["density"])) in wanted
+    ]
     k = sum(bool(p["steerable"]) for p in per)
-    return {**base, "column": ORACLE_KIND, "method": ORACLE_KIND, "removal": None, "kind": ORACLE_KIND,
-            "status": "ideal edit", "status_reason": "the exact partial added to / removed from the input, scored "
-            "through the same output; layer-independent", "steerable": k, "units": len(per),
-            "share": k / len(per) if per else None, "finding": True, "per_unit": per}
+    return {
+        **base,
+        "column": ORACLE_KIND,
+        "method": ORACLE_KIND,
+        "removal": None,
+        "kind": ORACLE_KIND,
+        "status": "ideal edit",
+        "status_reason": "the exact partial added to / removed from the input, scored "
+        "through the same output; layer-independent",
+        "steerable": k,
+        "units": len(per),
+        "share": k / len(per) if per else None,
+        "finding": True,
+        "per_unit": per,
+    }
 
 
 # ---- layout shared by the figure and the tables ---------------------------------------------------
+
 
 def _column_order(cs: list[dict[str, Any]]) -> list[str]:
     verdict = list(dict.fromkeys(c["column"] for c in cs if c["kind"] == "verdict"))
@@ -214,11 +293,18 @@ def _row_label(cs: list[dict[str, Any]], row: tuple[str, str, str], many_paths: 
     return f"{row[0]}\n{row[1]}{lobe}" + (f" · {row[2]}" if many_paths else "")
 
 
-_SHORT = {"validated": "validated", "not validated": "not\nvalidated", "unchecked": "unchecked",
-          "control": "null", "ideal edit": "ideal edit", "architecture": "predicted"}
+_SHORT = {
+    "validated": "validated",
+    "not validated": "not\nvalidated",
+    "unchecked": "unchecked",
+    "control": "null",
+    "ideal edit": "ideal edit",
+    "architecture": "predicted",
+}
 
 
 # ---- the figure ---------------------------------------------------------------------------------------
+
 
 def figure(cs: list[dict[str, Any]], stem: Path) -> list[Path]:
     """``stem``.png and ``stem``.svg (each written atomically): the heatmaps per family and,
@@ -231,7 +317,8 @@ def figure(cs: list[dict[str, Any]], stem: Path) -> list[Path]:
     fams = list(dict.fromkeys(c["family"] for c in cs))
     cols, rows = _column_order(cs), _rows(cs)
     many_paths = len({r[2] for r in rows}) > 1 or any(
-        len({c["path"] for c in cs if c["model"] == m}) > 1 for m, _, _ in rows)
+        len({c["path"] for c in cs if c["model"] == m}) > 1 for m, _, _ in rows
+    )
     labels = [_row_label(cs, r, many_paths) for r in rows]
     pred_rows = list(dict.fromkeys((m, layer) for m, layer, _ in rows))
     top, bottom = 0.5 * len(rows) + 1.3, 0.38 * len(pred_rows) + 1.1
@@ -257,14 +344,22 @@ def figure(cs: list[dict[str, Any]], stem: Path) -> list[Path]:
                     ax.text(b, a, "not run", ha="center", va="center", fontsize=5.5, color="#888")
                     continue
                 if not c["finding"]:  # a verdict the controls do not vouch for: no share, no colour
-                    ax.add_patch(Rectangle((b - 0.5, a - 0.5), 1, 1, facecolor="#e4e4e4", hatch="///",
-                                           edgecolor="#b0b0b0", lw=0))
+                    ax.add_patch(
+                        Rectangle((b - 0.5, a - 0.5), 1, 1, facecolor="#e4e4e4", hatch="///", edgecolor="#b0b0b0", lw=0)
+                    )
                     ax.text(b, a, _SHORT[c["status"]], ha="center", va="center", fontsize=5.5, color="#444")
                     continue
                 dark = c["share"] is not None and c["share"] < 0.6
                 word = f"\n{c['status']}" if c["kind"] == "verdict" else ""  # the other columns say what they are
-                ax.text(b, a, f"{c['steerable']}/{c['units']}{word}", ha="center", va="center",
-                        fontsize=6, color="white" if dark else "black")
+                ax.text(
+                    b,
+                    a,
+                    f"{c['steerable']}/{c['units']}{word}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if dark else "black",
+                )
         ax.set_xticks(range(len(cols)), [_column_label(col) for col in cols], fontsize=6.5)
         ax.xaxis.tick_top()
         ax.set_yticks(range(len(rows)), labels if j == 0 else [""] * len(rows), fontsize=6.5)
@@ -277,9 +372,11 @@ def figure(cs: list[dict[str, Any]], stem: Path) -> list[Path]:
     cb.set_label("share of units steerable\n(target × density)", fontsize=7)
     cb.ax.tick_params(labelsize=6)
     _prediction_axis(fig.add_subplot(gs[1, :]), cs, pred_rows)
-    fig.suptitle("Steerable share per model, layer and method, beside the oracle and the architecture's "
-                 "prediction\n(grey hatched: the run's positive controls did not validate the method; no finding)",
-                 fontsize=8.5)
+    fig.suptitle(
+        "Steerable share per model, layer and method, beside the oracle and the architecture's "
+        "prediction\n(grey hatched: the run's positive controls did not validate the method; no finding)",
+        fontsize=8.5,
+    )
     out = []
     from steerlab.artifacts import atomic_path
 
@@ -323,10 +420,16 @@ def _prediction_axis(ax: Any, cs: list[dict[str, Any]], rows: list[tuple[str, st
                 seen_units.add((c["family"], u["target_hz"], u["density"]))
                 fam = FAMILY_NAMES.get(c["family"], c["family"])
                 dy = 0.18 * ((k % 4) - 1.5) / 1.5
-                ax.plot([u["spacing_hz"]], [y + dy], marker=marks.get(c["family"], "o"), ms=5, ls="",
-                        color="#1f77b4" if c["family"] != "instrument" else "#ff7f0e",
-                        mfc="none" if not u["survives"] else None,
-                        label=once(f"partial spacing, {fam} (filled: predicted to survive)"))
+                ax.plot(
+                    [u["spacing_hz"]],
+                    [y + dy],
+                    marker=marks.get(c["family"], "o"),
+                    ms=5,
+                    ls="",
+                    color="#1f77b4" if c["family"] != "instrument" else "#ff7f0e",
+                    mfc="none" if not u["survives"] else None,
+                    label=once(f"partial spacing, {fam} (filled: predicted to survive)"),
+                )
     for t in sorted(targets):
         ax.axvline(t, color="grey", lw=0.7, ls=":", label=once("targets"))
     ax.set_xscale("log")
@@ -334,12 +437,15 @@ def _prediction_axis(ax: Any, cs: list[dict[str, Any]], rows: list[tuple[str, st
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.set_xlabel("frequency (Hz), log scale", fontsize=7)
     ax.tick_params(axis="x", labelsize=6.5)
-    ax.set_title("The prediction: a partial spacing left of the main lobe cannot be resolved; "
-                 "a target above the Nyquist folds", fontsize=8)
+    ax.set_title(
+        "The prediction: a partial spacing left of the main lobe cannot be resolved; a target above the Nyquist folds",
+        fontsize=8,
+    )
     ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.32), ncol=4, frameon=False)
 
 
 # ---- report.md and report.json ------------------------------------------------------------------------
+
 
 def _md_cell(c: dict[str, Any] | None) -> str:
     if c is None:
@@ -355,38 +461,63 @@ def markdown(doc: dict[str, Any], figure_name: str, per_unit: str) -> str:
     cs = doc["cells"]
     cols, rows = _column_order(cs), _rows(cs)
     by = {(c["model"], c["layer"], c["path"], c["family"], c["column"]): c for c in cs}
-    out = ["# steerlab partials: runs side by side", "",
-           f"![side by side]({figure_name}.png)", "",
-           ("Each cell: units (target × density) steerable out of the units measured, for the model's layer "
-           "and decode path, the stimulus family and the method with its removal (ablate, calibrated subtract). "
-           "`predicted`: units whose partial the architecture predicts to survive the path (main lobe against "
-           "the partial spacing, Nyquist, aliasing; `steerlab arch`). `oracle`: units where the ideal edit "
-           "passes the rule through the same output (it does not depend on the layer). A verdict counts as a "
-           "finding only where the run's positive controls *validated* its method (`validated`); *not "
-           "validated* and *unchecked* cells give no share. `null`: the random direction, which must be "
-           "steerable nowhere."), ""]
+    out = [
+        "# steerlab partials: runs side by side",
+        "",
+        f"![side by side]({figure_name}.png)",
+        "",
+        (
+            "Each cell: units (target × density) steerable out of the units measured, for the model's layer "
+            "and decode path, the stimulus family and the method with its removal (ablate, calibrated subtract). "
+            "`predicted`: units whose partial the architecture predicts to survive the path (main lobe against "
+            "the partial spacing, Nyquist, aliasing; `steerlab arch`). `oracle`: units where the ideal edit "
+            "passes the rule through the same output (it does not depend on the layer). A verdict counts as a "
+            "finding only where the run's positive controls *validated* its method (`validated`); *not "
+            "validated* and *unchecked* cells give no share. `null`: the random direction, which must be "
+            "steerable nowhere."
+        ),
+        "",
+    ]
     for fam in dict.fromkeys(c["family"] for c in cs):
-        out += [f"## {FAMILY_NAMES.get(fam, fam)}", "",
-                "| model | layer (main lobe) | path | " + " | ".join(_column_label(c).replace("\n", " ")
-                                                               for c in cols) + " |",
-                "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " |"]
+        out += [
+            f"## {FAMILY_NAMES.get(fam, fam)}",
+            "",
+            "| model | layer (main lobe) | path | "
+            + " | ".join(_column_label(c).replace("\n", " ") for c in cols)
+            + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " |",
+        ]
         for m, layer, path in rows:
             if not any((m, layer, path, fam, col) in by for col in cols):
                 continue
             first = next(by[(m, layer, path, fam, col)] for col in cols if (m, layer, path, fam, col) in by)
             lobe = "?" if first["main_lobe_hz"] is None else f"{first['main_lobe_hz']:.0f} Hz"
-            out.append(f"| {m} | {layer} ({lobe}) | {path} | "
-                       + " | ".join(_md_cell(by.get((m, layer, path, fam, col))) for col in cols) + " |")
+            out.append(
+                f"| {m} | {layer} ({lobe}) | {path} | "
+                + " | ".join(_md_cell(by.get((m, layer, path, fam, col))) for col in cols)
+                + " |"
+            )
         out.append("")
     out += ["## Validation (as each run's summary.csv gives it)", ""]
     said = {(c["run"], c["model"], c["family"], c["column"]): c for c in cs if c["kind"] == "verdict"}
     for (run, model, fam, col), c in said.items():
         out.append(f"- {model}, {fam}, {col} (`{run}`): **{c['status']}** ({c['status_reason']})")
-    out += ["", "## Per unit (difference of means)", "", per_unit, "", "## Provenance", "",
-            f"Command: `{doc['provenance']['command_line']}`", ""]
+    out += [
+        "",
+        "## Per unit (difference of means)",
+        "",
+        per_unit,
+        "",
+        "## Provenance",
+        "",
+        f"Command: `{doc['provenance']['command_line']}`",
+        "",
+    ]
     for r in doc["runs"]:
-        out.append(f"- `{r['folder']}`: config hash `{r['config_hash']}`"
-                   + "".join(f"; {e['role']} sha256 `{e['sha256'][:16]}`" for e in r["files"]))
+        out.append(
+            f"- `{r['folder']}`: config hash `{r['config_hash']}`"
+            + "".join(f"; {e['role']} sha256 `{e['sha256'][:16]}`" for e in r["files"])
+        )
     return "\n".join(out) + "\n"
 
 
@@ -411,12 +542,24 @@ def compare(folders: Sequence[str | Path], out_dir: str | Path, argv: list[str] 
         raise OutputError(f"cannot create {out}: {exc.strerror or exc}; choose a writable folder") from None
     figure(cs, out / FIGURE)
     rec = provenance.record(inputs=[e["path"] for r in runs for e in r.inputs()], argv=argv, started=started)
-    doc = {"format": FORMAT, "format_version": FORMAT_VERSION,
-           "runs": [{"folder": str(r.folder), "config_hash": r.doc.get("config_hash"), "quick": r.doc.get("quick"),
-                     "models": [{"name": m["name"], "role": m["role"]} for m in r.doc["models"]],
-                     "files": r.inputs()} for r in runs],
-           "columns": _column_order(cs), "cells": cs,
-           "figures": [f"{FIGURE}.png", f"{FIGURE}.svg"], "provenance": rec}
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "runs": [
+            {
+                "folder": str(r.folder),
+                "config_hash": r.doc.get("config_hash"),
+                "quick": r.doc.get("quick"),
+                "models": [{"name": m["name"], "role": m["role"]} for m in r.doc["models"]],
+                "files": r.inputs(),
+            }
+            for r in runs
+        ],
+        "columns": _column_order(cs),
+        "cells": cs,
+        "figures": [f"{FIGURE}.png", f"{FIGURE}.svg"],
+        "provenance": rec,
+    }
     with atomic_path(out / REPORT_MD) as tmp:
         tmp.write_text(markdown(doc, FIGURE, side_by_side([r.folder for r in runs])))
     atomic_write_json(doc, out / REPORT_JSON)

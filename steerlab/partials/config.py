@@ -14,9 +14,10 @@ that changes only thresholds reuses every row of a run folder.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from steerlab import validation as check
 from steerlab.errors import ConfigError
@@ -56,15 +57,18 @@ class GridConfig:
     # (see steerlab.partials.sweep.projection_excess): 1.0 removes exactly what was measured
     subtract_strengths: tuple[float, ...] = (0.5, 1.0, 2.0)
     paths: tuple[str, ...] = ()
-    n_q: Optional[int] = None
+    n_q: int | None = None
     sae_data: str = "corpus"
 
     def __post_init__(self) -> None:
         check.choice("grid.sae_data", self.sae_data, SAE_DATA)
         _put(self, "layers", tuple(str(x) for x in check.sequence("grid.layers", self.layers)))
         targets = check.sequence("grid.targets_hz", self.targets_hz, nonempty=True)
-        _put(self, "targets_hz", check.distinct("grid.targets_hz",
-                                                (check.positive("grid.targets_hz", t) for t in targets)))
+        _put(
+            self,
+            "targets_hz",
+            check.distinct("grid.targets_hz", (check.positive("grid.targets_hz", t) for t in targets)),
+        )
         dens = check.sequence("grid.densities", self.densities, nonempty=True)
         _put(self, "densities", tuple(check.integer("grid.densities", d, low=1) for d in dens))
         _put(self, "families", check.choices("grid.families", self.families, FAMILIES, nonempty=True))
@@ -99,7 +103,7 @@ class StimuliConfig:
     min_separation_hz: float = 30.0
     band_low_hz: float = 50.0
     band_high_hz: float = 8000.0
-    snr_db: Optional[float] = None
+    snr_db: float | None = None
     margin_s: Any = "auto"
     train_seeds: int = 4
     test_seeds: int = 5
@@ -108,8 +112,12 @@ class StimuliConfig:
         _put(self, "duration_s", check.number("stimuli.duration_s", self.duration_s, low=0.05))
         _put(self, "amplitude", check.number("stimuli.amplitude", self.amplitude, low=0, low_open=True, high=0.9))
         if isinstance(self.context_amplitude, str):
-            check.choice("stimuli.context_amplitude", self.context_amplitude, CONTEXT_RULES,
-                         what="stimuli.context_amplitude rule")
+            check.choice(
+                "stimuli.context_amplitude",
+                self.context_amplitude,
+                CONTEXT_RULES,
+                what="stimuli.context_amplitude rule",
+            )
         else:
             _put(self, "context_amplitude", check.positive("stimuli.context_amplitude", self.context_amplitude))
         check.choice("stimuli.phase", self.phase, PHASES)
@@ -117,8 +125,10 @@ class StimuliConfig:
         for name in ("min_separation_hz", "band_low_hz", "band_high_hz"):
             _put(self, name, check.positive(f"stimuli.{name}", getattr(self, name)))
         if self.band_low_hz >= self.band_high_hz:
-            raise ConfigError(f"stimuli.band_low_hz {self.band_low_hz:g} must be below band_high_hz "
-                              f"{self.band_high_hz:g}", parameter=("stimuli.band_low_hz", "stimuli.band_high_hz"))
+            raise ConfigError(
+                f"stimuli.band_low_hz {self.band_low_hz:g} must be below band_high_hz {self.band_high_hz:g}",
+                parameter=("stimuli.band_low_hz", "stimuli.band_high_hz"),
+            )
         _put(self, "snr_db", check.number_or_none("stimuli.snr_db", self.snr_db))
         if self.margin_s != "auto":
             if isinstance(self.margin_s, str):
@@ -129,10 +139,17 @@ class StimuliConfig:
 
     def common(self, sample_rate: int) -> dict[str, Any]:
         """The StimulusSpec fields shared by every stimulus of a model."""
-        return {"sample_rate": sample_rate, "duration_s": self.duration_s, "amplitude": self.amplitude,
-                "context_amplitude": self.context_amplitude, "phase": self.phase, "fade_ms": self.fade_ms,
-                "min_separation_hz": self.min_separation_hz, "band_low_hz": self.band_low_hz,
-                "band_high_hz": self.band_high_hz}
+        return {
+            "sample_rate": sample_rate,
+            "duration_s": self.duration_s,
+            "amplitude": self.amplitude,
+            "context_amplitude": self.context_amplitude,
+            "phase": self.phase,
+            "fade_ms": self.fade_ms,
+            "min_separation_hz": self.min_separation_hz,
+            "band_low_hz": self.band_low_hz,
+            "band_high_hz": self.band_high_hz,
+        }
 
 
 @dataclass(frozen=True)
@@ -148,8 +165,11 @@ class Thresholds:
     def __post_init__(self) -> None:
         _put(self, "min_gain_db", check.positive("thresholds.min_gain_db", self.min_gain_db))
         _put(self, "min_loss_db", check.positive("thresholds.min_loss_db", self.min_loss_db))
-        _put(self, "min_concentration", check.number("thresholds.min_concentration", self.min_concentration,
-                                                     low=0, high=1))
+        _put(
+            self,
+            "min_concentration",
+            check.number("thresholds.min_concentration", self.min_concentration, low=0, high=1),
+        )
         _put(self, "max_offband_db", check.non_negative("thresholds.max_offband_db", self.max_offband_db))
         _put(self, "min_share", check.fraction("thresholds.min_share", self.min_share))
 
@@ -171,8 +191,11 @@ class ScoringConfig:
         _put(self, "band_hz", check.positive("scoring.band_hz", self.band_hz))
         if check.integer("scoring.n_fft", self.n_fft, low=16) % 4:
             raise check.fail("scoring.n_fft", "a multiple of 4", self.n_fft)
-        _put(self, "note_local_criterion_db",
-             check.number("scoring.note_local_criterion_db", self.note_local_criterion_db, low=-60, high=60))
+        _put(
+            self,
+            "note_local_criterion_db",
+            check.number("scoring.note_local_criterion_db", self.note_local_criterion_db, low=-60, high=60),
+        )
         _put(self, "note_tolerance_db", check.positive("scoring.note_tolerance_db", self.note_tolerance_db))
 
     def options(self) -> dict[str, float]:
@@ -217,9 +240,11 @@ class ControlsConfig:
         for name in ("dictionary_size", "dictionary_k", "dictionary_clips", "dictionary_vectors", "dictionary_steps"):
             _put(self, name, check.integer(f"controls.{name}", getattr(self, name), low=1))
         if self.dictionary_k > self.dictionary_size:
-            raise ConfigError(f"controls.dictionary_k ({self.dictionary_k}) must be <= controls.dictionary_size "
-                              f"({self.dictionary_size})",
-                              parameter=("controls.dictionary_k", "controls.dictionary_size"))
+            raise ConfigError(
+                f"controls.dictionary_k ({self.dictionary_k}) must be <= controls.dictionary_size "
+                f"({self.dictionary_size})",
+                parameter=("controls.dictionary_k", "controls.dictionary_size"),
+            )
         if self.positive_models != "auto":
             if isinstance(self.positive_models, str):
                 raise check.fail("controls.positive_models", 'a list of model names or "auto"', self.positive_models)
@@ -230,8 +255,13 @@ class ControlsConfig:
         layers = self.positive_layers
         if isinstance(layers, Mapping):
             layers = tuple(sorted(layers.items()))
-        if isinstance(layers, (str, bytes)) or not isinstance(layers, (list, tuple)) or not all(
-                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in layers):
+        if (
+            isinstance(layers, (str, bytes))
+            or not isinstance(layers, (list, tuple))
+            or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in layers
+            )
+        ):
             raise check.fail("controls.positive_layers", "a table of model = layer", self.positive_layers)
         _put(self, "positive_layers", tuple(tuple(p) for p in layers))
         if self.positive_methods != "auto":
@@ -244,7 +274,7 @@ class ControlsConfig:
         d = check.sequence("controls.positive_densities", self.positive_densities)
         _put(self, "positive_densities", tuple(check.integer("controls.positive_densities", x, low=1) for x in d))
 
-    def layer_for(self, model: str) -> Optional[str]:
+    def layer_for(self, model: str) -> str | None:
         """The layer given for ``model`` in ``positive_layers``, or None."""
         return dict(self.positive_layers).get(model)
 
@@ -259,7 +289,7 @@ class RunConfig:
     frames per training clip fit the probe; ``examples`` audio pairs per model go into
     the report; ``bootstrap`` resamples per confidence interval."""
 
-    model: Optional[str] = None
+    model: str | None = None
     seed: int = 0
     max_batch: int = 16
     probe_frames: int = 256
@@ -314,10 +344,10 @@ class PartialsConfig:
             del d["grid"]["sae_data"]
         return d
 
-    def replace(self, section: str, **changes: Any) -> "PartialsConfig":
+    def replace(self, section: str, **changes: Any) -> PartialsConfig:
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
-    def merged(self, overrides: Mapping[str, Mapping[str, Any]]) -> "PartialsConfig":
+    def merged(self, overrides: Mapping[str, Mapping[str, Any]]) -> PartialsConfig:
         """This config with ``{section: {key: value}}`` applied (keys checked)."""
         check_keys(overrides, "overrides")
         cfg = self
@@ -334,15 +364,19 @@ def check_keys(doc: Mapping[str, Any], where: str) -> None:
     """Unknown tables or keys: an error naming the valid ones (and the nearest match)."""
     for section, values in doc.items():
         if section not in SECTIONS:
-            raise ConfigError(f"{where}: unknown table [{section}].{check.did_you_mean(section, SECTIONS)} "
-                              f"Valid tables: {', '.join(SECTIONS)}")
+            raise ConfigError(
+                f"{where}: unknown table [{section}].{check.did_you_mean(section, SECTIONS)} "
+                f"Valid tables: {', '.join(SECTIONS)}"
+            )
         if not isinstance(values, Mapping):
             raise ConfigError(f"{where}: [{section}] must be a table of keys")
         valid = tuple(f.name for f in dataclasses.fields(SECTIONS[section]))
         for key in values:
             if key not in valid:
-                raise ConfigError(f"{where}: unknown key {key!r} in [{section}].{check.did_you_mean(key, valid)} "
-                                  f"Valid keys: {', '.join(valid)}")
+                raise ConfigError(
+                    f"{where}: unknown key {key!r} in [{section}].{check.did_you_mean(key, valid)} "
+                    f"Valid keys: {', '.join(valid)}"
+                )
 
 
 def read_toml(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -370,8 +404,9 @@ QUICK: dict[str, dict[str, Any]] = {
 }
 
 
-def build(config_file: str | Path | None = None, quick: bool = False,
-          overrides: Optional[Mapping[str, Mapping[str, Any]]] = None) -> PartialsConfig:
+def build(
+    config_file: str | Path | None = None, quick: bool = False, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> PartialsConfig:
     """Defaults, then the quick preset, then the file, then ``overrides`` (the CLI's options)."""
     cfg = PartialsConfig()
     if quick:

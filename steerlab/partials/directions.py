@@ -79,8 +79,9 @@ A direction that comes out zero or non-finite is not used; its reason is recorde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -101,8 +102,9 @@ class Learned:
     provenance: dict
 
 
-def capture_pairs(model: Any, layer: Any, specs: Sequence[Any], path: str, max_batch: int
-                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def capture_pairs(
+    model: Any, layer: Any, specs: Sequence[Any], path: str, max_batch: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Frame vectors ``[frames, channels]`` of the without and with signals of each spec."""
     import torch
 
@@ -112,8 +114,10 @@ def capture_pairs(model: Any, layer: Any, specs: Sequence[Any], path: str, max_b
     waves = []
     for spec in specs:
         without, with_ = render(spec)
-        waves += [torch.from_numpy(without)[None].repeat(model.channels, 1),
-                  torch.from_numpy(with_)[None].repeat(model.channels, 1)]
+        waves += [
+            torch.from_numpy(without)[None].repeat(model.channels, 1),
+            torch.from_numpy(with_)[None].repeat(model.channels, 1),
+        ]
     acts = tracing.capture(model, waves, [layer], max_batch=max_batch, path=path)
     frames = [a[layer.name].double().numpy().T for a in acts]
     return frames[0::2], frames[1::2]
@@ -138,10 +142,10 @@ def _sample(frames: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> n
     return np.concatenate(out, 0)
 
 
-def _span_frames(frames: Sequence[np.ndarray], span: Optional[tuple[int, int]]) -> list[np.ndarray]:
+def _span_frames(frames: Sequence[np.ndarray], span: tuple[int, int] | None) -> list[np.ndarray]:
     if span is None:
         return list(frames)
-    out = [f[span[0]:span[1]] for f in frames]
+    out = [f[span[0] : span[1]] for f in frames]
     return out if all(len(f) for f in out) else list(frames)
 
 
@@ -167,8 +171,12 @@ def choose_c(diffs: Sequence[np.ndarray], cs: Sequence[float] = PROBE_CS) -> tup
 
     cs = sorted(float(c) for c in cs)
     if len(diffs) < 2:
-        return 1.0, {"cv_folds": 0, "cv_log_loss": None, "c_at_grid_edge": None,
-                     "c_rule": "one training pair: nothing to hold out, C = 1"}
+        return 1.0, {
+            "cv_folds": 0,
+            "cv_log_loss": None,
+            "c_at_grid_edge": None,
+            "c_rule": "one training pair: nothing to hold out, C = 1",
+        }
     losses = np.zeros((len(diffs), len(cs)))  # held-out log-loss per fold and candidate
     for k in range(len(diffs)):
         train = np.concatenate([d for i, d in enumerate(diffs) if i != k], 0)
@@ -184,13 +192,25 @@ def choose_c(diffs: Sequence[np.ndarray], cs: Sequence[float] = PROBE_CS) -> tup
     best = int(np.argmin(mean))
     se = float(losses[:, best].std(ddof=1) / np.sqrt(len(diffs)))
     j = int(np.flatnonzero(mean <= mean[best] + se)[0])  # the most regularised C within one SE
-    return cs[j], {"cv_folds": len(diffs), "cv_log_loss": [float(v) for v in mean], "cv_cs": cs,
-                   "cv_min_c": cs[best], "cv_min_se": se, "c_at_grid_edge": j in (0, len(cs) - 1),
-                   "c_rule": "one-standard-error rule on leave-one-pair-out log-loss (ESL sec. 7.10)"}
+    return cs[j], {
+        "cv_folds": len(diffs),
+        "cv_log_loss": [float(v) for v in mean],
+        "cv_cs": cs,
+        "cv_min_c": cs[best],
+        "cv_min_se": se,
+        "c_at_grid_edge": j in (0, len(cs) - 1),
+        "c_rule": "one-standard-error rule on leave-one-pair-out log-loss (ESL sec. 7.10)",
+    }
 
 
-def probe(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: int, seed: int,
-          span: Optional[tuple[int, int]] = None, cs: Sequence[float] = PROBE_CS) -> tuple[np.ndarray, dict]:
+def probe(
+    without: Sequence[np.ndarray],
+    with_: Sequence[np.ndarray],
+    n_frames: int,
+    seed: int,
+    span: tuple[int, int] | None = None,
+    cs: Sequence[float] = PROBE_CS,
+) -> tuple[np.ndarray, dict]:
     """The conditional (paired) logistic probe's activation pattern ``[channels]`` in the layer's
     activation space, its steering direction (see the module docstring). Arguments as
     :func:`probe_weights`. Provenance: that of :func:`probe_weights`, the weights' norm and their
@@ -198,13 +218,22 @@ def probe(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: 
     it as not learned)."""
     w, d, info = probe_weights(without, with_, n_frames, seed, span, cs)
     pattern = activation_pattern(d, w)
-    return pattern, {**info, "steering_vector": "activation pattern Cov(d) w / Var(w.d) (Haufe et al. 2014)",
-                     "weights_norm": float(np.linalg.norm(w)), "weights_cosine_to_pattern": _cosine(w, pattern)}
+    return pattern, {
+        **info,
+        "steering_vector": "activation pattern Cov(d) w / Var(w.d) (Haufe et al. 2014)",
+        "weights_norm": float(np.linalg.norm(w)),
+        "weights_cosine_to_pattern": _cosine(w, pattern),
+    }
 
 
-def probe_weights(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], n_frames: int, seed: int,
-                  span: Optional[tuple[int, int]] = None, cs: Sequence[float] = PROBE_CS
-                  ) -> tuple[np.ndarray, np.ndarray, dict]:
+def probe_weights(
+    without: Sequence[np.ndarray],
+    with_: Sequence[np.ndarray],
+    n_frames: int,
+    seed: int,
+    span: tuple[int, int] | None = None,
+    cs: Sequence[float] = PROBE_CS,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """The conditional logistic probe itself: its weight vector ``w`` [channels] in raw units, the
     frame differences ``d`` [frames, channels] it was fitted on, and its provenance.
     ``without``/``with_``: per clip ``[frames, channels]``, pair ``i`` = the two signals of
@@ -241,13 +270,14 @@ def activation_pattern(d: np.ndarray, w: np.ndarray) -> np.ndarray:
     return d.T @ s / len(d) / var if var > 0 else np.zeros(d.shape[1])
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+def _cosine(a: np.ndarray, b: np.ndarray) -> float | None:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     return float(a @ b / (na * nb)) if na > _EPS and nb > _EPS else None
 
 
-def template(vec: np.ndarray, without: Sequence[np.ndarray], with_: Sequence[np.ndarray]
-             ) -> tuple[np.ndarray, np.ndarray]:
+def template(
+    vec: np.ndarray, without: Sequence[np.ndarray], with_: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """The partial's measured time course along a direction: per frame ``t``, the mean over
     training clips of ``r_t . u`` with the target minus without it (``template`` [frames]), and
     the without-target level (``level`` [frames]); ``u = vec / |vec|``. Clips of a unit share
@@ -259,14 +289,13 @@ def template(vec: np.ndarray, without: Sequence[np.ndarray], with_: Sequence[np.
     return p1 - p0, p0
 
 
-def projections(vec: np.ndarray, frames: Sequence[np.ndarray], span: Optional[tuple[int, int]]) -> float:
+def projections(vec: np.ndarray, frames: Sequence[np.ndarray], span: tuple[int, int] | None) -> float:
     """Mean over clips of the mean over the sound's span of ``r_t . u``, ``u = vec / |vec|``."""
     u = vec / np.linalg.norm(vec)
     return float(np.mean([f.mean(0) @ u for f in _span_frames(frames, span)]))
 
 
-def sae_feature(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], dictionary: Any
-                ) -> tuple[np.ndarray, dict]:
+def sae_feature(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], dictionary: Any) -> tuple[np.ndarray, dict]:
     """The feature of ``dictionary`` whose mean code rises (or falls) most from without- to
     with-target frames, and its decoder direction (unit, in the layer's raw space), signed
     towards "with" (module docstring). ``without``/``with_``: per training clip ``[frames,
@@ -290,20 +319,34 @@ def sae_feature(without: Sequence[np.ndarray], with_: Sequence[np.ndarray], dict
     dm_norm = float(np.linalg.norm(dm))
     aligned = directions @ dm / dm_norm if dm_norm > _EPS else np.zeros(len(directions))
     best = int(np.argmax(np.abs(aligned)))
-    return vec, {"feature": j, "selection": "largest mean code difference, with minus without (Soo et al. 2025)",
-                 "mean_code_difference": float(diff[j]),
-                 "mean_code_without": float(c0[:, j].mean()), "mean_code_with": float(c1[:, j].mean()),
-                 "active_share_without": float(np.mean(c0[:, j] > 0)),
-                 "active_share_with": float(np.mean(c1[:, j] > 0)),
-                 "effect_size": float(diff[j] / pooled) if pooled > _EPS else None,
-                 "best_aligned_feature": best, "best_aligned_cosine": float(abs(aligned[best])),
-                 "size": int(c0.shape[1]), "dictionary_layer": dictionary.layer,
-                 "dictionary_data_hash": dictionary.data_hash}
+    return vec, {
+        "feature": j,
+        "selection": "largest mean code difference, with minus without (Soo et al. 2025)",
+        "mean_code_difference": float(diff[j]),
+        "mean_code_without": float(c0[:, j].mean()),
+        "mean_code_with": float(c1[:, j].mean()),
+        "active_share_without": float(np.mean(c0[:, j] > 0)),
+        "active_share_with": float(np.mean(c1[:, j] > 0)),
+        "effect_size": float(diff[j] / pooled) if pooled > _EPS else None,
+        "best_aligned_feature": best,
+        "best_aligned_cosine": float(abs(aligned[best])),
+        "size": int(c0.shape[1]),
+        "dictionary_layer": dictionary.layer,
+        "dictionary_data_hash": dictionary.data_hash,
+    }
 
 
-def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarray], methods: Sequence[str],
-          seed: int, probe_frames: int, dictionary: Optional[Any], train_keys: Sequence[str],
-          span: Optional[tuple[int, int]] = None) -> dict[str, Learned | str]:
+def learn(
+    unit_id: dict,
+    without: Sequence[np.ndarray],
+    with_: Sequence[np.ndarray],
+    methods: Sequence[str],
+    seed: int,
+    probe_frames: int,
+    dictionary: Any | None,
+    train_keys: Sequence[str],
+    span: tuple[int, int] | None = None,
+) -> dict[str, Learned | str]:
     """Every method's direction for one unit, or the reason it was not learned (with each
     direction's subtraction template and level in ``Learned.provenance["_template"]``,
     ``["_level"]``, popped by the caller and stored as arrays).
@@ -343,15 +386,22 @@ def learn(unit_id: dict, without: Sequence[np.ndarray], with_: Sequence[np.ndarr
             continue
         rms = base["layer_rms_norm_train"]
         tpl, lvl = template(vec, without, with_)
-        out[method] = Learned(np.asarray(vec, dtype=np.float64), {
-            "source": method, "norm": norm,
-            "natural_strength": norm / rms if rms > _EPS else None,
-            "cosine_to_diffmeans": float(vec @ dm / (norm * max(float(np.linalg.norm(dm)), _EPS))),
-            "projection_without_train": projections(vec, without, span),
-            "projection_with_train": projections(vec, with_, span),
-            "template_peak": float(np.max(np.abs(tpl))) if len(tpl) else 0.0,
-            **extra, **base, "_template": tpl, "_level": lvl,
-        })
+        out[method] = Learned(
+            np.asarray(vec, dtype=np.float64),
+            {
+                "source": method,
+                "norm": norm,
+                "natural_strength": norm / rms if rms > _EPS else None,
+                "cosine_to_diffmeans": float(vec @ dm / (norm * max(float(np.linalg.norm(dm)), _EPS))),
+                "projection_without_train": projections(vec, without, span),
+                "projection_with_train": projections(vec, with_, span),
+                "template_peak": float(np.max(np.abs(tpl))) if len(tpl) else 0.0,
+                **extra,
+                **base,
+                "_template": tpl,
+                "_level": lvl,
+            },
+        )
     return out
 
 
@@ -384,12 +434,27 @@ def control_dictionary(model: Any, layer: Any, controls: Any, seed: int, max_bat
     vectors = max(1.0, frames * subsample)
     epochs = max(1, math.ceil(controls.dictionary_steps * 256 / vectors))
     corpus = Corpus([f"synth:{controls.dictionary_clips}"], model.sample_rate, model.channels, seed=seed)
-    config = SAEConfig(width=layer.channels, size=controls.dictionary_size, k=controls.dictionary_k, epochs=epochs,
-                       seed=seed)
-    d = learn_dictionary(model, layer.name, "feature", corpus, config, subsample=subsample if subsample < 1.0 else None,
-                         max_batch=max_batch)
-    d.data_manifest = {**(d.data_manifest or {}), "control_recipe": {
-        "clips": controls.dictionary_clips, "vectors": controls.dictionary_vectors,
-        "steps": controls.dictionary_steps, "size": controls.dictionary_size, "k": controls.dictionary_k,
-        "seed": seed}}
+    config = SAEConfig(
+        width=layer.channels, size=controls.dictionary_size, k=controls.dictionary_k, epochs=epochs, seed=seed
+    )
+    d = learn_dictionary(
+        model,
+        layer.name,
+        "feature",
+        corpus,
+        config,
+        subsample=subsample if subsample < 1.0 else None,
+        max_batch=max_batch,
+    )
+    d.data_manifest = {
+        **(d.data_manifest or {}),
+        "control_recipe": {
+            "clips": controls.dictionary_clips,
+            "vectors": controls.dictionary_vectors,
+            "steps": controls.dictionary_steps,
+            "size": controls.dictionary_size,
+            "k": controls.dictionary_k,
+            "seed": seed,
+        },
+    }
     return d

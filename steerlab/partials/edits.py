@@ -54,16 +54,22 @@ def edits(spec: Any) -> dict[str, np.ndarray]:
     if spec.family == "instrument":
         score = instrument_score(spec)
         other = (score.program + OTHER_PROGRAM) % 128
-        for name, program, key in (("semitone", score.program, score.target_midi + 1),
-                                   ("fifth", score.program, score.target_midi + 7),
-                                   ("octave", score.program, score.target_midi + 12),
-                                   ("other_program", other, score.target_midi),
-                                   ("other_program_fifth", other, score.target_midi + 7)):
+        for name, program, key in (
+            ("semitone", score.program, score.target_midi + 1),
+            ("fifth", score.program, score.target_midi + 7),
+            ("octave", score.program, score.target_midi + 12),
+            ("other_program", other, score.target_midi),
+            ("other_program_fifth", other, score.target_midi + 7),
+        ):
             out[name] = _scaled(render_note(spec, program, key), energy)
     else:
         t = np.arange(n) / sr
-        for name, f in (("+15 Hz", spec.target_hz + 15), ("+40 Hz", spec.target_hz + 40),
-                        ("+100 Hz", spec.target_hz + 100), ("fifth", 1.5 * spec.target_hz)):
+        for name, f in (
+            ("+15 Hz", spec.target_hz + 15),
+            ("+40 Hz", spec.target_hz + 40),
+            ("+100 Hz", spec.target_hz + 100),
+            ("fifth", 1.5 * spec.target_hz),
+        ):
             out[name] = _scaled(np.pad(np.sin(2 * np.pi * f * t) * env, (m, m)), energy)
     noise = np.random.default_rng([spec.seed, 12]).standard_normal(n) * env
     out["noise"] = _scaled(np.pad(noise, (m, m)), energy)
@@ -71,8 +77,9 @@ def edits(spec: Any) -> dict[str, np.ndarray]:
     return {k: v for k, v in out.items() if v is not None}
 
 
-def check(specs: Sequence[Any], thresholds: Thresholds | None = None,
-          scoring: ScoringConfig | None = None) -> list[dict[str, Any]]:
+def check(
+    specs: Sequence[Any], thresholds: Thresholds | None = None, scoring: ScoringConfig | None = None
+) -> list[dict[str, Any]]:
     """One row per (spec, edit): ``passes`` (adding passes; for the oracle, adding and removing),
     ``add`` and ``remove`` scores (:func:`steerlab.partials.sweep.score_output`) under the rule the
     batch test uses for the spec's family on audio (the note-partials rule for ``instrument``, the band
@@ -89,12 +96,18 @@ def check(specs: Sequence[Any], thresholds: Thresholds | None = None,
         wave = SimpleNamespace(has_decoder=True, sample_rate=spec.sample_rate)
         without, with_ = (x.astype(np.float64) for x in render(spec))
         ideal = with_ - without
-        note = note_bands(ideal, without, spec.sample_rate, ScoreConfig(band_hz=scoring.band_hz, n_fft=scoring.n_fft),
-                          rule)
+        note = note_bands(
+            ideal, without, spec.sample_rate, ScoreConfig(band_hz=scoring.band_hz, n_fft=scoring.n_fft), rule
+        )
         rules = {"note": note} if spec.family == "instrument" else {"band": None, "note": note}
         for name, e in edits(spec).items():
-            row: dict[str, Any] = {"family": spec.family, "target_hz": spec.target_hz, "density": spec.density,
-                                   "seed": spec.seed, "edit": name}
+            row: dict[str, Any] = {
+                "family": spec.family,
+                "target_hz": spec.target_hz,
+                "density": spec.density,
+                "seed": spec.seed,
+                "edit": name,
+            }
             for rname, bands in rules.items():
                 a = score_output(wave, without, without + e, spec.target_hz, opts, note=bands)
                 r = score_output(wave, with_, with_ - e, spec.target_hz, opts, note=bands)
@@ -126,18 +139,26 @@ def summary(rows: list[dict[str, Any]], min_share: float = 0.8) -> dict[tuple[st
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The markdown table of :func:`summary`."""
-    lines = [("| family | edit | pairs passing (rule of the family) | units >= 0.8 | max unit share "
-              "| note-partials rule (sinusoids) | agree |"), "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        (
+            "| family | edit | pairs passing (rule of the family) | units >= 0.8 | max unit share "
+            "| note-partials rule (sinusoids) | agree |"
+        ),
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for (fam, edit), s in summary(rows).items():
         note = f"{s['passing_note']}/{s['pairs']}" if fam != "instrument" else "–"
         agree = f"{s['agree']}/{s['pairs']}" if fam != "instrument" else "–"
-        lines.append(f"| {fam} | {edit} | {s['passing']}/{s['pairs']} | {s['units_steerable']}/{s['units']} | "
-                     f"{s['max_unit_share']:.2f} | {note} | {agree} |")
+        lines.append(
+            f"| {fam} | {edit} | {s['passing']}/{s['pairs']} | {s['units_steerable']}/{s['units']} | "
+            f"{s['max_unit_share']:.2f} | {note} | {agree} |"
+        )
     return "\n".join(lines)
 
 
-def grid(family: str, targets: Sequence[float], densities: Sequence[int], seeds: Sequence[int],
-         **common: Any) -> list[Any]:
+def grid(
+    family: str, targets: Sequence[float], densities: Sequence[int], seeds: Sequence[int], **common: Any
+) -> list[Any]:
     """The feasible specs of a grid (24 kHz, 0.25 s, 0.113 s margins unless ``common`` says otherwise)."""
     from steerlab.stimuli import Infeasible, StimulusSpec, partials
 

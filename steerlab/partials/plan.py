@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from steerlab import validation as check
 from steerlab.artifacts import config_hash
@@ -80,14 +81,15 @@ class WorkItem:
     op: str
     strength: float
     path: str
-    n_q: Optional[int] = None
+    n_q: int | None = None
 
     def __post_init__(self) -> None:
         check.choice("role", self.role, ROLES)
         check.choice("op", self.op, OPS)
         if OP_ROLE[self.op] != self.role:
-            raise ConfigError(f"op {self.op!r} applies to {OP_ROLE[self.op]!r} stimuli, not {self.role!r}",
-                              parameter=("op", "role"))
+            raise ConfigError(
+                f"op {self.op!r} applies to {OP_ROLE[self.op]!r} stimuli, not {self.role!r}", parameter=("op", "role")
+            )
         if not (math.isfinite(self.strength) and self.strength >= 0) or (self.op == "ablate") != (self.strength == 0):
             raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate ({self.op})", self.strength)
 
@@ -97,7 +99,7 @@ class WorkItem:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WorkItem":
+    def from_dict(cls, d: dict[str, Any]) -> WorkItem:
         return cls(**{**d, "stimulus": StimulusSpec.from_dict(d["stimulus"])})
 
     def key(self) -> str:
@@ -146,15 +148,19 @@ def _check_targets(model: AudioModel, targets: Sequence[float], what: str) -> No
     nyq = model.sample_rate / 2
     for f in targets:
         if f >= nyq:
-            raise ConfigError(f"{what} {f:g} Hz is at or above the Nyquist frequency of {model.name} "
-                              f"({nyq:g} Hz); choose targets below {nyq:g} Hz")
+            raise ConfigError(
+                f"{what} {f:g} Hz is at or above the Nyquist frequency of {model.name} "
+                f"({nyq:g} Hz); choose targets below {nyq:g} Hz"
+            )
     bins = output_bins(model)
     if bins is not None:
         lo, hi = float(bins[0]), float(bins[-1])
         for f in targets:
             if not lo <= f <= hi:
-                raise ConfigError(f"{what} {f:g} Hz is outside the output bins of {model.name} ({lo:.1f} to "
-                                  f"{hi:.1f} Hz): its scorer cannot see it; choose targets inside that range")
+                raise ConfigError(
+                    f"{what} {f:g} Hz is outside the output bins of {model.name} ({lo:.1f} to "
+                    f"{hi:.1f} Hz): its scorer cannot see it; choose targets inside that range"
+                )
 
 
 def output_bins(model: AudioModel):
@@ -189,7 +195,7 @@ def _snap_to_bands(model: AudioModel, targets: Sequence[float]) -> tuple[float, 
     return tuple(dict.fromkeys(round(float(c[np.argmin(np.abs(np.log(c / f)))]), 4) for f in targets))
 
 
-def band_reach_hz(model: AudioModel, target: float) -> Optional[float]:
+def band_reach_hz(model: AudioModel, target: float) -> float | None:
     """For a model that declares ``centres_hz`` (a bank whose band at centre ``c`` reaches
     its neighbours' centres and is zero there), how far the band holding ``target`` reaches:
     the distance from its centre to the farther neighbouring centre. None for other models."""
@@ -238,8 +244,16 @@ def separation_for(cfg: PartialsConfig, model: AudioModel, role: str, target: fl
     return max(cfg.stimuli.min_separation_hz, reach or 0.0)
 
 
-def _specs(cfg: PartialsConfig, model: AudioModel, family: str, target: float, density: int,
-           seeds: range, margin_s: float, min_separation_hz: float) -> tuple[list[StimulusSpec], dict[str, int]]:
+def _specs(
+    cfg: PartialsConfig,
+    model: AudioModel,
+    family: str,
+    target: float,
+    density: int,
+    seeds: range,
+    margin_s: float,
+    min_separation_hz: float,
+) -> tuple[list[StimulusSpec], dict[str, int]]:
     """The feasible specs of one unit (as :func:`steerlab.stimuli.design` would build them)."""
     common = {**cfg.stimuli.common(model.sample_rate), "margin_s": margin_s, "min_separation_hz": min_separation_hz}
     f0 = cfg.grid.f0_hz if family in ("harmonic", "chord") else None
@@ -259,16 +273,24 @@ def _specs(cfg: PartialsConfig, model: AudioModel, family: str, target: float, d
     return specs, skipped
 
 
-def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: Sequence[str],
-               targets: Sequence[float], densities: Sequence[int]) -> ModelPlan:
+def plan_model(
+    cfg: PartialsConfig,
+    model: AudioModel,
+    role: str,
+    layer_names: Sequence[str],
+    targets: Sequence[float],
+    densities: Sequence[int],
+) -> ModelPlan:
     """Resolve layers and paths and render the train/test splits of every unit (specs only)."""
     from steerlab import api
 
     if not model.has_decoder and not api.output_scorers(model):
-        raise ConfigError(f"steerlab partials scores a model's output, and {model.name} has no decoder (its output is "
-                          f"not a sound) and no scorer registered for its output kind "
-                          f"{getattr(model, 'output_kind', None)!r}; choose a model that decodes audio or whose plugin "
-                          f"registers an output scorer (steerlab models)")
+        raise ConfigError(
+            f"steerlab partials scores a model's output, and {model.name} has no decoder (its output is "
+            f"not a sound) and no scorer registered for its output kind "
+            f"{getattr(model, 'output_kind', None)!r}; choose a model that decodes audio or whose plugin "
+            f"registers an output scorer (steerlab models)"
+        )
     reg = api.layers(model)
     all_layers = list(reg)
     layers = [reg.get(n) for n in layer_names] if layer_names else default_layers(all_layers)
@@ -276,12 +298,16 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
         raise ConfigError(f"layers listed twice for {model.name}: {[layer.name for layer in layers]}")
     _check_targets(model, targets, "target")
     if cfg.stimuli.band_high_hz >= model.sample_rate / 2:
-        raise ConfigError(f"stimuli.band_high_hz {cfg.stimuli.band_high_hz:g} Hz is at or above the Nyquist "
-                          f"frequency of {model.name} ({model.sample_rate / 2:g} Hz)")
+        raise ConfigError(
+            f"stimuli.band_high_hz {cfg.stimuli.band_high_hz:g} Hz is at or above the Nyquist "
+            f"frequency of {model.name} ({model.sample_rate / 2:g} Hz)"
+        )
     if role == MAIN and cfg.grid.paths:
         bad = [p for p in cfg.grid.paths if p not in model.paths]
         if bad:
-            raise ConfigError(f"model {model.name} has no decode path {bad[0]!r}; valid paths: {', '.join(model.paths)}")
+            raise ConfigError(
+                f"model {model.name} has no decode path {bad[0]!r}; valid paths: {', '.join(model.paths)}"
+            )
         paths = list(cfg.grid.paths)
     else:
         paths = [p for p in (cfg.grid.paths or model.paths) if p in model.paths] or [model.default_path]
@@ -289,8 +315,10 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
     plan = ModelPlan(model, role, layers, paths, tuple(targets), tuple(densities), methods=tuple(methods))
     for layer in layers:
         if not plan.paths_for(layer):
-            raise ConfigError(f"layer {layer.name!r} exists only on path {layer.name!r}, which this run excludes "
-                              f"(paths: {', '.join(paths)})")
+            raise ConfigError(
+                f"layer {layer.name!r} exists only on path {layer.name!r}, which this run excludes "
+                f"(paths: {', '.join(paths)})"
+            )
     if "instrument" in cfg.grid.families:
         from steerlab.stimuli import check_renderer
 
@@ -302,7 +330,7 @@ def plan_model(cfg: PartialsConfig, model: AudioModel, role: str, layer_names: S
     plan.margin_s = margin = margin_for(cfg, model, layers)
     for family in cfg.grid.families:
         for target in targets:
-            for density in ((0,) if family == "tone" else densities):
+            for density in (0,) if family == "tone" else densities:
                 sep = separation_for(cfg, model, role, target)
                 train, s1 = _specs(cfg, model, family, target, density, range(n_train), margin, sep)
                 test, s2 = _specs(cfg, model, family, target, density, range(n_train, n_train + n_test), margin, sep)
@@ -335,9 +363,11 @@ def control_layer(cfg: PartialsConfig, model: AudioModel) -> str:
         return names[0]
     if isinstance(declared, str) and declared:
         return declared
-    raise ConfigError(f"positive-control model {model.name} has {len(names)} layers and declares no control_layer; "
-                      f"name one in [controls] positive_layers = {{{model.name} = \"LAYER\"}} "
-                      f"(layers: {', '.join(names)})")
+    raise ConfigError(
+        f"positive-control model {model.name} has {len(names)} layers and declares no control_layer; "
+        f'name one in [controls] positive_layers = {{{model.name} = "LAYER"}} '
+        f"(layers: {', '.join(names)})"
+    )
 
 
 def control_targets(cfg: PartialsConfig, model: AudioModel) -> tuple[float, ...]:
@@ -358,8 +388,9 @@ class DirectionRef:
         return config_hash({**dataclasses.asdict(self.unit), "method": self.method, "capture_path": self.capture_path})
 
 
-def work_items(plan: ModelPlan, cfg: PartialsConfig, config_hash: str,
-               available: dict[DirectionRef, Any]) -> list[WorkItem]:
+def work_items(
+    plan: ModelPlan, cfg: PartialsConfig, config_hash: str, available: dict[DirectionRef, Any]
+) -> list[WorkItem]:
     """Every patched decode of ``plan`` whose direction is ``available``, in run order."""
     out: list[WorkItem] = []
     layer_index = {layer.name: i for i, layer in enumerate(plan.layers)}
@@ -377,8 +408,21 @@ def work_items(plan: ModelPlan, cfg: PartialsConfig, config_hash: str,
                     settings = [("add", s) for s in cfg.grid.strengths]
                     settings += [("subtract", s) for s in cfg.grid.subtract_strengths] + [("ablate", 0.0)]
                     for op, strength in settings:
-                        out.append(WorkItem(config_hash, plan.model.name, layer.name, spec, OP_ROLE[op], method,
-                                            ref.id(), op, strength, path, cfg.grid.n_q))
+                        out.append(
+                            WorkItem(
+                                config_hash,
+                                plan.model.name,
+                                layer.name,
+                                spec,
+                                OP_ROLE[op],
+                                method,
+                                ref.id(),
+                                op,
+                                strength,
+                                path,
+                                cfg.grid.n_q,
+                            )
+                        )
     return out
 
 

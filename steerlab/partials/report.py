@@ -15,7 +15,7 @@ import html
 import io
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +28,7 @@ SUMMARY, REPORT = "summary.csv", "report.html"
 
 # ---- architecture prediction ------------------------------------------------------------------
 
+
 def predictions(plans: list, cfg: PartialsConfig) -> dict[tuple, Any]:
     """(model, layer, family, target, density) -> :class:`steerlab.arch.Prediction`."""
     from steerlab import api
@@ -38,8 +39,14 @@ def predictions(plans: list, cfg: PartialsConfig) -> dict[tuple, Any]:
     for plan in plans:
         all_layers = list(api.layers(plan.model))  # the whole path, so path Nyquist is right
         for family in cfg.grid.families:
-            mix = Mixture(family, cfg.grid.f0_hz if family in ("harmonic", "chord") else None, cfg.grid.chord,
-                          s.band_low_hz, s.band_high_hz, s.min_separation_hz)
+            mix = Mixture(
+                family,
+                cfg.grid.f0_hz if family in ("harmonic", "chord") else None,
+                cfg.grid.chord,
+                s.band_low_hz,
+                s.band_high_hz,
+                s.min_separation_hz,
+            )
             targets = plan.targets_hz
             if family == "instrument":  # the nearest MIDI note's fundamental, as the stimuli have it
                 from steerlab.stimuli import midi_hz, nearest_midi
@@ -69,21 +76,33 @@ def agreement(vs: list[Verdict], preds: dict[tuple, Any]) -> list[dict[str, Any]
         score = [p.score if p is not None else None for p in ps]
         surv = [p.survives_path if p is not None else None for p in ps]
         pairs = [(bool(s), v.steerable) for s, v in zip(surv, g) if s is not None]
-        out.append({"model": model, "family": family, "method": method, "path": path, "n": len(g),
-                    "rho_score_share": rank_agreement(score, [v.pass_share for v in g]),
-                    "rho_survives_steerable": rank_agreement(surv, [float(v.steerable) for v in g]),
-                    "rho_score_gain": rank_agreement(score, [v.gain_db[0] for v in g]),
-                    "predicted_survive": sum(bool(s) for s in surv), "measured_steerable": sum(v.steerable for v in g),
-                    "agree": sum(p == m for p, m in pairs), "compared": len(pairs),
-                    "survives_not_steerable": sum(p and not m for p, m in pairs),
-                    "steerable_not_predicted": sum(m and not p for p, m in pairs)})
+        out.append(
+            {
+                "model": model,
+                "family": family,
+                "method": method,
+                "path": path,
+                "n": len(g),
+                "rho_score_share": rank_agreement(score, [v.pass_share for v in g]),
+                "rho_survives_steerable": rank_agreement(surv, [float(v.steerable) for v in g]),
+                "rho_score_gain": rank_agreement(score, [v.gain_db[0] for v in g]),
+                "predicted_survive": sum(bool(s) for s in surv),
+                "measured_steerable": sum(v.steerable for v in g),
+                "agree": sum(p == m for p, m in pairs),
+                "compared": len(pairs),
+                "survives_not_steerable": sum(p and not m for p, m in pairs),
+                "steerable_not_predicted": sum(m and not p for p, m in pairs),
+            }
+        )
     return out
 
 
 # ---- summary.csv --------------------------------------------------------------------------------
 
-def write_summary(path: Path, vs: list[Verdict], preds: dict, cfg: PartialsConfig, config_hash: str,
-                  weights: dict[str, str]) -> None:
+
+def write_summary(
+    path: Path, vs: list[Verdict], preds: dict, cfg: PartialsConfig, config_hash: str, weights: dict[str, str]
+) -> None:
     thresholds = {f"threshold_{k}": v for k, v in cfg.thresholds.__dict__.items()}
     val = validation(vs)
     controls = sorted({v.model for v in vs if v.model_role == "positive_control"})
@@ -92,17 +111,26 @@ def write_summary(path: Path, vs: list[Verdict], preds: dict, cfg: PartialsConfi
         p = preds.get((v.model, v.layer, v.family, v.target_hz, v.density))
         st = val.get((v.method, v.removal), {})
         per = st.get("by_control", {})
-        rows.append({**v.flat(), "verdict": label(v, val),
-                     "control_validation": st.get("status"), "control_validation_reason": st.get("reason"),
-                     # the same judged by each control alone: "validated", "not validated", "unchecked"
-                     **{f"control_validation_{c}": per.get(c, {}).get("status") for c in controls},
-                     "weights_sha256": weights.get(v.model),
-                     "predicted_score": None if p is None else p.score,
-                     "predicted_survives": None if p is None else p.survives_path,
-                     "aliased_to_hz": None if p is None else p.aliased_to,
-                     # the partial spacing the prediction compared with the layer's main lobe
-                     "predicted_spacing_hz": None if p is None else p.spacing_hz,
-                     **thresholds, "bootstrap": cfg.run.bootstrap, "seed": cfg.run.seed, "config_hash": config_hash})
+        rows.append(
+            {
+                **v.flat(),
+                "verdict": label(v, val),
+                "control_validation": st.get("status"),
+                "control_validation_reason": st.get("reason"),
+                # the same judged by each control alone: "validated", "not validated", "unchecked"
+                **{f"control_validation_{c}": per.get(c, {}).get("status") for c in controls},
+                "weights_sha256": weights.get(v.model),
+                "predicted_score": None if p is None else p.score,
+                "predicted_survives": None if p is None else p.survives_path,
+                "aliased_to_hz": None if p is None else p.aliased_to,
+                # the partial spacing the prediction compared with the layer's main lobe
+                "predicted_spacing_hz": None if p is None else p.spacing_hz,
+                **thresholds,
+                "bootstrap": cfg.run.bootstrap,
+                "seed": cfg.run.seed,
+                "config_hash": config_hash,
+            }
+        )
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["config_hash"], lineterminator="\n")
@@ -111,6 +139,7 @@ def write_summary(path: Path, vs: list[Verdict], preds: dict, cfg: PartialsConfi
 
 
 # ---- figures ------------------------------------------------------------------------------------
+
 
 def _figure(**kw: Any):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -128,8 +157,18 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def _heatmap(sel: list[Verdict], panels: list[tuple[str, Any]], layers: list[str], targets: list[float],
-             dens: list[int], title: str, get: Any, lim: tuple[float, float], cmap: str, path: Path) -> Path:
+def _heatmap(
+    sel: list[Verdict],
+    panels: list[tuple[str, Any]],
+    layers: list[str],
+    targets: list[float],
+    dens: list[int],
+    title: str,
+    get: Any,
+    lim: tuple[float, float],
+    cmap: str,
+    path: Path,
+) -> Path:
     """One figure: panels (rows: ``panels`` as (label, predicate); columns: densities) of layer x target."""
     fig = _figure(figsize=(2.4 * len(dens) + 1.5, 1.3 + (0.45 * len(layers) + 0.9) * len(panels)))
     axes = np.atleast_2d(fig.subplots(len(panels), len(dens), squeeze=False))
@@ -170,35 +209,76 @@ def heatmaps(vs: list[Verdict], folder: Path, model: str, path: str, layers: lis
     removals = list(dict.fromkeys(v.removal for v in sel))
     dens = sorted({v.density for v in sel})
     targets = sorted({v.target_hz for v in sel})
-    layers = [l for l in layers if any(v.layer == l for v in sel)]
-    share_panels = [(f"{m}, {r}", (lambda v, m=m, r=r: v.method == m and v.removal == r))
-                    for m in methods for r in removals]
+    layers = [name for name in layers if any(v.layer == name for v in sel)]
+    share_panels = [
+        (f"{m}, {r}", (lambda v, m=m, r=r: v.method == m and v.removal == r)) for m in methods for r in removals
+    ]
     main_r = "ablate" if "ablate" in removals else removals[0]
     add_panels = [(m, (lambda v, m=m: v.method == m and v.removal == main_r)) for m in methods]
     head = f"{model}, {path} path"
-    out = [_heatmap(sel, share_panels, layers, targets, dens, f"{head}: pass share per removal method (✓ steerable)",
-                    lambda v: v.pass_share, (0, 1), "viridis", folder / f"heatmap_{model}_{path}_share.png"),
-           _heatmap(sel, add_panels, layers, targets, dens, f"{head}: median gain adding (dB), raw",
-                    lambda v: v.gain_db[0], (-12, 24), "RdBu_r", folder / f"heatmap_{model}_{path}_gain.png"),
-           _heatmap(sel, add_panels, layers, targets, dens,
-                    f"{head}: what the verdict sees: median gain adding where concentrated and off-band spared (dB)",
-                    lambda v: v.gain_passing_db, (-12, 24), "RdBu_r",
-                    folder / f"heatmap_{model}_{path}_gain_verdict.png"),
-           _heatmap(sel, add_panels, layers, targets, dens, f"{head}: median concentration adding",
-                    lambda v: v.concentration_add[0], (0, 1), "magma",
-                    folder / f"heatmap_{model}_{path}_concentration.png")]
+    out = [
+        _heatmap(
+            sel,
+            share_panels,
+            layers,
+            targets,
+            dens,
+            f"{head}: pass share per removal method (✓ steerable)",
+            lambda v: v.pass_share,
+            (0, 1),
+            "viridis",
+            folder / f"heatmap_{model}_{path}_share.png",
+        ),
+        _heatmap(
+            sel,
+            add_panels,
+            layers,
+            targets,
+            dens,
+            f"{head}: median gain adding (dB), raw",
+            lambda v: v.gain_db[0],
+            (-12, 24),
+            "RdBu_r",
+            folder / f"heatmap_{model}_{path}_gain.png",
+        ),
+        _heatmap(
+            sel,
+            add_panels,
+            layers,
+            targets,
+            dens,
+            f"{head}: what the verdict sees: median gain adding where concentrated and off-band spared (dB)",
+            lambda v: v.gain_passing_db,
+            (-12, 24),
+            "RdBu_r",
+            folder / f"heatmap_{model}_{path}_gain_verdict.png",
+        ),
+        _heatmap(
+            sel,
+            add_panels,
+            layers,
+            targets,
+            dens,
+            f"{head}: median concentration adding",
+            lambda v: v.concentration_add[0],
+            (0, 1),
+            "magma",
+            folder / f"heatmap_{model}_{path}_concentration.png",
+        ),
+    ]
     return out
 
 
-def dose_response(rows: list[dict], folder: Path, model: str, path: str, layers: list[str],
-                  thresholds: Any) -> Optional[Path]:
+def dose_response(
+    rows: list[dict], folder: Path, model: str, path: str, layers: list[str], thresholds: Any
+) -> Path | None:
     """Per density (panel rows) and layer: median gain adding against strength (× the layer's RMS
     norm), and beside it median loss subtracting against the calibrated strength (× the item's
     measured projection excess), one line per method; the dotted lines are the thresholds."""
     sel = [r for r in rows if r["model"] == model and r["path"] == path and r["op"] in ("add", "subtract")]
     if not sel:
         return None
-    layers = [l for l in layers if any(r["layer"] == l for r in sel)]
+    layers = [name for name in layers if any(r["layer"] == name for r in sel)]
     dens = sorted({r["density"] for r in sel})
     methods = list(dict.fromkeys(r["method"] for r in sel))
     fig = _figure(figsize=(3.0 * 2 * len(layers) + 0.5, 2.4 * len(dens) + 0.8))
@@ -209,15 +289,19 @@ def dose_response(rows: list[dict], folder: Path, model: str, path: str, layers:
         acc.setdefault((r["density"], r["layer"], r["op"], r["method"], r["strength"]), []).append(sign * r["gain_db"])
     for i, d in enumerate(dens):
         for j, layer in enumerate(layers):
-            for k, (op, xlabel, thr) in enumerate((("add", "add: strength (× layer RMS norm)", thresholds.min_gain_db),
-                                                   ("subtract", "subtract: strength (× projection)",
-                                                    thresholds.min_loss_db))):
+            for k, (op, xlabel, thr) in enumerate(
+                (
+                    ("add", "add: strength (× layer RMS norm)", thresholds.min_gain_db),
+                    ("subtract", "subtract: strength (× projection)", thresholds.min_loss_db),
+                )
+            ):
                 ax = axes[i, 2 * j + k]
                 for m in methods:
                     xs = sorted(s for (dd, ll, oo, mm, s) in acc if (dd, ll, oo, mm) == (d, layer, op, m))
                     if xs:
-                        ax.plot(xs, [float(np.median(acc[(d, layer, op, m, x)])) for x in xs], marker="o", ms=3,
-                                label=m)
+                        ax.plot(
+                            xs, [float(np.median(acc[(d, layer, op, m, x)])) for x in xs], marker="o", ms=3, label=m
+                        )
                 ax.axhline(thr, color="grey", lw=0.8, ls=":")
                 ax.set_xscale("log")
                 ax.set_title(f"{layer}, d={d}: {'gain' if op == 'add' else 'loss'}", fontsize=8)
@@ -231,6 +315,7 @@ def dose_response(rows: list[dict], folder: Path, model: str, path: str, layers:
 
 
 # ---- report.html --------------------------------------------------------------------------------
+
 
 def _b64_png(path: Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
@@ -261,31 +346,45 @@ def _controls_box(ctrl: dict, status: dict, orc: list[dict]) -> str:
         by = ctrl["positive_by_model"].get(name, {})
         ok = bool(by) and all(a == b for a, b in by.values())
         cells = ", ".join(f"{html.escape(k)} {a}/{b}" for k, (a, b) in by.items())
-        lines.append(f"<b class={'ok' if ok else 'bad'}>{'PASS' if ok else 'FAIL'}</b> positive control "
-                     f"{html.escape(name)} ({html.escape(str(status['layers'].get(name)))}): steerable cells per "
-                     f"method/removal: {cells}")
+        lines.append(
+            f"<b class={'ok' if ok else 'bad'}>{'PASS' if ok else 'FAIL'}</b> positive control "
+            f"{html.escape(name)} ({html.escape(str(status['layers'].get(name)))}): steerable cells per "
+            f"method/removal: {cells}"
+        )
     if not lines:
         lines.append(f"<b class=bad>UNCHECKED</b> positive control: {html.escape(str(status.get('positive')))}")
     nok = ctrl["null_ok"]
     per = ", ".join(f"{m} {a}/{b}" for m, (a, b) in ctrl["null_by_model"].items())
-    lines.append(f"<b class={'ok' if nok else 'bad'}>{'PASS' if nok else 'FAIL'}</b> null (norm-matched random "
-                 f"direction) steerable in {ctrl['null_steerable']}/{ctrl['null_total']} verdicts ({per}); must be 0")
+    lines.append(
+        f"<b class={'ok' if nok else 'bad'}>{'PASS' if nok else 'FAIL'}</b> null (norm-matched random "
+        f"direction) steerable in {ctrl['null_steerable']}/{ctrl['null_total']} verdicts ({per}); must be 0"
+    )
     n_ok = sum(o["steerable"] for o in orc)
     offs = [o["median_offband_db"] for o in orc if o["median_offband_db"] is not None]
     off = float(np.median(offs)) if offs else math.nan
-    lines.append(f"<b class={'ok' if n_ok == len(orc) else 'bad'}>{'PASS' if n_ok == len(orc) else 'FAIL'}</b> oracle "
-                 f"(the exact partial added to / removed from the waveform, scored in the model's output space by the same scorer): passes in {n_ok}/{len(orc)} "
-                 f"stimulus units; median off-band distance {_fmt(off)} dB. Where the oracle fails, no direction can pass.")
-    def per_control(v: dict) -> str:
-        return "; ".join(f"{html.escape(c)}: {html.escape(p['status'])} ({p['steerable']}/{p['total']})"
-                         for c, p in v.get("by_control", {}).items())
+    lines.append(
+        f"<b class={'ok' if n_ok == len(orc) else 'bad'}>{'PASS' if n_ok == len(orc) else 'FAIL'}</b> oracle "
+        f"(the exact partial added to / removed from the waveform, scored in the model's output space by the same scorer): passes in {n_ok}/{len(orc)} "
+        f"stimulus units; median off-band distance {_fmt(off)} dB. Where the oracle fails, no direction can pass."
+    )
 
-    vals = "".join(f"<li>{html.escape(k)}: <b class={'ok' if v['status'] == 'validated' else 'bad'}>"
-                   f"{html.escape(v['status'])}</b> ({html.escape(v['reason'])})<br><small>per control: "
-                   f"{per_control(v)}</small></li>"
-                   for k, v in ctrl["validation"].items() if v["status"] != "control")
-    lines.append(f"Validation per method/removal (a verdict of a method that is not validated is reported as "
-                 f"such, never as not steerable):<ul>{vals}</ul>")
+    def per_control(v: dict) -> str:
+        return "; ".join(
+            f"{html.escape(c)}: {html.escape(p['status'])} ({p['steerable']}/{p['total']})"
+            for c, p in v.get("by_control", {}).items()
+        )
+
+    vals = "".join(
+        f"<li>{html.escape(k)}: <b class={'ok' if v['status'] == 'validated' else 'bad'}>"
+        f"{html.escape(v['status'])}</b> ({html.escape(v['reason'])})<br><small>per control: "
+        f"{per_control(v)}</small></li>"
+        for k, v in ctrl["validation"].items()
+        if v["status"] != "control"
+    )
+    lines.append(
+        f"Validation per method/removal (a verdict of a method that is not validated is reported as "
+        f"such, never as not steerable):<ul>{vals}</ul>"
+    )
     return "<div class=controls>" + "<br>".join(lines) + "</div>"
 
 
@@ -293,8 +392,9 @@ def model_role(vs: list[Verdict], model: str) -> str:
     return next((v.model_role for v in vs if v.model == model), "main")
 
 
-def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_html: str,
-                   val: Optional[dict] = None) -> str:
+def _verdict_table(
+    vs: list[Verdict], preds: dict, model: str, path: str, ctrl_html: str, val: dict | None = None
+) -> str:
     val = validation(vs) if val is None else val
     sel = [v for v in vs if v.model == model and v.path == path]
     cols = [c for c in dict.fromkeys((v.method, v.removal) for v in sel) if c[0] != "random"]
@@ -302,13 +402,17 @@ def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_h
     cells: dict[tuple, dict[tuple, Verdict]] = {}
     for s in sel:
         cells.setdefault((s.layer, s.family, s.target_hz, s.density), {})[(s.method, s.removal)] = s
+
     def status(m: str, r: str) -> str:
         st = val.get((m, r), {})
         per = "".join(f"<br>{html.escape(c)}: {html.escape(p['status'])}" for c, p in st.get("by_control", {}).items())
         return f"<small>{html.escape(st.get('status', ''))}{per}</small>"
 
-    head = "".join(f"<th>{html.escape(m if m != 'random' else 'null (random)')}<br>add + {html.escape(r)}"
-                   f"<br>{status(m, r) if model_role(vs, model) == 'main' else ''}</th>" for m, r in cols)
+    head = "".join(
+        f"<th>{html.escape(m if m != 'random' else 'null (random)')}<br>add + {html.escape(r)}"
+        f"<br>{status(m, r) if model_role(vs, model) == 'main' else ''}</th>"
+        for m, r in cols
+    )
     body = []
     for (layer, family, f, d), by in cells.items():
         p = preds.get((model, layer, family, f, d))
@@ -320,20 +424,31 @@ def _verdict_table(vs: list[Verdict], preds: dict, model: str, path: str, ctrl_h
                 tds.append("<td>–</td>")
                 continue
             word = label(v, val)
-            cls = "yes" if v.steerable else ("no" if word in ("not steerable", "null: not steerable",
-                                                             "control: not steerable") else "unv")
-            tip = (f"gain {_fmt(v.gain_db[0], 1)} dB [{_fmt(v.gain_db[1], 1)}, {_fmt(v.gain_db[2], 1)}], "
-                   f"loss {_fmt(v.loss_db[0], 1)} dB, conc {_fmt(v.concentration_add[0])}/"
-                   f"{_fmt(v.concentration_remove[0])}, off-band {_fmt(v.offband_add_db[0])}/"
-                   f"{_fmt(v.offband_remove_db[0])} dB; best add {v.best_add_strength}, remove {v.best_remove}")
-            tds.append(f"<td class={cls} title='{html.escape(tip)}'>{'✓' if v.steerable else '✗'} "
-                       f"{v.pass_share:.2f} <small>{html.escape(word)}</small><br><small>"
-                       f"{_fmt(v.gain_db[0], 1)}/{_fmt(v.loss_db[0], 1)} dB, c {_fmt(v.concentration_add[0])}"
-                       f"</small></td>")
-        body.append(f"<tr><td>{html.escape(layer)}</td><td>{family}</td><td>{f:g}</td><td>{d}</td>"
-                    f"<td>{pred}</td>{''.join(tds)}</tr>")
-    return (f"<div class=pair><table><tr><th>layer</th><th>family</th><th>target Hz</th><th>density</th>"
-            f"<th>predicted (score)</th>{head}</tr>{''.join(body)}</table>{ctrl_html}</div>")
+            cls = (
+                "yes"
+                if v.steerable
+                else ("no" if word in ("not steerable", "null: not steerable", "control: not steerable") else "unv")
+            )
+            tip = (
+                f"gain {_fmt(v.gain_db[0], 1)} dB [{_fmt(v.gain_db[1], 1)}, {_fmt(v.gain_db[2], 1)}], "
+                f"loss {_fmt(v.loss_db[0], 1)} dB, conc {_fmt(v.concentration_add[0])}/"
+                f"{_fmt(v.concentration_remove[0])}, off-band {_fmt(v.offband_add_db[0])}/"
+                f"{_fmt(v.offband_remove_db[0])} dB; best add {v.best_add_strength}, remove {v.best_remove}"
+            )
+            tds.append(
+                f"<td class={cls} title='{html.escape(tip)}'>{'✓' if v.steerable else '✗'} "
+                f"{v.pass_share:.2f} <small>{html.escape(word)}</small><br><small>"
+                f"{_fmt(v.gain_db[0], 1)}/{_fmt(v.loss_db[0], 1)} dB, c {_fmt(v.concentration_add[0])}"
+                f"</small></td>"
+            )
+        body.append(
+            f"<tr><td>{html.escape(layer)}</td><td>{family}</td><td>{f:g}</td><td>{d}</td>"
+            f"<td>{pred}</td>{''.join(tds)}</tr>"
+        )
+    return (
+        f"<div class=pair><table><tr><th>layer</th><th>family</th><th>target Hz</th><th>density</th>"
+        f"<th>predicted (score)</th>{head}</tr>{''.join(body)}</table>{ctrl_html}</div>"
+    )
 
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;font-size:14px}
@@ -343,89 +458,117 @@ td.yes{background:#d9f2d9}td.no{background:#fbe3e3}td.unv{background:#eee;color:
 .pair{display:flex;gap:1em;align-items:flex-start}img{max-width:100%}code{background:#eee}"""
 
 
-def write_report(folder: Path, outcome: Any, cfg: PartialsConfig, vs: list[Verdict], preds: dict,
-                 agree: list[dict], figures: list[Path], run_doc: dict) -> dict[str, Any]:
+def write_report(
+    folder: Path,
+    outcome: Any,
+    cfg: PartialsConfig,
+    vs: list[Verdict],
+    preds: dict,
+    agree: list[dict],
+    figures: list[Path],
+    run_doc: dict,
+) -> dict[str, Any]:
     """Write report.html; returns the controls summary (with the oracle's counts)."""
     from steerlab.partials.verdicts import oracle
 
     ctrl = control_summary(vs)
     status = outcome.control_status
-    orc = oracle(outcome.plans, cfg.thresholds, cfg.scoring.options(),
-                 cfg.run.max_batch)
+    orc = oracle(outcome.plans, cfg.thresholds, cfg.scoring.options(), cfg.run.max_batch)
     ctrl["oracle_steerable"], ctrl["oracle_total"] = sum(o["steerable"] for o in orc), len(orc)
     ctrl["oracle_units"] = orc  # per (model, family, target, density): pass share and medians
     cbox = _controls_box(ctrl, status, orc)
     val = validation(vs)
     t = cfg.thresholds
-    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>steerlab partials</title><style>{CSS}</style>"
-             "</head><body><h1>Are partials steerable? — steerlab partials</h1>"]
-    models = "".join(f"<li>{html.escape(p.model.name)} ({p.role}): weights sha256 <code>"
-                     f"{run_doc['weights_sha256'][p.model.name][:16]}</code>, layers "
-                     f"{', '.join(layer.name for layer in p.layers)}; paths {', '.join(p.paths)}; targets "
-                     f"{', '.join(f'{x:g}' for x in p.targets_hz)} Hz; densities {', '.join(map(str, p.densities))}; "
-                     f"sounds in {p.margin_s * 1000:.0f} ms of silent margin either side"
-                     f"{'; skipped stimuli ' + html.escape(str(p.skipped)) if p.skipped else ''}</li>"
-                     for p in outcome.plans)
+    parts = [
+        f"<!doctype html><html><head><meta charset=utf-8><title>steerlab partials</title><style>{CSS}</style>"
+        "</head><body><h1>Are partials steerable? — steerlab partials</h1>"
+    ]
+    models = "".join(
+        f"<li>{html.escape(p.model.name)} ({p.role}): weights sha256 <code>"
+        f"{run_doc['weights_sha256'][p.model.name][:16]}</code>, layers "
+        f"{', '.join(layer.name for layer in p.layers)}; paths {', '.join(p.paths)}; targets "
+        f"{', '.join(f'{x:g}' for x in p.targets_hz)} Hz; densities {', '.join(map(str, p.densities))}; "
+        f"sounds in {p.margin_s * 1000:.0f} ms of silent margin either side"
+        f"{'; skipped stimuli ' + html.escape(str(p.skipped)) if p.skipped else ''}</li>"
+        for p in outcome.plans
+    )
     vers = ", ".join(f"{k} {v}" for k, v in run_doc["versions"].items())
-    parts.append(f"<p>config hash <code>{outcome.config_hash}</code>; seed {cfg.run.seed}; "
-                 f"{'quick grid; ' if run_doc.get('quick') else ''}{len(outcome.rows)} rows; versions: {vers}</p>"
-                 f"<ul>{models}</ul>")
-    parts.append(f"<h2>Rule</h2><p>Steerable when one add strength gains ≥ {t.min_gain_db:g} dB in the "
-                 f"{cfg.scoring.band_hz:g} Hz band at the target and one removal (subtract or ablate) loses ≥ "
-                 f"{t.min_loss_db:g} dB, each with concentration ≥ {t.min_concentration:g} and off-band "
-                 f"log-spectral distance ≤ {t.max_offband_db:g} dB, on ≥ {t.min_share:.0%} of held-out stimuli "
-                 f"({cfg.stimuli.test_seeds} per unit; directions learned on {cfg.stimuli.train_seeds} others). "
-                 "Removal is judged twice, by ablation and by calibrated subtraction (strength × the item's measured "
-                 "projection excess along the direction), each with its own verdict. "
-                 "Cells: ✓/✗, pass share, the verdict's name, median gain/loss (dB), median concentration adding; "
-                 "hover for CIs. A method's verdicts are called steerable or not steerable only where that method "
-                 "passed on every positive control (and the null failed there); otherwise they read "
-                 "<i>not validated</i> (a control failed) or <i>unchecked</i> (no control ran it).</p>")
+    parts.append(
+        f"<p>config hash <code>{outcome.config_hash}</code>; seed {cfg.run.seed}; "
+        f"{'quick grid; ' if run_doc.get('quick') else ''}{len(outcome.rows)} rows; versions: {vers}</p>"
+        f"<ul>{models}</ul>"
+    )
+    parts.append(
+        f"<h2>Rule</h2><p>Steerable when one add strength gains ≥ {t.min_gain_db:g} dB in the "
+        f"{cfg.scoring.band_hz:g} Hz band at the target and one removal (subtract or ablate) loses ≥ "
+        f"{t.min_loss_db:g} dB, each with concentration ≥ {t.min_concentration:g} and off-band "
+        f"log-spectral distance ≤ {t.max_offband_db:g} dB, on ≥ {t.min_share:.0%} of held-out stimuli "
+        f"({cfg.stimuli.test_seeds} per unit; directions learned on {cfg.stimuli.train_seeds} others). "
+        "Removal is judged twice, by ablation and by calibrated subtraction (strength × the item's measured "
+        "projection excess along the direction), each with its own verdict. "
+        "Cells: ✓/✗, pass share, the verdict's name, median gain/loss (dB), median concentration adding; "
+        "hover for CIs. A method's verdicts are called steerable or not steerable only where that method "
+        "passed on every positive control (and the null failed there); otherwise they read "
+        "<i>not validated</i> (a control failed) or <i>unchecked</i> (no control ran it).</p>"
+    )
     parts.append("<h2>Controls</h2>" + cbox)
     for plan in outcome.plans:
         for path in plan.paths:
             parts.append(f"<h2>{html.escape(plan.model.name)} — {path} path ({plan.role})</h2>")
             parts.append(_verdict_table(vs, preds, plan.model.name, path, cbox, val))
-    parts.append("<h2>Prediction from the architecture vs measurement</h2><p>Predicted score and survival "
-                 "from <code>steerlab arch</code> (strides, kernels, Nyquist, aliasing, main lobe against "
-                 "partial spacing) against the measurement: units where predicted survival and verdict agree "
-                 "(with the two kinds of disagreement), and Spearman rank correlations of the predicted score "
-                 "with the pass share and with the median gain adding (graded: defined even when no unit passes), "
-                 "and of predicted survival with the verdict (– when undefined, e.g. one side constant). "
-                 "The prediction says where a partial can survive, not that a given direction isolates it; the "
-                 "null's rows are the control, expected to disagree wherever the partial survives.</p>"
-                 "<table><tr><th>model</th><th>family</th><th>method</th><th>path</th>"
-                 "<th>units</th><th>predicted survive</th><th>measured steerable</th><th>agree</th>"
-                 "<th>survives, not steerable</th><th>steerable, not predicted</th><th>ρ(score, share)</th>"
-                 "<th>ρ(survives, steerable)</th><th>ρ(score, gain)</th></tr>")
+    parts.append(
+        "<h2>Prediction from the architecture vs measurement</h2><p>Predicted score and survival "
+        "from <code>steerlab arch</code> (strides, kernels, Nyquist, aliasing, main lobe against "
+        "partial spacing) against the measurement: units where predicted survival and verdict agree "
+        "(with the two kinds of disagreement), and Spearman rank correlations of the predicted score "
+        "with the pass share and with the median gain adding (graded: defined even when no unit passes), "
+        "and of predicted survival with the verdict (– when undefined, e.g. one side constant). "
+        "The prediction says where a partial can survive, not that a given direction isolates it; the "
+        "null's rows are the control, expected to disagree wherever the partial survives.</p>"
+        "<table><tr><th>model</th><th>family</th><th>method</th><th>path</th>"
+        "<th>units</th><th>predicted survive</th><th>measured steerable</th><th>agree</th>"
+        "<th>survives, not steerable</th><th>steerable, not predicted</th><th>ρ(score, share)</th>"
+        "<th>ρ(survives, steerable)</th><th>ρ(score, gain)</th></tr>"
+    )
     for a in agree:
-        parts.append(f"<tr><td>{a['model']}</td><td>{a['family']}</td><td>{a['method']}</td><td>{a['path']}</td>"
-                     f"<td>{a['n']}</td><td>{a['predicted_survive']}</td><td>{a['measured_steerable']}</td>"
-                     f"<td>{a['agree']}/{a['compared']}</td><td>{a['survives_not_steerable']}</td>"
-                     f"<td>{a['steerable_not_predicted']}</td>"
-                     f"<td>{_fmt(a['rho_score_share'])}</td><td>{_fmt(a['rho_survives_steerable'])}</td>"
-                     f"<td>{_fmt(a['rho_score_gain'])}</td></tr>")
+        parts.append(
+            f"<tr><td>{a['model']}</td><td>{a['family']}</td><td>{a['method']}</td><td>{a['path']}</td>"
+            f"<td>{a['n']}</td><td>{a['predicted_survive']}</td><td>{a['measured_steerable']}</td>"
+            f"<td>{a['agree']}/{a['compared']}</td><td>{a['survives_not_steerable']}</td>"
+            f"<td>{a['steerable_not_predicted']}</td>"
+            f"<td>{_fmt(a['rho_score_share'])}</td><td>{_fmt(a['rho_survives_steerable'])}</td>"
+            f"<td>{_fmt(a['rho_score_gain'])}</td></tr>"
+        )
     parts.append("</table><h2>Figures</h2>")
     for fig in figures:
-        if fig.name.endswith("_gain.png") and fig.with_name(fig.name.replace("_gain.png", "_gain_verdict.png")) in figures:
+        if (
+            fig.name.endswith("_gain.png")
+            and fig.with_name(fig.name.replace("_gain.png", "_gain_verdict.png")) in figures
+        ):
             twin = fig.with_name(fig.name.replace("_gain.png", "_gain_verdict.png"))
-            parts.append(f"<div class=pair><img style='max-width:49%' alt='{fig.name}' "
-                         f"src='data:image/png;base64,{_b64_png(fig)}'><img style='max-width:49%' alt='{twin.name}' "
-                         f"src='data:image/png;base64,{_b64_png(twin)}'></div>")
+            parts.append(
+                f"<div class=pair><img style='max-width:49%' alt='{fig.name}' "
+                f"src='data:image/png;base64,{_b64_png(fig)}'><img style='max-width:49%' alt='{twin.name}' "
+                f"src='data:image/png;base64,{_b64_png(twin)}'></div>"
+            )
         elif not fig.name.endswith("_gain_verdict.png"):
             parts.append(f"<p><img alt='{fig.name}' src='data:image/png;base64,{_b64_png(fig)}'></p>")
-    parts.append("<h2>Listen: baseline vs patched decodes</h2><table><tr><th>model</th><th>layer</th><th>target</th>"
-                 "<th>method</th><th>intervention</th><th>baseline</th><th>patched</th></tr>")
+    parts.append(
+        "<h2>Listen: baseline vs patched decodes</h2><table><tr><th>model</th><th>layer</th><th>target</th>"
+        "<th>method</th><th>intervention</th><th>baseline</th><th>patched</th></tr>"
+    )
     for ex in outcome.examples:
         b = folder / "examples" / f"{ex['key']}_baseline.wav"
         p = folder / "examples" / f"{ex['key']}_patched.wav"
         if not (b.is_file() and p.is_file()):
             continue
         op = "ablate" if ex["op"] == "ablate" else f"add {ex['strength']:g}"
-        parts.append(f"<tr><td>{ex['model']}</td><td>{ex['layer']}</td><td>{ex['target_hz']:g} Hz d={ex['density']}"
-                     f"</td><td>{ex['method']}</td><td>{op} ({ex['path']})</td>"
-                     f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(b)}'></audio></td>"
-                     f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(p)}'></audio></td></tr>")
+        parts.append(
+            f"<tr><td>{ex['model']}</td><td>{ex['layer']}</td><td>{ex['target_hz']:g} Hz d={ex['density']}"
+            f"</td><td>{ex['method']}</td><td>{op} ({ex['path']})</td>"
+            f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(b)}'></audio></td>"
+            f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(p)}'></audio></td></tr>"
+        )
     parts.append("</table></body></html>")
     out = folder / REPORT
     with atomic_path(out) as tmp:
@@ -459,8 +602,10 @@ def write_outputs(outcome: Any, cfg: PartialsConfig) -> dict[str, Any]:
     ctrl = write_report(folder, outcome, cfg, vs, preds, agree, figures, run_doc)
     from steerlab.artifacts import atomic_write_json
 
-    atomic_write_json({"format": "steerlab-partials-oracle", "config_hash": outcome.config_hash,
-                       "units": ctrl["oracle_units"]}, folder / ORACLE_FILE)
+    atomic_write_json(
+        {"format": "steerlab-partials-oracle", "config_hash": outcome.config_hash, "units": ctrl["oracle_units"]},
+        folder / ORACLE_FILE,
+    )
     return {"verdicts": vs, "controls": ctrl, "agreement": agree}
 
 
@@ -480,16 +625,20 @@ def side_by_side(folders: list, method: str = "diffmeans") -> str:
 
     from steerlab.errors import OutputError
 
-    lines = ["| model | layer (main lobe) | family | target Hz | density | predicted (score) | oracle | "
-             "ablate | subtract | validation | gain add dB | loss ablate dB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| model | layer (main lobe) | family | target Hz | density | predicted (score) | oracle | "
+        "ablate | subtract | validation | gain add dB | loss ablate dB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for folder in folders:
         f = Path(folder)
         if not (f / SUMMARY).is_file() or not (f / ORACLE_FILE).is_file():
             raise OutputError(f"{f} holds no finished steerlab partials run ({SUMMARY}, {ORACLE_FILE})")
         rows = [r for r in csv.DictReader(open(f / SUMMARY)) if r["model_role"] == "main" and r["method"] == method]
-        orc = {(o["model"], o["family"], round(float(o["target_hz"]), 4), int(o["density"])): o
-               for o in json.loads((f / ORACLE_FILE).read_text())["units"]}
+        orc = {
+            (o["model"], o["family"], round(float(o["target_hz"]), 4), int(o["density"])): o
+            for o in json.loads((f / ORACLE_FILE).read_text())["units"]
+        }
         run = json.loads((f / "run.json").read_text())
         lobes = {}
         for m in run["models"]:
@@ -510,7 +659,8 @@ def side_by_side(folders: list, method: str = "diffmeans") -> str:
             lines.append(
                 f"| {name} | {layer} ({lobes.get((model, layer), '?')}) | {fam} | {t:g} | {d} | {pred} | "
                 f"{'–' if o is None else format(o['pass_share'], '.2f')} | {_said(a)} | {_said(sub)} | "
-                f"{a.get('control_validation', '–')} | {_num(a.get('gain_db_median'))} | {_num(a.get('loss_db_median'))} |")
+                f"{a.get('control_validation', '–')} | {_num(a.get('gain_db_median'))} | {_num(a.get('loss_db_median'))} |"
+            )
     return "\n".join(lines)
 
 

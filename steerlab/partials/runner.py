@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,14 @@ from steerlab.artifacts import config_hash
 from steerlab.errors import OutputError, PlanError, SteerlabError
 from steerlab.partials.config import FORMAT_VERSION, METHODS, PartialsConfig
 from steerlab.partials.plan import (
-    MAIN, POSITIVE, DirectionRef, ModelPlan, control_targets, plan_model, quick_layers, work_items,
+    MAIN,
+    POSITIVE,
+    DirectionRef,
+    ModelPlan,
+    control_targets,
+    plan_model,
+    quick_layers,
+    work_items,
 )
 from steerlab.partials.store import ResultStore
 
@@ -63,8 +71,12 @@ class _NullBar:
 def _run_schema() -> dict[str, Any]:
     from steerlab import schema
 
-    return {"format_version": schema.integer(1), "config_hash": schema.string(nonempty=True),
-            "weights_sha256": schema.mapping(), "config": schema.mapping()}
+    return {
+        "format_version": schema.integer(1),
+        "config_hash": schema.string(nonempty=True),
+        "weights_sha256": schema.mapping(),
+        "config": schema.mapping(),
+    }
 
 
 RUN_SCHEMA = _run_schema()  # the keys of run.json a resume and the report read
@@ -81,8 +93,10 @@ def _check_folder(folder: Path, config_hash: str) -> None:
 
         doc = schema.read_json(run_file, RUN_SCHEMA, PlanError, format=FORMAT, what="steerlab partials run")
         if doc.get("config_hash") != config_hash:
-            raise PlanError(f"{folder} holds a run of another configuration (hash {doc.get('config_hash')}, "
-                            f"this run {config_hash}); use a new output folder or the same arguments")
+            raise PlanError(
+                f"{folder} holds a run of another configuration (hash {doc.get('config_hash')}, "
+                f"this run {config_hash}); use a new output folder or the same arguments"
+            )
 
 
 def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set[str]) -> dict[str, Any]:
@@ -100,16 +114,19 @@ def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set
         if d.target != "feature":
             raise PlanError(f"dictionary {spec} is an {d.target} dictionary; steering needs a feature dictionary")
         if d.layer not in layer_names:
-            raise PlanError(f"dictionary {spec} is for layer {d.layer!r}, which this run does not sweep "
-                            f"(layers: {', '.join(sorted(layer_names))})")
+            raise PlanError(
+                f"dictionary {spec} is for layer {d.layer!r}, which this run does not sweep "
+                f"(layers: {', '.join(sorted(layer_names))})"
+            )
         if d.layer in out:
             raise PlanError(f"two dictionaries given for layer {d.layer!r}")
         out[d.layer] = d
     return out
 
 
-def control_plans(cfg: PartialsConfig, model: Any, plans: list[ModelPlan],
-                  notify: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def control_plans(
+    cfg: PartialsConfig, model: Any, plans: list[ModelPlan], notify: Callable[[str], None] = lambda s: None
+) -> dict[str, Any]:
     """Plan every positive control of ``cfg`` (appended to ``plans``); returns the controls'
     status: per control model, ``"run"`` or why it did not run, and the layer it runs at."""
     from steerlab import api, plugins
@@ -122,20 +139,33 @@ def control_plans(cfg: PartialsConfig, model: Any, plans: list[ModelPlan],
     names = [n for n in KNOWN_CONTROLS if n in registered] if auto else list(wanted)
     status: dict[str, Any] = {"positive_models": names, "models": {}, "layers": {}}
     if not names:
-        status["positive"] = ("switched off (controls.positive_models is empty): verdicts are unchecked" if not auto
-                              else "no positive-control model is registered: verdicts are unchecked")
+        status["positive"] = (
+            "switched off (controls.positive_models is empty): verdicts are unchecked"
+            if not auto
+            else "no positive-control model is registered: verdicts are unchecked"
+        )
         return status
     for name in names:
         if name == model.name:
             status["models"][name] = "the measured model is this positive control itself"
         elif name not in registered:
             status["models"][name] = f"not run: model {name!r} is not registered"
-            notify(f"warning: positive-control model {name!r} is not registered; its checks are missing from the report")
+            notify(
+                f"warning: positive-control model {name!r} is not registered; its checks are missing from the report"
+            )
         else:
             control = api.load_model(name)
             layer = control_layer(cfg, control)
-            plans.append(plan_model(cfg, control, POSITIVE, [layer], control_targets(cfg, control),
-                                    cfg.controls.positive_densities or cfg.grid.densities))
+            plans.append(
+                plan_model(
+                    cfg,
+                    control,
+                    POSITIVE,
+                    [layer],
+                    control_targets(cfg, control),
+                    cfg.controls.positive_densities or cfg.grid.densities,
+                )
+            )
             status["models"][name], status["layers"][name] = "run", layer
     ran = [n for n, st in status["models"].items() if st == "run"]
     status["positive"] = "run" if ran else "none ran: verdicts are unchecked"
@@ -145,20 +175,29 @@ def control_plans(cfg: PartialsConfig, model: Any, plans: list[ModelPlan],
 CONTROL_DICTIONARIES = "control_dictionaries"
 
 
-def control_dictionary_recipe(cfg: PartialsConfig, plans: list[ModelPlan], dicts: dict) -> Optional[dict]:
+def control_dictionary_recipe(cfg: PartialsConfig, plans: list[ModelPlan], dicts: dict) -> dict | None:
     """The recipe of the controls' own SAE dictionaries when this run needs them (``sae`` on the
     measured model with a dictionary, and ``sae`` among the controls' methods), else None."""
     if not dicts or not any(p.role == POSITIVE and "sae" in p.methods for p in plans):
         return None
     c = cfg.controls
-    return {"size": c.dictionary_size, "k": c.dictionary_k, "clips": c.dictionary_clips,
-            "vectors": c.dictionary_vectors, "steps": c.dictionary_steps, "seed": cfg.run.seed,
-            "kind_of_sae": "topk", "lr": 1e-3, "batch_size": 256,
-            "data": f"synth:{c.dictionary_clips} (1 s clips, seed {cfg.run.seed})"}
+    return {
+        "size": c.dictionary_size,
+        "k": c.dictionary_k,
+        "clips": c.dictionary_clips,
+        "vectors": c.dictionary_vectors,
+        "steps": c.dictionary_steps,
+        "seed": cfg.run.seed,
+        "kind_of_sae": "topk",
+        "lr": 1e-3,
+        "batch_size": 256,
+        "data": f"synth:{c.dictionary_clips} (1 s clips, seed {cfg.run.seed})",
+    }
 
 
-def control_dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Path,
-                         notify: Callable[[str], None] = lambda s: None) -> dict[tuple[str, str], Any]:
+def control_dictionaries(
+    cfg: PartialsConfig, plans: list[ModelPlan], folder: Path, notify: Callable[[str], None] = lambda s: None
+) -> dict[tuple[str, str], Any]:
     """Learn (or load from ``folder/control_dictionaries/MODEL__LAYER``, where a run caches them)
     each positive control's own SAE dictionary at its control layer
     (:func:`steerlab.partials.directions.control_dictionary`); ``(model, layer) -> Dictionary``.
@@ -177,8 +216,14 @@ def control_dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Pa
         if (where / dictionary_io.CONFIG_FILE).is_file():
             d = dictionary_io.load(where)
             got = (d.data_manifest or {}).get("control_recipe")
-            want = {"clips": c.dictionary_clips, "vectors": c.dictionary_vectors, "steps": c.dictionary_steps,
-                    "size": c.dictionary_size, "k": c.dictionary_k, "seed": cfg.run.seed}
+            want = {
+                "clips": c.dictionary_clips,
+                "vectors": c.dictionary_vectors,
+                "steps": c.dictionary_steps,
+                "size": c.dictionary_size,
+                "k": c.dictionary_k,
+                "seed": cfg.run.seed,
+            }
             if (d.layer, d.weights_hash, got) != (layer.name, plan.model.weights_hash(), want):
                 raise PlanError(f"{where} holds a control dictionary of another recipe; use a new output folder")
         if d is None:
@@ -190,32 +235,42 @@ def control_dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Pa
     return out
 
 
-def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str | Path] = (),
-            notify: Callable[[str], None] = lambda s: None
-            ) -> tuple[list[ModelPlan], dict[tuple[str, str], Any], dict, str, dict]:
+def prepare(
+    cfg: PartialsConfig,
+    quick: bool = False,
+    dictionaries: Sequence[str | Path] = (),
+    notify: Callable[[str], None] = lambda s: None,
+) -> tuple[list[ModelPlan], dict[tuple[str, str], Any], dict, str, dict]:
     """Load models, resolve the grid and hash it; raises before anything is written."""
     from steerlab import api
     from steerlab.artifacts import versions
+    from steerlab.partials import sae_data
     from steerlab.stimuli import STIMULUS_VERSION
 
-    from steerlab.partials import sae_data
-
     if sae_data.uses_stimuli(cfg) and dictionaries:
-        raise PlanError("--dictionary and --sae-data stimuli exclude each other: with stimuli every model learns "
-                        "its own dictionaries on the run's training stimuli; drop one of them")
+        raise PlanError(
+            "--dictionary and --sae-data stimuli exclude each other: with stimuli every model learns "
+            "its own dictionaries on the run's training stimuli; drop one of them"
+        )
     model = api.load_model(cfg.run.model)
     layer_names = list(cfg.grid.layers)
     if not layer_names and quick:
         layer_names = [layer.name for layer in quick_layers(list(api.layers(model)))]
     plans = [plan_model(cfg, model, MAIN, layer_names, cfg.grid.targets_hz, cfg.grid.densities)]
-    dicts = {(model.name, layer): d for layer, d in
-             _load_dictionaries(dictionaries, model, {layer.name for layer in plans[0].layers}).items()}
+    dicts = {
+        (model.name, layer): d
+        for layer, d in _load_dictionaries(dictionaries, model, {layer.name for layer in plans[0].layers}).items()
+    }
     status = control_plans(cfg, model, plans, notify)
     recipe = control_dictionary_recipe(cfg, plans, dicts)
     weights = {p.model.name: p.model.weights_hash() for p in plans}
     measured = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "stimulus_version": STIMULUS_VERSION,
-        "config": cfg.measurement_dict(), "weights": weights, "quick": quick,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "stimulus_version": STIMULUS_VERSION,
+        "config": cfg.measurement_dict(),
+        "weights": weights,
+        "quick": quick,
         "layers": {p.model.name: [layer.name for layer in p.layers] for p in plans},
         "control_targets": {p.model.name: list(p.targets_hz) for p in plans},
         "margins_s": {p.model.name: p.margin_s for p in plans},
@@ -226,13 +281,13 @@ def prepare(cfg: PartialsConfig, quick: bool = False, dictionaries: Sequence[str
     stim = sae_data.run_recipe(cfg, plans)
     if stim is not None:
         measured["stimulus_dictionary"] = stim
-    context = {"weights": weights, "seed": cfg.run.seed, "versions": versions(),
-               "scoring": cfg.scoring.options()}
+    context = {"weights": weights, "seed": cfg.run.seed, "versions": versions(), "scoring": cfg.scoring.options()}
     return plans, dicts, context, config_hash(measured), status
 
 
-def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[tuple[str, str], Any], bar: BarFactory
-               ) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, str], dict[DirectionRef, str]]:
+def _learn_all(
+    plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[tuple[str, str], Any], bar: BarFactory
+) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, str], dict[DirectionRef, str]]:
     from steerlab.partials.directions import capture_pairs, learn, vector_hash
     from steerlab.partials.sweep import edit_span
 
@@ -253,8 +308,17 @@ def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[tuple[st
             without, with_ = capture_pairs(plan.model, layer, specs, cpath, cfg.run.max_batch)
             dictionary = dicts.get((plan.model.name, layer.name))
             span = edit_span("add", specs[0], layer).frames(layer, len(without[0]))
-            learned = learn({"unit": unit.__dict__, "capture_path": cpath}, without, with_, plan.methods,
-                            cfg.run.seed, cfg.run.probe_frames, dictionary, [s.key() for s in specs], span)
+            learned = learn(
+                {"unit": unit.__dict__, "capture_path": cpath},
+                without,
+                with_,
+                plan.methods,
+                cfg.run.seed,
+                cfg.run.probe_frames,
+                dictionary,
+                [s.key() for s in specs],
+                span,
+            )
             for method, result in learned.items():
                 ref = DirectionRef(unit, method, cpath)
                 rid = ref.id()
@@ -264,8 +328,13 @@ def _learn_all(plans: list[ModelPlan], cfg: PartialsConfig, dicts: dict[tuple[st
                 vectors[rid] = result.vector
                 extra = dict(result.provenance)
                 vectors[rid + TEMPLATE], vectors[rid + LEVEL] = extra.pop("_template"), extra.pop("_level")
-                prov[rid] = {**extra, "unit": unit.__dict__, "method": method, "capture_path": cpath,
-                             "sha256_16": vector_hash(result.vector)}
+                prov[rid] = {
+                    **extra,
+                    "unit": unit.__dict__,
+                    "method": method,
+                    "capture_path": cpath,
+                    "sha256_16": vector_hash(result.vector),
+                }
                 refs[ref] = rid
             update(1)
     return vectors, prov, skipped, refs
@@ -276,13 +345,17 @@ def _save_directions(folder: Path, config_hash: str, vectors: dict, prov: dict, 
 
     from steerlab.artifacts import atomic_path
 
-    meta = {"format": FORMAT, "config_hash": config_hash, "provenance": json.dumps(prov, sort_keys=True),
-            "skipped": json.dumps(skipped, sort_keys=True)}
+    meta = {
+        "format": FORMAT,
+        "config_hash": config_hash,
+        "provenance": json.dumps(prov, sort_keys=True),
+        "skipped": json.dumps(skipped, sort_keys=True),
+    }
     with atomic_path(folder / DIRECTIONS_FILE) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in vectors.items()}, str(tmp), metadata=meta)
 
 
-def _load_directions(folder: Path, config_hash: str) -> Optional[tuple[dict, dict, dict]]:
+def _load_directions(folder: Path, config_hash: str) -> tuple[dict, dict, dict] | None:
     from steerlab.partials.store import read_directions  # schema-checked (issue 10)
 
     return read_directions(folder / DIRECTIONS_FILE, config_hash, (TEMPLATE, LEVEL))
@@ -321,15 +394,24 @@ def _examples(plan: ModelPlan, items: list, n: int) -> list:
         first_seed.setdefault((it.layer, it.stimulus.target_hz), (it.stimulus.density, it.stimulus.seed, it.path))
     for it in items:
         u = (it.layer, it.stimulus.target_hz)
-        if u in keep and first_seed[u] == (it.stimulus.density, it.stimulus.seed, it.path) \
-                and it.method in ("diffmeans", "random") and (it.op == "ablate" or (it.op == "add" and it.strength == top)):
+        if (
+            u in keep
+            and first_seed[u] == (it.stimulus.density, it.stimulus.seed, it.path)
+            and it.method in ("diffmeans", "random")
+            and (it.op == "ablate" or (it.op == "add" and it.strength == top))
+        ):
             chosen.append(it)
     return chosen
 
 
-def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
-                 dictionaries: Sequence[str | Path] = (), bar: BarFactory = _NullBar,
-                 notify: Callable[[str], None] = lambda s: None) -> RunOutcome:
+def run_partials(
+    cfg: PartialsConfig,
+    out_dir: str | Path,
+    quick: bool = False,
+    dictionaries: Sequence[str | Path] = (),
+    bar: BarFactory = _NullBar,
+    notify: Callable[[str], None] = lambda s: None,
+) -> RunOutcome:
     """Run (or resume) the batch test into ``out_dir``; see the module docstring."""
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json
@@ -345,11 +427,26 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
     except OSError as exc:
         raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
     run_doc = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "config_hash": config_hash, "quick": quick,
-        "config": cfg.to_dict(), "weights_sha256": context["weights"], "versions": context["versions"],
-        "models": [{"role": p.role, **p.model.describe(), "layers": [layer.to_json() for layer in p.layers],
-                    "paths": p.paths, "targets_hz": list(p.targets_hz), "densities": list(p.densities),
-                    "margin_s": p.margin_s, "skipped_stimuli": p.skipped} for p in plans],
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config_hash": config_hash,
+        "quick": quick,
+        "config": cfg.to_dict(),
+        "weights_sha256": context["weights"],
+        "versions": context["versions"],
+        "models": [
+            {
+                "role": p.role,
+                **p.model.describe(),
+                "layers": [layer.to_json() for layer in p.layers],
+                "paths": p.paths,
+                "targets_hz": list(p.targets_hz),
+                "densities": list(p.densities),
+                "margin_s": p.margin_s,
+                "skipped_stimuli": p.skipped,
+            }
+            for p in plans
+        ],
         "dictionaries": {k: str(v) for k, v in zip([d.layer for d in dicts.values()], dictionaries)},
         "controls": status,
         "control_dictionary": control_dictionary_recipe(cfg, plans, dicts),
@@ -385,16 +482,45 @@ def run_partials(cfg: PartialsConfig, out_dir: str | Path, quick: bool = False,
     with bar(label, total_left) as update:
         for plan, items in plan_items:
             if items:
-                written += sweep.execute(plan, items, vectors, prov, store, context, cfg.run.max_batch,
-                                         set(examples), folder / "examples", update)
+                written += sweep.execute(
+                    plan,
+                    items,
+                    vectors,
+                    prov,
+                    store,
+                    context,
+                    cfg.run.max_batch,
+                    set(examples),
+                    folder / "examples",
+                    update,
+                )
     keys = [it.key() for _, items in plan_items for it in items]
     rows = [store.rows[k] for k in keys]
-    ex = [{"key": k, "model": it.model, "layer": it.layer, "target_hz": it.stimulus.target_hz,
-           "density": it.stimulus.density, "method": it.method, "op": it.op, "strength": it.strength,
-           "path": it.path, "role": plan.role} for k, (plan, it) in examples.items()]
+    ex = [
+        {
+            "key": k,
+            "model": it.model,
+            "layer": it.layer,
+            "target_hz": it.stimulus.target_hz,
+            "density": it.stimulus.density,
+            "method": it.method,
+            "op": it.op,
+            "strength": it.strength,
+            "path": it.path,
+            "role": plan.role,
+        }
+        for k, (plan, it) in examples.items()
+    ]
     if len(store.rows) != len(keys):
         raise SteerlabError(f"{store.path} holds {len(store.rows)} rows but this run has {len(keys)} items")
     # run.json describes the first invocation; this file the latest one (a resume), with its wall time
-    atomic_write_json(provenance.record(inputs=[Path(d) / "config.json" for d in dictionaries], started=started,
-                                        rows_written=written, rows_resumed=resumed), folder / PROVENANCE_FILE)
+    atomic_write_json(
+        provenance.record(
+            inputs=[Path(d) / "config.json" for d in dictionaries],
+            started=started,
+            rows_written=written,
+            rows_resumed=resumed,
+        ),
+        folder / PROVENANCE_FILE,
+    )
     return RunOutcome(folder, config_hash, rows, written, resumed, plans, prov, skipped, status, ex)

@@ -30,8 +30,9 @@ keys of the stimuli they saw, and reused only when both are this run's.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -51,13 +52,22 @@ def uses_stimuli(cfg: PartialsConfig) -> bool:
 def recipe(cfg: PartialsConfig) -> dict[str, Any]:
     """The SAE settings every model's stimulus dictionary is learned with (one dict for all)."""
     c = cfg.controls
-    return {"data": "stimuli: both signals of every training stimulus of the run at the layer (held-out never)",
-            "size": c.dictionary_size, "k": c.dictionary_k, "vectors": c.dictionary_vectors,
-            "steps": c.dictionary_steps, "seed": cfg.run.seed, "architecture": "topk", "lr": LR, "batch_size": BATCH,
-            "center": True, "normalize": True}
+    return {
+        "data": "stimuli: both signals of every training stimulus of the run at the layer (held-out never)",
+        "size": c.dictionary_size,
+        "k": c.dictionary_k,
+        "vectors": c.dictionary_vectors,
+        "steps": c.dictionary_steps,
+        "seed": cfg.run.seed,
+        "architecture": "topk",
+        "lr": LR,
+        "batch_size": BATCH,
+        "center": True,
+        "normalize": True,
+    }
 
 
-def run_recipe(cfg: PartialsConfig, plans: list[ModelPlan]) -> Optional[dict[str, Any]]:
+def run_recipe(cfg: PartialsConfig, plans: list[ModelPlan]) -> dict[str, Any] | None:
     """The recipe when this run learns stimulus dictionaries (``sae_data = "stimuli"`` and some
     model runs ``sae``), else None."""
     if not uses_stimuli(cfg) or not any("sae" in p.methods for p in plans):
@@ -80,8 +90,9 @@ def capture_path(plan: ModelPlan, layer: Any) -> str:
     return next(iter(dict.fromkeys(plan.capture_path(layer, p) for p in plan.paths_for(layer))))
 
 
-def stimulus_frames(plan: ModelPlan, layer: Any, specs: list[Any], vectors: int, seed: int, max_batch: int
-                    ) -> tuple[np.ndarray, int]:
+def stimulus_frames(
+    plan: ModelPlan, layer: Any, specs: list[Any], vectors: int, seed: int, max_batch: int
+) -> tuple[np.ndarray, int]:
     """A seeded subsample ``[n, channels]`` (float32) of the frames of both signals of ``specs``
     at ``layer``, about ``vectors`` of them (the same fraction of every clip), and the number of
     frames it was drawn from. Captured a few stimuli at a time, so memory stays at the sample."""
@@ -93,7 +104,7 @@ def stimulus_frames(plan: ModelPlan, layer: Any, specs: list[Any], vectors: int,
     total, fraction = 0, None
     step = max(1, max_batch // 2)
     for i in range(0, len(specs), step):
-        without, with_ = capture_pairs(plan.model, layer, specs[i:i + step], path, max_batch)
+        without, with_ = capture_pairs(plan.model, layer, specs[i : i + step], path, max_batch)
         for f in [x for pair in zip(without, with_) for x in pair]:
             if fraction is None:  # clips of a model share one length (duration and margins)
                 fraction = min(1.0, vectors / (len(f) * 2 * len(specs)))
@@ -114,23 +125,47 @@ def learn(plan: ModelPlan, layer: Any, cfg: PartialsConfig) -> Any:
     specs = training_specs(plan, layer.name)
     x, total = stimulus_frames(plan, layer, specs, r["vectors"], r["seed"], cfg.run.max_batch)
     epochs = max(1, math.ceil(r["steps"] * BATCH / len(x)))
-    config = SAEConfig(width=x.shape[1], size=r["size"], architecture="topk", k=r["k"], lr=LR, epochs=epochs,
-                       batch_size=BATCH, seed=r["seed"], center=True, normalize=True)
+    config = SAEConfig(
+        width=x.shape[1],
+        size=r["size"],
+        architecture="topk",
+        k=r["k"],
+        lr=LR,
+        epochs=epochs,
+        batch_size=BATCH,
+        seed=r["seed"],
+        center=True,
+        normalize=True,
+    )
     sae, metrics = train_sae(x, config)
     keys = [s.key() for s in specs]
-    return Dictionary(sae=sae, model=plan.model.name, layer=layer.name, target="feature",
-                      weights_hash=plan.model.weights_hash(),
-                      data_description=(f"features of {plan.model.name} {layer.name} over the training stimuli of a "
-                                        f"steerlab partials run ({len(specs)} stimuli, both signals; "
-                                        f"{len(x)} of {total} frames)"),
-                      metrics=metrics,
-                      data_manifest={"stimulus_recipe": r, "stimuli": keys, "stimuli_digest": config_hash(keys),
-                                     "frames_total": total, "frames_used": int(len(x)), "epochs": epochs,
-                                     "capture_path": capture_path(plan, layer)})
+    return Dictionary(
+        sae=sae,
+        model=plan.model.name,
+        layer=layer.name,
+        target="feature",
+        weights_hash=plan.model.weights_hash(),
+        data_description=(
+            f"features of {plan.model.name} {layer.name} over the training stimuli of a "
+            f"steerlab partials run ({len(specs)} stimuli, both signals; "
+            f"{len(x)} of {total} frames)"
+        ),
+        metrics=metrics,
+        data_manifest={
+            "stimulus_recipe": r,
+            "stimuli": keys,
+            "stimuli_digest": config_hash(keys),
+            "frames_total": total,
+            "frames_used": int(len(x)),
+            "epochs": epochs,
+            "capture_path": capture_path(plan, layer),
+        },
+    )
 
 
-def dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Path,
-                 notify: Callable[[str], None] = lambda s: None) -> dict[tuple[str, str], Any]:
+def dictionaries(
+    cfg: PartialsConfig, plans: list[ModelPlan], folder: Path, notify: Callable[[str], None] = lambda s: None
+) -> dict[tuple[str, str], Any]:
     """Learn (or load from ``folder/stimulus_dictionaries/MODEL__LAYER``) every model's
     stimulus dictionary at every swept layer where it runs ``sae``; ``(model, layer) -> Dictionary``.
     A cached one is used only if its recipe, stimuli, layer and weights are this run's."""
@@ -142,8 +177,12 @@ def dictionaries(cfg: PartialsConfig, plans: list[ModelPlan], folder: Path,
             continue
         for layer in plan.layers:
             where = folder / FOLDER / f"{plan.model.name}__{layer.name}"
-            want = (layer.name, plan.model.weights_hash(), recipe(cfg),
-                    config_hash([s.key() for s in training_specs(plan, layer.name)]))
+            want = (
+                layer.name,
+                plan.model.weights_hash(),
+                recipe(cfg),
+                config_hash([s.key() for s in training_specs(plan, layer.name)]),
+            )
             if (where / dictionary_io.CONFIG_FILE).is_file():
                 d = dictionary_io.load(where)
                 m = d.data_manifest or {}
@@ -164,8 +203,14 @@ def describe(dicts: dict[tuple[str, str], Any]) -> dict[str, Any]:
     for (model, layer), d in sorted(dicts.items()):
         m = d.data_manifest or {}
         out[f"{model}:{layer}"] = {
-            "data_sha256": d.data_hash, "sae": d.config.to_dict(), "stimuli": len(m.get("stimuli", [])),
-            "stimuli_digest": m.get("stimuli_digest"), "frames_used": m.get("frames_used"),
-            "frames_total": m.get("frames_total"), "explained_variance": d.metrics.get("explained_variance"),
-            "dead_fraction": d.metrics.get("dead_fraction"), "folder": f"{FOLDER}/{model}__{layer}"}
+            "data_sha256": d.data_hash,
+            "sae": d.config.to_dict(),
+            "stimuli": len(m.get("stimuli", [])),
+            "stimuli_digest": m.get("stimuli_digest"),
+            "frames_used": m.get("frames_used"),
+            "frames_total": m.get("frames_total"),
+            "explained_variance": d.metrics.get("explained_variance"),
+            "dead_fraction": d.metrics.get("dead_fraction"),
+            "folder": f"{FOLDER}/{model}__{layer}",
+        }
     return out

@@ -13,24 +13,36 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from steerlab import schema
-from steerlab.errors import OutputError
-from steerlab.errors import PlanError
+from steerlab.errors import OutputError, PlanError
 
 RESULTS = "results.jsonl"
 
 _SCORE = schema.nullable(schema.number())  # null: a score the stimulus is too short to resolve
 # What the report and the verdicts read from a row (sweep.make_row writes more; extra keys pass).
 ROW_SCHEMA: schema.Schema = {
-    "key": schema.string(nonempty=True), "config_hash": schema.string(nonempty=True),
-    "model": schema.string(nonempty=True), "layer": schema.string(nonempty=True), "family": schema.string(),
-    "target_hz": schema.number(above=0), "density": schema.integer(0), "seed": schema.integer(),
-    "role": schema.string(), "method": schema.string(), "direction_id": schema.string(), "op": schema.string(),
-    "strength": schema.number(), "path": schema.string(), "gain_db": _SCORE, "concentration": _SCORE,
-    "offband_lsd_db": _SCORE, "codes_changed_share": schema.nullable(schema.number(0)),
+    "key": schema.string(nonempty=True),
+    "config_hash": schema.string(nonempty=True),
+    "model": schema.string(nonempty=True),
+    "layer": schema.string(nonempty=True),
+    "family": schema.string(),
+    "target_hz": schema.number(above=0),
+    "density": schema.integer(0),
+    "seed": schema.integer(),
+    "role": schema.string(),
+    "method": schema.string(),
+    "direction_id": schema.string(),
+    "op": schema.string(),
+    "strength": schema.number(),
+    "path": schema.string(),
+    "gain_db": _SCORE,
+    "concentration": _SCORE,
+    "offband_lsd_db": _SCORE,
+    "codes_changed_share": schema.nullable(schema.number(0)),
 }
 
 
@@ -41,7 +53,7 @@ class ResultStore:
         self.rows: dict[str, dict[str, Any]] = {}
         self.repaired = 0
 
-    def open(self) -> "ResultStore":
+    def open(self) -> ResultStore:
         """Read existing rows (repairing a torn tail); create the file if absent."""
         if not self.path.exists():
             self.path.touch()
@@ -55,11 +67,15 @@ class ResultStore:
                 key, config_hash = row["key"], row["config_hash"]
             except (UnicodeDecodeError, PlanError) as exc:
                 why = str(exc).lstrip(": ") if isinstance(exc, PlanError) else "not UTF-8"
-                raise PlanError(f"{self.path} line {i} is damaged ({why}); it is not a complete steerlab row "
-                                "(move the file away to start the run afresh)") from None
+                raise PlanError(
+                    f"{self.path} line {i} is damaged ({why}); it is not a complete steerlab row "
+                    "(move the file away to start the run afresh)"
+                ) from None
             if config_hash != self.config_hash:
-                raise PlanError(f"{self.path.parent} holds results of another configuration (hash {config_hash}, "
-                                f"this run {self.config_hash}); use a new output folder")
+                raise PlanError(
+                    f"{self.path.parent} holds results of another configuration (hash {config_hash}, "
+                    f"this run {self.config_hash}); use a new output folder"
+                )
             self.rows.setdefault(key, row)
         if good_end < len(data):
             self.repaired = len(data) - good_end
@@ -88,11 +104,15 @@ class ResultStore:
             self.rows[r["key"]] = r
 
 
-_PROVENANCE_ENTRY: schema.Schema = {"unit": schema.mapping(), "method": schema.string(nonempty=True),
-                                    "capture_path": schema.string(), "sha256_16": schema.string(nonempty=True)}
+_PROVENANCE_ENTRY: schema.Schema = {
+    "unit": schema.mapping(),
+    "method": schema.string(nonempty=True),
+    "capture_path": schema.string(),
+    "sha256_16": schema.string(nonempty=True),
+}
 
 
-def read_directions(path: Path, config_hash: str, suffixes: tuple[str, ...] = ()) -> "tuple[dict, dict, dict] | None":
+def read_directions(path: Path, config_hash: str, suffixes: tuple[str, ...] = ()) -> tuple[dict, dict, dict] | None:
     """The learned directions of a run folder (``directions.safetensors``), checked.
 
     Returns ``(vectors, provenance, skipped)``, or None when the file is absent or belongs to
@@ -125,8 +145,12 @@ def read_directions(path: Path, config_hash: str, suffixes: tuple[str, ...] = ()
     for key in ("provenance", "skipped"):
         if key not in meta:
             raise PlanError(f"{path}: metadata key {key!r} is missing{hint}")
-        docs[key] = schema.check(schema.parse_json(meta[key], f"{path}: metadata key {key!r}", PlanError), {},
-                                 f"{path}: metadata key {key!r}", PlanError)
+        docs[key] = schema.check(
+            schema.parse_json(meta[key], f"{path}: metadata key {key!r}", PlanError),
+            {},
+            f"{path}: metadata key {key!r}",
+            PlanError,
+        )
     prov = docs["provenance"]
     for rid, entry in prov.items():
         schema.check(entry, _PROVENANCE_ENTRY, path, PlanError, prefix=f"provenance.{rid}.")

@@ -19,10 +19,11 @@ Padding frames of the batch get weight 0.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -46,8 +47,9 @@ def _wave(model: Any, spec: Any, role: str):
     return torch.from_numpy(without if role == "without" else with_)[None].repeat(model.channels, 1)
 
 
-def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: Optional[int]
-              ) -> dict[tuple[str, str, str], tuple[np.ndarray, Any]]:
+def baselines(
+    plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: int | None
+) -> dict[tuple[str, str, str], tuple[np.ndarray, Any]]:
     """Unpatched decode (and codes) of every signal ``items`` use, per path, keyed by
     (path, stimulus key, role). Computed for all items of the plan in plan order, so the
     batches (and hence the float rounding) never depend on what a resumed run still lacks."""
@@ -62,8 +64,9 @@ def baselines(plan: ModelPlan, items: Sequence[WorkItem], max_batch: int, n_q: O
                 signals.setdefault((it.stimulus.key(), it.role), (it.stimulus, it.role))
         if not signals:
             continue
-        results = engine.run(model, [engine.PassItem(_wave(model, spec, role)) for spec, role in signals.values()],
-                             path, n_q, max_batch)
+        results = engine.run(
+            model, [engine.PassItem(_wave(model, spec, role)) for spec, role in signals.values()], path, n_q, max_batch
+        )
         for (stimulus_key, role), r in zip(signals, results):
             out[(path, stimulus_key, role)] = (r.output.numpy().astype(np.float64), r.traced.get(engine.CODES))
     return out
@@ -141,9 +144,17 @@ class CalibratedSubtraction:
         excess = projection_excess(act[:, :n_frames], r.direction, self.template, self.level)
         weight = _fit(self.template.to(act.dtype), n_frames)
         weight = _fit(weight, act.shape[-1]) if act.shape[-1] > n_frames else weight[: act.shape[-1]]
-        return -self.strength * excess, weight, {"layer_rms_norm": rms_norm(act[:, :n_frames]),
-                                                 "projection_excess": excess, "span_frames": [0, n_frames],
-                                                 "fade_frames": None, "strength_mode": "projection"}
+        return (
+            -self.strength * excess,
+            weight,
+            {
+                "layer_rms_norm": rms_norm(act[:, :n_frames]),
+                "projection_excess": excess,
+                "span_frames": [0, n_frames],
+                "fade_frames": None,
+                "strength_mode": "projection",
+            },
+        )
 
 
 def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray]):
@@ -160,21 +171,35 @@ def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray]):
     from steerlab.spec import InterventionSpec
 
     layer = layers(model).get(it.layer)
-    spec = InterventionSpec(layer=it.layer, direction=Direction(vectors[it.direction_id], {"id": it.direction_id}),
-                            intervention="ablate" if it.op == "ablate" else "add", strength=Strength(it.strength),
-                            span=edit_span(it.op, it.stimulus, layer), path=it.path)
+    spec = InterventionSpec(
+        layer=it.layer,
+        direction=Direction(vectors[it.direction_id], {"id": it.direction_id}),
+        intervention="ablate" if it.op == "ablate" else "add",
+        strength=Strength(it.strength),
+        span=edit_span(it.op, it.stimulus, layer),
+        path=it.path,
+    )
     # (the grid's n_q goes to the pass, engine.run, on every path, as the grid says)
     rule = None
     if it.op == "subtract":
         from steerlab.partials.runner import LEVEL, TEMPLATE
 
-        rule = CalibratedSubtraction(it.strength, torch.from_numpy(np.asarray(vectors[it.direction_id + TEMPLATE])),
-                                     torch.from_numpy(np.asarray(vectors[it.direction_id + LEVEL])))
+        rule = CalibratedSubtraction(
+            it.strength,
+            torch.from_numpy(np.asarray(vectors[it.direction_id + TEMPLATE])),
+            torch.from_numpy(np.asarray(vectors[it.direction_id + LEVEL])),
+        )
     return engine.Patch(engine.resolve(model, spec), rule)
 
 
-def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.ndarray],
-              base: dict, max_batch: int, provenance: Optional[dict] = None) -> list[tuple[np.ndarray, Any, dict]]:
+def run_batch(
+    plan: ModelPlan,
+    batch: Sequence[WorkItem],
+    vectors: dict[str, np.ndarray],
+    base: dict,
+    max_batch: int,
+    provenance: dict | None = None,
+) -> list[tuple[np.ndarray, Any, dict]]:
     """Patched decodes of one batch (:func:`patch_for` each item, one engine run); returns
     ``(decode [channels, samples], codes, info)`` per item, ``info`` holding ``value``,
     ``layer_rms_norm``, ``projection_excess``, ``edit_frames``, ``edit_fade_frames`` and
@@ -187,9 +212,14 @@ def run_batch(plan: ModelPlan, batch: Sequence[WorkItem], vectors: dict[str, np.
     out = []
     for r in results:
         info = r.info
-        info = {"value": info["value"], "layer_rms_norm": info["layer_rms_norm"],
-                "projection_excess": info.get("projection_excess"), "edit_frames": info["span_frames"],
-                "edit_fade_frames": info["fade_frames"], "strength_mode": info["strength_mode"]}
+        info = {
+            "value": info["value"],
+            "layer_rms_norm": info["layer_rms_norm"],
+            "projection_excess": info.get("projection_excess"),
+            "edit_frames": info["span_frames"],
+            "edit_fade_frames": info["fade_frames"],
+            "strength_mode": info["strength_mode"],
+        }
         out.append((r.output.numpy().astype(np.float64), r.traced.get(engine.CODES), info))
     return out
 
@@ -203,7 +233,7 @@ class _BaselineSpectra:
         from collections import OrderedDict
 
         self.base, self.n_fft, self.keep = base, n_fft, keep
-        self.cache: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+        self.cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     def get(self, key: tuple) -> np.ndarray:
         from steerlab.scoring import as_audio, stft
@@ -230,11 +260,16 @@ def _note_bands(spec: Any, band_hz: float, n_fft: int, local_criterion_db: float
     from steerlab.stimuli import render_parts
 
     r = render_parts(spec)
-    return note_bands(r.scale * r.target, r.without, spec.sample_rate, ScoreConfig(band_hz=band_hz, n_fft=n_fft),
-                      NoteRule(local_criterion_db, tolerance_db))
+    return note_bands(
+        r.scale * r.target,
+        r.without,
+        spec.sample_rate,
+        ScoreConfig(band_hz=band_hz, n_fft=n_fft),
+        NoteRule(local_criterion_db, tolerance_db),
+    )
 
 
-def note_bands_for(model: Any, spec: Any, scoring: dict) -> Optional[Any]:
+def note_bands_for(model: Any, spec: Any, scoring: dict) -> Any | None:
     """The note's bands (:func:`steerlab.scoring.note_bands` of the ideal edit, the target note
     rendered alone, in the pair's without-note signal; cached per spec) when :func:`scored_by_note`,
     else None. ``scoring``: ``band_hz``, ``n_fft`` and the note options of
@@ -245,13 +280,24 @@ def note_bands_for(model: Any, spec: Any, scoring: dict) -> Optional[Any]:
         from steerlab.errors import SteerlabError
 
         raise SteerlabError(f"stimulus at {spec.sample_rate} Hz scored on a model at {model.sample_rate} Hz")
-    return _note_bands(spec, float(scoring.get("band_hz", 50.0)), int(scoring.get("n_fft", 4096)),
-                       float(scoring.get("note_local_criterion_db", 0.0)), float(scoring.get("note_tolerance_db", 1.0)))
+    return _note_bands(
+        spec,
+        float(scoring.get("band_hz", 50.0)),
+        int(scoring.get("n_fft", 4096)),
+        float(scoring.get("note_local_criterion_db", 0.0)),
+        float(scoring.get("note_tolerance_db", 1.0)),
+    )
 
 
-def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_hz: Any, scoring: dict,
-                 baseline_stft: Optional[np.ndarray] = None, note: Optional[Any] = None
-                 ) -> dict[str, Any]:
+def score_output(
+    model: Any,
+    baseline: np.ndarray,
+    patched: np.ndarray,
+    target_hz: Any,
+    scoring: dict,
+    baseline_stft: np.ndarray | None = None,
+    note: Any | None = None,
+) -> dict[str, Any]:
     """The scores a verdict reads, of one patched output against its baseline, in the model's
     output space. A model with a decoder: :func:`steerlab.scoring.score` of the decodes
     (``[channels, samples]``) at ``target_hz``, off-band distance ``offband_lsd_db``; or, when
@@ -272,68 +318,144 @@ def score_output(model: Any, baseline: np.ndarray, patched: np.ndarray, target_h
         cfg = ScoreConfig(band_hz=scoring["band_hz"], n_fft=scoring["n_fft"])
         if note is not None:
             s = score_note(baseline, patched, model.sample_rate, note, cfg, baseline_stft)
-            return {"output_kind": "audio", "gain_db": s["gain_db"], "concentration": s["concentration"],
-                    "offband_db": s["offband_lsd_db"], "offband_lsd_db": s["offband_lsd_db"],
-                    "baseline_band": s["baseline_band_energy"], "patched_band": s["patched_band_energy"],
-                    "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"],
-                    "scoring": {**s["config"], **s["note"],
-                                **({"reason": s["unresolved"]} if s["unresolved"] else {})}}
+            return {
+                "output_kind": "audio",
+                "gain_db": s["gain_db"],
+                "concentration": s["concentration"],
+                "offband_db": s["offband_lsd_db"],
+                "offband_lsd_db": s["offband_lsd_db"],
+                "baseline_band": s["baseline_band_energy"],
+                "patched_band": s["patched_band_energy"],
+                "lsd_db": s["lsd_db"],
+                "snr_change_db": s["snr_change_db"],
+                "scoring": {**s["config"], **s["note"], **({"reason": s["unresolved"]} if s["unresolved"] else {})},
+            }
         targets = [float(target_hz)] if np.ndim(target_hz) == 0 else [float(f) for f in target_hz]
         s = score(baseline, patched, model.sample_rate, targets, cfg, multires=False, baseline_stft=baseline_stft)
         t = s["targets"][0]
-        return {"output_kind": "audio", "gain_db": t["gain_db"], "concentration": t["concentration"],
-                "offband_db": t["offband_lsd_db"], "baseline_band": t["baseline_band_energy"],
-                "patched_band": t["patched_band_energy"], "offband_lsd_db": t["offband_lsd_db"],
-                "lsd_db": s["lsd_db"], "snr_change_db": s["snr_change_db"], "scoring": s["config"]}
+        return {
+            "output_kind": "audio",
+            "gain_db": t["gain_db"],
+            "concentration": t["concentration"],
+            "offband_db": t["offband_lsd_db"],
+            "baseline_band": t["baseline_band_energy"],
+            "patched_band": t["patched_band_energy"],
+            "offband_lsd_db": t["offband_lsd_db"],
+            "lsd_db": s["lsd_db"],
+            "snr_change_db": s["snr_change_db"],
+            "scoring": s["config"],
+        }
     target_hz = float(target_hz) if np.ndim(target_hz) == 0 else float(target_hz[0])
     name = output_scorers(model)[0]
     s = score_all(baseline, patched, model.sample_rate, [target_hz], [name], model)[name]
     t = s["targets"][0]
-    return {"output_kind": getattr(model, "output_kind", None), "gain_db": t.get("gain_db"),
-            "concentration": t.get("concentration"), "offband_db": t.get("offband_db"), "offband_lsd_db": None,
-            "baseline_band": t.get("baseline_band_salience"), "patched_band": t.get("patched_band_salience"),
-            "lsd_db": None, "snr_change_db": None,
-            "scoring": {"scorer": name, "band_cents": t.get("band_cents"), "rms_change": s.get("rms_change"),
-                        "offband_cells": t.get("offband_cells"), **({"reason": t["reason"]} if "reason" in t else {})}}
+    return {
+        "output_kind": getattr(model, "output_kind", None),
+        "gain_db": t.get("gain_db"),
+        "concentration": t.get("concentration"),
+        "offband_db": t.get("offband_db"),
+        "offband_lsd_db": None,
+        "baseline_band": t.get("baseline_band_salience"),
+        "patched_band": t.get("patched_band_salience"),
+        "lsd_db": None,
+        "snr_change_db": None,
+        "scoring": {
+            "scorer": name,
+            "band_cents": t.get("band_cents"),
+            "rms_change": s.get("rms_change"),
+            "offband_cells": t.get("offband_cells"),
+            **({"reason": t["reason"]} if "reason" in t else {}),
+        },
+    }
 
 
-def make_row(plan: ModelPlan, it: WorkItem, patched: np.ndarray, codes: Any, info: dict, base: dict,
-             direction: dict, context: dict, baseline_stft: Optional[np.ndarray] = None) -> dict[str, Any]:
+def make_row(
+    plan: ModelPlan,
+    it: WorkItem,
+    patched: np.ndarray,
+    codes: Any,
+    info: dict,
+    base: dict,
+    direction: dict,
+    context: dict,
+    baseline_stft: np.ndarray | None = None,
+) -> dict[str, Any]:
     from steerlab.loading import layers
 
     model = plan.model
     layer = layers(model).get(it.layer)
     b, b_codes = base[(it.path, it.stimulus.key(), it.role)]
-    t = score_output(model, b, patched, it.stimulus.target_hz, context["scoring"], baseline_stft,
-                     note_bands_for(model, it.stimulus, context["scoring"]))
+    t = score_output(
+        model,
+        b,
+        patched,
+        it.stimulus.target_hz,
+        context["scoring"],
+        baseline_stft,
+        note_bands_for(model, it.stimulus, context["scoring"]),
+    )
     changed = None
     if codes is not None and b_codes is not None:
         changed = float((codes != b_codes).float().mean())
     return {
-        "key": it.key(), "config_hash": it.config_hash, "model": it.model, "model_role": plan.role,
-        "weights_sha256": context["weights"][it.model], "layer": it.layer, "layer_side": layer.side,
-        "layer_frame_rate_hz": layer.frame_rate, "layer_nyquist_hz": layer.nyquist_hz,
-        "family": it.stimulus.family, "target_hz": it.stimulus.target_hz, "density": it.stimulus.density,
-        "seed": it.stimulus.seed, "stimulus_key": it.stimulus.key(), "stimulus": it.stimulus.to_dict(),
-        "role": it.role, "method": it.method, "direction_id": it.direction_id,
-        "direction_source": direction.get("source"), "direction_norm": direction.get("norm"),
-        "op": it.op, "strength": it.strength, "strength_mode": info.get("strength_mode", "relative"),
-        "value": info.get("value"), "layer_rms_norm": info.get("layer_rms_norm"),
+        "key": it.key(),
+        "config_hash": it.config_hash,
+        "model": it.model,
+        "model_role": plan.role,
+        "weights_sha256": context["weights"][it.model],
+        "layer": it.layer,
+        "layer_side": layer.side,
+        "layer_frame_rate_hz": layer.frame_rate,
+        "layer_nyquist_hz": layer.nyquist_hz,
+        "family": it.stimulus.family,
+        "target_hz": it.stimulus.target_hz,
+        "density": it.stimulus.density,
+        "seed": it.stimulus.seed,
+        "stimulus_key": it.stimulus.key(),
+        "stimulus": it.stimulus.to_dict(),
+        "role": it.role,
+        "method": it.method,
+        "direction_id": it.direction_id,
+        "direction_source": direction.get("source"),
+        "direction_norm": direction.get("norm"),
+        "op": it.op,
+        "strength": it.strength,
+        "strength_mode": info.get("strength_mode", "relative"),
+        "value": info.get("value"),
+        "layer_rms_norm": info.get("layer_rms_norm"),
         "projection_excess": info.get("projection_excess"),
-        "edit_frames": info.get("edit_frames"), "edit_fade_frames": info.get("edit_fade_frames"),
-        "path": it.path, "n_q": it.n_q,
+        "edit_frames": info.get("edit_frames"),
+        "edit_fade_frames": info.get("edit_fade_frames"),
+        "path": it.path,
+        "n_q": it.n_q,
         "output_kind": t["output_kind"],
-        "gain_db": t["gain_db"], "concentration": t["concentration"], "offband_lsd_db": t["offband_lsd_db"],
+        "gain_db": t["gain_db"],
+        "concentration": t["concentration"],
+        "offband_lsd_db": t["offband_lsd_db"],
         "offband_db": t["offband_db"],
-        "baseline_band_energy": t["baseline_band"], "patched_band_energy": t["patched_band"],
-        "lsd_db": t["lsd_db"], "snr_change_db": t["snr_change_db"], "codes_changed_share": changed,
-        "scoring": t["scoring"], "run_seed": context["seed"], "versions": context["versions"],
+        "baseline_band_energy": t["baseline_band"],
+        "patched_band_energy": t["patched_band"],
+        "lsd_db": t["lsd_db"],
+        "snr_change_db": t["snr_change_db"],
+        "codes_changed_share": changed,
+        "scoring": t["scoring"],
+        "run_seed": context["seed"],
+        "versions": context["versions"],
     }
 
 
-def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.ndarray], provenance: dict,
-            store: Any, context: dict, max_batch: int, examples: set[str], examples_dir: Path,
-            progress: Optional[ProgressFn] = None) -> int:
+def execute(
+    plan: ModelPlan,
+    items: Sequence[WorkItem],
+    vectors: dict[str, np.ndarray],
+    provenance: dict,
+    store: Any,
+    context: dict,
+    max_batch: int,
+    examples: set[str],
+    examples_dir: Path,
+    progress: ProgressFn | None = None,
+) -> int:
     """Run every batch with a missing row; return the number of rows written."""
     from steerlab.audio import write_wav
 
@@ -351,8 +473,19 @@ def execute(plan: ModelPlan, items: Sequence[WorkItem], vectors: dict[str, np.nd
             key = it.key()
             if store.done(key):
                 continue
-            rows.append(make_row(plan, it, patched, codes, info, base, provenance[it.direction_id], context,
-                                 spectra.get((it.path, it.stimulus.key(), it.role)) if spectra is not None else None))
+            rows.append(
+                make_row(
+                    plan,
+                    it,
+                    patched,
+                    codes,
+                    info,
+                    base,
+                    provenance[it.direction_id],
+                    context,
+                    spectra.get((it.path, it.stimulus.key(), it.role)) if spectra is not None else None,
+                )
+            )
             if key in examples:
                 sr = plan.model.sample_rate
                 b = base[(it.path, it.stimulus.key(), it.role)][0]

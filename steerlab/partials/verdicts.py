@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,13 @@ GROUP_KEYS = ("model", "model_role", "layer", "family", "target_hz", "density", 
 REMOVALS = ("ablate", "subtract")
 
 
-def median_ci(values: Sequence[Optional[float]], n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
+def _median_or_none(values: list) -> float | None:
+    """The median of the values that are not None; None when every value is."""
+    kept = [x for x in values if x is not None]
+    return float(np.median(kept)) if kept else None
+
+
+def median_ci(values: Sequence[float | None], n_boot: int, rng: np.random.Generator) -> tuple[float, float, float]:
     """Median and a percentile bootstrap 95% interval of the median of the finite ``values``
     (None and non-finite ones left out); NaNs when none is left."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
@@ -62,8 +69,8 @@ class Verdict:
     n_heldout: int
     steerable: bool
     pass_share: float
-    best_add_strength: Optional[float]
-    best_remove: Optional[str]
+    best_add_strength: float | None
+    best_remove: str | None
     add_share: float
     remove_share: float
     gain_db: tuple[float, float, float]
@@ -72,7 +79,7 @@ class Verdict:
     concentration_remove: tuple[float, float, float]
     offband_add_db: tuple[float, float, float]
     offband_remove_db: tuple[float, float, float]
-    codes_changed_share: Optional[float]
+    codes_changed_share: float | None
     layer_frame_rate_hz: float
     # the verdict's view of adding: median over held-out pairs, at the best add strength, of the
     # gain where the add passes concentration and off-band damage, 0 dB where it does not
@@ -89,26 +96,33 @@ class Verdict:
         return out
 
 
-def offband(r: dict) -> Optional[float]:
+def offband(r: dict) -> float | None:
     """The off-band distance the rule reads: ``offband_db`` (the output space's own: the
     log-spectral distance on audio, the salience off-band distance on a pitch salience), or
     ``offband_lsd_db`` on rows written before ``offband_db`` existed."""
     return r["offband_db"] if "offband_db" in r else r.get("offband_lsd_db")
 
 
-def _ok(x: Optional[float], lo: Optional[float] = None, hi: Optional[float] = None) -> bool:
+def _ok(x: float | None, lo: float | None = None, hi: float | None = None) -> bool:
     """A null score (nothing to measure, e.g. a change of nothing) passes no criterion."""
     return x is not None and (lo is None or x >= lo) and (hi is None or x <= hi)
 
 
 def _passes_add(r: dict, t: Thresholds) -> bool:
-    return (_ok(r["gain_db"], t.min_gain_db) and _ok(r["concentration"], t.min_concentration)
-            and _ok(offband(r), hi=t.max_offband_db))
+    return (
+        _ok(r["gain_db"], t.min_gain_db)
+        and _ok(r["concentration"], t.min_concentration)
+        and _ok(offband(r), hi=t.max_offband_db)
+    )
 
 
 def _passes_remove(r: dict, t: Thresholds) -> bool:
-    return (r["gain_db"] is not None and -r["gain_db"] >= t.min_loss_db
-            and _ok(r["concentration"], t.min_concentration) and _ok(offband(r), hi=t.max_offband_db))
+    return (
+        r["gain_db"] is not None
+        and -r["gain_db"] >= t.min_loss_db
+        and _ok(r["concentration"], t.min_concentration)
+        and _ok(offband(r), hi=t.max_offband_db)
+    )
 
 
 def _removal_name(r: dict) -> str:
@@ -123,7 +137,7 @@ def _passes_add_shape(r: dict, t: Thresholds) -> bool:
     return _ok(r["concentration"], t.min_concentration) and _ok(offband(r), hi=t.max_offband_db)
 
 
-def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Optional[str] = None) -> Verdict:
+def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: str | None = None) -> Verdict:
     """The verdict of one group's rows (all held-out pairs; add rows and the removal rows of
     ``removal``, ``"ablate"`` or ``"subtract"``; None: whichever removal setting is best).
     Raises ValueError when the group has no add or no removal rows of that kind."""
@@ -138,11 +152,14 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Op
     if not add or not rem:
         raise ConfigError(f"no add rows or no {removal or 'removal'} rows in this group", parameter="rows")
     seeds = sorted({r["seed"] for r in rows})
-    best: tuple[float, Optional[float], Optional[str]] = (-1.0, None, None)  # (share, strength, removal)
+    best: tuple[float, float | None, str | None] = (-1.0, None, None)  # (share, strength, removal)
     for s in sorted(add):
         for name in sorted(rem, key=_removal_order):
-            ok = [_passes_add(add[s][k], t) and _passes_remove(rem[name][k], t)
-                  for k in seeds if k in add[s] and k in rem[name]]
+            ok = [
+                _passes_add(add[s][k], t) and _passes_remove(rem[name][k], t)
+                for k in seeds
+                if k in add[s] and k in rem[name]
+            ]
             share = sum(ok) / len(seeds)
             if share > best[0]:
                 best = (share, s, name)
@@ -154,19 +171,35 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: Op
     rem_share = sum(_passes_remove(r, t) for r in r_rows) / len(seeds)
     codes = [r["codes_changed_share"] for r in rows if r.get("codes_changed_share") is not None]
     return Verdict(
-        first["model"], first["model_role"], first["layer"], first["family"], first["target_hz"], first["density"],
-        first["method"], first["path"], removal or "best", len(seeds), bool(share >= t.min_share), float(share),
-        s_best, r_best,
-        float(add_share), float(rem_share),
+        first["model"],
+        first["model_role"],
+        first["layer"],
+        first["family"],
+        first["target_hz"],
+        first["density"],
+        first["method"],
+        first["path"],
+        removal or "best",
+        len(seeds),
+        bool(share >= t.min_share),
+        float(share),
+        s_best,
+        r_best,
+        float(add_share),
+        float(rem_share),
         median_ci([r["gain_db"] for r in a_rows], n_boot, rng),
         median_ci([None if r["gain_db"] is None else -r["gain_db"] for r in r_rows], n_boot, rng),
         median_ci([r["concentration"] for r in a_rows], n_boot, rng),
         median_ci([r["concentration"] for r in r_rows], n_boot, rng),
         median_ci([offband(r) for r in a_rows], n_boot, rng),
         median_ci([offband(r) for r in r_rows], n_boot, rng),
-        float(np.mean(codes)) if codes else None, first["layer_frame_rate_hz"],
-        float(np.median([r["gain_db"] if _passes_add_shape(r, t) and r["gain_db"] is not None else 0.0
-                         for r in a_rows])) if a_rows else math.nan,
+        float(np.mean(codes)) if codes else None,
+        first["layer_frame_rate_hz"],
+        float(
+            np.median([r["gain_db"] if _passes_add_shape(r, t) and r["gain_db"] is not None else 0.0 for r in a_rows])
+        )
+        if a_rows
+        else math.nan,
     )
 
 
@@ -200,14 +233,18 @@ def control_summary(vs: list[Verdict]) -> dict[str, Any]:
         cell[1] += 1
     learned = [v for v in pos if v.method != "random"]
     return {
-        "null_total": len(null), "null_steerable": sum(v.steerable for v in null),
+        "null_total": len(null),
+        "null_steerable": sum(v.steerable for v in null),
         "null_ok": bool(null) and not any(v.steerable for v in null),
         "positive_models": sorted({v.model for v in pos}),
-        "positive_total": len(learned), "positive_steerable": sum(v.steerable for v in learned),
+        "positive_total": len(learned),
+        "positive_steerable": sum(v.steerable for v in learned),
         "positive_ok": bool(learned) and all(v.steerable for v in learned),
         "positive_by_model": by,
-        "null_by_model": {m: [sum(v.steerable for v in null if v.model == m), sum(1 for v in null if v.model == m)]
-                          for m in sorted({v.model for v in null})},
+        "null_by_model": {
+            m: [sum(v.steerable for v in null if v.model == m), sum(1 for v in null if v.model == m)]
+            for m in sorted({v.model for v in null})
+        },
         "validation": {f"{m}/{r}": st for (m, r), st in validation(vs).items()},
     }
 
@@ -231,12 +268,18 @@ def validation(vs: list[Verdict]) -> dict[tuple[str, str], dict[str, Any]]:
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for m, r in dict.fromkeys((v.method, v.removal) for v in vs):
         if m == "random":
-            out[(m, r)] = {"status": CONTROL, "reason": "the null: must be steerable nowhere", "by_model": {},
-                           "by_control": {}}
+            out[(m, r)] = {
+                "status": CONTROL,
+                "reason": "the null: must be steerable nowhere",
+                "by_model": {},
+                "by_control": {},
+            }
             continue
         mine = [v for v in pos if v.method == m and v.removal == r]
-        by = {c: [sum(v.steerable for v in mine if v.model == c), sum(1 for v in mine if v.model == c)]
-              for c in sorted({v.model for v in mine})}
+        by = {
+            c: [sum(v.steerable for v in mine if v.model == c), sum(1 for v in mine if v.model == c)]
+            for c in sorted({v.model for v in mine})
+        }
         per: dict[str, dict[str, Any]] = {}
         for c in controls:
             a, b = by.get(c, [0, 0])
@@ -248,10 +291,13 @@ def validation(vs: list[Verdict]) -> dict[tuple[str, str], dict[str, Any]]:
                 st = VALIDATED
             per[c] = {"status": st, "steerable": a, "total": b, "null_steerable": c in null_bad}
 
-        def names(status: str) -> str:
-            return ", ".join(f"{c} {per[c]['steerable']}/{per[c]['total']}" + (" (null steerable)" if
-                                                                                per[c]["null_steerable"] else "")
-                             for c in controls if per[c]["status"] == status)
+        def names(status: str, per: dict[str, dict[str, Any]] = per) -> str:
+            return ", ".join(
+                f"{c} {per[c]['steerable']}/{per[c]['total']}"
+                + (" (null steerable)" if per[c]["null_steerable"] else "")
+                for c in controls
+                if per[c]["status"] == status
+            )
 
         if not controls:
             st, why = UNCHECKED, "no positive control ran"
@@ -310,13 +356,18 @@ def oracle(plans: list, t: Thresholds, scoring: dict, max_batch: int = 16) -> li
                 off.append(offband(a))
                 gain.append(a["gain_db"])
                 conc.append(a["concentration"])
-            med = (lambda v: float(np.median([x for x in v if x is not None])) if any(x is not None for x in v)
-                   else None)
-            seen[key] = {"model": unit.model, "family": unit.family, "target_hz": unit.target_hz,
-                         "density": unit.density, "pass_share": ok / len(specs),
-                         "steerable": ok / len(specs) >= t.min_share, "median_offband_db": med(off),
-                         "median_gain_db": med(gain), "median_concentration": med(conc),
-                         "output_kind": "audio" if model.has_decoder else getattr(model, "output_kind", None)}
+            seen[key] = {
+                "model": unit.model,
+                "family": unit.family,
+                "target_hz": unit.target_hz,
+                "density": unit.density,
+                "pass_share": ok / len(specs),
+                "steerable": ok / len(specs) >= t.min_share,
+                "median_offband_db": _median_or_none(off),
+                "median_gain_db": _median_or_none(gain),
+                "median_concentration": _median_or_none(conc),
+                "output_kind": "audio" if model.has_decoder else getattr(model, "output_kind", None),
+            }
     return list(seen.values())
 
 

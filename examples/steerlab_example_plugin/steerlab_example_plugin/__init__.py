@@ -59,5 +59,7 @@ def steerlab_register_models(registry):
 @hookimpl
 def steerlab_register_layers(model, registry):
     if isinstance(model, CosineCodec):
-        registry.add(LayerInfo("analysis", "conv", "encoder", 2 * BANDS, HOP, HOP, SAMPLE_RATE, KERNEL, kernel_size=KERNEL))
+        registry.add(
+            LayerInfo("analysis", "conv", "encoder", 2 * BANDS, HOP, HOP, SAMPLE_RATE, KERNEL, kernel_size=KERNEL)
+        )
         registry.alias("bottleneck", "analysis")

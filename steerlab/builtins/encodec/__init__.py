@@ -24,7 +24,9 @@ def steerlab_register_models(registry):
         ModelSpec("encodec_24khz", lambda o: load_official("encodec_24khz", o), "Meta's EnCodec 24 kHz (causal, mono)")
     )
     registry.add(
-        ModelSpec("encodec_48khz", lambda o: load_official("encodec_48khz", o), "Meta's EnCodec 48 kHz (non-causal, stereo)")
+        ModelSpec(
+            "encodec_48khz", lambda o: load_official("encodec_48khz", o), "Meta's EnCodec 48 kHz (non-causal, stereo)"
+        )
     )
 
 

@@ -66,7 +66,7 @@ class CodecConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "CodecConfig":
+    def from_json(cls, d: dict) -> CodecConfig:
         d = dict(d)
         d["ratios"] = tuple(d["ratios"])
         d["target_bandwidths"] = tuple(d["target_bandwidths"])

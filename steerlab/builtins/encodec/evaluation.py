@@ -9,7 +9,7 @@ means something different from fidelity on tones.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -44,13 +44,15 @@ def median_ci(values: list[float], seed: int = 0, n_boot: int = 2000) -> list[fl
 def _scores(model: EncodecAudioModel, clips: torch.Tensor, kinds: list[str]) -> dict:
     out: dict = {}
     for path in ("continuous", "quantized"):
-        sdr, dist = clip_metrics(lambda x: model(x, path=path), clips)
+        sdr, dist = clip_metrics(lambda x, path=path: model(x, path=path), clips)
         out[path] = {
             "si_sdr_median": float(np.median(sdr)),
             "si_sdr_median_ci95": median_ci(sdr),
             "si_sdr_mean": float(np.mean(sdr)),
             "mrstft_mean": float(np.mean(dist)),
-            "si_sdr_median_by_kind": {k: float(np.median([s for s, kk in zip(sdr, kinds) if kk == k])) for k in synth.KINDS},
+            "si_sdr_median_by_kind": {
+                k: float(np.median([s for s, kk in zip(sdr, kinds) if kk == k])) for k in synth.KINDS
+            },
         }
     return out
 
@@ -58,7 +60,9 @@ def _scores(model: EncodecAudioModel, clips: torch.Tensor, kinds: list[str]) -> 
 def evaluate_model(model: EncodecAudioModel, clips: int = 70, seed: int = 12_345) -> dict[str, dict]:
     specs = synth.corpus(clips, seed, model.sample_rate, 1.0)
     length = model.sample_rate - model.sample_rate % model.hop
-    data = torch.from_numpy(np.stack([synth.synthesize(s)[:length] for s in specs]))[:, None].repeat(1, model.channels, 1)
+    data = torch.from_numpy(np.stack([synth.synthesize(s)[:length] for s in specs]))[:, None].repeat(
+        1, model.channels, 1
+    )
     kinds = [s.kind for s in specs]
     random = random_codec(f"{model.name} (random init)", model.cfg)
     return {model.name: _scores(model, data, kinds), random.name: _scores(random, data, kinds)}
@@ -91,9 +95,12 @@ def octave_errors(decoded: np.ndarray, reference: np.ndarray, sample_rate: int) 
     reference band lies more than :data:`BAND_FLOOR_DB` below the reference's loudest band or above Nyquist."""
     e_ref, e_dec = octave_energy_db(reference, sample_rate), octave_energy_db(decoded, sample_rate)
     top = np.max(e_ref[np.isfinite(e_ref)]) if np.isfinite(e_ref).any() else -np.inf
-    return [float(d - r) if np.isfinite(r) and r >= top + BAND_FLOOR_DB and fc * np.sqrt(2) <= sample_rate / 2
-            and np.isfinite(d) else None
-            for fc, r, d in zip(OCTAVE_CENTRES_HZ, e_ref, e_dec)]
+    return [
+        float(d - r)
+        if np.isfinite(r) and r >= top + BAND_FLOOR_DB and fc * np.sqrt(2) <= sample_rate / 2 and np.isfinite(d)
+        else None
+        for fc, r, d in zip(OCTAVE_CENTRES_HZ, e_ref, e_dec)
+    ]
 
 
 @torch.no_grad()
@@ -103,23 +110,38 @@ def fidelity(model: EncodecAudioModel, clips: torch.Tensor) -> dict:
     count), or ``None`` with the reason. ``clips``: ``[n, channels, samples]`` at the model's rate."""
     out: dict = {}
     for path in ("continuous", "quantized"):
-        decoded = torch.cat([model(clips[i: i + 16], path=path) for i in range(0, len(clips), 16)])
+        decoded = torch.cat([model(clips[i : i + 16], path=path) for i in range(0, len(clips), 16)])
         sdr = metrics.si_sdr(decoded, clips).mean(1).tolist()
         dist = metrics.multires_stft_distance(decoded, clips).mean(1).tolist()
-        errors = [octave_errors(d.mean(0).numpy(), c.mean(0).numpy(), model.sample_rate) for d, c in zip(decoded, clips)]
+        errors = [
+            octave_errors(d.mean(0).numpy(), c.mean(0).numpy(), model.sample_rate) for d, c in zip(decoded, clips)
+        ]
         bands = {}
         for b, fc in enumerate(OCTAVE_CENTRES_HZ):
             vals = [v for v in (e[b] for e in errors) if v is not None]
-            bands[str(fc)] = ({"median_db": float(np.median(vals)), "clips": len(vals)} if vals else
-                              {"median_db": None, "clips": 0,
-                               "reason": f"no clip has energy within {-BAND_FLOOR_DB:.0f} dB of its loudest band here"})
-        out[path] = {"clips": len(sdr), "si_sdr_median": float(np.median(sdr)), "si_sdr_median_ci95": median_ci(sdr),
-                     "si_sdr_mean": float(np.mean(sdr)), "mrstft_mean": float(np.mean(dist)), "octave_error_db": bands}
+            bands[str(fc)] = (
+                {"median_db": float(np.median(vals)), "clips": len(vals)}
+                if vals
+                else {
+                    "median_db": None,
+                    "clips": 0,
+                    "reason": f"no clip has energy within {-BAND_FLOOR_DB:.0f} dB of its loudest band here",
+                }
+            )
+        out[path] = {
+            "clips": len(sdr),
+            "si_sdr_median": float(np.median(sdr)),
+            "si_sdr_median_ci95": median_ci(sdr),
+            "si_sdr_mean": float(np.mean(sdr)),
+            "mrstft_mean": float(np.mean(dist)),
+            "octave_error_db": bands,
+        }
     return out
 
 
-def folder_windows(folder: str, model: EncodecAudioModel, windows: int, seconds: float = 1.0,
-                   skip_bad_files: bool = False) -> tuple[torch.Tensor, list[dict], list[dict]]:
+def folder_windows(
+    folder: str, model: EncodecAudioModel, windows: int, seconds: float = 1.0, skip_bad_files: bool = False
+) -> tuple[torch.Tensor, list[dict], list[dict]]:
     """Up to ``windows`` non-overlapping windows of ``seconds`` spread evenly over the audio files under
     ``folder`` (decoded at the model's rate and channels), windows below -45 dBFS skipped; also the
     per-file record (path, SHA-256, decoded seconds) and the skipped bad files (``{path, reason}``).
@@ -139,7 +161,9 @@ def folder_windows(folder: str, model: EncodecAudioModel, windows: int, seconds:
     files, signals = [], []
     for path in paths:
         x = load(path, model.sample_rate, model.channels)[0]
-        files.append({"path": str(path), "sha256": file_sha256(path), "decoded_seconds": x.shape[-1] / model.sample_rate})
+        files.append(
+            {"path": str(path), "sha256": file_sha256(path), "decoded_seconds": x.shape[-1] / model.sample_rate}
+        )
         signals.append(x)
     picked = loud_windows(signals, windows, n)
     if not picked:
@@ -155,5 +179,7 @@ def tone_fidelity(model: EncodecAudioModel, freqs_hz=DEFAULT_TONES_HZ, amplitude
     fade = np.minimum(1, np.minimum(t, t[::-1]) / 0.01)
     tones = np.stack([amplitude * fade * np.sin(2 * np.pi * f * t) for f in freqs_hz]).astype(np.float32)
     x = torch.from_numpy(tones)[:, None].repeat(1, model.channels, 1)
-    return {path: {str(f): float(v) for f, v in zip(freqs_hz, metrics.si_sdr(model(x, path=path), x).mean(1).tolist())}
-            for path in ("continuous", "quantized")}
+    return {
+        path: {str(f): float(v) for f, v in zip(freqs_hz, metrics.si_sdr(model(x, path=path), x).mean(1).tolist())}
+        for path in ("continuous", "quantized")
+    }

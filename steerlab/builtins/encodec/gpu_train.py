@@ -29,17 +29,32 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--val-every", type=int, default=1000)
     parser.add_argument("--pool-clips", type=int, default=1500)
-    parser.add_argument("--val-clips", type=int, default=48, help="synthetic validation clips; also 1 s windows per --val-data")
+    parser.add_argument(
+        "--val-clips", type=int, default=48, help="synthetic validation clips; also 1 s windows per --val-data"
+    )
     parser.add_argument("--spectral-weight", type=float, default=1.0)
     parser.add_argument("--log-mag-weight", type=float, default=1.0)
     args = parser.parse_args()
     cfg = dataclasses.replace(EMBEDDED, n_filters=args.n_filters, dimension=128, lstm=2)
-    tc = TrainConfig(steps=args.steps, batch_size=args.batch_size, clip_seconds=1.0, lr=1e-3, val_every=args.val_every,
-                     spectral_weight=args.spectral_weight, log_mag_weight=args.log_mag_weight, data=tuple(args.data),
-                     synth_share=1.0 / (1 + len(args.data)), val_data=tuple(args.val_data), device=args.device,
-                     amp="bf16" if args.device.startswith("cuda") else "none", time_budget_s=args.budget_s,
-                     pool_clips=args.pool_clips, export_dtype="float16",
-                     val_clips=args.val_clips, val_windows=args.val_clips)
+    tc = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        clip_seconds=1.0,
+        lr=1e-3,
+        val_every=args.val_every,
+        spectral_weight=args.spectral_weight,
+        log_mag_weight=args.log_mag_weight,
+        data=tuple(args.data),
+        synth_share=1.0 / (1 + len(args.data)),
+        val_data=tuple(args.val_data),
+        device=args.device,
+        amp="bf16" if args.device.startswith("cuda") else "none",
+        time_budget_s=args.budget_s,
+        pool_clips=args.pool_clips,
+        export_dtype="float16",
+        val_clips=args.val_clips,
+        val_windows=args.val_clips,
+    )
     train_codec(cfg, tc, Path(args.run), log=lambda m: print(m, flush=True))
 
 

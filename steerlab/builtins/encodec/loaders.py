@@ -95,8 +95,13 @@ def load_artifact(folder: Path, name: str | None = None) -> EncodecAudioModel:
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     if not config_path.is_file() or not weights.is_file():
         raise ModelLoadError(f"{folder} is not a steerlab codec folder (needs config.json and model.safetensors)")
-    meta = schema.read_json(config_path, {"codec": schema.mapping(), "name": schema.optional(schema.string(True))},
-                            ModelLoadError, format="steerlab-codec", versions=(1,))
+    meta = schema.read_json(
+        config_path,
+        {"codec": schema.mapping(), "name": schema.optional(schema.string(True))},
+        ModelLoadError,
+        format="steerlab-codec",
+        versions=(1,),
+    )
     cfg = schema.build(CodecConfig, meta["codec"], config_path, "codec", ModelLoadError, CodecConfig.from_json)
     codec = build_codec(cfg)
     _load_into(codec, schema.read_tensors(weights, ModelLoadError), str(weights))

@@ -14,7 +14,6 @@ latent and half the continuous one, so both decode paths are trained.
 from __future__ import annotations
 
 import math
-
 import random
 import time
 from dataclasses import dataclass
@@ -24,11 +23,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from steerlab import metrics, synth
-from steerlab import provenance
-from steerlab.artifacts import atomic_write_json, atomic_save_safetensors
+from steerlab import metrics, provenance, resumable, synth
+from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
 from steerlab.errors import ConfigError, CorpusBuildError
-from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
 from .codec import CodecConfig, build_codec
@@ -73,8 +70,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.clip_seconds <= 0:
-            raise ConfigError("steps, batch_size and clip_seconds must be positive",
-                              parameter=("steps", "batch_size", "clip_seconds"))
+            raise ConfigError(
+                "steps, batch_size and clip_seconds must be positive", parameter=("steps", "batch_size", "clip_seconds")
+            )
         if not 0.0 <= self.quantized_share <= 1.0:
             raise ConfigError("quantized_share must be in [0, 1]", parameter="quantized_share")
         if not 0.0 <= self.synth_share <= 1.0 or (not self.data and self.synth_share < 1.0):
@@ -90,8 +88,9 @@ class TrainConfig:
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}", parameter=name)
         if not (math.isfinite(self.lr) and math.isfinite(self.min_lr) and 0 < self.min_lr <= self.lr):
-            raise ConfigError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}",
-                              parameter=("min_lr", "lr"))
+            raise ConfigError(
+                f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}", parameter=("min_lr", "lr")
+            )
         for name in ("log_mag_weight", "wave_weight", "spectral_weight", "si_sdr_weight"):
             if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}", parameter=name)
@@ -123,8 +122,15 @@ class FileSource:
     """Decoded audio files as one pool of random crops: a file is drawn in proportion to its number of
     valid crop starts, then a start uniformly (so every sample of the source is equally likely)."""
 
-    def __init__(self, spec: str, sample_rate: int, channels: int, device: str, skip_bad_files: bool = False,
-                 label: str = "--data") -> None:
+    def __init__(
+        self,
+        spec: str,
+        sample_rate: int,
+        channels: int,
+        device: str,
+        skip_bad_files: bool = False,
+        label: str = "--data",
+    ) -> None:
         """Every file is checked first (:func:`steerlab.capture.check_audio_files`): an unreadable,
         empty or NaN file raises :class:`steerlab.capture.BadFilesError` (one line) unless
         ``skip_bad_files``, which skips it (listed in :attr:`skipped`)."""
@@ -142,10 +148,13 @@ class FileSource:
     def crops(self, rng: np.random.Generator, n: int, crop: int) -> list[torch.Tensor]:
         valid = np.array([max(0, f.shape[-1] - crop + 1) for f in self.files], dtype=float)
         if valid.sum() == 0:
-            raise CorpusBuildError(f"no file of data source {self.name} is longer than a {crop}-sample crop; "
-                                   "pass longer audio or a smaller clip_seconds", parameter="clip_seconds")
+            raise CorpusBuildError(
+                f"no file of data source {self.name} is longer than a {crop}-sample crop; "
+                "pass longer audio or a smaller clip_seconds",
+                parameter="clip_seconds",
+            )
         which = rng.choice(len(self.files), size=n, p=valid / valid.sum())
-        return [self.files[i][:, s: s + crop] for i, s in ((i, int(rng.integers(0, valid[i]))) for i in which)]
+        return [self.files[i][:, s : s + crop] for i, s in ((i, int(rng.integers(0, valid[i]))) for i in which)]
 
     def windows(self, count: int, length: int) -> torch.Tensor:
         """Up to ``count`` 1 s windows spread evenly over the files, quiet ones (< -45 dBFS) skipped."""
@@ -153,8 +162,10 @@ class FileSource:
 
         windows = loud_windows([f.cpu() for f in self.files], count, length)
         if not windows:
-            raise CorpusBuildError(f"validation source {self.name} has no 1 s window above -45 dBFS; "
-                                   "give val_data a folder holding music", parameter="val_data")
+            raise CorpusBuildError(
+                f"validation source {self.name} has no 1 s window above -45 dBFS; give val_data a folder holding music",
+                parameter="val_data",
+            )
         return torch.stack(windows).to(self.files[0].device)
 
 
@@ -162,8 +173,7 @@ def _autocast(device: str, amp: str):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
 
 
-def forward_paths(model: EncodecModel, x: torch.Tensor, quantized: bool, n_q: int | None = None,
-                  amp: str = "none"):
+def forward_paths(model: EncodecModel, x: torch.Tensor, quantized: bool, n_q: int | None = None, amp: str = "none"):
     """Encode, optionally quantize, decode; trims to the input length. Returns (y, penalty).
 
     With ``amp="bf16"`` the encoder and decoder run under bfloat16 autocast; the quantizer's
@@ -196,7 +206,8 @@ def evaluate(model: EncodecModel, clips: torch.Tensor, batch: int = 16, amp: str
     out: dict[str, list[float]] = {}
     for path, quant in (("cont", False), ("quant", True)):
         out[f"si_sdr_{path}"], out[f"mrstft_{path}"] = clip_metrics(
-            lambda x: forward_paths(model, x, quant, amp=amp)[0], clips, batch)
+            lambda x, quant=quant: forward_paths(model, x, quant, amp=amp)[0], clips, batch
+        )
     model.train(was_training)
     res = {f"{k}_mean": float(np.mean(v)) for k, v in out.items()}
     res.update({f"{k}_median": float(np.median(v)) for k, v in out.items()})
@@ -212,8 +223,9 @@ def _validate(model, val_sets: dict[str, torch.Tensor], amp: str) -> dict[str, f
     return ev
 
 
-def _batch(train_cfg: TrainConfig, rng: np.random.Generator, pool: torch.Tensor, sources: list[FileSource],
-           crop: int) -> torch.Tensor:
+def _batch(
+    train_cfg: TrainConfig, rng: np.random.Generator, pool: torch.Tensor, sources: list[FileSource], crop: int
+) -> torch.Tensor:
     """A batch of crops: each item from the synthetic pool with probability ``synth_share``, else from a
     data source drawn uniformly; then one random gain per item (0.3 to 1.5)."""
     n = train_cfg.batch_size
@@ -223,7 +235,7 @@ def _batch(train_cfg: TrainConfig, rng: np.random.Generator, pool: torch.Tensor,
     if k:
         idx = rng.integers(0, len(pool), k)
         starts = rng.integers(0, pool.shape[-1] - crop + 1, k)
-        items += [pool[i, :, s: s + crop] for i, s in zip(idx, starts)]
+        items += [pool[i, :, s : s + crop] for i, s in zip(idx, starts)]
     which = rng.integers(0, max(1, len(sources)), n - k)
     for j in range(len(sources)):
         m = int((which == j).sum())
@@ -233,23 +245,28 @@ def _batch(train_cfg: TrainConfig, rng: np.random.Generator, pool: torch.Tensor,
     return x * torch.from_numpy(rng.uniform(0.3, 1.5, (n, 1, 1)).astype(np.float32)).to(x.device)
 
 
-def train_codec(
-    codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, log=print
-) -> dict[str, float]:
+def train_codec(codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, log=print) -> dict[str, float]:
     """Train (or resume) a codec into ``out_dir``; returns the final validation metrics.
 
     The ``data`` and ``val_data`` files are checked and decoded before anything is written: a bad
     file is one :class:`steerlab.capture.BadFilesError` line and no run folder (unless
     ``skip_bad_files``)."""
-    sources = [FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device, train_cfg.skip_bad_files)
-               for d in train_cfg.data]
+    sources = [
+        FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device, train_cfg.skip_bad_files)
+        for d in train_cfg.data
+    ]
     length = codec_cfg.sample_rate - codec_cfg.sample_rate % codec_cfg.hop_length
-    val_data = {Path(d).name: FileSource(d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device,
-                                         train_cfg.skip_bad_files, "--val-data").windows(train_cfg.val_windows, length)
-                for d in train_cfg.val_data}
+    val_data = {
+        Path(d).name: FileSource(
+            d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device, train_cfg.skip_bad_files, "--val-data"
+        ).windows(train_cfg.val_windows, length)
+        for d in train_cfg.val_data
+    }
     for src in sources:
-        log(f"data source {src.name}: {len(src.files)} files, {src.seconds / 60:.1f} min"
-            + (f"; {len(src.skipped)} bad files skipped (first: {src.skipped[0]['reason']})" if src.skipped else ""))
+        log(
+            f"data source {src.name}: {len(src.files)} files, {src.seconds / 60:.1f} min"
+            + (f"; {len(src.skipped)} bad files skipped (first: {src.skipped[0]['reason']})" if src.skipped else "")
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     device = train_cfg.device
     torch.manual_seed(train_cfg.seed)
@@ -267,8 +284,7 @@ def train_codec(
         rng = np.random.default_rng([train_cfg.seed, step])
         torch.manual_seed(train_cfg.seed + step)
     pool = _pool(codec_cfg, train_cfg.pool_clips, train_cfg.seed, 1.0).to(device)
-    val_sets = {"synth": _pool(codec_cfg, train_cfg.val_clips, train_cfg.seed + 10_000, 1.0).to(device),
-                **val_data}
+    val_sets = {"synth": _pool(codec_cfg, train_cfg.val_clips, train_cfg.seed + 10_000, 1.0).to(device), **val_data}
     crop = int(train_cfg.clip_seconds * codec_cfg.sample_rate)
     crop -= crop % codec_cfg.hop_length
     t0 = time.time()
@@ -305,19 +321,30 @@ def train_codec(
             log(
                 f"step {step}: loss {row['train_loss']:.4f} val SI-SDR cont {ev['si_sdr_cont_median']:.2f} dB "
                 f"quant {ev['si_sdr_quant_median']:.2f} dB"
-                + "".join(f"; {k.split('@')[1]} {v:.2f} dB" for k, v in ev.items() if k.startswith("si_sdr_cont_median@"))
+                + "".join(
+                    f"; {k.split('@')[1]} {v:.2f} dB" for k, v in ev.items() if k.startswith("si_sdr_cont_median@")
+                )
             )
             export(model.eval(), codec_cfg, train_cfg, out_dir, ev, step, planned)
             model.train()
     return _validate(model, val_sets, train_cfg.amp)
 
 
-def export(model, codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, ev: dict, step: int,
-           planned_steps: int | None = None) -> None:
+def export(
+    model,
+    codec_cfg: CodecConfig,
+    train_cfg: TrainConfig,
+    out_dir: Path,
+    ev: dict,
+    step: int,
+    planned_steps: int | None = None,
+) -> None:
     """Write ``model.safetensors`` and ``config.json`` (the shippable artifact)."""
     dtype = getattr(torch, train_cfg.export_dtype)
-    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     atomic_save_safetensors(state, out_dir / "model.safetensors")
     atomic_write_json(
         {

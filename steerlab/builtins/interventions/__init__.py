@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from steerlab.hookspecs import hookimpl
 from steerlab.builtins.interventions.learned import Archetype, FeatureClamp
 from steerlab.builtins.interventions.replace import MeanAblate, Patch
+from steerlab.hookspecs import hookimpl
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,13 @@ class FeatureClampState:
         return 1.0 / float(self.atom.norm())
 
     def to_json(self) -> dict[str, Any]:
-        return {"dictionary": self.ref.to_json(), "feature": self.feature, "mode": self.mode,
-                "sae_scale": float(self.sae.scale), "code_per_activation_unit": self.code_per_unit}
+        return {
+            "dictionary": self.ref.to_json(),
+            "feature": self.feature,
+            "mode": self.mode,
+            "sae_scale": float(self.sae.scale),
+            "code_per_activation_unit": self.code_per_unit,
+        }
 
 
 def _feature_index(value: Any) -> int:
@@ -59,15 +64,19 @@ class FeatureClamp:
 
     name: str = "feature-clamp"
     formula: str = "a_t <- a_t + w_t * (z'_tj - z_tj) * s * W_dec[j];  z = E(a_t), z'_tj = v/(s|W_dec[j]|) or v*z_tj"
-    description: str = ("set (mode=set) or scale (mode=scale) SAE feature j of each frame; only j's decoded "
-                        "contribution changes, the reconstruction error is kept")
+    description: str = (
+        "set (mode=set) or scale (mode=scale) SAE feature j of each frame; only j's decoded "
+        "contribution changes, the reconstruction error is kept"
+    )
     value_scale: str = "strength"
     needs_direction: bool = False
-    options_help = MappingProxyType({
-        "dictionary": "feature dictionary folder (steerlab learn features); the CLI's --feature DICT:ID sets it",
-        "feature": "latent number j; set by --feature DICT:ID",
-        "mode": "set (default: v in activation units, relative or absolute) or scale (v a factor on the code)",
-    })
+    options_help = MappingProxyType(
+        {
+            "dictionary": "feature dictionary folder (steerlab learn features); the CLI's --feature DICT:ID sets it",
+            "feature": "latent number j; set by --feature DICT:ID",
+            "mode": "set (default: v in activation units, relative or absolute) or scale (v a factor on the code)",
+        }
+    )
 
     def value_scale_for(self, options):
         return "factor" if options.get("mode", "set") == "scale" else "strength"
@@ -76,8 +85,10 @@ class FeatureClamp:
         from steerlab import api
 
         if options.get("dictionary") is None or options.get("feature") is None:
-            raise InterventionError("feature-clamp needs the options dictionary (a feature dictionary) and feature "
-                                    "(a latent number)", parameter=("dictionary", "feature"))
+            raise InterventionError(
+                "feature-clamp needs the options dictionary (a feature dictionary) and feature (a latent number)",
+                parameter=("dictionary", "feature"),
+            )
         mode = options.get("mode", "set")
         if mode not in FEATURE_MODES:
             raise InterventionError(f"feature-clamp mode must be one of {', '.join(FEATURE_MODES)}, got {mode!r}")
@@ -86,8 +97,9 @@ class FeatureClamp:
         api.check_dictionary_fits(ref, model, layer, "feature")
         size = ref.dictionary.config.size
         if j >= size:
-            raise InterventionError(f"feature {j} is out of range: dictionary {ref.spec} has {size} features "
-                                    f"(0..{size - 1})")
+            raise InterventionError(
+                f"feature {j} is out of range: dictionary {ref.spec} has {size} features (0..{size - 1})"
+            )
         sae = ref.dictionary.sae
         atom = (sae.W_dec[j] * sae.scale).detach().clone()
         return FeatureClampState(ref, j, mode, atom, sae)
@@ -100,7 +112,7 @@ class FeatureClamp:
             x = act.T.to(sae.W_dec.dtype)  # [frames, channels]
             code = sae.encode(x.to(sae.W_dec.device))[:, state.feature].to(act.device)
             target = code * value if state.mode == "scale" else torch.full_like(code, value * state.code_per_unit)
-            delta = (weight.to(code.dtype) * (target - code))  # [frames]
+            delta = weight.to(code.dtype) * (target - code)  # [frames]
             atom = state.atom.to(act.device, code.dtype)
             return act + (atom[:, None] * delta[None, :]).to(act.dtype)
 
@@ -117,8 +129,10 @@ class Archetype:
 
     name: str = "archetype"
     formula: str = "r_t <- r_t + v * d * C_t,  C_t = sum_{u<t} w_u  (so g'_t = g_t + v w_t d)"
-    description: str = ("motion: add v*d to the generators g_t = r_{t+1} - r_t on the span; the offset "
-                        "accumulates and persists after it")
+    description: str = (
+        "motion: add v*d to the generators g_t = r_{t+1} - r_t on the span; the offset "
+        "accumulates and persists after it"
+    )
     value_scale: str = "motion"
     chunkable: bool = False
 

@@ -50,16 +50,25 @@ def _source_wave(source: Any, model) -> tuple[Any, dict]:
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise InterventionError(f"{str(source)!r} not found: source must be an audio file or an array "
-                                    "[channels, samples]", parameter="source")
+            raise InterventionError(
+                f"{str(source)!r} not found: source must be an audio file or an array [channels, samples]",
+                parameter="source",
+            )
         wave, conversion = audio.load(path, model.sample_rate, model.channels)
-        return wave, {"source": str(path.resolve()), "sha256": file_sha256(path),
-                      "conversion": conversion.describe(), "duration_s": wave.shape[-1] / model.sample_rate}
+        return wave, {
+            "source": str(path.resolve()),
+            "sha256": file_sha256(path),
+            "conversion": conversion.describe(),
+            "duration_s": wave.shape[-1] / model.sample_rate,
+        }
     wave = audio.validate_array(source, "patch source")
     if wave.shape[0] != model.channels:
         raise InterventionError(f"patch source has {wave.shape[0]} channels but {model.name} takes {model.channels}")
-    return wave, {"source": "array", "sha256": hashlib.sha256(np.ascontiguousarray(wave).tobytes()).hexdigest(),
-                  "duration_s": wave.shape[-1] / model.sample_rate}
+    return wave, {
+        "source": "array",
+        "sha256": hashlib.sha256(np.ascontiguousarray(wave).tobytes()).hexdigest(),
+        "duration_s": wave.shape[-1] / model.sample_rate,
+    }
 
 
 @dataclass(frozen=True)
@@ -77,9 +86,11 @@ class Patch:
     value_scale: str = "none"
     needs_direction: bool = False
     chunkable: bool = False
-    options_help = MappingProxyType({
-        "source": "audio file (or array [channels, samples] at the model's rate) whose activations replace the input's",
-    })
+    options_help = MappingProxyType(
+        {
+            "source": "audio file (or array [channels, samples] at the model's rate) whose activations replace the input's",
+        }
+    )
 
     def prepare(self, model, layer, direction, options, context=None):
         import torch
@@ -87,8 +98,11 @@ class Patch:
         from steerlab import tracing
 
         if options.get("source") is None:
-            raise InterventionError("patch needs the option source: an audio file or an array [channels, samples] "
-                                    "whose activations replace the input's", parameter="source")
+            raise InterventionError(
+                "patch needs the option source: an audio file or an array [channels, samples] "
+                "whose activations replace the input's",
+                parameter="source",
+            )
         wave, description = _source_wave(options["source"], model)
         item = tracing.TraceItem(torch.from_numpy(wave).float(), layer, save_activation=True)
         res = tracing.run(model, [item], context.path if context else None, context.n_q if context else None)[0]
@@ -100,7 +114,9 @@ class Patch:
             raise InterventionError(
                 f"the span reaches frame {last} but the patch source ({state.source['source']}) has only "
                 f"{state.frames} frames at this layer ({state.source['duration_s']:.3f} s); end the span earlier "
-                f"(end_s) or use a source at least as long as the span", parameter="end_s")
+                f"(end_s) or use a source at least as long as the span",
+                parameter="end_s",
+            )
 
     def apply(self, act, direction, value, weight, state):
         n = min(act.shape[-1], state.frames)
@@ -133,11 +149,13 @@ class MeanAblate:
     description: str = "replace activations on the span with their mean over a reference set"
     value_scale: str = "none"
     needs_direction: bool = False
-    options_help = MappingProxyType({
-        "reference": "reference set: a folder or audio file, synth:N, noise:N, flat:N or sines:N (or a list of them)",
-        "seed": "seed of generated reference clips [default 0]",
-        "clip_seconds": "length of generated reference clips in seconds [default 1.0]",
-    })
+    options_help = MappingProxyType(
+        {
+            "reference": "reference set: a folder or audio file, synth:N, noise:N, flat:N or sines:N (or a list of them)",
+            "seed": "seed of generated reference clips [default 0]",
+            "clip_seconds": "length of generated reference clips in seconds [default 1.0]",
+        }
+    )
 
     def prepare(self, model, layer, direction, options, context=None):
         import torch
@@ -148,8 +166,11 @@ class MeanAblate:
 
         specs = options.get("reference")
         if specs is None or (isinstance(specs, (list, tuple)) and not specs):
-            raise InterventionError("mean-ablate needs the option reference: a folder, an audio file, synth:N, "
-                                    "noise:N, flat:N or sines:N (or a list of them)", parameter="reference")
+            raise InterventionError(
+                "mean-ablate needs the option reference: a folder, an audio file, synth:N, "
+                "noise:N, flat:N or sines:N (or a list of them)",
+                parameter="reference",
+            )
         specs = [specs] if isinstance(specs, (str, Path)) else list(specs)
         try:
             seed = int(options.get("seed", 0))
@@ -185,11 +206,18 @@ class MeanAblate:
         if pending:
             flush()
         if frames == 0:
-            raise CorpusError(f"reference set {', '.join(map(str, specs))} gave no frames at {layer.name}: "
-                              f"{manifest.files_seen} files seen, {len(manifest.skipped)} skipped")
+            raise CorpusError(
+                f"reference set {', '.join(map(str, specs))} gave no frames at {layer.name}: "
+                f"{manifest.files_seen} files seen, {len(manifest.skipped)} skipped"
+            )
         manifest.vectors = frames
-        reference = {"reference": [str(s) for s in specs], "seed": seed, "clip_seconds": clip_seconds,
-                     "n_frames": frames, "manifest": manifest.to_json()}
+        reference = {
+            "reference": [str(s) for s in specs],
+            "seed": seed,
+            "clip_seconds": clip_seconds,
+            "n_frames": frames,
+            "manifest": manifest.to_json(),
+        }
         return MeanState((total / frames).float(), reference)
 
     def apply(self, act, direction, value, weight, state):

@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
-
 import numpy as np
+import torch
 
 from steerlab.errors import ConfigError
 
@@ -47,8 +46,14 @@ def _overlap(model: SampleCNN, specs: list) -> int | None:
     if not training:
         return None
     test = {(s.kind, s.seed) for s in specs}
-    seen = task.training_specs(training["seed"], training["step"], training["batch_size"], model.labels,
-                               model.sample_rate, training["clip_seconds"])
+    seen = task.training_specs(
+        training["seed"],
+        training["step"],
+        training["batch_size"],
+        model.labels,
+        model.sample_rate,
+        training["clip_seconds"],
+    )
     return sum((s.kind, s.seed) in test for s in seen)
 
 
@@ -62,7 +67,9 @@ def confusion(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor) -> l
     return counts.tolist()
 
 
-def evaluate_model(model: SampleCNN, clips: int = 700, seed: int = task.TEST_SEED, seconds: float = 1.0) -> dict[str, Any]:
+def evaluate_model(
+    model: SampleCNN, clips: int = 700, seed: int = task.TEST_SEED, seconds: float = 1.0
+) -> dict[str, Any]:
     specs = task.held_out_specs(clips, seed, model.sample_rate, seconds)
     waves, targets = task.render(specs, model.labels)
     trained = evaluate(model, waves, targets)
@@ -74,8 +81,13 @@ def evaluate_model(model: SampleCNN, clips: int = 700, seed: int = task.TEST_SEE
         "model": model.name,
         "weights_sha256": model.weights_hash(),
         "config": model.config,
-        "test_set": {"generator": "steerlab.synth.corpus", "clips": clips, "seed": seed, "seconds": seconds,
-                     "clips_shared_with_training": _overlap(model, specs)},
+        "test_set": {
+            "generator": "steerlab.synth.corpus",
+            "clips": clips,
+            "seed": seed,
+            "seconds": seconds,
+            "clips_shared_with_training": _overlap(model, specs),
+        },
         "accuracy": trained["accuracy"],
         "accuracy_ci95": list(wilson_interval(correct, len(targets))),
         "loss": trained["loss"],
@@ -83,12 +95,18 @@ def evaluate_model(model: SampleCNN, clips: int = 700, seed: int = task.TEST_SEE
         "confusion": {"labels": list(model.labels), "rows_true_columns_predicted": confusion(model, waves, targets)},
         "chance": 1.0 / len(model.labels),
         "majority_class": float(shares.max()),
-        "random_init": {"seed": 0, "accuracy": baseline["accuracy"], "loss": baseline["loss"],
-                        "weights_sha256": random_model.weights_hash()},
+        "random_init": {
+            "seed": 0,
+            "accuracy": baseline["accuracy"],
+            "loss": baseline["loss"],
+            "weights_sha256": random_model.weights_hash(),
+        },
     }
 
 
-def bootstrap_interval(correct: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    correct: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile-bootstrap interval of a mean (Efron & Tibshirani 1993, ch. 13): resample the
     ``[n]`` per-clip scores with replacement ``n_boot`` times; the ``(1 - level) / 2`` and
     ``(1 + level) / 2`` quantiles of the resampled means. Raises ``ValueError`` on an empty array."""
@@ -122,13 +140,20 @@ def training_coverage(spec: instruments.InstrumentTask, training: dict) -> dict[
 def _shared(specs: list, coverage: dict[str, set] | None) -> dict[str, int] | None:
     if coverage is None:
         return None
-    return {"program": sum(s.program in coverage["programs"] for s in specs),
-            "pitch_class": sum(any(n.pitch % 12 in coverage["pitch_classes"] for n in s.notes) for s in specs),
-            "program_and_keys": sum((s.program, tuple(n.pitch for n in s.notes)) in coverage["sounds"] for s in specs)}
+    return {
+        "program": sum(s.program in coverage["programs"] for s in specs),
+        "pitch_class": sum(any(n.pitch % 12 in coverage["pitch_classes"] for n in s.notes) for s in specs),
+        "program_and_keys": sum((s.program, tuple(n.pitch for n in s.notes)) in coverage["sounds"] for s in specs),
+    }
 
 
-def evaluate_instruments(model: SampleCNN, clips: int = 260, seed: int = instruments.TEST_SEED,
-                         splits: tuple[str, ...] = instruments.SPLITS, n_boot: int = 2000) -> dict[str, Any]:
+def evaluate_instruments(
+    model: SampleCNN,
+    clips: int = 260,
+    seed: int = instruments.TEST_SEED,
+    splits: tuple[str, ...] = instruments.SPLITS,
+    n_boot: int = 2000,
+) -> dict[str, Any]:
     """Accuracy of an instrument-family SampleCNN on ``clips`` fresh clips of each held-out set.
 
     Per set: accuracy with a bootstrap 95% interval, per-family accuracy, the confusion matrix,
@@ -175,8 +200,14 @@ def evaluate_instruments(model: SampleCNN, clips: int = 260, seed: int = instrum
         "weights_sha256": model.weights_hash(),
         "config": model.config,
         "task": spec.to_json(),
-        "test_set": {"generator": "steerlab.builtins.samplecnn.instruments", "clips_per_split": clips, "seed": seed,
-                     "seconds": spec.seconds, "bootstrap_resamples": n_boot, **instruments.soundfont_record()},
+        "test_set": {
+            "generator": "steerlab.builtins.samplecnn.instruments",
+            "clips_per_split": clips,
+            "seed": seed,
+            "seconds": spec.seconds,
+            "bootstrap_resamples": n_boot,
+            **instruments.soundfont_record(),
+        },
         "soundfont_matches_training": _soundfont_matches(model),
         "chance": 1.0 / len(model.labels),
         "labels": list(model.labels),
@@ -195,8 +226,12 @@ def _by_program(specs: list, correct: np.ndarray, pred: torch.Tensor, labels: tu
     for program in sorted({s.program for s in specs}):
         rows = [i for i, s in enumerate(specs) if s.program == program]
         votes = torch.bincount(pred[rows], minlength=len(labels))
-        out[str(program)] = {"family": specs[rows[0]].family, "clips": len(rows), "accuracy": float(correct[rows].mean()),
-                             "most_predicted": labels[int(votes.argmax())]}
+        out[str(program)] = {
+            "family": specs[rows[0]].family,
+            "clips": len(rows),
+            "accuracy": float(correct[rows].mean()),
+            "most_predicted": labels[int(votes.argmax())],
+        }
     return out
 
 

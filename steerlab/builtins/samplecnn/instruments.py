@@ -28,8 +28,9 @@ chords alternate family round by family round.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,8 +79,10 @@ class InstrumentTask:
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in corpus.GM_FAMILIES]
         if unknown or len(self.families) < 2 or len(set(self.families)) != len(self.families):
-            raise ConfigError(f"families must be at least two distinct GM families ({', '.join(corpus.GM_FAMILIES)}), "
-                             f"got {list(self.families)}")
+            raise ConfigError(
+                f"families must be at least two distinct GM families ({', '.join(corpus.GM_FAMILIES)}), "
+                f"got {list(self.families)}"
+            )
         if not 1 <= self.test_programs_per_family <= 7:
             raise ConfigError(f"test_programs_per_family must be 1..7, got {self.test_programs_per_family}")
         pcs = self.held_out_pitch_classes
@@ -102,8 +105,14 @@ class InstrumentTask:
 
     @functools.cached_property
     def train_programs(self) -> dict[str, tuple[int, ...]]:
-        return {name: tuple(p for p in range(8 * corpus.GM_FAMILIES.index(name), 8 * corpus.GM_FAMILIES.index(name) + 8)
-                            if p not in self.test_programs[name]) for name in self.families}
+        return {
+            name: tuple(
+                p
+                for p in range(8 * corpus.GM_FAMILIES.index(name), 8 * corpus.GM_FAMILIES.index(name) + 8)
+                if p not in self.test_programs[name]
+            )
+            for name in self.families
+        }
 
     @property
     def train_pitch_classes(self) -> tuple[int, ...]:
@@ -124,30 +133,48 @@ class InstrumentTask:
         d = asdict(self)
         d["families"] = list(self.families)
         d["held_out_pitch_classes"] = list(self.held_out_pitch_classes)
-        return {"name": TASK, **d, "train_programs": {k: list(v) for k, v in self.train_programs.items()},
-                "test_programs": {k: list(v) for k, v in self.test_programs.items()},
-                "train_pitch_classes": list(self.train_pitch_classes)}
+        return {
+            "name": TASK,
+            **d,
+            "train_programs": {k: list(v) for k, v in self.train_programs.items()},
+            "test_programs": {k: list(v) for k, v in self.test_programs.items()},
+            "train_pitch_classes": list(self.train_pitch_classes),
+        }
 
     @classmethod
-    def from_json(cls, d: dict) -> "InstrumentTask":
+    def from_json(cls, d: dict) -> InstrumentTask:
         """Inverse of :meth:`to_json`; raises ``ValueError`` when the recorded split is not the one its
         fields imply (a hand-edited or foreign record) or when it is not disjoint."""
         if d.get("name") != TASK:
             raise ConfigError(f"task name must be {TASK!r}, got {d.get('name')!r}")
-        fields = {k: d[k] for k in ("families", "test_programs_per_family", "held_out_pitch_classes", "split_seed",
-                                    "seconds")}
-        task = cls(**{**fields, "families": tuple(fields["families"]),
-                      "held_out_pitch_classes": tuple(fields["held_out_pitch_classes"])})
+        fields = {
+            k: d[k] for k in ("families", "test_programs_per_family", "held_out_pitch_classes", "split_seed", "seconds")
+        }
+        task = cls(
+            **{
+                **fields,
+                "families": tuple(fields["families"]),
+                "held_out_pitch_classes": tuple(fields["held_out_pitch_classes"]),
+            }
+        )
         for key in ("train_programs", "test_programs", "train_pitch_classes"):
             if d.get(key) != task.to_json()[key]:
-                raise ConfigError(f"{key} {d.get(key)} is not the split its seed and fields give "
-                                  f"({task.to_json()[key]})", parameter=key)
+                raise ConfigError(
+                    f"{key} {d.get(key)} is not the split its seed and fields give ({task.to_json()[key]})",
+                    parameter=key,
+                )
         return task
 
     # -- drawing clips ---------------------------------------------------------------------------
 
-    def draw(self, rng: np.random.Generator, family: str, kind: str, programs: dict[str, tuple[int, ...]],
-             pitch_classes: tuple[int, ...]) -> corpus.RenderSpec:
+    def draw(
+        self,
+        rng: np.random.Generator,
+        family: str,
+        kind: str,
+        programs: dict[str, tuple[int, ...]],
+        pitch_classes: tuple[int, ...],
+    ) -> corpus.RenderSpec:
         """One clip's score: a program of ``family`` from ``programs`` playing a note or chord whose
         every key has a pitch class in ``pitch_classes``; onset 0-0.1 s, held 0.35 s to the clip's end."""
         program = programs[family][int(rng.integers(len(programs[family])))]
@@ -174,8 +201,10 @@ class InstrumentTask:
         """``n`` clips of held-out set ``split``: family ``i % F``, kind alternating every ``F`` clips."""
         programs, pcs = self.split_axes(split)
         index, F = SPLITS.index(split), len(self.families)
-        return [self.draw(np.random.default_rng([seed, index, i]), self.families[i % F], KINDS[(i // F) % 2],
-                          programs, pcs) for i in range(n)]
+        return [
+            self.draw(np.random.default_rng([seed, index, i]), self.families[i % F], KINDS[(i // F) % 2], programs, pcs)
+            for i in range(n)
+        ]
 
     def all_training_specs(self, seed: int, steps: int, batch_size: int) -> Iterable[corpus.RenderSpec]:
         for step in range(steps):
@@ -201,7 +230,7 @@ class InstrumentTask:
         return torch.from_numpy(waves), torch.tensor([index[s.family] for s in specs], dtype=torch.long)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shapes(program: int, kind: str, pitch_classes: tuple[int, ...]) -> list[tuple[str, int]]:
     """Every (shape, root) of ``kind`` inside ``program``'s key range whose keys all lie in
     ``pitch_classes`` and sound (:data:`SILENT_KEYS`)."""
@@ -209,8 +238,12 @@ def _shapes(program: int, kind: str, pitch_classes: tuple[int, ...]) -> list[tup
     low, high = _key_range(family)
     silent = SILENT_KEYS.get(program, ())
     shapes = {"note": (0,)} if kind == "note" else CHORD_SHAPES
-    out = [(name, root) for name, offsets in shapes.items() for root in range(low, high - offsets[-1] + 1)
-           if all((root + o) % 12 in pitch_classes and root + o not in silent for o in offsets)]
+    out = [
+        (name, root)
+        for name, offsets in shapes.items()
+        for root in range(low, high - offsets[-1] + 1)
+        if all((root + o) % 12 in pitch_classes and root + o not in silent for o in offsets)
+    ]
     if not out:
         raise ConfigError(f"no {kind} of {family} fits pitch classes {list(pitch_classes)}")
     return out
@@ -240,5 +273,7 @@ def soundfont_record() -> dict[str, str]:
 
 def manifest(specs: Sequence[corpus.RenderSpec]) -> list[dict[str, Any]]:
     """Per clip, the ground truth in the layout of :func:`steerlab.corpus.render_corpus`'s manifest."""
-    return [{"kind": s.kind, "program": s.program, "family": s.family, "notes": [asdict(n) for n in s.notes],
-             **s.detail} for s in specs]
+    return [
+        {"kind": s.kind, "program": s.program, "family": s.family, "notes": [asdict(n) for n in s.notes], **s.detail}
+        for s in specs
+    ]

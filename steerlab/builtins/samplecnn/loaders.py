@@ -19,7 +19,8 @@ from steerlab import schema
 from steerlab.errors import ModelLoadError
 from steerlab.model import LoadOptions
 
-from .instruments import TASK as INSTRUMENTS, InstrumentTask
+from .instruments import TASK as INSTRUMENTS
+from .instruments import InstrumentTask
 from .model import SampleCNN, SampleCNNConfig
 from .train import FORMAT, VERSION
 
@@ -30,8 +31,9 @@ DEFAULT_CONFIG = SampleCNNConfig()
 INSTRUMENTS_NAME = "samplecnn_instruments_24khz"
 INSTRUMENTS_DIR = Path(__file__).parent / "weights" / INSTRUMENTS_NAME
 # the shipped instrument model's architecture (a test checks it against its config.json)
-INSTRUMENTS_CONFIG = SampleCNNConfig(first_channels=16, block_channels=(16, 16, 32, 32, 64, 64),
-                                     labels=InstrumentTask().families)
+INSTRUMENTS_CONFIG = SampleCNNConfig(
+    first_channels=16, block_channels=(16, 16, 32, 32, 64, 64), labels=InstrumentTask().families
+)
 TASK_OF = {SHIPPED_NAME: KINDS, INSTRUMENTS_NAME: INSTRUMENTS}
 
 
@@ -46,10 +48,13 @@ def _task(meta: dict, cfg: SampleCNNConfig, config_path: Path) -> InstrumentTask
         spec = InstrumentTask.from_json(record)
     except (KeyError, TypeError, ValueError) as exc:
         text = str(exc).strip().splitlines()
-        raise ModelLoadError(f"{config_path}: key 'task' is invalid: {text[0] if text else type(exc).__name__}") from None
+        raise ModelLoadError(
+            f"{config_path}: key 'task' is invalid: {text[0] if text else type(exc).__name__}"
+        ) from None
     if spec.families != cfg.labels:
-        raise ModelLoadError(f"{config_path}: the model's labels {list(cfg.labels)} are not the task's families "
-                             f"{list(spec.families)}")
+        raise ModelLoadError(
+            f"{config_path}: the model's labels {list(cfg.labels)} are not the task's families {list(spec.families)}"
+        )
     return spec
 
 
@@ -65,23 +70,29 @@ def load_artifact(folder: Path, name: str = SHIPPED_NAME, task: str | None = Non
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     if not config_path.is_file() or not weights.is_file():
         raise ModelLoadError(f"{folder} is not a steerlab SampleCNN folder (needs config.json and model.safetensors)")
-    meta = schema.read_json(config_path, {"samplecnn": schema.mapping()}, ModelLoadError, format=FORMAT,
-                            versions=(VERSION,))
-    cfg = schema.build(SampleCNNConfig, meta["samplecnn"], config_path, "samplecnn", ModelLoadError,
-                       SampleCNNConfig.from_json)
+    meta = schema.read_json(
+        config_path, {"samplecnn": schema.mapping()}, ModelLoadError, format=FORMAT, versions=(VERSION,)
+    )
+    cfg = schema.build(
+        SampleCNNConfig, meta["samplecnn"], config_path, "samplecnn", ModelLoadError, SampleCNNConfig.from_json
+    )
     spec = _task(meta, cfg, config_path)
     trained_on = KINDS if spec is None else INSTRUMENTS
     if task is not None and trained_on != task:
         other = next(n for n, t in TASK_OF.items() if t == trained_on)
-        raise ModelLoadError(f"{folder} holds a SampleCNN trained on the {trained_on} task; {name} is a model of the "
-                             f"{task} task (load it as {other})")
+        raise ModelLoadError(
+            f"{folder} holds a SampleCNN trained on the {trained_on} task; {name} is a model of the "
+            f"{task} task (load it as {other})"
+        )
     model = SampleCNN(name, cfg)
     try:
         model.load_state_dict(schema.read_tensors(weights, ModelLoadError))
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        raise ModelLoadError(f"weights in {weights} do not fit the architecture in {config_path}: "
-                             f"{lines[1] if len(lines) > 1 else lines[0]}"[:300]) from None
+        raise ModelLoadError(
+            f"weights in {weights} do not fit the architecture in {config_path}: "
+            f"{lines[1] if len(lines) > 1 else lines[0]}"[:300]
+        ) from None
     model.training_record = meta
     model.instrument_task = spec
     return model.eval()

@@ -72,7 +72,7 @@ class SampleCNNConfig:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "SampleCNNConfig":
+    def from_json(cls, d: dict) -> SampleCNNConfig:
         d = dict(d)
         d["block_channels"] = tuple(d["block_channels"])
         d["labels"] = tuple(d["labels"])

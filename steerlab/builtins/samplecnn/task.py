@@ -17,7 +17,7 @@ specs so an evaluation can count clips shared with training (a collision of two
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -29,8 +29,9 @@ VAL_SEED_OFFSET = 10_000
 TEST_SEED = 12_345
 
 
-def step_specs(seed: int, step: int, batch_size: int, labels: Sequence[str], sample_rate: int,
-               seconds: float) -> tuple[list[synth.ClipSpec], np.random.Generator]:
+def step_specs(
+    seed: int, step: int, batch_size: int, labels: Sequence[str], sample_rate: int, seconds: float
+) -> tuple[list[synth.ClipSpec], np.random.Generator]:
     """The clips of one training step (balanced in expectation) and the step's generator,
     a pure function of ``(seed, step)`` so a resumed run sees the same data."""
     rng = np.random.default_rng([seed, step])
@@ -39,8 +40,9 @@ def step_specs(seed: int, step: int, batch_size: int, labels: Sequence[str], sam
     return [synth.ClipSpec(labels[k], int(s), sample_rate, seconds) for k, s in zip(kinds, seeds)], rng
 
 
-def training_specs(seed: int, steps: int, batch_size: int, labels: Sequence[str], sample_rate: int,
-                   seconds: float) -> Iterable[synth.ClipSpec]:
+def training_specs(
+    seed: int, steps: int, batch_size: int, labels: Sequence[str], sample_rate: int, seconds: float
+) -> Iterable[synth.ClipSpec]:
     for step in range(steps):
         yield from step_specs(seed, step, batch_size, labels, sample_rate, seconds)[0]
 

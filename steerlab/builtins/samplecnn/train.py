@@ -17,17 +17,17 @@ the run's identity and ``config.json``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steerlab import provenance
+from steerlab import provenance, resumable
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json, versions
-from steerlab import resumable
 from steerlab.errors import ConfigError
 from steerlab.schedules import cosine_lr
 
@@ -55,13 +55,16 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0 or self.val_clips <= 0 or self.val_every <= 0:
-            raise ConfigError("steps, batch_size, val_clips and val_every must be positive",
-                              parameter=("steps", "batch_size", "val_clips", "val_every"))
+            raise ConfigError(
+                "steps, batch_size, val_clips and val_every must be positive",
+                parameter=("steps", "batch_size", "val_clips", "val_every"),
+            )
         if self.clip_seconds <= 0:
             raise ConfigError(f"clip_seconds must be positive, got {self.clip_seconds}", parameter="clip_seconds")
         if not 0 < self.min_lr <= self.lr:
-            raise ConfigError(f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}",
-                              parameter=("min_lr", "lr"))
+            raise ConfigError(
+                f"need 0 < min_lr <= lr, got min_lr {self.min_lr} and lr {self.lr}", parameter=("min_lr", "lr")
+            )
         if not 0 < self.gain_low <= self.gain_high:
             raise ConfigError(f"need 0 < gain_low <= gain_high, got {self.gain_low} and {self.gain_high}")
 
@@ -72,7 +75,9 @@ class TaskData(Protocol):
 
     description: str
 
-    def batch(self, seed: int, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, np.random.Generator]: ...
+    def batch(
+        self, seed: int, step: int, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, np.random.Generator]: ...
 
     def validation(self, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -101,7 +106,9 @@ class KindsData:
 class InstrumentData:
     """GM instrument families of rendered notes and chords (:mod:`.instruments`)."""
 
-    description = "General MIDI instrument family of rendered notes and chords (steerlab.builtins.samplecnn.instruments)"
+    description = (
+        "General MIDI instrument family of rendered notes and chords (steerlab.builtins.samplecnn.instruments)"
+    )
 
     def __init__(self, spec: InstrumentTask, sample_rate: int) -> None:
         self.spec, self.sample_rate = spec, sample_rate
@@ -137,13 +144,21 @@ def evaluate(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor, batch
     }
 
 
-def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path, name: str = "samplecnn_24khz",
-                    log: Callable[[str], None] = print, data: TaskData | None = None) -> dict:
+def train_samplecnn(
+    model_cfg: SampleCNNConfig,
+    cfg: TrainConfig,
+    out_dir: Path,
+    name: str = "samplecnn_24khz",
+    log: Callable[[str], None] = print,
+    data: TaskData | None = None,
+) -> dict:
     """Train (or resume) into ``out_dir`` on ``data`` (default: the synthetic clip kinds); returns the
     last validation row. Raises ``ValueError`` when the model's labels are not the task's."""
     if data is None:
         data = KindsData(model_cfg.labels, model_cfg.sample_rate, cfg.clip_seconds)
-    if isinstance(data, InstrumentData) and (data.spec.families != model_cfg.labels or data.spec.seconds != cfg.clip_seconds):
+    if isinstance(data, InstrumentData) and (
+        data.spec.families != model_cfg.labels or data.spec.seconds != cfg.clip_seconds
+    ):
         raise ConfigError("the model's labels and clip length must be the instrument task's families and seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -174,18 +189,36 @@ def train_samplecnn(model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path,
         step += 1
         if step % cfg.val_every == 0 or step == cfg.steps:
             ev = evaluate(model, val_x, val_y)
-            row = {"step": step, "lr": lr, "train_loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 2),
-                   "val_accuracy": ev["accuracy"], "val_loss": ev["loss"], "val_accuracy_by_label": ev["accuracy_by_label"]}
+            row = {
+                "step": step,
+                "lr": lr,
+                "train_loss": float(np.mean(losses)),
+                "seconds": round(time.time() - t0, 2),
+                "val_accuracy": ev["accuracy"],
+                "val_loss": ev["loss"],
+                "val_accuracy_by_label": ev["accuracy_by_label"],
+            }
             losses = []
             resumable.save(out_dir, model, opt, step, row, identity)
             export(model, model_cfg, cfg, out_dir, row, step, n_params, data.description, record)
-            log(f"step {step}: train loss {row['train_loss']:.3f}, val loss {ev['loss']:.3f}, "
-                f"val accuracy {ev['accuracy']:.3f}")
+            log(
+                f"step {step}: train loss {row['train_loss']:.3f}, val loss {ev['loss']:.3f}, "
+                f"val accuracy {ev['accuracy']:.3f}"
+            )
     return row
 
 
-def export(model: SampleCNN, model_cfg: SampleCNNConfig, cfg: TrainConfig, out_dir: Path, row: dict, step: int,
-           n_params: int, description: str = KindsData.description, task_record: dict | None = None) -> None:
+def export(
+    model: SampleCNN,
+    model_cfg: SampleCNNConfig,
+    cfg: TrainConfig,
+    out_dir: Path,
+    row: dict,
+    step: int,
+    n_params: int,
+    description: str = KindsData.description,
+    task_record: dict | None = None,
+) -> None:
     """Write ``model.safetensors`` and ``config.json`` (the shippable artifact; ``task_record``, when
     given, is the task's split and data provenance under the key ``task``)."""
     was_training = model.training

@@ -71,8 +71,10 @@ class StftConfig:
         if self.n_fft < 16 or self.n_fft % 2:
             raise ConfigError(f"n_fft must be an even number >= 16, got {self.n_fft}", parameter="n_fft")
         if self.hop > self.n_fft // 2 or (self.n_fft // 2) % self.hop:
-            raise ConfigError(f"hop must divide n_fft / 2 = {self.n_fft // 2} (so the Hann frames overlap and "
-                             f"the right context is whole frames), got {self.hop}")
+            raise ConfigError(
+                f"hop must divide n_fft / 2 = {self.n_fft // 2} (so the Hann frames overlap and "
+                f"the right context is whole frames), got {self.hop}"
+            )
 
     @property
     def bins(self) -> int:

@@ -10,8 +10,10 @@ from steerlab.cli.options import CONTEXT, echo_json, output_option
 
 
 @click.command(name="tokenlm", context_settings=CONTEXT)
-@output_option("Run folder: tokens.safetensors, checkpoint.pt, curve.jsonl, model.safetensors, config.json. "
-               "Rerun to resume.", dest="out_dir")
+@output_option(
+    "Run folder: tokens.safetensors, checkpoint.pt, curve.jsonl, model.safetensors, config.json. Rerun to resume.",
+    dest="out_dir",
+)
 @click.option("--steps", type=int, default=1200, help="Total optimisation steps.")
 @click.option("--batch-size", type=int, default=16, help="Token sequences per step.")
 @click.option("--lr", type=float, default=3e-3, help="Peak learning rate (warm-up, then cosine decay).")
@@ -24,27 +26,62 @@ from steerlab.cli.options import CONTEXT, echo_json, output_option
 @click.option("--d-model", type=int, default=64, help="Residual stream width.")
 @click.option("--n-layers", type=int, default=3, help="Transformer blocks.")
 @click.option("--n-heads", type=int, default=4, help="Attention heads.")
-@click.option("--codec-checkpoint", type=click.Path(file_okay=False), default=None,
-              help="Codec run folder (default: the embedded tiny_encodec_24khz).")
+@click.option(
+    "--codec-checkpoint",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Codec run folder (default: the embedded tiny_encodec_24khz).",
+)
 @click.option("--threads", type=int, default=1, help="torch CPU threads.")
-def train_tokenlm(out_dir, steps, batch_size, lr, val_every, train_clips, val_clips, clip_seconds, seed, n_q,
-                  d_model, n_layers, n_heads, codec_checkpoint, threads) -> None:
+def train_tokenlm(
+    out_dir,
+    steps,
+    batch_size,
+    lr,
+    val_every,
+    train_clips,
+    val_clips,
+    clip_seconds,
+    seed,
+    n_q,
+    d_model,
+    n_layers,
+    n_heads,
+    codec_checkpoint,
+    threads,
+) -> None:
     """Train the token transformer on codec tokens of the synthetic corpus (resumable)."""
     import math
 
     import torch
 
     from .loaders import load_codec
-    from .train import TrainConfig, train_tokenlm as run
+    from .train import TrainConfig
+    from .train import train_tokenlm as run
     from .transformer import TokenLMConfig
 
     torch.set_num_threads(threads)
     codec = load_codec({"codec_checkpoint": codec_checkpoint})
     frames = math.ceil(clip_seconds * codec.sample_rate / codec.hop)
     # an invalid value raises ConfigError, which the CLI prints naming this command's flags
-    cfg = TokenLMConfig(n_q=n_q, bins=codec.cfg.bins, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-                        d_mlp=4 * d_model, max_frames=frames)
-    tc = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, val_every=val_every, train_clips=train_clips,
-                     val_clips=val_clips, clip_seconds=clip_seconds, seed=seed)
+    cfg = TokenLMConfig(
+        n_q=n_q,
+        bins=codec.cfg.bins,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        d_mlp=4 * d_model,
+        max_frames=frames,
+    )
+    tc = TrainConfig(
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        val_every=val_every,
+        train_clips=train_clips,
+        val_clips=val_clips,
+        clip_seconds=clip_seconds,
+        seed=seed,
+    )
     result = run(cfg, tc, Path(out_dir), codec, log=lambda m: click.echo(m, err=True))
     echo_json(result)

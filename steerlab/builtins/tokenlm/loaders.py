@@ -46,18 +46,31 @@ def load_codec(extra: dict) -> EncodecAudioModel:
 
 
 # the sampling defaults the weights were trained and shipped with (every field of Sampling)
-SAMPLING_SCHEMA = schema.obj({"n_frames": schema.integer(1), "temperature": schema.number(0),
-                              "top_k": schema.integer(1), "seed": schema.integer()})
+SAMPLING_SCHEMA = schema.obj(
+    {
+        "n_frames": schema.integer(1),
+        "temperature": schema.number(0),
+        "top_k": schema.integer(1),
+        "seed": schema.integer(),
+    }
+)
 
 
 def read_config(folder: Path) -> dict:
     config_path, weights = folder / "config.json", folder / "model.safetensors"
     if not config_path.is_file() or not weights.is_file():
         raise ModelLoadError(f"{folder} is not a steerlab tokenlm folder (needs config.json and model.safetensors)")
-    return schema.read_json(config_path, {"transformer": schema.mapping(),
-                                          "codec": schema.obj({"weights_sha256": schema.nullable(schema.string())}),
-                                          "sampling": SAMPLING_SCHEMA},
-                            ModelLoadError, format=FORMAT, versions=(VERSION,))
+    return schema.read_json(
+        config_path,
+        {
+            "transformer": schema.mapping(),
+            "codec": schema.obj({"weights_sha256": schema.nullable(schema.string())}),
+            "sampling": SAMPLING_SCHEMA,
+        },
+        ModelLoadError,
+        format=FORMAT,
+        versions=(VERSION,),
+    )
 
 
 def check_codec(meta: dict, codec: AudioModel, source: Path, allow_mismatch: bool) -> None:
@@ -78,20 +91,31 @@ def load_folder(folder: Path, options: LoadOptions) -> TokenLMAudioModel:
     meta = read_config(folder)
     codec = load_codec(options.extra)
     check_codec(meta, codec, folder, bool(options.extra.get("allow_codec_mismatch", False)))
-    cfg = schema.build(TokenLMConfig, meta["transformer"], folder / "config.json", "transformer", ModelLoadError,
-                       TokenLMConfig.from_json)
+    cfg = schema.build(
+        TokenLMConfig,
+        meta["transformer"],
+        folder / "config.json",
+        "transformer",
+        ModelLoadError,
+        TokenLMConfig.from_json,
+    )
     transformer = TokenTransformer(cfg)
     try:
         transformer.load_state_dict(schema.read_tensors(folder / "model.safetensors", ModelLoadError))
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise ModelLoadError(f"weights in {folder} do not fit their config: {lines[1] if len(lines) > 1 else lines[0]}") from None
-    sampling = Sampling.from_options(schema.build(Sampling, meta["sampling"], folder / "config.json", "sampling",
-                                                  ModelLoadError), options.extra)
+        raise ModelLoadError(
+            f"weights in {folder} do not fit their config: {lines[1] if len(lines) > 1 else lines[0]}"
+        ) from None
+    sampling = Sampling.from_options(
+        schema.build(Sampling, meta["sampling"], folder / "config.json", "sampling", ModelLoadError), options.extra
+    )
     return TokenLMAudioModel(NAME, transformer.eval(), codec, sampling, meta)
 
 
-def random_tokenlm(options: LoadOptions = LoadOptions(), cfg: TokenLMConfig = TokenLMConfig(), seed: int = 0) -> TokenLMAudioModel:
+def random_tokenlm(
+    options: LoadOptions = LoadOptions(), cfg: TokenLMConfig = TokenLMConfig(), seed: int = 0
+) -> TokenLMAudioModel:
     """The architecture at seeded random initialisation, over the installed codec."""
     codec = load_codec(options.extra)
     torch.manual_seed(seed)

@@ -30,8 +30,12 @@ from .transformer import TokenTransformer
 if TYPE_CHECKING:
     from steerlab.builtins.encodec.model import EncodecAudioModel
 
-LAYER_KINDS = (("resid_pre", "hook_resid_pre"), ("attn_out", "hook_attn_out"), ("mlp_out", "hook_mlp_out"),
-               ("resid_post", "hook_resid_post"))
+LAYER_KINDS = (
+    ("resid_pre", "hook_resid_pre"),
+    ("attn_out", "hook_attn_out"),
+    ("mlp_out", "hook_mlp_out"),
+    ("resid_post", "hook_resid_post"),
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ class Sampling:
             raise SteerlabError(f"top_k must be >= 1, got {self.top_k}")
 
     @classmethod
-    def from_options(cls, base: "Sampling", extra: dict[str, Any]) -> "Sampling":
+    def from_options(cls, base: Sampling, extra: dict[str, Any]) -> Sampling:
         """``base`` overridden by the loader's extra options (strings from a command line are converted)."""
         fields = {"n_frames": int, "temperature": float, "top_k": int, "seed": int}
         values = asdict(base)
@@ -61,7 +65,9 @@ class Sampling:
                 try:
                     values[key] = fields[key](value)
                 except (TypeError, ValueError):
-                    raise SteerlabError(f"sampling option {key}={value!r} is not a valid {fields[key].__name__}") from None
+                    raise SteerlabError(
+                        f"sampling option {key}={value!r} is not a valid {fields[key].__name__}"
+                    ) from None
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -91,8 +97,14 @@ class TokenLMAudioModel(AudioModel):
     # a right-padded prompt would be continued from its padding: batch equal lengths only
     ragged_batching = False
 
-    def __init__(self, name: str, transformer: TokenTransformer, codec: EncodecAudioModel, sampling: Sampling,
-                 record: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        transformer: TokenTransformer,
+        codec: EncodecAudioModel,
+        sampling: Sampling,
+        record: dict[str, Any],
+    ) -> None:
         super().__init__()
         self.name = name
         self.transformer = transformer
@@ -148,8 +160,12 @@ class TokenLMAudioModel(AudioModel):
         s = self.sampling
         self.check_length(codes.shape[-1])
         # one generator per row, all seeded alike: a row's draws never depend on its batch
-        u = torch.stack([torch.rand(s.n_frames, self.cfg.n_q, generator=torch.Generator().manual_seed(s.seed))
-                         for _ in range(codes.shape[0])]).to(codes.device)
+        u = torch.stack(
+            [
+                torch.rand(s.n_frames, self.cfg.n_q, generator=torch.Generator().manual_seed(s.seed))
+                for _ in range(codes.shape[0])
+            ]
+        ).to(codes.device)
         seq = codes
         for step in range(s.n_frames):
             logits = self.transformer(seq)[:, -1]
@@ -161,8 +177,9 @@ class TokenLMAudioModel(AudioModel):
         """Prompt ``wave [batch, channels, samples]`` -> continuation ``[batch, channels, n_frames * hop]``."""
         self.check_path(path)
         if n_q is not None and n_q != self.cfg.n_q:
-            raise SteerlabError(f"{self.name} models {self.cfg.n_q} codebooks; n_q {n_q} does not apply",
-                                parameter="n_q")
+            raise SteerlabError(
+                f"{self.name} models {self.cfg.n_q} codebooks; n_q {n_q} does not apply", parameter="n_q"
+            )
         prompt = self.encode(wave)
         seq = self.tokens(self.generate(prompt))
         return self.decode(seq)[..., prompt.shape[-1] * self.hop :]
@@ -171,8 +188,11 @@ class TokenLMAudioModel(AudioModel):
         return {
             **super().describe(),
             "sampling": self.sampling.to_json(),
-            "codec": {"name": self.codec.name, "weights_sha256": self.codec_hash,
-                      "trained_on_weights_sha256": self.record.get("codec", {}).get("weights_sha256")},
+            "codec": {
+                "name": self.codec.name,
+                "weights_sha256": self.codec_hash,
+                "trained_on_weights_sha256": self.record.get("codec", {}).get("weights_sha256"),
+            },
             "training": {k: self.record[k] for k in ("step", "validation", "baselines") if k in self.record},
         }
 

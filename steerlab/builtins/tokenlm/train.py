@@ -22,14 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
-from steerlab import synth
-from steerlab import provenance
+from steerlab import provenance, resumable, synth
 from steerlab.artifacts import atomic_save_safetensors, atomic_write_json
 from steerlab.errors import ConfigError, SteerlabError
-from steerlab import resumable
 from steerlab.schedules import cosine_lr
 
 from .loaders import FORMAT, NAME, VERSION
@@ -83,7 +80,9 @@ def corpus_tokens(codec, n_clips: int, seed: int, seconds: float, n_q: int) -> t
     return encode_clips(codec, clips, n_q)
 
 
-def _tokens(codec, codec_hash: str, cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, log) -> tuple[torch.Tensor, torch.Tensor]:
+def _tokens(
+    codec, codec_hash: str, cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, log
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and validation tokens, encoded once per run folder."""
     path = out_dir / "tokens.safetensors"
     if path.is_file():
@@ -93,8 +92,10 @@ def _tokens(codec, codec_hash: str, cfg: TokenLMConfig, tc: TrainConfig, out_dir
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata() or {}
         except Exception as exc:  # noqa: BLE001 - a torn file: one line naming it (issue 10)
-            raise SteerlabError(f"cannot read {path}: {str(exc).strip()[:160] or type(exc).__name__}; delete it to "
-                                "encode the tokens again") from None
+            raise SteerlabError(
+                f"cannot read {path}: {str(exc).strip()[:160] or type(exc).__name__}; delete it to "
+                "encode the tokens again"
+            ) from None
         if meta.get("codec_sha256") != codec_hash:
             raise SteerlabError(
                 f"{out_dir} holds tokens of codec {meta.get('codec_sha256', '?')[:12]}, not of the installed "
@@ -154,12 +155,19 @@ def evaluate(model: TokenTransformer, tokens: torch.Tensor, batch: int = 32) -> 
     model.train(was)
     ce_k, acc_k = (ce_sum / count).tolist(), (hit_sum / count).tolist()
     loss = float(np.mean(ce_k))
-    return {"val_loss": loss, "val_perplexity": math.exp(loss), "val_accuracy": float(np.mean(acc_k)),
-            "val_loss_per_codebook": ce_k, "val_accuracy_per_codebook": acc_k}
+    return {
+        "val_loss": loss,
+        "val_perplexity": math.exp(loss),
+        "val_accuracy": float(np.mean(acc_k)),
+        "val_loss_per_codebook": ce_k,
+        "val_accuracy_per_codebook": acc_k,
+    }
 
 
 def export(model: TokenTransformer, meta: dict, out_dir: Path) -> None:
-    atomic_save_safetensors({k: v.detach().contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors")
+    atomic_save_safetensors(
+        {k: v.detach().contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors"
+    )
     atomic_write_json({**meta, "provenance": provenance.record()}, out_dir / "config.json")
 
 
@@ -179,21 +187,38 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
     model = TokenTransformer(cfg).train()
     decay = [p for p in model.parameters() if p.dim() > 1]
     other = [p for p in model.parameters() if p.dim() <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                            lr=tc.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": other, "weight_decay": 0.0}],
+        lr=tc.lr,
+        betas=(0.9, 0.98),
+    )
     identity = {"architecture": cfg.to_json(), "codec weights": codec_hash}
     state = resumable.resume(out_dir, model, opt, identity, log)
     step, best, best_row = state["step"], state.get("best", float("inf")), state.get("best_row")
     rng = np.random.default_rng([tc.seed, step])
     torch.manual_seed(tc.seed + step)
     meta_base = {
-        "format": FORMAT, "version": VERSION, "name": NAME,
+        "format": FORMAT,
+        "version": VERSION,
+        "name": NAME,
         "transformer": cfg.to_json(),
-        "codec": {"name": codec.name, "weights_sha256": codec_hash, "n_q": cfg.n_q, "hop": codec.hop,
-                  "frame_rate_hz": codec.sample_rate / codec.hop, "sample_rate": codec.sample_rate},
-        "sampling": {k: v for k, v in Sampling().to_json().items() if k in ("n_frames", "temperature", "top_k", "seed")},
-        "training": {**asdict(tc), "data": "steerlab.synth.corpus(train_clips, seed, 24000, clip_seconds); "
-                     "validation: corpus(val_clips, seed + 10000, ...)", "threads": torch.get_num_threads()},
+        "codec": {
+            "name": codec.name,
+            "weights_sha256": codec_hash,
+            "n_q": cfg.n_q,
+            "hop": codec.hop,
+            "frame_rate_hz": codec.sample_rate / codec.hop,
+            "sample_rate": codec.sample_rate,
+        },
+        "sampling": {
+            k: v for k, v in Sampling().to_json().items() if k in ("n_frames", "temperature", "top_k", "seed")
+        },
+        "training": {
+            **asdict(tc),
+            "data": "steerlab.synth.corpus(train_clips, seed, 24000, clip_seconds); "
+            "validation: corpus(val_clips, seed + 10000, ...)",
+            "threads": torch.get_num_threads(),
+        },
         "baselines": base,
     }
     t0 = time.time()
@@ -215,9 +240,11 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
             ev = evaluate(model, val)
             row = {"step": step, "lr": lr, "train_loss": float(np.mean(losses)), "seconds": time.time() - t0, **ev}
             losses = []
-            log(f"step {step}: train {row['train_loss']:.3f} val {ev['val_loss']:.3f} nats "
+            log(
+                f"step {step}: train {row['train_loss']:.3f} val {ev['val_loss']:.3f} nats "
                 f"(ppl {ev['val_perplexity']:.1f}, acc {ev['val_accuracy']:.3f}); "
-                f"unigram ppl {base['unigram_perplexity']:.1f}")
+                f"unigram ppl {base['unigram_perplexity']:.1f}"
+            )
             if ev["val_loss"] < best:
                 best, best_row = ev["val_loss"], row
                 export(model, {**meta_base, "step": step, "validation": row}, out_dir)

@@ -19,8 +19,9 @@ the position axis is.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,7 @@ class TokenLMConfig:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "TokenLMConfig":
+    def from_json(cls, d: dict) -> TokenLMConfig:
         return cls(**d)
 
 
