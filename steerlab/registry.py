@@ -50,7 +50,7 @@ class Registry(Generic[T]):
     current_plugin: str = "<direct>"
 
     def add(self, item: T, name: str | None = None) -> T:
-        name = name or item.name
+        name = name or getattr(item, "name", None)
         if not isinstance(name, str) or not name:
             raise SteerlabError(f"{self.what} registered by {self.current_plugin} has no name")
         if name in self.items:

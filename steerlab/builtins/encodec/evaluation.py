@@ -9,6 +9,7 @@ means something different from fidelity on tones.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -44,7 +45,7 @@ def median_ci(values: list[float], seed: int = 0, n_boot: int = 2000) -> list[fl
 def _scores(model: EncodecAudioModel, clips: torch.Tensor, kinds: list[str]) -> dict:
     out: dict = {}
     for path in ("continuous", "quantized"):
-        sdr, dist = clip_metrics(lambda x, path=path: model(x, path=path), clips)
+        sdr, dist = clip_metrics(functools.partial(model, path=path), clips)
         out[path] = {
             "si_sdr_median": float(np.median(sdr)),
             "si_sdr_median_ci95": median_ci(sdr),

@@ -205,9 +205,11 @@ def evaluate(model: EncodecModel, clips: torch.Tensor, batch: int = 16, amp: str
     model.eval()
     out: dict[str, list[float]] = {}
     for path, quant in (("cont", False), ("quant", True)):
-        out[f"si_sdr_{path}"], out[f"mrstft_{path}"] = clip_metrics(
-            lambda x, quant=quant: forward_paths(model, x, quant, amp=amp)[0], clips, batch
-        )
+
+        def decode(x: torch.Tensor, quant: bool = quant) -> torch.Tensor:
+            return forward_paths(model, x, quant, amp=amp)[0]
+
+        out[f"si_sdr_{path}"], out[f"mrstft_{path}"] = clip_metrics(decode, clips, batch)
     model.train(was_training)
     res = {f"{k}_mean": float(np.mean(v)) for k, v in out.items()}
     res.update({f"{k}_median": float(np.median(v)) for k, v in out.items()})
