@@ -57,11 +57,8 @@ NOISE_RMS, SINE_AMPLITUDE, SINE_LOW_HZ, SINE_HIGH_HZ = 0.1, 0.5, 50.0, 8000.0
 Clip = tuple[str, Any]  # (clip_id, wave [channels, samples]: numpy array or torch tensor)
 
 
-SKIP_BAD_FILES_FLAG = "--skip-bad-files"
-
-
 def check_audio_files(
-    paths: Iterable[str | Path], skip_bad: bool = False, label: str = "specs"
+    paths: Iterable[str | Path], skip_bad: bool = False, label: str = "specs", parameter: str = "specs"
 ) -> tuple[list[Path], list[dict[str, str]]]:
     """Decode every file of ``paths`` once (:func:`steerlab.audio.scan`: header readable, at
     least one sample decodes, every sample finite) before any expensive work.
@@ -69,7 +66,9 @@ def check_audio_files(
     Returns ``(usable, bad)``: the usable paths in the given order and one ``{"path",
     "reason"}`` per bad file. Without ``skip_bad`` any bad file raises
     :class:`BadFilesError`, one line naming ``label``, how many of the files are bad, the
-    first one and its reason, and the flag that skips them: the README's contract that bad
+    first one and its reason, and the parameter that skips them (``.parameters``:
+    ``(parameter, "skip_bad_files")``, ``parameter`` being the one that gave ``paths``, so the
+    CLI names both flags): the README's contract that bad
     input is one Error line, never a silent skip. Cost: one decode pass per file (an MP3
     decodes at about 1,000x real time), memory one block.
     """
@@ -91,17 +90,15 @@ def check_audio_files(
         raise BadFilesError(
             f"{label}: {len(bad)} of {len(files)} audio files cannot be used (first: "
             f"{bad[0]['reason']}); fix or remove them, or pass skip_bad_files to skip them",
-            parameter=("specs", "skip_bad_files"),
+            parameter=(parameter, "skip_bad_files"),
         )
     return usable, bad
 
 
-def bad_files_note(bad: list[dict[str, str]], label: str = "--data") -> str:
-    """The stderr line a command prints when ``--skip-bad-files`` skipped ``bad`` (one line)."""
-    return (
-        f"{label}: skipping {len(bad)} audio files that cannot be used ({SKIP_BAD_FILES_FLAG}; first: "
-        f"{bad[0]['reason']})"
-    )
+def bad_files_note(bad: list[dict[str, str]], label: str = "specs", skip: str = "skip_bad_files") -> str:
+    """The line (for stderr or a log) saying that ``skip_bad_files`` skipped ``bad``: ``label``
+    names the data, ``skip`` the switch as the caller spells it (a command passes its flag)."""
+    return f"{label}: skipping {len(bad)} audio files that cannot be used ({skip}; first: {bad[0]['reason']})"
 
 
 def refuse_constant(manifest: Manifest, where: str, source: str) -> None:

@@ -77,10 +77,11 @@ def _check_belongs(d: Dictionary, model: AudioModel, label: str, allow_weights_m
     ours = model.weights_hash()
     if d.weights_hash != ours and not allow_weights_mismatch:
         theirs = "no weights hash" if d.weights_hash is None else f"weights {d.weights_hash[:12]}"
-        escape = "" if allow_weights_mismatch is None else ", or pass --allow-weights-mismatch"
+        escape = "" if allow_weights_mismatch is None else ", or pass allow_weights_mismatch"
         raise DictionaryError(
             f"{_named(label)} has {theirs} but {model.name} has weights {ours[:12]}; re-learn it on these weights "
-            f"(`steerlab learn`) or load the weights it was learned on (--checkpoint){escape}"
+            f"(`steerlab learn`) or load the weights it was learned on (checkpoint){escape}",
+            parameter=("checkpoint",) if allow_weights_mismatch is None else ("checkpoint", "allow_weights_mismatch"),
         )
 
 
@@ -122,8 +123,9 @@ def check_dictionary_fits(
             f"{_named(label)} describes layer {d.layer!r}, which {model.name} does not have; see `steerlab layers`"
         )
     if target is not None and d.target != target:
-        flag = "--feature" if d.target == "feature" else "--archetype"
-        raise DictionaryError(f"{_named(label)} holds {d.target}s, not {target}s; pass it as {flag} DICT:ID")
+        raise DictionaryError(
+            f"{_named(label)} holds {d.target}s, not {target}s; use it with target={d.target!r}", parameter="target"
+        )
     if d.config.width != info.channels:
         raise DictionaryError(
             f"{_named(label)} has width {d.config.width} but layer {info.name!r} has "

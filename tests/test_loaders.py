@@ -83,7 +83,8 @@ def test_offline_without_weights_is_one_actionable_line(offline):
     assert "\n" not in msg
     assert FILENAME in msg
     assert str(offline / "hub" / "checkpoints") in msg
-    assert "--checkpoint" in msg
+    assert "or pass checkpoint, a local copy (random_init needs no weights" in msg  # the Python parameters
+    assert info.value.parameters == ("checkpoint", "random_init")
     assert not (offline / "hub" / "checkpoints" / FILENAME).exists()
 
 
@@ -96,7 +97,7 @@ def test_offline_without_weights_cli_error(offline):
     assert "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: pretrained weights for encodec_24khz")
-    assert FILENAME in lines[0] and "--checkpoint" in lines[0]
+    assert FILENAME in lines[0] and "or pass --checkpoint, a local copy (--random-init needs no weights" in lines[0]
 
 
 def _one_line_load_error(path, match):

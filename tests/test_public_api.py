@@ -20,11 +20,11 @@ EXAMPLE = """\
 import numpy as np
 import steerlab
 
-model = steerlab.load_model()                        # the embedded tiny_encodec_24khz: 24 kHz, mono
+model = steerlab.load_model()  # the embedded tiny_encodec_24khz: 24 kHz, mono
 sr = model.sample_rate
-t = np.arange(sr) / sr                               # one second
+t = np.arange(sr) / sr  # one second
 low = 0.1 * np.sin(2 * np.pi * 220 * t)
-with_880 = (low + 0.1 * np.sin(2 * np.pi * 880 * t))[None]   # [channels, samples]
+with_880 = (low + 0.1 * np.sin(2 * np.pi * 880 * t))[None]  # [channels, samples]
 without_880 = low[None]
 
 # the "latent" layer's activations, one [channels, frames] array per input
@@ -35,13 +35,15 @@ direction = steerlab.Direction(a_with.mean(axis=1) - a_without.mean(axis=1))
 print(direction.provenance["source"], direction.provenance["sha256"][:12])  # array, and which one
 
 # add it to the input without the 880 Hz partial, and measure what changed there
-spec = steerlab.InterventionSpec(layer="latent", direction=direction, intervention="add", strength=steerlab.Strength(1.0))
+spec = steerlab.InterventionSpec(
+    layer="latent", direction=direction, intervention="add", strength=steerlab.Strength(1.0)
+)
 result = steerlab.intervene(model, [without_880], spec, target_hz=[880.0])[0]
-print(result.scores["spectral"]["targets"][0]["gain_db"])     # dB gained at 880 Hz
+print(result.scores["spectral"]["targets"][0]["gain_db"])  # dB gained at 880 Hz
 
 # a dictionary shipped with the model, and its decoder matrix
 dictionary = steerlab.load_dictionary("latent-features")
-print(dictionary.layer, tuple(dictionary.decoder.shape))      # latent (n_latents, channels)
+print(dictionary.layer, tuple(dictionary.decoder.shape))  # latent (n_latents, channels)
 """
 
 

@@ -248,8 +248,8 @@ MISMATCHES = {
         ["--feature", "{layer}:0"],
         "describes layer 'encoder.3.conv', not 'encoder.0.conv'; use -l encoder.3.conv",
     ),
-    "kind-feature": (["--feature", "{archetype}:0"], "holds archetypes, not features; pass it as --archetype DICT:ID"),
-    "kind-archetype": (["--archetype", "{feature}:0"], "holds features, not archetypes; pass it as --feature DICT:ID"),
+    "kind-feature": (["--feature", "{archetype}:0"], "holds archetypes, not features; use it with --archetype"),
+    "kind-archetype": (["--archetype", "{feature}:0"], "holds features, not archetypes; use it with --feature"),
     "range": (["--feature", "{feature}:16"], "feature 16 is out of range: dictionary"),
     "missing": (["--feature", "{missing}:1"], "not found: give a dictionary folder written by `steerlab learn`"),
     "not-dict-id": (["--feature", "{feature}"], "is not DICT:ID"),
@@ -342,9 +342,10 @@ def test_one_fit_check_serves_intervene_and_analyze(embedded, dicts, tmp_path):
 
     nohash = dictionary.load(_variant(dicts["feature"], tmp_path / "nohash", weights_hash=None))
     with pytest.raises(
-        SteerlabError, match="has no weights hash but tiny_encodec_24khz has weights .*or pass --allow-weights-mismatch"
-    ):
+        SteerlabError, match="has no weights hash but tiny_encodec_24khz has weights .*or pass allow_weights_mismatch$"
+    ) as refused:
         analyze(nohash, embedded, corpus=None, dictionary_path=tmp_path / "nohash")
+    assert refused.value.parameters == ("checkpoint", "allow_weights_mismatch")  # the CLI names their flags
     assert check_dictionary_fits(nohash, embedded, allow_weights_mismatch=True).name == nohash.layer
     wide = dictionary.load(_variant(dicts["feature"], tmp_path / "wide", layer="latent"))
     for call in (

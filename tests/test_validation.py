@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -152,6 +153,18 @@ def test_the_cli_names_the_flag_of_each_parameter_the_command_has():
     assert render(SteerlabError("no parameters here"), cmd) == "no parameters here"
 
 
+def test_the_cli_spells_a_chosen_value_as_the_flag_that_chooses_it():
+    cmd = _command(click.Option(["--feature"]), click.Option(["--archetype"]), click.Option(["--checkpoint"]))
+    exc = ConfigError("d holds archetypes, not features; use it with target='archetype'", parameter="target")
+    assert render(exc, cmd) == "d holds archetypes, not features; use it with --archetype"
+    exc = ConfigError("load the weights (checkpoint), or pass allow_weights_mismatch", parameter=("checkpoint",))
+    assert render(exc, cmd) == "load the weights (--checkpoint), or pass allow_weights_mismatch"
+    no_flags = _command(click.Option(["--data"]))  # no option chooses it: the library's words stay
+    assert render(ConfigError("use target='feature'", parameter="target"), no_flags) == "use target='feature'"
+    assert render(ConfigError("target='feature' is fine", parameter=()), cmd) == "target='feature' is fine"
+    assert render(ConfigError("folder x: 2 bad", parameter="folder"), no_flags) == "--data x: 2 bad"
+
+
 def test_the_cli_prints_a_library_error_with_the_commands_flags(tmp_path):
     from click.testing import CliRunner
 
@@ -248,3 +261,65 @@ def test_no_module_suggests_names_with_its_own_difflib():
         if "get_close_matches" in p.read_text() and p.name != "validation.py"
     ]
     assert users == []
+
+
+FLAG = re.compile(r"--[a-z]")
+
+
+def _flag_messages(path: Path) -> list[str]:
+    """Lines of the file at ``path`` whose string literal (f-strings included) goes into a
+    ``raise`` and names a CLI flag (``--data``): in the raise itself, or assigned in the same
+    function to a name the raise reads (``missing = "..."; raise E(missing)``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[int] = set()
+    for scope in ast.walk(tree):
+        if not isinstance(scope, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        nodes = list(ast.walk(scope))
+        raised = [n.exc for n in nodes if isinstance(n, ast.Raise) and n.exc is not None]
+        names = {n.id for exc in raised for n in ast.walk(exc) if isinstance(n, ast.Name)}
+        for node in nodes:
+            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)) and node.value is not None:
+                if any(isinstance(t, ast.Name) and t.id in names for t in targets):
+                    raised.append(node.value)
+        for part in raised:
+            for n in ast.walk(part):
+                if isinstance(n, ast.Constant) and isinstance(n.value, str) and FLAG.search(n.value):
+                    found.add(n.lineno)
+    return [f"{path.name}:{line}" for line in sorted(found)]
+
+
+def _is_cli_code(path: Path) -> bool:
+    """steerlab/cli/ and the built-ins' ``commands.py``: the code that owns the flags."""
+    rel = path.relative_to(ROOT)
+    return rel.parts[0] == "cli" or (rel.parts[0] == "builtins" and path.name == "commands.py")
+
+
+def test_library_error_messages_name_parameters_not_flags():
+    """A Python caller never typed ``--checkpoint``: library errors name the parameter (and carry
+    it in ``.parameters``, which the CLI spells as its flag); only CLI code names flags."""
+    library = [p for p in sorted(ROOT.rglob("*.py")) if not _is_cli_code(p)]
+    assert len(library) > 80 and not any(p.name == "commands.py" for p in library)
+    assert [hit for path in library for hit in _flag_messages(path)] == []
+
+
+def test_the_flag_scan_finds_flags_in_raised_messages(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "def f(x, flag):\n"
+        "    if x:\n"
+        "        raise E(f'{x} is bad; pass --checkpoint')\n"
+        "    missing = (\n"
+        "        'no weights; '\n"
+        "        'or pass --random-init'\n"
+        "    )\n"
+        "    if flag:\n"
+        "        raise E(missing)\n"
+        "    note = 'pass --data'  # not raised: fine\n"
+        "    raise E('checkpoint must be a file -- or None', parameter='checkpoint')\n"
+        "raise E('top level --quick')\n"
+    )
+    assert _flag_messages(bad) == ["bad.py:3", "bad.py:5", "bad.py:12"]
+    assert _is_cli_code(ROOT / "cli" / "learn.py") and _is_cli_code(ROOT / "builtins" / "encodec" / "commands.py")
+    assert not _is_cli_code(ROOT / "builtins" / "encodec" / "loaders.py")

@@ -7,7 +7,8 @@ line the user typed a flag, so the message names the flag (``--chunk-s must be .
 parameter becomes a flag only when the command has an option that sets it: the option whose
 click name is the parameter (``--chunk-s`` is ``chunk_s``, ``--threshold`` is
 ``coverage_threshold``), or the one :data:`ALIASES` names where the library and the command
-call the same value differently. Anything else (a key of a TOML config, a field of a file)
+call the same value differently; a value the command chooses with an option of its own
+(``target='archetype'`` is ``--archetype``) is spelled by :data:`CHOICES`. Anything else (a key of a TOML config, a field of a file)
 is left as the library wrote it. Every occurrence of the name is replaced, so a library
 message uses a parameter's name only to mean the parameter (``seeds must hold three distinct
 values``, not ``... three distinct seeds``).
@@ -24,6 +25,15 @@ from steerlab.errors import SteerlabError, first_line
 #: library parameter -> the click parameter name of the option that sets it, where they differ
 ALIASES: dict[str, str] = {
     "specs": "data",  # steerlab.capture.Corpus(specs) is --data
+    "folder": "data",  # eval codec passes each --data to folder_windows(folder)
+}
+
+#: (library parameter, value) -> the click parameter name of the option that chooses that value,
+#: where a command spells a choice as an option of its own: a message's ``target='archetype'``
+#: becomes ``--archetype`` (learned_direction(target=...) is intervene's --feature/--archetype)
+CHOICES: dict[tuple[str, str], str] = {
+    ("target", "feature"): "feature",
+    ("target", "archetype"): "archetype",
 }
 
 
@@ -41,9 +51,15 @@ def flag_for(parameter: str, command: click.Command | None) -> str | None:
 
 def render(exc: SteerlabError, command: click.Command | None) -> str:
     """The first line of ``exc`` with each parameter it carries that ``command`` has a flag for
-    replaced by the flag (whole words only: ``k`` never touches ``kind``)."""
+    replaced by the flag (whole words only: ``k`` never touches ``kind``), and each
+    ``parameter='value'`` of :data:`CHOICES` by the flag that chooses the value."""
     line = first_line(exc)
-    for parameter in getattr(exc, "parameters", ()):
+    parameters = getattr(exc, "parameters", ())
+    for (parameter, value), name in CHOICES.items():
+        flag = flag_for(name, command) if parameter in parameters else None
+        if flag is not None:
+            line = line.replace(f"{parameter}={value!r}", flag)
+    for parameter in parameters:
         flag = flag_for(parameter, command)
         if flag is not None:
             line = re.sub(rf"(?<![\w.\-]){re.escape(parameter)}(?![\w\-]|\.\w)", flag, line)

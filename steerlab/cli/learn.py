@@ -108,7 +108,8 @@ def report_bad_files(corpus: Any, say: Callable[[str], None]) -> None:
 
     bad = corpus.check_files()
     if bad:
-        say(bad_files_note(bad, "--data " + ", ".join(s.spec for s in corpus.sources if hasattr(s, "files"))))
+        data = ", ".join(s.spec for s in corpus.sources if hasattr(s, "files"))
+        say(bad_files_note(bad, "--data " + data, "--skip-bad-files"))
 
 
 def _learn(

@@ -249,8 +249,9 @@ def prepare(
 
     if sae_data.uses_stimuli(cfg) and dictionaries:
         raise PlanError(
-            "--dictionary and --sae-data stimuli exclude each other: with stimuli every model learns "
-            "its own dictionaries on the run's training stimuli; drop one of them"
+            "dictionaries and sae_data 'stimuli' exclude each other: with stimuli every model learns "
+            "its own dictionary per layer on the run's training stimuli; drop one of them",
+            parameter=("dictionaries", "sae_data"),
         )
     model = api.load_model(cfg.run.model)
     layer_names = list(cfg.grid.layers)

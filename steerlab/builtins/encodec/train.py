@@ -129,19 +129,22 @@ class FileSource:
         channels: int,
         device: str,
         skip_bad_files: bool = False,
-        label: str = "--data",
+        parameter: str = "data",
     ) -> None:
         """Every file is checked first (:func:`steerlab.capture.check_audio_files`): an unreadable,
         empty or NaN file raises :class:`steerlab.capture.BadFilesError` (one line) unless
-        ``skip_bad_files``, which skips it (listed in :attr:`skipped`)."""
+        ``skip_bad_files``, which skips it (listed in :attr:`skipped`). ``parameter``: the
+        :class:`TrainConfig` field ``spec`` came from (``data`` or ``val_data``), which errors name."""
         from steerlab.audio import load
         from steerlab.capture import check_audio_files
         from steerlab.corpus import _expand
 
         self.name = Path(spec).name
-        self.paths, self.skipped = check_audio_files(_expand([spec]), skip_bad_files, f"{label} {spec}")
+        self.paths, self.skipped = check_audio_files(_expand([spec]), skip_bad_files, f"{parameter} {spec}", parameter)
         if not self.paths:
-            raise CorpusBuildError(f"{label} {spec}: no usable audio file (all {len(self.skipped)} skipped)")
+            raise CorpusBuildError(
+                f"{parameter} {spec}: no usable audio file (all {len(self.skipped)} skipped)", parameter=parameter
+            )
         self.files = [torch.from_numpy(load(p, sample_rate, channels)[0]).to(device) for p in self.paths]
         self.seconds = sum(f.shape[-1] for f in self.files) / sample_rate
 
@@ -260,7 +263,7 @@ def train_codec(codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, l
     length = codec_cfg.sample_rate - codec_cfg.sample_rate % codec_cfg.hop_length
     val_data = {
         Path(d).name: FileSource(
-            d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device, train_cfg.skip_bad_files, "--val-data"
+            d, codec_cfg.sample_rate, codec_cfg.channels, train_cfg.device, train_cfg.skip_bad_files, "val_data"
         ).windows(train_cfg.val_windows, length)
         for d in train_cfg.val_data
     }
