@@ -4,7 +4,8 @@
 purpose, as meta.json's ``remade`` says).
 
 On the machine fingerprint recorded with the golden files (torch, numpy, CPU model and vector
-capability) the comparison is bitwise. Elsewhere a different BLAS/oneDNN kernel may round float32 sums
+capability), with one thread as they were made (the runs here are started with OMP_NUM_THREADS=1),
+the comparison is bitwise. Elsewhere a different BLAS/oneDNN kernel may round float32 sums
 differently, so floats are compared to 1e-5 relative there and everything else (keys, names, integers,
 strings, nulls and their reasons) still exactly; the test says which comparison it made.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -67,8 +69,13 @@ def _same(a, b, where: str) -> list[str]:
     return [] if (a == b and type(a) is type(b)) else [f"{where}: {a!r} != {b!r}"]
 
 
+#: the golden files were made with one thread: float32 sums reduce in a different order on more threads
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def _steerlab(*args: str, cwd: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "steerlab", *args], cwd=cwd, capture_output=True, text=True)
+    env = {**os.environ, **ONE_THREAD}
+    done = subprocess.run([sys.executable, "-m", "steerlab", *args], cwd=cwd, capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
