@@ -5,7 +5,8 @@ A dictionary is a folder::
     config.json           format name and version, model, weights hash, layer, target (key ``kind``),
                           width, size, k, normalisation statistics, data, metrics, versions
     weights.safetensors   W_enc [width, size], b_enc [size], W_dec [size, width], b_dec [width],
-                          center [width], scale [], data_mean [width] (float64)
+                          center [width], scale [], data_mean [width] (float64); batchtopk
+                          adds threshold [], jumprelu log_threshold [size] (:func:`tensor_names`)
 
 The target (stored under the key ``kind``) is ``"feature"`` (an SAE over response vectors ``r_t``) or ``"archetype"``
 (an SAE over generators ``g_t = r_{t+1} - r_t``; not the "archetypal SAE" of the
@@ -41,6 +42,7 @@ from steerlab.artifacts import versions as library_versions
 from steerlab.errors import DictionaryError, OutputError, first_line
 from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
 from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder
+from steerlab.sae_names import ARCHITECTURES, K_ARCHITECTURES
 
 FORMAT = "steerlab-dictionary"
 VERSION = 1
@@ -49,6 +51,14 @@ TARGETS = ("feature", "archetype")
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 _TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "center", "scale")
+#: tensors one architecture adds: batchtopk's estimated inference threshold [], jumprelu's log thresholds [size]
+_ARCHITECTURE_TENSORS = {"batchtopk": ("threshold",), "jumprelu": ("log_threshold",)}
+
+
+def tensor_names(architecture: str) -> tuple[str, ...]:
+    """The SAE tensors a dictionary of ``architecture`` stores (its ``state_dict`` keys)."""
+    return _TENSORS + _ARCHITECTURE_TENSORS.get(architecture, ())
+
 
 GAMMA_DEFINITION = (
     "gamma = ||mean|| / sqrt(sum_i var_i), over the training data before normalisation; "
@@ -121,7 +131,7 @@ class Dictionary:
             "architecture": cfg.architecture,
             "width": cfg.width,
             "size": cfg.size,
-            "k": cfg.k if cfg.architecture == "topk" else None,
+            "k": cfg.k if cfg.architecture in K_ARCHITECTURES else None,
             "seed": cfg.seed,
             "sae": cfg.to_dict(),
             "normalization": {
@@ -182,7 +192,7 @@ def save(d: Dictionary, folder: str | Path, overwrite: bool = False) -> Path:
 
     folder = Path(folder)
     sd = d.sae.state_dict()
-    tensors = {name: sd[name].detach().contiguous().clone() for name in _TENSORS}
+    tensors = {name: sd[name].detach().contiguous().clone() for name in tensor_names(d.config.architecture)}
     if d.stats is not None:
         tensors["data_mean"] = d.stats.mean.detach().to(torch.float64).contiguous().clone()
     with _atomic_folder(folder, overwrite, CONFIG_FILE) as work:
@@ -209,7 +219,7 @@ CONFIG_SCHEMA: dict[str, schema.Field] = {
     "layer": schema.string(nonempty=True),
     "kind": schema.one_of(*TARGETS),
     "weights_hash": schema.nullable(schema.string(nonempty=True)),
-    "architecture": schema.one_of("topk", "relu"),
+    "architecture": schema.one_of(*ARCHITECTURES),
     "width": schema.integer(1),
     "size": schema.integer(1),
     "k": schema.nullable(schema.integer(1)),
@@ -250,7 +260,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         cfg_path, CONFIG_SCHEMA, DictionaryError, format=FORMAT, versions=SUPPORTED_VERSIONS, what="steerlab dictionary"
     )
     sae, norm = doc["sae"], doc["normalization"]
-    topk = sae["kind_of_sae"] == "topk"
+    topk = sae["kind_of_sae"] in K_ARCHITECTURES
     agree = [
         ("width", doc["width"], "sae.width", sae["width"]),
         ("size", doc["size"], "sae.size", sae["size"]),
@@ -312,7 +322,8 @@ def load(folder: str | Path) -> Dictionary:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise DictionaryError(f"{weights_path} is unreadable: {exc}") from exc
-    missing = [name for name in _TENSORS if name not in tensors]
+    names = tensor_names(config.architecture)
+    missing = [name for name in names if name not in tensors]
     if missing:
         raise DictionaryError(f"{weights_path} lacks tensors: {', '.join(missing)}")
     if norm["stats"] is not None and "data_mean" not in tensors:
@@ -327,7 +338,7 @@ def load(folder: str | Path) -> Dictionary:
         raise DictionaryError(f"{weights_path} holds NaN or infinite values in {', '.join(sorted(bad))}")
     sae = SparseAutoencoder(config)
     try:
-        sae.load_state_dict({name: tensors[name] for name in _TENSORS})
+        sae.load_state_dict({name: tensors[name] for name in names})
     except RuntimeError as exc:
         raise DictionaryError(f"{weights_path} does not fit its config: {str(exc).splitlines()[0]}") from exc
     if float(sae.scale) != float(norm["scale"]):
@@ -388,19 +399,36 @@ def saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     s = float(sae.scale)
     w_enc, w_dec = sae.W_enc.detach().double(), sae.W_dec.detach().double()
     b_dec = sae.center.double() + s * sae.b_dec.detach().double()
-    return {
+    tensors = {
         "W_enc": (w_enc / s).float().contiguous(),
         "W_dec": (w_dec * s).float().contiguous(),
         "b_enc": sae.b_enc.detach().float().contiguous().clone(),
         "b_dec": b_dec.float().contiguous(),
     }
+    thresholds = sae.thresholds  # on the pre-activations, which the folding leaves unchanged
+    if thresholds is not None:
+        tensors["threshold"] = thresholds.float().contiguous().clone()
+    return tensors
+
+
+#: the SAELens architecture each steerlab architecture exports as: batchtopk's inference rule is a
+#: JumpReLU with one threshold for every latent (SAELens saves its own BatchTopK SAEs the same way);
+#: matryoshka infers as TopK (its nesting only shapes training)
+SAELENS_ARCHITECTURE = {
+    "topk": "topk",
+    "relu": "standard",
+    "batchtopk": "jumprelu",
+    "jumprelu": "jumprelu",
+    "matryoshka": "topk",
+}
 
 
 def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -> Path:
     """Write ``d`` in the SAELens layout: ``cfg.json`` + ``sae_weights.safetensors``.
 
     ``architecture`` is ``"topk"`` (with ``activation_fn_kwargs={"k": k}``; TopK then ReLU,
-    as SAELens' TopK activation) or ``"standard"`` (ReLU); ``apply_b_dec_to_input`` is true
+    as SAELens' TopK activation), ``"standard"`` (ReLU) or ``"jumprelu"`` (with a ``threshold``
+    tensor; see :data:`SAELENS_ARCHITECTURE`); ``apply_b_dec_to_input`` is true
     and ``normalize_activations`` ``"none"`` because the normalisation is folded into the
     weights (see :func:`saelens_tensors`). The config uses the pre-6.0 flat keys, which
     current SAELens converts on load. Provenance goes under ``"steerlab"``.
@@ -408,9 +436,10 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
     from safetensors.torch import save_file
 
     cfg = d.config
-    topk = cfg.architecture == "topk"
+    architecture = SAELENS_ARCHITECTURE[cfg.architecture]
+    topk = architecture == "topk"
     doc: dict[str, Any] = {
-        "architecture": "topk" if topk else "standard",
+        "architecture": architecture,
         "d_in": cfg.width,
         "d_sae": cfg.size,
         "dtype": "float32",
