@@ -473,3 +473,91 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
         for p in work.iterdir():
             normal_permissions(p)
     return folder
+
+
+#: SAELens architecture -> steerlab architecture, for :func:`import_saelens`
+FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+
+
+def import_saelens(folder: str | Path, model: str | None = None, layer: str | None = None) -> Dictionary:
+    """A SAELens-format dictionary (``cfg.json`` + ``sae_weights.safetensors``: ``W_enc [d_in, d_sae]``,
+    ``b_enc [d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``, and ``threshold [d_sae]`` for
+    jumprelu) as a steerlab :class:`Dictionary` whose encode and decode are SAELens' forward.
+
+    Architectures: ``standard`` -> relu, ``topk`` (``k`` from ``activation_fn_kwargs`` or the
+    top-level ``k``) -> topk, ``jumprelu`` -> jumprelu (a batchtopk export reads back as the
+    jumprelu it is at inference). SAELens' decoder rows need not be unit norm while steerlab's are;
+    the SAE's one ``scale`` takes their mean norm (``center`` is 0, ``b_dec`` absorbs SAELens'
+    ``b_dec``), so rows of equal norm, as :func:`export_saelens` writes, come back exactly unit.
+    ``model`` and ``layer`` default to ``model_name`` and ``hook_name``; the target and provenance
+    come from the ``steerlab`` block when the folder was written by :func:`export_saelens`.
+    Refused with :class:`DictionaryError`: other architectures, activation normalisation other
+    than ``"none"``, missing or misshapen tensors.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg_path, weights_path = folder / SAELENS_CONFIG_FILE, folder / SAELENS_WEIGHTS_FILE
+    if not cfg_path.is_file() or not weights_path.is_file():
+        raise DictionaryError(
+            f"{folder} is not a SAELens folder: it needs {SAELENS_CONFIG_FILE} and {SAELENS_WEIGHTS_FILE}"
+        )
+    cfg = schema.parse_json(cfg_path.read_text(), cfg_path, DictionaryError)
+    arch = cfg.get("architecture", "standard")
+    if arch not in FROM_SAELENS:
+        raise DictionaryError(
+            f"{cfg_path}: key 'architecture' ({arch!r}) is not one steerlab reads; readable: {', '.join(FROM_SAELENS)}"
+        )
+    if cfg.get("normalize_activations", "none") not in ("none", None):
+        raise DictionaryError(
+            f"{cfg_path}: key 'normalize_activations' ({cfg['normalize_activations']!r}) must be 'none' "
+            "(the normalisation is not stored in the weights)"
+        )
+    w = {name: t.detach().double() for name, t in load_file(str(weights_path)).items()}
+    d_in, d_sae = cfg.get("d_in"), cfg.get("d_sae")
+    needed = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if arch == "jumprelu":
+        needed["threshold"] = (d_sae,)
+    for name, shape in needed.items():
+        if name not in w or tuple(w[name].shape) != shape:
+            got = list(w[name].shape) if name in w else "missing"
+            raise DictionaryError(
+                f"{weights_path}: {name} must have shape {list(shape)} (cfg.json d_in, d_sae); got {got}"
+            )
+    b_enc = w["b_enc"] if cfg.get("apply_b_dec_to_input", True) else w["b_enc"] + w["b_dec"] @ w["W_enc"]
+    k = (cfg.get("activation_fn_kwargs") or {}).get("k", cfg.get("k")) if arch == "topk" else None
+    config = SAEConfig(
+        width=d_in,
+        size=d_sae,
+        architecture=FROM_SAELENS[arch],
+        k=k if k is not None else min(16, d_sae),
+        center=False,
+        normalize=True,
+    )
+    sae = SparseAutoencoder(config)
+    s = float(w["W_dec"].norm(dim=1).mean()) or 1.0
+    with torch.no_grad():
+        sae.W_enc.copy_(w["W_enc"] * s)
+        sae.W_dec.copy_(w["W_dec"] / s)
+        sae.b_enc.copy_(b_enc)
+        sae.b_dec.copy_(w["b_dec"] / s)
+        sae.scale.fill_(s)
+        if arch == "jumprelu":
+            if not bool((w["threshold"] > 0).all()):
+                raise DictionaryError(f"{weights_path}: threshold must be > 0 for every latent")
+            sae.log_threshold.copy_(w["threshold"].log())
+    sae.eval()
+    ours = cfg.get("steerlab") if isinstance(cfg.get("steerlab"), dict) else {}
+    model, layer = model or cfg.get("model_name"), layer or cfg.get("hook_name")
+    if not model or not layer:
+        raise DictionaryError(f"{cfg_path} names no model_name or hook_name: pass model= and layer=")
+    return Dictionary(
+        sae=sae,
+        model=model,
+        layer=layer,
+        target=ours.get("kind", "feature"),
+        weights_hash=ours.get("weights_hash"),
+        data_description=f"imported from the SAELens folder {folder.name}",
+        data_hash=ours.get("data_sha256"),
+        metrics=dict(ours.get("metrics") or {}),
+    )
