@@ -5,7 +5,8 @@ A dictionary is a folder::
     config.json           format name and version, model, weights hash, layer, target (key ``kind``),
                           width, size, k, normalisation statistics, data, metrics, versions
     weights.safetensors   W_enc [width, size], b_enc [size], W_dec [size, width], b_dec [width],
-                          center [width], scale [], data_mean [width] (float64)
+                          center [width], scale [], data_mean [width] (float64); batchtopk
+                          adds threshold [], jumprelu log_threshold [size] (:func:`tensor_names`)
 
 The target (stored under the key ``kind``) is ``"feature"`` (an SAE over response vectors ``r_t``) or ``"archetype"``
 (an SAE over generators ``g_t = r_{t+1} - r_t``; not the "archetypal SAE" of the
@@ -41,6 +42,7 @@ from steerlab.artifacts import versions as library_versions
 from steerlab.errors import DictionaryError, OutputError, first_line
 from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
 from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder
+from steerlab.sae_names import ARCHITECTURES, K_ARCHITECTURES
 
 FORMAT = "steerlab-dictionary"
 VERSION = 1
@@ -49,6 +51,14 @@ TARGETS = ("feature", "archetype")
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE = "cfg.json", "sae_weights.safetensors"
 _TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "center", "scale")
+#: tensors one architecture adds: batchtopk's estimated inference threshold [], jumprelu's log thresholds [size]
+_ARCHITECTURE_TENSORS = {"batchtopk": ("threshold",), "jumprelu": ("log_threshold",)}
+
+
+def tensor_names(architecture: str) -> tuple[str, ...]:
+    """The SAE tensors a dictionary of ``architecture`` stores (its ``state_dict`` keys)."""
+    return _TENSORS + _ARCHITECTURE_TENSORS.get(architecture, ())
+
 
 GAMMA_DEFINITION = (
     "gamma = ||mean|| / sqrt(sum_i var_i), over the training data before normalisation; "
@@ -121,7 +131,7 @@ class Dictionary:
             "architecture": cfg.architecture,
             "width": cfg.width,
             "size": cfg.size,
-            "k": cfg.k if cfg.architecture == "topk" else None,
+            "k": cfg.k if cfg.architecture in K_ARCHITECTURES else None,
             "seed": cfg.seed,
             "sae": cfg.to_dict(),
             "normalization": {
@@ -182,7 +192,7 @@ def save(d: Dictionary, folder: str | Path, overwrite: bool = False) -> Path:
 
     folder = Path(folder)
     sd = d.sae.state_dict()
-    tensors = {name: sd[name].detach().contiguous().clone() for name in _TENSORS}
+    tensors = {name: sd[name].detach().contiguous().clone() for name in tensor_names(d.config.architecture)}
     if d.stats is not None:
         tensors["data_mean"] = d.stats.mean.detach().to(torch.float64).contiguous().clone()
     with _atomic_folder(folder, overwrite, CONFIG_FILE) as work:
@@ -209,7 +219,7 @@ CONFIG_SCHEMA: dict[str, schema.Field] = {
     "layer": schema.string(nonempty=True),
     "kind": schema.one_of(*TARGETS),
     "weights_hash": schema.nullable(schema.string(nonempty=True)),
-    "architecture": schema.one_of("topk", "relu"),
+    "architecture": schema.one_of(*ARCHITECTURES),
     "width": schema.integer(1),
     "size": schema.integer(1),
     "k": schema.nullable(schema.integer(1)),
@@ -250,7 +260,7 @@ def read_config(folder: str | Path) -> dict[str, Any]:
         cfg_path, CONFIG_SCHEMA, DictionaryError, format=FORMAT, versions=SUPPORTED_VERSIONS, what="steerlab dictionary"
     )
     sae, norm = doc["sae"], doc["normalization"]
-    topk = sae["kind_of_sae"] == "topk"
+    topk = sae["kind_of_sae"] in K_ARCHITECTURES
     agree = [
         ("width", doc["width"], "sae.width", sae["width"]),
         ("size", doc["size"], "sae.size", sae["size"]),
@@ -312,7 +322,8 @@ def load(folder: str | Path) -> Dictionary:
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise DictionaryError(f"{weights_path} is unreadable: {exc}") from exc
-    missing = [name for name in _TENSORS if name not in tensors]
+    names = tensor_names(config.architecture)
+    missing = [name for name in names if name not in tensors]
     if missing:
         raise DictionaryError(f"{weights_path} lacks tensors: {', '.join(missing)}")
     if norm["stats"] is not None and "data_mean" not in tensors:
@@ -327,7 +338,7 @@ def load(folder: str | Path) -> Dictionary:
         raise DictionaryError(f"{weights_path} holds NaN or infinite values in {', '.join(sorted(bad))}")
     sae = SparseAutoencoder(config)
     try:
-        sae.load_state_dict({name: tensors[name] for name in _TENSORS})
+        sae.load_state_dict({name: tensors[name] for name in names})
     except RuntimeError as exc:
         raise DictionaryError(f"{weights_path} does not fit its config: {str(exc).splitlines()[0]}") from exc
     if float(sae.scale) != float(norm["scale"]):
@@ -388,19 +399,36 @@ def saelens_tensors(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     s = float(sae.scale)
     w_enc, w_dec = sae.W_enc.detach().double(), sae.W_dec.detach().double()
     b_dec = sae.center.double() + s * sae.b_dec.detach().double()
-    return {
+    tensors = {
         "W_enc": (w_enc / s).float().contiguous(),
         "W_dec": (w_dec * s).float().contiguous(),
         "b_enc": sae.b_enc.detach().float().contiguous().clone(),
         "b_dec": b_dec.float().contiguous(),
     }
+    thresholds = sae.thresholds  # on the pre-activations, which the folding leaves unchanged
+    if thresholds is not None:
+        tensors["threshold"] = thresholds.float().contiguous().clone()
+    return tensors
+
+
+#: the SAELens architecture each steerlab architecture exports as: batchtopk's inference rule is a
+#: JumpReLU with one threshold for every latent (SAELens saves its own BatchTopK SAEs the same way);
+#: matryoshka infers as TopK (its nesting only shapes training)
+SAELENS_ARCHITECTURE = {
+    "topk": "topk",
+    "relu": "standard",
+    "batchtopk": "jumprelu",
+    "jumprelu": "jumprelu",
+    "matryoshka": "topk",
+}
 
 
 def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -> Path:
     """Write ``d`` in the SAELens layout: ``cfg.json`` + ``sae_weights.safetensors``.
 
     ``architecture`` is ``"topk"`` (with ``activation_fn_kwargs={"k": k}``; TopK then ReLU,
-    as SAELens' TopK activation) or ``"standard"`` (ReLU); ``apply_b_dec_to_input`` is true
+    as SAELens' TopK activation), ``"standard"`` (ReLU) or ``"jumprelu"`` (with a ``threshold``
+    tensor; see :data:`SAELENS_ARCHITECTURE`); ``apply_b_dec_to_input`` is true
     and ``normalize_activations`` ``"none"`` because the normalisation is folded into the
     weights (see :func:`saelens_tensors`). The config uses the pre-6.0 flat keys, which
     current SAELens converts on load. Provenance goes under ``"steerlab"``.
@@ -408,9 +436,10 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
     from safetensors.torch import save_file
 
     cfg = d.config
-    topk = cfg.architecture == "topk"
+    architecture = SAELENS_ARCHITECTURE[cfg.architecture]
+    topk = architecture == "topk"
     doc: dict[str, Any] = {
-        "architecture": "topk" if topk else "standard",
+        "architecture": architecture,
         "d_in": cfg.width,
         "d_sae": cfg.size,
         "dtype": "float32",
@@ -444,3 +473,91 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
         for p in work.iterdir():
             normal_permissions(p)
     return folder
+
+
+#: SAELens architecture -> steerlab architecture, for :func:`import_saelens`
+FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+
+
+def import_saelens(folder: str | Path, model: str | None = None, layer: str | None = None) -> Dictionary:
+    """A SAELens-format dictionary (``cfg.json`` + ``sae_weights.safetensors``: ``W_enc [d_in, d_sae]``,
+    ``b_enc [d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``, and ``threshold [d_sae]`` for
+    jumprelu) as a steerlab :class:`Dictionary` whose encode and decode are SAELens' forward.
+
+    Architectures: ``standard`` -> relu, ``topk`` (``k`` from ``activation_fn_kwargs`` or the
+    top-level ``k``) -> topk, ``jumprelu`` -> jumprelu (a batchtopk export reads back as the
+    jumprelu it is at inference). SAELens' decoder rows need not be unit norm while steerlab's are;
+    the SAE's one ``scale`` takes their mean norm (``center`` is 0, ``b_dec`` absorbs SAELens'
+    ``b_dec``), so rows of equal norm, as :func:`export_saelens` writes, come back exactly unit.
+    ``model`` and ``layer`` default to ``model_name`` and ``hook_name``; the target and provenance
+    come from the ``steerlab`` block when the folder was written by :func:`export_saelens`.
+    Refused with :class:`DictionaryError`: other architectures, activation normalisation other
+    than ``"none"``, missing or misshapen tensors.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    cfg_path, weights_path = folder / SAELENS_CONFIG_FILE, folder / SAELENS_WEIGHTS_FILE
+    if not cfg_path.is_file() or not weights_path.is_file():
+        raise DictionaryError(
+            f"{folder} is not a SAELens folder: it needs {SAELENS_CONFIG_FILE} and {SAELENS_WEIGHTS_FILE}"
+        )
+    cfg = schema.parse_json(cfg_path.read_text(), cfg_path, DictionaryError)
+    arch = cfg.get("architecture", "standard")
+    if arch not in FROM_SAELENS:
+        raise DictionaryError(
+            f"{cfg_path}: key 'architecture' ({arch!r}) is not one steerlab reads; readable: {', '.join(FROM_SAELENS)}"
+        )
+    if cfg.get("normalize_activations", "none") not in ("none", None):
+        raise DictionaryError(
+            f"{cfg_path}: key 'normalize_activations' ({cfg['normalize_activations']!r}) must be 'none' "
+            "(the normalisation is not stored in the weights)"
+        )
+    w = {name: t.detach().double() for name, t in load_file(str(weights_path)).items()}
+    d_in, d_sae = cfg.get("d_in"), cfg.get("d_sae")
+    needed = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if arch == "jumprelu":
+        needed["threshold"] = (d_sae,)
+    for name, shape in needed.items():
+        if name not in w or tuple(w[name].shape) != shape:
+            got = list(w[name].shape) if name in w else "missing"
+            raise DictionaryError(
+                f"{weights_path}: {name} must have shape {list(shape)} (cfg.json d_in, d_sae); got {got}"
+            )
+    b_enc = w["b_enc"] if cfg.get("apply_b_dec_to_input", True) else w["b_enc"] + w["b_dec"] @ w["W_enc"]
+    k = (cfg.get("activation_fn_kwargs") or {}).get("k", cfg.get("k")) if arch == "topk" else None
+    config = SAEConfig(
+        width=d_in,
+        size=d_sae,
+        architecture=FROM_SAELENS[arch],
+        k=k if k is not None else min(16, d_sae),
+        center=False,
+        normalize=True,
+    )
+    sae = SparseAutoencoder(config)
+    s = float(w["W_dec"].norm(dim=1).mean()) or 1.0
+    with torch.no_grad():
+        sae.W_enc.copy_(w["W_enc"] * s)
+        sae.W_dec.copy_(w["W_dec"] / s)
+        sae.b_enc.copy_(b_enc)
+        sae.b_dec.copy_(w["b_dec"] / s)
+        sae.scale.fill_(s)
+        if arch == "jumprelu":
+            if not bool((w["threshold"] > 0).all()):
+                raise DictionaryError(f"{weights_path}: threshold must be > 0 for every latent")
+            sae.log_threshold.copy_(w["threshold"].log())
+    sae.eval()
+    ours = cfg.get("steerlab") if isinstance(cfg.get("steerlab"), dict) else {}
+    model, layer = model or cfg.get("model_name"), layer or cfg.get("hook_name")
+    if not model or not layer:
+        raise DictionaryError(f"{cfg_path} names no model_name or hook_name: pass model= and layer=")
+    return Dictionary(
+        sae=sae,
+        model=model,
+        layer=layer,
+        target=ours.get("kind", "feature"),
+        weights_hash=ours.get("weights_hash"),
+        data_description=f"imported from the SAELens folder {folder.name}",
+        data_hash=ours.get("data_sha256"),
+        metrics=dict(ours.get("metrics") or {}),
+    )

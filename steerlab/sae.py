@@ -6,7 +6,7 @@ over generators ``g_t = r_{t+1} - r_t`` (recurring motions in activation
 space; unrelated to the "archetypal SAE" of the SAE literature). The kind is
 provenance recorded by :mod:`steerlab.dictionary`; training is identical.
 
-Two variants:
+Two variants of our own recipe:
 
 - ``topk`` (default, after Gao et al. 2024): keep the ``k`` largest
   pre-activations of each vector, ReLU them, zero the rest. Latents that have
@@ -28,6 +28,20 @@ Two variants:
 - ``relu``: ReLU codes with an L1 penalty. Latents that have not fired for
   ``dead_steps`` steps are resampled (Bricken et al. 2023) in the first half of
   training: pointed at the residual of a poorly reconstructed input.
+
+Three more, from the field (planted-truth recoveries in docs/analyze.md):
+
+- ``batchtopk`` (Bussmann, Leask & Nanda 2024, "BatchTopK Sparse Autoencoders"): training keeps
+  the ``k * batch`` largest activations of the whole batch, so ``k`` is an average per vector;
+  inference uses one threshold estimated during training (:func:`_batch_topk`). AuxK and
+  rare-latent splitting as for ``topk``.
+- ``jumprelu`` (Rajamanoharan et al. 2024, "Jumping Ahead"): a learned threshold ``theta`` per
+  latent, codes ``pre * H(pre - theta)``, trained with an L0 penalty ``l0 * ||codes||_0``
+  through straight-through estimators with a rectangle kernel of bandwidth ``epsilon``
+  (:class:`_JumpReLU`). No dead-latent handling (the paper has none).
+- ``matryoshka`` (Bussmann et al. 2025 / Nabeshima 2024, "Matryoshka SAEs"): TopK codes, and
+  every nested prefix of the dictionary (``prefixes``) must reconstruct on its own, the losses
+  summed (:func:`_prefix_loss`). AuxK and splitting as for ``topk``.
 
 Decoder rows are kept at unit norm (the gradient's radial part is removed
 before each step and the rows are renormalised after it), so a code's value is
@@ -62,8 +76,9 @@ import torch
 from steerlab import schema
 from steerlab import validation as check
 from steerlab.errors import ConfigError, NoVarianceError, SAEDataError
+from steerlab.sae_names import ARCHITECTURES, K_ARCHITECTURES
 
-ARCHITECTURES = ("topk", "relu")
+__all__ = ["ARCHITECTURES", "K_ARCHITECTURES", "SAEConfig", "SparseAutoencoder", "train_sae"]
 
 #: a whole data set ``[n, width]``, or a factory returning an iterable of ``[b, width]`` blocks per call
 Data = torch.Tensor | np.ndarray | Callable[[], Iterable[Any]]
@@ -102,7 +117,11 @@ def require_variance(data: Data | DataStats, width: int, where: str, what: str, 
 class SAEConfig:
     """Hyperparameters of one SAE. ``width``: input dimension; ``size``: number of latents.
 
-    ``k`` is used by ``topk`` and ``l1`` by ``relu`` (both are recorded either way).
+    ``k`` is used by ``topk``, ``batchtopk`` and ``matryoshka`` and ``l1`` by ``relu`` (both are
+    recorded either way). ``l0`` (the L0 coefficient ``lambda``), ``bandwidth`` (``epsilon``) and
+    ``threshold_init`` belong to ``jumprelu``, ``prefixes`` (nested dictionary sizes, increasing,
+    ending at ``size``) to ``matryoshka``; None picks the documented default (``effective_*``).
+    These are stored only for their architecture (:data:`ARCHITECTURE_FIELDS`).
     ``dead_steps``: a latent that has not fired for this many training steps is dead
     (0 turns dead-latent handling off). ``aux_k`` (default ``min(width // 2, size)``)
     and ``aux_coef`` shape the TopK auxiliary loss. ``split_every``: steps between the
@@ -127,6 +146,10 @@ class SAEConfig:
     aux_k: int | None = None
     aux_coef: float = 1 / 32
     split_every: int = 50
+    l0: float = 1.0
+    bandwidth: float | None = None
+    threshold_init: float | None = None
+    prefixes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         # checked, not converted: the fields are written to config.json as given
@@ -144,6 +167,40 @@ class SAEConfig:
         check.non_negative("aux_coef", self.aux_coef)
         check.boolean("center", self.center)
         check.boolean("normalize", self.normalize)
+        check.non_negative("l0", self.l0)
+        check.number_or_none("bandwidth", self.bandwidth, low=0, low_open=True)
+        check.number_or_none("threshold_init", self.threshold_init, low=0, low_open=True)
+        if self.prefixes is not None:
+            sizes = check.sequence("prefixes", self.prefixes, nonempty=True)
+            if not isinstance(self.prefixes, tuple):
+                raise ConfigError(f"prefixes must be a tuple of integers, got {check.show(self.prefixes)}")
+            for j, m in enumerate(sizes):
+                check.integer(f"prefixes[{j}]", m, low=1, high=self.size)
+            if list(sizes) != sorted(set(sizes)) or sizes[-1] != self.size:
+                raise ConfigError(
+                    f"prefixes must increase strictly and end at size ({self.size}), got {list(sizes)}",
+                    parameter=("prefixes", "size"),
+                )
+
+    @property
+    def effective_bandwidth(self) -> float:
+        """JumpReLU's kernel bandwidth ``epsilon`` in the normalised space: by default the paper's 0.001
+        (for inputs of unit mean squared norm) times ``sqrt(width)``, because our inputs have mean
+        squared norm ``width`` and pre-activations scale with the input's norm."""
+        return self.bandwidth if self.bandwidth is not None else 0.001 * math.sqrt(self.width)
+
+    @property
+    def effective_threshold_init(self) -> float:
+        """JumpReLU's initial threshold (every latent): the paper's 0.001, scaled like the bandwidth."""
+        return self.threshold_init if self.threshold_init is not None else 0.001 * math.sqrt(self.width)
+
+    @property
+    def effective_prefixes(self) -> tuple[int, ...]:
+        """Matryoshka's nested dictionary sizes: by default ``size/8, size/4, size/2, size``
+        (those >= 1, without repeats)."""
+        if self.prefixes is not None:
+            return self.prefixes
+        return tuple(sorted({max(1, self.size // d) for d in (8, 4, 2)} | {self.size}))
 
     @property
     def effective_aux_k(self) -> int:
@@ -152,8 +209,13 @@ class SAEConfig:
     def to_dict(self) -> dict[str, Any]:
         """The fields in order, as the ``sae`` block of a dictionary's ``config.json`` stores them:
         the format keeps its keys, so ``architecture`` is stored under ``kind_of_sae``
-        (:data:`STORED_KEYS`)."""
-        return {STORED_KEYS.get(name, name): value for name, value in asdict(self).items()}
+        (:data:`STORED_KEYS`). Fields of one architecture (:data:`ARCHITECTURE_FIELDS`) are written
+        only for it, so topk and relu configs keep exactly the keys they had."""
+        return {
+            STORED_KEYS.get(name, name): list(value) if isinstance(value, tuple) else value
+            for name, value in asdict(self).items()
+            if self.architecture in ARCHITECTURE_FIELDS.get(name, (self.architecture,))
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SAEConfig:
@@ -166,6 +228,12 @@ class SAEConfig:
                 f"Known: {', '.join(sorted(known))}"
             )
         by_field = {_FIELD_OF_KEY.get(key, key): value for key, value in d.items()}
+        architecture = by_field.get("architecture", "topk")
+        missing = [n for n, archs in ARCHITECTURE_FIELDS.items() if architecture in archs and n not in by_field]
+        if missing:
+            raise ConfigError(f"a {architecture} SAE config must record {', '.join(missing)}", parameter=tuple(missing))
+        if isinstance(by_field.get("prefixes"), list):
+            by_field["prefixes"] = tuple(by_field["prefixes"])
         # dictionaries trained before splitting existed do not record it: they were trained without
         return cls(**{"split_every": 0, **by_field})
 
@@ -174,6 +242,14 @@ class SAEConfig:
 #: field's name: the stored format predates the name (its key stays, the code says ``architecture``)
 STORED_KEYS: dict[str, str] = {"architecture": "kind_of_sae"}
 _FIELD_OF_KEY = {key: name for name, key in STORED_KEYS.items()}
+
+#: fields only one architecture uses: stored (and required on load) only for it
+ARCHITECTURE_FIELDS: dict[str, tuple[str, ...]] = {
+    "l0": ("jumprelu",),
+    "bandwidth": ("jumprelu",),
+    "threshold_init": ("jumprelu",),
+    "prefixes": ("matryoshka",),
+}
 
 
 #: the type of every :class:`SAEConfig` field as stored in a dictionary's ``config.json``
@@ -195,6 +271,11 @@ SAE_CONFIG_SCHEMA: dict[str, schema.Field] = {
     "aux_coef": schema.number(0),
     # absent from dictionaries trained before rare-latent splitting (SAEConfig.from_dict: 0)
     "split_every": schema.optional(schema.integer(0)),
+    # one architecture's fields (ARCHITECTURE_FIELDS): present exactly for it (SAEConfig.from_dict)
+    "l0": schema.optional(schema.number(0)),
+    "bandwidth": schema.optional(schema.nullable(schema.number(above=0))),
+    "threshold_init": schema.optional(schema.nullable(schema.number(above=0))),
+    "prefixes": schema.optional(schema.nullable(schema.array(schema.integer(1), nonempty=True))),
 }
 
 
@@ -244,6 +325,8 @@ class SparseAutoencoder(torch.nn.Module):
 
     center: torch.Tensor  # buffer [width], registered in __init__
     scale: torch.Tensor  # buffer [] (scalar), registered in __init__
+    threshold: torch.Tensor  # buffer [] (scalar), batchtopk only
+    log_threshold: torch.nn.Parameter  # [size], jumprelu only
 
     def __init__(self, config: SAEConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -257,7 +340,24 @@ class SparseAutoencoder(torch.nn.Module):
         self.b_dec = torch.nn.Parameter(torch.zeros(config.width))
         self.register_buffer("center", torch.zeros(config.width))
         self.register_buffer("scale", torch.ones(()))
+        if config.architecture == "batchtopk":  # estimated during training (train_sae); 0 until then
+            self.register_buffer("threshold", torch.zeros(()))
+        if config.architecture == "jumprelu":  # a log keeps every threshold positive
+            self.log_threshold = torch.nn.Parameter(
+                torch.full((config.size,), math.log(config.effective_threshold_init))
+            )
         self.stats: DataStats | None = None
+
+    @property
+    def thresholds(self) -> torch.Tensor | None:
+        """Per-latent thresholds ``[size]`` on the pre-activations at inference (a code is its
+        pre-activation where that exceeds the threshold, else 0): jumprelu's learned ``theta``,
+        batchtopk's one estimated threshold repeated; None for the other architectures."""
+        if self.config.architecture == "jumprelu":
+            return self.log_threshold.detach().exp()
+        if self.config.architecture == "batchtopk":
+            return self.threshold.expand(self.config.size)
+        return None
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Raw ``x [n, width]`` -> the SAE's input space ``z [n, width]``."""
@@ -268,8 +368,15 @@ class SparseAutoencoder(torch.nn.Module):
         return (z - self.b_dec) @ self.W_enc + self.b_enc
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        if self.config.architecture == "relu":
+        """Pre-activations ``[n, size]`` -> codes, as at inference (training differs for batchtopk,
+        whose batch-wide top k is replaced by its estimated threshold, see :func:`train_codes`)."""
+        arch = self.config.architecture
+        if arch == "relu":
             return torch.relu(pre)
+        if arch == "jumprelu":
+            return pre * (pre > self.log_threshold.exp())
+        if arch == "batchtopk":
+            return torch.relu(pre) * (pre > self.threshold)
         top = torch.topk(pre, self.config.k, dim=-1)
         return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
 
@@ -449,7 +556,7 @@ def train_sae(
     over the data), ``final_loss`` / ``final_recon_loss`` (mean over the last epoch,
     normalised space), ``steps``, ``epochs``, ``seconds``, ``n_vectors``, ``gamma``
     (see :class:`DataStats`), ``resampled`` (relu: latents resampled in total) and
-    ``split`` (topk: rare latents split off frequent ones in total).
+    ``split`` (topk, batchtopk, matryoshka: rare latents split off frequent ones in total).
 
     Raises :class:`SAEDataError` for empty or non-finite data and :class:`NoVarianceError`
     (before any training) when the vectors do not vary (:func:`has_variance`), unless
@@ -487,7 +594,7 @@ def train_sae(
         for batch in source.batches(config.batch_size, g):
             z = (batch - sae.center) / sae.scale
             pre = sae.pre_activations(z)
-            codes = sae.activate(pre)
+            codes = train_codes(sae, pre)
             z_hat = codes @ sae.W_dec + sae.b_dec
             recon = ((z_hat - z) ** 2).sum(-1).mean()
             with torch.no_grad():
@@ -498,8 +605,12 @@ def train_sae(
                 seen += len(batch)
                 dead = since_fired >= config.dead_steps if config.dead_steps else None
             loss = recon
+            if config.architecture == "matryoshka":
+                loss = loss + _prefix_loss(sae, codes, z)
             if config.architecture == "relu":
                 loss = loss + config.l1 * codes.sum(-1).mean()
+            elif config.architecture == "jumprelu":
+                loss = loss + config.l0 * _step(pre, sae.log_threshold.exp(), config.effective_bandwidth).sum(-1).mean()
             elif dead is not None and config.aux_coef > 0 and bool(dead.any()):
                 loss = loss + config.aux_coef * _aux_loss(sae, pre, (z - z_hat).detach(), dead, config.effective_aux_k)
             opt.zero_grad(set_to_none=True)
@@ -524,7 +635,7 @@ def train_sae(
             ):
                 resampled += _resample(sae, opt, dead, (z - z_hat).detach(), g)
                 since_fired[dead] = 0
-            if config.architecture == "topk" and config.split_every and step % config.split_every == 0:
+            if config.architecture in K_ARCHITECTURES and config.split_every and step % config.split_every == 0:
                 if _may_resample(step, total_steps, config.epochs, SPLIT_UNTIL):
                     split += _split_rare(sae, opt, fired / seen, codes.detach(), (z - z_hat).detach())
                 fired.zero_()
@@ -549,6 +660,106 @@ def train_sae(
         }
     )
     return sae, metrics
+
+
+def train_codes(sae: SparseAutoencoder, pre: torch.Tensor) -> torch.Tensor:
+    """Codes ``[b, size]`` of a training batch's pre-activations ``[b, size]``. As at inference
+    (:meth:`SparseAutoencoder.activate`) except: batchtopk keeps the ``k * b`` largest ReLU'd
+    pre-activations of the whole batch (and updates its inference threshold), jumprelu passes
+    gradients to its thresholds through the straight-through estimator (:class:`_JumpReLU`)."""
+    arch = sae.config.architecture
+    if arch == "batchtopk":
+        return _batch_topk(sae, pre)
+    if arch == "jumprelu":
+        return _JumpReLU.apply(pre, sae.log_threshold.exp(), sae.config.effective_bandwidth)
+    return sae.activate(pre)
+
+
+#: weight of the newest batch in batchtopk's running estimate of its inference threshold
+THRESHOLD_RATE = 0.01
+
+
+def _batch_topk(sae: SparseAutoencoder, pre: torch.Tensor) -> torch.Tensor:
+    """BatchTopK (Bussmann, Leask & Nanda 2024, "BatchTopK Sparse Autoencoders", arXiv:2412.06410):
+    the ``k * b`` largest ReLU'd pre-activations of the whole batch ``[b, size]`` are kept, so a
+    vector may use more or fewer than ``k`` latents while the batch averages ``k``. At inference
+    there is no batch: a latent fires where its pre-activation exceeds one threshold ``theta``,
+    estimated here as a running mean (rate :data:`THRESHOLD_RATE`, from the first batch's value)
+    of the smallest positive activation each training batch kept, the paper's estimate."""
+    acts = torch.relu(pre)
+    flat = acts.flatten()
+    top = torch.topk(flat, min(sae.config.k * len(pre), flat.numel()))
+    codes = torch.zeros_like(flat).scatter(0, top.indices, top.values).view_as(pre)
+    with torch.no_grad():
+        kept = top.values[top.values > 0]
+        if len(kept):
+            low = kept.min()
+            first = not bool(sae.threshold > 0)
+            sae.threshold.copy_(low if first else (1 - THRESHOLD_RATE) * sae.threshold + THRESHOLD_RATE * low)
+    return codes
+
+
+def _rectangle(u: torch.Tensor) -> torch.Tensor:
+    """The rectangle kernel ``K(u) = 1 if -1/2 < u < 1/2 else 0``."""
+    return ((u > -0.5) & (u < 0.5)).to(u.dtype)
+
+
+class _JumpReLU(torch.autograd.Function):
+    """JumpReLU (Rajamanoharan et al. 2024, "Jumping Ahead: Improving Reconstruction Fidelity with
+    JumpReLU Sparse Autoencoders", arXiv:2407.14435): ``f(pre) = pre * H(pre - theta)`` with a
+    positive threshold ``theta`` per latent. Its derivative in ``pre`` is ``H(pre - theta)``; in
+    ``theta`` it is zero almost everywhere, so the paper's straight-through estimator uses the
+    pseudo-derivative ``-(theta / eps) * K((pre - theta) / eps)`` with a kernel ``K`` of
+    bandwidth ``eps`` (rectangle, as in the paper)."""
+
+    @staticmethod
+    def forward(ctx: Any, pre: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return pre * (pre > theta)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        pre, theta = ctx.saved_tensors
+        g_pre = grad * (pre > theta)
+        g_theta = (-(theta / ctx.eps) * _rectangle((pre - theta) / ctx.eps) * grad).sum(0)
+        return g_pre, g_theta, None
+
+
+class _Step(torch.autograd.Function):
+    """``H(pre - theta)``, counted by JumpReLU's L0 penalty. The paper's straight-through
+    estimator: no gradient to ``pre``, pseudo-derivative ``-(1 / eps) * K((pre - theta) / eps)``
+    in ``theta`` (see :class:`_JumpReLU`)."""
+
+    @staticmethod
+    def forward(ctx: Any, pre: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.save_for_backward(pre, theta)
+        ctx.eps = eps
+        return (pre > theta).to(pre.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:
+        pre, theta = ctx.saved_tensors
+        return None, (-(1.0 / ctx.eps) * _rectangle((pre - theta) / ctx.eps) * grad).sum(0), None
+
+
+def _step(pre: torch.Tensor, theta: torch.Tensor, eps: float) -> torch.Tensor:
+    return _Step.apply(pre, theta, eps)
+
+
+def _prefix_loss(sae: SparseAutoencoder, codes: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Matryoshka SAEs (Bussmann, Nabeshima, Karvonen & Nanda 2025, "Learning Multi-Level Features
+    with Matryoshka Sparse Autoencoders", arXiv:2503.17547; Nabeshima 2024, "Matryoshka Sparse
+    Autoencoders"): each nested prefix ``m`` of the dictionary (its first ``m`` latents, for every
+    ``m`` of ``prefixes`` but the full size, whose term is the reconstruction loss itself) must
+    reconstruct the input on its own, ``||z - codes[:, :m] @ W_dec[:m] - b_dec||^2``, and the
+    losses are summed, so early latents learn general directions and later ones refine them.
+    The codes are the full dictionary's TopK codes, truncated (the 2025 paper uses BatchTopK)."""
+    total = torch.zeros((), dtype=z.dtype)
+    for m in sae.config.effective_prefixes[:-1]:
+        z_hat = codes[:, :m] @ sae.W_dec[:m] + sae.b_dec
+        total = total + ((z_hat - z) ** 2).sum(-1).mean()
+    return total
 
 
 def _aux_loss(

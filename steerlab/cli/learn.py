@@ -15,6 +15,7 @@ import click
 
 from steerlab.cli import SteerlabGroup
 from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
+from steerlab.sae_names import ARCHITECTURES
 
 
 def _options(fn: Callable) -> Callable:
@@ -41,14 +42,20 @@ def _options(fn: Callable) -> Callable:
             "failing before any capture.",
         ),
         click.option("--size", type=int, default=128, help="Number of latents."),
-        click.option("--k", "k", type=int, default=8, help="Active latents per vector (topk)."),
+        click.option(
+            "--k",
+            "k",
+            type=int,
+            default=8,
+            help="Active latents per vector (topk, matryoshka; the average for batchtopk).",
+        ),
         click.option(
             "--architecture",
             "--variant",
             "architecture",
-            type=click.Choice(["topk", "relu"]),
+            type=click.Choice(ARCHITECTURES),
             default="topk",
-            help="SAE architecture (--variant is a second name).",
+            help="SAE architecture, see docs/analyze.md (--variant is a second name).",
         ),
         click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu)."),
         click.option("--lr", type=float, default=1e-3, help="Adam learning rate."),
