@@ -4,6 +4,8 @@ The Python API, re-exported here lazily so that ``import steerlab`` (and the CLI
 ``--help``) does not import torch:
 
 - models and layers: :func:`load_model`, :func:`layers`;
+- audio files: :func:`load_audio` (``(wave [channels, samples] float32, conversion)``, at a
+  given rate and channel count or the file's own);
 - activations: :func:`capture_activations` (a layer's unpatched activations for arrays);
 - directions: :class:`Direction` (from any array; its provenance is recorded),
   :func:`channel_direction`, :func:`load_direction` (``.npy`` / ``.safetensors``);
@@ -32,6 +34,7 @@ _EXPORTS = {
     "intervene": "steerlab.api",
     "intervene_files": "steerlab.runner",
     "capture_activations": "steerlab.capture",
+    "load_audio": "steerlab.audio",
     "InterventionSpec": "steerlab.api",
     "ItemResult": "steerlab.api",
     "Direction": "steerlab.interventions",

@@ -18,9 +18,12 @@ this module (and ``steerlab --help``) stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +47,9 @@ _ROLLOFF = 0.99
 # size); for rates with a tiny gcd (44101 -> 24000) that is gigabytes, and the process is killed
 # instead of failing. Common rates (8k, 16k, 22.05k, 32k, 44.1k, 48k, 96k) stay far below this.
 _MAX_KERNEL_ELEMENTS = 1 << 25
+# A decode that yields fewer than this fraction of the frames the header declares is reported as
+# possibly truncated (see :func:`scan`). Encoder delay and padding cost well under 1% of a real track.
+TRUNCATION_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,22 @@ class AudioInfo:
     format: str  # libsndfile's major format name: "WAV", "FLAC", "OGG", "MP3", ...
     header_frames: int = 0
     decoded: bool = False
+    truncation: str | None = None  # set by scan(): why the file looks cut short, else None
+
+    @property
+    def possibly_truncated(self) -> bool:
+        """True when :func:`scan` decoded under ``TRUNCATION_FRACTION`` of the header's frames."""
+        return self.truncation is not None
 
     def to_dict(self) -> dict[str, object]:
-        """Plain data for provenance records; says how many samples the header over-declared."""
+        """Plain data for provenance records; says how many samples the header over-declared.
+
+        ``possibly_truncated: True`` and ``truncation_reason`` are added only for a file that
+        looks cut short, so records of intact files keep their keys.
+        """
+        extra: dict[str, object] = {}
+        if self.truncation is not None:
+            extra = {"possibly_truncated": True, "truncation_reason": self.truncation}
         return {
             "path": str(self.path),
             "format": self.format,
@@ -78,6 +97,7 @@ class AudioInfo:
             "header_frames": self.header_frames,
             "decoded": self.decoded,
             "header_minus_decoded_frames": (self.header_frames - self.frames) if self.decoded else None,
+            **extra,
         }
 
 
@@ -143,6 +163,69 @@ def _reason(exc: BaseException) -> str:
     return " ".join(text.split()).rstrip(".")
 
 
+_FD2_LOCK = threading.RLock()
+
+
+class _Chatter:
+    """What a C decoder wrote to file descriptor 2 inside :func:`_decoder_chatter`."""
+
+    text = ""
+
+    def first_line(self) -> str | None:
+        lines = [" ".join(line.split()) for line in self.text.splitlines()]
+        return next((line for line in lines if line), None)
+
+
+@contextlib.contextmanager
+def _decoder_chatter() -> Iterator[_Chatter]:
+    """Capture what C libraries write straight to file descriptor 2 while the block runs.
+
+    libsndfile's MP3 decoder (libmpg123) prints notes such as ``Note: Illegal Audio-MPEG-Header
+    ...`` on fd 2, bypassing Python. Inside the block fd 2 points at a temporary file; it is
+    restored in ``finally``, and the text (its first 4 kB) is left in the yielded object: callers put
+    its first line into the error when decoding fails and drop it when decoding succeeds.
+
+    Thread-safety: fd 2 belongs to the whole process, so while the block runs anything any thread
+    writes to stderr is captured too (and dropped if decoding succeeds). steerlab's own decodes
+    take a lock, so their redirections never interleave; keep the block to one open or read, never
+    a ``yield``. Where fd 2 cannot be duplicated (no stderr), the block runs uncaptured.
+    """
+    chatter = _Chatter()
+    with _FD2_LOCK:
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            sys.stderr.flush()  # Python's own pending output goes out before the switch
+        try:
+            saved = os.dup(2)
+        except OSError:
+            saved = -1
+        if saved < 0:
+            yield chatter
+            return
+        with tempfile.TemporaryFile() as tmp:
+            try:
+                os.dup2(tmp.fileno(), 2)
+                yield chatter
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                chatter.text = tmp.read(4096).decode("utf-8", errors="replace")
+
+
+def _unreadable(path: Path, exc: BaseException, chatter: _Chatter, fmt: str | None = None) -> AudioError:
+    """One line for a file that would not open or decode: libsndfile's reason, corrected when it
+    says a regular file does not exist, plus the first line the decoder printed, if any."""
+    reason = _reason(exc)
+    if isinstance(exc, sf.LibsndfileError) and path.is_file() and "does not exist" in reason:
+        reason = f"it is not a decodable audio file (libsndfile: {reason})"
+    if fmt:
+        reason = f"{reason} (decoding it as {fmt})"
+    said = chatter.first_line()
+    if said:
+        reason = f"{reason}; the decoder reported: {said.rstrip('.')}"
+    return AudioError(f"cannot read audio {path}: {reason}; supported formats: {', '.join(SUPPORTED_FORMATS)}")
+
+
 def _check_rate_channels(sample_rate: int, channels: int) -> None:
     if int(sample_rate) != sample_rate or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}", parameter="sample_rate")
@@ -161,12 +244,12 @@ def probe(path: PathLike) -> AudioInfo:
         raise AudioError(f"audio file not found: {p}")
     if p.is_dir():
         raise AudioError(f"audio path {p} is a directory; pass an audio file (WAV, FLAC, OGG, MP3)")
+    chatter = _Chatter()  # bound even if the capture itself fails to start
     try:
-        info = sf.info(str(p))
+        with _decoder_chatter() as chatter:
+            info = sf.info(str(p))
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(
-            f"cannot read audio {p}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
-        ) from exc
+        raise _unreadable(p, exc, chatter) from exc
     if info.frames <= 0:
         raise AudioError(f"audio file {p} is empty (0 samples)")
     return AudioInfo(
@@ -193,13 +276,29 @@ def scan(path: PathLike) -> AudioInfo:
     minutes of processing. Cost: one decode pass (an MP3 decodes at about 1,000x
     real time here), memory ``_SCAN_BLOCK`` frames.
 
+    Truncation rule: a file from which fewer than ``TRUNCATION_FRACTION`` (90%) of the header's
+    frames decode gets ``truncation`` (a one-line reason; ``possibly_truncated`` is True, and
+    :meth:`AudioInfo.to_dict` adds ``possibly_truncated`` and ``truncation_reason``). A shortfall
+    alone is no damage: encoder delay and padding cost an MP3 a fixed one to a few thousand
+    samples (Debian's asc-music tracks: 5,510 to 8,359 of millions, under 1%), so the margin is
+    ten times what a real file of more than a fraction of a second loses. The rule sees only
+    what the header declares: an MP3 with a Xing/Info tag (LAME and libsndfile write one) states
+    its true length, so a cut copy is caught; one without (asc-music's) has its length
+    estimated from the file's size, which shrinks with the cut, so only a cut leaving a few
+    frames (under about 1 kB) is caught. The file is still usable: this is a warning, not an error.
+
+    Decoder notes that C libraries print on stderr (libmpg123's ``Note: Illegal
+    Audio-MPEG-Header ...``) are captured (:func:`_decoder_chatter`): dropped when decoding
+    succeeds, the first line put in the error when it fails.
+
     Raises :class:`AudioError` for missing, unreadable, empty or non-finite files.
     """
     info = probe(path)
     n = bad = 0
     first_bad: float | None = None
+    chatter = _Chatter()  # bound even if the capture itself fails to start
     try:
-        with sf.SoundFile(str(info.path)) as f:
+        with _decoder_chatter() as chatter, sf.SoundFile(str(info.path)) as f:
             while True:
                 block = f.read(_SCAN_BLOCK, dtype="float32", always_2d=True)  # [T, C]
                 if block.shape[0] == 0:
@@ -211,17 +310,24 @@ def scan(path: PathLike) -> AudioInfo:
                     bad += int(finite.size - np.count_nonzero(finite))
                 n += block.shape[0]
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(
-            f"cannot read audio {info.path}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
-        ) from exc
+        raise _unreadable(info.path, exc, chatter, info.format) from exc
     if bad:
         raise AudioError(
             f"audio file {info.path} contains {bad} NaN or infinite samples (the first at "
             f"{first_bad:.3f} s); clean the file (replace or remove the non-finite samples) and retry"
         )
     if n == 0:
+        said = chatter.first_line()
         raise AudioError(
             f"audio file {info.path} is empty: its header declares {info.header_frames} samples but none decode"
+            + (f"; the decoder reported: {said.rstrip('.')}" if said else "")
+        )
+    truncation = None
+    if n < TRUNCATION_FRACTION * info.header_frames:
+        truncation = (
+            f"only {n} of the {info.header_frames} samples its header declares decode "
+            f"({n / info.header_frames:.0%}, {n / info.sample_rate:.2f} of {info.header_frames / info.sample_rate:.2f} s)"
+            "; the file may be truncated or damaged"
         )
     return AudioInfo(
         info.path,
@@ -232,6 +338,7 @@ def scan(path: PathLike) -> AudioInfo:
         info.format,
         info.header_frames,
         decoded=True,
+        truncation=truncation,
     )
 
 
@@ -307,8 +414,9 @@ def _read_decoded(path: Path) -> np.ndarray:
     """Every sample that decodes, float32 ``[T, C]``, read block by block: never an array sized by the
     header, whose frame count a damaged or truncated compressed file can overstate by billions."""
     blocks = []
+    chatter = _Chatter()  # bound even if the capture itself fails to start
     try:
-        with sf.SoundFile(str(path)) as f:
+        with _decoder_chatter() as chatter, sf.SoundFile(str(path)) as f:
             while True:
                 block = f.read(_SCAN_BLOCK, dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
@@ -316,9 +424,7 @@ def _read_decoded(path: Path) -> np.ndarray:
                 blocks.append(block)
             channels = f.channels
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(
-            f"cannot read audio {path}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
-        ) from exc
+        raise _unreadable(path, exc, chatter) from exc
     return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
 
 
@@ -350,6 +456,26 @@ def load(
     x = np.ascontiguousarray(data.T)  # [C, T]
     conv = Conversion(info.sample_rate, info.channels, int(sample_rate), int(channels))
     return _convert(x, info.sample_rate, int(sample_rate), int(channels)), conv
+
+
+def load_audio(
+    path: PathLike, sample_rate: int | None = None, channels: int | None = None
+) -> tuple[np.ndarray, Conversion]:
+    """Read an audio file (WAV, FLAC, OGG, MP3, ...) for the Python API: ``steerlab.load_audio``.
+
+    Returns ``(wave, conversion)``: ``wave`` is float32 ``[channels, samples]``; ``conversion``
+    (a :class:`Conversion`; ``.describe()`` one line, ``.to_dict()`` plain data) says what was
+    done to fit ``sample_rate`` (Hz) and ``channels``. ``None`` keeps the file's own rate or
+    channel count; pass a model's ``sample_rate`` and ``channels`` to feed it
+    (``load_audio(path, model.sample_rate, model.channels)``). Conversion as :func:`load`:
+    several channels are averaged to mono, mono is copied to every channel, resampling is
+    band-limited, and the length is what decodes, never the header's estimate. Raises
+    :class:`AudioError` for missing, unreadable, empty or non-finite files,
+    :class:`ConfigError` for a non-positive rate or channel count.
+    """
+    info = probe(path)
+    rate = info.sample_rate if sample_rate is None else sample_rate
+    return load(path, rate, info.channels if channels is None else channels, info=info)
 
 
 def validate_array(x: object, name: str = "audio") -> np.ndarray:
@@ -438,16 +564,20 @@ def iter_chunks(
     # Context on each side, in periods: more than the kernel's reach (0 when not resampling).
     margin = 0 if src == dst else math.ceil(_kernel_width(src, dst) / period_src) + 1
     total = resampled_length(info.frames, src, dst)
+    chatter = _Chatter()
     try:
-        with sf.SoundFile(str(info.path)) as f:
+        with _decoder_chatter() as chatter:  # fd 2 is captured per open or read, never across a yield
+            f = sf.SoundFile(str(info.path))
+        with f:
             start = 0
             while True:
                 end = min(start + chunk, total)
                 first = max(0, start // period_dst - margin)  # in periods
                 last = -(-end // period_dst) + margin
                 s, e = first * period_src, min(info.frames, last * period_src)
-                f.seek(s)
-                data = f.read(e - s, dtype="float32", always_2d=True)  # [T, C]
+                with _decoder_chatter() as chatter:
+                    f.seek(s)
+                    data = f.read(e - s, dtype="float32", always_2d=True)  # [T, C]
                 if data.shape[0] == 0:
                     raise AudioError(
                         f"audio file {info.path} ended early, at {s} of the {info.frames} samples that "
@@ -468,9 +598,7 @@ def iter_chunks(
                     return
                 start += chunk - overlap
     except (sf.SoundFileError, OSError) as exc:
-        raise AudioError(
-            f"cannot read audio {info.path}: {_reason(exc)}; supported formats: {', '.join(SUPPORTED_FORMATS)}"
-        ) from exc
+        raise _unreadable(info.path, exc, chatter, info.format) from exc
 
 
 def overlap_add(pieces: list[tuple[int, np.ndarray]], total: int, overlap: int) -> np.ndarray:

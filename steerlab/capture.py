@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from steerlab.errors import AudioError, BadFilesError, ConfigError, CorpusError, OutputError, SteerlabError, first_line
+from steerlab.errors import AudioError, BadFilesError, ConfigError, CorpusError, OutputError, first_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MODES = ("features", "archetypes")
@@ -434,14 +434,19 @@ def capture_activations(
     """The unpatched activations of one layer of ``model`` for each wave: the public way to read a
     layer (``steerlab.capture_activations``).
 
-    ``waves``: arrays (or CPU tensors) ``[channels, samples]`` (``[samples]`` for mono) at the
-    model's sample rate, with its channel count (load files with :func:`steerlab.audio.load`).
-    ``layer``: a name or alias from ``steerlab.layers(model)`` (or its ``LayerInfo``). ``path``:
-    the decode path (default: the one that reaches the layer). Inputs are batched
-    ``max_batch`` per traced pass, exactly as a patched run batches them, so a capture equals
-    the activation an intervention sees. Returns one float32 array ``[channels, frames]`` per
-    wave, ``frames = layer.frames_for(samples)``. Raises :class:`~steerlab.errors.AudioError`
-    for unusable audio, ``SteerlabError`` for a wrong channel count, an unknown layer or path.
+    ``waves``: a list (any iterable) of arrays or CPU tensors, one per input, each
+    ``[channels, samples]`` at the model's sample rate with its channel count (load files with
+    :func:`steerlab.load_audio`), or a 3-D array ``[inputs, channels, samples]``. A 1-D
+    ``[samples]`` wave is taken as mono ``[1, samples]``, so it is accepted for a mono model and
+    refused for a multi-channel one. ``layer``: a name or alias from ``steerlab.layers(model)``
+    (or its ``LayerInfo``). ``path``: the decode path (default: the one that reaches the layer).
+    Inputs are batched ``max_batch`` per traced pass, exactly as a patched run batches them, so
+    a capture equals the activation an intervention sees. Returns one float32 array
+    ``[channels, frames]`` per wave, ``frames = layer.frames_for(samples)``. Raises
+    :class:`~steerlab.errors.AudioError` for unusable audio; :class:`~steerlab.errors.ConfigError`
+    (``parameter="waves"``) for a single 1-D or 2-D array passed as ``waves`` instead of a list
+    (iterating it would make each sample or row an input) and for a wave whose channel count
+    is not the model's; ``SteerlabError`` for an unknown layer or path.
 
     Example::
 
@@ -454,12 +459,22 @@ def capture_activations(
     from steerlab.loading import layers
 
     info = layers(model).get(layer) if isinstance(layer, str) else layer
-    arrays = [audio.validate_array(w, f"waves[{i}]") for i, w in enumerate(waves)]
-    for i, a in enumerate(arrays):
+    expected = f"[{model.channels}, samples]" + (" (or [samples])" if model.channels == 1 else "")
+    ndim = getattr(waves, "ndim", None)
+    if isinstance(ndim, int) and ndim <= 2:
+        raise ConfigError(
+            f"waves must be a list of waves, each {expected} for {model.name}; got one array of shape "
+            f"{tuple(getattr(waves, 'shape', ()))}: pass [wave]",
+            parameter="waves",
+        )
+    items = list(waves)
+    arrays = [audio.validate_array(w, f"waves[{i}]") for i, w in enumerate(items)]
+    for i, (w, a) in enumerate(zip(items, arrays)):
         if a.shape[0] != model.channels:
-            raise SteerlabError(
-                f"waves[{i}] has {a.shape[0]} channels but {model.name} takes {model.channels}; "
-                "load files with steerlab.audio.load to convert",
+            given = "a 1-D wave (taken as mono)" if np.ndim(w) == 1 else f"{a.shape[0]} channels"
+            raise ConfigError(
+                f"waves[{i}] has {given} but {model.name} takes {model.channels}: expected shape {expected}; "
+                "load files with steerlab.load_audio(path, model.sample_rate, model.channels) to convert",
                 parameter="waves",
             )
     acts = tracing.capture(model, [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays], [info], max_batch, path)

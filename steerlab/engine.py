@@ -67,9 +67,12 @@ def resolve(
     direction (it must fit the layer; a type that needs one must have one), then the type's
     ``prepare`` step, run once under the plugin guard, unless ``prepared`` (from an earlier
     :func:`prepare` of the same type) is given. Raises the registry's error for an unknown
-    layer or type, :class:`DirectionError` / :class:`InterventionError` otherwise."""
+    layer or type, :class:`~steerlab.errors.ConfigError` naming ``max_batch`` unless it is an
+    integer >= 1, :class:`DirectionError` / :class:`InterventionError` otherwise."""
     from steerlab import interventions as iv
+    from steerlab.validation import integer
 
+    integer("max_batch", max_batch, low=1)
     layer = layers(model).get(spec.layer)
     itype = plugins.interventions().get(spec.intervention)
     path = model.check_path(spec.path or model.default_path)

@@ -242,14 +242,24 @@ class Span:
     fade_out: int = 0
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.start_s) or self.start_s < 0:
-            raise InterventionError(f"start_s must be a finite time >= 0 s, got {self.start_s}", parameter="start_s")
-        if self.end_s is not None and (not math.isfinite(self.end_s) or self.end_s <= self.start_s):
+        from steerlab.validation import is_integer, is_number, show
+
+        if not is_number(self.start_s) or self.start_s < 0:
+            raise InterventionError(
+                f"start_s must be a finite time >= 0 s, got {show(self.start_s)}", parameter="start_s"
+            )
+        if self.end_s is not None and not is_number(self.end_s):
+            raise InterventionError(
+                f"end_s must be None or a finite time in s, got {show(self.end_s)}", parameter="end_s"
+            )
+        if self.end_s is not None and self.end_s <= self.start_s:
             raise InterventionError(
                 f"end_s ({self.end_s} s) must be after start_s ({self.start_s} s)", parameter=("end_s", "start_s")
             )
-        if self.fade_in < 0 or self.fade_out < 0:
-            raise InterventionError("fades are frame counts >= 0")
+        for name in ("fade_in", "fade_out"):
+            value = getattr(self, name)
+            if not is_integer(value) or value < 0:
+                raise InterventionError(f"{name} must be a frame count >= 0, got {show(value)}", parameter=name)
 
     def frames(self, layer: LayerInfo, n_frames: int) -> tuple[int, int]:
         """The span as frames ``[first, last)`` of ``layer``, clipped to the item."""
@@ -280,7 +290,8 @@ class Direction:
 
     ``vector``: ``[channels]``, any array-like (numpy, torch, list), kept as given: not
     normalised, a float array keeps its dtype, anything else becomes float64. It must be
-    finite and non-zero (else :class:`~steerlab.errors.DirectionError`). ``provenance``:
+    finite and non-zero (else :class:`~steerlab.errors.DirectionError`, saying which: how many
+    entries are NaN/inf, or that all are 0). ``provenance``:
     a JSON-safe dict recorded in every result; left out, it says the caller gave the array
     (``{"source": "array", ...}``) with the array's shape, dtype and sha256, so a result
     still names exactly which vector it used.
@@ -293,13 +304,33 @@ class Direction:
         vec = self.vector
         if isinstance(vec, torch.Tensor):
             vec = vec.detach().cpu().numpy()
-        vec = np.asarray(vec)
-        if not np.issubdtype(vec.dtype, np.floating):
-            vec = vec.astype(np.float64)
+        try:
+            vec = np.asarray(vec)
+            if not np.issubdtype(vec.dtype, np.floating):
+                vec = vec.astype(np.float64)
+        except (TypeError, ValueError):
+            raise DirectionError(
+                f"vector must be an array of numbers [channels], got {type(self.vector).__name__} {self.vector!r:.60}",
+                parameter="vector",
+            ) from None
         if vec.ndim != 1:
-            raise DirectionError(f"a direction is a vector [channels]; got an array of shape {vec.shape}")
-        if not np.all(np.isfinite(vec)) or not np.any(vec):
-            raise DirectionError("a direction must be finite and non-zero")
+            raise DirectionError(
+                f"a direction is a vector [channels]; got an array of shape {vec.shape}", parameter="vector"
+            )
+        bad = int(np.count_nonzero(~np.isfinite(vec)))
+        if bad:
+            raise DirectionError(
+                f"a direction must be finite: {bad} of its {vec.size} entries are NaN or infinite", parameter="vector"
+            )
+        if not np.any(vec):
+            raise DirectionError(
+                f"a direction must be non-zero: all {vec.size} entries are 0 (it has no direction to normalise)",
+                parameter="vector",
+            )
+        if self.provenance is not None and not isinstance(self.provenance, dict):
+            raise DirectionError(
+                f"provenance must be a dict or None, got {type(self.provenance).__name__}", parameter="provenance"
+            )
         object.__setattr__(self, "vector", vec)
         if self.provenance is None:
             object.__setattr__(
@@ -326,7 +357,24 @@ class Direction:
 
 def channel_direction(channel: int, layer: LayerInfo) -> Direction:
     """The unit vector on ``channel`` of ``layer`` (``0 <= channel < layer.channels``, else
-    :class:`~steerlab.errors.DirectionError`)."""
+    :class:`~steerlab.errors.DirectionError`). ``layer``: a :class:`~steerlab.model.LayerInfo`,
+    as ``steerlab.layers(model).get(name)`` returns it, not a layer's name (else
+    :class:`~steerlab.errors.ConfigError` naming ``layer``); ``channel``: an integer (else
+    ConfigError naming ``channel``)."""
+    from steerlab.errors import ConfigError
+    from steerlab.validation import integer
+
+    if not isinstance(layer, LayerInfo):
+        hint = (
+            f" (layer {layer!r}: look it up with steerlab.layers(model).get({layer!r}))"
+            if isinstance(layer, str)
+            else ""
+        )
+        raise ConfigError(
+            f"layer must be a LayerInfo from steerlab.layers(model).get(name), got {type(layer).__name__}{hint}",
+            parameter="layer",
+        )
+    channel = integer("channel", channel)
     if not 0 <= channel < layer.channels:
         raise DirectionError(
             f"channel {channel} is out of range for layer {layer.name!r} (0..{layer.channels - 1})", parameter="channel"
@@ -340,6 +388,10 @@ def load_direction(path: Path, key: str | None = None) -> Direction:
     """A direction from ``.npy`` or ``.safetensors`` (the tensor ``key``, or the only one)."""
     from steerlab.artifacts import file_sha256
 
+    if not isinstance(path, (str, Path)):
+        raise DirectionError(f"path must be a file path (str or Path), got {type(path).__name__}", parameter="path")
+    if key is not None and not isinstance(key, str):
+        raise DirectionError(f"key must be a tensor name (str) or None, got {type(key).__name__}", parameter="key")
     path = Path(path)
     if not path.is_file():
         raise DirectionError(f"direction file not found: {path}")
@@ -391,10 +443,14 @@ class Strength:
     mode: str = "relative"
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.alpha):
-            raise InterventionError(f"alpha must be a finite number, got {self.alpha}", parameter="alpha")
-        if self.mode not in STRENGTH_MODES:
-            raise InterventionError(f"strength mode must be one of {STRENGTH_MODES}, got {self.mode!r}")
+        from steerlab.validation import is_number, show
+
+        if not is_number(self.alpha):
+            raise InterventionError(f"alpha must be a finite number, got {show(self.alpha)}", parameter="alpha")
+        if not isinstance(self.mode, str) or self.mode not in STRENGTH_MODES:
+            raise InterventionError(
+                f"mode must be one of {', '.join(STRENGTH_MODES)}, got {self.mode!r}", parameter="mode"
+            )
 
     def resolve(self, act: torch.Tensor, scale: str = "strength") -> float:
         """The value ``v`` for an item's valid activation ``[channels, frames]`` and a value scale

@@ -53,7 +53,14 @@ def score_all(
 
 def check_targets(model: AudioModel, target_hz: Sequence[float]) -> None:
     """Refuse target frequencies ``model``'s output cannot be scored at: any, for a classifier;
-    one outside ``(0, sample_rate / 2)`` Hz otherwise."""
+    one outside ``(0, sample_rate / 2)`` Hz otherwise. ``target_hz`` must be a list of numbers
+    (Hz): anything else is a :class:`~steerlab.errors.ConfigError` naming ``target_hz``."""
+    from steerlab.validation import number, sequence
+
+    if isinstance(target_hz, np.ndarray):
+        target_hz = target_hz.tolist()
+    for f in sequence("target_hz", target_hz):
+        number("target_hz", f, unit="Hz")
     if target_hz and not model.has_decoder and not output_scorers(model):
         raise SteerlabError(
             f"target_hz does not apply to {model.name}: it has no decoder, so there is no "

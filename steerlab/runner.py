@@ -144,6 +144,8 @@ def _combine_resolution(rows: list[tuple[int, dict]], total: int) -> dict:
     }
     if out["resolution_hz"] is None:
         out["resolution_hz_reason"] = "the scorer reported no frequency resolution"
+    if "scoring_bin_hz" in first:  # the scoring FFT's bin width: the same for every chunk
+        out["scoring_bin_hz"] = first["scoring_bin_hz"]
     for what in ("band", "mrstft", "spectrum"):
         flag = "bands_resolved" if what == "band" else f"{what}_resolved"
         if flag not in first:
@@ -474,6 +476,9 @@ def intervene_files(
     # Every input is decoded once before any model work: a file that cannot be used (unreadable,
     # NaN, no samples) fails here, and lengths are the samples that decode, not the header's estimate.
     infos = [audio.scan(p) for p in paths]
+    for p, info in zip(paths, infos):
+        if notify and info.truncation:  # a file that decodes far short of its header: say so, then go on
+            notify(f"warning: {p.name}: {info.truncation}")
     if all(spec.span.start_s >= info.duration_s for info in infos):
         raise InterventionError(f"start_s {spec.span.start_s} s is past the end of every input", parameter="start_s")
     whole = not model.has_decoder or not is_chunkable(itype)

@@ -297,6 +297,12 @@ def resolution(n_samples: int, sr: float, config: ScoreConfig = ScoreConfig()) -
     it holds). Below those, the scores are ``None`` and the ``*_reason`` keys say why: a number
     computed from a zero-padded clip too short to separate the band from its neighbours would
     describe the window, not the audio.
+
+    Two frequency spacings, in Hz: ``resolution_hz`` is ``sr / n_samples``, the finest spacing
+    the whole clip could resolve (0.5 Hz for 2 s at 24 kHz); ``scoring_bin_hz`` is
+    ``sr / config.n_fft``, the bin width of the averaged spectrum the band and spectral scores
+    are actually computed on (5.86 Hz for the default 4096-point FFT at 24 kHz), so a target
+    band's edges (``band_lo_hz``, ``band_hi_hz``) fall on multiples of it.
     """
     from steerlab.metrics import MRSTFT_FFTS
 
@@ -309,6 +315,7 @@ def resolution(n_samples: int, sr: float, config: ScoreConfig = ScoreConfig()) -
     out: dict[str, Any] = {
         "n_samples": int(n_samples),
         "resolution_hz": float(sr / n_samples),
+        "scoring_bin_hz": float(sr / config.n_fft),
         "band_min_samples": need_band,
         "bands_resolved": bands,
         "mrstft_min_samples": need_mr,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from steerlab.errors import DirectionError, InterventionError
+from steerlab.errors import DirectionError, InterventionError, UnknownNameError
 from steerlab.interventions import Direction, Prepared, Span, Strength
 from steerlab.model import AudioModel, LayerInfo
 
@@ -31,7 +31,9 @@ class InterventionSpec:
     or ``{"dictionary": "dicts/feat", "feature": 7}`` for ``feature-clamp``. ``path``: the
     decode path (None: the model's default); ``n_q``: codebooks to decode with (quantized
     path only). Raises :class:`InterventionError` / :class:`DirectionError` for values of the
-    wrong type or range.
+    wrong type or range, and :class:`~steerlab.errors.UnknownNameError` (``parameter
+    "intervention"``) for an intervention name no plugin registered (checked here, so a typo
+    fails at construction, not at ``intervene``).
     """
 
     layer: str
@@ -46,21 +48,31 @@ class InterventionSpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.layer, str) or not self.layer:
-            raise InterventionError(f"layer must be a layer name, got {self.layer!r}")
+            raise InterventionError(f"layer must be a layer name, got {self.layer!r}", parameter="layer")
         if self.direction is not None and not isinstance(self.direction, Direction):
-            raise DirectionError(f"direction must be a steerlab Direction or None, got {type(self.direction).__name__}")
+            raise DirectionError(
+                f"direction must be a steerlab Direction or None, got {type(self.direction).__name__}",
+                parameter="direction",
+            )
         if not isinstance(self.intervention, str) or not self.intervention:
             raise InterventionError(
                 f"intervention must be a registered type's name, got {self.intervention!r}", parameter="intervention"
             )
+        from steerlab import plugins
+
+        registered = plugins.interventions()
+        if self.intervention not in registered:
+            raise UnknownNameError("intervention", self.intervention, registered.names(), parameter="intervention")
         if not isinstance(self.strength, Strength):
-            raise InterventionError(f"strength must be a steerlab Strength, got {type(self.strength).__name__}")
+            raise InterventionError(
+                f"strength must be a steerlab Strength, got {type(self.strength).__name__}", parameter="strength"
+            )
         if not isinstance(self.span, Span):
-            raise InterventionError(f"span must be a steerlab Span, got {type(self.span).__name__}")
+            raise InterventionError(f"span must be a steerlab Span, got {type(self.span).__name__}", parameter="span")
         if self.n_q is not None and (isinstance(self.n_q, bool) or not isinstance(self.n_q, int) or self.n_q < 1):
             raise InterventionError(f"n_q must be a whole number >= 1, got {self.n_q!r}", parameter="n_q")
         if not isinstance(self.options, Mapping) or not all(isinstance(k, str) for k in self.options):
-            raise InterventionError("options must be a mapping with string keys")
+            raise InterventionError("options must be a mapping with string keys", parameter="options")
         # a read-only copy: a spec is shared by every item and chunk of a run
         object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
 

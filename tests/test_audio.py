@@ -389,3 +389,89 @@ def test_scan_reports_decoded_and_header_counts(tmp_path) -> None:
     assert (info.frames, info.header_frames, info.decoded) == (1234, 1234, True)
     assert info.to_dict()["header_minus_decoded_frames"] == 0
     assert probe(p).to_dict()["header_minus_decoded_frames"] is None  # a header alone proves nothing
+
+
+# --- files that do not decode, decoder chatter, truncation, the public loader ---------------------
+
+
+def test_random_bytes_named_mp3_is_one_line_naming_the_decoder_without_chatter(tmp_path: Path, capfd) -> None:
+    """libmpg123 prints ``Note: ...`` lines straight to fd 2 and libsndfile then says the (existing)
+    file 'does not exist': the error says it does not decode, quotes the decoder, and fd 2 stays clean."""
+    p = tmp_path / "garbage.mp3"
+    p.write_bytes(np.random.default_rng(0).bytes(3000))
+    for call in (lambda: probe(p), lambda: scan(p), lambda: load(p, 24000, 1)):
+        with pytest.raises(AudioError) as e:
+            call()
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(
+            f"cannot read audio {p}: it is not a decodable audio file (libsndfile: "
+        )
+        assert "the decoder reported: Note: Illegal Audio-MPEG-Header" in msg
+        assert msg.endswith("; supported formats: WAV, FLAC, OGG, MP3")
+    assert capfd.readouterr().err == ""
+
+
+def test_the_cli_says_one_line_for_random_bytes_named_mp3(tmp_path: Path, capfd) -> None:
+    from click.testing import CliRunner
+
+    from steerlab import cli
+
+    p = tmp_path / "garbage.mp3"
+    p.write_bytes(np.random.default_rng(0).bytes(3000))
+    args = ["intervene", str(p), "--layer", "latent", "--channel", "1", "--alpha", "1", "-o", str(tmp_path / "E9")]
+    result = CliRunner().invoke(cli.get_cli(), args)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: cannot read audio {p}: "), result.output
+    assert "is not a decodable audio file" in result.output and "Illegal Audio-MPEG-Header" in result.output
+    assert capfd.readouterr().err == "" and not (tmp_path / "E9").exists()
+
+
+def test_decoder_chatter_is_captured_and_fd2_restored(capfd) -> None:
+    from steerlab.audio import _decoder_chatter
+
+    with _decoder_chatter() as chatter:
+        os.write(2, b"\nNote: from C\nsecond line\n")
+    os.write(2, b"after\n")
+    assert chatter.first_line() == "Note: from C"
+    assert capfd.readouterr().err == "after\n"
+    with pytest.raises(RuntimeError), _decoder_chatter() as chatter:  # restored when the block raises
+        os.write(2, b"boom\n")
+        raise RuntimeError
+    os.write(2, b"still here\n")
+    assert chatter.first_line() == "boom" and capfd.readouterr().err == "still here\n"
+
+
+def test_a_decode_well_short_of_a_tagged_header_is_possibly_truncated(tmp_path: Path) -> None:
+    """libsndfile writes MP3s with a Xing tag, so the header states the true length: an intact file
+    decodes all of it (no flag, and the record keeps its keys); half the bytes decode about half
+    of it, under the 90% rule, and the record says so."""
+    whole = tmp_path / "tone.mp3"
+    sf.write(str(whole), sine(440, 22050, 10.0, 0.3), 22050, format="MP3", subtype="MPEG_LAYER_III")
+    info = scan(whole)
+    assert info.header_frames == info.frames == 220500 and not info.possibly_truncated
+    assert "possibly_truncated" not in info.to_dict()
+    half = tmp_path / "half.mp3"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    cut = scan(half)
+    assert cut.header_frames == 220500 and 0.4 < cut.frames / 220500 < 0.6 and cut.possibly_truncated
+    record = cut.to_dict()
+    assert record["possibly_truncated"] is True
+    assert record["truncation_reason"].startswith(f"only {cut.frames} of the 220500 samples its header declares")
+    assert load(half, 22050, 1)[0].shape == (1, cut.frames)  # still usable: a warning, not an error
+
+
+def test_load_audio_keeps_the_files_rate_and_channels_unless_asked(tmp_path: Path) -> None:
+    import steerlab
+
+    p = tmp_path / "st.wav"
+    x = band_limited(44100, 0.5, 2)
+    sf.write(str(p), x.T, 44100, subtype="FLOAT")
+    wave, conv = steerlab.load_audio(p)
+    assert wave.dtype == np.float32 and np.array_equal(wave, x)
+    assert conv.describe() == "no conversion (44100 Hz, 2 channels)"
+    wave, conv = steerlab.load_audio(p, sample_rate=24000, channels=1)
+    ref, _ = load(p, 24000, 1)
+    assert np.array_equal(wave, ref) and wave.shape == (1, resampled_length(22050, 44100, 24000))
+    assert conv.to_dict()["description"] == "resampled 44100 Hz -> 24000 Hz, mixed 2 channels -> 1"
+    assert steerlab.load_audio(p, channels=1)[0].shape == (1, 22050)

@@ -282,3 +282,28 @@ def test_capture_activations_is_the_public_read_of_a_layer(embedded):
         assert np.abs(a - ref).max() <= 1e-5 and np.abs(a).max() > 1e-3
     with pytest.raises(SteerlabError, match="waves.0. has 2 channels but tiny_encodec_24khz takes 1"):
         steerlab.capture_activations(embedded, [np.zeros((2, 2400), np.float32)], "first_conv")
+
+
+def test_capture_activations_refuses_a_bare_array_and_a_mono_wave_for_a_stereo_model(embedded):
+    """``waves`` is a list: a single ``[channels, samples]`` array would be iterated row by row (each
+    row a mono input), so it is refused; a 1-D wave is mono, so a multi-channel model refuses it."""
+    from types import SimpleNamespace
+
+    import steerlab
+    from steerlab.errors import ConfigError
+
+    layer = api.layers(embedded).get("first_conv")
+    wave = _wave(0.2, seed=1).numpy()  # [1, samples]
+    for bare in (wave, wave[0], torch.from_numpy(wave)):
+        with pytest.raises(ConfigError, match=r"waves must be a list of waves, each \[1, samples\] \(or \[samples\]\)"):
+            steerlab.capture_activations(embedded, bare, layer)
+    stereo = SimpleNamespace(name="stereo_model", channels=2)  # refused before any model work
+    with pytest.raises(
+        ConfigError,
+        match=r"waves\[0\] has a 1-D wave \(taken as mono\) but stereo_model takes 2: "
+        r"expected shape \[2, samples\]",
+    ) as e:
+        steerlab.capture_activations(stereo, [wave[0]], layer)
+    assert e.value.parameters == ("waves",)
+    three_d = steerlab.capture_activations(embedded, np.stack([wave, wave]), layer)  # [inputs, channels, samples]
+    assert len(three_d) == 2 and np.array_equal(three_d[0], three_d[1])

@@ -10,7 +10,7 @@ from conftest import needs
 
 SR = 24_000
 FB = Path("/usr/share/games/frozen-bubble/snd")
-needs_ogg = needs((FB / "frozen-mainzik-2p.ogg").is_file(), "Debian package fb-music-high is not installed")
+needs_ogg = needs((FB / "frozen-mainzik-2p.ogg").is_file(), "Debian package frozen-bubble-data is not installed")
 
 
 def test_octave_errors_measure_gain_and_refuse_empty_bands():

@@ -28,7 +28,7 @@ HAS_RENDER = (
 )
 needs_render = needs(HAS_RENDER, "the render extra is not installed (pip install -e '.[render]')")
 needs_mp3 = needs((ASC / "machine_wars.mp3").is_file(), "Debian package asc-music is not installed")
-needs_ogg = needs((FB / "introzik.ogg").is_file(), "Debian package fb-music-high is not installed")
+needs_ogg = needs((FB / "introzik.ogg").is_file(), "Debian package frozen-bubble-data is not installed")
 
 
 def _harmonic_f0(x: np.ndarray, around_hz: float) -> float:

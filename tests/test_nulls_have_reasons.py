@@ -130,3 +130,35 @@ def test_the_summary_line_names_every_null_score_with_its_reason(runs):
     assert "concentration, off-band lsd not scored (no target frequency given" in none
     normal = _summary_line(runs["normal"])
     assert "not scored" not in normal and "not measured" not in normal and "model fidelity SI-SDR" in normal
+
+
+def test_analyze_report_explains_every_null_of_coverage_and_reconstruction(tmp_path):
+    """New-user defect: ``analyze --quick`` on a small batchtopk dictionary wrote ``m_to_reach``
+    nulls (a tolerance never reached) and ``mean_best_cosine_covered`` null (no vector covered)
+    without reasons, and printed "dictionary None". 8 directions in a 32-channel layer cannot
+    reach a relative error of 1e-6, and no vector reaches cosine 0.9999 with one of them."""
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+    from steerlab.schema import unexplained_nulls
+
+    cli = get_cli()
+    feats = tmp_path / "F"
+    common = ["-l", "first_conv", "--data", "synth:2", "--epochs", "1", "--subsample", "0.05"]
+    learn = ["learn", "features", *common, "--architecture", "batchtopk", "--size", "8", "--k", "2", "-o", str(feats)]
+    res = CliRunner().invoke(cli, learn)
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "R"
+    analyze = ["analyze", str(feats), "--data", "synth:2", "-o", str(out), "--quick", "--max-vectors", "2000"]
+    res = CliRunner().invoke(cli, [*analyze, "--only", "a,b", "--threshold", "0.9999", "--top-n", "4"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "report.json").read_text())
+    assert unexplained_nulls(doc) == []
+    reach = doc["analyses"]["b_reconstruction"]["summary"]["m_to_reach"]
+    dictionary = reach["dictionary (most used first)"]
+    assert dictionary["error<=1e-06"] is None  # the walk is not vacuous: 8 of 32 channels
+    assert dictionary["error<=1e-06_reason"].startswith("not reached within the 8 directions tried")
+    cov = doc["analyses"]["a_coverage"]["summary"]
+    assert cov["share_covered"] == 0.0 and cov["mean_best_cosine_covered"] is None
+    assert "no vector is covered at threshold 0.9999" in cov["mean_best_cosine_covered_reason"]
+    assert "None" not in res.stdout and "dictionary not reached within 8" in res.stdout

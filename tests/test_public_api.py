@@ -133,8 +133,9 @@ def test_direction_takes_numpy_torch_and_lists_and_keeps_a_given_provenance():
 @pytest.mark.parametrize(
     "bad, words",
     [
-        (np.zeros(4), "finite and non-zero"),
-        ([1.0, float("nan")], "finite"),
+        (np.zeros(4), "must be non-zero: all 4 entries are 0"),  # says which of the two it is
+        ([1.0, float("nan")], "must be finite: 1 of its 2 entries are NaN or infinite"),
+        (["a", "b"], "vector must be an array of numbers"),
         (np.ones((2, 3)), "shape (2, 3)"),
         (5.0, "shape ()"),
     ],
@@ -170,3 +171,42 @@ def test_every_public_name_resolves_and_is_documented():
     assert set(steerlab.__all__) <= set(dir(steerlab))
     with pytest.raises(AttributeError):
         steerlab.no_such_name  # noqa: B018
+
+
+def _params(call) -> tuple[str, ...]:
+    """The parameters named by the steerlab error ``call()`` raises (a Python error fails the test)."""
+    with pytest.raises(steerlab.SteerlabError) as info:
+        call()
+    return info.value.parameters
+
+
+def test_wrong_types_at_the_public_api_raise_steerlab_errors_naming_the_parameter():
+    """New-user defect: a wrong type reached Python internals (AttributeError, TypeError)."""
+    from steerlab.errors import ConfigError, UnknownNameError
+
+    model = steerlab.load_model()
+    layer = steerlab.layers(model).get("latent")
+    with pytest.raises(ConfigError, match=r"steerlab.layers\(model\).get\('latent'\)") as info:
+        steerlab.channel_direction(3, "latent")
+    assert info.value.parameters == ("layer",)
+    assert _params(lambda: steerlab.channel_direction("3", layer)) == ("channel",)
+    assert steerlab.channel_direction(np.int64(3), layer).provenance == {"source": "channel", "channel": 3}
+    spec = steerlab.InterventionSpec(layer="latent", direction=steerlab.channel_direction(3, layer))
+    wave = [np.zeros((1, 2400), np.float32)]
+    for bad in (["abc"], [float("nan")], 440.0, "440"):
+        assert _params(lambda bad=bad: steerlab.intervene(model, wave, spec, target_hz=bad)) == ("target_hz",)
+    assert _params(lambda: steerlab.intervene(model, wave, spec, max_batch="8")) == ("max_batch",)
+    assert _params(lambda: steerlab.Strength("0.5")) == ("alpha",)
+    assert _params(lambda: steerlab.Strength(0.5, "abs")) == ("mode",)
+    assert _params(lambda: steerlab.Span("0.1")) == ("start_s",)
+    assert _params(lambda: steerlab.Span(0.0, "1")) == ("end_s",)
+    assert _params(lambda: steerlab.Span(fade_in=1.5)) == ("fade_in",)
+    assert _params(lambda: steerlab.Direction([1.0], provenance="probe")) == ("provenance",)
+    assert _params(lambda: steerlab.InterventionSpec(layer=3)) == ("layer",)
+    for name, bad in (("direction", [1.0]), ("strength", 0.5), ("span", (0, 1)), ("options", [])):
+        assert _params(lambda name=name, bad=bad: steerlab.InterventionSpec(layer="latent", **{name: bad})) == (name,)
+    assert _params(lambda: steerlab.load_direction(3)) == ("path",)
+    # an unknown intervention type is refused when the spec is built, naming the parameter
+    with pytest.raises(UnknownNameError, match="unknown intervention 'ad'. Did you mean 'add'") as unknown:
+        steerlab.InterventionSpec(layer="latent", intervention="ad")
+    assert unknown.value.parameters == ("intervention",)

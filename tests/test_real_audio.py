@@ -75,6 +75,8 @@ def test_scan_counts_the_samples_that_decode_not_the_header(path):
     # the header over-declares by the encoder's delay and padding, and the record says by how much
     assert 1000 < info.header_frames - info.frames < 20_000
     assert info.to_dict()["header_minus_decoded_frames"] == info.header_frames - info.frames
+    # under 1% short: encoder delay and padding, not damage, so no truncation flag and no extra keys
+    assert not info.possibly_truncated and "possibly_truncated" not in info.to_dict()
 
 
 @needs_mp3
@@ -102,6 +104,26 @@ def test_real_ogg_decodes_to_its_header_count(path):
 def test_a_cut_real_mp3_declares_more_than_it_decodes(real_mp3):
     info = audio.scan(real_mp3)
     assert info.header_frames > info.frames > 200_000  # 220,689 declared, 220,032 decode
+    # asc-music's MP3s have no Xing tag: the header's count is estimated from the (cut) file's size,
+    # so a 100 kB cut declares 10 s and is not flagged (the documented limit of the 90% rule)
+    assert not info.possibly_truncated
+
+
+@needs_mp3
+def test_a_real_mp3_cut_to_1000_bytes_is_flagged_and_intervene_warns_once(tmp_path):
+    """The user's report: `head -c 1000 some.mp3` decoded 1,728 of the 2,206 samples its header
+    declares and intervene wrote a full result without a word."""
+    cut = _cut(ASC / "machine_wars.mp3", 1000, tmp_path / "corrupt.mp3")
+    info = audio.scan(cut)
+    assert (info.header_frames, info.frames) == (2206, 1728) and info.possibly_truncated
+    out = tmp_path / "E9"
+    result = _cli(["intervene", str(cut), "--layer", "latent", "--channel", "1", "--alpha", "1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: corrupt.mp3: {info.truncation}"]
+    assert "only 1728 of the 2206 samples its header declares decode (78%" in warnings[0]
+    doc = json.loads((out / "corrupt" / "scores.json").read_text())
+    assert doc["input"]["possibly_truncated"] is True and doc["input"]["truncation_reason"] == info.truncation
 
 
 # --- intervene ------------------------------------------------------------------------------------
@@ -129,6 +151,7 @@ def test_intervene_streams_a_real_mp3_in_chunks_to_the_end(real_mp3, tmp_path):
         ]
     )
     assert result.exit_code == 0, result.output
+    assert "truncated" not in result.output  # its warning is the output check's clipping, not the file
     doc = json.loads((out / real_mp3.stem / "scores.json").read_text())
     info = audio.scan(real_mp3)
     assert doc["input"]["frames"] == info.frames and doc["input"]["header_frames"] == info.header_frames

@@ -301,3 +301,17 @@ def test_a_kept_baseline_stft_gives_the_same_scores_and_multires_is_optional():
     assert quick.pop("mrstft") is None and full.pop("mrstft") > 0
     assert quick.pop("mrstft_reason") == "not computed (multires=False)" and "mrstft_reason" not in full
     assert json.dumps(quick, sort_keys=True) == json.dumps(full, sort_keys=True)
+
+
+def test_scoring_bin_hz_is_the_band_scores_fft_bin_beside_the_clips_resolution_hz():
+    """New-user defect: ``resolution_hz`` (sr / n_samples, 0.5 Hz for 2 s) read as the bin width
+    of the band scores, which use a 4096-point FFT (5.86 Hz bins at 24 kHz)."""
+    sr, n = 24_000, 48_000
+    x = 0.1 * np.sin(2 * np.pi * 440 * np.arange(n) / sr)[None]
+    s = score(x, 1.5 * x, sr, (440.0,))
+    res = s["resolution"]
+    assert res["resolution_hz"] == 0.5 and res["scoring_bin_hz"] == 24_000 / 4096 == 5.859375
+    band = s["targets"][0]
+    for edge in (band["band_lo_hz"], band["band_hi_hz"]):  # band edges fall on the scoring bins
+        assert edge / res["scoring_bin_hz"] == pytest.approx(round(edge / res["scoring_bin_hz"]))
+    assert score(x, 1.5 * x, sr, (440.0,), ScoreConfig(n_fft=1024))["resolution"]["scoring_bin_hz"] == 24_000 / 1024

@@ -5,7 +5,7 @@
 #
 # STAGE holds what a machine without network needs: whl/ (tinysoundfont, soundfile, cffi,
 # pycparser and an encodec wheel, for Python 3.12), TimGM6mb.sf2 (from pretty_midi's wheel),
-# music/train/ (real music: Debian's asc-music, fb-music-high and drascula-music) and
+# music/train/ (real music: Debian's asc-music, frozen-bubble-data and drascula-music) and
 # music/val-*/ (held-out tracks of the same packages). The script renders General MIDI
 # instruments with `steerlab corpus render` (16 processes), then trains three runs side by side
 # on the one GPU (bf16 autocast, batch 32 of 1 s crops, a third of each batch synthetic, a third

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Stage what training/gpu_train_codec.sh needs on a GPU machine without network, into STAGE
 # (default .gpu, which .git/info/exclude should ignore; carry it with the run):
-#   apt-get install -y asc-music fb-music-high drascula-music   (real music, as root)
+#   apt-get install -y asc-music frozen-bubble-data drascula-music   (real music, as root)
 #   bash training/stage_gpu.sh [STAGE]
 # Held out of music/train (never trained on): asc-music's frontiers.mp3, drascula tracks 21-31
-# and fb-music-high's frozen-mainzik-2p.ogg; music/val-* holds two of them for the curve.
+# and frozen-bubble-data's frozen-mainzik-2p.ogg; music/val-* holds two of them for the curve.
 set -euo pipefail
 STAGE=${1:-.gpu}
 mkdir -p "$STAGE/whl" "$STAGE/music/train" "$STAGE/music/val-drascula" "$STAGE/music/val-fb"

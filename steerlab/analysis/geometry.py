@@ -63,7 +63,14 @@ def coverage(
         "share_covered": float(covered.mean()),
         "mean_best_cosine": float(best.mean()),
         "mean_best_cosine_covered": float(best[covered].mean()) if covered.any() else None,
-        **({} if covered.any() else {"mean_best_cosine_covered_reason": f"no vector reaches cosine {threshold:g}"}),
+        **(
+            {}
+            if covered.any()
+            else {
+                "mean_best_cosine_covered_reason": f"no vector is covered at threshold {threshold:g}: "
+                f"the best cosine of any vector with its nearest direction is {float(best.max()):.3g}"
+            }
+        ),
         "directions_used": int(len(np.unique(idx))),
         "curve": {"thresholds": [float(t) for t in curve], "share_covered": [float((best >= t).mean()) for t in curve]},
         "best_cosines": best,

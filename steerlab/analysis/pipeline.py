@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +164,8 @@ def _coverage(run: _Run) -> dict[str, Any]:
         "thresholds": cov["curve"]["thresholds"],
         "share_covered": list(np.mean([r["curve"]["share_covered"] for r in rand], axis=0)),
     }
-    summary = {
-        k: cov[k]
-        for k in ("threshold", "share_covered", "mean_best_cosine", "mean_best_cosine_covered", "directions_used")
-    }
+    keys = ("threshold", "share_covered", "mean_best_cosine", "mean_best_cosine_covered")
+    summary = {k: cov[k] for k in (*keys, "mean_best_cosine_covered_reason", "directions_used") if k in cov}
     summary["random_share_covered"] = float(np.mean([r["share_covered"] for r in rand]))
     summary["random_mean_best_cosine"] = float(np.mean([r["mean_best_cosine"] for r in rand]))
     what = "response vectors" if run.target == "feature" else "generators"
@@ -209,6 +207,22 @@ def _dictionary_learning_atoms(run: _Run) -> np.ndarray:
     return geometry.unit_rows(dl.components_)[order]
 
 
+def _m_to_reach(ms: Sequence[int], errors: Sequence[float], tols: Sequence[float] = (1e-1, 1e-2, 1e-6)) -> dict:
+    """``{"error<=TOL": the first m of ``ms`` whose error is <= TOL}`` for each tolerance; a
+    tolerance never reached is None with ``"error<=TOL_reason"`` saying so (the directions
+    tried and the smallest error met)."""
+    out: dict[str, Any] = {}
+    for tol in tols:
+        key = f"error<={tol:g}"
+        out[key] = next((int(m) for m, y in zip(ms, errors) if y <= tol), None)
+        if out[key] is None:
+            out[f"{key}_reason"] = (
+                f"not reached within the {ms[-1]} directions tried (the smallest error, "
+                f"at m = {ms[int(np.argmin(errors))]}, is {min(errors):.3g})"
+            )
+    return out
+
+
 def _reconstruction(run: _Run) -> dict[str, Any]:
     o = run.opts
     width, size = run.x.shape[1], len(run.dirs)
@@ -226,10 +240,7 @@ def _reconstruction(run: _Run) -> dict[str, Any]:
     at = {m: ms.index(m) for m in sorted({max(1, width // 2), run.top_n, min(width, size), size}) if m in ms}
     summary = {name: {f"m={m}": ys[i] for m, i in at.items()} for name, ys in curves.items()}
     # with fewer channels than top_n every method is exact at m = top_n; the m needed to reach an error says more
-    reach = {
-        name: {f"error<={tol:g}": next((m for m, y in zip(ms, ys) if y <= tol), None) for tol in (1e-1, 1e-2, 1e-6)}
-        for name, ys in curves.items()
-    }
+    reach = {name: _m_to_reach(ms, ys) for name, ys in curves.items()}
     # one vector of median norm and its least-squares reconstruction from the 4 most used directions (Figure 7b)
     norms = np.linalg.norm(run.x, axis=1)
     row = run.x[int(np.argsort(norms)[len(norms) // 2])]
@@ -251,7 +262,11 @@ def _reconstruction(run: _Run) -> dict[str, Any]:
         f"directions {r:.3g}; {run.top_n} dictionary-learning atoms {dl:.3g}; all {size}: {full:.3g}"
         f" (the layer has {width} channels, so any {width} independent directions reconstruct exactly); "
         "directions needed for error <= 0.01: "
-        + ", ".join(f"{n.split(' (')[0]} {r['error<=0.01']}" for n, r in reach.items())
+        + ", ".join(
+            f"{n.split(' (')[0]} "
+            + (str(r["error<=0.01"]) if r["error<=0.01"] is not None else f"not reached within {ms[-1]}")
+            for n, r in reach.items()
+        )
     )
     fig = plots.reconstruction(ms, curves, run.top_n, example)
     return {

@@ -9,6 +9,7 @@ next to every set of weights and hashed into every result.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,8 +97,12 @@ def build_codec(cfg: CodecConfig) -> EncodecModel:
         causal=cfg.causal,
         lstm=cfg.lstm,
     )
-    encoder = SEANetEncoder(**common)
-    decoder = SEANetDecoder(**common)
+    with warnings.catch_warnings():
+        # encodec builds its layers with torch's deprecated weight_norm: encodec's concern, not the user's
+        # (scoped to these two calls, so a caller's own warnings stay as they set them)
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*weight_norm.*")
+        encoder = SEANetEncoder(**common)
+        decoder = SEANetDecoder(**common)
     quantizer = ResidualVectorQuantizer(dimension=cfg.dimension, n_q=cfg.n_q, bins=cfg.bins)
     model = EncodecModel(
         encoder,
