@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
+from steerlab.cli.options import (
+    CONTEXT,
+    checkpoint_option,
+    echo_json,
+    json_option,
+    model_option,
+    output_option,
+    skip_bad_files_option,
+)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -34,11 +42,7 @@ def _ints(text: str) -> tuple[int, ...]:
 )
 @output_option("Report folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
-@click.option(
-    "--skip-bad-files",
-    is_flag=True,
-    help="Skip unreadable, empty or NaN files under --data (counted in the report) instead of failing.",
-)
+@skip_bad_files_option("Skip unreadable, empty or NaN files under --data (counted in the report) instead of failing.")
 @model_option("Model (default: the dictionary's).")
 @checkpoint_option()
 @click.option(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option
+from steerlab.cli.options import CONTEXT, checkpoint_option, density_option, echo_json, json_option, model_option
 
 
 def _hz(x: float) -> str:
@@ -68,15 +68,7 @@ def _table(report) -> None:
     type=float,
     help="Target partial in Hz (repeatable).  [default: 8 log-spaced from 100 to 4000, as steerlab stimuli]",
 )
-@click.option(
-    "-d",
-    "--density",
-    "densities",
-    multiple=True,
-    type=int,
-    default=(1, 2, 4, 8, 16),
-    help="Mixture partials, not counting the target (repeatable; tone always uses 0).",
-)
+@density_option()
 @click.option(
     "-f", "--family", default="inharmonic", help="Mixture family: tone, harmonic, chord, inharmonic, instrument."
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from steerlab.cli import SteerlabGroup
-from steerlab.cli.options import CONTEXT, echo_json, json_option, output_option
+from steerlab.cli.options import CONTEXT, echo_json, json_option, output_option, skip_bad_files_option
 
 
 # a SteerlabGroup, so an error names the flags of the subcommand that ran (steerlab.cli.errors)
@@ -69,10 +69,8 @@ def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, prog
 @click.option("--seconds", type=float, default=3.0, help="Length of every clip.")
 @click.option("-r", "--sample-rate", type=int, default=24_000, help="Sample rate in Hz (clips are mono).")
 @click.option("--min-level-db", type=float, default=-45.0, help="Skip clips quieter than this RMS level (dBFS).")
-@click.option(
-    "--skip-bad-files",
-    is_flag=True,
-    help="Skip unreadable, empty or NaN files (listed in the manifest) instead of failing before any clip.",
+@skip_bad_files_option(
+    "Skip unreadable, empty or NaN files (listed in the manifest) instead of failing before any clip."
 )
 @json_option("Print the manifest's summary as JSON.")
 def clips(sources, output_dir, count, seed, seconds, sample_rate, min_level_db, skip_bad_files, as_json) -> None:

@@ -14,7 +14,15 @@ from typing import Any
 import click
 
 from steerlab.cli import SteerlabGroup
-from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
+from steerlab.cli.options import (
+    CONTEXT,
+    checkpoint_option,
+    echo_json,
+    json_option,
+    model_option,
+    output_option,
+    skip_bad_files_option,
+)
 from steerlab.sae_names import ARCHITECTURES
 
 
@@ -35,11 +43,9 @@ def _options(fn: Callable) -> Callable:
         ),
         output_option("Dictionary folder to write."),
         click.option("--overwrite", is_flag=True, help="Replace an existing dictionary folder."),
-        click.option(
-            "--skip-bad-files",
-            is_flag=True,
-            help="Skip unreadable, empty or NaN files under --data (counted in the manifest) instead of "
-            "failing before any capture.",
+        skip_bad_files_option(
+            "Skip unreadable, empty or NaN files under --data (counted in the manifest) instead of "
+            "failing before any capture."
         ),
         click.option("--size", type=int, default=128, help="Number of latents."),
         click.option(

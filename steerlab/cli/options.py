@@ -72,6 +72,25 @@ def output_option(
     )
 
 
+def skip_bad_files_option(help: str) -> Callable[[F], F]:
+    """``--skip-bad-files`` into the flag ``skip_bad_files``: skip unreadable, empty or NaN input files
+    (``help`` says where they are listed) instead of failing before any work."""
+    return click.option("--skip-bad-files", is_flag=True, help=help)
+
+
+def density_option() -> Callable[[F], F]:
+    """``-d/--density N`` (repeatable) into ``densities``: mixture partials besides the target."""
+    return click.option(
+        "-d",
+        "--density",
+        "densities",
+        multiple=True,
+        type=int,
+        default=(1, 2, 4, 8, 16),
+        help="Mixture partials, not counting the target (repeatable; tone always uses 0).",
+    )
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json, json_option, output_option
+from steerlab.cli.options import CONTEXT, density_option, echo_json, json_option, output_option
 
 DEFAULT_GRID = (100.0, 4000.0, 8)
 
@@ -54,15 +54,7 @@ def _context(text: str) -> float | str:
     metavar="FMIN FMAX N",
     help="N log-spaced targets from FMIN to FMAX Hz.  [default: 100 4000 8]",
 )
-@click.option(
-    "-d",
-    "--density",
-    "densities",
-    multiple=True,
-    type=int,
-    default=(1, 2, 4, 8, 16),
-    help="Mixture partials, not counting the target (repeatable; tone always uses 0).",
-)
+@density_option()
 @click.option(
     "--f0",
     "f0s",

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
+from steerlab.cli.options import (
+    CONTEXT,
+    checkpoint_option,
+    echo_json,
+    json_option,
+    model_option,
+    output_option,
+    skip_bad_files_option,
+)
 
 
 @click.command(name="codec", context_settings=CONTEXT)
@@ -43,10 +51,8 @@ from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_opt
     type=click.Path(exists=True),
     help="Held-out audio file or folder, validated as its own source (repeatable).",
 )
-@click.option(
-    "--skip-bad-files",
-    is_flag=True,
-    help="Skip unreadable, empty or NaN files under --data / --val-data instead of failing before training.",
+@skip_bad_files_option(
+    "Skip unreadable, empty or NaN files under --data / --val-data instead of failing before training."
 )
 @click.option("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
 @click.option(
@@ -143,11 +149,7 @@ def train_codec(
     help="Also measure fidelity on your own audio: a file or folder (repeatable), 1 s windows.",
 )
 @click.option("--windows", type=int, default=48, help="Windows per --data source (spread evenly, quiet ones skipped).")
-@click.option(
-    "--skip-bad-files",
-    is_flag=True,
-    help="Skip unreadable, empty or NaN files under --data (listed in the result) instead of failing.",
-)
+@skip_bad_files_option("Skip unreadable, empty or NaN files under --data (listed in the result) instead of failing.")
 @click.option("--tones", is_flag=True, help="Also SI-SDR on 1 s pure tones from 50 Hz to 8 kHz.")
 @json_option()
 def eval_codec(model_name, checkpoint, clips, seed, data, windows, skip_bad_files, tones, as_json) -> None:
