@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 import soundfile as sf
 
 from steerlab.artifacts import atomic_path
-from steerlab.errors import AudioError, ConfigError, OutputError
+from steerlab.errors import AudioError, ConfigError, OutputError, PossiblyTruncatedWarning
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -285,7 +286,8 @@ def scan(path: PathLike) -> AudioInfo:
     what the header declares: an MP3 with a Xing/Info tag (LAME and libsndfile write one) states
     its true length, so a cut copy is caught; one without (asc-music's) has its length
     estimated from the file's size, which shrinks with the cut, so only a cut leaving a few
-    frames (under about 1 kB) is caught. The file is still usable: this is a warning, not an error.
+    frames (under about 1 kB) is caught. The file is still usable: this is a warning, not an error
+    (a :class:`~steerlab.errors.PossiblyTruncatedWarning`, which the CLI prints as one line).
 
     Decoder notes that C libraries print on stderr (libmpg123's ``Note: Illegal
     Audio-MPEG-Header ...``) are captured (:func:`_decoder_chatter`): dropped when decoding
@@ -329,6 +331,8 @@ def scan(path: PathLike) -> AudioInfo:
             f"({n / info.header_frames:.0%}, {n / info.sample_rate:.2f} of {info.header_frames / info.sample_rate:.2f} s)"
             "; the file may be truncated or damaged"
         )
+        # one warning per file and message (the warnings registry dedups a file scanned twice)
+        warnings.warn(PossiblyTruncatedWarning(f"{info.path.name}: {truncation}"), stacklevel=1)
     return AudioInfo(
         info.path,
         info.sample_rate,

@@ -455,16 +455,38 @@ def capture_activations(
     """
     import torch
 
-    from steerlab import audio, tracing
+    from steerlab import tracing
     from steerlab.loading import layers
 
     info = layers(model).get(layer) if isinstance(layer, str) else layer
+    arrays = check_waves(model, waves)
+    acts = tracing.capture(model, [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays], [info], max_batch, path)
+    return [a[info.name].numpy() for a in acts]
+
+
+def check_waves(model: Any, waves: Any) -> list[np.ndarray]:
+    """``waves`` as the list of float32 arrays ``[model.channels, samples]`` that
+    :func:`capture_activations` and :func:`steerlab.intervene` take, checked.
+
+    Raises :class:`~steerlab.errors.ConfigError` (``parameter="waves"``) for a single 1-D or
+    2-D array instead of a list (iterating it would make each sample or row an input), a path
+    or a string (files are read with :func:`steerlab.load_audio`), anything not iterable, and
+    a wave whose channel count is not the model's; :class:`~steerlab.errors.AudioError` for
+    a wave that is not finite audio (:func:`steerlab.audio.validate_array`)."""
+    from steerlab import audio
+
     expected = f"[{model.channels}, samples]" + (" (or [samples])" if model.channels == 1 else "")
     ndim = getattr(waves, "ndim", None)
     if isinstance(ndim, int) and ndim <= 2:
         raise ConfigError(
             f"waves must be a list of waves, each {expected} for {model.name}; got one array of shape "
             f"{tuple(getattr(waves, 'shape', ()))}: pass [wave]",
+            parameter="waves",
+        )
+    if isinstance(waves, (str, bytes, Path)) or not hasattr(waves, "__iter__"):
+        raise ConfigError(
+            f"waves must be a list of waves, each {expected} for {model.name}; got {type(waves).__name__} "
+            f"{str(waves)[:60]!r}: read files with steerlab.load_audio(path, model.sample_rate, model.channels)",
             parameter="waves",
         )
     items = list(waves)
@@ -477,8 +499,7 @@ def capture_activations(
                 "load files with steerlab.load_audio(path, model.sample_rate, model.channels) to convert",
                 parameter="waves",
             )
-    acts = tracing.capture(model, [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays], [info], max_batch, path)
-    return [a[info.name].numpy() for a in acts]
+    return arrays
 
 
 def _rows(act: Any, mode: str) -> Any:

@@ -39,7 +39,7 @@ from steerlab import schema
 from steerlab import validation as check
 from steerlab.artifacts import clean_json, file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
-from steerlab.errors import DictionaryError, OutputError, first_line
+from steerlab.errors import ConfigError, DictionaryError, OutputError, first_line
 from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
 from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder
 from steerlab.sae_names import ARCHITECTURES, K_ARCHITECTURES
@@ -381,6 +381,12 @@ def load_dictionary(name_or_path: str | Path, model: Any = None) -> Dictionary:
     """
     from steerlab import api
 
+    if not isinstance(name_or_path, (str, Path)):
+        raise ConfigError(
+            f"name_or_path must be a dictionary's folder or name (str or Path), got {type(name_or_path).__name__} "
+            f"{str(name_or_path)[:60]!r}; list the shipped ones with `steerlab dictionaries`",
+            parameter="name_or_path",
+        )
     if model is None and Path(name_or_path).expanduser().is_dir():
         return load(Path(name_or_path).expanduser())
     if model is None or isinstance(model, str):

@@ -177,3 +177,14 @@ class NoVarianceError(SAEDataError):
     def __init__(self, message: str, stats: DataStats | None):
         super().__init__(message)
         self.stats = stats
+
+
+class SteerlabWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints each as one
+    ``warning: ...`` line on stderr; Python callers get a standard :mod:`warnings` warning)."""
+
+
+class PossiblyTruncatedWarning(SteerlabWarning):
+    """An audio file decodes well short of what its header declares (:func:`steerlab.audio.scan`):
+    it may be truncated or damaged. Issued once per file and message by every command that scans
+    its inputs (``intervene``, ``learn``, ``analyze``, ``corpus clips``, ...)."""

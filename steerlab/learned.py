@@ -64,8 +64,9 @@ def check_model_name(d: Dictionary, name: str, label: str = "") -> None:
 
     if d.model != name:
         raise DictionaryError(
-            f"{_named(label)} was learned on model {d.model!r}, not {name!r}; "
-            f"use -m {d.model} or a dictionary learned on {name} (`steerlab learn`)"
+            f"{_named(label)} was learned on {d.model!r}, not {name!r}; "
+            f"use model {d.model} or a dictionary learned on {name} (`steerlab learn`)",
+            parameter="model",
         )
 
 
@@ -115,8 +116,9 @@ def check_dictionary_fits(
         info = None
     if layer is not None and (info is None or info.name != layer.name):
         raise DictionaryError(
-            f"{_named(label)} describes layer {d.layer!r}, not {layer.name!r}; "
-            f"use -l {d.layer} or a dictionary of {layer.name}"
+            f"{_named(label)} describes {d.layer!r}, not {layer.name!r}; "
+            f"use layer {d.layer} or a dictionary of {layer.name}",
+            parameter="layer",
         )
     if info is None:
         raise DictionaryError(

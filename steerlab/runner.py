@@ -475,10 +475,7 @@ def intervene_files(
     check_targets(model, target_hz)
     # Every input is decoded once before any model work: a file that cannot be used (unreadable,
     # NaN, no samples) fails here, and lengths are the samples that decode, not the header's estimate.
-    infos = [audio.scan(p) for p in paths]
-    for p, info in zip(paths, infos):
-        if notify and info.truncation:  # a file that decodes far short of its header: say so, then go on
-            notify(f"warning: {p.name}: {info.truncation}")
+    infos = [audio.scan(p) for p in paths]  # a file decoding far short of its header warns (scan)
     if all(spec.span.start_s >= info.duration_s for info in infos):
         raise InterventionError(f"start_s {spec.span.start_s} s is past the end of every input", parameter="start_s")
     whole = not model.has_decoder or not is_chunkable(itype)

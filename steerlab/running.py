@@ -16,7 +16,6 @@ import numpy as np
 
 from steerlab import engine
 from steerlab.classifier import class_names, classification_scores
-from steerlab.errors import SteerlabError
 from steerlab.interventions import Prepared
 from steerlab.model import AudioModel
 from steerlab.outputs import NO_DECODER_NOTE, check_targets, output_scorers, score_all
@@ -71,17 +70,11 @@ def intervene(
     record says that spectral scores do not apply. ``prepared``: from
     :func:`steerlab.engine.prepare`, to reuse a type's prepared state across calls.
     """
-    from steerlab import audio
     from steerlab.artifacts import versions
+    from steerlab.capture import check_waves
     from steerlab.scoring import output_check
 
-    arrays = [audio.validate_array(w, f"input {i}") for i, w in enumerate(waves)]
-    for i, a in enumerate(arrays):
-        if a.shape[0] != model.channels:
-            raise SteerlabError(
-                f"input {i} has {a.shape[0]} channels but {model.name} takes {model.channels}; "
-                "load files with steerlab.audio.load to convert"
-            )
+    arrays = check_waves(model, waves)
     check_targets(model, target_hz)
     resolved = engine.resolve(model, spec, max_batch, prepared)
     base, patched, infos, codes_changed = engine.pairs(model, resolved, arrays, max_batch)

@@ -330,7 +330,7 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
     [
         (["{tmp}/nowhere", "--data", "synth:1"], "is not a steerlab dictionary"),
         (["{dict}", "--data", "{empty}"], "no usable audio in"),
-        (["{dict}", "--data", "synth:1", "--model", "samplecnn_24khz"], "learned on model 'tiny_encodec_24khz'"),
+        (["{dict}", "--data", "synth:1", "--model", "samplecnn_24khz"], "learned on 'tiny_encodec_24khz'"),
         (
             ["{dict}", "--data", "synth:1", "--seeds", "1,2"],
             "invalid analysis options: --seeds must hold at least three distinct values for seed stability (e), got [1, 2]",

@@ -158,7 +158,7 @@ def test_load_dictionary_by_folder_by_name_and_for_a_model():
 
 def test_load_dictionary_refuses_another_models_dictionary_and_suggests_names():
     folder = steerlab.load_model().shipped_dictionaries()["latent-features"]
-    with pytest.raises(DictionaryError, match="learned on model 'tiny_encodec_24khz', not 'filterbank_24khz'"):
+    with pytest.raises(DictionaryError, match="learned on 'tiny_encodec_24khz', not 'filterbank_24khz'"):
         steerlab.load_dictionary(folder, model="filterbank_24khz")
     with pytest.raises(DictionaryError, match="Did you mean 'latent-features'"):
         steerlab.load_dictionary("latent-feature")
@@ -206,6 +206,10 @@ def test_wrong_types_at_the_public_api_raise_steerlab_errors_naming_the_paramete
     for name, bad in (("direction", [1.0]), ("strength", 0.5), ("span", (0, 1)), ("options", [])):
         assert _params(lambda name=name, bad=bad: steerlab.InterventionSpec(layer="latent", **{name: bad})) == (name,)
     assert _params(lambda: steerlab.load_direction(3)) == ("path",)
+    assert _params(lambda: steerlab.load_dictionary(3)) == ("name_or_path",)
+    for bad in ("abc", 3, np.zeros(2400, np.float32), [np.zeros((2, 2400), np.float32)]):
+        assert _params(lambda bad=bad: steerlab.intervene(model, bad, spec)) == ("waves",)
+        assert _params(lambda bad=bad: steerlab.capture_activations(model, bad, "latent")) == ("waves",)
     # an unknown intervention type is refused when the spec is built, naming the parameter
     with pytest.raises(UnknownNameError, match="unknown intervention 'ad'. Did you mean 'add'") as unknown:
         steerlab.InterventionSpec(layer="latent", intervention="ad")

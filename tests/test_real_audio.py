@@ -269,3 +269,36 @@ def test_learn_and_analyze_on_a_folder_of_real_mp3_and_ogg(tmp_path):
     assert doc["provenance"]["inputs"][0]["folder"] == str(data.resolve())
     assert len(doc["provenance"]["inputs"][0]["files"]) == 2
     assert doc["provenance"]["wall_time_s"] > 0
+
+
+def test_every_command_that_scans_its_inputs_warns_once_per_possibly_truncated_file(tmp_path):
+    """The truncation warning belongs to the shared scan, not to one command: ``learn`` and
+    ``corpus clips`` (which scan through :func:`steerlab.capture.check_audio_files`) print the
+    same single line ``intervene`` prints, and Python callers get a PossiblyTruncatedWarning."""
+    import warnings
+
+    from steerlab.errors import PossiblyTruncatedWarning
+
+    data = tmp_path / "music"
+    data.mkdir()
+    whole = tmp_path / "tone.mp3"
+    t = np.arange(10 * 22050) / 22050
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    sf.write(str(whole), tone, 22050, format="MP3", subtype="MPEG_LAYER_III")  # Xing tag: true length
+    half = data / "half.mp3"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = audio.scan(half)
+    assert info.possibly_truncated
+    assert [str(w.message) for w in caught if w.category is PossiblyTruncatedWarning] == [
+        f"half.mp3: {info.truncation}"
+    ]
+    expected = [f"warning: half.mp3: {info.truncation}"]
+    learn = _cli(["learn", "features", "-l", "first_conv", "--data", str(data), "--size", "16", "--k", "2",
+                  "--epochs", "1", "--chunk-seconds", "2", "-o", str(tmp_path / "dict")])  # fmt: skip
+    assert learn.exit_code == 0, learn.output
+    assert [line for line in learn.stderr.splitlines() if line.startswith("warning:")] == expected
+    clips = _cli(["corpus", "clips", str(half), "-o", str(tmp_path / "clips"), "--count", "2", "--seconds", "1"])
+    assert clips.exit_code == 0, clips.output
+    assert [line for line in clips.stderr.splitlines() if line.startswith("warning:")] == expected

@@ -241,12 +241,12 @@ def bad_dicts(dicts, tmp_path):
 MISMATCHES = {
     "model": (
         ["--feature", "{model}:0"],
-        "was learned on model 'encodec_24khz', not 'tiny_encodec_24khz'; use -m encodec_24khz",
+        "was learned on 'encodec_24khz', not 'tiny_encodec_24khz'; use --model encodec_24khz",
     ),
     "weights": (["--feature", "{weights}:0"], "has weights abababababab but tiny_encodec_24khz has weights"),
     "layer": (
         ["--feature", "{layer}:0"],
-        "describes layer 'encoder.3.conv', not 'encoder.0.conv'; use -l encoder.3.conv",
+        "describes 'encoder.3.conv', not 'encoder.0.conv'; use --layer encoder.3.conv",
     ),
     "kind-feature": (["--feature", "{archetype}:0"], "holds archetypes, not features; use it with --archetype"),
     "kind-archetype": (["--archetype", "{feature}:0"], "holds features, not archetypes; use it with --feature"),

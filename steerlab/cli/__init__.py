@@ -11,6 +11,8 @@ traceback; SIGTERM and SIGHUP clean up as Ctrl-C does.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -18,7 +20,7 @@ from steerlab import __version__
 from steerlab.cli.errors import leaf_command
 from steerlab.cli.errors import render as render_error
 from steerlab.cli.options import CONTEXT
-from steerlab.errors import SteerlabError, first_line
+from steerlab.errors import SteerlabError, SteerlabWarning, first_line
 
 
 class Terminated(KeyboardInterrupt):
@@ -52,6 +54,27 @@ def install_signal_handlers() -> None:
             signal.signal(signum, _raise_terminated)
 
 
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """While a command runs, each :class:`SteerlabWarning` is printed as one ``warning: ...`` line
+    on stderr (once per message and place, as Python's ``default`` action does), whatever filters
+    the caller set; other warnings go where they went before."""
+    import warnings
+
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        warnings.simplefilter("default", SteerlabWarning)
+
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            if issubclass(category, SteerlabWarning):
+                click.echo(f"warning: {message}", err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
+
+
 def _one_line(exc: click.UsageError) -> click.ClickException:
     """A usage error (bad option value, unknown option, missing argument, a folder where a
     file is wanted) as the same one-line ``Error: ...`` and exit status 1 as any other bad
@@ -79,7 +102,8 @@ class SteerlabGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings_as_lines():
+                return super().invoke(ctx)
         except SteerlabError as exc:  # named by the flags of the command that ran (steerlab.cli.errors)
             raise click.ClickException(render_error(exc, leaf_command(self, ctx))) from None
         except click.UsageError as exc:  # a subcommand's arguments (parsed inside this invoke)

@@ -26,6 +26,7 @@ from steerlab.errors import SteerlabError, first_line
 ALIASES: dict[str, str] = {
     "specs": "data",  # steerlab.capture.Corpus(specs) is --data
     "folder": "data",  # eval codec passes each --data to folder_windows(folder)
+    "model": "model_name",  # -m/--model sets model_name (steerlab.cli.options.model_option)
 }
 
 #: (library parameter, value) -> the click parameter name of the option that chooses that value,
