@@ -61,8 +61,13 @@ def intervene(
     names: Sequence[str] | None = None,
     max_batch: int = 16,
     prepared: Prepared | None = None,
+    device: Any = None,
 ) -> list[ItemResult]:
     """Patch ``waves`` (arrays ``[channels, samples]`` at the model's rate) and score them.
+
+    ``device``: where the passes run (:func:`steerlab.devices.resolve`); the model is moved
+    there first. None: where the model is. Inputs go to the model's device batch by batch;
+    decodes come back as CPU arrays and are scored on the CPU in float64.
 
     Decodes are checked with :func:`steerlab.scoring.output_check` (clipping, level jumps
     against the baseline) into ``record["output_check"]``, whose ``flags`` list is empty
@@ -71,10 +76,11 @@ def intervene(
     record says that spectral scores do not apply. ``prepared``: from
     :func:`steerlab.engine.prepare`, to reuse a type's prepared state across calls.
     """
-    from steerlab import audio
+    from steerlab import audio, devices
     from steerlab.artifacts import versions
     from steerlab.scoring import output_check
 
+    devices.place(model, device)
     arrays = [audio.validate_array(w, f"input {i}") for i, w in enumerate(waves)]
     for i, a in enumerate(arrays):
         if a.shape[0] != model.channels:
