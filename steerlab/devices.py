@@ -76,22 +76,22 @@ def resolve(device: Any = "auto") -> torch.device:
         index = int(cuda.group(2) or 0)
         count = _cuda_count(torch)
         if count == 0:
-            built = "torch was built without CUDA" if torch.version.cuda is None else "torch sees no CUDA device"
+            built = "torch was built without CUDA" if torch.version.cuda is None else "torch sees no CUDA GPU"
             raise ConfigError(
-                f"device {text!r} is not available: {built}; use device 'cpu' or 'auto' (--device cpu), "
+                f"device {text!r} is not available: {built}; use device 'cpu' (or 'auto', which falls back), "
                 "or install a CUDA build of torch on a machine with an NVIDIA GPU",
                 parameter="device",
             )
         if index >= count:
             raise ConfigError(
-                f"device {text!r} is not available: torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}",
+                f"device {text!r} is not available: torch sees {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}",
                 parameter="device",
             )
         return torch.device("cuda", index)
     if text == "mps":
         if not _mps_available(torch):
             raise ConfigError(
-                "device 'mps' is not available: torch sees no Apple Metal device; use device 'cpu' or 'auto'",
+                "device 'mps' is not available: torch sees no Apple Metal GPU; use device 'cpu' or 'auto'",
                 parameter="device",
             )
         return torch.device("mps")

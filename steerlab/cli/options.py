@@ -117,7 +117,7 @@ def cpu_only(command: str, device: str) -> None:
     if devices.resolve(device).type != "cpu" and device != "auto":
         raise ConfigError(
             f"{command} runs on the CPU only (its loops are not device-aware yet, see docs/devices.md); "
-            "use --device cpu",
+            "use device 'cpu'",
             parameter="device",
         )
 
