@@ -159,20 +159,20 @@ FACTORIES = {"zeros", "ones", "full", "empty", "tensor", "arange", "rand", "rand
 FACTORIES |= {"linspace", "eye", "as_tensor", "from_numpy"}
 #: modules whose tensors must follow the model's (or the SAE's) device
 CHECKED = ("engine.py", "tracing.py", "capture.py", "sae.py", "running.py", "learning.py", "devices.py")
-#: (module, function) -> why its factories make CPU tensors on purpose
+#: (module, function) -> (how many of its factory calls make CPU tensors on purpose, why)
 CPU_BY_DESIGN = {
-    ("engine.py", "_direction_tensor"): "the direction is moved to each activation's device in _edit",
-    ("engine.py", "_wave"): "inputs are CPU tensors; tracing._batch moves each batch to the model",
-    ("capture.py", "capture_activations"): "inputs are CPU tensors; tracing._batch moves each batch",
-    ("capture.py", "stream_vectors"): "captured vectors come back to the CPU (steerlab.tracing.capture)",
-    ("capture.py", "run_batch"): "the subsampling draw uses the CPU generator, on CPU vectors",
-    ("capture.py", "write_shards"): "shards are written from CPU vectors",
-    ("sae.py", "_stats"): "the statistics pass sums CPU blocks in float64",
-    ("sae.py", "evaluate"): "evaluation sums on the CPU in float64 (outputs are brought back)",
-    ("sae.py", "train_sae"): "the centre is a CPU statistic, copied into the SAE's buffer with copy_",
-    ("sae.py", "__init__"): "initialised on the CPU with the CPU generator (the same on every device), then moved",
-    ("sae.py", "_check"): "training data is held on the CPU; each batch is moved in train_sae",
-    ("sae.py", "batches"): "shuffles draw from the CPU generator over CPU data",
+    ("engine.py", "_direction_tensor"): (1, "the direction is moved to each activation's device in _edit"),
+    ("engine.py", "_wave"): (1, "inputs are CPU tensors; tracing._batch moves each batch to the model"),
+    ("capture.py", "capture_activations"): (1, "inputs are CPU tensors; tracing._batch moves each batch"),
+    ("capture.py", "stream_vectors"): (2, "captured vectors come back to the CPU (steerlab.tracing.capture)"),
+    ("capture.py", "run_batch"): (1, "the subsampling draw uses the CPU generator, on CPU vectors"),
+    ("capture.py", "write_shards"): (1, "shards are written from CPU vectors"),
+    ("sae.py", "_stats"): (2, "the statistics pass sums CPU blocks in float64"),
+    ("sae.py", "evaluate"): (2, "evaluation sums on the CPU in float64 (outputs are brought back)"),
+    ("sae.py", "train_sae"): (1, "the centre is a CPU statistic, copied into the SAE's buffer with copy_"),
+    ("sae.py", "__init__"): (7, "initialised on the CPU with the CPU generator (the same on every device), then moved"),
+    ("sae.py", "_check"): (1, "training data is held on the CPU; each batch is moved in train_sae"),
+    ("sae.py", "batches"): (3, "shuffles draw from the CPU generator over CPU data"),
 }
 
 
@@ -197,9 +197,13 @@ def _factory_calls(source: str):
 def device_problems(files: dict[str, str]) -> list[str]:
     problems = []
     for name, source in files.items():
+        calls: dict[str, list[str]] = {}
         for fn, line, factory in _factory_calls(source):
-            if (name, fn) not in CPU_BY_DESIGN:
-                problems.append(f"{name}:{line} {fn}: torch.{factory} without device=")
+            calls.setdefault(fn, []).append(f"{name}:{line} {fn}: torch.{factory} without device=")
+        for fn, found in calls.items():
+            allowed = CPU_BY_DESIGN.get((name, fn), (0, ""))[0]
+            if len(found) > allowed:  # one more than the documented CPU tensors: a tensor left behind
+                problems += found if allowed == 0 else [f"{found[0]} (and {len(found) - allowed} more than allowed)"]
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "cuda":
                 problems.append(f"{name}:{node.lineno}: .cuda()")  # torch.cuda.* queries are attributes, not calls
