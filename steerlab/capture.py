@@ -429,7 +429,7 @@ class Corpus:
 
 
 def capture_activations(
-    model: Any, waves: Iterable[Any], layer: Any, *, path: str | None = None, max_batch: int = 16
+    model: Any, waves: Iterable[Any], layer: Any, *, path: str | None = None, max_batch: int = 16, device: Any = None
 ) -> list[np.ndarray]:
     """The unpatched activations of one layer of ``model`` for each wave: the public way to read a
     layer (``steerlab.capture_activations``).
@@ -441,7 +441,9 @@ def capture_activations(
     refused for a multi-channel one. ``layer``: a name or alias from ``steerlab.layers(model)``
     (or its ``LayerInfo``). ``path``: the decode path (default: the one that reaches the layer).
     Inputs are batched ``max_batch`` per traced pass, exactly as a patched run batches them, so
-    a capture equals the activation an intervention sees. Returns one float32 array
+    a capture equals the activation an intervention sees. ``device``: where the passes run
+    (:func:`steerlab.devices.resolve`; the model is moved there first; None: where the model
+    is); the activations come back to the CPU. Returns one float32 array
     ``[channels, frames]`` per wave, ``frames = layer.frames_for(samples)``. Raises
     :class:`~steerlab.errors.AudioError` for unusable audio; :class:`~steerlab.errors.ConfigError`
     (``parameter="waves"``) for a single 1-D or 2-D array passed as ``waves`` instead of a list
@@ -455,11 +457,12 @@ def capture_activations(
     """
     import torch
 
-    from steerlab import tracing
+    from steerlab import devices, tracing
     from steerlab.loading import layers
 
     info = layers(model).get(layer) if isinstance(layer, str) else layer
     arrays = check_waves(model, waves)
+    devices.place(model, device)
     acts = tracing.capture(model, [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays], [info], max_batch, path)
     return [a[info.name].numpy() for a in acts]
 

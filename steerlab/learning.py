@@ -81,6 +81,7 @@ def learn_dictionary(
     max_batch: int = 16,
     progress: Callable[[str], None] | None = None,
     epoch_progress: Callable[[int, int, float], None] | None = None,
+    device: Any = None,
 ) -> Dictionary:
     """Capture ``layer`` over ``corpus``, train an SAE and return a
     :class:`steerlab.dictionary.Dictionary` (not yet saved) with its provenance:
@@ -94,7 +95,10 @@ def learn_dictionary(
     ``stream``: how the vectors are fed to training (module docstring), ``cache_dir`` and
     ``budget_bytes`` bound the shards; ``max_batch`` clips share one forward pass;
     ``progress`` receives capture messages and ``epoch_progress(epoch, epochs, loss)`` runs
-    after each epoch.
+    after each epoch. ``device``: where the capture and the training run
+    (:func:`steerlab.devices.resolve`; the model is moved there first); None: where the model
+    is. The vectors stay on the CPU between capture and training; the dictionary comes back on
+    the CPU and its provenance says where it was computed.
 
     Raises :class:`steerlab.errors.ConfigError` for an invalid ``target``, ``stream``,
     ``subsample`` or a ``config`` that does not fit the layer,
@@ -104,7 +108,7 @@ def learn_dictionary(
     :class:`steerlab.sae.NoVarianceError` when its vectors at ``layer`` are all equal
     (silent files, a constant signal, one frame): such data would give a dictionary of
     dead latents, so none is made."""
-    from steerlab import api, provenance
+    from steerlab import api, devices, provenance
     from steerlab.dictionary import Dictionary
     from steerlab.sae import SAEConfig, require_variance, train_sae
 
@@ -117,6 +121,7 @@ def learn_dictionary(
     if not isinstance(config, SAEConfig):
         raise check.fail("config", "an SAEConfig", config)
     mode = TARGET_MODES[target]
+    dev = devices.place(model, device)
     info = api.layers(model).get(layer)
     corpus.check_files()  # bad files fail (or are skipped with --skip-bad-files) before any capture
     if config.width != info.channels:
@@ -175,7 +180,7 @@ def learn_dictionary(
             data = recompute
 
         try:
-            sae, metrics = train_sae(data, config, progress=epoch_progress)
+            sae, metrics = train_sae(data, config, progress=epoch_progress, device=dev)
         except NoVarianceError as exc:
             if exc.stats is None:
                 raise
@@ -214,6 +219,6 @@ def learn_dictionary(
         data_manifest={
             **manifest.to_json(),
             "capture": capture_options,
-            "provenance": provenance.record(inputs=[src.spec for src in corpus.sources], started=started),
+            "provenance": provenance.record(inputs=[src.spec for src in corpus.sources], started=started, device=model),
         },
     )

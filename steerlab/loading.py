@@ -28,17 +28,34 @@ def default_model_name() -> str:
 
 
 def load_model(
-    name: str | None = None, checkpoint: str | Path | None = None, random_init: bool = False, **extra: Any
+    name: str | None = None,
+    checkpoint: str | Path | None = None,
+    random_init: bool = False,
+    device: Any = "auto",
+    **extra: Any,
 ) -> AudioModel:
     """Load a registered model (the embedded default when ``name`` is None).
 
     ``random_init=True`` asks for the architecture with random weights (layer
-    tables and architecture predictions need no weights)."""
+    tables and architecture predictions need no weights). ``device``: where the model runs,
+    ``"auto"`` (CUDA when torch sees it, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``,
+    ``"mps"`` or a ``torch.device`` (:func:`steerlab.devices.resolve`; an unavailable device is
+    a :class:`~steerlab.errors.ConfigError`, never a silent fallback). The loader receives it
+    in ``LoadOptions.device`` and the loaded model is moved there whatever the loader did; the
+    request is kept on the model (``model.device_requested``) for the records."""
+    from steerlab import devices
+
+    target = devices.use(devices.resolve(device))  # an unavailable device fails before any loading
     name = name or default_model_name()
     spec = plugins.models().get(name)
     owner = plugins.models().owners[name]
-    options = LoadOptions(checkpoint=Path(checkpoint) if checkpoint else None, random_init=random_init, extra=extra)
+    options = LoadOptions(
+        checkpoint=Path(checkpoint) if checkpoint else None, device=str(target), random_init=random_init, extra=extra
+    )
     model = plugins.guarded(owner, f"loading model {name!r}", spec.loader, options)
+    if devices.of(model) != target:
+        model.to(target)
+    setattr(model, devices.REQUEST_ATTR, "auto" if device is None else str(device))
     model.eval()
     model.layer_registry = plugins.layers_for(model)
     return model

@@ -126,17 +126,35 @@ def command_line(argv: list[str] | None = None) -> str:
     return shlex.join(args)
 
 
+def compute(device: Any = None) -> dict[str, Any]:
+    """Where the numbers were computed (:func:`steerlab.devices.record`: device, its name, what
+    was requested, dtype, autocast, threads). ``device``: the model that computed them, a
+    torch.device or a string; None: the CPU. Without torch in the process (a writer that ran no
+    model), the CPU, saying so."""
+    if device is None and "torch" not in sys.modules:
+        return {"device": "cpu", "device_reason": "torch was not used: nothing ran on an accelerator"}
+    from steerlab import devices
+
+    return devices.record(device)
+
+
 def record(
-    inputs: Iterable[Any] = (), started: float | None = None, argv: list[str] | None = None, **extra: Any
+    inputs: Iterable[Any] = (),
+    started: float | None = None,
+    argv: list[str] | None = None,
+    device: Any = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """The provenance block every writer embeds.
 
     inputs: files, folders or data specs the result was computed from (hashed, see
       :func:`input_entries`).
     started: ``time.time()`` when the work began; gives ``wall_time_s`` (None if not given).
+    device: the model (or torch.device) that computed the result, recorded under ``"compute"``
+      (:func:`compute`); None: the CPU.
     extra: writer-specific fields (seed, data description) added as they are.
 
-    Returns ``{"command_line", "argv", "cwd", "inputs", "versions", "hardware",
+    Returns ``{"command_line", "argv", "cwd", "inputs", "versions", "hardware", "compute",
     "started_at", "finished_at", "wall_time_s", "process_wall_time_s", ...extra}``; times are
     UTC ISO 8601; ``process_wall_time_s`` is the time since this process started (None where
     the OS does not say), which covers writers that do not pass ``started``.
@@ -159,6 +177,7 @@ def record(
         "inputs": input_entries(inputs),
         "versions": versions(),
         "hardware": hardware(),
+        "compute": compute(device),
         "started_at": iso(started) if started is not None else None,
         "finished_at": iso(now),
         "wall_time_s": round(now - started, 3) if started is not None else None,

@@ -550,7 +550,7 @@ def intervene_files(
                 "input": {**info.to_dict(), "path": str(p.resolve()), "conversion": conv},
                 **record,
                 "scores": scores,
-                "provenance": provenance.record(inputs=[p], started=started),
+                "provenance": provenance.record(inputs=[p], started=started, device=model),
             }
             atomic_write_json(doc, work / "scores.json")
             final = out / stem

@@ -60,8 +60,13 @@ def intervene(
     names: Sequence[str] | None = None,
     max_batch: int = 16,
     prepared: Prepared | None = None,
+    device: Any = None,
 ) -> list[ItemResult]:
     """Patch ``waves`` (arrays ``[channels, samples]`` at the model's rate) and score them.
+
+    ``device``: where the passes run (:func:`steerlab.devices.resolve`); the model is moved
+    there first. None: where the model is. Inputs go to the model's device batch by batch;
+    decodes come back as CPU arrays and are scored on the CPU in float64.
 
     Decodes are checked with :func:`steerlab.scoring.output_check` (clipping, level jumps
     against the baseline) into ``record["output_check"]``, whose ``flags`` list is empty
@@ -70,11 +75,13 @@ def intervene(
     record says that spectral scores do not apply. ``prepared``: from
     :func:`steerlab.engine.prepare`, to reuse a type's prepared state across calls.
     """
+    from steerlab import devices
     from steerlab.artifacts import versions
     from steerlab.capture import check_waves
     from steerlab.scoring import output_check
 
     arrays = check_waves(model, waves)
+    devices.place(model, device)
     check_targets(model, target_hz)
     resolved = engine.resolve(model, spec, max_batch, prepared)
     base, patched, infos, codes_changed = engine.pairs(model, resolved, arrays, max_batch)

@@ -361,7 +361,7 @@ class SparseAutoencoder(torch.nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """Raw ``x [n, width]`` -> the SAE's input space ``z [n, width]``."""
-        return (torch.as_tensor(x, dtype=self.W_dec.dtype) - self.center) / self.scale
+        return (torch.as_tensor(x, dtype=self.W_dec.dtype, device=self.W_dec.device) - self.center) / self.scale
 
     def pre_activations(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised ``z [n, width]`` -> pre-activations ``[n, size]``."""
@@ -505,16 +505,18 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
     ``explained_variance = 1 - SSE / SST`` with ``SSE = sum ||x - x_hat||^2`` and
     ``SST = sum ||x - mean(x)||^2`` (None when SST is 0); ``l0``: mean number of
     non-zero codes per vector; ``dead_fraction``: share of latents that never fired
-    (code > 0) on any vector of the pass.
+    (code > 0) on any vector of the pass. The SAE runs where its weights are; the sums are
+    taken on the CPU in float64.
     """
     source = _Source(data, sae.config.width)
     n, sse, l0 = 0, 0.0, 0.0
+    device = sae.W_dec.device
     fired = torch.zeros(sae.config.size, dtype=torch.bool)
     shift, s1, s_sq = None, torch.zeros(sae.config.width, dtype=torch.float64), 0.0
     for block in source.blocks():
         for i in range(0, len(block), batch_size):
             x = block[i : i + batch_size]
-            recon, codes = sae(x)
+            recon, codes = (t.cpu() for t in sae(x.to(device)))  # .cpu(): no copy on the CPU
             sse += float(((x.double() - recon.double()) ** 2).sum())
             active = codes > 0
             l0 += float(active.sum())
@@ -541,6 +543,7 @@ def train_sae(
     config: SAEConfig,
     progress: Callable[[int, int, float], None] | None = None,
     allow_no_variance: bool = False,
+    device: Any = "auto",
 ) -> tuple[SparseAutoencoder, dict[str, Any]]:
     """Train an SAE on ``data`` and measure it.
 
@@ -562,8 +565,17 @@ def train_sae(
     (before any training) when the vectors do not vary (:func:`has_variance`), unless
     ``allow_no_variance`` (a deliberate reference, e.g. the analyses' flat signals: the
     result is then a dictionary of dead latents, and the metrics say so).
+
+    ``device``: where the SAE trains (:func:`steerlab.devices.resolve`: ``"auto"``, ``"cpu"``,
+    ``"cuda[:N]"``, ``"mps"``, a torch.device); the data stays on the CPU and each batch moves
+    there, shuffled and initialised by the same CPU generator on every device. The SAE is
+    returned on the CPU, where steerlab saves and analyses it; the metrics say where it trained
+    (``device``).
     """
+    from steerlab import devices
+
     t0 = time.perf_counter()
+    dev = devices.use(devices.resolve(device))
     source = _Source(data, config.width)
     stats = _stats(source)
     if not allow_no_variance and not has_variance(stats):
@@ -574,7 +586,7 @@ def train_sae(
             stats,
         )
     g = torch.Generator().manual_seed(config.seed)
-    sae = SparseAutoencoder(config, generator=g)
+    sae = SparseAutoencoder(config, generator=g).to(dev)  # initialised on the CPU: the same on every device
     center = stats.mean if config.center else torch.zeros(config.width, dtype=torch.float64)
     scale = _scale_for(stats, config)
     with torch.no_grad():
@@ -583,15 +595,16 @@ def train_sae(
         sae.b_dec.copy_(((stats.mean - center) / scale).float())  # start at the data mean
     sae.stats = stats
     opt = torch.optim.Adam(sae.parameters(), lr=config.lr)
-    since_fired = torch.zeros(config.size, dtype=torch.long)
+    since_fired = torch.zeros(config.size, dtype=torch.long, device=dev)
     step, resampled, split, total_steps = 0, 0, 0, None
-    fired = torch.zeros(config.size)  # vectors each latent fired on since the last split check
+    fired = torch.zeros(config.size, device=dev)  # vectors each latent fired on since the last split check
     seen = 0
     loss_sum = recon_sum = 0.0
     for epoch in range(config.epochs):
         loss_sum = recon_sum = 0.0
         epoch_steps = 0
         for batch in source.batches(config.batch_size, g):
+            batch = batch.to(dev)  # (no copy on the CPU)
             z = (batch - sae.center) / sae.scale
             pre = sae.pre_activations(z)
             codes = train_codes(sae, pre)
@@ -647,6 +660,7 @@ def train_sae(
             progress(epoch + 1, config.epochs, loss_sum / epoch_steps)
     sae.eval()
     metrics = evaluate(sae, data if source.array is None else source.array)
+    sae.cpu()  # (a no-op on the CPU)
     metrics.update(
         {
             "final_loss": loss_sum / epoch_steps,
@@ -657,6 +671,7 @@ def train_sae(
             "resampled": resampled,
             "split": split,
             "seconds": time.perf_counter() - t0,
+            "device": str(dev),
         }
     )
     return sae, metrics
@@ -755,7 +770,7 @@ def _prefix_loss(sae: SparseAutoencoder, codes: torch.Tensor, z: torch.Tensor) -
     reconstruct the input on its own, ``||z - codes[:, :m] @ W_dec[:m] - b_dec||^2``, and the
     losses are summed, so early latents learn general directions and later ones refine them.
     The codes are the full dictionary's TopK codes, truncated (the 2025 paper uses BatchTopK)."""
-    total = torch.zeros((), dtype=z.dtype)
+    total = torch.zeros((), dtype=z.dtype, device=z.device)
     for m in sae.config.effective_prefixes[:-1]:
         z_hat = codes[:, :m] @ sae.W_dec[:m] + sae.b_dec
         total = total + ((z_hat - z) ** 2).sum(-1).mean()
@@ -807,7 +822,7 @@ def _split_rare(
         return 0
     hits = (codes > 0).sum(0)
     frequent = [j for j in torch.argsort(rate, descending=True).tolist() if rate[j] > mean_rate and hits[j] >= 2]
-    live = torch.ones(cfg.size, dtype=torch.bool)
+    live = torch.ones(cfg.size, dtype=torch.bool, device=rate.device)
     live[rare] = False
     enc_norm = float(sae.W_enc[:, live].norm(dim=0).mean()) if bool(live.any()) else 1.0
     touched: list[int] = []
@@ -825,7 +840,7 @@ def _split_rare(
             sae.b_enc[j] = sae.b_enc[f]
         touched += [r, f]
     if touched:
-        idx = torch.tensor(touched)
+        idx = torch.tensor(touched, device=rate.device)
         for p, sl in ((sae.W_dec, (idx,)), (sae.W_enc, (slice(None), idx)), (sae.b_enc, (idx,))):
             state = opt.state.get(p, {})
             for key in ("exp_avg", "exp_avg_sq"):
@@ -844,8 +859,9 @@ def _resample(
     err = (residual**2).sum(-1)
     if float(err.sum()) <= 0:
         return 0
-    picks = torch.multinomial(err, len(idx), replacement=len(idx) > int((err > 0).sum()), generator=g)
-    new = residual[picks]
+    # drawn on the CPU with the CPU generator: the same picks on every device (.cpu(): no copy on the CPU)
+    picks = torch.multinomial(err.cpu(), len(idx), replacement=len(idx) > int((err > 0).sum()), generator=g)
+    new = residual[picks.to(residual.device)]
     new = new / new.norm(dim=1, keepdim=True).clamp_min(1e-12)
     alive = ~dead
     enc_norm = float(sae.W_enc[:, alive].norm(dim=0).mean()) if bool(alive.any()) else 1.0

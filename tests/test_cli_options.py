@@ -10,7 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from steerlab.cli import get_cli
-from steerlab.cli.options import SharedOption, checkpoint_option, json_option, model_option, output_option
+from steerlab.cli.options import (
+    SharedOption,
+    checkpoint_option,
+    device_option,
+    json_option,
+    model_option,
+    output_option,
+    threads_option,
+)
 
 # every command of a plain install: the core's, then the built-in plugins' (train/eval recipes)
 EXPECTED = {
@@ -48,7 +56,24 @@ SHARED_FLAGS = {
     "-o": "output",
     "--output": "output",
     "--output-dir": "output",
+    "--device": "device",
+    "--threads": "threads",
 }
+#: every command that runs a model or trains: each must take --device and --threads (docs/devices.md)
+MODEL_RUNNING = {
+    "intervene",
+    "learn features",
+    "learn archetypes",
+    "analyze",
+    "partials",
+    "eval codec",
+    "eval samplecnn",
+    "train codec",
+    "train samplecnn",
+    "train tokenlm",
+}
+#: commands that load a model without running it (its layer table, its shipped dictionaries)
+LOAD_ONLY = {"layers", "arch", "dictionaries"}
 OUTPUT_NAMES = {"output", "out_dir", "output_dir"}  # the parameter names commands read -o into
 
 
@@ -75,7 +100,7 @@ def _interface(option: click.Option, shared: str) -> tuple:
         option.name,
         _path_type(option.type),
         *common,
-        None if shared == "model" else option.default,
+        None if shared in ("model", "threads") else option.default,  # an older --threads default stays
     )
 
 
@@ -92,6 +117,8 @@ REFERENCE = {
     "checkpoint": _interface(_made_by(checkpoint_option()), "checkpoint"),
     "json": _interface(_made_by(json_option()), "json"),
     "output": _interface(_made_by(output_option("a folder")), "output"),
+    "device": _interface(_made_by(device_option()), "device"),
+    "threads": _interface(_made_by(threads_option()), "threads"),
 }
 
 
@@ -199,6 +226,23 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "stimuli",
     }
     assert len(seen["json"]) == 17 and "synth" not in seen["json"]
+    assert seen["device"] == MODEL_RUNNING
+    assert seen["threads"] == MODEL_RUNNING
+
+
+def test_every_command_that_runs_a_model_takes_device_and_threads():
+    """Read from the commands themselves: a command with --model that is not a known load-only
+    one, and every train/eval recipe, must take both (a new model-running command without them fails)."""
+    root = get_cli()
+    flags = {" ".join(path): {o for p in command.params for o in p.opts} for path, command in _walk(root) if path}
+    runs = {c for c, opts in flags.items() if "--model" in opts and c not in LOAD_ONLY}
+    runs |= {c for c in flags if c.split()[0] in ("train", "eval") and " " in c}
+    assert runs <= MODEL_RUNNING and MODEL_RUNNING <= set(flags)
+    missing = sorted(c for c in MODEL_RUNNING if not {"--device", "--threads"} <= flags[c])
+    assert missing == []
+    device, threads = _made_by(device_option()), _made_by(threads_option())
+    assert (device.opts, device.name, device.default) == (["--device"], "device", "auto")
+    assert (threads.opts, threads.name, threads.default) == (["--threads"], "threads", None)
 
 
 def test_the_check_catches_a_hand_written_shared_flag():

@@ -126,6 +126,7 @@ class _Run:
         """An SAE with the dictionary's config and ``seed`` on ``vectors`` (cached by ``key``)."""
         import torch
 
+        from steerlab import devices
         from steerlab.sae import train_sae
 
         if (key, seed) not in self._cache:
@@ -133,7 +134,10 @@ class _Run:
             self.say(f"training an SAE on {key} vectors ({len(vectors)}), seed {seed}, {cfg.epochs} epochs")
             # the analysis data was checked for variance; reference sets (flat:N) may have none by design
             sae, metrics = train_sae(
-                torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)), cfg, allow_no_variance=True
+                torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32)),
+                cfg,
+                allow_no_variance=True,
+                device=devices.of(self.model),  # where the model runs
             )
             self._cache[(key, seed)] = _Retrained(sae, metrics, vectors, self.opts.active_rel)
         return self._cache[(key, seed)]
@@ -763,6 +767,7 @@ def analyze(
             inputs=[s.spec for s in corpus.sources]
             + ([Path(dictionary_path) / "config.json"] if dictionary_path is not None else []),
             started=started,
+            device=model,
         ),
     }
     _explain_nulls(doc, d)

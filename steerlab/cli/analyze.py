@@ -15,10 +15,12 @@ import click
 from steerlab.cli.options import (
     CONTEXT,
     checkpoint_option,
+    compute_options,
     echo_json,
     json_option,
     model_option,
     output_option,
+    setup_compute,
     skip_bad_files_option,
 )
 
@@ -72,6 +74,7 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
 @click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
 @json_option("Print a JSON summary.")
+@compute_options
 def analyze(
     dictionary_path: str,
     data: tuple[str, ...],
@@ -89,6 +92,8 @@ def analyze(
     clip_seconds: float,
     chunk_seconds: float,
     as_json: bool,
+    device: str,
+    threads: int | None,
     **numbers: Any,
 ) -> None:
     """Measure a features or archetypes dictionary as post 1 does (analyses a-j) and write a report.
@@ -110,9 +115,10 @@ def analyze(
 
     out = Path(output)
     _check_output(out, overwrite)
+    setup_compute(device, threads)
     shipped_model = None
     if not Path(dictionary_path).expanduser().is_dir():  # a name: one shipped with -m (default: embedded)
-        shipped_model = api.load_model(model_name, checkpoint)
+        shipped_model = api.load_model(model_name, checkpoint, device=device)
         dictionary_path = str(
             dictionary.locate(dictionary_path, shipped_model.shipped_dictionaries(), shipped_model.name)
         )
@@ -131,7 +137,7 @@ def analyze(
     check_model_name(d, name, dictionary_path)  # before loading: a wrong model fails fast, whatever its loader needs
 
     def load():
-        return api.load_model(name, checkpoint)
+        return api.load_model(name, checkpoint, device=device)
 
     model = shipped_model if shipped_model is not None and shipped_model.name == name else load()
     corpus = Corpus.for_model(

@@ -17,7 +17,16 @@ from typing import Any
 
 import click
 
-from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
+from steerlab.cli.options import (
+    CONTEXT,
+    checkpoint_option,
+    compute_options,
+    echo_json,
+    json_option,
+    model_option,
+    output_option,
+    setup_compute,
+)
 
 
 def _direction(value: str) -> tuple[Path, str | None]:
@@ -226,6 +235,7 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 @click.option("--chunk-s", type=float, default=60.0, help="Inputs longer than this stream in chunks.")
 @output_option("Output directory.", dest="out_dir")
 @json_option("Print the scores as JSON.")
+@compute_options
 def intervene(
     audio_files,
     model_name,
@@ -253,6 +263,8 @@ def intervene(
     chunk_s,
     out_dir,
     as_json,
+    device,
+    threads,
 ) -> None:
     """Patch LAYER along a direction on each AUDIO file, decode, and score the change.
 
@@ -267,6 +279,7 @@ def intervene(
     from steerlab.runner import check_input_paths, default_fade_frames, intervene_files
 
     check_input_paths(audio_files)  # every AUDIO argument, before the model loads or any file decodes
+    setup_compute(device, threads)
     if intervention is None:
         intervention = "archetype" if archetype is not None else "add"
     itype = plugins.interventions().get(intervention)
@@ -304,7 +317,7 @@ def intervene(
     options: dict[str, Any] = {key: _option_value(value) for key, value in opts}
     Span(start_s, end_s, fade_in or 0, fade_out or 0)  # checks the span before the model loads
     strength = Strength(alpha, strength_mode)
-    model = api.load_model(model_name, checkpoint, **dict(model_opts))
+    model = api.load_model(model_name, checkpoint, device=device, **dict(model_opts))
     if decode_path is not None:
         model.check_path(decode_path)
     layer_info = api.layers(model).get(layer)

@@ -17,11 +17,14 @@ from steerlab.cli import SteerlabGroup
 from steerlab.cli.options import (
     CONTEXT,
     checkpoint_option,
+    device_option,
     echo_json,
     json_option,
     model_option,
     output_option,
+    setup_compute,
     skip_bad_files_option,
+    threads_option,
 )
 from steerlab.sae_names import ARCHITECTURES
 
@@ -93,6 +96,8 @@ def _options(fn: Callable) -> Callable:
             help="Also write OUTPUT/saelens in SAELens' layout (cfg.json).",
         ),
         json_option("Print the result as JSON."),
+        device_option(),
+        threads_option(),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -152,6 +157,8 @@ def _learn(
     cache_gb,
     export,
     as_json,
+    device,
+    threads,
 ) -> None:
     from steerlab import api, dictionary
     from steerlab.capture import Corpus
@@ -164,7 +171,8 @@ def _learn(
 
         raise SteerlabError(f"--cache-gb must be a finite number >= 0, got {cache_gb}")
     _check_output(out, overwrite)
-    model = api.load_model(model_name, checkpoint)
+    setup_compute(device, threads)
+    model = api.load_model(model_name, checkpoint, device=device)
     info = api.layers(model).get(layer)  # an unknown layer fails before the corpus is read
     corpus = Corpus.for_model(
         model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds, skip_bad_files=skip_bad_files

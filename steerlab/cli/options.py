@@ -25,11 +25,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 MODEL_HELP = "Model name (default: the embedded model)."
 CHECKPOINT_HELP = "Local weights for the model."
 JSON_HELP = "Machine-readable output."
+DEVICE_HELP = "Where the model runs and trains: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps."
+THREADS_HELP = "torch CPU threads [default: torch's own choice; the number used is recorded]."
 
 
 class SharedOption(click.Option):
     """An option made by one of this module's factories; ``shared`` names which one
-    (``"model"``, ``"checkpoint"``, ``"json"`` or ``"output"``)."""
+    (``"model"``, ``"checkpoint"``, ``"json"``, ``"output"``, ``"device"`` or ``"threads"``)."""
 
     def __init__(self, param_decls: Any = None, *, shared: str, **attrs: Any) -> None:
         super().__init__(param_decls, **attrs)
@@ -70,6 +72,54 @@ def output_option(
         type=click.Path(file_okay=file_okay),
         help=help,
     )
+
+
+def device_option(help: str = DEVICE_HELP) -> Callable[[F], F]:
+    """``--device NAME`` into ``device`` (default ``auto``), checked when the command runs by
+    :func:`steerlab.devices.resolve` (an unavailable device is one line naming it)."""
+    return click.option("--device", cls=SharedOption, shared="device", default="auto", metavar="DEVICE", help=help)
+
+
+def threads_option(help: str = THREADS_HELP, default: int | None = None) -> Callable[[F], F]:
+    """``--threads N`` into ``threads`` (N >= 1): ``torch.set_num_threads``; None leaves torch's
+    own choice. A command may keep an older default of its own (train codec's 2)."""
+    return click.option(
+        "--threads",
+        cls=SharedOption,
+        shared="threads",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+def compute_options(fn: F) -> F:
+    """Both ``--device`` and ``--threads`` with their shared help: for commands that run a model."""
+    return device_option()(threads_option()(fn))
+
+
+def setup_compute(device: str, threads: int | None) -> Any:
+    """Apply ``--threads`` and resolve ``--device`` (:mod:`steerlab.devices`) before any work;
+    returns the ``torch.device``. An unavailable device raises ConfigError naming it."""
+    from steerlab import devices
+
+    devices.set_threads(threads)
+    return devices.use(devices.resolve(device))
+
+
+def cpu_only(command: str, device: str) -> None:
+    """For a command whose loops are not device-aware yet: ``--device`` must resolve to the CPU;
+    anything else is refused in one line (never silently run elsewhere than asked)."""
+    from steerlab import devices
+    from steerlab.errors import ConfigError
+
+    if devices.resolve(device).type != "cpu" and device != "auto":
+        raise ConfigError(
+            f"{command} runs on the CPU only (its loops are not device-aware yet, see docs/devices.md); "
+            "use device 'cpu'",
+            parameter="device",
+        )
 
 
 def skip_bad_files_option(help: str) -> Callable[[F], F]:

@@ -6,7 +6,15 @@ from contextlib import contextmanager
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json, json_option, model_option, output_option
+from steerlab.cli.options import (
+    CONTEXT,
+    compute_options,
+    echo_json,
+    json_option,
+    model_option,
+    output_option,
+    setup_compute,
+)
 
 
 def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -75,6 +83,7 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
 @output_option("Run folder (rerun with the same arguments to resume).", dest="out_dir", file_okay=True)
 @json_option("Print the verdict summary as JSON.")
+@compute_options
 def partials(
     model_name,
     layers,
@@ -91,6 +100,8 @@ def partials(
     min_share,
     out_dir,
     as_json,
+    device,
+    threads,
 ) -> None:
     """Batch test: can single partials be created and deleted by steering each layer?
 
@@ -102,6 +113,8 @@ def partials(
     every verdict. Killed runs resume when rerun with the same arguments.
     """
     from steerlab import partials as p
+
+    setup_compute(device, threads)
 
     thresholds = {
         k: v
@@ -132,7 +145,9 @@ def partials(
         with progressbar(length, label, show_eta=True, show_pos=True) as b:  # plain lines off a terminal
             yield b.update
 
-    outcome, out = p.run(cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True))
+    outcome, out = p.run(
+        cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True), device=device
+    )
     ctrl = out["controls"]
     if as_json:
         return echo_json(

@@ -125,7 +125,11 @@ def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set
 
 
 def control_plans(
-    cfg: PartialsConfig, model: Any, plans: list[ModelPlan], notify: Callable[[str], None] = lambda s: None
+    cfg: PartialsConfig,
+    model: Any,
+    plans: list[ModelPlan],
+    notify: Callable[[str], None] = lambda s: None,
+    device: Any = "auto",
 ) -> dict[str, Any]:
     """Plan every positive control of ``cfg`` (appended to ``plans``); returns the controls'
     status: per control model, ``"run"`` or why it did not run, and the layer it runs at."""
@@ -154,7 +158,7 @@ def control_plans(
                 f"warning: positive-control model {name!r} is not registered; its checks are missing from the report"
             )
         else:
-            control = api.load_model(name)
+            control = api.load_model(name, device=device)
             layer = control_layer(cfg, control)
             plans.append(
                 plan_model(
@@ -240,8 +244,10 @@ def prepare(
     quick: bool = False,
     dictionaries: Sequence[str | Path] = (),
     notify: Callable[[str], None] = lambda s: None,
+    device: Any = "auto",
 ) -> tuple[list[ModelPlan], dict[tuple[str, str], Any], dict, str, dict]:
-    """Load models, resolve the grid and hash it; raises before anything is written."""
+    """Load models (on ``device``, :func:`steerlab.devices.resolve`), resolve the grid and hash it;
+    raises before anything is written."""
     from steerlab import api
     from steerlab.artifacts import versions
     from steerlab.partials import sae_data
@@ -253,7 +259,7 @@ def prepare(
             "its own dictionary per layer on the run's training stimuli; drop one of them",
             parameter=("dictionaries", "sae_data"),
         )
-    model = api.load_model(cfg.run.model)
+    model = api.load_model(cfg.run.model, device=device)
     layer_names = list(cfg.grid.layers)
     if not layer_names and quick:
         layer_names = [layer.name for layer in quick_layers(list(api.layers(model)))]
@@ -262,7 +268,7 @@ def prepare(
         (model.name, layer): d
         for layer, d in _load_dictionaries(dictionaries, model, {layer.name for layer in plans[0].layers}).items()
     }
-    status = control_plans(cfg, model, plans, notify)
+    status = control_plans(cfg, model, plans, notify, device)
     recipe = control_dictionary_recipe(cfg, plans, dicts)
     weights = {p.model.name: p.model.weights_hash() for p in plans}
     measured = {
@@ -412,14 +418,16 @@ def run_partials(
     dictionaries: Sequence[str | Path] = (),
     bar: BarFactory = _NullBar,
     notify: Callable[[str], None] = lambda s: None,
+    device: Any = "auto",
 ) -> RunOutcome:
-    """Run (or resume) the batch test into ``out_dir``; see the module docstring."""
+    """Run (or resume) the batch test into ``out_dir``; see the module docstring. ``device``: where
+    the models run (not part of the run's config hash: a run resumes on another device)."""
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json
     from steerlab.partials import sae_data, sweep
 
     started = time.time()
-    plans, dicts, context, config_hash, status = prepare(cfg, quick, dictionaries, notify)
+    plans, dicts, context, config_hash, status = prepare(cfg, quick, dictionaries, notify, device)
     folder = Path(out_dir)
     _check_folder(folder, config_hash)
     try:
@@ -451,7 +459,7 @@ def run_partials(
         "dictionaries": {k: str(v) for k, v in zip([d.layer for d in dicts.values()], dictionaries)},
         "controls": status,
         "control_dictionary": control_dictionary_recipe(cfg, plans, dicts),
-        "provenance": provenance.record(inputs=[Path(d) / "config.json" for d in dictionaries]),
+        "provenance": provenance.record(inputs=[Path(d) / "config.json" for d in dictionaries], device=plans[0].model),
     }
     if sae_data.run_recipe(cfg, plans) is not None:
         run_doc["stimulus_dictionary"] = sae_data.run_recipe(cfg, plans)
@@ -521,6 +529,7 @@ def run_partials(
             started=started,
             rows_written=written,
             rows_resumed=resumed,
+            device=plans[0].model,
         ),
         folder / PROVENANCE_FILE,
     )

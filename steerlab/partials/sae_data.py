@@ -118,6 +118,7 @@ def stimulus_frames(
 def learn(plan: ModelPlan, layer: Any, cfg: PartialsConfig) -> Any:
     """The stimulus dictionary of ``plan.model`` at ``layer`` (module docstring); its
     ``data_manifest`` records the recipe, the stimuli's keys and the frame counts."""
+    from steerlab import devices
     from steerlab.dictionary import Dictionary
     from steerlab.sae import SAEConfig, train_sae
 
@@ -137,7 +138,7 @@ def learn(plan: ModelPlan, layer: Any, cfg: PartialsConfig) -> Any:
         center=True,
         normalize=True,
     )
-    sae, metrics = train_sae(x, config)
+    sae, metrics = train_sae(x, config, device=devices.of(plan.model))  # where the model runs
     keys = [s.key() for s in specs]
     return Dictionary(
         sae=sae,

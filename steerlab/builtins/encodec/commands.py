@@ -9,11 +9,15 @@ import click
 from steerlab.cli.options import (
     CONTEXT,
     checkpoint_option,
+    cpu_only,
+    device_option,
     echo_json,
     json_option,
     model_option,
     output_option,
+    setup_compute,
     skip_bad_files_option,
+    threads_option,
 )
 
 
@@ -30,7 +34,7 @@ from steerlab.cli.options import (
 @click.option("--n-filters", type=int, default=12, help="SEANet base width.")
 @click.option("--dimension", type=int, default=64, help="Latent dimension.")
 @click.option("--lstm", type=int, default=1, help="LSTM layers at the end of the encoder and start of the decoder.")
-@click.option("--threads", type=int, default=2, help="torch CPU threads.")
+@threads_option("torch CPU threads.", default=2)
 @click.option(
     "--data",
     "data",
@@ -54,7 +58,7 @@ from steerlab.cli.options import (
 @skip_bad_files_option(
     "Skip unreadable, empty or NaN files under --data / --val-data instead of failing before training."
 )
-@click.option("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+@device_option()
 @click.option(
     "--amp",
     type=click.Choice(["none", "bf16"]),
@@ -103,13 +107,11 @@ def train_codec(
     """Train the embedded codec on the synthetic corpus and any --data sources (resumable)."""
     import dataclasses
 
-    import torch
-
     from .codec import EMBEDDED
     from .train import TrainConfig
     from .train import train_codec as run
 
-    torch.set_num_threads(threads)
+    device = str(setup_compute(device, threads))  # auto resolved: the config records the device itself
     share = synth_share if synth_share is not None else 1.0 / (1 + len(data))
     # an invalid value raises ConfigError, which the CLI prints naming this command's flags
     cfg = dataclasses.replace(EMBEDDED, n_filters=n_filters, dimension=dimension, lstm=lstm)
@@ -152,7 +154,11 @@ def train_codec(
 @skip_bad_files_option("Skip unreadable, empty or NaN files under --data (listed in the result) instead of failing.")
 @click.option("--tones", is_flag=True, help="Also SI-SDR on 1 s pure tones from 50 Hz to 8 kHz.")
 @json_option()
-def eval_codec(model_name, checkpoint, clips, seed, data, windows, skip_bad_files, tones, as_json) -> None:
+@device_option()
+@threads_option()
+def eval_codec(
+    model_name, checkpoint, clips, seed, data, windows, skip_bad_files, tones, as_json, device, threads
+) -> None:
     """SI-SDR and MR-STFT distance on held-out synthetic music, both decode paths,
     beside the same architecture at random initialisation; with --data, SI-SDR and the
     energy error per octave band (63 Hz to 8 kHz) on your own audio too."""
@@ -165,9 +171,11 @@ def eval_codec(model_name, checkpoint, clips, seed, data, windows, skip_bad_file
 
     if clips < 1 or windows < 1:
         raise SteerlabError(f"--clips and --windows must be >= 1, got {clips} and {windows}")
+    setup_compute(device, threads)
+    cpu_only("eval codec", device)
     from steerlab.capture import bad_files_note
 
-    model = api.load_model(model_name, checkpoint)
+    model = api.load_model(model_name, checkpoint, device="cpu")
     if not isinstance(model, EncodecAudioModel):
         raise SteerlabError(f"{model.name} is not an EnCodec model: this command evaluates codecs")
     # every --data file is checked (and decoded) before the synthetic evaluation: a bad file fails first

@@ -358,7 +358,7 @@ def export(
             "codec": codec_cfg.to_json(),
             "training": {**train_cfg.to_json(), "step": step, "planned_steps": planned_steps or train_cfg.steps},
             "validation": ev,
-            "provenance": provenance.record(),
+            "provenance": provenance.record(device=train_cfg.device),
         },
         out_dir / "config.json",
     )

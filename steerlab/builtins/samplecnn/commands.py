@@ -7,7 +7,18 @@ from typing import Any
 
 import click
 
-from steerlab.cli.options import CONTEXT, checkpoint_option, echo_json, json_option, model_option, output_option
+from steerlab.cli.options import (
+    CONTEXT,
+    checkpoint_option,
+    cpu_only,
+    device_option,
+    echo_json,
+    json_option,
+    model_option,
+    output_option,
+    setup_compute,
+    threads_option,
+)
 
 # defaults that differ between the two tasks (--task); the others are shared
 TASK_DEFAULTS: dict[str, dict[str, Any]]  # (mixed values: mypy would infer dict[str, object])
@@ -69,7 +80,8 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     show_default=True,
     help="instruments: pitch classes (0 = C) that never sound in training.",
 )
-@click.option("--threads", type=int, default=1, help="torch CPU threads.")
+@threads_option("torch CPU threads.", default=1)
+@device_option()
 def train_samplecnn(
     out_dir,
     task_name,
@@ -86,16 +98,17 @@ def train_samplecnn(
     test_programs,
     held_out_pitch_classes,
     threads,
+    device,
 ) -> None:
     """Train the toy SampleCNN on synthetic clip kinds or instrument families (resumable)."""
-    import torch
 
     from .instruments import InstrumentTask
     from .model import SampleCNNConfig
     from .train import InstrumentData, TrainConfig
     from .train import train_samplecnn as run
 
-    torch.set_num_threads(threads)
+    setup_compute(device, threads)
+    cpu_only("train samplecnn", device)
     defaults = TASK_DEFAULTS[task_name]
     widths = _ints(channels, "--channels")
     # an invalid value raises ConfigError, which the CLI prints naming this command's flags
@@ -142,12 +155,12 @@ def train_samplecnn(
     default=1.0,
     help="Length of each held-out clip (kinds; instruments use their training length).",
 )
-@click.option("--threads", type=int, default=1, help="torch CPU threads.")
+@threads_option("torch CPU threads.", default=1)
 @json_option()
-def eval_samplecnn(model_name, checkpoint, clips, seed, seconds, threads, as_json) -> None:
+@device_option()
+def eval_samplecnn(model_name, checkpoint, clips, seed, seconds, threads, as_json, device) -> None:
     """Held-out test accuracy, beside chance and the same architecture at random initialisation
     (instrument models: per held-out set, with bootstrap 95% intervals)."""
-    import torch
 
     from steerlab import api
     from steerlab.errors import SteerlabError
@@ -155,10 +168,11 @@ def eval_samplecnn(model_name, checkpoint, clips, seed, seconds, threads, as_jso
     from .evaluation import evaluate_model
     from .model import SampleCNN
 
-    torch.set_num_threads(threads)
+    setup_compute(device, threads)
+    cpu_only("eval samplecnn", device)
     if (clips is not None and clips <= 0) or seconds <= 0:
         raise click.BadParameter("--clips and --seconds must be positive")
-    model = api.load_model(model_name, checkpoint)
+    model = api.load_model(model_name, checkpoint, device="cpu")
     if not isinstance(model, SampleCNN):
         raise SteerlabError(f"{model_name!r} is not a SampleCNN; `steerlab eval samplecnn` evaluates samplecnn models")
     if model.instrument_task is not None:

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json, output_option
+from steerlab.cli.options import (
+    CONTEXT,
+    cpu_only,
+    device_option,
+    echo_json,
+    output_option,
+    setup_compute,
+    threads_option,
+)
 
 
 @click.command(name="tokenlm", context_settings=CONTEXT)
@@ -32,7 +40,8 @@ from steerlab.cli.options import CONTEXT, echo_json, output_option
     default=None,
     help="Codec run folder (default: the embedded tiny_encodec_24khz).",
 )
-@click.option("--threads", type=int, default=1, help="torch CPU threads.")
+@threads_option("torch CPU threads.", default=1)
+@device_option()
 def train_tokenlm(
     out_dir,
     steps,
@@ -49,18 +58,18 @@ def train_tokenlm(
     n_heads,
     codec_checkpoint,
     threads,
+    device,
 ) -> None:
     """Train the token transformer on codec tokens of the synthetic corpus (resumable)."""
     import math
-
-    import torch
 
     from .loaders import load_codec
     from .train import TrainConfig
     from .train import train_tokenlm as run
     from .transformer import TokenLMConfig
 
-    torch.set_num_threads(threads)
+    setup_compute(device, threads)
+    cpu_only("train tokenlm", device)
     codec = load_codec({"codec_checkpoint": codec_checkpoint})
     frames = math.ceil(clip_seconds * codec.sample_rate / codec.hop)
     # an invalid value raises ConfigError, which the CLI prints naming this command's flags
