@@ -41,7 +41,7 @@ from steerlab.artifacts import clean_json, file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
 from steerlab.errors import DictionaryError, OutputError, first_line
 from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
-from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder
+from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder, snap_thresholds
 from steerlab.sae_names import ARCHITECTURES, K_ARCHITECTURES
 
 FORMAT = "steerlab-dictionary"
@@ -545,7 +545,8 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
         if arch == "jumprelu":
             if not bool((w["threshold"] > 0).all()):
                 raise DictionaryError(f"{weights_path}: threshold must be > 0 for every latent")
-            sae.log_threshold.copy_(w["threshold"].log())
+            sae.jump_threshold.copy_(w["threshold"])
+            snap_thresholds(sae)
     sae.eval()
     ours = cfg.get("steerlab") if isinstance(cfg.get("steerlab"), dict) else {}
     model, layer = model or cfg.get("model_name"), layer or cfg.get("hook_name")
