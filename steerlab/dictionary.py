@@ -431,7 +431,9 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
     tensor; see :data:`SAELENS_ARCHITECTURE`); ``apply_b_dec_to_input`` is true
     and ``normalize_activations`` ``"none"`` because the normalisation is folded into the
     weights (see :func:`saelens_tensors`). The config uses the pre-6.0 flat keys, which
-    current SAELens converts on load. Provenance goes under ``"steerlab"``.
+    current SAELens converts on load, plus SAELens 6's ``metadata`` block, whose
+    ``steerlab_input`` (:data:`INPUT_KEY`) says what the SAE reads: ``r_t``, or ``r_{t+1} - r_t``
+    for an archetype dictionary. Provenance goes under ``"steerlab"``.
     """
     from safetensors.torch import save_file
 
@@ -453,6 +455,8 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
         "finetuning_scaling_factor": False,
         "normalize_activations": "none",
         "reshape_activations": "none",
+        # SAELens 6's metadata block (extra keys allowed): what the SAE reads, for any reader
+        "metadata": {"model_name": d.model, "hook_name": d.layer, INPUT_KEY: INPUT_OF_TARGET[d.target]},
         "steerlab": {
             "format": FORMAT,
             "version": VERSION,
@@ -475,6 +479,29 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
     return folder
 
 
+#: the key of a SAELens ``cfg.json``'s ``metadata`` saying what the SAE reads: ``r_t`` (a layer's
+#: activation at frame t, a feature dictionary) or ``r_{t+1} - r_t`` (an archetype dictionary)
+INPUT_KEY = "steerlab_input"
+INPUT_OF_TARGET = {"feature": "r_t", "archetype": "r_{t+1} - r_t"}
+_TARGET_OF_INPUT = {value: key for key, value in INPUT_OF_TARGET.items()}
+
+
+def _target_of(cfg: dict[str, Any], ours: dict[str, Any], cfg_path: Path) -> str:
+    """The dictionary's target from ``metadata.steerlab_input`` (any SAELens writer may set it) and
+    the ``steerlab`` block's ``kind``; they must agree; ``feature`` when neither says."""
+    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    said = meta.get(INPUT_KEY)
+    if said is not None and said not in _TARGET_OF_INPUT:
+        raise DictionaryError(
+            f"{cfg_path}: metadata.{INPUT_KEY} ({said!r}) must be one of {', '.join(map(repr, _TARGET_OF_INPUT))}"
+        )
+    target = _TARGET_OF_INPUT.get(said) if said is not None else None
+    kind = ours.get("kind")
+    if target is not None and kind is not None and kind != target:
+        raise DictionaryError(f"{cfg_path}: metadata.{INPUT_KEY} ({said!r}) contradicts steerlab.kind ({kind!r})")
+    return target or kind or "feature"
+
+
 #: SAELens architecture -> steerlab architecture, for :func:`import_saelens`
 FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 
@@ -489,8 +516,9 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
     jumprelu it is at inference). SAELens' decoder rows need not be unit norm while steerlab's are;
     the SAE's one ``scale`` takes their mean norm (``center`` is 0, ``b_dec`` absorbs SAELens'
     ``b_dec``), so rows of equal norm, as :func:`export_saelens` writes, come back exactly unit.
-    ``model`` and ``layer`` default to ``model_name`` and ``hook_name``; the target and provenance
-    come from the ``steerlab`` block when the folder was written by :func:`export_saelens`.
+    ``model`` and ``layer`` default to ``model_name`` and ``hook_name``; the target (feature or
+    archetype) from ``metadata.steerlab_input`` (:data:`INPUT_KEY`) or the ``steerlab`` block, the
+    provenance from the ``steerlab`` block when the folder was written by :func:`export_saelens`.
     Refused with :class:`DictionaryError`: other architectures, activation normalisation other
     than ``"none"``, missing or misshapen tensors.
     """
@@ -556,7 +584,7 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
         sae=sae,
         model=model,
         layer=layer,
-        target=ours.get("kind", "feature"),
+        target=_target_of(cfg, ours, cfg_path),
         weights_hash=ours.get("weights_hash"),
         data_description=f"imported from the SAELens folder {folder.name}",
         data_hash=ours.get("data_sha256"),

@@ -250,3 +250,36 @@ def test_saelens_import_refuses_what_it_cannot_read(trained, tmp_path):
     cfg.write_text(json.dumps({**doc, "d_sae": 63}))
     with pytest.raises(DictionaryError, match=r"W_enc must have shape \[32, 63\]"):
         dictionary.import_saelens(folder)
+
+
+@pytest.mark.parametrize("target", ["feature", "archetype"])
+def test_cli_export_then_import_saelens_round_trips(target, trained, data, tmp_path):
+    """``steerlab dictionary export-saelens`` then ``import-saelens``: cfg.json's metadata says what
+    the SAE reads (``r_{t+1} - r_t`` for archetypes), the import reads it back, the codes match."""
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+
+    folder = dictionary.save(_dictionary(trained["jumprelu"], target=target), tmp_path / "ours")
+    runner, cli = CliRunner(), get_cli()
+    out = runner.invoke(cli, ["dictionary", "export-saelens", str(folder), "-o", str(tmp_path / "sl")])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
+    assert cfg["metadata"]["steerlab_input"] == {"feature": "r_t", "archetype": "r_{t+1} - r_t"}[target]
+    del cfg["steerlab"]  # a foreign writer: only the metadata says what the SAE reads
+    (tmp_path / "sl" / "cfg.json").write_text(json.dumps(cfg))
+    out = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["target"] == target
+    back, ours = dictionary.load(tmp_path / "back"), dictionary.load(folder)
+    assert back.target == target and back.config.architecture == "jumprelu"
+    x = data[0][:512]
+    with torch.no_grad():
+        assert torch.equal(back.sae.encode(x) > 0, ours.sae.encode(x) > 0)
+        assert torch.allclose(back.sae(x)[0], ours.sae(x)[0], atol=1e-5 * float(x.abs().max()))
+    again = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back")])
+    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    cfg["metadata"]["steerlab_input"] = "r_t + 1"
+    (tmp_path / "sl" / "cfg.json").write_text(json.dumps(cfg))
+    bad = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "b2")])
+    assert bad.exit_code == 1 and "metadata.steerlab_input" in bad.output and not (tmp_path / "b2").exists()
