@@ -489,8 +489,8 @@ _TARGET_OF_INPUT = {value: key for key, value in INPUT_OF_TARGET.items()}
 def _target_of(cfg: dict[str, Any], ours: dict[str, Any], cfg_path: Path) -> str:
     """The dictionary's target from ``metadata.steerlab_input`` (any SAELens writer may set it) and
     the ``steerlab`` block's ``kind``; they must agree; ``feature`` when neither says."""
-    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
-    said = meta.get(INPUT_KEY)
+    meta = cfg.get("metadata")
+    said = meta.get(INPUT_KEY) if isinstance(meta, dict) else None
     if said is not None and said not in _TARGET_OF_INPUT:
         raise DictionaryError(
             f"{cfg_path}: metadata.{INPUT_KEY} ({said!r}) must be one of {', '.join(map(repr, _TARGET_OF_INPUT))}"

@@ -268,7 +268,9 @@ def test_cli_export_then_import_saelens_round_trips(target, trained, data, tmp_p
     assert cfg["metadata"]["steerlab_input"] == {"feature": "r_t", "archetype": "r_{t+1} - r_t"}[target]
     del cfg["steerlab"]  # a foreign writer: only the metadata says what the SAE reads
     (tmp_path / "sl" / "cfg.json").write_text(json.dumps(cfg))
-    out = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back"), "--json"])
+    out = runner.invoke(
+        cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back"), "--json"]
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["target"] == target
     back, ours = dictionary.load(tmp_path / "back"), dictionary.load(folder)
