@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from steerlab.cli import SteerlabGroup
-from steerlab.cli.options import CONTEXT, echo_json, json_option, output_option
+from steerlab.cli.options import CONTEXT, echo_json, json_option, model_option, output_option
 
 
 def _summary(d, source: Path, output: Path) -> dict:
@@ -45,7 +45,7 @@ def dictionary() -> None:
 @dictionary.command("import-saelens", context_settings=CONTEXT)
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @output_option("The steerlab dictionary folder to write.")
-@click.option("-m", "--model", "model_name", default=None, help="Model name (default: cfg.json's model_name).")
+@model_option("Model name (default: cfg.json's model_name).")
 @click.option("--layer", default=None, help="Layer name (default: cfg.json's hook_name).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing dictionary folder.")
 @json_option()
