@@ -185,10 +185,12 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "eval codec",
         "eval samplecnn",
     }
-    assert seen["model"] == loaders | {"dictionaries", "partials"}
+    assert seen["model"] == loaders | {"dictionaries", "dictionary import-saelens", "partials"}
     assert seen["checkpoint"] == loaders
     assert seen["output"] == {
         "intervene",
+        "dictionary export-saelens",
+        "dictionary import-saelens",
         "learn features",
         "learn archetypes",
         "analyze",
