@@ -203,7 +203,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 17 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 19 and "synth" not in seen["json"]
 
 
 def test_the_check_catches_a_hand_written_shared_flag():
