@@ -41,7 +41,7 @@ from steerlab.artifacts import clean_json, file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
 from steerlab.errors import ConfigError, DictionaryError, OutputError, first_line
 from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
-from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder
+from steerlab.sae import STORED_KEYS, DataStats, SAEConfig, SparseAutoencoder, snap_thresholds
 from steerlab.sae_names import ARCHITECTURES, K_ARCHITECTURES
 
 FORMAT = "steerlab-dictionary"
@@ -437,7 +437,9 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
     tensor; see :data:`SAELENS_ARCHITECTURE`); ``apply_b_dec_to_input`` is true
     and ``normalize_activations`` ``"none"`` because the normalisation is folded into the
     weights (see :func:`saelens_tensors`). The config uses the pre-6.0 flat keys, which
-    current SAELens converts on load. Provenance goes under ``"steerlab"``.
+    current SAELens converts on load, plus SAELens 6's ``metadata`` block, whose
+    ``steerlab_input`` (:data:`INPUT_KEY`) says what the SAE reads: ``r_t``, or ``r_{t+1} - r_t``
+    for an archetype dictionary. Provenance goes under ``"steerlab"``.
     """
     from safetensors.torch import save_file
 
@@ -459,6 +461,8 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
         "finetuning_scaling_factor": False,
         "normalize_activations": "none",
         "reshape_activations": "none",
+        # SAELens 6's metadata block (extra keys allowed): what the SAE reads, for any reader
+        "metadata": {"model_name": d.model, "hook_name": d.layer, INPUT_KEY: INPUT_OF_TARGET[d.target]},
         "steerlab": {
             "format": FORMAT,
             "version": VERSION,
@@ -481,6 +485,29 @@ def export_saelens(d: Dictionary, folder: str | Path, overwrite: bool = False) -
     return folder
 
 
+#: the key of a SAELens ``cfg.json``'s ``metadata`` saying what the SAE reads: ``r_t`` (a layer's
+#: activation at frame t, a feature dictionary) or ``r_{t+1} - r_t`` (an archetype dictionary)
+INPUT_KEY = "steerlab_input"
+INPUT_OF_TARGET = {"feature": "r_t", "archetype": "r_{t+1} - r_t"}
+_TARGET_OF_INPUT = {value: key for key, value in INPUT_OF_TARGET.items()}
+
+
+def _target_of(cfg: dict[str, Any], ours: dict[str, Any], cfg_path: Path) -> str:
+    """The dictionary's target from ``metadata.steerlab_input`` (any SAELens writer may set it) and
+    the ``steerlab`` block's ``kind``; they must agree; ``feature`` when neither says."""
+    meta = cfg.get("metadata")
+    said = meta.get(INPUT_KEY) if isinstance(meta, dict) else None
+    if said is not None and said not in _TARGET_OF_INPUT:
+        raise DictionaryError(
+            f"{cfg_path}: metadata.{INPUT_KEY} ({said!r}) must be one of {', '.join(map(repr, _TARGET_OF_INPUT))}"
+        )
+    target = _TARGET_OF_INPUT.get(said) if said is not None else None
+    kind = ours.get("kind")
+    if target is not None and kind is not None and kind != target:
+        raise DictionaryError(f"{cfg_path}: metadata.{INPUT_KEY} ({said!r}) contradicts steerlab.kind ({kind!r})")
+    return target or kind or "feature"
+
+
 #: SAELens architecture -> steerlab architecture, for :func:`import_saelens`
 FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 
@@ -495,8 +522,9 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
     jumprelu it is at inference). SAELens' decoder rows need not be unit norm while steerlab's are;
     the SAE's one ``scale`` takes their mean norm (``center`` is 0, ``b_dec`` absorbs SAELens'
     ``b_dec``), so rows of equal norm, as :func:`export_saelens` writes, come back exactly unit.
-    ``model`` and ``layer`` default to ``model_name`` and ``hook_name``; the target and provenance
-    come from the ``steerlab`` block when the folder was written by :func:`export_saelens`.
+    ``model`` and ``layer`` default to ``model_name`` and ``hook_name``; the target (feature or
+    archetype) from ``metadata.steerlab_input`` (:data:`INPUT_KEY`) or the ``steerlab`` block, the
+    provenance from the ``steerlab`` block when the folder was written by :func:`export_saelens`.
     Refused with :class:`DictionaryError`: other architectures, activation normalisation other
     than ``"none"``, missing or misshapen tensors.
     """
@@ -551,7 +579,8 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
         if arch == "jumprelu":
             if not bool((w["threshold"] > 0).all()):
                 raise DictionaryError(f"{weights_path}: threshold must be > 0 for every latent")
-            sae.log_threshold.copy_(w["threshold"].log())
+            sae.jump_threshold.copy_(w["threshold"])
+            snap_thresholds(sae)
     sae.eval()
     ours = cfg.get("steerlab") if isinstance(cfg.get("steerlab"), dict) else {}
     model, layer = model or cfg.get("model_name"), layer or cfg.get("hook_name")
@@ -561,7 +590,7 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
         sae=sae,
         model=model,
         layer=layer,
-        target=ours.get("kind", "feature"),
+        target=_target_of(cfg, ours, cfg_path),
         weights_hash=ours.get("weights_hash"),
         data_description=f"imported from the SAELens folder {folder.name}",
         data_hash=ours.get("data_sha256"),

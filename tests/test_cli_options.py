@@ -28,6 +28,9 @@ EXPECTED = {
     "corpus clips",
     "corpus render",
     "dictionaries",
+    "dictionary",
+    "dictionary export-saelens",
+    "dictionary import-saelens",
     "eval",
     "eval codec",
     "eval samplecnn",
@@ -73,7 +76,7 @@ MODEL_RUNNING = {
     "train tokenlm",
 }
 #: commands that load a model without running it (its layer table, its shipped dictionaries)
-LOAD_ONLY = {"layers", "arch", "dictionaries"}
+LOAD_ONLY = {"layers", "arch", "dictionaries", "dictionary import-saelens"}  # read names or configs, run nothing
 OUTPUT_NAMES = {"output", "out_dir", "output_dir"}  # the parameter names commands read -o into
 
 
@@ -209,10 +212,12 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "eval codec",
         "eval samplecnn",
     }
-    assert seen["model"] == loaders | {"dictionaries", "partials"}
+    assert seen["model"] == loaders | {"dictionaries", "dictionary import-saelens", "partials"}
     assert seen["checkpoint"] == loaders
     assert seen["output"] == {
         "intervene",
+        "dictionary export-saelens",
+        "dictionary import-saelens",
         "learn features",
         "learn archetypes",
         "analyze",
@@ -225,7 +230,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 17 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 19 and "synth" not in seen["json"]
     assert seen["device"] == MODEL_RUNNING
     assert seen["threads"] == MODEL_RUNNING
 

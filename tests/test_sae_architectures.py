@@ -39,26 +39,36 @@ def test_recovers_planted_directions(arch, trained, data):
         f"{float(best_cosines(sae, data[1]).min()):.3f}, EV {metrics['explained_variance']:.3f}, "
         f"L0 {metrics['l0']:.2f}, dead {metrics['dead_fraction']:.3f}"
     )
-    # measured: batchtopk 1.000 (EV 0.960, L0 2.97), jumprelu 1.000 (EV 0.961, L0 2.94),
+    # measured: batchtopk 1.000 (EV 0.960, L0 2.97), jumprelu 1.000 (EV 0.921, L0 2.40),
     # matryoshka 0.917 (EV 0.934, L0 3.00: its small prefixes must reconstruct alone, which costs
     # a few planted directions on data without hierarchy)
     assert share >= 0.9 and metrics["explained_variance"] > 0.9
-    assert metrics["l0"] == pytest.approx(ACTIVE, abs=0.1)  # inference sparsity at the planted k
+    if arch == "jumprelu":  # no k: its L0 coefficient sets the sparsity; planted weights of 0.5 fall
+        assert 2.0 < metrics["l0"] < ACTIVE  # below its thresholds, so a little under the planted 3
+    else:
+        assert metrics["l0"] == pytest.approx(ACTIVE, abs=0.1)  # inference sparsity at the planted k
 
 
-def test_batchtopk_passes_the_64_of_64_bar_at_default_settings():
+#: the 64/64 planted bar at default settings, seeds 6-8 (measured; docs/sae.md): batchtopk passes
+#: it; jumprelu (paper recipe, docs/sae.md) and matryoshka (its small prefixes must reconstruct
+#: alone, which costs planted directions on data without hierarchy) miss it
+BAR_64 = {"batchtopk": [1.0, 0.969, 1.0], "jumprelu": [0.844, 0.953, 0.859], "matryoshka": [0.906, 0.875, 0.969]}
+
+
+@pytest.mark.parametrize("arch", NEW)
+def test_the_64_of_64_bar_at_default_settings(arch):
     """The bar of issue 11 §6 (tests/test_sae.py: 95% of 64 planted directions at cosine 0.95 by an SAE
-    of 64 latents), same seeds and default settings as TopK's test. Measured: 1.000, 0.969, 1.000.
-    The other two miss it at these defaults (docs/analyze.md): matryoshka 0.906, 0.875, 0.969;
-    jumprelu 0.0 on all three (its thresholds, from 0.001 * sqrt(width), have not risen in 960 steps:
-    L0 ~54, a dense reconstruction; 0.0 too at lr 3e-3 and 60 epochs, L0 ~50)."""
+    of 64 latents), same seeds and default settings as TopK's test. batchtopk must pass it; the two
+    that miss it must still reach what they were measured at (within one direction of 64)."""
     shares = []
     for seed in (6, 7, 8):
         x, truth = planted_square(seed)
-        sae, _ = train_sae(x, SAEConfig(width=WIDTH, size=64, k=ACTIVE, epochs=30, architecture="batchtopk"))
+        sae, _ = train_sae(x, SAEConfig(width=WIDTH, size=64, k=ACTIVE, epochs=30, architecture=arch))
         shares.append(recovered(sae, truth))
-    print(f"batchtopk, 64 planted / 64 latents: recovered {shares}")
-    assert min(shares) >= 0.95
+    print(f"{arch}, 64 planted / 64 latents: recovered {shares}")
+    if arch == "batchtopk":
+        assert min(shares) >= 0.95
+    assert shares == pytest.approx(BAR_64[arch], abs=1 / 64 + 1e-6)
 
 
 def test_batchtopk_keeps_k_per_vector_on_average_and_infers_with_its_threshold(trained, data):
@@ -97,11 +107,13 @@ def test_jumprelu_straight_through_gradients_match_the_paper():
     assert theta.grad.tolist() == pytest.approx([0.0, -10.0, -10.0])
 
 
-def test_jumprelu_learns_per_latent_thresholds(trained):
+def test_jumprelu_learns_per_latent_thresholds(trained, data):
     sae, _ = trained["jumprelu"]
     theta = sae.thresholds
     init = SAEConfig(width=WIDTH, size=64).effective_threshold_init
     print(f"jumprelu thresholds: init {init:.4f}, trained {float(theta.min()):.3f}..{float(theta.max()):.3f}")
+    assert init == 0.001  # the paper's, in its unit-mean-squared-norm input space
+    assert float(sae.scale) ** 2 == pytest.approx(float(((data[0] - data[0].mean(0)) ** 2).sum(1).mean()), rel=1e-4)
     assert float(theta.median()) > 100 * init and float(theta.std()) > 0  # learned, and per latent
 
 
@@ -238,3 +250,38 @@ def test_saelens_import_refuses_what_it_cannot_read(trained, tmp_path):
     cfg.write_text(json.dumps({**doc, "d_sae": 63}))
     with pytest.raises(DictionaryError, match=r"W_enc must have shape \[32, 63\]"):
         dictionary.import_saelens(folder)
+
+
+@pytest.mark.parametrize("target", ["feature", "archetype"])
+def test_cli_export_then_import_saelens_round_trips(target, trained, data, tmp_path):
+    """``steerlab dictionary export-saelens`` then ``import-saelens``: cfg.json's metadata says what
+    the SAE reads (``r_{t+1} - r_t`` for archetypes), the import reads it back, the codes match."""
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+
+    folder = dictionary.save(_dictionary(trained["jumprelu"], target=target), tmp_path / "ours")
+    runner, cli = CliRunner(), get_cli()
+    out = runner.invoke(cli, ["dictionary", "export-saelens", str(folder), "-o", str(tmp_path / "sl")])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
+    assert cfg["metadata"]["steerlab_input"] == {"feature": "r_t", "archetype": "r_{t+1} - r_t"}[target]
+    del cfg["steerlab"]  # a foreign writer: only the metadata says what the SAE reads
+    (tmp_path / "sl" / "cfg.json").write_text(json.dumps(cfg))
+    out = runner.invoke(
+        cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back"), "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["target"] == target
+    back, ours = dictionary.load(tmp_path / "back"), dictionary.load(folder)
+    assert back.target == target and back.config.architecture == "jumprelu"
+    x = data[0][:512]
+    with torch.no_grad():
+        assert torch.equal(back.sae.encode(x) > 0, ours.sae.encode(x) > 0)
+        assert torch.allclose(back.sae(x)[0], ours.sae(x)[0], atol=1e-5 * float(x.abs().max()))
+    again = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back")])
+    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    cfg["metadata"]["steerlab_input"] = "r_t + 1"
+    (tmp_path / "sl" / "cfg.json").write_text(json.dumps(cfg))
+    bad = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "b2")])
+    assert bad.exit_code == 1 and "metadata.steerlab_input" in bad.output and not (tmp_path / "b2").exists()
