@@ -29,11 +29,11 @@ from steerlab.artifacts import atomic_path
 #: the stylesheet of every report: readable width, tables that wrap long cells and scroll when wider
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;font-size:14px;color:#222}
 table{border-collapse:collapse;margin:.5em 0;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;
-text-align:left;vertical-align:top;overflow-wrap:anywhere;max-width:32em}
+text-align:left;vertical-align:top;overflow-wrap:break-word}
 .scroll{max-width:100%;overflow-x:auto;margin:.5em 0}.scroll>table{margin:0}
 img{max-width:100%;height:auto}audio{width:100%;max-width:360px;min-width:200px;display:block}
 .players{display:flex;flex-wrap:wrap;gap:.6em 1.4em;margin:.4em 0}.player{font-size:12px}
-.note{font-size:12px;color:#555}code{background:#eee;overflow-wrap:anywhere}section{margin-bottom:2.5em}"""
+.note{font-size:12px;color:#555}code{background:#eee;overflow-wrap:break-word}section{margin-bottom:2.5em}"""
 
 AUDIO_TYPE = "audio/wav"  # 16-bit PCM WAV: every browser plays it, no encoder needed
 
@@ -141,8 +141,8 @@ def _titles(fig: Any) -> list[tuple[Any, Any]]:
 
 def overflowing_titles(fig: Any, slack_px: float = 1.0) -> list[str]:
     """The titles whose rendered width exceeds their axes' width (the suptitle: the figure's),
-    measured with matplotlib's text extent after a full draw."""
-    fig.canvas.draw()
+    measured with matplotlib's text extent after a layout pass (a draw without rasterizing)."""
+    fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     return [
         t.get_text()
@@ -155,7 +155,7 @@ def fit_titles(fig: Any, rounds: int = 4) -> None:
     """Wrap every title (and the suptitle) onto more lines until its rendered width fits the
     width of its axes (the suptitle: of the figure); a single word wider than that is left whole."""
     for _ in range(rounds):
-        fig.canvas.draw()
+        fig.draw_without_rendering()  # layout and text extents, no pixels: a fraction of a draw
         renderer = fig.canvas.get_renderer()
         changed = False
         for t, box in _titles(fig):

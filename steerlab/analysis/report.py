@@ -24,6 +24,8 @@ REPORT_FILE, HTML_FILE = "report.json", "report.html"
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list) and len(v) > 12:  # a curve or a per-item list: the numbers are in report.json
+        return f"{len(v)} values (in report.json)"
     if isinstance(v, (list, dict)):
         text = json.dumps(v)
         return text if len(text) <= 160 else text[:157] + "..."

@@ -431,7 +431,7 @@ def _verdict_table(
     return f"<div class=pair>{reporting.scroll(table)}{ctrl_html}</div>"
 
 
-CSS = """td,th{text-align:center;padding:3px 6px;max-width:none}
+CSS = """td,th{text-align:center;padding:3px 6px}
 td.yes{background:#d9f2d9}td.no{background:#fbe3e3}td.unv{background:#eee;color:#666}.ok{color:#070}.bad{color:#b00}
 .controls{border:2px solid #888;padding:6px;margin:6px 0;background:#f7f7f7;max-width:420px;flex:0 0 360px}
 .pair{display:flex;gap:1em;align-items:flex-start}.pair>.scroll{flex:1 1 auto;min-width:0}
