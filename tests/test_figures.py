@@ -111,7 +111,9 @@ def saved(monkeypatch):
                 # an artist without its own bar is served by one of the same colour map and limits
                 "no_colorbar": [type(a).__name__ for a in mapped if (a.get_cmap().name, a.get_clim()) not in scales],
                 "mapped": len(mapped),
-                "scales": {ax.get_title().split(":")[-1].strip(): (ax.get_xscale(), ax.get_yscale()) for ax in fig.axes},
+                "scales": {
+                    ax.get_title().split(":")[-1].strip(): (ax.get_xscale(), ax.get_yscale()) for ax in fig.axes
+                },
             }
         )
 

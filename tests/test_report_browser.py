@@ -91,7 +91,11 @@ def test_a_real_partials_report_passes(tmp_path):
 def test_a_broken_page_fails_and_a_sound_one_passes(tmp_path):
     wav = reporting.wav_bytes(tone(), SR)
     png = reporting.png(reporting.figure(3, 2)[0])
-    wide = "<table><tr>" + "".join(f"<td>column_{i}_with_a_long_unbreakable_name</td>" for i in range(60)) + "</tr></table>"
+    wide = (
+        "<table><tr>"
+        + "".join(f"<td>column_{i}_with_a_long_unbreakable_name</td>" for i in range(60))
+        + "</tr></table>"
+    )
     svg = "<svg width=40 height=20><rect width=40 height=20 fill=teal /></svg>"
     good = [reporting.img(png, "a figure"), svg, reporting.audio_player(wav, "a tone"), reporting.scroll(wide)]
     (tmp_path / "good.html").write_text(reporting.page("good", good))
