@@ -694,9 +694,9 @@ def trajectory_music(path: str | Path, info: Any, n: int) -> np.ndarray:
     wave = load_audio(path, int(info.sample_rate), 1)[0][0].astype(np.float64)
     if len(wave) < n:
         raise ConfigError(
-            f"trajectory clip {str(path)!r} holds {len(wave) / info.sample_rate:.2f} s; the trajectories "
-            f"need {n / info.sample_rate:.2f} s ({n} samples at {info.sample_rate:g} Hz): give a longer clip "
-            "or fewer --trajectory-frames",
+            f"trajectory clip {str(path)!r} holds {len(wave)} samples ({len(wave) / info.sample_rate:.3g} s) at "
+            f"{info.sample_rate:g} Hz; the trajectories need {n} ({n / info.sample_rate:.3g} s): give a longer "
+            "clip or fewer --trajectory-frames",
             parameter="trajectory_clip",
         )
     energy = np.concatenate([[0.0], np.cumsum(wave**2)])
