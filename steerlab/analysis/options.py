@@ -66,7 +66,8 @@ class AnalysisOptions:
     ``redundancy_threshold``: |cosine| above which two directions count as a redundant pair (d);
     ``fragment_latents`` / ``fragments_per_latent`` / ``fragment_samples`` (None: auto,
     ``max(256, 4 x span)``) / ``band_hz`` (None: 3 x fs / fragment length) (i);
-    ``trajectory_frames`` / ``sine_hz`` (j); ``test_share`` (h); ``seed``: subsampling,
+    ``trajectory_frames`` / ``sine_hz`` / ``trajectory_clip`` (j: an audio file of the user's whose
+    loudest stretch is the music trajectory; None: a synthetic chord); ``test_share`` (h); ``seed``: subsampling,
     random baselines and the regression split; ``only``: analyses to run.
     """
 
@@ -91,6 +92,7 @@ class AnalysisOptions:
     seed: int = 0
     only: tuple[str, ...] = ANALYSES
     quick: bool = False
+    trajectory_clip: str | None = None
 
     def __post_init__(self) -> None:
         # checked, not converted: report.json records the options as given
@@ -129,6 +131,8 @@ class AnalysisOptions:
         if not self.only:
             raise ConfigError(f"no analyses selected; choose from {', '.join(ANALYSES)}", parameter="only")
         check.integer("seed", self.seed)
+        if self.trajectory_clip is not None and not isinstance(self.trajectory_clip, str):
+            raise check.fail("trajectory_clip", "a path to an audio file (str) or None", self.trajectory_clip)
 
     @classmethod
     def quick_preset(cls, **overrides: Any) -> AnalysisOptions:
@@ -163,4 +167,5 @@ AUTO_REASONS = {
     "analyses.i_fragments.summary.fragment_samples (when i ran)",
     "band_hz": "not given: auto, 3 x sample rate / fragment length; the value used is "
     "analyses.i_fragments.summary.band_hz (when i ran)",
+    "trajectory_clip": "not given: the music trajectory (j) is a synthetic chord (steerlab.synth, seed)",
 }

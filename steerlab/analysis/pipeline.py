@@ -546,7 +546,10 @@ def _fragments(run: _Run) -> dict[str, Any]:
         cos[j] = float((unit[rows] @ run.dirs[j]).mean()) if len(rows) else None
     rand_rows = run.rng.choice(len(run.x), min(o.fragments_per_latent, len(run.x)), replace=False)
     where["random vectors"] = (run.cap.clip[rand_rows], run.cap.frame[rand_rows])
-    frags = fragments_for(run.corpus, info, run.target, where, length)
+    # one pass cuts the longer windows the report plays; the analysed fragments are their centres
+    listen = max(length, int(LISTEN_S * sr))
+    heard = fragments_for(run.corpus, info, run.target, where, listen)
+    frags = {name: f[:, listen // 2 - length // 2 :][:, :length] for name, f in heard.items()}
     lobe = main_lobe_hz(info)
     max_lag = max(1, min(max(info.receptive_field, info.hop), length // 4))
     table, panels = [], []
@@ -596,7 +599,41 @@ def _fragments(run: _Run) -> dict[str, Any]:
             f"({', '.join(r['fragments_of'] for r in table) or 'none'}) hold no energy"
         ]
     headline = "; ".join(heads) + f" (layer main lobe {lobe:.0f} Hz)"
-    return {"summary": summary, "table": table, "headline": headline, "figure": plots.fragments(panels, sr, lobe)}
+    return {
+        "summary": summary,
+        "table": table,
+        "headline": headline,
+        "figure": plots.fragments(panels, sr, lobe),
+        **_listening(heard, sr, "i_fragments"),
+    }
+
+
+LISTEN_S, LISTEN_FRAGMENTS = 0.3, 8  # each fragment played with 300 ms of context; at most 8 per reel
+
+
+def _listening(heard: dict[str, np.ndarray], sr: float, key: str) -> dict[str, Any]:
+    """Listening reels for the report: per name, its first fragments (strongest first) played one
+    after another (:func:`steerlab.reporting.listening_reel`), as 16-bit WAV files ``audio`` and
+    their description ``listen`` (kept in report.json)."""
+    from steerlab import reporting
+
+    audio, listen = {}, []
+    for name, f in heard.items():
+        if not len(f) or not np.abs(f).max() > 0:
+            continue
+        file = f"audio/{key}_{name.replace(' ', '_')}.wav"
+        reel = reporting.listening_reel(f[:LISTEN_FRAGMENTS], sr)
+        audio[file] = reporting.wav_bytes(reel, sr)
+        listen.append(
+            {
+                "label": name,
+                "file": file,
+                "fragments": int(min(len(f), LISTEN_FRAGMENTS)),
+                "fragment_ms": 1000 * f.shape[1] / sr,
+                "seconds": len(reel) / sr,
+            }
+        )
+    return {"audio": audio, "listen": listen}
 
 
 def _trajectories(run: _Run) -> dict[str, Any]:
@@ -605,13 +642,16 @@ def _trajectories(run: _Run) -> dict[str, Any]:
     o, info = run.opts, run.info
     sr = info.sample_rate
     warm = math.ceil(info.receptive_field / info.hop) + 1  # frames that still see the zero padding
-    n = (o.trajectory_frames + warm + 1) * info.hop
+    n = trajectory_samples(o, info)
     t = np.arange(n) / sr
     rng = np.random.default_rng(o.seed)
-    music = synthesize(ClipSpec("chord", o.seed, sr, n / sr))[:n]
+    if o.trajectory_clip:
+        music_name, music = f"music ({Path(o.trajectory_clip).name})", trajectory_music(o.trajectory_clip, info, n)
+    else:
+        music_name, music = "music-like (synth chord)", synthesize(ClipSpec("chord", o.seed, sr, n / sr))[:n]
     waves = {
         f"sine {o.sine_hz:g} Hz": 0.5 * np.sin(2 * np.pi * o.sine_hz * t),
-        "music-like (synth chord)": music,
+        music_name: music,
         "white noise (RMS 0.1)": 0.1 * rng.standard_normal(n),
     }
     acts = activations(run.model, info, waves.values())
@@ -635,10 +675,37 @@ def _trajectories(run: _Run) -> dict[str, Any]:
         "headline": headline,
         "figure": fig,
         "data": {
-            "description": f"generated: {', '.join(waves)}; {o.trajectory_frames} frames each, seed {o.seed}",
+            "description": f"generated: {', '.join(waves)}; {o.trajectory_frames} frames each, seed {o.seed}"
+            + (f"; the music is the loudest stretch of {o.trajectory_clip}" if o.trajectory_clip else ""),
             "sha256": hashlib.sha256(b"".join(np.asarray(w, "<f4").tobytes() for w in waves.values())).hexdigest(),
         },
     }
+
+
+def trajectory_samples(opts: AnalysisOptions, info: Any) -> int:
+    """Input samples one trajectory needs: its frames, the warm-up frames skipped, one more."""
+    return (opts.trajectory_frames + math.ceil(info.receptive_field / info.hop) + 2) * info.hop
+
+
+def trajectory_music(path: str | Path, info: Any, n: int) -> np.ndarray:
+    """The ``n`` samples (mono, at the layer's sample rate) of the user's clip ``path`` with the
+    most energy: the loudest stretch, so a quiet intro or trailing silence is never the music
+    measured. Raises :class:`steerlab.errors.AudioError` for an unreadable file and
+    :class:`steerlab.errors.ConfigError` (``trajectory_clip``) for one shorter than ``n`` samples."""
+    from steerlab.audio import load_audio
+    from steerlab.errors import ConfigError
+
+    wave = load_audio(path, int(info.sample_rate), 1)[0][0].astype(np.float64)
+    if len(wave) < n:
+        raise ConfigError(
+            f"trajectory clip {str(path)!r} holds {len(wave)} samples ({len(wave) / info.sample_rate:.3g} s) at "
+            f"{info.sample_rate:g} Hz; the trajectories need {n} ({n / info.sample_rate:.3g} s): give a longer "
+            "clip or fewer --trajectory-frames",
+            parameter="trajectory_clip",
+        )
+    energy = np.concatenate([[0.0], np.cumsum(wave**2)])
+    start = int(np.argmax(energy[n:] - energy[:-n]))
+    return wave[start : start + n]
 
 
 RUNNERS = {
@@ -682,6 +749,8 @@ def analyze(
         label=str(dictionary_path) if dictionary_path is not None else "",
     )
     o = options
+    if o.trajectory_clip and "trajectories" in o.only:  # a bad clip fails now, not after the other analyses
+        trajectory_music(o.trajectory_clip, info, trajectory_samples(o, info))
     say(f"capturing {d.target} vectors of {model.name} {info.name} from {corpus.describe()} (at most {o.max_vectors})")
     cap = capture(model, info, corpus, d.target, o.max_vectors, o.seed)
     from steerlab.sae import require_variance  # degenerate data: one line now, not a failure mid-report
@@ -716,6 +785,7 @@ def analyze(
             out = RUNNERS[name](run)
             fig_name = f"figures/{key}.png"
             figures[fig_name] = out.pop("figure")
+            figures.update(out.pop("audio", {}))  # the report's listening reels (audio/*.wav)
             seeds = out.pop("seeds", None)
             data = out.pop("data", None)
             prov_data = (

@@ -1,35 +1,26 @@
 """One PNG per analysis, returned as bytes for the self-contained HTML report.
 
-matplotlib is imported inside each function (Agg canvas, no pyplot, no global
-backend), as in :mod:`steerlab.figures`, so importing steerlab stays cheap.
+Figures come from :mod:`steerlab.reporting` (Agg canvas, no pyplot, no global backend;
+titles wrapped to fit their axes), so importing steerlab stays cheap. Every colour scale
+has a colour bar, and spectra use a logarithmic frequency axis.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from steerlab import reporting
+
 
 def _figure(w: float, h: float, cols: int = 1, rows: int = 1):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), dpi=90, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    return fig, axes
+    return reporting.figure(w, h, rows=rows, cols=cols, dpi=90)
 
 
 def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png")
-    finally:
-        fig.clear()
-    return buf.getvalue()
+    return reporting.png(fig)
 
 
 def coverage(best: np.ndarray, curve: dict[str, Any], random_curve: dict[str, Any], threshold: float) -> bytes:
@@ -155,21 +146,23 @@ def fragments(panels: Sequence[dict[str, Any]], sample_rate: float, main_lobe_hz
         row[0].set(xlabel="time from centre (ms)", title=f"{p['label']}: aligned fragments")
         row[0].legend(fontsize=7)
         power, freqs = p["power"], p["freqs"]
+        low = float(freqs[1]) if len(freqs) > 1 else 1.0  # the lowest bin above DC: a log axis starts there
         db = 10 * np.log10(np.maximum(power, 1e-12))
         for s in db:
-            row[1].plot(freqs, s, color="tab:orange", alpha=0.25, lw=0.7)
+            row[1].plot(freqs[1:], s[1:], color="tab:orange", alpha=0.25, lw=0.7)
         mean_db = 10 * np.log10(np.maximum(power.mean(axis=0), 1e-12))
-        row[1].plot(freqs, mean_db, color="k", lw=1.6, label="mean spectrum")
+        row[1].plot(freqs[1:], mean_db[1:], color="k", lw=1.6, label="mean spectrum")
         peak = freqs[int(power.mean(axis=0).argmax())]
         row[1].axvspan(
-            max(peak - main_lobe_hz / 2, 0),
-            peak + main_lobe_hz / 2,
+            max(peak - main_lobe_hz / 2, low),
+            max(peak + main_lobe_hz / 2, low * 1.05),
             color="tab:green",
             alpha=0.15,
             label=f"layer main lobe fs/N = {main_lobe_hz:.0f} Hz",
         )
+        reporting.log_frequency(row[1], low, sample_rate / 2)
         row[1].set(
-            xlabel="frequency (Hz)", ylabel="dB", title=f"{p['label']}: spectra", ylim=(mean_db.max() - 60, None)
+            xlabel="frequency (Hz, log)", ylabel="dB", title=f"{p['label']}: spectra", ylim=(mean_db.max() - 60, None)
         )
         row[1].legend(fontsize=7)
     return _png(fig)
@@ -179,6 +172,7 @@ def trajectories(projections: dict[str, np.ndarray], ratios: Sequence[float]) ->
     fig, ax = _figure(12, 3.8, cols=len(projections))
     for a, (name, p) in zip(ax[0], projections.items()):
         a.plot(p[:, 0], p[:, 1], "-", lw=0.8)
-        a.scatter(p[:, 0], p[:, 1], c=np.arange(len(p)), s=6, cmap="viridis")
+        dots = a.scatter(p[:, 0], p[:, 1], c=np.arange(len(p)), s=6, cmap="viridis")
+        fig.colorbar(dots, ax=a, label="frame")
         a.set(title=name, xlabel=f"PC1 ({ratios[0]:.0%})", ylabel=f"PC2 ({ratios[1]:.0%})" if len(ratios) > 1 else "")
     return _png(fig)

@@ -1,7 +1,8 @@
-"""Write an analysis report folder: ``report.json``, ``report.html`` and ``figures/*.png``.
+"""Write an analysis report folder: ``report.json``, ``report.html``, ``figures/*.png`` and ``audio/*.wav``.
 
-The HTML is self-contained (figures embedded as base64 PNG), so it can be mailed or
-archived alone. Beside every figure it shows our headline, post 1's corresponding
+The HTML is self-contained (figures and audio embedded as base64 PNG and WAV, built with
+:mod:`steerlab.reporting`), so it can be mailed or archived alone; the fragments behind
+the shown directions (analysis i) can be listened to there. Beside every figure it shows our headline, post 1's corresponding
 statement, the analysis's table and its provenance (seeds, dictionary config hash,
 model weights hash, data description and hash, versions). The folder is written into
 a temporary folder beside the target and renamed into place.
@@ -9,12 +10,12 @@ a temporary folder beside the target and renamed into place.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from pathlib import Path
 from typing import Any
 
+from steerlab import reporting
 from steerlab.artifacts import clean_json
 
 REPORT_FILE, HTML_FILE = "report.json", "report.html"
@@ -23,6 +24,8 @@ REPORT_FILE, HTML_FILE = "report.json", "report.html"
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list) and len(v) > 12:  # a curve or a per-item list: the numbers are in report.json
+        return f"{len(v)} values (in report.json)"
     if isinstance(v, (list, dict)):
         text = json.dumps(v)
         return text if len(text) <= 160 else text[:157] + "..."
@@ -42,9 +45,9 @@ def _table(obj: Any) -> str:
             + "</tr>"
             for name, v in obj.items()
         )
-        return f"<table><tr>{head}</tr>{rows}</table>"
+        return reporting.scroll(f"<table><tr>{head}</tr>{rows}</table>")
     if isinstance(obj, dict):
-        return (
+        return reporting.scroll(
             "<table>"
             + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in obj.items())
             + "</table>"
@@ -57,22 +60,35 @@ def _table(obj: Any) -> str:
             "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in shown
         )
         more = f"<p class=note>{len(obj) - len(shown)} more rows in report.json</p>" if len(obj) > len(shown) else ""
-        return f"<table><tr>{head}</tr>{rows}</table>{more}"
+        return reporting.scroll(f"<table><tr>{head}</tr>{rows}</table>") + more
     return ""
 
 
-_STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:.5em 0;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}
-.source{background:#f4f4f4;border-left:4px solid #888;padding:.4em .8em}.ours{border-left:4px solid #2a7;padding:.4em .8em}
-.prov{font-size:11px;color:#555}.note{font-size:12px;color:#555}img{max-width:100%}section{margin-bottom:2.5em}"""
+_STYLE = """.source{background:#f4f4f4;border-left:4px solid #888;padding:.4em .8em}
+.ours{border-left:4px solid #2a7;padding:.4em .8em}.prov{font-size:11px;color:#555;overflow-wrap:anywhere}"""
+
+
+def _players(entry: dict[str, Any], files: dict[str, bytes]) -> str:
+    """The listening reels of an analysis (``entry["listen"]``), one player each."""
+    reels = [r for r in entry.get("listen") or () if r["file"] in files]
+    if not reels:
+        return ""
+    players = "".join(
+        reporting.audio_player(
+            files[r["file"]], f"{r['label']}: {r['fragments']} fragments of {r['fragment_ms']:.0f} ms, strongest first"
+        )
+        for r in reels
+    )
+    return (
+        "<h3>Listen</h3><p class=note>Each player plays a direction's top-activating fragments one after "
+        "another (each with its context, faded in and out, 150 ms apart); <i>random vectors</i> is the "
+        f"reference: fragments behind randomly chosen vectors.</p><div class=players>{players}</div>"
+    )
 
 
 def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
     d, m, data = doc["dictionary"], doc["model"], doc["data"]
     parts = [
-        f"<!doctype html><html><head><meta charset=utf-8><title>steerlab analysis: {html.escape(d['kind'])} "
-        f"dictionary of {html.escape(m['name'])} {html.escape(d['layer'])}</title><style>{_STYLE}</style></head>"
-        "<body>",
         f"<h1>Analysis of a {html.escape(d['kind'])} dictionary: {html.escape(m['name'])} "
         f"{html.escape(d['layer'])}</h1>",
         "<p class=note>Archetypes are SAE directions over generators g_t = r_(t+1) - r_t (recurring motions of "
@@ -106,8 +122,8 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
             continue
         parts.append(f"<p class=ours><b>Ours:</b> {html.escape(a['headline'])}</p>")
         parts.append(f"<p class=source><b>Post 1:</b> {html.escape(a['source'])}</p>")
-        png = base64.b64encode(figures[a["figure"]]).decode("ascii")
-        parts.append(f"<img alt='{html.escape(a['title'])}' src='data:image/png;base64,{png}'>")
+        parts.append(reporting.img(figures[a["figure"]], a["title"]))
+        parts.append(_players(a, figures))
         p = a["provenance"]
         parts.append(
             f"<p class=prov>seeds {html.escape(json.dumps(p['seeds']))}; dictionary config sha256 "
@@ -119,8 +135,8 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
         if isinstance(a.get("table"), (list, dict)) and not (isinstance(a["table"], dict) and "curves" in a["table"]):
             parts.append(_table(a["table"]))
         parts.append("</section>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    title = f"steerlab analysis: {d['kind']} dictionary of {m['name']} {d['layer']}"
+    return reporting.page(title, parts, _STYLE)
 
 
 def write_report(doc: dict[str, Any], figures: dict[str, bytes], folder: str | Path, overwrite: bool = False) -> Path:
@@ -133,7 +149,8 @@ def write_report(doc: dict[str, Any], figures: dict[str, bytes], folder: str | P
     with _atomic_folder(folder, overwrite, REPORT_FILE) as work:
         (work / "figures").mkdir()
         normal_permissions(work / "figures", directory=True)
-        for name, png in figures.items():
+        for name, png in figures.items():  # figures/*.png and audio/*.wav
+            (work / name).parent.mkdir(exist_ok=True)
             (work / name).write_bytes(png)
             normal_permissions(work / name)
         (work / HTML_FILE).write_text(render_html(doc, figures))

@@ -70,6 +70,13 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--fragment-samples", type=int, default=None, help="Fragment length in samples (i) [auto].")
 @click.option("--band-hz", type=float, default=None, help="Half-width of the 'near the peak' band (i) [3 fs/length].")
 @click.option("--trajectory-frames", type=int, default=None, help="Frames per trajectory (j) [200; quick 120].")
+@click.option(
+    "--trajectory-clip",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="An audio file of yours whose loudest stretch is the music trajectory (j) [a synthetic chord].",
+)
 @click.option("--seed", type=int, default=0, help="Seed of subsampling, baselines, splits and generated clips.")
 @click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
 @click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")

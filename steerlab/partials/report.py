@@ -1,6 +1,8 @@
 """Outputs of a finished partials run: ``summary.csv``, ``figures/`` and ``report.html``.
 
-The report is one self-contained HTML file (figures and audio inlined as base64) that
+The report is one self-contained HTML file (figures and audio inlined as base64, built
+with :mod:`steerlab.reporting`: example decodes play in the page, tables scroll rather than
+widen it, titles are wrapped to fit their panels) that
 puts, beside every verdict table, the two controls (the positive-control model and
 the random null) and, per layer, the architecture's prediction (:mod:`steerlab.arch`)
 with its rank agreement with the measured verdicts. Everything is regenerated from
@@ -9,16 +11,15 @@ with its rank agreement with the measured verdicts. Everything is regenerated fr
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from steerlab import reporting
 from steerlab.artifacts import atomic_path
 from steerlab.partials.config import PartialsConfig
 from steerlab.partials.verdicts import Verdict, control_summary, label, validation
@@ -142,19 +143,11 @@ def write_summary(
 
 
 def _figure(**kw: Any):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(layout="constrained", **kw)
-    FigureCanvasAgg(fig)
-    return fig
+    return reporting.new_figure(**kw)
 
 
 def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    fig.clear()
-    return path
+    return reporting.save_png(fig, path, dpi=90)
 
 
 def _heatmap(
@@ -317,20 +310,6 @@ def dose_response(
 # ---- report.html --------------------------------------------------------------------------------
 
 
-def _b64_png(path: Path) -> str:
-    return base64.b64encode(Path(path).read_bytes()).decode()
-
-
-def _b64_wav(path: Path) -> str:
-    """16-bit PCM for the page (the float WAV on disk stays exact): a third of the size."""
-    import soundfile as sf
-
-    x, sr = sf.read(str(path), dtype="float32")
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(x, -1, 1), sr, format="WAV", subtype="PCM_16")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _fmt(x: Any, nd: int = 2) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
@@ -445,17 +424,18 @@ def _verdict_table(
             f"<tr><td>{html.escape(layer)}</td><td>{family}</td><td>{f:g}</td><td>{d}</td>"
             f"<td>{pred}</td>{''.join(tds)}</tr>"
         )
-    return (
-        f"<div class=pair><table><tr><th>layer</th><th>family</th><th>target Hz</th><th>density</th>"
-        f"<th>predicted (score)</th>{head}</tr>{''.join(body)}</table>{ctrl_html}</div>"
+    table = (
+        f"<table><tr><th>layer</th><th>family</th><th>target Hz</th><th>density</th>"
+        f"<th>predicted (score)</th>{head}</tr>{''.join(body)}</table>"
     )
+    return f"<div class=pair>{reporting.scroll(table)}{ctrl_html}</div>"
 
 
-CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;font-size:14px}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:center}
+CSS = """td,th{text-align:center;padding:3px 6px}
 td.yes{background:#d9f2d9}td.no{background:#fbe3e3}td.unv{background:#eee;color:#666}.ok{color:#070}.bad{color:#b00}
-.controls{border:2px solid #888;padding:6px;margin:6px 0;background:#f7f7f7;max-width:420px}
-.pair{display:flex;gap:1em;align-items:flex-start}img{max-width:100%}code{background:#eee}"""
+.controls{border:2px solid #888;padding:6px;margin:6px 0;background:#f7f7f7;max-width:420px;flex:0 0 360px}
+.pair{display:flex;gap:1em;align-items:flex-start}.pair>.scroll{flex:1 1 auto;min-width:0}
+.pair>img{min-width:0}"""
 
 
 def write_report(
@@ -479,10 +459,7 @@ def write_report(
     cbox = _controls_box(ctrl, status, orc)
     val = validation(vs)
     t = cfg.thresholds
-    parts = [
-        f"<!doctype html><html><head><meta charset=utf-8><title>steerlab partials</title><style>{CSS}</style>"
-        "</head><body><h1>Are partials steerable? — steerlab partials</h1>"
-    ]
+    parts = ["<h1>Are partials steerable? — steerlab partials</h1>"]
     models = "".join(
         f"<li>{html.escape(p.model.name)} ({p.role}): weights sha256 <code>"
         f"{run_doc['weights_sha256'][p.model.name][:16]}</code>, layers "
@@ -525,7 +502,7 @@ def write_report(
         "and of predicted survival with the verdict (– when undefined, e.g. one side constant). "
         "The prediction says where a partial can survive, not that a given direction isolates it; the "
         "null's rows are the control, expected to disagree wherever the partial survives.</p>"
-        "<table><tr><th>model</th><th>family</th><th>method</th><th>path</th>"
+        "<div class=scroll><table><tr><th>model</th><th>family</th><th>method</th><th>path</th>"
         "<th>units</th><th>predicted survive</th><th>measured steerable</th><th>agree</th>"
         "<th>survives, not steerable</th><th>steerable, not predicted</th><th>ρ(score, share)</th>"
         "<th>ρ(survives, steerable)</th><th>ρ(score, gain)</th></tr>"
@@ -539,7 +516,7 @@ def write_report(
             f"<td>{_fmt(a['rho_score_share'])}</td><td>{_fmt(a['rho_survives_steerable'])}</td>"
             f"<td>{_fmt(a['rho_score_gain'])}</td></tr>"
         )
-    parts.append("</table><h2>Figures</h2>")
+    parts.append("</table></div><h2>Figures</h2>")
     for fig in figures:
         if (
             fig.name.endswith("_gain.png")
@@ -547,15 +524,16 @@ def write_report(
         ):
             twin = fig.with_name(fig.name.replace("_gain.png", "_gain_verdict.png"))
             parts.append(
-                f"<div class=pair><img style='max-width:49%' alt='{fig.name}' "
-                f"src='data:image/png;base64,{_b64_png(fig)}'><img style='max-width:49%' alt='{twin.name}' "
-                f"src='data:image/png;base64,{_b64_png(twin)}'></div>"
+                "<div class=pair>"
+                + reporting.img(fig.read_bytes(), fig.name, "max-width:49%")
+                + reporting.img(twin.read_bytes(), twin.name, "max-width:49%")
+                + "</div>"
             )
         elif not fig.name.endswith("_gain_verdict.png"):
-            parts.append(f"<p><img alt='{fig.name}' src='data:image/png;base64,{_b64_png(fig)}'></p>")
+            parts.append(f"<p>{reporting.img(fig.read_bytes(), fig.name)}</p>")
     parts.append(
-        "<h2>Listen: baseline vs patched decodes</h2><table><tr><th>model</th><th>layer</th><th>target</th>"
-        "<th>method</th><th>intervention</th><th>baseline</th><th>patched</th></tr>"
+        "<h2>Listen: baseline vs patched decodes</h2><div class=scroll><table><tr><th>model</th><th>layer</th>"
+        "<th>target</th><th>method</th><th>intervention</th><th>baseline</th><th>patched</th></tr>"
     )
     for ex in outcome.examples:
         b = folder / "examples" / f"{ex['key']}_baseline.wav"
@@ -566,13 +544,12 @@ def write_report(
         parts.append(
             f"<tr><td>{ex['model']}</td><td>{ex['layer']}</td><td>{ex['target_hz']:g} Hz d={ex['density']}"
             f"</td><td>{ex['method']}</td><td>{op} ({ex['path']})</td>"
-            f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(b)}'></audio></td>"
-            f"<td><audio controls src='data:audio/wav;base64,{_b64_wav(p)}'></audio></td></tr>"
+            f"<td>{reporting.audio_file_player(b)}</td><td>{reporting.audio_file_player(p)}</td></tr>"
         )
-    parts.append("</table></body></html>")
+    parts.append("</table></div>")
     out = folder / REPORT
     with atomic_path(out) as tmp:
-        tmp.write_text("".join(parts))
+        tmp.write_text(reporting.page("steerlab partials", "".join(parts), CSS))
     return ctrl
 
 
