@@ -371,3 +371,25 @@ def test_locality_subsampling_keeps_every_class_populated():
     loc = dynamics.locality(starts, one_hot(labels, 6), top_n=5, seed=0, max_vectors=500)
     assert loc["n_vectors"] <= 500 and all(t["n"] >= 1 for t in loc["dispersion"])
     assert all(np.isfinite(t["radius"]) for t in loc["dispersion"])
+
+
+def test_the_trajectory_clip_is_the_loudest_stretch_of_the_users_file(tmp_path):
+    """--trajectory-clip: the music trajectory is the n samples of the user's file with the most
+    energy (a quiet intro or trailing silence is never what is measured); too short: one line."""
+    import soundfile as sf
+
+    from steerlab.analysis.pipeline import trajectory_music
+    from steerlab.errors import ConfigError
+
+    class Layer:
+        sample_rate = 24_000
+
+    sr, n = 24_000, 4_800
+    rng = np.random.default_rng(0)
+    x = np.concatenate([0.01 * rng.standard_normal(sr), 0.5 * rng.standard_normal(n), np.zeros(sr)])
+    sf.write(tmp_path / "clip.wav", x.astype(np.float32), sr, subtype="FLOAT")
+    got = trajectory_music(tmp_path / "clip.wav", Layer(), n)
+    np.testing.assert_array_equal(got, x[sr : sr + n].astype(np.float32).astype(np.float64))
+    with pytest.raises(ConfigError, match="holds 52800 samples") as info:
+        trajectory_music(tmp_path / "clip.wav", Layer(), 60_000)
+    assert info.value.parameters == ("trajectory_clip", "trajectory_frames")

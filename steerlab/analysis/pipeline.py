@@ -700,8 +700,8 @@ def trajectory_music(path: str | Path, info: Any, n: int) -> np.ndarray:
         raise ConfigError(
             f"trajectory clip {str(path)!r} holds {len(wave)} samples ({len(wave) / info.sample_rate:.3g} s) at "
             f"{info.sample_rate:g} Hz; the trajectories need {n} ({n / info.sample_rate:.3g} s): give a longer "
-            "clip or fewer --trajectory-frames",
-            parameter="trajectory_clip",
+            "clip or fewer trajectory_frames",
+            parameter=("trajectory_clip", "trajectory_frames"),
         )
     energy = np.concatenate([[0.0], np.cumsum(wave**2)])
     start = int(np.argmax(energy[n:] - energy[:-n]))
