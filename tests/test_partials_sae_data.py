@@ -1,9 +1,9 @@
-"""``--sae-data stimuli``: every model learns its SAE dictionaries on the run's own training
-stimuli, with one set of SAE settings for the measured model and the controls
-(steerlab.partials.sae_data). Tests that fail if the recipe saw held-out stimuli, if control and
-main model were learned with different settings, or if the method picked another feature than
-its rule says; and the measured property that decides the outcome: on a control the recipe's
-dictionary holds no feature for the partial either."""
+"""``--sae-data stimuli``: every model learns its SAE dictionaries on the run's own
+stimuli (its training stimuli and further draws of the same units, ceil(K ln K) in all), with one
+set of SAE settings for the measured model and the controls (steerlab.partials.sae_data). Tests
+that fail if the recipe saw held-out stimuli, if control and main model were learned with
+different settings, or if the method picked another feature than its rule says; and a measured
+property: on a one-target filterbank control grid the recipe's dictionary holds the partial."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ train_seeds = 3
 test_seeds = 2
 [controls]
 positive_models = ["filterbank_24khz"]
+dictionary_size = 16
 [run]
 max_batch = 16
 examples = 0
@@ -53,15 +54,24 @@ def _dicts(folder):
     return {p.name: dictionary_io.load(p) for p in sorted((folder / FOLDER).iterdir())}
 
 
-def test_dictionaries_see_training_stimuli_only(stim_run):
+def test_dictionaries_see_training_and_further_stimuli_never_held_out(stim_run):
+    """ceil(K ln K) = 45 distinct stimuli for 16 latents: the 6 training stimuli of the two
+    units, then seeds from SEED_OFFSET (39 more, 19-20 per unit), none held out."""
+    from steerlab.partials.sae_data import SEED_OFFSET, dictionary_specs, min_stimuli
+
     cfg, outcome = stim_run
     dicts = _dicts(outcome.folder)
     assert set(dicts) == {"tiny_encodec_24khz__latent", "filterbank_24khz__bands"}
     for plan in outcome.plans:
         train = {s.key() for specs in plan.train.values() for s in specs}
         test = {s.key() for specs in plan.test.values() for s in specs}
-        seen = set(dicts[f"{plan.model.name}__{plan.layers[0].name}"].data_manifest["stimuli"])
-        assert seen == train and not seen & test
+        d = dicts[f"{plan.model.name}__{plan.layers[0].name}"]
+        seen = set(d.data_manifest["stimuli"])
+        assert train <= seen and not seen & test
+        assert len(seen) == min_stimuli(16) == d.data_manifest["stimulus_recipe"]["min_stimuli"] == 45
+    specs = dictionary_specs(outcome.plans[1], "bands", min_stimuli(16))
+    extra = {s.seed for s in specs} - {0, 1, 2}
+    assert extra == set(range(SEED_OFFSET, SEED_OFFSET + 20))  # 20 + 19 further stimuli, round robin
 
 
 def test_held_out_stimuli_do_not_change_the_dictionary_data():
@@ -70,7 +80,7 @@ def test_held_out_stimuli_do_not_change_the_dictionary_data():
 
     from steerlab import api, partials
     from steerlab.partials.plan import MAIN, plan_model
-    from steerlab.partials.sae_data import stimulus_frames, training_specs
+    from steerlab.partials.sae_data import dictionary_specs, stimulus_frames
 
     model = api.load_model("tiny_encodec_24khz")
     hashes = []
@@ -82,7 +92,7 @@ def test_held_out_stimuli_do_not_change_the_dictionary_data():
             }
         )
         plan = plan_model(cfg, model, MAIN, ["latent"], cfg.grid.targets_hz, cfg.grid.densities)
-        x, _ = stimulus_frames(plan, plan.layers[0], training_specs(plan, "latent"), 16384, 0, 16)
+        x, _ = stimulus_frames(plan, plan.layers[0], dictionary_specs(plan, "latent", 12), 16384, 0, 16)
         hashes.append(hashlib.sha256(x.tobytes()).hexdigest())
     assert hashes[0] == hashes[1]
 
@@ -144,18 +154,18 @@ def test_the_chosen_feature_is_the_rules(stim_run):
     assert checked == 4
 
 
-def test_control_stimulus_dictionary_has_no_single_partial_feature(stim_run):
-    """Measured (docs/partials.md), the reason the recipe does not validate the method: on the
-    filterbank control, where a partial at a band centre is one channel (a cosine of 1 available),
-    the stimulus dictionary's best-aligned feature stays below 0.9 with the difference of means
-    (0.85 on this grid, 0.62-0.74 on --quick): a dozen training stimuli give a few dozen distinct
-    spectra, and 128 latents encode whole clips rather than the partial they share."""
+def test_control_stimulus_dictionary_holds_the_partial(stim_run):
+    """Measured: on the filterbank control with one target (this grid), the recipe's dictionary
+    (ceil(K ln K) stimuli) holds a feature for the partial and the rule chooses it: best-aligned
+    cosine with the difference of means over 0.95, the chosen feature the best-aligned one. With
+    the training stimuli alone (the recipe before, 128 latents) it was 0.85 here."""
     from steerlab.partials.runner import _load_directions
 
     cfg, outcome = stim_run
     _, prov, _ = _load_directions(outcome.folder, outcome.config_hash)
     sae = [p for p in prov.values() if p["method"] == "sae" and p["unit"]["model"] == "filterbank_24khz"]
-    assert len(sae) == 2 and all(0.5 < p["best_aligned_cosine"] < 0.9 for p in sae)
+    assert len(sae) == 2
+    assert all(p["best_aligned_cosine"] > 0.95 and p["feature"] == p["best_aligned_feature"] for p in sae)
 
 
 def test_defaults_leave_the_hash_and_dictionary_flag_refused_with_stimuli(tmp_path):

@@ -63,7 +63,8 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
     default=None,
     help="Data the 'sae' method's dictionaries are learned on: 'corpus' (the --dictionary given; each "
     "control learns one on synth:N) or 'stimuli' (every model, main and controls, learns one per "
-    "swept layer on the run's training stimuli, same settings).  [default: corpus]",
+    "swept layer on the run's stimuli: its training stimuli and further draws of the same units, "
+    "ceil(K ln K) for K latents, never a held-out one; same settings).  [default: corpus]",
 )
 @click.option(
     "--seed", type=int, default=None, help="Run seed (null directions, probe frames, bootstrap).  [default: 0]"

@@ -28,7 +28,8 @@ METHODS: tuple[str, ...] = ("diffmeans", "sae", "probe", "random")
 # "corpus": the measured model's ``--dictionary`` (learned on a corpus, e.g. the shipped ones on
 # synth:768) and, on each control, one learned on the synthetic corpus (synth:N);
 # "stimuli": every model (measured and controls alike) learns one per swept layer on the run's own
-# training stimuli, with the same settings (steerlab.partials.sae_data).
+# stimuli (training stimuli and further draws of the same units, never held-out ones), with the
+# same settings (steerlab.partials.sae_data).
 SAE_DATA: tuple[str, ...] = ("corpus", "stimuli")
 # The null: a direction of the same norm as the difference of means, drawn at random.
 NULL_METHOD = "random"
