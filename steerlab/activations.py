@@ -56,7 +56,7 @@ from steerlab.errors import ConfigError, CorpusError, OutputError
 if TYPE_CHECKING:
     import torch
 
-    from steerlab.capture import Corpus, Manifest
+    from steerlab.capture import Corpus
     from steerlab.dictionary import Dictionary
     from steerlab.sae import SAEConfig, SparseAutoencoder
 

@@ -84,7 +84,7 @@ def test_memory_stays_bounded_whatever_the_corpus_length(model, tmp_path):
         s = build_store(model, LAYER, _corpus(model, n), tmp_path / f"s{n}", frames_per_shard=200)
         for _ in s.minibatches(32, window=2):
             pass
-        for block in s.factory()():
+        for _block in s.factory()():
             pass
         list(s.clip_rows())
         peaks.append((len(s.shards), s.max_resident))
