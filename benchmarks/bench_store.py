@@ -54,7 +54,7 @@ def cut_audio(folder: Path, seconds: float, sr: int = 24_000) -> float:
 
     left = seconds
     for p in music_files():
-        if left <= 0:
+        if left * sr < 1:
             break
         wave, _ = audio.load(p, sr, 1)
         n = int(min(left * sr, wave.shape[1]))

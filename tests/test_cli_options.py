@@ -16,6 +16,7 @@ from steerlab.cli.options import SharedOption, checkpoint_option, json_option, m
 EXPECTED = {
     "analyze",
     "arch",
+    "capture",
     "corpus",
     "corpus clips",
     "corpus render",
@@ -173,6 +174,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
             if isinstance(param, SharedOption):
                 seen.setdefault(param.shared, set()).add(" ".join(path))
     loaders = {
+        "capture",
         "intervene",
         "learn features",
         "learn archetypes",
@@ -185,6 +187,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
     assert seen["model"] == loaders | {"dictionaries", "partials"}
     assert seen["checkpoint"] == loaders
     assert seen["output"] == {
+        "capture",
         "intervene",
         "learn features",
         "learn archetypes",
@@ -198,7 +201,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 17 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 18 and "synth" not in seen["json"]
 
 
 def test_the_check_catches_a_hand_written_shared_flag():
