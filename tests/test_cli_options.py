@@ -24,6 +24,7 @@ from steerlab.cli.options import (
 EXPECTED = {
     "analyze",
     "arch",
+    "capture",
     "corpus",
     "corpus clips",
     "corpus render",
@@ -64,6 +65,7 @@ SHARED_FLAGS = {
 }
 #: every command that runs a model or trains: each must take --device and --threads (docs/devices.md)
 MODEL_RUNNING = {
+    "capture",
     "intervene",
     "learn features",
     "learn archetypes",
@@ -203,6 +205,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
             if isinstance(param, SharedOption):
                 seen.setdefault(param.shared, set()).add(" ".join(path))
     loaders = {
+        "capture",
         "intervene",
         "learn features",
         "learn archetypes",
@@ -215,6 +218,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
     assert seen["model"] == loaders | {"dictionaries", "dictionary import-saelens", "partials"}
     assert seen["checkpoint"] == loaders
     assert seen["output"] == {
+        "capture",
         "intervene",
         "dictionary export-saelens",
         "dictionary import-saelens",
@@ -230,7 +234,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 19 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 20 and "synth" not in seen["json"]
     assert seen["device"] == MODEL_RUNNING
     assert seen["threads"] == MODEL_RUNNING
 

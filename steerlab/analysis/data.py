@@ -81,41 +81,24 @@ def capture(
     from steerlab import tracing
 
     check.choice("target", target, MODES, what="dictionary target")
-    rng = np.random.default_rng(seed)
     try:
         expected = corpus.estimate_seconds() * layer.frame_rate
     except Exception:  # an estimate only sets the first keep probability; the thinning bounds memory anyway
         expected = 0.0
-    p = min(1.0, 1.5 * max_vectors / expected) if expected > 0 else 1.0
-    held: list[tuple[np.ndarray, ...]] = []  # (vectors, starts, clip indices, frame indices)
-    n_held, seen = 0, 0
+    keeper = _Keeper(max_vectors, seed, expected)
     manifest = corpus.new_manifest()
     if user_data:
         corpus.check_files()
     pending: list[tuple[int, Any]] = []
 
     def run() -> None:
-        nonlocal n_held, seen, p, held
         acts = tracing.capture(model, [w for _, w in pending], [layer], max_batch)
         for (ci, _), act in zip(pending, acts):
             r = act[layer.name].T.numpy().astype(np.float32)  # [frames, channels]
             if target == "feature":
-                vec, start = r, r
+                keeper.add(ci, r, r)
             else:
-                vec, start = r[1:] - r[:-1], r[:-1]
-            seen += len(vec)
-            keep = np.flatnonzero(rng.random(len(vec)) < p)
-            if len(keep):
-                held.append((vec[keep], start[keep], np.full(len(keep), ci, np.int64), keep.astype(np.int64)))
-                n_held += len(keep)
-            while n_held > 2 * max_vectors:  # too many: halve the rate and thin what is held to match
-                p /= 2
-                thinned: list[tuple[np.ndarray, ...]] = []
-                for part in held:
-                    m = rng.random(len(part[0])) < 0.5
-                    thinned.append(tuple(a[m] for a in part))
-                held = thinned
-                n_held = sum(len(part[0]) for part in held)
+                keeper.add(ci, r[1:] - r[:-1], r[:-1])
         pending.clear()
 
     for ci, (clip_id, wave) in enumerate(corpus.clips(manifest)):
@@ -132,7 +115,7 @@ def capture(
             run()
     if pending:
         run()
-    if n_held == 0:
+    if keeper.n_held == 0:
         where = ", ".join(manifest.sources)
         if manifest.clips == 0:
             raise CorpusError(
@@ -143,12 +126,73 @@ def capture(
         )
     if user_data:
         refuse_constant(manifest, f"{model.name} {layer.name}", corpus.describe())
-    parts = [np.concatenate([part[i] for part in held]) for i in range(4)]
-    if len(parts[0]) > max_vectors:
-        pick = np.sort(rng.choice(len(parts[0]), max_vectors, replace=False))
-        parts = [a[pick] for a in parts]
+    parts = keeper.result()
     manifest.vectors = int(len(parts[0]))
-    return Captured(parts[0], parts[1], parts[2], parts[3], corpus.describe(), manifest.to_json(), seen)
+    return Captured(parts[0], parts[1], parts[2], parts[3], corpus.describe(), manifest.to_json(), keeper.seen)
+
+
+class _Keeper:
+    """The seeded, bounded subset of a capture: frames are kept with probability ``p`` (first
+    ``1.5 max_vectors / expected``), and whenever more than ``2 max_vectors`` are held ``p`` is
+    halved and the held set thinned to match; :meth:`result` draws at most ``max_vectors``.
+    Fed clip by clip in corpus order, it keeps the same frames whether the activations come
+    from the model (:func:`capture`) or from a store (:func:`capture_from_store`)."""
+
+    def __init__(self, max_vectors: int, seed: int, expected: float) -> None:
+        self.max_vectors = max_vectors
+        self.rng = np.random.default_rng(seed)
+        self.p = min(1.0, 1.5 * max_vectors / expected) if expected > 0 else 1.0
+        self.held: list[tuple[np.ndarray, ...]] = []  # (vectors, starts, clip indices, frame indices)
+        self.n_held = self.seen = 0
+
+    def add(self, ci: int, vec: np.ndarray, start: np.ndarray, frames: np.ndarray | None = None) -> None:
+        """One clip's vectors ``[f, width]`` and starting vectors (``frames``: their frame
+        indices, default ``0..f-1``)."""
+        self.seen += len(vec)
+        keep = np.flatnonzero(self.rng.random(len(vec)) < self.p)
+        if len(keep):
+            at = keep.astype(np.int64) if frames is None else frames[keep].astype(np.int64)
+            self.held.append((vec[keep], start[keep], np.full(len(keep), ci, np.int64), at))
+            self.n_held += len(keep)
+        while self.n_held > 2 * self.max_vectors:  # too many: halve the rate and thin what is held to match
+            self.p /= 2
+            thinned: list[tuple[np.ndarray, ...]] = []
+            for part in self.held:
+                m = self.rng.random(len(part[0])) < 0.5
+                thinned.append(tuple(a[m] for a in part))
+            self.held = thinned
+            self.n_held = sum(len(part[0]) for part in self.held)
+
+    def result(self) -> list[np.ndarray]:
+        parts = [np.concatenate([part[i] for part in self.held]) for i in range(4)]
+        if len(parts[0]) > self.max_vectors:
+            pick = np.sort(self.rng.choice(len(parts[0]), self.max_vectors, replace=False))
+            parts = [a[pick] for a in parts]
+        return parts
+
+
+def capture_from_store(store: Any, target: str, max_vectors: int, seed: int = 0) -> Captured:
+    """What :func:`capture` returns, read from an activation store
+    (:class:`steerlab.activations.ActivationStore`, of the ``target``'s kind) instead of running
+    the model: the same frames are kept (same seed, same clips in the same order, the same
+    estimate of the corpus length, which the store records), one shard in memory at a time."""
+    check.choice("target", target, MODES, what="dictionary target")
+    if store.kind != MODES[target]:
+        from steerlab.activations import StoreError
+
+        raise StoreError(f"the store {store.folder} holds {store.kind}, not {MODES[target]}: capture it with that kind")
+    corpus_doc = store.doc["corpus"]
+    expected = float(corpus_doc.get("estimated_seconds", 0.0)) * float(store.doc.get("frame_rate", 0.0))
+    keeper = _Keeper(max_vectors, seed, expected)
+    columns = ("vectors", "frame") if target == "feature" else ("vectors", "frame", "starts")
+    for ci, rows in store.clip_rows(columns):
+        vec = rows["vectors"]
+        keeper.add(ci, vec, vec if target == "feature" else rows["starts"], rows["frame"])
+    parts = keeper.result()
+    manifest = dict(corpus_doc.get("manifest", {}))
+    manifest["vectors"] = int(len(parts[0]))
+    description = corpus_doc.get("description", str(store.folder))
+    return Captured(parts[0], parts[1], parts[2], parts[3], description, manifest, keeper.seen)
 
 
 def fragments_for(

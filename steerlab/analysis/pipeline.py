@@ -731,11 +731,17 @@ def analyze(
     load: Callable[[], Any] | None = None,
     allow_weights_mismatch: bool = False,
     progress: Callable[[str], None] | None = None,
+    store: Any = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Run the selected analyses; return the report document and the PNGs (``{file name: bytes}``).
 
     ``load`` re-loads the model (needed for the weights analysis when the model cannot be
-    deep-copied); ``dictionary_path`` is recorded and its ``config.json`` hashed.
+    deep-copied); ``dictionary_path`` is recorded and its ``config.json`` hashed. ``store``: an
+    :class:`steerlab.activations.ActivationStore` of the dictionary's layer and kind captured
+    over ``corpus`` (:meth:`~steerlab.activations.ActivationStore.corpus`): the analysis data is
+    read from it (the same vectors as a capture, :func:`~steerlab.analysis.data.capture_from_store`)
+    instead of running the model over the corpus; refused (``StoreError``) when it was captured
+    from another model, weights, layer or kind.
     """
     from steerlab import provenance
     from steerlab.artifacts import versions
@@ -751,8 +757,18 @@ def analyze(
     o = options
     if o.trajectory_clip and "trajectories" in o.only:  # a bad clip fails now, not after the other analyses
         trajectory_music(o.trajectory_clip, info, trajectory_samples(o, info))
-    say(f"capturing {d.target} vectors of {model.name} {info.name} from {corpus.describe()} (at most {o.max_vectors})")
-    cap = capture(model, info, corpus, d.target, o.max_vectors, o.seed)
+    if store is not None:
+        from steerlab.analysis.data import MODES, capture_from_store
+
+        store.check_matches(model, info.name, MODES[d.target])
+        say(f"reading {d.target} vectors from the store {store.folder} (at most {o.max_vectors})")
+        cap = capture_from_store(store, d.target, o.max_vectors, o.seed)
+    else:
+        say(
+            f"capturing {d.target} vectors of {model.name} {info.name} from {corpus.describe()} "
+            f"(at most {o.max_vectors})"
+        )
+        cap = capture(model, info, corpus, d.target, o.max_vectors, o.seed)
     from steerlab.sae import require_variance  # degenerate data: one line now, not a failure mid-report
 
     require_variance(
@@ -828,7 +844,11 @@ def analyze(
             "sae": d.config.to_dict(),
         },
         "model": {"name": model.name, "weights_hash": model.weights_hash(), "layer": info.to_json()},
-        "data": {**cap.to_json(), "specs": [s.spec for s in corpus.sources]},
+        "data": {
+            **cap.to_json(),
+            "specs": [s.spec for s in corpus.sources],
+            **({"store": str(store.folder), "store_config_hash": store.doc["config_hash"]} if store else {}),
+        },
         "options": o.to_json(),
         "versions": run.versions,
         "decoder_offset_norm": float(np.linalg.norm(run.offset)),

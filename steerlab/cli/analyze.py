@@ -38,9 +38,16 @@ def _ints(text: str) -> tuple[int, ...]:
     "--data",
     "data",
     multiple=True,
-    required=True,
     metavar="SPEC",
-    help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N (repeatable).",
+    help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N "
+    "(repeatable; or --store).",
+)
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Read the analysis data from an activation store (`steerlab capture`) of the dictionary's layer; "
+    "its corpus (recorded in the store) is the data.",
 )
 @output_option("Report folder to write.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report folder.")
@@ -85,6 +92,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def analyze(
     dictionary_path: str,
     data: tuple[str, ...],
+    store: str | None,
     output: str,
     overwrite: bool,
     skip_bad_files: bool,
@@ -122,6 +130,8 @@ def analyze(
 
     out = Path(output)
     _check_output(out, overwrite)
+    if bool(data) == bool(store):
+        raise SteerlabError("give --data (audio to capture) or --store (an activation store), exactly one")
     setup_compute(device, threads)
     shipped_model = None
     if not Path(dictionary_path).expanduser().is_dir():  # a name: one shipped with -m (default: embedded)
@@ -147,9 +157,21 @@ def analyze(
         return api.load_model(name, checkpoint, device=device)
 
     model = shipped_model if shipped_model is not None and shipped_model.name == name else load()
-    corpus = Corpus.for_model(
-        model, data, seed=seed, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds, skip_bad_files=skip_bad_files
-    )
+    activation_store = None
+    if store:
+        from steerlab.activations import ActivationStore
+
+        activation_store = ActivationStore(store)
+        corpus = activation_store.corpus()  # the store's own clips: fragments (i) are cut from them
+    else:
+        corpus = Corpus.for_model(
+            model,
+            data,
+            seed=seed,
+            clip_seconds=clip_seconds,
+            chunk_seconds=chunk_seconds,
+            skip_bad_files=skip_bad_files,
+        )
 
     def say(message: str) -> None:
         click.echo(message, err=True)
@@ -165,6 +187,7 @@ def analyze(
         load=load,
         allow_weights_mismatch=allow_weights_mismatch,
         progress=say,
+        store=activation_store,
     )
     write_report(doc, figures, out, overwrite=overwrite)
     ran = {k: a["headline"] for k, a in doc["analyses"].items() if a["status"] == "ran"}

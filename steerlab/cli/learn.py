@@ -40,9 +40,14 @@ def _options(fn: Callable) -> Callable:
             "--data",
             "data",
             multiple=True,
-            required=True,
             metavar="SPEC",
-            help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable).",
+            help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable; or --store).",
+        ),
+        click.option(
+            "--store",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Train from an activation store (`steerlab capture`) instead of running the model over --data.",
         ),
         output_option("Dictionary folder to write."),
         click.option("--overwrite", is_flag=True, help="Replace an existing dictionary folder."),
@@ -50,13 +55,20 @@ def _options(fn: Callable) -> Callable:
             "Skip unreadable, empty or NaN files under --data (counted in the manifest) instead of "
             "failing before any capture."
         ),
-        click.option("--size", type=int, default=128, help="Number of latents."),
+        click.option(
+            "--size",
+            type=int,
+            multiple=True,
+            default=(128,),
+            help="Number of latents (repeatable with --store: one SAE per --size and --k, in one pass).",
+        ),
         click.option(
             "--k",
             "k",
             type=int,
-            default=8,
-            help="Active latents per vector (topk, matryoshka; the average for batchtopk).",
+            multiple=True,
+            default=(8,),
+            help="Active latents per vector (topk, matryoshka; the average for batchtopk; repeatable with --store).",
         ),
         click.option(
             "--architecture",
@@ -136,6 +148,7 @@ def _learn(
     checkpoint,
     layer,
     data,
+    store,
     output,
     overwrite,
     skip_bad_files,
@@ -166,6 +179,16 @@ def _learn(
     from steerlab.sae import SAEConfig
 
     out = Path(output)
+    if store is not None or len(size) > 1 or len(k) > 1:
+        return _learn_from_store(
+            target, model_name, checkpoint, layer, data, store, out, overwrite, size, k, architecture, l1, lr,
+            epochs, batch_size, seed, subsample, no_center, no_normalize, export, as_json,
+        )  # fmt: skip
+    if not data:
+        from steerlab.errors import SteerlabError
+
+        raise SteerlabError("give --data (audio to capture) or --store (an activation store)")
+    size, k = size[0], k[0]
     if not cache_gb >= 0 or cache_gb == float("inf"):
         from steerlab.errors import SteerlabError
 
@@ -243,6 +266,92 @@ def _learn(
     )
     if exported:
         click.echo(f"wrote {exported} (SAELens layout)")
+
+
+def _learn_from_store(
+    target, model_name, checkpoint, layer, data, store, out, overwrite, sizes, ks, architecture, l1, lr, epochs,
+    batch_size, seed, subsample, no_center, no_normalize, export, as_json,
+) -> None:  # fmt: skip
+    """``--store``: train one SAE per (--size, --k) pair in one pass over an activation store
+    (:func:`steerlab.activations.learn_from_store`); one dictionary folder, or with several
+    configurations one subfolder of OUTPUT per configuration, named by
+    :func:`steerlab.activations.config_label`."""
+    from steerlab import api, dictionary
+    from steerlab.activations import ActivationStore, config_label, learn_from_store
+    from steerlab.errors import SteerlabError
+    from steerlab.sae import SAEConfig
+
+    if store is None:
+        raise SteerlabError("several --size or --k values are trained in one pass over a --store; give one")
+    if data:
+        raise SteerlabError("give --data or --store, not both: the store already holds its data")
+    if subsample is not None:
+        raise SteerlabError("--subsample does not apply to --store (the store keeps every frame)")
+    st = ActivationStore(store)
+    model = api.load_model(model_name or st.model, checkpoint)
+    info = api.layers(model).get(layer)
+    configs = [
+        SAEConfig(
+            width=info.channels,
+            size=size,
+            k=k,
+            architecture=architecture,
+            l1=l1,
+            lr=lr,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=seed,
+            center=not no_center,
+            normalize=not no_normalize,
+        )
+        for size in sizes
+        for k in ks
+    ]
+    outs = [out] if len(configs) == 1 else [out / config_label(c) for c in configs]
+    if len(configs) > 1:  # OUTPUT holds one folder per configuration
+        _check_output(out, True)
+        if out.exists() and not out.is_dir():
+            raise SteerlabError(f"cannot write {out}: it is a file")
+    for o in outs if out.is_dir() or len(configs) == 1 else ():
+        _check_output(o, overwrite)
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
+    def epoch_done(i: int, epoch: int, total: int, loss: float) -> None:
+        say(f"{config_label(configs[i]) + ': ' if len(configs) > 1 else ''}epoch {epoch}/{total}: loss {loss:.4g}")
+
+    learned = learn_from_store(model, info.name, target, st, configs, progress=say, epoch_progress=epoch_done)
+    summaries = []
+    for o, item in zip(outs, learned):
+        o.parent.mkdir(parents=True, exist_ok=True)
+        d = item.dictionary
+        dictionary.save(d, o, overwrite=overwrite)
+        exported = dictionary.export_saelens(d, o / "saelens", overwrite=True) if export == "saelens" else None
+        m = d.metrics
+        summaries.append(
+            {
+                "output": str(o),
+                "config": item.label,
+                "saelens": str(exported) if exported else None,
+                "size": d.config.size,
+                "k": d.config.k,
+                "metrics": m,
+            }
+        )
+        if not as_json:
+            ev = m.get("explained_variance")
+            click.echo(
+                f"wrote {o}: {d.target} dictionary of {d.model} {d.layer}, {d.config.size} latents (k "
+                f"{d.config.k}) over {m.get('n_vectors')} vectors from the store {st.folder}; explained variance "
+                f"{'n/a' if ev is None else f'{ev:.3f}'}, L0 {m.get('l0', float('nan')):.2f}, "
+                f"dead {m.get('dead_fraction', float('nan')):.1%}"
+            )
+    if as_json:
+        from steerlab.artifacts import clean_json
+
+        echo_json(clean_json({"store": str(st.folder), "model": st.model, "layer": st.layer, "kind": target,
+                              "dictionaries": summaries}))  # fmt: skip
 
 
 @click.group(cls=SteerlabGroup, context_settings=CONTEXT)
