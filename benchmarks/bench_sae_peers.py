@@ -123,6 +123,20 @@ def run_steerlab(x, width, size, k, batch, lr):
     train_sae(x, SAEConfig(width=width, size=size, k=k, epochs=1, batch_size=batch, lr=lr))
 
 
+def run_steerlab_before(x, width, size, k, batch, lr):
+    """``train_sae`` of another version of steerlab/sae.py (``--before``), loaded beside this one."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("steerlab_sae_before", os.environ["STEERLAB_SAE_BEFORE"])
+    if spec is None or spec.loader is None:
+        raise ImportError(os.environ["STEERLAB_SAE_BEFORE"])
+    mod = sys.modules.get("steerlab_sae_before") or importlib.util.module_from_spec(spec)
+    if "steerlab_sae_before" not in sys.modules:
+        sys.modules["steerlab_sae_before"] = mod
+        spec.loader.exec_module(mod)
+    mod.train_sae(x, mod.SAEConfig(width=width, size=size, k=k, epochs=1, batch_size=batch, lr=lr))
+
+
 def run_plain(x, width, size, k, batch, lr):
     import torch
 
@@ -210,6 +224,7 @@ def run_sparsify(x, width, size, k, batch, lr):
 
 IMPLEMENTATIONS: dict[str, Callable[..., None]] = {
     "steerlab": run_steerlab,
+    "steerlab_before": run_steerlab_before,
     "plain": run_plain,
     "saelens": run_saelens,
     "dictionary_learning": run_dictionary_learning,
@@ -240,7 +255,7 @@ def importable(name: str) -> str | None:
 def version_of(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
-    dist = {"steerlab": "steerlab", "plain": "torch", "saelens": "sae-lens", "sparsify": "eai-sparsify"}
+    dist = {"steerlab": "steerlab", "steerlab_before": "steerlab", "plain": "torch", "saelens": "sae-lens", "sparsify": "eai-sparsify"}
     try:
         return version(dist.get(name, name.replace("_", "-")))
     except PackageNotFoundError:
@@ -252,6 +267,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     names = [n for n in args.only.split(",")] if args.only else list(IMPLEMENTATIONS)
+    if args.before:
+        os.environ["STEERLAB_SAE_BEFORE"] = str(Path(args.before).resolve())
+    elif "steerlab_before" in names:
+        names.remove("steerlab_before")
     skipped = {n: err for n in names if (err := importable(n))}
     runnable = [n for n in names if n not in skipped]
     for n, err in skipped.items():
@@ -302,6 +321,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--only", default="", help="comma-separated implementations (default: all)")
+    p.add_argument("--before", default="", help="another steerlab/sae.py, timed as steerlab_before (git show REV:...)")
     p.add_argument("--venv", default="/tmp/peers-venv", help="the peers' virtual environment")
     p.add_argument("--no-venv", action="store_true", help="run here, with whatever peers this Python has")
     p.add_argument("--json", default="", help="write the figures here")
