@@ -38,8 +38,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 #: PyPI name -> (import name, install with --no-deps)
@@ -255,7 +256,13 @@ def importable(name: str) -> str | None:
 def version_of(name: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
-    dist = {"steerlab": "steerlab", "steerlab_before": "steerlab", "plain": "torch", "saelens": "sae-lens", "sparsify": "eai-sparsify"}
+    dist = {
+        "steerlab": "steerlab",
+        "steerlab_before": "steerlab",
+        "plain": "torch",
+        "saelens": "sae-lens",
+        "sparsify": "eai-sparsify",
+    }
     try:
         return version(dist.get(name, name.replace("_", "-")))
     except PackageNotFoundError:
@@ -345,10 +352,14 @@ def main() -> None:
     results = measure(args)
     results.update(
         {
-            "command": "OMP_NUM_THREADS=%d python %s" % (args.threads, " ".join(sys.argv)),
+            "command": f"OMP_NUM_THREADS={args.threads} python {' '.join(sys.argv)}",
             "settings": {k: v for k, v in vars(args).items() if k not in ("json",)},
             "versions": {n: version_of(n) for n in IMPLEMENTATIONS} | {"torch": version_of("plain")},
-            "machine": {"cpus": os.cpu_count(), "load_avg_at_end": os.getloadavg(), "python": platform.python_version()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_avg_at_end": os.getloadavg(),
+                "python": platform.python_version(),
+            },
         }
     )
     if args.json:

@@ -772,7 +772,7 @@ class _TopKEncode(torch.autograd.Function):
     products are used."""
 
     @staticmethod
-    def forward(ctx: Any, u: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: int):  # type: ignore[override]
+    def forward(ctx: Any, u: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: int):
         pre = torch.addmm(b_enc, u, W_enc)
         top = torch.topk(pre, k, dim=-1)
         indices, values = top.indices, torch.relu(top.values)
@@ -782,7 +782,7 @@ class _TopKEncode(torch.autograd.Function):
         return values, indices, pre
 
     @staticmethod
-    def backward(ctx: Any, g_values: torch.Tensor | None, _g_indices: Any, g_pre: torch.Tensor | None):  # type: ignore[override]
+    def backward(ctx: Any, g_values: torch.Tensor | None, _g_indices: Any, g_pre: torch.Tensor | None):
         u, W_enc, indices, values = ctx.saved_tensors
         need_u, need_w, need_b = ctx.needs_input_grad[:3]
         g = None if g_values is None else g_values * (values > 0)  # relu's derivative
@@ -808,12 +808,12 @@ class _SparseDecode(torch.autograd.Function):
     codes: ``O(b k width)`` each."""
 
     @staticmethod
-    def forward(ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(values, indices, W_dec)
         return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor):  # type: ignore[override]
+    def backward(ctx: Any, g: torch.Tensor):
         values, indices, W_dec = ctx.saved_tensors
         g_values = g_w = None
         if ctx.needs_input_grad[0]:
