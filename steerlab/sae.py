@@ -75,6 +75,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -386,7 +387,7 @@ class SparseAutoencoder(torch.nn.Module):
             return pre * (pre > self.jump_threshold)
         if arch in THRESHOLD_ARCHITECTURES:
             return torch.relu(pre) * (pre > self.threshold)
-        top = torch.topk(pre, self.config.k, dim=-1)
+        top = torch.topk(pre, self.config.k, dim=-1, sorted=False)  # the same set as sorted, found faster
         return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -522,6 +523,8 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
     taken on the CPU in float64.
     """
     source = _Source(data, sae.config.width)
+    if uses_sparse_topk(sae.config):
+        return _evaluate_sparse(sae, source, batch_size)
     n, sse, l0 = 0, 0.0, 0.0
     device = sae.W_dec.device
     fired = torch.zeros(sae.config.size, dtype=torch.bool)
@@ -530,13 +533,14 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
         for i in range(0, len(block), batch_size):
             x = block[i : i + batch_size]
             recon, codes = (t.cpu() for t in sae(x.to(device)))  # .cpu(): no copy on the CPU
-            sse += float(((x.double() - recon.double()) ** 2).sum())
+            xd = x.double()
+            sse += float(((xd - recon.double()) ** 2).sum())
             active = codes > 0
             l0 += float(active.sum())
             fired |= active.any(0)
             if shift is None:
-                shift = x[0].double().clone()
-            d = x.double() - shift
+                shift = xd[0].clone()
+            d = xd - shift
             s1 += d.sum(0)
             s_sq += float((d * d).sum())
             n += len(x)
@@ -547,6 +551,47 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
         "explained_variance": 1.0 - sse / sst if sst > 0 else None,
         "l0": l0 / n,
         "dead_fraction": 1.0 - float(fired.float().mean()),
+        "n_vectors": n,
+    }
+
+
+def _evaluate_sparse(sae: SparseAutoencoder, source: _Source, batch_size: int) -> dict[str, Any]:
+    """:func:`evaluate` for a dictionary trained with the sparse TopK step (:func:`uses_sparse_topk`):
+    the same metrics from the top-k latents alone (decoded with an ``embedding_bag``, no dense
+    codes) and float32 arithmetic per vector, summed over vectors in float64, without float64
+    copies of the batches. The sums run in another order than the dense pass's, so the metrics
+    agree with it to float32 round-off (``explained_variance`` to about 1e-6), not bitwise."""
+    cfg = sae.config
+    dev = sae.W_dec.device  # the SAE runs where its weights are; the sums stay there too
+    n, l0 = 0, 0
+    sse = s_sq = torch.zeros((), dtype=torch.float64, device=dev)
+    fired = torch.zeros(cfg.size, dtype=torch.long, device=dev)
+    shift, s1 = None, torch.zeros(cfg.width, dtype=torch.float64, device=dev)
+    for block in source.blocks():
+        for i in range(0, len(block), batch_size):
+            x = block[i : i + batch_size].to(dev)
+            pre = torch.addmm(sae.b_enc, sae.normalise(x) - sae.b_dec, sae.W_enc)
+            top = torch.topk(pre, cfg.k, dim=-1, sorted=False)
+            values = torch.relu(top.values)
+            decoded = torch.nn.functional.embedding_bag(top.indices, sae.W_dec, per_sample_weights=values, mode="sum")
+            err = x - ((decoded + sae.b_dec) * sae.scale + sae.center)
+            sse = sse + (err * err).sum(1).sum(dtype=torch.float64)
+            active = values > 0
+            l0 += int(active.sum())
+            fired += torch.bincount(top.indices[active], minlength=cfg.size)
+            if shift is None:
+                shift = x[0].clone()
+            d = x - shift
+            s1 += d.sum(0, dtype=torch.float64)
+            s_sq = s_sq + (d * d).sum(1).sum(dtype=torch.float64)
+            n += len(x)
+    if n == 0:
+        raise SAEDataError("no vectors to evaluate on")
+    sst = float(s_sq) - float((s1 * s1).sum()) / n
+    return {
+        "explained_variance": 1.0 - float(sse) / sst if sst > 0 else None,
+        "l0": l0 / n,
+        "dead_fraction": 1.0 - float((fired > 0).float().mean()),
         "n_vectors": n,
     }
 
@@ -608,6 +653,7 @@ def train_sae(
         sae.b_dec.copy_(((stats.mean - center) / scale).float())  # start at the data mean
     sae.stats = stats
     opt = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=_adam_betas(config))
+    sparse = uses_sparse_topk(config)
     since_fired = torch.zeros(config.size, dtype=torch.long, device=dev)
     step, resampled, split, total_steps = 0, 0, 0, None
     fired = torch.zeros(config.size, device=dev)  # vectors each latent fired on since the last split check
@@ -619,15 +665,22 @@ def train_sae(
         for batch in source.batches(config.batch_size, g):
             batch = batch.to(dev)  # (no copy on the CPU)
             z = (batch - sae.center) / sae.scale
-            pre = sae.pre_activations(z)
-            codes = train_codes(sae, pre)
-            z_hat = codes @ sae.W_dec + sae.b_dec
+            if sparse:  # the same step over the k selected latents of each vector (uses_sparse_topk)
+                values, indices, pre = _TopKEncode.apply(z - sae.b_dec, sae.W_enc, sae.b_enc, config.k)
+                z_hat = _SparseDecode.apply(values, indices, sae.W_dec) + sae.b_dec
+                with torch.no_grad():
+                    counts = torch.bincount(indices[values > 0], minlength=config.size)
+            else:
+                pre = sae.pre_activations(z)
+                codes = train_codes(sae, pre)
+                z_hat = codes @ sae.W_dec + sae.b_dec
+                with torch.no_grad():
+                    counts = (codes > 0).sum(0)
             recon = ((z_hat - z) ** 2).sum(-1).mean()
             with torch.no_grad():
                 since_fired += 1
-                active = codes > 0
-                since_fired[active.any(0)] = 0
-                fired += active.sum(0)
+                since_fired[counts > 0] = 0
+                fired += counts
                 seen += len(batch)
                 dead = since_fired >= config.dead_steps if config.dead_steps else None
             loss = recon
@@ -639,7 +692,8 @@ def train_sae(
                 l0_now = _step(pre, sae.jump_threshold, config.effective_bandwidth).sum(-1).mean()
                 loss = loss + _l0_coefficient(config, step, stats.n) * l0_now
             elif dead is not None and config.aux_coef > 0 and bool(dead.any()):
-                loss = loss + config.aux_coef * _aux_loss(sae, pre, (z - z_hat).detach(), dead, config.effective_aux_k)
+                residual = (z - z_hat).detach()
+                loss = loss + config.aux_coef * _aux_loss(sae, pre, residual, dead, config.effective_aux_k, sparse)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             with torch.no_grad():
@@ -666,6 +720,8 @@ def train_sae(
                 since_fired[dead] = 0
             if config.architecture in SPLIT_ARCHITECTURES and config.split_every and step % config.split_every == 0:
                 if _may_resample(step, total_steps, config.epochs, SPLIT_UNTIL):
+                    if sparse:  # the dense codes, only at the steps that split
+                        codes = torch.zeros(len(z), config.size, device=z.device).scatter(-1, indices, values.detach())
                     split += _split_rare(sae, opt, fired / seen, codes.detach(), (z - z_hat).detach())
                 fired.zero_()
                 seen = 0
@@ -712,6 +768,107 @@ def train_codes(sae: SparseAutoencoder, pre: torch.Tensor) -> torch.Tensor:
 #: matryoshka: with BatchTopK codes (the 2025 paper's) it recovered 0.719, 0.641, 0.781 of the 64/64
 #: planted test (seeds 6-8) against 0.906, 0.875, 0.969 with TopK codes (docs/sae.md)
 THRESHOLD_ARCHITECTURES = ("batchtopk",)
+
+
+#: the TopK training step works on the selected latents alone (:func:`uses_sparse_topk`) from
+#: this many latents per selected one (``size / k``) up: below it the dense matrix products of a
+#: small dictionary cost less than gathering and scattering rows (docs/sae-performance.md)
+SPARSE_TOPK_MIN_RATIO = 32
+
+
+def uses_sparse_topk(config: SAEConfig) -> bool:
+    """Whether :func:`train_sae` takes the sparse TopK step for ``config``: ``topk`` with
+    ``size >= SPARSE_TOPK_MIN_RATIO * k``. The sparse step computes the same loss and gradients
+    as the dense one (:class:`_TopKEncode`, :class:`_SparseDecode`), with ``O(b k width)``
+    instead of ``O(b size width)`` work in the decoder and the encoder's backward; sums run in
+    another order, so weights agree with the dense step's to float32 round-off, not bitwise."""
+    return config.architecture == "topk" and config.size >= SPARSE_TOPK_MIN_RATIO * config.k
+
+
+def _rows(indices: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    """The sparse ``[b, size]`` matrix (CSR) holding ``values [b, k]`` at column ``indices [b, k]``
+    of each row (distinct in a row, as top k gives them, in top k's order: the CSR products used
+    here, ``S^T @ dense`` and ``sampled_addmm``, do not need a row's columns sorted, and
+    tests/test_sae_speed_equivalence.py checks them against dense products on unsorted rows)."""
+    b, k = indices.shape
+    crow = torch.arange(0, b * k + 1, k, dtype=indices.dtype, device=indices.device)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the operations used here are tested
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, indices.reshape(-1), values.reshape(-1), (b, size))
+
+
+class _TopKEncode(torch.autograd.Function):
+    """TopK encoder with a backward over the selected entries (after EleutherAI's sparsify,
+    ``sparsify/fused_encoder.py``; written anew here with sparse matrices). Forward, as
+    :meth:`SparseAutoencoder.activate` for ``topk``: ``pre = u @ W_enc + b_enc`` (``u [b, width]``
+    the input less ``b_dec``, ``pre [b, size]``), ``values = relu(topk(pre, k).values) [b, k]`` at
+    ``indices [b, k]``.
+
+    Backward: the gradient reaching ``pre`` through the codes is non-zero only at the ``b k``
+    selected entries, so with ``G [b, size]`` that sparse gradient (relu's derivative applied)
+    ``dW_enc = u^T G``, ``db_enc = sum_n G[n]`` and ``du = G W_enc^T``, products with a sparse
+    matrix: ``O(b k width)`` instead of ``O(b size width)``. When ``pre`` itself receives a
+    gradient (the AuxK loss reads it), the two are added into one dense gradient and the dense
+    products are used."""
+
+    @staticmethod
+    def forward(ctx: Any, u: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: int):
+        pre = torch.addmm(b_enc, u, W_enc)
+        top = torch.topk(pre, k, dim=-1)
+        indices, values = top.indices, torch.relu(top.values)
+        ctx.save_for_backward(u, W_enc, indices, values)
+        ctx.mark_non_differentiable(indices)
+        ctx.set_materialize_grads(False)
+        return values, indices, pre
+
+    @staticmethod
+    def backward(ctx: Any, g_values: torch.Tensor | None, _g_indices: Any, g_pre: torch.Tensor | None):
+        u, W_enc, indices, values = ctx.saved_tensors
+        need_u, need_w, need_b = ctx.needs_input_grad[:3]
+        g = None if g_values is None else g_values * (values > 0)  # relu's derivative
+        if g_pre is not None:  # dense: the AuxK loss's gradient covers other entries too
+            G = g_pre if g is None else g_pre.scatter_add(-1, indices, g)
+            return (G @ W_enc.T if need_u else None, u.T @ G if need_w else None, G.sum(0) if need_b else None, None)
+        if g is None:
+            return None, None, None, None
+        size = W_enc.shape[1]
+        sparse_g = _rows(indices, g, size)
+        g_u = torch.nn.functional.embedding_bag(indices, W_enc.T.contiguous(), per_sample_weights=g, mode="sum")
+        g_w = (sparse_g.t() @ u).T if need_w else None
+        g_b = (
+            torch.zeros(size, dtype=g.dtype, device=g.device).index_add_(0, indices.reshape(-1), g.reshape(-1))
+            if need_b
+            else None
+        )
+        return g_u if need_u else None, g_w, g_b, None
+
+
+class _SparseDecode(torch.autograd.Function):
+    """``values [b, k]`` at latent ``indices [b, k]`` (distinct in each row) times the
+    decoder ``W_dec [size, width]``: ``out[n] = sum_j values[n, j] W_dec[indices[n, j]]``, the
+    dense codes' product with ``W_dec`` over their non-zero entries (an ``embedding_bag``, as
+    sparsify decodes). Backward: ``d values[n, j] = <g[n], W_dec[indices[n, j]]>`` (a sampled
+    product ``g W_dec^T`` at the selected entries) and ``dW_dec = S^T g`` with ``S`` the sparse
+    codes: ``O(b k width)`` each."""
+
+    @staticmethod
+    def forward(ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(values, indices, W_dec)
+        return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor):
+        values, indices, W_dec = ctx.saved_tensors
+        g_values = g_w = None
+        if ctx.needs_input_grad[0]:
+            pattern = _rows(indices, torch.zeros(indices.shape, dtype=g.dtype, device=g.device), W_dec.shape[0])
+            sampled = torch.sparse.sampled_addmm(pattern, g, W_dec.T.contiguous(), beta=0.0)
+            g_values = sampled.values().view(indices.shape)
+        if ctx.needs_input_grad[2]:
+            g_w = _rows(indices, values, W_dec.shape[0]).t() @ g
+        return g_values, None, g_w
+
+
 #: weight of the newest batch in batchtopk's running estimate of its inference threshold
 THRESHOLD_RATE = 0.01
 
@@ -844,14 +1001,22 @@ def _prefix_loss(sae: SparseAutoencoder, codes: torch.Tensor, z: torch.Tensor) -
 
 
 def _aux_loss(
-    sae: SparseAutoencoder, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor, aux_k: int
+    sae: SparseAutoencoder,
+    pre: torch.Tensor,
+    residual: torch.Tensor,
+    dead: torch.Tensor,
+    aux_k: int,
+    sparse: bool = False,
 ) -> torch.Tensor:
     """AuxK: the top ``aux_k`` dead pre-activations of each vector must reconstruct the residual
     ``[b, width]`` left by the live code. Raw (un-ReLU'd) values are used so latents whose
-    pre-activations went negative still get a gradient back towards the data."""
+    pre-activations went negative still get a gradient back towards the data. ``sparse``: decode
+    the selected latents alone (:class:`_SparseDecode`), the same sum in another order."""
     k = min(aux_k, int(dead.sum()))
     masked = pre.masked_fill(~dead, float("-inf"))
     top = torch.topk(masked, k, dim=-1)
+    if sparse:
+        return ((_SparseDecode.apply(top.values, top.indices, sae.W_dec) - residual) ** 2).sum(-1).mean()
     aux_codes = torch.zeros_like(pre).scatter(-1, top.indices, top.values)
     return ((aux_codes @ sae.W_dec - residual) ** 2).sum(-1).mean()
 
