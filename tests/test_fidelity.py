@@ -164,7 +164,10 @@ def test_held_out_generated_clips_are_fresh():
     assert h.train is corpus  # the training corpus is unchanged
     assert [i.split(":")[0] for i in h.record["ids"]] == ["synth", "noise", "synth"]
     train = [w for _, w in corpus.clips()]
-    assert all(not any(w[:, :12_000].shape == t[:, :12_000].shape and (w == t[:, :12_000]).all() for t in train) for w in h.waves)
+    assert all(
+        not any(w[:, :12_000].shape == t[:, :12_000].shape and (w == t[:, :12_000]).all() for t in train)
+        for w in h.waves
+    )
     assert "reason" in held_out(Corpus(["sines:3"], 24_000, 1), 2).record
 
 
@@ -182,7 +185,9 @@ def test_learn_stores_fidelity_and_analyze_quotes_it(tmp_path):
 
     out = tmp_path / "d"
     args = ["learn", "features", "-l", LAYER, "--data", "synth:2", "--clip-seconds", "0.5", "-o", str(out)]
-    res = CliRunner().invoke(get_cli(), [*args, "--size", "16", "--k", "2", "--epochs", "1", "--fidelity-seconds", "0.25"])
+    res = CliRunner().invoke(
+        get_cli(), [*args, "--size", "16", "--k", "2", "--epochs", "1", "--fidelity-seconds", "0.25"]
+    )
     assert res.exit_code == 0, res.output
     f = json.loads((out / "config.json").read_text())["metrics"]["fidelity"]
     assert f["held_out"]["clips"] == 2 and f["held_out"]["seconds"] == 0.5

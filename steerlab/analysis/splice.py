@@ -53,7 +53,10 @@ def report(d: Any, model: Any, corpus: Any, say: Callable[[str], None]) -> dict[
 
     stored = d.metrics.get("fidelity") if isinstance(d.metrics, dict) else None
     if isinstance(stored, dict) and "held_out" in stored:
-        out = {**stored, "source": "the dictionary's config metrics, measured when it was learned on clips held out of its training"}
+        out = {
+            **stored,
+            "source": "the dictionary's config metrics, measured when it was learned on clips held out of its training",
+        }
     else:
         say(f"splice fidelity on the first {CLIPS} clips of the corpus")
         waves = _first_clips(corpus, CLIPS, SECONDS)

@@ -132,7 +132,13 @@ def train_samplecnn(
         seed=seed,
     )
     row = run(
-        model_cfg, cfg, Path(out_dir), name=defaults["name"], log=lambda m: click.echo(m, err=True), data=data, device=dev
+        model_cfg,
+        cfg,
+        Path(out_dir),
+        name=defaults["name"],
+        log=lambda m: click.echo(m, err=True),
+        data=data,
+        device=dev,
     )
     echo_json(row)
 
