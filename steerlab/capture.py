@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,9 +203,11 @@ class SyntheticSource:
 
 @dataclass(frozen=True)
 class FileSource:
-    """A folder of audio files (recursive, sorted) or one audio file."""
+    """A folder of audio files (recursive, sorted) or one audio file; ``exclude``: paths left out
+    (the files a held-out split keeps for evaluation, :func:`steerlab.fidelity.held_out`)."""
 
     path: Path
+    exclude: frozenset[str] = frozenset()
 
     @property
     def spec(self) -> str:
@@ -213,8 +215,10 @@ class FileSource:
 
     def files(self) -> list[Path]:
         if self.path.is_dir():
-            return sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-        return [self.path]
+            found = sorted(p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            found = [self.path]
+        return [p for p in found if str(p) not in self.exclude] if self.exclude else found
 
     def estimate_seconds(self, clip_seconds: float) -> float:
         from steerlab import audio
@@ -376,6 +380,24 @@ class Corpus:
 
     def new_manifest(self) -> Manifest:
         return Manifest(sources=[s.spec for s in self.sources])
+
+    def without_files(self, paths: Iterable[str]) -> Corpus:
+        """The same corpus less the files ``paths`` (as :meth:`FileSource.files` names them); the
+        files already checked (:meth:`check_files`) are not decoded again."""
+        gone = frozenset(paths)
+        sources = [replace(s, exclude=s.exclude | gone) if isinstance(s, FileSource) else s for s in self.sources]
+        out = Corpus(
+            sources,
+            self.sample_rate,
+            self.channels,
+            self.seed,
+            self.clip_seconds,
+            self.chunk_seconds,
+            self.skip_bad_files,
+        )
+        if self._bad is not None:
+            out._bad = {p: r for p, r in self._bad.items() if p not in gone}
+        return out
 
     def describe(self) -> str:
         """The sources and only the options that apply to them: a folder of real files is never

@@ -21,11 +21,17 @@ than the ablation, negative when worse. ``D`` by the model's output:
   change of the output (salience change).
 
 Reference: Bricken et al. 2023 and Gao et al. 2024 ("loss recovered" / "downstream loss").
+
+:func:`held_out` splits a corpus into the clips a dictionary is learned on and a few clips kept
+out of it for this measurement; :func:`measure` runs both and returns the record
+``steerlab learn`` stores under the dictionary's ``metrics["fidelity"]`` (and ``steerlab
+analyze`` reports).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,20 +43,24 @@ from steerlab.errors import DictionaryError
 from steerlab.loading import layers
 from steerlab.model import AudioModel
 
-__all__ = ["splice_fidelity"]
+__all__ = ["held_out", "measure", "splice_fidelity"]
 
 Edit = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def _reconstruct(d: Dictionary, r: torch.Tensor) -> torch.Tensor:
     """The dictionary's reconstruction of one clip's layer output ``r [channels, frames]``."""
+    on = next(d.sae.parameters()).device  # the SAE may sit on the CPU while the model runs elsewhere
+
+    def sae(x: torch.Tensor) -> torch.Tensor:
+        return d.sae(x.T.float().to(on))[0].T.to(r.device, r.dtype)
+
     with torch.no_grad():
         if d.target != "archetype":
-            return d.sae(r.T.float())[0].T.to(r.dtype)
+            return sae(r)
         if r.shape[1] < 2:
             return r
-        g_hat = d.sae((r[:, 1:] - r[:, :-1]).T.float())[0].T.to(r.dtype)
-        return torch.cat([r[:, :1], r[:, :-1] + g_hat], 1)
+        return torch.cat([r[:, :1], r[:, :-1] + sae(r[:, 1:] - r[:, :-1])], 1)
 
 
 def _edit(replace: Callable[[torch.Tensor], torch.Tensor]) -> Edit:
@@ -127,7 +137,7 @@ def splice_fidelity(model: AudioModel, d: Dictionary, waves: Sequence[np.ndarray
     edits = {
         "spliced": _edit(lambda r: _reconstruct(d, r)),
         "zero_ablation": _edit(torch.zeros_like),
-        "mean_ablation": _edit(lambda r: mean.to(r.dtype).expand_as(r).clone()),
+        "mean_ablation": _edit(lambda r: mean.to(r.device, r.dtype).expand_as(r).clone()),
     }
     kind = "decoder" if model.has_decoder else ("logits" if model.output_kind == "" else "other")
     out: dict[str, Any] = {"output": kind, "distance": PRIMARY[kind], "n_clips": len(ws)}
@@ -138,4 +148,119 @@ def splice_fidelity(model: AudioModel, d: Dictionary, waves: Sequence[np.ndarray
     for ref, label in (("zero_ablation", "recovered_vs_zero"), ("mean_ablation", "recovered_vs_mean")):
         base = out[ref][key]
         out[label] = 1.0 - out["spliced"][key] / base if base > 0 else None
+    return out
+
+
+#: mixed into the seed so the held-out draw is independent of every draw the training makes
+HOLDOUT_SALT = 0xF1DE
+FORMULA = (
+    "recovered = 1 - D(spliced) / D(ablated), D the distance of an output to the unspliced one "
+    "(decoders: multi-resolution STFT distance; classifiers: KL(p_clean || p_spliced) in nats; other outputs: "
+    "mean absolute change); ablated: the layer's output set to 0 (zero) or to each channel's mean over the "
+    "held-out clips' frames (mean)"
+)
+REFERENCES = (
+    "Bricken et al. 2023, Towards Monosemanticity (loss recovered); Gao et al. 2024, Scaling and evaluating "
+    "sparse autoencoders (downstream loss)"
+)
+
+
+@dataclass
+class HeldOut:
+    """A corpus split for :func:`measure`: ``train`` (what the dictionary is learned on), ``waves``
+    (the held-out clips, float32 ``[channels, samples]`` at the corpus's rate) and ``record`` (what
+    was held out and how, for the dictionary's metrics; ``reason`` when nothing could be)."""
+
+    train: Any
+    waves: list[np.ndarray]
+    record: dict[str, Any]
+
+
+def _first_seconds(path: str, corpus: Any, seconds: float) -> np.ndarray:
+    from steerlab import audio
+
+    return next(audio.iter_chunks(path, corpus.sample_rate, corpus.channels, seconds, 0.0))[1]
+
+
+def held_out(corpus: Any, n_clips: int = 2, seconds: float = 2.0, seed: int = 0) -> HeldOut:
+    """Keep ``n_clips`` clips of at most ``seconds`` each out of ``corpus`` (a
+    :class:`steerlab.capture.Corpus`) for measuring fidelity, drawn with ``seed``.
+
+    - Files: when the corpus has more usable files than ``n_clips``, that many files are drawn
+      (seeded) and left out of the training corpus; their first ``seconds`` are the clips.
+    - Generated sources (``synth:N``, ``noise:N``, ``flat:N``): otherwise, ``n_clips`` fresh clips
+      of the same kinds (taken in turn from each) from a seed independent of the training clips'
+      (``SeedSequence([seed, HOLDOUT_SALT])``), so the training corpus is unchanged. ``sines:N`` is
+      deterministic (the same clips for any seed) and cannot give held-out clips.
+    - Neither: no clips; ``record["reason"]`` says why.
+
+    The cost of :func:`measure` is bounded by ``n_clips * seconds`` of audio, run four times (the
+    unspliced, spliced, zero- and mean-ablated passes) plus one capture. Raises
+    :class:`steerlab.errors.ConfigError` for ``n_clips < 0`` or ``seconds <= 0``."""
+    from steerlab import validation as check
+    from steerlab.capture import FileSource, Manifest, SyntheticSource, _seed_for
+
+    check.integer("n_clips", n_clips, low=0)
+    check.positive("seconds", seconds)
+    base = {"clips": 0, "seconds": 0.0, "max_seconds_per_clip": float(seconds), "seed": int(seed), "ids": []}
+    if n_clips == 0:
+        return HeldOut(corpus, [], {**base, "how": None, "reason": "no held-out clips were asked for (0)"})
+    bad = {b["path"] for b in corpus.check_files()}
+    files = [str(p) for s in corpus.sources if isinstance(s, FileSource) for p in s.files() if str(p) not in bad]
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), HOLDOUT_SALT]))
+    if len(files) > n_clips:
+        paths = [files[i] for i in sorted(rng.choice(len(files), n_clips, replace=False))]
+        waves = [_first_seconds(p, corpus, seconds) for p in paths]
+        how = f"files drawn (seeded) from the corpus's {len(files)} usable files and left out of training"
+        return HeldOut(corpus.without_files(paths), waves, _record(base, corpus, waves, paths, how))
+    kinds = [s for s in corpus.sources if isinstance(s, SyntheticSource) and s.kind != "sines"]
+    if kinds:
+        held_seed = int(np.random.SeedSequence([int(seed), HOLDOUT_SALT]).generate_state(1)[0])
+        streams = [
+            SyntheticSource(s.kind, n_clips).clips(
+                corpus.sample_rate,
+                corpus.channels,
+                _seed_for(held_seed, i),
+                corpus.clip_seconds,
+                corpus.chunk_seconds,
+                Manifest(),
+            )
+            for i, s in enumerate(kinds)
+        ]
+        clips: list[tuple[str, np.ndarray]] = []
+        while len(clips) < n_clips:
+            clips.extend(next(st) for st in streams[: n_clips - len(clips)])
+        limit = int(round(seconds * corpus.sample_rate))
+        waves = [np.ascontiguousarray(w[:, :limit]) for _, w in clips]
+        how = (
+            f"fresh generated clips of the corpus's kinds ({', '.join(s.kind for s in kinds)}) from a seed "
+            "independent of the training clips'; the training corpus is unchanged"
+        )
+        return HeldOut(corpus, waves, _record(base, corpus, waves, [c for c, _ in clips], how))
+    reason = (
+        f"the corpus has {len(files)} usable file(s), too few to keep {n_clips} out of training and still "
+        "train on one, and no generated source that can give fresh clips (sines:N is the same for any seed)"
+    )
+    return HeldOut(corpus, [], {**base, "how": None, "reason": reason})
+
+
+def _record(base: dict[str, Any], corpus: Any, waves: list[np.ndarray], ids: list[str], how: str) -> dict[str, Any]:
+    seconds = sum(w.shape[1] for w in waves) / corpus.sample_rate
+    return {**base, "clips": len(waves), "seconds": seconds, "ids": ids, "how": how}
+
+
+def measure(model: AudioModel, d: Dictionary, held: HeldOut) -> dict[str, Any]:
+    """The fidelity record of ``d`` on ``held``'s clips: :func:`splice_fidelity`'s keys plus
+    ``held_out`` (``held.record``), ``formula`` and ``references``; every null has a
+    ``KEY_reason`` beside it (no held-out clips, or an ablation that leaves the output unchanged)."""
+    out: dict[str, Any] = {"held_out": held.record, "formula": FORMULA, "references": REFERENCES}
+    if not held.waves:
+        for key in ("recovered_vs_zero", "recovered_vs_mean"):
+            out[key] = None
+            out[f"{key}_reason"] = f"not measured: {held.record['reason']}"
+        return out
+    out.update(splice_fidelity(model, d, held.waves))
+    for key, ref in (("recovered_vs_zero", "zero"), ("recovered_vs_mean", "mean")):
+        if out[key] is None:
+            out[f"{key}_reason"] = f"{ref} ablation leaves the output unchanged on these clips (D(ablated) = 0)"
     return out

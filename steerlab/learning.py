@@ -82,6 +82,8 @@ def learn_dictionary(
     progress: Callable[[str], None] | None = None,
     epoch_progress: Callable[[int, int, float], None] | None = None,
     device: Any = None,
+    fidelity_clips: int = 0,
+    fidelity_seconds: float = 2.0,
 ) -> Dictionary:
     """Capture ``layer`` over ``corpus``, train an SAE and return a
     :class:`steerlab.dictionary.Dictionary` (not yet saved) with its provenance:
@@ -98,7 +100,11 @@ def learn_dictionary(
     after each epoch. ``device``: where the capture and the training run
     (:func:`steerlab.devices.resolve`; the model is moved there first); None: where the model
     is. The vectors stay on the CPU between capture and training; the dictionary comes back on
-    the CPU and its provenance says where it was computed.
+    the CPU and its provenance says where it was computed. ``fidelity_clips``: when > 0, that
+    many clips of at most ``fidelity_seconds`` are held out of training
+    (:func:`steerlab.fidelity.held_out`, seeded by ``config.seed``) and the dictionary's splice
+    fidelity on them is stored as ``metrics["fidelity"]`` (:func:`steerlab.fidelity.measure`);
+    0 (the default) trains on the whole corpus and measures nothing.
 
     Raises :class:`steerlab.errors.ConfigError` for an invalid ``target``, ``stream``,
     ``subsample`` or a ``config`` that does not fit the layer,
@@ -122,6 +128,12 @@ def learn_dictionary(
         raise check.fail("config", "an SAEConfig", config)
     mode = TARGET_MODES[target]
     dev = devices.place(model, device)
+    held = None
+    if fidelity_clips:
+        from steerlab.fidelity import held_out
+
+        held = held_out(corpus, fidelity_clips, fidelity_seconds, config.seed)
+        corpus = held.train
     info = api.layers(model).get(layer)
     corpus.check_files()  # bad files fail (or are skipped with --skip-bad-files) before any capture
     if config.width != info.channels:
@@ -208,7 +220,7 @@ def learn_dictionary(
         "input_sample_rate": corpus.sample_rate,
         "input_channels": corpus.channels,
     }
-    return Dictionary(
+    d = Dictionary(
         sae=sae,
         model=model.name,
         layer=info.name,
@@ -222,3 +234,10 @@ def learn_dictionary(
             "provenance": provenance.record(inputs=[src.spec for src in corpus.sources], started=started, device=model),
         },
     )
+    if held is not None:
+        from steerlab.fidelity import measure
+
+        if progress:
+            progress(f"splice fidelity on {held.record['clips']} held-out clips ({held.record['seconds']:.1f} s)")
+        d.metrics["fidelity"] = measure(model, d, held)
+    return d

@@ -96,3 +96,108 @@ def test_archetype_identity_and_wrong_model(embedded):
             ),
             _waves(1),
         )
+
+
+def _model_dictionary(model, layer: str, sae: SparseAutoencoder) -> Dictionary:
+    return Dictionary(sae=sae, model=model.name, layer=layer, target="feature", weights_hash=None, data_description="t")
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "width", "rate", "kind", "key"),
+    [
+        ("samplecnn_24khz", "block.3", 32, 24_000, "logits", "kl"),  # a classifier: KL and top-1 agreement
+        ("crepe_tiny_16khz", "conv2", 16, 16_000, "other", "mean_abs_change"),  # pitch salience change
+    ],
+)
+def test_classifier_and_pitch_branches(name, layer, width, rate, kind, key):
+    """The identity dictionary recovers all of the output; a dictionary that never fires decodes to
+    exactly 0, so its splice is bitwise the zero ablation."""
+    from steerlab import api
+    from steerlab.synth import ClipSpec, synthesize
+
+    model = api.load_model(name)
+    waves = [synthesize(ClipSpec("chord", seed, rate, 0.5))[None] for seed in range(2)]
+    same = splice_fidelity(model, _model_dictionary(model, layer, _identity(width)), waves)
+    assert same["output"] == kind and same["distance"] == key
+    assert same["zero_ablation"][key] > 1e-3  # the reference does move the output
+    assert same["spliced"][key] < 1e-6 * same["zero_ablation"][key]
+    assert same["recovered_vs_zero"] == pytest.approx(1.0, abs=1e-6)
+    assert same["recovered_vs_mean"] == pytest.approx(1.0, abs=1e-5)
+    if kind == "logits":
+        assert same["spliced"]["agreement"] == 1.0
+    none = splice_fidelity(model, _model_dictionary(model, layer, _zero(width)), waves)
+    assert none["spliced"] == none["zero_ablation"]  # exactly: the same patched pass
+    assert none["recovered_vs_zero"] == 0.0
+
+
+def _wav_folder(folder, n: int, rate: int = 24_000):
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir()
+    for i in range(n):
+        t = np.arange(rate * 3) / rate
+        sf.write(folder / f"{i}.wav", 0.3 * np.sin(2 * np.pi * (110 + 50 * i) * t), rate)
+    return folder
+
+
+def test_held_out_files_are_left_out_of_training(tmp_path):
+    from steerlab.capture import Corpus
+    from steerlab.fidelity import held_out
+
+    corpus = Corpus([str(_wav_folder(tmp_path / "a", 5))], 24_000, 1)
+    h = held_out(corpus, 2, 1.5, seed=3)
+    assert h.record["clips"] == 2 and h.record["seconds"] == 3.0
+    assert [w.shape for w in h.waves] == [(1, 36_000)] * 2
+    trained = {str(p) for p in h.train.sources[0].files()}
+    assert len(trained) == 3 and trained.isdisjoint(h.record["ids"])
+    assert held_out(corpus, 2, 1.5, seed=3).record["ids"] == h.record["ids"]  # seeded
+    assert held_out(corpus, 5, 1.5).record["reason"].startswith("the corpus has 5 usable file(s)")
+
+
+def test_held_out_generated_clips_are_fresh():
+    from steerlab.capture import Corpus
+    from steerlab.fidelity import held_out
+
+    corpus = Corpus(["synth:3", "noise:2"], 24_000, 1, seed=0, clip_seconds=1.0)
+    h = held_out(corpus, 3, 0.5)
+    assert h.train is corpus  # the training corpus is unchanged
+    assert [i.split(":")[0] for i in h.record["ids"]] == ["synth", "noise", "synth"]
+    train = [w for _, w in corpus.clips()]
+    assert all(
+        not any(w[:, :12_000].shape == t[:, :12_000].shape and (w == t[:, :12_000]).all() for t in train)
+        for w in h.waves
+    )
+    assert "reason" in held_out(Corpus(["sines:3"], 24_000, 1), 2).record
+
+
+def test_learn_stores_fidelity_and_analyze_quotes_it(tmp_path):
+    """The learn CLI writes metrics["fidelity"] measured on held-out clips; the analysis report quotes
+    it, and measures a dictionary without one on its own corpus (saying so)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from steerlab import api, dictionary
+    from steerlab.analysis import splice
+    from steerlab.capture import Corpus
+    from steerlab.cli import get_cli
+
+    out = tmp_path / "d"
+    args = ["learn", "features", "-l", LAYER, "--data", "synth:2", "--clip-seconds", "0.5", "-o", str(out)]
+    res = CliRunner().invoke(
+        get_cli(), [*args, "--size", "16", "--k", "2", "--epochs", "1", "--fidelity-seconds", "0.25"]
+    )
+    assert res.exit_code == 0, res.output
+    f = json.loads((out / "config.json").read_text())["metrics"]["fidelity"]
+    assert f["held_out"]["clips"] == 2 and f["held_out"]["seconds"] == 0.5
+    assert f["n_clips"] == 2 and f["recovered_vs_zero"] < 1.0 and "Bricken" in f["references"]
+    d = dictionary.load(out)
+    model = api.load_model(d.model)
+    corpus = Corpus.for_model(model, ["synth:1"], clip_seconds=0.25)
+    quoted = splice.report(d, model, corpus, lambda m: None)
+    assert quoted["recovered_vs_zero"] == f["recovered_vs_zero"] and "held out" in quoted["source"]
+    del d.metrics["fidelity"]
+    measured = splice.report(d, model, corpus, lambda m: None)
+    assert measured["held_out"]["clips"] == 1 and "may have been in" in measured["source"]
+    assert measured["recovered_vs_zero"] is not None and "splice fidelity" in measured["headline"]

@@ -785,6 +785,9 @@ def analyze(
         if dictionary_path is not None
         else config_hash(d.to_json(), None, compact=False)
     )
+    from steerlab.analysis import splice
+
+    fidelity = splice.report(d, model, corpus, say)
     analyses: dict[str, Any] = {}
     figures: dict[str, bytes] = {}
     for name in ANALYSES:
@@ -853,6 +856,7 @@ def analyze(
         "versions": run.versions,
         "decoder_offset_norm": float(np.linalg.norm(run.offset)),
         "analyses": analyses,
+        "fidelity": fidelity,
         "provenance": provenance.record(
             inputs=[s.spec for s in corpus.sources]
             + ([Path(dictionary_path) / "config.json"] if dictionary_path is not None else []),

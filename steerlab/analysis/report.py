@@ -114,6 +114,11 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
         "<h3>Options</h3>",
         _table(doc["options"]),
     ]
+    if doc.get("fidelity"):
+        f = doc["fidelity"]
+        parts.append(f"<h3>Splice fidelity</h3><p class=ours>{html.escape(f['headline'])}</p>")
+        parts.append(f"<p class=note>{html.escape(f['formula'])}. {html.escape(f['references'])}.</p>")
+        parts.append(_table({k: f[k] for k in ("spliced", "zero_ablation", "mean_ablation") if k in f}))
     for key, a in doc["analyses"].items():
         parts.append(f"<section id={key}><h2>{a['letter']}. {html.escape(a['title'])}</h2>")
         if a["status"] != "ran":

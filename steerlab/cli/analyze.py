@@ -199,6 +199,7 @@ def analyze(
                 {
                     "output": str(out),
                     "analyses": ran,
+                    "fidelity": doc.get("fidelity"),
                     "skipped": {k: a["reason"] for k, a in doc["analyses"].items() if a["status"] != "ran"},
                 },
                 drop_private=True,
@@ -206,6 +207,8 @@ def analyze(
         )
     for key, a in doc["analyses"].items():  # every analysis, run or not, so none is silently missing
         click.echo(f"{key}: {a['headline'] if a['status'] == 'ran' else 'skipped: ' + a['reason']}")
+    if doc.get("fidelity"):
+        click.echo(doc["fidelity"]["headline"])
     click.echo(f"wrote {out / 'report.html'} and {out / 'report.json'}")
 
 

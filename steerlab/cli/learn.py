@@ -107,6 +107,20 @@ def _options(fn: Callable) -> Callable:
             default=None,
             help="Also write OUTPUT/saelens in SAELens' layout (cfg.json).",
         ),
+        click.option(
+            "--fidelity-clips",
+            type=click.IntRange(min=0),
+            default=2,
+            show_default=True,
+            help="Clips held out of training (seeded by --seed) to measure splice fidelity on; 0: none.",
+        ),
+        click.option(
+            "--fidelity-seconds",
+            type=click.FloatRange(min=0, min_open=True),
+            default=2.0,
+            show_default=True,
+            help="Longest held-out clip, in seconds (bounds the fidelity measurement's cost).",
+        ),
         json_option("Print the result as JSON."),
         device_option(),
         threads_option(),
@@ -169,6 +183,8 @@ def _learn(
     cache_dir,
     cache_gb,
     export,
+    fidelity_clips,
+    fidelity_seconds,
     as_json,
     device,
     threads,
@@ -234,6 +250,8 @@ def _learn(
         budget_bytes=int(cache_gb * 2**30),
         progress=say,
         epoch_progress=epoch_done,
+        fidelity_clips=fidelity_clips,
+        fidelity_seconds=fidelity_seconds,
     )
     dictionary.save(d, out, overwrite=overwrite)
     exported = None
@@ -264,6 +282,16 @@ def _learn(
         f"{'n/a' if ev is None else f'{ev:.3f}'}, L0 {m.get('l0', float('nan')):.2f}, "
         f"dead {m.get('dead_fraction', float('nan')):.1%}"
     )
+    fid = m.get("fidelity") or {}
+    if fid.get("recovered_vs_zero") is not None:
+        click.echo(
+            f"splice fidelity on {fid['held_out']['clips']} held-out clips ({fid['held_out']['seconds']:.1f} s): "
+            f"recovered {fid['recovered_vs_zero']:.3f} vs zero ablation, {fid['recovered_vs_mean']:.3f} vs mean"
+            if fid.get("recovered_vs_mean") is not None
+            else f"splice fidelity: recovered {fid['recovered_vs_zero']:.3f} vs zero ablation"
+        )
+    elif fid:
+        click.echo(f"splice fidelity: {fid['recovered_vs_zero_reason']}")
     if exported:
         click.echo(f"wrote {exported} (SAELens layout)")
 

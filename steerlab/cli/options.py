@@ -108,20 +108,6 @@ def setup_compute(device: str, threads: int | None) -> Any:
     return devices.use(devices.resolve(device))
 
 
-def cpu_only(command: str, device: str) -> None:
-    """For a command whose loops are not device-aware yet: ``--device`` must resolve to the CPU;
-    anything else is refused in one line (never silently run elsewhere than asked)."""
-    from steerlab import devices
-    from steerlab.errors import ConfigError
-
-    if devices.resolve(device).type != "cpu" and device != "auto":
-        raise ConfigError(
-            f"{command} runs on the CPU only (its loops are not device-aware yet, see docs/devices.md); "
-            "use device 'cpu'",
-            parameter="device",
-        )
-
-
 def skip_bad_files_option(help: str) -> Callable[[F], F]:
     """``--skip-bad-files`` into the flag ``skip_bad_files``: skip unreadable, empty or NaN input files
     (``help`` says where they are listed) instead of failing before any work."""

@@ -9,7 +9,6 @@ import click
 from steerlab.cli.options import (
     CONTEXT,
     checkpoint_option,
-    cpu_only,
     device_option,
     echo_json,
     json_option,
@@ -172,10 +171,10 @@ def eval_codec(
     if clips < 1 or windows < 1:
         raise SteerlabError(f"--clips and --windows must be >= 1, got {clips} and {windows}")
     setup_compute(device, threads)
-    cpu_only("eval codec", device)
+    from steerlab import devices
     from steerlab.capture import bad_files_note
 
-    model = api.load_model(model_name, checkpoint, device="cpu")
+    model = api.load_model(model_name, checkpoint, device=device)
     if not isinstance(model, EncodecAudioModel):
         raise SteerlabError(f"{model.name} is not an EnCodec model: this command evaluates codecs")
     # every --data file is checked (and decoded) before the synthetic evaluation: a bad file fails first
@@ -185,7 +184,7 @@ def eval_codec(
             click.echo(bad_files_note(bad, f"--data {folder}", "--skip-bad-files"), err=True)
     rows = evaluate_model(model, clips, seed)
     if data:
-        random = random_codec(f"{model.name} (random init)", model.cfg)
+        random = random_codec(f"{model.name} (random init)", model.cfg).to(devices.of(model))
         rows["data"] = {}
         for folder, (clips_t, files, bad) in windowed.items():
             rows["data"][folder] = {
@@ -196,10 +195,11 @@ def eval_codec(
             }
     if tones:
         rows["tones_si_sdr_db"] = tone_fidelity(model)
+    rows["compute"] = devices.record(model)
     if as_json:
         return echo_json(rows)
     for name, paths in rows.items():
-        if name in ("data", "tones_si_sdr_db"):
+        if name in ("data", "tones_si_sdr_db", "compute"):
             continue
         for path, res in paths.items():
             kinds = ", ".join(f"{k} {v:.1f}" for k, v in res["si_sdr_median_by_kind"].items())

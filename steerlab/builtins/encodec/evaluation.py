@@ -11,23 +11,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from steerlab import metrics, synth
+from steerlab import devices, metrics, synth
 
 from .loaders import random_codec
 from .model import EncodecAudioModel
 
 
 @torch.no_grad()
-def clip_metrics(decode: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor, batch: int = 16):
-    """Per-clip SI-SDR (dB) and MR-STFT distance of ``decode(x)`` against ``x [clips, channels, samples]``."""
+def clip_metrics(
+    decode: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor, batch: int = 16, device: Any = None
+):
+    """Per-clip SI-SDR (dB) and MR-STFT distance of ``decode(x)`` against ``x [clips, channels, samples]``
+    (each batch moved to ``device``, where the metrics are computed; the lists are plain floats)."""
     sdr: list[float] = []
     dist: list[float] = []
     for i in range(0, len(clips), batch):
-        x = clips[i : i + batch]
+        x = clips[i : i + batch] if device is None else clips[i : i + batch].to(device)
         y = decode(x)
         sdr += metrics.si_sdr(y, x).mean(1).tolist()
         dist += metrics.multires_stft_distance(y, x).mean(1).tolist()
@@ -45,7 +49,7 @@ def median_ci(values: list[float], seed: int = 0, n_boot: int = 2000) -> list[fl
 def _scores(model: EncodecAudioModel, clips: torch.Tensor, kinds: list[str]) -> dict:
     out: dict = {}
     for path in ("continuous", "quantized"):
-        sdr, dist = clip_metrics(functools.partial(model, path=path), clips)
+        sdr, dist = clip_metrics(functools.partial(model, path=path), clips, device=devices.of(model))
         out[path] = {
             "si_sdr_median": float(np.median(sdr)),
             "si_sdr_median_ci95": median_ci(sdr),
@@ -59,13 +63,16 @@ def _scores(model: EncodecAudioModel, clips: torch.Tensor, kinds: list[str]) -> 
 
 
 def evaluate_model(model: EncodecAudioModel, clips: int = 70, seed: int = 12_345) -> dict[str, dict]:
+    """Both decode paths of ``model`` and of its architecture at random initialisation on ``clips``
+    synthetic clips, run where ``model`` is (the clips are made there)."""
     specs = synth.corpus(clips, seed, model.sample_rate, 1.0)
     length = model.sample_rate - model.sample_rate % model.hop
-    data = torch.from_numpy(np.stack([synth.synthesize(s)[:length] for s in specs]))[:, None].repeat(
+    dev = devices.of(model)
+    data = torch.as_tensor(np.stack([synth.synthesize(s)[:length] for s in specs]), device=dev)[:, None].repeat(
         1, model.channels, 1
     )
     kinds = [s.kind for s in specs]
-    random = random_codec(f"{model.name} (random init)", model.cfg)
+    random = random_codec(f"{model.name} (random init)", model.cfg).to(dev)
     return {model.name: _scores(model, data, kinds), random.name: _scores(random, data, kinds)}
 
 
@@ -108,14 +115,17 @@ def octave_errors(decoded: np.ndarray, reference: np.ndarray, sample_rate: int) 
 def fidelity(model: EncodecAudioModel, clips: torch.Tensor) -> dict:
     """Per decode path: SI-SDR (dB) median with its bootstrap 95% interval and mean, MR-STFT distance,
     and the median octave-band energy error (dB) over the clips where the band is measured (with the
-    count), or ``None`` with the reason. ``clips``: ``[n, channels, samples]`` at the model's rate."""
+    count), or ``None`` with the reason. ``clips``: ``[n, channels, samples]`` at the model's rate,
+    moved to where the model is (the octave bands are measured on the CPU)."""
     out: dict = {}
+    clips = clips.to(devices.of(model))
     for path in ("continuous", "quantized"):
         decoded = torch.cat([model(clips[i : i + 16], path=path) for i in range(0, len(clips), 16)])
         sdr = metrics.si_sdr(decoded, clips).mean(1).tolist()
         dist = metrics.multires_stft_distance(decoded, clips).mean(1).tolist()
         errors = [
-            octave_errors(d.mean(0).numpy(), c.mean(0).numpy(), model.sample_rate) for d, c in zip(decoded, clips)
+            octave_errors(d.mean(0).cpu().numpy(), c.mean(0).cpu().numpy(), model.sample_rate)
+            for d, c in zip(decoded, clips)
         ]
         bands = {}
         for b, fc in enumerate(OCTAVE_CENTRES_HZ):
@@ -179,7 +189,7 @@ def tone_fidelity(model: EncodecAudioModel, freqs_hz=DEFAULT_TONES_HZ, amplitude
     t = np.arange(n) / model.sample_rate
     fade = np.minimum(1, np.minimum(t, t[::-1]) / 0.01)
     tones = np.stack([amplitude * fade * np.sin(2 * np.pi * f * t) for f in freqs_hz]).astype(np.float32)
-    x = torch.from_numpy(tones)[:, None].repeat(1, model.channels, 1)
+    x = torch.as_tensor(tones, device=devices.of(model))[:, None].repeat(1, model.channels, 1)
     return {
         path: {str(f): float(v) for f, v in zip(freqs_hz, metrics.si_sdr(model(x, path=path), x).mean(1).tolist())}
         for path in ("continuous", "quantized")

@@ -10,7 +10,6 @@ import click
 from steerlab.cli.options import (
     CONTEXT,
     checkpoint_option,
-    cpu_only,
     device_option,
     echo_json,
     json_option,
@@ -107,8 +106,7 @@ def train_samplecnn(
     from .train import InstrumentData, TrainConfig
     from .train import train_samplecnn as run
 
-    setup_compute(device, threads)
-    cpu_only("train samplecnn", device)
+    dev = setup_compute(device, threads)
     defaults = TASK_DEFAULTS[task_name]
     widths = _ints(channels, "--channels")
     # an invalid value raises ConfigError, which the CLI prints naming this command's flags
@@ -133,7 +131,15 @@ def train_samplecnn(
         val_every=val_every,
         seed=seed,
     )
-    row = run(model_cfg, cfg, Path(out_dir), name=defaults["name"], log=lambda m: click.echo(m, err=True), data=data)
+    row = run(
+        model_cfg,
+        cfg,
+        Path(out_dir),
+        name=defaults["name"],
+        log=lambda m: click.echo(m, err=True),
+        data=data,
+        device=dev,
+    )
     echo_json(row)
 
 
@@ -169,10 +175,9 @@ def eval_samplecnn(model_name, checkpoint, clips, seed, seconds, threads, as_jso
     from .model import SampleCNN
 
     setup_compute(device, threads)
-    cpu_only("eval samplecnn", device)
     if (clips is not None and clips <= 0) or seconds <= 0:
         raise click.BadParameter("--clips and --seconds must be positive")
-    model = api.load_model(model_name, checkpoint, device="cpu")
+    model = api.load_model(model_name, checkpoint, device=device)
     if not isinstance(model, SampleCNN):
         raise SteerlabError(f"{model_name!r} is not a SampleCNN; `steerlab eval samplecnn` evaluates samplecnn models")
     if model.instrument_task is not None:

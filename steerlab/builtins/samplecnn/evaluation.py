@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from steerlab import devices
 from steerlab.errors import ConfigError
 
 from . import instruments, task
@@ -60,7 +61,7 @@ def _overlap(model: SampleCNN, specs: list) -> int | None:
 @torch.no_grad()
 def confusion(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor) -> list[list[int]]:
     """Rows: true label; columns: predicted label (order of ``model.labels``)."""
-    pred = torch.cat([model(waves[i : i + 32]).argmax(1) for i in range(0, len(waves), 32)])
+    pred = _predict(model, waves)
     k = len(model.labels)
     counts = torch.zeros(k, k, dtype=torch.long)
     counts.index_put_((targets, pred), torch.ones_like(targets), accumulate=True)
@@ -73,7 +74,7 @@ def evaluate_model(
     specs = task.held_out_specs(clips, seed, model.sample_rate, seconds)
     waves, targets = task.render(specs, model.labels)
     trained = evaluate(model, waves, targets)
-    random_model = random_samplecnn(f"{model.name} (random init)", model.cfg, seed=0)
+    random_model = random_samplecnn(f"{model.name} (random init)", model.cfg, seed=0).to(devices.of(model))
     baseline = evaluate(random_model, waves, targets)
     correct = round(trained["accuracy"] * len(targets))
     shares = torch.bincount(targets, minlength=len(model.labels)).float() / len(targets)
@@ -101,6 +102,7 @@ def evaluate_model(
             "loss": baseline["loss"],
             "weights_sha256": random_model.weights_hash(),
         },
+        "compute": devices.record(model),
     }
 
 
@@ -120,8 +122,16 @@ def bootstrap_interval(
 
 @torch.no_grad()
 def _correct(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    pred = torch.cat([model(waves[i : i + 32]).argmax(1) for i in range(0, len(waves), 32)])
+    pred = _predict(model, waves)
     return (pred == targets).numpy(), pred
+
+
+@torch.no_grad()
+def _predict(model: SampleCNN, waves: torch.Tensor) -> torch.Tensor:
+    """Predicted labels ``[clips]`` (CPU) of ``waves [clips, channels, samples]`` (CPU), 32 clips per
+    batch, each batch run where the model is."""
+    dev = devices.of(model)
+    return torch.cat([model(waves[i : i + 32].to(dev)).argmax(1).cpu() for i in range(0, len(waves), 32)])
 
 
 def training_coverage(spec: instruments.InstrumentTask, training: dict) -> dict[str, set]:
@@ -168,7 +178,7 @@ def evaluate_instruments(
         raise ConfigError(f"{model.name} was not trained on the instrument task")
     if clips <= 0:
         raise ConfigError(f"clips must be positive, got {clips}", parameter="clips")
-    random_model = random_samplecnn(f"{model.name} (random init)", model.cfg, seed=0)
+    random_model = random_samplecnn(f"{model.name} (random init)", model.cfg, seed=0).to(devices.of(model))
     training = (model.training_record or {}).get("training")
     coverage = training_coverage(spec, training) if training else None
     out: dict[str, Any] = {}
@@ -213,6 +223,7 @@ def evaluate_instruments(
         "labels": list(model.labels),
         "random_init_weights_sha256": random_model.weights_hash(),
         "splits": out,
+        "compute": devices.record(model),
     }
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -126,10 +126,14 @@ class InstrumentData:
 
 @torch.no_grad()
 def evaluate(model: SampleCNN, waves: torch.Tensor, targets: torch.Tensor, batch: int = 32) -> dict:
-    """Accuracy, mean cross-entropy and per-label accuracy of ``model`` (put in eval mode)."""
+    """Accuracy, mean cross-entropy and per-label accuracy of ``model`` (put in eval mode). Each
+    batch runs where the model is; the logits come back to the CPU, where the figures are computed."""
+    from steerlab import devices
+
     was_training = model.training
     model.eval()
-    logits = torch.cat([model(waves[i : i + batch]) for i in range(0, len(waves), batch)])
+    dev = devices.of(model)
+    logits = torch.cat([model(waves[i : i + batch].to(dev)).cpu() for i in range(0, len(waves), batch)])
     model.train(was_training)
     pred = logits.argmax(1)
     per_label = {
@@ -151,9 +155,15 @@ def train_samplecnn(
     name: str = "samplecnn_24khz",
     log: Callable[[str], None] = print,
     data: TaskData | None = None,
+    device: Any = None,
 ) -> dict:
     """Train (or resume) into ``out_dir`` on ``data`` (default: the synthetic clip kinds); returns the
-    last validation row. Raises ``ValueError`` when the model's labels are not the task's."""
+    last validation row. ``device``: where the model and its batches live
+    (:func:`steerlab.devices.resolve`; None: the CPU); the weights are initialised on the CPU
+    first, so a seed gives the same start everywhere, and the clips are rendered on the CPU and
+    moved. Raises ``ValueError`` when the model's labels are not the task's."""
+    from steerlab import devices
+
     if data is None:
         data = KindsData(model_cfg.labels, model_cfg.sample_rate, cfg.clip_seconds)
     if isinstance(data, InstrumentData) and (
@@ -162,7 +172,8 @@ def train_samplecnn(
         raise ConfigError("the model's labels and clip length must be the instrument task's families and seconds")
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model = SampleCNN(name, model_cfg).train()
+    dev = devices.use(devices.resolve(device or "cpu"))
+    model = SampleCNN(name, model_cfg).train().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     record = data.record()
     identity = {"architecture": model_cfg.to_json(), **({"task": record} if record else {})}
@@ -175,7 +186,7 @@ def train_samplecnn(
     while step < cfg.steps:
         x, y, rng = data.batch(cfg.seed, step, cfg.batch_size)
         gain = rng.uniform(cfg.gain_low, cfg.gain_high, (len(x), 1, 1)) * rng.choice([-1.0, 1.0], (len(x), 1, 1))
-        x = x * torch.from_numpy(gain.astype(np.float32))
+        x, y = x.to(dev) * torch.as_tensor(gain.astype(np.float32), device=dev), y.to(dev)
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # nothing random in the model today; keeps resume exact if added
         lr = cosine_lr(step, cfg.steps, cfg.lr, cfg.min_lr)
         for group in opt.param_groups:
@@ -223,7 +234,7 @@ def export(
     given, is the task's split and data provenance under the key ``task``)."""
     was_training = model.training
     model.eval()
-    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     atomic_save_safetensors(state, out_dir / "model.safetensors")
     atomic_write_json(
         {
@@ -238,7 +249,7 @@ def export(
             **({"task": task_record} if task_record else {}),
             "validation": row,
             "versions": versions(),
-            "provenance": provenance.record(),
+            "provenance": provenance.record(device=model),
         },
         out_dir / "config.json",
     )

@@ -8,7 +8,6 @@ import click
 
 from steerlab.cli.options import (
     CONTEXT,
-    cpu_only,
     device_option,
     echo_json,
     output_option,
@@ -68,8 +67,7 @@ def train_tokenlm(
     from .train import train_tokenlm as run
     from .transformer import TokenLMConfig
 
-    setup_compute(device, threads)
-    cpu_only("train tokenlm", device)
+    dev = setup_compute(device, threads)
     codec = load_codec({"codec_checkpoint": codec_checkpoint})
     frames = math.ceil(clip_seconds * codec.sample_rate / codec.hop)
     # an invalid value raises ConfigError, which the CLI prints naming this command's flags
@@ -92,5 +90,5 @@ def train_tokenlm(
         clip_seconds=clip_seconds,
         seed=seed,
     )
-    result = run(cfg, tc, Path(out_dir), codec, log=lambda m: click.echo(m, err=True))
+    result = run(cfg, tc, Path(out_dir), codec, log=lambda m: click.echo(m, err=True), device=dev)
     echo_json(result)

@@ -19,6 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,15 +63,18 @@ class TrainConfig:
 
 @torch.no_grad()
 def encode_clips(model_codec, clips: np.ndarray, n_q: int, batch: int = 16) -> torch.Tensor:
-    """Float clips ``[n, samples]`` -> codes ``[n, n_q, frames]`` (int64) through the codec."""
+    """Float clips ``[n, samples]`` -> codes ``[n, n_q, frames]`` (int64, CPU) through the codec,
+    on the codec's device."""
+    from steerlab import devices
+
     hop = model_codec.hop
-    x = torch.from_numpy(clips).float()[:, None]
+    x = torch.as_tensor(clips, dtype=torch.float32, device=devices.of(model_codec))[:, None]
     x = F.pad(x, (0, -x.shape[-1] % hop))
     out = []
     for i in range(0, len(x), batch):
         z = model_codec.encoder(x[i : i + batch])
         codes = model_codec.quantizer.encode(z, model_codec.cfg.frame_rate, model_codec.bandwidth_for(n_q))
-        out.append(codes.transpose(0, 1))
+        out.append(codes.transpose(0, 1).cpu())
     return torch.cat(out).long()
 
 
@@ -139,13 +143,18 @@ def baselines(train: torch.Tensor, val: torch.Tensor, bins: int) -> dict[str, fl
 
 @torch.no_grad()
 def evaluate(model: TokenTransformer, tokens: torch.Tensor, batch: int = 32) -> dict:
-    """Mean next-frame cross-entropy (nats per code), perplexity and accuracy, overall and per codebook."""
+    """Mean next-frame cross-entropy (nats per code), perplexity and accuracy, overall and per codebook.
+    ``tokens`` (CPU) are moved a batch at a time to where the model is; the sums stay there in float64."""
+    from steerlab import devices
+
     was = model.training
     model.eval()
     n_q = model.cfg.n_q
-    ce_sum, hit_sum, count = torch.zeros(n_q, dtype=torch.float64), torch.zeros(n_q, dtype=torch.float64), 0
+    dev = devices.of(model)
+    ce_sum = torch.zeros(n_q, dtype=torch.float64, device=dev)
+    hit_sum, count = torch.zeros(n_q, dtype=torch.float64, device=dev), 0
     for i in range(0, len(tokens), batch):
-        x = tokens[i : i + batch]
+        x = tokens[i : i + batch].to(dev)
         logits = model(x[:, :, :-1])  # [b, t, n_q, bins]
         target = x[:, :, 1:].transpose(1, 2)  # [b, t, n_q]
         ce = F.cross_entropy(logits.permute(0, 3, 1, 2), target, reduction="none")  # [b, t, n_q]
@@ -166,25 +175,31 @@ def evaluate(model: TokenTransformer, tokens: torch.Tensor, batch: int = 32) -> 
 
 def export(model: TokenTransformer, meta: dict, out_dir: Path) -> None:
     atomic_save_safetensors(
-        {k: v.detach().contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors"
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors"
     )
-    atomic_write_json({**meta, "provenance": provenance.record()}, out_dir / "config.json")
+    atomic_write_json({**meta, "provenance": provenance.record(device=model)}, out_dir / "config.json")
 
 
-def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log=print) -> dict:
-    """Train (or resume) into ``out_dir``; returns the best validation metrics and the baselines."""
+def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log=print, device: Any = None) -> dict:
+    """Train (or resume) into ``out_dir``; returns the best validation metrics and the baselines.
+    ``device``: where the codec encodes and the transformer trains (:func:`steerlab.devices.resolve`;
+    None: the CPU); the weights are initialised on the CPU first (the same start everywhere), the
+    tokens are kept on the CPU and each batch is moved."""
+    from steerlab import devices
+
     out_dir.mkdir(parents=True, exist_ok=True)
     if codec.cfg.bins != cfg.bins:
         raise SteerlabError(f"the codec has {codec.cfg.bins} codes per codebook but the config says {cfg.bins}")
     if cfg.n_q > codec.n_q:
         raise SteerlabError(f"the codec has {codec.n_q} codebooks; n_q {cfg.n_q} is too many", parameter="n_q")
+    dev = devices.place(codec, device or "cpu")
     codec_hash = codec.weights_hash()
     train, val = _tokens(codec, codec_hash, cfg, tc, out_dir, log)
     if train.shape[-1] > cfg.max_frames + 1:
         raise SteerlabError(f"clips of {train.shape[-1]} frames exceed the context of {cfg.max_frames} (+1) frames")
     base = baselines(train, val, cfg.bins)
     torch.manual_seed(tc.seed)
-    model = TokenTransformer(cfg).train()
+    model = TokenTransformer(cfg).train().to(dev)
     decay = [p for p in model.parameters() if p.dim() > 1]
     other = [p for p in model.parameters() if p.dim() <= 1]
     opt = torch.optim.AdamW(
@@ -224,7 +239,7 @@ def train_tokenlm(cfg: TokenLMConfig, tc: TrainConfig, out_dir: Path, codec, log
     t0 = time.time()
     losses: list[float] = []
     while step < tc.steps:
-        x = train[torch.from_numpy(rng.integers(0, len(train), tc.batch_size))]
+        x = train[torch.as_tensor(rng.integers(0, len(train), tc.batch_size), device=train.device)].to(dev)
         logits = model(x[:, :, :-1])
         loss = F.cross_entropy(logits.reshape(-1, cfg.bins), x[:, :, 1:].transpose(1, 2).reshape(-1))
         lr = cosine_lr(step, tc.steps, tc.lr, tc.min_lr, tc.warmup)
