@@ -79,3 +79,16 @@ def test_low_tones_come_back_and_high_tones_are_lost(embedded):
         assert 19.0 <= sdr[f] <= 34.0, (f, sdr[f])
     assert 2.0 <= sdr["1000"] <= 5.0
     assert all(sdr[f] < -20.0 for f in ("1500", "3000", "6000")), sdr
+
+
+def test_a_clip_kind_with_no_clips_is_null_with_its_reason_never_nan(embedded):
+    """Two clips cannot hold all seven kinds: their medians are null with a reason (they were NaN,
+    which is not even valid JSON)."""
+    from steerlab.builtins.encodec.evaluation import evaluate_model
+    from steerlab.schema import unexplained_nulls
+
+    rows = evaluate_model(embedded, clips=2, seed=0)
+    by = rows[embedded.name]["continuous"]["si_sdr_median_by_kind"]
+    empty = [k for k in synth.KINDS if by[k] is None]
+    assert len(empty) >= len(synth.KINDS) - 2 and all("no clip of kind" in by[f"{k}_reason"] for k in empty)
+    assert unexplained_nulls(rows) == []

@@ -202,7 +202,12 @@ def eval_codec(
         if name in ("data", "tones_si_sdr_db", "compute"):
             continue
         for path, res in paths.items():
-            kinds = ", ".join(f"{k} {v:.1f}" for k, v in res["si_sdr_median_by_kind"].items())
+            by_kind = res["si_sdr_median_by_kind"]
+            kinds = ", ".join(
+                f"{k} {'n/a' if v is None else format(v, '.1f')}"
+                for k, v in by_kind.items()
+                if not k.endswith("_reason")
+            )
             click.echo(
                 f"{name} [{path}]: SI-SDR median {res['si_sdr_median']:.2f} dB "
                 f"(95% CI {res['si_sdr_median_ci95'][0]:.2f} to {res['si_sdr_median_ci95'][1]:.2f}; mean {res['si_sdr_mean']:.2f}), "

@@ -49,14 +49,22 @@ def median_ci(values: list[float], seed: int = 0, n_boot: int = 2000) -> list[fl
 def _scores(model: EncodecAudioModel, clips: torch.Tensor, kinds: list[str]) -> dict:
     out: dict = {}
     for path in ("continuous", "quantized"):
+        by: dict[str, list[float]] = {k: [] for k in synth.KINDS}
         sdr, dist = clip_metrics(functools.partial(model, path=path), clips, device=devices.of(model))
+        for value, kind in zip(sdr, kinds):
+            by[kind].append(value)
         out[path] = {
             "si_sdr_median": float(np.median(sdr)),
             "si_sdr_median_ci95": median_ci(sdr),
             "si_sdr_mean": float(np.mean(sdr)),
             "mrstft_mean": float(np.mean(dist)),
             "si_sdr_median_by_kind": {
-                k: float(np.median([s for s, kk in zip(sdr, kinds) if kk == k])) for k in synth.KINDS
+                **{k: float(np.median(by[k])) if by[k] else None for k in synth.KINDS},
+                **{  # a null, never a NaN, and why (K_reason beside K)
+                    f"{k}_reason": f"no clip of kind {k!r} among the {len(kinds)} clips drawn (give more clips)"
+                    for k in synth.KINDS
+                    if not by[k]
+                },
             },
         }
     return out
