@@ -67,9 +67,11 @@ class Brightness(SyntheticConcept):
     description = "spectral tilt raised or lowered; centroid (cents) and high-band share"
     changes = ("raise", "lower")
     controls = {
-        "filterbank_24khz": "a tilt is a gain per band; its layer is the bands' magnitudes, so scaling "
-        "them along the mean difference is a tilt by construction",
-        "stft_24khz": "a tilt is a gain per bin; its layer is the bins' magnitudes (the same argument)",
+        "filterbank_24khz": "a tilt is a gain per band: lowering a band scales its own content, raising one adds a "
+        "carrier at the band's centre (its decoder's design for partials), a gain only for partials at band "
+        "centres: whether it vouches is measured, not assumed (docs/steerability.md)",
+        "stft_24khz": "a tilt is a gain per bin: lowering a bin scales its own content, raising one adds a carrier at "
+        "the bin's centre: measured, not assumed",
     }
     rule = RULE
 

@@ -53,10 +53,11 @@ class ChordQuality(SyntheticConcept):
     description = "a triad's third moved a semitone: minor to major and back; chroma at the two thirds"
     changes = ("to major", "to minor")
     controls = {
-        "stft_24khz": "its bins are 5.86 Hz apart, narrower than the semitone between the thirds' "
-        "harmonics (>= 11 Hz at root MIDI 55), so moving the third's magnitudes from one set of bins to "
-        "the other changes the quality by construction; filterbank_24khz cannot vouch: its bands "
-        "(about a tenth of an octave) hold both thirds' harmonics in one band or neighbouring ones",
+        "stft_24khz": "its bins are 5.86 Hz apart, narrower than the semitone between the thirds' harmonics (>= 11 "
+        "Hz at root MIDI 55): moving the third lowers the minor third's bins (scaling their own content) and "
+        "raises the major third's (carriers at their centres, within 2.9 Hz), a quality change by construction; "
+        "filterbank_24khz cannot vouch: its bands (about a tenth of an octave) hold both thirds' harmonics in one "
+        "band or neighbouring ones",
     }
     rule = RULE
 

@@ -36,9 +36,11 @@ class Loudness(SyntheticConcept):
     description = "level raised or lowered by a gain; RMS level in dB"
     changes = ("raise", "lower")
     controls = {
-        "filterbank_24khz": "a gain scales every band's magnitude alike; its layer is those magnitudes, "
-        "so adding their mean (the difference of means) is a gain by construction",
-        "stft_24khz": "a gain scales every bin's magnitude alike (the same argument)",
+        "filterbank_24khz": "lowering a band scales its own content (a gain, by construction); raising one adds a "
+        "carrier at the band's centre (its decoder's design for partials), a gain only for partials at band "
+        "centres: whether it vouches is measured, not assumed (docs/steerability.md)",
+        "stft_24khz": "lowering a bin scales its own content (a gain, by construction); raising one adds a carrier "
+        "at the bin's centre, a gain only for partials at bin centres: measured, not assumed",
     }
     rule = RULE
 

@@ -70,8 +70,10 @@ class Note(SyntheticConcept):
     description = "one harmonic note added to or removed from a mixture of notes; pitch salience at its f0"
     changes = ("create", "remove")
     controls = {
-        "stft_24khz": "its bins are 5.86 Hz apart: every harmonic of a note (f0 >= 196 Hz) has bins "
-        "of its own, so adding the note's magnitudes there creates it by construction",
+        "stft_24khz": "its bins are 5.86 Hz apart, so every harmonic of a note (f0 >= 196 Hz) has bins of its own; "
+        "raising them adds carriers at their centres, within 2.9 Hz of each harmonic, and lowering them scales "
+        "their own content: the note is created (to that detuning) and removed by construction. filterbank_24khz "
+        "cannot vouch: its bands (about a tenth of an octave) do not hold one harmonic each",
     }
     rule = RULE
     density = 2
