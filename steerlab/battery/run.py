@@ -90,10 +90,14 @@ def run_battery(
     layers: Sequence[str] = (),
     bar: BarFactory = _NullBar,
     notify: Callable[[str], None] = lambda s: None,
+    config_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) each concept of ``names`` (all registered ones when empty) on ``model``
-    into ``out_dir``; returns what ``steerability.json`` holds. Unknown concept names raise the
-    registry's error (with the nearest name) before anything is written."""
+    into ``out_dir``; returns what ``steerability.json`` holds. ``config_file``: a ``steerlab
+    partials`` TOML file whose ``[grid]`` (strengths, methods, paths, n_q), ``[stimuli]`` (seeds),
+    ``[controls]`` (``positive_models``) and ``[run]`` sections the battery shares (the partial
+    concept gets the file too). Unknown concept names raise the registry's error (with the nearest
+    name) before anything is written."""
     from steerlab.artifacts import atomic_write_json, clean_json
     from steerlab.battery.registry import concepts
     from steerlab.battery.runner import run_concept
@@ -102,17 +106,17 @@ def run_battery(
 
     reg = concepts()
     chosen = [reg.get(n) for n in dict.fromkeys(names)] if names else list(reg)
-    cfg = build(None, quick, {"run": {"model": model}} if model else None)
+    cfg = build(config_file, quick, {"run": {"model": model}} if model else None)
     folder = Path(out_dir)
     tables = []
     for concept in chosen:
         sub = folder / concept.name
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
-            _, summary = concept.delegate(model, sub, quick, bar=bar, notify=notify)
+            _, summary = concept.delegate(model, sub, quick, bar=bar, notify=notify, config_file=config_file)
             tables.append(_partial_table(summary))
             continue
-        outcome = run_concept(concept, cfg, sub, model, quick, layers, bar=bar, notify=notify)
+        outcome = run_concept(concept, cfg, sub, cfg.run.model, quick, layers, bar=bar, notify=notify)
         vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
         t = table(concept, vs, outcome.plans)
         atomic_write_json(clean_json(t), sub / "verdicts.json")

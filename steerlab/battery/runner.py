@@ -105,9 +105,14 @@ def _wave(concept: Concept, model: Any, spec: PairSpec, role: str) -> Any:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].repeat(model.channels, 1)
 
 
-def controls_of(concept: Concept) -> dict[str, str]:
-    """The positive controls that can vouch for ``concept`` and why (model name -> reason)."""
-    return dict(concept.controls)
+def controls_of(concept: Concept, cfg: PartialsConfig | None = None) -> dict[str, str]:
+    """The positive controls that can vouch for ``concept`` and why (model name -> reason), less
+    those a configuration's ``[controls] positive_models`` leaves out (a list; ``"auto"`` keeps all)."""
+    out = dict(concept.controls)
+    wanted = None if cfg is None else cfg.controls.positive_models
+    if wanted is not None and wanted != "auto":
+        out = {k: v for k, v in out.items() if k in wanted}
+    return out
 
 
 def prepare(
@@ -120,7 +125,7 @@ def prepare(
 
     model = api.load_model(model_name or cfg.run.model)
     plans = [plan_concept(concept, cfg, model, MAIN, quick, layer_names)]
-    for name in controls_of(concept):
+    for name in controls_of(concept, cfg):
         if name != model.name:
             plans.append(plan_concept(concept, cfg, api.load_model(name), POSITIVE, quick))
     measured = {
@@ -396,7 +401,7 @@ def run_concept(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
-    controls = controls_of(concept)
+    controls = controls_of(concept, cfg)
     weights = {p.model.name: p.model.weights_hash() for p in plans}
     if not (folder / RUN_FILE).is_file():
         atomic_write_json(

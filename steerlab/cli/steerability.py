@@ -62,6 +62,15 @@ def _bar(label: str, length: int) -> Iterator[Any]:
     multiple=True,
     help="Layer(s) of the model to steer (repeatable or comma-separated).  [default: as steerlab partials]",
 )
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A `steerlab partials` TOML file: its [grid] strengths/methods/paths, [stimuli] seeds, [controls] "
+    "positive_models and [run] settings apply to every concept (docs/steerability.md).",
+)
 @click.option("--quick", is_flag=True, help="The small grid of `steerlab partials --quick`, short sounds.")
 @click.option("--list", "list_only", is_flag=True, help="List the concepts, their rules and controls, and exit.")
 @click.option(
@@ -73,7 +82,7 @@ def _bar(label: str, length: int) -> Iterator[Any]:
     help="Run folder: one subfolder per concept; rerun with the same arguments to resume.  [required]",
 )
 @json_option("Print steerability.json (every verdict with its control, null, oracle and validation).")
-def steerability(model_name, concepts, layers, quick, list_only, out_dir, as_json) -> None:
+def steerability(model_name, concepts, layers, config_file, quick, list_only, out_dir, as_json) -> None:
     """The steerability battery: for each concept (partial, note, chord-quality, brightness, onset,
     loudness, and those plugins add), learn directions of its change at each layer (difference of
     means, probe, SAE feature with a dictionary, the random null), steer held-out pairs both ways
@@ -107,7 +116,14 @@ def steerability(model_name, concepts, layers, quick, list_only, out_dir, as_jso
     from steerlab.battery.run import run_battery
 
     doc = run_battery(
-        _names(concepts), model_name, out_dir, quick, _names(layers), bar=_bar, notify=lambda m: click.echo(m, err=True)
+        _names(concepts),
+        model_name,
+        out_dir,
+        quick,
+        _names(layers),
+        bar=_bar,
+        notify=lambda m: click.echo(m, err=True),
+        config_file=config_file,
     )
     if as_json:
         return echo_json(doc)

@@ -1,8 +1,8 @@
 """``chord-quality``: a triad's quality, major against minor: its third moved by a semitone.
 
-Pair: a minor triad (root, minor third, fifth; harmonic notes, 6 harmonics at ``1/h``, root
-MIDI 55-66) without the change, the major triad on the same root with the same phases and
-levels with it. Target measure: the chroma of the two thirds' pitch classes
+Pair: a minor triad (root, minor third, fifth; harmonic notes, 6 harmonics at ``1/h``; the root
+C4 in every pair, the third's and fifth's levels and every phase drawn from the seed) without
+the change, the major triad on the same root with the same phases and levels with it. Target measure: the chroma of the two thirds' pitch classes
 (``librosa.feature.chroma_stft`` of the power STFT, no normalisation, ``tuning=0``, mean over
 frames): ``t_M`` = change (dB) at the major third, ``t_m`` = minus the change at the minor
 third; the target is the smaller of the two when both move the same way (towards major: the
@@ -22,6 +22,8 @@ from steerlab.battery.concept import PairSpec, Rule
 from steerlab.builtins.concepts._base import SyntheticConcept
 
 HARMONICS = 6
+# one root for every pair (levels and phases vary by seed): a direction is learned for one chord
+ROOT_MIDI = 60  # C4: C minor against C major
 RULE = Rule(
     min_target=6.0,
     max_damage=1.0,
@@ -53,8 +55,8 @@ class ChordQuality(SyntheticConcept):
     description = "a triad's third moved a semitone: minor to major and back; chroma at the two thirds"
     changes = ("to major", "to minor")
     controls = {
-        "stft_24khz": "its bins are 5.86 Hz apart, narrower than the semitone between the thirds' harmonics (>= 11 "
-        "Hz at root MIDI 55): moving the third lowers the minor third's bins (scaling their own content) and "
+        "stft_24khz": "its bins are 5.86 Hz apart, narrower than the semitone between the thirds' harmonics (15.6 "
+        "Hz between the thirds at C4): moving the third lowers the minor third's bins (scaling their own content) and "
         "raises the major third's (carriers at their centres, within 2.9 Hz), a quality change by construction; "
         "filterbank_24khz cannot vouch: its bands (about a tenth of an octave) hold both thirds' harmonics in one "
         "band or neighbouring ones",
@@ -62,7 +64,7 @@ class ChordQuality(SyntheticConcept):
     rule = RULE
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
-        return {"root_midi": int(rng.integers(55, 67))}
+        return {"root_midi": ROOT_MIDI, "level_third": float(rng.uniform(0.6, 1.0)), "level_fifth": float(rng.uniform(0.6, 1.0))}
 
     def _notes(self, spec: PairSpec) -> tuple[float, float, float, float]:
         from steerlab.builtins.concepts._sound import midi_hz
@@ -76,11 +78,12 @@ class ChordQuality(SyntheticConcept):
         sr = spec.sample_rate
         root, minor, major, fifth = self._notes(spec)
         env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
-        frame = sines(partial_list([root, fifth], [1.0, 1.0], HARMONICS, sr), n, sr, rng) * env
+        lt, lf = float(spec.param("level_third")), float(spec.param("level_fifth"))
+        frame = sines(partial_list([root, fifth], [1.0, lf], HARMONICS, sr), n, sr, rng) * env
         third_rng = np.random.default_rng([spec.seed, 5])  # the same phases for either third
-        m = sines(partial_list([minor], [1.0], HARMONICS, sr), n, sr, third_rng) * env
+        m = sines(partial_list([minor], [lt], HARMONICS, sr), n, sr, third_rng) * env
         third_rng = np.random.default_rng([spec.seed, 5])
-        big = sines(partial_list([major], [1.0], HARMONICS, sr), n, sr, third_rng) * env
+        big = sines(partial_list([major], [lt], HARMONICS, sr), n, sr, third_rng) * env
         return frame + m, frame + big
 
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
@@ -119,9 +122,10 @@ class ChordQuality(SyntheticConcept):
         third = np.zeros_like(without)
         rng = np.random.default_rng([spec.seed, 5])
         env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
-        third[a:b] = sines(partial_list([major], [1.0], HARMONICS, sr), n, sr, rng) * env * self._scale(spec)
+        lt = float(spec.param("level_third"))
+        third[a:b] = sines(partial_list([major], [lt], HARMONICS, sr), n, sr, rng) * env * self._scale(spec)
         out["major third added"] = (without, without + third)
-        up = PairSpec.from_dict({**spec.to_dict(), "params": {"root_midi": int(spec.param("root_midi")) + 1}})
+        up = PairSpec.from_dict({**spec.to_dict(), "params": {**dict(spec.params), "root_midi": int(spec.param("root_midi")) + 1}})
         out["transposed"] = (without, self.render(up)[0])
         return out
 

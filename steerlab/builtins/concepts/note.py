@@ -1,14 +1,18 @@
 """``note``: one harmonic note added to (created) or removed from a mixture of others.
 
-Pair: ``density`` context notes (harmonic, 6 harmonics at ``1/h``, MIDI 48-76) without and
-with one more note (MIDI 55-69), drawn so no context note is the target's unison, fourth or
+Pair: ``density`` context notes (harmonic, 6 harmonics at ``1/h``, MIDI 48-76, drawn from the
+seed) without and with the target note (D4, MIDI 62, the same in every pair: directions are
+learned for one note, as partials learns them for one target frequency), drawn so no context note is the target's unison, fourth or
 fifth in any octave (those share harmonics with it, and a pitch measure could not tell them
-apart). Target measure: the change (dB) of the harmonic pitch salience at the note's ``f0``
+apart) or a semitone from it in any octave (the measure compares the note's pitch with those). Target measure: the change (dB) of the harmonic pitch salience at the note's ``f0``
 (``librosa.salience``'s harmonic summation over the magnitude STFT, harmonics 1-6 weighted
-``1/h``, mean over the clip's frames) beyond the change at the pitches a semitone either side
-(the one that moved most the same way): how much more the mixture holds *that* pitch. Without
-the contrast a note a semitone off passes (measured: its leakage raised the salience at ``f0``
-by 7-19 dB while its harmonics sat inside the note's guarded bands). Damage: the off-band
+``1/h``, mean over the clip's frames), counted only when, in the signal that holds the note
+(the patched one after a creation, the baseline before a removal), the salience at ``f0`` stands
+above the salience a semitone either side; else 0. Without that condition a note a semitone off
+passes (measured: its leakage raised the salience at ``f0`` by 7-19 dB while its harmonics sat
+inside the note's guarded bands). (A first version subtracted the neighbours' *change* instead:
+it failed correct notes added loudly, whose leakage raises a near-silent neighbour by more dB
+than the note's own pitch, measured on stft_24khz.) Damage: the off-band
 log-spectral distance outside the bands (50 Hz) of the note's harmonics, as partials'.
 """
 
@@ -23,12 +27,15 @@ from steerlab.battery.concept import PairSpec, Rule
 from steerlab.builtins.concepts._base import SyntheticConcept
 
 HARMONICS = 6
+# one note for every pair (the context varies by seed): a direction is learned for one note, as
+# partials learns one per target frequency (a direction averaged over different notes is none of them)
+TARGET_MIDI = 62  # D4, 293.66 Hz
 RULE = Rule(
     min_target=6.0,
     max_damage=1.0,
     min_share=0.8,
-    target="change of the pitch salience at the note's f0 beyond that a semitone either side, dB "
-    "(librosa.salience's harmonic summation, harmonics 1-6)",
+    target="change of the pitch salience at the note's f0 (librosa.salience's harmonic summation, harmonics "
+    "1-6), dB, counted where f0 is above its semitone neighbours in the signal holding the note",
     damage="off-band log-spectral distance outside the note's harmonic bands, dB",
     rationale=(
         "The partials rule, for a note: the note is its partials, so its salience must change as "
@@ -79,8 +86,8 @@ class Note(SyntheticConcept):
     density = 2
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
-        target = int(rng.integers(55, 70))
-        allowed = [p for p in range(48, 77) if (p - target) % 12 not in (0, 5, 7)]
+        target = TARGET_MIDI
+        allowed = [p for p in range(48, 77) if (p - target) % 12 not in (0, 1, 5, 7, 11)]
         context = sorted(int(p) for p in rng.choice(allowed, size=self.density, replace=False))
         return {"target_midi": target, "context_midi": ",".join(map(str, context))}
 
@@ -113,17 +120,20 @@ class Note(SyntheticConcept):
         # 60 dB under the baseline's strongest bin: a salience "from nothing" is measured from there
         floor = 1e-3 * float(mb.max()) if mb.size else 1e-12
 
-        def change(f: float) -> float:
-            return 20 * math.log10(max(salience(mp, sr, f), floor) / max(salience(mb, sr, f), floor))
+        def sal(m: np.ndarray, f: float) -> float:
+            return max(salience(m, sr, f), floor)
 
-        at = change(f0)
-        nb = [change(f0 * 2 ** (k / 12)) for k in (-1, 1)]
+        neighbours = [f0 * 2 ** (k / 12) for k in (-1, 1)]
+        change = 20 * math.log10(sal(mp, f0) / sal(mb, f0))
+        # where the note is present (after a creation, before a removal), its pitch must stand
+        # above the pitches a semitone either side: else the change at f0 is another note's leakage
+        present = mp if change >= 0 else mb
+        peak = 20 * math.log10(sal(present, f0) / max(sal(present, f) for f in neighbours))
         sb, sp = salience(mb, sr, f0), salience(mp, sr, f0)
         return {
-            # the pitch's own change beyond its neighbours' (the one moved most the same way)
-            "target": at - (max(nb) if at >= 0 else min(nb)),
-            "salience_change_db": at,
-            "neighbour_change_db": nb,
+            "target": change if peak > 0 else 0.0,
+            "salience_change_db": change,
+            "peak_over_neighbours_db": peak,
             "damage": lsd_outside(baseline, patched, sr, self.harmonics_hz(spec)),
             "f0_hz": f0,
             "salience_baseline": sb,

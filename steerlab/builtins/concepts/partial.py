@@ -43,13 +43,20 @@ def _rule() -> Rule:
     )
 
 
-def run_partials(model: str, out_dir: str | Path, quick: bool, bar: Any = None, notify: Any = None) -> Any:
-    """``steerlab partials [--quick] --model MODEL -o OUT_DIR``, from Python: the same config
-    (:func:`steerlab.partials.config.build`), the same run and report; returns what
+def run_partials(
+    model: str | None,
+    out_dir: str | Path,
+    quick: bool,
+    bar: Any = None,
+    notify: Any = None,
+    config_file: str | Path | None = None,
+) -> Any:
+    """``steerlab partials [--quick] [-c CONFIG] [--model MODEL] -o OUT_DIR``, from Python: the same
+    config (:func:`steerlab.partials.config.build`), the same run and report; returns what
     :func:`steerlab.partials.run` returns."""
     from steerlab import partials
 
-    cfg = partials.build(None, quick, {"run": {"model": model}} if model else None)
+    cfg = partials.build(config_file, quick, {"run": {"model": model}} if model else None)
     kwargs: dict[str, Any] = {}
     if bar is not None:
         kwargs["bar"] = bar
