@@ -243,12 +243,17 @@ def test_every_verdict_carries_control_null_oracle_and_validation(tiny_battery):
 def test_stft_control_creates_the_note_under_diffmeans(tiny_battery):
     """The positive control vouches by measurement: adding the difference of means on stft_24khz
     creates the note (salience at f0 well over 6 dB beyond its neighbours) on every held-out pair."""
-    out, _ = tiny_battery
+    out, doc = tiny_battery
+    rule = concepts().get("note").rule
     rows = [json.loads(line) for line in (out / "note" / "results.jsonl").read_text().splitlines()]
     adds = [r for r in rows if r["model"] == "stft_24khz" and r["method"] == "diffmeans" and r["op"] == "add"]
-    assert len(adds) == 3 and all(r["target"] > 6 for r in adds)
-    nulls = [r for r in rows if r["model"] == "stft_24khz" and r["method"] == "random" and r["op"] == "add"]
-    assert all(r["target"] < 6 for r in nulls)
+    assert len(adds) == 3 and all(r["target"] > 30 and r["damage"] < 0.2 for r in adds)
+    ablates = [r for r in rows if r["model"] == "stft_24khz" and r["method"] == "diffmeans" and r["op"] == "ablate"]
+    assert all(r["target"] < -20 and rule.passes(r, "without") for r in ablates)
+    nulls = [r for r in rows if r["model"] == "stft_24khz" and r["method"] == "random"]
+    assert not any(rule.passes(r, "with" if r["op"] == "add" else "without") for r in nulls)
+    note = next(t for t in doc["concepts"] if t["concept"] == "note")
+    assert note["validation"]["diffmeans/ablate"]["status"] == "validated"
 
 
 # -- resume after kill -9 ----------------------------------------------------------------------------
@@ -272,7 +277,9 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     cfg.write_text(TINY.format(controls="[]").replace("max_batch = 4", "max_batch = 2"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref, killed = tmp_path / "ref", tmp_path / "killed"
-    subprocess.run(_cmd(cfg, ref), env=env, check=True, capture_output=True)
+    from steerlab.battery.run import run_battery
+
+    run_battery(["loudness"], "stft_24khz", ref, True, config_file=cfg)  # what the command runs, in-process
     proc = subprocess.Popen(_cmd(cfg, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = killed / "loudness" / "results.jsonl"
     deadline = time.time() + 120
