@@ -16,6 +16,7 @@ from steerlab.cli.options import SharedOption, checkpoint_option, json_option, m
 EXPECTED = {
     "analyze",
     "arch",
+    "concepts",
     "corpus",
     "corpus clips",
     "corpus render",
@@ -33,6 +34,7 @@ EXPECTED = {
     "partials",
     "partials-compare",
     "plugins",
+    "steerability",
     "stimuli",
     "synth",
     "train",
@@ -182,7 +184,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "eval codec",
         "eval samplecnn",
     }
-    assert seen["model"] == loaders | {"dictionaries", "partials"}
+    assert seen["model"] == loaders | {"dictionaries", "partials", "steerability"}
     assert seen["checkpoint"] == loaders
     assert seen["output"] == {
         "intervene",
@@ -191,6 +193,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "analyze",
         "partials",
         "partials-compare",
+        "steerability",
         "train codec",
         "train samplecnn",
         "train tokenlm",
@@ -198,7 +201,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 17 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 19 and "synth" not in seen["json"]
 
 
 def test_the_check_catches_a_hand_written_shared_flag():

@@ -645,7 +645,7 @@ def test_out_of_tree_plugin_adds_a_model_end_to_end(toy, tmp_path):
     hello = _invoke(["toy-hello"])
     assert hello.exit_code == 0 and hello.output == "hello from the toy plugin\n"
 
-    listed = {c["name"]: c for c in json.loads(_invoke(["steerability", "--list", "--json"]).stdout)}
+    listed = {c["name"]: c for c in json.loads(_invoke(["concepts", "--json"]).stdout)}
     assert listed["toy_quieter"]["plugin"] == "steerlab_toy" and "loudness" in listed
 
     rows = {r["name"]: r for r in json.loads(_invoke(["plugins", "--json"]).stdout)}

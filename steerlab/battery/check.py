@@ -74,7 +74,9 @@ def main(argv: Sequence[str] = ()) -> None:
         for edit, (p, n) in summary(rows).items():
             med_t = sorted(r["target"] if r["target"] is not None else float("nan") for r in rows if r["edit"] == edit)
             med_d = sorted(r["damage"] for r in rows if r["edit"] == edit)
-            print(f"  {edit:22s} passes {p}/{n}   target median {med_t[len(med_t) // 2]:8.2f}   damage median {med_d[len(med_d) // 2]:6.2f}")
+            print(
+                f"  {edit:22s} passes {p}/{n}   target median {med_t[len(med_t) // 2]:8.2f}   damage median {med_d[len(med_d) // 2]:6.2f}"
+            )
         print(f"  usable: {usable(rows, c.rule.min_share)}")
 
 

@@ -111,7 +111,9 @@ class ConceptPlan:
 
 
 def direction_id(concept: str, model: str, layer: str, method: str, capture_path: str) -> str:
-    return config_hash({"concept": concept, "model": model, "layer": layer, "method": method, "capture_path": capture_path})
+    return config_hash(
+        {"concept": concept, "model": model, "layer": layer, "method": method, "capture_path": capture_path}
+    )
 
 
 def _layers(cfg: PartialsConfig, model: AudioModel, role: str, names: Sequence[str], quick: bool) -> list[LayerInfo]:
@@ -148,7 +150,9 @@ def plan_concept(
     if role == MAIN and cfg.grid.paths:
         bad = [p for p in cfg.grid.paths if p not in model.paths]
         if bad:
-            raise ConfigError(f"model {model.name} has no decode path {bad[0]!r}; valid paths: {', '.join(model.paths)}")
+            raise ConfigError(
+                f"model {model.name} has no decode path {bad[0]!r}; valid paths: {', '.join(model.paths)}"
+            )
         paths = list(cfg.grid.paths)
     else:
         paths = list(model.paths)

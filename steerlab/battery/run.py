@@ -53,7 +53,9 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
 
     vs = summary.get("verdicts", [])
     val = validation(vs)
-    nulls = {(v.model, v.layer, v.family, v.target_hz, v.density, v.path, v.removal): v for v in vs if v.method == "random"}
+    nulls = {
+        (v.model, v.layer, v.family, v.target_hz, v.density, v.path, v.removal): v for v in vs if v.method == "random"
+    }
     rows = []
     for v in vs:
         f = v.flat()

@@ -23,12 +23,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from steerlab.battery.concept import Concept, PairSpec
-from steerlab.battery.plan import FORMAT, FORMAT_VERSION, BatteryItem, ConceptPlan, direction_id, plan_concept, work_items
+from steerlab.battery.plan import (
+    FORMAT,
+    FORMAT_VERSION,
+    BatteryItem,
+    ConceptPlan,
+    direction_id,
+    plan_concept,
+    work_items,
+)
 from steerlab.errors import OutputError, PlanError, SteerlabError
 from steerlab.partials.config import PartialsConfig
 from steerlab.partials.plan import MAIN, POSITIVE, batches
@@ -92,9 +100,13 @@ class _NullBar:
 
 
 @lru_cache(maxsize=256)
+def _cached_pair(concept: Any, spec: PairSpec) -> tuple[np.ndarray, np.ndarray]:
+    return cast(tuple[np.ndarray, np.ndarray], concept.render(spec))
+
+
 def _pair(concept: Concept, spec: PairSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Rendering is a pure function of the spec; one pair serves its many items."""
-    return concept.render(spec)
+    """Rendering is a pure function of the spec; one pair serves its many items (cached)."""
+    return _cached_pair(cast(Any, concept), spec)
 
 
 def _wave(concept: Concept, model: Any, spec: PairSpec, role: str) -> Any:
@@ -268,7 +280,7 @@ def _baselines(cp: ConceptPlan, items: Sequence[BatteryItem], max_batch: int) ->
         n_q = items[0].n_q
         waves = [engine.PassItem(_wave(cp.concept, cp.model, s, r)) for s, r in signals.values()]
         for key, r in zip(signals, engine.run(cp.model, waves, path, n_q, max_batch)):
-            out[(path, *key)] = (r.output.numpy().astype(np.float64), r.traced.get(engine.CODES))
+            out[(path, key[0], key[1])] = (r.output.numpy().astype(np.float64), r.traced.get(engine.CODES))
     return out
 
 
@@ -277,7 +289,9 @@ def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[..., :n], b[..., :n]
 
 
-def _row(cp: ConceptPlan, it: BatteryItem, patched: np.ndarray, codes: Any, info: dict, base: dict, prov: dict, context: dict) -> dict:
+def _row(
+    cp: ConceptPlan, it: BatteryItem, patched: np.ndarray, codes: Any, info: dict, base: dict, prov: dict, context: dict
+) -> dict:
     from steerlab.loading import layers
 
     layer = layers(cp.model).get(it.layer)
@@ -330,7 +344,7 @@ def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
     from steerlab.spec import InterventionSpec
 
     if it.op != "reverse":
-        return sweep.patch_for(model, it, vectors)
+        return sweep.patch_for(model, cast(Any, it), vectors)  # duck-typed: the fields it reads
     layer = layers(model).get(it.layer)
     spec = InterventionSpec(
         layer=it.layer,
@@ -355,13 +369,17 @@ def _execute(
 ) -> int:
     from steerlab import engine
 
-    todo = [b for b in batches(items, max_batch) if any(not store.done(it.key()) for it in b)]  # type: ignore[arg-type]
+    cut = cast(list[list[BatteryItem]], batches(cast(Any, items), max_batch))  # partials' batching, by batch_group
+    todo = [b for b in cut if any(not store.done(it.key()) for it in b)]
     if not todo:
         return 0
     base = _baselines(cp, items, max_batch)
     written = 0
     for batch in todo:
-        passes = [engine.PassItem(_wave(cp.concept, cp.model, it.pair, it.role), patch_for(cp.model, it, vectors)) for it in batch]
+        passes = [
+            engine.PassItem(_wave(cp.concept, cp.model, it.pair, it.role), patch_for(cp.model, it, vectors))
+            for it in batch
+        ]
         results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, max_batch)
         rows = []
         for it, r in zip(batch, results):
@@ -436,7 +454,8 @@ def run_concept(
             },
             folder / RUN_FILE,
         )
-    store = BatteryStore(folder, chash).open()
+    store = BatteryStore(folder, chash)
+    store.open()
     resumed = len(store.rows)
     if store.repaired:
         notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
@@ -462,4 +481,6 @@ def run_concept(
         provenance.record(inputs=[], started=started, rows_written=written, rows_resumed=resumed),
         folder / "provenance.json",
     )
-    return ConceptOutcome(folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls)
+    return ConceptOutcome(
+        folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls
+    )

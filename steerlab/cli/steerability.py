@@ -53,7 +53,7 @@ def _bar(label: str, length: int) -> Iterator[Any]:
     "--concept",
     "concepts",
     multiple=True,
-    help="Concept(s) to test (repeatable or comma-separated; `steerlab steerability --list`).  [default: all]",
+    help="Concept(s) to test (repeatable or comma-separated; `steerlab concepts` lists them).  [default: all]",
 )
 @click.option(
     "-l",
@@ -72,47 +72,15 @@ def _bar(label: str, length: int) -> Iterator[Any]:
     "positive_models and [run] settings apply to every concept (docs/steerability.md).",
 )
 @click.option("--quick", is_flag=True, help="The small grid of `steerlab partials --quick`, short sounds.")
-@click.option("--list", "list_only", is_flag=True, help="List the concepts, their rules and controls, and exit.")
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    type=click.Path(file_okay=True),
-    default=None,
-    help="Run folder: one subfolder per concept; rerun with the same arguments to resume.  [required]",
-)
+@output_option("Run folder: one subfolder per concept; rerun with the same arguments to resume.", dest="out_dir")
 @json_option("Print steerability.json (every verdict with its control, null, oracle and validation).")
-def steerability(model_name, concepts, layers, config_file, quick, list_only, out_dir, as_json) -> None:
+def steerability(model_name, concepts, layers, config_file, quick, out_dir, as_json) -> None:
     """The steerability battery: for each concept (partial, note, chord-quality, brightness, onset,
     loudness, and those plugins add), learn directions of its change at each layer (difference of
     means, probe, SAE feature with a dictionary, the random null), steer held-out pairs both ways
     over strengths and decode paths, and judge each by the concept's rule, with the positive
     controls, the null and the ideal edit (oracle) beside every verdict. `partial` runs
     `steerlab partials` itself (the same rows). Killed runs resume when rerun."""
-    from steerlab.battery.registry import concepts as registry
-    from steerlab.errors import ConfigError
-
-    if list_only:
-        reg = registry()
-        rows = [
-            {
-                "name": c.name,
-                "description": c.description,
-                "changes": list(c.changes),
-                "rule": c.rule.to_dict(),
-                "controls": dict(c.controls) or "no control",
-                "plugin": reg.owners.get(c.name),
-            }
-            for c in reg
-        ]
-        if as_json:
-            return echo_json(rows)
-        for r in rows:
-            ctrl = ", ".join(r["controls"]) if isinstance(r["controls"], dict) else r["controls"]
-            click.echo(f"{r['name']:<14} {r['description']}  [controls: {ctrl}]")
-        return None
-    if out_dir is None:
-        raise ConfigError("steerability needs -o/--output, the run folder", parameter="output")
     from steerlab.battery.run import run_battery
 
     doc = run_battery(
@@ -139,4 +107,31 @@ def steerability(model_name, concepts, layers, config_file, quick, list_only, ou
     return None
 
 
-COMMANDS = (steerability,)
+@click.command(context_settings=CONTEXT)
+@json_option("Print the concepts as JSON.")
+def concepts(as_json) -> None:
+    """List the concepts of `steerlab steerability`: their changes, rules (thresholds and why) and
+    the positive controls that can vouch for them, with the plugin that registered each."""
+    from steerlab.battery.registry import concepts as registry
+
+    reg = registry()
+    rows = [
+        {
+            "name": c.name,
+            "description": c.description,
+            "changes": list(c.changes),
+            "rule": c.rule.to_dict(),
+            "controls": dict(c.controls) or "no control",
+            "plugin": reg.owners.get(c.name),
+        }
+        for c in reg
+    ]
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        ctrl = ", ".join(r["controls"]) if isinstance(r["controls"], dict) else r["controls"]
+        click.echo(f"{r['name']:<14} {r['description']}  [controls: {ctrl}]")
+    return None
+
+
+COMMANDS = (steerability, concepts)

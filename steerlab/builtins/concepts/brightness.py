@@ -124,7 +124,9 @@ class Brightness(SyntheticConcept):
         a, b = spec.span_samples()
         sr, n = spec.sample_rate, b - a
         tone = np.zeros_like(without)
-        tone[a:b] = sines([(4000.0, 1.0)], n, sr, np.random.default_rng(0)) * envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        tone[a:b] = sines([(4000.0, 1.0)], n, sr, np.random.default_rng(0)) * envelope(
+            n, sr, spec.fade_ms, spec.fade_ms
+        )
         tone *= np.sqrt(np.sum((with_ - without) ** 2) / np.sum(tone**2))
         out["partial at 4 kHz"] = (without, without + tone)
         out["darker"] = (without, without - (with_ - without) * 0.5)

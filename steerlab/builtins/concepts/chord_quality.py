@@ -64,7 +64,11 @@ class ChordQuality(SyntheticConcept):
     rule = RULE
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
-        return {"root_midi": ROOT_MIDI, "level_third": float(rng.uniform(0.6, 1.0)), "level_fifth": float(rng.uniform(0.6, 1.0))}
+        return {
+            "root_midi": ROOT_MIDI,
+            "level_third": float(rng.uniform(0.6, 1.0)),
+            "level_fifth": float(rng.uniform(0.6, 1.0)),
+        }
 
     def _notes(self, spec: PairSpec) -> tuple[float, float, float, float]:
         from steerlab.builtins.concepts._sound import midi_hz
@@ -125,7 +129,9 @@ class ChordQuality(SyntheticConcept):
         lt = float(spec.param("level_third"))
         third[a:b] = sines(partial_list([major], [lt], HARMONICS, sr), n, sr, rng) * env * self._scale(spec)
         out["major third added"] = (without, without + third)
-        up = PairSpec.from_dict({**spec.to_dict(), "params": {**dict(spec.params), "root_midi": int(spec.param("root_midi")) + 1}})
+        up = PairSpec.from_dict(
+            {**spec.to_dict(), "params": {**dict(spec.params), "root_midi": int(spec.param("root_midi")) + 1}}
+        )
         out["transposed"] = (without, self.render(up)[0])
         return out
 

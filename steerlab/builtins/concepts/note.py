@@ -150,7 +150,7 @@ class Note(SyntheticConcept):
         f0, _ = self._f0s(spec)
         a, b = spec.span_samples()
         sr, n = spec.sample_rate, b - a
-        for name, ratio in (("semitone up", 2 ** (1 / 12)), ("tritone up", 2 ** 0.5)):
+        for name, ratio in (("semitone up", 2 ** (1 / 12)), ("tritone up", 2**0.5)):
             wrong = np.zeros_like(without)
             rng = np.random.default_rng([spec.seed, 4])
             wrong[a:b] = sines(partial_list([f0 * ratio], [1.0], HARMONICS, sr), n, sr, rng) * envelope(

@@ -85,12 +85,24 @@ class Partial:
         out = []
         for seed in seeds:
             spec = StimulusSpec(
-                "harmonic", TARGET_HZ, DENSITY, 220.0, seed=int(seed), sample_rate=sample_rate,
-                duration_s=0.25 if quick else 0.5, margin_s=margin_s,
+                "harmonic",
+                TARGET_HZ,
+                DENSITY,
+                220.0,
+                seed=int(seed),
+                sample_rate=sample_rate,
+                duration_s=0.25 if quick else 0.5,
+                margin_s=margin_s,
             )
             out.append(
                 PairSpec(
-                    self.name, "synthetic", int(seed), sample_rate, spec.duration_s, margin_s, spec.fade_ms,
+                    self.name,
+                    "synthetic",
+                    int(seed),
+                    sample_rate,
+                    spec.duration_s,
+                    margin_s,
+                    spec.fade_ms,
                     (("stimulus", json.dumps(spec.to_dict(), sort_keys=True)),),
                 )
             )
