@@ -264,15 +264,16 @@ class PluginHost:
     # -- reporting ---------------------------------------------------------------------------------
 
     def summary(self) -> list[dict[str, Any]]:
-        """Each plugin with what it registered (models, interventions, scorers), blocked ones
+        """Each plugin with what it registered (models, interventions, scorers, concepts), blocked ones
         and failed ones with their error."""
         pm = self.pm
         regs: dict[str, Registry[Any]] = {
             "models": self.models(),
             "interventions": self.interventions(),
             "scorers": self.scorers(),
+            "concepts": self.concepts(),
         }
-        empty: dict[str, list[str]] = {"hooks": [], "models": [], "interventions": [], "scorers": []}
+        empty: dict[str, list[str]] = {"hooks": [], "models": [], "interventions": [], "scorers": [], "concepts": []}
         rows = []
         for name, plugin in pm.list_name_plugin():
             if plugin is None:  # pluggy keeps a blocked name with no plugin
