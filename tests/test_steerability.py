@@ -301,3 +301,24 @@ def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     by_key = {r["key"]: r for r in a}
     assert all(r == by_key[r["key"]] for r in b)
     assert json.loads((killed / "steerability.json").read_text()) == json.loads((ref / "steerability.json").read_text())
+
+
+def test_sae_feature_direction_with_a_shipped_dictionary(tmp_path):
+    """``-D`` gives the ``sae`` method a dictionary: the feature is learned, recorded with its
+    provenance and the dictionary's hash, and steered like the other directions."""
+    from steerlab.battery.runner import run_concept
+    from steerlab.partials import build
+
+    cfg = tmp_path / "s.toml"
+    grid = '["sae", "random"]\npaths = ["continuous"]'
+    cfg.write_text(TINY.format(controls="[]").replace('["diffmeans", "random"]', grid))
+    c = concepts().get("loudness")
+    out = run_concept(
+        c, build(cfg, True), tmp_path / "run", "tiny_encodec_24khz", True, ["latent"], ["latent-features"]
+    )
+    sae = [p for p in out.directions.values() if p["method"] == "sae"]
+    assert len(sae) == 1 and sae[0]["dictionary_layer"] == "latent" and sae[0]["size"] == 128
+    assert 0 <= sae[0]["feature"] < 128 and sae[0]["norm"] == pytest.approx(1.0, abs=1e-6)  # a decoder row
+    assert {r["method"] for r in out.rows} == {"sae", "random"} and len(out.rows) == 2 * 3 * 4
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert list(run["measured"]["dictionaries"]) == ["tiny_encodec_24khz:latent"]

@@ -128,7 +128,7 @@ class Concept(Protocol):
     ``controls``: positive-control model -> why it can vouch for this concept (empty: none can,
     and every verdict is "not validated"). ``delegate``: None, or a callable running the
     concept's own established pipeline instead of the battery's (``partial``: ``steerlab
-    partials``), called as ``delegate(model, out_dir, quick, bar=, notify=, config_file=)``
+    partials``), called as ``delegate(model, out_dir, quick, bar=, notify=, config_file=, dictionaries=)``
     and returning ``(outcome, summary)`` as :func:`steerlab.partials.run` does. Optional:
     ``no_control_reason`` (why no control can vouch, recorded when ``controls`` is empty).
     """

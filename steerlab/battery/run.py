@@ -93,13 +93,16 @@ def run_battery(
     bar: BarFactory = _NullBar,
     notify: Callable[[str], None] = lambda s: None,
     config_file: str | Path | None = None,
+    dictionaries: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Run (or resume) each concept of ``names`` (all registered ones when empty) on ``model``
     into ``out_dir``; returns what ``steerability.json`` holds. ``config_file``: a ``steerlab
     partials`` TOML file whose ``[grid]`` (strengths, methods, paths, n_q), ``[stimuli]`` (seeds),
     ``[controls]`` (``positive_models``) and ``[run]`` sections the battery shares (the partial
     concept gets the file too). Unknown concept names raise the registry's error (with the nearest
-    name) before anything is written."""
+    name) before anything is written. ``dictionaries``: feature dictionaries of the model's swept
+    layers for the ``sae`` method (as ``steerlab partials --dictionary``; the partial concept gets
+    them too)."""
     from steerlab.artifacts import atomic_write_json, clean_json
     from steerlab.battery.registry import concepts
     from steerlab.battery.runner import run_concept
@@ -115,10 +118,12 @@ def run_battery(
         sub = folder / concept.name
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
-            _, summary = concept.delegate(model, sub, quick, bar=bar, notify=notify, config_file=config_file)
+            _, summary = concept.delegate(
+                model, sub, quick, bar=bar, notify=notify, config_file=config_file, dictionaries=dictionaries
+            )
             tables.append(_partial_table(summary))
             continue
-        outcome = run_concept(concept, cfg, sub, cfg.run.model, quick, layers, bar=bar, notify=notify)
+        outcome = run_concept(concept, cfg, sub, cfg.run.model, quick, layers, dictionaries, bar=bar, notify=notify)
         vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
         t = table(concept, vs, outcome.plans)
         atomic_write_json(clean_json(t), sub / "verdicts.json")

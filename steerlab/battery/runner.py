@@ -128,15 +128,25 @@ def controls_of(concept: Concept, cfg: PartialsConfig | None = None) -> dict[str
 
 
 def prepare(
-    concept: Concept, cfg: PartialsConfig, model_name: str | None, quick: bool, layer_names: Sequence[str] = ()
-) -> tuple[list[ConceptPlan], str, dict[str, Any]]:
-    """Load the models and plan the concept on each; returns the plans, the configuration hash and
-    what it hashes. Raises before anything is written."""
+    concept: Concept,
+    cfg: PartialsConfig,
+    model_name: str | None,
+    quick: bool,
+    layer_names: Sequence[str] = (),
+    dictionary_specs: Sequence[str | Path] = (),
+) -> tuple[list[ConceptPlan], str, dict[str, Any], dict[tuple[str, str], Any]]:
+    """Load the models and plan the concept on each; returns the plans, the configuration hash,
+    what it hashes and the feature dictionaries of ``dictionary_specs`` (folders or shipped names,
+    checked as ``steerlab partials --dictionary`` checks them) by ``(model, layer)``. Raises
+    before anything is written."""
     from steerlab import api
+    from steerlab.partials.runner import _load_dictionaries
     from steerlab.stimuli import STIMULUS_VERSION
 
     model = api.load_model(model_name or cfg.run.model)
     plans = [plan_concept(concept, cfg, model, MAIN, quick, layer_names)]
+    names = {layer.name for layer in plans[0].plan.layers}
+    dicts = {(model.name, k): d for k, d in _load_dictionaries(dictionary_specs, model, names).items()}
     for name in controls_of(concept, cfg):
         if name != model.name:
             plans.append(plan_concept(concept, cfg, api.load_model(name), POSITIVE, quick))
@@ -168,7 +178,9 @@ def prepare(
     }
     from steerlab.artifacts import config_hash
 
-    return plans, config_hash(measured), measured
+    if dicts:  # only then: a run without dictionaries keeps its hash
+        measured["dictionaries"] = {f"{m}:{k}": d.data_hash for (m, k), d in sorted(dicts.items())}
+    return plans, config_hash(measured), measured, dicts
 
 
 def _check_folder(folder: Path, config_hash: str) -> None:
@@ -400,19 +412,20 @@ def run_concept(
     model: str | None = None,
     quick: bool = False,
     layers: Sequence[str] = (),
-    dictionaries: dict | None = None,
+    dictionaries: Sequence[str | Path] = (),
     bar: BarFactory = _NullBar,
     notify: Callable[[str], None] = lambda s: None,
 ) -> ConceptOutcome:
-    """Run (or resume) ``concept`` into ``out_dir`` (module docstring); ``dictionaries``:
-    ``{(model, layer): Dictionary}`` for the ``sae`` method."""
+    """Run (or resume) ``concept`` into ``out_dir`` (module docstring); ``dictionaries``: feature
+    dictionaries of the measured model's layers (folders or shipped names) for the ``sae``
+    method. The controls learn none here: their ``sae`` verdicts are "unchecked"."""
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json, versions
     from steerlab.partials.runner import LEVEL, TEMPLATE
     from steerlab.partials.store import read_directions
 
     started = time.time()
-    plans, chash, measured = prepare(concept, cfg, model, quick, layers)
+    plans, chash, measured, dicts = prepare(concept, cfg, model, quick, layers, dictionaries)
     folder = Path(out_dir)
     _check_folder(folder, chash)
     try:
@@ -461,7 +474,7 @@ def run_concept(
         notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
     loaded = read_directions(folder / DIRECTIONS_FILE, chash, (TEMPLATE, LEVEL))
     if loaded is None:
-        vectors, prov, skipped = _learn(plans, cfg, dictionaries or {}, bar)
+        vectors, prov, skipped = _learn(plans, cfg, dicts, bar)
         _save_directions(folder, chash, vectors, prov, skipped)
     else:
         vectors, prov, skipped = loaded

@@ -72,9 +72,17 @@ def _bar(label: str, length: int) -> Iterator[Any]:
     "positive_models and [run] settings apply to every concept (docs/steerability.md).",
 )
 @click.option("--quick", is_flag=True, help="The small grid of `steerlab partials --quick`, short sounds.")
+@click.option(
+    "-D",
+    "--dictionary",
+    "dictionaries",
+    multiple=True,
+    help="SAE feature dictionary for one swept layer (a `steerlab learn` folder or a shipped name); "
+    "repeatable; enables the 'sae' method there.",
+)
 @output_option("Run folder: one subfolder per concept; rerun with the same arguments to resume.", dest="out_dir")
 @json_option("Print steerability.json (every verdict with its control, null, oracle and validation).")
-def steerability(model_name, concepts, layers, config_file, quick, out_dir, as_json) -> None:
+def steerability(model_name, concepts, layers, config_file, quick, dictionaries, out_dir, as_json) -> None:
     """The steerability battery: for each concept (partial, note, chord-quality, brightness, onset,
     loudness, and those plugins add), learn directions of its change at each layer (difference of
     means, probe, SAE feature with a dictionary, the random null), steer held-out pairs both ways
@@ -92,6 +100,7 @@ def steerability(model_name, concepts, layers, config_file, quick, out_dir, as_j
         bar=_bar,
         notify=lambda m: click.echo(m, err=True),
         config_file=config_file,
+        dictionaries=dictionaries,
     )
     if as_json:
         return echo_json(doc)

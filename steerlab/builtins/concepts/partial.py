@@ -50,8 +50,9 @@ def run_partials(
     bar: Any = None,
     notify: Any = None,
     config_file: str | Path | None = None,
+    dictionaries: Sequence[str | Path] = (),
 ) -> Any:
-    """``steerlab partials [--quick] [-c CONFIG] [--model MODEL] -o OUT_DIR``, from Python: the same
+    """``steerlab partials [--quick] [-c CONFIG] [--model MODEL] [-D DICT ...] -o OUT_DIR``, from Python: the same
     config (:func:`steerlab.partials.config.build`), the same run and report; returns what
     :func:`steerlab.partials.run` returns."""
     from steerlab import partials
@@ -62,7 +63,7 @@ def run_partials(
         kwargs["bar"] = bar
     if notify is not None:
         kwargs["notify"] = notify
-    return partials.run(cfg, out_dir, quick, (), **kwargs)
+    return partials.run(cfg, out_dir, quick, tuple(dictionaries), **kwargs)
 
 
 class Partial:
