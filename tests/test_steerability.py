@@ -322,3 +322,17 @@ def test_sae_feature_direction_with_a_shipped_dictionary(tmp_path):
     assert {r["method"] for r in out.rows} == {"sae", "random"} and len(out.rows) == 2 * 3 * 4
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert list(run["measured"]["dictionaries"]) == ["tiny_encodec_24khz:latent"]
+
+
+def test_a_model_without_a_decoder_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(get_cli(), ["steerability", "-m", "samplecnn_24khz", "-C", "note", "-o", str(out)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "no decoder" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not out.exists()
+    unknown = CliRunner().invoke(get_cli(), ["steerability", "-C", "nots", "-o", str(out)])
+    assert unknown.exit_code != 0 and "Did you mean 'note'" in unknown.output and not out.exists()

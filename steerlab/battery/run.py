@@ -112,6 +112,16 @@ def run_battery(
     reg = concepts()
     chosen = [reg.get(n) for n in dict.fromkeys(names)] if names else list(reg)
     cfg = build(config_file, quick, {"run": {"model": model}} if model else None)
+    if any(c.delegate is None for c in chosen):  # checked before any concept writes its folder
+        from steerlab import api
+        from steerlab.errors import ConfigError
+
+        measured = api.load_model(cfg.run.model)
+        if not measured.has_decoder:
+            raise ConfigError(
+                f"the battery's concepts score decoded audio, and {measured.name} has no decoder; choose a model "
+                "that decodes audio, or run only -C partial (steerlab partials scores its output)"
+            )
     folder = Path(out_dir)
     tables = []
     for concept in chosen:
