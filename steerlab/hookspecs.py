@@ -24,6 +24,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from steerlab.battery.concept import ConceptRegistry
     from steerlab.model import AudioModel
     from steerlab.registry import InterventionRegistry, LayerRegistry, ModelRegistry, ScorerRegistry
 
@@ -79,6 +80,21 @@ def steerlab_register_scorers(registry: ScorerRegistry) -> None:
     patched decode with the baseline decode of the same input
     (``[channels, samples]`` float arrays) and returns JSON-serialisable metrics.
     A failure is recorded and the other plugins still register.
+    """
+
+
+@hookspec
+def steerlab_register_concepts(registry: ConceptRegistry) -> None:
+    """Register concepts for ``steerlab steerability`` (the steerability battery).
+
+    Called once, when the concept registry is first asked for. Call ``registry.add(concept)``
+    with an object satisfying :class:`steerlab.battery.concept.Concept`: ``name``,
+    ``description``, ``changes`` (the two directions of change), ``variants``, ``controls``
+    (positive-control model -> why it can vouch; empty: none can), ``rule`` (a
+    :class:`steerlab.battery.concept.Rule`, thresholds with their rationale), ``delegate`` (None,
+    or a pipeline of the concept's own), and ``pairs``, ``render``, ``score``, ``wrong_edits``;
+    see docs/steerability.md. Nothing heavy may happen in this hook. A failure is recorded and
+    the other plugins still register.
     """
 
 

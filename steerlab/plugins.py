@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "steerlab.builtins.crepe",
     "steerlab.builtins.interventions",
     "steerlab.builtins.scorers",
+    "steerlab.builtins.concepts",
 )
 # Built-ins that STEERLAB_BLOCK_PLUGINS may not name, because the core's defaults need them:
 # ``interventions`` supplies ``add`` (the default intervention type, and the one every partials
@@ -69,6 +70,7 @@ FAILURE_POLICY: dict[str, Policy] = {
     "steerlab_register_models": "record",
     "steerlab_register_interventions": "record",
     "steerlab_register_scorers": "record",
+    "steerlab_register_concepts": "record",
     "steerlab_register_commands": "record",
     "steerlab_register_layers": "raise",
 }
@@ -246,6 +248,12 @@ class PluginHost:
     def scorers(self) -> ScorerRegistry:
         return self._registry("scorers", ScorerRegistry, "steerlab_register_scorers")
 
+    def concepts(self) -> Any:
+        """The concepts of ``steerlab steerability`` (a :class:`steerlab.battery.concept.ConceptRegistry`)."""
+        from steerlab.battery.concept import ConceptRegistry
+
+        return self._registry("concepts", ConceptRegistry, "steerlab_register_concepts")
+
     def layers_for(self, model: Any) -> LayerRegistry:
         """Ask every plugin for the layers of a loaded model (never cached: models differ)."""
         name = getattr(model, "name", "")
@@ -256,15 +264,16 @@ class PluginHost:
     # -- reporting ---------------------------------------------------------------------------------
 
     def summary(self) -> list[dict[str, Any]]:
-        """Each plugin with what it registered (models, interventions, scorers), blocked ones
+        """Each plugin with what it registered (models, interventions, scorers, concepts), blocked ones
         and failed ones with their error."""
         pm = self.pm
         regs: dict[str, Registry[Any]] = {
             "models": self.models(),
             "interventions": self.interventions(),
             "scorers": self.scorers(),
+            "concepts": self.concepts(),
         }
-        empty: dict[str, list[str]] = {"hooks": [], "models": [], "interventions": [], "scorers": []}
+        empty: dict[str, list[str]] = {"hooks": [], "models": [], "interventions": [], "scorers": [], "concepts": []}
         rows = []
         for name, plugin in pm.list_name_plugin():
             if plugin is None:  # pluggy keeps a blocked name with no plugin
@@ -364,6 +373,10 @@ def interventions() -> InterventionRegistry:
 
 def scorers() -> ScorerRegistry:
     return host().scorers()
+
+
+def concepts() -> Any:
+    return host().concepts()
 
 
 def layers_for(model: Any) -> LayerRegistry:

@@ -25,6 +25,7 @@ EXPECTED = {
     "analyze",
     "arch",
     "capture",
+    "concepts",
     "corpus",
     "corpus clips",
     "corpus render",
@@ -45,6 +46,7 @@ EXPECTED = {
     "partials",
     "partials-compare",
     "plugins",
+    "steerability",
     "stimuli",
     "synth",
     "train",
@@ -66,6 +68,7 @@ SHARED_FLAGS = {
 #: every command that runs a model or trains: each must take --device and --threads (docs/devices.md)
 MODEL_RUNNING = {
     "capture",
+    "steerability",
     "intervene",
     "learn features",
     "learn archetypes",
@@ -215,7 +218,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "eval codec",
         "eval samplecnn",
     }
-    assert seen["model"] == loaders | {"dictionaries", "dictionary import-saelens", "partials"}
+    assert seen["model"] == loaders | {"dictionaries", "dictionary import-saelens", "partials", "steerability"}
     assert seen["checkpoint"] == loaders
     assert seen["output"] == {
         "capture",
@@ -227,6 +230,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "analyze",
         "partials",
         "partials-compare",
+        "steerability",
         "train codec",
         "train samplecnn",
         "train tokenlm",
@@ -234,7 +238,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 20 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 22 and "synth" not in seen["json"]
     assert seen["device"] == MODEL_RUNNING
     assert seen["threads"] == MODEL_RUNNING
 

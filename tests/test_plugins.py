@@ -265,7 +265,7 @@ ESSENTIAL_REFUSAL = (
     "cannot block 'steerlab.builtins.scorers' (STEERLAB_BLOCK_PLUGINS): an essential built-in plugin that "
     "steerlab's defaults need (the default model, the 'add' intervention, the 'spectral' scorer); built-ins "
     "that can be blocked: steerlab.builtins.filterbank, steerlab.builtins.stft, steerlab.builtins.samplecnn, "
-    "steerlab.builtins.tokenlm, steerlab.builtins.crepe"
+    "steerlab.builtins.tokenlm, steerlab.builtins.crepe, steerlab.builtins.concepts"
 )
 
 
@@ -320,7 +320,7 @@ def test_hookcall_monitoring_sees_every_call_of_every_plugin(monkeypatch, embedd
         lambda name, impls, kwargs: calls.append((name, [impl.plugin_name for impl in impls])),
         lambda outcome, name, impls, kwargs: outcomes.append(name),
     )
-    host.models(), host.interventions(), host.scorers()
+    host.models(), host.interventions(), host.scorers(), host.concepts()
     host.layers_for(embedded)
     host.call_each("steerlab_register_commands", cli=_commands_group())
     assert all(len(names) == 1 for _, names in calls)  # one plugin per call: isolated
@@ -473,6 +473,23 @@ def steerlab_register_scorers(registry):
 
     CALLS.append("steerlab_register_scorers")
     registry.add(ScorerSpec("toy_rms", change_rms, "RMS of the change"))
+
+
+class Quieter:
+    """A concept from an out-of-tree plugin: the built-in loudness concept under another name."""
+
+    def __new__(cls):
+        from steerlab.builtins.concepts.loudness import Loudness
+
+        concept = Loudness()
+        concept.name = "toy_quieter"
+        return concept
+
+
+@hookimpl
+def steerlab_register_concepts(registry):
+    CALLS.append("steerlab_register_concepts")
+    registry.add(Quieter())
 
 
 @click.command(name="toy-hello")
@@ -628,6 +645,9 @@ def test_out_of_tree_plugin_adds_a_model_end_to_end(toy, tmp_path):
     hello = _invoke(["toy-hello"])
     assert hello.exit_code == 0 and hello.output == "hello from the toy plugin\n"
 
+    listed = {c["name"]: c for c in json.loads(_invoke(["concepts", "--json"]).stdout)}
+    assert listed["toy_quieter"]["plugin"] == "steerlab_toy" and "loudness" in listed
+
     rows = {r["name"]: r for r in json.loads(_invoke(["plugins", "--json"]).stdout)}
     toy_row = rows["steerlab_toy"]
     assert toy_row["builtin"] is False and toy_row["error"] is None
@@ -653,6 +673,7 @@ def test_every_hook_is_documented_typed_and_tested():
         "steerlab_register_layers",
         "steerlab_register_interventions",
         "steerlab_register_scorers",
+        "steerlab_register_concepts",
         "steerlab_register_commands",
     }
     test_text = "\n".join(p.read_text() for p in TESTS.glob("test_*.py") if p.name != Path(__file__).name)

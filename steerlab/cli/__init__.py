@@ -143,11 +143,24 @@ def get_cli() -> click.Group:
     ...). Each call builds a new group, so it reflects the plugins loaded at the time and a
     caller's changes to it stay its own. Run it with ``group(args)`` or click's ``CliRunner``."""
     from steerlab import plugins
-    from steerlab.cli import analyze, arch, capture, corpus, info, intervene, learn, partials, stimuli, synth
+    from steerlab.cli import (
+        analyze,
+        arch,
+        capture,
+        corpus,
+        info,
+        intervene,
+        learn,
+        partials,
+        steerability,
+        stimuli,
+        synth,
+    )
     from steerlab.cli import dictionary as dictionary_cli
 
     cli = _root()
-    for module in (analyze, arch, capture, corpus, info, intervene, learn, partials, stimuli, synth, dictionary_cli):
+    modules = (analyze, arch, capture, corpus, info, intervene, learn, partials, steerability, stimuli, synth)
+    for module in (*modules, dictionary_cli):
         for command in module.COMMANDS:
             cli.add_command(command)
     plugins.call_each("steerlab_register_commands", cli=cli)

@@ -105,7 +105,7 @@ def plugins_cmd(as_json: bool) -> None:
         if r["blocked"]:
             click.echo(f"{r['name']}: blocked by STEERLAB_BLOCK_PLUGINS")
             continue
-        parts = [f"{k}: {', '.join(r[k])}" for k in ("models", "interventions", "scorers") if r[k]]
+        parts = [f"{k}: {', '.join(r[k])}" for k in ("models", "interventions", "scorers", "concepts") if r.get(k)]
         click.echo(
             f"{r['name']}{' (built-in)' if r['builtin'] else ''}: {'; '.join(parts) or 'hooks ' + ', '.join(r['hooks'])}"
         )

@@ -47,6 +47,9 @@ ROW_SCHEMA: schema.Schema = {
 
 
 class ResultStore:
+    # what every row must hold; a subclass for another kind of row (the steerability battery's) sets its own
+    row_schema: schema.Schema = ROW_SCHEMA
+
     def __init__(self, folder: Path, config_hash: str) -> None:
         self.path = Path(folder) / RESULTS
         self.config_hash = config_hash
@@ -63,7 +66,9 @@ class ResultStore:
         lines = data[:good_end].split(b"\n")[:-1] if good_end else []
         for i, line in enumerate(lines, start=1):
             try:
-                row = schema.check(schema.parse_json(line.decode("utf-8"), "", PlanError), ROW_SCHEMA, "", PlanError)
+                row = schema.check(
+                    schema.parse_json(line.decode("utf-8"), "", PlanError), self.row_schema, "", PlanError
+                )
                 key, config_hash = row["key"], row["config_hash"]
             except (UnicodeDecodeError, PlanError) as exc:
                 why = str(exc).lstrip(": ") if isinstance(exc, PlanError) else "not UTF-8"

@@ -1,0 +1,84 @@
+"""Each concept's verdict rule checked on waveform edits, before any model is measured.
+
+A rule is usable when the ideal edit (the oracle: ``without -> with`` towards the change,
+``with -> without`` back) passes it and wrong edits of the waveform (a level change, noise, the
+wrong pitch, an added partial, ... each concept's :meth:`~steerlab.battery.concept.Concept.wrong_edits`)
+fail it. The waveform is the perfect decode, so this is the ceiling of every verdict, and the
+thresholds recorded in run.json are the ones checked here:
+
+    python -m steerlab.battery.check [CONCEPT ...]     # one table, per concept and edit
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from steerlab.battery.concept import Concept
+
+SAMPLE_RATE = 24_000
+MARGIN_S = 0.1
+
+
+def check(concept: Concept, seeds: Sequence[int] = range(5), quick: bool = True) -> list[dict[str, Any]]:
+    """One row per (seed, edit): ``edit`` (``oracle +`` towards "with", ``oracle -`` back, or a
+    wrong edit's name, applied towards "with"), ``target``, ``damage``, ``passes``."""
+    rows = []
+    for spec in concept.pairs(SAMPLE_RATE, seeds, MARGIN_S, quick):
+        without, with_ = concept.render(spec)
+        edits = {"oracle +": (without, with_, "with"), "oracle -": (with_, without, "without")}
+        edits.update({name: (a, b, "with") for name, (a, b) in concept.wrong_edits(spec).items()})
+        for name, (before, after, towards) in edits.items():
+            s = concept.score(before, after, spec)
+            rows.append(
+                {
+                    "concept": concept.name,
+                    "seed": spec.seed,
+                    "edit": name,
+                    "target": s["target"],
+                    "damage": s["damage"],
+                    "passes": concept.rule.passes(s, towards),
+                }
+            )
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Edit name -> (passing seeds, seeds)."""
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        cell = out.setdefault(r["edit"], [0, 0])
+        cell[0] += bool(r["passes"])
+        cell[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def usable(rows: list[dict[str, Any]], min_share: float) -> bool:
+    """The oracle passes both ways on at least ``min_share`` of the seeds and every wrong edit
+    passes on fewer than that."""
+    s = summary(rows)
+    ok = all(s[k][0] >= min_share * s[k][1] for k in ("oracle +", "oracle -"))
+    return ok and all(p < min_share * n for k, (p, n) in s.items() if not k.startswith("oracle"))
+
+
+def main(argv: Sequence[str] = ()) -> None:
+    from steerlab.battery.registry import concepts
+
+    reg = concepts()
+    names = list(argv) or reg.names()
+    for name in names:
+        c = reg.get(name)
+        rows = check(c)
+        print(f"{name}: {c.rule.target} >= {c.rule.min_target:g}; {c.rule.damage} <= {c.rule.max_damage:g}")
+        for edit, (p, n) in summary(rows).items():
+            med_t = sorted(r["target"] if r["target"] is not None else float("nan") for r in rows if r["edit"] == edit)
+            med_d = sorted(r["damage"] for r in rows if r["edit"] == edit)
+            print(
+                f"  {edit:22s} passes {p}/{n}   target median {med_t[len(med_t) // 2]:8.2f}   damage median {med_d[len(med_d) // 2]:6.2f}"
+            )
+        print(f"  usable: {usable(rows, c.rule.min_share)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,503 @@
+"""Running one concept of the battery into its folder, resumably.
+
+For each model (the measured one and the concept's positive controls) the concept's training
+pairs are captured at each layer and the directions learned there (difference of means, probe,
+SAE feature where a dictionary is given, the norm-matched random null:
+:func:`steerlab.partials.directions.learn`, as for partials); every work item then patches a
+held-out pair through the one engine (:func:`steerlab.engine.run`, the edit of
+:func:`steerlab.partials.sweep.patch_for`: ``add`` on the sound's span, calibrated ``subtract``,
+``ablate``) and the concept scores the patched decode against the unpatched decode of the same
+signal on the same path. The folder holds ``run.json`` (configuration, the rule with its
+thresholds and rationale, the controls and why they can vouch, hashes, versions),
+``directions.safetensors`` and the append-only ``results.jsonl``
+(:class:`steerlab.partials.store.ResultStore`: a ``kill -9`` loses at most the batch in
+flight; rerunning with the same arguments continues). Everything that can be wrong with the
+arguments is checked before the folder is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from steerlab.battery.concept import Concept, PairSpec
+from steerlab.battery.plan import (
+    FORMAT,
+    FORMAT_VERSION,
+    BatteryItem,
+    ConceptPlan,
+    direction_id,
+    plan_concept,
+    work_items,
+)
+from steerlab.errors import OutputError, PlanError, SteerlabError
+from steerlab.partials.config import PartialsConfig
+from steerlab.partials.plan import MAIN, POSITIVE, batches
+from steerlab.partials.store import ResultStore
+
+RUN_FILE, DIRECTIONS_FILE = "run.json", "directions.safetensors"
+BarFactory = Callable[[str, int], Any]
+
+
+def _row_schema() -> dict[str, Any]:
+    from steerlab import schema
+
+    score = schema.nullable(schema.number())
+    return {
+        "key": schema.string(nonempty=True),
+        "config_hash": schema.string(nonempty=True),
+        "concept": schema.string(nonempty=True),
+        "model": schema.string(nonempty=True),
+        "model_role": schema.string(),
+        "layer": schema.string(nonempty=True),
+        "seed": schema.integer(),
+        "role": schema.string(),
+        "method": schema.string(),
+        "op": schema.string(),
+        "strength": schema.number(),
+        "path": schema.string(),
+        "target": score,
+        "damage": score,
+    }
+
+
+class BatteryStore(ResultStore):
+    """``results.jsonl`` of a concept's run: partials' store, with the battery's rows."""
+
+    row_schema = _row_schema()
+
+
+@dataclass
+class ConceptOutcome:
+    folder: Path
+    config_hash: str
+    concept: Concept
+    plans: list[ConceptPlan]
+    rows: list[dict]
+    written: int
+    resumed: int
+    directions: dict[str, dict]
+    skipped_directions: dict[str, str]
+    controls: dict[str, str]
+
+
+class _NullBar:
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    def __enter__(self) -> Callable[[int], None]:
+        return lambda n: None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+@lru_cache(maxsize=256)
+def _cached_pair(concept: Any, spec: PairSpec) -> tuple[np.ndarray, np.ndarray]:
+    return cast(tuple[np.ndarray, np.ndarray], concept.render(spec))
+
+
+def _pair(concept: Concept, spec: PairSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Rendering is a pure function of the spec; one pair serves its many items (cached)."""
+    return _cached_pair(cast(Any, concept), spec)
+
+
+def _wave(concept: Concept, model: Any, spec: PairSpec, role: str) -> Any:
+    import torch
+
+    without, with_ = _pair(concept, spec)
+    x = without if role == "without" else with_
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].repeat(model.channels, 1)
+
+
+def controls_of(concept: Concept, cfg: PartialsConfig | None = None) -> dict[str, str]:
+    """The positive controls that can vouch for ``concept`` and why (model name -> reason), less
+    those a configuration's ``[controls] positive_models`` leaves out (a list; ``"auto"`` keeps all)."""
+    out = dict(concept.controls)
+    wanted = None if cfg is None else cfg.controls.positive_models
+    if wanted is not None and wanted != "auto":
+        out = {k: v for k, v in out.items() if k in wanted}
+    return out
+
+
+def prepare(
+    concept: Concept,
+    cfg: PartialsConfig,
+    model_name: str | None,
+    quick: bool,
+    layer_names: Sequence[str] = (),
+    dictionary_specs: Sequence[str | Path] = (),
+    device: Any = "auto",
+) -> tuple[list[ConceptPlan], str, dict[str, Any], dict[tuple[str, str], Any]]:
+    """Load the models and plan the concept on each; returns the plans, the configuration hash,
+    what it hashes and the feature dictionaries of ``dictionary_specs`` (folders or shipped names,
+    checked as ``steerlab partials --dictionary`` checks them) by ``(model, layer)``. Raises
+    before anything is written."""
+    from steerlab import api
+    from steerlab.partials.runner import _load_dictionaries
+    from steerlab.stimuli import STIMULUS_VERSION
+
+    model = api.load_model(model_name or cfg.run.model, device=device)
+    plans = [plan_concept(concept, cfg, model, MAIN, quick, layer_names)]
+    names = {layer.name for layer in plans[0].plan.layers}
+    dicts = {(model.name, k): d for k, d in _load_dictionaries(dictionary_specs, model, names).items()}
+    for name in controls_of(concept, cfg):
+        if name != model.name:
+            plans.append(plan_concept(concept, cfg, api.load_model(name, device=device), POSITIVE, quick))
+    measured = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "stimulus_version": STIMULUS_VERSION,
+        "concept": concept.name,
+        "rule": concept.rule.to_dict(),
+        "grid": {
+            "strengths": list(cfg.grid.strengths),
+            "subtract_strengths": list(cfg.grid.subtract_strengths),
+            "methods": list(cfg.grid.methods),
+            "n_q": cfg.grid.n_q,
+        },
+        "run": {"seed": cfg.run.seed, "probe_frames": cfg.run.probe_frames},
+        "quick": quick,
+        "models": {
+            p.model.name: {
+                "role": p.role,
+                "weights": p.model.weights_hash(),
+                "layers": [layer.name for layer in p.plan.layers],
+                "paths": p.plan.paths,
+                "train": [s.key() for s in p.train],
+                "test": [s.key() for s in p.test],
+            }
+            for p in plans
+        },
+    }
+    from steerlab.artifacts import config_hash
+
+    if dicts:  # only then: a run without dictionaries keeps its hash
+        measured["dictionaries"] = {f"{m}:{k}": d.data_hash for (m, k), d in sorted(dicts.items())}
+    return plans, config_hash(measured), measured, dicts
+
+
+def _check_folder(folder: Path, config_hash: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output {folder} exists and is not a folder; choose a new folder name")
+    if folder.is_dir() and any(folder.iterdir()):
+        run_file = folder / RUN_FILE
+        if not run_file.is_file():
+            raise OutputError(f"{folder} is not empty and holds no {RUN_FILE}; choose an empty or new folder")
+        try:
+            doc = json.loads(run_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise PlanError(f"{run_file} is not a readable steerability run ({exc}); use a new output folder") from None
+        if doc.get("format") != FORMAT or doc.get("config_hash") != config_hash:
+            raise PlanError(
+                f"{folder} holds a run of another configuration (hash {doc.get('config_hash')}, this run "
+                f"{config_hash}); use a new output folder or the same arguments"
+            )
+
+
+def _capture(cp: ConceptPlan, layer: Any, path: str, specs: Sequence[PairSpec], max_batch: int):
+    from steerlab import tracing
+
+    waves = [_wave(cp.concept, cp.model, s, role) for s in specs for role in ("without", "with")]
+    acts = tracing.capture(cp.model, waves, [layer], max_batch=max_batch, path=path)
+    frames = [a[layer.name].double().numpy().T for a in acts]
+    return frames[0::2], frames[1::2]
+
+
+def _learn(
+    plans: list[ConceptPlan], cfg: PartialsConfig, dictionaries: dict, bar: BarFactory
+) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, str]]:
+    from steerlab.partials.directions import learn, vector_hash
+    from steerlab.partials.runner import LEVEL, TEMPLATE
+    from steerlab.partials.sweep import edit_span
+
+    jobs = [
+        (cp, layer, cpath)
+        for cp in plans
+        for layer in cp.plan.layers
+        for cpath in dict.fromkeys(cp.plan.capture_path(layer, p) for p in cp.plan.paths_for(layer))
+    ]
+    vectors: dict[str, np.ndarray] = {}
+    prov: dict[str, dict] = {}
+    skipped: dict[str, str] = {}
+    with bar("directions", len(jobs)) as update:
+        for cp, layer, cpath in jobs:
+            without, with_ = _capture(cp, layer, cpath, cp.train, cfg.run.max_batch)
+            span = edit_span("add", cp.train[0], layer).frames(layer, len(without[0]))
+            unit = {"concept": cp.concept.name, "model": cp.model.name, "role": cp.role, "layer": layer.name}
+            learned = learn(
+                {**unit, "capture_path": cpath},
+                without,
+                with_,
+                cp.plan.methods,
+                cfg.run.seed,
+                cfg.run.probe_frames,
+                dictionaries.get((cp.model.name, layer.name)),
+                [s.key() for s in cp.train],
+                span,
+            )
+            for method, result in learned.items():
+                did = direction_id(cp.concept.name, cp.model.name, layer.name, method, cpath)
+                if isinstance(result, str):
+                    skipped[did] = result
+                    continue
+                extra = dict(result.provenance)
+                vectors[did] = result.vector
+                vectors[did + TEMPLATE], vectors[did + LEVEL] = extra.pop("_template"), extra.pop("_level")
+                prov[did] = {
+                    **extra,
+                    "unit": unit,
+                    "method": method,
+                    "capture_path": cpath,
+                    "sha256_16": vector_hash(result.vector),
+                }
+            update(1)
+    return vectors, prov, skipped
+
+
+def _save_directions(folder: Path, config_hash: str, vectors: dict, prov: dict, skipped: dict) -> None:
+    from safetensors.numpy import save_file
+
+    from steerlab.artifacts import atomic_path
+
+    meta = {
+        "format": FORMAT,
+        "config_hash": config_hash,
+        "provenance": json.dumps(prov, sort_keys=True),
+        "skipped": json.dumps(skipped, sort_keys=True),
+    }
+    with atomic_path(folder / DIRECTIONS_FILE) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in vectors.items()}, str(tmp), metadata=meta)
+
+
+def _baselines(cp: ConceptPlan, items: Sequence[BatteryItem], max_batch: int) -> dict[tuple[str, str, str], tuple]:
+    """Unpatched decode (and codes) of every signal the items use, per path, in plan order (so
+    the batches, hence the rounding, never depend on what a resumed run still lacks)."""
+    from steerlab import engine
+
+    out: dict[tuple[str, str, str], tuple] = {}
+    for path in cp.plan.paths:
+        signals: dict[tuple[str, str], tuple[PairSpec, str]] = {}
+        for it in items:
+            if it.path == path:
+                signals.setdefault((it.pair.key(), it.role), (it.pair, it.role))
+        if not signals:
+            continue
+        n_q = items[0].n_q
+        waves = [engine.PassItem(_wave(cp.concept, cp.model, s, r)) for s, r in signals.values()]
+        for key, r in zip(signals, engine.run(cp.model, waves, path, n_q, max_batch)):
+            out[(path, key[0], key[1])] = (r.output.numpy().astype(np.float64), r.traced.get(engine.CODES))
+    return out
+
+
+def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = min(a.shape[-1], b.shape[-1])
+    return a[..., :n], b[..., :n]
+
+
+def _row(
+    cp: ConceptPlan, it: BatteryItem, patched: np.ndarray, codes: Any, info: dict, base: dict, prov: dict, context: dict
+) -> dict:
+    from steerlab.loading import layers
+
+    layer = layers(cp.model).get(it.layer)
+    b, b_codes = base[(it.path, it.pair.key(), it.role)]
+    bb, pp = _fit(b, patched)
+    s = cp.concept.score(bb, pp, it.pair)
+    changed = float((codes != b_codes).float().mean()) if codes is not None and b_codes is not None else None
+    return {
+        "key": it.key(),
+        "config_hash": it.config_hash,
+        "concept": it.concept,
+        "model": it.model,
+        "model_role": it.model_role,
+        "weights_sha256": context["weights"][it.model],
+        "layer": it.layer,
+        "layer_side": layer.side,
+        "layer_frame_rate_hz": layer.frame_rate,
+        "variant": it.pair.variant,
+        "seed": it.pair.seed,
+        "pair_key": it.pair.key(),
+        "pair": it.pair.to_dict(),
+        "role": it.role,
+        "method": it.method,
+        "direction_id": it.direction_id,
+        "direction_norm": prov.get("norm"),
+        "op": it.op,
+        "strength": it.strength,
+        "strength_mode": info.get("strength_mode", "relative"),
+        "value": info.get("value"),
+        "layer_rms_norm": info.get("layer_rms_norm"),
+        "projection_excess": info.get("projection_excess"),
+        "path": it.path,
+        "n_q": it.n_q,
+        "target": s.get("target"),
+        "damage": s.get("damage"),
+        "scores": {k: v for k, v in s.items() if k not in ("target", "damage")},
+        "codes_changed_share": changed,
+        "run_seed": context["seed"],
+    }
+
+
+def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
+    """The engine's patch of one item: partials' (:func:`steerlab.partials.sweep.patch_for`:
+    ``add``, calibrated ``subtract``, ``ablate``), or for ``reverse`` the ``add`` of the negated
+    direction (``strength`` x the item's RMS norm at the layer, on the sound's span)."""
+    from steerlab import engine
+    from steerlab.interventions import Direction, Strength
+    from steerlab.loading import layers
+    from steerlab.partials import sweep
+    from steerlab.spec import InterventionSpec
+
+    if it.op != "reverse":
+        return sweep.patch_for(model, cast(Any, it), vectors)  # duck-typed: the fields it reads
+    layer = layers(model).get(it.layer)
+    spec = InterventionSpec(
+        layer=it.layer,
+        direction=Direction(-np.asarray(vectors[it.direction_id]), {"id": it.direction_id, "sign": -1}),
+        intervention="add",
+        strength=Strength(it.strength),
+        span=sweep.edit_span("add", it.pair, layer),
+        path=it.path,
+    )
+    return engine.Patch(engine.resolve(model, spec))
+
+
+def _execute(
+    cp: ConceptPlan,
+    items: list[BatteryItem],
+    vectors: dict,
+    prov: dict,
+    store: BatteryStore,
+    context: dict,
+    max_batch: int,
+    update: Callable[[int], None],
+) -> int:
+    from steerlab import engine
+
+    cut = cast(list[list[BatteryItem]], batches(cast(Any, items), max_batch))  # partials' batching, by batch_group
+    todo = [b for b in cut if any(not store.done(it.key()) for it in b)]
+    if not todo:
+        return 0
+    base = _baselines(cp, items, max_batch)
+    written = 0
+    for batch in todo:
+        passes = [
+            engine.PassItem(_wave(cp.concept, cp.model, it.pair, it.role), patch_for(cp.model, it, vectors))
+            for it in batch
+        ]
+        results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, max_batch)
+        rows = []
+        for it, r in zip(batch, results):
+            if store.done(it.key()):
+                continue
+            patched = r.output.numpy().astype(np.float64)
+            rows.append(_row(cp, it, patched, r.traced.get(engine.CODES), r.info, base, prov[it.direction_id], context))
+        store.append(rows)
+        written += len(rows)
+        update(len(rows))
+    return written
+
+
+def run_concept(
+    concept: Concept,
+    cfg: PartialsConfig,
+    out_dir: str | Path,
+    model: str | None = None,
+    quick: bool = False,
+    layers: Sequence[str] = (),
+    dictionaries: Sequence[str | Path] = (),
+    bar: BarFactory = _NullBar,
+    notify: Callable[[str], None] = lambda s: None,
+    device: Any = "auto",
+) -> ConceptOutcome:
+    """Run (or resume) ``concept`` into ``out_dir`` (module docstring); ``dictionaries``: feature
+    dictionaries of the measured model's layers (folders or shipped names) for the ``sae``
+    method. The controls learn none here: their ``sae`` verdicts are "unchecked"."""
+    from steerlab import provenance
+    from steerlab.artifacts import atomic_write_json, versions
+    from steerlab.partials.runner import LEVEL, TEMPLATE
+    from steerlab.partials.store import read_directions
+
+    started = time.time()
+    plans, chash, measured, dicts = prepare(concept, cfg, model, quick, layers, dictionaries, device)
+    folder = Path(out_dir)
+    _check_folder(folder, chash)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
+    controls = controls_of(concept, cfg)
+    weights = {p.model.name: p.model.weights_hash() for p in plans}
+    if not (folder / RUN_FILE).is_file():
+        atomic_write_json(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "config_hash": chash,
+                "concept": {
+                    "name": concept.name,
+                    "description": concept.description,
+                    "changes": list(concept.changes),
+                    "variants_run": ["synthetic"],
+                    "variants": list(concept.variants),
+                },
+                "rule": concept.rule.to_dict(),
+                "controls": controls or {"none": getattr(concept, "no_control_reason", "no control model can vouch")},
+                "quick": quick,
+                "measured": measured,
+                "models": [
+                    {
+                        "role": p.role,
+                        **p.model.describe(),
+                        "layers": [layer.to_json() for layer in p.plan.layers],
+                        "paths": p.plan.paths,
+                        "margin_s": p.plan.margin_s,
+                    }
+                    for p in plans
+                ],
+                "weights_sha256": weights,
+                "versions": versions(),
+                "provenance": provenance.record(inputs=[], device=plans[0].plan.model),
+            },
+            folder / RUN_FILE,
+        )
+    store = BatteryStore(folder, chash)
+    store.open()
+    resumed = len(store.rows)
+    if store.repaired:
+        notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
+    loaded = read_directions(folder / DIRECTIONS_FILE, chash, (TEMPLATE, LEVEL))
+    if loaded is None:
+        vectors, prov, skipped = _learn(plans, cfg, dicts, bar)
+        _save_directions(folder, chash, vectors, prov, skipped)
+    else:
+        vectors, prov, skipped = loaded
+    context = {"weights": weights, "seed": cfg.run.seed}
+    plan_items = [(cp, work_items(cp, cfg, chash, set(prov))) for cp in plans]
+    left = sum(1 for _, items in plan_items for it in items if not store.done(it.key()))
+    written = 0
+    label = f"{concept.name} sweep" + (f" ({resumed} rows from before)" if resumed else "")
+    with bar(label, left) as update:
+        for cp, items in plan_items:
+            if items:
+                written += _execute(cp, items, vectors, prov, store, context, cfg.run.max_batch, update)
+    keys = [it.key() for _, items in plan_items for it in items]
+    if len(store.rows) != len(keys):
+        raise SteerlabError(f"{store.path} holds {len(store.rows)} rows but this run has {len(keys)} items")
+    atomic_write_json(
+        provenance.record(
+            inputs=[], device=plans[0].plan.model, started=started, rows_written=written, rows_resumed=resumed
+        ),
+        folder / "provenance.json",
+    )
+    return ConceptOutcome(
+        folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls
+    )

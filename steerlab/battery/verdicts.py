@@ -1,0 +1,202 @@
+"""Verdicts of a concept's run, with the positive control, the null and the oracle beside each.
+
+Per (model, layer, variant, method, path) and removal method (``ablate``, ``subtract``,
+``reverse``: the add recipe with the direction's sign flipped), as for
+partials (:mod:`steerlab.partials.verdicts`): an *add* setting passes on a held-out pair when the
+concept's rule (:meth:`steerlab.battery.concept.Rule.passes`) passes the patched decode
+towards "with", a removal setting when it passes towards "without"; the unit is **steerable**
+when one (add strength, removal setting), the same for every pair, passes both on at least
+``rule.min_share`` of the pairs. Medians over pairs of target and damage at that setting come
+with percentile-bootstrap 95% intervals (:func:`steerlab.partials.verdicts.median_ci`).
+
+Validation is partials' (:func:`steerlab.partials.verdicts.validation`), judged per concept
+over the controls that can vouch for it; a concept no control can vouch for is "no control",
+and every verdict of its measured model is "not validated". The oracle is the ideal edit in the
+waveform (the pair itself), scored by the same rule: where it fails, the rule, not the model,
+decides the verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from steerlab.battery.concept import Concept
+from steerlab.partials.verdicts import NOT_VALIDATED, label, median_ci, validation
+
+GROUP_KEYS = ("model", "model_role", "layer", "variant", "method", "path")
+REMOVALS = ("ablate", "subtract", "reverse")
+NO_CONTROL = "no control"
+
+
+@dataclass(frozen=True)
+class BatteryVerdict:
+    concept: str
+    model: str
+    model_role: str
+    layer: str
+    variant: str
+    method: str
+    path: str
+    removal: str
+    n_heldout: int
+    steerable: bool
+    pass_share: float
+    best_add_strength: float | None
+    best_remove: str | None
+    add_share: float
+    remove_share: float
+    target_add: tuple[float, float, float]
+    target_remove: tuple[float, float, float]
+    damage_add: tuple[float, float, float]
+    damage_remove: tuple[float, float, float]
+    codes_changed_share: float | None
+
+    def flat(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in asdict(self).items():
+            if isinstance(v, (tuple, list)) and len(v) == 3:
+                out[f"{k}_median"], out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = v
+            else:
+                out[k] = v
+        return out
+
+
+def _removal_name(r: dict) -> str:
+    return "ablate" if r["op"] == "ablate" else f"{r['op']} {r['strength']:g}"
+
+
+def verdict(concept: Concept, rows: list[dict], removal: str, n_boot: int, seed: int) -> BatteryVerdict:
+    """The verdict of one group's rows for one removal method (module docstring)."""
+    rule = concept.rule
+    add: dict[float, dict[int, dict]] = defaultdict(dict)
+    rem: dict[str, dict[int, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["op"] == "add":
+            add[r["strength"]][r["seed"]] = r
+        elif r["op"] == removal:
+            rem[_removal_name(r)][r["seed"]] = r
+    seeds = sorted({r["seed"] for r in rows})
+    best: tuple[float, float | None, str | None] = (-1.0, None, None)
+    for s in sorted(add):
+        for name in sorted(rem, key=lambda n: (0, 0.0) if n == "ablate" else (1, float(n.split()[1]))):
+            ok = [
+                rule.passes(add[s][k], "with") and rule.passes(rem[name][k], "without")
+                for k in seeds
+                if k in add[s] and k in rem[name]
+            ]
+            share = sum(ok) / len(seeds)
+            if share > best[0]:
+                best = (share, s, name)
+    share, s_best, r_best = best
+    a_rows = [add[s_best][k] for k in seeds if k in add[s_best]] if s_best is not None else []
+    r_rows = [rem[r_best][k] for k in seeds if k in rem[r_best]] if r_best is not None else []
+    rng = np.random.default_rng(seed)
+    codes = [r["codes_changed_share"] for r in rows if r.get("codes_changed_share") is not None]
+    first = rows[0]
+    return BatteryVerdict(
+        first["concept"],
+        first["model"],
+        first["model_role"],
+        first["layer"],
+        first["variant"],
+        first["method"],
+        first["path"],
+        removal,
+        len(seeds),
+        bool(share >= rule.min_share),
+        float(max(share, 0.0)),
+        s_best,
+        r_best,
+        sum(rule.passes(r, "with") for r in a_rows) / len(seeds),
+        sum(rule.passes(r, "without") for r in r_rows) / len(seeds),
+        median_ci([r["target"] for r in a_rows], n_boot, rng),
+        median_ci([r["target"] for r in r_rows], n_boot, rng),
+        median_ci([r["damage"] for r in a_rows], n_boot, rng),
+        median_ci([r["damage"] for r in r_rows], n_boot, rng),
+        float(np.mean(codes)) if codes else None,
+    )
+
+
+def verdicts(concept: Concept, rows: list[dict], n_boot: int = 1000, seed: int = 0) -> list[BatteryVerdict]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in GROUP_KEYS), []).append(r)
+    out = []
+    for g in groups.values():
+        ops = {r["op"] for r in g}
+        out += [verdict(concept, g, removal, n_boot, seed) for removal in REMOVALS if removal in ops and "add" in ops]
+    return out
+
+
+def oracle(concept: Concept, plans: list) -> dict[str, dict[str, Any]]:
+    """Per model: the ideal edit (the pair's own waveforms, the perfect decode) scored by the rule,
+    towards "with" and back: ``pass_share`` (both ways), ``steerable`` (share >= min_share), and
+    the medians of target and damage towards "with"."""
+    from steerlab.battery.runner import _pair
+
+    out = {}
+    for cp in plans:
+        ok, tgt, dmg = 0, [], []
+        for spec in cp.test:
+            without, with_ = _pair(concept, spec)
+            a, r = concept.score(without, with_, spec), concept.score(with_, without, spec)
+            ok += concept.rule.passes(a, "with") and concept.rule.passes(r, "without")
+            tgt.append(a["target"])
+            dmg.append(a["damage"])
+        share = ok / max(1, len(cp.test))
+        out[cp.model.name] = {
+            "pass_share": share,
+            "steerable": share >= concept.rule.min_share,
+            "median_target": float(np.median([t for t in tgt if t is not None])) if tgt else math.nan,
+            "median_damage": float(np.median(dmg)) if dmg else math.nan,
+        }
+    return out
+
+
+def table(concept: Concept, vs: list[BatteryVerdict], plans: list) -> dict[str, Any]:
+    """The verdicts as rows, each with its validation, label, null, controls and oracle beside it,
+    and the controls' summary."""
+    controls = dict(concept.controls)
+    val = validation(vs)  # type: ignore[arg-type]  # duck-typed: model_role, model, method, removal, steerable
+    if not controls:
+        reason = getattr(concept, "no_control_reason", "no control model can vouch for this concept")
+        val = {
+            k: v if k[0] == "random" else {**v, "status": NOT_VALIDATED, "reason": f"{NO_CONTROL}: {reason}"}
+            for k, v in val.items()
+        }
+    orc = oracle(concept, plans)
+    nulls = {(v.model, v.layer, v.variant, v.path, v.removal): v for v in vs if v.method == "random"}
+    ctrl = {(v.model, v.method, v.removal): v for v in vs if v.model_role == "positive_control"}
+    rows = []
+    for v in vs:
+        null = nulls.get((v.model, v.layer, v.variant, v.path, v.removal))
+        row = v.flat()
+        row["label"] = label(v, val)  # type: ignore[arg-type]
+        row["validation"] = val.get((v.method, v.removal), {}).get("status")
+        row["validation_reason"] = val.get((v.method, v.removal), {}).get("reason")
+        row["null_steerable"] = None if null is None else null.steerable
+        row["null_pass_share"] = None if null is None else null.pass_share
+        row["control"] = (
+            {
+                c: (None if (c, v.method, v.removal) not in ctrl else ctrl[(c, v.method, v.removal)].steerable)
+                for c in controls
+            }
+            if controls
+            else NO_CONTROL
+        )
+        row["oracle_pass_share"] = orc[v.model]["pass_share"]
+        row["oracle_steerable"] = orc[v.model]["steerable"]
+        rows.append(row)
+    return {
+        "concept": concept.name,
+        "rule": concept.rule.to_dict(),
+        "controls": controls or NO_CONTROL,
+        "validation": {f"{m}/{r}": st for (m, r), st in val.items()},
+        "oracle": orc,
+        "verdicts": rows,
+    }

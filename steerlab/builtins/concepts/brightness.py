@@ -1,0 +1,136 @@
+"""``brightness``: the spectral tilt of a sound raised (brighter) or lowered (darker).
+
+Pair: a mixture of two harmonic notes (MIDI 45-69, 24 harmonics at ``1/h`` up to 8 kHz)
+without the change, and the same partials with amplitudes times ``(f / 1 kHz) ** (s / 6.02)``,
+a tilt of ``s`` = +4 dB per octave about 1 kHz (the ideal edit: a per-frequency gain, nothing
+added or moved). Target measure: the change of the spectral centroid in cents
+(``librosa.feature.spectral_centroid``, the energy-weighted mean over frames); the change of
+the high-band share (energy above 2 kHz, in dB) is recorded beside it. Damage: what the change
+holds beyond a tilt: the RMS residual (dB) of the level change at the spectral peaks of
+either signal (Welch spectra) after the best straight line in log-frequency, so a level change and a tilt
+cost nothing and everything else (a partial added, noise, a notch) does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from steerlab.battery.concept import PairSpec, Rule
+from steerlab.builtins.concepts._base import SyntheticConcept
+
+HARMONICS, TILT_DB_PER_OCTAVE, PIVOT_HZ, HIGH_HZ, LOW_HZ = 24, 4.0, 1000.0, 2000.0, 40.0
+RULE = Rule(
+    min_target=100.0,
+    max_damage=1.0,
+    min_share=0.8,
+    target="spectral centroid change, cents (librosa.feature.spectral_centroid)",
+    damage="RMS residual of the level change at the spectral peaks after the best tilt (line in log-frequency), dB",
+    rationale=(
+        "100 cents is a 6% move of the centroid, above the few-percent differences in centroid "
+        "listeners discriminate; the change must be a tilt to within 1 dB per bin (the partials' "
+        "off-band threshold), so brightness is not bought with an added partial or noise."
+    ),
+)
+
+
+def centroid_hz(x: np.ndarray, sr: int) -> float:
+    """Energy-weighted mean over frames of librosa's spectral centroid (Hz; 0 for silence)."""
+    import librosa
+
+    from steerlab.builtins.concepts._sound import N_FFT
+
+    x = np.asarray(x, dtype=np.float64)
+    s = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=N_FFT // 4))
+    c = librosa.feature.spectral_centroid(S=s, sr=sr, n_fft=N_FFT)[0]
+    w = (s**2).sum(axis=0)
+    return float((c * w).sum() / w.sum()) if w.sum() > 0 else 0.0
+
+
+def tilt_residual_db(freqs: np.ndarray, change_db: np.ndarray) -> float:
+    """RMS residual (dB) of ``change_db`` after the least-squares line in ``log2(freqs)``, over
+    frequencies from LOW_HZ up (below, a peak is the fades' leakage, not a partial: measured, a
+    5.9 Hz leakage peak alone gave an exact tilt 2 dB of residual)."""
+    keep = freqs >= LOW_HZ
+    if keep.sum() < 3:
+        return 0.0
+    x, y = np.log2(freqs[keep]), change_db[keep]
+    a = np.vstack([x, np.ones_like(x)]).T
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    return float(np.sqrt(np.mean((y - a @ coef) ** 2)))
+
+
+class Brightness(SyntheticConcept):
+    name = "brightness"
+    description = "spectral tilt raised or lowered; centroid (cents) and high-band share"
+    changes = ("raise", "lower")
+    controls = {
+        "filterbank_24khz": "a tilt is a gain per band: lowering a band scales its own content, raising one adds a "
+        "carrier at the band's centre (its decoder's design for partials), a gain only for partials at band "
+        "centres: whether it vouches is measured, not assumed (docs/steerability.md)",
+        "stft_24khz": "a tilt is a gain per bin: lowering a bin scales its own content, raising one adds a carrier at "
+        "the bin's centre: measured, not assumed",
+    }
+    rule = RULE
+
+    def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
+        notes = sorted(int(p) for p in rng.choice(np.arange(45, 70), size=2, replace=False))
+        return {"notes_midi": ",".join(map(str, notes))}
+
+    def _partials(self, spec: PairSpec) -> list[tuple[float, float]]:
+        from steerlab.builtins.concepts._sound import midi_hz, partial_list
+
+        f0s = [midi_hz(int(p)) for p in str(spec.param("notes_midi")).split(",")]
+        return partial_list(f0s, [1.0] * len(f0s), HARMONICS, spec.sample_rate)
+
+    def sounds(self, spec: PairSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from steerlab.builtins.concepts._sound import envelope, sines
+
+        sr = spec.sample_rate
+        parts = self._partials(spec)
+        env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        tilted = [(f, a * 10 ** (TILT_DB_PER_OCTAVE * math.log2(f / PIVOT_HZ) / 20)) for f, a in parts]
+        without = sines(parts, n, sr, np.random.default_rng([spec.seed, 6])) * env
+        with_ = sines(tilted, n, sr, np.random.default_rng([spec.seed, 6])) * env
+        return without, with_
+
+    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._sound import db_change_per_bin, freqs_for, power
+
+        sr = spec.sample_rate
+        cb, cp = centroid_hz(baseline, sr), centroid_hz(patched, sr)
+        freqs, change = db_change_per_bin(baseline, patched, sr, peaks_only=True)
+        high = freqs_for(sr) >= HIGH_HZ
+        pb, pp = power(baseline), power(patched)
+        share_b = float(pb[high].sum() / max(pb.sum(), 1e-30))
+        share_p = float(pp[high].sum() / max(pp.sum(), 1e-30))
+        return {
+            "target": 1200 * math.log2(cp / cb) if cb > 0 and cp > 0 else None,
+            "damage": tilt_residual_db(freqs, change),
+            "centroid_baseline_hz": cb,
+            "centroid_patched_hz": cp,
+            "high_band_share_change_db": 10 * math.log10(max(share_p, 1e-12) / max(share_b, 1e-12)),
+        }
+
+    def wrong_edits(self, spec: PairSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The shared ones; one loud partial added at 4 kHz (brighter by the centroid, not a tilt);
+        the tilt the wrong way (darker)."""
+        from steerlab.builtins.concepts._sound import envelope, sines
+
+        out = super().wrong_edits(spec)
+        without, with_ = self.render(spec)
+        a, b = spec.span_samples()
+        sr, n = spec.sample_rate, b - a
+        tone = np.zeros_like(without)
+        tone[a:b] = sines([(4000.0, 1.0)], n, sr, np.random.default_rng(0)) * envelope(
+            n, sr, spec.fade_ms, spec.fade_ms
+        )
+        tone *= np.sqrt(np.sum((with_ - without) ** 2) / np.sum(tone**2))
+        out["partial at 4 kHz"] = (without, without + tone)
+        out["darker"] = (without, without - (with_ - without) * 0.5)
+        return out
+
+
+CONCEPT = Brightness()

@@ -1,0 +1,93 @@
+"""``loudness``: the level of a sound raised or lowered, nothing else.
+
+Pair: a mixture of three harmonic notes (MIDI 45-76, 12 harmonics at ``1/h``) without the
+change, the same times 2 (+6.02 dB) with it. Target measure: the change of the RMS level in dB
+over the clip. Damage: the log-spectral distance after removing the mean level change (the RMS
+over bins with energy of the per-bin dB change minus its mean): a pure gain costs nothing,
+any change of spectral shape (a tilt, an added note, noise) does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from steerlab.battery.concept import PairSpec, Rule
+from steerlab.builtins.concepts._base import SyntheticConcept
+
+HARMONICS, GAIN = 12, 2.0
+RULE = Rule(
+    min_target=3.0,
+    max_damage=1.0,
+    min_share=0.8,
+    target="RMS level change, dB",
+    damage="log-spectral distance after removing the mean level change, dB",
+    rationale=(
+        "3 dB (the power doubled or halved) is several times the ~1 dB just-noticeable level "
+        "difference and half the ideal edit's 6 dB; the spectrum's shape must stay within 1 dB "
+        "per bin (the partials' off-band threshold)."
+    ),
+)
+
+
+class Loudness(SyntheticConcept):
+    name = "loudness"
+    description = "level raised or lowered by a gain; RMS level in dB"
+    changes = ("raise", "lower")
+    controls = {
+        "filterbank_24khz": "lowering a band scales its own content (a gain, by construction); raising one adds a "
+        "carrier at the band's centre (its decoder's design for partials), a gain only for partials at band "
+        "centres: whether it vouches is measured, not assumed (docs/steerability.md)",
+        "stft_24khz": "lowering a bin scales its own content (a gain, by construction); raising one adds a carrier "
+        "at the bin's centre, a gain only for partials at bin centres: measured, not assumed",
+    }
+    rule = RULE
+
+    def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
+        notes = sorted(int(p) for p in rng.choice(np.arange(45, 77), size=3, replace=False))
+        return {"notes_midi": ",".join(map(str, notes))}
+
+    def sounds(self, spec: PairSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from steerlab.builtins.concepts._sound import envelope, midi_hz, partial_list, sines
+
+        sr = spec.sample_rate
+        f0s = [midi_hz(int(p)) for p in str(spec.param("notes_midi")).split(",")]
+        x = sines(partial_list(f0s, [1.0] * len(f0s), HARMONICS, sr), n, sr, rng)
+        x *= envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        return x, x * GAIN
+
+    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._sound import db_change_per_bin, rms_db
+
+        _, change = db_change_per_bin(baseline, patched, spec.sample_rate)
+        shape = float(np.sqrt(np.mean((change - change.mean()) ** 2))) if len(change) else 0.0
+        return {
+            "target": rms_db(patched) - rms_db(baseline),
+            "damage": shape,
+            "mean_bin_change_db": float(change.mean()) if len(change) else None,
+        }
+
+    def wrong_edits(self, spec: PairSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Noise at the ideal edit's energy; a tilt (+6 dB per octave about 1 kHz, louder by its
+        highs); one more note at the ideal edit's energy."""
+        from steerlab.builtins.concepts.brightness import CONCEPT as brightness
+
+        out = {k: v for k, v in super().wrong_edits(spec).items() if not k.startswith("gain")}
+        without, with_ = self.render(spec)
+        energy = float(np.sum((with_ - without) ** 2))
+        b_spec = PairSpec.from_dict({**spec.to_dict(), "concept": "brightness", "params": {"notes_midi": "45,57"}})
+        bw, bx = brightness.render(b_spec)
+        out["tilt"] = (bw, bw + (bx - bw) * np.sqrt(energy / np.sum((bx - bw) ** 2)))
+        a, b = spec.span_samples()
+        from steerlab.builtins.concepts._sound import envelope, midi_hz, partial_list, sines
+
+        n, sr = b - a, spec.sample_rate
+        note = np.zeros_like(without)
+        note[a:b] = sines(partial_list([midi_hz(80)], [1.0], HARMONICS, sr), n, sr, np.random.default_rng(1))
+        note[a:b] *= envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        out["a note added"] = (without, without + note * np.sqrt(energy / np.sum(note**2)))
+        return out
+
+
+CONCEPT = Loudness()

@@ -1,0 +1,98 @@
+"""``onset``: attack sharpness: the same note started sharply (2 ms) or softly (60 ms).
+
+Pair: a mixture of two harmonic notes (MIDI 48-72, 12 harmonics at ``1/h``) with a 60 ms
+raised-cosine attack without the change, a 2 ms attack with it; the sustain and the release
+are the same samples. Target measure: the change (dB) of the peak of the onset strength
+(``librosa.onset.onset_strength``, spectral flux of the log-mel spectrogram, hop 256) within
+100 ms of the sound's start. Damage: the log-spectral distance of the sustain (from 100 ms
+after the start to the release), where the ideal edit changes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from steerlab.battery.concept import PairSpec, Rule
+from steerlab.builtins.concepts._base import SyntheticConcept
+
+HARMONICS, SOFT_MS, SHARP_MS, WINDOW_S, HOP = 12, 60.0, 2.0, 0.1, 256
+RULE = Rule(
+    min_target=3.0,
+    max_damage=1.0,
+    min_share=0.8,
+    target="peak onset strength within 100 ms of the start, change in dB (librosa.onset.onset_strength)",
+    damage="log-spectral distance of the sustain (100 ms after the start to the release), dB",
+    rationale=(
+        "3 dB: the attack's flux peak 1.4 times higher or lower, a clear change of a measure whose "
+        "peak at a fixed level rises with the attack's steepness; the sustain, which the ideal edit "
+        "leaves as it is, within 1 dB (the partials' off-band threshold)."
+    ),
+)
+
+
+def onset_peak(x: np.ndarray, sr: int, start_s: float) -> float:
+    """Peak of librosa's onset strength (hop 256) within WINDOW_S of ``start_s`` (s)."""
+    import librosa
+
+    env = librosa.onset.onset_strength(y=np.asarray(x, dtype=np.float64), sr=sr, hop_length=HOP, center=True)
+    t = np.arange(len(env)) * HOP / sr
+    sel = (t >= start_s - 0.02) & (t <= start_s + WINDOW_S)
+    return float(env[sel].max()) if sel.any() else 0.0
+
+
+class Onset(SyntheticConcept):
+    name = "onset"
+    description = "attack sharpness (2 ms against 60 ms attacks); peak onset strength"
+    changes = ("sharpen", "soften")
+    controls: dict[str, str] = {}  # neither control resolves a 2 ms attack: no control can vouch
+    no_control_reason = (
+        "neither control resolves an attack: stft_24khz frames are 43 ms apart with 171 ms windows and "
+        "filterbank_24khz's filters last 0.68 s, both longer than the 60 ms the attacks differ by"
+    )
+    rule = RULE
+
+    def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
+        notes = sorted(int(p) for p in rng.choice(np.arange(48, 73), size=2, replace=False))
+        return {"notes_midi": ",".join(map(str, notes))}
+
+    def sounds(self, spec: PairSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        from steerlab.builtins.concepts._sound import envelope, midi_hz, partial_list, sines
+
+        sr = spec.sample_rate
+        f0s = [midi_hz(int(p)) for p in str(spec.param("notes_midi")).split(",")]
+        x = sines(partial_list(f0s, [1.0] * len(f0s), HARMONICS, sr), n, sr, rng)
+        return x * envelope(n, sr, SOFT_MS, spec.fade_ms), x * envelope(n, sr, SHARP_MS, spec.fade_ms)
+
+    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._sound import db_change_per_bin
+
+        sr = spec.sample_rate
+        a, b = spec.span_samples()
+        start = a / sr
+        pb, pp = onset_peak(baseline, sr, start), onset_peak(patched, sr, start)
+        s0, s1 = a + int(WINDOW_S * sr), b - int(spec.fade_ms / 1000 * sr)
+        _, change = db_change_per_bin(baseline[s0:s1], patched[s0:s1], sr)
+        return {
+            "target": 20 * math.log10(pp / pb) if pb > 0 and pp > 0 else None,
+            "damage": float(np.sqrt(np.mean(change**2))) if len(change) else 0.0,
+            "onset_peak_baseline": pb,
+            "onset_peak_patched": pp,
+        }
+
+    def wrong_edits(self, spec: PairSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The shared ones (+6 dB, noise), and a brightness tilt of the whole sound."""
+        out = super().wrong_edits(spec)
+        without, _ = self.render(spec)
+        from steerlab.builtins.concepts.brightness import TILT_DB_PER_OCTAVE
+
+        spectrum = np.fft.rfft(without)
+        f = np.fft.rfftfreq(len(without), 1 / spec.sample_rate)
+        gain = 10 ** (TILT_DB_PER_OCTAVE * np.log2(np.maximum(f, 20.0) / 1000.0) / 20)
+        out["tilt"] = (without, np.fft.irfft(spectrum * gain, len(without)))
+        return out
+
+
+CONCEPT = Onset()

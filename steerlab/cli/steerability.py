@@ -1,0 +1,161 @@
+"""``steerlab steerability``: which musical concepts can a model's layers steer? The battery,
+with a positive control, the null and the oracle beside every verdict (docs/steerability.md)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from steerlab.cli.options import (
+    CONTEXT,
+    device_option,
+    echo_json,
+    json_option,
+    model_option,
+    output_option,
+    setup_compute,
+    threads_option,
+)
+
+
+def _names(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
+
+
+class _Eta:
+    """Progress off a terminal: a line at most every ``every`` seconds with the items done, the
+    rate and the estimated time left (the bar shows the same on a terminal)."""
+
+    def __init__(self, label: str, length: int, every: float = 10.0) -> None:
+        self.label, self.length, self.every = label, length, every
+        self.done, self.start, self.last = 0, time.monotonic(), 0.0
+        click.echo(f"{label}: {length} item{'s' if length != 1 else ''}", err=True)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every or self.done == self.length:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            left = (self.length - self.done) / rate if rate > 0 else float("inf")
+            click.echo(f"{self.label}: {self.done}/{self.length}, about {left:.0f} s left", err=True)
+
+
+@contextmanager
+def _bar(label: str, length: int) -> Iterator[Any]:
+    if sys.stderr.isatty():
+        with click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True, show_pos=True) as b:
+            yield b.update
+    else:
+        yield _Eta(label, length).update
+
+
+@click.command(context_settings=CONTEXT)
+@model_option()
+@click.option(
+    "-C",
+    "--concept",
+    "concepts",
+    multiple=True,
+    help="Concept(s) to test (repeatable or comma-separated; `steerlab concepts` lists them).  [default: all]",
+)
+@click.option(
+    "-l",
+    "--layers",
+    "layers",
+    multiple=True,
+    help="Layer(s) of the model to steer (repeatable or comma-separated).  [default: as steerlab partials]",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A `steerlab partials` TOML file: its [grid] strengths/methods/paths, [stimuli] seeds, [controls] "
+    "positive_models and [run] settings apply to every concept (docs/steerability.md).",
+)
+@click.option("--quick", is_flag=True, help="The small grid of `steerlab partials --quick`, short sounds.")
+@click.option(
+    "-D",
+    "--dictionary",
+    "dictionaries",
+    multiple=True,
+    help="SAE feature dictionary for one swept layer (a `steerlab learn` folder or a shipped name); "
+    "repeatable; enables the 'sae' method there.",
+)
+@output_option("Run folder: one subfolder per concept; rerun with the same arguments to resume.", dest="out_dir")
+@json_option("Print steerability.json (every verdict with its control, null, oracle and validation).")
+@device_option()
+@threads_option()
+def steerability(
+    model_name, concepts, layers, config_file, quick, dictionaries, out_dir, as_json, device, threads
+) -> None:
+    """The steerability battery: for each concept (partial, note, chord-quality, brightness, onset,
+    loudness, and those plugins add), learn directions of its change at each layer (difference of
+    means, probe, SAE feature with a dictionary, the random null), steer held-out pairs both ways
+    over strengths and decode paths, and judge each by the concept's rule, with the positive
+    controls, the null and the ideal edit (oracle) beside every verdict. `partial` runs
+    `steerlab partials` itself (the same rows). Killed runs resume when rerun."""
+    from steerlab.battery.run import run_battery
+
+    setup_compute(device, threads)
+    doc = run_battery(
+        _names(concepts),
+        model_name,
+        out_dir,
+        quick,
+        _names(layers),
+        bar=_bar,
+        notify=lambda m: click.echo(m, err=True),
+        config_file=config_file,
+        dictionaries=dictionaries,
+        device=device,
+    )
+    if as_json:
+        return echo_json(doc)
+    for t in doc["concepts"]:
+        for v in t["verdicts"]:
+            if v.get("model_role") != "main":
+                continue
+            click.echo(
+                f"{t['concept']:<14} {v['layer']:<24} {v['path']:<11} {v['method']:<10} {v['removal']:<9} "
+                f"{v['label']:<16} pass {v['pass_share']:.2f}"
+            )
+    click.echo(f"wrote {out_dir}/steerability.json and summary.csv")
+    return None
+
+
+@click.command(context_settings=CONTEXT)
+@json_option("Print the concepts as JSON.")
+def concepts(as_json) -> None:
+    """List the concepts of `steerlab steerability`: their changes, rules (thresholds and why) and
+    the positive controls that can vouch for them, with the plugin that registered each."""
+    from steerlab.battery.registry import concepts as registry
+
+    reg = registry()
+    rows = [
+        {
+            "name": c.name,
+            "description": c.description,
+            "changes": list(c.changes),
+            "rule": c.rule.to_dict(),
+            "controls": dict(c.controls) or "no control",
+            "plugin": reg.owners.get(c.name),
+        }
+        for c in reg
+    ]
+    if as_json:
+        return echo_json(rows)
+    for r in rows:
+        ctrl = ", ".join(r["controls"]) if isinstance(r["controls"], dict) else r["controls"]
+        click.echo(f"{r['name']:<14} {r['description']}  [controls: {ctrl}]")
+    return None
+
+
+COMMANDS = (steerability, concepts)
