@@ -119,10 +119,10 @@ def get_cli() -> click.Group:
     ...). Each call builds a new group, so it reflects the plugins loaded at the time and a
     caller's changes to it stay its own. Run it with ``group(args)`` or click's ``CliRunner``."""
     from steerlab import plugins
-    from steerlab.cli import analyze, arch, corpus, info, intervene, learn, partials, steerability, stimuli, synth
+    from steerlab.cli import analyze, arch, corpus, info, intervene, learn, partials, steerability, stimuli, survey, synth
 
     cli = _root()
-    for module in (analyze, arch, corpus, info, intervene, learn, partials, steerability, stimuli, synth):
+    for module in (analyze, arch, corpus, info, intervene, learn, partials, steerability, stimuli, survey, synth):
         for command in module.COMMANDS:
             cli.add_command(command)
     plugins.call_each("steerlab_register_commands", cli=cli)
