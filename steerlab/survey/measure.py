@@ -113,8 +113,12 @@ def dictionary_stats(vectors: np.ndarray, dicts: Sequence[dict[str, Any]], cfg: 
         "n_active_directions": int(len(active)),
         "top_n": top_n,
         "seeds": [d["seed"] for d in dicts],
-        "training_explained_variance": [d["metrics"].get("explained_variance") for d in dicts],
     }
+    for d in dicts:  # the SAEs' own training metric, beside the statistics (not a survey statistic)
+        key = f"training_explained_variance_seed_{d['seed']}"
+        out[key] = d["metrics"].get("explained_variance")
+        if out[key] is None:
+            out[f"{key}_reason"] = "the trainer did not measure it (vectors without variance)"
     if not len(active):
         why = "the dictionary has no active direction on these vectors: no alignment to print"
         out["coverage"] = stats.versus_chance(None, [], RANDOM_DIRECTIONS, reason=why)
