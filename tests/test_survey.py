@@ -118,7 +118,13 @@ def test_the_cli_writes_json_csv_figures_html_with_every_null_reasoned(tmp_path)
     doc = json.loads((out / "report.json").read_text())
     assert unexplained_nulls(doc) == []
     assert [r["layer"] for r in doc["rows"]] == ["encoder.0.conv", "latent"]
-    for f in ("survey.csv", "index.html", "figures/statistics.png", "figures/statistics.svg", "figures/decodability.svg"):
+    for f in (
+        "survey.csv",
+        "index.html",
+        "figures/statistics.png",
+        "figures/statistics.svg",
+        "figures/decodability.svg",
+    ):
         assert (out / f).stat().st_size > 0, f
     csv_lines = (out / "survey.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 3 and "coverage_chance_hi" in csv_lines[0]
@@ -160,7 +166,9 @@ def test_battery_folder_verdicts_are_read(tmp_path):
     run.mkdir()
     row = {"model": "m", "layer": "latent", "model_role": "main", "method": "diffmeans", "label": "steerable"}
     null = {**row, "method": "random", "label": "null: steerable"}
-    doc = {"concepts": [{"concept": "loudness", "verdicts": [{**row, "pass_share": 0.9, "null_steerable": False}, null]}]}
+    doc = {
+        "concepts": [{"concept": "loudness", "verdicts": [{**row, "pass_share": 0.9, "null_steerable": False}, null]}]
+    }
     (run / "steerability.json").write_text(json.dumps(doc))
     rows, files = battery.read([run])
     assert len(rows) == 1 and files

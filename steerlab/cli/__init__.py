@@ -119,7 +119,19 @@ def get_cli() -> click.Group:
     ...). Each call builds a new group, so it reflects the plugins loaded at the time and a
     caller's changes to it stay its own. Run it with ``group(args)`` or click's ``CliRunner``."""
     from steerlab import plugins
-    from steerlab.cli import analyze, arch, corpus, info, intervene, learn, partials, steerability, stimuli, survey, synth
+    from steerlab.cli import (
+        analyze,
+        arch,
+        corpus,
+        info,
+        intervene,
+        learn,
+        partials,
+        steerability,
+        stimuli,
+        survey,
+        synth,
+    )
 
     cli = _root()
     for module in (analyze, arch, corpus, info, intervene, learn, partials, steerability, stimuli, survey, synth):

@@ -31,8 +31,14 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     help="Audio folder, file or generated set (synth:N) the dictionaries are learned on (repeatable).  "
     "[default: synth:<clips>]",
 )
-@click.option("-l", "--layers", "layers", multiple=True, help="Layers or aliases (repeatable or comma-separated).  "
-              "[default: first conv, last conv, latent and quantized codes]")
+@click.option(
+    "-l",
+    "--layers",
+    "layers",
+    multiple=True,
+    help="Layers or aliases (repeatable or comma-separated).  "
+    "[default: first conv, last conv, latent and quantized codes]",
+)
 @click.option(
     "--battery",
     "battery",
@@ -41,7 +47,11 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     help="A `steerlab steerability -o` run folder whose verdicts fill the battery column (repeatable).",
 )
 @click.option("-C", "--concept", "concepts", multiple=True, help="Concepts to probe (repeatable).  [default: all]")
-@click.option("--quick", is_flag=True, help="Small settings: 6 clips, 3000 vectors, 2 dictionary seeds, 30 draws.")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Small settings: 6 clips, 3000 vectors, 2 dictionary seeds, 24 pairs per concept, 30 draws.",
+)
 @click.option("--seed", type=int, default=0, help="Seed of every draw (recorded).")
 @click.option("--clips", type=int, default=None, help="Override: generated clips when no --data.")
 @click.option("--max-vectors", type=int, default=None, help="Override: vectors captured per layer.")
@@ -50,19 +60,29 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--draws", type=int, default=None, help="Override: draws of every chance reference.")
 @output_option("Report folder (report.json, survey.csv, figures/, index.html); replaced if steerlab wrote it.")
 @json_option("Print report.json.")
-def survey(model_names, data, layers, battery, concepts, quick, seed, clips, max_vectors, epochs, pairs, draws,
-           output, as_json) -> None:
+def survey(
+    model_names, data, layers, battery, concepts, quick, seed, clips, max_vectors, epochs, pairs, draws, output, as_json
+) -> None:
     """Where do the variables live? For each model and layer (first conv, last conv, latent and
     quantized codes by default): dictionary coverage, usage, explained variance and seed stability,
     the participation ratio, the narrowband measure of the top features, each concept's linear
     decodability, the battery's verdicts and the architecture's prediction with its rank agreement,
     every statistic beside its chance reference (random directions, shuffled labels, a
     random-weights model) and flagged when it is at chance."""
-    from steerlab.survey import QUICK, FULL, SurveyConfig, run_survey, write_report
+    from steerlab.survey import FULL, QUICK, SurveyConfig, run_survey, write_report
 
     base = QUICK if quick else FULL
-    over = {k: v for k, v in (("clips", clips), ("max_vectors", max_vectors), ("epochs", epochs), ("pairs", pairs),
-                              ("draws", draws)) if v is not None}
+    over = {
+        k: v
+        for k, v in (
+            ("clips", clips),
+            ("max_vectors", max_vectors),
+            ("epochs", epochs),
+            ("pairs", pairs),
+            ("draws", draws),
+        )
+        if v is not None
+    }
     cfg = SurveyConfig(
         models=tuple(model_names) or (None,),
         data=tuple(data),

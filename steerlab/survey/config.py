@@ -62,7 +62,7 @@ class Settings:
 
 FULL = Settings()
 QUICK = Settings(
-    clips=6, max_vectors=3000, epochs=3, dictionary_seeds=(0, 1), pairs=12, draws=30, top_features=3, fragments=8
+    clips=6, max_vectors=3000, epochs=3, dictionary_seeds=(0, 1), pairs=24, draws=30, top_features=3, fragments=8
 )
 
 

@@ -231,7 +231,8 @@ def concept_features(
     model: Any, layers: Sequence[Any], concepts: Sequence[Any], cfg: SurveyConfig, say: Callable[[str], None]
 ) -> dict[str, dict[str, Any]]:
     """Time-pooled activations of every concept's pairs at ``layers``: ``{concept: {"x": {layer:
-    [2 n, channels]}, "y": [2 n] (0 without, 1 with), "groups": [2 n] pair seeds}}``, pooled over
+    [2 n, 2 channels]} (mean and RMS, :func:`steerlab.survey.stats.pooled`), "y": [2 n] (0 without, 1
+    with), "groups": [2 n] pair seeds}}``, pooled over
     the frames of the sound (its silent margins left out). One traced pass per batch reads every
     layer."""
     import torch
@@ -248,7 +249,9 @@ def concept_features(
         waves, ys, groups, spans = [], [], [], []
         for spec in specs:
             for label, w in enumerate(concept.render(spec)):
-                waves.append(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None].repeat(model.channels, 1))
+                waves.append(
+                    torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))[None].repeat(model.channels, 1)
+                )
                 ys.append(label)
                 groups.append(spec.seed)
                 spans.append(spec.span_samples())

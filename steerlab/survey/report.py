@@ -186,7 +186,9 @@ def render_html(doc: dict[str, Any], figs: dict[str, bytes]) -> str:
             d, b = r["decodability"][c], r["battery"][c]
             cells += _stat_cell(d).replace("</small></td>", f"<br>battery: {html.escape(b['verdict'])}</small></td>")
         score = r["prediction"].get("partial_score")
-        dec_body += f"<tr><th>{html.escape(r['model'])}<br>{html.escape(r['layer'])}</th>{cells}<td>{_fmt(score)}</td></tr>"
+        dec_body += (
+            f"<tr><th>{html.escape(r['model'])}<br>{html.escape(r['layer'])}</th>{cells}<td>{_fmt(score)}</td></tr>"
+        )
     imgs = "".join(
         f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{base64.b64encode(b).decode()}'></figure>"
         for name, b in figs.items()

@@ -36,10 +36,10 @@ class _Timer:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def __call__(self, stage: str, fn: Callable[[], Any]) -> Any:
+    def __call__(self, stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
         try:
-            return fn()
+            return fn(*args, **kwargs)
         finally:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
@@ -108,19 +108,15 @@ def _survey_model(name: str, cfg: SurveyConfig, concepts: list, battery: tuple[l
     user_data = bool(cfg.data)
     for info in chosen:
         say(f"{model.name} {info.name}: capturing, learning {len(cfg.sizes.dictionary_seeds)} dictionaries")
-        cap = timer(
-            "capture", lambda: capture(model, info, corpus, "feature", cfg.sizes.max_vectors, cfg.seed, user_data=user_data)
-        )
-        rcap = (
-            timer("capture", lambda: capture(twin, info, corpus, "feature", cfg.sizes.max_vectors, cfg.seed, user_data=False))
-            if twin is not None
-            else None
-        )
-        dicts = timer("dictionaries", lambda: measure.dictionaries(cap.vectors, info.channels, cfg))
-        ds = timer("dictionary statistics", lambda: measure.dictionary_stats(cap.vectors, dicts, cfg))
-        nb = timer("narrowband", lambda: measure.narrowband(model, info, corpus, cap, ds, cfg))
-        pr = measure.participation(cap.vectors, None if rcap is None else rcap.vectors.astype(np.float64), twin_why, cfg)
-        dec = timer("probes", lambda: measure.decodability(feats, rfeats, info.name, cfg))
+        n = cfg.sizes.max_vectors
+        cap = timer("capture", capture, model, info, corpus, "feature", n, cfg.seed, user_data=user_data)
+        rcap = timer("capture", capture, twin, info, corpus, "feature", n, cfg.seed, user_data=False) if twin else None
+        dicts = timer("dictionaries", measure.dictionaries, cap.vectors, info.channels, cfg)
+        ds = timer("dictionary statistics", measure.dictionary_stats, cap.vectors, dicts, cfg)
+        nb = timer("narrowband", measure.narrowband, model, info, corpus, cap, ds, cfg)
+        random_vectors = None if rcap is None else rcap.vectors.astype(np.float64)
+        pr = measure.participation(cap.vectors, random_vectors, twin_why, cfg)
+        dec = timer("probes", measure.decodability, feats, rfeats, info.name, cfg)
         row: dict[str, Any] = {
             "model": model.name,
             "layer": info.name,
@@ -132,11 +128,18 @@ def _survey_model(name: str, cfg: SurveyConfig, concepts: list, battery: tuple[l
             "narrowband": nb,
             "dictionary": {k: v for k, v in ds.items() if not k.startswith("_")},
             "decodability": dec,
-            "battery": {c.name: battery_io.verdict(battery[0], model.name, info.name, c.name, battery[1]) for c in concepts},
+            "battery": {
+                c.name: battery_io.verdict(battery[0], model.name, info.name, c.name, battery[1]) for c in concepts
+            },
         }
         p = pred.get(info.name)
         row["prediction"] = (
-            {"partial_score": p.score, "survives": p.survives, "target_hz": PARTIAL_TARGET_HZ, "density": PARTIAL_DENSITY}
+            {
+                "partial_score": p.score,
+                "survives": p.survives,
+                "target_hz": PARTIAL_TARGET_HZ,
+                "density": PARTIAL_DENSITY,
+            }
             if p is not None
             else {"partial_score": None, "partial_score_reason": pred_why or f"no prediction for {info.name}"}
         )

@@ -51,7 +51,11 @@ def interval(draws: Sequence[float]) -> dict[str, Any]:
     d = np.asarray([v for v in draws if v is not None and np.isfinite(v)], dtype=np.float64)
     if not len(d):
         return {"mean": None, "ci95": None, "n": 0, "reason": "no finite draw of the reference"}
-    return {"mean": float(d.mean()), "ci95": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))], "n": int(len(d))}
+    return {
+        "mean": float(d.mean()),
+        "ci95": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))],
+        "n": int(len(d)),
+    }
 
 
 def versus_chance(
@@ -90,8 +94,12 @@ def versus_chance(
 
 
 def pooled(act: np.ndarray) -> np.ndarray:
-    """Time pooling of one clip's activations ``[frames, channels]``: the mean over frames ``[channels]``."""
-    return np.asarray(act, dtype=np.float64).mean(axis=0)
+    """Time pooling of one clip's activations ``[frames, channels]``: the mean and the RMS over
+    frames, ``[2 channels]``. The mean alone would blind every probe at a linear first conv: the
+    time mean of a linear filter's output is its input's mean (about 0 for audio) times the
+    filter's sum, whatever the sound; the RMS keeps each channel's energy."""
+    r = np.asarray(act, dtype=np.float64)
+    return np.concatenate([r.mean(axis=0), np.sqrt((r * r).mean(axis=0))])
 
 
 def _probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
