@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steerlab import validation as check
-from steerlab.errors import ConfigError, CorpusError, OutputError
+from steerlab.errors import ConfigError, ConsumerStopped, CorpusError, OutputError, StoreError
 
 if TYPE_CHECKING:
     import torch
@@ -68,10 +68,6 @@ TARGET_OF_KIND = {"features": "feature", "archetypes": "archetype"}
 #: rows of a shard by default: 64 MiB of float32 vectors whatever the layer's width
 SHARD_FLOATS = 2**24
 DTYPE = "float32"
-
-
-class StoreError(CorpusError):
-    """A store folder that cannot be read, is incomplete, or does not fit the request."""
 
 
 def default_frames_per_shard(width: int) -> int:
@@ -664,7 +660,7 @@ class _Broadcast:
             with self.cond:
                 while True:
                     if self.failed is not None:
-                        raise _Stopped() from None
+                        raise ConsumerStopped() from None
                     entry = self.cache.get((p, j))
                     if entry is not None:
                         entry[1] -= 1
@@ -692,10 +688,6 @@ class _Broadcast:
 
 
 _END = object()
-
-
-class _Stopped(Exception):
-    """Another consumer (or the reader) failed; this one stops too."""
 
 
 def config_label(config: SAEConfig) -> str:
@@ -753,7 +745,7 @@ def train_many(
         cb = (lambda e, t, loss: epoch_progress(i, e, t, loss)) if epoch_progress else None
         try:
             results[i] = train_sae(hub.factory(i), configs[i], progress=cb)
-        except _Stopped:
+        except ConsumerStopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
             errors[i] = exc

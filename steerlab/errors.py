@@ -179,6 +179,20 @@ class NoVarianceError(SAEDataError):
         self.stats = stats
 
 
+class StoreError(CorpusError):
+    """An activation store folder (:mod:`steerlab.activations`) that cannot be read, is
+    incomplete, or does not fit the request."""
+
+
+class ConsumerStopped(SteerlabError):
+    """Internal to :func:`steerlab.activations.train_many`: another consumer of the shared reader
+    (or the reader) failed, so this one stops too; the first failure is what is raised."""
+
+
+class BrowserNotFound(SteerlabError):
+    """No Chromium or Chrome to load a report with (:mod:`steerlab.reportcheck`)."""
+
+
 class SteerlabWarning(UserWarning):
     """Something the user should know that does not stop the work (the CLI prints each as one
     ``warning: ...`` line on stderr; Python callers get a standard :mod:`warnings` warning)."""

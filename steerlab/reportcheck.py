@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steerlab.errors import OutputError, SteerlabError
+from steerlab.errors import BrowserNotFound, OutputError, SteerlabError
 
 CHECK_ID = "steerlab-report-check"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -65,10 +65,6 @@ window.addEventListener('load',function(){
  var players=Array.prototype.slice.call(document.querySelectorAll('audio'));
  (function poll(n){if(players.every(settled)){report(false)}else if(n>200){report(true)}else{setTimeout(function(){poll(n+1)},50)}})(0);
 });})();</script>""".replace("%(id)s", CHECK_ID)
-
-
-class BrowserNotFound(SteerlabError):
-    """No Chromium or Chrome to load a report with."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ from steerlab.cli.options import (
     device_option,
     json_option,
     model_option,
+    models_option,
     output_option,
     threads_option,
 )
@@ -47,6 +48,7 @@ EXPECTED = {
     "partials-compare",
     "plugins",
     "steerability",
+    "survey",
     "stimuli",
     "synth",
     "train",
@@ -69,6 +71,7 @@ SHARED_FLAGS = {
 MODEL_RUNNING = {
     "capture",
     "steerability",
+    "survey",
     "intervene",
     "learn features",
     "learn archetypes",
@@ -108,7 +111,7 @@ def _interface(option: click.Option, shared: str) -> tuple:
         option.name,
         _path_type(option.type),
         *common,
-        None if shared in ("model", "threads") else option.default,  # an older --threads default stays
+        None if shared in ("model", "models", "threads") else option.default,  # an older --threads default stays
     )
 
 
@@ -125,6 +128,7 @@ REFERENCE = {
     "checkpoint": _interface(_made_by(checkpoint_option()), "checkpoint"),
     "json": _interface(_made_by(json_option()), "json"),
     "output": _interface(_made_by(output_option("a folder")), "output"),
+    "models": _interface(_made_by(models_option()), "models"),
     "device": _interface(_made_by(device_option()), "device"),
     "threads": _interface(_made_by(threads_option()), "threads"),
 }
@@ -158,7 +162,8 @@ def shared_option_problems(root: click.Group) -> list[str]:
                 continue
             where = f"{' '.join(path)} {'/'.join(param.opts)}"
             kinds = {SHARED_FLAGS[f] for f in flags}
-            if not isinstance(param, SharedOption) or {param.shared} != kinds:
+            kind = {"models": "model"}.get(getattr(param, "shared", ""), getattr(param, "shared", None))
+            if not isinstance(param, SharedOption) or {kind} != kinds:  # models: the repeatable -m
                 problems.append(f"{where}: not made by steerlab.cli.options ({', '.join(sorted(kinds))}_option)")
             elif _interface(param, param.shared) != REFERENCE[param.shared]:
                 problems.append(f"{where}: {_interface(param, param.shared)} != {REFERENCE[param.shared]}")
@@ -219,6 +224,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "eval samplecnn",
     }
     assert seen["model"] == loaders | {"dictionaries", "dictionary import-saelens", "partials", "steerability"}
+    assert seen["models"] == {"survey"}  # the repeatable -m of a command comparing models
     assert seen["checkpoint"] == loaders
     assert seen["output"] == {
         "capture",
@@ -231,6 +237,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "partials",
         "partials-compare",
         "steerability",
+        "survey",
         "train codec",
         "train samplecnn",
         "train tokenlm",
@@ -238,7 +245,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 22 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 23 and "synth" not in seen["json"]
     assert seen["device"] == MODEL_RUNNING
     assert seen["threads"] == MODEL_RUNNING
 

@@ -162,3 +162,21 @@ def test_analyze_report_explains_every_null_of_coverage_and_reconstruction(tmp_p
     assert cov["share_covered"] == 0.0 and cov["mean_best_cosine_covered"] is None
     assert "no vector is covered at threshold 0.9999" in cov["mean_best_cosine_covered_reason"]
     assert "None" not in res.stdout and "dictionary not reached within 8" in res.stdout
+
+
+def test_survey_report_explains_every_null(tmp_path):
+    """``steerlab survey`` (tiny settings): every null of report.json has its reason, and the walk is
+    not vacuous: the battery column is null ("not run") with its reason when no folder is given."""
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+    from steerlab.schema import unexplained_nulls
+
+    out = tmp_path / "S"
+    tiny = ["--clips", "2", "--max-vectors", "300", "--epochs", "1", "--pairs", "4", "--draws", "3"]
+    res = CliRunner().invoke(get_cli(), ["survey", "--quick", *tiny, "-l", "first_conv", "-C", "onset", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "report.json").read_text())
+    assert unexplained_nulls(doc) == []
+    cell = doc["rows"][0]["battery"]["onset"]
+    assert cell["verdict"] == "not run" and cell["pass_share"] is None and cell["reason"]

@@ -154,12 +154,13 @@ def get_cli() -> click.Group:
         partials,
         steerability,
         stimuli,
+        survey,
         synth,
     )
     from steerlab.cli import dictionary as dictionary_cli
 
     cli = _root()
-    modules = (analyze, arch, capture, corpus, info, intervene, learn, partials, steerability, stimuli, synth)
+    modules = (analyze, arch, capture, corpus, info, intervene, learn, partials, steerability, stimuli, survey, synth)
     for module in (*modules, dictionary_cli):
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -43,6 +43,14 @@ def model_option(help: str = MODEL_HELP, default: str | None = None) -> Callable
     return click.option("-m", "--model", "model_name", cls=SharedOption, shared="model", default=default, help=help)
 
 
+def models_option(help: str = MODEL_HELP + " Repeatable: the models are compared row by row.") -> Callable[[F], F]:
+    """``-m/--model NAME`` repeatable, into the tuple ``model_names``, for a command that compares
+    models (``survey``); empty: the registry's default model. Spelled as :func:`model_option`."""
+    return click.option(
+        "-m", "--model", "model_names", cls=SharedOption, shared="models", multiple=True, default=(), help=help
+    )
+
+
 def checkpoint_option(help: str = CHECKPOINT_HELP) -> Callable[[F], F]:
     """``--checkpoint PATH`` (a file or a folder, as the model's loader takes it) into ``checkpoint``."""
     return click.option(
