@@ -11,6 +11,7 @@ Seeds 0-5 are the development seeds on which the jumprelu and matryoshka default
 6-8 are the seeds of the test (tests/test_sae.py, tests/test_sae_architectures.py), 9 is spare.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_sae_planted.py [--arch NAME ...] [--seeds 0-9] [--first-case]
+        [--set FIELD=VALUE ...]     # e.g. --set lr=0.003 --set prefixes=8,16,32,64 (SAEConfig fields)
 """
 
 from __future__ import annotations
@@ -47,11 +48,21 @@ def seeds_of(spec: str) -> list[int]:
     return [int(s) for s in spec.split(",")]
 
 
+def setting(spec: str) -> tuple[str, object]:
+    """``"lr=0.003"`` -> ("lr", 0.003); ``"prefixes=8,16,32,64"`` -> ("prefixes", (8, 16, 32, 64))."""
+    name, value = spec.split("=", 1)
+    if "," in value:
+        return name, tuple(int(v) for v in value.split(","))
+    number = float(value)
+    return name, int(number) if number.is_integer() and "." not in value and "e" not in value else number
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="architectures [default: all]")
     parser.add_argument("--seeds", default="0-9", help="data seeds, e.g. 0-9 or 6,7,8 [default: 0-9]")
     parser.add_argument("--first-case", action="store_true", help="only the 64/64 problem of the test")
+    parser.add_argument("--set", action="append", type=setting, default=[], help="SAEConfig FIELD=VALUE overrides")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = seeds_of(args.seeds)
@@ -65,7 +76,17 @@ def main() -> None:
             shares = []
             for seed in seeds:
                 x, d = planted(width, n_planted, active, seed)
-                config = SAEConfig(width=width, size=size, k=active, epochs=30, split_every=split, architecture=arch)
+                config = SAEConfig(
+                    **{
+                        "width": width,
+                        "size": size,
+                        "k": active,
+                        "epochs": 30,
+                        "split_every": split,
+                        "architecture": arch,
+                    }
+                    | dict(args.set)
+                )
                 sae, _ = train_sae(x, config)
                 shares.append(float(((d @ sae.directions.T).max(1).values > 0.95).float().mean()))
             print(

@@ -162,6 +162,22 @@ def test_topk_and_relu_configs_keep_their_keys():
         SAEConfig(width=4, size=8, k=2, architecture="matryoshka", prefixes=(4, 2, 8))
 
 
+def test_learning_rate_defaults_per_architecture():
+    """lr None resolves to the architecture's default on construction (DEFAULT_LR: jumprelu 3e-3,
+    the others 1e-3) and is stored as that number; a given lr is kept. ``learn --lr`` defaults to
+    None, so the CLI trains each architecture at its default too."""
+    from steerlab.cli.learn import learn
+
+    lrs = {arch: SAEConfig(width=4, size=8, k=2, architecture=arch).lr for arch in ARCHITECTURES}
+    assert lrs == {"topk": 1e-3, "relu": 1e-3, "batchtopk": 1e-3, "jumprelu": 3e-3, "matryoshka": 1e-3}
+    config = SAEConfig(width=4, size=8, k=2, architecture="jumprelu", lr=1e-3)
+    assert config.lr == config.learning_rate == 1e-3 and config.to_dict()["lr"] == 1e-3
+    assert SAEConfig.from_dict(SAEConfig(width=4, size=8, k=2, architecture="jumprelu").to_dict()).lr == 3e-3
+    for command in learn.commands.values():
+        (option,) = [p for p in command.params if p.name == "lr"]
+        assert option.default is None
+
+
 def saelens_forward(cfg: dict, w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """SAELens' topk / jumprelu forward, from its documented formulas (apply_b_dec_to_input)."""
     pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
