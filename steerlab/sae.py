@@ -260,8 +260,8 @@ class SAEConfig:
 
 
 #: Adam's learning rate of an architecture when ``SAEConfig.lr`` is None (1e-3 for the others).
-#: jumprelu 3e-3: chosen on planted development seeds 0-5 (lr 1e-3 or 3e-3 x L0 coefficient
-#: 0.03, 0.1, 0.3; the highest least share recovered, then the highest mean, then the fewest
+#: jumprelu 3e-3: chosen on planted development seeds 0-5 (L0 coefficient 0.03 or 0.1 at lr 1e-3,
+#: 0.03, 0.1 or 0.3 at 3e-3; the highest least share recovered, then the highest mean, then the fewest
 #: changes), before the one evaluation on the test seeds 6-8 (docs/sae.md). The paper's 7e-5 is for
 #: ~10^5 steps of 4096 vectors; in ~10^3 steps it leaves the thresholds far below the codes' scale
 DEFAULT_LR: dict[str, float] = {"jumprelu": 3e-3}
