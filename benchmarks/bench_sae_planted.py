@@ -1,20 +1,26 @@
-"""Planted-truth bar of the SAE training recipe (docs/analyze.md, issue 11 §6).
+"""Planted-truth bar of the SAE training recipes (docs/analyze.md, docs/sae.md, issue 11 §6, issue 16 §4).
 
 Vectors are non-negative combinations (weights in [0.5, 2]) of ``active`` of ``planted`` random
-unit directions plus noise of std 0.01; a TopK SAE at every default training setting but
-the problem's size, k and 30 epochs (8192 vectors: 960 steps) is trained with rare-latent
-splitting on (``split_every=50``, the default) and off (0), on data seeds 0-9. Prints one
-markdown row per problem and setting: mean and least share of planted directions whose
-best decoder direction has cosine > 0.95, then each seed's share.
+unit directions plus noise of std 0.01; an SAE of each architecture at every default training
+setting but the problem's size, k and 30 epochs (8192 vectors: 960 steps) is trained on each data
+seed (TopK twice: with rare-latent splitting on, ``split_every=50``, the default, and off, 0).
+Prints one markdown row per problem, architecture and setting: mean and least share of planted
+directions whose best decoder direction has cosine > 0.95, then each seed's share.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_sae_planted.py
+Seeds 0-5 are the development seeds on which the jumprelu and matryoshka defaults were chosen;
+6-8 are the seeds of the test (tests/test_sae.py, tests/test_sae_architectures.py), 9 is spare.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_sae_planted.py [--arch NAME ...] [--seeds 0-9] [--first-case]
+        [--set FIELD=VALUE ...]     # e.g. --set lr=0.003 --set prefixes=8,16,32,64 (SAEConfig fields)
 """
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
-from steerlab.sae import SAEConfig, train_sae
+from steerlab.sae import ARCHITECTURES, SPLIT_ARCHITECTURES, SAEConfig, train_sae
 
 CASES = [  # (label, width, planted, active, latents)
     ("64 in 32-d, k 3, 64 latents", 32, 64, 3, 64),
@@ -34,19 +40,57 @@ def planted(width: int, n_planted: int, active: int, seed: int, n: int = 8192):
     return x, d
 
 
+def seeds_of(spec: str) -> list[int]:
+    """``"0-9"`` or ``"0,3,5"`` -> the seeds."""
+    if "-" in spec:
+        low, high = spec.split("-")
+        return list(range(int(low), int(high) + 1))
+    return [int(s) for s in spec.split(",")]
+
+
+def setting(spec: str) -> tuple[str, object]:
+    """``"lr=0.003"`` -> ("lr", 0.003); ``"prefixes=8,16,32,64"`` -> ("prefixes", (8, 16, 32, 64))."""
+    name, value = spec.split("=", 1)
+    if "," in value:
+        return name, tuple(int(v) for v in value.split(","))
+    number = float(value)
+    return name, int(number) if number.is_integer() and "." not in value and "e" not in value else number
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", action="append", choices=ARCHITECTURES, help="architectures [default: all]")
+    parser.add_argument("--seeds", default="0-9", help="data seeds, e.g. 0-9 or 6,7,8 [default: 0-9]")
+    parser.add_argument("--first-case", action="store_true", help="only the 64/64 problem of the test")
+    parser.add_argument("--set", action="append", type=setting, default=[], help="SAEConfig FIELD=VALUE overrides")
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    print("| problem (30 epochs) | split_every | mean recovered | least | seeds 0-9 |")
-    print("|---|---|---|---|---|")
-    for label, width, n_planted, active, size in CASES:
-        for split in (0, 50):
+    seeds = seeds_of(args.seeds)
+    settings = [
+        (arch, split) for arch in args.arch or ARCHITECTURES for split in ((0, 50) if arch == "topk" else (50,))
+    ]
+    print(f"| problem (30 epochs) | architecture | split_every | mean recovered | least | seeds {args.seeds} |")
+    print("|---|---|---|---|---|---|")
+    for label, width, n_planted, active, size in CASES[:1] if args.first_case else CASES:
+        for arch, split in settings:
             shares = []
-            for seed in range(10):
+            for seed in seeds:
                 x, d = planted(width, n_planted, active, seed)
-                sae, _ = train_sae(x, SAEConfig(width=width, size=size, k=active, epochs=30, split_every=split))
+                config = SAEConfig(
+                    **{
+                        "width": width,
+                        "size": size,
+                        "k": active,
+                        "epochs": 30,
+                        "split_every": split,
+                        "architecture": arch,
+                    }
+                    | dict(args.set)
+                )
+                sae, _ = train_sae(x, config)
                 shares.append(float(((d @ sae.directions.T).max(1).values > 0.95).float().mean()))
             print(
-                f"| {label} | {split} | {sum(shares) / len(shares):.3f} | {min(shares):.3f} | "
+                f"| {label} | {arch} | {split if arch in SPLIT_ARCHITECTURES else '-'} | {sum(shares) / len(shares):.3f} | {min(shares):.3f} | "
                 + " ".join(f"{s:.2f}" for s in shares)
                 + " |",
                 flush=True,

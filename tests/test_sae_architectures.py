@@ -40,8 +40,7 @@ def test_recovers_planted_directions(arch, trained, data):
         f"L0 {metrics['l0']:.2f}, dead {metrics['dead_fraction']:.3f}"
     )
     # measured: batchtopk 1.000 (EV 0.960, L0 2.97), jumprelu 1.000 (EV 0.921, L0 2.40),
-    # matryoshka 0.917 (EV 0.934, L0 3.00: its small prefixes must reconstruct alone, which costs
-    # a few planted directions on data without hierarchy)
+    # matryoshka 1.000 (EV 0.958, L0 3.00; 0.917 with the earlier prefixes size/8..size)
     assert share >= 0.9 and metrics["explained_variance"] > 0.9
     if arch == "jumprelu":  # no k: its L0 coefficient sets the sparsity; planted weights of 0.5 fall
         assert 2.0 < metrics["l0"] < ACTIVE  # below its thresholds, so a little under the planted 3
@@ -49,26 +48,20 @@ def test_recovers_planted_directions(arch, trained, data):
         assert metrics["l0"] == pytest.approx(ACTIVE, abs=0.1)  # inference sparsity at the planted k
 
 
-#: the 64/64 planted bar at default settings, seeds 6-8 (measured; docs/sae.md): batchtopk passes
-#: it; jumprelu (paper recipe, docs/sae.md) and matryoshka (its small prefixes must reconstruct
-#: alone, which costs planted directions on data without hierarchy) miss it
-BAR_64 = {"batchtopk": [1.0, 0.969, 1.0], "jumprelu": [0.844, 0.953, 0.859], "matryoshka": [0.906, 0.875, 0.969]}
-
-
 @pytest.mark.parametrize("arch", NEW)
 def test_the_64_of_64_bar_at_default_settings(arch):
     """The bar of issue 11 §6 (tests/test_sae.py: 95% of 64 planted directions at cosine 0.95 by an SAE
-    of 64 latents), same seeds and default settings as TopK's test. batchtopk must pass it; the two
-    that miss it must still reach what they were measured at (within one direction of 64)."""
+    of 64 latents), same seeds and default settings as TopK's test; every architecture must pass it.
+    The jumprelu and matryoshka defaults (DEFAULT_LR, PREFIX_DIVISORS) were chosen on development
+    seeds 0-5 of the same generator, never on these (docs/sae.md). Measured: batchtopk 1.000, 0.969,
+    1.000; jumprelu 1.000, 1.000, 0.984; matryoshka 1.000, 1.000, 1.000 (docs/sae.md)."""
     shares = []
     for seed in (6, 7, 8):
         x, truth = planted_square(seed)
         sae, _ = train_sae(x, SAEConfig(width=WIDTH, size=64, k=ACTIVE, epochs=30, architecture=arch))
         shares.append(recovered(sae, truth))
     print(f"{arch}, 64 planted / 64 latents: recovered {shares}")
-    if arch == "batchtopk":
-        assert min(shares) >= 0.95
-    assert shares == pytest.approx(BAR_64[arch], abs=1 / 64 + 1e-6)
+    assert min(shares) >= 0.95
 
 
 def test_batchtopk_keeps_k_per_vector_on_average_and_infers_with_its_threshold(trained, data):
@@ -118,15 +111,15 @@ def test_jumprelu_learns_per_latent_thresholds(trained, data):
 
 
 def test_matryoshka_prefixes_reconstruct_on_their_own(trained, data):
-    """Matryoshka's first 8 latents alone reconstruct the data better than a TopK SAE's first 8
-    (whose order means nothing, so they explain about 8/64 of the variance): the nested loss did
-    its work. Measured: 0.212 against 0.114 (the planted data has no hierarchy for a small prefix
-    to capture, so neither is large)."""
+    """Matryoshka's inner prefix (by default its first 32 of 64 latents) alone reconstructs the data
+    better than a TopK SAE's first 32 (whose order means nothing): the nested loss did its work.
+    Measured: 0.692 against 0.486."""
     topk, _ = train_sae(data[0], SAEConfig(architecture="topk", **{**TRAIN, "epochs": 20}))
     sae, metrics = trained["matryoshka"]
-    assert sae.config.effective_prefixes == (8, 16, 32, 64)
+    assert sae.config.effective_prefixes == (32, 64)  # size/2, size (PREFIX_DIVISORS)
+    m = sae.config.effective_prefixes[0]
 
-    def prefix_ev(model, m=8):
+    def prefix_ev(model):
         x = data[0]
         with torch.no_grad():
             codes = model.encode(x)
@@ -135,9 +128,9 @@ def test_matryoshka_prefixes_reconstruct_on_their_own(trained, data):
         return 1 - float(err / ((x - x.mean(0)) ** 2).sum())
 
     ours, plain = prefix_ev(sae), prefix_ev(topk)
-    print(f"explained variance of the first 8 latents: matryoshka {ours:.3f}, topk {plain:.3f}")
+    print(f"explained variance of the first {m} latents: matryoshka {ours:.3f}, topk {plain:.3f}")
     assert ours > plain + 0.05
-    assert metrics["final_loss"] > metrics["final_recon_loss"]  # the prefix terms are in the loss
+    assert metrics["final_loss"] > metrics["final_recon_loss"]  # the prefix term is in the loss
 
 
 @pytest.mark.parametrize("arch", NEW)
@@ -167,6 +160,22 @@ def test_topk_and_relu_configs_keep_their_keys():
         assert not keys & {"l0", "bandwidth", "threshold_init", "prefixes"}
     with pytest.raises(ValueError, match="prefixes must increase strictly and end at size"):
         SAEConfig(width=4, size=8, k=2, architecture="matryoshka", prefixes=(4, 2, 8))
+
+
+def test_learning_rate_defaults_per_architecture():
+    """lr None resolves to the architecture's default on construction (DEFAULT_LR: jumprelu 3e-3,
+    the others 1e-3) and is stored as that number; a given lr is kept. ``learn --lr`` defaults to
+    None, so the CLI trains each architecture at its default too."""
+    from steerlab.cli.learn import learn
+
+    lrs = {arch: SAEConfig(width=4, size=8, k=2, architecture=arch).lr for arch in ARCHITECTURES}
+    assert lrs == {"topk": 1e-3, "relu": 1e-3, "batchtopk": 1e-3, "jumprelu": 3e-3, "matryoshka": 1e-3}
+    config = SAEConfig(width=4, size=8, k=2, architecture="jumprelu", lr=1e-3)
+    assert config.lr == config.learning_rate == 1e-3 and config.to_dict()["lr"] == 1e-3
+    assert SAEConfig.from_dict(SAEConfig(width=4, size=8, k=2, architecture="jumprelu").to_dict()).lr == 3e-3
+    for command in learn.commands.values():
+        (option,) = [p for p in command.params if p.name == "lr"]
+        assert option.default is None
 
 
 def saelens_forward(cfg: dict, w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:

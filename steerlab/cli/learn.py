@@ -79,7 +79,12 @@ def _options(fn: Callable) -> Callable:
             help="SAE architecture, see docs/analyze.md (--variant is a second name).",
         ),
         click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu)."),
-        click.option("--lr", type=float, default=1e-3, help="Adam learning rate."),
+        click.option(
+            "--lr",
+            type=float,
+            default=None,
+            help="Adam learning rate [default: 1e-3; jumprelu 3e-3, docs/sae.md].",
+        ),
         click.option("--epochs", type=int, default=10, help="Passes over the data."),
         click.option("--batch-size", type=int, default=256, help="Vectors per training step."),
         click.option("--seed", type=int, default=0, help="Seed of the SAE, generated clips and subsampling."),
