@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import click
 
-from steerlab.cli.options import CONTEXT, echo_json, json_option, model_option, output_option
+from steerlab.cli.options import CONTEXT, echo_json, executor_options, json_option, model_option, output_option
 
 
 def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -74,6 +74,7 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 )
 @click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
 @output_option("Run folder (rerun with the same arguments to resume).", dest="out_dir", file_okay=True)
+@executor_options()
 @json_option("Print the verdict summary as JSON.")
 def partials(
     model_name,
@@ -90,6 +91,8 @@ def partials(
     max_offband_db,
     min_share,
     out_dir,
+    executor,
+    address,
     as_json,
 ) -> None:
     """Batch test: can single partials be created and deleted by steering each layer?
@@ -132,7 +135,15 @@ def partials(
         with progressbar(length, label, show_eta=True, show_pos=True) as b:  # plain lines off a terminal
             yield b.update
 
-    outcome, out = p.run(cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True))
+    from steerlab.executors import make_executor
+
+    runner = make_executor(executor, address)
+    try:
+        outcome, out = p.run(
+            cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True), executor=runner
+        )
+    finally:
+        runner.close()
     ctrl = out["controls"]
     if as_json:
         return echo_json(

@@ -412,8 +412,11 @@ def run_partials(
     dictionaries: Sequence[str | Path] = (),
     bar: BarFactory = _NullBar,
     notify: Callable[[str], None] = lambda s: None,
+    executor: Any = None,
 ) -> RunOutcome:
-    """Run (or resume) the batch test into ``out_dir``; see the module docstring."""
+    """Run (or resume) the batch test into ``out_dir``; see the module docstring.
+    ``executor``: where the sweep's batches run (a :class:`steerlab.executors.Executor`; None:
+    in this process); this process writes every row, so the rows and resuming do not depend on it."""
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json
     from steerlab.partials import sae_data, sweep
@@ -494,6 +497,7 @@ def run_partials(
                     set(examples),
                     folder / "examples",
                     update,
+                    executor,
                 )
     keys = [it.key() for _, items in plan_items for it in items]
     rows = [store.rows[k] for k in keys]
@@ -521,6 +525,7 @@ def run_partials(
             started=started,
             rows_written=written,
             rows_resumed=resumed,
+            **({"executor": executor.describe()} if executor is not None else {}),
         ),
         folder / PROVENANCE_FILE,
     )
