@@ -18,13 +18,17 @@ item; the local executor shares the caller's cache, so nothing is loaded twice.
 Bitwise identity: a result depends on the numbers of the pass that made it, and torch's CPU
 kernels may sum in another order with another thread count; a Ray run gives the same rows as a
 local run with the same thread count (``OMP_NUM_THREADS=1 steerlab ... --executor local``
-against the default ``--executor ray``; docs/distributed.md).
+against the default ``--executor ray``; docs/distributed.md). A caller whose own process
+computes numbers the items read (a partials run's directions and unpatched decodes) runs that
+part with the workers' thread count too (:func:`matching_threads`), so that every number of a
+Ray run comes from kernels with one thread count, and the run equals a local run with that count.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from steerlab.errors import ConfigError, SteerlabError
@@ -57,6 +61,7 @@ class Executor(Protocol):
     """Maps ``fn(shared, item)`` over ``items``; see the module docstring."""
 
     name: str
+    threads: int | None  # torch threads of the workers; None: this process's own
 
     def map(self, fn: Callable[[S, T], R], shared: S, items: Sequence[T]) -> Iterator[tuple[int, R]]:
         """``(index into items, fn(shared, items[index]))`` for every item, as each completes
@@ -78,6 +83,7 @@ class LocalExecutor:
     """In this process, in order, with this process's torch threads."""
 
     name = "local"
+    threads = None
 
     def map(self, fn: Callable[[S, T], R], shared: S, items: Sequence[T]) -> Iterator[tuple[int, R]]:
         for i, item in enumerate(items):
@@ -90,6 +96,24 @@ class LocalExecutor:
 
     def close(self) -> None:
         return None
+
+
+@contextmanager
+def matching_threads(executor: Executor | None) -> Iterator[None]:
+    """Within the block, this process's torch threads are the executor's workers' (unchanged
+    for the local executor or None), and are restored after it."""
+    threads = getattr(executor, "threads", None)
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _import_ray() -> Any:

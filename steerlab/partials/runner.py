@@ -417,6 +417,21 @@ def run_partials(
     """Run (or resume) the batch test into ``out_dir``; see the module docstring.
     ``executor``: where the sweep's batches run (a :class:`steerlab.executors.Executor`; None:
     in this process); this process writes every row, so the rows and resuming do not depend on it."""
+    from steerlab.executors import matching_threads
+
+    with matching_threads(executor):  # every number of the run from one thread count (executors)
+        return _run_partials(cfg, out_dir, quick, dictionaries, bar, notify, executor)
+
+
+def _run_partials(
+    cfg: PartialsConfig,
+    out_dir: str | Path,
+    quick: bool,
+    dictionaries: Sequence[str | Path],
+    bar: BarFactory,
+    notify: Callable[[str], None],
+    executor: Any,
+) -> RunOutcome:
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json
     from steerlab.partials import sae_data, sweep
