@@ -143,3 +143,57 @@ def test_cli_executor_errors_are_one_line(tmp_path):
     assert res.exit_code != 0
     assert "--executor ray" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+
+
+def _timeless(rows: list[dict]) -> list[dict]:
+    """The rows without the training's wall time (metrics.seconds), the one field that may differ."""
+    return [{**r, "metrics": {k: v for k, v in r["metrics"].items() if k != "seconds"}} for r in rows]
+
+
+def _weights(folder: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return {p.parent.name: load_file(str(p)) for p in sorted(folder.glob("*/*.safetensors"))}
+
+
+def test_sae_sweep_on_ray_equals_local_and_resumes(cluster, tmp_path):
+    """`learn sweep`'s configurations as Ray tasks: the same SAE weights as in process (one thread),
+    and a sweep whose last configuration lost its row (killed before the append) trains only that one."""
+    import torch
+
+    from steerlab import api
+    from steerlab.executors import LocalExecutor, RayExecutor
+    from steerlab.learn_sweep import ROWS_FILE, SweepSpec, grid, run_sweep
+
+    model = api.load_model("tiny_encodec_24khz")
+    spec = SweepSpec(
+        model.name,
+        None,
+        model.weights_hash(),
+        "feature",
+        ("synth:2",),
+        {"epochs": 1, "batch_size": 64},
+        {"clip_seconds": 0.3},
+    )
+    items = grid(["encoder.5.elu"], ["topk"], [16], [2, 4], [0])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_sweep(spec, items, tmp_path / "local", LocalExecutor())
+    finally:
+        torch.set_num_threads(before)
+    on_ray = run_sweep(spec, items, tmp_path / "ray", RayExecutor())
+    assert _timeless(on_ray) == _timeless(local) and len(local) == 2
+    want, got = _weights(tmp_path / "local"), _weights(tmp_path / "ray")
+    assert want.keys() == got.keys() == {it.name() for it in items}
+    for name, tensors in want.items():
+        assert tensors.keys() == got[name].keys()
+        for key, value in tensors.items():
+            assert (value == got[name][key]).all(), (name, key)
+    rows = (tmp_path / "ray" / ROWS_FILE).read_bytes().split(b"\n")
+    (tmp_path / "ray" / ROWS_FILE).write_bytes(rows[0] + b"\n" + rows[1][:10])  # a torn second row
+    notes: list[str] = []
+    again = run_sweep(spec, items, tmp_path / "ray", RayExecutor(), notify=notes.append)
+    assert _timeless(again) == _timeless(local)
+    assert notes[0] == "1 of 2 configurations finished before; training 1"
+    assert _weights(tmp_path / "ray").keys() == want.keys()

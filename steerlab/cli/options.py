@@ -135,7 +135,7 @@ def executor_options() -> Callable[[F], F]:
             "--executor",
             type=click.Choice(["local", "ray"]),
             default="local",
-            help='Where work items run: in this process, or one Ray task per item, one torch thread per '
+            help="Where work items run: in this process, or one Ray task per item, one torch thread per "
             'Ray worker (pip install "steerlab[ray]"); the rows are the same.',
         )(fn)
 

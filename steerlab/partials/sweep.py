@@ -476,8 +476,14 @@ def _load_checked(name: str, weights_sha256: str, versions: dict) -> Any:
         )
     ours = our_versions()
     if ours != versions:
-        diff = ", ".join(f"{k} {ours.get(k)} (run: {versions.get(k)})" for k in sorted(set(ours) | set(versions)) if ours.get(k) != versions.get(k))
-        raise SteerlabError(f"a worker has other library versions than this run: {diff}; install the same on every node")
+        diff = ", ".join(
+            f"{k} {ours.get(k)} (run: {versions.get(k)})"
+            for k in sorted(set(ours) | set(versions))
+            if ours.get(k) != versions.get(k)
+        )
+        raise SteerlabError(
+            f"a worker has other library versions than this run: {diff}; install the same on every node"
+        )
     return model
 
 
