@@ -83,7 +83,7 @@ class LocalExecutor:
     """In this process, in order, with this process's torch threads."""
 
     name = "local"
-    threads = None
+    threads: int | None = None
 
     def map(self, fn: Callable[[S, T], R], shared: S, items: Sequence[T]) -> Iterator[tuple[int, R]]:
         for i, item in enumerate(items):
@@ -154,7 +154,8 @@ class RayExecutor:
         if not (isinstance(threads, int) and threads >= 1):
             raise ConfigError(f"threads must be an integer >= 1, got {threads!r}", parameter="threads")
         ray = _import_ray()
-        self.threads, self.address, self._owned = threads, address, False
+        self.threads: int | None = threads
+        self.address, self._owned = address, False
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
             if address is None:
