@@ -261,6 +261,15 @@ def archetypes(**kwargs: Any) -> None:
     _learn("archetype", **kwargs)
 
 
+def _budget(cache_gb: float) -> int:
+    """--cache-gb in bytes."""
+    if not cache_gb >= 0 or cache_gb == float("inf"):
+        from steerlab.errors import SteerlabError
+
+        raise SteerlabError(f"--cache-gb must be a finite number >= 0, got {cache_gb}")
+    return int(cache_gb * 2**30)
+
+
 def _many(values: tuple[str, ...], kind: type = str) -> tuple:
     """Repeatable and comma-separated values (``-l a,b -l c``), in order, duplicates kept for the grid to drop."""
     from steerlab.errors import ConfigError
@@ -321,6 +330,19 @@ def _many(values: tuple[str, ...], kind: type = str) -> tuple:
 @click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
 @click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
 @skip_bad_files_option("Skip unreadable, empty or NaN files under --data (counted in each manifest).")
+@click.option(
+    "--stream",
+    type=click.Choice(["auto", "shards", "recompute"]),
+    default="auto",
+    help="shards: capture once to temporary shards; recompute: re-run the model every epoch.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for temporary shards, on each worker's node [default: the system temp folder].",
+)
+@click.option("--cache-gb", type=float, default=2.0, help="Largest shard set --stream auto writes (per configuration).")
 @executor_options()
 @json_option("Print the sweep's rows as JSON.")
 def sweep(
@@ -344,6 +366,9 @@ def sweep(
     clip_seconds,
     chunk_seconds,
     skip_bad_files,
+    stream,
+    cache_dir,
+    cache_gb,
     executor,
     address,
     as_json,
@@ -378,7 +403,7 @@ def sweep(
             "normalize": not no_normalize,
         },
         {"clip_seconds": clip_seconds, "chunk_seconds": chunk_seconds, "skip_bad_files": skip_bad_files},
-        {"subsample": subsample},
+        {"subsample": subsample, "stream": stream, "cache_dir": cache_dir, "budget_bytes": _budget(cache_gb)},
     )
     for it in items:  # every configuration checked before any training
         config_for(spec, it, infos[it.layer].channels)
