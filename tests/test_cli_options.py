@@ -29,6 +29,7 @@ EXPECTED = {
     "learn",
     "learn archetypes",
     "learn features",
+    "learn sweep",
     "models",
     "partials",
     "partials-compare",
@@ -176,6 +177,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "intervene",
         "learn features",
         "learn archetypes",
+        "learn sweep",
         "layers",
         "analyze",
         "arch",
@@ -188,6 +190,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "intervene",
         "learn features",
         "learn archetypes",
+        "learn sweep",
         "analyze",
         "partials",
         "partials-compare",
@@ -198,7 +201,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 17 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 18 and "synth" not in seen["json"]
 
 
 def test_the_check_catches_a_hand_written_shared_flag():
