@@ -43,3 +43,13 @@ def test_bad_configuration_fails_before_training(tmp_path):
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1, res.output
     assert not (tmp_path / "s").exists()
+
+
+def test_executor_ray_without_ray_is_one_line(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    res = _invoke("learn", "sweep", *ARGS, "--executor", "ray", "-o", str(tmp_path / "s"))
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert 'pip install "steerlab[ray]"' in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
