@@ -15,6 +15,10 @@ direction (:func:`projection_excess`: strength 1 removes what is there, whatever
 layer's norm or the density); and ``ablate`` (project the direction out). Where in
 time, see :func:`edit_span`.
 Padding frames of the batch get weight 0.
+
+:func:`batch_rows` (one batch's rows, a pure function of a :class:`BatchContext` and the batch)
+is what an executor (:mod:`steerlab.executors`: in process, or Ray tasks) runs; :func:`execute`
+computes the baselines, maps it over the batches still missing rows, and writes every row.
 """
 
 from __future__ import annotations
