@@ -43,6 +43,7 @@ EXPECTED = {
     "learn",
     "learn archetypes",
     "learn features",
+    "learn sweep",
     "models",
     "partials",
     "partials-compare",
@@ -70,6 +71,7 @@ SHARED_FLAGS = {
 #: every command that runs a model or trains: each must take --device and --threads (docs/devices.md)
 MODEL_RUNNING = {
     "capture",
+    "learn sweep",
     "steerability",
     "survey",
     "intervene",
@@ -217,6 +219,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "intervene",
         "learn features",
         "learn archetypes",
+        "learn sweep",
         "layers",
         "analyze",
         "arch",
@@ -233,6 +236,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "dictionary import-saelens",
         "learn features",
         "learn archetypes",
+        "learn sweep",
         "analyze",
         "partials",
         "partials-compare",
@@ -245,7 +249,7 @@ def test_every_command_takes_its_shared_options_from_the_shared_factories():
         "corpus render",
         "stimuli",
     }
-    assert len(seen["json"]) == 23 and "synth" not in seen["json"]
+    assert len(seen["json"]) == 24 and "synth" not in seen["json"]
     assert seen["device"] == MODEL_RUNNING
     assert seen["threads"] == MODEL_RUNNING
 

@@ -19,6 +19,7 @@ from steerlab.cli.options import (
     checkpoint_option,
     device_option,
     echo_json,
+    executor_options,
     json_option,
     model_option,
     output_option,
@@ -408,6 +409,174 @@ def features(**kwargs: Any) -> None:
 def archetypes(**kwargs: Any) -> None:
     """Train an SAE over the generators g_t = r_{t+1} - r_t, taken within each clip only."""
     _learn("archetype", **kwargs)
+
+
+def _budget(cache_gb: float) -> int:
+    """--cache-gb in bytes."""
+    if not cache_gb >= 0 or cache_gb == float("inf"):
+        from steerlab.errors import SteerlabError
+
+        raise SteerlabError(f"--cache-gb must be a finite number >= 0, got {cache_gb}")
+    return int(cache_gb * 2**30)
+
+
+def _many(values: tuple[str, ...], kind: type = str) -> tuple:
+    """Repeatable and comma-separated values (``-l a,b -l c``), in order, duplicates kept for the grid to drop."""
+    from steerlab.errors import ConfigError
+
+    out = []
+    for v in values:
+        for part in (p.strip() for p in str(v).split(",")):
+            if part:
+                try:
+                    out.append(kind(part))
+                except ValueError:
+                    raise ConfigError(f"{part!r} is not an integer") from None
+    return tuple(out)
+
+
+@learn.command(context_settings=CONTEXT)
+@model_option()
+@checkpoint_option()
+@click.option("-l", "--layer", "layers", multiple=True, required=True, help="Layer(s) (repeatable or comma-separated).")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    metavar="SPEC",
+    help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable).",
+)
+@output_option("Sweep folder: one dictionary folder per configuration, sweep.json, sweep.jsonl.")
+@click.option(
+    "--target",
+    type=click.Choice(["feature", "archetype"]),
+    default="feature",
+    help="features (over r_t, as `learn features`) or archetypes (over g_t, as `learn archetypes`).",
+)
+@click.option(
+    "--architecture",
+    "architectures",
+    multiple=True,
+    default=("topk",),
+    help=f"SAE architecture(s) (repeatable or comma-separated; {', '.join(ARCHITECTURES)}).",
+)
+@click.option(
+    "--size", "sizes", multiple=True, default=("128",), help="Number(s) of latents (repeatable or comma-separated)."
+)
+@click.option(
+    "--k", "ks", multiple=True, default=("8",), help="Active latents per vector (repeatable or comma-separated)."
+)
+@click.option(
+    "--seed", "seeds", multiple=True, default=("0",), help="Seed(s) of the SAE, generated clips and subsampling."
+)
+@click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu).")
+@click.option("--lr", type=float, default=None, help="Adam learning rate [default: 1e-3; jumprelu 3e-3, docs/sae.md].")
+@click.option("--epochs", type=int, default=10, help="Passes over the data.")
+@click.option("--batch-size", type=int, default=256, help="Vectors per training step.")
+@click.option("--subsample", type=float, default=None, help="Keep this fraction of vectors (seeded).")
+@click.option("--no-center", is_flag=True, help="Do not subtract the data mean.")
+@click.option("--no-normalize", is_flag=True, help="Do not rescale to mean squared norm = width.")
+@click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
+@click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
+@skip_bad_files_option("Skip unreadable, empty or NaN files under --data (counted in each manifest).")
+@click.option(
+    "--stream",
+    type=click.Choice(["auto", "shards", "recompute"]),
+    default="auto",
+    help="shards: capture once to temporary shards; recompute: re-run the model every epoch.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for temporary shards, on each worker's node [default: the system temp folder].",
+)
+@click.option("--cache-gb", type=float, default=2.0, help="Largest shard set --stream auto writes (per configuration).")
+@executor_options()
+@json_option("Print the sweep's rows as JSON.")
+@device_option()
+@threads_option()
+def sweep(
+    model_name,
+    checkpoint,
+    layers,
+    data,
+    output,
+    target,
+    architectures,
+    sizes,
+    ks,
+    seeds,
+    l1,
+    lr,
+    epochs,
+    batch_size,
+    subsample,
+    no_center,
+    no_normalize,
+    clip_seconds,
+    chunk_seconds,
+    skip_bad_files,
+    stream,
+    cache_dir,
+    cache_gb,
+    executor,
+    address,
+    as_json,
+    device,
+    threads,
+) -> None:
+    """Train one dictionary per combination of layers, architectures, sizes, k and seeds.
+
+    Each configuration is captured and trained as `learn features|archetypes` trains one; with
+    --executor ray they run as Ray tasks (docs/distributed.md). Rerun the same command to resume.
+    """
+    from steerlab import api
+    from steerlab.capture import Corpus
+    from steerlab.executors import make_executor
+    from steerlab.learn_sweep import SweepSpec, config_for, grid, run_sweep
+
+    setup_compute(device, threads)
+    model = api.load_model(model_name, checkpoint, device=device)
+    infos = {name: api.layers(model).get(name) for name in _many(layers)}  # unknown layers fail here
+    items = grid(
+        [i.name for i in infos.values()], _many(architectures), _many(sizes, int), _many(ks, int), _many(seeds, int)
+    )
+    spec = SweepSpec(
+        model.name,
+        checkpoint,
+        model.weights_hash(),
+        target,
+        tuple(data),
+        {
+            "l1": l1,
+            "lr": lr,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "center": not no_center,
+            "normalize": not no_normalize,
+        },
+        {"clip_seconds": clip_seconds, "chunk_seconds": chunk_seconds, "skip_bad_files": skip_bad_files},
+        {"subsample": subsample, "stream": stream, "cache_dir": cache_dir, "budget_bytes": _budget(cache_gb)},
+        device,
+    )
+    for it in items:  # every configuration checked before any training
+        config_for(spec, it, infos[it.layer].channels)
+    corpus = Corpus.for_model(
+        model, data, seed=0, clip_seconds=clip_seconds, chunk_seconds=chunk_seconds, skip_bad_files=skip_bad_files
+    )
+    report_bad_files(corpus, lambda m: click.echo(m, err=True))
+    runner = make_executor(executor, address)
+    try:
+        rows = run_sweep(spec, items, output, runner, notify=lambda m: click.echo(m, err=True))
+    finally:
+        runner.close()
+    if as_json:
+        from steerlab.artifacts import clean_json
+
+        return echo_json(clean_json(rows))
+    click.echo(f"wrote {len(rows)} dictionaries to {output} (sweep.jsonl lists them with their metrics)")
 
 
 COMMANDS = (learn,)

@@ -161,3 +161,26 @@ def progressbar(length: int, label: str, **options: Any) -> Iterator[Any]:
         return
     with click.progressbar(length=length, label=label, file=err, **options) as bar:
         yield bar
+
+
+def executor_options() -> Callable[[F], F]:
+    """``--executor {local,ray}`` into ``executor`` and ``--address ADDR`` into ``address``: where
+    independent work items run (:mod:`steerlab.executors`, docs/distributed.md)."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--address",
+            default=None,
+            metavar="ADDR",
+            help="Ray cluster to use with --executor ray (auto, HOST:6379 or ray://HOST:10001).  "
+            "[default: start a local cluster on this machine's CPUs]",
+        )(fn)
+        return click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            help="Where work items run: in this process, or one Ray task per item, one torch thread per "
+            'Ray worker (pip install "steerlab[ray]"); the rows are the same.',
+        )(fn)
+
+    return decorate

@@ -10,6 +10,7 @@ from steerlab.cli.options import (
     CONTEXT,
     compute_options,
     echo_json,
+    executor_options,
     json_option,
     model_option,
     output_option,
@@ -83,6 +84,7 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 )
 @click.option("--min-share", type=float, default=None, help="Threshold: share of held-out stimuli.  [default: 0.8]")
 @output_option("Run folder (rerun with the same arguments to resume).", dest="out_dir", file_okay=True)
+@executor_options()
 @json_option("Print the verdict summary as JSON.")
 @compute_options
 def partials(
@@ -100,6 +102,8 @@ def partials(
     max_offband_db,
     min_share,
     out_dir,
+    executor,
+    address,
     as_json,
     device,
     threads,
@@ -146,9 +150,22 @@ def partials(
         with progressbar(length, label, show_eta=True, show_pos=True) as b:  # plain lines off a terminal
             yield b.update
 
-    outcome, out = p.run(
-        cfg, out_dir, quick, dictionaries, bar=bar, notify=lambda m: click.echo(m, err=True), device=device
-    )
+    from steerlab.executors import make_executor
+
+    runner = make_executor(executor, address)
+    try:
+        outcome, out = p.run(
+            cfg,
+            out_dir,
+            quick,
+            dictionaries,
+            bar=bar,
+            notify=lambda m: click.echo(m, err=True),
+            device=device,
+            executor=runner,
+        )
+    finally:
+        runner.close()
     ctrl = out["controls"]
     if as_json:
         return echo_json(

@@ -419,9 +419,38 @@ def run_partials(
     bar: BarFactory = _NullBar,
     notify: Callable[[str], None] = lambda s: None,
     device: Any = "auto",
+    executor: Any = None,
 ) -> RunOutcome:
     """Run (or resume) the batch test into ``out_dir``; see the module docstring. ``device``: where
-    the models run (not part of the run's config hash: a run resumes on another device)."""
+    the models run (not part of the run's config hash: a run resumes on another device).
+    ``executor``: where the sweep's batches run (a :class:`steerlab.executors.Executor`; None:
+    in this process); this process writes every row, so the rows and resuming do not depend on it.
+    Workers of a distributed executor load the models on the CPU, so with one the run's device
+    must be the CPU (:class:`~steerlab.errors.ConfigError` otherwise)."""
+    from steerlab import devices
+    from steerlab.errors import ConfigError
+    from steerlab.executors import matching_threads
+
+    if executor is not None and executor.name != "local" and devices.resolve(device).type != "cpu":
+        raise ConfigError(
+            f"the {executor.name} executor's workers run the models on the CPU, so the run's "
+            f"device must be the CPU too (got {device!r}, which is {devices.resolve(device)}); use device 'cpu'",
+            parameter=("device", "executor"),
+        )
+    with matching_threads(executor):  # every number of the run from one thread count (executors)
+        return _run_partials(cfg, out_dir, quick, dictionaries, bar, notify, executor, device)
+
+
+def _run_partials(
+    cfg: PartialsConfig,
+    out_dir: str | Path,
+    quick: bool,
+    dictionaries: Sequence[str | Path],
+    bar: BarFactory,
+    notify: Callable[[str], None],
+    executor: Any,
+    device: Any,
+) -> RunOutcome:
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json
     from steerlab.partials import sae_data, sweep
@@ -502,6 +531,7 @@ def run_partials(
                     set(examples),
                     folder / "examples",
                     update,
+                    executor,
                 )
     keys = [it.key() for _, items in plan_items for it in items]
     rows = [store.rows[k] for k in keys]
@@ -530,6 +560,7 @@ def run_partials(
             rows_written=written,
             rows_resumed=resumed,
             device=plans[0].model,
+            **({"executor": executor.describe()} if executor is not None else {}),
         ),
         folder / PROVENANCE_FILE,
     )

@@ -15,6 +15,10 @@ direction (:func:`projection_excess`: strength 1 removes what is there, whatever
 layer's norm or the density); and ``ablate`` (project the direction out). Where in
 time, see :func:`edit_span`.
 Padding frames of the batch get weight 0.
+
+:func:`batch_rows` (one batch's rows, a pure function of a :class:`BatchContext` and the batch)
+is what an executor (:mod:`steerlab.executors`: in process, or Ray tasks) runs; :func:`execute`
+computes the baselines, maps it over the batches still missing rows, and writes every row.
 """
 
 from __future__ import annotations
@@ -444,6 +448,86 @@ def make_row(
     }
 
 
+@dataclass(frozen=True)
+class BatchContext:
+    """What every batch of one plan needs (:func:`batch_rows`), sent once per plan to an
+    executor: the model by name and weights hash (a Ray worker loads it once, see
+    :func:`plan_model`), the plan's role, the directions (``vectors``, ``provenance``), the
+    unpatched decodes (``base``, :func:`baselines`), the rows' ``context``, ``max_batch`` and
+    the keys of the items whose audio goes into the report (``examples``)."""
+
+    model: str
+    weights_sha256: str
+    role: str
+    vectors: dict[str, np.ndarray]
+    provenance: dict
+    base: dict
+    context: dict
+    max_batch: int
+    examples: frozenset[str]
+
+
+def _load_checked(name: str, weights_sha256: str, versions: dict) -> Any:
+    from steerlab import api
+    from steerlab.artifacts import versions as our_versions
+    from steerlab.errors import SteerlabError
+
+    model = api.load_model(name, device="cpu")  # workers run on the CPU (run_partials checks the run's device)
+    if model.weights_hash() != weights_sha256:
+        raise SteerlabError(
+            f"a worker loaded {name} with weights {model.weights_hash()[:12]}, not this run's "
+            f"{weights_sha256[:12]}; install the same weights on every node"
+        )
+    ours = our_versions()
+    if ours != versions:
+        diff = ", ".join(
+            f"{k} {ours.get(k)} (run: {versions.get(k)})"
+            for k in sorted(set(ours) | set(versions))
+            if ours.get(k) != versions.get(k)
+        )
+        raise SteerlabError(
+            f"a worker has other library versions than this run: {diff}; install the same on every node"
+        )
+    return model
+
+
+def plan_model(ctx: BatchContext) -> ModelPlan:
+    """The plan :func:`run_batch` and :func:`make_row` read (its model and role), with the model
+    loaded once per process (:func:`steerlab.executors.cached`; the caller's own model when run
+    in process, checked for the run's weights and library versions in a Ray worker)."""
+    from steerlab import executors
+
+    model = executors.cached(
+        ("partials-model", ctx.model, ctx.weights_sha256),
+        lambda: _load_checked(ctx.model, ctx.weights_sha256, ctx.context["versions"]),
+    )
+    return ModelPlan(model, ctx.role, [], [], (), ())
+
+
+def batch_rows(ctx: BatchContext, batch: Sequence[WorkItem]) -> list[tuple[dict[str, Any], np.ndarray | None]]:
+    """The rows of one batch (:func:`run_batch`, then :func:`make_row` per item), each with its
+    patched output when the item is one of ``ctx.examples`` (else None). A pure function of its
+    arguments: an executor may run it anywhere; the caller writes."""
+    plan = plan_model(ctx)
+    spectra = _BaselineSpectra(ctx.base, ctx.context["scoring"]["n_fft"]) if plan.model.has_decoder else None
+    outs = run_batch(plan, batch, ctx.vectors, ctx.base, ctx.max_batch, ctx.provenance)
+    out = []
+    for it, (patched, codes, info) in zip(batch, outs):
+        row = make_row(
+            plan,
+            it,
+            patched,
+            codes,
+            info,
+            ctx.base,
+            ctx.provenance[it.direction_id],
+            ctx.context,
+            spectra.get((it.path, it.stimulus.key(), it.role)) if spectra is not None else None,
+        )
+        out.append((row, patched if it.key() in ctx.examples else None))
+    return out
+
+
 def execute(
     plan: ModelPlan,
     items: Sequence[WorkItem],
@@ -455,45 +539,49 @@ def execute(
     examples: set[str],
     examples_dir: Path,
     progress: ProgressFn | None = None,
+    executor: Any = None,
 ) -> int:
-    """Run every batch with a missing row; return the number of rows written."""
+    """Run every batch with a missing row (:func:`batch_rows`, on ``executor``, a
+    :class:`steerlab.executors.Executor`; None: in process) and write its rows as each batch
+    completes, this process the one writer; return the number of rows written."""
+    from steerlab import executors
     from steerlab.audio import write_wav
 
     todo = [batch for batch in batches(items, max_batch) if any(not store.done(it.key()) for it in batch)]
     if not todo:
         return 0
     base = baselines(plan, items, max_batch, items[0].n_q)
+    weights = context["weights"][plan.model.name]
+    executors.seed(("partials-model", plan.model.name, weights), plan.model)
+    ids = {it.direction_id for batch in todo for it in batch}
+    ctx = BatchContext(
+        plan.model.name,
+        weights,
+        plan.role,
+        {k: v for k, v in vectors.items() if k.split("/")[0] in ids},
+        {k: provenance[k] for k in ids},
+        base,
+        context,
+        max_batch,
+        frozenset(examples),
+    )
     audio = plan.model.has_decoder
-    spectra = _BaselineSpectra(base, context["scoring"]["n_fft"]) if audio else None
     written = 0
-    for batch in todo:
-        outs = run_batch(plan, batch, vectors, base, max_batch, provenance)
+    for _, results in (executor or executors.LocalExecutor()).map(batch_rows, ctx, todo):
         rows = []
-        for it, (patched, codes, info) in zip(batch, outs):
-            key = it.key()
+        for row, patched in results:
+            key = row["key"]
             if store.done(key):
                 continue
-            rows.append(
-                make_row(
-                    plan,
-                    it,
-                    patched,
-                    codes,
-                    info,
-                    base,
-                    provenance[it.direction_id],
-                    context,
-                    spectra.get((it.path, it.stimulus.key(), it.role)) if spectra is not None else None,
-                )
-            )
-            if key in examples:
+            rows.append(row)
+            if patched is not None:
                 sr = plan.model.sample_rate
-                b = base[(it.path, it.stimulus.key(), it.role)][0]
+                it_base = base[(row["path"], row["stimulus_key"], row["role"])][0]
                 if audio:
-                    write_wav(examples_dir / f"{key}_baseline.wav", b.astype(np.float32), sr)
+                    write_wav(examples_dir / f"{key}_baseline.wav", it_base.astype(np.float32), sr)
                     write_wav(examples_dir / f"{key}_patched.wav", patched.astype(np.float32), sr)
                 else:  # an output that is not a sound (a salience [bins, frames]): the arrays
-                    np.save(examples_dir / f"{key}_baseline.npy", b.astype(np.float32))
+                    np.save(examples_dir / f"{key}_baseline.npy", it_base.astype(np.float32))
                     np.save(examples_dir / f"{key}_patched.npy", patched.astype(np.float32))
         store.append(rows)  # after the example audio: a row on disk means its files are there
         written += len(rows)
