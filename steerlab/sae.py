@@ -453,8 +453,12 @@ class _Source:
         streamed block (then re-cut to ``batch_size``, carrying the remainder over)."""
         if self.array is not None:
             perm = torch.randperm(len(self.array), generator=g)
+            # gathered into one buffer reused for every batch (no allocation per batch): a batch is
+            # valid until the next one is drawn, which is how train_sae uses it
+            buf = torch.empty(min(batch_size, len(perm)), self.width)
             for i in range(0, len(perm), batch_size):
-                yield self.array[perm[i : i + batch_size]]
+                idx = perm[i : i + batch_size]
+                yield torch.index_select(self.array, 0, idx, out=buf[: len(idx)])
             return
         rest = torch.empty(0, self.width)
         for block in self.blocks():
