@@ -585,9 +585,7 @@ def _explained(sse: float, sst: float) -> float | None:
     return 1.0 - sse / sst if sst > 0 else None
 
 
-def _evaluate_topk(
-    sae: SparseAutoencoder, source: _Source, batch_size: int, stats: DataStats | None
-) -> dict[str, Any]:
+def _evaluate_topk(sae: SparseAutoencoder, source: _Source, batch_size: int, stats: DataStats | None) -> dict[str, Any]:
     """:func:`evaluate` for a ``topk`` dictionary: the same metrics from the top-k latents alone
     (decoded with an ``embedding_bag``, no dense codes) and float32 arithmetic per vector, summed
     over vectors in float64, without float64 copies of the batches. The sums run in another order
