@@ -481,8 +481,12 @@ class _Source:
         streamed block (then re-cut to ``batch_size``, carrying the remainder over)."""
         if self.array is not None:
             perm = torch.randperm(len(self.array), generator=g)
+            # gathered into one buffer reused for every batch (no allocation per batch): a batch is
+            # valid until the next one is drawn, which is how train_sae uses it
+            buf = torch.empty(min(batch_size, len(perm)), self.width)
             for i in range(0, len(perm), batch_size):
-                yield self.array[perm[i : i + batch_size]]
+                idx = perm[i : i + batch_size]
+                yield torch.index_select(self.array, 0, idx, out=buf[: len(idx)])
             return
         rest = torch.empty(0, self.width)
         for block in self.blocks():
@@ -506,18 +510,21 @@ def _stats(source: _Source) -> DataStats:
     s1 = torch.zeros(source.width, dtype=torch.float64)
     s2 = torch.zeros(source.width, dtype=torch.float64)
     for block in source.blocks():
-        if not torch.isfinite(block).all():
-            raise SAEDataError("training data holds NaN or infinite values")
-        h.update(block.numpy().astype("<f4", copy=False).tobytes())
-        b = block.double()
-        if len(b) == 0:
+        h.update(block.numpy().astype("<f4", copy=False).data)  # the buffer itself (no copy: contiguous)
+        if len(block) == 0:
             continue
+        d = block.double()
         if shift is None:  # shifted sums: stable variance even when |mean| >> std
-            shift = b[0].clone()
-        d = b - shift
+            shift = d[0].clone()
+        d -= shift  # in place: the same values as d - shift, without another [b, width] float64 buffer
         s1 += d.sum(0)
-        s2 += (d * d).sum(0)
-        n += len(b)
+        s2 += d.mul_(d).sum(0)
+        # a NaN or infinity anywhere in the block makes its column's sum of squares NaN or infinite
+        # (squares of finite float32 differences cannot overflow float64): one check per block
+        # instead of a pass over the data
+        if not bool(torch.isfinite(s2).all()):
+            raise SAEDataError("training data holds NaN or infinite values")
+        n += len(block)
     if n == 0 or shift is None:  # shift is None exactly when n == 0
         raise SAEDataError("no training vectors (every batch was empty)")
     mean_shifted = s1 / n
@@ -541,18 +548,27 @@ def _scale_for(stats: DataStats, config: SAEConfig) -> float:
 
 
 @torch.no_grad()
-def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict[str, Any]:
+def evaluate(
+    sae: SparseAutoencoder, data: Data, batch_size: int = 4096, stats: DataStats | None = None
+) -> dict[str, Any]:
     """Measure an SAE on data (one pass, original space).
 
     ``explained_variance = 1 - SSE / SST`` with ``SSE = sum ||x - x_hat||^2`` and
     ``SST = sum ||x - mean(x)||^2`` (None when SST is 0); ``l0``: mean number of
     non-zero codes per vector; ``dead_fraction``: share of latents that never fired
     (code > 0) on any vector of the pass. The SAE runs where its weights are; the sums are
-    taken on the CPU in float64.
+    taken in float64. ``stats``: :func:`data_stats` of this same ``data`` when already measured
+    (:func:`train_sae` passes its statistics pass): ``SST = n std_norm^2`` is then taken from them
+    (the same float64 sums, to float64 round-off) instead of being summed again.
+
+    ``topk`` dictionaries (any size) are measured from their top-k latents alone
+    (:func:`_evaluate_topk`): float32 per vector, float64 across vectors, so
+    ``explained_variance`` agrees with the dense pass to float32 round-off (measured below 1e-6
+    absolute, tests/test_sae_speed_equivalence.py), ``l0`` and ``dead_fraction`` exactly.
     """
     source = _Source(data, sae.config.width)
-    if uses_sparse_topk(sae.config):
-        return _evaluate_sparse(sae, source, batch_size)
+    if sae.config.architecture == "topk":
+        return _evaluate_topk(sae, source, batch_size, stats)
     n, sse, l0 = 0, 0.0, 0.0
     device = sae.W_dec.device
     fired = torch.zeros(sae.config.size, dtype=torch.bool)
@@ -566,29 +582,43 @@ def evaluate(sae: SparseAutoencoder, data: Data, batch_size: int = 4096) -> dict
             active = codes > 0
             l0 += float(active.sum())
             fired |= active.any(0)
-            if shift is None:
-                shift = xd[0].clone()
-            d = xd - shift
-            s1 += d.sum(0)
-            s_sq += float((d * d).sum())
+            if stats is None:
+                if shift is None:
+                    shift = xd[0].clone()
+                d = xd - shift
+                s1 += d.sum(0)
+                s_sq += float((d * d).sum())
             n += len(x)
     if n == 0:
         raise SAEDataError("no vectors to evaluate on")
-    sst = s_sq - float((s1 * s1).sum()) / n
     return {
-        "explained_variance": 1.0 - sse / sst if sst > 0 else None,
+        "explained_variance": _explained(sse, _sst(stats, n, s1, s_sq)),
         "l0": l0 / n,
         "dead_fraction": 1.0 - float(fired.float().mean()),
         "n_vectors": n,
     }
 
 
-def _evaluate_sparse(sae: SparseAutoencoder, source: _Source, batch_size: int) -> dict[str, Any]:
-    """:func:`evaluate` for a dictionary trained with the sparse TopK step (:func:`uses_sparse_topk`):
-    the same metrics from the top-k latents alone (decoded with an ``embedding_bag``, no dense
-    codes) and float32 arithmetic per vector, summed over vectors in float64, without float64
-    copies of the batches. The sums run in another order than the dense pass's, so the metrics
-    agree with it to float32 round-off (``explained_variance`` to about 1e-6), not bitwise."""
+def _sst(stats: DataStats | None, n: int, s1: torch.Tensor, s_sq: float) -> float:
+    """``SST = sum ||x - mean||^2`` over ``n`` vectors: from the statistics pass (``n std_norm^2``)
+    when given, else from the shifted sums ``s1 [width]`` and ``s_sq`` of this pass."""
+    if stats is not None:
+        if stats.n != n:
+            raise SAEDataError(f"stats describe {stats.n} vectors but the data holds {n}")
+        return n * stats.std_norm**2
+    return s_sq - float((s1 * s1).sum()) / n
+
+
+def _explained(sse: float, sst: float) -> float | None:
+    return 1.0 - sse / sst if sst > 0 else None
+
+
+def _evaluate_topk(sae: SparseAutoencoder, source: _Source, batch_size: int, stats: DataStats | None) -> dict[str, Any]:
+    """:func:`evaluate` for a ``topk`` dictionary: the same metrics from the top-k latents alone
+    (decoded with an ``embedding_bag``, no dense codes) and float32 arithmetic per vector, summed
+    over vectors in float64, without float64 copies of the batches. The sums run in another order
+    than the dense pass's, so the metrics agree with it to float32 round-off (``explained_variance``
+    to about 1e-6), not bitwise; ``l0`` and ``dead_fraction`` are counts, equal."""
     cfg = sae.config
     dev = sae.W_dec.device  # the SAE runs where its weights are; the sums stay there too
     n, l0 = 0, 0
@@ -600,24 +630,24 @@ def _evaluate_sparse(sae: SparseAutoencoder, source: _Source, batch_size: int) -
             x = block[i : i + batch_size].to(dev)
             pre = torch.addmm(sae.b_enc, sae.normalise(x) - sae.b_dec, sae.W_enc)
             top = torch.topk(pre, cfg.k, dim=-1, sorted=False)
-            values = torch.relu(top.values)
+            values = top.values.relu_()
             decoded = torch.nn.functional.embedding_bag(top.indices, sae.W_dec, per_sample_weights=values, mode="sum")
-            err = x - ((decoded + sae.b_dec) * sae.scale + sae.center)
-            sse = sse + (err * err).sum(1).sum(dtype=torch.float64)
+            err = decoded.add_(sae.b_dec).mul_(sae.scale).add_(sae.center).sub_(x)  # x_hat - x, in place
+            sse = sse + err.mul_(err).sum(1).sum(dtype=torch.float64)
             active = values > 0
             l0 += int(active.sum())
             fired += torch.bincount(top.indices[active], minlength=cfg.size)
-            if shift is None:
-                shift = x[0].clone()
-            d = x - shift
-            s1 += d.sum(0, dtype=torch.float64)
-            s_sq = s_sq + (d * d).sum(1).sum(dtype=torch.float64)
+            if stats is None:
+                if shift is None:
+                    shift = x[0].clone()
+                d = x - shift
+                s1 += d.sum(0, dtype=torch.float64)
+                s_sq = s_sq + (d * d).sum(1).sum(dtype=torch.float64)
             n += len(x)
     if n == 0:
         raise SAEDataError("no vectors to evaluate on")
-    sst = float(s_sq) - float((s1 * s1).sum()) / n
     return {
-        "explained_variance": 1.0 - float(sse) / sst if sst > 0 else None,
+        "explained_variance": _explained(float(sse), _sst(stats, n, s1, float(s_sq))),
         "l0": l0 / n,
         "dead_fraction": 1.0 - float((fired > 0).float().mean()),
         "n_vectors": n,
@@ -761,7 +791,7 @@ def train_sae(
     sae.eval()
     if config.architecture == "jumprelu":
         snap_thresholds(sae)
-    metrics = evaluate(sae, data if source.array is None else source.array)
+    metrics = evaluate(sae, data if source.array is None else source.array, stats=stats)
     sae.cpu()  # (a no-op on the CPU)
     metrics.update(
         {
