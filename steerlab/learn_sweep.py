@@ -81,7 +81,8 @@ def _model(spec: SweepSpec) -> Any:
         if model.weights_hash() != spec.weights_sha256:
             raise SteerlabError(
                 f"a worker loaded {spec.model} with weights {model.weights_hash()[:12]}, not the sweep's "
-                f"{spec.weights_sha256[:12]}; install the same weights (and --checkpoint) on every node"
+                f"{spec.weights_sha256[:12]}; install the same weights (and checkpoint) on every node",
+                parameter="checkpoint",
             )
         return model
 
