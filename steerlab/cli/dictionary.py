@@ -63,8 +63,8 @@ def import_saelens(
     from steerlab.learned import check_dictionary_fits
 
     d = dictionaries.import_saelens(folder, model=model_name, layer=layer)
-    model = api.load_model(d.model)
-    check_dictionary_fits(d, model, allow_weights_mismatch=True, label=str(folder))
+    model = api.load_model(d.model, random_init=True)  # the layer table; no weights needed: they are not checked
+    d.layer = check_dictionary_fits(d, model, allow_weights_mismatch=True, label=str(folder)).name  # an alias: its name
     out = dictionaries.save(d, output, overwrite=overwrite)
     info = _summary(d, folder, out)
     echo_json(info) if as_json else _say(info, "imported")
