@@ -608,7 +608,7 @@ def _saelens_forward_keys(cfg: dict[str, Any], cfg_path: Path) -> bool:
 def _saelens_name(cfg: dict[str, Any], key: str) -> Any:
     """``key`` (model_name, hook_name) at the top level (SAELens <= 5; ``hook_point`` before 3)
     or in SAELens 6's ``metadata``."""
-    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    meta: dict[str, Any] = cfg["metadata"] if isinstance(cfg.get("metadata"), dict) else {}
     value = cfg.get(key) or (cfg.get("hook_point") if key == "hook_name" else None)
     return value or meta.get(key)
 
@@ -650,10 +650,10 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
     cfg = schema.parse_json(cfg_path.read_text(), cfg_path, DictionaryError)
     if not isinstance(cfg, dict):
         raise DictionaryError(f"{cfg_path} is not a JSON object")
-    d_in, d_sae = cfg.get("d_in"), cfg.get("d_sae")
-    for key, value in (("d_in", d_in), ("d_sae", d_sae)):
-        if not check.is_integer(value) or value < 1:
-            raise _saelens_error(cfg_path, key, value, "must be a whole number >= 1")
+    for key in ("d_in", "d_sae"):
+        if not check.is_integer(cfg.get(key)) or cfg[key] < 1:
+            raise _saelens_error(cfg_path, key, cfg.get(key), "must be a whole number >= 1")
+    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
     architecture, k = _saelens_activation(cfg, cfg_path, d_sae)
     apply_b_dec = _saelens_forward_keys(cfg, cfg_path)
     try:
@@ -703,7 +703,7 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
             sae.jump_threshold.copy_(w["threshold"])
             snap_thresholds(sae)
     sae.eval()
-    ours = cfg.get("steerlab") if isinstance(cfg.get("steerlab"), dict) else {}
+    ours: dict[str, Any] = cfg["steerlab"] if isinstance(cfg.get("steerlab"), dict) else {}
     model, layer = model or _saelens_name(cfg, "model_name"), layer or _saelens_name(cfg, "hook_name")
     if not model or not layer:
         missing = "model" if not model else "layer"
