@@ -103,11 +103,14 @@ def default_soundfont() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise CorpusBuildError(
             "no SoundFont given and pretty_midi (which ships TimGM6mb.sf2) is not installed; "
-            "install steerlab[render] or pass soundfont=PATH"
+            "install steerlab[render] or pass soundfont (a .sf2 file)",
+            parameter="soundfont",
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "TimGM6mb.sf2"
     if not path.is_file():
-        raise CorpusBuildError(f"pretty_midi is installed but {path} is missing; pass soundfont=PATH")
+        raise CorpusBuildError(
+            f"pretty_midi is installed but {path} is missing; pass soundfont (a .sf2 file)", parameter="soundfont"
+        )
     return path
 
 

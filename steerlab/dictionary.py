@@ -89,6 +89,8 @@ class Dictionary:
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=library_versions)
     data_manifest: dict[str, Any] | None = None  # what the corpus held (steerlab.capture.Manifest), if known
+    #: why ``weights_hash`` is None when that is known (an import: :data:`SAELENS_WEIGHTS_NOTE`); messages say it
+    weights_note: str | None = None
 
     def __post_init__(self) -> None:
         check.choice("target", self.target, TARGETS, what="dictionary target")
@@ -125,6 +127,7 @@ class Dictionary:
             "version": VERSION,
             "model": self.model,
             "weights_hash": self.weights_hash,
+            **({"weights_hash_note": self.weights_note} if self.weights_note is not None else {}),
             "layer": self.layer,
             "kind": self.target,  # the format keeps its key: "kind" holds the target
             "kind_note": TARGET_NOTE,
@@ -164,7 +167,7 @@ def _atomic_folder(folder: Path, overwrite: bool, marker: str) -> Iterator[Path]
         raise OutputError(f"cannot write {folder}: {parent} is not an existing folder")
     if folder.exists():
         if not overwrite:
-            raise OutputError(f"{folder} already exists; pass overwrite=True to replace it")
+            raise OutputError(f"{folder} already exists; pass overwrite to replace it", parameter="overwrite")
         if not folder.is_dir() or (any(folder.iterdir()) and not (folder / marker).is_file()):
             raise OutputError(f"not replacing {folder}: it is not an empty folder or one written by steerlab")
     try:
@@ -219,6 +222,7 @@ CONFIG_SCHEMA: dict[str, schema.Field] = {
     "layer": schema.string(nonempty=True),
     "kind": schema.one_of(*TARGETS),
     "weights_hash": schema.nullable(schema.string(nonempty=True)),
+    "weights_hash_note": schema.optional(schema.string(nonempty=True)),
     "architecture": schema.one_of(*ARCHITECTURES),
     "width": schema.integer(1),
     "size": schema.integer(1),
@@ -366,6 +370,7 @@ def load(folder: str | Path) -> Dictionary:
         metrics=doc["metrics"],
         versions=doc["versions"],
         data_manifest=data.get("manifest"),
+        weights_note=doc.get("weights_hash_note"),
     )
 
 
@@ -510,24 +515,130 @@ def _target_of(cfg: dict[str, Any], ours: dict[str, Any], cfg_path: Path) -> str
 
 #: SAELens architecture -> steerlab architecture, for :func:`import_saelens`
 FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
+#: the activation each SAELens architecture may name (``activation_fn_str`` before SAELens 6,
+#: ``activation_fn`` in its converted configs; absent in SAELens 6's own): ``standard`` is a ReLU
+#: unless it says ``topk`` (SAELens 5's TopK SAEs: ``activation_fn_kwargs = {"k": k}``)
+SAELENS_ACTIVATIONS = {"standard": ("relu", "topk"), "topk": ("topk",), "jumprelu": ("relu",)}
+#: why an imported dictionary records no weights hash (``config.json`` ``weights_hash_note``)
+SAELENS_WEIGHTS_NOTE = "imported from SAELens: weights unknown"
+#: tensors a SAELens folder may hold beside the ones steerlab reads, when they change nothing
+_NEUTRAL_TENSORS = ("scaling_factor", "finetuning_scaling_factor")
+
+
+def _saelens_error(cfg_path: Path, key: str, value: Any, rule: str) -> DictionaryError:
+    return DictionaryError(f"{cfg_path}: key {key!r} ({value!r}) {rule}")
+
+
+def _saelens_activation(cfg: dict[str, Any], cfg_path: Path, d_sae: int) -> tuple[str, int | None]:
+    """The steerlab architecture and k a SAELens ``cfg.json`` says, read exactly or refused.
+
+    SAELens <= 5 (``sae_lens.sae.SAEConfig``): ``architecture`` (default ``standard``) with
+    ``activation_fn_str`` (``relu`` default, ``topk`` with ``activation_fn_kwargs["k"]``);
+    SAELens 6 (``sae_lens.saes``): ``architecture`` ``standard`` | ``topk`` (top-level ``k``) |
+    ``jumprelu``, the activation implied. ``k`` may be in both places; then they must agree."""
+    arch = cfg.get("architecture", "standard")
+    if arch not in FROM_SAELENS:
+        raise _saelens_error(
+            cfg_path, "architecture", arch, f"is not one steerlab reads; readable: {', '.join(FROM_SAELENS)}"
+        )
+    key = "activation_fn_str" if "activation_fn_str" in cfg else "activation_fn"
+    act = cfg.get(key)
+    if act is None:
+        act = "topk" if arch == "topk" else "relu"
+    if act not in SAELENS_ACTIVATIONS[arch]:
+        raise _saelens_error(
+            cfg_path,
+            key,
+            act,
+            f"is not an activation steerlab reads with architecture {arch!r}: {', '.join(SAELENS_ACTIVATIONS[arch])}",
+        )
+    if act != "topk":
+        for extra in ("activation_fn_kwargs", "k"):
+            if cfg.get(extra) not in (None, {}):
+                raise _saelens_error(cfg_path, extra, cfg[extra], f"is set but the activation is {act!r}, not topk")
+        return FROM_SAELENS[arch], None
+    kwargs = cfg.get("activation_fn_kwargs") or {}
+    if not isinstance(kwargs, dict) or set(kwargs) - {"k"}:
+        raise _saelens_error(cfg_path, "activation_fn_kwargs", kwargs, 'must be {} or {"k": K} for topk')
+    given = {
+        name: value
+        for name, value in (("activation_fn_kwargs.k", kwargs.get("k")), ("k", cfg.get("k")))
+        if value is not None
+    }
+    if not given:
+        raise DictionaryError(f"{cfg_path}: a topk SAE needs its k: key 'activation_fn_kwargs.k' or 'k' is missing")
+    if len(set(map(repr, given.values()))) > 1:
+        raise DictionaryError(
+            f"{cfg_path}: key 'activation_fn_kwargs.k' ({kwargs['k']!r}) disagrees with 'k' ({cfg['k']!r})"
+        )
+    name, k = next(iter(given.items()))
+    if not check.is_integer(k) or not 1 <= k <= d_sae:
+        raise _saelens_error(cfg_path, name, k, f"must be a whole number from 1 to d_sae ({d_sae})")
+    return "topk", int(k)
+
+
+def _saelens_forward_keys(cfg: dict[str, Any], cfg_path: Path) -> bool:
+    """Check the keys that change SAELens' forward and that steerlab cannot store; return
+    ``apply_b_dec_to_input`` (SAELens' default True)."""
+    norm = cfg.get("normalize_activations", "none")
+    if norm not in ("none", None, False):
+        raise _saelens_error(
+            cfg_path, "normalize_activations", norm, "must be 'none' (the normalisation is not stored in the weights)"
+        )
+    for key, rule in (
+        ("finetuning_scaling_factor", "must be false (a per-latent decoder scale steerlab does not read)"),
+        ("rescale_acts_by_decoder_norm", "must be false (codes rescaled by decoder norms: steerlab does not read it)"),
+    ):
+        if cfg.get(key) not in (None, False):
+            raise _saelens_error(cfg_path, key, cfg[key], rule)
+    if cfg.get("reshape_activations", "none") not in ("none", None):
+        raise _saelens_error(
+            cfg_path, "reshape_activations", cfg["reshape_activations"], "must be 'none' (per-head SAEs are not read)"
+        )
+    if cfg.get("hook_head_index") is not None:
+        raise _saelens_error(
+            cfg_path, "hook_head_index", cfg["hook_head_index"], "must be null (per-head SAEs are not read)"
+        )
+    apply = cfg.get("apply_b_dec_to_input", True)
+    if not isinstance(apply, bool):
+        raise _saelens_error(cfg_path, "apply_b_dec_to_input", apply, "must be true or false")
+    return apply
+
+
+def _saelens_name(cfg: dict[str, Any], key: str) -> Any:
+    """``key`` (model_name, hook_name) at the top level (SAELens <= 5; ``hook_point`` before 3)
+    or in SAELens 6's ``metadata``."""
+    meta: dict[str, Any] = cfg["metadata"] if isinstance(cfg.get("metadata"), dict) else {}
+    value = cfg.get(key) or (cfg.get("hook_point") if key == "hook_name" else None)
+    return value or meta.get(key)
 
 
 def import_saelens(folder: str | Path, model: str | None = None, layer: str | None = None) -> Dictionary:
     """A SAELens-format dictionary (``cfg.json`` + ``sae_weights.safetensors``: ``W_enc [d_in, d_sae]``,
     ``b_enc [d_sae]``, ``W_dec [d_sae, d_in]``, ``b_dec [d_in]``, and ``threshold [d_sae]`` for
-    jumprelu) as a steerlab :class:`Dictionary` whose encode and decode are SAELens' forward.
+    jumprelu) as a steerlab :class:`Dictionary` whose encode and decode are SAELens' forward
+    (``codes = act((x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc)``, ``x_hat = codes @ W_dec + b_dec``).
 
-    Architectures: ``standard`` -> relu, ``topk`` (``k`` from ``activation_fn_kwargs`` or the
-    top-level ``k``) -> topk, ``jumprelu`` -> jumprelu (a batchtopk export reads back as the
-    jumprelu it is at inference). SAELens' decoder rows need not be unit norm while steerlab's are;
-    the SAE's one ``scale`` takes their mean norm (``center`` is 0, ``b_dec`` absorbs SAELens'
-    ``b_dec``), so rows of equal norm, as :func:`export_saelens` writes, come back exactly unit.
-    ``model`` and ``layer`` default to ``model_name`` and ``hook_name``; the target (feature or
-    archetype) from ``metadata.steerlab_input`` (:data:`INPUT_KEY`) or the ``steerlab`` block, the
-    provenance from the ``steerlab`` block when the folder was written by :func:`export_saelens`.
-    Refused with :class:`DictionaryError`: other architectures, activation normalisation other
-    than ``"none"``, missing or misshapen tensors.
+    The config is read exactly as SAELens 5 and 6 define it, or refused (:func:`_saelens_activation`):
+    ``standard`` with ``activation_fn_str`` ``relu`` (or none) -> relu, ``standard`` with
+    ``activation_fn_str`` ``topk`` and ``activation_fn_kwargs.k`` (SAELens 5's TopK SAEs) -> topk,
+    ``topk`` (``k`` top-level or in ``activation_fn_kwargs``) -> topk, ``jumprelu`` -> jumprelu (a
+    batchtopk export reads back as the jumprelu it is at inference). SAELens' TopK keeps the k largest
+    pre-activations then applies a ReLU, as steerlab's does. SAELens' decoder rows need not be unit norm
+    while steerlab's are; the SAE's one ``scale`` takes their mean norm (``center`` is 0, ``b_dec``
+    absorbs SAELens' ``b_dec``), so rows of equal norm, as :func:`export_saelens` writes, come back
+    exactly unit. ``model`` and ``layer`` default to ``model_name`` and ``hook_name`` (top level, or
+    SAELens 6's ``metadata``); the target (feature or archetype) from ``metadata.steerlab_input``
+    (:data:`INPUT_KEY`) or the ``steerlab`` block, the provenance from the ``steerlab`` block when the
+    folder was written by :func:`export_saelens`; otherwise the weights hash is unknown and
+    ``weights_note`` says so (:data:`SAELENS_WEIGHTS_NOTE`). Whether the model has the layer at that
+    width is checked by :func:`steerlab.learned.check_dictionary_fits` (``import-saelens`` runs it).
+
+    Refused with :class:`DictionaryError`, one line naming the key or tensor: other architectures or
+    activations, a topk without k, normalisation other than ``"none"``, a finetuning scaling factor,
+    decoder-norm rescaling, per-head reshaping, missing, misshapen, unknown or non-finite tensors.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -537,20 +648,20 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
             f"{folder} is not a SAELens folder: it needs {SAELENS_CONFIG_FILE} and {SAELENS_WEIGHTS_FILE}"
         )
     cfg = schema.parse_json(cfg_path.read_text(), cfg_path, DictionaryError)
-    arch = cfg.get("architecture", "standard")
-    if arch not in FROM_SAELENS:
-        raise DictionaryError(
-            f"{cfg_path}: key 'architecture' ({arch!r}) is not one steerlab reads; readable: {', '.join(FROM_SAELENS)}"
-        )
-    if cfg.get("normalize_activations", "none") not in ("none", None):
-        raise DictionaryError(
-            f"{cfg_path}: key 'normalize_activations' ({cfg['normalize_activations']!r}) must be 'none' "
-            "(the normalisation is not stored in the weights)"
-        )
-    w = {name: t.detach().double() for name, t in load_file(str(weights_path)).items()}
-    d_in, d_sae = cfg.get("d_in"), cfg.get("d_sae")
+    if not isinstance(cfg, dict):
+        raise DictionaryError(f"{cfg_path} is not a JSON object")
+    for key in ("d_in", "d_sae"):
+        if not check.is_integer(cfg.get(key)) or cfg[key] < 1:
+            raise _saelens_error(cfg_path, key, cfg.get(key), "must be a whole number >= 1")
+    d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
+    architecture, k = _saelens_activation(cfg, cfg_path, d_sae)
+    apply_b_dec = _saelens_forward_keys(cfg, cfg_path)
+    try:
+        w = {name: t.detach().double() for name, t in load_file(str(weights_path)).items()}
+    except (SafetensorError, OSError) as exc:
+        raise DictionaryError(f"{weights_path} is unreadable: {first_line(exc)}") from None
     needed = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
-    if arch == "jumprelu":
+    if architecture == "jumprelu":
         needed["threshold"] = (d_sae,)
     for name, shape in needed.items():
         if name not in w or tuple(w[name].shape) != shape:
@@ -558,12 +669,22 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
             raise DictionaryError(
                 f"{weights_path}: {name} must have shape {list(shape)} (cfg.json d_in, d_sae); got {got}"
             )
-    b_enc = w["b_enc"] if cfg.get("apply_b_dec_to_input", True) else w["b_enc"] + w["b_dec"] @ w["W_enc"]
-    k = (cfg.get("activation_fn_kwargs") or {}).get("k", cfg.get("k")) if arch == "topk" else None
+    for name, t in w.items():
+        if name in needed:
+            continue
+        if name not in _NEUTRAL_TENSORS or not bool((t == 1).all()):
+            raise DictionaryError(
+                f"{weights_path} holds tensor {name!r}, which steerlab does not read; "
+                f"a SAELens folder holds {', '.join(needed)} (and a scaling_factor of ones)"
+            )
+    bad = sorted(name for name in needed if not bool(torch.isfinite(w[name]).all()))
+    if bad:
+        raise DictionaryError(f"{weights_path} holds NaN or infinite values in {', '.join(bad)}; it cannot be imported")
+    b_enc = w["b_enc"] if apply_b_dec else w["b_enc"] + w["b_dec"] @ w["W_enc"]
     config = SAEConfig(
         width=d_in,
         size=d_sae,
-        architecture=FROM_SAELENS[arch],
+        architecture=architecture,
         k=k if k is not None else min(16, d_sae),
         center=False,
         normalize=True,
@@ -576,22 +697,28 @@ def import_saelens(folder: str | Path, model: str | None = None, layer: str | No
         sae.b_enc.copy_(b_enc)
         sae.b_dec.copy_(w["b_dec"] / s)
         sae.scale.fill_(s)
-        if arch == "jumprelu":
+        if architecture == "jumprelu":
             if not bool((w["threshold"] > 0).all()):
                 raise DictionaryError(f"{weights_path}: threshold must be > 0 for every latent")
             sae.jump_threshold.copy_(w["threshold"])
             snap_thresholds(sae)
     sae.eval()
-    ours = cfg.get("steerlab") if isinstance(cfg.get("steerlab"), dict) else {}
-    model, layer = model or cfg.get("model_name"), layer or cfg.get("hook_name")
+    ours: dict[str, Any] = cfg["steerlab"] if isinstance(cfg.get("steerlab"), dict) else {}
+    model, layer = model or _saelens_name(cfg, "model_name"), layer or _saelens_name(cfg, "hook_name")
     if not model or not layer:
-        raise DictionaryError(f"{cfg_path} names no model_name or hook_name: pass model= and layer=")
+        missing = "model" if not model else "layer"
+        raise DictionaryError(
+            f"{cfg_path} names no {'model_name' if not model else 'hook_name'}: pass {missing}",
+            parameter=missing,
+        )
+    weights_hash = ours.get("weights_hash")
     return Dictionary(
         sae=sae,
         model=model,
         layer=layer,
         target=_target_of(cfg, ours, cfg_path),
-        weights_hash=ours.get("weights_hash"),
+        weights_hash=weights_hash,
+        weights_note=None if weights_hash is not None else SAELENS_WEIGHTS_NOTE,
         data_description=f"imported from the SAELens folder {folder.name}",
         data_hash=ours.get("data_sha256"),
         metrics=dict(ours.get("metrics") or {}),

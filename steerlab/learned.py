@@ -10,8 +10,10 @@ command that reads a dictionary (``intervene --feature``, ``feature-clamp``, ``a
 The policy, one for all: the dictionary must have been learned on the same model (name) and
 the same weights (its recorded weights hash equals the model's; a dictionary that records no
 weights hash is refused too), its layer must be one of the model's (and the requested one),
-its target (features or archetypes) the requested one, and its width that layer's channel count. Only ``analyze`` offers
-a way round the weights check (``allow_weights_mismatch``), and says so in its message.
+its target (features or archetypes) the requested one, and its width that layer's channel count. ``analyze`` and
+``intervene`` offer a way round the weights check (``allow_weights_mismatch``, ``--allow-weights-mismatch``), and say
+so in their messages; a dictionary imported from SAELens records no weights hash and why (its ``weights_note``), and the
+message says that too.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class DictionaryRef:
     path: Path
     dictionary: Dictionary
     config_sha256: str
+    #: resolved with ``allow_weights_mismatch``: later checks of this ref let its weights pass too
+    weights_mismatch_allowed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = self.dictionary
@@ -49,6 +53,7 @@ class DictionaryRef:
             "model_weights_hash": d.weights_hash,
             "layer": d.layer,
             "size": d.config.size,
+            **({"weights_mismatch_allowed": True} if self.weights_mismatch_allowed else {}),
         }
 
 
@@ -77,12 +82,23 @@ def _check_belongs(d: Dictionary, model: AudioModel, label: str, allow_weights_m
     check_model_name(d, model.name, label)
     ours = model.weights_hash()
     if d.weights_hash != ours and not allow_weights_mismatch:
-        theirs = "no weights hash" if d.weights_hash is None else f"weights {d.weights_hash[:12]}"
         escape = "" if allow_weights_mismatch is None else ", or pass allow_weights_mismatch"
+        parameter = ("checkpoint",) if allow_weights_mismatch is None else ("checkpoint", "allow_weights_mismatch")
+        if d.weights_hash is None and d.weights_note:
+            how = (
+                "; pass allow_weights_mismatch if you know it was trained on these weights"
+                if allow_weights_mismatch is not None
+                else "; re-learn it on these weights (`steerlab learn`)"
+            )
+            raise DictionaryError(
+                f"{_named(label)} was {d.weights_note} ({model.name} has weights {ours[:12]}){how}",
+                parameter=parameter[1:],
+            )
+        theirs = "no weights hash" if d.weights_hash is None else f"weights {d.weights_hash[:12]}"
         raise DictionaryError(
             f"{_named(label)} has {theirs} but {model.name} has weights {ours[:12]}; re-learn it on these weights "
             f"(`steerlab learn`) or load the weights it was learned on (checkpoint){escape}",
-            parameter=("checkpoint",) if allow_weights_mismatch is None else ("checkpoint", "allow_weights_mismatch"),
+            parameter=parameter,
         )
 
 
@@ -109,6 +125,8 @@ def check_dictionary_fits(
     ref = dictionary if isinstance(dictionary, DictionaryRef) else None
     d = dictionary.dictionary if isinstance(dictionary, DictionaryRef) else dictionary
     label = label if label is not None else (ref.spec if ref is not None else "")
+    if ref is not None and ref.weights_mismatch_allowed:
+        allow_weights_mismatch = True
     _check_belongs(d, model, label, allow_weights_mismatch)
     try:
         info: LayerInfo | None = layers(model).get(d.layer)
@@ -136,12 +154,17 @@ def check_dictionary_fits(
     return info
 
 
-def resolve_dictionary(spec: str | Path | DictionaryRef, model: AudioModel) -> DictionaryRef:
+def resolve_dictionary(
+    spec: str | Path | DictionaryRef, model: AudioModel, *, allow_weights_mismatch: bool | None = None
+) -> DictionaryRef:
     """A dictionary for ``model`` from ``spec``: a folder written by ``steerlab learn``, or
     the name of a dictionary shipped with the model's weights (``model.shipped_dictionaries()``,
     listed by ``steerlab dictionaries``), checked to belong to ``model`` (same model, same
     weights: the first checks of :func:`check_dictionary_fits`, which the caller then runs with
-    its layer and target)."""
+    its layer and target). ``allow_weights_mismatch``: as in :func:`check_dictionary_fits`; True
+    is remembered by the ref (a ref resolved with it passes later checks)."""
+    from dataclasses import replace
+
     from steerlab import dictionary
     from steerlab.artifacts import file_sha256
 
@@ -151,7 +174,10 @@ def resolve_dictionary(spec: str | Path | DictionaryRef, model: AudioModel) -> D
         folder = dictionary.locate(spec, model.shipped_dictionaries(), model.name)  # the one name resolver
         d = dictionary.load(folder)
         ref = DictionaryRef(str(spec), folder.resolve(), d, file_sha256(folder / dictionary.CONFIG_FILE))
-    _check_belongs(ref.dictionary, model, ref.spec, None)
+    allowed = ref.weights_mismatch_allowed or bool(allow_weights_mismatch)
+    _check_belongs(ref.dictionary, model, ref.spec, True if allowed else allow_weights_mismatch)
+    if allowed and not ref.weights_mismatch_allowed and ref.dictionary.weights_hash != model.weights_hash():
+        ref = replace(ref, weights_mismatch_allowed=True)
     return ref
 
 
@@ -179,15 +205,21 @@ class LearnedDirection(NamedTuple):
 
 
 def learned_direction(
-    value: str | tuple[str | Path | DictionaryRef, int], model: AudioModel, layer: str, target: str = "feature"
+    value: str | tuple[str | Path | DictionaryRef, int],
+    model: AudioModel,
+    layer: str,
+    target: str = "feature",
+    *,
+    allow_weights_mismatch: bool | None = None,
 ) -> LearnedDirection:
     """The decoder direction of latent ``ID`` of dictionary ``DICT`` (``"DICT:ID"`` or a pair),
     in the layer's activation units (unit norm), checked against the model, layer and target
-    (:func:`check_dictionary_fits`). Raises :class:`~steerlab.errors.DirectionError` for a
+    (:func:`check_dictionary_fits`; ``allow_weights_mismatch`` as there: ``intervene
+    --allow-weights-mismatch``). Raises :class:`~steerlab.errors.DirectionError` for a
     latent out of range."""
     spec, j = parse_learned(value) if isinstance(value, str) else value
-    ref = resolve_dictionary(spec, model)
-    check_dictionary_fits(ref, model, layers(model).get(layer), target)
+    ref = resolve_dictionary(spec, model, allow_weights_mismatch=allow_weights_mismatch)
+    check_dictionary_fits(ref, model, layers(model).get(layer), target, allow_weights_mismatch=allow_weights_mismatch)
     size = ref.dictionary.config.size
     if not 0 <= j < size:
         raise DirectionError(

@@ -271,6 +271,7 @@ def test_cli_export_then_import_saelens_round_trips(target, trained, data, tmp_p
 
     folder = dictionary.save(_dictionary(trained["jumprelu"], target=target), tmp_path / "ours")
     runner, cli = CliRunner(), get_cli()
+    layer = ["--layer", "first_conv"]  # _dictionary's layer is not encodec_24khz's; its first conv has the width, 32
     out = runner.invoke(cli, ["dictionary", "export-saelens", str(folder), "-o", str(tmp_path / "sl")])
     assert out.exit_code == 0, out.output
     cfg = json.loads((tmp_path / "sl" / "cfg.json").read_text())
@@ -278,19 +279,21 @@ def test_cli_export_then_import_saelens_round_trips(target, trained, data, tmp_p
     del cfg["steerlab"]  # a foreign writer: only the metadata says what the SAE reads
     (tmp_path / "sl" / "cfg.json").write_text(json.dumps(cfg))
     out = runner.invoke(
-        cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back"), "--json"]
+        cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back"), *layer, "--json"]
     )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["target"] == target
     back, ours = dictionary.load(tmp_path / "back"), dictionary.load(folder)
-    assert back.target == target and back.config.architecture == "jumprelu"
+    assert back.target == target and back.config.architecture == "jumprelu" and back.layer == "encoder.0.conv"
     x = data[0][:512]
     with torch.no_grad():
         assert torch.equal(back.sae.encode(x) > 0, ours.sae.encode(x) > 0)
         assert torch.allclose(back.sae(x)[0], ours.sae(x)[0], atol=1e-5 * float(x.abs().max()))
-    again = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back")])
+    again = runner.invoke(
+        cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "back"), *layer]
+    )
     assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
     cfg["metadata"]["steerlab_input"] = "r_t + 1"
     (tmp_path / "sl" / "cfg.json").write_text(json.dumps(cfg))
-    bad = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "b2")])
+    bad = runner.invoke(cli, ["dictionary", "import-saelens", str(tmp_path / "sl"), "-o", str(tmp_path / "b2"), *layer])
     assert bad.exit_code == 1 and "metadata.steerlab_input" in bad.output and not (tmp_path / "b2").exists()

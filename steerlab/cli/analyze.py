@@ -14,6 +14,7 @@ import click
 
 from steerlab.cli.options import (
     CONTEXT,
+    allow_weights_mismatch_option,
     checkpoint_option,
     compute_options,
     echo_json,
@@ -54,10 +55,9 @@ def _ints(text: str) -> tuple[int, ...]:
 @skip_bad_files_option("Skip unreadable, empty or NaN files under --data (counted in the report) instead of failing.")
 @model_option("Model (default: the dictionary's).")
 @checkpoint_option()
-@click.option(
-    "--allow-weights-mismatch",
-    is_flag=True,
-    help="Analyse even if the model's weights differ from those the dictionary was learned on.",
+@allow_weights_mismatch_option(
+    "Analyse even if the model's weights differ from those the dictionary was learned on, or are not known "
+    "(a dictionary imported from SAELens records none)."
 )
 @click.option("--quick", is_flag=True, help="Small, fast run (fewer vectors, epochs, clips, draws).")
 @click.option("--only", default=None, help="Comma-separated analyses to run (names or letters a-j).")

@@ -52,27 +52,37 @@ def dictionary() -> None:
 def import_saelens(
     folder: Path, output: str, model_name: str | None, layer: str | None, overwrite: bool, as_json: bool
 ) -> None:
-    """Read the SAELens folder FOLDER (cfg.json + sae_weights.safetensors) as a steerlab dictionary."""
+    """Read the SAELens folder FOLDER (cfg.json + sae_weights.safetensors) as a steerlab dictionary.
+
+    The dictionary is checked before anything is written: finite weights, a config read exactly
+    (TopK, ReLU, JumpReLU) or refused, a model that exists with that layer, and a width equal to the
+    layer's channels. SAELens records no weights hash: intervene and analyze then need
+    --allow-weights-mismatch."""
+    from steerlab import api
     from steerlab import dictionary as dictionaries
+    from steerlab.learned import check_dictionary_fits
 
     d = dictionaries.import_saelens(folder, model=model_name, layer=layer)
+    model = api.load_model(d.model, random_init=True)  # the layer table; no weights needed: they are not checked
+    d.layer = check_dictionary_fits(d, model, allow_weights_mismatch=True, label=str(folder)).name  # an alias: its name
     out = dictionaries.save(d, output, overwrite=overwrite)
     info = _summary(d, folder, out)
     echo_json(info) if as_json else _say(info, "imported")
 
 
 @dictionary.command("export-saelens", context_settings=CONTEXT)
-@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("source")
 @output_option("The SAELens folder to write (cfg.json + sae_weights.safetensors).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder.")
 @json_option()
-def export_saelens(source: Path, output: str, overwrite: bool, as_json: bool) -> None:
-    """Write the steerlab dictionary folder SOURCE in SAELens' layout."""
+def export_saelens(source: str, output: str, overwrite: bool, as_json: bool) -> None:
+    """Write the dictionary SOURCE in SAELens' layout: a dictionary folder, or the name of one shipped
+    with the default model (`steerlab dictionaries`), resolved as intervene --feature resolves it."""
     from steerlab import dictionary as dictionaries
 
-    d = dictionaries.load(source)
+    d = dictionaries.load_dictionary(source)
     out = dictionaries.export_saelens(d, output, overwrite=overwrite)
-    info = _summary(d, source, out)
+    info = _summary(d, Path(source), out)
     echo_json(info) if as_json else _say(info, "exported")
 
 

@@ -19,6 +19,7 @@ import click
 
 from steerlab.cli.options import (
     CONTEXT,
+    allow_weights_mismatch_option,
     checkpoint_option,
     compute_options,
     echo_json,
@@ -233,6 +234,10 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
 @click.option("-t", "--target-hz", type=float, multiple=True, help="Target frequency to score (repeatable).")
 @click.option("--no-normalize-direction", is_flag=True, help="Use the direction's own norm instead of a unit vector.")
 @click.option("--chunk-s", type=float, default=60.0, help="Inputs longer than this stream in chunks.")
+@allow_weights_mismatch_option(
+    "With --feature/--archetype: use the dictionary even if the model's weights differ from those it was learned "
+    "on, or are not known (a dictionary imported from SAELens records none)."
+)
 @output_option("Output directory.", dest="out_dir")
 @json_option("Print the scores as JSON.")
 @compute_options
@@ -261,6 +266,7 @@ def intervene(
     target_hz,
     no_normalize_direction,
     chunk_s,
+    allow_weights_mismatch,
     out_dir,
     as_json,
     device,
@@ -332,7 +338,9 @@ def intervene(
         direction = load_direction(*_direction(direction_file))
     elif feature is not None or archetype is not None:
         target = "feature" if feature is not None else "archetype"
-        learned = api.learned_direction(feature or archetype, model, layer_info.name, target)
+        learned = api.learned_direction(
+            feature or archetype, model, layer_info.name, target, allow_weights_mismatch=allow_weights_mismatch
+        )
         direction = learned.direction
         if intervention == "feature-clamp":
             options.update(dictionary=learned.ref, feature=learned.latent)

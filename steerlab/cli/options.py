@@ -122,6 +122,18 @@ def skip_bad_files_option(help: str) -> Callable[[F], F]:
     return click.option("--skip-bad-files", is_flag=True, help=help)
 
 
+ALLOW_WEIGHTS_MISMATCH_HELP = (
+    "Use the dictionary even if the model's weights differ from those it was learned on, or are not known "
+    "(a dictionary imported from SAELens records none)."
+)
+
+
+def allow_weights_mismatch_option(help: str = ALLOW_WEIGHTS_MISMATCH_HELP) -> Callable[[F], F]:
+    """``--allow-weights-mismatch`` into ``allow_weights_mismatch``: the one escape from the weights
+    check of :func:`steerlab.learned.check_dictionary_fits` (``analyze``, ``intervene``)."""
+    return click.option("--allow-weights-mismatch", is_flag=True, help=help)
+
+
 def density_option() -> Callable[[F], F]:
     """``-d/--density N`` (repeatable) into ``densities``: mixture partials besides the target."""
     return click.option(
