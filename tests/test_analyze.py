@@ -393,3 +393,102 @@ def test_the_trajectory_clip_is_the_loudest_stretch_of_the_users_file(tmp_path):
     with pytest.raises(ConfigError, match="holds 52800 samples") as info:
         trajectory_music(tmp_path / "clip.wav", Layer(), 60_000)
     assert info.value.parameters == ("trajectory_clip", "trajectory_frames")
+
+
+def _edge_run(clip_samples=24_000, hop=100, rf=7, clips=3, edge_only=False):
+    """A stub analysis run whose direction 0 is strongest at the clips' first and last frames."""
+    from types import SimpleNamespace
+
+    from steerlab.analysis.data import Captured
+
+    rng = np.random.default_rng(8)
+    waves = [rng.standard_normal((1, clip_samples)) for _ in range(clips)]  # no exact zero inside a clip
+
+    class Corpus:
+        def clips(self, manifest):
+            yield from ((f"c{i}", w) for i, w in enumerate(waves))
+
+    frames = clip_samples // hop
+    clip, frame = np.repeat(np.arange(clips), frames), np.tile(np.arange(frames), clips)
+    edge = np.minimum(frame, frames - 1 - frame)  # frames from the nearer edge
+    codes = np.stack([np.where(edge < 3, 10.0 - edge, 0.0 if edge_only else 1.0), np.ones(len(frame))], axis=1)
+    x = rng.standard_normal((len(frame), 4))
+    cap = Captured(x.astype(np.float32), x.astype(np.float32), clip, frame, "stub", clip_samples=None)
+    info = SimpleNamespace(hop=hop, receptive_field=rf, sample_rate=SR)
+    opts = AnalysisOptions(fragment_samples=256, fragments_per_latent=4, fragment_latents=1)
+    run = SimpleNamespace(
+        opts=opts, info=info, target="feature", order=np.array([0, 1]), codes=codes, x=x, dirs=np.eye(2, 4),
+        cap=cap, rng=np.random.default_rng(0), corpus=Corpus(), usage=np.array([0.5, 0.5]),
+    )
+    return run, waves
+
+
+def test_fragments_come_only_from_frames_inside_the_clip(monkeypatch):
+    """Issue: top activations at clip edges gave fragments (and reels) of zero padding. Every
+    fragment now lies inside its clip, past the receptive field's warm-up at either end."""
+    from steerlab.analysis import pipeline
+    from steerlab.schema import unexplained_nulls
+
+    run, _ = _edge_run()
+    heard = {}
+    monkeypatch.setattr(pipeline, "_listening", lambda h, sr, key: heard.update(h) or {})
+    out = pipeline._fragments(run)
+    listen = out["summary"]["listen_samples"]
+    assert listen == int(0.3 * SR) and heard["direction 0"].shape == (4, listen)
+    for name, f in heard.items():
+        assert len(f) == 4 and np.count_nonzero(f == 0) == 0, name  # no sample from outside the clip
+    row = out["table"][0]
+    assert row["fragments_of"] == "direction 0" and row["n"] == 4 and "n_reason" not in row
+    assert row["mean_spectrum"]["peak_hz"] is not None
+    assert unexplained_nulls(out["table"]) == []
+    # a direction active only at the edges has no usable fragment: null spectra with the reason
+    run, _ = _edge_run(edge_only=True)
+    out = pipeline._fragments(run)
+    row = out["table"][0]
+    assert row["n"] == 0 and row["mean_spectrum"] is None and "usable" in row["mean_spectrum_reason"]
+    assert "no usable fragment for direction 0" in out["headline"]
+    assert unexplained_nulls(out["table"]) == [] and out["figure"][:4] == b"\x89PNG"
+    # clips too short for any usable frame: said, not an empty or failing report
+    run, _ = _edge_run(clip_samples=6000)
+    out = pipeline._fragments(run)
+    assert all(r["n"] == 0 for r in out["table"]) and "no fragment is usable" in out["headline"]
+
+
+def test_usable_rows_rule():
+    from types import SimpleNamespace
+
+    from steerlab.analysis.data import usable_rows
+
+    layer = SimpleNamespace(hop=100, receptive_field=250)  # warm-up: ceil(2.5) + 1 = 4 frames
+    frames = np.arange(50)
+    ok = usable_rows(np.zeros(50, int), frames, np.array([5000]), layer, "feature", 200)
+    assert frames[ok].tolist() == list(range(4, 46))
+    ok = usable_rows(np.zeros(50, int), frames, np.array([5000]), layer, "archetype", 200)
+    assert frames[ok].tolist() == list(range(4, 45))  # the transition t -> t+1 needs t+1 clear of the end too
+    ok = usable_rows(np.zeros(50, int), frames, np.array([5000]), layer, "feature", 1200)
+    assert frames[ok].tolist() == list(range(6, 44))  # the 1200-sample window: centre 650 .. 4350
+
+
+def test_the_trajectory_clip_gets_the_checks_data_files_get(tmp_path):
+    """--trajectory-clip is scanned like a --data file (a possibly truncated MP3 warns) and a
+    silent or DC clip is refused, as --data silence is, instead of being plotted as music."""
+    import soundfile as sf
+
+    from steerlab.analysis.pipeline import trajectory_music
+    from steerlab.errors import NoVarianceError, PossiblyTruncatedWarning
+
+    class Layer:
+        sample_rate, name = 24_000, "encoder.0.conv"
+
+    t = np.arange(24_000 * 4) / 24_000
+    whole = tmp_path / "tone.mp3"
+    sf.write(str(whole), 0.3 * np.sin(2 * np.pi * 440 * t), 24_000, format="MP3", subtype="MPEG_LAYER_III")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.warns(PossiblyTruncatedWarning, match="cut.mp3: only"):
+        got = trajectory_music(cut, Layer(), 4_800)
+    assert got.std() > 0.1  # still usable: a warning, not an error
+    for name, value in (("silence.wav", 0.0), ("dc.wav", 0.25)):
+        sf.write(tmp_path / name, np.full(48_000, value, np.float32), 24_000, subtype="FLOAT")
+        with pytest.raises(NoVarianceError, match=f"no variance .*{name}.* equals {value:g}"):
+            trajectory_music(tmp_path / name, Layer(), 4_800)

@@ -82,7 +82,9 @@ def _players(entry: dict[str, Any], files: dict[str, bytes]) -> str:
     return (
         "<h3>Listen</h3><p class=note>Each player plays a direction's top-activating fragments one after "
         "another (each with its context, faded in and out, 150 ms apart); <i>random vectors</i> is the "
-        f"reference: fragments behind randomly chosen vectors.</p><div class=players>{players}</div>"
+        "reference: fragments behind randomly chosen vectors. Fragments come only from frames whose listening "
+        "window and receptive field (with its warm-up) lie inside the clip: real audio, never zero padding.</p>"
+        f"<div class=players>{players}</div>"
     )
 
 
