@@ -492,3 +492,32 @@ def test_the_trajectory_clip_gets_the_checks_data_files_get(tmp_path):
         sf.write(tmp_path / name, np.full(48_000, value, np.float32), 24_000, subtype="FLOAT")
         with pytest.raises(NoVarianceError, match=f"no variance .*{name}.* equals {value:g}"):
             trajectory_music(tmp_path / name, Layer(), 4_800)
+
+
+@pytest.mark.parametrize(
+    "kind, sae, shown, hidden",
+    [
+        ("feature", {"kind_of_sae": "jumprelu", "k": 4, "l1": 0.001, "l0": None}, ["jumprelu", "l0"], ["<th>k<", "l1"]),
+        ("archetype", {"kind_of_sae": "topk", "k": 4, "l1": 0.001}, ["topk", "<th>k</th><td>4<"], ["l1", "l0"]),
+        ("feature", {"kind_of_sae": "relu", "k": 4, "l1": 0.002}, ["relu", "<th>l1</th><td>0.002<"], ["<th>k<"]),
+    ],
+)
+def test_report_header_matches_the_target_and_the_architecture(kind, sae, shown, hidden):
+    """The intro describes the dictionary's own target; the header names the architecture and only
+    the parameters it uses (no k for a JumpReLU SAE)."""
+    from steerlab.analysis.report import render_html
+
+    doc = {
+        "dictionary": {"path": "D", "kind": kind, "layer": "l", "size": 8, "width": 4, "k": 4, "config_sha256": "c", "sae": sae},
+        "model": {"name": "m", "weights_hash": "w"},
+        "data": {"description": "d", "sha256": "s", "n_vectors": 1, "vectors_seen": 1},
+        "options": {"quick": True},
+        "versions": {},
+        "analyses": {},
+    }
+    page = render_html(doc, {})
+    head = page.split("<h3>Options</h3>")[0]
+    assert ("Archetypes are SAE directions" in head) == (kind == "archetype")
+    assert ("Features are SAE directions over response vectors" in head) == (kind == "feature")
+    assert "<th>architecture</th>" in head
+    assert all(s in head for s in shown) and not any(h in head for h in hidden), head
