@@ -521,3 +521,55 @@ def test_report_header_matches_the_target_and_the_architecture(kind, sae, shown,
     assert ("Features are SAE directions over response vectors" in head) == (kind == "feature")
     assert "<th>architecture</th>" in head
     assert all(s in head for s in shown) and not any(h in head for h in hidden), head
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["features", "--architecture", "jumprelu", "--k", "4"], "--k does not apply to --architecture jumprelu"),
+        (["archetypes", "--architecture", "relu", "--k", "4"], "--k does not apply to --architecture relu"),
+        (["features", "--l1", "0.5"], "--l1 does not apply to --architecture topk: only relu uses it"),
+        (["features", "--architecture", "relu", "--l0", "0.2"], "--l0 does not apply to --architecture relu"),
+        (["sweep", "--architecture", "jumprelu,relu", "--k", "4"], "--k does not apply to --architecture jumprelu,relu"),
+        (["sweep", "--architecture", "topk", "--l0", "0.2"], "--l0 does not apply to --architecture topk"),
+    ],
+)
+def test_learn_refuses_an_option_its_architecture_does_not_use(cli, tmp_path, args, message):
+    """--k, --l1 and --l0 given explicitly with an architecture that has no such parameter are
+    refused in one line (they were silently ignored), before anything is captured or written."""
+    res = CliRunner().invoke(cli, ["learn", *args, "-l", "first_conv", "--data", "synth:1", "-o", str(tmp_path / "D")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], res.output
+    assert not (tmp_path / "D").exists()
+
+
+def test_learn_l0_sets_the_jumprelu_coefficient(cli, tmp_path):
+    from steerlab.cli.learn import L0_HELP
+    from steerlab.sae import SAEConfig
+
+    assert f"{SAEConfig(width=4, size=32).l0:g};" in L0_HELP  # the help states SAEConfig's default
+    learn = [a for a in LEARN if a not in ("--k", "4")]
+    res = CliRunner().invoke(
+        cli, ["learn", "features", *learn, "--architecture", "jumprelu", "--l0", "0.05", "-o", str(tmp_path / "D")]
+    )
+    assert res.exit_code == 0, res.output
+    sae = json.loads((tmp_path / "D" / "config.json").read_text())["sae"]
+    assert sae["kind_of_sae"] == "jumprelu" and sae["l0"] == 0.05
+    # one capture, one duration, one rounding: the progress line says what the summary says
+    captured = [line for line in res.output.splitlines() if line.startswith("captured ")]
+    wrote = [line for line in res.output.splitlines() if line.startswith("wrote ")]
+    import re
+
+    seconds = {m for line in captured + wrote for m in re.findall(r"clips \((\d+(?:\.\d+)?) s", line)}
+    assert len(seconds) == 1 and "." in next(iter(seconds)), res.output
+
+
+def test_capture_progress_rounds_seconds_as_the_summary_does():
+    from steerlab.capture import Manifest
+    from steerlab.learning import _reporting
+
+    said = []
+    manifest = Manifest(clips=4, seconds=12.34, vectors=100)
+    assert list(_reporting(iter([1, 2]), manifest, said.append, every_s=0.0)) == [1, 2]
+    assert said and all("captured 4 clips (12.3 s)" in s for s in said)
