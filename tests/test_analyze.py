@@ -338,12 +338,16 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
         (["{dict}", "--data", "synth:1", "--only", "locallity"], "Did you mean 'locality'"),
         (["{version}", "--data", "synth:1"], "format version 99"),
         (["{weights}", "--data", "synth:1"], "--allow-weights-mismatch"),
+        (["{dict}", "--data", "synth:1", "--trajectory-clip", "{silence}"], "no variance"),
     ],
 )
 def test_analyze_errors_are_one_line(cli, archetypes, tmp_path, args, message):
     import shutil
 
+    import soundfile as sf
+
     (tmp_path / "empty").mkdir()
+    sf.write(tmp_path / "silence.wav", np.zeros(48_000, np.float32), 24_000)
     for name, key, value in (("version", "version", 99), ("weights", "weights_hash", "0" * 64)):
         shutil.copytree(archetypes, tmp_path / name)
         cfg = json.loads((tmp_path / name / "config.json").read_text())
@@ -355,6 +359,7 @@ def test_analyze_errors_are_one_line(cli, archetypes, tmp_path, args, message):
         empty=tmp_path / "empty",
         version=tmp_path / "version",
         weights=tmp_path / "weights",
+        silence=tmp_path / "silence.wav",
     )
     args = [a.format(**subs) for a in args]
     res = CliRunner().invoke(cli, ["analyze", *args, "-o", str(tmp_path / "R"), "--quick"])
@@ -417,8 +422,17 @@ def _edge_run(clip_samples=24_000, hop=100, rf=7, clips=3, edge_only=False):
     info = SimpleNamespace(hop=hop, receptive_field=rf, sample_rate=SR)
     opts = AnalysisOptions(fragment_samples=256, fragments_per_latent=4, fragment_latents=1)
     run = SimpleNamespace(
-        opts=opts, info=info, target="feature", order=np.array([0, 1]), codes=codes, x=x, dirs=np.eye(2, 4),
-        cap=cap, rng=np.random.default_rng(0), corpus=Corpus(), usage=np.array([0.5, 0.5]),
+        opts=opts,
+        info=info,
+        target="feature",
+        order=np.array([0, 1]),
+        codes=codes,
+        x=x,
+        dirs=np.eye(2, 4),
+        cap=cap,
+        rng=np.random.default_rng(0),
+        corpus=Corpus(),
+        usage=np.array([0.5, 0.5]),
     )
     return run, waves
 
@@ -508,7 +522,16 @@ def test_report_header_matches_the_target_and_the_architecture(kind, sae, shown,
     from steerlab.analysis.report import render_html
 
     doc = {
-        "dictionary": {"path": "D", "kind": kind, "layer": "l", "size": 8, "width": 4, "k": 4, "config_sha256": "c", "sae": sae},
+        "dictionary": {
+            "path": "D",
+            "kind": kind,
+            "layer": "l",
+            "size": 8,
+            "width": 4,
+            "k": 4,
+            "config_sha256": "c",
+            "sae": sae,
+        },
         "model": {"name": "m", "weights_hash": "w"},
         "data": {"description": "d", "sha256": "s", "n_vectors": 1, "vectors_seen": 1},
         "options": {"quick": True},
@@ -530,7 +553,10 @@ def test_report_header_matches_the_target_and_the_architecture(kind, sae, shown,
         (["archetypes", "--architecture", "relu", "--k", "4"], "--k does not apply to --architecture relu"),
         (["features", "--l1", "0.5"], "--l1 does not apply to --architecture topk: only relu uses it"),
         (["features", "--architecture", "relu", "--l0", "0.2"], "--l0 does not apply to --architecture relu"),
-        (["sweep", "--architecture", "jumprelu,relu", "--k", "4"], "--k does not apply to --architecture jumprelu,relu"),
+        (
+            ["sweep", "--architecture", "jumprelu,relu", "--k", "4"],
+            "--k does not apply to --architecture jumprelu,relu",
+        ),
         (["sweep", "--architecture", "topk", "--l0", "0.2"], "--l0 does not apply to --architecture topk"),
     ],
 )

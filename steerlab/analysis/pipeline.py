@@ -537,8 +537,8 @@ def _fragments(run: _Run) -> dict[str, Any]:
     and the players hear real audio only, never zero padding; the random reference draws from
     the same usable vectors. A direction with fewer usable vectors than asked says so in its
     row (``n_reason``); one with none has null spectra with their reason."""
-    from steerlab.arch import main_lobe_hz
     from steerlab.analysis.data import USABLE_RULE, clip_lengths, usable_rows
+    from steerlab.arch import main_lobe_hz
 
     o, info = run.opts, run.info
     span = info.receptive_field + (info.hop if run.target == "archetype" else 0)
