@@ -57,7 +57,7 @@ def _reporting(blocks, manifest: Manifest, progress: Callable[[str], None] | Non
         yield block
         if progress and time.monotonic() - last >= every_s:
             last = time.monotonic()
-            progress(f"captured {manifest.clips} clips ({manifest.seconds:.0f} s), {manifest.vectors} vectors")
+            progress(f"captured {manifest.clips} clips ({manifest.seconds:.1f} s), {manifest.vectors} vectors")
 
 
 def _refusing_constant(blocks, manifest: Manifest, where: str, data: str):

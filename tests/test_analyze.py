@@ -338,12 +338,16 @@ def test_locality_is_skipped_for_features_with_a_reason(cli, tmp_path):
         (["{dict}", "--data", "synth:1", "--only", "locallity"], "Did you mean 'locality'"),
         (["{version}", "--data", "synth:1"], "format version 99"),
         (["{weights}", "--data", "synth:1"], "--allow-weights-mismatch"),
+        (["{dict}", "--data", "synth:1", "--trajectory-clip", "{silence}"], "no variance"),
     ],
 )
 def test_analyze_errors_are_one_line(cli, archetypes, tmp_path, args, message):
     import shutil
 
+    import soundfile as sf
+
     (tmp_path / "empty").mkdir()
+    sf.write(tmp_path / "silence.wav", np.zeros(48_000, np.float32), 24_000)
     for name, key, value in (("version", "version", 99), ("weights", "weights_hash", "0" * 64)):
         shutil.copytree(archetypes, tmp_path / name)
         cfg = json.loads((tmp_path / name / "config.json").read_text())
@@ -355,6 +359,7 @@ def test_analyze_errors_are_one_line(cli, archetypes, tmp_path, args, message):
         empty=tmp_path / "empty",
         version=tmp_path / "version",
         weights=tmp_path / "weights",
+        silence=tmp_path / "silence.wav",
     )
     args = [a.format(**subs) for a in args]
     res = CliRunner().invoke(cli, ["analyze", *args, "-o", str(tmp_path / "R"), "--quick"])
@@ -393,3 +398,204 @@ def test_the_trajectory_clip_is_the_loudest_stretch_of_the_users_file(tmp_path):
     with pytest.raises(ConfigError, match="holds 52800 samples") as info:
         trajectory_music(tmp_path / "clip.wav", Layer(), 60_000)
     assert info.value.parameters == ("trajectory_clip", "trajectory_frames")
+
+
+def _edge_run(clip_samples=24_000, hop=100, rf=7, clips=3, edge_only=False):
+    """A stub analysis run whose direction 0 is strongest at the clips' first and last frames."""
+    from types import SimpleNamespace
+
+    from steerlab.analysis.data import Captured
+
+    rng = np.random.default_rng(8)
+    waves = [rng.standard_normal((1, clip_samples)) for _ in range(clips)]  # no exact zero inside a clip
+
+    class Corpus:
+        def clips(self, manifest):
+            yield from ((f"c{i}", w) for i, w in enumerate(waves))
+
+    frames = clip_samples // hop
+    clip, frame = np.repeat(np.arange(clips), frames), np.tile(np.arange(frames), clips)
+    edge = np.minimum(frame, frames - 1 - frame)  # frames from the nearer edge
+    codes = np.stack([np.where(edge < 3, 10.0 - edge, 0.0 if edge_only else 1.0), np.ones(len(frame))], axis=1)
+    x = rng.standard_normal((len(frame), 4))
+    cap = Captured(x.astype(np.float32), x.astype(np.float32), clip, frame, "stub", clip_samples=None)
+    info = SimpleNamespace(hop=hop, receptive_field=rf, sample_rate=SR)
+    opts = AnalysisOptions(fragment_samples=256, fragments_per_latent=4, fragment_latents=1)
+    run = SimpleNamespace(
+        opts=opts,
+        info=info,
+        target="feature",
+        order=np.array([0, 1]),
+        codes=codes,
+        x=x,
+        dirs=np.eye(2, 4),
+        cap=cap,
+        rng=np.random.default_rng(0),
+        corpus=Corpus(),
+        usage=np.array([0.5, 0.5]),
+    )
+    return run, waves
+
+
+def test_fragments_come_only_from_frames_inside_the_clip(monkeypatch):
+    """Issue: top activations at clip edges gave fragments (and reels) of zero padding. Every
+    fragment now lies inside its clip, past the receptive field's warm-up at either end."""
+    from steerlab.analysis import pipeline
+    from steerlab.schema import unexplained_nulls
+
+    run, _ = _edge_run()
+    heard = {}
+    monkeypatch.setattr(pipeline, "_listening", lambda h, sr, key: heard.update(h) or {})
+    out = pipeline._fragments(run)
+    listen = out["summary"]["listen_samples"]
+    assert listen == int(0.3 * SR) and heard["direction 0"].shape == (4, listen)
+    for name, f in heard.items():
+        assert len(f) == 4 and np.count_nonzero(f == 0) == 0, name  # no sample from outside the clip
+    row = out["table"][0]
+    assert row["fragments_of"] == "direction 0" and row["n"] == 4 and "n_reason" not in row
+    assert row["mean_spectrum"]["peak_hz"] is not None
+    assert unexplained_nulls(out["table"]) == []
+    # a direction active only at the edges has no usable fragment: null spectra with the reason
+    run, _ = _edge_run(edge_only=True)
+    out = pipeline._fragments(run)
+    row = out["table"][0]
+    assert row["n"] == 0 and row["mean_spectrum"] is None and "usable" in row["mean_spectrum_reason"]
+    assert "no usable fragment for direction 0" in out["headline"]
+    assert unexplained_nulls(out["table"]) == [] and out["figure"][:4] == b"\x89PNG"
+    # clips too short for any usable frame: said, not an empty or failing report
+    run, _ = _edge_run(clip_samples=6000)
+    out = pipeline._fragments(run)
+    assert all(r["n"] == 0 for r in out["table"]) and "no fragment is usable" in out["headline"]
+
+
+def test_usable_rows_rule():
+    from types import SimpleNamespace
+
+    from steerlab.analysis.data import usable_rows
+
+    layer = SimpleNamespace(hop=100, receptive_field=250)  # warm-up: ceil(2.5) + 1 = 4 frames
+    frames = np.arange(50)
+    ok = usable_rows(np.zeros(50, int), frames, np.array([5000]), layer, "feature", 200)
+    assert frames[ok].tolist() == list(range(4, 46))
+    ok = usable_rows(np.zeros(50, int), frames, np.array([5000]), layer, "archetype", 200)
+    assert frames[ok].tolist() == list(range(4, 45))  # the transition t -> t+1 needs t+1 clear of the end too
+    ok = usable_rows(np.zeros(50, int), frames, np.array([5000]), layer, "feature", 1200)
+    assert frames[ok].tolist() == list(range(6, 44))  # the 1200-sample window: centre 650 .. 4350
+
+
+def test_the_trajectory_clip_gets_the_checks_data_files_get(tmp_path):
+    """--trajectory-clip is scanned like a --data file (a possibly truncated MP3 warns) and a
+    silent or DC clip is refused, as --data silence is, instead of being plotted as music."""
+    import soundfile as sf
+
+    from steerlab.analysis.pipeline import trajectory_music
+    from steerlab.errors import NoVarianceError, PossiblyTruncatedWarning
+
+    class Layer:
+        sample_rate, name = 24_000, "encoder.0.conv"
+
+    t = np.arange(24_000 * 4) / 24_000
+    whole = tmp_path / "tone.mp3"
+    sf.write(str(whole), 0.3 * np.sin(2 * np.pi * 440 * t), 24_000, format="MP3", subtype="MPEG_LAYER_III")
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.warns(PossiblyTruncatedWarning, match="cut.mp3: only"):
+        got = trajectory_music(cut, Layer(), 4_800)
+    assert got.std() > 0.1  # still usable: a warning, not an error
+    for name, value in (("silence.wav", 0.0), ("dc.wav", 0.25)):
+        sf.write(tmp_path / name, np.full(48_000, value, np.float32), 24_000, subtype="FLOAT")
+        with pytest.raises(NoVarianceError, match=f"no variance .*{name}.* equals {value:g}"):
+            trajectory_music(tmp_path / name, Layer(), 4_800)
+
+
+@pytest.mark.parametrize(
+    "kind, sae, shown, hidden",
+    [
+        ("feature", {"kind_of_sae": "jumprelu", "k": 4, "l1": 0.001, "l0": None}, ["jumprelu", "l0"], ["<th>k<", "l1"]),
+        ("archetype", {"kind_of_sae": "topk", "k": 4, "l1": 0.001}, ["topk", "<th>k</th><td>4<"], ["l1", "l0"]),
+        ("feature", {"kind_of_sae": "relu", "k": 4, "l1": 0.002}, ["relu", "<th>l1</th><td>0.002<"], ["<th>k<"]),
+    ],
+)
+def test_report_header_matches_the_target_and_the_architecture(kind, sae, shown, hidden):
+    """The intro describes the dictionary's own target; the header names the architecture and only
+    the parameters it uses (no k for a JumpReLU SAE)."""
+    from steerlab.analysis.report import render_html
+
+    doc = {
+        "dictionary": {
+            "path": "D",
+            "kind": kind,
+            "layer": "l",
+            "size": 8,
+            "width": 4,
+            "k": 4,
+            "config_sha256": "c",
+            "sae": sae,
+        },
+        "model": {"name": "m", "weights_hash": "w"},
+        "data": {"description": "d", "sha256": "s", "n_vectors": 1, "vectors_seen": 1},
+        "options": {"quick": True},
+        "versions": {},
+        "analyses": {},
+    }
+    page = render_html(doc, {})
+    head = page.split("<h3>Options</h3>")[0]
+    assert ("Archetypes are SAE directions" in head) == (kind == "archetype")
+    assert ("Features are SAE directions over response vectors" in head) == (kind == "feature")
+    assert "<th>architecture</th>" in head
+    assert all(s in head for s in shown) and not any(h in head for h in hidden), head
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["features", "--architecture", "jumprelu", "--k", "4"], "--k does not apply to --architecture jumprelu"),
+        (["archetypes", "--architecture", "relu", "--k", "4"], "--k does not apply to --architecture relu"),
+        (["features", "--l1", "0.5"], "--l1 does not apply to --architecture topk: only relu uses it"),
+        (["features", "--architecture", "relu", "--l0", "0.2"], "--l0 does not apply to --architecture relu"),
+        (
+            ["sweep", "--architecture", "jumprelu,relu", "--k", "4"],
+            "--k does not apply to --architecture jumprelu,relu",
+        ),
+        (["sweep", "--architecture", "topk", "--l0", "0.2"], "--l0 does not apply to --architecture topk"),
+    ],
+)
+def test_learn_refuses_an_option_its_architecture_does_not_use(cli, tmp_path, args, message):
+    """--k, --l1 and --l0 given explicitly with an architecture that has no such parameter are
+    refused in one line (they were silently ignored), before anything is captured or written."""
+    res = CliRunner().invoke(cli, ["learn", *args, "-l", "first_conv", "--data", "synth:1", "-o", str(tmp_path / "D")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and message in errors[0], res.output
+    assert not (tmp_path / "D").exists()
+
+
+def test_learn_l0_sets_the_jumprelu_coefficient(cli, tmp_path):
+    from steerlab.cli.learn import L0_HELP
+    from steerlab.sae import SAEConfig
+
+    assert f"{SAEConfig(width=4, size=32).l0:g};" in L0_HELP  # the help states SAEConfig's default
+    learn = [a for a in LEARN if a not in ("--k", "4")]
+    res = CliRunner().invoke(
+        cli, ["learn", "features", *learn, "--architecture", "jumprelu", "--l0", "0.05", "-o", str(tmp_path / "D")]
+    )
+    assert res.exit_code == 0, res.output
+    sae = json.loads((tmp_path / "D" / "config.json").read_text())["sae"]
+    assert sae["kind_of_sae"] == "jumprelu" and sae["l0"] == 0.05
+    # one capture, one duration, one rounding: the progress line says what the summary says
+    captured = [line for line in res.output.splitlines() if line.startswith("captured ")]
+    wrote = [line for line in res.output.splitlines() if line.startswith("wrote ")]
+    import re
+
+    seconds = {m for line in captured + wrote for m in re.findall(r"clips \((\d+(?:\.\d+)?) s", line)}
+    assert len(seconds) == 1 and "." in next(iter(seconds)), res.output
+
+
+def test_capture_progress_rounds_seconds_as_the_summary_does():
+    from steerlab.capture import Manifest
+    from steerlab.learning import _reporting
+
+    said = []
+    manifest = Manifest(clips=4, seconds=12.34, vectors=100)
+    assert list(_reporting(iter([1, 2]), manifest, said.append, every_s=0.0)) == [1, 2]
+    assert said and all("captured 4 clips (12.3 s)" in s for s in said)

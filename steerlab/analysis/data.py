@@ -38,6 +38,8 @@ class Captured:
     description: str
     manifest: dict[str, Any] = field(default_factory=dict)
     seen: int = 0  # vectors produced before subsampling
+    #: samples of each clip (by clip index); None when unknown (read from a store: see clip_lengths)
+    clip_samples: np.ndarray | None = None
 
     @property
     def sha256(self) -> str:
@@ -90,6 +92,7 @@ def capture(
     if user_data:
         corpus.check_files()
     pending: list[tuple[int, Any]] = []
+    lengths: list[int] = []
 
     def run() -> None:
         acts = tracing.capture(model, [w for _, w in pending], [layer], max_batch)
@@ -110,6 +113,7 @@ def capture(
         manifest.saw(w)
         manifest.clips += 1
         manifest.seconds += w.shape[1] / model.sample_rate
+        lengths.append(int(w.shape[1]))
         pending.append((ci, w))
         if len(pending) >= batch_clips:
             run()
@@ -128,7 +132,16 @@ def capture(
         refuse_constant(manifest, f"{model.name} {layer.name}", corpus.describe())
     parts = keeper.result()
     manifest.vectors = int(len(parts[0]))
-    return Captured(parts[0], parts[1], parts[2], parts[3], corpus.describe(), manifest.to_json(), keeper.seen)
+    return Captured(
+        parts[0],
+        parts[1],
+        parts[2],
+        parts[3],
+        corpus.describe(),
+        manifest.to_json(),
+        keeper.seen,
+        np.asarray(lengths, dtype=np.int64),
+    )
 
 
 class _Keeper:
@@ -220,6 +233,44 @@ def fragments_for(
         if ci >= last:
             break
     return out
+
+
+def clip_lengths(corpus: Corpus) -> np.ndarray:
+    """Samples ``[clips]`` of every clip of ``corpus`` in corpus order (one pass, no model run)."""
+    return np.asarray([np.shape(wave)[-1] for _, wave in corpus.clips(Manifest())], dtype=np.int64)
+
+
+#: the rule :func:`usable_rows` applies, as the report states it
+USABLE_RULE = (
+    "a fragment comes only from a frame whose listening window (the longest cut, centred on the frame) and "
+    "whose receptive field with its warm-up (ceil(receptive_field / hop) + 1 frames on either side, the frames "
+    "trajectories skip) lie inside its clip, so no fragment holds zero padding and no activation is one the "
+    "padding produced"
+)
+
+
+def usable_rows(
+    clip: np.ndarray, frame: np.ndarray, clip_samples: np.ndarray, layer: Any, target: str, window: int
+) -> np.ndarray:
+    """Which captured rows (``clip``, ``frame``: ``[n]``) may give a waveform fragment: bool ``[n]``.
+
+    A row is usable when (1) its cut of ``window`` samples, centred as :func:`fragments_for`
+    centres it, lies inside its clip (``clip_samples[clip]`` samples), and (2) the frames it
+    involves (``t``; ``t`` and ``t + 1`` for an archetype's transition) lie at least ``warm =
+    ceil(receptive_field / hop) + 1`` frames (of ``hop`` samples) from either end of the clip: a
+    frame closer to an edge has a receptive field that may still see the zero padding (the
+    warm-up :func:`steerlab.analysis.pipeline.trajectory_samples` skips; the end is treated the
+    same because a centred convolution pads there too). See :data:`USABLE_RULE`."""
+    import math
+
+    hop = int(layer.hop)
+    warm = math.ceil(layer.receptive_field / hop) + 1
+    t = np.asarray(frame, dtype=np.int64)
+    n = np.asarray(clip_samples, dtype=np.int64)[np.asarray(clip, dtype=np.int64)]
+    last = t + (1 if target == "archetype" else 0)  # the last frame the row involves
+    centre = (t + 1) * hop if target == "archetype" else t * hop + hop // 2
+    start = centre - window // 2
+    return (start >= 0) & (start + window <= n) & (t >= warm) & ((last + 1 + warm) * hop <= n)
 
 
 def activations(model: Any, layer: Any, waves: Iterable[np.ndarray]) -> list[np.ndarray]:

@@ -529,6 +529,15 @@ def _locality(run: _Run) -> dict[str, Any]:
 
 
 def _fragments(run: _Run) -> dict[str, Any]:
+    """Analysis i: the waveform fragments behind the most used directions and their spectra.
+
+    Per direction, its top-activating captured vectors give the fragments, but only vectors
+    whose frame is usable (:func:`steerlab.analysis.data.usable_rows`: the listening window
+    and the receptive field with its warm-up lie inside the clip), so the spectra, the headline
+    and the players hear real audio only, never zero padding; the random reference draws from
+    the same usable vectors. A direction with fewer usable vectors than asked says so in its
+    row (``n_reason``); one with none has null spectra with their reason."""
+    from steerlab.analysis.data import USABLE_RULE, clip_lengths, usable_rows
     from steerlab.arch import main_lobe_hz
 
     o, info = run.opts, run.info
@@ -537,46 +546,69 @@ def _fragments(run: _Run) -> dict[str, Any]:
     sr = info.sample_rate
     band = o.band_hz or 3.0 * sr / length
     latents = [int(j) for j in run.order[: o.fragment_latents]]
-    where, cos = {}, {}
+    # the report plays longer windows than it analyses (their centres): both must hold real audio only
+    listen = max(length, int(LISTEN_S * sr))
+    samples = run.cap.clip_samples if run.cap.clip_samples is not None else clip_lengths(run.corpus)
+    usable = usable_rows(run.cap.clip, run.cap.frame, samples, info, run.target, listen)
+    where, cos, active = {}, {}, {}
     unit = geometry.unit_rows(run.x)
     for j in latents:
-        rows = np.argsort(-run.codes[:, j], kind="stable")[: o.fragments_per_latent]
-        rows = rows[run.codes[rows, j] > 0]
+        pool = np.flatnonzero(usable & (run.codes[:, j] > 0))
+        rows = pool[np.argsort(-run.codes[pool, j], kind="stable")[: o.fragments_per_latent]]
         where[f"direction {j}"] = (run.cap.clip[rows], run.cap.frame[rows])
         cos[j] = float((unit[rows] @ run.dirs[j]).mean()) if len(rows) else None
-    rand_rows = run.rng.choice(len(run.x), min(o.fragments_per_latent, len(run.x)), replace=False)
+        active[j] = (int((run.codes[:, j] > 0).sum()), len(pool))
+    pool = np.flatnonzero(usable)
+    rand_rows = pool[run.rng.choice(len(pool), min(o.fragments_per_latent, len(pool)), replace=False)]
     where["random vectors"] = (run.cap.clip[rand_rows], run.cap.frame[rand_rows])
-    # one pass cuts the longer windows the report plays; the analysed fragments are their centres
-    listen = max(length, int(LISTEN_S * sr))
     heard = fragments_for(run.corpus, info, run.target, where, listen)
     frags = {name: f[:, listen // 2 - length // 2 :][:, :length] for name, f in heard.items()}
     lobe = main_lobe_hz(info)
     max_lag = max(1, min(max(info.receptive_field, info.hop), length // 4))
     table, panels = [], []
     for name, f in frags.items():
-        if not len(f):
-            continue
-        aligned, shifts = spectra.align(f, max_lag)
-        rep = spectra.spectrum_report(aligned, sr, band)
-        row = {
-            "fragments_of": name,
-            "n": rep["n_fragments"],
-            "mean_spectrum": rep["mean_spectrum"],
-            "per_fragment_median": rep["per_fragment_median"],
-            "alignment_shifts": shifts.tolist(),
-        }
+        row: dict[str, Any] = {"fragments_of": name, "n": int(len(f))}
         if name.startswith("direction"):
             j = int(name.split()[1])
+            n_active, n_usable = active[j]
+            why = (
+                f"the direction is active in {n_active} captured vectors, {n_usable} of them usable "
+                f"(summary usable_rule), {o.fragments_per_latent} asked"
+            )
+        else:
+            why = f"{len(pool)} of {len(run.x)} captured vectors are usable (summary usable_rule)"
+        if len(f) < o.fragments_per_latent:
+            row["n_reason"] = f"fewer fragments than asked: {why}"
+        if len(f):
+            aligned, shifts = spectra.align(f, max_lag)
+            rep = spectra.spectrum_report(aligned, sr, band)
+            row.update(
+                mean_spectrum=rep["mean_spectrum"],
+                per_fragment_median=rep["per_fragment_median"],
+                alignment_shifts=shifts.tolist(),
+            )
+            panels.append({"label": name, "fragments": aligned, "power": rep["_power"], "freqs": rep["_freqs"]})
+        else:
+            none = f"no fragment to measure: {why}"
+            row.update(
+                mean_spectrum=None,
+                mean_spectrum_reason=none,
+                per_fragment_median=None,
+                per_fragment_median_reason=none,
+                alignment_shifts=[],
+            )
+        if name.startswith("direction"):
             if cos[j] is None:
-                row["mean_cosine_of_top_vectors_reason"] = "the direction is active in no captured vector"
+                row["mean_cosine_of_top_vectors_reason"] = f"no usable vector: {why}"
             row.update(
                 direction=j,
                 usage=float(run.usage[j]),
                 mean_cosine_of_top_vectors=cos[j],
-                mean_cosine_of_random_vectors=float((unit[rand_rows] @ run.dirs[j]).mean()),
+                mean_cosine_of_random_vectors=float((unit[rand_rows] @ run.dirs[j]).mean()) if len(rand_rows) else None,
             )
+            if not len(rand_rows):
+                row["mean_cosine_of_random_vectors_reason"] = why
         table.append(row)
-        panels.append({"label": name, "fragments": aligned, "power": rep["_power"], "freqs": rep["_freqs"]})
     summary = {
         "fragment_samples": length,
         "fragment_ms": 1000 * length / sr,
@@ -585,18 +617,29 @@ def _fragments(run: _Run) -> dict[str, Any]:
         "fragment_resolution_hz": sr / length,
         "max_alignment_lag": max_lag,
         "centring": "frame t at t*hop + hop/2; transition t -> t+1 at (t+1)*hop",
+        "listen_samples": listen,
+        "listen_ms": 1000 * listen / sr,
+        "usable_rule": USABLE_RULE,
+        "usable_vectors": int(len(pool)),
+        "captured_vectors": int(len(run.x)),
     }
     heads = [
         f"{r['fragments_of']}: mean-spectrum peak {r['mean_spectrum']['peak_hz']:.0f} Hz, effective bandwidth "
         f"{r['mean_spectrum']['effective_bandwidth_hz']:.0f} Hz, {r['mean_spectrum']['peak_share']:.0%} of energy "
         f"within {band:.0f} Hz of the peak, {r['mean_spectrum']['low_share']:.0%} below 1 kHz"
         for r in table
-        if r["mean_spectrum"]["peak_hz"] is not None
+        if r["mean_spectrum"] and r["mean_spectrum"]["peak_hz"] is not None
     ]
+    unheard = [r["fragments_of"] for r in table if not r["n"]]
+    if heads and unheard:
+        heads.append(f"no usable fragment for {', '.join(unheard)} (see their rows)")
     if not heads:  # say why, never an empty line
         heads = [
             f"no spectrum to show: the {sum(r['n'] for r in table)} fragments cut "
             f"({', '.join(r['fragments_of'] for r in table) or 'none'}) hold no energy"
+            if any(r["n"] for r in table)
+            else f"no spectrum to show: no fragment is usable ({len(pool)} of {len(run.x)} captured vectors lie "
+            "far enough from their clip's edges; summary usable_rule)"
         ]
     headline = "; ".join(heads) + f" (layer main lobe {lobe:.0f} Hz)"
     return {
@@ -608,7 +651,8 @@ def _fragments(run: _Run) -> dict[str, Any]:
     }
 
 
-LISTEN_S, LISTEN_FRAGMENTS = 0.3, 8  # each fragment played with 300 ms of context; at most 8 per reel
+#: each fragment is played in a window of max(LISTEN_S, the fragment length), centred on it; at most 8 per reel
+LISTEN_S, LISTEN_FRAGMENTS = 0.3, 8
 
 
 def _listening(heard: dict[str, np.ndarray], sr: float, key: str) -> dict[str, Any]:
@@ -690,11 +734,18 @@ def trajectory_samples(opts: AnalysisOptions, info: Any) -> int:
 def trajectory_music(path: str | Path, info: Any, n: int) -> np.ndarray:
     """The ``n`` samples (mono, at the layer's sample rate) of the user's clip ``path`` with the
     most energy: the loudest stretch, so a quiet intro or trailing silence is never the music
-    measured. Raises :class:`steerlab.errors.AudioError` for an unreadable file and
+    measured. The file gets the checks every ``--data`` file gets: one decode pass first
+    (:func:`steerlab.audio.scan`: unreadable, empty or non-finite files raise, a possibly truncated
+    one warns :class:`~steerlab.errors.PossiblyTruncatedWarning`), and a stretch that is one
+    constant (silence, DC) is refused as ``--data`` silence is (:func:`steerlab.capture.refuse_constant`:
+    :class:`steerlab.errors.NoVarianceError`), since a trajectory of the padding's transient is no music.
+    Raises :class:`steerlab.errors.AudioError` for an unreadable file and
     :class:`steerlab.errors.ConfigError` (``trajectory_clip``) for one shorter than ``n`` samples."""
-    from steerlab.audio import load_audio
+    from steerlab.audio import load_audio, scan
+    from steerlab.capture import Manifest, refuse_constant
     from steerlab.errors import ConfigError
 
+    scan(path)
     wave = load_audio(path, int(info.sample_rate), 1)[0][0].astype(np.float64)
     if len(wave) < n:
         raise ConfigError(
@@ -705,7 +756,13 @@ def trajectory_music(path: str | Path, info: Any, n: int) -> np.ndarray:
         )
     energy = np.concatenate([[0.0], np.cumsum(wave**2)])
     start = int(np.argmax(energy[n:] - energy[:-n]))
-    return wave[start : start + n]
+    stretch = wave[start : start + n]
+    seen = Manifest(clips=1)
+    seen.saw(stretch)
+    refuse_constant(
+        seen, f"layer {getattr(info, 'name', '?')}", f"the trajectory clip {str(path)!r} (its loudest {n} samples)"
+    )
+    return stretch
 
 
 RUNNERS = {

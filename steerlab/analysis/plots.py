@@ -136,6 +136,11 @@ def locality(
 
 
 def fragments(panels: Sequence[dict[str, Any]], sample_rate: float, main_lobe_hz: float) -> bytes:
+    if not panels:  # no usable fragment: the figure says so instead of failing
+        fig, ax = _figure(8, 2.0)
+        ax[0, 0].text(0.5, 0.5, "no usable fragment (see the table: usable_rule)", ha="center", va="center")
+        ax[0, 0].set_axis_off()
+        return _png(fig)
     fig, ax = _figure(11, 3.2 * len(panels), cols=2, rows=len(panels))
     for row, p in zip(ax, panels):
         frags = p["fragments"]

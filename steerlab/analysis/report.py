@@ -82,8 +82,39 @@ def _players(entry: dict[str, Any], files: dict[str, bytes]) -> str:
     return (
         "<h3>Listen</h3><p class=note>Each player plays a direction's top-activating fragments one after "
         "another (each with its context, faded in and out, 150 ms apart); <i>random vectors</i> is the "
-        f"reference: fragments behind randomly chosen vectors.</p><div class=players>{players}</div>"
+        "reference: fragments behind randomly chosen vectors. Fragments come only from frames whose listening "
+        "window and receptive field (with its warm-up) lie inside the clip: real audio, never zero padding.</p>"
+        f"<div class=players>{players}</div>"
     )
+
+
+#: the opening note of a report, by the dictionary's target
+INTROS = {
+    "feature": "Features are SAE directions over response vectors r_t (the layer's activations at one frame): "
+    "what the layer represents at an instant. ",
+    "archetype": "Archetypes are SAE directions over generators g_t = r_(t+1) - r_t (recurring motions of "
+    "the activation trajectory); they are unrelated to the 'archetypal SAE' of the SAE literature. ",
+}
+
+
+def sae_parameters(dictionary: dict[str, Any]) -> dict[str, Any]:
+    """The header rows of the dictionary's SAE: its architecture and only the parameters that
+    architecture uses (``k`` for :data:`steerlab.sae_names.K_ARCHITECTURES`, ``l1`` for relu, the
+    fields :meth:`steerlab.sae.SAEConfig.to_dict` stores for it, such as jumprelu's ``l0``); a
+    parameter left to its default says so (docs/sae.md gives the defaults)."""
+    from steerlab.sae_names import K_ARCHITECTURES
+
+    sae = dictionary.get("sae") or {}
+    arch = sae.get("kind_of_sae", "topk")
+    rows: dict[str, Any] = {"architecture": arch}
+    if arch in K_ARCHITECTURES:
+        rows["k"] = dictionary.get("k", sae.get("k"))
+    if arch == "relu":
+        rows["l1"] = sae.get("l1")
+    for key in ("l0", "bandwidth", "threshold_init", "prefixes"):  # stored only for their architecture
+        if key in sae:
+            rows[key] = "default (docs/sae.md)" if sae[key] is None else sae[key]
+    return rows
 
 
 def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
@@ -91,8 +122,7 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
     parts = [
         f"<h1>Analysis of a {html.escape(d['kind'])} dictionary: {html.escape(m['name'])} "
         f"{html.escape(d['layer'])}</h1>",
-        "<p class=note>Archetypes are SAE directions over generators g_t = r_(t+1) - r_t (recurring motions of "
-        "the activation trajectory); they are unrelated to the 'archetypal SAE' of the SAE literature. Post 1 "
+        f"<p class=note>{INTROS.get(d['kind'], '')}Post 1 "
         "is the source document (seeds/002_7ca0d68a1f069fae.txt); its numbers are for its models and FMA "
         "small and are quoted, never reused.</p>",
         _table(
@@ -100,7 +130,7 @@ def render_html(doc: dict[str, Any], figures: dict[str, bytes]) -> str:
                 "dictionary": d["path"],
                 "kind": d["kind"],
                 "size x width": f"{d['size']} x {d['width']}",
-                "k": d["k"],
+                **sae_parameters(d),
                 "dictionary config sha256": d["config_sha256"],
                 "model": m["name"],
                 "model weights hash": m["weights_hash"],

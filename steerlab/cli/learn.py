@@ -27,7 +27,32 @@ from steerlab.cli.options import (
     skip_bad_files_option,
     threads_option,
 )
-from steerlab.sae_names import ARCHITECTURES
+from steerlab.sae_names import ARCHITECTURES, K_ARCHITECTURES
+
+#: the sparsity options and the architectures that use them (docs/sae.md); given explicitly with
+#: none of those architectures, an option is refused (:func:`refuse_unused_options`), never ignored
+ARCHITECTURE_OPTIONS: dict[str, tuple[str, ...]] = {"--k": K_ARCHITECTURES, "--l1": ("relu",), "--l0": ("jumprelu",)}
+L0_HELP = "L0 coefficient lambda (jumprelu) [default: SAEConfig's, 0.1; docs/sae.md]."
+
+
+def refuse_unused_options(architectures: tuple[str, ...], params: dict[str, str]) -> None:
+    """Refuse in one line (:class:`steerlab.errors.ConfigError`) an option of
+    :data:`ARCHITECTURE_OPTIONS` that the user gave (on the command line or the environment, not
+    its default: click's parameter source) when none of ``architectures`` uses it. ``params``
+    maps each flag to the command's parameter name."""
+    from click.core import ParameterSource
+
+    from steerlab.errors import ConfigError
+
+    ctx = click.get_current_context()
+    for flag, uses in ARCHITECTURE_OPTIONS.items():
+        source = ctx.get_parameter_source(params[flag])
+        if source in (None, ParameterSource.DEFAULT) or any(a in uses for a in architectures):
+            continue
+        raise ConfigError(
+            f"{flag} does not apply to --architecture {','.join(architectures)}: only {', '.join(uses)} "
+            f"use{'s' if len(uses) == 1 else ''} it (docs/sae.md); drop {flag}"
+        )
 
 
 def _options(fn: Callable) -> Callable:
@@ -77,9 +102,10 @@ def _options(fn: Callable) -> Callable:
             "architecture",
             type=click.Choice(ARCHITECTURES),
             default="topk",
-            help="SAE architecture, see docs/analyze.md (--variant is a second name).",
+            help="SAE architecture, see docs/sae.md (--variant is a second name).",
         ),
         click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu)."),
+        click.option("--l0", type=float, default=None, help=L0_HELP),
         click.option(
             "--lr",
             type=float,
@@ -176,6 +202,7 @@ def _learn(
     k,
     architecture,
     l1,
+    l0,
     lr,
     epochs,
     batch_size,
@@ -201,9 +228,10 @@ def _learn(
     from steerlab.sae import SAEConfig
 
     out = Path(output)
+    refuse_unused_options((architecture,), {"--k": "k", "--l1": "l1", "--l0": "l0"})
     if store is not None or len(size) > 1 or len(k) > 1:
         return _learn_from_store(
-            target, model_name, checkpoint, layer, data, store, out, overwrite, size, k, architecture, l1, lr,
+            target, model_name, checkpoint, layer, data, store, out, overwrite, size, k, architecture, l1, l0, lr,
             epochs, batch_size, seed, subsample, no_center, no_normalize, export, as_json,
         )  # fmt: skip
     if not data:
@@ -237,6 +265,7 @@ def _learn(
         k=k,
         architecture=architecture,
         l1=l1,
+        **({} if l0 is None else {"l0": l0}),
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,
@@ -303,7 +332,7 @@ def _learn(
 
 
 def _learn_from_store(
-    target, model_name, checkpoint, layer, data, store, out, overwrite, sizes, ks, architecture, l1, lr, epochs,
+    target, model_name, checkpoint, layer, data, store, out, overwrite, sizes, ks, architecture, l1, l0, lr, epochs,
     batch_size, seed, subsample, no_center, no_normalize, export, as_json,
 ) -> None:  # fmt: skip
     """``--store``: train one SAE per (--size, --k) pair in one pass over an activation store
@@ -331,6 +360,7 @@ def _learn_from_store(
             k=k,
             architecture=architecture,
             l1=l1,
+            **({} if l0 is None else {"l0": l0}),
             lr=lr,
             epochs=epochs,
             batch_size=batch_size,
@@ -471,6 +501,7 @@ def _many(values: tuple[str, ...], kind: type = str) -> tuple:
     "--seed", "seeds", multiple=True, default=("0",), help="Seed(s) of the SAE, generated clips and subsampling."
 )
 @click.option("--l1", type=float, default=1.0, help="L1 coefficient (relu).")
+@click.option("--l0", type=float, default=None, help=L0_HELP)
 @click.option("--lr", type=float, default=None, help="Adam learning rate [default: 1e-3; jumprelu 3e-3, docs/sae.md].")
 @click.option("--epochs", type=int, default=10, help="Passes over the data.")
 @click.option("--batch-size", type=int, default=256, help="Vectors per training step.")
@@ -509,6 +540,7 @@ def sweep(
     ks,
     seeds,
     l1,
+    l0,
     lr,
     epochs,
     batch_size,
@@ -537,6 +569,7 @@ def sweep(
     from steerlab.executors import make_executor
     from steerlab.learn_sweep import SweepSpec, config_for, grid, run_sweep
 
+    refuse_unused_options(_many(architectures), {"--k": "ks", "--l1": "l1", "--l0": "l0"})
     setup_compute(device, threads)
     model = api.load_model(model_name, checkpoint, device=device)
     infos = {name: api.layers(model).get(name) for name in _many(layers)}  # unknown layers fail here
@@ -551,6 +584,7 @@ def sweep(
         tuple(data),
         {
             "l1": l1,
+            **({} if l0 is None else {"l0": l0}),  # absent when not given: earlier sweeps keep their spec
             "lr": lr,
             "epochs": epochs,
             "batch_size": batch_size,
