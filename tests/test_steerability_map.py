@@ -67,13 +67,30 @@ def _partials(tmp: Path) -> Path:
     f = tmp / "par"
     f.mkdir()
     (f / "run.json").write_text(json.dumps({"models": [{**LAYERS, "name": "crepe"}]}))
-    keys = ["model", "model_role", "layer", "family", "method", "path", "removal", "steerable", "validation", "pass_share"]
+    keys = ["model", "model_role", "layer", "family", "target_hz", "density", "method", "path", "removal"]
+    keys += ["steerable", "control_validation", "verdict", "pass_share"]
+    rows = [
+        ["inharmonic", "diffmeans", "False", "validated", "not steerable", "0.25"],
+        ["instrument", "diffmeans", "False", "not validated", "not validated", "0"],
+        ["inharmonic", "random", "False", "control", "null: not steerable", "0"],
+    ]
     with open(f / "summary.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
-        w.writerow(dict(zip(keys, ["crepe", "main", "enc.0", "inharmonic", "diffmeans", "output", "ablate", "False", "validated", "0.25"])))
-        w.writerow(dict(zip(keys, ["crepe", "main", "enc.0", "instrument", "diffmeans", "output", "ablate", "False", "not validated", "0"])))
-        w.writerow(dict(zip(keys, ["crepe", "main", "enc.0", "inharmonic", "random", "output", "ablate", "False", "control", "0"])))
+        for fam, meth, st, val, word, share in rows:
+            w.writerow(
+                dict(
+                    zip(
+                        keys,
+                        ["crepe", "main", "enc.0", fam, "300.0", "1", meth, "output", "ablate", st, val, word, share],
+                    )
+                )
+            )
+    units = [
+        {"model": "crepe", "family": fam, "target_hz": 300, "density": 1, "pass_share": p, "steerable": False}
+        for fam, p in (("inharmonic", 0.5), ("instrument", 0.0))
+    ]
+    (f / "oracle.json").write_text(json.dumps({"units": units}))
     return f
 
 
@@ -81,7 +98,15 @@ def _survey(tmp: Path) -> Path:
     f = tmp / "sur"
     f.mkdir()
     dec = {"note": {"value": 0.9, "chance": {"ci95": [0.3, 0.7]}, "status": "beyond chance"}}
-    rows = [{"model": "m", "layer": "enc.0", "layer_info": {"kind": "conv", "hop_samples": 1}, "sample_rate": 24000, "decodability": dec}]
+    rows = [
+        {
+            "model": "m",
+            "layer": "enc.0",
+            "layer_info": {"kind": "conv", "hop_samples": 1},
+            "sample_rate": 24000,
+            "decodability": dec,
+        }
+    ]
     (f / "report.json").write_text(json.dumps({"rows": rows}))
     return f
 
@@ -98,17 +123,26 @@ def test_cells_words_counts_order_and_decodability(tmp_path: Path) -> None:
     assert latent["methods"]["probe"]["word"] == "not validated"
     enc = by[("note", "m", "enc.0")]
     assert enc["methods"]["diffmeans"]["n_verdicts"] == 1  # the control's row is not the model's
-    assert enc["decodability"] == {"accuracy": 0.9, "chance_hi": 0.7, "status": "beyond chance", "random_weights_accuracy": None}
+    assert enc["decodability"] == {
+        "accuracy": 0.9,
+        "chance_hi": 0.7,
+        "status": "beyond chance",
+        "random_weights_accuracy": None,
+    }
     assert by[("onset", "m", "enc.0")]["word"] == "no control"
     crepe = by[("partial", "crepe", "enc.0")]["methods"]["diffmeans"]
     assert crepe["word"] == "not steerable" and crepe["labels"] == {"not steerable": 1, "not validated": 1}
+    assert crepe["oracle_pass_share_range"] == [0.0, 0.5]  # the ideal edit, per unit of the run's oracle.json
     assert by[("partial", "m", "enc.0")]["word"] == "not run"
     md = smap.markdown(doc)
     assert "DM: steerable 1/2; probe: not validated 1/1" in md and "0.90 (chance <= 0.70)" in md
-    assert len(doc["inputs"]) == 5 and all(len(i["sha256"]) == 64 for i in doc["inputs"])
+    assert "ideal edit 0.00-0.50 (fails)" in md and crepe["oracle_fails_everywhere"] is True
+    assert len(doc["inputs"]) == 6 and all(len(i["sha256"]) == 64 for i in doc["inputs"])
 
 
-def test_cli_writes_png_svg_md_json_and_refuses_a_wrong_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_png_svg_md_json_and_refuses_a_wrong_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "map" / "m.png"
     assert smap.main(["--battery", str(_battery(tmp_path)), "-o", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG" and out.with_suffix(".svg").stat().st_size > 0

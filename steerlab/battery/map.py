@@ -57,12 +57,27 @@ def _file(path: Path) -> dict[str, Any]:
 
 
 def _layers_of_run(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    """(model, layer) -> the layer's table entry with the model's rate, from a run.json."""
+    """(model, layer) -> the layer's table entry (hop, kind, ...), from a run.json."""
     out = {}
     for m in doc.get("models", []):
         for layer in m.get("layers", []):
-            out[(m["name"], layer["name"])] = {**layer, "sample_rate": m.get("sample_rate")}
+            out[(m["name"], layer["name"])] = layer
     return out
+
+
+def _oracle_shares(path: Path) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """(model, family, target_hz, density) -> the ideal edit's unit (pass share, steerable), from a
+    partials oracle.json."""
+    if not path.is_file():
+        return {}
+    units = json.loads(path.read_text())["units"]
+    return {(u["model"], u["family"], str(float(u["target_hz"])), str(u["density"])): u for u in units}
+
+
+def _partial_oracle(row: dict[str, Any], units: dict[tuple[str, str, str, str], dict[str, Any]]) -> dict[str, Any]:
+    key = (str(row["model"]), str(row.get("family")), str(float(row["target_hz"])), str(row["density"]))
+    u = units.get(key)
+    return {} if u is None else {"oracle_pass_share": u.get("pass_share"), "oracle_steerable": u.get("steerable")}
 
 
 def read_battery(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
@@ -74,9 +89,15 @@ def read_battery(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], li
     rows, layers, files = [], {}, [path]
     for t in doc["concepts"]:
         no_control = t.get("controls") == NO_CONTROL
+        oracle = _oracle_shares(folder / t["concept"] / "oracle.json") if t["concept"] == "partial" else {}
+        if oracle:
+            files.append(folder / t["concept"] / "oracle.json")
         for v in t["verdicts"]:
             if v.get("model_role") == "main" and v.get("method") != "random":
-                rows.append({**v, "concept": t["concept"], "no_control": no_control, "source": str(folder)})
+                row = {**v, "concept": t["concept"], "no_control": no_control, "source": str(folder)}
+                if row.get("oracle_pass_share") is None and oracle:
+                    row.update(_partial_oracle(v, oracle))
+                rows.append(row)
         run = folder / t["concept"] / "run.json"
         if run.is_file():
             layers.update(_layers_of_run(json.loads(run.read_text())))
@@ -93,12 +114,13 @@ def read_partials(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], l
         )
     with open(summary, newline="") as fh:
         raw = list(csv.DictReader(fh))
+    oracle = _oracle_shares(folder / "oracle.json")
     rows = []
     for r in raw:
         if r["model_role"] != "main" or r["method"] == "random":
             continue
         word = "steerable" if r["steerable"] == "True" else "not steerable"
-        label = word if r["validation"] == "validated" else r["validation"]
+        label = r.get("verdict") or (word if r["control_validation"] == "validated" else r["control_validation"])
         rows.append(
             {
                 "concept": "partial",
@@ -112,9 +134,11 @@ def read_partials(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], l
                 "pass_share": float(r["pass_share"]) if r.get("pass_share") not in (None, "") else None,
                 "no_control": False,
                 "source": str(folder),
+                **_partial_oracle(r, oracle),
             }
         )
-    return rows, _layers_of_run(json.loads(run.read_text())), [summary, run]
+    files = [summary, run] + ([folder / "oracle.json"] if oracle else [])
+    return rows, _layers_of_run(json.loads(run.read_text())), files
 
 
 def read_survey(folder: Path) -> tuple[dict[tuple[str, str, str], dict[str, Any]], dict[str, Any], list[Path]]:
@@ -125,7 +149,7 @@ def read_survey(folder: Path) -> tuple[dict[tuple[str, str, str], dict[str, Any]
     doc = json.loads(path.read_text())
     dec, layers = {}, {}
     for r in doc["rows"]:
-        layers[(r["model"], r["layer"])] = {**r["layer_info"], "sample_rate": r.get("sample_rate")}
+        layers[(r["model"], r["layer"])] = r["layer_info"]
         for c, d in r["decodability"].items():
             ci = d.get("chance", {}).get("ci95") or [None, None]
             dec[(c, r["model"], r["layer"])] = {
@@ -148,11 +172,10 @@ def _word(labels: Counter[str], no_control: bool) -> str:
 
 
 def _layer_key(info: dict[str, Any] | None, name: str) -> tuple[float, int, str]:
-    if not info:
+    """Within one model: by hop (samples), the latent before the quantized codes, then by name."""
+    if not info or not info.get("hop_samples"):
         return (float("inf"), 9, name)
-    hop, rate = info.get("hop_samples"), info.get("sample_rate")
-    seconds = hop / rate if hop and rate else float("inf")
-    return (seconds, LAYER_KIND_ORDER.get(str(info.get("kind")), -1), name)
+    return (float(info["hop_samples"]), LAYER_KIND_ORDER.get(str(info.get("kind")), -1), name)
 
 
 def build(
@@ -196,12 +219,19 @@ def build(
                 got = [r for r in mine if r["method"] == meth]
                 labels = Counter(str(r["label"]) for r in got)
                 shares = [r["pass_share"] for r in got if r.get("pass_share") is not None]
+                ideal = [r["oracle_pass_share"] for r in got if r.get("oracle_pass_share") is not None]
                 methods[meth] = {
                     "word": _word(labels, any(r["no_control"] for r in got)),
                     "labels": dict(labels),
                     "n_verdicts": len(got),
                     "variants": sorted({str(r.get("variant")) for r in got}),
                     "best_pass_share": max(shares) if shares else None,
+                    "oracle_pass_share_range": [min(ideal), max(ideal)] if ideal else None,
+                    "oracle_fails_everywhere": (
+                        all(r.get("oracle_steerable") is False for r in got)
+                        if all(r.get("oracle_steerable") is not None for r in got)
+                        else None
+                    ),
                     "sources": sorted({r["source"] for r in got}),
                 }
             cells.append(
@@ -232,6 +262,17 @@ def _dec_text(d: dict[str, Any] | None) -> str:
     return f"{d['accuracy']:.2f}{mark}" + (f" (chance <= {hi:.2f})" if hi is not None else "")
 
 
+def _oracle_text(cell: dict[str, Any]) -> str | None:
+    """The ideal edit's pass share over the cell's units (the same on every layer), as min-max;
+    "fails" where it passes on no unit (then "not steerable" is the output's verdict, not the layer's)."""
+    for v in cell["methods"].values():
+        if v.get("oracle_pass_share_range"):
+            lo, hi = v["oracle_pass_share_range"]
+            text = f"ideal edit {lo:.2f}" if lo == hi else f"ideal edit {lo:.2f}-{hi:.2f}"
+            return text + (" (fails)" if v.get("oracle_fails_everywhere") else "")
+    return None
+
+
 def _method_text(cell: dict[str, Any], sep: str) -> str:
     if not cell["methods"]:
         return NOT_RUN
@@ -253,6 +294,8 @@ def markdown(doc: dict[str, Any]) -> str:
         for m, layer in cols:
             cell = by[(concept, m, layer)]
             text = _method_text(cell, "; ") if cell["methods"] else "battery: not run"
+            ideal = _oracle_text(cell)
+            text += f"; {ideal}" if ideal else ""
             cells.append(f"{text}; probe acc. {_dec_text(cell['decodability'])}")
         out.append(f"| {concept} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
@@ -275,6 +318,8 @@ def figure(doc: dict[str, Any], png: Path) -> None:
             cell = by[(concept, *col)]
             word = cell["word"]
             finding = word in ("steerable", "not steerable")
+            first = next(iter(cell["methods"].values()), {})
+            ideal_fails = word == "not steerable" and first.get("oracle_fails_everywhere")
             ax.add_patch(
                 Rectangle(
                     (j, i),
@@ -282,7 +327,7 @@ def figure(doc: dict[str, Any], png: Path) -> None:
                     1,
                     facecolor=COLOURS.get(word, "#e0e0e0"),
                     edgecolor="white",
-                    hatch=None if finding or word == NOT_RUN else "//",
+                    hatch="xx" if ideal_fails else None if finding or word == NOT_RUN else "//",
                     lw=1.5,
                 )
             )
@@ -291,6 +336,9 @@ def figure(doc: dict[str, Any], png: Path) -> None:
                 lines.append(f"{SHORT.get(meth, meth)}: {v['word']}")
             if not cell["methods"]:
                 lines.append("battery not run")
+            ideal = _oracle_text(cell)
+            if ideal:
+                lines.append(ideal)
             d = cell["decodability"]
             if d and d.get("accuracy") is not None:
                 mark = "" if d.get("status") == "beyond chance" else "~"
@@ -305,10 +353,17 @@ def figure(doc: dict[str, Any], png: Path) -> None:
     for s in ax.spines.values():
         s.set_visible(False)
     handles = [
-        Patch(facecolor=COLOURS[w], edgecolor="0.5", hatch=None if w in ("steerable", "not steerable") else "//", label=w)
+        Patch(
+            facecolor=COLOURS[w], edgecolor="0.5", hatch=None if w in ("steerable", "not steerable") else "//", label=w
+        )
         for w in ("steerable", "not steerable", "not validated", NO_CONTROL)
-    ] + [Patch(facecolor="white", edgecolor="0.5", label="battery not run")]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=5, fontsize=7, frameon=False)
+    ] + [
+        Patch(
+            facecolor=COLOURS["not steerable"], edgecolor="0.5", hatch="xx", label="not steerable, ideal edit fails too"
+        ),
+        Patch(facecolor="white", edgecolor="0.5", label="battery not run"),
+    ]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=6, fontsize=7, frameon=False)
     ax.set_title(
         "steerability map: colour = difference of means (validated words only are findings; hatched: no finding)\n"
         "probe acc = survey's held-out linear decodability | top of its shuffled-label 95% interval (~: at chance)",
