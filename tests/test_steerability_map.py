@@ -114,7 +114,7 @@ def _survey(tmp: Path) -> Path:
 def test_cells_words_counts_order_and_decodability(tmp_path: Path) -> None:
     doc = smap.build([_battery(tmp_path)], [_partials(tmp_path)], _survey(tmp_path))
     assert doc["columns"] == [["m", "enc.0"], ["m", "latent"], ["crepe", "enc.0"]]  # by hop, not by name
-    assert doc["concepts"] == ["partial", "note", "onset"]
+    assert doc["concepts"] == ["partial", "partial (instrument)", "note", "onset"]
     by = {(c["concept"], c["model"], c["layer"]): c for c in doc["cells"]}
     latent = by[("note", "m", "latent")]
     assert latent["word"] == "steerable"  # one steerable verdict makes the word; the null is left out
@@ -131,12 +131,17 @@ def test_cells_words_counts_order_and_decodability(tmp_path: Path) -> None:
     }
     assert by[("onset", "m", "enc.0")]["word"] == "no control"
     crepe = by[("partial", "crepe", "enc.0")]["methods"]["diffmeans"]
-    assert crepe["word"] == "not steerable" and crepe["labels"] == {"not steerable": 1, "not validated": 1}
-    assert crepe["oracle_pass_share_range"] == [0.0, 0.5]  # the ideal edit, per unit of the run's oracle.json
+    assert crepe["word"] == "not steerable" and crepe["labels"] == {"not steerable": 1}
+    assert crepe["oracle_pass_share_range"] == [0.5, 0.5]
+    rendered = by[("partial (instrument)", "crepe", "enc.0")]["methods"]["diffmeans"]
+    assert rendered["word"] == "not validated" and rendered["oracle_pass_share_range"] == [
+        0.0,
+        0.0,
+    ]  # the ideal edit, per unit of the run's oracle.json
     assert by[("partial", "m", "enc.0")]["word"] == "not run"
     md = smap.markdown(doc)
     assert "DM: steerable 1/2; probe: not validated 1/1" in md and "0.90 (chance <= 0.70)" in md
-    assert "ideal edit 0.00-0.50 (fails)" in md and crepe["oracle_fails_everywhere"] is True
+    assert "ideal edit 0.50 (fails)" in md and crepe["oracle_fails_everywhere"] is True
     assert len(doc["inputs"]) == 6 and all(len(i["sha256"]) == 64 for i in doc["inputs"])
 
 

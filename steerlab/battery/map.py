@@ -13,7 +13,9 @@ Nothing is recomputed: every cell counts the verdicts the runs wrote.
 - ``--survey``: a ``steerlab survey -o`` folder (``report.json``): each concept's held-out probe
   accuracy at the layer and the top of its shuffled-label 95% interval (``decodability``).
 
-A cell (concept, model, layer) holds, per method (difference of means first, then the probe, the SAE
+A map row is a concept (its synthetic variant; the survey's probes are of those pairs) or, where a run
+measured them, the concept's rendered instruments (``partial (instrument)``: partials' ``instrument``
+family). A cell (row, model, layer) holds, per method (difference of means first, then the probe, the SAE
 feature), the counts of its labels over variants, decode paths and removals, and its word: "steerable"
 if any verdict is, else "not steerable" if any is, else "no control" when the concept has no positive
 control, else the most frequent other label ("not validated", "unchecked"); "not run" where no folder
@@ -38,7 +40,7 @@ FORMAT, FORMAT_VERSION = "steerlab-steerability-map", 1
 METHODS = ("diffmeans", "probe", "sae")
 SHORT = {"diffmeans": "DM", "probe": "probe", "sae": "SAE"}
 CONCEPT_ORDER = ("partial", "note", "chord-quality", "brightness", "onset", "loudness")
-NOT_RUN, NO_CONTROL = "not run", "no control"
+NOT_RUN, NO_CONTROL, INSTRUMENT = "not run", "no control", "instrument"
 COLOURS = {
     "steerable": "#4daf4a",
     "not steerable": "#e41a1c",
@@ -48,6 +50,7 @@ COLOURS = {
     NOT_RUN: "#ffffff",
 }
 LAYER_KIND_ORDER = {"latent": 0, "quantized": 1}
+Layers = dict[tuple[str, str], dict[str, Any]]  # (model, layer) -> the layer's table entry
 
 
 def _file(path: Path) -> dict[str, Any]:
@@ -56,9 +59,9 @@ def _file(path: Path) -> dict[str, Any]:
     return file_entry(path)
 
 
-def _layers_of_run(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+def _layers_of_run(doc: dict[str, Any]) -> Layers:
     """(model, layer) -> the layer's table entry (hop, kind, ...), from a run.json."""
-    out = {}
+    out: Layers = {}
     for m in doc.get("models", []):
         for layer in m.get("layers", []):
             out[(m["name"], layer["name"])] = layer
@@ -80,13 +83,15 @@ def _partial_oracle(row: dict[str, Any], units: dict[tuple[str, str, str, str], 
     return {} if u is None else {"oracle_pass_share": u.get("pass_share"), "oracle_steerable": u.get("steerable")}
 
 
-def read_battery(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
+def read_battery(folder: Path) -> tuple[list[dict[str, Any]], Layers, list[Path]]:
     """Measured-model rows of a steerability folder, the layer table of its runs, the files read."""
     path = folder / "steerability.json"
     if not path.is_file():
         raise ConfigError(f"{folder}: no steerability.json (a `steerlab steerability -o` folder)", parameter="battery")
     doc = json.loads(path.read_text())
-    rows, layers, files = [], {}, [path]
+    rows: list[dict[str, Any]] = []
+    layers: Layers = {}
+    files = [path]
     for t in doc["concepts"]:
         no_control = t.get("controls") == NO_CONTROL
         oracle = _oracle_shares(folder / t["concept"] / "oracle.json") if t["concept"] == "partial" else {}
@@ -105,7 +110,7 @@ def read_battery(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], li
     return rows, layers, files
 
 
-def read_partials(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], list[Path]]:
+def read_partials(folder: Path) -> tuple[list[dict[str, Any]], Layers, list[Path]]:
     """Measured-model rows of a partials folder as partial-concept rows, its layer table, the files."""
     summary, run = folder / "summary.csv", folder / "run.json"
     if not summary.is_file() or not run.is_file():
@@ -141,13 +146,14 @@ def read_partials(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any], l
     return rows, _layers_of_run(json.loads(run.read_text())), files
 
 
-def read_survey(folder: Path) -> tuple[dict[tuple[str, str, str], dict[str, Any]], dict[str, Any], list[Path]]:
+def read_survey(folder: Path) -> tuple[dict[tuple[str, str, str], dict[str, Any]], Layers, list[Path]]:
     """(concept, model, layer) -> decodability (accuracy, chance interval top, status), the layers."""
     path = folder / "report.json"
     if not path.is_file():
         raise ConfigError(f"{folder}: no report.json (a `steerlab survey -o` folder)", parameter="survey")
     doc = json.loads(path.read_text())
-    dec, layers = {}, {}
+    dec: dict[tuple[str, str, str], dict[str, Any]] = {}
+    layers: Layers = {}
     for r in doc["rows"]:
         layers[(r["model"], r["layer"])] = r["layer_info"]
         for c, d in r["decodability"].items():
@@ -183,22 +189,22 @@ def build(
 ) -> dict[str, Any]:
     """The map document: ``columns`` [(model, layer)], ``concepts``, ``cells`` and ``inputs``."""
     rows: list[dict[str, Any]] = []
-    layers: dict[tuple[str, str], dict[str, Any]] = {}
+    layers: Layers = {}
     files: list[Path] = []
     for f in battery:
-        r, lay, fs = read_battery(Path(f))
-        rows += r
+        found, lay, fs = read_battery(Path(f))
+        rows += found
         layers.update(lay)
         files += fs
     for f in partials:
-        r, lay, fs = read_partials(Path(f))
-        rows += r
+        found, lay, fs = read_partials(Path(f))
+        rows += found
         layers.update(lay)
         files += fs
     dec: dict[tuple[str, str, str], dict[str, Any]] = {}
     if survey is not None:
-        dec, lay, fs = read_survey(Path(survey))
-        for k, v in lay.items():
+        dec, lay_s, fs = read_survey(Path(survey))
+        for k, v in lay_s.items():
             layers.setdefault(k, v)
         files += fs
     if not rows and not dec:
@@ -206,14 +212,18 @@ def build(
     models = list(dict.fromkeys([r["model"] for r in rows] + [k[1] for k in dec]))
     columns = []
     for m in models:
-        names = {r["layer"] for r in rows if r["model"] == m} | {k[2] for k in dec if k[1] == m}
-        columns += [(m, n) for n in sorted(names, key=lambda n: _layer_key(layers.get((m, n)), n))]
+        here = {r["layer"] for r in rows if r["model"] == m} | {k[2] for k in dec if k[1] == m}
+        columns += [(m, n) for n in sorted(here, key=lambda n: _layer_key(layers.get((m, n)), n))]
+    for r in rows:  # rendered instruments get a row of their own, beside the concept's synthetic row
+        r["row"] = f"{r['concept']} ({INSTRUMENT})" if r.get("variant") == INSTRUMENT else r["concept"]
     seen = {r["concept"] for r in rows} | {k[0] for k in dec}
-    concepts = [c for c in CONCEPT_ORDER if c in seen] + sorted(seen - set(CONCEPT_ORDER))
+    names = [c for c in CONCEPT_ORDER if c in seen] + sorted(seen - set(CONCEPT_ORDER))
+    present = {r["row"] for r in rows}
+    concepts = [x for c in names for x in (c, f"{c} ({INSTRUMENT})") if x == c or x in present]
     cells = []
     for c in concepts:
         for m, layer in columns:
-            mine = [r for r in rows if r["concept"] == c and r["model"] == m and r["layer"] == layer]
+            mine = [r for r in rows if r["row"] == c and r["model"] == m and r["layer"] == layer]
             methods = {}
             for meth in [x for x in METHODS if any(r["method"] == x for r in mine)]:
                 got = [r for r in mine if r["method"] == meth]
@@ -315,10 +325,10 @@ def figure(doc: dict[str, Any], png: Path) -> None:
     ax = fig.subplots()
     for i, concept in enumerate(doc["concepts"]):
         for j, col in enumerate(cols):
-            cell = by[(concept, *col)]
+            cell = by[(concept, col[0], col[1])]
             word = cell["word"]
             finding = word in ("steerable", "not steerable")
-            first = next(iter(cell["methods"].values()), {})
+            first: dict[str, Any] = next(iter(cell["methods"].values()), {})
             ideal_fails = word == "not steerable" and first.get("oracle_fails_everywhere")
             ax.add_patch(
                 Rectangle(
