@@ -52,6 +52,9 @@ def read(folders: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[str]
     return rows, files
 
 
+from steerlab.battery.verdicts import NO_CONTROL  # noqa: E402
+
+
 def verdict(rows: Sequence[dict[str, Any]], model: str, layer: str, concept: str, ran: bool) -> dict[str, Any]:
     """The battery's verdict of ``concept`` at ``layer`` of ``model`` (see the module docstring)."""
     mine = [r for r in rows if r.get("model") == model and r.get("layer") == layer and r.get("concept") == concept]
@@ -64,6 +67,10 @@ def verdict(rows: Sequence[dict[str, Any]], model: str, layer: str, concept: str
         return {"verdict": NOT_RUN, "reason": why, "pass_share": None, "null_steerable": None}
     labels = [str(r.get("label")) for r in mine]
     word = "steerable" if "steerable" in labels else "not steerable" if "not steerable" in labels else labels[0]
+    if word not in ("steerable", "not steerable") and all(
+        str(r.get("validation_reason") or "").startswith(NO_CONTROL) for r in mine
+    ):  # no positive control can vouch for the concept: not a failed control (as the map says)
+        word = NO_CONTROL
     shares = [float(r["pass_share"]) for r in mine if r.get("pass_share") is not None]
     nulls = [r["null_steerable"] for r in mine if r.get("null_steerable") is not None]
     out: dict[str, Any] = {

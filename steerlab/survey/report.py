@@ -144,7 +144,9 @@ def decodability_figure(doc: dict[str, Any]) -> tuple[bytes, bytes]:
         for j, r in enumerate(rows):
             d = r["decodability"][c]
             mark = "~" if d.get("at_chance") else ""
-            ax.text(j, i, f"{d['value']:.2f}{mark}", ha="center", va="center", fontsize=7, color="w")
+            light = d["value"] is not None and d["value"] > 0.6  # viridis is light (yellow-green) there
+            text = "null" if d["value"] is None else f"{d['value']:.2f}{mark}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="k" if light else "w")
     ax.set_yticks(range(len(concepts)), concepts, fontsize=8)
     ax.set_xticks(range(len(rows)), [f"{r['model']}\n{r['layer']}" for r in rows], fontsize=6, rotation=30, ha="right")
     fig.colorbar(im, ax=ax, label="held-out probe accuracy")
