@@ -148,9 +148,8 @@ def splice_fidelity(model: AudioModel, d: Dictionary, waves: Sequence[np.ndarray
     :class:`~steerlab.errors.ConfigError` for a wave whose channel count is not the model's;
     :class:`~steerlab.errors.AudioError` for a wave that is not finite float audio.
     """
-    from steerlab.learned import check_dictionary_fits
-
     from steerlab.capture import check_waves
+    from steerlab.learned import check_dictionary_fits
 
     layer = check_dictionary_fits(d, model, allow_weights_mismatch=True)
     arrays = check_waves(model, waves)  # [model.channels, samples] each; 1-D is mono; finite
