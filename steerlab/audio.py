@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -61,7 +62,10 @@ class AudioInfo:
     actually decode (``decoded=True``); after :func:`probe`, the header's declared
     count, which for compressed formats is an estimate (MP3 encoder delay and
     padding: Debian's asc-music MP3s decode 5,510 to 8,359 samples fewer than their
-    headers say). ``header_frames`` always keeps the header's figure.
+    headers say). ``header_frames`` always keeps the header's figure; for WAV (RIFF, RIFX, RF64,
+    WAVE_FORMAT_EXTENSIBLE) and AIFF it is what the file's own chunk list declares
+    (:func:`_declared_frames`) when that exceeds what libsndfile can read, so a cut WAV's
+    ``frames`` (even after :func:`probe`: the frames present) fall short of it.
     """
 
     path: Path
@@ -172,6 +176,10 @@ class _Chatter:
 
     text = ""
 
+    def add(self, text: str) -> None:
+        """Append what another capture caught, keeping the first 4 kB in all."""
+        self.text = (self.text + text)[:4096]
+
     def first_line(self) -> str | None:
         lines = [" ".join(line.split()) for line in self.text.splitlines()]
         return next((line for line in lines if line), None)
@@ -213,18 +221,134 @@ def _decoder_chatter() -> Iterator[_Chatter]:
                 chatter.text = tmp.read(4096).decode("utf-8", errors="replace")
 
 
+# The largest MPEG audio Layer III frame (320 kbps at 32 kHz, padded: 144 * 320000 / 32000 + 1
+# bytes). A file under this size that no decoder recognises is reported as too short to hold a
+# frame rather than as "not decodable": the usual cause is a cut (`head -c 100 x.mp3`).
+_MAX_MP3_FRAME_BYTES = 1441
+_SOURCE_LOCATION = re.compile(r"^\[[^\]]*:\d+\]\s*")  # libmpg123's "[src/libmpg123/parse.c:f():1083] "
+
+
 def _unreadable(path: Path, exc: BaseException, chatter: _Chatter, fmt: str | None = None) -> AudioError:
-    """One line for a file that would not open or decode: libsndfile's reason, corrected when it
-    says a regular file does not exist, plus the first line the decoder printed, if any."""
+    """One line for a file that would not open or decode, saying what is true of it.
+
+    libsndfile answers "File does not exist or is not a regular file (possibly a pipe?)" for
+    any existing file whose format it does not recognise; that becomes "too short to hold an
+    audio frame (N bytes)" for a file under ``_MAX_MP3_FRAME_BYTES`` (the decoder's chatter, such
+    as libmpg123's "a one-frame stream? Duh", is dropped: the size says it all) and "not
+    decodable (no audio format recognised)" otherwise, plus the first line the decoder printed
+    (its source-location prefix removed)."""
     reason = _reason(exc)
-    if isinstance(exc, sf.LibsndfileError) and path.is_file() and "does not exist" in reason:
-        reason = f"it is not a decodable audio file (libsndfile: {reason})"
+    said = chatter.first_line()
+    size = _size(path)
+    if isinstance(exc, sf.LibsndfileError) and size is not None and "does not exist" in reason:
+        if size < _MAX_MP3_FRAME_BYTES:
+            return AudioError(f"cannot read audio {path}: too short to hold an audio frame ({size} bytes)")
+        reason = "not decodable (no audio format recognised)"
     if fmt:
         reason = f"{reason} (decoding it as {fmt})"
-    said = chatter.first_line()
     if said:
-        reason = f"{reason}; the decoder reported: {said.rstrip('.')}"
+        reason = f"{reason}; the decoder reported: {_SOURCE_LOCATION.sub('', said).rstrip('.')}"
     return AudioError(f"cannot read audio {path}: {reason}; supported formats: {', '.join(SUPPORTED_FORMATS)}")
+
+
+def _size(path: Path) -> int | None:
+    """The size in bytes of a regular file, else None."""
+    try:
+        return path.stat().st_size if path.is_file() else None
+    except OSError:
+        return None
+
+
+# RIFF/WAVE format tags whose data chunk holds whole frames of ``block_align`` bytes (PCM, IEEE
+# float, A-law, mu-law); any other codec (ADPCM, GSM, MP3-in-WAV) is sized by its 'fact' chunk.
+_WAV_FRAME_TAGS = (0x0001, 0x0003, 0x0006, 0x0007)
+_WAV_EXTENSIBLE = 0xFFFE
+_WAV_ADPCM_TAGS = (0x0002, 0x0011)
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # what streaming writers leave in a size field they cannot go back to
+_MAX_CHUNKS = 4096  # a header walk gives up (declares nothing) after this many chunks
+
+
+def _declared_frames(path: Path) -> int | None:
+    """The frame count a RIFF/RIFX/RF64/BW64 WAVE or an AIFF/AIFC file's own header declares, or None.
+
+    libsndfile reports the frames a file actually holds, so a WAV cut short looks intact to a
+    header-versus-decode comparison (a PCM_U8 WAV cut to half its bytes declares 264,600 data
+    bytes in its 'data' chunk and libsndfile says 66,139 frames). This reads the chunk list itself
+    (stdlib only; chunk layout from the Microsoft/IBM RIFF spec, EBU Tech 3306 for RF64 and Apple's
+    AIFF 1.3 / AIFF-C specs): WAVE's declared frames are the 'data' chunk's size over the 'fmt '
+    chunk's block alignment (for PCM, float, A-law, mu-law and WAVE_FORMAT_EXTENSIBLE with one of
+    those subformats), whole blocks times samples per block for MS and IMA ADPCM, otherwise the
+    'fact' chunk's sample count; RF64's 'data' size comes from its
+    'ds64' chunk; AIFF's is the 'COMM' chunk's numSampleFrames. Chunks are padded to even sizes.
+
+    Returns None where the header declares nothing usable: another container, a size left as
+    0 or 0xFFFFFFFF by a streaming writer, a malformed or unreadable chunk list. Never raises
+    for a bad file (the decoder's own error says what is wrong); reads a few bytes per chunk.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12:
+                return None
+            kind, form = head[:4], head[8:12]
+            if kind in (b"RIFF", b"RF64", b"BW64") and form == b"WAVE":
+                end = "<"
+            elif kind == b"RIFX" and form == b"WAVE":
+                end = ">"
+            elif kind == b"FORM" and form in (b"AIFF", b"AIFC"):
+                end = ">"
+            else:
+                return None
+            fmt: tuple[int, int, int] | None = None  # (format tag, block align, ADPCM frames per block)
+            fact: int | None = None
+            ds64_data: int | None = None
+            for _ in range(_MAX_CHUNKS):
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                cid = header[:4]
+                (size,) = struct.unpack(end + "I", header[4:])
+                body_at = f.tell()
+                if form != b"WAVE":  # AIFF/AIFC: COMM states the frame count outright
+                    if cid == b"COMM":
+                        comm = f.read(6)
+                        return int(struct.unpack(">hI", comm)[1]) if len(comm) == 6 else None
+                elif cid == b"ds64":
+                    ds64 = f.read(24)
+                    if len(ds64) == 24:
+                        ds64_data = int(struct.unpack("<QQQ", ds64)[1])
+                elif cid == b"fmt ":
+                    body = f.read(min(size, 40))
+                    if len(body) < 14:
+                        return None
+                    tag, _, _, _, align = struct.unpack(end + "HHIIH", body[:14])
+                    if tag == _WAV_EXTENSIBLE and len(body) >= 26:
+                        tag = int(struct.unpack(end + "H", body[24:26])[0])  # the subformat GUID's first two bytes
+                    per_block = 0  # ADPCM (MS 0x0002, IMA 0x0011): wSamplesPerBlock after cbSize
+                    if tag in _WAV_ADPCM_TAGS and len(body) >= 20:
+                        per_block = int(struct.unpack(end + "H", body[18:20])[0])
+                    fmt = (int(tag), int(align), per_block)
+                elif cid == b"fact" and size >= 4:
+                    body = f.read(4)
+                    if len(body) == 4:
+                        fact = int(struct.unpack(end + "I", body)[0])
+                elif cid == b"data":
+                    if kind != b"RIFF" and kind != b"RIFX" and size == 0xFFFFFFFF:
+                        size = ds64_data if ds64_data is not None else size
+                    if size in _UNKNOWN_SIZES or fmt is None:
+                        return None
+                    tag, align, per_block = fmt
+                    if tag in _WAV_FRAME_TAGS and align > 0:
+                        return size // align
+                    if per_block > 0 and align > 0:  # whole blocks only: a partial last block is padding
+                        return (size // align) * per_block
+                    return fact if fact not in (None, 0, 0xFFFFFFFF) else None
+                f.seek(body_at + size + (size & 1))
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 def _check_rate_channels(sample_rate: int, channels: int) -> None:
@@ -245,6 +369,8 @@ def probe(path: PathLike) -> AudioInfo:
         raise AudioError(f"audio file not found: {p}")
     if p.is_dir():
         raise AudioError(f"audio path {p} is a directory; pass an audio file (WAV, FLAC, OGG, MP3)")
+    if _size(p) == 0:
+        raise AudioError(f"cannot read audio {p}: empty file (0 bytes)")
     chatter = _Chatter()  # bound even if the capture itself fails to start
     try:
         with _decoder_chatter() as chatter:
@@ -253,6 +379,9 @@ def probe(path: PathLike) -> AudioInfo:
         raise _unreadable(p, exc, chatter) from exc
     if info.frames <= 0:
         raise AudioError(f"audio file {p} is empty (0 samples)")
+    # libsndfile counts the frames a WAV or AIFF really holds; what its header declares (more, for
+    # a cut file) comes from the chunk list, so scan()'s truncation rule sees the cut
+    declared = _declared_frames(p) if info.format in ("WAV", "WAVEX", "RF64", "AIFF") else None
     return AudioInfo(
         path=p,
         sample_rate=int(info.samplerate),
@@ -260,7 +389,7 @@ def probe(path: PathLike) -> AudioInfo:
         frames=int(info.frames),
         duration_s=info.frames / info.samplerate,
         format=str(info.format),
-        header_frames=int(info.frames),
+        header_frames=max(int(info.frames), declared or 0),
     )
 
 
@@ -286,7 +415,9 @@ def scan(path: PathLike) -> AudioInfo:
     what the header declares: an MP3 with a Xing/Info tag (LAME and libsndfile write one) states
     its true length, so a cut copy is caught; one without (asc-music's) has its length
     estimated from the file's size, which shrinks with the cut, so only a cut leaving a few
-    frames (under about 1 kB) is caught. The file is still usable: this is a warning, not an error
+    frames (under about 1 kB) is caught. A WAV or AIFF declares its length in its own chunk list
+    (read by :func:`_declared_frames`, since libsndfile reports only the frames still present),
+    so a cut one is caught. The file is still usable: this is a warning, not an error
     (a :class:`~steerlab.errors.PossiblyTruncatedWarning`, which the CLI prints as one line).
 
     Decoder notes that C libraries print on stderr (libmpg123's ``Note: Illegal
@@ -298,21 +429,14 @@ def scan(path: PathLike) -> AudioInfo:
     info = probe(path)
     n = bad = 0
     first_bad: float | None = None
-    chatter = _Chatter()  # bound even if the capture itself fails to start
-    try:
-        with _decoder_chatter() as chatter, sf.SoundFile(str(info.path)) as f:
-            while True:
-                block = f.read(_SCAN_BLOCK, dtype="float32", always_2d=True)  # [T, C]
-                if block.shape[0] == 0:
-                    break
-                finite = np.isfinite(block)
-                if not finite.all():
-                    if first_bad is None:
-                        first_bad = (n + int(np.argmax(~finite.all(axis=1)))) / info.sample_rate
-                    bad += int(finite.size - np.count_nonzero(finite))
-                n += block.shape[0]
-    except (sf.SoundFileError, OSError) as exc:
-        raise _unreadable(info.path, exc, chatter, info.format) from exc
+    chatter = _Chatter()  # what the decoder said while the file was opened and read
+    for block in _blocks(info.path, _SCAN_BLOCK, chatter, info.format):  # [T, C]
+        finite = np.isfinite(block)
+        if not finite.all():
+            if first_bad is None:
+                first_bad = (n + int(np.argmax(~finite.all(axis=1)))) / info.sample_rate
+            bad += int(finite.size - np.count_nonzero(finite))
+        n += block.shape[0]
     if bad:
         raise AudioError(
             f"audio file {info.path} contains {bad} NaN or infinite samples (the first at "
@@ -322,7 +446,7 @@ def scan(path: PathLike) -> AudioInfo:
         said = chatter.first_line()
         raise AudioError(
             f"audio file {info.path} is empty: its header declares {info.header_frames} samples but none decode"
-            + (f"; the decoder reported: {said.rstrip('.')}" if said else "")
+            + (f"; the decoder reported: {_SOURCE_LOCATION.sub('', said).rstrip('.')}" if said else "")
         )
     truncation = None
     if n < TRUNCATION_FRACTION * info.header_frames:
@@ -414,22 +538,59 @@ def _convert(x: np.ndarray, source_rate: int, target_rate: int, channels: int) -
     return _duplicate(_resample(_mix(x, channels), source_rate, target_rate), channels)
 
 
+def _blocks(path: Path, frames: int, chatter: _Chatter | None = None, fmt: str | None = None) -> Iterator[np.ndarray]:
+    """Every sample that decodes, as float32 ``[T, C]`` blocks of at most ``frames`` frames, in order.
+
+    The one decode loop of this module: each open, read and close runs inside
+    :func:`_decoder_chatter` (never across a ``yield``), so libmpg123's notes (``Warning: Xing
+    stream size off by more than 1% ...`` for a cut MP3) never reach the terminal; the text of
+    everything captured (its first 4 kB) is added to ``chatter``. A failure raises :class:`AudioError`
+    (:func:`_unreadable`, ``fmt`` naming the format being decoded)."""
+    chatter = chatter if chatter is not None else _Chatter()
+    said = _Chatter()
+    f = None
+    try:
+        with _decoder_chatter() as said:
+            f = sf.SoundFile(str(path))
+        chatter.add(said.text)
+        while True:
+            with _decoder_chatter() as said:
+                block = f.read(frames, dtype="float32", always_2d=True)
+            chatter.add(said.text)
+            if block.shape[0] == 0:
+                return
+            yield block
+    except (sf.SoundFileError, OSError) as exc:
+        chatter.add(said.text)
+        raise _unreadable(path, exc, chatter, fmt) from exc
+    finally:
+        if f is not None:
+            with _decoder_chatter():
+                f.close()
+
+
+def iter_blocks(path: PathLike, block_frames: int = _SCAN_BLOCK) -> Iterator[np.ndarray]:
+    """Stream a file as it decodes: float32 ``[channels, n]`` blocks of at most ``block_frames``
+    samples at the file's own rate and channel count, no conversion and no checks on the values.
+
+    For code outside this module that reads audio without :func:`load` (constant-file checks,
+    report players): decoder notes C libraries print on stderr are captured as :func:`scan`
+    captures them, so a cut MP3 never prints libmpg123's ``Warning: Xing stream size off ...``.
+    Memory: one block. Raises :class:`AudioError` for a file that does not open or decode."""
+    if int(block_frames) != block_frames or block_frames < 1:
+        raise ConfigError(f"block_frames must be a positive integer, got {block_frames!r}", parameter="block_frames")
+    for block in _blocks(Path(path), int(block_frames)):
+        yield np.ascontiguousarray(block.T)
+
+
 def _read_decoded(path: Path) -> np.ndarray:
     """Every sample that decodes, float32 ``[T, C]``, read block by block: never an array sized by the
     header, whose frame count a damaged or truncated compressed file can overstate by billions."""
-    blocks = []
-    chatter = _Chatter()  # bound even if the capture itself fails to start
-    try:
-        with _decoder_chatter() as chatter, sf.SoundFile(str(path)) as f:
-            while True:
-                block = f.read(_SCAN_BLOCK, dtype="float32", always_2d=True)
-                if block.shape[0] == 0:
-                    break
-                blocks.append(block)
-            channels = f.channels
-    except (sf.SoundFileError, OSError) as exc:
-        raise _unreadable(path, exc, chatter) from exc
-    return np.concatenate(blocks) if blocks else np.zeros((0, channels), np.float32)
+    blocks = list(_blocks(path, _SCAN_BLOCK))
+    if blocks:
+        return np.concatenate(blocks)
+    with _decoder_chatter(), sf.SoundFile(str(path)) as f:  # opened above: only the channel count is new
+        return np.zeros((0, f.channels), np.float32)
 
 
 def load(

@@ -287,18 +287,19 @@ def _constant_levels(path: Path, channels: int) -> np.ndarray | None:
     :func:`steerlab.audio.load` mixes, is one constant per channel; else None (also for a
     file soundfile cannot stream: the load that follows reports it). Streams the file and
     stops at the first block that varies, so a file with content costs one block."""
-    import soundfile as sf
+    from steerlab import audio
 
     first = None
     try:
-        for block in sf.blocks(str(path), blocksize=1 << 16, dtype="float32", always_2d=True):
+        for block in audio.iter_blocks(path, 1 << 16):  # [C, T]; decoder chatter captured
+            block = block.T  # [T, C]
             if block.shape[1] > 1 and block.shape[1] != channels:
                 block = block.mean(axis=1, keepdims=True)
             if first is None and len(block):
                 first = block[0].copy()
             if first is not None and (block != first).any():
                 return None
-    except (sf.SoundFileError, OSError, RuntimeError, ValueError):
+    except (AudioError, OSError, RuntimeError, ValueError):
         return None
     if first is None:
         return None

@@ -360,6 +360,25 @@ def render_corpus(
     return doc
 
 
+_QUIET_ROUNDS = 8  # rounds of redraws a file gets before its quiet stretches count as run out
+
+
+def _clip_quota(lengths: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Clips per file, summing to exactly ``count`` (see :func:`clip_corpus`): one per file and the
+    rest by largest remainders in proportion to ``lengths`` when ``count >= len(lengths)``, else one
+    each for ``count`` files drawn without replacement with probability proportional to length."""
+    files = len(lengths)
+    if count < files:
+        rng = np.random.default_rng([seed, files])
+        chosen = rng.choice(files, size=count, replace=False, p=lengths / lengths.sum())
+        return np.bincount(chosen, minlength=files)
+    share = (count - files) * lengths / lengths.sum()
+    quota = np.floor(share).astype(int)
+    order = np.argsort(-(share - quota), kind="stable")  # largest remainder first, ties to the earlier file
+    quota[order[: count - files - int(quota.sum())]] += 1
+    return quota + 1
+
+
 def clip_corpus(
     sources: list[str | Path],
     out_dir: str | Path,
@@ -372,12 +391,21 @@ def clip_corpus(
     log=None,
     skip_bad_files: bool = False,
 ) -> dict:
-    """Cut ``count`` clips of ``seconds`` from the audio files ``sources`` into ``out_dir``; returns the manifest.
+    """Cut exactly ``count`` clips of ``seconds`` from the audio files ``sources`` into ``out_dir``; returns the manifest.
 
-    Clips are spread over the files in proportion to their decoded length (at least one per file
-    long enough), at offsets drawn from ``default_rng([seed, file_index])``; each is mixed to mono
-    at ``sample_rate`` (:func:`steerlab.audio.load`). A clip below ``min_level_db`` dBFS RMS is
-    skipped and counted (silent intros and gaps). Files: ``clip-{i:05d}.wav``.
+    Allocation (the manifest's ``count`` equals ``requested``): with at least as many clips as
+    files long enough to hold one, every such file gets one clip and the other ``count - files``
+    are shared in proportion to decoded length by largest remainders (Hamilton's method, ties to
+    the earlier file); with fewer clips than files, ``count`` distinct files are drawn with
+    probability proportional to length (``default_rng([seed, len(files)])``, without
+    replacement) and get one clip each. Offsets within a file are drawn from
+    ``default_rng([seed, file_index])``, spread (every third of three times as many sorted
+    draws); each clip is mixed to mono at ``sample_rate`` (:func:`steerlab.audio.load`). A
+    draw below ``min_level_db`` dBFS RMS (silent intros and gaps) is counted in
+    ``skipped_quiet`` and drawn again, up to ``_QUIET_ROUNDS`` rounds per file; what a file
+    still lacks then goes to the files that have not run out, longest first. Only when every
+    file has run out of loud stretches is ``count`` below ``requested``, and the manifest says
+    why (``shortfall_reason``). Files: ``clip-{i:05d}.wav``, in file order, by offset.
 
     Every file is checked before any clip is written (:func:`steerlab.capture.check_audio_files`):
     an unreadable, empty or NaN file raises :class:`steerlab.capture.BadFilesError` (one line:
@@ -403,19 +431,42 @@ def clip_corpus(
     usable = [(p, x) for p, x in decoded if len(x) >= n]
     if not usable:
         raise CorpusBuildError(f"no source is at least {seconds} s long: {', '.join(map(str, paths))}")
-    lengths = np.array([len(x) for _, x in usable], dtype=float)
-    quota = np.maximum(1, np.round(count * lengths / lengths.sum())).astype(int)
+    quota = _clip_quota(np.array([len(x) for _, x in usable], dtype=float), count, seed)
+    rngs = [np.random.default_rng([seed, fi]) for fi in range(len(usable))]
+    offsets: list[list[int]] = [[] for _ in usable]
+    exhausted = [False] * len(usable)
+    skipped = 0
+
+    def draw(fi: int, want: int) -> None:
+        """Up to ``want`` more loud offsets for file ``fi``; marks it exhausted when rounds run out."""
+        nonlocal skipped
+        x = usable[fi][1]
+        for _ in range(_QUIET_ROUNDS):
+            if want <= 0:
+                return
+            for offset in np.sort(rngs[fi].integers(0, len(x) - n + 1, 3 * want))[::3][:want]:
+                if _level_db(x[offset : offset + n]) < min_level_db:
+                    skipped += 1
+                else:
+                    offsets[fi].append(int(offset))
+                    want -= 1
+        exhausted[fi] = want > 0
+
+    for fi, k in enumerate(quota):
+        draw(fi, int(k))
+    by_length = sorted(range(len(usable)), key=lambda i: -len(usable[i][1]))
+    while (missing := count - sum(map(len, offsets))) > 0 and not all(exhausted):
+        for fi in by_length:  # what quiet files lacked, from the files that still have loud stretches
+            if not exhausted[fi] and missing > 0:
+                before = len(offsets[fi])
+                draw(fi, missing)
+                missing -= len(offsets[fi]) - before
     with _Staged(out_dir) as out:
         clips: list[dict] = []
-        skipped = 0
-        for fi, ((path, x), k) in enumerate(zip(usable, quota)):
-            rng = np.random.default_rng([seed, fi])
+        for fi, (path, x) in enumerate(usable):
             sha = file_sha256(path)
-            for offset in np.sort(rng.integers(0, len(x) - n + 1, 3 * k))[::3][:k]:
+            for offset in sorted(offsets[fi]):
                 clip = x[offset : offset + n]
-                if _level_db(clip) < min_level_db:
-                    skipped += 1
-                    continue
                 name = f"clip-{len(clips):05d}.wav"
                 write_wav(out / name, clip[None], sample_rate)
                 clips.append(
@@ -430,6 +481,17 @@ def clip_corpus(
                 )  # digital silence: no level
             if log:
                 log(f"{path}: {len(clips)} clips so far")
+        shortfall = {}
+        if len(clips) < count:
+            shortfall = {
+                "shortfall_reason": (
+                    f"{len(clips)} of the {count} requested clips: every source ran out of stretches of {seconds} s "
+                    f"above {min_level_db} dBFS RMS ({skipped} quiet draws in {_QUIET_ROUNDS} rounds per file); "
+                    "add louder sources or lower min_level_db"
+                )
+            }
+            if log:
+                log(shortfall["shortfall_reason"])
         doc = {
             "format": FORMAT,
             "version": VERSION,
@@ -448,6 +510,7 @@ def clip_corpus(
             "skipped_files": bad,
             "provenance": _provenance(list(sources), started),
             "clips": clips,
+            **shortfall,
         }
         _write_manifest(out, doc)
     return doc
@@ -532,6 +595,7 @@ def _manifest_schemas():
             "skipped_quiet": S.integer(0),
             "min_level_db": level,
             "files_skipped": S.optional(S.integer(0)),
+            "shortfall_reason": S.optional(S.string()),  # only when count < requested
             "skipped_files": S.optional(S.array(S.obj({"path": S.string(), "reason": S.string()}))),
             "files": S.array(S.obj({"path": S.string(), "sha256": S.sha256(), "decoded_seconds": S.number(0)})),
             "clips": S.array(S.obj(long_clip)),

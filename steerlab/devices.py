@@ -136,16 +136,39 @@ def place(model: Any, device: Any) -> torch.device:
 
 def set_threads(threads: int | None) -> int:
     """``torch.set_num_threads(threads)`` (None: leave torch's own choice); returns the number of
-    threads torch now uses. Raises :class:`ConfigError` (``parameter="threads"``) unless it is an
+    threads torch now uses. More threads than ``os.cpu_count()`` are accepted (torch allows
+    oversubscription) with an :class:`~steerlab.errors.OversubscribedThreadsWarning` (the CLI
+    prints it as one ``warning:`` line), and :func:`record` then stores the same sentence under
+    ``threads_warning``. Raises :class:`ConfigError` (``parameter="threads"``) unless it is an
     integer >= 1 or None."""
+    import warnings
+
     import torch
 
+    from steerlab.errors import OversubscribedThreadsWarning
     from steerlab.validation import integer_or_none
 
     n = integer_or_none("threads", threads, low=1)
     if n is not None:
         torch.set_num_threads(n)
+        said = oversubscribed(n)
+        if said:
+            warnings.warn(OversubscribedThreadsWarning(said), stacklevel=2)
     return torch.get_num_threads()
+
+
+def oversubscribed(threads: int) -> str | None:
+    """One sentence when ``threads`` exceeds the machine's CPU cores (``os.cpu_count()``), else None."""
+    import os
+
+    cores = os.cpu_count()
+    if cores is None or threads <= cores:
+        return None
+    return (
+        f"threads={threads} is more than the {cores} CPU core{'s' if cores != 1 else ''} of this machine "
+        "(os.cpu_count()): torch runs "
+        f"them oversubscribed, which is usually slower than {cores}"
+    )
 
 
 #: the attribute :func:`steerlab.load_model` sets on a model: the device it was asked for ("auto")
@@ -156,7 +179,8 @@ def record(device: Any = None, requested: Any = None) -> dict[str, Any]:
     """What a writer stores under ``provenance["compute"]``: ``device`` (``"cpu"``, ``"cuda:0"``),
     ``device_name`` (the GPU's name, or the CPU's), ``requested`` (what was asked for, e.g.
     ``"auto"``; None with ``requested_reason`` when nobody asked), ``dtype`` and ``autocast``
-    (None, with ``autocast_reason``), ``tf32`` (CUDA only) and ``torch_threads``. ``device``: a
+    (None, with ``autocast_reason``), ``tf32`` (CUDA only), ``torch_threads`` and, only when that exceeds the CPU cores,
+    ``threads_warning`` (:func:`oversubscribed`). ``device``: a
     torch.device, a string, or a model (its weights' device, and the request
     :func:`steerlab.load_model` noted on it); None: the CPU, where torch makes tensors that are
     given no device."""
@@ -181,6 +205,9 @@ def record(device: Any = None, requested: Any = None) -> dict[str, Any]:
         "autocast_reason": PRECISION_REASON,
         "torch_threads": torch.get_num_threads(),
     }
+    crowded = oversubscribed(out["torch_threads"])
+    if crowded:  # only then: records of a run within the cores keep their keys
+        out["threads_warning"] = crowded
     if requested is None:
         out["requested_reason"] = (
             "no device was asked for: the computation ran where its model was loaded, or on the CPU"

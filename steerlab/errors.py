@@ -198,6 +198,12 @@ class SteerlabWarning(UserWarning):
     ``warning: ...`` line on stderr; Python callers get a standard :mod:`warnings` warning)."""
 
 
+class OversubscribedThreadsWarning(SteerlabWarning):
+    """More torch threads were asked for than the machine has CPU cores
+    (:func:`steerlab.devices.set_threads`): accepted, as torch accepts it, but the threads then
+    share cores and a run is usually slower than with one thread per core."""
+
+
 class PossiblyTruncatedWarning(SteerlabWarning):
     """An audio file decodes well short of what its header declares (:func:`steerlab.audio.scan`):
     it may be truncated or damaged. Issued once per file and message by every command that scans

@@ -85,12 +85,13 @@ def _run(model: AudioModel, waves: Sequence[torch.Tensor], layer: Any, edit: Edi
     return [r.output for r in results]
 
 
-def _distance(model: AudioModel, clean: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
+def _distance(model: AudioModel, clean: torch.Tensor, other: torch.Tensor) -> dict[str, float | None]:
     from steerlab import metrics, scoring
 
     if model.has_decoder:
+        resolved = scoring.resolution(clean.shape[-1], model.sample_rate)["mrstft_resolved"]
         return {
-            "mrstft": scoring.mrstft(clean.double().numpy(), other.double().numpy()),
+            "mrstft": scoring.mrstft(clean.double().numpy(), other.double().numpy()) if resolved else None,
             "si_sdr_db": float(metrics.si_sdr(other.double(), clean.double()).mean()),
         }
     if model.output_kind == "":
@@ -102,8 +103,26 @@ def _distance(model: AudioModel, clean: torch.Tensor, other: torch.Tensor) -> di
     return {"mean_abs_change": float((clean.double() - other.double()).abs().mean())}
 
 
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.mean([r[key] for r in rows])) for key in rows[0]}
+def _mean(rows: list[dict[str, float | None]], reasons: dict[str, str]) -> dict[str, Any]:
+    """Means over clips; a distance some clip cannot resolve is None with ``<key>_reason`` (``reasons``)."""
+    out: dict[str, Any] = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        if any(v is None for v in values):
+            out[key], out[f"{key}_reason"] = None, reasons[key]
+        else:
+            out[key] = float(np.mean([float(v) for v in values if v is not None]))
+    return out
+
+
+def _unresolved(model: AudioModel, clean: list[torch.Tensor]) -> dict[str, str]:
+    """Why a decoder's MR-STFT distance is None: the shortest clean output, by the rules of
+    :func:`steerlab.scoring.resolution` (one full window of the longest resolution, 2048 samples)."""
+    from steerlab import scoring
+
+    i = min(range(len(clean)), key=lambda j: clean[j].shape[-1])
+    reason = scoring.resolution(clean[i].shape[-1], model.sample_rate)["mrstft_reason"]
+    return {"mrstft": f"clip {i}: {reason}"} if reason else {}
 
 
 #: the distance each kind of output's "recovered" share is computed from
@@ -118,16 +137,25 @@ def splice_fidelity(model: AudioModel, d: Dictionary, waves: Sequence[np.ndarray
     "spliced": {...}, "zero_ablation": {...}, "mean_ablation": {...}, "recovered_vs_zero",
     "recovered_vs_mean", "n_clips"}``; each block holds the distances of :func:`_distance`
     (means over clips: ``mrstft`` and ``si_sdr_db`` for decoders, ``kl`` (nats) and ``agreement``
-    for logits, ``mean_abs_change`` otherwise). A recovered share is None when the ablation leaves
-    the output unchanged. Raises :class:`DictionaryError` when ``d`` was learned on another model
-    or its width does not fit the layer.
+    for logits, ``mean_abs_change`` otherwise). A decoder's ``mrstft`` is None, with
+    ``mrstft_reason``, when a clip's output is shorter than the longest MR-STFT window (2048
+    samples: the rule of :func:`steerlab.scoring.resolution` that ``intervene`` applies; zero
+    padding would measure the window, not the audio). A recovered share is None, with
+    ``recovered_vs_*_reason``, when its distance is not measured or the ablation leaves the
+    output unchanged. ``waves`` are checked as :func:`steerlab.capture.check_waves` checks
+    them (a 1-D wave is mono). Raises :class:`DictionaryError` when ``d`` was learned on another
+    model or its width does not fit the layer, or there are no clips;
+    :class:`~steerlab.errors.ConfigError` for a wave whose channel count is not the model's;
+    :class:`~steerlab.errors.AudioError` for a wave that is not finite float audio.
     """
+    from steerlab.capture import check_waves
     from steerlab.learned import check_dictionary_fits
 
     layer = check_dictionary_fits(d, model, allow_weights_mismatch=True)
-    if not waves:
+    arrays = check_waves(model, waves)  # [model.channels, samples] each; 1-D is mono; finite
+    if not arrays:
         raise DictionaryError("splice_fidelity needs at least one clip")
-    ws = [torch.from_numpy(np.ascontiguousarray(w)).float() for w in waves]
+    ws = [torch.from_numpy(w) for w in arrays]
     from steerlab import tracing
 
     captured = tracing.run(model, [tracing.TraceItem(w, layer, None, save_activation=True) for w in ws])
@@ -141,13 +169,20 @@ def splice_fidelity(model: AudioModel, d: Dictionary, waves: Sequence[np.ndarray
     }
     kind = "decoder" if model.has_decoder else ("logits" if model.output_kind == "" else "other")
     out: dict[str, Any] = {"output": kind, "distance": PRIMARY[kind], "n_clips": len(ws)}
+    reasons = _unresolved(model, clean) if model.has_decoder else {}
     for name, edit in edits.items():
         outs = _run(model, ws, layer, edit)
-        out[name] = _mean([_distance(model, c, o) for c, o in zip(clean, outs)])
+        out[name] = _mean([_distance(model, c, o) for c, o in zip(clean, outs)], reasons)
     key = PRIMARY[kind]
     for ref, label in (("zero_ablation", "recovered_vs_zero"), ("mean_ablation", "recovered_vs_mean")):
-        base = out[ref][key]
-        out[label] = 1.0 - out["spliced"][key] / base if base > 0 else None
+        base, spliced = out[ref][key], out["spliced"][key]
+        out[label] = 1.0 - spliced / base if base is not None and spliced is not None and base > 0 else None
+        if out[label] is None:
+            out[f"{label}_reason"] = (
+                f"the {key} distance is not measured: {out[ref][f'{key}_reason']}"
+                if base is None
+                else f"{ref.split('_')[0]} ablation leaves the output unchanged on these clips (D(ablated) = 0)"
+            )
     return out
 
 
@@ -260,7 +295,4 @@ def measure(model: AudioModel, d: Dictionary, held: HeldOut) -> dict[str, Any]:
             out[f"{key}_reason"] = f"not measured: {held.record['reason']}"
         return out
     out.update(splice_fidelity(model, d, held.waves))
-    for key, ref in (("recovered_vs_zero", "zero"), ("recovered_vs_mean", "mean")):
-        if out[key] is None:
-            out[f"{key}_reason"] = f"{ref} ablation leaves the output unchanged on these clips (D(ablated) = 0)"
-    return out
+    return out  # splice_fidelity gives every null recovered share its reason

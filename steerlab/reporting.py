@@ -85,10 +85,13 @@ def audio_player(wav: bytes, label: str = "") -> str:
 
 def audio_file_player(path: str | Path, label: str = "") -> str:
     """:func:`audio_player` of an audio file on disk, re-encoded as 16-bit PCM for the page."""
-    import soundfile as sf
+    from steerlab import audio
 
-    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    return audio_player(wav_bytes(x.T, sr), label)
+    info = audio.probe(path)
+    blocks = list(audio.iter_blocks(path))  # [C, T] each; decoder chatter captured
+    x = np.concatenate(blocks, axis=1) if blocks else np.zeros((info.channels, 0), np.float32)
+    sr = info.sample_rate
+    return audio_player(wav_bytes(x, sr), label)
 
 
 def listening_reel(fragments: np.ndarray, sample_rate: float, gap_s: float = 0.15, fade_s: float = 0.01) -> np.ndarray:

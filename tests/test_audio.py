@@ -27,7 +27,7 @@ from steerlab.audio import (
     validate_array,
     write_wav,
 )
-from steerlab.errors import AudioError, OutputError
+from steerlab.errors import AudioError, ConfigError, OutputError
 
 
 def sine(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
@@ -396,7 +396,7 @@ def test_scan_reports_decoded_and_header_counts(tmp_path) -> None:
 
 def test_random_bytes_named_mp3_is_one_line_naming_the_decoder_without_chatter(tmp_path: Path, capfd) -> None:
     """libmpg123 prints ``Note: ...`` lines straight to fd 2 and libsndfile then says the (existing)
-    file 'does not exist': the error says it does not decode, quotes the decoder, and fd 2 stays clean."""
+    file 'does not exist': the error says it is not decodable, quotes the decoder, and fd 2 stays clean."""
     p = tmp_path / "garbage.mp3"
     p.write_bytes(np.random.default_rng(0).bytes(3000))
     for call in (lambda: probe(p), lambda: scan(p), lambda: load(p, 24000, 1)):
@@ -404,8 +404,9 @@ def test_random_bytes_named_mp3_is_one_line_naming_the_decoder_without_chatter(t
             call()
         msg = str(e.value)
         assert "\n" not in msg and msg.startswith(
-            f"cannot read audio {p}: it is not a decodable audio file (libsndfile: "
+            f"cannot read audio {p}: not decodable (no audio format recognised); "
         )
+        assert "does not exist" not in msg  # libsndfile's reason for any unrecognised file
         assert "the decoder reported: Note: Illegal Audio-MPEG-Header" in msg
         assert msg.endswith("; supported formats: WAV, FLAC, OGG, MP3")
     assert capfd.readouterr().err == ""
@@ -423,7 +424,9 @@ def test_the_cli_says_one_line_for_random_bytes_named_mp3(tmp_path: Path, capfd)
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: cannot read audio {p}: "), result.output
-    assert "is not a decodable audio file" in result.output and "Illegal Audio-MPEG-Header" in result.output
+    assert (
+        "not decodable (no audio format recognised)" in result.output and "Illegal Audio-MPEG-Header" in result.output
+    )
     assert capfd.readouterr().err == "" and not (tmp_path / "E9").exists()
 
 
@@ -475,3 +478,172 @@ def test_load_audio_keeps_the_files_rate_and_channels_unless_asked(tmp_path: Pat
     assert np.array_equal(wave, ref) and wave.shape == (1, resampled_length(22050, 44100, 24000))
     assert conv.to_dict()["description"] == "resampled 44100 Hz -> 24000 Hz, mixed 2 channels -> 1"
     assert steerlab.load_audio(p, channels=1)[0].shape == (1, 22050)
+
+
+# --- what a WAV or AIFF header declares, read from its own chunk list -------------------------------
+
+
+def _halve(src: Path, dst: Path) -> Path:
+    data = src.read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "suffix", "rate", "channels"),
+    [
+        ("WAV", "PCM_U8", "wav", 44100, 2),  # the trial's file: 264,600 data bytes declared
+        ("WAV", "PCM_16", "wav", 16000, 1),
+        ("WAV", "ULAW", "wav", 8000, 1),
+        ("WAVEX", "PCM_24", "wav", 48000, 2),  # WAVE_FORMAT_EXTENSIBLE: the subformat decides
+        ("WAV", "IMA_ADPCM", "wav", 22050, 2),  # blocks times samples per block
+        ("WAV", "GSM610", "wav", 8000, 1),  # the 'fact' chunk's count
+        ("RF64", "FLOAT", "rf64", 44100, 2),  # the 'ds64' chunk's data size
+        ("AIFF", "PCM_16", "aiff", 44100, 2),  # COMM's numSampleFrames
+    ],
+)
+def test_a_wav_or_aiff_cut_to_half_its_bytes_is_possibly_truncated(
+    tmp_path: Path, fmt: str, subtype: str, suffix: str, rate: int, channels: int
+) -> None:
+    """libsndfile counts the frames a cut WAV still holds, so before the header walk a cut WAV's
+    header_frames equalled its decoded frames and the 90% rule never fired (the trial: 66,139 of
+    the 132,300 frames a PCM_U8 WAV declares, unflagged)."""
+    import warnings
+
+    from steerlab.errors import PossiblyTruncatedWarning
+
+    whole = tmp_path / f"whole.{suffix}"
+    sf.write(str(whole), band_limited(rate, 3.0, channels).T, rate, format=fmt, subtype=subtype)
+    intact = scan(whole)
+    assert not intact.possibly_truncated and "possibly_truncated" not in intact.to_dict()
+    assert intact.header_frames == intact.frames  # codec padding at most: ADPCM and GSM pad a block
+    cut_path = _halve(whole, tmp_path / f"cut.{suffix}")
+    assert sf.info(str(cut_path)).frames < 0.55 * intact.frames  # libsndfile alone sees no shortfall
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cut = scan(cut_path)
+    assert cut.header_frames >= 0.98 * intact.frames and 0.45 < cut.frames / intact.frames < 0.55
+    assert cut.possibly_truncated and cut.to_dict()["header_frames"] == cut.header_frames
+    assert [str(w.message) for w in caught if w.category is PossiblyTruncatedWarning] == [
+        f"cut.{suffix}: {cut.truncation}"
+    ]
+    assert probe(cut_path).header_frames == cut.header_frames  # the header's figure, before decoding
+    assert probe(cut_path).frames == sf.info(str(cut_path)).frames  # the readable length is unchanged
+
+
+def test_a_pcm_u8_wav_cut_in_half_records_the_frames_its_data_chunk_declares(tmp_path: Path) -> None:
+    whole = tmp_path / "u8.wav"
+    sf.write(str(whole), band_limited(44100, 3.0, 2).T, 44100, subtype="PCM_U8")
+    cut = scan(_halve(whole, tmp_path / "u8-cut.wav"))
+    record = cut.to_dict()
+    assert record["header_frames"] == 132300  # 264,600 data bytes / 2 bytes a frame
+    assert record["frames"] == 66139 and record["header_minus_decoded_frames"] == 132300 - 66139
+    assert record["possibly_truncated"] is True
+    assert record["truncation_reason"].startswith("only 66139 of the 132300 samples its header declares decode (50%")
+
+
+def test_a_wav_written_by_pythons_wave_module_is_read_the_same_way(tmp_path: Path) -> None:
+    import wave
+
+    p = tmp_path / "wave.wav"
+    pcm = (band_limited(16000, 2.0, 1)[0] * 32767).astype("<i2")
+    with wave.open(str(p), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    info = scan(p)
+    assert (info.frames, info.header_frames, info.possibly_truncated) == (32000, 32000, False)
+    p.write_bytes(p.read_bytes()[: 44 + 2 * 8000])  # a quarter of the samples left
+    cut = scan(p)
+    assert (cut.frames, cut.header_frames, cut.possibly_truncated) == (8000, 32000, True)
+
+
+def _riff(*chunks: tuple[bytes, bytes], form: bytes = b"WAVE") -> bytes:
+    import struct
+
+    body = form
+    for cid, data in chunks:
+        body += cid + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_the_chunk_walk_pads_odd_sizes_and_skips_unknown_chunks(tmp_path: Path) -> None:
+    """An odd-sized chunk is followed by a pad byte (RIFF spec); an unknown chunk before 'fmt ' and
+    one between 'fmt ' and 'data' are skipped. Both readers must agree on the intact file."""
+    import struct
+
+    from steerlab.audio import _declared_frames
+
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    pcm = (band_limited(8000, 1.0, 1)[0] * 20000).astype("<i2").tobytes()
+    p = tmp_path / "odd.wav"
+    p.write_bytes(_riff((b"JUNK", b"abc"), (b"fmt ", fmt), (b"LIST", b"INFOISFT\x05\0\0\0steer"), (b"data", pcm)))
+    assert _declared_frames(p) == 8000 == sf.info(str(p)).frames
+    assert not scan(p).possibly_truncated
+    p.write_bytes(p.read_bytes()[:-12000])
+    assert _declared_frames(p) == 8000 and scan(p).possibly_truncated
+
+
+def test_a_streamed_wavs_unknown_sizes_declare_nothing(tmp_path: Path) -> None:
+    """A writer that cannot seek back leaves 0xFFFFFFFF (or 0) in the size fields: that declares
+    no length, so the count libsndfile reads stands and nothing is flagged. Other containers and
+    files too short for a header declare nothing either."""
+    import struct
+
+    from steerlab.audio import _declared_frames
+
+    p = tmp_path / "stream.wav"
+    sf.write(str(p), band_limited(8000, 1.0, 1).T, 8000, subtype="PCM_16")
+    raw = bytearray(p.read_bytes())
+    at = raw.index(b"data")
+    raw[4:8] = raw[at + 4 : at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    p.write_bytes(bytes(raw))
+    assert _declared_frames(p) is None
+    info = scan(p)
+    assert (info.frames, info.header_frames, info.possibly_truncated) == (8000, 8000, False)
+    flac = tmp_path / "a.flac"
+    sf.write(str(flac), np.zeros(100, np.float32), 8000)
+    short = tmp_path / "short.wav"
+    short.write_bytes(b"RIFF\0\0")
+    assert _declared_frames(flac) is None and _declared_frames(short) is None
+
+
+def test_an_empty_or_too_short_file_says_so_in_one_line(tmp_path: Path, capfd) -> None:
+    """libsndfile says "File does not exist or is not a regular file (possibly a pipe?)" for both,
+    and libmpg123 adds "a one-frame stream? Duh" on fd 2: the error says what is true instead."""
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    whole = tmp_path / "tone.mp3"
+    sf.write(str(whole), sine(440, 22050, 1.0, 0.3), 22050, format="MP3", subtype="MPEG_LAYER_III")
+    short = tmp_path / "cut100.mp3"
+    short.write_bytes(whole.read_bytes()[:100])
+    for call in (probe, scan, lambda p: load(p, 24000, 1)):
+        with pytest.raises(AudioError) as e:
+            call(empty)
+        assert str(e.value) == f"cannot read audio {empty}: empty file (0 bytes)"
+        with pytest.raises(AudioError) as e:
+            call(short)
+        assert str(e.value) == f"cannot read audio {short}: too short to hold an audio frame (100 bytes)"
+    assert capfd.readouterr().err == ""
+
+
+def test_iter_blocks_streams_what_decodes_and_keeps_fd2_clean(tmp_path: Path, capfd) -> None:
+    """Every decode path captures decoder chatter: a cut MP3 with a Xing tag makes libmpg123 print
+    "Warning: Xing stream size off by more than 1%" on fd 2 when it is opened for reading."""
+    from steerlab.audio import iter_blocks
+
+    whole = tmp_path / "tone.mp3"
+    sf.write(str(whole), sine(440, 22050, 10.0, 0.3), 22050, format="MP3", subtype="MPEG_LAYER_III")
+    half = _halve(whole, tmp_path / "half.mp3")
+    with sf.SoundFile(str(half)) as f:  # the unguarded read this test exists for
+        f.read(10)
+    assert "Xing stream size off" in capfd.readouterr().err
+    blocks = list(iter_blocks(half, 4096))
+    assert all(b.dtype == np.float32 and b.shape[0] == 1 and b.shape[1] <= 4096 for b in blocks)
+    assert sum(b.shape[1] for b in blocks) == scan(half).frames
+    load(half, 24000, 1)
+    list(iter_chunks(half, 24000, 1, 1.0, 0.0))
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ConfigError):
+        next(iter_blocks(half, 0))

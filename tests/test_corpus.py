@@ -118,7 +118,9 @@ def test_quiet_stretches_of_real_music_are_skipped_and_counted(tmp_path):
     quiet = np.concatenate([x, np.zeros(10 * SR, np.float32)])
     sf.write(tmp_path / "half_silent.wav", quiet, SR, subtype="FLOAT")
     doc = clip_corpus([tmp_path / "half_silent.wav"], tmp_path / "out", 12, seed=1, seconds=1.0)
-    assert doc["skipped_quiet"] > 0 and doc["count"] + doc["skipped_quiet"] == 12
+    # quiet draws are counted and drawn again, so the count is exact (it used to be 12 - skipped)
+    assert doc["skipped_quiet"] > 0 and doc["count"] == doc["requested"] == 12 == len(doc["clips"])
+    assert "shortfall_reason" not in doc
     assert all(c["offset_s"] < 10.0 for c in doc["clips"])
 
 
@@ -204,3 +206,48 @@ def test_a_corpus_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         clip_corpus([tmp_path / "tone.wav"], tmp_path / "out", 4, seed=0, seconds=0.5)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+
+
+def _noise(path: Path, seconds: float, sr: int, seed: int) -> Path:
+    sf.write(path, 0.1 * np.random.default_rng(seed).standard_normal(int(seconds * sr)).astype(np.float32), sr)
+    return path
+
+
+def test_clips_count_is_exact_over_files_of_any_number_and_length(tmp_path):
+    """The trial: 3 files with -n 1 wrote 3 clips, -n 8 over a mixed folder wrote 11 (each file got
+    max(1, round(share)) clips). Now one per file and the rest by largest remainders; fewer clips
+    than files draws the files by length."""
+    from steerlab.corpus import _clip_quota
+
+    files = [
+        _noise(tmp_path / "a.wav", 2.0, 48000, 0),
+        _noise(tmp_path / "b.ogg", 9.0, 44100, 1),
+        _noise(tmp_path / "c.flac", 1.5, 16000, 2),
+    ]
+    for n in (1, 2, 3, 8, 11):
+        doc = clip_corpus(files, tmp_path / f"out{n}", n, seed=0, seconds=1.0)
+        assert doc["count"] == doc["requested"] == n == len(doc["clips"]) and "shortfall_reason" not in doc
+        assert read_manifest(tmp_path / f"out{n}")["count"] == n
+        per_file = [sum(c["source"] == str(f) for c in doc["clips"]) for f in files]
+        if n >= 3:
+            assert min(per_file) >= 1
+    lengths = np.array([2.0, 9.0, 1.5])
+    # 1 + shares of 5 (0.8, 3.6, 0.6): floors (0, 3, 0), the 2 left to remainders 0.8 and 0.6 (tie: earlier)
+    assert _clip_quota(lengths, 8, 0).tolist() == [2, 5, 1]
+    assert _clip_quota(lengths, 3, 0).tolist() == [1, 1, 1]
+    picks = np.array([_clip_quota(lengths, 1, seed) for seed in range(400)])
+    assert (picks.sum(axis=1) == 1).all()
+    np.testing.assert_allclose(picks.mean(axis=0), lengths / lengths.sum(), atol=0.06)  # drawn by length
+    assert _clip_quota(lengths, 1, 5).tolist() == _clip_quota(lengths, 1, 5).tolist()  # seeded
+
+
+def test_clips_of_silence_fall_short_and_the_manifest_says_why(tmp_path):
+    sf.write(tmp_path / "silent.wav", np.zeros(3 * SR, np.float32), SR)
+    loud = _noise(tmp_path / "loud.wav", 1.0, SR, 3)  # holds exactly one 1 s stretch: room for any count
+    doc = clip_corpus([tmp_path / "silent.wav", loud], tmp_path / "out", 4, seed=0, seconds=1.0)
+    assert doc["count"] == doc["requested"] == 4  # the silent file's share moved to the loud one
+    assert all(c["source"] == str(loud) for c in doc["clips"])
+    doc = clip_corpus([tmp_path / "silent.wav"], tmp_path / "out2", 4, seed=0, seconds=1.0)
+    assert doc["count"] == 0 and doc["requested"] == 4 and doc["skipped_quiet"] > 0
+    assert doc["shortfall_reason"].startswith("0 of the 4 requested clips: every source ran out of stretches")
+    assert read_manifest(tmp_path / "out2")["shortfall_reason"] == doc["shortfall_reason"]

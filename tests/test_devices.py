@@ -281,3 +281,50 @@ def test_gpu_check_runs_its_cpu_half_and_says_there_is_no_cuda(tmp_path):
     assert cpu["device"] == "cpu" and cpu["compute"]["device"] == "cpu" and cpu["intervene_items"] == 4
     assert cpu["intervene_items_per_s"] > 0 and cpu["sae_vectors_per_s"] > 0
     assert 0 < cpu["sae_metrics"]["explained_variance"] <= 1 and cpu["sae_metrics"]["device"] == "cpu"
+
+
+def test_more_threads_than_cores_are_accepted_with_one_warning_and_recorded(monkeypatch):
+    """`--threads 1000` on 2 cores was accepted silently: it still is accepted (torch allows
+    oversubscription), with an OversubscribedThreadsWarning and ``threads_warning`` in the record."""
+    import os
+    import warnings
+
+    from steerlab.errors import OversubscribedThreadsWarning
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert devices.set_threads(2) == 2  # as many as the cores: no warning, no key
+            assert not caught and "threads_warning" not in devices.record()
+            assert devices.set_threads(3) == 3 == torch.get_num_threads()
+        said = "threads=3 is more than the 2 CPU cores of this machine (os.cpu_count())"
+        assert [w.category for w in caught] == [OversubscribedThreadsWarning]
+        assert str(caught[0].message).startswith(said) and "\n" not in str(caught[0].message)
+        assert devices.record()["threads_warning"].startswith(said)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_cli_prints_the_oversubscription_as_one_warning_line(monkeypatch, tmp_path):
+    import os
+
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    try:
+        res = CliRunner().invoke(get_cli(), ["capture", "--threads", "2", "--help"])
+        assert res.exit_code == 0  # --help: nothing applied
+        args = ["steerability", "-m", "nope", "--threads", "2", "-o", str(tmp_path / "out")]
+        res = CliRunner().invoke(get_cli(), args)  # threads are applied before the model name fails
+        warning = [line for line in res.stderr.splitlines() if line.startswith("warning:")]
+        assert warning == [
+            "warning: threads=2 is more than the 1 CPU core of this machine (os.cpu_count()): torch runs "
+            "them oversubscribed, which is usually slower than 1"
+        ], res.output
+    finally:
+        torch.set_num_threads(before)

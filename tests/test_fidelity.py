@@ -201,3 +201,74 @@ def test_learn_stores_fidelity_and_analyze_quotes_it(tmp_path):
     measured = splice.report(d, model, corpus, lambda m: None)
     assert measured["held_out"]["clips"] == 1 and "may have been in" in measured["source"]
     assert measured["recovered_vs_zero"] is not None and "splice fidelity" in measured["headline"]
+
+
+# --- what splice_fidelity accepts, and what it does not measure --------------------------------
+
+
+def test_a_1d_wave_is_mono_and_measures_as_its_2d_form(embedded):
+    """A 1-D wave raised "ValueError: not enough values to unpack"; capture_activations takes it
+    as mono, and so does this (the shared steerlab.capture.check_waves)."""
+    d = _wrap(_identity(24), embedded)
+    waves = _waves(2)
+    assert splice_fidelity(embedded, d, [w[0] for w in waves]) == splice_fidelity(embedded, d, waves)
+
+
+def test_bad_waves_are_refused_in_one_line(embedded):
+    """A stereo wave to a mono model raised a raw torch RuntimeError; an all-NaN clip returned NaN
+    everywhere."""
+    import numpy as np
+
+    from steerlab.errors import AudioError, ConfigError
+
+    d = _wrap(_identity(24), embedded)
+    stereo = np.repeat(_waves(1)[0], 2, axis=0)
+    with pytest.raises(ConfigError, match=r"waves\[0\] has 2 channels but .* takes 1") as e:
+        splice_fidelity(embedded, d, [stereo])
+    assert "\n" not in str(e.value) and e.value.parameters == ("waves",)
+    with pytest.raises(AudioError, match=r"waves\[1\] contains 6000 NaN or infinite samples") as e:
+        splice_fidelity(embedded, d, [_waves(1)[0], np.full((1, 6000), np.nan, np.float32)])
+    assert "\n" not in str(e.value)
+
+
+def test_a_clip_shorter_than_the_mrstft_window_nulls_it_with_reasons(embedded):
+    """A 10-sample clip gave mean_ablation.mrstft 0.0 (a zero-padded window, not the audio) and
+    recovered_vs_mean null without a reason; intervene nulls MR-STFT under 2048 samples."""
+    import numpy as np
+
+    from steerlab import scoring
+
+    d = _wrap(_identity(24), embedded)
+    tiny = _waves(1)[0][:, 1000:1010]
+    f = splice_fidelity(embedded, d, [tiny])
+    n_out = 10  # the codec's decode of 10 samples
+    reason = scoring.resolution(n_out, 24_000)["mrstft_reason"]
+    assert reason == "10 samples are shorter than the longest MR-STFT window (2048 samples)"
+    for block in ("spliced", "zero_ablation", "mean_ablation"):
+        assert f[block]["mrstft"] is None and f[block]["mrstft_reason"] == f"clip 0: {reason}"
+        assert np.isfinite(f[block]["si_sdr_db"])  # measured: SI-SDR needs no window
+    for key in ("recovered_vs_zero", "recovered_vs_mean"):
+        assert f[key] is None and f[f"{key}_reason"] == f"the mrstft distance is not measured: clip 0: {reason}"
+    # one short clip among long ones nulls the block's mean: no mean over a subset posing as all
+    mixed = splice_fidelity(embedded, d, [*_waves(1), np.ascontiguousarray(_waves(2)[1][:, :2047])])
+    assert mixed["spliced"]["mrstft"] is None and mixed["spliced"]["mrstft_reason"].startswith("clip 1: 2047 samples")
+    assert splice_fidelity(embedded, d, [np.ascontiguousarray(_waves(1)[0][:, :2048])])["spliced"]["mrstft"] < 1e-4
+
+
+def test_a_null_recovered_share_always_has_a_reason(embedded, monkeypatch):
+    """An ablation that leaves the output unchanged (D(ablated) = 0) gives a null share, and
+    splice_fidelity itself says why (measure() used to add it; direct callers got none)."""
+    from steerlab import fidelity
+
+    real = fidelity._distance
+
+    def unchanged_by_mean(model, clean, other):
+        out = real(model, clean, other)
+        return out if calls.append(1) or len(calls) <= 6 else {k: 0.0 for k in out}  # 3 clips x 2 blocks first
+
+    calls: list[int] = []
+    monkeypatch.setattr(fidelity, "_distance", unchanged_by_mean)
+    f = splice_fidelity(embedded, _wrap(_identity(24), embedded), _waves())
+    assert f["recovered_vs_zero"] == pytest.approx(1.0, abs=1e-4) and "recovered_vs_zero_reason" not in f
+    assert f["recovered_vs_mean"] is None
+    assert f["recovered_vs_mean_reason"] == "mean ablation leaves the output unchanged on these clips (D(ablated) = 0)"

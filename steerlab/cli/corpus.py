@@ -64,7 +64,13 @@ def render(output_dir, count, seed, kinds, seconds, sample_rate, soundfont, prog
 @corpus.command(context_settings=CONTEXT)
 @click.argument("sources", nargs=-1, required=True, type=click.Path())
 @output_option("Folder for WAVs and manifest.json.", dest="output_dir", aliases=("--output-dir",))
-@click.option("-n", "--count", type=int, default=100, help="Clips to cut, spread over the files by length.")
+@click.option(
+    "-n",
+    "--count",
+    type=int,
+    default=100,
+    help="Clips to cut, exactly: one per file, the rest shared by length (fewer clips than files: files drawn by length with --seed); quiet draws are redrawn.",
+)
 @click.option("-s", "--seed", type=int, default=0, help="Seed of the offsets.")
 @click.option("--seconds", type=float, default=3.0, help="Length of every clip.")
 @click.option("-r", "--sample-rate", type=int, default=24_000, help="Sample rate in Hz (clips are mono).")
