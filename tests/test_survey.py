@@ -177,3 +177,16 @@ def test_battery_folder_verdicts_are_read(tmp_path):
     assert battery.verdict(rows, "m", "first", "loudness", True)["verdict"] == "not run"
     with pytest.raises(Exception, match="steerability.json"):
         battery.read([tmp_path])
+
+
+def test_a_concept_no_control_can_vouch_for_reads_no_control_not_not_validated():
+    from steerlab.survey.battery import verdict
+
+    rows = [
+        {"model": "m", "layer": "l", "concept": "onset", "label": "not validated", "pass_share": 0.0,
+         "null_steerable": False, "validation_reason": "no control: no control model can vouch for this concept"},
+        {"model": "m", "layer": "l", "concept": "note", "label": "not validated", "pass_share": 0.0,
+         "null_steerable": False, "validation_reason": "the positive control failed"},
+    ]  # fmt: skip
+    assert verdict(rows, "m", "l", "onset", True)["verdict"] == "no control"
+    assert verdict(rows, "m", "l", "note", True)["verdict"] == "not validated"
