@@ -185,7 +185,7 @@ CPU_BY_DESIGN = {
     ("sae.py", "train_sae"): (1, "the centre is a CPU statistic, copied into the SAE's buffer with copy_"),
     ("sae.py", "__init__"): (7, "initialised on the CPU with the CPU generator (the same on every device), then moved"),
     ("sae.py", "_check"): (1, "training data is held on the CPU; each batch is moved in train_sae"),
-    ("sae.py", "batches"): (3, "shuffles draw from the CPU generator over CPU data"),
+    ("sae.py", "batches"): (4, "shuffles draw from the CPU generator over CPU data, gathered into one CPU buffer"),
     ("fidelity.py", "splice_fidelity"): (1, "inputs are CPU tensors; tracing._batch moves each batch to the model"),
     ("builtins/encodec/evaluation.py", "folder_windows"): (1, "windows come back on the CPU; fidelity() moves them"),
     ("builtins/samplecnn/evaluation.py", "confusion"): (1, "counts of CPU predictions (_predict brings them back)"),

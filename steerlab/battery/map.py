@@ -208,7 +208,9 @@ def build(
             layers.setdefault(k, v)
         files += fs
     if not rows and not dec:
-        raise ConfigError("nothing to map: give --battery, --partials or --survey folders", parameter="battery")
+        raise ConfigError(
+            "nothing to map: give battery, partials or survey folders", parameter=("battery", "partials", "survey")
+        )
     models = list(dict.fromkeys([r["model"] for r in rows] + [k[1] for k in dec]))
     columns = []
     for m in models:
