@@ -91,3 +91,16 @@ def test_a_real_survey_report_passes(tmp_path):
     assert result.images == 2 and result.players == len(nb["per_feature_hz"]) + 1 == 4
     # each reel: 8 fragments of 300 ms with 150 ms gaps
     assert all(a["duration"] == pytest.approx(8 * 0.3 + 7 * 0.15, abs=2e-3) for a in result.raw["audio"])
+
+
+def test_the_partial_concept_plays_the_examples_partials_chose(tmp_path):
+    from test_report_browser import PARTIALS
+
+    from steerlab.battery.run import run_battery
+
+    (tmp_path / "p.toml").write_text(PARTIALS.replace('["filterbank_24khz"]', "[]"))  # no control: faster
+    run_battery(["partial"], None, tmp_path / "out", True, config_file=tmp_path / "p.toml")
+    result = check_report(tmp_path / "out" / "report.html")
+    assert result.ok, result.describe()
+    wavs = sorted((tmp_path / "out" / "partial" / "examples").glob("*.wav"))
+    assert result.players == len(wavs) >= 4 and result.images == 1  # each baseline and patched decode
