@@ -3,7 +3,9 @@
 ``OUT/<concept>/`` is each concept's run folder (:func:`steerlab.battery.runner.run_concept`;
 for ``partial`` the folder ``steerlab partials`` writes, through the concept's ``delegate``),
 ``OUT/steerability.json`` the verdicts of every concept with their controls, null, oracle and
-validation, ``OUT/summary.csv`` one line per verdict. Concepts are independent: each resumes on
+validation, ``OUT/summary.csv`` one line per verdict, ``OUT/report.html`` the page to read and
+listen to (:mod:`steerlab.battery.report`; each concept's example audio in its
+``examples/``). Concepts are independent: each resumes on
 its own, and a rerun with the same arguments skips what is done.
 """
 
@@ -106,7 +108,8 @@ def run_battery(
     them too). ``device``: where the models run (:func:`steerlab.devices.resolve`)."""
     from steerlab.artifacts import atomic_write_json, clean_json
     from steerlab.battery.registry import concepts
-    from steerlab.battery.runner import run_concept
+    from steerlab.battery.report import write_report
+    from steerlab.battery.runner import run_concept, save_examples
     from steerlab.battery.verdicts import table, verdicts
     from steerlab.partials import build
 
@@ -125,11 +128,12 @@ def run_battery(
             )
     folder = Path(out_dir)
     tables = []
+    examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:
         sub = folder / concept.name
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
-            _, summary = concept.delegate(
+            done, summary = concept.delegate(
                 model,
                 sub,
                 quick,
@@ -140,6 +144,7 @@ def run_battery(
                 device=device,
             )
             tables.append(_partial_table(summary))
+            examples[concept.name] = {"partials": list(getattr(done, "examples", []))}
             continue
         outcome = run_concept(
             concept, cfg, sub, cfg.run.model, quick, layers, dictionaries, bar=bar, notify=notify, device=device
@@ -147,6 +152,7 @@ def run_battery(
         vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
         t = table(concept, vs, outcome.plans)
         atomic_write_json(clean_json(t), sub / "verdicts.json")
+        examples[concept.name] = save_examples(outcome, t, cfg.run.max_batch)
         tables.append(t)
     doc = {"model": cfg.run.model, "quick": quick, "concepts": tables}
     atomic_write_json(clean_json(doc), folder / SUMMARY_JSON)
@@ -160,4 +166,5 @@ def run_battery(
 
     with atomic_path(folder / SUMMARY_CSV) as tmp:
         Path(tmp).write_text(buf.getvalue())
+    write_report(folder, clean_json(doc), examples)
     return doc

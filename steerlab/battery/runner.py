@@ -501,3 +501,143 @@ def run_concept(
     return ConceptOutcome(
         folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls
     )
+
+
+EXAMPLES_DIR, EXAMPLES_FILE = "examples", "examples.json"
+
+
+def _best(verdict_rows: Sequence[dict]) -> dict | None:
+    """The measured model's best learned verdict: steerable first, then the pass share, then the
+    median target when adding; the null never (it is heard beside the best, not as it)."""
+    mine = [v for v in verdict_rows if v["model_role"] == MAIN and v["method"] != "random"]
+    if not mine:
+        return None
+
+    def rank(v: dict) -> tuple:
+        t = v.get("target_add_median")
+        return (bool(v["steerable"]), v["pass_share"], t if t is not None and np.isfinite(t) else -np.inf)
+
+    return max(mine, key=rank)
+
+
+def save_examples(outcome: ConceptOutcome, table: dict[str, Any], max_batch: int = 4) -> dict[str, Any]:
+    """Audio of one held-out pair for the report, written to ``examples/`` beside the rows (WAV,
+    float32, the model's rate) and described in ``examples.json``: the pair itself (``without``
+    and ``with``: the oracle, the ideal edit), the unpatched decode of each, and the patched
+    decodes of the measured model's best verdict (:func:`_best`): adding at its best strength to
+    the without-signal and its best removal on the with-signal, and the null's add on the same
+    layer and path. The pair is the first held-out one on which the best setting passes both
+    ways (else the first). Decoded again here (the directions read back from the folder), in
+    batches of their own: the same numbers as the rows' decodes up to float rounding. Returns
+    what ``examples.json`` holds (``examples`` empty, with the ``reason``, when the run has no
+    learned verdict to play)."""
+    from steerlab import engine
+    from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.audio import write_wav
+    from steerlab.battery.verdicts import _removal_name
+    from steerlab.partials.runner import LEVEL, TEMPLATE
+    from steerlab.partials.store import read_directions
+
+    best = _best(table["verdicts"])
+    folder = outcome.folder / EXAMPLES_DIR
+    loaded = read_directions(outcome.folder / DIRECTIONS_FILE, outcome.config_hash, (TEMPLATE, LEVEL))
+    if best is None or best["best_add_strength"] is None or loaded is None:
+        why = "no learned direction of the measured model has a verdict" if best is None else "no add setting"
+        return {"concept": outcome.concept.name, "examples": [], "reason": why}
+    vectors = loaded[0]
+    cp = next(p for p in outcome.plans if p.role == MAIN)
+    unit = ("model", "layer", "variant", "path")
+    rows = [r for r in outcome.rows if all(r[k] == best[k] for k in unit)]
+    rule = outcome.concept.rule
+
+    def pick(method: str, op: str, seed: int) -> dict | None:
+        return next(
+            (
+                r
+                for r in rows
+                if r["method"] == method
+                and r["seed"] == seed
+                and (
+                    (op == "add" and r["op"] == "add" and r["strength"] == best["best_add_strength"])
+                    or (op != "add" and r["op"] != "add" and _removal_name(r) == best["best_remove"])
+                )
+            ),
+            None,
+        )
+
+    seeds = [s.seed for s in cp.test]
+    passing = [
+        s
+        for s in seeds
+        if (a := pick(best["method"], "add", s)) is not None
+        and (r := pick(best["method"], "remove", s)) is not None
+        and rule.passes(a, "with")
+        and rule.passes(r, "without")
+    ]
+    seed = (passing or seeds)[0]
+    chosen = {
+        "add": pick(best["method"], "add", seed),
+        "remove": pick(best["method"], "remove", seed),
+        "null add": pick("random", "add", seed),
+    }
+    spec = next(s for s in cp.test if s.seed == seed)
+    without, with_ = _pair(outcome.concept, spec)
+    sr = cp.model.sample_rate
+    n_q = rows[0].get("n_q")
+    waves = {"without": without, "with": with_}
+    bases = engine.run(
+        cp.model,
+        [engine.PassItem(_wave(outcome.concept, cp.model, spec, r)) for r in ("without", "with")],
+        best["path"],
+        n_q,
+        max_batch,
+    )
+    waves["baseline without"], waves["baseline with"] = (b.output.numpy() for b in bases)
+    described = {k: r for k, r in chosen.items() if r is not None}
+    items = [BatteryItem.from_dict({**_item_fields(r), "config_hash": outcome.config_hash}) for r in described.values()]
+    passes = [
+        engine.PassItem(_wave(cp.concept, cp.model, spec, it.role), patch_for(cp.model, it, vectors)) for it in items
+    ]
+    patched = engine.run(cp.model, passes, best["path"], n_q, max_batch)
+    for name, res in zip(described, patched):
+        waves[f"patched {name}"] = res.output.numpy()
+    folder.mkdir(exist_ok=True)
+    out = []
+    for name, w in waves.items():
+        x = np.asarray(w, dtype=np.float32)
+        x = x[None] if x.ndim == 1 else x
+        file = f"{EXAMPLES_DIR}/{name.replace(' ', '_')}.wav"
+        write_wav(outcome.folder / file, x, sr)
+        row = described.get(name.removeprefix("patched "))
+        out.append(
+            {
+                "name": name,
+                "file": file,
+                "sample_rate": sr,
+                "seconds": x.shape[-1] / sr,
+                "pair_key": spec.key(),
+                "seed": seed,
+                **(
+                    {k: row[k] for k in ("key", "method", "op", "strength", "layer", "path", "target", "damage")}
+                    if name.startswith("patched") and row is not None
+                    else {}
+                ),
+            }
+        )
+    doc = {
+        "concept": outcome.concept.name,
+        "best": {k: best[k] for k in ("model", "layer", "variant", "method", "path", "removal", "label", "pass_share")},
+        "best_add_strength": best["best_add_strength"],
+        "best_remove": best["best_remove"],
+        "seed": seed,
+        "seed_passes": seed in passing,
+        "examples": out,
+    }
+    atomic_write_json(clean_json(doc), outcome.folder / EXAMPLES_FILE)
+    return doc
+
+
+def _item_fields(row: dict) -> dict[str, Any]:
+    """A row's work item's fields (every one of them is in the row)."""
+    keys = ("concept", "model", "model_role", "layer", "pair", "role", "method", "direction_id", "op", "strength")
+    return {**{k: row[k] for k in keys}, "path": row["path"], "n_q": row.get("n_q")}

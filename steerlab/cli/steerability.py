@@ -127,7 +127,7 @@ def steerability(
                 f"{t['concept']:<14} {v['layer']:<24} {v['path']:<11} {v['method']:<10} {v['removal']:<9} "
                 f"{v['label']:<16} pass {v['pass_share']:.2f}"
             )
-    click.echo(f"wrote {out_dir}/steerability.json and summary.csv")
+    click.echo(f"wrote {out_dir}/steerability.json, summary.csv and report.html")
     return None
 
 

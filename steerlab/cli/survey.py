@@ -116,7 +116,9 @@ def survey(
     doc, seconds = run_survey(cfg, progress=lambda m: click.echo(m, err=True))
     write_report(doc, output)
     if as_json:
-        return echo_json(doc)
+        from steerlab.artifacts import clean_json
+
+        return echo_json(clean_json(doc, drop_private=True))  # as report.json holds it
     for r in doc["rows"]:
         flags = [k for k in doc["statistics"] if r[k].get("at_chance") is not False]
         click.echo(

@@ -34,6 +34,7 @@ from steerlab.survey import stats
 from steerlab.survey.config import SurveyConfig
 
 RANDOM_DIRECTIONS = "random unit directions of the same number and dimension"
+LISTEN_S, LISTEN_FRAGMENTS = 0.3, 8  # fragments the report plays: 300 ms of context each, at most 8 per reel
 
 
 def default_layers(model: Any) -> list[Any]:
@@ -199,7 +200,11 @@ def narrowband(model: Any, info: Any, corpus: Any, cap: Any, ds: dict[str, Any],
     for i in range(s.draws):
         rows = rng.choice(len(cap.clip), min(s.fragments, len(cap.clip)), replace=False)
         where[f"random {i}"] = (cap.clip[rows], cap.frame[rows])
-    frags = fragments_for(corpus, info, "feature", where, length)
+    # one pass cuts the longer windows the report plays (as analyze); the measured fragments are
+    # their centres, the very samples a cut of ``length`` gives
+    listen = max(length, int(LISTEN_S * info.sample_rate))
+    heard = fragments_for(corpus, info, "feature", where, listen)
+    frags = {name: f[:, listen // 2 - length // 2 :][:, :length] for name, f in heard.items()}
     widths = {
         name: spectra.spectrum_report(f, info.sample_rate, band)["mean_spectrum"]["effective_bandwidth_hz"]
         for name, f in frags.items()
@@ -209,7 +214,15 @@ def narrowband(model: Any, info: Any, corpus: Any, cap: Any, ds: dict[str, Any],
     draws = [w for n, w in widths.items() if n.startswith("random") and w is not None]
     value = float(np.median(list(feats.values()))) if feats else None
     out = stats.versus_chance(value, draws, ref, higher=False, reason="no top feature's fragments hold energy")
-    return {**out, "what": what, "per_feature_hz": feats, "fragment_samples": length, "band_hz": band}
+    played = {n: f[:LISTEN_FRAGMENTS] for n, f in heard.items() if n.startswith("feature") or n == "random 0"}
+    return {
+        **out,
+        "what": what,
+        "per_feature_hz": feats,
+        "fragment_samples": length,
+        "band_hz": band,
+        "_listen": {"sample_rate": info.sample_rate, "fragments": played},  # for the report's players only
+    }
 
 
 def participation(vectors: np.ndarray, random_vectors: np.ndarray | None, why: str | None, cfg: SurveyConfig) -> dict:

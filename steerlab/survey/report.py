@@ -3,16 +3,18 @@
 ``survey.csv`` has one row per (model, layer): each statistic with its chance reference's mean and
 95% interval and its status (``beyond chance``, ``at chance``, ``short of chance``; a flagged
 statistic is anything but beyond), the probe accuracy of each concept beside its shuffled-label
-interval, the battery's verdict per concept and the architecture's prediction. The HTML is
-self-contained (figures inlined as base64 PNG) and deliberately plain, so it can later be switched
-to the shared report module. The folder is written beside its target and renamed into place
+interval, the battery's verdict per concept and the architecture's prediction. ``index.html`` is
+built with :mod:`steerlab.reporting` like every steerlab report: self-contained (figures and audio
+inlined), wide tables scrolling in their own box, titles fitted to their axes, the colour scale
+with its bar, frequency on a logarithmic axis; and players of the fragments the narrowband measure
+heard: per row, a listening reel of each top feature's strongest fragments and one of fragments at
+random frames (:func:`steerlab.reporting.listening_reel`). The folder is written beside its target and renamed into place
 (:func:`steerlab.dictionary._atomic_folder`: an existing folder is replaced only with
 ``overwrite`` and only when steerlab wrote it).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steerlab import reporting
 from steerlab.artifacts import clean_json
 
 REPORT_FILE, CSV_FILE, HTML_FILE = "report.json", "survey.csv", "index.html"
@@ -91,16 +94,18 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _figure(w: float, h: float, cols: int, rows: int = 1) -> tuple[Any, Any]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(w, h), layout="constrained")
-    return fig, fig.subplots(rows, cols, squeeze=False)
+    return reporting.figure(w, h, rows, cols, dpi=110)
 
 
 def _save(fig: Any) -> tuple[bytes, bytes]:
+    """PNG and SVG of the figure, titles fitted to their axes first; the figure is cleared."""
     png, svg = io.BytesIO(), io.BytesIO()
-    fig.savefig(png, format="png", dpi=110)
-    fig.savefig(svg, format="svg")
+    try:
+        reporting.fit_titles(fig)
+        fig.savefig(png, format="png", dpi=110)
+        fig.savefig(svg, format="svg")
+    finally:
+        fig.clear()
     return png.getvalue(), svg.getvalue()
 
 
@@ -124,10 +129,18 @@ def statistics_figure(doc: dict[str, Any]) -> tuple[bytes, bytes]:
         ax.set_title(LABELS.get(key, key), fontsize=9)
         ax.set_xticks(range(len(rows)), names, fontsize=6, rotation=30, ha="right")
         if key == "narrowband":
-            ax.set_yscale("log")
+            _log_hz(ax, [r[key] for r in rows])
     axes.flat[0].legend(fontsize=7, loc="best")
     fig.suptitle("statistics per layer (filled: beyond chance; hollow: at or short of chance)", fontsize=10)
     return _save(fig)
+
+
+def _log_hz(ax: Any, stats: Sequence[dict[str, Any]]) -> None:
+    """A logarithmic frequency axis (y) spanning the values and chance intervals, with margins."""
+    hz = [v for s in stats for v in [s["value"], *(s["chance"].get("ci95") or [])] if v is not None and v > 0]
+    if hz:
+        reporting.log_frequency(ax, min(hz) / 1.5, max(hz) * 1.5, axis="y")
+        ax.set_ylabel("Hz")
 
 
 def decodability_figure(doc: dict[str, Any]) -> tuple[bytes, bytes]:
@@ -173,8 +186,66 @@ def _stat_cell(s: dict[str, Any]) -> str:
     return f"<td{flag}>{s['value']:.3g}<br><small>chance {ref}<br>{html.escape(status)}</small></td>"
 
 
-def render_html(doc: dict[str, Any], figs: dict[str, bytes]) -> str:
-    """The self-contained ``index.html``."""
+CSS = "td.flag{background:#fde7e7}td.null{color:#999}small{color:#555}figure{margin:1em 0}"
+
+
+def reels(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per row, the listening reels of the fragments its narrowband measure heard (the private
+    ``_listen`` the survey keeps beside the numbers): ``{"row", "label", "wav", "fragments",
+    "seconds"}`` for each top feature and for the random frames; empty when the survey kept none."""
+    import numpy as np
+
+    out = []
+    for r in doc["rows"]:
+        listen = r.get("narrowband", {}).get("_listen")
+        if not listen:
+            continue
+        sr = listen["sample_rate"]
+        widths = r["narrowband"].get("per_feature_hz", {})
+        for name, f in listen["fragments"].items():
+            f = np.asarray(f, dtype=np.float64)
+            if not len(f) or not np.abs(f).max() > 0:
+                continue
+            reel = reporting.listening_reel(f, sr)
+            bw = widths.get(name)
+            label = name if not name.startswith("random") else "random frames (the chance reference)"
+            label += f", bandwidth {bw:.0f} Hz" if bw is not None else ""
+            out.append(
+                {
+                    "row": f"{r['model']} {r['layer']}",
+                    "label": f"{label}: {len(f)} fragments",
+                    "wav": reporting.wav_bytes(reel, sr),
+                    "fragments": len(f),
+                    "seconds": len(reel) / sr,
+                }
+            )
+    return out
+
+
+def _listen_html(doc: dict[str, Any], played: list[dict[str, Any]]) -> str:
+    head = (
+        "<h2>Listen: the top features' fragments</h2><p>What the narrowband measure heard: per model and layer, "
+        "each top feature's strongest fragments (300 ms of context around the frame, strongest first, "
+        "faded, played one after another), and fragments at random frames for comparison.</p>"
+    )
+    if not played:
+        rows = [r for r in doc["rows"] if r["narrowband"].get("value") is None]
+        why = (
+            "no top feature of any row has fragments holding energy"
+            + (f" ({html.escape(rows[0]['narrowband'].get('value_reason') or '')})" if rows else "")
+            if doc["rows"]
+            else "the survey measured no layer"
+        )
+        return head + f"<p class=note>No players: {why}.</p>"
+    parts = [head]
+    for row in dict.fromkeys(p["row"] for p in played):
+        players = "".join(reporting.audio_player(p["wav"], p["label"]) for p in played if p["row"] == row)
+        parts.append(f"<h3>{html.escape(row)}</h3><div class=players>{players}</div>")
+    return "".join(parts)
+
+
+def render_html(doc: dict[str, Any], figs: dict[str, bytes], played: Sequence[dict[str, Any]] = ()) -> str:
+    """The self-contained ``index.html`` (:mod:`steerlab.reporting`); ``played``: :func:`reels`."""
     head = "".join(f"<th>{html.escape(LABELS[k])}</th>" for k in doc["statistics"])
     body = ""
     for r in doc["rows"]:
@@ -191,11 +262,7 @@ def render_html(doc: dict[str, Any], figs: dict[str, bytes]) -> str:
         dec_body += (
             f"<tr><th>{html.escape(r['model'])}<br>{html.escape(r['layer'])}</th>{cells}<td>{_fmt(score)}</td></tr>"
         )
-    imgs = "".join(
-        f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{base64.b64encode(b).decode()}'></figure>"
-        for name, b in figs.items()
-        if name.endswith(".png")
-    )
+    imgs = "".join(f"<figure>{reporting.img(b, name)}</figure>" for name, b in figs.items() if name.endswith(".png"))
     agree = "".join(
         f"<li>{html.escape(k)}: {_fmt(v.get('spearman'))} over {v.get('n_rows')} rows"
         + (f" ({html.escape(v['spearman_reason'])})" if v.get("spearman_reason") else "")
@@ -204,22 +271,23 @@ def render_html(doc: dict[str, Any], figs: dict[str, bytes]) -> str:
         if isinstance(v, dict)
     )
     prov = doc["provenance"]
-    return f"""<!doctype html><html><head><meta charset=utf-8><title>steerlab survey</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ccc;padding:3px;vertical-align:top}}td.flag{{background:#fde7e7}}td.null{{color:#999}}
-img{{max-width:100%}}small{{color:#555}}</style></head><body>
-<h1>Where do the variables live?</h1>
-<p>One row per model and layer. Each statistic is shown beside its chance reference's 95% interval; shaded
-cells are <b>at or short of chance</b> (flagged). Full numbers and reasons for every null: report.json.</p>
-<h2>Dictionary and layer statistics</h2><table><tr><th></th>{head}</tr>{body}</table>
-<h2>Linear decodability of each concept (held-out probe accuracy) and the battery's verdict</h2>
-<table><tr><th></th>{dec_head}<th>arch: partial score</th></tr>{dec_body}</table>
-<h2>Rank agreement of the architecture's prediction with the measurements (Spearman)</h2><ul>{agree}</ul>
-{imgs}
-<h2>Provenance</h2><p><code>{html.escape(prov["command_line"])}</code><br>config hash {html.escape(doc["config_hash"])};
-wall time {_fmt(prov.get("wall_time_s"))} s</p>
-</body></html>
-"""
+    parts = [
+        "<h1>Where do the variables live?</h1>",
+        "<p>One row per model and layer. Each statistic is shown beside its chance reference's 95% interval; "
+        "shaded cells are <b>at or short of chance</b> (flagged). Full numbers and reasons for every null: "
+        "report.json.</p>",
+        "<h2>Dictionary and layer statistics</h2>",
+        reporting.scroll(f"<table><tr><th></th>{head}</tr>{body}</table>"),
+        "<h2>Linear decodability of each concept (held-out probe accuracy) and the battery's verdict</h2>",
+        reporting.scroll(f"<table><tr><th></th>{dec_head}<th>arch: partial score</th></tr>{dec_body}</table>"),
+        "<h2>Rank agreement of the architecture's prediction with the measurements (Spearman)</h2>",
+        f"<ul>{agree}</ul>",
+        imgs,
+        _listen_html(doc, list(played)),
+        f"<h2>Provenance</h2><p><code>{html.escape(prov['command_line'])}</code><br>config hash "
+        f"{html.escape(doc['config_hash'])}; wall time {_fmt(prov.get('wall_time_s'))} s</p>",
+    ]
+    return reporting.page("steerlab survey", parts, CSS)
 
 
 def write_report(doc: dict[str, Any], folder: str | Path, overwrite: bool = True) -> Path:
@@ -228,6 +296,7 @@ def write_report(doc: dict[str, Any], folder: str | Path, overwrite: bool = True
     from steerlab.dictionary import _atomic_folder
 
     folder = Path(folder)
+    played = reels(doc)  # from the working state the JSON leaves out
     doc = clean_json(doc, drop_private=True)
     figs = figures(doc)
     with _atomic_folder(folder, overwrite, REPORT_FILE) as work:
@@ -237,7 +306,7 @@ def write_report(doc: dict[str, Any], folder: str | Path, overwrite: bool = True
             (work / name).write_bytes(data)
             normal_permissions(work / name)
         (work / CSV_FILE).write_text(_csv_text(csv_rows(doc)))
-        (work / HTML_FILE).write_text(render_html(doc, figs))
+        (work / HTML_FILE).write_text(render_html(doc, figs, played), encoding="utf-8")
         (work / REPORT_FILE).write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         for p in (work / CSV_FILE, work / HTML_FILE, work / REPORT_FILE):
             normal_permissions(p)

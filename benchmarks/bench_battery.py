@@ -1,0 +1,86 @@
+"""Speed of ``steerlab steerability``'s sweep, as a ratio measured in one run (no assertions).
+
+Items per second of the battery's sweep of one concept (``steerlab.battery.runner._execute``: the
+traced, patched, batched passes through the engine, the unpatched baselines they are scored
+against, the concept's scoring, rows appended to ``results.jsonl`` with fsync) over a bare batched
+forward of the same items: the same model, the same waves, the same batches (plain
+``model(x, path=..., n_q=...)`` under ``torch.no_grad``: no hooks, no baselines, no scoring). The
+items are those of the ``--quick`` run's measured model (every layer, path, method, operation and
+held-out pair; no controls). Goal (issue 15): ratio >= 0.85. Interleaved repeats, best of each.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_battery.py [-m MODEL] [-C CONCEPT ...] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from _common import best_of
+
+
+def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
+    from steerlab.battery import runner
+    from steerlab.battery.plan import work_items
+    from steerlab.battery.registry import concepts
+    from steerlab.partials import build
+    from steerlab.partials.plan import batches
+
+    concept = concepts().get(concept_name)
+    cfg = build(None, quick=True).merged({"controls": {"positive_models": []}})
+    plans, chash, _, dicts = runner.prepare(concept, cfg, model_name, True)
+    vectors, prov, _ = runner._learn(plans, cfg, dicts, runner._NullBar)
+    cp = plans[0]
+    items = work_items(cp, cfg, chash, set(prov))
+    model, mb = cp.model, cfg.run.max_batch
+    context = {"weights": {model.name: model.weights_hash()}, "seed": cfg.run.seed}
+
+    def ours() -> None:
+        with tempfile.TemporaryDirectory() as d:
+            store = runner.BatteryStore(Path(d), chash).open()
+            runner._execute(cp, items, vectors, prov, store, context, mb, lambda n: None)
+
+    groups = [
+        (b[0].path, b[0].n_q, torch.stack([runner._wave(concept, model, it.pair, it.role) for it in b]))
+        for b in batches(items, mb)
+    ]
+
+    @torch.no_grad()
+    def bare() -> None:
+        for path, n_q, x in groups:
+            model(x, path=path, n_q=n_q)
+
+    t_ours, t_bare = best_of([ours, bare], repeats)
+    return {
+        "concept": concept_name,
+        "model": model.name,
+        "items": len(items),
+        "batches": len(groups),
+        "ours_items_per_s": len(items) / t_ours,
+        "bare_items_per_s": len(items) / t_bare,
+        "ratio": t_bare / t_ours,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-m", "--model", default=None, help="model (default: the embedded model)")
+    parser.add_argument("-C", "--concept", action="append", help="concept(s) (default: every non-delegated one)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    from steerlab.battery.registry import concepts
+
+    names = args.concept or [c.name for c in concepts() if c.delegate is None]
+    for name in names:
+        r = ratio(name, args.model, args.repeats)
+        print(
+            f"{r['concept']:<14} {r['model']}: {r['items']} items in {r['batches']} batches; battery "
+            f"{r['ours_items_per_s']:.1f} items/s, bare forward {r['bare_items_per_s']:.1f} items/s, "
+            f"ratio {r['ratio']:.2f} (goal >= 0.85)"
+        )
+
+
+if __name__ == "__main__":
+    main()
