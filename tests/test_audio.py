@@ -644,8 +644,8 @@ def test_iter_blocks_streams_what_decodes_and_keeps_fd2_clean(tmp_path: Path, ca
     assert all(b.dtype == np.float32 and b.shape[0] == 1 and b.shape[1] <= 4096 for b in blocks)
     with warnings.catch_warnings(record=True):  # scan's own PossiblyTruncatedWarning is not decoder chatter
         assert sum(b.shape[1] for b in blocks) == scan(half).frames
-    load(half, 24000, 1)
-    list(iter_chunks(half, 24000, 1, 1.0, 0.0))
+        load(half, 24000, 1)
+        list(iter_chunks(half, 24000, 1, 1.0, 0.0))
     assert capfd.readouterr().err == ""
     with pytest.raises(ConfigError):
         next(iter_blocks(half, 0))
