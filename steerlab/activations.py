@@ -99,7 +99,7 @@ def build_store(
     layer: Any,
     corpus: Corpus,
     folder: str | Path,
-    kind: str = "features",
+    mode: str = "features",
     *,
     frames_per_shard: int | None = None,
     overwrite: bool = False,
@@ -109,7 +109,7 @@ def build_store(
 ) -> ActivationStore:
     """Capture ``layer`` of ``model`` over ``corpus`` into the store ``folder`` (module docstring).
 
-    ``layer``: a name or alias (``steerlab.layers(model)``) or its ``LayerInfo``; ``kind``:
+    ``layer``: a name or alias (``steerlab.layers(model)``) or its ``LayerInfo``; ``mode``:
     ``"features"`` (``r_t``) or ``"archetypes"`` (``g_t`` within each clip, with ``starts``);
     ``frames_per_shard``: rows per shard (default :func:`default_frames_per_shard`);
     ``batch_clips`` clips are captured per traced pass (``max_batch`` at most), as
@@ -129,7 +129,7 @@ def build_store(
     from steerlab.capture import refuse_constant
     from steerlab.loading import layers
 
-    check.choice("kind", kind, KINDS, what="store kind")
+    check.choice("mode", mode, KINDS, what="store kind")
     info = layers(model).get(layer) if isinstance(layer, str) else layer
     rows_per_shard = default_frames_per_shard(info.channels) if frames_per_shard is None else frames_per_shard
     check.integer("frames_per_shard", rows_per_shard, low=1)
@@ -143,7 +143,7 @@ def build_store(
         "model": model.name,
         "weights_hash": model.weights_hash(),
         "layer": info.name,
-        "kind": kind,
+        "kind": mode,
         "dtype": DTYPE,
         "frames_per_shard": rows_per_shard,
         "batch_clips": batch_clips,
@@ -170,7 +170,7 @@ def build_store(
         cols = [np.ascontiguousarray(np.concatenate([h[i] for h in held])) for i in range(len(held[0]))]
         tensors = {"vectors": torch.from_numpy(cols[0]), "clip": torch.from_numpy(cols[1])}
         tensors["frame"] = torch.from_numpy(cols[2])
-        if kind == "archetypes":
+        if mode == "archetypes":
             tensors["starts"] = torch.from_numpy(cols[3])
         atomic_save_safetensors(tensors, folder / name, metadata={"format": STORE_FORMAT})
         shards.append(
@@ -191,7 +191,7 @@ def build_store(
         acts = tracing.capture(model, [w for _, w in pending], [info], max_batch)
         for (ci, _), act in zip(pending, acts):
             r = act[info.name].T.numpy().astype(np.float32, copy=False)  # [frames, channels]
-            if kind == "features":
+            if mode == "features":
                 part: tuple[np.ndarray, ...] = (r, np.full(len(r), ci, np.int32), np.arange(len(r), dtype=np.int32))
             else:
                 g = np.ascontiguousarray(r[1:] - r[:-1])
@@ -226,7 +226,7 @@ def build_store(
         write_shard(manifest.clips)
     n = sum(s["n_vectors"] for s in shards)
     if n == 0:
-        raise CorpusError(f"{manifest.clips} clips from {corpus.describe()} gave no {kind} vectors at {info.name}")
+        raise CorpusError(f"{manifest.clips} clips from {corpus.describe()} gave no {mode} vectors at {info.name}")
     refuse_constant(manifest, f"{model.name} {info.name}", corpus.describe())
     manifest.vectors = n
     doc = {
@@ -243,7 +243,7 @@ def build_store(
             "vectors": ["n", info.channels],
             "clip": ["n"],
             "frame": ["n"],
-            **({"starts": ["n", info.channels]} if kind == "archetypes" else {}),
+            **({"starts": ["n", info.channels]} if mode == "archetypes" else {}),
         },
         "corpus": {**record, "manifest": manifest.to_json()},
         "inputs": inputs,
@@ -254,7 +254,7 @@ def build_store(
     }
     atomic_write_json(doc, folder / MANIFEST)
     (folder / PROGRESS).unlink(missing_ok=True)
-    say(f"wrote {folder}: {n} {kind} vectors of {model.name} {info.name} in {len(shards)} shards")
+    say(f"wrote {folder}: {n} {mode} vectors of {model.name} {info.name} in {len(shards)} shards")
     return ActivationStore(folder)
 
 
@@ -386,14 +386,14 @@ class ActivationStore:
     def describe(self) -> str:
         return f"{self.doc['corpus'].get('description', '?')} (activation store {self.folder})"
 
-    def check_matches(self, model: Any, layer: str | None = None, kind: str | None = None) -> None:
+    def check_matches(self, model: Any, layer: str | None = None, mode: str | None = None) -> None:
         """Refuse (:class:`StoreError`, one line) a store not captured from ``model`` (its name and
-        weights hash), ``layer`` (canonical name) or ``kind``."""
+        weights hash), ``layer`` (canonical name) or ``mode``."""
         wanted = [("model", self.model, model.name), ("weights hash", self.weights_hash, model.weights_hash())]
         if layer is not None:
             wanted.append(("layer", self.layer, layer))
-        if kind is not None:
-            wanted.append(("kind", self.kind, kind))
+        if mode is not None:
+            wanted.append(("kind", self.kind, mode))
         for what, have, want in wanted:
             if have != want:
                 raise StoreError(

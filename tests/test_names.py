@@ -115,3 +115,36 @@ def test_the_scan_catches_each_kind_of_misnaming(tmp_path, source, expected):
         "X = {'kind': 1, 'kind_of_sae': 'topk', 'value_kind': 'none'}\nclass NotADataclass:\n    kind: str\n"
     )
     assert violations(tmp_path)[0] == []
+
+
+def test_the_builtins_old_package_names_are_deprecated_aliases_of_the_same_modules():
+    """Scripts written before the redesign import ``steerlab_encodec`` (and the seven others) and look
+    for its files next to it: each old name is the built-in module itself, with a DeprecationWarning
+    naming the new path, and registers no second plugin."""
+    import subprocess
+    import sys
+
+    from steerlab.builtins._alias import ALIASES
+
+    code = (
+        "import importlib, warnings, json\n"
+        f"names = {sorted(ALIASES)!r}\n"
+        "out = {}\n"
+        "for old in names:\n"
+        "    with warnings.catch_warnings(record=True) as w:\n"
+        "        warnings.simplefilter('always')\n"
+        "        m = importlib.import_module(old)\n"
+        "    new = importlib.import_module('steerlab.builtins.' + old.removeprefix('steerlab_'))\n"
+        "    out[old] = [m is new, [str(x.message) for x in w if x.category is DeprecationWarning]]\n"
+        "from steerlab import plugins\n"
+        "out['plugins'] = sorted(plugins.plugin_names()) if hasattr(plugins, 'plugin_names') else None\n"
+        "print(json.dumps(out))\n"
+    )
+    import json
+
+    res = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    for old, new in ALIASES.items():
+        same, said = res[old]
+        assert same and said == [f"{old} is deprecated: import steerlab.builtins.{new}"], (old, said)
+    if res["plugins"] is not None:
+        assert not any(name.startswith("steerlab_") for name in res["plugins"])

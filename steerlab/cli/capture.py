@@ -40,6 +40,7 @@ from steerlab.cli.options import (
 @output_option("Store folder to write (resumed if a capture with the same settings was interrupted).")
 @click.option(
     "--kind",
+    "mode",
     type=click.Choice(["features", "archetypes"]),
     default="features",
     help="features: response vectors r_t; archetypes: generators r_(t+1) - r_t (for learn archetypes).",
@@ -59,7 +60,7 @@ def capture(
     layer: str,
     data: tuple[str, ...],
     output: str,
-    kind: str,
+    mode: str,
     overwrite: bool,
     skip_bad_files: bool,
     frames_per_shard: int | None,
@@ -93,7 +94,7 @@ def capture(
 
     report_bad_files(corpus, say)
     store = build_store(
-        model, info, corpus, Path(output), kind, frames_per_shard=frames_per_shard, overwrite=overwrite, progress=say
+        model, info, corpus, Path(output), mode, frames_per_shard=frames_per_shard, overwrite=overwrite, progress=say
     )
     summary = {
         "output": str(store.folder),

@@ -450,7 +450,7 @@ def _budget(cache_gb: float) -> int:
     return int(cache_gb * 2**30)
 
 
-def _many(values: tuple[str, ...], kind: type = str) -> tuple:
+def _many(values: tuple[str, ...], convert: type = str) -> tuple:
     """Repeatable and comma-separated values (``-l a,b -l c``), in order, duplicates kept for the grid to drop."""
     from steerlab.errors import ConfigError
 
@@ -459,7 +459,7 @@ def _many(values: tuple[str, ...], kind: type = str) -> tuple:
         for part in (p.strip() for p in str(v).split(",")):
             if part:
                 try:
-                    out.append(kind(part))
+                    out.append(convert(part))
                 except ValueError:
                     raise ConfigError(f"{part!r} is not an integer") from None
     return tuple(out)

@@ -1,0 +1,5 @@
+"""Deprecated alias of steerlab.builtins.scorers (see steerlab.builtins._alias)."""
+
+from steerlab.builtins._alias import alias
+
+alias(__name__)
