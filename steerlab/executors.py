@@ -228,7 +228,8 @@ def make_executor(name: str, address: str | None = None, threads: int = 1) -> Ex
     if name == "local":
         if address is not None:
             raise ConfigError(
-                "an address is for the ray executor; set executor to 'ray'", parameter=("address", "executor")
+                "an address needs executor ray (a Ray cluster to connect to); set executor ray or drop the address",
+                parameter=("address", "executor"),
             )
         return LocalExecutor()
     return RayExecutor(address, threads)

@@ -211,7 +211,16 @@ def test_saelens_export_reproduces_reconstruction(arch, trained, data, tmp_path)
 def test_learn_offers_every_architecture():
     from steerlab.cli.learn import learn
 
-    for command in learn.commands.values():
+    for name, command in learn.commands.items():
+        if name == "sweep":  # a comma-separated list, each value checked by SAEConfig before training
+            from steerlab.learn_sweep import SweepItem, SweepSpec, config_for
+
+            (option,) = [p for p in command.params if p.name == "architectures"]
+            assert all(a in option.help for a in ARCHITECTURES)
+            spec = SweepSpec("m", None, "0" * 64, "feature", ())
+            for arch in ARCHITECTURES:
+                assert config_for(spec, SweepItem("l", arch, 16, 4, 0), 8).architecture == arch
+            continue
         (option,) = [p for p in command.params if p.name == "architecture"]
         assert tuple(option.type.choices) == ARCHITECTURES
 
