@@ -47,6 +47,16 @@ def clip():
 STRICT_OPTIONAL = os.environ.get("CI", "").lower() == "true"
 
 
+def import_or_skip(name: str, reason: str | None = None):
+    """``pytest.importorskip``, except under CI (:data:`STRICT_OPTIONAL`), where a missing optional
+    module is an error: CI installs every extra the tests use, so a skip there would hide a failure."""
+    if STRICT_OPTIONAL:
+        import importlib
+
+        return importlib.import_module(name)
+    return pytest.importorskip(name, reason=reason)
+
+
 def needs(available: bool, reason: str):
     """A skip mark for an absent optional input, inactive under CI (see STRICT_OPTIONAL)."""
     return pytest.mark.skipif(not available and not STRICT_OPTIONAL, reason=reason)

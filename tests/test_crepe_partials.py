@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import import_or_skip
 
-pytest.importorskip("steerlab.builtins.crepe")
+import_or_skip("steerlab.builtins.crepe")
 
 TOML = """
 [grid]

@@ -11,8 +11,9 @@ import json
 import shutil
 
 import pytest
+from conftest import import_or_skip
 
-pytest.importorskip("steerlab.builtins.crepe")
+import_or_skip("steerlab.builtins.crepe")
 
 TOML = """
 [grid]

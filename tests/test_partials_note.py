@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import import_or_skip
 
 from steerlab.scoring import (
     NoteRule,
@@ -119,7 +120,7 @@ def test_oracle_passes_and_wrong_edits_fail_on_instrument_pairs():
     1 and 4, seeds 3-6; 16 pairs): the ideal edit passes adding and removing on 15 (the 16th, a shanai
     at 293.7 Hz, density 4, seed 6, gains 5.70 dB of the 6 needed); no wrong edit of the ideal edit's
     energy is steerable on any unit (pass share >= 0.8), adding alone."""
-    pytest.importorskip("tinysoundfont")
+    import_or_skip("tinysoundfont")
     from steerlab.partials.edits import check, grid, summary
 
     rows = check(grid("instrument", (300.0, 1200.0), (1, 4), range(3, 7)))
@@ -189,7 +190,7 @@ def test_oracle_on_an_instrument_pair_through_a_control():
     """The ideal edit of one instrument pair through the filterbank control (its decodes of the
     without- and with-note signals, one against the other) under the note-partials rule: the
     control's decodes score as the waveforms do."""
-    pytest.importorskip("tinysoundfont")
+    import_or_skip("tinysoundfont")
     from steerlab import api
     from steerlab.partials.sweep import note_bands_for, outputs, score_output
     from steerlab.stimuli import StimulusSpec, render

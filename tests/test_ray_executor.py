@@ -9,8 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import import_or_skip
 
-ray = pytest.importorskip("ray")  # the one reason to skip: the ray extra is not installed
+ray = import_or_skip("ray")  # the one reason to skip: the ray extra is not installed
 
 TINY = """
 [grid]

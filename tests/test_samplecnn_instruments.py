@@ -12,8 +12,9 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import import_or_skip
 
-pytest.importorskip("tinysoundfont", reason="the instrument task renders through steerlab[render]")
+import_or_skip("tinysoundfont", reason="the instrument task renders through steerlab[render]")
 
 from steerlab import api, corpus  # noqa: E402
 from steerlab.builtins.samplecnn import instruments  # noqa: E402

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
+from conftest import import_or_skip
 
 from steerlab import stimuli as st
 from steerlab.errors import SteerlabError
@@ -392,7 +393,7 @@ def test_margin_enters_the_key_only_when_set(tmp_path):
 
 
 def _instrument(**kw):
-    pytest.importorskip("tinysoundfont")
+    import_or_skip("tinysoundfont")
     base = dict(
         family="instrument",
         target_hz=300.0,
