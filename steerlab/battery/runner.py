@@ -40,7 +40,7 @@ from steerlab.battery.plan import (
 from steerlab.errors import OutputError, PlanError, SteerlabError
 from steerlab.partials.config import PartialsConfig
 from steerlab.partials.plan import MAIN, POSITIVE, batches
-from steerlab.partials.store import ResultStore
+from steerlab.partials.store import ResultStore, write_directions
 
 RUN_FILE, DIRECTIONS_FILE = "run.json", "directions.safetensors"
 BarFactory = Callable[[str, int], Any]
@@ -262,21 +262,6 @@ def _learn(
     return vectors, prov, skipped
 
 
-def _save_directions(folder: Path, config_hash: str, vectors: dict, prov: dict, skipped: dict) -> None:
-    from safetensors.numpy import save_file
-
-    from steerlab.artifacts import atomic_path
-
-    meta = {
-        "format": FORMAT,
-        "config_hash": config_hash,
-        "provenance": json.dumps(prov, sort_keys=True),
-        "skipped": json.dumps(skipped, sort_keys=True),
-    }
-    with atomic_path(folder / DIRECTIONS_FILE) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in vectors.items()}, str(tmp), metadata=meta)
-
-
 def _baselines(cp: ConceptPlan, items: Sequence[BatteryItem], max_batch: int) -> dict[tuple[str, str, str], tuple]:
     """Unpatched decode (and codes) of every signal the items use, per path, in plan order (so
     the batches, hence the rounding, never depend on what a resumed run still lacks)."""
@@ -477,7 +462,7 @@ def run_concept(
     loaded = read_directions(folder / DIRECTIONS_FILE, chash, (TEMPLATE, LEVEL))
     if loaded is None:
         vectors, prov, skipped = _learn(plans, cfg, dicts, bar)
-        _save_directions(folder, chash, vectors, prov, skipped)
+        write_directions(folder / DIRECTIONS_FILE, FORMAT, chash, vectors, prov, skipped)
     else:
         vectors, prov, skipped = loaded
     context = {"weights": weights, "seed": cfg.run.seed}

@@ -33,7 +33,7 @@ from steerlab.partials.plan import (
     quick_layers,
     work_items,
 )
-from steerlab.partials.store import ResultStore
+from steerlab.partials.store import ResultStore, write_directions
 
 RUN_FILE, DIRECTIONS_FILE, FORMAT = "run.json", "directions.safetensors", "steerlab-partials"
 PROVENANCE_FILE = "provenance.json"
@@ -347,21 +347,6 @@ def _learn_all(
     return vectors, prov, skipped, refs
 
 
-def _save_directions(folder: Path, config_hash: str, vectors: dict, prov: dict, skipped: dict) -> None:
-    from safetensors.numpy import save_file
-
-    from steerlab.artifacts import atomic_path
-
-    meta = {
-        "format": FORMAT,
-        "config_hash": config_hash,
-        "provenance": json.dumps(prov, sort_keys=True),
-        "skipped": json.dumps(skipped, sort_keys=True),
-    }
-    with atomic_path(folder / DIRECTIONS_FILE) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in vectors.items()}, str(tmp), metadata=meta)
-
-
 def _load_directions(folder: Path, config_hash: str) -> tuple[dict, dict, dict] | None:
     from steerlab.partials.store import read_directions  # schema-checked (issue 10)
 
@@ -508,7 +493,7 @@ def _run_partials(
             doc["stimulus_dictionaries"] = sae_data.describe(dicts)  # data hashes, SAE configs, frames
             atomic_write_json(doc, folder / RUN_FILE)
         vectors, prov, skipped, refs = _learn_all(plans, cfg, dicts, bar)
-        _save_directions(folder, config_hash, vectors, prov, skipped)
+        write_directions(folder / DIRECTIONS_FILE, FORMAT, config_hash, vectors, prov, skipped)
     else:
         vectors, prov, skipped = loaded
         refs = _refs_from(plans, prov)

@@ -117,6 +117,27 @@ _PROVENANCE_ENTRY: schema.Schema = {
 }
 
 
+def write_directions(path: Path, fmt: str, config_hash: str, vectors: dict, prov: dict, skipped: dict) -> None:
+    """Write a run's learned directions (``{id: vector}`` plus the ``provenance`` and ``skipped``
+    records) to ``path`` atomically, in the layout :func:`read_directions` checks; ``fmt`` names
+    the run's format (``steerlab-partials``, ``steerlab-steerability``)."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from steerlab.artifacts import atomic_path
+
+    meta = {
+        "format": fmt,
+        "config_hash": config_hash,
+        "provenance": json.dumps(prov, sort_keys=True),
+        "skipped": json.dumps(skipped, sort_keys=True),
+    }
+    with atomic_path(Path(path)) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in vectors.items()}, str(tmp), metadata=meta)
+
+
 def read_directions(path: Path, config_hash: str, suffixes: tuple[str, ...] = ()) -> tuple[dict, dict, dict] | None:
     """The learned directions of a run folder (``directions.safetensors``), checked.
 
