@@ -703,6 +703,7 @@ def train_many(
     progress: Callable[[str], None] | None = None,
     epoch_progress: Callable[[int, int, int, float], None] | None = None,
     window: int = 2,
+    device: Any = "auto",
 ) -> list[tuple[SparseAutoencoder, dict[str, Any]]]:
     """Train every configuration of ``configs`` in one pass over ``data`` (a store, or a block
     factory as :func:`steerlab.sae.train_sae` takes): each block is read once per pass and fed to
@@ -713,6 +714,7 @@ def train_many(
     epochs, loss)`` after each epoch of configuration ``index``. Returns ``(sae, metrics)`` per
     configuration, in order. All configurations must have the same ``epochs`` (a pass is shared)
     and ``width``. An error in any of them (no variance, bad data) is raised here, once.
+    ``device``: where the SAEs train (:func:`steerlab.sae.train_sae`).
     """
     import torch
 
@@ -734,7 +736,7 @@ def train_many(
         source = data
     if len(configs) == 1:  # no thread needed
         cb = (lambda e, t, loss: epoch_progress(0, e, t, loss)) if epoch_progress else None
-        return [train_sae(source, configs[0], progress=cb)]
+        return [train_sae(source, configs[0], progress=cb, device=device)]
     hub = _Broadcast(source, len(configs), window)
     results: list[Any] = [None] * len(configs)
     errors: list[BaseException | None] = [None] * len(configs)
@@ -744,7 +746,7 @@ def train_many(
         torch.set_num_threads(threads)
         cb = (lambda e, t, loss: epoch_progress(i, e, t, loss)) if epoch_progress else None
         try:
-            results[i] = train_sae(hub.factory(i), configs[i], progress=cb)
+            results[i] = train_sae(hub.factory(i), configs[i], progress=cb, device=device)
         except ConsumerStopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
@@ -794,8 +796,8 @@ def learn_from_store(
 
     Raises :class:`StoreError` when the store was not captured from ``model`` (name, weights
     hash), ``layer`` or the ``target``'s kind, :class:`steerlab.errors.ConfigError` when a
-    configuration's ``width`` is not the layer's."""
-    from steerlab import api, provenance
+    configuration's ``width`` is not the layer's. The SAEs train where ``model`` is."""
+    from steerlab import api, devices, provenance
     from steerlab.dictionary import Dictionary
     from steerlab.sae import NoVarianceError, require_variance
 
@@ -815,7 +817,9 @@ def learn_from_store(
     if progress:
         progress(f"training {len(configs)} SAE(s) on {store.n_vectors} {store.kind} vectors from {store.folder}")
     try:
-        trained = train_many(store, configs, seed=seed, progress=progress, epoch_progress=epoch_progress)
+        trained = train_many(  # where the model runs (learn --device)
+            store, configs, seed=seed, progress=progress, epoch_progress=epoch_progress, device=devices.of(model)
+        )
     except NoVarianceError as exc:
         if exc.stats is None:
             raise

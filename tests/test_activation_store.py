@@ -227,6 +227,8 @@ def test_cli_capture_then_learn_several_configurations_and_refusals(cli, tmp_pat
         (["learn", "archetypes", "-l", "first_conv", "--store", str(s)], "holds kind features, not archetypes"),
         (["learn", "features", "-l", "first_conv", "--data", "synth:2", "--store", str(s)], "not both"),
         (["learn", "features", "-l", "first_conv", "--store", str(tmp_path)], "not a complete activation store"),
+        # --device holds for the store path too (it was ignored there): no CUDA here, so one line
+        (["learn", "features", "-l", "first_conv", "--store", str(s), "--device", "cuda"], "'cuda' is not available"),
     ]
     for args, message in cases:
         r = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "X"), *fast])

@@ -225,14 +225,13 @@ def _learn(
     from steerlab import api, dictionary
     from steerlab.capture import Corpus
     from steerlab.learning import learn_dictionary
-    from steerlab.sae import SAEConfig
 
     out = Path(output)
     refuse_unused_options((architecture,), {"--k": "k", "--l1": "l1", "--l0": "l0"})
     if store is not None or len(size) > 1 or len(k) > 1:
         return _learn_from_store(
             target, model_name, checkpoint, layer, data, store, out, overwrite, size, k, architecture, l1, l0, lr,
-            epochs, batch_size, seed, subsample, no_center, no_normalize, export, as_json,
+            epochs, batch_size, seed, subsample, no_center, no_normalize, export, as_json, device, threads,
         )  # fmt: skip
     if not data:
         from steerlab.errors import SteerlabError
@@ -259,19 +258,8 @@ def _learn(
     def epoch_done(epoch: int, total: int, loss: float) -> None:
         say(f"epoch {epoch}/{total}: loss {loss:.4g}")
 
-    config = SAEConfig(
-        width=info.channels,
-        size=size,
-        k=k,
-        architecture=architecture,
-        l1=l1,
-        **({} if l0 is None else {"l0": l0}),
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        seed=seed,
-        center=not no_center,
-        normalize=not no_normalize,
+    config = _sae_config(
+        info.channels, size, k, architecture, l1, l0, lr, epochs, batch_size, seed, no_center, no_normalize
     )
     d = learn_dictionary(
         model,
@@ -331,9 +319,32 @@ def _learn(
         click.echo(f"wrote {exported} (SAELens layout)")
 
 
+def _sae_config(
+    width, size, k, architecture, l1, l0, lr, epochs, batch_size, seed, no_center, no_normalize
+) -> Any:  # fmt: skip
+    """The :class:`steerlab.sae.SAEConfig` of `learn`'s options (``l0`` passed only when given, so
+    the architecture's default stands otherwise)."""
+    from steerlab.sae import SAEConfig
+
+    return SAEConfig(
+        width=width,
+        size=size,
+        k=k,
+        architecture=architecture,
+        l1=l1,
+        **({} if l0 is None else {"l0": l0}),
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        center=not no_center,
+        normalize=not no_normalize,
+    )
+
+
 def _learn_from_store(
     target, model_name, checkpoint, layer, data, store, out, overwrite, sizes, ks, architecture, l1, l0, lr, epochs,
-    batch_size, seed, subsample, no_center, no_normalize, export, as_json,
+    batch_size, seed, subsample, no_center, no_normalize, export, as_json, device, threads,
 ) -> None:  # fmt: skip
     """``--store``: train one SAE per (--size, --k) pair in one pass over an activation store
     (:func:`steerlab.activations.learn_from_store`); one dictionary folder, or with several
@@ -342,7 +353,6 @@ def _learn_from_store(
     from steerlab import api, dictionary
     from steerlab.activations import ActivationStore, config_label, learn_from_store
     from steerlab.errors import SteerlabError
-    from steerlab.sae import SAEConfig
 
     if store is None:
         raise SteerlabError("several --size or --k values are trained in one pass over a --store; give one")
@@ -351,23 +361,11 @@ def _learn_from_store(
     if subsample is not None:
         raise SteerlabError("--subsample does not apply to --store (the store keeps every frame)")
     st = ActivationStore(store)
-    model = api.load_model(model_name or st.model, checkpoint)
+    setup_compute(device, threads)
+    model = api.load_model(model_name or st.model, checkpoint, device=device)
     info = api.layers(model).get(layer)
     configs = [
-        SAEConfig(
-            width=info.channels,
-            size=size,
-            k=k,
-            architecture=architecture,
-            l1=l1,
-            **({} if l0 is None else {"l0": l0}),
-            lr=lr,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=seed,
-            center=not no_center,
-            normalize=not no_normalize,
-        )
+        _sae_config(info.channels, size, k, architecture, l1, l0, lr, epochs, batch_size, seed, no_center, no_normalize)
         for size in sizes
         for k in ks
     ]
