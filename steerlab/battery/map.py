@@ -381,11 +381,17 @@ def figure(doc: dict[str, Any], png: Path) -> None:
         "probe acc = survey's held-out linear decodability | top of its shuffled-label 95% interval (~: at chance)",
         fontsize=8,
     )
-    fig.savefig(png, dpi=120)
-    fig.savefig(png.with_suffix(".svg"))
+    from steerlab.artifacts import atomic_path
+
+    with atomic_path(png) as tmp:  # an interrupted run leaves no half-written figure
+        fig.savefig(tmp, dpi=120, format="png")
+    with atomic_path(png.with_suffix(".svg")) as tmp:
+        fig.savefig(tmp, format="svg")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from steerlab.artifacts import atomic_path, atomic_write_json
+
     p = argparse.ArgumentParser(prog="python -m steerlab.battery.map", description=__doc__.split("\n\n")[0])
     p.add_argument("--battery", action="append", default=[], help="a `steerlab steerability -o` folder (repeatable)")
     p.add_argument("--partials", action="append", default=[], help="a `steerlab partials -o` folder (repeatable)")
@@ -401,8 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     doc["command_line"] = " ".join(["python -m steerlab.battery.map", *(argv if argv is not None else sys.argv[1:])])
     figure(doc, out)
-    out.with_suffix(".md").write_text(markdown(doc))
-    out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
+    with atomic_path(out.with_suffix(".md")) as tmp:
+        tmp.write_text(markdown(doc))
+    atomic_write_json(doc, out.with_suffix(".json"))
     return 0
 
 
