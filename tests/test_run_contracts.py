@@ -411,7 +411,8 @@ def test_written_files_have_the_mode_a_plain_open_gives(embedded, tmp_path):
     import torch
 
     from steerlab.artifacts import atomic_path, atomic_save_safetensors, atomic_write_json
-    from steerlab.partials.runner import _save_directions
+    from steerlab.partials.runner import DIRECTIONS_FILE, FORMAT
+    from steerlab.partials.store import write_directions
 
     old = os.umask(0o022)
     try:
@@ -420,7 +421,7 @@ def test_written_files_have_the_mode_a_plain_open_gives(embedded, tmp_path):
         with atomic_path(tmp_path / "p.bin") as tmp:
             tmp.write_bytes(b"x")
         (tmp_path / "run").mkdir()
-        _save_directions(tmp_path / "run", "0" * 16, {"d": np.zeros(3, np.float32)}, {}, {})
+        write_directions(tmp_path / "run" / DIRECTIONS_FILE, FORMAT, "0" * 16, {"d": np.zeros(3, np.float32)}, {}, {})
         runner.intervene_files(
             embedded, [_loud_then_quiet(tmp_path / "a.wav", seconds=0.3)], _spec(embedded), tmp_path / "o"
         )
