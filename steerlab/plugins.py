@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "steerlab.builtins.encodec",
     "steerlab.builtins.filterbank",
     "steerlab.builtins.stft",
+    "steerlab.builtins.logspec",
     "steerlab.builtins.samplecnn",
     "steerlab.builtins.tokenlm",
     "steerlab.builtins.crepe",

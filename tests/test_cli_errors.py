@@ -94,7 +94,7 @@ CASES = {
             "unknown model 'tiny_encodec_24kh'",
             "Did you mean 'tiny_encodec_24khz'?",
             "Valid models: crepe_full_16khz, crepe_tiny_16khz, encodec_24khz, encodec_48khz, filterbank_24khz, "
-            "samplecnn_24khz, samplecnn_instruments_24khz, stft_24khz, tiny_encodec_24khz, tokenlm_24khz",
+            "logspec_24khz, samplecnn_24khz, samplecnn_instruments_24khz, stft_24khz, tiny_encodec_24khz, tokenlm_24khz",
         ],
     ),
     "unknown-model-option": (

@@ -264,8 +264,8 @@ def test_block_env_keeps_a_plugin_out(fresh, monkeypatch):
 ESSENTIAL_REFUSAL = (
     "cannot block 'steerlab.builtins.scorers' (STEERLAB_BLOCK_PLUGINS): an essential built-in plugin that "
     "steerlab's defaults need (the default model, the 'add' intervention, the 'spectral' scorer); built-ins "
-    "that can be blocked: steerlab.builtins.filterbank, steerlab.builtins.stft, steerlab.builtins.samplecnn, "
-    "steerlab.builtins.tokenlm, steerlab.builtins.crepe, steerlab.builtins.concepts"
+    "that can be blocked: steerlab.builtins.filterbank, steerlab.builtins.stft, steerlab.builtins.logspec, "
+    "steerlab.builtins.samplecnn, steerlab.builtins.tokenlm, steerlab.builtins.crepe, steerlab.builtins.concepts"
 )
 
 
@@ -336,6 +336,7 @@ def test_hookcall_monitoring_sees_every_call_of_every_plugin(monkeypatch, embedd
         "steerlab.builtins.encodec",
         "steerlab.builtins.filterbank",
         "steerlab.builtins.stft",
+        "steerlab.builtins.logspec",
         "steerlab.builtins.samplecnn",
         "steerlab.builtins.tokenlm",
         "steerlab.builtins.crepe",

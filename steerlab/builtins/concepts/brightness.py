@@ -66,12 +66,14 @@ class Brightness(SyntheticConcept):
     name = "brightness"
     description = "spectral tilt raised or lowered; centroid (cents) and high-band share"
     changes = ("raise", "lower")
+    # Not filterbank_24khz or stft_24khz: raising a band or bin adds a carrier at its centre, not a
+    # gain of the content there, so by construction they cannot raise half of a tilt
+    # (docs/steerability.md, "The positive controls").
     controls = {
-        "filterbank_24khz": "a tilt is a gain per band: lowering a band scales its own content, raising one adds a "
-        "carrier at the band's centre (its decoder's design for partials), a gain only for partials at band "
-        "centres: whether it vouches is measured, not assumed (docs/steerability.md)",
-        "stft_24khz": "a tilt is a gain per bin: lowering a bin scales its own content, raising one adds a carrier at "
-        "the bin's centre: measured, not assumed",
+        "logspec_24khz": "a tilt is a fixed ramp in log-frequency of the log-magnitudes, a per-bin gain "
+        "resynthesised with each bin's analysis phase; the difference of means is that ramp scaled by the share "
+        "of training frames holding partials in each bin (cosine 0.90 with the ideal ramp on the quick pairs): "
+        "whether that suffices is measured, not assumed (docs/logspec.md)",
     }
     rule = RULE
 

@@ -35,12 +35,14 @@ class Loudness(SyntheticConcept):
     name = "loudness"
     description = "level raised or lowered by a gain; RMS level in dB"
     changes = ("raise", "lower")
+    # Not filterbank_24khz or stft_24khz: raising a band or bin adds a carrier at its centre, not a
+    # gain of the content there (measured: +3 dB with 10 dB of shape damage), so by construction they
+    # cannot raise a level (docs/steerability.md, "The positive controls").
     controls = {
-        "filterbank_24khz": "lowering a band scales its own content (a gain, by construction); raising one adds a "
-        "carrier at the band's centre (its decoder's design for partials), a gain only for partials at band "
-        "centres: whether it vouches is measured, not assumed (docs/steerability.md)",
-        "stft_24khz": "lowering a bin scales its own content (a gain, by construction); raising one adds a carrier "
-        "at the bin's centre, a gain only for partials at bin centres: measured, not assumed",
+        "logspec_24khz": "log-magnitudes resynthesised with each bin's analysis phase: adding the constant vector "
+        "c is the gain e^c by construction (|gX| = g|X|), and for this pair (x, 2x) the difference of means is "
+        "exactly ln 2 times the share of sound frames on every bin above the floor: the constant vector "
+        "(docs/logspec.md)",
     }
     rule = RULE
 
