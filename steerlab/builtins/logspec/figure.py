@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import torch
 
+from steerlab.builtins.logspec.model import LogSpecModel
+
 SR = 24_000
 FREQS = (110.0, 233.1, 440.0, 1_000.0, 2_217.5, 4_400.0, 8_000.0)
 AMPS = (0.1, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02)
@@ -25,7 +27,7 @@ def _wave(amps, seconds: float = 1.0, margin_s: float = 0.2) -> np.ndarray:
     return np.concatenate([pad, x, pad]).astype(np.float32)
 
 
-def _decode(model, x: np.ndarray, add: torch.Tensor | None) -> np.ndarray:
+def _decode(model: LogSpecModel, x: np.ndarray, add: torch.Tensor | None) -> np.ndarray:
     handle = None
     if add is not None:
         handle = model.log_magnitude.register_forward_hook(lambda m, i, out: out + add[:, None])
@@ -50,9 +52,7 @@ def main(out: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from steerlab import api
-
-    model = api.load_model("logspec_24khz")
+    model = LogSpecModel()  # what api.load_model("logspec_24khz") builds
     x = _wave(AMPS)
     base = _decode(model, x, None)
     gained = _decode(model, x, torch.ones(2049))
