@@ -163,6 +163,11 @@ def test_a_concept_without_the_variant_is_refused_before_anything_is_written(tmp
     with pytest.raises(ConfigError, match="partial's stimuli are its \\[grid\\] families"):
         concept_pairs(concepts().get("partial"), SR, [0], 0.1, True, "instrument")
     assert len(concept_pairs(SynthOnly(), SR, [0], 0.1, True)) == 1  # synthetic: called as before
+    from steerlab.battery.check import variants_for
+
+    # --stimuli both runs the variants a concept renders: synthetic only for these two
+    assert variants_for(SynthOnly(), "both") == variants_for(concepts().get("partial"), "both") == ["synthetic"]
+    assert variants_for(concepts().get("note"), "both") == ["synthetic", "instrument"]
     with pytest.raises(Exception, match="stimuli"):
         run_battery(["loudness"], "toy", tmp_path / "out", True, stimuli="recorded")
     assert not (tmp_path / "out").exists()

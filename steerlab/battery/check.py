@@ -75,13 +75,14 @@ def usable(rows: list[dict[str, Any]], min_share: float) -> bool:
 
 
 def variants_for(concept: Concept, stimuli: str) -> list[str]:
-    """The variants of ``stimuli`` (``synthetic``, ``instrument`` or ``both``) the battery runs
-    ``concept`` on (``both``: those it renders; ``partial``'s instrument pairs are scored by
-    ``steerlab partials``' note rule, docs/partials.md, so here only its synthetic ones)."""
+    """The variants of ``stimuli`` (``synthetic``, ``instrument`` or ``both``) to check ``concept``
+    on: as the battery runs them (:func:`steerlab.battery.plan.renders`; ``partial``'s instrument
+    pairs are scored by ``steerlab partials``' note rule, docs/partials.md, so here only its
+    synthetic ones)."""
+    from steerlab.battery.plan import renders
+
     wanted = ["synthetic", "instrument"] if stimuli == "both" else [stimuli]
-    if stimuli != "both":
-        return wanted
-    return [v for v in wanted if v == "synthetic" or (v in concept.variants and concept.delegate is None)]
+    return [v for v in wanted if renders(concept, v)]
 
 
 def main(argv: Sequence[str] = ()) -> None:
@@ -94,12 +95,11 @@ def main(argv: Sequence[str] = ()) -> None:
     parser.add_argument("--stimuli", choices=("synthetic", "instrument", "both"), default="synthetic")
     args = parser.parse_args(list(argv))
     reg = concepts()
-    names = list(args.concepts) or [
-        n for n in reg.names() if variants_for(reg.get(n), args.stimuli) and _renders(reg.get(n), args.stimuli)
-    ]
+    names = list(args.concepts) or [n for n in reg.names() if variants_for(reg.get(n), args.stimuli)]
     for name in names:
         c = reg.get(name)
-        for variant in variants_for(c, args.stimuli):
+        # "both" checks the variants a concept renders; a variant named alone must be rendered
+        for variant in variants_for(c, args.stimuli) if args.stimuli == "both" else [args.stimuli]:
             rows = check(c, variant=variant)
             programs = sorted({r["program"] for r in rows if r["program"] is not None})
             where = "" if not programs else f" [GM programs {', '.join(map(str, programs))}]"
@@ -117,9 +117,10 @@ def main(argv: Sequence[str] = ()) -> None:
             print(f"  usable: {usable(rows, c.rule.min_share)}")
 
 
-def _renders(concept: Concept, stimuli: str) -> bool:
-    return stimuli != "instrument" or ("instrument" in concept.variants and concept.delegate is None)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from steerlab.errors import SteerlabError
+
+    try:
+        main(sys.argv[1:])
+    except SteerlabError as exc:  # one line, as the CLI reports it
+        sys.exit(f"error: {exc}")

@@ -123,12 +123,17 @@ def concept_pairs(
     return concept.pairs(sample_rate, seeds, margin_s, quick, variant=variant)  # type: ignore[call-arg]
 
 
+def renders(concept: Concept, variant: str) -> bool:
+    """Whether the battery runs ``concept`` on stimulus ``variant`` (synthetic: every concept)."""
+    if variant == "synthetic":
+        return True
+    return variant in getattr(concept, "variants", ("synthetic",)) and concept.delegate is None
+
+
 def check_variant(concept: Concept, variant: str) -> None:
     """ConfigError unless ``concept`` renders stimulus ``variant`` in the battery (a concept with
     a ``delegate`` chooses its stimuli itself: ``partial`` by its ``[grid] families``)."""
-    if variant == "synthetic":
-        return
-    if variant not in getattr(concept, "variants", ("synthetic",)) or concept.delegate is not None:
+    if not renders(concept, variant):
         raise ConfigError(
             f"concept {concept.name!r} has no {variant!r} stimuli in the battery (it renders: "
             f"{', '.join(getattr(concept, 'variants', ('synthetic',)))}"

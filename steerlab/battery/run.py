@@ -125,11 +125,11 @@ def run_battery(
     name) before anything is written. ``dictionaries``: feature dictionaries of the model's swept
     layers for the ``sae`` method (as ``steerlab partials --dictionary``; the partial concept gets
     them too). ``device``: where the models run (:func:`steerlab.devices.resolve`). ``stimuli``:
-    one of :data:`STIMULI` (module docstring); a concept without the variant is refused before
-    anything is written."""
+    one of :data:`STIMULI` (module docstring); with ``instrument`` a concept that does not render
+    it is refused before anything is written, with ``both`` it runs its synthetic pairs only."""
     from steerlab import validation as check
     from steerlab.artifacts import atomic_write_json, clean_json
-    from steerlab.battery.plan import check_variant
+    from steerlab.battery.plan import check_variant, renders
     from steerlab.battery.registry import concepts
     from steerlab.battery.report import write_report
     from steerlab.battery.runner import run_concept, save_examples
@@ -139,10 +139,14 @@ def run_battery(
     reg = concepts()
     chosen = [reg.get(n) for n in dict.fromkeys(names)] if names else list(reg)
     variants = variants_of(check.choice("stimuli", stimuli, STIMULI))
+    own: dict[str, tuple[str, ...]] = {}  # each concept's variants: ``both`` runs those it renders
     for concept in chosen:
-        for variant in variants:
+        if stimuli == "both":
+            own[concept.name] = tuple(v for v in variants if renders(concept, v))
+        else:
             if concept.delegate is None:
-                check_variant(concept, variant)
+                check_variant(concept, stimuli)
+            own[concept.name] = variants
     if "instrument" in variants:
         from steerlab.stimuli import check_renderer
 
@@ -162,7 +166,8 @@ def run_battery(
     tables = []
     examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:
-        sub = folder / variant_folder(concept.name, variants[0] if concept.delegate is None else "synthetic")
+        mine = own[concept.name]
+        sub = folder / variant_folder(concept.name, mine[0] if concept.delegate is None else "synthetic")
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
             done, summary = concept.delegate(
@@ -178,9 +183,9 @@ def run_battery(
             tables.append(_partial_table(summary))
             examples[concept.name] = {"partials": list(getattr(done, "examples", []))}
             continue
-        for variant in variants:
+        for variant in mine:
             sub = folder / variant_folder(concept.name, variant)
-            if variant != variants[0]:
+            if variant != mine[0]:
                 notify(f"concept {concept.name} ({variant}) -> {sub}")
             outcome = run_concept(
                 concept,
