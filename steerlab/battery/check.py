@@ -4,9 +4,13 @@ A rule is usable when the ideal edit (the oracle: ``without -> with`` towards th
 ``with -> without`` back) passes it and wrong edits of the waveform (a level change, noise, the
 wrong pitch, an added partial, ... each concept's :meth:`~steerlab.battery.concept.Concept.wrong_edits`)
 fail it. The waveform is the perfect decode, so this is the ceiling of every verdict, and the
-thresholds recorded in run.json are the ones checked here:
+thresholds recorded in run.json are the ones checked here, on each stimulus variant with the
+same rule and scorer (``instrument``: the concepts' rendered General MIDI pairs and rendered
+wrong edits, :mod:`steerlab.builtins.concepts._rendered`):
 
-    python -m steerlab.battery.check [CONCEPT ...]     # one table, per concept and edit
+    python -m steerlab.battery.check [CONCEPT ...]                      # synthetic pairs
+    python -m steerlab.battery.check --stimuli instrument [CONCEPT ...]  # rendered-instrument pairs
+    python -m steerlab.battery.check --stimuli both                     # one table per variant
 """
 
 from __future__ import annotations
@@ -21,11 +25,17 @@ SAMPLE_RATE = 24_000
 MARGIN_S = 0.1
 
 
-def check(concept: Concept, seeds: Sequence[int] = range(5), quick: bool = True) -> list[dict[str, Any]]:
+def check(
+    concept: Concept, seeds: Sequence[int] = range(5), quick: bool = True, variant: str = "synthetic"
+) -> list[dict[str, Any]]:
     """One row per (seed, edit): ``edit`` (``oracle +`` towards "with", ``oracle -`` back, or a
-    wrong edit's name, applied towards "with"), ``target``, ``damage``, ``passes``."""
+    wrong edit's name, applied towards "with"), ``target``, ``damage``, ``passes``, and the
+    pair's ``variant`` and GM ``program`` (None for synthetic pairs). Raises ConfigError for a
+    ``variant`` the concept does not render in the battery."""
+    from steerlab.battery.plan import concept_pairs
+
     rows = []
-    for spec in concept.pairs(SAMPLE_RATE, seeds, MARGIN_S, quick):
+    for spec in concept_pairs(concept, SAMPLE_RATE, seeds, MARGIN_S, quick, variant):
         without, with_ = concept.render(spec)
         edits = {"oracle +": (without, with_, "with"), "oracle -": (with_, without, "without")}
         edits.update({name: (a, b, "with") for name, (a, b) in concept.wrong_edits(spec).items()})
@@ -34,6 +44,8 @@ def check(concept: Concept, seeds: Sequence[int] = range(5), quick: bool = True)
             rows.append(
                 {
                     "concept": concept.name,
+                    "variant": spec.variant,
+                    "program": dict(spec.params).get("program"),
                     "seed": spec.seed,
                     "edit": name,
                     "target": s["target"],
@@ -62,23 +74,53 @@ def usable(rows: list[dict[str, Any]], min_share: float) -> bool:
     return ok and all(p < min_share * n for k, (p, n) in s.items() if not k.startswith("oracle"))
 
 
+def variants_for(concept: Concept, stimuli: str) -> list[str]:
+    """The variants of ``stimuli`` (``synthetic``, ``instrument`` or ``both``) to check ``concept``
+    on: as the battery runs them (:func:`steerlab.battery.plan.renders`; ``partial``'s instrument
+    pairs are scored by ``steerlab partials``' note rule, docs/partials.md, so here only its
+    synthetic ones)."""
+    from steerlab.battery.plan import renders
+
+    wanted = ["synthetic", "instrument"] if stimuli == "both" else [stimuli]
+    return [v for v in wanted if renders(concept, v)]
+
+
 def main(argv: Sequence[str] = ()) -> None:
+    import argparse
+
     from steerlab.battery.registry import concepts
 
+    parser = argparse.ArgumentParser(prog="python -m steerlab.battery.check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("concepts", nargs="*", help="concepts to check  [default: all that render the stimuli]")
+    parser.add_argument("--stimuli", choices=("synthetic", "instrument", "both"), default="synthetic")
+    args = parser.parse_args(list(argv))
     reg = concepts()
-    names = list(argv) or reg.names()
+    names = list(args.concepts) or [n for n in reg.names() if variants_for(reg.get(n), args.stimuli)]
     for name in names:
         c = reg.get(name)
-        rows = check(c)
-        print(f"{name}: {c.rule.target} >= {c.rule.min_target:g}; {c.rule.damage} <= {c.rule.max_damage:g}")
-        for edit, (p, n) in summary(rows).items():
-            med_t = sorted(r["target"] if r["target"] is not None else float("nan") for r in rows if r["edit"] == edit)
-            med_d = sorted(r["damage"] for r in rows if r["edit"] == edit)
+        # "both" checks the variants a concept renders; a variant named alone must be rendered
+        for variant in variants_for(c, args.stimuli) if args.stimuli == "both" else [args.stimuli]:
+            rows = check(c, variant=variant)
+            programs = sorted({r["program"] for r in rows if r["program"] is not None})
+            where = "" if not programs else f" [GM programs {', '.join(map(str, programs))}]"
             print(
-                f"  {edit:22s} passes {p}/{n}   target median {med_t[len(med_t) // 2]:8.2f}   damage median {med_d[len(med_d) // 2]:6.2f}"
+                f"{name} ({variant}){where}: {c.rule.target} >= {c.rule.min_target:g}; {c.rule.damage} <= {c.rule.max_damage:g}"
             )
-        print(f"  usable: {usable(rows, c.rule.min_share)}")
+            for edit, (p, n) in summary(rows).items():
+                med_t = sorted(
+                    r["target"] if r["target"] is not None else float("nan") for r in rows if r["edit"] == edit
+                )
+                med_d = sorted(r["damage"] for r in rows if r["edit"] == edit)
+                print(
+                    f"  {edit:22s} passes {p}/{n}   target median {med_t[len(med_t) // 2]:8.2f}   damage median {med_d[len(med_d) // 2]:6.2f}"
+                )
+            print(f"  usable: {usable(rows, c.rule.min_share)}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from steerlab.errors import SteerlabError
+
+    try:
+        main(sys.argv[1:])
+    except SteerlabError as exc:  # one line, as the CLI reports it
+        sys.exit(f"error: {exc}")

@@ -142,7 +142,9 @@ class Concept(Protocol):
     delegate: Callable[..., Any] | None
 
     def pairs(self, sample_rate: int, seeds: Sequence[int], margin_s: float, quick: bool) -> list[PairSpec]:
-        """The specs of the pairs for ``seeds`` at ``sample_rate`` with ``margin_s`` of silence."""
+        """The specs of the pairs for ``seeds`` at ``sample_rate`` with ``margin_s`` of silence.
+        A concept whose ``variants`` hold more than ``"synthetic"`` also takes ``variant=`` (a
+        keyword, one of its variants; the battery passes it only for those)."""
         ...
 
     def render(self, spec: PairSpec) -> tuple[np.ndarray, np.ndarray]:

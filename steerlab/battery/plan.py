@@ -110,6 +110,39 @@ class ConceptPlan:
         return self.plan.role
 
 
+def concept_pairs(
+    concept: Concept, sample_rate: int, seeds: Sequence[int], margin_s: float, quick: bool, variant: str = "synthetic"
+) -> list[PairSpec]:
+    """``concept.pairs(...)`` of one stimulus ``variant``: ``synthetic`` (every concept) or another
+    of ``concept.variants`` (``instrument``: rendered GM notes), asked for by keyword, so a plugin
+    whose ``pairs`` knows only the synthetic variant keeps working. Raises ConfigError for a variant
+    the concept does not render."""
+    if variant == "synthetic":
+        return concept.pairs(sample_rate, seeds, margin_s, quick)
+    check_variant(concept, variant)
+    return concept.pairs(sample_rate, seeds, margin_s, quick, variant=variant)  # type: ignore[call-arg]
+
+
+def renders(concept: Concept, variant: str) -> bool:
+    """Whether the battery runs ``concept`` on stimulus ``variant`` (synthetic: every concept)."""
+    if variant == "synthetic":
+        return True
+    return variant in getattr(concept, "variants", ("synthetic",)) and concept.delegate is None
+
+
+def check_variant(concept: Concept, variant: str) -> None:
+    """ConfigError unless ``concept`` renders stimulus ``variant`` in the battery (a concept with
+    a ``delegate`` chooses its stimuli itself: ``partial`` by its ``[grid] families``)."""
+    if not renders(concept, variant):
+        raise ConfigError(
+            f"concept {concept.name!r} has no {variant!r} stimuli in the battery (it renders: "
+            f"{', '.join(getattr(concept, 'variants', ('synthetic',)))}"
+            + ("; partial's stimuli are its [grid] families" if concept.delegate is not None else "")
+            + "); choose --stimuli synthetic or leave it out",
+            parameter="stimuli",
+        )
+
+
 def direction_id(concept: str, model: str, layer: str, method: str, capture_path: str) -> str:
     return config_hash(
         {"concept": concept, "model": model, "layer": layer, "method": method, "capture_path": capture_path}
@@ -135,10 +168,11 @@ def plan_concept(
     role: str,
     quick: bool,
     layer_names: Sequence[str] = (),
+    variant: str = "synthetic",
 ) -> ConceptPlan:
-    """The plan of ``concept`` on ``model`` (main model or a positive control). Raises
-    ConfigError for a model without a decoder (the concepts score decoded audio) or a path it
-    lacks."""
+    """The plan of ``concept`` on ``model`` (main model or a positive control), its pairs of
+    stimulus ``variant`` (:func:`concept_pairs`). Raises ConfigError for a model without a
+    decoder (the concepts score decoded audio), a path it lacks or a variant the concept lacks."""
     from steerlab.partials.plan import margin_for
 
     if not model.has_decoder:
@@ -160,8 +194,8 @@ def plan_concept(
     plan = ModelPlan(model, role, layers, paths, (), (), methods=tuple(methods))
     plan.margin_s = margin = margin_for(cfg, model, layers)
     n_train, n_test = cfg.stimuli.train_seeds, cfg.stimuli.test_seeds
-    train = concept.pairs(model.sample_rate, range(n_train), margin, quick)
-    test = concept.pairs(model.sample_rate, range(n_train, n_train + n_test), margin, quick)
+    train = concept_pairs(concept, model.sample_rate, range(n_train), margin, quick, variant)
+    test = concept_pairs(concept, model.sample_rate, range(n_train, n_train + n_test), margin, quick, variant)
     return ConceptPlan(concept, plan, train, test)
 
 

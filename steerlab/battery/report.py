@@ -200,6 +200,11 @@ def _partial_players(folder: Path, examples: list[dict[str, Any]]) -> str:
     )
 
 
+def _title(t: Mapping[str, Any]) -> str:
+    """A concept's heading: its name, and its stimulus variant where not synthetic."""
+    return str(t["concept"]) + (f" ({t['variant']})" if "variant" in t else "")
+
+
 def _summary(doc: Mapping[str, Any]) -> str:
     rows = []
     for t in doc["concepts"]:
@@ -207,7 +212,7 @@ def _summary(doc: Mapping[str, Any]) -> str:
         n = sum(v.get("label") == "steerable" for v in mine)
         top = max((v.get("pass_share") or 0.0 for v in mine), default=None)
         rows.append(
-            f"<tr><td><a href='#{html.escape(t['concept'])}'>{html.escape(t['concept'])}</a></td>"
+            f"<tr><td><a href='#{html.escape(t.get('folder', t['concept']))}'>{html.escape(_title(t))}</a></td>"
             f"<td>{n} of {len(mine)}</td><td>{_fmt(top, 2)}</td></tr>"
         )
     return reporting.scroll(
@@ -229,8 +234,8 @@ def render(folder: Path, doc: Mapping[str, Any], examples: Mapping[str, Mapping[
     ]
     for t in doc["concepts"]:
         name = t["concept"]
-        sub = folder / name
-        parts.append(f"<section id='{html.escape(name)}'><h2>{html.escape(name)}</h2>")
+        sub = folder / t.get("folder", name)  # a rendered-instrument run sits in its own folder
+        parts.append(f"<section id='{html.escape(sub.name)}'><h2>{html.escape(_title(t))}</h2>")
         if t.get("delegated_to"):
             parts.append(f"<p class=note>Run by {html.escape(t['delegated_to'])}.</p>")
         if t.get("rule"):
@@ -240,7 +245,7 @@ def render(folder: Path, doc: Mapping[str, Any], examples: Mapping[str, Mapping[
         if fig is not None:
             parts.append(f"<p>{reporting.img(fig, f'{name} pass share')}</p>")
         parts.append(verdict_table(t["verdicts"]))
-        ex = examples.get(name, {})
+        ex = examples.get(sub.name, {})
         parts.append(_partial_players(sub, ex["partials"]) if "partials" in ex else _players(sub, ex))
         parts.append("</section>")
     return reporting.page("steerlab steerability", parts, CSS)

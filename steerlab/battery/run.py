@@ -7,6 +7,13 @@ validation, ``OUT/summary.csv`` one line per verdict, ``OUT/report.html`` the pa
 listen to (:mod:`steerlab.battery.report`; each concept's example audio in its
 ``examples/``). Concepts are independent: each resumes on
 its own, and a rerun with the same arguments skips what is done.
+
+``stimuli`` (``--stimuli``) chooses the pairs' variant: ``synthetic`` (sums of sinusoids, the
+default), ``instrument`` (General MIDI notes rendered from a SoundFont,
+:mod:`steerlab.builtins.concepts._rendered`) or ``both``. A variant is its own run, learning its
+own directions: ``OUT/<concept>/`` the synthetic one, ``OUT/<concept>-instrument/`` the rendered
+one (its table's ``folder``). ``partial`` keeps its own choice (``steerlab partials``' ``[grid]
+families``) and runs once.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 from steerlab.battery.runner import BarFactory, _NullBar
 
 SUMMARY_JSON, SUMMARY_CSV = "steerability.json", "summary.csv"
+STIMULI = ("synthetic", "instrument", "both")
 CSV_KEYS = (
     "concept",
     "model",
@@ -86,6 +94,16 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def variants_of(stimuli: str) -> tuple[str, ...]:
+    """The variants a ``--stimuli`` choice runs, in order."""
+    return ("synthetic", "instrument") if stimuli == "both" else (stimuli,)
+
+
+def variant_folder(concept: str, variant: str) -> str:
+    """The run folder's name of ``concept``'s ``variant`` inside the battery's folder."""
+    return concept if variant == "synthetic" else f"{concept}-{variant}"
+
+
 def run_battery(
     names: Sequence[str],
     model: str | None,
@@ -97,6 +115,7 @@ def run_battery(
     config_file: str | Path | None = None,
     dictionaries: Sequence[str | Path] = (),
     device: Any = "auto",
+    stimuli: str = "synthetic",
 ) -> dict[str, Any]:
     """Run (or resume) each concept of ``names`` (all registered ones when empty) on ``model``
     into ``out_dir``; returns what ``steerability.json`` holds. ``config_file``: a ``steerlab
@@ -105,8 +124,12 @@ def run_battery(
     concept gets the file too). Unknown concept names raise the registry's error (with the nearest
     name) before anything is written. ``dictionaries``: feature dictionaries of the model's swept
     layers for the ``sae`` method (as ``steerlab partials --dictionary``; the partial concept gets
-    them too). ``device``: where the models run (:func:`steerlab.devices.resolve`)."""
+    them too). ``device``: where the models run (:func:`steerlab.devices.resolve`). ``stimuli``:
+    one of :data:`STIMULI` (module docstring); with ``instrument`` a concept that does not render
+    it is refused before anything is written, with ``both`` it runs its synthetic pairs only."""
+    from steerlab import validation as check
     from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.battery.plan import check_variant, renders
     from steerlab.battery.registry import concepts
     from steerlab.battery.report import write_report
     from steerlab.battery.runner import run_concept, save_examples
@@ -115,6 +138,19 @@ def run_battery(
 
     reg = concepts()
     chosen = [reg.get(n) for n in dict.fromkeys(names)] if names else list(reg)
+    variants = variants_of(check.choice("stimuli", stimuli, STIMULI))
+    own: dict[str, tuple[str, ...]] = {}  # each concept's variants: ``both`` runs those it renders
+    for concept in chosen:
+        if stimuli == "both":
+            own[concept.name] = tuple(v for v in variants if renders(concept, v))
+        else:
+            if concept.delegate is None:
+                check_variant(concept, stimuli)
+            own[concept.name] = variants
+    if "instrument" in variants:
+        from steerlab.stimuli import check_renderer
+
+        check_renderer()
     cfg = build(config_file, quick, {"run": {"model": model}} if model else None)
     if any(c.delegate is None for c in chosen):  # checked before any concept writes its folder
         from steerlab import api
@@ -130,7 +166,8 @@ def run_battery(
     tables = []
     examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:
-        sub = folder / concept.name
+        mine = own[concept.name]
+        sub = folder / variant_folder(concept.name, mine[0] if concept.delegate is None else "synthetic")
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
             done, summary = concept.delegate(
@@ -146,15 +183,33 @@ def run_battery(
             tables.append(_partial_table(summary))
             examples[concept.name] = {"partials": list(getattr(done, "examples", []))}
             continue
-        outcome = run_concept(
-            concept, cfg, sub, cfg.run.model, quick, layers, dictionaries, bar=bar, notify=notify, device=device
-        )
-        vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
-        t = table(concept, vs, outcome.plans)
-        atomic_write_json(clean_json(t), sub / "verdicts.json")
-        examples[concept.name] = save_examples(outcome, t, cfg.run.max_batch)
-        tables.append(t)
+        for variant in mine:
+            sub = folder / variant_folder(concept.name, variant)
+            if variant != mine[0]:
+                notify(f"concept {concept.name} ({variant}) -> {sub}")
+            outcome = run_concept(
+                concept,
+                cfg,
+                sub,
+                cfg.run.model,
+                quick,
+                layers,
+                dictionaries,
+                bar=bar,
+                notify=notify,
+                device=device,
+                variant=variant,
+            )
+            vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
+            t = table(concept, vs, outcome.plans)
+            if variant != "synthetic":  # only then: a synthetic table keeps its keys
+                t = {**t, "variant": variant, "folder": sub.name}
+            atomic_write_json(clean_json(t), sub / "verdicts.json")
+            examples[sub.name] = save_examples(outcome, t, cfg.run.max_batch)
+            tables.append(t)
     doc = {"model": cfg.run.model, "quick": quick, "concepts": tables}
+    if stimuli != "synthetic":
+        doc["stimuli"] = stimuli
     atomic_write_json(clean_json(doc), folder / SUMMARY_JSON)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_KEYS, extrasaction="ignore")

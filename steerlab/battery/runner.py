@@ -135,22 +135,24 @@ def prepare(
     layer_names: Sequence[str] = (),
     dictionary_specs: Sequence[str | Path] = (),
     device: Any = "auto",
+    variant: str = "synthetic",
 ) -> tuple[list[ConceptPlan], str, dict[str, Any], dict[tuple[str, str], Any]]:
     """Load the models and plan the concept on each; returns the plans, the configuration hash,
     what it hashes and the feature dictionaries of ``dictionary_specs`` (folders or shipped names,
-    checked as ``steerlab partials --dictionary`` checks them) by ``(model, layer)``. Raises
+    checked as ``steerlab partials --dictionary`` checks them) by ``(model, layer)``. ``variant``:
+    the stimulus variant of every pair (:func:`steerlab.battery.plan.concept_pairs`). Raises
     before anything is written."""
     from steerlab import api
     from steerlab.partials.runner import _load_dictionaries
     from steerlab.stimuli import STIMULUS_VERSION
 
     model = api.load_model(model_name or cfg.run.model, device=device)
-    plans = [plan_concept(concept, cfg, model, MAIN, quick, layer_names)]
+    plans = [plan_concept(concept, cfg, model, MAIN, quick, layer_names, variant)]
     names = {layer.name for layer in plans[0].plan.layers}
     dicts = {(model.name, k): d for k, d in _load_dictionaries(dictionary_specs, model, names).items()}
     for name in controls_of(concept, cfg):
         if name != model.name:
-            plans.append(plan_concept(concept, cfg, api.load_model(name, device=device), POSITIVE, quick))
+            plans.append(plan_concept(concept, cfg, api.load_model(name, device=device), POSITIVE, quick, (), variant))
     measured = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -179,6 +181,8 @@ def prepare(
     }
     from steerlab.artifacts import config_hash
 
+    if variant != "synthetic":  # only then: a synthetic run keeps its hash (the pairs' keys name it too)
+        measured["variant"] = variant
     if dicts:  # only then: a run without dictionaries keeps its hash
         measured["dictionaries"] = {f"{m}:{k}": d.data_hash for (m, k), d in sorted(dicts.items())}
     return plans, config_hash(measured), measured, dicts
@@ -402,17 +406,20 @@ def run_concept(
     bar: BarFactory = _NullBar,
     notify: Callable[[str], None] = lambda s: None,
     device: Any = "auto",
+    variant: str = "synthetic",
 ) -> ConceptOutcome:
     """Run (or resume) ``concept`` into ``out_dir`` (module docstring); ``dictionaries``: feature
     dictionaries of the measured model's layers (folders or shipped names) for the ``sae``
-    method. The controls learn none here: their ``sae`` verdicts are "unchecked"."""
+    method. The controls learn none here: their ``sae`` verdicts are "unchecked". ``variant``: the
+    stimulus variant (``synthetic``, or ``instrument`` where the concept renders it), recorded in
+    ``run.json`` (``variants_run``) and hashed."""
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json, versions
     from steerlab.partials.runner import LEVEL, TEMPLATE
     from steerlab.partials.store import read_directions
 
     started = time.time()
-    plans, chash, measured, dicts = prepare(concept, cfg, model, quick, layers, dictionaries, device)
+    plans, chash, measured, dicts = prepare(concept, cfg, model, quick, layers, dictionaries, device, variant)
     folder = Path(out_dir)
     _check_folder(folder, chash)
     try:
@@ -431,7 +438,7 @@ def run_concept(
                     "name": concept.name,
                     "description": concept.description,
                     "changes": list(concept.changes),
-                    "variants_run": ["synthetic"],
+                    "variants_run": [variant],
                     "variants": list(concept.variants),
                 },
                 "rule": concept.rule.to_dict(),

@@ -22,6 +22,8 @@ from steerlab.cli.options import (
     threads_option,
 )
 
+VARIANT = "variant"  # a table's stimulus variant, present where not synthetic
+
 
 def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
@@ -82,6 +84,14 @@ def _bar(label: str, length: int) -> Iterator[Any]:
 )
 @click.option("--quick", is_flag=True, help="The small grid of `steerlab partials --quick`, short sounds.")
 @click.option(
+    "--stimuli",
+    type=click.Choice(["synthetic", "instrument", "both"]),
+    default="synthetic",
+    show_default=True,
+    help="The pairs' sounds: sums of sinusoids, General MIDI notes rendered from a SoundFont (the render "
+    "extra; OUT/<concept>-instrument/), or both. partial keeps its [grid] families.",
+)
+@click.option(
     "-D",
     "--dictionary",
     "dictionaries",
@@ -94,7 +104,7 @@ def _bar(label: str, length: int) -> Iterator[Any]:
 @device_option()
 @threads_option()
 def steerability(
-    model_name, concepts, layers, config_file, quick, dictionaries, out_dir, as_json, device, threads
+    model_name, concepts, layers, config_file, quick, stimuli, dictionaries, out_dir, as_json, device, threads
 ) -> None:
     """The steerability battery: for each concept (partial, note, chord-quality, brightness, onset,
     loudness, and those plugins add), learn directions of its change at each layer (difference of
@@ -116,6 +126,7 @@ def steerability(
         config_file=config_file,
         dictionaries=dictionaries,
         device=device,
+        stimuli=stimuli,
     )
     if as_json:
         return echo_json(doc)
@@ -124,7 +135,7 @@ def steerability(
             if v.get("model_role") != "main":
                 continue
             click.echo(
-                f"{t['concept']:<14} {v['layer']:<24} {v['path']:<11} {v['method']:<10} {v['removal']:<9} "
+                f"{t['concept'] + (f' ({t[VARIANT]})' if VARIANT in t else ''):<14} {v['layer']:<24} {v['path']:<11} {v['method']:<10} {v['removal']:<9} "
                 f"{v['label']:<16} pass {v['pass_share']:.2f}"
             )
     click.echo(f"wrote {out_dir}/steerability.json, summary.csv and report.html")

@@ -76,6 +76,7 @@ class Brightness(SyntheticConcept):
         "whether that suffices is measured, not assumed (docs/logspec.md)",
     }
     rule = RULE
+    variants = ("synthetic", "instrument")
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
         notes = sorted(int(p) for p in rng.choice(np.arange(45, 70), size=2, replace=False))
@@ -97,6 +98,20 @@ class Brightness(SyntheticConcept):
         without = sines(parts, n, sr, np.random.default_rng([spec.seed, 6])) * env
         with_ = sines(tilted, n, sr, np.random.default_rng([spec.seed, 6])) * env
         return without, with_
+
+    def instrument_sounds(self, spec: PairSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The two notes rendered on GM ``program``, without and with the concept's own tilt
+        (+4 dB per octave about 1 kHz, one zero-phase FFT gain: :func:`~steerlab.builtins.concepts._rendered.tilt`).
+        The tilt, not a brighter program or a filter's cutoff: another program or a velocity
+        changes the attack, the partials' ratios and the sample itself, so the pair would differ by
+        more than brightness; a filter's cutoff is a tilt only far from the cutoff."""
+        from steerlab.builtins.concepts._rendered import mixture, tilt
+        from steerlab.builtins.concepts._sound import envelope
+
+        sr = spec.sample_rate
+        keys = [int(p) for p in str(spec.param("notes_midi")).split(",")]
+        without = mixture(int(spec.param("program")), keys, n, sr) * envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        return without, tilt(without, sr, TILT_DB_PER_OCTAVE, PIVOT_HZ)
 
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
         from steerlab.builtins.concepts._sound import db_change_per_bin, freqs_for, power

@@ -62,6 +62,7 @@ class ChordQuality(SyntheticConcept):
         "band or neighbouring ones",
     }
     rule = RULE
+    variants = ("synthetic", "instrument")
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
         return {
@@ -89,6 +90,21 @@ class ChordQuality(SyntheticConcept):
         third_rng = np.random.default_rng([spec.seed, 5])
         big = sines(partial_list([major], [lt], HARMONICS, sr), n, sr, third_rng) * env
         return frame + m, frame + big
+
+    def instrument_sounds(self, spec: PairSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The same triad rendered on GM ``program``, minor then major: root, third and fifth each
+        rendered alone and summed with the drawn levels (a level is a gain on the note's render, not
+        a velocity, which would change its timbre), so the ideal edit is the third's render moved a
+        semitone, at the same level."""
+        from steerlab.builtins.concepts._rendered import mixture
+        from steerlab.builtins.concepts._sound import envelope
+
+        sr, program, r = spec.sample_rate, int(spec.param("program")), int(spec.param("root_midi"))
+        env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        lt, lf = float(spec.param("level_third")), float(spec.param("level_fifth"))
+        frame = mixture(program, [r, r + 7], n, sr, [1.0, lf])
+        minor, major = (mixture(program, [r + k], n, sr, [lt]) for k in (3, 4))
+        return (frame + minor) * env, (frame + major) * env
 
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
         from steerlab.builtins.concepts._sound import lsd_outside
@@ -127,21 +143,19 @@ class ChordQuality(SyntheticConcept):
         rng = np.random.default_rng([spec.seed, 5])
         env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
         lt = float(spec.param("level_third"))
-        third[a:b] = sines(partial_list([major], [lt], HARMONICS, sr), n, sr, rng) * env * self._scale(spec)
+        if spec.variant == "instrument":  # the major third rendered on the pair's program
+            from steerlab.builtins.concepts._rendered import note
+
+            key = int(spec.param("root_midi")) + 4
+            third[a:b] = lt * note(int(spec.param("program")), key, n, sr) * env * self.scale(spec)
+        else:
+            third[a:b] = sines(partial_list([major], [lt], HARMONICS, sr), n, sr, rng) * env * self.scale(spec)
         out["major third added"] = (without, without + third)
         up = PairSpec.from_dict(
             {**spec.to_dict(), "params": {**dict(spec.params), "root_midi": int(spec.param("root_midi")) + 1}}
         )
         out["transposed"] = (without, self.render(up)[0])
         return out
-
-    def _scale(self, spec: PairSpec) -> float:
-        """The gain :meth:`render` applied to this pair (its peak scaling)."""
-        from steerlab.builtins.concepts._sound import PEAK
-
-        a, b = spec.span_samples()
-        w, x = self.sounds(spec, b - a, np.random.default_rng([spec.seed, 2]))
-        return PEAK / max(float(np.max(np.abs(w))), float(np.max(np.abs(x))), 1e-12)
 
 
 CONCEPT = ChordQuality()

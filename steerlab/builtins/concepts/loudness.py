@@ -45,6 +45,7 @@ class Loudness(SyntheticConcept):
         "(docs/logspec.md)",
     }
     rule = RULE
+    variants = ("synthetic", "instrument")
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
         notes = sorted(int(p) for p in rng.choice(np.arange(45, 77), size=3, replace=False))
@@ -57,6 +58,18 @@ class Loudness(SyntheticConcept):
         f0s = [midi_hz(int(p)) for p in str(spec.param("notes_midi")).split(",")]
         x = sines(partial_list(f0s, [1.0] * len(f0s), HARMONICS, sr), n, sr, rng)
         x *= envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        return x, x * GAIN
+
+    def instrument_sounds(self, spec: PairSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The three notes rendered on GM ``program``, and the same times 2 (+6.02 dB). A gain, not
+        a higher MIDI velocity: in a SoundFont velocity also opens the filter and picks the sample
+        layer (a brighter, different sound), so the pair would differ by more than level."""
+        from steerlab.builtins.concepts._rendered import mixture
+        from steerlab.builtins.concepts._sound import envelope
+
+        sr = spec.sample_rate
+        x = mixture(int(spec.param("program")), [int(p) for p in str(spec.param("notes_midi")).split(",")], n, sr)
+        x = x * envelope(n, sr, spec.fade_ms, spec.fade_ms)
         return x, x * GAIN
 
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
@@ -78,15 +91,26 @@ class Loudness(SyntheticConcept):
         out = {k: v for k, v in super().wrong_edits(spec).items() if not k.startswith("gain")}
         without, with_ = self.render(spec)
         energy = float(np.sum((with_ - without) ** 2))
-        b_spec = PairSpec.from_dict({**spec.to_dict(), "concept": "brightness", "params": {"notes_midi": "45,57"}})
-        bw, bx = brightness.render(b_spec)
+        if spec.variant == "instrument":  # the pair's own sound tilted
+            from steerlab.builtins.concepts._rendered import tilt
+            from steerlab.builtins.concepts.brightness import PIVOT_HZ, TILT_DB_PER_OCTAVE
+
+            bw, bx = without, tilt(without, spec.sample_rate, TILT_DB_PER_OCTAVE, PIVOT_HZ)
+        else:
+            b_spec = PairSpec.from_dict({**spec.to_dict(), "concept": "brightness", "params": {"notes_midi": "45,57"}})
+            bw, bx = brightness.render(b_spec)
         out["tilt"] = (bw, bw + (bx - bw) * np.sqrt(energy / np.sum((bx - bw) ** 2)))
         a, b = spec.span_samples()
         from steerlab.builtins.concepts._sound import envelope, midi_hz, partial_list, sines
 
         n, sr = b - a, spec.sample_rate
         note = np.zeros_like(without)
-        note[a:b] = sines(partial_list([midi_hz(80)], [1.0], HARMONICS, sr), n, sr, np.random.default_rng(1))
+        if spec.variant == "instrument":  # G#5 on the pair's program
+            from steerlab.builtins.concepts._rendered import note as rendered_note
+
+            note[a:b] = rendered_note(int(spec.param("program")), 80, n, sr)
+        else:
+            note[a:b] = sines(partial_list([midi_hz(80)], [1.0], HARMONICS, sr), n, sr, np.random.default_rng(1))
         note[a:b] *= envelope(n, sr, spec.fade_ms, spec.fade_ms)
         out["a note added"] = (without, without + note * np.sqrt(energy / np.sum(note**2)))
         return out

@@ -84,6 +84,7 @@ class Note(SyntheticConcept):
     }
     rule = RULE
     density = 2
+    variants = ("synthetic", "instrument")
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
         target = TARGET_MIDI
@@ -106,6 +107,20 @@ class Note(SyntheticConcept):
         context = sines(partial_list(ctx, [1.0] * len(ctx), HARMONICS, sr), n, sr, rng) * env
         note = sines(partial_list([f0], [1.0], HARMONICS, sr), n, sr, rng) * env
         return context, context + note
+
+    def instrument_sounds(self, spec: PairSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The context notes rendered (GM ``program``), without and with the target note rendered
+        on the same program: the ideal edit is the target note's render."""
+        from steerlab.builtins.concepts._rendered import mixture
+        from steerlab.builtins.concepts._sound import envelope
+
+        sr, program = spec.sample_rate, int(spec.param("program"))
+        env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        context = mixture(program, self._context_keys(spec), n, sr) * env
+        return context, context + mixture(program, [int(spec.param("target_midi"))], n, sr) * env
+
+    def _context_keys(self, spec: PairSpec) -> list[int]:
+        return [int(p) for p in str(spec.param("context_midi")).split(",")]
 
     def harmonics_hz(self, spec: PairSpec) -> list[float]:
         f0, _ = self._f0s(spec)
@@ -141,7 +156,8 @@ class Note(SyntheticConcept):
         }
 
     def wrong_edits(self, spec: PairSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """The shared ones, and the same note a semitone up and a tritone up (the wrong pitch)."""
+        """The shared ones, and the same note a semitone up and a tritone up (the wrong pitch;
+        rendered on the pair's program for an ``instrument`` pair)."""
         from steerlab.builtins.concepts._sound import envelope, partial_list, sines
 
         out = super().wrong_edits(spec)
@@ -150,12 +166,17 @@ class Note(SyntheticConcept):
         f0, _ = self._f0s(spec)
         a, b = spec.span_samples()
         sr, n = spec.sample_rate, b - a
-        for name, ratio in (("semitone up", 2 ** (1 / 12)), ("tritone up", 2**0.5)):
+        for name, ratio, semitones in (("semitone up", 2 ** (1 / 12), 1), ("tritone up", 2**0.5, 6)):
             wrong = np.zeros_like(without)
-            rng = np.random.default_rng([spec.seed, 4])
-            wrong[a:b] = sines(partial_list([f0 * ratio], [1.0], HARMONICS, sr), n, sr, rng) * envelope(
-                n, sr, spec.fade_ms, spec.fade_ms
-            )
+            env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
+            if spec.variant == "instrument":  # the same program's note at the wrong key
+                from steerlab.builtins.concepts._rendered import note
+
+                key = int(spec.param("target_midi")) + semitones
+                wrong[a:b] = note(int(spec.param("program")), key, n, sr) * env
+            else:
+                rng = np.random.default_rng([spec.seed, 4])
+                wrong[a:b] = sines(partial_list([f0 * ratio], [1.0], HARMONICS, sr), n, sr, rng) * env
             wrong *= np.sqrt(np.sum(ideal**2) / np.sum(wrong**2))
             out[name] = (without, without + wrong)
         return out

@@ -17,6 +17,7 @@ import numpy as np
 
 from steerlab.battery.concept import PairSpec, Rule
 from steerlab.builtins.concepts._base import SyntheticConcept
+from steerlab.builtins.concepts._rendered import FAST_ATTACK_PROGRAMS
 
 HARMONICS, SOFT_MS, SHARP_MS, WINDOW_S, HOP = 12, 60.0, 2.0, 0.1, 256
 RULE = Rule(
@@ -53,6 +54,9 @@ class Onset(SyntheticConcept):
         "filterbank_24khz's filters last 0.68 s, both longer than the 60 ms the attacks differ by"
     )
     rule = RULE
+    variants = ("synthetic", "instrument")
+
+    programs = FAST_ATTACK_PROGRAMS  # attack sharpness needs an instrument whose own attack is short
 
     def draw(self, rng: np.random.Generator, sample_rate: int) -> dict[str, Any]:
         notes = sorted(int(p) for p in rng.choice(np.arange(48, 73), size=2, replace=False))
@@ -64,6 +68,18 @@ class Onset(SyntheticConcept):
         sr = spec.sample_rate
         f0s = [midi_hz(int(p)) for p in str(spec.param("notes_midi")).split(",")]
         x = sines(partial_list(f0s, [1.0] * len(f0s), HARMONICS, sr), n, sr, rng)
+        return x * envelope(n, sr, SOFT_MS, spec.fade_ms), x * envelope(n, sr, SHARP_MS, spec.fade_ms)
+
+    def instrument_sounds(self, spec: PairSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The two notes rendered on GM ``program`` (one of the fast-attack programs, whose own
+        attack is a few ms), under the concept's 60 ms and 2 ms attack envelopes: the same
+        samples, only the attack differs. Not two velocities or programs: those change the
+        spectrum and the sustain too."""
+        from steerlab.builtins.concepts._rendered import mixture
+        from steerlab.builtins.concepts._sound import envelope
+
+        sr = spec.sample_rate
+        x = mixture(int(spec.param("program")), [int(p) for p in str(spec.param("notes_midi")).split(",")], n, sr)
         return x * envelope(n, sr, SOFT_MS, spec.fade_ms), x * envelope(n, sr, SHARP_MS, spec.fade_ms)
 
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
