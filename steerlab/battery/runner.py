@@ -13,6 +13,11 @@ thresholds and rationale, the controls and why they can vouch, hashes, versions)
 (:class:`steerlab.partials.store.ResultStore`: a ``kill -9`` loses at most the batch in
 flight; rerunning with the same arguments continues). Everything that can be wrong with the
 arguments is checked before the folder is touched.
+
+The work items run on an executor (:mod:`steerlab.executors`: in this process, or Ray tasks;
+docs/distributed.md): :func:`path_baselines` (the unpatched decodes of one model's signals on one
+path) and :func:`batch_rows` (one batch's patched passes and rows) are pure functions of a
+:class:`BatchContext` and their task; :func:`_execute` sends them and is the one writer.
 """
 
 from __future__ import annotations

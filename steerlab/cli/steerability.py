@@ -103,7 +103,8 @@ def steerability(
     means, probe, SAE feature with a dictionary, the random null), steer held-out pairs both ways
     over strengths and decode paths, and judge each by the concept's rule, with the positive
     controls, the null and the ideal edit (oracle) beside every verdict. `partial` runs
-    `steerlab partials` itself (the same rows). Killed runs resume when rerun."""
+    `steerlab partials` itself (the same rows). Killed runs resume when rerun. With
+    `--executor ray` the work items run as Ray tasks (docs/distributed.md), with the same rows."""
     from steerlab.battery.run import run_battery
     from steerlab.executors import make_executor
 
