@@ -188,3 +188,52 @@ def test_a_distributed_executor_needs_the_cpu(monkeypatch, tmp_path):
 
     check_executor_device(Far(), "cpu")
     check_executor_device(LocalExecutor(), "cuda")  # in process: any device
+
+
+def test_a_delegating_concept_gets_the_executor_when_its_delegate_takes_one(tmp_path):
+    """``partial``'s kind of concept (a pipeline of its own): the executor is passed to a
+    delegate whose signature takes it; one that does not runs in this process, and the run says so."""
+    from steerlab import plugins
+    from steerlab.battery.run import run_battery
+    from steerlab.builtins.concepts.loudness import Loudness
+    from steerlab.executors import LocalExecutor
+    from steerlab.hookspecs import hookimpl
+
+    seen: list[dict] = []
+
+    def takes(model, out_dir, quick, **kwargs):
+        seen.append(kwargs)
+        Path(out_dir).mkdir(parents=True)
+        return object(), {}
+
+    def refuses(model, out_dir, quick, bar=None, notify=None, config_file=None, dictionaries=(), device="auto"):
+        seen.append({"device": device})
+        Path(out_dir).mkdir(parents=True)
+        return object(), {}
+
+    class Takes(Loudness):
+        name, delegate = "delegating-takes", staticmethod(takes)
+
+    class Refuses(Loudness):
+        name, delegate = "delegating-refuses", staticmethod(refuses)
+
+    class Plugin:
+        @hookimpl
+        def steerlab_register_concepts(self, registry):
+            registry.add(Takes())
+            registry.add(Refuses())
+
+    class Far(LocalExecutor):  # a distributed executor as far as the battery can tell
+        name = "ray"
+
+    plugin, notes, far = Plugin(), [], Far()
+    plugins.register(plugin, name="delegating_plugin")
+    try:
+        run_battery(
+            ["delegating-takes", "delegating-refuses"], None, tmp_path / "out", executor=far, notify=notes.append
+        )
+    finally:
+        plugins.unregister(plugin)
+    assert seen[0]["executor"] is far and "executor" not in seen[1]
+    assert "concept delegating-refuses runs in this process (its delegate takes no executor)" in notes
+    assert not any("delegating-takes runs" in n for n in notes)
