@@ -448,8 +448,8 @@ def _execute(
     """Run every batch with a missing row of every plan on ``executor`` (None: in process) and
     write its rows as each batch completes, this process the one writer; returns the rows
     written. First the unpatched decodes each such plan's paths need (one task per plan and
-    path, all of one signal's items' decodes in one :func:`_baselines` pass as in process),
-    then the batches (partials' batching, by ``batch_group``), one task each."""
+    path: :func:`_baselines`' pass over that path's signals, as in process; under Ray on the
+    workers, not here), then the batches (partials' batching, by ``batch_group``), one task each."""
     from steerlab import executors
     from steerlab.artifacts import versions
 
