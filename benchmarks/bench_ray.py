@@ -17,6 +17,17 @@ batched patched passes, scores, rows appended with fsync by this process).
    per-batch write (append + fsync), the cluster's start-up time.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_ray.py [--items N] [--repeats R]
+
+``--battery`` measures the battery instead (``steerlab steerability --quick --executor ray``):
+the sweeps of the chosen concepts (``--concepts``, default ``note,brightness``) on the quick
+run's main model (both layers, both paths, every method; no positive control), directions
+learned once beforehand, each run by :func:`steerlab.battery.runner._execute` into a fresh
+results store: the unpatched decodes (one task per path under Ray, computed by the workers),
+the batched patched passes, the concept's scores, the rows appended by this process. The same
+four runs as above (in process with 2 and 1 threads, Ray cold and warm), the same goal, and the
+scaling figures of the battery (its baselines' share, the per-batch cost, Ray's per-task cost).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_ray.py --battery [--concepts note,brightness] [--repeats R]
 """
 
 from __future__ import annotations
@@ -77,11 +88,124 @@ def _echo(shared: object, item: list) -> list:
     return item
 
 
+def _battery_setup(names: list[str]):
+    """Per concept: its plans (main model only), directions, items, context and store hash."""
+    from steerlab.battery import runner
+    from steerlab.battery.plan import work_items
+    from steerlab.battery.registry import concepts
+    from steerlab.partials import build
+
+    cfg = build(None, quick=True).merged({"controls": {"positive_models": []}})
+    out = []
+    for name in names:
+        plans, h, _, dicts = runner.prepare(concepts().get(name), cfg, None, True)
+        vectors, prov, _ = runner._learn(plans, cfg, dicts, runner._NullBar)
+        plan_items = [(cp, work_items(cp, cfg, h, set(prov))) for cp in plans]
+        context = {"weights": {cp.model.name: cp.model.weights_hash() for cp in plans}, "seed": cfg.run.seed}
+        out.append((plan_items, vectors, prov, context, h))
+    return out, cfg.run.max_batch
+
+
+def _battery_run(setup, executor, threads: int) -> tuple[float, int]:
+    from steerlab.battery import runner
+
+    concepts, mb = setup
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        n, t = 0, time.perf_counter()
+        for plan_items, vectors, prov, context, h in concepts:
+            with tempfile.TemporaryDirectory() as d:
+                store = runner.BatteryStore(Path(d), h).open()
+                n += runner._execute(plan_items, vectors, prov, store, context, mb, lambda k: None, executor)
+        return time.perf_counter() - t, n
+    finally:
+        torch.set_num_threads(before)
+
+
+def battery_main(names: list[str], repeats: int) -> None:
+    import os
+
+    import ray
+
+    from steerlab.battery import runner
+    from steerlab.executors import LocalExecutor, RayExecutor
+    from steerlab.partials.plan import batches
+
+    load = [os.getloadavg()]
+    setup = _battery_setup(names)
+    concepts, mb = setup
+    items = [it for plan_items, *_ in concepts for _, its in plan_items for it in its]
+    n_b = sum(len(batches(its, mb)) for plan_items, *_ in concepts for _, its in plan_items)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t = time.perf_counter()
+    for plan_items, *_ in concepts:
+        for cp, its in plan_items:
+            runner._baselines(cp, its, mb)
+    t_base = time.perf_counter() - t
+    torch.set_num_threads(before)
+
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    t_start = time.perf_counter() - t
+    ray_ex = RayExecutor()
+    cold, n = _battery_run(setup, ray_ex, 1)
+    assert n == len(items)
+    local2, local1, warm = [], [], []
+    for _ in range(repeats):  # interleaved: load spikes on a shared machine hit all alike
+        local2.append(_battery_run(setup, LocalExecutor(), 2)[0])
+        local1.append(_battery_run(setup, LocalExecutor(), 1)[0])
+        warm.append(_battery_run(setup, ray_ex, 1)[0])
+        load.append(os.getloadavg())
+    l2, l1, w = min(local2), min(local1), min(warm)
+    payload = [[{"key": f"{i}-{j}", "target": 1.0} for j in range(mb)] for i in range(n_b)]
+    t = time.perf_counter()
+    for _ in ray_ex.map(_echo, None, payload):
+        pass
+    overhead = (time.perf_counter() - t) / len(payload)
+    ray.shutdown()
+    out = {
+        "concepts": names,
+        "items": len(items),
+        "batches": n_b,
+        "max_batch": mb,
+        "in_process_2_threads_s": l2,
+        "in_process_1_thread_s": l1,
+        "ray_2cpu_cold_s": cold,
+        "ray_2cpu_warm_s": w,
+        "all_runs_s": {"in_process_2_threads": local2, "in_process_1_thread": local1, "ray_warm": warm},
+        "ratio_ray_warm_vs_in_process_2_threads": l2 / w,
+        "ratio_ray_cold_vs_in_process_2_threads": l2 / cold,
+        "ratio_ray_warm_vs_in_process_1_thread": l1 / w,
+        "items_per_s": {
+            "in_process_2_threads": len(items) / l2,
+            "in_process_1_thread": len(items) / l1,
+            "ray_warm": len(items) / w,
+        },
+        "model": {
+            "baselines_1_thread_s": t_base,
+            "per_batch_1_thread_s": (l1 - t_base) / n_b,
+            "ray_task_overhead_s": overhead,
+            "cluster_start_s": t_start,
+            "first_use_s": cold - w,
+        },
+        "load_average_1_5_15": load,
+    }
+    print(json.dumps(out, indent=2))
+    print(f"ratio (Ray warm, 2 CPUs / in process, 2 threads): {out['ratio_ray_warm_vs_in_process_2_threads']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=480)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--battery", action="store_true", help="measure the steerability battery's sweep instead")
+    ap.add_argument("--concepts", default="note,brightness", help="with --battery: the concepts (comma-separated)")
     args = ap.parse_args()
+    if args.battery:
+        battery_main([c for c in args.concepts.split(",") if c], args.repeats)
+        return
 
     import ray
 

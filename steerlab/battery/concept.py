@@ -129,7 +129,8 @@ class Concept(Protocol):
     and every verdict is "not validated"). ``delegate``: None, or a callable running the
     concept's own established pipeline instead of the battery's (``partial``: ``steerlab
     partials``), called as ``delegate(model, out_dir, quick, bar=, notify=, config_file=, dictionaries=)``
-    and returning ``(outcome, summary)`` as :func:`steerlab.partials.run` does. Optional:
+    (and ``device=``; ``executor=`` too, the run's :class:`steerlab.executors.Executor`, when
+    its signature takes that argument or ``**kwargs``, else it runs in the calling process) and returning ``(outcome, summary)`` as :func:`steerlab.partials.run` does. Optional:
     ``no_control_reason`` (why no control can vouch, recorded when ``controls`` is empty).
     """
 

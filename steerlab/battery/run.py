@@ -116,6 +116,7 @@ def run_battery(
     dictionaries: Sequence[str | Path] = (),
     device: Any = "auto",
     stimuli: str = "synthetic",
+    executor: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) each concept of ``names`` (all registered ones when empty) on ``model``
     into ``out_dir``; returns what ``steerability.json`` holds. ``config_file``: a ``steerlab
@@ -124,9 +125,46 @@ def run_battery(
     concept gets the file too). Unknown concept names raise the registry's error (with the nearest
     name) before anything is written. ``dictionaries``: feature dictionaries of the model's swept
     layers for the ``sae`` method (as ``steerlab partials --dictionary``; the partial concept gets
-    them too). ``device``: where the models run (:func:`steerlab.devices.resolve`). ``stimuli``:
-    one of :data:`STIMULI` (module docstring); with ``instrument`` a concept that does not render
-    it is refused before anything is written, with ``both`` it runs its synthetic pairs only."""
+    them too). ``device``: where the models run (:func:`steerlab.devices.resolve`). ``executor``:
+    where each concept's work items run (a :class:`steerlab.executors.Executor`, as ``steerlab
+    partials --executor``; None: in this process): the rows, the resume and the one writer (this
+    process) are the same either way (docs/distributed.md); a distributed one needs ``device``
+    to be the CPU (:class:`~steerlab.errors.ConfigError` before anything is written). A
+    delegating concept gets it when its ``delegate`` takes an ``executor`` argument, else runs
+    in this process. ``stimuli``: one of :data:`STIMULI` (module docstring); with ``instrument`` a
+    concept that does not render it is refused before anything is written, with ``both`` it runs
+    its synthetic pairs only."""
+    from steerlab.battery.runner import check_executor_device
+    from steerlab.executors import matching_threads
+
+    check_executor_device(executor, device)
+    with matching_threads(executor):  # the directions, verdicts' decodes and examples too (executors)
+        return _run_battery(
+            names, model, out_dir, quick, layers, bar, notify, config_file, dictionaries, device, stimuli, executor
+        )
+
+
+def _accepts_executor(delegate: Callable[..., Any]) -> bool:
+    import inspect
+
+    params = inspect.signature(delegate).parameters.values()
+    return any(p.name == "executor" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def _run_battery(
+    names: Sequence[str],
+    model: str | None,
+    out_dir: str | Path,
+    quick: bool,
+    layers: Sequence[str],
+    bar: BarFactory,
+    notify: Callable[[str], None],
+    config_file: str | Path | None,
+    dictionaries: Sequence[str | Path],
+    device: Any,
+    stimuli: str,
+    executor: Any,
+) -> dict[str, Any]:
     from steerlab import validation as check
     from steerlab.artifacts import atomic_write_json, clean_json
     from steerlab.battery.plan import check_variant, renders
@@ -170,6 +208,11 @@ def run_battery(
         sub = folder / variant_folder(concept.name, mine[0] if concept.delegate is None else "synthetic")
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
+            extra: dict[str, Any] = {}
+            if executor is not None and _accepts_executor(concept.delegate):
+                extra["executor"] = executor
+            elif executor is not None and executor.name != "local":
+                notify(f"concept {concept.name} runs in this process (its delegate takes no executor)")
             done, summary = concept.delegate(
                 model,
                 sub,
@@ -179,6 +222,7 @@ def run_battery(
                 config_file=config_file,
                 dictionaries=dictionaries,
                 device=device,
+                **extra,
             )
             tables.append(_partial_table(summary))
             examples[concept.name] = {"partials": list(getattr(done, "examples", []))}
@@ -199,6 +243,7 @@ def run_battery(
                 notify=notify,
                 device=device,
                 variant=variant,
+                executor=executor,
             )
             vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
             t = table(concept, vs, outcome.plans)

@@ -13,10 +13,16 @@ thresholds and rationale, the controls and why they can vouch, hashes, versions)
 (:class:`steerlab.partials.store.ResultStore`: a ``kill -9`` loses at most the batch in
 flight; rerunning with the same arguments continues). Everything that can be wrong with the
 arguments is checked before the folder is touched.
+
+The work items run on an executor (:mod:`steerlab.executors`: in this process, or Ray tasks;
+docs/distributed.md): :func:`path_baselines` (the unpatched decodes of one model's signals on one
+path) and :func:`batch_rows` (one batch's patched passes and rows) are pure functions of a
+:class:`BatchContext` and their task; :func:`_execute` sends them and is the one writer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -359,36 +365,141 @@ def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
     return engine.Patch(engine.resolve(model, spec))
 
 
+@dataclass(frozen=True)
+class BatchContext:
+    """What every batch of one model's part of a concept needs (:func:`batch_rows`), sent once
+    per run to an executor: the concept and the model by name (a Ray worker takes the concept
+    from its registry and loads the model once, checked for the run's weights hash and library
+    versions: :func:`_attached`), the plan without them, the directions of its items
+    (``vectors``, ``provenance``), the unpatched decodes (``base``, :func:`_baselines`), the
+    rows' ``context`` and ``max_batch``."""
+
+    concept: str
+    model: str
+    weights_sha256: str
+    versions: dict
+    plan: ConceptPlan  # concept and model are None here: a worker attaches its own
+    vectors: dict[str, np.ndarray]
+    provenance: dict
+    base: dict
+    context: dict
+    max_batch: int
+
+
+def _portable(cp: ConceptPlan) -> ConceptPlan:
+    return ConceptPlan(cast(Any, None), dataclasses.replace(cp.plan, model=cast(Any, None)), cp.train, cp.test)
+
+
+def _attached(ctx: BatchContext) -> ConceptPlan:
+    """``ctx.plan`` with its concept and model: this process's (seeded by :func:`_execute`) or,
+    in a Ray worker, the registry's concept and the model loaded once per process."""
+    from steerlab import executors
+    from steerlab.battery.registry import concepts
+    from steerlab.partials.sweep import _load_checked
+
+    concept = executors.cached(("battery-concept", ctx.concept), lambda: concepts().get(ctx.concept))
+    model = executors.cached(
+        ("partials-model", ctx.model, ctx.weights_sha256),
+        lambda: _load_checked(ctx.model, ctx.weights_sha256, ctx.versions),
+    )
+    p = ctx.plan
+    return ConceptPlan(concept, dataclasses.replace(p.plan, model=model), p.train, p.test)
+
+
+def path_baselines(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem]]) -> dict:
+    """The unpatched decodes of one plan's signals on one path (``task``: the plan's index and
+    one item per signal, in plan order): :func:`_baselines`' own pass, so the same numbers
+    wherever it runs."""
+    i, items = task
+    return _baselines(_attached(ctxs[i]), items, ctxs[i].max_batch)
+
+
+def batch_rows(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem], frozenset[str]]) -> list[dict]:
+    """The rows of one batch (``task``: the plan's index, the batch, the keys still missing a
+    row): the batch's patched passes in one run of the engine, each missing item scored against
+    its unpatched decode. A pure function of its arguments: an executor may run it anywhere;
+    the caller writes."""
+    from steerlab import engine
+
+    i, batch, missing = task
+    ctx = ctxs[i]
+    cp = _attached(ctx)
+    passes = [
+        engine.PassItem(_wave(cp.concept, cp.model, it.pair, it.role), patch_for(cp.model, it, ctx.vectors))
+        for it in batch
+    ]
+    results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, ctx.max_batch)
+    rows = []
+    for it, r in zip(batch, results):
+        if it.key() not in missing:
+            continue
+        patched = r.output.numpy().astype(np.float64)
+        prov = ctx.provenance[it.direction_id]
+        rows.append(_row(cp, it, patched, r.traced.get(engine.CODES), r.info, ctx.base, prov, ctx.context))
+    return rows
+
+
 def _execute(
-    cp: ConceptPlan,
-    items: list[BatteryItem],
+    plan_items: list[tuple[ConceptPlan, list[BatteryItem]]],
     vectors: dict,
     prov: dict,
     store: BatteryStore,
     context: dict,
     max_batch: int,
     update: Callable[[int], None],
+    executor: Any = None,
 ) -> int:
-    from steerlab import engine
+    """Run every batch with a missing row of every plan on ``executor`` (None: in process) and
+    write its rows as each batch completes, this process the one writer; returns the rows
+    written. First the unpatched decodes each such plan's paths need (one task per plan and
+    path: :func:`_baselines`' pass over that path's signals, as in process; under Ray on the
+    workers, not here), then the batches (partials' batching, by ``batch_group``), one task each."""
+    from steerlab import executors
+    from steerlab.artifacts import versions
 
-    cut = cast(list[list[BatteryItem]], batches(cast(Any, items), max_batch))  # partials' batching, by batch_group
-    todo = [b for b in cut if any(not store.done(it.key()) for it in b)]
+    ex = executor or executors.LocalExecutor()
+    todo = [
+        (i, batch, frozenset(it.key() for it in batch if not store.done(it.key())))
+        for i, (_, items) in enumerate(plan_items)
+        for batch in cast(list[list[BatteryItem]], batches(cast(Any, items), max_batch))
+    ]
+    todo = [t for t in todo if t[2]]
     if not todo:
         return 0
-    base = _baselines(cp, items, max_batch)
+    ctxs: dict[int, BatchContext] = {}
+    signals: list[tuple[int, list[BatteryItem]]] = []
+    for i in dict.fromkeys(i for i, _, _ in todo):
+        cp, items = plan_items[i]
+        weights = context["weights"][cp.model.name]
+        executors.seed(("partials-model", cp.model.name, weights), cp.model)  # in process: no second load
+        executors.seed(("battery-concept", cp.concept.name), cp.concept)
+        ids = {it.direction_id for it in items}
+        ctxs[i] = BatchContext(
+            cp.concept.name,
+            cp.model.name,
+            weights,
+            versions(),
+            _portable(cp),
+            {k: v for k, v in vectors.items() if k.split("/")[0] in ids},
+            {k: prov[k] for k in ids},
+            {},
+            context,
+            max_batch,
+        )
+        for path in cp.plan.paths:  # one item per signal, in plan order: the pass _baselines makes of all items
+            first: dict[tuple[str, str], BatteryItem] = {}
+            for it in items:
+                if it.path == path:
+                    first.setdefault((it.pair.key(), it.role), it)
+            if first:
+                signals.append((i, list(first.values())))
+    base: dict[int, dict] = {i: {} for i in ctxs}
+    for k, decoded in ex.map(path_baselines, ctxs, signals):
+        base[signals[k][0]].update(decoded)
+    ctxs = {i: dataclasses.replace(c, base=base[i]) for i, c in ctxs.items()}
     written = 0
-    for batch in todo:
-        passes = [
-            engine.PassItem(_wave(cp.concept, cp.model, it.pair, it.role), patch_for(cp.model, it, vectors))
-            for it in batch
-        ]
-        results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, max_batch)
-        rows = []
-        for it, r in zip(batch, results):
-            if store.done(it.key()):
-                continue
-            patched = r.output.numpy().astype(np.float64)
-            rows.append(_row(cp, it, patched, r.traced.get(engine.CODES), r.info, base, prov[it.direction_id], context))
+    for _, rows in ex.map(batch_rows, ctxs, todo):
+        rows = [r for r in rows if not store.done(r["key"])]
         store.append(rows)
         written += len(rows)
         update(len(rows))
@@ -407,12 +518,55 @@ def run_concept(
     notify: Callable[[str], None] = lambda s: None,
     device: Any = "auto",
     variant: str = "synthetic",
+    executor: Any = None,
 ) -> ConceptOutcome:
     """Run (or resume) ``concept`` into ``out_dir`` (module docstring); ``dictionaries``: feature
     dictionaries of the measured model's layers (folders or shipped names) for the ``sae``
     method. The controls learn none here: their ``sae`` verdicts are "unchecked". ``variant``: the
     stimulus variant (``synthetic``, or ``instrument`` where the concept renders it), recorded in
-    ``run.json`` (``variants_run``) and hashed."""
+    ``run.json`` (``variants_run``) and hashed. ``executor``:
+    where the work items run (a :class:`steerlab.executors.Executor`; None: in this process;
+    docs/distributed.md); this process writes every row, so the rows and resuming do not depend
+    on it. A distributed executor's workers run the models on the CPU: with one, ``device`` must
+    resolve to the CPU (:class:`~steerlab.errors.ConfigError` otherwise, before anything is
+    written)."""
+    from steerlab.executors import matching_threads
+
+    check_executor_device(executor, device)
+    with matching_threads(executor):  # every number of the run from one thread count (executors)
+        return _run_concept(
+            concept, cfg, out_dir, model, quick, layers, dictionaries, bar, notify, device, variant, executor
+        )
+
+
+def check_executor_device(executor: Any, device: Any) -> None:
+    """Refuse a distributed executor with a device other than the CPU (its workers load the
+    models on the CPU, as ``steerlab partials`` does): :class:`~steerlab.errors.ConfigError`."""
+    from steerlab import devices
+    from steerlab.errors import ConfigError
+
+    if executor is not None and executor.name != "local" and devices.resolve(device).type != "cpu":
+        raise ConfigError(
+            f"the {executor.name} executor's workers run the models on the CPU, so the run's "
+            f"device must be the CPU too (got {device!r}, which is {devices.resolve(device)}); use device 'cpu'",
+            parameter=("device", "executor"),
+        )
+
+
+def _run_concept(
+    concept: Concept,
+    cfg: PartialsConfig,
+    out_dir: str | Path,
+    model: str | None,
+    quick: bool,
+    layers: Sequence[str],
+    dictionaries: Sequence[str | Path],
+    bar: BarFactory,
+    notify: Callable[[str], None],
+    device: Any,
+    variant: str,
+    executor: Any,
+) -> ConceptOutcome:
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json, versions
     from steerlab.partials.runner import LEVEL, TEMPLATE
@@ -475,18 +629,20 @@ def run_concept(
     context = {"weights": weights, "seed": cfg.run.seed}
     plan_items = [(cp, work_items(cp, cfg, chash, set(prov))) for cp in plans]
     left = sum(1 for _, items in plan_items for it in items if not store.done(it.key()))
-    written = 0
     label = f"{concept.name} sweep" + (f" ({resumed} rows from before)" if resumed else "")
     with bar(label, left) as update:
-        for cp, items in plan_items:
-            if items:
-                written += _execute(cp, items, vectors, prov, store, context, cfg.run.max_batch, update)
+        written = _execute(plan_items, vectors, prov, store, context, cfg.run.max_batch, update, executor)
     keys = [it.key() for _, items in plan_items for it in items]
     if len(store.rows) != len(keys):
         raise SteerlabError(f"{store.path} holds {len(store.rows)} rows but this run has {len(keys)} items")
     atomic_write_json(
         provenance.record(
-            inputs=[], device=plans[0].plan.model, started=started, rows_written=written, rows_resumed=resumed
+            inputs=[],
+            device=plans[0].plan.model,
+            started=started,
+            rows_written=written,
+            rows_resumed=resumed,
+            **({"executor": executor.describe()} if executor is not None else {}),
         ),
         folder / "provenance.json",
     )

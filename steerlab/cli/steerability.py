@@ -15,6 +15,7 @@ from steerlab.cli.options import (
     CONTEXT,
     device_option,
     echo_json,
+    executor_options,
     json_option,
     model_option,
     output_option,
@@ -100,34 +101,54 @@ def _bar(label: str, length: int) -> Iterator[Any]:
     "repeatable; enables the 'sae' method there.",
 )
 @output_option("Run folder: one subfolder per concept; rerun with the same arguments to resume.", dest="out_dir")
+@executor_options()
 @json_option("Print steerability.json (every verdict with its control, null, oracle and validation).")
 @device_option()
 @threads_option()
 def steerability(
-    model_name, concepts, layers, config_file, quick, stimuli, dictionaries, out_dir, as_json, device, threads
+    model_name,
+    concepts,
+    layers,
+    config_file,
+    quick,
+    stimuli,
+    dictionaries,
+    out_dir,
+    executor,
+    address,
+    as_json,
+    device,
+    threads,
 ) -> None:
     """The steerability battery: for each concept (partial, note, chord-quality, brightness, onset,
     loudness, and those plugins add), learn directions of its change at each layer (difference of
     means, probe, SAE feature with a dictionary, the random null), steer held-out pairs both ways
     over strengths and decode paths, and judge each by the concept's rule, with the positive
     controls, the null and the ideal edit (oracle) beside every verdict. `partial` runs
-    `steerlab partials` itself (the same rows). Killed runs resume when rerun."""
+    `steerlab partials` itself (the same rows). Killed runs resume when rerun. With
+    `--executor ray` the work items run as Ray tasks (docs/distributed.md), with the same rows."""
     from steerlab.battery.run import run_battery
+    from steerlab.executors import make_executor
 
     setup_compute(device, threads)
-    doc = run_battery(
-        _names(concepts),
-        model_name,
-        out_dir,
-        quick,
-        _names(layers),
-        bar=_bar,
-        notify=lambda m: click.echo(m, err=True),
-        config_file=config_file,
-        dictionaries=dictionaries,
-        device=device,
-        stimuli=stimuli,
-    )
+    runner = make_executor(executor, address)
+    try:
+        doc = run_battery(
+            _names(concepts),
+            model_name,
+            out_dir,
+            quick,
+            _names(layers),
+            bar=_bar,
+            notify=lambda m: click.echo(m, err=True),
+            config_file=config_file,
+            dictionaries=dictionaries,
+            device=device,
+            stimuli=stimuli,
+            executor=runner,
+        )
+    finally:
+        runner.close()
     if as_json:
         return echo_json(doc)
     for t in doc["concepts"]:

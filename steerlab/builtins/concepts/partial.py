@@ -52,10 +52,12 @@ def run_partials(
     config_file: str | Path | None = None,
     dictionaries: Sequence[str | Path] = (),
     device: Any = "auto",
+    executor: Any = None,
 ) -> Any:
     """``steerlab partials [--quick] [-c CONFIG] [--model MODEL] [-D DICT ...] -o OUT_DIR``, from Python: the same
     config (:func:`steerlab.partials.config.build`), the same run and report; returns what
-    :func:`steerlab.partials.run` returns."""
+    :func:`steerlab.partials.run` returns. ``executor``: where the sweep's batches run (``steerlab
+    partials --executor``; None: in this process)."""
     from steerlab import partials
 
     cfg = partials.build(config_file, quick, {"run": {"model": model}} if model else None)
@@ -64,6 +66,8 @@ def run_partials(
         kwargs["bar"] = bar
     if notify is not None:
         kwargs["notify"] = notify
+    if executor is not None:
+        kwargs["executor"] = executor
     return partials.run(cfg, out_dir, quick, tuple(dictionaries), **kwargs)
 
 
