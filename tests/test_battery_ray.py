@@ -15,7 +15,7 @@ from conftest import import_or_skip
 ray = import_or_skip("ray")  # the one reason to skip: the ray extra is not installed
 
 # the tiny codec's latent on both decode paths (codes changed on the quantized one), and a
-# positive control (stft_24khz): three plans' baselines and batches go through the executor
+# positive control (logspec_24khz, loudness's control): three plans' baselines and batches go through the executor
 TINY = """
 [grid]
 strengths = [1.0]
@@ -25,7 +25,7 @@ methods = ["diffmeans", "random"]
 train_seeds = 2
 test_seeds = 2
 [controls]
-positive_models = ["stft_24khz"]
+positive_models = ["logspec_24khz"]
 [run]
 max_batch = 3
 probe_frames = 16
@@ -118,7 +118,7 @@ def test_ray_battery_equals_local_bitwise_and_its_workers_decode_the_baselines(
     want, got = _rows(d / "local"), _rows(tmp_path / "ray")
     # (main: 1 layer x 2 paths + control: 1 layer x 1 path) x 2 methods x 2 held-out x (add, subtract, reverse, ablate)
     assert len(want) == 3 * 2 * 2 * 4
-    assert {r["model"] for r in want.values()} == {MODEL, "stft_24khz"}
+    assert {r["model"] for r in want.values()} == {MODEL, "logspec_24khz"}
     assert any(r["codes_changed_share"] for r in want.values())  # the quantized path's codes were read
     assert got.keys() == want.keys()
     for key, row in want.items():
