@@ -114,18 +114,18 @@ class Brightness(SyntheticConcept):
         return without, tilt(without, sr, TILT_DB_PER_OCTAVE, PIVOT_HZ)
 
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._sound import db_change_per_bin, freqs_for, power
+        from steerlab.builtins.concepts._bands import tilt_residual_censored
+        from steerlab.builtins.concepts._sound import freqs_for, power
 
         sr = spec.sample_rate
         cb, cp = centroid_hz(baseline, sr), centroid_hz(patched, sr)
-        freqs, change = db_change_per_bin(baseline, patched, sr, peaks_only=True)
         high = freqs_for(sr) >= HIGH_HZ
         pb, pp = power(baseline), power(patched)
         share_b = float(pb[high].sum() / max(pb.sum(), 1e-30))
         share_p = float(pp[high].sum() / max(pp.sum(), 1e-30))
         return {
             "target": 1200 * math.log2(cp / cb) if cb > 0 and cp > 0 else None,
-            "damage": tilt_residual_db(freqs, change),
+            "damage": tilt_residual_censored(baseline, patched, sr, LOW_HZ),
             "centroid_baseline_hz": cb,
             "centroid_patched_hz": cp,
             "high_band_share_change_db": 10 * math.log10(max(share_p, 1e-12) / max(share_b, 1e-12)),

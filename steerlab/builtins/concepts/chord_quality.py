@@ -106,25 +106,60 @@ class ChordQuality(SyntheticConcept):
         minor, major = (mixture(program, [r + k], n, sr, [lt]) for k in (3, 4))
         return (frame + minor) * env, (frame + major) * env
 
+    def third(self, spec: PairSpec, semitones: int) -> np.ndarray:
+        """The pair's third ``semitones`` (3 minor, 4 major) above the root alone, as :meth:`render`
+        places and scales it (``[samples]``): the minor chord is the rest plus the minor third, the
+        major chord the same rest plus the major third."""
+        from steerlab.builtins.concepts._sound import envelope, midi_hz, partial_list, place, sines
+
+        a, b = spec.span_samples()
+        sr, n, lt = spec.sample_rate, b - a, float(spec.param("level_third"))
+        env = envelope(n, sr, spec.fade_ms, spec.fade_ms)
+        key = int(spec.param("root_midi")) + semitones
+        if spec.variant == "instrument":
+            from steerlab.builtins.concepts._rendered import mixture
+
+            alone = mixture(int(spec.param("program")), [key], n, sr, [lt]) * env
+        else:
+            alone = sines(partial_list([midi_hz(key)], [lt], HARMONICS, sr), n, sr, np.random.default_rng([spec.seed, 5]))
+            alone = alone * env
+        return place(alone * self.scale(spec), a)
+
+    def layout(self, spec: PairSpec) -> dict[str, Any]:
+        """Where each third sits, from the pair's render: ``held_minor``/``held_major`` the bins the
+        third holds against the other chord (:func:`~steerlab.builtins.concepts._bands.held_bins`),
+        ``bands`` the two thirds' bands in the rest of the chord (root and fifth,
+        :func:`~steerlab.builtins.concepts._bands.edit_bands`)."""
+        from steerlab.builtins.concepts._bands import edit_bands, held_bins
+
+        without, with_ = self.render(spec)
+        minor, major = self.third(spec, 3), self.third(spec, 4)
+        rest, sr = without - minor, spec.sample_rate
+        return {
+            "held_minor": held_bins(minor, with_),
+            "held_major": held_bins(major, without),
+            "bands": [edit_bands(minor, rest, sr), edit_bands(major, rest, sr)],
+        }
+
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._sound import lsd_outside
+        from steerlab.builtins.concepts._bands import damage_outside, layout, masked_chroma
 
         sr = spec.sample_rate
         root = int(spec.param("root_midi"))
-        cb, cp = chroma(baseline, sr), chroma(patched, sr)
-        floor = 1e-6 * max(float(cb.max()), 1e-20)  # 60 dB under the strongest pitch class
+        where = layout(self, spec)
         pc_minor, pc_major = (root + 3) % 12, (root + 4) % 12
+        floor = 1e-6 * max(float(chroma(baseline, sr).max()), 1e-20)  # 60 dB under the strongest pitch class
 
-        def change(k: int) -> float:
-            return 10 * math.log10(max(float(cp[k]), floor) / max(float(cb[k]), floor))
+        def change(k: int, held: np.ndarray) -> float:
+            # the third's pitch class where the third is heard as itself (its held bins)
+            cb, cp = masked_chroma(baseline, sr, held)[k], masked_chroma(patched, sr, held)[k]
+            return 10 * math.log10(max(float(cp), floor) / max(float(cb), floor))
 
-        up, down = change(pc_major), -change(pc_minor)
+        up, down = change(pc_major, where["held_major"]), -change(pc_minor, where["held_minor"])
         target = math.copysign(min(abs(up), abs(down)), up) if up * down > 0 else 0.0
-        _, minor, major, _ = self._notes(spec)
-        bands = [h * f for f in (minor, major) for h in range(1, HARMONICS + 1) if h * f < sr / 2]
         return {
             "target": target,
-            "damage": lsd_outside(baseline, patched, sr, bands),
+            "damage": damage_outside(baseline, patched, where["bands"]),
             "major_third_change_db": up,
             "minor_third_change_db": -down,
         }

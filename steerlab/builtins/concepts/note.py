@@ -25,6 +25,7 @@ import numpy as np
 
 from steerlab.battery.concept import PairSpec, Rule
 from steerlab.builtins.concepts._base import SyntheticConcept
+from steerlab.scoring import NoteBands
 
 HARMONICS = 6
 # one note for every pair (the context varies by seed): a direction is learned for one note, as
@@ -126,8 +127,16 @@ class Note(SyntheticConcept):
         f0, _ = self._f0s(spec)
         return [h * f0 for h in range(1, HARMONICS + 1) if h * f0 < spec.sample_rate / 2]
 
+    def layout(self, spec: PairSpec) -> NoteBands:
+        """The bands of the pair's note (its render alone, the ideal edit) in its context (the
+        without signal): :func:`~steerlab.builtins.concepts._bands.edit_bands`."""
+        from steerlab.builtins.concepts._bands import edit_bands
+
+        without, with_ = self.render(spec)
+        return edit_bands(with_ - without, without, spec.sample_rate)
+
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._sound import lsd_outside
+        from steerlab.builtins.concepts._bands import damage_outside, layout
 
         f0, _ = self._f0s(spec)
         sr = spec.sample_rate
@@ -149,7 +158,7 @@ class Note(SyntheticConcept):
             "target": change if peak > 0 else 0.0,
             "salience_change_db": change,
             "peak_over_neighbours_db": peak,
-            "damage": lsd_outside(baseline, patched, sr, self.harmonics_hz(spec)),
+            "damage": damage_outside(baseline, patched, [layout(self, spec)]),
             "f0_hz": f0,
             "salience_baseline": sb,
             "salience_patched": sp,
