@@ -8,7 +8,12 @@ added or moved). Target measure: the change of the spectral centroid in cents
 the high-band share (energy above 2 kHz, in dB) is recorded beside it. Damage: what the change
 holds beyond a tilt: the RMS residual (dB) of the level change at the spectral peaks of
 either signal (Welch spectra) after the best straight line in log-frequency, so a level change and a tilt
-cost nothing and everything else (a partial added, noise, a notch) does.
+cost nothing and everything else (a partial added, noise, a notch) does. Each spectrum is floored
+60 dB under its own peak, and a peak under the other spectrum's floor is censored: it bounds the
+change, and counts only where the line falls on the wrong side of the bound
+(:func:`~steerlab.builtins.concepts._bands.tilt_residual_censored`). (A first version read the floor
+as the value: a rendered note has peaks that deep, which the +-16 dB tilt moves across the floor, and
+the ideal tilt failed with 4.2 dB of residual; read as bounds, 0.00-0.01 dB.)
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ RULE = Rule(
     max_damage=1.0,
     min_share=0.8,
     target="spectral centroid change, cents (librosa.feature.spectral_centroid)",
-    damage="RMS residual of the level change at the spectral peaks after the best tilt (line in log-frequency), dB",
+    damage="RMS residual of the level change at the spectral peaks after the best tilt (line in log-frequency), "
+    "peaks under the other spectrum's 60 dB floor read as bounds, dB",
     rationale=(
         "100 cents is a 6% move of the centroid, above the few-percent differences in centroid "
         "listeners discriminate; the change must be a tilt to within 1 dB per bin (the partials' "

@@ -13,7 +13,14 @@ passes (measured: its leakage raised the salience at ``f0`` by 7-19 dB while its
 inside the note's guarded bands). (A first version subtracted the neighbours' *change* instead:
 it failed correct notes added loudly, whose leakage raises a near-silent neighbour by more dB
 than the note's own pitch, measured on stft_24khz.) Damage: the off-band
-log-spectral distance outside the bands (50 Hz) of the note's harmonics, as partials'.
+log-spectral distance outside the note's own bands, as ``steerlab partials`` measures a rendered
+note (:func:`steerlab.scoring.note_bands`, docs/partials.md): the note's partials are the peaks of
+its render alone (the pair's ideal edit) within 60 dB of its largest, one 50 Hz band each, and the
+bins where adding or removing that note may move its context (the without signal) by more than 1 dB
+are left out too (:func:`~steerlab.builtins.concepts._bands.edit_bands`). (A first version left out
+only the bands of harmonics 1-6 of the sine model: a rendered note also sounds harmonics 7 and up
+and energy between them (breath, hammer, bow noise), and its ideal edit failed that damage, 5.0 dB
+median on rendered pairs, 1.5-3.0 dB even with every harmonic's band left out.)
 """
 
 from __future__ import annotations
@@ -37,7 +44,8 @@ RULE = Rule(
     min_share=0.8,
     target="change of the pitch salience at the note's f0 (librosa.salience's harmonic summation, harmonics "
     "1-6), dB, counted where f0 is above its semitone neighbours in the signal holding the note",
-    damage="off-band log-spectral distance outside the note's harmonic bands, dB",
+    damage="off-band log-spectral distance outside the note's own partials' bands and guard (peaks of its "
+    "render within 60 dB; steerlab.scoring.note_bands), dB",
     rationale=(
         "The partials rule, for a note: the note is its partials, so its salience must change as "
         "clearly as a partial's band (6 dB: the amplitude doubled or halved) while the rest of "
