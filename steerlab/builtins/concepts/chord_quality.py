@@ -131,7 +131,9 @@ class ChordQuality(SyntheticConcept):
 
             alone = mixture(int(spec.param("program")), [key], n, sr, [lt]) * env
         else:
-            alone = sines(partial_list([midi_hz(key)], [lt], HARMONICS, sr), n, sr, np.random.default_rng([spec.seed, 5]))
+            alone = sines(
+                partial_list([midi_hz(key)], [lt], HARMONICS, sr), n, sr, np.random.default_rng([spec.seed, 5])
+            )
             alone = alone * env
         return place(alone * self.scale(spec), a)
 
