@@ -159,6 +159,14 @@ def test_brightness_floor_reading_fails_the_ideal_tilt_only_at_peaks_near_the_fl
     assert np.sqrt(np.mean(error[deep] ** 2)) > 2.0
 
 
+def test_every_program_renders_every_key_the_concepts_play():
+    """Keys 36-84 hold every key a concept's pair or wrong edit plays (45-80): a key a program
+    renders as silence stops a run at the first pair on it (TimGM6mb's alto sax, 65, at E4)."""
+    for program in _rendered.PROGRAMS:
+        for key in range(36, 85):
+            assert np.abs(_rendered.note(program, key, 2400, SR)).max() > 1e-3, (program, key)
+
+
 def test_check_cli_on_rendered_pairs(capsys):
     from steerlab.battery.check import main
 
