@@ -119,3 +119,13 @@ def test_brightness_censored_partial_is_what_the_residual_sees():
     k = int(np.argmin(np.abs(freqs_for(SR) - 4000.0)))
     assert pa[k] < pa.max() * 1e-6 and _peaks(power(b), power(b).max() * 1e-6)[k]
     assert c.score(a, b, spec)["damage"] > 5.0
+
+
+def test_brightness_a_decode_left_with_rumble_only_is_damage():
+    """Every baseline peak under the rumble's floor: the bounds alone are consistent with a gain of
+    -100 dB; with no peak the two spectra share, the damage is the whole 60 dB range (logspec_24khz's
+    ablations of rendered pairs left such decodes, centroid 4-9 Hz, and scored 0.00 dB without it)."""
+    c, spec, w, x = _pair("brightness", 2, "synthetic")
+    rumble = 0.3 * np.sin(2 * np.pi * 6.0 * np.arange(len(w)) / SR)
+    s = c.score(x, rumble, spec)
+    assert s["target"] <= -100 and s["damage"] == 60.0  # darker by the centroid, and rejected
