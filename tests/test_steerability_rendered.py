@@ -97,14 +97,35 @@ def test_rendered_pairs_differ_only_by_the_change(seed):
 
 
 # measured with seeds 0-2 (GM programs 0 piano, 24 guitar, 56 trumpet; onset: 80, 24, 16 is not drawn), 24 kHz, quick
+# (python -m steerlab.battery.check --stimuli instrument: seeds 0-4 give 5/5 and 0/5 likewise)
 EXPECTED = {
-    # the concept's rule holds: the oracle passes both ways, every wrong edit fails
+    # every concept's rule holds: the oracle passes both ways, every wrong edit fails
     "onset": {"oracle +": (3, 3), "oracle -": (3, 3), "gain +6 dB": (0, 3), "noise": (0, 3), "tilt": (0, 3)},
     "loudness": {"oracle +": (3, 3), "oracle -": (3, 3), "noise": (0, 3), "tilt": (0, 3), "a note added": (0, 3)},
-    # the rule does not hold on rendered sounds: the damage measure fails the ideal edit (see docs)
-    "note": {"oracle +": (0, 3), "oracle -": (0, 3), "gain +6 dB": (0, 3), "noise": (0, 3)},
-    "chord-quality": {"oracle +": (0, 3), "oracle -": (0, 3), "major third added": (0, 3), "transposed": (0, 3)},
-    "brightness": {"oracle +": (0, 3), "oracle -": (0, 3), "partial at 4 kHz": (0, 3), "darker": (0, 3)},
+    "note": {
+        "oracle +": (3, 3),
+        "oracle -": (3, 3),
+        "gain +6 dB": (0, 3),
+        "noise": (0, 3),
+        "semitone up": (0, 3),
+        "tritone up": (0, 3),
+    },
+    "chord-quality": {
+        "oracle +": (3, 3),
+        "oracle -": (3, 3),
+        "gain +6 dB": (0, 3),
+        "noise": (0, 3),
+        "major third added": (0, 3),
+        "transposed": (0, 3),
+    },
+    "brightness": {
+        "oracle +": (3, 3),
+        "oracle -": (3, 3),
+        "gain +6 dB": (0, 3),
+        "noise": (0, 3),
+        "partial at 4 kHz": (0, 3),
+        "darker": (0, 3),
+    },
 }
 
 
@@ -113,23 +134,19 @@ def test_check_counts_on_rendered_pairs(name):
     c = concepts().get(name)
     rows = check(c, seeds=range(3), variant="instrument")
     s = summary(rows)
-    assert {k: s[k] for k in EXPECTED[name]} == EXPECTED[name], s
-    assert all(p == 0 for k, (p, _) in s.items() if not k.startswith("oracle"))  # every wrong edit fails
-    assert usable(rows, c.rule.min_share) == (name in ("onset", "loudness"))
+    assert s == EXPECTED[name], s
+    assert usable(rows, c.rule.min_share)
     assert {r["variant"] for r in rows} == {"instrument"} and all(r["program"] in _rendered.PROGRAMS for r in rows)
     oracle = [r for r in rows if r["edit"] == "oracle +"]
-    if name in ("onset", "loudness"):
-        assert all(r["target"] >= c.rule.min_target and r["damage"] < 1e-6 for r in oracle)
-    elif name in ("note", "brightness"):  # the target clears its threshold; the damage measure fails the ideal edit
-        assert all(r["target"] >= c.rule.min_target and r["damage"] > c.rule.max_damage for r in oracle)
-    else:  # chord-quality: the damage fails on every pair, and chroma's target on some
-        assert all(r["damage"] > c.rule.max_damage for r in oracle)
+    assert all(r["target"] >= c.rule.min_target and r["damage"] <= c.rule.max_damage for r in oracle)
 
 
-def test_brightness_damage_fails_the_ideal_tilt_only_at_peaks_near_the_floor():
-    """Why the ideal tilt fails the brightness damage on rendered sounds: the per-bin change is
-    read with each spectrum floored 60 dB under its peak, and a rendered note has peaks that deep
-    (a synthetic mixture has none). Peaks 20 dB or more above the floor follow the tilt to 0.5 dB."""
+def test_brightness_floor_reading_fails_the_ideal_tilt_only_at_peaks_near_the_floor():
+    """Why brightness's first damage measure failed the ideal tilt on rendered sounds (the measure
+    now reads those peaks as censored, :func:`~steerlab.builtins.concepts._bands.tilt_residual_censored`):
+    the per-bin change is read with each spectrum floored 60 dB under its peak, and a rendered note
+    has peaks that deep (a synthetic mixture has none). Peaks 20 dB or more above the floor follow
+    the tilt to 0.5 dB."""
     from steerlab.builtins.concepts._sound import db_change_per_bin, freqs_for, power
 
     c, spec, w, x = _pair("brightness", 0)
@@ -140,6 +157,14 @@ def test_brightness_damage_fails_the_ideal_tilt_only_at_peaks_near_the_floor():
     loud, deep = (level > -40) & (f >= 40), level < -55
     assert np.sqrt(np.mean(error[loud] ** 2)) < 0.5
     assert np.sqrt(np.mean(error[deep] ** 2)) > 2.0
+
+
+def test_every_program_renders_every_key_the_concepts_play():
+    """Keys 36-84 hold every key a concept's pair or wrong edit plays (45-80): a key a program
+    renders as silence stops a run at the first pair on it (TimGM6mb's alto sax, 65, at E4)."""
+    for program in _rendered.PROGRAMS:
+        for key in range(36, 85):
+            assert np.abs(_rendered.note(program, key, 2400, SR)).max() > 1e-3, (program, key)
 
 
 def test_check_cli_on_rendered_pairs(capsys):

@@ -32,7 +32,7 @@ PROGRAMS: dict[int, str] = {
     24: "Acoustic Guitar (nylon)",
     48: "String Ensemble 1",
     56: "Trumpet",
-    65: "Alto Sax",
+    66: "Tenor Sax",  # not 65 Alto Sax: TimGM6mb renders its E4 (MIDI 64, every major chord's third) as silence
     73: "Flute",
     80: "Lead 1 (square)",
 }

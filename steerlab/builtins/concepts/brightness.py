@@ -8,7 +8,12 @@ added or moved). Target measure: the change of the spectral centroid in cents
 the high-band share (energy above 2 kHz, in dB) is recorded beside it. Damage: what the change
 holds beyond a tilt: the RMS residual (dB) of the level change at the spectral peaks of
 either signal (Welch spectra) after the best straight line in log-frequency, so a level change and a tilt
-cost nothing and everything else (a partial added, noise, a notch) does.
+cost nothing and everything else (a partial added, noise, a notch) does. Each spectrum is floored
+60 dB under its own peak, and a peak under the other spectrum's floor is censored: it bounds the
+change, and counts only where the line falls on the wrong side of the bound
+(:func:`~steerlab.builtins.concepts._bands.tilt_residual_censored`). (A first version read the floor
+as the value: a rendered note has peaks that deep, which the +-16 dB tilt moves across the floor, and
+the ideal tilt failed with 4.2 dB of residual; read as bounds, 0.00-0.01 dB.)
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ RULE = Rule(
     max_damage=1.0,
     min_share=0.8,
     target="spectral centroid change, cents (librosa.feature.spectral_centroid)",
-    damage="RMS residual of the level change at the spectral peaks after the best tilt (line in log-frequency), dB",
+    damage="RMS residual of the level change at the spectral peaks after the best tilt (line in log-frequency), "
+    "peaks under the other spectrum's 60 dB floor read as bounds, dB",
     rationale=(
         "100 cents is a 6% move of the centroid, above the few-percent differences in centroid "
         "listeners discriminate; the change must be a tilt to within 1 dB per bin (the partials' "
@@ -114,18 +120,18 @@ class Brightness(SyntheticConcept):
         return without, tilt(without, sr, TILT_DB_PER_OCTAVE, PIVOT_HZ)
 
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._sound import db_change_per_bin, freqs_for, power
+        from steerlab.builtins.concepts._bands import tilt_residual_censored
+        from steerlab.builtins.concepts._sound import freqs_for, power
 
         sr = spec.sample_rate
         cb, cp = centroid_hz(baseline, sr), centroid_hz(patched, sr)
-        freqs, change = db_change_per_bin(baseline, patched, sr, peaks_only=True)
         high = freqs_for(sr) >= HIGH_HZ
         pb, pp = power(baseline), power(patched)
         share_b = float(pb[high].sum() / max(pb.sum(), 1e-30))
         share_p = float(pp[high].sum() / max(pp.sum(), 1e-30))
         return {
             "target": 1200 * math.log2(cp / cb) if cb > 0 and cp > 0 else None,
-            "damage": tilt_residual_db(freqs, change),
+            "damage": tilt_residual_censored(baseline, patched, sr, LOW_HZ),
             "centroid_baseline_hz": cb,
             "centroid_patched_hz": cp,
             "high_band_share_change_db": 10 * math.log10(max(share_p, 1e-12) / max(share_b, 1e-12)),

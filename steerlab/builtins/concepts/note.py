@@ -13,7 +13,14 @@ passes (measured: its leakage raised the salience at ``f0`` by 7-19 dB while its
 inside the note's guarded bands). (A first version subtracted the neighbours' *change* instead:
 it failed correct notes added loudly, whose leakage raises a near-silent neighbour by more dB
 than the note's own pitch, measured on stft_24khz.) Damage: the off-band
-log-spectral distance outside the bands (50 Hz) of the note's harmonics, as partials'.
+log-spectral distance outside the note's own bands, as ``steerlab partials`` measures a rendered
+note (:func:`steerlab.scoring.note_bands`, docs/partials.md): the note's partials are the peaks of
+its render alone (the pair's ideal edit) within 60 dB of its largest, one 50 Hz band each, and the
+bins where adding or removing that note may move its context (the without signal) by more than 1 dB
+are left out too (:func:`~steerlab.builtins.concepts._bands.edit_bands`). (A first version left out
+only the bands of harmonics 1-6 of the sine model: a rendered note also sounds harmonics 7 and up
+and energy between them (breath, hammer, bow noise), and its ideal edit failed that damage, 5.0 dB
+median on rendered pairs, 1.5-3.0 dB even with every harmonic's band left out.)
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 
 from steerlab.battery.concept import PairSpec, Rule
 from steerlab.builtins.concepts._base import SyntheticConcept
+from steerlab.scoring import NoteBands
 
 HARMONICS = 6
 # one note for every pair (the context varies by seed): a direction is learned for one note, as
@@ -36,7 +44,8 @@ RULE = Rule(
     min_share=0.8,
     target="change of the pitch salience at the note's f0 (librosa.salience's harmonic summation, harmonics "
     "1-6), dB, counted where f0 is above its semitone neighbours in the signal holding the note",
-    damage="off-band log-spectral distance outside the note's harmonic bands, dB",
+    damage="off-band log-spectral distance outside the note's own partials' bands and guard (peaks of its "
+    "render within 60 dB; steerlab.scoring.note_bands), dB",
     rationale=(
         "The partials rule, for a note: the note is its partials, so its salience must change as "
         "clearly as a partial's band (6 dB: the amplitude doubled or halved) while the rest of "
@@ -126,8 +135,16 @@ class Note(SyntheticConcept):
         f0, _ = self._f0s(spec)
         return [h * f0 for h in range(1, HARMONICS + 1) if h * f0 < spec.sample_rate / 2]
 
+    def layout(self, spec: PairSpec) -> NoteBands:
+        """The bands of the pair's note (its render alone, the ideal edit) in its context (the
+        without signal): :func:`~steerlab.builtins.concepts._bands.edit_bands`."""
+        from steerlab.builtins.concepts._bands import edit_bands
+
+        without, with_ = self.render(spec)
+        return edit_bands(with_ - without, without, spec.sample_rate)
+
     def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._sound import lsd_outside
+        from steerlab.builtins.concepts._bands import damage_outside, layout
 
         f0, _ = self._f0s(spec)
         sr = spec.sample_rate
@@ -149,7 +166,7 @@ class Note(SyntheticConcept):
             "target": change if peak > 0 else 0.0,
             "salience_change_db": change,
             "peak_over_neighbours_db": peak,
-            "damage": lsd_outside(baseline, patched, sr, self.harmonics_hz(spec)),
+            "damage": damage_outside(baseline, patched, [layout(self, spec)]),
             "f0_hz": f0,
             "salience_baseline": sb,
             "salience_patched": sp,
