@@ -60,12 +60,14 @@ def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option(
     "--sae-data",
     "sae_data",
-    type=click.Choice(["corpus", "stimuli"]),
+    type=click.Choice(["corpus", "stimuli", "independent"]),
     default=None,
     help="Data the 'sae' method's dictionaries are learned on: 'corpus' (the --dictionary given; each "
     "control learns one on synth:N) or 'stimuli' (every model, main and controls, learns one per "
     "swept layer on the run's stimuli: its training stimuli and further draws of the same units, "
-    "ceil(K ln K) for K latents, never a held-out one; same settings).  [default: corpus]",
+    "ceil(K ln K) for K latents, never a held-out one; same settings) or 'independent' (as stimuli, "
+    "but each clip is a context with every target present independently with probability 0.1, and "
+    "as many latents as the layer has channels).  [default: corpus]",
 )
 @click.option(
     "--seed", type=int, default=None, help="Run seed (null directions, probe frames, bootstrap).  [default: 0]"

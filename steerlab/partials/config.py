@@ -29,8 +29,11 @@ METHODS: tuple[str, ...] = ("diffmeans", "sae", "probe", "random")
 # synth:768) and, on each control, one learned on the synthetic corpus (synth:N);
 # "stimuli": every model (measured and controls alike) learns one per swept layer on the run's own
 # stimuli (training stimuli and further draws of the same units, never held-out ones), with the
-# same settings (steerlab.partials.sae_data).
-SAE_DATA: tuple[str, ...] = ("corpus", "stimuli")
+# same settings (steerlab.partials.sae_data);
+# "independent": as "stimuli", but each clip is one unit's context with every target of the
+# layer's units present independently with a fixed probability, and the dictionary complete
+# (as many latents as the layer has channels; steerlab.partials.sae_data).
+SAE_DATA: tuple[str, ...] = ("corpus", "stimuli", "independent")
 # The null: a direction of the same norm as the difference of means, drawn at random.
 NULL_METHOD = "random"
 FORMAT_VERSION = 2  # 2: calibrated subtraction, separate removal verdicts, several controls

@@ -36,6 +36,41 @@ identify them (Spielman, Wang & Wright 2012, "Exact recovery of sparsely-used di
 COLT: ``O(n log n)`` samples; Arora, Ge & Moitra 2014, COLT; the coupon-collector bound for
 seeing every atom), so the recipe draws that many distinct stimuli.
 
+The third recipe, ``grid.sae_data = "independent"`` (issue 11; pre-registered: written down,
+with its reasons and its planted test, before any control was run with it; docs/partials.md).
+Measured under ``"stimuli"``: the filterbank's partial feature still mixes in the *other*
+target's bands (two targets, mutually exclusive, each present in half the data), and on the STFT
+128 latents over 2,049 bins are undercomplete (explained variance 0.70): no partial feature. So:
+
+- data: one clip per stimulus of :func:`dictionary_specs` (the same ``ceil(K ln K)`` distinct
+  stimuli, training ones first, never a held-out one): the stimulus's *context* (its
+  ``without`` signal, mixture and noise) plus every target of the layer's units (the distinct
+  ``target_hz`` of the units at that layer), each present independently with probability
+  :data:`P_PRESENT` = 0.1 (:func:`presence`, seeded by run seed and clip index), at the
+  stimulus's amplitude, a random phase and the stimulus's fades and margins; the generator's
+  peak rule (scaled down only above 0.9). The sparse-coding model a dictionary is identifiable
+  under is exactly this: every atom used rarely and independently of the others (Olshausen &
+  Field 1996, Nature 381; the Bernoulli(θ) coefficients of Spielman, Wang & Wright 2012, COLT,
+  with θ small; features each present independently with probability ``1 - S`` in Elhage et al.
+  2022, "Toy Models of Superposition"). In the matched stimuli a target is present in exactly
+  half the clips and the two targets exclude each other, so "target A" and "not target B" are
+  one and the same event, and the dictionary mixes them. ``p`` = 0.1: rare (an expected 0.2
+  targets a clip against ``k`` = 8 active latents), yet at ``ceil(K ln K)`` clips every target
+  is present in about 27 of them or more for ``K`` >= 64 (planted bands, docs/partials.md:
+  independent presence at 10 % of the clips recovers the band, at 50 % it does not);
+  targets are sinusoids, so the ``instrument`` family is refused (:class:`PlanError`);
+- size: ``K`` = the layer's width (a complete dictionary, expansion factor 1, the smallest an
+  SAE in the field's sense takes: SAELens' ``expansion_factor`` >= 1; Bricken et al. 2023), not
+  ``controls.dictionary_size``: 128 latents over the STFT's 2,049 bins were undercomplete, and on
+  planted bands 2 x width splits the target over several noisy features (feature splitting,
+  Bricken et al. 2023: chosen cosine 0.64-0.99 over three seeds at 128 latents over 64 bands,
+  0.950-0.997 at 64; docs/partials.md); ``ceil(K ln K)`` stimuli for that ``K`` (15,624 at 2,049
+  latents), about ``controls.dictionary_vectors`` frames (the same fraction of every clip, at
+  least one) and about ``controls.dictionary_steps`` steps, as before: the compute is bounded by
+  the step budget, the same for every model;
+- SAE and selection: as ``"stimuli"`` (:func:`fit`; :func:`steerlab.partials.directions.sae_feature`
+  on the training pairs).
+
 Dictionaries are cached in ``RUN/stimulus_dictionaries/MODEL__LAYER/`` with their recipe and the
 keys of the stimuli they saw, and reused only when both are this run's.
 """
@@ -60,6 +95,11 @@ LR, BATCH = 1e-3, 256
 #: (``train_seeds + test_seeds`` must stay below it), and fixed, so more held-out seeds leave the
 #: dictionary's data bitwise as it was
 SEED_OFFSET = 2**20
+#: ``sae_data = "independent"``: the probability with which each target is present in a clip,
+#: independently of the other targets and of the clip's context (module docstring)
+P_PRESENT = 0.1
+#: the first element of the presence generator's seed (so it is no other stream's)
+PRESENCE_STREAM = 104_729
 
 
 def min_stimuli(size: int) -> int:
@@ -69,12 +109,72 @@ def min_stimuli(size: int) -> int:
 
 
 def uses_stimuli(cfg: PartialsConfig) -> bool:
-    return cfg.grid.sae_data == "stimuli"
+    """Whether every model learns its dictionaries on the run's stimuli (``"stimuli"`` or
+    ``"independent"``)."""
+    return cfg.grid.sae_data in ("stimuli", "independent")
+
+
+def independent(cfg: PartialsConfig) -> bool:
+    return cfg.grid.sae_data == "independent"
+
+
+def size_for(cfg: PartialsConfig, width: int) -> int:
+    """The dictionary's latents at a layer of ``width`` channels: ``controls.dictionary_size``,
+    or under ``"independent"`` ``width`` (a complete dictionary; module docstring)."""
+    return int(width) if independent(cfg) else cfg.controls.dictionary_size
+
+
+def presence(n_clips: int, n_targets: int, p: float, seed: int) -> np.ndarray:
+    """Which targets each clip holds: bool ``[n_clips, n_targets]``, every entry True
+    independently with probability ``p`` (clip ``i`` drawn from ``default_rng([PRESENCE_STREAM,
+    seed, i])``, so a clip's draw does not depend on how many clips there are)."""
+    out = np.zeros((n_clips, n_targets), dtype=bool)
+    for i in range(n_clips):
+        out[i] = np.random.default_rng([PRESENCE_STREAM, seed, i]).random(n_targets) < p
+    return out
+
+
+def layer_recipe(cfg: PartialsConfig, width: int) -> dict[str, Any]:
+    """:func:`recipe` with the size and stimulus count of a layer of ``width`` channels (the same
+    dict as :func:`recipe` under ``"stimuli"``)."""
+    r = recipe(cfg)
+    if independent(cfg):
+        size = size_for(cfg, width)
+        r = {**r, "size": size, "min_stimuli": min_stimuli(size)}
+    return r
 
 
 def recipe(cfg: PartialsConfig) -> dict[str, Any]:
-    """The SAE settings every model's stimulus dictionary is learned with (one dict for all)."""
+    """The SAE settings every model's stimulus dictionary is learned with (one dict for all;
+    under ``"independent"`` size and stimulus count are rules of the layer's width, resolved by
+    :func:`layer_recipe`)."""
     c = cfg.controls
+    if independent(cfg):
+        return {
+            "data": (
+                "independent: one clip per stimulus (every training stimulus of the run at the layer, then "
+                "further stimuli of the same units, seeds from extra_seeds_from; held-out never): the "
+                "stimulus's context plus every target of the layer's units, each present independently "
+                "with probability p"
+            ),
+            "p": P_PRESENT,
+            "p_reason": "sparse coding: atoms used rarely and independently (Olshausen & Field 1996; "
+            "Spielman, Wang & Wright 2012; Elhage et al. 2022)",
+            "size": None,
+            "size_rule": "the layer's width: a complete dictionary, expansion factor 1 (Bricken et al. 2023)",
+            "min_stimuli": None,
+            "min_stimuli_rule": "ceil(size * ln(size)) distinct stimuli (Spielman, Wang & Wright 2012)",
+            "extra_seeds_from": SEED_OFFSET,
+            "k": c.dictionary_k,
+            "vectors": c.dictionary_vectors,
+            "steps": c.dictionary_steps,
+            "seed": cfg.run.seed,
+            "architecture": "topk",
+            "lr": LR,
+            "batch_size": BATCH,
+            "center": True,
+            "normalize": True,
+        }
     return {
         "data": (
             "stimuli: both signals of every training stimulus of the run at the layer, then of further "
@@ -183,6 +283,76 @@ def stimulus_frames(
     return np.concatenate(kept, 0), total
 
 
+def layer_targets(plan: ModelPlan, layer_name: str) -> list[float]:
+    """The distinct targets (Hz, sorted) of the units of ``plan`` at ``layer_name``."""
+    return sorted({unit.target_hz for unit in plan.train if unit.layer == layer_name})
+
+
+def independent_clip(spec: Any, targets: list[float], present: np.ndarray, seed: int, index: int) -> np.ndarray:
+    """One clip of the ``"independent"`` data: float32 ``[samples]`` (margins included), the
+    context of ``spec`` (mixture and noise, unscaled) plus ``spec.amplitude * sin(2 pi f t + phi)``
+    for every target ``f`` with ``present`` True (phases from ``default_rng([PRESENCE_STREAM + 1,
+    seed, index])``), faded as the stimulus, scaled down only where the peak exceeds the
+    generator's (:data:`steerlab.stimuli.PEAK`). Raises :class:`PlanError` for ``instrument``."""
+    from steerlab.stimuli import _PEAK_SAFE, fade, render_parts
+
+    if spec.family == "instrument":
+        raise PlanError("sae_data 'independent' adds sinusoidal targets; it does not support the instrument family")
+    r = render_parts(spec)
+    sr = spec.sample_rate
+    n = int(round(spec.duration_s * sr))
+    m = int(round(spec.margin_s * sr))
+    t = np.arange(n) / sr
+    env = fade(n, sr, spec.fade_ms)
+    phases = np.random.default_rng([PRESENCE_STREAM + 1, seed, index]).uniform(0, 2 * np.pi, len(targets))
+    added = np.zeros(n)
+    for f, on, ph in zip(targets, present, phases):
+        if on:
+            added += spec.amplitude * np.sin(2 * np.pi * f * t + ph)
+    clip = r.mixture + r.noise + np.pad(added * env, (m, m))
+    peak = float(np.max(np.abs(clip)))
+    scale = 1.0 if peak <= _PEAK_SAFE else _PEAK_SAFE / peak
+    return (scale * clip).astype(np.float32)
+
+
+def independent_frames(
+    plan: ModelPlan, layer: Any, specs: list[Any], r: dict[str, Any], max_batch: int
+) -> tuple[np.ndarray, int, dict[str, int]]:
+    """The ``"independent"`` data at ``layer``: a seeded subsample ``[n, channels]`` (float32) of
+    the frames of one clip per spec (:func:`independent_clip`), about ``r["vectors"]`` of them
+    (the same fraction of every clip, at least one), the number of frames drawn from, and how
+    many clips hold each target (``{"300": count}``)."""
+    import torch
+
+    from steerlab import tracing
+
+    targets = layer_targets(plan, layer.name)
+    present = presence(len(specs), len(targets), r["p"], r["seed"])
+    rng = np.random.default_rng([r["seed"], 7919])
+    path = capture_path(plan, layer)
+    kept: list[np.ndarray] = []
+    total, fraction = 0, None
+    step = max(1, max_batch)
+    for i in range(0, len(specs), step):
+        waves = [
+            torch.from_numpy(independent_clip(spec, targets, present[j], r["seed"], j))[None].repeat(
+                plan.model.channels, 1
+            )
+            for j, spec in enumerate(specs[i : i + step], start=i)
+        ]
+        acts = tracing.capture(plan.model, waves, [layer], max_batch=max_batch, path=path)
+        for a in acts:
+            f = a[layer.name].double().numpy().T
+            if fraction is None:  # clips of a model share one length (duration and margins)
+                fraction = min(1.0, r["vectors"] / (len(f) * len(specs)))
+            k = max(1, int(round(fraction * len(f))))
+            idx = np.sort(rng.choice(len(f), size=min(k, len(f)), replace=False))
+            kept.append(f[idx].astype(np.float32))
+            total += len(f)
+    counts = {f"{t:g}": int(c) for t, c in zip(targets, present.sum(0))}
+    return np.concatenate(kept, 0), total, counts
+
+
 def fit(x: np.ndarray, r: dict[str, Any], device: Any = None) -> tuple[Any, dict[str, Any]]:
     """The recipe's SAE (``r``: :func:`recipe`) trained on frames ``x`` ``[n, width]``:
     TopK, ``r["size"]`` latents, ``r["k"]`` active, ``ceil(steps * batch / n)`` epochs; returns
@@ -211,9 +381,14 @@ def learn(plan: ModelPlan, layer: Any, cfg: PartialsConfig) -> Any:
     from steerlab import devices
     from steerlab.dictionary import Dictionary
 
-    r = recipe(cfg)
+    r = layer_recipe(cfg, layer.channels)
     specs = dictionary_specs(plan, layer.name, r["min_stimuli"])
-    x, total = stimulus_frames(plan, layer, specs, r["vectors"], r["seed"], cfg.run.max_batch)
+    extra: dict[str, Any] = {}
+    if independent(cfg):
+        x, total, counts = independent_frames(plan, layer, specs, r, cfg.run.max_batch)
+        extra = {"targets_present": counts}
+    else:
+        x, total = stimulus_frames(plan, layer, specs, r["vectors"], r["seed"], cfg.run.max_batch)
     sae, metrics = fit(x, r, device=devices.of(plan.model))  # where the model runs
     epochs = sae.config.epochs
     keys = [s.key() for s in specs]
@@ -225,7 +400,8 @@ def learn(plan: ModelPlan, layer: Any, cfg: PartialsConfig) -> Any:
         weights_hash=plan.model.weights_hash(),
         data_description=(
             f"features of {plan.model.name} {layer.name} over the training and further stimuli of a "
-            f"steerlab partials run ({len(specs)} stimuli, both signals; "
+            f"steerlab partials run ({len(specs)} stimuli, "
+            f"{'one clip each, targets present independently' if independent(cfg) else 'both signals'}; "
             f"{len(x)} of {total} frames)"
         ),
         metrics=metrics,
@@ -237,6 +413,7 @@ def learn(plan: ModelPlan, layer: Any, cfg: PartialsConfig) -> Any:
             "frames_used": int(len(x)),
             "epochs": epochs,
             "capture_path": capture_path(plan, layer),
+            **extra,
         },
     )
 
@@ -255,11 +432,12 @@ def dictionaries(
             continue
         for layer in plan.layers:
             where = folder / FOLDER / f"{plan.model.name}__{layer.name}"
+            r = layer_recipe(cfg, layer.channels)
             want = (
                 layer.name,
                 plan.model.weights_hash(),
-                recipe(cfg),
-                config_hash([s.key() for s in dictionary_specs(plan, layer.name, recipe(cfg)["min_stimuli"])]),
+                r,
+                config_hash([s.key() for s in dictionary_specs(plan, layer.name, r["min_stimuli"])]),
             )
             if (where / dictionary_io.CONFIG_FILE).is_file():
                 d = dictionary_io.load(where)
@@ -268,7 +446,8 @@ def dictionaries(
                     raise PlanError(f"{where} holds a stimulus dictionary of another recipe; use a new output folder")
             else:
                 notify(
-                    f"learning an SAE dictionary on the stimuli of {plan.model.name} {layer.name} (recipe: sae_data stimuli)"
+                    f"learning an SAE dictionary on the stimuli of {plan.model.name} {layer.name} "
+                    f"(recipe: sae_data {cfg.grid.sae_data})"
                 )
                 d = learn(plan, layer, cfg)
                 where.parent.mkdir(exist_ok=True)
@@ -290,6 +469,7 @@ def describe(dicts: dict[tuple[str, str], Any]) -> dict[str, Any]:
             "frames_used": m.get("frames_used"),
             "frames_total": m.get("frames_total"),
             "explained_variance": d.metrics.get("explained_variance"),
+            **({"targets_present": m["targets_present"]} if "targets_present" in m else {}),
             "dead_fraction": d.metrics.get("dead_fraction"),
             "folder": f"{FOLDER}/{model}__{layer}",
         }
