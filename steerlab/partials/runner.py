@@ -255,8 +255,8 @@ def prepare(
 
     if sae_data.uses_stimuli(cfg) and dictionaries:
         raise PlanError(
-            "dictionaries and sae_data 'stimuli' exclude each other: with stimuli every model learns "
-            "its own dictionary per layer on the run's stimuli; drop one of them",
+            f"dictionaries and sae_data {cfg.grid.sae_data!r} exclude each other: with {cfg.grid.sae_data} every "
+            "model learns its own dictionary per layer on the run's stimuli; drop one of them",
             parameter=("dictionaries", "sae_data"),
         )
     model = api.load_model(cfg.run.model, device=device)
