@@ -415,8 +415,7 @@ class SparseAutoencoder(torch.nn.Module):
             return pre * (pre > self.jump_threshold)
         if arch in THRESHOLD_ARCHITECTURES:
             return torch.relu(pre) * (pre > self.threshold)
-        top = torch.topk(pre, self.config.k, dim=-1, sorted=False)  # the same set as sorted, found faster
-        return torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
+        return _topk_codes(pre, self.config.k)[0]
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Raw activations ``[n, width]`` -> codes ``[n, size]`` (non-negative)."""
@@ -441,6 +440,23 @@ class SparseAutoencoder(torch.nn.Module):
         """
         w = self.W_dec.detach()
         return w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def _topk_codes(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TopK codes ``[n, size]`` of pre-activations ``pre [n, size]``: the ``k`` largest of each row,
+    ReLU'd, the rest 0; with the selected latents ``indices [n, k]`` and their codes ``values
+    [n, k]`` (in no particular order: ``sorted=False`` finds the same set faster)."""
+    top = torch.topk(pre, k, dim=-1, sorted=False)
+    values = torch.relu(top.values)
+    return torch.zeros_like(pre).scatter(-1, top.indices, values), top.indices, values
+
+
+def _fired(indices: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
+    """How many vectors each of ``size`` latents fired on (code > 0), from the selected latents
+    ``indices [b, k]`` and their codes ``values [b, k]``: ``(codes > 0).sum(0)``, int64, without a
+    pass over the dense codes."""
+    hits = (values > 0).reshape(-1).to(torch.long)
+    return torch.zeros(size, dtype=torch.long, device=indices.device).index_add_(0, indices.reshape(-1), hits)
 
 
 class _Source:
@@ -808,20 +824,26 @@ def train_sae(
             batch = batch.to(dev)  # (no copy on the CPU)
             z = (batch - sae.center) / sae.scale
             if sparse:  # the same step over the k selected latents of each vector (uses_sparse_topk)
-                values, indices, pre = _TopKEncode.apply(z - sae.b_dec, sae.W_enc, sae.b_enc, config.k)
-                z_hat = _SparseDecode.apply(values, indices, sae.W_dec) + sae.b_dec
+                by_latent = _ByLatent(config.size)  # shared by the two backwards
+                values, indices, pre = _TopKEncode.apply(z - sae.b_dec, sae.W_enc, sae.b_enc, config.k, by_latent)
+                z_hat = _SparseDecode.apply(values, indices, sae.W_dec, by_latent) + sae.b_dec
                 with torch.no_grad():
-                    counts = torch.bincount(indices[values > 0], minlength=config.size)
+                    counts = _fired(indices, values, config.size)
             else:
                 pre = sae.pre_activations(z)
-                codes = train_codes(sae, pre)
+                if config.architecture in TOPK_CODES:  # train_codes' own codes, with their indices to count
+                    codes, top_indices, top_values = _topk_codes(pre, config.k)
+                    with torch.no_grad():
+                        counts = _fired(top_indices, top_values, config.size)
+                else:
+                    codes = train_codes(sae, pre)
+                    with torch.no_grad():
+                        counts = (codes > 0).sum(0)
                 z_hat = codes @ sae.W_dec + sae.b_dec
-                with torch.no_grad():
-                    counts = (codes > 0).sum(0)
             recon = ((z_hat - z) ** 2).sum(-1).mean()
             with torch.no_grad():
                 since_fired += 1
-                since_fired[counts > 0] = 0
+                since_fired.masked_fill_(counts > 0, 0)
                 fired += counts
                 seen += len(batch)
                 dead = since_fired >= config.dead_steps if config.dead_steps else None
@@ -908,6 +930,9 @@ def train_codes(sae: SparseAutoencoder, pre: torch.Tensor) -> torch.Tensor:
     return sae.activate(pre)
 
 
+#: the architectures whose training codes are :meth:`SparseAutoencoder.activate`'s per-vector top k
+TOPK_CODES = ("topk", "matryoshka")
+
 #: the architectures trained with BatchTopK codes and inferring with one estimated threshold. Not
 #: matryoshka: with BatchTopK codes (the 2025 paper's) it recovered 0.719, 0.641, 0.781 of the 64/64
 #: planted test (seeds 6-8) against 0.906, 0.875, 0.969 with TopK codes (docs/sae.md)
@@ -941,6 +966,34 @@ def _rows(indices: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tenso
         return torch.sparse_csr_tensor(crow, indices.reshape(-1), values.reshape(-1), (b, size))
 
 
+class _ByLatent:
+    """A batch's selected latents ``indices [b, k]`` grouped by latent: the pattern of the
+    transposed sparse codes ``S^T [size, b]`` (CSR, each latent's rows in increasing order), built
+    once per step (one stable sort of the ``b k`` indices) and shared by the encoder's and the
+    decoder's backward (``dW_enc^T = G^T u``, ``dW_dec = S^T g``), which before converted their
+    own ``S^T`` each (a transpose of a CSR matrix is a sort). ``matrix(values)``: ``S^T`` holding
+    ``values [b, k]``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.key: tuple[int, tuple[int, ...]] | None = None
+
+    def matrix(self, indices: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        key = (indices.data_ptr(), tuple(indices.shape))
+        if key != self.key:  # the first backward of the step builds it
+            flat = indices.reshape(-1)
+            self.order = torch.argsort(flat, stable=True)
+            counts = torch.bincount(flat, minlength=self.size)
+            self.crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+            self.col = torch.div(self.order, indices.shape[1], rounding_mode="floor")
+            self.key = key
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the operations used here are tested
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(
+                self.crow, self.col, values.reshape(-1)[self.order], (self.size, indices.shape[0])
+            )
+
+
 class _TopKEncode(torch.autograd.Function):
     """TopK encoder with a backward over the selected entries (after EleutherAI's sparsify,
     ``sparsify/fused_encoder.py``; written anew here with sparse matrices). Forward, as
@@ -956,7 +1009,8 @@ class _TopKEncode(torch.autograd.Function):
     products are used."""
 
     @staticmethod
-    def forward(ctx: Any, u: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: int):
+    def forward(ctx: Any, u: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: int, by_latent: Any = None):
+        ctx.by_latent = by_latent if by_latent is not None else _ByLatent(W_enc.shape[1])
         pre = torch.addmm(b_enc, u, W_enc)
         top = torch.topk(pre, k, dim=-1)
         indices, values = top.indices, torch.relu(top.values)
@@ -972,19 +1026,19 @@ class _TopKEncode(torch.autograd.Function):
         g = None if g_values is None else g_values * (values > 0)  # relu's derivative
         if g_pre is not None:  # dense: the AuxK loss's gradient covers other entries too
             G = g_pre if g is None else g_pre.scatter_add(-1, indices, g)
-            return (G @ W_enc.T if need_u else None, u.T @ G if need_w else None, G.sum(0) if need_b else None, None)
+            dense = (G @ W_enc.T if need_u else None, u.T @ G if need_w else None, G.sum(0) if need_b else None)
+            return (*dense, None, None)
         if g is None:
-            return None, None, None, None
+            return None, None, None, None, None
         size = W_enc.shape[1]
-        sparse_g = _rows(indices, g, size)
         g_u = torch.nn.functional.embedding_bag(indices, W_enc.T.contiguous(), per_sample_weights=g, mode="sum")
-        g_w = (sparse_g.t() @ u).T if need_w else None
+        g_w = (ctx.by_latent.matrix(indices, g) @ u).T if need_w else None
         g_b = (
             torch.zeros(size, dtype=g.dtype, device=g.device).index_add_(0, indices.reshape(-1), g.reshape(-1))
             if need_b
             else None
         )
-        return g_u if need_u else None, g_w, g_b, None
+        return g_u if need_u else None, g_w, g_b, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -996,7 +1050,10 @@ class _SparseDecode(torch.autograd.Function):
     codes: ``O(b k width)`` each."""
 
     @staticmethod
-    def forward(ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, values: torch.Tensor, indices: torch.Tensor, W_dec: torch.Tensor, by_latent: Any = None
+    ) -> torch.Tensor:
+        ctx.by_latent = by_latent if by_latent is not None else _ByLatent(W_dec.shape[0])
         ctx.save_for_backward(values, indices, W_dec)
         return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
 
@@ -1009,8 +1066,8 @@ class _SparseDecode(torch.autograd.Function):
             sampled = torch.sparse.sampled_addmm(pattern, g, W_dec.T.contiguous(), beta=0.0)
             g_values = sampled.values().view(indices.shape)
         if ctx.needs_input_grad[2]:
-            g_w = _rows(indices, values, W_dec.shape[0]).t() @ g
-        return g_values, None, g_w
+            g_w = ctx.by_latent.matrix(indices, values) @ g
+        return g_values, None, g_w, None
 
 
 #: weight of the newest batch in batchtopk's running estimate of its inference threshold
