@@ -448,7 +448,8 @@ def _topk_codes(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, 
     [n, k]`` (in no particular order: ``sorted=False`` finds the same set faster)."""
     top = torch.topk(pre, k, dim=-1, sorted=False)
     values = torch.relu(top.values)
-    return torch.zeros_like(pre).scatter(-1, top.indices, values), top.indices, values
+    # in place into new zeros (scatter_: no copy of them), the same values and gradient as scatter
+    return torch.zeros_like(pre).scatter_(-1, top.indices, values), top.indices, values
 
 
 def _fired(indices: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
