@@ -83,7 +83,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -526,11 +526,14 @@ def _stats(source: _Source) -> DataStats:
     n, shift = 0, None
     s1 = torch.zeros(source.width, dtype=torch.float64)
     s2 = torch.zeros(source.width, dtype=torch.float64)
+    work: list[torch.Tensor] = []
     for block in source.blocks():
         h.update(block.numpy().astype("<f4", copy=False).data)  # the buffer itself (no copy: contiguous)
         if len(block) == 0:
             continue
-        d = block.double()
+        # float64 in one buffer reused for every block (exact: float32 -> float64); a fresh 64 MB
+        # tensor per block is mapped and zero-filled page by page (see _buffer)
+        d = _buffer(work, block, source.width, torch.float64).copy_(block)
         if shift is None:  # shifted sums: stable variance even when |mean| >> std
             shift = d[0].clone()
         d -= shift  # in place: the same values as d - shift, without another [b, width] float64 buffer
@@ -724,10 +727,12 @@ def _evaluate_topk(
     sse = s_sq = sse2 = torch.zeros((), dtype=torch.float64, device=dev)
     fired = torch.zeros(cfg.size, dtype=torch.long, device=dev)
     shift, s1 = None, torch.zeros(cfg.width, dtype=torch.float64, device=dev)
+    workspace: list[torch.Tensor] = []  # one buffer for every batch's pre-activations (_buffer)
     for block in source.blocks():
         for i in range(0, len(block), batch_size):
             x = block[i : i + batch_size].to(dev)
-            pre = torch.addmm(sae.b_enc, sae.normalise(x) - sae.b_dec, sae.W_enc)
+            u = sae.normalise(x) - sae.b_dec
+            pre = torch.addmm(sae.b_enc, u, sae.W_enc, out=_buffer(workspace, u, cfg.size))
             top = torch.topk(pre, cfg.k, dim=-1, sorted=False)
             values = top.values.relu_()
             decoded = torch.nn.functional.embedding_bag(top.indices, sae.W_dec, per_sample_weights=values, mode="sum")
@@ -813,6 +818,9 @@ def train_sae(
     sae.stats = stats
     opt = torch.optim.Adam(sae.parameters(), lr=config.learning_rate, betas=_adam_betas(config))
     sparse = uses_sparse_topk(config)
+    # the sparse step's pre-activations, one buffer for every step: a step's are read only by that
+    # step's AuxK loss and backward, done before the next step writes them
+    workspace: list[torch.Tensor] = []
     since_fired = torch.zeros(config.size, dtype=torch.long, device=dev)
     step, resampled, split, total_steps = 0, 0, 0, None
     fired = torch.zeros(config.size, device=dev)  # vectors each latent fired on since the last split check
@@ -826,7 +834,9 @@ def train_sae(
             z = (batch - sae.center) / sae.scale
             if sparse:  # the same step over the k selected latents of each vector (uses_sparse_topk)
                 by_latent = _ByLatent(config.size)  # shared by the two backwards
-                values, indices, pre = _TopKEncode.apply(z - sae.b_dec, sae.W_enc, sae.b_enc, config.k, by_latent)
+                values, indices, pre = _TopKEncode.apply(
+                    z - sae.b_dec, sae.W_enc, sae.b_enc, config.k, by_latent, workspace
+                )
                 z_hat = _SparseDecode.apply(values, indices, sae.W_dec, by_latent) + sae.b_dec
                 with torch.no_grad():
                     counts = _fired(indices, values, config.size)
@@ -967,6 +977,31 @@ def _rows(indices: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tenso
         return torch.sparse_csr_tensor(crow, indices.reshape(-1), values.reshape(-1), (b, size))
 
 
+@overload
+def _buffer(
+    workspace: list[torch.Tensor], x: torch.Tensor, size: int, dtype: torch.dtype | None = None
+) -> torch.Tensor: ...
+@overload
+def _buffer(
+    workspace: list[torch.Tensor] | None, x: torch.Tensor, size: int, dtype: torch.dtype | None = None
+) -> torch.Tensor | None: ...
+def _buffer(
+    workspace: list[torch.Tensor] | None, x: torch.Tensor, size: int, dtype: torch.dtype | None = None
+) -> torch.Tensor | None:
+    """A ``[len(x), size]`` buffer (``dtype``, default ``x``'s) for pre-activations, reused from ``workspace`` (a list
+    holding one buffer, allocated on first use) across the batches of a run: a fresh
+    ``[4096, 1024]`` result per batch is 16 MB the allocator maps and the kernel zero-fills page by
+    page each time, which cost as much as a fifth of a step at 128x1024 (docs/sae-performance.md).
+    None without a workspace (a new tensor). The values are the same either way."""
+    if workspace is None:
+        return None
+    dtype = dtype or x.dtype
+    w = workspace[0] if workspace else None
+    if w is None or w.shape[0] < len(x) or w.shape[1] != size or w.dtype != dtype or w.device != x.device:
+        workspace[:] = [torch.empty(len(x), size, dtype=dtype, device=x.device)]
+    return workspace[0][: len(x)]
+
+
 class _ByLatent:
     """A batch's selected latents ``indices [b, k]`` grouped by latent: the pattern of the
     transposed sparse codes ``S^T [size, b]`` (CSR, each latent's rows in increasing order), built
@@ -1010,9 +1045,17 @@ class _TopKEncode(torch.autograd.Function):
     products are used."""
 
     @staticmethod
-    def forward(ctx: Any, u: torch.Tensor, W_enc: torch.Tensor, b_enc: torch.Tensor, k: int, by_latent: Any = None):
+    def forward(
+        ctx: Any,
+        u: torch.Tensor,
+        W_enc: torch.Tensor,
+        b_enc: torch.Tensor,
+        k: int,
+        by_latent: Any = None,
+        workspace: Any = None,
+    ):
         ctx.by_latent = by_latent if by_latent is not None else _ByLatent(W_enc.shape[1])
-        pre = torch.addmm(b_enc, u, W_enc)
+        pre = torch.addmm(b_enc, u, W_enc, out=_buffer(workspace, u, W_enc.shape[1]))
         top = torch.topk(pre, k, dim=-1)
         indices, values = top.indices, torch.relu(top.values)
         ctx.save_for_backward(u, W_enc, indices, values)
@@ -1028,9 +1071,9 @@ class _TopKEncode(torch.autograd.Function):
         if g_pre is not None:  # dense: the AuxK loss's gradient covers other entries too
             G = g_pre if g is None else g_pre.scatter_add(-1, indices, g)
             dense = (G @ W_enc.T if need_u else None, u.T @ G if need_w else None, G.sum(0) if need_b else None)
-            return (*dense, None, None)
+            return (*dense, None, None, None)
         if g is None:
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         size = W_enc.shape[1]
         g_u = torch.nn.functional.embedding_bag(indices, W_enc.T.contiguous(), per_sample_weights=g, mode="sum")
         g_w = (ctx.by_latent.matrix(indices, g) @ u).T if need_w else None
@@ -1039,7 +1082,7 @@ class _TopKEncode(torch.autograd.Function):
             if need_b
             else None
         )
-        return g_u if need_u else None, g_w, g_b, None, None
+        return g_u if need_u else None, g_w, g_b, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
