@@ -301,13 +301,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     continue
                 times[n].append(time.perf_counter() - t)
         rate = {n: len(x) / min(ts) for n, ts in times.items() if ts}
-        print(f"\n{spec} ({len(x)} vectors, k {args.k}, {args.threads} threads, best of {args.repeats})")
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+        print(
+            f"\n{spec} ({len(x)} vectors, k {args.k}, {args.threads} threads, best of {args.repeats}; load average {load})"
+        )
         for n, r in rate.items():
             line = f"  {n:20s} {r / 1e3:8.1f}k vectors/s"
             if "steerlab" in rate and n != "steerlab":
                 line += f"   steerlab/{n} = {rate['steerlab'] / r:.2f}x"
             print(line, flush=True)
-        results["sizes"][spec] = {"vectors_per_s": rate, "times_s": times, "failed": failed}
+        results["sizes"][spec] = {
+            "vectors_per_s": rate,
+            "times_s": times,
+            "failed": failed,
+            "load_avg": os.getloadavg(),
+        }
     results["skipped"] = skipped
     return results
 

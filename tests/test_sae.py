@@ -250,6 +250,43 @@ def test_dead_fraction_counts_latents_that_never_fire(topk, data):
     print(f"dead fraction: trained {metrics['dead_fraction']:.3f}, with 10 forced dead {m['dead_fraction']:.3f}")
 
 
+def test_k_is_checked_only_for_architectures_that_use_it():
+    # learn --architecture jumprelu --size 8 failed on the unused default k: relu and jumprelu record k, never use it
+    for arch in ("relu", "jumprelu"):
+        assert SAEConfig(width=4, size=8, architecture=arch, k=16).k == 16
+    for arch in ("topk", "batchtopk", "matryoshka"):
+        with pytest.raises(ValueError, match=r"k \(9\) must be <= size \(8\)"):
+            SAEConfig(width=4, size=8, architecture=arch, k=9)
+
+
+def test_evaluation_on_a_sample_estimates_the_whole_data(topk, data):
+    sae, metrics = topk
+    x = data[0]  # 8192 vectors: train_sae measured every one of them
+    assert metrics["evaluated_vectors"] == metrics["n_vectors"] == len(x) and metrics["explained_variance_se"] == 0.0
+    stats = data_stats(x, WIDTH)
+    full = evaluate(sae, x, stats=stats)
+    assert full == evaluate(sae, x, stats=stats, max_vectors=len(x))  # no more than the cap: every vector
+    assert {k: metrics[k] for k in full} == full  # what train_sae measured
+    assert abs(evaluate(sae, x)["explained_variance"] - full["explained_variance"]) < 1e-9  # SST summed instead
+    one = evaluate(sae, x, max_vectors=1024, seed=3, stats=stats)
+    assert one == evaluate(sae, x, max_vectors=1024, seed=3)  # seeded; stats measured when not given
+    assert one["evaluated_vectors"] == 1024 and one["n_vectors"] == len(x)
+    # a streamed source gives the same sample (the same rows, another batching: float64 sums agree)
+    streamed = evaluate(sae, lambda: (x[i : i + 1000] for i in range(0, len(x), 1000)), max_vectors=1024, seed=3)
+    assert streamed["l0"] == one["l0"] and streamed["dead_fraction"] == one["dead_fraction"]
+    assert abs(streamed["explained_variance"] - one["explained_variance"]) < 1e-9
+    # the standard error is honest: over 40 seeds the estimates scatter by about it around the exact value
+    draws = [evaluate(sae, x, max_vectors=1024, seed=s, stats=stats) for s in range(40)]
+    ev = np.array([d["explained_variance"] for d in draws])
+    se = float(np.mean([d["explained_variance_se"] for d in draws]))
+    assert 0 < se < 0.01
+    assert 0.6 < float(ev.std(ddof=1)) / se < 1.5
+    assert abs(float(ev.mean()) - full["explained_variance"]) < 3 * se / np.sqrt(len(ev)) + 1e-12
+    assert all(d["dead_fraction"] >= full["dead_fraction"] for d in draws)  # fewer vectors: no latent fires more
+    print(f"explained variance {full['explained_variance']:.5f}; 1024-vector samples {ev.mean():.5f} +- "
+          f"{ev.std(ddof=1):.5f} (stated se {se:.5f})")  # fmt: skip
+
+
 def test_dead_latent_handling_engages():
     # 4 directions in 8 dims, 32 ReLU latents: many latents die without resampling.
     g = torch.Generator().manual_seed(0)
