@@ -14,6 +14,8 @@ log-spectral distance outside the harmonic bands of both thirds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -39,15 +41,36 @@ RULE = Rule(
 
 
 def chroma(x: np.ndarray, sr: int) -> np.ndarray:
-    """``[12]`` mean chroma (C = 0) of a mono signal (librosa.feature.chroma_stft, n_fft 4096)."""
+    """``[12]`` mean chroma (C = 0) of a mono signal (librosa.feature.chroma_stft, n_fft 4096);
+    ``[signals, 12]`` for ``x`` ``[signals, samples]``. The power STFT of every row in one
+    ``librosa.stft`` call and the filter bank built once, then chroma_stft's own steps (its
+    einsum, its normalisation with ``norm=None``) on each row: the values of
+    ``librosa.feature.chroma_stft(y=row, sr=sr, n_fft=4096, hop_length=1024, norm=None,
+    tuning=0.0).mean(axis=1)`` bit for bit (tests check)."""
     import librosa
 
     from steerlab.builtins.concepts._sound import N_FFT
 
-    c = librosa.feature.chroma_stft(
-        y=np.asarray(x, dtype=np.float64), sr=sr, n_fft=N_FFT, hop_length=N_FFT // 4, norm=None, tuning=0.0
-    )
-    return c.mean(axis=1)
+    x = np.asarray(x, dtype=np.float64)
+    s = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=N_FFT // 4)) ** 2
+    bank = _chroma_bank(sr)
+    rows = [
+        librosa.util.normalize(np.einsum("cf,...ft->...ct", bank, row, optimize=True), norm=None, axis=-2).mean(axis=1)
+        for row in (s if x.ndim > 1 else s[None])
+    ]
+    return np.stack(rows) if x.ndim > 1 else rows[0]
+
+
+@lru_cache(maxsize=8)
+def _chroma_bank(sr: int) -> np.ndarray:
+    """librosa.feature.chroma_stft's filter bank at ``sr`` (n_fft 4096, 12 classes, tuning 0), read-only."""
+    import librosa
+
+    from steerlab.builtins.concepts._sound import N_FFT
+
+    bank = librosa.filters.chroma(sr=sr, n_fft=N_FFT, tuning=0.0, n_chroma=12)
+    bank.setflags(write=False)
+    return bank
 
 
 class ChordQuality(SyntheticConcept):
@@ -90,12 +113,21 @@ class ChordQuality(SyntheticConcept):
         big = sines(partial_list([major], [lt], HARMONICS, sr), n, sr, third_rng) * env
         return frame + m, frame + big
 
-    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._sound import lsd_outside
+    def features(self, xs: np.ndarray, specs: Sequence[PairSpec]) -> list[dict[str, Any]]:
+        """Per signal: its mean chroma and its Welch power spectrum."""
+        from steerlab.builtins.concepts._sound import powers
+
+        sr = {s.sample_rate for s in specs}
+        if len(sr) != 1:
+            return [f for i, s in enumerate(specs) for f in self.features(xs[i : i + 1], [s])]
+        return [{"chroma": c, "power": p} for c, p in zip(chroma(xs, sr.pop()), powers(xs))]
+
+    def compare(self, base: dict[str, Any], patched: dict[str, Any], spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._sound import lsd_outside_power
 
         sr = spec.sample_rate
         root = int(spec.param("root_midi"))
-        cb, cp = chroma(baseline, sr), chroma(patched, sr)
+        cb, cp = base["chroma"], patched["chroma"]
         floor = 1e-6 * max(float(cb.max()), 1e-20)  # 60 dB under the strongest pitch class
         pc_minor, pc_major = (root + 3) % 12, (root + 4) % 12
 
@@ -108,7 +140,7 @@ class ChordQuality(SyntheticConcept):
         bands = [h * f for f in (minor, major) for h in range(1, HARMONICS + 1) if h * f < sr / 2]
         return {
             "target": target,
-            "damage": lsd_outside(baseline, patched, sr, bands),
+            "damage": lsd_outside_power(base["power"], patched["power"], sr, bands),
             "major_third_change_db": up,
             "minor_third_change_db": -down,
         }
