@@ -272,7 +272,7 @@ def _baselines(cp: ConceptPlan, items: Sequence[BatteryItem], max_batch: int) ->
         signals: dict[tuple[str, str], tuple[PairSpec, str]] = {}
         for it in items:
             if it.path == path:
-                signals.setdefault((it.pair.key(), it.role), (it.pair, it.role))
+                signals.setdefault((_key(it.pair), it.role), (it.pair, it.role))
         if not signals:
             continue
         n_q = items[0].n_q
@@ -287,15 +287,32 @@ def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[..., :n], b[..., :n]
 
 
+@lru_cache(maxsize=1024)
+def _key(spec: PairSpec) -> str:
+    """``spec.key()`` (a hash of its JSON), once per spec: every row names its pair twice."""
+    return spec.key()
+
+
 def _row(
-    cp: ConceptPlan, it: BatteryItem, patched: np.ndarray, codes: Any, info: dict, base: dict, prov: dict, context: dict
+    cp: ConceptPlan,
+    it: BatteryItem,
+    patched: np.ndarray,
+    codes: Any,
+    info: dict,
+    base: dict,
+    prov: dict,
+    context: dict,
+    score: dict | None = None,
 ) -> dict:
+    """One result row; ``score``: the concept's score of ``patched`` against its baseline when
+    the caller has it (:func:`_scores`), else computed here."""
     from steerlab.loading import layers
 
     layer = layers(cp.model).get(it.layer)
-    b, b_codes = base[(it.path, it.pair.key(), it.role)]
-    bb, pp = _fit(b, patched)
-    s = cp.concept.score(bb, pp, it.pair)
+    b, b_codes = base[(it.path, _key(it.pair), it.role)]
+    if score is None:
+        score = cp.concept.score(*_fit(b, patched), it.pair)
+    s = score
     changed = float((codes != b_codes).float().mean()) if codes is not None and b_codes is not None else None
     return {
         "key": it.key(),
@@ -309,7 +326,7 @@ def _row(
         "layer_frame_rate_hz": layer.frame_rate,
         "variant": it.pair.variant,
         "seed": it.pair.seed,
-        "pair_key": it.pair.key(),
+        "pair_key": _key(it.pair),
         "pair": it.pair.to_dict(),
         "role": it.role,
         "method": it.method,
@@ -355,6 +372,21 @@ def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
     return engine.Patch(engine.resolve(model, spec))
 
 
+def _scores(cp: ConceptPlan, done: Sequence[tuple[BatteryItem, np.ndarray]], base: dict, memo: dict) -> list[dict]:
+    """The concept's score of each patched decode against its item's baseline: through the
+    concept's ``score_many`` where it has one (the built-in concepts: one batch of the patched
+    signals, each baseline's features once per sweep, kept in ``memo``; the same values as
+    ``score``), else ``score`` item by item."""
+    jobs = [
+        ((it.path, _key(it.pair), it.role), *_fit(base[(it.path, _key(it.pair), it.role)][0], p), it.pair)
+        for it, p in done
+    ]
+    many = getattr(cp.concept, "score_many", None)
+    if many is None:
+        return [cp.concept.score(b, p, spec) for _, b, p, spec in jobs]
+    return list(many(jobs, memo))
+
+
 def _execute(
     cp: ConceptPlan,
     items: list[BatteryItem],
@@ -372,6 +404,7 @@ def _execute(
     if not todo:
         return 0
     base = _baselines(cp, items, max_batch)
+    memo: dict = {}  # the concept's features of each baseline, computed once for the whole sweep
     written = 0
     for batch in todo:
         passes = [
@@ -379,12 +412,14 @@ def _execute(
             for it in batch
         ]
         results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, max_batch)
-        rows = []
-        for it, r in zip(batch, results):
-            if store.done(it.key()):
-                continue
-            patched = r.output.numpy().astype(np.float64)
-            rows.append(_row(cp, it, patched, r.traced.get(engine.CODES), r.info, base, prov[it.direction_id], context))
+        fresh = [
+            (it, r, r.output.numpy().astype(np.float64)) for it, r in zip(batch, results) if not store.done(it.key())
+        ]
+        scores = _scores(cp, [(it, patched) for it, _, patched in fresh], base, memo)
+        rows = [
+            _row(cp, it, patched, r.traced.get(engine.CODES), r.info, base, prov[it.direction_id], context, s)
+            for (it, r, patched), s in zip(fresh, scores)
+        ]
         store.append(rows)
         written += len(rows)
         update(len(rows))
