@@ -310,9 +310,7 @@ def _row(
 
     layer = layers(cp.model).get(it.layer)
     b, b_codes = base[(it.path, _key(it.pair), it.role)]
-    if score is None:
-        score = cp.concept.score(*_fit(b, patched), it.pair)
-    s = score
+    s = score if score is not None else cp.concept.score(*_fit(b, patched), it.pair)
     changed = float((codes != b_codes).float().mean()) if codes is not None and b_codes is not None else None
     return {
         "key": it.key(),
