@@ -40,7 +40,7 @@ def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
     def ours() -> None:
         with tempfile.TemporaryDirectory() as d:
             store = runner.BatteryStore(Path(d), chash).open()
-            runner._execute(cp, items, vectors, prov, store, context, mb, lambda n: None)
+            runner._execute([(cp, items)], vectors, prov, store, context, mb, lambda n: None)
 
     groups = [
         (b[0].path, b[0].n_q, torch.stack([runner._wave(concept, model, it.pair, it.role) for it in b]))

@@ -282,7 +282,7 @@ def _baselines(cp: ConceptPlan, items: Sequence[BatteryItem], max_batch: int) ->
         signals: dict[tuple[str, str], tuple[PairSpec, str]] = {}
         for it in items:
             if it.path == path:
-                signals.setdefault((it.pair.key(), it.role), (it.pair, it.role))
+                signals.setdefault((_key(it.pair), it.role), (it.pair, it.role))
         if not signals:
             continue
         n_q = items[0].n_q
@@ -297,15 +297,30 @@ def _fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[..., :n], b[..., :n]
 
 
+@lru_cache(maxsize=1024)
+def _key(spec: PairSpec) -> str:
+    """``spec.key()`` (a hash of its JSON), once per spec: every row names its pair twice."""
+    return spec.key()
+
+
 def _row(
-    cp: ConceptPlan, it: BatteryItem, patched: np.ndarray, codes: Any, info: dict, base: dict, prov: dict, context: dict
+    cp: ConceptPlan,
+    it: BatteryItem,
+    patched: np.ndarray,
+    codes: Any,
+    info: dict,
+    base: dict,
+    prov: dict,
+    context: dict,
+    score: dict | None = None,
 ) -> dict:
+    """One result row; ``score``: the concept's score of ``patched`` against its baseline when
+    the caller has it (:func:`_scores`), else computed here."""
     from steerlab.loading import layers
 
     layer = layers(cp.model).get(it.layer)
-    b, b_codes = base[(it.path, it.pair.key(), it.role)]
-    bb, pp = _fit(b, patched)
-    s = cp.concept.score(bb, pp, it.pair)
+    b, b_codes = base[(it.path, _key(it.pair), it.role)]
+    s = score if score is not None else cp.concept.score(*_fit(b, patched), it.pair)
     changed = float((codes != b_codes).float().mean()) if codes is not None and b_codes is not None else None
     return {
         "key": it.key(),
@@ -319,7 +334,7 @@ def _row(
         "layer_frame_rate_hz": layer.frame_rate,
         "variant": it.pair.variant,
         "seed": it.pair.seed,
-        "pair_key": it.pair.key(),
+        "pair_key": _key(it.pair),
         "pair": it.pair.to_dict(),
         "role": it.role,
         "method": it.method,
@@ -365,6 +380,21 @@ def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
     return engine.Patch(engine.resolve(model, spec))
 
 
+def _scores(cp: ConceptPlan, done: Sequence[tuple[BatteryItem, np.ndarray]], base: dict, memo: dict) -> list[dict]:
+    """The concept's score of each patched decode against its item's baseline: through the
+    concept's ``score_many`` where it has one (the built-in concepts: one batch of the patched
+    signals, each baseline's features once per sweep, kept in ``memo``; the same values as
+    ``score``), else ``score`` item by item."""
+    jobs = [
+        ((it.path, _key(it.pair), it.role), *_fit(base[(it.path, _key(it.pair), it.role)][0], p), it.pair)
+        for it, p in done
+    ]
+    many = getattr(cp.concept, "score_many", None)
+    if many is None:
+        return [cp.concept.score(b, p, spec) for _, b, p, spec in jobs]
+    return list(many(jobs, memo))
+
+
 @dataclass(frozen=True)
 class BatchContext:
     """What every batch of one model's part of a concept needs (:func:`batch_rows`), sent once
@@ -384,6 +414,7 @@ class BatchContext:
     base: dict
     context: dict
     max_batch: int
+    memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 def _portable(cp: ConceptPlan) -> ConceptPlan:
@@ -417,8 +448,9 @@ def path_baselines(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryI
 def batch_rows(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem], frozenset[str]]) -> list[dict]:
     """The rows of one batch (``task``: the plan's index, the batch, the keys still missing a
     row): the batch's patched passes in one run of the engine, each missing item scored against
-    its unpatched decode. A pure function of its arguments: an executor may run it anywhere;
-    the caller writes."""
+    its unpatched decode (:func:`_scores`, the baselines' features kept in ``ctx.memo``). A pure
+    function of its arguments but for that cache, which changes no value: an executor may run it
+    anywhere; the caller writes."""
     from steerlab import engine
 
     i, batch, missing = task
@@ -429,14 +461,13 @@ def batch_rows(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem]
         for it in batch
     ]
     results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, ctx.max_batch)
-    rows = []
-    for it, r in zip(batch, results):
-        if it.key() not in missing:
-            continue
-        patched = r.output.numpy().astype(np.float64)
-        prov = ctx.provenance[it.direction_id]
-        rows.append(_row(cp, it, patched, r.traced.get(engine.CODES), r.info, ctx.base, prov, ctx.context))
-    return rows
+    fresh = [(it, r, r.output.numpy().astype(np.float64)) for it, r in zip(batch, results) if it.key() in missing]
+    scores = _scores(cp, [(it, patched) for it, _, patched in fresh], ctx.base, ctx.memo)
+    prov = ctx.provenance
+    return [
+        _row(cp, it, patched, r.traced.get(engine.CODES), r.info, ctx.base, prov[it.direction_id], ctx.context, s)
+        for (it, r, patched), s in zip(fresh, scores)
+    ]
 
 
 def _execute(
@@ -490,7 +521,7 @@ def _execute(
             first: dict[tuple[str, str], BatteryItem] = {}
             for it in items:
                 if it.path == path:
-                    first.setdefault((it.pair.key(), it.role), it)
+                    first.setdefault((_key(it.pair), it.role), it)
             if first:
                 signals.append((i, list(first.values())))
     base: dict[int, dict] = {i: {} for i in ctxs}

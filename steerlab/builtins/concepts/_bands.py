@@ -60,9 +60,15 @@ def damage_outside(baseline: np.ndarray, patched: np.ndarray, bands: Sequence[No
     baseline is within 60 dB of its peak (:func:`steerlab.scoring.offband_distance`), as
     :func:`steerlab.scoring.score_note` measures a rendered note's damage."""
     from steerlab.builtins.concepts._sound import power
+
+    return damage_outside_power(power(baseline), power(patched), bands)
+
+
+def damage_outside_power(pb: np.ndarray, pp: np.ndarray, bands: Sequence[NoteBands]) -> float:
+    """:func:`damage_outside` from the two signals' Welch power spectra (``[n_fft // 2 + 1]``
+    each, :func:`steerlab.builtins.concepts._sound.power`)."""
     from steerlab.scoring import offband_distance
 
-    pb, pp = power(baseline), power(patched)
     inside = np.zeros(len(pb), dtype=bool)
     for b in bands:
         inside |= b.bands | b.guard
@@ -90,8 +96,30 @@ def masked_chroma(x: np.ndarray, sr: int, mask: np.ndarray) -> np.ndarray:
     from steerlab.builtins.concepts._sound import N_FFT
 
     s = np.abs(librosa.stft(np.asarray(x, dtype=np.float64), n_fft=N_FFT, hop_length=N_FFT // 4)) ** 2
-    c = librosa.feature.chroma_stft(S=s * mask[:, None], sr=sr, n_fft=N_FFT, norm=None, tuning=0.0)
-    return np.asarray(c.mean(axis=1))
+    return np.asarray(chroma_of_power(s * mask[:, None], sr).mean(axis=1))
+
+
+def chroma_of_power(s: np.ndarray, sr: int) -> np.ndarray:
+    """``[12, frames]``: ``librosa.feature.chroma_stft(S=s, sr=sr, n_fft=4096, norm=None,
+    tuning=0.0)`` of a power STFT ``s`` (``[n_fft // 2 + 1, frames]``), by chroma_stft's own
+    steps (its einsum, its normalisation with ``norm=None``) with the filter bank built once
+    per ``sr`` (:func:`_chroma_bank`): the same values bit for bit (tests check)."""
+    import librosa
+
+    raw = np.einsum("cf,...ft->...ct", _chroma_bank(sr), s, optimize=True)
+    return np.asarray(librosa.util.normalize(raw, norm=None, axis=-2))
+
+
+@lru_cache(maxsize=8)
+def _chroma_bank(sr: int) -> np.ndarray:
+    """librosa.feature.chroma_stft's filter bank at ``sr`` (n_fft 4096, 12 classes, tuning 0), read-only."""
+    import librosa
+
+    from steerlab.builtins.concepts._sound import N_FFT
+
+    bank = librosa.filters.chroma(sr=sr, n_fft=N_FFT, tuning=0.0, n_chroma=12)
+    bank.setflags(write=False)
+    return bank
 
 
 def tilt_residual_censored(baseline: np.ndarray, patched: np.ndarray, sr: int, low_hz: float) -> float:
@@ -111,9 +139,16 @@ def tilt_residual_censored(baseline: np.ndarray, patched: np.ndarray, sr: int, l
     baseline under its floor) is otherwise consistent with a gain of -100 dB and costs nothing
     (measured: logspec_24khz's ablations of rendered pairs, centroid 4-9 Hz, scored 0.00 dB before
     this rule). 0 when the two spectra have fewer than 3 peaks in all."""
-    from steerlab.builtins.concepts._sound import _peaks, freqs_for, power
+    from steerlab.builtins.concepts._sound import power
 
-    pb, pp = power(baseline), power(patched)
+    return tilt_residual_censored_power(power(baseline), power(patched), sr, low_hz)
+
+
+def tilt_residual_censored_power(pb: np.ndarray, pp: np.ndarray, sr: int, low_hz: float) -> float:
+    """:func:`tilt_residual_censored` from the two signals' Welch power spectra (``[n_fft // 2 + 1]``
+    each, :func:`steerlab.builtins.concepts._sound.power`)."""
+    from steerlab.builtins.concepts._sound import _peaks, freqs_for
+
     fb, fp = max(float(pb.max()) * 10 ** (-RANGE_DB / 10), 1e-30), max(float(pp.max()) * 10 ** (-RANGE_DB / 10), 1e-30)
     freqs = freqs_for(sr)
     keep = (_peaks(pb, fb) | _peaks(pp, fp)) & (freqs >= low_hz)

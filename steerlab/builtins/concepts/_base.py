@@ -5,7 +5,7 @@ variant (General MIDI notes rendered from a SoundFont, :mod:`steerlab.builtins.c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,8 +37,53 @@ class SyntheticConcept:
     def sounds(self, spec: PairSpec, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
-    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
+    def features(self, xs: np.ndarray, specs: Sequence[PairSpec]) -> list[dict[str, Any]]:
+        """What :meth:`compare` reads of each signal, one dict per row of ``xs`` ``[signals,
+        samples]`` (mono float64, one length; ``specs``: the pair of each row). Subclasses
+        transform all rows in one call where the library allows; each row's values are those
+        of the same computation on that row alone, bit for bit (tests check)."""
         raise NotImplementedError
+
+    def compare(self, base: dict[str, Any], patched: dict[str, Any], spec: PairSpec) -> dict[str, Any]:
+        """The scores of :meth:`measure` from the baseline's and the patched signal's
+        :meth:`features`."""
+        raise NotImplementedError
+
+    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
+        """The scores of ``patched`` against ``baseline`` (mono ``[samples]`` each)."""
+        base, edited = self.features_of([baseline, patched], [spec, spec])
+        return self.compare(base, edited, spec)
+
+    def features_of(self, signals: Sequence[np.ndarray], specs: Sequence[PairSpec]) -> list[dict[str, Any]]:
+        """:meth:`features` of each mono signal, the signals of one length in one call."""
+        out: list[dict[str, Any]] = [{} for _ in signals]
+        by_length: dict[int, list[int]] = {}
+        for i, x in enumerate(signals):
+            by_length.setdefault(len(x), []).append(i)
+        for rows in by_length.values():
+            xs = np.stack([np.asarray(signals[i], dtype=np.float64) for i in rows])
+            for i, f in zip(rows, self.features(xs, [specs[i] for i in rows])):
+                out[i] = f
+        return out
+
+    def score_many(
+        self, jobs: Sequence[tuple[Hashable, np.ndarray, np.ndarray, PairSpec]], memo: dict[Hashable, Any]
+    ) -> list[dict[str, Any]]:
+        """:meth:`score` of each ``(baseline key, baseline, patched, spec)``, the same values:
+        the patched signals' features in one batch, a baseline's computed once per key (and
+        length) and kept in ``memo``, the caller's (one sweep's) cache."""
+        if type(self).features is SyntheticConcept.features:  # a subclass with its own measure only
+            return [self.score(b, p, spec) for _, b, p, spec in jobs]
+        mono_jobs = [(key, mono(b), mono(p), spec) for key, b, p, spec in jobs]
+        todo: dict[Hashable, tuple[np.ndarray, PairSpec]] = {}
+        for key, b, _, spec in mono_jobs:
+            k = (key, len(b), spec)
+            if k not in memo and k not in todo:
+                todo[k] = (b, spec)
+        new = self.features_of([b for b, _ in todo.values()], [s for _, s in todo.values()])
+        memo.update(zip(todo, new))
+        edited = self.features_of([p for _, _, p, _ in mono_jobs], [s for *_, s in mono_jobs])
+        return [self.compare(memo[(key, len(b), spec)], f, spec) for (key, b, _, spec), f in zip(mono_jobs, edited)]
 
     def instrument_sounds(self, spec: PairSpec, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The two signals of an ``instrument`` pair (``[n]`` each, before margins and scaling),

@@ -19,6 +19,7 @@ the ideal tilt failed with 4.2 dB of residual; read as bounds, 0.00-0.01 dB.)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -44,15 +45,22 @@ RULE = Rule(
 
 def centroid_hz(x: np.ndarray, sr: int) -> float:
     """Energy-weighted mean over frames of librosa's spectral centroid (Hz; 0 for silence)."""
+    return centroids_hz(np.asarray(x, dtype=np.float64)[None], sr)[0]
+
+
+def centroids_hz(xs: np.ndarray, sr: int) -> list[float]:
+    """:func:`centroid_hz` of each row of ``xs`` ``[signals, samples]``: the magnitude STFT of
+    every row in one ``librosa.stft`` call, the rest on each row alone (the same values)."""
     import librosa
 
     from steerlab.builtins.concepts._sound import N_FFT
 
-    x = np.asarray(x, dtype=np.float64)
-    s = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=N_FFT // 4))
-    c = librosa.feature.spectral_centroid(S=s, sr=sr, n_fft=N_FFT)[0]
-    w = (s**2).sum(axis=0)
-    return float((c * w).sum() / w.sum()) if w.sum() > 0 else 0.0
+    out = []
+    for s in np.abs(librosa.stft(np.asarray(xs, dtype=np.float64), n_fft=N_FFT, hop_length=N_FFT // 4)):
+        c = librosa.feature.spectral_centroid(S=s, sr=sr, n_fft=N_FFT)[0]
+        w = (s**2).sum(axis=0)
+        out.append(float((c * w).sum() / w.sum()) if w.sum() > 0 else 0.0)
+    return out
 
 
 def tilt_residual_db(freqs: np.ndarray, change_db: np.ndarray) -> float:
@@ -119,19 +127,28 @@ class Brightness(SyntheticConcept):
         without = mixture(int(spec.param("program")), keys, n, sr) * envelope(n, sr, spec.fade_ms, spec.fade_ms)
         return without, tilt(without, sr, TILT_DB_PER_OCTAVE, PIVOT_HZ)
 
-    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._bands import tilt_residual_censored
-        from steerlab.builtins.concepts._sound import freqs_for, power
+    def features(self, xs: np.ndarray, specs: Sequence[PairSpec]) -> list[dict[str, Any]]:
+        """Per signal: its centroid (Hz) and its Welch power spectrum."""
+        from steerlab.builtins.concepts._sound import powers
+
+        sr = {s.sample_rate for s in specs}
+        if len(sr) != 1:
+            return [f for i, s in enumerate(specs) for f in self.features(xs[i : i + 1], [s])]
+        return [{"centroid": c, "power": p} for c, p in zip(centroids_hz(xs, sr.pop()), powers(xs))]
+
+    def compare(self, base: dict[str, Any], patched: dict[str, Any], spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._bands import tilt_residual_censored_power
+        from steerlab.builtins.concepts._sound import freqs_for
 
         sr = spec.sample_rate
-        cb, cp = centroid_hz(baseline, sr), centroid_hz(patched, sr)
+        cb, cp = base["centroid"], patched["centroid"]
+        pb, pp = base["power"], patched["power"]
         high = freqs_for(sr) >= HIGH_HZ
-        pb, pp = power(baseline), power(patched)
         share_b = float(pb[high].sum() / max(pb.sum(), 1e-30))
         share_p = float(pp[high].sum() / max(pp.sum(), 1e-30))
         return {
             "target": 1200 * math.log2(cp / cb) if cb > 0 and cp > 0 else None,
-            "damage": tilt_residual_censored(baseline, patched, sr, LOW_HZ),
+            "damage": tilt_residual_censored_power(pb, pp, sr, LOW_HZ),
             "centroid_baseline_hz": cb,
             "centroid_patched_hz": cp,
             "high_band_share_change_db": 10 * math.log10(max(share_p, 1e-12) / max(share_b, 1e-12)),

@@ -22,6 +22,7 @@ bands in the rest of the chord (:func:`~steerlab.builtins.concepts._bands.edit_b
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,15 +50,21 @@ RULE = Rule(
 
 
 def chroma(x: np.ndarray, sr: int) -> np.ndarray:
-    """``[12]`` mean chroma (C = 0) of a mono signal (librosa.feature.chroma_stft, n_fft 4096)."""
+    """``[12]`` mean chroma (C = 0) of a mono signal (librosa.feature.chroma_stft, n_fft 4096);
+    ``[signals, 12]`` for ``x`` ``[signals, samples]``. The power STFT of every row in one
+    ``librosa.stft`` call and the filter bank built once, then chroma_stft's own steps (its
+    einsum, its normalisation with ``norm=None``) on each row: the values of
+    ``librosa.feature.chroma_stft(y=row, sr=sr, n_fft=4096, hop_length=1024, norm=None,
+    tuning=0.0).mean(axis=1)`` bit for bit (tests check)."""
     import librosa
 
+    from steerlab.builtins.concepts._bands import chroma_of_power
     from steerlab.builtins.concepts._sound import N_FFT
 
-    c = librosa.feature.chroma_stft(
-        y=np.asarray(x, dtype=np.float64), sr=sr, n_fft=N_FFT, hop_length=N_FFT // 4, norm=None, tuning=0.0
-    )
-    return c.mean(axis=1)
+    x = np.asarray(x, dtype=np.float64)
+    s = np.abs(librosa.stft(x, n_fft=N_FFT, hop_length=N_FFT // 4)) ** 2
+    rows = [chroma_of_power(row, sr).mean(axis=1) for row in (s if x.ndim > 1 else s[None])]
+    return np.stack(rows) if x.ndim > 1 else rows[0]
 
 
 class ChordQuality(SyntheticConcept):
@@ -153,25 +160,47 @@ class ChordQuality(SyntheticConcept):
             "bands": [edit_bands(minor, rest, sr), edit_bands(major, rest, sr)],
         }
 
-    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._bands import damage_outside, layout, masked_chroma
+    def features(self, xs: np.ndarray, specs: Sequence[PairSpec]) -> list[dict[str, Any]]:
+        """Per signal: its mean chroma over every bin (``chroma``, :func:`chroma`), the chroma of
+        the major third's pitch class over the bins the major third holds and of the minor
+        third's over the minor third's (``major``, ``minor``: the pair's :meth:`layout`,
+        :func:`~steerlab.builtins.concepts._bands.masked_chroma`), and its Welch power spectrum:
+        the power STFT of every row in one ``librosa.stft`` call, the values of :meth:`measure`'s
+        own steps on each row alone, bit for bit (tests check)."""
+        import librosa
 
-        sr = spec.sample_rate
-        root = int(spec.param("root_midi"))
-        where = layout(self, spec)
-        pc_minor, pc_major = (root + 3) % 12, (root + 4) % 12
-        floor = 1e-6 * max(float(chroma(baseline, sr).max()), 1e-20)  # 60 dB under the strongest pitch class
+        from steerlab.builtins.concepts._bands import chroma_of_power, layout
+        from steerlab.builtins.concepts._sound import N_FFT, powers
 
-        def change(k: int, held: np.ndarray) -> float:
+        xs = np.asarray(xs, dtype=np.float64)
+        s = np.abs(librosa.stft(xs, n_fft=N_FFT, hop_length=N_FFT // 4)) ** 2
+        out = []
+        for row, p, spec in zip(s, powers(xs), specs):
+            sr, root, where = spec.sample_rate, int(spec.param("root_midi")), layout(self, spec)
+            out.append(
+                {
+                    "chroma": chroma_of_power(row, sr).mean(axis=1),
+                    "major": chroma_of_power(row * where["held_major"][:, None], sr).mean(axis=1)[(root + 4) % 12],
+                    "minor": chroma_of_power(row * where["held_minor"][:, None], sr).mean(axis=1)[(root + 3) % 12],
+                    "power": p,
+                }
+            )
+        return out
+
+    def compare(self, base: dict[str, Any], patched: dict[str, Any], spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._bands import damage_outside_power, layout
+
+        floor = 1e-6 * max(float(base["chroma"].max()), 1e-20)  # 60 dB under the strongest pitch class
+
+        def change(third: str) -> float:
             # the third's pitch class where the third is heard as itself (its held bins)
-            cb, cp = masked_chroma(baseline, sr, held)[k], masked_chroma(patched, sr, held)[k]
-            return 10 * math.log10(max(float(cp), floor) / max(float(cb), floor))
+            return 10 * math.log10(max(float(patched[third]), floor) / max(float(base[third]), floor))
 
-        up, down = change(pc_major, where["held_major"]), -change(pc_minor, where["held_minor"])
+        up, down = change("major"), -change("minor")
         target = math.copysign(min(abs(up), abs(down)), up) if up * down > 0 else 0.0
         return {
             "target": target,
-            "damage": damage_outside(baseline, patched, where["bands"]),
+            "damage": damage_outside_power(base["power"], patched["power"], layout(self, spec)["bands"]),
             "major_third_change_db": up,
             "minor_third_change_db": -down,
         }

@@ -9,6 +9,7 @@ any change of spectral shape (a tilt, an added note, noise) does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -72,13 +73,19 @@ class Loudness(SyntheticConcept):
         x = x * envelope(n, sr, spec.fade_ms, spec.fade_ms)
         return x, x * GAIN
 
-    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._sound import db_change_per_bin, rms_db
+    def features(self, xs: np.ndarray, specs: Sequence[PairSpec]) -> list[dict[str, Any]]:
+        """Per signal: its RMS level (dB) and its Welch power spectrum."""
+        from steerlab.builtins.concepts._sound import powers, rms_db
 
-        _, change = db_change_per_bin(baseline, patched, spec.sample_rate)
+        return [{"rms_db": rms_db(x), "power": p} for x, p in zip(xs, powers(xs))]
+
+    def compare(self, base: dict[str, Any], patched: dict[str, Any], spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._sound import db_change_from_power
+
+        _, change = db_change_from_power(base["power"], patched["power"], spec.sample_rate)
         shape = float(np.sqrt(np.mean((change - change.mean()) ** 2))) if len(change) else 0.0
         return {
-            "target": rms_db(patched) - rms_db(baseline),
+            "target": patched["rms_db"] - base["rms_db"],
             "damage": shape,
             "mean_bin_change_db": float(change.mean()) if len(change) else None,
         }

@@ -26,6 +26,7 @@ median on rendered pairs, 1.5-3.0 dB even with every harmonic's band left out.)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ RULE = Rule(
 
 def magnitudes(x: np.ndarray) -> np.ndarray:
     """The magnitude STFT ``[bins, frames]`` salience is computed from (librosa.stft, Hann,
-    n_fft 4096, hop 1024)."""
+    n_fft 4096, hop 1024); ``[signals, bins, frames]`` for ``x`` ``[signals, samples]``."""
     import librosa
 
     from steerlab.builtins.concepts._sound import N_FFT
@@ -77,8 +78,20 @@ def salience(s: np.ndarray, sr: int, f0: float) -> float:
     for h in range(1, HARMONICS + 1):
         weights += 1.0 / h  # librosa averages: a harmonic above Nyquist counts with fill_value 0
         if h * f0 <= freqs[-1]:
-            total += np.array([np.interp(h * f0, freqs, s[:, t]) for t in range(s.shape[1])]) / h
+            total += _interp_rows(h * f0, freqs, s) / h
     return float(np.mean(total) / weights)
+
+
+def _interp_rows(x: float, freqs: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``[frames]``: ``np.interp(x, freqs, s[:, t])`` for every frame ``t`` at once, with numpy's
+    own arithmetic (the bin ``j`` at or below ``x``, ``slope * (x - freqs[j]) + s[j]``; the bin
+    itself where ``x`` is on it), so each value is np.interp's bit for bit; ``x`` within
+    ``[freqs[0], freqs[-1]]``."""
+    j = int(np.searchsorted(freqs, x, side="right")) - 1
+    if freqs[j] == x:
+        return s[j].copy()
+    slope = (s[j + 1] - s[j]) / (freqs[j + 1] - freqs[j])
+    return slope * (x - freqs[j]) + s[j]
 
 
 class Note(SyntheticConcept):
@@ -143,33 +156,52 @@ class Note(SyntheticConcept):
         without, with_ = self.render(spec)
         return edit_bands(with_ - without, without, spec.sample_rate)
 
-    def measure(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
-        from steerlab.builtins.concepts._bands import damage_outside, layout
+    def features(self, xs: np.ndarray, specs: Sequence[PairSpec]) -> list[dict[str, Any]]:
+        """Per signal: the salience at the note's f0 and a semitone either side, the magnitude
+        STFT's largest value and the Welch power spectrum."""
+        from steerlab.builtins.concepts._sound import powers
+
+        mags, pows = magnitudes(xs), powers(xs)
+        out = []
+        for m, p, spec in zip(mags, pows, specs):
+            f0, _ = self._f0s(spec)
+            out.append(
+                {
+                    "salience": {f: salience(m, spec.sample_rate, f) for f in (f0, *self._neighbours(f0))},
+                    "max": float(m.max()) if m.size else None,
+                    "power": p,
+                }
+            )
+        return out
+
+    @staticmethod
+    def _neighbours(f0: float) -> list[float]:
+        return [f0 * 2 ** (k / 12) for k in (-1, 1)]
+
+    def compare(self, base: dict[str, Any], patched: dict[str, Any], spec: PairSpec) -> dict[str, Any]:
+        from steerlab.builtins.concepts._bands import damage_outside_power, layout
 
         f0, _ = self._f0s(spec)
-        sr = spec.sample_rate
-        mb, mp = magnitudes(baseline), magnitudes(patched)
         # 60 dB under the baseline's strongest bin: a salience "from nothing" is measured from there
-        floor = 1e-3 * float(mb.max()) if mb.size else 1e-12
+        floor = 1e-3 * base["max"] if base["max"] is not None else 1e-12
 
-        def sal(m: np.ndarray, f: float) -> float:
-            return max(salience(m, sr, f), floor)
+        def sal(features: dict[str, Any], f: float) -> float:
+            return max(features["salience"][f], floor)
 
-        neighbours = [f0 * 2 ** (k / 12) for k in (-1, 1)]
-        change = 20 * math.log10(sal(mp, f0) / sal(mb, f0))
+        neighbours = self._neighbours(f0)
+        change = 20 * math.log10(sal(patched, f0) / sal(base, f0))
         # where the note is present (after a creation, before a removal), its pitch must stand
         # above the pitches a semitone either side: else the change at f0 is another note's leakage
-        present = mp if change >= 0 else mb
+        present = patched if change >= 0 else base
         peak = 20 * math.log10(sal(present, f0) / max(sal(present, f) for f in neighbours))
-        sb, sp = salience(mb, sr, f0), salience(mp, sr, f0)
         return {
             "target": change if peak > 0 else 0.0,
             "salience_change_db": change,
             "peak_over_neighbours_db": peak,
-            "damage": damage_outside(baseline, patched, [layout(self, spec)]),
+            "damage": damage_outside_power(base["power"], patched["power"], [layout(self, spec)]),
             "f0_hz": f0,
-            "salience_baseline": sb,
-            "salience_patched": sp,
+            "salience_baseline": base["salience"][f0],
+            "salience_patched": patched["salience"][f0],
         }
 
     def wrong_edits(self, spec: PairSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
