@@ -82,6 +82,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from typing import Any, overload
 
@@ -527,24 +528,34 @@ def _stats(source: _Source) -> DataStats:
     s1 = torch.zeros(source.width, dtype=torch.float64)
     s2 = torch.zeros(source.width, dtype=torch.float64)
     work: list[torch.Tensor] = []
-    for block in source.blocks():
-        h.update(block.numpy().astype("<f4", copy=False).data)  # the buffer itself (no copy: contiguous)
-        if len(block) == 0:
-            continue
-        # float64 in one buffer reused for every block (exact: float32 -> float64); a fresh 64 MB
-        # tensor per block is mapped and zero-filled page by page (see _buffer)
-        d = _buffer(work, block, source.width, torch.float64).copy_(block)
-        if shift is None:  # shifted sums: stable variance even when |mean| >> std
-            shift = d[0].clone()
-        d -= shift  # in place: the same values as d - shift, without another [b, width] float64 buffer
-        s1 += d.sum(0)
-        s2 += d.mul_(d).sum(0)
-        # a NaN or infinity anywhere in the block makes its column's sum of squares NaN or infinite
-        # (squares of finite float32 differences cannot overflow float64): one check per block
-        # instead of a pass over the data
-        if not bool(torch.isfinite(s2).all()):
-            raise SAEDataError("training data holds NaN or infinite values")
-        n += len(block)
+    # each block is hashed on a thread of its own (hashlib releases the GIL on large buffers) while
+    # this one sums it, in order (one worker, one block at a time: memory stays bounded by two
+    # blocks): the same digest as hashing inline, in about the time of the hash alone
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1) as hasher:
+        for block in source.blocks():
+            if pending is not None:
+                pending.result()
+            # the buffer itself (no copy: contiguous); the array keeps it alive until hashed
+            pending = hasher.submit(h.update, block.numpy().astype("<f4", copy=False).data)
+            if len(block) == 0:
+                continue
+            # float64 in one buffer reused for every block (exact: float32 -> float64); a fresh 64 MB
+            # tensor per block is mapped and zero-filled page by page (see _buffer)
+            d = _buffer(work, block, source.width, torch.float64).copy_(block)
+            if shift is None:  # shifted sums: stable variance even when |mean| >> std
+                shift = d[0].clone()
+            d -= shift  # in place: the same values as d - shift, without another [b, width] float64 buffer
+            s1 += d.sum(0)
+            s2 += d.mul_(d).sum(0)
+            # a NaN or infinity anywhere in the block makes its column's sum of squares NaN or infinite
+            # (squares of finite float32 differences cannot overflow float64): one check per block
+            # instead of a pass over the data
+            if not bool(torch.isfinite(s2).all()):
+                raise SAEDataError("training data holds NaN or infinite values")
+            n += len(block)
+        if pending is not None:
+            pending.result()
     if n == 0 or shift is None:  # shift is None exactly when n == 0
         raise SAEDataError("no training vectors (every batch was empty)")
     mean_shifted = s1 / n
@@ -741,9 +752,9 @@ def _evaluate_topk(
             sse = sse + per_vector.sum(dtype=torch.float64)
             if population is not None:
                 sse2 = sse2 + per_vector.double().square().sum()
-            active = values > 0
-            l0 += int(active.sum())
-            fired += torch.bincount(top.indices[active], minlength=cfg.size)
+            counts = _fired(top.indices, values, cfg.size)  # the same counts as a bincount, no boolean gather
+            l0 += int(counts.sum())
+            fired += counts
             if stats is None:
                 if shift is None:
                     shift = x[0].clone()

@@ -127,6 +127,22 @@ def test_topk_evaluation_equals_dense_evaluation():
         assert again["l0"] == metrics["l0"] and again["dead_fraction"] == metrics["dead_fraction"]
 
 
+def test_topk_evaluation_counts_dead_latents_and_zero_codes_exactly():
+    """The top-k evaluation counts firings with an index_add over the selected latents (no boolean
+    gather): l0 and dead_fraction equal the dense codes' counts when latents are dead and many
+    selected codes are 0 (fewer than k positive in most rows)."""
+    x = _planted(16, 128, 8, 9000)
+    sae = S.SparseAutoencoder(S.SAEConfig(width=16, size=128, k=8))
+    with torch.no_grad():
+        sae.b_enc[:40] = -100.0  # dead
+        sae.b_enc[40:] = -0.8  # often below 0: selected but 0
+    metrics = S.evaluate(sae, x)
+    codes = sae.encode(x)
+    active = codes > 0
+    assert 0 < metrics["l0"] < 8 and metrics["l0"] == float(active.sum()) / len(x)
+    assert metrics["dead_fraction"] == 1.0 - float(active.any(0).float().mean()) >= 40 / 128
+
+
 def test_statistics_pass_equals_the_reference_sums_bitwise():
     """The in-place statistics pass (no float64 temporaries, finiteness read off the sums) gives the
     very float64 sums of the straightforward one, and still rejects NaN and infinity, in any block."""
@@ -151,6 +167,24 @@ def test_statistics_pass_equals_the_reference_sums_bitwise():
             S.data_stats(y, 12)
         with pytest.raises(SAEDataError, match="NaN or infinite"):  # streamed, the first row of a block
             S.data_stats(lambda y=y: [y[:1000], y[69_000:]], 12)
+
+
+def test_statistics_hash_on_its_thread_equals_hashing_the_whole_buffer():
+    """The statistics pass hashes each block on a worker thread while it sums: the digest is
+    hashlib's over the whole float32 buffer, for an array of several blocks and for uneven
+    streamed blocks (an empty one among them), and a NaN still stops the pass."""
+    import hashlib
+
+    x = _planted(12, 40, 3, 140_000) - 2.0  # three blocks of the array (65536, 65536, 8928 rows)
+    want = hashlib.sha256(x.numpy().astype("<f4").tobytes()).hexdigest()
+    assert S.data_stats(x, 12).sha256 == want
+    parts = [x[:7], x[7:7], x[7:90_001], x[90_001:]]
+    streamed = S.data_stats(lambda: parts, 12)
+    assert streamed.sha256 == want and streamed.n == 140_000
+    y = x.clone()
+    y[139_000, 0] = float("nan")
+    with pytest.raises(SAEDataError, match="NaN or infinite"):
+        S.data_stats(y, 12)
 
 
 def test_reused_batch_buffer_yields_the_shuffled_rows():
