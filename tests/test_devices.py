@@ -186,6 +186,7 @@ CPU_BY_DESIGN = {
     ("sae.py", "__init__"): (7, "initialised on the CPU with the CPU generator (the same on every device), then moved"),
     ("sae.py", "_check"): (1, "training data is held on the CPU; each batch is moved in train_sae"),
     ("sae.py", "batches"): (4, "shuffles draw from the CPU generator over CPU data, gathered into one CPU buffer"),
+    ("sae.py", "eval_sample"): (2, "row indices into the CPU-held data, drawn by their own CPU generator"),
     ("fidelity.py", "splice_fidelity"): (1, "inputs are CPU tensors; tracing._batch moves each batch to the model"),
     ("builtins/encodec/evaluation.py", "folder_windows"): (1, "windows come back on the CPU; fidelity() moves them"),
     ("builtins/samplecnn/evaluation.py", "confusion"): (1, "counts of CPU predictions (_predict brings them back)"),

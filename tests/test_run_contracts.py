@@ -468,6 +468,9 @@ def test_a_signal_mid_run_leaves_no_half_written_folder(tmp_path, sig, code, lin
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # a shell's background job inherits SIGINT ignored (and Python then keeps it ignored): give
+        # the run a foreground command's default disposition, which is what the contract is about
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 120

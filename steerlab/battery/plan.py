@@ -138,7 +138,7 @@ def check_variant(concept: Concept, variant: str) -> None:
             f"concept {concept.name!r} has no {variant!r} stimuli in the battery (it renders: "
             f"{', '.join(getattr(concept, 'variants', ('synthetic',)))}"
             + ("; partial's stimuli are its [grid] families" if concept.delegate is not None else "")
-            + "); choose --stimuli synthetic or leave it out",
+            + "); choose the synthetic stimuli",
             parameter="stimuli",
         )
 
