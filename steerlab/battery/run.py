@@ -208,6 +208,10 @@ def _run_battery(
         sub = folder / variant_folder(concept.name, mine[0] if concept.delegate is None else "synthetic")
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
+            if stimuli != "synthetic":
+                notify(
+                    f"concept {concept.name} chooses its own stimuli (its [grid] families), not the {stimuli} ones asked for"
+                )
             extra: dict[str, Any] = {}
             if executor is not None and _accepts_executor(concept.delegate):
                 extra["executor"] = executor
@@ -252,7 +256,9 @@ def _run_battery(
             atomic_write_json(clean_json(t), sub / "verdicts.json")
             examples[sub.name] = save_examples(outcome, t, cfg.run.max_batch)
             tables.append(t)
-    doc = {"model": cfg.run.model, "quick": quick, "concepts": tables}
+    from steerlab.loading import default_model_name
+
+    doc = {"model": cfg.run.model or default_model_name(), "quick": quick, "concepts": tables}
     if stimuli != "synthetic":
         doc["stimuli"] = stimuli
     atomic_write_json(clean_json(doc), folder / SUMMARY_JSON)
