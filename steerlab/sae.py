@@ -529,16 +529,15 @@ def _stats(source: _Source) -> DataStats:
     s2 = torch.zeros(source.width, dtype=torch.float64)
     work: list[torch.Tensor] = []
     # each block is hashed on a thread of its own (hashlib releases the GIL on large buffers) while
-    # this one sums it, in order (one worker, one block at a time: memory stays bounded by two
-    # blocks): the same digest as hashing inline, in about the time of the hash alone
-    pending: Future[None] | None = None
+    # this one sums it, in order; the hash is awaited before the next block is drawn, so a source
+    # that reuses its buffer for the next block cannot change bytes still being hashed: the same
+    # digest as hashing inline, in about the time of the slower of the two
     with ThreadPoolExecutor(max_workers=1) as hasher:
         for block in source.blocks():
-            if pending is not None:
-                pending.result()
             # the buffer itself (no copy: contiguous); the array keeps it alive until hashed
-            pending = hasher.submit(h.update, block.numpy().astype("<f4", copy=False).data)
+            pending: Future[None] = hasher.submit(h.update, block.numpy().astype("<f4", copy=False).data)
             if len(block) == 0:
+                pending.result()
                 continue
             # float64 in one buffer reused for every block (exact: float32 -> float64); a fresh 64 MB
             # tensor per block is mapped and zero-filled page by page (see _buffer)
@@ -554,7 +553,6 @@ def _stats(source: _Source) -> DataStats:
             if not bool(torch.isfinite(s2).all()):
                 raise SAEDataError("training data holds NaN or infinite values")
             n += len(block)
-        if pending is not None:
             pending.result()
     if n == 0 or shift is None:  # shift is None exactly when n == 0
         raise SAEDataError("no training vectors (every batch was empty)")
