@@ -149,6 +149,17 @@ def recipe(cfg: PartialsConfig) -> dict[str, Any]:
     under ``"independent"`` size and stimulus count are rules of the layer's width, resolved by
     :func:`layer_recipe`)."""
     c = cfg.controls
+    training = {  # the SAE's own settings, the same under both recipes
+        "k": c.dictionary_k,
+        "vectors": c.dictionary_vectors,
+        "steps": c.dictionary_steps,
+        "seed": cfg.run.seed,
+        "architecture": "topk",
+        "lr": LR,
+        "batch_size": BATCH,
+        "center": True,
+        "normalize": True,
+    }
     if independent(cfg):
         return {
             "data": (
@@ -165,15 +176,7 @@ def recipe(cfg: PartialsConfig) -> dict[str, Any]:
             "min_stimuli": None,
             "min_stimuli_rule": "ceil(size * ln(size)) distinct stimuli (Spielman, Wang & Wright 2012)",
             "extra_seeds_from": SEED_OFFSET,
-            "k": c.dictionary_k,
-            "vectors": c.dictionary_vectors,
-            "steps": c.dictionary_steps,
-            "seed": cfg.run.seed,
-            "architecture": "topk",
-            "lr": LR,
-            "batch_size": BATCH,
-            "center": True,
-            "normalize": True,
+            **training,
         }
     return {
         "data": (
@@ -184,15 +187,7 @@ def recipe(cfg: PartialsConfig) -> dict[str, Any]:
         "min_stimuli_rule": "ceil(size * ln(size)) distinct stimuli (Spielman, Wang & Wright 2012)",
         "extra_seeds_from": SEED_OFFSET,
         "size": c.dictionary_size,
-        "k": c.dictionary_k,
-        "vectors": c.dictionary_vectors,
-        "steps": c.dictionary_steps,
-        "seed": cfg.run.seed,
-        "architecture": "topk",
-        "lr": LR,
-        "batch_size": BATCH,
-        "center": True,
-        "normalize": True,
+        **training,
     }
 
 
