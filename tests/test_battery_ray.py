@@ -116,8 +116,9 @@ def test_ray_battery_equals_local_bitwise_and_its_workers_decode_the_baselines(
     doc = _battery(tmp_path / "ray", d / "tiny.toml", ex)
     assert torch.get_num_threads() == threads  # the run's one-thread section is undone
     want, got = _rows(d / "local"), _rows(tmp_path / "ray")
-    # (main: 1 layer x 2 paths + control: 1 layer x 1 path) x 2 methods x 2 held-out x (add, subtract, reverse, ablate)
-    assert len(want) == 3 * 2 * 2 * 4
+    # (main: 1 layer x 2 paths + control: 1 layer x 1 path) x 2 methods x 2 held-out x (add, subtract, reverse,
+    # ablate, and the calibrated raise and lower at 0.5, 1, 2)
+    assert len(want) == 3 * 2 * 2 * (4 + 6)
     assert {r["model"] for r in want.values()} == {MODEL, "logspec_24khz"}
     assert any(r["codes_changed_share"] for r in want.values())  # the quantized path's codes were read
     assert got.keys() == want.keys()

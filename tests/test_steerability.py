@@ -213,9 +213,9 @@ def test_every_verdict_carries_control_null_oracle_and_validation(tiny_battery):
     by = {t["concept"]: t for t in doc["concepts"]}
     note, onset = by["note"], by["onset"]
     main = [v for v in note["verdicts"] if v["model_role"] == "main"]
-    # per method x removal (ablate, subtract, reverse) on the one layer and path
+    # per method x removal (ablate, subtract, reverse, and the calibrated raise/lower) on the one layer and path
     assert {(v["method"], v["removal"]) for v in main} == {
-        (m, r) for m in ("diffmeans", "random") for r in ("ablate", "subtract", "reverse")
+        (m, r) for m in ("diffmeans", "random") for r in ("ablate", "subtract", "reverse", "reverse_calibrated")
     }
     for v in main:
         assert set(v["control"]) == {"stft_24khz"} and isinstance(v["control"]["stft_24khz"], bool)
@@ -236,7 +236,7 @@ def test_every_verdict_carries_control_null_oracle_and_validation(tiny_battery):
     assert run["rule"]["min_target"] == 6.0 and run["rule"]["rationale"]
     assert set(run["controls"]) == {"stft_24khz"} and run["measured"]["grid"]["strengths"] == [1.0]
     rows = [json.loads(line) for line in (out / "note" / "results.jsonl").read_text().splitlines()]
-    assert {r["op"] for r in rows} == {"add", "subtract", "reverse", "ablate"}
+    assert {r["op"] for r in rows} == {"add", "subtract", "reverse", "ablate", "add_calibrated", "reverse_calibrated"}
     assert all(r["target"] is not None and r["damage"] >= 0 for r in rows)
 
 
@@ -319,7 +319,7 @@ def test_sae_feature_direction_with_a_shipped_dictionary(tmp_path):
     sae = [p for p in out.directions.values() if p["method"] == "sae"]
     assert len(sae) == 1 and sae[0]["dictionary_layer"] == "latent" and sae[0]["size"] == 128
     assert 0 <= sae[0]["feature"] < 128 and sae[0]["norm"] == pytest.approx(1.0, abs=1e-6)  # a decoder row
-    assert {r["method"] for r in out.rows} == {"sae", "random"} and len(out.rows) == 2 * 3 * 4
+    assert {r["method"] for r in out.rows} == {"sae", "random"} and len(out.rows) == 2 * 3 * (4 + 6)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert list(run["measured"]["dictionaries"]) == ["tiny_encodec_24khz:latent"]
 

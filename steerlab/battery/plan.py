@@ -22,6 +22,7 @@ from typing import Any
 
 from steerlab import validation as check
 from steerlab.artifacts import config_hash
+from steerlab.battery.calibrated import CALIBRATED_OPS, CALIBRATED_STRENGTHS
 from steerlab.battery.concept import Concept, PairSpec
 from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo
@@ -33,15 +34,18 @@ FORMAT, FORMAT_VERSION = "steerlab-steerability", 1
 # with-signal (strengths as add). Calibrated subtraction measures an item's excess from the
 # training pairs' mean without-level, which a create/remove concept has (an empty band) and a
 # raise/lower one does not (each pair's level is its own): reverse is the removal that needs no level.
-BATTERY_OPS = (*OPS, "reverse")
-BATTERY_OP_ROLE = {**OP_ROLE, "reverse": "with"}
+# Then the calibrated raise and lower (steerlab.battery.calibrated): strengths in units of the
+# training pairs' own mean projection difference along the direction, on add's span.
+BATTERY_OPS = (*OPS, "reverse", *CALIBRATED_OPS)
+BATTERY_OP_ROLE = {**OP_ROLE, "reverse": "with", **{op: role for op, (role, _) in CALIBRATED_OPS.items()}}
 
 
 @dataclass(frozen=True)
 class BatteryItem:
     """One patched decode (module docstring). ``strength``: relative to the layer's RMS norm on
-    the input for ``add`` and ``reverse``, to the measured projection excess for ``subtract``, 0
-    for ``ablate``."""
+    the input for ``add`` and ``reverse``, to the measured projection excess for ``subtract``, to
+    the training pairs' mean projection difference for ``add_calibrated`` and
+    ``reverse_calibrated`` (:mod:`steerlab.battery.calibrated`), 0 for ``ablate``."""
 
     config_hash: str
     concept: str
@@ -71,8 +75,11 @@ class BatteryItem:
         return self.pair
 
     @property
-    def batch_group(self) -> tuple[str, str, str]:
-        return (self.model, self.path, self.layer)
+    def batch_group(self) -> tuple[str, ...]:
+        """Items batched together: one model, path and layer; a calibrated item never shares a
+        batch with another op's (:func:`work_items`)."""
+        group = (self.model, self.path, self.layer)
+        return (*group, "calibrated") if self.op in CALIBRATED_OPS else group
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -201,11 +208,21 @@ def plan_concept(
 
 def work_items(cp: ConceptPlan, cfg: PartialsConfig, config_hash: str, available: set[str]) -> list[BatteryItem]:
     """Every patched decode of ``cp`` whose direction id is in ``available``, in run order (path,
-    layer, method, pair, then the settings of one pair together)."""
-    out: list[BatteryItem] = []
+    layer, method, pair, then the settings of one pair together), then the calibrated items
+    (:mod:`steerlab.battery.calibrated`) in the same order: the other items keep the order and
+    the batches they had before the calibrated operations existed (those have a
+    :attr:`~BatteryItem.batch_group` of their own), so their rows are unchanged to the bit."""
     settings = [("add", s) for s in cfg.grid.strengths]
     settings += [("subtract", s) for s in cfg.grid.subtract_strengths]
     settings += [("reverse", s) for s in cfg.grid.strengths] + [("ablate", 0.0)]
+    calibrated = [(op, s) for op in CALIBRATED_OPS for s in CALIBRATED_STRENGTHS]
+    return _items(cp, cfg, config_hash, available, settings) + _items(cp, cfg, config_hash, available, calibrated)
+
+
+def _items(
+    cp: ConceptPlan, cfg: PartialsConfig, config_hash: str, available: set[str], settings: list[tuple[str, float]]
+) -> list[BatteryItem]:
+    out: list[BatteryItem] = []
     plan = cp.plan
     for path in plan.paths:
         for layer in plan.layers:

@@ -157,6 +157,13 @@ def _oracle(t: Mapping[str, Any]) -> str:
     )
 
 
+def _add_op(removal: Any) -> str:
+    """The add op a verdict of ``removal`` pairs with (``add_calibrated`` for the calibrated one)."""
+    from steerlab.battery.verdicts import ADD_OF
+
+    return ADD_OF.get(str(removal), "add")
+
+
 def _players(folder: Path, ex: Mapping[str, Any]) -> str:
     played = {e["name"]: e for e in ex.get("examples", [])}
     if not played:
@@ -167,7 +174,7 @@ def _players(folder: Path, ex: Mapping[str, Any]) -> str:
         + ("" if ex.get("seed_passes") else " (the best setting passes on none: the first pair)")
         + f"; the best verdict of {html.escape(b['model'])}: {html.escape(b['method'])} at "
         f"{html.escape(b['layer'])} ({html.escape(b['path'])}), {html.escape(str(b['label']))}, pass share "
-        f"{_fmt(b['pass_share'], 2)}; add at strength {_fmt(ex['best_add_strength'])}, removal "
+        f"{_fmt(b['pass_share'], 2)}; {_add_op(b.get('removal'))} at strength {_fmt(ex['best_add_strength'])}, removal "
         f"{html.escape(str(ex['best_remove']))}.</p>"
     )
     players = []

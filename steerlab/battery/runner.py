@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from steerlab.battery.calibrated import CALIBRATED_OPS, CALIBRATED_STRENGTHS, CALIBRATION
 from steerlab.battery.concept import Concept, PairSpec
 from steerlab.battery.plan import (
     FORMAT,
@@ -168,6 +169,7 @@ def prepare(
         "grid": {
             "strengths": list(cfg.grid.strengths),
             "subtract_strengths": list(cfg.grid.subtract_strengths),
+            "calibrated_strengths": list(CALIBRATED_STRENGTHS),
             "methods": list(cfg.grid.methods),
             "n_q": cfg.grid.n_q,
         },
@@ -224,6 +226,7 @@ def _capture(cp: ConceptPlan, layer: Any, path: str, specs: Sequence[PairSpec], 
 def _learn(
     plans: list[ConceptPlan], cfg: PartialsConfig, dictionaries: dict, bar: BarFactory
 ) -> tuple[dict[str, np.ndarray], dict[str, dict], dict[str, str]]:
+    from steerlab.battery.calibrated import calibration
     from steerlab.partials.directions import learn, vector_hash
     from steerlab.partials.runner import LEVEL, TEMPLATE
     from steerlab.partials.sweep import edit_span
@@ -261,8 +264,11 @@ def _learn(
                 extra = dict(result.provenance)
                 vectors[did] = result.vector
                 vectors[did + TEMPLATE], vectors[did + LEVEL] = extra.pop("_template"), extra.pop("_level")
+                cal = calibration(method, result.vector, without, with_, span, extra["layer_rms_norm_train"])
+                vectors[did + CALIBRATION] = np.array([cal["value"]], dtype=np.float64)
                 prov[did] = {
                     **extra,
+                    "calibration": cal,
                     "unit": unit,
                     "method": method,
                     "capture_path": cpath,
@@ -358,14 +364,19 @@ def _row(
 
 def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
     """The engine's patch of one item: partials' (:func:`steerlab.partials.sweep.patch_for`:
-    ``add``, calibrated ``subtract``, ``ablate``), or for ``reverse`` the ``add`` of the negated
-    direction (``strength`` x the item's RMS norm at the layer, on the sound's span)."""
+    ``add``, calibrated ``subtract``, ``ablate``), for ``reverse`` the ``add`` of the negated
+    direction (``strength`` x the item's RMS norm at the layer, on the sound's span), for
+    ``add_calibrated`` and ``reverse_calibrated`` :func:`steerlab.battery.calibrated.patch`."""
     from steerlab import engine
     from steerlab.interventions import Direction, Strength
     from steerlab.loading import layers
     from steerlab.partials import sweep
     from steerlab.spec import InterventionSpec
 
+    if it.op in CALIBRATED_OPS:
+        from steerlab.battery.calibrated import patch
+
+        return patch(model, it, vectors)
     if it.op != "reverse":
         return sweep.patch_for(model, cast(Any, it), vectors)  # duck-typed: the fields it reads
     layer = layers(model).get(it.layer)
@@ -651,12 +662,13 @@ def _run_concept(
     resumed = len(store.rows)
     if store.repaired:
         notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
-    loaded = read_directions(folder / DIRECTIONS_FILE, chash, (TEMPLATE, LEVEL))
+    loaded = read_directions(folder / DIRECTIONS_FILE, chash, (TEMPLATE, LEVEL, CALIBRATION))
     if loaded is None:
         vectors, prov, skipped = _learn(plans, cfg, dicts, bar)
         write_directions(folder / DIRECTIONS_FILE, FORMAT, chash, vectors, prov, skipped)
     else:
         vectors, prov, skipped = loaded
+    _record_calibration(folder / RUN_FILE, prov)
     context = {"weights": weights, "seed": cfg.run.seed}
     plan_items = [(cp, work_items(cp, cfg, chash, set(prov))) for cp in plans]
     left = sum(1 for _, items in plan_items for it in items if not store.done(it.key()))
@@ -680,6 +692,27 @@ def _run_concept(
     return ConceptOutcome(
         folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls
     )
+
+
+def _record_calibration(run_file: Path, prov: dict[str, dict]) -> None:
+    """Add to ``run.json`` (once, atomically) each direction's calibration
+    (:func:`steerlab.battery.calibrated.calibration`) by direction id, with its unit and method,
+    and the calibrated grid: written when the directions are learned, after ``run.json`` itself."""
+    from steerlab.artifacts import atomic_write_json, clean_json
+
+    doc = json.loads(run_file.read_text())
+    if "calibration" in doc:
+        return
+    doc["calibration"] = {
+        "strengths": list(CALIBRATED_STRENGTHS),
+        "ops": {op: {"signal": role, "sign": sign} for op, (role, sign) in CALIBRATED_OPS.items()},
+        "unit": "the training pairs' mean projection difference along the unit direction, on the add's span",
+        "directions": {
+            did: {"unit": p["unit"], "method": p["method"], "capture_path": p["capture_path"], **p["calibration"]}
+            for did, p in sorted(prov.items())
+        },
+    }
+    atomic_write_json(clean_json(doc), run_file)
 
 
 EXAMPLES_DIR, EXAMPLES_FILE = "examples", "examples.json"
@@ -713,13 +746,13 @@ def save_examples(outcome: ConceptOutcome, table: dict[str, Any], max_batch: int
     from steerlab import engine
     from steerlab.artifacts import atomic_write_json, clean_json
     from steerlab.audio import write_wav
-    from steerlab.battery.verdicts import _removal_name
+    from steerlab.battery.verdicts import ADD_OF, _removal_name
     from steerlab.partials.runner import LEVEL, TEMPLATE
     from steerlab.partials.store import read_directions
 
     best = _best(table["verdicts"])
     folder = outcome.folder / EXAMPLES_DIR
-    loaded = read_directions(outcome.folder / DIRECTIONS_FILE, outcome.config_hash, (TEMPLATE, LEVEL))
+    loaded = read_directions(outcome.folder / DIRECTIONS_FILE, outcome.config_hash, (TEMPLATE, LEVEL, CALIBRATION))
     if best is None or best["best_add_strength"] is None or loaded is None:
         why = "no learned direction of the measured model has a verdict" if best is None else "no add setting"
         return {"concept": outcome.concept.name, "examples": [], "reason": why}
@@ -728,6 +761,7 @@ def save_examples(outcome: ConceptOutcome, table: dict[str, Any], max_batch: int
     unit = ("model", "layer", "variant", "path")
     rows = [r for r in outcome.rows if all(r[k] == best[k] for k in unit)]
     rule = outcome.concept.rule
+    add_op = ADD_OF.get(best["removal"], "add")
 
     def pick(method: str, op: str, seed: int) -> dict | None:
         return next(
@@ -737,8 +771,8 @@ def save_examples(outcome: ConceptOutcome, table: dict[str, Any], max_batch: int
                 if r["method"] == method
                 and r["seed"] == seed
                 and (
-                    (op == "add" and r["op"] == "add" and r["strength"] == best["best_add_strength"])
-                    or (op != "add" and r["op"] != "add" and _removal_name(r) == best["best_remove"])
+                    (op == "add" and r["op"] == add_op and r["strength"] == best["best_add_strength"])
+                    or (op != "add" and r["op"] != add_op and _removal_name(r) == best["best_remove"])
                 )
             ),
             None,

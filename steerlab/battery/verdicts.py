@@ -1,7 +1,9 @@
 """Verdicts of a concept's run, with the positive control, the null and the oracle beside each.
 
 Per (model, layer, variant, method, path) and removal method (``ablate``, ``subtract``,
-``reverse``: the add recipe with the direction's sign flipped), as for
+``reverse``: the add recipe with the direction's sign flipped; ``reverse_calibrated``: the
+calibrated raise and lower of :mod:`steerlab.battery.calibrated`, whose add side is
+``add_calibrated`` where the others' is ``add``), as for
 partials (:mod:`steerlab.partials.verdicts`): an *add* setting passes on a held-out pair when the
 concept's rule (:meth:`steerlab.battery.concept.Rule.passes`) passes the patched decode
 towards "with", a removal setting when it passes towards "without"; the unit is **steerable**
@@ -25,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from steerlab.battery.calibrated import ADD, REVERSE
 from steerlab.battery.concept import Concept
 from steerlab.partials.verdicts import NOT_VALIDATED, label, median_ci, validation
 
 GROUP_KEYS = ("model", "model_role", "layer", "variant", "method", "path")
-REMOVALS = ("ablate", "subtract", "reverse")
+REMOVALS = ("ablate", "subtract", "reverse", REVERSE)
+#: the add op a removal's verdict pairs it with (``add`` unless named here)
+ADD_OF = {REVERSE: ADD}
 NO_CONTROL = "no control"
 
 
@@ -73,10 +78,11 @@ def _removal_name(r: dict) -> str:
 def verdict(concept: Concept, rows: list[dict], removal: str, n_boot: int, seed: int) -> BatteryVerdict:
     """The verdict of one group's rows for one removal method (module docstring)."""
     rule = concept.rule
+    add_op = ADD_OF.get(removal, "add")
     add: dict[float, dict[int, dict]] = defaultdict(dict)
     rem: dict[str, dict[int, dict]] = defaultdict(dict)
     for r in rows:
-        if r["op"] == "add":
+        if r["op"] == add_op:
             add[r["strength"]][r["seed"]] = r
         elif r["op"] == removal:
             rem[_removal_name(r)][r["seed"]] = r
@@ -129,7 +135,11 @@ def verdicts(concept: Concept, rows: list[dict], n_boot: int = 1000, seed: int =
     out = []
     for g in groups.values():
         ops = {r["op"] for r in g}
-        out += [verdict(concept, g, removal, n_boot, seed) for removal in REMOVALS if removal in ops and "add" in ops]
+        out += [
+            verdict(concept, g, removal, n_boot, seed)
+            for removal in REMOVALS
+            if removal in ops and ADD_OF.get(removal, "add") in ops
+        ]
     return out
 
 
@@ -158,11 +168,24 @@ def oracle(concept: Concept, plans: list) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _validation(vs: list[BatteryVerdict]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Partials' validation per (method, removal). The removals that came before the calibrated
+    one are judged among themselves, exactly as before it existed (so their marks do not change);
+    the calibrated removal over every verdict, so a null steerable on a control under any removal,
+    the calibrated null included, leaves it not validated (the stricter of the two readings)."""
+    before = [v for v in vs if v.removal != REVERSE]
+    val = validation(before)  # type: ignore[arg-type]  # duck-typed: model_role, model, method, removal, steerable
+    if len(before) < len(vs):
+        every = validation(vs)  # type: ignore[arg-type]
+        val.update({k: st for k, st in every.items() if k[1] == REVERSE})
+    return val
+
+
 def table(concept: Concept, vs: list[BatteryVerdict], plans: list) -> dict[str, Any]:
     """The verdicts as rows, each with its validation, label, null, controls and oracle beside it,
     and the controls' summary."""
     controls = dict(concept.controls)
-    val = validation(vs)  # type: ignore[arg-type]  # duck-typed: model_role, model, method, removal, steerable
+    val = _validation(vs)
     if not controls:
         reason = getattr(concept, "no_control_reason", "no control model can vouch for this concept")
         val = {
