@@ -240,6 +240,39 @@ def test_every_verdict_carries_control_null_oracle_and_validation(tiny_battery):
     assert all(r["target"] is not None and r["damage"] >= 0 for r in rows)
 
 
+def test_a_folder_of_another_concept_set_is_refused_before_anything_is_written(tiny_battery, tmp_path):
+    """Rerunning into a battery's folder with other concepts (or settings) is refused in one line
+    naming the folder and what differs; steerability.json, summary.csv and report.html keep the
+    first run's bytes and no concept folder is added. A folder written before battery.json
+    existed is judged by its steerability.json."""
+    from steerlab.battery.run import BATTERY_FILE, _settings, check_folder, run_battery
+    from steerlab.errors import PlanError
+    from steerlab.partials import build
+
+    out, _ = tiny_battery
+    cfg = out.parent / "tiny.toml"
+    files = ("steerability.json", "summary.csv", "report.html", BATTERY_FILE)
+    before = {f: (out / f).read_bytes() for f in files}
+    toy = _ToyPlugin()
+    plugins.register(toy, name="toy_battery")
+    try:
+        with pytest.raises(PlanError, match=r"holds a steerability run of other settings: concepts note,onset \(this run: onset\)"):
+            run_battery(["onset"], "toy_battery_codec", out, True, config_file=cfg)
+        with pytest.raises(PlanError, match=r"quick True \(this run: False\)"):
+            run_battery(["onset", "note"], "toy_battery_codec", out, False, config_file=cfg)
+    finally:
+        plugins.unregister(toy)
+    assert {f: (out / f).read_bytes() for f in files} == before
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["note", "onset"]
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "steerability.json").write_bytes(before["steerability.json"])
+    settings = _settings(["loudness"], "toy_battery_codec", True, (), (), "synthetic", build(cfg, True))
+    with pytest.raises(PlanError, match=r"legacy holds .*concepts note,onset \(this run: loudness\)"):
+        check_folder(legacy, settings)
+    check_folder(legacy, {**settings, "concepts": ["onset", "note"]})  # the same run: resumed
+
+
 def test_stft_control_creates_the_note_under_diffmeans(tiny_battery):
     """The positive control vouches by measurement: adding the difference of means on stft_24khz
     creates the note (salience at f0 well over 6 dB beyond its neighbours) on every held-out pair."""

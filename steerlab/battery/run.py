@@ -5,8 +5,10 @@ for ``partial`` the folder ``steerlab partials`` writes, through the concept's `
 ``OUT/steerability.json`` the verdicts of every concept with their controls, null, oracle and
 validation, ``OUT/summary.csv`` one line per verdict, ``OUT/report.html`` the page to read and
 listen to (:mod:`steerlab.battery.report`; each concept's example audio in its
-``examples/``). Concepts are independent: each resumes on
-its own, and a rerun with the same arguments skips what is done.
+``examples/``), ``OUT/battery.json`` the settings the folder was started with
+(:func:`check_folder`: a rerun with other settings is refused before anything is written).
+Concepts are independent: each resumes on its own, and a rerun with the same arguments skips
+what is done.
 
 ``stimuli`` (``--stimuli``) chooses the pairs' variant: ``synthetic`` (sums of sinusoids, the
 default), ``instrument`` (General MIDI notes rendered from a SoundFont,
@@ -20,13 +22,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from steerlab.battery.runner import BarFactory, _NullBar
 
-SUMMARY_JSON, SUMMARY_CSV = "steerability.json", "summary.csv"
+SUMMARY_JSON, SUMMARY_CSV, BATTERY_FILE = "steerability.json", "summary.csv", "battery.json"
+BATTERY_FORMAT, BATTERY_FORMAT_VERSION = "steerlab.battery", 1
 STIMULI = ("synthetic", "instrument", "both")
 CSV_KEYS = (
     "concept",
@@ -94,6 +98,85 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _settings(
+    names: Sequence[str],
+    model: str,
+    quick: bool,
+    layers: Sequence[str],
+    dictionaries: Sequence[str | Path],
+    stimuli: str,
+    cfg: Any,
+) -> dict[str, Any]:
+    """What ``battery.json`` records: the arguments that decide what the battery's folder holds
+    (not the device or the executor: the rows do not depend on them), as JSON reads them back."""
+    from steerlab.artifacts import clean_json
+
+    record = {
+        "format": BATTERY_FORMAT,
+        "format_version": BATTERY_FORMAT_VERSION,
+        "concepts": list(names),
+        "stimuli": stimuli,
+        "model": model,
+        "quick": quick,
+        "layers": list(layers),
+        "dictionaries": [str(d) for d in dictionaries],
+        "config": cfg.to_dict(),
+    }
+    return cast(dict[str, Any], json.loads(json.dumps(clean_json(record))))
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings that differ, each as ``name held (this run: value)``; the concepts as sets
+    (their order only orders the tables), the configuration per ``[section] key``."""
+    out = []
+    for key in ("concepts", "stimuli", "model", "quick", "layers", "dictionaries"):
+        a, b = old.get(key), new.get(key)
+        if key == "concepts" and a is not None and sorted(a) == sorted(b):
+            continue
+        if key in old and a != b:
+            show = (lambda v: ",".join(v) or "-") if isinstance(b, list) else str
+            out.append(f"{key} {show(a)} (this run: {show(b)})")
+    for section, values in new.get("config", {}).items():
+        held = old.get("config", {}).get(section, {})
+        out += [f"[{section}] {k}" for k, v in values.items() if "config" in old and held.get(k) != v]
+    return out
+
+
+def check_folder(folder: Path, settings: dict[str, Any]) -> None:
+    """Refuse ``folder`` when it holds a battery run of other settings (:func:`_settings`), in
+    one line naming the folder and what differs, before anything is written
+    (:class:`~steerlab.errors.PlanError`). Read from ``battery.json``; a folder written before
+    that file existed is judged by its ``steerability.json`` (concepts, model, quick, stimuli).
+    The same settings resume; each concept's folder is checked again by its own hash."""
+    from steerlab.errors import OutputError, PlanError
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output {folder} exists and is not a folder; choose a new folder name")
+    record, summary = folder / BATTERY_FILE, folder / SUMMARY_JSON
+    try:
+        if record.is_file():
+            held = json.loads(record.read_text())
+        elif summary.is_file():
+            doc = json.loads(summary.read_text())
+            held = {
+                "concepts": list(dict.fromkeys(t["concept"] for t in doc["concepts"])),
+                "stimuli": doc.get("stimuli", "synthetic"),
+                "model": doc.get("model") or settings["model"],
+                "quick": doc.get("quick"),
+            }
+        else:
+            return
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanError(f"{folder} holds an unreadable steerability run ({exc}); use a new output folder") from None
+    diffs = _differences(held, settings)
+    if diffs:
+        shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        raise PlanError(
+            f"{folder} holds a steerability run of other settings: {shown}; use a new output "
+            "folder, or rerun with that run's arguments to resume it"
+        )
+
+
 def variants_of(stimuli: str) -> tuple[str, ...]:
     """The variants a ``--stimuli`` choice runs, in order."""
     return ("synthetic", "instrument") if stimuli == "both" else (stimuli,)
@@ -142,6 +225,17 @@ def run_battery(
         return _run_battery(
             names, model, out_dir, quick, layers, bar, notify, config_file, dictionaries, device, stimuli, executor
         )
+
+
+def _write_settings(folder: Path, settings: dict[str, Any]) -> None:
+    from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.errors import OutputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
+    atomic_write_json(clean_json(settings), folder / BATTERY_FILE)
 
 
 def _accepts_executor(delegate: Callable[..., Any]) -> bool:
@@ -200,7 +294,15 @@ def _run_battery(
                 f"the battery's concepts score decoded audio, and {measured.name} has no decoder; choose a model "
                 "that decodes audio, or run only -C partial (steerlab partials scores its output)"
             )
+    from steerlab.loading import default_model_name
+
     folder = Path(out_dir)
+    settings = _settings(
+        [c.name for c in chosen], cfg.run.model or default_model_name(), quick, layers, dictionaries, stimuli, cfg
+    )
+    check_folder(folder, settings)
+    if not (folder / BATTERY_FILE).is_file():
+        _write_settings(folder, settings)
     tables = []
     examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:
@@ -256,9 +358,7 @@ def _run_battery(
             atomic_write_json(clean_json(t), sub / "verdicts.json")
             examples[sub.name] = save_examples(outcome, t, cfg.run.max_batch)
             tables.append(t)
-    from steerlab.loading import default_model_name
-
-    doc = {"model": cfg.run.model or default_model_name(), "quick": quick, "concepts": tables}
+    doc = {"model": settings["model"], "quick": quick, "concepts": tables}
     if stimuli != "synthetic":
         doc["stimuli"] = stimuli
     atomic_write_json(clean_json(doc), folder / SUMMARY_JSON)
