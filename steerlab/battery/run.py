@@ -182,6 +182,22 @@ def variants_of(stimuli: str) -> tuple[str, ...]:
     return ("synthetic", "instrument") if stimuli == "both" else (stimuli,)
 
 
+def variants_run(concept: Any, stimuli: str) -> tuple[str, ...]:
+    """The variants the battery runs ``concept`` on under ``stimuli`` (one of :data:`STIMULI`):
+    with ``both`` those it renders; a variant named alone, that one (ConfigError for a concept
+    that does not render it, before anything is written); a concept with a ``delegate``
+    (``partial``) keeps its own stimuli whatever is asked (:func:`steerlab.battery.plan.own_stimuli`
+    says so) and is run, and checked, on its synthetic pairs."""
+    from steerlab.battery.plan import check_variant, renders
+
+    if concept.delegate is not None:
+        return ("synthetic",)
+    if stimuli == "both":
+        return tuple(v for v in variants_of(stimuli) if renders(concept, v))
+    check_variant(concept, stimuli)
+    return (stimuli,)
+
+
 def variant_folder(concept: str, variant: str) -> str:
     """The run folder's name of ``concept``'s ``variant`` inside the battery's folder."""
     return concept if variant == "synthetic" else f"{concept}-{variant}"
@@ -261,7 +277,7 @@ def _run_battery(
 ) -> dict[str, Any]:
     from steerlab import validation as check
     from steerlab.artifacts import atomic_write_json, clean_json
-    from steerlab.battery.plan import check_variant, renders
+    from steerlab.battery.plan import own_stimuli
     from steerlab.battery.registry import concepts
     from steerlab.battery.report import write_report
     from steerlab.battery.runner import run_concept, save_examples
@@ -271,14 +287,7 @@ def _run_battery(
     reg = concepts()
     chosen = [reg.get(n) for n in dict.fromkeys(names)] if names else list(reg)
     variants = variants_of(check.choice("stimuli", stimuli, STIMULI))
-    own: dict[str, tuple[str, ...]] = {}  # each concept's variants: ``both`` runs those it renders
-    for concept in chosen:
-        if stimuli == "both":
-            own[concept.name] = tuple(v for v in variants if renders(concept, v))
-        else:
-            if concept.delegate is None:
-                check_variant(concept, stimuli)
-            own[concept.name] = variants
+    own = {concept.name: variants_run(concept, stimuli) for concept in chosen}  # refused ones raise here
     if "instrument" in variants:
         from steerlab.stimuli import check_renderer
 
@@ -307,13 +316,11 @@ def _run_battery(
     examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:
         mine = own[concept.name]
-        sub = folder / variant_folder(concept.name, mine[0] if concept.delegate is None else "synthetic")
+        sub = folder / variant_folder(concept.name, mine[0])
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
-            if stimuli != "synthetic":
-                notify(
-                    f"concept {concept.name} chooses its own stimuli (its [grid] families), not the {stimuli} ones asked for"
-                )
+            if (note := own_stimuli(concept, stimuli)) is not None:
+                notify(note)
             extra: dict[str, Any] = {}
             if executor is not None and _accepts_executor(concept.delegate):
                 extra["executor"] = executor
