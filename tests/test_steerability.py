@@ -50,6 +50,22 @@ def test_rule_passes_the_oracle_and_fails_every_wrong_edit(name):
     assert all(r["target"] >= c.rule.min_target and r["damage"] <= c.rule.max_damage for r in oracle)
 
 
+def test_a_concept_without_a_control_says_why_each_control_cannot_vouch():
+    """Every concept no control vouches for names, in its reason and in docs/steerability.md's
+    table of controls, each control model some built-in concept is vouched for by (onset once
+    left out logspec_24khz, loudness's and brightness's control)."""
+    reg = concepts()
+    controls = sorted({m for name in CONCEPTS for m in reg.get(name).controls})
+    assert controls == ["filterbank_24khz", "logspec_24khz", "stft_24khz"]
+    docs = (Path(__file__).parent.parent / "docs" / "steerability.md").read_text()
+    for name in CONCEPTS:
+        c = reg.get(name)
+        if c.controls:
+            continue
+        row = next(line for line in docs.splitlines() if line.startswith(f"| {name} | none"))
+        assert all(m in c.no_control_reason and m in row for m in controls), (name, c.no_control_reason)
+
+
 def test_measured_oracle_values():
     """The numbers docs/steerability.md quotes (seed 0, 24 kHz, quick)."""
     c = concepts().get("loudness")
