@@ -245,9 +245,22 @@ def test_every_verdict_carries_control_null_oracle_and_validation(tiny_battery):
     assert any(v["model_role"] == "positive_control" and v["model"] == "stft_24khz" for v in note["verdicts"])
     # a concept no control can vouch for: every learned method "not validated", and says why
     for v in onset["verdicts"]:
-        assert v["control"] == "no control"
+        assert v["control"] == {}
         if v["method"] != "random":
             assert v["label"] == "not validated" and v["validation_reason"].startswith("no control")
+    # one shape for every concept: no control is said inside it, not by another type
+    assert doc["stimuli"] == "synthetic"
+    assert set(note) == set(onset) and note["no_control_reason"] is None
+    assert onset["controls"] == {} and onset["no_control_reason"] == concepts().get("onset").no_control_reason
+    for t in (note, onset):
+        assert {k: set(v) for k, v in t["validation"].items()} == {
+            f"{m}/{r}": {"status", "reason", "by_model", "by_control"}
+            for m in ("diffmeans", "random")
+            for r in ("ablate", "subtract", "reverse")
+        }
+    assert onset["validation"]["diffmeans/ablate"]["reason"] == "no control: " + onset["no_control_reason"]
+    onset_run = json.loads((out / "onset" / "run.json").read_text())
+    assert onset_run["controls"] == {} and onset_run["no_control_reason"] == onset["no_control_reason"]
     run = json.loads((out / "note" / "run.json").read_text())
     assert run["rule"]["min_target"] == 6.0 and run["rule"]["rationale"]
     assert set(run["controls"]) == {"stft_24khz"} and run["measured"]["grid"]["strengths"] == [1.0]

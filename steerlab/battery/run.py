@@ -58,11 +58,15 @@ CSV_KEYS = (
 )
 
 
-def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
+def _partial_table(concept: Any, summary: dict[str, Any]) -> dict[str, Any]:
     """partials' own verdicts (``steerlab partials``' report: its rows, controls and validation)
-    in the battery's shape: each verdict's fields as partials names them, and beside them the
-    battery's names (``variant`` the stimulus family, ``target_add`` the gain, ``target_remove``
-    minus the loss, ``damage_*`` the off-band distance), its label, validation and null."""
+    in the battery's shape (:func:`steerlab.battery.verdicts.table`): ``controls`` the models
+    that vouched (model -> why, from the concept), ``no_control_reason``, ``validation`` as every
+    concept's, and partials' own control counts as ``control_summary``; each verdict's fields as
+    partials names them, and beside them the battery's names (``variant`` the stimulus family,
+    ``target_add`` the gain, ``target_remove`` minus the loss, ``damage_*`` the off-band
+    distance), its label, validation with its reason, and null."""
+    from steerlab.battery.concept import no_control_reason
     from steerlab.partials.verdicts import label, validation
 
     vs = summary.get("verdicts", [])
@@ -70,9 +74,11 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
     nulls = {
         (v.model, v.layer, v.family, v.target_hz, v.density, v.path, v.removal): v for v in vs if v.method == "random"
     }
+    ran = (summary.get("controls") or {}).get("positive_models", [])
     rows = []
     for v in vs:
         f = v.flat()
+        per = val.get((v.method, v.removal), {}).get("by_control", {})
         null = nulls.get((v.model, v.layer, v.family, v.target_hz, v.density, v.path, v.removal))
         rows.append(
             {
@@ -81,6 +87,11 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
                 "variant": v.family,
                 "label": label(v, val),
                 "validation": val.get((v.method, v.removal), {}).get("status"),
+                "validation_reason": val.get((v.method, v.removal), {}).get("reason"),
+                "control": {  # as every concept's: steerable on every cell of the same method and removal
+                    c: None if not per.get(c, {}).get("total") else per[c]["steerable"] == per[c]["total"]
+                    for c in ran
+                },
                 "null_steerable": None if null is None else null.steerable,
                 "target_add_median": f["gain_db_median"],
                 "target_add_ci_lo": f["gain_db_ci_lo"],
@@ -93,7 +104,10 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "concept": "partial",
         "delegated_to": "steerlab partials (its report.html, summary.csv and oracle are in this folder)",
-        "controls": summary.get("controls"),
+        "controls": {m: why for m, why in dict(concept.controls).items() if m in ran},
+        "no_control_reason": no_control_reason(concept),
+        "validation": {f"{m}/{r}": st for (m, r), st in val.items()},
+        "control_summary": summary.get("controls"),
         "verdicts": rows,
     }
 
@@ -337,7 +351,7 @@ def _run_battery(
                 device=device,
                 **extra,
             )
-            tables.append(_partial_table(summary))
+            tables.append(_partial_table(concept, summary))
             examples[concept.name] = {"partials": list(getattr(done, "examples", []))}
             continue
         for variant in mine:
@@ -365,9 +379,7 @@ def _run_battery(
             atomic_write_json(clean_json(t), sub / "verdicts.json")
             examples[sub.name] = save_examples(outcome, t, cfg.run.max_batch)
             tables.append(t)
-    doc = {"model": settings["model"], "quick": quick, "concepts": tables}
-    if stimuli != "synthetic":
-        doc["stimuli"] = stimuli
+    doc = {"model": settings["model"], "quick": quick, "stimuli": stimuli, "concepts": tables}
     atomic_write_json(clean_json(doc), folder / SUMMARY_JSON)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_KEYS, extrasaction="ignore")

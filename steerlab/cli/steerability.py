@@ -168,6 +168,7 @@ def steerability(
 def concepts(as_json) -> None:
     """List the concepts of `steerlab steerability`: their changes, rules (thresholds and why) and
     the positive controls that can vouch for them, with the plugin that registered each."""
+    from steerlab.battery.concept import no_control_reason
     from steerlab.battery.registry import concepts as registry
 
     reg = registry()
@@ -177,7 +178,8 @@ def concepts(as_json) -> None:
             "description": c.description,
             "changes": list(c.changes),
             "rule": c.rule.to_dict(),
-            "controls": dict(c.controls) or "no control",
+            "controls": dict(c.controls),
+            "no_control_reason": no_control_reason(c),
             "plugin": reg.owners.get(c.name),
         }
         for c in reg
@@ -185,7 +187,7 @@ def concepts(as_json) -> None:
     if as_json:
         return echo_json(rows)
     for r in rows:
-        ctrl = ", ".join(r["controls"]) if isinstance(r["controls"], dict) else r["controls"]
+        ctrl = ", ".join(r["controls"]) or "no control"
         click.echo(f"{r['name']:<14} {r['description']}  [controls: {ctrl}]")
     return None
 
