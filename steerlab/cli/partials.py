@@ -147,10 +147,10 @@ def partials(
 
     @contextmanager
     def bar(label: str, length: int):
-        from steerlab.cli.options import progressbar
+        from steerlab.cli.progress import progress
 
-        with progressbar(length, label, show_eta=True, show_pos=True) as b:  # plain lines off a terminal
-            yield b.update
+        with progress(label, length, every=None) as update:  # the first line only off a terminal
+            yield update
 
     from steerlab.executors import make_executor
 

@@ -3,8 +3,6 @@ with a positive control, the null and the oracle beside every verdict (docs/stee
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,32 +28,12 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
 
 
-class _Eta:
-    """Progress off a terminal: a line at most every ``every`` seconds with the items done, the
-    rate and the estimated time left (the bar shows the same on a terminal)."""
-
-    def __init__(self, label: str, length: int, every: float = 10.0) -> None:
-        self.label, self.length, self.every = label, length, every
-        self.done, self.start, self.last = 0, time.monotonic(), 0.0
-        click.echo(f"{label}: {length} item{'s' if length != 1 else ''}", err=True)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.every or self.done == self.length:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            left = (self.length - self.done) / rate if rate > 0 else float("inf")
-            click.echo(f"{self.label}: {self.done}/{self.length}, about {left:.0f} s left", err=True)
-
-
 @contextmanager
 def _bar(label: str, length: int) -> Iterator[Any]:
-    if sys.stderr.isatty():
-        with click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True, show_pos=True) as b:
-            yield b.update
-    else:
-        yield _Eta(label, length).update
+    from steerlab.cli.progress import progress
+
+    with progress(label, length) as update:
+        yield update
 
 
 @click.command(context_settings=CONTEXT)
