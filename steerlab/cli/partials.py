@@ -210,8 +210,12 @@ def partials(
             "not validated or unchecked (their verdicts are not measurements): "
             + ", ".join(
                 f"{k} ({val[k]['status']}: "
-                + "; ".join(
-                    f"{c} {p['status']} {p['steerable']}/{p['total']}" for c, p in val[k].get("by_control", {}).items()
+                + (
+                    "; ".join(
+                        f"{c} {p['status']} {p['steerable']}/{p['total']}"
+                        for c, p in val[k].get("by_control", {}).items()
+                    )
+                    or val[k].get("reason")  # no control ran: why, not an empty list
                 )
                 + ")"
                 for k in bad
