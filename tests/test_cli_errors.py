@@ -439,7 +439,10 @@ def test_a_model_given_as_an_argument_gets_a_one_line_hint(cli):
         res = CliRunner().invoke(cli, [*path, "logspec_24khz"], prog_name="steerlab")
         where = "steerlab " + " ".join(path)
         assert res.exit_code == 1 and "Traceback" not in res.output, (path, res.output)
-        assert res.output == f"Error: {where} names the model with -m/--model, not as an argument: {where} -m logspec_24khz\n"
+        assert (
+            res.output
+            == f"Error: {where} names the model with -m/--model, not as an argument: {where} -m logspec_24khz\n"
+        )
         checked.append(path)
     assert ("layers",) in checked and ("arch",) in checked and len(checked) >= 5
     res = CliRunner().invoke(cli, ["steerability", "logspec_24khz", "-o", "x"], prog_name="steerlab")

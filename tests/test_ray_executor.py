@@ -198,4 +198,3 @@ def test_sae_sweep_on_ray_equals_local_and_resumes(cluster, tmp_path):
     assert _timeless(again) == _timeless(local)
     assert notes[0] == "1 of 2 configurations finished before; training 1"
     assert _weights(tmp_path / "ray").keys() == want.keys()
-

@@ -285,7 +285,9 @@ def test_a_folder_of_another_concept_set_is_refused_before_anything_is_written(t
     toy = _ToyPlugin()
     plugins.register(toy, name="toy_battery")
     try:
-        with pytest.raises(PlanError, match=r"holds a steerability run of other settings: concepts note,onset \(this run: onset\)"):
+        with pytest.raises(
+            PlanError, match=r"holds a steerability run of other settings: concepts note,onset \(this run: onset\)"
+        ):
             run_battery(["onset"], "toy_battery_codec", out, True, config_file=cfg)
         with pytest.raises(PlanError, match=r"quick True \(this run: False\)"):
             run_battery(["onset", "note"], "toy_battery_codec", out, False, config_file=cfg)

@@ -184,7 +184,9 @@ def test_check_accepts_what_the_battery_accepts_and_says_partial_keeps_its_stimu
     from steerlab.battery.run import variants_run
 
     partial = concepts().get("partial")
-    assert variants_run(partial, "instrument") == ("synthetic",) and variants_for(partial, "instrument") == ["synthetic"]
+    assert variants_run(partial, "instrument") == ("synthetic",) and variants_for(partial, "instrument") == [
+        "synthetic"
+    ]
     main(["--stimuli", "instrument", "partial"])
     out = capsys.readouterr().out.splitlines()
     assert out[0] == own_stimuli(partial, "instrument")

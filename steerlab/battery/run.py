@@ -89,8 +89,7 @@ def _partial_table(concept: Any, summary: dict[str, Any]) -> dict[str, Any]:
                 "validation": val.get((v.method, v.removal), {}).get("status"),
                 "validation_reason": val.get((v.method, v.removal), {}).get("reason"),
                 "control": {  # as every concept's: steerable on every cell of the same method and removal
-                    c: None if not per.get(c, {}).get("total") else per[c]["steerable"] == per[c]["total"]
-                    for c in ran
+                    c: None if not per.get(c, {}).get("total") else per[c]["steerable"] == per[c]["total"] for c in ran
                 },
                 "null_steerable": None if null is None else null.steerable,
                 "target_add_median": f["gain_db_median"],
@@ -145,7 +144,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     out = []
     for key in ("concepts", "stimuli", "model", "quick", "layers", "dictionaries"):
         a, b = old.get(key), new.get(key)
-        if key == "concepts" and a is not None and sorted(a) == sorted(b):
+        if key == "concepts" and a is not None and sorted(a) == sorted(b or []):
             continue
         if key in old and a != b:
             show = (lambda v: ",".join(v) or "-") if isinstance(b, list) else str

@@ -150,7 +150,7 @@ def concepts(as_json) -> None:
     from steerlab.battery.registry import concepts as registry
 
     reg = registry()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": c.name,
             "description": c.description,
