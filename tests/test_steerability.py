@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import battery_toml
 
 from steerlab import plugins
 from steerlab.battery.check import check, summary, usable
@@ -191,29 +192,12 @@ class _ToyPlugin:
             registry.add(LayerInfo("enc", "conv", "encoder", 16, 8, 8, model.sample_rate, 16, kernel_size=16))
 
 
-TINY = """
-[grid]
-strengths = [1.0]
-subtract_strengths = [1.0]
-methods = ["diffmeans", "random"]
-[stimuli]
-train_seeds = 2
-test_seeds = 3
-[controls]
-positive_models = {controls}
-[run]
-max_batch = 4
-probe_frames = 16
-bootstrap = 100
-"""
-
-
 @pytest.fixture(scope="module")
 def tiny_battery(tmp_path_factory):
     from steerlab.battery.run import run_battery
 
     d = tmp_path_factory.mktemp("battery")
-    (d / "tiny.toml").write_text(TINY.format(controls='["stft_24khz"]'))
+    (d / "tiny.toml").write_text(battery_toml('["stft_24khz"]'))
     toy = _ToyPlugin()
     plugins.register(toy, name="toy_battery")
     try:
@@ -338,7 +322,7 @@ def _rows(folder: Path) -> list[dict]:
 
 def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     cfg = tmp_path / "r.toml"
-    cfg.write_text(TINY.format(controls="[]").replace("max_batch = 4", "max_batch = 2"))
+    cfg.write_text(battery_toml(max_batch=2))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     from steerlab.battery.run import run_battery
@@ -375,7 +359,7 @@ def test_sae_feature_direction_with_a_shipped_dictionary(tmp_path):
 
     cfg = tmp_path / "s.toml"
     grid = '["sae", "random"]\npaths = ["continuous"]'
-    cfg.write_text(TINY.format(controls="[]").replace('["diffmeans", "random"]', grid))
+    cfg.write_text(battery_toml().replace('["diffmeans", "random"]', grid))
     c = concepts().get("loudness")
     out = run_concept(
         c, build(cfg, True), tmp_path / "run", "tiny_encodec_24khz", True, ["latent"], ["latent-features"]

@@ -219,11 +219,12 @@ def test_a_concept_without_the_variant_is_refused_before_anything_is_written(tmp
 
 
 def test_both_variants_run_in_their_own_folders(tmp_path):
-    from test_steerability import TINY, _ToyPlugin
+    from conftest import battery_toml
+    from test_steerability import _ToyPlugin
 
     from steerlab.battery.run import run_battery
 
-    (tmp_path / "tiny.toml").write_text(TINY.format(controls="[]"))
+    (tmp_path / "tiny.toml").write_text(battery_toml())
     toy = _ToyPlugin()
     plugins.register(toy, name="toy_battery_rendered")
     try:
