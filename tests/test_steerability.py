@@ -286,6 +286,8 @@ def test_a_folder_of_another_concept_set_is_refused_before_anything_is_written(t
     with pytest.raises(PlanError, match=r"legacy holds .*concepts note,onset \(this run: loudness\)"):
         check_folder(legacy, settings)
     check_folder(legacy, {**settings, "concepts": ["onset", "note"]})  # the same run: resumed
+    with pytest.raises(PlanError, match=r"onset holds another kind of run \(its run.json"):
+        check_folder(out / "onset", settings)  # a concept's own folder (or a partials run) as the battery's
 
 
 def test_stft_control_creates_the_note_under_diffmeans(tiny_battery):

@@ -159,7 +159,8 @@ def check_folder(folder: Path, settings: dict[str, Any]) -> None:
     """Refuse ``folder`` when it holds a battery run of other settings (:func:`_settings`), in
     one line naming the folder and what differs, before anything is written
     (:class:`~steerlab.errors.PlanError`). Read from ``battery.json``; a folder written before
-    that file existed is judged by its ``steerability.json`` (concepts, model, quick, stimuli).
+    that file existed is judged by its ``steerability.json`` (concepts, model, quick, stimuli);
+    one holding a ``run.json`` (a ``steerlab partials`` run, a concept's folder) is refused.
     The same settings resume; each concept's folder is checked again by its own hash."""
     from steerlab.errors import OutputError, PlanError
 
@@ -177,6 +178,11 @@ def check_folder(folder: Path, settings: dict[str, Any]) -> None:
                 "model": doc.get("model") or settings["model"],
                 "quick": doc.get("quick"),
             }
+        elif (folder / "run.json").is_file():  # a `steerlab partials` folder, or one concept's
+            raise PlanError(
+                f"{folder} holds another kind of run (its run.json: a steerlab partials or a single concept's "
+                "folder), not a steerability battery; use a new output folder"
+            )
         else:
             return
     except (OSError, ValueError, KeyError, TypeError) as exc:
