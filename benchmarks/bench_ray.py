@@ -36,7 +36,9 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -123,13 +125,54 @@ def _battery_run(setup, executor, threads: int) -> tuple[float, int]:
         torch.set_num_threads(before)
 
 
+def _timings(
+    run: Callable[[Any, Any, int], tuple[float, int]],
+    setup: Any,
+    repeats: int,
+    payload: list[list[dict]],
+    after_repeat: Callable[[], None] = lambda: None,
+) -> dict[str, Any]:
+    """The runs both modes time, in one place: a local 2-CPU Ray cluster started (``cluster_start_s``),
+    ``run`` on it cold (``cold``, with the items it ran, ``n``), then ``repeats`` interleaved rounds
+    (load spikes on a shared machine hit all alike) of in process with 2 threads and 1 and Ray warm
+    (``local2``, ``local1``, ``warm``; ``after_repeat`` after each), and Ray's per-task cost on a
+    map of empty tasks returning ``payload``'s batches of rows (``overhead``); the cluster is shut
+    down after."""
+    import ray
+
+    from steerlab.executors import LocalExecutor, RayExecutor
+
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    t_start = time.perf_counter() - t
+    ray_ex = RayExecutor()
+    cold, n = run(setup, ray_ex, 1)
+    local2, local1, warm = [], [], []
+    for _ in range(repeats):
+        local2.append(run(setup, LocalExecutor(), 2)[0])
+        local1.append(run(setup, LocalExecutor(), 1)[0])
+        warm.append(run(setup, ray_ex, 1)[0])
+        after_repeat()
+    t = time.perf_counter()
+    for _ in ray_ex.map(_echo, None, payload):
+        pass
+    overhead = (time.perf_counter() - t) / len(payload)
+    ray.shutdown()
+    return {
+        "cluster_start_s": t_start,
+        "cold": cold,
+        "n": n,
+        "local2": local2,
+        "local1": local1,
+        "warm": warm,
+        "overhead": overhead,
+    }
+
+
 def battery_main(names: list[str], repeats: int) -> None:
     import os
 
-    import ray
-
     from steerlab.battery import runner
-    from steerlab.executors import LocalExecutor, RayExecutor
     from steerlab.partials.plan import batches
 
     load = [os.getloadavg()]
@@ -146,25 +189,13 @@ def battery_main(names: list[str], repeats: int) -> None:
     t_base = time.perf_counter() - t
     torch.set_num_threads(before)
 
-    t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    t_start = time.perf_counter() - t
-    ray_ex = RayExecutor()
-    cold, n = _battery_run(setup, ray_ex, 1)
-    assert n == len(items)
-    local2, local1, warm = [], [], []
-    for _ in range(repeats):  # interleaved: load spikes on a shared machine hit all alike
-        local2.append(_battery_run(setup, LocalExecutor(), 2)[0])
-        local1.append(_battery_run(setup, LocalExecutor(), 1)[0])
-        warm.append(_battery_run(setup, ray_ex, 1)[0])
-        load.append(os.getloadavg())
-    l2, l1, w = min(local2), min(local1), min(warm)
     payload = [[{"key": f"{i}-{j}", "target": 1.0} for j in range(mb)] for i in range(n_b)]
-    t = time.perf_counter()
-    for _ in ray_ex.map(_echo, None, payload):
-        pass
-    overhead = (time.perf_counter() - t) / len(payload)
-    ray.shutdown()
+    m = _timings(_battery_run, setup, repeats, payload, lambda: load.append(os.getloadavg()))
+    assert m["n"] == len(items)
+    cold, local2, local1, warm, overhead, t_start = (
+        m[k] for k in ("cold", "local2", "local1", "warm", "overhead", "cluster_start_s")
+    )
+    l2, l1, w = min(local2), min(local1), min(warm)
     out = {
         "concepts": names,
         "items": len(items),
@@ -207,9 +238,6 @@ def main() -> None:
         battery_main([c for c in args.concepts.split(",") if c], args.repeats)
         return
 
-    import ray
-
-    from steerlab.executors import LocalExecutor, RayExecutor
     from steerlab.partials.plan import batches
     from steerlab.partials.store import ResultStore
     from steerlab.partials.sweep import baselines
@@ -222,31 +250,16 @@ def main() -> None:
     baselines(plan, items, mb, items[0].n_q)
     t_base = time.perf_counter() - t
 
-    t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    t_start = time.perf_counter() - t
-    ray_ex = RayExecutor()
-    cold, _ = _run(setup, ray_ex, 1)
-
-    local2, local1, warm = [], [], []
-    for _ in range(args.repeats):  # interleaved: load spikes on a shared machine hit all alike
-        local2.append(_run(setup, LocalExecutor(), 2)[0])
-        local1.append(_run(setup, LocalExecutor(), 1)[0])
-        warm.append(_run(setup, ray_ex, 1)[0])
-    l2, l1, w = min(local2), min(local1), min(warm)
-
     payload = _rows_of(setup)
-    t = time.perf_counter()
-    for _ in ray_ex.map(_echo, None, payload):
-        pass
-    overhead = (time.perf_counter() - t) / len(payload)
+    m = _timings(_run, setup, args.repeats, payload)
+    cold, overhead, t_start = m["cold"], m["overhead"], m["cluster_start_s"]
+    l2, l1, w = min(m["local2"]), min(m["local1"]), min(m["warm"])
     with tempfile.TemporaryDirectory() as d:
         store = ResultStore(Path(d), "x").open()
         t = time.perf_counter()
         for rows in payload:
             store.append([{**r, "config_hash": "x"} for r in rows])
         write = (time.perf_counter() - t) / len(payload)
-    ray.shutdown()
 
     t_batch = (l1 - t_base) / n_b
     out = {

@@ -145,7 +145,9 @@ class RayExecutor:
     cluster with ``num_cpus`` CPUs (None: all of this machine's), whose workers import the same
     steerlab as this process. If Ray is already initialized in this process (a test, a
     notebook), that cluster is used and left running. ``threads``: torch threads per worker.
-    Raises :class:`~steerlab.errors.SteerlabError` when Ray is not installed and
+    Raises :class:`~steerlab.errors.SteerlabError` when Ray is not installed or nothing accepts a
+    connection at ``address`` within :data:`CONNECT_TIMEOUT_S` seconds (``ray.init`` alone would
+    wait without end), before anything is written, and
     :class:`~steerlab.errors.ConfigError` for ``threads`` < 1."""
 
     name = "ray"
@@ -162,6 +164,8 @@ class RayExecutor:
                 here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
                 path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
                 kwargs.update(num_cpus=num_cpus, runtime_env={"env_vars": {"PYTHONPATH": path}})
+            else:
+                _check_reachable(address)
             try:
                 ray.init(address=address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -206,6 +210,39 @@ class RayExecutor:
 
             ray.shutdown()
             self._owned = False
+
+
+CONNECT_TIMEOUT_S = 20.0  # how long an address may stay silent before it is refused
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of ``HOST:PORT`` or ``ray://HOST:PORT``; None for ``auto`` (Ray finds a
+    cluster started on this machine itself, or says at once that there is none) or no port."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or address == "auto":
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse ``address`` in one line when nothing accepts a connection there within
+    ``timeout_s`` seconds: ``ray.init`` would otherwise retry a silent address without end.
+    Raises :class:`~steerlab.errors.SteerlabError` (``parameter="address"``)."""
+    import socket
+
+    where = _host_port(address)
+    if where is None:
+        return
+    try:
+        socket.create_connection(where, timeout=timeout_s).close()
+    except OSError as exc:
+        why = f"nothing answered within {timeout_s:g} s" if isinstance(exc, TimeoutError) else exc.strerror or exc
+        raise SteerlabError(
+            f"cannot connect to Ray at {address!r} ({why}); start the cluster there (ray start --head), "
+            "correct the address, or leave the address out to start a local cluster",
+            parameter="address",
+        ) from None
 
 
 def _result(ray: Any, ref: Any) -> Any:

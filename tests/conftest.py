@@ -57,6 +57,42 @@ def import_or_skip(name: str, reason: str | None = None):
     return pytest.importorskip(name, reason=reason)
 
 
+BATTERY_TOML = """
+[grid]
+strengths = [1.0]
+subtract_strengths = [1.0]
+methods = ["diffmeans", "random"]
+[stimuli]
+train_seeds = 2
+test_seeds = {test_seeds}
+[controls]
+positive_models = {controls}
+[run]
+max_batch = {max_batch}
+probe_frames = 16
+bootstrap = 100
+"""
+
+
+def battery_toml(controls: str = "[]", test_seeds: int = 3, max_batch: int = 4) -> str:
+    """The tiny battery grid the steerability tests share (one strength, diffmeans and the null,
+    2 training pairs): ``controls`` the ``positive_models`` TOML value (``'["stft_24khz"]'``)."""
+    return BATTERY_TOML.format(controls=controls, test_seeds=test_seeds, max_batch=max_batch)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local 2-CPU Ray cluster for a test module, shut down after it (one already initialized,
+    by another module or a notebook, is used and left running); skips without the ray extra."""
+    ray = import_or_skip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.cluster_resources()
+    if started:
+        ray.shutdown()
+
+
 def needs(available: bool, reason: str):
     """A skip mark for an absent optional input, inactive under CI (see STRICT_OPTIONAL)."""
     return pytest.mark.skipif(not available and not STRICT_OPTIONAL, reason=reason)

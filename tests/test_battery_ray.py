@@ -10,38 +10,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import import_or_skip
+from conftest import battery_toml, import_or_skip
 
 ray = import_or_skip("ray")  # the one reason to skip: the ray extra is not installed
 
 # the tiny codec's latent on both decode paths (codes changed on the quantized one), and a
 # positive control (logspec_24khz, loudness's control): three plans' baselines and batches go through the executor
-TINY = """
-[grid]
-strengths = [1.0]
-subtract_strengths = [1.0]
-methods = ["diffmeans", "random"]
-[stimuli]
-train_seeds = 2
-test_seeds = 2
-[controls]
-positive_models = ["logspec_24khz"]
-[run]
-max_batch = 3
-probe_frames = 16
-bootstrap = 100
-"""
+TINY = battery_toml('["logspec_24khz"]', test_seeds=2, max_batch=3)
 MODEL, CONCEPT, LAYER = "tiny_encodec_24khz", "loudness", "latent"
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.cluster_resources()
-    if started:
-        ray.shutdown()
 
 
 def _battery(folder: Path, cfg: Path, executor) -> dict:
@@ -98,7 +74,7 @@ def _directions(folder: Path) -> tuple[dict, dict]:
 
 
 def test_ray_battery_equals_local_bitwise_and_its_workers_decode_the_baselines(
-    cluster, local_run, tmp_path, monkeypatch
+    ray_cluster, local_run, tmp_path, monkeypatch
 ):
     import torch
 
@@ -108,7 +84,7 @@ def test_ray_battery_equals_local_bitwise_and_its_workers_decode_the_baselines(
     def no_baselines_here(*args, **kwargs):
         raise AssertionError("the calling process computed unpatched decodes")
 
-    assert cluster["CPU"] == 2
+    assert ray_cluster["CPU"] == 2
     d, local_doc = local_run
     monkeypatch.setattr(runner, "_baselines", no_baselines_here)  # this process only; workers import their own
     threads = torch.get_num_threads()
@@ -137,7 +113,7 @@ def test_ray_battery_equals_local_bitwise_and_its_workers_decode_the_baselines(
     assert ray.is_initialized()  # not the executor's cluster to stop
 
 
-def test_ray_battery_resumes_a_cut_store_with_a_torn_line(cluster, local_run, tmp_path):
+def test_ray_battery_resumes_a_cut_store_with_a_torn_line(ray_cluster, local_run, tmp_path):
     from steerlab.executors import RayExecutor
 
     d, local_doc = local_run

@@ -414,3 +414,46 @@ def test_analyze_accepts_a_shipped_dictionary_name(cli, tmp_path):
     shipped = Path(steerlab.builtins.encodec.__file__).parent / "dictionaries" / "first_conv-features"
     assert Path(doc["dictionary"]["path"]).resolve() == shipped.resolve()
     assert doc["dictionary"]["layer"] == "encoder.0.conv" and doc["analyses"]["a_coverage"]["status"] == "ran"
+
+
+def _leaves(group, path=()):
+    import click
+
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            yield from _leaves(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+def test_a_model_given_as_an_argument_gets_a_one_line_hint(cli):
+    """`steerlab layers logspec_24khz`: every command that names its model with -m/--model and
+    takes no argument says so in one line with the command to type; `-m` still works."""
+    import click
+
+    checked = []
+    for path, cmd in _leaves(cli):
+        has_model = any(isinstance(p, click.Option) and "--model" in p.opts for p in cmd.params)
+        if not has_model or any(isinstance(p, click.Argument) or p.required for p in cmd.params):
+            continue  # (a missing required option is reported first, by click)
+        res = CliRunner().invoke(cli, [*path, "logspec_24khz"], prog_name="steerlab")
+        where = "steerlab " + " ".join(path)
+        assert res.exit_code == 1 and "Traceback" not in res.output, (path, res.output)
+        assert (
+            res.output
+            == f"Error: {where} names the model with -m/--model, not as an argument: {where} -m logspec_24khz\n"
+        )
+        checked.append(path)
+    assert ("layers",) in checked and ("arch",) in checked and len(checked) >= 5
+    res = CliRunner().invoke(cli, ["steerability", "logspec_24khz", "-o", "x"], prog_name="steerlab")
+    assert res.output.startswith("Error: steerlab steerability names the model with -m/--model")
+    other = CliRunner().invoke(cli, ["layers", "not_a_model"])  # not a model: click's own message
+    assert other.exit_code == 1 and "unexpected extra argument (not_a_model)" in other.output
+
+
+def test_layers_prints_no_empty_section(cli):
+    plain = CliRunner().invoke(cli, ["layers", "-m", "logspec_24khz"])  # no aliases
+    assert plain.exit_code == 0 and plain.output.splitlines()[0] == "model logspec_24khz (24000 Hz, 1 ch)"
+    assert "aliases" not in plain.output
+    codec = CliRunner().invoke(cli, ["layers", "-m", "tiny_encodec_24khz"])
+    assert "; aliases: first_conv -> encoder.0.conv, last_conv -> encoder.15.conv" in codec.output.splitlines()[0]

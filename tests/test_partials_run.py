@@ -265,6 +265,7 @@ def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
         ["partials", "-c", str(tmp_path / "sae.toml"), "--dictionary", "latent-features", "-o", str(tmp_path / "run")],
     )
     assert res.exit_code == 0, res.output
+    assert "(unchecked: no positive control ran)" in res.output and ": )" not in res.output  # no empty list
     rows = _rows(tmp_path / "run")
     sae = [r for r in rows if r["method"] == "sae"]
     assert len(sae) == 2 * 3 and {r["op"] for r in sae} == {"add", "subtract", "ablate"}

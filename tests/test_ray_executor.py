@@ -37,16 +37,6 @@ bootstrap = 100
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray.cluster_resources()
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
     """The reference: in process, with one torch thread (the Ray workers' default)."""
     import torch
@@ -78,13 +68,13 @@ def _examples(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((folder / "examples").iterdir())}
 
 
-def test_ray_rows_equal_local_rows_bitwise(cluster, local_run, tmp_path):
+def test_ray_rows_equal_local_rows_bitwise(ray_cluster, local_run, tmp_path):
     import torch
 
     from steerlab.executors import RayExecutor
     from steerlab.partials.runner import run_partials
 
-    assert cluster["CPU"] == 2
+    assert ray_cluster["CPU"] == 2
     cfg, d, local = local_run
     threads = torch.get_num_threads()
     ex = RayExecutor()  # Ray is initialized: the test's cluster is used and left running
@@ -103,7 +93,7 @@ def test_ray_rows_equal_local_rows_bitwise(cluster, local_run, tmp_path):
     assert ray.is_initialized()  # not the executor's cluster to stop
 
 
-def test_ray_resumes_a_partial_store_with_a_torn_line(cluster, local_run, tmp_path):
+def test_ray_resumes_a_partial_store_with_a_torn_line(ray_cluster, local_run, tmp_path):
     from steerlab.executors import RayExecutor
     from steerlab.partials.runner import run_partials
 
@@ -122,7 +112,7 @@ def test_ray_resumes_a_partial_store_with_a_torn_line(cluster, local_run, tmp_pa
     assert outcome.rows == local.rows
 
 
-def test_worker_refuses_other_weights(cluster, local_run):
+def test_worker_refuses_other_weights(ray_cluster, local_run):
     """A node whose installed weights differ from the run's gives one clear error, not rows."""
     from steerlab.errors import SteerlabError
     from steerlab.executors import RayExecutor
@@ -157,7 +147,7 @@ def _weights(folder: Path) -> dict:
     return {p.parent.name: load_file(str(p)) for p in sorted(folder.glob("*/*.safetensors"))}
 
 
-def test_sae_sweep_on_ray_equals_local_and_resumes(cluster, tmp_path):
+def test_sae_sweep_on_ray_equals_local_and_resumes(ray_cluster, tmp_path):
     """`learn sweep`'s configurations as Ray tasks: the same SAE weights as in process (one thread),
     and a sweep whose last configuration lost its row (killed before the append) trains only that one."""
     import torch

@@ -10,27 +10,13 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import needs
+from conftest import battery_toml, needs
 
 from steerlab.reportcheck import check_report, find_browser
 
 pytestmark = needs(find_browser() is not None, "no Chromium (apt-get install chromium)")
 
-TINY = """
-[grid]
-strengths = [1.0]
-subtract_strengths = [1.0]
-methods = ["diffmeans", "random"]
-[stimuli]
-train_seeds = 2
-test_seeds = 3
-[controls]
-positive_models = []
-[run]
-max_batch = 4
-probe_frames = 16
-bootstrap = 100
-"""
+TINY = battery_toml()
 
 
 def test_a_real_steerability_report_passes(tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import battery_toml
 
 from steerlab import plugins
 from steerlab.battery.check import check, summary, usable
@@ -48,6 +49,22 @@ def test_rule_passes_the_oracle_and_fails_every_wrong_edit(name):
     assert usable(rows, c.rule.min_share)
     oracle = [r for r in rows if r["edit"] == "oracle +"]
     assert all(r["target"] >= c.rule.min_target and r["damage"] <= c.rule.max_damage for r in oracle)
+
+
+def test_a_concept_without_a_control_says_why_each_control_cannot_vouch():
+    """Every concept no control vouches for names, in its reason and in docs/steerability.md's
+    table of controls, each control model some built-in concept is vouched for by (onset once
+    left out logspec_24khz, loudness's and brightness's control)."""
+    reg = concepts()
+    controls = sorted({m for name in CONCEPTS for m in reg.get(name).controls})
+    assert controls == ["filterbank_24khz", "logspec_24khz", "stft_24khz"]
+    docs = (Path(__file__).parent.parent / "docs" / "steerability.md").read_text()
+    for name in CONCEPTS:
+        c = reg.get(name)
+        if c.controls:
+            continue
+        row = next(line for line in docs.splitlines() if line.startswith(f"| {name} | none"))
+        assert all(m in c.no_control_reason and m in row for m in controls), (name, c.no_control_reason)
 
 
 def test_measured_oracle_values():
@@ -175,29 +192,12 @@ class _ToyPlugin:
             registry.add(LayerInfo("enc", "conv", "encoder", 16, 8, 8, model.sample_rate, 16, kernel_size=16))
 
 
-TINY = """
-[grid]
-strengths = [1.0]
-subtract_strengths = [1.0]
-methods = ["diffmeans", "random"]
-[stimuli]
-train_seeds = 2
-test_seeds = 3
-[controls]
-positive_models = {controls}
-[run]
-max_batch = 4
-probe_frames = 16
-bootstrap = 100
-"""
-
-
 @pytest.fixture(scope="module")
 def tiny_battery(tmp_path_factory):
     from steerlab.battery.run import run_battery
 
     d = tmp_path_factory.mktemp("battery")
-    (d / "tiny.toml").write_text(TINY.format(controls='["stft_24khz"]'))
+    (d / "tiny.toml").write_text(battery_toml('["stft_24khz"]'))
     toy = _ToyPlugin()
     plugins.register(toy, name="toy_battery")
     try:
@@ -229,15 +229,65 @@ def test_every_verdict_carries_control_null_oracle_and_validation(tiny_battery):
     assert any(v["model_role"] == "positive_control" and v["model"] == "stft_24khz" for v in note["verdicts"])
     # a concept no control can vouch for: every learned method "not validated", and says why
     for v in onset["verdicts"]:
-        assert v["control"] == "no control"
+        assert v["control"] == {}
         if v["method"] != "random":
             assert v["label"] == "not validated" and v["validation_reason"].startswith("no control")
+    # one shape for every concept: no control is said inside it, not by another type
+    assert doc["stimuli"] == "synthetic"
+    assert set(note) == set(onset) and note["no_control_reason"] is None
+    assert onset["controls"] == {} and onset["no_control_reason"] == concepts().get("onset").no_control_reason
+    for t in (note, onset):
+        assert {k: set(v) for k, v in t["validation"].items()} == {
+            f"{m}/{r}": {"status", "reason", "by_model", "by_control"}
+            for m in ("diffmeans", "random")
+            for r in ("ablate", "subtract", "reverse")
+        }
+    assert onset["validation"]["diffmeans/ablate"]["reason"] == "no control: " + onset["no_control_reason"]
+    onset_run = json.loads((out / "onset" / "run.json").read_text())
+    assert onset_run["controls"] == {} and onset_run["no_control_reason"] == onset["no_control_reason"]
     run = json.loads((out / "note" / "run.json").read_text())
     assert run["rule"]["min_target"] == 6.0 and run["rule"]["rationale"]
     assert set(run["controls"]) == {"stft_24khz"} and run["measured"]["grid"]["strengths"] == [1.0]
     rows = [json.loads(line) for line in (out / "note" / "results.jsonl").read_text().splitlines()]
     assert {r["op"] for r in rows} == {"add", "subtract", "reverse", "ablate", "add_calibrated", "reverse_calibrated"}
     assert all(r["target"] is not None and r["damage"] >= 0 for r in rows)
+
+
+def test_a_folder_of_another_concept_set_is_refused_before_anything_is_written(tiny_battery, tmp_path):
+    """Rerunning into a battery's folder with other concepts (or settings) is refused in one line
+    naming the folder and what differs; steerability.json, summary.csv and report.html keep the
+    first run's bytes and no concept folder is added. A folder written before battery.json
+    existed is judged by its steerability.json."""
+    from steerlab.battery.run import BATTERY_FILE, _settings, check_folder, run_battery
+    from steerlab.errors import PlanError
+    from steerlab.partials import build
+
+    out, _ = tiny_battery
+    cfg = out.parent / "tiny.toml"
+    files = ("steerability.json", "summary.csv", "report.html", BATTERY_FILE)
+    before = {f: (out / f).read_bytes() for f in files}
+    toy = _ToyPlugin()
+    plugins.register(toy, name="toy_battery")
+    try:
+        with pytest.raises(
+            PlanError, match=r"holds a steerability run of other settings: concepts note,onset \(this run: onset\)"
+        ):
+            run_battery(["onset"], "toy_battery_codec", out, True, config_file=cfg)
+        with pytest.raises(PlanError, match=r"quick True \(this run: False\)"):
+            run_battery(["onset", "note"], "toy_battery_codec", out, False, config_file=cfg)
+    finally:
+        plugins.unregister(toy)
+    assert {f: (out / f).read_bytes() for f in files} == before
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["note", "onset"]
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "steerability.json").write_bytes(before["steerability.json"])
+    settings = _settings(["loudness"], "toy_battery_codec", True, (), (), "synthetic", build(cfg, True))
+    with pytest.raises(PlanError, match=r"legacy holds .*concepts note,onset \(this run: loudness\)"):
+        check_folder(legacy, settings)
+    check_folder(legacy, {**settings, "concepts": ["onset", "note"]})  # the same run: resumed
+    with pytest.raises(PlanError, match=r"onset holds another kind of run \(its run.json"):
+        check_folder(out / "onset", settings)  # a concept's own folder (or a partials run) as the battery's
 
 
 def test_stft_control_creates_the_note_under_diffmeans(tiny_battery):
@@ -274,7 +324,7 @@ def _rows(folder: Path) -> list[dict]:
 
 def test_kill_9_then_resume_equals_uninterrupted_run(tmp_path):
     cfg = tmp_path / "r.toml"
-    cfg.write_text(TINY.format(controls="[]").replace("max_batch = 4", "max_batch = 2"))
+    cfg.write_text(battery_toml(max_batch=2))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     from steerlab.battery.run import run_battery
@@ -311,7 +361,7 @@ def test_sae_feature_direction_with_a_shipped_dictionary(tmp_path):
 
     cfg = tmp_path / "s.toml"
     grid = '["sae", "random"]\npaths = ["continuous"]'
-    cfg.write_text(TINY.format(controls="[]").replace('["diffmeans", "random"]', grid))
+    cfg.write_text(battery_toml().replace('["diffmeans", "random"]', grid))
     c = concepts().get("loudness")
     out = run_concept(
         c, build(cfg, True), tmp_path / "run", "tiny_encodec_24khz", True, ["latent"], ["latent-features"]

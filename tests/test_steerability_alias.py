@@ -33,4 +33,11 @@ def test_steerability_partial_rows_are_the_partials_rows(tmp_path):
     partial = summary["concepts"][0]
     assert partial["concept"] == "partial" and partial["verdicts"]
     assert all(v["label"] and "validation" in v for v in partial["verdicts"])
+    # the shape every concept's table has: controls (model -> why), no_control_reason, validation
+    ran = partial["control_summary"]["positive_models"]
+    assert ran and set(partial["controls"]) == set(ran) and partial["no_control_reason"] is None
+    assert partial["validation"] == partial["control_summary"]["validation"] and summary["stimuli"] == "synthetic"
+    assert all(set(st) == {"status", "reason", "by_model", "by_control"} for st in partial["validation"].values())
+    main = [v for v in partial["verdicts"] if v["model_role"] == "main" and v["method"] != "random"]
+    assert all(set(v["control"]) == set(ran) and v["validation_reason"] for v in main)
     assert (tmp_path / "battery" / "partial" / "report.html").is_file()

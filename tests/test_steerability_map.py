@@ -156,3 +156,20 @@ def test_cli_writes_png_svg_md_json_and_refuses_a_wrong_folder(
     assert "no steerability.json" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         smap.build()
+
+
+def test_a_concept_without_control_reads_the_same_in_both_shapes(tmp_path: Path) -> None:
+    """steerability.json's uniform shape (``controls`` empty, ``no_control_reason`` beside it) and
+    the older one (``controls: "no control"``) give the same rows."""
+    from steerlab.battery.map import read_battery
+
+    old = _battery(tmp_path)
+    new = tmp_path / "new"
+    new.mkdir()
+    doc = json.loads((old / "steerability.json").read_text())
+    onset = doc["concepts"][-1]
+    onset.update(controls={}, no_control_reason="no control resolves an attack")
+    doc["concepts"][0]["no_control_reason"] = None
+    (new / "steerability.json").write_text(json.dumps(doc))
+    rows_old, rows_new = read_battery(old)[0], read_battery(new)[0]
+    assert [r["no_control"] for r in rows_old] == [r["no_control"] for r in rows_new] == [False] * 4 + [True]

@@ -175,6 +175,25 @@ def test_check_cli_on_rendered_pairs(capsys):
     assert "loudness (instrument) [GM programs 0, 24, 56, 73, 80]" in out and "usable: True" in out
 
 
+def test_check_accepts_what_the_battery_accepts_and_says_partial_keeps_its_stimuli(capsys):
+    """`--stimuli instrument partial`: the battery runs partial on its own stimuli and says so;
+    the check does the same (its synthetic pairs, the battery's sentence), and no refusal that
+    lists the variant it refuses among those the concept renders."""
+    from steerlab.battery.check import main, variants_for
+    from steerlab.battery.plan import own_stimuli
+    from steerlab.battery.run import variants_run
+
+    partial = concepts().get("partial")
+    assert variants_run(partial, "instrument") == ("synthetic",) and variants_for(partial, "instrument") == [
+        "synthetic"
+    ]
+    main(["--stimuli", "instrument", "partial"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == own_stimuli(partial, "instrument")
+    assert out[0] == "concept partial chooses its own stimuli (its [grid] families), not the instrument ones asked for"
+    assert out[1].startswith("partial (synthetic):") and out[-1] == "  usable: True"
+
+
 def test_a_concept_without_the_variant_is_refused_before_anything_is_written(tmp_path):
     from steerlab.battery.plan import check_variant, concept_pairs
     from steerlab.battery.run import run_battery
@@ -185,7 +204,7 @@ def test_a_concept_without_the_variant_is_refused_before_anything_is_written(tmp
 
     with pytest.raises(ConfigError, match="no 'instrument' stimuli"):
         check_variant(SynthOnly(), "instrument")
-    with pytest.raises(ConfigError, match="partial's stimuli are its \\[grid\\] families"):
+    with pytest.raises(ConfigError, match="partial chooses its own stimuli \\(its \\[grid\\] families\\)"):
         concept_pairs(concepts().get("partial"), SR, [0], 0.1, True, "instrument")
     assert len(concept_pairs(SynthOnly(), SR, [0], 0.1, True)) == 1  # synthetic: called as before
     from steerlab.battery.check import variants_for
@@ -193,17 +212,19 @@ def test_a_concept_without_the_variant_is_refused_before_anything_is_written(tmp
     # --stimuli both runs the variants a concept renders: synthetic only for these two
     assert variants_for(SynthOnly(), "both") == variants_for(concepts().get("partial"), "both") == ["synthetic"]
     assert variants_for(concepts().get("note"), "both") == ["synthetic", "instrument"]
+    assert variants_for(SynthOnly(), "instrument") == [] and variants_for(SynthOnly(), "synthetic") == ["synthetic"]
     with pytest.raises(Exception, match="stimuli"):
         run_battery(["loudness"], "toy", tmp_path / "out", True, stimuli="recorded")
     assert not (tmp_path / "out").exists()
 
 
 def test_both_variants_run_in_their_own_folders(tmp_path):
-    from test_steerability import TINY, _ToyPlugin
+    from conftest import battery_toml
+    from test_steerability import _ToyPlugin
 
     from steerlab.battery.run import run_battery
 
-    (tmp_path / "tiny.toml").write_text(TINY.format(controls="[]"))
+    (tmp_path / "tiny.toml").write_text(battery_toml())
     toy = _ToyPlugin()
     plugins.register(toy, name="toy_battery_rendered")
     try:

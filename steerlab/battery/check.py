@@ -76,19 +76,25 @@ def usable(rows: list[dict[str, Any]], min_share: float) -> bool:
 
 def variants_for(concept: Concept, stimuli: str) -> list[str]:
     """The variants of ``stimuli`` (``synthetic``, ``instrument`` or ``both``) to check ``concept``
-    on: as the battery runs them (:func:`steerlab.battery.plan.renders`; ``partial``'s instrument
-    pairs are scored by ``steerlab partials``' note rule, docs/partials.md, so here only its
-    synthetic ones)."""
-    from steerlab.battery.plan import renders
+    on: exactly those the battery runs it on (:func:`steerlab.battery.run.variants_run`;
+    ``partial`` keeps its own stimuli, and its instrument pairs are scored by ``steerlab
+    partials``' note rule, docs/partials.md, so here its synthetic ones); empty where the battery
+    refuses the concept under ``stimuli``."""
+    from steerlab.battery.run import variants_run
+    from steerlab.errors import ConfigError
 
-    wanted = ["synthetic", "instrument"] if stimuli == "both" else [stimuli]
-    return [v for v in wanted if renders(concept, v)]
+    try:
+        return list(variants_run(concept, stimuli))
+    except ConfigError:
+        return []
 
 
 def main(argv: Sequence[str] = ()) -> None:
     import argparse
 
+    from steerlab.battery.plan import own_stimuli
     from steerlab.battery.registry import concepts
+    from steerlab.battery.run import variants_run
 
     parser = argparse.ArgumentParser(prog="python -m steerlab.battery.check", description=__doc__.split("\n\n")[0])
     parser.add_argument("concepts", nargs="*", help="concepts to check  [default: all that render the stimuli]")
@@ -98,8 +104,9 @@ def main(argv: Sequence[str] = ()) -> None:
     names = list(args.concepts) or [n for n in reg.names() if variants_for(reg.get(n), args.stimuli)]
     for name in names:
         c = reg.get(name)
-        # "both" checks the variants a concept renders; a variant named alone must be rendered
-        for variant in variants_for(c, args.stimuli) if args.stimuli == "both" else [args.stimuli]:
+        if (note := own_stimuli(c, args.stimuli)) is not None:
+            print(note)
+        for variant in variants_run(c, args.stimuli):  # as the battery: refused where it refuses
             rows = check(c, variant=variant)
             programs = sorted({r["program"] for r in rows if r["program"] is not None})
             where = "" if not programs else f" [GM programs {', '.join(map(str, programs))}]"

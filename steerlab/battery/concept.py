@@ -181,6 +181,18 @@ class ConceptRegistry(Registry["Concept"]):
         return super().add(item, name)
 
 
+NO_CONTROL_REASON = "no control model can vouch for this concept"
+
+
+def no_control_reason(concept: Concept) -> str | None:
+    """Why no control can vouch for ``concept`` (its ``no_control_reason``, else a plain
+    sentence), or None when it has controls: every artifact states the absence the same way
+    (``controls`` an empty mapping, this reason beside it)."""
+    if concept.controls:
+        return None
+    return str(getattr(concept, "no_control_reason", NO_CONTROL_REASON))
+
+
 def mono(x: np.ndarray) -> np.ndarray:
     """``[samples]`` float64 of ``[samples]`` or ``[channels, samples]`` (channel mean)."""
     x = np.asarray(x, dtype=np.float64)

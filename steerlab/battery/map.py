@@ -93,7 +93,7 @@ def read_battery(folder: Path) -> tuple[list[dict[str, Any]], Layers, list[Path]
     layers: Layers = {}
     files = [path]
     for t in doc["concepts"]:
-        no_control = t.get("controls") == NO_CONTROL
+        no_control = t.get("controls") == NO_CONTROL or t.get("no_control_reason") is not None  # older: a string
         oracle = _oracle_shares(folder / t["concept"] / "oracle.json") if t["concept"] == "partial" else {}
         if oracle:
             files.append(folder / t["concept"] / "oracle.json")

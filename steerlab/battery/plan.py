@@ -137,15 +137,27 @@ def renders(concept: Concept, variant: str) -> bool:
     return variant in getattr(concept, "variants", ("synthetic",)) and concept.delegate is None
 
 
+def own_stimuli(concept: Concept, stimuli: str) -> str | None:
+    """What the battery says when ``--stimuli`` asks a concept with a ``delegate`` (``partial``)
+    for other than its synthetic pairs: it keeps its own (its ``[grid] families``); else None."""
+    if concept.delegate is None or stimuli == "synthetic":
+        return None
+    return f"concept {concept.name} chooses its own stimuli (its [grid] families), not the {stimuli} ones asked for"
+
+
 def check_variant(concept: Concept, variant: str) -> None:
     """ConfigError unless ``concept`` renders stimulus ``variant`` in the battery (a concept with
     a ``delegate`` chooses its stimuli itself: ``partial`` by its ``[grid] families``)."""
+    if concept.delegate is not None and variant != "synthetic":
+        raise ConfigError(
+            f"{own_stimuli(concept, variant)}: the battery makes no {variant!r} pairs of it; ask for its "
+            "synthetic pairs",
+            parameter="stimuli",
+        )
     if not renders(concept, variant):
         raise ConfigError(
             f"concept {concept.name!r} has no {variant!r} stimuli in the battery (it renders: "
-            f"{', '.join(getattr(concept, 'variants', ('synthetic',)))}"
-            + ("; partial's stimuli are its [grid] families" if concept.delegate is not None else "")
-            + "); choose the synthetic stimuli",
+            f"{', '.join(getattr(concept, 'variants', ('synthetic',)))}); choose the synthetic stimuli",
             parameter="stimuli",
         )
 

@@ -55,7 +55,7 @@ def _ci(row: Mapping[str, Any], key: str) -> str:
 def _control(row: Mapping[str, Any]) -> str:
     c = row.get("control")
     if isinstance(c, dict):
-        return "<br>".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in c.items()) or "–"
+        return "<br>".join(f"{html.escape(k)}: {_fmt(v)}" for k, v in c.items()) or "no control"
     return _fmt(c)
 
 
@@ -138,9 +138,9 @@ def _controls(t: Mapping[str, Any]) -> str:
     if isinstance(c, dict) and c:
         items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in c.items())
         return f"<p><b>Positive controls</b> that can vouch:</p><ul>{items}</ul>"
-    if isinstance(c, dict) and "none" in c:
-        return f"<p><b>No control</b>: {html.escape(str(c['none']))}</p>"
-    return f"<p><b>Controls</b>: {_fmt(c if not isinstance(c, dict) else None)}</p>"
+    if t.get("no_control_reason"):
+        return f"<p><b>No control</b>: {html.escape(str(t['no_control_reason']))}</p>"
+    return f"<p><b>Controls</b>: {_fmt(c if not isinstance(c, dict) else 'none ran')}</p>"
 
 
 def _oracle(t: Mapping[str, Any]) -> str:

@@ -5,8 +5,10 @@ for ``partial`` the folder ``steerlab partials`` writes, through the concept's `
 ``OUT/steerability.json`` the verdicts of every concept with their controls, null, oracle and
 validation, ``OUT/summary.csv`` one line per verdict, ``OUT/report.html`` the page to read and
 listen to (:mod:`steerlab.battery.report`; each concept's example audio in its
-``examples/``). Concepts are independent: each resumes on
-its own, and a rerun with the same arguments skips what is done.
+``examples/``), ``OUT/battery.json`` the settings the folder was started with
+(:func:`check_folder`: a rerun with other settings is refused before anything is written).
+Concepts are independent: each resumes on its own, and a rerun with the same arguments skips
+what is done.
 
 ``stimuli`` (``--stimuli``) chooses the pairs' variant: ``synthetic`` (sums of sinusoids, the
 default), ``instrument`` (General MIDI notes rendered from a SoundFont,
@@ -20,13 +22,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from steerlab.battery.runner import BarFactory, _NullBar
 
-SUMMARY_JSON, SUMMARY_CSV = "steerability.json", "summary.csv"
+SUMMARY_JSON, SUMMARY_CSV, BATTERY_FILE = "steerability.json", "summary.csv", "battery.json"
+BATTERY_FORMAT, BATTERY_FORMAT_VERSION = "steerlab.battery", 1
 STIMULI = ("synthetic", "instrument", "both")
 CSV_KEYS = (
     "concept",
@@ -54,11 +58,15 @@ CSV_KEYS = (
 )
 
 
-def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
+def _partial_table(concept: Any, summary: dict[str, Any]) -> dict[str, Any]:
     """partials' own verdicts (``steerlab partials``' report: its rows, controls and validation)
-    in the battery's shape: each verdict's fields as partials names them, and beside them the
-    battery's names (``variant`` the stimulus family, ``target_add`` the gain, ``target_remove``
-    minus the loss, ``damage_*`` the off-band distance), its label, validation and null."""
+    in the battery's shape (:func:`steerlab.battery.verdicts.table`): ``controls`` the models
+    that vouched (model -> why, from the concept), ``no_control_reason``, ``validation`` as every
+    concept's, and partials' own control counts as ``control_summary``; each verdict's fields as
+    partials names them, and beside them the battery's names (``variant`` the stimulus family,
+    ``target_add`` the gain, ``target_remove`` minus the loss, ``damage_*`` the off-band
+    distance), its label, validation with its reason, and null."""
+    from steerlab.battery.concept import no_control_reason
     from steerlab.partials.verdicts import label, validation
 
     vs = summary.get("verdicts", [])
@@ -66,9 +74,11 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
     nulls = {
         (v.model, v.layer, v.family, v.target_hz, v.density, v.path, v.removal): v for v in vs if v.method == "random"
     }
+    ran = (summary.get("controls") or {}).get("positive_models", [])
     rows = []
     for v in vs:
         f = v.flat()
+        per = val.get((v.method, v.removal), {}).get("by_control", {})
         null = nulls.get((v.model, v.layer, v.family, v.target_hz, v.density, v.path, v.removal))
         rows.append(
             {
@@ -77,6 +87,10 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
                 "variant": v.family,
                 "label": label(v, val),
                 "validation": val.get((v.method, v.removal), {}).get("status"),
+                "validation_reason": val.get((v.method, v.removal), {}).get("reason"),
+                "control": {  # as every concept's: steerable on every cell of the same method and removal
+                    c: None if not per.get(c, {}).get("total") else per[c]["steerable"] == per[c]["total"] for c in ran
+                },
                 "null_steerable": None if null is None else null.steerable,
                 "target_add_median": f["gain_db_median"],
                 "target_add_ci_lo": f["gain_db_ci_lo"],
@@ -89,14 +103,118 @@ def _partial_table(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "concept": "partial",
         "delegated_to": "steerlab partials (its report.html, summary.csv and oracle are in this folder)",
-        "controls": summary.get("controls"),
+        "controls": {m: why for m, why in dict(concept.controls).items() if m in ran},
+        "no_control_reason": no_control_reason(concept),
+        "validation": {f"{m}/{r}": st for (m, r), st in val.items()},
+        "control_summary": summary.get("controls"),
         "verdicts": rows,
     }
+
+
+def _settings(
+    names: Sequence[str],
+    model: str,
+    quick: bool,
+    layers: Sequence[str],
+    dictionaries: Sequence[str | Path],
+    stimuli: str,
+    cfg: Any,
+) -> dict[str, Any]:
+    """What ``battery.json`` records: the arguments that decide what the battery's folder holds
+    (not the device or the executor: the rows do not depend on them), as JSON reads them back."""
+    from steerlab.artifacts import clean_json
+
+    record = {
+        "format": BATTERY_FORMAT,
+        "format_version": BATTERY_FORMAT_VERSION,
+        "concepts": list(names),
+        "stimuli": stimuli,
+        "model": model,
+        "quick": quick,
+        "layers": list(layers),
+        "dictionaries": [str(d) for d in dictionaries],
+        "config": cfg.to_dict(),
+    }
+    return cast(dict[str, Any], json.loads(json.dumps(clean_json(record))))
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The settings that differ, each as ``name held (this run: value)``; the concepts as sets
+    (their order only orders the tables), the configuration per ``[section] key``."""
+    out = []
+    for key in ("concepts", "stimuli", "model", "quick", "layers", "dictionaries"):
+        a, b = old.get(key), new.get(key)
+        if key == "concepts" and a is not None and sorted(a) == sorted(b or []):
+            continue
+        if key in old and a != b:
+            show = (lambda v: ",".join(v) or "-") if isinstance(b, list) else str
+            out.append(f"{key} {show(a)} (this run: {show(b)})")
+    for section, values in new.get("config", {}).items():
+        held = old.get("config", {}).get(section, {})
+        out += [f"[{section}] {k}" for k, v in values.items() if "config" in old and held.get(k) != v]
+    return out
+
+
+def check_folder(folder: Path, settings: dict[str, Any]) -> None:
+    """Refuse ``folder`` when it holds a battery run of other settings (:func:`_settings`), in
+    one line naming the folder and what differs, before anything is written
+    (:class:`~steerlab.errors.PlanError`). Read from ``battery.json``; a folder written before
+    that file existed is judged by its ``steerability.json`` (concepts, model, quick, stimuli);
+    one holding a ``run.json`` (a ``steerlab partials`` run, a concept's folder) is refused.
+    The same settings resume; each concept's folder is checked again by its own hash."""
+    from steerlab.errors import OutputError, PlanError
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output {folder} exists and is not a folder; choose a new folder name")
+    record, summary = folder / BATTERY_FILE, folder / SUMMARY_JSON
+    try:
+        if record.is_file():
+            held = json.loads(record.read_text())
+        elif summary.is_file():
+            doc = json.loads(summary.read_text())
+            held = {
+                "concepts": list(dict.fromkeys(t["concept"] for t in doc["concepts"])),
+                "stimuli": doc.get("stimuli", "synthetic"),
+                "model": doc.get("model") or settings["model"],
+                "quick": doc.get("quick"),
+            }
+        elif (folder / "run.json").is_file():  # a `steerlab partials` folder, or one concept's
+            raise PlanError(
+                f"{folder} holds another kind of run (its run.json: a steerlab partials or a single concept's "
+                "folder), not a steerability battery; use a new output folder"
+            )
+        else:
+            return
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanError(f"{folder} holds an unreadable steerability run ({exc}); use a new output folder") from None
+    diffs = _differences(held, settings)
+    if diffs:
+        shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+        raise PlanError(
+            f"{folder} holds a steerability run of other settings: {shown}; use a new output "
+            "folder, or rerun with that run's arguments to resume it"
+        )
 
 
 def variants_of(stimuli: str) -> tuple[str, ...]:
     """The variants a ``--stimuli`` choice runs, in order."""
     return ("synthetic", "instrument") if stimuli == "both" else (stimuli,)
+
+
+def variants_run(concept: Any, stimuli: str) -> tuple[str, ...]:
+    """The variants the battery runs ``concept`` on under ``stimuli`` (one of :data:`STIMULI`):
+    with ``both`` those it renders; a variant named alone, that one (ConfigError for a concept
+    that does not render it, before anything is written); a concept with a ``delegate``
+    (``partial``) keeps its own stimuli whatever is asked (:func:`steerlab.battery.plan.own_stimuli`
+    says so) and is run, and checked, on its synthetic pairs."""
+    from steerlab.battery.plan import check_variant, renders
+
+    if concept.delegate is not None:
+        return ("synthetic",)
+    if stimuli == "both":
+        return tuple(v for v in variants_of(stimuli) if renders(concept, v))
+    check_variant(concept, stimuli)
+    return (stimuli,)
 
 
 def variant_folder(concept: str, variant: str) -> str:
@@ -144,6 +262,17 @@ def run_battery(
         )
 
 
+def _write_settings(folder: Path, settings: dict[str, Any]) -> None:
+    from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.errors import OutputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
+    atomic_write_json(clean_json(settings), folder / BATTERY_FILE)
+
+
 def _accepts_executor(delegate: Callable[..., Any]) -> bool:
     import inspect
 
@@ -167,7 +296,7 @@ def _run_battery(
 ) -> dict[str, Any]:
     from steerlab import validation as check
     from steerlab.artifacts import atomic_write_json, clean_json
-    from steerlab.battery.plan import check_variant, renders
+    from steerlab.battery.plan import own_stimuli
     from steerlab.battery.registry import concepts
     from steerlab.battery.report import write_report
     from steerlab.battery.runner import run_concept, save_examples
@@ -177,14 +306,7 @@ def _run_battery(
     reg = concepts()
     chosen = [reg.get(n) for n in dict.fromkeys(names)] if names else list(reg)
     variants = variants_of(check.choice("stimuli", stimuli, STIMULI))
-    own: dict[str, tuple[str, ...]] = {}  # each concept's variants: ``both`` runs those it renders
-    for concept in chosen:
-        if stimuli == "both":
-            own[concept.name] = tuple(v for v in variants if renders(concept, v))
-        else:
-            if concept.delegate is None:
-                check_variant(concept, stimuli)
-            own[concept.name] = variants
+    own = {concept.name: variants_run(concept, stimuli) for concept in chosen}  # refused ones raise here
     if "instrument" in variants:
         from steerlab.stimuli import check_renderer
 
@@ -200,18 +322,24 @@ def _run_battery(
                 f"the battery's concepts score decoded audio, and {measured.name} has no decoder; choose a model "
                 "that decodes audio, or run only -C partial (steerlab partials scores its output)"
             )
+    from steerlab.loading import default_model_name
+
     folder = Path(out_dir)
+    settings = _settings(
+        [c.name for c in chosen], cfg.run.model or default_model_name(), quick, layers, dictionaries, stimuli, cfg
+    )
+    check_folder(folder, settings)
+    if not (folder / BATTERY_FILE).is_file():
+        _write_settings(folder, settings)
     tables = []
     examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:
         mine = own[concept.name]
-        sub = folder / variant_folder(concept.name, mine[0] if concept.delegate is None else "synthetic")
+        sub = folder / variant_folder(concept.name, mine[0])
         notify(f"concept {concept.name} -> {sub}")
         if concept.delegate is not None:
-            if stimuli != "synthetic":
-                notify(
-                    f"concept {concept.name} chooses its own stimuli (its [grid] families), not the {stimuli} ones asked for"
-                )
+            if (note := own_stimuli(concept, stimuli)) is not None:
+                notify(note)
             extra: dict[str, Any] = {}
             if executor is not None and _accepts_executor(concept.delegate):
                 extra["executor"] = executor
@@ -228,7 +356,7 @@ def _run_battery(
                 device=device,
                 **extra,
             )
-            tables.append(_partial_table(summary))
+            tables.append(_partial_table(concept, summary))
             examples[concept.name] = {"partials": list(getattr(done, "examples", []))}
             continue
         for variant in mine:
@@ -256,11 +384,7 @@ def _run_battery(
             atomic_write_json(clean_json(t), sub / "verdicts.json")
             examples[sub.name] = save_examples(outcome, t, cfg.run.max_batch)
             tables.append(t)
-    from steerlab.loading import default_model_name
-
-    doc = {"model": cfg.run.model or default_model_name(), "quick": quick, "concepts": tables}
-    if stimuli != "synthetic":
-        doc["stimuli"] = stimuli
+    doc = {"model": settings["model"], "quick": quick, "stimuli": stimuli, "concepts": tables}
     atomic_write_json(clean_json(doc), folder / SUMMARY_JSON)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_KEYS, extrasaction="ignore")

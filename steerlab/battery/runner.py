@@ -34,7 +34,7 @@ from typing import Any, cast
 import numpy as np
 
 from steerlab.battery.calibrated import CALIBRATED_OPS, CALIBRATED_STRENGTHS, CALIBRATION
-from steerlab.battery.concept import Concept, PairSpec
+from steerlab.battery.concept import Concept, PairSpec, no_control_reason
 from steerlab.battery.plan import (
     FORMAT,
     FORMAT_VERSION,
@@ -638,7 +638,8 @@ def _run_concept(
                     "variants": list(concept.variants),
                 },
                 "rule": concept.rule.to_dict(),
-                "controls": controls or {"none": getattr(concept, "no_control_reason", "no control model can vouch")},
+                "controls": controls,
+                "no_control_reason": no_control_reason(concept),
                 "quick": quick,
                 "measured": measured,
                 "models": [

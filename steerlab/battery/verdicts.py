@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from steerlab.battery.calibrated import ADD, REVERSE
-from steerlab.battery.concept import Concept
+from steerlab.battery.concept import Concept, no_control_reason
 from steerlab.partials.verdicts import NOT_VALIDATED, label, median_ci, validation
 
 GROUP_KEYS = ("model", "model_role", "layer", "variant", "method", "path")
@@ -183,11 +183,14 @@ def _validation(vs: list[BatteryVerdict]) -> dict[tuple[str, str], dict[str, Any
 
 def table(concept: Concept, vs: list[BatteryVerdict], plans: list) -> dict[str, Any]:
     """The verdicts as rows, each with its validation, label, null, controls and oracle beside it,
-    and the controls' summary."""
+    and the controls' summary. The same shape for every concept: ``controls`` (model -> why it
+    can vouch) and each row's ``control`` (model -> its verdict) are empty where no control can
+    vouch, ``no_control_reason`` says why (None otherwise), and ``validation`` holds every
+    (method, removal) as ``"method/removal"`` -> status, reason, ``by_model``, ``by_control``."""
     controls = dict(concept.controls)
     val = _validation(vs)
-    if not controls:
-        reason = getattr(concept, "no_control_reason", "no control model can vouch for this concept")
+    reason = no_control_reason(concept)
+    if reason is not None:
         val = {
             k: v if k[0] == "random" else {**v, "status": NOT_VALIDATED, "reason": f"{NO_CONTROL}: {reason}"}
             for k, v in val.items()
@@ -204,21 +207,18 @@ def table(concept: Concept, vs: list[BatteryVerdict], plans: list) -> dict[str, 
         row["validation_reason"] = val.get((v.method, v.removal), {}).get("reason")
         row["null_steerable"] = None if null is None else null.steerable
         row["null_pass_share"] = None if null is None else null.pass_share
-        row["control"] = (
-            {
-                c: (None if (c, v.method, v.removal) not in ctrl else ctrl[(c, v.method, v.removal)].steerable)
-                for c in controls
-            }
-            if controls
-            else NO_CONTROL
-        )
+        row["control"] = {  # empty when no control can vouch (the table's no_control_reason says why)
+            c: (None if (c, v.method, v.removal) not in ctrl else ctrl[(c, v.method, v.removal)].steerable)
+            for c in controls
+        }
         row["oracle_pass_share"] = orc[v.model]["pass_share"]
         row["oracle_steerable"] = orc[v.model]["steerable"]
         rows.append(row)
     return {
         "concept": concept.name,
         "rule": concept.rule.to_dict(),
-        "controls": controls or NO_CONTROL,
+        "controls": controls,
+        "no_control_reason": reason,
         "validation": {f"{m}/{r}": st for (m, r), st in val.items()},
         "oracle": orc,
         "verdicts": rows,

@@ -79,6 +79,11 @@ def _one_line(exc: click.UsageError) -> click.ClickException:
     """A usage error (bad option value, unknown option, missing argument, a folder where a
     file is wanted) as the same one-line ``Error: ...`` and exit status 1 as any other bad
     input, instead of click's usage block and exit status 2."""
+    from steerlab.cli.errors import positional_model_hint
+
+    hint = positional_model_hint(exc)
+    if hint is not None:  # `steerlab layers logspec_24khz`: say how to name the model
+        return click.ClickException(hint)
     where = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
     return click.ClickException(first_line(click.ClickException(exc.format_message())) + where)
 

@@ -71,3 +71,29 @@ def leaf_command(group: click.Group, ctx: click.Context) -> click.Command | None
     """The subcommand of ``group`` that ``ctx`` was invoking, or None."""
     name = ctx.invoked_subcommand
     return group.get_command(ctx, name) if name else None
+
+
+def positional_model_hint(exc: click.UsageError) -> str | None:
+    """For ``steerlab layers logspec_24khz``: a command that names its model with ``-m/--model``
+    given the name of a registered model as an extra argument; the one line saying how to
+    write it (``steerlab layers -m logspec_24khz``), else None (click's own message stands)."""
+    ctx = exc.ctx
+    found = re.fullmatch(r"Got unexpected extra arguments? \((.+)\)", exc.message or "")
+    if ctx is None or found is None:
+        return None
+    flag = next(
+        (p for p in ctx.command.params if isinstance(p, click.Option) and "--model" in p.opts),
+        None,
+    )
+    if flag is None:
+        return None
+    from steerlab import plugins
+
+    known = set(plugins.models().names())
+    names = [a for a in found.group(1).split() if a in known]
+    if not names:
+        return None
+    return (
+        f"{ctx.command_path} names the model with -m/--model, not as an argument: "
+        f"{ctx.command_path} {' '.join(f'-m {n}' for n in names)}"
+    )

@@ -147,10 +147,10 @@ def partials(
 
     @contextmanager
     def bar(label: str, length: int):
-        from steerlab.cli.options import progressbar
+        from steerlab.cli.progress import progress
 
-        with progressbar(length, label, show_eta=True, show_pos=True) as b:  # plain lines off a terminal
-            yield b.update
+        with progress(label, length, every=None) as update:  # the first line only off a terminal
+            yield update
 
     from steerlab.executors import make_executor
 
@@ -210,8 +210,12 @@ def partials(
             "not validated or unchecked (their verdicts are not measurements): "
             + ", ".join(
                 f"{k} ({val[k]['status']}: "
-                + "; ".join(
-                    f"{c} {p['status']} {p['steerable']}/{p['total']}" for c, p in val[k].get("by_control", {}).items()
+                + (
+                    "; ".join(
+                        f"{c} {p['status']} {p['steerable']}/{p['total']}"
+                        for c, p in val[k].get("by_control", {}).items()
+                    )
+                    or val[k].get("reason")  # no control ran: why, not an empty list
                 )
                 + ")"
                 for k in bad

@@ -3,8 +3,6 @@ with a positive control, the null and the oracle beside every verdict (docs/stee
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,32 +28,12 @@ def _names(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
 
 
-class _Eta:
-    """Progress off a terminal: a line at most every ``every`` seconds with the items done, the
-    rate and the estimated time left (the bar shows the same on a terminal)."""
-
-    def __init__(self, label: str, length: int, every: float = 10.0) -> None:
-        self.label, self.length, self.every = label, length, every
-        self.done, self.start, self.last = 0, time.monotonic(), 0.0
-        click.echo(f"{label}: {length} item{'s' if length != 1 else ''}", err=True)
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= self.every or self.done == self.length:
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            left = (self.length - self.done) / rate if rate > 0 else float("inf")
-            click.echo(f"{self.label}: {self.done}/{self.length}, about {left:.0f} s left", err=True)
-
-
 @contextmanager
 def _bar(label: str, length: int) -> Iterator[Any]:
-    if sys.stderr.isatty():
-        with click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True, show_pos=True) as b:
-            yield b.update
-    else:
-        yield _Eta(label, length).update
+    from steerlab.cli.progress import progress
+
+    with progress(label, length) as update:
+        yield update
 
 
 @click.command(context_settings=CONTEXT)
@@ -168,16 +146,18 @@ def steerability(
 def concepts(as_json) -> None:
     """List the concepts of `steerlab steerability`: their changes, rules (thresholds and why) and
     the positive controls that can vouch for them, with the plugin that registered each."""
+    from steerlab.battery.concept import no_control_reason
     from steerlab.battery.registry import concepts as registry
 
     reg = registry()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": c.name,
             "description": c.description,
             "changes": list(c.changes),
             "rule": c.rule.to_dict(),
-            "controls": dict(c.controls) or "no control",
+            "controls": dict(c.controls),
+            "no_control_reason": no_control_reason(c),
             "plugin": reg.owners.get(c.name),
         }
         for c in reg
@@ -185,7 +165,7 @@ def concepts(as_json) -> None:
     if as_json:
         return echo_json(rows)
     for r in rows:
-        ctrl = ", ".join(r["controls"]) if isinstance(r["controls"], dict) else r["controls"]
+        ctrl = ", ".join(r["controls"]) or "no control"
         click.echo(f"{r['name']:<14} {r['description']}  [controls: {ctrl}]")
     return None
 

@@ -76,10 +76,12 @@ class Onset(SyntheticConcept):
     name = "onset"
     description = "attack sharpness (2 ms against 60 ms attacks); peak onset strength"
     changes = ("sharpen", "soften")
-    controls: dict[str, str] = {}  # neither control resolves a 2 ms attack: no control can vouch
+    controls: dict[str, str] = {}  # no control resolves a 2 ms attack: none can vouch
     no_control_reason = (
-        "neither control resolves an attack: stft_24khz frames are 43 ms apart with 171 ms windows and "
-        "filterbank_24khz's filters last 0.68 s, both longer than the 60 ms the attacks differ by"
+        "no control resolves an attack: stft_24khz frames are 43 ms apart with 171 ms windows and "
+        "filterbank_24khz's filters last 0.68 s, both longer than the 60 ms the attacks differ by, and "
+        "logspec_24khz (the control of loudness and brightness) adds one vector to every 43 ms frame of the "
+        "span, constant in time (docs/logspec.md)"
     )
     rule = RULE
     variants = ("synthetic", "instrument")
