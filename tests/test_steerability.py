@@ -240,7 +240,7 @@ def test_every_verdict_carries_control_null_oracle_and_validation(tiny_battery):
         assert {k: set(v) for k, v in t["validation"].items()} == {
             f"{m}/{r}": {"status", "reason", "by_model", "by_control"}
             for m in ("diffmeans", "random")
-            for r in ("ablate", "subtract", "reverse")
+            for r in ("ablate", "subtract", "reverse", "reverse_calibrated")
         }
     assert onset["validation"]["diffmeans/ablate"]["reason"] == "no control: " + onset["no_control_reason"]
     onset_run = json.loads((out / "onset" / "run.json").read_text())
