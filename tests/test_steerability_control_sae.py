@@ -39,7 +39,7 @@ def _run(cfg: Path, out: Path, notes: list[str]) -> dict:
     from steerlab.battery.run import run_battery
 
     return run_battery(
-        ["loudness"],
+        ["brightness", "loudness"],
         "tiny_encodec_24khz",
         out,
         True,
@@ -68,7 +68,8 @@ def test_the_control_learns_its_own_dictionary_and_runs_sae(sae_run):
     from steerlab import dictionary as dictionary_io
     from steerlab.artifacts import file_sha256
 
-    assert f"learning an SAE dictionary on positive control {CONTROL} {LAYER}" in notes
+    # one dictionary for both concepts (both vouched for by the control), in the battery's folder
+    assert notes.count(f"learning an SAE dictionary on positive control {CONTROL} {LAYER}") == 1
     rows = _rows(d / "out")
     mine = [r for r in rows if r["model"] == CONTROL and r["method"] == "sae"]
     assert len(mine) == 2 * 10 and {r["model_role"] for r in mine} == {"positive_control"}  # 2 pairs x 10 settings
@@ -79,6 +80,9 @@ def test_the_control_learns_its_own_dictionary_and_runs_sae(sae_run):
     recipe = run["measured"]["control_dictionary"]
     assert (recipe["size"], recipe["k"], recipe["clips"], recipe["vectors"], recipe["steps"]) == (16, 4, 2, 256, 20)
     rec = run["control_dictionaries"][f"{CONTROL}:{LAYER}"]
+    assert rec["folder"] == f"../control_dictionaries/{CONTROL}__{LAYER}"
+    other = json.loads((d / "out" / "brightness" / "run.json").read_text())["control_dictionaries"]
+    assert other == run["control_dictionaries"]
     cached = dictionary_io.load(d / "out" / "loudness" / rec["folder"])
     assert (cached.layer, cached.config.size, cached.config.k) == (LAYER, 16, 4)
     assert rec["data_sha256"] == cached.data_hash and rec["recipe"]["steps"] == 20
@@ -87,7 +91,7 @@ def test_the_control_learns_its_own_dictionary_and_runs_sae(sae_run):
 
 def test_sae_validation_is_computed_from_the_controls_sae_verdicts(sae_run):
     d, doc, _ = sae_run
-    table = doc["concepts"][0]
+    table = next(t for t in doc["concepts"] if t["concept"] == "loudness")
     vs = table["verdicts"]
     csv_rows = list(csv.DictReader((d / "out" / "summary.csv").open()))
     removals = {v["removal"] for v in vs if v["method"] == "sae" and v["model_role"] == "main"}
@@ -109,7 +113,10 @@ def test_sae_validation_is_computed_from_the_controls_sae_verdicts(sae_run):
         assert [
             r["validation"]
             for r in csv_rows
-            if r["model_role"] == "main" and r["method"] == "sae" and r["removal"] == removal
+            if r["concept"] == "loudness"
+            and r["model_role"] == "main"
+            and r["method"] == "sae"
+            and r["removal"] == removal
         ] == [want]
     assert "unchecked" not in (d / "out" / "summary.csv").read_text()
 
@@ -122,18 +129,19 @@ def test_resuming_reuses_the_cached_dictionary_and_rows(sae_run):
     d, doc, _ = sae_run
     out = d / "resumed"
     shutil.copytree(d / "out", out)
-    (out / "loudness" / "directions.safetensors").unlink()
+    for concept in ("brightness", "loudness"):
+        (out / concept / "directions.safetensors").unlink()
     results = out / "loudness" / "results.jsonl"
     lines = results.read_text().splitlines(keepends=True)
     results.write_text("".join(lines[: len(lines) // 2]))
-    weights = out / "loudness" / "control_dictionaries" / f"{CONTROL}__{LAYER}" / "weights.safetensors"
+    weights = out / "control_dictionaries" / f"{CONTROL}__{LAYER}" / "weights.safetensors"
     before = weights.stat().st_mtime_ns
     notes: list[str] = []
     again = _run(d / "c.toml", out, notes)
     assert not any(n.startswith("learning an SAE dictionary") for n in notes)
     assert weights.stat().st_mtime_ns == before
     assert sorted(map(json.dumps, _rows(out))) == sorted(map(json.dumps, _rows(d / "out")))
-    assert again["concepts"][0]["validation"] == doc["concepts"][0]["validation"]
+    assert [t["validation"] for t in again["concepts"]] == [t["validation"] for t in doc["concepts"]]
 
 
 def test_the_recipe_enters_the_hash_only_when_the_controls_run_sae(tmp_path):
@@ -156,3 +164,24 @@ def test_the_recipe_enters_the_hash_only_when_the_controls_run_sae(tmp_path):
     assert "control_dictionary" not in without_dict  # sae asked for, but no dictionary given: nothing to validate
     _, _, with_dict, _ = prepare(c, cfg, "tiny_encodec_24khz", True, ["latent"], ["latent-features"])
     assert with_dict["control_dictionary"]["size"] == 16
+
+
+@pytest.mark.parametrize("name", ["brightness", "note", "loudness"])
+def test_a_non_finite_decode_scores_none_and_fails_the_rule(name):
+    """A concentrated direction added to logspec's log-magnitudes overflows its exp (measured above:
+    4 of brightness's 20 control sae rows); such a decode has no measure (librosa refuses it), so it
+    scores None, fails the rule, and leaves the other rows of its batch as they are."""
+    import numpy as np
+
+    from steerlab.battery.registry import concepts
+
+    c = concepts().get(name)
+    spec = c.pairs(24_000, [0], 0.1, True)[0]
+    w, x = c.render(spec)
+    y = x.copy()
+    y[1000:1010] = np.inf
+    bad = c.score(w, y, spec)
+    assert bad == {"target": None, "damage": None, "non_finite_decode": True}
+    assert not c.rule.passes(bad, "with")
+    mixed = c.score_many([("w", w, y, spec), ("w", w, x, spec)], {})
+    assert mixed == [bad, c.score(w, x, spec)] and mixed[1]["target"] is not None
