@@ -376,6 +376,7 @@ def _run_battery(
                 device=device,
                 variant=variant,
                 executor=executor,
+                control_cache=folder,  # one dictionary per control model and layer for every concept
             )
             vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
             t = table(concept, vs, outcome.plans)

@@ -3,7 +3,13 @@
 For each model (the measured one and the concept's positive controls) the concept's training
 pairs are captured at each layer and the directions learned there (difference of means, probe,
 SAE feature where a dictionary is given, the norm-matched random null:
-:func:`steerlab.partials.directions.learn`, as for partials); every work item then patches a
+:func:`steerlab.partials.directions.learn`, as for partials). When the run uses ``sae`` (a
+dictionary of the measured model), each control learns its own dictionary at its layer as
+partials' controls do (:func:`steerlab.partials.runner.control_dictionaries`: on the synthetic
+corpus, never the run's stimuli; cached in ``control_dictionaries/`` of the run folder, or of
+the battery's folder so that its concepts share them; the recipe hashed, the dictionaries'
+hashes recorded in ``run.json``), so the ``sae`` verdicts are validated by
+their controls like the others. Every work item then patches a
 held-out pair through the one engine (:func:`steerlab.engine.run`, the edit of
 :func:`steerlab.partials.sweep.patch_for`: ``add`` on the sound's span, calibrated ``subtract``,
 ``ablate``) and the concept scores the patched decode against the unpatched decode of the same
@@ -150,7 +156,7 @@ def prepare(
     the stimulus variant of every pair (:func:`steerlab.battery.plan.concept_pairs`). Raises
     before anything is written."""
     from steerlab import api
-    from steerlab.partials.runner import _load_dictionaries
+    from steerlab.partials.runner import _load_dictionaries, control_dictionary_recipe
     from steerlab.stimuli import STIMULUS_VERSION
 
     model = api.load_model(model_name or cfg.run.model, device=device)
@@ -193,6 +199,9 @@ def prepare(
         measured["variant"] = variant
     if dicts:  # only then: a run without dictionaries keeps its hash
         measured["dictionaries"] = {f"{m}:{k}": d.data_hash for (m, k), d in sorted(dicts.items())}
+    recipe = control_dictionary_recipe(cfg, [p.plan for p in plans], dicts)
+    if recipe is not None:  # only then (the controls run sae): a run without sae keeps its hash
+        measured["control_dictionary"] = recipe
     return plans, config_hash(measured), measured, dicts
 
 
@@ -561,10 +570,14 @@ def run_concept(
     device: Any = "auto",
     variant: str = "synthetic",
     executor: Any = None,
+    control_cache: str | Path | None = None,
 ) -> ConceptOutcome:
     """Run (or resume) ``concept`` into ``out_dir`` (module docstring); ``dictionaries``: feature
     dictionaries of the measured model's layers (folders or shipped names) for the ``sae``
-    method. The controls learn none here: their ``sae`` verdicts are "unchecked". ``variant``: the
+    method; the controls then learn their own (module docstring), so the ``sae`` verdicts are
+    validated or not by their controls' ``sae`` rows; ``control_cache``: the folder whose
+    ``control_dictionaries/`` holds them (None: ``out_dir``; the battery gives its own folder, so
+    its concepts learn one per control model and layer). ``variant``: the
     stimulus variant (``synthetic``, or ``instrument`` where the concept renders it), recorded in
     ``run.json`` (``variants_run``) and hashed. ``executor``:
     where the work items run (a :class:`steerlab.executors.Executor`; None: in this process;
@@ -577,7 +590,19 @@ def run_concept(
     check_executor_device(executor, device)
     with matching_threads(executor):  # every number of the run from one thread count (executors)
         return _run_concept(
-            concept, cfg, out_dir, model, quick, layers, dictionaries, bar, notify, device, variant, executor
+            concept,
+            cfg,
+            out_dir,
+            model,
+            quick,
+            layers,
+            dictionaries,
+            bar,
+            notify,
+            device,
+            variant,
+            executor,
+            out_dir if control_cache is None else control_cache,
         )
 
 
@@ -608,6 +633,7 @@ def _run_concept(
     device: Any,
     variant: str,
     executor: Any,
+    control_cache: str | Path,
 ) -> ConceptOutcome:
     from steerlab import provenance
     from steerlab.artifacts import atomic_write_json, versions
@@ -665,6 +691,7 @@ def _run_concept(
         notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
     loaded = read_directions(folder / DIRECTIONS_FILE, chash, (TEMPLATE, LEVEL, CALIBRATION))
     if loaded is None:
+        dicts = {**dicts, **_control_dictionaries(plans, cfg, measured, folder, Path(control_cache), notify)}
         vectors, prov, skipped = _learn(plans, cfg, dicts, bar)
         write_directions(folder / DIRECTIONS_FILE, FORMAT, chash, vectors, prov, skipped)
     else:
@@ -693,6 +720,36 @@ def _run_concept(
     return ConceptOutcome(
         folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls
     )
+
+
+def _control_dictionaries(
+    plans: list[ConceptPlan],
+    cfg: PartialsConfig,
+    measured: dict,
+    folder: Path,
+    cache: Path,
+    notify: Callable[[str], None],
+) -> dict[tuple[str, str], Any]:
+    """The positive controls' own SAE dictionaries by ``(model, layer)`` when the run's hash names
+    their recipe (:func:`prepare`), else none: learned or read back from ``cache`` by partials'
+    :func:`~steerlab.partials.runner.control_dictionaries`, and recorded in the run ``folder``'s ``run.json``
+    (``control_dictionaries``: hashes, SAE config, recipe; once, atomically) before any direction
+    is learned from them."""
+    from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.partials.runner import control_dictionaries, describe_control_dictionaries
+
+    if "control_dictionary" not in measured:
+        return {}
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {cache}: {exc.strerror or exc}; choose a writable folder") from None
+    dicts = control_dictionaries(cfg, [cp.plan for cp in plans], cache, notify)
+    doc = json.loads((folder / RUN_FILE).read_text())
+    if "control_dictionaries" not in doc:
+        doc["control_dictionaries"] = describe_control_dictionaries(dicts, cache, folder)
+        atomic_write_json(clean_json(doc), folder / RUN_FILE)
+    return dicts
 
 
 def _record_calibration(run_file: Path, prov: dict[str, dict]) -> None:

@@ -239,6 +239,32 @@ def control_dictionaries(
     return out
 
 
+def describe_control_dictionaries(dicts: dict[tuple[str, str], Any], cache: Path, run_folder: Path) -> dict[str, Any]:
+    """What a run records of its controls' own dictionaries (:func:`control_dictionaries`, cached
+    under ``cache``), per ``model:layer``: the cache folder (relative to ``run_folder``), the
+    SHA-256 of the frames it was learned on (``data_sha256``) and of its saved SAE weights
+    (``sae_weights_sha256``), the model weights' hash, the SAE config, the recipe and the explained
+    variance."""
+    import os
+
+    from steerlab import dictionary as dictionary_io
+    from steerlab.artifacts import file_sha256
+
+    out: dict[str, Any] = {}
+    for (model, layer), d in sorted(dicts.items()):
+        where = Path(cache) / CONTROL_DICTIONARIES / f"{model}__{layer}"
+        out[f"{model}:{layer}"] = {
+            "folder": Path(os.path.relpath(where, run_folder)).as_posix(),
+            "data_sha256": d.data_hash,
+            "sae_weights_sha256": file_sha256(where / dictionary_io.WEIGHTS_FILE),
+            "model_weights_sha256": d.weights_hash,
+            "sae": d.config.to_dict(),
+            "recipe": (d.data_manifest or {}).get("control_recipe"),
+            "explained_variance": d.metrics.get("explained_variance"),
+        }
+    return out
+
+
 def prepare(
     cfg: PartialsConfig,
     quick: bool = False,

@@ -13,6 +13,11 @@ import numpy as np
 from steerlab.battery.concept import PairSpec, Rule, mono
 
 DURATION_S, QUICK_DURATION_S, FADE_MS = 0.5, 0.3, 10.0
+# the score of a patched decode with a NaN or infinite sample (an edit that overflowed the decoder,
+# e.g. a concentrated direction added to a log-magnitude layer, whose exp then overflows): no
+# measure of it exists (librosa refuses it), and the rule fails it (Rule.passes: target and damage
+# must be finite); recorded as such in the row's scores
+NON_FINITE: dict[str, Any] = {"target": None, "damage": None, "non_finite_decode": True}
 
 
 class SyntheticConcept:
@@ -71,7 +76,12 @@ class SyntheticConcept:
     ) -> list[dict[str, Any]]:
         """:meth:`score` of each ``(baseline key, baseline, patched, spec)``, the same values:
         the patched signals' features in one batch, a baseline's computed once per key (and
-        length) and kept in ``memo``, the caller's (one sweep's) cache."""
+        length) and kept in ``memo``, the caller's (one sweep's) cache; :data:`NON_FINITE` for a
+        non-finite patched signal (the others' values do not depend on which rows share a batch)."""
+        bad = {i for i, (_, _, p, _) in enumerate(jobs) if not np.isfinite(p).all()}
+        if bad:
+            scored = iter(self.score_many([j for i, j in enumerate(jobs) if i not in bad], memo))
+            return [dict(NON_FINITE) if i in bad else next(scored) for i in range(len(jobs))]
         if type(self).features is SyntheticConcept.features:  # a subclass with its own measure only
             return [self.score(b, p, spec) for _, b, p, spec in jobs]
         mono_jobs = [(key, mono(b), mono(p), spec) for key, b, p, spec in jobs]
@@ -148,6 +158,9 @@ class SyntheticConcept:
         return PEAK / max(float(np.max(np.abs(w))), float(np.max(np.abs(x))), 1e-12)
 
     def score(self, baseline: np.ndarray, patched: np.ndarray, spec: PairSpec) -> dict[str, Any]:
+        """:meth:`measure` of the mono signals; :data:`NON_FINITE` for a non-finite ``patched``."""
+        if not np.isfinite(patched).all():
+            return dict(NON_FINITE)
         return self.measure(mono(baseline), mono(patched), spec)
 
     def wrong_edits(self, spec: PairSpec) -> dict[str, tuple[np.ndarray, np.ndarray]]:
