@@ -76,7 +76,8 @@ def _bar(label: str, length: int) -> Iterator[Any]:
     "dictionaries",
     multiple=True,
     help="SAE feature dictionary for one swept layer (a `steerlab learn` folder or a shipped name); "
-    "repeatable; enables the 'sae' method there.",
+    "repeatable; enables the 'sae' method there (each positive control then learns its own "
+    "dictionary on the synthetic corpus, cached in the run folder, to validate it).",
 )
 @output_option("Run folder: one subfolder per concept; rerun with the same arguments to resume.", dest="out_dir")
 @executor_options()
