@@ -3,10 +3,15 @@
 Items per second of the battery's sweep of one concept (``steerlab.battery.runner._execute``: the
 traced, patched, batched passes through the engine, the unpatched baselines they are scored
 against, the concept's scoring, rows appended to ``results.jsonl`` with fsync) over a bare batched
-forward of the same items: the same model, the same waves, the same batches (plain
-``model(x, path=..., n_q=...)`` under ``torch.no_grad``: no hooks, no baselines, no scoring). The
-items are those of the ``--quick`` run's measured model (every layer, path, method, operation and
-held-out pair; no controls). Goal (issue 15): ratio >= 0.85. Interleaved repeats, best of each.
+forward of the same items: the same model, the same batches, the same model input (plain
+``model(x, path=..., n_q=...)`` under ``torch.no_grad``: no hooks, no baselines, no scoring; ``x``
+the batch the traced pass itself feeds the model, :func:`steerlab.tracing._batch`: each wave divided
+by the model's ``input_scale`` and padded to whole frames, as every steerlab forward is). The items
+are those of the ``--quick`` run's measured model (every layer, path, method, operation and
+held-out pair; no controls). Goal (issue 15): ratio >= 0.85 (wall clock). Interleaved repeats, best
+of each. Also printed: the same ratio in CPU seconds (``time.process_time``, which other jobs on a
+shared machine disturb far less than the wall clock) and each side's minor page faults per sweep
+(``ru_minflt``, best repeat), the allocator's share of the cost (docs/steerability.md).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_battery.py [-m MODEL] [-C CONCEPT ...] [--repeats R]
 """
@@ -14,14 +19,16 @@ held-out pair; no controls). Goal (issue 15): ratio >= 0.85. Interleaved repeats
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
+import time
 from pathlib import Path
 
 import torch
-from _common import best_of
 
 
 def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
+    from steerlab import tracing
     from steerlab.battery import runner
     from steerlab.battery.plan import work_items
     from steerlab.battery.registry import concepts
@@ -42,17 +49,18 @@ def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
             store = runner.BatteryStore(Path(d), chash).open()
             runner._execute([(cp, items)], vectors, prov, store, context, mb, lambda n: None)
 
-    groups = [
-        (b[0].path, b[0].n_q, torch.stack([runner._wave(concept, model, it.pair, it.role) for it in b]))
-        for b in batches(items, mb)
-    ]
+    def model_input(batch: list) -> torch.Tensor:
+        waves = [runner._wave(concept, model, it.pair, it.role) for it in batch]
+        return tracing._batch(model, [w / model.input_scale(w) for w in waves], tracing._device(model))
+
+    groups = [(b[0].path, b[0].n_q, model_input(b)) for b in batches(items, mb)]
 
     @torch.no_grad()
     def bare() -> None:
         for path, n_q, x in groups:
             model(x, path=path, n_q=n_q)
 
-    t_ours, t_bare = best_of([ours, bare], repeats)
+    (t_ours, c_ours, f_ours), (t_bare, c_bare, f_bare) = timings([ours, bare], repeats)
     return {
         "concept": concept_name,
         "model": model.name,
@@ -61,7 +69,23 @@ def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
         "ours_items_per_s": len(items) / t_ours,
         "bare_items_per_s": len(items) / t_bare,
         "ratio": t_bare / t_ours,
+        "cpu_ratio": c_bare / c_ours,
+        "faults": (f_ours, f_bare),
     }
+
+
+def timings(fns: list, repeats: int) -> list[tuple[float, float, int]]:
+    """Per function: its least wall time (s) and least CPU time (s) over ``repeats`` interleaved
+    calls (as ``_common.best_of``), and the minor page faults of its least-CPU call."""
+    walls: list[list[float]] = [[] for _ in fns]
+    cpus: list[list[tuple[float, int]]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            f0, c0, w0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time(), time.perf_counter()
+            fn()
+            walls[i].append(time.perf_counter() - w0)
+            cpus[i].append((time.process_time() - c0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0))
+    return [(min(w), *min(c)) for w, c in zip(walls, cpus)]
 
 
 def main() -> None:
@@ -78,7 +102,8 @@ def main() -> None:
         print(
             f"{r['concept']:<14} {r['model']}: {r['items']} items in {r['batches']} batches; battery "
             f"{r['ours_items_per_s']:.1f} items/s, bare forward {r['bare_items_per_s']:.1f} items/s, "
-            f"ratio {r['ratio']:.2f} (goal >= 0.85)"
+            f"ratio {r['ratio']:.2f} (goal >= 0.85); CPU-time ratio {r['cpu_ratio']:.2f}; "
+            f"minor page faults battery {r['faults'][0]}, bare {r['faults'][1]}"
         )
 
 
