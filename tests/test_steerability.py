@@ -386,3 +386,25 @@ def test_a_model_without_a_decoder_is_refused_in_one_line_before_anything_is_wri
     assert not out.exists()
     unknown = CliRunner().invoke(get_cli(), ["steerability", "-C", "nots", "-o", str(out)])
     assert unknown.exit_code != 0 and "Did you mean 'note'" in unknown.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "bad, said",
+    [
+        (["-l", "nosuchlayer"], "unknown layer 'nosuchlayer'"),
+        (["-l", "latent,nosuch"], "unknown layer 'nosuch'"),
+        (["-D", "nosuchdict"], "dictionary 'nosuchdict' not found"),
+    ],
+)
+def test_a_mistyped_layer_or_dictionary_is_refused_before_battery_json(tmp_path, bad, said):
+    """Issue 15: the concepts are planned before battery.json is written, so a mistyped argument
+    leaves nothing behind and the corrected rerun is not refused as 'other settings'."""
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(get_cli(), ["steerability", "--quick", "-C", "loudness", *bad, "-o", str(out)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert said in res.output and len(res.output.strip().splitlines()) == 1  # no "concept loudness -> ..." line
+    assert not out.exists()
