@@ -408,3 +408,33 @@ def test_a_mistyped_layer_or_dictionary_is_refused_before_battery_json(tmp_path,
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert said in res.output and len(res.output.strip().splitlines()) == 1  # no "concept loudness -> ..." line
     assert not out.exists()
+
+
+def test_a_rerun_removes_the_temporaries_a_killed_write_left(tiny_battery):
+    """Issue 15: kill -9 during the final writes left ``.report.html.<random>.html`` behind for
+    good. A rerun (resume) of the battery removes its writer's temporaries, in the battery's
+    folder and its concepts' (the old name form and the marked one), and no user dotfile."""
+    from steerlab.artifacts import TEMP_MARK
+    from steerlab.battery.run import run_battery
+
+    out, _ = tiny_battery
+    stale = [
+        out / ".report.html.hgw_l16c.html",  # the name the issue found (before TEMP_MARK)
+        out / f".summary.csv.{TEMP_MARK}ab_cd123.csv",
+        out / "note" / f".results.jsonl.{TEMP_MARK}x1y2z3w4.jsonl",
+        out / "note" / f".verdicts.json.{TEMP_MARK}q9r8s7t6.json",
+    ]
+    mine = [out / ".keep", out / ".notes.abcdefgh.txt", out / "note" / ".report.html"]
+    for p in stale + mine:
+        p.write_bytes(b"")
+    toy = _ToyPlugin()
+    plugins.register(toy, name="toy_battery")
+    try:
+        run_battery(["note", "onset"], "toy_battery_codec", out, True, config_file=out.parent / "tiny.toml")
+    finally:
+        plugins.unregister(toy)
+    assert [p.name for p in stale if p.exists()] == []
+    assert all(p.exists() for p in mine)
+    for p in mine:
+        p.unlink()
+    assert [p.name for p in out.rglob(f"*{TEMP_MARK}*")] == []

@@ -370,6 +370,10 @@ def _run_battery(
     prepared = _prepare_all(chosen, own, cfg, quick, layers, dictionaries, device, folder)
     if not (folder / BATTERY_FILE).is_file():
         _write_settings(folder, settings)
+    else:  # a rerun: what a killed atomic write left in the battery's folders (its concepts' too)
+        from steerlab.artifacts import remove_stale_temporaries
+
+        remove_stale_temporaries(folder)
     tables = []
     examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:

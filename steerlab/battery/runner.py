@@ -640,7 +640,7 @@ def _run_concept(
     prepared: tuple[list[ConceptPlan], str, dict[str, Any], dict[tuple[str, str], Any]] | None = None,
 ) -> ConceptOutcome:
     from steerlab import provenance
-    from steerlab.artifacts import atomic_write_json, versions
+    from steerlab.artifacts import atomic_write_json, remove_stale_temporaries, versions
     from steerlab.partials.runner import LEVEL, TEMPLATE
     from steerlab.partials.store import read_directions
 
@@ -654,6 +654,7 @@ def _run_concept(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
+    remove_stale_temporaries(folder)  # what a killed atomic write left (a resumed run)
     controls = controls_of(concept, cfg)
     weights = {p.model.name: p.model.weights_hash() for p in plans}
     if not (folder / RUN_FILE).is_file():
