@@ -438,3 +438,24 @@ def test_a_rerun_removes_the_temporaries_a_killed_write_left(tiny_battery):
     for p in mine:
         p.unlink()
     assert [p.name for p in out.rglob(f"*{TEMP_MARK}*")] == []
+
+
+def test_the_best_add_strength_names_its_unit(tiny_battery):
+    """Issue 15: "best add" mixed RMS-relative strengths (ablate/subtract/reverse) and calibrated
+    multiples (reverse_calibrated) unmarked; each row, summary.csv and the page name the unit."""
+    import csv
+
+    out, doc = tiny_battery
+    rows = [v for t in doc["concepts"] for v in t["verdicts"]]
+    assert {(v["removal"], v["best_add_strength_unit"]) for v in rows} == {
+        ("ablate", "rms"), ("subtract", "rms"), ("reverse", "rms"), ("reverse_calibrated", "calibrated")
+    }  # fmt: skip
+    with open(out / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["removal"], r["best_add_strength_unit"]) for r in table] == [
+        (v["removal"], v["best_add_strength_unit"]) for v in rows
+    ]
+    page = (out / "report.html").read_text()
+    cal = next(v for v in rows if v["removal"] == "reverse_calibrated" and v["best_add_strength"] is not None)
+    assert "best add (unit)" in page and f"{cal['best_add_strength']:.3g} × pairs’ diff" in page
+    assert "× RMS" in page

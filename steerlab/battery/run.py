@@ -55,6 +55,7 @@ CSV_KEYS = (
     "damage_add_median",
     "target_remove_median",
     "damage_remove_median",
+    "best_add_strength_unit",  # last: a column added after the others (issue 15)
 )
 
 
@@ -86,6 +87,7 @@ def _partial_table(concept: Any, summary: dict[str, Any]) -> dict[str, Any]:
                 "concept": "partial",
                 "variant": v.family,
                 "label": label(v, val),
+                "best_add_strength_unit": "rms",  # partials' add: strength x the RMS norm (docs/partials.md)
                 "validation": val.get((v.method, v.removal), {}).get("status"),
                 "validation_reason": val.get((v.method, v.removal), {}).get("reason"),
                 "control": {  # as every concept's: steerable on every cell of the same method and removal
