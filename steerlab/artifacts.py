@@ -77,9 +77,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     The temporary's name carries :data:`TEMP_MARK`, so a rerun finds what a killed writer left
     (:func:`remove_stale_temporaries`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{TEMP_MARK}", suffix=path.suffix or ".tmp"
-    )
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_MARK}", suffix=path.suffix or ".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
