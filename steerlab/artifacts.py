@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,12 +34,50 @@ def normal_permissions(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_current_umask())
 
 
+#: what every temporary file of :func:`atomic_path` carries in its name, between the target's
+#: name and mkstemp's random part: ``.report.html.steerlab-tmp-hgw_l16c.html``
+TEMP_MARK = "steerlab-tmp-"
+_RANDOM = r"[a-z0-9_]{8}"  # tempfile's names: 8 of a-z, 0-9 and _
+_TEMP = re.compile(rf"^\.(?P<name>.+)\.{TEMP_MARK}{_RANDOM}(?P<suffix>\.[^.]+)$")
+_OLD_TEMP = re.compile(rf"^\.(?P<name>.+)\.{_RANDOM}(?P<suffix>\.[A-Za-z0-9]+)$")
+
+
+def is_stale_temporary(name: str) -> bool:
+    """Whether a file name is one :func:`atomic_path` writes: ``.<target>.steerlab-tmp-<8>.<ext>``,
+    or, from before :data:`TEMP_MARK`, ``.<target>.<8>.<ext>`` whose target ends in that same
+    extension (``.report.html.hgw_l16c.html``); a user's own dotfile matches neither."""
+    if _TEMP.match(name):
+        return True
+    old = _OLD_TEMP.match(name)
+    return old is not None and old["name"].endswith(old["suffix"]) and old["name"] != old["suffix"]
+
+
+def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete the temporary files a killed :func:`atomic_path` left in ``folder`` (and, with
+    ``recursive``, its subfolders): a resumed run calls it on the folders it writes before it
+    writes. Only names :func:`is_stale_temporary` recognises are touched; returns the paths
+    removed (none for a missing folder). A folder has one writer (steerlab's rule), so no live
+    temporary is removed."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    found = root.rglob(".*") if recursive else root.glob(".*")
+    gone = []
+    for p in sorted(found):
+        if is_stale_temporary(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success, with the mode a
-    plain ``open`` would give (0666 minus the umask), whatever the writer did to the temporary file."""
+    plain ``open`` would give (0666 minus the umask), whatever the writer did to the temporary file.
+    The temporary's name carries :data:`TEMP_MARK`, so a rerun finds what a killed writer left
+    (:func:`remove_stale_temporaries`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{TEMP_MARK}", suffix=path.suffix or ".tmp")
     os.close(fd)
     try:
         yield Path(tmp)

@@ -157,7 +157,7 @@ def run_sweep(
     order. Raises ``PlanError`` for a folder holding another sweep, ``OutputError`` for a folder
     that cannot be written or that holds something else, before any training."""
     from steerlab import dictionary, executors
-    from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.artifacts import atomic_write_json, clean_json, remove_stale_temporaries
 
     folder = Path(out_dir)
     doc = _grid_doc(spec, items)
@@ -172,6 +172,7 @@ def run_sweep(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
+    remove_stale_temporaries(folder)  # what a killed atomic write left
     if not (folder / GRID_FILE).is_file():
         atomic_write_json(doc, folder / GRID_FILE)
     rows = _finished(folder / ROWS_FILE)

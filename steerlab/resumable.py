@@ -142,6 +142,9 @@ def resume(
     and :class:`RunFolderError` (one line naming the file, and the key or line) when its
     checkpoint or curve is unreadable or malformed, or the checkpoint does not fit ``model``.
     """
+    from steerlab.artifacts import remove_stale_temporaries
+
+    remove_stale_temporaries(out_dir, recursive=False)  # a checkpoint write a kill cut short
     path = out_dir / CHECKPOINT
     if not path.exists():
         return {"step": 0}

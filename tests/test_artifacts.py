@@ -65,3 +65,29 @@ def test_stimulus_keys_keep_their_values():
     with gzip.open(golden, "rt") as fh:
         row = json.loads(fh.readline())
     assert StimulusSpec.from_dict(row["stimulus"]).key() == row["stimulus_key"]
+
+
+def test_atomic_path_temporaries_are_recognised_and_only_they_are_removed(tmp_path):
+    """Every temporary of atomic_path carries TEMP_MARK; remove_stale_temporaries deletes those
+    (and the pre-mark form ``.<target>.<8 random>.<ext>``, as the issue found it) in a folder and
+    its subfolders, never a user's dotfile."""
+    from steerlab.artifacts import TEMP_MARK, atomic_path, is_stale_temporary, remove_stale_temporaries
+
+    with atomic_path(tmp_path / "report.html") as tmp:
+        assert tmp.name.startswith(f".report.html.{TEMP_MARK}") and tmp.name.endswith(".html")
+        assert is_stale_temporary(tmp.name)
+        tmp.write_text("ok")
+    (tmp_path / "sub").mkdir()
+    stale = [tmp_path / ".report.html.hgw_l16c.html", tmp_path / "sub" / f".run.json.{TEMP_MARK}abcd_123.json"]
+    users = [
+        tmp_path / ".bashrc",
+        tmp_path / ".report.html",
+        tmp_path / ".notes.abcdefgh.txt",  # 8 letters, but not a temporary of a .txt target
+        tmp_path / ".cache.json",
+        tmp_path / "sub" / ".x.y.abcdefgh",
+    ]
+    for p in stale + users:
+        p.write_text("")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in users) and not any(p.exists() for p in stale)
+    assert (tmp_path / "report.html").read_text() == "ok" and remove_stale_temporaries(tmp_path / "none") == []

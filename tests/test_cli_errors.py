@@ -447,8 +447,27 @@ def test_a_model_given_as_an_argument_gets_a_one_line_hint(cli):
     assert ("layers",) in checked and ("arch",) in checked and len(checked) >= 5
     res = CliRunner().invoke(cli, ["steerability", "logspec_24khz", "-o", "x"], prog_name="steerlab")
     assert res.output.startswith("Error: steerlab steerability names the model with -m/--model")
-    other = CliRunner().invoke(cli, ["layers", "not_a_model"])  # not a model: click's own message
+    # with -m given, an extra argument is something else: click's own message
+    other = CliRunner().invoke(cli, ["layers", "-m", "logspec_24khz", "not_a_model"])
     assert other.exit_code == 1 and "unexpected extra argument (not_a_model)" in other.output
+
+
+def test_the_model_hint_loads_no_plugin():
+    """Issue 15: the hint took ~20 s (it asked the model registry, which imports every plugin:
+    torch, transformer_lens...); a usage error names no model it has checked, so it imports none."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from click.testing import CliRunner; from steerlab.cli import get_cli; "
+        "r = CliRunner().invoke(get_cli(), ['layers', 'logspec_24khz'], prog_name='steerlab'); "
+        "print(r.output.strip()); print(sorted(m for m in ('torch', 'transformer_lens') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "Error: steerlab layers names the model with -m/--model, not as an argument: steerlab layers -m logspec_24khz",
+        "[]",
+    ]
 
 
 def test_layers_prints_no_empty_section(cli):

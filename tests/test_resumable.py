@@ -75,3 +75,19 @@ def test_a_folder_of_another_identity_is_refused(tmp_path):
         resumable.resume(tmp_path, *_net(0), {"architecture": {"width": 4}}, log=lambda m: None)
     with pytest.raises(SteerlabError, match="another codec weights"):
         resumable.resume(tmp_path, *_net(0), {**ID, "codec weights": "abc"}, log=lambda m: None)
+
+
+def test_resume_removes_a_killed_checkpoint_write(tmp_path):
+    """A kill during the checkpoint's atomic write leaves its temporary; resume removes it (and
+    only it: a user's dotfile stays)."""
+    from steerlab.artifacts import TEMP_MARK, is_stale_temporary
+
+    net, opt = _net(0)
+    resumable.save(tmp_path, net, opt, 1, {"step": 1, "loss": 1.0}, ID, {})
+    stale = tmp_path / f".{resumable.CHECKPOINT}.{TEMP_MARK}k1ll3d_x.pt"
+    stale.write_bytes(b"")
+    user = tmp_path / ".mine"
+    user.write_text("x")
+    assert is_stale_temporary(stale.name) and not is_stale_temporary(user.name)
+    assert resumable.resume(tmp_path, *_net(1), ID, log=lambda m: None)["step"] == 1
+    assert not stale.exists() and user.read_text() == "x"

@@ -386,3 +386,76 @@ def test_a_model_without_a_decoder_is_refused_in_one_line_before_anything_is_wri
     assert not out.exists()
     unknown = CliRunner().invoke(get_cli(), ["steerability", "-C", "nots", "-o", str(out)])
     assert unknown.exit_code != 0 and "Did you mean 'note'" in unknown.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "bad, said",
+    [
+        (["-l", "nosuchlayer"], "unknown layer 'nosuchlayer'"),
+        (["-l", "latent,nosuch"], "unknown layer 'nosuch'"),
+        (["-D", "nosuchdict"], "dictionary 'nosuchdict' not found"),
+    ],
+)
+def test_a_mistyped_layer_or_dictionary_is_refused_before_battery_json(tmp_path, bad, said):
+    """Issue 15: the concepts are planned before battery.json is written, so a mistyped argument
+    leaves nothing behind and the corrected rerun is not refused as 'other settings'."""
+    from click.testing import CliRunner
+
+    from steerlab.cli import get_cli
+
+    out = tmp_path / "out"
+    res = CliRunner().invoke(get_cli(), ["steerability", "--quick", "-C", "loudness", *bad, "-o", str(out)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert said in res.output and len(res.output.strip().splitlines()) == 1  # no "concept loudness -> ..." line
+    assert not out.exists()
+
+
+def test_a_rerun_removes_the_temporaries_a_killed_write_left(tiny_battery):
+    """Issue 15: kill -9 during the final writes left ``.report.html.<random>.html`` behind for
+    good. A rerun (resume) of the battery removes its writer's temporaries, in the battery's
+    folder and its concepts' (the old name form and the marked one), and no user dotfile."""
+    from steerlab.artifacts import TEMP_MARK
+    from steerlab.battery.run import run_battery
+
+    out, _ = tiny_battery
+    stale = [
+        out / ".report.html.hgw_l16c.html",  # the name the issue found (before TEMP_MARK)
+        out / f".summary.csv.{TEMP_MARK}ab_cd123.csv",
+        out / "note" / f".results.jsonl.{TEMP_MARK}x1y2z3w4.jsonl",
+        out / "note" / f".verdicts.json.{TEMP_MARK}q9r8s7t6.json",
+    ]
+    mine = [out / ".keep", out / ".notes.abcdefgh.txt", out / "note" / ".report.html"]
+    for p in stale + mine:
+        p.write_bytes(b"")
+    toy = _ToyPlugin()
+    plugins.register(toy, name="toy_battery")
+    try:
+        run_battery(["note", "onset"], "toy_battery_codec", out, True, config_file=out.parent / "tiny.toml")
+    finally:
+        plugins.unregister(toy)
+    assert [p.name for p in stale if p.exists()] == []
+    assert all(p.exists() for p in mine)
+    for p in mine:
+        p.unlink()
+    assert [p.name for p in out.rglob(f"*{TEMP_MARK}*")] == []
+
+
+def test_the_best_add_strength_names_its_unit(tiny_battery):
+    """Issue 15: "best add" mixed RMS-relative strengths (ablate/subtract/reverse) and calibrated
+    multiples (reverse_calibrated) unmarked; each row, summary.csv and the page name the unit."""
+    import csv
+
+    out, doc = tiny_battery
+    rows = [v for t in doc["concepts"] for v in t["verdicts"]]
+    assert {(v["removal"], v["best_add_strength_unit"]) for v in rows} == {
+        ("ablate", "rms"), ("subtract", "rms"), ("reverse", "rms"), ("reverse_calibrated", "calibrated")
+    }  # fmt: skip
+    with open(out / "summary.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["removal"], r["best_add_strength_unit"]) for r in table] == [
+        (v["removal"], v["best_add_strength_unit"]) for v in rows
+    ]
+    page = (out / "report.html").read_text()
+    cal = next(v for v in rows if v["removal"] == "reverse_calibrated" and v["best_add_strength"] is not None)
+    assert "best add (unit)" in page and f"{cal['best_add_strength']:.3g} × pairs’ diff" in page
+    assert "× RMS" in page

@@ -252,3 +252,17 @@ def test_both_variants_run_in_their_own_folders(tmp_path):
     assert shares and all(x == 1.0 for x in shares)  # loudness's rule holds on the rendered pairs
     html = (out / "report.html").read_text()
     assert "loudness (instrument)" in html and "id='loudness-instrument'" in html
+
+
+def test_check_usage_error_is_one_line_as_the_cli_says_it():
+    """Issue 15: `--stimuli bogus` printed argparse's usage block and "error:"; one line, "Error:"."""
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "steerlab.battery.check", "--stimuli", "bogus"], capture_output=True, text=True
+    )
+    assert res.returncode == 1 and res.stdout == ""
+    (line,) = res.stderr.splitlines()  # (argparse words the choices by Python version)
+    assert line.startswith("Error: argument --stimuli: invalid choice: 'bogus' (choose from ")
+    assert line.endswith("(see 'python -m steerlab.battery.check -h')")

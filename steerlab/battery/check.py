@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from steerlab.battery.concept import Concept
 
@@ -89,17 +89,27 @@ def variants_for(concept: Concept, stimuli: str) -> list[str]:
         return []
 
 
-def main(argv: Sequence[str] = ()) -> None:
+def _parser() -> Any:
+    """The module's argument parser; a usage error exits with one line, ``Error: ... (see
+    'python -m steerlab.battery.check -h')``, as the CLI words its own (not argparse's usage block)."""
     import argparse
 
+    class OneLine(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            sys.exit(f"Error: {message} (see '{self.prog} -h')")
+
+    parser = OneLine(prog="python -m steerlab.battery.check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("concepts", nargs="*", help="concepts to check  [default: all that render the stimuli]")
+    parser.add_argument("--stimuli", choices=("synthetic", "instrument", "both"), default="synthetic")
+    return parser
+
+
+def main(argv: Sequence[str] = ()) -> None:
     from steerlab.battery.plan import own_stimuli
     from steerlab.battery.registry import concepts
     from steerlab.battery.run import variants_run
 
-    parser = argparse.ArgumentParser(prog="python -m steerlab.battery.check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("concepts", nargs="*", help="concepts to check  [default: all that render the stimuli]")
-    parser.add_argument("--stimuli", choices=("synthetic", "instrument", "both"), default="synthetic")
-    args = parser.parse_args(list(argv))
+    args = _parser().parse_args(list(argv))
     reg = concepts()
     names = list(args.concepts) or [n for n in reg.names() if variants_for(reg.get(n), args.stimuli)]
     for name in names:
@@ -130,4 +140,4 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except SteerlabError as exc:  # one line, as the CLI reports it
-        sys.exit(f"error: {exc}")
+        sys.exit(f"Error: {exc}")

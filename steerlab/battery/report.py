@@ -63,7 +63,7 @@ def verdict_table(rows: list[dict[str, Any]]) -> str:
     """Every verdict of a concept as an HTML table in a scrolling box."""
     head = (
         "model", "role", "layer", "variant", "method", "path", "removal", "label", "pass share",
-        "best add", "best removal", "target add", "damage add", "target remove", "damage remove",
+        "best add (unit)", "best removal", "target add", "damage add", "target remove", "damage remove",
         "null steerable", "controls", "oracle pass", "validation",
     )  # fmt: skip
     out = ["<table><tr>", *(f"<th>{h}</th>" for h in head), "</tr>"]
@@ -80,7 +80,7 @@ def verdict_table(rows: list[dict[str, Any]]) -> str:
             _fmt(v.get("removal")),
             f"<span{cls}>{label}</span>",
             _fmt(v.get("pass_share"), 2),
-            _fmt(v.get("best_add_strength")),
+            _strength(v.get("best_add_strength"), v.get("best_add_strength_unit"), v.get("removal")),
             _fmt(v.get("best_remove")),
             _ci(v, "target_add"),
             _ci(v, "damage_add"),
@@ -157,6 +157,18 @@ def _oracle(t: Mapping[str, Any]) -> str:
     )
 
 
+def _strength(value: Any, unit: Any, removal: Any) -> str:
+    """A best add strength with its unit (``× RMS``: times the layer's RMS norm; ``× pairs'``:
+    times the pairs' own difference, the calibrated add), the unit read from the row or, in a
+    folder written before rows named it, from the removal (:func:`~steerlab.battery.verdicts.strength_unit`)."""
+    from steerlab.battery.verdicts import strength_unit
+
+    if value is None:
+        return _fmt(value)
+    unit = unit or strength_unit(str(removal))
+    return f"{_fmt(value)} {'× pairs’ diff' if unit == 'calibrated' else '× RMS'}"
+
+
 def _add_op(removal: Any) -> str:
     """The add op a verdict of ``removal`` pairs with (``add_calibrated`` for the calibrated one)."""
     from steerlab.battery.verdicts import ADD_OF
@@ -174,7 +186,8 @@ def _players(folder: Path, ex: Mapping[str, Any]) -> str:
         + ("" if ex.get("seed_passes") else " (the best setting passes on none: the first pair)")
         + f"; the best verdict of {html.escape(b['model'])}: {html.escape(b['method'])} at "
         f"{html.escape(b['layer'])} ({html.escape(b['path'])}), {html.escape(str(b['label']))}, pass share "
-        f"{_fmt(b['pass_share'], 2)}; {_add_op(b.get('removal'))} at strength {_fmt(ex['best_add_strength'])}, removal "
+        f"{_fmt(b['pass_share'], 2)}; {_add_op(b.get('removal'))} at strength "
+        f"{_strength(ex['best_add_strength'], None, b.get('removal'))}, removal "
         f"{html.escape(str(ex['best_remove']))}.</p>"
     )
     players = []
@@ -236,7 +249,11 @@ def render(folder: Path, doc: Mapping[str, Any], examples: Mapping[str, Mapping[
         "<p>Per concept: is its change a steerable variable of the model? A verdict is <b>steerable</b> when "
         "one add strength and one removal setting pass the concept's rule both ways on enough held-out pairs; "
         "the positive controls, the null (a random direction of the same norm) and the oracle (the ideal edit) "
-        "stand beside it. Every number: steerability.json, summary.csv and each concept's folder.</p>",
+        "stand beside it. Every number: steerability.json, summary.csv and each concept's folder. A best add "
+        "strength is in one of two units, named beside it: <b>× RMS</b> (add, the ablate/subtract/reverse "
+        "verdicts: times the activation's RMS norm at the layer) or <b>× pairs’ diff</b> (add_calibrated, the "
+        "reverse_calibrated verdicts: times the training pairs' own mean difference along the direction; "
+        "best_add_strength_unit rms or calibrated).</p>",
         _summary(doc),
     ]
     for t in doc["concepts"]:

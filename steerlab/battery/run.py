@@ -55,6 +55,7 @@ CSV_KEYS = (
     "damage_add_median",
     "target_remove_median",
     "damage_remove_median",
+    "best_add_strength_unit",  # last: a column added after the others (issue 15)
 )
 
 
@@ -86,6 +87,7 @@ def _partial_table(concept: Any, summary: dict[str, Any]) -> dict[str, Any]:
                 "concept": "partial",
                 "variant": v.family,
                 "label": label(v, val),
+                "best_add_strength_unit": "rms",  # partials' add: strength x the RMS norm (docs/partials.md)
                 "validation": val.get((v.method, v.removal), {}).get("status"),
                 "validation_reason": val.get((v.method, v.removal), {}).get("reason"),
                 "control": {  # as every concept's: steerable on every cell of the same method and removal
@@ -273,6 +275,44 @@ def _write_settings(folder: Path, settings: dict[str, Any]) -> None:
     atomic_write_json(clean_json(settings), folder / BATTERY_FILE)
 
 
+def _prepare_all(
+    chosen: Sequence[Any],
+    own: dict[str, tuple[str, ...]],
+    cfg: Any,
+    quick: bool,
+    layers: Sequence[str],
+    dictionaries: Sequence[str | Path],
+    device: Any,
+    folder: Path,
+) -> dict[str, Any]:
+    """Plan every concept's variant (its layers, dictionaries and pairs) and check its folder, by
+    the folder's name, before ``battery.json`` or any concept's folder is written: a mistyped
+    layer or dictionary, a layer a concept cannot use or a concept folder of another configuration
+    raises here, so a corrected rerun starts clean. The dictionaries are resolved against the
+    measured model for a delegating concept too (it plans its own layers when it runs)."""
+    from steerlab.battery.runner import _check_folder, prepare
+
+    out: dict[str, Any] = {}
+    for concept in chosen:
+        if concept.delegate is not None:
+            continue
+        for variant in own[concept.name]:
+            sub = folder / variant_folder(concept.name, variant)
+            out[sub.name] = prepare(concept, cfg, cfg.run.model, quick, layers, dictionaries, device, variant)
+            _check_folder(sub, out[sub.name][1])
+    if dictionaries and any(c.delegate is not None for c in chosen):
+        from steerlab import api
+        from steerlab.errors import DictionaryError, PlanError
+
+        model = api.load_model(cfg.run.model, device=device)
+        for spec in dictionaries:
+            try:
+                api.resolve_dictionary(spec, model)
+            except DictionaryError as exc:
+                raise PlanError(str(exc)) from None
+    return out
+
+
 def _accepts_executor(delegate: Callable[..., Any]) -> bool:
     import inspect
 
@@ -329,8 +369,13 @@ def _run_battery(
         [c.name for c in chosen], cfg.run.model or default_model_name(), quick, layers, dictionaries, stimuli, cfg
     )
     check_folder(folder, settings)
+    prepared = _prepare_all(chosen, own, cfg, quick, layers, dictionaries, device, folder)
     if not (folder / BATTERY_FILE).is_file():
         _write_settings(folder, settings)
+    else:  # a rerun: what a killed atomic write left in the battery's folders (its concepts' too)
+        from steerlab.artifacts import remove_stale_temporaries
+
+        remove_stale_temporaries(folder)
     tables = []
     examples: dict[str, dict[str, Any]] = {}
     for concept in chosen:
@@ -377,6 +422,7 @@ def _run_battery(
                 variant=variant,
                 executor=executor,
                 control_cache=folder,  # one dictionary per control model and layer for every concept
+                prepared=prepared[sub.name],
             )
             vs = verdicts(concept, outcome.rows, cfg.run.bootstrap, cfg.run.seed)
             t = table(concept, vs, outcome.plans)

@@ -571,6 +571,7 @@ def run_concept(
     variant: str = "synthetic",
     executor: Any = None,
     control_cache: str | Path | None = None,
+    prepared: tuple[list[ConceptPlan], str, dict[str, Any], dict[tuple[str, str], Any]] | None = None,
 ) -> ConceptOutcome:
     """Run (or resume) ``concept`` into ``out_dir`` (module docstring); ``dictionaries``: feature
     dictionaries of the measured model's layers (folders or shipped names) for the ``sae``
@@ -584,7 +585,8 @@ def run_concept(
     docs/distributed.md); this process writes every row, so the rows and resuming do not depend
     on it. A distributed executor's workers run the models on the CPU: with one, ``device`` must
     resolve to the CPU (:class:`~steerlab.errors.ConfigError` otherwise, before anything is
-    written)."""
+    written). ``prepared``: what :func:`prepare` returned for these same arguments (the battery
+    prepares every concept before it writes anything); None: prepared here."""
     from steerlab.executors import matching_threads
 
     check_executor_device(executor, device)
@@ -603,6 +605,7 @@ def run_concept(
             variant,
             executor,
             out_dir if control_cache is None else control_cache,
+            prepared,
         )
 
 
@@ -634,20 +637,24 @@ def _run_concept(
     variant: str,
     executor: Any,
     control_cache: str | Path,
+    prepared: tuple[list[ConceptPlan], str, dict[str, Any], dict[tuple[str, str], Any]] | None = None,
 ) -> ConceptOutcome:
     from steerlab import provenance
-    from steerlab.artifacts import atomic_write_json, versions
+    from steerlab.artifacts import atomic_write_json, remove_stale_temporaries, versions
     from steerlab.partials.runner import LEVEL, TEMPLATE
     from steerlab.partials.store import read_directions
 
     started = time.time()
-    plans, chash, measured, dicts = prepare(concept, cfg, model, quick, layers, dictionaries, device, variant)
+    if prepared is None:
+        prepared = prepare(concept, cfg, model, quick, layers, dictionaries, device, variant)
+    plans, chash, measured, dicts = prepared
     folder = Path(out_dir)
     _check_folder(folder, chash)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
+    remove_stale_temporaries(folder)  # what a killed atomic write left (a resumed run)
     controls = controls_of(concept, cfg)
     weights = {p.model.name: p.model.weights_hash() for p in plans}
     if not (folder / RUN_FILE).is_file():

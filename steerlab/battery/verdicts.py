@@ -36,6 +36,18 @@ REMOVALS = ("ablate", "subtract", "reverse", REVERSE)
 #: the add op a removal's verdict pairs it with (``add`` unless named here)
 ADD_OF = {REVERSE: ADD}
 NO_CONTROL = "no control"
+#: the unit of a verdict's ``best_add_strength``: ``rms`` (times the layer's RMS norm, ``add``) unless
+#: named here (``calibrated``: times the pairs' own difference along the direction, ``add_calibrated``,
+#: :mod:`steerlab.battery.calibrated`)
+STRENGTH_UNIT = {REVERSE: "calibrated"}
+
+
+def strength_unit(removal: str) -> str:
+    """The unit of the add strength a verdict of ``removal`` pairs with: ``"rms"`` (``strength x``
+    the activation's RMS norm at the layer) or ``"calibrated"`` (``strength x`` the training pairs'
+    own mean difference along the direction); the report and ``summary.csv`` name it beside the
+    strength (``best_add_strength_unit``)."""
+    return STRENGTH_UNIT.get(removal, "rms")
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,7 @@ def table(concept: Concept, vs: list[BatteryVerdict], plans: list) -> dict[str, 
     for v in vs:
         null = nulls.get((v.model, v.layer, v.variant, v.path, v.removal))
         row = v.flat()
+        row["best_add_strength_unit"] = strength_unit(v.removal)
         row["label"] = label(v, val)  # type: ignore[arg-type]
         row["validation"] = val.get((v.method, v.removal), {}).get("status")
         row["validation_reason"] = val.get((v.method, v.removal), {}).get("reason")

@@ -74,9 +74,12 @@ def leaf_command(group: click.Group, ctx: click.Context) -> click.Command | None
 
 
 def positional_model_hint(exc: click.UsageError) -> str | None:
-    """For ``steerlab layers logspec_24khz``: a command that names its model with ``-m/--model``
-    given the name of a registered model as an extra argument; the one line saying how to
-    write it (``steerlab layers -m logspec_24khz``), else None (click's own message stands)."""
+    """For ``steerlab layers logspec_24khz``: a command that names its model with ``-m/--model``,
+    given no ``-m`` but a name as an extra argument; the one line saying how to write it
+    (``steerlab layers -m logspec_24khz``), else None (click's own message stands). The name is
+    not looked up: the registry loads every plugin (torch and the models' libraries, seconds to
+    tens of seconds), and a usage error must be instant; ``-m`` then checks it (with the nearest
+    registered name)."""
     ctx = exc.ctx
     found = re.fullmatch(r"Got unexpected extra arguments? \((.+)\)", exc.message or "")
     if ctx is None or found is None:
@@ -85,13 +88,11 @@ def positional_model_hint(exc: click.UsageError) -> str | None:
         (p for p in ctx.command.params if isinstance(p, click.Option) and "--model" in p.opts),
         None,
     )
-    if flag is None:
-        return None
-    from steerlab import plugins
-
-    known = set(plugins.models().names())
-    names = [a for a in found.group(1).split() if a in known]
-    if not names:
+    given = flag is not None and ctx.get_parameter_source(flag.name or "") == click.core.ParameterSource.COMMANDLINE
+    if flag is None or given:
+        return None  # no -m/--model, or one given: the extra argument is something else
+    names = found.group(1).split()
+    if len(names) != 1 or not re.fullmatch(r"[A-Za-z0-9][\w.\-]*", names[0]):
         return None
     return (
         f"{ctx.command_path} names the model with -m/--model, not as an argument: "

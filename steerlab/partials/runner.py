@@ -463,7 +463,7 @@ def _run_partials(
     device: Any,
 ) -> RunOutcome:
     from steerlab import provenance
-    from steerlab.artifacts import atomic_write_json
+    from steerlab.artifacts import atomic_write_json, remove_stale_temporaries
     from steerlab.partials import sae_data, sweep
 
     started = time.time()
@@ -475,6 +475,7 @@ def _run_partials(
         (folder / "examples").mkdir(exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {folder}: {exc.strerror or exc}; choose a writable folder") from None
+    remove_stale_temporaries(folder)  # what a killed atomic write left (a resumed run)
     run_doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
