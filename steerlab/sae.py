@@ -583,28 +583,42 @@ def data_stats(data: Data, width: int) -> DataStats:
 
 
 def _stats(source: _Source) -> DataStats:
+    stats, finish = _stats_hashing(source)
+    finish()
+    return stats
+
+
+def _stats_hashing(source: _Source) -> tuple[DataStats, Callable[[], None]]:
+    """:func:`_stats` whose hash may still be running: returns the statistics and ``finish()``,
+    which waits for the hash and writes it into ``stats.sha256`` (empty until then). An in-memory
+    array is hashed in one call over its whole buffer on a thread of its own (hashlib releases the
+    GIL), left running while the caller goes on (:func:`train_sae` trains meanwhile): the same
+    digest as hashing it block by block. A streamed source is hashed block by block while this
+    thread sums, each block's hash awaited before the next is drawn (a source may refill one
+    buffer), so ``finish()`` has nothing left to wait for."""
     h = hashlib.sha256()
     n, shift = 0, None
     s1 = torch.zeros(source.width, dtype=torch.float64)
     s2 = torch.zeros(source.width, dtype=torch.float64)
     work: list[torch.Tensor] = []
-    # each block is hashed on a thread of its own (hashlib releases the GIL on large buffers) while
-    # this one sums it, in order; the hash is awaited before the next block is drawn, so a source
-    # that reuses its buffer for the next block cannot change bytes still being hashed: the same
-    # digest as hashing inline, in about the time of the slower of the two
-    with ThreadPoolExecutor(max_workers=1) as hasher:
+    hasher = ThreadPoolExecutor(max_workers=1)
+    whole: Future[None] | None = None
+    if source.array is not None:  # the buffer itself (no copy: contiguous), alive as long as the source
+        whole = hasher.submit(h.update, source.array.numpy().astype("<f4", copy=False).data)
+    try:
         for block in source.blocks():
-            # the buffer itself (no copy: contiguous); the array keeps it alive until hashed
-            pending: Future[None] = hasher.submit(h.update, block.numpy().astype("<f4", copy=False).data)
+            pending: Future[None] | None = None
+            if whole is None:
+                pending = hasher.submit(h.update, block.numpy().astype("<f4", copy=False).data)
             if len(block) == 0:
-                pending.result()
+                if pending is not None:
+                    pending.result()
                 continue
-            # float64 in one buffer reused for every block (exact: float32 -> float64); a fresh 64 MB
-            # tensor per block is mapped and zero-filled page by page (see _buffer)
-            d = _buffer(work, block, source.width, torch.float64).copy_(block)
             if shift is None:  # shifted sums: stable variance even when |mean| >> std
-                shift = d[0].clone()
-            d -= shift  # in place: the same values as d - shift, without another [b, width] float64 buffer
+                shift = block[0].double()
+            # float64 (exact from float32) less the shift in one pass, into one buffer reused for every
+            # block (a fresh 64 MB tensor per block is mapped and zero-filled page by page, see _buffer)
+            d = torch.sub(block, shift, out=_buffer(work, block, source.width, torch.float64))
             s1 += d.sum(0)
             s2 += d.mul_(d).sum(0)
             # a NaN or infinity anywhere in the block makes its column's sum of squares NaN or infinite
@@ -613,7 +627,10 @@ def _stats(source: _Source) -> DataStats:
             if not bool(torch.isfinite(s2).all()):
                 raise SAEDataError("training data holds NaN or infinite values")
             n += len(block)
-            pending.result()
+            if pending is not None:
+                pending.result()
+    finally:
+        hasher.shutdown(wait=False)  # a whole array's hash goes on; finish() waits for it
     if n == 0 or shift is None:  # shift is None exactly when n == 0
         raise SAEDataError("no training vectors (every batch was empty)")
     mean_shifted = s1 / n
@@ -621,7 +638,14 @@ def _stats(source: _Source) -> DataStats:
     mean = shift + mean_shifted
     mean_norm, std_norm = float(mean.norm()), float(var.sum().sqrt())
     gamma = mean_norm / std_norm if std_norm > 0 else None
-    return DataStats(n, mean, mean_norm, std_norm, gamma, h.hexdigest())
+    stats = DataStats(n, mean, mean_norm, std_norm, gamma, "")
+
+    def finish() -> None:
+        if whole is not None:
+            whole.result()
+        stats.sha256 = h.hexdigest()
+
+    return stats, finish
 
 
 def _scale_for(stats: DataStats, config: SAEConfig) -> float:
@@ -868,8 +892,10 @@ def train_sae(
     t0 = time.perf_counter()
     dev = devices.use(devices.resolve(device))
     source = _Source(data, config.width)
-    stats = _stats(source)
+    # the hash of an in-memory array goes on while the SAE trains (awaited before anything is returned)
+    stats, finish_hash = _stats_hashing(source)
     if not allow_no_variance and not has_variance(stats):
+        finish_hash()
         raise NoVarianceError(
             f"the training data has no variance: its {stats.n} vectors are all equal (spread "
             f"{stats.std_norm:.3g} against a norm of {stats.mean_norm:.3g}); every latent would be "
@@ -974,6 +1000,7 @@ def train_sae(
         total_steps = epoch_steps * config.epochs
         if progress:
             progress(epoch + 1, config.epochs, loss_sum / epoch_steps)
+    finish_hash()
     sae.eval()
     if config.architecture == "jumprelu":
         snap_thresholds(sae)
