@@ -457,9 +457,11 @@ def _topk_codes(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, 
 #: (:func:`_topk_mask`) up to this ``k``; above it ``torch.topk``'s per-row selection costs less
 #: (at ``k`` 8 of 128 latents the passes take about a third of ``torch.topk``'s time on a CPU)
 FAST_TOPK_MAX_K = 16
-#: :func:`_topk_mask` works through the pre-activations in blocks of about this many entries (512 KB
-#: of float32), so that its passes over a block read it from the core's cache, not from memory
-TOPK_BLOCK_ENTRIES = 1 << 17
+#: :func:`_topk_mask` works through the pre-activations in blocks of about this many entries (2 MB of
+#: float32: a batch of 4096 at 128 latents in one block, which measured faster on 1 and 2 threads
+#: than blocks of 256 to 2048 rows; each pass is a parallel region, so fewer blocks wait less on a
+#: loaded machine), bounding the scratch copy at larger sizes
+TOPK_BLOCK_ENTRIES = 1 << 19
 
 
 def _topk_mask(pre: torch.Tensor, k: int, out: torch.Tensor) -> bool:
