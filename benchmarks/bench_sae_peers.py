@@ -282,7 +282,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     runnable = [n for n in names if n not in skipped]
     for n, err in skipped.items():
         print(f"skipped {n}: {err}")
-    results: dict[str, Any] = {"sizes": {}}
+    import steerlab
+
+    # the steerlab timed: this checkout's (the script puts its own repository first on the path)
+    print(f"steerlab from {Path(steerlab.__file__).parent}")
+    results: dict[str, Any] = {"sizes": {}, "steerlab_path": str(Path(steerlab.__file__).parent)}
     for spec in args.sizes.split(","):
         width, size = (int(v) for v in spec.split("x"))
         x = planted(width, size, args.k, args.steps * args.batch)

@@ -220,3 +220,51 @@ def test_small_dictionaries_keep_the_dense_step():
     assert not S.uses_sparse_topk(S.SAEConfig(width=32, size=128, k=8))
     assert S.uses_sparse_topk(S.SAEConfig(width=128, size=1024, k=8))
     assert not S.uses_sparse_topk(S.SAEConfig(width=128, size=1024, k=8, architecture="relu"))
+
+
+def test_dense_topk_selects_what_torch_topk_selects_bitwise():
+    """The k-pass selection (_topk_mask, _DenseTopK) gives torch.topk's codes bit for bit, its
+    gradient is the scatter's, and rows it cannot set apart by a threshold (a tie at the k-th value,
+    NaN) fall back to torch.topk: checked on random rows, rows with ties, k 1 and k = size."""
+    g = torch.Generator().manual_seed(0)
+    pre = torch.randn(3000, 128, generator=g)
+    for k in (1, 3, 8, 16):
+        mask = torch.empty_like(pre)
+        assert S._topk_mask(pre, k, mask)
+        assert torch.equal(mask.sum(-1), torch.full((3000,), float(k)))
+        leaf = pre.clone().requires_grad_()
+        codes, active = S._DenseTopK.apply(leaf, k)
+        ref_leaf = pre.clone().requires_grad_()
+        ref = S._topk_codes(ref_leaf, k)[0]
+        assert torch.equal(codes, ref) and torch.equal(active, (ref > 0).float())
+        w = torch.randn(3000, 128, generator=g)
+        (codes * w).sum().backward()
+        (ref * w).sum().backward()
+        assert leaf.grad is not None and ref_leaf.grad is not None
+        assert torch.equal(leaf.grad, ref_leaf.grad)
+    tied = pre[:64].clone()
+    tied[:, :10] = 1.0  # ten entries equal at the top: the 8 largest are not set apart
+    tied[5, 3] = float("nan")
+    assert not S._topk_mask(tied, 8, torch.empty_like(tied))
+    codes, _ = S._DenseTopK.apply(tied, 8)
+    ref = S._topk_codes(tied, 8)[0]  # torch.topk's own choice among the ties (and NaN as the largest)
+    assert torch.allclose(codes, ref, rtol=0, atol=0, equal_nan=True) and bool(ref[5].isnan().any())
+    small = torch.randn(50, 8, generator=g)
+    assert torch.equal(S._DenseTopK.apply(small, 8)[0], small.relu())  # k = size: every entry
+
+
+def test_dense_topk_training_equals_the_torch_topk_path_bitwise(monkeypatch):
+    """A topk and a matryoshka run (AuxK and splits active) train to the same weights and metrics
+    with the k-pass selection as with torch.topk (FAST_TOPK_MAX_K 0 forces the latter)."""
+    x = _planted(16, 12, 3, 6000) - 1.0  # 12 directions for 64 latents: rare latents to split
+    kw = dict(width=16, size=64, k=4, epochs=3, batch_size=512, dead_steps=5, split_every=4)
+    for arch in ("topk", "matryoshka"):
+        runs = []
+        for fast in (S.FAST_TOPK_MAX_K, 0):
+            monkeypatch.setattr(S, "FAST_TOPK_MAX_K", fast)
+            sae, metrics = S.train_sae(x, S.SAEConfig(architecture=arch, **kw))
+            metrics.pop("seconds")
+            runs.append((sae.state_dict(), metrics))
+        (a, ma), (b, mb) = runs
+        assert ma == mb and ma["split"] > 0
+        assert all(torch.equal(a[key], b[key]) for key in a)
