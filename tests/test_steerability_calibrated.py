@@ -12,25 +12,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import battery_toml
 
 from steerlab.battery import calibrated, plan
 from steerlab.battery.calibrated import CALIBRATED_STRENGTHS, calibration, projection_difference
-
-TINY = """
-[grid]
-strengths = [1.0]
-subtract_strengths = [1.0]
-methods = ["diffmeans", "random"]
-[stimuli]
-train_seeds = 2
-test_seeds = 3
-[controls]
-positive_models = []
-[run]
-max_batch = 4
-probe_frames = 16
-bootstrap = 100
-"""
 
 
 def _planted(rng, n_clips=3, frames=40, channels=32, span=(10, 30), amount=2.5):
@@ -97,7 +82,7 @@ def logspec_runs(tmp_path_factory):
     from steerlab.partials import build
 
     d = tmp_path_factory.mktemp("calibrated")
-    (d / "tiny.toml").write_text(TINY)
+    (d / "tiny.toml").write_text(battery_toml())
     cfg = build(d / "tiny.toml", True)
     c = concepts().get("loudness")
     full = run_concept(c, cfg, d / "full", "logspec_24khz", True)
