@@ -239,7 +239,7 @@ def _check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None
     except OSError as exc:
         why = f"nothing answered within {timeout_s:g} s" if isinstance(exc, TimeoutError) else exc.strerror or exc
         raise SteerlabError(
-            f"cannot connect to Ray at {address!r} ({why}); start the cluster there (ray start --head), "
+            f"cannot connect to Ray at {address!r} ({why}); start a Ray cluster's head node there, "
             "correct the address, or leave the address out to start a local cluster",
             parameter="address",
         ) from None

@@ -180,7 +180,7 @@ CPU_BY_DESIGN = {
     ("capture.py", "stream_vectors"): (2, "captured vectors come back to the CPU (steerlab.tracing.capture)"),
     ("capture.py", "run_batch"): (1, "the subsampling draw uses the CPU generator, on CPU vectors"),
     ("capture.py", "write_shards"): (1, "shards are written from CPU vectors"),
-    ("sae.py", "_stats"): (2, "the statistics pass sums CPU blocks in float64"),
+    ("sae.py", "_stats_hashing"): (2, "the statistics pass sums CPU blocks in float64"),
     ("sae.py", "evaluate"): (2, "evaluation sums on the CPU in float64 (outputs are brought back)"),
     ("sae.py", "train_sae"): (1, "the centre is a CPU statistic, copied into the SAE's buffer with copy_"),
     ("sae.py", "__init__"): (7, "initialised on the CPU with the CPU generator (the same on every device), then moved"),

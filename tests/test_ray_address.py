@@ -38,7 +38,7 @@ def test_an_address_nothing_answers_is_refused_in_one_line(name, tmp_path):
     res = CliRunner().invoke(get_cli(), [*COMMANDS[name], "-o", str(out), "--executor", "ray", "--address", address])
     lines = [line for line in res.output.splitlines() if line.strip()]
     assert res.exit_code == 1 and len(lines) == 1, res.output
-    assert lines[0].startswith(f"Error: cannot connect to Ray at '{address}'") and "ray start --head" in lines[0]
+    assert lines[0].startswith(f"Error: cannot connect to Ray at '{address}'") and "head node" in lines[0]
     assert not out.exists() and not ray.is_initialized()
     assert time.monotonic() - started < 30  # a refused port fails at once (the bound is CONNECT_TIMEOUT_S)
 
