@@ -16,7 +16,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,16 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def atomic_write_json(obj: object, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def add_json_key(path: Path, key: str, make: Callable[[], object]) -> None:
+    """Add ``key`` to the JSON object in ``path`` (a run's ``run.json``), with the value ``make()``
+    made clean (:func:`clean_json`), once: a file that holds ``key`` already is left as it is;
+    written atomically (:func:`atomic_write_json`)."""
+    doc = json.loads(Path(path).read_text())
+    if key not in doc:
+        doc[key] = clean_json(make())
+        atomic_write_json(doc, path)
 
 
 def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict[str, str] | None = None) -> None:

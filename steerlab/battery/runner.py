@@ -742,7 +742,7 @@ def _control_dictionaries(
     :func:`~steerlab.partials.runner.control_dictionaries`, and recorded in the run ``folder``'s ``run.json``
     (``control_dictionaries``: hashes, SAE config, recipe; once, atomically) before any direction
     is learned from them."""
-    from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.artifacts import add_json_key
     from steerlab.partials.runner import control_dictionaries, describe_control_dictionaries
 
     if "control_dictionary" not in measured:
@@ -752,10 +752,7 @@ def _control_dictionaries(
     except OSError as exc:
         raise OutputError(f"cannot create {cache}: {exc.strerror or exc}; choose a writable folder") from None
     dicts = control_dictionaries(cfg, [cp.plan for cp in plans], cache, notify)
-    doc = json.loads((folder / RUN_FILE).read_text())
-    if "control_dictionaries" not in doc:
-        doc["control_dictionaries"] = describe_control_dictionaries(dicts, cache, folder)
-        atomic_write_json(clean_json(doc), folder / RUN_FILE)
+    add_json_key(folder / RUN_FILE, "control_dictionaries", lambda: describe_control_dictionaries(dicts, cache, folder))
     return dicts
 
 
@@ -763,21 +760,21 @@ def _record_calibration(run_file: Path, prov: dict[str, dict]) -> None:
     """Add to ``run.json`` (once, atomically) each direction's calibration
     (:func:`steerlab.battery.calibrated.calibration`) by direction id, with its unit and method,
     and the calibrated grid: written when the directions are learned, after ``run.json`` itself."""
-    from steerlab.artifacts import atomic_write_json, clean_json
+    from steerlab.artifacts import add_json_key
 
-    doc = json.loads(run_file.read_text())
-    if "calibration" in doc:
-        return
-    doc["calibration"] = {
-        "strengths": list(CALIBRATED_STRENGTHS),
-        "ops": {op: {"signal": role, "sign": sign} for op, (role, sign) in CALIBRATED_OPS.items()},
-        "unit": "the training pairs' mean projection difference along the unit direction, on the add's span",
-        "directions": {
-            did: {"unit": p["unit"], "method": p["method"], "capture_path": p["capture_path"], **p["calibration"]}
-            for did, p in sorted(prov.items())
+    add_json_key(
+        run_file,
+        "calibration",
+        lambda: {
+            "strengths": list(CALIBRATED_STRENGTHS),
+            "ops": {op: {"signal": role, "sign": sign} for op, (role, sign) in CALIBRATED_OPS.items()},
+            "unit": "the training pairs' mean projection difference along the unit direction, on the add's span",
+            "directions": {
+                did: {"unit": p["unit"], "method": p["method"], "capture_path": p["capture_path"], **p["calibration"]}
+                for did, p in sorted(prov.items())
+            },
         },
-    }
-    atomic_write_json(clean_json(doc), run_file)
+    )
 
 
 EXAMPLES_DIR, EXAMPLES_FILE = "examples", "examples.json"
