@@ -185,3 +185,32 @@ def test_a_non_finite_decode_scores_none_and_fails_the_rule(name):
     assert not c.rule.passes(bad, "with")
     mixed = c.score_many([("w", w, y, spec), ("w", w, x, spec)], {})
     assert mixed == [bad, c.score(w, x, spec)] and mixed[1]["target"] is not None
+
+
+def test_the_battery_scores_a_non_finite_decode_none_for_any_concept():
+    """The battery, not each concept, gives a non-finite decode its None score: a plugin's concept
+    whose scorer would crash on it (as librosa does) is never called with it, and the finite rows
+    of the same batch keep the concept's own values."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from steerlab.battery.concept import NON_FINITE
+    from steerlab.battery.registry import concepts
+    from steerlab.battery.runner import _key, _scores
+
+    spec = concepts().get("loudness").pairs(24_000, [0], 0.1, True)[0]
+    seen = []
+
+    class Plugin:  # no score_many, a scorer that refuses non-finite input
+        def score(self, baseline, patched, pair):
+            assert np.isfinite(patched).all(), "the battery handed a non-finite decode to the concept"
+            seen.append(pair)
+            return {"target": float(np.sum(patched - baseline)), "damage": 0.0}
+
+    base = {("continuous", _key(spec), "without"): (np.zeros((1, 100)), None)}
+    it = SimpleNamespace(path="continuous", pair=spec, role="without")
+    bad = np.ones((1, 100))
+    bad[0, 5] = np.nan
+    out = _scores(SimpleNamespace(concept=Plugin()), [(it, np.ones((1, 100))), (it, bad)], base, {})
+    assert out == [{"target": 100.0, "damage": 0.0}, NON_FINITE] and len(seen) == 1

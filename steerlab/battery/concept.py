@@ -30,6 +30,14 @@ from steerlab.registry import Registry
 VARIANTS = ("synthetic", "instrument")
 
 
+#: the score of a patched decode with a NaN or infinite sample (an edit that overflowed the decoder,
+#: e.g. a concentrated direction added to a log-magnitude layer, whose exp then overflows): no
+#: measure of it exists (librosa refuses it), and the rule fails it (Rule.passes: target and damage
+#: must be finite); the battery gives it to every concept's such rows (runner._scores), recorded as
+#: such in the row's scores
+NON_FINITE: dict[str, Any] = {"target": None, "damage": None, "non_finite_decode": True}
+
+
 @dataclass(frozen=True)
 class PairSpec:
     """The recipe of one matched pair: a concept, its stimulus variant, a seed, the sample rate

@@ -404,7 +404,14 @@ def _scores(cp: ConceptPlan, done: Sequence[tuple[BatteryItem, np.ndarray]], bas
     """The concept's score of each patched decode against its item's baseline: through the
     concept's ``score_many`` where it has one (the built-in concepts: one batch of the patched
     signals, each baseline's features once per sweep, kept in ``memo``; the same values as
-    ``score``), else ``score`` item by item."""
+    ``score``), else ``score`` item by item; a decode with a NaN or infinite sample scores
+    :data:`~steerlab.battery.concept.NON_FINITE` whatever the concept (no measure of it exists)."""
+    from steerlab.battery.concept import NON_FINITE
+
+    bad = {i for i, (_, p) in enumerate(done) if not np.isfinite(p).all()}
+    if bad:
+        scored = iter(_scores(cp, [d for i, d in enumerate(done) if i not in bad], base, memo))
+        return [dict(NON_FINITE) if i in bad else next(scored) for i in range(len(done))]
     jobs = [
         ((it.path, _key(it.pair), it.role), *_fit(base[(it.path, _key(it.pair), it.role)][0], p), it.pair)
         for it, p in done

@@ -10,14 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from steerlab.battery.concept import PairSpec, Rule, mono
+from steerlab.battery.concept import NON_FINITE, PairSpec, Rule, mono
 
 DURATION_S, QUICK_DURATION_S, FADE_MS = 0.5, 0.3, 10.0
-# the score of a patched decode with a NaN or infinite sample (an edit that overflowed the decoder,
-# e.g. a concentrated direction added to a log-magnitude layer, whose exp then overflows): no
-# measure of it exists (librosa refuses it), and the rule fails it (Rule.passes: target and damage
-# must be finite); recorded as such in the row's scores
-NON_FINITE: dict[str, Any] = {"target": None, "damage": None, "non_finite_decode": True}
 
 
 class SyntheticConcept:
