@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from steerlab.battery.calibrated import ADD, REVERSE
+from steerlab.battery.calibrated import ADD, CALIBRATED_OPS, REVERSE
 from steerlab.battery.concept import Concept, no_control_reason
 from steerlab.partials.verdicts import NOT_VALIDATED, label, median_ci, validation
 
@@ -36,18 +36,15 @@ REMOVALS = ("ablate", "subtract", "reverse", REVERSE)
 #: the add op a removal's verdict pairs it with (``add`` unless named here)
 ADD_OF = {REVERSE: ADD}
 NO_CONTROL = "no control"
-#: the unit of a verdict's ``best_add_strength``: ``rms`` (times the layer's RMS norm, ``add``) unless
-#: named here (``calibrated``: times the pairs' own difference along the direction, ``add_calibrated``,
-#: :mod:`steerlab.battery.calibrated`)
-STRENGTH_UNIT = {REVERSE: "calibrated"}
 
 
 def strength_unit(removal: str) -> str:
     """The unit of the add strength a verdict of ``removal`` pairs with: ``"rms"`` (``strength x``
     the activation's RMS norm at the layer) or ``"calibrated"`` (``strength x`` the training pairs'
     own mean difference along the direction); the report and ``summary.csv`` name it beside the
-    strength (``best_add_strength_unit``)."""
-    return STRENGTH_UNIT.get(removal, "rms")
+    strength (``best_add_strength_unit``): calibrated exactly when its add op is
+    (:data:`ADD_OF`, :data:`steerlab.battery.calibrated.CALIBRATED_OPS`)."""
+    return "calibrated" if ADD_OF.get(removal, "add") in CALIBRATED_OPS else "rms"
 
 
 @dataclass(frozen=True)
