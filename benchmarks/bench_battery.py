@@ -11,7 +11,9 @@ are those of the ``--quick`` run's measured model (every layer, path, method, op
 held-out pair; no controls). Goal (issue 15): ratio >= 0.85 (wall clock). Interleaved repeats, best
 of each. Also printed: the same ratio in CPU seconds (``time.process_time``, which other jobs on a
 shared machine disturb far less than the wall clock) and each side's minor page faults per sweep
-(``ru_minflt``, best repeat), the allocator's share of the cost (docs/steerability.md).
+(``ru_minflt``, best repeat), the allocator's share of the cost (docs/steerability.md). The process
+keeps its freed memory as the ``steerlab`` command's does (:func:`steerlab.memory.keep_freed_memory`,
+before either side runs, so both sides run under it).
 
     OMP_NUM_THREADS=1 python benchmarks/bench_battery.py [-m MODEL] [-C CONCEPT ...] [--repeats R]
 """
@@ -95,6 +97,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     from steerlab.battery.registry import concepts
+    from steerlab.memory import keep_freed_memory
+
+    keep_freed_memory()  # as the steerlab command does before any sweep (both sides run in this process)
 
     names = args.concept or [c.name for c in concepts() if c.delegate is None]
     for name in names:

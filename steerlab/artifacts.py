@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,9 @@ TEMP_MARK = "steerlab-tmp-"
 _RANDOM = r"[a-z0-9_]{8}"  # tempfile's names: 8 of a-z, 0-9 and _
 _TEMP = re.compile(rf"^\.(?P<name>.+)\.{TEMP_MARK}{_RANDOM}(?P<suffix>\.[^.]+)$")
 _OLD_TEMP = re.compile(rf"^\.(?P<name>.+)\.{_RANDOM}(?P<suffix>\.[A-Za-z0-9]+)$")
+#: a folder :func:`steerlab.dictionary.save` builds before renaming it: ``.latent.steerlab-tmp-hgw_l16c``
+#: (``...steerlab-tmp-old-hgw_l16c``: the folder it replaces, on its way out)
+_TEMP_DIR = re.compile(rf"^\.(?P<name>.+)\.{TEMP_MARK}(old-)?{_RANDOM}$")
 
 
 def is_stale_temporary(name: str) -> bool:
@@ -53,7 +57,8 @@ def is_stale_temporary(name: str) -> bool:
 
 
 def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list[Path]:
-    """Delete the temporary files a killed :func:`atomic_path` left in ``folder`` (and, with
+    """Delete the temporary files a killed :func:`atomic_path` left in ``folder`` (and the
+    temporary folders of a killed :func:`steerlab.dictionary.save`; and, with
     ``recursive``, its subfolders): a resumed run calls it on the folders it writes before it
     writes. Only names :func:`is_stale_temporary` recognises are touched; returns the paths
     removed (none for a missing folder). A folder has one writer (steerlab's rule), so no live
@@ -64,8 +69,13 @@ def remove_stale_temporaries(folder: str | Path, recursive: bool = True) -> list
     found = root.rglob(".*") if recursive else root.glob(".*")
     gone = []
     for p in sorted(found):
-        if is_stale_temporary(p.name) and p.is_file() and not p.is_symlink():
+        if p.is_symlink():
+            continue
+        if is_stale_temporary(p.name) and p.is_file():
             p.unlink(missing_ok=True)
+            gone.append(p)
+        elif _TEMP_DIR.match(p.name) and p.is_dir():  # a dictionary folder killed before its rename
+            shutil.rmtree(p, ignore_errors=True)
             gone.append(p)
     return gone
 

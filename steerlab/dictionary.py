@@ -37,7 +37,7 @@ import torch
 
 from steerlab import schema
 from steerlab import validation as check
-from steerlab.artifacts import clean_json, file_sha256, normal_permissions
+from steerlab.artifacts import TEMP_MARK, clean_json, file_sha256, normal_permissions
 from steerlab.artifacts import versions as library_versions
 from steerlab.errors import ConfigError, DictionaryError, OutputError, first_line
 from steerlab.sae import SAE_CONFIG_SCHEMA as _SAE_FIELDS
@@ -171,14 +171,14 @@ def _atomic_folder(folder: Path, overwrite: bool, marker: str) -> Iterator[Path]
         if not folder.is_dir() or (any(folder.iterdir()) and not (folder / marker).is_file()):
             raise OutputError(f"not replacing {folder}: it is not an empty folder or one written by steerlab")
     try:
-        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+        work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{TEMP_MARK}", dir=parent))
     except OSError as exc:
         raise OutputError(f"cannot write in {parent}: {exc.strerror}") from exc
     try:
         normal_permissions(work, directory=True)
         yield work
         if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{TEMP_MARK}old-", dir=parent))
             os.replace(folder, old)  # onto an empty folder: allowed, and atomic
             os.replace(work, folder)
             shutil.rmtree(old, ignore_errors=True)

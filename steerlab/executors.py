@@ -128,10 +128,14 @@ _WORKER_THREADS: list[int] = []  # the torch threads this worker process was set
 
 
 def _in_worker(fn: Callable[[Any, Any], Any], threads: int, shared: Any, item: Any) -> Any:
-    """The body of every Ray task: set this worker's torch threads (once), then ``fn``."""
+    """The body of every Ray task: set this worker's torch threads and allocator (once,
+    :func:`steerlab.memory.keep_freed_memory`), then ``fn``."""
     if _WORKER_THREADS != [threads]:
         import torch
 
+        from steerlab.memory import keep_freed_memory
+
+        keep_freed_memory()  # as the steerlab command does in its own process
         torch.set_num_threads(threads)
         _WORKER_THREADS[:] = [threads]
     return fn(shared, item)

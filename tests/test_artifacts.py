@@ -91,3 +91,34 @@ def test_atomic_path_temporaries_are_recognised_and_only_they_are_removed(tmp_pa
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
     assert all(p.exists() for p in users) and not any(p.exists() for p in stale)
     assert (tmp_path / "report.html").read_text() == "ok" and remove_stale_temporaries(tmp_path / "none") == []
+
+
+def test_a_dictionary_folder_killed_before_its_rename_is_removed_on_rerun(tmp_path, monkeypatch):
+    """dictionary.save builds its folder under a TEMP_MARK name; a save killed before the rename
+    leaves that folder (here: the rename raises SystemExit, as a kill would stop it, and the
+    cleanup is skipped as kill -9 skips it); remove_stale_temporaries deletes it and nothing else."""
+    import os
+
+    import pytest
+
+    from steerlab import dictionary as dictionary_io
+    from steerlab.artifacts import TEMP_MARK, remove_stale_temporaries
+    from steerlab.dictionary import _atomic_folder
+
+    monkeypatch.setattr(dictionary_io.shutil, "rmtree", lambda *a, **k: None)  # kill -9 runs no cleanup
+
+    def killed(src, dst):
+        raise SystemExit(137)
+
+    monkeypatch.setattr(dictionary_io.os, "replace", killed)
+    with pytest.raises(SystemExit):
+        with _atomic_folder(tmp_path / "latent", False, "config.json") as work:
+            (work / "config.json").write_text("{}")
+    monkeypatch.undo()
+    left = [p for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].name.startswith(f".latent.{TEMP_MARK}") and left[0].is_dir()
+    user = tmp_path / ".latent.notes"
+    user.mkdir()
+    (tmp_path / "kept").mkdir()
+    assert remove_stale_temporaries(tmp_path) == left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".latent.notes", "kept"] and os.path.isdir(user)

@@ -198,6 +198,33 @@ def test_store_cuts_torn_tail_and_never_duplicates(tmp_path):
     assert [json.loads(line)["key"] for line in lines] == ["k0", "k1", "k2", "k3", "k4"]
 
 
+def test_store_group_commits_and_every_appended_row_is_readable_before_its_fsync(tmp_path, monkeypatch):
+    """Rows are flushed at every append (a kill loses only the batch in flight), fsynced at most
+    SYNC_INTERVAL_S apart (the first batch at once) and by sync() at the end."""
+    from steerlab.partials import store as S
+
+    synced: list[int] = []
+    monkeypatch.setattr(S.os, "fsync", lambda fd: synced.append(fd))
+    clock = [100.0]
+    monkeypatch.setattr(S.time, "monotonic", lambda: clock[0])
+    s = ResultStore(tmp_path, "h").open()
+    s.append(_rows(1))
+    assert len(synced) == 1  # the first batch: at once
+    clock[0] += S.SYNC_INTERVAL_S / 2
+    s.append(_rows(2))
+    assert len(synced) == 1  # within the interval: written and flushed, not fsynced
+    assert sorted(ResultStore(tmp_path, "h").open().rows) == ["k0", "k1"]  # another reader sees both
+    clock[0] += S.SYNC_INTERVAL_S
+    s.append(_rows(3))
+    assert len(synced) == 2
+    s.sync()
+    assert len(synced) == 2  # nothing left unsynced
+    clock[0] += 0.01
+    s.append(_rows(4))
+    s.sync()
+    assert len(synced) == 3
+
+
 def test_store_complete_json_without_newline_is_torn(tmp_path):
     s = ResultStore(tmp_path, "h").open()
     s.append(_rows(1))

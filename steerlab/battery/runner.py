@@ -561,6 +561,7 @@ def _execute(
         store.append(rows)
         written += len(rows)
         update(len(rows))
+    store.sync()
     return written
 
 

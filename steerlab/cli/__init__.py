@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import click
 
-from steerlab import __version__
+from steerlab import __version__, memory
 from steerlab.cli.errors import leaf_command
 from steerlab.cli.errors import render as render_error
 from steerlab.cli.options import CONTEXT
@@ -179,6 +179,7 @@ def main() -> None:
     # encodec builds its layers with torch's deprecated weight_norm; not the user's concern
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.nn\.utils\.weight_norm")
     install_signal_handlers()
+    memory.keep_freed_memory()  # a command's sweep reuses its pages instead of faulting in fresh ones
     try:
         group = get_cli()
     except SteerlabError as exc:  # the plugins cannot load (an essential one blocked): one line, as for a command

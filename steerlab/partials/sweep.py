@@ -587,4 +587,5 @@ def execute(
         written += len(rows)
         if progress is not None:
             progress(len(rows))
+    store.sync()
     return written
