@@ -573,7 +573,9 @@ def _saes(plan: ModelPlan, todo: Sequence[Sequence[WorkItem]], dictionaries: dic
     if not layers_needed:
         return None
     return {
-        layer: d.sae for (model, layer), d in (dictionaries or {}).items() if model == plan.model.name and layer in layers_needed
+        layer: d.sae
+        for (model, layer), d in (dictionaries or {}).items()
+        if model == plan.model.name and layer in layers_needed
     }
 
 
