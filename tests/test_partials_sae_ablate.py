@@ -139,3 +139,23 @@ def test_sae_ablate_gets_its_own_verdict_and_leaves_the_others_unchanged():
         assert "sae_ablate" in str(exc)
     else:
         raise AssertionError("sae_ablate with a strength was accepted")
+
+
+def test_the_battery_adds_sae_ablate_items_last_for_sae_only_in_batches_of_their_own():
+    from steerlab.battery.concept import VARIANTS, PairSpec
+    from steerlab.battery.plan import ConceptPlan, direction_id
+    from steerlab.battery.plan import work_items as battery_items
+
+    def concept_plan(methods: tuple[str, ...]) -> tuple[ConceptPlan, set[str]]:
+        p, _ = _fake_plan(methods)
+        pairs = [PairSpec("loudness", VARIANTS[0], s, 24000, 0.25, 0.1, 10.0) for s in (5, 6)]
+        cp = ConceptPlan(SimpleNamespace(name="loudness"), p, [], pairs)  # type: ignore[arg-type]
+        return cp, {direction_id("loudness", "m", "latent", m, "continuous") for m in methods}
+
+    (cp0, av0), (cp1, av1) = concept_plan(("diffmeans", "random")), concept_plan(("diffmeans", "sae", "random"))
+    a, b = battery_items(cp0, PartialsConfig(), "h", av0), battery_items(cp1, PartialsConfig(), "h", av1)
+    extra = [it for it in b if it.op == "sae_ablate"]
+    assert len(extra) == 2 and {it.method for it in extra} == {"sae"} and b[len(b) - 2 :] == extra
+    assert [it.key() for it in b[: len(b) - 2] if it.method != "sae"] == [it.key() for it in a]
+    old = [[it.key() for it in bt] for bt in batches(b[: len(b) - 2], 5)]  # type: ignore[arg-type]
+    assert old == [[it.key() for it in bt] for bt in batches(b, 5) if bt[0].op != "sae_ablate"]  # type: ignore[arg-type]
