@@ -268,7 +268,10 @@ def test_sae_feature_direction_end_to_end_with_a_shipped_dictionary(tmp_path):
     assert "(unchecked: no positive control ran)" in res.output and ": )" not in res.output  # no empty list
     rows = _rows(tmp_path / "run")
     sae = [r for r in rows if r["method"] == "sae"]
-    assert len(sae) == 2 * 3 and {r["op"] for r in sae} == {"add", "subtract", "ablate"}
+    # add, subtract, ablate and (the sae method's own removal in code space, issue 11) sae_ablate
+    assert len(sae) == 2 * 4 and {r["op"] for r in sae} == {"add", "subtract", "ablate", "sae_ablate"}
+    assert [r["op"] for r in rows[-2:]] == ["sae_ablate"] * 2  # after every other item
+    assert {r["direction_id"] for r in sae} == {sae[0]["direction_id"]}
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["dictionaries"] == {"latent": "latent-features"}
     d = resolve_dictionary("latent-features", load_model("tiny_encodec_24khz")).dictionary

@@ -72,7 +72,9 @@ def test_the_control_learns_its_own_dictionary_and_runs_sae(sae_run):
     assert notes.count(f"learning an SAE dictionary on positive control {CONTROL} {LAYER}") == 1
     rows = _rows(d / "out")
     mine = [r for r in rows if r["model"] == CONTROL and r["method"] == "sae"]
-    assert len(mine) == 2 * 10 and {r["model_role"] for r in mine} == {"positive_control"}  # 2 pairs x 10 settings
+    # 2 pairs x 11 settings: 10 of every method and sae_ablate (the sae method's removal in code space)
+    assert len(mine) == 2 * 11 and {r["model_role"] for r in mine} == {"positive_control"}
+    assert sum(r["op"] == "sae_ablate" for r in mine) == 2
     assert all(r["target"] is not None for r in mine)
     directions = json.loads((d / "out" / "loudness" / "verdicts.json").read_text())["verdicts"]
     assert any(v["model"] == CONTROL and v["method"] == "sae" for v in directions)
@@ -95,7 +97,7 @@ def test_sae_validation_is_computed_from_the_controls_sae_verdicts(sae_run):
     vs = table["verdicts"]
     csv_rows = list(csv.DictReader((d / "out" / "summary.csv").open()))
     removals = {v["removal"] for v in vs if v["method"] == "sae" and v["model_role"] == "main"}
-    assert removals == {"ablate", "subtract", "reverse", "reverse_calibrated"}
+    assert removals == {"ablate", "subtract", "reverse", "reverse_calibrated", "sae_ablate"}
     for removal in removals:
         ctrl = [v for v in vs if v["model"] == CONTROL and v["method"] == "sae" and v["removal"] == removal]
         assert len(ctrl) == 1

@@ -27,7 +27,7 @@ from steerlab.battery.concept import Concept, PairSpec
 from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo
 from steerlab.partials.config import PartialsConfig
-from steerlab.partials.plan import MAIN, OP_ROLE, OPS, POSITIVE, ROLES, ModelPlan
+from steerlab.partials.plan import MAIN, OP_ROLE, OPS, POSITIVE, ROLES, ZERO_STRENGTH_OPS, ModelPlan
 
 FORMAT, FORMAT_VERSION = "steerlab-steerability", 1
 # partials' operations, and ``reverse``: the add recipe with the direction's sign flipped, on the
@@ -66,8 +66,9 @@ class BatteryItem:
         check.choice("op", self.op, BATTERY_OPS)
         if BATTERY_OP_ROLE[self.op] != self.role:
             raise ConfigError(f"op {self.op!r} applies to {BATTERY_OP_ROLE[self.op]!r} signals, not {self.role!r}")
-        if not (math.isfinite(self.strength) and self.strength >= 0) or (self.op == "ablate") != (self.strength == 0):
-            raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate ({self.op})", self.strength)
+        zero = self.op in ZERO_STRENGTH_OPS
+        if not (math.isfinite(self.strength) and self.strength >= 0) or zero != (self.strength == 0):
+            raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate/sae_ablate ({self.op})", self.strength)
 
     @property
     def stimulus(self) -> PairSpec:
@@ -76,9 +77,11 @@ class BatteryItem:
 
     @property
     def batch_group(self) -> tuple[str, ...]:
-        """Items batched together: one model, path and layer; a calibrated item never shares a
-        batch with another op's (:func:`work_items`)."""
+        """Items batched together: one model, path and layer; a calibrated or ``sae_ablate`` item
+        never shares a batch with another op's (:func:`work_items`)."""
         group = (self.model, self.path, self.layer)
+        if self.op == "sae_ablate":
+            return (*group, "sae_ablate")
         return (*group, "calibrated") if self.op in CALIBRATED_OPS else group
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,16 +226,24 @@ def work_items(cp: ConceptPlan, cfg: PartialsConfig, config_hash: str, available
     layer, method, pair, then the settings of one pair together), then the calibrated items
     (:mod:`steerlab.battery.calibrated`) in the same order: the other items keep the order and
     the batches they had before the calibrated operations existed (those have a
-    :attr:`~BatteryItem.batch_group` of their own), so their rows are unchanged to the bit."""
+    :attr:`~BatteryItem.batch_group` of their own), so their rows are unchanged to the bit; last the
+    ``sae`` method's ``sae_ablate`` items (batches of their own too)."""
     settings = [("add", s) for s in cfg.grid.strengths]
     settings += [("subtract", s) for s in cfg.grid.subtract_strengths]
     settings += [("reverse", s) for s in cfg.grid.strengths] + [("ablate", 0.0)]
     calibrated = [(op, s) for op in CALIBRATED_OPS for s in CALIBRATED_STRENGTHS]
-    return _items(cp, cfg, config_hash, available, settings) + _items(cp, cfg, config_hash, available, calibrated)
+    out = _items(cp, cfg, config_hash, available, settings) + _items(cp, cfg, config_hash, available, calibrated)
+    # the sae method's removal in the SAE's code space (steerlab.partials.sweep.sae_code_ablation), last
+    return out + _items(cp, cfg, config_hash, available, [("sae_ablate", 0.0)], ("sae",))
 
 
 def _items(
-    cp: ConceptPlan, cfg: PartialsConfig, config_hash: str, available: set[str], settings: list[tuple[str, float]]
+    cp: ConceptPlan,
+    cfg: PartialsConfig,
+    config_hash: str,
+    available: set[str],
+    settings: list[tuple[str, float]],
+    methods: Sequence[str] | None = None,
 ) -> list[BatteryItem]:
     out: list[BatteryItem] = []
     plan = cp.plan
@@ -242,7 +253,7 @@ def _items(
                 continue
             for method in plan.methods:
                 did = direction_id(cp.concept.name, plan.model.name, layer.name, method, plan.capture_path(layer, path))
-                if did not in available:
+                if did not in available or (methods is not None and method not in methods):
                     continue
                 for pair in cp.test:
                     for op, strength in settings:

@@ -99,6 +99,7 @@ class ConceptOutcome:
     directions: dict[str, dict]
     skipped_directions: dict[str, str]
     controls: dict[str, str]
+    dictionaries: dict = dataclasses.field(default_factory=dict)  # by (model, layer): sae_ablate's SAEs
 
 
 class _NullBar:
@@ -371,9 +372,12 @@ def _row(
     }
 
 
-def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
+def patch_for(
+    model: Any, it: BatteryItem, vectors: dict, saes: dict | None = None, provenance: dict | None = None
+) -> Any:
     """The engine's patch of one item: partials' (:func:`steerlab.partials.sweep.patch_for`:
-    ``add``, calibrated ``subtract``, ``ablate``), for ``reverse`` the ``add`` of the negated
+    ``add``, calibrated ``subtract``, ``ablate``, and ``sae_ablate`` with the SAE of ``saes`` (by
+    layer) and the feature its direction's ``provenance`` names), for ``reverse`` the ``add`` of the negated
     direction (``strength`` x the item's RMS norm at the layer, on the sound's span), for
     ``add_calibrated`` and ``reverse_calibrated`` :func:`steerlab.battery.calibrated.patch`."""
     from steerlab import engine
@@ -386,6 +390,9 @@ def patch_for(model: Any, it: BatteryItem, vectors: dict) -> Any:
         from steerlab.battery.calibrated import patch
 
         return patch(model, it, vectors)
+    if it.op == "sae_ablate":
+        feature = (provenance or {}).get(it.direction_id, {}).get("feature")
+        return sweep.patch_for(model, cast(Any, it), vectors, (saes or {}).get(it.layer), feature)
     if it.op != "reverse":
         return sweep.patch_for(model, cast(Any, it), vectors)  # duck-typed: the fields it reads
     layer = layers(model).get(it.layer)
@@ -442,6 +449,7 @@ class BatchContext:
     context: dict
     max_batch: int
     memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    saes: dict | None = None  # the sae method's SAEs by layer, for sae_ablate items
 
 
 def _portable(cp: ConceptPlan) -> ConceptPlan:
@@ -484,7 +492,10 @@ def batch_rows(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem]
     ctx = ctxs[i]
     cp = _attached(ctx)
     passes = [
-        engine.PassItem(_wave(cp.concept, cp.model, it.pair, it.role), patch_for(cp.model, it, ctx.vectors))
+        engine.PassItem(
+            _wave(cp.concept, cp.model, it.pair, it.role),
+            patch_for(cp.model, it, ctx.vectors, ctx.saes, ctx.provenance),
+        )
         for it in batch
     ]
     results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, ctx.max_batch)
@@ -497,6 +508,14 @@ def batch_rows(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem]
     ]
 
 
+def _saes(model: str, items: Sequence[BatteryItem], dictionaries: dict | None) -> dict | None:
+    """The SAEs by layer of ``model`` that its ``sae_ablate`` items need (None: none)."""
+    needed = {it.layer for it in items if it.op == "sae_ablate"}
+    if not needed:
+        return None
+    return {layer: d.sae for (m, layer), d in (dictionaries or {}).items() if m == model and layer in needed}
+
+
 def _execute(
     plan_items: list[tuple[ConceptPlan, list[BatteryItem]]],
     vectors: dict,
@@ -506,6 +525,7 @@ def _execute(
     max_batch: int,
     update: Callable[[int], None],
     executor: Any = None,
+    dictionaries: dict | None = None,
 ) -> int:
     """Run every batch with a missing row of every plan on ``executor`` (None: in process) and
     write its rows as each batch completes, this process the one writer; returns the rows
@@ -543,6 +563,7 @@ def _execute(
             {},
             context,
             max_batch,
+            saes=_saes(cp.model.name, items, dictionaries),
         )
         for path in cp.plan.paths:  # one item per signal, in plan order: the pass _baselines makes of all items
             first: dict[tuple[str, str], BatteryItem] = {}
@@ -705,8 +726,9 @@ def _run_concept(
     if store.repaired:
         notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
     loaded = read_directions(folder / DIRECTIONS_FILE, chash, (TEMPLATE, LEVEL, CALIBRATION))
-    if loaded is None:
+    if loaded is None or any("sae" in cp.plan.methods for cp in plans):  # sae_ablate's sweep needs them too
         dicts = {**dicts, **_control_dictionaries(plans, cfg, measured, folder, Path(control_cache), notify)}
+    if loaded is None:
         vectors, prov, skipped = _learn(plans, cfg, dicts, bar)
         write_directions(folder / DIRECTIONS_FILE, FORMAT, chash, vectors, prov, skipped)
     else:
@@ -717,7 +739,7 @@ def _run_concept(
     left = sum(1 for _, items in plan_items for it in items if not store.done(it.key()))
     label = f"{concept.name} sweep" + (f" ({resumed} rows from before)" if resumed else "")
     with bar(label, left) as update:
-        written = _execute(plan_items, vectors, prov, store, context, cfg.run.max_batch, update, executor)
+        written = _execute(plan_items, vectors, prov, store, context, cfg.run.max_batch, update, executor, dicts)
     keys = [it.key() for _, items in plan_items for it in items]
     if len(store.rows) != len(keys):
         raise SteerlabError(f"{store.path} holds {len(store.rows)} rows but this run has {len(keys)} items")
@@ -733,7 +755,7 @@ def _run_concept(
         folder / "provenance.json",
     )
     return ConceptOutcome(
-        folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls
+        folder, chash, concept, plans, [store.rows[k] for k in keys], written, resumed, prov, skipped, controls, dicts
     )
 
 
@@ -878,8 +900,11 @@ def save_examples(outcome: ConceptOutcome, table: dict[str, Any], max_batch: int
     waves["baseline without"], waves["baseline with"] = (b.output.numpy() for b in bases)
     described = {k: r for k, r in chosen.items() if r is not None}
     items = [BatteryItem.from_dict({**_item_fields(r), "config_hash": outcome.config_hash}) for r in described.values()]
+    saes = _saes(cp.model.name, items, outcome.dictionaries)
+    prov = outcome.directions
     passes = [
-        engine.PassItem(_wave(cp.concept, cp.model, spec, it.role), patch_for(cp.model, it, vectors)) for it in items
+        engine.PassItem(_wave(cp.concept, cp.model, spec, it.role), patch_for(cp.model, it, vectors, saes, prov))
+        for it in items
     ]
     patched = engine.run(cp.model, passes, best["path"], n_q, max_batch)
     for name, res in zip(described, patched):

@@ -32,7 +32,8 @@ from steerlab.battery.concept import Concept, no_control_reason
 from steerlab.partials.verdicts import NOT_VALIDATED, label, median_ci, validation
 
 GROUP_KEYS = ("model", "model_role", "layer", "variant", "method", "path")
-REMOVALS = ("ablate", "subtract", "reverse", REVERSE)
+REMOVALS = ("ablate", "subtract", "reverse", REVERSE, "sae_ablate")  # sae_ablate: the sae method's only
+_ONE_SETTING = ("ablate", "sae_ablate")
 #: the add op a removal's verdict pairs it with (``add`` unless named here)
 ADD_OF = {REVERSE: ADD}
 NO_CONTROL = "no control"
@@ -81,7 +82,7 @@ class BatteryVerdict:
 
 
 def _removal_name(r: dict) -> str:
-    return "ablate" if r["op"] == "ablate" else f"{r['op']} {r['strength']:g}"
+    return r["op"] if r["op"] in _ONE_SETTING else f"{r['op']} {r['strength']:g}"
 
 
 def verdict(concept: Concept, rows: list[dict], removal: str, n_boot: int, seed: int) -> BatteryVerdict:
@@ -98,7 +99,7 @@ def verdict(concept: Concept, rows: list[dict], removal: str, n_boot: int, seed:
     seeds = sorted({r["seed"] for r in rows})
     best: tuple[float, float | None, str | None] = (-1.0, None, None)
     for s in sorted(add):
-        for name in sorted(rem, key=lambda n: (0, 0.0) if n == "ablate" else (1, float(n.split()[1]))):
+        for name in sorted(rem, key=lambda n: (0, 0.0) if n in _ONE_SETTING else (1, float(n.split()[1]))):
             ok = [
                 rule.passes(add[s][k], "with") and rule.passes(rem[name][k], "without")
                 for k in seeds

@@ -29,9 +29,11 @@ from steerlab.partials.config import PartialsConfig
 from steerlab.stimuli import StimulusSpec, partials
 
 ROLES = ("without", "with")
-# add creates the partial on without-target stimuli; subtract and ablate delete it from with-target ones
-OPS = ("add", "subtract", "ablate")
-OP_ROLE = {"add": "without", "subtract": "with", "ablate": "with"}
+# add creates the partial on without-target stimuli; subtract and ablate delete it from with-target ones;
+# sae_ablate (the ``sae`` method only) sets the chosen feature's code to 0 keeping the SAE's error (issue 11)
+OPS = ("add", "subtract", "ablate", "sae_ablate")
+OP_ROLE = {"add": "without", "subtract": "with", "ablate": "with", "sae_ablate": "with"}
+ZERO_STRENGTH_OPS = ("ablate", "sae_ablate")  # one setting each, no strength
 MAIN, POSITIVE = "main", "positive_control"
 
 
@@ -90,8 +92,9 @@ class WorkItem:
             raise ConfigError(
                 f"op {self.op!r} applies to {OP_ROLE[self.op]!r} stimuli, not {self.role!r}", parameter=("op", "role")
             )
-        if not (math.isfinite(self.strength) and self.strength >= 0) or (self.op == "ablate") != (self.strength == 0):
-            raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate ({self.op})", self.strength)
+        zero = self.op in ZERO_STRENGTH_OPS
+        if not (math.isfinite(self.strength) and self.strength >= 0) or zero != (self.strength == 0):
+            raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate/sae_ablate ({self.op})", self.strength)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -110,8 +113,11 @@ class WorkItem:
         return cached
 
     @property
-    def batch_group(self) -> tuple[str, str, str]:
-        return (self.model, self.path, self.layer)
+    def batch_group(self) -> tuple[str, ...]:
+        """Items batched together; ``sae_ablate`` items in batches of their own, so the batches
+        (and the rounding) of every other item are those they had before it existed."""
+        group = (self.model, self.path, self.layer)
+        return (*group, self.op) if self.op == "sae_ablate" else group
 
 
 @dataclass
@@ -391,7 +397,23 @@ class DirectionRef:
 def work_items(
     plan: ModelPlan, cfg: PartialsConfig, config_hash: str, available: dict[DirectionRef, Any]
 ) -> list[WorkItem]:
-    """Every patched decode of ``plan`` whose direction is ``available``, in run order."""
+    """Every patched decode of ``plan`` whose direction is ``available``, in run order; then the
+    ``sae_ablate`` items of the ``sae`` method (removal in the SAE's code space, issue 11) in the
+    same order, after every other item, so those keep the order and batches they had before."""
+    settings = [("add", s) for s in cfg.grid.strengths]
+    settings += [("subtract", s) for s in cfg.grid.subtract_strengths] + [("ablate", 0.0)]
+    out = _items(plan, cfg, config_hash, available, settings, plan.methods)
+    return out + _items(plan, cfg, config_hash, available, [("sae_ablate", 0.0)], ("sae",))
+
+
+def _items(
+    plan: ModelPlan,
+    cfg: PartialsConfig,
+    config_hash: str,
+    available: dict[DirectionRef, Any],
+    settings: list[tuple[str, float]],
+    methods: Sequence[str],
+) -> list[WorkItem]:
     out: list[WorkItem] = []
     layer_index = {layer.name: i for i, layer in enumerate(plan.layers)}
     units = sorted(plan.test, key=lambda u: (layer_index[u.layer], u.family, u.target_hz, u.density))
@@ -402,11 +424,9 @@ def work_items(
                 continue
             for method in plan.methods:
                 ref = DirectionRef(unit, method, plan.capture_path(layer, path))
-                if ref not in available:
+                if method not in methods or ref not in available:
                     continue
                 for spec in plan.test[unit]:
-                    settings = [("add", s) for s in cfg.grid.strengths]
-                    settings += [("subtract", s) for s in cfg.grid.subtract_strengths] + [("ablate", 0.0)]
                     for op, strength in settings:
                         out.append(
                             WorkItem(

@@ -204,7 +204,10 @@ def heatmaps(vs: list[Verdict], folder: Path, model: str, path: str, layers: lis
     targets = sorted({v.target_hz for v in sel})
     layers = [name for name in layers if any(v.layer == name for v in sel)]
     share_panels = [
-        (f"{m}, {r}", (lambda v, m=m, r=r: v.method == m and v.removal == r)) for m in methods for r in removals
+        (f"{m}, {r}", (lambda v, m=m, r=r: v.method == m and v.removal == r))
+        for m in methods
+        for r in removals
+        if any(v.method == m and v.removal == r for v in sel)  # sae_ablate: the sae method's only
     ]
     main_r = "ablate" if "ablate" in removals else removals[0]
     add_panels = [(m, (lambda v, m=m: v.method == m and v.removal == main_r)) for m in methods]

@@ -511,11 +511,15 @@ def _run_partials(
     if store.repaired:
         notify(f"cut a torn last line ({store.repaired} bytes) from {store.path}; its batch is recomputed")
     loaded = _load_directions(folder, config_hash)
-    if loaded is None:
+    # the sweep needs the dictionaries too (sae_ablate: the sae method's removal in code space);
+    # on a resume they come from their caches in the folder
+    if loaded is None or any("sae" in p.methods for p in plans):
         if control_dictionary_recipe(cfg, plans, dicts) is not None:
             dicts = {**dicts, **control_dictionaries(cfg, plans, folder, notify)}
         if sae_data.run_recipe(cfg, plans) is not None:
             dicts = {**dicts, **sae_data.dictionaries(cfg, plans, folder, notify)}
+    if loaded is None:
+        if sae_data.run_recipe(cfg, plans) is not None:
             doc = json.loads((folder / RUN_FILE).read_text())
             doc["stimulus_dictionaries"] = sae_data.describe(dicts)  # data hashes, SAE configs, frames
             atomic_write_json(doc, folder / RUN_FILE)
@@ -544,6 +548,7 @@ def _run_partials(
                     folder / "examples",
                     update,
                     executor,
+                    dicts,
                 )
     keys = [it.key() for _, items in plan_items for it in items]
     rows = [store.rows[k] for k in keys]

@@ -12,8 +12,9 @@ Edits use the registered intervention types: ``add`` with ``+v``, ``v = strength
 norm of the item's own activation at the layer``; subtraction, ``add`` with ``-v``,
 ``v = strength * c`` where ``c`` is the item's measured projection excess along the
 direction (:func:`projection_excess`: strength 1 removes what is there, whatever the
-layer's norm or the density); and ``ablate`` (project the direction out). Where in
-time, see :func:`edit_span`.
+layer's norm or the density); and ``ablate`` (project the direction out). The ``sae``
+method also gets ``sae_ablate``, removal in the SAE's code space (:func:`sae_code_ablation`).
+Where in time, see :func:`edit_span`.
 Padding frames of the batch get weight 0.
 
 :func:`batch_rows` (one batch's rows, a pure function of a :class:`BatchContext` and the batch)
@@ -96,7 +97,7 @@ def edit_span(op: str, spec: Any, layer: Any):
     included."""
     from steerlab.interventions import Span
 
-    if op == "ablate":
+    if op in ("ablate", "sae_ablate"):
         return Span()
     fade = int(round(spec.fade_ms / 1000 * layer.frame_rate))
     return Span(spec.margin_s, spec.margin_s + spec.duration_s, fade, fade)
@@ -161,20 +162,47 @@ class CalibratedSubtraction:
         )
 
 
-def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray]):
+def sae_code_ablation(sae: Any, feature: int) -> Any:
+    """The prepared ``feature-clamp`` state (:class:`steerlab.builtins.interventions.learned.FeatureClamp`)
+    that sets feature ``feature`` of ``sae`` to 0 with the reconstruction error kept: applied with
+    value 0 and weights ``w_t`` it gives ``a'_t = a_t - w_t z_tj s W_dec[j]``, ``z_t = E(a_t)`` the
+    SAE's codes (centring, normalisation and TopK included; ``s`` its scale). The SAE literature's
+    ablation of a feature (Marks et al. 2024, "Sparse Feature Circuits", arXiv:2403.19647: a
+    feature's activation set to zero, the error term kept; Templeton et al. 2024, "Scaling
+    Monosemanticity": clamping with the error term). ``sae``: a
+    :class:`steerlab.sae.SparseAutoencoder` over the layer's ``[channels]``."""
+    from steerlab.builtins.interventions.learned import FeatureClampState
+    from steerlab.interventions import Prepared
+
+    atom = (sae.W_dec[feature] * sae.scale).detach().clone()
+    state = FeatureClampState(None, int(feature), "set", atom, sae)
+    return Prepared("feature-clamp", state, {"feature": int(feature), "mode": "set", "value": 0.0}, "strength")
+
+
+def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray], sae: Any = None, feature: int | None = None):
     """The engine's :class:`~steerlab.engine.Patch` of one work item: ``add`` (``strength`` x the
     item's RMS norm at the layer, on :func:`edit_span`), ``ablate`` (every frame) or ``subtract``
-    (:class:`CalibratedSubtraction`) along the item's direction (unit norm). ``vectors`` holds
+    (:class:`CalibratedSubtraction`) along the item's direction (unit norm), or ``sae_ablate``
+    (every frame: ``feature`` of ``sae`` set to 0, :func:`sae_code_ablation`). ``vectors`` holds
     each direction by id and, beside it, its subtraction template and level (ids +
     ``runner.TEMPLATE`` / ``runner.LEVEL``)."""
     import torch
 
     from steerlab import engine
-    from steerlab.interventions import Direction, Strength
+    from steerlab.interventions import Direction, Span, Strength
     from steerlab.loading import layers
     from steerlab.spec import InterventionSpec
 
     layer = layers(model).get(it.layer)
+    if it.op == "sae_ablate":
+        if sae is None or feature is None:
+            from steerlab.errors import SteerlabError
+
+            raise SteerlabError(f"sae_ablate item {it.key()[:12]} has no dictionary for {it.model} {it.layer}")
+        spec = InterventionSpec(
+            layer=it.layer, intervention="feature-clamp", strength=Strength(0.0), span=Span(), path=it.path
+        )
+        return engine.Patch(engine.resolve(model, spec, prepared=sae_code_ablation(sae, feature)))
     spec = InterventionSpec(
         layer=it.layer,
         direction=Direction(vectors[it.direction_id], {"id": it.direction_id}),
@@ -203,15 +231,24 @@ def run_batch(
     base: dict,
     max_batch: int,
     provenance: dict | None = None,
+    saes: dict[str, Any] | None = None,
 ) -> list[tuple[np.ndarray, Any, dict]]:
     """Patched decodes of one batch (:func:`patch_for` each item, one engine run); returns
     ``(decode [channels, samples], codes, info)`` per item, ``info`` holding ``value``,
     ``layer_rms_norm``, ``projection_excess``, ``edit_frames``, ``edit_fade_frames`` and
-    ``strength_mode``."""
+    ``strength_mode``. ``saes``: the ``sae`` method's dictionaries' SAEs by layer (``sae_ablate``
+    items, with the feature from ``provenance``)."""
     from steerlab import engine
 
     model = plan.model
-    items = [engine.PassItem(_wave(model, it.stimulus, it.role), patch_for(model, it, vectors)) for it in batch]
+
+    def patch(it: WorkItem) -> Any:
+        if it.op != "sae_ablate":
+            return patch_for(model, it, vectors)
+        feature = (provenance or {}).get(it.direction_id, {}).get("feature")
+        return patch_for(model, it, vectors, (saes or {}).get(it.layer), feature)
+
+    items = [engine.PassItem(_wave(model, it.stimulus, it.role), patch(it)) for it in batch]
     results = engine.run(model, items, batch[0].path, batch[0].n_q, max_batch)
     out = []
     for r in results:
@@ -454,7 +491,8 @@ class BatchContext:
     executor: the model by name and weights hash (a Ray worker loads it once, see
     :func:`plan_model`), the plan's role, the directions (``vectors``, ``provenance``), the
     unpatched decodes (``base``, :func:`baselines`), the rows' ``context``, ``max_batch`` and
-    the keys of the items whose audio goes into the report (``examples``)."""
+    the keys of the items whose audio goes into the report (``examples``) and, when the plan has
+    ``sae_ablate`` items, the SAEs of its dictionaries by layer (``saes``)."""
 
     model: str
     weights_sha256: str
@@ -465,6 +503,7 @@ class BatchContext:
     context: dict
     max_batch: int
     examples: frozenset[str]
+    saes: dict[str, Any] | None = None  # the sae method's SAEs by layer, for sae_ablate items
 
 
 def _load_checked(name: str, weights_sha256: str, versions: dict) -> Any:
@@ -510,7 +549,7 @@ def batch_rows(ctx: BatchContext, batch: Sequence[WorkItem]) -> list[tuple[dict[
     arguments: an executor may run it anywhere; the caller writes."""
     plan = plan_model(ctx)
     spectra = _BaselineSpectra(ctx.base, ctx.context["scoring"]["n_fft"]) if plan.model.has_decoder else None
-    outs = run_batch(plan, batch, ctx.vectors, ctx.base, ctx.max_batch, ctx.provenance)
+    outs = run_batch(plan, batch, ctx.vectors, ctx.base, ctx.max_batch, ctx.provenance, ctx.saes)
     out = []
     for it, (patched, codes, info) in zip(batch, outs):
         row = make_row(
@@ -528,6 +567,18 @@ def batch_rows(ctx: BatchContext, batch: Sequence[WorkItem]) -> list[tuple[dict[
     return out
 
 
+def _saes(plan: ModelPlan, todo: Sequence[Sequence[WorkItem]], dictionaries: dict | None) -> dict[str, Any] | None:
+    """The SAEs by layer of ``plan``'s model that its ``sae_ablate`` items still to run need (None: none)."""
+    layers_needed = {it.layer for batch in todo for it in batch if it.op == "sae_ablate"}
+    if not layers_needed:
+        return None
+    return {
+        layer: d.sae
+        for (model, layer), d in (dictionaries or {}).items()
+        if model == plan.model.name and layer in layers_needed
+    }
+
+
 def execute(
     plan: ModelPlan,
     items: Sequence[WorkItem],
@@ -540,10 +591,12 @@ def execute(
     examples_dir: Path,
     progress: ProgressFn | None = None,
     executor: Any = None,
+    dictionaries: dict | None = None,
 ) -> int:
     """Run every batch with a missing row (:func:`batch_rows`, on ``executor``, a
     :class:`steerlab.executors.Executor`; None: in process) and write its rows as each batch
-    completes, this process the one writer; return the number of rows written."""
+    completes, this process the one writer; return the number of rows written. ``dictionaries``:
+    the run's feature dictionaries by (model, layer), needed by ``sae_ablate`` items."""
     from steerlab import executors
     from steerlab.audio import write_wav
 
@@ -564,6 +617,7 @@ def execute(
         context,
         max_batch,
         frozenset(examples),
+        _saes(plan, todo, dictionaries),
     )
     audio = plan.model.has_decoder
     written = 0

@@ -5,9 +5,10 @@ to the without-target signal gains at least ``min_gain_db`` in the target band,
 with concentration at least ``min_concentration`` and off-band log-spectral
 distance at most ``max_offband_db``; a *removal* setting passes when the
 with-target signal loses at least ``min_loss_db`` under the same two conditions.
-The two removal methods get separate verdicts (``removal``): ``ablate`` (project the
+The removal methods get separate verdicts (``removal``): ``ablate`` (project the
 direction out; one setting) and ``subtract`` (calibrated strengths, see
-:func:`steerlab.partials.sweep.projection_excess`). A pair passes a combination
+:func:`steerlab.partials.sweep.projection_excess`), and for the ``sae`` method ``sae_ablate``
+(the feature's code set to 0, the SAE's error kept; :func:`steerlab.partials.sweep.sae_code_ablation`). A pair passes a combination
 (add setting, removal setting) when it passes both. The unit is **steerable** by that
 removal method when some combination, the same for every pair, passes on at least
 ``min_share`` of the held-out pairs: one steering recipe must work on most stimuli,
@@ -36,7 +37,9 @@ from steerlab.errors import ConfigError
 from steerlab.partials.config import Thresholds
 
 GROUP_KEYS = ("model", "model_role", "layer", "family", "target_hz", "density", "method", "path")
-REMOVALS = ("ablate", "subtract")
+# sae_ablate: the sae method's removal in the SAE's code space (steerlab.partials.sweep.sae_code_ablation)
+REMOVALS = ("ablate", "subtract", "sae_ablate")
+_ONE_SETTING = ("ablate", "sae_ablate")
 
 
 def _median_or_none(values: list) -> float | None:
@@ -126,11 +129,11 @@ def _passes_remove(r: dict, t: Thresholds) -> bool:
 
 
 def _removal_name(r: dict) -> str:
-    return "ablate" if r["op"] == "ablate" else f"subtract {r['strength']:g}"
+    return r["op"] if r["op"] in _ONE_SETTING else f"subtract {r['strength']:g}"
 
 
 def _removal_order(name: str) -> tuple[int, float]:
-    return (0, 0.0) if name == "ablate" else (1, float(name.split()[1]))
+    return (0, 0.0) if name == "ablate" else (2, 0.0) if name == "sae_ablate" else (1, float(name.split()[1]))
 
 
 def _passes_add_shape(r: dict, t: Thresholds) -> bool:
@@ -139,7 +142,7 @@ def _passes_add_shape(r: dict, t: Thresholds) -> bool:
 
 def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: str | None = None) -> Verdict:
     """The verdict of one group's rows (all held-out pairs; add rows and the removal rows of
-    ``removal``, ``"ablate"`` or ``"subtract"``; None: whichever removal setting is best).
+    ``removal``, ``"ablate"``, ``"subtract"`` or ``"sae_ablate"``; None: whichever removal setting is best).
     Raises ValueError when the group has no add or no removal rows of that kind."""
     first = rows[0]
     add: dict[float, dict[int, dict]] = defaultdict(dict)
