@@ -8,7 +8,11 @@ forward of the same items: the same model, the same batches, the same model inpu
 the batch the traced pass itself feeds the model, :func:`steerlab.tracing._batch`: each wave divided
 by the model's ``input_scale`` and padded to whole frames, as every steerlab forward is). The items
 are those of the ``--quick`` run's measured model (every layer, path, method, operation and
-held-out pair; no controls). Goal (issue 15): ratio >= 0.85 (wall clock). Interleaved repeats, best
+held-out pair; no controls). Goal (issue 15): ratio >= 0.85 (wall clock). The battery's passes share
+equal inputs up to the edited layer (:func:`steerlab.tracing.run`'s ``share_inputs``: a batch's items
+are edits of a few waves at one layer), which the bare loop does not; so the same ratio is also
+printed with that sharing off, the cost of the battery's own work (baselines, edits, scoring, rows)
+beside the forward. Interleaved repeats, best
 of each. Also printed: the same ratio in CPU seconds (``time.process_time``, which other jobs on a
 shared machine disturb far less than the wall clock) and each side's minor page faults per sweep
 (``ru_minflt``, best repeat), the allocator's share of the cost (docs/steerability.md). The process
@@ -51,6 +55,18 @@ def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
             store = runner.BatteryStore(Path(d), chash).open()
             runner._execute([(cp, items)], vectors, prov, store, context, mb, lambda n: None)
 
+    def unshared() -> None:
+        """The battery with every pass run on all its items' inputs (share_inputs off): what
+        its own work costs beside the forward, without the saving of shared inputs."""
+        from steerlab import engine
+
+        run = engine.run
+        engine.run = lambda *a, **k: run(*a, **{**k, "share_inputs": False})  # type: ignore[assignment]
+        try:
+            ours()
+        finally:
+            engine.run = run  # type: ignore[assignment]
+
     def model_input(batch: list) -> torch.Tensor:
         waves = [runner._wave(concept, model, it.pair, it.role) for it in batch]
         return tracing._batch(model, [w / model.input_scale(w) for w in waves], tracing._device(model))
@@ -62,7 +78,7 @@ def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
         for path, n_q, x in groups:
             model(x, path=path, n_q=n_q)
 
-    (t_ours, c_ours, f_ours), (t_bare, c_bare, f_bare) = timings([ours, bare], repeats)
+    (t_ours, c_ours, f_ours), (t_bare, c_bare, f_bare), (t_uns, c_uns, _) = timings([ours, bare, unshared], repeats)
     return {
         "concept": concept_name,
         "model": model.name,
@@ -72,6 +88,8 @@ def ratio(concept_name: str, model_name: str | None, repeats: int) -> dict:
         "bare_items_per_s": len(items) / t_bare,
         "ratio": t_bare / t_ours,
         "cpu_ratio": c_bare / c_ours,
+        "unshared_ratio": t_bare / t_uns,
+        "unshared_cpu_ratio": c_bare / c_uns,
         "faults": (f_ours, f_bare),
     }
 
@@ -108,7 +126,8 @@ def main() -> None:
             f"{r['concept']:<14} {r['model']}: {r['items']} items in {r['batches']} batches; battery "
             f"{r['ours_items_per_s']:.1f} items/s, bare forward {r['bare_items_per_s']:.1f} items/s, "
             f"ratio {r['ratio']:.2f} (goal >= 0.85); CPU-time ratio {r['cpu_ratio']:.2f}; "
-            f"minor page faults battery {r['faults'][0]}, bare {r['faults'][1]}"
+            f"minor page faults battery {r['faults'][0]}, bare {r['faults'][1]}; without shared inputs ratio "
+            f"{r['unshared_ratio']:.2f}, CPU-time ratio {r['unshared_cpu_ratio']:.2f}"
         )
 
 

@@ -242,12 +242,19 @@ class PassResult:
 
 
 def run(
-    model: AudioModel, items: Sequence[PassItem], path: str, n_q: int | None = None, max_batch: int = 16
+    model: AudioModel,
+    items: Sequence[PassItem],
+    path: str,
+    n_q: int | None = None,
+    max_batch: int = 16,
+    share_inputs: bool = False,
 ) -> list[PassResult]:
     """Run ``items`` through ``model`` on decode ``path`` in batched traced passes
     (:func:`steerlab.tracing.run`: inputs of one pass share it, each patched on its own row),
     under the model plugin's guard, reading the model's traced outputs on that path. Every
-    patch must be resolved for ``path``."""
+    patch must be resolved for ``path``. ``share_inputs``: equal inputs of a pass run once up
+    to the edited layer where the model allows it (:func:`steerlab.tracing.run`; results equal
+    up to a float's last bits)."""
     from steerlab import tracing
 
     wrong = {it.patch.intervention.path for it in items if it.patch is not None} - {path}
@@ -272,6 +279,7 @@ def run(
         save_traced=True,
         max_batch=max_batch,
         order=layers(model).names(),
+        share_inputs=share_inputs,
     )
     return [PassResult(r.output, r.traced, info) for r, info in zip(results, infos)]
 

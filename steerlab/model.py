@@ -161,6 +161,12 @@ class AudioModel(torch.nn.Module):
     causal: bool = True
     right_context: int = 0
     ragged_batching: bool = True
+    # every row of a batch is computed from its own input alone (no batch statistics, no state
+    # across rows, nothing after a layer reads the input again but its length): a pass whose
+    # items share inputs and are all edited at one layer may run the layers before it once per
+    # distinct input and repeat rows there (``steerlab.tracing.run(share_inputs=True)``).
+    # False (the default) for a model that has not said so.
+    rows_independent: bool = False
     paths: tuple[str, ...] = ("continuous",)
     default_path: str = "continuous"
     has_decoder: bool = True

@@ -27,10 +27,11 @@ caller passes (``order``: the model's layer names in forward order, e.g.
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -189,14 +190,22 @@ def _read_at(layers: list[LayerInfo], reads: Sequence[TracedOutput], order: Sequ
     ]
 
 
-def _edit_rows(target, rows: list[tuple[int, TraceItem, int]], slot: dict, name: str, first: bool) -> None:
+def _edit_rows(
+    target, rows: list[tuple[int, TraceItem, int]], slot: dict, name: str, first: bool, repeat: Any = None
+) -> None:
     """Read ``target``'s output for the whole batch and apply each row's edit to its own row;
-    the unpatched and patched batch are saved from the first call."""
+    the unpatched and patched batch are saved from the first call. ``repeat`` (a pass over
+    distinct inputs, :func:`_shared_inputs`): the index of each item's input row, by which the
+    output is first repeated into one row per item."""
     act = target.output
+    if repeat is not None:
+        act = act.index_select(0, repeat)
     if first and any(item.save_activation for _, item, _ in rows):
         slot[("act", name)] = act.clone().save()
     edited = [(row, item.edit, n_frames) for row, item, n_frames in rows if item.edit is not None]
     if not edited:
+        if repeat is not None:
+            target.output = act
         return
     new = list(act.split(1))
     for row, edit, n_frames in edited:
@@ -205,6 +214,34 @@ def _edit_rows(target, rows: list[tuple[int, TraceItem, int]], slot: dict, name:
     target.output = patched
     if first:
         slot[("patched", name)] = patched.save()
+
+
+def _shared_inputs(
+    model: AudioModel, items: list[TraceItem], group: list[int], read_at: list[int]
+) -> tuple[list[int], list[int]] | None:
+    """For a pass that may run each distinct input once up to its one edited layer: the
+    positions in ``group`` of the inputs that go into the batch (the first of each distinct
+    wave, equal by value) and, per position, its input's row; None where it may not (a model
+    that has not declared ``rows_independent``, items at several layers or none, a layer run
+    several times per forward, a traced output read before the layer, or no input shared)."""
+    if not model.rows_independent or any(r == 0 for r in read_at):
+        return None
+    layers = {items[i].layer.name if items[i].layer is not None else None for i in group}
+    if len(layers) != 1 or None in layers:
+        return None
+    if model.layer_calls(cast(LayerInfo, items[group[0]].layer)) != 1:
+        return None
+    first: dict[tuple, int] = {}
+    inputs: list[int] = []
+    index = []
+    for pos, i in enumerate(group):
+        w = items[i].wave.detach().cpu().contiguous()
+        key = (tuple(w.shape), str(w.dtype), hashlib.sha256(w.numpy().tobytes()).digest())
+        if key not in first:
+            first[key] = len(inputs)
+            inputs.append(pos)
+        index.append(first[key])
+    return (inputs, index) if len(inputs) < len(group) else None
 
 
 def _cpu_copy(t: torch.Tensor) -> torch.Tensor:
@@ -221,6 +258,7 @@ def run(
     save_traced: bool = False,
     max_batch: int = 16,
     order: Sequence[str] | None = None,
+    share_inputs: bool = False,
 ) -> list[TraceResult]:
     """Run ``items`` through ``model`` in batched traced passes, applying each item's edit.
 
@@ -229,6 +267,14 @@ def run(
     when a pass reads more than one place (several layers, or a layer and a traced output);
     a :class:`SteerlabError` says so when it is missing. Inputs are moved to the model's device;
     results are CPU tensors.
+
+    ``share_inputs``: a pass whose items are all edited at one layer (run once per forward),
+    of a model that declares ``rows_independent``, with no traced output read before that
+    layer, runs each distinct input (equal by value) once up to the layer and repeats its row
+    there, one per item, before the edits: the layers before it cost a pass of the distinct
+    inputs instead of all items. The results equal those of the unshared pass up to the last
+    bits of a float (a convolution's result depends on the batch's size), so a caller whose
+    outputs are pinned bit for bit leaves it False.
 
     Each pass is ONE nnsight invoke holding the whole batch: an invoke per item cost about a
     millisecond each of tracing machinery (measured: 13% of a bare forward at 16 items per
@@ -245,7 +291,6 @@ def run(
     groups = [part for g in _groups(model, items, max_batch) for part in _layer_groups(model, items, g)]
     for group in groups:
         scales = [model.input_scale(items[i].wave) for i in group]
-        batch = _batch(model, [items[i].wave / s for i, s in zip(group, scales)], device)
         placed = [
             (r, item, at)
             for r, item, at in ((r, items[i], items[i].layer) for r, i in enumerate(group))
@@ -259,6 +304,14 @@ def run(
             for layer in layers
         }
         read_at = _read_at(layers, reads, order)
+        shared = _shared_inputs(model, items, group, read_at) if share_inputs else None
+        if shared is None:
+            batch = _batch(model, [items[i].wave / s for i, s in zip(group, scales)], device)
+            repeat = None
+        else:  # one row per distinct input up to the layer, repeated there into one row per item
+            inputs, index = shared
+            batch = _batch(model, [items[group[r]].wave / scales[r] for r in inputs], device)
+            repeat = torch.tensor(index, device=device)
         slot: dict = {}
         with envoy.trace(batch, **kwargs) as tracer:
             for k, layer in enumerate(layers + [None]):
@@ -270,7 +323,7 @@ def run(
                 target = resolve(envoy, layer.module_path)
                 calls = model.layer_calls(layer)
                 if calls == 1:
-                    _edit_rows(target, rows[layer.name], slot, layer.name, first=True)
+                    _edit_rows(target, rows[layer.name], slot, layer.name, first=True, repeat=repeat)
                 else:
                     # nnsight binds a module's first call by default; a module run several
                     # times per forward (a generation loop) is patched on each of its calls,

@@ -498,7 +498,9 @@ def batch_rows(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem]
         )
         for it in batch
     ]
-    results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, ctx.max_batch)
+    # the items of a batch share a layer and at most a few input waves: each wave runs once up
+    # to the layer where the model allows it (rows equal an unshared pass's up to a float's last bits)
+    results = engine.run(cp.model, passes, batch[0].path, batch[0].n_q, ctx.max_batch, share_inputs=True)
     fresh = [(it, r, r.output.numpy().astype(np.float64)) for it, r in zip(batch, results) if it.key() in missing]
     scores = _scores(cp, [(it, patched) for it, _, patched in fresh], ctx.base, ctx.memo)
     prov = ctx.provenance

@@ -47,6 +47,9 @@ class EncodecAudioModel(AudioModel):
         self.causal = cfg.causal
         # time_group_norm normalises over the whole time axis: padding would change it
         self.ragged_batching = cfg.causal and cfg.norm != "time_group_norm"
+        # SEANet's convolutions, ELUs, LSTM and (per-sample) group norms, the quantizer and the
+        # decoder each act on one row at a time; forward reads the input again only for its length
+        self.rows_independent = True
         self.encoder = codec.encoder
         self.quantizer = codec.quantizer
         self.decoder = codec.decoder
