@@ -369,7 +369,11 @@ def test_sae_feature_direction_with_a_shipped_dictionary(tmp_path):
     sae = [p for p in out.directions.values() if p["method"] == "sae"]
     assert len(sae) == 1 and sae[0]["dictionary_layer"] == "latent" and sae[0]["size"] == 128
     assert 0 <= sae[0]["feature"] < 128 and sae[0]["norm"] == pytest.approx(1.0, abs=1e-6)  # a decoder row
-    assert {r["method"] for r in out.rows} == {"sae", "random"} and len(out.rows) == 2 * 3 * (4 + 6)
+    assert {r["method"] for r in out.rows} == {"sae", "random"}
+    # 2 methods x 3 held-out pairs x (4 removals + 6 adds), and the sae method's code-space
+    # removal (sae_ablate: its feature's code set to 0) once per held-out pair
+    assert len(out.rows) == 2 * 3 * (4 + 6) + 3
+    assert sorted(r["method"] for r in out.rows if r["op"] == "sae_ablate") == ["sae"] * 3
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert list(run["measured"]["dictionaries"]) == ["tiny_encodec_24khz:latent"]
 
