@@ -15,8 +15,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path

@@ -226,7 +226,7 @@ def _shared_inputs(
     several times per forward, a traced output read before the layer, or no input shared)."""
     if not model.rows_independent or any(r == 0 for r in read_at):
         return None
-    layers = {items[i].layer.name if items[i].layer is not None else None for i in group}
+    layers = {layer.name if layer is not None else None for layer in (items[i].layer for i in group)}
     if len(layers) != 1 or None in layers:
         return None
     if model.layer_calls(cast(LayerInfo, items[group[0]].layer)) != 1:
