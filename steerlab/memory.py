@@ -15,13 +15,18 @@ its peak heap until it exits, which a sweep reaches on its first pass anyway.
 PyTorch's CPU performance guide recommends the same end by another allocator (jemalloc or
 TCMalloc through ``LD_PRELOAD``); ``mallopt`` needs no library and applies from inside the
 process. Only glibc has it: elsewhere (macOS, musl) :func:`keep_freed_memory` does nothing and
-says so.
+says so. The user's own choice wins: with glibc's malloc variables or tunables in the
+environment (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``,
+``GLIBC_TUNABLES`` naming ``glibc.malloc``), another allocator preloaded (``LD_PRELOAD``), or
+``STEERLAB_KEEP_FREED_MEMORY=0``, nothing is changed. Each process holds its peak heap until it
+exits (a Ray worker too: with N workers, N peaks).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import platform
 
 # glibc's malloc.h
@@ -31,19 +36,33 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit): larger requests still map
 TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024  # keep up to 1 GiB free at the heap's top before giving it back
 
+OPT_OUT = "STEERLAB_KEEP_FREED_MEMORY"  # "0": leave the allocator as it is
+_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
 _applied: list[bool] = []
+
+
+def _user_chose(environ: dict[str, str]) -> bool:
+    """Whether the environment already decides the allocator's behaviour (see the module doc)."""
+    return (
+        environ.get(OPT_OUT, "1").strip() == "0"
+        or any(k in environ for k in _USER_SETTINGS)
+        or "glibc.malloc" in environ.get("GLIBC_TUNABLES", "")
+        or bool(environ.get("LD_PRELOAD", "").strip())
+    )
 
 
 def keep_freed_memory() -> bool:
     """Tell glibc's allocator to keep freed memory in this process (mmap threshold 32 MiB, trim
     threshold 1 GiB) so that repeated forward passes reuse their pages instead of faulting in
     fresh ones. Idempotent; the first call decides. Returns whether the settings apply (False
-    where the C library is not glibc). Process-wide: the ``steerlab`` command and steerlab's Ray
-    workers call it; a Python caller running long sweeps may call it too."""
+    where the C library is not glibc, or where the environment already decides: the module
+    doc). Process-wide: the ``steerlab`` command and steerlab's Ray workers call it; a Python
+    caller running long sweeps may call it too."""
     if _applied:
         return _applied[0]
     ok = False
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc" and not _user_chose(dict(os.environ)):
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
             mallopt = libc.mallopt

@@ -25,8 +25,19 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
 """
 
 
+def _clean_env() -> dict:
+    """This environment without the allocator settings a user may have chosen (they would win)."""
+    import os
+
+    from steerlab.memory import _user_chose
+
+    return {k: v for k, v in os.environ.items() if not _user_chose({k: v})}
+
+
 def _faults(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", LOOP, mode], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", LOOP, mode], capture_output=True, text=True, check=True, env=_clean_env()
+    )
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -45,5 +56,31 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
 
 def test_the_steerlab_command_keeps_freed_memory():
     code = "import sys; from steerlab import memory, cli; sys.argv = ['steerlab', '--version']\ntry:\n    cli.main()\nexcept SystemExit:\n    pass\nprint(memory._applied)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_clean_env())
     assert out.stdout.strip().splitlines()[-1] == ("[True]" if platform.libc_ver()[0] == "glibc" else "[False]")
+
+
+def test_the_users_own_allocator_choice_wins():
+    from steerlab.memory import _user_chose
+
+    assert not _user_chose({})
+    assert not _user_chose({"STEERLAB_KEEP_FREED_MEMORY": "1", "GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
+    for env in (
+        {"STEERLAB_KEEP_FREED_MEMORY": "0"},
+        {"MALLOC_TRIM_THRESHOLD_": "0"},
+        {"MALLOC_MMAP_THRESHOLD_": "131072"},
+        {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"},
+        {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"},
+    ):
+        assert _user_chose(env), env
+
+
+def test_opting_out_keeps_the_default_allocator():
+    """With STEERLAB_KEEP_FREED_MEMORY=0 the call changes nothing: the loop faults as without it."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+
+    env = {**_clean_env(), "STEERLAB_KEEP_FREED_MEMORY": "0"}
+    code = LOOP.replace("assert keep_freed_memory() and keep_freed_memory()", "assert not keep_freed_memory()")
+    out = subprocess.run([sys.executable, "-c", code, "keep"], capture_output=True, text=True, check=True, env=env)
+    assert int(out.stdout.strip().splitlines()[-1]) > 10_000

@@ -107,3 +107,61 @@ def test_the_battery_shares_and_partials_do_not(embedded):
 
     assert "share_inputs=True" in inspect.getsource(runner.batch_rows)
     assert "share_inputs" not in inspect.getsource(sweep)
+
+
+def _compare(model, items, path=None, save_traced=False):
+    """(rows the first encoder module saw per pass: unshared then shared; largest output
+    difference relative to the outputs' scale)."""
+    order = api.layers(model).names()
+    seen, handle = _rows_seen(model, "encoder.model.0")
+    try:
+        a = tracing.run(model, items, path=path, save_traced=save_traced, order=order)
+        b = tracing.run(model, items, path=path, save_traced=save_traced, order=order, share_inputs=True)
+    finally:
+        handle.remove()
+    scale = max(float(r.output.abs().max()) for r in a)
+    diff = max(float((x.output - y.output).abs().max()) for x, y in zip(a, b))
+    for x, y in zip(a, b):
+        assert x.output.shape == y.output.shape and set(x.traced) == set(y.traced)
+        for k in x.traced:
+            assert torch.equal(x.traced[k], y.traced[k]) or float((x.traced[k] - y.traced[k]).abs().max()) < 1e-4
+    return seen, diff / scale
+
+
+def test_inputs_of_different_lengths_in_one_pass_share_by_length_and_value(embedded):
+    long, short = chord(0.5, seed=1), chord(0.25, seed=1)
+    seen, rel = _compare(embedded, _items(embedded, "encoder.5.elu", [long, short, long, short], 2))
+    assert seen == [8, 2] and rel < 1e-5  # two distinct waves: equal values of one length each
+
+
+def test_no_sharing_when_a_traced_output_is_read_before_the_edited_layer(embedded):
+    """On the quantized path the codes are read before ``quantized``: the pass is not shared
+    (its codes would have one row per distinct input); at ``latent`` they are read after it."""
+    wave = chord(0.5, seed=1)
+    seen, rel = _compare(embedded, _items(embedded, "quantized", [wave, wave], 2), "quantized", True)
+    assert seen == [4, 4] and rel == 0.0
+    seen, rel = _compare(embedded, _items(embedded, "latent", [wave, wave], 2), "quantized", True)
+    assert seen == [4, 1] and rel < 1e-5
+
+
+def test_a_non_causal_stereo_codec_with_time_group_norm_shares_with_the_unshared_results():
+    """The other encodec configuration the flag covers (48 kHz-like: non-causal, per-sample
+    group norm over time, two channels, normalised input), at random weights."""
+    from steerlab import plugins
+    from steerlab.builtins.encodec.codec import CodecConfig
+    from steerlab.builtins.encodec.model import EncodecAudioModel
+
+    torch.manual_seed(0)
+    cfg = CodecConfig(
+        sample_rate=48000, channels=2, causal=False, norm="time_group_norm", n_filters=8, dimension=32, lstm=1,
+        bins=256, target_bandwidths=(3.0,), normalize=True,
+    )  # fmt: skip
+    model = EncodecAudioModel("nc", cfg)
+    model.layer_registry = plugins.layers_for(model)
+    assert model.rows_independent and not model.ragged_batching
+    gen = torch.Generator().manual_seed(1)
+    waves = [(torch.randn(2, 9600, generator=gen) * a).numpy() for a in (0.1, 0.3)]
+    names = api.layers(model).names()
+    for layer, path in ((names[len(names) // 3], "continuous"), ("latent", "quantized")):
+        seen, rel = _compare(model, _items(model, layer, waves, 3), path, path == "quantized")
+        assert seen == [6, 2] and rel < 1e-5, (layer, path, seen, rel)
