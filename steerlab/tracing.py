@@ -29,7 +29,8 @@ from __future__ import annotations
 import gc
 import hashlib
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -305,6 +306,7 @@ def run(
         }
         read_at = _read_at(layers, reads, order)
         shared = _shared_inputs(model, items, group, read_at) if share_inputs else None
+        reference = None
         if shared is None:
             batch = _batch(model, [items[i].wave / s for i, s in zip(group, scales)], device)
             repeat = None
@@ -312,8 +314,16 @@ def run(
             inputs, index = shared
             batch = _batch(model, [items[group[r]].wave / scales[r] for r in inputs], device)
             repeat = torch.tensor(index, device=device)
+            place = _sharing_place(model, layers[0].name, path, n_q)
+            if place not in _SHARING_CHECKED:  # the first shared pass at this place in this process: checked
+                _SHARING_CHECKED.add(place)
+                sub = [items[i] for i in group]
+                reference = run(model, sub, path, n_q, save_traced, len(sub), order, share_inputs=False)
         slot: dict = {}
-        with envoy.trace(batch, **kwargs) as tracer:
+        with (
+            _sharing_failure(model, layers[0].name if repeat is not None else None),
+            envoy.trace(batch, **kwargs) as tracer,
+        ):
             for k, layer in enumerate(layers + [None]):
                 for t, at in zip(reads, read_at):
                     if at == k:
@@ -347,9 +357,55 @@ def run(
                 patched_activation=_cpu_copy(patched[row, :, :frames]) if patched is not None else None,
                 traced={t.name: _cpu_copy(slot[("traced", t.name)][row][..., : -(-n // model.hop)]) for t in reads},
             )
+        if reference is not None:
+            _check_shared(model, layers[0].name, [cast(TraceResult, results[i]) for i in group], reference)
         del slot, tracer, batch
         gc.collect(1)  # see capture(): nnsight's cycles would keep each batch alive
     return results  # type: ignore[return-value]  # no None left: the groups cover every item
+
+
+# the places (model name and configuration, layer, path, n_q) whose first shared pass was checked in
+# this process: rows' independence belongs to the architecture, so one check serves every loaded copy
+_SHARING_CHECKED: set[tuple] = set()
+SHARING_TOLERANCE = 1e-3  # of the outputs' largest magnitude; measured differences: 1e-7 to 2e-5
+
+
+def _sharing_place(model: AudioModel, layer: str, path: str, n_q: int | None) -> tuple:
+    return (model.name, repr(sorted((str(k), repr(v)) for k, v in dict(model.config).items())), layer, path, n_q)
+
+
+def _check_shared(model: AudioModel, layer: str, shared: list[TraceResult], reference: list[TraceResult]) -> None:
+    """The first pass with shared inputs at a place of ``model`` against the same items unshared:
+    a model that declares ``rows_independent`` wrongly (a batch statistic, rows mixed before the
+    layer) changes its outputs by more than a float's last bits, and the run stops here."""
+    scale = max((float(r.output.abs().max()) for r in reference if r.output.numel()), default=0.0)
+    diff = max(
+        float((a.output.float() - b.output.float()).abs().max()) if a.output.shape == b.output.shape else float("inf")
+        for a, b in zip(shared, reference)
+    )
+    if not diff <= SHARING_TOLERANCE * max(scale, 1e-12):
+        raise SteerlabError(
+            f"model {model.name!r} declares rows_independent, but running equal inputs once up to {layer} "
+            f"changes its output by {diff:.3g} (largest output {scale:.3g}); its rows are not independent: "
+            "set rows_independent = False in the model's plugin"
+        )
+
+
+@contextmanager
+def _sharing_failure(model: AudioModel, layer: str | None) -> Iterator[None]:
+    """A forward pass with shared inputs (``layer`` not None) that fails names the likely cause."""
+    try:
+        yield
+    except SteerlabError:
+        raise
+    except Exception as exc:
+        if layer is None:
+            raise
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise SteerlabError(
+            f"model {model.name!r} declares rows_independent, but its forward failed on inputs shared up to "
+            f"{layer} ({first}); its rows are not independent: set rows_independent = False in the model's plugin"
+        ) from exc
 
 
 def _trim_output(model: AudioModel, out: torch.Tensor, n_samples: int) -> torch.Tensor:

@@ -43,6 +43,7 @@ def _items(model, layer_name: str, waves, n_each: int = 4):
 def test_shared_inputs_run_once_up_to_the_layer_with_the_unshared_results(embedded, layer_name, path):
     waves = [chord(0.5, seed=1), chord(0.5, seed=2)]
     items = _items(embedded, layer_name, waves)  # 8 items, 2 distinct waves (copies: equal by value)
+    tracing._SHARING_CHECKED.clear()
     seen, handle = _rows_seen(embedded, "encoder.model.0")
     try:
         plain = tracing.run(embedded, items, path=path, save_traced=True, order=api.layers(embedded).names())
@@ -51,7 +52,9 @@ def test_shared_inputs_run_once_up_to_the_layer_with_the_unshared_results(embedd
         )
     finally:
         handle.remove()
-    assert seen == [8, 2]  # the first layer ran on every item, then once per distinct wave
+    # the first layer ran on every item; then, sharing for the first time at this place, on every
+    # item again (the check against the unshared pass), and once per distinct wave
+    assert seen == [8, 8, 2]
     scale = max(float(r.output.abs().max()) for r in plain)
     for a, b in zip(plain, shared):
         assert a.output.shape == b.output.shape
@@ -113,6 +116,11 @@ def _compare(model, items, path=None, save_traced=False):
     """(rows the first encoder module saw per pass: unshared then shared; largest output
     difference relative to the outputs' scale)."""
     order = api.layers(model).names()
+    # (the first shared pass's check is tested on its own, below)
+    where = path or model.default_path
+    tracing._SHARING_CHECKED.update(
+        tracing._sharing_place(model, layer.name, where, None) for layer in api.layers(model)
+    )
     seen, handle = _rows_seen(model, "encoder.model.0")
     try:
         a = tracing.run(model, items, path=path, save_traced=save_traced, order=order)
@@ -165,3 +173,23 @@ def test_a_non_causal_stereo_codec_with_time_group_norm_shares_with_the_unshared
     for layer, path in ((names[len(names) // 3], "continuous"), ("latent", "quantized")):
         seen, rel = _compare(model, _items(model, layer, waves, 3), path, path == "quantized")
         assert seen == [6, 2] and rel < 1e-5, (layer, path, seen, rel)
+
+
+def test_a_model_that_declares_rows_independent_wrongly_is_stopped_on_its_first_shared_pass(embedded):
+    """A prefix that mixes rows (here the batch mean subtracted after the first conv): sharing
+    changes the output, the first shared pass at a place is checked against the unshared pass,
+    and the run stops with a one-line error naming the model and the fix."""
+    from steerlab.errors import SteerlabError
+
+    items = _items(embedded, "encoder.5.elu", [chord(0.5, seed=1)] * 3 + [chord(0.5, seed=2)], 1)
+    tracing._SHARING_CHECKED.clear()
+    first = embedded.encoder.model[0]
+    handle = first.register_forward_hook(lambda m, i, o: o - 0.5 * o.mean(0, keepdim=True))
+    try:
+        plain = tracing.run(embedded, items)
+        with pytest.raises(SteerlabError, match="declares rows_independent.*set rows_independent = False"):
+            tracing.run(embedded, items, share_inputs=True)
+    finally:
+        handle.remove()
+        tracing._SHARING_CHECKED.clear()
+    assert all(torch.isfinite(r.output).all() for r in plain)
