@@ -390,11 +390,8 @@ def patch_for(
         from steerlab.battery.calibrated import patch
 
         return patch(model, it, vectors)
-    if it.op == "sae_ablate":
-        feature = (provenance or {}).get(it.direction_id, {}).get("feature")
-        return sweep.patch_for(model, cast(Any, it), vectors, (saes or {}).get(it.layer), feature)
-    if it.op != "reverse":
-        return sweep.patch_for(model, cast(Any, it), vectors)  # duck-typed: the fields it reads
+    if it.op != "reverse":  # duck-typed: the fields it reads
+        return sweep.patch_for(model, cast(Any, it), vectors, saes, provenance)
     layer = layers(model).get(it.layer)
     spec = InterventionSpec(
         layer=it.layer,
@@ -510,14 +507,6 @@ def batch_rows(ctxs: dict[int, BatchContext], task: tuple[int, list[BatteryItem]
     ]
 
 
-def _saes(model: str, items: Sequence[BatteryItem], dictionaries: dict | None) -> dict | None:
-    """The SAEs by layer of ``model`` that its ``sae_ablate`` items need (None: none)."""
-    needed = {it.layer for it in items if it.op == "sae_ablate"}
-    if not needed:
-        return None
-    return {layer: d.sae for (m, layer), d in (dictionaries or {}).items() if m == model and layer in needed}
-
-
 def _execute(
     plan_items: list[tuple[ConceptPlan, list[BatteryItem]]],
     vectors: dict,
@@ -536,6 +525,7 @@ def _execute(
     workers, not here), then the batches (partials' batching, by ``batch_group``), one task each."""
     from steerlab import executors
     from steerlab.artifacts import versions
+    from steerlab.partials.sweep import sae_ablate_saes
 
     ex = executor or executors.LocalExecutor()
     todo = [
@@ -565,7 +555,7 @@ def _execute(
             {},
             context,
             max_batch,
-            saes=_saes(cp.model.name, items, dictionaries),
+            saes=sae_ablate_saes(cp.model.name, items, dictionaries),
         )
         for path in cp.plan.paths:  # one item per signal, in plan order: the pass _baselines makes of all items
             first: dict[tuple[str, str], BatteryItem] = {}
@@ -843,6 +833,7 @@ def save_examples(outcome: ConceptOutcome, table: dict[str, Any], max_batch: int
     from steerlab.battery.verdicts import ADD_OF, _removal_name
     from steerlab.partials.runner import LEVEL, TEMPLATE
     from steerlab.partials.store import read_directions
+    from steerlab.partials.sweep import sae_ablate_saes
 
     best = _best(table["verdicts"])
     folder = outcome.folder / EXAMPLES_DIR
@@ -902,7 +893,7 @@ def save_examples(outcome: ConceptOutcome, table: dict[str, Any], max_batch: int
     waves["baseline without"], waves["baseline with"] = (b.output.numpy() for b in bases)
     described = {k: r for k, r in chosen.items() if r is not None}
     items = [BatteryItem.from_dict({**_item_fields(r), "config_hash": outcome.config_hash}) for r in described.values()]
-    saes = _saes(cp.model.name, items, outcome.dictionaries)
+    saes = sae_ablate_saes(cp.model.name, items, outcome.dictionaries)
     prov = outcome.directions
     passes = [
         engine.PassItem(_wave(cp.concept, cp.model, spec, it.role), patch_for(cp.model, it, vectors, saes, prov))

@@ -24,7 +24,7 @@ computes the baselines, maps it over the batches still missing rows, and writes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -179,13 +179,19 @@ def sae_code_ablation(sae: Any, feature: int) -> Any:
     return Prepared("feature-clamp", state, {"feature": int(feature), "mode": "set", "value": 0.0}, "strength")
 
 
-def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray], sae: Any = None, feature: int | None = None):
+def patch_for(
+    model: Any,
+    it: WorkItem,
+    vectors: dict[str, np.ndarray],
+    saes: dict[str, Any] | None = None,
+    provenance: dict | None = None,
+):
     """The engine's :class:`~steerlab.engine.Patch` of one work item: ``add`` (``strength`` x the
     item's RMS norm at the layer, on :func:`edit_span`), ``ablate`` (every frame) or ``subtract``
     (:class:`CalibratedSubtraction`) along the item's direction (unit norm), or ``sae_ablate``
-    (every frame: ``feature`` of ``sae`` set to 0, :func:`sae_code_ablation`). ``vectors`` holds
-    each direction by id and, beside it, its subtraction template and level (ids +
-    ``runner.TEMPLATE`` / ``runner.LEVEL``)."""
+    (every frame: the feature its direction's ``provenance`` names, of the SAE ``saes`` holds for
+    its layer, set to 0: :func:`sae_code_ablation`). ``vectors`` holds each direction by id and,
+    beside it, its subtraction template and level (ids + ``runner.TEMPLATE`` / ``runner.LEVEL``)."""
     import torch
 
     from steerlab import engine
@@ -195,6 +201,8 @@ def patch_for(model: Any, it: WorkItem, vectors: dict[str, np.ndarray], sae: Any
 
     layer = layers(model).get(it.layer)
     if it.op == "sae_ablate":
+        sae = (saes or {}).get(it.layer)
+        feature = (provenance or {}).get(it.direction_id, {}).get("feature")
         if sae is None or feature is None:
             from steerlab.errors import SteerlabError
 
@@ -241,14 +249,10 @@ def run_batch(
     from steerlab import engine
 
     model = plan.model
-
-    def patch(it: WorkItem) -> Any:
-        if it.op != "sae_ablate":
-            return patch_for(model, it, vectors)
-        feature = (provenance or {}).get(it.direction_id, {}).get("feature")
-        return patch_for(model, it, vectors, (saes or {}).get(it.layer), feature)
-
-    items = [engine.PassItem(_wave(model, it.stimulus, it.role), patch(it)) for it in batch]
+    items = [
+        engine.PassItem(_wave(model, it.stimulus, it.role), patch_for(model, it, vectors, saes, provenance))
+        for it in batch
+    ]
     results = engine.run(model, items, batch[0].path, batch[0].n_q, max_batch)
     out = []
     for r in results:
@@ -567,16 +571,13 @@ def batch_rows(ctx: BatchContext, batch: Sequence[WorkItem]) -> list[tuple[dict[
     return out
 
 
-def _saes(plan: ModelPlan, todo: Sequence[Sequence[WorkItem]], dictionaries: dict | None) -> dict[str, Any] | None:
-    """The SAEs by layer of ``plan``'s model that its ``sae_ablate`` items still to run need (None: none)."""
-    layers_needed = {it.layer for batch in todo for it in batch if it.op == "sae_ablate"}
-    if not layers_needed:
+def sae_ablate_saes(model: str, items: Iterable[Any], dictionaries: dict | None) -> dict[str, Any] | None:
+    """The SAEs by layer of ``model`` (its name) that the ``sae_ablate`` items among ``items``
+    need, from ``dictionaries`` keyed by (model, layer) (None: no such item)."""
+    needed = {it.layer for it in items if it.op == "sae_ablate"}
+    if not needed:
         return None
-    return {
-        layer: d.sae
-        for (model, layer), d in (dictionaries or {}).items()
-        if model == plan.model.name and layer in layers_needed
-    }
+    return {layer: d.sae for (m, layer), d in (dictionaries or {}).items() if m == model and layer in needed}
 
 
 def execute(
@@ -617,7 +618,7 @@ def execute(
         context,
         max_batch,
         frozenset(examples),
-        _saes(plan, todo, dictionaries),
+        sae_ablate_saes(plan.model.name, (it for batch in todo for it in batch), dictionaries),
     )
     audio = plan.model.has_decoder
     written = 0
