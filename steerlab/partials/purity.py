@@ -1,0 +1,232 @@
+"""What a removal verdict demands of a direction, and what an SAE dictionary gives (issue 11).
+
+The batch test's removal rule (loss at least 6 dB, concentration at least 0.5, off-band distance at
+most 1 dB) is met on the positive controls by the difference of means, whose matched pairs give the
+partial's exact signature at the layer, and by no SAE feature under any recipe tried. This module
+measures why, in two tables that do not depend on any verdict:
+
+- :func:`removal_tolerance`: ablation along the partial's own signature at the layer (the unit
+  with-minus-without mean of one stimulus's frames) tilted by a residual of relative size ``eps``
+  orthogonal to it (``cos = 1 / sqrt(1 + eps^2)``), scored as the batch test scores an item
+  (:func:`steerlab.partials.sweep.score_output`): how far a direction may stray before the
+  off-band rule fails;
+- :func:`sae_alignment`: the cosine, with the training pairs' difference of means, of the feature
+  the ``sae`` method chooses (:func:`steerlab.partials.directions.sae_feature`) from dictionaries of
+  the run's recipe (``grid.sae_data``) trained with other seeds and step budgets on the same data.
+
+    python -m steerlab.partials.purity removal      # docs/partials.md, "What removal demands"
+    python -m steerlab.partials.purity sae --seeds 0,1,2 --steps 3000,100000
+
+Each prints a Markdown table and a JSON record (command line, versions, hardware and threads,
+weights and data hashes, configuration hash) on the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from steerlab.partials.config import PartialsConfig
+
+RESIDUALS = ("uniform", "gaussian")
+EPS = (0.0, 0.01, 0.03, 0.1, 0.2)
+SCORING = {"band_hz": 50.0, "floor_db": -120.0, "guard_hz": 100.0, "n_fft": 4096, "range_db": 60.0}
+
+
+def control_plan(cfg: PartialsConfig, name: str) -> Any:
+    """The plan ``steerlab partials`` makes for positive control ``name`` under ``cfg``
+    (:func:`steerlab.partials.plan.plan_model` with the control's layer, targets and densities)."""
+    from steerlab import api
+    from steerlab.partials.plan import POSITIVE, control_layer, control_targets, plan_model
+
+    model = api.load_model(name)
+    densities = cfg.controls.positive_densities or cfg.grid.densities
+    return plan_model(cfg, model, POSITIVE, [control_layer(cfg, model)], control_targets(cfg, model), densities)
+
+
+def signature(model: Any, layer: Any, spec: Any, path: str) -> np.ndarray:
+    """The partial's signature at ``layer``: the unit mean over frames of with- minus without-target
+    frame vectors of one stimulus ``[channels]`` (float64). Raises ValueError if they are equal."""
+    from steerlab.partials.directions import capture_pairs
+
+    without, with_ = capture_pairs(model, layer, [spec], path, 2)
+    d = (with_[0] - without[0]).mean(0)
+    norm = float(np.linalg.norm(d))
+    if norm == 0:
+        raise ValueError(f"the stimulus {spec.key()} leaves {layer.name} unchanged: no signature")
+    return d / norm
+
+
+def residual(d: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
+    """A unit vector orthogonal to unit ``d`` ``[channels]``: ``"uniform"`` (every channel alike)
+    or ``"gaussian"`` (standard normal draws, ``seed``), with its component along ``d`` removed."""
+    if kind not in RESIDUALS:
+        raise ValueError(f"residual kind must be one of {RESIDUALS}, got {kind!r}")
+    r = np.ones_like(d) if kind == "uniform" else np.random.default_rng(seed).standard_normal(len(d))
+    r = r - (r @ d) * d
+    return r / np.linalg.norm(r)
+
+
+def tilted(d: np.ndarray, r: np.ndarray, eps: float) -> np.ndarray:
+    """``(d + eps r) / |d + eps r|`` for orthonormal ``d``, ``r``: cosine ``1 / sqrt(1 + eps^2)``."""
+    v = d + eps * r
+    return v / np.linalg.norm(v)
+
+
+def ablation_scores(model: Any, layer: Any, spec: Any, direction: np.ndarray, path: str) -> dict[str, Any]:
+    """Loss (dB), concentration and off-band distance (dB) of projecting unit ``direction`` out of
+    every frame of the with-target signal at ``layer`` (the batch test's ``ablate``), against the
+    unpatched decode, scored at ``spec.target_hz`` with the batch test's scoring (:data:`SCORING`)."""
+    from steerlab import engine
+    from steerlab.interventions import Direction, Span, Strength
+    from steerlab.partials import sweep
+    from steerlab.spec import InterventionSpec
+
+    wave = sweep._wave(model, spec, "with")
+    spec_i = InterventionSpec(
+        layer=layer.name,
+        direction=Direction(direction, {"source": "purity"}),
+        intervention="ablate",
+        strength=Strength(0.0),
+        span=Span(),
+        path=path,
+    )
+    base, patched = engine.run(
+        model,
+        [engine.PassItem(wave), engine.PassItem(wave, engine.Patch(engine.resolve(model, spec_i)))],
+        path,
+        None,
+        2,
+    )
+    as64 = lambda r: r.output.numpy().astype(np.float64)  # noqa: E731
+    s = sweep.score_output(model, as64(base), as64(patched), spec.target_hz, SCORING)
+    return {"loss_db": -s["gain_db"], "concentration": s["concentration"], "offband_db": s["offband_db"]}
+
+
+def removal_tolerance(
+    plan: Any, eps: Sequence[float] = EPS, kinds: Sequence[str] = RESIDUALS, per_unit: int = 1
+) -> list[dict[str, Any]]:
+    """One row per held-out stimulus (the first ``per_unit`` of each unit of ``plan``), residual kind
+    and ``eps``: the unit, seed, kind, eps, cosine with the signature and :func:`ablation_scores`."""
+    model, layer = plan.model, plan.layers[0]
+    path = model.default_path
+    rows = []
+    for unit, specs in plan.test.items():
+        for spec in specs[:per_unit]:
+            d = signature(model, layer, spec, path)
+            for kind in kinds:
+                r = residual(d, kind)
+                for e in eps:
+                    scores = ablation_scores(model, layer, spec, tilted(d, r, e), path)
+                    rows.append(
+                        {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "seed": spec.seed,
+                         "residual": kind, "eps": e, "cosine": 1 / float(np.sqrt(1 + e * e)), **scores}
+                    )  # fmt: skip
+    return rows
+
+
+def sae_alignment(
+    cfg: PartialsConfig, plan: Any, steps: Sequence[int], seeds: Sequence[int]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """For each step budget and SAE seed: the dictionary of ``cfg``'s recipe
+    (:mod:`steerlab.partials.sae_data`: its data, size and settings, only ``steps`` and ``seed``
+    changed) at ``plan``'s layer, and per unit the chosen feature, its decoder row's cosine with
+    the training pairs' difference of means and the dictionary's best-aligned cosine. Returns the
+    rows and ``{"data_sha256", "frames", "recipe"}``. Raises PlanError unless ``cfg`` uses a
+    stimulus recipe (``grid.sae_data`` ``"stimuli"`` or ``"independent"``)."""
+    import hashlib
+
+    from steerlab.errors import PlanError
+    from steerlab.partials import sae_data
+    from steerlab.partials.directions import capture_pairs, diff_of_means, sae_feature
+
+    if not sae_data.uses_stimuli(cfg):
+        raise PlanError("sae_alignment needs grid.sae_data 'stimuli' or 'independent' (the recipe it retrains)")
+    model, layer = plan.model, plan.layers[0]
+    r = sae_data.layer_recipe(cfg, layer.channels)
+    specs = sae_data.dictionary_specs(plan, layer.name, r["min_stimuli"])
+    if sae_data.independent(cfg):
+        x, _, _ = sae_data.independent_frames(plan, layer, specs, r, cfg.run.max_batch)
+    else:
+        x, _ = sae_data.stimulus_frames(plan, layer, specs, r["vectors"], r["seed"], cfg.run.max_batch)
+    pairs = {}
+    for unit, train in plan.train.items():
+        without, with_ = capture_pairs(model, layer, train, sae_data.capture_path(plan, layer), cfg.run.max_batch)
+        pairs[unit] = (without, with_, diff_of_means(without, with_))
+    rows = []
+    for n in steps:
+        for seed in seeds:
+            sae, metrics = sae_data.fit(x, {**r, "steps": int(n), "seed": int(seed)})
+            dictionary = _AsDictionary(sae, layer.name)
+            for unit, (without, with_, dm) in pairs.items():
+                vec, prov = sae_feature(without, with_, dictionary)
+                rows.append(
+                    {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "steps": int(n),
+                     "seed": int(seed), "explained_variance": metrics.get("explained_variance"),
+                     "feature": prov["feature"],
+                     "cosine": float(abs(vec @ dm) / (np.linalg.norm(vec) * np.linalg.norm(dm))),
+                     "best_aligned_cosine": prov["best_aligned_cosine"]}
+                )  # fmt: skip
+    data = {"data_sha256": hashlib.sha256(np.ascontiguousarray(x, "<f4").tobytes()).hexdigest(), "frames": len(x)}
+    return rows, {**data, "recipe": r}
+
+
+class _AsDictionary:
+    """The three attributes :func:`sae_feature` reads of a :class:`steerlab.dictionary.Dictionary`."""
+
+    def __init__(self, sae: Any, layer: str) -> None:
+        self.sae, self.layer, self.data_hash = sae, layer, None
+        self.directions = sae.directions
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as a Markdown table of ``columns`` (floats to 4 significant digits)."""
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] = ()) -> None:
+    """``removal`` or ``sae`` (module docstring); ``--model`` a positive control
+    (``filterbank_24khz``), ``--quick`` the quick grid (on by default, as the docs' runs)."""
+    import torch
+
+    from steerlab import partials, provenance
+    from steerlab.artifacts import config_hash
+
+    p = argparse.ArgumentParser(prog="python -m steerlab.partials.purity")
+    p.add_argument("table", choices=("removal", "sae"))
+    p.add_argument("--model", default="filterbank_24khz")
+    p.add_argument("--steps", default="3000", help="comma-separated step budgets (sae)")
+    p.add_argument("--seeds", default="0", help="comma-separated SAE seeds (sae)")
+    p.add_argument("--sae-data", default="independent", choices=("stimuli", "independent"))
+    a = p.parse_args(list(argv))
+    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
+    cfg = partials.build(quick=True, overrides={"grid": {"sae_data": a.sae_data}})
+    plan = control_plan(cfg, a.model)
+    extra: dict[str, Any] = {}
+    if a.table == "removal":
+        rows = removal_tolerance(plan)
+        cols = ["unit", "seed", "residual", "eps", "cosine", "loss_db", "concentration", "offband_db"]
+    else:
+        rows, extra = sae_alignment(cfg, plan, ints(a.steps), ints(a.seeds))
+        cols = ["unit", "steps", "seed", "explained_variance", "feature", "cosine", "best_aligned_cosine"]
+    print(table(rows, cols))
+    record = provenance.record(
+        config_hash=config_hash(cfg.measurement_dict()),
+        model=a.model,
+        weights_sha256=plan.model.weights_hash(),
+        torch_threads=torch.get_num_threads(),
+        **extra,
+    )
+    print(json.dumps(record, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
