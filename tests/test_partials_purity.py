@@ -24,14 +24,16 @@ def _unit(plan, hz: float, density: int):
 
 
 def test_tilt_and_residual_geometry():
+    from steerlab.errors import ConfigError
+
     d = np.zeros(8)
     d[3] = 1.0
-    for kind in purity.RESIDUALS:
-        r = purity.residual(d, kind)
+    for shape in purity.RESIDUALS:
+        r = purity.residual(d, shape)
         assert abs(r @ d) < 1e-12 and np.linalg.norm(r) == pytest.approx(1.0)
         for eps in (0.01, 0.03, 0.1):
             assert purity.tilted(d, r, eps) @ d == pytest.approx(1 / np.sqrt(1 + eps**2))
-    with pytest.raises(ValueError, match="residual kind"):
+    with pytest.raises(ConfigError, match="residual"):
         purity.residual(d, "sparse")
 
 
@@ -47,10 +49,10 @@ def test_removal_fails_off_band_at_a_three_percent_tilt_that_concentration_does_
     exact = purity.ablation_scores(model, layer, spec, d, model.default_path)
     assert exact["loss_db"] > 30 and exact["offband_db"] < 0.1 and exact["concentration"] > 0.99
     scores = {
-        (kind, eps): purity.ablation_scores(
-            model, layer, spec, purity.tilted(d, purity.residual(d, kind), eps), model.default_path
+        (shape, eps): purity.ablation_scores(
+            model, layer, spec, purity.tilted(d, purity.residual(d, shape), eps), model.default_path
         )
-        for kind in purity.RESIDUALS
+        for shape in purity.RESIDUALS
         for eps in (0.03, 0.1)
     }
     assert scores[("uniform", 0.03)]["offband_db"] > 1.2

@@ -51,23 +51,27 @@ def control_plan(cfg: PartialsConfig, name: str) -> Any:
 
 def signature(model: Any, layer: Any, spec: Any, path: str) -> np.ndarray:
     """The partial's signature at ``layer``: the unit mean over frames of with- minus without-target
-    frame vectors of one stimulus ``[channels]`` (float64). Raises ValueError if they are equal."""
+    frame vectors of one stimulus ``[channels]`` (float64). Raises DirectionError if they are equal."""
     from steerlab.partials.directions import capture_pairs
 
     without, with_ = capture_pairs(model, layer, [spec], path, 2)
     d = (with_[0] - without[0]).mean(0)
     norm = float(np.linalg.norm(d))
     if norm == 0:
-        raise ValueError(f"the stimulus {spec.key()} leaves {layer.name} unchanged: no signature")
+        from steerlab.errors import DirectionError
+
+        raise DirectionError(f"the stimulus {spec.key()} leaves {layer.name} unchanged: it has no signature there")
     return d / norm
 
 
-def residual(d: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
+def residual(d: np.ndarray, shape: str, seed: int = 0) -> np.ndarray:
     """A unit vector orthogonal to unit ``d`` ``[channels]``: ``"uniform"`` (every channel alike)
-    or ``"gaussian"`` (standard normal draws, ``seed``), with its component along ``d`` removed."""
-    if kind not in RESIDUALS:
-        raise ValueError(f"residual kind must be one of {RESIDUALS}, got {kind!r}")
-    r = np.ones_like(d) if kind == "uniform" else np.random.default_rng(seed).standard_normal(len(d))
+    or ``"gaussian"`` (standard normal draws, ``seed``), with its component along ``d`` removed.
+    Raises ConfigError for another ``shape``."""
+    from steerlab import validation as check
+
+    check.choice("residual", shape, RESIDUALS)
+    r = np.ones_like(d) if shape == "uniform" else np.random.default_rng(seed).standard_normal(len(d))
     r = r - (r @ d) * d
     return r / np.linalg.norm(r)
 
@@ -109,23 +113,23 @@ def ablation_scores(model: Any, layer: Any, spec: Any, direction: np.ndarray, pa
 
 
 def removal_tolerance(
-    plan: Any, eps: Sequence[float] = EPS, kinds: Sequence[str] = RESIDUALS, per_unit: int = 1
+    plan: Any, eps: Sequence[float] = EPS, shapes: Sequence[str] = RESIDUALS, per_unit: int = 1
 ) -> list[dict[str, Any]]:
-    """One row per held-out stimulus (the first ``per_unit`` of each unit of ``plan``), residual kind
-    and ``eps``: the unit, seed, kind, eps, cosine with the signature and :func:`ablation_scores`."""
+    """One row per held-out stimulus (the first ``per_unit`` of each unit of ``plan``), residual
+    shape and ``eps``: the unit, seed, shape, eps, cosine with the signature and :func:`ablation_scores`."""
     model, layer = plan.model, plan.layers[0]
     path = model.default_path
     rows = []
     for unit, specs in plan.test.items():
         for spec in specs[:per_unit]:
             d = signature(model, layer, spec, path)
-            for kind in kinds:
-                r = residual(d, kind)
+            for shape in shapes:
+                r = residual(d, shape)
                 for e in eps:
                     scores = ablation_scores(model, layer, spec, tilted(d, r, e), path)
                     rows.append(
                         {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "seed": spec.seed,
-                         "residual": kind, "eps": e, "cosine": 1 / float(np.sqrt(1 + e * e)), **scores}
+                         "residual": shape, "eps": e, "cosine": 1 / float(np.sqrt(1 + e * e)), **scores}
                     )  # fmt: skip
     return rows
 
