@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,62 +113,108 @@ def ablation_scores(model: Any, layer: Any, spec: Any, direction: np.ndarray, pa
 
 
 def removal_tolerance(
-    plan: Any, eps: Sequence[float] = EPS, shapes: Sequence[str] = RESIDUALS, per_unit: int = 1
+    plan: Any,
+    eps: Sequence[float] = EPS,
+    shapes: Sequence[str] = RESIDUALS,
+    per_unit: int = 1,
+    towards: Mapping[str, Mapping[Any, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per held-out stimulus (the first ``per_unit`` of each unit of ``plan``), residual
-    shape and ``eps``: the unit, seed, shape, eps, cosine with the signature and :func:`ablation_scores`."""
+    and ``eps``: the unit, seed, residual, eps, cosine with the signature, ``itself`` and
+    :func:`ablation_scores`. Residuals: each of ``shapes`` (:func:`residual`), and for each
+    ``name -> {unit: vector}`` of ``towards`` (a learned direction per unit, ``[channels]``) the
+    part of that vector orthogonal to the signature, at every ``eps`` and once more at the
+    vector's own tilt (``itself`` True: the vector's direction exactly, eps = its orthogonal part
+    over its part along the signature; skipped if that part is not positive)."""
     model, layer = plan.model, plan.layers[0]
     path = model.default_path
     rows = []
+
+    def row(unit: Any, spec: Any, name: str, e: float, itself: bool, v: np.ndarray) -> dict[str, Any]:
+        return {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "seed": spec.seed,
+                "residual": name, "eps": e, "cosine": 1 / float(np.sqrt(1 + e * e)), "itself": itself,
+                **ablation_scores(model, layer, spec, v, path)}  # fmt: skip
+
     for unit, specs in plan.test.items():
         for spec in specs[:per_unit]:
             d = signature(model, layer, spec, path)
-            for shape in shapes:
-                r = residual(d, shape)
-                for e in eps:
-                    scores = ablation_scores(model, layer, spec, tilted(d, r, e), path)
-                    rows.append(
-                        {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "seed": spec.seed,
-                         "residual": shape, "eps": e, "cosine": 1 / float(np.sqrt(1 + e * e)), **scores}
-                    )  # fmt: skip
+            tilts: list[tuple[str, np.ndarray, float | None]] = [(shape, residual(d, shape), None) for shape in shapes]
+            for name, vectors in (towards or {}).items():
+                u = vectors[unit] / np.linalg.norm(vectors[unit])
+                along, r = float(u @ d), u - float(u @ d) * d
+                tilts.append((name, r / np.linalg.norm(r), float(np.linalg.norm(r)) / along if along > 0 else None))
+            for name, r, own in tilts:
+                rows += [row(unit, spec, name, e, False, tilted(d, r, e)) for e in eps]
+                if own is not None:
+                    rows.append(row(unit, spec, name, own, True, tilted(d, r, own)))
     return rows
 
 
-def sae_alignment(
-    cfg: PartialsConfig, plan: Any, steps: Sequence[int], seeds: Sequence[int]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """For each step budget and SAE seed: the dictionary of ``cfg``'s recipe
-    (:mod:`steerlab.partials.sae_data`: its data, size and settings, only ``steps`` and ``seed``
-    changed) at ``plan``'s layer, and per unit the chosen feature, its decoder row's cosine with
-    the training pairs' difference of means and the dictionary's best-aligned cosine. Returns the
-    rows and ``{"data_sha256", "frames", "recipe"}``. Raises PlanError unless ``cfg`` uses a
-    stimulus recipe (``grid.sae_data`` ``"stimuli"`` or ``"independent"``)."""
-    import hashlib
+def training_pairs(plan: Any, max_batch: int) -> dict[Any, tuple[list[np.ndarray], list[np.ndarray], np.ndarray]]:
+    """Per unit of ``plan`` (its layer): the training stimuli's without and with frames (``[frames,
+    channels]`` each, :func:`steerlab.partials.directions.capture_pairs`, on the path directions
+    are learned on) and their difference of means ``[channels]``."""
+    from steerlab.partials import sae_data
+    from steerlab.partials.directions import capture_pairs, diff_of_means
 
+    layer = plan.layers[0]
+    out = {}
+    for unit, train in plan.train.items():
+        without, with_ = capture_pairs(plan.model, layer, train, sae_data.capture_path(plan, layer), max_batch)
+        out[unit] = (without, with_, diff_of_means(without, with_))
+    return out
+
+
+def recipe_frames(cfg: PartialsConfig, plan: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """The frames ``[n, channels]`` (float32) the ``sae`` method's dictionary at ``plan``'s layer is
+    trained on under ``cfg``'s recipe (:mod:`steerlab.partials.sae_data`), and the recipe. Raises
+    PlanError unless ``grid.sae_data`` is ``"stimuli"`` or ``"independent"``."""
     from steerlab.errors import PlanError
     from steerlab.partials import sae_data
-    from steerlab.partials.directions import capture_pairs, diff_of_means, sae_feature
 
     if not sae_data.uses_stimuli(cfg):
-        raise PlanError("sae_alignment needs grid.sae_data 'stimuli' or 'independent' (the recipe it retrains)")
-    model, layer = plan.model, plan.layers[0]
+        raise PlanError("the SAE tables need grid.sae_data 'stimuli' or 'independent' (the recipe they retrain)")
+    layer = plan.layers[0]
     r = sae_data.layer_recipe(cfg, layer.channels)
     specs = sae_data.dictionary_specs(plan, layer.name, r["min_stimuli"])
     if sae_data.independent(cfg):
         x, _, _ = sae_data.independent_frames(plan, layer, specs, r, cfg.run.max_batch)
     else:
         x, _ = sae_data.stimulus_frames(plan, layer, specs, r["vectors"], r["seed"], cfg.run.max_batch)
-    pairs = {}
-    for unit, train in plan.train.items():
-        without, with_ = capture_pairs(model, layer, train, sae_data.capture_path(plan, layer), cfg.run.max_batch)
-        pairs[unit] = (without, with_, diff_of_means(without, with_))
+    return x, r
+
+
+def chosen_rows(sae: Any, layer: str, pairs: Mapping[Any, tuple]) -> dict[Any, tuple[np.ndarray, dict[str, Any]]]:
+    """Per unit: the ``sae`` method's direction from ``sae`` (:func:`steerlab.partials.directions.sae_feature`
+    on the unit's training ``pairs``: its chosen feature's unit decoder row ``[channels]``) and its
+    provenance."""
+    from steerlab.partials.directions import sae_feature
+
+    dictionary = _AsDictionary(sae, layer)
+    return {unit: sae_feature(without, with_, dictionary) for unit, (without, with_, _) in pairs.items()}
+
+
+def sae_alignment(
+    cfg: PartialsConfig, plan: Any, steps: Sequence[int], seeds: Sequence[int]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """For each step budget and SAE seed: the dictionary of ``cfg``'s recipe
+    (:func:`recipe_frames`; size and settings as the recipe's, only ``steps`` and ``seed``
+    changed) at ``plan``'s layer, and per unit the chosen feature, its decoder row's cosine with
+    the training pairs' difference of means and the dictionary's best-aligned cosine. Returns the
+    rows and ``{"data_sha256", "frames", "recipe"}``. Raises PlanError unless ``cfg`` uses a
+    stimulus recipe (``grid.sae_data`` ``"stimuli"`` or ``"independent"``)."""
+    import hashlib
+
+    from steerlab.partials import sae_data
+
+    x, r = recipe_frames(cfg, plan)
+    pairs = training_pairs(plan, cfg.run.max_batch)
     rows = []
     for n in steps:
         for seed in seeds:
             sae, metrics = sae_data.fit(x, {**r, "steps": int(n), "seed": int(seed)})
-            dictionary = _AsDictionary(sae, layer.name)
-            for unit, (without, with_, dm) in pairs.items():
-                vec, prov = sae_feature(without, with_, dictionary)
+            for unit, (vec, prov) in chosen_rows(sae, plan.layers[0].name, pairs).items():
+                dm = pairs[unit][2]
                 rows.append(
                     {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "steps": int(n),
                      "seed": int(seed), "explained_variance": metrics.get("explained_variance"),
@@ -197,30 +243,41 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] = ()) -> None:
-    """``removal`` or ``sae`` (module docstring); ``--model`` a positive control
-    (``filterbank_24khz``), ``--quick`` the quick grid (on by default, as the docs' runs)."""
+    """``removal`` or ``sae`` (module docstring) on positive control ``--model`` under the quick
+    grid (the docs' runs). ``removal --towards diffmeans,sae`` adds the residuals of the training
+    pairs' difference of means and of the recipe's SAE feature (its dictionary retrained: the
+    recipe's seed and steps). Bad arguments: one line on stderr, exit 2 (argparse) or 1."""
     import torch
 
     from steerlab import partials, provenance
     from steerlab.artifacts import config_hash
+    from steerlab.errors import SteerlabError
 
     p = argparse.ArgumentParser(prog="python -m steerlab.partials.purity")
     p.add_argument("table", choices=("removal", "sae"))
-    p.add_argument("--model", default="filterbank_24khz")
+    p.add_argument("--model", default="filterbank_24khz", help="a positive-control model")
+    p.add_argument("--towards", default="diffmeans", help="comma-separated: diffmeans, sae (removal)")
     p.add_argument("--steps", default="3000", help="comma-separated step budgets (sae)")
     p.add_argument("--seeds", default="0", help="comma-separated SAE seeds (sae)")
     p.add_argument("--sae-data", default="independent", choices=("stimuli", "independent"))
     a = p.parse_args(list(argv))
-    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
-    cfg = partials.build(quick=True, overrides={"grid": {"sae_data": a.sae_data}})
-    plan = control_plan(cfg, a.model)
-    extra: dict[str, Any] = {}
-    if a.table == "removal":
-        rows = removal_tolerance(plan)
-        cols = ["unit", "seed", "residual", "eps", "cosine", "loss_db", "concentration", "offband_db"]
-    else:
-        rows, extra = sae_alignment(cfg, plan, ints(a.steps), ints(a.seeds))
-        cols = ["unit", "steps", "seed", "explained_variance", "feature", "cosine", "best_aligned_cosine"]
+    try:
+        steps, seeds = (_ints(p, name, v) for name, v in (("--steps", a.steps), ("--seeds", a.seeds)))
+        towards = [t for t in a.towards.split(",") if t]
+        if set(towards) - {"diffmeans", "sae"}:
+            p.error(f"--towards takes diffmeans and/or sae, got {a.towards!r}")
+        cfg = partials.build(quick=True, overrides={"grid": {"sae_data": a.sae_data}})
+        plan = control_plan(cfg, a.model)
+        extra: dict[str, Any] = {}
+        if a.table == "removal":
+            rows = removal_tolerance(plan, towards=_towards(cfg, plan, towards, extra))
+            cols = ["unit", "seed", "residual", "eps", "itself", "cosine", "loss_db", "concentration", "offband_db"]
+        else:
+            rows, extra = sae_alignment(cfg, plan, steps, seeds)
+            cols = ["unit", "steps", "seed", "explained_variance", "feature", "cosine", "best_aligned_cosine"]
+    except SteerlabError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(table(rows, cols))
     record = provenance.record(
         config_hash=config_hash(cfg.measurement_dict()),
@@ -230,6 +287,35 @@ def main(argv: Sequence[str] = ()) -> None:
         **extra,
     )
     print(json.dumps(record, default=str))
+
+
+def _ints(p: argparse.ArgumentParser, name: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        p.error(f"{name} takes comma-separated integers, got {text!r}")
+    if not values or min(values) < 0:
+        p.error(f"{name} takes integers >= 0, got {text!r}")
+    return values
+
+
+def _towards(cfg: PartialsConfig, plan: Any, names: Sequence[str], extra: dict[str, Any]) -> dict[str, dict]:
+    """The learned directions per unit that ``removal --towards`` names; the SAE's data hash into ``extra``."""
+    import hashlib
+
+    from steerlab.partials import sae_data
+
+    pairs = training_pairs(plan, cfg.run.max_batch)
+    out: dict[str, dict] = {}
+    if "diffmeans" in names:
+        out["diffmeans"] = {unit: dm for unit, (_, _, dm) in pairs.items()}
+    if "sae" in names:
+        x, r = recipe_frames(cfg, plan)
+        sae, _ = sae_data.fit(x, r)
+        out["sae"] = {unit: vec for unit, (vec, _) in chosen_rows(sae, plan.layers[0].name, pairs).items()}
+        extra["sae_data_sha256"] = hashlib.sha256(np.ascontiguousarray(x, "<f4").tobytes()).hexdigest()
+        extra["recipe"] = r
+    return out
 
 
 if __name__ == "__main__":
