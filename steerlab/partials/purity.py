@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -194,6 +194,20 @@ def chosen_rows(sae: Any, layer: str, pairs: Mapping[Any, tuple]) -> dict[Any, t
     return {unit: sae_feature(without, with_, dictionary) for unit, (without, with_, _) in pairs.items()}
 
 
+def recipe_saes(
+    x: np.ndarray, r: dict[str, Any], steps: Sequence[int], seeds: Sequence[int]
+) -> Iterator[tuple[int, int, Any, dict[str, Any]]]:
+    """``(steps, seed, sae, metrics)`` for each step budget and SAE seed: the recipe ``r``'s SAE
+    (:func:`steerlab.partials.sae_data.fit`) trained on frames ``x`` ``[n, channels]`` with only
+    its ``steps`` and ``seed`` changed."""
+    from steerlab.partials import sae_data
+
+    for n in steps:
+        for seed in seeds:
+            sae, metrics = sae_data.fit(x, {**r, "steps": int(n), "seed": int(seed)})
+            yield int(n), int(seed), sae, metrics
+
+
 def sae_alignment(
     cfg: PartialsConfig, plan: Any, steps: Sequence[int], seeds: Sequence[int]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -203,27 +217,28 @@ def sae_alignment(
     the training pairs' difference of means and the dictionary's best-aligned cosine. Returns the
     rows and ``{"data_sha256", "frames", "recipe"}``. Raises PlanError unless ``cfg`` uses a
     stimulus recipe (``grid.sae_data`` ``"stimuli"`` or ``"independent"``)."""
-    import hashlib
-
-    from steerlab.partials import sae_data
-
     x, r = recipe_frames(cfg, plan)
     pairs = training_pairs(plan, cfg.run.max_batch)
     rows = []
-    for n in steps:
-        for seed in seeds:
-            sae, metrics = sae_data.fit(x, {**r, "steps": int(n), "seed": int(seed)})
-            for unit, (vec, prov) in chosen_rows(sae, plan.layers[0].name, pairs).items():
-                dm = pairs[unit][2]
-                rows.append(
-                    {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "steps": int(n),
-                     "seed": int(seed), "explained_variance": metrics.get("explained_variance"),
+    for n, seed, sae, metrics in recipe_saes(x, r, steps, seeds):
+        for unit, (vec, prov) in chosen_rows(sae, plan.layers[0].name, pairs).items():
+            dm = pairs[unit][2]
+            rows.append(
+                    {"unit": unit.label(), "target_hz": unit.target_hz, "density": unit.density, "steps": n,
+                     "seed": seed, "explained_variance": metrics.get("explained_variance"),
                      "feature": prov["feature"],
                      "cosine": float(abs(vec @ dm) / (np.linalg.norm(vec) * np.linalg.norm(dm))),
                      "best_aligned_cosine": prov["best_aligned_cosine"]}
                 )  # fmt: skip
-    data = {"data_sha256": hashlib.sha256(np.ascontiguousarray(x, "<f4").tobytes()).hexdigest(), "frames": len(x)}
-    return rows, {**data, "recipe": r}
+    return rows, {"data_sha256": frames_sha256(x), "frames": len(x), "recipe": r}
+
+
+def frames_sha256(x: np.ndarray) -> str:
+    """sha256 of frames ``x`` as little-endian float32 bytes: the ``data_sha256`` a dictionary
+    trained on them records (:mod:`steerlab.sae`)."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(x, "<f4").tobytes()).hexdigest()
 
 
 class _AsDictionary:
@@ -301,19 +316,15 @@ def _ints(p: argparse.ArgumentParser, name: str, text: str) -> list[int]:
 
 def _towards(cfg: PartialsConfig, plan: Any, names: Sequence[str], extra: dict[str, Any]) -> dict[str, dict]:
     """The learned directions per unit that ``removal --towards`` names; the SAE's data hash into ``extra``."""
-    import hashlib
-
-    from steerlab.partials import sae_data
-
     pairs = training_pairs(plan, cfg.run.max_batch)
     out: dict[str, dict] = {}
     if "diffmeans" in names:
         out["diffmeans"] = {unit: dm for unit, (_, _, dm) in pairs.items()}
     if "sae" in names:
         x, r = recipe_frames(cfg, plan)
-        sae, _ = sae_data.fit(x, r)
+        ((_, _, sae, _),) = recipe_saes(x, r, [r["steps"]], [r["seed"]])
         out["sae"] = {unit: vec for unit, (vec, _) in chosen_rows(sae, plan.layers[0].name, pairs).items()}
-        extra["sae_data_sha256"] = hashlib.sha256(np.ascontiguousarray(x, "<f4").tobytes()).hexdigest()
+        extra["sae_data_sha256"] = frames_sha256(x)
         extra["recipe"] = r
     return out
 
