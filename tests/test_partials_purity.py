@@ -121,3 +121,22 @@ def test_sae_alignment_needs_a_stimulus_recipe(fb_plan):
 
     with pytest.raises(PlanError, match="sae_data"):
         purity.recipe_frames(partials.build(quick=True), fb_plan)
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["removal", "--model", "tiny_encodec_24khz"], "invalid choice"),
+        (["sae", "--steps", "0"], "--steps takes integers >= 1"),
+        (["sae", "--seeds", ""], "--seeds takes comma-separated integers"),
+        (["sae", "--seeds", "x"], "--seeds takes comma-separated integers"),
+        (["removal", "--steps", "300"], "--steps does not apply to the removal table"),
+        (["sae", "--towards", "sae"], "--towards does not apply to the sae table"),
+        (["removal", "--towards", "probe"], "--towards takes diffmeans and/or sae"),
+    ],
+)
+def test_bad_arguments_stop_before_any_work_with_one_line(argv, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        purity.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and says in err[-1] and "Traceback" not in "\n".join(err)

@@ -14,8 +14,11 @@ measures why, in two tables that do not depend on any verdict:
   the ``sae`` method chooses (:func:`steerlab.partials.directions.sae_feature`) from dictionaries of
   the run's recipe (``grid.sae_data``) trained with other seeds and step budgets on the same data.
 
-    python -m steerlab.partials.purity removal      # docs/partials.md, "What removal demands"
-    python -m steerlab.partials.purity sae --seeds 0,1,2 --steps 3000,100000
+    python -m steerlab.partials.purity removal --towards diffmeans,sae
+    python -m steerlab.partials.purity removal --model stft_24khz
+    python -m steerlab.partials.purity sae --seeds 0,1,2 --steps 3000,12000,30000,100000
+
+(docs/partials.md, "What removal demands of a direction, and why no SAE recipe meets it").
 
 Each prints a Markdown table and a JSON record (command line, versions, hardware and threads,
 weights and data hashes, configuration hash) on the last line.
@@ -215,7 +218,8 @@ def sae_alignment(
     (:func:`recipe_frames`; size and settings as the recipe's, only ``steps`` and ``seed``
     changed) at ``plan``'s layer, and per unit the chosen feature, its decoder row's cosine with
     the training pairs' difference of means and the dictionary's best-aligned cosine. Returns the
-    rows and ``{"data_sha256", "frames", "recipe"}``. Raises PlanError unless ``cfg`` uses a
+    rows and ``{"data_sha256", "frames", "base_recipe", "steps", "seeds"}`` (the recipe as ``cfg``
+    has it; its ``steps`` and ``seed`` replaced by each of ``steps`` and ``seeds``). Raises PlanError unless ``cfg`` uses a
     stimulus recipe (``grid.sae_data`` ``"stimuli"`` or ``"independent"``)."""
     x, r = recipe_frames(cfg, plan)
     pairs = training_pairs(plan, cfg.run.max_batch)
@@ -230,7 +234,8 @@ def sae_alignment(
                      "cosine": float(abs(vec @ dm) / (np.linalg.norm(vec) * np.linalg.norm(dm))),
                      "best_aligned_cosine": prov["best_aligned_cosine"]}
                 )  # fmt: skip
-    return rows, {"data_sha256": frames_sha256(x), "frames": len(x), "recipe": r}
+    data = {"data_sha256": frames_sha256(x), "frames": len(x), "base_recipe": r}
+    return rows, {**data, "steps": [int(n) for n in steps], "seeds": [int(v) for v in seeds]}
 
 
 def frames_sha256(x: np.ndarray) -> str:
@@ -258,29 +263,43 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] = ()) -> None:
-    """``removal`` or ``sae`` (module docstring) on positive control ``--model`` under the quick
-    grid (the docs' runs). ``removal --towards diffmeans,sae`` adds the residuals of the training
-    pairs' difference of means and of the recipe's SAE feature (its dictionary retrained: the
-    recipe's seed and steps). Bad arguments: one line on stderr, exit 2 (argparse) or 1."""
+    """``removal`` or ``sae`` (module docstring) on positive control ``--model`` (one of
+    :data:`steerlab.partials.config.KNOWN_CONTROLS`) under the quick grid (the docs' runs).
+    ``removal --towards diffmeans,sae`` adds the residuals of the training pairs' difference of
+    means and of the recipe's SAE feature (its dictionary retrained: the recipe's seed and steps);
+    ``sae --steps N,... --seeds S,...`` the budgets and seeds. Bad arguments: one line on stderr,
+    exit 2 (argparse) or 1."""
+    import time
+
     import torch
 
     from steerlab import partials, provenance
     from steerlab.artifacts import config_hash
     from steerlab.errors import SteerlabError
+    from steerlab.partials.config import KNOWN_CONTROLS
 
+    started = time.time()
     p = argparse.ArgumentParser(prog="python -m steerlab.partials.purity")
     p.add_argument("table", choices=("removal", "sae"))
-    p.add_argument("--model", default="filterbank_24khz", help="a positive-control model")
-    p.add_argument("--towards", default="diffmeans", help="comma-separated: diffmeans, sae (removal)")
-    p.add_argument("--steps", default="3000", help="comma-separated step budgets (sae)")
-    p.add_argument("--seeds", default="0", help="comma-separated SAE seeds (sae)")
+    p.add_argument("--model", default="filterbank_24khz", choices=KNOWN_CONTROLS, help="a positive-control model")
+    p.add_argument("--towards", help="removal: comma-separated diffmeans, sae (default: diffmeans)")
+    p.add_argument("--steps", help="sae: comma-separated step budgets >= 1 (default: 3000)")
+    p.add_argument("--seeds", help="sae: comma-separated SAE seeds >= 0 (default: 0)")
     p.add_argument("--sae-data", default="independent", choices=("stimuli", "independent"))
     a = p.parse_args(list(argv))
+    for flag, value, table_ in (
+        ("--towards", a.towards, "sae"),
+        ("--steps", a.steps, "removal"),
+        ("--seeds", a.seeds, "removal"),
+    ):
+        if value is not None and a.table == table_:
+            p.error(f"{flag} does not apply to the {table_} table")
+    steps = _ints(p, "--steps", "3000" if a.steps is None else a.steps, low=1)
+    seeds = _ints(p, "--seeds", "0" if a.seeds is None else a.seeds, low=0)
+    towards = [t for t in ("diffmeans" if a.towards is None else a.towards).split(",") if t]
+    if not towards or set(towards) - {"diffmeans", "sae"}:
+        p.error(f"--towards takes diffmeans and/or sae, got {a.towards!r}")
     try:
-        steps, seeds = (_ints(p, name, v) for name, v in (("--steps", a.steps), ("--seeds", a.seeds)))
-        towards = [t for t in a.towards.split(",") if t]
-        if set(towards) - {"diffmeans", "sae"}:
-            p.error(f"--towards takes diffmeans and/or sae, got {a.towards!r}")
         cfg = partials.build(quick=True, overrides={"grid": {"sae_data": a.sae_data}})
         plan = control_plan(cfg, a.model)
         extra: dict[str, Any] = {}
@@ -295,6 +314,8 @@ def main(argv: Sequence[str] = ()) -> None:
         raise SystemExit(1) from None
     print(table(rows, cols))
     record = provenance.record(
+        started=started,
+        argv=["python", "-m", "steerlab.partials.purity", *argv],
         config_hash=config_hash(cfg.measurement_dict()),
         model=a.model,
         weights_sha256=plan.model.weights_hash(),
@@ -304,13 +325,13 @@ def main(argv: Sequence[str] = ()) -> None:
     print(json.dumps(record, default=str))
 
 
-def _ints(p: argparse.ArgumentParser, name: str, text: str) -> list[int]:
+def _ints(p: argparse.ArgumentParser, name: str, text: str, low: int) -> list[int]:
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         p.error(f"{name} takes comma-separated integers, got {text!r}")
-    if not values or min(values) < 0:
-        p.error(f"{name} takes integers >= 0, got {text!r}")
+    if min(values) < low:
+        p.error(f"{name} takes integers >= {low}, got {text!r}")
     return values
 
 
@@ -325,7 +346,7 @@ def _towards(cfg: PartialsConfig, plan: Any, names: Sequence[str], extra: dict[s
         ((_, _, sae, _),) = recipe_saes(x, r, [r["steps"]], [r["seed"]])
         out["sae"] = {unit: vec for unit, (vec, _) in chosen_rows(sae, plan.layers[0].name, pairs).items()}
         extra["sae_data_sha256"] = frames_sha256(x)
-        extra["recipe"] = r
+        extra["sae_recipe"] = r
     return out
 
 
