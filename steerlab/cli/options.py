@@ -147,6 +147,11 @@ def density_option() -> Callable[[F], F]:
     )
 
 
+def split_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of a repeatable option whose values may each be comma-separated, blanks dropped."""
+    return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2))
 
