@@ -14,11 +14,8 @@ margins (:func:`~steerlab.partials.plan.margin_for`) and the batches
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from steerlab import validation as check
 from steerlab.artifacts import config_hash
@@ -27,7 +24,16 @@ from steerlab.battery.concept import Concept, PairSpec
 from steerlab.errors import ConfigError
 from steerlab.model import AudioModel, LayerInfo
 from steerlab.partials.config import PartialsConfig
-from steerlab.partials.plan import MAIN, OP_ROLE, OPS, POSITIVE, ROLES, ZERO_STRENGTH_OPS, ModelPlan
+from steerlab.partials.plan import (
+    MAIN,
+    OP_ROLE,
+    OPS,
+    POSITIVE,
+    ROLES,
+    KeyedItem,
+    ModelPlan,
+    check_strength,
+)
 
 FORMAT, FORMAT_VERSION = "steerlab-steerability", 1
 # partials' operations, and ``reverse``: the add recipe with the direction's sign flipped, on the
@@ -41,11 +47,14 @@ BATTERY_OP_ROLE = {**OP_ROLE, "reverse": "with", **{op: role for op, (role, _) i
 
 
 @dataclass(frozen=True)
-class BatteryItem:
+class BatteryItem(KeyedItem):
     """One patched decode (module docstring). ``strength``: relative to the layer's RMS norm on
     the input for ``add`` and ``reverse``, to the measured projection excess for ``subtract``, to
     the training pairs' mean projection difference for ``add_calibrated`` and
     ``reverse_calibrated`` (:mod:`steerlab.battery.calibrated`), 0 for ``ablate``."""
+
+    SPEC_FIELD = "pair"
+    SPEC_TYPE = PairSpec
 
     config_hash: str
     concept: str
@@ -66,9 +75,7 @@ class BatteryItem:
         check.choice("op", self.op, BATTERY_OPS)
         if BATTERY_OP_ROLE[self.op] != self.role:
             raise ConfigError(f"op {self.op!r} applies to {BATTERY_OP_ROLE[self.op]!r} signals, not {self.role!r}")
-        zero = self.op in ZERO_STRENGTH_OPS
-        if not (math.isfinite(self.strength) and self.strength >= 0) or zero != (self.strength == 0):
-            raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate/sae_ablate ({self.op})", self.strength)
+        check_strength(self.op, self.strength)
 
     @property
     def stimulus(self) -> PairSpec:
@@ -83,22 +90,6 @@ class BatteryItem:
         if self.op == "sae_ablate":
             return (*group, "sae_ablate")
         return (*group, "calibrated") if self.op in CALIBRATED_OPS else group
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["pair"] = self.pair.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BatteryItem:
-        return cls(**{**d, "pair": PairSpec.from_dict(d["pair"])})
-
-    def key(self) -> str:
-        cached = self.__dict__.get("_key")
-        if cached is None:
-            cached = config_hash(self.to_dict())
-            object.__setattr__(self, "_key", cached)
-        return cached
 
 
 @dataclass

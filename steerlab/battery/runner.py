@@ -53,10 +53,10 @@ from steerlab.battery.plan import (
 from steerlab.errors import OutputError, PlanError, SteerlabError
 from steerlab.partials.config import PartialsConfig
 from steerlab.partials.plan import MAIN, POSITIVE, batches
+from steerlab.partials.runner import BarFactory, _NullBar
 from steerlab.partials.store import ResultStore, write_directions
 
 RUN_FILE, DIRECTIONS_FILE = "run.json", "directions.safetensors"
-BarFactory = Callable[[str, int], Any]
 
 
 def _row_schema() -> dict[str, Any]:
@@ -100,17 +100,6 @@ class ConceptOutcome:
     skipped_directions: dict[str, str]
     controls: dict[str, str]
     dictionaries: dict = dataclasses.field(default_factory=dict)  # by (model, layer): sae_ablate's SAEs
-
-
-class _NullBar:
-    def __init__(self, *_: Any) -> None:
-        pass
-
-    def __enter__(self) -> Callable[[int], None]:
-        return lambda n: None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 @lru_cache(maxsize=256)

@@ -21,15 +21,23 @@ decides the verdict.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from steerlab.battery.calibrated import ADD, CALIBRATED_OPS, REVERSE
 from steerlab.battery.concept import Concept, no_control_reason
-from steerlab.partials.verdicts import NOT_VALIDATED, label, median_ci, validation
+from steerlab.partials.verdicts import (
+    NOT_VALIDATED,
+    best_setting,
+    flat,
+    groups,
+    label,
+    median_ci,
+    settings,
+    validation,
+)
 
 GROUP_KEYS = ("model", "model_role", "layer", "variant", "method", "path")
 REMOVALS = ("ablate", "subtract", "reverse", REVERSE, "sae_ablate")  # sae_ablate: the sae method's only
@@ -72,13 +80,7 @@ class BatteryVerdict:
     codes_changed_share: float | None
 
     def flat(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in asdict(self).items():
-            if isinstance(v, (tuple, list)) and len(v) == 3:
-                out[f"{k}_median"], out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = v
-            else:
-                out[k] = v
-        return out
+        return flat(self)
 
 
 def _removal_name(r: dict) -> str:
@@ -88,29 +90,15 @@ def _removal_name(r: dict) -> str:
 def verdict(concept: Concept, rows: list[dict], removal: str, n_boot: int, seed: int) -> BatteryVerdict:
     """The verdict of one group's rows for one removal method (module docstring)."""
     rule = concept.rule
-    add_op = ADD_OF.get(removal, "add")
-    add: dict[float, dict[int, dict]] = defaultdict(dict)
-    rem: dict[str, dict[int, dict]] = defaultdict(dict)
-    for r in rows:
-        if r["op"] == add_op:
-            add[r["strength"]][r["seed"]] = r
-        elif r["op"] == removal:
-            rem[_removal_name(r)][r["seed"]] = r
+    add, rem = settings(rows, ADD_OF.get(removal, "add"), removal, _removal_name)
     seeds = sorted({r["seed"] for r in rows})
-    best: tuple[float, float | None, str | None] = (-1.0, None, None)
-    for s in sorted(add):
-        for name in sorted(rem, key=lambda n: (0, 0.0) if n in _ONE_SETTING else (1, float(n.split()[1]))):
-            ok = [
-                rule.passes(add[s][k], "with") and rule.passes(rem[name][k], "without")
-                for k in seeds
-                if k in add[s] and k in rem[name]
-            ]
-            share = sum(ok) / len(seeds)
-            if share > best[0]:
-                best = (share, s, name)
-    share, s_best, r_best = best
-    a_rows = [add[s_best][k] for k in seeds if k in add[s_best]] if s_best is not None else []
-    r_rows = [rem[r_best][k] for k in seeds if k in rem[r_best]] if r_best is not None else []
+    share, s_best, r_best, a_rows, r_rows = best_setting(
+        add,
+        rem,
+        seeds,
+        lambda n: (0, 0.0) if n in _ONE_SETTING else (1, float(n.split()[1])),
+        lambda a, r: rule.passes(a, "with") and rule.passes(r, "without"),
+    )
     rng = np.random.default_rng(seed)
     codes = [r["codes_changed_share"] for r in rows if r.get("codes_changed_share") is not None]
     first = rows[0]
@@ -139,11 +127,8 @@ def verdict(concept: Concept, rows: list[dict], removal: str, n_boot: int, seed:
 
 
 def verdicts(concept: Concept, rows: list[dict], n_boot: int = 1000, seed: int = 0) -> list[BatteryVerdict]:
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in GROUP_KEYS), []).append(r)
     out = []
-    for g in groups.values():
+    for g in groups(rows, GROUP_KEYS):
         ops = {r["op"] for r in g}
         out += [
             verdict(concept, g, removal, n_boot, seed)

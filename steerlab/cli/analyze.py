@@ -16,7 +16,9 @@ from steerlab.cli.options import (
     CONTEXT,
     allow_weights_mismatch_option,
     checkpoint_option,
+    clip_options,
     compute_options,
+    data_option,
     echo_json,
     json_option,
     model_option,
@@ -35,13 +37,9 @@ def _ints(text: str) -> tuple[int, ...]:
 
 @click.command(context_settings=CONTEXT)
 @click.argument("dictionary_path", metavar="DICT")
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    metavar="SPEC",
-    help="Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N "
-    "(repeatable; or --store).",
+@data_option(
+    "Audio folder (e.g. FMA small: a folder of MP3s) or file, synth:N, noise:N, flat:N, sines:N "
+    "(repeatable; or --store)."
 )
 @click.option(
     "--store",
@@ -85,8 +83,7 @@ def _ints(text: str) -> tuple[int, ...]:
     help="An audio file of yours whose loudest stretch is the music trajectory (j) [a synthetic chord].",
 )
 @click.option("--seed", type=int, default=0, help="Seed of subsampling, baselines, splits and generated clips.")
-@click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
-@click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
+@clip_options
 @json_option("Print a JSON summary.")
 @compute_options
 def analyze(

@@ -14,6 +14,8 @@ import click
 from steerlab.cli.options import (
     CONTEXT,
     checkpoint_option,
+    clip_options,
+    data_option,
     device_option,
     echo_json,
     json_option,
@@ -29,14 +31,7 @@ from steerlab.cli.options import (
 @model_option()
 @checkpoint_option()
 @click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`).")
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    metavar="SPEC",
-    help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable).",
-)
+@data_option("Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable).", required=True)
 @output_option("Store folder to write (resumed if a capture with the same settings was interrupted).")
 @click.option(
     "--kind",
@@ -49,8 +44,7 @@ from steerlab.cli.options import (
 @skip_bad_files_option("Skip unreadable, empty or NaN files under --data (listed in the manifest).")
 @click.option("--frames-per-shard", type=int, default=None, help="Rows per shard [64 MiB of float32].")
 @click.option("--seed", type=int, default=0, help="Seed of generated clips (synth:N, ...).")
-@click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
-@click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
+@clip_options
 @json_option("Print the store's summary as JSON.")
 @device_option()
 @threads_option()

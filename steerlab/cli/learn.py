@@ -17,6 +17,8 @@ from steerlab.cli import SteerlabGroup
 from steerlab.cli.options import (
     CONTEXT,
     checkpoint_option,
+    clip_options,
+    data_option,
     device_option,
     echo_json,
     executor_options,
@@ -62,13 +64,7 @@ def _options(fn: Callable) -> Callable:
         model_option(),
         checkpoint_option(),
         click.option("-l", "--layer", required=True, help="Layer name or alias (see `steerlab layers`)."),
-        click.option(
-            "--data",
-            "data",
-            multiple=True,
-            metavar="SPEC",
-            help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable; or --store).",
-        ),
+        data_option("Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable; or --store)."),
         click.option(
             "--store",
             type=click.Path(file_okay=False),
@@ -118,8 +114,7 @@ def _options(fn: Callable) -> Callable:
         click.option("--subsample", type=float, default=None, help="Keep this fraction of vectors (seeded)."),
         click.option("--no-center", is_flag=True, help="Do not subtract the data mean."),
         click.option("--no-normalize", is_flag=True, help="Do not rescale to mean squared norm = width."),
-        click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...)."),
-        click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks."),
+        clip_options,
         click.option(
             "--stream",
             type=click.Choice(["auto", "shards", "recompute"]),
@@ -467,14 +462,7 @@ def _many(values: tuple[str, ...], convert: type = str) -> tuple:
 @model_option()
 @checkpoint_option()
 @click.option("-l", "--layer", "layers", multiple=True, required=True, help="Layer(s) (repeatable or comma-separated).")
-@click.option(
-    "--data",
-    "data",
-    multiple=True,
-    required=True,
-    metavar="SPEC",
-    help="Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable).",
-)
+@data_option("Audio folder or file, synth:N, noise:N, flat:N or sines:N (repeatable).", required=True)
 @output_option("Sweep folder: one dictionary folder per configuration, sweep.json, sweep.jsonl.")
 @click.option(
     "--target",
@@ -506,8 +494,7 @@ def _many(values: tuple[str, ...], convert: type = str) -> tuple:
 @click.option("--subsample", type=float, default=None, help="Keep this fraction of vectors (seeded).")
 @click.option("--no-center", is_flag=True, help="Do not subtract the data mean.")
 @click.option("--no-normalize", is_flag=True, help="Do not rescale to mean squared norm = width.")
-@click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")
-@click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")
+@clip_options
 @skip_bad_files_option("Skip unreadable, empty or NaN files under --data (counted in each manifest).")
 @click.option(
     "--stream",

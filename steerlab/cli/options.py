@@ -147,6 +147,26 @@ def density_option() -> Callable[[F], F]:
     )
 
 
+def data_option(help: str, required: bool = False) -> Callable[[F], F]:
+    """``--data SPEC`` (repeatable) into the tuple ``data``: audio folders or files and generated sets
+    (``synth:N``, ...) a command reads through :class:`steerlab.capture.Corpus`."""
+    return click.option("--data", "data", multiple=True, required=required, metavar="SPEC", help=help)
+
+
+def clip_options(fn: F) -> F:
+    """``--clip-seconds`` (generated clips' length, default 1) and ``--chunk-seconds`` (files longer
+    than this are read in chunks, default 10): how a command's corpus cuts its audio."""
+    fn = click.option("--chunk-seconds", type=float, default=10.0, help="Files longer than this are read in chunks.")(
+        fn
+    )
+    return click.option("--clip-seconds", type=float, default=1.0, help="Length of generated clips (synth:N, ...).")(fn)
+
+
+def split_names(values: tuple[str, ...]) -> tuple[str, ...]:
+    """The names of a repeatable option whose values may each be comma-separated, blanks dropped."""
+    return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
+
+
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import functools
 
 import click
 
@@ -15,11 +15,8 @@ from steerlab.cli.options import (
     model_option,
     output_option,
     setup_compute,
+    split_names,
 )
-
-
-def _layers(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
 
 
 @click.command(context_settings=CONTEXT)
@@ -137,21 +134,15 @@ def partials(
     overrides = {
         "thresholds": thresholds,
         "grid": {
-            **({"layers": _layers(layers)} if layers else {}),
-            **({"families": _layers(families)} if families else {}),
+            **({"layers": split_names(layers)} if layers else {}),
+            **({"families": split_names(families)} if families else {}),
             **({"sae_data": sae_data} if sae_data else {}),
         },
         "run": {k: v for k, v in (("model", model_name), ("seed", seed)) if v is not None},
     }
     cfg = p.build(config_file, quick, overrides)
 
-    @contextmanager
-    def bar(label: str, length: int):
-        from steerlab.cli.progress import progress
-
-        with progress(label, length, every=None) as update:  # the first line only off a terminal
-            yield update
-
+    from steerlab.cli.progress import progress
     from steerlab.executors import make_executor
 
     runner = make_executor(executor, address)
@@ -161,7 +152,7 @@ def partials(
             out_dir,
             quick,
             dictionaries,
-            bar=bar,
+            bar=functools.partial(progress, every=None),  # the first line only off a terminal
             notify=lambda m: click.echo(m, err=True),
             device=device,
             executor=runner,

@@ -3,8 +3,6 @@ with a positive control, the null and the oracle beside every verdict (docs/stee
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -18,22 +16,11 @@ from steerlab.cli.options import (
     model_option,
     output_option,
     setup_compute,
+    split_names,
     threads_option,
 )
 
 VARIANT = "variant"  # a table's stimulus variant, present where not synthetic
-
-
-def _names(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
-
-
-@contextmanager
-def _bar(label: str, length: int) -> Iterator[Any]:
-    from steerlab.cli.progress import progress
-
-    with progress(label, length) as update:
-        yield update
 
 
 @click.command(context_settings=CONTEXT)
@@ -107,18 +94,19 @@ def steerability(
     `steerlab partials` itself (the same rows). Killed runs resume when rerun. With
     `--executor ray` the work items run as Ray tasks (docs/distributed.md), with the same rows."""
     from steerlab.battery.run import run_battery
+    from steerlab.cli.progress import progress
     from steerlab.executors import make_executor
 
     setup_compute(device, threads)
     runner = make_executor(executor, address)
     try:
         doc = run_battery(
-            _names(concepts),
+            split_names(concepts),
             model_name,
             out_dir,
             quick,
-            _names(layers),
-            bar=_bar,
+            split_names(layers),
+            bar=progress,
             notify=lambda m: click.echo(m, err=True),
             config_file=config_file,
             dictionaries=dictionaries,

@@ -15,12 +15,9 @@ from steerlab.cli.options import (
     models_option,
     output_option,
     setup_compute,
+    split_names,
     threads_option,
 )
-
-
-def _names(values: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(name.strip() for v in values for name in v.split(",") if name.strip())
 
 
 @click.command(context_settings=CONTEXT)
@@ -105,9 +102,9 @@ def survey(
     cfg = SurveyConfig(
         models=tuple(model_names) or (None,),
         data=tuple(data),
-        layers=_names(layers),
+        layers=split_names(layers),
         battery=tuple(battery),
-        concepts=_names(concepts),
+        concepts=split_names(concepts),
         quick=quick,
         seed=seed,
         settings=dataclasses.replace(base, **over),

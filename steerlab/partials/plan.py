@@ -19,7 +19,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar, cast
 
 from steerlab import validation as check
 from steerlab.artifacts import config_hash
@@ -68,10 +68,50 @@ class Unit:
         return f"{self.model} {self.layer} {self.family} {self.target_hz:g} Hz d={self.density}"
 
 
+def check_strength(op: str, strength: float) -> None:
+    """A work item's ``strength``: finite and > 0, or exactly 0 for the ops in
+    :data:`ZERO_STRENGTH_OPS` (raises :class:`~steerlab.errors.ConfigError` naming ``strength``)."""
+    zero = op in ZERO_STRENGTH_OPS
+    if not (math.isfinite(strength) and strength >= 0) or zero != (strength == 0):
+        raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate/sae_ablate ({op})", strength)
+
+
+_Item = TypeVar("_Item", bound="KeyedItem")
+
+
+class KeyedItem:
+    """Serialisation and row key of a frozen dataclass work item (:class:`WorkItem`, the battery's
+    :class:`~steerlab.battery.plan.BatteryItem`) whose field ``SPEC_FIELD`` holds a spec of type
+    ``SPEC_TYPE`` with its own ``to_dict``/``from_dict``."""
+
+    SPEC_FIELD: ClassVar[str]
+    SPEC_TYPE: ClassVar[Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(cast(Any, self))
+        d[self.SPEC_FIELD] = getattr(self, self.SPEC_FIELD).to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls: type[_Item], d: dict[str, Any]) -> _Item:
+        return cls(**{**d, cls.SPEC_FIELD: cls.SPEC_TYPE.from_dict(d[cls.SPEC_FIELD])})
+
+    def key(self) -> str:
+        """The item's row key in ``results.jsonl``: :func:`~steerlab.artifacts.config_hash` of :meth:`to_dict`."""
+        cached = self.__dict__.get("_key")  # frozen: computed once per item
+        if cached is None:
+            cached = config_hash(self.to_dict())
+            object.__setattr__(self, "_key", cached)
+        return cast(str, cached)
+
+
 @dataclass(frozen=True)
-class WorkItem:
+class WorkItem(KeyedItem):
     """One patched decode: see the module docstring. ``strength`` is relative to the
     layer's RMS activation norm on that input (0 for ablate, which has none)."""
+
+    SPEC_FIELD = "stimulus"
+    SPEC_TYPE = StimulusSpec
 
     config_hash: str
     model: str
@@ -92,25 +132,7 @@ class WorkItem:
             raise ConfigError(
                 f"op {self.op!r} applies to {OP_ROLE[self.op]!r} stimuli, not {self.role!r}", parameter=("op", "role")
             )
-        zero = self.op in ZERO_STRENGTH_OPS
-        if not (math.isfinite(self.strength) and self.strength >= 0) or zero != (self.strength == 0):
-            raise check.fail("strength", f"> 0 for add/subtract and 0 for ablate/sae_ablate ({self.op})", self.strength)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["stimulus"] = self.stimulus.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> WorkItem:
-        return cls(**{**d, "stimulus": StimulusSpec.from_dict(d["stimulus"])})
-
-    def key(self) -> str:
-        cached = self.__dict__.get("_key")  # frozen: computed once per item
-        if cached is None:
-            cached = config_hash(self.to_dict())
-            object.__setattr__(self, "_key", cached)
-        return cached
+        check_strength(self.op, self.strength)
 
     @property
     def batch_group(self) -> tuple[str, ...]:

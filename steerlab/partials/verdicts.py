@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -56,6 +56,65 @@ def median_ci(values: Sequence[float | None], n_boot: int, rng: np.random.Genera
         return math.nan, math.nan, math.nan
     boots = np.median(x[rng.integers(0, len(x), size=(n_boot, len(x)))], axis=1)
     return float(np.median(x)), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def flat(verdict: Any) -> dict[str, Any]:
+    """A verdict dataclass as one flat row: each ``(median, ci_lo, ci_hi)`` field ``k`` as
+    ``k_median``, ``k_ci_lo``, ``k_ci_hi``, every other field as it is."""
+    out: dict[str, Any] = {}
+    for k, v in asdict(verdict).items():
+        if isinstance(v, (tuple, list)) and len(v) == 3:
+            out[f"{k}_median"], out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = v
+        else:
+            out[k] = v
+    return out
+
+
+def groups(rows: list[dict], keys: Sequence[str]) -> list[list[dict]]:
+    """The rows grouped by their values of ``keys``, groups in the order of their first row."""
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return list(out.values())
+
+
+def settings(
+    rows: list[dict], add_op: str, removal: str | None, name: Callable[[dict], str]
+) -> tuple[dict[float, dict[int, dict]], dict[str, dict[int, dict]]]:
+    """One group's rows by setting and seed: the ``add_op`` rows by strength, and the removal rows
+    (op ``removal``; None: every other op) by their setting's ``name``."""
+    add: dict[float, dict[int, dict]] = defaultdict(dict)
+    rem: dict[str, dict[int, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["op"] == add_op:
+            add[r["strength"]][r["seed"]] = r
+        elif removal is None or r["op"] == removal:
+            rem[name(r)][r["seed"]] = r
+    return add, rem
+
+
+def best_setting(
+    add: dict[float, dict[int, dict]],
+    rem: dict[str, dict[int, dict]],
+    seeds: list[int],
+    order: Callable[[str], Any],
+    passes: Callable[[dict, dict], bool],
+) -> tuple[float, float | None, str | None, list[dict], list[dict]]:
+    """The (add strength, removal setting) whose pairs pass (``passes(add_row, removal_row)``) on
+    the largest share of ``seeds``: the first such in increasing strength, then removal ``order``.
+    Returns the share (-1 when there is no combination), the strength, the removal setting's name
+    and the add and removal rows at them (in seed order)."""
+    best: tuple[float, float | None, str | None] = (-1.0, None, None)  # (share, strength, removal)
+    for s in sorted(add):
+        for name in sorted(rem, key=order):
+            ok = [passes(add[s][k], rem[name][k]) for k in seeds if k in add[s] and k in rem[name]]
+            share = sum(ok) / len(seeds)
+            if share > best[0]:
+                best = (share, s, name)
+    share, s_best, r_best = best
+    a_rows = [add[s_best][k] for k in seeds if k in add[s_best]] if s_best is not None else []
+    r_rows = [rem[r_best][k] for k in seeds if k in rem[r_best]] if r_best is not None else []
+    return share, s_best, r_best, a_rows, r_rows
 
 
 @dataclass(frozen=True)
@@ -89,14 +148,7 @@ class Verdict:
     gain_passing_db: float = math.nan
 
     def flat(self) -> dict[str, Any]:
-        d = asdict(self)
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            if isinstance(v, (tuple, list)) and len(v) == 3:
-                out[f"{k}_median"], out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = v
-            else:
-                out[k] = v
-        return out
+        return flat(self)
 
 
 def offband(r: dict) -> float | None:
@@ -145,31 +197,14 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: st
     ``removal``, ``"ablate"``, ``"subtract"`` or ``"sae_ablate"``; None: whichever removal setting is best).
     Raises ValueError when the group has no add or no removal rows of that kind."""
     first = rows[0]
-    add: dict[float, dict[int, dict]] = defaultdict(dict)
-    rem: dict[str, dict[int, dict]] = defaultdict(dict)
-    for r in rows:
-        if r["op"] == "add":
-            add[r["strength"]][r["seed"]] = r
-        elif removal is None or r["op"] == removal:
-            rem[_removal_name(r)][r["seed"]] = r
+    add, rem = settings(rows, "add", removal, _removal_name)
     if not add or not rem:
         raise ConfigError(f"no add rows or no {removal or 'removal'} rows in this group", parameter="rows")
     seeds = sorted({r["seed"] for r in rows})
-    best: tuple[float, float | None, str | None] = (-1.0, None, None)  # (share, strength, removal)
-    for s in sorted(add):
-        for name in sorted(rem, key=_removal_order):
-            ok = [
-                _passes_add(add[s][k], t) and _passes_remove(rem[name][k], t)
-                for k in seeds
-                if k in add[s] and k in rem[name]
-            ]
-            share = sum(ok) / len(seeds)
-            if share > best[0]:
-                best = (share, s, name)
-    share, s_best, r_best = best
+    share, s_best, r_best, a_rows, r_rows = best_setting(
+        add, rem, seeds, _removal_order, lambda a, r: _passes_add(a, t) and _passes_remove(r, t)
+    )
     rng = np.random.default_rng(seed)
-    a_rows: list[dict] = [add[s_best][k] for k in seeds if k in add[s_best]] if s_best is not None else []
-    r_rows: list[dict] = [rem[r_best][k] for k in seeds if k in rem[r_best]] if r_best is not None else []
     add_share = sum(_passes_add(r, t) for r in a_rows) / len(seeds)
     rem_share = sum(_passes_remove(r, t) for r in r_rows) / len(seeds)
     codes = [r["codes_changed_share"] for r in rows if r.get("codes_changed_share") is not None]
@@ -208,11 +243,8 @@ def verdict(rows: list[dict], t: Thresholds, n_boot: int, seed: int, removal: st
 
 def verdicts(rows: list[dict], t: Thresholds, n_boot: int = 1000, seed: int = 0) -> list[Verdict]:
     """Verdicts of every group in ``rows`` (in the rows' order), one per removal method present."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in GROUP_KEYS), []).append(r)
     out = []
-    for g in groups.values():
+    for g in groups(rows, GROUP_KEYS):
         ops = {r["op"] for r in g}
         out += [verdict(g, t, n_boot, seed, removal) for removal in REMOVALS if removal in ops and "add" in ops]
     return out
