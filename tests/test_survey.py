@@ -26,7 +26,57 @@ def test_participation_ratio_of_known_covariances():
     assert stats.participation_ratio(iso) == pytest.approx(d, rel=0.02)
     rank1 = rng.standard_normal((500, 1)) * rng.standard_normal((1, d))
     assert stats.participation_ratio(rank1) == pytest.approx(1.0, abs=1e-9)
-    assert stats.participation_ratio(np.ones((10, d))) == 0.0
+    assert stats.participation_ratio(np.ones((10, d))) is None  # no covariance: undefined, not 0
+    assert stats.covariance_pr(np.zeros((d, d))) is None
+
+
+class _Fixed:
+    """An SAE whose codes are all one (every direction active), on any vectors."""
+
+    def __init__(self, width, size):
+        import torch
+
+        self.config = type("C", (), {"size": size})()
+        self.directions = torch.eye(size, width, dtype=torch.float64)
+        self.width = width
+
+    def encode(self, x):
+        import torch
+
+        return torch.ones(len(x), self.config.size)
+
+    def decode(self, codes):
+        import torch
+
+        return torch.zeros(len(codes), self.width)
+
+
+def test_a_constant_layer_has_no_statistics_and_is_no_chance_reference():
+    """The random-weights model's quantized layer is constant (std 0): its participation ratio
+    was 0.0, the chance interval [0, 0] and any measured value "beyond chance". Every statistic
+    over a constant layer is null with the reason, for the value and the reference alike."""
+    from steerlab.schema import unexplained_nulls
+    from steerlab.survey.measure import dictionary_stats, participation
+
+    rng = np.random.default_rng(5)
+    cfg = SurveyConfig(settings=QUICK)
+    varied, constant = rng.standard_normal((300, 8)), np.full((300, 8), 0.25)
+    pr = participation(varied, constant, None, cfg)
+    assert pr["value"] == pytest.approx(8, rel=0.15)
+    assert pr["chance"]["mean"] is None and pr["chance"]["ci95"] is None and "constant" in pr["chance"]["reason"]
+    assert pr["status"] is None and pr["at_chance"] is None and "constant" in pr["status_reason"]
+    own = participation(constant, varied, None, cfg)
+    assert own["value"] is None and "constant" in own["value_reason"] and own["status"] is None
+    assert own["chance"]["mean"] == pytest.approx(8, rel=0.15)
+    ds = dictionary_stats(constant, [{"sae": _Fixed(8, 16), "seed": 0, "metrics": {}, "config": {"k": 2}}], cfg)
+    for key in ("coverage", "explained_variance", "usage_top_share", "stability"):
+        assert ds[key]["value"] is None and "constant" in ds[key]["value_reason"], key
+        assert ds[key]["status"] is None and ds[key]["chance"]["ci95"] is None, key
+    groups = np.repeat(np.arange(8), 2)
+    dec = stats.decodability(np.ones((16, 4)), np.tile([0, 1], 8), groups, [6, 7], shuffles=5, seed=0)
+    assert dec["value"] is None and "std 0" in dec["value_reason"]
+    assert dec["chance"]["mean"] is None and dec["status"] is None
+    assert unexplained_nulls({"pr": pr, "own": own, "ds": ds, "dec": dec}) == []
 
 
 def _planted(rng, width=12, size=48, n=2000):
