@@ -240,3 +240,33 @@ def test_a_concept_no_control_can_vouch_for_reads_no_control_not_not_validated()
     ]  # fmt: skip
     assert verdict(rows, "m", "l", "onset", True)["verdict"] == "no control"
     assert verdict(rows, "m", "l", "note", True)["verdict"] == "not validated"
+
+
+def test_latent_is_the_last_conv_tensor_and_is_surveyed_and_read_once():
+    """encodec's ``latent`` is an identity on the encoder's last conv: the layer table says so,
+    the default layers hold that tensor once (the rank agreement counted it twice), and a battery
+    verdict recorded under either name is the row's."""
+    import torch
+
+    from steerlab import tracing
+    from steerlab.loading import layers, load_model
+    from steerlab.survey import battery
+    from steerlab.survey.measure import default_layers
+    from steerlab.survey.run import _layers_for, _other_names
+
+    model = load_model("tiny_encodec_24khz")
+    reg = layers(model)
+    assert reg.tensor_of("latent") == reg.tensor_of("last_conv") == "encoder.15.conv"
+    assert reg.names_of_tensor("latent") == ["encoder.15.conv", "latent", "last_conv"]
+    assert reg.tensor_of("quantized") == "quantized"
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 4800)).astype(np.float32))
+    acts = tracing.capture(model, [wave], [reg.get("latent"), reg.get("last_conv")], order=reg.names())[0]
+    assert torch.equal(acts["latent"], acts["encoder.15.conv"])  # the declaration is true
+    names = [info.name for info in default_layers(model)]
+    assert names == ["encoder.0.conv", "encoder.15.conv", "quantized"]
+    assert [i.name for i in _layers_for(model, ("latent", "last_conv", "encoder.15.conv"))] == ["latent"]
+    assert _other_names(reg, reg.get("encoder.15.conv"))["also_named"] == ["latent", "last_conv"]
+    rows = [{"model": "m", "layer": "latent", "concept": "loudness", "label": "not steerable", "pass_share": 0.0}]
+    for name in ("latent", "encoder.15.conv"):
+        v = battery.verdict(rows, "m", name, "loudness", True, reg.names_of_tensor(name))
+        assert v["verdict"] == "not steerable", name

@@ -40,18 +40,28 @@ LISTEN_S, LISTEN_FRAGMENTS = 0.3, 8  # fragments the report plays: 300 ms of con
 def default_layers(model: Any) -> list[Any]:
     """First conv, last conv, latent and quantized codes, where the model has them (the aliases
     ``first_conv``/``last_conv`` and the layers of kind ``latent``/``quantized``); a model with
-    none of them falls back to :func:`steerlab.partials.plan.default_layers`."""
+    none of them falls back to :func:`steerlab.partials.plan.default_layers`. One tensor is one
+    layer: of names the layer table declares the same tensor (encodec's ``latent`` is its last
+    conv's output) only the first in forward order is kept (:func:`unique_tensors`)."""
     from steerlab.loading import layers
     from steerlab.partials.plan import default_layers as partials_default
 
     reg = layers(model)
     chosen = [reg.get(a) for a in ("first_conv", "last_conv") if a in reg.aliases]
     chosen += [info for info in reg if info.kind in ("latent", "quantized")]
-    unique = list({info.name: info for info in chosen}.values())
-    if not unique:
+    if not chosen:
         return partials_default(list(reg))
     order = [info.name for info in reg]
-    return sorted(unique, key=lambda info: order.index(info.name))
+    return unique_tensors(reg, sorted(chosen, key=lambda info: order.index(info.name)))
+
+
+def unique_tensors(reg: Any, chosen: Sequence[Any]) -> list[Any]:
+    """``chosen`` layers (``LayerInfo``) without repeats of one tensor (the registry's
+    ``tensor_of``): the first of each is kept, in the given order."""
+    kept: dict[str, Any] = {}
+    for info in chosen:
+        kept.setdefault(reg.tensor_of(info.name), info)
+    return list(kept.values())
 
 
 def _random_codes(x: np.ndarray, directions: np.ndarray, k: int) -> np.ndarray:
