@@ -36,9 +36,7 @@ def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as
     reg = api.layers(model)
     rows = [layer.to_json() for layer in reg]
     if as_json:
-        return echo_json(
-            {"model": model.name, "layers": rows, "aliases": reg.aliases, "same_tensor": reg.same_tensor}
-        )
+        return echo_json({"model": model.name, "layers": rows, "aliases": reg.aliases, "same_tensor": reg.same_tensor})
     aliases = ", ".join(f"{a} -> {t}" for a, t in reg.aliases.items())
     same = ", ".join(f"{a} = {t}" for a, t in reg.same_tensor.items())
     click.echo(
