@@ -100,11 +100,35 @@ class ScorerRegistry(Registry["ScorerSpec"]):
 
 
 class LayerRegistry(Registry["LayerInfo"]):
-    """Layers of one model, in forward order; aliases map short names to layers."""
+    """Layers of one model, in forward order; aliases map short names to layers; ``same_tensor``
+    maps a layer whose output is the very tensor of an earlier layer (an identity hook point on
+    it, as encodec's ``latent`` on the encoder's last conv) to that layer."""
 
     def __init__(self, model_name: str = "") -> None:
         super().__init__(f"layer of model {model_name}" if model_name else "layer")
         self.aliases: dict[str, str] = {}
+        self.same_tensor: dict[str, str] = {}
+
+    def declare_same_tensor(self, name: str, target: str) -> None:
+        """Record that layer ``name`` outputs the same tensor as layer ``target`` (both registered
+        names). Raises :class:`SteerlabError` for an unknown name."""
+        for n in (name, target):
+            if n not in self.items:
+                raise SteerlabError(f"same-tensor declaration {name!r} = {target!r}: unknown layer {n!r}")
+        self.same_tensor[name] = self.same_tensor.get(target, target)
+
+    def tensor_of(self, name: str) -> str:
+        """The first registered layer name (in forward order) whose output is the tensor that layer
+        (or alias) ``name`` gives. Raises :class:`UnknownNameError` for an unknown name."""
+        layer = self.get(name).name
+        return self.same_tensor.get(layer, layer)
+
+    def names_of_tensor(self, name: str) -> list[str]:
+        """Every name of the tensor layer (or alias) ``name`` gives: its layer names in forward
+        order, then the aliases of each."""
+        tensor = self.tensor_of(name)
+        layers = [n for n in self.items if self.same_tensor.get(n, n) == tensor]
+        return [*layers, *[a for a, t in self.aliases.items() if t in layers]]
 
     def alias(self, alias: str, target: str) -> None:
         if target not in self.items:

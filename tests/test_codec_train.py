@@ -52,3 +52,27 @@ def test_finished_run_does_not_train_again(tmp_path):
     train_codec(TINY, _config(2), tmp_path, log=logs.append)
     assert logs == ["resumed from step 2"]
     assert (tmp_path / "model.safetensors").read_bytes() == first
+
+
+def test_a_resume_with_other_settings_is_refused_and_only_steps_may_grow(tmp_path):
+    """Rerunning with --steps 5 --batch-size 4 after --steps 3 --batch-size 2 resumed silently and
+    config.json then said batch_size 4 for steps trained with 2: now one error names the settings."""
+    import pytest
+
+    from steerlab.errors import ConfigError
+
+    train_codec(TINY, _config(2), tmp_path, log=lambda m: None)
+    checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+    changed = dataclasses.replace(_config(4), batch_size=4, lr=5e-4)
+    with pytest.raises(ConfigError, match=r"batch_size 2 -> 4; lr 0.001 -> 0.0005") as err:
+        train_codec(TINY, changed, tmp_path, log=lambda m: None)
+    assert err.value.parameters == ("batch_size", "lr") and "\n" not in str(err.value)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == checkpoint  # nothing written by the refusals
+    logs: list[str] = []
+    train_codec(TINY, _config(4), tmp_path, log=logs.append)  # steps may grow, as documented
+    assert logs[0] == "resumed from step 2"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["training"]["batch_size"] == 2 and config["training"]["step"] == 4
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["step"] == 4
+    with pytest.raises(ConfigError, match=r"steps 4 -> 3 \(on resume steps may only grow\)"):
+        train_codec(TINY, _config(3), tmp_path, log=lambda m: None)

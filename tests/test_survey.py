@@ -26,7 +26,57 @@ def test_participation_ratio_of_known_covariances():
     assert stats.participation_ratio(iso) == pytest.approx(d, rel=0.02)
     rank1 = rng.standard_normal((500, 1)) * rng.standard_normal((1, d))
     assert stats.participation_ratio(rank1) == pytest.approx(1.0, abs=1e-9)
-    assert stats.participation_ratio(np.ones((10, d))) == 0.0
+    assert stats.participation_ratio(np.ones((10, d))) is None  # no covariance: undefined, not 0
+    assert stats.covariance_pr(np.zeros((d, d))) is None
+
+
+class _Fixed:
+    """An SAE whose codes are all one (every direction active), on any vectors."""
+
+    def __init__(self, width, size):
+        import torch
+
+        self.config = type("C", (), {"size": size})()
+        self.directions = torch.eye(size, width, dtype=torch.float64)
+        self.width = width
+
+    def encode(self, x):
+        import torch
+
+        return torch.ones(len(x), self.config.size)
+
+    def decode(self, codes):
+        import torch
+
+        return torch.zeros(len(codes), self.width)
+
+
+def test_a_constant_layer_has_no_statistics_and_is_no_chance_reference():
+    """The random-weights model's quantized layer is constant (std 0): its participation ratio
+    was 0.0, the chance interval [0, 0] and any measured value "beyond chance". Every statistic
+    over a constant layer is null with the reason, for the value and the reference alike."""
+    from steerlab.schema import unexplained_nulls
+    from steerlab.survey.measure import dictionary_stats, participation
+
+    rng = np.random.default_rng(5)
+    cfg = SurveyConfig(settings=QUICK)
+    varied, constant = rng.standard_normal((300, 8)), np.full((300, 8), 0.25)
+    pr = participation(varied, constant, None, cfg)
+    assert pr["value"] == pytest.approx(8, rel=0.15)
+    assert pr["chance"]["mean"] is None and pr["chance"]["ci95"] is None and "constant" in pr["chance"]["reason"]
+    assert pr["status"] is None and pr["at_chance"] is None and "constant" in pr["status_reason"]
+    own = participation(constant, varied, None, cfg)
+    assert own["value"] is None and "constant" in own["value_reason"] and own["status"] is None
+    assert own["chance"]["mean"] == pytest.approx(8, rel=0.15)
+    ds = dictionary_stats(constant, [{"sae": _Fixed(8, 16), "seed": 0, "metrics": {}, "config": {"k": 2}}], cfg)
+    for key in ("coverage", "explained_variance", "usage_top_share", "stability"):
+        assert ds[key]["value"] is None and "constant" in ds[key]["value_reason"], key
+        assert ds[key]["status"] is None and ds[key]["chance"]["ci95"] is None, key
+    groups = np.repeat(np.arange(8), 2)
+    dec = stats.decodability(np.ones((16, 4)), np.tile([0, 1], 8), groups, [6, 7], shuffles=5, seed=0)
+    assert dec["value"] is None and "std 0" in dec["value_reason"]
+    assert dec["chance"]["mean"] is None and dec["status"] is None
+    assert unexplained_nulls({"pr": pr, "own": own, "ds": ds, "dec": dec}) == []
 
 
 def _planted(rng, width=12, size=48, n=2000):
@@ -190,3 +240,33 @@ def test_a_concept_no_control_can_vouch_for_reads_no_control_not_not_validated()
     ]  # fmt: skip
     assert verdict(rows, "m", "l", "onset", True)["verdict"] == "no control"
     assert verdict(rows, "m", "l", "note", True)["verdict"] == "not validated"
+
+
+def test_latent_is_the_last_conv_tensor_and_is_surveyed_and_read_once():
+    """encodec's ``latent`` is an identity on the encoder's last conv: the layer table says so,
+    the default layers hold that tensor once (the rank agreement counted it twice), and a battery
+    verdict recorded under either name is the row's."""
+    import torch
+
+    from steerlab import tracing
+    from steerlab.loading import layers, load_model
+    from steerlab.survey import battery
+    from steerlab.survey.measure import default_layers
+    from steerlab.survey.run import _layers_for, _other_names
+
+    model = load_model("tiny_encodec_24khz")
+    reg = layers(model)
+    assert reg.tensor_of("latent") == reg.tensor_of("last_conv") == "encoder.15.conv"
+    assert reg.names_of_tensor("latent") == ["encoder.15.conv", "latent", "last_conv"]
+    assert reg.tensor_of("quantized") == "quantized"
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 4800)).astype(np.float32))
+    acts = tracing.capture(model, [wave], [reg.get("latent"), reg.get("last_conv")], order=reg.names())[0]
+    assert torch.equal(acts["latent"], acts["encoder.15.conv"])  # the declaration is true
+    names = [info.name for info in default_layers(model)]
+    assert names == ["encoder.0.conv", "encoder.15.conv", "quantized"]
+    assert [i.name for i in _layers_for(model, ("latent", "last_conv", "encoder.15.conv"))] == ["latent"]
+    assert _other_names(reg, reg.get("encoder.15.conv"))["also_named"] == ["latent", "last_conv"]
+    rows = [{"model": "m", "layer": "latent", "concept": "loudness", "label": "not steerable", "pass_share": 0.0}]
+    for name in ("latent", "encoder.15.conv"):
+        v = battery.verdict(rows, "m", name, "loudness", True, reg.names_of_tensor(name))
+        assert v["verdict"] == "not steerable", name

@@ -36,11 +36,13 @@ def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as
     reg = api.layers(model)
     rows = [layer.to_json() for layer in reg]
     if as_json:
-        return echo_json({"model": model.name, "layers": rows, "aliases": reg.aliases})
+        return echo_json({"model": model.name, "layers": rows, "aliases": reg.aliases, "same_tensor": reg.same_tensor})
     aliases = ", ".join(f"{a} -> {t}" for a, t in reg.aliases.items())
+    same = ", ".join(f"{a} = {t}" for a, t in reg.same_tensor.items())
     click.echo(
         f"model {model.name} ({model.sample_rate} Hz, {model.channels} ch)"
         + (f"; aliases: {aliases}" if aliases else "")
+        + (f"; same tensor: {same}" if same else "")
     )
     header = (
         f"{'name':<22}{'kind':<10}{'ch':>5}{'stride':>7}{'hop':>6}{'rate Hz':>10}{'RF smp':>8}{'RF ms':>8}{'Nyq Hz':>9}"

@@ -118,8 +118,9 @@ def survey(
         return echo_json(clean_json(doc, drop_private=True))  # as report.json holds it
     for r in doc["rows"]:
         flags = [k for k in doc["statistics"] if r[k].get("at_chance") is not False]
+        pr = r["participation_ratio"]["value"]
         click.echo(
-            f"{r['model']:<20} {r['layer']:<16} PR {r['participation_ratio']['value']:.2f}/{r['layer_info']['channels']} "
+            f"{r['model']:<20} {r['layer']:<16} PR {'null' if pr is None else f'{pr:.2f}'}/{r['layer_info']['channels']} "
             f"coverage {r['coverage']['value'] if r['coverage']['value'] is None else round(r['coverage']['value'], 2)} "
             f"flagged at chance: {', '.join(flags) or 'none'}"
         )

@@ -55,9 +55,19 @@ def read(folders: Sequence[str | Path]) -> tuple[list[dict[str, Any]], list[str]
 from steerlab.battery.verdicts import NO_CONTROL  # noqa: E402
 
 
-def verdict(rows: Sequence[dict[str, Any]], model: str, layer: str, concept: str, ran: bool) -> dict[str, Any]:
-    """The battery's verdict of ``concept`` at ``layer`` of ``model`` (see the module docstring)."""
-    mine = [r for r in rows if r.get("model") == model and r.get("layer") == layer and r.get("concept") == concept]
+def verdict(
+    rows: Sequence[dict[str, Any]],
+    model: str,
+    layer: str,
+    concept: str,
+    ran: bool,
+    names: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The battery's verdict of ``concept`` at ``layer`` of ``model`` (see the module docstring).
+    ``names``: every name of the layer's tensor (the registry's ``names_of_tensor``: aliases and
+    layers declared the same tensor); a verdict recorded under any of them is this layer's."""
+    known = {layer, *names}
+    mine = [r for r in rows if r.get("model") == model and r.get("layer") in known and r.get("concept") == concept]
     if not mine:
         why = (
             "no --battery folder was given"

@@ -40,18 +40,28 @@ LISTEN_S, LISTEN_FRAGMENTS = 0.3, 8  # fragments the report plays: 300 ms of con
 def default_layers(model: Any) -> list[Any]:
     """First conv, last conv, latent and quantized codes, where the model has them (the aliases
     ``first_conv``/``last_conv`` and the layers of kind ``latent``/``quantized``); a model with
-    none of them falls back to :func:`steerlab.partials.plan.default_layers`."""
+    none of them falls back to :func:`steerlab.partials.plan.default_layers`. One tensor is one
+    layer: of names the layer table declares the same tensor (encodec's ``latent`` is its last
+    conv's output) only the first in forward order is kept (:func:`unique_tensors`)."""
     from steerlab.loading import layers
     from steerlab.partials.plan import default_layers as partials_default
 
     reg = layers(model)
     chosen = [reg.get(a) for a in ("first_conv", "last_conv") if a in reg.aliases]
     chosen += [info for info in reg if info.kind in ("latent", "quantized")]
-    unique = list({info.name: info for info in chosen}.values())
-    if not unique:
+    if not chosen:
         return partials_default(list(reg))
     order = [info.name for info in reg]
-    return sorted(unique, key=lambda info: order.index(info.name))
+    return unique_tensors(reg, sorted(chosen, key=lambda info: order.index(info.name)))
+
+
+def unique_tensors(reg: Any, chosen: Sequence[Any]) -> list[Any]:
+    """``chosen`` layers (``LayerInfo``) without repeats of one tensor (the registry's
+    ``tensor_of``): the first of each is kept, in the given order."""
+    kept: dict[str, Any] = {}
+    for info in chosen:
+        kept.setdefault(reg.tensor_of(info.name), info)
+    return list(kept.values())
 
 
 def _random_codes(x: np.ndarray, directions: np.ndarray, k: int) -> np.ndarray:
@@ -120,8 +130,14 @@ def dictionary_stats(vectors: np.ndarray, dicts: Sequence[dict[str, Any]], cfg: 
         out[key] = d["metrics"].get("explained_variance")
         if out[key] is None:
             out[f"{key}_reason"] = "the trainer did not measure it (vectors without variance)"
-    if not len(active):
-        why = "the dictionary has no active direction on these vectors: no alignment to print"
+    if stats.is_constant(vectors) or not len(active):
+        why = (
+            f"the layer is constant over its {len(vectors)} vectors: {stats.CONSTANT}; no alignment, variance "
+            "share or usage to measure"
+            if stats.is_constant(vectors)
+            else "the dictionary has no active direction on these vectors: no alignment to print"
+        )
+        out["_why"] = why
         out["coverage"] = stats.versus_chance(None, [], RANDOM_DIRECTIONS, reason=why)
         out["explained_variance"] = stats.versus_chance(None, [], RANDOM_DIRECTIONS, reason=why)
         out["usage_top_share"] = stats.versus_chance(None, [], RANDOM_DIRECTIONS, reason=why)
@@ -147,14 +163,17 @@ def dictionary_stats(vectors: np.ndarray, dicts: Sequence[dict[str, Any]], cfg: 
         "what": f"1 - relative squared error of the projection onto the {m} most used directions",
         "m": m,
     }
-    share = geometry.usage_summary(r0["usage"], top_n, 0.01)["top_n_share_of_activations"]
+    summary = geometry.usage_summary(r0["usage"], top_n, 0.01)
+    share = summary["top_n_share_of_activations"]
     u_draws = []
     for _ in range(s.draws):
         rand = geometry.random_directions(size, width, rng)
         u = geometry.usage(_random_codes(x, rand, k), s.active_rel)
         u_draws.append(geometry.usage_summary(u, top_n, 0.01)["top_n_share_of_activations"])
     out["usage_top_share"] = {
-        **stats.versus_chance(share, u_draws, RANDOM_DIRECTIONS + f", coded TopK (k = {k})"),
+        **stats.versus_chance(
+            share, u_draws, RANDOM_DIRECTIONS + f", coded TopK (k = {k})", reason=summary.get("reason")
+        ),
         "what": f"share of strong activations carried by the {top_n} most used directions",
     }
     if len(runs) < 2:
@@ -187,7 +206,8 @@ def narrowband(model: Any, info: Any, corpus: Any, cap: Any, ds: dict[str, Any],
     what = "effective bandwidth (Hz) of the mean spectrum of the top features' fragments, median over features"
     ref = f"random sets of {s.fragments} fragments at random frames ({s.draws} sets)"
     if "_codes" not in ds:
-        return stats.versus_chance(None, [], ref, higher=False, reason="the dictionary has no active direction")
+        why = ds.get("_why", "the dictionary has no active direction")
+        return stats.versus_chance(None, [], ref, higher=False, reason=why, chance_reason=why)
     length = min(max(256, 4 * info.receptive_field), s.fragment_samples)
     band = 3.0 * info.sample_rate / length
     codes, order = ds["_codes"], ds["_order"]
@@ -226,17 +246,23 @@ def narrowband(model: Any, info: Any, corpus: Any, cap: Any, ds: dict[str, Any],
 
 
 def participation(vectors: np.ndarray, random_vectors: np.ndarray | None, why: str | None, cfg: SurveyConfig) -> dict:
-    """The layer's participation ratio beside the random-weights model's (bootstrap over its vectors)."""
+    """The layer's participation ratio beside the random-weights model's (bootstrap over its
+    vectors). A constant layer (of either model) has none: null with the reason, never 0."""
     rng = np.random.default_rng([cfg.seed, 17])
     value = stats.participation_ratio(vectors)
+    value_why = f"the layer is constant over its {len(vectors)} vectors: {stats.CONSTANT}" if value is None else None
     ref = "the same layer of the random-weights model (bootstrap over its vectors)"
     if random_vectors is None:
-        out = stats.versus_chance(value, [], ref)
-        out["chance"]["reason"] = why or "no random-weights model"
+        out = stats.versus_chance(value, [], ref, reason=value_why, chance_reason=why or "no random-weights model")
     else:
         n = len(random_vectors)
+        chance_why = (
+            f"the random-weights model's layer is constant over its {n} vectors: {stats.CONSTANT}"
+            if stats.is_constant(random_vectors)
+            else f"no bootstrap draw of the random-weights model's {n} vectors varies: {stats.CONSTANT}"
+        )
         draws = [stats.participation_ratio(random_vectors[rng.integers(0, n, n)]) for _ in range(cfg.sizes.draws)]
-        out = stats.versus_chance(value, draws, ref)
+        out = stats.versus_chance(value, draws, ref, reason=value_why, chance_reason=chance_why)
     return {**out, "channels": int(vectors.shape[1]), "what": "(sum l)^2 / sum l^2 of the channel covariance"}
 
 
@@ -293,9 +319,10 @@ def decodability(feats: dict[str, Any], random_feats: dict[str, Any] | None, lay
         d = stats.decodability(f["x"][layer], f["y"], f["groups"], test, s.draws, cfg.seed)
         if random_feats is not None:
             rf = random_feats[name]
-            d["random_weights_accuracy"] = stats.decodability(rf["x"][layer], rf["y"], rf["groups"], test, 2, cfg.seed)[
-                "value"
-            ]
+            rd = stats.decodability(rf["x"][layer], rf["y"], rf["groups"], test, 2, cfg.seed)
+            d["random_weights_accuracy"] = rd["value"]
+            if rd["value"] is None:
+                d["random_weights_accuracy_reason"] = f"the random-weights model: {rd['value_reason']}"
         else:
             d["random_weights_accuracy"] = None
             d["random_weights_accuracy_reason"] = "no random-weights model for this model"

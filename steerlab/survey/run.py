@@ -86,13 +86,25 @@ def _layers_for(model: Any, names: tuple[str, ...]) -> list[Any]:
     if not names:
         return measure.default_layers(model)
     reg = layers(model)
-    return list({reg.get(n).name: reg.get(n) for n in names}.values())
+    return measure.unique_tensors(reg, [reg.get(n) for n in names])
+
+
+def _other_names(reg: Any, info: Any) -> dict[str, Any]:
+    """The row's note of the other names of its tensor (registry aliases and layers declared the
+    same tensor), empty when it has none."""
+    others = [n for n in reg.names_of_tensor(info.name) if n != info.name]
+    if not others:
+        return {}
+    return {
+        "also_named": others,
+        "also_named_why": "the same tensor (the model's layer table declares it): measured once, in this row",
+    }
 
 
 def _survey_model(name: str, cfg: SurveyConfig, concepts: list, battery: tuple[list, bool], timer: _Timer, say) -> dict:
     from steerlab.analysis.data import capture
     from steerlab.capture import Corpus
-    from steerlab.loading import load_model
+    from steerlab.loading import layers, load_model
 
     model = timer("load", lambda: load_model(name, device=cfg.device))
     twin_seed = cfg.seed
@@ -100,6 +112,7 @@ def _survey_model(name: str, cfg: SurveyConfig, concepts: list, battery: tuple[l
     if twin is not None and twin.weights_hash() == model.weights_hash():
         twin, twin_why = None, "the random-weights model equals the model (it has no learned weights)"
     chosen = _layers_for(model, cfg.layers)
+    reg = layers(model)
     corpus = Corpus.for_model(model, cfg.corpus_specs, seed=cfg.seed, clip_seconds=cfg.sizes.clip_seconds)
     pred, pred_why = _prediction(model)
     feats = timer("probes", lambda: measure.concept_features(model, chosen, concepts, cfg, say))
@@ -121,6 +134,7 @@ def _survey_model(name: str, cfg: SurveyConfig, concepts: list, battery: tuple[l
             "model": model.name,
             "layer": info.name,
             "layer_info": _layer_json(info),
+            **_other_names(reg, info),
             "n_vectors": int(len(cap.vectors)),
             "data_sha256": cap.sha256,
             "participation_ratio": pr,
@@ -129,7 +143,10 @@ def _survey_model(name: str, cfg: SurveyConfig, concepts: list, battery: tuple[l
             "dictionary": {k: v for k, v in ds.items() if not k.startswith("_")},
             "decodability": dec,
             "battery": {
-                c.name: battery_io.verdict(battery[0], model.name, info.name, c.name, battery[1]) for c in concepts
+                c.name: battery_io.verdict(
+                    battery[0], model.name, info.name, c.name, battery[1], reg.names_of_tensor(info.name)
+                )
+                for c in concepts
             },
         }
         p = pred.get(info.name)

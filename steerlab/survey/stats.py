@@ -27,30 +27,42 @@ from steerlab import validation as check
 BEYOND, AT, SHORT = "beyond chance", "at chance", "short of chance"
 
 
-def participation_ratio(vectors: np.ndarray) -> float:
+CONSTANT = "the vectors do not vary at all (every channel's std is 0): no covariance spectrum to measure"
+
+
+def participation_ratio(vectors: np.ndarray) -> float | None:
     """``(sum l)^2 / sum l^2`` of the eigenvalues ``l`` of the covariance of ``vectors [n, d]``
-    (rows are observations); in ``[1, d]``; 0.0 when the vectors do not vary at all."""
+    (rows are observations); in ``[1, d]``; None when the vectors do not vary at all (a zero
+    covariance has no dimensionality: :data:`CONSTANT` says why)."""
     x = np.asarray(vectors, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise check.fail("vectors", "an array [n >= 2, channels]", f"shape {list(x.shape)}")
     x = x - x.mean(axis=0)
     lam = np.linalg.svd(x, compute_uv=False) ** 2  # covariance eigenvalues times (n - 1)
     total = float(lam.sum())
-    return float(total**2 / float((lam**2).sum())) if total > 0 else 0.0
+    return float(total**2 / float((lam**2).sum())) if total > 0 else None
 
 
-def covariance_pr(cov: np.ndarray) -> float:
-    """:func:`participation_ratio` of a covariance matrix ``[d, d]`` given directly."""
+def covariance_pr(cov: np.ndarray) -> float | None:
+    """:func:`participation_ratio` of a covariance matrix ``[d, d]`` given directly (None for a
+    zero covariance)."""
     lam = np.clip(np.linalg.eigvalsh(np.asarray(cov, dtype=np.float64)), 0, None)
     total = float(lam.sum())
-    return float(total**2 / float((lam**2).sum())) if total > 0 else 0.0
+    return float(total**2 / float((lam**2).sum())) if total > 0 else None
 
 
-def interval(draws: Sequence[float]) -> dict[str, Any]:
-    """Mean and 95% interval (2.5th, 97.5th percentiles) of a chance reference's draws."""
+def is_constant(vectors: np.ndarray) -> bool:
+    """Whether the rows of ``vectors [n, d]`` are all the same (every channel's std is 0)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    return bool(len(x) == 0 or np.all(x == x[0]))
+
+
+def interval(draws: Sequence[float | None], reason: str | None = None) -> dict[str, Any]:
+    """Mean and 95% interval (2.5th, 97.5th percentiles) of a chance reference's draws (None
+    and non-finite draws left out); with no draw left, nulls with ``reason`` (or a generic one)."""
     d = np.asarray([v for v in draws if v is not None and np.isfinite(v)], dtype=np.float64)
     if not len(d):
-        return {"mean": None, "ci95": None, "n": 0, "reason": "no finite draw of the reference"}
+        return {"mean": None, "ci95": None, "n": 0, "reason": reason or "no finite draw of the reference"}
     return {
         "mean": float(d.mean()),
         "ci95": [float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))],
@@ -59,15 +71,21 @@ def interval(draws: Sequence[float]) -> dict[str, Any]:
 
 
 def versus_chance(
-    value: float | None, draws: Sequence[float], reference: str, higher: bool = True, reason: str | None = None
+    value: float | None,
+    draws: Sequence[float | None],
+    reference: str,
+    higher: bool = True,
+    reason: str | None = None,
+    chance_reason: str | None = None,
 ) -> dict[str, Any]:
     """``{"value", "chance": {"reference", "mean", "ci95", "n"}, "status", "at_chance"}``.
 
     ``higher``: which side of the reference means structure (True: larger than chance, e.g. an
     alignment; False: smaller, e.g. a bandwidth). ``status`` is :data:`BEYOND` when ``value`` is
     outside the interval on that side, :data:`AT` inside it, :data:`SHORT` outside on the other
-    side; ``at_chance`` (the flag) is True unless beyond. A None ``value`` needs ``reason``."""
-    ref = {"reference": reference, **interval(draws)}
+    side; ``at_chance`` (the flag) is True unless beyond. A None ``value`` needs ``reason``;
+    ``chance_reason`` says why the reference is null when no draw is defined."""
+    ref = {"reference": reference, **interval(draws, chance_reason)}
     if value is None or not np.isfinite(value):
         return {
             "value": None,
@@ -126,11 +144,12 @@ def decodability(
     test = np.isin(g, list(test_groups))
     if test.all() or not test.any():
         raise check.fail("test_groups", "a split that leaves rows on both sides", list(test_groups))
+    ref = f"shuffled training labels ({shuffles} permutations, seed {seed})"
+    sizes = {"n_train": int((~test).sum()), "n_test": int(test.sum())}
+    if is_constant(x):  # every clip gives the same features: the probe's accuracy would be a guess
+        why = "the pooled activations are the same for every clip (std 0): there is nothing to decode"
+        return {**sizes, **versus_chance(None, [], ref, reason=why, chance_reason=why)}
     acc = _probe_accuracy(x[~test], y[~test], x[test], y[test])
     rng = np.random.default_rng(seed)
     draws = [_probe_accuracy(x[~test], rng.permutation(y[~test]), x[test], y[test]) for _ in range(shuffles)]
-    return {
-        "n_train": int((~test).sum()),
-        "n_test": int(test.sum()),
-        **versus_chance(acc, draws, f"shuffled training labels ({shuffles} permutations, seed {seed})"),
-    }
+    return {**sizes, **versus_chance(acc, draws, ref)}

@@ -149,4 +149,7 @@ def register_seanet_layers(model: EncodecAudioModel, registry: LayerRegistry) ->
         registry.add(LayerInfo(name, name, name, dim, 1, hop, sr, rf, None, recurrent, "latent"))
     walk("decoder", model.decoder.model)
     registry.alias("first_conv", "encoder.0.conv")
-    registry.alias("last_conv", f"encoder.{len(model.encoder.model) - 1}.conv")
+    last_conv = f"encoder.{len(model.encoder.model) - 1}.conv"
+    registry.alias("last_conv", last_conv)
+    # SEANetEncoder.forward returns its last conv's output, and ``latent`` is an identity on it
+    registry.declare_same_tensor("latent", last_conv)

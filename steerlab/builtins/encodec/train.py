@@ -13,12 +13,13 @@ latent and half the continuous one, so both decode paths are trained.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -101,6 +102,62 @@ class TrainConfig:
         d = dict(self.__dict__)
         d["data"], d["val_data"] = list(self.data), list(self.val_data)
         return d
+
+
+# settings a resume must not change: each shapes the weights or the validation curve. ``steps`` may
+# grow (a larger value resumes and stretches the cosine schedule, docs/embedded-model.md); where the
+# run is checked and exported (device, val_every, export_dtype, skip_bad_files) may change.
+FIXED_ON_RESUME = (
+    "batch_size", "clip_seconds", "lr", "min_lr", "pool_clips", "val_clips", "seed", "log_mag_weight",
+    "wave_weight", "spectral_weight", "si_sdr_weight", "quantized_share", "data", "synth_share", "val_data",
+    "val_windows", "amp", "time_budget_s", "rate_probe_steps",
+)  # fmt: skip
+
+
+def _recorded_settings(out_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """The training settings the run folder's checkpoint was made with, and where they were read:
+    the checkpoint's own record, else (runs before it kept one) ``config.json``'s ``training``;
+    ``(None, why)`` when neither holds them."""
+    state = resumable.read_checkpoint(out_dir / resumable.CHECKPOINT)
+    if isinstance(state["extra"].get("training"), dict):
+        return state["extra"]["training"], "the checkpoint"
+    config = out_dir / "config.json"
+    try:
+        recorded = json.loads(config.read_text()).get("training")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, dict) and recorded.get("step") == state["step"]:
+        return recorded, str(config)
+    return None, "neither the checkpoint nor config.json (at the checkpoint's step) records them"
+
+
+def check_resume(out_dir: Path, train_cfg: TrainConfig, log=print) -> None:
+    """Refuse to resume ``out_dir`` with other training settings than it was started with.
+
+    Raises :class:`ConfigError` (one line naming every setting that differs, recorded and now)
+    when a :data:`FIXED_ON_RESUME` setting differs or ``steps`` shrinks; does nothing for a folder
+    without a checkpoint. Settings the run did not record are logged as unchecked."""
+    if not (out_dir / resumable.CHECKPOINT).exists():
+        return
+    recorded, where = _recorded_settings(out_dir)
+    if recorded is None:
+        log(f"{out_dir}: cannot check the training settings on resume: {where}")
+        return
+    now = train_cfg.to_json()
+    differ = [k for k in FIXED_ON_RESUME if k in recorded and recorded[k] != now[k]]
+    changes = [f"{k} {recorded[k]!r} -> {now[k]!r}" for k in differ]
+    if isinstance(recorded.get("steps"), int) and train_cfg.steps < recorded["steps"]:
+        differ.insert(0, "steps")
+        changes.insert(0, f"steps {recorded['steps']} -> {train_cfg.steps} (on resume steps may only grow)")
+    if changes:
+        raise ConfigError(
+            f"{out_dir} was trained with other settings ({where}): {'; '.join(changes)}; rerun with the "
+            "recorded values or train into a new -o folder",
+            parameter=tuple(differ),
+        )
+    unrecorded = [k for k in FIXED_ON_RESUME if k not in recorded]
+    if unrecorded:
+        log(f"{out_dir}: the run did not record {', '.join(unrecorded)}: not checked on resume")
 
 
 def _pool(cfg: CodecConfig, n: int, seed: int, seconds: float) -> torch.Tensor:
@@ -279,6 +336,7 @@ def train_codec(codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, l
     model = build_codec(codec_cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, betas=(0.8, 0.99))
     identity = {"architecture": codec_cfg.to_json()}
+    check_resume(out_dir, train_cfg, log)
     state = resumable.resume(out_dir, model, opt, identity, log)
     step = state["step"]
     # a schedule fitted to a time budget is kept on resume; otherwise --steps decides (a larger value
@@ -322,7 +380,9 @@ def train_codec(codec_cfg: CodecConfig, train_cfg: TrainConfig, out_dir: Path, l
             ev = _validate(model, val_sets, train_cfg.amp)
             row = {"step": step, "lr": lr, "train_loss": float(np.mean(losses)), "seconds": time.time() - t0, **ev}
             losses = []
-            resumable.save(out_dir, model, opt, step, row, identity, {"planned_steps": planned})
+            resumable.save(
+                out_dir, model, opt, step, row, identity, {"planned_steps": planned, "training": train_cfg.to_json()}
+            )
             log(
                 f"step {step}: loss {row['train_loss']:.4f} val SI-SDR cont {ev['si_sdr_cont_median']:.2f} dB "
                 f"quant {ev['si_sdr_quant_median']:.2f} dB"
