@@ -91,11 +91,16 @@ def _write_rows(curve: Path, rows: list[dict]) -> None:
         tmp.write_text("".join(_dumps_row(r) + "\n" for r in rows))
 
 
+LEGACY_KEYS = frozenset({"model", "optimizer", "step"})
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint at ``path``, checked: ``model``/``optimizer`` state dicts, ``step``
     (int >= 0) and the JSON texts ``row`` (an object whose ``step`` is ``step``, or empty),
-    ``identity`` and ``extra`` (objects), parsed. Raises :class:`RunFolderError` (one line
-    naming the file and the key) for anything else."""
+    ``identity`` and ``extra`` (objects), parsed; ``legacy`` False. A checkpoint written before
+    this helper (exactly ``model``, ``optimizer`` and ``step``: the shipped codec run's) is read
+    with no row, ``identity`` None (it recorded none), empty ``extra`` and ``legacy`` True.
+    Raises :class:`RunFolderError` (one line naming the file and the key) for anything else."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a torn or foreign file
@@ -103,8 +108,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"cannot read checkpoint {path}: {type(exc).__name__}: {first_line(exc)[:160]} "
             "(train into a new -o folder, or delete it to start afresh)"
         ) from None
+    if isinstance(state, dict) and set(state) == LEGACY_KEYS:
+        legacy = schema.check(state, {k: CHECKPOINT_SCHEMA[k] for k in LEGACY_KEYS}, path, RunFolderError)
+        return {**legacy, "row": None, "identity": None, "extra": {}, "legacy": True}
     schema.check(state, CHECKPOINT_SCHEMA, path, RunFolderError)
     out = dict(state)
+    out["legacy"] = False
     out["identity"] = schema.check(
         schema.parse_json(state["identity"], f"{path}: key 'identity'", RunFolderError),
         {},
@@ -138,7 +147,9 @@ def resume(
     """Load ``out_dir``'s checkpoint into ``model`` and ``opt`` when there is one.
 
     Returns the checkpoint's ``extra`` state plus ``step`` (0 and nothing else for a fresh
-    folder). Raises :class:`SteerlabError` when the folder was started with another identity,
+    folder). A legacy checkpoint (:func:`read_checkpoint`) has no identity to compare: it is
+    loaded when its tensors fit ``model`` and ``opt``, and the log says so. Raises
+    :class:`SteerlabError` when the folder was started with another identity,
     and :class:`RunFolderError` (one line naming the file, and the key or line) when its
     checkpoint or curve is unreadable or malformed, or the checkpoint does not fit ``model``.
     """
@@ -150,6 +161,9 @@ def resume(
         return {"step": 0}
     state = read_checkpoint(path)
     saved = state["identity"]
+    if saved is None:  # a checkpoint from before identities: the weights' shapes are the only check
+        log(f"{path} records no identity (written before steerlab kept one): checked by its tensors' shapes only")
+        saved = identity
     for key, value in identity.items():
         if saved.get(key) != value:
             raise SteerlabError(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from steerlab import resumable
-from steerlab.errors import SteerlabError
+from steerlab.errors import RunFolderError, SteerlabError
 
 ID = {"architecture": {"width": 3}}
 
@@ -91,3 +91,38 @@ def test_resume_removes_a_killed_checkpoint_write(tmp_path):
     assert is_stale_temporary(stale.name) and not is_stale_temporary(user.name)
     assert resumable.resume(tmp_path, *_net(1), ID, log=lambda m: None)["step"] == 1
     assert not stale.exists() and user.read_text() == "x"
+
+
+def test_a_checkpoint_from_before_the_helper_resumes_when_its_tensors_fit(tmp_path):
+    """The shipped codec run's checkpoint holds only model, optimizer and step (written before
+    identities and rows were kept): it resumes, with the log saying what could not be checked; a
+    model of other shapes is refused in one line."""
+    net, opt = _net(0)
+    _step(net, opt)
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": 7}, tmp_path / resumable.CHECKPOINT)
+    other, other_opt = _net(1)
+    logs: list[str] = []
+    assert resumable.resume(tmp_path, other, other_opt, ID, log=logs.append) == {"step": 7}
+    assert "records no identity" in logs[0] and logs[-1] == "resumed from step 7"
+    assert torch.equal(net.weight, other.weight)
+    wide = torch.nn.Linear(4, 2)
+    with pytest.raises(RunFolderError, match="key 'model' does not fit this run"):
+        resumable.resume(tmp_path, wide, torch.optim.Adam(wide.parameters()), ID, log=lambda m: None)
+    assert resumable.read_checkpoint(tmp_path / resumable.CHECKPOINT)["legacy"] is True
+
+
+def test_the_shipped_codec_run_resumes():
+    """docs/embedded-model.md: the run behind the shipped weights can be resumed (its checkpoint
+    reads back and fits the embedded architecture)."""
+    from pathlib import Path
+
+    from steerlab.builtins.encodec.codec import CodecConfig, build_codec
+
+    folder = Path(__file__).resolve().parents[1] / "training" / "tiny_encodec_24khz"
+    cfg = CodecConfig.from_json(json.loads((folder / "config.json").read_text())["codec"])
+    model = build_codec(cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.8, 0.99))
+    state = resumable.read_checkpoint(folder / resumable.CHECKPOINT)
+    assert state["legacy"] and state["step"] == 28000
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
