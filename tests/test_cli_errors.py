@@ -362,7 +362,26 @@ SWEEP = {
         ["analyze", "first_conv-featurs", "--data", "synth:1", "-o", "{tmp}/o"],
         "Did you mean 'first_conv-features'?",
     ),
-    "synth-kind": (["synth", "{tmp}/x.wav", "--kind", "bogus"], "unknown clip kind"),
+    "synth-kind": (["synth", "{tmp}/x.wav", "--kind", "bogus"], "unknown --kind 'bogus'"),
+    # every field of a clip is checked before synthesis and named by its flag (numpy's own
+    # "expected non-negative integer" traceback was what a negative seed gave)
+    "synth-seed": (["synth", "{tmp}/x.wav", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    "synth-seconds-nan": (["synth", "{tmp}/x.wav", "--seconds", "nan"], "--seconds must be a finite number > 0"),
+    "synth-seconds-tiny": (["synth", "{tmp}/x.wav", "--seconds", "1e-9"], "samples (10 minutes at 48 kHz), got 0"),
+    "synth-seconds-huge": (["synth", "{tmp}/x.wav", "--seconds", "1e6"], "got 24000000000"),
+    "synth-rate": (
+        ["synth", "{tmp}/x.wav", "--sample-rate", "1"],
+        "--sample-rate must be an integer in [4000, 384000]",
+    ),
+    "capture-seed": (
+        ["capture", "-m", "logspec_24khz", "-l", "log_magnitude", "--data", "synth:1", "--seed", "-1", "-o", "{tmp}/o"],
+        "--seed must be an integer >= 0, got -1",
+    ),
+    "capture-clip-seconds": (
+        ["capture", "-m", "logspec_24khz", "-l", "log_magnitude", "--data", "synth:1", "--clip-seconds", "1e-9"]
+        + ["-o", "{tmp}/o"],
+        "--clip-seconds 1e-09 is shorter than one sample at 24000 Hz",
+    ),
     "stimuli-grid": (["stimuli", "-o", "{tmp}/o", "--grid", "100", "50", "3"], "f_min < f_max"),
     "arch-target": (["arch", "-t", "-5"], "outside (0, 12000) Hz"),
     "layers-model": (["layers", "-m", "bogus"], "unknown model 'bogus'"),
