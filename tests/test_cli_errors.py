@@ -373,6 +373,7 @@ SWEEP = {
         ["synth", "{tmp}/x.wav", "--sample-rate", "1"],
         "--sample-rate must be an integer in [4000, 384000]",
     ),
+    "synth-suffix": (["synth", "{tmp}/x.txt"], "unsupported suffix '.txt'; name the file with one of .wav, .flac"),
     "capture-seed": (
         ["capture", "-m", "logspec_24khz", "-l", "log_magnitude", "--data", "synth:1", "--seed", "-1", "-o", "{tmp}/o"],
         "--seed must be an integer >= 0, got -1",
@@ -495,3 +496,11 @@ def test_layers_prints_no_empty_section(cli):
     assert "aliases" not in plain.output
     codec = CliRunner().invoke(cli, ["layers", "-m", "tiny_encodec_24khz"])
     assert "; aliases: first_conv -> encoder.0.conv, last_conv -> encoder.15.conv" in codec.output.splitlines()[0]
+
+
+def test_synth_writes_the_format_its_suffix_names(cli, tmp_path):
+    """``synth x.flac`` is FLAC, not WAV bytes under a .flac name."""
+    for name, fmt in (("x.flac", "FLAC"), ("x.ogg", "OGG"), ("x.wav", "WAV")):
+        result = CliRunner().invoke(cli, ["synth", str(tmp_path / name), "--seconds", "0.2"])
+        assert result.exit_code == 0, result.output
+        assert sf.info(str(tmp_path / name)).format == fmt

@@ -16,7 +16,7 @@ from steerlab.cli.options import CONTEXT
 @click.option("--seconds", type=float, default=2.0, help="Duration.")
 @click.option("--sample-rate", type=int, default=24_000, help="Sample rate in Hz.")
 def synth(output: str, kind: str, seed: int, seconds: float, sample_rate: int) -> None:
-    """Write one synthetic clip (float WAV) to OUTPUT."""
+    """Write one synthetic clip to OUTPUT: float WAV, or FLAC, OGG or MP3 by its suffix."""
     from pathlib import Path
 
     from steerlab import audio
@@ -24,7 +24,7 @@ def synth(output: str, kind: str, seed: int, seconds: float, sample_rate: int) -
 
     spec = ClipSpec(kind, seed, sample_rate, seconds)  # ConfigError naming the field: the CLI names the flag
     audio.check_writable_dir(Path(output).resolve().parent)
-    audio.write_wav(output, synthesize(spec)[None], sample_rate)
+    audio.write_audio(output, synthesize(spec)[None], sample_rate)
     click.echo(f"wrote {output} ({kind}, seed {seed}, {seconds:g} s at {sample_rate} Hz)")
 
 
