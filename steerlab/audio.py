@@ -846,16 +846,64 @@ def write_wav(path: PathLike, audio: np.ndarray, sample_rate: int) -> Path:
     the file back gives the same array bit for bit. The RIFF chunks (fmt, fact,
     data) are written here rather than by libsndfile, which adds a PEAK chunk
     holding the current time: identical audio gives identical bytes. The parent
-    directory must exist; if it does not or cannot be written,
-    :class:`OutputError` is raised and no file is left behind.
+    directory must exist; if it does not or cannot be written, or ``path`` does not end in
+    ``.wav``, :class:`OutputError` is raised and no file is left behind.
     """
     if int(sample_rate) != sample_rate or sample_rate <= 0:
         raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}", parameter="sample_rate")
     x = validate_array(audio)
     p = Path(path)
+    if p.suffix.lower() != ".wav":  # WAV bytes under another name mislead every reader of the name
+        raise OutputError(f"cannot write WAV data to {p}: the name must end in .wav; use write_audio for other formats")
     try:
         with atomic_path(p) as tmp:
             tmp.write_bytes(_float_wav_bytes(x, int(sample_rate)))
     except OSError as exc:
         raise OutputError(f"cannot write {p}: {_reason(exc)}; choose a writable output directory") from exc
+    return p
+
+
+#: suffix -> (libsndfile format, subtype) that :func:`write_audio` writes; a WAV goes through
+#: :func:`write_wav` (float, byte-reproducible). The encoded formats store samples in [-1, 1].
+WRITE_FORMATS: dict[str, tuple[str, str]] = {
+    ".wav": ("WAV", "FLOAT"),
+    ".flac": ("FLAC", "PCM_24"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+
+
+def write_audio(path: PathLike, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write float32 ``[channels, samples]`` audio in the format ``path``'s suffix names, atomically.
+
+    ``.wav`` is :func:`write_wav` (32-bit float, exact); ``.flac`` is 24-bit PCM, ``.ogg`` Ogg
+    Vorbis and ``.mp3`` MPEG layer III, written by libsndfile (through soundfile), which store
+    samples in [-1, 1]. Raises :class:`OutputError` (one line, no file left behind) for any other
+    suffix, for audio beyond [-1, 1] in an encoded format (it would be clipped), for a rate the
+    encoder refuses, or for a directory that cannot be written.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in WRITE_FORMATS:
+        raise OutputError(
+            f"cannot write audio to {p}: {'unsupported suffix ' + repr(p.suffix) if p.suffix else 'no suffix'}; "
+            f"name the file with one of {', '.join(WRITE_FORMATS)}"
+        )
+    if suffix == ".wav":
+        return write_wav(p, audio, sample_rate)
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ConfigError(f"sample_rate must be a positive integer, got {sample_rate!r}", parameter="sample_rate")
+    x = validate_array(audio)
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 1.0:
+        raise OutputError(
+            f"cannot write {p}: {suffix} stores samples in [-1, 1] and the audio peaks at {peak:.3g}; "
+            "write a .wav (float) or scale the audio"
+        )
+    fmt, subtype = WRITE_FORMATS[suffix]
+    try:
+        with atomic_path(p) as tmp:
+            sf.write(str(tmp), x.T, int(sample_rate), format=fmt, subtype=subtype)
+    except (sf.SoundFileError, OSError) as exc:
+        raise OutputError(f"cannot write {p} as {fmt}: {_reason(exc)}; choose another format or rate") from exc
     return p

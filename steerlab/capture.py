@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from steerlab import validation as check
 from steerlab.errors import AudioError, BadFilesError, ConfigError, CorpusError, OutputError, first_line
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -369,6 +370,13 @@ class Corpus:
             )
         if not (clip_seconds > 0 and math.isfinite(clip_seconds)):
             raise CorpusError(f"clip length must be a positive number of seconds, got {clip_seconds!r}")
+        if round(clip_seconds * sample_rate) < 1:
+            raise CorpusError(
+                f"clip_seconds {clip_seconds!r} is shorter than one sample at {sample_rate} Hz; "
+                "give a longer clip length",
+                parameter="clip_seconds",
+            )
+        check.integer("seed", seed, low=0)  # numpy seeds the generated clips: only non-negative seeds
         if not (chunk_seconds > 0 and math.isfinite(chunk_seconds)):
             raise CorpusError(f"chunk length must be a positive number of seconds, got {chunk_seconds!r}")
         self.sample_rate, self.channels, self.seed = int(sample_rate), int(channels), int(seed)

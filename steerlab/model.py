@@ -74,7 +74,10 @@ class LayerInfo:
 
     ``hop`` is the cumulative stride in input samples; ``receptive_field`` the span
     of input samples one frame depends on through convolutions (``recurrent``
-    marks layers after an LSTM, whose true context is unbounded to the left).
+    marks layers whose true context reaches further to the left: after an LSTM, or in a causal
+    transformer). ``context`` says, in one line, what that context is for this layer and what
+    ``receptive_field`` counts then (tables print it as the footnote of a recurrent layer's mark,
+    :attr:`context_note`); empty means the generic note.
     """
 
     name: str
@@ -88,6 +91,15 @@ class LayerInfo:
     kernel_size: int | None = None
     recurrent: bool = False
     side: str = "encoder"
+    context: str = ""
+
+    @property
+    def context_note(self) -> str:
+        """The footnote of a ``recurrent`` layer (its ``context``, or a note true of any model);
+        ``""`` for a layer whose receptive field is its whole context."""
+        if not self.recurrent:
+            return ""
+        return self.context or "the context to the left reaches past the receptive field; RF counts convolutions only"
 
     @property
     def frame_rate(self) -> float:

@@ -5,7 +5,8 @@ A host loads built-ins first (``steerlab.builtins.<name>``, by import path from
 :data:`DEFAULT_PLUGINS`, through exactly the hooks a third-party plugin uses), then the
 installed entry points of the group ``steerlab``, then runs ``check_pending()`` so a
 misspelled hook fails at start-up. ``STEERLAB_BLOCK_PLUGINS`` (comma-separated plugin names)
-keeps named plugins out, except the :data:`ESSENTIAL_PLUGINS` the core's defaults need.
+keeps named plugins out, except the :data:`ESSENTIAL_PLUGINS` the core's defaults need; a name
+that is neither a built-in nor an installed plugin is refused (a misspelling would block nothing).
 
 Every hook implementation is called through pluggy, one plugin at a time (so
 ``pm.add_hookcall_monitoring`` sees each call, and one plugin's exception cannot stop the
@@ -107,12 +108,27 @@ def _essential_refusal(names: Sequence[str], builtins: Sequence[str], essential:
     )
 
 
+def _unknown_refusal(
+    names: Sequence[str], builtins: Sequence[str], essential: Sequence[str], installed: Sequence[str]
+) -> PluginError:
+    from steerlab.validation import did_you_mean
+
+    blockable = [name for name in builtins if name not in essential] + [n for n in installed if n not in builtins]
+    listed = ", ".join(map(repr, names))
+    hint = did_you_mean(names[0], blockable) if len(names) == 1 else ""
+    return PluginError(
+        f"unknown plugin{'s' if len(names) > 1 else ''} {listed} in {BLOCK_ENV}.{hint} "
+        f"Plugins that can be blocked: {', '.join(blockable)}"
+    )
+
+
 class PluginHost:
     """One plugin system: the pluggy manager, the registries its hooks fill, its failures.
 
     ``builtins``: module paths registered first, in order. ``blocked``: plugin names kept out
     (None: read ``STEERLAB_BLOCK_PLUGINS`` when the manager is built); naming one of
-    ``essential`` raises :class:`PluginError` when it is built. ``entry_point_group``: the
+    ``essential``, or a name that is neither a built-in nor an installed entry point, raises
+    :class:`PluginError` when it is built. ``entry_point_group``: the
     group installed plugins are found in (None: none are). Nothing happens until the manager
     or a registry is first asked for; two hosts share no state.
     """
@@ -137,7 +153,7 @@ class PluginHost:
     @property
     def pm(self) -> pluggy.PluginManager:
         """The pluggy manager, loaded on first use. Raises :class:`PluginError` when an essential
-        built-in is blocked."""
+        built-in, or an unknown name, is blocked."""
         if self._pm is None:
             self._pm = self._load()
         return self._pm
@@ -150,6 +166,10 @@ class PluginHost:
         refused = [name for name in self.essential if name in names]
         if refused:
             raise _essential_refusal(refused, self.builtins, self.essential)
+        installed = list(entry_points(group=self.entry_point_group)) if self.entry_point_group is not None else []
+        unknown = sorted(set(names) - set(self.builtins) - {ep.name for ep in installed})
+        if unknown:  # a misspelled name would block nothing, silently
+            raise _unknown_refusal(unknown, self.builtins, self.essential, [ep.name for ep in installed])
         pm = pluggy.PluginManager("steerlab")
         pm.add_hookspecs(hookspecs)
         for name in sorted(names):
@@ -158,7 +178,7 @@ class PluginHost:
             if not pm.is_blocked(path):
                 self._register_loaded(pm, path, functools.partial(importlib.import_module, path))
         if self.entry_point_group is not None:
-            for ep in entry_points(group=self.entry_point_group):  # the module's name: tests fake it
+            for ep in installed:  # the module's name: tests fake it
                 if not (pm.is_blocked(ep.name) or pm.has_plugin(ep.name)):
                     self._register_loaded(pm, ep.name, ep.load)
         self._check_pending(pm)

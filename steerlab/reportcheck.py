@@ -125,19 +125,42 @@ def with_check_script(page: str) -> str:
     return page[: m.end()] + _SCRIPT + page[m.end() :] if m else _SCRIPT + page
 
 
+_HTML_START = re.compile(r"\s*(<!--.*?-->\s*)*<(!doctype\s+html|html)[\s>]", flags=re.IGNORECASE | re.DOTALL)
+
+
+def read_page(path: Path) -> str:
+    """The text of the HTML page at ``path``. Raises :class:`OutputError` (one line) for a missing
+    file, or for one that is not an HTML page (not UTF-8, or not opening with ``<!doctype html>``
+    or ``<html>``): a browser shows any file as something, so a WAV or a JSON file would otherwise
+    pass as a page with nothing in it."""
+    if not path.is_file():
+        raise OutputError(f"no report page at {str(path)!r}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        text = None
+    except OSError as exc:
+        raise OutputError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    if text is None or not _HTML_START.match(text):
+        raise OutputError(
+            f"{str(path)!r} is not an HTML page (a report opens with <!doctype html>); give a report's .html file"
+        )
+    return text
+
+
 def check_report(
     path: str | Path, browser: str | None = None, width: int = 1280, height: int = 2000, timeout_s: float = 120.0
 ) -> ReportCheck:
     """Load the report page at ``path`` in headless Chromium (a ``width`` x ``height`` window) and
     return what fails (:class:`ReportCheck`). Raises :class:`BrowserNotFound` without a browser,
-    :class:`steerlab.errors.OutputError` for a missing page or a browser that does not answer."""
+    :class:`steerlab.errors.OutputError` for a missing file, a file that is not an HTML page
+    (:func:`read_page`) or a browser that does not answer."""
     path = Path(path)
-    if not path.is_file():
-        raise OutputError(f"no report page at {str(path)!r}")
+    page = read_page(path)
     exe = _browser(browser)
     with tempfile.TemporaryDirectory(prefix="steerlab-reportcheck-") as tmp:
         copy = Path(tmp) / "page.html"  # beside nothing: a self-contained page needs no neighbours
-        copy.write_text(with_check_script(path.read_text(encoding="utf-8")), encoding="utf-8")
+        copy.write_text(with_check_script(page), encoding="utf-8")
         done = _run(
             [exe, f"--window-size={width},{height}", "--virtual-time-budget=30000", "--dump-dom", copy.as_uri()],
             timeout_s,
@@ -191,8 +214,7 @@ def screenshot(
 ) -> Path:
     """Render the page at ``path`` in a ``width`` x ``height`` headless window to the PNG ``png``."""
     path, png = Path(path), Path(png)
-    if not path.is_file():
-        raise OutputError(f"no report page at {str(path)!r}")
+    read_page(path)
     exe = _browser(browser)
     png.parent.mkdir(parents=True, exist_ok=True)
     _run([exe, f"--window-size={width},{height}", f"--screenshot={png.resolve()}", path.resolve().as_uri()], timeout_s)
@@ -210,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", type=Path, help="also render the (single) page to this PNG")
     parser.add_argument("--window", default="1280x2000", help="window WIDTHxHEIGHT in pixels")
     args = parser.parse_args(argv)
-    width, height = (int(v) for v in args.window.lower().split("x"))
+    window = re.fullmatch(r"\s*([1-9]\d{0,4})\s*x\s*([1-9]\d{0,4})\s*", args.window.lower())
+    if window is None:
+        print(f"Error: --window must be WIDTHxHEIGHT in pixels (1280x2000), got {args.window!r}", file=sys.stderr)
+        return 2
+    width, height = int(window.group(1)), int(window.group(2))
     failed = 0
     try:
         for page in args.pages:
@@ -220,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.screenshot:
             print(f"wrote {screenshot(args.pages[0], args.screenshot, width=width, height=height)}")
     except SteerlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"Error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
     return 1 if failed else 0
 

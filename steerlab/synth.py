@@ -17,6 +17,13 @@ from steerlab.errors import ConfigError
 
 KINDS: tuple[str, ...] = ("tone", "harmonic", "chord", "melody", "noise_burst", "percussion", "mixture")
 
+#: the sample rates a clip may have, in Hz: the highest fundamental the corpus draws (MIDI 88,
+#: 1.3 kHz) must lie below Nyquist, and 384 kHz is the highest rate audio interfaces record
+MIN_RATE, MAX_RATE = 4_000, 384_000
+#: the most samples one clip may have: 10 minutes at 48 kHz (the synthesis holds a few float64
+#: copies of the clip, so this bounds memory to a few GB)
+MAX_SAMPLES = 600 * 48_000
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -28,9 +35,18 @@ class ClipSpec:
     seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        check.choice("kind", self.kind, KINDS, what="clip kind")
-        if self.sample_rate <= 0 or self.seconds <= 0:
-            raise ConfigError("sample_rate and seconds must be positive", parameter=("sample_rate", "seconds"))
+        """Check every field; raises :class:`ConfigError` naming the field (one line)."""
+        check.choice("kind", self.kind, KINDS)
+        check.integer("seed", self.seed, low=0)  # numpy's SeedSequence takes only non-negative seeds
+        check.integer("sample_rate", self.sample_rate, low=MIN_RATE, high=MAX_RATE)
+        check.positive("seconds", self.seconds, unit="s")
+        n = int(round(self.seconds * self.sample_rate))
+        if not 1 <= n <= MAX_SAMPLES:
+            raise ConfigError(
+                f"seconds * sample_rate must give 1 to {MAX_SAMPLES} samples (10 minutes at 48 kHz), got {n}; "
+                "choose a length that fits",
+                parameter=("seconds", "sample_rate"),
+            )
 
 
 def _envelope(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:
@@ -125,6 +141,9 @@ def synthesize(spec: ClipSpec) -> np.ndarray:
 
 
 def corpus(n_clips: int, seed: int, sample_rate: int = 24_000, seconds: float = 1.0) -> list[ClipSpec]:
-    """A reproducible list of clip specs cycling through every kind."""
-    rng = np.random.default_rng(seed)
+    """A reproducible list of clip specs cycling through every kind.
+
+    Raises :class:`ConfigError` for a negative ``seed`` or ``n_clips``."""
+    check.integer("n_clips", n_clips, low=0)
+    rng = np.random.default_rng(check.integer("seed", seed, low=0))
     return [ClipSpec(KINDS[i % len(KINDS)], int(rng.integers(2**31)), sample_rate, seconds) for i in range(n_clips)]

@@ -177,3 +177,30 @@ def test_cli_errors_are_one_line(cli, args, fragment):
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.output
+
+
+def test_layers_table_keeps_wide_columns_apart_and_names_the_models_context(cli):
+    """tokenlm's 72000-sample, 3000 ms receptive field printed as one token ``720003000.00+``
+    under a footnote about an LSTM; each column is now as wide as its widest cell, and the
+    footnote is the layer's own (causal attention for the transformer, an LSTM for EnCodec)."""
+    result = CliRunner().invoke(cli, ["layers", "-m", "tokenlm_24khz"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    head = lines[1].split()
+    row = next(line for line in lines if line.startswith("blocks.0.resid_pre "))
+    cells = dict(zip(head[:6] + ["RF smp", "RF ms", "Nyq Hz"], row.split()))
+    assert (cells["RF smp"], cells["RF ms"], cells["Nyq Hz"]) == ("72000", "3000.00+", "37.5")
+    assert lines[-1].startswith("+ causal self-attention") and "LSTM" not in result.output
+    enc = CliRunner().invoke(cli, ["layers", "-m", "tiny_encodec_24khz"]).output.splitlines()
+    assert enc[-1].startswith("+ after an LSTM")
+    arch = CliRunner().invoke(cli, ["arch", "-m", "tokenlm_24khz", "-t", "440", "-d", "1"]).output
+    assert arch.splitlines()[-1].startswith("* causal self-attention") and "LSTM" not in arch
+
+
+def test_format_table_columns_never_touch():
+    from steerlab.cli.table import format_table
+
+    lines = format_table(("a", "n"), [("x", "1"), ("y", "123456789012")], left=1)
+    assert lines == ["a" + " " * 13 + "n", "x" + " " * 13 + "1", "y  123456789012"]
+    assert LayerInfo("l", "conv", "m", 1, 1, 1, 24_000, 7, recurrent=True).context_note.startswith("the context")
+    assert LayerInfo("l", "conv", "m", 1, 1, 1, 24_000, 7).context_note == ""

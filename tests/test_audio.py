@@ -26,6 +26,7 @@ from steerlab.audio import (
     resampled_length,
     scan,
     validate_array,
+    write_audio,
     write_wav,
 )
 from steerlab.errors import AudioError, ConfigError, OutputError
@@ -339,6 +340,30 @@ def test_write_wav_refuses_bad_audio_before_touching_disk(tmp_path: Path) -> Non
     with pytest.raises(AudioError, match="NaN"):
         write_wav(tmp_path / "bad.wav", np.array([[0.0, np.nan]], dtype=np.float32), 24000)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_audio_is_in_the_format_its_suffix_names(tmp_path: Path) -> None:
+    """write_audio encodes what the suffix names (never WAV bytes under another name); an
+    unsupported suffix, or write_wav given a non-.wav name, fails before any file exists."""
+    x = sine(440, 24000, 0.25)[None, :]
+    for name, fmt in (("a.wav", "WAV"), ("a.flac", "FLAC"), ("a.ogg", "OGG"), ("a.MP3", "MP3")):
+        write_audio(tmp_path / name, x, 24000)
+        info = sf.info(str(tmp_path / name))
+        assert (info.format, info.samplerate, info.channels) == (fmt, 24000, 1)
+    back, _ = sf.read(tmp_path / "a.flac", dtype="float32", always_2d=True)
+    assert np.max(np.abs(back.T - x)) < 1e-6  # 24-bit PCM
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for name in ("b.txt", "b", "b.aiff"):
+        with pytest.raises(OutputError, match="name the file with one of .wav, .flac, .ogg, .mp3"):
+            write_audio(tmp_path / name, x, 24000)
+    for name in ("b.flac", "b.txt"):
+        with pytest.raises(OutputError, match="the name must end in .wav"):
+            write_wav(tmp_path / name, x, 24000)
+    with pytest.raises(OutputError, match="peaks at 2"):  # an encoded format would clip it
+        write_audio(tmp_path / "b.flac", 2 * x / np.max(np.abs(x)), 24000)
+    with pytest.raises(OutputError, match="sample rates"):  # MPEG refuses 4 kHz
+        write_audio(tmp_path / "b.mp3", x, 4000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_check_writable_dir(tmp_path: Path) -> None:

@@ -362,7 +362,27 @@ SWEEP = {
         ["analyze", "first_conv-featurs", "--data", "synth:1", "-o", "{tmp}/o"],
         "Did you mean 'first_conv-features'?",
     ),
-    "synth-kind": (["synth", "{tmp}/x.wav", "--kind", "bogus"], "unknown clip kind"),
+    "synth-kind": (["synth", "{tmp}/x.wav", "--kind", "bogus"], "unknown --kind 'bogus'"),
+    # every field of a clip is checked before synthesis and named by its flag (numpy's own
+    # "expected non-negative integer" traceback was what a negative seed gave)
+    "synth-seed": (["synth", "{tmp}/x.wav", "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    "synth-seconds-nan": (["synth", "{tmp}/x.wav", "--seconds", "nan"], "--seconds must be a finite number > 0"),
+    "synth-seconds-tiny": (["synth", "{tmp}/x.wav", "--seconds", "1e-9"], "samples (10 minutes at 48 kHz), got 0"),
+    "synth-seconds-huge": (["synth", "{tmp}/x.wav", "--seconds", "1e6"], "got 24000000000"),
+    "synth-rate": (
+        ["synth", "{tmp}/x.wav", "--sample-rate", "1"],
+        "--sample-rate must be an integer in [4000, 384000]",
+    ),
+    "synth-suffix": (["synth", "{tmp}/x.txt"], "unsupported suffix '.txt'; name the file with one of .wav, .flac"),
+    "capture-seed": (
+        ["capture", "-m", "logspec_24khz", "-l", "log_magnitude", "--data", "synth:1", "--seed", "-1", "-o", "{tmp}/o"],
+        "--seed must be an integer >= 0, got -1",
+    ),
+    "capture-clip-seconds": (
+        ["capture", "-m", "logspec_24khz", "-l", "log_magnitude", "--data", "synth:1", "--clip-seconds", "1e-9"]
+        + ["-o", "{tmp}/o"],
+        "--clip-seconds 1e-09 is shorter than one sample at 24000 Hz",
+    ),
     "stimuli-grid": (["stimuli", "-o", "{tmp}/o", "--grid", "100", "50", "3"], "f_min < f_max"),
     "arch-target": (["arch", "-t", "-5"], "outside (0, 12000) Hz"),
     "layers-model": (["layers", "-m", "bogus"], "unknown model 'bogus'"),
@@ -476,3 +496,11 @@ def test_layers_prints_no_empty_section(cli):
     assert "aliases" not in plain.output
     codec = CliRunner().invoke(cli, ["layers", "-m", "tiny_encodec_24khz"])
     assert "; aliases: first_conv -> encoder.0.conv, last_conv -> encoder.15.conv" in codec.output.splitlines()[0]
+
+
+def test_synth_writes_the_format_its_suffix_names(cli, tmp_path):
+    """``synth x.flac`` is FLAC, not WAV bytes under a .flac name."""
+    for name, fmt in (("x.flac", "FLAC"), ("x.ogg", "OGG"), ("x.wav", "WAV")):
+        result = CliRunner().invoke(cli, ["synth", str(tmp_path / name), "--seconds", "0.2"])
+        assert result.exit_code == 0, result.output
+        assert sf.info(str(tmp_path / name)).format == fmt

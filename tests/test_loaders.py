@@ -100,6 +100,47 @@ def test_offline_without_weights_cli_error(offline):
     assert FILENAME in lines[0] and "or pass --checkpoint, a local copy (--random-init needs no weights" in lines[0]
 
 
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """An empty torch hub cache, no offline variable set, and every connection refused (counted)."""
+    import urllib.error
+    import urllib.request
+
+    import torch.hub
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args[0])
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    for var in ("STEERLAB_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)  # torch.hub imports the name
+    return tmp_path / "torch_home", calls
+
+
+def test_unreachable_weights_give_only_the_error_line(no_network, official_state):
+    """Offline without STEERLAB_OFFLINE, torch.hub printed ``Downloading: "https://..."`` (on
+    stdout) before the error; now the server is asked quietly first, and weights already in the
+    hub cache are loaded without asking it at all."""
+    from steerlab import cli
+
+    home, calls = no_network
+    result = CliRunner().invoke(cli.get_cli(), ["layers", "--model", "encodec_24khz"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: pretrained weights for encodec_24khz"), result.output
+    assert len(calls) == 1 and not (home / "hub" / "checkpoints" / FILENAME).exists()
+    path, state = official_state
+    (home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    os.link(path, home / "hub" / "checkpoints" / FILENAME)
+    _assert_same_weights(api.load_model("encodec_24khz"), state)
+    assert len(calls) == 1  # the cache was looked in first
+
+
 def _one_line_load_error(path, match):
     with pytest.raises(ModelLoadError, match=match) as info:
         api.load_model("encodec_24khz", checkpoint=path)

@@ -261,6 +261,34 @@ def test_block_env_keeps_a_plugin_out(fresh, monkeypatch):
     assert "pitch_salience" in plugins.scorers()
 
 
+def test_an_unknown_blocked_name_is_refused_with_the_nearest_match(fresh, monkeypatch):
+    """``steerlab.builtins.crep`` blocked nothing and CREPE stayed loaded, silently."""
+    from steerlab.errors import PluginError
+
+    monkeypatch.setattr(
+        plugins, "entry_points", lambda group: [_FakeEntryPoint("raising_hook", lambda: _RaisingScorers())]
+    )
+    monkeypatch.setenv("STEERLAB_BLOCK_PLUGINS", "steerlab.builtins.crep")
+    with pytest.raises(PluginError) as info:
+        plugins.models()
+    msg = str(info.value)
+    assert msg.startswith(
+        "unknown plugin 'steerlab.builtins.crep' in STEERLAB_BLOCK_PLUGINS. Did you mean 'steerlab.builtins.crepe'? "
+        "Plugins that can be blocked: steerlab.builtins.filterbank, "
+    )
+    assert msg.endswith("steerlab.builtins.concepts, raising_hook") and "\n" not in msg
+    with pytest.raises(PluginError, match=r"^unknown plugins 'bar', 'foo' in STEERLAB_BLOCK_PLUGINS\. Plugins"):
+        plugins.PluginHost(blocked=["foo", "steerlab.builtins.tokenlm", "bar"]).models()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "STEERLAB_BLOCK_PLUGINS": "steerlab.builtins.crep"}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    result = subprocess.run(
+        [sys.executable, "-m", "steerlab", "models"], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert result.stderr.startswith("Error: unknown plugin 'steerlab.builtins.crep'") and result.stderr.count("\n") == 1
+
+
 ESSENTIAL_REFUSAL = (
     "cannot block 'steerlab.builtins.scorers' (STEERLAB_BLOCK_PLUGINS): an essential built-in plugin that "
     "steerlab's defaults need (the default model, the 'add' intervention, the 'spectral' scorer); built-ins "

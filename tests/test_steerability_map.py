@@ -173,3 +173,39 @@ def test_a_concept_without_control_reads_the_same_in_both_shapes(tmp_path: Path)
     (new / "steerability.json").write_text(json.dumps(doc))
     rows_old, rows_new = read_battery(old)[0], read_battery(new)[0]
     assert [r["no_control"] for r in rows_old] == [r["no_control"] for r in rows_new] == [False] * 4 + [True]
+
+
+def _many(doc: dict, n: int) -> dict:
+    """``doc`` with its first concept's cells repeated as ``n`` concepts with longer names."""
+    first = doc["concepts"][0]
+    names = [first] + [f"{first} variant {i} (a long concept name)" for i in range(1, n)]
+    cells = [{**c, "concept": name} for name in names for c in doc["cells"] if c["concept"] == first]
+    return {**doc, "concepts": names, "cells": cells}
+
+
+@pytest.mark.parametrize("n_concepts", [1, 2, 7])
+def test_the_map_lays_out_every_label_inside_the_figure(tmp_path: Path, n_concepts: int) -> None:
+    """One concept gave a 2-inch-high figure: constrained layout gave up (a UserWarning) and the
+    title, the row label ("oudness") and the column labels were clipped. Every text must now lie
+    inside the figure and the grid keep a real size, for one concept as for many."""
+    import warnings
+
+    doc = _many(smap.build([_battery(tmp_path)]), n_concepts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied" fails the test
+        fig = smap.map_figure(doc)
+        fig.draw_without_rendering()  # runs the layout as savefig does
+    ax = fig.axes[0]
+    box = fig.bbox
+    assert [t.get_text()[:17] for t in fig.texts] == ["steerability map:"]
+    texts = [*fig.texts, *ax.get_xticklabels(), *ax.get_yticklabels(), *fig.legends[0].get_texts()]
+    assert len(ax.get_yticklabels()) == n_concepts
+    for t in texts:
+        e = t.get_window_extent()
+        assert box.x0 <= e.x0 and e.x1 <= box.x1 and box.y0 <= e.y0 and e.y1 <= box.y1, t.get_text()
+    grid = ax.get_window_extent()
+    assert grid.height / n_concepts > 0.5 * fig.dpi and grid.width / len(doc["columns"]) > 1.0 * fig.dpi
+    legend = fig.legends[0].get_window_extent()
+    assert legend.y1 <= min(t.get_window_extent().y0 for t in ax.get_xticklabels())  # below the labels
+    smap.figure(doc, tmp_path / "m.png")
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"

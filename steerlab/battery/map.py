@@ -313,17 +313,48 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+#: inches of the figure: a cell, and what surrounds the grid at any size (the two-line title, the
+#: rotated two-line column labels, the legend's two rows, the pads)
+CELL_W_IN, CELL_H_IN, AROUND_H_IN = 1.55, 0.75, 2.5
+#: the widest the two-line title is at 8 pt: the figure is never narrower, whatever the columns
+TITLE_W_IN = 7.4
+#: inches per character of a row label at 8 pt (DejaVu Sans averages about 0.55 em)
+LABEL_CHAR_IN = 0.062
+
+
+def _figure_size(concepts: Sequence[str], cols: Sequence[tuple[str, str]]) -> tuple[float, float]:
+    """(width, height) in inches for ``concepts`` rows and ``cols`` columns: the grid's cells plus
+    room for every label, the title and the legend, so one concept lays out as well as many."""
+    label_in = 0.3 + LABEL_CHAR_IN * max((len(c) for c in concepts), default=0)
+    # the last column's label is rotated 30 degrees to the right of its cell: room for its run
+    col_in = LABEL_CHAR_IN * 0.75 * max((max(len(m), len(layer)) for m, layer in cols), default=0)
+    width = max(TITLE_W_IN, label_in + CELL_W_IN * len(cols) + col_in / 2 + 0.4)
+    return width, AROUND_H_IN + CELL_H_IN * len(concepts)
+
+
 def figure(doc: dict[str, Any], png: Path) -> None:
-    """The map as a grid: colour = the first method's word (difference of means), hatched where it is
-    no finding (not validated, no control, unchecked); text = every method's word and the survey's
-    probe accuracy (``~``: within the shuffled-label interval)."""
+    """The map as a grid (:func:`map_figure`) written to ``png`` and the ``.svg`` beside it."""
+    from steerlab.artifacts import atomic_path
+
+    fig = map_figure(doc)
+    with atomic_path(png) as tmp:  # an interrupted run leaves no half-written figure
+        fig.savefig(tmp, dpi=120, format="png")
+    with atomic_path(png.with_suffix(".svg")) as tmp:
+        fig.savefig(tmp, format="svg")
+
+
+def map_figure(doc: dict[str, Any]) -> Any:
+    """The map as a matplotlib ``Figure``: colour = the first method's word (difference of means),
+    hatched where it is no finding (not validated, no control, unchecked); text = every method's
+    word and the survey's probe accuracy (``~``: within the shuffled-label interval). Sized by
+    :func:`_figure_size`, so 1 to N concepts lay out with nothing clipped."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
 
     cols = [tuple(c) for c in doc["columns"]]
     by = {(c["concept"], c["model"], c["layer"]): c for c in doc["cells"]}
     nr, nc = len(doc["concepts"]), len(cols)
-    fig = Figure(figsize=(1.0 + 1.55 * nc, 1.3 + 0.75 * nr), layout="constrained")
+    fig = Figure(figsize=_figure_size(doc["concepts"], cols), layout="constrained")
     ax = fig.subplots()
     for i, concept in enumerate(doc["concepts"]):
         for j, col in enumerate(cols):
@@ -375,18 +406,14 @@ def figure(doc: dict[str, Any], png: Path) -> None:
         ),
         Patch(facecolor="white", edgecolor="0.5", label="battery not run"),
     ]
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=6, fontsize=7, frameon=False)
-    ax.set_title(
+    # below everything, in the figure's own margin: constrained layout makes room for it
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
+    fig.suptitle(  # centred on the figure, not over the grid, which long row labels push right
         "steerability map: colour = difference of means (validated words only are findings; hatched: no finding)\n"
         "probe acc = survey's held-out linear decodability | top of its shuffled-label 95% interval (~: at chance)",
         fontsize=8,
     )
-    from steerlab.artifacts import atomic_path
-
-    with atomic_path(png) as tmp:  # an interrupted run leaves no half-written figure
-        fig.savefig(tmp, dpi=120, format="png")
-    with atomic_path(png.with_suffix(".svg")) as tmp:
-        fig.savefig(tmp, format="svg")
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> int:

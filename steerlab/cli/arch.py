@@ -38,22 +38,20 @@ def _table(report) -> None:
         "- does not, x infeasible stimulus"
     )
     width = max(8 + 1 + len(report.densities), 10)
-    head = f"{'layer':<22}{'rate Hz':>9}{'Nyq Hz':>9}{'lobe Hz':>10} "
+    name_w = max([22] + [len(lp.layer.name) + 1 for lp in report.layers])  # a long name never meets the rate
+    head = f"{'layer':<{name_w}}{'rate Hz':>9}{'Nyq Hz':>9}{'lobe Hz':>10} "
     click.echo(head + "".join(f"{_hz(f) + ' Hz':>{width + 1}}" for f in report.targets_hz))
     n_d = len(report.densities)
     for lp in report.layers:
         lobe = _hz(lp.main_lobe_hz) + ("*" if lp.main_lobe_upper_bound else " ")
-        row = f"{lp.layer.name:<22}{_hz(lp.layer.frame_rate):>9}{_hz(lp.layer.nyquist_hz):>9}{lobe:>10} "
+        row = f"{lp.layer.name:<{name_w}}{_hz(lp.layer.frame_rate):>9}{_hz(lp.layer.nyquist_hz):>9}{lobe:>10} "
         for i in range(len(report.targets_hz)):
             preds = lp.predictions[i * n_d : (i + 1) * n_d]
             cell = f"{_hz(preds[0].aliased_to):>8} " + "".join(_mark(p) for p in preds)
             row += f"{cell:>{width + 1}}"
         click.echo(row)
-    if any(lp.main_lobe_upper_bound for lp in report.layers):
-        click.echo(
-            "* after an LSTM: context unbounded; the conv-only receptive field bounds the filter length "
-            "from below, so the lobe is an upper bound"
-        )
+    for note in dict.fromkeys(lp.layer.context_note for lp in report.layers if lp.main_lobe_upper_bound):
+        click.echo(f"* {note}. So the lobe is an upper bound: the receptive field bounds the filter length from below")
 
 
 @click.command(context_settings=CONTEXT)

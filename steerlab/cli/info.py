@@ -44,18 +44,27 @@ def layers(model_name: str | None, checkpoint: str | None, random_init: bool, as
         + (f"; aliases: {aliases}" if aliases else "")
         + (f"; same tensor: {same}" if same else "")
     )
-    header = (
-        f"{'name':<22}{'kind':<10}{'ch':>5}{'stride':>7}{'hop':>6}{'rate Hz':>10}{'RF smp':>8}{'RF ms':>8}{'Nyq Hz':>9}"
-    )
-    click.echo(header)
-    for r in rows:
-        rf_ms = f"{r['receptive_field_ms']:.2f}" + ("+" if r["recurrent"] else "")
-        click.echo(
-            f"{r['name']:<22}{r['kind']:<10}{r['channels']:>5}{r['stride']:>7}{r['hop_samples']:>6}"
-            f"{r['frame_rate_hz']:>10.1f}{r['receptive_field_samples']:>8}{rf_ms:>8}{r['nyquist_hz']:>9.1f}"
+    from steerlab.cli.table import format_table
+
+    headers = ("name", "kind", "ch", "stride", "hop", "rate Hz", "RF smp", "RF ms", "Nyq Hz")
+    cells = [
+        (
+            r["name"],
+            r["kind"],
+            str(r["channels"]),
+            str(r["stride"]),
+            str(r["hop_samples"]),
+            f"{r['frame_rate_hz']:.1f}",
+            str(r["receptive_field_samples"]),
+            f"{r['receptive_field_ms']:.2f}" + ("+" if r["recurrent"] else " "),
+            f"{r['nyquist_hz']:.1f}",
         )
-    if any(r["recurrent"] for r in rows):
-        click.echo("+ after an LSTM: the context to the left is unbounded; RF counts convolutions only")
+        for r in rows
+    ]
+    for line in format_table(headers, cells, left=2):
+        click.echo(line)
+    for note in dict.fromkeys(layer.context_note for layer in reg if layer.recurrent):
+        click.echo(f"+ {note}")
 
 
 @click.command(context_settings=CONTEXT)

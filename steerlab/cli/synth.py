@@ -16,19 +16,15 @@ from steerlab.cli.options import CONTEXT
 @click.option("--seconds", type=float, default=2.0, help="Duration.")
 @click.option("--sample-rate", type=int, default=24_000, help="Sample rate in Hz.")
 def synth(output: str, kind: str, seed: int, seconds: float, sample_rate: int) -> None:
-    """Write one synthetic clip (float WAV) to OUTPUT."""
+    """Write one synthetic clip to OUTPUT: float WAV, or FLAC, OGG or MP3 by its suffix."""
     from pathlib import Path
 
     from steerlab import audio
-    from steerlab.errors import SteerlabError
     from steerlab.synth import ClipSpec, synthesize
 
-    try:
-        spec = ClipSpec(kind, seed, sample_rate, seconds)
-    except ValueError as exc:
-        raise SteerlabError(str(exc)) from None
+    spec = ClipSpec(kind, seed, sample_rate, seconds)  # ConfigError naming the field: the CLI names the flag
     audio.check_writable_dir(Path(output).resolve().parent)
-    audio.write_wav(output, synthesize(spec)[None], sample_rate)
+    audio.write_audio(output, synthesize(spec)[None], sample_rate)
     click.echo(f"wrote {output} ({kind}, seed {seed}, {seconds:g} s at {sample_rate} Hz)")
 
 

@@ -1,7 +1,8 @@
 """Loading EnCodec weights: official checkpoints and the embedded model.
 
-Official weights go through encodec's own mechanism (``torch.hub`` cache, with a
-download when online); ``--checkpoint PATH`` loads a local file in the official
+Official weights go through encodec's own mechanism: the ``torch.hub`` cache, looked in first,
+then a download when the server answers (an offline machine gets one error line, no network
+chatter); ``--checkpoint PATH`` loads a local file in the official
 format (a plain state dict, read with ``weights_only=True``). The embedded model's
 weights ship inside this package as safetensors beside their ``config.json``.
 """
@@ -80,14 +81,47 @@ def load_official(name: str, options: LoadOptions) -> EncodecAudioModel:
         f"{hub_checkpoint_dir()}; download it from {ROOT_URL}{filename} there, or pass checkpoint, "
         "a local copy (random_init needs no weights: enough for `steerlab layers` and `steerlab arch`)"
     )
-    if any(os.environ.get(var) for var in OFFLINE_ENV):
+    if any(os.environ.get(var) for var in OFFLINE_ENV) or not _reachable(ROOT_URL + filename):
         raise ModelLoadError(missing, parameter=("checkpoint", "random_init"))
-    try:
-        state = torch.hub.load_state_dict_from_url(ROOT_URL + filename, map_location="cpu", check_hash=True)
-    except Exception:
-        raise ModelLoadError(missing, parameter=("checkpoint", "random_init")) from None
-    _load_into(codec, state, ROOT_URL + filename)
+    _download(ROOT_URL + filename, cached, missing)
+    _load_into(codec, _read_state_dict(cached), str(cached))
     return EncodecAudioModel(name, cfg, codec)
+
+
+#: seconds the server of the official weights has to answer before the weights count as unavailable
+REACH_TIMEOUT_S = 10.0
+
+
+def _reachable(url: str) -> bool:
+    """Whether ``url`` answers a HEAD request within :data:`REACH_TIMEOUT_S` (prints nothing).
+
+    Asked before downloading, so an offline machine gets the one "not available" line at once
+    instead of torch.hub's ``Downloading: ...`` line (on stdout) before a failure."""
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=REACH_TIMEOUT_S).close()
+    except (OSError, ValueError):  # URLError, timeouts and refused connections are OSErrors
+        return False
+    return True
+
+
+def _download(url: str, dest: Path, missing: str) -> None:
+    """Fetch ``url`` into the torch hub cache file ``dest`` with torch.hub's own downloader (a
+    temporary file renamed when complete, its SHA-256 checked against the hash prefix in the
+    file name, a progress bar on stderr). Raises :class:`ModelLoadError` (``missing``, with the
+    reason first) when the download fails; nothing is left at ``dest`` then."""
+    import re
+
+    match = re.search(r"-([a-f0-9]+)\.", dest.name)  # torch.hub's HASH_REGEX
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(dest), match.group(1) if match else None, progress=True)
+    except Exception as exc:  # network, disk or hash mismatch: one line either way
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(
+            f"download failed ({reason}); {missing}", parameter=("checkpoint", "random_init")
+        ) from None
 
 
 def load_artifact(folder: Path, name: str | None = None) -> EncodecAudioModel:

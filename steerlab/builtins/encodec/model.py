@@ -97,6 +97,7 @@ def register_seanet_layers(model: EncodecAudioModel, registry: LayerRegistry) ->
     sr = model.sample_rate
     hop, rf, recurrent = 1, 1, False
     channels = model.channels
+    lstm = "after an LSTM: the context to the left is unbounded; RF counts convolutions only"
 
     def walk(side: str, seq: torch.nn.Sequential) -> None:
         nonlocal hop, rf, recurrent, channels
@@ -140,13 +141,16 @@ def register_seanet_layers(model: EncodecAudioModel, registry: LayerRegistry) ->
                     kernel_size=kernel,
                     recurrent=recurrent,
                     side=side,
+                    context=lstm if recurrent else "",
                 )
             )
 
     walk("encoder", model.encoder.model)
     dim = model.cfg.dimension
     for name in ("latent", "quantized"):
-        registry.add(LayerInfo(name, name, name, dim, 1, hop, sr, rf, None, recurrent, "latent"))
+        registry.add(
+            LayerInfo(name, name, name, dim, 1, hop, sr, rf, None, recurrent, "latent", lstm if recurrent else "")
+        )
     walk("decoder", model.decoder.model)
     registry.alias("first_conv", "encoder.0.conv")
     last_conv = f"encoder.{len(model.encoder.model) - 1}.conv"

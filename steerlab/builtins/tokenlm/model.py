@@ -206,6 +206,11 @@ class TokenLMAudioModel(AudioModel):
 def register_tokenlm_layers(model: TokenLMAudioModel, registry: LayerRegistry) -> None:
     """Residual stream, attention and MLP outputs of every block, at the codec's frame rate."""
     cfg = model.cfg
+    window_ms = 1000.0 * cfg.max_frames * model.hop / model.sample_rate
+    context = (
+        f"causal self-attention: a frame sees every earlier frame of the {cfg.max_frames}-frame window; "
+        f"RF is that window ({window_ms:g} ms), not counting the codec's convolutions"
+    )
     for i in range(cfg.n_layers):
         for kind, hook in LAYER_KINDS:
             registry.add(
@@ -221,6 +226,7 @@ def register_tokenlm_layers(model: TokenLMAudioModel, registry: LayerRegistry) -
                     receptive_field=cfg.max_frames * model.hop,
                     recurrent=True,
                     side="transformer",
+                    context=context,
                 )
             )
     registry.alias("resid_post", f"blocks.{cfg.n_layers - 1}.resid_post")
