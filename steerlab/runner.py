@@ -478,6 +478,16 @@ def intervene_files(
     infos = [audio.scan(p) for p in paths]  # a file decoding far short of its header warns (scan)
     if all(spec.span.start_s >= info.duration_s for info in infos):
         raise InterventionError(f"start_s {spec.span.start_s} s is past the end of every input", parameter="start_s")
+    for p, info in zip(paths, infos):  # one input the span misses would be a silent no-op, scored as "no change"
+        if spec.span.start_s >= info.duration_s:
+            span = f"start_s {spec.span.start_s:g} s" + (
+                "" if spec.span.end_s is None else f" to end_s {spec.span.end_s:g} s"
+            )
+            raise InterventionError(
+                f"the span ({span}) lies beyond {p.name}, which is {info.duration_s:.3g} s long: "
+                f"set start_s below {info.duration_s:.3g} s or leave {p.name} out",
+                parameter=("start_s", "end_s"),
+            )
     whole = not model.has_decoder or not is_chunkable(itype)
     for p, info in zip(paths, infos):
         if whole and info.duration_s > chunk_s:

@@ -36,6 +36,8 @@ def inputs(tmp_path):
     t = np.arange(N) / SR
     sf.write(d / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR, subtype="FLOAT")
     sf.write(d / "silent.wav", np.zeros(N, np.float32), SR, subtype="FLOAT")
+    long = np.arange(4 * N) / SR  # 1 s
+    sf.write(d / "long.wav", (0.3 * np.sin(2 * np.pi * 440 * long)).astype(np.float32), SR, subtype="FLOAT")
     sf.write(d / "empty.wav", np.zeros((0, 1), np.float32), SR, subtype="FLOAT")
     nan = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     nan[[10, 5000]] = np.nan
@@ -125,6 +127,10 @@ CASES = {
     "start-past-input": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "3"],
         ["past the end of every input"],
+    ),
+    "span-misses-one-input": (  # silently a no-op on tone.wav, scored as "no change"
+        ["in/long.wav", "in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "0.5", "--end", "0.8"],
+        ["the span (--start 0.5 s to --end 0.8 s) lies beyond tone.wav, which is 0.25 s long", "set --start below"],
     ),
     "target-above-nyquist": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "-t", "13000"],
