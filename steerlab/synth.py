@@ -28,9 +28,10 @@ class ClipSpec:
     seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        check.choice("kind", self.kind, KINDS, what="clip kind")
-        if self.sample_rate <= 0 or self.seconds <= 0:
-            raise ConfigError("sample_rate and seconds must be positive", parameter=("sample_rate", "seconds"))
+        check.choice("kind", self.kind, KINDS)  # "unknown kind": the CLI names --kind
+        for name in ("sample_rate", "seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}", parameter=name)
 
 
 def _envelope(rng: np.random.Generator, n: int, sr: int) -> np.ndarray:

@@ -25,6 +25,8 @@ def synth(output: str, kind: str, seed: int, seconds: float, sample_rate: int) -
 
     try:
         spec = ClipSpec(kind, seed, sample_rate, seconds)
+    except SteerlabError:
+        raise  # its parameter names the flag (cli/errors.py)
     except ValueError as exc:
         raise SteerlabError(str(exc)) from None
     audio.check_writable_dir(Path(output).resolve().parent)
