@@ -209,10 +209,33 @@ def test_scorer_failing_mid_run_leaves_no_partial_folder(cli, inputs, tmp_path):
             out,
             "plugin 'broken_scorer' failed in scorer 'exploding': ZeroDivisionError: scorer bug",
         )
-        assert out.is_dir() and list(out.iterdir()) == []  # the hidden .tone.* work folder is gone too
+        assert not out.exists()  # the hidden .tone.* work folder is gone, and so is the folder the run made
     finally:
         plugins.unregister(broken)
         plugins.reset()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_leaves_no_new_output_folder(cli, inputs, tmp_path, monkeypatch, signal_name):
+    """Ctrl-C (KeyboardInterrupt) or kill (Terminated) while the first input is patched: the
+    output folder (and its missing parents) that the run created are gone, not left empty."""
+    import signal
+
+    from steerlab import runner
+    from steerlab.cli import Terminated
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt if signal_name == "SIGINT" else Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "intervene", interrupted)
+    out = tmp_path / "new" / "out"
+    result = _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], out)
+    assert result.exit_code == (130 if signal_name == "SIGINT" else 143), result.output
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"  # a folder that existed before the run is left as it was
+    kept.mkdir()
+    _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], kept)
+    assert kept.is_dir() and list(kept.iterdir()) == []
 
 
 def _strict_json(text: str):
