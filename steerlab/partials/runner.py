@@ -82,7 +82,12 @@ def _run_schema() -> dict[str, Any]:
 RUN_SCHEMA = _run_schema()  # the keys of run.json a resume and the report read
 
 
-def _check_folder(folder: Path, config_hash: str) -> None:
+def _check_folder(
+    folder: Path, config_hash: str, differences: Callable[[dict[str, Any]], list[str]] | None = None
+) -> None:
+    """Refuse ``folder`` unless it is new, empty or a run of this ``config_hash`` (resumed);
+    ``differences``: from the held ``run.json``, the settings that differ, which the message names
+    (as steerability's does) instead of the bare hashes."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output {folder} exists and is not a folder; choose a new folder name")
     if folder.is_dir() and any(folder.iterdir()):
@@ -93,10 +98,66 @@ def _check_folder(folder: Path, config_hash: str) -> None:
 
         doc = schema.read_json(run_file, RUN_SCHEMA, PlanError, format=FORMAT, what="steerlab partials run")
         if doc.get("config_hash") != config_hash:
+            diffs = differences(doc) if differences is not None else []
+            if diffs:
+                shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+                raise PlanError(
+                    f"{folder} holds a steerlab partials run of other settings: {shown}; use a new output "
+                    "folder, or rerun with that run's arguments to resume it"
+                )
             raise PlanError(
                 f"{folder} holds a run of another configuration (hash {doc.get('config_hash')}, "
                 f"this run {config_hash}); use a new output folder or the same arguments"
             )
+
+
+def _run_differences(
+    cfg: PartialsConfig, quick: bool, plans: Sequence[Any], dictionaries: Sequence[str | Path], weights: dict
+) -> Callable[[dict[str, Any]], list[str]]:
+    """What :func:`_check_folder` names: each setting of this run that differs from a held ``run.json``,
+    as ``name held (this run: value)`` (quick, layers, dictionaries, weights) or ``[section] key`` (the
+    configuration's measured settings)."""
+
+    def show(v: Any) -> str:
+        return (",".join(map(str, v)) or "-") if isinstance(v, list) else str(v)
+
+    def differences(doc: dict[str, Any]) -> list[str]:
+        out = []
+        held_layers = {
+            m.get("name"): [layer.get("name") for layer in m.get("layers", [])] for m in doc.get("models", [])
+        }
+        new = {
+            "quick": quick,
+            "layers": {p.model.name: [layer.name for layer in p.layers] for p in plans},
+            "dictionaries": sorted(map(str, dictionaries)),
+            "weights": weights,
+        }
+        held = {
+            "quick": doc.get("quick"),
+            "layers": held_layers,
+            "dictionaries": sorted(map(str, (doc.get("dictionaries") or {}).values())),
+            "weights": doc.get("weights_sha256"),
+        }
+        for key, value in new.items():
+            a = held[key]
+            if a == value:
+                continue
+            if key == "layers":
+                out += [f"layers {show(a.get(m, []))} (this run: {show(v)})" for m, v in value.items() if a.get(m) != v]
+            else:
+                out.append(f"{key} {show(a)} (this run: {show(value)})")
+        measured = json.loads(json.dumps(cfg.measurement_dict()))
+        held_cfg = doc.get("config") or {}
+        for section, values in measured.items():
+            old = held_cfg.get(section, {})
+            out += [
+                f"[{section}] {k}"
+                for k, v in values.items()
+                if old.get(k) != v and (section, k) != ("grid", "layers")  # named above, as the layers swept
+            ]
+        return out
+
+    return differences
 
 
 def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set[str]) -> dict[str, Any]:
@@ -469,7 +530,7 @@ def _run_partials(
     started = time.time()
     plans, dicts, context, config_hash, status = prepare(cfg, quick, dictionaries, notify, device)
     folder = Path(out_dir)
-    _check_folder(folder, config_hash)
+    _check_folder(folder, config_hash, _run_differences(cfg, quick, plans, dictionaries, context["weights"]))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "examples").mkdir(exist_ok=True)
