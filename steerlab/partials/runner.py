@@ -122,30 +122,26 @@ def _run_differences(
         return (",".join(map(str, v)) or "-") if isinstance(v, list) else str(v)
 
     def differences(doc: dict[str, Any]) -> list[str]:
-        out = []
         held_layers = {
             m.get("name"): [layer.get("name") for layer in m.get("layers", [])] for m in doc.get("models", [])
         }
-        new = {
-            "quick": quick,
-            "layers": {p.model.name: [layer.name for layer in p.layers] for p in plans},
-            "dictionaries": sorted(map(str, dictionaries)),
-            "weights": weights,
-        }
-        held = {
-            "quick": doc.get("quick"),
-            "layers": held_layers,
-            "dictionaries": sorted(map(str, (doc.get("dictionaries") or {}).values())),
-            "weights": doc.get("weights_sha256"),
-        }
-        for key, value in new.items():
-            a = held[key]
-            if a == value:
-                continue
-            if key == "layers":
-                out += [f"layers {show(a.get(m, []))} (this run: {show(v)})" for m, v in value.items() if a.get(m) != v]
-            else:
-                out.append(f"{key} {show(a)} (this run: {show(value)})")
+        main = plans[0].model.name if plans else None
+        out = [  # the main model's layers; a control model's, by its name
+            f"layers{'' if m == main else f' of {m}'} {show(held_layers.get(m, []))} (this run: {show(names)})"
+            for m, names in ((p.model.name, [layer.name for layer in p.layers]) for p in plans)
+            if held_layers.get(m) != names
+        ]
+        if doc.get("quick") != quick:
+            out.append(f"quick {doc.get('quick')} (this run: {quick})")
+        held_dicts = sorted(map(str, (doc.get("dictionaries") or {}).values()))
+        if held_dicts != sorted(map(str, dictionaries)):
+            out.append(f"dictionaries {show(held_dicts)} (this run: {show(sorted(map(str, dictionaries)))})")
+        held_weights = doc.get("weights_sha256") or {}
+        out += [  # a model both runs measure, with other weights
+            f"weights of {m} {held_weights[m][:12]} (this run: {w[:12]})"
+            for m, w in weights.items()
+            if isinstance(held_weights.get(m), str) and isinstance(w, str) and held_weights[m] != w
+        ]
         measured = json.loads(json.dumps(cfg.measurement_dict()))
         held_cfg = doc.get("config") or {}
         for section, values in measured.items():
