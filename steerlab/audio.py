@@ -827,6 +827,31 @@ def check_writable_dir(path: PathLike) -> Path:
     return p
 
 
+@contextlib.contextmanager
+def output_dir(path: PathLike) -> Iterator[Path]:
+    """:func:`check_writable_dir` for a command's output folder, undone if the block fails.
+
+    Yields the folder. When the block raises (an error, Ctrl-C, SIGTERM as
+    ``steerlab.cli.Terminated``), the folders this call created (``path`` and any missing
+    parents) are removed again, deepest first, as long as they are empty: an interrupted
+    command leaves no new empty output folder, while a folder that existed before, or that
+    holds a finished result, is kept. The block must remove its own partial files first
+    (the per-input work folders of :func:`steerlab.runner.intervene_files` do).
+    """
+    p = Path(path).absolute()
+    created = [d for d in (p, *p.parents) if not d.exists()]  # deepest first
+    out = check_writable_dir(path)
+    try:
+        yield out
+    except BaseException:
+        for d in created:
+            try:
+                d.rmdir()  # only an empty folder: never removes anything the block finished
+            except OSError:
+                break
+        raise
+
+
 def _float_wav_bytes(x: np.ndarray, sample_rate: int) -> bytes:
     """A 32-bit IEEE-float WAV file (RIFF: fmt, fact, data) of ``x [channels, samples]``."""
     import struct

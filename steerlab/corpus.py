@@ -302,8 +302,9 @@ def render_corpus(
     started = time.time()
     from steerlab.audio import write_wav
 
-    if count <= 0 or seconds <= 0.5 or sample_rate <= 0:
-        raise CorpusBuildError(f"count must be positive and seconds above 0.5 (got count={count}, seconds={seconds})")
+    for name, value, low in (("count", count, 0), ("seconds", seconds, 0.5), ("sample_rate", sample_rate, 0)):
+        if not value > low:
+            raise CorpusBuildError(f"{name} must be above {low:g}, got {value}", parameter=name)
     bad = [k for k in kinds if k not in RENDER_KINDS]
     if bad or not kinds:
         raise CorpusBuildError(f"unknown render kind(s) {bad or kinds}; choose from {', '.join(RENDER_KINDS)}")
@@ -417,8 +418,9 @@ def clip_corpus(
     from steerlab.capture import check_audio_files
 
     started = time.time()
-    if count <= 0 or seconds <= 0:
-        raise CorpusBuildError(f"count and seconds must be positive (got count={count}, seconds={seconds})")
+    for name, value in (("count", count), ("seconds", seconds)):
+        if not value > 0:
+            raise CorpusBuildError(f"{name} must be positive, got {value}", parameter=name)
     paths, bad = check_audio_files(_expand(sources), skip_bad_files, "SOURCES")
     if not paths:
         raise CorpusBuildError(f"no usable audio file in {', '.join(map(str, sources))}: all {len(bad)} skipped")

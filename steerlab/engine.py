@@ -138,7 +138,7 @@ def check_items(resolved: ResolvedIntervention, lengths: Sequence[int], names: S
             )
         except InterventionError as exc:
             name = names[i] if names else f"input {i}"
-            raise InterventionError(f"{name}: {exc}") from None
+            raise InterventionError(f"{name}: {exc}", parameter=exc.parameters) from None
 
 
 def check_inputs(

@@ -478,6 +478,16 @@ def intervene_files(
     infos = [audio.scan(p) for p in paths]  # a file decoding far short of its header warns (scan)
     if all(spec.span.start_s >= info.duration_s for info in infos):
         raise InterventionError(f"start_s {spec.span.start_s} s is past the end of every input", parameter="start_s")
+    for p, info in zip(paths, infos):  # one input the span misses would be a silent no-op, scored as "no change"
+        if spec.span.start_s >= info.duration_s:
+            span = f"start_s {spec.span.start_s:g} s" + (
+                "" if spec.span.end_s is None else f" to end_s {spec.span.end_s:g} s"
+            )
+            raise InterventionError(
+                f"the span ({span}) lies beyond {p.name}, which is {info.duration_s:.3g} s long: "
+                f"set start_s below {info.duration_s:.3g} s or leave {p.name} out",
+                parameter=("start_s", "end_s"),
+            )
     whole = not model.has_decoder or not is_chunkable(itype)
     for p, info in zip(paths, infos):
         if whole and info.duration_s > chunk_s:
@@ -503,62 +513,64 @@ def intervene_files(
         resolved, [loaded[i][0].shape[-1] for i in sorted(loaded)], [paths[i].name for i in sorted(loaded)]
     )
     prepared = resolved.prepared
-    out = audio.check_writable_dir(out_dir)
-    results = []
-    for i, (p, info, stem) in enumerate(zip(paths, infos, _unique_stems(paths))):
-        if progress:
-            progress(p.name)
-        work = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=out))
-        try:
-            normal_permissions(work, directory=True)
-            title = f"{model.name} {spec.layer} {spec.intervention} alpha={spec.strength.alpha}"
-            if i in loaded:
-                wave, conversion = loaded.pop(i)
-                res = intervene(model, [wave], spec, target_hz, scorers, names=[stem], prepared=prepared)[0]
-                scores, base, patched, record = res.scores, res.baseline, res.patched, res.record
+    with audio.output_dir(out_dir) as out:  # removed again if the run fails or is interrupted before a result
+        results = []
+        for i, (p, info, stem) in enumerate(zip(paths, infos, _unique_stems(paths))):
+            if progress:
+                progress(p.name)
+            work = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=out))
+            try:
+                normal_permissions(work, directory=True)
+                title = f"{model.name} {spec.layer} {spec.intervention} alpha={spec.strength.alpha}"
+                if i in loaded:
+                    wave, conversion = loaded.pop(i)
+                    res = intervene(model, [wave], spec, target_hz, scorers, names=[stem], prepared=prepared)[0]
+                    scores, base, patched, record = res.scores, res.baseline, res.patched, res.record
+                    if model.has_decoder:
+                        acc = SiSdrAccumulator()
+                        acc.add(wave, res.baseline)
+                        record = {**record, "fidelity": fidelity_record(acc, record.get("path"))}
+                    conv = conversion.describe()
+                    if model.has_decoder:
+                        audio.write_wav(work / "baseline.wav", res.baseline, model.sample_rate)
+                        audio.write_wav(work / "patched.wav", res.patched, model.sample_rate)
+                else:
+                    scores, base, patched, record = _process_long(
+                        model, p, spec, target_hz, scorers, work, chunk_s, overlap_s, prepared, info
+                    )
+                    # the same conversion as a short input's, done chunk by chunk (audio.iter_chunks)
+                    conversion = audio.Conversion(info.sample_rate, info.channels, model.sample_rate, model.channels)
+                    conv = (
+                        f"{conversion.describe()}; streamed in {record['chunks']} chunks of {record['chunk_s']:g} s "
+                        f"overlapping {record['overlap_s']:g} s"
+                    )
+                if notify and conv and (not conv.startswith("no conversion") or "streamed" in conv):
+                    notify(f"{p.name}: {conv}")
                 if model.has_decoder:
-                    acc = SiSdrAccumulator()
-                    acc.add(wave, res.baseline)
-                    record = {**record, "fidelity": fidelity_record(acc, record.get("path"))}
-                conv = conversion.describe()
-                if model.has_decoder:
-                    audio.write_wav(work / "baseline.wav", res.baseline, model.sample_rate)
-                    audio.write_wav(work / "patched.wav", res.patched, model.sample_rate)
-            else:
-                scores, base, patched, record = _process_long(
-                    model, p, spec, target_hz, scorers, work, chunk_s, overlap_s, prepared, info
-                )
-                # the same conversion as a short input's, done chunk by chunk (audio.iter_chunks)
-                conversion = audio.Conversion(info.sample_rate, info.channels, model.sample_rate, model.channels)
-                conv = (
-                    f"{conversion.describe()}; streamed in {record['chunks']} chunks of {record['chunk_s']:g} s "
-                    f"overlapping {record['overlap_s']:g} s"
-                )
-            if notify and conv and (not conv.startswith("no conversion") or "streamed" in conv):
-                notify(f"{p.name}: {conv}")
-            if model.has_decoder:
-                spectrogram_figure(base, patched, model.sample_rate, work / "spectrogram.png", target_hz, title=title)
-            elif "classification" in scores:
-                class_figure(scores["classification"], work / "probabilities.png", title=title)
-            else:  # an output space of its own (e.g. pitch salience [bins, frames]): keep both arrays
-                np.save(work / "baseline.npy", np.asarray(base, dtype=np.float32))
-                np.save(work / "patched.npy", np.asarray(patched, dtype=np.float32))
-            check = record.get("output_check")
-            if notify and check and check["flags"]:
-                notify(f"warning: {p.name}: {check['message']}")
-            doc = {
-                "input": {**info.to_dict(), "path": str(p.resolve()), "conversion": conv},
-                **record,
-                "scores": scores,
-                "provenance": provenance.record(inputs=[p], started=started, device=model),
-            }
-            atomic_write_json(doc, work / "scores.json")
-            final = out / stem
-            if final.exists():
-                shutil.rmtree(final)
-            work.rename(final)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        results.append(doc)
+                    spectrogram_figure(
+                        base, patched, model.sample_rate, work / "spectrogram.png", target_hz, title=title
+                    )
+                elif "classification" in scores:
+                    class_figure(scores["classification"], work / "probabilities.png", title=title)
+                else:  # an output space of its own (e.g. pitch salience [bins, frames]): keep both arrays
+                    np.save(work / "baseline.npy", np.asarray(base, dtype=np.float32))
+                    np.save(work / "patched.npy", np.asarray(patched, dtype=np.float32))
+                check = record.get("output_check")
+                if notify and check and check["flags"]:
+                    notify(f"warning: {p.name}: {check['message']}")
+                doc = {
+                    "input": {**info.to_dict(), "path": str(p.resolve()), "conversion": conv},
+                    **record,
+                    "scores": scores,
+                    "provenance": provenance.record(inputs=[p], started=started, device=model),
+                }
+                atomic_write_json(doc, work / "scores.json")
+                final = out / stem
+                if final.exists():
+                    shutil.rmtree(final)
+                work.rename(final)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            results.append(doc)
     return results

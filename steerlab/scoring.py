@@ -229,10 +229,15 @@ def log_spectral_distance(pa: np.ndarray, pb: np.ndarray, floor: float, mask: np
     return float(np.sqrt(np.mean(diff**2)))
 
 
-def _share(p: np.ndarray, mask: np.ndarray) -> float:
-    """Fraction of the total of ``p`` inside ``mask``; 0 for an all-zero spectrum."""
+#: why a share of the change (a concentration) is None: there is no change to share out
+NO_CHANGE = "the patched output equals the baseline exactly: a change of nothing has no concentration"
+
+
+def _share(p: np.ndarray, mask: np.ndarray) -> float | None:
+    """Fraction of the total of ``p`` inside ``mask``; None for an all-zero spectrum (0/0: the
+    caller gives :data:`NO_CHANGE` as the reason)."""
     total = float(p.sum())
-    return float(p[mask].sum() / total) if total > 0 else 0.0
+    return float(p[mask].sum() / total) if total > 0 else None
 
 
 def _ratio_db(num: float, den: float, floor: float) -> float:
@@ -362,21 +367,25 @@ def _unresolved_target(f: float, freqs: np.ndarray, config: ScoreConfig, reason:
 
 def _target_scores(
     f: float, freqs: np.ndarray, pb: np.ndarray, pp: np.ndarray, pc: np.ndarray, config: ScoreConfig
-) -> dict[str, float]:
+) -> dict[str, Any]:
     mask = band_mask(freqs, f, config.band_hz)
     guarded = band_mask(freqs, f, config.band_hz + 2 * config.guard_hz)
     floor = config.floor_power
     eb, ep = float(pb[mask].sum()), float(pp[mask].sum())
-    return {
+    concentration = _share(pc, mask)
+    out: dict[str, Any] = {
         "target_hz": f,
         "band_lo_hz": float(freqs[mask].min()),
         "band_hi_hz": float(freqs[mask].max()),
         "baseline_band_energy": eb,
         "patched_band_energy": ep,
         "gain_db": _ratio_db(ep, eb, floor),
-        "concentration": _share(pc, mask),
+        "concentration": concentration,
         "offband_lsd_db": offband_distance(pp, pb, ~guarded, config),
     }
+    if concentration is None:
+        out["concentration_reason"] = NO_CHANGE
+    return out
 
 
 def score(
@@ -410,12 +419,14 @@ def score(
           units: a sinusoid of amplitude a gives a**2/2);
         gain_db: 10*log10(patched / baseline band energy), both floored at floor_db;
         concentration: share in [0, 1] of the power spectrum of the change (patched - baseline)
-          inside the band; 0 when nothing changed;
+          inside the band; None when nothing changed (patched == baseline exactly: 0/0), with
+          ``concentration_reason`` beside it;
         offband_lsd_db: log-spectral distance between patched and baseline outside this band
           and its guard (guard_hz either side), over the bins where the baseline is within
           range_db of its peak (0 when the baseline holds nothing off-band).
       concentration: share of the change's power inside the union of all target bands; None
-        without targets (there is no band for the change to concentrate in).
+        without targets (there is no band for the change to concentrate in) or when nothing
+        changed.
       offband_lsd_db: the same outside the union of all bands widened by guard_hz; None without
         targets (it would be lsd_db again).
       lsd_db: log-spectral distance over all bins: RMS over bins of the dB difference, in dB,
@@ -469,8 +480,9 @@ def score(
     )
     no_spec = res["spectrum_reason"]
     no_mr = res["mrstft_reason"] or (None if multires else "not computed (multires=False)")
+    no_change = None if np.any(pc) else NO_CHANGE
     overall: dict[str, tuple[str | None, Any]] = {
-        "concentration": (no_band, lambda: _share(pc, union)),
+        "concentration": (no_band or no_change, lambda: _share(pc, union)),
         "offband_lsd_db": (no_band, lambda: offband_distance(pp, pb, ~guarded, config)),
         "lsd_db": (no_spec, lambda: log_spectral_distance(pp, pb, config.distance_floor(pp, pb))),
         "mrstft": (no_mr, lambda: mrstft(b, p)),
@@ -631,8 +643,8 @@ def score_note(
 
     Returns a JSON-serialisable dict:
       gain_db: 10 log10(patched / baseline energy in the held bands), both floored at floor_db;
-      concentration: share of the change's (patched - baseline) power in the held bands, 0 when
-        nothing changed;
+      concentration: share of the change's (patched - baseline) power in the held bands; None when
+        nothing changed, with ``concentration_reason`` beside it;
       offband_lsd_db: :func:`offband_distance` outside every band of the note and its guard (bins where
         the baseline is within range_db of its peak);
       baseline_band_energy, patched_band_energy (mean-square units), ``note``
@@ -664,6 +676,8 @@ def score_note(
             "concentration": _share(pc, note.held),
             "offband_lsd_db": offband_distance(pp, pb, ~(note.bands | note.guard), config),
         }
+        if out["concentration"] is None:
+            out["concentration_reason"] = NO_CHANGE
     change_rms, baseline_rms = _rms(p - b), _rms(b)
     amp_floor = 10.0 ** (config.floor_db / 20.0)
     return {

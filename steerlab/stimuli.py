@@ -727,14 +727,14 @@ def write_set(
     lists files that exist. Duplicate specs are written once. Rendering is a pure
     function of the spec, so writing the same specs twice gives identical bytes.
     """
-    from steerlab.audio import check_writable_dir
+    from steerlab.audio import output_dir
 
-    out = check_writable_dir(out_dir)
-    try:
-        return _write_set(specs, out, progress)
-    except OSError as exc:
-        reason = " ".join((exc.strerror or str(exc)).split())
-        raise OutputError(f"cannot write stimuli to {out}: {reason}; choose a writable output directory") from exc
+    with output_dir(out_dir) as out:  # a new folder is removed again if interrupted before its first file
+        try:
+            return _write_set(specs, out, progress)
+        except OSError as exc:
+            reason = " ".join((exc.strerror or str(exc)).split())
+            raise OutputError(f"cannot write stimuli to {out}: {reason}; choose a writable output directory") from exc
 
 
 def _write_set(specs: Iterable[StimulusSpec], out: Path, progress: Callable[[StimulusSpec], None] | None) -> Path:

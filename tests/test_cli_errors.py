@@ -36,6 +36,8 @@ def inputs(tmp_path):
     t = np.arange(N) / SR
     sf.write(d / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR, subtype="FLOAT")
     sf.write(d / "silent.wav", np.zeros(N, np.float32), SR, subtype="FLOAT")
+    long = np.arange(4 * N) / SR  # 1 s
+    sf.write(d / "long.wav", (0.3 * np.sin(2 * np.pi * 440 * long)).astype(np.float32), SR, subtype="FLOAT")
     sf.write(d / "empty.wav", np.zeros((0, 1), np.float32), SR, subtype="FLOAT")
     nan = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     nan[[10, 5000]] = np.nan
@@ -126,6 +128,10 @@ CASES = {
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "3"],
         ["past the end of every input"],
     ),
+    "span-misses-one-input": (  # silently a no-op on tone.wav, scored as "no change"
+        ["in/long.wav", "in/tone.wav", "-l", "first_conv", "-c", "0", "--start", "0.5", "--end", "0.8"],
+        ["the span (--start 0.5 s to --end 0.8 s) lies beyond tone.wav, which is 0.25 s long", "set --start below"],
+    ),
     "target-above-nyquist": (
         ["in/tone.wav", "-l", "first_conv", "-c", "0", "-t", "13000"],
         ["--target-hz 13000.0 is outside (0, 12000) Hz"],
@@ -203,10 +209,33 @@ def test_scorer_failing_mid_run_leaves_no_partial_folder(cli, inputs, tmp_path):
             out,
             "plugin 'broken_scorer' failed in scorer 'exploding': ZeroDivisionError: scorer bug",
         )
-        assert out.is_dir() and list(out.iterdir()) == []  # the hidden .tone.* work folder is gone too
+        assert not out.exists()  # the hidden .tone.* work folder is gone, and so is the folder the run made
     finally:
         plugins.unregister(broken)
         plugins.reset()
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_leaves_no_new_output_folder(cli, inputs, tmp_path, monkeypatch, signal_name):
+    """Ctrl-C (KeyboardInterrupt) or kill (Terminated) while the first input is patched: the
+    output folder (and its missing parents) that the run created are gone, not left empty."""
+    import signal
+
+    from steerlab import runner
+    from steerlab.cli import Terminated
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt if signal_name == "SIGINT" else Terminated(signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "intervene", interrupted)
+    out = tmp_path / "new" / "out"
+    result = _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], out)
+    assert result.exit_code == (130 if signal_name == "SIGINT" else 143), result.output
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"  # a folder that existed before the run is left as it was
+    kept.mkdir()
+    _intervene(cli, [inputs / "tone.wav", "-l", "first_conv", "-c", "0"], kept)
+    assert kept.is_dir() and list(kept.iterdir()) == []
 
 
 def _strict_json(text: str):
@@ -403,6 +432,37 @@ SWEEP = {
     "train-tokenlm-steps": (["train", "tokenlm", "-o", "{tmp}/o", "--steps", "0"], "steps must be positive"),
     "eval-codec-clips": (["eval", "codec", "--clips", "0"], "--clips"),
     "eval-samplecnn-clips": (["eval", "samplecnn", "--clips", "0"], "must be positive"),
+    # a library parameter is named by the flag that sets it, whatever the command calls it (cli/errors.py)
+    "survey-bad-data": (  # survey has no --skip-bad-files: the remedy it cannot take is left out
+        ["survey", "--quick", "--data", "{inp}/corrupt.wav", "-o", "{tmp}/o"],
+        "Format not recognised; supported formats: WAV, FLAC, OGG, MP3); fix or remove them",
+    ),
+    "mean-ablate-reference": (
+        ["intervene", "{tone}", "-l", "first_conv", "-c", "0", "-i", "mean-ablate", "--reference", "nosuch"]
+        + ["-o", "{tmp}/o"],
+        "Error: --reference nosuch: no such file or folder",
+    ),
+    "patch-short-source": (
+        ["intervene", "{inp}/long.wav", "-l", "first_conv", "-i", "patch", "--source", "{tone}", "-o", "{tmp}/o"],
+        "end the span earlier (--end)",
+    ),
+    "synth-seconds-0": (["synth", "{tmp}/x.wav", "--seconds", "0"], "Error: --seconds must be positive, got 0.0"),
+    "corpus-clips-seconds-0": (
+        ["corpus", "clips", "{tone}", "-o", "{tmp}/o", "--seconds", "0"],
+        "Error: --seconds must be positive, got 0.0",
+    ),
+    "corpus-render-count-0": (
+        ["corpus", "render", "-n", "0", "-o", "{tmp}/o"],
+        "Error: --count must be above 0, got 0",
+    ),
+    "sweep-size-not-integer": (
+        ["learn", "sweep", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--size", "16,x"],
+        "Error: --size 'x' is not an integer",
+    ),
+    "sweep-k-above-size": (  # the layer's alias (first_conv) is also checked under its own name
+        ["learn", "sweep", "-l", "first_conv", "--data", "synth:1", "-o", "{tmp}/o", "--k", "9", "--size", "8"],
+        "Error: --k (9) must be <= --size (8)",
+    ),
     "unknown-command": (["bogus"], "No such command 'bogus'"),
     "unknown-root-option": (["--bogus"], "No such option '--bogus'"),
 }
@@ -413,12 +473,13 @@ def test_every_invalid_option_is_one_line_and_exit_1(cli, inputs, tmp_path, case
     args, fragment = SWEEP[case]
     work = tmp_path / "work"
     work.mkdir()
-    args = [a.format(tmp=work, tone=inputs / "tone.wav") for a in args]
+    args = [a.format(tmp=work, tone=inputs / "tone.wav", inp=inputs) for a in args]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit)
     line = _assert_one_error(result.output, fragment)
     assert result.output.splitlines() == [line], result.output  # no usage block, no progress
+    assert "skip_bad_files" not in line  # a library parameter, never a flag
     assert list(work.iterdir()) == []
 
 

@@ -226,7 +226,11 @@ def test_folder_of_another_configuration_is_refused(tiny_run):
     _, outcome, _ = tiny_run
     before = (outcome.folder / "results.jsonl").read_bytes()
     res = CliRunner().invoke(cli_module.get_cli(), ["partials", "--quick", "-o", str(outcome.folder)])
-    assert res.exit_code == 1 and "another configuration" in res.output
+    assert res.exit_code == 1, res.output
+    # the settings that differ, by name, not the configuration hashes (as steerability's message)
+    assert "holds a steerlab partials run of other settings: " in res.output
+    assert "quick False (this run: True)" in res.output and "[grid] targets_hz" in res.output
+    assert "hash" not in res.output and len(res.output.strip().splitlines()) == 1
     assert (outcome.folder / "results.jsonl").read_bytes() == before
 
 

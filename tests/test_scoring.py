@@ -132,7 +132,10 @@ def test_small_change_has_high_snr_and_identical_decodes_score_zero():
     same = score(base, base.copy(), SR, [200.0])
     assert same["lsd_db"] == same["mrstft"] == same["change_rms"] == 0.0
     assert same["targets"][0]["gain_db"] == 0.0
-    assert same["targets"][0]["concentration"] == 0.0
+    # a change of nothing has no concentration (0/0): null with the reason, never 0.0
+    assert same["targets"][0]["concentration"] is None and same["concentration"] is None
+    assert "equals the baseline exactly" in same["targets"][0]["concentration_reason"]
+    assert same["concentration_reason"] == same["targets"][0]["concentration_reason"]
 
 
 # --- global shape descriptors --------------------------------------------------------------
@@ -165,7 +168,7 @@ def test_silence_gives_finite_neutral_scores():
     assert_finite_json(result)
     for target in result["targets"]:
         assert target["gain_db"] == 0.0
-        assert target["concentration"] == 0.0
+        assert target["concentration"] is None and target["concentration_reason"]
         assert target["offband_lsd_db"] == 0.0
     for key in (
         "lsd_db",
@@ -177,9 +180,9 @@ def test_silence_gives_finite_neutral_scores():
         "change_rms",
         "baseline_rms",
         "snr_change_db",
-        "concentration",
     ):
         assert result[key] == 0.0, key
+    assert result["concentration"] is None and result["concentration_reason"]
 
 
 def test_tone_out_of_silence_is_finite_and_clamped_at_the_floor():

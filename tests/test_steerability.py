@@ -259,7 +259,7 @@ def test_a_folder_of_another_concept_set_is_refused_before_anything_is_written(t
     first run's bytes and no concept folder is added. A folder written before battery.json
     existed is judged by its steerability.json."""
     from steerlab.battery.run import BATTERY_FILE, _settings, check_folder, run_battery
-    from steerlab.errors import PlanError
+    from steerlab.errors import PlanError, SteerlabError
     from steerlab.partials import build
 
     out, _ = tiny_battery
@@ -275,6 +275,9 @@ def test_a_folder_of_another_concept_set_is_refused_before_anything_is_written(t
             run_battery(["onset"], "toy_battery_codec", out, True, config_file=cfg)
         with pytest.raises(PlanError, match=r"quick True \(this run: False\)"):
             run_battery(["onset", "note"], "toy_battery_codec", out, False, config_file=cfg)
+        # every argument is checked before the folder: a mistyped layer is named as one, not as a setting
+        with pytest.raises(SteerlabError, match=r"unknown layer 'nosuch'"):
+            run_battery(["onset", "note"], "toy_battery_codec", out, True, ["nosuch"], config_file=cfg)
     finally:
         plugins.unregister(toy)
     assert {f: (out / f).read_bytes() for f in files} == before

@@ -285,12 +285,13 @@ def _prepare_all(
     device: Any,
     folder: Path,
 ) -> dict[str, Any]:
-    """Plan every concept's variant (its layers, dictionaries and pairs) and check its folder, by
-    the folder's name, before ``battery.json`` or any concept's folder is written: a mistyped
-    layer or dictionary, a layer a concept cannot use or a concept folder of another configuration
-    raises here, so a corrected rerun starts clean. The dictionaries are resolved against the
-    measured model for a delegating concept too (it plans its own layers when it runs)."""
-    from steerlab.battery.runner import _check_folder, prepare
+    """Plan every concept's variant (its layers, dictionaries and pairs), keyed by its folder's
+    name, before ``battery.json`` or any concept's folder is written, and before any folder is
+    read: a mistyped layer or dictionary or a layer a concept cannot use raises here, as what it
+    is, even when ``-o`` names a run of other settings (:func:`_check_folders` then checks the
+    folders). The dictionaries are resolved against the measured model for a delegating concept
+    too (it plans its own layers when it runs)."""
+    from steerlab.battery.runner import prepare
 
     out: dict[str, Any] = {}
     for concept in chosen:
@@ -299,7 +300,6 @@ def _prepare_all(
         for variant in own[concept.name]:
             sub = folder / variant_folder(concept.name, variant)
             out[sub.name] = prepare(concept, cfg, cfg.run.model, quick, layers, dictionaries, device, variant)
-            _check_folder(sub, out[sub.name][1])
     if dictionaries and any(c.delegate is not None for c in chosen):
         from steerlab import api
         from steerlab.errors import DictionaryError, PlanError
@@ -311,6 +311,16 @@ def _prepare_all(
             except DictionaryError as exc:
                 raise PlanError(str(exc)) from None
     return out
+
+
+def _check_folders(folder: Path, settings: dict[str, Any], prepared: dict[str, Any]) -> None:
+    """The battery's folder (:func:`check_folder`), then each planned concept folder by its own hash:
+    a concept folder of another configuration raises here, so a corrected rerun starts clean."""
+    from steerlab.battery.runner import _check_folder
+
+    check_folder(folder, settings)
+    for name, plan in prepared.items():
+        _check_folder(folder / name, plan[1])
 
 
 def _accepts_executor(delegate: Callable[..., Any]) -> bool:
@@ -368,8 +378,8 @@ def _run_battery(
     settings = _settings(
         [c.name for c in chosen], cfg.run.model or default_model_name(), quick, layers, dictionaries, stimuli, cfg
     )
-    check_folder(folder, settings)
-    prepared = _prepare_all(chosen, own, cfg, quick, layers, dictionaries, device, folder)
+    prepared = _prepare_all(chosen, own, cfg, quick, layers, dictionaries, device, folder)  # arguments first
+    _check_folders(folder, settings, prepared)
     if not (folder / BATTERY_FILE).is_file():
         _write_settings(folder, settings)
     else:  # a rerun: what a killed atomic write left in the battery's folders (its concepts' too)

@@ -22,11 +22,20 @@ import click
 
 from steerlab.errors import SteerlabError, first_line
 
-#: library parameter -> the click parameter name of the option that sets it, where they differ
-ALIASES: dict[str, str] = {
-    "specs": "data",  # steerlab.capture.Corpus(specs) is --data
+#: library parameter -> the click parameter name(s) of the option that sets it, where they differ
+#: (the first the command has wins)
+ALIASES: dict[str, str | tuple[str, ...]] = {
+    "specs": ("data", "reference"),  # steerlab.capture.Corpus(specs) is --data; mean-ablate's is --reference
     "folder": "data",  # eval codec passes each --data to folder_windows(folder)
     "model": "model_name",  # -m/--model sets model_name (steerlab.cli.options.model_option)
+    "k": "ks",  # learn sweep's --k (repeatable) sets each SAEConfig(k)
+    "size": "sizes",  # learn sweep's --size (repeatable) sets each SAEConfig(size)
+}
+
+#: library parameter -> the clause by which a message offers it as a remedy; a command with no flag
+#: for it drops the clause (survey reads --data without --skip-bad-files: "fix or remove them" stands)
+REMEDIES: dict[str, str] = {
+    "skip_bad_files": ", or pass skip_bad_files to skip them",
 }
 
 #: (library parameter, value) -> the click parameter name of the option that chooses that value,
@@ -42,18 +51,20 @@ def flag_for(parameter: str, command: click.Command | None) -> str | None:
     """The long flag (``--chunk-s``) of ``command``'s option that sets ``parameter``, or None."""
     if command is None:
         return None
-    name = ALIASES.get(parameter, parameter)
-    for param in command.params:
-        if isinstance(param, click.Option) and param.name == name:
-            longs = [o for o in param.opts if o.startswith("--")]
-            return max(longs, key=len) if longs else max(param.opts, key=len)
+    alias = ALIASES.get(parameter, ())
+    for name in (parameter, *((alias,) if isinstance(alias, str) else alias)):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name == name:
+                longs = [o for o in param.opts if o.startswith("--")]
+                return max(longs, key=len) if longs else max(param.opts, key=len)
     return None
 
 
 def render(exc: SteerlabError, command: click.Command | None) -> str:
     """The first line of ``exc`` with each parameter it carries that ``command`` has a flag for
     replaced by the flag (whole words only: ``k`` never touches ``kind``), and each
-    ``parameter='value'`` of :data:`CHOICES` by the flag that chooses the value."""
+    ``parameter='value'`` of :data:`CHOICES` by the flag that chooses the value; a remedy of
+    :data:`REMEDIES` the command has no flag for is left out."""
     line = first_line(exc)
     parameters = getattr(exc, "parameters", ())
     for (parameter, value), name in CHOICES.items():
@@ -62,6 +73,8 @@ def render(exc: SteerlabError, command: click.Command | None) -> str:
             line = line.replace(f"{parameter}={value!r}", flag)
     for parameter in parameters:
         flag = flag_for(parameter, command)
+        if flag is None and parameter in REMEDIES:
+            line = line.replace(REMEDIES[parameter], "")
         if flag is not None:
             line = re.sub(rf"(?<![\w.\-]){re.escape(parameter)}(?![\w\-]|\.\w)", flag, line)
     return line

@@ -443,8 +443,9 @@ def _budget(cache_gb: float) -> int:
     return int(cache_gb * 2**30)
 
 
-def _many(values: tuple[str, ...], convert: type = str) -> tuple:
-    """Repeatable and comma-separated values (``-l a,b -l c``), in order, duplicates kept for the grid to drop."""
+def _many(values: tuple[str, ...], convert: type = str, name: str = "") -> tuple:
+    """Repeatable and comma-separated values (``-l a,b -l c``), in order, duplicates kept for the grid to drop;
+    ``name``: the click parameter, which a value that does not convert names."""
     from steerlab.errors import ConfigError
 
     out = []
@@ -454,7 +455,7 @@ def _many(values: tuple[str, ...], convert: type = str) -> tuple:
                 try:
                     out.append(convert(part))
                 except ValueError:
-                    raise ConfigError(f"{part!r} is not an integer") from None
+                    raise ConfigError(f"{name} {part!r} is not an integer".lstrip(), parameter=name or None) from None
     return tuple(out)
 
 
@@ -557,9 +558,14 @@ def sweep(
     refuse_unused_options(_many(architectures), {"--k": "ks", "--l1": "l1", "--l0": "l0"})
     setup_compute(device, threads)
     model = api.load_model(model_name, checkpoint, device=device)
-    infos = {name: api.layers(model).get(name) for name in _many(layers)}  # unknown layers fail here
+    # unknown layers fail here; keyed by the layer's own name, as the grid's items are (an alias is not)
+    infos = {i.name: i for i in (api.layers(model).get(name) for name in _many(layers))}
     items = grid(
-        [i.name for i in infos.values()], _many(architectures), _many(sizes, int), _many(ks, int), _many(seeds, int)
+        [i.name for i in infos.values()],
+        _many(architectures),
+        _many(sizes, int, "sizes"),
+        _many(ks, int, "ks"),
+        _many(seeds, int, "seeds"),
     )
     spec = SweepSpec(
         model.name,

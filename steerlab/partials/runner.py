@@ -82,7 +82,12 @@ def _run_schema() -> dict[str, Any]:
 RUN_SCHEMA = _run_schema()  # the keys of run.json a resume and the report read
 
 
-def _check_folder(folder: Path, config_hash: str) -> None:
+def _check_folder(
+    folder: Path, config_hash: str, differences: Callable[[dict[str, Any]], list[str]] | None = None
+) -> None:
+    """Refuse ``folder`` unless it is new, empty or a run of this ``config_hash`` (resumed);
+    ``differences``: from the held ``run.json``, the settings that differ, which the message names
+    (as steerability's does) instead of the bare hashes."""
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output {folder} exists and is not a folder; choose a new folder name")
     if folder.is_dir() and any(folder.iterdir()):
@@ -93,10 +98,62 @@ def _check_folder(folder: Path, config_hash: str) -> None:
 
         doc = schema.read_json(run_file, RUN_SCHEMA, PlanError, format=FORMAT, what="steerlab partials run")
         if doc.get("config_hash") != config_hash:
+            diffs = differences(doc) if differences is not None else []
+            if diffs:
+                shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+                raise PlanError(
+                    f"{folder} holds a steerlab partials run of other settings: {shown}; use a new output "
+                    "folder, or rerun with that run's arguments to resume it"
+                )
             raise PlanError(
                 f"{folder} holds a run of another configuration (hash {doc.get('config_hash')}, "
                 f"this run {config_hash}); use a new output folder or the same arguments"
             )
+
+
+def _run_differences(
+    cfg: PartialsConfig, quick: bool, plans: Sequence[Any], dictionaries: Sequence[str | Path], weights: dict
+) -> Callable[[dict[str, Any]], list[str]]:
+    """What :func:`_check_folder` names: each setting of this run that differs from a held ``run.json``,
+    as ``name held (this run: value)`` (quick, layers, dictionaries, weights) or ``[section] key`` (the
+    configuration's measured settings)."""
+
+    def show(v: Any) -> str:
+        return (",".join(map(str, v)) or "-") if isinstance(v, list) else str(v)
+
+    def differences(doc: dict[str, Any]) -> list[str]:
+        held_layers = {
+            m.get("name"): [layer.get("name") for layer in m.get("layers", [])] for m in doc.get("models", [])
+        }
+        main = plans[0].model.name if plans else None
+        out = [  # the main model's layers; a control model's, by its name
+            f"layers{'' if m == main else f' of {m}'} {show(held_layers.get(m, []))} (this run: {show(names)})"
+            for m, names in ((p.model.name, [layer.name for layer in p.layers]) for p in plans)
+            if held_layers.get(m) != names
+        ]
+        if doc.get("quick") != quick:
+            out.append(f"quick {doc.get('quick')} (this run: {quick})")
+        held_dicts = sorted(map(str, (doc.get("dictionaries") or {}).values()))
+        if held_dicts != sorted(map(str, dictionaries)):
+            out.append(f"dictionaries {show(held_dicts)} (this run: {show(sorted(map(str, dictionaries)))})")
+        held_weights = doc.get("weights_sha256") or {}
+        out += [  # a model both runs measure, with other weights
+            f"weights of {m} {held_weights[m][:12]} (this run: {w[:12]})"
+            for m, w in weights.items()
+            if isinstance(held_weights.get(m), str) and isinstance(w, str) and held_weights[m] != w
+        ]
+        measured = json.loads(json.dumps(cfg.measurement_dict()))
+        held_cfg = doc.get("config") or {}
+        for section, values in measured.items():
+            old = held_cfg.get(section, {})
+            out += [
+                f"[{section}] {k}"
+                for k, v in values.items()
+                if old.get(k) != v and (section, k) != ("grid", "layers")  # named above, as the layers swept
+            ]
+        return out
+
+    return differences
 
 
 def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set[str]) -> dict[str, Any]:
@@ -469,7 +526,7 @@ def _run_partials(
     started = time.time()
     plans, dicts, context, config_hash, status = prepare(cfg, quick, dictionaries, notify, device)
     folder = Path(out_dir)
-    _check_folder(folder, config_hash)
+    _check_folder(folder, config_hash, _run_differences(cfg, quick, plans, dictionaries, context["weights"]))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "examples").mkdir(exist_ok=True)
