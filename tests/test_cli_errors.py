@@ -446,7 +446,10 @@ SWEEP = {
         ["intervene", "{inp}/long.wav", "-l", "first_conv", "-i", "patch", "--source", "{tone}", "-o", "{tmp}/o"],
         "end the span earlier (--end)",
     ),
-    "synth-seconds-0": (["synth", "{tmp}/x.wav", "--seconds", "0"], "Error: --seconds must be a finite number > 0 (s), got 0.0"),
+    "synth-seconds-0": (
+        ["synth", "{tmp}/x.wav", "--seconds", "0"],
+        "Error: --seconds must be a finite number > 0 (s), got 0.0",
+    ),
     "corpus-clips-seconds-0": (
         ["corpus", "clips", "{tone}", "-o", "{tmp}/o", "--seconds", "0"],
         "Error: --seconds must be positive, got 0.0",
