@@ -351,7 +351,8 @@ def score_output(
     first scorer its plugin registers for its ``output_kind`` (:func:`steerlab.outputs.output_scorers`;
     for a pitch salience ``[bins, frames]``: gain at the target's bins in dB, concentration of
     the salience change there, and the salience off-band distance ``offband_db``, see
-    docs/partials.md). Returns ``output_kind``, ``gain_db``, ``concentration``, ``offband_db``
+    docs/partials.md). Returns ``output_kind``, ``gain_db``, ``concentration`` (and
+    ``concentration_reason``: None, or why it is None), ``offband_db``
     (the value the off-band rule reads), ``offband_lsd_db`` (None off audio), ``baseline_band``,
     ``patched_band``, ``lsd_db``, ``snr_change_db`` and ``scoring`` (the scorer's settings).
     Raises ``SteerlabError`` (from the scorer) on outputs of the wrong shape."""
@@ -367,6 +368,7 @@ def score_output(
                 "output_kind": "audio",
                 "gain_db": s["gain_db"],
                 "concentration": s["concentration"],
+                "concentration_reason": s.get("concentration_reason"),
                 "offband_db": s["offband_lsd_db"],
                 "offband_lsd_db": s["offband_lsd_db"],
                 "baseline_band": s["baseline_band_energy"],
@@ -382,6 +384,7 @@ def score_output(
             "output_kind": "audio",
             "gain_db": t["gain_db"],
             "concentration": t["concentration"],
+            "concentration_reason": t.get("concentration_reason"),
             "offband_db": t["offband_lsd_db"],
             "baseline_band": t["baseline_band_energy"],
             "patched_band": t["patched_band_energy"],
@@ -398,6 +401,7 @@ def score_output(
         "output_kind": getattr(model, "output_kind", None),
         "gain_db": t.get("gain_db"),
         "concentration": t.get("concentration"),
+        "concentration_reason": None,  # an unresolved target's reason is the scoring's ("reason")
         "offband_db": t.get("offband_db"),
         "offband_lsd_db": None,
         "baseline_band": t.get("baseline_band_salience"),
@@ -476,6 +480,8 @@ def make_row(
         "output_kind": t["output_kind"],
         "gain_db": t["gain_db"],
         "concentration": t["concentration"],
+        # a null concentration says why (a change of nothing); rows with a number carry no such key
+        **({"concentration_reason": t["concentration_reason"]} if t.get("concentration_reason") else {}),
         "offband_lsd_db": t["offband_lsd_db"],
         "offband_db": t["offband_db"],
         "baseline_band_energy": t["baseline_band"],
