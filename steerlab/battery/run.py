@@ -151,9 +151,10 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         if key in old and a != b:
             show = (lambda v: ",".join(v) or "-") if isinstance(b, list) else str
             out.append(f"{key} {show(a)} (this run: {show(b)})")
-    for section, values in new.get("config", {}).items():
-        held = old.get("config", {}).get(section, {})
-        out += [f"[{section}] {k}" for k, v in values.items() if "config" in old and held.get(k) != v]
+    if "config" in old:
+        from steerlab.partials.runner import config_differences
+
+        out += config_differences(old["config"], new.get("config", {}))
     return out
 
 
@@ -191,11 +192,9 @@ def check_folder(folder: Path, settings: dict[str, Any]) -> None:
         raise PlanError(f"{folder} holds an unreadable steerability run ({exc}); use a new output folder") from None
     diffs = _differences(held, settings)
     if diffs:
-        shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-        raise PlanError(
-            f"{folder} holds a steerability run of other settings: {shown}; use a new output "
-            "folder, or rerun with that run's arguments to resume it"
-        )
+        from steerlab.partials.runner import other_settings
+
+        raise other_settings(folder, "steerability", diffs)
 
 
 def variants_of(stimuli: str) -> tuple[str, ...]:

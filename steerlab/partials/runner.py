@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,11 +100,7 @@ def _check_folder(
         if doc.get("config_hash") != config_hash:
             diffs = differences(doc) if differences is not None else []
             if diffs:
-                shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
-                raise PlanError(
-                    f"{folder} holds a steerlab partials run of other settings: {shown}; use a new output "
-                    "folder, or rerun with that run's arguments to resume it"
-                )
+                raise other_settings(folder, "steerlab partials", diffs)
             raise PlanError(
                 f"{folder} holds a run of another configuration (hash {doc.get('config_hash')}, "
                 f"this run {config_hash}); use a new output folder or the same arguments"
@@ -143,17 +139,33 @@ def _run_differences(
             if isinstance(held_weights.get(m), str) and isinstance(w, str) and held_weights[m] != w
         ]
         measured = json.loads(json.dumps(cfg.measurement_dict()))
-        held_cfg = doc.get("config") or {}
-        for section, values in measured.items():
-            old = held_cfg.get(section, {})
-            out += [
-                f"[{section}] {k}"
-                for k, v in values.items()
-                if old.get(k) != v and (section, k) != ("grid", "layers")  # named above, as the layers swept
-            ]
-        return out
+        # [grid] layers is named above, as the layers swept
+        return out + config_differences(doc.get("config") or {}, measured, skip={("grid", "layers")})
 
     return differences
+
+
+def config_differences(
+    held: dict[str, Any], now: dict[str, dict[str, Any]], skip: Collection[tuple[str, str]] = ()
+) -> list[str]:
+    """``[section] key`` for each setting of configuration ``now`` (section -> key -> value, as
+    JSON reads it back) that the held run's configuration ``held`` records otherwise, except ``skip``."""
+    return [
+        f"[{section}] {k}"
+        for section, values in now.items()
+        for k, v in values.items()
+        if held.get(section, {}).get(k) != v and (section, k) not in skip
+    ]
+
+
+def other_settings(folder: Path, what: str, diffs: Sequence[str]) -> PlanError:
+    """The one-line refusal of a run ``folder`` holding a ``what`` run of other settings: the first
+    six of ``diffs`` (each ``name held (this run: value)`` or ``[section] key``) and how many more."""
+    shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+    return PlanError(
+        f"{folder} holds a {what} run of other settings: {shown}; use a new output folder, or rerun with "
+        "that run's arguments to resume it"
+    )
 
 
 def _load_dictionaries(specs: Sequence[str | Path], model: Any, layer_names: set[str]) -> dict[str, Any]:
