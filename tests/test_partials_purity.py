@@ -79,13 +79,11 @@ def test_the_recipes_sae_feature_fails_removal_where_the_difference_of_means_pas
     try:
         x, r = purity.recipe_frames(cfg, fb_plan)
         pairs = purity.training_pairs(fb_plan, cfg.run.max_batch)
-        chosen = {
-            seed: purity.chosen_rows(sae, layer.name, pairs)
-            for _, seed, sae, _ in purity.recipe_saes(x, r, [3000], [0, 1, 2])
-        }
+        saes = {seed: sae for _, seed, sae, _ in purity.recipe_saes(x, r, [3000], [0, 1, 2])}
     finally:
         torch.set_num_threads(before)
-    assert purity.frames_sha256(x).startswith("deddfe7906c72f13") and len(x) == 16287
+    chosen = {seed: purity.chosen_rows(sae, layer.name, pairs) for seed, sae in saes.items()}
+    assert saes[0].stats.sha256.startswith("deddfe7906c72f13") and len(x) == 16287
     unit = _unit(fb_plan, 304, 1)
     cosines = {}
     for seed, rows in chosen.items():

@@ -223,8 +223,9 @@ def sae_alignment(
     stimulus recipe (``grid.sae_data`` ``"stimuli"`` or ``"independent"``)."""
     x, r = recipe_frames(cfg, plan)
     pairs = training_pairs(plan, cfg.run.max_batch)
-    rows = []
+    rows, data_sha256 = [], ""
     for n, seed, sae, metrics in recipe_saes(x, r, steps, seeds):
+        data_sha256 = sae.stats.sha256  # the training's own hash of its data (steerlab.sae): every SAE's x
         for unit, (vec, prov) in chosen_rows(sae, plan.layers[0].name, pairs).items():
             dm = pairs[unit][2]
             rows.append(
@@ -234,16 +235,8 @@ def sae_alignment(
                      "cosine": float(abs(vec @ dm) / (np.linalg.norm(vec) * np.linalg.norm(dm))),
                      "best_aligned_cosine": prov["best_aligned_cosine"]}
                 )  # fmt: skip
-    data = {"data_sha256": frames_sha256(x), "frames": len(x), "base_recipe": r}
+    data = {"data_sha256": data_sha256, "frames": len(x), "base_recipe": r}
     return rows, {**data, "steps": [int(n) for n in steps], "seeds": [int(v) for v in seeds]}
-
-
-def frames_sha256(x: np.ndarray) -> str:
-    """sha256 of frames ``x`` as little-endian float32 bytes: the ``data_sha256`` a dictionary
-    trained on them records (:mod:`steerlab.sae`)."""
-    import hashlib
-
-    return hashlib.sha256(np.ascontiguousarray(x, "<f4").tobytes()).hexdigest()
 
 
 class _AsDictionary:
@@ -345,7 +338,7 @@ def _towards(cfg: PartialsConfig, plan: Any, names: Sequence[str], extra: dict[s
         x, r = recipe_frames(cfg, plan)
         ((_, _, sae, _),) = recipe_saes(x, r, [r["steps"]], [r["seed"]])
         out["sae"] = {unit: vec for unit, (vec, _) in chosen_rows(sae, plan.layers[0].name, pairs).items()}
-        extra["sae_data_sha256"] = frames_sha256(x)
+        extra["sae_data_sha256"] = sae.stats.sha256  # the training's own hash of its data
         extra["sae_recipe"] = r
     return out
 
